@@ -1,0 +1,107 @@
+/* fzip_log: see fzip_log.h.  Lines are built in a fixed buffer (longer
+ * values are cut with "..." rather than growing without bound) and written
+ * with a single write(2), so concurrent lines never interleave. */
+#include "fzip_log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 4096
+
+static atomic_int log_level = FZIP_LOG_INFO;
+
+void fzip_log_set_level(fzip_log_level_t level) { atomic_store(&log_level, (int)level); }
+
+bool fzip_log_enabled(fzip_log_level_t level) { return (int)level >= atomic_load(&log_level); }
+
+bool fzip_log_level_parse(fzip_log_level_t *out, const char *s) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  for (int i = 0; i < 4; i++) {
+    if (s && strcmp(s, names[i]) == 0) {
+      *out = (fzip_log_level_t)i;
+      return true;
+    }
+  }
+  return false;
+}
+
+typedef struct {
+  char buf[LOG_LINE_MAX];
+  size_t len;
+} line_t;
+
+static void put_raw(line_t *l, const char *s, size_t n) {
+  size_t room = sizeof l->buf - 8 - l->len; /* keep room for the closing "}\n" */
+  if (n > room)
+    n = room;
+  memcpy(l->buf + l->len, s, n);
+  l->len += n;
+}
+
+static void put_str(line_t *l, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  put_raw(l, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    if (l->len > sizeof l->buf - 32) {
+      put_raw(l, "...", 3);
+      break;
+    }
+    if (*p == '"' || *p == '\\') {
+      char esc[2] = {'\\', (char)*p};
+      put_raw(l, esc, 2);
+    } else if (*p < 0x20) {
+      char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+      put_raw(l, esc, 6);
+    } else {
+      put_raw(l, (const char *)p, 1);
+    }
+  }
+  put_raw(l, "\"", 1);
+}
+
+void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  line_t l;
+  char ts[40];
+  struct timespec now;
+  struct tm tm;
+  va_list ap;
+
+  if (!fzip_log_enabled(level))
+    return;
+  l.len = 0;
+  clock_gettime(CLOCK_REALTIME, &now);
+  gmtime_r(&now.tv_sec, &tm);
+  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+  put_raw(&l, "{\"ts\":", 6);
+  put_str(&l, ts);
+  put_raw(&l, ",\"level\":", 9);
+  put_str(&l, names[level]);
+  put_raw(&l, ",\"component\":", 13);
+  put_str(&l, component);
+  put_raw(&l, ",\"msg\":", 7);
+  put_str(&l, msg);
+  va_start(ap, msg);
+  for (;;) {
+    const char *key = va_arg(ap, const char *);
+    const char *val;
+    if (!key)
+      break;
+    val = va_arg(ap, const char *);
+    put_raw(&l, ",", 1);
+    put_str(&l, key);
+    put_raw(&l, ":", 1);
+    put_str(&l, val);
+  }
+  va_end(ap);
+  memcpy(l.buf + l.len, "}\n", 2);
+  l.len += 2;
+  if (write(STDERR_FILENO, l.buf, l.len) < 0) {
+    /* Nowhere left to report a failure to log. */
+  }
+}

@@ -1,0 +1,104 @@
+/* fzip_util: see fzip_util.h. */
+#include "fzip_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int64_t fzip_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t fzip_monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool fzip_uuid_v4(char out[FZIP_UUID_LEN + 1], fzip_error_t *error) {
+  unsigned char b[16];
+  size_t got = 0;
+
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "getrandom: %s",
+                            strerror(errno));
+    }
+    got += (size_t)n;
+  }
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  snprintf(out, FZIP_UUID_LEN + 1,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+  return true;
+}
+
+struct fzip_sha256 {
+  EVP_MD_CTX *ctx;
+};
+
+fzip_sha256_t *fzip_sha256_new(void) {
+  fzip_sha256_t *h = calloc(1, sizeof *h);
+  if (!h)
+    return NULL;
+  h->ctx = EVP_MD_CTX_new();
+  if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+    fzip_sha256_destroy(h);
+    return NULL;
+  }
+  return h;
+}
+
+void fzip_sha256_update(fzip_sha256_t *h, const void *data, size_t len) {
+  if (len)
+    EVP_DigestUpdate(h->ctx, data, len);
+}
+
+void fzip_sha256_final_hex(fzip_sha256_t *h, char out[FZIP_SHA256_HEX_LEN + 1]) {
+  unsigned char md[32];
+  unsigned int mdlen = 0;
+  static const char hex[] = "0123456789abcdef";
+
+  EVP_DigestFinal_ex(h->ctx, md, &mdlen);
+  for (unsigned i = 0; i < 32; i++) {
+    out[2 * i] = hex[md[i] >> 4];
+    out[2 * i + 1] = hex[md[i] & 15];
+  }
+  out[FZIP_SHA256_HEX_LEN] = '\0';
+}
+
+void fzip_sha256_reset(fzip_sha256_t *h) { EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL); }
+
+void fzip_sha256_destroy(fzip_sha256_t *h) {
+  if (!h)
+    return;
+  EVP_MD_CTX_free(h->ctx);
+  free(h);
+}
+
+void fzip_sha256_hex(char out[FZIP_SHA256_HEX_LEN + 1], const void *data, size_t len) {
+  fzip_sha256_t *h = fzip_sha256_new();
+  if (!h)
+    abort(); /* allocation of a few bytes at start-up; nothing sane to do */
+  fzip_sha256_update(h, data, len);
+  fzip_sha256_final_hex(h, out);
+  fzip_sha256_destroy(h);
+}
+
+char *fzip_strndup(const char *s, size_t max) {
+  if (!s)
+    return NULL;
+  return strndup(s, max);
+}

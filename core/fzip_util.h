@@ -1,0 +1,38 @@
+/*
+ * fzip_util: small helpers every module needs: wall-clock and monotonic
+ * time, random UUIDs, and an incremental SHA-256 (OpenSSL EVP underneath,
+ * no hand-written crypto).
+ */
+#ifndef FZIP_UTIL_H
+#define FZIP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fzip_error.h"
+
+int64_t fzip_now_ms(void);       /* wall clock, epoch milliseconds */
+int64_t fzip_monotonic_ms(void); /* for timeouts and rates */
+
+#define FZIP_UUID_LEN 36
+/* Writes a random (v4) UUID, lower-case, NUL-terminated, into out[37]. */
+bool fzip_uuid_v4(char out[FZIP_UUID_LEN + 1], fzip_error_t *error);
+
+#define FZIP_SHA256_HEX_LEN 64
+typedef struct fzip_sha256 fzip_sha256_t;
+/* Returns NULL only on allocation failure.  Caller destroys. */
+fzip_sha256_t *fzip_sha256_new(void);
+void fzip_sha256_update(fzip_sha256_t *h, const void *data, size_t len);
+/* Writes 64 lower-case hex digits + NUL; the hasher may not be updated
+ * afterwards (reset it to reuse). */
+void fzip_sha256_final_hex(fzip_sha256_t *h, char out[FZIP_SHA256_HEX_LEN + 1]);
+void fzip_sha256_reset(fzip_sha256_t *h);
+void fzip_sha256_destroy(fzip_sha256_t *h); /* accepts NULL */
+/* One-shot helper. */
+void fzip_sha256_hex(char out[FZIP_SHA256_HEX_LEN + 1], const void *data, size_t len);
+
+/* Duplicate at most `max` bytes of `s` (NUL-terminated); NULL on OOM or NULL s. */
+char *fzip_strndup(const char *s, size_t max);
+
+#endif

@@ -1,0 +1,239 @@
+/*
+ * store: fzip's persistence interface.
+ *
+ * One opaque handle, `store_t`, over interchangeable backends (a vtable,
+ * see store_backend.h): the embedded SQLite store (default) and MongoDB
+ * (collections + GridFS).  Every backend passes the one conformance suite
+ * in tests/storage/.
+ *
+ * Three families of objects:
+ *   - entities: per-user documents of each fzip_kind_t, keyed by
+ *     (user id, entity id), read through cursors in a stable order
+ *     (entity id ascending) and written in bulk batches;
+ *   - jobs: export/import job records with an atomic claim + lease so that
+ *     several fzipd replicas share one queue (docs/STORAGE.md);
+ *   - blobs: byte streams in named buckets (packages, transaction files),
+ *     written in chunks and read from any offset.
+ * Nothing here forces a collection or a blob into memory.
+ *
+ * Threads: a store_t may be used from many threads at once (backends pool
+ * their connections).  Cursors, blob readers and blob writers belong to one
+ * thread at a time.
+ *
+ * Ownership: `**out` parameters become the caller's and are released with
+ * the matching _destroy; `const` pointers returned by a cursor are borrowed
+ * until the next call on that cursor.  Every function that can fail takes a
+ * trailing fzip_error_t* and returns false (or NULL) on failure.  Transient
+ * backend failures (server gone) are retried inside the backend with
+ * backoff up to its retry budget, then reported as FZIP_ERR_UNAVAILABLE.
+ */
+#ifndef FZIP_STORE_H
+#define FZIP_STORE_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fzip_entity.h"
+#include "fzip_error.h"
+#include "fzip_util.h"
+
+typedef struct store store_t;
+
+/* ---- opening ---------------------------------------------------------- */
+
+typedef struct {
+  const char *uri;      /* "sqlite:PATH" or "mongodb://..." (NULL: default sqlite path) */
+  const char *database; /* MongoDB database name (NULL: "fzip") */
+  int retry_budget_ms;  /* total time spent retrying transient errors (0: default 10000) */
+} store_options_t;
+
+#define STORE_DEFAULT_SQLITE_URI "sqlite:fzip.db"
+
+/* Opens and checks the connection (a ping / schema set-up).  A store that
+ * cannot be reached fails here with a one-line message. */
+bool store_open(store_t **out, const store_options_t *options, fzip_error_t *error);
+void store_destroy(store_t *store); /* accepts NULL */
+const char *store_backend_name(const store_t *store); /* "sqlite" / "mongodb" */
+
+/* ---- entities --------------------------------------------------------- */
+
+/* Hard limits shared by all backends. */
+#define STORE_BATCH_MAX 1000            /* documents per bulk call */
+#define STORE_DOC_MAX (4 * 1024 * 1024) /* bytes of one BSON entity document */
+#define STORE_FILTER_IDS_MAX 1000       /* account ids in one filter */
+
+typedef struct {
+  const char *const *account_ids; /* match kind's account_field in this set */
+  size_t n_account_ids;           /* 0: no account filter */
+  bool has_date_from;             /* kind's date_field >= date_from */
+  int64_t date_from;
+  bool has_date_to;               /* kind's date_field <= date_to (inclusive) */
+  int64_t date_to;
+  const char *after_id;           /* keyset pagination: ids strictly greater */
+  size_t limit;                   /* 0: no limit */
+} store_filter_t;
+
+typedef struct store_cursor store_cursor_t;
+
+/* Documents of one kind of one user matching `filter` (NULL: all), in
+ * entity id order.  The documents are those put, unchanged. */
+bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
+                      fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error);
+/* Returns true and sets *doc (borrowed until the next call) while documents
+ * remain; returns false at the end (error untouched) or on failure (error
+ * set: check fzip_error_is_set). */
+bool store_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error);
+void store_cursor_destroy(store_cursor_t *cursor);
+
+bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip_kind_t kind,
+                        const store_filter_t *filter, fzip_error_t *error);
+
+/* One document by id; NOT_FOUND if absent. *out is the caller's. */
+bool store_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
+                      const char *id, fzip_error_t *error);
+
+typedef enum {
+  STORE_WRITE_INSERT = 0,    /* fail the whole batch (ALREADY_EXISTS) if any id exists */
+  STORE_WRITE_REPLACE,       /* upsert: replace existing, insert new */
+  STORE_WRITE_SKIP_EXISTING, /* insert new, leave existing untouched */
+} store_write_mode_t;
+
+typedef struct {
+  uint64_t inserted;
+  uint64_t replaced;
+  uint64_t skipped;
+} store_write_result_t;
+
+/* Writes up to STORE_BATCH_MAX documents of one kind for one user.  Each
+ * document must carry the kind's id field (a valid fzip id); ids must be
+ * unique within the batch.  The counts are added to *result (may be NULL). */
+bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
+                            const bson_t *const *docs, size_t n, store_write_mode_t mode,
+                            store_write_result_t *result, fzip_error_t *error);
+
+/* exists[i] = whether ids[i] exists for this user and kind (n <= STORE_BATCH_MAX). */
+bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
+                              fzip_kind_t kind, const char *const *ids, size_t n,
+                              fzip_error_t *error);
+
+/* Deletes the given ids (missing ids are fine); *deleted may be NULL. */
+bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
+                              fzip_kind_t kind, const char *const *ids, size_t n,
+                              fzip_error_t *error);
+
+/* Deletes every document of one kind of one user. */
+bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
+                             fzip_kind_t kind, fzip_error_t *error);
+
+/* ---- jobs ------------------------------------------------------------- */
+
+typedef enum { STORE_JOB_EXPORT = 0, STORE_JOB_IMPORT = 1 } store_job_kind_t;
+
+#define STORE_OWNER_MAX 128
+
+/* A job record.  The indexed fields are here; everything else (status,
+ * progress, options, results, events) lives in `body`, which the store
+ * keeps as it was given. */
+typedef struct {
+  char job_id[FZIP_ID_MAX + 1];
+  char user_id[FZIP_USER_ID_MAX + 1];
+  store_job_kind_t kind;
+  int64_t created_at;    /* epoch ms; lists are newest first by (created_at, job_id) */
+  int64_t updated_at;
+  int64_t expires_at;    /* 0: never; the reaper deletes expired jobs and their blobs */
+  bool runnable;         /* true while a worker must (re)take it */
+  char lease_owner[STORE_OWNER_MAX + 1]; /* "" when unleased */
+  int64_t lease_until;   /* epoch ms; a lease past this is free to take */
+  int64_t version;       /* bumped by every update; set by the store */
+  bson_t *body;          /* owned by the record */
+} store_job_t;
+
+store_job_t *store_job_new(void);    /* zeroed record with an empty body */
+void store_job_destroy(store_job_t *job); /* accepts NULL */
+
+/* Inserts a new record (version becomes 1).  ALREADY_EXISTS if the id is taken. */
+bool store_job_create(store_t *store, store_job_t *job, fzip_error_t *error);
+/* NOT_FOUND if absent or owned by another user (user_id NULL: any user,
+ * for workers and the reaper). */
+bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, const char *user_id,
+                   const char *job_id, fzip_error_t *error);
+/* Writes updated_at, expires_at, runnable, lease fields and body of `job`
+ * if the stored version still equals job->version (and, when `owner` is
+ * non-NULL, the stored lease_owner equals owner); then job->version is
+ * bumped.  ABORTED if someone else changed or took the job meanwhile. */
+bool store_job_update(store_t *store, store_job_t *job, const char *owner, fzip_error_t *error);
+/* Newest first.  `page_token` NULL or "" for the first page; *next_token
+ * (caller frees with bson_free) is NULL on the last page.  *jobs is an
+ * array of *n_jobs records the caller frees with store_job_list_free. */
+bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, store_t *store,
+                    store_job_kind_t kind, const char *user_id, size_t page_size,
+                    const char *page_token, fzip_error_t *error);
+void store_job_list_free(store_job_t **jobs, size_t n_jobs);
+bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
+                      const char *job_id, fzip_error_t *error);
+
+/* Atomically takes the oldest runnable job of `kind` whose lease is free
+ * (lease_until < now_ms), setting lease_owner = owner and lease_until =
+ * now_ms + lease_ms.  *out is NULL (and true is returned) when none is
+ * available.  A job whose owner died is taken over once its lease lapses. */
+bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, const char *owner,
+                     int64_t now_ms, int64_t lease_ms, fzip_error_t *error);
+/* Extends the lease held by `owner`; ABORTED if it was lost. */
+bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
+                     int64_t lease_ms, fzip_error_t *error);
+
+/* Up to `max` jobs (any user, any kind) with 0 < expires_at <= now_ms. */
+bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store, int64_t now_ms,
+                            size_t max, fzip_error_t *error);
+
+/* ---- blobs ------------------------------------------------------------ */
+
+typedef enum { STORE_BUCKET_PACKAGES = 0, STORE_BUCKET_FILES = 1 } store_bucket_t;
+
+#define STORE_BLOB_CHUNK (255 * 1024) /* chunk size backends store blobs in */
+
+typedef struct {
+  uint64_t size;
+  char sha256[FZIP_SHA256_HEX_LEN + 1];
+} store_blob_info_t;
+
+typedef struct store_blob_writer store_blob_writer_t;
+typedef struct store_blob_reader store_blob_reader_t;
+
+#define STORE_BLOB_ID_MAX 512
+
+/* Starts a blob named `blob_id` (printable ASCII, at most STORE_BLOB_ID_MAX
+ * bytes; callers compose it, e.g. "<user id>/<file id>").  The blob is
+ * invisible to readers until committed; ALREADY_EXISTS if a committed blob
+ * has that id.  A writer abandoned by a crash leaves an uncommitted blob
+ * that store_blob_reap_uncommitted removes. */
+bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
+                           const char *blob_id, fzip_error_t *error);
+bool store_blob_writer_write(store_blob_writer_t *w, const void *data, size_t len,
+                             fzip_error_t *error);
+/* Makes the blob visible; fills *info (may be NULL) with size and sha256. */
+bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
+                              fzip_error_t *error);
+/* Destroying an uncommitted writer deletes everything it wrote. */
+void store_blob_writer_destroy(store_blob_writer_t *w);
+
+/* NOT_FOUND if no committed blob; OUT_OF_RANGE if offset > size. */
+bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
+                           const char *blob_id, uint64_t offset, fzip_error_t *error);
+/* Reads up to len bytes; *n == 0 at the end. */
+bool store_blob_reader_read(store_blob_reader_t *r, void *buf, size_t len, size_t *n,
+                            fzip_error_t *error);
+void store_blob_reader_destroy(store_blob_reader_t *r);
+
+bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
+                     const char *blob_id, fzip_error_t *error);
+/* Deletes the blob and all its chunks; deleting a missing blob is fine. */
+bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
+                       fzip_error_t *error);
+/* Deletes uncommitted blobs started before `older_than_ms` (epoch ms). */
+bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
+                                 fzip_error_t *error);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * store_backend: what a storage backend implements.  store.c checks
+ * arguments common to all backends (ids, limits, NULLs) and then calls
+ * through this table, so backends see only valid input.  Each backend
+ * defines its own struct for the opaque handles below; the first member of
+ * each must be the base struct declared here so store.c can find the
+ * vtable.
+ */
+#ifndef FZIP_STORE_BACKEND_H
+#define FZIP_STORE_BACKEND_H
+
+#include "store.h"
+
+typedef struct store_vtable store_vtable_t;
+
+struct store {
+  const store_vtable_t *vt;
+  store_options_t options; /* strings not retained: backends copy what they need */
+};
+
+struct store_cursor {
+  const store_vtable_t *vt;
+};
+
+struct store_blob_writer {
+  const store_vtable_t *vt;
+};
+
+struct store_blob_reader {
+  const store_vtable_t *vt;
+};
+
+struct store_vtable {
+  const char *name;
+  void (*destroy)(store_t *store);
+
+  bool (*cursor_new)(store_cursor_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
+                     const store_filter_t *filter, fzip_error_t *error);
+  bool (*cursor_next)(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error);
+  void (*cursor_destroy)(store_cursor_t *cursor);
+  bool (*entity_count)(uint64_t *out, store_t *store, const char *user_id, fzip_kind_t kind,
+                       const store_filter_t *filter, fzip_error_t *error);
+  bool (*entity_get)(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
+                     const char *id, fzip_error_t *error);
+  /* ids[i] is docs[i]'s id, already extracted and validated by store.c */
+  bool (*entity_put_batch)(store_t *store, const char *user_id, fzip_kind_t kind,
+                           const bson_t *const *docs, const char *const *ids, size_t n,
+                           store_write_mode_t mode, store_write_result_t *result,
+                           fzip_error_t *error);
+  bool (*entity_exists_many)(bool *exists, store_t *store, const char *user_id,
+                             fzip_kind_t kind, const char *const *ids, size_t n,
+                             fzip_error_t *error);
+  bool (*entity_delete_many)(uint64_t *deleted, store_t *store, const char *user_id,
+                             fzip_kind_t kind, const char *const *ids, size_t n,
+                             fzip_error_t *error);
+  bool (*entity_delete_all)(uint64_t *deleted, store_t *store, const char *user_id,
+                            fzip_kind_t kind, fzip_error_t *error);
+
+  bool (*job_create)(store_t *store, store_job_t *job, fzip_error_t *error);
+  bool (*job_get)(store_job_t **out, store_t *store, store_job_kind_t kind, const char *user_id,
+                  const char *job_id, fzip_error_t *error);
+  bool (*job_update)(store_t *store, store_job_t *job, const char *owner, fzip_error_t *error);
+  bool (*job_list)(store_job_t ***jobs, size_t *n_jobs, char **next_token, store_t *store,
+                   store_job_kind_t kind, const char *user_id, size_t page_size,
+                   const char *page_token, fzip_error_t *error);
+  bool (*job_delete)(store_t *store, store_job_kind_t kind, const char *user_id,
+                     const char *job_id, fzip_error_t *error);
+  bool (*job_claim)(store_job_t **out, store_t *store, store_job_kind_t kind, const char *owner,
+                    int64_t now_ms, int64_t lease_ms, fzip_error_t *error);
+  bool (*job_renew)(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
+                    int64_t lease_ms, fzip_error_t *error);
+  bool (*job_list_expired)(store_job_t ***jobs, size_t *n_jobs, store_t *store, int64_t now_ms,
+                           size_t max, fzip_error_t *error);
+
+  bool (*blob_writer_new)(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
+                          const char *blob_id, fzip_error_t *error);
+  bool (*blob_writer_write)(store_blob_writer_t *w, const void *data, size_t len,
+                            fzip_error_t *error);
+  bool (*blob_writer_commit)(store_blob_writer_t *w, store_blob_info_t *info,
+                             fzip_error_t *error);
+  void (*blob_writer_destroy)(store_blob_writer_t *w);
+  bool (*blob_reader_new)(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
+                          const char *blob_id, uint64_t offset, fzip_error_t *error);
+  bool (*blob_reader_read)(store_blob_reader_t *r, void *buf, size_t len, size_t *n,
+                           fzip_error_t *error);
+  void (*blob_reader_destroy)(store_blob_reader_t *r);
+  bool (*blob_stat)(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
+                    const char *blob_id, fzip_error_t *error);
+  bool (*blob_delete)(store_t *store, store_bucket_t bucket, const char *blob_id,
+                      fzip_error_t *error);
+  bool (*blob_reap_uncommitted)(uint64_t *deleted, store_t *store, int64_t older_than_ms,
+                                fzip_error_t *error);
+};
+
+/* Backend constructors, chosen by store_open from the URI scheme. */
+bool store_sqlite_open(store_t **out, const store_options_t *options, const char *path,
+                       fzip_error_t *error);
+bool store_mongo_open(store_t **out, const store_options_t *options, fzip_error_t *error);
+
+#endif
