@@ -171,8 +171,14 @@ bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, stor
                     store_job_kind_t kind, const char *user_id, size_t page_size,
                     const char *page_token, fzip_error_t *error);
 void store_job_list_free(store_job_t **jobs, size_t n_jobs);
+/* NOT_FOUND if absent or owned by another user (user_id NULL: any user). */
 bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
                       const char *job_id, fzip_error_t *error);
+
+/* Bounds for job pages: page_size 0 means STORE_PAGE_DEFAULT; page_size and
+ * list_expired's max above STORE_PAGE_MAX are INVALID_ARGUMENT. */
+#define STORE_PAGE_DEFAULT 50
+#define STORE_PAGE_MAX 1000
 
 /* Atomically takes the oldest runnable job of `kind` whose lease is free
  * (lease_until < now_ms), setting lease_owner = owner and lease_until =
@@ -235,5 +241,29 @@ bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_i
 /* Deletes uncommitted blobs started before `older_than_ms` (epoch ms). */
 bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
                                  fzip_error_t *error);
+
+/* ---- reaper ----------------------------------------------------------- */
+
+/* Convention shared by the job layer and the reaper: a job that produced a
+ * package names it in the UTF-8 string field "packageBlobId" of its body;
+ * the blob lives in STORE_BUCKET_PACKAGES.  A body without that field owns
+ * no blob. */
+#define STORE_JOB_PACKAGE_BLOB_FIELD "packageBlobId"
+#define STORE_REAP_BATCH 100 /* expired jobs handled per list_expired call */
+
+typedef struct {
+  uint64_t jobs;              /* expired jobs deleted */
+  uint64_t package_blobs;     /* their package blobs deleted */
+  uint64_t uncommitted_blobs; /* abandoned uncommitted blobs deleted */
+} store_reap_stats_t;
+
+/* Deletes every job with 0 < expires_at <= now_ms together with its package
+ * blob (blob first, so a crash in between leaves a job that the next run
+ * reaps again, never an orphan blob), in batches of STORE_REAP_BATCH, then
+ * deletes uncommitted blobs started more than uncommitted_older_than_ms
+ * (an age, >= 0) before now_ms.  Safe to run from several replicas at once.
+ * The counts are added to *stats (may be NULL). */
+bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
+                int64_t uncommitted_older_than_ms, fzip_error_t *error);
 
 #endif
