@@ -35,7 +35,23 @@ bool fzip_error_prefix(fzip_error_t *error, const char *fmt, ...) {
   va_end(ap);
   memcpy(old, error->message, sizeof old);
   old[sizeof old - 1] = '\0';
-  snprintf(error->message, sizeof error->message, "%s: %s", prefix, old);
+  /* Truncation is intended: the message is bounded. */
+  {
+    size_t n = strlen(prefix);
+    size_t room = sizeof error->message - 1;
+    size_t o = strlen(old);
+    if (n > room)
+      n = room;
+    memcpy(error->message, prefix, n);
+    if (n + 2 <= room) {
+      memcpy(error->message + n, ": ", 2);
+      n += 2;
+    }
+    if (o > room - n)
+      o = room - n;
+    memcpy(error->message + n, old, o);
+    error->message[n + o] = '\0';
+  }
   return false;
 }
 
