@@ -66,7 +66,7 @@ static void put_str(line_t *l, const char *s) {
 void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
   line_t l;
-  char ts[40];
+  char ts[96];
   struct timespec now;
   struct tm tm;
   va_list ap;
