@@ -104,6 +104,7 @@ typedef struct {
   size_t max_recv_message;       /* bytes; 0: 4 MiB + 64 KiB */
   size_t max_send_message;       /* bytes; 0: 4 MiB + 64 KiB */
   int shutdown_grace_ms;         /* 0: 5000 */
+  size_t call_arena_limit;       /* per-call message memory; 0: 64 MiB */
   rpc_auth_fn auth;              /* required if any method requires auth */
   void *auth_data;
   /* TLS: when cert and key are set the port serves TLS only. */
@@ -119,7 +120,9 @@ bool rpc_server_new(rpc_server_t **out, const rpc_server_options_t *options,
 /* Binds and starts serving; *bound_port is the actual port. */
 bool rpc_server_start(rpc_server_t *server, int *bound_port, fzip_error_t *error);
 /* Graceful shutdown: stop accepting calls, let in-flight ones finish for
- * the grace period, cancel the rest, join all threads.  Idempotent. */
+ * the grace period, cancel the rest (their `close` callbacks still run),
+ * join all threads.  Idempotent.  Call it from a thread that is not a
+ * handler (main, after sigwait). */
 void rpc_server_shutdown(rpc_server_t *server);
 void rpc_server_destroy(rpc_server_t *server); /* shuts down first; accepts NULL */
 
@@ -129,8 +132,9 @@ const char *rpc_ctx_user_id(const rpc_ctx_t *ctx);  /* authenticated `sub`; "" i
 const char *rpc_ctx_peer(const rpc_ctx_t *ctx);
 const rpc_method_t *rpc_ctx_method(const rpc_ctx_t *ctx);
 void *rpc_ctx_method_data(const rpc_ctx_t *ctx);
-/* True once the client cancelled, the deadline passed, or the server is
- * shutting down: long handlers poll it and stop with CANCELLED. */
+/* True once the client cancelled, the deadline passed, or the server's
+ * shutdown grace period ran out: long handlers poll it and stop with
+ * CANCELLED. */
 bool rpc_ctx_is_cancelled(const rpc_ctx_t *ctx);
 /* Milliseconds until the call's deadline (INT64_MAX if none). */
 int64_t rpc_ctx_remaining_ms(const rpc_ctx_t *ctx);

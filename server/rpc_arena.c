@@ -1,0 +1,114 @@
+/*
+ * rpc_arena: bump allocation in a chain of blocks.  Small requests share
+ * RPC_ARENA_BLOCK-sized blocks; a request larger than a block gets a block
+ * of its own, so a 1 MiB upload chunk costs one malloc, not a pile of
+ * wasted tails.  The first block survives resets because nearly every call
+ * needs it again for the next message.
+ */
+#include "rpc_arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#define RPC_ARENA_BLOCK (16 * 1024)
+#define RPC_ARENA_ALIGN 16
+
+typedef struct arena_block {
+  struct arena_block *next;
+  size_t size; /* usable bytes after the header */
+  size_t used;
+  _Alignas(RPC_ARENA_ALIGN) unsigned char data[];
+} arena_block_t;
+
+struct rpc_arena {
+  arena_block_t *head; /* most recent block first; the last one is kept on reset */
+  size_t limit;
+  size_t total; /* bytes handed out since the last reset */
+  bool exhausted;
+  ProtobufCAllocator allocator;
+};
+
+static void *arena_pb_alloc(void *data, size_t size) { return rpc_arena_alloc(data, size); }
+
+static void arena_pb_free(void *data, void *ptr) {
+  /* Freed wholesale at reset/destroy. */
+  (void)data;
+  (void)ptr;
+}
+
+static arena_block_t *block_new(size_t size) {
+  arena_block_t *b = malloc(sizeof *b + size);
+  if (!b)
+    return NULL;
+  b->next = NULL;
+  b->size = size;
+  b->used = 0;
+  return b;
+}
+
+rpc_arena_t *rpc_arena_new(size_t limit) {
+  rpc_arena_t *a = calloc(1, sizeof *a);
+  if (!a)
+    return NULL;
+  a->head = block_new(RPC_ARENA_BLOCK);
+  if (!a->head) {
+    free(a);
+    return NULL;
+  }
+  a->limit = limit;
+  a->allocator.alloc = arena_pb_alloc;
+  a->allocator.free = arena_pb_free;
+  a->allocator.allocator_data = a;
+  return a;
+}
+
+static void free_blocks_until(rpc_arena_t *a, arena_block_t *keep) {
+  while (a->head && a->head != keep) {
+    arena_block_t *next = a->head->next;
+    free(a->head);
+    a->head = next;
+  }
+}
+
+void rpc_arena_destroy(rpc_arena_t *arena) {
+  if (!arena)
+    return;
+  free_blocks_until(arena, NULL);
+  free(arena);
+}
+
+void *rpc_arena_alloc(rpc_arena_t *arena, size_t size) {
+  size_t rounded = (size + RPC_ARENA_ALIGN - 1) & ~(size_t)(RPC_ARENA_ALIGN - 1);
+  if (rounded < size || rounded > arena->limit - arena->total || arena->total > arena->limit) {
+    arena->exhausted = true;
+    return NULL;
+  }
+  arena_block_t *b = arena->head;
+  if (b->size - b->used < rounded) {
+    b = block_new(rounded > RPC_ARENA_BLOCK ? rounded : RPC_ARENA_BLOCK);
+    if (!b) {
+      arena->exhausted = true;
+      return NULL;
+    }
+    b->next = arena->head;
+    arena->head = b;
+  }
+  void *p = b->data + b->used;
+  b->used += rounded;
+  arena->total += rounded;
+  return p;
+}
+
+void rpc_arena_reset(rpc_arena_t *arena) {
+  arena_block_t *first = arena->head;
+  while (first->next)
+    first = first->next;
+  free_blocks_until(arena, first);
+  first->used = 0;
+  arena->total = 0;
+  arena->exhausted = false;
+}
+
+bool rpc_arena_exhausted(const rpc_arena_t *arena) { return arena->exhausted; }
+
+ProtobufCAllocator *rpc_arena_allocator(rpc_arena_t *arena) { return &arena->allocator; }

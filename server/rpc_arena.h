@@ -1,0 +1,35 @@
+/*
+ * rpc_arena: the per-call memory pool (after h2o's request pool).
+ *
+ * Handlers build response messages in it and the layer unpacks request
+ * messages into it through a ProtobufCAllocator, so one call's messages are
+ * released together by rpc_arena_reset (after each message is packed) or
+ * rpc_arena_destroy (when the call ends).  The arena has a hard byte limit:
+ * past it allocation returns NULL and the call fails with
+ * RESOURCE_EXHAUSTED instead of growing without bound.  Not thread-safe: a
+ * call's arena is used by one worker at a time.
+ */
+#ifndef FZIP_RPC_ARENA_H
+#define FZIP_RPC_ARENA_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct rpc_arena rpc_arena_t;
+
+/* NULL on allocation failure.  `limit` bounds the bytes handed out between
+ * two resets. */
+rpc_arena_t *rpc_arena_new(size_t limit);
+void rpc_arena_destroy(rpc_arena_t *arena); /* accepts NULL */
+
+/* 16-byte aligned, uninitialised; NULL past the limit or on OOM. */
+void *rpc_arena_alloc(rpc_arena_t *arena, size_t size);
+/* Frees everything allocated so far except the first block, kept warm. */
+void rpc_arena_reset(rpc_arena_t *arena);
+/* True once an allocation was refused since the last reset. */
+bool rpc_arena_exhausted(const rpc_arena_t *arena);
+/* Borrowed allocator over the arena; its free is a no-op. */
+ProtobufCAllocator *rpc_arena_allocator(rpc_arena_t *arena);
+
+#endif

@@ -1,0 +1,704 @@
+/*
+ * rpc_call: the per-call state machine.
+ *
+ * A call struct is created when a call is requested from the core and is
+ * the owner of every tag the completion queue returns for it.  Its CQ
+ * thread is the only one that changes `state` and starts batches that
+ * carry data; handler steps (auth, open/next/close, recv/finish, unary)
+ * run as tasks on the worker pool, leave their result in the struct and
+ * post an empty batch so that the CQ thread picks the result up.  Every
+ * transition goes through call_set_state, which logs it at debug level.
+ *
+ * Lifetime: `refs` counts the batches in flight plus one "lifecycle"
+ * reference held from the request until the final status batch completes;
+ * the struct is freed when it reaches zero.  The close callback runs once
+ * for every call whose handler was entered (auth passed), whatever the
+ * outcome: the worker runs it right after a terminal step, and the CQ
+ * thread queues it when the call ends from outside (cancel, deadline,
+ * shutdown).  See docs/GRPC.md for the state/event table.
+ */
+#include "rpc_call.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fzip_log.h"
+#include "fzip_util.h"
+#include "rpc_arena.h"
+
+#define RPC_USER_ID_MAX 256
+#define RPC_PEER_MAX 128
+#define RPC_AUTH_VALUE_MAX 8192
+
+typedef enum {
+  EV_REQUEST = 0, /* a client arrived (or the request failed at shutdown) */
+  EV_CLOSE,       /* RECV_CLOSE_ON_SERVER: the call is over for the client */
+  EV_RECV,        /* one request message read (NULL: client half-closed) */
+  EV_SEND,        /* one response message sent */
+  EV_WORK,        /* a worker finished a handler step */
+  EV_STATUS,      /* the final status was sent */
+  EV_COUNT
+} call_event_t;
+
+typedef enum {
+  CALL_REQUESTED = 0, /* waiting for a client */
+  CALL_WORKING,       /* a handler step is queued or running on the pool */
+  CALL_RECEIVING,     /* RECV_MESSAGE in flight */
+  CALL_SENDING,       /* SEND_MESSAGE in flight */
+  CALL_FINISHING,     /* SEND_STATUS_FROM_SERVER in flight */
+  CALL_DONE,          /* status sent; waiting for the last completions */
+} call_state_t;
+
+/* What a worker step left for the CQ thread. */
+typedef enum {
+  RES_CONTINUE = 0, /* read the next request message */
+  RES_MESSAGE,      /* send out_msg, then continue */
+  RES_END,          /* send the final status (end_error) with out_msg if any */
+} call_result_t;
+
+typedef struct rpc_call rpc_call_t;
+
+typedef struct {
+  rpc_call_t *call;
+  call_event_t ev;
+} call_tag_t;
+
+struct rpc_ctx {
+  rpc_call_t *call;
+  rpc_arena_t *arena;
+  char user_id[RPC_USER_ID_MAX];
+  char peer[RPC_PEER_MAX];
+};
+
+struct rpc_call {
+  rpc_server_t *server;
+  const rpc_method_t *method;
+  size_t method_index;
+  int cq_index;
+  call_tag_t tags[EV_COUNT];
+  call_state_t state;
+  atomic_int refs;
+  atomic_bool cancelled; /* RECV_CLOSE said cancelled, or a batch failed */
+
+  /* Filled by the core when a client arrives. */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array request_md;
+  grpc_byte_buffer *request_payload;
+
+  /* Batch storage: must live until the batch completes. */
+  pthread_mutex_t batch_mu; /* the core wants start_batch serialised per call */
+  int close_cancelled;
+  grpc_byte_buffer *recv_buf;
+  grpc_byte_buffer *send_buf;
+  grpc_slice status_details;
+  bool status_details_set;
+  bool initial_md_sent;
+
+  /* Handler side, touched by one worker at a time. */
+  rpc_task_t task;
+  rpc_ctx_t ctx;
+  void *handler_state;
+  bool handler_entered; /* auth passed: close must run once */
+  bool closed;
+  grpc_byte_buffer *in_msg;  /* request message for the next step */
+  grpc_byte_buffer *out_msg; /* packed response from the last step */
+  call_result_t result;
+  fzip_error_t end_error; /* code FZIP_OK for success */
+
+  int64_t start_ms;
+};
+
+static const char *const state_names[] = {"requested", "working", "receiving",
+                                          "sending",   "finishing", "done"};
+
+static void call_set_state(rpc_call_t *c, call_state_t next, const char *why) {
+  if (fzip_log_enabled(FZIP_LOG_DEBUG)) {
+    fzip_log(FZIP_LOG_DEBUG, "rpc", "call state", "method", c->method->path, "from",
+             state_names[c->state], "to", state_names[next], "why", why, NULL);
+  }
+  c->state = next;
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+static void call_free(rpc_call_t *c) {
+  rpc_server_t *server = c->server;
+  if (c->call)
+    grpc_call_unref(c->call);
+  grpc_metadata_array_destroy(&c->request_md);
+  grpc_byte_buffer_destroy(c->request_payload);
+  grpc_byte_buffer_destroy(c->recv_buf);
+  grpc_byte_buffer_destroy(c->send_buf);
+  grpc_byte_buffer_destroy(c->in_msg);
+  grpc_byte_buffer_destroy(c->out_msg);
+  if (c->status_details_set)
+    grpc_slice_unref(c->status_details);
+  rpc_arena_destroy(c->ctx.arena);
+  pthread_mutex_destroy(&c->batch_mu);
+  free(c);
+  atomic_fetch_sub(&server->live_calls, 1);
+}
+
+static void call_unref(rpc_call_t *c) {
+  if (atomic_fetch_sub(&c->refs, 1) == 1)
+    call_free(c);
+}
+
+static bool call_start_batch(rpc_call_t *c, const grpc_op *ops, size_t n, call_event_t ev) {
+  atomic_fetch_add(&c->refs, 1);
+  pthread_mutex_lock(&c->batch_mu);
+  grpc_call_error rc = grpc_call_start_batch(c->call, ops, n, &c->tags[ev], NULL);
+  pthread_mutex_unlock(&c->batch_mu);
+  if (rc != GRPC_CALL_OK) {
+    char code[16];
+    snprintf(code, sizeof code, "%d", (int)rc);
+    fzip_log(FZIP_LOG_ERROR, "rpc", "grpc_call_start_batch failed", "method", c->method->path,
+             "call_error", code, NULL);
+    atomic_fetch_sub(&c->refs, 1); /* the lifecycle ref keeps c alive here */
+    return false;
+  }
+  return true;
+}
+
+/* ---- handler-facing context ---------------------------------------------- */
+
+const char *rpc_ctx_user_id(const rpc_ctx_t *ctx) { return ctx->user_id; }
+const char *rpc_ctx_peer(const rpc_ctx_t *ctx) { return ctx->peer; }
+const rpc_method_t *rpc_ctx_method(const rpc_ctx_t *ctx) { return ctx->call->method; }
+void *rpc_ctx_method_data(const rpc_ctx_t *ctx) { return ctx->call->method->data; }
+
+bool rpc_ctx_is_cancelled(const rpc_ctx_t *ctx) {
+  return atomic_load(&ctx->call->cancelled) || atomic_load(&ctx->call->server->cancelling) ||
+         rpc_ctx_remaining_ms(ctx) <= 0;
+}
+
+int64_t rpc_ctx_remaining_ms(const rpc_ctx_t *ctx) {
+  gpr_timespec deadline = gpr_convert_clock_type(ctx->call->deadline, GPR_CLOCK_MONOTONIC);
+  if (gpr_time_cmp(deadline, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0)
+    return INT64_MAX;
+  gpr_timespec left = gpr_time_sub(deadline, gpr_now(GPR_CLOCK_MONOTONIC));
+  return (int64_t)left.tv_sec * 1000 + left.tv_nsec / 1000000;
+}
+
+void *rpc_ctx_alloc(rpc_ctx_t *ctx, size_t size) { return rpc_arena_alloc(ctx->arena, size); }
+
+char *rpc_ctx_strdup(rpc_ctx_t *ctx, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = rpc_arena_alloc(ctx->arena, n);
+  if (p)
+    memcpy(p, s, n);
+  return p;
+}
+
+ProtobufCAllocator *rpc_ctx_allocator(rpc_ctx_t *ctx) { return rpc_arena_allocator(ctx->arena); }
+
+/* ---- messages ------------------------------------------------------------ */
+
+/* Unpacks `buf` as a `desc` message into the call arena. */
+static bool unpack_message(ProtobufCMessage **out, rpc_call_t *c, grpc_byte_buffer *buf,
+                           const ProtobufCMessageDescriptor *desc, fzip_error_t *error) {
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, buf))
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
+                          "cannot read the request message");
+  grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+  grpc_byte_buffer_reader_destroy(&reader);
+  *out = protobuf_c_message_unpack(desc, rpc_arena_allocator(c->ctx.arena), GRPC_SLICE_LENGTH(all),
+                                   GRPC_SLICE_START_PTR(all));
+  grpc_slice_unref(all);
+  if (*out)
+    return true;
+  if (rpc_arena_exhausted(c->ctx.arena))
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "request message exceeds the per-call memory limit of %zu bytes",
+                          c->server->opts.call_arena_limit);
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
+                        "request is not a valid %s message", desc->name);
+}
+
+/* Packs a handler's response into c->out_msg. */
+static bool pack_message(rpc_call_t *c, const ProtobufCMessage *msg, fzip_error_t *error) {
+  if (!msg || msg->descriptor != c->method->response)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                          "handler for %s returned %s instead of a %s message", c->method->path,
+                          msg ? msg->descriptor->name : "nothing", c->method->response->name);
+  size_t size = protobuf_c_message_get_packed_size(msg);
+  if (size > c->server->opts.max_send_message)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "response of %zu bytes exceeds the send limit of %zu bytes", size,
+                          c->server->opts.max_send_message);
+  grpc_slice slice = grpc_slice_malloc(size);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  c->out_msg = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return true;
+}
+
+/* A handler that returns false without filling the error is a bug; make
+ * it visible instead of sending an empty OK-looking failure. */
+static void ensure_error(rpc_call_t *c) {
+  if (c->end_error.code == FZIP_OK)
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                   "handler for %s failed without an error", c->method->path);
+}
+
+/* ---- worker side --------------------------------------------------------- */
+
+static void post_work_done(rpc_call_t *c) {
+  rpc_arena_reset(c->ctx.arena);
+  if (!call_start_batch(c, NULL, 0, EV_WORK)) {
+    /* Cannot happen with an empty batch short of a core bug; the call
+     * would hang, so say so loudly. */
+    fzip_log(FZIP_LOG_ERROR, "rpc", "cannot post work completion", "method", c->method->path,
+             NULL);
+  }
+}
+
+static void run_close(rpc_call_t *c) {
+  if (!c->handler_entered || c->closed)
+    return;
+  c->closed = true;
+  const rpc_method_t *m = c->method;
+  if (m->kind == RPC_SERVER_STREAMING && m->server_stream->close)
+    m->server_stream->close(&c->ctx, c->handler_state);
+  else if (m->kind == RPC_CLIENT_STREAMING && m->client_stream->close)
+    m->client_stream->close(&c->ctx, c->handler_state);
+  c->handler_state = NULL;
+}
+
+/* Ends the call from the worker: record the outcome, close, report. */
+static void work_end(rpc_call_t *c, bool ok) {
+  if (ok)
+    fzip_error_clear(&c->end_error);
+  else
+    ensure_error(c);
+  c->result = RES_END;
+  run_close(c);
+  post_work_done(c);
+}
+
+static bool check_auth(rpc_call_t *c, fzip_error_t *error) {
+  char value[RPC_AUTH_VALUE_MAX];
+  const char *authorization = NULL;
+  if (!c->method->requires_auth)
+    return true;
+  for (size_t i = 0; i < c->request_md.count; i++) {
+    const grpc_metadata *md = &c->request_md.metadata[i];
+    if (!grpc_slice_str_cmp(md->key, "authorization")) {
+      size_t n = GRPC_SLICE_LENGTH(md->value);
+      if (n >= sizeof value)
+        return fzip_error_set(error, FZIP_DOMAIN_AUTH, FZIP_ERR_UNAUTHENTICATED,
+                              "authorization metadata longer than %zu bytes", sizeof value - 1);
+      memcpy(value, GRPC_SLICE_START_PTR(md->value), n);
+      value[n] = '\0';
+      authorization = value;
+      break;
+    }
+  }
+  if (!c->server->opts.auth)
+    return fzip_error_set(error, FZIP_DOMAIN_AUTH, FZIP_ERR_UNAUTHENTICATED,
+                          "server has no authentication configured");
+  fzip_error_t auth_error = {0};
+  if (!c->server->opts.auth(c->server->opts.auth_data, authorization, c->ctx.user_id,
+                            sizeof c->ctx.user_id, &auth_error)) {
+    /* Whatever the hook said, the client sees UNAUTHENTICATED. */
+    fzip_error_set(error, FZIP_DOMAIN_AUTH, FZIP_ERR_UNAUTHENTICATED, "%s",
+                   auth_error.message[0] ? auth_error.message : "not authenticated");
+    c->ctx.user_id[0] = '\0';
+    return false;
+  }
+  c->ctx.user_id[sizeof c->ctx.user_id - 1] = '\0';
+  return true;
+}
+
+static void task_next(rpc_task_t *task);
+
+/* One `next` of a server-streaming call. */
+static void stream_next(rpc_call_t *c) {
+  ProtobufCMessage *msg = NULL;
+  bool done = false;
+  int retry_after_ms = 0;
+  if (rpc_ctx_is_cancelled(&c->ctx)) {
+    atomic_store(&c->cancelled, true);
+    c->result = RES_END;
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "call cancelled");
+    run_close(c);
+    post_work_done(c);
+    return;
+  }
+  fzip_error_clear(&c->end_error);
+  if (!c->method->server_stream->next(&c->ctx, c->handler_state, &msg, &done, &retry_after_ms,
+                                      &c->end_error)) {
+    work_end(c, false);
+    return;
+  }
+  if (!msg && !done) {
+    /* Nothing to send yet: come back later without holding a thread. */
+    rpc_arena_reset(c->ctx.arena);
+    rpc_pool_submit_after(c->server->pool, &c->task, task_next,
+                          retry_after_ms > 0 ? retry_after_ms : 1);
+    return;
+  }
+  if (msg && !pack_message(c, msg, &c->end_error)) {
+    work_end(c, false);
+    return;
+  }
+  if (done) {
+    work_end(c, true);
+    return;
+  }
+  c->result = RES_MESSAGE;
+  post_work_done(c);
+}
+
+static void task_next(rpc_task_t *task) {
+  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  stream_next(c);
+}
+
+/* The first step of every call: auth, then unary handler / stream open. */
+static void task_first(rpc_task_t *task) {
+  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  const rpc_method_t *m = c->method;
+  ProtobufCMessage *req = NULL;
+  ProtobufCMessage *resp = NULL;
+
+  fzip_error_clear(&c->end_error);
+  if (!check_auth(c, &c->end_error)) {
+    work_end(c, false);
+    return;
+  }
+  c->handler_entered = true;
+  switch (m->kind) {
+  case RPC_UNARY:
+    if (!unpack_message(&req, c, c->in_msg, m->request, &c->end_error) ||
+        !m->unary(&c->ctx, req, &resp, &c->end_error) ||
+        !pack_message(c, resp, &c->end_error)) {
+      work_end(c, false);
+      return;
+    }
+    work_end(c, true);
+    return;
+  case RPC_SERVER_STREAMING:
+    if (!unpack_message(&req, c, c->in_msg, m->request, &c->end_error) ||
+        !m->server_stream->open(&c->ctx, req, &c->handler_state, &c->end_error)) {
+      work_end(c, false);
+      return;
+    }
+    rpc_arena_reset(c->ctx.arena); /* the request is not kept past open */
+    stream_next(c);
+    return;
+  case RPC_CLIENT_STREAMING:
+  case RPC_BIDI_ONE_REPLY:
+    c->result = RES_CONTINUE;
+    post_work_done(c);
+    return;
+  }
+}
+
+/* One request message of a client-streaming or bidi call. */
+static void task_recv(rpc_task_t *task) {
+  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  const rpc_method_t *m = c->method;
+  ProtobufCMessage *req = NULL;
+  ProtobufCMessage *resp = NULL;
+  bool ok;
+
+  fzip_error_clear(&c->end_error);
+  ok = unpack_message(&req, c, c->in_msg, m->request, &c->end_error);
+  grpc_byte_buffer_destroy(c->in_msg);
+  c->in_msg = NULL;
+  if (ok && m->kind == RPC_CLIENT_STREAMING) {
+    ok = m->client_stream->recv(&c->ctx, &c->handler_state, req, &c->end_error);
+    c->result = RES_CONTINUE;
+  } else if (ok) {
+    ok = m->bidi(&c->ctx, req, &resp, &c->end_error) && pack_message(c, resp, &c->end_error);
+    c->result = RES_MESSAGE;
+  }
+  if (!ok) {
+    work_end(c, false);
+    return;
+  }
+  post_work_done(c);
+}
+
+/* Client half-closed: the single response of a client-streaming call, or
+ * the OK end of a bidi call. */
+static void task_finish(rpc_task_t *task) {
+  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  ProtobufCMessage *resp = NULL;
+  fzip_error_clear(&c->end_error);
+  if (c->method->kind == RPC_CLIENT_STREAMING &&
+      (!c->method->client_stream->finish(&c->ctx, c->handler_state, &resp, &c->end_error) ||
+       !pack_message(c, resp, &c->end_error))) {
+    work_end(c, false);
+    return;
+  }
+  work_end(c, true);
+}
+
+/* The call ended from outside while no step ran: only close is left.
+ * end_error was set by the CQ thread. */
+static void task_close(rpc_task_t *task) {
+  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  c->result = RES_END;
+  run_close(c);
+  post_work_done(c);
+}
+
+/* ---- CQ-thread side ------------------------------------------------------ */
+
+static void call_send_status(rpc_call_t *c) {
+  grpc_op ops[3];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  if (!c->initial_md_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->initial_md_sent = true;
+  }
+  if (c->out_msg) {
+    c->send_buf = c->out_msg;
+    c->out_msg = NULL;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->send_buf;
+  }
+  c->status_details = grpc_slice_from_copied_string(c->end_error.message);
+  c->status_details_set = true;
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status =
+      (grpc_status_code)rpc_status_code((fzip_code_t)c->end_error.code);
+  ops[n++].data.send_status_from_server.status_details =
+      c->end_error.code == FZIP_OK ? NULL : &c->status_details;
+  call_set_state(c, CALL_FINISHING, "sending status");
+  if (!call_start_batch(c, ops, n, EV_STATUS)) {
+    call_set_state(c, CALL_DONE, "status batch refused");
+    call_unref(c); /* the lifecycle ref */
+  }
+}
+
+static void call_fail(rpc_call_t *c, fzip_code_t code, const char *message) {
+  fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, code, "%s", message);
+  grpc_byte_buffer_destroy(c->out_msg);
+  c->out_msg = NULL;
+  call_send_status(c);
+}
+
+/* The call ended from outside (client cancel, deadline, server shutdown,
+ * failed batch): run close on the pool if the handler was entered, then
+ * send a status nobody may hear, to end the call the one regular way. */
+static void call_abort(rpc_call_t *c, const char *why) {
+  atomic_store(&c->cancelled, true);
+  grpc_byte_buffer_destroy(c->out_msg);
+  c->out_msg = NULL;
+  if (rpc_ctx_remaining_ms(&c->ctx) <= 0)
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_DEADLINE_EXCEEDED,
+                   "deadline exceeded");
+  else if (atomic_load(&c->server->cancelling))
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_UNAVAILABLE, "server shutting down");
+  else
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "%s", why);
+  if (c->handler_entered && !c->closed) {
+    call_set_state(c, CALL_WORKING, why);
+    rpc_pool_submit_always(c->server->pool, &c->task, task_close);
+    return;
+  }
+  call_send_status(c);
+}
+
+static void call_start_recv(rpc_call_t *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &c->recv_buf;
+  call_set_state(c, CALL_RECEIVING, "reading a message");
+  if (!call_start_batch(c, &op, 1, EV_RECV))
+    call_abort(c, "cannot read");
+}
+
+static void call_send_message(rpc_call_t *c) {
+  grpc_op ops[2];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  if (!c->initial_md_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->initial_md_sent = true;
+  }
+  c->send_buf = c->out_msg;
+  c->out_msg = NULL;
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = c->send_buf;
+  call_set_state(c, CALL_SENDING, "sending a message");
+  if (!call_start_batch(c, ops, n, EV_SEND))
+    call_abort(c, "cannot send");
+}
+
+static void on_request(rpc_call_t *c, bool ok) {
+  rpc_server_t *s = c->server;
+  if (!ok) {
+    /* The server is shutting down: this request will never be a call. */
+    call_unref(c);
+    return;
+  }
+  if (!atomic_load(&s->stopping))
+    rpc_call_request(s, c->method_index, c->cq_index);
+
+  c->start_ms = fzip_monotonic_ms();
+  char *peer = grpc_call_get_peer(c->call);
+  snprintf(c->ctx.peer, sizeof c->ctx.peer, "%s", peer ? peer : "");
+  gpr_free(peer);
+
+  /* Armed first: its `cancelled` is how we learn of client cancels and
+   * deadlines while we are not reading or writing. */
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  if (!call_start_batch(c, &op, 1, EV_CLOSE)) {
+    call_fail(c, FZIP_ERR_INTERNAL, "cannot watch the call for cancellation");
+    return;
+  }
+  c->in_msg = c->request_payload;
+  c->request_payload = NULL;
+  bool streaming_in = c->method->kind == RPC_CLIENT_STREAMING || c->method->kind == RPC_BIDI_ONE_REPLY;
+  if (!streaming_in && !c->in_msg) {
+    call_fail(c, FZIP_ERR_INVALID_ARGUMENT, "request message missing");
+    return;
+  }
+  call_set_state(c, CALL_WORKING, "call arrived");
+  if (!rpc_pool_submit(s->pool, &c->task, task_first))
+    call_fail(c, FZIP_ERR_RESOURCE_EXHAUSTED, "server busy: handler queue full, retry later");
+}
+
+static void on_work(rpc_call_t *c) {
+  if (c->result == RES_END) {
+    call_send_status(c);
+    return;
+  }
+  if (atomic_load(&c->cancelled) || atomic_load(&c->server->cancelling)) {
+    call_abort(c, "call cancelled");
+    return;
+  }
+  if (c->result == RES_MESSAGE)
+    call_send_message(c);
+  else
+    call_start_recv(c);
+}
+
+static void on_send(rpc_call_t *c, bool ok) {
+  grpc_byte_buffer_destroy(c->send_buf);
+  c->send_buf = NULL;
+  if (!ok || atomic_load(&c->cancelled) || atomic_load(&c->server->cancelling)) {
+    call_abort(c, "call cancelled while sending");
+    return;
+  }
+  if (c->method->kind == RPC_SERVER_STREAMING) {
+    call_set_state(c, CALL_WORKING, "message sent");
+    rpc_pool_submit_always(c->server->pool, &c->task, task_next);
+  } else {
+    call_start_recv(c);
+  }
+}
+
+static void on_recv(rpc_call_t *c, bool ok) {
+  if (!ok || atomic_load(&c->cancelled) || atomic_load(&c->server->cancelling)) {
+    grpc_byte_buffer_destroy(c->recv_buf);
+    c->recv_buf = NULL;
+    call_abort(c, "call cancelled while reading");
+    return;
+  }
+  c->in_msg = c->recv_buf;
+  c->recv_buf = NULL;
+  call_set_state(c, CALL_WORKING, c->in_msg ? "message received" : "client half-closed");
+  rpc_pool_submit_always(c->server->pool, &c->task, c->in_msg ? task_recv : task_finish);
+}
+
+static void log_call_done(rpc_call_t *c, bool status_sent) {
+  if (!fzip_log_enabled(FZIP_LOG_INFO))
+    return;
+  char duration[32], code[16];
+  fzip_code_t fc = (fzip_code_t)c->end_error.code;
+  snprintf(duration, sizeof duration, "%" PRId64, fzip_monotonic_ms() - c->start_ms);
+  snprintf(code, sizeof code, "%d", rpc_status_code(fc));
+  fzip_log(FZIP_LOG_INFO, "rpc", "call done", "method", c->method->path, "user", c->ctx.user_id,
+           "status", fc == FZIP_OK ? "OK" : fzip_code_name(fc), "grpc_code", code, "duration_ms",
+           duration, "peer", c->ctx.peer, "delivered", status_sent ? "true" : "false", "error",
+           c->end_error.message, NULL);
+}
+
+static void on_status(rpc_call_t *c, bool ok) {
+  grpc_byte_buffer_destroy(c->send_buf);
+  c->send_buf = NULL;
+  call_set_state(c, CALL_DONE, ok ? "status sent" : "status not delivered");
+  log_call_done(c, ok);
+  call_unref(c); /* the lifecycle ref */
+}
+
+void rpc_call_on_event(void *tag, bool ok) {
+  call_tag_t *t = tag;
+  rpc_call_t *c = t->call;
+  switch (t->ev) {
+  case EV_REQUEST:
+    on_request(c, ok); /* keeps the request's ref as the lifecycle ref */
+    return;
+  case EV_CLOSE:
+    if (!ok || c->close_cancelled)
+      atomic_store(&c->cancelled, true);
+    break;
+  case EV_RECV:
+    on_recv(c, ok);
+    break;
+  case EV_SEND:
+    on_send(c, ok);
+    break;
+  case EV_WORK:
+    on_work(c);
+    break;
+  case EV_STATUS:
+    on_status(c, ok);
+    break;
+  case EV_COUNT:
+    break;
+  }
+  call_unref(c); /* the batch that completed */
+}
+
+bool rpc_call_request(rpc_server_t *server, size_t method_index, int cq_index) {
+  rpc_call_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return false;
+  c->ctx.arena = rpc_arena_new(server->opts.call_arena_limit);
+  if (!c->ctx.arena) {
+    free(c);
+    return false;
+  }
+  c->server = server;
+  c->method = server->methods[method_index];
+  c->method_index = method_index;
+  c->cq_index = cq_index;
+  c->ctx.call = c;
+  for (int i = 0; i < EV_COUNT; i++) {
+    c->tags[i].call = c;
+    c->tags[i].ev = (call_event_t)i;
+  }
+  pthread_mutex_init(&c->batch_mu, NULL);
+  grpc_metadata_array_init(&c->request_md);
+  atomic_init(&c->refs, 1);
+  atomic_fetch_add(&server->live_calls, 1);
+  bool has_payload = c->method->kind == RPC_UNARY || c->method->kind == RPC_SERVER_STREAMING;
+  grpc_completion_queue *cq = server->cqs[cq_index];
+  grpc_call_error rc = grpc_server_request_registered_call(
+      server->server, server->registered[method_index], &c->call, &c->deadline, &c->request_md,
+      has_payload ? &c->request_payload : NULL, cq, cq, &c->tags[EV_REQUEST]);
+  if (rc != GRPC_CALL_OK) {
+    call_free(c);
+    return false;
+  }
+  return true;
+}
