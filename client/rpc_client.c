@@ -1,0 +1,407 @@
+/*
+ * rpc_client: every step is one batch on the call's own pluck completion
+ * queue, waited for at once, which gives blocking calls without threads.
+ * Each call owns its CQ so that calls on different threads never pluck
+ * each other's events.  RECV_INITIAL_METADATA travels with the first
+ * RECV_MESSAGE, never with sends: a client-streaming server may send its
+ * headers only at the end, and a batch waiting for them would deadlock the
+ * upload.
+ */
+#include "rpc_client.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RPC_CLIENT_DEFAULT_MAX_MESSAGE (4 * 1024 * 1024 + 64 * 1024)
+#define RPC_CLIENT_PEM_MAX (1024 * 1024)
+
+struct rpc_client {
+  grpc_channel *channel;
+  size_t max_send_message;
+};
+
+struct rpc_client_call {
+  grpc_call *call;
+  grpc_completion_queue *cq;
+  const ProtobufCMessageDescriptor *resp_desc;
+  size_t max_send_message;
+  grpc_metadata_array initial_md;
+  grpc_metadata_array trailing_md;
+  bool initial_md_received;
+  bool writes_done;
+  bool status_received;
+  grpc_status_code status;
+  grpc_slice details;
+};
+
+static const fzip_code_t code_of_status[] = {
+    [GRPC_STATUS_OK] = FZIP_OK,
+    [GRPC_STATUS_CANCELLED] = FZIP_ERR_CANCELLED,
+    [GRPC_STATUS_UNKNOWN] = FZIP_ERR_INTERNAL,
+    [GRPC_STATUS_INVALID_ARGUMENT] = FZIP_ERR_INVALID_ARGUMENT,
+    [GRPC_STATUS_DEADLINE_EXCEEDED] = FZIP_ERR_DEADLINE_EXCEEDED,
+    [GRPC_STATUS_NOT_FOUND] = FZIP_ERR_NOT_FOUND,
+    [GRPC_STATUS_ALREADY_EXISTS] = FZIP_ERR_ALREADY_EXISTS,
+    [GRPC_STATUS_PERMISSION_DENIED] = FZIP_ERR_PERMISSION_DENIED,
+    [GRPC_STATUS_RESOURCE_EXHAUSTED] = FZIP_ERR_RESOURCE_EXHAUSTED,
+    [GRPC_STATUS_FAILED_PRECONDITION] = FZIP_ERR_FAILED_PRECONDITION,
+    [GRPC_STATUS_ABORTED] = FZIP_ERR_ABORTED,
+    [GRPC_STATUS_OUT_OF_RANGE] = FZIP_ERR_OUT_OF_RANGE,
+    [GRPC_STATUS_UNIMPLEMENTED] = FZIP_ERR_UNIMPLEMENTED,
+    [GRPC_STATUS_INTERNAL] = FZIP_ERR_INTERNAL,
+    [GRPC_STATUS_UNAVAILABLE] = FZIP_ERR_UNAVAILABLE,
+    [GRPC_STATUS_DATA_LOSS] = FZIP_ERR_DATA_LOSS,
+    [GRPC_STATUS_UNAUTHENTICATED] = FZIP_ERR_UNAUTHENTICATED,
+};
+
+fzip_code_t rpc_client_code_of_status(int grpc_status) {
+  if (grpc_status < 0 || (size_t)grpc_status >= sizeof code_of_status / sizeof code_of_status[0])
+    return FZIP_ERR_INTERNAL;
+  return code_of_status[grpc_status];
+}
+
+/* ---- channel ------------------------------------------------------------- */
+
+static bool read_pem(char **out, const char *path, fzip_error_t *error) {
+  bool ok = false;
+  char *buf = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT, "cannot open %s",
+                          path);
+  buf = malloc(RPC_CLIENT_PEM_MAX + 1);
+  if (!buf) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    goto done;
+  }
+  size_t n = fread(buf, 1, RPC_CLIENT_PEM_MAX + 1, f);
+  if (n > RPC_CLIENT_PEM_MAX || ferror(f)) {
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                   "%s: unreadable or larger than %d bytes", path, RPC_CLIENT_PEM_MAX);
+    goto done;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  buf = NULL;
+  ok = true;
+done:
+  free(buf);
+  fclose(f);
+  return ok;
+}
+
+static bool make_credentials(grpc_channel_credentials **out, const rpc_client_options_t *o,
+                             fzip_error_t *error) {
+  bool ok = false;
+  char *ca = NULL, *cert = NULL, *key = NULL;
+  if (!o->tls_ca_file) {
+    *out = grpc_insecure_credentials_create();
+    return true;
+  }
+  if ((o->tls_cert_file != NULL) != (o->tls_key_file != NULL))
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                          "a client certificate needs both cert and key files");
+  if (!read_pem(&ca, o->tls_ca_file, error) ||
+      (o->tls_cert_file && (!read_pem(&cert, o->tls_cert_file, error) ||
+                            !read_pem(&key, o->tls_key_file, error))))
+    goto done;
+  grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+  *out = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+  if (!*out) {
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                   "TLS channel credentials rejected");
+    goto done;
+  }
+  ok = true;
+done:
+  free(ca);
+  free(cert);
+  free(key);
+  return ok;
+}
+
+bool rpc_client_new(rpc_client_t **out, const rpc_client_options_t *options, fzip_error_t *error) {
+  grpc_channel_credentials *creds = NULL;
+  rpc_client_t *c = NULL;
+  if (!options || !options->target)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
+                          "client options need a target");
+  c = calloc(1, sizeof *c);
+  if (!c)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  grpc_init();
+  if (!make_credentials(&creds, options, error)) {
+    free(c);
+    grpc_shutdown();
+    return false;
+  }
+  size_t max_recv = options->max_recv_message ? options->max_recv_message
+                                              : RPC_CLIENT_DEFAULT_MAX_MESSAGE;
+  c->max_send_message = options->max_send_message ? options->max_send_message
+                                                  : RPC_CLIENT_DEFAULT_MAX_MESSAGE;
+  grpc_arg args[3] = {
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)max_recv}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)c->max_send_message}},
+      {GRPC_ARG_STRING, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+       {.string = (char *)options->tls_server_name}},
+  };
+  grpc_channel_args channel_args = {options->tls_server_name ? 3 : 2, args};
+  c->channel = grpc_channel_create(options->target, creds, &channel_args);
+  grpc_channel_credentials_release(creds);
+  *out = c;
+  return true;
+}
+
+void rpc_client_destroy(rpc_client_t *client) {
+  if (!client)
+    return;
+  grpc_channel_destroy(client->channel);
+  free(client);
+  grpc_shutdown();
+}
+
+/* ---- calls --------------------------------------------------------------- */
+
+/* Runs one batch and waits for it; the call's deadline bounds the wait. */
+static bool run_batch(rpc_client_call_t *call, const grpc_op *ops, size_t n) {
+  grpc_call_error rc = grpc_call_start_batch(call->call, ops, n, call, NULL);
+  if (rc != GRPC_CALL_OK)
+    return false;
+  grpc_event ev =
+      grpc_completion_queue_pluck(call->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+static void receive_status(rpc_client_call_t *call) {
+  if (call->status_received)
+    return;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  op.data.recv_status_on_client.trailing_metadata = &call->trailing_md;
+  op.data.recv_status_on_client.status = &call->status;
+  op.data.recv_status_on_client.status_details = &call->details;
+  if (!run_batch(call, &op, 1)) {
+    call->status = GRPC_STATUS_INTERNAL;
+    call->details = grpc_slice_from_static_string("cannot receive the call status");
+  }
+  call->status_received = true;
+}
+
+/* The call's status as the result of a step: true for OK. */
+static bool status_result(rpc_client_call_t *call, fzip_error_t *error) {
+  receive_status(call);
+  if (call->status == GRPC_STATUS_OK)
+    return true;
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, rpc_client_code_of_status(call->status), "%.*s",
+                        (int)GRPC_SLICE_LENGTH(call->details),
+                        (const char *)GRPC_SLICE_START_PTR(call->details));
+}
+
+/* A step failed: the status says why (OK would mean we broke the call). */
+static bool step_failed(rpc_client_call_t *call, const char *what, fzip_error_t *error) {
+  if (!status_result(call, error))
+    return false;
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "%s failed on a finished call",
+                        what);
+}
+
+static gpr_timespec deadline_of(const rpc_call_options_t *o) {
+  if (!o || o->timeout_ms <= 0)
+    return gpr_inf_future(GPR_CLOCK_REALTIME);
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                      gpr_time_from_millis(o->timeout_ms, GPR_TIMESPAN));
+}
+
+static bool send_initial_metadata(rpc_client_call_t *call, const rpc_call_options_t *o,
+                                  fzip_error_t *error) {
+  grpc_metadata md;
+  grpc_op op;
+  memset(&md, 0, sizeof md);
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (o && o->authorization) {
+    md.key = grpc_slice_from_static_string("authorization");
+    md.value = grpc_slice_from_copied_string(o->authorization);
+    op.data.send_initial_metadata.count = 1;
+    op.data.send_initial_metadata.metadata = &md;
+  }
+  bool ok = run_batch(call, &op, 1);
+  if (o && o->authorization)
+    grpc_slice_unref(md.value);
+  return ok || step_failed(call, "sending metadata", error);
+}
+
+bool rpc_client_call_open(rpc_client_call_t **out, rpc_client_t *client, const char *method,
+                          const rpc_call_options_t *call_options,
+                          const ProtobufCMessageDescriptor *resp_desc, fzip_error_t *error) {
+  rpc_client_call_t *call = calloc(1, sizeof *call);
+  if (!call)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  call->resp_desc = resp_desc;
+  call->max_send_message = client->max_send_message;
+  call->status = GRPC_STATUS_UNKNOWN;
+  call->details = grpc_empty_slice();
+  grpc_metadata_array_init(&call->initial_md);
+  grpc_metadata_array_init(&call->trailing_md);
+  call->cq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_slice method_slice = grpc_slice_from_copied_string(method);
+  call->call = grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS, call->cq,
+                                        method_slice, NULL, deadline_of(call_options), NULL);
+  grpc_slice_unref(method_slice);
+  if (!call->call) {
+    rpc_client_call_destroy(call);
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "cannot create call %s",
+                          method);
+  }
+  if (!send_initial_metadata(call, call_options, error)) {
+    rpc_client_call_destroy(call);
+    return false;
+  }
+  *out = call;
+  return true;
+}
+
+bool rpc_client_call_open_with(rpc_client_call_t **out, rpc_client_t *client, const char *method,
+                               const rpc_call_options_t *call_options, const ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *resp_desc, fzip_error_t *error) {
+  rpc_client_call_t *call = NULL;
+  if (!rpc_client_call_open(&call, client, method, call_options, resp_desc, error))
+    return false;
+  if (!rpc_client_call_write(call, req, error) || !rpc_client_call_writes_done(call, error)) {
+    rpc_client_call_destroy(call);
+    return false;
+  }
+  *out = call;
+  return true;
+}
+
+bool rpc_client_call_write(rpc_client_call_t *call, const ProtobufCMessage *msg,
+                           fzip_error_t *error) {
+  size_t size = protobuf_c_message_get_packed_size(msg);
+  if (size > call->max_send_message)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "message of %zu bytes exceeds the send limit of %zu bytes", size,
+                          call->max_send_message);
+  grpc_slice slice = grpc_slice_malloc(size);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  grpc_byte_buffer *buf = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_MESSAGE;
+  op.data.send_message.send_message = buf;
+  bool ok = run_batch(call, &op, 1);
+  grpc_byte_buffer_destroy(buf);
+  return ok || step_failed(call, "write", error);
+}
+
+bool rpc_client_call_writes_done(rpc_client_call_t *call, fzip_error_t *error) {
+  if (call->writes_done)
+    return true;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  call->writes_done = true;
+  return run_batch(call, &op, 1) || step_failed(call, "half-close", error);
+}
+
+static bool unpack(ProtobufCMessage **msg, rpc_client_call_t *call, grpc_byte_buffer *buf,
+                   fzip_error_t *error) {
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, buf))
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "cannot read a response");
+  grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+  grpc_byte_buffer_reader_destroy(&reader);
+  *msg = protobuf_c_message_unpack(call->resp_desc, NULL, GRPC_SLICE_LENGTH(all),
+                                   GRPC_SLICE_START_PTR(all));
+  grpc_slice_unref(all);
+  if (!*msg)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
+                          "response is not a valid %s message", call->resp_desc->name);
+  return true;
+}
+
+bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_error_t *error) {
+  grpc_byte_buffer *buf = NULL;
+  grpc_op ops[2];
+  size_t n = 0;
+  *msg = NULL;
+  if (call->status_received)
+    return status_result(call, error);
+  memset(ops, 0, sizeof ops);
+  if (!call->initial_md_received) {
+    ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[n++].data.recv_initial_metadata.recv_initial_metadata = &call->initial_md;
+    call->initial_md_received = true;
+  }
+  ops[n].op = GRPC_OP_RECV_MESSAGE;
+  ops[n++].data.recv_message.recv_message = &buf;
+  if (!run_batch(call, ops, n)) {
+    grpc_byte_buffer_destroy(buf);
+    return step_failed(call, "read", error);
+  }
+  if (!buf)
+    return status_result(call, error); /* end of stream */
+  bool ok = unpack(msg, call, buf, error);
+  grpc_byte_buffer_destroy(buf);
+  return ok;
+}
+
+bool rpc_client_call_finish(ProtobufCMessage **resp, rpc_client_call_t *call, fzip_error_t *error) {
+  ProtobufCMessage *msg = NULL;
+  *resp = NULL;
+  if (!rpc_client_call_writes_done(call, error) || !rpc_client_call_read(&msg, call, error))
+    return false;
+  if (!status_result(call, error)) {
+    if (msg)
+      protobuf_c_message_free_unpacked(msg, NULL);
+    return false;
+  }
+  *resp = msg;
+  return true;
+}
+
+bool rpc_client_unary(ProtobufCMessage **resp, rpc_client_t *client, const char *method,
+                      const rpc_call_options_t *call_options, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *resp_desc, fzip_error_t *error) {
+  rpc_client_call_t *call = NULL;
+  bool ok = rpc_client_call_open_with(&call, client, method, call_options, req, resp_desc, error) &&
+            rpc_client_call_finish(resp, call, error);
+  if (ok && !*resp)
+    ok = fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                        "%s ended OK without a response", method);
+  rpc_client_call_destroy(call);
+  return ok;
+}
+
+void rpc_client_call_cancel(rpc_client_call_t *call) { grpc_call_cancel(call->call, NULL); }
+
+int rpc_client_call_status(const rpc_client_call_t *call) {
+  return call->status_received ? (int)call->status : -1;
+}
+
+void rpc_client_call_destroy(rpc_client_call_t *call) {
+  if (!call)
+    return;
+  if (call->call) {
+    if (!call->status_received) {
+      grpc_call_cancel(call->call, NULL);
+      receive_status(call);
+    }
+    grpc_call_unref(call->call);
+  }
+  grpc_metadata_array_destroy(&call->initial_md);
+  grpc_metadata_array_destroy(&call->trailing_md);
+  grpc_slice_unref(call->details);
+  grpc_completion_queue_shutdown(call->cq);
+  grpc_completion_queue_pluck(call->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  grpc_completion_queue_destroy(call->cq);
+  free(call);
+}
