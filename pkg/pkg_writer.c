@@ -1,0 +1,1118 @@
+/*
+ * pkg_writer: see pkg_writer.h.
+ *
+ * A write runs in four steps, each leaving files in a private temporary
+ * directory: (1) every included kind is streamed from its cursor through
+ * pkg_json into its own temporary file, hashed on the way; (2) each
+ * transaction file's bytes are copied from the blob store into another;
+ * (3) the manifest is composed as a BSON document (counts, checksums,
+ * external references) and written the same way; (4) only then is the zip
+ * opened and the temporaries added in the fixed order of FORMAT.md, with
+ * manifest.json first, fixed DOS times, fixed attributes and one
+ * compression level, and libzip writes the package in zip_close.  Doing
+ * all hashing before the zip exists is what lets the manifest come first.
+ */
+#include "pkg_writer.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zip.h>
+
+#include "pkg_json.h"
+
+#ifndef FZIP_VERSION
+#define FZIP_VERSION "0.0.0"
+#endif
+
+/* DOS date of 1980-01-01, the earliest a zip can say: every entry gets it
+ * so that entry headers do not depend on when the export ran. */
+#define PKG_DOS_DATE ((0u << 9) | (1u << 5) | 1u)
+#define PKG_DOS_TIME 0u
+#define PKG_ENTRY_MODE (0100644u << 16) /* regular file, rw-r--r--, in UNIX attrs */
+#define PKG_ENTRY_NAME_MAX (6 + FZIP_ID_MAX + 1 + PKG_FILE_NAME_MAX)
+/* The private temp dir's path; room is left below PATH_MAX for the names
+ * of the temporaries inside it. */
+#define PKG_TEMP_DIR_MAX (PATH_MAX - 64)
+
+static bool sys_error(fzip_error_t *error, const char *what, const char *path) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s %s: %s", what, path,
+                        strerror(errno));
+}
+
+static bool oom(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* ---- names ----------------------------------------------------------- */
+
+const char *pkg_export_type_name(pkg_export_type_t type) {
+  static const char *names[] = {"complete", "accounts_only", "transactions_only",
+                                "categories_only", "selective"};
+  return (unsigned)type < sizeof names / sizeof names[0] ? names[type] : "unknown";
+}
+
+const char *pkg_phase_name(pkg_phase_t phase) {
+  static const char *names[] = {"counting", "data", "files", "compressing", "uploading", "done"};
+  return (unsigned)phase < sizeof names / sizeof names[0] ? names[phase] : "unknown";
+}
+
+/* ---- file names ------------------------------------------------------ */
+
+static bool name_byte_is_bad(unsigned char c) {
+  return c < 0x20 || c == 0x7f || strchr("/\\:*?\"<>|", c) != NULL;
+}
+
+/* Copies name into out replacing what is unsafe by '_'; returns its length. */
+static size_t sanitize_chars(char *out, size_t cap, const char *name, size_t len) {
+  size_t o = 0, i = 0;
+  while (i < len && o + 1 < cap) {
+    size_t n = pkgjson_utf8_seq_len(name + i, len - i);
+    if (n == 0 || (n == 1 && name_byte_is_bad((unsigned char)name[i]))) {
+      out[o++] = '_';
+      i += n ? n : 1;
+      continue;
+    }
+    memcpy(out + o, name + i, n);
+    o += n;
+    i += n;
+  }
+  out[o] = '\0';
+  return o;
+}
+
+/* Length of the longest prefix of s[0..len) of at most max bytes that ends
+ * on a character boundary (s is valid UTF-8 here). */
+static size_t utf8_prefix(const char *s, size_t len, size_t max) {
+  size_t i = 0;
+  while (i < len) {
+    size_t n = pkgjson_utf8_seq_len(s + i, len - i);
+    if (n == 0 || i + n > max)
+      break;
+    i += n;
+  }
+  return i;
+}
+
+void pkg_sanitize_file_name(char out[PKG_FILE_NAME_MAX + 1], const char *name, size_t len) {
+  /* Room for a name 4x the limit before cutting: enough to keep an
+   * extension of a long name, bounded like everything else. */
+  char tmp[4 * PKG_FILE_NAME_MAX + 1];
+  size_t n = sanitize_chars(tmp, sizeof tmp, name ? name : "", name ? len : 0);
+  size_t start = 0;
+
+  while (start < n && (tmp[start] == ' ' || tmp[start] == '.'))
+    start++;
+  while (n > start && (tmp[n - 1] == ' ' || tmp[n - 1] == '.'))
+    n--;
+  if (n == start) {
+    strcpy(out, "file");
+    return;
+  }
+  if (n - start <= PKG_FILE_NAME_MAX) {
+    memcpy(out, tmp + start, n - start);
+    out[n - start] = '\0';
+    return;
+  }
+  {
+    const char *base = tmp + start;
+    size_t blen = n - start;
+    const char *dot = memchr(base, '.', blen) ? strrchr(base, '.') : NULL;
+    size_t ext = dot && (size_t)(base + blen - dot) <= 16 ? (size_t)(base + blen - dot) : 0;
+    size_t head = utf8_prefix(base, blen - ext, PKG_FILE_NAME_MAX - ext);
+    memcpy(out, base, head);
+    memcpy(out + head, base + blen - ext, ext);
+    out[head + ext] = '\0';
+  }
+}
+
+/* ---- a set of ids (open addressing) ----------------------------------- */
+
+typedef struct {
+  char **slots;
+  size_t cap; /* power of two */
+  size_t n;
+} idset_t;
+
+static uint64_t hash_str(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static bool idset_has(const idset_t *set, const char *id) {
+  if (set->cap == 0)
+    return false;
+  for (size_t i = hash_str(id) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
+    if (!set->slots[i])
+      return false;
+    if (strcmp(set->slots[i], id) == 0)
+      return true;
+  }
+}
+
+static bool idset_grow(idset_t *set, fzip_error_t *error) {
+  size_t cap = set->cap ? set->cap * 2 : 64;
+  char **slots = calloc(cap, sizeof *slots);
+  if (!slots)
+    return oom(error);
+  for (size_t j = 0; j < set->cap; j++) {
+    size_t i;
+    if (!set->slots[j])
+      continue;
+    for (i = hash_str(set->slots[j]) & (cap - 1); slots[i]; i = (i + 1) & (cap - 1))
+      ;
+    slots[i] = set->slots[j];
+  }
+  free(set->slots);
+  set->slots = slots;
+  set->cap = cap;
+  return true;
+}
+
+static bool idset_add(idset_t *set, const char *id, fzip_error_t *error) {
+  size_t i;
+  if (idset_has(set, id))
+    return true;
+  if (set->n >= PKG_REF_IDS_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "more than PKG_REF_IDS_MAX (%d) distinct referenced ids",
+                          PKG_REF_IDS_MAX);
+  if ((set->n + 1) * 2 > set->cap && !idset_grow(set, error))
+    return false;
+  for (i = hash_str(id) & (set->cap - 1); set->slots[i]; i = (i + 1) & (set->cap - 1))
+    ;
+  if (!(set->slots[i] = strdup(id)))
+    return oom(error);
+  set->n++;
+  return true;
+}
+
+static void idset_free(idset_t *set) {
+  for (size_t i = 0; i < set->cap; i++)
+    free(set->slots[i]);
+  free(set->slots);
+  memset(set, 0, sizeof *set);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* ---- the plan: which kinds, which filters ------------------------------ */
+
+typedef struct {
+  bool include[FZIP_KIND_COUNT];
+  bool filtered[FZIP_KIND_COUNT]; /* apply the selection's filter to this kind */
+  bool dated[FZIP_KIND_COUNT];    /* ... including its date range */
+  bool files;                     /* copy transaction file bytes */
+} plan_t;
+
+static void plan_make(plan_t *p, const pkg_selection_t *sel) {
+  memset(p, 0, sizeof *p);
+  switch (sel->export_type) {
+  case PKG_EXPORT_COMPLETE:
+  case PKG_EXPORT_SELECTIVE:
+    for (int k = 0; k < FZIP_KIND_COUNT; k++)
+      p->include[k] = k != FZIP_KIND_ANALYTICS || sel->include_analytics;
+    p->files = true;
+    if (sel->export_type == PKG_EXPORT_SELECTIVE) {
+      p->filtered[FZIP_KIND_ACCOUNT] = p->filtered[FZIP_KIND_TRANSACTION_FILE] = true;
+      p->filtered[FZIP_KIND_TRANSACTION] = p->filtered[FZIP_KIND_ANALYTICS] = true;
+      p->dated[FZIP_KIND_TRANSACTION] = true;
+    }
+    break;
+  case PKG_EXPORT_ACCOUNTS_ONLY:
+    p->include[FZIP_KIND_ACCOUNT] = true;
+    break;
+  case PKG_EXPORT_TRANSACTIONS_ONLY:
+    p->include[FZIP_KIND_ACCOUNT] = p->include[FZIP_KIND_CATEGORY] = true;
+    p->include[FZIP_KIND_TRANSACTION] = true;
+    p->filtered[FZIP_KIND_ACCOUNT] = p->filtered[FZIP_KIND_TRANSACTION] = true;
+    p->dated[FZIP_KIND_TRANSACTION] = true;
+    break;
+  case PKG_EXPORT_CATEGORIES_ONLY:
+    p->include[FZIP_KIND_CATEGORY] = true;
+    break;
+  }
+}
+
+static void plan_filter(store_filter_t *f, const plan_t *p, const pkg_selection_t *sel,
+                        fzip_kind_t kind) {
+  memset(f, 0, sizeof *f);
+  if (!p->filtered[kind])
+    return;
+  f->account_ids = sel->account_ids;
+  f->n_account_ids = sel->n_account_ids;
+  if (p->dated[kind]) {
+    f->has_date_from = sel->has_date_from;
+    f->date_from = sel->date_from;
+    f->has_date_to = sel->has_date_to;
+    f->date_to = sel->date_to;
+  }
+}
+
+bool pkg_selection_check(const pkg_selection_t *sel, fzip_error_t *error) {
+  if (!sel)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "selection is NULL");
+  if ((unsigned)sel->export_type > PKG_EXPORT_SELECTIVE)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "unknown export type %d", (int)sel->export_type);
+  if (sel->n_account_ids > STORE_FILTER_IDS_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "more than STORE_FILTER_IDS_MAX (%d) account ids",
+                          STORE_FILTER_IDS_MAX);
+  for (size_t i = 0; i < sel->n_account_ids; i++) {
+    if (!fzip_id_is_valid(sel->account_ids[i]))
+      return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                            "account id #%zu is not a valid id", i);
+  }
+  if (sel->has_date_from && sel->has_date_to && sel->date_from > sel->date_to)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "date_from is after date_to");
+  return true;
+}
+
+bool pkg_count(uint64_t *items_total, store_t *store, const char *user_id,
+               const pkg_selection_t *sel, fzip_error_t *error) {
+  plan_t plan;
+  uint64_t total = 0;
+
+  if (!pkg_selection_check(sel, error))
+    return false;
+  plan_make(&plan, sel);
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    store_filter_t f;
+    uint64_t n = 0;
+    if (!plan.include[k])
+      continue;
+    plan_filter(&f, &plan, sel, (fzip_kind_t)k);
+    if (!store_entity_count(&n, store, user_id, (fzip_kind_t)k, &f, error))
+      return false;
+    total += n;
+    if (k == FZIP_KIND_TRANSACTION_FILE && plan.files)
+      total += n; /* each file's bytes are an item too */
+  }
+  *items_total = total;
+  return true;
+}
+
+/* ---- the build ------------------------------------------------------- */
+
+typedef struct {
+  char *name;  /* zip entry name */
+  uint64_t size;
+  char sha256[FZIP_SHA256_HEX_LEN + 1];
+} entry_t;
+
+typedef struct {
+  char *file_id;
+  char *file_name;
+  char *blob_id;
+} file_ref_t;
+
+typedef struct {
+  store_t *store;
+  const char *user_id;
+  const pkg_selection_t *sel;
+  const pkg_options_t *opt;
+  plan_t plan;
+  char dir[PKG_TEMP_DIR_MAX];
+  entry_t *entries;
+  size_t n_entries, cap_entries;
+  file_ref_t *files;
+  size_t n_files, cap_files;
+  idset_t included[FZIP_KIND_COUNT];   /* ids written, for kinds others refer to */
+  idset_t referenced[FZIP_KIND_COUNT]; /* ids referred to, per target kind */
+  idset_t missing_files;
+  pkg_result_t res;
+  pkg_progress_t prog;
+  uint64_t next_items, next_bytes;
+} build_t;
+
+/* Reports progress at most every PKG_PROGRESS_EVERY_* and polls for
+ * cancellation at the same moments; `force` reports regardless. */
+static bool tick(build_t *b, bool force, fzip_error_t *error) {
+  if (!force && b->prog.items_done < b->next_items && b->prog.bytes_done < b->next_bytes)
+    return true;
+  b->next_items = b->prog.items_done + PKG_PROGRESS_EVERY_ITEMS;
+  b->next_bytes = b->prog.bytes_done + PKG_PROGRESS_EVERY_BYTES;
+  if (b->opt->progress)
+    b->opt->progress(b->opt->progress_ctx, &b->prog);
+  if (b->opt->cancelled && b->opt->cancelled(b->opt->cancel_ctx))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_CANCELLED, "export cancelled");
+  return true;
+}
+
+static void set_phase(build_t *b, pkg_phase_t phase, const char *entry) {
+  b->prog.phase = phase;
+  b->prog.entry = entry;
+  b->prog.fraction = 0;
+}
+
+static void temp_path(char out[PATH_MAX], const build_t *b, size_t index) {
+  snprintf(out, PATH_MAX, "%s/e%zu", b->dir, index);
+}
+
+/* Adds an entry record; its bytes are (to be) in temp_path(index). */
+static bool entry_push(build_t *b, const char *name, fzip_error_t *error) {
+  if (b->n_entries == b->cap_entries) {
+    size_t cap = b->cap_entries ? b->cap_entries * 2 : 16;
+    entry_t *e = realloc(b->entries, cap * sizeof *e);
+    if (!e)
+      return oom(error);
+    b->entries = e;
+    b->cap_entries = cap;
+  }
+  memset(&b->entries[b->n_entries], 0, sizeof b->entries[0]);
+  if (!(b->entries[b->n_entries].name = strdup(name)))
+    return oom(error);
+  b->n_entries++;
+  return true;
+}
+
+/* A temporary file that hashes and counts what goes through it. */
+typedef struct {
+  FILE *f;
+  fzip_sha256_t *hash;
+  uint64_t size;
+  const char *path;
+} hashed_file_t;
+
+static bool hashed_open(hashed_file_t *h, const char *path, fzip_error_t *error) {
+  memset(h, 0, sizeof *h);
+  h->path = path;
+  if (!(h->hash = fzip_sha256_new()))
+    return oom(error);
+  if (!(h->f = fopen(path, "wb")))
+    return sys_error(error, "creating", path);
+  return true;
+}
+
+static bool hashed_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  hashed_file_t *h = ctx;
+  if (fwrite(data, 1, len, h->f) != len)
+    return sys_error(error, "writing", h->path);
+  fzip_sha256_update(h->hash, data, len);
+  h->size += len;
+  return true;
+}
+
+/* Closes and records size and hash into `e`; always releases h. */
+static bool hashed_close(hashed_file_t *h, entry_t *e, fzip_error_t *error) {
+  bool ok = true;
+  if (h->f && fclose(h->f) != 0)
+    ok = sys_error(error, "closing", h->path);
+  h->f = NULL;
+  if (ok && e) {
+    fzip_sha256_final_hex(h->hash, e->sha256);
+    e->size = h->size;
+  }
+  fzip_sha256_destroy(h->hash);
+  h->hash = NULL;
+  return ok;
+}
+
+/* ---- references ------------------------------------------------------ */
+
+typedef struct {
+  fzip_kind_t from;
+  const char *field;
+  fzip_kind_t to;
+} ref_rule_t;
+
+/* Which fields of which kinds name entities of another kind (FORMAT.md
+ * "External references").  categories[].categoryId is handled apart. */
+static const ref_rule_t ref_rules[] = {
+    {FZIP_KIND_ACCOUNT, "defaultFileMapId", FZIP_KIND_FILE_MAP},
+    {FZIP_KIND_CATEGORY, "parentCategoryId", FZIP_KIND_CATEGORY},
+    {FZIP_KIND_FILE_MAP, "accountId", FZIP_KIND_ACCOUNT},
+    {FZIP_KIND_TRANSACTION_FILE, "accountId", FZIP_KIND_ACCOUNT},
+    {FZIP_KIND_TRANSACTION_FILE, "fileMapId", FZIP_KIND_FILE_MAP},
+    {FZIP_KIND_TRANSACTION, "accountId", FZIP_KIND_ACCOUNT},
+    {FZIP_KIND_TRANSACTION, "fileId", FZIP_KIND_TRANSACTION_FILE},
+    {FZIP_KIND_TRANSACTION, "primaryCategoryId", FZIP_KIND_CATEGORY},
+    {FZIP_KIND_ANALYTICS, "accountId", FZIP_KIND_ACCOUNT},
+};
+
+static bool is_ref_target(fzip_kind_t kind) {
+  return kind == FZIP_KIND_ACCOUNT || kind == FZIP_KIND_CATEGORY ||
+         kind == FZIP_KIND_FILE_MAP || kind == FZIP_KIND_TRANSACTION_FILE;
+}
+
+/* A non-empty string field, or NULL. */
+static const char *str_field(const bson_t *doc, const char *field) {
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, field) || !BSON_ITER_HOLDS_UTF8(&it))
+    return NULL;
+  const char *s = bson_iter_utf8(&it, NULL);
+  return *s ? s : NULL;
+}
+
+static bool note_ref(build_t *b, fzip_kind_t to, const char *id, fzip_error_t *error) {
+  return !id || idset_add(&b->referenced[to], id, error);
+}
+
+static bool collect_refs(build_t *b, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
+  bson_iter_t it, arr, item;
+
+  for (size_t i = 0; i < sizeof ref_rules / sizeof ref_rules[0]; i++) {
+    if (ref_rules[i].from == kind &&
+        !note_ref(b, ref_rules[i].to, str_field(doc, ref_rules[i].field), error))
+      return false;
+  }
+  if (kind != FZIP_KIND_TRANSACTION || !bson_iter_init_find(&it, doc, "categories") ||
+      !BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr))
+    return true;
+  while (bson_iter_next(&arr)) {
+    if (BSON_ITER_HOLDS_DOCUMENT(&arr) && bson_iter_recurse(&arr, &item) &&
+        bson_iter_find(&item, "categoryId") && BSON_ITER_HOLDS_UTF8(&item) &&
+        *bson_iter_utf8(&item, NULL) &&
+        !note_ref(b, FZIP_KIND_CATEGORY, bson_iter_utf8(&item, NULL), error))
+      return false;
+  }
+  return true;
+}
+
+/* Remembers a transaction file whose bytes go under files/. */
+static bool note_file(build_t *b, const bson_t *doc, fzip_error_t *error) {
+  const char *id = str_field(doc, "fileId");
+  const char *name = str_field(doc, "fileName");
+  const char *blob = str_field(doc, "s3Key");
+  file_ref_t *f;
+
+  if (!fzip_id_is_valid(id))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "transaction file with an invalid fileId");
+  if (b->n_files >= PKG_FILES_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "more than PKG_FILES_MAX (%d) transaction files", PKG_FILES_MAX);
+  if (b->n_files == b->cap_files) {
+    size_t cap = b->cap_files ? b->cap_files * 2 : 16;
+    file_ref_t *p = realloc(b->files, cap * sizeof *p);
+    if (!p)
+      return oom(error);
+    b->files = p;
+    b->cap_files = cap;
+  }
+  f = &b->files[b->n_files];
+  f->file_id = strdup(id);
+  f->file_name = strdup(name ? name : "");
+  f->blob_id = blob ? strdup(blob) : NULL;
+  b->n_files++;
+  if (!f->file_id || !f->file_name || (blob && !f->blob_id))
+    return oom(error);
+  return true;
+}
+
+/* ---- step 1: data files ---------------------------------------------- */
+
+static bool on_document(build_t *b, fzip_kind_t kind, pkgjson_writer_t *w, const bson_t *doc,
+                        fzip_error_t *error) {
+  const fzip_kind_info_t *info = fzip_kind_info(kind);
+
+  if (b->res.counts[kind] >= PKG_ENTITIES_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "more than PKG_ENTITIES_MAX %s", info->name);
+  if (!pkgjson_write_raw(w, b->res.counts[kind] ? ",\n" : "\n", b->res.counts[kind] ? 2 : 1,
+                         error) ||
+      !pkgjson_write_document(w, doc, error)) {
+    const char *id = str_field(doc, info->id_field);
+    return fzip_error_prefix(error, "%s %s", info->name, id ? id : "?");
+  }
+  if (!collect_refs(b, kind, doc, error))
+    return false;
+  if (is_ref_target(kind) && str_field(doc, info->id_field) &&
+      !idset_add(&b->included[kind], str_field(doc, info->id_field), error))
+    return false;
+  if (kind == FZIP_KIND_TRANSACTION_FILE && b->plan.files && !note_file(b, doc, error))
+    return false;
+  b->res.counts[kind]++;
+  b->prog.items_done++;
+  return tick(b, false, error);
+}
+
+static bool write_kind(build_t *b, fzip_kind_t kind, fzip_error_t *error) {
+  const fzip_kind_info_t *info = fzip_kind_info(kind);
+  char path[PATH_MAX], head[64];
+  hashed_file_t h = {0};
+  pkgjson_writer_t *w = NULL;
+  store_cursor_t *cur = NULL;
+  store_filter_t filter;
+  const bson_t *doc;
+  bool ok = false;
+
+  temp_path(path, b, b->n_entries);
+  if (!entry_push(b, info->data_file, error) || !hashed_open(&h, path, error))
+    goto done;
+  if (!(w = pkgjson_writer_new(hashed_sink, &h))) {
+    oom(error);
+    goto done;
+  }
+  set_phase(b, PKG_PHASE_DATA, info->data_file);
+  if (!tick(b, true, error))
+    goto done;
+  plan_filter(&filter, &b->plan, b->sel, kind);
+  if (!store_cursor_new(&cur, b->store, b->user_id, kind, &filter, error))
+    goto done;
+  snprintf(head, sizeof head, "{\"%s\":[", info->name);
+  if (!pkgjson_write_raw(w, head, strlen(head), error))
+    goto done;
+  while (store_cursor_next(cur, &doc, error)) {
+    if (!on_document(b, kind, w, doc, error))
+      goto done;
+  }
+  if (fzip_error_is_set(error))
+    goto done;
+  if (!pkgjson_write_raw(w, b->res.counts[kind] ? "\n]}\n" : "]}\n",
+                         b->res.counts[kind] ? 4 : 3, error) ||
+      !pkgjson_flush(w, error))
+    goto done;
+  b->res.included[kind] = true;
+  ok = true;
+done:
+  store_cursor_destroy(cur);
+  pkgjson_writer_destroy(w);
+  if (!hashed_close(&h, ok ? &b->entries[b->n_entries - 1] : NULL, error))
+    ok = false;
+  return ok;
+}
+
+/* ---- step 2: file bytes ---------------------------------------------- */
+
+static bool copy_blob(build_t *b, store_blob_reader_t *r, hashed_file_t *h,
+                      fzip_error_t *error) {
+  char *buf = malloc(PKG_COPY_CHUNK);
+  size_t n;
+  bool ok = false;
+
+  if (!buf)
+    return oom(error);
+  for (;;) {
+    if (!store_blob_reader_read(r, buf, PKG_COPY_CHUNK, &n, error))
+      goto done;
+    if (n == 0)
+      break;
+    if (!hashed_sink(h, buf, n, error))
+      goto done;
+    b->prog.bytes_done += n;
+    if (!tick(b, false, error))
+      goto done;
+  }
+  ok = true;
+done:
+  free(buf);
+  return ok;
+}
+
+static bool write_file(build_t *b, const file_ref_t *f, fzip_error_t *error) {
+  char name[PKG_ENTRY_NAME_MAX + 1], clean[PKG_FILE_NAME_MAX + 1], path[PATH_MAX];
+  store_blob_reader_t *r = NULL;
+  hashed_file_t h = {0};
+  fzip_error_t local = {0};
+  bool ok = false;
+
+  if (!f->blob_id || !store_blob_reader_new(&r, b->store, STORE_BUCKET_FILES, f->blob_id, 0,
+                                            &local)) {
+    if (f->blob_id && local.code != FZIP_ERR_NOT_FOUND && local.code != FZIP_ERR_INVALID_ARGUMENT) {
+      *error = local;
+      return fzip_error_prefix(error, "file %s", f->file_id);
+    }
+    b->res.files_missing++; /* recorded in the manifest, not fatal: FORMAT.md */
+    return idset_add(&b->missing_files, f->file_id, error);
+  }
+  pkg_sanitize_file_name(clean, f->file_name, strlen(f->file_name));
+  snprintf(name, sizeof name, "files/%s/%s", f->file_id, clean);
+  temp_path(path, b, b->n_entries);
+  if (!entry_push(b, name, error) || !hashed_open(&h, path, error))
+    goto done;
+  b->prog.entry = b->entries[b->n_entries - 1].name;
+  if (!copy_blob(b, r, &h, error))
+    goto done;
+  ok = true;
+done:
+  store_blob_reader_destroy(r);
+  if (!hashed_close(&h, ok ? &b->entries[b->n_entries - 1] : NULL, error))
+    ok = false;
+  if (ok) {
+    b->res.files_count++;
+    b->res.files_bytes += b->entries[b->n_entries - 1].size;
+  }
+  return ok;
+}
+
+static bool write_files(build_t *b, fzip_error_t *error) {
+  set_phase(b, PKG_PHASE_FILES, NULL);
+  for (size_t i = 0; i < b->n_files; i++) {
+    if (!write_file(b, &b->files[i], error))
+      return false;
+    b->prog.items_done++;
+    if (!tick(b, false, error))
+      return false;
+  }
+  return true;
+}
+
+/* ---- step 3: the manifest -------------------------------------------- */
+
+static void append_sorted_ids(bson_t *parent, const char *key, const idset_t *set,
+                              const idset_t *exclude, uint64_t *count) {
+  char **ids = calloc(set->n ? set->n : 1, sizeof *ids);
+  size_t n = 0;
+  bson_t arr;
+  char idx[16];
+  const char *k;
+
+  for (size_t i = 0; ids && i < set->cap; i++) {
+    if (set->slots[i] && !(exclude && idset_has(exclude, set->slots[i])))
+      ids[n++] = set->slots[i];
+  }
+  qsort(ids, n, sizeof *ids, cmp_str);
+  bson_append_array_begin(parent, key, -1, &arr);
+  for (size_t i = 0; i < n; i++) {
+    bson_uint32_to_string((uint32_t)i, &k, idx, sizeof idx);
+    bson_append_utf8(&arr, k, -1, ids[i], -1);
+  }
+  bson_append_array_end(parent, &arr);
+  if (count)
+    *count += n;
+  free(ids);
+}
+
+static bool check_external_limits(build_t *b, fzip_error_t *error) {
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    size_t n = 0;
+    for (size_t i = 0; i < b->referenced[k].cap; i++)
+      n += b->referenced[k].slots[i] && !idset_has(&b->included[k], b->referenced[k].slots[i]);
+    if (n > PKG_EXTERNAL_REFS_MAX)
+      return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
+                            "%zu external %s references exceed PKG_EXTERNAL_REFS_MAX (%d)", n,
+                            fzip_kind_info((fzip_kind_t)k)->name, PKG_EXTERNAL_REFS_MAX);
+  }
+  return true;
+}
+
+static void append_filters(bson_t *m, const pkg_selection_t *sel) {
+  bson_t f, arr;
+  char idx[16];
+  const char *k;
+
+  bson_append_document_begin(m, "filters", -1, &f);
+  bson_append_array_begin(&f, "account_ids", -1, &arr);
+  for (size_t i = 0; i < sel->n_account_ids; i++) {
+    bson_uint32_to_string((uint32_t)i, &k, idx, sizeof idx);
+    bson_append_utf8(&arr, k, -1, sel->account_ids[i], -1);
+  }
+  bson_append_array_end(&f, &arr);
+  if (sel->has_date_from)
+    BSON_APPEND_INT64(&f, "date_from", sel->date_from);
+  else
+    BSON_APPEND_NULL(&f, "date_from");
+  if (sel->has_date_to)
+    BSON_APPEND_INT64(&f, "date_to", sel->date_to);
+  else
+    BSON_APPEND_NULL(&f, "date_to");
+  bson_append_document_end(m, &f);
+}
+
+static void append_summary(bson_t *m, const build_t *b) {
+  static const char *count_keys[FZIP_KIND_COUNT] = {
+      "accounts_count", "categories_count", "file_maps_count", "transaction_files_count",
+      "transactions_count", "analytics_count"};
+  static const fzip_kind_t order[] = {FZIP_KIND_ACCOUNT, FZIP_KIND_TRANSACTION,
+                                      FZIP_KIND_CATEGORY, FZIP_KIND_FILE_MAP,
+                                      FZIP_KIND_TRANSACTION_FILE, FZIP_KIND_ANALYTICS};
+  bson_t s;
+
+  bson_append_document_begin(m, "data_summary", -1, &s);
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+    BSON_APPEND_INT64(&s, count_keys[order[i]], (int64_t)b->res.counts[order[i]]);
+  BSON_APPEND_BOOL(&s, "analytics_included", b->res.included[FZIP_KIND_ANALYTICS]);
+  BSON_APPEND_INT64(&s, "files_count", (int64_t)b->res.files_count);
+  BSON_APPEND_INT64(&s, "files_bytes", (int64_t)b->res.files_bytes);
+  BSON_APPEND_INT64(&s, "files_missing_count", (int64_t)b->res.files_missing);
+  bson_append_document_end(m, &s);
+}
+
+static void append_checksums(bson_t *m, const build_t *b) {
+  bson_t c;
+  char v[8 + FZIP_SHA256_HEX_LEN];
+
+  bson_append_document_begin(m, "checksums", -1, &c);
+  for (size_t i = 0; i < b->n_entries; i++) {
+    snprintf(v, sizeof v, "sha256:%s", b->entries[i].sha256);
+    bson_append_utf8(&c, b->entries[i].name, -1, v, -1);
+  }
+  bson_append_document_end(m, &c);
+}
+
+static void append_refs(bson_t *m, build_t *b) {
+  static const fzip_kind_t targets[] = {FZIP_KIND_ACCOUNT, FZIP_KIND_CATEGORY,
+                                        FZIP_KIND_FILE_MAP, FZIP_KIND_TRANSACTION_FILE};
+  bson_t r;
+
+  bson_append_document_begin(m, "external_references", -1, &r);
+  for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+    append_sorted_ids(&r, fzip_kind_info(targets[i])->name, &b->referenced[targets[i]],
+                      &b->included[targets[i]], &b->res.external_refs);
+  bson_append_document_end(m, &r);
+}
+
+static void iso8601(char out[32], int64_t ms) {
+  time_t secs = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static bson_t *manifest_build(build_t *b) {
+  const char *app = b->opt->application_version ? b->opt->application_version : FZIP_VERSION;
+  bson_t *m = bson_new();
+  bson_t compat, arr;
+  char when[32];
+
+  iso8601(when, b->res.export_timestamp_ms);
+  BSON_APPEND_UTF8(m, "export_format_version", PKG_FORMAT_VERSION);
+  BSON_APPEND_UTF8(m, "package_format", PKG_PACKAGE_FORMAT);
+  BSON_APPEND_UTF8(m, "export_timestamp", when);
+  BSON_APPEND_INT64(m, "export_timestamp_ms", b->res.export_timestamp_ms);
+  BSON_APPEND_UTF8(m, "user_id", b->user_id);
+  BSON_APPEND_UTF8(m, "application_version", app);
+  BSON_APPEND_UTF8(m, "housef3_version", app);
+  BSON_APPEND_UTF8(m, "export_type", pkg_export_type_name(b->sel->export_type));
+  append_filters(m, b->sel);
+  append_summary(m, b);
+  append_checksums(m, b);
+  bson_append_document_begin(m, "compatibility", -1, &compat);
+  BSON_APPEND_UTF8(&compat, "minimum_version", PKG_FORMAT_VERSION);
+  bson_append_array_begin(&compat, "supported_versions", -1, &arr);
+  BSON_APPEND_UTF8(&arr, "0", PKG_FORMAT_VERSION);
+  bson_append_array_end(&compat, &arr);
+  bson_append_document_end(m, &compat);
+  append_refs(m, b);
+  append_sorted_ids(m, "files_missing", &b->missing_files, NULL, NULL);
+  return m;
+}
+
+static bool write_manifest(build_t *b, fzip_error_t *error) {
+  char path[PATH_MAX];
+  hashed_file_t h = {0};
+  pkgjson_writer_t *w = NULL;
+  bson_t *m = NULL;
+  entry_t e;
+  bool ok = false;
+
+  if (!check_external_limits(b, error))
+    return false;
+  snprintf(path, sizeof path, "%s/manifest", b->dir);
+  if (!hashed_open(&h, path, error))
+    goto done;
+  if (!(m = manifest_build(b)) || !(w = pkgjson_writer_new(hashed_sink, &h))) {
+    oom(error);
+    goto done;
+  }
+  if (!pkgjson_write_document(w, m, error) || !pkgjson_write_raw(w, "\n", 1, error) ||
+      !pkgjson_flush(w, error))
+    goto done;
+  ok = true;
+done:
+  pkgjson_writer_destroy(w);
+  bson_destroy(m);
+  if (!hashed_close(&h, ok ? &e : NULL, error))
+    ok = false;
+  return ok;
+}
+
+/* ---- step 4: the zip ------------------------------------------------- */
+
+static bool zip_fail(zip_t *za, const char *what, fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INTERNAL, "%s: %s", what,
+                        zip_strerror(za));
+}
+
+static bool zip_add_temp(zip_t *za, const char *name, const char *path, fzip_error_t *error) {
+  zip_source_t *src = zip_source_file(za, path, 0, -1);
+  zip_int64_t idx;
+
+  if (!src)
+    return zip_fail(za, "zip source", error);
+  idx = zip_file_add(za, name, src, ZIP_FL_ENC_UTF_8);
+  if (idx < 0) {
+    zip_source_free(src);
+    return zip_fail(za, "zip add", error);
+  }
+  if (zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_DEFLATE, PKG_COMPRESSION_LEVEL) ||
+      zip_file_set_dostime(za, (zip_uint64_t)idx, PKG_DOS_TIME, PKG_DOS_DATE, 0) ||
+      zip_file_set_external_attributes(za, (zip_uint64_t)idx, 0, ZIP_OPSYS_UNIX,
+                                       PKG_ENTRY_MODE))
+    return zip_fail(za, "zip entry attributes", error);
+  return true;
+}
+
+static void on_zip_progress(zip_t *za, double fraction, void *ud) {
+  build_t *b = ud;
+  b->prog.fraction = fraction;
+  if (b->opt->progress)
+    b->opt->progress(b->opt->progress_ctx, &b->prog);
+}
+
+static int on_zip_cancel(zip_t *za, void *ud) {
+  build_t *b = ud;
+  return b->opt->cancelled && b->opt->cancelled(b->opt->cancel_ctx);
+}
+
+static bool write_zip(build_t *b, const char *out_path, fzip_error_t *error) {
+  char path[PATH_MAX];
+  zip_t *za;
+  int zerr = 0;
+
+  if (!(za = zip_open(out_path, ZIP_CREATE | ZIP_TRUNCATE, &zerr))) {
+    zip_error_t ze;
+    zip_error_init_with_code(&ze, zerr);
+    fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INTERNAL, "zip_open %s: %s", out_path,
+                   zip_error_strerror(&ze));
+    zip_error_fini(&ze);
+    return false;
+  }
+  snprintf(path, sizeof path, "%s/manifest", b->dir);
+  if (!zip_add_temp(za, PKG_MANIFEST_ENTRY, path, error))
+    goto fail;
+  for (size_t i = 0; i < b->n_entries; i++) {
+    temp_path(path, b, i);
+    if (!zip_add_temp(za, b->entries[i].name, path, error))
+      goto fail;
+  }
+  set_phase(b, PKG_PHASE_COMPRESSING, NULL);
+  zip_register_progress_callback_with_state(za, 0.01, on_zip_progress, NULL, b);
+  zip_register_cancel_callback_with_state(za, on_zip_cancel, NULL, b);
+  if (zip_close(za) != 0) {
+    if (b->opt->cancelled && b->opt->cancelled(b->opt->cancel_ctx))
+      fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_CANCELLED, "export cancelled");
+    else
+      zip_fail(za, "writing package", error);
+    goto fail;
+  }
+  b->res.entries = b->n_entries + 1;
+  return true;
+fail:
+  zip_discard(za);
+  return false;
+}
+
+/* Size and sha256 of the finished package, read back from disk. */
+static bool hash_file(pkg_result_t *res, const char *path, fzip_error_t *error) {
+  FILE *f = fopen(path, "rb");
+  fzip_sha256_t *h = fzip_sha256_new();
+  char *buf = malloc(PKG_COPY_CHUNK);
+  size_t n;
+  bool ok = false;
+
+  if (!f || !h || !buf) {
+    if (!f)
+      sys_error(error, "opening", path);
+    else
+      oom(error);
+    goto done;
+  }
+  res->package_size = 0;
+  while ((n = fread(buf, 1, PKG_COPY_CHUNK, f)) > 0) {
+    fzip_sha256_update(h, buf, n);
+    res->package_size += n;
+  }
+  if (ferror(f)) {
+    sys_error(error, "reading", path);
+    goto done;
+  }
+  fzip_sha256_final_hex(h, res->package_sha256);
+  ok = true;
+done:
+  if (f)
+    fclose(f);
+  fzip_sha256_destroy(h);
+  free(buf);
+  return ok;
+}
+
+/* ---- driver ---------------------------------------------------------- */
+
+static const char *temp_root(const pkg_options_t *opt) {
+  const char *t = opt->temp_dir;
+  if (!t || !*t)
+    t = getenv("TMPDIR");
+  return t && *t ? t : "/tmp";
+}
+
+static void build_free(build_t *b) {
+  char path[PATH_MAX];
+  for (size_t i = 0; i < b->n_entries; i++) {
+    temp_path(path, b, i);
+    unlink(path);
+    free(b->entries[i].name);
+  }
+  if (b->dir[0]) {
+    snprintf(path, sizeof path, "%s/manifest", b->dir);
+    unlink(path);
+    rmdir(b->dir);
+  }
+  for (size_t i = 0; i < b->n_files; i++) {
+    free(b->files[i].file_id);
+    free(b->files[i].file_name);
+    free(b->files[i].blob_id);
+  }
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    idset_free(&b->included[k]);
+    idset_free(&b->referenced[k]);
+  }
+  idset_free(&b->missing_files);
+  free(b->entries);
+  free(b->files);
+}
+
+static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
+  const char *root = temp_root(b->opt);
+  uint64_t total = 0;
+
+  if (!pkg_count(&total, b->store, b->user_id, b->sel, error))
+    return false;
+  b->prog.items_total = total;
+  if ((size_t)snprintf(b->dir, sizeof b->dir, "%s/fzip-pkg-XXXXXX", root) >= sizeof b->dir)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT, "temp dir too long");
+  if (!mkdtemp(b->dir)) {
+    sys_error(error, "creating temp dir in", root);
+    b->dir[0] = '\0';
+    return false;
+  }
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    if (b->plan.include[k] && !write_kind(b, (fzip_kind_t)k, error))
+      return false;
+  }
+  if (b->plan.files && !write_files(b, error))
+    return false;
+  if (!write_manifest(b, error) || !write_zip(b, out_path, error))
+    return false;
+  if (!hash_file(&b->res, out_path, error))
+    return false;
+  set_phase(b, PKG_PHASE_DONE, NULL);
+  return tick(b, true, error);
+}
+
+bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
+                    const pkg_selection_t *selection, const pkg_options_t *options,
+                    const char *path, fzip_error_t *error) {
+  static const pkg_options_t no_options;
+  build_t *b = calloc(1, sizeof *b);
+  bool ok;
+
+  if (!b)
+    return oom(error);
+  b->store = store;
+  b->user_id = user_id;
+  b->sel = selection;
+  b->opt = options ? options : &no_options;
+  b->res.export_timestamp_ms = b->opt->export_timestamp_ms ? b->opt->export_timestamp_ms
+                                                           : fzip_now_ms();
+  if (!pkg_selection_check(selection, error)) {
+    free(b);
+    return false;
+  }
+  plan_make(&b->plan, selection);
+  ok = build_run(b, path, error);
+  if (ok && result)
+    *result = b->res;
+  if (!ok)
+    unlink(path);
+  build_free(b);
+  free(b);
+  return ok;
+}
+
+/* Copies the finished package into the blob store, polling for cancel. */
+static bool upload(pkg_result_t *res, store_t *store, const char *path, const char *blob_id,
+                   const pkg_options_t *opt, fzip_error_t *error) {
+  store_blob_writer_t *w = NULL;
+  store_blob_info_t info;
+  pkg_progress_t prog = {.phase = PKG_PHASE_UPLOADING, .entry = blob_id};
+  FILE *f = fopen(path, "rb");
+  char *buf = malloc(PKG_COPY_CHUNK);
+  uint64_t next = 0;
+  size_t n;
+  bool ok = false;
+
+  if (!f || !buf) {
+    if (!f)
+      sys_error(error, "opening", path);
+    else
+      oom(error);
+    goto done;
+  }
+  if (!store_blob_writer_new(&w, store, STORE_BUCKET_PACKAGES, blob_id, error))
+    goto done;
+  while ((n = fread(buf, 1, PKG_COPY_CHUNK, f)) > 0) {
+    if (!store_blob_writer_write(w, buf, n, error))
+      goto done;
+    prog.bytes_done += n;
+    if (prog.bytes_done < next)
+      continue;
+    next = prog.bytes_done + PKG_PROGRESS_EVERY_BYTES;
+    if (opt->progress)
+      opt->progress(opt->progress_ctx, &prog);
+    if (opt->cancelled && opt->cancelled(opt->cancel_ctx)) {
+      fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_CANCELLED, "export cancelled");
+      goto done;
+    }
+  }
+  if (ferror(f)) {
+    sys_error(error, "reading", path);
+    goto done;
+  }
+  if (!store_blob_writer_commit(w, &info, error))
+    goto done;
+  if (info.size != res->package_size || strcmp(info.sha256, res->package_sha256) != 0) {
+    fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
+                   "package blob %s differs from the package written", blob_id);
+    store_blob_delete(store, STORE_BUCKET_PACKAGES, blob_id, NULL);
+    goto done;
+  }
+  ok = true;
+done:
+  store_blob_writer_destroy(w); /* deletes an uncommitted blob */
+  if (f)
+    fclose(f);
+  free(buf);
+  return ok;
+}
+
+bool pkg_write_blob(pkg_result_t *result, store_t *store, const char *user_id,
+                    const pkg_selection_t *selection, const pkg_options_t *options,
+                    const char *blob_id, fzip_error_t *error) {
+  static const pkg_options_t no_options;
+  const pkg_options_t *opt = options ? options : &no_options;
+  char path[PATH_MAX];
+  pkg_result_t res;
+  int fd;
+  bool ok = false;
+
+  if ((size_t)snprintf(path, sizeof path, "%s/fzip-package-XXXXXX", temp_root(opt)) >=
+      sizeof path)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT, "temp dir too long");
+  if ((fd = mkstemp(path)) < 0)
+    return sys_error(error, "creating", path);
+  close(fd);
+  if (!pkg_write_file(&res, store, user_id, selection, opt, path, error))
+    goto done;
+  if (!upload(&res, store, path, blob_id, opt, error))
+    goto done;
+  if (result)
+    *result = res;
+  ok = true;
+done:
+  unlink(path);
+  return ok;
+}
