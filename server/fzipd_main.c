@@ -1,0 +1,240 @@
+/*
+ * fzipd: the fzip server program.
+ *
+ * Subcommands are a table (serve, token, seed, help); `serve` is the
+ * default.  serve wires the pieces together in a fixed order: config, a
+ * signal mask inherited by every thread created afterwards (so SIGTERM and
+ * SIGINT only ever reach main's sigwait), JWT verifier, store, services,
+ * rpc server; shutdown undoes them in reverse.  Startup failures print one
+ * line on stderr: exit 2 for bad configuration, 1 for anything else.
+ */
+#include <signal.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth_jwt.h"
+#include "fzip_log.h"
+#include "fzipd_config.h"
+#include "rpc.h"
+#include "store.h"
+#include "svc_health.h"
+#include "svc_registry.h"
+#ifdef FZIPD_HAVE_SEED
+#include "seed.h"
+#endif
+
+#define EXIT_USAGE 2
+#define PORT_TEXT_MAX 16
+
+typedef int (*subcommand_fn)(int argc, char **argv);
+
+typedef struct {
+  const char *name;
+  subcommand_fn run; /* argv[0] is the subcommand's name, like seed_main's */
+} subcommand_t;
+
+static int fail(int status, const fzip_error_t *error) {
+  fprintf(stderr, "fzipd: %s\n", error->message);
+  return status;
+}
+
+/* ---- serve -------------------------------------------------------------- */
+
+typedef struct {
+  fzipd_config_t config;
+  auth_verifier_t *verifier;
+  store_t *store;
+  svc_registry_t *registry;
+  rpc_server_t *server;
+} serve_state_t;
+
+static bool make_verifier(serve_state_t *s, fzip_error_t *error) {
+  const fzipd_config_t *c = &s->config;
+  auth_options_t o = {.secret_file = c->jwt_secret_file,
+                      .public_key_file = c->jwt_public_key_file,
+                      .issuer = c->jwt_issuer,
+                      .audience = c->jwt_audience,
+                      .leeway_s = -1,
+                      .log_every_call = c->insecure_dev_auth};
+
+  if (c->insecure_dev_auth) {
+    if (access(c->jwt_secret_file, F_OK) != 0 && !auth_write_random_secret(c->jwt_secret_file, error))
+      return false;
+    fprintf(stderr,
+            "fzipd: WARNING: --insecure-dev-auth: tokens are checked against the development "
+            "secret in %s; never use this outside local development.\n"
+            "fzipd: mint a token with: fzipd token --secret-file %s --user dev-user\n",
+            c->jwt_secret_file, c->jwt_secret_file);
+    fzip_log(FZIP_LOG_WARN, "fzipd", "INSECURE DEVELOPMENT AUTH: do not use in production",
+             "secret_file", c->jwt_secret_file, NULL);
+  }
+  return auth_verifier_new(&s->verifier, &o, error);
+}
+
+static bool start_server(serve_state_t *s, int *port, fzip_error_t *error) {
+  const fzipd_config_t *c = &s->config;
+  const rpc_method_t *const *methods = NULL;
+  size_t n = 0;
+  rpc_server_options_t o = {0};
+
+  if (!svc_registry_new(&s->registry, s->store, c, error))
+    return false;
+  methods = svc_registry_methods(s->registry, &n);
+  o.listen = c->listen;
+  o.cq_threads = (int)c->cq_threads;
+  o.workers = (int)c->workers;
+  o.max_recv_message = (size_t)c->max_message_bytes;
+  o.max_send_message = (size_t)c->max_message_bytes;
+  o.shutdown_grace_ms = (int)c->shutdown_grace_ms;
+  o.auth = auth_rpc_authenticate;
+  o.auth_data = s->verifier;
+  o.tls_cert_file = c->tls_cert;
+  o.tls_key_file = c->tls_key;
+  o.tls_client_ca_file = c->tls_client_ca;
+  if (!rpc_server_new(&s->server, &o, methods, n, error))
+    return false;
+  if (!rpc_server_start(s->server, port, error))
+    return false;
+  return svc_health_set(svc_registry_health(s->registry), "", SVC_HEALTH_SERVING, error);
+}
+
+static bool listen_port_is_zero(const char *listen) {
+  const char *colon = strrchr(listen, ':');
+  return colon && strcmp(colon + 1, "0") == 0;
+}
+
+static void announce(const serve_state_t *s, int port) {
+  char port_text[PORT_TEXT_MAX];
+
+  snprintf(port_text, sizeof port_text, "%d", port);
+  /* Tests start fzipd on port 0 and read the real port from stdout. */
+  if (listen_port_is_zero(s->config.listen)) {
+    printf("port=%d\n", port);
+    fflush(stdout);
+  }
+  fzip_log(FZIP_LOG_INFO, "fzipd", "listening", "listen", s->config.listen, "port", port_text,
+           "store", store_backend_name(s->store), "auth", auth_verifier_alg(s->verifier),
+           "tls", s->config.tls_cert ? "on" : "off", NULL);
+}
+
+static int wait_for_signal(const sigset_t *set) {
+  int sig = 0;
+  while (sigwait(set, &sig) != 0)
+    ;
+  return sig;
+}
+
+static void serve_cleanup(serve_state_t *s) {
+  if (s->registry)
+    svc_health_set_all_not_serving(svc_registry_health(s->registry));
+  rpc_server_shutdown(s->server);
+  rpc_server_destroy(s->server);
+  svc_registry_destroy(s->registry);
+  store_destroy(s->store);
+  auth_verifier_destroy(s->verifier);
+}
+
+static int serve_main(int argc, char **argv) {
+  serve_state_t s = {0};
+  fzip_error_t error = {0};
+  store_options_t so = {0};
+  fzip_log_level_t level = FZIP_LOG_INFO;
+  sigset_t set;
+  int port = 0, status = 1, sig = 0;
+
+  if (!fzipd_config_parse(&s.config, argc - 1, argv + 1, &error))
+    return fail(EXIT_USAGE, &error);
+  if (s.config.help) {
+    fzipd_config_print_help(stdout);
+    return 0;
+  }
+  fzip_log_level_parse(&level, s.config.log_level);
+  fzip_log_set_level(level);
+  /* Before any thread exists, so every thread inherits the mask. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (!make_verifier(&s, &error)) {
+    status = fail(EXIT_USAGE, &error);
+    goto done;
+  }
+  so.uri = s.config.store_uri;
+  so.database = s.config.store_database;
+  if (!store_open(&s.store, &so, &error)) {
+    fprintf(stderr, "fzipd: cannot open store %s: %s\n", s.config.store_uri, error.message);
+    goto done;
+  }
+  if (!start_server(&s, &port, &error)) {
+    fail(1, &error);
+    goto done;
+  }
+  announce(&s, port);
+  sig = wait_for_signal(&set);
+  fzip_log(FZIP_LOG_INFO, "fzipd", "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
+           NULL);
+  status = 0;
+done:
+  serve_cleanup(&s);
+  if (status == 0)
+    fzip_log(FZIP_LOG_INFO, "fzipd", "stopped", NULL);
+  return status;
+}
+
+/* ---- token / help ------------------------------------------------------- */
+
+static int token_main(int argc, char **argv) {
+  fzipd_token_config_t c;
+  fzip_error_t error = {0};
+  auth_mint_options_t m = {0};
+  char *token = NULL;
+
+  if (!fzipd_token_config_parse(&c, argc - 1, argv + 1, &error))
+    return fail(EXIT_USAGE, &error);
+  if (c.help) {
+    fzipd_token_config_print_help(stdout);
+    return 0;
+  }
+  m.user_id = c.user_id;
+  m.ttl_s = c.ttl_s;
+  m.issuer = c.issuer;
+  m.audience = c.audience;
+  if (!auth_mint_hs256(&token, c.secret_file, &m, &error))
+    return fail(1, &error);
+  printf("%s\n", token);
+  free(token);
+  return 0;
+}
+
+static int help_main(int argc, char **argv) {
+  fzipd_config_print_help(stdout);
+  return 0;
+}
+
+static const subcommand_t SUBCOMMANDS[] = {
+    {"serve", serve_main},
+    {"token", token_main},
+#ifdef FZIPD_HAVE_SEED
+    {"seed", seed_main},
+#endif
+    {"help", help_main},
+};
+
+int main(int argc, char **argv) {
+  size_t n = sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0];
+
+  /* No subcommand (or a flag first): serve, with argv[0] standing in
+   * for the subcommand name. */
+  if (argc < 2 || argv[1][0] == '-')
+    return serve_main(argc, argv);
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(argv[1], SUBCOMMANDS[i].name) == 0)
+      return SUBCOMMANDS[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "fzipd: unknown subcommand \"%s\" (try fzipd --help)\n", argv[1]);
+  return EXIT_USAGE;
+}

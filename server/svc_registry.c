@@ -1,0 +1,166 @@
+/*
+ * svc_registry: assembles the method table from each service's rows.
+ *
+ * The UNIMPLEMENTED rows share one generic handler per call shape (unary,
+ * server streaming, client streaming) that names the method from the
+ * call's own row, so there is no per-method stub to forget to delete.
+ */
+#include "svc_registry.h"
+
+#include <stdlib.h>
+
+#include "fzip/v1/export_service.pb-c.h"
+#include "fzip/v1/import_service.pb-c.h"
+
+struct svc_registry {
+  svc_health_t *health;
+  const rpc_method_t *methods[SVC_REGISTRY_METHODS_MAX];
+  size_t n_methods;
+};
+
+/* ---- the generic UNIMPLEMENTED handler ---------------------------------- */
+
+static bool unimplemented(rpc_ctx_t *ctx, fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_UNIMPLEMENTED,
+                        "%s is not implemented yet", rpc_ctx_method(ctx)->path);
+}
+
+static bool unimplemented_unary(rpc_ctx_t *ctx, const ProtobufCMessage *req,
+                                ProtobufCMessage **resp, fzip_error_t *error) {
+  return unimplemented(ctx, error);
+}
+
+static bool unimplemented_open(rpc_ctx_t *ctx, const ProtobufCMessage *req, void **state,
+                               fzip_error_t *error) {
+  return unimplemented(ctx, error);
+}
+
+static bool unimplemented_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, bool *done,
+                               int *retry_after_ms, fzip_error_t *error) {
+  return unimplemented(ctx, error);
+}
+
+static bool unimplemented_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *msg,
+                               fzip_error_t *error) {
+  return unimplemented(ctx, error);
+}
+
+static bool unimplemented_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
+                                 fzip_error_t *error) {
+  return unimplemented(ctx, error);
+}
+
+/* Nothing was opened, so there is nothing to release. */
+static void unimplemented_close(rpc_ctx_t *ctx, void *state) {}
+
+static const rpc_server_stream_ops_t UNIMPLEMENTED_SERVER_STREAM = {
+    unimplemented_open, unimplemented_next, unimplemented_close};
+static const rpc_client_stream_ops_t UNIMPLEMENTED_CLIENT_STREAM = {
+    unimplemented_recv, unimplemented_finish, unimplemented_close};
+
+#define PENDING_UNARY(svc, name, req, resp)                                                 \
+  {"/fzip.v1." svc "/" name, RPC_UNARY, &fzip__v1__##req##__descriptor,                    \
+   &fzip__v1__##resp##__descriptor, true, unimplemented_unary, NULL, NULL, NULL, NULL}
+#define PENDING_SERVER_STREAM(svc, name, req, resp)                                         \
+  {"/fzip.v1." svc "/" name, RPC_SERVER_STREAMING, &fzip__v1__##req##__descriptor,         \
+   &fzip__v1__##resp##__descriptor, true, NULL, &UNIMPLEMENTED_SERVER_STREAM, NULL, NULL,  \
+   NULL}
+#define PENDING_CLIENT_STREAM(svc, name, req, resp)                                         \
+  {"/fzip.v1." svc "/" name, RPC_CLIENT_STREAMING, &fzip__v1__##req##__descriptor,         \
+   &fzip__v1__##resp##__descriptor, true, NULL, NULL, &UNIMPLEMENTED_CLIENT_STREAM, NULL,  \
+   NULL}
+
+/* fzip.v1.ExportService: replace this block with the export service's rows. */
+static const rpc_method_t PENDING_EXPORT[] = {
+    PENDING_UNARY("ExportService", "CreateExport", create_export_request, create_export_response),
+    PENDING_UNARY("ExportService", "GetExport", get_export_request, get_export_response),
+    PENDING_UNARY("ExportService", "ListExports", list_exports_request, list_exports_response),
+    PENDING_SERVER_STREAM("ExportService", "DownloadExport", download_export_request,
+                          download_export_response),
+    PENDING_UNARY("ExportService", "DeleteExport", delete_export_request, delete_export_response),
+    PENDING_UNARY("ExportService", "CancelExport", cancel_export_request, cancel_export_response),
+    PENDING_SERVER_STREAM("ExportService", "WatchExport", watch_export_request,
+                          watch_export_response),
+};
+
+/* fzip.v1.ImportService: replace this block with the import service's rows. */
+static const rpc_method_t PENDING_IMPORT[] = {
+    PENDING_CLIENT_STREAM("ImportService", "UploadImport", upload_import_request,
+                          upload_import_response),
+    PENDING_UNARY("ImportService", "StartImport", start_import_request, start_import_response),
+    PENDING_UNARY("ImportService", "GetImport", get_import_request, get_import_response),
+    PENDING_UNARY("ImportService", "ListImports", list_imports_request, list_imports_response),
+    PENDING_UNARY("ImportService", "DeleteImport", delete_import_request, delete_import_response),
+    PENDING_UNARY("ImportService", "CancelImport", cancel_import_request, cancel_import_response),
+    PENDING_SERVER_STREAM("ImportService", "WatchImport", watch_import_request,
+                          watch_import_response),
+};
+
+#define N_ROWS(t) (sizeof(t) / sizeof((t)[0]))
+
+/* ---- assembling the table ------------------------------------------------ */
+
+static bool add_rows(svc_registry_t *reg, const rpc_method_t *const *rows, size_t n,
+                     fzip_error_t *error) {
+  if (n > SVC_REGISTRY_METHODS_MAX - reg->n_methods)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                          "more than %d methods: raise SVC_REGISTRY_METHODS_MAX",
+                          SVC_REGISTRY_METHODS_MAX);
+  for (size_t i = 0; i < n; i++)
+    reg->methods[reg->n_methods++] = rows[i];
+  return true;
+}
+
+static bool add_row_array(svc_registry_t *reg, const rpc_method_t *rows, size_t n,
+                          fzip_error_t *error) {
+  for (size_t i = 0; i < n; i++) {
+    const rpc_method_t *row = &rows[i];
+    if (!add_rows(reg, &row, 1, error))
+      return false;
+  }
+  return true;
+}
+
+static bool add_health(svc_registry_t *reg, fzip_error_t *error) {
+  const rpc_method_t *rows[SVC_HEALTH_METHOD_COUNT];
+
+  if (!svc_health_new(&reg->health, error))
+    return false;
+  svc_health_methods(rows, reg->health);
+  return add_rows(reg, rows, SVC_HEALTH_METHOD_COUNT, error);
+}
+
+bool svc_registry_new(svc_registry_t **out, store_t *store, const fzipd_config_t *config,
+                      fzip_error_t *error) {
+  svc_registry_t *reg = NULL;
+  bool ok = false;
+
+  *out = NULL;
+  reg = calloc(1, sizeof *reg);
+  if (!reg)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  if (!add_health(reg, error) ||
+      !add_row_array(reg, PENDING_EXPORT, N_ROWS(PENDING_EXPORT), error) ||
+      !add_row_array(reg, PENDING_IMPORT, N_ROWS(PENDING_IMPORT), error))
+    goto done;
+  *out = reg;
+  reg = NULL;
+  ok = true;
+done:
+  svc_registry_destroy(reg);
+  return ok;
+}
+
+void svc_registry_destroy(svc_registry_t *registry) {
+  if (!registry)
+    return;
+  svc_health_destroy(registry->health);
+  free(registry);
+}
+
+const rpc_method_t *const *svc_registry_methods(const svc_registry_t *registry, size_t *n) {
+  *n = registry->n_methods;
+  return registry->methods;
+}
+
+svc_health_t *svc_registry_health(svc_registry_t *registry) { return registry->health; }
