@@ -45,6 +45,8 @@ struct job_ctx {
 
 store_t *job_ctx_store(job_ctx_t *ctx) { return ctx->runner->store; }
 
+const char *job_ctx_owner(const job_ctx_t *ctx) { return ctx->runner->owner; }
+
 const store_job_t *job_ctx_record(const job_ctx_t *ctx) { return ctx->job; }
 
 bool job_ctx_should_stop(const job_ctx_t *ctx) { return atomic_load(&ctx->runner->stopping); }

@@ -70,6 +70,8 @@ const char *job_runner_owner(const job_runner_t *runner);
 /* ---- inside a handler ------------------------------------------------- */
 
 store_t *job_ctx_store(job_ctx_t *ctx);
+/* This replica's owner id (for events and logs). */
+const char *job_ctx_owner(const job_ctx_t *ctx);
 /* The claimed record (borrowed).  Its body is the state the job started
  * from; a handler keeps its own state and passes a new body to save. */
 const store_job_t *job_ctx_record(const job_ctx_t *ctx);

@@ -1,0 +1,66 @@
+/* job_body: see job_body.h. */
+#include "job_body.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs.h"
+#include "store.h"
+
+bool job_body_build(bson_t *out, const ProtobufCMessage *job, const char *status_name,
+                    int progress, const char *blob_id, bool cancel_requested,
+                    fzip_error_t *error) {
+  size_t len = protobuf_c_message_get_packed_size(job);
+  uint8_t *buf = NULL;
+
+  if (len > JOB_BODY_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "job record of %zu bytes exceeds %d", len, JOB_BODY_MAX);
+  buf = malloc(len ? len : 1);
+  if (!buf)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  protobuf_c_message_pack(job, buf);
+  BSON_APPEND_BINARY(out, "job", BSON_SUBTYPE_BINARY, buf, (uint32_t)len);
+  free(buf);
+  if (status_name)
+    BSON_APPEND_UTF8(out, "status", status_name);
+  BSON_APPEND_INT32(out, "progress", progress);
+  if (blob_id)
+    BSON_APPEND_UTF8(out, STORE_JOB_PACKAGE_BLOB_FIELD, blob_id);
+  if (cancel_requested)
+    BSON_APPEND_BOOL(out, JOB_CANCEL_FIELD, true);
+  return true;
+}
+
+bool job_body_unpack(ProtobufCMessage **out, const bson_t *body,
+                     const ProtobufCMessageDescriptor *desc, ProtobufCAllocator *allocator,
+                     fzip_error_t *error) {
+  bson_iter_t it;
+  const uint8_t *data = NULL;
+  uint32_t len = 0;
+  bson_subtype_t sub;
+
+  *out = NULL;
+  if (!body || !bson_iter_init_find(&it, body, "job") || !BSON_ITER_HOLDS_BINARY(&it))
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
+                          "job record has no job message");
+  bson_iter_binary(&it, &sub, &len, &data);
+  *out = protobuf_c_message_unpack(desc, allocator, len, data);
+  if (!*out)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
+                          "job record's message does not parse");
+  return true;
+}
+
+const char *job_body_blob_id(const bson_t *body) {
+  bson_iter_t it;
+  if (body && bson_iter_init_find(&it, body, STORE_JOB_PACKAGE_BLOB_FIELD) &&
+      BSON_ITER_HOLDS_UTF8(&it))
+    return bson_iter_utf8(&it, NULL);
+  return NULL;
+}
+
+const char *job_enum_name(const ProtobufCEnumDescriptor *desc, int value) {
+  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
+  return v ? v->name : "UNKNOWN";
+}

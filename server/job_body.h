@@ -1,0 +1,40 @@
+/*
+ * job_body: how a job's protobuf message (fzip.v1.ExportJob / ImportJob)
+ * is kept in a store job record's body.
+ *
+ * The body holds the packed message under "job" (binary), so the record
+ * stays exactly what the API returns, plus a few readable fields for
+ * operators looking at the database ("status", "progress") and the
+ * reaper's "packageBlobId" (STORE_JOB_PACKAGE_BLOB_FIELD).  The cancel flag
+ * (JOB_CANCEL_FIELD) is managed by jobs.c and preserved here.
+ */
+#ifndef FZIP_JOB_BODY_H
+#define FZIP_JOB_BODY_H
+
+#include <bson/bson.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+
+#include "fzip_error.h"
+
+#define JOB_BODY_MAX (1024 * 1024) /* packed job message bound */
+
+/* Builds a body into `out` (initialised by the caller with bson_init or
+ * bson_new; appended to).  status_name/blob_id may be NULL. */
+bool job_body_build(bson_t *out, const ProtobufCMessage *job, const char *status_name,
+                    int progress, const char *blob_id, bool cancel_requested,
+                    fzip_error_t *error);
+
+/* Unpacks the message from a body with `allocator` (NULL: malloc; free
+ * with protobuf_c_message_free_unpacked and the same allocator). */
+bool job_body_unpack(ProtobufCMessage **out, const bson_t *body,
+                     const ProtobufCMessageDescriptor *desc, ProtobufCAllocator *allocator,
+                     fzip_error_t *error);
+
+/* The body's blob id, or NULL (borrowed from body). */
+const char *job_body_blob_id(const bson_t *body);
+
+/* Name of an enum value ("EXPORT_STATUS_COMPLETED"), or "UNKNOWN". */
+const char *job_enum_name(const ProtobufCEnumDescriptor *desc, int value);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * svc_export: fzip.v1.ExportService: export jobs (create, get, list,
+ * watch, cancel, delete), the worker that builds packages with pkg_writer,
+ * and DownloadExport streaming the finished package from the blob store.
+ *
+ * Job lifecycle (docs/EXPORT.md): INITIATED when created; a worker of any
+ * replica claims it (jobs.h) and moves it through COLLECTING_DATA (reading
+ * the store into temporary entries), BUILDING_PACKAGE (zip), UPLOADING
+ * (into the packages bucket) to COMPLETED, or FAILED with the phase and
+ * reason, or CANCELLED.  A completed package expires after `ttl_ms`: the
+ * reaper deletes its blob and the job reads EXPIRED until it is removed
+ * `retention_ms` later.
+ */
+#ifndef FZIP_SVC_EXPORT_H
+#define FZIP_SVC_EXPORT_H
+
+#include <stdint.h>
+
+#include "fzip_error.h"
+#include "rpc.h"
+#include "store.h"
+
+typedef struct svc_export svc_export_t;
+
+typedef struct {
+  int workers;               /* concurrent export jobs on this replica; 0: 2 */
+  int64_t ttl_ms;            /* package lifetime after completion; 0: 24 h */
+  int64_t retention_ms;      /* how long ended jobs stay listed; 0: 7 days */
+  int64_t lease_ms;          /* 0: jobs.h default */
+  int poll_ms;               /* 0: jobs.h default */
+  const char *temp_dir;      /* NULL: $TMPDIR or /tmp */
+  const char *owner;         /* replica id; NULL: generated */
+} svc_export_options_t;
+
+#define SVC_EXPORT_CHUNK_DEFAULT (1024 * 1024)
+#define SVC_EXPORT_CHUNK_MAX (4 * 1024 * 1024)
+#define SVC_EXPORT_DESCRIPTION_MAX 1000
+#define SVC_EXPORT_EVENTS_MAX 32
+#define SVC_EXPORT_WATCH_POLL_MS 250
+
+/* Starts the export workers.  `store` is borrowed. */
+bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options_t *options,
+                    fzip_error_t *error);
+/* Stops the workers (interrupted jobs are released for takeover). */
+void svc_export_destroy(svc_export_t *svc);
+/* The seven ExportService rows (borrowed from svc). */
+const rpc_method_t *const *svc_export_methods(svc_export_t *svc, size_t *n);
+
+/* Expiry step for the reaper: a completed export past its expiry loses
+ * its blob and becomes EXPIRED (kept retention_ms more); any other ended
+ * export past its expiry is deleted with its blob.  Returns true when it
+ * handled `job`. */
+bool svc_export_expire(svc_export_t *svc, store_job_t *job, int64_t now_ms, fzip_error_t *error);
+
+#endif
