@@ -11,9 +11,11 @@
 
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip/v1/import_service.pb-c.h"
+#include "svc_data.h"
 
 struct svc_registry {
   svc_health_t *health;
+  svc_data_t *data;
   const rpc_method_t *methods[SVC_REGISTRY_METHODS_MAX];
   size_t n_methods;
 };
@@ -130,6 +132,16 @@ static bool add_health(svc_registry_t *reg, fzip_error_t *error) {
   return add_rows(reg, rows, SVC_HEALTH_METHOD_COUNT, error);
 }
 
+static bool add_data(svc_registry_t *reg, store_t *store, fzip_error_t *error) {
+  const rpc_method_t *const *rows = NULL;
+  size_t n = 0;
+
+  if (!svc_data_new(&reg->data, store, error))
+    return false;
+  rows = svc_data_methods(reg->data, &n);
+  return add_rows(reg, rows, n, error);
+}
+
 bool svc_registry_new(svc_registry_t **out, store_t *store, const fzipd_config_t *config,
                       fzip_error_t *error) {
   svc_registry_t *reg = NULL;
@@ -139,7 +151,7 @@ bool svc_registry_new(svc_registry_t **out, store_t *store, const fzipd_config_t
   reg = calloc(1, sizeof *reg);
   if (!reg)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
-  if (!add_health(reg, error) ||
+  if (!add_health(reg, error) || !add_data(reg, store, error) ||
       !add_row_array(reg, PENDING_EXPORT, N_ROWS(PENDING_EXPORT), error) ||
       !add_row_array(reg, PENDING_IMPORT, N_ROWS(PENDING_IMPORT), error))
     goto done;
@@ -154,6 +166,7 @@ done:
 void svc_registry_destroy(svc_registry_t *registry) {
   if (!registry)
     return;
+  svc_data_destroy(registry->data);
   svc_health_destroy(registry->health);
   free(registry);
 }
