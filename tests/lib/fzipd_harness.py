@@ -1,0 +1,161 @@
+"""Test harness for end-to-end tests: a real fzipd on loopback.
+
+Used by the Python end-to-end tests (tests/export, tests/import, ...):
+starts `fzipd serve` on a free port with a fresh store (an SQLite file in
+a temporary directory, or a MongoDB URI such as the FerretDB fixture's),
+mints tokens with `fzipd token`, seeds users with `fzipd seed`, and stops
+the server with SIGTERM, checking that it exits cleanly.
+
+Environment (set by CTest): FZIPD = path of the fzipd binary, FZIP_PY_STUBS
+= directory of the generated Python stubs, FZIP_TEST_STORE = "sqlite"
+(default) or "mongodb", which uses FZIP_TEST_MONGODB_URI (set by the
+ferretdb fixture's with-uri.sh).
+"""
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.environ.get("FZIP_PY_STUBS", ""))
+
+import grpc  # noqa: E402
+
+
+def store_uri(tmpdir):
+    """The store the test runs on: sqlite by default, or the FerretDB URI."""
+    spec = os.environ.get("FZIP_TEST_STORE", "sqlite")
+    if spec == "sqlite":
+        return "sqlite:" + os.path.join(tmpdir, "fzip.db")
+    if spec == "mongodb":
+        return os.environ["FZIP_TEST_MONGODB_URI"]
+    raise ValueError("FZIP_TEST_STORE must be sqlite or mongodb, not %r" % spec)
+
+
+class Fzipd:
+    """One fzipd process; use as a context manager."""
+
+    def __init__(self, extra_args=(), store=None, env=None):
+        self.tmp = tempfile.TemporaryDirectory(prefix="fzip-e2e-")
+        self.dir = self.tmp.name
+        self.secret_file = os.path.join(self.dir, "jwt.secret")
+        with open(self.secret_file, "w") as f:
+            f.write(secrets.token_hex(32))
+        self.store = store or store_uri(self.dir)
+        self.binary = os.environ["FZIPD"]
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.port = None
+        self.channel = None
+        self.log_path = os.path.join(self.dir, "fzipd.log")
+
+    def start(self):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--listen", "127.0.0.1:0", "--store", self.store,
+             "--jwt-secret-file", self.secret_file, "--export-ttl-hours", "24"]
+            + self.extra_args,
+            stdout=subprocess.PIPE, stderr=self.log, env=self.env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = self.proc.stdout.readline().decode()
+            m = re.match(r"port=(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError("fzipd exited at start: " + self.read_log())
+        if not self.port:
+            raise RuntimeError("fzipd did not report its port")
+        opts = [("grpc.max_receive_message_length", 8 << 20)]
+        self.channel = grpc.insecure_channel("127.0.0.1:%d" % self.port, options=opts)
+        grpc.channel_ready_future(self.channel).result(timeout=10)
+        return self
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, expect_clean=True):
+        if self.channel:
+            self.channel.close()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise RuntimeError("fzipd did not stop within 30 s of SIGTERM")
+            if expect_clean and rc != 0:
+                raise RuntimeError("fzipd exited %d: %s" % (rc, self.read_log()))
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        if hasattr(self, "log"):
+            self.log.close()
+
+    def kill(self):
+        """SIGKILL: a crash, for recovery tests."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop(expect_clean=exc[0] is None)
+        self.tmp.cleanup()
+
+    def token(self, user):
+        out = subprocess.run(
+            [self.binary, "token", "--secret-file", self.secret_file, "--user", user,
+             "--ttl-seconds", "3600"],
+            check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def metadata(self, user):
+        return (("authorization", "Bearer " + self.token(user)),)
+
+    def seed(self, user, transactions, seed=1, extra=()):
+        subprocess.run(
+            [self.binary, "seed", "--store", self.store, "--user", user,
+             "--transactions", str(transactions), "--seed", str(seed)] + list(extra),
+            check=True, capture_output=True)
+
+
+def unique_user(prefix="user"):
+    return "%s-%s" % (prefix, secrets.token_hex(6))
+
+
+class Checks:
+    """Minimal named-test runner printing the 'N passed, N failed' line."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def run(self, fn, *args):
+        flt = os.environ.get("FZIP_TEST_FILTER")
+        if flt and flt not in fn.__name__:
+            return
+        print("RUN  %s" % fn.__name__, flush=True)
+        try:
+            fn(*args)
+        except Exception as e:  # a failed check or an unexpected error
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %s" % (fn.__name__, e), flush=True)
+            self.failed += 1
+            return
+        print("ok   %s" % fn.__name__, flush=True)
+        self.passed += 1
+
+    def summary(self):
+        print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
+        return 1 if self.failed else 0
