@@ -1,1 +1,568 @@
-/* placeholder: being written */
+/*
+ * store: the front end of the storage interface.
+ *
+ * store_open picks a backend from the URI scheme; every other public call
+ * checks what all backends would check alike (NULLs, id syntax, kinds,
+ * batch and page limits, document shape) and then goes through the vtable,
+ * so backends only ever see valid input and behave the same on bad input.
+ * The job record helpers and the generic reaper live here too: the reaper
+ * needs nothing beyond the interface itself.
+ */
+#include "store.h"
+
+#include <string.h>
+
+#include "store_backend.h"
+
+#define SQLITE_SCHEME "sqlite:"
+#define MONGO_SCHEME "mongodb://"
+#define MONGO_SRV_SCHEME "mongodb+srv://"
+
+static bool invalid(fzip_error_t *error, const char *what) {
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT, "store: %s", what);
+}
+
+/* ---- argument checks ----------------------------------------------------- */
+
+static bool check_user(const char *user_id, fzip_error_t *error) {
+  size_t n;
+  if (!user_id)
+    return invalid(error, "user id is NULL");
+  n = strnlen(user_id, FZIP_USER_ID_MAX + 1);
+  if (n == 0 || n > FZIP_USER_ID_MAX)
+    return invalid(error, "user id is empty or longer than FZIP_USER_ID_MAX");
+  return true;
+}
+
+static bool check_kind(fzip_kind_t kind, fzip_error_t *error) {
+  if ((unsigned)kind >= FZIP_KIND_COUNT)
+    return invalid(error, "entity kind out of range");
+  return true;
+}
+
+static bool check_job_kind(store_job_kind_t kind, fzip_error_t *error) {
+  if (kind != STORE_JOB_EXPORT && kind != STORE_JOB_IMPORT)
+    return invalid(error, "job kind out of range");
+  return true;
+}
+
+static bool check_bucket(store_bucket_t bucket, fzip_error_t *error) {
+  if (bucket != STORE_BUCKET_PACKAGES && bucket != STORE_BUCKET_FILES)
+    return invalid(error, "blob bucket out of range");
+  return true;
+}
+
+static bool check_id(const char *id, const char *what, fzip_error_t *error) {
+  if (!fzip_id_is_valid(id))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "store: %s is not a valid id", what);
+  return true;
+}
+
+static bool check_owner(const char *owner, fzip_error_t *error) {
+  size_t n;
+  if (!owner)
+    return invalid(error, "lease owner is NULL");
+  n = strnlen(owner, STORE_OWNER_MAX + 1);
+  if (n == 0 || n > STORE_OWNER_MAX)
+    return invalid(error, "lease owner is empty or longer than STORE_OWNER_MAX");
+  return true;
+}
+
+static bool check_blob_id(const char *blob_id, fzip_error_t *error) {
+  size_t n = 0;
+  if (!blob_id || !*blob_id)
+    return invalid(error, "blob id is NULL or empty");
+  for (const unsigned char *p = (const unsigned char *)blob_id; *p; p++, n++) {
+    if (n >= STORE_BLOB_ID_MAX)
+      return invalid(error, "blob id longer than STORE_BLOB_ID_MAX");
+    if (*p < 0x20 || *p > 0x7e)
+      return invalid(error, "blob id is not printable ASCII");
+  }
+  return true;
+}
+
+static bool check_ids(const char *const *ids, size_t n, fzip_error_t *error) {
+  if (n > STORE_BATCH_MAX)
+    return invalid(error, "more ids than STORE_BATCH_MAX");
+  if (n > 0 && !ids)
+    return invalid(error, "ids is NULL");
+  for (size_t i = 0; i < n; i++) {
+    if (!check_id(ids[i], "entity id", error))
+      return false;
+  }
+  return true;
+}
+
+static bool check_filter(const store_filter_t *filter, fzip_kind_t kind, fzip_error_t *error) {
+  const fzip_kind_info_t *info = fzip_kind_info(kind);
+  if (!filter)
+    return true;
+  if (filter->n_account_ids > 0) {
+    if (!info->account_field)
+      return invalid(error, "account filter on a kind without an account field");
+    if (filter->n_account_ids > STORE_FILTER_IDS_MAX)
+      return invalid(error, "more account ids than STORE_FILTER_IDS_MAX");
+    if (!filter->account_ids)
+      return invalid(error, "account ids is NULL");
+    for (size_t i = 0; i < filter->n_account_ids; i++) {
+      if (!check_id(filter->account_ids[i], "account id", error))
+        return false;
+    }
+  }
+  if ((filter->has_date_from || filter->has_date_to) && !info->date_field)
+    return invalid(error, "date filter on a kind without a date field");
+  if (filter->after_id && !check_id(filter->after_id, "after_id", error))
+    return false;
+  return true;
+}
+
+static bool check_job_record(const store_job_t *job, fzip_error_t *error) {
+  if (!job || !job->body)
+    return invalid(error, "job or job body is NULL");
+  if (!check_id(job->job_id, "job id", error) || !check_user(job->user_id, error) ||
+      !check_job_kind(job->kind, error))
+    return false;
+  if (strnlen(job->lease_owner, sizeof job->lease_owner) == sizeof job->lease_owner)
+    return invalid(error, "job lease owner is not terminated");
+  return true;
+}
+
+/* Pulls the kind's id field out of each document and rejects what no backend
+ * could store: missing or invalid ids, oversized documents, duplicates. */
+static bool extract_ids(const char **ids, const bson_t *const *docs, size_t n, fzip_kind_t kind,
+                        fzip_error_t *error) {
+  const char *field = fzip_kind_info(kind)->id_field;
+  for (size_t i = 0; i < n; i++) {
+    bson_iter_t it;
+    if (!docs[i])
+      return invalid(error, "document is NULL");
+    if (docs[i]->len > STORE_DOC_MAX)
+      return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                            "store: document %zu is larger than STORE_DOC_MAX", i);
+    if (!bson_iter_init_find(&it, docs[i], field) || !BSON_ITER_HOLDS_UTF8(&it))
+      return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                            "store: document %zu has no string field %s", i, field);
+    ids[i] = bson_iter_utf8(&it, NULL);
+    if (!check_id(ids[i], field, error))
+      return false;
+  }
+  /* n <= STORE_BATCH_MAX, so the quadratic scan is at most 500k compares. */
+  for (size_t i = 1; i < n; i++) {
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(ids[i], ids[j]) == 0)
+        return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                              "store: id %s appears twice in one batch", ids[i]);
+    }
+  }
+  return true;
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+bool store_open(store_t **out, const store_options_t *options, fzip_error_t *error) {
+  store_options_t opts = {0};
+  const char *uri;
+
+  if (!out)
+    return invalid(error, "out is NULL");
+  *out = NULL;
+  if (options)
+    opts = *options;
+  if (opts.retry_budget_ms < 0)
+    return invalid(error, "retry_budget_ms is negative");
+  if (opts.retry_budget_ms == 0)
+    opts.retry_budget_ms = 10000;
+  uri = opts.uri ? opts.uri : STORE_DEFAULT_SQLITE_URI;
+  opts.uri = uri;
+  if (strncmp(uri, SQLITE_SCHEME, strlen(SQLITE_SCHEME)) == 0) {
+    const char *path = uri + strlen(SQLITE_SCHEME);
+    if (!*path)
+      return invalid(error, "sqlite URI has no path (want sqlite:PATH)");
+    return store_sqlite_open(out, &opts, path, error);
+  }
+  if (strncmp(uri, MONGO_SCHEME, strlen(MONGO_SCHEME)) == 0 ||
+      strncmp(uri, MONGO_SRV_SCHEME, strlen(MONGO_SRV_SCHEME)) == 0)
+    return store_mongo_open(out, &opts, error);
+  return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                        "store: unknown store URI scheme in \"%.100s\" "
+                        "(want sqlite:PATH or mongodb://...)",
+                        uri);
+}
+
+void store_destroy(store_t *store) {
+  if (store)
+    store->vt->destroy(store);
+}
+
+const char *store_backend_name(const store_t *store) { return store ? store->vt->name : NULL; }
+
+/* ---- entities ------------------------------------------------------------ */
+
+bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
+                      fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_filter(filter, kind, error))
+    return false;
+  return store->vt->cursor_new(out, store, user_id, kind, filter, error);
+}
+
+bool store_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error) {
+  if (!cursor || !doc)
+    return invalid(error, "cursor or doc is NULL");
+  return cursor->vt->cursor_next(cursor, doc, error);
+}
+
+void store_cursor_destroy(store_cursor_t *cursor) {
+  if (cursor)
+    cursor->vt->cursor_destroy(cursor);
+}
+
+bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip_kind_t kind,
+                        const store_filter_t *filter, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  if (!check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_filter(filter, kind, error))
+    return false;
+  return store->vt->entity_count(out, store, user_id, kind, filter, error);
+}
+
+bool store_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
+                      const char *id, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_id(id, "entity id", error))
+    return false;
+  return store->vt->entity_get(out, store, user_id, kind, id, error);
+}
+
+bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
+                            const bson_t *const *docs, size_t n, store_write_mode_t mode,
+                            store_write_result_t *result, fzip_error_t *error) {
+  const char *ids[STORE_BATCH_MAX];
+
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_user(user_id, error) || !check_kind(kind, error))
+    return false;
+  if (mode != STORE_WRITE_INSERT && mode != STORE_WRITE_REPLACE &&
+      mode != STORE_WRITE_SKIP_EXISTING)
+    return invalid(error, "write mode out of range");
+  if (n > STORE_BATCH_MAX)
+    return invalid(error, "more documents than STORE_BATCH_MAX");
+  if (n == 0)
+    return true;
+  if (!docs)
+    return invalid(error, "docs is NULL");
+  if (!extract_ids(ids, docs, n, kind, error))
+    return false;
+  return store->vt->entity_put_batch(store, user_id, kind, docs, ids, n, mode, result, error);
+}
+
+bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
+                              fzip_kind_t kind, const char *const *ids, size_t n,
+                              fzip_error_t *error) {
+  if (!store || (n > 0 && !exists))
+    return invalid(error, "store or exists is NULL");
+  if (!check_user(user_id, error) || !check_kind(kind, error) || !check_ids(ids, n, error))
+    return false;
+  if (n == 0)
+    return true;
+  return store->vt->entity_exists_many(exists, store, user_id, kind, ids, n, error);
+}
+
+bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
+                              fzip_kind_t kind, const char *const *ids, size_t n,
+                              fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_user(user_id, error) || !check_kind(kind, error) || !check_ids(ids, n, error))
+    return false;
+  if (n == 0) {
+    if (deleted)
+      *deleted = 0;
+    return true;
+  }
+  return store->vt->entity_delete_many(deleted, store, user_id, kind, ids, n, error);
+}
+
+bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
+                             fzip_kind_t kind, fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_user(user_id, error) || !check_kind(kind, error))
+    return false;
+  return store->vt->entity_delete_all(deleted, store, user_id, kind, error);
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+store_job_t *store_job_new(void) {
+  store_job_t *job = bson_malloc0(sizeof *job);
+  job->body = bson_new();
+  return job;
+}
+
+void store_job_destroy(store_job_t *job) {
+  if (!job)
+    return;
+  bson_destroy(job->body);
+  bson_free(job);
+}
+
+void store_job_list_free(store_job_t **jobs, size_t n_jobs) {
+  if (!jobs)
+    return;
+  for (size_t i = 0; i < n_jobs; i++)
+    store_job_destroy(jobs[i]);
+  bson_free(jobs);
+}
+
+bool store_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_job_record(job, error))
+    return false;
+  return store->vt->job_create(store, job, error);
+}
+
+bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, const char *user_id,
+                   const char *job_id, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_job_kind(kind, error) || (user_id && !check_user(user_id, error)) ||
+      !check_id(job_id, "job id", error))
+    return false;
+  return store->vt->job_get(out, store, kind, user_id, job_id, error);
+}
+
+bool store_job_update(store_t *store, store_job_t *job, const char *owner, fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_job_record(job, error) || (owner && !check_owner(owner, error)))
+    return false;
+  return store->vt->job_update(store, job, owner, error);
+}
+
+bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, store_t *store,
+                    store_job_kind_t kind, const char *user_id, size_t page_size,
+                    const char *page_token, fzip_error_t *error) {
+  if (!jobs || !n_jobs || !next_token || !store)
+    return invalid(error, "jobs, n_jobs, next_token or store is NULL");
+  *jobs = NULL;
+  *n_jobs = 0;
+  *next_token = NULL;
+  if (!check_job_kind(kind, error) || !check_user(user_id, error))
+    return false;
+  if (page_size > STORE_PAGE_MAX)
+    return invalid(error, "page size larger than STORE_PAGE_MAX");
+  if (page_size == 0)
+    page_size = STORE_PAGE_DEFAULT;
+  if (page_token && strnlen(page_token, STORE_BLOB_ID_MAX + 1) > STORE_BLOB_ID_MAX)
+    return invalid(error, "page token too long");
+  if (page_token && !*page_token)
+    page_token = NULL;
+  return store->vt->job_list(jobs, n_jobs, next_token, store, kind, user_id, page_size,
+                             page_token, error);
+}
+
+bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
+                      const char *job_id, fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_job_kind(kind, error) || (user_id && !check_user(user_id, error)) ||
+      !check_id(job_id, "job id", error))
+    return false;
+  return store->vt->job_delete(store, kind, user_id, job_id, error);
+}
+
+bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, const char *owner,
+                     int64_t now_ms, int64_t lease_ms, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_job_kind(kind, error) || !check_owner(owner, error))
+    return false;
+  if (lease_ms <= 0)
+    return invalid(error, "lease_ms must be positive");
+  return store->vt->job_claim(out, store, kind, owner, now_ms, lease_ms, error);
+}
+
+bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
+                     int64_t lease_ms, fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_job_record(job, error) || !check_owner(owner, error))
+    return false;
+  if (lease_ms <= 0)
+    return invalid(error, "lease_ms must be positive");
+  return store->vt->job_renew(store, job, owner, now_ms, lease_ms, error);
+}
+
+bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store, int64_t now_ms,
+                            size_t max, fzip_error_t *error) {
+  if (!jobs || !n_jobs || !store)
+    return invalid(error, "jobs, n_jobs or store is NULL");
+  *jobs = NULL;
+  *n_jobs = 0;
+  if (max == 0 || max > STORE_PAGE_MAX)
+    return invalid(error, "max must be in 1..STORE_PAGE_MAX");
+  return store->vt->job_list_expired(jobs, n_jobs, store, now_ms, max, error);
+}
+
+/* ---- blobs --------------------------------------------------------------- */
+
+bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
+                           const char *blob_id, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
+    return false;
+  return store->vt->blob_writer_new(out, store, bucket, blob_id, error);
+}
+
+bool store_blob_writer_write(store_blob_writer_t *w, const void *data, size_t len,
+                             fzip_error_t *error) {
+  if (!w || (len > 0 && !data))
+    return invalid(error, "writer or data is NULL");
+  if (len == 0)
+    return true;
+  return w->vt->blob_writer_write(w, data, len, error);
+}
+
+bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
+                              fzip_error_t *error) {
+  if (!w)
+    return invalid(error, "writer is NULL");
+  return w->vt->blob_writer_commit(w, info, error);
+}
+
+void store_blob_writer_destroy(store_blob_writer_t *w) {
+  if (w)
+    w->vt->blob_writer_destroy(w);
+}
+
+bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
+                           const char *blob_id, uint64_t offset, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
+    return false;
+  return store->vt->blob_reader_new(out, store, bucket, blob_id, offset, error);
+}
+
+bool store_blob_reader_read(store_blob_reader_t *r, void *buf, size_t len, size_t *n,
+                            fzip_error_t *error) {
+  if (!r || !n || (len > 0 && !buf))
+    return invalid(error, "reader, buf or n is NULL");
+  *n = 0;
+  if (len == 0)
+    return true;
+  return r->vt->blob_reader_read(r, buf, len, n, error);
+}
+
+void store_blob_reader_destroy(store_blob_reader_t *r) {
+  if (r)
+    r->vt->blob_reader_destroy(r);
+}
+
+bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
+                     const char *blob_id, fzip_error_t *error) {
+  if (!info || !store)
+    return invalid(error, "info or store is NULL");
+  if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
+    return false;
+  return store->vt->blob_stat(info, store, bucket, blob_id, error);
+}
+
+bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
+                       fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
+    return false;
+  return store->vt->blob_delete(store, bucket, blob_id, error);
+}
+
+bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
+                                 fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  return store->vt->blob_reap_uncommitted(deleted, store, older_than_ms, error);
+}
+
+/* ---- reaper -------------------------------------------------------------- */
+
+/* Deletes one expired job, its package blob first.  A job another replica
+ * reaped meanwhile (NOT_FOUND) counts as done. */
+static bool reap_job(store_reap_stats_t *stats, store_t *store, const store_job_t *job,
+                     fzip_error_t *error) {
+  bson_iter_t it;
+  fzip_error_t local = {0};
+
+  if (bson_iter_init_find(&it, job->body, STORE_JOB_PACKAGE_BLOB_FIELD) &&
+      BSON_ITER_HOLDS_UTF8(&it)) {
+    const char *blob_id = bson_iter_utf8(&it, NULL);
+    if (check_blob_id(blob_id, &local)) {
+      if (!store_blob_delete(store, STORE_BUCKET_PACKAGES, blob_id, error))
+        return fzip_error_prefix(error, "reaping package of job %s", job->job_id);
+      stats->package_blobs++;
+    }
+  }
+  if (!store_job_delete(store, job->kind, NULL, job->job_id, &local)) {
+    if (local.code != FZIP_ERR_NOT_FOUND) {
+      *error = local;
+      return fzip_error_prefix(error, "reaping job %s", job->job_id);
+    }
+    return true;
+  }
+  stats->jobs++;
+  return true;
+}
+
+bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
+                int64_t uncommitted_older_than_ms, fzip_error_t *error) {
+  store_reap_stats_t local_stats = {0};
+  store_job_t **jobs = NULL;
+  size_t n_jobs = 0;
+  uint64_t uncommitted = 0;
+  bool ok = false;
+
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (uncommitted_older_than_ms < 0)
+    return invalid(error, "uncommitted_older_than_ms must not be negative");
+  if (!stats)
+    stats = &local_stats;
+  /* Each pass deletes what it listed, so the next pass sees the next batch;
+   * a pass shorter than the batch means nothing expired is left. */
+  for (;;) {
+    if (!store_job_list_expired(&jobs, &n_jobs, store, now_ms, STORE_REAP_BATCH, error))
+      goto done;
+    for (size_t i = 0; i < n_jobs; i++) {
+      if (!reap_job(stats, store, jobs[i], error))
+        goto done;
+    }
+    store_job_list_free(jobs, n_jobs);
+    jobs = NULL;
+    if (n_jobs < STORE_REAP_BATCH)
+      break;
+  }
+  if (!store_blob_reap_uncommitted(&uncommitted, store, now_ms - uncommitted_older_than_ms,
+                                   error))
+    goto done;
+  stats->uncommitted_blobs += uncommitted;
+  ok = true;
+done:
+  store_job_list_free(jobs, n_jobs);
+  return ok;
+}

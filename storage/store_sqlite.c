@@ -1,1 +1,1707 @@
-/* placeholder: being written */
+/*
+ * store_sqlite: the embedded backend, one SQLite file in WAL mode.
+ *
+ * Design (docs/STORAGE.md has the schema):
+ *   - A small pool of connections, each used by one thread at a time, so a
+ *     store_t can be shared by every thread of fzipd.  No object keeps a
+ *     connection between calls: cursors page by keyset (entity id) and blob
+ *     readers/writers move one chunk per call, so a thread holding a cursor
+ *     can still write, and the pool can never deadlock.
+ *   - Every operation is a function run by sq_run, which borrows a
+ *     connection, rolls back on failure and retries transient failures
+ *     (SQLITE_BUSY, LOCKED, IOERR) with exponential backoff until the
+ *     store's retry budget is spent, then reports UNAVAILABLE.
+ *   - Writes that must be all-or-nothing run in BEGIN IMMEDIATE, which
+ *     takes the single writer lock up front so a read never has to be
+ *     upgraded (the case where SQLite cannot wait and fails at once).
+ *   - Blobs are rows of STORE_BLOB_CHUNK bytes keyed by (blob_key, n); a
+ *     read at an offset computes n and fetches that chunk only.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store_backend.h"
+
+#define SQ_POOL_MAX 4                          /* connections per store */
+#define SQ_PAGE_SIZE 16384                     /* bytes; set when the file is created */
+#define SQ_BACKOFF_START_MS 5
+#define SQ_BACKOFF_MAX_MS 250
+#define SQ_CURSOR_PAGE_ROWS 256                /* documents fetched per cursor page */
+#define SQ_CURSOR_PAGE_BYTES (8 * 1024 * 1024) /* stop a page once it holds this much */
+#define SQ_SQL_MAX 8192                        /* generated SQL (1000 placeholders fit) */
+
+typedef struct {
+  store_t base;
+  char *path;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  sqlite3 *idle[SQ_POOL_MAX];
+  size_t n_idle;
+  size_t n_open;
+} sq_store_t;
+
+typedef bool (*sq_op_fn)(sqlite3 *db, void *ctx, fzip_error_t *error);
+
+static const store_vtable_t sq_vtable;
+
+/* ---- errors -------------------------------------------------------------- */
+
+static fzip_code_t sq_code(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+  case SQLITE_IOERR:
+  case SQLITE_CANTOPEN:
+  case SQLITE_PROTOCOL:
+    return FZIP_ERR_UNAVAILABLE;
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB:
+    return FZIP_ERR_DATA_LOSS;
+  case SQLITE_FULL:
+  case SQLITE_NOMEM:
+  case SQLITE_TOOBIG:
+    return FZIP_ERR_RESOURCE_EXHAUSTED;
+  case SQLITE_CONSTRAINT:
+    return FZIP_ERR_ALREADY_EXISTS;
+  default:
+    return FZIP_ERR_INTERNAL;
+  }
+}
+
+static bool sq_fail(fzip_error_t *error, sqlite3 *db, int rc, const char *what) {
+  const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, sq_code(rc), "sqlite: %s: %s", what, msg);
+}
+
+/* ---- statements ---------------------------------------------------------- */
+
+static bool sq_prepare(sqlite3_stmt **out, sqlite3 *db, const char *sql, fzip_error_t *error) {
+  int rc = sqlite3_prepare_v2(db, sql, -1, out, NULL);
+  if (rc != SQLITE_OK)
+    return sq_fail(error, db, rc, "prepare");
+  return true;
+}
+
+static bool sq_exec(sqlite3 *db, const char *sql, fzip_error_t *error) {
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return sq_fail(error, db, rc, sql);
+  return true;
+}
+
+/* Steps a statement that returns no rows (or whose rows are not wanted). */
+static bool sq_step_done(sqlite3_stmt *stmt, sqlite3 *db, const char *what, fzip_error_t *error) {
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+    ;
+  if (rc != SQLITE_DONE)
+    return sq_fail(error, db, rc, what);
+  return true;
+}
+
+/* Steps once: *row says whether a row is available. */
+static bool sq_step_row(bool *row, sqlite3_stmt *stmt, sqlite3 *db, const char *what,
+                        fzip_error_t *error) {
+  int rc = sqlite3_step(stmt);
+  *row = rc == SQLITE_ROW;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sq_fail(error, db, rc, what);
+  return true;
+}
+
+static void sq_bind_text(sqlite3_stmt *stmt, int i, const char *s) {
+  if (s)
+    sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(stmt, i);
+}
+
+static void sq_copy_text(char *dst, size_t cap, sqlite3_stmt *stmt, int col) {
+  const unsigned char *s = sqlite3_column_text(stmt, col);
+  snprintf(dst, cap, "%s", s ? (const char *)s : "");
+}
+
+/* ---- connection pool ----------------------------------------------------- */
+
+static const char sq_schema[] =
+    "CREATE TABLE IF NOT EXISTS entities("
+    " user_id TEXT NOT NULL, kind INTEGER NOT NULL, entity_id TEXT NOT NULL,"
+    " account_id TEXT, date INTEGER, doc BLOB NOT NULL,"
+    " PRIMARY KEY(user_id, kind, entity_id));"
+    "CREATE INDEX IF NOT EXISTS entities_account ON entities(user_id, kind, account_id, entity_id);"
+    "CREATE INDEX IF NOT EXISTS entities_date ON entities(user_id, kind, date, entity_id);"
+    "CREATE TABLE IF NOT EXISTS jobs("
+    " kind INTEGER NOT NULL, job_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+    " runnable INTEGER NOT NULL, lease_owner TEXT NOT NULL, lease_until INTEGER NOT NULL,"
+    " version INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(kind, job_id));"
+    "CREATE INDEX IF NOT EXISTS jobs_user_newest"
+    " ON jobs(user_id, kind, created_at DESC, job_id DESC);"
+    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(kind, created_at, job_id) WHERE runnable = 1;"
+    "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at > 0;"
+    "CREATE TABLE IF NOT EXISTS blobs("
+    " blob_key INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL,"
+    " blob_id TEXT NOT NULL, committed INTEGER NOT NULL, size INTEGER NOT NULL,"
+    " sha256 TEXT NOT NULL, started_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS blobs_committed ON blobs(bucket, blob_id)"
+    " WHERE committed = 1;"
+    "CREATE INDEX IF NOT EXISTS blobs_uncommitted ON blobs(started_at) WHERE committed = 0;"
+    "CREATE TABLE IF NOT EXISTS blob_chunks("
+    " blob_key INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY(blob_key, n));";
+
+static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
+  sqlite3 *db = NULL;
+  int busy_ms = s->base.options.retry_budget_ms / 2;
+  int rc = sqlite3_open_v2(s->path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc != SQLITE_OK) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE,
+                   "sqlite: cannot open store file %s: %s", s->path,
+                   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return false;
+  }
+  sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : 1);
+  /* synchronous=NORMAL in WAL mode: a commit survives a process crash; only
+   * a power loss may drop the last transactions, never corrupt the file. */
+  if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error)) {
+    sqlite3_close(db);
+    return false;
+  }
+  *out = db;
+  return true;
+}
+
+/* Creates the file, switches it to WAL and creates the schema, once. */
+static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
+  char pragma[64];
+  snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", SQ_PAGE_SIZE);
+  if (!sq_exec(db, pragma, error) || !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
+      !sq_exec(db, sq_schema, error))
+    return fzip_error_prefix(error, "cannot open store file %s", path);
+  return true;
+}
+
+static bool sq_pool_get(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
+  pthread_mutex_lock(&s->mu);
+  while (s->n_idle == 0 && s->n_open == SQ_POOL_MAX)
+    pthread_cond_wait(&s->cv, &s->mu);
+  if (s->n_idle > 0) {
+    *out = s->idle[--s->n_idle];
+    pthread_mutex_unlock(&s->mu);
+    return true;
+  }
+  s->n_open++;
+  pthread_mutex_unlock(&s->mu);
+  if (sq_connect(out, s, error))
+    return true;
+  pthread_mutex_lock(&s->mu);
+  s->n_open--;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return false;
+}
+
+static void sq_pool_put(sq_store_t *s, sqlite3 *db) {
+  pthread_mutex_lock(&s->mu);
+  s->idle[s->n_idle++] = db;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void sq_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Runs `fn` on a pooled connection; a failed fn has its transaction rolled
+ * back, and transient failures are retried until the retry budget is spent.
+ * fn must be safe to run again from the start (it writes its results to its
+ * context only once it has succeeded). */
+static bool sq_run(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *error) {
+  int64_t deadline = fzip_monotonic_ms() + s->base.options.retry_budget_ms;
+  int backoff = SQ_BACKOFF_START_MS;
+
+  for (;;) {
+    sqlite3 *db = NULL;
+    fzip_error_t local = {0};
+    bool ok;
+
+    if (!sq_pool_get(&db, s, error))
+      return false;
+    ok = fn(db, ctx, &local);
+    if (!ok && !sqlite3_get_autocommit(db))
+      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sq_pool_put(s, db);
+    if (ok)
+      return true;
+    if (local.code != FZIP_ERR_UNAVAILABLE || fzip_monotonic_ms() + backoff > deadline) {
+      *error = local;
+      return false;
+    }
+    sq_sleep_ms(backoff);
+    backoff = backoff * 2 > SQ_BACKOFF_MAX_MS ? SQ_BACKOFF_MAX_MS : backoff * 2;
+  }
+}
+
+bool store_sqlite_open(store_t **out, const store_options_t *options, const char *path,
+                       fzip_error_t *error) {
+  sq_store_t *s = bson_malloc0(sizeof *s);
+  sqlite3 *db = NULL;
+  bool ok = false;
+
+  s->base.vt = &sq_vtable;
+  s->base.options = *options;
+  s->base.options.uri = NULL;
+  s->base.options.database = NULL;
+  s->path = bson_strdup(path);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  if (!sq_connect(&db, s, error))
+    goto done;
+  if (!sq_init_file(db, path, error))
+    goto done;
+  s->idle[s->n_idle++] = db;
+  s->n_open = 1;
+  db = NULL;
+  *out = &s->base;
+  s = NULL;
+  ok = true;
+done:
+  sqlite3_close(db);
+  if (s)
+    s->base.vt->destroy(&s->base);
+  return ok;
+}
+
+static void sq_destroy(store_t *store) {
+  sq_store_t *s = (sq_store_t *)store;
+  for (size_t i = 0; i < s->n_idle; i++)
+    sqlite3_close(s->idle[i]);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  bson_free(s->path);
+  bson_free(s);
+}
+
+/* ---- entities: filters --------------------------------------------------- */
+
+/* The WHERE clause of a cursor page or a count, built and bound in the
+ * same order so placeholders stay plain "?". */
+typedef struct {
+  const char *user_id;
+  int kind;
+  const char *after_id;
+  const store_filter_t *filter;
+} sq_where_t;
+
+/* Appends s; once the buffer is full *len stays past cap and nothing more
+ * is written, so the caller checks once at the end. */
+static void sq_append(char *sql, size_t cap, size_t *len, const char *s) {
+  size_t n = strlen(s);
+  if (*len + n < cap)
+    memcpy(sql + *len, s, n + 1);
+  *len += n;
+}
+
+static bool sq_where_sql(char *sql, size_t cap, const char *head, const sq_where_t *w,
+                         const char *tail, fzip_error_t *error) {
+  const store_filter_t *f = w->filter;
+  size_t len = 0;
+
+  sql[0] = '\0';
+  sq_append(sql, cap, &len, head);
+  sq_append(sql, cap, &len, " WHERE user_id = ? AND kind = ?");
+  if (w->after_id)
+    sq_append(sql, cap, &len, " AND entity_id > ?");
+  if (f && f->n_account_ids > 0) {
+    sq_append(sql, cap, &len, " AND account_id IN (?");
+    for (size_t i = 1; i < f->n_account_ids; i++)
+      sq_append(sql, cap, &len, ",?");
+    sq_append(sql, cap, &len, ")");
+  }
+  if (f && f->has_date_from)
+    sq_append(sql, cap, &len, " AND date >= ?");
+  if (f && f->has_date_to)
+    sq_append(sql, cap, &len, " AND date <= ?");
+  sq_append(sql, cap, &len, tail);
+  if (len >= cap)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
+                          "sqlite: generated query longer than SQ_SQL_MAX");
+  return true;
+}
+
+static int sq_where_bind(sqlite3_stmt *stmt, const sq_where_t *w) {
+  const store_filter_t *f = w->filter;
+  int i = 1;
+  sq_bind_text(stmt, i++, w->user_id);
+  sqlite3_bind_int(stmt, i++, w->kind);
+  if (w->after_id)
+    sq_bind_text(stmt, i++, w->after_id);
+  for (size_t k = 0; f && k < f->n_account_ids; k++)
+    sq_bind_text(stmt, i++, f->account_ids[k]);
+  if (f && f->has_date_from)
+    sqlite3_bind_int64(stmt, i++, f->date_from);
+  if (f && f->has_date_to)
+    sqlite3_bind_int64(stmt, i++, f->date_to);
+  return i; /* next free placeholder */
+}
+
+/* ---- entities: cursor ---------------------------------------------------- */
+
+typedef struct {
+  store_cursor_t base;
+  sq_store_t *s;
+  char user_id[FZIP_USER_ID_MAX + 1];
+  fzip_kind_t kind;
+  store_filter_t filter; /* account ids deep-copied below */
+  char **account_ids;
+  char after_id[FZIP_ID_MAX + 1]; /* keyset position: last id returned */
+  bool has_after;
+  bool has_limit;
+  uint64_t remaining; /* documents still allowed by filter.limit */
+  bool exhausted;     /* the last page was short: nothing more to fetch */
+  bson_t **page;
+  size_t n_page;
+  size_t pos;
+} sq_cursor_t;
+
+static void sq_cursor_free_page(sq_cursor_t *c) {
+  for (size_t i = 0; i < c->n_page; i++)
+    bson_destroy(c->page[i]);
+  c->n_page = 0;
+  c->pos = 0;
+}
+
+static void sq_cursor_destroy(store_cursor_t *cursor) {
+  sq_cursor_t *c = (sq_cursor_t *)cursor;
+  sq_cursor_free_page(c);
+  bson_free(c->page);
+  for (size_t i = 0; i < c->filter.n_account_ids; i++)
+    bson_free(c->account_ids[i]);
+  bson_free(c->account_ids);
+  bson_free(c);
+}
+
+static bool sq_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
+                          fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
+  sq_cursor_t *c = bson_malloc0(sizeof *c);
+  c->base.vt = &sq_vtable;
+  c->s = (sq_store_t *)store;
+  snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
+  c->kind = kind;
+  if (filter) {
+    c->filter = *filter;
+    c->filter.after_id = NULL;
+    if (filter->n_account_ids > 0) {
+      c->account_ids = bson_malloc0(filter->n_account_ids * sizeof *c->account_ids);
+      for (size_t i = 0; i < filter->n_account_ids; i++)
+        c->account_ids[i] = bson_strdup(filter->account_ids[i]);
+      c->filter.account_ids = (const char *const *)c->account_ids;
+    }
+    if (filter->after_id) {
+      snprintf(c->after_id, sizeof c->after_id, "%s", filter->after_id);
+      c->has_after = true;
+    }
+    c->has_limit = filter->limit > 0;
+    c->remaining = filter->limit;
+  }
+  c->page = bson_malloc0(SQ_CURSOR_PAGE_ROWS * sizeof *c->page);
+  *out = &c->base;
+  return true;
+}
+
+typedef struct {
+  sq_cursor_t *c;
+  int64_t want; /* rows asked for this page */
+  bool cut;     /* the page stopped at SQ_CURSOR_PAGE_BYTES, not at the end */
+} sq_page_ctx_t;
+
+static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_page_ctx_t *ctx = vctx;
+  sq_cursor_t *c = ctx->c;
+  sq_where_t w = {c->user_id, (int)c->kind, c->has_after ? c->after_id : NULL, &c->filter};
+  char sql[SQ_SQL_MAX];
+  sqlite3_stmt *stmt = NULL;
+  size_t bytes = 0;
+  bool ok = false;
+  int rc = SQLITE_DONE;
+
+  sq_cursor_free_page(c);
+  ctx->cut = false;
+  if (!sq_where_sql(sql, sizeof sql, "SELECT entity_id, doc FROM entities", &w,
+                    " ORDER BY entity_id LIMIT ?", error) ||
+      !sq_prepare(&stmt, db, sql, error))
+    goto done;
+  sqlite3_bind_int64(stmt, sq_where_bind(stmt, &w), ctx->want);
+  while (bytes < SQ_CURSOR_PAGE_BYTES && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    const uint8_t *data = sqlite3_column_blob(stmt, 1);
+    size_t len = (size_t)sqlite3_column_bytes(stmt, 1);
+    bson_t *doc = data ? bson_new_from_data(data, len) : NULL;
+    if (!doc) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                     "sqlite: entity %s holds an invalid document",
+                     (const char *)sqlite3_column_text(stmt, 0));
+      goto done;
+    }
+    c->page[c->n_page++] = doc;
+    bytes += len;
+  }
+  ctx->cut = bytes >= SQ_CURSOR_PAGE_BYTES;
+  if (!ctx->cut && rc != SQLITE_DONE) {
+    sq_fail(error, db, rc, "reading entities");
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  if (!ok)
+    sq_cursor_free_page(c);
+  return ok;
+}
+
+/* Remembers where the page ended so the next page starts after it. */
+static void sq_cursor_advance(sq_cursor_t *c, const sq_page_ctx_t *ctx) {
+  bson_iter_t it;
+  const char *field = fzip_kind_info(c->kind)->id_field;
+  if (!ctx->cut && (int64_t)c->n_page < ctx->want)
+    c->exhausted = true;
+  if (c->n_page == 0)
+    return;
+  if (bson_iter_init_find(&it, c->page[c->n_page - 1], field) && BSON_ITER_HOLDS_UTF8(&it)) {
+    snprintf(c->after_id, sizeof c->after_id, "%s", bson_iter_utf8(&it, NULL));
+    c->has_after = true;
+  }
+  if (c->has_limit)
+    c->remaining -= c->n_page;
+}
+
+static bool sq_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error) {
+  sq_cursor_t *c = (sq_cursor_t *)cursor;
+  sq_page_ctx_t ctx = {c, SQ_CURSOR_PAGE_ROWS, false};
+
+  *doc = NULL;
+  if (c->pos < c->n_page) {
+    *doc = c->page[c->pos++];
+    return true;
+  }
+  if (c->exhausted || (c->has_limit && c->remaining == 0))
+    return false;
+  if (c->has_limit && c->remaining < (uint64_t)ctx.want)
+    ctx.want = (int64_t)c->remaining;
+  if (!sq_run(c->s, op_cursor_page, &ctx, error))
+    return false;
+  sq_cursor_advance(c, &ctx);
+  if (c->n_page == 0)
+    return false;
+  *doc = c->page[c->pos++];
+  return true;
+}
+
+/* ---- entities: reads ----------------------------------------------------- */
+
+typedef struct {
+  sq_where_t w;
+  uint64_t count;
+} sq_count_ctx_t;
+
+static bool op_count(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_count_ctx_t *ctx = vctx;
+  char sql[SQ_SQL_MAX];
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  if (!sq_where_sql(sql, sizeof sql, "SELECT count(*) FROM entities", &ctx->w, "", error) ||
+      !sq_prepare(&stmt, db, sql, error))
+    goto done;
+  sq_where_bind(stmt, &ctx->w);
+  if (!sq_step_row(&row, stmt, db, "counting entities", error))
+    goto done;
+  ctx->count = row ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_entity_count(uint64_t *out, store_t *store, const char *user_id,
+                            fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
+  sq_count_ctx_t ctx = {{user_id, (int)kind, filter ? filter->after_id : NULL, filter}, 0};
+  if (!sq_run((sq_store_t *)store, op_count, &ctx, error))
+    return false;
+  *out = filter && filter->limit > 0 && ctx.count > filter->limit ? filter->limit : ctx.count;
+  return true;
+}
+
+typedef struct {
+  const char *user_id;
+  int kind;
+  const char *id;
+  bson_t *doc;
+} sq_get_ctx_t;
+
+static bool op_entity_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_get_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "SELECT doc FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, ctx->kind);
+  sq_bind_text(stmt, 3, ctx->id);
+  if (!sq_step_row(&row, stmt, db, "reading entity", error))
+    goto done;
+  if (!row) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "entity %s not found", ctx->id);
+    goto done;
+  }
+  ctx->doc = bson_new_from_data(sqlite3_column_blob(stmt, 0),
+                                (size_t)sqlite3_column_bytes(stmt, 0));
+  if (!ctx->doc) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                   "sqlite: entity %s holds an invalid document", ctx->id);
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
+                          const char *id, fzip_error_t *error) {
+  sq_get_ctx_t ctx = {user_id, (int)kind, id, NULL};
+  if (!sq_run((sq_store_t *)store, op_entity_get, &ctx, error))
+    return false;
+  *out = ctx.doc;
+  return true;
+}
+
+typedef struct {
+  const char *user_id;
+  int kind;
+  const char *const *ids;
+  size_t n;
+  bool *exists;
+  uint64_t deleted;
+} sq_ids_ctx_t;
+
+static bool sq_exists_one(bool *exists, sqlite3_stmt *stmt, sqlite3 *db, const char *id,
+                          fzip_error_t *error) {
+  sqlite3_reset(stmt);
+  sq_bind_text(stmt, 3, id);
+  return sq_step_row(exists, stmt, db, "checking entity", error);
+}
+
+static bool sq_prepare_exists(sqlite3_stmt **stmt, sqlite3 *db, const char *user_id, int kind,
+                              fzip_error_t *error) {
+  if (!sq_prepare(stmt, db,
+                  "SELECT 1 FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
+                  error))
+    return false;
+  sq_bind_text(*stmt, 1, user_id);
+  sqlite3_bind_int(*stmt, 2, kind);
+  return true;
+}
+
+static bool op_exists_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_ids_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  /* One read transaction so the answers are one snapshot. */
+  if (!sq_exec(db, "BEGIN", error) ||
+      !sq_prepare_exists(&stmt, db, ctx->user_id, ctx->kind, error))
+    goto done;
+  for (size_t i = 0; i < ctx->n; i++) {
+    if (!sq_exists_one(&ctx->exists[i], stmt, db, ctx->ids[i], error))
+      goto done;
+  }
+  sqlite3_finalize(stmt);
+  stmt = NULL;
+  ok = sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_entity_exists_many(bool *exists, store_t *store, const char *user_id,
+                                  fzip_kind_t kind, const char *const *ids, size_t n,
+                                  fzip_error_t *error) {
+  sq_ids_ctx_t ctx = {user_id, (int)kind, ids, n, exists, 0};
+  return sq_run((sq_store_t *)store, op_exists_many, &ctx, error);
+}
+
+/* ---- entities: writes ---------------------------------------------------- */
+
+typedef struct {
+  const char *user_id;
+  int kind;
+  const bson_t *const *docs;
+  const char *const *ids;
+  size_t n;
+  store_write_mode_t mode;
+  store_write_result_t result; /* this batch only; added to the caller's on success */
+} sq_put_ctx_t;
+
+/* Binds ?1..?6 = user, kind, id, account, date, doc for INSERT and UPDATE alike. */
+static void sq_bind_entity(sqlite3_stmt *stmt, const sq_put_ctx_t *ctx, size_t i) {
+  const fzip_kind_info_t *info = fzip_kind_info((fzip_kind_t)ctx->kind);
+  const bson_t *doc = ctx->docs[i];
+  bson_iter_t it;
+
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, ctx->kind);
+  sq_bind_text(stmt, 3, ctx->ids[i]);
+  if (info->account_field && bson_iter_init_find(&it, doc, info->account_field) &&
+      BSON_ITER_HOLDS_UTF8(&it))
+    sq_bind_text(stmt, 4, bson_iter_utf8(&it, NULL));
+  if (info->date_field && bson_iter_init_find(&it, doc, info->date_field) &&
+      (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it) ||
+       BSON_ITER_HOLDS_DATE_TIME(&it)))
+    sqlite3_bind_int64(stmt, 5,
+                       BSON_ITER_HOLDS_DATE_TIME(&it) ? bson_iter_date_time(&it)
+                                                      : bson_iter_as_int64(&it));
+  sqlite3_bind_blob(stmt, 6, bson_get_data(doc), (int)doc->len, SQLITE_STATIC);
+}
+
+static bool sq_put_check_insert(sqlite3_stmt *exists, sqlite3 *db, const sq_put_ctx_t *ctx,
+                                fzip_error_t *error) {
+  for (size_t i = 0; i < ctx->n; i++) {
+    bool found = false;
+    if (!sq_exists_one(&found, exists, db, ctx->ids[i], error))
+      return false;
+    if (found)
+      return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                            "entity %s already exists; nothing of the batch was written",
+                            ctx->ids[i]);
+  }
+  return true;
+}
+
+static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_put_ctx_t *ctx = vctx;
+  sqlite3_stmt *exists = NULL, *insert = NULL, *update = NULL;
+  bool ok = false;
+
+  memset(&ctx->result, 0, sizeof ctx->result);
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error) ||
+      !sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error) ||
+      !sq_prepare(&insert, db,
+                  "INSERT INTO entities(user_id, kind, entity_id, account_id, date, doc)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                  error) ||
+      !sq_prepare(&update, db,
+                  "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6"
+                  " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3",
+                  error))
+    goto done;
+  if (ctx->mode == STORE_WRITE_INSERT && !sq_put_check_insert(exists, db, ctx, error))
+    goto done;
+  for (size_t i = 0; i < ctx->n; i++) {
+    bool found = false;
+    if (ctx->mode != STORE_WRITE_INSERT && !sq_exists_one(&found, exists, db, ctx->ids[i], error))
+      goto done;
+    if (found && ctx->mode == STORE_WRITE_SKIP_EXISTING) {
+      ctx->result.skipped++;
+      continue;
+    }
+    sq_bind_entity(found ? update : insert, ctx, i);
+    if (!sq_step_done(found ? update : insert, db, "writing entity", error))
+      goto done;
+    if (found)
+      ctx->result.replaced++;
+    else
+      ctx->result.inserted++;
+  }
+  ok = sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(exists);
+  sqlite3_finalize(insert);
+  sqlite3_finalize(update);
+  return ok;
+}
+
+static bool sq_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
+                                const bson_t *const *docs, const char *const *ids, size_t n,
+                                store_write_mode_t mode, store_write_result_t *result,
+                                fzip_error_t *error) {
+  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, {0, 0, 0}};
+  if (!sq_run((sq_store_t *)store, op_put_batch, &ctx, error))
+    return false;
+  if (result) {
+    result->inserted += ctx.result.inserted;
+    result->replaced += ctx.result.replaced;
+    result->skipped += ctx.result.skipped;
+  }
+  return true;
+}
+
+static bool op_delete_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_ids_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  ctx->deleted = 0;
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error) ||
+      !sq_prepare(&stmt, db,
+                  "DELETE FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, ctx->kind);
+  for (size_t i = 0; i < ctx->n; i++) {
+    sqlite3_reset(stmt);
+    sq_bind_text(stmt, 3, ctx->ids[i]);
+    if (!sq_step_done(stmt, db, "deleting entity", error))
+      goto done;
+    ctx->deleted += (uint64_t)sqlite3_changes(db);
+  }
+  ok = sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
+                                  fzip_kind_t kind, const char *const *ids, size_t n,
+                                  fzip_error_t *error) {
+  sq_ids_ctx_t ctx = {user_id, (int)kind, ids, n, NULL, 0};
+  if (!sq_run((sq_store_t *)store, op_delete_many, &ctx, error))
+    return false;
+  if (deleted)
+    *deleted = ctx.deleted;
+  return true;
+}
+
+static bool op_delete_all(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_ids_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  if (!sq_prepare(&stmt, db, "DELETE FROM entities WHERE user_id = ? AND kind = ?", error))
+    goto done;
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, ctx->kind);
+  if (!sq_step_done(stmt, db, "deleting entities", error))
+    goto done;
+  ctx->deleted = (uint64_t)sqlite3_changes(db);
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
+                                 fzip_kind_t kind, fzip_error_t *error) {
+  sq_ids_ctx_t ctx = {user_id, (int)kind, NULL, 0, NULL, 0};
+  if (!sq_run((sq_store_t *)store, op_delete_all, &ctx, error))
+    return false;
+  if (deleted)
+    *deleted = ctx.deleted;
+  return true;
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+#define SQ_JOB_COLS                                                                     \
+  "kind, job_id, user_id, created_at, updated_at, expires_at, runnable, lease_owner, " \
+  "lease_until, version, body"
+
+static bool sq_row_to_job(store_job_t **out, sqlite3_stmt *stmt, fzip_error_t *error) {
+  store_job_t *job = bson_malloc0(sizeof *job);
+  const void *body = sqlite3_column_blob(stmt, 10);
+
+  job->kind = (store_job_kind_t)sqlite3_column_int(stmt, 0);
+  sq_copy_text(job->job_id, sizeof job->job_id, stmt, 1);
+  sq_copy_text(job->user_id, sizeof job->user_id, stmt, 2);
+  job->created_at = sqlite3_column_int64(stmt, 3);
+  job->updated_at = sqlite3_column_int64(stmt, 4);
+  job->expires_at = sqlite3_column_int64(stmt, 5);
+  job->runnable = sqlite3_column_int(stmt, 6) != 0;
+  sq_copy_text(job->lease_owner, sizeof job->lease_owner, stmt, 7);
+  job->lease_until = sqlite3_column_int64(stmt, 8);
+  job->version = sqlite3_column_int64(stmt, 9);
+  job->body = body ? bson_new_from_data(body, (size_t)sqlite3_column_bytes(stmt, 10)) : NULL;
+  if (!job->body) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                   "sqlite: job %s holds an invalid body", job->job_id);
+    store_job_destroy(job);
+    return false;
+  }
+  *out = job;
+  return true;
+}
+
+/* Collects the rows of `stmt`, at most `max`, into a job array; *more says
+ * whether a row beyond `max` exists. */
+static bool sq_rows_to_jobs(store_job_t ***jobs, size_t *n_jobs, bool *more, sqlite3_stmt *stmt,
+                            sqlite3 *db, size_t max, fzip_error_t *error) {
+  store_job_t **list = bson_malloc0((max > 0 ? max : 1) * sizeof *list);
+  size_t n = 0;
+  bool row = false;
+
+  for (;;) {
+    if (!sq_step_row(&row, stmt, db, "reading jobs", error))
+      goto fail;
+    if (!row || n == max)
+      break;
+    if (!sq_row_to_job(&list[n], stmt, error))
+      goto fail;
+    n++;
+  }
+  *jobs = list;
+  *n_jobs = n;
+  *more = row;
+  return true;
+fail:
+  store_job_list_free(list, n);
+  return false;
+}
+
+typedef struct {
+  store_job_t *job;
+  store_job_kind_t kind;
+  const char *user_id;
+  const char *job_id;
+  const char *owner;
+  int64_t now_ms;
+  int64_t lease_ms;
+  size_t max;
+  const char *token;
+  store_job_t *found;     /* job_get, job_claim */
+  store_job_t **list;     /* job_list, list_expired */
+  size_t n_list;
+  bool more;              /* job_list: another page exists */
+  int64_t version;        /* job_update / renew: the version written */
+} sq_job_ctx_t;
+
+static bool op_job_create(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  store_job_t *job = ctx->job;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+  int rc;
+
+  if (!sq_prepare(&stmt, db,
+                  "INSERT INTO jobs(" SQ_JOB_COLS ") VALUES (?,?,?,?,?,?,?,?,?,1,?)", error))
+    goto done;
+  sqlite3_bind_int(stmt, 1, job->kind);
+  sq_bind_text(stmt, 2, job->job_id);
+  sq_bind_text(stmt, 3, job->user_id);
+  sqlite3_bind_int64(stmt, 4, job->created_at);
+  sqlite3_bind_int64(stmt, 5, job->updated_at);
+  sqlite3_bind_int64(stmt, 6, job->expires_at);
+  sqlite3_bind_int(stmt, 7, job->runnable);
+  sq_bind_text(stmt, 8, job->lease_owner);
+  sqlite3_bind_int64(stmt, 9, job->lease_until);
+  sqlite3_bind_blob(stmt, 10, bson_get_data(job->body), (int)job->body->len, SQLITE_STATIC);
+  rc = sqlite3_step(stmt);
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "job %s already exists",
+                   job->job_id);
+    goto done;
+  }
+  if (rc != SQLITE_DONE) {
+    sq_fail(error, db, rc, "creating job");
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.job = job};
+  if (!sq_run((sq_store_t *)store, op_job_create, &ctx, error))
+    return false;
+  job->version = 1;
+  return true;
+}
+
+static bool op_job_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "SELECT " SQ_JOB_COLS " FROM jobs WHERE kind = ?1 AND job_id = ?2"
+                  " AND (?3 IS NULL OR user_id = ?3)",
+                  error))
+    goto done;
+  sqlite3_bind_int(stmt, 1, ctx->kind);
+  sq_bind_text(stmt, 2, ctx->job_id);
+  sq_bind_text(stmt, 3, ctx->user_id);
+  if (!sq_step_row(&row, stmt, db, "reading job", error))
+    goto done;
+  if (!row) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
+                   ctx->job_id);
+    goto done;
+  }
+  ok = sq_row_to_job(&ctx->found, stmt, error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_get(store_job_t **out, store_t *store, store_job_kind_t kind,
+                       const char *user_id, const char *job_id, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.kind = kind, .user_id = user_id, .job_id = job_id};
+  if (!sq_run((sq_store_t *)store, op_job_get, &ctx, error))
+    return false;
+  *out = ctx.found;
+  return true;
+}
+
+/* After a conditional write matched nothing: NOT_FOUND or ABORTED. */
+static bool sq_job_conflict(sqlite3 *db, const store_job_t *job, fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool row = false;
+
+  if (!sq_prepare(&stmt, db, "SELECT 1 FROM jobs WHERE kind = ? AND job_id = ?", error))
+    return false;
+  sqlite3_bind_int(stmt, 1, job->kind);
+  sq_bind_text(stmt, 2, job->job_id);
+  if (sq_step_row(&row, stmt, db, "reading job", error)) {
+    if (row)
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                     "job %s was changed or taken by someone else", job->job_id);
+    else
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
+                     job->job_id);
+  }
+  sqlite3_finalize(stmt);
+  return false;
+}
+
+static bool op_job_update(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  store_job_t *job = ctx->job;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "UPDATE jobs SET updated_at = ?1, expires_at = ?2, runnable = ?3,"
+                  " lease_owner = ?4, lease_until = ?5, body = ?6, version = version + 1"
+                  " WHERE kind = ?7 AND job_id = ?8 AND version = ?9"
+                  " AND (?10 IS NULL OR lease_owner = ?10)",
+                  error))
+    goto done;
+  sqlite3_bind_int64(stmt, 1, job->updated_at);
+  sqlite3_bind_int64(stmt, 2, job->expires_at);
+  sqlite3_bind_int(stmt, 3, job->runnable);
+  sq_bind_text(stmt, 4, job->lease_owner);
+  sqlite3_bind_int64(stmt, 5, job->lease_until);
+  sqlite3_bind_blob(stmt, 6, bson_get_data(job->body), (int)job->body->len, SQLITE_STATIC);
+  sqlite3_bind_int(stmt, 7, job->kind);
+  sq_bind_text(stmt, 8, job->job_id);
+  sqlite3_bind_int64(stmt, 9, job->version);
+  sq_bind_text(stmt, 10, ctx->owner);
+  if (!sq_step_done(stmt, db, "updating job", error))
+    goto done;
+  if (sqlite3_changes(db) == 0) {
+    sq_job_conflict(db, job, error);
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_update(store_t *store, store_job_t *job, const char *owner,
+                          fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.job = job, .owner = owner};
+  if (!sq_run((sq_store_t *)store, op_job_update, &ctx, error))
+    return false;
+  job->version++;
+  return true;
+}
+
+/* Page tokens are "<created_at>:<job_id>" of the last job returned. */
+static bool sq_parse_token(int64_t *created_at, char job_id[FZIP_ID_MAX + 1], const char *token,
+                           fzip_error_t *error) {
+  char *end = NULL;
+  long long v = strtoll(token, &end, 10);
+  if (end == token || *end != ':' || !fzip_id_is_valid(end + 1))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "invalid page token");
+  *created_at = v;
+  snprintf(job_id, FZIP_ID_MAX + 1, "%s", end + 1);
+  return true;
+}
+
+static bool op_job_list(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  int64_t after_created = 0;
+  char after_id[FZIP_ID_MAX + 1] = "";
+  bool ok = false;
+
+  if (ctx->token && !sq_parse_token(&after_created, after_id, ctx->token, error))
+    goto done;
+  if (!sq_prepare(&stmt, db,
+                  "SELECT " SQ_JOB_COLS " FROM jobs WHERE user_id = ?1 AND kind = ?2"
+                  " AND (?3 = 0 OR created_at < ?4 OR (created_at = ?4 AND job_id < ?5))"
+                  " ORDER BY created_at DESC, job_id DESC LIMIT ?6",
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, ctx->kind);
+  sqlite3_bind_int(stmt, 3, ctx->token != NULL);
+  sqlite3_bind_int64(stmt, 4, after_created);
+  sq_bind_text(stmt, 5, after_id);
+  sqlite3_bind_int64(stmt, 6, (int64_t)ctx->max + 1); /* one extra row says "more" */
+  ok = sq_rows_to_jobs(&ctx->list, &ctx->n_list, &ctx->more, stmt, db, ctx->max, error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, store_t *store,
+                        store_job_kind_t kind, const char *user_id, size_t page_size,
+                        const char *page_token, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.kind = kind, .user_id = user_id, .max = page_size, .token = page_token};
+  if (!sq_run((sq_store_t *)store, op_job_list, &ctx, error))
+    return false;
+  if (ctx.more) {
+    const store_job_t *last = ctx.list[ctx.n_list - 1];
+    *next_token = bson_strdup_printf("%lld:%s", (long long)last->created_at, last->job_id);
+  }
+  *jobs = ctx.list;
+  *n_jobs = ctx.n_list;
+  return true;
+}
+
+static bool op_job_delete(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "DELETE FROM jobs WHERE kind = ?1 AND job_id = ?2"
+                  " AND (?3 IS NULL OR user_id = ?3)",
+                  error))
+    goto done;
+  sqlite3_bind_int(stmt, 1, ctx->kind);
+  sq_bind_text(stmt, 2, ctx->job_id);
+  sq_bind_text(stmt, 3, ctx->user_id);
+  if (!sq_step_done(stmt, db, "deleting job", error))
+    goto done;
+  if (sqlite3_changes(db) == 0) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
+                   ctx->job_id);
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
+                          const char *job_id, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.kind = kind, .user_id = user_id, .job_id = job_id};
+  return sq_run((sq_store_t *)store, op_job_delete, &ctx, error);
+}
+
+/* One UPDATE ... RETURNING: choosing and taking the job is a single write
+ * under SQLite's writer lock, so two claimers can never take the same job. */
+static bool op_job_claim(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  ctx->found = NULL;
+  if (!sq_prepare(&stmt, db,
+                  "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, version = version + 1"
+                  " WHERE rowid = (SELECT rowid FROM jobs WHERE kind = ?3 AND runnable = 1"
+                  " AND lease_until < ?4 ORDER BY created_at, job_id LIMIT 1)"
+                  " RETURNING " SQ_JOB_COLS,
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, ctx->owner);
+  sqlite3_bind_int64(stmt, 2, ctx->now_ms + ctx->lease_ms);
+  sqlite3_bind_int(stmt, 3, ctx->kind);
+  sqlite3_bind_int64(stmt, 4, ctx->now_ms);
+  if (!sq_step_row(&row, stmt, db, "claiming job", error))
+    goto done;
+  if (row && !sq_row_to_job(&ctx->found, stmt, error))
+    goto done;
+  if (row && !sq_step_done(stmt, db, "claiming job", error))
+    goto done;
+  ok = true;
+done:
+  if (!ok) {
+    store_job_destroy(ctx->found);
+    ctx->found = NULL;
+  }
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind,
+                         const char *owner, int64_t now_ms, int64_t lease_ms,
+                         fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.kind = kind, .owner = owner, .now_ms = now_ms, .lease_ms = lease_ms};
+  if (!sq_run((sq_store_t *)store, op_job_claim, &ctx, error))
+    return false;
+  *out = ctx.found;
+  return true;
+}
+
+/* Renewal is fenced like any update: the owner must still hold the lease
+ * and nobody may have written the job since this record was read. */
+static bool op_job_renew(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "UPDATE jobs SET lease_until = ?1, version = version + 1"
+                  " WHERE kind = ?2 AND job_id = ?3 AND lease_owner = ?4 AND version = ?5",
+                  error))
+    goto done;
+  sqlite3_bind_int64(stmt, 1, ctx->now_ms + ctx->lease_ms);
+  sqlite3_bind_int(stmt, 2, ctx->job->kind);
+  sq_bind_text(stmt, 3, ctx->job->job_id);
+  sq_bind_text(stmt, 4, ctx->owner);
+  sqlite3_bind_int64(stmt, 5, ctx->job->version);
+  if (!sq_step_done(stmt, db, "renewing lease", error))
+    goto done;
+  if (sqlite3_changes(db) == 0) {
+    sq_job_conflict(db, ctx->job, error);
+    if (error->code == FZIP_ERR_ABORTED)
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                     "lease on job %s was lost", ctx->job->job_id);
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
+                         int64_t lease_ms, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.job = job, .owner = owner, .now_ms = now_ms, .lease_ms = lease_ms};
+  if (!sq_run((sq_store_t *)store, op_job_renew, &ctx, error))
+    return false;
+  snprintf(job->lease_owner, sizeof job->lease_owner, "%s", owner);
+  job->lease_until = now_ms + lease_ms;
+  job->version++;
+  return true;
+}
+
+static bool op_job_list_expired(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "SELECT " SQ_JOB_COLS " FROM jobs WHERE expires_at > 0 AND expires_at <= ?"
+                  " ORDER BY expires_at, kind, job_id LIMIT ?",
+                  error))
+    goto done;
+  sqlite3_bind_int64(stmt, 1, ctx->now_ms);
+  sqlite3_bind_int64(stmt, 2, (int64_t)ctx->max);
+  ok = sq_rows_to_jobs(&ctx->list, &ctx->n_list, &ctx->more, stmt, db, ctx->max, error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
+                                int64_t now_ms, size_t max, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.now_ms = now_ms, .max = max};
+  if (!sq_run((sq_store_t *)store, op_job_list_expired, &ctx, error))
+    return false;
+  *jobs = ctx.list;
+  *n_jobs = ctx.n_list;
+  return true;
+}
+
+/* ---- blobs: shared ------------------------------------------------------- */
+
+typedef struct {
+  store_bucket_t bucket;
+  const char *blob_id;
+  int64_t key;         /* blob_key of the row concerned */
+  int64_t n;           /* chunk number */
+  const void *data;    /* chunk to write */
+  size_t len;
+  void *buf;           /* chunk read buffer, STORE_BLOB_CHUNK bytes */
+  store_blob_info_t info;
+  int64_t now_ms;
+  uint64_t deleted;
+} sq_blob_ctx_t;
+
+/* Finds the committed blob (bucket, id); *found false if there is none. */
+static bool sq_find_committed(bool *found, sq_blob_ctx_t *ctx, sqlite3 *db, fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "SELECT blob_key, size, sha256 FROM blobs"
+                  " WHERE bucket = ? AND blob_id = ? AND committed = 1",
+                  error))
+    goto done;
+  sqlite3_bind_int(stmt, 1, ctx->bucket);
+  sq_bind_text(stmt, 2, ctx->blob_id);
+  if (!sq_step_row(found, stmt, db, "reading blob", error))
+    goto done;
+  if (*found) {
+    ctx->key = sqlite3_column_int64(stmt, 0);
+    ctx->info.size = (uint64_t)sqlite3_column_int64(stmt, 1);
+    sq_copy_text(ctx->info.sha256, sizeof ctx->info.sha256, stmt, 2);
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_delete_key(sqlite3 *db, int64_t key, fzip_error_t *error) {
+  static const char *const sql[] = {"DELETE FROM blob_chunks WHERE blob_key = ?",
+                                    "DELETE FROM blobs WHERE blob_key = ?"};
+  for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+    sqlite3_stmt *stmt = NULL;
+    bool ok = sq_prepare(&stmt, db, sql[i], error);
+    if (ok) {
+      sqlite3_bind_int64(stmt, 1, key);
+      ok = sq_step_done(stmt, db, "deleting blob", error);
+    }
+    sqlite3_finalize(stmt);
+    if (!ok)
+      return false;
+  }
+  return true;
+}
+
+static bool op_blob_delete_key(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  return sq_exec(db, "BEGIN IMMEDIATE", error) && sq_delete_key(db, ctx->key, error) &&
+         sq_exec(db, "COMMIT", error);
+}
+
+/* ---- blobs: writer ------------------------------------------------------- */
+
+typedef struct {
+  store_blob_writer_t base;
+  sq_store_t *s;
+  store_bucket_t bucket;
+  char *blob_id;
+  int64_t key;
+  uint8_t *buf; /* the chunk being filled, STORE_BLOB_CHUNK bytes */
+  size_t buf_len;
+  int64_t next_chunk;
+  uint64_t size;
+  fzip_sha256_t *sha;
+  bool committed;
+} sq_writer_t;
+
+static bool op_blob_start(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool found = false, ok = false;
+
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error) || !sq_find_committed(&found, ctx, db, error))
+    goto done;
+  if (found) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
+                   ctx->blob_id);
+    goto done;
+  }
+  if (!sq_prepare(&stmt, db,
+                  "INSERT INTO blobs(bucket, blob_id, committed, size, sha256, started_at)"
+                  " VALUES (?, ?, 0, 0, '', ?)",
+                  error))
+    goto done;
+  sqlite3_bind_int(stmt, 1, ctx->bucket);
+  sq_bind_text(stmt, 2, ctx->blob_id);
+  sqlite3_bind_int64(stmt, 3, ctx->now_ms);
+  if (!sq_step_done(stmt, db, "starting blob", error))
+    goto done;
+  ctx->key = sqlite3_last_insert_rowid(db);
+  ok = sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static void sq_writer_destroy(store_blob_writer_t *writer) {
+  sq_writer_t *w = (sq_writer_t *)writer;
+  if (w->key && !w->committed) {
+    /* Best effort: what fails here is left uncommitted for the reaper. */
+    sq_blob_ctx_t ctx = {.key = w->key};
+    fzip_error_t ignored = {0};
+    sq_run(w->s, op_blob_delete_key, &ctx, &ignored);
+  }
+  fzip_sha256_destroy(w->sha);
+  bson_free(w->buf);
+  bson_free(w->blob_id);
+  bson_free(w);
+}
+
+static bool sq_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
+                          const char *blob_id, fzip_error_t *error) {
+  sq_writer_t *w = bson_malloc0(sizeof *w);
+  sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id, .now_ms = fzip_now_ms()};
+
+  w->base.vt = &sq_vtable;
+  w->s = (sq_store_t *)store;
+  w->bucket = bucket;
+  w->blob_id = bson_strdup(blob_id);
+  w->buf = bson_malloc(STORE_BLOB_CHUNK);
+  w->sha = fzip_sha256_new();
+  if (!w->sha) {
+    sq_writer_destroy(&w->base);
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "out of memory for sha256");
+  }
+  if (!sq_run(w->s, op_blob_start, &ctx, error)) {
+    sq_writer_destroy(&w->base);
+    return false;
+  }
+  w->key = ctx.key;
+  *out = &w->base;
+  return true;
+}
+
+/* The chunk is written only while its blob row is still uncommitted, so a
+ * writer whose blob the reaper removed cannot leave orphan chunks. */
+static bool op_blob_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "INSERT INTO blob_chunks(blob_key, n, data) SELECT ?1, ?2, ?3"
+                  " WHERE EXISTS (SELECT 1 FROM blobs WHERE blob_key = ?1 AND committed = 0)",
+                  error))
+    goto done;
+  sqlite3_bind_int64(stmt, 1, ctx->key);
+  sqlite3_bind_int64(stmt, 2, ctx->n);
+  sqlite3_bind_blob(stmt, 3, ctx->data, (int)ctx->len, SQLITE_STATIC);
+  if (!sq_step_done(stmt, db, "writing blob chunk", error))
+    goto done;
+  if (sqlite3_changes(db) == 0) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                   "blob was removed while being written (reaped as abandoned?)");
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_writer_flush(sq_writer_t *w, fzip_error_t *error) {
+  sq_blob_ctx_t ctx = {.key = w->key, .n = w->next_chunk, .data = w->buf, .len = w->buf_len};
+  if (w->buf_len == 0)
+    return true;
+  if (!sq_run(w->s, op_blob_chunk, &ctx, error))
+    return false;
+  w->next_chunk++;
+  w->buf_len = 0;
+  return true;
+}
+
+static bool sq_writer_write(store_blob_writer_t *writer, const void *data, size_t len,
+                            fzip_error_t *error) {
+  sq_writer_t *w = (sq_writer_t *)writer;
+  const uint8_t *p = data;
+
+  if (w->committed)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                          "blob %s is already committed", w->blob_id);
+  fzip_sha256_update(w->sha, data, len);
+  w->size += len;
+  while (len > 0) {
+    size_t take = STORE_BLOB_CHUNK - w->buf_len;
+    if (take > len)
+      take = len;
+    memcpy(w->buf + w->buf_len, p, take);
+    w->buf_len += take;
+    p += take;
+    len -= take;
+    if (w->buf_len == STORE_BLOB_CHUNK && !sq_writer_flush(w, error))
+      return false;
+  }
+  return true;
+}
+
+static bool op_blob_commit(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  sq_blob_ctx_t other = {.bucket = ctx->bucket, .blob_id = ctx->blob_id};
+  bool found = false, ok = false;
+
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error) || !sq_find_committed(&found, &other, db, error))
+    goto done;
+  if (found) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
+                   ctx->blob_id);
+    goto done;
+  }
+  if (!sq_prepare(&stmt, db,
+                  "UPDATE blobs SET committed = 1, size = ?, sha256 = ?"
+                  " WHERE blob_key = ? AND committed = 0",
+                  error))
+    goto done;
+  sqlite3_bind_int64(stmt, 1, (int64_t)ctx->info.size);
+  sq_bind_text(stmt, 2, ctx->info.sha256);
+  sqlite3_bind_int64(stmt, 3, ctx->key);
+  if (!sq_step_done(stmt, db, "committing blob", error))
+    goto done;
+  if (sqlite3_changes(db) == 0) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                   "blob %s was removed before it was committed", ctx->blob_id);
+    goto done;
+  }
+  ok = sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_writer_commit(store_blob_writer_t *writer, store_blob_info_t *info,
+                             fzip_error_t *error) {
+  sq_writer_t *w = (sq_writer_t *)writer;
+  sq_blob_ctx_t ctx = {.bucket = w->bucket, .blob_id = w->blob_id, .key = w->key};
+
+  if (w->committed)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                          "blob %s is already committed", w->blob_id);
+  if (!sq_writer_flush(w, error))
+    return false;
+  ctx.info.size = w->size;
+  fzip_sha256_final_hex(w->sha, ctx.info.sha256);
+  fzip_sha256_reset(w->sha);
+  if (!sq_run(w->s, op_blob_commit, &ctx, error))
+    return false;
+  w->committed = true;
+  if (info)
+    *info = ctx.info;
+  return true;
+}
+
+/* ---- blobs: reader ------------------------------------------------------- */
+
+typedef struct {
+  store_blob_reader_t base;
+  sq_store_t *s;
+  int64_t key;
+  uint64_t size;
+  uint64_t offset;
+  uint8_t *chunk; /* STORE_BLOB_CHUNK bytes */
+  int64_t chunk_n; /* chunk held in `chunk`, -1: none */
+  size_t chunk_len;
+} sq_reader_t;
+
+static bool op_blob_find(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  bool found = false;
+  if (!sq_find_committed(&found, ctx, db, error))
+    return false;
+  if (!found)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "blob %s not found",
+                          ctx->blob_id);
+  return true;
+}
+
+static void sq_reader_destroy(store_blob_reader_t *reader) {
+  sq_reader_t *r = (sq_reader_t *)reader;
+  bson_free(r->chunk);
+  bson_free(r);
+}
+
+static bool sq_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
+                          const char *blob_id, uint64_t offset, fzip_error_t *error) {
+  sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id};
+  sq_reader_t *r;
+
+  if (!sq_run((sq_store_t *)store, op_blob_find, &ctx, error))
+    return false;
+  if (offset > ctx.info.size)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_OUT_OF_RANGE,
+                          "offset %llu is beyond the end of blob %s (%llu bytes)",
+                          (unsigned long long)offset, blob_id,
+                          (unsigned long long)ctx.info.size);
+  r = bson_malloc0(sizeof *r);
+  r->base.vt = &sq_vtable;
+  r->s = (sq_store_t *)store;
+  r->key = ctx.key;
+  r->size = ctx.info.size;
+  r->offset = offset;
+  r->chunk = bson_malloc(STORE_BLOB_CHUNK);
+  r->chunk_n = -1;
+  *out = &r->base;
+  return true;
+}
+
+static bool op_blob_read_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  if (!sq_prepare(&stmt, db, "SELECT data FROM blob_chunks WHERE blob_key = ? AND n = ?", error))
+    goto done;
+  sqlite3_bind_int64(stmt, 1, ctx->key);
+  sqlite3_bind_int64(stmt, 2, ctx->n);
+  if (!sq_step_row(&row, stmt, db, "reading blob chunk", error))
+    goto done;
+  if (!row || (size_t)sqlite3_column_bytes(stmt, 0) != ctx->len) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, row ? FZIP_ERR_DATA_LOSS : FZIP_ERR_NOT_FOUND,
+                   "blob chunk %lld is %s", (long long)ctx->n,
+                   row ? "of the wrong size" : "gone (blob deleted while read?)");
+    goto done;
+  }
+  memcpy(ctx->buf, sqlite3_column_blob(stmt, 0), ctx->len);
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_reader_load(sq_reader_t *r, int64_t n, fzip_error_t *error) {
+  uint64_t start = (uint64_t)n * STORE_BLOB_CHUNK;
+  uint64_t left = r->size - start;
+  sq_blob_ctx_t ctx = {.key = r->key, .n = n, .buf = r->chunk};
+
+  ctx.len = left < STORE_BLOB_CHUNK ? (size_t)left : STORE_BLOB_CHUNK;
+  r->chunk_n = -1;
+  if (!sq_run(r->s, op_blob_read_chunk, &ctx, error))
+    return false;
+  r->chunk_n = n;
+  r->chunk_len = ctx.len;
+  return true;
+}
+
+static bool sq_reader_read(store_blob_reader_t *reader, void *buf, size_t len, size_t *n,
+                           fzip_error_t *error) {
+  sq_reader_t *r = (sq_reader_t *)reader;
+  uint8_t *out = buf;
+
+  while (*n < len && r->offset < r->size) {
+    int64_t chunk = (int64_t)(r->offset / STORE_BLOB_CHUNK);
+    size_t at = (size_t)(r->offset % STORE_BLOB_CHUNK);
+    size_t take;
+    if (chunk != r->chunk_n && !sq_reader_load(r, chunk, error))
+      return false;
+    take = r->chunk_len - at;
+    if (take > len - *n)
+      take = len - *n;
+    memcpy(out + *n, r->chunk + at, take);
+    *n += take;
+    r->offset += take;
+  }
+  return true;
+}
+
+/* ---- blobs: stat, delete, reap ------------------------------------------- */
+
+static bool sq_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
+                         const char *blob_id, fzip_error_t *error) {
+  sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id};
+  if (!sq_run((sq_store_t *)store, op_blob_find, &ctx, error))
+    return false;
+  *info = ctx.info;
+  return true;
+}
+
+static bool op_blob_delete(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  bool found = false;
+
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error) || !sq_find_committed(&found, ctx, db, error))
+    return false;
+  if (found && !sq_delete_key(db, ctx->key, error))
+    return false;
+  return sq_exec(db, "COMMIT", error);
+}
+
+static bool sq_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
+                           fzip_error_t *error) {
+  sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id};
+  return sq_run((sq_store_t *)store, op_blob_delete, &ctx, error);
+}
+
+static bool op_blob_reap(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_blob_ctx_t *ctx = vctx;
+  static const char *const sql[] = {
+      "DELETE FROM blob_chunks WHERE blob_key IN"
+      " (SELECT blob_key FROM blobs WHERE committed = 0 AND started_at < ?)",
+      "DELETE FROM blobs WHERE committed = 0 AND started_at < ?"};
+
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error))
+    return false;
+  for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+    sqlite3_stmt *stmt = NULL;
+    bool ok = sq_prepare(&stmt, db, sql[i], error);
+    if (ok) {
+      sqlite3_bind_int64(stmt, 1, ctx->now_ms);
+      ok = sq_step_done(stmt, db, "reaping blobs", error);
+    }
+    sqlite3_finalize(stmt);
+    if (!ok)
+      return false;
+  }
+  ctx->deleted = (uint64_t)sqlite3_changes(db);
+  return sq_exec(db, "COMMIT", error);
+}
+
+static bool sq_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
+                                     fzip_error_t *error) {
+  sq_blob_ctx_t ctx = {.now_ms = older_than_ms};
+  if (!sq_run((sq_store_t *)store, op_blob_reap, &ctx, error))
+    return false;
+  if (deleted)
+    *deleted = ctx.deleted;
+  return true;
+}
+
+static const store_vtable_t sq_vtable = {
+    .name = "sqlite",
+    .destroy = sq_destroy,
+    .cursor_new = sq_cursor_new,
+    .cursor_next = sq_cursor_next,
+    .cursor_destroy = sq_cursor_destroy,
+    .entity_count = sq_entity_count,
+    .entity_get = sq_entity_get,
+    .entity_put_batch = sq_entity_put_batch,
+    .entity_exists_many = sq_entity_exists_many,
+    .entity_delete_many = sq_entity_delete_many,
+    .entity_delete_all = sq_entity_delete_all,
+    .job_create = sq_job_create,
+    .job_get = sq_job_get,
+    .job_update = sq_job_update,
+    .job_list = sq_job_list,
+    .job_delete = sq_job_delete,
+    .job_claim = sq_job_claim,
+    .job_renew = sq_job_renew,
+    .job_list_expired = sq_job_list_expired,
+    .blob_writer_new = sq_writer_new,
+    .blob_writer_write = sq_writer_write,
+    .blob_writer_commit = sq_writer_commit,
+    .blob_writer_destroy = sq_writer_destroy,
+    .blob_reader_new = sq_reader_new,
+    .blob_reader_read = sq_reader_read,
+    .blob_reader_destroy = sq_reader_destroy,
+    .blob_stat = sq_blob_stat,
+    .blob_delete = sq_blob_delete,
+    .blob_reap_uncommitted = sq_blob_reap_uncommitted,
+};

@@ -1,0 +1,1243 @@
+/*
+ * test_store_conformance: the one suite every storage backend must pass.
+ *
+ *   test_store_conformance URI      (e.g. sqlite:/tmp/x.db, mongodb://host/)
+ *
+ * It drives only the public store.h interface, so it is backend-agnostic;
+ * the single white-box check (no orphan chunks) runs when the URI is a
+ * sqlite one.  Every test works under its own random user id and blob id
+ * prefix, so runs against a shared server do not collide.  Jobs are claimed
+ * from a queue shared by all users, so the claim tests tolerate (and
+ * lease away) foreign runnable jobs instead of assuming an empty queue.
+ *
+ * FZIP_TEST_BLOB_MB sets the size of the big-blob streaming test (default
+ * 1024); sanitizer builds use less.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fzip_test.h"
+#include "store.h"
+
+#define USER_MAX 64
+#define THREADS 4
+#define CLAIM_LOOP_MAX 10000 /* claims before giving up on draining the queue */
+#define BIG_PIECE (1024 * 1024 + 13)
+#define RSS_GROWTH_MAX_KB (64 * 1024)
+
+static const char *g_uri;
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static bool open_store(store_t **s, fzip_error_t *err) {
+  store_options_t opts = {.uri = g_uri, .database = "fzip_conformance"};
+  return store_open(s, &opts, err);
+}
+
+static void new_user(char out[USER_MAX]) {
+  char uuid[FZIP_UUID_LEN + 1] = "";
+  fzip_error_t err = {0};
+  if (!fzip_uuid_v4(uuid, &err))
+    abort();
+  snprintf(out, USER_MAX, "conf-%s", uuid);
+}
+
+/* A transaction-like document: id, accountId, date, a note. */
+static bson_t *make_doc(fzip_kind_t kind, const char *id, const char *account, int64_t date,
+                        const char *note) {
+  const fzip_kind_info_t *info = fzip_kind_info(kind);
+  bson_t *doc = bson_new();
+  BSON_APPEND_UTF8(doc, info->id_field, id);
+  if (info->account_field && account && strcmp(info->account_field, info->id_field) != 0)
+    BSON_APPEND_UTF8(doc, info->account_field, account);
+  if (info->date_field)
+    BSON_APPEND_INT64(doc, info->date_field, date);
+  BSON_APPEND_UTF8(doc, "note", note);
+  return doc;
+}
+
+static bool put_docs(store_t *s, const char *user, fzip_kind_t kind, bson_t **docs, size_t n,
+                     store_write_mode_t mode, store_write_result_t *res, fzip_error_t *err) {
+  return store_entity_put_batch(s, user, kind, (const bson_t *const *)docs, n, mode, res, err);
+}
+
+static void free_docs(bson_t **docs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    bson_destroy(docs[i]);
+}
+
+static const char *doc_id(const bson_t *doc, fzip_kind_t kind) {
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, fzip_kind_info(kind)->id_field))
+    return "";
+  return bson_iter_utf8(&it, NULL);
+}
+
+static const char *doc_note(const bson_t *doc) {
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, "note"))
+    return "";
+  return bson_iter_utf8(&it, NULL);
+}
+
+/* Deterministic bytes: a splitmix64 stream. */
+static void fill_bytes(uint8_t *buf, size_t len, uint64_t *state) {
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    memcpy(buf + i, &z, len - i < 8 ? len - i : 8);
+  }
+}
+
+/* Orphan check for the sqlite backend: chunks whose blob row is gone, and
+ * rows (committed or not) left under `blob_id`. */
+static int64_t sqlite_leftovers(const char *blob_id) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *stmt = NULL;
+  int64_t n = -1;
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return 0;
+  if (sqlite3_open_v2(g_uri + 7, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db,
+                         "SELECT (SELECT count(*) FROM blob_chunks WHERE blob_key NOT IN"
+                         " (SELECT blob_key FROM blobs)) + (SELECT count(*) FROM blobs"
+                         " WHERE blob_id = ?)",
+                         -1, &stmt, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(stmt, 1, blob_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+      n = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return n;
+}
+
+static bool write_blob(store_blob_info_t *info, store_t *s, store_bucket_t bucket,
+                       const char *id, const uint8_t *data, size_t len, fzip_error_t *err) {
+  static const size_t pieces[] = {1, 7, 4093, 65537, STORE_BLOB_CHUNK + 3, 333};
+  store_blob_writer_t *w = NULL;
+  size_t off = 0;
+  bool ok = false;
+
+  if (!store_blob_writer_new(&w, s, bucket, id, err))
+    return false;
+  for (size_t i = 0; off < len; i++) {
+    size_t n = pieces[i % (sizeof pieces / sizeof pieces[0])];
+    if (n > len - off)
+      n = len - off;
+    if (!store_blob_writer_write(w, data + off, n, err))
+      goto done;
+    off += n;
+  }
+  ok = store_blob_writer_commit(w, info, err);
+done:
+  store_blob_writer_destroy(w);
+  return ok;
+}
+
+/* Reads from `offset` to the end into buf (cap bytes); *got = bytes read. */
+static bool read_blob(size_t *got, store_t *s, store_bucket_t bucket, const char *id,
+                      uint64_t offset, uint8_t *buf, size_t cap, fzip_error_t *err) {
+  store_blob_reader_t *r = NULL;
+  size_t n = 0;
+  *got = 0;
+  if (!store_blob_reader_new(&r, s, bucket, id, offset, err))
+    return false;
+  do {
+    size_t want = cap - *got < 10007 ? cap - *got : 10007;
+    if (!store_blob_reader_read(r, buf + *got, want, &n, err)) {
+      store_blob_reader_destroy(r);
+      return false;
+    }
+    *got += n;
+  } while (n > 0 && *got < cap);
+  store_blob_reader_destroy(r);
+  return true;
+}
+
+static store_job_t *make_job(const char *user, store_job_kind_t kind, const char *id,
+                             int64_t created_at) {
+  store_job_t *job = store_job_new();
+  snprintf(job->job_id, sizeof job->job_id, "%s", id);
+  snprintf(job->user_id, sizeof job->user_id, "%s", user);
+  job->kind = kind;
+  job->created_at = created_at;
+  job->updated_at = created_at;
+  BSON_APPEND_UTF8(job->body, "status", "PENDING");
+  return job;
+}
+
+/* ---- opening ----------------------------------------------------------------- */
+
+static void test_open_rejects_unknown_scheme(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_options_t opts = {.uri = "ftp://nowhere/db"};
+  CHECK_FAILS(store_open(&s, &opts, &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(s == NULL);
+}
+
+static void test_open_reports_backend_name(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK(strcmp(store_backend_name(s), strncmp(g_uri, "sqlite:", 7) == 0 ? "sqlite" : "mongodb") ==
+        0);
+  store_destroy(s);
+  store_destroy(NULL);
+}
+
+/* ---- entities ---------------------------------------------------------------- */
+
+static void test_put_then_get_returns_same_document(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *doc = make_doc(FZIP_KIND_TRANSACTION, "t1", "a1", 1000, "hello");
+  bson_t *got = NULL;
+  store_write_result_t res = {0};
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_docs(s, user, FZIP_KIND_TRANSACTION, &doc, 1, STORE_WRITE_INSERT, &res, &err), err);
+  CHECK(res.inserted == 1 && res.replaced == 0 && res.skipped == 0);
+  CHECK_OK(store_entity_get(&got, s, user, FZIP_KIND_TRANSACTION, "t1", &err), err);
+  CHECK(bson_equal(got, doc));
+  bson_destroy(got);
+  CHECK_FAILS(store_entity_get(&got, s, user, FZIP_KIND_TRANSACTION, "nope", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  /* Same id under another kind is another document. */
+  CHECK_FAILS(store_entity_get(&got, s, user, FZIP_KIND_ACCOUNT, "t1", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  bson_destroy(doc);
+  store_destroy(s);
+}
+
+static void test_write_modes_count_inserted_replaced_skipped(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *docs[3], *got = NULL;
+  store_write_result_t res = {0};
+  const fzip_kind_t k = FZIP_KIND_CATEGORY;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  docs[0] = make_doc(k, "c1", NULL, 0, "v1");
+  docs[1] = make_doc(k, "c2", NULL, 0, "v1");
+  CHECK_OK(put_docs(s, user, k, docs, 2, STORE_WRITE_INSERT, &res, &err), err);
+  CHECK(res.inserted == 2);
+  free_docs(docs, 2);
+
+  docs[0] = make_doc(k, "c1", NULL, 0, "v2");
+  docs[1] = make_doc(k, "c2", NULL, 0, "v2");
+  docs[2] = make_doc(k, "c3", NULL, 0, "v2");
+  memset(&res, 0, sizeof res);
+  CHECK_OK(put_docs(s, user, k, docs, 3, STORE_WRITE_REPLACE, &res, &err), err);
+  CHECK(res.inserted == 1 && res.replaced == 2 && res.skipped == 0);
+  free_docs(docs, 3);
+  CHECK_OK(store_entity_get(&got, s, user, k, "c1", &err), err);
+  CHECK(strcmp(doc_note(got), "v2") == 0);
+  bson_destroy(got);
+
+  docs[0] = make_doc(k, "c1", NULL, 0, "v3");
+  docs[1] = make_doc(k, "c4", NULL, 0, "v3");
+  memset(&res, 0, sizeof res);
+  CHECK_OK(put_docs(s, user, k, docs, 2, STORE_WRITE_SKIP_EXISTING, &res, &err), err);
+  CHECK(res.inserted == 1 && res.replaced == 0 && res.skipped == 1);
+  free_docs(docs, 2);
+  CHECK_OK(store_entity_get(&got, s, user, k, "c1", &err), err);
+  CHECK(strcmp(doc_note(got), "v2") == 0);
+  bson_destroy(got);
+  CHECK_OK(store_entity_get(&got, s, user, k, "c4", &err), err);
+  CHECK(strcmp(doc_note(got), "v3") == 0);
+  bson_destroy(got);
+  store_destroy(s);
+}
+
+static void test_insert_batch_with_existing_id_writes_nothing(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *docs[3];
+  store_write_result_t res = {0};
+  const char *ids[] = {"b", "a", "c"};
+  bool exists[3] = {true, true, true};
+  uint64_t n = 0;
+  const fzip_kind_t k = FZIP_KIND_ACCOUNT;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  docs[0] = make_doc(k, "a", NULL, 0, "first");
+  CHECK_OK(put_docs(s, user, k, docs, 1, STORE_WRITE_INSERT, NULL, &err), err);
+  free_docs(docs, 1);
+  for (int i = 0; i < 3; i++)
+    docs[i] = make_doc(k, ids[i], NULL, 0, "second");
+  CHECK_FAILS(put_docs(s, user, k, docs, 3, STORE_WRITE_INSERT, &res, &err), err,
+              FZIP_ERR_ALREADY_EXISTS);
+  free_docs(docs, 3);
+  CHECK(strstr(err.message, "a") != NULL);
+  CHECK(res.inserted == 0 && res.replaced == 0 && res.skipped == 0);
+  CHECK_OK(store_entity_exists_many(exists, s, user, k, ids, 3, &err), err);
+  CHECK(!exists[0] && exists[1] && !exists[2]);
+  CHECK_OK(store_entity_count(&n, s, user, k, NULL, &err), err);
+  CHECK(n == 1);
+  store_destroy(s);
+}
+
+static void test_batch_rejects_malformed_input(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *docs[2];
+  bson_t *noid = bson_new();
+  const fzip_kind_t k = FZIP_KIND_ACCOUNT;
+  char long_user[FZIP_USER_ID_MAX + 2];
+
+  new_user(user);
+  memset(long_user, 'u', sizeof long_user - 1);
+  long_user[sizeof long_user - 1] = '\0';
+  CHECK_OK(open_store(&s, &err), err);
+  docs[0] = make_doc(k, "dup", NULL, 0, "x");
+  docs[1] = make_doc(k, "dup", NULL, 0, "y");
+  CHECK_FAILS(put_docs(s, user, k, docs, 2, STORE_WRITE_REPLACE, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(put_docs(s, user, k, &noid, 1, STORE_WRITE_REPLACE, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(put_docs(s, user, k, docs, STORE_BATCH_MAX + 1, STORE_WRITE_REPLACE, NULL, &err),
+              err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(put_docs(s, "", k, docs, 1, STORE_WRITE_REPLACE, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(put_docs(s, long_user, k, docs, 1, STORE_WRITE_REPLACE, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(put_docs(s, user, FZIP_KIND_COUNT, docs, 1, STORE_WRITE_REPLACE, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  free_docs(docs, 2);
+  bson_destroy(noid);
+  docs[0] = make_doc(k, "a/b", NULL, 0, "x");
+  CHECK_FAILS(put_docs(s, user, k, docs, 1, STORE_WRITE_REPLACE, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  free_docs(docs, 1);
+  store_destroy(s);
+}
+
+static void test_count_exists_delete_many_and_delete_all(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *docs[10];
+  char ids[10][8];
+  const char *del[] = {"e0", "e1", "missing"};
+  const char *ask[] = {"e0", "e2", "missing"};
+  bool exists[3];
+  uint64_t n = 0;
+  const fzip_kind_t k = FZIP_KIND_FILE_MAP;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < 10; i++) {
+    snprintf(ids[i], sizeof ids[i], "e%d", i);
+    docs[i] = make_doc(k, ids[i], "acc", 0, "x");
+  }
+  CHECK_OK(put_docs(s, user, k, docs, 10, STORE_WRITE_INSERT, NULL, &err), err);
+  free_docs(docs, 10);
+  CHECK_OK(store_entity_count(&n, s, user, k, NULL, &err), err);
+  CHECK(n == 10);
+  CHECK_OK(store_entity_delete_many(&n, s, user, k, del, 3, &err), err);
+  CHECK(n == 2);
+  CHECK_OK(store_entity_exists_many(exists, s, user, k, ask, 3, &err), err);
+  CHECK(!exists[0] && exists[1] && !exists[2]);
+  CHECK_OK(store_entity_count(&n, s, user, k, NULL, &err), err);
+  CHECK(n == 8);
+  CHECK_OK(store_entity_delete_all(&n, s, user, k, &err), err);
+  CHECK(n == 8);
+  CHECK_OK(store_entity_count(&n, s, user, k, NULL, &err), err);
+  CHECK(n == 0);
+  store_destroy(s);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+#define ORDER_N 600 /* more than one page of any reasonable backend batch */
+
+static void test_cursor_returns_documents_in_id_order(void) {
+  store_t *s = NULL;
+  store_cursor_t *c = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  static char idbuf[ORDER_N][16];
+  static const char *sorted[ORDER_N];
+  bson_t *docs[ORDER_N / 2];
+  const bson_t *doc = NULL;
+  size_t seen = 0;
+  const fzip_kind_t k = FZIP_KIND_TRANSACTION;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (size_t i = 0; i < ORDER_N; i++) {
+    /* ids not generated in their sort order */
+    snprintf(idbuf[i], sizeof idbuf[i], "id-%zu", (i * 7919) % ORDER_N);
+    sorted[i] = idbuf[i];
+  }
+  for (size_t half = 0; half < 2; half++) {
+    for (size_t i = 0; i < ORDER_N / 2; i++)
+      docs[i] = make_doc(k, idbuf[half * ORDER_N / 2 + i], "a", (int64_t)i, "x");
+    CHECK_OK(put_docs(s, user, k, docs, ORDER_N / 2, STORE_WRITE_INSERT, NULL, &err), err);
+    free_docs(docs, ORDER_N / 2);
+  }
+  qsort(sorted, ORDER_N, sizeof sorted[0], cmp_str);
+  CHECK_OK(store_cursor_new(&c, s, user, k, NULL, &err), err);
+  while (store_cursor_next(c, &doc, &err)) {
+    CHECK(seen < ORDER_N);
+    CHECK(strcmp(doc_id(doc, k), sorted[seen]) == 0);
+    seen++;
+  }
+  CHECK(!fzip_error_is_set(&err));
+  CHECK(seen == ORDER_N);
+  /* next after the end keeps saying "end" */
+  CHECK(!store_cursor_next(c, &doc, &err) && !fzip_error_is_set(&err));
+  store_cursor_destroy(c);
+  store_cursor_destroy(NULL);
+  store_destroy(s);
+}
+
+static void test_cursor_keyset_pagination_with_after_id_and_limit(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *docs[50];
+  char ids[50][8];
+  char after[FZIP_ID_MAX + 1] = "";
+  size_t total = 0, pages = 0;
+  const fzip_kind_t k = FZIP_KIND_CATEGORY;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < 50; i++) {
+    snprintf(ids[i], sizeof ids[i], "k%02d", i);
+    docs[i] = make_doc(k, ids[i], NULL, 0, "x");
+  }
+  CHECK_OK(put_docs(s, user, k, docs, 50, STORE_WRITE_INSERT, NULL, &err), err);
+  free_docs(docs, 50);
+  for (;;) {
+    store_filter_t f = {.after_id = after[0] ? after : NULL, .limit = 7};
+    store_cursor_t *c = NULL;
+    const bson_t *doc = NULL;
+    size_t in_page = 0;
+    uint64_t counted = 0;
+    CHECK_OK(store_entity_count(&counted, s, user, k, &f, &err), err);
+    CHECK_OK(store_cursor_new(&c, s, user, k, &f, &err), err);
+    while (store_cursor_next(c, &doc, &err)) {
+      CHECK(strcmp(doc_id(doc, k), ids[total]) == 0);
+      snprintf(after, sizeof after, "%s", doc_id(doc, k));
+      total++;
+      in_page++;
+    }
+    store_cursor_destroy(c);
+    CHECK(!fzip_error_is_set(&err));
+    CHECK(in_page <= 7);
+    CHECK(counted == in_page);
+    if (in_page == 0)
+      break;
+    pages++;
+  }
+  CHECK(total == 50);
+  CHECK(pages == 8);
+  store_destroy(s);
+}
+
+static void test_filters_by_account_and_inclusive_date_range(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *docs[60];
+  const char *accounts[] = {"acc-1", "acc-2", "acc-3"};
+  const char *want_acc[] = {"acc-1", "acc-3"};
+  uint64_t n = 0;
+  size_t expect = 0, seen = 0;
+  const fzip_kind_t k = FZIP_KIND_TRANSACTION;
+  store_filter_t f = {.account_ids = want_acc, .n_account_ids = 2, .has_date_from = true,
+                      .date_from = 1010, .has_date_to = true, .date_to = 1040};
+  store_cursor_t *c = NULL;
+  const bson_t *doc = NULL;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < 60; i++) {
+    char id[16];
+    int64_t date = 1000 + i; /* 1000..1059 */
+    const char *acc = accounts[i % 3];
+    snprintf(id, sizeof id, "t%03d", i);
+    docs[i] = make_doc(k, id, acc, date, "x");
+    if (date >= 1010 && date <= 1040 && i % 3 != 1)
+      expect++;
+  }
+  CHECK_OK(put_docs(s, user, k, docs, 60, STORE_WRITE_INSERT, NULL, &err), err);
+  free_docs(docs, 60);
+  CHECK_OK(store_entity_count(&n, s, user, k, &f, &err), err);
+  CHECK(n == expect);
+  CHECK_OK(store_cursor_new(&c, s, user, k, &f, &err), err);
+  while (store_cursor_next(c, &doc, &err)) {
+    bson_iter_t it;
+    int64_t date;
+    const char *acc;
+    CHECK(bson_iter_init_find(&it, doc, "date"));
+    date = bson_iter_int64(&it);
+    CHECK(bson_iter_init_find(&it, doc, "accountId"));
+    acc = bson_iter_utf8(&it, NULL);
+    CHECK(date >= 1010 && date <= 1040);
+    CHECK(strcmp(acc, "acc-2") != 0);
+    seen++;
+  }
+  store_cursor_destroy(c);
+  CHECK(!fzip_error_is_set(&err));
+  CHECK(seen == expect);
+  /* Bounds are inclusive on both ends: a one-day range still matches. */
+  f.n_account_ids = 0;
+  f.date_from = f.date_to = 1059;
+  CHECK_OK(store_entity_count(&n, s, user, k, &f, &err), err);
+  CHECK(n == 1);
+  /* A date filter on a kind without a date field is refused. */
+  CHECK_FAILS(store_entity_count(&n, s, user, FZIP_KIND_CATEGORY, &f, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  store_destroy(s);
+}
+
+static void test_user_isolation_across_every_call(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char a[USER_MAX], b[USER_MAX];
+  char blob_a[256], blob_b[256];
+  bson_t *doc;
+  bson_t *got = NULL;
+  const char *ids[] = {"shared-id"};
+  bool exists[1] = {true};
+  uint64_t n = 99;
+  store_cursor_t *c = NULL;
+  const bson_t *cdoc = NULL;
+  store_job_t *job, *gotjob = NULL;
+  store_job_t **jobs = NULL;
+  size_t n_jobs = 0;
+  char *token = NULL;
+  store_blob_info_t info;
+  store_blob_reader_t *r = NULL;
+  const fzip_kind_t k = FZIP_KIND_ACCOUNT;
+
+  new_user(a);
+  new_user(b);
+  snprintf(blob_a, sizeof blob_a, "%s/file-1", a);
+  snprintf(blob_b, sizeof blob_b, "%s/file-1", b);
+  CHECK_OK(open_store(&s, &err), err);
+  doc = make_doc(k, "shared-id", NULL, 0, "a's");
+  CHECK_OK(put_docs(s, a, k, &doc, 1, STORE_WRITE_INSERT, NULL, &err), err);
+  bson_destroy(doc);
+  job = make_job(a, STORE_JOB_EXPORT, "job-iso", fzip_now_ms());
+  CHECK_OK(store_job_create(s, job, &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, blob_a, (const uint8_t *)"abc", 3, &err),
+           err);
+
+  CHECK_FAILS(store_entity_get(&got, s, b, k, "shared-id", &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK_OK(store_entity_count(&n, s, b, k, NULL, &err), err);
+  CHECK(n == 0);
+  CHECK_OK(store_entity_exists_many(exists, s, b, k, ids, 1, &err), err);
+  CHECK(!exists[0]);
+  CHECK_OK(store_cursor_new(&c, s, b, k, NULL, &err), err);
+  fzip_error_clear(&err);
+  CHECK(!store_cursor_next(c, &cdoc, &err) && !fzip_error_is_set(&err));
+  store_cursor_destroy(c);
+  CHECK_OK(store_entity_delete_many(&n, s, b, k, ids, 1, &err), err);
+  CHECK(n == 0);
+  CHECK_OK(store_entity_delete_all(&n, s, b, k, &err), err);
+  CHECK(n == 0);
+  CHECK_FAILS(store_job_get(&gotjob, s, STORE_JOB_EXPORT, b, "job-iso", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_OK(store_job_list(&jobs, &n_jobs, &token, s, STORE_JOB_EXPORT, b, 10, NULL, &err), err);
+  CHECK(n_jobs == 0 && token == NULL);
+  store_job_list_free(jobs, n_jobs);
+  CHECK_FAILS(store_job_delete(s, STORE_JOB_EXPORT, b, "job-iso", &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_blob_reader_new(&r, s, STORE_BUCKET_FILES, blob_b, 0, &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, blob_b, &err), err,
+              FZIP_ERR_NOT_FOUND);
+  /* A blob id names one bucket only. */
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_PACKAGES, blob_a, &err), err,
+              FZIP_ERR_NOT_FOUND);
+
+  /* ... and A still has everything. */
+  CHECK_OK(store_entity_get(&got, s, a, k, "shared-id", &err), err);
+  bson_destroy(got);
+  CHECK_OK(store_job_get(&gotjob, s, STORE_JOB_EXPORT, a, "job-iso", &err), err);
+  store_job_destroy(gotjob);
+  CHECK_OK(store_blob_stat(&info, s, STORE_BUCKET_FILES, blob_a, &err), err);
+  CHECK(info.size == 3);
+  CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, a, "job-iso", &err), err);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, blob_a, &err), err);
+  store_job_destroy(job);
+  store_destroy(s);
+}
+
+#define WRITER_BATCHES 10
+#define WRITER_BATCH 50
+#define SHARED_IDS 20
+
+typedef struct {
+  store_t *s;
+  const char *user;
+  int index;
+  store_write_result_t res;
+  fzip_error_t err;
+  bool ok;
+} writer_arg_t;
+
+/* Each thread writes its own ids plus a set of ids all threads share. */
+static void *writer_thread(void *p) {
+  writer_arg_t *a = p;
+  const fzip_kind_t k = FZIP_KIND_TRANSACTION;
+  a->ok = true;
+  for (int b = 0; b < WRITER_BATCHES && a->ok; b++) {
+    bson_t *docs[WRITER_BATCH + SHARED_IDS];
+    size_t n = 0;
+    char id[32];
+    for (int i = 0; i < WRITER_BATCH; i++) {
+      snprintf(id, sizeof id, "w%d-%d-%d", a->index, b, i);
+      docs[n++] = make_doc(k, id, "acc", b, "own");
+    }
+    for (int i = 0; i < SHARED_IDS; i++) {
+      snprintf(id, sizeof id, "shared-%d", i);
+      docs[n++] = make_doc(k, id, "acc", b, "shared");
+    }
+    a->ok = put_docs(a->s, a->user, k, docs, n, STORE_WRITE_REPLACE, &a->res, &a->err);
+    free_docs(docs, n);
+  }
+  return NULL;
+}
+
+static void test_concurrent_writers_from_threads(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  pthread_t t[THREADS];
+  writer_arg_t args[THREADS];
+  uint64_t inserted = 0, replaced = 0, n = 0;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < THREADS; i++) {
+    args[i] = (writer_arg_t){.s = s, .user = user, .index = i};
+    CHECK(pthread_create(&t[i], NULL, writer_thread, &args[i]) == 0);
+  }
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(t[i], NULL);
+  for (int i = 0; i < THREADS; i++) {
+    CHECK_OK(args[i].ok, args[i].err);
+    inserted += args[i].res.inserted;
+    replaced += args[i].res.replaced;
+  }
+  /* Every shared id was inserted exactly once, whoever won the race. */
+  CHECK(inserted == THREADS * WRITER_BATCHES * WRITER_BATCH + SHARED_IDS);
+  CHECK(replaced == (uint64_t)THREADS * WRITER_BATCHES * SHARED_IDS - SHARED_IDS);
+  CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
+  CHECK(n == inserted);
+  store_destroy(s);
+}
+
+/* ---- jobs -------------------------------------------------------------------- */
+
+static void test_job_create_get_update_with_version_and_owner_fencing(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  store_job_t *job, *got = NULL, *stale = NULL;
+  bson_iter_t it;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  job = make_job(user, STORE_JOB_IMPORT, "job-1", 5000);
+  job->expires_at = 0;
+  snprintf(job->lease_owner, sizeof job->lease_owner, "worker-a");
+  job->lease_until = 9000;
+  CHECK_OK(store_job_create(s, job, &err), err);
+  CHECK(job->version == 1);
+  CHECK_FAILS(store_job_create(s, job, &err), err, FZIP_ERR_ALREADY_EXISTS);
+  /* Same id under the other kind is another job. */
+  CHECK_FAILS(store_job_get(&got, s, STORE_JOB_EXPORT, user, "job-1", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_OK(store_job_get(&got, s, STORE_JOB_IMPORT, user, "job-1", &err), err);
+  CHECK(got->version == 1 && got->created_at == 5000 && got->lease_until == 9000);
+  CHECK(strcmp(got->lease_owner, "worker-a") == 0 && strcmp(got->user_id, user) == 0);
+  CHECK(bson_equal(got->body, job->body));
+  CHECK_OK(store_job_get(&stale, s, STORE_JOB_IMPORT, NULL, "job-1", &err), err);
+
+  BSON_APPEND_UTF8(got->body, "progress", "50%");
+  got->updated_at = 6000;
+  CHECK_OK(store_job_update(s, got, "worker-a", &err), err);
+  CHECK(got->version == 2);
+  CHECK_FAILS(store_job_update(s, stale, NULL, &err), err, FZIP_ERR_ABORTED);
+  CHECK_FAILS(store_job_update(s, got, "worker-b", &err), err, FZIP_ERR_ABORTED);
+  store_job_destroy(stale);
+  CHECK_OK(store_job_get(&stale, s, STORE_JOB_IMPORT, user, "job-1", &err), err);
+  CHECK(stale->version == 2 && stale->updated_at == 6000);
+  CHECK(bson_iter_init_find(&it, stale->body, "progress"));
+  CHECK_OK(store_job_update(s, stale, NULL, &err), err);
+  CHECK(stale->version == 3);
+  CHECK_OK(store_job_delete(s, STORE_JOB_IMPORT, user, "job-1", &err), err);
+  CHECK_FAILS(store_job_get(&got, s, STORE_JOB_IMPORT, user, "job-1", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_job_delete(s, STORE_JOB_IMPORT, user, "job-1", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  store_job_destroy(got);
+  store_job_destroy(stale);
+  store_job_destroy(job);
+  store_destroy(s);
+}
+
+static void test_job_list_newest_first_with_page_tokens(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  /* created_at per job; j3 and j4 tie and are ordered by id, descending. */
+  static const int64_t created[] = {100, 300, 200, 500, 500, 400, 50};
+  static const char *const want[] = {"j4", "j3", "j5", "j1", "j2", "j0", "j6"};
+  char *token = NULL;
+  size_t seen = 0, pages = 0;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < 7; i++) {
+    char id[8];
+    store_job_t *job;
+    snprintf(id, sizeof id, "j%d", i);
+    job = make_job(user, STORE_JOB_EXPORT, id, created[i]);
+    CHECK_OK(store_job_create(s, job, &err), err);
+    store_job_destroy(job);
+  }
+  do {
+    store_job_t **jobs = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    CHECK_OK(store_job_list(&jobs, &n, &next, s, STORE_JOB_EXPORT, user, 3, token, &err), err);
+    bson_free(token);
+    token = next;
+    for (size_t i = 0; i < n; i++) {
+      CHECK(seen < 7);
+      CHECK(strcmp(jobs[i]->job_id, want[seen]) == 0);
+      seen++;
+    }
+    store_job_list_free(jobs, n);
+    pages++;
+    CHECK(pages <= 3);
+  } while (token);
+  CHECK(seen == 7);
+  CHECK(pages == 3);
+  for (int i = 0; i < 7; i++) {
+    char id[8];
+    snprintf(id, sizeof id, "j%d", i);
+    CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, user, id, &err), err);
+  }
+  store_destroy(s);
+}
+
+/* Claims until the queue of `kind` yields nothing free at now_ms; counts
+ * how often each of `n` own jobs ("<prefix><i>") was handed out. */
+static bool drain_claims(int *hits, size_t n, store_t *s, const char *user, const char *owner,
+                         int64_t now_ms, int64_t lease_ms, bool *ended, fzip_error_t *err) {
+  *ended = false;
+  for (int i = 0; i < CLAIM_LOOP_MAX; i++) {
+    store_job_t *job = NULL;
+    if (!store_job_claim(&job, s, STORE_JOB_EXPORT, owner, now_ms, lease_ms, err))
+      return false;
+    if (!job) {
+      *ended = true;
+      return true;
+    }
+    if (strcmp(job->user_id, user) == 0) {
+      int idx = atoi(job->job_id + 1);
+      if (idx >= 0 && (size_t)idx < n)
+        __atomic_fetch_add(&hits[idx], 1, __ATOMIC_SEQ_CST);
+    }
+    store_job_destroy(job);
+  }
+  return true;
+}
+
+#define CLAIM_JOBS 40
+
+typedef struct {
+  store_t *s;
+  const char *user;
+  int *hits;
+  int64_t now_ms;
+  char owner[32];
+  bool ok, ended;
+  fzip_error_t err;
+} claimer_arg_t;
+
+static void *claimer_thread(void *p) {
+  claimer_arg_t *a = p;
+  a->ok = drain_claims(a->hits, CLAIM_JOBS, a->s, a->user, a->owner, a->now_ms, 600000,
+                       &a->ended, &a->err);
+  return NULL;
+}
+
+static void test_job_claim_never_hands_one_job_to_two_claimers(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  int hits[CLAIM_JOBS] = {0};
+  pthread_t t[THREADS];
+  claimer_arg_t args[THREADS];
+  int64_t now = fzip_now_ms();
+  store_job_t *none = NULL;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < CLAIM_JOBS; i++) {
+    char id[8];
+    store_job_t *job;
+    snprintf(id, sizeof id, "c%d", i);
+    job = make_job(user, STORE_JOB_EXPORT, id, now + i);
+    job->runnable = true;
+    CHECK_OK(store_job_create(s, job, &err), err);
+    store_job_destroy(job);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    args[i] = (claimer_arg_t){.s = s, .user = user, .hits = hits, .now_ms = now};
+    snprintf(args[i].owner, sizeof args[i].owner, "claimer-%d", i);
+    CHECK(pthread_create(&t[i], NULL, claimer_thread, &args[i]) == 0);
+  }
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(t[i], NULL);
+  for (int i = 0; i < THREADS; i++) {
+    CHECK_OK(args[i].ok, args[i].err);
+    CHECK(args[i].ended);
+  }
+  for (int i = 0; i < CLAIM_JOBS; i++)
+    CHECK(hits[i] == 1);
+  /* Drained: nothing left to claim is a NULL job, not an error. */
+  CHECK_OK(store_job_claim(&none, s, STORE_JOB_EXPORT, "late", now, 1000, &err), err);
+  CHECK(none == NULL);
+  for (int i = 0; i < CLAIM_JOBS; i++) {
+    char id[8];
+    snprintf(id, sizeof id, "c%d", i);
+    CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, user, id, &err), err);
+  }
+  store_destroy(s);
+}
+
+static void test_job_lease_renew_takeover_and_loss(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  int hits[1] = {0};
+  bool ended = false;
+  int64_t t0 = fzip_now_ms();
+  store_job_t *job = NULL, *mine = NULL, *w2 = NULL;
+
+  new_user(user);
+  job = make_job(user, STORE_JOB_EXPORT, "l0", t0);
+  job->runnable = true;
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_job_create(s, job, &err), err);
+  /* w1 claims (draining any foreign jobs ahead of ours in the queue). */
+  for (int i = 0; i < CLAIM_LOOP_MAX && !mine; i++) {
+    store_job_t *got = NULL;
+    CHECK_OK(store_job_claim(&got, s, STORE_JOB_EXPORT, "w1", t0, 1000, &err), err);
+    CHECK(got != NULL);
+    if (strcmp(got->user_id, user) == 0)
+      mine = got;
+    else
+      store_job_destroy(got);
+  }
+  CHECK(mine && strcmp(mine->lease_owner, "w1") == 0 && mine->lease_until == t0 + 1000);
+  /* While the lease holds, w2 gets nothing of ours. */
+  CHECK_OK(drain_claims(hits, 1, s, user, "w2", t0 + 500, 1000, &ended, &err), err);
+  CHECK(ended && hits[0] == 0);
+  CHECK_OK(store_job_renew(s, mine, "w1", t0 + 500, 1000, &err), err);
+  CHECK(mine->lease_until == t0 + 1500);
+  CHECK_OK(drain_claims(hits, 1, s, user, "w2", t0 + 1200, 1000, &ended, &err), err);
+  CHECK(ended && hits[0] == 0);
+  /* w1 goes silent; once the lease lapses w2 takes the job over. */
+  for (int i = 0; i < CLAIM_LOOP_MAX && !w2; i++) {
+    store_job_t *got = NULL;
+    CHECK_OK(store_job_claim(&got, s, STORE_JOB_EXPORT, "w2", t0 + 1600, 1000, &err), err);
+    CHECK(got != NULL);
+    if (strcmp(got->user_id, user) == 0)
+      w2 = got;
+    else
+      store_job_destroy(got);
+  }
+  CHECK(w2 && strcmp(w2->lease_owner, "w2") == 0 && w2->version > mine->version);
+  CHECK_FAILS(store_job_renew(s, mine, "w1", t0 + 1700, 1000, &err), err, FZIP_ERR_ABORTED);
+  CHECK_FAILS(store_job_update(s, mine, "w1", &err), err, FZIP_ERR_ABORTED);
+  w2->runnable = false;
+  CHECK_OK(store_job_update(s, w2, "w2", &err), err);
+  CHECK_OK(store_job_renew(s, w2, "w2", t0 + 1700, 1000, &err), err);
+  CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, user, "l0", &err), err);
+  store_job_destroy(mine);
+  store_job_destroy(w2);
+  store_job_destroy(job);
+  store_destroy(s);
+}
+
+static bool job_in(store_job_t **jobs, size_t n, const char *user, const char *id) {
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(jobs[i]->user_id, user) == 0 && strcmp(jobs[i]->job_id, id) == 0)
+      return true;
+  }
+  return false;
+}
+
+static void test_reap_deletes_expired_jobs_with_their_package_blobs(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], blob_old[256], blob_new[256];
+  int64_t now = fzip_now_ms();
+  store_job_t *old, *fresh, *got = NULL;
+  store_job_t **jobs = NULL;
+  size_t n_jobs = 0;
+  store_blob_info_t info;
+  store_reap_stats_t stats = {0};
+
+  new_user(user);
+  snprintf(blob_old, sizeof blob_old, "%s/pkg-old", user);
+  snprintf(blob_new, sizeof blob_new, "%s/pkg-new", user);
+  CHECK_OK(open_store(&s, &err), err);
+  old = make_job(user, STORE_JOB_EXPORT, "exp-old", now - 10000);
+  old->expires_at = now - 1000;
+  BSON_APPEND_UTF8(old->body, STORE_JOB_PACKAGE_BLOB_FIELD, blob_old);
+  fresh = make_job(user, STORE_JOB_EXPORT, "exp-new", now - 10000);
+  fresh->expires_at = now + 3600000;
+  BSON_APPEND_UTF8(fresh->body, STORE_JOB_PACKAGE_BLOB_FIELD, blob_new);
+  CHECK_OK(store_job_create(s, old, &err), err);
+  CHECK_OK(store_job_create(s, fresh, &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_PACKAGES, blob_old, (const uint8_t *)"old", 3, &err),
+           err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_PACKAGES, blob_new, (const uint8_t *)"new", 3, &err),
+           err);
+
+  CHECK_OK(store_job_list_expired(&jobs, &n_jobs, s, now, STORE_PAGE_MAX, &err), err);
+  CHECK(n_jobs < STORE_PAGE_MAX ? job_in(jobs, n_jobs, user, "exp-old") : true);
+  CHECK(!job_in(jobs, n_jobs, user, "exp-new"));
+  for (size_t i = 0; i < n_jobs; i++)
+    CHECK(jobs[i]->expires_at > 0 && jobs[i]->expires_at <= now);
+  store_job_list_free(jobs, n_jobs);
+
+  CHECK_OK(store_reap(&stats, s, now, 3600000, &err), err);
+  CHECK(stats.jobs >= 1 && stats.package_blobs >= 1);
+  CHECK_FAILS(store_job_get(&got, s, STORE_JOB_EXPORT, user, "exp-old", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_PACKAGES, blob_old, &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK(sqlite_leftovers(blob_old) == 0);
+  CHECK_OK(store_job_get(&got, s, STORE_JOB_EXPORT, user, "exp-new", &err), err);
+  store_job_destroy(got);
+  CHECK_OK(store_blob_stat(&info, s, STORE_BUCKET_PACKAGES, blob_new, &err), err);
+  CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, user, "exp-new", &err), err);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_PACKAGES, blob_new, &err), err);
+  store_job_destroy(old);
+  store_job_destroy(fresh);
+  store_destroy(s);
+}
+
+/* ---- blobs ------------------------------------------------------------------- */
+
+#define SMALL_BLOB (3 * STORE_BLOB_CHUNK + 12345)
+
+static void test_blob_written_in_odd_pieces_reads_back_from_any_offset(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  uint8_t *data = malloc(SMALL_BLOB), *back = malloc(SMALL_BLOB);
+  uint64_t state = 42;
+  char sha[FZIP_SHA256_HEX_LEN + 1];
+  store_blob_info_t info = {0}, st = {0};
+  size_t got = 0;
+  const uint64_t mid = STORE_BLOB_CHUNK + 17;
+  store_blob_reader_t *r = NULL;
+
+  CHECK(data && back);
+  new_user(user);
+  snprintf(id, sizeof id, "%s/blob-odd", user);
+  fill_bytes(data, SMALL_BLOB, &state);
+  fzip_sha256_hex(sha, data, SMALL_BLOB);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, id, data, SMALL_BLOB, &err), err);
+  CHECK(info.size == SMALL_BLOB);
+  CHECK(strcmp(info.sha256, sha) == 0);
+  CHECK_OK(store_blob_stat(&st, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK(st.size == info.size && strcmp(st.sha256, sha) == 0);
+
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, 0, back, SMALL_BLOB, &err), err);
+  CHECK(got == SMALL_BLOB && memcmp(back, data, SMALL_BLOB) == 0);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, mid, back, SMALL_BLOB, &err), err);
+  CHECK(got == SMALL_BLOB - mid && memcmp(back, data + mid, got) == 0);
+  /* Exactly at the end: a reader that yields nothing. */
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, SMALL_BLOB, back, SMALL_BLOB, &err), err);
+  CHECK(got == 0);
+  CHECK_FAILS(store_blob_reader_new(&r, s, STORE_BUCKET_FILES, id, SMALL_BLOB + 1, &err), err,
+              FZIP_ERR_OUT_OF_RANGE);
+  /* An empty blob is a blob. */
+  snprintf(id, sizeof id, "%s/blob-empty", user);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, id, data, 0, &err), err);
+  CHECK(info.size == 0);
+  fzip_sha256_hex(sha, data, 0);
+  CHECK(strcmp(info.sha256, sha) == 0);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  snprintf(id, sizeof id, "%s/blob-odd", user);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  free(data);
+  free(back);
+  store_destroy(s);
+}
+
+static void test_blob_uncommitted_is_invisible_and_destroy_leaves_nothing(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  uint8_t buf[4096] = {1, 2, 3};
+  store_blob_writer_t *w = NULL;
+  store_blob_reader_t *r = NULL;
+  store_blob_info_t info;
+
+  new_user(user);
+  snprintf(id, sizeof id, "%s/pending", user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err);
+  for (int i = 0; i < 100; i++)
+    CHECK_OK(store_blob_writer_write(w, buf, sizeof buf, &err), err);
+  CHECK_FAILS(store_blob_reader_new(&r, s, STORE_BUCKET_FILES, id, 0, &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
+  store_blob_writer_destroy(w);
+  CHECK(sqlite_leftovers(id) == 0);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
+  /* The id is free again. */
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, id, buf, 10, &err), err);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  store_blob_writer_destroy(NULL);
+  store_blob_reader_destroy(NULL);
+  store_destroy(s);
+}
+
+static void test_blob_duplicate_committed_id_is_already_exists(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  store_blob_writer_t *w = NULL, *late = NULL;
+  store_blob_info_t info;
+  size_t got = 0;
+  uint8_t back[16];
+
+  new_user(user);
+  snprintf(id, sizeof id, "%s/dup", user);
+  CHECK_OK(open_store(&s, &err), err);
+  /* Two writers race for one id: the first commit wins, the second fails. */
+  CHECK_OK(store_blob_writer_new(&late, s, STORE_BUCKET_PACKAGES, id, &err), err);
+  CHECK_OK(store_blob_writer_write(late, "late", 4, &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_PACKAGES, id, (const uint8_t *)"first", 5, &err),
+           err);
+  CHECK_FAILS(store_blob_writer_new(&w, s, STORE_BUCKET_PACKAGES, id, &err), err,
+              FZIP_ERR_ALREADY_EXISTS);
+  CHECK_FAILS(store_blob_writer_commit(late, NULL, &err), err, FZIP_ERR_ALREADY_EXISTS);
+  store_blob_writer_destroy(late);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, id, 0, back, sizeof back, &err), err);
+  CHECK(got == 5 && memcmp(back, "first", 5) == 0);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_PACKAGES, id, &err), err);
+  store_destroy(s);
+}
+
+static void test_blob_delete_leaves_nothing(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  uint8_t *data = calloc(1, 2 * STORE_BLOB_CHUNK + 1);
+  store_blob_info_t info;
+  store_blob_reader_t *r = NULL;
+
+  CHECK(data);
+  new_user(user);
+  snprintf(id, sizeof id, "%s/del", user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, id, data, 2 * STORE_BLOB_CHUNK + 1, &err),
+           err);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_blob_reader_new(&r, s, STORE_BUCKET_FILES, id, 0, &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK(sqlite_leftovers(id) == 0);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  free(data);
+  store_destroy(s);
+}
+
+static void test_blob_ids_are_checked(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_blob_writer_t *w = NULL;
+  char long_id[STORE_BLOB_ID_MAX + 2];
+
+  memset(long_id, 'x', sizeof long_id - 1);
+  long_id[sizeof long_id - 1] = '\0';
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_FAILS(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, "", &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, "bad\nid", &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, long_id, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  store_destroy(s);
+}
+
+static void test_blob_reap_uncommitted_removes_abandoned_writers(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  uint8_t buf[STORE_BLOB_CHUNK + 100] = {0};
+  store_blob_writer_t *w = NULL;
+  uint64_t deleted = 0;
+  store_blob_info_t info;
+
+  new_user(user);
+  snprintf(id, sizeof id, "%s/abandoned", user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK_OK(store_blob_writer_write(w, buf, sizeof buf, &err), err);
+  /* Too young to reap. */
+  CHECK_OK(store_blob_reap_uncommitted(&deleted, s, fzip_now_ms() - 3600000, &err), err);
+  CHECK_OK(store_blob_writer_write(w, buf, 10, &err), err);
+  /* Old enough: removed, and the writer can no longer commit it. */
+  CHECK_OK(store_blob_reap_uncommitted(&deleted, s, fzip_now_ms() + 1000, &err), err);
+  CHECK(deleted >= 1);
+  CHECK(sqlite_leftovers(id) == 0);
+  CHECK(!store_blob_writer_commit(w, NULL, &err));
+  store_blob_writer_destroy(w);
+  CHECK(sqlite_leftovers(id) == 0);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
+  store_destroy(s);
+}
+
+/* VmHWM (peak) or VmRSS from /proc/self/status, in KiB. */
+static long proc_status_kb(const char *key) {
+  char line[256];
+  long v = -1;
+  size_t klen = strlen(key);
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+      v = strtol(line + klen + 1, NULL, 10);
+      break;
+    }
+  }
+  fclose(f);
+  return v;
+}
+
+static void test_big_blob_streams_in_and_out_in_bounded_memory(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  const char *env = getenv("FZIP_TEST_BLOB_MB");
+  uint64_t total = (uint64_t)(env && *env ? atol(env) : 1024) * 1024 * 1024;
+  uint8_t *buf = malloc(BIG_PIECE);
+  uint64_t state = 7, done = 0;
+  fzip_sha256_t *want = fzip_sha256_new(), *have = fzip_sha256_new();
+  char want_hex[FZIP_SHA256_HEX_LEN + 1], have_hex[FZIP_SHA256_HEX_LEN + 1];
+  store_blob_writer_t *w = NULL;
+  store_blob_reader_t *r = NULL;
+  store_blob_info_t info = {0};
+  long hwm_before, hwm_after, rss_before, rss_after;
+  int64_t t0, t1, t2;
+  size_t n = 0;
+
+  CHECK(buf && want && have && total > 0);
+  new_user(user);
+  snprintf(id, sizeof id, "%s/big", user);
+  CHECK_OK(open_store(&s, &err), err);
+  hwm_before = proc_status_kb("VmHWM");
+  rss_before = proc_status_kb("VmRSS");
+  t0 = fzip_monotonic_ms();
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_PACKAGES, id, &err), err);
+  while (done < total) {
+    size_t len = total - done < BIG_PIECE ? (size_t)(total - done) : BIG_PIECE;
+    fill_bytes(buf, len, &state);
+    fzip_sha256_update(want, buf, len);
+    CHECK_OK(store_blob_writer_write(w, buf, len, &err), err);
+    done += len;
+  }
+  CHECK_OK(store_blob_writer_commit(w, &info, &err), err);
+  store_blob_writer_destroy(w);
+  t1 = fzip_monotonic_ms();
+  fzip_sha256_final_hex(want, want_hex);
+  CHECK(info.size == total && strcmp(info.sha256, want_hex) == 0);
+
+  done = 0;
+  CHECK_OK(store_blob_reader_new(&r, s, STORE_BUCKET_PACKAGES, id, 0, &err), err);
+  do {
+    CHECK_OK(store_blob_reader_read(r, buf, BIG_PIECE, &n, &err), err);
+    fzip_sha256_update(have, buf, n);
+    done += n;
+  } while (n > 0);
+  store_blob_reader_destroy(r);
+  t2 = fzip_monotonic_ms();
+  fzip_sha256_final_hex(have, have_hex);
+  hwm_after = proc_status_kb("VmHWM");
+  rss_after = proc_status_kb("VmRSS");
+  fprintf(stderr,
+          "  big blob: %llu MiB, write %lld ms (%.0f MiB/s), read %lld ms (%.0f MiB/s), "
+          "VmHWM %ld -> %ld KiB, VmRSS %ld -> %ld KiB\n",
+          (unsigned long long)(total >> 20), (long long)(t1 - t0),
+          (double)(total >> 20) * 1000.0 / (double)(t1 - t0 + 1), (long long)(t2 - t1),
+          (double)(total >> 20) * 1000.0 / (double)(t2 - t1 + 1), hwm_before, hwm_after,
+          rss_before, rss_after);
+  CHECK(done == total);
+  CHECK(strcmp(have_hex, want_hex) == 0);
+  CHECK(hwm_before > 0 && hwm_after - hwm_before < RSS_GROWTH_MAX_KB);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_PACKAGES, id, &err), err);
+  fzip_sha256_destroy(want);
+  fzip_sha256_destroy(have);
+  free(buf);
+  store_destroy(s);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s STORE_URI   (sqlite:PATH or mongodb://...)\n", argv[0]);
+    return 2;
+  }
+  g_uri = argv[1];
+  RUN(test_open_rejects_unknown_scheme);
+  RUN(test_open_reports_backend_name);
+  RUN(test_put_then_get_returns_same_document);
+  RUN(test_write_modes_count_inserted_replaced_skipped);
+  RUN(test_insert_batch_with_existing_id_writes_nothing);
+  RUN(test_batch_rejects_malformed_input);
+  RUN(test_count_exists_delete_many_and_delete_all);
+  RUN(test_cursor_returns_documents_in_id_order);
+  RUN(test_cursor_keyset_pagination_with_after_id_and_limit);
+  RUN(test_filters_by_account_and_inclusive_date_range);
+  RUN(test_user_isolation_across_every_call);
+  RUN(test_concurrent_writers_from_threads);
+  RUN(test_job_create_get_update_with_version_and_owner_fencing);
+  RUN(test_job_list_newest_first_with_page_tokens);
+  RUN(test_job_claim_never_hands_one_job_to_two_claimers);
+  RUN(test_job_lease_renew_takeover_and_loss);
+  RUN(test_reap_deletes_expired_jobs_with_their_package_blobs);
+  RUN(test_blob_written_in_odd_pieces_reads_back_from_any_offset);
+  RUN(test_blob_uncommitted_is_invisible_and_destroy_leaves_nothing);
+  RUN(test_blob_duplicate_committed_id_is_already_exists);
+  RUN(test_blob_delete_leaves_nothing);
+  RUN(test_blob_ids_are_checked);
+  RUN(test_blob_reap_uncommitted_removes_abandoned_writers);
+  RUN(test_big_blob_streams_in_and_out_in_bounded_memory);
+  return fzip_test_summary();
+}
