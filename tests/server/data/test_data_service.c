@@ -5,7 +5,8 @@
  * client library and real HS256 tokens.
  *
  *   test_data_service SERVER_BINARY sqlite
- *   test_data_service SERVER_BINARY mongo URI_FILE   (the ferretdb fixture)
+ *   test_data_service SERVER_BINARY mongo mongodb://HOST:PORT/DATABASE
+ *     (the ferretdb fixture's @MONGODB_URI@: a database of our own)
  */
 #include <errno.h>
 #include <signal.h>
@@ -420,6 +421,21 @@ static void test_foreign_and_garbage_tokens_are_invalid_argument(void) {
   CHECK_FAILS(call(&resp, auth_a, "ListTransactions", &treq.base,
                    &fzip__v1__list_transactions_response__descriptor, &err),
               err, FZIP_ERR_INVALID_ARGUMENT);
+  /* A transactions token reused with different filters. */
+  treq.page_token = "";
+  treq.n_account_ids = 0;
+  treq.page_size = 5;
+  CHECK_OK(call(&resp, auth_a, "ListTransactions", &treq.base,
+                &fzip__v1__list_transactions_response__descriptor, &err),
+           err);
+  snprintf(token, sizeof token, "%s", ((Fzip__V1__ListTransactionsResponse *)resp)->next_page_token);
+  protobuf_c_message_free_unpacked(resp, NULL);
+  treq.page_token = token;
+  treq.n_account_ids = 1;
+  CHECK_FAILS(call(&resp, auth_a, "ListTransactions", &treq.base,
+                   &fzip__v1__list_transactions_response__descriptor, &err),
+              err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "filters") != NULL);
   areq.page_token = "not-a-token!";
   CHECK_FAILS(call(&resp, auth_a, "ListAccounts", &areq.base,
                    &fzip__v1__list_accounts_response__descriptor, &err),
@@ -527,7 +543,7 @@ static void test_delete_all_removes_entities_and_blobs_of_the_caller_only(void) 
 
 /* ---- main --------------------------------------------------------------- */
 
-static bool set_up(const char *binary, const char *backend, const char *uri_file,
+static bool set_up(const char *binary, const char *backend, const char *uri,
                    fzip_error_t *err) {
   char secret[PATH_MAX_LEN + 16];
   snprintf(tmpdir, sizeof tmpdir, "/tmp/fzip-data-test-XXXXXX");
@@ -537,15 +553,14 @@ static bool set_up(const char *binary, const char *backend, const char *uri_file
   snprintf(user_a, sizeof user_a, "user-a-%d", (int)getpid());
   snprintf(user_b, sizeof user_b, "user-b-%d", (int)getpid());
   if (strcmp(backend, "mongo") == 0) {
-    FILE *f = fopen(uri_file, "r");
-    if (!f || !fgets(store_uri, sizeof store_uri, f)) {
-      if (f)
-        fclose(f);
-      return fzip_error_set(err, FZIP_DOMAIN_CONFIG, FZIP_ERR_UNAVAILABLE,
-                            "cannot read the FerretDB URI from %s", uri_file);
-    }
-    fclose(f);
-    store_uri[strcspn(store_uri, "\r\n")] = '\0';
+    /* mongodb://host:port/DATABASE from the fixture: the database is ours. */
+    const char *slash = strrchr(uri, '/');
+    if (!slash || slash[1] == '\0' || strncmp(uri, "mongodb://", 10) != 0 ||
+        slash < uri + 10)
+      return fzip_error_set(err, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                            "want mongodb://HOST:PORT/DATABASE, got %s", uri);
+    snprintf(store_uri, sizeof store_uri, "%s", uri);
+    snprintf(database, sizeof database, "%.*s", (int)strcspn(slash + 1, "?"), slash + 1);
   } else {
     snprintf(store_uri, sizeof store_uri, "sqlite:%s/fzip.db", tmpdir);
   }
@@ -578,7 +593,7 @@ static void tear_down(void) {
 int main(int argc, char **argv) {
   fzip_error_t err = {0};
   if (argc < 3 || (strcmp(argv[2], "mongo") == 0 && argc < 4)) {
-    fprintf(stderr, "usage: %s SERVER_BINARY sqlite|mongo [URI_FILE]\n", argv[0]);
+    fprintf(stderr, "usage: %s SERVER_BINARY sqlite|mongo [MONGODB_URI]\n", argv[0]);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
