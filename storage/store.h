@@ -266,4 +266,58 @@ typedef struct {
 bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
                 int64_t uncommitted_older_than_ms, fzip_error_t *error);
 
+/* ---- import tags, stash and rollback ---------------------------------- */
+
+/* An import must be all or nothing without multi-document transactions
+ * (FerretDB has none; MongoDB bounds them).  So every document an import
+ * writes is tagged with its import id, and the version a write replaces is
+ * first kept in a per-user stash under that tag.  Rolling back puts the
+ * stash back and deletes what the tag created; committing forgets the
+ * stash.  Both are idempotent, so a crash in the middle of either is
+ * finished by running it again (docs/IMPORT.md).  Tags are store metadata:
+ * cursors and gets return the documents without them. */
+
+#define STORE_TAG_MAX FZIP_ID_MAX
+
+/* Like store_entity_put_batch, with every written document tagged `tag`.
+ * Before a document is replaced (STORE_WRITE_REPLACE), its current
+ * version and current tag are stashed under (`tag`, kind, id) unless
+ * already stashed there, so the stash always holds the version from
+ * before the import.  INSERT and SKIP_EXISTING never replace, so never
+ * stash.  The stash write happens before the replace: a crash in between
+ * leaves a stash entry whose document is unchanged, which rollback
+ * restores harmlessly. */
+bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kind_t kind,
+                                   const bson_t *const *docs, size_t n, store_write_mode_t mode,
+                                   const char *tag, store_write_result_t *result,
+                                   fzip_error_t *error);
+
+/* Called for each document a rollback removes or replaces (the tagged,
+ * imported version: e.g. to delete the blob it names), or for each stashed
+ * version a commit forgets (the previous version).  Returning false stops
+ * the operation with that error; it can be run again. */
+typedef bool (*store_visit_fn)(void *ctx, fzip_kind_t kind, const bson_t *doc,
+                               fzip_error_t *error);
+
+typedef struct {
+  uint64_t restored; /* stashed versions put back */
+  uint64_t deleted;  /* documents the tag created, deleted */
+} store_rollback_stats_t;
+
+/* Undoes everything written with `tag` for this user, kind by kind in
+ * reverse dependency order: each tagged document with a stash entry is
+ * replaced by the stashed version (with its previous tag), each tagged
+ * document without one is deleted, then the tag's stash is emptied.
+ * `visit` (may be NULL) sees each tagged document before it goes.
+ * Streams: memory does not grow with the number of documents. */
+bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const char *user_id,
+                           const char *tag, store_visit_fn visit, void *visit_ctx,
+                           fzip_error_t *error);
+
+/* Forgets the stash of `tag` (the import is committed); `visit` (may be
+ * NULL) sees each stashed previous version before it is dropped. */
+bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
+                         const char *tag, store_visit_fn visit, void *visit_ctx,
+                         fzip_error_t *error);
+
 #endif
