@@ -543,6 +543,15 @@ static void test_delete_all_removes_entities_and_blobs_of_the_caller_only(void) 
 
 /* ---- main --------------------------------------------------------------- */
 
+/* The server opens (and sets up) the store on its own while ours is
+ * closed, as two fzipd replicas starting one after the other would. */
+static bool reopen_around_server_start(const char *binary, const char *secret,
+                                       const store_options_t *so, fzip_error_t *err) {
+  store_destroy(store);
+  store = NULL;
+  return start_server(binary, secret, err) && store_open(&store, so, err);
+}
+
 static bool set_up(const char *binary, const char *backend, const char *uri,
                    fzip_error_t *err) {
   char secret[PATH_MAX_LEN + 16];
@@ -568,7 +577,7 @@ static bool set_up(const char *binary, const char *backend, const char *uri,
   store_options_t so = {.uri = store_uri, .database = database};
   return auth_write_random_secret(secret, err) && mint(auth_a, sizeof auth_a, secret, user_a, err) &&
          mint(auth_b, sizeof auth_b, secret, user_b, err) && store_open(&store, &so, err) &&
-         fill_user_a(err) && fill_user_b(err) && start_server(binary, secret, err);
+         fill_user_a(err) && fill_user_b(err) && reopen_around_server_start(binary, secret, &so, err);
 }
 
 static void tear_down(void) {
