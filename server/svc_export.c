@@ -28,17 +28,17 @@
 #include "job_body.h"
 #include "jobs.h"
 #include "pkg_writer.h"
+#include "svc_jobs.h"
 
 #define DEFAULT_TTL_MS (24LL * 3600 * 1000)
 #define DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
-#define LIST_PAGE_DEFAULT 20
-#define LIST_PAGE_MAX 100
 /* Rough figures for the estimates CreateExport returns (bytes of a
  * compressed package per entity, entities written per second). */
 #define EST_BYTES_PER_ITEM 180
 #define EST_ITEMS_PER_SEC 100000
 
 struct svc_export {
+  svc_jobs_base_t base; /* first: the shared job handlers find it */
   store_t *store;
   svc_export_options_t opts;
   job_runner_t *runner;
@@ -127,35 +127,21 @@ static bool build_body(bson_t *body, const export_job_t *job, bool with_blob,
 
 /* What a client sees: a completed export past its expiry reads EXPIRED
  * even before the reaper got to it. */
-static void apply_view(export_job_t *job, int64_t now) {
+static void apply_view(ProtobufCMessage *msg, int64_t now) {
+  export_job_t *job = (export_job_t *)msg;
   if (job->status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED && job->expires_at > 0 &&
       now >= job->expires_at)
     job->status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_EXPIRED;
 }
 
-/* Unpacks a record's job into the call's arena for a response. */
-static bool job_for_reply(export_job_t **out, rpc_ctx_t *ctx, const store_job_t *rec,
-                          fzip_error_t *error) {
-  ProtobufCMessage *msg = NULL;
-  if (!job_body_unpack(&msg, rec->body, &fzip__v1__export_job__descriptor,
-                       rpc_ctx_allocator(ctx), error))
-    return false;
-  *out = (export_job_t *)msg;
-  apply_view(*out, fzip_now_ms());
-  return true;
+static bool job_for_reply(export_job_t **out, rpc_ctx_t *ctx, svc_export_t *svc,
+                          const store_job_t *rec, fzip_error_t *error) {
+  return svc_jobs_unpack((ProtobufCMessage **)out, &svc->base, ctx, rec, error);
 }
 
-static bool get_record(store_job_t **out, svc_export_t *svc, rpc_ctx_t *ctx, const char *id,
-                       fzip_error_t *error) {
-  if (!fzip_id_is_valid(id))
-    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
-                          "export_id is missing or not a valid id");
-  if (!store_job_get(out, svc->store, STORE_JOB_EXPORT, rpc_ctx_user_id(ctx), id, error)) {
-    if (error->code == FZIP_ERR_NOT_FOUND)
-      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND, "export %s not found", id);
-    return false;
-  }
-  return true;
+static bool load(export_job_t **job, store_job_t **rec, svc_export_t *svc, rpc_ctx_t *ctx,
+                 const char *id, fzip_error_t *error) {
+  return svc_jobs_load((ProtobufCMessage **)job, rec, &svc->base, ctx, id, error);
 }
 
 /* ---- selection -------------------------------------------------------- */
@@ -299,7 +285,7 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
     goto done;
   }
   fzip__v1__create_export_response__init(out);
-  if (!job_for_reply(&out->job, ctx, rec, error))
+  if (!job_for_reply(&out->job, ctx, svc, rec, error))
     goto done;
   fzip_log(FZIP_LOG_INFO, "export", "export created", "export", rec->job_id, "user",
            rec->user_id, NULL);
@@ -307,74 +293,6 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   ok = true;
 done:
   store_job_destroy(rec);
-  return ok;
-}
-
-/* ---- Get / List ------------------------------------------------------- */
-
-static bool get_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
-                       fzip_error_t *error) {
-  svc_export_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__GetExportRequest *req = (const void *)msg;
-  Fzip__V1__GetExportResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
-  store_job_t *rec = NULL;
-  bool ok = false;
-
-  if (!out)
-    return oom(error);
-  fzip__v1__get_export_response__init(out);
-  if (!get_record(&rec, svc, ctx, req->export_id, error) ||
-      !job_for_reply(&out->job, ctx, rec, error))
-    goto done;
-  *resp = &out->base;
-  ok = true;
-done:
-  store_job_destroy(rec);
-  return ok;
-}
-
-static bool list_exports(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
-                         fzip_error_t *error) {
-  svc_export_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__ListExportsRequest *req = (const void *)msg;
-  Fzip__V1__ListExportsResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
-  store_job_t **recs = NULL;
-  size_t n = 0;
-  char *next = NULL;
-  bool ok = false;
-  int page = req->page_size;
-
-  if (!out)
-    return oom(error);
-  fzip__v1__list_exports_response__init(out);
-  if (page < 0 || page > LIST_PAGE_MAX)
-    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
-                          "page_size must be between 0 and %d", LIST_PAGE_MAX);
-  if (page == 0)
-    page = LIST_PAGE_DEFAULT;
-  if (!store_job_list(&recs, &n, &next, svc->store, STORE_JOB_EXPORT, rpc_ctx_user_id(ctx),
-                      (size_t)page, req->page_token, error))
-    goto done;
-  out->jobs = rpc_ctx_alloc(ctx, (n ? n : 1) * sizeof *out->jobs);
-  if (!out->jobs) {
-    oom(error);
-    goto done;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (!job_for_reply(&out->jobs[i], ctx, recs[i], error))
-      goto done;
-  }
-  out->n_jobs = n;
-  out->next_page_token = rpc_ctx_strdup(ctx, next ? next : "");
-  if (!out->next_page_token) {
-    oom(error);
-    goto done;
-  }
-  *resp = &out->base;
-  ok = true;
-done:
-  store_job_list_free(recs, n);
-  bson_free(next);
   return ok;
 }
 
@@ -430,8 +348,7 @@ static bool cancel_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
 
     store_job_destroy(rec);
     rec = NULL;
-    if (!get_record(&rec, svc, ctx, req->export_id, error) ||
-        !job_for_reply(&view, ctx, rec, error))
+    if (!load(&view, &rec, svc, ctx, req->export_id, error))
       goto done;
     if (is_terminal(view->status)) {
       fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
@@ -452,7 +369,7 @@ static bool cancel_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
       goto done;
     break;
   }
-  if (!rec || !job_for_reply(&out->job, ctx, rec, error))
+  if (!rec || !job_for_reply(&out->job, ctx, svc, rec, error))
     goto done;
   *resp = &out->base;
   ok = true;
@@ -473,7 +390,8 @@ static bool delete_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   if (!out)
     return oom(error);
   fzip__v1__delete_export_response__init(out);
-  if (!get_record(&rec, svc, ctx, req->export_id, error))
+  export_job_t *view = NULL;
+  if (!load(&view, &rec, svc, ctx, req->export_id, error))
     goto done;
   /* Blob first: a crash in between leaves a job the user can delete
    * again, never an orphan package.  A worker still running finds its job
@@ -490,77 +408,6 @@ done:
   store_job_destroy(rec);
   return ok;
 }
-
-/* ---- WatchExport ------------------------------------------------------ */
-
-typedef struct {
-  char export_id[FZIP_ID_MAX + 1];
-  int64_t last_version;
-  int last_status;
-  bool finished;
-} watch_state_t;
-
-static bool watch_open(rpc_ctx_t *ctx, const ProtobufCMessage *msg, void **state,
-                       fzip_error_t *error) {
-  svc_export_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__WatchExportRequest *req = (const void *)msg;
-  store_job_t *rec = NULL;
-  watch_state_t *st = NULL;
-
-  if (!get_record(&rec, svc, ctx, req->export_id, error))
-    return false;
-  store_job_destroy(rec);
-  st = calloc(1, sizeof *st);
-  if (!st)
-    return oom(error);
-  snprintf(st->export_id, sizeof st->export_id, "%s", req->export_id);
-  st->last_version = -1;
-  st->last_status = -1;
-  *state = st;
-  return true;
-}
-
-static bool watch_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, bool *done,
-                       int *retry_after_ms, fzip_error_t *error) {
-  svc_export_t *svc = rpc_ctx_method_data(ctx);
-  watch_state_t *st = state;
-  store_job_t *rec = NULL;
-  export_job_t *view = NULL;
-  Fzip__V1__WatchExportResponse *out = NULL;
-  bool ok = false;
-
-  if (st->finished) {
-    *done = true;
-    return true;
-  }
-  if (!get_record(&rec, svc, ctx, st->export_id, error) ||
-      !job_for_reply(&view, ctx, rec, error))
-    goto done;
-  if (rec->version == st->last_version && (int)view->status == st->last_status) {
-    *retry_after_ms = SVC_EXPORT_WATCH_POLL_MS;
-    ok = true;
-    goto done;
-  }
-  out = rpc_ctx_alloc(ctx, sizeof *out);
-  if (!out) {
-    oom(error);
-    goto done;
-  }
-  fzip__v1__watch_export_response__init(out);
-  out->job = view;
-  st->last_version = rec->version;
-  st->last_status = (int)view->status;
-  st->finished = is_terminal(view->status);
-  *msg = &out->base;
-  ok = true;
-done:
-  store_job_destroy(rec);
-  return ok;
-}
-
-static void watch_close(rpc_ctx_t *ctx, void *state) { free(state); }
-
-static const rpc_server_stream_ops_t watch_ops = {watch_open, watch_next, watch_close};
 
 /* ---- DownloadExport --------------------------------------------------- */
 
@@ -602,8 +449,8 @@ static bool download_open(rpc_ctx_t *ctx, const ProtobufCMessage *msg, void **st
   if (req->chunk_size < 0 || req->chunk_size > SVC_EXPORT_CHUNK_MAX)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "chunk_size must be between 0 and %d", SVC_EXPORT_CHUNK_MAX);
-  if (!get_record(&rec, svc, ctx, req->export_id, error) ||
-      !job_for_reply(&view, ctx, rec, error) || !download_check(rec, view, req->offset, error))
+  if (!load(&view, &rec, svc, ctx, req->export_id, error) ||
+      !download_check(rec, view, req->offset, error))
     goto done;
   st = calloc(1, sizeof *st);
   if (!st) {
@@ -963,6 +810,17 @@ done:
 
 /* ---- lifecycle -------------------------------------------------------- */
 
+static bool status_is_terminal(int status) { return is_terminal(status); }
+
+static const svc_jobs_kind_t export_kind = {
+    .kind = STORE_JOB_EXPORT,
+    .noun = "export",
+    .id_field = "export_id",
+    .job = &fzip__v1__export_job__descriptor,
+    .view = apply_view,
+    .is_terminal = status_is_terminal,
+};
+
 static void init_rows(svc_export_t *svc) {
 #define ROW(i, name, kind_, req, resp, field, fn)                                          \
   svc->rows[i] = (rpc_method_t){.path = "/fzip.v1.ExportService/" name,                   \
@@ -975,9 +833,9 @@ static void init_rows(svc_export_t *svc) {
   ROW(0, "CreateExport", RPC_UNARY, fzip__v1__create_export_request__descriptor,
       fzip__v1__create_export_response__descriptor, unary, create_export);
   ROW(1, "GetExport", RPC_UNARY, fzip__v1__get_export_request__descriptor,
-      fzip__v1__get_export_response__descriptor, unary, get_export);
+      fzip__v1__get_export_response__descriptor, unary, svc_jobs_get);
   ROW(2, "ListExports", RPC_UNARY, fzip__v1__list_exports_request__descriptor,
-      fzip__v1__list_exports_response__descriptor, unary, list_exports);
+      fzip__v1__list_exports_response__descriptor, unary, svc_jobs_list);
   ROW(3, "DownloadExport", RPC_SERVER_STREAMING, fzip__v1__download_export_request__descriptor,
       fzip__v1__download_export_response__descriptor, server_stream, &download_ops);
   ROW(4, "DeleteExport", RPC_UNARY, fzip__v1__delete_export_request__descriptor,
@@ -985,7 +843,7 @@ static void init_rows(svc_export_t *svc) {
   ROW(5, "CancelExport", RPC_UNARY, fzip__v1__cancel_export_request__descriptor,
       fzip__v1__cancel_export_response__descriptor, unary, cancel_export);
   ROW(6, "WatchExport", RPC_SERVER_STREAMING, fzip__v1__watch_export_request__descriptor,
-      fzip__v1__watch_export_response__descriptor, server_stream, &watch_ops);
+      fzip__v1__watch_export_response__descriptor, server_stream, &svc_jobs_watch_ops);
 #undef ROW
   for (int i = 0; i < 7; i++)
     svc->row_ptrs[i] = &svc->rows[i];
@@ -1000,6 +858,8 @@ bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options
   if (!svc)
     return oom(error);
   svc->store = store;
+  svc->base.kind = &export_kind;
+  svc->base.store = store;
   if (options)
     svc->opts = *options;
   if (svc->opts.ttl_ms <= 0)

@@ -1,0 +1,230 @@
+/* svc_jobs: see svc_jobs.h. */
+#include "svc_jobs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fzip_entity.h"
+#include "fzip_util.h"
+#include "job_body.h"
+
+static bool oom(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
+                        "response exceeds the call's memory limit");
+}
+
+static void *field_ptr(const ProtobufCMessage *msg, const char *name,
+                       const ProtobufCFieldDescriptor **fd_out) {
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
+  if (fd_out)
+    *fd_out = fd;
+  return fd ? (char *)msg + fd->offset : NULL;
+}
+
+const char *svc_jobs_string_field(const ProtobufCMessage *msg, const char *name) {
+  const ProtobufCFieldDescriptor *fd = NULL;
+  char **p = field_ptr(msg, name, &fd);
+  return (p && fd->type == PROTOBUF_C_TYPE_STRING && *p) ? *p : "";
+}
+
+static int32_t int_field(const ProtobufCMessage *msg, const char *name) {
+  const ProtobufCFieldDescriptor *fd = NULL;
+  int32_t *p = field_ptr(msg, name, &fd);
+  return (p && (fd->type == PROTOBUF_C_TYPE_INT32 || fd->type == PROTOBUF_C_TYPE_ENUM)) ? *p : 0;
+}
+
+int svc_jobs_status(const ProtobufCMessage *job) { return int_field(job, "status"); }
+
+static ProtobufCMessage *new_message(rpc_ctx_t *ctx, const ProtobufCMessageDescriptor *desc) {
+  ProtobufCMessage *m = rpc_ctx_alloc(ctx, desc->sizeof_message);
+  if (m)
+    desc->message_init(m);
+  return m;
+}
+
+bool svc_jobs_unpack(ProtobufCMessage **job, const svc_jobs_base_t *svc, rpc_ctx_t *ctx,
+                     const store_job_t *rec, fzip_error_t *error) {
+  if (!job_body_unpack(job, rec->body, svc->kind->job, rpc_ctx_allocator(ctx), error))
+    return false;
+  if (svc->kind->view)
+    svc->kind->view(*job, fzip_now_ms());
+  return true;
+}
+
+bool svc_jobs_load(ProtobufCMessage **job, store_job_t **rec_out, svc_jobs_base_t *svc,
+                   rpc_ctx_t *ctx, const char *id, fzip_error_t *error) {
+  store_job_t *rec = NULL;
+  bool ok = false;
+
+  if (!fzip_id_is_valid(id))
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "%s is missing or not a valid id", svc->kind->id_field);
+  if (!store_job_get(&rec, svc->store, svc->kind->kind, rpc_ctx_user_id(ctx), id, error)) {
+    if (error->code == FZIP_ERR_NOT_FOUND)
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND, "%s %s not found",
+                     svc->kind->noun, id);
+    return false;
+  }
+  if (!svc_jobs_unpack(job, svc, ctx, rec, error))
+    goto done;
+  if (rec_out) {
+    *rec_out = rec;
+    rec = NULL;
+  }
+  ok = true;
+done:
+  store_job_destroy(rec);
+  return ok;
+}
+
+bool svc_jobs_reply(ProtobufCMessage **resp, rpc_ctx_t *ctx, const ProtobufCMessageDescriptor *desc,
+                    ProtobufCMessage *job, fzip_error_t *error) {
+  ProtobufCMessage *out = new_message(ctx, desc);
+  ProtobufCMessage **slot = NULL;
+
+  if (!out)
+    return oom(error);
+  slot = field_ptr(out, "job", NULL);
+  if (!slot)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "%s has no job field",
+                          desc->name);
+  *slot = job;
+  *resp = out;
+  return true;
+}
+
+bool svc_jobs_get(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                  fzip_error_t *error) {
+  svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
+  ProtobufCMessage *job = NULL;
+
+  if (!svc_jobs_load(&job, NULL, svc, ctx, svc_jobs_string_field(req, svc->kind->id_field),
+                     error))
+    return false;
+  return svc_jobs_reply(resp, ctx, rpc_ctx_method(ctx)->response, job, error);
+}
+
+bool svc_jobs_list(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                   fzip_error_t *error) {
+  svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
+  ProtobufCMessage *out = new_message(ctx, rpc_ctx_method(ctx)->response);
+  const ProtobufCFieldDescriptor *jobs_fd = NULL;
+  void *jobs_slot = NULL;
+  char **token_slot = NULL;
+  ProtobufCMessage **jobs = NULL;
+  store_job_t **recs = NULL;
+  size_t n = 0;
+  char *next = NULL;
+  int32_t page = int_field(req, "page_size");
+  bool ok = false;
+
+  if (!out)
+    return oom(error);
+  jobs_slot = field_ptr(out, "jobs", &jobs_fd);
+  token_slot = field_ptr(out, "next_page_token", NULL);
+  if (!jobs_slot || !token_slot || jobs_fd->label != PROTOBUF_C_LABEL_REPEATED)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "bad list response shape");
+  if (page < 0 || page > SVC_JOBS_PAGE_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "page_size must be between 0 and %d", SVC_JOBS_PAGE_MAX);
+  if (!store_job_list(&recs, &n, &next, svc->store, svc->kind->kind, rpc_ctx_user_id(ctx),
+                      (size_t)(page ? page : SVC_JOBS_PAGE_DEFAULT),
+                      svc_jobs_string_field(req, "page_token"), error)) {
+    if (error->code == FZIP_ERR_INVALID_ARGUMENT)
+      fzip_error_prefix(error, "page_token");
+    goto done;
+  }
+  jobs = rpc_ctx_alloc(ctx, (n ? n : 1) * sizeof *jobs);
+  if (!jobs) {
+    oom(error);
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!svc_jobs_unpack(&jobs[i], svc, ctx, recs[i], error))
+      goto done;
+  }
+  /* protobuf-c lays a repeated field out as (size_t n_x; T *x) with the
+   * count at quantifier_offset. */
+  *(size_t *)((char *)out + jobs_fd->quantifier_offset) = n;
+  *(ProtobufCMessage ***)jobs_slot = jobs;
+  *token_slot = rpc_ctx_strdup(ctx, next ? next : "");
+  if (!*token_slot) {
+    oom(error);
+    goto done;
+  }
+  *resp = out;
+  ok = true;
+done:
+  store_job_list_free(recs, n);
+  bson_free(next);
+  return ok;
+}
+
+/* ---- Watch ------------------------------------------------------------ */
+
+typedef struct {
+  char id[FZIP_ID_MAX + 1];
+  int64_t last_version;
+  int last_status;
+  bool finished;
+} watch_state_t;
+
+static bool watch_open(rpc_ctx_t *ctx, const ProtobufCMessage *req, void **state,
+                       fzip_error_t *error) {
+  svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
+  const char *id = svc_jobs_string_field(req, svc->kind->id_field);
+  ProtobufCMessage *job = NULL;
+  watch_state_t *st = NULL;
+
+  if (!svc_jobs_load(&job, NULL, svc, ctx, id, error))
+    return false;
+  st = calloc(1, sizeof *st);
+  if (!st)
+    return oom(error);
+  snprintf(st->id, sizeof st->id, "%s", id);
+  st->last_version = -1;
+  st->last_status = -1;
+  *state = st;
+  return true;
+}
+
+/* Sends a snapshot whenever the record changed (or its viewed status did,
+ * e.g. on expiry); polls the store in between without holding a thread,
+ * since another replica may be the one running the job. */
+static bool watch_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, bool *done,
+                       int *retry_after_ms, fzip_error_t *error) {
+  svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
+  watch_state_t *st = state;
+  store_job_t *rec = NULL;
+  ProtobufCMessage *job = NULL;
+  int status;
+  bool ok = false;
+
+  if (st->finished) {
+    *done = true;
+    return true;
+  }
+  if (!svc_jobs_load(&job, &rec, svc, ctx, st->id, error))
+    return false;
+  status = svc_jobs_status(job);
+  if (rec->version == st->last_version && status == st->last_status) {
+    *retry_after_ms = SVC_JOBS_WATCH_POLL_MS;
+    ok = true;
+    goto done;
+  }
+  if (!svc_jobs_reply(msg, ctx, rpc_ctx_method(ctx)->response, job, error))
+    goto done;
+  st->last_version = rec->version;
+  st->last_status = status;
+  st->finished = svc->kind->is_terminal(status);
+  ok = true;
+done:
+  store_job_destroy(rec);
+  return ok;
+}
+
+static void watch_close(rpc_ctx_t *ctx, void *state) { free(state); }
+
+const rpc_server_stream_ops_t svc_jobs_watch_ops = {watch_open, watch_next, watch_close};
