@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fzip/v1/jobs.pb-c.h"
+#include "fzip_util.h"
 #include "jobs.h"
 #include "store.h"
 
@@ -63,4 +65,67 @@ const char *job_body_blob_id(const bson_t *body) {
 const char *job_enum_name(const ProtobufCEnumDescriptor *desc, int value) {
   const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
   return v ? v->name : "UNKNOWN";
+}
+
+bool job_msg_set_str(char **field, const char *value) {
+  char *copy = strdup(value ? value : "");
+  if (!copy)
+    return false;
+  if (*field && *field != protobuf_c_empty_string)
+    free(*field);
+  *field = copy;
+  return true;
+}
+
+static void *field_of(ProtobufCMessage *msg, const char *name,
+                      const ProtobufCFieldDescriptor **fd) {
+  *fd = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
+  return *fd ? (char *)msg + (*fd)->offset : NULL;
+}
+
+bool job_msg_add_event(ProtobufCMessage *job, const char *type, const char *message, size_t max) {
+  const ProtobufCFieldDescriptor *fd = NULL;
+  Fzip__V1__JobEvent ***events = field_of(job, "events", &fd);
+  size_t *n = NULL;
+  Fzip__V1__JobEvent *ev = NULL;
+  Fzip__V1__JobEvent **grown = NULL;
+
+  if (!events || fd->descriptor != &fzip__v1__job_event__descriptor)
+    return false;
+  n = (size_t *)((char *)job + fd->quantifier_offset);
+  if (*n >= max)
+    return true; /* bounded history */
+  ev = malloc(sizeof *ev);
+  if (!ev)
+    return false;
+  fzip__v1__job_event__init(ev);
+  ev->at = fzip_now_ms();
+  if (!job_msg_set_str(&ev->type, type) || !job_msg_set_str(&ev->message, message))
+    goto fail;
+  grown = realloc(*events, (*n + 1) * sizeof *grown);
+  if (!grown)
+    goto fail;
+  *events = grown;
+  grown[(*n)++] = ev;
+  return true;
+fail:
+  fzip__v1__job_event__free_unpacked(ev, NULL);
+  return false;
+}
+
+bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const char *phase) {
+  const ProtobufCFieldDescriptor *fd = NULL;
+  Fzip__V1__JobError **slot = field_of(job, "error", &fd);
+
+  if (!slot || fd->descriptor != &fzip__v1__job_error__descriptor)
+    return false;
+  if (!*slot) {
+    *slot = malloc(sizeof **slot);
+    if (!*slot)
+      return false;
+    fzip__v1__job_error__init(*slot);
+  }
+  return job_msg_set_str(&(*slot)->code, fzip_code_name((fzip_code_t)err->code)) &&
+         job_msg_set_str(&(*slot)->message, err->message) &&
+         job_msg_set_str(&(*slot)->phase, phase);
 }

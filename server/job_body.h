@@ -34,6 +34,15 @@ bool job_body_unpack(ProtobufCMessage **out, const bson_t *body,
 /* The body's blob id, or NULL (borrowed from body). */
 const char *job_body_blob_id(const bson_t *body);
 
+/* Editing a job message unpacked with the default (malloc) allocator, as
+ * workers keep them: replaces a string field (freeing the old value). */
+bool job_msg_set_str(char **field, const char *value);
+/* Appends a JobEvent to the message's "events" field (at most `max`
+ * events are kept: later ones are dropped, the status says the rest). */
+bool job_msg_add_event(ProtobufCMessage *job, const char *type, const char *message, size_t max);
+/* Sets the message's "error" field (a JobError) from an fzip error. */
+bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const char *phase);
+
 /* Name of an enum value ("EXPORT_STATUS_COMPLETED"), or "UNKNOWN". */
 const char *job_enum_name(const ProtobufCEnumDescriptor *desc, int value);
 

@@ -69,52 +69,14 @@ static void blob_id_for(char out[FZIP_ID_MAX + 16], const char *export_id) {
   snprintf(out, FZIP_ID_MAX + 16, "export-%s", export_id);
 }
 
-/* Replaces a malloc-owned string field of a message unpacked with the
- * default allocator. */
-static bool set_str(char **field, const char *value) {
-  char *copy = strdup(value ? value : "");
-  if (!copy)
-    return false;
-  if (*field && *field != protobuf_c_empty_string)
-    free(*field);
-  *field = copy;
-  return true;
-}
+static bool set_str(char **field, const char *value) { return job_msg_set_str(field, value); }
 
 static bool add_event(export_job_t *job, const char *type, const char *message) {
-  Fzip__V1__JobEvent *ev = NULL;
-  Fzip__V1__JobEvent **grown = NULL;
-
-  if (job->n_events >= SVC_EXPORT_EVENTS_MAX)
-    return true; /* bounded history: the first events and the status say enough */
-  ev = malloc(sizeof *ev);
-  if (!ev)
-    return false;
-  fzip__v1__job_event__init(ev);
-  ev->at = fzip_now_ms();
-  if (!set_str(&ev->type, type) || !set_str(&ev->message, message)) {
-    fzip__v1__job_event__free_unpacked(ev, NULL);
-    return false;
-  }
-  grown = realloc(job->events, (job->n_events + 1) * sizeof *grown);
-  if (!grown) {
-    fzip__v1__job_event__free_unpacked(ev, NULL);
-    return false;
-  }
-  job->events = grown;
-  job->events[job->n_events++] = ev;
-  return true;
+  return job_msg_add_event(&job->base, type, message, SVC_EXPORT_EVENTS_MAX);
 }
 
 static bool set_error(export_job_t *job, const fzip_error_t *err, const char *phase) {
-  if (!job->error) {
-    job->error = malloc(sizeof *job->error);
-    if (!job->error)
-      return false;
-    fzip__v1__job_error__init(job->error);
-  }
-  return set_str(&job->error->code, fzip_code_name((fzip_code_t)err->code)) &&
-         set_str(&job->error->message, err->message) && set_str(&job->error->phase, phase);
+  return job_msg_set_error(&job->base, err, phase);
 }
 
 static bool build_body(bson_t *body, const export_job_t *job, bool with_blob,

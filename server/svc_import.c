@@ -1,0 +1,612 @@
+/*
+ * svc_import: see svc_import.h.  This file holds the RPC side (upload,
+ * start, cancel, delete, and the shared Get/List/Watch rows); the worker
+ * that validates and restores is import_run.c.
+ *
+ * Upload: the job record is created with the first message (status
+ * UPLOADED, phase "receiving", expiring after the upload timeout), then
+ * chunks go straight into an uncommitted blob; the size limit is checked
+ * before each write.  Only when the client half-closes and the size and
+ * sha256 match what it announced is the blob committed and the record
+ * made permanent.  Any failure, cancel or broken stream runs `close`,
+ * which deletes both, so a failed upload leaves nothing behind; if fzipd
+ * dies mid-upload the record expires and the reaper removes it together
+ * with the uncommitted blob.
+ */
+#include "svc_import.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fzip/v1/import_service.pb-c.h"
+#include "fzip/v1/jobs.pb-c.h"
+#include "fzip_entity.h"
+#include "fzip_log.h"
+#include "fzip_util.h"
+#include "import_run.h"
+#include "job_body.h"
+#include "jobs.h"
+#include "svc_jobs.h"
+
+#define DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
+#define DEFAULT_UPLOAD_TIMEOUT_MS (6LL * 3600 * 1000)
+#define UPDATE_RETRIES 8
+
+typedef Fzip__V1__ImportJob import_job_t;
+
+struct svc_import {
+  svc_jobs_base_t base; /* first: the shared job handlers find it */
+  import_env_t env;
+  svc_import_options_t opts;
+  job_runner_t *runner;
+  rpc_method_t rows[7];
+  const rpc_method_t *row_ptrs[7];
+};
+
+static bool oom(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+static const char *status_name(int status) {
+  return job_enum_name(&fzip__v1__import_status__descriptor, status);
+}
+
+static bool is_terminal(int status) {
+  return status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_FAILED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED;
+}
+
+void import_blob_id(char out[IMPORT_BLOB_ID_MAX], const char *import_id) {
+  snprintf(out, IMPORT_BLOB_ID_MAX, "import-%s", import_id);
+}
+
+/* Saves `job` into `rec` (body rebuilt, version-checked, no owner). */
+static bool store_record(store_t *store, store_job_t *rec, const import_job_t *job,
+                         fzip_error_t *error) {
+  char blob[IMPORT_BLOB_ID_MAX];
+  bson_t *body = bson_new();
+  bool ok = false;
+
+  import_blob_id(blob, job->import_id);
+  if (!job_body_build(body, &job->base, status_name(job->status), job->progress, blob,
+                      job_body_cancel_requested(rec->body), error))
+    goto done;
+  bson_destroy(rec->body);
+  rec->body = body;
+  body = NULL;
+  rec->updated_at = fzip_now_ms();
+  ok = store_job_update(store, rec, NULL, error);
+done:
+  bson_destroy(body);
+  return ok;
+}
+
+/* ---- UploadImport ----------------------------------------------------- */
+
+typedef struct {
+  svc_import_t *svc;
+  store_job_t *rec;            /* the job record created with the options */
+  import_job_t *job;           /* malloc-owned copy of the record's message */
+  store_blob_writer_t *writer; /* NULL once committed */
+  bool committed;
+  bool done;                   /* everything succeeded: close keeps it */
+  uint64_t received;
+  int64_t expected_size;
+  char expected_sha256[FZIP_SHA256_HEX_LEN + 1];
+  bool start;
+} upload_t;
+
+static bool check_options(const Fzip__V1__ImportOptions *o, int64_t max, fzip_error_t *error) {
+  size_t n = strlen(o->file_name);
+  size_t h = strlen(o->expected_sha256);
+
+  if (o->merge_strategy < 0 || o->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "unknown merge_strategy %d", (int)o->merge_strategy);
+  if (o->expected_size < 0 || o->expected_size > max)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "expected_size %" PRId64 " is outside 0..%" PRId64 " (the upload limit)",
+                          o->expected_size, max);
+  if (h != 0 && h != FZIP_SHA256_HEX_LEN)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "expected_sha256 must be 64 hex digits");
+  for (size_t i = 0; i < h; i++) {
+    if (!isxdigit((unsigned char)o->expected_sha256[i]))
+      return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                            "expected_sha256 must be 64 hex digits");
+  }
+  if (n > SVC_IMPORT_FILE_NAME_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "file_name is %zu bytes; the limit is %d", n, SVC_IMPORT_FILE_NAME_MAX);
+  for (size_t i = 0; i < n; i++) {
+    if ((unsigned char)o->file_name[i] < 0x20)
+      return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                            "file_name contains a control character");
+  }
+  return true;
+}
+
+static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOptions *o,
+                         fzip_error_t *error) {
+  svc_import_t *svc = up->svc;
+  char id[FZIP_UUID_LEN + 1];
+  char blob[IMPORT_BLOB_ID_MAX];
+  int64_t now = fzip_now_ms();
+  bson_t *body = NULL;
+  bool ok = false;
+
+  if (!check_options(o, svc->opts.max_upload_bytes, error) || !fzip_uuid_v4(id, error))
+    return false;
+  up->expected_size = o->expected_size;
+  snprintf(up->expected_sha256, sizeof up->expected_sha256, "%s", o->expected_sha256);
+  for (char *p = up->expected_sha256; *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  up->start = o->start;
+
+  up->job = malloc(sizeof *up->job);
+  if (!up->job)
+    return oom(error);
+  fzip__v1__import_job__init(up->job);
+  up->job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED;
+  up->job->merge_strategy = o->merge_strategy == FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_UNSPECIFIED
+                                ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
+                                : o->merge_strategy;
+  up->job->validate_only = o->validate_only;
+  up->job->created_at = up->job->updated_at = now;
+  if (!job_msg_set_str(&up->job->import_id, id) ||
+      !job_msg_set_str(&up->job->current_phase, "receiving") ||
+      !job_msg_set_str(&up->job->file_name, o->file_name) ||
+      !job_msg_add_event(&up->job->base, "upload_started", "receiving the package",
+                         SVC_IMPORT_EVENTS_MAX))
+    return oom(error);
+
+  up->rec = store_job_new();
+  if (!up->rec)
+    return oom(error);
+  snprintf(up->rec->job_id, sizeof up->rec->job_id, "%s", id);
+  snprintf(up->rec->user_id, sizeof up->rec->user_id, "%s", rpc_ctx_user_id(ctx));
+  up->rec->kind = STORE_JOB_IMPORT;
+  up->rec->created_at = up->rec->updated_at = now;
+  up->rec->expires_at = now + svc->opts.upload_timeout_ms;
+  import_blob_id(blob, id);
+  body = bson_new();
+  if (!job_body_build(body, &up->job->base, status_name(up->job->status), 0, blob, false, error))
+    goto done;
+  bson_destroy(up->rec->body);
+  up->rec->body = body;
+  body = NULL;
+  if (!store_job_create(svc->env.store, up->rec, error))
+    goto done;
+  if (!store_blob_writer_new(&up->writer, svc->env.store, STORE_BUCKET_PACKAGES, blob, error))
+    goto done;
+  ok = true;
+done:
+  bson_destroy(body);
+  return ok;
+}
+
+static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *msg,
+                        fzip_error_t *error) {
+  const Fzip__V1__UploadImportRequest *req = (const void *)msg;
+  upload_t *up = *state;
+
+  if (!up) {
+    up = calloc(1, sizeof *up);
+    if (!up)
+      return oom(error);
+    up->svc = rpc_ctx_method_data(ctx);
+    *state = up;
+    if (req->payload_case != FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_OPTIONS)
+      return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                            "the first UploadImport message must carry options");
+    return upload_begin(up, ctx, req->options, error);
+  }
+  if (req->payload_case != FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_CHUNK)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "options may only be sent once, in the first message");
+  if (req->chunk.len > (uint64_t)up->svc->opts.max_upload_bytes - up->received)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "upload exceeds the limit of %" PRId64 " bytes",
+                          up->svc->opts.max_upload_bytes);
+  if (up->expected_size > 0 && up->received + req->chunk.len > (uint64_t)up->expected_size)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "upload is larger than the announced expected_size %" PRId64,
+                          up->expected_size);
+  if (!store_blob_writer_write(up->writer, req->chunk.data, req->chunk.len, error))
+    return false;
+  up->received += req->chunk.len;
+  return true;
+}
+
+static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
+                          fzip_error_t *error) {
+  upload_t *up = state;
+  svc_import_t *svc = up ? up->svc : rpc_ctx_method_data(ctx);
+  store_blob_info_t info;
+  ProtobufCMessage *view = NULL;
+
+  if (!up)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "UploadImport received no message");
+  if (up->received == 0)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "UploadImport received no package bytes");
+  if (!store_blob_writer_commit(up->writer, &info, error))
+    return false;
+  store_blob_writer_destroy(up->writer);
+  up->writer = NULL;
+  up->committed = true;
+  if (up->expected_size > 0 && info.size != (uint64_t)up->expected_size)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
+                          "received %" PRIu64 " bytes but expected_size is %" PRId64,
+                          info.size, up->expected_size);
+  if (up->expected_sha256[0] && strcmp(info.sha256, up->expected_sha256) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
+                          "received bytes have sha256 %s but expected_sha256 is %s",
+                          info.sha256, up->expected_sha256);
+  up->job->package_size = (int64_t)info.size;
+  if (!job_msg_set_str(&up->job->package_sha256, info.sha256) ||
+      !job_msg_set_str(&up->job->current_phase, up->start ? "queued" : "uploaded") ||
+      !job_msg_add_event(&up->job->base, "uploaded", "package stored", SVC_IMPORT_EVENTS_MAX))
+    return oom(error);
+  if (up->start)
+    up->job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING;
+  up->job->updated_at = fzip_now_ms();
+  up->rec->runnable = up->start;
+  up->rec->expires_at = up->job->updated_at + svc->opts.retention_ms;
+  if (!store_record(svc->env.store, up->rec, up->job, error))
+    return false;
+  up->done = true;
+  if (up->start)
+    job_runner_notify(svc->runner);
+  fzip_log(FZIP_LOG_INFO, "import", "package uploaded", "import", up->job->import_id, "user",
+           up->rec->user_id, "sha256", info.sha256, NULL);
+  if (!svc_jobs_unpack(&view, &svc->base, ctx, up->rec, error))
+    return false;
+  return svc_jobs_reply(resp, ctx, &fzip__v1__upload_import_response__descriptor, view, error);
+}
+
+static void upload_close(rpc_ctx_t *ctx, void *state) {
+  upload_t *up = state;
+  fzip_error_t err;
+
+  if (!up)
+    return;
+  store_blob_writer_destroy(up->writer); /* uncommitted: deletes what it wrote */
+  if (!up->done && up->rec) {
+    char blob[IMPORT_BLOB_ID_MAX];
+    import_blob_id(blob, up->rec->job_id);
+    if (up->committed && !store_blob_delete(up->svc->env.store, STORE_BUCKET_PACKAGES, blob, &err))
+      fzip_log(FZIP_LOG_WARN, "import", "could not delete a failed upload; the reaper will",
+               "import", up->rec->job_id, "error", err.message, NULL);
+    if (!store_job_delete(up->svc->env.store, STORE_JOB_IMPORT, NULL, up->rec->job_id, &err) &&
+        err.code != FZIP_ERR_NOT_FOUND)
+      fzip_log(FZIP_LOG_WARN, "import", "could not delete a failed upload's job", "import",
+               up->rec->job_id, "error", err.message, NULL);
+  }
+  store_job_destroy(up->rec);
+  if (up->job)
+    fzip__v1__import_job__free_unpacked(up->job, NULL);
+  free(up);
+}
+
+static const rpc_client_stream_ops_t upload_ops = {upload_recv, upload_finish, upload_close};
+
+/* ---- StartImport ------------------------------------------------------ */
+
+static bool can_start(int status) {
+  return status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_FAILED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED;
+}
+
+/* Resets a job for a new run with the given options. */
+static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportRequest *req) {
+  job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING;
+  job->merge_strategy = req->merge_strategy == FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_UNSPECIFIED
+                            ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
+                            : req->merge_strategy;
+  job->validate_only = req->validate_only;
+  job->progress = 0;
+  job->items_done = 0;
+  job->started_at = 0;
+  job->completed_at = 0;
+  if (job->validation) {
+    fzip__v1__validation_summary__free_unpacked(job->validation, NULL);
+    job->validation = NULL;
+  }
+  if (job->result) {
+    fzip__v1__import_result__free_unpacked(job->result, NULL);
+    job->result = NULL;
+  }
+  if (job->error) {
+    fzip__v1__job_error__free_unpacked(job->error, NULL);
+    job->error = NULL;
+  }
+  return job_msg_set_str(&job->current_phase, "queued") &&
+         job_msg_add_event(&job->base, "started", "import requested", SVC_IMPORT_EVENTS_MAX);
+}
+
+static bool start_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ctx,
+                       const Fzip__V1__StartImportRequest *req, fzip_error_t *error) {
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL, *view = NULL;
+  import_job_t *job = NULL;
+  bool ok = false;
+
+  if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
+    return false;
+  if (!can_start(svc_jobs_status(view)) || strcmp(((import_job_t *)view)->current_phase,
+                                                  "receiving") == 0) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                   "import %s is %s and cannot be started", rec->job_id,
+                   status_name(svc_jobs_status(view)));
+    goto done;
+  }
+  if (!job_body_unpack(&msg, rec->body, &fzip__v1__import_job__descriptor, NULL, error))
+    goto done;
+  job = (import_job_t *)msg;
+  if (!reset_for_start(job, req)) {
+    oom(error);
+    goto done;
+  }
+  rec->runnable = true;
+  rec->expires_at = 0; /* set again when the run ends */
+  if (!store_record(svc->env.store, rec, job, error))
+    goto done;
+  job_runner_notify(svc->runner);
+  if (!svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
+    goto done;
+  ok = svc_jobs_reply(resp, ctx, &fzip__v1__start_import_response__descriptor, view, error);
+done:
+  if (msg)
+    protobuf_c_message_free_unpacked(msg, NULL);
+  store_job_destroy(rec);
+  return ok;
+}
+
+static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
+                         fzip_error_t *error) {
+  svc_import_t *svc = rpc_ctx_method_data(ctx);
+  const Fzip__V1__StartImportRequest *req = (const void *)msg;
+
+  if (req->merge_strategy < 0 ||
+      req->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "unknown merge_strategy %d", (int)req->merge_strategy);
+  for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
+    if (start_once(resp, svc, ctx, req, error))
+      return true;
+    if (error->code != FZIP_ERR_ABORTED)
+      return false;
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                        "import %s changed too often; try again", req->import_id);
+}
+
+/* ---- CancelImport / DeleteImport -------------------------------------- */
+
+/* A job no worker holds and that wrote nothing (not PROCESSING) is
+ * cancelled here; otherwise the flag is set and a worker rolls back. */
+static bool cancel_now(svc_import_t *svc, store_job_t *rec, fzip_error_t *error) {
+  ProtobufCMessage *msg = NULL;
+  import_job_t *job = NULL;
+  bool ok = false;
+
+  if (!job_body_unpack(&msg, rec->body, &fzip__v1__import_job__descriptor, NULL, error))
+    return false;
+  job = (import_job_t *)msg;
+  job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED;
+  job->completed_at = fzip_now_ms();
+  if (!job_msg_set_str(&job->current_phase, "cancelled") ||
+      !job_msg_add_event(&job->base, "cancelled", "cancelled before anything was written",
+                         SVC_IMPORT_EVENTS_MAX)) {
+    oom(error);
+    goto done;
+  }
+  rec->runnable = false;
+  rec->expires_at = fzip_now_ms() + svc->opts.retention_ms;
+  ok = store_record(svc->env.store, rec, job, error);
+done:
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return ok;
+}
+
+static bool cancel_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
+                          fzip_error_t *error) {
+  svc_import_t *svc = rpc_ctx_method_data(ctx);
+  const Fzip__V1__CancelImportRequest *req = (const void *)msg;
+  store_job_t *rec = NULL;
+  ProtobufCMessage *view = NULL;
+  bool ok = false;
+
+  for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
+    int status;
+    store_job_destroy(rec);
+    rec = NULL;
+    if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
+      goto done;
+    status = svc_jobs_status(view);
+    if (!rec->runnable) {
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                     "import %s is not running (%s)", rec->job_id, status_name(status));
+      goto done;
+    }
+    if (rec->lease_until < fzip_now_ms() &&
+        status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING) {
+      if (cancel_now(svc, rec, error))
+        break;
+      if (error->code != FZIP_ERR_ABORTED)
+        goto done;
+      continue;
+    }
+    store_job_destroy(rec);
+    rec = NULL;
+    if (!job_request_cancel(&rec, svc->env.store, STORE_JOB_IMPORT, rpc_ctx_user_id(ctx),
+                            req->import_id, error))
+      goto done;
+    job_runner_notify(svc->runner);
+    break;
+  }
+  if (!rec || !svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
+    goto done;
+  ok = svc_jobs_reply(resp, ctx, &fzip__v1__cancel_import_response__descriptor, view, error);
+done:
+  store_job_destroy(rec);
+  return ok;
+}
+
+static bool delete_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
+                          fzip_error_t *error) {
+  svc_import_t *svc = rpc_ctx_method_data(ctx);
+  const Fzip__V1__DeleteImportRequest *req = (const void *)msg;
+  Fzip__V1__DeleteImportResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
+  store_job_t *rec = NULL;
+  ProtobufCMessage *view = NULL;
+  char blob[IMPORT_BLOB_ID_MAX];
+  bool ok = false;
+
+  if (!out)
+    return oom(error);
+  fzip__v1__delete_import_response__init(out);
+  if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
+    goto done;
+  /* A running import still needs its job record to roll back. */
+  if (rec->runnable) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                   "import %s is %s: cancel it and wait for it to end before deleting it",
+                   rec->job_id, status_name(svc_jobs_status(view)));
+    goto done;
+  }
+  import_blob_id(blob, rec->job_id);
+  if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, blob, error) ||
+      !store_job_delete(svc->env.store, STORE_JOB_IMPORT, rpc_ctx_user_id(ctx), rec->job_id,
+                        error))
+    goto done;
+  *resp = &out->base;
+  ok = true;
+done:
+  store_job_destroy(rec);
+  return ok;
+}
+
+/* ---- expiry ----------------------------------------------------------- */
+
+bool svc_import_expire(svc_import_t *svc, store_job_t *rec, int64_t now_ms, fzip_error_t *error) {
+  char blob[IMPORT_BLOB_ID_MAX];
+
+  if (rec->kind != STORE_JOB_IMPORT)
+    return false;
+  /* A runnable import is mid-run (or waiting for rollback): never reap it. */
+  if (rec->runnable)
+    return true;
+  import_blob_id(blob, rec->job_id);
+  if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, blob, error))
+    return false;
+  if (!store_job_delete(svc->env.store, STORE_JOB_IMPORT, NULL, rec->job_id, error) &&
+      error->code != FZIP_ERR_NOT_FOUND)
+    return false;
+  return true;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+static bool status_is_terminal(int status) { return is_terminal(status); }
+
+static const svc_jobs_kind_t import_kind = {
+    .kind = STORE_JOB_IMPORT,
+    .noun = "import",
+    .id_field = "import_id",
+    .job = &fzip__v1__import_job__descriptor,
+    .view = NULL,
+    .is_terminal = status_is_terminal,
+};
+
+static void init_rows(svc_import_t *svc) {
+#define ROW(i, name, kind_, req, resp, field, fn)                                          \
+  svc->rows[i] = (rpc_method_t){.path = "/fzip.v1.ImportService/" name,                   \
+                                .kind = kind_,                                             \
+                                .request = &req,                                           \
+                                .response = &resp,                                         \
+                                .requires_auth = true,                                     \
+                                .field = fn,                                               \
+                                .data = svc}
+  ROW(0, "UploadImport", RPC_CLIENT_STREAMING, fzip__v1__upload_import_request__descriptor,
+      fzip__v1__upload_import_response__descriptor, client_stream, &upload_ops);
+  ROW(1, "StartImport", RPC_UNARY, fzip__v1__start_import_request__descriptor,
+      fzip__v1__start_import_response__descriptor, unary, start_import);
+  ROW(2, "GetImport", RPC_UNARY, fzip__v1__get_import_request__descriptor,
+      fzip__v1__get_import_response__descriptor, unary, svc_jobs_get);
+  ROW(3, "ListImports", RPC_UNARY, fzip__v1__list_imports_request__descriptor,
+      fzip__v1__list_imports_response__descriptor, unary, svc_jobs_list);
+  ROW(4, "DeleteImport", RPC_UNARY, fzip__v1__delete_import_request__descriptor,
+      fzip__v1__delete_import_response__descriptor, unary, delete_import);
+  ROW(5, "CancelImport", RPC_UNARY, fzip__v1__cancel_import_request__descriptor,
+      fzip__v1__cancel_import_response__descriptor, unary, cancel_import);
+  ROW(6, "WatchImport", RPC_SERVER_STREAMING, fzip__v1__watch_import_request__descriptor,
+      fzip__v1__watch_import_response__descriptor, server_stream, &svc_jobs_watch_ops);
+#undef ROW
+  for (int i = 0; i < 7; i++)
+    svc->row_ptrs[i] = &svc->rows[i];
+}
+
+bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,
+                    fzip_error_t *error) {
+  svc_import_t *svc = calloc(1, sizeof *svc);
+  job_runner_options_t ro = {0};
+
+  *out = NULL;
+  if (!svc)
+    return oom(error);
+  if (options)
+    svc->opts = *options;
+  if (svc->opts.max_upload_bytes <= 0)
+    svc->opts.max_upload_bytes = SVC_IMPORT_DEFAULT_MAX_UPLOAD;
+  if (svc->opts.retention_ms <= 0)
+    svc->opts.retention_ms = DEFAULT_RETENTION_MS;
+  if (svc->opts.upload_timeout_ms <= 0)
+    svc->opts.upload_timeout_ms = DEFAULT_UPLOAD_TIMEOUT_MS;
+  if (svc->opts.workers <= 0)
+    svc->opts.workers = 1;
+  svc->base.kind = &import_kind;
+  svc->base.store = store;
+  svc->env.store = store;
+  svc->env.retention_ms = svc->opts.retention_ms;
+  svc->env.temp_dir = svc->opts.temp_dir;
+  init_rows(svc);
+  ro.kind = STORE_JOB_IMPORT;
+  ro.name = "import";
+  ro.workers = svc->opts.workers;
+  ro.lease_ms = svc->opts.lease_ms;
+  ro.poll_ms = svc->opts.poll_ms;
+  ro.owner = svc->opts.owner;
+  ro.run = import_run;
+  ro.data = &svc->env;
+  if (!job_runner_new(&svc->runner, store, &ro, error)) {
+    free(svc);
+    return false;
+  }
+  *out = svc;
+  return true;
+}
+
+void svc_import_destroy(svc_import_t *svc) {
+  if (!svc)
+    return;
+  job_runner_destroy(svc->runner);
+  free(svc);
+}
+
+const rpc_method_t *const *svc_import_methods(svc_import_t *svc, size_t *n) {
+  *n = 7;
+  return svc->row_ptrs;
+}

@@ -1,0 +1,50 @@
+/*
+ * svc_import: fzip.v1.ImportService: uploads (client streaming, straight
+ * into the blob store), import jobs (start, get, list, watch, cancel,
+ * delete) and the worker that validates, previews and restores a package
+ * all or nothing (import_run.c, docs/IMPORT.md).
+ *
+ * Status machine: UPLOADED when the bytes are stored; StartImport (or
+ * options.start) makes it VALIDATING and runnable; a worker validates:
+ * VALIDATION_FAILED (nothing written), or VALIDATION_PASSED (validate-only
+ * stops here with the preview in `result`), then PROCESSING (restore with
+ * tags + stash) to COMPLETED, or FAILED after a rollback, or CANCELLED
+ * after a rollback.
+ */
+#ifndef FZIP_SVC_IMPORT_H
+#define FZIP_SVC_IMPORT_H
+
+#include <stdint.h>
+
+#include "fzip_error.h"
+#include "rpc.h"
+#include "store.h"
+
+typedef struct svc_import svc_import_t;
+
+typedef struct {
+  int workers;              /* concurrent import jobs on this replica; 0: 1 */
+  int64_t max_upload_bytes; /* 0: 4 GiB */
+  int64_t retention_ms;     /* how long ended jobs (and their uploads) stay; 0: 7 days */
+  int64_t upload_timeout_ms; /* an upload not finished by then is reaped; 0: 6 h */
+  int64_t lease_ms;         /* 0: jobs.h default */
+  int poll_ms;              /* 0: jobs.h default */
+  const char *temp_dir;     /* NULL: $TMPDIR or /tmp */
+  const char *owner;        /* replica id; NULL: generated */
+} svc_import_options_t;
+
+#define SVC_IMPORT_FILE_NAME_MAX 255
+#define SVC_IMPORT_EVENTS_MAX 32
+#define SVC_IMPORT_DEFAULT_MAX_UPLOAD (4LL * 1024 * 1024 * 1024)
+
+bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,
+                    fzip_error_t *error);
+void svc_import_destroy(svc_import_t *svc);
+/* The seven ImportService rows (borrowed from svc). */
+const rpc_method_t *const *svc_import_methods(svc_import_t *svc, size_t *n);
+
+/* Expiry step for the reaper: an ended or abandoned import past its
+ * expiry is deleted with its uploaded package.  Returns true if handled. */
+bool svc_import_expire(svc_import_t *svc, store_job_t *job, int64_t now_ms, fzip_error_t *error);
+
+#endif
