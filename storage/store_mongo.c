@@ -1,1 +1,1933 @@
-/* placeholder: being written */
+/*
+ * store_mongo: the MongoDB backend of the store (libmongoc), also run
+ * against FerretDB v1 in the tests.
+ *
+ * Layout (docs/STORAGE.md, "MongoDB backend"):
+ *   - one collection per entity kind (fzip_kind_info(kind)->name), one
+ *     document per entity: {_id: "<userId>\x1f<entityId>", userId, id,
+ *     account, date, doc}; `account` and `date` are copies of the kind's
+ *     filter fields so the indexes need no knowledge of entity shapes;
+ *   - export_jobs / import_jobs, one document per job keyed by job id;
+ *   - GridFS-layout buckets "packages" and "files" (<bucket>.files,
+ *     <bucket>.chunks) plus "blob_uploads", the record of uploads in
+ *     progress that the reaper uses to find orphan chunks.
+ *
+ * Blobs are written in the GridFS layout by this file rather than through
+ * mongoc_gridfs_bucket_t upload streams: each chunk gets the string _id
+ * "<uploadId>/<n>", so reading from an offset fetches chunk n by _id.  That
+ * is the one query FerretDB v1 answers from an index (its SQLite backend
+ * pushes down only a filter that is exactly {_id: <string|ObjectId>});
+ * {files_id, n >= k} sorted by n would make it load and sort every chunk
+ * of the blob.  Any GridFS reader still sees ordinary files/chunks docs.
+ *
+ * Connections come from a mongoc_client_pool_t: every operation pops a
+ * client and pushes it back; cursors and blob streams hold one for their
+ * lifetime.  Transient failures (no server selectable, broken stream) are
+ * retried with exponential backoff inside the store's retry budget, then
+ * reported as FZIP_ERR_UNAVAILABLE.  Writes that are not idempotent are
+ * retried only when nothing reached a server (server selection failed).
+ */
+#include "store_mongo.h"
+
+#include <mongoc/mongoc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fzip_log.h"
+#include "store_backend.h"
+
+#define MONGO_DEFAULT_DB STORE_MONGO_DEFAULT_DATABASE
+#define MONGO_DEFAULT_RETRY_BUDGET_MS 10000
+#define MONGO_BACKOFF_START_MS 50
+#define MONGO_BACKOFF_MAX_MS 2000
+/* Server selection inside one attempt; the retry budget spans attempts. */
+#define MONGO_SERVER_SELECTION_MS 2000
+#define MONGO_CONNECT_TIMEOUT_MS 2000
+/* Documents per cursor batch: bounds client memory at ~batch * doc size. */
+#define MONGO_CURSOR_BATCH 200
+#define MONGO_DB_NAME_MAX 63 /* MongoDB's own limit on database names */
+#define MONGO_WHERE_MAX 256
+/* "<userId>\x1f<entityId>": the separator cannot occur in an entity id. */
+#define MONGO_KEY_SEP '\x1f'
+#define MONGO_KEY_MAX (FZIP_USER_ID_MAX + 1 + FZIP_ID_MAX + 1)
+/* "<uploadId>/<n>" for chunk ids. */
+#define MONGO_CHUNK_ID_MAX (STORE_BLOB_ID_MAX + 1 + 20 + 1)
+#define MONGO_PAGE_TOKEN_MAX (24 + 1 + FZIP_ID_MAX + 1)
+#define MONGO_ERR_DUPLICATE_KEY 11000
+#define MONGO_UPLOADS "blob_uploads"
+
+typedef struct {
+  store_t base;
+  mongoc_client_pool_t *pool;
+  mongoc_uri_t *uri;
+  char db[MONGO_DB_NAME_MAX + 1];
+  int64_t retry_budget_ms;
+  char where[MONGO_WHERE_MAX]; /* "host:port" for messages */
+} mstore_t;
+
+static const store_vtable_t mongo_vtable;
+
+/* ---- errors and retries ------------------------------------------------ */
+
+static bool is_transient(const bson_error_t *e) {
+  return e->domain == MONGOC_ERROR_SERVER_SELECTION || e->domain == MONGOC_ERROR_STREAM;
+}
+
+static bool is_duplicate_key(const bson_error_t *e) {
+  return e->code == MONGO_ERR_DUPLICATE_KEY;
+}
+
+static bool fail_mongo(fzip_error_t *error, const mstore_t *s, const bson_error_t *e,
+                       const char *what) {
+  fzip_code_t code = FZIP_ERR_INTERNAL;
+  if (is_transient(e))
+    code = FZIP_ERR_UNAVAILABLE;
+  else if (is_duplicate_key(e))
+    code = FZIP_ERR_ALREADY_EXISTS;
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, code, "mongodb %s (%s): %s", what, s->where,
+                        e->message);
+}
+
+static bool fail_oom(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+}
+
+typedef struct {
+  int64_t deadline;
+  int64_t delay_ms;
+} retry_t;
+
+static void retry_start(retry_t *r, const mstore_t *s) {
+  r->deadline = fzip_monotonic_ms() + s->retry_budget_ms;
+  r->delay_ms = MONGO_BACKOFF_START_MS;
+}
+
+static void sleep_ms(int64_t ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* True (after sleeping) when the failed attempt may be repeated.  Only a
+ * failed server selection proves nothing was sent, so only that is
+ * retried for writes that are not idempotent. */
+static bool retry_again(retry_t *r, const bson_error_t *e, bool idempotent) {
+  if (!is_transient(e))
+    return false;
+  if (!idempotent && e->domain != MONGOC_ERROR_SERVER_SELECTION)
+    return false;
+  int64_t left = r->deadline - fzip_monotonic_ms();
+  if (left <= 0)
+    return false;
+  sleep_ms(r->delay_ms < left ? r->delay_ms : left);
+  r->delay_ms = r->delay_ms * 2 > MONGO_BACKOFF_MAX_MS ? MONGO_BACKOFF_MAX_MS : r->delay_ms * 2;
+  return true;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+/* A popped client and one collection of it. */
+typedef struct {
+  mongoc_client_t *client;
+  mongoc_collection_t *coll;
+} conn_t;
+
+static void conn_open(conn_t *c, mstore_t *s, const char *collection) {
+  c->client = mongoc_client_pool_pop(s->pool);
+  c->coll = mongoc_client_get_collection(c->client, s->db, collection);
+}
+
+static void conn_close(conn_t *c, mstore_t *s) {
+  mongoc_collection_destroy(c->coll);
+  if (c->client)
+    mongoc_client_pool_push(s->pool, c->client);
+  c->coll = NULL;
+  c->client = NULL;
+}
+
+static int64_t reply_int(const bson_t *reply, const char *field) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, reply, field) && BSON_ITER_HOLDS_NUMBER(&it))
+    return bson_iter_as_int64(&it);
+  return 0;
+}
+
+static const char *doc_utf8(const bson_t *doc, const char *field) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_UTF8(&it))
+    return bson_iter_utf8(&it, NULL);
+  return NULL;
+}
+
+/* Finds one document (copied into *out, NULL if none). */
+static bool find_one(bson_t **out, mstore_t *s, const char *collection, const bson_t *filter,
+                     fzip_error_t *error) {
+  bool ok = false;
+  conn_t c = {0};
+  mongoc_cursor_t *cur = NULL;
+  bson_error_t berr;
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+  retry_t r;
+
+  *out = NULL;
+  retry_start(&r, s);
+  conn_open(&c, s, collection);
+  for (;;) {
+    const bson_t *doc = NULL;
+    cur = mongoc_collection_find_with_opts(c.coll, filter, opts, NULL);
+    if (mongoc_cursor_next(cur, &doc)) {
+      *out = bson_copy(doc);
+      ok = true;
+      goto done;
+    }
+    if (!mongoc_cursor_error(cur, &berr)) {
+      ok = true;
+      goto done;
+    }
+    mongoc_cursor_destroy(cur);
+    cur = NULL;
+    if (!retry_again(&r, &berr, true)) {
+      fail_mongo(error, s, &berr, "find");
+      goto done;
+    }
+  }
+done:
+  mongoc_cursor_destroy(cur);
+  bson_destroy(opts);
+  conn_close(&c, s);
+  return ok;
+}
+
+/* Runs a write command on the database (createIndexes). */
+static bool db_command(mstore_t *s, const bson_t *cmd, const char *what, fzip_error_t *error) {
+  mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  retry_start(&r, s);
+  do {
+    ok = mongoc_client_write_command_with_opts(client, s->db, cmd, NULL, NULL, &berr);
+  } while (!ok && retry_again(&r, &berr, true));
+  mongoc_client_pool_push(s->pool, client);
+  if (!ok)
+    return fail_mongo(error, s, &berr, what);
+  return true;
+}
+
+/* ---- open / indexes ---------------------------------------------------- */
+
+static pthread_once_t mongo_init_once = PTHREAD_ONCE_INIT;
+
+/* The driver's own messages (monitor retries, "endSessions" refused by
+ * FerretDB) go to our JSON log instead of stdout: errors as warnings, the
+ * rest at debug level. */
+static void mongo_log_handler(mongoc_log_level_t level, const char *domain, const char *message,
+                              void *data) {
+  (void)data;
+  fzip_log(level <= MONGOC_LOG_LEVEL_ERROR ? FZIP_LOG_WARN : FZIP_LOG_DEBUG, "mongoc", message,
+           "domain", domain, NULL);
+}
+
+static void mongo_init(void) {
+  mongoc_init();
+  mongoc_log_set_handler(mongo_log_handler, NULL);
+}
+
+typedef struct {
+  const char *name;
+  bool unique;
+  const char *keys[4]; /* field names; a leading '-' means descending */
+} index_spec_t;
+
+static void append_index(bson_t *indexes, uint32_t i, const index_spec_t *spec) {
+  bson_t idx, key;
+  char ikey[16];
+  const char *k;
+  bson_uint32_to_string(i, &k, ikey, sizeof ikey);
+  bson_append_document_begin(indexes, k, -1, &idx);
+  bson_append_document_begin(&idx, "key", -1, &key);
+  for (int j = 0; j < 4 && spec->keys[j]; j++) {
+    const char *f = spec->keys[j];
+    BSON_APPEND_INT32(&key, f[0] == '-' ? f + 1 : f, f[0] == '-' ? -1 : 1);
+  }
+  bson_append_document_end(&idx, &key);
+  BSON_APPEND_UTF8(&idx, "name", spec->name);
+  if (spec->unique)
+    BSON_APPEND_BOOL(&idx, "unique", true);
+  bson_append_document_end(indexes, &idx);
+}
+
+/* One index per createIndexes command: FerretDB v1.24 panics (and drops
+ * the connection) when one command repeats two or more existing indexes
+ * (validateIndexesForCreation deletes from the slice it is indexing). */
+static bool create_indexes(mstore_t *s, const char *collection, const index_spec_t *specs,
+                           size_t n, fzip_error_t *error) {
+  bool ok = true;
+
+  for (size_t i = 0; ok && i < n; i++) {
+    bson_t cmd = BSON_INITIALIZER, indexes;
+    BSON_APPEND_UTF8(&cmd, "createIndexes", collection);
+    bson_append_array_begin(&cmd, "indexes", -1, &indexes);
+    append_index(&indexes, 0, &specs[i]);
+    bson_append_array_end(&cmd, &indexes);
+    ok = db_command(s, &cmd, "createIndexes", error);
+    bson_destroy(&cmd);
+  }
+  if (!ok)
+    fzip_error_prefix(error, "indexing %s", collection);
+  return ok;
+}
+
+static bool create_entity_indexes(mstore_t *s, fzip_error_t *error) {
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    const fzip_kind_info_t *ki = fzip_kind_info((fzip_kind_t)k);
+    index_spec_t specs[3] = {{"userId_id", true, {"userId", "id", NULL}}};
+    size_t n = 1;
+    if (ki->account_field)
+      specs[n++] = (index_spec_t){"userId_account_id", false, {"userId", "account", "id", NULL}};
+    if (ki->date_field)
+      specs[n++] = (index_spec_t){"userId_date_id", false, {"userId", "date", "id", NULL}};
+    if (!create_indexes(s, ki->name, specs, n, error))
+      return false;
+  }
+  return true;
+}
+
+static const char *job_collection(store_job_kind_t kind) {
+  return kind == STORE_JOB_EXPORT ? "export_jobs" : "import_jobs";
+}
+
+static const char *bucket_name(store_bucket_t bucket) {
+  return bucket == STORE_BUCKET_PACKAGES ? "packages" : "files";
+}
+
+static bool create_job_and_blob_indexes(mstore_t *s, fzip_error_t *error) {
+  static const index_spec_t job_specs[] = {
+      {"userId_createdAt_id", false, {"userId", "-createdAt", "-_id", NULL}},
+      {"runnable_leaseUntil_createdAt", false, {"runnable", "leaseUntil", "createdAt", NULL}},
+      {"expiresAt", false, {"expiresAt", NULL}},
+  };
+  static const index_spec_t files_specs[] = {{"filename_unique", true, {"filename", NULL}}};
+  static const index_spec_t chunks_specs[] = {{"files_id_n", true, {"files_id", "n", NULL}}};
+  static const index_spec_t upload_specs[] = {{"startedAt", false, {"startedAt", NULL}}};
+  char name[64];
+
+  for (int k = STORE_JOB_EXPORT; k <= STORE_JOB_IMPORT; k++) {
+    if (!create_indexes(s, job_collection((store_job_kind_t)k), job_specs, 3, error))
+      return false;
+  }
+  for (int b = STORE_BUCKET_PACKAGES; b <= STORE_BUCKET_FILES; b++) {
+    snprintf(name, sizeof name, "%s.files", bucket_name((store_bucket_t)b));
+    if (!create_indexes(s, name, files_specs, 1, error))
+      return false;
+    snprintf(name, sizeof name, "%s.chunks", bucket_name((store_bucket_t)b));
+    if (!create_indexes(s, name, chunks_specs, 1, error))
+      return false;
+  }
+  return create_indexes(s, MONGO_UPLOADS, upload_specs, 1, error);
+}
+
+static void describe_hosts(char *out, size_t cap, const mongoc_uri_t *uri) {
+  const mongoc_host_list_t *h = mongoc_uri_get_hosts(uri);
+  size_t used = 0;
+  out[0] = '\0';
+  for (; h && used < cap; h = h->next) {
+    int w = snprintf(out + used, cap - used, "%s%s", used ? "," : "", h->host_and_port);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+  if (!out[0])
+    snprintf(out, cap, "%s", "(srv)");
+}
+
+/* Retries a ping within the budget: a server still starting is not an
+ * error until the budget is spent. */
+static bool ping(mstore_t *s, fzip_error_t *error) {
+  mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
+  bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  retry_start(&r, s);
+  do {
+    ok = mongoc_client_command_simple(client, "admin", cmd, NULL, NULL, &berr);
+  } while (!ok && retry_again(&r, &berr, true));
+  bson_destroy(cmd);
+  mongoc_client_pool_push(s->pool, client);
+  if (!ok)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE,
+                          "cannot reach MongoDB at %s: %s", s->where, berr.message);
+  return true;
+}
+
+/* Majority + journal: a job claimed or an entity restored must survive
+ * the loss of the primary, or two workers could run one job after a
+ * failover.  URI settings win, so an operator can still choose. */
+static void configure_uri(mongoc_uri_t *uri) {
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_W)) {
+    mongoc_write_concern_t *wc = mongoc_write_concern_new();
+    mongoc_write_concern_set_w(wc, MONGOC_WRITE_CONCERN_W_MAJORITY);
+    mongoc_write_concern_set_journal(wc, true);
+    mongoc_uri_set_write_concern(uri, wc);
+    mongoc_write_concern_destroy(wc);
+  }
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_RETRYWRITES))
+    mongoc_uri_set_option_as_bool(uri, MONGOC_URI_RETRYWRITES, true);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_RETRYREADS))
+    mongoc_uri_set_option_as_bool(uri, MONGOC_URI_RETRYREADS, true);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                                   MONGO_SERVER_SELECTION_MS);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, MONGO_CONNECT_TIMEOUT_MS);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
+    mongoc_uri_set_appname(uri, "fzip");
+}
+
+/* options->database, else the URI's path ("mongodb://h/NAME"), else the
+ * default: tests give each program its own database through the URI. */
+static const char *pick_database(const store_options_t *options, const mongoc_uri_t *uri) {
+  const char *db = options->database;
+  if (!db || !*db)
+    db = mongoc_uri_get_database(uri);
+  return db && *db ? db : MONGO_DEFAULT_DB;
+}
+
+static void mongo_destroy(store_t *store) {
+  mstore_t *s = (mstore_t *)store;
+  if (!s)
+    return;
+  mongoc_client_pool_destroy(s->pool);
+  mongoc_uri_destroy(s->uri);
+  bson_free(s);
+}
+
+bool store_mongo_open(store_t **out, const store_options_t *options, fzip_error_t *error) {
+  mstore_t *s = NULL;
+  bson_error_t berr;
+  const char *db = NULL;
+  bool ok = false;
+
+  *out = NULL;
+  pthread_once(&mongo_init_once, mongo_init);
+  s = bson_malloc0(sizeof *s);
+  s->uri = mongoc_uri_new_with_error(options->uri, &berr);
+  if (!s->uri) {
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT, "bad MongoDB URI: %s",
+                   berr.message);
+    goto done;
+  }
+  db = pick_database(options, s->uri);
+  if (strlen(db) > MONGO_DB_NAME_MAX || strpbrk(db, "/\\. \"$")) {
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                   "bad MongoDB database name \"%s\"", db);
+    goto done;
+  }
+  s->base.vt = &mongo_vtable;
+  s->base.options = *options;
+  s->retry_budget_ms = options->retry_budget_ms > 0 ? options->retry_budget_ms
+                                                     : MONGO_DEFAULT_RETRY_BUDGET_MS;
+  snprintf(s->db, sizeof s->db, "%s", db);
+  configure_uri(s->uri);
+  describe_hosts(s->where, sizeof s->where, s->uri);
+  s->pool = mongoc_client_pool_new_with_error(s->uri, &berr);
+  if (!s->pool) {
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                   "cannot use MongoDB URI: %s", berr.message);
+    goto done;
+  }
+  mongoc_client_pool_set_error_api(s->pool, MONGOC_ERROR_API_VERSION_2);
+  if (!ping(s, error) || !create_entity_indexes(s, error) ||
+      !create_job_and_blob_indexes(s, error))
+    goto done;
+  *out = &s->base;
+  s = NULL;
+  ok = true;
+done:
+  mongo_destroy((store_t *)s);
+  return ok;
+}
+
+/* ---- entities ---------------------------------------------------------- */
+
+static bool entity_key(char out[MONGO_KEY_MAX], const char *user_id, const char *id,
+                       fzip_error_t *error) {
+  int w = snprintf(out, MONGO_KEY_MAX, "%s%c%s", user_id, MONGO_KEY_SEP, id);
+  if (w < 0 || w >= MONGO_KEY_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "user id + entity id longer than %d bytes", MONGO_KEY_MAX - 1);
+  return true;
+}
+
+/* The stored wrapper: key, owner, id, the copied filter fields, the doc. */
+static bool entity_wrap(bson_t *out, const fzip_kind_info_t *ki, const char *user_id,
+                        const char *id, const bson_t *doc, fzip_error_t *error) {
+  char key[MONGO_KEY_MAX];
+  bson_iter_t it;
+
+  if (!entity_key(key, user_id, id, error))
+    return false;
+  bson_init(out);
+  BSON_APPEND_UTF8(out, "_id", key);
+  BSON_APPEND_UTF8(out, "userId", user_id);
+  BSON_APPEND_UTF8(out, "id", id);
+  if (ki->account_field && bson_iter_init_find(&it, doc, ki->account_field) &&
+      BSON_ITER_HOLDS_UTF8(&it))
+    BSON_APPEND_UTF8(out, "account", bson_iter_utf8(&it, NULL));
+  if (ki->date_field && bson_iter_init_find(&it, doc, ki->date_field) &&
+      BSON_ITER_HOLDS_NUMBER(&it))
+    BSON_APPEND_INT64(out, "date", bson_iter_as_int64(&it));
+  BSON_APPEND_DOCUMENT(out, "doc", doc);
+  return true;
+}
+
+static void append_string_array(bson_t *parent, const char *name, const char *const *items,
+                                size_t n) {
+  bson_t arr;
+  char ikey[16];
+  const char *k;
+  bson_append_array_begin(parent, name, -1, &arr);
+  for (size_t i = 0; i < n; i++) {
+    bson_uint32_to_string((uint32_t)i, &k, ikey, sizeof ikey);
+    bson_append_utf8(&arr, k, -1, items[i], -1);
+  }
+  bson_append_array_end(parent, &arr);
+}
+
+static void entity_filter(bson_t *q, const fzip_kind_info_t *ki, const char *user_id,
+                          const store_filter_t *f) {
+  bson_t sub;
+  bson_init(q);
+  BSON_APPEND_UTF8(q, "userId", user_id);
+  if (!f)
+    return;
+  if (f->n_account_ids > 0) {
+    bson_append_document_begin(q, "account", -1, &sub);
+    append_string_array(&sub, "$in", f->account_ids, f->n_account_ids);
+    bson_append_document_end(q, &sub);
+  }
+  if (f->has_date_from || f->has_date_to) {
+    bson_append_document_begin(q, "date", -1, &sub);
+    if (f->has_date_from)
+      BSON_APPEND_INT64(&sub, "$gte", f->date_from);
+    if (f->has_date_to)
+      BSON_APPEND_INT64(&sub, "$lte", f->date_to);
+    bson_append_document_end(q, &sub);
+  }
+  if (f->after_id) {
+    bson_append_document_begin(q, "id", -1, &sub);
+    BSON_APPEND_UTF8(&sub, "$gt", f->after_id);
+    bson_append_document_end(q, &sub);
+  }
+  (void)ki;
+}
+
+typedef struct {
+  store_cursor_t base;
+  mstore_t *s;
+  conn_t c;
+  mongoc_cursor_t *cur;
+  bson_t current; /* static view into the cursor's current raw document */
+} mcursor_t;
+
+static void mongo_cursor_destroy(store_cursor_t *cursor) {
+  mcursor_t *mc = (mcursor_t *)cursor;
+  if (!mc)
+    return;
+  mongoc_cursor_destroy(mc->cur);
+  conn_close(&mc->c, mc->s);
+  bson_free(mc);
+}
+
+static bool mongo_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
+                             fzip_kind_t kind, const store_filter_t *filter,
+                             fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  const fzip_kind_info_t *ki = fzip_kind_info(kind);
+  mcursor_t *mc = bson_malloc0(sizeof *mc);
+  bson_t q;
+  bson_t *opts = BCON_NEW("sort", "{", "id", BCON_INT32(1), "}", "batchSize",
+                          BCON_INT32(MONGO_CURSOR_BATCH), "projection", "{", "doc",
+                          BCON_INT32(1), "}");
+
+  (void)error;
+  if (filter && filter->limit > 0)
+    BSON_APPEND_INT64(opts, "limit", (int64_t)filter->limit);
+  entity_filter(&q, ki, user_id, filter);
+  mc->base.vt = &mongo_vtable;
+  mc->s = s;
+  conn_open(&mc->c, s, ki->name);
+  mc->cur = mongoc_collection_find_with_opts(mc->c.coll, &q, opts, NULL);
+  bson_destroy(&q);
+  bson_destroy(opts);
+  *out = &mc->base;
+  return true;
+}
+
+static bool mongo_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error) {
+  mcursor_t *mc = (mcursor_t *)cursor;
+  const bson_t *raw = NULL;
+  bson_error_t berr;
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+
+  if (!mongoc_cursor_next(mc->cur, &raw)) {
+    if (mongoc_cursor_error(mc->cur, &berr))
+      return fail_mongo(error, mc->s, &berr, "reading entities");
+    return false;
+  }
+  if (!bson_iter_init_find(&it, raw, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "mongodb entity without a doc field");
+  bson_iter_document(&it, &len, &data);
+  if (!bson_init_static(&mc->current, data, len))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "corrupt entity doc");
+  *doc = &mc->current;
+  return true;
+}
+
+static bool mongo_entity_count(uint64_t *out, store_t *store, const char *user_id,
+                               fzip_kind_t kind, const store_filter_t *filter,
+                               fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  const fzip_kind_info_t *ki = fzip_kind_info(kind);
+  conn_t c = {0};
+  bson_t q;
+  bson_t opts = BSON_INITIALIZER;
+  bson_error_t berr;
+  retry_t r;
+  int64_t n;
+
+  if (filter && filter->limit > 0)
+    BSON_APPEND_INT64(&opts, "limit", (int64_t)filter->limit);
+  entity_filter(&q, ki, user_id, filter);
+  conn_open(&c, s, ki->name);
+  retry_start(&r, s);
+  do {
+    n = mongoc_collection_count_documents(c.coll, &q, &opts, NULL, NULL, &berr);
+  } while (n < 0 && retry_again(&r, &berr, true));
+  conn_close(&c, s);
+  bson_destroy(&q);
+  bson_destroy(&opts);
+  if (n < 0)
+    return fail_mongo(error, s, &berr, "counting entities");
+  *out = (uint64_t)n;
+  return true;
+}
+
+static bool mongo_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
+                             const char *id, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  char key[MONGO_KEY_MAX];
+  bson_t *found = NULL;
+  bson_t q = BSON_INITIALIZER;
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+  bool ok = false;
+
+  if (!entity_key(key, user_id, id, error))
+    goto done;
+  BSON_APPEND_UTF8(&q, "_id", key);
+  if (!find_one(&found, s, fzip_kind_info(kind)->name, &q, error))
+    goto done;
+  if (!found) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "%s %s not found",
+                   fzip_kind_info(kind)->name, id);
+    goto done;
+  }
+  if (!bson_iter_init_find(&it, found, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "entity without a doc field");
+    goto done;
+  }
+  bson_iter_document(&it, &len, &data);
+  *out = bson_new_from_data(data, len);
+  ok = *out != NULL || fail_oom(error);
+done:
+  bson_destroy(found);
+  bson_destroy(&q);
+  return ok;
+}
+
+/* {_id: {$in: [keys of ids]}} */
+static bool keys_filter(bson_t *q, const char *user_id, const char *const *ids, size_t n,
+                        fzip_error_t *error) {
+  bson_t in, arr;
+  char key[MONGO_KEY_MAX], ikey[16];
+  const char *k;
+
+  bson_init(q);
+  bson_append_document_begin(q, "_id", -1, &in);
+  bson_append_array_begin(&in, "$in", -1, &arr);
+  for (size_t i = 0; i < n; i++) {
+    if (!entity_key(key, user_id, ids[i], error)) {
+      bson_append_array_end(&in, &arr);
+      bson_append_document_end(q, &in);
+      return false;
+    }
+    bson_uint32_to_string((uint32_t)i, &k, ikey, sizeof ikey);
+    bson_append_utf8(&arr, k, -1, key, -1);
+  }
+  bson_append_array_end(&in, &arr);
+  bson_append_document_end(q, &in);
+  return true;
+}
+
+static bool mongo_entity_exists_many(bool *exists, store_t *store, const char *user_id,
+                                     fzip_kind_t kind, const char *const *ids, size_t n,
+                                     fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  conn_t c = {0};
+  mongoc_cursor_t *cur = NULL;
+  bson_t q;
+  bson_t *opts = BCON_NEW("projection", "{", "id", BCON_INT32(1), "}");
+  bson_error_t berr;
+  retry_t r;
+  bool ok = false;
+
+  if (!keys_filter(&q, user_id, ids, n, error))
+    goto done;
+  conn_open(&c, s, fzip_kind_info(kind)->name);
+  retry_start(&r, s);
+  for (;;) {
+    const bson_t *doc;
+    memset(exists, 0, n * sizeof *exists);
+    cur = mongoc_collection_find_with_opts(c.coll, &q, opts, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+      const char *id = doc_utf8(doc, "id");
+      for (size_t i = 0; id && i < n; i++) {
+        if (strcmp(ids[i], id) == 0)
+          exists[i] = true;
+      }
+    }
+    if (!mongoc_cursor_error(cur, &berr))
+      break;
+    mongoc_cursor_destroy(cur);
+    cur = NULL;
+    if (!retry_again(&r, &berr, true)) {
+      fail_mongo(error, s, &berr, "checking entities");
+      goto done;
+    }
+  }
+  ok = true;
+done:
+  mongoc_cursor_destroy(cur);
+  conn_close(&c, s);
+  bson_destroy(&q);
+  bson_destroy(opts);
+  return ok;
+}
+
+/* Runs one bulk write; *reply is always initialised. */
+static bool run_bulk(bson_t *reply, mongoc_bulk_operation_t *bulk, bson_error_t *berr) {
+  return mongoc_bulk_operation_execute(bulk, reply, berr) != 0;
+}
+
+/* For an unordered bulk: marks in failed[] the operations that hit a
+ * duplicate key; false if any write error was something else. */
+static bool dup_write_errors(bool *failed, size_t n, const bson_t *reply) {
+  bson_iter_t it, arr;
+  if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it))
+    return true;
+  bson_iter_recurse(&it, &arr);
+  while (bson_iter_next(&arr)) {
+    bson_iter_t e;
+    int64_t index = -1, code = 0;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e))
+      return false;
+    while (bson_iter_next(&e)) {
+      if (strcmp(bson_iter_key(&e), "index") == 0)
+        index = bson_iter_as_int64(&e);
+      else if (strcmp(bson_iter_key(&e), "code") == 0)
+        code = bson_iter_as_int64(&e);
+    }
+    if (code != MONGO_ERR_DUPLICATE_KEY || index < 0 || (size_t)index >= n)
+      return false;
+    failed[index] = true;
+  }
+  return true;
+}
+
+typedef struct {
+  mstore_t *s;
+  const fzip_kind_info_t *ki;
+  const char *user_id;
+  const bson_t *const *docs;
+  const char *const *ids;
+  size_t n;
+} batch_t;
+
+/* Inserts every document unordered; dup[i] says which ids already existed. */
+static bool insert_unordered(uint64_t *inserted, bool *dup, const batch_t *b, fzip_error_t *error) {
+  conn_t c = {0};
+  mongoc_bulk_operation_t *bulk = NULL;
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  bson_t reply = BSON_INITIALIZER, wrapped;
+  bson_error_t berr;
+  retry_t r;
+  bool ok = false, ran;
+
+  conn_open(&c, b->s, b->ki->name);
+  retry_start(&r, b->s);
+  for (;;) {
+    bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
+    for (size_t i = 0; i < b->n; i++) {
+      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->docs[i], error))
+        goto done;
+      ran = mongoc_bulk_operation_insert_with_opts(bulk, &wrapped, NULL, &berr);
+      bson_destroy(&wrapped);
+      if (!ran) {
+        fail_mongo(error, b->s, &berr, "queueing insert");
+        goto done;
+      }
+    }
+    bson_destroy(&reply);
+    ran = run_bulk(&reply, bulk, &berr);
+    mongoc_bulk_operation_destroy(bulk);
+    bulk = NULL;
+    if (ran || !retry_again(&r, &berr, false))
+      break;
+  }
+  memset(dup, 0, b->n * sizeof *dup);
+  if (!ran && (!is_duplicate_key(&berr) || !dup_write_errors(dup, b->n, &reply))) {
+    fail_mongo(error, b->s, &berr, "inserting entities");
+    goto done;
+  }
+  *inserted = (uint64_t)reply_int(&reply, "nInserted");
+  ok = true;
+done:
+  mongoc_bulk_operation_destroy(bulk);
+  conn_close(&c, b->s);
+  bson_destroy(&reply);
+  bson_destroy(opts);
+  return ok;
+}
+
+/* No transactions (FerretDB v1 has none): INSERT checks first, and if a
+ * concurrent writer took an id between the check and the insert, removes
+ * the documents this call inserted so the batch still writes nothing. */
+static bool put_insert(store_write_result_t *res, const batch_t *b, fzip_error_t *error) {
+  bool *flags = bson_malloc0(b->n * sizeof *flags);
+  const char **undo = NULL;
+  uint64_t inserted = 0;
+  size_t n_undo = 0;
+  bool ok = false;
+
+  if (!mongo_entity_exists_many(flags, &b->s->base, b->user_id, b->ki->kind, b->ids, b->n,
+                                error))
+    goto done;
+  for (size_t i = 0; i < b->n; i++) {
+    if (flags[i]) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "%s %s already exists",
+                     b->ki->name, b->ids[i]);
+      goto done;
+    }
+  }
+  if (!insert_unordered(&inserted, flags, b, error))
+    goto done;
+  if (inserted < b->n) {
+    undo = bson_malloc0(b->n * sizeof *undo);
+    for (size_t i = 0; i < b->n; i++) {
+      if (!flags[i])
+        undo[n_undo++] = b->ids[i];
+    }
+    if (n_undo > 0 && !b->s->base.vt->entity_delete_many(NULL, &b->s->base, b->user_id,
+                                                          b->ki->kind, undo, n_undo, error))
+      goto done;
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                   "%s: an id of the batch was written concurrently", b->ki->name);
+    goto done;
+  }
+  res->inserted += inserted;
+  ok = true;
+done:
+  bson_free(flags);
+  bson_free(undo);
+  return ok;
+}
+
+static bool put_skip_existing(store_write_result_t *res, const batch_t *b, fzip_error_t *error) {
+  bool *dup = bson_malloc0(b->n * sizeof *dup);
+  uint64_t inserted = 0;
+  bool ok = insert_unordered(&inserted, dup, b, error);
+  if (ok) {
+    res->inserted += inserted;
+    res->skipped += b->n - inserted;
+  }
+  bson_free(dup);
+  return ok;
+}
+
+static bool put_replace(store_write_result_t *res, const batch_t *b, fzip_error_t *error) {
+  conn_t c = {0};
+  mongoc_bulk_operation_t *bulk = NULL;
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+  bson_t reply = BSON_INITIALIZER, wrapped, sel;
+  bson_error_t berr;
+  retry_t r;
+  bool ok = false, ran;
+
+  conn_open(&c, b->s, b->ki->name);
+  retry_start(&r, b->s);
+  for (;;) {
+    bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
+    for (size_t i = 0; i < b->n; i++) {
+      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->docs[i], error))
+        goto done;
+      bson_init(&sel);
+      BSON_APPEND_UTF8(&sel, "_id", doc_utf8(&wrapped, "_id"));
+      ran = mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &wrapped, upsert, &berr);
+      bson_destroy(&sel);
+      bson_destroy(&wrapped);
+      if (!ran) {
+        fail_mongo(error, b->s, &berr, "queueing replace");
+        goto done;
+      }
+    }
+    bson_destroy(&reply);
+    ran = run_bulk(&reply, bulk, &berr);
+    mongoc_bulk_operation_destroy(bulk);
+    bulk = NULL;
+    if (ran || !retry_again(&r, &berr, true))
+      break;
+  }
+  if (!ran) {
+    fail_mongo(error, b->s, &berr, "replacing entities");
+    goto done;
+  }
+  res->inserted += (uint64_t)reply_int(&reply, "nUpserted");
+  res->replaced += (uint64_t)reply_int(&reply, "nMatched");
+  ok = true;
+done:
+  mongoc_bulk_operation_destroy(bulk);
+  conn_close(&c, b->s);
+  bson_destroy(&reply);
+  bson_destroy(opts);
+  bson_destroy(upsert);
+  return ok;
+}
+
+static bool mongo_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
+                                   const bson_t *const *docs, const char *const *ids, size_t n,
+                                   store_write_mode_t mode, store_write_result_t *result,
+                                   fzip_error_t *error) {
+  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n};
+  store_write_result_t local = {0};
+  store_write_result_t *res = result ? result : &local;
+
+  if (n == 0)
+    return true;
+  switch (mode) {
+  case STORE_WRITE_INSERT:
+    return put_insert(res, &b, error);
+  case STORE_WRITE_REPLACE:
+    return put_replace(res, &b, error);
+  case STORE_WRITE_SKIP_EXISTING:
+    return put_skip_existing(res, &b, error);
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT, "bad write mode");
+}
+
+static bool delete_where(uint64_t *deleted, mstore_t *s, const char *collection,
+                         const bson_t *q, fzip_error_t *error) {
+  conn_t c = {0};
+  bson_t reply = BSON_INITIALIZER;
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  for (;;) {
+    bson_destroy(&reply);
+    ok = mongoc_collection_delete_many(c.coll, q, NULL, &reply, &berr);
+    if (ok || !retry_again(&r, &berr, true))
+      break;
+  }
+  conn_close(&c, s);
+  if (ok && deleted)
+    *deleted = (uint64_t)reply_int(&reply, "deletedCount");
+  bson_destroy(&reply);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "deleting");
+  return true;
+}
+
+static bool mongo_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
+                                     fzip_kind_t kind, const char *const *ids, size_t n,
+                                     fzip_error_t *error) {
+  bson_t q;
+  bool ok = keys_filter(&q, user_id, ids, n, error) &&
+            delete_where(deleted, (mstore_t *)store, fzip_kind_info(kind)->name, &q, error);
+  bson_destroy(&q);
+  return ok;
+}
+
+static bool mongo_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
+                                    fzip_kind_t kind, fzip_error_t *error) {
+  bson_t q = BSON_INITIALIZER;
+  bool ok;
+  BSON_APPEND_UTF8(&q, "userId", user_id);
+  ok = delete_where(deleted, (mstore_t *)store, fzip_kind_info(kind)->name, &q, error);
+  bson_destroy(&q);
+  return ok;
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+static void job_to_bson(bson_t *out, const store_job_t *job) {
+  bson_init(out);
+  BSON_APPEND_UTF8(out, "_id", job->job_id);
+  BSON_APPEND_UTF8(out, "userId", job->user_id);
+  BSON_APPEND_INT64(out, "createdAt", job->created_at);
+  BSON_APPEND_INT64(out, "updatedAt", job->updated_at);
+  BSON_APPEND_INT64(out, "expiresAt", job->expires_at);
+  BSON_APPEND_BOOL(out, "runnable", job->runnable);
+  BSON_APPEND_UTF8(out, "leaseOwner", job->lease_owner);
+  BSON_APPEND_INT64(out, "leaseUntil", job->lease_until);
+  BSON_APPEND_INT64(out, "version", job->version);
+  BSON_APPEND_DOCUMENT(out, "body", job->body);
+}
+
+static bool copy_field(char *dst, size_t cap, const bson_t *doc, const char *field) {
+  const char *v = doc_utf8(doc, field);
+  if (!v || strlen(v) >= cap)
+    return false;
+  memcpy(dst, v, strlen(v) + 1);
+  return true;
+}
+
+/* Parses a stored job; *out is the caller's. */
+static bool job_from_bson(store_job_t **out, store_job_kind_t kind, const bson_t *doc,
+                          fzip_error_t *error) {
+  store_job_t *job = store_job_new();
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+
+  if (!job)
+    return fail_oom(error);
+  job->kind = kind;
+  if (!copy_field(job->job_id, sizeof job->job_id, doc, "_id") ||
+      !copy_field(job->user_id, sizeof job->user_id, doc, "userId") ||
+      !copy_field(job->lease_owner, sizeof job->lease_owner, doc, "leaseOwner") ||
+      !bson_iter_init_find(&it, doc, "body") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    store_job_destroy(job);
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "malformed job document in %s", job_collection(kind));
+  }
+  bson_iter_document(&it, &len, &data);
+  bson_destroy(job->body);
+  job->body = bson_new_from_data(data, len);
+  job->created_at = reply_int(doc, "createdAt");
+  job->updated_at = reply_int(doc, "updatedAt");
+  job->expires_at = reply_int(doc, "expiresAt");
+  job->lease_until = reply_int(doc, "leaseUntil");
+  job->version = reply_int(doc, "version");
+  job->runnable = bson_iter_init_find(&it, doc, "runnable") && bson_iter_as_bool(&it);
+  *out = job;
+  return true;
+}
+
+static bool mongo_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  conn_t c = {0};
+  bson_t doc;
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  job->version = 1;
+  job_to_bson(&doc, job);
+  conn_open(&c, s, job_collection(job->kind));
+  retry_start(&r, s);
+  do {
+    ok = mongoc_collection_insert_one(c.coll, &doc, NULL, NULL, &berr);
+  } while (!ok && retry_again(&r, &berr, false));
+  conn_close(&c, s);
+  bson_destroy(&doc);
+  if (!ok && is_duplicate_key(&berr))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                          "job %s already exists", job->job_id);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "creating job");
+  return true;
+}
+
+static bool mongo_job_get(store_job_t **out, store_t *store, store_job_kind_t kind,
+                          const char *user_id, const char *job_id, fzip_error_t *error) {
+  bson_t q = BSON_INITIALIZER;
+  bson_t *found = NULL;
+  bool ok = false;
+
+  BSON_APPEND_UTF8(&q, "_id", job_id);
+  if (!find_one(&found, (mstore_t *)store, job_collection(kind), &q, error))
+    goto done;
+  if (!found || (user_id && strcmp(doc_utf8(found, "userId") ? doc_utf8(found, "userId") : "",
+                                   user_id) != 0)) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found", job_id);
+    goto done;
+  }
+  ok = job_from_bson(out, kind, found, error);
+done:
+  bson_destroy(found);
+  bson_destroy(&q);
+  return ok;
+}
+
+/* Runs update_one; *matched says whether the filter matched a document. */
+static bool update_one(bool *matched, mstore_t *s, const char *collection, const bson_t *q,
+                       const bson_t *update, fzip_error_t *error) {
+  conn_t c = {0};
+  bson_t reply = BSON_INITIALIZER;
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  for (;;) {
+    bson_destroy(&reply);
+    ok = mongoc_collection_update_one(c.coll, q, update, NULL, &reply, &berr);
+    if (ok || !retry_again(&r, &berr, false))
+      break;
+  }
+  conn_close(&c, s);
+  *matched = ok && reply_int(&reply, "matchedCount") > 0;
+  bson_destroy(&reply);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "updating");
+  return true;
+}
+
+static bool mongo_job_update(store_t *store, store_job_t *job, const char *owner,
+                             fzip_error_t *error) {
+  bson_t q = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+  bool matched = false, ok;
+
+  BSON_APPEND_UTF8(&q, "_id", job->job_id);
+  BSON_APPEND_INT64(&q, "version", job->version);
+  if (owner)
+    BSON_APPEND_UTF8(&q, "leaseOwner", owner);
+  bson_append_document_begin(&update, "$set", -1, &set);
+  BSON_APPEND_INT64(&set, "updatedAt", job->updated_at);
+  BSON_APPEND_INT64(&set, "expiresAt", job->expires_at);
+  BSON_APPEND_BOOL(&set, "runnable", job->runnable);
+  BSON_APPEND_UTF8(&set, "leaseOwner", job->lease_owner);
+  BSON_APPEND_INT64(&set, "leaseUntil", job->lease_until);
+  BSON_APPEND_INT64(&set, "version", job->version + 1);
+  BSON_APPEND_DOCUMENT(&set, "body", job->body);
+  bson_append_document_end(&update, &set);
+  ok = update_one(&matched, (mstore_t *)store, job_collection(job->kind), &q, &update, error);
+  bson_destroy(&q);
+  bson_destroy(&update);
+  if (!ok)
+    return false;
+  if (!matched)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                          "job %s changed or was taken meanwhile", job->job_id);
+  job->version++;
+  return true;
+}
+
+/* Page tokens are "<createdAt>:<jobId>" of the last job returned. */
+static bool parse_page_token(int64_t *created_at, const char **job_id, const char *token,
+                             fzip_error_t *error) {
+  char *end = NULL;
+  long long v = strtoll(token, &end, 10);
+  if (end == token || *end != ':' || !fzip_id_is_valid(end + 1))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "malformed page token");
+  *created_at = v;
+  *job_id = end + 1;
+  return true;
+}
+
+/* Collects up to `max` jobs matching q in the order of `opts`. */
+static bool find_jobs(store_job_t **jobs, size_t *n_jobs, mstore_t *s, store_job_kind_t kind,
+                      const bson_t *q, const bson_t *opts, size_t max, fzip_error_t *error) {
+  conn_t c = {0};
+  mongoc_cursor_t *cur = NULL;
+  const bson_t *doc;
+  bson_error_t berr;
+  bool ok = false;
+
+  conn_open(&c, s, job_collection(kind));
+  cur = mongoc_collection_find_with_opts(c.coll, q, opts, NULL);
+  while (*n_jobs < max && mongoc_cursor_next(cur, &doc)) {
+    if (!job_from_bson(&jobs[*n_jobs], kind, doc, error))
+      goto done;
+    (*n_jobs)++;
+  }
+  if (mongoc_cursor_error(cur, &berr)) {
+    fail_mongo(error, s, &berr, "listing jobs");
+    goto done;
+  }
+  ok = true;
+done:
+  mongoc_cursor_destroy(cur);
+  conn_close(&c, s);
+  return ok;
+}
+
+static bool mongo_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token,
+                           store_t *store, store_job_kind_t kind, const char *user_id,
+                           size_t page_size, const char *page_token, fzip_error_t *error) {
+  bson_t q = BSON_INITIALIZER;
+  bson_t *opts = NULL;
+  store_job_t **list = NULL;
+  size_t n = 0;
+  int64_t after_created = 0;
+  const char *after_id = NULL;
+  bool ok = false;
+
+  *jobs = NULL;
+  *n_jobs = 0;
+  *next_token = NULL;
+  if (page_token && *page_token &&
+      !parse_page_token(&after_created, &after_id, page_token, error))
+    goto done;
+  BSON_APPEND_UTF8(&q, "userId", user_id);
+  if (after_id) {
+    /* (createdAt, _id) < (after_created, after_id), newest first */
+    bson_t or, a, b, lt;
+    bson_append_array_begin(&q, "$or", -1, &or);
+    bson_append_document_begin(&or, "0", -1, &a);
+    bson_append_document_begin(&a, "createdAt", -1, &lt);
+    BSON_APPEND_INT64(&lt, "$lt", after_created);
+    bson_append_document_end(&a, &lt);
+    bson_append_document_end(&or, &a);
+    bson_append_document_begin(&or, "1", -1, &b);
+    BSON_APPEND_INT64(&b, "createdAt", after_created);
+    bson_append_document_begin(&b, "_id", -1, &lt);
+    BSON_APPEND_UTF8(&lt, "$lt", after_id);
+    bson_append_document_end(&b, &lt);
+    bson_append_document_end(&or, &b);
+    bson_append_array_end(&q, &or);
+  }
+  /* One extra tells whether another page follows. */
+  opts = BCON_NEW("sort", "{", "createdAt", BCON_INT32(-1), "_id", BCON_INT32(-1), "}", "limit",
+                  BCON_INT64((int64_t)page_size + 1));
+  list = bson_malloc0((page_size + 1) * sizeof *list);
+  if (!find_jobs(list, &n, (mstore_t *)store, kind, &q, opts, page_size + 1, error))
+    goto done;
+  if (n > page_size) {
+    store_job_destroy(list[page_size]);
+    list[page_size] = NULL;
+    n = page_size;
+    *next_token = bson_strdup_printf("%" PRId64 ":%s", list[n - 1]->created_at,
+                                     list[n - 1]->job_id);
+  }
+  *jobs = list;
+  *n_jobs = n;
+  list = NULL;
+  ok = true;
+done:
+  if (list)
+    store_job_list_free(list, n);
+  bson_destroy(&q);
+  bson_destroy(opts);
+  return ok;
+}
+
+static bool mongo_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
+                             const char *job_id, fzip_error_t *error) {
+  bson_t q = BSON_INITIALIZER;
+  uint64_t deleted = 0;
+  bool ok;
+
+  BSON_APPEND_UTF8(&q, "_id", job_id);
+  if (user_id)
+    BSON_APPEND_UTF8(&q, "userId", user_id);
+  ok = delete_where(&deleted, (mstore_t *)store, job_collection(kind), &q, error);
+  bson_destroy(&q);
+  if (ok && deleted == 0)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
+                          job_id);
+  return ok;
+}
+
+/* findAndModify returning the new document; *out NULL when none matched. */
+static bool find_and_modify(bson_t **out, mstore_t *s, const char *collection, const bson_t *q,
+                            const bson_t *sort, const bson_t *update, fzip_error_t *error) {
+  mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
+  conn_t c = {0};
+  bson_t reply = BSON_INITIALIZER;
+  bson_error_t berr;
+  bson_iter_t it;
+  retry_t r;
+  bool ok;
+
+  *out = NULL;
+  if (sort)
+    mongoc_find_and_modify_opts_set_sort(fam, sort);
+  mongoc_find_and_modify_opts_set_update(fam, update);
+  mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  for (;;) {
+    bson_destroy(&reply);
+    ok = mongoc_collection_find_and_modify_with_opts(c.coll, q, fam, &reply, &berr);
+    if (ok || !retry_again(&r, &berr, false))
+      break;
+  }
+  conn_close(&c, s);
+  mongoc_find_and_modify_opts_destroy(fam);
+  if (ok && bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    const uint8_t *data;
+    uint32_t len;
+    bson_iter_document(&it, &len, &data);
+    *out = bson_new_from_data(data, len);
+  }
+  bson_destroy(&reply);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "findAndModify");
+  return true;
+}
+
+static bool mongo_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind,
+                            const char *owner, int64_t now_ms, int64_t lease_ms,
+                            fzip_error_t *error) {
+  bson_t *q = BCON_NEW("runnable", BCON_BOOL(true), "leaseUntil", "{", "$lt", BCON_INT64(now_ms),
+                       "}");
+  bson_t *sort = BCON_NEW("createdAt", BCON_INT32(1), "_id", BCON_INT32(1));
+  bson_t *update = BCON_NEW("$set", "{", "leaseOwner", BCON_UTF8(owner), "leaseUntil",
+                            BCON_INT64(now_ms + lease_ms), "}", "$inc", "{", "version",
+                            BCON_INT64(1), "}");
+  bson_t *found = NULL;
+  bool ok = false;
+
+  *out = NULL;
+  if (!find_and_modify(&found, (mstore_t *)store, job_collection(kind), q, sort, update, error))
+    goto done;
+  ok = !found || job_from_bson(out, kind, found, error);
+done:
+  bson_destroy(found);
+  bson_destroy(q);
+  bson_destroy(sort);
+  bson_destroy(update);
+  return ok;
+}
+
+static bool mongo_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
+                            int64_t lease_ms, fzip_error_t *error) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(job->job_id), "leaseOwner", BCON_UTF8(owner));
+  bson_t *update = BCON_NEW("$set", "{", "leaseUntil", BCON_INT64(now_ms + lease_ms), "}", "$inc",
+                            "{", "version", BCON_INT64(1), "}");
+  bson_t *found = NULL;
+  bool ok = false;
+
+  if (!find_and_modify(&found, (mstore_t *)store, job_collection(job->kind), q, NULL, update,
+                       error))
+    goto done;
+  if (!found) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "lease on job %s was lost",
+                   job->job_id);
+    goto done;
+  }
+  job->lease_until = now_ms + lease_ms;
+  job->version = reply_int(found, "version");
+  snprintf(job->lease_owner, sizeof job->lease_owner, "%s", owner);
+  ok = true;
+done:
+  bson_destroy(found);
+  bson_destroy(q);
+  bson_destroy(update);
+  return ok;
+}
+
+static bool mongo_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
+                                   int64_t now_ms, size_t max, fzip_error_t *error) {
+  bson_t *q = BCON_NEW("expiresAt", "{", "$gt", BCON_INT64(0), "$lte", BCON_INT64(now_ms), "}");
+  bson_t *opts = BCON_NEW("sort", "{", "expiresAt", BCON_INT32(1), "}", "limit",
+                          BCON_INT64((int64_t)max));
+  store_job_t **list = bson_malloc0((max ? max : 1) * sizeof *list);
+  size_t n = 0;
+  bool ok = false;
+
+  *jobs = NULL;
+  *n_jobs = 0;
+  for (int k = STORE_JOB_EXPORT; k <= STORE_JOB_IMPORT && n < max; k++) {
+    if (!find_jobs(list, &n, (mstore_t *)store, (store_job_kind_t)k, q, opts, max, error))
+      goto done;
+  }
+  *jobs = list;
+  *n_jobs = n;
+  list = NULL;
+  ok = true;
+done:
+  if (list)
+    store_job_list_free(list, n);
+  bson_destroy(q);
+  bson_destroy(opts);
+  return ok;
+}
+
+/* ---- blobs ------------------------------------------------------------- */
+
+typedef struct {
+  store_blob_writer_t base;
+  mstore_t *s;
+  mongoc_client_t *client;
+  mongoc_collection_t *files;
+  mongoc_collection_t *chunks;
+  mongoc_collection_t *uploads;
+  char blob_id[STORE_BLOB_ID_MAX + 1];
+  char upload_id[FZIP_UUID_LEN + 1]; /* the files doc _id and chunks files_id */
+  uint8_t *buf;                      /* one chunk, STORE_BLOB_CHUNK bytes */
+  size_t buf_len;
+  int64_t next_n;
+  uint64_t size;
+  fzip_sha256_t *sha;
+  bool committed;
+} mwriter_t;
+
+static void collection_name(char *out, size_t cap, store_bucket_t bucket, const char *suffix) {
+  snprintf(out, cap, "%s.%s", bucket_name(bucket), suffix);
+}
+
+static mongoc_collection_t *bucket_collection(mongoc_client_t *client, const mstore_t *s,
+                                              store_bucket_t bucket, const char *suffix) {
+  char name[32];
+  collection_name(name, sizeof name, bucket, suffix);
+  return mongoc_client_get_collection(client, s->db, name);
+}
+
+static void chunk_id(char out[MONGO_CHUNK_ID_MAX], const char *upload_id, int64_t n) {
+  snprintf(out, MONGO_CHUNK_ID_MAX, "%s/%" PRId64, upload_id, n);
+}
+
+/* The committed files document of a blob (*out NULL if none). */
+static bool find_blob(bson_t **out, mstore_t *s, store_bucket_t bucket, const char *blob_id,
+                      fzip_error_t *error) {
+  char name[32];
+  bson_t q = BSON_INITIALIZER;
+  bool ok;
+  collection_name(name, sizeof name, bucket, "files");
+  BSON_APPEND_UTF8(&q, "filename", blob_id);
+  ok = find_one(out, s, name, &q, error);
+  bson_destroy(&q);
+  return ok;
+}
+
+static bool insert_doc(mstore_t *s, mongoc_collection_t *coll, const bson_t *doc,
+                       const char *what, fzip_error_t *error) {
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+  retry_start(&r, s);
+  do {
+    ok = mongoc_collection_insert_one(coll, doc, NULL, NULL, &berr);
+  } while (!ok && retry_again(&r, &berr, false));
+  if (!ok)
+    return fail_mongo(error, s, &berr, what);
+  return true;
+}
+
+/* Removes everything an upload left: its chunks, then its record. */
+static bool discard_upload(mstore_t *s, mongoc_collection_t *chunks,
+                           mongoc_collection_t *uploads, const char *upload_id,
+                           fzip_error_t *error) {
+  bson_t q = BSON_INITIALIZER;
+  bson_error_t berr;
+  bool ok;
+
+  BSON_APPEND_UTF8(&q, "files_id", upload_id);
+  ok = mongoc_collection_delete_many(chunks, &q, NULL, NULL, &berr);
+  bson_reinit(&q);
+  BSON_APPEND_UTF8(&q, "_id", upload_id);
+  ok = ok && mongoc_collection_delete_one(uploads, &q, NULL, NULL, &berr);
+  bson_destroy(&q);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "discarding upload");
+  return true;
+}
+
+static void mongo_blob_writer_destroy(store_blob_writer_t *writer) {
+  mwriter_t *w = (mwriter_t *)writer;
+  fzip_error_t err = {0};
+  if (!w)
+    return;
+  if (!w->committed && w->client &&
+      !discard_upload(w->s, w->chunks, w->uploads, w->upload_id, &err))
+    fzip_log(FZIP_LOG_WARN, "store", "abandoned upload left for the reaper", "upload",
+             w->upload_id, "error", err.message, NULL);
+  mongoc_collection_destroy(w->files);
+  mongoc_collection_destroy(w->chunks);
+  mongoc_collection_destroy(w->uploads);
+  if (w->client)
+    mongoc_client_pool_push(w->s->pool, w->client);
+  fzip_sha256_destroy(w->sha);
+  bson_free(w->buf);
+  bson_free(w);
+}
+
+static bool mongo_blob_writer_new(store_blob_writer_t **out, store_t *store,
+                                  store_bucket_t bucket, const char *blob_id,
+                                  fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  mwriter_t *w = NULL;
+  bson_t *existing = NULL;
+  bson_t *record = NULL;
+  bool ok = false;
+
+  *out = NULL;
+  if (!find_blob(&existing, s, bucket, blob_id, error))
+    goto done;
+  if (existing) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
+                   blob_id);
+    goto done;
+  }
+  w = bson_malloc0(sizeof *w);
+  w->base.vt = &mongo_vtable;
+  w->s = s;
+  snprintf(w->blob_id, sizeof w->blob_id, "%s", blob_id);
+  w->buf = bson_malloc(STORE_BLOB_CHUNK);
+  w->sha = fzip_sha256_new();
+  if (!w->sha) {
+    fail_oom(error);
+    goto done;
+  }
+  if (!fzip_uuid_v4(w->upload_id, error))
+    goto done;
+  w->client = mongoc_client_pool_pop(s->pool);
+  w->files = bucket_collection(w->client, s, bucket, "files");
+  w->chunks = bucket_collection(w->client, s, bucket, "chunks");
+  w->uploads = mongoc_client_get_collection(w->client, s->db, MONGO_UPLOADS);
+  /* Recorded before the first chunk so a crash leaves a trace to reap. */
+  record = BCON_NEW("_id", BCON_UTF8(w->upload_id), "bucket", BCON_UTF8(bucket_name(bucket)),
+                    "blobId", BCON_UTF8(blob_id), "startedAt", BCON_INT64(fzip_now_ms()));
+  if (!insert_doc(s, w->uploads, record, "recording upload", error))
+    goto done;
+  *out = &w->base;
+  w = NULL;
+  ok = true;
+done:
+  bson_destroy(existing);
+  bson_destroy(record);
+  mongo_blob_writer_destroy((store_blob_writer_t *)w);
+  return ok;
+}
+
+static bool flush_chunk(mwriter_t *w, fzip_error_t *error) {
+  char id[MONGO_CHUNK_ID_MAX];
+  bson_t doc = BSON_INITIALIZER;
+  bool ok;
+
+  chunk_id(id, w->upload_id, w->next_n);
+  BSON_APPEND_UTF8(&doc, "_id", id);
+  BSON_APPEND_UTF8(&doc, "files_id", w->upload_id);
+  BSON_APPEND_INT64(&doc, "n", w->next_n);
+  BSON_APPEND_BINARY(&doc, "data", BSON_SUBTYPE_BINARY, w->buf, (uint32_t)w->buf_len);
+  ok = insert_doc(w->s, w->chunks, &doc, "writing blob chunk", error);
+  bson_destroy(&doc);
+  if (!ok)
+    return false;
+  w->next_n++;
+  w->buf_len = 0;
+  return true;
+}
+
+static bool mongo_blob_writer_write(store_blob_writer_t *writer, const void *data, size_t len,
+                                    fzip_error_t *error) {
+  mwriter_t *w = (mwriter_t *)writer;
+  const uint8_t *p = data;
+
+  if (w->committed)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                          "blob %s already committed", w->blob_id);
+  fzip_sha256_update(w->sha, data, len);
+  w->size += len;
+  while (len > 0) {
+    size_t take = STORE_BLOB_CHUNK - w->buf_len;
+    if (take > len)
+      take = len;
+    memcpy(w->buf + w->buf_len, p, take);
+    w->buf_len += take;
+    p += take;
+    len -= take;
+    if (w->buf_len == STORE_BLOB_CHUNK && !flush_chunk(w, error))
+      return false;
+  }
+  return true;
+}
+
+/* The files document is inserted last and in one write: that insert is
+ * the commit, so readers never see a partial blob.  The unique index on
+ * filename makes a concurrent second commit fail with ALREADY_EXISTS. */
+static bool mongo_blob_writer_commit(store_blob_writer_t *writer, store_blob_info_t *info,
+                                     fzip_error_t *error) {
+  mwriter_t *w = (mwriter_t *)writer;
+  char sha[FZIP_SHA256_HEX_LEN + 1];
+  bson_t doc = BSON_INITIALIZER, meta, q = BSON_INITIALIZER;
+  bson_error_t berr;
+  bool ok = false;
+
+  if (w->committed)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                          "blob %s already committed", w->blob_id);
+  if (w->buf_len > 0 && !flush_chunk(w, error))
+    goto done;
+  fzip_sha256_final_hex(w->sha, sha);
+  BSON_APPEND_UTF8(&doc, "_id", w->upload_id);
+  BSON_APPEND_INT64(&doc, "length", (int64_t)w->size);
+  BSON_APPEND_INT32(&doc, "chunkSize", STORE_BLOB_CHUNK);
+  BSON_APPEND_DATE_TIME(&doc, "uploadDate", fzip_now_ms());
+  BSON_APPEND_UTF8(&doc, "filename", w->blob_id);
+  bson_append_document_begin(&doc, "metadata", -1, &meta);
+  BSON_APPEND_INT64(&meta, "size", (int64_t)w->size);
+  BSON_APPEND_UTF8(&meta, "sha256", sha);
+  bson_append_document_end(&doc, &meta);
+  if (!insert_doc(w->s, w->files, &doc, "committing blob", error)) {
+    if (error && error->code == FZIP_ERR_ALREADY_EXISTS)
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                     "blob %s already exists", w->blob_id);
+    goto done;
+  }
+  w->committed = true;
+  /* A leftover record is harmless: the reaper skips committed uploads. */
+  BSON_APPEND_UTF8(&q, "_id", w->upload_id);
+  if (!mongoc_collection_delete_one(w->uploads, &q, NULL, NULL, &berr))
+    fzip_log(FZIP_LOG_WARN, "store", "upload record not removed", "upload", w->upload_id,
+             "error", berr.message, NULL);
+  if (info) {
+    info->size = w->size;
+    memcpy(info->sha256, sha, sizeof sha);
+  }
+  ok = true;
+done:
+  bson_destroy(&doc);
+  bson_destroy(&q);
+  return ok;
+}
+
+typedef struct {
+  store_blob_reader_t base;
+  mstore_t *s;
+  mongoc_client_t *client;
+  mongoc_collection_t *chunks;
+  char files_id[STORE_BLOB_ID_MAX + 1];
+  uint64_t length;
+  uint64_t chunk_size;
+  uint64_t pos;      /* absolute offset of the next byte to return */
+  bson_t *chunk;     /* current chunk document, NULL when none loaded */
+  const uint8_t *data;
+  uint32_t data_len;
+  int64_t chunk_n;   /* index of the loaded chunk */
+} mreader_t;
+
+static void mongo_blob_reader_destroy(store_blob_reader_t *reader) {
+  mreader_t *r = (mreader_t *)reader;
+  if (!r)
+    return;
+  bson_destroy(r->chunk);
+  mongoc_collection_destroy(r->chunks);
+  if (r->client)
+    mongoc_client_pool_push(r->s->pool, r->client);
+  bson_free(r);
+}
+
+static bool files_doc_info(store_blob_info_t *info, uint64_t *chunk_size, const bson_t *doc) {
+  bson_iter_t it, m;
+  const char *sha = NULL;
+  info->size = (uint64_t)reply_int(doc, "length");
+  if (chunk_size)
+    *chunk_size = (uint64_t)reply_int(doc, "chunkSize");
+  if (bson_iter_init_find(&it, doc, "metadata") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+      bson_iter_recurse(&it, &m) && bson_iter_find(&m, "sha256") && BSON_ITER_HOLDS_UTF8(&m))
+    sha = bson_iter_utf8(&m, NULL);
+  if (!sha || strlen(sha) != FZIP_SHA256_HEX_LEN)
+    return false;
+  memcpy(info->sha256, sha, FZIP_SHA256_HEX_LEN + 1);
+  return !chunk_size || *chunk_size > 0;
+}
+
+static bool mongo_blob_reader_new(store_blob_reader_t **out, store_t *store,
+                                  store_bucket_t bucket, const char *blob_id, uint64_t offset,
+                                  fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  mreader_t *r = NULL;
+  bson_t *files = NULL;
+  store_blob_info_t info;
+  bool ok = false;
+
+  *out = NULL;
+  if (!find_blob(&files, s, bucket, blob_id, error))
+    goto done;
+  if (!files) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "blob %s not found", blob_id);
+    goto done;
+  }
+  r = bson_malloc0(sizeof *r);
+  r->base.vt = &mongo_vtable;
+  r->s = s;
+  if (!files_doc_info(&info, &r->chunk_size, files) ||
+      !copy_field(r->files_id, sizeof r->files_id, files, "_id")) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "blob %s: bad files document",
+                   blob_id);
+    goto done;
+  }
+  r->length = info.size;
+  if (offset > r->length) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_OUT_OF_RANGE,
+                   "offset %" PRIu64 " beyond blob %s of %" PRIu64 " bytes", offset, blob_id,
+                   r->length);
+    goto done;
+  }
+  r->pos = offset;
+  r->chunk_n = -1;
+  r->client = mongoc_client_pool_pop(s->pool);
+  r->chunks = bucket_collection(r->client, s, bucket, "chunks");
+  *out = &r->base;
+  r = NULL;
+  ok = true;
+done:
+  bson_destroy(files);
+  mongo_blob_reader_destroy((store_blob_reader_t *)r);
+  return ok;
+}
+
+/* Loads chunk n by its _id: a point lookup on every server. */
+static bool load_chunk(mreader_t *r, int64_t n, fzip_error_t *error) {
+  char id[MONGO_CHUNK_ID_MAX];
+  bson_t q = BSON_INITIALIZER;
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+  mongoc_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  bson_error_t berr;
+  bson_iter_t it;
+  uint64_t want;
+  bool ok = false;
+  retry_t rt;
+
+  bson_destroy(r->chunk);
+  r->chunk = NULL;
+  chunk_id(id, r->files_id, n);
+  BSON_APPEND_UTF8(&q, "_id", id);
+  retry_start(&rt, r->s);
+  for (;;) {
+    cur = mongoc_collection_find_with_opts(r->chunks, &q, opts, NULL);
+    if (mongoc_cursor_next(cur, &doc) || !mongoc_cursor_error(cur, &berr))
+      break;
+    mongoc_cursor_destroy(cur);
+    cur = NULL;
+    if (!retry_again(&rt, &berr, true)) {
+      fail_mongo(error, r->s, &berr, "reading blob chunk");
+      goto done;
+    }
+  }
+  want = r->length - (uint64_t)n * r->chunk_size;
+  if (want > r->chunk_size)
+    want = r->chunk_size;
+  if (!doc || !bson_iter_init_find(&it, doc, "data") || !BSON_ITER_HOLDS_BINARY(&it)) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "blob chunk %s missing", id);
+    goto done;
+  }
+  r->chunk = bson_copy(doc);
+  bson_iter_init_find(&it, r->chunk, "data");
+  bson_iter_binary(&it, NULL, &r->data_len, &r->data);
+  if (r->data_len != want) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                   "blob chunk %s has %u bytes, want %" PRIu64, id, r->data_len, want);
+    goto done;
+  }
+  r->chunk_n = n;
+  ok = true;
+done:
+  if (!ok) {
+    bson_destroy(r->chunk);
+    r->chunk = NULL;
+  }
+  mongoc_cursor_destroy(cur);
+  bson_destroy(opts);
+  bson_destroy(&q);
+  return ok;
+}
+
+static bool mongo_blob_reader_read(store_blob_reader_t *reader, void *buf, size_t len, size_t *n,
+                                   fzip_error_t *error) {
+  mreader_t *r = (mreader_t *)reader;
+  uint8_t *out = buf;
+  size_t done_len = 0;
+
+  while (done_len < len && r->pos < r->length) {
+    int64_t want_n = (int64_t)(r->pos / r->chunk_size);
+    uint64_t in_chunk = r->pos % r->chunk_size;
+    size_t take;
+    if (r->chunk_n != want_n && !load_chunk(r, want_n, error))
+      return false;
+    take = r->data_len - (size_t)in_chunk;
+    if (take > len - done_len)
+      take = len - done_len;
+    memcpy(out + done_len, r->data + in_chunk, take);
+    done_len += take;
+    r->pos += take;
+  }
+  *n = done_len;
+  return true;
+}
+
+static bool mongo_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
+                            const char *blob_id, fzip_error_t *error) {
+  bson_t *files = NULL;
+  bool ok = false;
+
+  if (!find_blob(&files, (mstore_t *)store, bucket, blob_id, error))
+    goto done;
+  if (!files) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "blob %s not found", blob_id);
+    goto done;
+  }
+  if (!files_doc_info(info, NULL, files)) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "blob %s: bad files document",
+                   blob_id);
+    goto done;
+  }
+  ok = true;
+done:
+  bson_destroy(files);
+  return ok;
+}
+
+/* The files document goes first so the blob vanishes at once; chunks
+ * left by a failure in between are unreachable and harmless. */
+static bool mongo_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
+                              fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  char files_name[32], chunks_name[32], files_id[STORE_BLOB_ID_MAX + 1];
+  bson_t *files = NULL;
+  bson_t q = BSON_INITIALIZER;
+  bool ok = false;
+
+  collection_name(files_name, sizeof files_name, bucket, "files");
+  collection_name(chunks_name, sizeof chunks_name, bucket, "chunks");
+  if (!find_blob(&files, s, bucket, blob_id, error))
+    goto done;
+  if (!files || !copy_field(files_id, sizeof files_id, files, "_id")) {
+    ok = true;
+    goto done;
+  }
+  BSON_APPEND_UTF8(&q, "_id", files_id);
+  if (!delete_where(NULL, s, files_name, &q, error))
+    goto done;
+  bson_reinit(&q);
+  BSON_APPEND_UTF8(&q, "files_id", files_id);
+  ok = delete_where(NULL, s, chunks_name, &q, error);
+done:
+  bson_destroy(files);
+  bson_destroy(&q);
+  return ok;
+}
+
+/* Reaps one upload record: chunks of an upload that never committed go,
+ * a committed one (crash after the commit insert) keeps its data. */
+static bool reap_upload(bool *reaped, mstore_t *s, mongoc_client_t *client,
+                        const bson_t *record, fzip_error_t *error) {
+  const char *upload_id = doc_utf8(record, "_id");
+  const char *bucket = doc_utf8(record, "bucket");
+  store_bucket_t b = bucket && strcmp(bucket, "files") == 0 ? STORE_BUCKET_FILES
+                                                             : STORE_BUCKET_PACKAGES;
+  mongoc_collection_t *files = bucket_collection(client, s, b, "files");
+  mongoc_collection_t *chunks = bucket_collection(client, s, b, "chunks");
+  mongoc_collection_t *uploads = mongoc_client_get_collection(client, s->db, MONGO_UPLOADS);
+  bson_t q = BSON_INITIALIZER;
+  bson_error_t berr;
+  int64_t committed;
+  bool ok = false;
+
+  *reaped = false;
+  if (!upload_id)
+    goto done;
+  BSON_APPEND_UTF8(&q, "_id", upload_id);
+  committed = mongoc_collection_count_documents(files, &q, NULL, NULL, NULL, &berr);
+  if (committed < 0) {
+    fail_mongo(error, s, &berr, "checking upload");
+    goto done;
+  }
+  if (committed > 0) {
+    ok = mongoc_collection_delete_one(uploads, &q, NULL, NULL, &berr) ||
+         fail_mongo(error, s, &berr, "removing upload record");
+    goto done;
+  }
+  ok = discard_upload(s, chunks, uploads, upload_id, error);
+  *reaped = ok;
+done:
+  bson_destroy(&q);
+  mongoc_collection_destroy(files);
+  mongoc_collection_destroy(chunks);
+  mongoc_collection_destroy(uploads);
+  return ok;
+}
+
+static bool mongo_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
+                                        fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  conn_t c = {0};
+  mongoc_cursor_t *cur = NULL;
+  mongoc_client_t *worker = mongoc_client_pool_pop(s->pool);
+  bson_t *q = BCON_NEW("startedAt", "{", "$lt", BCON_INT64(older_than_ms), "}");
+  const bson_t *record;
+  bson_error_t berr;
+  uint64_t n = 0;
+  bool ok = false, reaped;
+
+  conn_open(&c, s, MONGO_UPLOADS);
+  cur = mongoc_collection_find_with_opts(c.coll, q, NULL, NULL);
+  while (mongoc_cursor_next(cur, &record)) {
+    if (!reap_upload(&reaped, s, worker, record, error))
+      goto done;
+    n += reaped;
+  }
+  if (mongoc_cursor_error(cur, &berr)) {
+    fail_mongo(error, s, &berr, "listing uploads");
+    goto done;
+  }
+  if (deleted)
+    *deleted = n;
+  ok = true;
+done:
+  mongoc_cursor_destroy(cur);
+  conn_close(&c, s);
+  mongoc_client_pool_push(s->pool, worker);
+  bson_destroy(q);
+  return ok;
+}
+
+static const store_vtable_t mongo_vtable = {
+    .name = "mongodb",
+    .destroy = mongo_destroy,
+    .cursor_new = mongo_cursor_new,
+    .cursor_next = mongo_cursor_next,
+    .cursor_destroy = mongo_cursor_destroy,
+    .entity_count = mongo_entity_count,
+    .entity_get = mongo_entity_get,
+    .entity_put_batch = mongo_entity_put_batch,
+    .entity_exists_many = mongo_entity_exists_many,
+    .entity_delete_many = mongo_entity_delete_many,
+    .entity_delete_all = mongo_entity_delete_all,
+    .job_create = mongo_job_create,
+    .job_get = mongo_job_get,
+    .job_update = mongo_job_update,
+    .job_list = mongo_job_list,
+    .job_delete = mongo_job_delete,
+    .job_claim = mongo_job_claim,
+    .job_renew = mongo_job_renew,
+    .job_list_expired = mongo_job_list_expired,
+    .blob_writer_new = mongo_blob_writer_new,
+    .blob_writer_write = mongo_blob_writer_write,
+    .blob_writer_commit = mongo_blob_writer_commit,
+    .blob_writer_destroy = mongo_blob_writer_destroy,
+    .blob_reader_new = mongo_blob_reader_new,
+    .blob_reader_read = mongo_blob_reader_read,
+    .blob_reader_destroy = mongo_blob_reader_destroy,
+    .blob_stat = mongo_blob_stat,
+    .blob_delete = mongo_blob_delete,
+    .blob_reap_uncommitted = mongo_blob_reap_uncommitted,
+};
