@@ -35,6 +35,7 @@
 #define RPC_USER_ID_MAX 256
 #define RPC_PEER_MAX 128
 #define RPC_AUTH_VALUE_MAX 8192
+#define RPC_PATH_MAX 256
 
 typedef enum {
   EV_REQUEST = 0, /* a client arrived (or the request failed at shutdown) */
@@ -78,7 +79,8 @@ struct rpc_ctx {
 
 struct rpc_call {
   rpc_server_t *server;
-  const rpc_method_t *method;
+  const rpc_method_t *method; /* &unknown_method for calls to unregistered paths */
+  char path[RPC_PATH_MAX];    /* for logs: the method's path, or the unknown one */
   size_t method_index;
   int cq_index;
   call_tag_t tags[EV_COUNT];
@@ -91,6 +93,7 @@ struct rpc_call {
   gpr_timespec deadline;
   grpc_metadata_array request_md;
   grpc_byte_buffer *request_payload;
+  grpc_call_details details; /* unknown methods only */
 
   /* Batch storage: must live until the batch completes. */
   pthread_mutex_t batch_mu; /* the core wants start_batch serialised per call */
@@ -115,12 +118,17 @@ struct rpc_call {
   int64_t start_ms;
 };
 
+/* Calls to paths nobody registered arrive through the core's generic
+ * request; without one they would wait for their deadline.  This row
+ * gives them a method to log and an UNIMPLEMENTED answer. */
+static const rpc_method_t unknown_method = {.path = "(unknown)", .kind = RPC_CLIENT_STREAMING};
+
 static const char *const state_names[] = {"requested", "working", "receiving",
                                           "sending",   "finishing", "done"};
 
 static void call_set_state(rpc_call_t *c, call_state_t next, const char *why) {
   if (fzip_log_enabled(FZIP_LOG_DEBUG)) {
-    fzip_log(FZIP_LOG_DEBUG, "rpc", "call state", "method", c->method->path, "from",
+    fzip_log(FZIP_LOG_DEBUG, "rpc", "call state", "method", c->path, "from",
              state_names[c->state], "to", state_names[next], "why", why, NULL);
   }
   c->state = next;
@@ -133,6 +141,8 @@ static void call_free(rpc_call_t *c) {
   if (c->call)
     grpc_call_unref(c->call);
   grpc_metadata_array_destroy(&c->request_md);
+  if (c->method == &unknown_method)
+    grpc_call_details_destroy(&c->details);
   grpc_byte_buffer_destroy(c->request_payload);
   grpc_byte_buffer_destroy(c->recv_buf);
   grpc_byte_buffer_destroy(c->send_buf);
@@ -159,7 +169,7 @@ static bool call_start_batch(rpc_call_t *c, const grpc_op *ops, size_t n, call_e
   if (rc != GRPC_CALL_OK) {
     char code[16];
     snprintf(code, sizeof code, "%d", (int)rc);
-    fzip_log(FZIP_LOG_ERROR, "rpc", "grpc_call_start_batch failed", "method", c->method->path,
+    fzip_log(FZIP_LOG_ERROR, "rpc", "grpc_call_start_batch failed", "method", c->path,
              "call_error", code, NULL);
     atomic_fetch_sub(&c->refs, 1); /* the lifecycle ref keeps c alive here */
     return false;
@@ -227,7 +237,7 @@ static bool unpack_message(ProtobufCMessage **out, rpc_call_t *c, grpc_byte_buff
 static bool pack_message(rpc_call_t *c, const ProtobufCMessage *msg, fzip_error_t *error) {
   if (!msg || msg->descriptor != c->method->response)
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
-                          "handler for %s returned %s instead of a %s message", c->method->path,
+                          "handler for %s returned %s instead of a %s message", c->path,
                           msg ? msg->descriptor->name : "nothing", c->method->response->name);
   size_t size = protobuf_c_message_get_packed_size(msg);
   if (size > c->server->opts.max_send_message)
@@ -246,7 +256,7 @@ static bool pack_message(rpc_call_t *c, const ProtobufCMessage *msg, fzip_error_
 static void ensure_error(rpc_call_t *c) {
   if (c->end_error.code == FZIP_OK)
     fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
-                   "handler for %s failed without an error", c->method->path);
+                   "handler for %s failed without an error", c->path);
 }
 
 /* ---- worker side --------------------------------------------------------- */
@@ -256,7 +266,7 @@ static void post_work_done(rpc_call_t *c) {
   if (!call_start_batch(c, NULL, 0, EV_WORK)) {
     /* Cannot happen with an empty batch short of a core bug; the call
      * would hang, so say so loudly. */
-    fzip_log(FZIP_LOG_ERROR, "rpc", "cannot post work completion", "method", c->method->path,
+    fzip_log(FZIP_LOG_ERROR, "rpc", "cannot post work completion", "method", c->path,
              NULL);
   }
 }
@@ -546,8 +556,18 @@ static void on_request(rpc_call_t *c, bool ok) {
     call_unref(c);
     return;
   }
-  if (!atomic_load(&s->stopping))
-    rpc_call_request(s, c->method_index, c->cq_index);
+  bool unknown = c->method == &unknown_method;
+  if (!atomic_load(&s->stopping)) {
+    if (unknown)
+      rpc_call_request_unknown(s, c->cq_index);
+    else
+      rpc_call_request(s, c->method_index, c->cq_index);
+  }
+  if (unknown) {
+    snprintf(c->path, sizeof c->path, "%.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
+             (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    c->deadline = c->details.deadline;
+  }
 
   c->start_ms = fzip_monotonic_ms();
   char *peer = grpc_call_get_peer(c->call);
@@ -562,6 +582,12 @@ static void on_request(rpc_call_t *c, bool ok) {
   op.data.recv_close_on_server.cancelled = &c->close_cancelled;
   if (!call_start_batch(c, &op, 1, EV_CLOSE)) {
     call_fail(c, FZIP_ERR_INTERNAL, "cannot watch the call for cancellation");
+    return;
+  }
+  if (unknown) {
+    char message[RPC_PATH_MAX + 32];
+    snprintf(message, sizeof message, "unknown method %s", c->path);
+    call_fail(c, FZIP_ERR_UNIMPLEMENTED, message);
     return;
   }
   c->in_msg = c->request_payload;
@@ -626,7 +652,7 @@ static void log_call_done(rpc_call_t *c, bool status_sent) {
   fzip_code_t fc = (fzip_code_t)c->end_error.code;
   snprintf(duration, sizeof duration, "%" PRId64, fzip_monotonic_ms() - c->start_ms);
   snprintf(code, sizeof code, "%d", rpc_status_code(fc));
-  fzip_log(FZIP_LOG_INFO, "rpc", "call done", "method", c->method->path, "user", c->ctx.user_id,
+  fzip_log(FZIP_LOG_INFO, "rpc", "call done", "method", c->path, "user", c->ctx.user_id,
            "status", fc == FZIP_OK ? "OK" : fzip_code_name(fc), "grpc_code", code, "duration_ms",
            duration, "peer", c->ctx.peer, "delivered", status_sent ? "true" : "false", "error",
            c->end_error.message, NULL);
@@ -669,17 +695,19 @@ void rpc_call_on_event(void *tag, bool ok) {
   call_unref(c); /* the batch that completed */
 }
 
-bool rpc_call_request(rpc_server_t *server, size_t method_index, int cq_index) {
+static rpc_call_t *call_new(rpc_server_t *server, const rpc_method_t *method,
+                           size_t method_index, int cq_index) {
   rpc_call_t *c = calloc(1, sizeof *c);
   if (!c)
-    return false;
+    return NULL;
   c->ctx.arena = rpc_arena_new(server->opts.call_arena_limit);
   if (!c->ctx.arena) {
     free(c);
-    return false;
+    return NULL;
   }
   c->server = server;
-  c->method = server->methods[method_index];
+  c->method = method;
+  snprintf(c->path, sizeof c->path, "%s", method->path);
   c->method_index = method_index;
   c->cq_index = cq_index;
   c->ctx.call = c;
@@ -691,11 +719,33 @@ bool rpc_call_request(rpc_server_t *server, size_t method_index, int cq_index) {
   grpc_metadata_array_init(&c->request_md);
   atomic_init(&c->refs, 1);
   atomic_fetch_add(&server->live_calls, 1);
+  return c;
+}
+
+bool rpc_call_request(rpc_server_t *server, size_t method_index, int cq_index) {
+  rpc_call_t *c = call_new(server, server->methods[method_index], method_index, cq_index);
+  if (!c)
+    return false;
   bool has_payload = c->method->kind == RPC_UNARY || c->method->kind == RPC_SERVER_STREAMING;
   grpc_completion_queue *cq = server->cqs[cq_index];
   grpc_call_error rc = grpc_server_request_registered_call(
       server->server, server->registered[method_index], &c->call, &c->deadline, &c->request_md,
       has_payload ? &c->request_payload : NULL, cq, cq, &c->tags[EV_REQUEST]);
+  if (rc != GRPC_CALL_OK) {
+    call_free(c);
+    return false;
+  }
+  return true;
+}
+
+bool rpc_call_request_unknown(rpc_server_t *server, int cq_index) {
+  rpc_call_t *c = call_new(server, &unknown_method, SIZE_MAX, cq_index);
+  if (!c)
+    return false;
+  grpc_call_details_init(&c->details);
+  grpc_completion_queue *cq = server->cqs[cq_index];
+  grpc_call_error rc = grpc_server_request_call(server->server, &c->call, &c->details,
+                                                &c->request_md, cq, cq, &c->tags[EV_REQUEST]);
   if (rc != GRPC_CALL_OK) {
     call_free(c);
     return false;

@@ -18,6 +18,10 @@
  * memory; nothing is left behind then. */
 bool rpc_call_request(rpc_server_t *server, size_t method_index, int cq_index);
 
+/* Asks the core for the next call to an unregistered path on CQ
+ * `cq_index`; it will be answered UNIMPLEMENTED. */
+bool rpc_call_request_unknown(rpc_server_t *server, int cq_index);
+
 /* Handles one completion from a CQ thread (`tag` is a call's tag). */
 void rpc_call_on_event(void *tag, bool ok);
 

@@ -251,6 +251,9 @@ bool rpc_server_start(rpc_server_t *server, int *bound_port, fzip_error_t *error
                                 "cannot request calls for %s", server->methods[m]->path);
       }
     }
+    if (!rpc_call_request_unknown(server, q))
+      return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                            "cannot request calls for unknown methods");
   }
   if (bound_port)
     *bound_port = port;
