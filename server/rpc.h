@@ -53,7 +53,8 @@ typedef bool (*rpc_unary_fn)(rpc_ctx_t *ctx, const ProtobufCMessage *req,
  * (with *msg NULL or a last message), or asks to be called again later by
  * setting *retry_after_ms > 0 with no message (e.g. Watch waiting for a
  * change: no thread is held meanwhile).  `close` always runs once at the
- * end, success or not, to release the state. */
+ * end, success or not, to release the state: for every call whose auth
+ * passed, even if `open` failed (state may then be NULL). */
 typedef struct {
   bool (*open)(rpc_ctx_t *ctx, const ProtobufCMessage *req, void **state, fzip_error_t *error);
   bool (*next)(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, bool *done,
@@ -64,7 +65,8 @@ typedef struct {
 /* Client streaming: `recv` is called for every request message in order
  * (the first one included); `finish` after the client half-closes, and
  * produces the single response; `close` always runs once at the end (e.g.
- * to abort an unfinished upload). */
+ * to abort an unfinished upload), for every call whose auth passed; state
+ * is NULL if no message ever arrived. */
 typedef struct {
   bool (*recv)(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *msg, fzip_error_t *error);
   bool (*finish)(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp, fzip_error_t *error);
