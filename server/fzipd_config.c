@@ -66,8 +66,16 @@ static const opt_row_t SERVE_OPTIONS[] = {
       64 * GIB, "largest import package accepted"),
     I("export-workers", "FZIP_EXPORT_WORKERS", export_workers, "2", 1, 64,
       "export jobs run at the same time"),
-    I("export-ttl-hours", "FZIP_EXPORT_TTL_HOURS", export_ttl_hours, "24", 1, 24 * 365,
-      "hours a finished export package is kept"),
+    I("export-ttl-seconds", "FZIP_EXPORT_TTL_SECONDS", export_ttl_s, "86400", 1,
+      366LL * 24 * 3600, "seconds a finished export package is kept (default 24 h)"),
+    I("import-workers", "FZIP_IMPORT_WORKERS", import_workers, "1", 1, 64,
+      "import jobs run at the same time"),
+    I("job-retention-hours", "FZIP_JOB_RETENTION_HOURS", job_retention_hours, "168", 1,
+      24 * 366, "hours ended jobs (and import uploads) stay listed before the reaper deletes them"),
+    I("reaper-interval-ms", "FZIP_REAPER_INTERVAL_MS", reaper_interval_ms, "60000", 100,
+      24LL * 3600 * 1000, "how often expired jobs, packages and abandoned uploads are removed"),
+    S("temp-dir", "FZIP_TEMP_DIR", temp_dir, NULL,
+      "directory for packages being built or validated (default: $TMPDIR or /tmp)"),
     I("shutdown-grace-ms", "FZIP_SHUTDOWN_GRACE_MS", shutdown_grace_ms, "5000", 0, 600000,
       "on SIGTERM, time in-flight calls get to finish"),
     S("log-level", "FZIP_LOG_LEVEL", log_level, "info", "debug, info, warn or error"),
@@ -314,6 +322,7 @@ void fzipd_config_print_help(FILE *f) {
           "  fzipd token --secret-file F --user ID [--ttl-seconds N] [--issuer I] "
           "[--audience A]\n"
           "                            print a development HS256 token\n"
+          "  fzipd seed --help           write a synthetic dataset into a store\n"
           "  fzipd help                this text\n"
           "\n"
           "Options of serve (flags override environment variables):\n");

@@ -42,7 +42,11 @@ typedef struct {
   int64_t max_message_bytes;
   int64_t max_upload_bytes;
   int64_t export_workers;
-  int64_t export_ttl_hours;
+  int64_t export_ttl_s;
+  int64_t import_workers;
+  int64_t job_retention_hours;
+  int64_t reaper_interval_ms;
+  const char *temp_dir; /* NULL: $TMPDIR or /tmp */
   int64_t shutdown_grace_ms;
   const char *log_level;
   bool insecure_dev_auth; /* HS256 with a generated secret: local development only */

@@ -727,15 +727,18 @@ done:
 
 /* ---- expiry ----------------------------------------------------------- */
 
-bool svc_export_expire(svc_export_t *svc, store_job_t *rec, int64_t now_ms, fzip_error_t *error) {
+bool svc_export_expire(svc_export_t *svc, store_job_t *rec, int64_t now_ms, bool *handled,
+                       fzip_error_t *error) {
   ProtobufCMessage *msg = NULL;
   export_job_t *job = NULL;
   bson_t *body = NULL;
   char blob[FZIP_ID_MAX + 16];
   bool ok = false;
 
+  *handled = false;
   if (rec->kind != STORE_JOB_EXPORT)
-    return false;
+    return true;
+  *handled = true;
   blob_id_for(blob, rec->job_id);
   if (!store_blob_delete(svc->store, STORE_BUCKET_PACKAGES, blob, error))
     return false;

@@ -501,14 +501,20 @@ done:
 
 /* ---- expiry ----------------------------------------------------------- */
 
-bool svc_import_expire(svc_import_t *svc, store_job_t *rec, int64_t now_ms, fzip_error_t *error) {
+bool svc_import_expire(svc_import_t *svc, store_job_t *rec, int64_t now_ms, bool *handled,
+                       fzip_error_t *error) {
   char blob[IMPORT_BLOB_ID_MAX];
 
+  *handled = false;
   if (rec->kind != STORE_JOB_IMPORT)
-    return false;
-  /* A runnable import is mid-run (or waiting for rollback): never reap it. */
-  if (rec->runnable)
     return true;
+  *handled = true;
+  /* A runnable import is mid-run (or waiting for rollback): never reap it;
+   * its run sets a new expiry when it ends. */
+  if (rec->runnable) {
+    rec->expires_at = 0;
+    return store_job_update(svc->env.store, rec, NULL, error) || error->code == FZIP_ERR_ABORTED;
+  }
   import_blob_id(blob, rec->job_id);
   if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, blob, error))
     return false;

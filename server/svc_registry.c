@@ -11,11 +11,18 @@
 
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip/v1/import_service.pb-c.h"
+#include "fzip_descriptors.h"
+#include "reaper.h"
 #include "svc_data.h"
+#include "svc_export.h"
+#include "svc_reflection.h"
 
 struct svc_registry {
   svc_health_t *health;
   svc_data_t *data;
+  svc_export_t *exports;
+  svc_reflection_t *reflection;
+  reaper_t *reaper;
   const rpc_method_t *methods[SVC_REGISTRY_METHODS_MAX];
   size_t n_methods;
 };
@@ -72,19 +79,6 @@ static const rpc_client_stream_ops_t UNIMPLEMENTED_CLIENT_STREAM = {
    &fzip__v1__##resp##__descriptor, true, NULL, NULL, &UNIMPLEMENTED_CLIENT_STREAM, NULL,  \
    NULL}
 
-/* fzip.v1.ExportService: replace this block with the export service's rows. */
-static const rpc_method_t PENDING_EXPORT[] = {
-    PENDING_UNARY("ExportService", "CreateExport", create_export_request, create_export_response),
-    PENDING_UNARY("ExportService", "GetExport", get_export_request, get_export_response),
-    PENDING_UNARY("ExportService", "ListExports", list_exports_request, list_exports_response),
-    PENDING_SERVER_STREAM("ExportService", "DownloadExport", download_export_request,
-                          download_export_response),
-    PENDING_UNARY("ExportService", "DeleteExport", delete_export_request, delete_export_response),
-    PENDING_UNARY("ExportService", "CancelExport", cancel_export_request, cancel_export_response),
-    PENDING_SERVER_STREAM("ExportService", "WatchExport", watch_export_request,
-                          watch_export_response),
-};
-
 /* fzip.v1.ImportService: replace this block with the import service's rows. */
 static const rpc_method_t PENDING_IMPORT[] = {
     PENDING_CLIENT_STREAM("ImportService", "UploadImport", upload_import_request,
@@ -132,6 +126,47 @@ static bool add_health(svc_registry_t *reg, fzip_error_t *error) {
   return add_rows(reg, rows, SVC_HEALTH_METHOD_COUNT, error);
 }
 
+static bool add_export(svc_registry_t *reg, store_t *store, const fzipd_config_t *config,
+                       fzip_error_t *error) {
+  svc_export_options_t o = {0};
+  const rpc_method_t *const *rows = NULL;
+  size_t n = 0;
+
+  o.workers = (int)config->export_workers;
+  o.ttl_ms = config->export_ttl_s * 1000;
+  o.retention_ms = config->job_retention_hours * 3600 * 1000;
+  o.temp_dir = config->temp_dir;
+  if (!svc_export_new(&reg->exports, store, &o, error))
+    return false;
+  rows = svc_export_methods(reg->exports, &n);
+  return add_rows(reg, rows, n, error);
+}
+
+static bool add_reflection(svc_registry_t *reg, fzip_error_t *error) {
+  const rpc_method_t *const *rows = NULL;
+  size_t n = 0;
+
+  if (!svc_reflection_new(&reg->reflection, fzip_descriptor_set, fzip_descriptor_set_len, error))
+    return false;
+  rows = svc_reflection_methods(reg->reflection, &n);
+  return add_rows(reg, rows, n, error);
+}
+
+static bool expire_export(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
+                          fzip_error_t *error) {
+  return svc_export_expire(ctx, job, now_ms, handled, error);
+}
+
+static bool add_reaper(svc_registry_t *reg, store_t *store, const fzipd_config_t *config,
+                       fzip_error_t *error) {
+  reaper_options_t o = {0};
+
+  o.interval_ms = config->reaper_interval_ms;
+  o.hooks[STORE_JOB_EXPORT] = expire_export;
+  o.hook_ctx[STORE_JOB_EXPORT] = reg->exports;
+  return reaper_new(&reg->reaper, store, &o, error);
+}
+
 static bool add_data(svc_registry_t *reg, store_t *store, fzip_error_t *error) {
   const rpc_method_t *const *rows = NULL;
   size_t n = 0;
@@ -151,9 +186,10 @@ bool svc_registry_new(svc_registry_t **out, store_t *store, const fzipd_config_t
   reg = calloc(1, sizeof *reg);
   if (!reg)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
-  if (!add_health(reg, error) || !add_data(reg, store, error) ||
-      !add_row_array(reg, PENDING_EXPORT, N_ROWS(PENDING_EXPORT), error) ||
-      !add_row_array(reg, PENDING_IMPORT, N_ROWS(PENDING_IMPORT), error))
+  if (!add_health(reg, error) || !add_reflection(reg, error) || !add_data(reg, store, error) ||
+      !add_export(reg, store, config, error) ||
+      !add_row_array(reg, PENDING_IMPORT, N_ROWS(PENDING_IMPORT), error) ||
+      !add_reaper(reg, store, config, error))
     goto done;
   *out = reg;
   reg = NULL;
@@ -166,6 +202,10 @@ done:
 void svc_registry_destroy(svc_registry_t *registry) {
   if (!registry)
     return;
+  /* The reaper and the job runners first: they use the services' state. */
+  reaper_destroy(registry->reaper);
+  svc_export_destroy(registry->exports);
+  svc_reflection_destroy(registry->reflection);
   svc_data_destroy(registry->data);
   svc_health_destroy(registry->health);
   free(registry);

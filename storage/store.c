@@ -530,7 +530,8 @@ static bool reap_job(store_reap_stats_t *stats, store_t *store, const store_job_
 }
 
 bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
-                int64_t uncommitted_older_than_ms, fzip_error_t *error) {
+                int64_t uncommitted_older_than_ms, store_reap_hook_fn hook, void *hook_ctx,
+                fzip_error_t *error) {
   store_reap_stats_t local_stats = {0};
   store_job_t **jobs = NULL;
   size_t n_jobs = 0;
@@ -543,12 +544,21 @@ bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
     return invalid(error, "uncommitted_older_than_ms must not be negative");
   if (!stats)
     stats = &local_stats;
-  /* Each pass deletes what it listed, so the next pass sees the next batch;
-   * a pass shorter than the batch means nothing expired is left. */
-  for (;;) {
+  /* Each pass deletes (or the hook moves on) what it listed, so the next
+   * pass sees the next batch; a pass shorter than the batch means nothing
+   * expired is left.  The pass bound keeps a misbehaving hook from looping
+   * forever: what is left waits for the next run. */
+  for (int pass = 0; pass < STORE_REAP_PASSES_MAX; pass++) {
     if (!store_job_list_expired(&jobs, &n_jobs, store, now_ms, STORE_REAP_BATCH, error))
       goto done;
     for (size_t i = 0; i < n_jobs; i++) {
+      bool handled = false;
+      if (hook && !hook(hook_ctx, jobs[i], now_ms, &handled, error))
+        goto done;
+      if (handled) {
+        stats->hooked++;
+        continue;
+      }
       if (!reap_job(stats, store, jobs[i], error))
         goto done;
     }

@@ -250,21 +250,33 @@ bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t olde
  * no blob. */
 #define STORE_JOB_PACKAGE_BLOB_FIELD "packageBlobId"
 #define STORE_REAP_BATCH 100 /* expired jobs handled per list_expired call */
+#define STORE_REAP_PASSES_MAX 100 /* batches per store_reap call */
 
 typedef struct {
   uint64_t jobs;              /* expired jobs deleted */
   uint64_t package_blobs;     /* their package blobs deleted */
   uint64_t uncommitted_blobs; /* abandoned uncommitted blobs deleted */
+  uint64_t hooked;            /* expired jobs a kind's hook handled */
 } store_reap_stats_t;
+
+/* A job kind's own expiry step: called for each expired job before the
+ * default.  Set *handled when the hook dealt with the job (e.g. an export
+ * that turns EXPIRED and moves its expires_at on); otherwise the default
+ * deletes the job and its package blob. */
+typedef bool (*store_reap_hook_fn)(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
+                                   fzip_error_t *error);
 
 /* Deletes every job with 0 < expires_at <= now_ms together with its package
  * blob (blob first, so a crash in between leaves a job that the next run
  * reaps again, never an orphan blob), in batches of STORE_REAP_BATCH, then
  * deletes uncommitted blobs started more than uncommitted_older_than_ms
- * (an age, >= 0) before now_ms.  Safe to run from several replicas at once.
- * The counts are added to *stats (may be NULL). */
+ * (an age, >= 0) before now_ms.  `hook` (may be NULL) sees each expired
+ * job first and may handle it itself; a handled job must leave the expired
+ * set (deleted, or expires_at moved past now_ms).  Safe to run from several
+ * replicas at once.  The counts are added to *stats (may be NULL). */
 bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
-                int64_t uncommitted_older_than_ms, fzip_error_t *error);
+                int64_t uncommitted_older_than_ms, store_reap_hook_fn hook, void *hook_ctx,
+                fzip_error_t *error);
 
 /* ---- import tags, stash and rollback ---------------------------------- */
 

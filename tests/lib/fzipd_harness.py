@@ -57,7 +57,7 @@ class Fzipd:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--listen", "127.0.0.1:0", "--store", self.store,
-             "--jwt-secret-file", self.secret_file, "--export-ttl-hours", "24"]
+             "--jwt-secret-file", self.secret_file]
             + self.extra_args,
             stdout=subprocess.PIPE, stderr=self.log, env=self.env)
         deadline = time.time() + 30

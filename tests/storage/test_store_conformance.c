@@ -689,6 +689,8 @@ static void test_job_create_get_update_with_version_and_owner_fencing(void) {
   CHECK_OK(store_job_update(s, stale, NULL, &err), err);
   CHECK(stale->version == 3);
   CHECK_OK(store_job_delete(s, STORE_JOB_IMPORT, user, "job-1", &err), err);
+  store_job_destroy(got);
+  got = NULL;
   CHECK_FAILS(store_job_get(&got, s, STORE_JOB_IMPORT, user, "job-1", &err), err,
               FZIP_ERR_NOT_FOUND);
   CHECK_FAILS(store_job_delete(s, STORE_JOB_IMPORT, user, "job-1", &err), err,
@@ -930,7 +932,7 @@ static void test_reap_deletes_expired_jobs_with_their_package_blobs(void) {
     CHECK(jobs[i]->expires_at > 0 && jobs[i]->expires_at <= now);
   store_job_list_free(jobs, n_jobs);
 
-  CHECK_OK(store_reap(&stats, s, now, 3600000, &err), err);
+  CHECK_OK(store_reap(&stats, s, now, 3600000, NULL, NULL, &err), err);
   CHECK(stats.jobs >= 1 && stats.package_blobs >= 1);
   CHECK_FAILS(store_job_get(&got, s, STORE_JOB_EXPORT, user, "exp-old", &err), err,
               FZIP_ERR_NOT_FOUND);
