@@ -1,0 +1,995 @@
+/*
+ * pkg_reader: see pkg_reader.h.
+ *
+ * pkgr_open walks the central directory once, classifying each entry
+ * (manifest, data file of a kind, transaction file bytes, directory, other)
+ * and applying every archive rule to it; it keeps going after a problem so
+ * that all of them are reported, and refuses the package at the end if
+ * any was an error.  Only then is the manifest read (through the same
+ * bounded JSON reader as the data) and its version, checksums, counts,
+ * external references and missing-file list taken in.  Entry bytes are
+ * read lazily by the stream objects, each through a counted, hashing
+ * libzip read so that neither a lying header nor a tampered entry passes.
+ */
+#include "pkg_reader.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zip.h>
+
+#include "pkg_json.h"
+
+#define MANIFEST_KEY_CAP 64 /* bytes of the data file key read by open_array */
+
+typedef enum { ROLE_OTHER = 0, ROLE_MANIFEST, ROLE_DATA, ROLE_FILE, ROLE_DIR } role_t;
+
+typedef struct {
+  char *name;
+  zip_uint64_t index;
+  uint64_t size, comp_size;
+  role_t role;
+  int kind;            /* ROLE_DATA: fzip_kind_t */
+  pkgr_file_entry_t file; /* ROLE_FILE */
+  bool has_sha;
+  char sha[FZIP_SHA256_HEX_LEN + 1];
+} entry_t;
+
+typedef struct {
+  char **ids; /* sorted */
+  size_t n;
+} idlist_t;
+
+struct pkgr {
+  zip_t *za;
+  pkgr_limits_t lim;
+  pkgr_issue_fn on_issue;
+  void *issue_ctx;
+  size_t errors;
+  entry_t *entries;
+  size_t n_entries;
+  entry_t *manifest_entry;
+  entry_t *data[FZIP_KIND_COUNT];
+  entry_t **by_name; /* all entries sorted by name */
+  entry_t **files;   /* sorted by file id */
+  size_t n_files;
+  bson_t manifest;
+  pkgr_info_t info;
+  idlist_t external[FZIP_KIND_COUNT];
+  idlist_t missing_files;
+};
+
+/* A counted, hashing read of one entry. */
+typedef struct {
+  zip_file_t *zf;
+  const entry_t *e;
+  uint64_t done;
+  uint64_t max;
+  fzip_sha256_t *sha;
+} entry_stream_t;
+
+struct pkgr_entities {
+  pkgr_t *r;
+  fzip_kind_t kind;
+  entry_stream_t s;
+  pkgjr_reader_t *json;
+  bson_t doc;
+  uint64_t count;
+  bool started, ended, empty;
+};
+
+struct pkgr_file {
+  entry_stream_t s;
+  bool ended;
+};
+
+void pkgr_limits_default(pkgr_limits_t *limits) {
+  limits->max_entries = PKGR_ENTRIES_MAX;
+  limits->max_data_entry = PKGR_DATA_ENTRY_MAX;
+  limits->max_file_entry = PKGR_FILE_ENTRY_MAX;
+  limits->max_manifest = PKGR_MANIFEST_MAX;
+  limits->max_total = PKGR_TOTAL_MAX;
+  limits->max_ratio = PKGR_RATIO_MAX;
+  pkgjr_limits_default(&limits->json);
+}
+
+const char *pkgr_data_entry(fzip_kind_t kind) {
+  const fzip_kind_info_t *info = fzip_kind_info(kind);
+  return info ? info->data_file : NULL;
+}
+
+static bool oom(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* ---- issues ----------------------------------------------------------- */
+
+__attribute__((format(printf, 6, 7))) static void issue(pkgr_t *r, pkgr_severity_t sev,
+                                                        const char *rule, const char *entry,
+                                                        const char *field, const char *fmt,
+                                                        ...) {
+  char reason[FZIP_ERROR_MESSAGE_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  if (sev == PKGR_SEVERITY_ERROR)
+    r->errors++;
+  if (r->on_issue) {
+    pkgr_issue_t is = {sev, rule, entry, -1, NULL, field, reason};
+    r->on_issue(r->issue_ctx, &is);
+  }
+}
+
+#define ERR(r, rule, entry, field, ...) issue(r, PKGR_SEVERITY_ERROR, rule, entry, field, __VA_ARGS__)
+#define WARN(r, rule, entry, field, ...) \
+  issue(r, PKGR_SEVERITY_WARNING, rule, entry, field, __VA_ARGS__)
+
+/* ---- sorted id lists -------------------------------------------------- */
+
+static int cmp_strp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool idlist_has(const idlist_t *l, const char *id) {
+  return id && l->n && bsearch(&id, l->ids, l->n, sizeof *l->ids, cmp_strp) != NULL;
+}
+
+static void idlist_free(idlist_t *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->ids[i]);
+  free(l->ids);
+  l->ids = NULL;
+  l->n = 0;
+}
+
+/* ---- entry names ------------------------------------------------------ */
+
+/* Why a name is unsafe as a path, or NULL. */
+static const char *path_problem(const char *name) {
+  size_t len = strlen(name);
+  if (len == 0)
+    return "empty entry name";
+  if (len > PKGR_ENTRY_NAME_MAX)
+    return "entry name too long";
+  if (!pkgjson_utf8_valid(name, len))
+    return "entry name is not valid UTF-8";
+  if (name[0] == '/' || (len >= 2 && name[1] == ':'))
+    return "absolute path";
+  if (strchr(name, '\\'))
+    return "backslash in entry name";
+  for (const char *p = name; *p;) {
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    if ((n == 2 && p[0] == '.' && p[1] == '.'))
+      return "'..' path component";
+    if (n == 1 && p[0] == '.')
+      return "'.' path component";
+    if (n == 0 && slash)
+      return "empty path component";
+    for (size_t i = 0; i < n; i++) {
+      if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+        return "control character in entry name";
+    }
+    if (!slash)
+      break;
+    p = slash + 1;
+  }
+  return NULL;
+}
+
+static void classify(pkgr_t *r, entry_t *e) {
+  const char *n = e->name;
+  size_t len = strlen(n);
+
+  if (len && n[len - 1] == '/') {
+    e->role = ROLE_DIR;
+    return;
+  }
+  if (strcmp(n, PKG_MANIFEST_ENTRY) == 0) {
+    e->role = ROLE_MANIFEST;
+    return;
+  }
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    if (strcmp(n, pkgr_data_entry((fzip_kind_t)k)) == 0) {
+      e->role = ROLE_DATA;
+      e->kind = k;
+      return;
+    }
+  }
+  if (strncmp(n, "files/", 6) == 0) {
+    char *id = e->name + 6;
+    char *slash = strchr(id, '/');
+    if (slash && slash[1] && !strchr(slash + 1, '/')) {
+      *slash = '\0'; /* check the id in place, then put the slash back */
+      bool ok = fzip_id_is_valid(id);
+      *slash = '/';
+      if (ok) {
+        e->role = ROLE_FILE;
+        return;
+      }
+    }
+  }
+  e->role = ROLE_OTHER;
+}
+
+/* ---- archive checks --------------------------------------------------- */
+
+static bool is_link_or_special(zip_t *za, zip_uint64_t i) {
+  zip_uint8_t opsys;
+  zip_uint32_t attr;
+  if (zip_file_get_external_attributes(za, i, 0, &opsys, &attr) != 0)
+    return false;
+  if (opsys != ZIP_OPSYS_UNIX)
+    return false;
+  unsigned mode = (attr >> 16) & 0170000u;
+  return mode != 0 && mode != 0100000u && mode != 0040000u;
+}
+
+static int cmp_entry_name(const void *a, const void *b) {
+  return strcmp((*(entry_t *const *)a)->name, (*(entry_t *const *)b)->name);
+}
+
+static void check_entry(pkgr_t *r, entry_t *e, const zip_stat_t *st) {
+  const char *why = path_problem(e->name);
+  uint64_t max;
+
+  if (why) {
+    ERR(r, "archive.path", e->name, NULL, "unsafe entry name: %s", why);
+    e->role = ROLE_OTHER;
+    return;
+  }
+  if (is_link_or_special(r->za, e->index))
+    ERR(r, "archive.link", e->name, NULL, "entry is a symbolic link or special file");
+  if ((st->valid & ZIP_STAT_ENCRYPTION_METHOD) && st->encryption_method != ZIP_EM_NONE)
+    ERR(r, "archive.encrypted", e->name, NULL, "entry is encrypted");
+  if ((st->valid & ZIP_STAT_COMP_METHOD) && st->comp_method != ZIP_CM_STORE &&
+      st->comp_method != ZIP_CM_DEFLATE)
+    ERR(r, "archive.compression", e->name, NULL,
+        "compression method %d (only stored and deflate are read)", (int)st->comp_method);
+  classify(r, e);
+  max = e->role == ROLE_DATA       ? r->lim.max_data_entry
+        : e->role == ROLE_MANIFEST ? r->lim.max_manifest
+                                   : r->lim.max_file_entry;
+  if (e->size > max)
+    ERR(r, "archive.entry_size", e->name, NULL, "entry of %llu bytes exceeds the limit of %llu",
+        (unsigned long long)e->size, (unsigned long long)max);
+  if (e->size >= PKGR_RATIO_MIN_BYTES && e->size / (e->comp_size ? e->comp_size : 1) > r->lim.max_ratio)
+    ERR(r, "archive.ratio", e->name, NULL,
+        "compression ratio above %llu (%llu bytes from %llu): a zip bomb?",
+        (unsigned long long)r->lim.max_ratio, (unsigned long long)e->size,
+        (unsigned long long)e->comp_size);
+  if (e->role == ROLE_DIR && e->size != 0)
+    ERR(r, "archive.path", e->name, NULL, "directory entry with content");
+  if (e->role == ROLE_OTHER)
+    WARN(r, "archive.unknown_entry", e->name, NULL, "entry is not part of the format; ignored");
+}
+
+static bool read_directory(pkgr_t *r, fzip_error_t *error) {
+  zip_int64_t n = zip_get_num_entries(r->za, 0);
+  uint64_t total = 0, total_comp = 0;
+
+  if (n < 0 || (uint64_t)n > r->lim.max_entries) {
+    ERR(r, "archive.entries", NULL, NULL, "%lld entries exceed the limit of %llu", (long long)n,
+        (unsigned long long)r->lim.max_entries);
+    return true;
+  }
+  if (n && !(r->entries = calloc((size_t)n, sizeof *r->entries)))
+    return oom(error);
+  for (zip_uint64_t i = 0; i < (zip_uint64_t)n; i++) {
+    zip_stat_t st;
+    entry_t *e = &r->entries[r->n_entries];
+    zip_stat_init(&st);
+    if (zip_stat_index(r->za, i, ZIP_FL_ENC_RAW, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
+        !(st.valid & ZIP_STAT_SIZE) || !(st.valid & ZIP_STAT_COMP_SIZE)) {
+      ERR(r, "archive.corrupt", NULL, NULL, "entry %llu: %s", (unsigned long long)i,
+          zip_strerror(r->za));
+      continue;
+    }
+    if (!(e->name = strdup(st.name)))
+      return oom(error);
+    e->index = i;
+    e->size = st.size;
+    e->comp_size = st.comp_size;
+    e->kind = -1;
+    r->n_entries++;
+    total += st.size;
+    total_comp += st.comp_size;
+    check_entry(r, e, &st);
+  }
+  if (total > r->lim.max_total)
+    ERR(r, "archive.total_size", NULL, NULL, "%llu uncompressed bytes exceed the limit of %llu",
+        (unsigned long long)total, (unsigned long long)r->lim.max_total);
+  if (total >= PKGR_RATIO_MIN_BYTES && total / (total_comp ? total_comp : 1) > r->lim.max_ratio)
+    ERR(r, "archive.ratio", NULL, NULL, "archive compression ratio above %llu: a zip bomb?",
+        (unsigned long long)r->lim.max_ratio);
+  return true;
+}
+
+/* Duplicate names (libzip would silently give the first) and duplicate
+ * file ids under files/. */
+static bool check_duplicates(pkgr_t *r, fzip_error_t *error) {
+  if (!(r->by_name = calloc(r->n_entries ? r->n_entries : 1, sizeof *r->by_name)))
+    return oom(error);
+  for (size_t i = 0; i < r->n_entries; i++)
+    r->by_name[i] = &r->entries[i];
+  qsort(r->by_name, r->n_entries, sizeof *r->by_name, cmp_entry_name);
+  for (size_t i = 1; i < r->n_entries; i++) {
+    if (strcmp(r->by_name[i]->name, r->by_name[i - 1]->name) == 0)
+      ERR(r, "archive.duplicate_entry", r->by_name[i]->name, NULL,
+          "entry name appears more than once");
+  }
+  return true;
+}
+
+static int cmp_name_entry(const void *key, const void *elem) {
+  return strcmp((const char *)key, (*(entry_t *const *)elem)->name);
+}
+
+static entry_t *find_entry(const pkgr_t *r, const char *name) {
+  entry_t **e = r->n_entries ? bsearch(name, r->by_name, r->n_entries, sizeof *r->by_name,
+                                       cmp_name_entry)
+                             : NULL;
+  return e ? *e : NULL;
+}
+
+static int cmp_file_id(const void *a, const void *b) {
+  return strcmp((*(entry_t *const *)a)->file.file_id, (*(entry_t *const *)b)->file.file_id);
+}
+
+/* Splits files/<id>/<name> (checked by classify) and sorts by id. */
+static bool index_files(pkgr_t *r, fzip_error_t *error) {
+  size_t n = 0;
+  for (size_t i = 0; i < r->n_entries; i++)
+    n += r->entries[i].role == ROLE_FILE;
+  if (n && !(r->files = calloc(n, sizeof *r->files)))
+    return oom(error);
+  for (size_t i = 0; i < r->n_entries; i++) {
+    entry_t *e = &r->entries[i];
+    if (e->role == ROLE_DATA) {
+      if (!r->data[e->kind])
+        r->data[e->kind] = e;
+      continue;
+    }
+    if (e->role == ROLE_MANIFEST && !r->manifest_entry)
+      r->manifest_entry = e;
+    if (e->role != ROLE_FILE)
+      continue;
+    size_t idlen = (size_t)(strchr(e->name + 6, '/') - (e->name + 6));
+    char *id = fzip_strndup(e->name + 6, idlen);
+    if (!id)
+      return oom(error);
+    e->file.file_id = id;
+    e->file.name = e->name + 6 + idlen + 1;
+    e->file.entry = e->name;
+    e->file.size = e->size;
+    r->files[r->n_files++] = e;
+  }
+  qsort(r->files, r->n_files, sizeof *r->files, cmp_file_id);
+  for (size_t i = 1; i < r->n_files; i++) {
+    if (strcmp(r->files[i]->file.file_id, r->files[i - 1]->file.file_id) == 0)
+      ERR(r, "archive.duplicate_file", r->files[i]->name, NULL,
+          "file id %s has more than one files/ entry", r->files[i]->file.file_id);
+  }
+  return true;
+}
+
+/* ---- entry streams ---------------------------------------------------- */
+
+static bool stream_open(entry_stream_t *s, pkgr_t *r, const entry_t *e, uint64_t max,
+                        fzip_error_t *error) {
+  memset(s, 0, sizeof *s);
+  s->e = e;
+  s->max = max < e->size ? max : e->size;
+  if (!(s->sha = fzip_sha256_new()))
+    return oom(error);
+  if (!(s->zf = zip_fopen_index(r->za, e->index, 0)))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS, "%s: %s", e->name,
+                          zip_strerror(r->za));
+  return true;
+}
+
+static void stream_close(entry_stream_t *s) {
+  if (s->zf)
+    zip_fclose(s->zf);
+  fzip_sha256_destroy(s->sha);
+  memset(s, 0, sizeof *s);
+}
+
+static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
+                        fzip_error_t *error) {
+  zip_int64_t got;
+  *n = 0;
+  if (cap > PKGR_READ_CHUNK)
+    cap = PKGR_READ_CHUNK;
+  /* Ask for one byte more than allowed so that excess data is noticed. */
+  if (s->done + cap > s->max + 1)
+    cap = (size_t)(s->max + 1 - s->done);
+  got = zip_fread(s->zf, buf, cap);
+  if (got < 0)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS, "%s: %s",
+                          s->e->name, zip_error_strerror(zip_file_get_error(s->zf)));
+  if (s->done + (uint64_t)got > s->max)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
+                          "%s: more bytes than its declared %llu", s->e->name,
+                          (unsigned long long)s->max);
+  s->done += (uint64_t)got;
+  fzip_sha256_update(s->sha, buf, (size_t)got);
+  *n = (size_t)got;
+  return true;
+}
+
+/* At the end of an entry: short reads and checksum. */
+static bool stream_verify(char *hex_out, entry_stream_t *s, fzip_error_t *error) {
+  char hex[FZIP_SHA256_HEX_LEN + 1];
+  if (s->done != s->e->size)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
+                          "%s: %llu bytes instead of the declared %llu", s->e->name,
+                          (unsigned long long)s->done, (unsigned long long)s->e->size);
+  fzip_sha256_final_hex(s->sha, hex);
+  if (hex_out)
+    memcpy(hex_out, hex, sizeof hex);
+  if (s->e->has_sha && strcmp(hex, s->e->sha) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
+                          "%s: sha256 %s does not match the manifest's %s", s->e->name, hex,
+                          s->e->sha);
+  return true;
+}
+
+static bool json_source(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  return stream_read(ctx, buf, cap, n, error);
+}
+
+/* ---- manifest --------------------------------------------------------- */
+
+static bool read_manifest_doc(pkgr_t *r, fzip_error_t *error) {
+  entry_stream_t s;
+  pkgjr_reader_t *json = NULL;
+  pkgjr_limits_t lim = r->lim.json;
+  fzip_error_t jerr = {0};
+  bool ok = false;
+
+  if (!stream_open(&s, r, r->manifest_entry, r->lim.max_manifest, error))
+    goto done;
+  lim.max_doc = (size_t)r->lim.max_manifest;
+  lim.max_total = r->lim.max_manifest;
+  lim.max_members = (size_t)r->lim.max_entries + 16;
+  if (!(json = pkgjr_reader_new(json_source, &s, &lim))) {
+    oom(error);
+    goto done;
+  }
+  if (!pkgjr_read_document(&r->manifest, json, &jerr)) {
+    if (jerr.domain == FZIP_DOMAIN_SYS) {
+      *error = jerr;
+      goto done;
+    }
+    ERR(r, "manifest.json", PKG_MANIFEST_ENTRY, NULL, "%s", jerr.message);
+  }
+  ok = true;
+done:
+  pkgjr_reader_destroy(json);
+  stream_close(&s);
+  return ok;
+}
+
+/* "1.0" -> 1, 0; false unless two dot-separated decimal numbers. */
+static bool parse_version(int *major, int *minor, const char *v) {
+  char *end;
+  long a, b;
+  if (!v || !(v[0] >= '0' && v[0] <= '9'))
+    return false;
+  a = strtol(v, &end, 10);
+  if (*end != '.' || !(end[1] >= '0' && end[1] <= '9'))
+    return false;
+  b = strtol(end + 1, &end, 10);
+  if (*end != '\0' && *end != '.')
+    return false; /* "2.0.0" style is accepted: the patch part is ignored */
+  if (a > 1000 || b > 1000)
+    return false;
+  *major = (int)a;
+  *minor = (int)b;
+  return true;
+}
+
+static const char *str_at(const bson_t *doc, const char *path, bool *wrong_type) {
+  bson_iter_t it;
+  *wrong_type = false;
+  if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, path, &it))
+    return NULL;
+  if (!BSON_ITER_HOLDS_UTF8(&it)) {
+    *wrong_type = true;
+    return NULL;
+  }
+  return bson_iter_utf8(&it, NULL);
+}
+
+static void copy_info(char *dst, size_t cap, const char *src) {
+  snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void check_version(pkgr_t *r) {
+  bool wrong;
+  const char *v = str_at(&r->manifest, "export_format_version", &wrong);
+  const char *minv;
+  int maj, min;
+
+  if (!v) {
+    ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
+        wrong ? "export_format_version is not a string" : "export_format_version is missing");
+    return;
+  }
+  copy_info(r->info.format_version, sizeof r->info.format_version, v);
+  if (!parse_version(&maj, &min, v)) {
+    ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
+        "export_format_version \"%.32s\" is not MAJOR.MINOR", v);
+    return;
+  }
+  r->info.format_major = maj;
+  r->info.format_minor = min;
+  if (maj != PKG_FORMAT_MAJOR) {
+    ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
+        "format %d.%d is not supported (this build reads %d.x)", maj, min, PKG_FORMAT_MAJOR);
+    return;
+  }
+  if (min > PKG_FORMAT_MINOR)
+    WARN(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
+         "format %d.%d is newer than %s: fields it added are ignored", maj, min,
+         PKG_FORMAT_VERSION);
+  minv = str_at(&r->manifest, "compatibility.minimum_version", &wrong);
+  if (minv && parse_version(&maj, &min, minv) &&
+      (maj > PKG_FORMAT_MAJOR || (maj == PKG_FORMAT_MAJOR && min > PKG_FORMAT_MINOR)))
+    ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "compatibility.minimum_version",
+        "the package needs a reader of format %.32s or later", minv);
+}
+
+static void read_info(pkgr_t *r) {
+  static const char *count_keys[FZIP_KIND_COUNT] = {
+      "accounts_count", "categories_count", "file_maps_count", "transaction_files_count",
+      "transactions_count", "analytics_count"};
+  bson_iter_t it, sub;
+  bool wrong;
+  const char *s;
+
+  copy_info(r->info.source_user_id, sizeof r->info.source_user_id,
+            str_at(&r->manifest, "user_id", &wrong));
+  s = str_at(&r->manifest, "application_version", &wrong);
+  copy_info(r->info.application_version, sizeof r->info.application_version,
+            s ? s : str_at(&r->manifest, "housef3_version", &wrong));
+  copy_info(r->info.export_type, sizeof r->info.export_type,
+            str_at(&r->manifest, "export_type", &wrong));
+  s = str_at(&r->manifest, "package_format", &wrong);
+  if ((s && strcmp(s, PKG_PACKAGE_FORMAT) != 0) || wrong)
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "package_format",
+        "package_format is not \"%s\"", PKG_PACKAGE_FORMAT);
+  if (bson_iter_init_find(&it, &r->manifest, "export_timestamp_ms") &&
+      BSON_ITER_HOLDS_INT64(&it))
+    r->info.export_timestamp_ms = bson_iter_int64(&it);
+  if (!bson_iter_init_find(&it, &r->manifest, "data_summary")) {
+    WARN(r, "manifest.count", PKG_MANIFEST_ENTRY, "data_summary",
+         "no data_summary: entity counts are not cross-checked");
+    return;
+  }
+  if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "data_summary", "data_summary is not an object");
+    return;
+  }
+  while (bson_iter_next(&sub)) {
+    const char *key = bson_iter_key(&sub);
+    int k = -1;
+    for (int i = 0; i < FZIP_KIND_COUNT; i++)
+      k = strcmp(key, count_keys[i]) == 0 ? i : k;
+    bool is_files = strcmp(key, "files_count") == 0;
+    if (k < 0 && !is_files)
+      continue;
+    if (!BSON_ITER_HOLDS_INT64(&sub) || bson_iter_int64(&sub) < 0) {
+      char field[64];
+      snprintf(field, sizeof field, "data_summary.%s", key);
+      ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s is not a non-negative integer",
+          key);
+      continue;
+    }
+    if (is_files) {
+      r->info.has_files_count = true;
+      r->info.files_count = (uint64_t)bson_iter_int64(&sub);
+    } else {
+      r->info.has_count[k] = true;
+      r->info.count[k] = (uint64_t)bson_iter_int64(&sub);
+    }
+  }
+}
+
+/* The entry a checksums key names: the exact entry name, or a bare data
+ * file name ("accounts.json") as the design document writes them. */
+static entry_t *checksum_target(pkgr_t *r, const char *key) {
+  char full[PKGR_ENTRY_NAME_MAX + 8];
+  entry_t *e = find_entry(r, key);
+  if (e || strchr(key, '/') || (size_t)snprintf(full, sizeof full, "data/%s", key) >= sizeof full)
+    return e;
+  e = find_entry(r, full);
+  return e && e->role == ROLE_DATA ? e : NULL;
+}
+
+/* "sha256:<64 hex>" or bare hex; lower-cased into out. */
+static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
+  if (strncmp(v, "sha256:", 7) == 0)
+    v += 7;
+  if (strlen(v) != FZIP_SHA256_HEX_LEN)
+    return false;
+  for (size_t i = 0; i < FZIP_SHA256_HEX_LEN; i++) {
+    char c = v[i];
+    if (c >= 'A' && c <= 'F')
+      c = (char)(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return false;
+    out[i] = c;
+  }
+  out[FZIP_SHA256_HEX_LEN] = '\0';
+  return true;
+}
+
+static void read_checksums(pkgr_t *r) {
+  bson_iter_t it, sub;
+  if (!bson_iter_init_find(&it, &r->manifest, "checksums")) {
+    WARN(r, "checksum.missing", PKG_MANIFEST_ENTRY, "checksums",
+         "no checksums: entry contents are not verified");
+    return;
+  }
+  if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "checksums", "checksums is not an object");
+    return;
+  }
+  while (bson_iter_next(&sub)) {
+    const char *key = bson_iter_key(&sub);
+    entry_t *e = checksum_target(r, key);
+    char sha[FZIP_SHA256_HEX_LEN + 1];
+    char field[PKGR_ENTRY_NAME_MAX + 16];
+    snprintf(field, sizeof field, "checksums.%s", key);
+    if (!BSON_ITER_HOLDS_UTF8(&sub) || !parse_sha(sha, bson_iter_utf8(&sub, NULL))) {
+      ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "checksum is not \"sha256:<64 hex>\"");
+      continue;
+    }
+    if (!e || (e->role != ROLE_DATA && e->role != ROLE_FILE)) {
+      ERR(r, "checksum.unknown_entry", key, field,
+          "the manifest has a checksum for an entry the package does not contain");
+      continue;
+    }
+    e->has_sha = true;
+    memcpy(e->sha, sha, sizeof sha);
+  }
+  for (size_t i = 0; i < r->n_entries; i++) {
+    entry_t *e = &r->entries[i];
+    if ((e->role == ROLE_DATA || e->role == ROLE_FILE) && !e->has_sha)
+      WARN(r, "checksum.missing", e->name, NULL, "no checksum in the manifest");
+  }
+}
+
+/* Reads an array of ids into a sorted list of at most max. */
+static bool read_id_array(idlist_t *out, pkgr_t *r, const bson_iter_t *arr_it, const char *field,
+                          size_t max, fzip_error_t *error) {
+  bson_iter_t it;
+  size_t n = 0;
+  if (!BSON_ITER_HOLDS_ARRAY(arr_it) || !bson_iter_recurse(arr_it, &it)) {
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s is not an array", field);
+    return true;
+  }
+  while (bson_iter_next(&it)) {
+    if (!BSON_ITER_HOLDS_UTF8(&it) || !fzip_id_is_valid(bson_iter_utf8(&it, NULL))) {
+      ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s holds something not an id", field);
+      return true;
+    }
+    if (n >= max) {
+      ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s lists more than %zu ids", field, max);
+      return true;
+    }
+    char **p = realloc(out->ids, (n + 1) * sizeof *p);
+    if (!p)
+      return oom(error);
+    out->ids = p;
+    if (!(p[n] = strdup(bson_iter_utf8(&it, NULL))))
+      return oom(error);
+    out->n = ++n;
+  }
+  qsort(out->ids, out->n, sizeof *out->ids, cmp_strp);
+  return true;
+}
+
+static bool read_references(pkgr_t *r, fzip_error_t *error) {
+  bson_iter_t it, sub;
+  char field[96];
+  if (bson_iter_init_find(&it, &r->manifest, "files_missing") &&
+      !read_id_array(&r->missing_files, r, &it, "files_missing", PKG_FILES_MAX, error))
+    return false;
+  if (!bson_iter_init_find(&it, &r->manifest, "external_references"))
+    return true;
+  if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "external_references",
+        "external_references is not an object");
+    return true;
+  }
+  while (bson_iter_next(&sub)) {
+    fzip_kind_t k;
+    if (!fzip_kind_from_name(&k, bson_iter_key(&sub)))
+      continue;
+    snprintf(field, sizeof field, "external_references.%s", bson_iter_key(&sub));
+    if (r->external[k].n == 0 &&
+        !read_id_array(&r->external[k], r, &sub, field, PKG_EXTERNAL_REFS_MAX, error))
+      return false;
+  }
+  return true;
+}
+
+static bool read_manifest(pkgr_t *r, fzip_error_t *error) {
+  size_t before = r->errors;
+  if (!r->manifest_entry) {
+    ERR(r, "manifest.missing", PKG_MANIFEST_ENTRY, NULL, "the package has no manifest.json");
+    return true;
+  }
+  if (!read_manifest_doc(r, error))
+    return false;
+  if (r->errors != before)
+    return true;
+  check_version(r);
+  if (r->errors != before)
+    return true; /* nothing else in an unknown format means what we think */
+  read_info(r);
+  read_checksums(r);
+  return read_references(r, error);
+}
+
+/* ---- open / destroy --------------------------------------------------- */
+
+static bool open_zip(pkgr_t *r, const char *path, fzip_error_t *error) {
+  zip_error_t ze;
+  int zerr = 0;
+  struct stat sb;
+
+  if (stat(path, &sb) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_NOT_FOUND, "package %s not found",
+                          path);
+  if ((r->za = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)))
+    return true;
+  zip_error_init_with_code(&ze, zerr);
+  if (zerr == ZIP_ER_MEMORY)
+    oom(error);
+  else if (zerr == ZIP_ER_OPEN || zerr == ZIP_ER_READ)
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "opening %s: %s", path,
+                   zip_error_strerror(&ze));
+  else
+    ERR(r, "archive.not_zip", NULL, NULL, "not a readable zip archive: %s",
+        zip_error_strerror(&ze));
+  zip_error_fini(&ze);
+  return zerr != ZIP_ER_MEMORY && zerr != ZIP_ER_OPEN && zerr != ZIP_ER_READ;
+}
+
+bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
+               pkgr_issue_fn on_issue, void *issue_ctx, fzip_error_t *error) {
+  pkgr_t *r = calloc(1, sizeof *r);
+  bool ok = false;
+
+  *out = NULL;
+  if (!r)
+    return oom(error);
+  bson_init(&r->manifest);
+  if (limits)
+    r->lim = *limits;
+  else
+    pkgr_limits_default(&r->lim);
+  r->on_issue = on_issue;
+  r->issue_ctx = issue_ctx;
+  if (!open_zip(r, path, error))
+    goto done;
+  if (r->za && (!read_directory(r, error) || !check_duplicates(r, error) ||
+                !index_files(r, error)))
+    goto done;
+  if (r->za && !r->errors && !read_manifest(r, error))
+    goto done;
+  if (r->errors) {
+    fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_INVALID_ARGUMENT,
+                   "package refused: %zu archive or manifest problem(s)", r->errors);
+    goto done;
+  }
+  ok = true;
+done:
+  if (ok)
+    *out = r;
+  else
+    pkgr_destroy(r);
+  return ok;
+}
+
+void pkgr_destroy(pkgr_t *r) {
+  if (!r)
+    return;
+  if (r->za)
+    zip_discard(r->za);
+  for (size_t i = 0; i < r->n_entries; i++) {
+    free(r->entries[i].name);
+    free((char *)r->entries[i].file.file_id);
+  }
+  free(r->entries);
+  free(r->by_name);
+  free(r->files);
+  for (int k = 0; k < FZIP_KIND_COUNT; k++)
+    idlist_free(&r->external[k]);
+  idlist_free(&r->missing_files);
+  bson_destroy(&r->manifest);
+  free(r);
+}
+
+/* ---- accessors -------------------------------------------------------- */
+
+const pkgr_info_t *pkgr_info(const pkgr_t *r) { return &r->info; }
+const bson_t *pkgr_manifest(const pkgr_t *r) { return &r->manifest; }
+
+bool pkgr_has_kind(const pkgr_t *r, fzip_kind_t kind) {
+  return (unsigned)kind < FZIP_KIND_COUNT && r->data[kind] != NULL;
+}
+
+size_t pkgr_file_count(const pkgr_t *r) { return r->n_files; }
+
+const pkgr_file_entry_t *pkgr_file_at(const pkgr_t *r, size_t i) {
+  return i < r->n_files ? &r->files[i]->file : NULL;
+}
+
+static int cmp_id_file(const void *key, const void *elem) {
+  return strcmp((const char *)key, (*(entry_t *const *)elem)->file.file_id);
+}
+
+static entry_t *find_file(const pkgr_t *r, const char *file_id) {
+  entry_t **e;
+  if (!file_id || !r->n_files)
+    return NULL;
+  e = bsearch(file_id, r->files, r->n_files, sizeof *r->files, cmp_id_file);
+  return e ? *e : NULL;
+}
+
+const pkgr_file_entry_t *pkgr_file_find(const pkgr_t *r, const char *file_id) {
+  entry_t *e = find_file(r, file_id);
+  return e ? &e->file : NULL;
+}
+
+bool pkgr_file_listed_missing(const pkgr_t *r, const char *file_id) {
+  return idlist_has(&r->missing_files, file_id);
+}
+
+size_t pkgr_external_count(const pkgr_t *r, fzip_kind_t kind) {
+  return (unsigned)kind < FZIP_KIND_COUNT ? r->external[kind].n : 0;
+}
+
+const char *pkgr_external_at(const pkgr_t *r, fzip_kind_t kind, size_t i) {
+  return i < pkgr_external_count(r, kind) ? r->external[kind].ids[i] : NULL;
+}
+
+bool pkgr_external_has(const pkgr_t *r, fzip_kind_t kind, const char *id) {
+  return (unsigned)kind < FZIP_KIND_COUNT && idlist_has(&r->external[kind], id);
+}
+
+/* ---- entity streams --------------------------------------------------- */
+
+bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
+                        fzip_error_t *error) {
+  pkgr_entities_t *it;
+  *out = NULL;
+  if ((unsigned)kind >= FZIP_KIND_COUNT)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT, "bad kind");
+  if (!(it = calloc(1, sizeof *it)))
+    return oom(error);
+  it->r = r;
+  it->kind = kind;
+  bson_init(&it->doc);
+  if (!r->data[kind]) {
+    it->empty = it->ended = true;
+    *out = it;
+    return true;
+  }
+  if (!stream_open(&it->s, r, r->data[kind], r->lim.max_data_entry, error) ||
+      !(it->json = pkgjr_reader_new(json_source, &it->s, &r->lim.json))) {
+    if (!fzip_error_is_set(error))
+      oom(error);
+    pkgr_entities_destroy(it);
+    return false;
+  }
+  *out = it;
+  return true;
+}
+
+bool pkgr_entities_next(pkgr_entities_t *it, const bson_t **doc, fzip_error_t *error) {
+  const fzip_kind_info_t *info = fzip_kind_info(it->kind);
+  char key[MANIFEST_KEY_CAP];
+  bool more = false;
+
+  if (it->ended)
+    return false;
+  if (!it->started) {
+    it->started = true;
+    if (!pkgjr_open_array(key, sizeof key, it->json, error))
+      goto fail;
+    if (strcmp(key, info->name) != 0) {
+      fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                     "top-level key \"%.40s\" is not \"%s\"", key, info->name);
+      goto fail;
+    }
+  }
+  if (!pkgjr_next_document(&more, &it->doc, it->json, error))
+    goto fail;
+  if (!more) {
+    it->ended = true;
+    return false;
+  }
+  it->count++;
+  *doc = &it->doc;
+  return true;
+fail:
+  it->ended = true;
+  it->empty = false;
+  it->started = true;
+  it->s.done = UINT64_MAX; /* finish must not verify a stream that failed */
+  return false;
+}
+
+uint64_t pkgr_entities_count(const pkgr_entities_t *it) { return it->count; }
+
+bool pkgr_entities_finish(char *hex_out, pkgr_entities_t *it, fzip_error_t *error) {
+  char drain[256];
+  size_t n = 0;
+  if (it->empty)
+    return true;
+  if (!it->ended || it->s.done == UINT64_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_FAILED_PRECONDITION,
+                          "%s was not read to its end", it->s.e ? it->s.e->name : "entry");
+  /* The JSON reader saw the end of input, so the stream is drained; one
+   * more read makes libzip check the CRC. */
+  if (!stream_read(&it->s, drain, sizeof drain, &n, error))
+    return false;
+  return stream_verify(hex_out, &it->s, error);
+}
+
+void pkgr_entities_destroy(pkgr_entities_t *it) {
+  if (!it)
+    return;
+  pkgjr_reader_destroy(it->json);
+  stream_close(&it->s);
+  bson_destroy(&it->doc);
+  free(it);
+}
+
+/* ---- file bytes ------------------------------------------------------- */
+
+bool pkgr_file_open(pkgr_file_t **out, pkgr_t *r, const char *file_id, fzip_error_t *error) {
+  entry_t *e = find_file(r, file_id);
+  pkgr_file_t *f;
+  *out = NULL;
+  if (!e)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_NOT_FOUND,
+                          "the package holds no bytes for file %s", file_id ? file_id : "?");
+  if (!(f = calloc(1, sizeof *f)))
+    return oom(error);
+  if (!stream_open(&f->s, r, e, r->lim.max_file_entry, error)) {
+    pkgr_file_destroy(f);
+    return false;
+  }
+  *out = f;
+  return true;
+}
+
+bool pkgr_file_read(pkgr_file_t *f, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  *n = 0;
+  if (f->ended)
+    return true;
+  if (!stream_read(&f->s, buf, cap, n, error))
+    return false;
+  if (*n == 0) {
+    f->ended = true;
+    return stream_verify(NULL, &f->s, error);
+  }
+  return true;
+}
+
+void pkgr_file_destroy(pkgr_file_t *f) {
+  if (!f)
+    return;
+  stream_close(&f->s);
+  free(f);
+}

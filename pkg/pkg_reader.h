@@ -1,0 +1,174 @@
+/*
+ * pkg_reader: opens an FZIP package (docs/FORMAT.md) for reading, safely.
+ *
+ * A package is an uploaded, untrusted zip.  pkgr_open() reads only the
+ * central directory and the manifest, and refuses the package before any
+ * entity is looked at when the archive itself is unsafe or unreadable:
+ * not a zip, too many entries, an entry or the total too large, a
+ * compression ratio typical of zip bombs, absolute or `..` paths, links or
+ * other special files, duplicate names, encrypted entries, compression
+ * methods other than stored/deflate, a missing or malformed manifest, or
+ * a format version this build does not read.  Each problem found is
+ * reported through the caller's issue callback with a stable rule name
+ * (see "Validation" in docs/FORMAT.md), so one upload lists all archive
+ * problems at once.
+ *
+ * After a successful open the caller streams what it needs:
+ *   - entities of one kind, one bson_t at a time, through pkg_jsonread,
+ *     hashing the entry's bytes as they pass (pkgr_entities_*); the
+ *     validator and the restore step both use it, in dependency order;
+ *   - the bytes of one transaction file (pkgr_file_*), also hashed.
+ * The checksum of an entry is known once the entry has been read to its
+ * end: pkgr_entities_finish() and the last pkgr_file_read() compare it to
+ * the manifest and fail with FZIP_ERR_DATA_LOSS on a mismatch.  No entry
+ * is ever read into memory whole; bytes read from an entry beyond the size
+ * its header declares are an error (a lying header cannot inflate more).
+ *
+ * A pkgr_t and its iterators belong to one thread at a time.
+ */
+#ifndef PKG_READER_H
+#define PKG_READER_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fzip_entity.h"
+#include "fzip_error.h"
+#include "fzip_util.h"
+#include "pkg_jsonread.h"
+#include "pkg_writer.h"
+
+/* Default limits (pkgr_limits_default). */
+#define PKGR_ENTRIES_MAX (PKG_FILES_MAX + 64)           /* zip entries, directories included */
+#define PKGR_ENTRY_NAME_MAX 512                         /* bytes of one entry name */
+#define PKGR_DATA_ENTRY_MAX (8ULL * 1024 * 1024 * 1024) /* uncompressed bytes of data/<kind>.json */
+#define PKGR_FILE_ENTRY_MAX (256ULL * 1024 * 1024)      /* uncompressed bytes of one files/ entry */
+#define PKGR_MANIFEST_MAX (64ULL * 1024 * 1024)         /* uncompressed bytes of manifest.json */
+#define PKGR_TOTAL_MAX (32ULL * 1024 * 1024 * 1024)     /* uncompressed bytes of all entries */
+#define PKGR_RATIO_MAX 200         /* uncompressed / compressed size of an entry or the archive */
+#define PKGR_RATIO_MIN_BYTES (1024 * 1024) /* entries smaller than this skip the ratio check */
+#define PKGR_READ_CHUNK (64 * 1024)        /* bytes read from libzip at a time */
+#define PKGR_VERSION_MAX 32                /* bytes of a version string kept */
+#define PKGR_INFO_STRING_MAX 256           /* bytes of other informational strings kept */
+
+typedef struct {
+  uint64_t max_entries;
+  uint64_t max_data_entry;
+  uint64_t max_file_entry;
+  uint64_t max_manifest;
+  uint64_t max_total;
+  uint64_t max_ratio;
+  pkgjr_limits_t json; /* applied to data entries; the manifest gets max_manifest */
+} pkgr_limits_t;
+
+void pkgr_limits_default(pkgr_limits_t *limits);
+
+/* Values match fzip.v1.ValidationIssue.Severity. */
+typedef enum { PKGR_SEVERITY_ERROR = 1, PKGR_SEVERITY_WARNING = 2 } pkgr_severity_t;
+
+/* One finding.  Strings are borrowed for the duration of the callback;
+ * those that do not apply are NULL.  `rule` is a stable machine name
+ * ("archive.path", "checksum.mismatch", "reference.dangling", ...). */
+typedef struct {
+  pkgr_severity_t severity;
+  const char *rule;
+  const char *entry;     /* zip entry, e.g. "data/transactions.json" */
+  int kind;              /* fzip_kind_t, or -1 */
+  const char *entity_id;
+  const char *field;     /* dotted path inside the entity or manifest */
+  const char *reason;    /* one human sentence */
+} pkgr_issue_t;
+
+typedef void (*pkgr_issue_fn)(void *ctx, const pkgr_issue_t *issue);
+
+/* What the manifest says about the package (informational strings are
+ * cut to PKGR_INFO_STRING_MAX - 1 bytes; "" when absent). */
+typedef struct {
+  char format_version[PKGR_VERSION_MAX];
+  int format_major, format_minor;
+  int64_t export_timestamp_ms; /* 0 when absent */
+  char source_user_id[PKGR_INFO_STRING_MAX]; /* never trusted for anything */
+  char application_version[PKGR_INFO_STRING_MAX];
+  char export_type[PKGR_INFO_STRING_MAX];
+  bool has_count[FZIP_KIND_COUNT]; /* data_summary.<kind>_count present */
+  uint64_t count[FZIP_KIND_COUNT];
+  bool has_files_count;
+  uint64_t files_count;
+} pkgr_info_t;
+
+/* One files/<fileId>/<name> entry. */
+typedef struct {
+  const char *file_id;
+  const char *name;  /* the last path component */
+  const char *entry; /* the whole entry name */
+  uint64_t size;     /* declared uncompressed size */
+} pkgr_file_entry_t;
+
+typedef struct pkgr pkgr_t;
+
+/* Opens `path` read-only and runs the archive and manifest checks,
+ * reporting each problem to on_issue (may be NULL).  On success *out is
+ * the caller's (pkgr_destroy).  Fails with domain FZIP_DOMAIN_VALIDATION
+ * (code INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a limit) when the
+ * package was refused, after at least one error issue was reported; any
+ * other domain is a failure to try (missing file, out of memory).
+ * Warnings (unknown entries, missing checksums) do not refuse it.
+ * limits NULL: defaults; copied. */
+bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
+               pkgr_issue_fn on_issue, void *issue_ctx, fzip_error_t *error);
+void pkgr_destroy(pkgr_t *r); /* accepts NULL; no iterator may outlive it */
+
+const pkgr_info_t *pkgr_info(const pkgr_t *r);       /* borrowed */
+const bson_t *pkgr_manifest(const pkgr_t *r);        /* borrowed, the parsed manifest */
+bool pkgr_has_kind(const pkgr_t *r, fzip_kind_t kind); /* data/<kind>.json is present */
+const char *pkgr_data_entry(fzip_kind_t kind);       /* "data/<kind>.json" */
+
+/* files/ entries, sorted by file id; the pointers live as long as r. */
+size_t pkgr_file_count(const pkgr_t *r);
+const pkgr_file_entry_t *pkgr_file_at(const pkgr_t *r, size_t i);
+const pkgr_file_entry_t *pkgr_file_find(const pkgr_t *r, const char *file_id); /* or NULL */
+/* The file id is in the manifest's files_missing list (its bytes were not
+ * available at export, so none are expected). */
+bool pkgr_file_listed_missing(const pkgr_t *r, const char *file_id);
+
+/* Ids the manifest lists under external_references.<kind>: entities the
+ * package refers to without containing (selective exports). */
+size_t pkgr_external_count(const pkgr_t *r, fzip_kind_t kind);
+const char *pkgr_external_at(const pkgr_t *r, fzip_kind_t kind, size_t i);
+bool pkgr_external_has(const pkgr_t *r, fzip_kind_t kind, const char *id);
+
+/* ---- entity streams --------------------------------------------------- */
+
+typedef struct pkgr_entities pkgr_entities_t;
+
+/* Starts streaming data/<kind>.json.  A kind the package does not hold
+ * gives a stream with no entities.  *out is the caller's.  Several streams
+ * may be open at once. */
+bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
+                        fzip_error_t *error);
+/* Returns true and sets *doc (borrowed until the next call) while entities
+ * remain; returns false at the end (error untouched) or on failure (error
+ * set, FZIP_DOMAIN_PACKAGE, message "byte N: ..."). */
+bool pkgr_entities_next(pkgr_entities_t *it, const bson_t **doc, fzip_error_t *error);
+/* Entities returned so far. */
+uint64_t pkgr_entities_count(const pkgr_entities_t *it);
+/* After the end: compares the entry's sha256 with the manifest (DATA_LOSS
+ * on a mismatch; true when the manifest gives none).  hex_out (may be NULL,
+ * FZIP_SHA256_HEX_LEN + 1 bytes) receives the digest. */
+bool pkgr_entities_finish(char *hex_out, pkgr_entities_t *it, fzip_error_t *error);
+void pkgr_entities_destroy(pkgr_entities_t *it); /* accepts NULL */
+
+/* ---- transaction file bytes ------------------------------------------- */
+
+typedef struct pkgr_file pkgr_file_t;
+
+/* Opens the bytes of files/<file_id>/...; NOT_FOUND if the package has none. */
+bool pkgr_file_open(pkgr_file_t **out, pkgr_t *r, const char *file_id, fzip_error_t *error);
+/* Reads up to cap bytes; *n == 0 at the end, where the checksum is
+ * compared with the manifest (DATA_LOSS on a mismatch). */
+bool pkgr_file_read(pkgr_file_t *f, void *buf, size_t cap, size_t *n, fzip_error_t *error);
+void pkgr_file_destroy(pkgr_file_t *f); /* accepts NULL */
+
+#endif

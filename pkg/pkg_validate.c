@@ -1,0 +1,1242 @@
+/*
+ * pkg_validate: see pkg_validate.h.
+ *
+ * The schema is data: one table of field specs per kind (and per nested
+ * object: rules, assignments, mappings, dateRange), read by one checker.
+ * Fields the table does not name are ignored, so a newer minor format may
+ * add fields.  References are resolved as each entity is read, because
+ * the dependency order guarantees the target kind was read before, except
+ * for the two that point forward or sideways (account -> default file
+ * map, category -> parent), which are kept as pairs and resolved at the
+ * end, where the category pairs also give the graph for cycle detection.
+ */
+#include "pkg_validate.h"
+
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the schema ------------------------------------------------------- */
+
+typedef enum {
+  F_STR,      /* string of at most max bytes (min 1 when required) */
+  F_ID,       /* fzip_id_is_valid */
+  F_DEC,      /* decimal string */
+  F_TIME,     /* epoch ms in [PKGV_TIME_MIN, PKGV_TIME_MAX] */
+  F_INT,      /* integer in [min, max] */
+  F_NUM,      /* integer or double in [min, max] */
+  F_BOOL,
+  F_ENUM,     /* one of enums */
+  F_CURRENCY, /* three upper-case letters or "other" */
+  F_OBJ,      /* object checked against sub */
+  F_ANYOBJ,   /* any object */
+  F_ARR,      /* array of objects checked against sub */
+} ftype_t;
+
+typedef struct field_spec {
+  const char *name;
+  ftype_t type;
+  bool required;
+  int64_t min, max; /* F_STR: max bytes; F_INT/F_NUM: range; F_ARR: max items */
+  const char *const *enums;
+  const struct field_spec *sub; /* terminated by a NULL name */
+} field_t;
+
+#define NOLIM 0, 0
+#define ANYINT INT64_MIN, INT64_MAX
+#define END {NULL, F_STR, false, NOLIM, NULL, NULL}
+
+static const char *const account_types[] = {"checking", "savings", "credit_card", "investment",
+                                            "loan", "other", NULL};
+static const char *const category_types[] = {"INCOME", "EXPENSE", "TRANSFER", NULL};
+static const char *const inherit_modes[] = {"additive", "override", "disabled", NULL};
+static const char *const match_fields[] = {"description", "payee", "memo", "amount", NULL};
+static const char *const conditions[] = {"contains",       "starts_with", "ends_with",
+                                         "equals",         "regex",       "amount_greater",
+                                         "amount_less",    "amount_between",
+                                         "amount_range",   NULL};
+static const char *const assignment_status[] = {"suggested", "confirmed", NULL};
+static const char *const processing_status[] = {"pending", "processing", "processed", "error",
+                                                "needs_mapping", NULL};
+static const char *const file_formats[] = {"csv",   "ofx",  "qfx",  "qif",   "pdf",
+                                           "xlsx",  "other", "json", "excel", NULL};
+static const char *const analytic_types[] = {
+    "cash_flow",          "category_trends",  "budget_performance", "financial_health",
+    "credit_utilization", "payment_patterns", "account_efficiency", "merchant_analysis",
+    "goal_progress",      "recommendations",  NULL};
+
+static const field_t rule_fields[] = {
+    {"ruleId", F_STR, true, 0, FZIP_ID_MAX, NULL, NULL},
+    {"fieldToMatch", F_ENUM, true, NOLIM, match_fields, NULL},
+    {"condition", F_ENUM, true, NOLIM, conditions, NULL},
+    {"value", F_STR, false, 0, 1000, NULL, NULL},
+    {"caseSensitive", F_BOOL, false, NOLIM, NULL, NULL},
+    {"priority", F_INT, false, 0, 100, NULL, NULL},
+    {"enabled", F_BOOL, false, NOLIM, NULL, NULL},
+    {"confidence", F_INT, false, 0, 100, NULL, NULL},
+    {"amountMin", F_DEC, false, NOLIM, NULL, NULL},
+    {"amountMax", F_DEC, false, NOLIM, NULL, NULL},
+    {"allowMultipleMatches", F_BOOL, false, NOLIM, NULL, NULL},
+    {"autoSuggest", F_BOOL, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t assignment_fields[] = {
+    {"categoryId", F_ID, true, NOLIM, NULL, NULL},
+    {"status", F_ENUM, false, NOLIM, assignment_status, NULL},
+    {"confidence", F_NUM, false, 0, 100, NULL, NULL},
+    {"isManual", F_BOOL, false, NOLIM, NULL, NULL},
+    {"assignedAt", F_TIME, false, NOLIM, NULL, NULL},
+    {"confirmedAt", F_TIME, false, NOLIM, NULL, NULL},
+    {"ruleId", F_STR, false, 0, FZIP_ID_MAX, NULL, NULL},
+    END};
+
+static const field_t mapping_fields[] = {
+    {"sourceField", F_STR, true, 0, 255, NULL, NULL},
+    {"targetField", F_STR, true, 0, 255, NULL, NULL},
+    {"transformation", F_STR, false, 0, 255, NULL, NULL},
+    END};
+
+static const field_t date_range_fields[] = {
+    {"startDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"endDate", F_TIME, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t account_fields[] = {
+    {"accountId", F_ID, true, NOLIM, NULL, NULL},
+    {"accountName", F_STR, true, 0, 100, NULL, NULL},
+    {"accountType", F_ENUM, true, NOLIM, account_types, NULL},
+    {"institution", F_STR, false, 0, 100, NULL, NULL},
+    {"balance", F_DEC, false, NOLIM, NULL, NULL},
+    {"currency", F_CURRENCY, false, NOLIM, NULL, NULL},
+    {"notes", F_STR, false, 0, 1000, NULL, NULL},
+    {"isActive", F_BOOL, false, NOLIM, NULL, NULL},
+    {"defaultFileMapId", F_ID, false, NOLIM, NULL, NULL},
+    {"firstTransactionDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"lastTransactionDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"importsStartDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"importsEndDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"createdAt", F_TIME, false, NOLIM, NULL, NULL},
+    {"updatedAt", F_TIME, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t category_fields[] = {
+    {"categoryId", F_ID, true, NOLIM, NULL, NULL},
+    {"name", F_STR, true, 0, 255, NULL, NULL},
+    {"type", F_ENUM, true, NOLIM, category_types, NULL},
+    {"parentCategoryId", F_ID, false, NOLIM, NULL, NULL},
+    {"icon", F_STR, false, 0, 255, NULL, NULL},
+    {"color", F_STR, false, 0, 64, NULL, NULL},
+    {"inheritParentRules", F_BOOL, false, NOLIM, NULL, NULL},
+    {"ruleInheritanceMode", F_ENUM, false, NOLIM, inherit_modes, NULL},
+    {"rules", F_ARR, false, 0, PKGV_RULES_MAX, NULL, rule_fields},
+    {"createdAt", F_TIME, false, NOLIM, NULL, NULL},
+    {"updatedAt", F_TIME, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t file_map_fields[] = {
+    {"fileMapId", F_ID, true, NOLIM, NULL, NULL},
+    {"name", F_STR, true, 0, 255, NULL, NULL},
+    {"mappings", F_ARR, false, 0, 1000, NULL, mapping_fields},
+    {"accountId", F_ID, false, NOLIM, NULL, NULL},
+    {"description", F_STR, false, 0, 1000, NULL, NULL},
+    {"reverseAmounts", F_BOOL, false, NOLIM, NULL, NULL},
+    {"createdAt", F_TIME, false, NOLIM, NULL, NULL},
+    {"updatedAt", F_TIME, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t transaction_file_fields[] = {
+    {"fileId", F_ID, true, NOLIM, NULL, NULL},
+    {"fileName", F_STR, true, 0, 1024, NULL, NULL},
+    {"uploadDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"fileSize", F_INT, false, 0, INT64_MAX, NULL, NULL},
+    {"s3Key", F_STR, false, 0, 1024, NULL, NULL},
+    {"processingStatus", F_ENUM, false, NOLIM, processing_status, NULL},
+    {"processedDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"fileFormat", F_ENUM, false, NOLIM, file_formats, NULL},
+    {"accountId", F_ID, false, NOLIM, NULL, NULL},
+    {"fileMapId", F_ID, false, NOLIM, NULL, NULL},
+    {"recordCount", F_INT, false, 0, INT64_MAX, NULL, NULL},
+    {"dateRange", F_OBJ, false, NOLIM, NULL, date_range_fields},
+    {"errorMessage", F_STR, false, 0, 1000, NULL, NULL},
+    {"openingBalance", F_DEC, false, NOLIM, NULL, NULL},
+    {"closingBalance", F_DEC, false, NOLIM, NULL, NULL},
+    {"currency", F_CURRENCY, false, NOLIM, NULL, NULL},
+    {"duplicateCount", F_INT, false, 0, INT64_MAX, NULL, NULL},
+    {"transactionCount", F_INT, false, 0, INT64_MAX, NULL, NULL},
+    {"createdAt", F_TIME, false, NOLIM, NULL, NULL},
+    {"updatedAt", F_TIME, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t transaction_fields[] = {
+    {"transactionId", F_ID, true, NOLIM, NULL, NULL},
+    {"accountId", F_ID, true, NOLIM, NULL, NULL},
+    {"fileId", F_ID, false, NOLIM, NULL, NULL},
+    {"date", F_TIME, true, NOLIM, NULL, NULL},
+    {"description", F_STR, false, 0, 1000, NULL, NULL},
+    {"amount", F_DEC, true, NOLIM, NULL, NULL},
+    {"currency", F_CURRENCY, false, NOLIM, NULL, NULL},
+    {"balance", F_DEC, false, NOLIM, NULL, NULL},
+    {"importOrder", F_INT, false, ANYINT, NULL, NULL},
+    {"transactionType", F_STR, false, 0, 50, NULL, NULL},
+    {"memo", F_STR, false, 0, 1000, NULL, NULL},
+    {"checkNumber", F_STR, false, 0, 50, NULL, NULL},
+    {"fitId", F_STR, false, 0, 100, NULL, NULL},
+    {"status", F_STR, false, 0, 50, NULL, NULL},
+    {"statusDate", F_STR, false, 0, 100, NULL, NULL},
+    {"transactionHash", F_INT, false, ANYINT, NULL, NULL},
+    {"categories", F_ARR, false, 0, 1000, NULL, assignment_fields},
+    {"primaryCategoryId", F_ID, false, NOLIM, NULL, NULL},
+    {"createdAt", F_TIME, false, NOLIM, NULL, NULL},
+    {"updatedAt", F_TIME, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t analytics_fields[] = {
+    {"analyticsId", F_ID, true, NOLIM, NULL, NULL},
+    {"analyticType", F_ENUM, false, NOLIM, analytic_types, NULL},
+    {"timePeriod", F_STR, false, 0, 100, NULL, NULL},
+    {"accountId", F_ID, false, NOLIM, NULL, NULL},
+    {"data", F_ANYOBJ, false, NOLIM, NULL, NULL},
+    {"computedDate", F_TIME, false, NOLIM, NULL, NULL},
+    {"dataThroughDate", F_TIME, false, NOLIM, NULL, NULL},
+    END};
+
+static const field_t *const kind_fields[FZIP_KIND_COUNT] = {
+    account_fields,   category_fields,    file_map_fields, transaction_file_fields,
+    transaction_fields, analytics_fields};
+
+/* References resolved as the entity is read (the target kind comes first). */
+typedef struct {
+  fzip_kind_t from;
+  const char *field;
+  fzip_kind_t to;
+  bool deferred; /* the target kind is read later, or is the same kind */
+} ref_t;
+
+static const ref_t refs[] = {
+    {FZIP_KIND_ACCOUNT, "defaultFileMapId", FZIP_KIND_FILE_MAP, true},
+    {FZIP_KIND_CATEGORY, "parentCategoryId", FZIP_KIND_CATEGORY, true},
+    {FZIP_KIND_FILE_MAP, "accountId", FZIP_KIND_ACCOUNT, false},
+    {FZIP_KIND_TRANSACTION_FILE, "accountId", FZIP_KIND_ACCOUNT, false},
+    {FZIP_KIND_TRANSACTION_FILE, "fileMapId", FZIP_KIND_FILE_MAP, false},
+    {FZIP_KIND_TRANSACTION, "accountId", FZIP_KIND_ACCOUNT, false},
+    {FZIP_KIND_TRANSACTION, "fileId", FZIP_KIND_TRANSACTION_FILE, false},
+    {FZIP_KIND_TRANSACTION, "primaryCategoryId", FZIP_KIND_CATEGORY, false},
+    {FZIP_KIND_ANALYTICS, "accountId", FZIP_KIND_ACCOUNT, false},
+};
+
+static bool is_ref_target(fzip_kind_t k) {
+  return k == FZIP_KIND_ACCOUNT || k == FZIP_KIND_CATEGORY || k == FZIP_KIND_FILE_MAP ||
+         k == FZIP_KIND_TRANSACTION_FILE;
+}
+
+/* ---- hash sets -------------------------------------------------------- */
+
+typedef struct {
+  char **slots;
+  size_t cap, n, max;
+} strset_t;
+
+typedef struct {
+  uint64_t *slots;
+  size_t cap, n, max;
+} fpset_t;
+
+static uint64_t hash64(const char *s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  h ^= h >> 33; /* splitmix-style finaliser: FNV's low bits are weak */
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h ? h : 1;
+}
+
+static bool strset_has(const strset_t *s, const char *id) {
+  if (!s->cap)
+    return false;
+  for (size_t j = hash64(id) & (s->cap - 1); s->slots[j]; j = (j + 1) & (s->cap - 1)) {
+    if (strcmp(s->slots[j], id) == 0)
+      return true;
+  }
+  return false;
+}
+
+static bool strset_grow(strset_t *s) {
+  size_t cap = s->cap ? s->cap * 2 : 256;
+  char **slots = calloc(cap, sizeof *slots);
+  if (!slots)
+    return false;
+  for (size_t i = 0; i < s->cap; i++) {
+    if (!s->slots[i])
+      continue;
+    size_t j = hash64(s->slots[i]) & (cap - 1);
+    while (slots[j])
+      j = (j + 1) & (cap - 1);
+    slots[j] = s->slots[i];
+  }
+  free(s->slots);
+  s->slots = slots;
+  s->cap = cap;
+  return true;
+}
+
+/* 1 added, 0 already present, -1 out of memory, -2 over the cap. */
+static int strset_add(strset_t *s, const char *id) {
+  if (strset_has(s, id))
+    return 0;
+  if (s->n >= s->max)
+    return -2;
+  if ((s->n + 1) * 2 > s->cap && !strset_grow(s))
+    return -1;
+  size_t j = hash64(id) & (s->cap - 1);
+  while (s->slots[j])
+    j = (j + 1) & (s->cap - 1);
+  if (!(s->slots[j] = strdup(id)))
+    return -1;
+  s->n++;
+  return 1;
+}
+
+static void strset_free(strset_t *s) {
+  for (size_t i = 0; i < s->cap; i++)
+    free(s->slots[i]);
+  free(s->slots);
+  memset(s, 0, sizeof *s);
+}
+
+static bool fpset_grow(fpset_t *s) {
+  size_t cap = s->cap ? s->cap * 2 : 1024;
+  uint64_t *slots = calloc(cap, sizeof *slots);
+  if (!slots)
+    return false;
+  for (size_t i = 0; i < s->cap; i++) {
+    if (!s->slots[i])
+      continue;
+    size_t j = s->slots[i] & (cap - 1);
+    while (slots[j])
+      j = (j + 1) & (cap - 1);
+    slots[j] = s->slots[i];
+  }
+  free(s->slots);
+  s->slots = slots;
+  s->cap = cap;
+  return true;
+}
+
+/* Same returns as strset_add. */
+static int fpset_add(fpset_t *s, const char *id) {
+  uint64_t h = hash64(id);
+  if (s->n >= s->max)
+    return -2;
+  if ((s->n + 1) * 2 > s->cap && !fpset_grow(s))
+    return -1;
+  size_t j = h & (s->cap - 1);
+  for (; s->slots[j]; j = (j + 1) & (s->cap - 1)) {
+    if (s->slots[j] == h)
+      return 0;
+  }
+  s->slots[j] = h;
+  s->n++;
+  return 1;
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+typedef struct {
+  fzip_kind_t from;
+  char *id;
+  const char *field;
+  char *target;
+} pending_t;
+
+typedef struct {
+  const char *id;
+  const char *parent;
+  int color;
+} catnode_t;
+
+typedef struct {
+  const pkgv_options_t *opt;
+  pkgv_result_t *res;
+  pkgr_t *r;
+  strset_t ids[FZIP_KIND_COUNT]; /* referenced kinds */
+  fpset_t fps[FZIP_KIND_COUNT];  /* the others */
+  pending_t *pending;
+  size_t n_pending, cap_pending;
+  /* the entity being checked */
+  fzip_kind_t kind;
+  const char *entry;
+  const char *entity_id;
+  bool entity_failed;
+  /* conflict batch */
+  char *batch[STORE_BATCH_MAX];
+  size_t n_batch;
+  uint64_t entities_done;
+} vctx_t;
+
+/* ---- issues ----------------------------------------------------------- */
+
+static void cut(char *dst, size_t cap, const char *src) {
+  snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* Field paths are cut at PKGV_FIELD_MAX: they name, they are not parsed. */
+__attribute__((format(printf, 2, 3))) static void field_path(char out[PKGV_FIELD_MAX],
+                                                             const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out, PKGV_FIELD_MAX, fmt, ap);
+  va_end(ap);
+}
+
+static void record(pkgv_result_t *res, const pkgr_issue_t *is) {
+  res->issues_total++;
+  if (is->severity == PKGR_SEVERITY_ERROR)
+    res->errors_total++;
+  else
+    res->warnings_total++;
+  if ((unsigned)is->kind < FZIP_KIND_COUNT) {
+    if (is->severity == PKGR_SEVERITY_ERROR)
+      res->counts[is->kind].errors++;
+    else
+      res->counts[is->kind].warnings++;
+  }
+  if (res->n_issues >= PKGV_ISSUES_MAX)
+    return;
+  pkgv_issue_t *o = &res->issues[res->n_issues++];
+  o->severity = is->severity;
+  o->kind = is->kind;
+  cut(o->rule, sizeof o->rule, is->rule);
+  cut(o->entry, sizeof o->entry, is->entry);
+  cut(o->entity_id, sizeof o->entity_id, is->entity_id);
+  cut(o->field, sizeof o->field, is->field);
+  cut(o->reason, sizeof o->reason, is->reason);
+}
+
+static void on_reader_issue(void *ctx, const pkgr_issue_t *is) { record(ctx, is); }
+
+/* An issue about the entity being checked (kind, entry, id from ctx). */
+__attribute__((format(printf, 5, 6))) static void entity_issue(vctx_t *v, pkgr_severity_t sev,
+                                                               const char *rule,
+                                                               const char *field,
+                                                               const char *fmt, ...) {
+  char reason[PKGV_REASON_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  if (sev == PKGR_SEVERITY_ERROR)
+    v->entity_failed = true;
+  pkgr_issue_t is = {sev, rule, v->entry, (int)v->kind, v->entity_id, field, reason};
+  record(v->res, &is);
+}
+
+#define EERR(v, rule, field, ...) entity_issue(v, PKGR_SEVERITY_ERROR, rule, field, __VA_ARGS__)
+#define EWARN(v, rule, field, ...) \
+  entity_issue(v, PKGR_SEVERITY_WARNING, rule, field, __VA_ARGS__)
+
+static bool oom(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* ---- field checks ----------------------------------------------------- */
+
+static bool decimal_ok(const char *s) {
+  size_t n = strlen(s), i = 0, digits = 0, frac = 0;
+  if (n == 0 || n > PKGV_DECIMAL_MAX)
+    return false;
+  if (s[i] == '-')
+    i++;
+  for (; s[i] >= '0' && s[i] <= '9'; i++)
+    digits++;
+  if (s[i] == '.') {
+    for (i++; s[i] >= '0' && s[i] <= '9'; i++)
+      frac++;
+    if (frac == 0)
+      return false;
+  }
+  return digits > 0 && s[i] == '\0';
+}
+
+static bool currency_ok(const char *s) {
+  if (strcmp(s, "other") == 0)
+    return true;
+  for (int i = 0; i < 3; i++) {
+    if (s[i] < 'A' || s[i] > 'Z')
+      return false;
+  }
+  return s[3] == '\0';
+}
+
+static bool in_enum(const char *s, const char *const *e) {
+  for (; *e; e++) {
+    if (strcmp(s, *e) == 0)
+      return true;
+  }
+  return false;
+}
+
+static const char *type_name(ftype_t t) {
+  switch (t) {
+  case F_STR: case F_ID: case F_DEC: case F_ENUM: case F_CURRENCY: return "a string";
+  case F_TIME: case F_INT: return "an integer";
+  case F_NUM: return "a number";
+  case F_BOOL: return "a boolean";
+  case F_OBJ: case F_ANYOBJ: return "an object";
+  case F_ARR: return "an array";
+  }
+  return "?";
+}
+
+static bool holds_type(const bson_iter_t *it, ftype_t t) {
+  switch (t) {
+  case F_STR: case F_ID: case F_DEC: case F_ENUM: case F_CURRENCY: return BSON_ITER_HOLDS_UTF8(it);
+  case F_TIME: case F_INT: return BSON_ITER_HOLDS_INT64(it) || BSON_ITER_HOLDS_INT32(it);
+  case F_NUM: return BSON_ITER_HOLDS_NUMBER(it);
+  case F_BOOL: return BSON_ITER_HOLDS_BOOL(it);
+  case F_OBJ: case F_ANYOBJ: return BSON_ITER_HOLDS_DOCUMENT(it);
+  case F_ARR: return BSON_ITER_HOLDS_ARRAY(it);
+  }
+  return false;
+}
+
+static void check_object(vctx_t *v, const bson_t *doc, const field_t *spec, const char *prefix);
+
+static void check_array(vctx_t *v, const bson_iter_t *it, const field_t *f, const char *path) {
+  bson_iter_t arr;
+  char ipath[PKGV_FIELD_MAX];
+  int64_t i = 0;
+  if (!bson_iter_recurse(it, &arr))
+    return;
+  while (bson_iter_next(&arr)) {
+    field_path(ipath, "%s[%lld]", path, (long long)i);
+    if (i++ >= f->max) {
+      EERR(v, "schema.length", path, "more than %lld items", (long long)f->max);
+      return;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&arr)) {
+      EERR(v, "schema.type", ipath, "item is not an object");
+      continue;
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_t child;
+    bson_iter_document(&arr, &len, &data);
+    if (bson_init_static(&child, data, len))
+      check_object(v, &child, f->sub, ipath);
+  }
+}
+
+static void check_string(vctx_t *v, const char *s, uint32_t len, const field_t *f,
+                         const char *path) {
+  switch (f->type) {
+  case F_STR:
+    if ((int64_t)len > f->max)
+      EERR(v, "schema.length", path, "%u bytes, more than %lld", len, (long long)f->max);
+    else if (f->required && len == 0)
+      EERR(v, "schema.required", path, "must not be empty");
+    break;
+  case F_ID:
+    if (strlen(s) != len || !fzip_id_is_valid(s))
+      EERR(v, "schema.id", path, "not a valid id (1-%d printable ASCII, no '/' or '\\')",
+           FZIP_ID_MAX);
+    break;
+  case F_DEC:
+    if (strlen(s) != len || !decimal_ok(s))
+      EERR(v, "schema.decimal", path, "\"%.40s\" is not a decimal string", s);
+    break;
+  case F_ENUM:
+    if (strlen(s) != len || !in_enum(s, f->enums))
+      EERR(v, "schema.enum", path, "\"%.40s\" is not an allowed value", s);
+    break;
+  case F_CURRENCY:
+    if (strlen(s) != len || !currency_ok(s))
+      EERR(v, "schema.enum", path, "\"%.40s\" is not a currency code", s);
+    break;
+  default:
+    break;
+  }
+}
+
+static void check_field(vctx_t *v, const bson_iter_t *it, const field_t *f, const char *path) {
+  uint32_t len;
+  const char *s;
+
+  if (!holds_type(it, f->type)) {
+    EERR(v, "schema.type", path, "must be %s", type_name(f->type));
+    return;
+  }
+  switch (f->type) {
+  case F_TIME: {
+    int64_t t = bson_iter_as_int64(it);
+    if (t < PKGV_TIME_MIN || t > PKGV_TIME_MAX)
+      EERR(v, "schema.timestamp", path, "%lld is outside 1900..2200 in epoch ms", (long long)t);
+    break;
+  }
+  case F_INT: {
+    int64_t n = bson_iter_as_int64(it);
+    if (n < f->min || n > f->max)
+      EERR(v, "schema.range", path, "%lld is outside %lld..%lld", (long long)n,
+           (long long)f->min, (long long)f->max);
+    break;
+  }
+  case F_NUM: {
+    double d = bson_iter_as_double(it);
+    if (d < (double)f->min || d > (double)f->max)
+      EERR(v, "schema.range", path, "%g is outside %lld..%lld", d, (long long)f->min,
+           (long long)f->max);
+    break;
+  }
+  case F_OBJ: {
+    uint32_t dlen;
+    const uint8_t *data;
+    bson_t child;
+    bson_iter_document(it, &dlen, &data);
+    if (bson_init_static(&child, data, dlen))
+      check_object(v, &child, f->sub, path);
+    break;
+  }
+  case F_ARR:
+    check_array(v, it, f, path);
+    break;
+  case F_BOOL:
+  case F_ANYOBJ:
+    break;
+  default:
+    s = bson_iter_utf8(it, &len);
+    check_string(v, s, len, f, path);
+    break;
+  }
+}
+
+static void check_object(vctx_t *v, const bson_t *doc, const field_t *spec, const char *prefix) {
+  char path[PKGV_FIELD_MAX];
+  bson_iter_t it;
+
+  for (const field_t *f = spec; f->name; f++) {
+    if (prefix)
+      field_path(path, "%s.%s", prefix, f->name);
+    else
+      field_path(path, "%s", f->name);
+    if (!bson_iter_init_find(&it, doc, f->name) || BSON_ITER_HOLDS_NULL(&it)) {
+      if (f->required)
+        EERR(v, "schema.required", path, "required field is missing");
+      continue;
+    }
+    check_field(v, &it, f, path);
+  }
+}
+
+/* ---- business rules --------------------------------------------------- */
+
+static const char *str_of(const bson_t *doc, const char *field) {
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, field) || !BSON_ITER_HOLDS_UTF8(&it))
+    return NULL;
+  const char *s = bson_iter_utf8(&it, NULL);
+  return fzip_id_is_valid(s) ? s : NULL;
+}
+
+static bool resolves(vctx_t *v, fzip_kind_t to, const char *id) {
+  return strset_has(&v->ids[to], id) || pkgr_external_has(v->r, to, id);
+}
+
+static void dangling(vctx_t *v, const char *field, fzip_kind_t to, const char *id) {
+  EERR(v, "reference.dangling", field, "%s %.128s is neither in the package nor listed in "
+       "external_references", fzip_kind_info(to)->name, id);
+}
+
+static bool defer_ref(vctx_t *v, const char *field, fzip_kind_t to, const char *target,
+                      fzip_error_t *error) {
+  if (v->n_pending == v->cap_pending) {
+    size_t cap = v->cap_pending ? v->cap_pending * 2 : 64;
+    pending_t *p = realloc(v->pending, cap * sizeof *p);
+    if (!p)
+      return oom(error);
+    v->pending = p;
+    v->cap_pending = cap;
+  }
+  pending_t *p = &v->pending[v->n_pending];
+  p->from = v->kind;
+  p->field = field;
+  p->id = strdup(v->entity_id);
+  p->target = strdup(target);
+  if (!p->id || !p->target) {
+    free(p->id);
+    free(p->target);
+    return oom(error);
+  }
+  v->n_pending++;
+  (void)to;
+  return true;
+}
+
+static bool check_refs(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
+  for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+    const char *target;
+    if (refs[i].from != v->kind || !(target = str_of(doc, refs[i].field)))
+      continue;
+    if (refs[i].deferred) {
+      if (v->entity_id && !defer_ref(v, refs[i].field, refs[i].to, target, error))
+        return false;
+    } else if (!resolves(v, refs[i].to, target)) {
+      dangling(v, refs[i].field, refs[i].to, target);
+    }
+  }
+  return true;
+}
+
+/* Transactions' category assignments refer to categories. */
+static void check_assignments(vctx_t *v, const bson_t *doc) {
+  bson_iter_t it, arr, item;
+  char path[PKGV_FIELD_MAX];
+  int i = 0;
+  if (!bson_iter_init_find(&it, doc, "categories") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+      !bson_iter_recurse(&it, &arr))
+    return;
+  while (bson_iter_next(&arr) && i < 1000) {
+    snprintf(path, sizeof path, "categories[%d].categoryId", i++);
+    if (BSON_ITER_HOLDS_DOCUMENT(&arr) && bson_iter_recurse(&arr, &item) &&
+        bson_iter_find(&item, "categoryId") && BSON_ITER_HOLDS_UTF8(&item)) {
+      const char *id = bson_iter_utf8(&item, NULL);
+      if (fzip_id_is_valid(id) && !resolves(v, FZIP_KIND_CATEGORY, id))
+        dangling(v, path, FZIP_KIND_CATEGORY, id);
+    }
+  }
+}
+
+static void check_regex(vctx_t *v, const bson_t *rule, const char *path) {
+  bson_iter_t it;
+  char fpath[PKGV_FIELD_MAX];
+  regex_t re;
+  int flags = REG_EXTENDED | REG_NOSUB;
+  uint32_t len;
+  const char *pat;
+
+  field_path(fpath, "%s.value", path);
+  if (!bson_iter_init_find(&it, rule, "value") || !BSON_ITER_HOLDS_UTF8(&it)) {
+    EERR(v, "rule.regex", fpath, "a regex rule needs a pattern");
+    return;
+  }
+  pat = bson_iter_utf8(&it, &len);
+  if (len > PKGV_REGEX_MAX || strlen(pat) != len) {
+    EERR(v, "rule.regex", fpath, "pattern longer than %d bytes or holding NUL", PKGV_REGEX_MAX);
+    return;
+  }
+  if (bson_iter_init_find(&it, rule, "caseSensitive") && BSON_ITER_HOLDS_BOOL(&it) &&
+      !bson_iter_bool(&it))
+    flags |= REG_ICASE;
+  int rc = regcomp(&re, pat, flags);
+  if (rc != 0) {
+    char msg[128];
+    regerror(rc, &re, msg, sizeof msg);
+    EERR(v, "rule.regex", fpath, "pattern does not compile: %s", msg);
+    return;
+  }
+  regfree(&re);
+}
+
+/* Rule ids unique within the category; regex rules compile. */
+static void check_rules(vctx_t *v, const bson_t *doc) {
+  bson_iter_t it, arr;
+  const char *seen[PKGV_RULES_MAX];
+  char path[PKGV_FIELD_MAX];
+  size_t n = 0;
+
+  if (!bson_iter_init_find(&it, doc, "rules") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+      !bson_iter_recurse(&it, &arr))
+    return;
+  while (bson_iter_next(&arr) && n < PKGV_RULES_MAX) {
+    uint32_t len;
+    const uint8_t *data;
+    bson_t rule;
+    bson_iter_t f;
+    snprintf(path, sizeof path, "rules[%zu]", n);
+    if (!BSON_ITER_HOLDS_DOCUMENT(&arr))
+      continue;
+    bson_iter_document(&arr, &len, &data);
+    if (!bson_init_static(&rule, data, len))
+      continue;
+    if (bson_iter_init_find(&f, &rule, "ruleId") && BSON_ITER_HOLDS_UTF8(&f)) {
+      const char *rid = bson_iter_utf8(&f, NULL);
+      for (size_t i = 0; i < n; i++) {
+        if (seen[i] && strcmp(seen[i], rid) == 0) {
+          char fpath[PKGV_FIELD_MAX];
+          field_path(fpath, "%s.ruleId", path);
+          EERR(v, "rule.duplicate_id", fpath, "rule id %.64s appears twice in the category",
+               rid);
+          break;
+        }
+      }
+      seen[n] = rid;
+    } else {
+      seen[n] = NULL;
+    }
+    if (bson_iter_init_find(&f, &rule, "condition") && BSON_ITER_HOLDS_UTF8(&f) &&
+        strcmp(bson_iter_utf8(&f, NULL), "regex") == 0)
+      check_regex(v, &rule, path);
+    n++;
+  }
+}
+
+static void check_account_rules(vctx_t *v, const bson_t *doc) {
+  bson_iter_t a, b;
+  if (bson_iter_init_find(&a, doc, "balance") && BSON_ITER_HOLDS_UTF8(&a) &&
+      !(bson_iter_init_find(&b, doc, "currency") && BSON_ITER_HOLDS_UTF8(&b)))
+    EWARN(v, "business.currency", "currency", "an account with a balance should name its "
+          "currency");
+  if (bson_iter_init_find(&a, doc, "importsStartDate") && BSON_ITER_HOLDS_INT64(&a) &&
+      bson_iter_init_find(&b, doc, "importsEndDate") && BSON_ITER_HOLDS_INT64(&b) &&
+      bson_iter_int64(&a) > bson_iter_int64(&b))
+    EERR(v, "business.date_order", "importsStartDate", "importsStartDate is after "
+         "importsEndDate");
+}
+
+static void check_file_bytes(vctx_t *v) {
+  if (pkgr_file_find(v->r, v->entity_id))
+    return;
+  if (pkgr_file_listed_missing(v->r, v->entity_id))
+    EWARN(v, "file.bytes_missing", "fileId",
+          "the file's bytes were not available at export (manifest files_missing)");
+  else
+    EERR(v, "file.bytes_missing", "fileId", "no files/%s/ entry holds the file's bytes",
+         v->entity_id);
+}
+
+/* ---- conflicts -------------------------------------------------------- */
+
+static void note_conflict(vctx_t *v, const char *id) {
+  pkgv_result_t *res = v->res;
+  res->conflicts_total++;
+  if (res->n_conflicting_ids < PKGV_CONFLICT_IDS_MAX) {
+    size_t n = strlen(fzip_kind_info(v->kind)->name) + 1 + strlen(id) + 1;
+    char *s = malloc(n);
+    if (s) {
+      snprintf(s, n, "%s/%s", fzip_kind_info(v->kind)->name, id);
+      res->conflicting_ids[res->n_conflicting_ids++] = s;
+    }
+  }
+  const char *saved = v->entity_id;
+  v->entity_id = id;
+  EERR(v, "conflict.exists", fzip_kind_info(v->kind)->id_field,
+       "the user already has this %s (merge strategy fail_on_conflict)",
+       fzip_kind_info(v->kind)->name);
+  v->entity_id = saved;
+}
+
+static bool flush_batch(vctx_t *v, fzip_error_t *error) {
+  bool exists[STORE_BATCH_MAX];
+  pkgv_counts_t *c = &v->res->counts[v->kind];
+  bool ok = true;
+
+  if (!v->n_batch)
+    return true;
+  if (!v->opt->store) {
+    c->created += v->n_batch;
+  } else if (!(ok = store_entity_exists_many(exists, v->opt->store, v->opt->user_id, v->kind,
+                                             (const char *const *)v->batch, v->n_batch,
+                                             error))) {
+    fzip_error_prefix(error, "checking existing %s", fzip_kind_info(v->kind)->name);
+  } else {
+    for (size_t i = 0; i < v->n_batch; i++) {
+      if (!exists[i])
+        c->created++;
+      else if (v->opt->strategy == PKGV_OVERWRITE)
+        c->overwritten++;
+      else if (v->opt->strategy == PKGV_SKIP_EXISTING)
+        c->skipped++;
+      else
+        note_conflict(v, v->batch[i]);
+    }
+  }
+  for (size_t i = 0; i < v->n_batch; i++)
+    free(v->batch[i]);
+  v->n_batch = 0;
+  return ok;
+}
+
+static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
+  if (!(v->batch[v->n_batch] = strdup(id)))
+    return oom(error);
+  if (++v->n_batch == STORE_BATCH_MAX)
+    return flush_batch(v, error);
+  return true;
+}
+
+/* ---- one entity ------------------------------------------------------- */
+
+static bool note_id(vctx_t *v, fzip_error_t *error) {
+  const char *field = fzip_kind_info(v->kind)->id_field;
+  int rc = is_ref_target(v->kind) ? strset_add(&v->ids[v->kind], v->entity_id)
+                                  : fpset_add(&v->fps[v->kind], v->entity_id);
+  if (rc == -1)
+    return oom(error);
+  if (rc == -2) {
+    EERR(v, "limit.ids", field, "more than %d %s in one package",
+         is_ref_target(v->kind) ? PKGV_REF_IDS_MAX : PKGV_TXN_IDS_MAX,
+         fzip_kind_info(v->kind)->name);
+    return true;
+  }
+  if (rc == 0) {
+    EERR(v, "id.duplicate", field, "id appears more than once in the package");
+    return true;
+  }
+  return batch_id(v, v->entity_id, error);
+}
+
+static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
+  const fzip_kind_info_t *info = fzip_kind_info(v->kind);
+  bson_iter_t it;
+
+  v->entity_failed = false;
+  v->entity_id = NULL;
+  if (bson_iter_init_find(&it, doc, info->id_field) && BSON_ITER_HOLDS_UTF8(&it) &&
+      fzip_id_is_valid(bson_iter_utf8(&it, NULL)))
+    v->entity_id = bson_iter_utf8(&it, NULL);
+  check_object(v, doc, kind_fields[v->kind], NULL);
+  if (v->entity_id && !note_id(v, error))
+    return false;
+  if (!check_refs(v, doc, error))
+    return false;
+  if (v->kind == FZIP_KIND_TRANSACTION)
+    check_assignments(v, doc);
+  else if (v->kind == FZIP_KIND_CATEGORY)
+    check_rules(v, doc);
+  else if (v->kind == FZIP_KIND_ACCOUNT)
+    check_account_rules(v, doc);
+  else if (v->kind == FZIP_KIND_TRANSACTION_FILE && v->entity_id)
+    check_file_bytes(v);
+  v->res->counts[v->kind].in_package++;
+  if (!v->entity_failed)
+    v->res->counts[v->kind].valid++;
+  return true;
+}
+
+/* ---- the passes ------------------------------------------------------- */
+
+static bool tick(vctx_t *v, const char *phase, bool force, fzip_error_t *error) {
+  if (!force && v->entities_done % PKGV_PROGRESS_EVERY)
+    return true;
+  if (v->opt->progress)
+    v->opt->progress(v->opt->progress_ctx, phase, v->entities_done);
+  if (v->opt->cancelled && v->opt->cancelled(v->opt->cancel_ctx))
+    return fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_CANCELLED,
+                          "validation cancelled");
+  return true;
+}
+
+static void check_count(vctx_t *v, fzip_kind_t kind, uint64_t seen) {
+  const pkgr_info_t *info = pkgr_info(v->r);
+  char field[64];
+  if (!info->has_count[kind] || info->count[kind] == seen)
+    return;
+  snprintf(field, sizeof field, "data_summary.%s_count", fzip_kind_info(kind)->name);
+  pkgr_issue_t is = {PKGR_SEVERITY_ERROR, "manifest.count", PKG_MANIFEST_ENTRY, (int)kind, NULL,
+                     field, NULL};
+  char reason[PKGV_REASON_MAX];
+  snprintf(reason, sizeof reason, "the manifest says %llu %s, the data holds %llu",
+           (unsigned long long)info->count[kind], fzip_kind_info(kind)->name,
+           (unsigned long long)seen);
+  is.reason = reason;
+  record(v->res, &is);
+}
+
+/* A stream failure: malformed JSON, a limit, a checksum, a short entry. */
+static void stream_issue(vctx_t *v, const char *rule, const fzip_error_t *err) {
+  pkgr_issue_t is = {PKGR_SEVERITY_ERROR, rule, v->entry, (int)v->kind, NULL, NULL,
+                     err->message};
+  record(v->res, &is);
+}
+
+static bool is_stream_failure(const fzip_error_t *err) {
+  return err->domain == FZIP_DOMAIN_PACKAGE;
+}
+
+static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
+  pkgr_entities_t *it = NULL;
+  const bson_t *doc;
+  fzip_error_t serr = {0};
+  bool ok = false, complete = false;
+
+  v->kind = kind;
+  v->entry = pkgr_data_entry(kind);
+  if (!tick(v, fzip_kind_info(kind)->name, true, error) ||
+      !pkgr_entities_open(&it, v->r, kind, error))
+    goto done;
+  while (pkgr_entities_next(it, &doc, &serr)) {
+    if (!check_entity(v, doc, error))
+      goto done;
+    v->entities_done++;
+    if (!tick(v, fzip_kind_info(kind)->name, false, error))
+      goto done;
+  }
+  if (fzip_error_is_set(&serr)) {
+    if (!is_stream_failure(&serr)) {
+      *error = serr;
+      goto done;
+    }
+    stream_issue(v, serr.code == FZIP_ERR_RESOURCE_EXHAUSTED ? "limit.json" : "json", &serr);
+  } else if (!pkgr_entities_finish(NULL, it, &serr)) {
+    stream_issue(v, "checksum.mismatch", &serr);
+  } else {
+    complete = true;
+  }
+  if (complete || !pkgr_has_kind(v->r, kind))
+    check_count(v, kind, pkgr_entities_count(it));
+  ok = flush_batch(v, error);
+done:
+  pkgr_entities_destroy(it);
+  return ok;
+}
+
+static bool verify_file(vctx_t *v, const pkgr_file_entry_t *fe, char *buf, fzip_error_t *error) {
+  pkgr_file_t *f = NULL;
+  fzip_error_t ferr = {0};
+  size_t n;
+  bool ok = true;
+
+  if (!pkgr_file_open(&f, v->r, fe->file_id, &ferr)) {
+    ok = is_stream_failure(&ferr);
+  } else {
+    do {
+      if (!pkgr_file_read(f, buf, PKGR_READ_CHUNK, &n, &ferr)) {
+        ok = is_stream_failure(&ferr);
+        break;
+      }
+      v->res->file_bytes += n;
+    } while (n);
+  }
+  pkgr_file_destroy(f);
+  if (!ok) {
+    *error = ferr;
+    return false;
+  }
+  if (fzip_error_is_set(&ferr)) {
+    pkgr_issue_t is = {PKGR_SEVERITY_ERROR, "checksum.mismatch", fe->entry,
+                       FZIP_KIND_TRANSACTION_FILE, fe->file_id, NULL, ferr.message};
+    record(v->res, &is);
+  }
+  return true;
+}
+
+static bool validate_files(vctx_t *v, fzip_error_t *error) {
+  char *buf = malloc(PKGR_READ_CHUNK);
+  const pkgr_info_t *info = pkgr_info(v->r);
+  size_t n = pkgr_file_count(v->r);
+  bool ok = false;
+
+  if (!buf)
+    return oom(error);
+  v->res->files_in_package = n;
+  for (size_t i = 0; i < n; i++) {
+    const pkgr_file_entry_t *fe = pkgr_file_at(v->r, i);
+    if (!verify_file(v, fe, buf, error) || !tick(v, "files", true, error))
+      goto done;
+    if (!strset_has(&v->ids[FZIP_KIND_TRANSACTION_FILE], fe->file_id)) {
+      pkgr_issue_t is = {PKGR_SEVERITY_WARNING, "file.orphan", fe->entry,
+                         FZIP_KIND_TRANSACTION_FILE, fe->file_id, NULL,
+                         "no transaction file has this id; the bytes are ignored"};
+      record(v->res, &is);
+    }
+  }
+  if (info->has_files_count && info->files_count != n) {
+    char reason[PKGV_REASON_MAX];
+    snprintf(reason, sizeof reason, "the manifest says %llu files, the package holds %zu",
+             (unsigned long long)info->files_count, n);
+    pkgr_issue_t is = {PKGR_SEVERITY_ERROR, "manifest.count", PKG_MANIFEST_ENTRY, -1, NULL,
+                       "data_summary.files_count", reason};
+    record(v->res, &is);
+  }
+  ok = true;
+done:
+  free(buf);
+  return ok;
+}
+
+static int cmp_catnode(const void *a, const void *b) {
+  return strcmp(((const catnode_t *)a)->id, ((const catnode_t *)b)->id);
+}
+
+static catnode_t *find_cat(catnode_t *nodes, size_t n, const char *id) {
+  catnode_t key = {id, NULL, 0};
+  return id ? bsearch(&key, nodes, n, sizeof *nodes, cmp_catnode) : NULL;
+}
+
+/* Colours the parent chain from each category: meeting a node of the
+ * current walk (colour 1) is a cycle, reported once at that node. */
+static bool check_cycles(vctx_t *v, fzip_error_t *error) {
+  size_t n = 0;
+  catnode_t *nodes = calloc(v->n_pending ? v->n_pending : 1, sizeof *nodes);
+  if (!nodes)
+    return oom(error);
+  for (size_t i = 0; i < v->n_pending; i++) {
+    if (v->pending[i].from == FZIP_KIND_CATEGORY)
+      nodes[n++] = (catnode_t){v->pending[i].id, v->pending[i].target, 0};
+  }
+  qsort(nodes, n, sizeof *nodes, cmp_catnode);
+  v->kind = FZIP_KIND_CATEGORY;
+  v->entry = pkgr_data_entry(FZIP_KIND_CATEGORY);
+  for (size_t i = 0; i < n; i++) {
+    catnode_t *c = &nodes[i];
+    while (c && c->color == 0) {
+      c->color = 1;
+      c = find_cat(nodes, n, c->parent);
+    }
+    if (c && c->color == 1) {
+      v->entity_id = c->id;
+      EERR(v, "category.cycle", "parentCategoryId",
+           "the category is its own ancestor through parentCategoryId");
+    }
+    for (c = &nodes[i]; c && c->color == 1; c = find_cat(nodes, n, c->parent))
+      c->color = 2;
+  }
+  free(nodes);
+  return true;
+}
+
+static void resolve_pending(vctx_t *v) {
+  for (size_t i = 0; i < v->n_pending; i++) {
+    pending_t *p = &v->pending[i];
+    fzip_kind_t to = p->from == FZIP_KIND_ACCOUNT ? FZIP_KIND_FILE_MAP : FZIP_KIND_CATEGORY;
+    if (resolves(v, to, p->target))
+      continue;
+    v->kind = p->from;
+    v->entry = pkgr_data_entry(p->from);
+    v->entity_id = p->id;
+    dangling(v, p->field, to, p->target);
+    if (v->res->counts[p->from].valid)
+      v->res->counts[p->from].valid--; /* it was counted valid when read */
+  }
+}
+
+/* External references must exist in the user's data, or the restored
+ * entities would point at nothing. */
+static bool check_externals(vctx_t *v, fzip_error_t *error) {
+  bool exists[STORE_BATCH_MAX];
+  char field[96];
+  if (!v->opt->store)
+    return true;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    size_t n = pkgr_external_count(v->r, (fzip_kind_t)k);
+    for (size_t off = 0; off < n; off += STORE_BATCH_MAX) {
+      const char *ids[STORE_BATCH_MAX];
+      size_t m = n - off < STORE_BATCH_MAX ? n - off : STORE_BATCH_MAX;
+      for (size_t i = 0; i < m; i++)
+        ids[i] = pkgr_external_at(v->r, (fzip_kind_t)k, off + i);
+      if (!store_entity_exists_many(exists, v->opt->store, v->opt->user_id, (fzip_kind_t)k, ids,
+                                    m, error))
+        return fzip_error_prefix(error, "checking external references");
+      snprintf(field, sizeof field, "external_references.%s", fzip_kind_info((fzip_kind_t)k)->name);
+      for (size_t i = 0; i < m; i++) {
+        if (exists[i])
+          continue;
+        pkgr_issue_t is = {PKGR_SEVERITY_ERROR, "reference.external_missing", PKG_MANIFEST_ENTRY,
+                           k, ids[i], field,
+                           "the package refers to this entity outside it, and the user does "
+                           "not have it"};
+        record(v->res, &is);
+      }
+    }
+  }
+  return true;
+}
+
+static bool run(vctx_t *v, const char *path, fzip_error_t *error) {
+  fzip_error_t oerr = {0};
+
+  if (!tick(v, "archive", true, error))
+    return false;
+  if (!pkgr_open(&v->r, path, v->opt->limits, on_reader_issue, v->res, &oerr)) {
+    if (oerr.domain == FZIP_DOMAIN_VALIDATION)
+      return true; /* refused: the issues say why */
+    *error = oerr;
+    return false;
+  }
+  v->res->has_info = true;
+  v->res->info = *pkgr_info(v->r);
+  if (!check_externals(v, error))
+    return false;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    if (!validate_kind(v, (fzip_kind_t)k, error))
+      return false;
+  }
+  if (!tick(v, "references", true, error))
+    return false;
+  resolve_pending(v);
+  if (!check_cycles(v, error))
+    return false;
+  return validate_files(v, error);
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+const char *pkgv_strategy_name(pkgv_strategy_t strategy) {
+  static const char *names[] = {"fail_on_conflict", "skip_existing", "overwrite"};
+  return (unsigned)strategy < 3 ? names[strategy] : "unknown";
+}
+
+void pkgv_result_destroy(pkgv_result_t *result) {
+  if (!result)
+    return;
+  for (size_t i = 0; i < result->n_conflicting_ids; i++)
+    free(result->conflicting_ids[i]);
+  free(result->conflicting_ids);
+  free(result->issues);
+  free(result);
+}
+
+static void vctx_free(vctx_t *v) {
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    strset_free(&v->ids[k]);
+    free(v->fps[k].slots);
+  }
+  for (size_t i = 0; i < v->n_pending; i++) {
+    free(v->pending[i].id);
+    free(v->pending[i].target);
+  }
+  free(v->pending);
+  for (size_t i = 0; i < v->n_batch; i++)
+    free(v->batch[i]);
+  pkgr_destroy(v->r);
+}
+
+bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *options,
+                   fzip_error_t *error) {
+  pkgv_result_t *res = calloc(1, sizeof *res);
+  vctx_t v = {0};
+  bool ok = false;
+
+  *out = NULL;
+  if (!res || !(res->issues = calloc(PKGV_ISSUES_MAX, sizeof *res->issues)) ||
+      !(res->conflicting_ids = calloc(PKGV_CONFLICT_IDS_MAX, sizeof *res->conflicting_ids))) {
+    oom(error);
+    goto done;
+  }
+  if (options->store && (!options->user_id || !*options->user_id)) {
+    fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_INVALID_ARGUMENT,
+                   "a user id is needed to check conflicts");
+    goto done;
+  }
+  v.opt = options;
+  v.res = res;
+  res->preview_from_store = options->store != NULL;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    v.ids[k].max = PKGV_REF_IDS_MAX;
+    v.fps[k].max = PKGV_TXN_IDS_MAX;
+  }
+  if (!run(&v, path, error))
+    goto done;
+  res->passed = res->errors_total == 0;
+  ok = true;
+done:
+  vctx_free(&v);
+  if (ok)
+    *out = res;
+  else
+    pkgv_result_destroy(res);
+  return ok;
+}

@@ -1,0 +1,131 @@
+/*
+ * pkg_validate: decides whether an uploaded FZIP package may be imported,
+ * before anything is written, and previews what the import would do.
+ *
+ * pkgv_validate() opens the package with pkg_reader (archive and manifest
+ * checks), then streams every kind in dependency order (accounts,
+ * categories, file maps, transaction files, transactions, analytics) and
+ * checks each entity against the format's schema (required fields, types,
+ * enums, decimal strings, timestamp range, string lengths) and the
+ * business rules (ids unique in the package, every reference resolving to
+ * the package or to the manifest's external_references, no category
+ * cycles, rule ids unique per category, regex rules that compile), then
+ * the checksums of the data entries and of every files/ entry, the counts
+ * the manifest declares, and that each transaction file has its bytes.
+ * Given a store, it asks in batches of STORE_BATCH_MAX which ids the user
+ * already has and turns that into the preview of the merge strategy:
+ * per kind how many would be created, overwritten or skipped, and, under
+ * fail_on_conflict, one error per existing id.
+ *
+ * Memory grows with the ids that others refer to (accounts, categories,
+ * file maps, transaction files: kept as strings, each kind capped at
+ * PKGV_REF_IDS_MAX) and with 16 bytes of hash-set slot per transaction or
+ * analytics record (a 64-bit fingerprint of its id for the uniqueness
+ * check; two distinct ids sharing a fingerprint, odds about n^2 / 2^65,
+ * would be reported as a duplicate).  Never with the size of an entity
+ * stream: entities are read one at a time.
+ *
+ * The restore step re-streams the same package in the same order through
+ * pkg_reader: pkgr_open(), then for each kind k from 0 to FZIP_KIND_COUNT-1
+ * pkgr_entities_open(k) / _next() / _finish(), and pkgr_file_open() for
+ * the bytes of each transaction file.
+ */
+#ifndef PKG_VALIDATE_H
+#define PKG_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fzip_entity.h"
+#include "fzip_error.h"
+#include "pkg_reader.h"
+#include "store.h"
+
+#define PKGV_ISSUES_MAX 500          /* issues kept in a result; issues_total counts all */
+#define PKGV_CONFLICT_IDS_MAX 100    /* conflicting ids kept in a result */
+#define PKGV_REF_IDS_MAX 1000000     /* ids kept per referenced kind */
+#define PKGV_TXN_IDS_MAX 20000000    /* fingerprints kept per non-referenced kind */
+#define PKGV_RULES_MAX 1000          /* rules of one category */
+#define PKGV_REGEX_MAX 512           /* bytes of a regex rule's pattern */
+#define PKGV_DECIMAL_MAX 40          /* characters of a decimal string */
+#define PKGV_TIME_MIN (-2208988800000LL) /* 1900-01-01T00:00:00Z in epoch ms */
+#define PKGV_TIME_MAX 7258118400000LL    /* 2200-01-01T00:00:00Z in epoch ms */
+#define PKGV_RULE_NAME_MAX 40
+#define PKGV_FIELD_MAX 128
+#define PKGV_REASON_MAX 256
+#define PKGV_PROGRESS_EVERY 1000     /* entities between progress reports / cancel polls */
+
+/* Values match fzip.v1.MergeStrategy minus one. */
+typedef enum {
+  PKGV_FAIL_ON_CONFLICT = 0,
+  PKGV_SKIP_EXISTING,
+  PKGV_OVERWRITE,
+} pkgv_strategy_t;
+
+const char *pkgv_strategy_name(pkgv_strategy_t strategy); /* "fail_on_conflict" ... */
+
+/* An issue as kept in the result (strings cut to their buffers). */
+typedef struct {
+  pkgr_severity_t severity;
+  int kind; /* fzip_kind_t, or -1 */
+  char rule[PKGV_RULE_NAME_MAX];
+  char entry[PKGR_ENTRY_NAME_MAX + 1];
+  char entity_id[FZIP_ID_MAX + 1];
+  char field[PKGV_FIELD_MAX];
+  char reason[PKGV_REASON_MAX];
+} pkgv_issue_t;
+
+typedef struct {
+  uint64_t in_package;  /* entities read */
+  uint64_t valid;       /* entities without an error */
+  uint64_t warnings;    /* warning issues about this kind */
+  uint64_t errors;      /* error issues about this kind */
+  uint64_t created;     /* preview: ids the user does not have */
+  uint64_t overwritten; /* preview: existing ids replaced (overwrite) */
+  uint64_t skipped;     /* preview: existing ids left alone (skip_existing) */
+} pkgv_counts_t;
+
+typedef struct {
+  bool passed; /* no error issue at all */
+  bool preview_from_store; /* false: no store given, everything counted as created */
+  pkgv_counts_t counts[FZIP_KIND_COUNT];
+  pkgv_issue_t *issues; /* the first n_issues found, in order found */
+  size_t n_issues;
+  uint64_t issues_total, errors_total, warnings_total;
+  char **conflicting_ids; /* "<kind>/<id>", the first n_conflicting_ids */
+  size_t n_conflicting_ids;
+  uint64_t conflicts_total;
+  bool has_info; /* the manifest was read: info is filled */
+  pkgr_info_t info;
+  uint64_t files_in_package; /* files/ entries */
+  uint64_t file_bytes;       /* their bytes */
+} pkgv_result_t;
+
+void pkgv_result_destroy(pkgv_result_t *result); /* accepts NULL */
+
+/* Called every PKGV_PROGRESS_EVERY entities and at each kind; `phase` is
+ * "archive", a kind name, "files" or "references". */
+typedef void (*pkgv_progress_fn)(void *ctx, const char *phase, uint64_t entities_done);
+typedef bool (*pkgv_cancel_fn)(void *ctx); /* true stops with FZIP_ERR_CANCELLED */
+
+typedef struct {
+  store_t *store;          /* NULL: no conflict step (preview counts all as created) */
+  const char *user_id;     /* the importing user; required with a store */
+  pkgv_strategy_t strategy;
+  const pkgr_limits_t *limits; /* NULL: defaults */
+  pkgv_progress_fn progress;   /* may be NULL */
+  void *progress_ctx;
+  pkgv_cancel_fn cancelled;    /* may be NULL */
+  void *cancel_ctx;
+} pkgv_options_t;
+
+/* Validates the package at `path`.  Returns true when validation ran to a
+ * verdict, *out (the caller's) saying passed or not and why; a refused
+ * package is a successful validation with passed == false.  Returns false
+ * only when it could not decide: unreadable file, out of memory, store
+ * failure, cancellation. */
+bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *options,
+                   fzip_error_t *error);
+
+#endif
