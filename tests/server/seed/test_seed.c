@@ -1,8 +1,8 @@
 /*
  * Tests of the synthetic-dataset generator (server/seed.c) against a real
  * store: by default fresh SQLite files in a temporary directory; with
- * FZIP_TEST_STORE_URI=mongodb://... (the `ferretdb` fixture) the same
- * checks run on MongoDB, each store in its own database.
+ * FZIP_TEST_MONGODB_URI=mongodb://... (set by the `ferretdb` fixture) the
+ * same checks run on MongoDB, each store in a database of its own.
  *
  * They check what other tests and benchmarks rely on: the same seed gives
  * the same documents and bytes, a different seed does not, counts are
@@ -31,11 +31,11 @@ static int store_serial;
 /* A fresh, empty store: a new SQLite file, or a new MongoDB database. */
 static bool open_fresh(store_t **out, fzip_error_t *err) {
   char uri[PATH_MAX_LEN + 32], db[64];
-  const char *mongo = getenv("FZIP_TEST_STORE_URI");
+  const char *mongo = getenv("FZIP_TEST_MONGODB_URI");
   store_options_t opt = {0};
   store_serial++;
   if (mongo && *mongo) {
-    snprintf(db, sizeof db, "fzip_seed_test_%d_%d", (int)getpid(), store_serial);
+    snprintf(db, sizeof db, "seed_%d_%d", (int)getpid(), store_serial);
     opt.uri = mongo;
     opt.database = db;
   } else {
@@ -490,7 +490,7 @@ int main(int argc, char **argv) {
   RUN(test_file_bytes_match_their_digest_and_list_their_transactions);
   RUN(test_categories_form_deep_acyclic_tree_with_every_rule_kind);
   RUN(test_rerun_replaces_and_clean_removes_the_old_dataset);
-  if (!getenv("FZIP_TEST_STORE_URI"))
+  if (!getenv("FZIP_TEST_MONGODB_URI"))
     RUN(test_cli_seeds_a_store_and_rejects_bad_usage);
   int rc = fzip_test_summary();
   char cmd[PATH_MAX_LEN + 16];
