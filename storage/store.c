@@ -576,3 +576,74 @@ done:
   store_job_list_free(jobs, n_jobs);
   return ok;
 }
+
+/* ---- import tags --------------------------------------------------------- */
+
+static bool unimplemented(const store_t *store, const char *what, fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNIMPLEMENTED,
+                        "store: the %s backend has no %s", store->vt->name, what);
+}
+
+bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kind_t kind,
+                                   const bson_t *const *docs, size_t n, store_write_mode_t mode,
+                                   const char *tag, store_write_result_t *result,
+                                   fzip_error_t *error) {
+  const char *ids[STORE_BATCH_MAX];
+
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_id(tag, "import tag", error))
+    return false;
+  if (mode != STORE_WRITE_INSERT && mode != STORE_WRITE_REPLACE &&
+      mode != STORE_WRITE_SKIP_EXISTING)
+    return invalid(error, "write mode out of range");
+  if (n > STORE_BATCH_MAX)
+    return invalid(error, "more documents than STORE_BATCH_MAX");
+  if (!store->vt->entity_put_batch_tagged)
+    return unimplemented(store, "tagged writes", error);
+  if (n == 0)
+    return true;
+  if (!docs)
+    return invalid(error, "docs is NULL");
+  if (!extract_ids(ids, docs, n, kind, error))
+    return false;
+  return store->vt->entity_put_batch_tagged(store, user_id, kind, docs, ids, n, mode, tag,
+                                            result, error);
+}
+
+bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const char *user_id,
+                           const char *tag, store_visit_fn visit, void *visit_ctx,
+                           fzip_error_t *error) {
+  store_rollback_stats_t local = {0};
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_user(user_id, error) || !check_id(tag, "import tag", error))
+    return false;
+  if (!store->vt->import_rollback)
+    return unimplemented(store, "import rollback", error);
+  /* The backend counts into a zeroed struct; the caller's is overwritten
+   * only on success. */
+  if (!store->vt->import_rollback(&local, store, user_id, tag, visit, visit_ctx, error))
+    return false;
+  if (stats)
+    *stats = local;
+  return true;
+}
+
+bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
+                         const char *tag, store_visit_fn visit, void *visit_ctx,
+                         fzip_error_t *error) {
+  uint64_t local = 0;
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_user(user_id, error) || !check_id(tag, "import tag", error))
+    return false;
+  if (!store->vt->import_commit)
+    return unimplemented(store, "import commit", error);
+  if (!store->vt->import_commit(&local, store, user_id, tag, visit, visit_ctx, error))
+    return false;
+  if (forgotten)
+    *forgotten = local;
+  return true;
+}

@@ -90,6 +90,19 @@ struct store_vtable {
                       fzip_error_t *error);
   bool (*blob_reap_uncommitted)(uint64_t *deleted, store_t *store, int64_t older_than_ms,
                                 fzip_error_t *error);
+
+  /* Import tags (store.h).  A backend that leaves these NULL makes the
+   * calls fail with UNIMPLEMENTED.  ids[i] is docs[i]'s id as above. */
+  bool (*entity_put_batch_tagged)(store_t *store, const char *user_id, fzip_kind_t kind,
+                                  const bson_t *const *docs, const char *const *ids, size_t n,
+                                  store_write_mode_t mode, const char *tag,
+                                  store_write_result_t *result, fzip_error_t *error);
+  bool (*import_rollback)(store_rollback_stats_t *stats, store_t *store, const char *user_id,
+                          const char *tag, store_visit_fn visit, void *visit_ctx,
+                          fzip_error_t *error);
+  bool (*import_commit)(uint64_t *forgotten, store_t *store, const char *user_id,
+                        const char *tag, store_visit_fn visit, void *visit_ctx,
+                        fzip_error_t *error);
 };
 
 /* Backend constructors, chosen by store_open from the URI scheme. */

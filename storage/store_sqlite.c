@@ -130,7 +130,7 @@ static void sq_copy_text(char *dst, size_t cap, sqlite3_stmt *stmt, int col) {
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS entities("
     " user_id TEXT NOT NULL, kind INTEGER NOT NULL, entity_id TEXT NOT NULL,"
-    " account_id TEXT, date INTEGER, doc BLOB NOT NULL,"
+    " account_id TEXT, date INTEGER, doc BLOB NOT NULL, tag TEXT,"
     " PRIMARY KEY(user_id, kind, entity_id));"
     "CREATE INDEX IF NOT EXISTS entities_account ON entities(user_id, kind, account_id, entity_id);"
     "CREATE INDEX IF NOT EXISTS entities_date ON entities(user_id, kind, date, entity_id);"
@@ -154,6 +154,25 @@ static const char sq_schema[] =
     " blob_key INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,"
     " PRIMARY KEY(blob_key, n));";
 
+/* Import tags: created after sq_migrate_tag has made sure the column exists
+ * in files created before tags. */
+static const char sq_schema_tags[] =
+    "CREATE INDEX IF NOT EXISTS entities_tag ON entities(user_id, tag, kind, entity_id)"
+    " WHERE tag IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS stash("
+    " user_id TEXT NOT NULL, tag TEXT NOT NULL, kind INTEGER NOT NULL,"
+    " entity_id TEXT NOT NULL, prev_tag TEXT, doc BLOB NOT NULL,"
+    " PRIMARY KEY(user_id, tag, kind, entity_id));";
+
+static bool sq_migrate_tag(sqlite3 *db, fzip_error_t *error) {
+  sqlite3_stmt *probe = NULL;
+  int rc = sqlite3_prepare_v2(db, "SELECT tag FROM entities LIMIT 0", -1, &probe, NULL);
+  sqlite3_finalize(probe);
+  if (rc == SQLITE_OK)
+    return true;
+  return sq_exec(db, "ALTER TABLE entities ADD COLUMN tag TEXT", error);
+}
+
 static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   sqlite3 *db = NULL;
   int busy_ms = s->base.options.retry_budget_ms / 2;
@@ -172,7 +191,7 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
    * a power loss may drop the last transactions, never corrupt the file. */
   if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error)) {
     sqlite3_close(db);
-    return false;
+    return fzip_error_prefix(error, "cannot open store file %s", s->path);
   }
   *out = db;
   return true;
@@ -183,7 +202,8 @@ static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
   char pragma[64];
   snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", SQ_PAGE_SIZE);
   if (!sq_exec(db, pragma, error) || !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
-      !sq_exec(db, sq_schema, error))
+      !sq_exec(db, sq_schema, error) || !sq_migrate_tag(db, error) ||
+      !sq_exec(db, sq_schema_tags, error))
     return fzip_error_prefix(error, "cannot open store file %s", path);
   return true;
 }
@@ -650,20 +670,16 @@ typedef struct {
   const char *const *ids;
   size_t n;
   store_write_mode_t mode;
+  const char *tag;             /* import tag, NULL for plain writes */
   store_write_result_t result; /* this batch only; added to the caller's on success */
 } sq_put_ctx_t;
 
-/* Binds ?1..?6 = user, kind, id, account, date, doc for INSERT and UPDATE alike. */
-static void sq_bind_entity(sqlite3_stmt *stmt, const sq_put_ctx_t *ctx, size_t i) {
-  const fzip_kind_info_t *info = fzip_kind_info((fzip_kind_t)ctx->kind);
-  const bson_t *doc = ctx->docs[i];
+/* Binds ?4 = account, ?5 = date (copied out of the document, NULL when
+ * absent) and ?6 = the document. */
+static void sq_bind_doc(sqlite3_stmt *stmt, int kind, const bson_t *doc) {
+  const fzip_kind_info_t *info = fzip_kind_info((fzip_kind_t)kind);
   bson_iter_t it;
 
-  sqlite3_reset(stmt);
-  sqlite3_clear_bindings(stmt);
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sqlite3_bind_int(stmt, 2, ctx->kind);
-  sq_bind_text(stmt, 3, ctx->ids[i]);
   if (info->account_field && bson_iter_init_find(&it, doc, info->account_field) &&
       BSON_ITER_HOLDS_UTF8(&it))
     sq_bind_text(stmt, 4, bson_iter_utf8(&it, NULL));
@@ -674,6 +690,30 @@ static void sq_bind_entity(sqlite3_stmt *stmt, const sq_put_ctx_t *ctx, size_t i
                        BSON_ITER_HOLDS_DATE_TIME(&it) ? bson_iter_date_time(&it)
                                                       : bson_iter_as_int64(&it));
   sqlite3_bind_blob(stmt, 6, bson_get_data(doc), (int)doc->len, SQLITE_STATIC);
+}
+
+/* Binds ?1..?7 = user, kind, id, account, date, doc, tag for INSERT and
+ * UPDATE alike. */
+static void sq_bind_entity(sqlite3_stmt *stmt, const sq_put_ctx_t *ctx, size_t i) {
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, ctx->kind);
+  sq_bind_text(stmt, 3, ctx->ids[i]);
+  sq_bind_doc(stmt, ctx->kind, ctx->docs[i]);
+  sq_bind_text(stmt, 7, ctx->tag);
+}
+
+/* Keeps the version a tagged write is about to replace, once per tag, and
+ * never a version this same import wrote (that one is not "from before"). */
+static bool sq_stash(sqlite3_stmt *stmt, sqlite3 *db, const sq_put_ctx_t *ctx, size_t i,
+                     fzip_error_t *error) {
+  sqlite3_reset(stmt);
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, ctx->kind);
+  sq_bind_text(stmt, 3, ctx->ids[i]);
+  sq_bind_text(stmt, 4, ctx->tag);
+  return sq_step_done(stmt, db, "stashing entity", error);
 }
 
 static bool sq_put_check_insert(sqlite3_stmt *exists, sqlite3 *db, const sq_put_ctx_t *ctx,
@@ -692,20 +732,27 @@ static bool sq_put_check_insert(sqlite3_stmt *exists, sqlite3 *db, const sq_put_
 
 static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_put_ctx_t *ctx = vctx;
-  sqlite3_stmt *exists = NULL, *insert = NULL, *update = NULL;
+  sqlite3_stmt *exists = NULL, *insert = NULL, *update = NULL, *stash = NULL;
   bool ok = false;
 
   memset(&ctx->result, 0, sizeof ctx->result);
   if (!sq_exec(db, "BEGIN IMMEDIATE", error) ||
       !sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error) ||
       !sq_prepare(&insert, db,
-                  "INSERT INTO entities(user_id, kind, entity_id, account_id, date, doc)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                  "INSERT INTO entities(user_id, kind, entity_id, account_id, date, doc, tag)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                   error) ||
       !sq_prepare(&update, db,
-                  "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6"
+                  "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7"
                   " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3",
-                  error))
+                  error) ||
+      (ctx->tag &&
+       !sq_prepare(&stash, db,
+                   "INSERT OR IGNORE INTO stash(user_id, tag, kind, entity_id, prev_tag, doc)"
+                   " SELECT user_id, ?4, kind, entity_id, tag, doc FROM entities"
+                   " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3"
+                   " AND (tag IS NULL OR tag <> ?4)",
+                   error)))
     goto done;
   if (ctx->mode == STORE_WRITE_INSERT && !sq_put_check_insert(exists, db, ctx, error))
     goto done;
@@ -717,6 +764,8 @@ static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
       ctx->result.skipped++;
       continue;
     }
+    if (found && stash && !sq_stash(stash, db, ctx, i, error))
+      goto done;
     sq_bind_entity(found ? update : insert, ctx, i);
     if (!sq_step_done(found ? update : insert, db, "writing entity", error))
       goto done;
@@ -730,6 +779,7 @@ done:
   sqlite3_finalize(exists);
   sqlite3_finalize(insert);
   sqlite3_finalize(update);
+  sqlite3_finalize(stash);
   return ok;
 }
 
@@ -737,7 +787,7 @@ static bool sq_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t
                                 const bson_t *const *docs, const char *const *ids, size_t n,
                                 store_write_mode_t mode, store_write_result_t *result,
                                 fzip_error_t *error) {
-  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, {0, 0, 0}};
+  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, NULL, {0, 0, 0}};
   if (!sq_run((sq_store_t *)store, op_put_batch, &ctx, error))
     return false;
   if (result) {
@@ -811,6 +861,275 @@ static bool sq_entity_delete_all(uint64_t *deleted, store_t *store, const char *
   if (deleted)
     *deleted = ctx.deleted;
   return true;
+}
+
+/* ---- entities: import tags ----------------------------------------------- */
+
+static bool sq_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kind_t kind,
+                                       const bson_t *const *docs, const char *const *ids,
+                                       size_t n, store_write_mode_t mode, const char *tag,
+                                       store_write_result_t *result, fzip_error_t *error) {
+  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, tag, {0, 0, 0}};
+  if (!sq_run((sq_store_t *)store, op_put_batch, &ctx, error))
+    return false;
+  if (result) {
+    result->inserted += ctx.result.inserted;
+    result->replaced += ctx.result.replaced;
+    result->skipped += ctx.result.skipped;
+  }
+  return true;
+}
+
+#define SQ_IMPORT_PAGE 128 /* documents visited and settled per transaction */
+
+/* One page of tagged documents (rollback) or stash entries (commit),
+ * fetched without holding a transaction so `visit` may use the store. */
+typedef struct {
+  const char *user_id;
+  const char *tag;
+  int kind;                              /* rollback: the kind being undone */
+  int after_kind;                        /* keyset position */
+  char after_id[FZIP_ID_MAX + 1];
+  bool from_stash;
+  size_t n;
+  int kinds[SQ_IMPORT_PAGE];
+  char ids[SQ_IMPORT_PAGE][FZIP_ID_MAX + 1];
+  bson_t *docs[SQ_IMPORT_PAGE];
+  uint64_t changed; /* rows settled by the last op_import_settle */
+  uint64_t restored;
+} sq_import_t;
+
+static void sq_import_clear(sq_import_t *im) {
+  for (size_t i = 0; i < im->n; i++)
+    bson_destroy(im->docs[i]);
+  im->n = 0;
+}
+
+static bool op_import_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_import_t *im = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+  int rc = SQLITE_DONE;
+
+  sq_import_clear(im);
+  if (!sq_prepare(&stmt, db,
+                  im->from_stash
+                      ? "SELECT kind, entity_id, doc FROM stash WHERE user_id = ?1 AND tag = ?2"
+                        " AND (kind, entity_id) > (?3, ?4) ORDER BY kind, entity_id LIMIT ?5"
+                      : "SELECT kind, entity_id, doc FROM entities WHERE user_id = ?1"
+                        " AND tag = ?2 AND kind = ?3 AND entity_id > ?4"
+                        " ORDER BY entity_id LIMIT ?5",
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, im->user_id);
+  sq_bind_text(stmt, 2, im->tag);
+  sqlite3_bind_int(stmt, 3, im->from_stash ? im->after_kind : im->kind);
+  sq_bind_text(stmt, 4, im->after_id);
+  sqlite3_bind_int(stmt, 5, SQ_IMPORT_PAGE);
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    size_t i = im->n;
+    im->docs[i] = bson_new_from_data(sqlite3_column_blob(stmt, 2),
+                                     (size_t)sqlite3_column_bytes(stmt, 2));
+    if (!im->docs[i]) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                     "sqlite: invalid document under import tag %s", im->tag);
+      goto done;
+    }
+    im->kinds[i] = sqlite3_column_int(stmt, 0);
+    sq_copy_text(im->ids[i], sizeof im->ids[i], stmt, 1);
+    im->n++;
+  }
+  if (rc != SQLITE_DONE) {
+    sq_fail(error, db, rc, "reading import page");
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  if (!ok)
+    sq_import_clear(im);
+  return ok;
+}
+
+/* Rollback of one entity: put the stashed version back (with its previous
+ * tag) or, when nothing was stashed, delete what the import created.  Both
+ * only touch a document still carrying the tag, so re-running is harmless. */
+static bool sq_undo_one(sqlite3 *db, sqlite3_stmt *const st[4], sq_import_t *im, size_t i,
+                        fzip_error_t *error) {
+  bool stashed = false;
+  sqlite3_stmt *find = st[0], *restore = st[1], *drop = st[2], *forget = st[3];
+
+  for (int k = 0; k < 4; k++) {
+    sqlite3_reset(st[k]);
+    sqlite3_clear_bindings(st[k]);
+    sq_bind_text(st[k], 1, im->user_id);
+    sqlite3_bind_int(st[k], 2, im->kind);
+    sq_bind_text(st[k], 3, im->ids[i]);
+    sq_bind_text(st[k], 8, im->tag);
+  }
+  if (!sq_step_row(&stashed, find, db, "reading stash", error))
+    return false;
+  if (stashed) {
+    bson_t *prev = bson_new_from_data(sqlite3_column_blob(find, 1),
+                                      (size_t)sqlite3_column_bytes(find, 1));
+    bool ok;
+    if (!prev)
+      return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                            "sqlite: invalid stashed version of %s", im->ids[i]);
+    sq_bind_doc(restore, im->kind, prev);
+    sq_bind_text(restore, 7, (const char *)sqlite3_column_text(find, 0));
+    ok = sq_step_done(restore, db, "restoring entity", error);
+    im->restored += ok ? (uint64_t)sqlite3_changes(db) : 0;
+    bson_destroy(prev);
+    return ok && sq_step_done(forget, db, "dropping stash entry", error);
+  }
+  if (!sq_step_done(drop, db, "deleting imported entity", error))
+    return false;
+  im->changed += (uint64_t)sqlite3_changes(db);
+  return true;
+}
+
+static bool op_import_undo(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  static const char *const sql[4] = {
+      "SELECT prev_tag, doc FROM stash WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3"
+      " AND tag = ?8",
+      "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7"
+      " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3 AND tag = ?8",
+      "DELETE FROM entities WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3 AND tag = ?8",
+      "DELETE FROM stash WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3 AND tag = ?8"};
+  sq_import_t *im = vctx;
+  sqlite3_stmt *st[4] = {NULL, NULL, NULL, NULL};
+  bool ok = false;
+
+  im->changed = 0;
+  im->restored = 0;
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error))
+    return false;
+  for (int k = 0; k < 4; k++) {
+    if (!sq_prepare(&st[k], db, sql[k], error))
+      goto done;
+  }
+  for (size_t i = 0; i < im->n; i++) {
+    if (!sq_undo_one(db, st, im, i, error))
+      goto done;
+  }
+  ok = sq_exec(db, "COMMIT", error);
+done:
+  for (int k = 0; k < 4; k++)
+    sqlite3_finalize(st[k]);
+  return ok;
+}
+
+static bool op_stash_forget(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_import_t *im = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = false;
+
+  im->changed = 0;
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error) ||
+      !sq_prepare(&stmt, db,
+                  "DELETE FROM stash WHERE user_id = ?1 AND tag = ?2 AND kind = ?3"
+                  " AND entity_id = ?4",
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, im->user_id);
+  sq_bind_text(stmt, 2, im->tag);
+  for (size_t i = 0; i < im->n; i++) {
+    sqlite3_reset(stmt);
+    sqlite3_bind_int(stmt, 3, im->kinds[i]);
+    sq_bind_text(stmt, 4, im->ids[i]);
+    if (!sq_step_done(stmt, db, "dropping stash entry", error))
+      goto done;
+    im->changed += (uint64_t)sqlite3_changes(db);
+  }
+  ok = sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool op_stash_forget_all(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_import_t *im = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool ok = sq_prepare(&stmt, db, "DELETE FROM stash WHERE user_id = ? AND tag = ?", error);
+  if (ok) {
+    sq_bind_text(stmt, 1, im->user_id);
+    sq_bind_text(stmt, 2, im->tag);
+    ok = sq_step_done(stmt, db, "emptying stash", error);
+  }
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_visit_page(sq_import_t *im, store_visit_fn visit, void *visit_ctx,
+                          fzip_error_t *error) {
+  for (size_t i = 0; visit && i < im->n; i++) {
+    if (!visit(visit_ctx, (fzip_kind_t)im->kinds[i], im->docs[i], error))
+      return false;
+  }
+  return true;
+}
+
+/* Kind by kind in reverse dependency order, page by page: fetch, visit,
+ * then settle the page in one transaction. */
+static bool sq_import_rollback(store_rollback_stats_t *stats, store_t *store, const char *user_id,
+                               const char *tag, store_visit_fn visit, void *visit_ctx,
+                               fzip_error_t *error) {
+  sq_store_t *s = (sq_store_t *)store;
+  sq_import_t *im = bson_malloc0(sizeof *im);
+  bool ok = false;
+
+  im->user_id = user_id;
+  im->tag = tag;
+  for (int kind = FZIP_KIND_COUNT - 1; kind >= 0; kind--) {
+    im->kind = kind;
+    im->after_id[0] = '\0';
+    for (;;) {
+      if (!sq_run(s, op_import_page, im, error))
+        goto done;
+      if (im->n == 0)
+        break;
+      if (!sq_visit_page(im, visit, visit_ctx, error) || !sq_run(s, op_import_undo, im, error))
+        goto done;
+      stats->deleted += im->changed;
+      stats->restored += im->restored;
+      snprintf(im->after_id, sizeof im->after_id, "%s", im->ids[im->n - 1]);
+    }
+  }
+  ok = sq_run(s, op_stash_forget_all, im, error);
+done:
+  sq_import_clear(im);
+  bson_free(im);
+  return ok;
+}
+
+static bool sq_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
+                             const char *tag, store_visit_fn visit, void *visit_ctx,
+                             fzip_error_t *error) {
+  sq_store_t *s = (sq_store_t *)store;
+  sq_import_t *im = bson_malloc0(sizeof *im);
+  bool ok = false;
+
+  im->user_id = user_id;
+  im->tag = tag;
+  im->from_stash = true;
+  im->after_kind = -1;
+  for (;;) {
+    if (!sq_run(s, op_import_page, im, error))
+      goto done;
+    if (im->n == 0)
+      break;
+    if (!sq_visit_page(im, visit, visit_ctx, error) || !sq_run(s, op_stash_forget, im, error))
+      goto done;
+    *forgotten += im->changed;
+    im->after_kind = im->kinds[im->n - 1];
+    snprintf(im->after_id, sizeof im->after_id, "%s", im->ids[im->n - 1]);
+  }
+  ok = true;
+done:
+  sq_import_clear(im);
+  bson_free(im);
+  return ok;
 }
 
 /* ---- jobs ---------------------------------------------------------------- */
@@ -1704,4 +2023,7 @@ static const store_vtable_t sq_vtable = {
     .blob_stat = sq_blob_stat,
     .blob_delete = sq_blob_delete,
     .blob_reap_uncommitted = sq_blob_reap_uncommitted,
+    .entity_put_batch_tagged = sq_entity_put_batch_tagged,
+    .import_rollback = sq_import_rollback,
+    .import_commit = sq_import_commit,
 };

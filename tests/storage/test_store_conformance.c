@@ -193,6 +193,19 @@ static void test_open_reports_backend_name(void) {
   store_destroy(NULL);
 }
 
+/* Embedded store only: an unusable file fails at open with one clear line. */
+static void test_open_unusable_sqlite_file_fails_with_one_line(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_options_t opts = {.uri = "sqlite:/nonexistent-fzip-dir/sub/x.db", .retry_budget_ms = 200};
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return;
+  CHECK_FAILS(store_open(&s, &opts, &err), err, FZIP_ERR_UNAVAILABLE);
+  CHECK(strstr(err.message, "/nonexistent-fzip-dir/sub/x.db") != NULL);
+  CHECK(strchr(err.message, '\n') == NULL);
+  CHECK(s == NULL);
+}
+
 /* ---- entities ---------------------------------------------------------------- */
 
 static void test_put_then_get_returns_same_document(void) {
@@ -1126,6 +1139,134 @@ static void test_blob_reap_uncommitted_removes_abandoned_writers(void) {
   store_destroy(s);
 }
 
+/* ---- import tags ------------------------------------------------------------- */
+
+typedef struct {
+  int calls;
+  fzip_kind_t first_kind;
+  int fail_at; /* 0: never fail; n: the n-th call fails */
+  char notes[8][16];
+} visit_log_t;
+
+static bool visit_record(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
+  visit_log_t *log = ctx;
+  if (log->calls == 0)
+    log->first_kind = kind;
+  if (log->calls < 8)
+    snprintf(log->notes[log->calls], sizeof log->notes[0], "%s", doc_note(doc));
+  log->calls++;
+  if (log->fail_at && log->calls == log->fail_at)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_CANCELLED, "visitor says stop");
+  return true;
+}
+
+static bool put_one(store_t *s, const char *user, fzip_kind_t kind, const char *id,
+                    const char *note, store_write_mode_t mode, const char *tag,
+                    store_write_result_t *res, fzip_error_t *err) {
+  bson_t *doc = make_doc(kind, id, "acc", 1, note);
+  bool ok = tag ? store_entity_put_batch_tagged(s, user, kind, (const bson_t *const *)&doc, 1,
+                                                mode, tag, res, err)
+                : put_docs(s, user, kind, &doc, 1, mode, res, err);
+  bson_destroy(doc);
+  return ok;
+}
+
+static bool note_is(store_t *s, const char *user, fzip_kind_t kind, const char *id,
+                    const char *note) {
+  bson_t *got = NULL;
+  fzip_error_t err = {0};
+  bool same;
+  if (!store_entity_get(&got, s, user, kind, id, &err))
+    return false;
+  same = strcmp(doc_note(got), note) == 0;
+  bson_destroy(got);
+  return same;
+}
+
+static void test_import_rollback_restores_replaced_and_deletes_created(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  store_write_result_t res = {0};
+  store_rollback_stats_t st = {0};
+  visit_log_t log = {0};
+  bson_t *got = NULL, *want = NULL;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT, T = FZIP_KIND_TRANSACTION;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v1", STORE_WRITE_REPLACE, "imp-1", &res, &err), err);
+  CHECK_OK(put_one(s, user, A, "a3", "v1", STORE_WRITE_REPLACE, "imp-1", &res, &err), err);
+  CHECK(res.replaced == 1 && res.inserted == 1);
+  /* A second replace by the same import keeps the stash at v0. */
+  CHECK_OK(put_one(s, user, A, "a1", "v2", STORE_WRITE_REPLACE, "imp-1", NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v1", STORE_WRITE_SKIP_EXISTING, "imp-1", NULL, &err), err);
+  CHECK_OK(put_one(s, user, T, "t1", "v1", STORE_WRITE_INSERT, "imp-1", NULL, &err), err);
+  /* Tags are metadata: documents come back exactly as put. */
+  want = make_doc(A, "a1", "acc", 1, "v2");
+  CHECK_OK(store_entity_get(&got, s, user, A, "a1", &err), err);
+  CHECK(bson_equal(got, want));
+  bson_destroy(got);
+  bson_destroy(want);
+
+  /* A visitor failure stops the rollback with its error... */
+  log.fail_at = 1;
+  CHECK_FAILS(store_import_rollback(&st, s, user, "imp-1", visit_record, &log, &err), err,
+              FZIP_ERR_CANCELLED);
+  /* ... and running it again finishes the job. */
+  memset(&log, 0, sizeof log);
+  CHECK_OK(store_import_rollback(&st, s, user, "imp-1", visit_record, &log, &err), err);
+  CHECK(log.calls == 3);
+  CHECK(log.first_kind == T);
+  CHECK(st.restored == 1 && st.deleted == 2);
+  CHECK(note_is(s, user, A, "a1", "v0"));
+  CHECK(note_is(s, user, A, "a2", "v0"));
+  CHECK_FAILS(store_entity_get(&got, s, user, A, "a3", &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_entity_get(&got, s, user, T, "t1", &err), err, FZIP_ERR_NOT_FOUND);
+  /* Idempotent. */
+  CHECK_OK(store_import_rollback(&st, s, user, "imp-1", NULL, NULL, &err), err);
+  CHECK(st.restored == 0 && st.deleted == 0);
+  CHECK(note_is(s, user, A, "a1", "v0"));
+  store_destroy(s);
+}
+
+static void test_import_commit_forgets_stash_and_keeps_documents(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  uint64_t forgotten = 99;
+  store_rollback_stats_t st = {0};
+  visit_log_t log = {0};
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v1", STORE_WRITE_REPLACE, "imp-2", NULL, &err), err);
+  CHECK_OK(store_import_commit(&forgotten, s, user, "imp-2", visit_record, &log, &err), err);
+  CHECK(forgotten == 1 && log.calls == 1 && strcmp(log.notes[0], "v0") == 0);
+  CHECK(note_is(s, user, A, "a1", "v1"));
+  CHECK_OK(store_import_commit(&forgotten, s, user, "imp-2", NULL, NULL, &err), err);
+  CHECK(forgotten == 0);
+  /* A later import's rollback brings back the committed version. */
+  CHECK_OK(put_one(s, user, A, "a1", "v2", STORE_WRITE_REPLACE, "imp-3", NULL, &err), err);
+  CHECK_OK(store_import_rollback(&st, s, user, "imp-3", NULL, NULL, &err), err);
+  CHECK(st.restored == 1 && st.deleted == 0);
+  CHECK(note_is(s, user, A, "a1", "v1"));
+  /* Another user's tag of the same name touches nothing of ours. */
+  {
+    char other[USER_MAX];
+    new_user(other);
+    CHECK_OK(put_one(s, other, A, "a1", "x", STORE_WRITE_REPLACE, "imp-3", NULL, &err), err);
+    CHECK_OK(store_import_rollback(&st, s, other, "imp-3", NULL, NULL, &err), err);
+    CHECK(st.deleted == 1);
+    CHECK(note_is(s, user, A, "a1", "v1"));
+  }
+  store_destroy(s);
+}
+
 /* VmHWM (peak) or VmRSS from /proc/self/status, in KiB. */
 static long proc_status_kb(const char *key) {
   char line[256];
@@ -1219,6 +1360,7 @@ int main(int argc, char **argv) {
   g_uri = argv[1];
   RUN(test_open_rejects_unknown_scheme);
   RUN(test_open_reports_backend_name);
+  RUN(test_open_unusable_sqlite_file_fails_with_one_line);
   RUN(test_put_then_get_returns_same_document);
   RUN(test_write_modes_count_inserted_replaced_skipped);
   RUN(test_insert_batch_with_existing_id_writes_nothing);
@@ -1240,6 +1382,8 @@ int main(int argc, char **argv) {
   RUN(test_blob_delete_leaves_nothing);
   RUN(test_blob_ids_are_checked);
   RUN(test_blob_reap_uncommitted_removes_abandoned_writers);
+  RUN(test_import_rollback_restores_replaced_and_deletes_created);
+  RUN(test_import_commit_forgets_stash_and_keeps_documents);
   RUN(test_big_blob_streams_in_and_out_in_bounded_memory);
   return fzip_test_summary();
 }
