@@ -512,7 +512,6 @@ static void copy_info(char *dst, size_t cap, const char *src) {
 static void check_version(pkgr_t *r) {
   bool wrong;
   const char *v = str_at(&r->manifest, "export_format_version", &wrong);
-  const char *minv;
   int maj, min;
 
   if (!v) {
@@ -537,11 +536,8 @@ static void check_version(pkgr_t *r) {
     WARN(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
          "format %d.%d is newer than %s: fields it added are ignored", maj, min,
          PKG_FORMAT_VERSION);
-  minv = str_at(&r->manifest, "compatibility.minimum_version", &wrong);
-  if (minv && parse_version(&maj, &min, minv) &&
-      (maj > PKG_FORMAT_MAJOR || (maj == PKG_FORMAT_MAJOR && min > PKG_FORMAT_MINOR)))
-    ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "compatibility.minimum_version",
-        "the package needs a reader of format %.32s or later", minv);
+  /* compatibility.minimum_version is not checked: the design document
+   * fills it with an application version ("2.0.0"), not a format one. */
 }
 
 static void read_info(pkgr_t *r) {
@@ -750,12 +746,18 @@ static bool open_zip(pkgr_t *r, const char *path, fzip_error_t *error) {
                           path);
   if ((r->za = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)))
     return true;
+  /* libzip refuses duplicate names outright; reopen without the
+   * consistency check so that check_duplicates can name the entry. */
+  if (zerr == ZIP_ER_EXISTS && (r->za = zip_open(path, ZIP_RDONLY, &zerr)))
+    return true;
   zip_error_init_with_code(&ze, zerr);
   if (zerr == ZIP_ER_MEMORY)
     oom(error);
   else if (zerr == ZIP_ER_OPEN || zerr == ZIP_ER_READ)
     fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "opening %s: %s", path,
                    zip_error_strerror(&ze));
+  else if (zerr == ZIP_ER_EXISTS)
+    ERR(r, "archive.duplicate_entry", NULL, NULL, "the archive holds duplicate entry names");
   else
     ERR(r, "archive.not_zip", NULL, NULL, "not a readable zip archive: %s",
         zip_error_strerror(&ze));

@@ -1,0 +1,495 @@
+/*
+ * Tests for pkg_reader and pkg_validate.
+ *
+ * Good packages come from two independent sources: the real pkg_writer
+ * run over a real SQLite store filled by seed_generate, and
+ * make_packages.py (Python zipfile/json/hashlib, the design document's
+ * layout).  Bad packages all come from make_packages.py, whose
+ * expected.tsv names the rule, entry and field of the first error issue
+ * each must produce.  The conflict preview is checked against the same
+ * SQLite store under all three merge strategies.
+ *
+ *   test_pkg_validate                 the normal suite
+ *   test_pkg_validate --heavy         validate ~200k transactions, check VmHWM
+ *   test_pkg_validate --dump FILE     print what the validator says of FILE
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fzip_test.h"
+#include "pkg_reader.h"
+#include "pkg_validate.h"
+#include "pkg_writer.h"
+#include "seed.h"
+#include "store.h"
+
+#define PINNED_MS 1718000000000LL
+#define LINE_MAX_LEN 1024
+#define PATH_LEN 512
+
+static char tmp_dir[256];
+static char corpus_dir[PATH_LEN];
+static store_t *store;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* Paths in the test's temporary directory (always short). */
+__attribute__((format(printf, 2, 3))) static void fmt_path(char out[PATH_LEN], const char *fmt,
+                                                           ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out, PATH_LEN, fmt, ap);
+  va_end(ap);
+}
+
+static const pkgv_issue_t *first_error(const pkgv_result_t *res) {
+  for (size_t i = 0; i < res->n_issues; i++) {
+    if (res->issues[i].severity == PKGR_SEVERITY_ERROR)
+      return &res->issues[i];
+  }
+  return NULL;
+}
+
+static void dump(const pkgv_result_t *res, FILE *f) {
+  fprintf(f, "passed=%d issues=%llu errors=%llu warnings=%llu\n", res->passed,
+          (unsigned long long)res->issues_total, (unsigned long long)res->errors_total,
+          (unsigned long long)res->warnings_total);
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    const pkgv_counts_t *c = &res->counts[k];
+    fprintf(f, "  %-18s in=%llu valid=%llu err=%llu warn=%llu create=%llu over=%llu skip=%llu\n",
+            fzip_kind_info((fzip_kind_t)k)->name, (unsigned long long)c->in_package,
+            (unsigned long long)c->valid, (unsigned long long)c->errors,
+            (unsigned long long)c->warnings, (unsigned long long)c->created,
+            (unsigned long long)c->overwritten, (unsigned long long)c->skipped);
+  }
+  for (size_t i = 0; i < res->n_issues && i < 20; i++) {
+    const pkgv_issue_t *is = &res->issues[i];
+    fprintf(f, "  %s %s entry=%s id=%s field=%s: %s\n",
+            is->severity == PKGR_SEVERITY_ERROR ? "ERROR" : "warn", is->rule, is->entry,
+            is->entity_id, is->field, is->reason);
+  }
+}
+
+static bool validate(pkgv_result_t **res, const char *path, store_t *s, const char *user,
+                     pkgv_strategy_t strategy, fzip_error_t *err) {
+  pkgv_options_t opt = {0};
+  opt.store = s;
+  opt.user_id = user;
+  opt.strategy = strategy;
+  return pkgv_validate(res, path, &opt, err);
+}
+
+static void corpus_path(char out[PATH_LEN], const char *name) {
+  fmt_path(out, "%s/%s.fzip", corpus_dir, name);
+}
+
+static uint64_t total_in(const pkgv_result_t *res) {
+  uint64_t n = 0;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++)
+    n += res->counts[k].in_package;
+  return n;
+}
+
+/* Seeds `user` and writes their complete package to `path`. */
+static bool seeded_package(seed_stats_t *stats, const char *user, uint64_t transactions,
+                           const char *path, fzip_error_t *err) {
+  seed_options_t so = {0};
+  pkg_selection_t sel = {0};
+  pkg_options_t po = {0};
+  so.seed = 42;
+  so.transactions = transactions;
+  so.analytics = true;
+  so.clean = true;
+  sel.export_type = PKG_EXPORT_COMPLETE;
+  sel.include_analytics = true;
+  po.export_timestamp_ms = PINNED_MS;
+  po.temp_dir = tmp_dir;
+  return seed_generate(stats, store, user, &so, err) &&
+         pkg_write_file(NULL, store, user, &sel, &po, path, err);
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_design_document_packages_validate_clean(void) {
+  static const char *names[] = {"good_design_doc", "good_full_entry_names",
+                                "good_minimal_manifest", "good_accounts_only",
+                                "good_directory_entry"};
+  fzip_error_t err = {0};
+  char path[PATH_LEN];
+
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    pkgv_result_t *res = NULL;
+    corpus_path(path, names[i]);
+    CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+    if (!res->passed) {
+      fprintf(stderr, "  %s:\n", names[i]);
+      dump(res, stderr);
+    }
+    bool passed = res->passed;
+    uint64_t accounts = res->counts[FZIP_KIND_ACCOUNT].created;
+    pkgv_result_destroy(res);
+    CHECK(passed);
+    CHECK(accounts >= 1);
+  }
+}
+
+static void test_design_document_package_counts_and_warnings(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  char path[PATH_LEN];
+
+  corpus_path(path, "good_design_doc");
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  bool ok = res->passed && res->counts[FZIP_KIND_ACCOUNT].in_package == 2 &&
+            res->counts[FZIP_KIND_CATEGORY].valid == 2 &&
+            res->counts[FZIP_KIND_TRANSACTION].in_package == 3 &&
+            res->counts[FZIP_KIND_TRANSACTION].created == 3 && res->files_in_package == 1 &&
+            res->has_info && strcmp(res->info.format_version, "1.0") == 0 &&
+            strcmp(res->info.application_version, "2.5.0") == 0 && !res->preview_from_store;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  /* No checksums and no data_summary: accepted, with warnings that say so. */
+  corpus_path(path, "good_minimal_manifest");
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  ok = res->passed && res->warnings_total >= 2;
+  bool saw_checksum_warning = false;
+  for (size_t i = 0; i < res->n_issues; i++)
+    saw_checksum_warning |= strcmp(res->issues[i].rule, "checksum.missing") == 0;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+  CHECK(saw_checksum_warning);
+}
+
+static void test_hostile_corpus_rejected_with_precise_first_issue(void) {
+  char expected[PATH_LEN], line[LINE_MAX_LEN], path[PATH_LEN];
+  fzip_error_t err = {0};
+  int cases = 0, wrong = 0;
+  FILE *f;
+
+  fmt_path(expected, "%s/expected.tsv", corpus_dir);
+  CHECK((f = fopen(expected, "r")) != NULL);
+  while (fgets(line, sizeof line, f)) {
+    char *name = strtok(line, "\t\n"), *rule = strtok(NULL, "\t\n");
+    char *entry = strtok(NULL, "\t\n"), *field = strtok(NULL, "\t\n");
+    pkgv_result_t *res = NULL;
+    if (!name || !rule || !entry || !field)
+      continue;
+    if (strcmp(entry, "-") == 0)
+      entry = "";
+    if (strcmp(field, "-") == 0)
+      field = "";
+    corpus_path(path, name);
+    cases++;
+    if (!validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err)) {
+      fprintf(stderr, "  %s: validation failed to run: %s\n", name, err.message);
+      wrong++;
+      continue;
+    }
+    const pkgv_issue_t *is = first_error(res);
+    if (res->passed || !is || strcmp(is->rule, rule) != 0 || strcmp(is->entry, entry) != 0 ||
+        strcmp(is->field, field) != 0) {
+      fprintf(stderr, "  %s: want %s entry=%s field=%s\n", name, rule, entry, field);
+      dump(res, stderr);
+      wrong++;
+    }
+    pkgv_result_destroy(res);
+  }
+  fclose(f);
+  fprintf(stderr, "  %d hostile packages checked\n", cases);
+  CHECK(cases >= 30);
+  CHECK(wrong == 0);
+}
+
+static void test_entity_ids_are_reported_on_entity_issues(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  char path[PATH_LEN];
+
+  corpus_path(path, "bad_ref_transaction_account");
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  const pkgv_issue_t *is = first_error(res);
+  bool ok = is && strcmp(is->entity_id, "c0ffee00-0000-4000-8000-000000000001") == 0 &&
+            is->kind == FZIP_KIND_TRANSACTION && res->counts[FZIP_KIND_TRANSACTION].valid == 2 &&
+            res->counts[FZIP_KIND_TRANSACTION].errors == 1;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
+static void test_writer_package_from_seeded_store_validates_clean(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  seed_stats_t st;
+  char path[PATH_LEN];
+
+  fmt_path(path, "%s/seeded.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "alice", 500, path, &err), err);
+  /* Into another user's (empty) profile: everything is created. */
+  CHECK_OK(validate(&res, path, store, "bob", PKGV_FAIL_ON_CONFLICT, &err), err);
+  bool ok = res->passed && res->errors_total == 0 && res->warnings_total == 0 &&
+            res->preview_from_store &&
+            res->counts[FZIP_KIND_ACCOUNT].created == st.accounts &&
+            res->counts[FZIP_KIND_CATEGORY].created == st.categories &&
+            res->counts[FZIP_KIND_FILE_MAP].created == st.file_maps &&
+            res->counts[FZIP_KIND_TRANSACTION_FILE].created == st.files &&
+            res->counts[FZIP_KIND_TRANSACTION].created == st.transactions &&
+            res->counts[FZIP_KIND_TRANSACTION].valid == st.transactions &&
+            res->counts[FZIP_KIND_ANALYTICS].in_package == st.analytics &&
+            res->files_in_package == st.files && res->file_bytes == st.file_bytes;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
+static void test_conflict_preview_under_each_strategy(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  seed_stats_t st;
+  char path[PATH_LEN];
+  uint64_t total;
+
+  fmt_path(path, "%s/conflicts.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "carol", 200, path, &err), err);
+  total = st.accounts + st.categories + st.file_maps + st.files + st.transactions + st.analytics;
+
+  /* carol already has every entity. */
+  CHECK_OK(validate(&res, path, store, "carol", PKGV_FAIL_ON_CONFLICT, &err), err);
+  const pkgv_issue_t *is = first_error(res);
+  bool ok = !res->passed && res->conflicts_total == total &&
+            res->n_conflicting_ids == PKGV_CONFLICT_IDS_MAX && is &&
+            strcmp(is->rule, "conflict.exists") == 0 &&
+            strcmp(is->entry, "data/accounts.json") == 0 &&
+            strcmp(is->field, "accountId") == 0 && res->counts[FZIP_KIND_ACCOUNT].created == 0 &&
+            strncmp(res->conflicting_ids[0], "accounts/", 9) == 0;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  CHECK_OK(validate(&res, path, store, "carol", PKGV_SKIP_EXISTING, &err), err);
+  ok = res->passed && res->counts[FZIP_KIND_TRANSACTION].skipped == st.transactions &&
+       res->counts[FZIP_KIND_TRANSACTION].created == 0 &&
+       res->counts[FZIP_KIND_ACCOUNT].skipped == st.accounts && res->conflicts_total == 0;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  CHECK_OK(validate(&res, path, store, "carol", PKGV_OVERWRITE, &err), err);
+  ok = res->passed && res->counts[FZIP_KIND_TRANSACTION].overwritten == st.transactions &&
+       res->counts[FZIP_KIND_CATEGORY].overwritten == st.categories &&
+       res->counts[FZIP_KIND_TRANSACTION].created == 0;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  /* dave has exactly one of the package's accounts: a partial overlap. */
+  bson_t *acc = NULL;
+  store_cursor_t *cur = NULL;
+  const bson_t *doc;
+  CHECK_OK(store_cursor_new(&cur, store, "carol", FZIP_KIND_ACCOUNT, NULL, &err), err);
+  if (store_cursor_next(cur, &doc, &err))
+    acc = bson_copy(doc);
+  store_cursor_destroy(cur);
+  CHECK(acc != NULL);
+  const bson_t *one[1] = {acc};
+  bool put = store_entity_put_batch(store, "dave", FZIP_KIND_ACCOUNT, one, 1,
+                                    STORE_WRITE_REPLACE, NULL, &err);
+  bson_destroy(acc);
+  CHECK_OK(put, err);
+  CHECK_OK(validate(&res, path, store, "dave", PKGV_SKIP_EXISTING, &err), err);
+  ok = res->passed && res->counts[FZIP_KIND_ACCOUNT].skipped == 1 &&
+       res->counts[FZIP_KIND_ACCOUNT].created == st.accounts - 1 &&
+       res->counts[FZIP_KIND_TRANSACTION].created == st.transactions && total_in(res) == total;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
+static void test_restore_streams_entities_in_dependency_order(void) {
+  fzip_error_t err = {0};
+  pkgr_t *r = NULL;
+  seed_stats_t st;
+  char path[PATH_LEN], hex[FZIP_SHA256_HEX_LEN + 1], buf[4096];
+  uint64_t counts[FZIP_KIND_COUNT] = {0}, bytes = 0;
+
+  fmt_path(path, "%s/stream.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "erin", 120, path, &err), err);
+  CHECK_OK(pkgr_open(&r, path, NULL, NULL, NULL, &err), err);
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    pkgr_entities_t *it = NULL;
+    const bson_t *doc;
+    bool ok;
+    CHECK_OK(pkgr_entities_open(&it, r, (fzip_kind_t)k, &err), err);
+    while (pkgr_entities_next(it, &doc, &err)) {
+      bson_iter_t id;
+      if (!bson_iter_init_find(&id, doc, fzip_kind_info((fzip_kind_t)k)->id_field))
+        break;
+      counts[k]++;
+    }
+    ok = !fzip_error_is_set(&err) && pkgr_entities_finish(hex, it, &err);
+    pkgr_entities_destroy(it);
+    CHECK_OK(ok, err);
+    CHECK(strlen(hex) == FZIP_SHA256_HEX_LEN);
+  }
+  for (size_t i = 0; i < pkgr_file_count(r); i++) {
+    pkgr_file_t *f = NULL;
+    size_t n;
+    bool ok = pkgr_file_open(&f, r, pkgr_file_at(r, i)->file_id, &err);
+    while (ok && (ok = pkgr_file_read(f, buf, sizeof buf, &n, &err)) && n)
+      bytes += n;
+    pkgr_file_destroy(f);
+    CHECK_OK(ok, err);
+  }
+  size_t files = pkgr_file_count(r);
+  pkgr_destroy(r);
+  CHECK(counts[FZIP_KIND_ACCOUNT] == st.accounts);
+  CHECK(counts[FZIP_KIND_CATEGORY] == st.categories);
+  CHECK(counts[FZIP_KIND_TRANSACTION] == st.transactions);
+  CHECK(counts[FZIP_KIND_ANALYTICS] == st.analytics);
+  CHECK(files == st.files);
+  CHECK(bytes == st.file_bytes);
+}
+
+static void test_refused_archive_reports_every_problem(void) {
+  fzip_error_t err = {0};
+  pkgr_t *r = NULL;
+  char path[PATH_LEN];
+
+  corpus_path(path, "bad_dotdot_path");
+  CHECK_FAILS(pkgr_open(&r, path, NULL, NULL, NULL, &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(err.domain == FZIP_DOMAIN_VALIDATION);
+  CHECK(r == NULL);
+  fmt_path(path, "%s/does-not-exist.fzip", tmp_dir);
+  CHECK_FAILS(pkgr_open(&r, path, NULL, NULL, NULL, &err), err, FZIP_ERR_NOT_FOUND);
+  pkgv_result_t *res = NULL;
+  CHECK(!validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err));
+  CHECK(res == NULL);
+}
+
+/* ---- heavy: memory ---------------------------------------------------- */
+
+static long vm_hwm_kb(void) {
+  char line[256];
+  long kb = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "VmHWM:", 6) == 0)
+      kb = strtol(line + 6, NULL, 10);
+  }
+  fclose(f);
+  return kb;
+}
+
+#define HEAVY_TRANSACTIONS 200000
+#define HEAVY_HWM_GROWTH_KB (48 * 1024) /* ids of referenced kinds + 16 B per transaction */
+
+static void test_heavy_validation_memory_stays_small(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  seed_stats_t st;
+  char path[PATH_LEN];
+  struct stat sb;
+
+  fmt_path(path, "%s/heavy.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "heavy", HEAVY_TRANSACTIONS, path, &err), err);
+  CHECK(stat(path, &sb) == 0);
+  /* The writer and the seed have used memory of their own; reset HWM. */
+  FILE *f = fopen("/proc/self/clear_refs", "w");
+  if (f) {
+    fputs("5\n", f);
+    fclose(f);
+  }
+  long before = vm_hwm_kb();
+  int64_t t0 = fzip_monotonic_ms();
+  CHECK_OK(validate(&res, path, store, "heavy-import", PKGV_FAIL_ON_CONFLICT, &err), err);
+  int64_t ms = fzip_monotonic_ms() - t0;
+  long after = vm_hwm_kb();
+  bool ok = res->passed && res->counts[FZIP_KIND_TRANSACTION].created == HEAVY_TRANSACTIONS;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  fprintf(stderr, "  %d transactions, package %lld bytes, validated in %lld ms, "
+          "VmHWM %ld -> %ld kB (+%ld kB)\n", HEAVY_TRANSACTIONS, (long long)sb.st_size,
+          (long long)ms, before, after, after - before);
+  CHECK(ok);
+  CHECK(before > 0 && after - before < HEAVY_HWM_GROWTH_KB);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static int dump_file(const char *path) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  if (!validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err)) {
+    fprintf(stderr, "%s\n", err.message);
+    return 1;
+  }
+  dump(res, stdout);
+  pkgv_result_destroy(res);
+  return 0;
+}
+
+static bool setup(void) {
+  char cmd[PATH_LEN * 2], uri[PATH_LEN];
+  fzip_error_t err = {0};
+  store_options_t so = {0};
+  const char *base = getenv("TMPDIR");
+
+  snprintf(tmp_dir, sizeof tmp_dir, "%s/fzip-pkgv-XXXXXX", base && *base ? base : "/tmp");
+  if (!mkdtemp(tmp_dir))
+    return false;
+  fmt_path(corpus_dir, "%s/corpus", tmp_dir);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/make_packages.py %s", FZIP_PKG_READ_TEST_DIR,
+           corpus_dir);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "make_packages.py failed\n");
+    return false;
+  }
+  fmt_path(uri, "sqlite:%s/store.db", tmp_dir);
+  so.uri = uri;
+  if (!store_open(&store, &so, &err)) {
+    fprintf(stderr, "store_open: %s\n", err.message);
+    return false;
+  }
+  return true;
+}
+
+static void teardown(void) {
+  char cmd[PATH_LEN];
+  store_destroy(store);
+  if (!getenv("FZIP_TEST_KEEP")) {
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    if (system(cmd) != 0)
+      fprintf(stderr, "could not remove %s\n", tmp_dir);
+  } else {
+    fprintf(stderr, "kept %s\n", tmp_dir);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--dump") == 0)
+    return dump_file(argv[2]);
+  if (!setup())
+    return 1;
+  if (argc == 2 && strcmp(argv[1], "--heavy") == 0) {
+    RUN(test_heavy_validation_memory_stays_small);
+  } else {
+    RUN(test_design_document_packages_validate_clean);
+    RUN(test_design_document_package_counts_and_warnings);
+    RUN(test_hostile_corpus_rejected_with_precise_first_issue);
+    RUN(test_entity_ids_are_reported_on_entity_issues);
+    RUN(test_refused_archive_reports_every_problem);
+    RUN(test_writer_package_from_seeded_store_validates_clean);
+    RUN(test_conflict_preview_under_each_strategy);
+    RUN(test_restore_streams_entities_in_dependency_order);
+  }
+  teardown();
+  return fzip_test_summary();
+}
