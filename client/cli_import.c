@@ -1,0 +1,254 @@
+/*
+ * cli_import: `fzip import ...`.  upload and start are specific to
+ * imports; the rest are the shared job commands (cli_jobs).
+ *
+ * Upload hashes the file first and announces its size and sha256 in the
+ * options message, so the server can refuse a package that changed or was
+ * truncated in transit before it is ever validated.  --validate-only and
+ * --wait imply --start: an upload that is to be validated or waited for
+ * has to be started.
+ */
+#include "cli_import.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_jobs.h"
+#include "cli_msg.h"
+#include "cli_progress.h"
+#include "cli_xfer.h"
+#include "fzip/v1/import_service.pb-c.h"
+#include "fzip_util.h"
+
+#define SVC "/fzip.v1.ImportService/"
+#define M(name, snake)                                                                    \
+  { SVC name, &fzip__v1__##snake##_request__descriptor, &fzip__v1__##snake##_response__descriptor }
+#define FILE_NAME_MAX 255
+
+static bool import_failed(int status) {
+  return status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_FAILED ||
+         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED;
+}
+
+static const cli_job_kind_t import_kind = {
+    .noun = "import",
+    .id_field = "import_id",
+    .get = M("GetImport", get_import),
+    .list = M("ListImports", list_imports),
+    .del = M("DeleteImport", delete_import),
+    .cancel = M("CancelImport", cancel_import),
+    .watch = M("WatchImport", watch_import),
+    .failed = import_failed,
+};
+
+static bool parse_strategy(int *out, const cli_args_t *args, fzip_error_t *error) {
+  const char *s = cli_args_get(args, "--strategy");
+  *out = 0;
+  if (s && !cli_msg_enum_parse(out, &fzip__v1__merge_strategy__descriptor, s))
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                          "--strategy: unknown merge strategy '%s'", s);
+  return true;
+}
+
+/* Reports the job, or follows it with --wait. */
+static int report_or_wait(cli_ctx_t *ctx, const cli_args_t *args, const ProtobufCMessage *job) {
+  if (!cli_args_flag(args, "--wait") || !job)
+    return cli_jobs_report(ctx, &import_kind, job);
+  if (!ctx->quiet)
+    fprintf(stderr, "import %s started\n", cli_msg_string(job, "import_id"));
+  return cli_jobs_watch(ctx, &import_kind, cli_msg_string(job, "import_id"));
+}
+
+/* ---- upload ---------------------------------------------------------------- */
+
+typedef struct {
+  const char *path;
+  char file_name[FILE_NAME_MAX + 1];
+  char sha256[FZIP_SHA256_HEX_LEN + 1];
+  int64_t size;
+  int64_t rate;
+  FILE *in;
+  unsigned char *buf;
+} upload_t;
+
+static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_args_t *args,
+                         fzip_error_t *error) {
+  Fzip__V1__UploadImportRequest req = FZIP__V1__UPLOAD_IMPORT_REQUEST__INIT;
+  Fzip__V1__ImportOptions o = FZIP__V1__IMPORT_OPTIONS__INIT;
+  int strategy = 0;
+  if (!parse_strategy(&strategy, args, error))
+    return false;
+  o.merge_strategy = (Fzip__V1__MergeStrategy)strategy;
+  o.validate_only = cli_args_flag(args, "--validate-only");
+  o.start = cli_args_flag(args, "--start") || o.validate_only || cli_args_flag(args, "--wait");
+  o.expected_size = u->size;
+  o.expected_sha256 = (char *)u->sha256;
+  o.file_name = (char *)u->file_name;
+  req.payload_case = FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_OPTIONS;
+  req.options = &o;
+  return rpc_client_call_write(call, &req.base, error);
+}
+
+static bool send_chunks(rpc_client_call_t *call, upload_t *u, cli_progress_t *progress,
+                        fzip_error_t *error) {
+  Fzip__V1__UploadImportRequest req = FZIP__V1__UPLOAD_IMPORT_REQUEST__INIT;
+  int64_t sent = 0, started = fzip_monotonic_ms();
+  req.payload_case = FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_CHUNK;
+  while (sent < u->size) {
+    size_t want = u->size - sent < CLI_XFER_CHUNK ? (size_t)(u->size - sent) : CLI_XFER_CHUNK;
+    size_t n = fread(u->buf, 1, want, u->in);
+    if (n != want)
+      return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
+                            "%s: changed while uploading (read failed at byte %" PRId64 ")",
+                            u->path, sent);
+    req.chunk.data = u->buf;
+    req.chunk.len = n;
+    if (!rpc_client_call_write(call, &req.base, error))
+      return false;
+    sent += (int64_t)n;
+    cli_progress_bytes(progress, sent, u->size, 0);
+    cli_xfer_throttle(sent, started, u->rate);
+  }
+  return true;
+}
+
+static bool prepare_upload(upload_t *u, const cli_args_t *args, fzip_error_t *error) {
+  char copy[4096];
+  u->path = args->positional[0];
+  snprintf(copy, sizeof copy, "%s", u->path);
+  snprintf(u->file_name, sizeof u->file_name, "%s", basename(copy));
+  if (!cli_xfer_size_opt(&u->rate, args, "--limit-rate", 1, INT64_MAX / 1000, error) ||
+      !cli_xfer_hash_file(u->sha256, &u->size, u->path, error))
+    return false;
+  u->in = fopen(u->path, "rb");
+  u->buf = malloc(CLI_XFER_CHUNK);
+  if (!u->in)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: %s", u->path,
+                          strerror(errno));
+  if (!u->buf)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  return true;
+}
+
+static int run_upload(cli_ctx_t *ctx, const cli_args_t *args) {
+  upload_t u;
+  fzip_error_t error = {0};
+  rpc_client_t *client = NULL;
+  rpc_client_call_t *call = NULL;
+  ProtobufCMessage *resp = NULL;
+  rpc_call_options_t o = cli_ctx_call_options(ctx, false);
+  cli_progress_t *progress = NULL;
+  int rc;
+  memset(&u, 0, sizeof u);
+  if (!prepare_upload(&u, args, &error) || !cli_ctx_client(&client, ctx, &error) ||
+      !rpc_client_call_open(&call, client, SVC "UploadImport", &o,
+                            &fzip__v1__upload_import_response__descriptor, &error) ||
+      !send_options(call, &u, args, &error))
+    goto failed;
+  progress = cli_progress_new(cli_ctx_progress_mode(ctx), "upload");
+  if (!send_chunks(call, &u, progress, &error) || !rpc_client_call_finish(&resp, call, &error))
+    goto failed;
+  cli_progress_destroy(progress);
+  progress = NULL;
+  rc = report_or_wait(ctx, args, resp ? cli_msg_sub(resp, "job") : NULL);
+  goto done;
+failed:
+  cli_progress_destroy(progress);
+  progress = NULL;
+  /* A write fails with a bare transport error when the server ended the
+   * call: its status, read by finish, says why. */
+  if (call && rpc_client_call_status(call) < 0 && error.domain != FZIP_DOMAIN_SYS &&
+      error.domain != FZIP_DOMAIN_CONFIG) {
+    fzip_error_t why = {0};
+    if (!rpc_client_call_finish(&resp, call, &why) && why.message[0])
+      error = why;
+  }
+  rc = cli_fail(ctx, &error);
+done:
+  cli_progress_destroy(progress);
+  rpc_client_call_destroy(call);
+  if (resp)
+    protobuf_c_message_free_unpacked(resp, NULL);
+  if (u.in)
+    fclose(u.in);
+  free(u.buf);
+  return rc;
+}
+
+/* ---- start ----------------------------------------------------------------- */
+
+static int run_start(cli_ctx_t *ctx, const cli_args_t *args) {
+  Fzip__V1__StartImportRequest req = FZIP__V1__START_IMPORT_REQUEST__INIT;
+  ProtobufCMessage *resp = NULL;
+  fzip_error_t error = {0};
+  int strategy = 0, rc;
+  req.import_id = (char *)args->positional[0];
+  req.validate_only = cli_args_flag(args, "--validate-only");
+  if (!parse_strategy(&strategy, args, &error))
+    return cli_fail(ctx, &error);
+  req.merge_strategy = (Fzip__V1__MergeStrategy)strategy;
+  if (!cli_ctx_unary(&resp, ctx, SVC "StartImport", &req.base,
+                     &fzip__v1__start_import_response__descriptor, &error))
+    return cli_fail(ctx, &error);
+  rc = report_or_wait(ctx, args, cli_msg_sub(resp, "job"));
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return rc;
+}
+
+/* ---- shared job commands ---------------------------------------------------- */
+
+static int run_status(cli_ctx_t *ctx, const cli_args_t *args) {
+  return cli_jobs_status(ctx, &import_kind, args->positional[0]);
+}
+static int run_watch(cli_ctx_t *ctx, const cli_args_t *args) {
+  return cli_jobs_watch(ctx, &import_kind, args->positional[0]);
+}
+static int run_list(cli_ctx_t *ctx, const cli_args_t *args) {
+  return cli_jobs_list(ctx, &import_kind);
+}
+static int run_delete(cli_ctx_t *ctx, const cli_args_t *args) {
+  return cli_jobs_delete(ctx, &import_kind, args->positional[0]);
+}
+static int run_cancel(cli_ctx_t *ctx, const cli_args_t *args) {
+  return cli_jobs_cancel(ctx, &import_kind, args->positional[0]);
+}
+
+#define STRATEGY_OPT                                                                       \
+  {"--strategy", 0, CLI_OPT_VALUE, "S", NULL,                                             \
+   "fail_on_conflict|skip_existing|overwrite (default fail_on_conflict)"}
+#define VALIDATE_OPT                                                                       \
+  {"--validate-only", 0, CLI_OPT_FLAG, NULL, NULL, "validate and preview, change nothing"}
+#define WAIT_OPT {"--wait", 0, CLI_OPT_FLAG, NULL, NULL, "follow the job until it ends"}
+#define END_OPT {NULL, 0, 0, NULL, NULL, NULL}
+
+static const cli_opt_t upload_opts[] = {
+    STRATEGY_OPT,
+    VALIDATE_OPT,
+    {"--start", 0, CLI_OPT_FLAG, NULL, NULL, "start the import once uploaded"},
+    WAIT_OPT,
+    {"--limit-rate", 0, CLI_OPT_VALUE, "BYTES", NULL, "at most BYTES per second (e.g. 512k)"},
+    END_OPT,
+};
+
+static const cli_opt_t start_opts[] = {STRATEGY_OPT, VALIDATE_OPT, WAIT_OPT, END_OPT};
+
+const cli_command_t cli_import_commands[] = {
+    {"import", "upload", "FILE", 1, 1, upload_opts, "Upload an FZIP package (prints the job).",
+     "Sends the file's size and sha256 first; the server keeps the upload only if both\n"
+     "match.  --validate-only and --wait imply --start.",
+     run_upload},
+    {"import", "start", "ID", 1, 1, start_opts, "Start (or restart) an uploaded import.", NULL,
+     run_start},
+    {"import", "list", "", 0, 0, NULL, "List your import jobs, newest first.", NULL, run_list},
+    {"import", "status", "ID", 1, 1, NULL, "Show one import job.", NULL, run_status},
+    {"import", "watch", "ID", 1, 1, NULL, "Follow an import job until it ends.",
+     "Exits 1 if validation or the import fails, or the job is cancelled.", run_watch},
+    {"import", "delete", "ID", 1, 1, NULL, "Delete an import job and its uploaded package.",
+     NULL, run_delete},
+    {"import", "cancel", "ID", 1, 1, NULL, "Cancel a running import job.", NULL, run_cancel},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+};

@@ -1,0 +1,220 @@
+/*
+ * cli_jobs: see cli_jobs.h.  Requests are built through their descriptors
+ * (every job request is "{<id_field>: id}" or a page request), so one
+ * function serves both services.  Watching draws progress from each
+ * snapshot and reports the last one; a stream that ends without a final
+ * status is reported as such, not as success.
+ */
+#include "cli_jobs.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_msg.h"
+#include "cli_progress.h"
+
+#define LIST_PAGE_SIZE 100
+#define LIST_PAGES_MAX 1000 /* 100k jobs: far beyond any retention */
+
+/* A zeroed, initialised request; the caller frees it with free(). */
+static ProtobufCMessage *new_request(const ProtobufCMessageDescriptor *desc, fzip_error_t *error) {
+  ProtobufCMessage *m = calloc(1, desc->sizeof_message);
+  if (!m) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return NULL;
+  }
+  protobuf_c_message_init(desc, m);
+  return m;
+}
+
+static ProtobufCMessage *id_request(const cli_method_t *m, const cli_job_kind_t *kind,
+                                    const char *id, fzip_error_t *error) {
+  ProtobufCMessage *req = new_request(m->req, error);
+  if (req && !cli_msg_set_string(req, kind->id_field, id)) {
+    free(req);
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s has no %s", m->req->name,
+                   kind->id_field);
+    return NULL;
+  }
+  return req;
+}
+
+int cli_jobs_report(cli_ctx_t *ctx, const cli_job_kind_t *kind, const ProtobufCMessage *job) {
+  fzip_error_t error = {0};
+  if (!job) {
+    fprintf(stderr, "fzip: the server returned no %s job\n", kind->noun);
+    return CLI_EXIT_FAILED;
+  }
+  if (ctx->json) {
+    if (!cli_msg_print_json(stdout, job, &error))
+      return cli_fail(ctx, &error);
+  } else {
+    cli_msg_print_text(stdout, job, 0);
+  }
+  int status = (int)cli_msg_int(job, "status");
+  if (kind->failed(status)) {
+    const ProtobufCMessage *e = cli_msg_sub(job, "error");
+    fprintf(stderr, "fzip: %s %s ended %s%s%s\n", kind->noun, cli_msg_string(job, kind->id_field),
+            cli_msg_enum_short(job, "status"), e ? ": " : "", e ? cli_msg_string(e, "message") : "");
+    return CLI_EXIT_FAILED;
+  }
+  return CLI_EXIT_OK;
+}
+
+/* Calls a "{id} -> {job}" method and reports the job. */
+static int id_call_report(cli_ctx_t *ctx, const cli_job_kind_t *kind, const cli_method_t *m,
+                          const char *id) {
+  fzip_error_t error = {0};
+  ProtobufCMessage *resp = NULL;
+  int rc;
+  ProtobufCMessage *req = id_request(m, kind, id, &error);
+  if (!req || !cli_ctx_unary(&resp, ctx, m->method, req, m->resp, &error)) {
+    rc = cli_fail(ctx, &error);
+    goto done;
+  }
+  rc = cli_jobs_report(ctx, kind, cli_msg_sub(resp, "job"));
+done:
+  free(req);
+  if (resp)
+    protobuf_c_message_free_unpacked(resp, NULL);
+  return rc;
+}
+
+int cli_jobs_status(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
+  return id_call_report(ctx, kind, &kind->get, id);
+}
+
+int cli_jobs_cancel(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
+  return id_call_report(ctx, kind, &kind->cancel, id);
+}
+
+int cli_jobs_delete(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
+  fzip_error_t error = {0};
+  ProtobufCMessage *resp = NULL;
+  int rc = CLI_EXIT_OK;
+  ProtobufCMessage *req = id_request(&kind->del, kind, id, &error);
+  if (!req || !cli_ctx_unary(&resp, ctx, kind->del.method, req, kind->del.resp, &error)) {
+    rc = cli_fail(ctx, &error);
+    goto done;
+  }
+  if (ctx->json)
+    printf("{\"%s\":\"%s\",\"deleted\":true}\n", kind->id_field, id);
+  else
+    printf("deleted %s %s\n", kind->noun, id);
+done:
+  free(req);
+  if (resp)
+    protobuf_c_message_free_unpacked(resp, NULL);
+  return rc;
+}
+
+static void list_row(const cli_ctx_t *ctx, const cli_job_kind_t *kind, const ProtobufCMessage *job) {
+  char when[40];
+  fzip_error_t error = {0};
+  if (ctx->json) {
+    if (!cli_msg_print_json(stdout, job, &error))
+      fprintf(stderr, "fzip: %s\n", error.message);
+    return;
+  }
+  cli_msg_format_time(when, sizeof when, cli_msg_int(job, "created_at"));
+  printf("%-36s  %-18s %3d%%  %s  %s\n", cli_msg_string(job, kind->id_field),
+         cli_msg_enum_short(job, "status"), (int)cli_msg_int(job, "progress"), when,
+         cli_msg_string(job, "description")[0] ? cli_msg_string(job, "description")
+                                               : cli_msg_string(job, "file_name"));
+}
+
+/* One page; *next is a copy of the next page token ("" at the end). */
+static bool list_page(char **next, cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *token,
+                      fzip_error_t *error) {
+  ProtobufCMessage *resp = NULL;
+  ProtobufCMessage *req = new_request(kind->list.req, error);
+  bool ok = false;
+  size_t n = 0;
+  if (!req)
+    return false;
+  const ProtobufCFieldDescriptor *ps =
+      protobuf_c_message_descriptor_get_field_by_name(kind->list.req, "page_size");
+  if (ps)
+    *(int32_t *)((char *)req + ps->offset) = LIST_PAGE_SIZE;
+  if (token[0])
+    cli_msg_set_string(req, "page_token", token);
+  if (!cli_ctx_unary(&resp, ctx, kind->list.method, req, kind->list.resp, error))
+    goto done;
+  ProtobufCMessage *const *jobs = cli_msg_repeated(&n, resp, "jobs");
+  for (size_t i = 0; i < n; i++)
+    list_row(ctx, kind, jobs[i]);
+  *next = strdup(cli_msg_string(resp, "next_page_token"));
+  ok = *next != NULL;
+  if (!ok)
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+done:
+  free(req);
+  if (resp)
+    protobuf_c_message_free_unpacked(resp, NULL);
+  return ok;
+}
+
+int cli_jobs_list(cli_ctx_t *ctx, const cli_job_kind_t *kind) {
+  fzip_error_t error = {0};
+  char *token = strdup("");
+  int rc = CLI_EXIT_OK;
+  for (int page = 0; token && page < LIST_PAGES_MAX; page++) {
+    char *next = NULL;
+    if (!list_page(&next, ctx, kind, token, &error)) {
+      rc = cli_fail(ctx, &error);
+      break;
+    }
+    free(token);
+    token = next;
+    if (!token[0])
+      break;
+  }
+  free(token);
+  fflush(stdout);
+  return rc;
+}
+
+int cli_jobs_watch(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
+  fzip_error_t error = {0};
+  rpc_client_t *client = NULL;
+  rpc_client_call_t *call = NULL;
+  ProtobufCMessage *last = NULL, *msg = NULL;
+  rpc_call_options_t o = cli_ctx_call_options(ctx, false);
+  char label[64];
+  int rc;
+  snprintf(label, sizeof label, "%s %.8s", kind->noun, id);
+  cli_progress_t *progress = cli_progress_new(cli_ctx_progress_mode(ctx), label);
+  ProtobufCMessage *req = id_request(&kind->watch, kind, id, &error);
+  if (!req || !cli_ctx_client(&client, ctx, &error) ||
+      !rpc_client_call_open_with(&call, client, kind->watch.method, &o, req, kind->watch.resp,
+                                 &error))
+    goto failed;
+  for (;;) {
+    if (!rpc_client_call_read(&msg, call, &error))
+      goto failed;
+    if (!msg)
+      break;
+    const ProtobufCMessage *job = cli_msg_sub(msg, "job");
+    if (job)
+      cli_progress_job(progress, (int)cli_msg_int(job, "progress"),
+                       cli_msg_enum_short(job, "status"), cli_msg_string(job, "current_phase"));
+    if (last)
+      protobuf_c_message_free_unpacked(last, NULL);
+    last = msg;
+  }
+  cli_progress_destroy(progress);
+  progress = NULL;
+  rc = cli_jobs_report(ctx, kind, last ? cli_msg_sub(last, "job") : NULL);
+  goto done;
+failed:
+  cli_progress_destroy(progress);
+  progress = NULL;
+  rc = cli_fail(ctx, &error);
+done:
+  cli_progress_destroy(progress);
+  rpc_client_call_destroy(call);
+  free(req);
+  if (last)
+    protobuf_c_message_free_unpacked(last, NULL);
+  return rc;
+}

@@ -1,0 +1,237 @@
+/*
+ * cli_package: `fzip package inspect|verify FILE`, offline.
+ *
+ * Both read the file with the project's package reader and validator
+ * (pkg/pkg_reader.h, pkg/pkg_validate.h), the same code fzipd runs on an
+ * upload, so a package that passes here passes the server's checks short
+ * of the conflict preview (which needs the user's data).  Nothing here
+ * parses zip or JSON itself.
+ *
+ * inspect prints what the manifest says, after the archive checks;
+ * verify runs the whole validation (schema, references, every checksum,
+ * counts) and exits 3 listing the first problems when the package fails.
+ */
+#include "cli_package.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli_ctx.h"
+#include "cli_msg.h"
+#include "fzip_entity.h"
+#include "pkg_json.h"
+#include "pkg_reader.h"
+#include "pkg_validate.h"
+
+#define ISSUES_SHOWN 20 /* problems listed in text output */
+
+/* ---- JSON helpers over the project's writer ------------------------------- */
+
+static bool stdout_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  if (fwrite(data, 1, len, stdout) != len)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "write to stdout failed");
+  return true;
+}
+
+/* Writes ,"key": and the string value; `first` says whether a comma is due. */
+static bool json_kv_str(pkgjson_writer_t *w, bool first, const char *key, const char *value,
+                        fzip_error_t *error) {
+  const char *v = value ? value : "";
+  return (first || pkgjson_write_raw(w, ",", 1, error)) &&
+         pkgjson_write_string(w, key, strlen(key), error) && pkgjson_write_raw(w, ":", 1, error) &&
+         pkgjson_write_string(w, v, strlen(v), error);
+}
+
+static bool json_kv_int(pkgjson_writer_t *w, const char *key, int64_t value, fzip_error_t *error) {
+  return pkgjson_write_raw(w, ",", 1, error) && pkgjson_write_string(w, key, strlen(key), error) &&
+         pkgjson_write_raw(w, ":", 1, error) && pkgjson_write_int64(w, value, error);
+}
+
+/* ---- inspect -------------------------------------------------------------- */
+
+static void print_issue_line(FILE *f, pkgr_severity_t severity, const char *rule,
+                             const char *entry, const char *entity_id, const char *field,
+                             const char *reason) {
+  fprintf(f, "  %s %s: %s%s%s%s%s%s%s\n", severity == PKGR_SEVERITY_ERROR ? "error" : "warning",
+          rule ? rule : "", entry && entry[0] ? entry : "", entity_id && entity_id[0] ? " id " : "",
+          entity_id ? entity_id : "", field && field[0] ? " field " : "", field ? field : "",
+          entry || entity_id || field ? ": " : "", reason ? reason : "");
+}
+
+typedef struct {
+  int shown;
+  int errors;
+} issue_tally_t;
+
+static void on_open_issue(void *ctx, const pkgr_issue_t *issue) {
+  issue_tally_t *t = ctx;
+  if (issue->severity == PKGR_SEVERITY_ERROR)
+    t->errors++;
+  if (t->shown++ < ISSUES_SHOWN)
+    print_issue_line(stderr, issue->severity, issue->rule, issue->entry, issue->entity_id,
+                     issue->field, issue->reason);
+}
+
+static void print_info_text(const pkgr_t *r) {
+  const pkgr_info_t *info = pkgr_info(r);
+  char when[40];
+  cli_msg_format_time(when, sizeof when, info->export_timestamp_ms);
+  printf("format_version: %s\nexport_timestamp: %s (%" PRId64 ")\nexport_type: %s\n"
+         "application_version: %s\nsource_user_id: %s\n",
+         info->format_version, when, info->export_timestamp_ms, info->export_type,
+         info->application_version, info->source_user_id);
+  for (int k = 0; k < FZIP_KIND_COUNT; k++)
+    printf("%s: %s%s, declared %" PRIu64 "%s\n", fzip_kind_info((fzip_kind_t)k)->name,
+           pkgr_has_kind(r, (fzip_kind_t)k) ? "present" : "absent",
+           "", info->count[k], info->has_count[k] ? "" : " (no count)");
+  printf("files: %zu entries%s\n", pkgr_file_count(r), info->has_files_count ? "" : "");
+}
+
+static bool print_info_json(const pkgr_t *r, const char *path, fzip_error_t *error) {
+  const pkgr_info_t *info = pkgr_info(r);
+  pkgjson_writer_t *w = pkgjson_writer_new(stdout_sink, NULL);
+  bool ok = false;
+  if (!w)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  if (!pkgjson_write_raw(w, "{", 1, error) || !json_kv_str(w, true, "file", path, error) ||
+      !json_kv_str(w, false, "format_version", info->format_version, error) ||
+      !json_kv_int(w, "export_timestamp", info->export_timestamp_ms, error) ||
+      !json_kv_str(w, false, "export_type", info->export_type, error) ||
+      !json_kv_str(w, false, "application_version", info->application_version, error) ||
+      !json_kv_str(w, false, "source_user_id", info->source_user_id, error) ||
+      !json_kv_int(w, "files", (int64_t)pkgr_file_count(r), error))
+    goto done;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_count", fzip_kind_info((fzip_kind_t)k)->name);
+    if (info->has_count[k] && !json_kv_int(w, key, (int64_t)info->count[k], error))
+      goto done;
+  }
+  ok = pkgjson_write_raw(w, "}\n", 2, error) && pkgjson_flush(w, error);
+done:
+  pkgjson_writer_destroy(w);
+  return ok;
+}
+
+static int run_inspect(cli_ctx_t *ctx, const cli_args_t *args) {
+  const char *path = args->positional[0];
+  issue_tally_t tally = {0, 0};
+  fzip_error_t error = {0};
+  pkgr_t *r = NULL;
+  int rc = CLI_EXIT_OK;
+  if (!pkgr_open(&r, path, NULL, on_open_issue, &tally, &error)) {
+    fprintf(stderr, "fzip: %s: %s\n", path, error.message);
+    return error.domain == FZIP_DOMAIN_VALIDATION ? CLI_EXIT_VERIFY : CLI_EXIT_FAILED;
+  }
+  if (ctx->json) {
+    if (!print_info_json(r, path, &error))
+      rc = cli_fail(ctx, &error);
+  } else {
+    print_info_text(r);
+  }
+  fflush(stdout);
+  pkgr_destroy(r);
+  return rc;
+}
+
+/* ---- verify --------------------------------------------------------------- */
+
+static void print_result_text(const pkgv_result_t *res, const char *path) {
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    const pkgv_counts_t *c = &res->counts[k];
+    printf("%-18s %8" PRIu64 " entities, %" PRIu64 " valid, %" PRIu64 " errors, %" PRIu64
+           " warnings\n",
+           fzip_kind_info((fzip_kind_t)k)->name, c->in_package, c->valid, c->errors, c->warnings);
+  }
+  printf("%-18s %8" PRIu64 " entries, %" PRIu64 " bytes\n", "files", res->files_in_package,
+         res->file_bytes);
+  for (size_t i = 0; i < res->n_issues && i < ISSUES_SHOWN; i++) {
+    const pkgv_issue_t *is = &res->issues[i];
+    print_issue_line(res->passed ? stdout : stderr, is->severity, is->rule, is->entry,
+                     is->entity_id, is->field, is->reason);
+  }
+  if (res->issues_total > ISSUES_SHOWN)
+    fprintf(res->passed ? stdout : stderr, "  ... %" PRIu64 " issues in all\n", res->issues_total);
+  if (res->passed)
+    printf("OK %s: package verified (%" PRIu64 " warnings)\n", path, res->warnings_total);
+  else
+    fprintf(stderr, "fzip: %s: package verification failed: %" PRIu64 " errors, %" PRIu64
+            " warnings\n", path, res->errors_total, res->warnings_total);
+}
+
+static bool json_issue(pkgjson_writer_t *w, const pkgv_issue_t *is, bool first,
+                       fzip_error_t *error) {
+  return (first || pkgjson_write_raw(w, ",", 1, error)) && pkgjson_write_raw(w, "{", 1, error) &&
+         json_kv_str(w, true, "severity", is->severity == PKGR_SEVERITY_ERROR ? "error" : "warning",
+                     error) &&
+         json_kv_str(w, false, "rule", is->rule, error) &&
+         json_kv_str(w, false, "entry", is->entry, error) &&
+         json_kv_str(w, false, "entity_id", is->entity_id, error) &&
+         json_kv_str(w, false, "field", is->field, error) &&
+         json_kv_str(w, false, "reason", is->reason, error) && pkgjson_write_raw(w, "}", 1, error);
+}
+
+static bool print_result_json(const pkgv_result_t *res, const char *path, fzip_error_t *error) {
+  pkgjson_writer_t *w = pkgjson_writer_new(stdout_sink, NULL);
+  bool ok = false;
+  if (!w)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  if (!pkgjson_write_raw(w, "{", 1, error) || !json_kv_str(w, true, "file", path, error) ||
+      !pkgjson_write_raw(w, res->passed ? ",\"passed\":true" : ",\"passed\":false",
+                         res->passed ? 14 : 15, error) ||
+      !json_kv_int(w, "errors", (int64_t)res->errors_total, error) ||
+      !json_kv_int(w, "warnings", (int64_t)res->warnings_total, error) ||
+      !json_kv_int(w, "files", (int64_t)res->files_in_package, error))
+    goto done;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_count", fzip_kind_info((fzip_kind_t)k)->name);
+    if (!json_kv_int(w, key, (int64_t)res->counts[k].in_package, error))
+      goto done;
+  }
+  if (!pkgjson_write_raw(w, ",\"issues\":[", 11, error))
+    goto done;
+  for (size_t i = 0; i < res->n_issues; i++)
+    if (!json_issue(w, &res->issues[i], i == 0, error))
+      goto done;
+  ok = pkgjson_write_raw(w, "]}\n", 3, error) && pkgjson_flush(w, error);
+done:
+  pkgjson_writer_destroy(w);
+  return ok;
+}
+
+static int run_verify(cli_ctx_t *ctx, const cli_args_t *args) {
+  const char *path = args->positional[0];
+  pkgv_options_t o = {.store = NULL, .strategy = PKGV_FAIL_ON_CONFLICT};
+  pkgv_result_t *res = NULL;
+  fzip_error_t error = {0};
+  int rc;
+  if (!pkgv_validate(&res, path, &o, &error)) {
+    fprintf(stderr, "fzip: %s: %s\n", path, error.message);
+    return CLI_EXIT_FAILED;
+  }
+  if (ctx->json) {
+    if (!print_result_json(res, path, &error)) {
+      pkgv_result_destroy(res);
+      return cli_fail(ctx, &error);
+    }
+  } else {
+    print_result_text(res, path);
+  }
+  fflush(stdout);
+  rc = res->passed ? CLI_EXIT_OK : CLI_EXIT_VERIFY;
+  pkgv_result_destroy(res);
+  return rc;
+}
+
+const cli_command_t cli_package_commands[] = {
+    {"package", "inspect", "FILE", 1, 1, NULL, "Print a package's manifest summary (offline).",
+     "Runs the archive and manifest checks first; exits 3 if the package is refused.",
+     run_inspect},
+    {"package", "verify", "FILE", 1, 1, NULL,
+     "Verify a package: schema, references, every checksum (offline).",
+     "The same validation fzipd runs on upload, without the conflict preview.\n"
+     "Exits 3 and lists the first problems when the package fails.",
+     run_verify},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+};

@@ -1,0 +1,99 @@
+/*
+ * cli_xfer: see cli_xfer.h.  Files are hashed in fixed buffers so memory
+ * stays flat whatever the package size.
+ */
+#include "cli_xfer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HASH_BUFFER (256 * 1024)
+
+bool cli_xfer_hash_stream(fzip_sha256_t *h, FILE *f, int64_t len, const char *path,
+                          fzip_error_t *error) {
+  char *buf = malloc(HASH_BUFFER);
+  bool ok = false;
+  if (!buf)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  while (len > 0) {
+    size_t want = len < HASH_BUFFER ? (size_t)len : HASH_BUFFER;
+    size_t n = fread(buf, 1, want, f);
+    if (n == 0) {
+      fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: read failed or file shrank",
+                     path);
+      goto done;
+    }
+    fzip_sha256_update(h, buf, n);
+    len -= (int64_t)n;
+  }
+  ok = true;
+done:
+  free(buf);
+  return ok;
+}
+
+bool cli_xfer_hash_file(char hex[FZIP_SHA256_HEX_LEN + 1], int64_t *size, const char *path,
+                        fzip_error_t *error) {
+  fzip_sha256_t *h = NULL;
+  bool ok = false;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_NOT_FOUND, "%s: %s", path,
+                          strerror(errno));
+  if (fseeko(f, 0, SEEK_END) != 0 || (*size = ftello(f)) < 0 || fseeko(f, 0, SEEK_SET) != 0) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: cannot size: %s", path,
+                   strerror(errno));
+    goto done;
+  }
+  h = fzip_sha256_new();
+  if (!h) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    goto done;
+  }
+  if (!cli_xfer_hash_stream(h, f, *size, path, error))
+    goto done;
+  fzip_sha256_final_hex(h, hex);
+  ok = true;
+done:
+  fzip_sha256_destroy(h);
+  fclose(f);
+  return ok;
+}
+
+void cli_xfer_throttle(int64_t moved, int64_t started_ms, int64_t rate) {
+  if (rate <= 0)
+    return;
+  int64_t due_ms = moved * 1000 / rate;
+  int64_t ahead = due_ms - (fzip_monotonic_ms() - started_ms);
+  if (ahead <= 0)
+    return;
+  struct timespec ts = {.tv_sec = ahead / 1000, .tv_nsec = (ahead % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+bool cli_xfer_size_opt(int64_t *out, const cli_args_t *args, const char *name, int64_t min,
+                       int64_t max, fzip_error_t *error) {
+  const char *s = cli_args_get(args, name);
+  char *end = NULL;
+  if (!s)
+    return true;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  int64_t mult = 1;
+  if (end && (*end == 'k' || *end == 'K'))
+    mult = 1024;
+  else if (end && (*end == 'm' || *end == 'M'))
+    mult = 1024 * 1024;
+  else if (end && (*end == 'g' || *end == 'G'))
+    mult = 1024 * 1024 * 1024;
+  if (mult > 1)
+    end++;
+  if (errno || end == s || *end != '\0' || v < 0 || v > max / mult || v * mult < min)
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                          "%s: '%s' is not a size in [%lld, %lld] (suffix k, M or G allowed)",
+                          name, s, (long long)min, (long long)max);
+  *out = v * mult;
+  return true;
+}

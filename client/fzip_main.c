@@ -1,0 +1,151 @@
+/*
+ * fzip: the command-line client of fzipd.
+ *
+ *   fzip [GLOBAL OPTIONS] GROUP COMMAND [ARGS] [OPTIONS]
+ *
+ * Commands are rows of per-group tables (cli_export.c, cli_import.c,
+ * cli_data.c, cli_package.c); this file only finds the row and runs it.
+ * Global options may come before or after the group and command words:
+ * they are collected with the command's own options in one parse.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "cli_ctx.h"
+#include "cli_data.h"
+#include "cli_export.h"
+#include "cli_import.h"
+#include "cli_package.h"
+
+typedef struct {
+  const char *name;
+  const cli_command_t *commands;
+  const char *summary;
+} group_t;
+
+static const group_t groups[] = {
+    {"export", cli_export_commands, "create, follow and download export packages"},
+    {"import", cli_import_commands, "upload, validate and restore packages"},
+    {"data", cli_data_commands, "read your current data on the server"},
+    {"package", cli_package_commands, "inspect and verify a package file, offline"},
+};
+#define N_GROUPS (sizeof groups / sizeof groups[0])
+
+static const char exit_codes_help[] =
+    "Exit status: 0 ok; 1 the server refused or the job failed; 2 usage error;\n"
+    "3 verification failed (checksum, package check); 4 server unreachable or timed out;\n"
+    "5 not authenticated or not allowed.\n";
+
+static void print_group_commands(FILE *f, const group_t *g) {
+  for (const cli_command_t *c = g->commands; c->group; c++) {
+    char left[48];
+    snprintf(left, sizeof left, "%s %s %s", g->name, c->name, c->arg_usage);
+    fprintf(f, "  fzip %-28s %s\n", left, c->summary);
+  }
+}
+
+static void print_help(FILE *f) {
+  fprintf(f, "fzip: command-line client of fzipd (fzip.v1 backup and restore).\n\n"
+             "Usage: fzip [GLOBAL OPTIONS] GROUP COMMAND [ARGS] [OPTIONS]\n\nCommands:\n");
+  for (size_t i = 0; i < N_GROUPS; i++)
+    print_group_commands(f, &groups[i]);
+  fprintf(f, "\nGlobal options (flags override environment variables):\n");
+  cli_args_print_options(f, cli_global_opts);
+  fprintf(f, "\n`fzip GROUP COMMAND --help` describes one command.\n\n%s", exit_codes_help);
+}
+
+static const group_t *find_group(const char *name) {
+  for (size_t i = 0; i < N_GROUPS; i++)
+    if (strcmp(groups[i].name, name) == 0)
+      return &groups[i];
+  return NULL;
+}
+
+static const cli_command_t *find_command(const group_t *g, const char *name) {
+  for (const cli_command_t *c = g->commands; c->group; c++)
+    if (strcmp(c->name, name) == 0)
+      return c;
+  return NULL;
+}
+
+/* Index of the next non-option word from `from`, skipping the values of
+ * global value options; argc if none. */
+static int next_word(int argc, char **argv, int from) {
+  for (int i = from; i < argc; i++) {
+    const char *w = argv[i];
+    if (w[0] != '-' || strcmp(w, "-") == 0)
+      return i;
+    for (const cli_opt_t *o = cli_global_opts; o->name; o++)
+      if (o->kind == CLI_OPT_VALUE && strcmp(w, o->name) == 0)
+        i++;
+  }
+  return argc;
+}
+
+static bool wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+      return true;
+  return false;
+}
+
+static int unknown_command(const char *word) {
+  fprintf(stderr, "fzip: unknown command '%s' (see fzip --help)\n", word);
+  return CLI_EXIT_USAGE;
+}
+
+/* Runs the command with argv minus its group and command words. */
+static int run_command(const cli_command_t *cmd, int argc, char **argv, int gi, int ci) {
+  cli_args_t args;
+  cli_ctx_t ctx;
+  fzip_error_t error = {0};
+  char **rest = calloc((size_t)argc, sizeof *rest);
+  int n = 0, rc;
+  if (!rest)
+    return CLI_EXIT_FAILED;
+  for (int i = 1; i < argc; i++)
+    if (i != gi && i != ci)
+      rest[n++] = argv[i];
+  if (!cli_args_parse(&args, cmd, cli_global_opts, n, rest, &error)) {
+    free(rest);
+    fprintf(stderr, "fzip %s %s: %s\n", cmd->group, cmd->name, error.message);
+    return CLI_EXIT_USAGE;
+  }
+  if (args.help) {
+    cli_args_print_command_help(stdout, cmd);
+    free(rest);
+    return CLI_EXIT_OK;
+  }
+  if (!cli_ctx_init(&ctx, &args, &error)) {
+    free(rest);
+    return cli_fail(NULL, &error);
+  }
+  rc = cmd->run(&ctx, &args);
+  cli_ctx_cleanup(&ctx);
+  free(rest);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  int gi = next_word(argc, argv, 1);
+  if (gi == argc || strcmp(argv[gi], "help") == 0) {
+    print_help(gi == argc && !wants_help(argc, argv) ? stderr : stdout);
+    return gi == argc && !wants_help(argc, argv) ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+  }
+  const group_t *g = find_group(argv[gi]);
+  if (!g)
+    return unknown_command(argv[gi]);
+  int ci = next_word(argc, argv, gi + 1);
+  if (ci == argc) {
+    bool help = wants_help(argc, argv);
+    fprintf(help ? stdout : stderr, "%s: %s\n\n", g->name, g->summary);
+    print_group_commands(help ? stdout : stderr, g);
+    return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+  }
+  const cli_command_t *cmd = find_command(g, argv[ci]);
+  if (!cmd)
+    return unknown_command(argv[ci]);
+  return run_command(cmd, argc, argv, gi, ci);
+}
