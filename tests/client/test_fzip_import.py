@@ -1,0 +1,125 @@
+"""End-to-end import through the `fzip` client.
+
+Export a seeded user's data with the CLI, then `fzip import upload
+--validate-only --wait` (a validation verdict, nothing written), `fzip
+import upload --start --wait` into a fresh user (data summary equal to the
+source's afterwards), a tampered package (validation fails, exit 1), and
+the shared job commands (status, list, delete).  Exits 77, which CTest
+reports as skipped, while fzipd answers UNIMPLEMENTED for ImportService.
+"""
+import os
+import sys
+import tempfile
+import zipfile
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, HERE)
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzip_cli import Cli, check, expect  # noqa: E402
+
+SEED_TX = 300
+SKIP = 77
+
+
+class World:
+    def __init__(self, srv):
+        self.srv = srv
+        self.addr = "127.0.0.1:%d" % srv.port
+        self.source = unique_user("src")
+        srv.seed(self.source, SEED_TX, seed=11)
+        self.src = Cli(self.addr, srv.token(self.source))
+        self.dir = tempfile.mkdtemp(prefix="fzip-cli-import-", dir=srv.dir)
+        self.package = os.path.join(self.dir, "src.fzip")
+        job = expect(self.src.run("export", "create", "--wait", "--json"), 0).json_lines()[-1]
+        expect(self.src.run("export", "download", job["export_id"], "-o", self.package), 0)
+        self.summary = expect(self.src.run("data", "summary", "--json"), 0).json_lines()[0]
+
+    def fresh(self, prefix):
+        return Cli(self.addr, self.srv.token(unique_user(prefix)))
+
+
+def import_served(w):
+    r = w.fresh("probe").run("import", "list")
+    if r.rc != 0 and "UNIMPLEMENTED" in r.err:
+        return False
+    expect(r, 0)
+    return True
+
+
+def test_validate_only_passes_and_writes_nothing(w):
+    cli = w.fresh("val")
+    r = expect(cli.run("import", "upload", w.package, "--validate-only", "--wait", "--json"), 0)
+    job = r.json_lines()[-1]
+    check(job["status"] == "IMPORT_STATUS_VALIDATION_PASSED", "job %r" % job)
+    check(job["validate_only"] is True and job["package_size"] == os.path.getsize(w.package), job)
+    after = expect(cli.run("data", "summary", "--json"), 0).json_lines()[0]
+    check(after.get("transactions_count", 0) == 0, "validate-only wrote data: %r" % after)
+
+
+def test_upload_start_wait_restores_everything(w):
+    cli = w.fresh("dst")
+    r = expect(cli.run("import", "upload", w.package, "--start", "--wait", "--json"), 0)
+    job = r.json_lines()[-1]
+    check(job["status"] == "IMPORT_STATUS_COMPLETED", "job %r" % job)
+    check("upload" in r.err, "no upload progress on stderr: %r" % r)
+    after = expect(cli.run("data", "summary", "--json"), 0).json_lines()[0]
+    for key in ("accounts_count", "transactions_count", "categories_count", "file_maps_count",
+                "transaction_files_count", "file_bytes"):
+        check(after.get(key) == w.summary.get(key), "%s: %r vs %r" % (key, after, w.summary))
+    iid = job["import_id"]
+    expect(cli.run("import", "status", iid), 0, stdout_has="status: COMPLETED")
+    expect(cli.run("import", "list"), 0, stdout_has=iid)
+    expect(cli.run("import", "delete", iid), 0, stdout_has="deleted import " + iid)
+    expect(cli.run("import", "status", iid), 1, stderr_has="fzip: NOT_FOUND: ")
+
+
+def test_upload_then_start_by_id(w):
+    cli = w.fresh("two-step")
+    job = expect(cli.run("import", "upload", w.package, "--json"), 0).json_lines()[-1]
+    check(job["status"] == "IMPORT_STATUS_UPLOADED", "job %r" % job)
+    done = expect(cli.run("import", "start", job["import_id"], "--strategy", "skip_existing",
+                          "--wait", "--json"), 0).json_lines()[-1]
+    check(done["status"] == "IMPORT_STATUS_COMPLETED", "job %r" % done)
+    check(done["merge_strategy"] == "MERGE_STRATEGY_SKIP_EXISTING", "strategy %r" % done)
+
+
+def test_tampered_package_fails_validation_exit_1(w):
+    bad = os.path.join(w.dir, "bad.fzip")
+    with zipfile.ZipFile(w.package) as zin, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "data/transactions.json":
+                mid = len(data) // 2  # checksum no longer matches the manifest
+                data = data[:mid] + bytes([data[mid] ^ 0x01]) + data[mid + 1:]
+            zout.writestr(info.filename, data)
+    cli = w.fresh("bad")
+    r = expect(cli.run("import", "upload", bad, "--validate-only", "--wait", "--json"), 1)
+    job = r.json_lines()[-1]
+    check(job["status"] == "IMPORT_STATUS_VALIDATION_FAILED", "job %r" % job)
+    check("VALIDATION_FAILED" in r.err, "no failure line: %r" % r)
+
+
+def test_bad_strategy_is_usage_error(w):
+    expect(w.src.run("import", "upload", w.package, "--strategy", "merge_harder"), 2,
+           stderr_has="unknown merge strategy")
+
+
+def main():
+    checks = Checks()
+    with Fzipd() as srv:
+        w = World(srv)
+        if not import_served(w):
+            print("SKIP: fzipd does not serve ImportService yet (UNIMPLEMENTED)")
+            return SKIP
+        for t in (test_validate_only_passes_and_writes_nothing,
+                  test_upload_start_wait_restores_everything,
+                  test_upload_then_start_by_id,
+                  test_tampered_package_fails_validation_exit_1,
+                  test_bad_strategy_is_usage_error):
+            checks.run(t, w)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
