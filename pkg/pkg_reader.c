@@ -55,7 +55,7 @@ struct pkgr {
   entry_t **by_name; /* all entries sorted by name */
   entry_t **files;   /* sorted by file id */
   size_t n_files;
-  bson_t manifest;
+  bson_t *manifest; /* bson_new: a bson_t wants more alignment than calloc gives */
   pkgr_info_t info;
   idlist_t external[FZIP_KIND_COUNT];
   idlist_t missing_files;
@@ -75,7 +75,7 @@ struct pkgr_entities {
   fzip_kind_t kind;
   entry_stream_t s;
   pkgjr_reader_t *json;
-  bson_t doc;
+  bson_t *doc; /* bson_new, for the same reason */
   uint64_t count;
   bool started, ended, empty;
 };
@@ -367,7 +367,8 @@ static bool index_files(pkgr_t *r, fzip_error_t *error) {
     e->file.size = e->size;
     r->files[r->n_files++] = e;
   }
-  qsort(r->files, r->n_files, sizeof *r->files, cmp_file_id);
+  if (r->n_files)
+    qsort(r->files, r->n_files, sizeof *r->files, cmp_file_id);
   for (size_t i = 1; i < r->n_files; i++) {
     if (strcmp(r->files[i]->file.file_id, r->files[i - 1]->file.file_id) == 0)
       ERR(r, "archive.duplicate_file", r->files[i]->name, NULL,
@@ -460,7 +461,7 @@ static bool read_manifest_doc(pkgr_t *r, fzip_error_t *error) {
     oom(error);
     goto done;
   }
-  if (!pkgjr_read_document(&r->manifest, json, &jerr)) {
+  if (!pkgjr_read_document(r->manifest, json, &jerr)) {
     if (jerr.domain == FZIP_DOMAIN_SYS) {
       *error = jerr;
       goto done;
@@ -511,7 +512,7 @@ static void copy_info(char *dst, size_t cap, const char *src) {
 
 static void check_version(pkgr_t *r) {
   bool wrong;
-  const char *v = str_at(&r->manifest, "export_format_version", &wrong);
+  const char *v = str_at(r->manifest, "export_format_version", &wrong);
   int maj, min;
 
   if (!v) {
@@ -549,20 +550,20 @@ static void read_info(pkgr_t *r) {
   const char *s;
 
   copy_info(r->info.source_user_id, sizeof r->info.source_user_id,
-            str_at(&r->manifest, "user_id", &wrong));
-  s = str_at(&r->manifest, "application_version", &wrong);
+            str_at(r->manifest, "user_id", &wrong));
+  s = str_at(r->manifest, "application_version", &wrong);
   copy_info(r->info.application_version, sizeof r->info.application_version,
-            s ? s : str_at(&r->manifest, "housef3_version", &wrong));
+            s ? s : str_at(r->manifest, "housef3_version", &wrong));
   copy_info(r->info.export_type, sizeof r->info.export_type,
-            str_at(&r->manifest, "export_type", &wrong));
-  s = str_at(&r->manifest, "package_format", &wrong);
+            str_at(r->manifest, "export_type", &wrong));
+  s = str_at(r->manifest, "package_format", &wrong);
   if ((s && strcmp(s, PKG_PACKAGE_FORMAT) != 0) || wrong)
     ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "package_format",
         "package_format is not \"%s\"", PKG_PACKAGE_FORMAT);
-  if (bson_iter_init_find(&it, &r->manifest, "export_timestamp_ms") &&
+  if (bson_iter_init_find(&it, r->manifest, "export_timestamp_ms") &&
       BSON_ITER_HOLDS_INT64(&it))
     r->info.export_timestamp_ms = bson_iter_int64(&it);
-  if (!bson_iter_init_find(&it, &r->manifest, "data_summary")) {
+  if (!bson_iter_init_find(&it, r->manifest, "data_summary")) {
     WARN(r, "manifest.count", PKG_MANIFEST_ENTRY, "data_summary",
          "no data_summary: entity counts are not cross-checked");
     return;
@@ -627,7 +628,7 @@ static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
 
 static void read_checksums(pkgr_t *r) {
   bson_iter_t it, sub;
-  if (!bson_iter_init_find(&it, &r->manifest, "checksums")) {
+  if (!bson_iter_init_find(&it, r->manifest, "checksums")) {
     WARN(r, "checksum.missing", PKG_MANIFEST_ENTRY, "checksums",
          "no checksums: entry contents are not verified");
     return;
@@ -687,17 +688,18 @@ static bool read_id_array(idlist_t *out, pkgr_t *r, const bson_iter_t *arr_it, c
       return oom(error);
     out->n = ++n;
   }
-  qsort(out->ids, out->n, sizeof *out->ids, cmp_strp);
+  if (out->n)
+    qsort(out->ids, out->n, sizeof *out->ids, cmp_strp);
   return true;
 }
 
 static bool read_references(pkgr_t *r, fzip_error_t *error) {
   bson_iter_t it, sub;
   char field[96];
-  if (bson_iter_init_find(&it, &r->manifest, "files_missing") &&
+  if (bson_iter_init_find(&it, r->manifest, "files_missing") &&
       !read_id_array(&r->missing_files, r, &it, "files_missing", PKG_FILES_MAX, error))
     return false;
-  if (!bson_iter_init_find(&it, &r->manifest, "external_references"))
+  if (!bson_iter_init_find(&it, r->manifest, "external_references"))
     return true;
   if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
     ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "external_references",
@@ -773,7 +775,10 @@ bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
   *out = NULL;
   if (!r)
     return oom(error);
-  bson_init(&r->manifest);
+  if (!(r->manifest = bson_new())) {
+    free(r);
+    return oom(error);
+  }
   if (limits)
     r->lim = *limits;
   else
@@ -816,14 +821,14 @@ void pkgr_destroy(pkgr_t *r) {
   for (int k = 0; k < FZIP_KIND_COUNT; k++)
     idlist_free(&r->external[k]);
   idlist_free(&r->missing_files);
-  bson_destroy(&r->manifest);
+  bson_destroy(r->manifest);
   free(r);
 }
 
 /* ---- accessors -------------------------------------------------------- */
 
 const pkgr_info_t *pkgr_info(const pkgr_t *r) { return &r->info; }
-const bson_t *pkgr_manifest(const pkgr_t *r) { return &r->manifest; }
+const bson_t *pkgr_manifest(const pkgr_t *r) { return r->manifest; }
 
 bool pkgr_has_kind(const pkgr_t *r, fzip_kind_t kind) {
   return (unsigned)kind < FZIP_KIND_COUNT && r->data[kind] != NULL;
@@ -880,7 +885,10 @@ bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
     return oom(error);
   it->r = r;
   it->kind = kind;
-  bson_init(&it->doc);
+  if (!(it->doc = bson_new())) {
+    free(it);
+    return oom(error);
+  }
   if (!r->data[kind]) {
     it->empty = it->ended = true;
     *out = it;
@@ -914,14 +922,14 @@ bool pkgr_entities_next(pkgr_entities_t *it, const bson_t **doc, fzip_error_t *e
       goto fail;
     }
   }
-  if (!pkgjr_next_document(&more, &it->doc, it->json, error))
+  if (!pkgjr_next_document(&more, it->doc, it->json, error))
     goto fail;
   if (!more) {
     it->ended = true;
     return false;
   }
   it->count++;
-  *doc = &it->doc;
+  *doc = it->doc;
   return true;
 fail:
   it->ended = true;
@@ -953,7 +961,7 @@ void pkgr_entities_destroy(pkgr_entities_t *it) {
     return;
   pkgjr_reader_destroy(it->json);
   stream_close(&it->s);
-  bson_destroy(&it->doc);
+  bson_destroy(it->doc);
   free(it);
 }
 
