@@ -515,6 +515,11 @@ static void check_version(pkgr_t *r) {
   const char *v = str_at(r->manifest, "export_format_version", &wrong);
   int maj, min;
 
+  if (!v && bson_has_field(r->manifest, "backupFormatVersion")) {
+    ERR(r, "manifest.legacy", PKG_MANIFEST_ENTRY, "backupFormatVersion",
+        "legacy HouseF3 package (camelCase manifest, gzipped data): not supported");
+    return;
+  }
   if (!v) {
     ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
         wrong ? "export_format_version is not a string" : "export_format_version is missing");
@@ -534,9 +539,9 @@ static void check_version(pkgr_t *r) {
     return;
   }
   if (min > PKG_FORMAT_MINOR)
-    WARN(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
-         "format %d.%d is newer than %s: fields it added are ignored", maj, min,
-         PKG_FORMAT_VERSION);
+    ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
+        "format %d.%d is newer than this build's %s (FORMAT.md section 8)", maj, min,
+        PKG_FORMAT_VERSION);
   /* compatibility.minimum_version is not checked: the design document
    * fills it with an application version ("2.0.0"), not a format one. */
 }

@@ -252,6 +252,14 @@ def bad_cases():
         return f
     add("bad_version_major", "manifest.version", "manifest.json", "export_format_version",
         mutate(version("2.0")))
+    add("bad_version_newer_minor", "manifest.version", "manifest.json", "export_format_version",
+        mutate(version("1.1")))
+
+    def legacy(p):
+        p.manifest_override = json.dumps({"backupFormatVersion": "1.0", "userId": "u",
+                                          "dataSummary": {"accountsCount": 1}}).encode()
+    add("bad_legacy_manifest", "manifest.legacy", "manifest.json", "backupFormatVersion",
+        mutate(legacy))
     add("bad_version_garbage", "manifest.version", "manifest.json", "export_format_version",
         mutate(version("one")))
 
