@@ -64,14 +64,14 @@ static bool set_authorization(cli_ctx_t *ctx, fzip_error_t *error) {
 }
 
 bool cli_ctx_init(cli_ctx_t *ctx, const cli_args_t *args, fzip_error_t *error) {
-  int64_t timeout = DEFAULT_TIMEOUT_MS;
   memset(ctx, 0, sizeof *ctx);
+  ctx->timeout_ms = DEFAULT_TIMEOUT_MS;
   ctx->args = args;
   ctx->json = cli_args_flag(args, "--json");
   ctx->quiet = cli_args_flag(args, "--quiet");
   ctx->progress_tty = !ctx->quiet && isatty(STDERR_FILENO);
   ctx->tls = cli_args_get(args, "--tls-ca") != NULL;
-  if (!cli_args_int(&timeout, args, "--timeout", 1, 24LL * 3600 * 1000, error))
+  if (!cli_args_int(&ctx->timeout_ms, args, "--timeout", 1, 24LL * 3600 * 1000, error))
     return false;
   if (!ctx->tls && (cli_args_get(args, "--tls-cert") || cli_args_get(args, "--tls-key")))
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
@@ -102,13 +102,9 @@ bool cli_ctx_client(rpc_client_t **out, cli_ctx_t *ctx, fzip_error_t *error) {
 }
 
 rpc_call_options_t cli_ctx_call_options(const cli_ctx_t *ctx, bool bounded) {
-  int64_t timeout = DEFAULT_TIMEOUT_MS;
-  fzip_error_t ignored;
-  /* Validated by cli_ctx_init, so this cannot fail here. */
-  (void)cli_args_int(&timeout, ctx->args, "--timeout", 1, 24LL * 3600 * 1000, &ignored);
   rpc_call_options_t o = {
       .authorization = ctx->authorization[0] ? ctx->authorization : NULL,
-      .timeout_ms = bounded ? timeout : 0,
+      .timeout_ms = bounded ? ctx->timeout_ms : 0,
   };
   return o;
 }

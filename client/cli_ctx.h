@@ -14,6 +14,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cli_args.h"
@@ -41,6 +42,7 @@ typedef struct cli_ctx {
   bool progress_tty;        /* stderr is a terminal and not --quiet */
   bool quiet;               /* --quiet: no progress at all */
   bool tls;                 /* a CA was given */
+  int64_t timeout_ms;       /* --timeout: deadline of bounded calls */
 } cli_ctx_t;
 
 /* The global options' table (NULL-name-terminated). */

@@ -261,6 +261,25 @@ static bool download_options(download_t *d, const cli_args_t *args, fzip_error_t
   return true;
 }
 
+/* A FILE.part longer than the package (left by another export under the
+ * same name) makes the server answer OUT_OF_RANGE: start over once. */
+static bool restartable(const download_t *d, const fzip_error_t *error) {
+  return d->offset > 0 && d->written == d->offset && error->code == FZIP_ERR_OUT_OF_RANGE;
+}
+
+static bool restart(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) {
+  if (!ctx->quiet)
+    fprintf(stderr, "%s does not fit this export (%s); starting over\n", d->part, error->message);
+  fzip_error_clear(error);
+  fzip_sha256_reset(d->hash);
+  if (fflush(d->out) != 0 || ftruncate(fileno(d->out), 0) != 0 || fseeko(d->out, 0, SEEK_SET) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: truncate: %s", d->part,
+                          strerror(errno));
+  d->offset = 0;
+  d->written = 0;
+  return stream_download(d, ctx, error);
+}
+
 static void report_download(const cli_ctx_t *ctx, const download_t *d) {
   if (ctx->json)
     printf("{\"export_id\":\"%s\",\"file\":\"%s\",\"size\":%" PRId64
@@ -286,7 +305,9 @@ static int run_download(cli_ctx_t *ctx, const cli_args_t *args) {
     goto failed;
   if (d.offset > 0 && !ctx->quiet)
     fprintf(stderr, "resuming %s at byte %" PRId64 "\n", d.part, d.offset);
-  if (!stream_download(&d, ctx, &error) || !finish_download(&d, &error))
+  if (!stream_download(&d, ctx, &error) && !(restartable(&d, &error) && restart(&d, ctx, &error)))
+    goto failed;
+  if (!finish_download(&d, &error))
     goto failed;
   report_download(ctx, &d);
   goto done;

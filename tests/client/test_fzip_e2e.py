@@ -163,6 +163,17 @@ def test_download_of_corrupt_partial_fails_verification_exit_3(w):
     check(not os.path.exists(out) and not os.path.exists(out + ".part"), "bad bytes kept")
 
 
+def test_download_over_a_longer_stale_partial_starts_over(w):
+    check(w.package, "needs the downloaded package")
+    out = os.path.join(w.dir, "stale.fzip")
+    with open(out + ".part", "wb") as f:
+        f.write(b"\0" * (w.export["package_size"] + 100))
+    r = expect(w.cli.run("export", "download", w.export["export_id"], "-o", out, "--json"), 0)
+    check("starting over" in r.err, "no restart notice: %r" % r)
+    check(r.json_lines()[0]["resumed_from"] == 0, "result %r" % r)
+    check(sha256_of(out) == w.export["package_sha256"], "sha256 after restart")
+
+
 def test_download_unknown_export_is_not_found_exit_1(w):
     r = expect(w.cli.run("export", "download", "no-such-export", "-o",
                          os.path.join(w.dir, "x.fzip")), 1)
@@ -261,6 +272,7 @@ def main():
                   test_export_create_wait_reports_completed_job,
                   test_export_download_interrupted_then_resumed_to_same_sha256,
                   test_download_of_corrupt_partial_fails_verification_exit_3,
+                  test_download_over_a_longer_stale_partial_starts_over,
                   test_download_unknown_export_is_not_found_exit_1,
                   test_package_inspect_and_verify_pass,
                   test_package_verify_catches_a_flipped_byte_in_every_entry,
