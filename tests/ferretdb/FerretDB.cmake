@@ -9,11 +9,13 @@
 # same URI is in the environment as FZIP_TEST_MONGODB_URI.  The server's
 # base URI is in ${FZIP_FERRETDB_URI_FILE}.  See tests/ferretdb/README.md.
 include_guard(GLOBAL)
+# Cache variables: other directories include this file too, and
+# include_guard skips the body there, so plain variables would be unset.
 
-set(FZIP_FERRETDB_DIR ${CMAKE_CURRENT_LIST_DIR})
-set(FZIP_FERRETDB_BIN ${PROJECT_BINARY_DIR}/ferretdb/fzip-ferretdb)
-set(FZIP_FERRETDB_RUN_DIR ${PROJECT_BINARY_DIR}/ferretdb/run)
-set(FZIP_FERRETDB_URI_FILE ${FZIP_FERRETDB_RUN_DIR}/uri)
+set(FZIP_FERRETDB_DIR ${CMAKE_CURRENT_LIST_DIR} CACHE INTERNAL "")
+set(FZIP_FERRETDB_BIN ${PROJECT_BINARY_DIR}/ferretdb/fzip-ferretdb CACHE INTERNAL "")
+set(FZIP_FERRETDB_RUN_DIR ${PROJECT_BINARY_DIR}/ferretdb/run CACHE INTERNAL "")
+set(FZIP_FERRETDB_URI_FILE ${FZIP_FERRETDB_RUN_DIR}/uri CACHE INTERNAL "")
 
 find_program(FZIP_GO go)
 if(NOT FZIP_GO)
