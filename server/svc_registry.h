@@ -1,12 +1,9 @@
 /*
  * svc_registry: every method fzipd serves, in one table.
  *
- * The registry owns the service objects (health, reflection, ...) and
- * hands rpc_server_new one flat method table.  fzip.v1 methods without a
- * real handler yet are still registered, answering UNIMPLEMENTED with the
- * method's name, so clients see the whole API (and authentication runs on
- * them) while services land one by one: replacing a service's block of
- * rows with its real rows is the only change needed to ship it.
+ * The registry owns the service objects (health, reflection, data,
+ * export, import) and the reaper, and hands rpc_server_new one flat
+ * method table.  Adding a service is one add_<service> function here.
  */
 #ifndef FZIP_SVC_REGISTRY_H
 #define FZIP_SVC_REGISTRY_H

@@ -1,0 +1,866 @@
+/*
+ * import_run: the import worker (see import_run.h, docs/IMPORT.md).
+ *
+ * One run of a claimed import job:
+ *   1. recover: a job found PROCESSING was interrupted mid-restore (crash,
+ *      shutdown, lost lease): roll it back first -- or, if it had reached
+ *      "committing", finish the commit -- so the user's data is exactly
+ *      what it was before, then carry on as a fresh run;
+ *   2. fetch the uploaded package from the blob store into a temp file
+ *      (libzip needs random access);
+ *   3. validate it (pkg_validate) with the user's data and the merge
+ *      strategy: VALIDATION_FAILED ends here, validate-only ends with the
+ *      preview as VALIDATION_PASSED;
+ *   4. PROCESSING: restore kind by kind in dependency order, in batches,
+ *      every document tagged with the import id and every replaced version
+ *      stashed (store_entity_put_batch_tagged); transaction files' bytes go
+ *      to new blobs named "<user>/<fileId>/<importId>";
+ *   5. regenerate the derived analytics from the user's transactions;
+ *   6. commit: mark "committing" durably, forget the stash (deleting the
+ *      replaced files' old blobs), finish COMPLETED.
+ * Any failure in 4-5 (bad data found late, store error, cancel) rolls
+ * back before the job ends FAILED or CANCELLED, so nothing changes.
+ * Nothing of the package's user id is trusted: every write goes to the
+ * job's user, and documents' own "userId" fields are dropped.
+ */
+#include "import_run.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analytics.h"
+#include "fzip/v1/jobs.pb-c.h"
+#include "fzip_log.h"
+#include "fzip_util.h"
+#include "job_body.h"
+#include "pkg_reader.h"
+#include "pkg_validate.h"
+
+#define EVENTS_MAX 32
+#define ISSUES_IN_JOB 100    /* issues copied into the job record */
+#define CONFLICTS_IN_JOB 50  /* conflicting ids copied into the job record */
+#define BATCH_BYTES_MAX (8 * 1024 * 1024) /* documents' bytes per restore batch */
+#define COPY_CHUNK (256 * 1024)
+#define RESUMES_MAX 3        /* interrupted runs restarted before giving up */
+
+typedef Fzip__V1__ImportJob import_job_t;
+
+typedef struct {
+  job_ctx_t *jctx;
+  import_env_t *env;
+  import_job_t *job;          /* malloc-owned */
+  char user[FZIP_USER_ID_MAX + 1];
+  char path[PATH_MAX];        /* the package, fetched into a temp file */
+  uint64_t items_done, items_total;
+  fzip_error_t save_error;
+  bool stop;                  /* a save failed: stop at the next check */
+  int64_t files_restored, file_bytes_restored;
+  uint64_t created[FZIP_KIND_COUNT], overwritten[FZIP_KIND_COUNT], skipped[FZIP_KIND_COUNT];
+} run_t;
+
+/* ---- saving ----------------------------------------------------------- */
+
+static bool oom(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+static const char *status_name(int status) {
+  return job_enum_name(&fzip__v1__import_status__descriptor, status);
+}
+
+static bool build_body(bson_t *body, run_t *r, fzip_error_t *error) {
+  char blob[IMPORT_BLOB_ID_MAX];
+  import_blob_id(blob, r->job->import_id);
+  return job_body_build(body, &r->job->base, status_name(r->job->status), r->job->progress, blob,
+                        false, error);
+}
+
+static int clamp(const import_job_t *job, int p) {
+  if (p > 99)
+    p = 99;
+  return p < job->progress ? job->progress : p;
+}
+
+/* Saves (at most every JOB_SAVE_INTERVAL_MS unless forced); a failure
+ * (cancel, lost lease, deleted, shutdown) is kept in save_error. */
+static bool save(run_t *r, bool force) {
+  bson_t body = BSON_INITIALIZER;
+  bool ok = false;
+
+  if (r->stop)
+    return false;
+  r->job->updated_at = fzip_now_ms();
+  r->job->items_done = (int64_t)r->items_done;
+  r->job->items_total = (int64_t)r->items_total;
+  if (build_body(&body, r, &r->save_error))
+    ok = job_ctx_tick(r->jctx, &body, force, &r->save_error);
+  bson_destroy(&body);
+  if (!ok)
+    r->stop = true;
+  return ok;
+}
+
+static bool set_phase(run_t *r, int status, const char *phase, fzip_error_t *error) {
+  r->job->status = status;
+  if (!job_msg_set_str(&r->job->current_phase, phase))
+    return oom(error);
+  if (!save(r, true)) {
+    *error = r->save_error;
+    return false;
+  }
+  return true;
+}
+
+static bool finish(run_t *r, int status, const char *event, const char *message,
+                   fzip_error_t *error) {
+  bson_t body = BSON_INITIALIZER;
+  bool ok = false;
+  int64_t now = fzip_now_ms();
+
+  r->job->status = status;
+  r->job->updated_at = r->job->completed_at = now;
+  if (status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED ||
+      status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED)
+    r->job->progress = 100;
+  r->job->expires_at = now + r->env->retention_ms;
+  if (!job_msg_set_str(&r->job->current_phase, event) ||
+      !job_msg_add_event(&r->job->base, event, message, EVENTS_MAX)) {
+    oom(error);
+    goto done;
+  }
+  if (!build_body(&body, r, error))
+    goto done;
+  ok = job_ctx_finish(r->jctx, &body, r->job->expires_at, error);
+  fzip_log(FZIP_LOG_INFO, "import", "import ended", "import", r->job->import_id, "status",
+           status_name(status), "message", message, NULL);
+done:
+  bson_destroy(&body);
+  return ok;
+}
+
+static bool fail_job(run_t *r, int status, const fzip_error_t *err, fzip_error_t *error) {
+  if (!job_msg_set_error(&r->job->base, err, r->job->current_phase))
+    return oom(error);
+  return finish(r, status,
+                status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED ? "cancelled" : "failed",
+                err->message, error);
+}
+
+/* ---- blobs of restored files ------------------------------------------ */
+
+static void file_blob_id(char *out, size_t cap, const char *user, const char *file_id,
+                         const char *import_id) {
+  snprintf(out, cap, "%s/%s/%s", user, file_id, import_id);
+}
+
+static const char *doc_string(const bson_t *doc, const char *field) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_UTF8(&it))
+    return bson_iter_utf8(&it, NULL);
+  return NULL;
+}
+
+typedef struct {
+  run_t *r;
+  bool imported; /* rollback: delete blobs this import wrote; commit: old versions' */
+} visit_t;
+
+/* Deletes the blob a transaction-file version names, if it is one of the
+ * user's (an imported s3Key could name anything: never trust it). */
+static bool visit_file(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
+  visit_t *v = ctx;
+  const char *key = NULL;
+  size_t ulen = strlen(v->r->user);
+
+  if (kind != FZIP_KIND_TRANSACTION_FILE)
+    return true;
+  key = doc_string(doc, "s3Key");
+  if (!key || strncmp(key, v->r->user, ulen) != 0 || key[ulen] != '/')
+    return true;
+  if (v->imported) {
+    /* Only blobs this import wrote end in "/<importId>". */
+    size_t kl = strlen(key), il = strlen(v->r->job->import_id);
+    if (kl <= il || strcmp(key + kl - il, v->r->job->import_id) != 0 || key[kl - il - 1] != '/')
+      return true;
+  }
+  return store_blob_delete(v->r->env->store, STORE_BUCKET_FILES, key, error);
+}
+
+static bool rollback(run_t *r, fzip_error_t *error) {
+  store_rollback_stats_t st = {0};
+  visit_t v = {r, true};
+  char buf[96];
+
+  if (!store_import_rollback(&st, r->env->store, r->user, r->job->import_id, visit_file, &v,
+                             error))
+    return fzip_error_prefix(error, "rolling back import %s", r->job->import_id);
+  snprintf(buf, sizeof buf, "restored=%" PRIu64 " deleted=%" PRIu64, st.restored, st.deleted);
+  fzip_log(FZIP_LOG_INFO, "import", "rolled back", "import", r->job->import_id, "counts", buf,
+           NULL);
+  return job_msg_add_event(&r->job->base, "rolled_back", buf, EVENTS_MAX) || oom(error);
+}
+
+static bool commit(run_t *r, fzip_error_t *error) {
+  visit_t v = {r, false};
+  uint64_t forgotten = 0;
+
+  if (!store_import_commit(&forgotten, r->env->store, r->user, r->job->import_id, visit_file, &v,
+                           error))
+    return fzip_error_prefix(error, "committing import %s", r->job->import_id);
+  return true;
+}
+
+/* ---- fetching the package --------------------------------------------- */
+
+static bool fetch_package(run_t *r, fzip_error_t *error) {
+  store_blob_reader_t *rd = NULL;
+  char blob[IMPORT_BLOB_ID_MAX];
+  const char *dir = r->env->temp_dir ? r->env->temp_dir : getenv("TMPDIR");
+  unsigned char *buf = NULL;
+  FILE *f = NULL;
+  int fd = -1;
+  bool ok = false;
+
+  snprintf(r->path, sizeof r->path, "%s/fzip-import-XXXXXX", dir && *dir ? dir : "/tmp");
+  fd = mkstemp(r->path);
+  if (fd < 0) {
+    r->path[0] = '\0';
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
+                          "cannot create a temporary file for the package");
+  }
+  f = fdopen(fd, "wb");
+  buf = malloc(COPY_CHUNK);
+  import_blob_id(blob, r->job->import_id);
+  if (!f || !buf) {
+    if (!f)
+      close(fd);
+    oom(error);
+    goto done;
+  }
+  if (!store_blob_reader_new(&rd, r->env->store, STORE_BUCKET_PACKAGES, blob, 0, error)) {
+    if (error->code == FZIP_ERR_NOT_FOUND)
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                     "the uploaded package of import %s is no longer stored", r->job->import_id);
+    goto done;
+  }
+  for (;;) {
+    size_t n = 0;
+    if (!store_blob_reader_read(rd, buf, COPY_CHUNK, &n, error))
+      goto done;
+    if (n == 0)
+      break;
+    if (fwrite(buf, 1, n, f) != n) {
+      fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
+                     "cannot write the package to %s (disk full?)", r->path);
+      goto done;
+    }
+    if (job_ctx_should_stop(r->jctx)) {
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED, "server is shutting down");
+      goto done;
+    }
+  }
+  if (fflush(f) != 0) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
+                   "cannot write the package to %s", r->path);
+    goto done;
+  }
+  ok = true;
+done:
+  store_blob_reader_destroy(rd);
+  if (f)
+    fclose(f);
+  free(buf);
+  return ok;
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+static void on_validate_progress(void *ctx, const char *phase, uint64_t done) {
+  run_t *r = ctx;
+  if (r->items_total > 0)
+    r->job->progress = clamp(r->job, 1 + (int)(29.0 * (double)(done > r->items_total
+                                                                  ? r->items_total
+                                                                  : done) /
+                                               (double)r->items_total));
+  save(r, false);
+}
+
+static bool on_cancel(void *ctx) {
+  run_t *r = ctx;
+  return r->stop || job_ctx_should_stop(r->jctx);
+}
+
+static Fzip__V1__EntityCounts *new_counts(int kind, const pkgv_counts_t *c) {
+  Fzip__V1__EntityCounts *e = malloc(sizeof *e);
+  if (!e)
+    return NULL;
+  fzip__v1__entity_counts__init(e);
+  e->kind = (Fzip__V1__EntityKind)(kind + 1); /* EntityKind follows fzip_kind_t order */
+  e->in_package = (int64_t)c->in_package;
+  e->valid = (int64_t)c->valid;
+  e->warnings = (int64_t)c->warnings;
+  e->errors = (int64_t)c->errors;
+  e->created = (int64_t)c->created;
+  e->overwritten = (int64_t)c->overwritten;
+  e->skipped = (int64_t)c->skipped;
+  return e;
+}
+
+static Fzip__V1__ValidationIssue *new_issue(const pkgv_issue_t *is) {
+  Fzip__V1__ValidationIssue *v = malloc(sizeof *v);
+  if (!v)
+    return NULL;
+  fzip__v1__validation_issue__init(v);
+  v->severity = (Fzip__V1__ValidationIssue__Severity)is->severity;
+  v->entity_kind = is->kind >= 0 ? (Fzip__V1__EntityKind)(is->kind + 1) : 0;
+  if (!job_msg_set_str(&v->entry, is->entry) || !job_msg_set_str(&v->entity_id, is->entity_id) ||
+      !job_msg_set_str(&v->field, is->field) || !job_msg_set_str(&v->reason, is->reason) ||
+      !job_msg_set_str(&v->rule, is->rule)) {
+    fzip__v1__validation_issue__free_unpacked(v, NULL);
+    return NULL;
+  }
+  return v;
+}
+
+/* Copies the validator's verdict into the job (validation + preview). */
+static bool record_validation(run_t *r, const pkgv_result_t *res) {
+  Fzip__V1__ValidationSummary *vs = calloc(1, sizeof *vs);
+  Fzip__V1__ImportResult *pv = calloc(1, sizeof *pv);
+  size_t ni = res->n_issues < ISSUES_IN_JOB ? res->n_issues : ISSUES_IN_JOB;
+  size_t nc = res->n_conflicting_ids < CONFLICTS_IN_JOB ? res->n_conflicting_ids : CONFLICTS_IN_JOB;
+
+  if (!vs || !pv)
+    goto fail;
+  fzip__v1__validation_summary__init(vs);
+  fzip__v1__import_result__init(pv);
+  if (r->job->validation)
+    fzip__v1__validation_summary__free_unpacked(r->job->validation, NULL);
+  r->job->validation = vs;
+  if (r->job->result)
+    fzip__v1__import_result__free_unpacked(r->job->result, NULL);
+  r->job->result = pv;
+  vs->passed = res->passed;
+  vs->issues_total = (int64_t)res->issues_total;
+  vs->counts = calloc(FZIP_KIND_COUNT, sizeof *vs->counts);
+  pv->counts = calloc(FZIP_KIND_COUNT, sizeof *pv->counts);
+  vs->issues = calloc(ni ? ni : 1, sizeof *vs->issues);
+  vs->conflicting_ids = calloc(nc ? nc : 1, sizeof *vs->conflicting_ids);
+  if (!vs->counts || !pv->counts || !vs->issues || !vs->conflicting_ids)
+    goto fail;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    if (!(vs->counts[vs->n_counts] = new_counts(k, &res->counts[k])))
+      goto fail;
+    vs->n_counts++;
+    if (!(pv->counts[pv->n_counts] = new_counts(k, &res->counts[k])))
+      goto fail;
+    pv->n_counts++;
+  }
+  for (size_t i = 0; i < ni; i++) {
+    if (!(vs->issues[vs->n_issues] = new_issue(&res->issues[i])))
+      goto fail;
+    vs->n_issues++;
+  }
+  for (size_t i = 0; i < nc; i++) {
+    if (!(vs->conflicting_ids[vs->n_conflicting_ids] = strdup(res->conflicting_ids[i])))
+      goto fail;
+    vs->n_conflicting_ids++;
+  }
+  return true;
+fail:
+  /* Whatever was attached is freed with the job. */
+  if (vs && r->job->validation != vs)
+    free(vs);
+  if (pv && r->job->result != pv)
+    free(pv);
+  return false;
+}
+
+static bool record_package_info(run_t *r, const pkgv_result_t *res) {
+  Fzip__V1__PackageInfo *pi = NULL;
+  if (!res->has_info)
+    return true;
+  pi = malloc(sizeof *pi);
+  if (!pi)
+    return false;
+  fzip__v1__package_info__init(pi);
+  if (r->job->package_info)
+    fzip__v1__package_info__free_unpacked(r->job->package_info, NULL);
+  r->job->package_info = pi;
+  pi->export_timestamp = res->info.export_timestamp_ms;
+  return job_msg_set_str(&pi->export_format_version, res->info.format_version) &&
+         job_msg_set_str(&pi->source_user_id, res->info.source_user_id) &&
+         job_msg_set_str(&pi->application_version, res->info.application_version);
+}
+
+static void first_error(char *out, size_t cap, const pkgv_result_t *res) {
+  for (size_t i = 0; i < res->n_issues; i++) {
+    const pkgv_issue_t *is = &res->issues[i];
+    if (is->severity == PKGR_SEVERITY_ERROR) {
+      snprintf(out, cap, "%" PRIu64 " error(s); first: %s%s%s%s%s: %s (%s)", res->errors_total,
+               is->entry, *is->entity_id ? " id " : "", is->entity_id,
+               *is->field ? " field " : "", is->field, is->reason, is->rule);
+      return;
+    }
+  }
+  snprintf(out, cap, "validation failed");
+}
+
+/* Runs the validator; *passed says whether to go on. */
+static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
+  pkgv_options_t o = {0};
+  pkgv_result_t *res = NULL;
+  char msg[FZIP_ERROR_MESSAGE_MAX];
+  bool ok = false;
+
+  o.store = r->env->store;
+  o.user_id = r->user;
+  o.strategy = (pkgv_strategy_t)(r->job->merge_strategy - 1);
+  o.progress = on_validate_progress;
+  o.progress_ctx = r;
+  o.cancelled = on_cancel;
+  o.cancel_ctx = r;
+  r->items_done = 0;
+  if (!pkgv_validate(&res, r->path, &o, error)) {
+    if (r->stop)
+      *error = r->save_error;
+    goto done;
+  }
+  if (!record_validation(r, res) || !record_package_info(r, res)) {
+    oom(error);
+    goto done;
+  }
+  r->items_total = 0;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++)
+    r->items_total += res->counts[k].in_package;
+  r->items_total += res->files_in_package;
+  *passed = res->passed;
+  if (!res->passed) {
+    first_error(msg, sizeof msg, res);
+    fzip_error_set(&r->save_error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_FAILED_PRECONDITION, "%s",
+                   msg);
+  }
+  ok = true;
+done:
+  pkgv_result_destroy(res);
+  return ok;
+}
+
+/* ---- restoring -------------------------------------------------------- */
+
+typedef struct {
+  run_t *r;
+  fzip_kind_t kind;
+  store_write_mode_t mode;
+  pkgr_t *pkg;
+  bson_t *docs[STORE_BATCH_MAX];
+  size_t n;
+  size_t bytes;
+} batch_t;
+
+static store_write_mode_t write_mode(int strategy) {
+  switch (strategy) {
+  case FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_SKIP_EXISTING:
+    return STORE_WRITE_SKIP_EXISTING;
+  case FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE:
+    return STORE_WRITE_REPLACE;
+  default:
+    return STORE_WRITE_INSERT; /* conflicts were refused by validation */
+  }
+}
+
+/* The document as it is stored: the package's own userId is dropped (the
+ * caller's user owns everything) and a file's s3Key names the blob this
+ * import writes. */
+static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t *doc) {
+  bson_t *out = bson_new();
+  bson_iter_t it;
+  const char *file_id = NULL;
+
+  if (bson_iter_init(&it, doc)) {
+    while (bson_iter_next(&it)) {
+      const char *key = bson_iter_key(&it);
+      if (strcmp(key, "userId") == 0 ||
+          (kind == FZIP_KIND_TRANSACTION_FILE && strcmp(key, "s3Key") == 0))
+        continue;
+      if (kind == FZIP_KIND_TRANSACTION_FILE && strcmp(key, "fileId") == 0 &&
+          BSON_ITER_HOLDS_UTF8(&it))
+        file_id = bson_iter_utf8(&it, NULL);
+      bson_append_iter(out, NULL, 0, &it);
+    }
+  }
+  if (kind == FZIP_KIND_TRANSACTION_FILE && file_id && pkgr_file_find(pkg, file_id)) {
+    char key[STORE_BLOB_ID_MAX + 1];
+    file_blob_id(key, sizeof key, r->user, file_id, r->job->import_id);
+    BSON_APPEND_UTF8(out, "s3Key", key);
+  }
+  return out;
+}
+
+/* Copies one file's bytes from the package into its new blob. */
+static bool restore_file_bytes(run_t *r, pkgr_t *pkg, const char *file_id, fzip_error_t *error) {
+  pkgr_file_t *f = NULL;
+  store_blob_writer_t *w = NULL;
+  unsigned char *buf = NULL;
+  char key[STORE_BLOB_ID_MAX + 1];
+  bool ok = false;
+
+  file_blob_id(key, sizeof key, r->user, file_id, r->job->import_id);
+  /* A rerun after an interruption may find this blob committed already. */
+  if (!store_blob_delete(r->env->store, STORE_BUCKET_FILES, key, error))
+    return false;
+  buf = malloc(COPY_CHUNK);
+  if (!buf)
+    return oom(error);
+  if (!pkgr_file_open(&f, pkg, file_id, error) ||
+      !store_blob_writer_new(&w, r->env->store, STORE_BUCKET_FILES, key, error))
+    goto done;
+  for (;;) {
+    size_t n = 0;
+    if (!pkgr_file_read(f, buf, COPY_CHUNK, &n, error))
+      goto done;
+    if (n == 0)
+      break;
+    if (!store_blob_writer_write(w, buf, n, error))
+      goto done;
+    r->file_bytes_restored += (int64_t)n;
+  }
+  if (!store_blob_writer_commit(w, NULL, error))
+    goto done;
+  r->files_restored++;
+  ok = true;
+done:
+  store_blob_writer_destroy(w);
+  pkgr_file_destroy(f);
+  free(buf);
+  return ok;
+}
+
+static void batch_clear(batch_t *b) {
+  for (size_t i = 0; i < b->n; i++)
+    bson_destroy(b->docs[i]);
+  b->n = 0;
+  b->bytes = 0;
+}
+
+/* Writes the batch (tagged) and then, for transaction files, the bytes of
+ * each file that was written (not skipped).  Documents first: a crash
+ * between leaves a tagged document whose blob rollback deletes if it
+ * exists, never an untracked blob. */
+static bool batch_flush(batch_t *b, fzip_error_t *error) {
+  run_t *r = b->r;
+  store_write_result_t wr = {0};
+  bool exists[STORE_BATCH_MAX];
+  const char *ids[STORE_BATCH_MAX];
+  bool ok = false;
+
+  if (b->n == 0)
+    return true;
+  if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
+    for (size_t i = 0; i < b->n; i++)
+      ids[i] = doc_string(b->docs[i], "fileId");
+    if (!store_entity_exists_many(exists, r->env->store, r->user, b->kind, ids, b->n, error))
+      goto done;
+  }
+  if (!store_entity_put_batch_tagged(r->env->store, r->user, b->kind,
+                                     (const bson_t *const *)b->docs, b->n, b->mode,
+                                     r->job->import_id, &wr, error))
+    goto done;
+  r->created[b->kind] += wr.inserted;
+  r->overwritten[b->kind] += wr.replaced;
+  r->skipped[b->kind] += wr.skipped;
+  if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
+    for (size_t i = 0; i < b->n; i++) {
+      if (b->mode == STORE_WRITE_SKIP_EXISTING && exists[i])
+        continue;
+      if (!pkgr_file_find(b->pkg, ids[i]))
+        continue; /* listed in files_missing: no bytes to restore */
+      if (!restore_file_bytes(r, b->pkg, ids[i], error))
+        goto done;
+      r->items_done++;
+      if (on_cancel(r)) {
+        *error = r->save_error;
+        goto done;
+      }
+    }
+  }
+  ok = true;
+done:
+  batch_clear(b);
+  return ok;
+}
+
+static const char *restore_phase(fzip_kind_t kind) {
+  static const char *const names[FZIP_KIND_COUNT] = {
+      [FZIP_KIND_ACCOUNT] = "restoring_accounts",
+      [FZIP_KIND_CATEGORY] = "restoring_categories",
+      [FZIP_KIND_FILE_MAP] = "restoring_file_maps",
+      [FZIP_KIND_TRANSACTION_FILE] = "restoring_transaction_files",
+      [FZIP_KIND_TRANSACTION] = "restoring_transactions",
+      [FZIP_KIND_ANALYTICS] = "restoring_analytics",
+  };
+  return names[kind];
+}
+
+static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *error) {
+  batch_t *b = calloc(1, sizeof *b);
+  pkgr_entities_t *it = NULL;
+  const bson_t *doc = NULL;
+  fzip_error_t err;
+  bool ok = false;
+
+  if (!b)
+    return oom(error);
+  b->r = r;
+  b->kind = kind;
+  b->mode = write_mode(r->job->merge_strategy);
+  b->pkg = pkg;
+  if (!job_msg_set_str(&r->job->current_phase, restore_phase(kind))) {
+    oom(error);
+    goto done;
+  }
+  if (!save(r, true) || !pkgr_entities_open(&it, pkg, kind, error)) {
+    if (r->stop)
+      *error = r->save_error;
+    goto done;
+  }
+  fzip_error_clear(&err);
+  while (pkgr_entities_next(it, &doc, &err)) {
+    bson_t *copy = stored_doc(r, pkg, kind, doc);
+    b->docs[b->n++] = copy;
+    b->bytes += copy->len;
+    r->items_done++;
+    if (b->n == STORE_BATCH_MAX || b->bytes >= BATCH_BYTES_MAX) {
+      if (!batch_flush(b, error))
+        goto done;
+      r->job->progress = clamp(r->job, 30 + (int)(60.0 * (double)r->items_done /
+                                                   (double)(r->items_total ? r->items_total : 1)));
+      if (!save(r, false)) {
+        *error = r->save_error;
+        goto done;
+      }
+    }
+  }
+  if (fzip_error_is_set(&err)) {
+    *error = err;
+    goto done;
+  }
+  /* The checksum of the entry is known only now: data that does not match
+   * fails the import here, and the caller rolls back what was written. */
+  if (!batch_flush(b, error) || !pkgr_entities_finish(NULL, it, error))
+    goto done;
+  ok = true;
+done:
+  batch_clear(b);
+  free(b);
+  pkgr_entities_destroy(it);
+  return ok;
+}
+
+static bool fill_result(run_t *r, bool regenerated) {
+  Fzip__V1__ImportResult *res = r->job->result;
+  if (!res) {
+    res = calloc(1, sizeof *res);
+    if (!res)
+      return false;
+    fzip__v1__import_result__init(res);
+    r->job->result = res;
+  }
+  for (size_t i = 0; i < res->n_counts; i++) {
+    Fzip__V1__EntityCounts *c = res->counts[i];
+    int k = (int)c->kind - 1;
+    if (k < 0 || k >= FZIP_KIND_COUNT)
+      continue;
+    c->created = (int64_t)r->created[k];
+    c->overwritten = (int64_t)r->overwritten[k];
+    c->skipped = (int64_t)r->skipped[k];
+    c->failed = 0;
+  }
+  res->files_restored = r->files_restored;
+  res->file_bytes_restored = r->file_bytes_restored;
+  res->analytics_regenerated = regenerated;
+  return true;
+}
+
+static bool restore_all(run_t *r, fzip_error_t *error) {
+  pkgr_t *pkg = NULL;
+  bool ok = false;
+
+  if (!pkgr_open(&pkg, r->path, NULL, NULL, NULL, error))
+    return false;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    if (!restore_kind(r, pkg, (fzip_kind_t)k, error))
+      goto done;
+  }
+  ok = true;
+done:
+  pkgr_destroy(pkg);
+  return ok;
+}
+
+/* ---- the run ---------------------------------------------------------- */
+
+/* Ends a run that failed after writing began: roll back, then FAILED (or
+ * CANCELLED).  If the rollback itself fails the job stays PROCESSING and
+ * runnable, so the next claim retries the rollback. */
+static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) {
+  bool cancelled = cause->code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(r->jctx);
+
+  r->stop = false; /* saves are needed again to finish */
+  if (job_msg_set_str(&r->job->current_phase, "rolling_back"))
+    save(r, true);
+  r->stop = false;
+  if (!rollback(r, error)) {
+    fzip_log(FZIP_LOG_ERROR, "import", "rollback failed; it will be retried", "import",
+             r->job->import_id, "error", error->message, NULL);
+    return false;
+  }
+  return fail_job(r,
+                  cancelled ? FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED
+                            : FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED,
+                  cause, error);
+}
+
+/* A job found PROCESSING was interrupted: finish its commit if it got
+ * there, else roll it back.  *done says the job ended here. */
+static bool recover(run_t *r, bool *done, fzip_error_t *error) {
+  *done = false;
+  if (r->job->status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING)
+    return true;
+  if (strcmp(r->job->current_phase, "committing") == 0) {
+    if (!commit(r, error))
+      return false;
+    *done = true;
+    return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED, "completed",
+                  "import committed (finished after an interruption)", error);
+  }
+  if (!rollback(r, error))
+    return false;
+  return job_msg_add_event(&r->job->base, "resumed", "interrupted run rolled back; restarting",
+                           EVENTS_MAX) ||
+         oom(error);
+}
+
+static int count_events(const import_job_t *job, const char *type) {
+  int n = 0;
+  for (size_t i = 0; i < job->n_events; i++)
+    n += strcmp(job->events[i]->type, type) == 0;
+  return n;
+}
+
+static bool run_restore(run_t *r, fzip_error_t *error) {
+  fzip_error_t err;
+  bool regenerated = false;
+
+  fzip_error_clear(&err);
+  if (!set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING, "restoring", &err) ||
+      !restore_all(r, &err) || !analytics_regenerate(r->env->store, r->user, r->job->import_id,
+                                                     &regenerated, &err)) {
+    if (!fzip_error_is_set(&err))
+      err = r->save_error;
+    if (job_ctx_is_shutdown_error(r->jctx, &err) || err.code == FZIP_ERR_ABORTED ||
+        err.code == FZIP_ERR_NOT_FOUND) {
+      *error = err; /* resumed (and rolled back) by whoever claims it next */
+      return false;
+    }
+    return abort_run(r, &err, error);
+  }
+  if (!fill_result(r, regenerated))
+    return oom(error);
+  /* The commit point: once "committing" is saved, an interruption finishes
+   * the commit instead of rolling back. */
+  r->job->progress = 99;
+  if (!set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING, "committing", &err)) {
+    if (job_ctx_is_shutdown_error(r->jctx, &err) || err.code == FZIP_ERR_ABORTED ||
+        err.code == FZIP_ERR_NOT_FOUND) {
+      *error = err;
+      return false;
+    }
+    return abort_run(r, &err, error);
+  }
+  if (!commit(r, error))
+    return false; /* retried from "committing" by the next claim */
+  return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED, "completed",
+                "import committed", error);
+}
+
+/* Validation and, unless validate-only, the restore. */
+static bool run_job(run_t *r, fzip_error_t *error) {
+  fzip_error_t err;
+  bool passed = false;
+
+  fzip_error_clear(&err);
+  if (!r->job->started_at)
+    r->job->started_at = fzip_now_ms();
+  if (!set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING, "fetching", &err) ||
+      !fetch_package(r, &err) ||
+      !set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING, "validating", &err) ||
+      !validate(r, &passed, &err)) {
+    if (!fzip_error_is_set(&err))
+      err = r->save_error;
+    if (job_ctx_is_shutdown_error(r->jctx, &err) || err.code == FZIP_ERR_ABORTED ||
+        err.code == FZIP_ERR_NOT_FOUND) {
+      *error = err;
+      return false;
+    }
+    r->stop = false;
+    return fail_job(r,
+                    err.code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(r->jctx)
+                        ? FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED
+                        : FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED,
+                    &err, error);
+  }
+  if (!passed)
+    return fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_FAILED, &r->save_error,
+                    error);
+  if (r->job->validate_only)
+    return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED,
+                  "validation_passed", "validate-only: nothing was written", error);
+  r->job->progress = clamp(r->job, 30);
+  return run_restore(r, error);
+}
+
+bool import_run(job_ctx_t *jctx, void *data, fzip_error_t *error) {
+  run_t *r = calloc(1, sizeof *r);
+  ProtobufCMessage *msg = NULL;
+  bool ok = false, done = false;
+
+  if (!r)
+    return oom(error);
+  r->jctx = jctx;
+  r->env = data;
+  snprintf(r->user, sizeof r->user, "%s", job_ctx_record(jctx)->user_id);
+  fzip_error_clear(&r->save_error);
+  if (!job_body_unpack(&msg, job_ctx_record(jctx)->body, &fzip__v1__import_job__descriptor, NULL,
+                       error))
+    goto out;
+  r->job = (import_job_t *)msg;
+  if (!recover(r, &done, error) || done) {
+    ok = done;
+    goto out;
+  }
+  if (job_ctx_cancel_requested(jctx)) {
+    fzip_error_t c;
+    fzip_error_set(&c, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED, "cancelled by the user");
+    ok = fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED, &c, error);
+    goto out;
+  }
+  if (count_events(r->job, "resumed") > RESUMES_MAX) {
+    fzip_error_t c;
+    fzip_error_set(&c, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                   "interrupted %d times; rolled back, start it again", RESUMES_MAX);
+    ok = fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED, &c, error);
+    goto out;
+  }
+  ok = run_job(r, error);
+out:
+  if (r->path[0])
+    unlink(r->path);
+  if (msg)
+    protobuf_c_message_free_unpacked(msg, NULL);
+  free(r);
+  return ok;
+}
