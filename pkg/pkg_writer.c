@@ -514,6 +514,24 @@ static bool note_file(build_t *b, const bson_t *doc, fzip_error_t *error) {
 
 /* ---- step 1: data files ---------------------------------------------- */
 
+/* s3Key is where the source store keeps a file's bytes: meaningless in
+ * any other environment (the bytes travel as files/<id>/<name>), so it is
+ * not exported, and a round trip through another store exports the same
+ * data entries. */
+static bool write_entity(pkgjson_writer_t *w, fzip_kind_t kind, const bson_t *doc,
+                         fzip_error_t *error) {
+  bson_t stripped;
+  bool ok;
+
+  if (kind != FZIP_KIND_TRANSACTION_FILE)
+    return pkgjson_write_document(w, doc, error);
+  bson_init(&stripped);
+  bson_copy_to_excluding_noinit(doc, &stripped, "s3Key", NULL);
+  ok = pkgjson_write_document(w, &stripped, error);
+  bson_destroy(&stripped);
+  return ok;
+}
+
 static bool on_document(build_t *b, fzip_kind_t kind, pkgjson_writer_t *w, const bson_t *doc,
                         fzip_error_t *error) {
   const fzip_kind_info_t *info = fzip_kind_info(kind);
@@ -523,7 +541,7 @@ static bool on_document(build_t *b, fzip_kind_t kind, pkgjson_writer_t *w, const
                           "more than PKG_ENTITIES_MAX %s", info->name);
   if (!pkgjson_write_raw(w, b->res.counts[kind] ? ",\n" : "\n", b->res.counts[kind] ? 2 : 1,
                          error) ||
-      !pkgjson_write_document(w, doc, error)) {
+      !write_entity(w, kind, doc, error)) {
     const char *id = str_field(doc, info->id_field);
     return fzip_error_prefix(error, "%s %s", info->name, id ? id : "?");
   }

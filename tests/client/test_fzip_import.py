@@ -4,8 +4,7 @@ Export a seeded user's data with the CLI, then `fzip import upload
 --validate-only --wait` (a validation verdict, nothing written), `fzip
 import upload --start --wait` into a fresh user (data summary equal to the
 source's afterwards), a tampered package (validation fails, exit 1), and
-the shared job commands (status, list, delete).  Exits 77, which CTest
-reports as skipped, while fzipd answers UNIMPLEMENTED for ImportService.
+the shared job commands (status, list, delete).
 """
 import os
 import sys
@@ -19,7 +18,6 @@ from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 from fzip_cli import Cli, check, expect  # noqa: E402
 
 SEED_TX = 300
-SKIP = 77
 
 
 class World:
@@ -37,14 +35,6 @@ class World:
 
     def fresh(self, prefix):
         return Cli(self.addr, self.srv.token(unique_user(prefix)))
-
-
-def import_served(w):
-    r = w.fresh("probe").run("import", "list")
-    if r.rc != 0 and "UNIMPLEMENTED" in r.err:
-        return False
-    expect(r, 0)
-    return True
 
 
 def test_validate_only_passes_and_writes_nothing(w):
@@ -109,9 +99,6 @@ def main():
     checks = Checks()
     with Fzipd() as srv:
         w = World(srv)
-        if not import_served(w):
-            print("SKIP: fzipd does not serve ImportService yet (UNIMPLEMENTED)")
-            return SKIP
         for t in (test_validate_only_passes_and_writes_nothing,
                   test_upload_start_wait_restores_everything,
                   test_upload_then_start_by_id,

@@ -342,8 +342,8 @@ def test_cancel_and_delete_leave_nothing(srv):
             check(e.code() == grpc.StatusCode.FAILED_PRECONDITION, "cancelled: %s" % e.code())
     check(resp.job.export_id == job.export_id, "cancel response")
     final, _, _ = c.export_and_download()
-    n = package_blob_count(srv, final.export_id)
-    check(n is None or n == 1, "completed export should have exactly one blob, has %s" % n)
+    blobs = package_blob_count(srv, final.export_id)
+    check(blobs is None or blobs == 1, "completed export should have one blob, has %s" % blobs)
     c.exp.DeleteExport(epb.DeleteExportRequest(export_id=final.export_id), metadata=c.md)
     check(package_blob_count(srv, final.export_id) in (0, None), "deleted export kept blobs")
     for call, req in [(c.exp.GetExport, epb.GetExportRequest(export_id=final.export_id))]:
