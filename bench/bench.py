@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""bench.py: fzip's benchmark orchestrator (docs/BENCHMARKS.md).
+
+For each store and size it seeds a user with `fzipd seed`, starts a real
+`fzipd serve`, and runs each phase while watching fzipd through /proc:
+peak RSS (VmHWM, reset before each phase by writing "5" to clear_refs)
+and CPU time (utime + stime from /proc/PID/stat).  The timed work is done
+by the C programs beside this file -- bench_client (gRPC, on
+client/rpc_client.h), bench_floor (the store/zlib/sha256 floor on the
+same data) and bench_tcp (raw loopback copy) -- never by Python, which
+only starts them and reads their one-line JSON.
+
+Phases per store and size:
+  seed, export (CreateExport -> COMPLETED), download (DownloadExport),
+  export floor, blob-read floor, tcp floor, upload (UploadImport),
+  blob-write floor, validate-only, import fail_on_conflict into an empty
+  user, import overwrite into the full user, import floor, and on MongoDB
+  mongodump/mongorestore when their binaries are given.
+
+A phase that cannot run (the import worker not finished, mongo-tools not
+installed) is kept in the results as {"measured": false, "reason": ...}.
+--smoke runs tiny sizes and fails on any harness error, for CTest.
+"""
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+import time
+
+PAGE_TICKS = os.sysconf("SC_CLK_TCK")
+STRATEGY = {"fail_on_conflict": 1, "skip_existing": 2, "overwrite": 3}
+
+
+# ---- /proc ------------------------------------------------------------------
+
+def proc_status_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        # comm may hold spaces: the fields we want follow the last ')'.
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / PAGE_TICKS  # utime, stime
+
+
+def reset_hwm(pid):
+    with open("/proc/%d/clear_refs" % pid, "w") as f:
+        f.write("5")
+
+
+class LoadSampler(threading.Thread):
+    """Samples the 1-minute load average every few seconds during the run."""
+
+    def __init__(self, every_s=5):
+        super().__init__(daemon=True)
+        self.every_s = every_s
+        self.samples = []
+        self.stop_event = threading.Event()
+
+    def run(self):
+        while not self.stop_event.is_set():
+            with open("/proc/loadavg") as f:
+                self.samples.append(float(f.read().split()[0]))
+            self.stop_event.wait(self.every_s)
+
+    def summary(self):
+        s = self.samples or [0.0]
+        return {"samples": len(s), "min": min(s), "mean": round(sum(s) / len(s), 2),
+                "max": max(s)}
+
+
+def machine_info():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu_model": model,
+            "mem_total_kib": proc_meminfo("MemTotal"), "kernel": os.uname().release,
+            "loadavg_at_start": open("/proc/loadavg").read().split()[:3]}
+
+
+def proc_meminfo(field):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---- running children ---------------------------------------------------------
+
+TIME_BIN = "/usr/bin/time"
+
+
+def run_measured(argv):
+    """Runs argv to the end; its output, wall time, peak RSS and CPU.
+
+    Peak RSS and CPU come from GNU time, not from our own wait4(): a child
+    forked by Python inherits Python's high-water mark (about 20 MiB), which
+    would hide the RSS of small programs such as the floor."""
+    fd, stats = tempfile.mkstemp(prefix="bench-time-")
+    os.close(fd)
+    t0 = time.monotonic()
+    p = subprocess.run([TIME_BIN, "-f", "%M %U %S", "-o", stats] + list(argv),
+                       capture_output=True)
+    seconds = time.monotonic() - t0
+    try:
+        with open(stats) as f:
+            fields = f.read().strip().splitlines()[-1].split()
+        rss, cpu = int(fields[0]), float(fields[1]) + float(fields[2])
+    except (OSError, IndexError, ValueError):
+        rss, cpu = 0, 0.0
+    finally:
+        os.unlink(stats)
+    return {"rc": p.returncode, "out": p.stdout.decode(errors="replace"),
+            "err": p.stderr.decode(errors="replace"), "seconds": round(seconds, 4),
+            "max_rss_kib": rss, "cpu_s": round(cpu, 3)}
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
+# ---- fzipd --------------------------------------------------------------------
+
+class Server:
+    def __init__(self, fzipd, store, work):
+        self.fzipd = fzipd
+        self.store = store
+        self.work = work
+        self.secret = os.path.join(work, "jwt.secret")
+        with open(self.secret, "w") as f:
+            f.write(secrets.token_hex(32))
+        self.tmp = os.path.join(work, "tmp")
+        os.makedirs(self.tmp, exist_ok=True)
+        self.log = open(os.path.join(work, "fzipd.log"), "wb")
+        self.proc = subprocess.Popen(
+            [fzipd, "serve", "--listen", "127.0.0.1:0", "--store", store, "--jwt-secret-file",
+             self.secret, "--temp-dir", self.tmp, "--log-level", "warn"],
+            stdout=subprocess.PIPE, stderr=self.log)
+        deadline = time.time() + 60
+        self.port = None
+        while time.time() < deadline:
+            line = self.proc.stdout.readline().decode()
+            m = re.match(r"port=(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+            if not line and self.proc.poll() is not None:
+                break
+        if not self.port:
+            raise RuntimeError("fzipd did not start; see %s/fzipd.log" % work)
+        self.target = "127.0.0.1:%d" % self.port
+        self.pid = self.proc.pid
+
+    def token(self, user):
+        return subprocess.run([self.fzipd, "token", "--secret-file", self.secret, "--user", user,
+                               "--ttl-seconds", "86400"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        b = args.bin_dir
+        self.fzipd = os.path.join(b, "server", "fzipd")
+        self.client = os.path.join(b, "bench", "bench_client")
+        self.floor = os.path.join(b, "bench", "bench_floor")
+        self.tcp = os.path.join(b, "bench", "bench_tcp")
+        self.errors = []
+
+    def log(self, msg):
+        print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+    def phase(self, srv, argv):
+        """Runs one phase against fzipd, measuring fzipd's peak RSS and CPU during it."""
+        reset_hwm(srv.pid)
+        cpu0 = proc_cpu_s(srv.pid)
+        rss0 = proc_status_kib(srv.pid, "VmRSS")
+        r = run_measured(argv)
+        res = last_json(r["out"]) or {}
+        res.update({"fzipd_peak_rss_kib": proc_status_kib(srv.pid, "VmHWM"),
+                    "fzipd_rss_before_kib": rss0,
+                    "fzipd_cpu_s": round(proc_cpu_s(srv.pid) - cpu0, 3),
+                    "client_max_rss_kib": r["max_rss_kib"], "client_cpu_s": r["cpu_s"],
+                    "wall_s": r["seconds"], "rc": r["rc"]})
+        if r["rc"] != 0 and not res.get("error"):
+            res["error"] = r["err"].strip()[-500:]
+        res["measured"] = r["rc"] == 0
+        return res
+
+    def standalone(self, argv, what):
+        """A floor program (no fzipd involved): its own time and rusage."""
+        r = run_measured(argv)
+        res = last_json(r["out"]) or {}
+        res.update({"max_rss_kib": r["max_rss_kib"], "cpu_s": r["cpu_s"], "wall_s": r["seconds"],
+                    "measured": r["rc"] == 0})
+        if r["rc"] != 0:
+            res["reason"] = r["err"].strip()[-500:] or "exit %d" % r["rc"]
+            self.errors.append("%s: %s" % (what, res["reason"]))
+        return res
+
+    # ---- one store, one size -----------------------------------------------
+
+    def run_guarded(self, store_kind, store_uri, n, work):
+        """run_one, but a failure is recorded and the next size still runs."""
+        try:
+            return self.run_one(store_kind, store_uri, n, work)
+        except Exception as e:  # the harness must report, not lose, the other runs
+            traceback.print_exc()
+            self.errors.append("%s n=%d: %s" % (store_kind, n, e))
+            return {"store": store_kind, "transactions": n, "failed": str(e)}
+
+    def run_one(self, store_kind, store_uri, n, work):
+        os.makedirs(work, exist_ok=True)
+        user, restore_user, floor_user = "bench", "bench-restore", "bench-floor"
+        row = {"store": store_kind, "transactions": n}
+        self.log("%s n=%d: seeding" % (store_kind, n))
+        seed = run_measured([self.fzipd, "seed", "--store", store_uri, "--user", user,
+                             "--transactions", str(n), "--seed", "1", "--analytics",
+                             "--quiet"])
+        row["seed"] = {"seconds": seed["seconds"], "max_rss_kib": seed["max_rss_kib"],
+                       "cpu_s": seed["cpu_s"], "measured": seed["rc"] == 0}
+        if seed["rc"] != 0:
+            raise RuntimeError("fzipd seed failed: " + seed["err"][-500:])
+        if store_kind == "mongodb":
+            row["mongodump"], row["mongorestore"] = self.mongo_tools(store_uri, work)
+        srv = Server(self.fzipd, store_uri, work)
+        try:
+            self.run_phases(row, srv, store_uri, n, work, user, restore_user, floor_user)
+        finally:
+            srv.stop()
+        return row
+
+    def run_phases(self, row, srv, store_uri, n, work, user, restore_user, floor_user):
+        tok, rtok = srv.token(user), srv.token(restore_user)
+        pkg = os.path.join(work, "export.fzip")
+        c = [self.client, srv.target]
+
+        self.log("export")
+        row["export"] = ex = self.phase(srv, c + [tok, "export"])
+        if not ex["measured"]:
+            self.errors.append("export: %s" % ex.get("error"))
+            return
+        self.log("export %.2fs, package %d bytes; download" % (ex["seconds"], ex["package_size"]))
+        row["download"] = dl = self.phase(srv, c + [tok, "download", ex["export_id"], pkg])
+        if not dl["measured"]:
+            self.errors.append("download: %s" % dl.get("error"))
+            return
+        row["package_bytes"] = os.path.getsize(pkg)
+
+        self.log("floors (export, blob read, tcp)")
+        row["export_floor"] = ef = self.standalone(
+            [self.floor, "export", store_uri, user, pkg], "export floor")
+        row["json_bytes"] = ef.get("json_bytes")
+        row["blob_read_floor"] = self.standalone(
+            [self.floor, "blob-read", store_uri, "export-" + ex["export_id"]], "blob-read floor")
+        row["tcp_floor"] = self.standalone([self.tcp, pkg], "tcp floor")
+
+        self.log("upload")
+        row["upload"] = up = self.phase(srv, c + [rtok, "upload", pkg])
+        if not up["measured"]:
+            self.errors.append("upload: %s" % up.get("error"))
+            return
+        row["blob_write_floor"] = self.standalone(
+            [self.floor, "blob-write", store_uri, pkg], "blob-write floor")
+
+        # Each import job gets its own upload: a job that ran is not started again.
+        self.log("validate-only")
+        row["validate_only"] = self.import_phase(srv, c, rtok, up["import_id"],
+                                                 "fail_on_conflict", True)
+        self.log("import fail_on_conflict into an empty user")
+        row["import_empty"] = self.import_phase(srv, c, rtok, self.upload_quiet(c, rtok, pkg),
+                                                "fail_on_conflict", False)
+        self.log("import overwrite into the full user")
+        row["import_overwrite"] = self.import_phase(srv, c, tok, self.upload_quiet(c, tok, pkg),
+                                                    "overwrite", False)
+        self.log("import floor")
+        row["import_floor"] = self.standalone(
+            [self.floor, "import", store_uri, user, floor_user, pkg], "import floor")
+        self.log("done n=%d" % n)
+
+    def upload_quiet(self, c, tok, pkg):
+        r = run_measured(c + [tok, "upload", pkg])
+        res = last_json(r["out"]) or {}
+        return res.get("import_id") if r["rc"] == 0 else None
+
+    def import_phase(self, srv, c, tok, import_id, strategy, validate_only):
+        if not import_id:
+            return {"measured": False, "reason": "upload for this job failed"}
+        res = self.phase(srv, c + [tok, "import", import_id, str(STRATEGY[strategy]),
+                                   "1" if validate_only else "0"])
+        if not res["measured"]:
+            # The import worker may not be finished: keep the row, say why.
+            res["reason"] = res.get("error") or "job ended in status %s" % res.get("status")
+        return res
+
+    # ---- mongodump / mongorestore ------------------------------------------
+
+    def mongo_tools(self, store_uri, work):
+        dump, restore = self.args.mongodump, self.args.mongorestore
+        if not dump or not restore:
+            why = ("not measured: mongodump/mongorestore not available (pass --mongodump and "
+                   "--mongorestore)")
+            return {"measured": False, "reason": why}, {"measured": False, "reason": why}
+        db = store_uri.rsplit("/", 1)[1]
+        archive = os.path.join(work, "dump.archive.gz")
+        base = store_uri.rsplit("/", 1)[0]
+        d = run_measured([dump, "--uri", base, "--db", db, "--archive=" + archive, "--gzip"])
+        dres = {"seconds": d["seconds"], "max_rss_kib": d["max_rss_kib"], "cpu_s": d["cpu_s"],
+                "measured": d["rc"] == 0,
+                "archive_bytes": os.path.getsize(archive) if os.path.exists(archive) else 0}
+        if d["rc"]:
+            dres["reason"] = d["err"][-500:]
+        r = run_measured([restore, "--uri", base, "--archive=" + archive, "--gzip",
+                          "--nsFrom", db + ".*", "--nsTo", db + "_restore.*"])
+        rres = {"seconds": r["seconds"], "max_rss_kib": r["max_rss_kib"], "cpu_s": r["cpu_s"],
+                "measured": r["rc"] == 0}
+        if r["rc"]:
+            rres["reason"] = r["err"][-500:]
+        return dres, rres
+
+
+# ---- stores ----------------------------------------------------------------------
+
+def start_ferretdb(args):
+    """Builds and starts the test FerretDB (tests/ferretdb/ferretdb.sh); returns base URI."""
+    script = os.path.join(args.src_dir, "tests", "ferretdb", "ferretdb.sh")
+    binary = os.path.join(args.bin_dir, "ferretdb", "fzip-ferretdb")
+    run_dir = os.path.join(args.work_dir, "ferretdb")
+    subprocess.run([script, "build", binary], check=True)
+    subprocess.run([script, "start", binary, run_dir], check=True)
+    with open(os.path.join(run_dir, "uri")) as f:
+        return f.read().strip().rstrip("/"), script, run_dir
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin-dir", required=True, help="CMake build directory with fzipd and bench/")
+    ap.add_argument("--src-dir", default=os.path.dirname(here))
+    ap.add_argument("--sizes", default="1000,100000,1000000")
+    ap.add_argument("--mongo-sizes", default=None,
+                    help="sizes on MongoDB/FerretDB (default: --sizes capped at 10000)")
+    ap.add_argument("--stores", default="sqlite,mongodb")
+    ap.add_argument("--work-dir", default=None)
+    ap.add_argument("--out", default="results.json")
+    ap.add_argument("--mongodump", default=None)
+    ap.add_argument("--mongorestore", default=None)
+    ap.add_argument("--smoke", action="store_true", help="fail on any harness error (CTest)")
+    args = ap.parse_args()
+    args.work_dir = os.path.abspath(args.work_dir or os.path.join(args.bin_dir, "bench-work"))
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    mongo_sizes = ([int(s) for s in args.mongo_sizes.split(",") if s] if args.mongo_sizes
+                   else [s for s in sizes if s <= 10000] or [min(sizes)])
+    stores = [s for s in args.stores.split(",") if s]
+    if os.path.isdir(args.work_dir):
+        shutil.rmtree(args.work_dir)
+    os.makedirs(args.work_dir)
+
+    bench = Bench(args)
+    sampler = LoadSampler()
+    sampler.start()
+    results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "command": " ".join(sys.argv), "machine": machine_info(), "runs": []}
+    t0 = time.monotonic()
+    try:
+        for store in stores:
+            if store == "sqlite":
+                for n in sizes:
+                    work = os.path.join(args.work_dir, "sqlite-%d" % n)
+                    os.makedirs(work, exist_ok=True)
+                    uri = "sqlite:" + os.path.join(work, "fzip.db")
+                    results["runs"].append(bench.run_guarded("sqlite", uri, n, work))
+                    save(args.out, results, sampler, t0, bench)
+            elif store == "mongodb":
+                base, script, run_dir = start_ferretdb(args)
+                try:
+                    for n in mongo_sizes:
+                        work = os.path.join(args.work_dir, "mongodb-%d" % n)
+                        uri = "%s/bench_%d" % (base, n)
+                        results["runs"].append(bench.run_guarded("mongodb", uri, n, work))
+                        save(args.out, results, sampler, t0, bench)
+                finally:
+                    subprocess.run([script, "stop", run_dir])
+            else:
+                raise SystemExit("unknown store %r" % store)
+    finally:
+        sampler.stop_event.set()
+        save(args.out, results, sampler, t0, bench)
+    bench.log("results in %s" % args.out)
+    if args.smoke and bench.errors:
+        print("bench smoke: harness errors:\n  " + "\n  ".join(bench.errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+def save(path, results, sampler, t0, bench):
+    results["load_during_run"] = sampler.summary()
+    results["elapsed_s"] = round(time.monotonic() - t0, 1)
+    results["harness_errors"] = bench.errors
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
