@@ -72,6 +72,9 @@ static const opt_row_t SERVE_OPTIONS[] = {
       "import jobs run at the same time"),
     I("job-retention-hours", "FZIP_JOB_RETENTION_HOURS", job_retention_hours, "168", 1,
       24 * 366, "hours ended jobs (and import uploads) stay listed before the reaper deletes them"),
+    I("job-lease-ms", "FZIP_JOB_LEASE_MS", job_lease_ms, "60000", 1000, 3600000,
+      "lease a replica holds on a running job; another replica takes the job over once it "
+      "lapses (a dead replica's import is rolled back then)"),
     I("reaper-interval-ms", "FZIP_REAPER_INTERVAL_MS", reaper_interval_ms, "60000", 100,
       24LL * 3600 * 1000, "how often expired jobs, packages and abandoned uploads are removed"),
     S("temp-dir", "FZIP_TEMP_DIR", temp_dir, NULL,

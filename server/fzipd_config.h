@@ -46,6 +46,7 @@ typedef struct {
   int64_t import_workers;
   int64_t job_retention_hours;
   int64_t reaper_interval_ms;
+  int64_t job_lease_ms;
   const char *temp_dir; /* NULL: $TMPDIR or /tmp */
   int64_t shutdown_grace_ms;
   const char *log_level;

@@ -3,9 +3,9 @@
  *
  * One run of a claimed import job:
  *   1. recover: a job found PROCESSING was interrupted mid-restore (crash,
- *      shutdown, lost lease): roll it back first -- or, if it had reached
- *      "committing", finish the commit -- so the user's data is exactly
- *      what it was before, then carry on as a fresh run;
+ *      shutdown, lost lease): roll it back and end it FAILED, so the
+ *      user's data is exactly what it was before -- or, if it had reached
+ *      "committing", finish the commit;
  *   2. fetch the uploaded package from the blob store into a temp file
  *      (libzip needs random access);
  *   3. validate it (pkg_validate) with the user's data and the merge
@@ -45,7 +45,6 @@
 #define CONFLICTS_IN_JOB 50  /* conflicting ids copied into the job record */
 #define BATCH_BYTES_MAX (8 * 1024 * 1024) /* documents' bytes per restore batch */
 #define COPY_CHUNK (256 * 1024)
-#define RESUMES_MAX 3        /* interrupted runs restarted before giving up */
 
 typedef Fzip__V1__ImportJob import_job_t;
 
@@ -258,8 +257,9 @@ static bool fetch_package(run_t *r, fzip_error_t *error) {
                      "cannot write the package to %s (disk full?)", r->path);
       goto done;
     }
-    if (job_ctx_should_stop(r->jctx)) {
-      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED, "server is shutting down");
+    /* Keeps the lease fresh on a long copy, and notices cancel/shutdown. */
+    if (!save(r, false)) {
+      *error = r->save_error;
       goto done;
     }
   }
@@ -739,16 +739,16 @@ static bool recover(run_t *r, bool *done, fzip_error_t *error) {
   }
   if (!rollback(r, error))
     return false;
-  return job_msg_add_event(&r->job->base, "resumed", "interrupted run rolled back; restarting",
-                           EVENTS_MAX) ||
-         oom(error);
-}
-
-static int count_events(const import_job_t *job, const char *type) {
-  int n = 0;
-  for (size_t i = 0; i < job->n_events; i++)
-    n += strcmp(job->events[i]->type, type) == 0;
-  return n;
+  /* Everything it wrote is undone; it ends FAILED and the user may start
+   * it again (StartImport accepts FAILED jobs). */
+  {
+    fzip_error_t c;
+    fzip_error_set(&c, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                   "the import was interrupted (server stopped or lost its lease) and was "
+                   "rolled back; start it again");
+    *done = true;
+    return fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED, &c, error);
+  }
 }
 
 static bool run_restore(run_t *r, fzip_error_t *error) {
@@ -838,21 +838,16 @@ bool import_run(job_ctx_t *jctx, void *data, fzip_error_t *error) {
                        error))
     goto out;
   r->job = (import_job_t *)msg;
-  if (!recover(r, &done, error) || done) {
-    ok = done;
+  if (!recover(r, &done, error))
+    goto out;
+  if (done) {
+    ok = true;
     goto out;
   }
   if (job_ctx_cancel_requested(jctx)) {
     fzip_error_t c;
     fzip_error_set(&c, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED, "cancelled by the user");
     ok = fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED, &c, error);
-    goto out;
-  }
-  if (count_events(r->job, "resumed") > RESUMES_MAX) {
-    fzip_error_t c;
-    fzip_error_set(&c, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
-                   "interrupted %d times; rolled back, start it again", RESUMES_MAX);
-    ok = fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED, &c, error);
     goto out;
   }
   ok = run_job(r, error);

@@ -10,6 +10,8 @@
  */
 #include "store.h"
 
+#include "fzip_failpoint.h"
+
 #include <string.h>
 
 #include "store_backend.h"
@@ -607,6 +609,9 @@ bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kin
   if (!docs)
     return invalid(error, "docs is NULL");
   if (!extract_ids(ids, docs, n, kind, error))
+    return false;
+  /* Tests inject a store failure or a slow store mid-import here. */
+  if (!fzip_failpoint("store.put_tagged", error))
     return false;
   return store->vt->entity_put_batch_tagged(store, user_id, kind, docs, ids, n, mode, tag,
                                             result, error);

@@ -23,9 +23,7 @@ from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 
 import grpc  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
-from fzip.v1 import data_service_pb2_grpc as dgrpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
-from fzip.v1 import export_service_pb2_grpc as egrpc  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
 
 # FerretDB is far slower than the embedded store: the MongoDB run scales
@@ -38,98 +36,10 @@ def n(count):
 
 
 SEED_TX = n(3000)
-TERMINAL = {jpb.EXPORT_STATUS_COMPLETED, jpb.EXPORT_STATUS_FAILED,
-            jpb.EXPORT_STATUS_CANCELLED, jpb.EXPORT_STATUS_EXPIRED}
 
 
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-class Client:
-    def __init__(self, srv, user):
-        self.srv = srv
-        self.user = user
-        self.md = srv.metadata(user)
-        self.exp = egrpc.ExportServiceStub(srv.channel)
-        self.data = dgrpc.DataServiceStub(srv.channel)
-
-    def create(self, **kw):
-        return self.exp.CreateExport(epb.CreateExportRequest(**kw), metadata=self.md).job
-
-    def watch(self, export_id, timeout=300):
-        """Follows WatchExport to the end; checks progress never goes back."""
-        last = -1
-        snapshots = []
-        for resp in self.exp.WatchExport(epb.WatchExportRequest(export_id=export_id),
-                                         metadata=self.md, timeout=timeout):
-            job = resp.job
-            check(job.progress >= last, "progress went backwards: %d -> %d"
-                  % (last, job.progress))
-            last = job.progress
-            snapshots.append(job)
-        check(snapshots and snapshots[-1].status in TERMINAL, "watch ended before the job did")
-        return snapshots
-
-    def download(self, export_id, offset=0, chunk_size=0):
-        info = None
-        buf = io.BytesIO()
-        for resp in self.exp.DownloadExport(
-                epb.DownloadExportRequest(export_id=export_id, offset=offset,
-                                          chunk_size=chunk_size),
-                metadata=self.md, timeout=300):
-            if resp.WhichOneof("payload") == "info":
-                check(info is None, "two info messages")
-                info = resp.info
-            else:
-                check(info is not None, "chunk before info")
-                buf.write(resp.chunk)
-        return info, buf.getvalue()
-
-    def list_all(self, method, field, **kw):
-        out, token = [], ""
-        while True:
-            resp = getattr(self.data, method)(
-                getattr(dpb, method + "Request")(page_size=1000, page_token=token, **kw),
-                metadata=self.md)
-            out.extend(getattr(resp, field))
-            token = resp.next_page_token
-            if not token:
-                return out
-
-    def export_and_download(self, **kw):
-        job = self.create(**kw)
-        final = self.watch(job.export_id)[-1]
-        check(final.status == jpb.EXPORT_STATUS_COMPLETED,
-              "export ended %s: %s" % (jpb.ExportStatus.Name(final.status), final.error.message))
-        info, data = self.download(job.export_id)
-        return final, info, data
-
-
-def read_package(data):
-    z = zipfile.ZipFile(io.BytesIO(data))
-    manifest = json.loads(z.read("manifest.json"))
-    return z, manifest
-
-
-def verify_checksums(z, manifest):
-    names = set(z.namelist())
-    for entry, digest in manifest["checksums"].items():
-        check(entry in names, "manifest names a missing entry %s" % entry)
-        got = "sha256:" + hashlib.sha256(z.read(entry)).hexdigest()
-        check(got == digest, "checksum mismatch for %s" % entry)
-    for name in names:
-        if name != "manifest.json" and not name.endswith("/"):
-            check(name in manifest["checksums"], "entry %s has no checksum" % name)
-
-
-def unzip_t(data):
-    with tempfile.NamedTemporaryFile(suffix=".fzip") as f:
-        f.write(data)
-        f.flush()
-        r = subprocess.run(["unzip", "-t", f.name], capture_output=True, text=True)
-        check(r.returncode == 0, "unzip -t failed: " + r.stdout[-500:] + r.stderr[-500:])
+from fzip_e2e import (Client, TERMINAL, check, read_package, unzip_t,  # noqa: E402
+                      verify_checksums)
 
 
 # ---- tests ----------------------------------------------------------------
@@ -294,7 +204,10 @@ def test_users_are_isolated(srv):
 def test_list_is_newest_first_and_paginated(srv):
     c = Client(srv, unique_user("list"))
     srv.seed(c.user, n(100), seed=2)
-    ids = [c.create().export_id for _ in range(5)]
+    ids = []
+    for _ in range(5):
+        ids.append(c.create().export_id)
+        time.sleep(0.005)  # creation times have millisecond resolution; ties order by id
     seen, token = [], ""
     while True:
         resp = c.exp.ListExports(epb.ListExportsRequest(page_size=2, page_token=token),

@@ -1,0 +1,193 @@
+"""Shared pieces of the Python end-to-end tests: a per-user client over
+the generated stubs (exports, downloads, listings) and package checks.
+Tests import it after fzipd_harness put the stubs on sys.path."""
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fzipd_harness  # noqa: E402,F401  (puts the generated stubs on sys.path)
+
+import grpc  # noqa: E402,F401
+from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
+from fzip.v1 import data_service_pb2_grpc as dgrpc  # noqa: E402
+from fzip.v1 import export_service_pb2 as epb  # noqa: E402
+from fzip.v1 import export_service_pb2_grpc as egrpc  # noqa: E402
+from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
+from fzip.v1 import import_service_pb2_grpc as igrpc  # noqa: E402
+from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+
+TERMINAL = {jpb.EXPORT_STATUS_COMPLETED, jpb.EXPORT_STATUS_FAILED,
+            jpb.EXPORT_STATUS_CANCELLED, jpb.EXPORT_STATUS_EXPIRED}
+IMPORT_ENDS = {jpb.IMPORT_STATUS_COMPLETED, jpb.IMPORT_STATUS_FAILED,
+               jpb.IMPORT_STATUS_CANCELLED, jpb.IMPORT_STATUS_VALIDATION_FAILED,
+               jpb.IMPORT_STATUS_VALIDATION_PASSED}
+CHUNK = 256 * 1024
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+class Client:
+    def __init__(self, srv, user):
+        self.srv = srv
+        self.user = user
+        self.md = srv.metadata(user)
+        self.exp = egrpc.ExportServiceStub(srv.channel)
+        self.imp = igrpc.ImportServiceStub(srv.channel)
+        self.data = dgrpc.DataServiceStub(srv.channel)
+
+    def create(self, **kw):
+        return self.exp.CreateExport(epb.CreateExportRequest(**kw), metadata=self.md).job
+
+    def watch(self, export_id, timeout=300):
+        """Follows WatchExport to the end; checks progress never goes back."""
+        last = -1
+        snapshots = []
+        for resp in self.exp.WatchExport(epb.WatchExportRequest(export_id=export_id),
+                                         metadata=self.md, timeout=timeout):
+            job = resp.job
+            check(job.progress >= last, "progress went backwards: %d -> %d"
+                  % (last, job.progress))
+            last = job.progress
+            snapshots.append(job)
+        check(snapshots and snapshots[-1].status in TERMINAL, "watch ended before the job did")
+        return snapshots
+
+    def download(self, export_id, offset=0, chunk_size=0):
+        info = None
+        buf = io.BytesIO()
+        for resp in self.exp.DownloadExport(
+                epb.DownloadExportRequest(export_id=export_id, offset=offset,
+                                          chunk_size=chunk_size),
+                metadata=self.md, timeout=300):
+            if resp.WhichOneof("payload") == "info":
+                check(info is None, "two info messages")
+                info = resp.info
+            else:
+                check(info is not None, "chunk before info")
+                buf.write(resp.chunk)
+        return info, buf.getvalue()
+
+    def list_all(self, method, field, **kw):
+        out, token = [], ""
+        while True:
+            resp = getattr(self.data, method)(
+                getattr(dpb, method + "Request")(page_size=1000, page_token=token, **kw),
+                metadata=self.md)
+            out.extend(getattr(resp, field))
+            token = resp.next_page_token
+            if not token:
+                return out
+
+    def export_and_download(self, **kw):
+        job = self.create(**kw)
+        final = self.watch(job.export_id)[-1]
+        check(final.status == jpb.EXPORT_STATUS_COMPLETED,
+              "export ended %s: %s" % (jpb.ExportStatus.Name(final.status), final.error.message))
+        info, data = self.download(job.export_id)
+        return final, info, data
+
+
+def read_package(data):
+    z = zipfile.ZipFile(io.BytesIO(data))
+    manifest = json.loads(z.read("manifest.json"))
+    return z, manifest
+
+
+def verify_checksums(z, manifest):
+    names = set(z.namelist())
+    for entry, digest in manifest["checksums"].items():
+        check(entry in names, "manifest names a missing entry %s" % entry)
+        got = "sha256:" + hashlib.sha256(z.read(entry)).hexdigest()
+        check(got == digest, "checksum mismatch for %s" % entry)
+    for name in names:
+        if name != "manifest.json" and not name.endswith("/"):
+            check(name in manifest["checksums"], "entry %s has no checksum" % name)
+
+
+def unzip_t(data):
+    with tempfile.NamedTemporaryFile(suffix=".fzip") as f:
+        f.write(data)
+        f.flush()
+        r = subprocess.run(["unzip", "-t", f.name], capture_output=True, text=True)
+        check(r.returncode == 0, "unzip -t failed: " + r.stdout[-500:] + r.stderr[-500:])
+
+
+
+def upload_requests(data, **options):
+    yield ipb.UploadImportRequest(options=ipb.ImportOptions(**options))
+    for i in range(0, len(data), CHUNK):
+        yield ipb.UploadImportRequest(chunk=data[i:i + CHUNK])
+
+
+def upload(c, data, strategy=jpb.MERGE_STRATEGY_FAIL_ON_CONFLICT, start=True,
+           validate_only=False, with_checksum=True, **extra):
+    opts = dict(merge_strategy=strategy, start=start, validate_only=validate_only,
+                file_name="test.fzip", **extra)
+    if with_checksum:
+        opts.setdefault("expected_size", len(data))
+        opts.setdefault("expected_sha256", hashlib.sha256(data).hexdigest())
+    return c.imp.UploadImport(upload_requests(data, **opts), metadata=c.md, timeout=300).job
+
+
+def watch_import(c, import_id, timeout=300):
+    last = None
+    progress = -1
+    for resp in c.imp.WatchImport(ipb.WatchImportRequest(import_id=import_id), metadata=c.md,
+                                  timeout=timeout):
+        last = resp.job
+        check(last.progress >= progress, "import progress went backwards")
+        progress = last.progress
+    check(last is not None and last.status in IMPORT_ENDS, "watch ended early: %r" % last)
+    return last
+
+
+def import_package(c, data, **kw):
+    job = upload(c, data, **kw)
+    return watch_import(c, job.import_id)
+
+
+def state(c):
+    """Everything the user has, by content: the checksums of a complete
+    export (with analytics) pinned to a fixed timestamp, which cover every
+    entity and every stored file byte."""
+    job = c.create(export_type=jpb.EXPORT_TYPE_COMPLETE, include_analytics=True,
+                   pinned_timestamp=1000000000000)
+    final = c.watch(job.export_id)[-1]
+    check(final.status == jpb.EXPORT_STATUS_COMPLETED, "state export failed: %r" % final.error)
+    _, data = c.download(job.export_id)
+    c.exp.DeleteExport(epb.DeleteExportRequest(export_id=job.export_id), metadata=c.md)
+    _, manifest = read_package(data)
+    return manifest["checksums"]
+
+
+def rewrite_package(data, edit):
+    """A copy of a package with `edit(name, entries)` applied to its parsed
+    data files (dict name -> parsed JSON) and the manifest's checksums and
+    counts brought up to date, entry order kept."""
+    z = zipfile.ZipFile(io.BytesIO(data))
+    names = z.namelist()
+    raw = {n: z.read(n) for n in names}
+    parsed = {n: json.loads(raw[n]) for n in names if n.startswith("data/")}
+    edit(parsed)
+    manifest = json.loads(raw["manifest.json"])
+    for n, doc in parsed.items():
+        raw[n] = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        manifest["checksums"][n] = "sha256:" + hashlib.sha256(raw[n]).hexdigest()
+        key = n[len("data/"):-len(".json")]
+        if key + "_count" in manifest.get("data_summary", {}):
+            manifest["data_summary"][key + "_count"] = len(doc[key])
+    raw["manifest.json"] = json.dumps(manifest).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as w:
+        for n in names:
+            w.writestr(n, raw[n])
+    return out.getvalue()
