@@ -57,6 +57,22 @@
 #define MONGO_PAGE_TOKEN_MAX (24 + 1 + FZIP_ID_MAX + 1)
 #define MONGO_ERR_DUPLICATE_KEY 11000
 #define MONGO_UPLOADS "blob_uploads"
+#define MONGO_STASH "import_stash"
+#define MONGO_STASH_KEY_MAX (FZIP_USER_ID_MAX + STORE_TAG_MAX + 32 + FZIP_ID_MAX + 4)
+/* Documents handled per query by rollback and commit: bounds memory. */
+#define MONGO_IMPORT_PAGE 100
+#define MONGO_FENCES "job_fences"
+/* States of an upload record: the writer moves uploading -> committing,
+ * the reaper uploading -> reaping; whoever moves it first owns it. */
+#define UPLOAD_UPLOADING "uploading"
+#define UPLOAD_COMMITTING "committing"
+#define UPLOAD_REAPING "reaping"
+/* A fence older than this was left by a process that died mid-update. */
+#define MONGO_FENCE_STALE_MS 30000
+/* Chunks per cursor batch (~1 MiB): bounds reader memory. */
+#define MONGO_CHUNK_BATCH 4
+/* Candidates tried by one claim before reporting "none available". */
+#define MONGO_CLAIM_ATTEMPTS 16
 
 typedef struct {
   store_t base;
@@ -65,6 +81,9 @@ typedef struct {
   char db[MONGO_DB_NAME_MAX + 1];
   int64_t retry_budget_ms;
   char where[MONGO_WHERE_MAX]; /* "host:port" for messages */
+  /* FerretDB v1 runs update/findAndModify as read-then-write without a
+   * lock, so job transitions go through version fences (see below). */
+  bool ferretdb;
 } mstore_t;
 
 static const store_vtable_t mongo_vtable;
@@ -160,9 +179,10 @@ static const char *doc_utf8(const bson_t *doc, const char *field) {
   return NULL;
 }
 
-/* Finds one document (copied into *out, NULL if none). */
-static bool find_one(bson_t **out, mstore_t *s, const char *collection, const bson_t *filter,
-                     fzip_error_t *error) {
+/* Finds the first document in `sort` order (NULL: any), copied into
+ * *out (NULL if none). */
+static bool find_first(bson_t **out, mstore_t *s, const char *collection, const bson_t *filter,
+                       const bson_t *sort, fzip_error_t *error) {
   bool ok = false;
   conn_t c = {0};
   mongoc_cursor_t *cur = NULL;
@@ -171,6 +191,8 @@ static bool find_one(bson_t **out, mstore_t *s, const char *collection, const bs
   retry_t r;
 
   *out = NULL;
+  if (sort)
+    BSON_APPEND_DOCUMENT(opts, "sort", sort);
   retry_start(&r, s);
   conn_open(&c, s, collection);
   for (;;) {
@@ -199,6 +221,11 @@ done:
   return ok;
 }
 
+static bool find_one(bson_t **out, mstore_t *s, const char *collection, const bson_t *filter,
+                     fzip_error_t *error) {
+  return find_first(out, s, collection, filter, NULL, error);
+}
+
 /* Runs a write command on the database (createIndexes). */
 static bool db_command(mstore_t *s, const bson_t *cmd, const char *what, fzip_error_t *error) {
   mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
@@ -213,6 +240,75 @@ static bool db_command(mstore_t *s, const bson_t *cmd, const char *what, fzip_er
   mongoc_client_pool_push(s->pool, client);
   if (!ok)
     return fail_mongo(error, s, &berr, what);
+  return true;
+}
+
+static bool delete_where(uint64_t *deleted, mstore_t *s, const char *collection,
+                         const bson_t *q, fzip_error_t *error) {
+  conn_t c = {0};
+  bson_t reply = BSON_INITIALIZER;
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  for (;;) {
+    bson_destroy(&reply);
+    ok = mongoc_collection_delete_many(c.coll, q, NULL, &reply, &berr);
+    if (ok || !retry_again(&r, &berr, true))
+      break;
+  }
+  conn_close(&c, s);
+  if (ok && deleted)
+    *deleted = (uint64_t)reply_int(&reply, "deletedCount");
+  bson_destroy(&reply);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "deleting");
+  return true;
+}
+
+/* Runs update_one; *matched says whether the filter matched a document. */
+static bool update_one(bool *matched, mstore_t *s, const char *collection, const bson_t *q,
+                       const bson_t *update, fzip_error_t *error) {
+  conn_t c = {0};
+  bson_t reply = BSON_INITIALIZER;
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  for (;;) {
+    bson_destroy(&reply);
+    ok = mongoc_collection_update_one(c.coll, q, update, NULL, &reply, &berr);
+    if (ok || !retry_again(&r, &berr, false))
+      break;
+  }
+  conn_close(&c, s);
+  *matched = ok && reply_int(&reply, "matchedCount") > 0;
+  bson_destroy(&reply);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "updating");
+  return true;
+}
+
+/* Replaces the document matching q (idempotent, so retried freely). */
+static bool replace_one(mstore_t *s, const char *collection, const bson_t *q,
+                        const bson_t *replacement, fzip_error_t *error) {
+  conn_t c = {0};
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  do {
+    ok = mongoc_collection_replace_one(c.coll, q, replacement, NULL, NULL, &berr);
+  } while (!ok && retry_again(&r, &berr, true));
+  conn_close(&c, s);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "replacing");
   return true;
 }
 
@@ -364,6 +460,24 @@ static bool ping(mstore_t *s, fzip_error_t *error) {
   return true;
 }
 
+static bool detect_ferretdb(mstore_t *s, fzip_error_t *error) {
+  mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
+  bson_t *cmd = BCON_NEW("buildInfo", BCON_INT32(1));
+  bson_t reply;
+  bson_error_t berr;
+  bson_iter_t it;
+  bool ok = mongoc_client_command_simple(client, "admin", cmd, NULL, &reply, &berr);
+
+  if (ok)
+    s->ferretdb = bson_iter_init_find(&it, &reply, "ferretdbVersion");
+  bson_destroy(&reply);
+  bson_destroy(cmd);
+  mongoc_client_pool_push(s->pool, client);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "buildInfo");
+  return true;
+}
+
 /* Majority + journal: a job claimed or an entity restored must survive
  * the loss of the primary, or two workers could run one job after a
  * failover.  URI settings win, so an operator can still choose. */
@@ -441,7 +555,7 @@ bool store_mongo_open(store_t **out, const store_options_t *options, fzip_error_
     goto done;
   }
   mongoc_client_pool_set_error_api(s->pool, MONGOC_ERROR_API_VERSION_2);
-  if (!ping(s, error) || !create_entity_indexes(s, error) ||
+  if (!ping(s, error) || !detect_ferretdb(s, error) || !create_entity_indexes(s, error) ||
       !create_job_and_blob_indexes(s, error))
     goto done;
   *out = &s->base;
@@ -465,7 +579,8 @@ static bool entity_key(char out[MONGO_KEY_MAX], const char *user_id, const char 
 
 /* The stored wrapper: key, owner, id, the copied filter fields, the doc. */
 static bool entity_wrap(bson_t *out, const fzip_kind_info_t *ki, const char *user_id,
-                        const char *id, const bson_t *doc, fzip_error_t *error) {
+                        const char *id, const char *tag, const bson_t *doc,
+                        fzip_error_t *error) {
   char key[MONGO_KEY_MAX];
   bson_iter_t it;
 
@@ -481,6 +596,8 @@ static bool entity_wrap(bson_t *out, const fzip_kind_info_t *ki, const char *use
   if (ki->date_field && bson_iter_init_find(&it, doc, ki->date_field) &&
       BSON_ITER_HOLDS_NUMBER(&it))
     BSON_APPEND_INT64(out, "date", bson_iter_as_int64(&it));
+  if (tag)
+    BSON_APPEND_UTF8(out, "tag", tag);
   BSON_APPEND_DOCUMENT(out, "doc", doc);
   return true;
 }
@@ -531,6 +648,7 @@ typedef struct {
   mstore_t *s;
   conn_t c;
   mongoc_cursor_t *cur;
+  bool finished;  /* the driver refuses to advance a completed cursor */
   bson_t current; /* static view into the cursor's current raw document */
 } mcursor_t;
 
@@ -576,9 +694,12 @@ static bool mongo_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_e
   const uint8_t *data;
   uint32_t len;
 
+  if (mc->finished)
+    return false;
   if (!mongoc_cursor_next(mc->cur, &raw)) {
     if (mongoc_cursor_error(mc->cur, &berr))
       return fail_mongo(error, mc->s, &berr, "reading entities");
+    mc->finished = true;
     return false;
   }
   if (!bson_iter_init_find(&it, raw, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it))
@@ -760,6 +881,7 @@ typedef struct {
   const bson_t *const *docs;
   const char *const *ids;
   size_t n;
+  const char *tag; /* import tag written into every document, or NULL */
 } batch_t;
 
 /* Inserts every document unordered; dup[i] says which ids already existed. */
@@ -777,7 +899,7 @@ static bool insert_unordered(uint64_t *inserted, bool *dup, const batch_t *b, fz
   for (;;) {
     bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
     for (size_t i = 0; i < b->n; i++) {
-      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->docs[i], error))
+      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->tag, b->docs[i], error))
         goto done;
       ran = mongoc_bulk_operation_insert_with_opts(bulk, &wrapped, NULL, &berr);
       bson_destroy(&wrapped);
@@ -863,11 +985,13 @@ static bool put_skip_existing(store_write_result_t *res, const batch_t *b, fzip_
   return ok;
 }
 
-static bool put_replace(store_write_result_t *res, const batch_t *b, fzip_error_t *error) {
+/* Replaces (no upsert) the documents marked in which[]; adds the number
+ * matched to *replaced. */
+static bool replace_marked(uint64_t *replaced, const bool *which, const batch_t *b,
+                           fzip_error_t *error) {
   conn_t c = {0};
   mongoc_bulk_operation_t *bulk = NULL;
   bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-  bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
   bson_t reply = BSON_INITIALIZER, wrapped, sel;
   bson_error_t berr;
   retry_t r;
@@ -878,11 +1002,13 @@ static bool put_replace(store_write_result_t *res, const batch_t *b, fzip_error_
   for (;;) {
     bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
     for (size_t i = 0; i < b->n; i++) {
-      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->docs[i], error))
+      if (!which[i])
+        continue;
+      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->tag, b->docs[i], error))
         goto done;
       bson_init(&sel);
       BSON_APPEND_UTF8(&sel, "_id", doc_utf8(&wrapped, "_id"));
-      ran = mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &wrapped, upsert, &berr);
+      ran = mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &wrapped, NULL, &berr);
       bson_destroy(&sel);
       bson_destroy(&wrapped);
       if (!ran) {
@@ -901,63 +1027,372 @@ static bool put_replace(store_write_result_t *res, const batch_t *b, fzip_error_
     fail_mongo(error, b->s, &berr, "replacing entities");
     goto done;
   }
-  res->inserted += (uint64_t)reply_int(&reply, "nUpserted");
-  res->replaced += (uint64_t)reply_int(&reply, "nMatched");
+  *replaced += (uint64_t)reply_int(&reply, "nMatched");
   ok = true;
 done:
   mongoc_bulk_operation_destroy(bulk);
   conn_close(&c, b->s);
   bson_destroy(&reply);
   bson_destroy(opts);
-  bson_destroy(upsert);
   return ok;
+}
+
+/* REPLACE as "insert the missing, replace the rest" rather than upserts:
+ * FerretDB v1 ignores ordered=false on update and aborts a multi-statement
+ * update at its first error without saying which statements ran, so a
+ * lost upsert race (E11000) would leave the counts unknown.  Inserts do
+ * report per document; an id that a concurrent writer created between the
+ * check and the insert is replaced instead, so every id is counted once,
+ * as inserted or as replaced. */
+static bool put_replace(store_write_result_t *res, const batch_t *b, fzip_error_t *error) {
+  bool *exists = bson_malloc0(b->n * sizeof *exists);
+  bool *dup = bson_malloc0(b->n * sizeof *dup);
+  const bson_t **mdocs = bson_malloc0(b->n * sizeof *mdocs);
+  const char **mids = bson_malloc0(b->n * sizeof *mids);
+  size_t *map = bson_malloc0(b->n * sizeof *map);
+  batch_t missing = *b;
+  uint64_t inserted = 0;
+  size_t m = 0;
+  bool ok = false, any_existing = false;
+
+  if (!mongo_entity_exists_many(exists, &b->s->base, b->user_id, b->ki->kind, b->ids, b->n,
+                                error))
+    goto done;
+  for (size_t i = 0; i < b->n; i++) {
+    if (!exists[i]) {
+      mdocs[m] = b->docs[i];
+      mids[m] = b->ids[i];
+      map[m++] = i;
+    }
+  }
+  missing.docs = mdocs;
+  missing.ids = mids;
+  missing.n = m;
+  if (m > 0 && !insert_unordered(&inserted, dup, &missing, error))
+    goto done;
+  res->inserted += inserted;
+  for (size_t j = 0; j < m; j++) {
+    if (dup[j])
+      exists[map[j]] = true;
+  }
+  for (size_t i = 0; i < b->n; i++)
+    any_existing = any_existing || exists[i];
+  ok = !any_existing || replace_marked(&res->replaced, exists, b, error);
+done:
+  bson_free(exists);
+  bson_free(dup);
+  bson_free(mdocs);
+  bson_free(mids);
+  bson_free(map);
+  return ok;
+}
+
+static bool put_batch(const batch_t *b, store_write_mode_t mode, store_write_result_t *result,
+                      fzip_error_t *error) {
+  store_write_result_t local = {0};
+  store_write_result_t *res = result ? result : &local;
+
+  if (b->n == 0)
+    return true;
+  switch (mode) {
+  case STORE_WRITE_INSERT:
+    return put_insert(res, b, error);
+  case STORE_WRITE_REPLACE:
+    return put_replace(res, b, error);
+  case STORE_WRITE_SKIP_EXISTING:
+    return put_skip_existing(res, b, error);
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT, "bad write mode");
 }
 
 static bool mongo_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
                                    const bson_t *const *docs, const char *const *ids, size_t n,
                                    store_write_mode_t mode, store_write_result_t *result,
                                    fzip_error_t *error) {
-  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n};
-  store_write_result_t local = {0};
-  store_write_result_t *res = result ? result : &local;
-
-  if (n == 0)
-    return true;
-  switch (mode) {
-  case STORE_WRITE_INSERT:
-    return put_insert(res, &b, error);
-  case STORE_WRITE_REPLACE:
-    return put_replace(res, &b, error);
-  case STORE_WRITE_SKIP_EXISTING:
-    return put_skip_existing(res, &b, error);
-  }
-  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT, "bad write mode");
+  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n, NULL};
+  return put_batch(&b, mode, result, error);
 }
 
-static bool delete_where(uint64_t *deleted, mstore_t *s, const char *collection,
-                         const bson_t *q, fzip_error_t *error) {
-  conn_t c = {0};
-  bson_t reply = BSON_INITIALIZER;
-  bson_error_t berr;
-  retry_t r;
-  bool ok;
+/* ---- import tags and stash ---------------------------------------------- */
 
-  conn_open(&c, s, collection);
-  retry_start(&r, s);
-  for (;;) {
-    bson_destroy(&reply);
-    ok = mongoc_collection_delete_many(c.coll, q, NULL, &reply, &berr);
-    if (ok || !retry_again(&r, &berr, true))
-      break;
-  }
-  conn_close(&c, s);
-  if (ok && deleted)
-    *deleted = (uint64_t)reply_int(&reply, "deletedCount");
-  bson_destroy(&reply);
-  if (!ok)
-    return fail_mongo(error, s, &berr, "deleting");
+/* Stash entries live in import_stash, keyed
+ * "<userId>\x1f<tag>\x1f<kind>\x1f<entityId>": {userId, tag, kind, id,
+ * prevTag, doc}.  Inserting one that exists fails with E11000, which is
+ * how "unless already stashed" holds without a read first. */
+static bool stash_key(char out[MONGO_STASH_KEY_MAX], const char *user_id, const char *tag,
+                      const fzip_kind_info_t *ki, const char *id, fzip_error_t *error) {
+  int w = snprintf(out, MONGO_STASH_KEY_MAX, "%s%c%s%c%s%c%s", user_id, MONGO_KEY_SEP, tag,
+                   MONGO_KEY_SEP, ki->name, MONGO_KEY_SEP, id);
+  if (w < 0 || w >= MONGO_STASH_KEY_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "stash key longer than %d bytes", MONGO_STASH_KEY_MAX - 1);
   return true;
 }
+
+static bool stash_entry(bson_t *out, const batch_t *b, const bson_t *stored, fzip_error_t *error) {
+  char key[MONGO_STASH_KEY_MAX];
+  const char *id = doc_utf8(stored, "id");
+  const char *prev_tag = doc_utf8(stored, "tag");
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+  bson_t doc;
+
+  if (!id || !bson_iter_init_find(&it, stored, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "malformed %s document", b->ki->name);
+  if (!stash_key(key, b->user_id, b->tag, b->ki, id, error))
+    return false;
+  bson_iter_document(&it, &len, &data);
+  bson_init_static(&doc, data, len);
+  bson_init(out);
+  BSON_APPEND_UTF8(out, "_id", key);
+  BSON_APPEND_UTF8(out, "userId", b->user_id);
+  BSON_APPEND_UTF8(out, "tag", b->tag);
+  BSON_APPEND_UTF8(out, "kind", b->ki->name);
+  BSON_APPEND_UTF8(out, "id", id);
+  if (prev_tag)
+    BSON_APPEND_UTF8(out, "prevTag", prev_tag);
+  BSON_APPEND_DOCUMENT(out, "doc", &doc);
+  return true;
+}
+
+/* Stashes the current version of every document of the batch that exists
+ * (first stash per tag wins), before the replace overwrites it. */
+static bool stash_existing(const batch_t *b, fzip_error_t *error) {
+  conn_t c = {0}, st = {0};
+  mongoc_cursor_t *cur = NULL;
+  mongoc_bulk_operation_t *bulk = NULL;
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  bson_t q, entry, reply = BSON_INITIALIZER;
+  const bson_t *stored;
+  bson_error_t berr;
+  bool *dup = bson_malloc0(b->n * sizeof *dup);
+  size_t queued = 0;
+  bool ok = false;
+
+  bson_init(&q);
+  if (!keys_filter(&q, b->user_id, b->ids, b->n, error))
+    goto done;
+  conn_open(&c, b->s, b->ki->name);
+  conn_open(&st, b->s, MONGO_STASH);
+  bulk = mongoc_collection_create_bulk_operation_with_opts(st.coll, opts);
+  cur = mongoc_collection_find_with_opts(c.coll, &q, NULL, NULL);
+  while (mongoc_cursor_next(cur, &stored)) {
+    if (!stash_entry(&entry, b, stored, error))
+      goto done;
+    ok = mongoc_bulk_operation_insert_with_opts(bulk, &entry, NULL, &berr);
+    bson_destroy(&entry);
+    if (!ok) {
+      fail_mongo(error, b->s, &berr, "queueing stash entry");
+      goto done;
+    }
+    ok = false;
+    queued++;
+  }
+  if (mongoc_cursor_error(cur, &berr)) {
+    fail_mongo(error, b->s, &berr, "reading documents to stash");
+    goto done;
+  }
+  if (queued > 0 && !run_bulk(&reply, bulk, &berr) &&
+      (!is_duplicate_key(&berr) || !dup_write_errors(dup, b->n, &reply))) {
+    fail_mongo(error, b->s, &berr, "stashing documents");
+    goto done;
+  }
+  ok = true;
+done:
+  mongoc_cursor_destroy(cur);
+  mongoc_bulk_operation_destroy(bulk);
+  conn_close(&c, b->s);
+  conn_close(&st, b->s);
+  bson_destroy(&q);
+  bson_destroy(&reply);
+  bson_destroy(opts);
+  bson_free(dup);
+  return ok;
+}
+
+static bool mongo_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kind_t kind,
+                                          const bson_t *const *docs, const char *const *ids,
+                                          size_t n, store_write_mode_t mode, const char *tag,
+                                          store_write_result_t *result, fzip_error_t *error) {
+  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n, tag};
+  if (mode == STORE_WRITE_REPLACE && n > 0 && !stash_existing(&b, error))
+    return false;
+  return put_batch(&b, mode, result, error);
+}
+
+/* Copies up to MONGO_IMPORT_PAGE documents matching q in `sort` order. */
+static bool find_page(bson_t **page, size_t *n, mstore_t *s, const char *collection,
+                      const bson_t *q, const bson_t *sort, fzip_error_t *error) {
+  conn_t c = {0};
+  mongoc_cursor_t *cur = NULL;
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(MONGO_IMPORT_PAGE));
+  const bson_t *doc;
+  bson_error_t berr;
+  bool ok = false;
+
+  *n = 0;
+  BSON_APPEND_DOCUMENT(opts, "sort", sort);
+  conn_open(&c, s, collection);
+  cur = mongoc_collection_find_with_opts(c.coll, q, opts, NULL);
+  while (*n < MONGO_IMPORT_PAGE && mongoc_cursor_next(cur, &doc))
+    page[(*n)++] = bson_copy(doc);
+  if (mongoc_cursor_error(cur, &berr)) {
+    fail_mongo(error, s, &berr, "reading a page");
+    goto done;
+  }
+  ok = true;
+done:
+  mongoc_cursor_destroy(cur);
+  conn_close(&c, s);
+  bson_destroy(opts);
+  return ok;
+}
+
+static void free_page(bson_t **page, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    bson_destroy(page[i]);
+}
+
+static bool visit_doc(store_visit_fn visit, void *ctx, fzip_kind_t kind, const bson_t *stored,
+                      fzip_error_t *error) {
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+  bson_t doc;
+  if (!visit)
+    return true;
+  if (!bson_iter_init_find(&it, stored, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "document without doc");
+  bson_iter_document(&it, &len, &data);
+  bson_init_static(&doc, data, len);
+  return visit(ctx, kind, &doc, error);
+}
+
+/* Puts one tagged document back to its stashed version, or deletes it. */
+static bool undo_one(store_rollback_stats_t *stats, mstore_t *s, const fzip_kind_info_t *ki,
+                     const char *user_id, const char *tag, const bson_t *stored,
+                     fzip_error_t *error) {
+  char key[MONGO_STASH_KEY_MAX], ekey[MONGO_KEY_MAX];
+  const char *id = doc_utf8(stored, "id");
+  bson_t *stash = NULL;
+  bson_t q = BSON_INITIALIZER, restored, prev;
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+  bool ok = false;
+
+  if (!id || !stash_key(key, user_id, tag, ki, id, error) ||
+      !entity_key(ekey, user_id, id, error))
+    goto done;
+  BSON_APPEND_UTF8(&q, "_id", key);
+  if (!find_one(&stash, s, MONGO_STASH, &q, error))
+    goto done;
+  bson_reinit(&q);
+  BSON_APPEND_UTF8(&q, "_id", ekey);
+  if (!stash) {
+    ok = delete_where(NULL, s, ki->name, &q, error);
+    stats->deleted += ok;
+    goto done;
+  }
+  if (!bson_iter_init_find(&it, stash, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "malformed stash entry");
+    goto done;
+  }
+  bson_iter_document(&it, &len, &data);
+  bson_init_static(&prev, data, len);
+  if (!entity_wrap(&restored, ki, user_id, id, doc_utf8(stash, "prevTag"), &prev, error))
+    goto done;
+  ok = replace_one(s, ki->name, &q, &restored, error);
+  bson_destroy(&restored);
+  stats->restored += ok;
+done:
+  bson_destroy(stash);
+  bson_destroy(&q);
+  return ok;
+}
+
+static bool rollback_kind(store_rollback_stats_t *stats, mstore_t *s, const char *user_id,
+                          const char *tag, fzip_kind_t kind, store_visit_fn visit, void *ctx,
+                          fzip_error_t *error) {
+  const fzip_kind_info_t *ki = fzip_kind_info(kind);
+  bson_t *page[MONGO_IMPORT_PAGE];
+  bson_t *sort = BCON_NEW("id", BCON_INT32(1));
+  size_t n = 0;
+  bool ok = true;
+
+  /* Undone documents lose the tag, so each query returns the next ones. */
+  while (ok) {
+    bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag));
+    ok = find_page(page, &n, s, ki->name, q, sort, error);
+    bson_destroy(q);
+    if (!ok || n == 0)
+      break;
+    for (size_t i = 0; ok && i < n; i++)
+      ok = visit_doc(visit, ctx, kind, page[i], error) &&
+           undo_one(stats, s, ki, user_id, tag, page[i], error);
+    free_page(page, n);
+  }
+  bson_destroy(sort);
+  return ok;
+}
+
+static bool mongo_import_rollback(store_rollback_stats_t *stats, store_t *store,
+                                  const char *user_id, const char *tag, store_visit_fn visit,
+                                  void *visit_ctx, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  bson_t *q = NULL;
+  bool ok;
+
+  for (int k = FZIP_KIND_COUNT - 1; k >= 0; k--) {
+    if (!rollback_kind(stats, s, user_id, tag, (fzip_kind_t)k, visit, visit_ctx, error))
+      return false;
+  }
+  q = BCON_NEW("userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag));
+  ok = delete_where(NULL, s, MONGO_STASH, q, error);
+  bson_destroy(q);
+  return ok;
+}
+
+/* Visits and drops the stash page by page; a stopped commit resumes with
+ * the entries not yet dropped. */
+static bool mongo_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
+                                const char *tag, store_visit_fn visit, void *visit_ctx,
+                                fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  bson_t *page[MONGO_IMPORT_PAGE];
+  bson_t *sort = BCON_NEW("_id", BCON_INT32(1));
+  bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag));
+  size_t n = 0;
+  bool ok = true;
+
+  while (ok) {
+    ok = find_page(page, &n, s, MONGO_STASH, q, sort, error);
+    if (!ok || n == 0)
+      break;
+    for (size_t i = 0; ok && i < n; i++) {
+      fzip_kind_t kind = FZIP_KIND_ACCOUNT;
+      bson_t one = BSON_INITIALIZER;
+      const char *key = doc_utf8(page[i], "_id");
+      if (!key || !fzip_kind_from_name(&kind, doc_utf8(page[i], "kind"))) {
+        ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                            "malformed stash entry");
+        break;
+      }
+      BSON_APPEND_UTF8(&one, "_id", key);
+      ok = visit_doc(visit, visit_ctx, kind, page[i], error) &&
+           delete_where(NULL, s, MONGO_STASH, &one, error);
+      bson_destroy(&one);
+      *forgotten += ok;
+    }
+    free_page(page, n);
+  }
+  bson_destroy(sort);
+  bson_destroy(q);
+  return ok;
+}
+
 
 static bool mongo_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
                                      fzip_kind_t kind, const char *const *ids, size_t n,
@@ -1081,40 +1516,98 @@ done:
   return ok;
 }
 
-/* Runs update_one; *matched says whether the filter matched a document. */
-static bool update_one(bool *matched, mstore_t *s, const char *collection, const bson_t *q,
-                       const bson_t *update, fzip_error_t *error) {
+
+
+/* Version fences.  On FerretDB v1 an update is a read, a change in Go and
+ * a write by _id with no lock in between, so two conditional updates of
+ * one job version can both "match".  An insert, though, is checked
+ * against the unique _id index.  So a transition of job J from version V
+ * first inserts {_id: "<collection>/J/V"} into job_fences: one writer per
+ * version gets it, the others see a duplicate key and lose.  The winner
+ * removes the fence after its update (the stored version has moved on, so
+ * a late loser's conditional update matches nothing).  A fence left by a
+ * crash is cleared once older than MONGO_FENCE_STALE_MS.  Real MongoDB
+ * updates are atomic per document and skip all this. */
+static bool fence_take(bool *taken, mstore_t *s, const char *fence_id, fzip_error_t *error) {
   conn_t c = {0};
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8(fence_id), "at", BCON_INT64(fzip_now_ms()));
+  bson_t *stale = BCON_NEW("_id", BCON_UTF8(fence_id), "at", "{", "$lt",
+                           BCON_INT64(fzip_now_ms() - MONGO_FENCE_STALE_MS), "}");
   bson_t reply = BSON_INITIALIZER;
   bson_error_t berr;
-  retry_t r;
-  bool ok;
+  bool ok = false;
 
-  conn_open(&c, s, collection);
-  retry_start(&r, s);
-  for (;;) {
+  *taken = false;
+  conn_open(&c, s, MONGO_FENCES);
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (mongoc_collection_insert_one(c.coll, doc, NULL, NULL, &berr)) {
+      *taken = true;
+      break;
+    }
+    if (!is_duplicate_key(&berr)) {
+      fail_mongo(error, s, &berr, "taking job fence");
+      goto done;
+    }
     bson_destroy(&reply);
-    ok = mongoc_collection_update_one(c.coll, q, update, NULL, &reply, &berr);
-    if (ok || !retry_again(&r, &berr, false))
+    if (!mongoc_collection_delete_one(c.coll, stale, NULL, &reply, &berr)) {
+      fail_mongo(error, s, &berr, "clearing stale job fence");
+      goto done;
+    }
+    if (reply_int(&reply, "deletedCount") == 0)
       break;
   }
+  ok = true;
+done:
   conn_close(&c, s);
-  *matched = ok && reply_int(&reply, "matchedCount") > 0;
+  bson_destroy(doc);
+  bson_destroy(stale);
   bson_destroy(&reply);
-  if (!ok)
-    return fail_mongo(error, s, &berr, "updating");
-  return true;
+  return ok;
+}
+
+static void fence_drop(mstore_t *s, const char *fence_id) {
+  conn_t c = {0};
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(fence_id));
+  bson_error_t berr;
+  conn_open(&c, s, MONGO_FENCES);
+  if (!mongoc_collection_delete_one(c.coll, q, NULL, NULL, &berr))
+    fzip_log(FZIP_LOG_WARN, "store", "job fence not removed", "fence", fence_id, "error",
+             berr.message, NULL);
+  conn_close(&c, s);
+  bson_destroy(q);
+}
+
+/* update_one on {_id: job_id, version: version, <extra>}; *won says
+ * whether this call made the transition. */
+static bool job_transition(bool *won, mstore_t *s, const char *collection, const char *job_id,
+                           int64_t version, const char *owner, const bson_t *update,
+                           fzip_error_t *error) {
+  char *fence_id = NULL;
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(job_id), "version", BCON_INT64(version));
+  bool taken = true, ok = false;
+
+  *won = false;
+  if (owner)
+    BSON_APPEND_UTF8(q, "leaseOwner", owner);
+  if (s->ferretdb) {
+    fence_id = bson_strdup_printf("%s/%s/%" PRId64, collection, job_id, version);
+    if (!fence_take(&taken, s, fence_id, error))
+      goto done;
+  }
+  ok = !taken || update_one(won, s, collection, q, update, error);
+  if (taken && fence_id)
+    fence_drop(s, fence_id);
+done:
+  bson_free(fence_id);
+  bson_destroy(q);
+  return ok;
 }
 
 static bool mongo_job_update(store_t *store, store_job_t *job, const char *owner,
                              fzip_error_t *error) {
-  bson_t q = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+  bson_t update = BSON_INITIALIZER, set;
   bool matched = false, ok;
 
-  BSON_APPEND_UTF8(&q, "_id", job->job_id);
-  BSON_APPEND_INT64(&q, "version", job->version);
-  if (owner)
-    BSON_APPEND_UTF8(&q, "leaseOwner", owner);
   bson_append_document_begin(&update, "$set", -1, &set);
   BSON_APPEND_INT64(&set, "updatedAt", job->updated_at);
   BSON_APPEND_INT64(&set, "expiresAt", job->expires_at);
@@ -1124,8 +1617,8 @@ static bool mongo_job_update(store_t *store, store_job_t *job, const char *owner
   BSON_APPEND_INT64(&set, "version", job->version + 1);
   BSON_APPEND_DOCUMENT(&set, "body", job->body);
   bson_append_document_end(&update, &set);
-  ok = update_one(&matched, (mstore_t *)store, job_collection(job->kind), &q, &update, error);
-  bson_destroy(&q);
+  ok = job_transition(&matched, (mstore_t *)store, job_collection(job->kind), job->job_id,
+                      job->version, owner, &update, error);
   bson_destroy(&update);
   if (!ok)
     return false;
@@ -1291,6 +1784,34 @@ static bool find_and_modify(bson_t **out, mstore_t *s, const char *collection, c
   return true;
 }
 
+/* Claim without an atomic findAndModify: take the oldest candidate's
+ * current version through a fence; a lost race moves on to re-query. */
+static bool claim_fenced(store_job_t **out, mstore_t *s, store_job_kind_t kind, const bson_t *q,
+                         const bson_t *sort, const bson_t *update, fzip_error_t *error) {
+  const char *coll = job_collection(kind);
+  bson_t *cand = NULL;
+  bool won = false;
+
+  for (int attempt = 0; attempt < MONGO_CLAIM_ATTEMPTS; attempt++) {
+    store_job_t *job = NULL;
+    bool ok = find_first(&cand, s, coll, q, sort, error) &&
+              (!cand || job_from_bson(&job, kind, cand, error));
+    bson_destroy(cand);
+    cand = NULL;
+    if (!ok)
+      return false;
+    if (!job)
+      return true; /* nothing runnable */
+    ok = job_transition(&won, s, coll, job->job_id, job->version, NULL, update, error);
+    if (ok && won)
+      ok = mongo_job_get(out, &s->base, kind, NULL, job->job_id, error);
+    store_job_destroy(job);
+    if (!ok || won)
+      return ok;
+  }
+  return true; /* contended: report none now, the caller polls again */
+}
+
 static bool mongo_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind,
                             const char *owner, int64_t now_ms, int64_t lease_ms,
                             fzip_error_t *error) {
@@ -1304,6 +1825,10 @@ static bool mongo_job_claim(store_job_t **out, store_t *store, store_job_kind_t 
   bool ok = false;
 
   *out = NULL;
+  if (((mstore_t *)store)->ferretdb) {
+    ok = claim_fenced(out, (mstore_t *)store, kind, q, sort, update, error);
+    goto done;
+  }
   if (!find_and_modify(&found, (mstore_t *)store, job_collection(kind), q, sort, update, error))
     goto done;
   ok = !found || job_from_bson(out, kind, found, error);
@@ -1315,6 +1840,35 @@ done:
   return ok;
 }
 
+static bool renew_fenced(store_job_t *job, mstore_t *s, const char *owner, const bson_t *update,
+                         fzip_error_t *error) {
+  for (int attempt = 0; attempt < MONGO_CLAIM_ATTEMPTS; attempt++) {
+    store_job_t *cur = NULL;
+    bool won = false, ok;
+    if (!mongo_job_get(&cur, &s->base, job->kind, NULL, job->job_id, error)) {
+      if (error && error->code == FZIP_ERR_NOT_FOUND)
+        fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "job %s is gone",
+                       job->job_id);
+      return false;
+    }
+    if (strcmp(cur->lease_owner, owner) != 0) {
+      store_job_destroy(cur);
+      break;
+    }
+    ok = job_transition(&won, s, job_collection(job->kind), job->job_id, cur->version, owner,
+                        update, error);
+    if (ok && won)
+      job->version = cur->version + 1;
+    store_job_destroy(cur);
+    if (!ok)
+      return false;
+    if (won)
+      return true;
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "lease on job %s was lost",
+                        job->job_id);
+}
+
 static bool mongo_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
                             int64_t lease_ms, fzip_error_t *error) {
   bson_t *q = BCON_NEW("_id", BCON_UTF8(job->job_id), "leaseOwner", BCON_UTF8(owner));
@@ -1323,16 +1877,21 @@ static bool mongo_job_renew(store_t *store, store_job_t *job, const char *owner,
   bson_t *found = NULL;
   bool ok = false;
 
-  if (!find_and_modify(&found, (mstore_t *)store, job_collection(job->kind), q, NULL, update,
-                       error))
-    goto done;
-  if (!found) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "lease on job %s was lost",
-                   job->job_id);
-    goto done;
+  if (((mstore_t *)store)->ferretdb) {
+    if (!renew_fenced(job, (mstore_t *)store, owner, update, error))
+      goto done;
+  } else {
+    if (!find_and_modify(&found, (mstore_t *)store, job_collection(job->kind), q, NULL, update,
+                         error))
+      goto done;
+    if (!found) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "lease on job %s was lost",
+                     job->job_id);
+      goto done;
+    }
+    job->version = reply_int(found, "version");
   }
   job->lease_until = now_ms + lease_ms;
-  job->version = reply_int(found, "version");
   snprintf(job->lease_owner, sizeof job->lease_owner, "%s", owner);
   ok = true;
 done:
@@ -1503,7 +2062,8 @@ static bool mongo_blob_writer_new(store_blob_writer_t **out, store_t *store,
   w->uploads = mongoc_client_get_collection(w->client, s->db, MONGO_UPLOADS);
   /* Recorded before the first chunk so a crash leaves a trace to reap. */
   record = BCON_NEW("_id", BCON_UTF8(w->upload_id), "bucket", BCON_UTF8(bucket_name(bucket)),
-                    "blobId", BCON_UTF8(blob_id), "startedAt", BCON_INT64(fzip_now_ms()));
+                    "blobId", BCON_UTF8(blob_id), "state", BCON_UTF8(UPLOAD_UPLOADING),
+                    "startedAt", BCON_INT64(fzip_now_ms()));
   if (!insert_doc(s, w->uploads, record, "recording upload", error))
     goto done;
   *out = &w->base;
@@ -1513,6 +2073,19 @@ done:
   bson_destroy(existing);
   bson_destroy(record);
   mongo_blob_writer_destroy((store_blob_writer_t *)w);
+  return ok;
+}
+
+/* Moves upload record `id` from state `from` to `to` (startedAt = now);
+ * *moved is false if it was not in state `from` (or is gone). */
+static bool upload_move(bool *moved, mstore_t *s, const char *id, const char *from,
+                        const char *to, fzip_error_t *error) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(id), "state", BCON_UTF8(from));
+  bson_t *update = BCON_NEW("$set", "{", "state", BCON_UTF8(to), "startedAt",
+                            BCON_INT64(fzip_now_ms()), "}");
+  bool ok = update_one(moved, s, MONGO_UPLOADS, q, update, error);
+  bson_destroy(q);
+  bson_destroy(update);
   return ok;
 }
 
@@ -1568,13 +2141,20 @@ static bool mongo_blob_writer_commit(store_blob_writer_t *writer, store_blob_inf
   char sha[FZIP_SHA256_HEX_LEN + 1];
   bson_t doc = BSON_INITIALIZER, meta, q = BSON_INITIALIZER;
   bson_error_t berr;
-  bool ok = false;
+  bool ok = false, mine = false;
 
   if (w->committed)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
                           "blob %s already committed", w->blob_id);
   if (w->buf_len > 0 && !flush_chunk(w, error))
     goto done;
+  if (!upload_move(&mine, w->s, w->upload_id, UPLOAD_UPLOADING, UPLOAD_COMMITTING, error))
+    goto done;
+  if (!mine) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                   "upload of blob %s was reaped as abandoned", w->blob_id);
+    goto done;
+  }
   fzip_sha256_final_hex(w->sha, sha);
   BSON_APPEND_UTF8(&doc, "_id", w->upload_id);
   BSON_APPEND_INT64(&doc, "length", (int64_t)w->size);
@@ -1616,18 +2196,18 @@ typedef struct {
   char files_id[STORE_BLOB_ID_MAX + 1];
   uint64_t length;
   uint64_t chunk_size;
-  uint64_t pos;      /* absolute offset of the next byte to return */
-  bson_t *chunk;     /* current chunk document, NULL when none loaded */
-  const uint8_t *data;
+  uint64_t pos;           /* absolute offset of the next byte to return */
+  mongoc_cursor_t *cur;   /* chunks from n = pos / chunk_size on, opened at first read */
+  const uint8_t *data;    /* current chunk's bytes, owned by the cursor */
   uint32_t data_len;
-  int64_t chunk_n;   /* index of the loaded chunk */
+  int64_t chunk_n;        /* index of the current chunk, -1 before the first */
 } mreader_t;
 
 static void mongo_blob_reader_destroy(store_blob_reader_t *reader) {
   mreader_t *r = (mreader_t *)reader;
   if (!r)
     return;
-  bson_destroy(r->chunk);
+  mongoc_cursor_destroy(r->cur);
   mongoc_collection_destroy(r->chunks);
   if (r->client)
     mongoc_client_pool_push(r->s->pool, r->client);
@@ -1694,61 +2274,53 @@ done:
   return ok;
 }
 
-/* Loads chunk n by its _id: a point lookup on every server. */
-static bool load_chunk(mreader_t *r, int64_t n, fzip_error_t *error) {
-  char id[MONGO_CHUNK_ID_MAX];
-  bson_t q = BSON_INITIALIZER;
-  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-  mongoc_cursor_t *cur = NULL;
+/* Chunks of the blob from n = first on, in n order, in batches of
+ * MONGO_CHUNK_BATCH.  MongoDB answers from the {files_id, n} index.
+ * FerretDB v1 can use no index here (its one pushed-down filter, _id
+ * equality, does not even match its own _id index expression), and a sort
+ * would make it load every matching chunk before sending the first; so
+ * there the query is unsorted and streams in insertion order, which is n
+ * order because a writer inserts chunks one after another.  The reader
+ * checks n on every chunk either way. */
+static void open_chunk_cursor(mreader_t *r, int64_t first) {
+  bson_t *q = BCON_NEW("files_id", BCON_UTF8(r->files_id), "n", "{", "$gte", BCON_INT64(first),
+                       "}");
+  bson_t *opts = BCON_NEW("batchSize", BCON_INT32(MONGO_CHUNK_BATCH));
+  if (!r->s->ferretdb)
+    BCON_APPEND(opts, "sort", "{", "n", BCON_INT32(1), "}");
+  r->cur = mongoc_collection_find_with_opts(r->chunks, q, opts, NULL);
+  r->chunk_n = first - 1;
+  bson_destroy(q);
+  bson_destroy(opts);
+}
+
+static bool next_chunk(mreader_t *r, fzip_error_t *error) {
   const bson_t *doc = NULL;
   bson_error_t berr;
   bson_iter_t it;
-  uint64_t want;
-  bool ok = false;
-  retry_t rt;
+  int64_t want_n = r->chunk_n + 1;
+  uint64_t want = r->length - (uint64_t)want_n * r->chunk_size;
 
-  bson_destroy(r->chunk);
-  r->chunk = NULL;
-  chunk_id(id, r->files_id, n);
-  BSON_APPEND_UTF8(&q, "_id", id);
-  retry_start(&rt, r->s);
-  for (;;) {
-    cur = mongoc_collection_find_with_opts(r->chunks, &q, opts, NULL);
-    if (mongoc_cursor_next(cur, &doc) || !mongoc_cursor_error(cur, &berr))
-      break;
-    mongoc_cursor_destroy(cur);
-    cur = NULL;
-    if (!retry_again(&rt, &berr, true)) {
-      fail_mongo(error, r->s, &berr, "reading blob chunk");
-      goto done;
-    }
-  }
-  want = r->length - (uint64_t)n * r->chunk_size;
   if (want > r->chunk_size)
     want = r->chunk_size;
-  if (!doc || !bson_iter_init_find(&it, doc, "data") || !BSON_ITER_HOLDS_BINARY(&it)) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "blob chunk %s missing", id);
-    goto done;
+  if (!mongoc_cursor_next(r->cur, &doc)) {
+    if (mongoc_cursor_error(r->cur, &berr))
+      return fail_mongo(error, r->s, &berr, "reading blob chunks");
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "blob %s: chunk %" PRId64 " missing", r->files_id, want_n);
   }
-  r->chunk = bson_copy(doc);
-  bson_iter_init_find(&it, r->chunk, "data");
+  if (reply_int(doc, "n") != want_n || !bson_iter_init_find(&it, doc, "data") ||
+      !BSON_ITER_HOLDS_BINARY(&it))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "blob %s: chunk %" PRId64 " missing or out of order", r->files_id,
+                          want_n);
   bson_iter_binary(&it, NULL, &r->data_len, &r->data);
-  if (r->data_len != want) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                   "blob chunk %s has %u bytes, want %" PRIu64, id, r->data_len, want);
-    goto done;
-  }
-  r->chunk_n = n;
-  ok = true;
-done:
-  if (!ok) {
-    bson_destroy(r->chunk);
-    r->chunk = NULL;
-  }
-  mongoc_cursor_destroy(cur);
-  bson_destroy(opts);
-  bson_destroy(&q);
-  return ok;
+  if (r->data_len != want)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "blob %s: chunk %" PRId64 " has %u bytes, want %" PRIu64, r->files_id,
+                          want_n, r->data_len, want);
+  r->chunk_n = want_n;
+  return true;
 }
 
 static bool mongo_blob_reader_read(store_blob_reader_t *reader, void *buf, size_t len, size_t *n,
@@ -1761,7 +2333,9 @@ static bool mongo_blob_reader_read(store_blob_reader_t *reader, void *buf, size_
     int64_t want_n = (int64_t)(r->pos / r->chunk_size);
     uint64_t in_chunk = r->pos % r->chunk_size;
     size_t take;
-    if (r->chunk_n != want_n && !load_chunk(r, want_n, error))
+    if (!r->cur)
+      open_chunk_cursor(r, want_n);
+    if (r->chunk_n != want_n && !next_chunk(r, error))
       return false;
     take = r->data_len - (size_t)in_chunk;
     if (take > len - done_len)
@@ -1826,12 +2400,15 @@ done:
   return ok;
 }
 
-/* Reaps one upload record: chunks of an upload that never committed go,
- * a committed one (crash after the commit insert) keeps its data. */
+/* Reaps one upload record older than the cutoff.  An upload still being
+ * written is first moved to "reaping" so its writer cannot commit any
+ * more; one caught mid-commit ("committing" for longer than the cutoff:
+ * its writer died) keeps its data if the files document made it. */
 static bool reap_upload(bool *reaped, mstore_t *s, mongoc_client_t *client,
                         const bson_t *record, fzip_error_t *error) {
   const char *upload_id = doc_utf8(record, "_id");
   const char *bucket = doc_utf8(record, "bucket");
+  const char *state = doc_utf8(record, "state");
   store_bucket_t b = bucket && strcmp(bucket, "files") == 0 ? STORE_BUCKET_FILES
                                                              : STORE_BUCKET_PACKAGES;
   mongoc_collection_t *files = bucket_collection(client, s, b, "files");
@@ -1840,11 +2417,18 @@ static bool reap_upload(bool *reaped, mstore_t *s, mongoc_client_t *client,
   bson_t q = BSON_INITIALIZER;
   bson_error_t berr;
   int64_t committed;
-  bool ok = false;
+  bool ok = false, mine = true;
 
   *reaped = false;
   if (!upload_id)
     goto done;
+  if (state && strcmp(state, UPLOAD_UPLOADING) == 0 &&
+      !upload_move(&mine, s, upload_id, UPLOAD_UPLOADING, UPLOAD_REAPING, error))
+    goto done;
+  if (!mine) { /* its writer committed or reaped it meanwhile */
+    ok = true;
+    goto done;
+  }
   BSON_APPEND_UTF8(&q, "_id", upload_id);
   committed = mongoc_collection_count_documents(files, &q, NULL, NULL, NULL, &berr);
   if (committed < 0) {
@@ -1930,4 +2514,7 @@ static const store_vtable_t mongo_vtable = {
     .blob_stat = mongo_blob_stat,
     .blob_delete = mongo_blob_delete,
     .blob_reap_uncommitted = mongo_blob_reap_uncommitted,
+    .entity_put_batch_tagged = mongo_entity_put_batch_tagged,
+    .import_rollback = mongo_import_rollback,
+    .import_commit = mongo_import_commit,
 };

@@ -20,6 +20,7 @@ die() { echo "ferretdb.sh: $*" >&2; exit 1; }
 
 cmd_build() {
   out=$1
+  case "$out" in /*) ;; *) out="$(pwd)/$out" ;; esac
   if [ -x "$out" ] && [ -z "$(find "$here" -maxdepth 1 \( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "$out")" ]; then
     return 0
   fi

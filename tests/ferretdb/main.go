@@ -29,15 +29,18 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "TCP address to listen on; port 0 picks a free port")
 	uriFile := flag.String("uri-file", "", "write the mongodb:// URI here once listening (default: stdout)")
 	logLevel := flag.String("log-level", "warn", "FerretDB log level: debug, info, warn, error")
+	sqliteParams := flag.String("sqlite-params", "_pragma=synchronous(normal)",
+		"query parameters for FerretDB's SQLite URL; the default skips the fsync per commit, "+
+			"still crash-consistent in WAL mode, which test data does not need more than")
 	flag.Parse()
 
-	if err := run(*dataDir, *listen, *uriFile, *logLevel); err != nil {
+	if err := run(*dataDir, *listen, *uriFile, *logLevel, *sqliteParams); err != nil {
 		fmt.Fprintf(os.Stderr, "fzip-ferretdb: %s\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(dataDir, listen, uriFile, logLevel string) error {
+func run(dataDir, listen, uriFile, logLevel, sqliteParams string) error {
 	if dataDir == "" {
 		return fmt.Errorf("-data-dir is required")
 	}
@@ -60,11 +63,16 @@ func run(dataDir, listen, uriFile, logLevel string) error {
 
 	// The SQLite handler wants a file: URL naming a directory, with the
 	// trailing slash.
+	sqliteURL := "file:" + abs + "/"
+	if sqliteParams != "" {
+		sqliteURL += "?" + sqliteParams
+	}
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		SQLiteURL: sqliteURL,
 	})
 	if err != nil {
 		return err
