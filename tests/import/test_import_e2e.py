@@ -1,0 +1,401 @@
+"""End-to-end import tests: real fzipd, real store, real gRPC (Python grpcio).
+
+What a user must be able to trust: a round trip reproduces the data
+exactly; each merge strategy does what it says, and validate-only
+predicts it; broken and hostile packages are refused with a precise
+reason and change nothing; a failure, a cancel or a killed server in the
+middle of a restore leaves the user's data exactly as it was.  "Exactly"
+is checked, not assumed: the user's whole state is compared through the
+checksums of a pinned complete export (every entity, every file byte).
+"""
+import glob
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzip_e2e import (Client, check, import_package, read_package, rewrite_package,  # noqa: E402
+                      state, upload, watch_import)
+
+import grpc  # noqa: E402
+from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
+from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
+from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+
+SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS_MAKER = os.path.join(HERE, "..", "pkg_read", "make_packages.py")
+
+
+def n(count):
+    return max(20, int(count * SCALE))
+
+
+def kind_counts(job, field):
+    return {jpb.EntityKind.Name(c.kind): getattr(c, field) for c in job.result.counts}
+
+
+class World:
+    """A server and a source user whose package the tests reuse."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.src = Client(srv, unique_user("src"))
+        srv.seed(self.src.user, n(2500), seed=31)
+        job = self.src.create(export_type=jpb.EXPORT_TYPE_COMPLETE, pinned_timestamp=1700000000000)
+        final = self.src.watch(job.export_id)[-1]
+        check(final.status == jpb.EXPORT_STATUS_COMPLETED, "source export failed")
+        _, self.package = self.src.download(job.export_id)
+        _, self.manifest = read_package(self.package)
+        self.changed = rewrite_package(self.package, rename_and_add_account)
+
+    def fresh(self, prefix):
+        return Client(self.srv, unique_user(prefix))
+
+    def copy_of_source(self, prefix):
+        """A user holding exactly the source's data (imported)."""
+        c = self.fresh(prefix)
+        job = import_package(c, self.package)
+        check(job.status == jpb.IMPORT_STATUS_COMPLETED, "setup import: %s" % job.error.message)
+        return c
+
+
+NEW_ACCOUNT_ID = "0e0e0e0e-0000-4000-8000-00000000abcd"
+
+
+def rename_and_add_account(parsed):
+    """The source package with its first account renamed and one account added."""
+    accounts = parsed["data/accounts.json"]["accounts"]
+    accounts[0]["accountName"] = "Renamed by the test"
+    extra = dict(accounts[-1])
+    extra["accountId"] = NEW_ACCOUNT_ID
+    extra["accountName"] = "Added by the test"
+    extra.pop("defaultFileMapId", None)
+    accounts.append(extra)
+
+
+def account_names(c):
+    return {a.account_id: a.account_name for a in c.list_all("ListAccounts", "accounts")}
+
+
+# ---- tests ----------------------------------------------------------------
+
+def test_round_trip_reproduces_identical_data_entries(w):
+    dst = w.fresh("dst")
+    job = import_package(dst, w.package)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "import: %s" % job.error.message)
+    check(job.progress == 100 and job.current_phase == "completed", "final job %r" % job)
+    created = kind_counts(job, "created")
+    ds = w.manifest["data_summary"]
+    check(created["ENTITY_KIND_TRANSACTIONS"] == ds["transactions_count"] == n(2500),
+          "transactions created %r" % created)
+    check(created["ENTITY_KIND_ACCOUNTS"] == ds["accounts_count"], "accounts created")
+    check(job.result.files_restored == ds["transaction_files_count"], "files restored")
+    check(job.package_info.source_user_id == w.src.user, "package info")
+    again = dst.create(export_type=jpb.EXPORT_TYPE_COMPLETE, pinned_timestamp=1700000000000)
+    check(dst.watch(again.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED, "re-export")
+    _, data = dst.download(again.export_id)
+    _, m2 = read_package(data)
+    for entry, digest in w.manifest["checksums"].items():
+        check(m2["checksums"].get(entry) == digest, "entry %s differs after the round trip"
+              % entry)
+    check(set(m2["checksums"]) == set(w.manifest["checksums"]), "entry sets differ")
+    # The package's user id is never trusted: the source user is untouched.
+    check(w.src.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=w.src.md)
+          .summary.transactions_count == n(2500), "source user changed")
+
+
+def test_fail_on_conflict_lists_conflicts_and_writes_nothing(w):
+    c = w.copy_of_source("foc")
+    before = state(c)
+    for validate_only in (True, False):
+        job = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_FAIL_ON_CONFLICT,
+                             validate_only=validate_only)
+        check(job.status == jpb.IMPORT_STATUS_VALIDATION_FAILED, "status %r" % job.status)
+        check(job.validation.conflicting_ids and job.validation.issues[0].rule
+              == "conflict.exists", "conflicts not listed: %r" % job.validation)
+        check("conflict" in job.error.message or "exist" in job.error.message,
+              "error does not say why: %r" % job.error.message)
+    check(state(c) == before, "fail_on_conflict changed the data")
+
+
+def test_skip_existing_keeps_existing_and_adds_new(w):
+    c = w.copy_of_source("skip")
+    names_before = account_names(c)
+    preview = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING,
+                             validate_only=True)
+    check(preview.status == jpb.IMPORT_STATUS_VALIDATION_PASSED, "preview %r" % preview.error)
+    check(account_names(c) == names_before, "validate-only wrote something")
+    real = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
+    check(real.status == jpb.IMPORT_STATUS_COMPLETED, "import %r" % real.error)
+    for field in ("created", "overwritten", "skipped"):
+        check(kind_counts(preview, field) == kind_counts(real, field),
+              "preview %s %r != result %r" % (field, kind_counts(preview, field),
+                                               kind_counts(real, field)))
+    check(kind_counts(real, "created")["ENTITY_KIND_ACCOUNTS"] == 1, "one account is new")
+    check(kind_counts(real, "skipped")["ENTITY_KIND_ACCOUNTS"] == len(names_before), "skipped")
+    after = account_names(c)
+    check(after[NEW_ACCOUNT_ID] == "Added by the test", "new account missing")
+    del after[NEW_ACCOUNT_ID]
+    check(after == names_before, "skip_existing changed an existing account")
+
+
+def test_overwrite_replaces_existing(w):
+    c = w.copy_of_source("over")
+    preview = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE,
+                             validate_only=True)
+    real = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+    check(real.status == jpb.IMPORT_STATUS_COMPLETED, "import %r" % real.error)
+    for field in ("created", "overwritten", "skipped"):
+        check(kind_counts(preview, field) == kind_counts(real, field),
+              "preview %s %r != result %r" % (field, kind_counts(preview, field),
+                                               kind_counts(real, field)))
+    ov = kind_counts(real, "overwritten")
+    check(ov["ENTITY_KIND_TRANSACTIONS"] == n(2500), "transactions overwritten %r" % ov)
+    names = account_names(c)
+    first = json.loads(zipfile.ZipFile(io.BytesIO(w.changed)).read("data/accounts.json"))
+    check(names[first["accounts"][0]["accountId"]] == "Renamed by the test", "not overwritten")
+    # Files were overwritten with new blobs: the bytes they serve are the package's.
+    files = {f.file_id: f for f in c.list_all("ListTransactionFiles", "files")}
+    check(files and all(f.s3_key.endswith("/" + real.import_id) for f in files.values()),
+          "overwritten files do not point at this import's blobs")
+    st = state(c)
+    for entry, digest in w.manifest["checksums"].items():
+        if entry.startswith("files/"):
+            check(st.get(entry) == digest, "file %s differs from the package" % entry)
+
+
+def make_corpus(tmp):
+    subprocess.run(["/usr/bin/python3", CORPUS_MAKER, tmp], check=True, capture_output=True)
+    expected = {}
+    with open(os.path.join(tmp, "expected.tsv")) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 2:
+                expected[parts[0]] = parts[1]
+    return expected
+
+
+def test_hostile_packages_are_refused_and_change_nothing(w):
+    c = w.copy_of_source("hostile")
+    before = state(c)
+    summary = c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md).summary
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = make_corpus(tmp)
+        bad = sorted(glob.glob(os.path.join(tmp, "bad_*.fzip")))
+        check(len(bad) >= 30, "corpus has only %d hostile packages" % len(bad))
+        for path in bad:
+            name = os.path.basename(path)
+            with open(path, "rb") as f:
+                data = f.read()
+            if not data:
+                # Refused at upload already: nothing to validate.
+                try:
+                    upload(c, data, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+                    raise AssertionError("%s: empty upload accepted" % name)
+                except grpc.RpcError as e:
+                    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, "%s: %s" % (name, e))
+                continue
+            job = import_package(c, data, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+            check(job.status == jpb.IMPORT_STATUS_VALIDATION_FAILED,
+                  "%s: ended %s" % (name, jpb.ImportStatus.Name(job.status)))
+            errors = [i for i in job.validation.issues
+                      if i.severity == jpb.ValidationIssue.SEVERITY_ERROR]
+            check(errors, "%s: no error issue" % name)
+            want = expected.get(name)
+            check(want is None or errors[0].rule == want,
+                  "%s: first rule %s, want %s" % (name, errors[0].rule, want))
+            check(job.error.message and errors[0].reason, "%s: no reason given" % name)
+            now = c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md).summary
+            check(now == summary, "%s changed the data" % name)
+    check(state(c) == before, "the hostile corpus changed the data")
+
+
+def test_design_document_packages_import(w):
+    with tempfile.TemporaryDirectory() as tmp:
+        make_corpus(tmp)
+        good = sorted(glob.glob(os.path.join(tmp, "good_*.fzip")))
+        check(good, "no hand-written packages")
+        for path in good:
+            c = w.fresh("design")
+            with open(path, "rb") as f:
+                job = import_package(c, f.read())
+            check(job.status == jpb.IMPORT_STATUS_COMPLETED,
+                  "%s: %s %s" % (os.path.basename(path), jpb.ImportStatus.Name(job.status),
+                                 job.error.message))
+            created = sum(kind_counts(job, "created").values())
+            check(created > 0, "%s imported nothing" % path)
+
+
+def test_upload_checks_size_sha_and_order(w):
+    c = w.fresh("upload")
+    data = w.package
+    for kw, code in [
+            (dict(expected_sha256="0" * 64), grpc.StatusCode.DATA_LOSS),
+            (dict(expected_size=len(data) + 1), grpc.StatusCode.DATA_LOSS),
+            (dict(expected_size=len(data) - 1), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(expected_sha256="xyz"), grpc.StatusCode.INVALID_ARGUMENT)]:
+        try:
+            upload(c, data, **kw)
+            raise AssertionError("upload with %r accepted" % kw)
+        except grpc.RpcError as e:
+            check(e.code() == code and e.details(), "%r: %s %s" % (kw, e.code(), e.details()))
+    try:
+        c.imp.UploadImport(iter([ipb.UploadImportRequest(chunk=b"PK")]), metadata=c.md)
+        raise AssertionError("upload without options accepted")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, "no options: %s" % e.code())
+    listed = c.imp.ListImports(ipb.ListImportsRequest(), metadata=c.md).jobs
+    check(not listed, "failed uploads left jobs behind: %r" % [j.import_id for j in listed])
+
+
+def test_delete_import_removes_the_upload_not_the_data(w):
+    c = w.fresh("del")
+    job = import_package(c, w.package)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "import")
+    c.imp.DeleteImport(ipb.DeleteImportRequest(import_id=job.import_id), metadata=c.md)
+    try:
+        c.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id), metadata=c.md)
+        raise AssertionError("deleted import still found")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, "deleted: %s" % e.code())
+    s = c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md).summary
+    check(s.transactions_count == n(2500), "deleting the job removed data")
+    other = w.fresh("other")
+    try:
+        other.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id), metadata=other.md)
+        raise AssertionError("another user sees the import")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, "foreign import: %s" % e.code())
+
+
+def test_upload_limit_is_enforced_while_streaming():
+    with Fzipd(extra_args=["--max-upload-bytes", str(1024 * 1024)]) as srv:
+        c = Client(srv, unique_user("limit"))
+        big = os.urandom(3 * 1024 * 1024)
+        try:
+            upload(c, big, with_checksum=False)
+            raise AssertionError("upload over the limit accepted")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit" in e.details(),
+                  "over limit: %s %s" % (e.code(), e.details()))
+        check(not c.imp.ListImports(ipb.ListImportsRequest(), metadata=c.md).jobs,
+              "a refused upload left a job")
+
+
+# ---- failure in the middle of a restore ------------------------------------
+
+def prepare_overlap(srv, package, changed, prefix):
+    """A user holding the source data, its state, and the changed package."""
+    c = Client(srv, unique_user(prefix))
+    job = import_package(c, package)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "setup import: %s" % job.error.message)
+    return c, state(c)
+
+
+def wait_processing(c, import_id, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = c.imp.GetImport(ipb.GetImportRequest(import_id=import_id), metadata=c.md).job
+        if job.status == jpb.IMPORT_STATUS_PROCESSING and job.items_done > 0:
+            return job
+        check(job.status not in (jpb.IMPORT_STATUS_COMPLETED, jpb.IMPORT_STATUS_FAILED),
+              "import ended before it could be interrupted: %r" % job.status)
+        time.sleep(0.05)
+    raise AssertionError("import never reached PROCESSING")
+
+
+def test_store_failure_mid_restore_rolls_back(w):
+    # Every tagged write from the 4th on fails: the import has written
+    # (and stashed) three batches when the store "breaks".
+    with Fzipd(store=None, env={"FZIP_FAILPOINTS": "store.put_tagged=error@4"}) as srv:
+        c = Client(srv, unique_user("fail"))
+        srv.seed(c.user, n(2500), seed=31)  # same ids as the package: overwrites stash
+        before = state(c)
+        job = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+        check(job.status == jpb.IMPORT_STATUS_FAILED, "ended %s" % jpb.ImportStatus.Name(job.status))
+        check("failpoint" in job.error.message, "error does not say what failed: %r"
+              % job.error.message)
+        check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
+        check(state(c) == before, "a failed import changed the data")
+
+
+def test_cancel_mid_restore_rolls_back(w):
+    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:300"}) as srv:
+        c = Client(srv, unique_user("cancel"))
+        srv.seed(c.user, n(2500), seed=31)
+        before = state(c)
+        job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+        wait_processing(c, job.import_id)
+        c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_CANCELLED,
+              "ended %s" % jpb.ImportStatus.Name(final.status))
+        check(state(c) == before, "a cancelled import changed the data")
+
+
+def test_killed_server_is_rolled_back_by_the_next_one(w):
+    tmp = tempfile.TemporaryDirectory(prefix="fzip-kill-")
+    first = Fzipd(extra_args=["--job-lease-ms", "2000"],
+                  env={"FZIP_FAILPOINTS": "store.put_tagged=delay:300"})
+    first.start()
+    store = first.store
+    c = Client(first, unique_user("kill"))
+    first.seed(c.user, n(2500), seed=31)
+    before = state(c)
+    job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+    wait_processing(c, job.import_id)
+    first.kill()
+    first.channel.close()
+    # A new fzipd on the same store takes the job over when the lease lapses.
+    with Fzipd(store=store, extra_args=["--job-lease-ms", "2000"]) as second:
+        c2 = Client(second, c.user)
+        second_secret = second.secret_file
+        check(second_secret, "no secret")
+        deadline = time.time() + 60
+        final = None
+        while time.time() < deadline:
+            final = c2.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id),
+                                     metadata=c2.md).job
+            if final.status == jpb.IMPORT_STATUS_FAILED:
+                break
+            time.sleep(0.2)
+        check(final and final.status == jpb.IMPORT_STATUS_FAILED,
+              "not rolled back: %r" % (final and jpb.ImportStatus.Name(final.status)))
+        check("interrupted" in final.error.message, "message: %r" % final.error.message)
+        check(state(c2) == before, "the killed import changed the data")
+    first.stop(expect_clean=False)
+    first.tmp.cleanup()
+    tmp.cleanup()
+
+
+def main():
+    checks = Checks()
+    with Fzipd() as srv:
+        w = World(srv)
+        for t in [test_round_trip_reproduces_identical_data_entries,
+                  test_fail_on_conflict_lists_conflicts_and_writes_nothing,
+                  test_skip_existing_keeps_existing_and_adds_new,
+                  test_overwrite_replaces_existing,
+                  test_hostile_packages_are_refused_and_change_nothing,
+                  test_design_document_packages_import,
+                  test_upload_checks_size_sha_and_order,
+                  test_delete_import_removes_the_upload_not_the_data]:
+            checks.run(t, w)
+        for t in [test_store_failure_mid_restore_rolls_back,
+                  test_cancel_mid_restore_rolls_back,
+                  test_killed_server_is_rolled_back_by_the_next_one]:
+            checks.run(t, w)
+    checks.run(test_upload_limit_is_enforced_while_streaming)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
