@@ -5,7 +5,7 @@
  * Layout (docs/STORAGE.md, "MongoDB backend"):
  *   - one collection per entity kind (fzip_kind_info(kind)->name), one
  *     document per entity: {_id: "<userId>\x1f<entityId>", userId, id,
- *     account, date, doc}; `account` and `date` are copies of the kind's
+ *     account, date, tag, doc}; `account` and `date` are copies of the kind's
  *     filter fields so the indexes need no knowledge of entity shapes;
  *   - export_jobs / import_jobs, one document per job keyed by job id;
  *   - GridFS-layout buckets "packages" and "files" (<bucket>.files,
@@ -13,12 +13,17 @@
  *     progress that the reaper uses to find orphan chunks.
  *
  * Blobs are written in the GridFS layout by this file rather than through
- * mongoc_gridfs_bucket_t upload streams: each chunk gets the string _id
- * "<uploadId>/<n>", so reading from an offset fetches chunk n by _id.  That
- * is the one query FerretDB v1 answers from an index (its SQLite backend
- * pushes down only a filter that is exactly {_id: <string|ObjectId>});
- * {files_id, n >= k} sorted by n would make it load and sort every chunk
- * of the blob.  Any GridFS reader still sees ordinary files/chunks docs.
+ * mongoc_gridfs_bucket_t upload streams: the files document is inserted
+ * last, in one write, with size and sha256 in its metadata, so that insert
+ * is the commit; the upload record lets the reaper find the chunks of a
+ * writer that died.  Readers fetch chunks from n = offset / chunkSize on.
+ *
+ * FerretDB v1 (what the tests run) differs from MongoDB in ways that
+ * matter here: updates and findAndModify are not atomic (job transitions
+ * go through version fences), update ignores ordered=false (REPLACE
+ * inserts then replaces instead of upserting), and sorts are done in
+ * memory (chunk cursors are unsorted there).  docs/STORAGE.md has the
+ * details.
  *
  * Connections come from a mongoc_client_pool_t: every operation pops a
  * client and pushes it back; cursors and blob streams hold one for their
@@ -615,8 +620,7 @@ static void append_string_array(bson_t *parent, const char *name, const char *co
   bson_append_array_end(parent, &arr);
 }
 
-static void entity_filter(bson_t *q, const fzip_kind_info_t *ki, const char *user_id,
-                          const store_filter_t *f) {
+static void entity_filter(bson_t *q, const char *user_id, const store_filter_t *f) {
   bson_t sub;
   bson_init(q);
   BSON_APPEND_UTF8(q, "userId", user_id);
@@ -640,7 +644,6 @@ static void entity_filter(bson_t *q, const fzip_kind_info_t *ki, const char *use
     BSON_APPEND_UTF8(&sub, "$gt", f->after_id);
     bson_append_document_end(q, &sub);
   }
-  (void)ki;
 }
 
 typedef struct {
@@ -675,7 +678,7 @@ static bool mongo_cursor_new(store_cursor_t **out, store_t *store, const char *u
   (void)error;
   if (filter && filter->limit > 0)
     BSON_APPEND_INT64(opts, "limit", (int64_t)filter->limit);
-  entity_filter(&q, ki, user_id, filter);
+  entity_filter(&q, user_id, filter);
   mc->base.vt = &mongo_vtable;
   mc->s = s;
   conn_open(&mc->c, s, ki->name);
@@ -726,7 +729,7 @@ static bool mongo_entity_count(uint64_t *out, store_t *store, const char *user_i
 
   if (filter && filter->limit > 0)
     BSON_APPEND_INT64(&opts, "limit", (int64_t)filter->limit);
-  entity_filter(&q, ki, user_id, filter);
+  entity_filter(&q, user_id, filter);
   conn_open(&c, s, ki->name);
   retry_start(&r, s);
   do {
