@@ -39,8 +39,10 @@ def mib(kib):
 
 
 def why(d):
-    r = get(d, "reason") or get(d, "error") or "not run"
-    return "not measured: " + str(r).replace("|", "/").replace("\n", " ")[:120]
+    r = str(get(d, "reason") or get(d, "error") or "not run")
+    if not r.startswith("not measured"):
+        r = "not measured: " + r
+    return r.replace("|", "/").replace("\n", " ")[:140]
 
 
 def job_seconds(d):
