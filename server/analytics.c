@@ -234,6 +234,10 @@ bool analytics_regenerate(store_t *store, const char *user_id, const char *tag,
     *error = err;
     goto done;
   }
+  /* Close the read before writing: FerretDB serialises a write behind an
+   * open cursor of the same connection pool (seen as a hang). */
+  store_cursor_destroy(cur);
+  cur = NULL;
   if (!full) {
     if (!write_records(store, user_id, tag, &t, error))
       goto done;

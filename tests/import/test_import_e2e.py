@@ -30,6 +30,10 @@ from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
+# FerretDB answers every query with a table scan: the MongoDB run imports a
+# sample of the hostile corpus (every one of them is refused by the same
+# validator before the store is touched; the SQLite run imports them all).
+HOSTILE_MAX = int(os.environ.get("FZIP_TEST_HOSTILE_MAX", "0"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS_MAKER = os.path.join(HERE, "..", "pkg_read", "make_packages.py")
 
@@ -191,6 +195,8 @@ def test_hostile_packages_are_refused_and_change_nothing(w):
         expected = make_corpus(tmp)
         bad = sorted(glob.glob(os.path.join(tmp, "bad_*.fzip")))
         check(len(bad) >= 30, "corpus has only %d hostile packages" % len(bad))
+        if HOSTILE_MAX:
+            bad = bad[::max(1, len(bad) // HOSTILE_MAX)][:HOSTILE_MAX]
         for path in bad:
             name = os.path.basename(path)
             with open(path, "rb") as f:
