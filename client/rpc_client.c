@@ -8,6 +8,7 @@
  * upload.
  */
 #include "rpc_client.h"
+#include "fzip_util.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -69,31 +70,7 @@ fzip_code_t rpc_client_code_of_status(int grpc_status) {
 /* ---- channel ------------------------------------------------------------- */
 
 static bool read_pem(char **out, const char *path, fzip_error_t *error) {
-  bool ok = false;
-  char *buf = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT, "cannot open %s",
-                          path);
-  buf = malloc(RPC_CLIENT_PEM_MAX + 1);
-  if (!buf) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
-    goto done;
-  }
-  size_t n = fread(buf, 1, RPC_CLIENT_PEM_MAX + 1, f);
-  if (n > RPC_CLIENT_PEM_MAX || ferror(f)) {
-    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                   "%s: unreadable or larger than %d bytes", path, RPC_CLIENT_PEM_MAX);
-    goto done;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  buf = NULL;
-  ok = true;
-done:
-  free(buf);
-  fclose(f);
-  return ok;
+  return fzip_read_small_file(out, NULL, path, RPC_CLIENT_PEM_MAX, error);
 }
 
 static bool make_credentials(grpc_channel_credentials **out, const rpc_client_options_t *o,

@@ -102,3 +102,40 @@ char *fzip_strndup(const char *s, size_t max) {
     return NULL;
   return strndup(s, max);
 }
+
+bool fzip_read_small_file(char **out, size_t *len, const char *path, size_t max,
+                          fzip_error_t *error) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  size_t n = 0;
+  bool ok = false;
+
+  if (!f)
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT, "%s: %s", path,
+                          strerror(errno));
+  buf = malloc(max + 1);
+  if (!buf) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    goto done;
+  }
+  n = fread(buf, 1, max + 1, f);
+  if (ferror(f)) {
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT, "%s: read error", path);
+    goto done;
+  }
+  if (n > max) {
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                   "%s: larger than %zu bytes", path, max);
+    goto done;
+  }
+  buf[n] = '\0';
+  if (len)
+    *len = n;
+  *out = buf;
+  buf = NULL;
+  ok = true;
+done:
+  free(buf);
+  fclose(f);
+  return ok;
+}

@@ -32,6 +32,13 @@ void fzip_sha256_destroy(fzip_sha256_t *h); /* accepts NULL */
 /* One-shot helper. */
 void fzip_sha256_hex(char out[FZIP_SHA256_HEX_LEN + 1], const void *data, size_t len);
 
+/* Reads a whole small file (a key, a certificate, a secret) of at most
+ * `max` bytes into a NUL-terminated buffer the caller frees; *len (may be
+ * NULL) gets its length.  CONFIG/INVALID_ARGUMENT naming the file when it
+ * cannot be opened or read or is larger than `max`. */
+bool fzip_read_small_file(char **out, size_t *len, const char *path, size_t max,
+                          fzip_error_t *error);
+
 /* Duplicate at most `max` bytes of `s` (NUL-terminated); NULL on OOM or NULL s. */
 char *fzip_strndup(const char *s, size_t max);
 

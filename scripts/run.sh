@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh: build fzipd (Release) into build/ and run it in the foreground on
+# run.sh: build fzipd and fzip into build/ and run fzipd in the foreground on
 # the embedded SQLite store.  With no JWT configuration in the environment
 # (FZIP_JWT_SECRET_FILE / FZIP_JWT_PUBLIC_KEY_FILE) a development secret is
 # created in .dev/ and its path printed with the command that mints a token.
@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 ./scripts/setup-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFZIP_BUILD_TESTS=OFF \
-  -DFZIP_BUILD_FUZZ=OFF >/dev/null
-cmake --build build -j2 --target fzipd
+# The same configuration as scripts/test.sh (one build/ for both), but only
+# the two programs are built.
+cmake -S . -B build -G Ninja >/dev/null
+cmake --build build -j2 --target fzipd fzip
 
 FZIPD="$ROOT/build/server/fzipd"
 mkdir -p "$ROOT/.dev"

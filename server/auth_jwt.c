@@ -9,6 +9,8 @@
  */
 #include "auth_jwt.h"
 
+#include "fzip_util.h"
+
 #include <bson/bson.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -44,46 +46,12 @@ static bool unauth(fzip_error_t *error, const char *why) {
   return fzip_error_set(error, FZIP_DOMAIN_AUTH, FZIP_ERR_UNAUTHENTICATED, "%s", why);
 }
 
-/* Reads a whole small file; *out is NUL-terminated and malloc'd. */
+/* Reads a key or secret file (bounded); the error names what it is. */
 static bool read_key_file(char **out, size_t *out_len, const char *what, const char *path,
                           fzip_error_t *error) {
-  FILE *f = NULL;
-  char *buf = NULL;
-  size_t n = 0;
-  bool ok = false;
-
-  f = fopen(path, "rb");
-  if (!f) {
-    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT, "%s %s: %s", what,
-                   path, strerror(errno));
-    goto done;
-  }
-  buf = malloc(AUTH_KEY_FILE_MAX + 1);
-  if (!buf) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
-    goto done;
-  }
-  n = fread(buf, 1, AUTH_KEY_FILE_MAX + 1, f);
-  if (ferror(f)) {
-    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT, "%s %s: read error",
-                   what, path);
-    goto done;
-  }
-  if (n > AUTH_KEY_FILE_MAX) {
-    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                   "%s %s: larger than %d bytes", what, path, AUTH_KEY_FILE_MAX);
-    goto done;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *out_len = n;
-  buf = NULL;
-  ok = true;
-done:
-  if (f)
-    fclose(f);
-  free(buf);
-  return ok;
+  if (!fzip_read_small_file(out, out_len, path, AUTH_KEY_FILE_MAX, error))
+    return fzip_error_prefix(error, "%s", what);
+  return true;
 }
 
 bool auth_read_secret_file(char **out, size_t *out_len, const char *path, fzip_error_t *error) {

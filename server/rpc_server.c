@@ -12,6 +12,7 @@
  * workers post to them), join the pool, then drain and join the CQs.
  */
 #include "rpc_server.h"
+#include "fzip_util.h"
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -108,31 +109,7 @@ done:
 }
 
 static bool read_pem(char **out, const char *path, fzip_error_t *error) {
-  bool ok = false;
-  char *buf = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                          "cannot open %s", path);
-  buf = malloc(RPC_PEM_MAX + 1);
-  if (!buf) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
-    goto done;
-  }
-  size_t n = fread(buf, 1, RPC_PEM_MAX + 1, f);
-  if (n > RPC_PEM_MAX || ferror(f)) {
-    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                   "%s: unreadable or larger than %d bytes", path, RPC_PEM_MAX);
-    goto done;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  buf = NULL;
-  ok = true;
-done:
-  free(buf);
-  fclose(f);
-  return ok;
+  return fzip_read_small_file(out, NULL, path, RPC_PEM_MAX, error);
 }
 
 static bool make_credentials(grpc_server_credentials **out, const rpc_server_options_t *o,

@@ -11,7 +11,7 @@ src=$1
 protos=$2
 gobin=$(mkdir -p "$3" && cd "$3" && pwd)
 out=$(mkdir -p "$4" && cd "$4" && pwd)
-install=$(dirname "$0")/../grpcurl/go_install.sh
+install=$(dirname "$0")/../lib/go_install.sh
 
 sh "$install" "$gobin" protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go@v1.34.2
 sh "$install" "$gobin" protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.4.0
