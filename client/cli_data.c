@@ -42,6 +42,18 @@ static const list_kind_t kinds[] = {
     KIND("files", "ListTransactionFiles", list_transaction_files, "files", true, false),
 };
 
+/* Every count, zeros included: "0 transactions" is an answer, not silence
+ * (the generic printer leaves out fields at their default). */
+static void print_summary(const ProtobufCMessage *summary) {
+  const ProtobufCMessageDescriptor *d = &fzip__v1__data_summary__descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    int64_t v = summary ? *(const int64_t *)((const char *)summary + f->offset) : 0;
+    if (f->type == PROTOBUF_C_TYPE_INT64)
+      printf("%s: %lld\n", f->name, (long long)v);
+  }
+}
+
 static int run_summary(cli_ctx_t *ctx, const cli_args_t *args) {
   Fzip__V1__GetDataSummaryRequest req = FZIP__V1__GET_DATA_SUMMARY_REQUEST__INIT;
   ProtobufCMessage *resp = NULL;
@@ -54,8 +66,8 @@ static int run_summary(cli_ctx_t *ctx, const cli_args_t *args) {
   if (ctx->json) {
     if (!cli_msg_print_json(stdout, summary ? summary : resp, &error))
       rc = cli_fail(ctx, &error);
-  } else if (summary) {
-    cli_msg_print_text(stdout, summary, 0);
+  } else {
+    print_summary(summary);
   }
   protobuf_c_message_free_unpacked(resp, NULL);
   return rc;
