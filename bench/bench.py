@@ -205,6 +205,7 @@ class Bench:
         self.floor = os.path.join(b, "bench", "bench_floor")
         self.tcp = os.path.join(b, "bench", "bench_tcp")
         self.errors = []
+        self.phase_timeout = args.phase_timeout
 
     def log(self, msg):
         print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
@@ -215,7 +216,7 @@ class Bench:
         reset_hwm(srv.pid)
         cpu0 = proc_cpu_s(srv.pid)
         rss0 = proc_status_kib(srv.pid, "VmRSS")
-        r = run_measured(argv, self.args.phase_timeout)
+        r = run_measured(argv, self.phase_timeout)
         res = last_json(r["out"]) or {}
         res.update({"fzipd_peak_rss_kib": proc_status_kib(srv.pid, "VmHWM"),
                     "fzipd_rss_before_kib": rss0,
@@ -383,8 +384,8 @@ def main():
     ap.add_argument("--bin-dir", required=True, help="CMake build directory with fzipd and bench/")
     ap.add_argument("--src-dir", default=os.path.dirname(here))
     ap.add_argument("--sizes", default="1000,100000,1000000")
-    ap.add_argument("--mongo-sizes", default=None,
-                    help="sizes on MongoDB/FerretDB (default: --sizes capped at 10000)")
+    ap.add_argument("--mongo-sizes", default="1000,10000",
+                    help="sizes on MongoDB/FerretDB, which is far slower (default 1000,10000)")
     ap.add_argument("--stores", default="sqlite,mongodb")
     ap.add_argument("--work-dir", default=None)
     ap.add_argument("--out", default="results.json")
@@ -392,12 +393,13 @@ def main():
     ap.add_argument("--mongorestore", default=None)
     ap.add_argument("--phase-timeout", type=int, default=3600,
                     help="seconds one fzipd phase may take before it is reported as not measured")
+    ap.add_argument("--mongo-phase-timeout", type=int, default=600,
+                    help="the same on MongoDB, where an overwrite import has been seen to hang")
     ap.add_argument("--smoke", action="store_true", help="fail on any harness error (CTest)")
     args = ap.parse_args()
     args.work_dir = os.path.abspath(args.work_dir or os.path.join(args.bin_dir, "bench-work"))
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    mongo_sizes = ([int(s) for s in args.mongo_sizes.split(",") if s] if args.mongo_sizes
-                   else [s for s in sizes if s <= 10000] or [min(sizes)])
+    mongo_sizes = [int(s) for s in args.mongo_sizes.split(",") if s]
     stores = [s for s in args.stores.split(",") if s]
     if os.path.isdir(args.work_dir):
         shutil.rmtree(args.work_dir)
@@ -420,6 +422,7 @@ def main():
                     save(args.out, results, sampler, t0, bench)
             elif store == "mongodb":
                 # A fresh FerretDB per size: a hung job must not wedge the next size.
+                bench.phase_timeout = args.mongo_phase_timeout
                 for n in mongo_sizes:
                     base, script, run_dir = start_ferretdb(args)
                     try:

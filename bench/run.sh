@@ -2,7 +2,8 @@
 # run.sh: build fzip in Release and run the benchmark (docs/BENCHMARKS.md).
 #
 #   bench/run.sh [--sizes 1000,100000,1000000] [--stores sqlite,mongodb]
-#                [--mongo-sizes 1000,10000] [--phase-timeout S] [--out results.json]
+#                [--mongo-sizes 1000,10000] [--phase-timeout S] [--mongo-phase-timeout S]
+#                [--out results.json]
 #                [--mongodump PATH --mongorestore PATH]
 #
 # Builds in $FZIP_BENCH_BUILD (default: build-bench beside this directory),
