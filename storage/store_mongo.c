@@ -661,7 +661,7 @@ static void mongo_cursor_destroy(store_cursor_t *cursor) {
     return;
   mongoc_cursor_destroy(mc->cur);
   conn_close(&mc->c, mc->s);
-  bson_free(mc);
+  free(mc);
 }
 
 static bool mongo_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
@@ -669,13 +669,20 @@ static bool mongo_cursor_new(store_cursor_t **out, store_t *store, const char *u
                              fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
   const fzip_kind_info_t *ki = fzip_kind_info(kind);
-  mcursor_t *mc = bson_malloc0(sizeof *mc);
+  /* bson_t demands 128-byte alignment, more than malloc promises. */
+  size_t mc_size = (sizeof(mcursor_t) + 127) / 128 * 128;
+  mcursor_t *mc = aligned_alloc(128, mc_size);
+  if (mc)
+    memset(mc, 0, mc_size);
   bson_t q;
   bson_t *opts = BCON_NEW("sort", "{", "id", BCON_INT32(1), "}", "batchSize",
                           BCON_INT32(MONGO_CURSOR_BATCH), "projection", "{", "doc",
                           BCON_INT32(1), "}");
 
-  (void)error;
+  if (!mc) {
+    bson_destroy(opts);
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  }
   if (filter && filter->limit > 0)
     BSON_APPEND_INT64(opts, "limit", (int64_t)filter->limit);
   entity_filter(&q, user_id, filter);
@@ -988,6 +995,8 @@ static bool put_skip_existing(store_write_result_t *res, const batch_t *b, fzip_
   return ok;
 }
 
+#define MONGO_REPLACE_SLICE 50
+
 /* Replaces (no upsert) the documents marked in which[]; adds the number
  * matched to *replaced. */
 static bool replace_marked(uint64_t *replaced, const bool *which, const batch_t *b,
@@ -1002,35 +1011,45 @@ static bool replace_marked(uint64_t *replaced, const bool *which, const batch_t 
 
   conn_open(&c, b->s, b->ki->name);
   retry_start(&r, b->s);
-  for (;;) {
-    bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
-    for (size_t i = 0; i < b->n; i++) {
-      if (!which[i])
-        continue;
-      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->tag, b->docs[i], error))
-        goto done;
-      bson_init(&sel);
-      BSON_APPEND_UTF8(&sel, "_id", doc_utf8(&wrapped, "_id"));
-      ran = mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &wrapped, NULL, &berr);
-      bson_destroy(&sel);
-      bson_destroy(&wrapped);
-      if (!ran) {
-        fail_mongo(error, b->s, &berr, "queueing replace");
-        goto done;
+  /* In slices of MONGO_REPLACE_SLICE statements: FerretDB v1 stalls on
+   * one update command with a few hundred replace statements. */
+  for (size_t start = 0; start < b->n;) {
+    size_t end = start, queued = 0;
+    for (;;) {
+      bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
+      queued = 0;
+      for (end = start; end < b->n && queued < MONGO_REPLACE_SLICE; end++) {
+        if (!which[end])
+          continue;
+        if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[end], b->tag, b->docs[end], error))
+          goto done;
+        bson_init(&sel);
+        BSON_APPEND_UTF8(&sel, "_id", doc_utf8(&wrapped, "_id"));
+        ran = mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &wrapped, NULL, &berr);
+        bson_destroy(&sel);
+        bson_destroy(&wrapped);
+        if (!ran) {
+          fail_mongo(error, b->s, &berr, "queueing replace");
+          goto done;
+        }
+        queued++;
       }
+      bson_destroy(&reply);
+      bson_init(&reply);
+      ran = queued == 0 || run_bulk(&reply, bulk, &berr);
+      mongoc_bulk_operation_destroy(bulk);
+      bulk = NULL;
+      if (ran || !retry_again(&r, &berr, true))
+        break;
     }
-    bson_destroy(&reply);
-    ran = run_bulk(&reply, bulk, &berr);
-    mongoc_bulk_operation_destroy(bulk);
-    bulk = NULL;
-    if (ran || !retry_again(&r, &berr, true))
-      break;
+    if (!ran) {
+      fail_mongo(error, b->s, &berr, "replacing entities");
+      goto done;
+    }
+    if (queued)
+      *replaced += (uint64_t)reply_int(&reply, "nMatched");
+    start = end;
   }
-  if (!ran) {
-    fail_mongo(error, b->s, &berr, "replacing entities");
-    goto done;
-  }
-  *replaced += (uint64_t)reply_int(&reply, "nMatched");
   ok = true;
 done:
   mongoc_bulk_operation_destroy(bulk);
@@ -1197,6 +1216,11 @@ static bool stash_existing(const batch_t *b, fzip_error_t *error) {
     fail_mongo(error, b->s, &berr, "reading documents to stash");
     goto done;
   }
+  /* Close the read before writing: FerretDB holds a cursor that is not
+   * exhausted (batches over 101 documents) open in a read transaction, and
+   * a write to the same database then waits for it forever. */
+  mongoc_cursor_destroy(cur);
+  cur = NULL;
   if (queued > 0 && !run_bulk(&reply, bulk, &berr) &&
       (!is_duplicate_key(&berr) || !dup_write_errors(dup, b->n, &reply))) {
     fail_mongo(error, b->s, &berr, "stashing documents");

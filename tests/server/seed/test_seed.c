@@ -23,7 +23,7 @@
 /* Enough for 15 files, extra categories and every account type; FerretDB
  * is an order of magnitude slower than SQLite, so the MongoDB run uses a
  * third of it (still several files of every format). */
-#define TEST_N (getenv("FZIP_TEST_MONGODB_URI") ? 1000 : 3000)
+#define TEST_N (getenv("FZIP_TEST_MONGODB_URI") ? 400 : 3000)
 #define PATH_MAX_LEN 512
 #define BLOB_MAX (4 * 1024 * 1024)
 #define DEPTH_MAX 64
