@@ -144,12 +144,6 @@ class Checks:
         flt = os.environ.get("FZIP_TEST_FILTER")
         if flt and flt not in fn.__name__:
             return
-        # FZIP_TEST_EXCLUDE: comma-separated substrings of tests not to run
-        # (the MongoDB runs leave out what FerretDB cannot do in time).
-        excluded = [x for x in os.environ.get("FZIP_TEST_EXCLUDE", "").split(",") if x]
-        if any(x in fn.__name__ for x in excluded):
-            print("skip %s (FZIP_TEST_EXCLUDE)" % fn.__name__, flush=True)
-            return
         print("RUN  %s" % fn.__name__, flush=True)
         try:
             fn(*args)
