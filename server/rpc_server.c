@@ -30,6 +30,7 @@
 /* After cancel_all_calls, how long to wait for handlers to notice before
  * giving up on a clean exit (a handler that never polls would hang us). */
 #define RPC_CANCEL_WAIT_MS 30000
+#define RPC_GRPC_SHUTDOWN_WAIT_MS 1000
 #define RPC_PEM_MAX (1024 * 1024)
 
 static void fill_defaults(rpc_server_options_t *o) {
@@ -294,6 +295,38 @@ void rpc_server_shutdown(rpc_server_t *server) {
     fzip_log(FZIP_LOG_INFO, "rpc", "server stopped", NULL);
 }
 
+/* grpc_shutdown() joins gRPC's executor threads; one busy polling a
+ * connection that is still draining has been seen to hold it for ~10 s
+ * after every call ended.  Our server is gone by then, so give it a bounded
+ * wait on a helper thread and let process exit finish it otherwise. */
+static void *grpc_shutdown_main(void *arg) {
+  atomic_bool *done = arg;
+  grpc_shutdown();
+  atomic_store(done, true);
+  return NULL;
+}
+
+static void shutdown_grpc_bounded(void) {
+  static atomic_bool done;
+  pthread_t t;
+  struct timespec pause = {0, 10 * 1000 * 1000};
+
+  atomic_store(&done, false);
+  if (pthread_create(&t, NULL, grpc_shutdown_main, &done) != 0) {
+    grpc_shutdown();
+    return;
+  }
+  for (int waited = 0; !atomic_load(&done) && waited < RPC_GRPC_SHUTDOWN_WAIT_MS; waited += 10)
+    nanosleep(&pause, NULL);
+  if (atomic_load(&done)) {
+    pthread_join(t, NULL);
+    return;
+  }
+  pthread_detach(t);
+  fzip_log(FZIP_LOG_WARN, "rpc", "gRPC library shutdown still draining; not waiting for it",
+           NULL);
+}
+
 void rpc_server_destroy(rpc_server_t *server) {
   if (!server)
     return;
@@ -310,6 +343,6 @@ void rpc_server_destroy(rpc_server_t *server) {
   }
   free(server->registered);
   if (server->grpc_initialised)
-    grpc_shutdown();
+    shutdown_grpc_bounded();
   free(server);
 }
