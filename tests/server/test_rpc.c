@@ -621,9 +621,7 @@ static void test_sigterm_during_stream_exits_zero_promptly(void) {
     protobuf_c_message_free_unpacked(msg, NULL);
     sleep_ms(20);
   }
-  /* A client that got its error closes its connection, as real ones do.
-   * (One that keeps a connection open without reading can hold the
-   * server's exit inside gRPC's own shutdown: docs/GRPC.md, known limits.) */
+  /* A client that got its error closes its connection, as real ones do. */
   rpc_client_call_destroy(call);
   rpc_client_destroy(c);
   pthread_join(tid, NULL);
