@@ -2477,35 +2477,67 @@ done:
   return ok;
 }
 
+#define MONGO_REAP_PAGE 100
+#define MONGO_REAP_PASSES 100
+
+/* Copies up to MONGO_REAP_PAGE upload records started before the cut-off,
+ * closing the cursor before anything is written (FerretDB stalls a write
+ * behind an open read of the same database). */
+static bool read_upload_page(bson_t **page, size_t *n, mstore_t *s, const bson_t *q,
+                             fzip_error_t *error) {
+  conn_t c = {0};
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(MONGO_REAP_PAGE));
+  mongoc_cursor_t *cur = NULL;
+  const bson_t *record;
+  bson_error_t berr;
+  bool ok = true;
+
+  *n = 0;
+  conn_open(&c, s, MONGO_UPLOADS);
+  cur = mongoc_collection_find_with_opts(c.coll, q, opts, NULL);
+  while (*n < MONGO_REAP_PAGE && mongoc_cursor_next(cur, &record))
+    page[(*n)++] = bson_copy(record);
+  if (mongoc_cursor_error(cur, &berr))
+    ok = fail_mongo(error, s, &berr, "listing uploads");
+  mongoc_cursor_destroy(cur);
+  conn_close(&c, s);
+  bson_destroy(opts);
+  return ok;
+}
+
 static bool mongo_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
                                         fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
-  conn_t c = {0};
-  mongoc_cursor_t *cur = NULL;
   mongoc_client_t *worker = mongoc_client_pool_pop(s->pool);
   bson_t *q = BCON_NEW("startedAt", "{", "$lt", BCON_INT64(older_than_ms), "}");
-  const bson_t *record;
-  bson_error_t berr;
+  bson_t *page[MONGO_REAP_PAGE];
+  size_t n_page = 0;
   uint64_t n = 0;
   bool ok = false, reaped;
 
-  conn_open(&c, s, MONGO_UPLOADS);
-  cur = mongoc_collection_find_with_opts(c.coll, q, NULL, NULL);
-  while (mongoc_cursor_next(cur, &record)) {
-    if (!reap_upload(&reaped, s, worker, record, error))
+  /* Page by page: each pass removes (or moves on) what it read; a short
+   * page means nothing is left.  The pass bound keeps a record that
+   * cannot be removed from looping forever; the next run retries it. */
+  for (int pass = 0; pass < MONGO_REAP_PASSES; pass++) {
+    if (!read_upload_page(page, &n_page, s, q, error))
       goto done;
-    n += reaped;
-  }
-  if (mongoc_cursor_error(cur, &berr)) {
-    fail_mongo(error, s, &berr, "listing uploads");
-    goto done;
+    for (size_t i = 0; i < n_page; i++) {
+      bool step = reap_upload(&reaped, s, worker, page[i], error);
+      n += step && reaped;
+      if (!step) {
+        for (size_t k = i; k < n_page; k++)
+          bson_destroy(page[k]);
+        goto done;
+      }
+      bson_destroy(page[i]);
+    }
+    if (n_page < MONGO_REAP_PAGE)
+      break;
   }
   if (deleted)
     *deleted = n;
   ok = true;
 done:
-  mongoc_cursor_destroy(cur);
-  conn_close(&c, s);
   mongoc_client_pool_push(s->pool, worker);
   bson_destroy(q);
   return ok;
