@@ -260,36 +260,45 @@ done:
 
 /* ---- Cancel / Delete -------------------------------------------------- */
 
+/* Ends a job no worker holds (a cancel before any claim, an expiry):
+ * status, phase and event set, saved version-checked, reaped
+ * retention_ms from `now`. */
+static bool end_unclaimed(svc_export_t *svc, store_job_t *rec, export_job_t *job, int status,
+                          const char *event, const char *message, int64_t now,
+                          fzip_error_t *error) {
+  bson_t *body = NULL;
+
+  job->status = status;
+  job->updated_at = now;
+  if (!set_str(&job->current_phase, event) || !add_event(job, event, message))
+    return oom(error);
+  body = bson_new();
+  if (!build_body(body, job, false, error)) {
+    bson_destroy(body);
+    return false;
+  }
+  bson_destroy(rec->body);
+  rec->body = body;
+  rec->runnable = false;
+  rec->updated_at = now;
+  rec->expires_at = now + svc->opts.retention_ms;
+  return store_job_update(svc->store, rec, NULL, error);
+}
+
 /* A job no worker holds yet is cancelled here at once; a running one is
  * flagged and its worker stops at its next save (jobs.h). */
 static bool cancel_unclaimed(svc_export_t *svc, store_job_t *rec, fzip_error_t *error) {
   ProtobufCMessage *msg = NULL;
   export_job_t *job = NULL;
-  bson_t *body = NULL;
   bool ok = false;
 
   if (!job_body_unpack(&msg, rec->body, &fzip__v1__export_job__descriptor, NULL, error))
     return false;
   job = (export_job_t *)msg;
-  job->status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_CANCELLED;
-  job->updated_at = job->completed_at = fzip_now_ms();
-  if (!set_str(&job->current_phase, "cancelled") ||
-      !add_event(job, "cancelled", "cancelled before a worker started it")) {
-    oom(error);
-    goto done;
-  }
-  body = bson_new();
-  if (!build_body(body, job, false, error))
-    goto done;
-  bson_destroy(rec->body);
-  rec->body = body;
-  body = NULL;
-  rec->runnable = false;
-  rec->updated_at = job->updated_at;
-  rec->expires_at = job->updated_at + svc->opts.retention_ms;
-  ok = store_job_update(svc->store, rec, NULL, error);
-done:
-  bson_destroy(body);
+  job->completed_at = fzip_now_ms();
+  ok = end_unclaimed(svc, rec, job, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_CANCELLED,
+                     "cancelled", "cancelled before a worker started it", job->completed_at,
+                     error);
   protobuf_c_message_free_unpacked(msg, NULL);
   return ok;
 }
@@ -731,7 +740,6 @@ bool svc_export_expire(svc_export_t *svc, store_job_t *rec, int64_t now_ms, bool
                        fzip_error_t *error) {
   ProtobufCMessage *msg = NULL;
   export_job_t *job = NULL;
-  bson_t *body = NULL;
   char blob[FZIP_ID_MAX + 16];
   bool ok = false;
 
@@ -747,28 +755,13 @@ bool svc_export_expire(svc_export_t *svc, store_job_t *rec, int64_t now_ms, bool
   job = (export_job_t *)msg;
   if (job->status != FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED)
     goto remove;
-  job->status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_EXPIRED;
-  job->updated_at = now_ms;
-  if (!set_str(&job->current_phase, "expired") ||
-      !add_event(job, "expired", "package deleted after its expiry")) {
-    oom(error);
-    goto done;
-  }
-  body = bson_new();
-  if (!build_body(body, job, false, error))
-    goto done;
-  bson_destroy(rec->body);
-  rec->body = body;
-  body = NULL;
-  rec->updated_at = now_ms;
-  rec->expires_at = now_ms + svc->opts.retention_ms;
-  ok = store_job_update(svc->store, rec, NULL, error);
+  ok = end_unclaimed(svc, rec, job, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_EXPIRED, "expired",
+                     "package deleted after its expiry", now_ms, error);
   goto done;
 remove:
   ok = store_job_delete(svc->store, STORE_JOB_EXPORT, NULL, rec->job_id, error) ||
        error->code == FZIP_ERR_NOT_FOUND;
 done:
-  bson_destroy(body);
   protobuf_c_message_free_unpacked(msg, NULL);
   return ok;
 }

@@ -36,7 +36,6 @@ typedef struct {
 #define SVC_EXPORT_CHUNK_MAX (4 * 1024 * 1024)
 #define SVC_EXPORT_DESCRIPTION_MAX 1000
 #define SVC_EXPORT_EVENTS_MAX 32
-#define SVC_EXPORT_WATCH_POLL_MS 250
 
 /* Starts the export workers.  `store` is borrowed. */
 bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options_t *options,
