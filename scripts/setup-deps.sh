@@ -3,13 +3,21 @@
 # Idempotent: does nothing (not even apt-get update) when all are present.
 set -euo pipefail
 
+# Every tool a test runs is here: a test must find what it needs, not skip.
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config
+  # build (build-essential brings gcc's ASan/UBSan runtimes)
+  build-essential cmake ninja-build pkg-config git
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
   protobuf-compiler-grpc grpc-proto
   libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev
-  python3-grpcio python3-protobuf
+  # test drivers: grpcio clients, jsonschema (pkg.writer checks packages
+  # against docs/schema), yaml (helm renders)
+  python3 python3-grpcio python3-protobuf python3-jsonschema python3-yaml
   zip unzip openssl
+  # `go install`/`go build` fetch modules over HTTPS from the module proxy
+  ca-certificates
+  # the libFuzzer build of fuzz/ (clang 14 and its libFuzzer runtime)
+  clang libclang-rt-14-dev
 )
 # Go (for the FerretDB test fixture) is often installed outside apt.
 if ! command -v go >/dev/null 2>&1; then
@@ -33,5 +41,8 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
 echo "setup-deps: installing ${missing[*]}"
-$SUDO apt-get update
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
+# Other users of the machine may hold the dpkg lock: wait for it, bounded.
+APT_LOCK_WAIT_S=600
+$SUDO apt-get -o DPkg::Lock::Timeout=$APT_LOCK_WAIT_S update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=$APT_LOCK_WAIT_S \
+  install -y "${missing[@]}"
