@@ -108,8 +108,12 @@ static bool syntax(pkgjr_reader_t *r, fzip_error_t *error, const char *what) {
 
 /* ---- bytes ------------------------------------------------------------ */
 
-/* Makes at least one byte available unless at the end; *c = -1 at the end. */
+/* Makes at least one byte available unless at the end; *c = -1 at the end.
+ * *c is set on every path, failures too: callers read it only after a
+ * success, but gcc -O3 cannot always tie the two together once peek() is
+ * inlined into take() and its callers, and warned (maybe-uninitialized). */
 static bool peek(int *c, pkgjr_reader_t *r, fzip_error_t *error) {
+  *c = -1;
   if (r->pos == r->len && !r->eof) {
     size_t n = 0;
     if (!r->read(r->ctx, r->buf, PKGJR_BUFFER_SIZE, &n, error)) {
