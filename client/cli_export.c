@@ -282,8 +282,8 @@ static bool restart(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) {
 
 static void report_download(const cli_ctx_t *ctx, const download_t *d) {
   if (ctx->json)
-    printf("{\"export_id\":\"%s\",\"file\":\"%s\",\"size\":%" PRId64
-           ",\"sha256\":\"%s\",\"resumed_from\":%" PRId64 "}\n",
+    printf("{\"export_id\":\"%s\",\"file\":\"%s\",\"size\":\"%" PRId64
+           "\",\"sha256\":\"%s\",\"resumed_from\":\"%" PRId64 "\"}\n", /* int64: strings */
            d->id, d->path, d->size, d->sha256, d->offset);
   else
     printf("downloaded %s: %" PRId64 " bytes, sha256 %s%s\n", d->path, d->size, d->sha256,

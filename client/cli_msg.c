@@ -8,6 +8,7 @@
 #include "cli_msg.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -127,6 +128,19 @@ static bool json_base64(pkgjson_writer_t *w, const ProtobufCBinaryData *b, fzip_
   return RAW(w, "\"");
 }
 
+/* 64-bit integers as JSON strings, as the proto3 JSON mapping says:
+ * JavaScript and jq hold numbers as doubles, exact only up to 2^53, and a
+ * transactionHash or a byte count above that would come out changed. */
+static bool json_int64_string(pkgjson_writer_t *w, ProtobufCType t, const void *p,
+                              fzip_error_t *error) {
+  char buf[32];
+  if (t == PROTOBUF_C_TYPE_UINT64 || t == PROTOBUF_C_TYPE_FIXED64)
+    snprintf(buf, sizeof buf, "%" PRIu64, *(const uint64_t *)p);
+  else
+    snprintf(buf, sizeof buf, "%" PRId64, *(const int64_t *)p);
+  return pkgjson_write_string(w, buf, strlen(buf), error);
+}
+
 static bool json_value(pkgjson_writer_t *w, field_t *f, const void *p, fzip_error_t *error) {
   switch (f->type) {
   case PROTOBUF_C_TYPE_STRING: {
@@ -148,6 +162,12 @@ static bool json_value(pkgjson_writer_t *w, field_t *f, const void *p, fzip_erro
     const char *name = enum_name(f->descriptor, v);
     return name ? pkgjson_write_string(w, name, strlen(name), error) : pkgjson_write_int64(w, v, error);
   }
+  case PROTOBUF_C_TYPE_INT64:
+  case PROTOBUF_C_TYPE_SINT64:
+  case PROTOBUF_C_TYPE_SFIXED64:
+  case PROTOBUF_C_TYPE_UINT64:
+  case PROTOBUF_C_TYPE_FIXED64:
+    return json_int64_string(w, f->type, p, error);
   default:
     return pkgjson_write_int64(w, int_at(p, f->type), error);
   }

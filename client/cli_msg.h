@@ -9,7 +9,8 @@
  *
  * JSON output: one object per message, proto field names, every singular
  * scalar written (defaults included, so scripts can rely on a key),
- * unset sub-messages omitted, enums by name, 64-bit integers as numbers,
+ * unset sub-messages omitted, enums by name, 64-bit integers as decimal
+ * strings (the proto3 JSON mapping: exact in jq and JavaScript past 2^53),
  * bytes as base64.  Text output: "name: value" lines of the fields that
  * are set, sub-messages indented, epoch-ms times (fields named *_at or
  * *timestamp) also shown as UTC.

@@ -14,6 +14,7 @@
 #include "cli_package.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli_ctx.h"
@@ -42,9 +43,13 @@ static bool json_kv_str(pkgjson_writer_t *w, bool first, const char *key, const 
          pkgjson_write_string(w, v, strlen(v), error);
 }
 
+/* Counts and times are 64-bit: strings, like every int64 the CLI prints
+ * (cli_msg.h: exact in jq and JavaScript). */
 static bool json_kv_int(pkgjson_writer_t *w, const char *key, int64_t value, fzip_error_t *error) {
+  char v[32];
+  snprintf(v, sizeof v, "%" PRId64, value);
   return pkgjson_write_raw(w, ",", 1, error) && pkgjson_write_string(w, key, strlen(key), error) &&
-         pkgjson_write_raw(w, ":", 1, error) && pkgjson_write_int64(w, value, error);
+         pkgjson_write_raw(w, ":", 1, error) && pkgjson_write_string(w, v, strlen(v), error);
 }
 
 /* ---- inspect -------------------------------------------------------------- */

@@ -1,8 +1,13 @@
 /*
  * rpc_client: every step is one batch on the call's own pluck completion
  * queue, waited for at once, which gives blocking calls without threads.
- * Each call owns its CQ so that calls on different threads never pluck
- * each other's events.  RECV_INITIAL_METADATA travels with the first
+ * Each call owns its CQ so that calls on different threads never see
+ * each other's events.  RECV_STATUS_ON_CLIENT is armed as soon as the call
+ * is created, on its own tag: a server that ends the call early (an upload
+ * over its size limit) stops reading, so a blocked write would otherwise
+ * wait forever for flow-control credit; every wait also watches for the
+ * status and, when it is an error, cancels the call so that the pending
+ * step fails at once and reports the server's message.  RECV_INITIAL_METADATA travels with the first
  * RECV_MESSAGE, never with sends: a client-streaming server may send its
  * headers only at the end, and a batch waiting for them would deadlock the
  * upload.
@@ -29,7 +34,10 @@ struct rpc_client {
 
 struct rpc_client_call {
   grpc_call *call;
-  grpc_completion_queue *cq;
+  grpc_completion_queue *cq; /* a "next" queue: steps and the status share it */
+  char step_tag;             /* address = tag of the step batches */
+  char status_tag;           /* address = tag of the RECV_STATUS_ON_CLIENT batch */
+  bool status_armed;
   const ProtobufCMessageDescriptor *resp_desc;
   size_t max_send_message;
   grpc_metadata_array initial_md;
@@ -37,6 +45,7 @@ struct rpc_client_call {
   bool initial_md_received;
   bool writes_done;
   bool status_received;
+  bool end_of_stream; /* a read returned no message */
   grpc_status_code status;
   grpc_slice details;
 };
@@ -145,30 +154,67 @@ void rpc_client_destroy(rpc_client_t *client) {
 
 /* ---- calls --------------------------------------------------------------- */
 
-/* Runs one batch and waits for it; the call's deadline bounds the wait. */
-static bool run_batch(rpc_client_call_t *call, const grpc_op *ops, size_t n) {
-  grpc_call_error rc = grpc_call_start_batch(call->call, ops, n, call, NULL);
-  if (rc != GRPC_CALL_OK)
-    return false;
-  grpc_event ev =
-      grpc_completion_queue_pluck(call->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-  return ev.type == GRPC_OP_COMPLETE && ev.success;
+/* Records the status batch's completion; an error status cancels the
+ * call so that a step still waiting (a write stalled on flow control)
+ * fails now instead of never. */
+static void on_status_event(rpc_client_call_t *call, bool success) {
+  if (!success) {
+    call->status = GRPC_STATUS_INTERNAL;
+    grpc_slice_unref(call->details);
+    call->details = grpc_slice_from_static_string("cannot receive the call status");
+  }
+  call->status_received = true;
+  if (call->status != GRPC_STATUS_OK)
+    grpc_call_cancel(call->call, NULL);
 }
 
-static void receive_status(rpc_client_call_t *call) {
-  if (call->status_received)
-    return;
+/* Waits for the batch tagged `tag`, handling the status batch on the way;
+ * the call's deadline bounds the wait. */
+static bool wait_for(rpc_client_call_t *call, void *tag) {
+  for (;;) {
+    grpc_event ev =
+        grpc_completion_queue_next(call->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE)
+      return false; /* cannot happen before shutdown */
+    if (ev.tag == &call->status_tag)
+      on_status_event(call, ev.success);
+    if (ev.tag == tag)
+      return ev.success;
+  }
+}
+
+/* Runs one step batch and waits for it. */
+static bool run_batch(rpc_client_call_t *call, const grpc_op *ops, size_t n) {
+  grpc_call_error rc = grpc_call_start_batch(call->call, ops, n, &call->step_tag, NULL);
+  if (rc != GRPC_CALL_OK)
+    return false;
+  return wait_for(call, &call->step_tag);
+}
+
+/* Arms RECV_STATUS_ON_CLIENT; it completes when the call ends, whatever
+ * step is running then. */
+static bool arm_status(rpc_client_call_t *call) {
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
   op.data.recv_status_on_client.trailing_metadata = &call->trailing_md;
   op.data.recv_status_on_client.status = &call->status;
   op.data.recv_status_on_client.status_details = &call->details;
-  if (!run_batch(call, &op, 1)) {
+  if (grpc_call_start_batch(call->call, &op, 1, &call->status_tag, NULL) != GRPC_CALL_OK)
+    return false;
+  call->status_armed = true;
+  return true;
+}
+
+static void receive_status(rpc_client_call_t *call) {
+  if (call->status_received)
+    return;
+  if (!call->status_armed || !wait_for(call, &call->status_tag)) {
     call->status = GRPC_STATUS_INTERNAL;
+    grpc_slice_unref(call->details);
     call->details = grpc_slice_from_static_string("cannot receive the call status");
+    call->status_received = true;
   }
-  call->status_received = true;
 }
 
 /* The call's status as the result of a step: true for OK. */
@@ -227,12 +273,12 @@ bool rpc_client_call_open(rpc_client_call_t **out, rpc_client_t *client, const c
   call->details = grpc_empty_slice();
   grpc_metadata_array_init(&call->initial_md);
   grpc_metadata_array_init(&call->trailing_md);
-  call->cq = grpc_completion_queue_create_for_pluck(NULL);
+  call->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_slice method_slice = grpc_slice_from_copied_string(method);
   call->call = grpc_channel_create_call(client->channel, NULL, GRPC_PROPAGATE_DEFAULTS, call->cq,
                                         method_slice, NULL, deadline_of(call_options), NULL);
   grpc_slice_unref(method_slice);
-  if (!call->call) {
+  if (!call->call || !arm_status(call)) {
     rpc_client_call_destroy(call);
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "cannot create call %s",
                           method);
@@ -310,7 +356,10 @@ bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_
   grpc_op ops[2];
   size_t n = 0;
   *msg = NULL;
-  if (call->status_received)
+  /* An OK status can arrive before the last messages are read (the
+   * status batch is armed early): only the end of the stream or an error
+   * ends reading. */
+  if (call->end_of_stream || (call->status_received && call->status != GRPC_STATUS_OK))
     return status_result(call, error);
   memset(ops, 0, sizeof ops);
   if (!call->initial_md_received) {
@@ -324,8 +373,10 @@ bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_
     grpc_byte_buffer_destroy(buf);
     return step_failed(call, "read", error);
   }
-  if (!buf)
-    return status_result(call, error); /* end of stream */
+  if (!buf) {
+    call->end_of_stream = true;
+    return status_result(call, error);
+  }
   bool ok = unpack(msg, call, buf, error);
   grpc_byte_buffer_destroy(buf);
   return ok;
@@ -378,7 +429,9 @@ void rpc_client_call_destroy(rpc_client_call_t *call) {
   grpc_metadata_array_destroy(&call->trailing_md);
   grpc_slice_unref(call->details);
   grpc_completion_queue_shutdown(call->cq);
-  grpc_completion_queue_pluck(call->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  while (grpc_completion_queue_next(call->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
   grpc_completion_queue_destroy(call->cq);
   free(call);
 }

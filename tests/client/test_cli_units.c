@@ -12,6 +12,7 @@
 #include "cli_msg.h"
 #include "cli_select.h"
 #include "cli_xfer.h"
+#include "fzip/v1/entities.pb-c.h"
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip/v1/jobs.pb-c.h"
 #include "fzip_test.h"
@@ -167,7 +168,7 @@ static void test_json_writes_enums_by_name_nested_and_escaped(void) {
   char *s = json_of(&job.base);
   CHECK(s != NULL);
   bool ok = strstr(s, "\"export_id\":\"id-1\"") && strstr(s, "\"status\":\"EXPORT_STATUS_FAILED\"") &&
-            strstr(s, "\"package_size\":5000000000") &&
+            strstr(s, "\"package_size\":\"5000000000\"") &&
             strstr(s, "\"description\":\"quote \\\" and \\n newline\"") &&
             strstr(s, "\"error\":{\"code\":\"DATA_LOSS\"") && strstr(s, "\"events\":[]") &&
             !strstr(s, "\"data_summary\"") && s[strlen(s) - 1] == '\n';
@@ -185,6 +186,22 @@ static void test_json_writes_oneof_bytes_as_base64(void) {
   char *s = json_of(&r.base);
   CHECK(s != NULL);
   bool ok = strcmp(s, "{\"chunk\":\"aGVsbG8=\"}\n") == 0;
+  if (!ok)
+    fprintf(stderr, "  json: %s", s);
+  free(s);
+  CHECK(ok);
+}
+
+/* int64 beyond 2^53 (a transactionHash) must survive a JavaScript or jq
+ * reader: proto3 JSON writes 64-bit integers as strings. */
+static void test_json_writes_int64_as_exact_strings(void) {
+  Fzip__V1__Transaction t = FZIP__V1__TRANSACTION__INIT;
+  t.transaction_hash = 9007199254740993LL; /* 2^53 + 1: not a double */
+  t.date = -1;
+  char *s = json_of(&t.base);
+  CHECK(s != NULL);
+  bool ok = strstr(s, "\"transaction_hash\":\"9007199254740993\"") &&
+            strstr(s, "\"date\":\"-1\"") && strstr(s, "\"created_at\":\"0\"");
   if (!ok)
     fprintf(stderr, "  json: %s", s);
   free(s);
@@ -230,6 +247,7 @@ int main(void) {
   RUN(test_sizes_accept_suffixes_and_bounds);
   RUN(test_json_writes_enums_by_name_nested_and_escaped);
   RUN(test_json_writes_oneof_bytes_as_base64);
+  RUN(test_json_writes_int64_as_exact_strings);
   RUN(test_field_access_and_enum_names);
   RUN(test_exit_status_per_error_code);
   return fzip_test_summary();

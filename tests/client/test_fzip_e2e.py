@@ -80,16 +80,16 @@ def test_missing_and_bad_token_exit_5(w):
 def test_environment_supplies_address_and_token(w):
     cli = Cli(env={"FZIP_ADDR": w.addr, "FZIP_TOKEN": w.cli.token})
     r = expect(cli.run("data", "summary", "--json"), 0)
-    check(r.json_lines()[0]["transactions_count"] == SEED_TX, "summary: %r" % r)
+    check(int(r.json_lines()[0]["transactions_count"]) == SEED_TX, "summary: %r" % r)
 
 
 def test_data_summary_and_lists_match(w):
     s = expect(w.cli.run("data", "summary", "--json"), 0).json_lines()[0]
-    check(s["transactions_count"] == SEED_TX, "summary %r" % s)
+    check(int(s["transactions_count"]) == SEED_TX, "summary %r" % s)
     text = expect(w.cli.run("data", "summary"), 0)
     check("transactions_count: %d" % SEED_TX in text.out, "text summary: %r" % text)
     accounts = expect(w.cli.run("data", "list", "accounts", "--json", "--limit", "0"), 0).json_lines()
-    check(len(accounts) == s["accounts_count"], "accounts %d vs %r" % (len(accounts), s))
+    check(len(accounts) == int(s["accounts_count"]), "accounts %d vs %r" % (len(accounts), s))
     txs = expect(w.cli.run("data", "list", "transactions", "--json", "--limit", "0"), 0).json_lines()
     check(len(txs) == SEED_TX, "transactions listed: %d" % len(txs))
     five = expect(w.cli.run("data", "list", "transactions", "--limit", "5"), 0)
@@ -108,7 +108,7 @@ def test_export_create_wait_reports_completed_job(w):
     job = r.json_lines()[-1]
     check(job["status"] == "EXPORT_STATUS_COMPLETED", "job %r" % job)
     check(job["description"] == "cli e2e", "description lost: %r" % job)
-    check(len(job["package_sha256"]) == 64 and job["package_size"] > 0, "job %r" % job)
+    check(len(job["package_sha256"]) == 64 and int(job["package_size"]) > 0, "job %r" % job)
     # Not a terminal: plain progress lines on stderr, ending at 100%.
     check("COMPLETED" in r.err and "100%" in r.err, "no plain progress lines: %r" % r)
     w.export = job
@@ -121,7 +121,7 @@ def test_export_create_wait_reports_completed_job(w):
 def test_export_download_interrupted_then_resumed_to_same_sha256(w):
     check(w.export, "needs the export of the previous test")
     eid = w.export["export_id"]
-    size = w.export["package_size"]
+    size = int(w.export["package_size"])
     out = os.path.join(w.dir, "pkg.fzip")
     part = out + ".part"
     # Paced so that a kill lands mid-download deterministically.
@@ -142,7 +142,7 @@ def test_export_download_interrupted_then_resumed_to_same_sha256(w):
     check(not os.path.exists(out), "final file appeared before the download finished")
     r = expect(w.cli.run("export", "download", eid, "-o", out, "--json"), 0)
     res = r.json_lines()[0]
-    check(res["resumed_from"] == got, "did not resume at %d: %r" % (got, res))
+    check(int(res["resumed_from"]) == got, "did not resume at %d: %r" % (got, res))
     check("resuming" in r.err, "no resume notice: %r" % r)
     check(res["sha256"] == w.export["package_sha256"] == sha256_of(out), "sha256 differs")
     check(os.path.getsize(out) == size and not os.path.exists(part), "file state after resume")
@@ -167,10 +167,10 @@ def test_download_over_a_longer_stale_partial_starts_over(w):
     check(w.package, "needs the downloaded package")
     out = os.path.join(w.dir, "stale.fzip")
     with open(out + ".part", "wb") as f:
-        f.write(b"\0" * (w.export["package_size"] + 100))
+        f.write(b"\0" * (int(w.export["package_size"]) + 100))
     r = expect(w.cli.run("export", "download", w.export["export_id"], "-o", out, "--json"), 0)
     check("starting over" in r.err, "no restart notice: %r" % r)
-    check(r.json_lines()[0]["resumed_from"] == 0, "result %r" % r)
+    check(int(r.json_lines()[0]["resumed_from"]) == 0, "result %r" % r)
     check(sha256_of(out) == w.export["package_sha256"], "sha256 after restart")
 
 
@@ -183,13 +183,13 @@ def test_download_unknown_export_is_not_found_exit_1(w):
 def test_package_inspect_and_verify_pass(w):
     check(w.package, "needs the downloaded package")
     info = expect(w.cli.run("package", "inspect", w.package, "--json"), 0).json_lines()[0]
-    check(info["transactions_count"] == SEED_TX and info["format_version"] == "1.0", info)
+    check(int(info["transactions_count"]) == SEED_TX and info["format_version"] == "1.0", info)
     text = expect(w.cli.run("package", "inspect", w.package), 0)
     check("transactions: present, declared %d" % SEED_TX in text.out, "inspect: %r" % text)
     v = expect(w.cli.run("package", "verify", w.package), 0, stdout_has="package verified")
     check("transactions" in v.out, "verify text: %r" % v)
     vj = expect(w.cli.run("package", "verify", w.package, "--json"), 0).json_lines()[0]
-    check(vj["passed"] is True and vj["errors"] == 0, "verify json %r" % vj)
+    check(vj["passed"] is True and int(vj["errors"]) == 0, "verify json %r" % vj)
     # Offline: works with no server at all.
     expect(Cli("127.0.0.1:1").run("package", "verify", w.package), 0)
 

@@ -84,7 +84,7 @@ def tls_cli(srv, user, certs, *extra):
 def test_tls_client_round_trips_export_and_download(srv, certs, user):
     cli = tls_cli(srv, user, certs)
     s = expect(cli.run("data", "summary", "--json"), 0).json_lines()[0]
-    check(s["transactions_count"] == 50, "summary %r" % s)
+    check(int(s["transactions_count"]) == 50, "summary %r" % s)
     job = expect(cli.run("export", "create", "--wait", "--json"), 0).json_lines()[-1]
     check(job["status"] == "EXPORT_STATUS_COMPLETED", "job %r" % job)
     out = os.path.join(srv.dir, "tls.fzip")
@@ -126,7 +126,7 @@ def test_mutual_tls_needs_client_certificate(srv, certs, user):
     with_cert = tls_cli(srv, user, certs, "--tls-cert", certs["client"] + ".pem",
                         "--tls-key", certs["client"] + ".key")
     s = expect(with_cert.run("data", "summary", "--json"), 0).json_lines()[0]
-    check(s["transactions_count"] == 50, "summary %r" % s)
+    check(int(s["transactions_count"]) == 50, "summary %r" % s)
     r = expect(tls_cli(srv, user, certs).run("data", "summary"), 4)
     check(r.err.startswith("fzip: UNAVAILABLE: "), "error line: %r" % r)
 
