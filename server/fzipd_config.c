@@ -77,8 +77,14 @@ static const opt_row_t SERVE_OPTIONS[] = {
       "lapses (a dead replica's import is rolled back then)"),
     I("reaper-interval-ms", "FZIP_REAPER_INTERVAL_MS", reaper_interval_ms, "60000", 100,
       24LL * 3600 * 1000, "how often expired jobs, packages and abandoned uploads are removed"),
+    I("uncommitted-blob-age-seconds", "FZIP_UNCOMMITTED_BLOB_AGE_SECONDS", uncommitted_blob_age_s,
+      "86400", 1, 366LL * 24 * 3600,
+      "the reaper deletes blobs left uncommitted (an upload or export whose fzipd died) this "
+      "many seconds after they were started (default 24 h)"),
     S("temp-dir", "FZIP_TEMP_DIR", temp_dir, NULL,
-      "directory for packages being built or validated (default: $TMPDIR or /tmp)"),
+      "directory for packages being built or validated (default: $TMPDIR or /tmp); fzipd works "
+      "in its own locked fzipd-PID-* subdirectory and, at start-up and on every reaper pass, "
+      "removes those of dead processes"),
     I("shutdown-grace-ms", "FZIP_SHUTDOWN_GRACE_MS", shutdown_grace_ms, "5000", 0, 600000,
       "on SIGTERM, time in-flight calls get to finish"),
     S("log-level", "FZIP_LOG_LEVEL", log_level, "info", "debug, info, warn or error"),

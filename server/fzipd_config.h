@@ -47,7 +47,9 @@ typedef struct {
   int64_t job_retention_hours;
   int64_t reaper_interval_ms;
   int64_t job_lease_ms;
-  const char *temp_dir; /* NULL: $TMPDIR or /tmp */
+  const char *temp_dir; /* NULL: $TMPDIR or /tmp; serve points it at its private dir */
+  const char *temp_root; /* not a flag: the root of that private dir (tempdir.h), for the sweep */
+  int64_t uncommitted_blob_age_s;
   int64_t shutdown_grace_ms;
   const char *log_level;
   bool insecure_dev_auth; /* HS256 with a generated secret: local development only */

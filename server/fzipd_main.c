@@ -4,8 +4,9 @@
  * Subcommands are a table (serve, token, seed, help); `serve` is the
  * default.  serve wires the pieces together in a fixed order: config, a
  * signal mask inherited by every thread created afterwards (so SIGTERM and
- * SIGINT only ever reach main's sigwait), JWT verifier, store, services,
- * rpc server; shutdown undoes them in reverse.  Startup failures print one
+ * SIGINT only ever reach main's sigwait), JWT verifier, the private temp
+ * dir (after sweeping away those of dead processes: tempdir.h), store,
+ * services, rpc server; shutdown undoes them in reverse.  Startup failures print one
  * line on stderr: exit 2 for bad configuration, 1 for anything else.
  */
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "store.h"
 #include "svc_health.h"
 #include "svc_registry.h"
+#include "tempdir.h"
 #ifdef FZIPD_HAVE_SEED
 #include "seed.h"
 #endif
@@ -46,6 +48,7 @@ static int fail(int status, const fzip_error_t *error) {
 typedef struct {
   fzipd_config_t config;
   auth_verifier_t *verifier;
+  tempdir_t *temp;
   store_t *store;
   svc_registry_t *registry;
   rpc_server_t *server;
@@ -120,6 +123,25 @@ static void announce(const serve_state_t *s, int port) {
            "tls", s->config.tls_cert ? "on" : "off", NULL);
 }
 
+/* Start-up cleanup of what crashed fzipd processes left in the temp dir,
+ * then this process's own locked directory, which every temporary of the
+ * services goes into (config.temp_dir now names it). */
+static bool make_temp_dir(serve_state_t *s, fzip_error_t *error) {
+  tempdir_sweep_stats_t st;
+  char counts[64];
+
+  if (!tempdir_sweep(&st, s->config.temp_dir, TEMPDIR_LEGACY_AGE_MS, error) ||
+      !tempdir_new(&s->temp, s->config.temp_dir, error))
+    return false;
+  snprintf(counts, sizeof counts, "dirs=%llu old_files=%llu", (unsigned long long)st.dirs,
+           (unsigned long long)st.legacy);
+  fzip_log(FZIP_LOG_INFO, "fzipd", "temp dir ready", "path", tempdir_path(s->temp), "swept",
+           counts, NULL);
+  s->config.temp_root = tempdir_root(s->temp);
+  s->config.temp_dir = tempdir_path(s->temp);
+  return true;
+}
+
 static int wait_for_signal(const sigset_t *set) {
   int sig = 0;
   while (sigwait(set, &sig) != 0)
@@ -134,6 +156,7 @@ static void serve_cleanup(serve_state_t *s) {
   rpc_server_destroy(s->server);
   svc_registry_destroy(s->registry);
   store_destroy(s->store);
+  tempdir_destroy(s->temp);
   auth_verifier_destroy(s->verifier);
 }
 
@@ -162,6 +185,10 @@ static int serve_main(int argc, char **argv) {
 
   if (!make_verifier(&s, &error)) {
     status = fail(EXIT_USAGE, &error);
+    goto done;
+  }
+  if (!make_temp_dir(&s, &error)) {
+    fail(1, &error);
     goto done;
   }
   so.uri = s.config.store_uri;

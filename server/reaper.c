@@ -10,6 +10,7 @@
 
 #include "fzip_log.h"
 #include "fzip_util.h"
+#include "tempdir.h"
 
 #define DEFAULT_INTERVAL_MS 60000
 #define DEFAULT_UNCOMMITTED_AGE_MS (24LL * 3600 * 1000)
@@ -36,7 +37,20 @@ static bool kind_hook(void *ctx, store_job_t *job, int64_t now_ms, bool *handled
   return r->opts.hooks[k](r->opts.hook_ctx[k], job, now_ms, handled, error);
 }
 
+/* Temp files of crashed processes (possibly other replicas sharing the
+ * temp dir): a failure only costs a log line, the store pass still runs. */
+static void sweep_temp(reaper_t *r) {
+  tempdir_sweep_stats_t ts;
+  fzip_error_t err;
+
+  if (!r->opts.temp_root)
+    return;
+  if (!tempdir_sweep(&ts, r->opts.temp_root, TEMPDIR_LEGACY_AGE_MS, &err))
+    fzip_log(FZIP_LOG_WARN, "reaper", "temp dir sweep failed", "error", err.message, NULL);
+}
+
 bool reaper_run_once(reaper_t *r, store_reap_stats_t *stats, fzip_error_t *error) {
+  sweep_temp(r);
   return store_reap(stats, r->store, fzip_now_ms(), r->opts.uncommitted_age_ms, kind_hook, r,
                     error);
 }

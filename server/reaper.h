@@ -1,7 +1,8 @@
 /*
  * reaper: the background thread that removes what has expired: export
  * packages past their TTL (the export turns EXPIRED), ended jobs past
- * their retention, and uploads abandoned mid-way (uncommitted blobs).
+ * their retention, uploads abandoned mid-way (uncommitted blobs), and the
+ * temp directories of fzipd processes that died (tempdir.h).
  * Expiry never relies on TTL indexes (FerretDB has none, and GridFS
  * chunks are never removed by TTL): every replica runs this loop and the
  * store operations it uses are safe to race (docs/STORAGE.md).
@@ -19,6 +20,7 @@ typedef struct reaper reaper_t;
 typedef struct {
   int64_t interval_ms;            /* between runs; 0: 60000 */
   int64_t uncommitted_age_ms;     /* uncommitted blobs older than this go; 0: 24 h */
+  const char *temp_root;          /* NULL: no temp sweep; else tempdir_sweep'd every run */
   store_reap_hook_fn hooks[2];    /* per job kind, indexed by store_job_kind_t; may be NULL */
   void *hook_ctx[2];
 } reaper_options_t;

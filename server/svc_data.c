@@ -21,6 +21,7 @@
 
 #include "entity_conv.h"
 #include "fzip/v1/data_service.pb-c.h"
+#include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
 
@@ -341,6 +342,15 @@ static bool page_add(page_t *page, rpc_ctx_t *ctx, const list_query_t *q, const 
   return true;
 }
 
+/* A handler looping over the store stops when its caller is gone (cancel,
+ * deadline, shutdown), so an abandoned call frees its worker soon. */
+static bool cancelled(rpc_ctx_t *ctx, fzip_error_t *error) {
+  if (!rpc_ctx_is_cancelled(ctx))
+    return false;
+  fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "call cancelled");
+  return true;
+}
+
 static bool read_page(page_t *page, rpc_ctx_t *ctx, const list_query_t *q, const char *user,
                       fzip_error_t *error) {
   store_cursor_t *cursor = NULL;
@@ -350,7 +360,9 @@ static bool read_page(page_t *page, rpc_ctx_t *ctx, const list_query_t *q, const
   if (!store_cursor_new(&cursor, svc_of(ctx)->store, user, q->kind, &q->filter, error))
     goto done;
   while (!page->more && store_cursor_next(cursor, &doc, &cerr)) {
-    if (!page_add(page, ctx, q, doc, error))
+    /* The failpoint slows each item down for the cancellation test. */
+    if (cancelled(ctx, error) || !fzip_failpoint("data.list_item", error) ||
+        !page_add(page, ctx, q, doc, error))
       goto done;
   }
   if (fzip_error_is_set(&cerr)) {
@@ -440,13 +452,6 @@ static int64_t *summary_slot(Fzip__V1__DataSummary *s, fzip_kind_t kind) {
   }
 }
 
-static bool cancelled(rpc_ctx_t *ctx, fzip_error_t *error) {
-  if (!rpc_ctx_is_cancelled(ctx))
-    return false;
-  fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "call cancelled");
-  return true;
-}
-
 /* Sum of the transaction files' fileSize fields. */
 static bool sum_file_sizes(int64_t *out, rpc_ctx_t *ctx, const char *user, fzip_error_t *error) {
   store_cursor_t *cursor = NULL;
@@ -494,6 +499,8 @@ static bool get_data_summary(rpc_ctx_t *ctx, const ProtobufCMessage *req,
   fzip__v1__get_data_summary_response__init(r);
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     uint64_t n = 0;
+    if (cancelled(ctx, error) || !fzip_failpoint("data.summary_kind", error))
+      return false;
     if (!store_entity_count(&n, svc_of(ctx)->store, user, (fzip_kind_t)k, NULL, error))
       return fzip_error_prefix(error, "counting %s", fzip_kind_info((fzip_kind_t)k)->name);
     *summary_slot(s, (fzip_kind_t)k) = (int64_t)n;

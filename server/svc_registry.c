@@ -110,6 +110,8 @@ static bool add_reaper(svc_registry_t *reg, store_t *store, const fzipd_config_t
   reaper_options_t o = {0};
 
   o.interval_ms = config->reaper_interval_ms;
+  o.uncommitted_age_ms = config->uncommitted_blob_age_s * 1000;
+  o.temp_root = config->temp_root;
   o.hooks[STORE_JOB_EXPORT] = expire_export;
   o.hook_ctx[STORE_JOB_EXPORT] = reg->exports;
   o.hooks[STORE_JOB_IMPORT] = expire_import;
