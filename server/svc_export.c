@@ -23,6 +23,7 @@
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip/v1/jobs.pb-c.h"
 #include "fzip_entity.h"
+#include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
 #include "job_body.h"
@@ -429,6 +430,10 @@ static bool download_open(rpc_ctx_t *ctx, const ProtobufCMessage *msg, void **st
     goto done;
   }
   st->chunk = req->chunk_size ? (size_t)req->chunk_size : SVC_EXPORT_CHUNK_DEFAULT;
+  /* chunk_size is a hint: a 4 MiB chunk would make a message just over
+   * the 4 MiB a stock client accepts (proto and EXPORT.md say so). */
+  if (st->chunk > SVC_EXPORT_CHUNK_SENT_MAX)
+    st->chunk = SVC_EXPORT_CHUNK_SENT_MAX;
   fzip__v1__download_info__init(&st->info);
   st->info.size = view->package_size;
   st->info.offset = req->offset;
@@ -581,6 +586,12 @@ static void on_progress(void *arg, const pkg_progress_t *p) {
   set_phase(rs, status, pkg_phase_name(p->phase));
   if (!rs->stop)
     save_job(rs, false);
+  /* Fault tests pause (or fail) here, once UPLOADING is saved and the
+   * package blob is part-written, to prove that a crash in the upload
+   * phase ends well (docs/EXPORT.md). */
+  if (!rs->stop && p->phase == PKG_PHASE_UPLOADING &&
+      !fzip_failpoint("export.uploading", &rs->save_error))
+    rs->stop = true;
 }
 
 static bool on_cancel(void *arg) {

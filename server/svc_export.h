@@ -33,7 +33,13 @@ typedef struct {
 } svc_export_options_t;
 
 #define SVC_EXPORT_CHUNK_DEFAULT (1024 * 1024)
-#define SVC_EXPORT_CHUNK_MAX (4 * 1024 * 1024)
+#define SVC_EXPORT_CHUNK_MAX (4 * 1024 * 1024) /* largest chunk_size a request may ask */
+/* Stock gRPC clients refuse received messages over 4 MiB (4194304 bytes).
+ * A chunk message is the chunk plus a field tag and length (at most 6
+ * bytes) inside the 5-byte gRPC frame; 4 KiB of headroom keeps every
+ * DownloadExport message under that limit whatever chunk_size asks. */
+#define SVC_EXPORT_STOCK_RECV_LIMIT (4 * 1024 * 1024)
+#define SVC_EXPORT_CHUNK_SENT_MAX (SVC_EXPORT_STOCK_RECV_LIMIT - 4 * 1024)
 #define SVC_EXPORT_DESCRIPTION_MAX 1000
 #define SVC_EXPORT_EVENTS_MAX 32
 
