@@ -1021,6 +1021,35 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
   return tick(b, true, error);
 }
 
+/* Builds from one consistent snapshot of the user's committed data
+ * (store_snapshot_begin): an import running meanwhile is invisible, and
+ * one that begins or commits during the build makes it start over, at
+ * most STORE_SNAPSHOT_RETRIES times. */
+static bool build_snapshot(build_t *b, store_t *store, const char *out_path, fzip_error_t *error) {
+  const build_t fresh = *b; /* nothing allocated yet */
+
+  for (int attempt = 1;; attempt++) {
+    store_t *view = NULL;
+    fzip_error_t end_err = {0};
+    bool built;
+
+    if (!store_snapshot_begin(&view, store, b->user_id, error))
+      return false;
+    b->store = view;
+    built = build_run(b, out_path, error);
+    b->store = store;
+    if (store_snapshot_end(view, &end_err) || !built)
+      return built;
+    if (end_err.code != FZIP_ERR_ABORTED || attempt >= STORE_SNAPSHOT_RETRIES) {
+      *error = end_err;
+      return fzip_error_prefix(error, "no consistent read of the user's data after %d attempts",
+                               attempt);
+    }
+    build_free(b);
+    *b = fresh;
+  }
+}
+
 bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
                     const pkg_selection_t *selection, const pkg_options_t *options,
                     const char *path, fzip_error_t *error) {
@@ -1041,7 +1070,7 @@ bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
     return false;
   }
   plan_make(&b->plan, selection);
-  ok = build_run(b, path, error);
+  ok = build_snapshot(b, store, path, error);
   if (ok && result)
     *result = b->res;
   if (!ok)

@@ -193,11 +193,14 @@ bool analytics_regenerate(store_t *store, const char *user_id, const char *tag,
   fzip_error_t err;
   bool full = false, ok = false;
 
+  /* The import's own uncommitted writes are what the analytics are of. */
+  store_filter_t mine = {.see_tag = tag};
+
   *regenerated = false;
   t.cap = 1024;
   {
     uint64_t accounts = 0;
-    if (!store_entity_count(&accounts, store, user_id, FZIP_KIND_ACCOUNT, NULL, error))
+    if (!store_entity_count(&accounts, store, user_id, FZIP_KIND_ACCOUNT, &mine, error))
       return false;
     /* Room for a decade of months per account at a load factor under 1/2,
      * within the hard cap. */
@@ -207,7 +210,7 @@ bool analytics_regenerate(store_t *store, const char *user_id, const char *tag,
   t.slots = calloc(t.cap, sizeof *t.slots);
   if (!t.slots)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
-  if (!store_cursor_new(&cur, store, user_id, FZIP_KIND_TRANSACTION, NULL, error))
+  if (!store_cursor_new(&cur, store, user_id, FZIP_KIND_TRANSACTION, &mine, error))
     goto done;
   fzip_error_clear(&err);
   while (store_cursor_next(cur, &doc, &err)) {

@@ -34,6 +34,7 @@
 
 #include "analytics.h"
 #include "fzip/v1/jobs.pb-c.h"
+#include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
 #include "job_body.h"
@@ -45,6 +46,11 @@
 #define CONFLICTS_IN_JOB 50  /* conflicting ids copied into the job record */
 #define BATCH_BYTES_MAX (8 * 1024 * 1024) /* documents' bytes per restore batch */
 #define COPY_CHUNK (256 * 1024)
+/* Phase of a job that ended FAILED while its rollback could not finish
+ * (e.g. a full store): it stays runnable, and every claim retries the
+ * cleanup until it succeeds.  The import stays pending meanwhile, so no
+ * reader sees any of it. */
+#define PHASE_CLEANUP_PENDING "cleanup_pending"
 
 typedef Fzip__V1__ImportJob import_job_t;
 
@@ -175,6 +181,10 @@ static bool visit_file(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_erro
   const char *key = NULL;
   size_t ulen = strlen(v->r->user);
 
+  /* Tests slow the commit's walk over the stash down here to kill fzipd
+   * inside it (after the flip, before the stash is gone). */
+  if (!v->imported && !fzip_failpoint("import.commit_visit", error))
+    return false;
   if (kind != FZIP_KIND_TRANSACTION_FILE)
     return true;
   key = doc_string(doc, "s3Key");
@@ -440,7 +450,7 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   *passed = res->passed;
   if (!res->passed) {
     first_error(msg, sizeof msg, res);
-    fzip_error_set(&r->save_error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_FAILED_PRECONDITION, "%s",
+    fzip_error_set(&r->save_error, FZIP_DOMAIN_VALIDATION, pkgv_result_error_code(res), "%s",
                    msg);
   }
   ok = true;
@@ -472,15 +482,17 @@ static store_write_mode_t write_mode(int strategy) {
   }
 }
 
-/* The document as it is stored: the package's own userId is dropped (the
- * caller's user owns everything) and a file's s3Key names the blob this
- * import writes. */
+/* The document as it is stored: only the fields format 1.0 defines
+ * (pkgv_entity_sanitize: a package's userId or any other unknown field is
+ * dropped, the caller's user owns everything) and a file's s3Key names the
+ * blob this import writes. */
 static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t *doc) {
   bson_t *out = bson_new();
+  bson_t *known = bson_new();
   bson_iter_t it;
   const char *file_id = NULL;
 
-  if (bson_iter_init(&it, doc)) {
+  if (pkgv_entity_sanitize(known, kind, doc, NULL) && bson_iter_init(&it, known)) {
     while (bson_iter_next(&it)) {
       const char *key = bson_iter_key(&it);
       if (strcmp(key, "userId") == 0 ||
@@ -497,6 +509,7 @@ static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t 
     file_blob_id(key, sizeof key, r->user, file_id, r->job->import_id);
     BSON_APPEND_UTF8(out, "s3Key", key);
   }
+  bson_destroy(known);
   return out;
 }
 
@@ -703,9 +716,41 @@ done:
 
 /* ---- the run ---------------------------------------------------------- */
 
+/* The job ends FAILED now although its rollback has not finished: the
+ * client is told (status and message), and the job stays runnable with
+ * phase PHASE_CLEANUP_PENDING so the next claim, after the lease, retries
+ * the rollback.  The import is still pending in the store, so readers see
+ * none of it meanwhile.  Returns false: the run stopped early. */
+static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
+                                 const fzip_error_t *rollback_error, fzip_error_t *error) {
+  bson_t body = BSON_INITIALIZER;
+  fzip_error_t err;
+  char msg[FZIP_ERROR_MESSAGE_MAX];
+
+  r->stop = false;
+  snprintf(msg, sizeof msg, "%s; the rollback is not finished (%s) and is retried in the "
+           "background; none of this import is visible",
+           cause->message, rollback_error->message);
+  r->job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED;
+  r->job->updated_at = r->job->completed_at = fzip_now_ms();
+  fzip_error_clear(&err);
+  if (!job_msg_set_error(&r->job->base, cause, r->job->current_phase) ||
+      !job_msg_set_str(&r->job->current_phase, PHASE_CLEANUP_PENDING) ||
+      !job_msg_add_event(&r->job->base, "failed", msg, EVENTS_MAX) || !build_body(&body, r, &err) ||
+      !job_ctx_save(r->jctx, &body, &err))
+    fzip_log(FZIP_LOG_ERROR, "import", "could not record the failure; the job will be retried",
+             "import", r->job->import_id, "error", err.message, NULL);
+  bson_destroy(&body);
+  fzip_log(FZIP_LOG_ERROR, "import", "rollback failed; the job ended FAILED and the cleanup "
+           "will be retried", "import", r->job->import_id, "error", rollback_error->message,
+           NULL);
+  *error = *rollback_error;
+  return false;
+}
+
 /* Ends a run that failed after writing began: roll back, then FAILED (or
- * CANCELLED).  If the rollback itself fails the job stays PROCESSING and
- * runnable, so the next claim retries the rollback. */
+ * CANCELLED).  If the rollback itself fails the job still ends FAILED for
+ * the client, and the cleanup is retried (fail_cleanup_pending). */
 static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) {
   bool cancelled = cause->code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(r->jctx);
 
@@ -713,23 +758,42 @@ static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) 
   if (job_msg_set_str(&r->job->current_phase, "rolling_back"))
     save(r, true);
   r->stop = false;
-  if (!rollback(r, error)) {
-    fzip_log(FZIP_LOG_ERROR, "import", "rollback failed; it will be retried", "import",
-             r->job->import_id, "error", error->message, NULL);
-    return false;
-  }
+  if (!rollback(r, error))
+    return fail_cleanup_pending(r, cause, error, error);
   return fail_job(r,
                   cancelled ? FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED
                             : FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED,
                   cause, error);
 }
 
+/* A job that already ended FAILED but whose rollback did not finish:
+ * retry it, and end the job for good once it succeeds. */
+static bool finish_cleanup(run_t *r, fzip_error_t *error) {
+  if (!rollback(r, error))
+    return false; /* still pending: the next claim tries again */
+  return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED, "cleaned_up",
+                "the rollback of the failed import finished", error);
+}
+
 /* A job found PROCESSING was interrupted: finish its commit if it got
- * there, else roll it back.  *done says the job ended here. */
+ * there, else roll it back.  A job with a cleanup pending retries it.
+ * Any other job whose tag is still pending in the store (a restart of a
+ * job whose cleanup had not run) is rolled back before it goes on.
+ * *done says the job ended here. */
 static bool recover(run_t *r, bool *done, fzip_error_t *error) {
+  bool pending = false;
+
   *done = false;
-  if (r->job->status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING)
-    return true;
+  if (r->job->current_phase && strcmp(r->job->current_phase, PHASE_CLEANUP_PENDING) == 0 &&
+      r->job->status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED) {
+    *done = true;
+    return finish_cleanup(r, error);
+  }
+  if (r->job->status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING) {
+    if (!store_import_is_pending(&pending, r->env->store, r->user, r->job->import_id, error))
+      return false;
+    return !pending || rollback(r, error);
+  }
   if (strcmp(r->job->current_phase, "committing") == 0) {
     if (!commit(r, error))
       return false;
@@ -756,7 +820,10 @@ static bool run_restore(run_t *r, fzip_error_t *error) {
   bool regenerated = false;
 
   fzip_error_clear(&err);
+  /* Pending before the first write: readers see nothing of the import
+   * until the commit's flip. */
   if (!set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING, "restoring", &err) ||
+      !store_import_begin(r->env->store, r->user, r->job->import_id, &err) ||
       !restore_all(r, &err) || !analytics_regenerate(r->env->store, r->user, r->job->import_id,
                                                      &regenerated, &err)) {
     if (!fzip_error_is_set(&err))

@@ -12,6 +12,7 @@
 
 #include "fzip_failpoint.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "store_backend.h"
@@ -22,6 +23,15 @@
 
 static bool invalid(fzip_error_t *error, const char *what) {
   return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT, "store: %s", what);
+}
+
+/* A snapshot view reads only (store_snapshot_begin).  A NULL store passes
+ * here and is reported by the caller's own check. */
+static bool writable(const store_t *store, fzip_error_t *error) {
+  if (store && store->read_only)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                          "store: a snapshot view is read-only");
+  return true;
 }
 
 /* ---- argument checks ----------------------------------------------------- */
@@ -201,21 +211,254 @@ const char *store_backend_name(const store_t *store) { return store ? store->vt-
 
 /* ---- entities ------------------------------------------------------------ */
 
+/* ---- what readers see: pending imports hidden ----------------------------- */
+
+/* The user's pending import tags, as one reader learned them. */
+typedef struct {
+  char tags[STORE_PENDING_MAX][STORE_TAG_MAX + 1];
+  size_t n;
+} pending_t;
+
+/* Loads the pending set, leaving out `see_tag` (a reader that is that
+ * import itself sees its own writes). */
+static bool pending_load(pending_t *p, store_t *store, const char *user_id, const char *see_tag,
+                         fzip_error_t *error) {
+  p->n = 0;
+  if (!store->vt->import_pending)
+    return true;
+  if (!store->vt->import_pending(p->tags, &p->n, store, user_id, error))
+    return false;
+  for (size_t i = 0; see_tag && i < p->n; i++) {
+    if (strcmp(p->tags[i], see_tag) == 0) {
+      memcpy(p->tags[i], p->tags[--p->n], sizeof p->tags[i]);
+      break;
+    }
+  }
+  return true;
+}
+
+static bool pending_has(const pending_t *p, const char *tag) {
+  for (size_t i = 0; tag && *tag && i < p->n; i++) {
+    if (strcmp(p->tags[i], tag) == 0)
+      return true;
+  }
+  return false;
+}
+
+static void pending_drop(pending_t *p, const char *tag) {
+  for (size_t i = 0; i < p->n; i++) {
+    if (strcmp(p->tags[i], tag) == 0) {
+      memcpy(p->tags[i], p->tags[--p->n], sizeof p->tags[i]);
+      return;
+    }
+  }
+}
+
+/* The version of one document a reader sees: the live one, or, when its
+ * tag is pending, the version stashed before the import (*out NULL: the
+ * import created it, so it does not exist yet).  *owned is set when *out
+ * must be destroyed by the caller. */
+static bool visible_version(const bson_t **out, bson_t **owned, pending_t *p, store_t *store,
+                            const char *user_id, fzip_kind_t kind, const char *id,
+                            const bson_t *live, const char *tag, fzip_error_t *error) {
+  fzip_error_t err = {0};
+  pending_t now;
+  bson_t *prev = NULL;
+
+  *owned = NULL;
+  *out = live;
+  if (!pending_has(p, tag))
+    return true;
+  if (store->vt->stash_get(&prev, store, user_id, tag, kind, id, &err)) {
+    *out = *owned = prev;
+    return true;
+  }
+  if (err.code != FZIP_ERR_NOT_FOUND) {
+    *error = err;
+    return false;
+  }
+  /* No stash entry: the import created the document -- unless it was
+   * committed after this reader loaded the pending set (the commit forgets
+   * the stash right after the flip).  Ask again. */
+  if (!pending_load(&now, store, user_id, NULL, error))
+    return false;
+  if (pending_has(&now, tag))
+    *out = NULL;
+  else
+    pending_drop(p, tag);
+  return true;
+}
+
+static bool date_value(int64_t *out, bson_iter_t *it) {
+  if (BSON_ITER_HOLDS_DATE_TIME(it))
+    *out = bson_iter_date_time(it);
+  else if (BSON_ITER_HOLDS_INT32(it) || BSON_ITER_HOLDS_INT64(it))
+    *out = bson_iter_as_int64(it);
+  else
+    return false;
+  return true;
+}
+
+/* The filter's account and date conditions, evaluated on a document (the
+ * backends evaluate them in their queries; a stashed version has to be
+ * checked here).  Same semantics: docs/STORAGE.md. */
+static bool filter_match(const bson_t *doc, fzip_kind_t kind, const store_filter_t *f) {
+  const fzip_kind_info_t *info = fzip_kind_info(kind);
+  bson_iter_t it;
+  int64_t date = 0;
+  bool found = false;
+
+  if (f->n_account_ids > 0) {
+    const char *acc = NULL;
+    if (!bson_iter_init_find(&it, doc, info->account_field) || !BSON_ITER_HOLDS_UTF8(&it))
+      return false;
+    acc = bson_iter_utf8(&it, NULL);
+    for (size_t i = 0; !found && i < f->n_account_ids; i++)
+      found = strcmp(acc, f->account_ids[i]) == 0;
+    if (!found)
+      return false;
+  }
+  if (f->has_date_from || f->has_date_to) {
+    if (!bson_iter_init_find(&it, doc, info->date_field) || !date_value(&date, &it))
+      return false;
+    if ((f->has_date_from && date < f->date_from) || (f->has_date_to && date > f->date_to))
+      return false;
+  }
+  return true;
+}
+
+static const char *doc_id(const bson_t *doc, fzip_kind_t kind) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, fzip_kind_info(kind)->id_field) && BSON_ITER_HOLDS_UTF8(&it))
+    return bson_iter_utf8(&it, NULL);
+  return NULL;
+}
+
+/* The cursor taken while the user has a pending import: the backend's
+ * cursor over every live document (from after_id on), each replaced by its
+ * visible version, then filtered and limited here. */
+typedef struct {
+  store_cursor_t base;
+  store_cursor_t *inner;
+  store_t *store;
+  char user_id[FZIP_USER_ID_MAX + 1];
+  fzip_kind_t kind;
+  store_filter_t filter; /* account ids deep-copied */
+  char **account_ids;
+  bool has_limit;
+  uint64_t remaining;
+  pending_t pending;
+  bson_t *owned; /* the stashed version last returned */
+} pcursor_t;
+
+static void pcursor_destroy(store_cursor_t *cursor) {
+  pcursor_t *c = (pcursor_t *)cursor;
+  store_cursor_destroy(c->inner);
+  bson_destroy(c->owned);
+  for (size_t i = 0; i < c->filter.n_account_ids; i++)
+    bson_free(c->account_ids[i]);
+  bson_free(c->account_ids);
+  bson_free(c);
+}
+
+static bool pcursor_next(store_cursor_t *cursor, const bson_t **doc, const char **tag,
+                         fzip_error_t *error) {
+  pcursor_t *c = (pcursor_t *)cursor;
+
+  bson_destroy(c->owned);
+  c->owned = NULL;
+  if (tag)
+    *tag = NULL;
+  if (c->has_limit && c->remaining == 0)
+    return false;
+  for (;;) {
+    const bson_t *live = NULL, *v = NULL;
+    const char *live_tag = NULL;
+    if (!c->inner->vt->cursor_next(c->inner, &live, &live_tag, error))
+      return false;
+    if (!visible_version(&v, &c->owned, &c->pending, c->store, c->user_id, c->kind,
+                         doc_id(live, c->kind), live, live_tag, error))
+      return false;
+    if (v && filter_match(v, c->kind, &c->filter)) {
+      if (c->has_limit)
+        c->remaining--;
+      *doc = v;
+      return true;
+    }
+    bson_destroy(c->owned);
+    c->owned = NULL;
+  }
+}
+
+static const store_vtable_t pcursor_vtable = {
+    .name = "pending-aware cursor",
+    .cursor_next = pcursor_next,
+    .cursor_destroy = pcursor_destroy,
+};
+
+static bool pcursor_new(store_cursor_t **out, store_t *store, const char *user_id,
+                        fzip_kind_t kind, const store_filter_t *filter, const pending_t *pending,
+                        fzip_error_t *error) {
+  pcursor_t *c = bson_malloc0(sizeof *c);
+  store_filter_t inner = {0};
+
+  c->base.vt = &pcursor_vtable;
+  c->store = store;
+  snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
+  c->kind = kind;
+  c->pending = *pending;
+  if (filter) {
+    c->filter = *filter;
+    c->filter.after_id = NULL;
+    c->filter.see_tag = NULL;
+    c->has_limit = filter->limit > 0;
+    c->remaining = filter->limit;
+    if (filter->n_account_ids > 0) {
+      c->account_ids = bson_malloc0(filter->n_account_ids * sizeof *c->account_ids);
+      for (size_t i = 0; i < filter->n_account_ids; i++)
+        c->account_ids[i] = bson_strdup(filter->account_ids[i]);
+      c->filter.account_ids = (const char *const *)c->account_ids;
+    }
+    inner.after_id = filter->after_id;
+  }
+  if (!store->vt->cursor_new(&c->inner, store, user_id, kind, &inner, error)) {
+    pcursor_destroy(&c->base);
+    return false;
+  }
+  *out = &c->base;
+  return true;
+}
+
+/* ---- entities ------------------------------------------------------------ */
+
 bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
                       fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
+  pending_t *pending = NULL;
+  bool ok = false;
+
   if (!out || !store)
     return invalid(error, "out or store is NULL");
   *out = NULL;
   if (!check_user(user_id, error) || !check_kind(kind, error) ||
       !check_filter(filter, kind, error))
     return false;
-  return store->vt->cursor_new(out, store, user_id, kind, filter, error);
+  pending = bson_malloc0(sizeof *pending);
+  if (!pending_load(pending, store, user_id, filter ? filter->see_tag : NULL, error))
+    goto done;
+  /* The plain path when nothing is pending: the backend filters itself. */
+  if (pending->n == 0)
+    ok = store->vt->cursor_new(out, store, user_id, kind, filter, error);
+  else
+    ok = pcursor_new(out, store, user_id, kind, filter, pending, error);
+done:
+  bson_free(pending);
+  return ok;
 }
 
 bool store_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error) {
   if (!cursor || !doc)
     return invalid(error, "cursor or doc is NULL");
-  return cursor->vt->cursor_next(cursor, doc, error);
+  return cursor->vt->cursor_next(cursor, doc, NULL, error);
 }
 
 void store_cursor_destroy(store_cursor_t *cursor) {
@@ -225,12 +468,73 @@ void store_cursor_destroy(store_cursor_t *cursor) {
 
 bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip_kind_t kind,
                         const store_filter_t *filter, fzip_error_t *error) {
+  pending_t *pending = NULL;
+  store_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  uint64_t n = 0;
+  bool ok = false;
+
   if (!out || !store)
     return invalid(error, "out or store is NULL");
   if (!check_user(user_id, error) || !check_kind(kind, error) ||
       !check_filter(filter, kind, error))
     return false;
-  return store->vt->entity_count(out, store, user_id, kind, filter, error);
+  pending = bson_malloc0(sizeof *pending);
+  if (!pending_load(pending, store, user_id, filter ? filter->see_tag : NULL, error))
+    goto done;
+  if (pending->n == 0) {
+    ok = store->vt->entity_count(out, store, user_id, kind, filter, error);
+    goto done;
+  }
+  /* Rare (an import is running): count what a cursor shows, streaming. */
+  if (!pcursor_new(&cur, store, user_id, kind, filter, pending, error))
+    goto done;
+  while (store_cursor_next(cur, &doc, error))
+    n++;
+  if (fzip_error_is_set(error))
+    goto done;
+  *out = n;
+  ok = true;
+done:
+  store_cursor_destroy(cur);
+  bson_free(pending);
+  return ok;
+}
+
+/* store_entity_get without argument checks; also used by exists_many. */
+static bool get_visible(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
+                        const char *id, fzip_error_t *error) {
+  char tag[STORE_TAG_MAX + 1] = "";
+  pending_t *pending = NULL;
+  bson_t *live = NULL, *owned = NULL;
+  const bson_t *v = NULL;
+  bool ok = false;
+
+  if (!store->vt->entity_get(&live, tag, store, user_id, kind, id, error))
+    return false;
+  if (!tag[0] || !store->vt->import_pending) {
+    *out = live;
+    return true;
+  }
+  pending = bson_malloc0(sizeof *pending);
+  if (!pending_load(pending, store, user_id, NULL, error) ||
+      !visible_version(&v, &owned, pending, store, user_id, kind, id, live, tag, error))
+    goto done;
+  if (!v) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "entity %s not found", id);
+    goto done;
+  }
+  *out = v == live ? live : owned;
+  if (v == live)
+    live = NULL;
+  else
+    owned = NULL;
+  ok = true;
+done:
+  bson_destroy(live);
+  bson_destroy(owned);
+  bson_free(pending);
+  return ok;
 }
 
 bool store_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
@@ -241,13 +545,15 @@ bool store_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_ki
   if (!check_user(user_id, error) || !check_kind(kind, error) ||
       !check_id(id, "entity id", error))
     return false;
-  return store->vt->entity_get(out, store, user_id, kind, id, error);
+  return get_visible(out, store, user_id, kind, id, error);
 }
 
 bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
                             const bson_t *const *docs, size_t n, store_write_mode_t mode,
                             store_write_result_t *result, fzip_error_t *error) {
   const char *ids[STORE_BATCH_MAX];
+  if (!writable(store, error))
+    return false;
 
   if (!store)
     return invalid(error, "store is NULL");
@@ -270,18 +576,44 @@ bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kin
 bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
                               fzip_kind_t kind, const char *const *ids, size_t n,
                               fzip_error_t *error) {
+  pending_t *pending = NULL;
+  bool ok = false;
+
   if (!store || (n > 0 && !exists))
     return invalid(error, "store or exists is NULL");
   if (!check_user(user_id, error) || !check_kind(kind, error) || !check_ids(ids, n, error))
     return false;
   if (n == 0)
     return true;
-  return store->vt->entity_exists_many(exists, store, user_id, kind, ids, n, error);
+  pending = bson_malloc0(sizeof *pending);
+  if (!pending_load(pending, store, user_id, NULL, error))
+    goto done;
+  if (pending->n == 0) {
+    ok = store->vt->entity_exists_many(exists, store, user_id, kind, ids, n, error);
+    goto done;
+  }
+  /* Rare (an import is running): one visible get per id. */
+  for (size_t i = 0; i < n; i++) {
+    bson_t *doc = NULL;
+    fzip_error_t err = {0};
+    exists[i] = get_visible(&doc, store, user_id, kind, ids[i], &err);
+    bson_destroy(doc);
+    if (!exists[i] && err.code != FZIP_ERR_NOT_FOUND) {
+      *error = err;
+      goto done;
+    }
+  }
+  ok = true;
+done:
+  bson_free(pending);
+  return ok;
 }
 
 bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
                               fzip_kind_t kind, const char *const *ids, size_t n,
                               fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   if (!check_user(user_id, error) || !check_kind(kind, error) || !check_ids(ids, n, error))
@@ -296,6 +628,8 @@ bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *use
 
 bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
                              fzip_kind_t kind, fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   if (!check_user(user_id, error) || !check_kind(kind, error))
@@ -327,6 +661,8 @@ void store_job_list_free(store_job_t **jobs, size_t n_jobs) {
 }
 
 bool store_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   if (!check_job_record(job, error))
@@ -346,6 +682,8 @@ bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, con
 }
 
 bool store_job_update(store_t *store, store_job_t *job, const char *owner, fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   if (!check_job_record(job, error) || (owner && !check_owner(owner, error)))
@@ -377,6 +715,8 @@ bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, stor
 
 bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
                       const char *job_id, fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   if (!check_job_kind(kind, error) || (user_id && !check_user(user_id, error)) ||
@@ -387,6 +727,8 @@ bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id
 
 bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, const char *owner,
                      int64_t now_ms, int64_t lease_ms, fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!out || !store)
     return invalid(error, "out or store is NULL");
   *out = NULL;
@@ -399,6 +741,8 @@ bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, c
 
 bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
                      int64_t lease_ms, fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   if (!check_job_record(job, error) || !check_owner(owner, error))
@@ -423,6 +767,8 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
 
 bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
                            const char *blob_id, fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!out || !store)
     return invalid(error, "out or store is NULL");
   *out = NULL;
@@ -488,6 +834,8 @@ bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t buc
 
 bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
                        fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
@@ -497,6 +845,8 @@ bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_i
 
 bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
                                  fzip_error_t *error) {
+  if (!writable(store, error))
+    return false;
   if (!store)
     return invalid(error, "store is NULL");
   return store->vt->blob_reap_uncommitted(deleted, store, older_than_ms, error);
@@ -539,6 +889,8 @@ bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
   size_t n_jobs = 0;
   uint64_t uncommitted = 0;
   bool ok = false;
+  if (!writable(store, error))
+    return false;
 
   if (!store)
     return invalid(error, "store is NULL");
@@ -591,6 +943,8 @@ bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kin
                                    const char *tag, store_write_result_t *result,
                                    fzip_error_t *error) {
   const char *ids[STORE_BATCH_MAX];
+  if (!writable(store, error))
+    return false;
 
   if (!store)
     return invalid(error, "store is NULL");
@@ -617,19 +971,77 @@ bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kin
                                             result, error);
 }
 
+static bool check_import(const store_t *store, const char *user_id, const char *tag,
+                         fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!writable(store, error) || !check_user(user_id, error) ||
+      !check_id(tag, "import tag", error))
+    return false;
+  if (!store->vt->import_rollback || !store->vt->import_commit || !store->vt->import_begin ||
+      !store->vt->import_end || !store->vt->import_pending || !store->vt->stash_get)
+    return unimplemented(store, "import tags", error);
+  return true;
+}
+
+bool store_import_begin(store_t *store, const char *user_id, const char *tag,
+                        fzip_error_t *error) {
+  pending_t *pending = NULL;
+  bool ok = false;
+
+  if (!check_import(store, user_id, tag, error))
+    return false;
+  pending = bson_malloc0(sizeof *pending);
+  if (!pending_load(pending, store, user_id, NULL, error))
+    goto done;
+  if (pending_has(pending, tag)) {
+    ok = true;
+    goto done;
+  }
+  if (pending->n >= STORE_PENDING_MAX) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_RESOURCE_EXHAUSTED,
+                   "store: user already has STORE_PENDING_MAX (%d) imports pending",
+                   STORE_PENDING_MAX);
+    goto done;
+  }
+  ok = store->vt->import_begin(store, user_id, tag, error);
+done:
+  bson_free(pending);
+  return ok;
+}
+
+bool store_import_is_pending(bool *pending, store_t *store, const char *user_id,
+                             const char *tag, fzip_error_t *error) {
+  pending_t *p = NULL;
+  bool ok = false;
+
+  if (!pending || !store)
+    return invalid(error, "pending or store is NULL");
+  if (!check_user(user_id, error) || !check_id(tag, "import tag", error))
+    return false;
+  p = bson_malloc0(sizeof *p);
+  ok = pending_load(p, store, user_id, NULL, error);
+  if (ok)
+    *pending = pending_has(p, tag);
+  bson_free(p);
+  return ok;
+}
+
 bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const char *user_id,
                            const char *tag, store_visit_fn visit, void *visit_ctx,
                            fzip_error_t *error) {
   store_rollback_stats_t local = {0};
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_user(user_id, error) || !check_id(tag, "import tag", error))
+
+  if (!check_import(store, user_id, tag, error))
     return false;
-  if (!store->vt->import_rollback)
-    return unimplemented(store, "import rollback", error);
+  /* Space first: on a full store the undo itself needs room to write. */
+  if (store->vt->import_release_reserve &&
+      !store->vt->import_release_reserve(store, user_id, tag, error))
+    return false;
   /* The backend counts into a zeroed struct; the caller's is overwritten
-   * only on success. */
-  if (!store->vt->import_rollback(&local, store, user_id, tag, visit, visit_ctx, error))
+   * only on success.  The tag stays pending until everything is undone. */
+  if (!store->vt->import_rollback(&local, store, user_id, tag, visit, visit_ctx, error) ||
+      !store->vt->import_end(store, user_id, tag, error))
     return false;
   if (stats)
     *stats = local;
@@ -640,15 +1052,44 @@ bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_i
                          const char *tag, store_visit_fn visit, void *visit_ctx,
                          fzip_error_t *error) {
   uint64_t local = 0;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_user(user_id, error) || !check_id(tag, "import tag", error))
+
+  if (!check_import(store, user_id, tag, error))
     return false;
-  if (!store->vt->import_commit)
-    return unimplemented(store, "import commit", error);
+  /* Tests kill fzipd just before and just after the flip here. */
+  if (!fzip_failpoint("store.import_flip", error) ||
+      !store->vt->import_end(store, user_id, tag, error) ||
+      !fzip_failpoint("store.import_forget", error))
+    return false;
+  if (store->vt->import_release_reserve &&
+      !store->vt->import_release_reserve(store, user_id, tag, error))
+    return false;
   if (!store->vt->import_commit(&local, store, user_id, tag, visit, visit_ctx, error))
     return false;
   if (forgotten)
     *forgotten = local;
   return true;
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+bool store_snapshot_begin(store_t **view, store_t *store, const char *user_id,
+                          fzip_error_t *error) {
+  if (!view || !store)
+    return invalid(error, "view or store is NULL");
+  *view = NULL;
+  if (!check_user(user_id, error))
+    return false;
+  if (store->read_only)
+    return invalid(error, "a snapshot of a snapshot");
+  if (!store->vt->snapshot_begin || !store->vt->snapshot_end)
+    return unimplemented(store, "snapshots", error);
+  return store->vt->snapshot_begin(view, store, user_id, error);
+}
+
+bool store_snapshot_end(store_t *view, fzip_error_t *error) {
+  if (!view)
+    return true;
+  if (!view->read_only)
+    return invalid(error, "store_snapshot_end of a store that is not a snapshot view");
+  return view->vt->snapshot_end(view, error);
 }

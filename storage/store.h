@@ -73,12 +73,22 @@ typedef struct {
   int64_t date_to;
   const char *after_id;           /* keyset pagination: ids strictly greater */
   size_t limit;                   /* 0: no limit */
+  const char *see_tag;            /* read as the pending import `see_tag` sees the data:
+                                   * its own uncommitted writes visible (NULL: committed
+                                   * data only, what every other reader gets) */
 } store_filter_t;
 
 typedef struct store_cursor store_cursor_t;
 
 /* Documents of one kind of one user matching `filter` (NULL: all), in
- * entity id order.  The documents are those put, unchanged. */
+ * entity id order.  The documents are those put, unchanged.
+ *
+ * Reads (cursors, counts, gets, exists) never show an uncommitted import:
+ * a document written under a pending import tag (store_import_begin) is
+ * hidden, and the version it replaced is shown instead (see "import tags"
+ * below).  When the user has no pending import, reads take the plain path
+ * with no extra cost.  A cursor learns the user's pending set when it is
+ * created; for a consistent read of many kinds use store_snapshot_begin. */
 bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
                       fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error);
 /* Returns true and sets *doc (borrowed until the next call) while documents
@@ -319,17 +329,57 @@ typedef struct {
 /* Undoes everything written with `tag` for this user, kind by kind in
  * reverse dependency order: each tagged document with a stash entry is
  * replaced by the stashed version (with its previous tag), each tagged
- * document without one is deleted, then the tag's stash is emptied.
+ * document without one is deleted, then the tag's stash is emptied, and
+ * last the tag leaves the pending set.  While it runs the tag is still
+ * pending, so readers never see any of it.  It first releases the space
+ * store_import_begin set aside, so it can finish on a full store.
  * `visit` (may be NULL) sees each tagged document before it goes.
  * Streams: memory does not grow with the number of documents. */
 bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const char *user_id,
                            const char *tag, store_visit_fn visit, void *visit_ctx,
                            fzip_error_t *error);
 
-/* Forgets the stash of `tag` (the import is committed); `visit` (may be
- * NULL) sees each stashed previous version before it is dropped. */
+/* Commits `tag`: first the flip, ONE atomic single-record write that
+ * removes the tag from the user's pending set, so every document of the
+ * import becomes visible at once; then forgets the stash (`visit`, may be
+ * NULL, sees each stashed previous version before it is dropped).  A crash
+ * after the flip leaves a stash that running the commit again forgets. */
 bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
                          const char *tag, store_visit_fn visit, void *visit_ctx,
                          fzip_error_t *error);
+
+/* ---- pending imports and consistent reads ----------------------------- */
+
+#define STORE_PENDING_MAX 16 /* pending imports per user at one time */
+
+/* Marks `tag` pending for this user; call it before the first tagged write.
+ * Until store_import_commit flips it (or store_import_rollback ends it),
+ * every read hides the documents written with the tag and shows the
+ * stashed version from before instead.  Idempotent.  RESOURCE_EXHAUSTED
+ * when the user already has STORE_PENDING_MAX pending imports.  The
+ * embedded store also sets space aside here that a rollback on a full
+ * store releases first (docs/STORAGE.md). */
+bool store_import_begin(store_t *store, const char *user_id, const char *tag,
+                        fzip_error_t *error);
+
+/* *pending = whether `tag` is in the user's pending set. */
+bool store_import_is_pending(bool *pending, store_t *store, const char *user_id,
+                             const char *tag, fzip_error_t *error);
+
+#define STORE_SNAPSHOT_RETRIES 5 /* attempts a caller makes before giving up */
+
+/* Opens a read-only view of the store in which one user's reads are one
+ * consistent snapshot of committed data: on SQLite one read transaction
+ * (a WAL snapshot) on a connection of its own; on MongoDB the reads are
+ * bracketed by the user's import generation, which every begin, commit and
+ * rollback end changes.  Writes through the view fail (FAILED_PRECONDITION).
+ * Cursors, gets, counts and blob readers made from the view must be
+ * destroyed before store_snapshot_end, which always destroys the view and
+ * returns false with ABORTED when the read was not consistent (an import
+ * began or committed meanwhile): read again, at most STORE_SNAPSHOT_RETRIES
+ * times. */
+bool store_snapshot_begin(store_t **view, store_t *store, const char *user_id,
+                          fzip_error_t *error);
+bool store_snapshot_end(store_t *view, fzip_error_t *error);
 
 #endif

@@ -16,6 +16,7 @@ typedef struct store_vtable store_vtable_t;
 struct store {
   const store_vtable_t *vt;
   store_options_t options; /* strings not retained: backends copy what they need */
+  bool read_only;          /* a snapshot view (store_snapshot_begin): writes are refused */
 };
 
 struct store_cursor {
@@ -36,12 +37,16 @@ struct store_vtable {
 
   bool (*cursor_new)(store_cursor_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
                      const store_filter_t *filter, fzip_error_t *error);
-  bool (*cursor_next)(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error);
+  /* *tag (when tag is non-NULL) is the document's import tag, NULL if
+   * none; borrowed like *doc. */
+  bool (*cursor_next)(store_cursor_t *cursor, const bson_t **doc, const char **tag,
+                      fzip_error_t *error);
   void (*cursor_destroy)(store_cursor_t *cursor);
   bool (*entity_count)(uint64_t *out, store_t *store, const char *user_id, fzip_kind_t kind,
                        const store_filter_t *filter, fzip_error_t *error);
-  bool (*entity_get)(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
-                     const char *id, fzip_error_t *error);
+  /* tag (may be NULL) receives the document's import tag, "" if none. */
+  bool (*entity_get)(bson_t **out, char tag[STORE_TAG_MAX + 1], store_t *store,
+                     const char *user_id, fzip_kind_t kind, const char *id, fzip_error_t *error);
   /* ids[i] is docs[i]'s id, already extracted and validated by store.c */
   bool (*entity_put_batch)(store_t *store, const char *user_id, fzip_kind_t kind,
                            const bson_t *const *docs, const char *const *ids, size_t n,
@@ -103,6 +108,30 @@ struct store_vtable {
   bool (*import_commit)(uint64_t *forgotten, store_t *store, const char *user_id,
                         const char *tag, store_visit_fn visit, void *visit_ctx,
                         fzip_error_t *error);
+
+  /* Pending imports (store.h).  begin adds the tag to the user's pending
+   * set (idempotent, ALREADY_EXISTS never: a second begin is fine); end
+   * removes it in ONE atomic single-record write (the flip) and is
+   * idempotent too.  pending lists the user's pending tags (at most
+   * STORE_PENDING_MAX).  stash_get returns the version stashed under
+   * (tag, kind, id), NOT_FOUND if none. */
+  bool (*import_begin)(store_t *store, const char *user_id, const char *tag,
+                       fzip_error_t *error);
+  bool (*import_end)(store_t *store, const char *user_id, const char *tag, fzip_error_t *error);
+  bool (*import_pending)(char tags[][STORE_TAG_MAX + 1], size_t *n, store_t *store,
+                         const char *user_id, fzip_error_t *error);
+  bool (*stash_get)(bson_t **out, store_t *store, const char *user_id, const char *tag,
+                    fzip_kind_t kind, const char *id, fzip_error_t *error);
+  /* Frees what a rollback needs in order to succeed on a full store (the
+   * SQLite reserve); NULL when the backend keeps none. */
+  bool (*import_release_reserve)(store_t *store, const char *user_id, const char *tag,
+                                 fzip_error_t *error);
+  /* A read-only view of the store for one user's consistent read
+   * (store_snapshot_begin); end destroys the view and says whether the
+   * read was consistent (ABORTED if not). */
+  bool (*snapshot_begin)(store_t **view, store_t *store, const char *user_id,
+                         fzip_error_t *error);
+  bool (*snapshot_end)(store_t *view, fzip_error_t *error);
 };
 
 /* Backend constructors, chosen by store_open from the URI scheme. */

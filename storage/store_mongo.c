@@ -67,6 +67,10 @@
 /* Documents handled per query by rollback and commit: bounds memory. */
 #define MONGO_IMPORT_PAGE 100
 #define MONGO_FENCES "job_fences"
+#define MONGO_PENDING "import_pending" /* {_id: "<userId>\x1f<tag>", userId, tag} */
+#define MONGO_STATE "import_state"     /* {_id: userId, gen}: the import generation */
+#define MONGO_GEN_MAX 48
+#define MONGO_GEN_BUSY "busy-"
 /* States of an upload record: the writer moves uploading -> committing,
  * the reaper uploading -> reaping; whoever moves it first owns it. */
 #define UPLOAD_UPLOADING "uploading"
@@ -89,6 +93,11 @@ typedef struct {
   /* FerretDB v1 runs update/findAndModify as read-then-write without a
    * lock, so job transitions go through version fences (see below). */
   bool ferretdb;
+  /* A snapshot view (store_snapshot_begin) shares its parent's pool and
+   * remembers the user's import generation read when it began. */
+  bool is_view;
+  char view_user[FZIP_USER_ID_MAX + 1];
+  char view_gen[MONGO_GEN_MAX];
 } mstore_t;
 
 static const store_vtable_t mongo_vtable;
@@ -520,6 +529,10 @@ static void mongo_destroy(store_t *store) {
   mstore_t *s = (mstore_t *)store;
   if (!s)
     return;
+  if (s->is_view) {
+    bson_free(s); /* the pool and URI are the parent's */
+    return;
+  }
   mongoc_client_pool_destroy(s->pool);
   mongoc_uri_destroy(s->uri);
   bson_free(s);
@@ -677,7 +690,7 @@ static bool mongo_cursor_new(store_cursor_t **out, store_t *store, const char *u
   bson_t q;
   bson_t *opts = BCON_NEW("sort", "{", "id", BCON_INT32(1), "}", "batchSize",
                           BCON_INT32(MONGO_CURSOR_BATCH), "projection", "{", "doc",
-                          BCON_INT32(1), "}");
+                          BCON_INT32(1), "tag", BCON_INT32(1), "}");
 
   if (!mc) {
     bson_destroy(opts);
@@ -696,7 +709,8 @@ static bool mongo_cursor_new(store_cursor_t **out, store_t *store, const char *u
   return true;
 }
 
-static bool mongo_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error) {
+static bool mongo_cursor_next(store_cursor_t *cursor, const bson_t **doc, const char **tag,
+                              fzip_error_t *error) {
   mcursor_t *mc = (mcursor_t *)cursor;
   const bson_t *raw = NULL;
   bson_error_t berr;
@@ -718,6 +732,8 @@ static bool mongo_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_e
   bson_iter_document(&it, &len, &data);
   if (!bson_init_static(&mc->current, data, len))
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "corrupt entity doc");
+  if (tag)
+    *tag = doc_utf8(raw, "tag"); /* lives in the cursor's batch, like doc */
   *doc = &mc->current;
   return true;
 }
@@ -751,8 +767,9 @@ static bool mongo_entity_count(uint64_t *out, store_t *store, const char *user_i
   return true;
 }
 
-static bool mongo_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
-                             const char *id, fzip_error_t *error) {
+static bool mongo_entity_get(bson_t **out, char tag[STORE_TAG_MAX + 1], store_t *store,
+                             const char *user_id, fzip_kind_t kind, const char *id,
+                             fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
   char key[MONGO_KEY_MAX];
   bson_t *found = NULL;
@@ -778,6 +795,8 @@ static bool mongo_entity_get(bson_t **out, store_t *store, const char *user_id, 
   }
   bson_iter_document(&it, &len, &data);
   *out = bson_new_from_data(data, len);
+  if (tag)
+    snprintf(tag, STORE_TAG_MAX + 1, "%s", doc_utf8(found, "tag") ? doc_utf8(found, "tag") : "");
   ok = *out != NULL || fail_oom(error);
 done:
   bson_destroy(found);
@@ -1420,6 +1439,196 @@ static bool mongo_import_commit(uint64_t *forgotten, store_t *store, const char 
   return ok;
 }
 
+
+/* ---- pending imports and snapshots ------------------------------------- */
+
+/* The pending set is one document per pending import in import_pending:
+ * begin inserts it, the commit's flip deletes it -- each a single-document
+ * write, atomic on MongoDB and on FerretDB alike (no read-modify-write).
+ * Readers cannot hold a transaction across many reads, so a consistent
+ * read is checked instead: every change of the pending set is bracketed by
+ * two writes of the user's generation in import_state, first a "busy-"
+ * value, then a fresh one (a seqlock made of unique values rather than a
+ * counter, because FerretDB's update is a read-modify-write that could
+ * lose an increment).  A snapshot reads the generation before and after;
+ * equal and not busy means no begin, flip or rollback end overlapped. */
+
+static bool pending_key(char out[MONGO_STASH_KEY_MAX], const char *user_id, const char *tag,
+                        fzip_error_t *error) {
+  int w = snprintf(out, MONGO_STASH_KEY_MAX, "%s%c%s", user_id, MONGO_KEY_SEP, tag);
+  if (w < 0 || w >= MONGO_STASH_KEY_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "pending key longer than %d bytes", MONGO_STASH_KEY_MAX - 1);
+  return true;
+}
+
+static bool gen_read(char out[MONGO_GEN_MAX], mstore_t *s, const char *user_id,
+                     fzip_error_t *error) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(user_id));
+  bson_t *found = NULL;
+  bool ok = find_one(&found, s, MONGO_STATE, q, error);
+  if (ok)
+    snprintf(out, MONGO_GEN_MAX, "%s", found && doc_utf8(found, "gen") ? doc_utf8(found, "gen")
+                                                                        : "");
+  bson_destroy(found);
+  bson_destroy(q);
+  return ok;
+}
+
+/* Sets the generation to a value never used before ("busy-" + it while a
+ * change is under way).  An upserting replace: idempotent, retried. */
+static bool gen_write(mstore_t *s, const char *user_id, bool busy, fzip_error_t *error) {
+  char uuid[FZIP_UUID_LEN + 1], gen[MONGO_GEN_MAX];
+  conn_t c = {0};
+  bson_t *q = NULL, *doc = NULL, *opts = NULL;
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  if (!fzip_uuid_v4(uuid, error))
+    return false;
+  snprintf(gen, sizeof gen, "%s%s", busy ? MONGO_GEN_BUSY : "", uuid);
+  q = BCON_NEW("_id", BCON_UTF8(user_id));
+  doc = BCON_NEW("_id", BCON_UTF8(user_id), "gen", BCON_UTF8(gen));
+  opts = BCON_NEW("upsert", BCON_BOOL(true));
+  conn_open(&c, s, MONGO_STATE);
+  retry_start(&r, s);
+  do {
+    ok = mongoc_collection_replace_one(c.coll, q, doc, opts, NULL, &berr);
+  } while (!ok && retry_again(&r, &berr, true));
+  conn_close(&c, s);
+  bson_destroy(q);
+  bson_destroy(doc);
+  bson_destroy(opts);
+  if (!ok)
+    return fail_mongo(error, s, &berr, "writing the import generation");
+  return true;
+}
+
+static bool mongo_import_begin(store_t *store, const char *user_id, const char *tag,
+                               fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  char key[MONGO_STASH_KEY_MAX];
+  conn_t c = {0};
+  bson_t *doc = NULL;
+  bson_error_t berr;
+  retry_t r;
+  bool ok;
+
+  if (!pending_key(key, user_id, tag, error) || !gen_write(s, user_id, true, error))
+    return false;
+  doc = BCON_NEW("_id", BCON_UTF8(key), "userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag));
+  conn_open(&c, s, MONGO_PENDING);
+  retry_start(&r, s);
+  do {
+    ok = mongoc_collection_insert_one(c.coll, doc, NULL, NULL, &berr);
+  } while (!ok && !is_duplicate_key(&berr) && retry_again(&r, &berr, true));
+  conn_close(&c, s);
+  bson_destroy(doc);
+  if (!ok && !is_duplicate_key(&berr)) /* already pending: fine */
+    return fail_mongo(error, s, &berr, "marking an import pending");
+  return gen_write(s, user_id, false, error);
+}
+
+/* The flip: one document deleted. */
+static bool mongo_import_end(store_t *store, const char *user_id, const char *tag,
+                             fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  char key[MONGO_STASH_KEY_MAX];
+  bson_t *q = NULL;
+  bool ok;
+
+  if (!pending_key(key, user_id, tag, error) || !gen_write(s, user_id, true, error))
+    return false;
+  q = BCON_NEW("_id", BCON_UTF8(key));
+  ok = delete_where(NULL, s, MONGO_PENDING, q, error);
+  bson_destroy(q);
+  return ok && gen_write(s, user_id, false, error);
+}
+
+static bool mongo_import_pending(char tags[][STORE_TAG_MAX + 1], size_t *n, store_t *store,
+                                 const char *user_id, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  bson_t *page[MONGO_IMPORT_PAGE];
+  bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id));
+  bson_t *sort = BCON_NEW("_id", BCON_INT32(1));
+  size_t got = 0;
+  bool ok = find_page(page, &got, s, MONGO_PENDING, q, sort, error);
+
+  *n = 0;
+  for (size_t i = 0; ok && i < got && *n < STORE_PENDING_MAX; i++) {
+    const char *tag = doc_utf8(page[i], "tag");
+    if (tag)
+      snprintf(tags[(*n)++], STORE_TAG_MAX + 1, "%s", tag);
+  }
+  free_page(page, got);
+  bson_destroy(q);
+  bson_destroy(sort);
+  return ok;
+}
+
+static bool mongo_stash_get(bson_t **out, store_t *store, const char *user_id, const char *tag,
+                            fzip_kind_t kind, const char *id, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  char key[MONGO_STASH_KEY_MAX];
+  bson_t *found = NULL, *q = NULL;
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+  bool ok = false;
+
+  if (!stash_key(key, user_id, tag, fzip_kind_info(kind), id, error))
+    return false;
+  q = BCON_NEW("_id", BCON_UTF8(key));
+  if (!find_one(&found, s, MONGO_STASH, q, error))
+    goto done;
+  if (!found) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "no stashed version of %s", id);
+    goto done;
+  }
+  if (!bson_iter_init_find(&it, found, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "malformed stash entry");
+    goto done;
+  }
+  bson_iter_document(&it, &len, &data);
+  *out = bson_new_from_data(data, len);
+  ok = *out != NULL || fail_oom(error);
+done:
+  bson_destroy(found);
+  bson_destroy(q);
+  return ok;
+}
+
+static bool mongo_snapshot_begin(store_t **view, store_t *store, const char *user_id,
+                                 fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  mstore_t *v = bson_malloc0(sizeof *v);
+
+  *v = *s;
+  v->base.read_only = true;
+  v->is_view = true;
+  snprintf(v->view_user, sizeof v->view_user, "%s", user_id);
+  if (!gen_read(v->view_gen, s, user_id, error)) {
+    bson_free(v);
+    return false;
+  }
+  *view = &v->base;
+  return true;
+}
+
+static bool mongo_snapshot_end(store_t *view, fzip_error_t *error) {
+  mstore_t *v = (mstore_t *)view;
+  char now[MONGO_GEN_MAX];
+  bool ok = gen_read(now, v, v->view_user, error);
+
+  if (ok && (strcmp(now, v->view_gen) != 0 ||
+             strncmp(now, MONGO_GEN_BUSY, strlen(MONGO_GEN_BUSY)) == 0))
+    ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                        "the user's data changed during the read (an import began, committed "
+                        "or was rolled back); read again");
+  bson_free(v);
+  return ok;
+}
 
 static bool mongo_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
                                      fzip_kind_t kind, const char *const *ids, size_t n,
@@ -2576,4 +2785,10 @@ static const store_vtable_t mongo_vtable = {
     .entity_put_batch_tagged = mongo_entity_put_batch_tagged,
     .import_rollback = mongo_import_rollback,
     .import_commit = mongo_import_commit,
+    .import_begin = mongo_import_begin,
+    .import_end = mongo_import_end,
+    .import_pending = mongo_import_pending,
+    .stash_get = mongo_stash_get,
+    .snapshot_begin = mongo_snapshot_begin,
+    .snapshot_end = mongo_snapshot_end,
 };

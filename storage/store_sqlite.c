@@ -33,6 +33,8 @@
 #define SQ_CURSOR_PAGE_ROWS 256                /* documents fetched per cursor page */
 #define SQ_CURSOR_PAGE_BYTES (8 * 1024 * 1024) /* stop a page once it holds this much */
 #define SQ_SQL_MAX 8192                        /* generated SQL (1000 placeholders fit) */
+#define SQ_RESERVE_BYTES (4 * 1024 * 1024)     /* set aside per pending import, see below */
+#define SQ_MAX_PAGES_PARAM "?max_pages="       /* URI suffix capping the file's size */
 
 typedef struct {
   store_t base;
@@ -42,6 +44,8 @@ typedef struct {
   sqlite3 *idle[SQ_POOL_MAX];
   size_t n_idle;
   size_t n_open;
+  int64_t max_pages; /* PRAGMA max_page_count of every connection (0: SQLite's default) */
+  sqlite3 *snap;     /* a snapshot view: its one connection, inside a read transaction */
 } sq_store_t;
 
 typedef bool (*sq_op_fn)(sqlite3 *db, void *ctx, fzip_error_t *error);
@@ -162,7 +166,11 @@ static const char sq_schema_tags[] =
     "CREATE TABLE IF NOT EXISTS stash("
     " user_id TEXT NOT NULL, tag TEXT NOT NULL, kind INTEGER NOT NULL,"
     " entity_id TEXT NOT NULL, prev_tag TEXT, doc BLOB NOT NULL,"
-    " PRIMARY KEY(user_id, tag, kind, entity_id));";
+    " PRIMARY KEY(user_id, tag, kind, entity_id));"
+    "CREATE TABLE IF NOT EXISTS import_pending("
+    " user_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY(user_id, tag));"
+    "CREATE TABLE IF NOT EXISTS import_reserve("
+    " user_id TEXT NOT NULL, tag TEXT NOT NULL, pad BLOB NOT NULL, PRIMARY KEY(user_id, tag));";
 
 static bool sq_migrate_tag(sqlite3 *db, fzip_error_t *error) {
   sqlite3_stmt *probe = NULL;
@@ -192,6 +200,14 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error)) {
     sqlite3_close(db);
     return fzip_error_prefix(error, "cannot open store file %s", s->path);
+  }
+  if (s->max_pages > 0) {
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA max_page_count=%lld", (long long)s->max_pages);
+    if (!sq_exec(db, pragma, error)) {
+      sqlite3_close(db);
+      return fzip_error_prefix(error, "cannot open store file %s", s->path);
+    }
   }
   *out = db;
   return true;
@@ -248,6 +264,11 @@ static bool sq_run(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *error) {
   int64_t deadline = fzip_monotonic_ms() + s->base.options.retry_budget_ms;
   int backoff = SQ_BACKOFF_START_MS;
 
+  /* A snapshot view reads on its own connection inside its one read
+   * transaction, which must survive a failed read: no rollback, no retry
+   * (a WAL reader never waits for a lock). */
+  if (s->snap)
+    return fn(s->snap, ctx, error);
   for (;;) {
     sqlite3 *db = NULL;
     fzip_error_t local = {0};
@@ -281,6 +302,25 @@ bool store_sqlite_open(store_t **out, const store_options_t *options, const char
   s->base.options.uri = NULL;
   s->base.options.database = NULL;
   s->path = bson_strdup(path);
+  {
+    /* "sqlite:PATH?max_pages=N" caps the file (PRAGMA max_page_count): a
+     * store that must not fill its disk, and the tests' full store. */
+    char *q = strstr(s->path, SQ_MAX_PAGES_PARAM);
+    if (q) {
+      char *end = NULL;
+      long long n = strtoll(q + strlen(SQ_MAX_PAGES_PARAM), &end, 10);
+      if (n <= 0 || !end || *end) {
+        fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                       "sqlite: bad max_pages in store URI (want sqlite:PATH?max_pages=N)");
+        bson_free(s->path);
+        bson_free(s);
+        return false;
+      }
+      s->max_pages = n;
+      *q = '\0';
+    }
+  }
+  path = s->path;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   if (!sq_connect(&db, s, error))
@@ -304,6 +344,10 @@ static void sq_destroy(store_t *store) {
   sq_store_t *s = (sq_store_t *)store;
   for (size_t i = 0; i < s->n_idle; i++)
     sqlite3_close(s->idle[i]);
+  if (s->snap) {
+    sqlite3_exec(s->snap, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(s->snap);
+  }
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   bson_free(s->path);
@@ -388,6 +432,7 @@ typedef struct {
   uint64_t remaining; /* documents still allowed by filter.limit */
   bool exhausted;     /* the last page was short: nothing more to fetch */
   bson_t **page;
+  char (*tags)[STORE_TAG_MAX + 1]; /* tags[i]: page[i]'s import tag, "" if none */
   size_t n_page;
   size_t pos;
 } sq_cursor_t;
@@ -403,6 +448,7 @@ static void sq_cursor_destroy(store_cursor_t *cursor) {
   sq_cursor_t *c = (sq_cursor_t *)cursor;
   sq_cursor_free_page(c);
   bson_free(c->page);
+  bson_free(c->tags);
   for (size_t i = 0; i < c->filter.n_account_ids; i++)
     bson_free(c->account_ids[i]);
   bson_free(c->account_ids);
@@ -433,6 +479,7 @@ static bool sq_cursor_new(store_cursor_t **out, store_t *store, const char *user
     c->remaining = filter->limit;
   }
   c->page = bson_malloc0(SQ_CURSOR_PAGE_ROWS * sizeof *c->page);
+  c->tags = bson_malloc0(SQ_CURSOR_PAGE_ROWS * sizeof *c->tags);
   *out = &c->base;
   return true;
 }
@@ -455,7 +502,7 @@ static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
 
   sq_cursor_free_page(c);
   ctx->cut = false;
-  if (!sq_where_sql(sql, sizeof sql, "SELECT entity_id, doc FROM entities", &w,
+  if (!sq_where_sql(sql, sizeof sql, "SELECT entity_id, doc, tag FROM entities", &w,
                     " ORDER BY entity_id LIMIT ?", error) ||
       !sq_prepare(&stmt, db, sql, error))
     goto done;
@@ -470,6 +517,7 @@ static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
                      (const char *)sqlite3_column_text(stmt, 0));
       goto done;
     }
+    sq_copy_text(c->tags[c->n_page], sizeof c->tags[c->n_page], stmt, 2);
     c->page[c->n_page++] = doc;
     bytes += len;
   }
@@ -502,12 +550,15 @@ static void sq_cursor_advance(sq_cursor_t *c, const sq_page_ctx_t *ctx) {
     c->remaining -= c->n_page;
 }
 
-static bool sq_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error) {
+static bool sq_cursor_next(store_cursor_t *cursor, const bson_t **doc, const char **tag,
+                           fzip_error_t *error) {
   sq_cursor_t *c = (sq_cursor_t *)cursor;
   sq_page_ctx_t ctx = {c, SQ_CURSOR_PAGE_ROWS, false};
 
   *doc = NULL;
   if (c->pos < c->n_page) {
+    if (tag)
+      *tag = c->tags[c->pos][0] ? c->tags[c->pos] : NULL;
     *doc = c->page[c->pos++];
     return true;
   }
@@ -520,6 +571,8 @@ static bool sq_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_erro
   sq_cursor_advance(c, &ctx);
   if (c->n_page == 0)
     return false;
+  if (tag)
+    *tag = c->tags[c->pos][0] ? c->tags[c->pos] : NULL;
   *doc = c->page[c->pos++];
   return true;
 }
@@ -564,6 +617,7 @@ typedef struct {
   int kind;
   const char *id;
   bson_t *doc;
+  char tag[STORE_TAG_MAX + 1];
 } sq_get_ctx_t;
 
 static bool op_entity_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -572,7 +626,7 @@ static bool op_entity_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool row = false, ok = false;
 
   if (!sq_prepare(&stmt, db,
-                  "SELECT doc FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
+                  "SELECT doc, tag FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
                   error))
     goto done;
   sq_bind_text(stmt, 1, ctx->user_id);
@@ -586,6 +640,7 @@ static bool op_entity_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
   }
   ctx->doc = bson_new_from_data(sqlite3_column_blob(stmt, 0),
                                 (size_t)sqlite3_column_bytes(stmt, 0));
+  sq_copy_text(ctx->tag, sizeof ctx->tag, stmt, 1);
   if (!ctx->doc) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                    "sqlite: entity %s holds an invalid document", ctx->id);
@@ -597,12 +652,15 @@ done:
   return ok;
 }
 
-static bool sq_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
-                          const char *id, fzip_error_t *error) {
-  sq_get_ctx_t ctx = {user_id, (int)kind, id, NULL};
+static bool sq_entity_get(bson_t **out, char tag[STORE_TAG_MAX + 1], store_t *store,
+                          const char *user_id, fzip_kind_t kind, const char *id,
+                          fzip_error_t *error) {
+  sq_get_ctx_t ctx = {user_id, (int)kind, id, NULL, ""};
   if (!sq_run((sq_store_t *)store, op_entity_get, &ctx, error))
     return false;
   *out = ctx.doc;
+  if (tag)
+    memcpy(tag, ctx.tag, sizeof ctx.tag);
   return true;
 }
 
@@ -636,10 +694,12 @@ static bool sq_prepare_exists(sqlite3_stmt **stmt, sqlite3 *db, const char *user
 static bool op_exists_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
+  bool own_txn = sqlite3_get_autocommit(db) != 0;
   bool ok = false;
 
-  /* One read transaction so the answers are one snapshot. */
-  if (!sq_exec(db, "BEGIN", error) ||
+  /* One read transaction so the answers are one snapshot (a snapshot
+   * view is inside one already). */
+  if ((own_txn && !sq_exec(db, "BEGIN", error)) ||
       !sq_prepare_exists(&stmt, db, ctx->user_id, ctx->kind, error))
     goto done;
   for (size_t i = 0; i < ctx->n; i++) {
@@ -648,7 +708,7 @@ static bool op_exists_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
   }
   sqlite3_finalize(stmt);
   stmt = NULL;
-  ok = sq_exec(db, "COMMIT", error);
+  ok = !own_txn || sq_exec(db, "COMMIT", error);
 done:
   sqlite3_finalize(stmt);
   return ok;
@@ -1130,6 +1190,191 @@ done:
   sq_import_clear(im);
   bson_free(im);
   return ok;
+}
+
+/* ---- entities: pending imports ------------------------------------------- */
+
+/* The pending set is the table import_pending; its one row per import is
+ * what the commit deletes (the flip), so the whole import becomes visible
+ * in one single-row write.  Begin also inserts SQ_RESERVE_BYTES of zeros
+ * into import_reserve: real pages of the file that a rollback deletes
+ * first, so that on a full store (SQLITE_FULL) the rollback and the job's
+ * final status find free pages again. */
+
+typedef struct {
+  const char *user_id;
+  const char *tag;
+  char (*tags)[STORE_TAG_MAX + 1];
+  size_t n;
+  int kind;
+  const char *id;
+  bson_t *doc;
+} sq_pending_ctx_t;
+
+static bool sq_exec_user_tag(sqlite3 *db, const char *sql, const sq_pending_ctx_t *ctx,
+                             fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool ok = sq_prepare(&stmt, db, sql, error);
+  if (ok) {
+    sq_bind_text(stmt, 1, ctx->user_id);
+    sq_bind_text(stmt, 2, ctx->tag);
+    sqlite3_bind_int(stmt, 3, SQ_RESERVE_BYTES);
+    ok = sq_step_done(stmt, db, sql, error);
+  }
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool op_import_begin(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_pending_ctx_t *ctx = vctx;
+  return sq_exec(db, "BEGIN IMMEDIATE", error) &&
+         sq_exec_user_tag(db, "INSERT OR IGNORE INTO import_pending(user_id, tag) VALUES (?1, ?2)",
+                          ctx, error) &&
+         sq_exec_user_tag(db,
+                          "INSERT OR IGNORE INTO import_reserve(user_id, tag, pad)"
+                          " VALUES (?1, ?2, zeroblob(?3))",
+                          ctx, error) &&
+         sq_exec(db, "COMMIT", error);
+}
+
+/* The flip: one row deleted, in a transaction of its own. */
+static bool op_import_end(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  return sq_exec_user_tag(db, "DELETE FROM import_pending WHERE user_id = ?1 AND tag = ?2", vctx,
+                          error);
+}
+
+static bool op_release_reserve(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  return sq_exec_user_tag(db, "DELETE FROM import_reserve WHERE user_id = ?1 AND tag = ?2", vctx,
+                          error);
+}
+
+static bool op_import_pending(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_pending_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  int rc = SQLITE_DONE;
+  bool ok = false;
+
+  ctx->n = 0;
+  if (!sq_prepare(&stmt, db, "SELECT tag FROM import_pending WHERE user_id = ? ORDER BY tag LIMIT ?",
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sqlite3_bind_int(stmt, 2, STORE_PENDING_MAX);
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+    sq_copy_text(ctx->tags[ctx->n++], STORE_TAG_MAX + 1, stmt, 0);
+  if (rc != SQLITE_DONE) {
+    sq_fail(error, db, rc, "reading pending imports");
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool op_stash_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_pending_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  if (!sq_prepare(&stmt, db,
+                  "SELECT doc FROM stash WHERE user_id = ? AND tag = ? AND kind = ?"
+                  " AND entity_id = ?",
+                  error))
+    goto done;
+  sq_bind_text(stmt, 1, ctx->user_id);
+  sq_bind_text(stmt, 2, ctx->tag);
+  sqlite3_bind_int(stmt, 3, ctx->kind);
+  sq_bind_text(stmt, 4, ctx->id);
+  if (!sq_step_row(&row, stmt, db, "reading stash", error))
+    goto done;
+  if (!row) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "no stashed version of %s",
+                   ctx->id);
+    goto done;
+  }
+  ctx->doc = bson_new_from_data(sqlite3_column_blob(stmt, 0),
+                                (size_t)sqlite3_column_bytes(stmt, 0));
+  if (!ctx->doc) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                   "sqlite: invalid stashed version of %s", ctx->id);
+    goto done;
+  }
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_import_begin(store_t *store, const char *user_id, const char *tag,
+                            fzip_error_t *error) {
+  sq_pending_ctx_t ctx = {.user_id = user_id, .tag = tag};
+  return sq_run((sq_store_t *)store, op_import_begin, &ctx, error);
+}
+
+static bool sq_import_end(store_t *store, const char *user_id, const char *tag,
+                          fzip_error_t *error) {
+  sq_pending_ctx_t ctx = {.user_id = user_id, .tag = tag};
+  return sq_run((sq_store_t *)store, op_import_end, &ctx, error);
+}
+
+static bool sq_import_release_reserve(store_t *store, const char *user_id, const char *tag,
+                                      fzip_error_t *error) {
+  sq_pending_ctx_t ctx = {.user_id = user_id, .tag = tag};
+  return sq_run((sq_store_t *)store, op_release_reserve, &ctx, error);
+}
+
+static bool sq_import_pending(char tags[][STORE_TAG_MAX + 1], size_t *n, store_t *store,
+                              const char *user_id, fzip_error_t *error) {
+  sq_pending_ctx_t ctx = {.user_id = user_id, .tags = tags};
+  if (!sq_run((sq_store_t *)store, op_import_pending, &ctx, error))
+    return false;
+  *n = ctx.n;
+  return true;
+}
+
+static bool sq_stash_get(bson_t **out, store_t *store, const char *user_id, const char *tag,
+                         fzip_kind_t kind, const char *id, fzip_error_t *error) {
+  sq_pending_ctx_t ctx = {.user_id = user_id, .tag = tag, .kind = (int)kind, .id = id};
+  if (!sq_run((sq_store_t *)store, op_stash_get, &ctx, error))
+    return false;
+  *out = ctx.doc;
+  return true;
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+/* A view is an sq_store_t with no pool and one connection of its own,
+ * held inside one read transaction: in WAL mode every read on it sees the
+ * database as of its first read, whatever commits meanwhile. */
+static bool sq_snapshot_begin(store_t **view, store_t *store, const char *user_id,
+                              fzip_error_t *error) {
+  sq_store_t *s = (sq_store_t *)store;
+  sq_store_t *v = bson_malloc0(sizeof *v);
+  sq_pending_ctx_t ctx = {.user_id = user_id};
+  char tags[STORE_PENDING_MAX][STORE_TAG_MAX + 1];
+
+  v->base = s->base;
+  v->base.read_only = true;
+  v->path = bson_strdup(s->path);
+  v->max_pages = s->max_pages;
+  pthread_mutex_init(&v->mu, NULL);
+  pthread_cond_init(&v->cv, NULL);
+  ctx.tags = tags;
+  /* The first read after BEGIN fixes the snapshot. */
+  if (!sq_connect(&v->snap, v, error) || !sq_exec(v->snap, "BEGIN", error) ||
+      !op_import_pending(v->snap, &ctx, error)) {
+    sq_destroy(&v->base);
+    return false;
+  }
+  *view = &v->base;
+  return true;
+}
+
+static bool sq_snapshot_end(store_t *view, fzip_error_t *error) {
+  (void)error;
+  sq_destroy(view); /* ends the read transaction and closes its connection */
+  return true;
 }
 
 /* ---- jobs ---------------------------------------------------------------- */
@@ -2026,4 +2271,11 @@ static const store_vtable_t sq_vtable = {
     .entity_put_batch_tagged = sq_entity_put_batch_tagged,
     .import_rollback = sq_import_rollback,
     .import_commit = sq_import_commit,
+    .import_begin = sq_import_begin,
+    .import_end = sq_import_end,
+    .import_pending = sq_import_pending,
+    .stash_get = sq_stash_get,
+    .import_release_reserve = sq_import_release_reserve,
+    .snapshot_begin = sq_snapshot_begin,
+    .snapshot_end = sq_snapshot_end,
 };
