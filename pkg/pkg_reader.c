@@ -44,10 +44,12 @@ typedef struct {
 
 struct pkgr {
   zip_t *za;
+  uint64_t archive_size; /* bytes of the file on disk: the real compressed size */
   pkgr_limits_t lim;
   pkgr_issue_fn on_issue;
   void *issue_ctx;
   size_t errors;
+  bool first_error_is_limit;
   entry_t *entries;
   size_t n_entries;
   entry_t *manifest_entry;
@@ -83,6 +85,7 @@ struct pkgr_entities {
 struct pkgr_file {
   entry_stream_t s;
   bool ended;
+  char hex[FZIP_SHA256_HEX_LEN + 1]; /* once ended */
 };
 
 void pkgr_limits_default(pkgr_limits_t *limits) {
@@ -115,12 +118,16 @@ __attribute__((format(printf, 6, 7))) static void issue(pkgr_t *r, pkgr_severity
   va_start(ap, fmt);
   vsnprintf(reason, sizeof reason, fmt, ap);
   va_end(ap);
-  if (sev == PKGR_SEVERITY_ERROR)
-    r->errors++;
+  if (sev == PKGR_SEVERITY_ERROR && r->errors++ == 0)
+    r->first_error_is_limit = pkgr_rule_is_limit(rule);
   if (r->on_issue) {
     pkgr_issue_t is = {sev, rule, entry, -1, NULL, field, reason};
     r->on_issue(r->issue_ctx, &is);
   }
+}
+
+bool pkgr_rule_is_limit(const char *rule) {
+  return rule && strncmp(rule, "limit.", 6) == 0;
 }
 
 #define ERR(r, rule, entry, field, ...) issue(r, PKGR_SEVERITY_ERROR, rule, entry, field, __VA_ARGS__)
@@ -152,8 +159,6 @@ static const char *path_problem(const char *name) {
   size_t len = strlen(name);
   if (len == 0)
     return "empty entry name";
-  if (len > PKGR_ENTRY_NAME_MAX)
-    return "entry name too long";
   if (!pkgjson_utf8_valid(name, len))
     return "entry name is not valid UTF-8";
   if (name[0] == '/' || (len >= 2 && name[1] == ':'))
@@ -232,10 +237,27 @@ static int cmp_entry_name(const void *a, const void *b) {
   return strcmp((*(entry_t *const *)a)->name, (*(entry_t *const *)b)->name);
 }
 
+/* Per entry: ratio of declared uncompressed to compressed size.  Small
+ * entries are exempt (a 1 KiB run of spaces is not a bomb). */
+static void check_entry_ratio(pkgr_t *r, const entry_t *e) {
+  uint64_t comp = e->comp_size ? e->comp_size : 1;
+  if (e->size >= PKG_RATIO_MIN_BYTES && e->size / comp > r->lim.max_ratio)
+    ERR(r, "limit.ratio", e->name, NULL,
+        "declares %llu bytes from %llu compressed: ratio above %llu (a zip bomb?)",
+        (unsigned long long)e->size, (unsigned long long)e->comp_size,
+        (unsigned long long)r->lim.max_ratio);
+}
+
 static void check_entry(pkgr_t *r, entry_t *e, const zip_stat_t *st) {
   const char *why = path_problem(e->name);
   uint64_t max;
 
+  if (strlen(e->name) > PKG_ENTRY_NAME_MAX) {
+    ERR(r, "limit.entry_name", e->name, NULL, "entry name of %zu bytes exceeds the limit of %d",
+        strlen(e->name), (int)PKG_ENTRY_NAME_MAX);
+    e->role = ROLE_OTHER;
+    return;
+  }
   if (why) {
     ERR(r, "archive.path", e->name, NULL, "unsafe entry name: %s", why);
     e->role = ROLE_OTHER;
@@ -254,25 +276,40 @@ static void check_entry(pkgr_t *r, entry_t *e, const zip_stat_t *st) {
         : e->role == ROLE_MANIFEST ? r->lim.max_manifest
                                    : r->lim.max_file_entry;
   if (e->size > max)
-    ERR(r, "archive.entry_size", e->name, NULL, "entry of %llu bytes exceeds the limit of %llu",
+    ERR(r, "limit.entry_size", e->name, NULL, "declares %llu bytes, above the limit of %llu",
         (unsigned long long)e->size, (unsigned long long)max);
-  if (e->size >= PKGR_RATIO_MIN_BYTES && e->size / (e->comp_size ? e->comp_size : 1) > r->lim.max_ratio)
-    ERR(r, "archive.ratio", e->name, NULL,
-        "compression ratio above %llu (%llu bytes from %llu): a zip bomb?",
-        (unsigned long long)r->lim.max_ratio, (unsigned long long)e->size,
-        (unsigned long long)e->comp_size);
-  if (e->role == ROLE_DIR && e->size != 0)
-    ERR(r, "archive.path", e->name, NULL, "directory entry with content");
-  if (e->role == ROLE_OTHER)
-    WARN(r, "archive.unknown_entry", e->name, NULL, "entry is not part of the format; ignored");
+  check_entry_ratio(r, e);
+  /* FORMAT.md section 1: no directory entries, no other entries. */
+  if (e->role == ROLE_DIR)
+    ERR(r, "archive.directory", e->name, NULL, "directory entry (the format has none)");
+  else if (e->role == ROLE_OTHER)
+    ERR(r, "archive.unknown_entry", e->name, NULL,
+        "entry is not one of the format's names (manifest.json, data/<kind>.json, "
+        "files/<fileId>/<name>)");
+}
+
+/* Over the whole archive: declared sizes against the limit, and against
+ * the file's real size, which overlapping entries cannot inflate. */
+static void check_totals(pkgr_t *r, uint64_t total) {
+  uint64_t size = r->archive_size ? r->archive_size : 1;
+  if (total > r->lim.max_total)
+    ERR(r, "limit.total_size", NULL, NULL,
+        "entries declare %llu uncompressed bytes, above the limit of %llu",
+        (unsigned long long)total, (unsigned long long)r->lim.max_total);
+  if (total >= PKG_RATIO_MIN_BYTES && total / size > r->lim.max_ratio)
+    ERR(r, "limit.ratio", NULL, NULL,
+        "entries declare %llu uncompressed bytes in a %llu-byte archive: ratio above %llu "
+        "(a zip bomb?)",
+        (unsigned long long)total, (unsigned long long)r->archive_size,
+        (unsigned long long)r->lim.max_ratio);
 }
 
 static bool read_directory(pkgr_t *r, fzip_error_t *error) {
   zip_int64_t n = zip_get_num_entries(r->za, 0);
-  uint64_t total = 0, total_comp = 0;
+  uint64_t total = 0;
 
   if (n < 0 || (uint64_t)n > r->lim.max_entries) {
-    ERR(r, "archive.entries", NULL, NULL, "%lld entries exceed the limit of %llu", (long long)n,
+    ERR(r, "limit.entries", NULL, NULL, "%lld entries exceed the limit of %llu", (long long)n,
         (unsigned long long)r->lim.max_entries);
     return true;
   }
@@ -284,7 +321,8 @@ static bool read_directory(pkgr_t *r, fzip_error_t *error) {
     zip_stat_init(&st);
     if (zip_stat_index(r->za, i, ZIP_FL_ENC_RAW, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
         !(st.valid & ZIP_STAT_SIZE) || !(st.valid & ZIP_STAT_COMP_SIZE)) {
-      ERR(r, "archive.corrupt", NULL, NULL, "entry %llu: %s", (unsigned long long)i,
+      const char *name = zip_get_name(r->za, i, ZIP_FL_ENC_RAW);
+      ERR(r, "archive.corrupt", name, NULL, "entry %llu: %s", (unsigned long long)i,
           zip_strerror(r->za));
       continue;
     }
@@ -295,16 +333,10 @@ static bool read_directory(pkgr_t *r, fzip_error_t *error) {
     e->comp_size = st.comp_size;
     e->kind = -1;
     r->n_entries++;
-    total += st.size;
-    total_comp += st.comp_size;
+    total = total + st.size < total ? UINT64_MAX : total + st.size;
     check_entry(r, e, &st);
   }
-  if (total > r->lim.max_total)
-    ERR(r, "archive.total_size", NULL, NULL, "%llu uncompressed bytes exceed the limit of %llu",
-        (unsigned long long)total, (unsigned long long)r->lim.max_total);
-  if (total >= PKGR_RATIO_MIN_BYTES && total / (total_comp ? total_comp : 1) > r->lim.max_ratio)
-    ERR(r, "archive.ratio", NULL, NULL, "archive compression ratio above %llu: a zip bomb?",
-        (unsigned long long)r->lim.max_ratio);
+  check_totals(r, total);
   return true;
 }
 
@@ -413,9 +445,9 @@ static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS, "%s: %s",
                           s->e->name, zip_error_strerror(zip_file_get_error(s->zf)));
   if (s->done + (uint64_t)got > s->max)
-    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
-                          "%s: more bytes than its declared %llu", s->e->name,
-                          (unsigned long long)s->max);
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_OUT_OF_RANGE,
+                          "%s: inflates to more than the %llu bytes its header declares",
+                          s->e->name, (unsigned long long)s->max);
   s->done += (uint64_t)got;
   fzip_sha256_update(s->sha, buf, (size_t)got);
   *n = (size_t)got;
@@ -426,8 +458,8 @@ static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
 static bool stream_verify(char *hex_out, entry_stream_t *s, fzip_error_t *error) {
   char hex[FZIP_SHA256_HEX_LEN + 1];
   if (s->done != s->e->size)
-    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
-                          "%s: %llu bytes instead of the declared %llu", s->e->name,
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_OUT_OF_RANGE,
+                          "%s: inflates to %llu bytes, its header declares %llu", s->e->name,
                           (unsigned long long)s->done, (unsigned long long)s->e->size);
   fzip_sha256_final_hex(s->sha, hex);
   if (hex_out)
@@ -562,6 +594,7 @@ static void read_info(pkgr_t *r) {
   copy_info(r->info.export_type, sizeof r->info.export_type,
             str_at(r->manifest, "export_type", &wrong));
   s = str_at(r->manifest, "package_format", &wrong);
+  r->info.design_flavour = !s && !wrong;
   if ((s && strcmp(s, PKG_PACKAGE_FORMAT) != 0) || wrong)
     ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "package_format",
         "package_format is not \"%s\"", PKG_PACKAGE_FORMAT);
@@ -613,29 +646,27 @@ static entry_t *checksum_target(pkgr_t *r, const char *key) {
   return e && e->role == ROLE_DATA ? e : NULL;
 }
 
-/* "sha256:<64 hex>" or bare hex; lower-cased into out. */
+/* Exactly "sha256:<64 lower-case hex>", as the schema's pattern says:
+ * one spelling, so that a checksum compares as a string everywhere. */
 static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
-  if (strncmp(v, "sha256:", 7) == 0)
-    v += 7;
+  if (strncmp(v, "sha256:", 7) != 0)
+    return false;
+  v += 7;
   if (strlen(v) != FZIP_SHA256_HEX_LEN)
     return false;
   for (size_t i = 0; i < FZIP_SHA256_HEX_LEN; i++) {
-    char c = v[i];
-    if (c >= 'A' && c <= 'F')
-      c = (char)(c - 'A' + 'a');
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+    if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
       return false;
-    out[i] = c;
   }
-  out[FZIP_SHA256_HEX_LEN] = '\0';
+  memcpy(out, v, FZIP_SHA256_HEX_LEN + 1);
   return true;
 }
 
 static void read_checksums(pkgr_t *r) {
   bson_iter_t it, sub;
   if (!bson_iter_init_find(&it, r->manifest, "checksums")) {
-    WARN(r, "checksum.missing", PKG_MANIFEST_ENTRY, "checksums",
-         "no checksums: entry contents are not verified");
+    ERR(r, "checksum.missing", PKG_MANIFEST_ENTRY, "checksums",
+        "the manifest has no checksums: every entry must carry a sha256");
     return;
   }
   if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
@@ -649,7 +680,8 @@ static void read_checksums(pkgr_t *r) {
     char field[PKGR_ENTRY_NAME_MAX + 16];
     snprintf(field, sizeof field, "checksums.%s", key);
     if (!BSON_ITER_HOLDS_UTF8(&sub) || !parse_sha(sha, bson_iter_utf8(&sub, NULL))) {
-      ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "checksum is not \"sha256:<64 hex>\"");
+      ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field,
+          "checksum is not \"sha256:<64 lower-case hex>\"");
       continue;
     }
     if (!e || (e->role != ROLE_DATA && e->role != ROLE_FILE)) {
@@ -662,8 +694,14 @@ static void read_checksums(pkgr_t *r) {
   }
   for (size_t i = 0; i < r->n_entries; i++) {
     entry_t *e = &r->entries[i];
-    if ((e->role == ROLE_DATA || e->role == ROLE_FILE) && !e->has_sha)
-      WARN(r, "checksum.missing", e->name, NULL, "no checksum in the manifest");
+    if (e->role == ROLE_FILE)
+      e->file.has_checksum = e->has_sha;
+    /* The design flavour's files/ entries may go without: pkg_validate
+     * then checks them against their record's sha256 (FORMAT.md 8). */
+    if ((e->role == ROLE_DATA || (e->role == ROLE_FILE && !r->info.design_flavour)) &&
+        !e->has_sha)
+      ERR(r, "checksum.missing", e->name, "checksums",
+          "the manifest gives no sha256 for this entry");
   }
 }
 
@@ -682,7 +720,7 @@ static bool read_id_array(idlist_t *out, pkgr_t *r, const bson_iter_t *arr_it, c
       return true;
     }
     if (n >= max) {
-      ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s lists more than %zu ids", field, max);
+      ERR(r, "limit.ids", PKG_MANIFEST_ENTRY, field, "%s lists more than %zu ids", field, max);
       return true;
     }
     char **p = realloc(out->ids, (n + 1) * sizeof *p);
@@ -723,6 +761,59 @@ static bool read_references(pkgr_t *r, fzip_error_t *error) {
   return true;
 }
 
+/* The keys docs/schema/manifest.schema.json allows, per object: format
+ * 1.0 has additionalProperties false everywhere but checksums. */
+static const char *const manifest_keys[] = {
+    "export_format_version", "package_format", "export_timestamp", "export_timestamp_ms",
+    "user_id", "application_version", "housef3_version", "export_type", "filters",
+    "data_summary", "checksums", "compatibility", "external_references", "files_missing", NULL};
+static const char *const filters_keys[] = {"account_ids", "date_from", "date_to", NULL};
+static const char *const summary_keys[] = {
+    "accounts_count", "transactions_count", "categories_count", "file_maps_count",
+    "transaction_files_count", "analytics_count", "analytics_included", "files_count",
+    "files_bytes", "files_missing_count", NULL};
+static const char *const compatibility_keys[] = {"minimum_version", "supported_versions", NULL};
+static const char *const external_keys[] = {"accounts", "categories", "file_maps",
+                                            "transaction_files", NULL};
+
+static bool key_known(const char *key, const char *const *keys) {
+  for (; *keys; keys++) {
+    if (strcmp(key, *keys) == 0)
+      return true;
+  }
+  return false;
+}
+
+static void check_keys(pkgr_t *r, bson_iter_t *it, const char *prefix, const char *const *keys) {
+  char field[PKGJR_KEY_MAX + 32];
+  while (bson_iter_next(it)) {
+    const char *key = bson_iter_key(it);
+    if (key_known(key, keys))
+      continue;
+    snprintf(field, sizeof field, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", key);
+    ERR(r, "manifest.unknown_key", PKG_MANIFEST_ENTRY, field,
+        "key \"%.64s\" is not in the 1.0 manifest schema", key);
+  }
+}
+
+static void check_manifest_keys(pkgr_t *r) {
+  static const struct {
+    const char *name;
+    const char *const *keys;
+  } objects[] = {{"filters", filters_keys},
+                 {"data_summary", summary_keys},
+                 {"compatibility", compatibility_keys},
+                 {"external_references", external_keys}};
+  bson_iter_t it, sub;
+  if (bson_iter_init(&it, r->manifest))
+    check_keys(r, &it, NULL, manifest_keys);
+  for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
+    if (bson_iter_init_find(&it, r->manifest, objects[i].name) &&
+        BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub))
+      check_keys(r, &sub, objects[i].name, objects[i].keys);
+  }
+}
+
 static bool read_manifest(pkgr_t *r, fzip_error_t *error) {
   size_t before = r->errors;
   if (!r->manifest_entry) {
@@ -736,9 +827,210 @@ static bool read_manifest(pkgr_t *r, fzip_error_t *error) {
   check_version(r);
   if (r->errors != before)
     return true; /* nothing else in an unknown format means what we think */
+  check_manifest_keys(r);
   read_info(r);
   read_checksums(r);
   return read_references(r, error);
+}
+
+/* ---- raw central directory ------------------------------------------- */
+
+/* libzip trusts the central directory: two records may point into the same
+ * bytes, and then a 300 KB archive of 300 entries sharing one deflate
+ * stream inflates to gigabytes (Fifield, "A better zip bomb", 2019).  So
+ * the central directory is walked here once more, from the file, with
+ * bounded reads: each record's raw name (NUL bytes), and the span from its
+ * local header to the end of its compressed data; sorted by offset, no
+ * span may start before the previous one ends.  Anything this walk cannot
+ * make sense of is left to libzip, which reports it as archive.not_zip. */
+
+#define CD_EOCD_LEN 22
+#define CD_EOCD_SEARCH (0xFFFF + CD_EOCD_LEN) /* the comment is at most 64 KiB */
+#define CD_RECORD_LEN 46
+#define CD_LOCAL_LEN 30
+#define CD_ZIP64_LOCATOR_LEN 20
+#define CD_ZIP64_EOCD_LEN 56
+#define CD_FIELD_MAX 0xFFFF /* bytes of a name or extra field */
+
+typedef struct {
+  uint64_t start, end; /* local header .. end of compressed data */
+  uint64_t record;     /* offset of its central directory record */
+} span_t;
+
+typedef struct {
+  FILE *f;
+  uint64_t size;
+  unsigned char *field; /* CD_FIELD_MAX + 1 bytes: a name or an extra field */
+  span_t *spans;
+  size_t n;
+} cdscan_t;
+
+static uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t le32(const unsigned char *p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint64_t le64(const unsigned char *p) { return le32(p) | ((uint64_t)le32(p + 4) << 32); }
+
+static bool read_at(cdscan_t *c, uint64_t off, void *buf, size_t n) {
+  return off <= c->size && n <= c->size - off && fseeko(c->f, (off_t)off, SEEK_SET) == 0 &&
+         fread(buf, 1, n, c->f) == n;
+}
+
+/* Finds the central directory: its offset and record count (zip64 too). */
+static bool find_cd(uint64_t *cd_off, uint64_t *count, cdscan_t *c) {
+  size_t tail = c->size < CD_EOCD_SEARCH ? (size_t)c->size : CD_EOCD_SEARCH;
+  unsigned char *buf = malloc(tail ? tail : 1), z[CD_ZIP64_EOCD_LEN];
+  bool ok = false;
+  if (!buf || tail < CD_EOCD_LEN || !read_at(c, c->size - tail, buf, tail))
+    goto done;
+  for (size_t i = tail - CD_EOCD_LEN + 1; i-- > 0;) {
+    const unsigned char *e = buf + i;
+    if (memcmp(e, "PK\5\6", 4) != 0)
+      continue;
+    *count = le16(e + 10);
+    *cd_off = le32(e + 16);
+    uint64_t eocd = c->size - tail + i;
+    if ((*count == 0xFFFF || *cd_off == 0xFFFFFFFFu) && eocd >= CD_ZIP64_LOCATOR_LEN) {
+      unsigned char loc[CD_ZIP64_LOCATOR_LEN];
+      if (!read_at(c, eocd - CD_ZIP64_LOCATOR_LEN, loc, sizeof loc) ||
+          memcmp(loc, "PK\6\7", 4) != 0 || !read_at(c, le64(loc + 8), z, sizeof z) ||
+          memcmp(z, "PK\6\6", 4) != 0)
+        goto done;
+      *count = le64(z + 32);
+      *cd_off = le64(z + 48);
+    }
+    ok = true;
+    break;
+  }
+done:
+  free(buf);
+  return ok;
+}
+
+/* The zip64 extended information extra field (0x0001) replaces the 32-bit
+ * fields that are 0xFFFFFFFF, in the order size, compressed size, offset. */
+static void apply_zip64(uint64_t *size, uint64_t *comp, uint64_t *off, const unsigned char *x,
+                        size_t n) {
+  for (size_t i = 0; i + 4 <= n;) {
+    size_t len = le16(x + i + 2);
+    const unsigned char *d = x + i + 4, *end = d + (len < n - i - 4 ? len : n - i - 4);
+    if (le16(x + i) == 0x0001) {
+      uint64_t *fields[3] = {size, comp, off};
+      for (int k = 0; k < 3; k++) {
+        if (*fields[k] != 0xFFFFFFFFu)
+          continue;
+        if (d + 8 > end)
+          return;
+        *fields[k] = le64(d);
+        d += 8;
+      }
+      return;
+    }
+    i += 4 + len;
+  }
+}
+
+/* Reads central record i sequentially; reports NUL bytes in its name. */
+static bool scan_record(pkgr_t *r, cdscan_t *c, uint64_t at, uint64_t *next) {
+  unsigned char h[CD_RECORD_LEN];
+  span_t *sp = &c->spans[c->n];
+  if (!read_at(c, at, h, sizeof h) || memcmp(h, "PK\1\2", 4) != 0)
+    return false;
+  size_t name_len = le16(h + 28), extra_len = le16(h + 30), comment_len = le16(h + 32);
+  uint64_t size = le32(h + 24), comp = le32(h + 20), off = le32(h + 42);
+  if (fread(c->field, 1, name_len, c->f) != name_len)
+    return false;
+  c->field[name_len] = '\0';
+  if (memchr(c->field, '\0', name_len))
+    ERR(r, "archive.path", (const char *)c->field, NULL,
+        "entry name of %zu bytes holds a NUL byte (it would read as \"%s\")", name_len,
+        (const char *)c->field);
+  if (fread(c->field, 1, extra_len, c->f) != extra_len)
+    return false;
+  apply_zip64(&size, &comp, &off, c->field, extra_len);
+  sp->start = off;
+  sp->end = comp; /* the data's start is known once the local header is read */
+  sp->record = at;
+  c->n++;
+  *next = at + CD_RECORD_LEN + name_len + extra_len + comment_len;
+  return true;
+}
+
+static const char *record_name(cdscan_t *c, const span_t *sp) {
+  unsigned char h[CD_RECORD_LEN];
+  size_t len;
+  c->field[0] = '\0';
+  if (read_at(c, sp->record, h, sizeof h)) {
+    len = le16(h + 28);
+    if (fread(c->field, 1, len, c->f) == len)
+      c->field[len] = '\0';
+  }
+  return (const char *)c->field;
+}
+
+static int cmp_span(const void *a, const void *b) {
+  const span_t *x = a, *y = b;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Each span gets its end from its local header; overlaps are reported
+ * naming both entries. */
+static void check_spans(pkgr_t *r, cdscan_t *c) {
+  char prev_name[PKG_ENTRY_NAME_MAX + 1] = "";
+  uint64_t prev_end = 0;
+  qsort(c->spans, c->n, sizeof *c->spans, cmp_span);
+  for (size_t i = 0; i < c->n; i++) {
+    span_t *sp = &c->spans[i];
+    unsigned char h[CD_LOCAL_LEN];
+    const char *name = record_name(c, sp);
+    if (!read_at(c, sp->start, h, sizeof h) || memcmp(h, "PK\3\4", 4) != 0) {
+      ERR(r, "archive.corrupt", name, NULL,
+          "the central directory puts its local header at offset %llu, where there is none",
+          (unsigned long long)sp->start);
+      continue;
+    }
+    uint64_t data = sp->start + CD_LOCAL_LEN + le16(h + 26) + le16(h + 28);
+    sp->end = data + sp->end;
+    if (sp->end > c->size || sp->end < data)
+      ERR(r, "archive.corrupt", name, NULL,
+          "declares compressed data up to offset %llu in a %llu-byte archive",
+          (unsigned long long)sp->end, (unsigned long long)c->size);
+    else if (i > 0 && sp->start < prev_end)
+      ERR(r, "archive.overlap", name, NULL,
+          "its bytes from offset %llu overlap entry %s (which ends at %llu): entries sharing "
+          "data are a zip bomb",
+          (unsigned long long)sp->start, prev_name, (unsigned long long)prev_end);
+    if (sp->end > prev_end || i == 0) {
+      prev_end = sp->end;
+      snprintf(prev_name, sizeof prev_name, "%s", name);
+    }
+  }
+}
+
+static bool scan_central_directory(pkgr_t *r, const char *path, fzip_error_t *error) {
+  cdscan_t c = {0};
+  uint64_t at, count;
+  bool ok = true;
+
+  c.size = r->archive_size;
+  if (!(c.f = fopen(path, "rb")))
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "opening %s", path);
+  if (!find_cd(&at, &count, &c) || count > r->lim.max_entries)
+    goto done; /* libzip names the problem */
+  if (!(c.field = malloc(CD_FIELD_MAX + 1)) ||
+      (count && !(c.spans = calloc((size_t)count, sizeof *c.spans)))) {
+    ok = oom(error);
+    goto done;
+  }
+  while (c.n < count && scan_record(r, &c, at, &at))
+    ;
+  if (c.n == count)
+    check_spans(r, &c);
+done:
+  free(c.spans);
+  free(c.field);
+  fclose(c.f);
+  return ok;
 }
 
 /* ---- open / destroy --------------------------------------------------- */
@@ -751,6 +1043,9 @@ static bool open_zip(pkgr_t *r, const char *path, fzip_error_t *error) {
   if (stat(path, &sb) != 0)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_NOT_FOUND, "package %s not found",
                           path);
+  r->archive_size = (uint64_t)sb.st_size;
+  if (!scan_central_directory(r, path, error))
+    return false;
   if ((r->za = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)))
     return true;
   /* libzip refuses duplicate names outright; reopen without the
@@ -798,7 +1093,9 @@ bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
   if (r->za && !r->errors && !read_manifest(r, error))
     goto done;
   if (r->errors) {
-    fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_INVALID_ARGUMENT,
+    fzip_error_set(error, FZIP_DOMAIN_VALIDATION,
+                   r->first_error_is_limit ? FZIP_ERR_RESOURCE_EXHAUSTED
+                                           : FZIP_ERR_INVALID_ARGUMENT,
                    "package refused: %zu archive or manifest problem(s)", r->errors);
     goto done;
   }
@@ -997,8 +1294,16 @@ bool pkgr_file_read(pkgr_file_t *f, void *buf, size_t cap, size_t *n, fzip_error
     return false;
   if (*n == 0) {
     f->ended = true;
-    return stream_verify(NULL, &f->s, error);
+    return stream_verify(f->hex, &f->s, error);
   }
+  return true;
+}
+
+bool pkgr_file_digest(char *hex_out, uint64_t *bytes, const pkgr_file_t *f) {
+  if (!f->ended || !f->hex[0])
+    return false;
+  memcpy(hex_out, f->hex, sizeof f->hex);
+  *bytes = f->s.done;
   return true;
 }
 

@@ -5,10 +5,15 @@
  * central directory and the manifest, and refuses the package before any
  * entity is looked at when the archive itself is unsafe or unreadable:
  * not a zip, too many entries, an entry or the total too large, a
- * compression ratio typical of zip bombs, absolute or `..` paths, links or
- * other special files, duplicate names, encrypted entries, compression
- * methods other than stored/deflate, a missing or malformed manifest, or
- * a format version this build does not read.  Each problem found is
+ * compression ratio typical of zip bombs (per entry, and all entries
+ * against the real size of the file), entries whose bytes overlap (the
+ * Fifield "better zip bomb": many entries sharing one deflate stream),
+ * absolute or `..` paths, NUL bytes in names, links or other special
+ * files, directory entries, entries outside the format, duplicate names,
+ * encrypted entries, compression methods other than stored/deflate, a
+ * missing or malformed manifest, unknown manifest keys, an entry without
+ * a sha256 in the manifest (but see pkgr_info_t.design_flavour), or a
+ * format version this build does not read.  Each problem found is
  * reported through the caller's issue callback with a stable rule name
  * (see "Validation" in docs/FORMAT.md), so one upload lists all archive
  * problems at once.
@@ -21,8 +26,9 @@
  * The checksum of an entry is known once the entry has been read to its
  * end: pkgr_entities_finish() and the last pkgr_file_read() compare it to
  * the manifest and fail with FZIP_ERR_DATA_LOSS on a mismatch.  No entry
- * is ever read into memory whole; bytes read from an entry beyond the size
- * its header declares are an error (a lying header cannot inflate more).
+ * is ever read into memory whole; the bytes actually inflated are counted,
+ * and more (or fewer) than the entry's header declares are an error naming
+ * the entry and both sizes (a lying header cannot inflate more).
  *
  * A pkgr_t and its iterators belong to one thread at a time.
  */
@@ -38,17 +44,18 @@
 #include "fzip_error.h"
 #include "fzip_util.h"
 #include "pkg_jsonread.h"
+#include "pkg_limits.h"
 #include "pkg_writer.h"
 
-/* Default limits (pkgr_limits_default). */
-#define PKGR_ENTRIES_MAX (PKG_FILES_MAX + 64)           /* zip entries, directories included */
-#define PKGR_ENTRY_NAME_MAX 512                         /* bytes of one entry name */
-#define PKGR_DATA_ENTRY_MAX (8ULL * 1024 * 1024 * 1024) /* uncompressed bytes of data/<kind>.json */
-#define PKGR_FILE_ENTRY_MAX (256ULL * 1024 * 1024)      /* uncompressed bytes of one files/ entry */
-#define PKGR_MANIFEST_MAX (64ULL * 1024 * 1024)         /* uncompressed bytes of manifest.json */
-#define PKGR_TOTAL_MAX (32ULL * 1024 * 1024 * 1024)     /* uncompressed bytes of all entries */
-#define PKGR_RATIO_MAX 200         /* uncompressed / compressed size of an entry or the archive */
-#define PKGR_RATIO_MIN_BYTES (1024 * 1024) /* entries smaller than this skip the ratio check */
+/* Default limits (pkgr_limits_default): the table in pkg_limits.h. */
+#define PKGR_ENTRIES_MAX PKG_ENTRIES_MAX
+#define PKGR_ENTRY_NAME_MAX PKG_ENTRY_NAME_MAX
+#define PKGR_DATA_ENTRY_MAX PKG_DATA_FILE_MAX
+#define PKGR_FILE_ENTRY_MAX PKG_FILE_ENTRY_MAX
+#define PKGR_MANIFEST_MAX PKG_MANIFEST_MAX
+#define PKGR_TOTAL_MAX PKG_TOTAL_UNCOMPRESSED_MAX
+#define PKGR_RATIO_MAX PKG_COMPRESSION_RATIO_MAX
+#define PKGR_RATIO_MIN_BYTES PKG_RATIO_MIN_BYTES
 #define PKGR_READ_CHUNK (64 * 1024)        /* bytes read from libzip at a time */
 #define PKGR_VERSION_MAX 32                /* bytes of a version string kept */
 #define PKGR_INFO_STRING_MAX 256           /* bytes of other informational strings kept */
@@ -96,6 +103,12 @@ typedef struct {
   uint64_t count[FZIP_KIND_COUNT];
   bool has_files_count;
   uint64_t files_count;
+  /* The manifest has no package_format: a package in the layout of the
+   * HouseF3 design document rather than one fzip wrote.  Only in this
+   * flavour may a files/ entry lack a manifest checksum, and then only if
+   * its transaction file record carries a sha256 (checked by pkg_validate
+   * against the bytes): FORMAT.md section 8, "design flavour". */
+  bool design_flavour;
 } pkgr_info_t;
 
 /* One files/<fileId>/<name> entry. */
@@ -104,17 +117,22 @@ typedef struct {
   const char *name;  /* the last path component */
   const char *entry; /* the whole entry name */
   uint64_t size;     /* declared uncompressed size */
+  bool has_checksum; /* the manifest gives its sha256 */
 } pkgr_file_entry_t;
 
 typedef struct pkgr pkgr_t;
 
+/* Rules named "limit.*" are a bound of pkg_limits.h being exceeded: they
+ * refuse a package with RESOURCE_EXHAUSTED rather than INVALID_ARGUMENT. */
+bool pkgr_rule_is_limit(const char *rule);
+
 /* Opens `path` read-only and runs the archive and manifest checks,
  * reporting each problem to on_issue (may be NULL).  On success *out is
  * the caller's (pkgr_destroy).  Fails with domain FZIP_DOMAIN_VALIDATION
- * (code INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for a limit) when the
- * package was refused, after at least one error issue was reported; any
- * other domain is a failure to try (missing file, out of memory).
- * Warnings (unknown entries, missing checksums) do not refuse it.
+ * (code RESOURCE_EXHAUSTED when the first error issue was a limit,
+ * INVALID_ARGUMENT otherwise) when the package was refused, after at least
+ * one error issue was reported; any other domain is a failure to try
+ * (missing file, out of memory).
  * limits NULL: defaults; copied. */
 bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
                pkgr_issue_fn on_issue, void *issue_ctx, fzip_error_t *error);
@@ -150,12 +168,16 @@ bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
                         fzip_error_t *error);
 /* Returns true and sets *doc (borrowed until the next call) while entities
  * remain; returns false at the end (error untouched) or on failure (error
- * set, FZIP_DOMAIN_PACKAGE, message "byte N: ..."). */
+ * set, FZIP_DOMAIN_PACKAGE: OUT_OF_RANGE when the entry inflates to more
+ * bytes than its header declares, DATA_LOSS when libzip cannot inflate it,
+ * RESOURCE_EXHAUSTED for a JSON limit, INVALID_ARGUMENT for malformed
+ * JSON, message "byte N: ..."). */
 bool pkgr_entities_next(pkgr_entities_t *it, const bson_t **doc, fzip_error_t *error);
 /* Entities returned so far. */
 uint64_t pkgr_entities_count(const pkgr_entities_t *it);
 /* After the end: compares the entry's sha256 with the manifest (DATA_LOSS
- * on a mismatch; true when the manifest gives none).  hex_out (may be NULL,
+ * on a mismatch; true when the manifest gives none) and the bytes inflated
+ * with the declared size (OUT_OF_RANGE).  hex_out (may be NULL,
  * FZIP_SHA256_HEX_LEN + 1 bytes) receives the digest. */
 bool pkgr_entities_finish(char *hex_out, pkgr_entities_t *it, fzip_error_t *error);
 void pkgr_entities_destroy(pkgr_entities_t *it); /* accepts NULL */
@@ -167,8 +189,13 @@ typedef struct pkgr_file pkgr_file_t;
 /* Opens the bytes of files/<file_id>/...; NOT_FOUND if the package has none. */
 bool pkgr_file_open(pkgr_file_t **out, pkgr_t *r, const char *file_id, fzip_error_t *error);
 /* Reads up to cap bytes; *n == 0 at the end, where the checksum is
- * compared with the manifest (DATA_LOSS on a mismatch). */
+ * compared with the manifest (DATA_LOSS on a mismatch); OUT_OF_RANGE when
+ * the bytes inflated differ from the declared size. */
 bool pkgr_file_read(pkgr_file_t *f, void *buf, size_t cap, size_t *n, fzip_error_t *error);
+/* After pkgr_file_read gave *n == 0 without error: the sha256 of the bytes
+ * (FZIP_SHA256_HEX_LEN + 1 bytes, lower-case hex) and their number.
+ * False before the end. */
+bool pkgr_file_digest(char *hex_out, uint64_t *bytes, const pkgr_file_t *f);
 void pkgr_file_destroy(pkgr_file_t *f); /* accepts NULL */
 
 #endif

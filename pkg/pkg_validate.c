@@ -3,8 +3,10 @@
  *
  * The schema is data: one table of field specs per kind (and per nested
  * object: rules, assignments, mappings, dateRange), read by one checker.
- * Fields the table does not name are ignored, so a newer minor format may
- * add fields.  References are resolved as each entity is read, because
+ * A field the table does not name is not part of format 1.0: it is
+ * reported as a warning (schema.unknown_field) and pkgv_entity_sanitize,
+ * which the restore step stores through, drops it, so that nothing the
+ * schema does not know (a package's user_id, say) reaches the store.  References are resolved as each entity is read, because
  * the dependency order guarantees the target kind was read before, except
  * for the two that point forward or sideways (account -> default file
  * map, category -> parent), which are kept as pairs and resolved at the
@@ -30,6 +32,7 @@ typedef enum {
   F_BOOL,
   F_ENUM,     /* one of enums */
   F_CURRENCY, /* three upper-case letters or "other" */
+  F_HEX,      /* sha256 as 64 lower-case hex digits */
   F_OBJ,      /* object checked against sub */
   F_ANYOBJ,   /* any object */
   F_ARR,      /* array of objects checked against sub */
@@ -165,6 +168,7 @@ static const field_t transaction_file_fields[] = {
     {"currency", F_CURRENCY, false, NOLIM, NULL, NULL},
     {"duplicateCount", F_INT, false, 0, INT64_MAX, NULL, NULL},
     {"transactionCount", F_INT, false, 0, INT64_MAX, NULL, NULL},
+    {"sha256", F_HEX, false, NOLIM, NULL, NULL},
     {"createdAt", F_TIME, false, NOLIM, NULL, NULL},
     {"updatedAt", F_TIME, false, NOLIM, NULL, NULL},
     END};
@@ -359,6 +363,15 @@ typedef struct {
   int color;
 } catnode_t;
 
+/* What a transaction file record says of its bytes, checked against the
+ * files/ entry once it has been read. */
+typedef struct {
+  char *id;
+  bool has_size, has_sha;
+  int64_t size;
+  char sha[FZIP_SHA256_HEX_LEN + 1];
+} filerec_t;
+
 typedef struct {
   const pkgv_options_t *opt;
   pkgv_result_t *res;
@@ -367,6 +380,8 @@ typedef struct {
   fpset_t fps[FZIP_KIND_COUNT];  /* the others */
   pending_t *pending;
   size_t n_pending, cap_pending;
+  filerec_t *frecs; /* sorted by id before the files pass */
+  size_t n_frecs, cap_frecs;
   /* the entity being checked */
   fzip_kind_t kind;
   const char *entry;
@@ -472,6 +487,16 @@ static bool currency_ok(const char *s) {
   return s[3] == '\0';
 }
 
+static bool sha_hex_ok(const char *s, uint32_t len) {
+  if (len != FZIP_SHA256_HEX_LEN)
+    return false;
+  for (uint32_t i = 0; i < len; i++) {
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  }
+  return true;
+}
+
 static bool in_enum(const char *s, const char *const *e) {
   for (; *e; e++) {
     if (strcmp(s, *e) == 0)
@@ -482,7 +507,7 @@ static bool in_enum(const char *s, const char *const *e) {
 
 static const char *type_name(ftype_t t) {
   switch (t) {
-  case F_STR: case F_ID: case F_DEC: case F_ENUM: case F_CURRENCY: return "a string";
+  case F_STR: case F_ID: case F_DEC: case F_ENUM: case F_CURRENCY: case F_HEX: return "a string";
   case F_TIME: case F_INT: return "an integer";
   case F_NUM: return "a number";
   case F_BOOL: return "a boolean";
@@ -494,7 +519,8 @@ static const char *type_name(ftype_t t) {
 
 static bool holds_type(const bson_iter_t *it, ftype_t t) {
   switch (t) {
-  case F_STR: case F_ID: case F_DEC: case F_ENUM: case F_CURRENCY: return BSON_ITER_HOLDS_UTF8(it);
+  case F_STR: case F_ID: case F_DEC: case F_ENUM: case F_CURRENCY: case F_HEX:
+    return BSON_ITER_HOLDS_UTF8(it);
   case F_TIME: case F_INT: return BSON_ITER_HOLDS_INT64(it) || BSON_ITER_HOLDS_INT32(it);
   case F_NUM: return BSON_ITER_HOLDS_NUMBER(it);
   case F_BOOL: return BSON_ITER_HOLDS_BOOL(it);
@@ -557,6 +583,10 @@ static void check_string(vctx_t *v, const char *s, uint32_t len, const field_t *
     if (strlen(s) != len || !currency_ok(s))
       EERR(v, "schema.enum", path, "\"%.40s\" is not a currency code", s);
     break;
+  case F_HEX:
+    if (!sha_hex_ok(s, len))
+      EERR(v, "schema.sha256", path, "\"%.70s\" is not 64 lower-case hex digits", s);
+    break;
   default:
     break;
   }
@@ -613,10 +643,33 @@ static void check_field(vctx_t *v, const bson_iter_t *it, const field_t *f, cons
   }
 }
 
+static const field_t *spec_find(const field_t *spec, const char *name) {
+  for (const field_t *f = spec; f->name; f++) {
+    if (strcmp(f->name, name) == 0)
+      return f;
+  }
+  return NULL;
+}
+
+static void check_unknown(vctx_t *v, const bson_t *doc, const field_t *spec, const char *prefix) {
+  char path[PKGV_FIELD_MAX];
+  bson_iter_t it;
+  if (!bson_iter_init(&it, doc))
+    return;
+  while (bson_iter_next(&it)) {
+    if (spec_find(spec, bson_iter_key(&it)))
+      continue;
+    field_path(path, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", bson_iter_key(&it));
+    EWARN(v, "schema.unknown_field", path,
+          "not a field of format 1.0: ignored, and not stored on import");
+  }
+}
+
 static void check_object(vctx_t *v, const bson_t *doc, const field_t *spec, const char *prefix) {
   char path[PKGV_FIELD_MAX];
   bson_iter_t it;
 
+  check_unknown(v, doc, spec, prefix);
   for (const field_t *f = spec; f->name; f++) {
     if (prefix)
       field_path(path, "%s.%s", prefix, f->name);
@@ -888,6 +941,38 @@ static bool note_id(vctx_t *v, fzip_error_t *error) {
   return batch_id(v, v->entity_id, error);
 }
 
+static bool note_file_record(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
+  bson_iter_t it;
+  filerec_t *fr;
+  uint32_t len;
+  if (v->n_frecs >= PKGV_REF_IDS_MAX)
+    return true; /* limit.ids is reported by note_id */
+  if (v->n_frecs == v->cap_frecs) {
+    size_t cap = v->cap_frecs ? v->cap_frecs * 2 : 64;
+    filerec_t *p = realloc(v->frecs, cap * sizeof *p);
+    if (!p)
+      return oom(error);
+    v->frecs = p;
+    v->cap_frecs = cap;
+  }
+  fr = &v->frecs[v->n_frecs];
+  memset(fr, 0, sizeof *fr);
+  if (!(fr->id = strdup(v->entity_id)))
+    return oom(error);
+  v->n_frecs++;
+  if (bson_iter_init_find(&it, doc, "fileSize") &&
+      (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it))) {
+    fr->has_size = true;
+    fr->size = bson_iter_as_int64(&it);
+  }
+  if (bson_iter_init_find(&it, doc, "sha256") && BSON_ITER_HOLDS_UTF8(&it)) {
+    const char *hex = bson_iter_utf8(&it, &len);
+    if ((fr->has_sha = sha_hex_ok(hex, len)))
+      memcpy(fr->sha, hex, FZIP_SHA256_HEX_LEN + 1);
+  }
+  return true;
+}
+
 static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
   const fzip_kind_info_t *info = fzip_kind_info(v->kind);
   bson_iter_t it;
@@ -908,8 +993,11 @@ static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
     check_rules(v, doc);
   else if (v->kind == FZIP_KIND_ACCOUNT)
     check_account_rules(v, doc);
-  else if (v->kind == FZIP_KIND_TRANSACTION_FILE && v->entity_id)
+  else if (v->kind == FZIP_KIND_TRANSACTION_FILE && v->entity_id) {
     check_file_bytes(v);
+    if (!note_file_record(v, doc, error))
+      return false;
+  }
   v->res->counts[v->kind].in_package++;
   if (!v->entity_failed)
     v->res->counts[v->kind].valid++;
@@ -956,6 +1044,17 @@ static bool is_stream_failure(const fzip_error_t *err) {
   return err->domain == FZIP_DOMAIN_PACKAGE;
 }
 
+/* The rule of a stream failure, from pkg_reader's codes; `at_end`: found
+ * by the end-of-entry checks, where DATA_LOSS is the checksum. */
+static const char *stream_rule(const fzip_error_t *err, bool at_end) {
+  switch (err->code) {
+  case FZIP_ERR_RESOURCE_EXHAUSTED: return "limit.json";
+  case FZIP_ERR_OUT_OF_RANGE: return "archive.size";
+  case FZIP_ERR_DATA_LOSS: return at_end ? "checksum.mismatch" : "archive.corrupt";
+  default: return "json";
+  }
+}
+
 static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
   pkgr_entities_t *it = NULL;
   const bson_t *doc;
@@ -979,9 +1078,9 @@ static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
       *error = serr;
       goto done;
     }
-    stream_issue(v, serr.code == FZIP_ERR_RESOURCE_EXHAUSTED ? "limit.json" : "json", &serr);
+    stream_issue(v, stream_rule(&serr, false), &serr);
   } else if (!pkgr_entities_finish(NULL, it, &serr)) {
-    stream_issue(v, "checksum.mismatch", &serr);
+    stream_issue(v, stream_rule(&serr, true), &serr);
   } else {
     complete = true;
   }
@@ -993,11 +1092,52 @@ done:
   return ok;
 }
 
+static int cmp_frec(const void *a, const void *b) {
+  return strcmp(((const filerec_t *)a)->id, ((const filerec_t *)b)->id);
+}
+
+static const filerec_t *find_frec(const vctx_t *v, const char *id) {
+  filerec_t key = {0};
+  key.id = (char *)id;
+  return v->n_frecs ? bsearch(&key, v->frecs, v->n_frecs, sizeof key, cmp_frec) : NULL;
+}
+
+static void file_issue(vctx_t *v, const pkgr_file_entry_t *fe, const char *rule,
+                       const char *field, const char *reason) {
+  pkgr_issue_t is = {PKGR_SEVERITY_ERROR, rule, fe->entry, FZIP_KIND_TRANSACTION_FILE,
+                     fe->file_id, field, reason};
+  record(v->res, &is);
+}
+
+/* The bytes against what the file's record says of them.  In the design
+ * flavour a files/ entry without a manifest checksum is accepted only when
+ * the record's sha256 vouches for it (FORMAT.md section 8). */
+static void check_file_record(vctx_t *v, const pkgr_file_entry_t *fe, const char *hex,
+                              uint64_t bytes) {
+  const filerec_t *fr = find_frec(v, fe->file_id);
+  char reason[PKGV_REASON_MAX];
+  if (fr && fr->has_size && (uint64_t)fr->size != bytes) {
+    snprintf(reason, sizeof reason, "the record says %lld bytes, the entry holds %llu",
+             (long long)fr->size, (unsigned long long)bytes);
+    file_issue(v, fe, "file.size", "fileSize", reason);
+  }
+  if (fr && fr->has_sha && strcmp(fr->sha, hex) != 0) {
+    snprintf(reason, sizeof reason, "the record says sha256 %.64s, the bytes hash to %.64s",
+             fr->sha, hex);
+    file_issue(v, fe, "file.sha256", "sha256", reason);
+  }
+  if (!fe->has_checksum && !(fr && fr->has_sha))
+    file_issue(v, fe, "checksum.missing", "sha256",
+               "neither the manifest nor the file's record gives a sha256 for these bytes");
+}
+
 static bool verify_file(vctx_t *v, const pkgr_file_entry_t *fe, char *buf, fzip_error_t *error) {
   pkgr_file_t *f = NULL;
   fzip_error_t ferr = {0};
+  char hex[FZIP_SHA256_HEX_LEN + 1];
+  uint64_t bytes = 0;
   size_t n;
-  bool ok = true;
+  bool ok = true, read_all = false;
 
   if (!pkgr_file_open(&f, v->r, fe->file_id, &ferr)) {
     ok = is_stream_failure(&ferr);
@@ -1009,17 +1149,17 @@ static bool verify_file(vctx_t *v, const pkgr_file_entry_t *fe, char *buf, fzip_
       }
       v->res->file_bytes += n;
     } while (n);
+    read_all = n == 0 && !fzip_error_is_set(&ferr) && pkgr_file_digest(hex, &bytes, f);
   }
   pkgr_file_destroy(f);
   if (!ok) {
     *error = ferr;
     return false;
   }
-  if (fzip_error_is_set(&ferr)) {
-    pkgr_issue_t is = {PKGR_SEVERITY_ERROR, "checksum.mismatch", fe->entry,
-                       FZIP_KIND_TRANSACTION_FILE, fe->file_id, NULL, ferr.message};
-    record(v->res, &is);
-  }
+  if (fzip_error_is_set(&ferr))
+    file_issue(v, fe, stream_rule(&ferr, true), NULL, ferr.message);
+  else if (read_all)
+    check_file_record(v, fe, hex, bytes);
   return true;
 }
 
@@ -1032,6 +1172,8 @@ static bool validate_files(vctx_t *v, fzip_error_t *error) {
   if (!buf)
     return oom(error);
   v->res->files_in_package = n;
+  if (v->n_frecs)
+    qsort(v->frecs, v->n_frecs, sizeof *v->frecs, cmp_frec);
   for (size_t i = 0; i < n; i++) {
     const pkgr_file_entry_t *fe = pkgr_file_at(v->r, i);
     if (!verify_file(v, fe, buf, error) || !tick(v, "files", true, error))
@@ -1199,6 +1341,9 @@ static void vctx_free(vctx_t *v) {
     free(v->pending[i].target);
   }
   free(v->pending);
+  for (size_t i = 0; i < v->n_frecs; i++)
+    free(v->frecs[i].id);
+  free(v->frecs);
   for (size_t i = 0; i < v->n_batch; i++)
     free(v->batch[i]);
   pkgr_destroy(v->r);
@@ -1239,4 +1384,82 @@ done:
   else
     pkgv_result_destroy(res);
   return ok;
+}
+
+/* ---- sanitising ------------------------------------------------------- */
+
+static bool sanitize_object(bson_t *out, const bson_t *doc, const field_t *spec);
+
+static bool sanitize_array(bson_t *out, const bson_iter_t *it, const field_t *f) {
+  bson_iter_t arr;
+  bson_t child, sub;
+  bool ok = bson_iter_recurse(it, &arr) && bson_append_array_begin(out, f->name, -1, &child);
+  while (ok && bson_iter_next(&arr)) {
+    uint32_t len;
+    const uint8_t *data;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&arr)) {
+      ok = bson_append_iter(&child, bson_iter_key(&arr), -1, &arr);
+      continue;
+    }
+    bson_iter_document(&arr, &len, &data);
+    bson_t item;
+    ok = bson_init_static(&item, data, len) &&
+         bson_append_document_begin(&child, bson_iter_key(&arr), -1, &sub) &&
+         sanitize_object(&sub, &item, f->sub) && bson_append_document_end(&child, &sub);
+  }
+  return ok && bson_append_array_end(out, &child);
+}
+
+static bool sanitize_object(bson_t *out, const bson_t *doc, const field_t *spec) {
+  bson_iter_t it;
+  bool ok = bson_iter_init(&it, doc);
+  while (ok && bson_iter_next(&it)) {
+    const field_t *f = spec_find(spec, bson_iter_key(&it));
+    if (!f)
+      continue;
+    if (f->type == F_ARR && BSON_ITER_HOLDS_ARRAY(&it)) {
+      ok = sanitize_array(out, &it, f);
+    } else if (f->type == F_OBJ && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+      uint32_t len;
+      const uint8_t *data;
+      bson_t child, sub;
+      bson_iter_document(&it, &len, &data);
+      ok = bson_init_static(&child, data, len) &&
+           bson_append_document_begin(out, f->name, -1, &sub) &&
+           sanitize_object(&sub, &child, f->sub) && bson_append_document_end(out, &sub);
+    } else {
+      ok = bson_append_iter(out, NULL, 0, &it);
+    }
+  }
+  return ok;
+}
+
+bool pkgv_entity_sanitize(bson_t *out, fzip_kind_t kind, const bson_t *doc,
+                          fzip_error_t *error) {
+  if ((unsigned)kind >= FZIP_KIND_COUNT)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT, "bad kind");
+  if (!sanitize_object(out, doc, kind_fields[kind]))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "%s: the document does not fit in a BSON document",
+                          fzip_kind_info(kind)->name);
+  return true;
+}
+
+fzip_code_t pkgv_result_error_code(const pkgv_result_t *result) {
+  for (size_t i = 0; i < result->n_issues; i++) {
+    if (result->issues[i].severity == PKGR_SEVERITY_ERROR)
+      return pkgr_rule_is_limit(result->issues[i].rule) ? FZIP_ERR_RESOURCE_EXHAUSTED
+                                                        : FZIP_ERR_FAILED_PRECONDITION;
+  }
+  return FZIP_ERR_FAILED_PRECONDITION;
+}
+
+/* ---- the limits table ------------------------------------------------- */
+
+#define PKGV_LIMIT_ROW(name, unit, what) {#name, (uint64_t)(name), unit, what},
+static const pkg_limit_t limit_rows[] = {PKG_LIMITS(PKGV_LIMIT_ROW)};
+
+const pkg_limit_t *pkgv_limits(size_t *n) {
+  *n = sizeof limit_rows / sizeof limit_rows[0];
+  return limit_rows;
 }

@@ -39,6 +39,7 @@
 
 #include "fzip_entity.h"
 #include "fzip_error.h"
+#include "pkg_limits.h"
 #include "pkg_reader.h"
 #include "store.h"
 
@@ -127,5 +128,23 @@ typedef struct {
  * failure, cancellation. */
 bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *options,
                    fzip_error_t *error);
+
+/* Copies into `out` (an initialised, empty bson_t of the caller's) the
+ * fields of `doc` that format 1.0 defines for `kind`, recursing into the
+ * nested objects the schema describes (rules, assignments, mappings,
+ * dateRange); fields it does not define (reported by pkgv_validate as
+ * schema.unknown_field warnings) are left out, analytics' free-form
+ * `data` is copied whole.  The restore step stores what this returns.
+ * False (FZIP_DOMAIN_PACKAGE, RESOURCE_EXHAUSTED) if `out` cannot grow. */
+bool pkgv_entity_sanitize(bson_t *out, fzip_kind_t kind, const bson_t *doc,
+                          fzip_error_t *error);
+
+/* The code a refused package's failure carries: RESOURCE_EXHAUSTED when
+ * its first error issue is a limit (pkgr_rule_is_limit), otherwise
+ * FAILED_PRECONDITION.  Meaningless when result->passed. */
+fzip_code_t pkgv_result_error_code(const pkgv_result_t *result);
+
+/* The limits table (pkg_limits.h), *n rows, borrowed and static. */
+const pkg_limit_t *pkgv_limits(size_t *n);
 
 #endif

@@ -12,6 +12,13 @@ names).  OUTDIR receives:
   expected.tsv    one line per bad package: name, rule, entry, field of
                   the first error issue the validator must report ("-"
                   for an empty entry or field).
+
+The default Pkg is the design document's flavour (no package_format in
+the manifest); Pkg(fzip=True) adds package_format "fzip", as fzip's own
+writer does.  Hostile archives that zipfile cannot write (overlapping
+entries, NUL in names, lying sizes) are built or patched byte by byte
+below.  test_pkg_validate.c lists every case it expects by name: a case
+added here must be added there too.
 """
 import base64
 import copy
@@ -23,6 +30,7 @@ import random
 import struct
 import sys
 import zipfile
+import zlib
 
 T0 = 1705312200000  # 2024-01-15T10:30:00Z
 FILE_BYTES = b"Date,Description,Amount\n2024-01-10,TESCO 123,-12.50\n2024-01-11,ALDI,-3.20\n"
@@ -95,7 +103,8 @@ def sha(b):
 class Pkg:
     """A package being put together: entries in order, then a manifest."""
 
-    def __init__(self, data=None):
+    def __init__(self, data=None, fzip=False):
+        self.fzip = fzip
         self.data = data if data is not None else base_data()
         self.raw = {}          # kind -> bytes overriding the JSON of data[kind]
         self.files = {"files/9c8b7a6d-0000-4000-8000-000000000001/jan.csv": FILE_BYTES}
@@ -125,11 +134,16 @@ class Pkg:
             key = name[5:] if name.startswith("data/") else name  # bare, as the design does
             checksums[key] = sha(b)
         checksums.update(self.checksum_patch)
-        return {"export_format_version": "1.0", "export_timestamp": "2024-01-15T10:30:00Z",
-                "user_id": "user_12345", "housef3_version": "2.5.0", "data_summary": summary,
-                "checksums": checksums,
-                "compatibility": {"minimum_version": "2.0.0",
-                                  "supported_versions": ["2.0.0", "2.5.0"]}}
+        for k in [k for k, v in checksums.items() if v is None]:
+            del checksums[k]
+        m = {"export_format_version": "1.0", "export_timestamp": "2024-01-15T10:30:00Z",
+             "user_id": "user_12345", "housef3_version": "2.5.0", "data_summary": summary,
+             "checksums": checksums,
+             "compatibility": {"minimum_version": "2.0.0",
+                               "supported_versions": ["2.0.0", "2.5.0"]}}
+        if self.fzip:
+            m["package_format"] = "fzip"
+        return m
 
     def zip_bytes(self):
         entries = self.entries()
@@ -181,10 +195,126 @@ def dup_entry():
         return mutate(lambda p: p.extra.append(("data/accounts.json", data_bytes("accounts", []))))
 
 
-def mutate(fn):
-    p = Pkg()
+def mutate(fn, fzip=False):
+    p = Pkg(fzip=fzip)
     fn(p)
     return p.zip_bytes()
+
+
+# --- byte-level zip surgery -------------------------------------------------
+
+def records(zb, sig):
+    """Offsets of every header with signature sig (local b"PK\x03\x04",
+    central b"PK\x01\x02") whose name parses, with that name."""
+    out = []
+    i = 0
+    local = sig == b"PK\x03\x04"
+    while True:
+        i = zb.find(sig, i)
+        if i < 0:
+            return out
+        nlen = struct.unpack_from("<H", zb, i + (26 if local else 28))[0]
+        name = zb[i + (30 if local else 46):i + (30 if local else 46) + nlen]
+        out.append((i, name))
+        i += 4
+
+
+def patch_header(zb, name, fields):
+    """Sets struct fields {offset_in_local: (fmt, value)} in the local header
+    and the matching central record of entry `name` (bytes).  Offsets are
+    given for the local header; the central one is shifted by 4 for sizes
+    and CRC, and name bytes are rewritten in both."""
+    b = bytearray(zb)
+    for sig, shift, name_off in ((b"PK\x03\x04", 0, 30), (b"PK\x01\x02", 2, 46)):
+        for off, n in records(bytes(b), sig):
+            if n != name:
+                continue
+            for lo, spec in fields.items():
+                if lo == "name":
+                    b[off + name_off:off + name_off + len(spec)] = spec
+                else:
+                    struct.pack_into(spec[0], b, off + lo + shift, spec[1])
+    return bytes(b)
+
+
+def patch_central(zb, name, off_in_record, fmt, val):
+    b = bytearray(zb)
+    for off, n in records(zb, b"PK\x01\x02"):
+        if n == name:
+            struct.pack_into(fmt, b, off + off_in_record, val)
+    return bytes(b)
+
+
+def raw_deflate(data):
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+def local_header(name, crc, csize, usize):
+    return struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, 0, 0x21, crc, csize, usize,
+                       len(name), 0) + name
+
+
+def central_record(name, crc, csize, usize, offset):
+    return struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 8, 0, 0x21, crc, csize,
+                       usize, len(name), 0, 0, 0, 0, 0o100644 << 16, offset) + name
+
+
+def end_record(n, cd_size, cd_offset):
+    return struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n, cd_size, cd_offset, 0)
+
+
+def fifield_bomb(n_files=300, kernel_bytes=1024 * 1024):
+    """David Fifield's overlapping-entry bomb ("A better zip bomb", 2019):
+    one deflate kernel of zeros shared by every entry, each entry quoting the
+    next one's local header in a stored block so that every header and CRC
+    is consistent.  Names are format-valid files/ entries; the central
+    directory is ordinary."""
+    kernel = raw_deflate(b"\0" * kernel_bytes)
+    names = [("files/bomb-%03d/x.csv" % i).encode() for i in range(n_files)]
+    zeros_crc = zlib.crc32(b"\0" * kernel_bytes)
+    # From the last entry back: entry i = quote(LH[i+1]) + data[i+1].
+    headers = [None] * n_files
+    csize = [0] * n_files
+    usize = [0] * n_files
+    prefix = [b""] * n_files  # uncompressed bytes before the zeros
+    for i in range(n_files - 1, -1, -1):
+        if i == n_files - 1:
+            csize[i], usize[i], prefix[i] = len(kernel), kernel_bytes, b""
+        else:
+            nxt = headers[i + 1]
+            csize[i] = 5 + len(nxt) + csize[i + 1]
+            usize[i] = len(nxt) + usize[i + 1]
+            prefix[i] = nxt + prefix[i + 1]
+        crc = zlib.crc32(b"\0" * kernel_bytes, zlib.crc32(prefix[i])) if prefix[i] else zeros_crc
+        headers[i] = local_header(names[i], crc, csize[i], usize[i])
+    body = bytearray()
+    offsets = []
+    for i in range(n_files):
+        offsets.append(len(body))
+        body += headers[i]
+        if i == n_files - 1:
+            body += kernel
+        else:
+            nxt = headers[i + 1]
+            body += struct.pack("<BHH", 0, len(nxt), len(nxt) ^ 0xFFFF)
+    cd = bytearray()
+    for i in range(n_files):
+        crc = struct.unpack_from("<I", headers[i], 14)[0]
+        cd += central_record(names[i], crc, csize[i], usize[i], offsets[i])
+    return bytes(body) + bytes(cd) + end_record(n_files, len(cd), len(body))
+
+
+def shared_header_zip():
+    """Two central records pointing at the same local header and data."""
+    data = b"Date,Amount\n" + b"2024-01-01,1.00\n" * 100
+    comp = raw_deflate(data)
+    crc = zlib.crc32(data)
+    name = FILE_ENTRY.encode()
+    body = local_header(name, crc, len(comp), len(data)) + comp
+    cd = (central_record(name, crc, len(comp), len(data), 0) +
+          central_record(b"files/other-file/y.csv", crc, len(comp), len(data), 0))
+    return body + cd + end_record(2, len(cd), len(body))
 
 
 ACC1 = "2f0c9d4e-0000-4000-8000-000000000001"
@@ -205,7 +335,7 @@ def bad_cases():
     def bomb(p):
         p.data["analytics"] = []
         p.raw["analytics"] = b'{"analytics":[' + b" " * (24 * 1024 * 1024) + b"]}"
-    add("bad_zip_bomb", "archive.ratio", "data/analytics.json", None, mutate(bomb))
+    add("bad_zip_bomb", "limit.ratio", "data/analytics.json", None, mutate(bomb))
     add("bad_dotdot_path", "archive.path", "../evil.txt", None,
         mutate(lambda p: p.extra.append(("../evil.txt", b"x"))))
     add("bad_nested_dotdot", "archive.path", "files/../../etc/passwd", None,
@@ -283,6 +413,8 @@ def bad_cases():
     add("bad_checksum_unknown_entry", "checksum.unknown_entry", "budgets.json",
         "checksums.budgets.json",
         mutate(lambda p: p.checksum_patch.update({"budgets.json": sha(b"x")})))
+    add("bad_checksums_absent", "checksum.missing", "manifest.json", "checksums",
+        mutate(lambda p: setattr(p, "manifest_override", b'{"export_format_version": "1.0"}')))
 
     def no_bytes(p):
         p.files = {}
@@ -407,7 +539,133 @@ def bad_cases():
         p.data["categories"][0]["rules"][1]["ruleId"] = "rule_00000001"
     add("bad_duplicate_rule_id", "rule.duplicate_id", "data/categories.json", "rules[1].ruleId",
         mutate(dup_rule))
+    integrity_cases(add)
     return cases
+
+
+FILE_ID2 = "9c8b7a6d-0000-4000-8000-000000000009"
+
+
+def integrity_cases(add):
+    """Milestone 2, items 2-4: overlapping entries and ratios, checksums on
+    every entry, file records against their bytes, entries outside the
+    format, limits, manifest keys and hex spelling."""
+    good = Pkg().zip_bytes()
+
+    # --- item 2: zip bombs ---
+    add("bad_fifield_overlap_bomb", "archive.overlap", "files/bomb-001/x.csv", None,
+        fifield_bomb())
+    add("bad_overlap_shared_local_header", "archive.overlap", "files/other-file/y.csv", None,
+        shared_header_zip())
+
+    def small_bombs(p):
+        # 40 entries just under PKG_RATIO_MIN_BYTES each: no entry is checked
+        # alone, the archive as a whole is 40 MiB from ~50 KiB.
+        for i in range(40):
+            p.files["files/pad-%02d/z.csv" % i] = b"\0" * (1024 * 1024 - 1)
+    add("bad_archive_ratio_small_entries", "limit.ratio", None, None, mutate(small_bombs))
+    acc_bytes = data_bytes("accounts", base_data()["accounts"])
+    add("bad_size_lie_inflates_more", "archive.size", "data/accounts.json", None,
+        patch_header(good, b"data/accounts.json", {22: ("<I", len(acc_bytes) - 10)}))
+    add("bad_size_lie_inflates_less", "archive.size", FILE_ENTRY, None,
+        patch_header(good, FILE_ENTRY.encode(), {22: ("<I", len(FILE_BYTES) + 10)}))
+    add("bad_local_header_missing", "archive.corrupt", "data/accounts.json", None,
+        patch_central(good, b"data/accounts.json", 42, "<I",
+                      records(good, b"PK\x03\x04")[1][0] + 1))
+    add("bad_data_past_end", "archive.corrupt", FILE_ENTRY, None,
+        patch_header(good, FILE_ENTRY.encode(), {18: ("<I", 0x7FFFFFF0)}))
+
+    # --- item 3: every entry carries a sha256 ---
+    def drop_sum(key):
+        return lambda p: p.checksum_patch.update({key: None})
+    add("bad_checksum_removed_data", "checksum.missing", "data/transactions.json", "checksums",
+        mutate(drop_sum("transactions.json")))
+
+    def tamper_and_drop(p):
+        p.data["transactions"][0]["amount"] = "-999999.00"
+        p.checksum_patch["transactions.json"] = None
+    add("bad_checksum_removed_tampered_data", "checksum.missing", "data/transactions.json",
+        "checksums", mutate(tamper_and_drop))
+    add("bad_checksum_removed_file_fzip", "checksum.missing", FILE_ENTRY, "checksums",
+        mutate(drop_sum(FILE_ENTRY), fzip=True))
+
+    def tamper_file_drop_sum(p):
+        p.files[FILE_ENTRY] = FILE_BYTES.replace(b"-12.50", b"-99.50")
+        p.checksum_patch[FILE_ENTRY] = None
+    add("bad_checksum_removed_tampered_file_fzip", "checksum.missing", FILE_ENTRY, "checksums",
+        mutate(tamper_file_drop_sum, fzip=True))
+    add("bad_design_file_no_checksum_anywhere", "checksum.missing", FILE_ENTRY, "sha256",
+        mutate(drop_sum(FILE_ENTRY)))
+
+    def record_sha(value):
+        def f(p):
+            p.data["transaction_files"][0]["sha256"] = value
+            p.checksum_patch[FILE_ENTRY] = None
+        return f
+    add("bad_design_file_record_sha_mismatch", "file.sha256", FILE_ENTRY, "sha256",
+        mutate(record_sha(hashlib.sha256(b"other").hexdigest())))
+    add("bad_checksums_empty", "checksum.missing", "data/accounts.json", "checksums",
+        mutate(lambda p: p.checksum_patch.update({k: None for k in
+                                                   ["accounts.json", "categories.json",
+                                                    "file_maps.json", "transaction_files.json",
+                                                    "transactions.json", FILE_ENTRY]})))
+    add("bad_checksum_bare_hex", "manifest.field", "manifest.json", "checksums.accounts.json",
+        mutate(lambda p: p.checksum_patch.update(
+            {"accounts.json": hashlib.sha256(acc_bytes).hexdigest()})))
+    add("bad_checksum_upper_hex", "manifest.field", "manifest.json", "checksums.accounts.json",
+        mutate(lambda p: p.checksum_patch.update(
+            {"accounts.json": "sha256:" + hashlib.sha256(acc_bytes).hexdigest().upper()})))
+
+    # --- item 4: file records, entries, limits, manifest keys ---
+    def tfile(field, value):
+        def f(p):
+            p.data["transaction_files"][0][field] = value
+        return f
+    add("bad_file_size_mismatch", "file.size", FILE_ENTRY, "fileSize",
+        mutate(tfile("fileSize", len(FILE_BYTES) + 1)))
+    add("bad_file_sha256_mismatch", "file.sha256", FILE_ENTRY, "sha256",
+        mutate(tfile("sha256", hashlib.sha256(b"other").hexdigest())))
+    add("bad_file_sha256_upper_hex", "schema.sha256", "data/transaction_files.json", "sha256",
+        mutate(tfile("sha256", hashlib.sha256(FILE_BYTES).hexdigest().upper())))
+    add("bad_unknown_entry", "archive.unknown_entry", "notes.txt", None,
+        mutate(lambda p: p.extra.append(("notes.txt", b"hello"))))
+    add("bad_unknown_data_kind", "archive.unknown_entry", "data/budgets.json", None,
+        mutate(lambda p: p.extra.append(("data/budgets.json", b'{"budgets":[]}'))))
+    add("bad_files_nested_path", "archive.unknown_entry", "files/%s/sub/x.csv" % FILE_ID2, None,
+        mutate(lambda p: p.extra.append(("files/%s/sub/x.csv" % FILE_ID2, b"x"))))
+    add("bad_directory_entry", "archive.directory", "files/", None,
+        mutate(lambda p: p.extra.append(("files/", b""))))
+    add("bad_directory_data", "archive.directory", "data/", None,
+        mutate(lambda p: p.extra.append(("data/", b""))))
+    nul_name = "files/%s/evil.csv#.exe" % FILE_ID2
+    add("bad_nul_in_name", "archive.path", "files/%s/evil.csv" % FILE_ID2, None,
+        patch_header(mutate(lambda p: p.extra.append((nul_name, b"x"))), nul_name.encode(),
+                     {"name": nul_name.replace("#", "\0").encode()}))
+    long_name = "files/%s/%s.csv" % (FILE_ID2, "a" * 400)
+    add("bad_entry_name_too_long", "limit.entry_name", long_name, None,
+        mutate(lambda p: p.extra.append((long_name, b"x"))))
+
+    def manifest_patch(fn):
+        def f(p):
+            m = p.manifest(p.entries())
+            fn(m)
+            p.manifest_override = json.dumps(m).encode()
+        return f
+    add("bad_manifest_unknown_key", "manifest.unknown_key", "manifest.json", "signature",
+        mutate(manifest_patch(lambda m: m.update(signature="trust me"))))
+    add("bad_manifest_unknown_summary_key", "manifest.unknown_key", "manifest.json",
+        "data_summary.budgets_count",
+        mutate(manifest_patch(lambda m: m["data_summary"].update(budgets_count=0))))
+    add("bad_manifest_unknown_external_kind", "manifest.unknown_key", "manifest.json",
+        "external_references.transactions",
+        mutate(manifest_patch(lambda m: m.update(
+            external_references={"accounts": [], "transactions": []}))))
+    add("bad_manifest_package_format", "manifest.field", "manifest.json", "package_format",
+        mutate(manifest_patch(lambda m: m.update(package_format="zip"))))
+    add("bad_external_refs_over_limit", "limit.ids", "manifest.json",
+        "external_references.accounts",
+        mutate(manifest_patch(lambda m: m.update(external_references={
+            "accounts": ["acc-%05d" % i for i in range(10001)]}))))
 
 
 def good_cases():
@@ -422,18 +680,26 @@ def good_cases():
         p.manifest_override = json.dumps(man).encode()
     cases.append(("good_full_entry_names", mutate(full_names)))
 
-    def minimal_manifest(p):
-        p.manifest_override = b'{"export_format_version": "1.0"}'
-    cases.append(("good_minimal_manifest", mutate(minimal_manifest)))
-
     def accounts_only(p):
         p.data = {"accounts": [p.data["accounts"][1]]}
         p.files = {}
     cases.append(("good_accounts_only", mutate(accounts_only)))
+    cases.append(("good_fzip_flavour", Pkg(fzip=True).zip_bytes()))
 
-    def with_dirs(p):
-        p.extra.append(("files/", b""))
-    cases.append(("good_directory_entry", mutate(with_dirs)))
+    def record_vouches(p):
+        # Design flavour, no manifest checksum for the file: the record's
+        # sha256 (and fileSize) are checked against the bytes instead.
+        p.data["transaction_files"][0]["sha256"] = hashlib.sha256(FILE_BYTES).hexdigest()
+        p.checksum_patch[FILE_ENTRY] = None
+    cases.append(("good_design_file_checksum_from_record", mutate(record_vouches)))
+
+    def unknown_fields(p):
+        # Accepted with schema.unknown_field warnings; never stored.
+        p.data["accounts"][0]["user_id"] = "user_12345"
+        p.data["accounts"][0]["userId"] = "user_12345"
+        p.data["categories"][0]["rules"][0]["owner"] = "someone"
+        p.data["transactions"][0]["categories"][0]["debug"] = {"x": 1}
+    cases.append(("good_unknown_entity_fields", mutate(unknown_fields)))
     return cases
 
 
