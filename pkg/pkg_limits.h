@@ -65,8 +65,8 @@ typedef struct {
   X(PKG_FILE_ENTRY_MAX, PKG_UNIT_BYTES, "uncompressed bytes of one `files/` entry")                \
   X(PKG_TOTAL_UNCOMPRESSED_MAX, PKG_UNIT_BYTES, "uncompressed bytes of all entries")               \
   X(PKG_COMPRESSION_RATIO_MAX, PKG_UNIT_COUNT,                                                     \
-    "uncompressed / compressed, per entry and all entries / archive file size")                    \
-  X(PKG_RATIO_MIN_BYTES, PKG_UNIT_BYTES, "entries and archives smaller than this skip the ratio")  \
+    "declared uncompressed / compressed bytes of an entry, and of all entries / the file's size")  \
+  X(PKG_RATIO_MIN_BYTES, PKG_UNIT_BYTES, "an entry or archive declaring less skips the ratio check") \
   X(PKGJR_ELEMENTS_MAX, PKG_UNIT_COUNT, "entities in one data file (writer: `PKG_ENTITIES_MAX`)")  \
   X(PKGJR_DEPTH_MAX, PKG_UNIT_COUNT, "JSON nesting depth of one entity")                           \
   X(PKGJR_STRING_MAX, PKG_UNIT_BYTES, "one JSON string (field limits of section 3 are stricter)")  \
