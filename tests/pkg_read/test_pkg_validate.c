@@ -530,6 +530,152 @@ static void test_refused_archive_reports_every_problem(void) {
   CHECK(res == NULL);
 }
 
+/* The Fifield bomb (300 entries sharing one deflate stream, 37 KB that
+ * would inflate to 300 MB) is refused from the central directory alone:
+ * no entry is inflated, every overlapping entry is named. */
+static void test_overlap_bomb_refused_before_anything_is_inflated(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  pkgr_t *r = NULL;
+  char path[PATH_LEN];
+  uint64_t overlaps = 0;
+
+  corpus_path(path, "bad_fifield_overlap_bomb");
+  CHECK_FAILS(pkgr_open(&r, path, NULL, NULL, NULL, &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(err.domain == FZIP_DOMAIN_VALIDATION);
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  for (size_t i = 0; i < res->n_issues; i++)
+    overlaps += strcmp(res->issues[i].rule, "archive.overlap") == 0;
+  bool ok = !res->passed && !res->has_info && overlaps == 299 && res->file_bytes == 0 &&
+            res->files_in_package == 0 && total_in(res) == 0;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
+/* limit.* refusals are RESOURCE_EXHAUSTED, from pkgr_open and for the
+ * import job (pkgv_result_error_code); other refusals are not. */
+static void test_limit_refusals_are_resource_exhausted(void) {
+  static const char *limit_cases[] = {"bad_zip_bomb", "bad_archive_ratio_small_entries",
+                                      "bad_entry_name_too_long", "bad_external_refs_over_limit"};
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  pkgr_t *r = NULL;
+  pkgr_limits_t lim;
+  pkgv_options_t opt = {0};
+  char path[PATH_LEN];
+
+  for (size_t i = 0; i < sizeof limit_cases / sizeof limit_cases[0]; i++) {
+    corpus_path(path, limit_cases[i]);
+    CHECK_FAILS(pkgr_open(&r, path, NULL, NULL, NULL, &err), err, FZIP_ERR_RESOURCE_EXHAUSTED);
+    CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+    fzip_code_t code = pkgv_result_error_code(res);
+    pkgv_result_destroy(res);
+    CHECK(code == FZIP_ERR_RESOURCE_EXHAUSTED);
+  }
+  /* A limit set by the caller: 3 entries for a package of 7. */
+  corpus_path(path, "good_design_doc");
+  pkgr_limits_default(&lim);
+  lim.max_entries = 3;
+  CHECK_FAILS(pkgr_open(&r, path, &lim, NULL, NULL, &err), err, FZIP_ERR_RESOURCE_EXHAUSTED);
+  opt.limits = &lim;
+  CHECK_OK(pkgv_validate(&res, path, &opt, &err), err);
+  const pkgv_issue_t *is = first_error(res);
+  bool ok = is && strcmp(is->rule, "limit.entries") == 0 &&
+            pkgv_result_error_code(res) == FZIP_ERR_RESOURCE_EXHAUSTED;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+  /* Not a limit. */
+  corpus_path(path, "bad_nul_in_name");
+  CHECK_FAILS(pkgr_open(&r, path, NULL, NULL, NULL, &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  ok = pkgv_result_error_code(res) == FZIP_ERR_FAILED_PRECONDITION;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
+static bool has_field(const bson_t *doc, const char *dotted) {
+  bson_iter_t it, found;
+  return bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, dotted, &found);
+}
+
+/* Reads the first entity of `kind` and sanitises it into *out. */
+static bool first_sanitized(bson_t *out, pkgr_t *r, fzip_kind_t kind, fzip_error_t *err) {
+  pkgr_entities_t *it = NULL;
+  const bson_t *doc = NULL;
+  bool ok = pkgr_entities_open(&it, r, kind, err) && pkgr_entities_next(it, &doc, err) &&
+            pkgv_entity_sanitize(out, kind, doc, err);
+  pkgr_entities_destroy(it);
+  return ok;
+}
+
+/* Unknown fields are accepted with a warning each and never make it into
+ * what the import stores. */
+static void test_unknown_entity_fields_are_warned_and_never_stored(void) {
+  static const char *warned[] = {"user_id", "userId", "rules[0].owner", "categories[0].debug"};
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  pkgr_t *r = NULL;
+  char path[PATH_LEN];
+  bson_t acc, cat, txn;
+
+  corpus_path(path, "good_unknown_entity_fields");
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  bool ok = res->passed && res->warnings_total == 4;
+  for (size_t i = 0; i < sizeof warned / sizeof warned[0]; i++) {
+    bool seen = false;
+    for (size_t j = 0; j < res->n_issues; j++)
+      seen |= strcmp(res->issues[j].rule, "schema.unknown_field") == 0 &&
+              strcmp(res->issues[j].field, warned[i]) == 0;
+    ok = ok && seen;
+  }
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  bson_init(&acc);
+  bson_init(&cat);
+  bson_init(&txn);
+  CHECK_OK(pkgr_open(&r, path, NULL, NULL, NULL, &err), err);
+  CHECK_OK(first_sanitized(&acc, r, FZIP_KIND_ACCOUNT, &err), err);
+  CHECK_OK(first_sanitized(&cat, r, FZIP_KIND_CATEGORY, &err), err);
+  CHECK_OK(first_sanitized(&txn, r, FZIP_KIND_TRANSACTION, &err), err);
+  pkgr_destroy(r);
+  CHECK(!has_field(&acc, "user_id") && !has_field(&acc, "userId"));
+  CHECK(has_field(&acc, "accountId") && has_field(&acc, "accountName") &&
+        has_field(&acc, "balance") && has_field(&acc, "updatedAt"));
+  CHECK(has_field(&cat, "rules.0.ruleId") && has_field(&cat, "rules.1.value") &&
+        !has_field(&cat, "rules.0.owner"));
+  CHECK(has_field(&txn, "categories.0.categoryId") && !has_field(&txn, "categories.0.debug") &&
+        has_field(&txn, "transactionHash"));
+  bson_destroy(&acc);
+  bson_destroy(&cat);
+  bson_destroy(&txn);
+}
+
+/* Design flavour: a files/ entry without a manifest checksum passes only
+ * when its record's sha256 vouches for the bytes; fzip's own flavour has
+ * no such exception. */
+static void test_design_flavour_file_checked_against_its_record(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  char path[PATH_LEN];
+
+  corpus_path(path, "good_design_file_checksum_from_record");
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  bool ok = res->passed && res->info.design_flavour && res->files_in_package == 1 &&
+            res->file_bytes > 0;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+  corpus_path(path, "good_fzip_flavour");
+  CHECK_OK(validate(&res, path, NULL, NULL, PKGV_FAIL_ON_CONFLICT, &err), err);
+  ok = res->passed && !res->info.design_flavour;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
 /* ---- heavy: memory ---------------------------------------------------- */
 
 static long vm_hwm_kb(void) {
@@ -645,6 +791,10 @@ int main(int argc, char **argv) {
     RUN(test_hostile_corpus_rejected_with_precise_first_issue);
     RUN(test_entity_ids_are_reported_on_entity_issues);
     RUN(test_refused_archive_reports_every_problem);
+    RUN(test_overlap_bomb_refused_before_anything_is_inflated);
+    RUN(test_limit_refusals_are_resource_exhausted);
+    RUN(test_unknown_entity_fields_are_warned_and_never_stored);
+    RUN(test_design_flavour_file_checked_against_its_record);
     RUN(test_writer_package_from_seeded_store_validates_clean);
     RUN(test_conflict_preview_under_each_strategy);
     RUN(test_restore_streams_entities_in_dependency_order);
