@@ -471,6 +471,7 @@ bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip
   pending_t *pending = NULL;
   store_cursor_t *cur = NULL;
   const bson_t *doc = NULL;
+  fzip_error_t err;
   uint64_t n = 0;
   bool ok = false;
 
@@ -489,10 +490,13 @@ bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip
   /* Rare (an import is running): count what a cursor shows, streaming. */
   if (!pcursor_new(&cur, store, user_id, kind, filter, pending, error))
     goto done;
-  while (store_cursor_next(cur, &doc, error))
+  fzip_error_clear(&err);
+  while (store_cursor_next(cur, &doc, &err))
     n++;
-  if (fzip_error_is_set(error))
+  if (fzip_error_is_set(&err)) {
+    *error = err;
     goto done;
+  }
   *out = n;
   ok = true;
 done:

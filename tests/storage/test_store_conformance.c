@@ -28,6 +28,7 @@
 #define CLAIM_LOOP_MAX 10000 /* claims before giving up on draining the queue */
 #define BIG_PIECE (1024 * 1024 + 13)
 #define RSS_GROWTH_MAX_KB (64 * 1024)
+#define FULL_PAD_BYTES 40000 /* the full-store test's big field */
 
 static const char *g_uri;
 
@@ -1267,6 +1268,327 @@ static void test_import_commit_forgets_stash_and_keeps_documents(void) {
   store_destroy(s);
 }
 
+/* ---- pending imports: readers never see an uncommitted import -------------- */
+
+/* The ids and notes a cursor returns, joined: "a1=v0,a2=v0". */
+static bool list_notes(char *out, size_t cap, store_t *s, const char *user, fzip_kind_t kind,
+                       const store_filter_t *f, fzip_error_t *err) {
+  store_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  size_t len = 0;
+
+  out[0] = '\0';
+  fzip_error_clear(err);
+  if (!store_cursor_new(&cur, s, user, kind, f, err))
+    return false;
+  while (store_cursor_next(cur, &doc, err))
+    len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s=%s", len ? "," : "",
+                            doc_id(doc, kind), doc_note(doc));
+  store_cursor_destroy(cur);
+  return !fzip_error_is_set(err);
+}
+
+static bool put_txn(store_t *s, const char *user, const char *id, const char *account,
+                    int64_t date, const char *note, const char *tag, fzip_error_t *err) {
+  bson_t *doc = make_doc(FZIP_KIND_TRANSACTION, id, account, date, note);
+  bool ok = tag ? store_entity_put_batch_tagged(s, user, FZIP_KIND_TRANSACTION,
+                                                (const bson_t *const *)&doc, 1,
+                                                STORE_WRITE_REPLACE, tag, NULL, err)
+                : put_docs(s, user, FZIP_KIND_TRANSACTION, &doc, 1, STORE_WRITE_INSERT, NULL,
+                           err);
+  bson_destroy(doc);
+  return ok;
+}
+
+/* What every reader must see of `user` while an import of theirs is
+ * pending or being rolled back: exactly the data from before. */
+static void check_before_state(store_t *s, const char *user) {
+  fzip_error_t err = {0};
+  char got[512];
+  uint64_t n = 0;
+  bool ex[3] = {false, true, true};
+  const char *ids[3] = {"a1", "a2", "a3"};
+  const char *acc_x[1] = {"accX"};
+  store_filter_t by_acc = {.account_ids = acc_x, .n_account_ids = 1};
+  store_filter_t by_date = {.has_date_from = true, .date_from = 20, .has_date_to = true,
+                            .date_to = 20};
+  store_filter_t page = {.after_id = "a1", .limit = 1};
+
+  CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
+  CHECK(strcmp(got, "a1=v0,a2=v0") == 0);
+  CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
+  CHECK(n == 2);
+  CHECK(note_is(s, user, FZIP_KIND_ACCOUNT, "a1", "v0"));
+  {
+    bson_t *doc = NULL;
+    CHECK_FAILS(store_entity_get(&doc, s, user, FZIP_KIND_ACCOUNT, "a3", &err), err,
+                FZIP_ERR_NOT_FOUND);
+  }
+  CHECK_OK(store_entity_exists_many(ex, s, user, FZIP_KIND_ACCOUNT, ids, 3, &err), err);
+  CHECK(ex[0] && ex[1] && !ex[2]);
+  CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_ACCOUNT, &page, &err), err);
+  CHECK(strcmp(got, "a2=v0") == 0);
+  /* Filters apply to the visible version: t2 moved to accY / date 99 in
+   * the import, but readers still find it under accX / date 20. */
+  CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_TRANSACTION, &by_acc, &err), err);
+  CHECK(strcmp(got, "t1=v0,t2=v0,t3=v0") == 0);
+  CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_TRANSACTION, &by_acc, &err), err);
+  CHECK(n == 3);
+  CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_TRANSACTION, &by_date, &err), err);
+  CHECK(strcmp(got, "t2=v0") == 0);
+}
+
+/* The import "imp-p": a1 replaced (v1), a3 created, t2 moved to another
+ * account and date, t4 created.  Before it: a1, a2, t1..t3 at v0. */
+static bool seed_and_import(store_t *s, const char *user, const char *tag, fzip_error_t *err) {
+  static const int64_t dates[3] = {10, 20, 30};
+  char id[8];
+  for (int i = 0; i < 3; i++) {
+    snprintf(id, sizeof id, "t%d", i + 1);
+    if (!put_txn(s, user, id, "accX", dates[i], "v0", NULL, err))
+      return false;
+  }
+  return put_one(s, user, FZIP_KIND_ACCOUNT, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, err) &&
+         put_one(s, user, FZIP_KIND_ACCOUNT, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, err) &&
+         store_import_begin(s, user, tag, err) &&
+         store_import_begin(s, user, tag, err) && /* idempotent */
+         put_one(s, user, FZIP_KIND_ACCOUNT, "a1", "v1", STORE_WRITE_REPLACE, tag, NULL, err) &&
+         put_one(s, user, FZIP_KIND_ACCOUNT, "a3", "v1", STORE_WRITE_REPLACE, tag, NULL, err) &&
+         put_txn(s, user, "t2", "accY", 99, "v1", tag, err) &&
+         put_txn(s, user, "t4", "accX", 40, "v1", tag, err);
+}
+
+static void test_pending_import_is_invisible_until_the_commit_flips_it(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  bool pending = false;
+  uint64_t n = 0, forgotten = 0;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(seed_and_import(s, user, "imp-p", &err), err);
+  CHECK_OK(store_import_is_pending(&pending, s, user, "imp-p", &err), err);
+  CHECK(pending);
+  check_before_state(s, user);
+  if (fzip_test_current_failed)
+    return;
+  /* The import itself reads its own writes. */
+  {
+    store_filter_t mine = {.see_tag = "imp-p"};
+    CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_ACCOUNT, &mine, &err), err);
+    CHECK(strcmp(got, "a1=v1,a2=v0,a3=v1") == 0);
+    CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_TRANSACTION, &mine, &err), err);
+    CHECK(n == 4);
+  }
+  /* Another user sees nothing of it either way. */
+  {
+    char other[USER_MAX];
+    new_user(other);
+    CHECK_OK(store_entity_count(&n, s, other, FZIP_KIND_ACCOUNT, NULL, &err), err);
+    CHECK(n == 0);
+    CHECK_OK(store_import_is_pending(&pending, s, other, "imp-p", &err), err);
+    CHECK(!pending);
+  }
+  /* The flip: everything at once. */
+  CHECK_OK(store_import_commit(&forgotten, s, user, "imp-p", NULL, NULL, &err), err);
+  CHECK(forgotten == 2);
+  CHECK_OK(store_import_is_pending(&pending, s, user, "imp-p", &err), err);
+  CHECK(!pending);
+  CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
+  CHECK(strcmp(got, "a1=v1,a2=v0,a3=v1") == 0);
+  CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
+  CHECK(strcmp(got, "t1=v0,t2=v1,t3=v0,t4=v1") == 0);
+  CHECK(note_is(s, user, FZIP_KIND_ACCOUNT, "a3", "v1"));
+  store_destroy(s);
+}
+
+static void test_pending_import_rollback_is_never_visible(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  store_rollback_stats_t st = {0};
+  visit_log_t log = {0};
+  bool pending = true;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(seed_and_import(s, user, "imp-r", &err), err);
+  /* A rollback stopped half-way (the visitor fails on the 2nd document)
+   * leaves the tag pending: still nothing of the import is visible. */
+  log.fail_at = 2;
+  CHECK_FAILS(store_import_rollback(&st, s, user, "imp-r", visit_record, &log, &err), err,
+              FZIP_ERR_CANCELLED);
+  CHECK_OK(store_import_is_pending(&pending, s, user, "imp-r", &err), err);
+  CHECK(pending);
+  check_before_state(s, user);
+  if (fzip_test_current_failed)
+    return;
+  CHECK_OK(store_import_rollback(&st, s, user, "imp-r", NULL, NULL, &err), err);
+  CHECK_OK(store_import_is_pending(&pending, s, user, "imp-r", &err), err);
+  CHECK(!pending);
+  check_before_state(s, user);
+  if (fzip_test_current_failed)
+    return;
+  /* Nothing was left behind under the tag: with no pending import the
+   * plain read path shows the same. */
+  CHECK_OK(list_notes(got, sizeof got, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
+  CHECK(strcmp(got, "t1=v0,t2=v0,t3=v0") == 0);
+  store_destroy(s);
+}
+
+static void test_pending_set_is_bounded(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], tag[32];
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < STORE_PENDING_MAX; i++) {
+    snprintf(tag, sizeof tag, "imp-b%02d", i);
+    CHECK_OK(store_import_begin(s, user, tag, &err), err);
+  }
+  CHECK_FAILS(store_import_begin(s, user, "imp-bxx", &err), err, FZIP_ERR_RESOURCE_EXHAUSTED);
+  for (int i = 0; i < STORE_PENDING_MAX; i++) {
+    snprintf(tag, sizeof tag, "imp-b%02d", i);
+    CHECK_OK(store_import_rollback(NULL, s, user, tag, NULL, NULL, &err), err);
+  }
+  CHECK_OK(store_import_begin(s, user, "imp-bxx", &err), err);
+  CHECK_OK(store_import_commit(NULL, s, user, "imp-bxx", NULL, NULL, &err), err);
+  store_destroy(s);
+}
+
+/* A snapshot view reads one consistent state: on SQLite a WAL snapshot
+ * that a commit meanwhile does not change; on MongoDB the reads may see
+ * the commit but store_snapshot_end then says ABORTED (read again). */
+static void test_snapshot_is_consistent_across_a_commit(void) {
+  store_t *s = NULL, *view = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  bool sqlite = strncmp(g_uri, "sqlite:", 7) == 0;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  /* Untouched data: a snapshot ends consistent. */
+  CHECK_OK(put_one(s, user, FZIP_KIND_ACCOUNT, "a0", "v0", STORE_WRITE_INSERT, NULL, NULL, &err),
+           err);
+  CHECK_OK(store_snapshot_begin(&view, s, user, &err), err);
+  CHECK_OK(list_notes(got, sizeof got, view, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
+  CHECK(strcmp(got, "a0=v0") == 0);
+  /* Writes through a view are refused. */
+  CHECK_FAILS(put_one(view, user, FZIP_KIND_ACCOUNT, "a9", "x", STORE_WRITE_INSERT, NULL, NULL,
+                      &err),
+              err, FZIP_ERR_FAILED_PRECONDITION);
+  CHECK_OK(store_snapshot_end(view, &err), err);
+
+  CHECK_OK(seed_and_import(s, user, "imp-s", &err), err);
+  CHECK_OK(store_snapshot_begin(&view, s, user, &err), err);
+  CHECK_OK(list_notes(got, sizeof got, view, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
+  CHECK(strcmp(got, "a0=v0,a1=v0,a2=v0") == 0);
+  CHECK_OK(store_import_commit(NULL, s, user, "imp-s", NULL, NULL, &err), err);
+  CHECK_OK(list_notes(got, sizeof got, view, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
+  if (sqlite) {
+    CHECK(strcmp(got, "t1=v0,t2=v0,t3=v0") == 0);
+    CHECK_OK(store_snapshot_end(view, &err), err);
+  } else {
+    CHECK_FAILS(store_snapshot_end(view, &err), err, FZIP_ERR_ABORTED);
+  }
+  /* A new snapshot sees the commit whole. */
+  CHECK_OK(store_snapshot_begin(&view, s, user, &err), err);
+  CHECK_OK(list_notes(got, sizeof got, view, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
+  CHECK(strcmp(got, "t1=v0,t2=v1,t3=v0,t4=v1") == 0);
+  CHECK_OK(store_snapshot_end(view, &err), err);
+  store_destroy(s);
+}
+
+/* SQLite only: a store that fills up mid-import (PRAGMA max_page_count via
+ * the URI's max_pages) can still roll the import back, because begin set
+ * space aside that the rollback releases first; afterwards a job record
+ * (what the worker writes last) can still be written. */
+static void test_sqlite_full_store_rollback_succeeds(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], uri[1024], id[32], *pad = NULL;
+  store_rollback_stats_t st = {0};
+  store_job_t *job = NULL;
+  bool full = false;
+  uint64_t n = 0;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return;
+  snprintf(uri, sizeof uri, "%s-full%s", g_uri, "");
+  {
+    /* A file of its own, capped at 1000 pages of 16 KiB. */
+    char path[1024];
+    snprintf(path, sizeof path, "%s-full", g_uri + 7);
+    remove(path);
+    snprintf(id, sizeof id, "%s", "-wal");
+    strncat(path, id, sizeof path - strlen(path) - 1);
+    remove(path);
+    snprintf(uri, sizeof uri, "%s-full?max_pages=1000", g_uri);
+  }
+  new_user(user);
+  {
+    store_options_t opts = {.uri = uri};
+    CHECK_OK(store_open(&s, &opts, &err), err);
+  }
+  /* Bigger than a page: each big version takes overflow pages of its own. */
+  pad = malloc(FULL_PAD_BYTES);
+  CHECK(pad != NULL);
+  memset(pad, 'x', FULL_PAD_BYTES - 1);
+  pad[FULL_PAD_BYTES - 1] = '\0';
+  /* 50 big documents; the import replaces them with small versions (so
+   * their old pages fill up with new documents) and creates big ones
+   * until the store is full.  Putting a big version back then needs free
+   * pages first: without the reserve the rollback itself fails FULL. */
+  for (int i = 0; i < 50; i++) {
+    bson_t *doc = NULL;
+    snprintf(id, sizeof id, "a%03d", 2 * i);
+    doc = make_doc(FZIP_KIND_ACCOUNT, id, "acc", 1, "v0");
+    BSON_APPEND_UTF8(doc, "pad", pad);
+    full = !put_docs(s, user, FZIP_KIND_ACCOUNT, &doc, 1, STORE_WRITE_INSERT, NULL, &err);
+    bson_destroy(doc);
+    CHECK_OK(!full, err);
+  }
+  CHECK_OK(store_import_begin(s, user, "imp-full", &err), err);
+  for (int i = 0; !full && i < 100000; i++) {
+    /* First the 50 small replacements (even ids), then big new documents
+     * in between them (odd ids, into the room the shrinking left in their
+     * pages) and after them. */
+    bson_t *doc = NULL;
+    int k = i < 50 ? 2 * i : i < 100 ? 2 * (i - 50) + 1 : i;
+    snprintf(id, sizeof id, "a%05d", k);
+    if (k < 100)
+      snprintf(id, sizeof id, "a%03d", k);
+    doc = make_doc(FZIP_KIND_ACCOUNT, id, "acc", 1, "v1");
+    if (i >= 50)
+      BSON_APPEND_UTF8(doc, "pad", pad);
+    full = !store_entity_put_batch_tagged(s, user, FZIP_KIND_ACCOUNT,
+                                          (const bson_t *const *)&doc, 1, STORE_WRITE_REPLACE,
+                                          "imp-full", NULL, &err);
+    bson_destroy(doc);
+  }
+  CHECK(full);
+  CHECK(err.code == FZIP_ERR_RESOURCE_EXHAUSTED);
+  free(pad);
+  /* Readers still see the 50 at v0 while the store is full. */
+  CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
+  CHECK(n == 50);
+  CHECK_OK(store_import_rollback(&st, s, user, "imp-full", NULL, NULL, &err), err);
+  CHECK(st.restored == 50);
+  CHECK(note_is(s, user, FZIP_KIND_ACCOUNT, "a000", "v0"));
+  CHECK(note_is(s, user, FZIP_KIND_ACCOUNT, "a098", "v0"));
+  CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
+  CHECK(n == 50);
+  job = store_job_new();
+  snprintf(job->job_id, sizeof job->job_id, "job-full");
+  snprintf(job->user_id, sizeof job->user_id, "%s", user);
+  job->kind = STORE_JOB_IMPORT;
+  CHECK_OK(store_job_create(s, job, &err), err);
+  store_job_destroy(job);
+  store_destroy(s);
+}
+
 /* VmHWM (peak) or VmRSS from /proc/self/status, in KiB. */
 static long proc_status_kb(const char *key) {
   char line[256];
@@ -1384,6 +1706,11 @@ int main(int argc, char **argv) {
   RUN(test_blob_reap_uncommitted_removes_abandoned_writers);
   RUN(test_import_rollback_restores_replaced_and_deletes_created);
   RUN(test_import_commit_forgets_stash_and_keeps_documents);
+  RUN(test_pending_import_is_invisible_until_the_commit_flips_it);
+  RUN(test_pending_import_rollback_is_never_visible);
+  RUN(test_pending_set_is_bounded);
+  RUN(test_snapshot_is_consistent_across_a_commit);
+  RUN(test_sqlite_full_store_rollback_succeeds);
   RUN(test_big_blob_streams_in_and_out_in_bounded_memory);
   return fzip_test_summary();
 }
