@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# test.sh: build and run the whole test suite twice: a normal build in
-# build/ and an AddressSanitizer + UBSan build in build-asan/.  Under the
-# sanitizers, tests labelled "heavy" are skipped, the big-blob streaming
-# test uses 256 MiB instead of 1 GiB, and the end-to-end tests run on the
-# embedded store only (the MongoDB backend's code runs there through the
-# storage conformance suite and the DataService test; its end-to-end runs
-# against the slow FerretDB are in the normal build).
-# Exits non-zero if anything fails; the last line is CTest's summary.
+# test.sh: build fzip four ways and run its tests in each:
+#
+#   build/          RelWithDebInfo (gcc): the whole suite.
+#   build-asan/     ASan + UBSan (gcc): tests labelled "heavy" are skipped,
+#                   the big-blob streaming test uses 256 MiB instead of
+#                   1 GiB, and the end-to-end tests run on the embedded store
+#                   only (the MongoDB backend's code runs there through the
+#                   storage conformance suite and the DataService test; its
+#                   end-to-end runs against the slow FerretDB are in build/).
+#   build-release/  Release (gcc -O3, NDEBUG): everything is built; the tests
+#                   that run fzip's own code on the embedded store run (unit,
+#                   storage, server, client, pkg, export/import e2e, fuzz
+#                   replay, bench smoke).  Left out, as they add nothing an
+#                   optimised build could break that build/ does not check:
+#                   live-db (FerretDB), heavy, helm, and the Go tooling
+#                   (go, gen_clients, grpcurl).
+#   build-fuzz/     clang with libFuzzer (FZIP_FUZZ=libfuzzer): everything
+#                   but the tests is built instrumented; each fuzz target
+#                   replays its corpus, then fuzzes for FZIP_FUZZ_SECONDS
+#                   (default 60, all targets in parallel); a crash fails.
+#
+# Exits non-zero if anything fails.  The last line is a CTest summary line
+# ("N% tests passed, N tests failed out of N"), the worst of the runs; a
+# build that fails counts as one failed test there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup-deps.sh || exit 1
 JOBS="${FZIP_JOBS:-2}"
+FUZZ_SECONDS="${FZIP_FUZZ_SECONDS:-60}"
+RELEASE_SKIP_LABELS='live-db|heavy|helm|go|gen_clients|grpcurl'
 status=0
 summary=""
 
@@ -27,12 +45,17 @@ run_suite() {  # dir, extra ctest args...
   return "$rc"
 }
 
+build_failed() {  # dir
+  echo "test.sh: $1/ failed to build"
+  summary="$summary$1: 0% tests passed, 1 tests failed out of 1 (build failed)"$'\n'
+  status=1
+}
+
 echo "== build/ (RelWithDebInfo)"
 if cmake -S . -B build -G Ninja >/dev/null && cmake --build build -j"$JOBS"; then
   run_suite build || status=1
 else
-  echo "test.sh: build/ failed to build"
-  status=1
+  build_failed build
 fi
 
 echo "== build-asan/ (ASan + UBSan, without heavy tests)"
@@ -43,15 +66,32 @@ if cmake -S . -B build-asan -G Ninja -DFZIP_SANITIZE=ON >/dev/null &&
   ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=16}" FZIP_TEST_BLOB_MB=256 \
     run_suite build-asan -LE heavy -E '(e2e|seed)\.mongodb' || status=1
 else
-  echo "test.sh: build-asan/ failed to build"
-  status=1
+  build_failed build-asan
+fi
+
+echo "== build-release/ (Release, without $RELEASE_SKIP_LABELS)"
+if cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+  cmake --build build-release -j"$JOBS"; then
+  run_suite build-release -LE "$RELEASE_SKIP_LABELS" || status=1
+else
+  build_failed build-release
+fi
+
+echo "== build-fuzz/ (clang + libFuzzer, ${FUZZ_SECONDS} s per target)"
+if cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DFZIP_FUZZ=libfuzzer \
+  -DFZIP_BUILD_TESTS=OFF -DFZIP_FUZZ_SECONDS="$FUZZ_SECONDS" >/dev/null &&
+  cmake --build build-fuzz -j"$JOBS"; then
+  run_suite build-fuzz || status=1
+else
+  build_failed build-fuzz
 fi
 
 printf '%s' "$summary"
 if [ $status -ne 0 ]; then
   echo "test.sh: FAILED"
 fi
-# Last line: CTest's summary line (the worse of the two runs).
+# Last line: a CTest summary line, the worst run's (the last one that failed
+# anything, else the last run's).
 printf '%s' "$summary" | grep -v ' 0 tests failed' | tail -1 | sed 's/^[^:]*: //' | grep . ||
   printf '%s' "$summary" | tail -1 | sed 's/^[^:]*: //'
 exit $status
