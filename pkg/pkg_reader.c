@@ -978,7 +978,8 @@ static int cmp_span(const void *a, const void *b) {
 static void check_spans(pkgr_t *r, cdscan_t *c) {
   char prev_name[PKG_ENTRY_NAME_MAX + 1] = "";
   uint64_t prev_end = 0;
-  qsort(c->spans, c->n, sizeof *c->spans, cmp_span);
+  if (c->n)
+    qsort(c->spans, c->n, sizeof *c->spans, cmp_span);
   for (size_t i = 0; i < c->n; i++) {
     span_t *sp = &c->spans[i];
     unsigned char h[CD_LOCAL_LEN];
