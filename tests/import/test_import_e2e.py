@@ -382,6 +382,174 @@ def test_killed_server_is_rolled_back_by_the_next_one(w):
     tmp.cleanup()
 
 
+# ---- isolation, a full store, and kills inside the commit ------------------
+
+def get_import(c, import_id):
+    return c.imp.GetImport(ipb.GetImportRequest(import_id=import_id), metadata=c.md).job
+
+
+def summary(c):
+    return c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md).summary
+
+
+def test_readers_never_see_an_uncommitted_import(w):
+    # The restore is slowed down; while it runs, an export started meanwhile
+    # and the DataService must show exactly the data from before, and the
+    # commit then shows the import whole.
+    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:300"}) as srv:
+        c = Client(srv, unique_user("iso"))
+        srv.seed(c.user, n(2500), seed=31)
+        before, names_before, sum_before = state(c), account_names(c), summary(c)
+        job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+        wait_processing(c, job.import_id)
+        for _ in range(2):
+            check(get_import(c, job.import_id).status == jpb.IMPORT_STATUS_PROCESSING,
+                  "the import ended before the readers looked")
+            check(account_names(c) == names_before, "DataService showed uncommitted accounts")
+            check(summary(c) == sum_before, "the data summary counted uncommitted rows")
+            check(state(c) == before, "an export taken during the import holds uncommitted rows")
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_COMPLETED, "ended %s: %s"
+              % (jpb.ImportStatus.Name(final.status), final.error.message))
+        names = account_names(c)
+        check(names.get(NEW_ACCOUNT_ID) == "Added by the test", "committed import not visible")
+        check("Renamed by the test" in names.values(), "committed rename not visible")
+        check(state(c) != before, "the committed import changed nothing")
+
+
+def sqlite_path(uri):
+    return uri[len("sqlite:"):].split("?")[0]
+
+
+def page_count(uri):
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % sqlite_path(uri), uri=True)
+    try:
+        return db.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_full_store_mid_import_ends_failed_with_data_restored(w):
+    # SQLite only: the store is capped (sqlite:PATH?max_pages=N) a little
+    # above what the uploaded package leaves, so the restore runs out of
+    # space part-way.  The job must end FAILED (not hang in PROCESSING), the
+    # client's watch must end, and the data must be exactly as before.
+    if os.environ.get("FZIP_TEST_STORE", "sqlite") != "sqlite":
+        return
+    first = Fzipd().start()
+    uri = first.store
+    c = Client(first, unique_user("full"))
+    first.seed(c.user, n(2500), seed=31)
+    before = state(c)
+    job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE, start=False)
+    check(job.status == jpb.IMPORT_STATUS_UPLOADED, "upload: %r" % job.status)
+    first.stop()
+    # 256 pages are the import's reserve; 64 more (1 MiB) leave room for
+    # the job records but not for the restore (several MiB).
+    cap = page_count(uri) + 256 + 64
+    try:
+        with Fzipd(store="%s?max_pages=%d" % (uri, cap)) as capped:
+            c2 = Client(capped, c.user)
+            c2.imp.StartImport(ipb.StartImportRequest(
+                import_id=job.import_id, merge_strategy=jpb.MERGE_STRATEGY_OVERWRITE),
+                metadata=c2.md)
+            t0 = time.time()
+            final = watch_import(c2, job.import_id, timeout=120)
+            check(final.status == jpb.IMPORT_STATUS_FAILED, "ended %s: %s"
+                  % (jpb.ImportStatus.Name(final.status), final.error.message))
+            check(time.time() - t0 < 60, "the failure took %.0f s to reach the client"
+                  % (time.time() - t0))
+            check("full" in final.error.message, "error does not say the store is full: %r"
+                  % final.error.message)
+            check(any(e.type == "rolled_back" for e in final.events), "no rollback event")
+            check(final.current_phase != "cleanup_pending", "the rollback did not finish")
+        with Fzipd(store=uri) as again:
+            check(state(Client(again, c.user)) == before, "a failed import on a full store "
+                  "changed the data")
+    finally:
+        first.tmp.cleanup()
+
+
+def content(c):
+    """state(c), but with the analytics compared without their
+    computedDate (the time they were regenerated), so two users who went
+    through the same import compare equal."""
+    _, _, data = c.export_and_download(export_type=jpb.EXPORT_TYPE_COMPLETE,
+                                       include_analytics=True, pinned_timestamp=1000000000000)
+    z, manifest = read_package(data)
+    out = dict(manifest["checksums"])
+    if "data/analytics.json" in out:
+        records = json.loads(z.read("data/analytics.json"))["analytics"]
+        for r in records:
+            r.pop("computedDate", None)
+        out["data/analytics.json"] = hashlib.sha256(
+            json.dumps(records, sort_keys=True).encode()).hexdigest()
+    return out
+
+
+def wait_phase(c, import_id, phase, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = get_import(c, import_id)
+        if job.current_phase == phase:
+            return job
+        check(job.status not in (jpb.IMPORT_STATUS_COMPLETED, jpb.IMPORT_STATUS_FAILED),
+              "import ended before %s: %s" % (phase, job.error.message))
+        time.sleep(0.05)
+    raise AssertionError("import never reached phase %s" % phase)
+
+
+def test_kill_inside_the_commit_phase_ends_before_or_after(w):
+    # fzipd is killed (SIGKILL) at three points of the commit phase: before
+    # the flip, right after it, and in the middle of forgetting the stash.
+    # A new fzipd on the same store must end the job COMPLETED or FAILED,
+    # and the user's data must equal exactly the state before the import or
+    # the state after a clean import of the same package -- never a mix.
+    ref = w.fresh("ref")
+    w.srv.seed(ref.user, n(2500), seed=31)
+    job = import_package(ref, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "reference import: %s" % job.error.message)
+    after = content(ref)
+    for failpoint, pause in [("store.import_flip=delay:5000", 1.0),
+                             ("store.import_forget=delay:5000", 1.0),
+                             ("import.commit_visit=delay:20", 2.0)]:
+        first = Fzipd(extra_args=["--job-lease-ms", "2000"],
+                      env={"FZIP_FAILPOINTS": failpoint}).start()
+        c = Client(first, unique_user("killc"))
+        first.seed(c.user, n(2500), seed=31)
+        before = content(c)
+        job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+        wait_phase(c, job.import_id, "committing")
+        time.sleep(pause)
+        first.kill()
+        first.channel.close()
+        with Fzipd(store=first.store, extra_args=["--job-lease-ms", "2000"]) as second:
+            c2 = Client(second, c.user)
+            deadline = time.time() + 120
+            final = get_import(c2, job.import_id)
+            while time.time() < deadline and final.status not in (
+                    jpb.IMPORT_STATUS_COMPLETED, jpb.IMPORT_STATUS_FAILED):
+                time.sleep(0.2)
+                final = get_import(c2, job.import_id)
+            check(final.status in (jpb.IMPORT_STATUS_COMPLETED, jpb.IMPORT_STATUS_FAILED),
+                  "%s: job still %s" % (failpoint, jpb.ImportStatus.Name(final.status)))
+            now = content(c2)
+            want = after if final.status == jpb.IMPORT_STATUS_COMPLETED else before
+            check(now == want, "%s: ended %s but the data is %s (entries differing from "
+                  "after: %s; from before: %s)" % (
+                      failpoint, jpb.ImportStatus.Name(final.status),
+                      "the state from before" if now == before else
+                      "the state after" if now == after else "a mix",
+                      sorted(k for k in set(now) | set(after) if now.get(k) != after.get(k)),
+                      sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))))
+            # Killed inside the commit phase: the commit decision was made.
+            check(final.status == jpb.IMPORT_STATUS_COMPLETED,
+                  "%s: a kill after 'committing' was saved rolled back" % failpoint)
+        first.stop(expect_clean=False)
+        first.tmp.cleanup()
+
+
 def main():
     checks = Checks()
     with Fzipd() as srv:
@@ -397,7 +565,10 @@ def main():
             checks.run(t, w)
         for t in [test_store_failure_mid_restore_rolls_back,
                   test_cancel_mid_restore_rolls_back,
-                  test_killed_server_is_rolled_back_by_the_next_one]:
+                  test_killed_server_is_rolled_back_by_the_next_one,
+                  test_readers_never_see_an_uncommitted_import,
+                  test_full_store_mid_import_ends_failed_with_data_restored,
+                  test_kill_inside_the_commit_phase_ends_before_or_after]:
             checks.run(t, w)
     checks.run(test_upload_limit_is_enforced_while_streaming)
     return checks.summary()
