@@ -992,16 +992,18 @@ static void check_spans(pkgr_t *r, cdscan_t *c) {
     }
     uint64_t data = sp->start + CD_LOCAL_LEN + le16(h + 26) + le16(h + 28);
     sp->end = data + sp->end;
-    if (sp->end > c->size || sp->end < data)
+    if (sp->end > c->size || sp->end < data) {
       ERR(r, "archive.corrupt", name, NULL,
           "declares compressed data up to offset %llu in a %llu-byte archive",
           (unsigned long long)sp->end, (unsigned long long)c->size);
-    else if (i > 0 && sp->start < prev_end)
+      continue; /* its end is a lie: it must not make the others overlap */
+    }
+    if (sp->start < prev_end)
       ERR(r, "archive.overlap", name, NULL,
           "its bytes from offset %llu overlap entry %s (which ends at %llu): entries sharing "
           "data are a zip bomb",
           (unsigned long long)sp->start, prev_name, (unsigned long long)prev_end);
-    if (sp->end > prev_end || i == 0) {
+    if (sp->end > prev_end) {
       prev_end = sp->end;
       snprintf(prev_name, sizeof prev_name, "%s", name);
     }
