@@ -1038,6 +1038,9 @@ bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const 
 
   if (!check_import(store, user_id, tag, error))
     return false;
+  /* Tests make a rollback fail here (the cleanup-pending path). */
+  if (!fzip_failpoint("store.import_rollback", error))
+    return false;
   /* Space first: on a full store the undo itself needs room to write. */
   if (store->vt->import_release_reserve &&
       !store->vt->import_release_reserve(store, user_id, tag, error))

@@ -488,6 +488,41 @@ def content(c):
     return out
 
 
+def test_failed_rollback_ends_failed_and_is_cleaned_up_later(w):
+    # The restore fails and so does its rollback: the job must still end
+    # FAILED at once (the client is told), none of the import may be
+    # visible meanwhile, and a later claim (here a new fzipd without the
+    # failure) finishes the cleanup.
+    first = Fzipd(extra_args=["--job-lease-ms", "2000"],
+                  env={"FZIP_FAILPOINTS":
+                       "store.put_tagged=error@4,store.import_rollback=error@1"}).start()
+    c = Client(first, unique_user("cleanup"))
+    first.seed(c.user, n(2500), seed=31)
+    before = state(c)
+    job = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+    check(job.status == jpb.IMPORT_STATUS_FAILED, "ended %s" % jpb.ImportStatus.Name(job.status))
+    check(job.current_phase == "cleanup_pending", "phase %r" % job.current_phase)
+    check("not finished" in job.error.message or
+          any("not finished" in e.message for e in job.events),
+          "the client is not told the cleanup is pending: %r" % job.error.message)
+    check(state(c) == before, "a failed import with its rollback pending is visible")
+    first.stop()
+    try:
+        with Fzipd(store=first.store, extra_args=["--job-lease-ms", "2000"]) as second:
+            c2 = Client(second, c.user)
+            deadline = time.time() + 60
+            final = get_import(c2, job.import_id)
+            while time.time() < deadline and final.current_phase != "cleaned_up":
+                time.sleep(0.2)
+                final = get_import(c2, job.import_id)
+            check(final.current_phase == "cleaned_up", "cleanup never ran: %r"
+                  % final.current_phase)
+            check(final.status == jpb.IMPORT_STATUS_FAILED, "status %r" % final.status)
+            check(state(c2) == before, "the cleanup changed the data")
+    finally:
+        first.tmp.cleanup()
+
+
 def wait_phase(c, import_id, phase, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -568,6 +603,7 @@ def main():
                   test_killed_server_is_rolled_back_by_the_next_one,
                   test_readers_never_see_an_uncommitted_import,
                   test_full_store_mid_import_ends_failed_with_data_restored,
+                  test_failed_rollback_ends_failed_and_is_cleaned_up_later,
                   test_kill_inside_the_commit_phase_ends_before_or_after]:
             checks.run(t, w)
     checks.run(test_upload_limit_is_enforced_while_streaming)
