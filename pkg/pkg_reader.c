@@ -1302,6 +1302,8 @@ bool pkgr_file_read(pkgr_file_t *f, void *buf, size_t cap, size_t *n, fzip_error
   return true;
 }
 
+bool pkgr_file_at_end(const pkgr_file_t *f) { return f->ended; }
+
 bool pkgr_file_digest(char *hex_out, uint64_t *bytes, const pkgr_file_t *f) {
   if (!f->ended || !f->hex[0])
     return false;

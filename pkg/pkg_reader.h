@@ -196,6 +196,9 @@ bool pkgr_file_read(pkgr_file_t *f, void *buf, size_t cap, size_t *n, fzip_error
  * (FZIP_SHA256_HEX_LEN + 1 bytes, lower-case hex) and their number.
  * False before the end. */
 bool pkgr_file_digest(char *hex_out, uint64_t *bytes, const pkgr_file_t *f);
+/* The last pkgr_file_read reached the end of the entry (so a DATA_LOSS it
+ * gave is the manifest checksum, not libzip failing to inflate). */
+bool pkgr_file_at_end(const pkgr_file_t *f);
 void pkgr_file_destroy(pkgr_file_t *f); /* accepts NULL */
 
 #endif

@@ -1137,7 +1137,7 @@ static bool verify_file(vctx_t *v, const pkgr_file_entry_t *fe, char *buf, fzip_
   char hex[FZIP_SHA256_HEX_LEN + 1];
   uint64_t bytes = 0;
   size_t n;
-  bool ok = true, read_all = false;
+  bool ok = true, read_all = false, at_end = true;
 
   if (!pkgr_file_open(&f, v->r, fe->file_id, &ferr)) {
     ok = is_stream_failure(&ferr);
@@ -1150,6 +1150,7 @@ static bool verify_file(vctx_t *v, const pkgr_file_entry_t *fe, char *buf, fzip_
       v->res->file_bytes += n;
     } while (n);
     read_all = n == 0 && !fzip_error_is_set(&ferr) && pkgr_file_digest(hex, &bytes, f);
+    at_end = pkgr_file_at_end(f);
   }
   pkgr_file_destroy(f);
   if (!ok) {
@@ -1157,7 +1158,7 @@ static bool verify_file(vctx_t *v, const pkgr_file_entry_t *fe, char *buf, fzip_
     return false;
   }
   if (fzip_error_is_set(&ferr))
-    file_issue(v, fe, stream_rule(&ferr, true), NULL, ferr.message);
+    file_issue(v, fe, stream_rule(&ferr, at_end), NULL, ferr.message);
   else if (read_all)
     check_file_record(v, fe, hex, bytes);
   return true;

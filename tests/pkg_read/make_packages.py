@@ -572,6 +572,10 @@ def integrity_cases(add):
     add("bad_local_header_missing", "archive.corrupt", "data/accounts.json", None,
         patch_central(good, b"data/accounts.json", 42, "<I",
                       records(good, b"PK\x03\x04")[1][0] + 1))
+    stored = mutate(lambda p: setattr(p, "compress", zipfile.ZIP_STORED))
+    at = stored.find(FILE_BYTES)
+    add("bad_crc_corrupt_file", "archive.corrupt", FILE_ENTRY, None,
+        stored[:at + 30] + bytes([stored[at + 30] ^ 1]) + stored[at + 31:])
     add("bad_data_past_end", "archive.corrupt", FILE_ENTRY, None,
         patch_header(good, FILE_ENTRY.encode(), {18: ("<I", 0x7FFFFFF0)}))
 

@@ -243,6 +243,7 @@ static const hostile_t hostile[] = {
     {"bad_size_lie_inflates_more", "archive.size", "data/accounts.json", "-"},
     {"bad_size_lie_inflates_less", "archive.size", "files/9c8b7a6d-0000-4000-8000-000000000001/jan.csv", "-"},
     {"bad_local_header_missing", "archive.corrupt", "data/accounts.json", "-"},
+    {"bad_crc_corrupt_file", "archive.corrupt", "files/9c8b7a6d-0000-4000-8000-000000000001/jan.csv", "-"},
     {"bad_data_past_end", "archive.corrupt", "files/9c8b7a6d-0000-4000-8000-000000000001/jan.csv", "-"},
     {"bad_checksum_removed_data", "checksum.missing", "data/transactions.json", "checksums"},
     {"bad_checksum_removed_tampered_data", "checksum.missing", "data/transactions.json", "checksums"},
