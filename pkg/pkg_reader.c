@@ -90,6 +90,7 @@ struct pkgr_file {
 
 void pkgr_limits_default(pkgr_limits_t *limits) {
   limits->max_entries = PKGR_ENTRIES_MAX;
+  limits->max_files = PKG_FILES_MAX;
   limits->max_data_entry = PKGR_DATA_ENTRY_MAX;
   limits->max_file_entry = PKGR_FILE_ENTRY_MAX;
   limits->max_manifest = PKGR_MANIFEST_MAX;
@@ -399,6 +400,9 @@ static bool index_files(pkgr_t *r, fzip_error_t *error) {
     e->file.size = e->size;
     r->files[r->n_files++] = e;
   }
+  if (r->n_files > r->lim.max_files)
+    ERR(r, "limit.files", NULL, NULL, "%zu files/ entries exceed the limit of %llu", r->n_files,
+        (unsigned long long)r->lim.max_files);
   if (r->n_files)
     qsort(r->files, r->n_files, sizeof *r->files, cmp_file_id);
   for (size_t i = 1; i < r->n_files; i++) {

@@ -62,6 +62,7 @@
 
 typedef struct {
   uint64_t max_entries;
+  uint64_t max_files; /* files/ entries */
   uint64_t max_data_entry;
   uint64_t max_file_entry;
   uint64_t max_manifest;

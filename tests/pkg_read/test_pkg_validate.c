@@ -587,6 +587,14 @@ static void test_limit_refusals_are_resource_exhausted(void) {
             pkgv_result_error_code(res) == FZIP_ERR_RESOURCE_EXHAUSTED;
   pkgv_result_destroy(res);
   CHECK(ok);
+  pkgr_limits_default(&lim);
+  lim.max_files = 0;
+  CHECK_OK(pkgv_validate(&res, path, &opt, &err), err);
+  is = first_error(res);
+  ok = is && strcmp(is->rule, "limit.files") == 0 &&
+       pkgv_result_error_code(res) == FZIP_ERR_RESOURCE_EXHAUSTED;
+  pkgv_result_destroy(res);
+  CHECK(ok);
   /* Not a limit. */
   corpus_path(path, "bad_nul_in_name");
   CHECK_FAILS(pkgr_open(&r, path, NULL, NULL, NULL, &err), err, FZIP_ERR_INVALID_ARGUMENT);
