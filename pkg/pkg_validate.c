@@ -6,8 +6,9 @@
  * A field the table does not name is not part of format 1.0: it is
  * reported as a warning (schema.unknown_field) and pkgv_entity_sanitize,
  * which the restore step stores through, drops it, so that nothing the
- * schema does not know (a package's user_id, say) reaches the store.  References are resolved as each entity is read, because
- * the dependency order guarantees the target kind was read before, except
+ * schema does not know (a package's user_id, say) reaches the store.
+ * References are resolved as each entity is read, because the dependency
+ * order guarantees the target kind was read before, except
  * for the two that point forward or sideways (account -> default file
  * map, category -> parent), which are kept as pairs and resolved at the
  * end, where the category pairs also give the graph for cycle detection.

@@ -11,7 +11,10 @@
  * the package or to the manifest's external_references, no category
  * cycles, rule ids unique per category, regex rules that compile), then
  * the checksums of the data entries and of every files/ entry, the counts
- * the manifest declares, and that each transaction file has its bytes.
+ * the manifest declares, and that each transaction file has its bytes and
+ * that they match its record's fileSize and sha256.  Fields the schema does
+ * not define are warnings (schema.unknown_field); pkgv_entity_sanitize
+ * removes them before anything is stored.
  * Given a store, it asks in batches of STORE_BATCH_MAX which ids the user
  * already has and turns that into the preview of the merge strategy:
  * per kind how many would be created, overwritten or skipped, and, under
