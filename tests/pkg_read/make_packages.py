@@ -664,6 +664,12 @@ def integrity_cases(add):
         "external_references.transactions",
         mutate(manifest_patch(lambda m: m.update(
             external_references={"accounts": [], "transactions": []}))))
+    add("bad_manifest_unknown_filters_key", "manifest.unknown_key", "manifest.json",
+        "filters.user", mutate(manifest_patch(lambda m: m.update(filters={
+            "account_ids": [], "date_from": None, "date_to": None, "user": "x"}))))
+    add("bad_manifest_unknown_compatibility_key", "manifest.unknown_key", "manifest.json",
+        "compatibility.maximum_version",
+        mutate(manifest_patch(lambda m: m["compatibility"].update(maximum_version="9.9"))))
     add("bad_manifest_package_format", "manifest.field", "manifest.json", "package_format",
         mutate(manifest_patch(lambda m: m.update(package_format="zip"))))
     add("bad_external_refs_over_limit", "limit.ids", "manifest.json",

@@ -267,6 +267,8 @@ static const hostile_t hostile[] = {
     {"bad_manifest_unknown_key", "manifest.unknown_key", "manifest.json", "signature"},
     {"bad_manifest_unknown_summary_key", "manifest.unknown_key", "manifest.json", "data_summary.budgets_count"},
     {"bad_manifest_unknown_external_kind", "manifest.unknown_key", "manifest.json", "external_references.transactions"},
+    {"bad_manifest_unknown_filters_key", "manifest.unknown_key", "manifest.json", "filters.user"},
+    {"bad_manifest_unknown_compatibility_key", "manifest.unknown_key", "manifest.json", "compatibility.maximum_version"},
     {"bad_manifest_package_format", "manifest.field", "manifest.json", "package_format"},
     {"bad_external_refs_over_limit", "limit.ids", "manifest.json", "external_references.accounts"},
 };
