@@ -7,6 +7,11 @@
  * truncated in transit before it is ever validated.  --validate-only and
  * --wait imply --start: an upload that is to be validated or waited for
  * has to be started.
+ *
+ * --resume ID continues an upload whose stream broke (the server kept
+ * what it received: the job is UPLOADED, phase "interrupted"): the client
+ * asks GetImport for received_bytes and sends the file from there; the
+ * server checks size and sha256 over the whole package.
  */
 #include "cli_import.h"
 
@@ -67,6 +72,8 @@ static int report_or_wait(cli_ctx_t *ctx, const cli_args_t *args, const Protobuf
 
 typedef struct {
   const char *path;
+  const char *resume_id; /* --resume: continue this import */
+  int64_t offset;        /* where the chunks start (received_bytes when resuming) */
   char file_name[FILE_NAME_MAX + 1];
   char sha256[FZIP_SHA256_HEX_LEN + 1];
   int64_t size;
@@ -88,6 +95,8 @@ static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_a
   o.expected_size = u->size;
   o.expected_sha256 = (char *)u->sha256;
   o.file_name = (char *)u->file_name;
+  o.resume_import_id = (char *)(u->resume_id ? u->resume_id : "");
+  o.resume_offset = u->offset;
   req.payload_case = FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_OPTIONS;
   req.options = &o;
   return rpc_client_call_write(call, &req.base, error);
@@ -96,7 +105,7 @@ static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_a
 static bool send_chunks(rpc_client_call_t *call, upload_t *u, cli_progress_t *progress,
                         fzip_error_t *error) {
   Fzip__V1__UploadImportRequest req = FZIP__V1__UPLOAD_IMPORT_REQUEST__INIT;
-  int64_t sent = 0, started = fzip_monotonic_ms();
+  int64_t sent = u->offset, started = fzip_monotonic_ms();
   req.payload_case = FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_CHUNK;
   while (sent < u->size) {
     size_t want = u->size - sent < CLI_XFER_CHUNK ? (size_t)(u->size - sent) : CLI_XFER_CHUNK;
@@ -111,7 +120,7 @@ static bool send_chunks(rpc_client_call_t *call, upload_t *u, cli_progress_t *pr
       return false;
     sent += (int64_t)n;
     cli_progress_bytes(progress, sent, u->size, 0);
-    cli_xfer_throttle(sent, started, u->rate);
+    cli_xfer_throttle(sent - u->offset, started, u->rate);
   }
   return true;
 }
@@ -131,7 +140,40 @@ static bool prepare_upload(upload_t *u, const cli_args_t *args, fzip_error_t *er
                           strerror(errno));
   if (!u->buf)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  if (u->offset > u->size)
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                          "%s has %" PRId64 " bytes but import %s already holds %" PRId64
+                          ": not the file that was being uploaded",
+                          u->path, u->size, u->resume_id, u->offset);
+  if (u->offset > 0 && fseeko(u->in, (off_t)u->offset, SEEK_SET) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: %s", u->path,
+                          strerror(errno));
   return true;
+}
+
+/* --resume ID: where the server's copy of the upload ends. */
+static bool resume_offset(upload_t *u, cli_ctx_t *ctx, fzip_error_t *error) {
+  Fzip__V1__GetImportRequest req = FZIP__V1__GET_IMPORT_REQUEST__INIT;
+  ProtobufCMessage *resp = NULL;
+  const ProtobufCMessage *job;
+  bool ok = false;
+
+  req.import_id = (char *)u->resume_id;
+  if (!cli_ctx_unary(&resp, ctx, SVC "GetImport", &req.base,
+                     &fzip__v1__get_import_response__descriptor, error))
+    return false;
+  job = cli_msg_sub(resp, "job");
+  if (!job || strcmp(cli_msg_string(job, "current_phase"), "interrupted") != 0) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                   "import %s is not an interrupted upload (phase %s)", u->resume_id,
+                   job ? cli_msg_string(job, "current_phase") : "unknown");
+    goto done;
+  }
+  u->offset = cli_msg_int(job, "received_bytes");
+  ok = true;
+done:
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return ok;
 }
 
 static int run_upload(cli_ctx_t *ctx, const cli_args_t *args) {
@@ -144,7 +186,8 @@ static int run_upload(cli_ctx_t *ctx, const cli_args_t *args) {
   cli_progress_t *progress = NULL;
   int rc;
   memset(&u, 0, sizeof u);
-  if (!prepare_upload(&u, args, &error) || !cli_ctx_client(&client, ctx, &error) ||
+  u.resume_id = cli_args_get(args, "--resume");
+  if ((u.resume_id && !resume_offset(&u, ctx, &error)) || !prepare_upload(&u, args, &error) || !cli_ctx_client(&client, ctx, &error) ||
       !rpc_client_call_open(&call, client, SVC "UploadImport", &o,
                             &fzip__v1__upload_import_response__descriptor, &error) ||
       !send_options(call, &u, args, &error))
@@ -168,6 +211,14 @@ failed:
       error = why;
   }
   rc = cli_fail(ctx, &error);
+  /* A broken stream (not a refusal, which these codes cannot tell apart
+   * from here) leaves the received bytes on the server. */
+  if (call && (error.code == FZIP_ERR_UNAVAILABLE || error.code == FZIP_ERR_CANCELLED ||
+               error.code == FZIP_ERR_DEADLINE_EXCEEDED) && !ctx->quiet)
+    fprintf(stderr, "fzip: if the connection broke, the server kept what it received: `fzip "
+                    "import list` shows it (phase interrupted); continue with `fzip import upload "
+                    "%s --resume ID`\n",
+            u.path);
 done:
   cli_progress_destroy(progress);
   rpc_client_call_destroy(call);
@@ -231,6 +282,8 @@ static const cli_opt_t upload_opts[] = {
     {"--start", 0, CLI_OPT_FLAG, NULL, NULL, "start the import once uploaded"},
     WAIT_OPT,
     {"--limit-rate", 0, CLI_OPT_VALUE, "BYTES", NULL, "at most BYTES per second (e.g. 512k)"},
+    {"--resume", 0, CLI_OPT_VALUE, "ID", NULL,
+     "continue the interrupted upload ID (same file) from where the server's copy ends"},
     END_OPT,
 };
 
@@ -239,7 +292,8 @@ static const cli_opt_t start_opts[] = {STRATEGY_OPT, VALIDATE_OPT, WAIT_OPT, END
 const cli_command_t cli_import_commands[] = {
     {"import", "upload", "FILE", 1, 1, upload_opts, "Upload an FZIP package (prints the job).",
      "Sends the file's size and sha256 first; the server keeps the upload only if both\n"
-     "match.  --validate-only and --wait imply --start.",
+     "match.  --validate-only and --wait imply --start.  If the stream breaks, the server\n"
+     "keeps what it received (import list: phase interrupted); --resume ID sends the rest.",
      run_upload},
     {"import", "start", "ID", 1, 1, start_opts, "Start (or restart) an uploaded import.", NULL,
      run_start},

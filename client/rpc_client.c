@@ -194,14 +194,17 @@ static bool run_batch(rpc_client_call_t *call, const grpc_op *ops, size_t n) {
 /* Arms RECV_STATUS_ON_CLIENT; it completes when the call ends, whatever
  * step is running then. */
 static bool arm_status(rpc_client_call_t *call) {
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  op.data.recv_status_on_client.trailing_metadata = &call->trailing_md;
-  op.data.recv_status_on_client.status = &call->status;
-  op.data.recv_status_on_client.status_details = &call->details;
-  if (grpc_call_start_batch(call->call, &op, 1, &call->status_tag, NULL) != GRPC_CALL_OK)
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[0].data.recv_initial_metadata.recv_initial_metadata = &call->initial_md;
+  ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[1].data.recv_status_on_client.trailing_metadata = &call->trailing_md;
+  ops[1].data.recv_status_on_client.status = &call->status;
+  ops[1].data.recv_status_on_client.status_details = &call->details;
+  if (grpc_call_start_batch(call->call, ops, 2, &call->status_tag, NULL) != GRPC_CALL_OK)
     return false;
+  call->initial_md_received = true; /* asked for here, never with a read */
   call->status_armed = true;
   return true;
 }

@@ -8,10 +8,19 @@
  * chunks go straight into an uncommitted blob; the size limit is checked
  * before each write.  Only when the client half-closes and the size and
  * sha256 match what it announced is the blob committed and the record
- * made permanent.  Any failure, cancel or broken stream runs `close`,
- * which deletes both, so a failed upload leaves nothing behind; if fzipd
- * dies mid-upload the record expires and the reaper removes it together
- * with the uncommitted blob.
+ * made permanent.  When the server refuses something (limit, checksum,
+ * bad message) `close` deletes both, so a refused upload leaves nothing
+ * behind.  When the stream breaks instead (client gone, cancelled,
+ * shutdown) `close` commits what arrived and marks the job "interrupted"
+ * with received_bytes; a later UploadImport with options.resume_import_id
+ * continues it.  Resuming needs the prefix under a new writer of the same
+ * blob id (a committed id cannot be reopened, and the store API stays as
+ * it is): the prefix is copied aside to "<blob>.part", the blob deleted,
+ * and a fresh writer of "<blob>" gets the prefix back and then the new
+ * chunks, so the store's sha256 at commit covers the whole package.  That
+ * costs two server-side copies of the prefix per resume, never a client
+ * resend.  If fzipd dies mid-upload the record expires (upload timeout)
+ * and the reaper removes it, the uncommitted blob and any ".part".
  */
 #include "svc_import.h"
 
@@ -24,6 +33,7 @@
 #include "fzip/v1/import_service.pb-c.h"
 #include "fzip/v1/jobs.pb-c.h"
 #include "fzip_entity.h"
+#include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
 #include "import_run.h"
@@ -67,6 +77,21 @@ void import_blob_id(char out[IMPORT_BLOB_ID_MAX], const char *import_id) {
   snprintf(out, IMPORT_BLOB_ID_MAX, "import-%s", import_id);
 }
 
+/* Where a resumed upload keeps the bytes received before, while the
+ * package blob's id is being rewritten. */
+static void import_part_blob_id(char out[IMPORT_BLOB_ID_MAX], const char *import_id) {
+  snprintf(out, IMPORT_BLOB_ID_MAX, "import-%s.part", import_id);
+}
+
+/* Deletes an import's package blob and resume prefix (missing ones are fine). */
+static bool delete_import_blobs(store_t *store, const char *import_id, fzip_error_t *error) {
+  char blob[IMPORT_BLOB_ID_MAX], part[IMPORT_BLOB_ID_MAX];
+  import_blob_id(blob, import_id);
+  import_part_blob_id(part, import_id);
+  return store_blob_delete(store, STORE_BUCKET_PACKAGES, blob, error) &&
+         store_blob_delete(store, STORE_BUCKET_PACKAGES, part, error);
+}
+
 /* Saves `job` into `rec` (body rebuilt, version-checked, no owner). */
 static bool store_record(store_t *store, store_job_t *rec, const import_job_t *job,
                          fzip_error_t *error) {
@@ -95,9 +120,13 @@ typedef struct {
   store_job_t *rec;            /* the job record created with the options */
   import_job_t *job;           /* malloc-owned copy of the record's message */
   store_blob_writer_t *writer; /* NULL once committed */
-  bool committed;
+  bool owns_job;               /* created or claimed by this call: close may change it */
+  bool resumed;                /* continues an interrupted upload ("<blob>.part" exists) */
+  bool refused;                /* the server failed the call: close deletes everything */
+  bool started;                /* the options message was handled */
   bool done;                   /* everything succeeded: close keeps it */
-  uint64_t received;
+  bool kept;                   /* interrupted and kept for a resume: close leaves it */
+  uint64_t received;           /* whole-package bytes in the writer, prefix included */
   int64_t expected_size;
   char expected_sha256[FZIP_SHA256_HEX_LEN + 1];
   bool start;
@@ -184,6 +213,7 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   body = NULL;
   if (!store_job_create(svc->env.store, up->rec, error))
     goto done;
+  up->owns_job = true;
   if (!store_blob_writer_new(&up->writer, svc->env.store, STORE_BUCKET_PACKAGES, blob, error))
     goto done;
   ok = true;
@@ -192,20 +222,204 @@ done:
   return ok;
 }
 
-static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *msg,
-                        fzip_error_t *error) {
-  const Fzip__V1__UploadImportRequest *req = (const void *)msg;
-  upload_t *up = *state;
+/* ---- resuming an interrupted upload ------------------------------------ */
 
-  if (!up) {
-    up = calloc(1, sizeof *up);
-    if (!up)
-      return oom(error);
-    up->svc = rpc_ctx_method_data(ctx);
-    *state = up;
+#define UPLOAD_COPY_CHUNK STORE_BLOB_CHUNK
+
+/* Appends the committed blob `from` to writer w. */
+static bool copy_blob(store_blob_writer_t *w, store_t *store, const char *from,
+                      fzip_error_t *error) {
+  store_blob_reader_t *r = NULL;
+  unsigned char *buf = malloc(UPLOAD_COPY_CHUNK);
+  size_t n = 0;
+  bool ok = false;
+
+  if (!buf)
+    return oom(error);
+  if (!store_blob_reader_new(&r, store, STORE_BUCKET_PACKAGES, from, 0, error))
+    goto done;
+  for (;;) {
+    if (!store_blob_reader_read(r, buf, UPLOAD_COPY_CHUNK, &n, error))
+      goto done;
+    if (n == 0)
+      break;
+    if (!store_blob_writer_write(w, buf, n, error))
+      goto done;
+  }
+  ok = true;
+done:
+  store_blob_reader_destroy(r);
+  free(buf);
+  return ok;
+}
+
+/* Gets the bytes received so far into a fresh writer of the package blob:
+ * the committed prefix moves to "<blob>.part" (unless a resume that died
+ * already moved it) and is copied back behind the new writer. */
+static bool reopen_prefix(upload_t *up, fzip_error_t *error) {
+  store_t *store = up->svc->env.store;
+  char blob[IMPORT_BLOB_ID_MAX], part[IMPORT_BLOB_ID_MAX];
+  store_blob_writer_t *pw = NULL;
+  store_blob_info_t info;
+  fzip_error_t serr = {0};
+  bool ok = false;
+
+  import_blob_id(blob, up->rec->job_id);
+  import_part_blob_id(part, up->rec->job_id);
+  if (store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, blob, &serr)) {
+    if (!store_blob_delete(store, STORE_BUCKET_PACKAGES, part, error) ||
+        !store_blob_writer_new(&pw, store, STORE_BUCKET_PACKAGES, part, error) ||
+        !copy_blob(pw, store, blob, error) || !store_blob_writer_commit(pw, NULL, error) ||
+        !store_blob_delete(store, STORE_BUCKET_PACKAGES, blob, error))
+      goto done;
+  } else if (serr.code != FZIP_ERR_NOT_FOUND) {
+    *error = serr;
+    goto done;
+  }
+  if (!store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, part, error))
+    goto done;
+  if (info.size != (uint64_t)up->job->received_bytes) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
+                   "import %s should hold %" PRId64 " bytes but holds %" PRIu64,
+                   up->rec->job_id, up->job->received_bytes, info.size);
+    goto done;
+  }
+  if (!store_blob_writer_new(&up->writer, store, STORE_BUCKET_PACKAGES, blob, error) ||
+      !copy_blob(up->writer, store, part, error))
+    goto done;
+  up->received = info.size;
+  ok = true;
+done:
+  store_blob_writer_destroy(pw);
+  return ok;
+}
+
+/* Checks that the job is this caller's interrupted upload at the offset
+ * the client resumes from, then claims it (phase "receiving",
+ * version-checked, so two resumes of one upload cannot both run). */
+static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOptions *o,
+                         fzip_error_t *error) {
+  svc_import_t *svc = up->svc;
+  ProtobufCMessage *view = NULL, *msg = NULL;
+
+  if (!svc_jobs_load(&view, &up->rec, &svc->base, ctx, o->resume_import_id, error) ||
+      !job_body_unpack(&msg, up->rec->body, &fzip__v1__import_job__descriptor, NULL, error))
+    return false;
+  up->job = (import_job_t *)msg;
+  if (up->job->status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED ||
+      strcmp(up->job->current_phase, "interrupted") != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                          "import %s is not an interrupted upload (%s, %s)", up->rec->job_id,
+                          status_name(up->job->status), up->job->current_phase);
+  if (o->resume_offset != up->job->received_bytes)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                          "import %s holds %" PRId64 " bytes: resume from offset %" PRId64
+                          ", not %" PRId64,
+                          up->rec->job_id, up->job->received_bytes, up->job->received_bytes,
+                          o->resume_offset);
+  if (up->expected_size > 0 && up->job->received_bytes > up->expected_size)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "import %s already holds %" PRId64 " bytes, more than expected_size",
+                          up->rec->job_id, up->job->received_bytes);
+  up->job->merge_strategy = o->merge_strategy == FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_UNSPECIFIED
+                                ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
+                                : o->merge_strategy;
+  up->job->validate_only = o->validate_only;
+  up->job->updated_at = fzip_now_ms();
+  if (!job_msg_set_str(&up->job->current_phase, "receiving") ||
+      !job_msg_add_event(&up->job->base, "upload_resumed", "receiving the rest of the package",
+                         SVC_IMPORT_EVENTS_MAX))
+    return oom(error);
+  up->rec->expires_at = up->job->updated_at + svc->opts.upload_timeout_ms;
+  if (!store_record(svc->env.store, up->rec, up->job, error)) {
+    if (error->code == FZIP_ERR_ABORTED)
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                     "import %s is being resumed by another call", up->rec->job_id);
+    return false;
+  }
+  up->owns_job = true;
+  up->resumed = true;
+  return true;
+}
+
+static bool resume_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOptions *o,
+                         fzip_error_t *error) {
+  if (!check_options(o, up->svc->opts.max_upload_bytes, error))
+    return false;
+  up->expected_size = o->expected_size;
+  snprintf(up->expected_sha256, sizeof up->expected_sha256, "%s", o->expected_sha256);
+  for (char *p = up->expected_sha256; *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  up->start = o->start;
+  return resume_claim(up, ctx, o, error) && reopen_prefix(up, error);
+}
+
+/* The stream broke with bytes received: commit them and mark the job
+ * interrupted, resumable until the upload timeout.  False: could not,
+ * the caller discards the upload. */
+static bool upload_keep(upload_t *up) {
+  svc_import_t *svc = up->svc;
+  store_blob_info_t info;
+  fzip_error_t err = {0};
+  char part[IMPORT_BLOB_ID_MAX], bytes[32];
+
+  if (!store_blob_writer_commit(up->writer, &info, &err))
+    goto failed;
+  store_blob_writer_destroy(up->writer);
+  up->writer = NULL;
+  up->job->received_bytes = (int64_t)info.size;
+  up->job->updated_at = fzip_now_ms();
+  if (!job_msg_set_str(&up->job->current_phase, "interrupted") ||
+      !job_msg_add_event(&up->job->base, "upload_interrupted",
+                         "stream broken; resume with options.resume_import_id",
+                         SVC_IMPORT_EVENTS_MAX)) {
+    oom(&err);
+    goto failed;
+  }
+  up->rec->runnable = false;
+  up->rec->expires_at = up->job->updated_at + svc->opts.upload_timeout_ms;
+  if (!store_record(svc->env.store, up->rec, up->job, &err))
+    goto failed;
+  if (up->resumed) {
+    import_part_blob_id(part, up->rec->job_id);
+    if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, part, &err))
+      fzip_log(FZIP_LOG_WARN, "import", "could not delete a resume prefix; expiry will", "import",
+               up->rec->job_id, "error", err.message, NULL);
+  }
+  snprintf(bytes, sizeof bytes, "%" PRIu64, info.size);
+  fzip_log(FZIP_LOG_INFO, "import", "upload interrupted; kept for a resume", "import",
+           up->rec->job_id, "received_bytes", bytes, NULL);
+  return true;
+failed:
+  fzip_log(FZIP_LOG_WARN, "import", "could not keep an interrupted upload; discarding it",
+           "import", up->rec->job_id, "error", err.message, NULL);
+  return false;
+}
+
+/* Deletes everything of an upload this call created or claimed. */
+static void upload_discard(upload_t *up) {
+  fzip_error_t err;
+
+  store_blob_writer_destroy(up->writer); /* uncommitted: deletes what it wrote */
+  up->writer = NULL;
+  if (!delete_import_blobs(up->svc->env.store, up->rec->job_id, &err))
+    fzip_log(FZIP_LOG_WARN, "import", "could not delete a failed upload; the reaper will",
+             "import", up->rec->job_id, "error", err.message, NULL);
+  if (!store_job_delete(up->svc->env.store, STORE_JOB_IMPORT, NULL, up->rec->job_id, &err) &&
+      err.code != FZIP_ERR_NOT_FOUND)
+    fzip_log(FZIP_LOG_WARN, "import", "could not delete a failed upload's job", "import",
+             up->rec->job_id, "error", err.message, NULL);
+}
+
+static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
+                             const Fzip__V1__UploadImportRequest *req, fzip_error_t *error) {
+  if (!up->started) {
+    up->started = true;
     if (req->payload_case != FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_OPTIONS)
       return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                             "the first UploadImport message must carry options");
+    if (req->options->resume_import_id && req->options->resume_import_id[0])
+      return resume_begin(up, ctx, req->options, error);
     return upload_begin(up, ctx, req->options, error);
   }
   if (req->payload_case != FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_CHUNK)
@@ -219,15 +433,33 @@ static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *ms
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "upload is larger than the announced expected_size %" PRId64,
                           up->expected_size);
-  if (!store_blob_writer_write(up->writer, req->chunk.data, req->chunk.len, error))
+  /* Fault tests fail an upload mid-way here (the server refusing it). */
+  if (!fzip_failpoint("import.upload_chunk", error) ||
+      !store_blob_writer_write(up->writer, req->chunk.data, req->chunk.len, error))
     return false;
   up->received += req->chunk.len;
   return true;
 }
 
-static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
-                          fzip_error_t *error) {
-  upload_t *up = state;
+static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *msg,
+                        fzip_error_t *error) {
+  upload_t *up = *state;
+
+  if (!up) {
+    up = calloc(1, sizeof *up);
+    if (!up)
+      return oom(error);
+    up->svc = rpc_ctx_method_data(ctx);
+    *state = up;
+  }
+  if (upload_recv_step(up, ctx, (const void *)msg, error))
+    return true;
+  up->refused = true;
+  return false;
+}
+
+static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **resp,
+                               fzip_error_t *error) {
   svc_import_t *svc = up ? up->svc : rpc_ctx_method_data(ctx);
   store_blob_info_t info;
   ProtobufCMessage *view = NULL;
@@ -238,11 +470,23 @@ static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
   if (up->received == 0)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "UploadImport received no package bytes");
+  /* gRPC reports a client that died mid-stream as a half-close: a stream
+   * that ends short of expected_size is a broken one, kept for a resume. */
+  if (up->expected_size > 0 && up->received < (uint64_t)up->expected_size) {
+    if (!up->owns_job || !upload_keep(up))
+      return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
+                            "received %" PRIu64 " bytes but expected_size is %" PRId64,
+                            up->received, up->expected_size);
+    up->kept = true;
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                          "upload of import %s ended after %" PRIu64 " of %" PRId64
+                          " bytes; they are kept: resume from offset %" PRIu64,
+                          up->rec->job_id, up->received, up->expected_size, up->received);
+  }
   if (!store_blob_writer_commit(up->writer, &info, error))
     return false;
   store_blob_writer_destroy(up->writer);
   up->writer = NULL;
-  up->committed = true;
   if (up->expected_size > 0 && info.size != (uint64_t)up->expected_size)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
                           "received %" PRIu64 " bytes but expected_size is %" PRId64,
@@ -252,6 +496,7 @@ static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
                           "received bytes have sha256 %s but expected_sha256 is %s",
                           info.sha256, up->expected_sha256);
   up->job->package_size = (int64_t)info.size;
+  up->job->received_bytes = (int64_t)info.size;
   if (!job_msg_set_str(&up->job->package_sha256, info.sha256) ||
       !job_msg_set_str(&up->job->current_phase, up->start ? "queued" : "uploaded") ||
       !job_msg_add_event(&up->job->base, "uploaded", "package stored", SVC_IMPORT_EVENTS_MAX))
@@ -264,6 +509,14 @@ static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
   if (!store_record(svc->env.store, up->rec, up->job, error))
     return false;
   up->done = true;
+  if (up->resumed) {
+    char part[IMPORT_BLOB_ID_MAX];
+    fzip_error_t err;
+    import_part_blob_id(part, up->rec->job_id);
+    if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, part, &err))
+      fzip_log(FZIP_LOG_WARN, "import", "could not delete a resume prefix; expiry will", "import",
+               up->rec->job_id, "error", err.message, NULL);
+  }
   if (up->start)
     job_runner_notify(svc->runner);
   fzip_log(FZIP_LOG_INFO, "import", "package uploaded", "import", up->job->import_id, "user",
@@ -273,24 +526,30 @@ static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
   return svc_jobs_reply(resp, ctx, &fzip__v1__upload_import_response__descriptor, view, error);
 }
 
+static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
+                          fzip_error_t *error) {
+  upload_t *up = state;
+  if (upload_finish_step(ctx, up, resp, error))
+    return true;
+  if (up)
+    up->refused = true;
+  return false;
+}
+
+/* Refused by the server: nothing is kept.  Broken from outside (the call
+ * was cancelled: client gone, deadline, shutdown) with bytes received and
+ * the writer still open: they are kept for a resume. */
 static void upload_close(rpc_ctx_t *ctx, void *state) {
   upload_t *up = state;
-  fzip_error_t err;
 
   if (!up)
     return;
-  store_blob_writer_destroy(up->writer); /* uncommitted: deletes what it wrote */
-  if (!up->done && up->rec) {
-    char blob[IMPORT_BLOB_ID_MAX];
-    import_blob_id(blob, up->rec->job_id);
-    if (up->committed && !store_blob_delete(up->svc->env.store, STORE_BUCKET_PACKAGES, blob, &err))
-      fzip_log(FZIP_LOG_WARN, "import", "could not delete a failed upload; the reaper will",
-               "import", up->rec->job_id, "error", err.message, NULL);
-    if (!store_job_delete(up->svc->env.store, STORE_JOB_IMPORT, NULL, up->rec->job_id, &err) &&
-        err.code != FZIP_ERR_NOT_FOUND)
-      fzip_log(FZIP_LOG_WARN, "import", "could not delete a failed upload's job", "import",
-               up->rec->job_id, "error", err.message, NULL);
+  if (!up->done && !up->kept && up->owns_job) {
+    bool keep = !up->refused && up->writer && up->received > 0 && rpc_ctx_is_cancelled(ctx);
+    if (!keep || !upload_keep(up))
+      upload_discard(up);
   }
+  store_blob_writer_destroy(up->writer); /* uncommitted: deletes what it wrote */
   store_job_destroy(up->rec);
   if (up->job)
     fzip__v1__import_job__free_unpacked(up->job, NULL);
@@ -345,8 +604,9 @@ static bool start_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ct
 
   if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
     return false;
-  if (!can_start(svc_jobs_status(view)) || strcmp(((import_job_t *)view)->current_phase,
-                                                  "receiving") == 0) {
+  if (!can_start(svc_jobs_status(view)) ||
+      strcmp(((import_job_t *)view)->current_phase, "receiving") == 0 ||
+      strcmp(((import_job_t *)view)->current_phase, "interrupted") == 0) {
     fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
                    "import %s is %s and cannot be started", rec->job_id,
                    status_name(svc_jobs_status(view)));
@@ -472,7 +732,6 @@ static bool delete_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   Fzip__V1__DeleteImportResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
   store_job_t *rec = NULL;
   ProtobufCMessage *view = NULL;
-  char blob[IMPORT_BLOB_ID_MAX];
   bool ok = false;
 
   if (!out)
@@ -487,8 +746,7 @@ static bool delete_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
                    rec->job_id, status_name(svc_jobs_status(view)));
     goto done;
   }
-  import_blob_id(blob, rec->job_id);
-  if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, blob, error) ||
+  if (!delete_import_blobs(svc->env.store, rec->job_id, error) ||
       !store_job_delete(svc->env.store, STORE_JOB_IMPORT, rpc_ctx_user_id(ctx), rec->job_id,
                         error))
     goto done;
@@ -503,8 +761,6 @@ done:
 
 bool svc_import_expire(svc_import_t *svc, store_job_t *rec, int64_t now_ms, bool *handled,
                        fzip_error_t *error) {
-  char blob[IMPORT_BLOB_ID_MAX];
-
   *handled = false;
   if (rec->kind != STORE_JOB_IMPORT)
     return true;
@@ -515,8 +771,7 @@ bool svc_import_expire(svc_import_t *svc, store_job_t *rec, int64_t now_ms, bool
     rec->expires_at = 0;
     return store_job_update(svc->env.store, rec, NULL, error) || error->code == FZIP_ERR_ABORTED;
   }
-  import_blob_id(blob, rec->job_id);
-  if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, blob, error))
+  if (!delete_import_blobs(svc->env.store, rec->job_id, error))
     return false;
   if (!store_job_delete(svc->env.store, STORE_JOB_IMPORT, NULL, rec->job_id, error) &&
       error->code != FZIP_ERR_NOT_FOUND)

@@ -1,0 +1,161 @@
+"""`fzip import upload` against a server that ends the stream: real fzip,
+real fzipd (SQLite store).
+
+- The server refuses the upload mid-way (failpoint import.upload_chunk) or
+  at once (over --max-upload-bytes): fzip exits at once, non-zero, with the
+  server's message, and nothing is left on the server.  Before the client
+  watched for the call's status while sending, it blocked forever on flow
+  control.
+- The stream breaks (fzip killed mid-upload): the server keeps what it
+  received (phase "interrupted", received_bytes); `--resume ID` sends the
+  rest and the import completes equal to the source, checked over the
+  whole package; a resume at the wrong offset is refused and harmless.
+"""
+import hashlib
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, HERE)
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzip_cli import Cli, check, expect  # noqa: E402
+
+import grpc  # noqa: E402
+from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
+from fzip.v1 import import_service_pb2_grpc as igrpc  # noqa: E402
+
+BIG = 48 * 1024 * 1024
+SOURCE_TX = int(os.environ.get("FZIP_TEST_RESUME_TX", "30000"))
+PROMPT_S = 30  # "at once": far below the old forever, with room for a loaded machine
+
+
+def big_file(tmp):
+    path = os.path.join(tmp, "big.bin")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            block = os.urandom(1024 * 1024)
+            for _ in range(BIG // len(block)):
+                f.write(block)
+    return path
+
+
+def package_blobs(srv):
+    db = sqlite3.connect(srv.store[len("sqlite:"):])
+    try:
+        return db.execute("select blob_id, committed from blobs "
+                          "where blob_id like 'import-%'").fetchall()
+    finally:
+        db.close()
+
+
+def test_refused_mid_way_exits_at_once(tmp):
+    env = {"FZIP_FAILPOINTS": "import.upload_chunk=error@3"}
+    with Fzipd(env=env) as srv:
+        cli = Cli("127.0.0.1:%d" % srv.port, srv.token(unique_user("refused")))
+        started = time.time()
+        r = cli.run("import", "upload", big_file(tmp), timeout=120)
+        took = time.time() - started
+        check(r.rc != 0 and "failpoint import.upload_chunk" in r.err, "result %r" % r)
+        check(took < PROMPT_S, "fzip took %.1f s to notice the refusal" % took)
+        listed = expect(cli.run("import", "list", "--json"), 0)
+        check(listed.json_lines() == [], "a refused upload left a job: %r" % listed)
+        check(package_blobs(srv) == [], "a refused upload left blobs: %r" % package_blobs(srv))
+
+
+def test_over_the_size_limit_exits_at_once(tmp):
+    with Fzipd(extra_args=["--max-upload-bytes", str(1024 * 1024)]) as srv:
+        cli = Cli("127.0.0.1:%d" % srv.port, srv.token(unique_user("limit")))
+        started = time.time()
+        r = cli.run("import", "upload", big_file(tmp), timeout=120)
+        took = time.time() - started
+        check(r.rc != 0 and "upload limit" in r.err, "result %r" % r)
+        check(took < PROMPT_S, "fzip took %.1f s to notice the refusal" % took)
+
+
+def interrupted(cli):
+    jobs = expect(cli.run("import", "list", "--json"), 0).json_lines()
+    return [j for j in jobs if j.get("current_phase") == "interrupted"]
+
+
+def test_broken_upload_resumes_to_an_equal_import(tmp):
+    with Fzipd() as srv:
+        addr = "127.0.0.1:%d" % srv.port
+        source = unique_user("src")
+        srv.seed(source, SOURCE_TX, seed=21)
+        src = Cli(addr, srv.token(source))
+        package = os.path.join(tmp, "src.fzip")
+        job = expect(src.run("export", "create", "--wait", "--json"), 0).json_lines()[-1]
+        expect(src.run("export", "download", job["export_id"], "-o", package), 0)
+        size = os.path.getsize(package)
+        check(size > 3 * 1024 * 1024, "package of %d bytes: too small to cut" % size)
+        with open(package, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        summary = expect(src.run("data", "summary", "--json"), 0).json_lines()[0]
+
+        user = unique_user("dst")
+        cli = Cli(addr, srv.token(user))
+        # 1 MiB chunks at 1 MiB/s: killed after about two of them.
+        p = cli.popen("import", "upload", package, "--limit-rate", "1M", "--quiet")
+        time.sleep(2.5)
+        check(p.poll() is None, "upload ended before the cut")
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and not interrupted(cli):
+            time.sleep(0.2)
+        cut = interrupted(cli)
+        check(len(cut) == 1, "no interrupted upload listed: %r\n%s" % (
+            cli.run("import", "list", "--json").out, srv.read_log()[-1500:]))
+        iid, received = cut[0]["import_id"], int(cut[0]["received_bytes"])
+        check(0 < received < size, "received %d of %d" % (received, size))
+        check(cut[0]["status"] == "IMPORT_STATUS_UPLOADED", "job %r" % cut[0])
+        # Starting an incomplete upload is refused.
+        expect(cli.run("import", "start", iid), 1, stderr_has="cannot be started")
+
+        # A resume at the wrong offset is refused and changes nothing.
+        stub = igrpc.ImportServiceStub(srv.channel)
+        md = srv.metadata(user)
+        try:
+            stub.UploadImport(iter([ipb.UploadImportRequest(options=ipb.ImportOptions(
+                resume_import_id=iid, resume_offset=received - 1))]), metadata=md, timeout=30)
+            raise AssertionError("a wrong offset was accepted")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.FAILED_PRECONDITION and
+                  "resume from offset %d" % received in e.details(), "%s %s"
+                  % (e.code(), e.details()))
+        check(int(interrupted(cli)[0]["received_bytes"]) == received, "the refusal changed it")
+
+        r = expect(cli.run("import", "upload", package, "--resume", iid, "--start", "--wait",
+                           "--json"), 0)
+        done = r.json_lines()[-1]
+        check(done["import_id"] == iid and done["status"] == "IMPORT_STATUS_COMPLETED",
+              "job %r" % done)
+        check(int(done["package_size"]) == size == int(done["received_bytes"]) and
+              done["package_sha256"] == sha, "whole package differs: %r" % done)
+        check(any(e["type"] == "upload_resumed" for e in done["events"]), "events %r" % done)
+        after = expect(cli.run("data", "summary", "--json"), 0).json_lines()[0]
+        for key in ("accounts_count", "transactions_count", "categories_count",
+                    "file_maps_count", "transaction_files_count", "file_bytes"):
+            check(after.get(key) == summary.get(key), "%s: %r vs %r" % (key, after, summary))
+        blobs = package_blobs(srv)
+        check(("import-" + iid, 1) in blobs and
+              not any(b.endswith(".part") for b, _ in blobs), "blobs %r" % blobs)
+
+
+def main():
+    checks = Checks()
+    with tempfile.TemporaryDirectory(prefix="fzip-cli-upload-") as tmp:
+        for t in (test_refused_mid_way_exits_at_once,
+                  test_over_the_size_limit_exits_at_once,
+                  test_broken_upload_resumes_to_an_equal_import):
+            checks.run(t, tmp)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
