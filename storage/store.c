@@ -267,7 +267,7 @@ static bool visible_version(const bson_t **out, bson_t **owned, pending_t *p, st
 
   *owned = NULL;
   *out = live;
-  if (!pending_has(p, tag))
+  if (!id || !pending_has(p, tag))
     return true;
   if (store->vt->stash_get(&prev, store, user_id, tag, kind, id, &err)) {
     *out = *owned = prev;
