@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fzip/v1/import_service.pb-c.h"
 #include "fzip/v1/jobs.pb-c.h"
@@ -225,6 +226,9 @@ done:
 /* ---- resuming an interrupted upload ------------------------------------ */
 
 #define UPLOAD_COPY_CHUNK STORE_BLOB_CHUNK
+/* How long a short upload waits to learn whether its client died. */
+#define UPLOAD_GONE_WAIT_MS 500
+#define UPLOAD_GONE_POLL_MS 10
 
 /* Appends the committed blob `from` to writer w. */
 static bool copy_blob(store_blob_writer_t *w, store_t *store, const char *from,
@@ -458,6 +462,18 @@ static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *ms
   return false;
 }
 
+/* Waits up to UPLOAD_GONE_WAIT_MS for the call's cancel: true if the
+ * client went away rather than half-closed. */
+static bool client_went_away(rpc_ctx_t *ctx) {
+  for (int waited = 0; waited < UPLOAD_GONE_WAIT_MS; waited += UPLOAD_GONE_POLL_MS) {
+    struct timespec ts = {0, UPLOAD_GONE_POLL_MS * 1000000L};
+    if (rpc_ctx_is_cancelled(ctx))
+      return true;
+    nanosleep(&ts, NULL);
+  }
+  return rpc_ctx_is_cancelled(ctx);
+}
+
 static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **resp,
                                fzip_error_t *error) {
   svc_import_t *svc = up ? up->svc : rpc_ctx_method_data(ctx);
@@ -470,9 +486,12 @@ static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **
   if (up->received == 0)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "UploadImport received no package bytes");
-  /* gRPC reports a client that died mid-stream as a half-close: a stream
-   * that ends short of expected_size is a broken one, kept for a resume. */
-  if (up->expected_size > 0 && up->received < (uint64_t)up->expected_size) {
+  /* A stream short of expected_size is either a client that half-closed
+   * too early (refused below: DATA_LOSS, nothing kept) or one that died:
+   * gRPC reports a dead peer's stream as a half-close too, and its cancel
+   * follows at once.  The dead one's bytes are kept for a resume. */
+  if (up->expected_size > 0 && up->received < (uint64_t)up->expected_size &&
+      client_went_away(ctx)) {
     if (!up->owns_job || !upload_keep(up))
       return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS,
                             "received %" PRIu64 " bytes but expected_size is %" PRId64,
