@@ -50,6 +50,7 @@ struct pkgr {
   void *issue_ctx;
   size_t errors;
   bool first_error_is_limit;
+  int64_t cd_walked; /* entries scan_central_directory checked, -1 if it could not */
   entry_t *entries;
   size_t n_entries;
   entry_t *manifest_entry;
@@ -314,6 +315,12 @@ static bool read_directory(pkgr_t *r, fzip_error_t *error) {
         (unsigned long long)r->lim.max_entries);
     return true;
   }
+  /* What could not be checked for overlaps is not read. */
+  if (r->cd_walked != n)
+    ERR(r, "archive.corrupt", NULL, NULL,
+        "libzip reads %lld entries where the central directory walk found %lld: the archive's "
+        "structure is ambiguous",
+        (long long)n, (long long)r->cd_walked);
   if (n && !(r->entries = calloc((size_t)n, sizeof *r->entries)))
     return oom(error);
   for (zip_uint64_t i = 0; i < (zip_uint64_t)n; i++) {
@@ -880,31 +887,44 @@ static bool read_at(cdscan_t *c, uint64_t off, void *buf, size_t n) {
          fread(buf, 1, n, c->f) == n;
 }
 
-/* Finds the central directory: its offset and record count (zip64 too). */
+/* The end record at `eocd` gives the directory's offset and count, from
+ * the zip64 end record when a locator precedes it.  0xFFFF entries may
+ * also be just that many: without a locator the 32-bit values stand, as
+ * libzip reads them too.  False unless the directory ends where the
+ * (zip64) end record begins. */
+static bool read_eocd(uint64_t *cd_off, uint64_t *count, cdscan_t *c, uint64_t eocd,
+                      const unsigned char *e) {
+  unsigned char loc[CD_ZIP64_LOCATOR_LEN], z[CD_ZIP64_EOCD_LEN];
+  uint64_t cd_size = le32(e + 12), cd_end = eocd;
+  *count = le16(e + 10);
+  *cd_off = le32(e + 16);
+  if ((*count == 0xFFFF || *cd_off == 0xFFFFFFFFu || cd_size == 0xFFFFFFFFu) &&
+      eocd >= CD_ZIP64_LOCATOR_LEN && read_at(c, eocd - CD_ZIP64_LOCATOR_LEN, loc, sizeof loc) &&
+      memcmp(loc, "PK\6\7", 4) == 0) {
+    cd_end = le64(loc + 8);
+    if (!read_at(c, cd_end, z, sizeof z) || memcmp(z, "PK\6\6", 4) != 0)
+      return false;
+    *count = le64(z + 32);
+    cd_size = le64(z + 40);
+    *cd_off = le64(z + 48);
+  }
+  return *cd_off <= cd_end && cd_size == cd_end - *cd_off;
+}
+
+/* Finds the central directory: the last end record (searching back over
+ * the comment) that is consistent with a directory before it, so that a
+ * fake end record in the comment does not hide the real one. */
 static bool find_cd(uint64_t *cd_off, uint64_t *count, cdscan_t *c) {
   size_t tail = c->size < CD_EOCD_SEARCH ? (size_t)c->size : CD_EOCD_SEARCH;
-  unsigned char *buf = malloc(tail ? tail : 1), z[CD_ZIP64_EOCD_LEN];
+  unsigned char *buf = malloc(tail ? tail : 1), sig[4];
   bool ok = false;
   if (!buf || tail < CD_EOCD_LEN || !read_at(c, c->size - tail, buf, tail))
     goto done;
-  for (size_t i = tail - CD_EOCD_LEN + 1; i-- > 0;) {
-    const unsigned char *e = buf + i;
-    if (memcmp(e, "PK\5\6", 4) != 0)
+  for (size_t i = tail - CD_EOCD_LEN + 1; i-- > 0 && !ok;) {
+    if (memcmp(buf + i, "PK\5\6", 4) != 0 ||
+        !read_eocd(cd_off, count, c, c->size - tail + i, buf + i))
       continue;
-    *count = le16(e + 10);
-    *cd_off = le32(e + 16);
-    uint64_t eocd = c->size - tail + i;
-    if ((*count == 0xFFFF || *cd_off == 0xFFFFFFFFu) && eocd >= CD_ZIP64_LOCATOR_LEN) {
-      unsigned char loc[CD_ZIP64_LOCATOR_LEN];
-      if (!read_at(c, eocd - CD_ZIP64_LOCATOR_LEN, loc, sizeof loc) ||
-          memcmp(loc, "PK\6\7", 4) != 0 || !read_at(c, le64(loc + 8), z, sizeof z) ||
-          memcmp(z, "PK\6\6", 4) != 0)
-        goto done;
-      *count = le64(z + 32);
-      *cd_off = le64(z + 48);
-    }
-    ok = true;
-    break;
+    ok = *count == 0 || (read_at(c, *cd_off, sig, sizeof sig) && memcmp(sig, "PK\1\2", 4) == 0);
   }
 done:
   free(buf);
@@ -1031,8 +1051,10 @@ static bool scan_central_directory(pkgr_t *r, const char *path, fzip_error_t *er
   }
   while (c.n < count && scan_record(r, &c, at, &at))
     ;
-  if (c.n == count)
+  if (c.n == count) {
     check_spans(r, &c);
+    r->cd_walked = (int64_t)count;
+  }
 done:
   free(c.spans);
   free(c.field);
@@ -1051,6 +1073,7 @@ static bool open_zip(pkgr_t *r, const char *path, fzip_error_t *error) {
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_NOT_FOUND, "package %s not found",
                           path);
   r->archive_size = (uint64_t)sb.st_size;
+  r->cd_walked = -1;
   if (!scan_central_directory(r, path, error))
     return false;
   if ((r->za = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr)))

@@ -305,6 +305,13 @@ def fifield_bomb(n_files=300, kernel_bytes=1024 * 1024):
     return bytes(body) + bytes(cd) + end_record(n_files, len(cd), len(body))
 
 
+def with_fake_end_record(zb):
+    """The archive comment holds a second, empty end record: a reader that
+    takes the last one it finds sees no entries to check."""
+    fake = end_record(0, 0, 0)
+    return zb[:-2] + struct.pack("<H", len(fake)) + fake
+
+
 def shared_header_zip():
     """Two central records pointing at the same local header and data."""
     data = b"Date,Amount\n" + b"2024-01-01,1.00\n" * 100
@@ -555,6 +562,8 @@ def integrity_cases(add):
     # --- item 2: zip bombs ---
     add("bad_fifield_overlap_bomb", "archive.overlap", "files/bomb-001/x.csv", None,
         fifield_bomb())
+    add("bad_fifield_bomb_fake_end_record", "archive.overlap", "files/bomb-001/x.csv", None,
+        with_fake_end_record(fifield_bomb()))
     add("bad_overlap_shared_local_header", "archive.overlap", "files/other-file/y.csv", None,
         shared_header_zip())
 

@@ -238,6 +238,7 @@ static const hostile_t hostile[] = {
     {"bad_regex_too_long", "rule.regex", "data/categories.json", "rules[1].value"},
     {"bad_duplicate_rule_id", "rule.duplicate_id", "data/categories.json", "rules[1].ruleId"},
     {"bad_fifield_overlap_bomb", "archive.overlap", "files/bomb-001/x.csv", "-"},
+    {"bad_fifield_bomb_fake_end_record", "archive.overlap", "files/bomb-001/x.csv", "-"},
     {"bad_overlap_shared_local_header", "archive.overlap", "files/other-file/y.csv", "-"},
     {"bad_archive_ratio_small_entries", "limit.ratio", "-", "-"},
     {"bad_size_lie_inflates_more", "archive.size", "data/accounts.json", "-"},
