@@ -312,6 +312,33 @@ def with_fake_end_record(zb):
     return zb[:-2] + struct.pack("<H", len(fake)) + fake
 
 
+def to_zip64(zb):
+    """The same archive with a zip64 central directory: every record's
+    sizes and offset in a zip64 extra field, and zip64 end records, as
+    libzip writes for packages over 4 GiB."""
+    z = zipfile.ZipFile(io.BytesIO(zb))
+    infos = z.infolist()
+    cd_start = zb.find(b"PK\x01\x02")
+    body = zb[:cd_start]
+    cd = bytearray()
+    for i in infos:
+        name = i.filename.encode()
+        y, mo, d, h, mi, sec = i.date_time
+        dos_time, dos_date = h << 11 | mi << 5 | sec // 2, (y - 1980) << 9 | mo << 5 | d
+        extra = struct.pack("<HHQQQ", 1, 24, i.file_size, i.compress_size, i.header_offset)
+        cd += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 45, 45, i.flag_bits,
+                          i.compress_type, dos_time, dos_date, i.CRC, 0xFFFFFFFF, 0xFFFFFFFF,
+                          len(name),
+                          len(extra), 0, 0, 0, i.external_attr, 0xFFFFFFFF) + name + extra
+    z64_at = len(body) + len(cd)
+    z64 = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, len(infos), len(infos),
+                      len(cd), len(body))
+    loc = struct.pack("<4sIQI", b"PK\x06\x07", 0, z64_at, 1)
+    eocd = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF,
+                       0xFFFFFFFF, 0)
+    return body + bytes(cd) + z64 + loc + eocd
+
+
 def shared_header_zip():
     """Two central records pointing at the same local header and data."""
     data = b"Date,Amount\n" + b"2024-01-01,1.00\n" * 100
@@ -564,6 +591,8 @@ def integrity_cases(add):
         fifield_bomb())
     add("bad_fifield_bomb_fake_end_record", "archive.overlap", "files/bomb-001/x.csv", None,
         with_fake_end_record(fifield_bomb()))
+    add("bad_fifield_bomb_zip64", "archive.overlap", "files/bomb-001/x.csv", None,
+        to_zip64(fifield_bomb(n_files=20)))
     add("bad_overlap_shared_local_header", "archive.overlap", "files/other-file/y.csv", None,
         shared_header_zip())
 
@@ -704,6 +733,7 @@ def good_cases():
         p.files = {}
     cases.append(("good_accounts_only", mutate(accounts_only)))
     cases.append(("good_fzip_flavour", Pkg(fzip=True).zip_bytes()))
+    cases.append(("good_zip64_directory", to_zip64(Pkg(fzip=True).zip_bytes())))
 
     def record_vouches(p):
         # Design flavour, no manifest checksum for the file: the record's

@@ -116,6 +116,7 @@ static bool seeded_package(seed_stats_t *stats, const char *user, uint64_t trans
 static void test_design_document_packages_validate_clean(void) {
   static const char *names[] = {"good_design_doc",        "good_full_entry_names",
                                 "good_accounts_only",     "good_fzip_flavour",
+                                "good_zip64_directory",
                                 "good_design_file_checksum_from_record",
                                 "good_unknown_entity_fields"};
   fzip_error_t err = {0};
@@ -239,6 +240,7 @@ static const hostile_t hostile[] = {
     {"bad_duplicate_rule_id", "rule.duplicate_id", "data/categories.json", "rules[1].ruleId"},
     {"bad_fifield_overlap_bomb", "archive.overlap", "files/bomb-001/x.csv", "-"},
     {"bad_fifield_bomb_fake_end_record", "archive.overlap", "files/bomb-001/x.csv", "-"},
+    {"bad_fifield_bomb_zip64", "archive.overlap", "files/bomb-001/x.csv", "-"},
     {"bad_overlap_shared_local_header", "archive.overlap", "files/other-file/y.csv", "-"},
     {"bad_archive_ratio_small_entries", "limit.ratio", "-", "-"},
     {"bad_size_lie_inflates_more", "archive.size", "data/accounts.json", "-"},
