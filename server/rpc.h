@@ -136,7 +136,8 @@ const rpc_method_t *rpc_ctx_method(const rpc_ctx_t *ctx);
 void *rpc_ctx_method_data(const rpc_ctx_t *ctx);
 /* True once the client cancelled, the deadline passed, or the server's
  * shutdown grace period ran out: long handlers poll it and stop with
- * CANCELLED. */
+ * CANCELLED (the client is told DEADLINE_EXCEEDED or UNAVAILABLE instead
+ * when that is why). */
 bool rpc_ctx_is_cancelled(const rpc_ctx_t *ctx);
 /* Milliseconds until the call's deadline (INT64_MAX if none). */
 int64_t rpc_ctx_remaining_ms(const rpc_ctx_t *ctx);

@@ -259,6 +259,20 @@ static void ensure_error(rpc_call_t *c) {
                    "handler for %s failed without an error", c->path);
 }
 
+/* Why a call that stopped early ended, as the client must hear it: its
+ * deadline passed (DEADLINE_EXCEEDED), the server's grace period ran out
+ * (UNAVAILABLE), or it was cancelled (CANCELLED, with `why`). */
+static void set_cancel_error(rpc_call_t *c, const char *why) {
+  if (rpc_ctx_remaining_ms(&c->ctx) <= 0)
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_DEADLINE_EXCEEDED,
+                   "deadline exceeded: %s", why);
+  else if (atomic_load(&c->server->cancelling))
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_UNAVAILABLE,
+                   "server shutting down: %s", why);
+  else
+    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "%s", why);
+}
+
 /* ---- worker side --------------------------------------------------------- */
 
 static void post_work_done(rpc_call_t *c) {
@@ -289,6 +303,15 @@ static void work_end(rpc_call_t *c, bool ok) {
     fzip_error_clear(&c->end_error);
   else
     ensure_error(c);
+  /* Handlers stop with CANCELLED when rpc_ctx_is_cancelled() (rpc.h), which
+   * is also true once the deadline passes.  Our status then races the
+   * core's own DEADLINE_EXCEEDED and, under load, got out first: the client
+   * heard CANCELLED for a call that timed out.  Say why it stopped. */
+  if (!ok && c->end_error.code == FZIP_ERR_CANCELLED) {
+    char why[FZIP_ERROR_MESSAGE_MAX];
+    snprintf(why, sizeof why, "%s", c->end_error.message);
+    set_cancel_error(c, why);
+  }
   c->result = RES_END;
   run_close(c);
   post_work_done(c);
@@ -338,7 +361,7 @@ static void stream_next(rpc_call_t *c) {
   if (rpc_ctx_is_cancelled(&c->ctx)) {
     atomic_store(&c->cancelled, true);
     c->result = RES_END;
-    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "call cancelled");
+    set_cancel_error(c, "call cancelled");
     run_close(c);
     post_work_done(c);
     return;
@@ -507,13 +530,7 @@ static void call_abort(rpc_call_t *c, const char *why) {
   atomic_store(&c->cancelled, true);
   grpc_byte_buffer_destroy(c->out_msg);
   c->out_msg = NULL;
-  if (rpc_ctx_remaining_ms(&c->ctx) <= 0)
-    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_DEADLINE_EXCEEDED,
-                   "deadline exceeded");
-  else if (atomic_load(&c->server->cancelling))
-    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_UNAVAILABLE, "server shutting down");
-  else
-    fzip_error_set(&c->end_error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "%s", why);
+  set_cancel_error(c, why);
   if (c->handler_entered && !c->closed) {
     call_set_state(c, CALL_WORKING, why);
     rpc_pool_submit_always(c->server->pool, &c->task, task_close);
