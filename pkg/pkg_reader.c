@@ -1,9 +1,12 @@
 /*
  * pkg_reader: see pkg_reader.h.
  *
- * pkgr_open walks the central directory once, classifying each entry
- * (manifest, data file of a kind, transaction file bytes, directory, other)
- * and applying every archive rule to it; it keeps going after a problem so
+ * pkgr_open first walks the central directory itself, from the file, for
+ * what libzip does not check (entries sharing bytes, NUL in names; see
+ * "raw central directory" below), then walks libzip's view of it,
+ * classifying each entry (manifest, data file of a kind, transaction file
+ * bytes, directory, other) and applying every archive rule to it, each
+ * limit of pkg_limits.h included; it keeps going after a problem so
  * that all of them are reported, and refuses the package at the end if
  * any was an error.  Only then is the manifest read (through the same
  * bounded JSON reader as the data) and its version, checksums, counts,
