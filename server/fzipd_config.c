@@ -80,7 +80,8 @@ static const opt_row_t SERVE_OPTIONS[] = {
     I("uncommitted-blob-age-seconds", "FZIP_UNCOMMITTED_BLOB_AGE_SECONDS", uncommitted_blob_age_s,
       "86400", 1, 366LL * 24 * 3600,
       "the reaper deletes blobs left uncommitted (an upload or export whose fzipd died) this "
-      "many seconds after they were started (default 24 h)"),
+      "many seconds after they were started (default 24 h); keep it longer than any upload or "
+      "package write takes, or one still running loses its blob"),
     S("temp-dir", "FZIP_TEMP_DIR", temp_dir, NULL,
       "directory for packages being built or validated (default: $TMPDIR or /tmp); fzipd works "
       "in its own locked fzipd-PID-* subdirectory and, at start-up and on every reaper pass, "

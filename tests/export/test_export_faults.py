@@ -85,8 +85,9 @@ def test_kill_during_package_upload_recovers(big_user_db):
     finally:
         srv.stop(expect_clean=False)
 
-    # Restart without the failpoint; uncommitted blobs older than 1 s go.
-    srv = Fzipd(extra_args=common + ["--uncommitted-blob-age-seconds", "1",
+    # Restart without the failpoint; uncommitted blobs older than 5 s go
+    # (longer than the re-run takes to write its own package blob).
+    srv = Fzipd(extra_args=common + ["--uncommitted-blob-age-seconds", "5",
                                      "--reaper-interval-ms", "300"],
                 store="sqlite:" + db_path)
     srv.start()
