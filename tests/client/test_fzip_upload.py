@@ -101,7 +101,12 @@ def test_broken_upload_resumes_to_an_equal_import(tmp):
         cli = Cli(addr, srv.token(user))
         # 1 MiB chunks at 1 MiB/s: killed after about two of them.
         p = cli.popen("import", "upload", package, "--limit-rate", "1M", "--quiet")
-        time.sleep(2.5)
+        deadline = time.time() + 30
+        while time.time() < deadline and p.poll() is None and not [
+                j for j in expect(cli.run("import", "list", "--json"), 0).json_lines()
+                if j.get("current_phase") == "receiving"]:
+            time.sleep(0.1)
+        time.sleep(1.5)  # a chunk or two in
         check(p.poll() is None, "upload ended before the cut")
         p.send_signal(signal.SIGKILL)
         p.wait()
