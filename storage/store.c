@@ -209,8 +209,6 @@ void store_destroy(store_t *store) {
 
 const char *store_backend_name(const store_t *store) { return store ? store->vt->name : NULL; }
 
-/* ---- entities ------------------------------------------------------------ */
-
 /* ---- what readers see: pending imports hidden ----------------------------- */
 
 /* The user's pending import tags, as one reader learned them. */
@@ -335,11 +333,16 @@ static const char *doc_id(const bson_t *doc, fzip_kind_t kind) {
 }
 
 /* The cursor taken while the user has a pending import: the backend's
- * cursor over every live document (from after_id on), each replaced by its
- * visible version, then filtered and limited here. */
+ * documents (from after_id on), each replaced by its visible version, then
+ * filtered and limited here.  It reads the backend in keyset pages of
+ * PCURSOR_PAGE that it copies and closes before looking anything up: a
+ * backend cursor left open across the lookups would hold a read open on
+ * the server (FerretDB makes every write wait for it, the import's
+ * included). */
+#define PCURSOR_PAGE 100
+
 typedef struct {
   store_cursor_t base;
-  store_cursor_t *inner;
   store_t *store;
   char user_id[FZIP_USER_ID_MAX + 1];
   fzip_kind_t kind;
@@ -348,17 +351,63 @@ typedef struct {
   bool has_limit;
   uint64_t remaining;
   pending_t pending;
+  char after_id[FZIP_ID_MAX + 1]; /* keyset position in the backend */
+  bool has_after;
+  bool exhausted;                 /* the backend has nothing after the page */
+  bson_t *page[PCURSOR_PAGE];     /* live documents, copied */
+  char tags[PCURSOR_PAGE][STORE_TAG_MAX + 1];
+  size_t n_page, pos;
   bson_t *owned; /* the stashed version last returned */
 } pcursor_t;
 
+static void pcursor_clear_page(pcursor_t *c) {
+  for (size_t i = 0; i < c->n_page; i++)
+    bson_destroy(c->page[i]);
+  c->n_page = 0;
+  c->pos = 0;
+}
+
 static void pcursor_destroy(store_cursor_t *cursor) {
   pcursor_t *c = (pcursor_t *)cursor;
-  store_cursor_destroy(c->inner);
+  pcursor_clear_page(c);
   bson_destroy(c->owned);
   for (size_t i = 0; i < c->filter.n_account_ids; i++)
     bson_free(c->account_ids[i]);
   bson_free(c->account_ids);
   bson_free(c);
+}
+
+/* Reads the next page of live documents and closes the backend cursor. */
+static bool pcursor_fill(pcursor_t *c, fzip_error_t *error) {
+  store_filter_t f = {.after_id = c->has_after ? c->after_id : NULL, .limit = PCURSOR_PAGE};
+  store_cursor_t *inner = NULL;
+  const bson_t *doc = NULL;
+  const char *tag = NULL;
+  fzip_error_t err;
+  bool ok = false;
+
+  pcursor_clear_page(c);
+  if (!c->store->vt->cursor_new(&inner, c->store, c->user_id, c->kind, &f, error))
+    return false;
+  fzip_error_clear(&err);
+  while (c->n_page < PCURSOR_PAGE && inner->vt->cursor_next(inner, &doc, &tag, &err)) {
+    snprintf(c->tags[c->n_page], sizeof c->tags[0], "%s", tag ? tag : "");
+    c->page[c->n_page++] = bson_copy(doc);
+  }
+  if (fzip_error_is_set(&err)) {
+    *error = err;
+    goto done;
+  }
+  c->exhausted = c->n_page < PCURSOR_PAGE;
+  if (c->n_page > 0) {
+    const char *last = doc_id(c->page[c->n_page - 1], c->kind);
+    snprintf(c->after_id, sizeof c->after_id, "%s", last ? last : "");
+    c->has_after = true;
+  }
+  ok = true;
+done:
+  store_cursor_destroy(inner);
+  return ok;
 }
 
 static bool pcursor_next(store_cursor_t *cursor, const bson_t **doc, const char **tag,
@@ -373,12 +422,15 @@ static bool pcursor_next(store_cursor_t *cursor, const bson_t **doc, const char 
     return false;
   for (;;) {
     const bson_t *live = NULL, *v = NULL;
-    const char *live_tag = NULL;
-    if (!c->inner->vt->cursor_next(c->inner, &live, &live_tag, error))
-      return false;
+    if (c->pos == c->n_page) {
+      if (c->exhausted || !pcursor_fill(c, error) || c->n_page == 0)
+        return false;
+    }
+    live = c->page[c->pos];
     if (!visible_version(&v, &c->owned, &c->pending, c->store, c->user_id, c->kind,
-                         doc_id(live, c->kind), live, live_tag, error))
+                         doc_id(live, c->kind), live, c->tags[c->pos], error))
       return false;
+    c->pos++;
     if (v && filter_match(v, c->kind, &c->filter)) {
       if (c->has_limit)
         c->remaining--;
@@ -400,8 +452,8 @@ static bool pcursor_new(store_cursor_t **out, store_t *store, const char *user_i
                         fzip_kind_t kind, const store_filter_t *filter, const pending_t *pending,
                         fzip_error_t *error) {
   pcursor_t *c = bson_malloc0(sizeof *c);
-  store_filter_t inner = {0};
 
+  (void)error;
   c->base.vt = &pcursor_vtable;
   c->store = store;
   snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
@@ -419,11 +471,10 @@ static bool pcursor_new(store_cursor_t **out, store_t *store, const char *user_i
         c->account_ids[i] = bson_strdup(filter->account_ids[i]);
       c->filter.account_ids = (const char *const *)c->account_ids;
     }
-    inner.after_id = filter->after_id;
-  }
-  if (!store->vt->cursor_new(&c->inner, store, user_id, kind, &inner, error)) {
-    pcursor_destroy(&c->base);
-    return false;
+    if (filter->after_id) {
+      snprintf(c->after_id, sizeof c->after_id, "%s", filter->after_id);
+      c->has_after = true;
+    }
   }
   *out = &c->base;
   return true;

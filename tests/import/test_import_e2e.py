@@ -384,6 +384,21 @@ def test_killed_server_is_rolled_back_by_the_next_one(w):
 
 # ---- isolation, a full store, and kills inside the commit ------------------
 
+def log_lines(needle, *servers):
+    """What the servers logged about `needle` (an import id), for failure
+    messages: which replica claimed the job, and why it stopped."""
+    out = []
+    for srv in servers:
+        try:
+            with open(srv.log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        out += ["%s: %s" % (srv.port, line) for line in text.splitlines()
+                if needle in line and '"debug"' not in line and "call done" not in line]
+    return "\n".join(out[-30:])
+
+
 def get_import(c, import_id):
     return c.imp.GetImport(ipb.GetImportRequest(import_id=import_id), metadata=c.md).job
 
@@ -415,8 +430,9 @@ def test_readers_never_see_an_uncommitted_import(w):
             rounds += 1
         check(rounds >= 1, "the import ended before the readers could look")
         final = watch_import(c, job.import_id)
-        check(final.status == jpb.IMPORT_STATUS_COMPLETED, "ended %s: %s"
-              % (jpb.ImportStatus.Name(final.status), final.error.message))
+        check(final.status == jpb.IMPORT_STATUS_COMPLETED, "ended %s: %s\n%s"
+              % (jpb.ImportStatus.Name(final.status), final.error.message,
+                 log_lines(job.import_id, srv, w.srv)))
         names = account_names(c)
         check(names.get(NEW_ACCOUNT_ID) == "Added by the test", "committed import not visible")
         check("Renamed by the test" in names.values(), "committed rename not visible")
@@ -494,12 +510,18 @@ def content(c):
     return out
 
 
+# The lease of the first server in the tests below: long enough that no
+# other replica on a shared MongoDB takes a job over while FerretDB is slow,
+# short enough that the next server takes it over soon after a SIGKILL.
+FIRST_LEASE_MS = 8000
+
+
 def test_failed_rollback_ends_failed_and_is_cleaned_up_later(w):
     # The restore fails and so does its rollback: the job must still end
     # FAILED at once (the client is told), none of the import may be
     # visible meanwhile, and a later claim (here a new fzipd without the
     # failure) finishes the cleanup.
-    first = Fzipd(extra_args=["--job-lease-ms", "2000"],
+    first = Fzipd(extra_args=["--job-lease-ms", str(FIRST_LEASE_MS)],
                   env={"FZIP_FAILPOINTS":
                        "store.put_tagged=error@4,store.import_rollback=error@1"}).start()
     c = Client(first, unique_user("cleanup"))
@@ -507,7 +529,8 @@ def test_failed_rollback_ends_failed_and_is_cleaned_up_later(w):
     before = state(c)
     job = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
     check(job.status == jpb.IMPORT_STATUS_FAILED, "ended %s" % jpb.ImportStatus.Name(job.status))
-    check(job.current_phase == "cleanup_pending", "phase %r" % job.current_phase)
+    check(job.current_phase == "cleanup_pending", "phase %r: %s\n%s"
+          % (job.current_phase, job.error.message, log_lines(job.import_id, first, w.srv)))
     check("not finished" in job.error.message or
           any("not finished" in e.message for e in job.events),
           "the client is not told the cleanup is pending: %r" % job.error.message)
@@ -555,13 +578,16 @@ def test_kill_inside_the_commit_phase_ends_before_or_after(w):
     for failpoint, pause in [("store.import_flip=delay:5000", 1.0),
                              ("store.import_forget=delay:5000", 1.0),
                              ("import.commit_visit=delay:20", 2.0)]:
-        first = Fzipd(extra_args=["--job-lease-ms", "2000"],
+        first = Fzipd(extra_args=["--job-lease-ms", str(FIRST_LEASE_MS)],
                       env={"FZIP_FAILPOINTS": failpoint}).start()
         c = Client(first, unique_user("killc"))
         first.seed(c.user, n(2500), seed=31)
         before = content(c)
         job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
-        wait_phase(c, job.import_id, "committing")
+        try:
+            wait_phase(c, job.import_id, "committing")
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, log_lines(job.import_id, first, w.srv)))
         time.sleep(pause)
         first.kill()
         first.channel.close()

@@ -1437,6 +1437,66 @@ static void test_pending_import_rollback_is_never_visible(void) {
   store_destroy(s);
 }
 
+/* The pending path pages through the backend itself: many documents,
+ * pages that end on hidden ones, limit and after_id across pages. */
+static void test_pending_reads_page_through_many_documents(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[16];
+  bson_t *docs[STORE_BATCH_MAX];
+  store_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  uint64_t n = 0;
+  size_t nd = 0, seen = 0;
+  char last[16] = "";
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < 350; i++) {
+    snprintf(id, sizeof id, "t%04d", 2 * i);
+    docs[nd++] = make_doc(FZIP_KIND_TRANSACTION, id, "accX", i, "v0");
+  }
+  CHECK_OK(put_docs(s, user, FZIP_KIND_TRANSACTION, docs, nd, STORE_WRITE_INSERT, NULL, &err),
+           err);
+  free_docs(docs, nd);
+  nd = 0;
+  /* The import replaces every 3rd and creates 300 in between. */
+  CHECK_OK(store_import_begin(s, user, "imp-page", &err), err);
+  for (int i = 0; i < 350; i += 3) {
+    snprintf(id, sizeof id, "t%04d", 2 * i);
+    docs[nd++] = make_doc(FZIP_KIND_TRANSACTION, id, "accY", i, "v1");
+  }
+  for (int i = 0; i < 300; i++) {
+    snprintf(id, sizeof id, "t%04d", 2 * i + 1);
+    docs[nd++] = make_doc(FZIP_KIND_TRANSACTION, id, "accX", i, "v1");
+  }
+  CHECK_OK(store_entity_put_batch_tagged(s, user, FZIP_KIND_TRANSACTION,
+                                         (const bson_t *const *)docs, nd, STORE_WRITE_REPLACE,
+                                         "imp-page", NULL, &err),
+           err);
+  free_docs(docs, nd);
+  CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
+  CHECK(n == 350);
+  {
+    const char *acc[1] = {"accX"};
+    store_filter_t f = {.account_ids = acc, .n_account_ids = 1, .after_id = "t0100",
+                        .limit = 170};
+    CHECK_OK(store_cursor_new(&cur, s, user, FZIP_KIND_TRANSACTION, &f, &err), err);
+    while (store_cursor_next(cur, &doc, &err)) {
+      CHECK(strcmp(doc_note(doc), "v0") == 0);
+      CHECK(strcmp(doc_id(doc, FZIP_KIND_TRANSACTION), last) > 0);
+      snprintf(last, sizeof last, "%s", doc_id(doc, FZIP_KIND_TRANSACTION));
+      seen++;
+    }
+    store_cursor_destroy(cur);
+    CHECK(!fzip_error_is_set(&err));
+    CHECK(seen == 170);
+    CHECK(strcmp(last, "t0440") == 0); /* the 170 even ids t0102 .. t0440 */
+  }
+  CHECK_OK(store_import_rollback(NULL, s, user, "imp-page", NULL, NULL, &err), err);
+  store_destroy(s);
+}
+
 static void test_pending_set_is_bounded(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -1708,6 +1768,7 @@ int main(int argc, char **argv) {
   RUN(test_import_commit_forgets_stash_and_keeps_documents);
   RUN(test_pending_import_is_invisible_until_the_commit_flips_it);
   RUN(test_pending_import_rollback_is_never_visible);
+  RUN(test_pending_reads_page_through_many_documents);
   RUN(test_pending_set_is_bounded);
   RUN(test_snapshot_is_consistent_across_a_commit);
   RUN(test_sqlite_full_store_rollback_succeeds);
