@@ -31,6 +31,8 @@ from fzip.v1 import import_service_pb2_grpc as igrpc  # noqa: E402
 
 BIG = 48 * 1024 * 1024
 SOURCE_TX = int(os.environ.get("FZIP_TEST_RESUME_TX", "30000"))
+RATE = os.environ.get("FZIP_TEST_RESUME_RATE", "1M")  # --limit-rate of the upload to cut
+CHUNK = 1024 * 1024  # the CLI's upload chunk (client/cli_xfer.h)
 PROMPT_S = 30  # "at once": far below the old forever, with room for a loaded machine
 
 
@@ -45,6 +47,10 @@ def big_file(tmp):
 
 
 def package_blobs(srv):
+    """Import blobs of the embedded store; None on MongoDB (the storage
+    conformance suite covers GridFS there)."""
+    if not srv.store.startswith("sqlite:"):
+        return None
     db = sqlite3.connect(srv.store[len("sqlite:"):])
     try:
         return db.execute("select blob_id, committed from blobs "
@@ -64,7 +70,8 @@ def test_refused_mid_way_exits_at_once(tmp):
         check(took < PROMPT_S, "fzip took %.1f s to notice the refusal" % took)
         listed = expect(cli.run("import", "list", "--json"), 0)
         check(listed.json_lines() == [], "a refused upload left a job: %r" % listed)
-        check(package_blobs(srv) == [], "a refused upload left blobs: %r" % package_blobs(srv))
+        check(package_blobs(srv) in ([], None), "a refused upload left blobs: %r"
+              % package_blobs(srv))
 
 
 def test_over_the_size_limit_exits_at_once(tmp):
@@ -92,15 +99,15 @@ def test_broken_upload_resumes_to_an_equal_import(tmp):
         job = expect(src.run("export", "create", "--wait", "--json"), 0).json_lines()[-1]
         expect(src.run("export", "download", job["export_id"], "-o", package), 0)
         size = os.path.getsize(package)
-        check(size > 3 * 1024 * 1024, "package of %d bytes: too small to cut" % size)
+        check(size > 2 * CHUNK, "package of %d bytes: too small to cut" % size)
         with open(package, "rb") as f:
             sha = hashlib.sha256(f.read()).hexdigest()
         summary = expect(src.run("data", "summary", "--json"), 0).json_lines()[0]
 
         user = unique_user("dst")
         cli = Cli(addr, srv.token(user))
-        # 1 MiB chunks at 1 MiB/s: killed after about two of them.
-        p = cli.popen("import", "upload", package, "--limit-rate", "1M", "--quiet")
+        # 1 MiB chunks at RATE: killed after a chunk or two.
+        p = cli.popen("import", "upload", package, "--limit-rate", RATE, "--quiet")
         deadline = time.time() + 30
         while time.time() < deadline and p.poll() is None and not [
                 j for j in expect(cli.run("import", "list", "--json"), 0).json_lines()
@@ -148,8 +155,9 @@ def test_broken_upload_resumes_to_an_equal_import(tmp):
                     "file_maps_count", "transaction_files_count", "file_bytes"):
             check(after.get(key) == summary.get(key), "%s: %r vs %r" % (key, after, summary))
         blobs = package_blobs(srv)
-        check(("import-" + iid, 1) in blobs and
-              not any(b.endswith(".part") for b, _ in blobs), "blobs %r" % blobs)
+        check(blobs is None or (("import-" + iid, 1) in blobs and
+                                not any(b.endswith(".part") for b, _ in blobs)),
+              "blobs %r" % blobs)
 
 
 def main():
