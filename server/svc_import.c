@@ -128,6 +128,7 @@ typedef struct {
   bool done;                   /* everything succeeded: close keeps it */
   bool kept;                   /* interrupted and kept for a resume: close leaves it */
   uint64_t received;           /* whole-package bytes in the writer, prefix included */
+  uint64_t next_save;          /* received_bytes is saved again past this */
   int64_t expected_size;
   char expected_sha256[FZIP_SHA256_HEX_LEN + 1];
   bool start;
@@ -229,6 +230,7 @@ done:
 /* How long a short upload waits to learn whether its client died. */
 #define UPLOAD_GONE_WAIT_MS 500
 #define UPLOAD_GONE_POLL_MS 10
+#define UPLOAD_SAVE_EVERY_BYTES (32ULL * 1024 * 1024)
 
 /* Appends the committed blob `from` to writer w. */
 static bool copy_blob(store_blob_writer_t *w, store_t *store, const char *from,
@@ -415,6 +417,18 @@ static void upload_discard(upload_t *up) {
              up->rec->job_id, "error", err.message, NULL);
 }
 
+/* GetImport shows an upload's received_bytes while it runs, saved every
+ * UPLOAD_SAVE_EVERY_BYTES (a failed save fails the upload: the record was
+ * deleted or the store is gone). */
+static bool save_received(upload_t *up, fzip_error_t *error) {
+  if (up->received < up->next_save)
+    return true;
+  up->next_save = up->received + UPLOAD_SAVE_EVERY_BYTES;
+  up->job->received_bytes = (int64_t)up->received;
+  up->job->updated_at = fzip_now_ms();
+  return store_record(up->svc->env.store, up->rec, up->job, error);
+}
+
 static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
                              const Fzip__V1__UploadImportRequest *req, fzip_error_t *error) {
   if (!up->started) {
@@ -442,7 +456,7 @@ static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
       !store_blob_writer_write(up->writer, req->chunk.data, req->chunk.len, error))
     return false;
   up->received += req->chunk.len;
-  return true;
+  return save_received(up, error);
 }
 
 static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *msg,

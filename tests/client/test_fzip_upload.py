@@ -115,6 +115,9 @@ def test_broken_upload_resumes_to_an_equal_import(tmp):
             time.sleep(0.1)
         time.sleep(1.5)  # a chunk or two in
         check(p.poll() is None, "upload ended before the cut")
+        live = [j for j in expect(cli.run("import", "list", "--json"), 0).json_lines()
+                if j.get("current_phase") == "receiving"]
+        check(live and int(live[0]["received_bytes"]) > 0, "no live received_bytes: %r" % live)
         p.send_signal(signal.SIGKILL)
         p.wait()
         deadline = time.time() + 20
