@@ -249,9 +249,12 @@ static bool wait_shutdown_tag(rpc_server_t *s, int ms) {
   return ev.type == GRPC_OP_COMPLETE;
 }
 
+/* Bounded by the clock, not by a count of sleeps: on a loaded machine a
+ * 5 ms sleep takes much longer, and the bound stretched with it. */
 static void wait_calls_gone(rpc_server_t *s, int ms) {
   struct timespec pause = {0, 5 * 1000 * 1000};
-  for (int waited = 0; atomic_load(&s->live_calls) > 0 && waited < ms; waited += 5)
+  int64_t until = fzip_monotonic_ms() + ms;
+  while (atomic_load(&s->live_calls) > 0 && fzip_monotonic_ms() < until)
     nanosleep(&pause, NULL);
 }
 
@@ -316,7 +319,8 @@ static void shutdown_grpc_bounded(void) {
     grpc_shutdown();
     return;
   }
-  for (int waited = 0; !atomic_load(&done) && waited < RPC_GRPC_SHUTDOWN_WAIT_MS; waited += 10)
+  int64_t until = fzip_monotonic_ms() + RPC_GRPC_SHUTDOWN_WAIT_MS; /* clock-bounded, as above */
+  while (!atomic_load(&done) && fzip_monotonic_ms() < until)
     nanosleep(&pause, NULL);
   if (atomic_load(&done)) {
     pthread_join(t, NULL);
