@@ -399,6 +399,17 @@ def log_lines(needle, *servers):
     return "\n".join(out[-30:])
 
 
+def own_store(name):
+    """A store of the test's own: on MongoDB a database of its own (None:
+    the harness makes a fresh SQLite file).  Servers sharing the World's
+    MongoDB database are replicas of one job queue, so the World's server
+    (no failpoints) could take the test's import and run it instead."""
+    if os.environ.get("FZIP_TEST_STORE", "sqlite") != "mongodb":
+        return None
+    base = os.environ["FZIP_TEST_MONGODB_URI"]
+    return "%s/%s_%s" % (base.rsplit("/", 1)[0], name, unique_user("db").replace("-", "_"))
+
+
 def get_import(c, import_id):
     return c.imp.GetImport(ipb.GetImportRequest(import_id=import_id), metadata=c.md).job
 
@@ -411,7 +422,8 @@ def test_readers_never_see_an_uncommitted_import(w):
     # The restore is slowed down; while it runs, an export started meanwhile
     # and the DataService must show exactly the data from before, and the
     # commit then shows the import whole.
-    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:1000"}) as srv:
+    with Fzipd(store=own_store("iso"),
+               env={"FZIP_FAILPOINTS": "store.put_tagged=delay:1000"}) as srv:
         c = Client(srv, unique_user("iso"))
         srv.seed(c.user, n(2500), seed=31)
         before, names_before, sum_before = state(c), account_names(c), summary(c)
@@ -521,7 +533,8 @@ def test_failed_rollback_ends_failed_and_is_cleaned_up_later(w):
     # FAILED at once (the client is told), none of the import may be
     # visible meanwhile, and a later claim (here a new fzipd without the
     # failure) finishes the cleanup.
-    first = Fzipd(extra_args=["--job-lease-ms", str(FIRST_LEASE_MS)],
+    first = Fzipd(store=own_store("cleanup"),
+                  extra_args=["--job-lease-ms", str(FIRST_LEASE_MS)],
                   env={"FZIP_FAILPOINTS":
                        "store.put_tagged=error@4,store.import_rollback=error@1"}).start()
     c = Client(first, unique_user("cleanup"))
@@ -578,7 +591,8 @@ def test_kill_inside_the_commit_phase_ends_before_or_after(w):
     for failpoint, pause in [("store.import_flip=delay:5000", 1.0),
                              ("store.import_forget=delay:5000", 1.0),
                              ("import.commit_visit=delay:20", 2.0)]:
-        first = Fzipd(extra_args=["--job-lease-ms", str(FIRST_LEASE_MS)],
+        first = Fzipd(store=own_store("killc"),
+                      extra_args=["--job-lease-ms", str(FIRST_LEASE_MS)],
                       env={"FZIP_FAILPOINTS": failpoint}).start()
         c = Client(first, unique_user("killc"))
         first.seed(c.user, n(2500), seed=31)
