@@ -417,6 +417,52 @@ static void upload_discard(upload_t *up) {
              up->rec->job_id, "error", err.message, NULL);
 }
 
+/* A resumed upload that failed (refused, store error, bad size or sha256
+ * at the end) goes back to what it was before this call: interrupted,
+ * holding the prefix it held, resumable again.  The prefix is "<blob>.part"
+ * once reopen_prefix moved it, else still the committed package blob.
+ * False: neither exists any more, the caller discards the upload. */
+static bool resume_release(upload_t *up) {
+  store_t *store = up->svc->env.store;
+  char blob[IMPORT_BLOB_ID_MAX], part[IMPORT_BLOB_ID_MAX];
+  store_blob_info_t info;
+  fzip_error_t err = {0};
+
+  store_blob_writer_destroy(up->writer); /* uncommitted: deletes this call's bytes */
+  up->writer = NULL;
+  import_blob_id(blob, up->rec->job_id);
+  import_part_blob_id(part, up->rec->job_id);
+  if (store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, part, &err)) {
+    /* The prefix is the part: a package blob this call committed goes. */
+    if (!store_blob_delete(store, STORE_BUCKET_PACKAGES, blob, &err))
+      goto failed;
+  } else {
+    if (err.code != FZIP_ERR_NOT_FOUND)
+      goto failed;
+    fzip_error_clear(&err);
+    if (!store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, blob, &err))
+      goto failed;
+  }
+  up->job->received_bytes = (int64_t)info.size;
+  up->job->updated_at = fzip_now_ms();
+  if (!job_msg_set_str(&up->job->current_phase, "interrupted") ||
+      !job_msg_add_event(&up->job->base, "upload_resume_failed",
+                         "the resume failed; the bytes from before it are kept",
+                         SVC_IMPORT_EVENTS_MAX)) {
+    oom(&err);
+    goto failed;
+  }
+  up->rec->runnable = false;
+  up->rec->expires_at = up->job->updated_at + up->svc->opts.upload_timeout_ms;
+  if (!store_record(store, up->rec, up->job, &err))
+    goto failed;
+  return true;
+failed:
+  fzip_log(FZIP_LOG_WARN, "import", "could not keep the upload after a failed resume; discarding it",
+           "import", up->rec->job_id, "error", err.message, NULL);
+  return false;
+}
+
 /* GetImport shows an upload's received_bytes while it runs, saved every
  * UPLOAD_SAVE_EVERY_BYTES (a failed save fails the upload: the record was
  * deleted or the store is gone). */
@@ -479,12 +525,12 @@ static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *ms
 /* Waits up to UPLOAD_GONE_WAIT_MS for the call's cancel: true if the
  * client went away rather than half-closed. */
 static bool client_went_away(rpc_ctx_t *ctx) {
-  for (int waited = 0; waited < UPLOAD_GONE_WAIT_MS; waited += UPLOAD_GONE_POLL_MS) {
-    struct timespec ts = {0, UPLOAD_GONE_POLL_MS * 1000000L};
-    if (rpc_ctx_is_cancelled(ctx))
-      return true;
+  /* Bounded by the clock, not a count of sleeps (they stretch under load). */
+  int64_t until = fzip_monotonic_ms() + UPLOAD_GONE_WAIT_MS;
+  struct timespec ts = {0, UPLOAD_GONE_POLL_MS * 1000000L};
+
+  while (!rpc_ctx_is_cancelled(ctx) && fzip_monotonic_ms() < until)
     nanosleep(&ts, NULL);
-  }
   return rpc_ctx_is_cancelled(ctx);
 }
 
@@ -569,7 +615,8 @@ static bool upload_finish(rpc_ctx_t *ctx, void *state, ProtobufCMessage **resp,
   return false;
 }
 
-/* Refused by the server: nothing is kept.  Broken from outside (the call
+/* Refused by the server: nothing is kept (a resumed upload goes back to
+ * the prefix it held before the call).  Broken from outside (the call
  * was cancelled: client gone, deadline, shutdown) with bytes received and
  * the writer still open: they are kept for a resume. */
 static void upload_close(rpc_ctx_t *ctx, void *state) {
@@ -579,7 +626,7 @@ static void upload_close(rpc_ctx_t *ctx, void *state) {
     return;
   if (!up->done && !up->kept && up->owns_job) {
     bool keep = !up->refused && up->writer && up->received > 0 && rpc_ctx_is_cancelled(ctx);
-    if (!keep || !upload_keep(up))
+    if (!(keep && upload_keep(up)) && !(up->resumed && resume_release(up)))
       upload_discard(up);
   }
   store_blob_writer_destroy(up->writer); /* uncommitted: deletes what it wrote */

@@ -54,34 +54,44 @@ static void remove_tree(const char *path) {
 bool tempdir_new(tempdir_t **out, const char *root, fzip_error_t *error) {
   tempdir_t *t = calloc(1, sizeof *t);
   char lock[PATH_MAX];
+  bool made = false; /* the directory exists: cleanup removes it */
+  bool ok = false;
 
   *out = NULL;
-  if (!t)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  if (!t) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    goto done;
+  }
   t->lock_fd = -1;
   snprintf(t->root, sizeof t->root, "%s", default_root(root));
   if ((size_t)snprintf(t->path, sizeof t->path, "%s/" TEMPDIR_PREFIX "%ld-XXXXXX", t->root,
                        (long)getpid()) >= sizeof t->path - 64) {
-    free(t);
-    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                          "temp dir path too long: %s", t->root);
+    fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                   "temp dir path too long: %s", t->root);
+    goto done;
   }
   if (!mkdtemp(t->path)) {
     fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "cannot create a directory in %s: %s",
                    t->root, strerror(errno));
-    free(t);
-    return false;
+    goto done;
   }
+  made = true;
   snprintf(lock, sizeof lock, "%s/" TEMPDIR_LOCK_NAME, t->path);
   t->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (t->lock_fd < 0 || flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "cannot lock %s: %s", lock,
                    strerror(errno));
-    tempdir_destroy(t);
-    return false;
+    goto done;
   }
   *out = t;
-  return true;
+  t = NULL;
+  ok = true;
+done:
+  if (t && made)
+    tempdir_destroy(t);
+  else
+    free(t);
+  return ok;
 }
 
 const char *tempdir_path(const tempdir_t *t) { return t->path; }

@@ -9,7 +9,8 @@ real fzipd (SQLite store).
 - The stream breaks (fzip killed mid-upload): the server keeps what it
   received (phase "interrupted", received_bytes); `--resume ID` sends the
   rest and the import completes equal to the source, checked over the
-  whole package; a resume at the wrong offset is refused and harmless.
+  whole package; a resume at the wrong offset is refused and harmless, and
+  a resume the server refuses mid-way keeps the bytes from before it.
 """
 import hashlib
 import os
@@ -144,6 +145,21 @@ def test_broken_upload_resumes_to_an_equal_import(tmp):
                   "resume from offset %d" % received in e.details(), "%s %s"
                   % (e.code(), e.details()))
         check(int(interrupted(cli)[0]["received_bytes"]) == received, "the refusal changed it")
+
+        # A resume that the server refuses mid-way (more bytes than it
+        # announced) keeps the bytes from before it: still interrupted at
+        # the same offset, and the resume below still gives an equal import.
+        try:
+            stub.UploadImport(iter([
+                ipb.UploadImportRequest(options=ipb.ImportOptions(
+                    resume_import_id=iid, resume_offset=received, expected_size=received + 10)),
+                ipb.UploadImportRequest(chunk=b"x" * 11)]), metadata=md, timeout=30)
+            raise AssertionError("a chunk past expected_size was accepted")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, "%s %s" % (e.code(), e.details()))
+        kept = interrupted(cli)
+        check(len(kept) == 1 and int(kept[0]["received_bytes"]) == received,
+              "a failed resume lost the kept upload: %r" % kept)
 
         r = expect(cli.run("import", "upload", package, "--resume", iid, "--start", "--wait",
                            "--json"), 0)
