@@ -52,7 +52,7 @@ struct pkgr {
   pkgr_issue_fn on_issue;
   void *issue_ctx;
   size_t errors;
-  bool first_error_is_limit;
+  bool limit_error; /* an error issue broke a limit: RESOURCE_EXHAUSTED */
   int64_t cd_walked; /* entries scan_central_directory checked, -1 if it could not */
   entry_t *entries;
   size_t n_entries;
@@ -123,8 +123,10 @@ __attribute__((format(printf, 6, 7))) static void issue(pkgr_t *r, pkgr_severity
   va_start(ap, fmt);
   vsnprintf(reason, sizeof reason, fmt, ap);
   va_end(ap);
-  if (sev == PKGR_SEVERITY_ERROR && r->errors++ == 0)
-    r->first_error_is_limit = pkgr_rule_is_limit(rule);
+  if (sev == PKGR_SEVERITY_ERROR) {
+    r->errors++;
+    r->limit_error = r->limit_error || pkgr_rule_is_limit(rule);
+  }
   if (r->on_issue) {
     pkgr_issue_t is = {sev, rule, entry, -1, NULL, field, reason};
     r->on_issue(r->issue_ctx, &is);
@@ -1127,7 +1129,7 @@ bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
     goto done;
   if (r->errors) {
     fzip_error_set(error, FZIP_DOMAIN_VALIDATION,
-                   r->first_error_is_limit ? FZIP_ERR_RESOURCE_EXHAUSTED
+                   r->limit_error ? FZIP_ERR_RESOURCE_EXHAUSTED
                                            : FZIP_ERR_INVALID_ARGUMENT,
                    "package refused: %zu archive or manifest problem(s)", r->errors);
     goto done;

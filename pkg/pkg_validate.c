@@ -411,9 +411,10 @@ __attribute__((format(printf, 2, 3))) static void field_path(char out[PKGV_FIELD
 
 static void record(pkgv_result_t *res, const pkgr_issue_t *is) {
   res->issues_total++;
-  if (is->severity == PKGR_SEVERITY_ERROR)
+  if (is->severity == PKGR_SEVERITY_ERROR) {
     res->errors_total++;
-  else
+    res->limit_error = res->limit_error || pkgr_rule_is_limit(is->rule);
+  } else
     res->warnings_total++;
   if ((unsigned)is->kind < FZIP_KIND_COUNT) {
     if (is->severity == PKGR_SEVERITY_ERROR)
@@ -1448,12 +1449,9 @@ bool pkgv_entity_sanitize(bson_t *out, fzip_kind_t kind, const bson_t *doc,
 }
 
 fzip_code_t pkgv_result_error_code(const pkgv_result_t *result) {
-  for (size_t i = 0; i < result->n_issues; i++) {
-    if (result->issues[i].severity == PKGR_SEVERITY_ERROR)
-      return pkgr_rule_is_limit(result->issues[i].rule) ? FZIP_ERR_RESOURCE_EXHAUSTED
-                                                        : FZIP_ERR_FAILED_PRECONDITION;
-  }
-  return FZIP_ERR_FAILED_PRECONDITION;
+  /* Any broken limit wins: the package is refused for its size, whatever
+   * else is wrong with it (docs/FORMAT.md section 9). */
+  return result->limit_error ? FZIP_ERR_RESOURCE_EXHAUSTED : FZIP_ERR_FAILED_PRECONDITION;
 }
 
 /* ---- the limits table ------------------------------------------------- */

@@ -97,6 +97,7 @@ typedef struct {
   pkgv_issue_t *issues; /* the first n_issues found, in order found */
   size_t n_issues;
   uint64_t issues_total, errors_total, warnings_total;
+  bool limit_error; /* an error issue broke a limit (rule limit.*), kept or not */
   char **conflicting_ids; /* "<kind>/<id>", the first n_conflicting_ids */
   size_t n_conflicting_ids;
   uint64_t conflicts_total;
@@ -143,7 +144,7 @@ bool pkgv_entity_sanitize(bson_t *out, fzip_kind_t kind, const bson_t *doc,
                           fzip_error_t *error);
 
 /* The code a refused package's failure carries: RESOURCE_EXHAUSTED when
- * its first error issue is a limit (pkgr_rule_is_limit), otherwise
+ * any of its error issues is a limit (pkgr_rule_is_limit), otherwise
  * FAILED_PRECONDITION.  Meaningless when result->passed. */
 fzip_code_t pkgv_result_error_code(const pkgv_result_t *result);
 

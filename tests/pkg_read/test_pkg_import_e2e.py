@@ -81,7 +81,7 @@ def test_refusal_status_says_limit_or_malformed(srv, tmp):
     c = Client(srv, unique_user("refused"))
     before = c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md).summary
     for name, rule, code in [
-            ("bad_fifield_overlap_bomb", "archive.overlap", "FAILED_PRECONDITION"),
+            ("bad_fifield_overlap_bomb", "archive.overlap", "RESOURCE_EXHAUSTED"),
             ("bad_archive_ratio_small_entries", "limit.ratio", "RESOURCE_EXHAUSTED"),
             ("bad_entry_name_too_long", "limit.entry_name", "RESOURCE_EXHAUSTED"),
             ("bad_checksum_removed_tampered_data", "checksum.missing", "FAILED_PRECONDITION"),
