@@ -340,6 +340,9 @@ static const char *doc_id(const bson_t *doc, fzip_kind_t kind) {
  * the server (FerretDB makes every write wait for it, the import's
  * included). */
 #define PCURSOR_PAGE 100
+/* A page also stops once it holds this many bytes: 100 documents of up to
+ * STORE_DOC_MAX each would be 400 MiB. */
+#define PCURSOR_PAGE_BYTES (8u * 1024 * 1024)
 
 typedef struct {
   store_cursor_t base;
@@ -384,21 +387,28 @@ static bool pcursor_fill(pcursor_t *c, fzip_error_t *error) {
   const bson_t *doc = NULL;
   const char *tag = NULL;
   fzip_error_t err;
+  size_t bytes = 0;
+  bool ended = false; /* the backend had nothing more */
   bool ok = false;
 
   pcursor_clear_page(c);
   if (!c->store->vt->cursor_new(&inner, c->store, c->user_id, c->kind, &f, error))
     return false;
   fzip_error_clear(&err);
-  while (c->n_page < PCURSOR_PAGE && inner->vt->cursor_next(inner, &doc, &tag, &err)) {
+  while (c->n_page < PCURSOR_PAGE && bytes < PCURSOR_PAGE_BYTES) {
+    if (!inner->vt->cursor_next(inner, &doc, &tag, &err)) {
+      ended = true;
+      break;
+    }
     snprintf(c->tags[c->n_page], sizeof c->tags[0], "%s", tag ? tag : "");
     c->page[c->n_page++] = bson_copy(doc);
+    bytes += doc->len;
   }
   if (fzip_error_is_set(&err)) {
     *error = err;
     goto done;
   }
-  c->exhausted = c->n_page < PCURSOR_PAGE;
+  c->exhausted = ended;
   if (c->n_page > 0) {
     const char *last = doc_id(c->page[c->n_page - 1], c->kind);
     snprintf(c->after_id, sizeof c->after_id, "%s", last ? last : "");

@@ -1497,6 +1497,54 @@ static void test_pending_reads_page_through_many_documents(void) {
   store_destroy(s);
 }
 
+/* The pending path's pages stop at a byte budget as well as a count:
+ * big documents come in several short pages, none lost or repeated. */
+#define BIG_DOCS 20
+#define BIG_DOC_PAD (1024 * 1024)
+static void test_pending_reads_page_big_documents_by_bytes(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[16];
+  bson_t *docs[BIG_DOCS];
+  char *pad = malloc(BIG_DOC_PAD + 1);
+  store_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  size_t seen = 0;
+  char last[16] = "";
+
+  CHECK(pad != NULL);
+  if (!pad)
+    return;
+  memset(pad, 'p', BIG_DOC_PAD);
+  pad[BIG_DOC_PAD] = '\0';
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < BIG_DOCS; i++) {
+    snprintf(id, sizeof id, "b%04d", i);
+    docs[i] = make_doc(FZIP_KIND_TRANSACTION, id, "accX", i, "v0");
+    BSON_APPEND_UTF8(docs[i], "pad", pad);
+    /* One per call: a batch of them would pass a backend's message size. */
+    CHECK_OK(put_docs(s, user, FZIP_KIND_TRANSACTION, &docs[i], 1, STORE_WRITE_INSERT, NULL,
+                      &err),
+             err);
+  }
+  free_docs(docs, BIG_DOCS);
+  /* Any pending import of the user puts its reads on the pending path. */
+  CHECK_OK(store_import_begin(s, user, "imp-big", &err), err);
+  CHECK_OK(store_cursor_new(&cur, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
+  while (cur && store_cursor_next(cur, &doc, &err)) {
+    CHECK(strcmp(doc_id(doc, FZIP_KIND_TRANSACTION), last) > 0);
+    snprintf(last, sizeof last, "%s", doc_id(doc, FZIP_KIND_TRANSACTION));
+    seen++;
+  }
+  store_cursor_destroy(cur);
+  CHECK(!fzip_error_is_set(&err));
+  CHECK(seen == BIG_DOCS);
+  CHECK_OK(store_import_rollback(NULL, s, user, "imp-big", NULL, NULL, &err), err);
+  store_destroy(s);
+  free(pad);
+}
+
 static void test_pending_set_is_bounded(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -1769,6 +1817,7 @@ int main(int argc, char **argv) {
   RUN(test_pending_import_is_invisible_until_the_commit_flips_it);
   RUN(test_pending_import_rollback_is_never_visible);
   RUN(test_pending_reads_page_through_many_documents);
+  RUN(test_pending_reads_page_big_documents_by_bytes);
   RUN(test_pending_set_is_bounded);
   RUN(test_snapshot_is_consistent_across_a_commit);
   RUN(test_sqlite_full_store_rollback_succeeds);
