@@ -1,16 +1,17 @@
 /*
- * rpc_client: every step is one batch on the call's own pluck completion
- * queue, waited for at once, which gives blocking calls without threads.
- * Each call owns its CQ so that calls on different threads never see
- * each other's events.  RECV_STATUS_ON_CLIENT is armed as soon as the call
- * is created, on its own tag: a server that ends the call early (an upload
- * over its size limit) stops reading, so a blocked write would otherwise
- * wait forever for flow-control credit; every wait also watches for the
- * status and, when it is an error, cancels the call so that the pending
- * step fails at once and reports the server's message.  RECV_INITIAL_METADATA travels with the first
- * RECV_MESSAGE, never with sends: a client-streaming server may send its
- * headers only at the end, and a batch waiting for them would deadlock the
- * upload.
+ * rpc_client: blocking gRPC calls without threads.  Each call owns a
+ * completion queue (grpc_completion_queue_create_for_next), so calls on
+ * different threads never see each other's events; every step is one
+ * batch on it, waited for at once.
+ *
+ * RECV_INITIAL_METADATA and RECV_STATUS_ON_CLIENT are armed together, on
+ * their own tag, as soon as the call is created (the core delivers no
+ * status to a call that never asked for the initial metadata).  A server
+ * that ends the call early (an upload over its size limit) stops reading,
+ * so a blocked write would otherwise wait forever for flow-control credit:
+ * every wait also watches for the status and, when it is an error,
+ * cancels the call, so the pending step fails at once and reports the
+ * server's message.  Reads never ask for the initial metadata again.
  */
 #include "rpc_client.h"
 #include "fzip_util.h"

@@ -1040,7 +1040,11 @@ static bool build_snapshot(build_t *b, store_t *store, const char *out_path, fzi
     b->store = store;
     if (store_snapshot_end(view, &end_err) || !built)
       return built;
-    if (end_err.code != FZIP_ERR_ABORTED || attempt >= STORE_SNAPSHOT_RETRIES) {
+    if (end_err.code != FZIP_ERR_ABORTED) {
+      *error = end_err;
+      return false;
+    }
+    if (attempt >= STORE_SNAPSHOT_RETRIES) {
       *error = end_err;
       return fzip_error_prefix(error, "no consistent read of the user's data after %d attempts",
                                attempt);
