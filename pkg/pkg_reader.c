@@ -918,18 +918,32 @@ static bool read_eocd(uint64_t *cd_off, uint64_t *count, cdscan_t *c, uint64_t e
 
 /* Finds the central directory: the last end record (searching back over
  * the comment) that is consistent with a directory before it, so that a
- * fake end record in the comment does not hide the real one. */
-static bool find_cd(uint64_t *cd_off, uint64_t *count, cdscan_t *c) {
+ * fake end record in the comment does not hide the real one.  *ambiguous
+ * is set when a second consistent end record names another directory:
+ * libzip may then read a directory other than the one walked here (a
+ * decoy directory in the comment could hide a bomb), so such an archive
+ * is refused. */
+static bool find_cd(uint64_t *cd_off, uint64_t *count, bool *ambiguous, cdscan_t *c) {
   size_t tail = c->size < CD_EOCD_SEARCH ? (size_t)c->size : CD_EOCD_SEARCH;
   unsigned char *buf = malloc(tail ? tail : 1), sig[4];
   bool ok = false;
+
+  *ambiguous = false;
   if (!buf || tail < CD_EOCD_LEN || !read_at(c, c->size - tail, buf, tail))
     goto done;
-  for (size_t i = tail - CD_EOCD_LEN + 1; i-- > 0 && !ok;) {
-    if (memcmp(buf + i, "PK\5\6", 4) != 0 ||
-        !read_eocd(cd_off, count, c, c->size - tail + i, buf + i))
+  for (size_t i = tail - CD_EOCD_LEN + 1; i-- > 0 && !*ambiguous;) {
+    uint64_t off = 0, n = 0;
+    if (memcmp(buf + i, "PK\5\6", 4) != 0 || !read_eocd(&off, &n, c, c->size - tail + i, buf + i))
       continue;
-    ok = *count == 0 || (read_at(c, *cd_off, sig, sizeof sig) && memcmp(sig, "PK\1\2", 4) == 0);
+    if (n != 0 && !(read_at(c, off, sig, sizeof sig) && memcmp(sig, "PK\1\2", 4) == 0))
+      continue;
+    if (!ok) {
+      *cd_off = off;
+      *count = n;
+      ok = true;
+    } else if (off != *cd_off || n != *count) {
+      *ambiguous = true;
+    }
   }
 done:
   free(buf);
@@ -1041,14 +1055,19 @@ static void check_spans(pkgr_t *r, cdscan_t *c) {
 
 static bool scan_central_directory(pkgr_t *r, const char *path, fzip_error_t *error) {
   cdscan_t c = {0};
-  uint64_t at, count;
+  uint64_t at = 0, count = 0;
+  bool ambiguous = false;
   bool ok = true;
 
   c.size = r->archive_size;
   if (!(c.f = fopen(path, "rb")))
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "opening %s", path);
-  if (!find_cd(&at, &count, &c) || count > r->lim.max_entries)
+  if (!find_cd(&at, &count, &ambiguous, &c) || count > r->lim.max_entries)
     goto done; /* libzip names the problem */
+  if (ambiguous)
+    ERR(r, "archive.corrupt", NULL, NULL,
+        "two end records name two different central directories: which entries the archive "
+        "holds is ambiguous");
   if (!(c.field = malloc(CD_FIELD_MAX + 1)) ||
       (count && !(c.spans = calloc((size_t)count, sizeof *c.spans)))) {
     ok = oom(error);

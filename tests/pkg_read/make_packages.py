@@ -312,6 +312,18 @@ def with_fake_end_record(zb):
     return zb[:-2] + struct.pack("<H", len(fake)) + fake
 
 
+def with_decoy_directory(zb):
+    """A second central directory and end record in the archive comment,
+    both consistent: a reader may walk one while libzip reads the other
+    (a decoy could hide overlapping entries), so the archive is refused."""
+    eocd = zb.rindex(b"PK\5\6")
+    count, cd_size, cd_off = struct.unpack_from("<HII", zb, eocd + 10)
+    cd = zb[cd_off:cd_off + cd_size]
+    decoy_off = eocd + 22  # the comment starts right after the end record
+    comment = cd + end_record(count, len(cd), decoy_off)
+    return zb[:eocd + 20] + struct.pack("<H", len(comment)) + comment
+
+
 def to_zip64(zb):
     """The same archive with a zip64 central directory: every record's
     sizes and offset in a zip64 extra field, and zip64 end records, as
@@ -591,6 +603,8 @@ def integrity_cases(add):
         fifield_bomb())
     add("bad_fifield_bomb_fake_end_record", "archive.overlap", "files/bomb-001/x.csv", None,
         with_fake_end_record(fifield_bomb()))
+    add("bad_decoy_central_directory", "archive.corrupt", None, None,
+        with_decoy_directory(good))
     add("bad_fifield_bomb_zip64", "archive.overlap", "files/bomb-001/x.csv", None,
         to_zip64(fifield_bomb(n_files=20)))
     add("bad_overlap_shared_local_header", "archive.overlap", "files/other-file/y.csv", None,

@@ -240,6 +240,7 @@ static const hostile_t hostile[] = {
     {"bad_duplicate_rule_id", "rule.duplicate_id", "data/categories.json", "rules[1].ruleId"},
     {"bad_fifield_overlap_bomb", "archive.overlap", "files/bomb-001/x.csv", "-"},
     {"bad_fifield_bomb_fake_end_record", "archive.overlap", "files/bomb-001/x.csv", "-"},
+    {"bad_decoy_central_directory", "archive.corrupt", "-", "-"},
     {"bad_fifield_bomb_zip64", "archive.overlap", "files/bomb-001/x.csv", "-"},
     {"bad_overlap_shared_local_header", "archive.overlap", "files/other-file/y.csv", "-"},
     {"bad_archive_ratio_small_entries", "limit.ratio", "-", "-"},
