@@ -61,7 +61,10 @@ def test_kill_during_package_upload_recovers(big_user_db):
     temp = os.path.join(os.path.dirname(db_path), "tmp-kill")
     os.makedirs(temp, exist_ok=True)
     common = ["--job-lease-ms", "1500", "--temp-dir", temp]
-    srv = Fzipd(extra_args=common, store="sqlite:" + db_path,
+    # One export worker: the paused job's lease (1.5 s) lapses long before
+    # the failpoint lets go, and a second worker of the same server would
+    # take the job over and start a second blob.
+    srv = Fzipd(extra_args=common + ["--export-workers", "1"], store="sqlite:" + db_path,
                 env={"FZIP_FAILPOINTS": "export.uploading=delay:60000"})
     srv.start()
     try:
