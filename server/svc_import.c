@@ -360,6 +360,20 @@ static bool resume_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   return resume_claim(up, ctx, o, error) && reopen_prefix(up, error);
 }
 
+/* Saves the job as an interrupted upload holding `received` bytes,
+ * resumable (not runnable) until the upload timeout. */
+static bool mark_interrupted(upload_t *up, uint64_t received, const char *event,
+                             const char *text, fzip_error_t *error) {
+  up->job->received_bytes = (int64_t)received;
+  up->job->updated_at = fzip_now_ms();
+  if (!job_msg_set_str(&up->job->current_phase, "interrupted") ||
+      !job_msg_add_event(&up->job->base, event, text, SVC_IMPORT_EVENTS_MAX))
+    return oom(error);
+  up->rec->runnable = false;
+  up->rec->expires_at = up->job->updated_at + up->svc->opts.upload_timeout_ms;
+  return store_record(up->svc->env.store, up->rec, up->job, error);
+}
+
 /* The stream broke with bytes received: commit them and mark the job
  * interrupted, resumable until the upload timeout.  False: could not,
  * the caller discards the upload. */
@@ -373,18 +387,8 @@ static bool upload_keep(upload_t *up) {
     goto failed;
   store_blob_writer_destroy(up->writer);
   up->writer = NULL;
-  up->job->received_bytes = (int64_t)info.size;
-  up->job->updated_at = fzip_now_ms();
-  if (!job_msg_set_str(&up->job->current_phase, "interrupted") ||
-      !job_msg_add_event(&up->job->base, "upload_interrupted",
-                         "stream broken; resume with options.resume_import_id",
-                         SVC_IMPORT_EVENTS_MAX)) {
-    oom(&err);
-    goto failed;
-  }
-  up->rec->runnable = false;
-  up->rec->expires_at = up->job->updated_at + svc->opts.upload_timeout_ms;
-  if (!store_record(svc->env.store, up->rec, up->job, &err))
+  if (!mark_interrupted(up, info.size, "upload_interrupted",
+                        "stream broken; resume with options.resume_import_id", &err))
     goto failed;
   if (up->resumed) {
     import_part_blob_id(part, up->rec->job_id);
@@ -443,18 +447,8 @@ static bool resume_release(upload_t *up) {
     if (!store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, blob, &err))
       goto failed;
   }
-  up->job->received_bytes = (int64_t)info.size;
-  up->job->updated_at = fzip_now_ms();
-  if (!job_msg_set_str(&up->job->current_phase, "interrupted") ||
-      !job_msg_add_event(&up->job->base, "upload_resume_failed",
-                         "the resume failed; the bytes from before it are kept",
-                         SVC_IMPORT_EVENTS_MAX)) {
-    oom(&err);
-    goto failed;
-  }
-  up->rec->runnable = false;
-  up->rec->expires_at = up->job->updated_at + up->svc->opts.upload_timeout_ms;
-  if (!store_record(store, up->rec, up->job, &err))
+  if (!mark_interrupted(up, info.size, "upload_resume_failed",
+                        "the resume failed; the bytes from before it are kept", &err))
     goto failed;
   return true;
 failed:
