@@ -7,7 +7,7 @@
  * (defined here or in the header of the module that owns them), so the
  * table cannot say one thing while the code does another.  docs/FORMAT.md
  * section 9 holds the same table, printed from this one by
- * `tests/pkg_read/print_pkg_limits --markdown`; the test pkg_read.limits_doc
+ * `tests/pkg/print_pkg_limits --markdown`; the test pkg.limits_doc
  * fails when the two differ.
  *
  * PKGV_* rows are defined in pkg_validate.h; the table is expanded there.

@@ -24,9 +24,7 @@
 #include "svc_health.h"
 #include "svc_registry.h"
 #include "tempdir.h"
-#ifdef FZIPD_HAVE_SEED
 #include "seed.h"
-#endif
 
 #define EXIT_USAGE 2
 #define PORT_TEXT_MAX 16
@@ -246,9 +244,7 @@ static int help_main(int argc, char **argv) {
 static const subcommand_t SUBCOMMANDS[] = {
     {"serve", serve_main},
     {"token", token_main},
-#ifdef FZIPD_HAVE_SEED
     {"seed", seed_main},
-#endif
     {"help", help_main},
 };
 

@@ -35,7 +35,7 @@ SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 # validator before the store is touched; the SQLite run imports them all).
 HOSTILE_MAX = int(os.environ.get("FZIP_TEST_HOSTILE_MAX", "0"))
 HERE = os.path.dirname(os.path.abspath(__file__))
-CORPUS_MAKER = os.path.join(HERE, "..", "pkg_read", "make_packages.py")
+CORPUS_MAKER = os.path.join(HERE, "..", "pkg", "make_packages.py")
 
 
 def n(count):

@@ -2,10 +2,10 @@
  * print_pkg_limits: prints the limits table of pkg/pkg_limits.h as the
  * Markdown table docs/FORMAT.md section 9 holds between its
  * "limits:begin" and "limits:end" markers.  check_limits_doc.py (test
- * pkg_read.limits_doc) compares the two, so the document cannot drift
+ * pkg.limits_doc) compares the two, so the document cannot drift
  * from the code; to update the document after changing a limit:
  *
- *   build/tests/pkg_read/print_pkg_limits --markdown
+ *   build/tests/pkg/print_pkg_limits --markdown
  *
  * and paste the output between the markers.
  */

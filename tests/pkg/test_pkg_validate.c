@@ -777,7 +777,7 @@ static bool setup(void) {
   if (!mkdtemp(tmp_dir))
     return false;
   fmt_path(corpus_dir, "%s/corpus", tmp_dir);
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/make_packages.py %s", FZIP_PKG_READ_TEST_DIR,
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/make_packages.py %s", FZIP_PKG_TEST_DIR,
            corpus_dir);
   if (system(cmd) != 0) {
     fprintf(stderr, "make_packages.py failed\n");

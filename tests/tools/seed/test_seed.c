@@ -1,5 +1,5 @@
 /*
- * Tests of the synthetic-dataset generator (server/seed.c) against a real
+ * Tests of the synthetic-dataset generator (tools/seed/seed.c) against a real
  * store: by default fresh SQLite files in a temporary directory; with
  * FZIP_TEST_MONGODB_URI=mongodb://... (set by the `ferretdb` fixture) the
  * same checks run on MongoDB, each store in a database of its own.

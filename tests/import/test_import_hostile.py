@@ -8,7 +8,7 @@ for an import job (real fzipd on the embedded store, real gRPC client).
   over-long entry name) fails its job with RESOURCE_EXHAUSTED; one refused
   for malformed content with FAILED_PRECONDITION; neither writes anything.
 
-The packages come from make_packages.py, like the rest of this directory.
+The packages come from tests/pkg/make_packages.py, like the validator tests.
 The full hostile corpus goes through fzipd in tests/import/test_import_e2e.py.
 """
 import io
@@ -32,7 +32,7 @@ UNKNOWN = ("user_id", "userId", "owner", "debug")
 
 def corpus():
     tmp = tempfile.mkdtemp(prefix="fzip-pkg-e2e-")
-    subprocess.run(["/usr/bin/python3", os.path.join(HERE, "make_packages.py"), tmp], check=True,
+    subprocess.run(["/usr/bin/python3", os.path.join(HERE, "..", "pkg", "make_packages.py"), tmp], check=True,
                    capture_output=True)
     return tmp
 
