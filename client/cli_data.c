@@ -120,7 +120,7 @@ static bool list_page(char **token, int64_t *left, cli_ctx_t *ctx, const list_ki
   bool ok = false;
   size_t n = 0;
   if (!req)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (!cli_ctx_unary(&resp, ctx, k->method, req, k->resp, error))
     goto done;
   ProtobufCMessage *const *items = cli_msg_repeated(&n, resp, k->items);
@@ -130,7 +130,7 @@ static bool list_page(char **token, int64_t *left, cli_ctx_t *ctx, const list_ki
   *token = strdup(cli_msg_string(resp, "next_page_token"));
   ok = *token != NULL;
   if (!ok)
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(error, NULL);
 done:
   free(req);
   if (resp)

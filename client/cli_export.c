@@ -298,7 +298,7 @@ static int run_download(cli_ctx_t *ctx, const cli_args_t *args) {
   memset(&d, 0, sizeof d);
   d.hash = fzip_sha256_new();
   if (!d.hash) {
-    fzip_error_set(&error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(&error, NULL);
     goto failed;
   }
   if (!download_options(&d, args, &error) || !open_part(&d, &error))

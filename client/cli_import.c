@@ -139,7 +139,7 @@ static bool prepare_upload(upload_t *u, const cli_args_t *args, fzip_error_t *er
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: %s", u->path,
                           strerror(errno));
   if (!u->buf)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (u->offset > u->size)
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
                           "%s has %" PRId64 " bytes but import %s already holds %" PRId64

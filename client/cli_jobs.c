@@ -20,7 +20,7 @@
 static ProtobufCMessage *new_request(const ProtobufCMessageDescriptor *desc, fzip_error_t *error) {
   ProtobufCMessage *m = calloc(1, desc->sizeof_message);
   if (!m) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(error, NULL);
     return NULL;
   }
   protobuf_c_message_init(desc, m);
@@ -146,7 +146,7 @@ static bool list_page(char **next, cli_ctx_t *ctx, const cli_job_kind_t *kind, c
   *next = strdup(cli_msg_string(resp, "next_page_token"));
   ok = *next != NULL;
   if (!ok)
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(error, NULL);
 done:
   free(req);
   if (resp)

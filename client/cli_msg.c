@@ -208,7 +208,7 @@ bool cli_msg_print_json(FILE *f, const ProtobufCMessage *m, fzip_error_t *error)
   pkgjson_writer_t *w = pkgjson_writer_new(file_sink, f);
   bool ok = false;
   if (!w)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   ok = json_message(w, m, error) && RAW(w, "\n") && pkgjson_flush(w, error);
   pkgjson_writer_destroy(w);
   fflush(f);

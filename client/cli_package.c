@@ -97,7 +97,7 @@ static bool print_info_json(const pkgr_t *r, const char *path, fzip_error_t *err
   pkgjson_writer_t *w = pkgjson_writer_new(stdout_sink, NULL);
   bool ok = false;
   if (!w)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (!pkgjson_write_raw(w, "{", 1, error) || !json_kv_str(w, true, "file", path, error) ||
       !json_kv_str(w, false, "format_version", info->format_version, error) ||
       !json_kv_int(w, "export_timestamp", info->export_timestamp_ms, error) ||
@@ -180,7 +180,7 @@ static bool print_result_json(const pkgv_result_t *res, const char *path, fzip_e
   pkgjson_writer_t *w = pkgjson_writer_new(stdout_sink, NULL);
   bool ok = false;
   if (!w)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (!pkgjson_write_raw(w, "{", 1, error) || !json_kv_str(w, true, "file", path, error) ||
       !pkgjson_write_raw(w, res->passed ? ",\"passed\":true" : ",\"passed\":false",
                          res->passed ? 14 : 15, error) ||

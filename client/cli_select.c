@@ -53,7 +53,7 @@ bool cli_select_date(int64_t *out_ms, const char *text, bool end_of_day, fzip_er
 static bool split_ids(cli_select_t *sel, const char *text, fzip_error_t *error) {
   sel->ids_text = strdup(text);
   if (!sel->ids_text)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   char *save = NULL;
   for (char *id = strtok_r(sel->ids_text, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
     if (sel->n_ids >= CLI_SELECT_ACCOUNTS_MAX)

@@ -16,7 +16,7 @@ bool cli_xfer_hash_stream(fzip_sha256_t *h, FILE *f, int64_t len, const char *pa
   char *buf = malloc(HASH_BUFFER);
   bool ok = false;
   if (!buf)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   while (len > 0) {
     size_t want = len < HASH_BUFFER ? (size_t)len : HASH_BUFFER;
     size_t n = fread(buf, 1, want, f);
@@ -49,7 +49,7 @@ bool cli_xfer_hash_file(char hex[FZIP_SHA256_HEX_LEN + 1], int64_t *size, const 
   }
   h = fzip_sha256_new();
   if (!h) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if (!cli_xfer_hash_stream(h, f, *size, path, error))

@@ -14,6 +14,13 @@ bool fzip_error_setv(fzip_error_t *error, fzip_domain_t domain, fzip_code_t code
   return false;
 }
 
+bool fzip_error_oom(fzip_error_t *error, const char *what) {
+  if (what)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "out of memory for %s", what);
+  return fzip_error_oom(error, NULL);
+}
+
 bool fzip_error_set(fzip_error_t *error, fzip_domain_t domain, fzip_code_t code,
                     const char *fmt, ...) {
   va_list ap;

@@ -68,6 +68,11 @@ bool fzip_error_setv(fzip_error_t *error, fzip_domain_t domain, fzip_code_t code
 bool fzip_error_prefix(fzip_error_t *error, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* An allocation failed: the one way to say so (domain SYS, code
+ * RESOURCE_EXHAUSTED, "out of memory[ for <what>]").  `what` names what was
+ * being allocated, or is NULL.  Returns false. */
+bool fzip_error_oom(fzip_error_t *error, const char *what);
+
 void fzip_error_clear(fzip_error_t *error);
 bool fzip_error_is_set(const fzip_error_t *error);
 

@@ -115,7 +115,7 @@ bool fzip_read_small_file(char **out, size_t *len, const char *path, size_t max,
                           strerror(errno));
   buf = malloc(max + 1);
   if (!buf) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   n = fread(buf, 1, max + 1, f);

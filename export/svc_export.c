@@ -52,7 +52,7 @@ typedef Fzip__V1__ExportJob export_job_t;
 /* ---- small helpers ---------------------------------------------------- */
 
 static bool oom(fzip_error_t *error) {
-  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  return fzip_error_oom(error, NULL);
 }
 
 static const char *status_name(int status) {

@@ -209,7 +209,7 @@ bool analytics_regenerate(store_t *store, const char *user_id, const char *tag,
   }
   t.slots = calloc(t.cap, sizeof *t.slots);
   if (!t.slots)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (!store_cursor_new(&cur, store, user_id, FZIP_KIND_TRANSACTION, &mine, error))
     goto done;
   fzip_error_clear(&err);
@@ -218,7 +218,7 @@ bool analytics_regenerate(store_t *store, const char *user_id, const char *tag,
       /* Grow: rehash into a table twice the size. */
       table_t g = {calloc(t.cap * 2, sizeof *t.slots), t.cap * 2, 0};
       if (!g.slots) {
-        fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        fzip_error_oom(error, NULL);
         goto done;
       }
       for (size_t i = 0; i < t.cap; i++) {

@@ -58,7 +58,7 @@ struct svc_import {
 };
 
 static bool oom(fzip_error_t *error) {
-  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  return fzip_error_oom(error, NULL);
 }
 
 static const char *status_name(int status) {

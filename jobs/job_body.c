@@ -20,7 +20,7 @@ bool job_body_build(bson_t *out, const ProtobufCMessage *job, const char *status
                           "job record of %zu bytes exceeds %d", len, JOB_BODY_MAX);
   buf = malloc(len ? len : 1);
   if (!buf)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   protobuf_c_message_pack(job, buf);
   BSON_APPEND_BINARY(out, "job", BSON_SUBTYPE_BINARY, buf, (uint32_t)len);
   free(buf);

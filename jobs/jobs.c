@@ -299,7 +299,7 @@ bool job_runner_new(job_runner_t **out, store_t *store, const job_runner_options
                           "job runner needs a store and a run function");
   r = calloc(1, sizeof *r);
   if (!r)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   r->store = store;
   r->opts = *options;
   if (r->opts.workers <= 0)

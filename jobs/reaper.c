@@ -96,7 +96,7 @@ bool reaper_new(reaper_t **out, store_t *store, const reaper_options_t *options,
 
   *out = NULL;
   if (!r)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   r->store = store;
   if (options)
     r->opts = *options;

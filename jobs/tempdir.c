@@ -59,7 +59,7 @@ bool tempdir_new(tempdir_t **out, const char *root, fzip_error_t *error) {
 
   *out = NULL;
   if (!t) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   t->lock_fd = -1;

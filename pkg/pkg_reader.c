@@ -109,7 +109,7 @@ const char *pkgr_data_entry(fzip_kind_t kind) {
 }
 
 static bool oom(fzip_error_t *error) {
-  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  return fzip_error_oom(error, NULL);
 }
 
 /* ---- issues ----------------------------------------------------------- */

@@ -457,7 +457,7 @@ __attribute__((format(printf, 5, 6))) static void entity_issue(vctx_t *v, pkgr_s
   entity_issue(v, PKGR_SEVERITY_WARNING, rule, field, __VA_ARGS__)
 
 static bool oom(fzip_error_t *error) {
-  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  return fzip_error_oom(error, NULL);
 }
 
 /* ---- field checks ----------------------------------------------------- */

@@ -46,7 +46,7 @@ static bool sys_error(fzip_error_t *error, const char *what, const char *path) {
 }
 
 static bool oom(fzip_error_t *error) {
-  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+  return fzip_error_oom(error, NULL);
 }
 
 /* ---- names ----------------------------------------------------------- */

@@ -121,7 +121,7 @@ bool rpc_client_new(rpc_client_t **out, const rpc_client_options_t *options, fzi
                           "client options need a target");
   c = calloc(1, sizeof *c);
   if (!c)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   grpc_init();
   if (!make_credentials(&creds, options, error)) {
     free(c);
@@ -270,7 +270,7 @@ bool rpc_client_call_open(rpc_client_call_t **out, rpc_client_t *client, const c
                           const ProtobufCMessageDescriptor *resp_desc, fzip_error_t *error) {
   rpc_client_call_t *call = calloc(1, sizeof *call);
   if (!call)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   call->resp_desc = resp_desc;
   call->max_send_message = client->max_send_message;
   call->status = GRPC_STATUS_UNKNOWN;

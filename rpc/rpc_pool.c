@@ -112,7 +112,7 @@ bool rpc_pool_new(rpc_pool_t **out, int workers, int max_pending, fzip_error_t *
   }
   p = calloc(1, sizeof *p);
   if (!p) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "worker pool: out of memory");
+    fzip_error_oom(error, "the worker pool");
     goto done;
   }
   p->max_pending = max_pending;

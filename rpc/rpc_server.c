@@ -84,7 +84,7 @@ bool rpc_server_new(rpc_server_t **out, const rpc_server_options_t *options,
     return false;
   s = calloc(1, sizeof *s);
   if (!s) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   s->opts = *options;
@@ -96,7 +96,7 @@ bool rpc_server_new(rpc_server_t **out, const rpc_server_options_t *options,
   atomic_init(&s->cancelling, false);
   s->registered = calloc(n_methods ? n_methods : 1, sizeof *s->registered);
   if (!s->registered) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   grpc_init();

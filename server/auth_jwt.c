@@ -120,7 +120,7 @@ static bool dup_claim_option(char **out, const char *value, const char *name,
                           "JWT %s longer than %d bytes", name, AUTH_CLAIM_MAX);
   *out = strdup(value);
   if (!*out)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   return true;
 }
 
@@ -161,7 +161,7 @@ bool auth_verifier_new(auth_verifier_t **out, const auth_options_t *options,
   *out = NULL;
   v = calloc(1, sizeof *v);
   if (!v)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (!load_key(v, options, error))
     goto done;
   if (!dup_claim_option(&v->issuer, options->issuer, "issuer", error) ||
@@ -444,7 +444,7 @@ bool auth_mint_hs256(char **out, const char *secret_file, const auth_mint_option
   if (!auth_read_secret_file(&secret, &secret_len, secret_file, error))
     return false;
   if (jwt_new(&jwt) != 0) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if (!add_grants(jwt, options, error))

@@ -594,7 +594,7 @@ static bool delete_file_blobs(uint64_t *bytes, rpc_ctx_t *ctx, const char *user,
   bool ok = false;
   *bytes = 0;
   if (!batch) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   do {
@@ -678,7 +678,7 @@ bool svc_data_new(svc_data_t **out, store_t *store, fzip_error_t *error) {
   svc_data_t *svc = calloc(1, sizeof *svc);
   *out = NULL;
   if (!svc)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   svc->store = store;
   for (size_t i = 0; i < SVC_DATA_N_METHODS; i++) {
     rpc_method_t *m = &svc->rows[i];

@@ -88,7 +88,7 @@ static bool watch_open(rpc_ctx_t *ctx, const ProtobufCMessage *req, void **state
     return false;
   watch_state_t *w = calloc(1, sizeof *w);
   if (!w)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   strcpy(w->service, service); /* length checked above */
   w->last_sent = -1;
   *state = w;
@@ -118,7 +118,7 @@ static void watch_close(rpc_ctx_t *ctx, void *state) { free(state); }
 bool svc_health_new(svc_health_t **out, fzip_error_t *error) {
   svc_health_t *h = calloc(1, sizeof *h);
   if (!h)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   pthread_mutex_init(&h->mu, NULL);
   h->watch_ops = (rpc_server_stream_ops_t){watch_open, watch_next, watch_close};
   h->check_row = (rpc_method_t){

@@ -295,7 +295,7 @@ bool svc_reflection_new(svc_reflection_t **out, const unsigned char *set, size_t
 
   *out = NULL;
   if (!svc)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (!index_set(svc, set, set_len, error)) {
     svc_reflection_destroy(svc);
     return false;

@@ -137,7 +137,7 @@ bool svc_registry_new(svc_registry_t **out, store_t *store, const fzipd_config_t
   *out = NULL;
   reg = calloc(1, sizeof *reg);
   if (!reg)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+    return fzip_error_oom(error, NULL);
   if (!add_health(reg, error) || !add_reflection(reg, error) || !add_data(reg, store, error) ||
       !add_export(reg, store, config, error) ||
       !add_import(reg, store, config, error) ||

@@ -124,7 +124,7 @@ static bool fail_mongo(fzip_error_t *error, const mstore_t *s, const bson_error_
 }
 
 static bool fail_oom(fzip_error_t *error) {
-  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "out of memory");
+  return fzip_error_oom(error, NULL);
 }
 
 typedef struct {
@@ -694,7 +694,7 @@ static bool mongo_cursor_new(store_cursor_t **out, store_t *store, const char *u
 
   if (!mc) {
     bson_destroy(opts);
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   }
   if (filter && filter->limit > 0)
     BSON_APPEND_INT64(opts, "limit", (int64_t)filter->limit);

@@ -1933,8 +1933,7 @@ static bool sq_writer_new(store_blob_writer_t **out, store_t *store, store_bucke
   w->sha = fzip_sha256_new();
   if (!w->sha) {
     sq_writer_destroy(&w->base);
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
-                          "out of memory for sha256");
+    return fzip_error_oom(error, "sha256");
   }
   if (!sq_run(w->s, op_blob_start, &ctx, error)) {
     sq_writer_destroy(&w->base);

@@ -608,7 +608,7 @@ static bool build_categories(gen_t *g, fzip_error_t *error) {
   g->n_categories = (size_t)N_CAT_TEMPLATES + (size_t)g->n_extra;
   g->categories = calloc(g->n_categories, sizeof *g->categories);
   if (!g->categories)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   for (int t = 0; t < N_CAT_TEMPLATES; t++) {
     category_t *c = &g->categories[t];
     c->template_index = t;
@@ -688,7 +688,7 @@ static bool build_accounts(gen_t *g, fzip_error_t *error) {
   g->n_files = count_files(g->opt->transactions, g->n_accounts);
   g->accounts = calloc(g->n_accounts, sizeof *g->accounts);
   if (!g->accounts)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   for (size_t a = 0; a < g->n_accounts; a++) {
     account_t *acc = &g->accounts[a];
     rng_t r;
@@ -1263,7 +1263,7 @@ static bool write_files_and_transactions(gen_t *g, fzip_error_t *error) {
   blob_out_t *o = calloc(1, sizeof *o);
   bool ok = false;
   if (!o || !(o->hash = fzip_sha256_new())) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   g->files->kind = FZIP_KIND_TRANSACTION_FILE;
@@ -1352,7 +1352,7 @@ static bool clean_files(gen_t *g, fzip_error_t *error) {
   bool ok = false;
   size_t n = 0;
   if (!ids)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return fzip_error_oom(error, NULL);
   for (;;) {
     store_filter_t filter = {.limit = STORE_BATCH_MAX};
     const bson_t *doc;
@@ -1425,7 +1425,7 @@ bool seed_generate(seed_stats_t *stats, store_t *store, const char *user_id,
   g.txns = calloc(1, sizeof *g.txns);
   g.files = calloc(1, sizeof *g.files);
   if (!g.txns || !g.files) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if ((options->clean && !clean_user(&g, error)) || !build_accounts(&g, error) ||
