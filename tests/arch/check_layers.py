@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""arch.layers: no file includes from a higher layer (docs/ARCHITECTURE.md).
+
+Every project header is owned by the folder it lives in; generated protobuf
+headers belong to proto/.  A file in folder F may include headers of F and of
+the folders ALLOWED[F] names, nothing else.  System headers (<...>) are not
+checked.  Usage: check_layers.py SOURCE_DIR (the check runs a self-test first)
+"""
+import os
+import re
+import sys
+
+# Lowest first.  The order of this table is the order of the layers.
+ALLOWED = {
+    "core": set(),
+    "proto": set(),
+    "pkg": {"core"},
+    "storage": {"core"},
+    "rpc": {"core"},
+    "jobs": {"core", "storage", "rpc", "proto"},
+    "export": {"core", "pkg", "storage", "rpc", "jobs", "proto"},
+    "import": {"core", "pkg", "storage", "rpc", "jobs", "proto"},
+    "tools/seed": {"core", "storage"},
+    "server": {"core", "pkg", "storage", "rpc", "jobs", "export", "import",
+               "tools/seed", "proto"},
+    "client": {"core", "pkg", "rpc", "proto"},
+    "fuzz": {"core", "pkg"},
+}
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# Headers generated into the build tree by proto/CMakeLists.txt.
+GENERATED = re.compile(r'(\.pb-c\.h|^fzip_descriptors\.h)$')
+
+
+def owner_of_headers(root):
+    owners = {}
+    for folder in ALLOWED:
+        base = os.path.join(root, folder)
+        for dirpath, _, files in os.walk(base):
+            for name in files:
+                if name.endswith(".h"):
+                    prev = owners.setdefault(name, folder)
+                    if prev != folder:
+                        sys.exit("arch.layers: header %s exists in %s and %s" % (name, prev, folder))
+    return owners
+
+
+def check(root):
+    owners = owner_of_headers(root)
+    bad, checked = [], 0
+    for folder, allowed in ALLOWED.items():
+        for dirpath, _, files in os.walk(os.path.join(root, folder)):
+            for name in sorted(files):
+                if not name.endswith((".c", ".h")):
+                    continue
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, root)
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+                for inc in INCLUDE.findall(text):
+                    checked += 1
+                    base = os.path.basename(inc)
+                    dep = "proto" if GENERATED.search(base) else owners.get(base)
+                    if dep is None:
+                        bad.append("%s: includes \"%s\", which no layer owns" % (rel, inc))
+                    elif dep != folder and dep not in allowed:
+                        bad.append("%s: includes \"%s\" from %s/, a layer %s/ may not use"
+                                   " (allowed: %s)" % (rel, inc, dep, folder,
+                                                      ", ".join(sorted(allowed)) or "none"))
+    return bad, checked
+
+
+def self_test():
+    """The check refuses an upward include and accepts a downward one."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as root:
+        files = {"core/low.h": "", "server/high.h": '#include "low.h"\n',
+                 "core/bad.c": '#include "high.h"\n#include "low.h"\n'}
+        for rel, text in files.items():
+            os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
+            with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
+                f.write(text)
+        bad, checked = check(root)
+    if checked != 3 or len(bad) != 1 or not bad[0].startswith("core/bad.c: includes \"high.h\""):
+        print("self-test failed: %d checked, refused %s" % (checked, bad))
+        return False
+    return True
+
+
+def main():
+    if not self_test():
+        return 1
+    if sys.argv[1:] == ["--self-test"]:
+        return 0
+    bad, checked = check(os.path.abspath(sys.argv[1]))
+    for line in bad:
+        print(line)
+    print("arch.layers: %d includes checked in %d layers, %d refused"
+          % (checked, len(ALLOWED), len(bad)))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
