@@ -18,7 +18,7 @@ bool fzip_error_oom(fzip_error_t *error, const char *what) {
   if (what)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
                           "out of memory for %s", what);
-  return fzip_error_oom(error, NULL);
+  return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, "out of memory");
 }
 
 bool fzip_error_set(fzip_error_t *error, fzip_domain_t domain, fzip_code_t code,
