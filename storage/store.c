@@ -830,8 +830,26 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
 
 /* ---- blobs --------------------------------------------------------------- */
 
+/* The public writer: chunking and hashing happen here, once for every
+ * backend, which only stores numbered chunks (store_backend.h).  Memory is
+ * one chunk buffer whatever the blob's size. */
+struct store_blob_writer {
+  store_blob_upload_t *upload;
+  char blob_id[STORE_BLOB_ID_MAX + 1];
+  uint8_t *buf; /* the chunk being filled, STORE_BLOB_CHUNK bytes */
+  size_t buf_len;
+  int64_t next_chunk;
+  uint64_t size;
+  fzip_sha256_t *sha;
+  bool hashed; /* info holds the final size and sha256 */
+  store_blob_info_t info;
+  bool committed;
+};
+
 bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
                            const char *blob_id, fzip_error_t *error) {
+  store_blob_writer_t *w = NULL;
+
   if (!writable(store, error))
     return false;
   if (!out || !store)
@@ -839,28 +857,94 @@ bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_buck
   *out = NULL;
   if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
-  return store->vt->blob_writer_new(out, store, bucket, blob_id, error);
+  w = bson_malloc0(sizeof *w);
+  snprintf(w->blob_id, sizeof w->blob_id, "%s", blob_id);
+  w->buf = bson_malloc(STORE_BLOB_CHUNK);
+  w->sha = fzip_sha256_new();
+  if (!w->sha) {
+    store_blob_writer_destroy(w);
+    return fzip_error_oom(error, "sha256");
+  }
+  if (!store->vt->blob_upload_new(&w->upload, store, bucket, blob_id, error)) {
+    store_blob_writer_destroy(w);
+    return false;
+  }
+  *out = w;
+  return true;
+}
+
+static bool not_committed(const store_blob_writer_t *w, fzip_error_t *error) {
+  if (w->committed)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                          "blob %s is already committed", w->blob_id);
+  return true;
+}
+
+/* Hands the buffered chunk (if any) to the backend. */
+static bool writer_flush(store_blob_writer_t *w, fzip_error_t *error) {
+  if (w->buf_len == 0)
+    return true;
+  if (!w->upload->vt->blob_upload_chunk(w->upload, w->next_chunk, w->buf, w->buf_len, error))
+    return false;
+  w->next_chunk++;
+  w->buf_len = 0;
+  return true;
 }
 
 bool store_blob_writer_write(store_blob_writer_t *w, const void *data, size_t len,
                              fzip_error_t *error) {
+  const uint8_t *p = data;
+
   if (!w || (len > 0 && !data))
     return invalid(error, "writer or data is NULL");
   if (len == 0)
     return true;
-  return w->vt->blob_writer_write(w, data, len, error);
+  if (!not_committed(w, error))
+    return false;
+  fzip_sha256_update(w->sha, data, len);
+  w->size += len;
+  while (len > 0) {
+    size_t take = STORE_BLOB_CHUNK - w->buf_len;
+    if (take > len)
+      take = len;
+    memcpy(w->buf + w->buf_len, p, take);
+    w->buf_len += take;
+    p += take;
+    len -= take;
+    if (w->buf_len == STORE_BLOB_CHUNK && !writer_flush(w, error))
+      return false;
+  }
+  return true;
 }
 
 bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
                               fzip_error_t *error) {
   if (!w)
     return invalid(error, "writer is NULL");
-  return w->vt->blob_writer_commit(w, info, error);
+  if (!not_committed(w, error) || !writer_flush(w, error))
+    return false;
+  /* Finalised once, so a commit retried after a failed one keeps the hash. */
+  if (!w->hashed) {
+    w->info.size = w->size;
+    fzip_sha256_final_hex(w->sha, w->info.sha256);
+    w->hashed = true;
+  }
+  if (!w->upload->vt->blob_upload_commit(w->upload, &w->info, error))
+    return false;
+  w->committed = true;
+  if (info)
+    *info = w->info;
+  return true;
 }
 
 void store_blob_writer_destroy(store_blob_writer_t *w) {
-  if (w)
-    w->vt->blob_writer_destroy(w);
+  if (!w)
+    return;
+  if (w->upload)
+    w->upload->vt->blob_upload_destroy(w->upload);
+  fzip_sha256_destroy(w->sha);
+  bson_free(w->buf);
+  bson_free(w);
 }
 
 bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,

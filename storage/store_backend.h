@@ -12,6 +12,7 @@
 #include "store.h"
 
 typedef struct store_vtable store_vtable_t;
+typedef struct store_blob_upload store_blob_upload_t;
 
 struct store {
   const store_vtable_t *vt;
@@ -23,7 +24,12 @@ struct store_cursor {
   const store_vtable_t *vt;
 };
 
-struct store_blob_writer {
+/* One blob being written, as a backend sees it.  The front (store.c) owns
+ * the public writer: it cuts the bytes into chunks and hashes them, once for
+ * every backend, and hands the backend chunks numbered 0, 1, 2, ... of
+ * STORE_BLOB_CHUNK bytes each (the last one shorter, never empty; an empty
+ * blob has none), then the size and sha256 to commit with. */
+struct store_blob_upload {
   const store_vtable_t *vt;
 };
 
@@ -77,13 +83,19 @@ struct store_vtable {
   bool (*job_list_expired)(store_job_t ***jobs, size_t *n_jobs, store_t *store, int64_t now_ms,
                            size_t max, fzip_error_t *error);
 
-  bool (*blob_writer_new)(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
+  /* Records an uncommitted blob; ALREADY_EXISTS if a committed one has
+   * that id.  chunk stores chunk n; commit makes the blob visible with the
+   * front's size and sha256 (ALREADY_EXISTS if another writer committed
+   * the id first, ABORTED if the reaper took the upload); destroy of an
+   * upload not committed discards what it wrote, best effort (what is
+   * left stays uncommitted for blob_reap_uncommitted). */
+  bool (*blob_upload_new)(store_blob_upload_t **out, store_t *store, store_bucket_t bucket,
                           const char *blob_id, fzip_error_t *error);
-  bool (*blob_writer_write)(store_blob_writer_t *w, const void *data, size_t len,
+  bool (*blob_upload_chunk)(store_blob_upload_t *u, int64_t n, const void *data, size_t len,
                             fzip_error_t *error);
-  bool (*blob_writer_commit)(store_blob_writer_t *w, store_blob_info_t *info,
+  bool (*blob_upload_commit)(store_blob_upload_t *u, const store_blob_info_t *info,
                              fzip_error_t *error);
-  void (*blob_writer_destroy)(store_blob_writer_t *w);
+  void (*blob_upload_destroy)(store_blob_upload_t *u);
   bool (*blob_reader_new)(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
                           const char *blob_id, uint64_t offset, fzip_error_t *error);
   bool (*blob_reader_read)(store_blob_reader_t *r, void *buf, size_t len, size_t *n,

@@ -2167,7 +2167,7 @@ done:
 /* ---- blobs ------------------------------------------------------------- */
 
 typedef struct {
-  store_blob_writer_t base;
+  store_blob_upload_t base;
   mstore_t *s;
   mongoc_client_t *client;
   mongoc_collection_t *files;
@@ -2175,13 +2175,8 @@ typedef struct {
   mongoc_collection_t *uploads;
   char blob_id[STORE_BLOB_ID_MAX + 1];
   char upload_id[FZIP_UUID_LEN + 1]; /* the files doc _id and chunks files_id */
-  uint8_t *buf;                      /* one chunk, STORE_BLOB_CHUNK bytes */
-  size_t buf_len;
-  int64_t next_n;
-  uint64_t size;
-  fzip_sha256_t *sha;
   bool committed;
-} mwriter_t;
+} mupload_t;
 
 static void collection_name(char *out, size_t cap, store_bucket_t bucket, const char *suffix) {
   snprintf(out, cap, "%s.%s", bucket_name(bucket), suffix);
@@ -2244,30 +2239,28 @@ static bool discard_upload(mstore_t *s, mongoc_collection_t *chunks,
   return true;
 }
 
-static void mongo_blob_writer_destroy(store_blob_writer_t *writer) {
-  mwriter_t *w = (mwriter_t *)writer;
+static void mongo_blob_upload_destroy(store_blob_upload_t *upload) {
+  mupload_t *u = (mupload_t *)upload;
   fzip_error_t err = {0};
-  if (!w)
+  if (!u)
     return;
-  if (!w->committed && w->client &&
-      !discard_upload(w->s, w->chunks, w->uploads, w->upload_id, &err))
+  if (!u->committed && u->client &&
+      !discard_upload(u->s, u->chunks, u->uploads, u->upload_id, &err))
     fzip_log(FZIP_LOG_WARN, "store", "abandoned upload left for the reaper", "upload",
-             w->upload_id, "error", err.message, NULL);
-  mongoc_collection_destroy(w->files);
-  mongoc_collection_destroy(w->chunks);
-  mongoc_collection_destroy(w->uploads);
-  if (w->client)
-    mongoc_client_pool_push(w->s->pool, w->client);
-  fzip_sha256_destroy(w->sha);
-  bson_free(w->buf);
-  bson_free(w);
+             u->upload_id, "error", err.message, NULL);
+  mongoc_collection_destroy(u->files);
+  mongoc_collection_destroy(u->chunks);
+  mongoc_collection_destroy(u->uploads);
+  if (u->client)
+    mongoc_client_pool_push(u->s->pool, u->client);
+  bson_free(u);
 }
 
-static bool mongo_blob_writer_new(store_blob_writer_t **out, store_t *store,
+static bool mongo_blob_upload_new(store_blob_upload_t **out, store_t *store,
                                   store_bucket_t bucket, const char *blob_id,
                                   fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
-  mwriter_t *w = NULL;
+  mupload_t *u = NULL;
   bson_t *existing = NULL;
   bson_t *record = NULL;
   bool ok = false;
@@ -2280,35 +2273,29 @@ static bool mongo_blob_writer_new(store_blob_writer_t **out, store_t *store,
                    blob_id);
     goto done;
   }
-  w = bson_malloc0(sizeof *w);
-  w->base.vt = &mongo_vtable;
-  w->s = s;
-  snprintf(w->blob_id, sizeof w->blob_id, "%s", blob_id);
-  w->buf = bson_malloc(STORE_BLOB_CHUNK);
-  w->sha = fzip_sha256_new();
-  if (!w->sha) {
-    fail_oom(error);
+  u = bson_malloc0(sizeof *u);
+  u->base.vt = &mongo_vtable;
+  u->s = s;
+  snprintf(u->blob_id, sizeof u->blob_id, "%s", blob_id);
+  if (!fzip_uuid_v4(u->upload_id, error))
     goto done;
-  }
-  if (!fzip_uuid_v4(w->upload_id, error))
-    goto done;
-  w->client = mongoc_client_pool_pop(s->pool);
-  w->files = bucket_collection(w->client, s, bucket, "files");
-  w->chunks = bucket_collection(w->client, s, bucket, "chunks");
-  w->uploads = mongoc_client_get_collection(w->client, s->db, MONGO_UPLOADS);
+  u->client = mongoc_client_pool_pop(s->pool);
+  u->files = bucket_collection(u->client, s, bucket, "files");
+  u->chunks = bucket_collection(u->client, s, bucket, "chunks");
+  u->uploads = mongoc_client_get_collection(u->client, s->db, MONGO_UPLOADS);
   /* Recorded before the first chunk so a crash leaves a trace to reap. */
-  record = BCON_NEW("_id", BCON_UTF8(w->upload_id), "bucket", BCON_UTF8(bucket_name(bucket)),
+  record = BCON_NEW("_id", BCON_UTF8(u->upload_id), "bucket", BCON_UTF8(bucket_name(bucket)),
                     "blobId", BCON_UTF8(blob_id), "state", BCON_UTF8(UPLOAD_UPLOADING),
                     "startedAt", BCON_INT64(fzip_now_ms()));
-  if (!insert_doc(s, w->uploads, record, "recording upload", error))
+  if (!insert_doc(s, u->uploads, record, "recording upload", error))
     goto done;
-  *out = &w->base;
-  w = NULL;
+  *out = &u->base;
+  u = NULL;
   ok = true;
 done:
   bson_destroy(existing);
   bson_destroy(record);
-  mongo_blob_writer_destroy((store_blob_writer_t *)w);
+  mongo_blob_upload_destroy((store_blob_upload_t *)u);
   return ok;
 }
 
@@ -2325,98 +2312,61 @@ static bool upload_move(bool *moved, mstore_t *s, const char *id, const char *fr
   return ok;
 }
 
-static bool flush_chunk(mwriter_t *w, fzip_error_t *error) {
+static bool mongo_blob_upload_chunk(store_blob_upload_t *upload, int64_t n, const void *data,
+                                    size_t len, fzip_error_t *error) {
+  mupload_t *u = (mupload_t *)upload;
   char id[MONGO_CHUNK_ID_MAX];
   bson_t doc = BSON_INITIALIZER;
   bool ok;
 
-  chunk_id(id, w->upload_id, w->next_n);
+  chunk_id(id, u->upload_id, n);
   BSON_APPEND_UTF8(&doc, "_id", id);
-  BSON_APPEND_UTF8(&doc, "files_id", w->upload_id);
-  BSON_APPEND_INT64(&doc, "n", w->next_n);
-  BSON_APPEND_BINARY(&doc, "data", BSON_SUBTYPE_BINARY, w->buf, (uint32_t)w->buf_len);
-  ok = insert_doc(w->s, w->chunks, &doc, "writing blob chunk", error);
+  BSON_APPEND_UTF8(&doc, "files_id", u->upload_id);
+  BSON_APPEND_INT64(&doc, "n", n);
+  BSON_APPEND_BINARY(&doc, "data", BSON_SUBTYPE_BINARY, data, (uint32_t)len);
+  ok = insert_doc(u->s, u->chunks, &doc, "writing blob chunk", error);
   bson_destroy(&doc);
-  if (!ok)
-    return false;
-  w->next_n++;
-  w->buf_len = 0;
-  return true;
-}
-
-static bool mongo_blob_writer_write(store_blob_writer_t *writer, const void *data, size_t len,
-                                    fzip_error_t *error) {
-  mwriter_t *w = (mwriter_t *)writer;
-  const uint8_t *p = data;
-
-  if (w->committed)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
-                          "blob %s already committed", w->blob_id);
-  fzip_sha256_update(w->sha, data, len);
-  w->size += len;
-  while (len > 0) {
-    size_t take = STORE_BLOB_CHUNK - w->buf_len;
-    if (take > len)
-      take = len;
-    memcpy(w->buf + w->buf_len, p, take);
-    w->buf_len += take;
-    p += take;
-    len -= take;
-    if (w->buf_len == STORE_BLOB_CHUNK && !flush_chunk(w, error))
-      return false;
-  }
-  return true;
+  return ok;
 }
 
 /* The files document is inserted last and in one write: that insert is
  * the commit, so readers never see a partial blob.  The unique index on
  * filename makes a concurrent second commit fail with ALREADY_EXISTS. */
-static bool mongo_blob_writer_commit(store_blob_writer_t *writer, store_blob_info_t *info,
+static bool mongo_blob_upload_commit(store_blob_upload_t *upload, const store_blob_info_t *info,
                                      fzip_error_t *error) {
-  mwriter_t *w = (mwriter_t *)writer;
-  char sha[FZIP_SHA256_HEX_LEN + 1];
+  mupload_t *u = (mupload_t *)upload;
   bson_t doc = BSON_INITIALIZER, meta, q = BSON_INITIALIZER;
   bson_error_t berr;
   bool ok = false, mine = false;
 
-  if (w->committed)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
-                          "blob %s already committed", w->blob_id);
-  if (w->buf_len > 0 && !flush_chunk(w, error))
-    goto done;
-  if (!upload_move(&mine, w->s, w->upload_id, UPLOAD_UPLOADING, UPLOAD_COMMITTING, error))
+  if (!upload_move(&mine, u->s, u->upload_id, UPLOAD_UPLOADING, UPLOAD_COMMITTING, error))
     goto done;
   if (!mine) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
-                   "upload of blob %s was reaped as abandoned", w->blob_id);
+                   "upload of blob %s was reaped as abandoned", u->blob_id);
     goto done;
   }
-  fzip_sha256_final_hex(w->sha, sha);
-  BSON_APPEND_UTF8(&doc, "_id", w->upload_id);
-  BSON_APPEND_INT64(&doc, "length", (int64_t)w->size);
+  BSON_APPEND_UTF8(&doc, "_id", u->upload_id);
+  BSON_APPEND_INT64(&doc, "length", (int64_t)info->size);
   BSON_APPEND_INT32(&doc, "chunkSize", STORE_BLOB_CHUNK);
   BSON_APPEND_DATE_TIME(&doc, "uploadDate", fzip_now_ms());
-  BSON_APPEND_UTF8(&doc, "filename", w->blob_id);
+  BSON_APPEND_UTF8(&doc, "filename", u->blob_id);
   bson_append_document_begin(&doc, "metadata", -1, &meta);
-  BSON_APPEND_INT64(&meta, "size", (int64_t)w->size);
-  BSON_APPEND_UTF8(&meta, "sha256", sha);
+  BSON_APPEND_INT64(&meta, "size", (int64_t)info->size);
+  BSON_APPEND_UTF8(&meta, "sha256", info->sha256);
   bson_append_document_end(&doc, &meta);
-  if (!insert_doc(w->s, w->files, &doc, "committing blob", error)) {
+  if (!insert_doc(u->s, u->files, &doc, "committing blob", error)) {
     if (error && error->code == FZIP_ERR_ALREADY_EXISTS)
       fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
-                     "blob %s already exists", w->blob_id);
+                     "blob %s already exists", u->blob_id);
     goto done;
   }
-  w->committed = true;
+  u->committed = true;
   /* A leftover record is harmless: the reaper skips committed uploads. */
-  BSON_APPEND_UTF8(&q, "_id", w->upload_id);
-  if (!mongoc_collection_delete_one(w->uploads, &q, NULL, NULL, &berr))
-    fzip_log(FZIP_LOG_WARN, "store", "upload record not removed", "upload", w->upload_id,
+  BSON_APPEND_UTF8(&q, "_id", u->upload_id);
+  if (!mongoc_collection_delete_one(u->uploads, &q, NULL, NULL, &berr))
+    fzip_log(FZIP_LOG_WARN, "store", "upload record not removed", "upload", u->upload_id,
              "error", berr.message, NULL);
-  if (info) {
-    info->size = w->size;
-    memcpy(info->sha256, sha, sizeof sha);
-  }
   ok = true;
 done:
   bson_destroy(&doc);
@@ -2772,10 +2722,10 @@ static const store_vtable_t mongo_vtable = {
     .job_claim = mongo_job_claim,
     .job_renew = mongo_job_renew,
     .job_list_expired = mongo_job_list_expired,
-    .blob_writer_new = mongo_blob_writer_new,
-    .blob_writer_write = mongo_blob_writer_write,
-    .blob_writer_commit = mongo_blob_writer_commit,
-    .blob_writer_destroy = mongo_blob_writer_destroy,
+    .blob_upload_new = mongo_blob_upload_new,
+    .blob_upload_chunk = mongo_blob_upload_chunk,
+    .blob_upload_commit = mongo_blob_upload_commit,
+    .blob_upload_destroy = mongo_blob_upload_destroy,
     .blob_reader_new = mongo_blob_reader_new,
     .blob_reader_read = mongo_blob_reader_read,
     .blob_reader_destroy = mongo_blob_reader_destroy,

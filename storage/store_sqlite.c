@@ -1861,21 +1861,16 @@ static bool op_blob_delete_key(sqlite3 *db, void *vctx, fzip_error_t *error) {
          sq_exec(db, "COMMIT", error);
 }
 
-/* ---- blobs: writer ------------------------------------------------------- */
+/* ---- blobs: upload ------------------------------------------------------- */
 
 typedef struct {
-  store_blob_writer_t base;
+  store_blob_upload_t base;
   sq_store_t *s;
   store_bucket_t bucket;
   char *blob_id;
   int64_t key;
-  uint8_t *buf; /* the chunk being filled, STORE_BLOB_CHUNK bytes */
-  size_t buf_len;
-  int64_t next_chunk;
-  uint64_t size;
-  fzip_sha256_t *sha;
   bool committed;
-} sq_writer_t;
+} sq_upload_t;
 
 static bool op_blob_start(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
@@ -1906,41 +1901,33 @@ done:
   return ok;
 }
 
-static void sq_writer_destroy(store_blob_writer_t *writer) {
-  sq_writer_t *w = (sq_writer_t *)writer;
-  if (w->key && !w->committed) {
+static void sq_upload_destroy(store_blob_upload_t *upload) {
+  sq_upload_t *u = (sq_upload_t *)upload;
+  if (u->key && !u->committed) {
     /* Best effort: what fails here is left uncommitted for the reaper. */
-    sq_blob_ctx_t ctx = {.key = w->key};
+    sq_blob_ctx_t ctx = {.key = u->key};
     fzip_error_t ignored = {0};
-    sq_run(w->s, op_blob_delete_key, &ctx, &ignored);
+    sq_run(u->s, op_blob_delete_key, &ctx, &ignored);
   }
-  fzip_sha256_destroy(w->sha);
-  bson_free(w->buf);
-  bson_free(w->blob_id);
-  bson_free(w);
+  bson_free(u->blob_id);
+  bson_free(u);
 }
 
-static bool sq_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
+static bool sq_upload_new(store_blob_upload_t **out, store_t *store, store_bucket_t bucket,
                           const char *blob_id, fzip_error_t *error) {
-  sq_writer_t *w = bson_malloc0(sizeof *w);
+  sq_upload_t *u = bson_malloc0(sizeof *u);
   sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id, .now_ms = fzip_now_ms()};
 
-  w->base.vt = &sq_vtable;
-  w->s = (sq_store_t *)store;
-  w->bucket = bucket;
-  w->blob_id = bson_strdup(blob_id);
-  w->buf = bson_malloc(STORE_BLOB_CHUNK);
-  w->sha = fzip_sha256_new();
-  if (!w->sha) {
-    sq_writer_destroy(&w->base);
-    return fzip_error_oom(error, "sha256");
-  }
-  if (!sq_run(w->s, op_blob_start, &ctx, error)) {
-    sq_writer_destroy(&w->base);
+  u->base.vt = &sq_vtable;
+  u->s = (sq_store_t *)store;
+  u->bucket = bucket;
+  u->blob_id = bson_strdup(blob_id);
+  if (!sq_run(u->s, op_blob_start, &ctx, error)) {
+    sq_upload_destroy(&u->base);
     return false;
   }
-  w->key = ctx.key;
-  *out = &w->base;
+  u->key = ctx.key;
+  *out = &u->base;
   return true;
 }
 
@@ -1972,39 +1959,11 @@ done:
   return ok;
 }
 
-static bool sq_writer_flush(sq_writer_t *w, fzip_error_t *error) {
-  sq_blob_ctx_t ctx = {.key = w->key, .n = w->next_chunk, .data = w->buf, .len = w->buf_len};
-  if (w->buf_len == 0)
-    return true;
-  if (!sq_run(w->s, op_blob_chunk, &ctx, error))
-    return false;
-  w->next_chunk++;
-  w->buf_len = 0;
-  return true;
-}
-
-static bool sq_writer_write(store_blob_writer_t *writer, const void *data, size_t len,
-                            fzip_error_t *error) {
-  sq_writer_t *w = (sq_writer_t *)writer;
-  const uint8_t *p = data;
-
-  if (w->committed)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
-                          "blob %s is already committed", w->blob_id);
-  fzip_sha256_update(w->sha, data, len);
-  w->size += len;
-  while (len > 0) {
-    size_t take = STORE_BLOB_CHUNK - w->buf_len;
-    if (take > len)
-      take = len;
-    memcpy(w->buf + w->buf_len, p, take);
-    w->buf_len += take;
-    p += take;
-    len -= take;
-    if (w->buf_len == STORE_BLOB_CHUNK && !sq_writer_flush(w, error))
-      return false;
-  }
-  return true;
+static bool sq_upload_chunk(store_blob_upload_t *upload, int64_t n, const void *data,
+                            size_t len, fzip_error_t *error) {
+  sq_upload_t *u = (sq_upload_t *)upload;
+  sq_blob_ctx_t ctx = {.key = u->key, .n = n, .data = data, .len = len};
+  return sq_run(u->s, op_blob_chunk, &ctx, error);
 }
 
 static bool op_blob_commit(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -2041,24 +2000,14 @@ done:
   return ok;
 }
 
-static bool sq_writer_commit(store_blob_writer_t *writer, store_blob_info_t *info,
+static bool sq_upload_commit(store_blob_upload_t *upload, const store_blob_info_t *info,
                              fzip_error_t *error) {
-  sq_writer_t *w = (sq_writer_t *)writer;
-  sq_blob_ctx_t ctx = {.bucket = w->bucket, .blob_id = w->blob_id, .key = w->key};
+  sq_upload_t *u = (sq_upload_t *)upload;
+  sq_blob_ctx_t ctx = {.bucket = u->bucket, .blob_id = u->blob_id, .key = u->key, .info = *info};
 
-  if (w->committed)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
-                          "blob %s is already committed", w->blob_id);
-  if (!sq_writer_flush(w, error))
+  if (!sq_run(u->s, op_blob_commit, &ctx, error))
     return false;
-  ctx.info.size = w->size;
-  fzip_sha256_final_hex(w->sha, ctx.info.sha256);
-  fzip_sha256_reset(w->sha);
-  if (!sq_run(w->s, op_blob_commit, &ctx, error))
-    return false;
-  w->committed = true;
-  if (info)
-    *info = ctx.info;
+  u->committed = true;
   return true;
 }
 
@@ -2257,10 +2206,10 @@ static const store_vtable_t sq_vtable = {
     .job_claim = sq_job_claim,
     .job_renew = sq_job_renew,
     .job_list_expired = sq_job_list_expired,
-    .blob_writer_new = sq_writer_new,
-    .blob_writer_write = sq_writer_write,
-    .blob_writer_commit = sq_writer_commit,
-    .blob_writer_destroy = sq_writer_destroy,
+    .blob_upload_new = sq_upload_new,
+    .blob_upload_chunk = sq_upload_chunk,
+    .blob_upload_commit = sq_upload_commit,
+    .blob_upload_destroy = sq_upload_destroy,
     .blob_reader_new = sq_reader_new,
     .blob_reader_read = sq_reader_read,
     .blob_reader_destroy = sq_reader_destroy,
