@@ -10,7 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_LINE_MAX 4096
+/* Kept free at the end of the buffer for the closing "}\n". */
+#define LOG_CLOSE_RESERVE 8
+/* A string stops taking characters this close to the end: room for its
+ * last escape (6 bytes), the "..." and the closing quote. */
+#define LOG_CUT_MARGIN 32
 
 static atomic_int log_level = FZIP_LOG_INFO;
 
@@ -30,23 +34,25 @@ bool fzip_log_level_parse(fzip_log_level_t *out, const char *s) {
 }
 
 typedef struct {
-  char buf[LOG_LINE_MAX];
+  char buf[FZIP_LOG_LINE_MAX];
   size_t len;
 } line_t;
 
 static void put_raw(line_t *l, const char *s, size_t n) {
-  size_t room = sizeof l->buf - 8 - l->len; /* keep room for the closing "}\n" */
+  size_t room = sizeof l->buf - LOG_CLOSE_RESERVE - l->len;
   if (n > room)
     n = room;
   memcpy(l->buf + l->len, s, n);
   l->len += n;
 }
 
+static bool line_full(const line_t *l) { return l->len > sizeof l->buf - LOG_CUT_MARGIN; }
+
 static void put_str(line_t *l, const char *s) {
   static const char hex[] = "0123456789abcdef";
   put_raw(l, "\"", 1);
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    if (l->len > sizeof l->buf - 32) {
+    if (line_full(l)) {
       put_raw(l, "...", 3);
       break;
     }
@@ -90,7 +96,8 @@ void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ..
   for (;;) {
     const char *key = va_arg(ap, const char *);
     const char *val;
-    if (!key)
+    /* A full line drops the pairs left: half a pair would not be JSON. */
+    if (!key || line_full(&l))
       break;
     val = va_arg(ap, const char *);
     put_raw(&l, ",", 1);

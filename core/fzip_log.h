@@ -12,6 +12,11 @@
 
 #include <stdbool.h>
 
+/* Longest line written, newline included: a longer value is cut with
+ * "...", and pairs that no longer fit are dropped, so a line is always one
+ * whole JSON object and one write(2). */
+#define FZIP_LOG_LINE_MAX 4096
+
 typedef enum { FZIP_LOG_DEBUG = 0, FZIP_LOG_INFO, FZIP_LOG_WARN, FZIP_LOG_ERROR } fzip_log_level_t;
 
 void fzip_log_set_level(fzip_log_level_t level);

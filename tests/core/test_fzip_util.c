@@ -1,0 +1,163 @@
+/* core/fzip_util: clocks, UUIDs, SHA-256 (one-shot and incremental, known
+ * vectors), bounded string copy and the small-file reader's limits. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fzip_test.h"
+#include "fzip_util.h"
+
+/* FIPS 180-2 vectors. */
+#define SHA256_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define SHA256_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+/* 2020-01-01T00:00:00Z: any wall clock this code runs under is later. */
+#define SOME_PAST_EPOCH_MS 1577836800000LL
+#define UUIDS_COMPARED 64
+#define SMALL_FILE_MAX 16
+
+static char tmpdir[] = "/tmp/fzip-core-util-XXXXXX";
+
+static void test_wall_clock_is_epoch_milliseconds_and_monotonic_never_goes_back(void) {
+  int64_t a = fzip_monotonic_ms();
+  int64_t now = fzip_now_ms();
+  int64_t b = fzip_monotonic_ms();
+  CHECK(now > SOME_PAST_EPOCH_MS);
+  CHECK(b >= a);
+}
+
+static void test_uuid_is_version_4_lowercase_with_dashes_and_never_repeats(void) {
+  char ids[UUIDS_COMPARED][FZIP_UUID_LEN + 1];
+  fzip_error_t err = {0};
+  for (int i = 0; i < UUIDS_COMPARED; i++) {
+    char *u = ids[i];
+    CHECK_OK(fzip_uuid_v4(u, &err), err);
+    CHECK(strlen(u) == FZIP_UUID_LEN);
+    for (int j = 0; j < FZIP_UUID_LEN; j++) {
+      if (j == 8 || j == 13 || j == 18 || j == 23)
+        CHECK(u[j] == '-');
+      else
+        CHECK(strchr("0123456789abcdef", u[j]) != NULL);
+    }
+    CHECK(u[14] == '4');               /* version */
+    CHECK(strchr("89ab", u[19]) != NULL); /* RFC 4122 variant */
+    for (int k = 0; k < i; k++)
+      CHECK(strcmp(ids[k], u) != 0);
+  }
+}
+
+static void test_sha256_one_shot_matches_the_standard_vectors(void) {
+  char hex[FZIP_SHA256_HEX_LEN + 1];
+  fzip_sha256_hex(hex, "", 0);
+  CHECK(strcmp(hex, SHA256_EMPTY) == 0);
+  fzip_sha256_hex(hex, "abc", 3);
+  CHECK(strcmp(hex, SHA256_ABC) == 0);
+}
+
+static void test_sha256_in_pieces_equals_one_shot_and_reset_starts_over(void) {
+  char hex[FZIP_SHA256_HEX_LEN + 1];
+  fzip_sha256_t *h = fzip_sha256_new();
+  CHECK(h != NULL);
+  fzip_sha256_update(h, "a", 1);
+  fzip_sha256_update(h, NULL, 0);
+  fzip_sha256_update(h, "bc", 2);
+  fzip_sha256_final_hex(h, hex);
+  bool pieces_ok = strcmp(hex, SHA256_ABC) == 0;
+  fzip_sha256_reset(h);
+  fzip_sha256_final_hex(h, hex);
+  bool reset_ok = strcmp(hex, SHA256_EMPTY) == 0;
+  fzip_sha256_destroy(h);
+  fzip_sha256_destroy(NULL);
+  CHECK(pieces_ok);
+  CHECK(reset_ok);
+}
+
+static void test_strndup_copies_at_most_max_bytes_and_passes_null_through(void) {
+  char *s = fzip_strndup("abcdef", 3);
+  CHECK(s != NULL);
+  bool ok = strcmp(s, "abc") == 0;
+  free(s);
+  CHECK(ok);
+  CHECK(fzip_strndup(NULL, 3) == NULL);
+}
+
+static bool write_file(const char *path, const char *data, size_t len) {
+  FILE *f = fopen(path, "wb");
+  bool ok = f && fwrite(data, 1, len, f) == len;
+  if (f)
+    ok = (fclose(f) == 0) && ok;
+  return ok;
+}
+
+static void test_small_file_of_exactly_max_bytes_is_read_whole_and_terminated(void) {
+  char path[sizeof tmpdir + 16];
+  char *buf = NULL;
+  size_t len = 0;
+  fzip_error_t err = {0};
+  snprintf(path, sizeof path, "%s/exact", tmpdir);
+  CHECK(write_file(path, "0123456789abcdef", SMALL_FILE_MAX));
+  CHECK_OK(fzip_read_small_file(&buf, &len, path, SMALL_FILE_MAX, &err), err);
+  bool ok = len == SMALL_FILE_MAX && strcmp(buf, "0123456789abcdef") == 0;
+  free(buf);
+  CHECK(ok);
+}
+
+static void test_small_file_one_byte_over_max_is_refused_naming_file_and_limit(void) {
+  char path[sizeof tmpdir + 16];
+  char *buf = NULL;
+  fzip_error_t err = {0};
+  snprintf(path, sizeof path, "%s/over", tmpdir);
+  CHECK(write_file(path, "0123456789abcdefX", SMALL_FILE_MAX + 1));
+  CHECK_FAILS(fzip_read_small_file(&buf, NULL, path, SMALL_FILE_MAX, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(buf == NULL);
+  CHECK(err.domain == FZIP_DOMAIN_CONFIG);
+  CHECK(strstr(err.message, path) != NULL && strstr(err.message, "16 bytes") != NULL);
+}
+
+static void test_missing_small_file_is_invalid_argument_naming_it(void) {
+  char path[sizeof tmpdir + 16];
+  char *buf = NULL;
+  fzip_error_t err = {0};
+  snprintf(path, sizeof path, "%s/absent", tmpdir);
+  CHECK_FAILS(fzip_read_small_file(&buf, NULL, path, SMALL_FILE_MAX, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(buf == NULL && strstr(err.message, path) != NULL);
+}
+
+static void test_empty_small_file_reads_as_an_empty_string(void) {
+  char path[sizeof tmpdir + 16];
+  char *buf = NULL;
+  size_t len = 1;
+  fzip_error_t err = {0};
+  snprintf(path, sizeof path, "%s/empty", tmpdir);
+  CHECK(write_file(path, "", 0));
+  CHECK_OK(fzip_read_small_file(&buf, &len, path, SMALL_FILE_MAX, &err), err);
+  bool ok = len == 0 && buf && buf[0] == '\0';
+  free(buf);
+  CHECK(ok);
+}
+
+int main(void) {
+  char cmd[sizeof tmpdir + 16];
+  int rc;
+  if (!mkdtemp(tmpdir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  RUN(test_wall_clock_is_epoch_milliseconds_and_monotonic_never_goes_back);
+  RUN(test_uuid_is_version_4_lowercase_with_dashes_and_never_repeats);
+  RUN(test_sha256_one_shot_matches_the_standard_vectors);
+  RUN(test_sha256_in_pieces_equals_one_shot_and_reset_starts_over);
+  RUN(test_strndup_copies_at_most_max_bytes_and_passes_null_through);
+  RUN(test_small_file_of_exactly_max_bytes_is_read_whole_and_terminated);
+  RUN(test_small_file_one_byte_over_max_is_refused_naming_file_and_limit);
+  RUN(test_missing_small_file_is_invalid_argument_naming_it);
+  RUN(test_empty_small_file_reads_as_an_empty_string);
+  rc = fzip_test_summary();
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", tmpdir);
+  return rc;
+}
