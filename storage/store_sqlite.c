@@ -291,6 +291,24 @@ static bool sq_run(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *error) {
   }
 }
 
+typedef struct {
+  sq_op_fn fn;
+  void *ctx;
+} sq_txn_t;
+
+static bool op_in_txn(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_txn_t *txn = vctx;
+  return sq_exec(db, "BEGIN IMMEDIATE", error) && txn->fn(db, txn->ctx, error) &&
+         sq_exec(db, "COMMIT", error);
+}
+
+/* sq_run with `fn` inside one BEGIN IMMEDIATE ... COMMIT, for writes that
+ * must be all-or-nothing (sq_run rolls a failed one back and retries it). */
+static bool sq_run_txn(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *error) {
+  sq_txn_t txn = {fn, ctx};
+  return sq_run(s, op_in_txn, &txn, error);
+}
+
 bool store_sqlite_open(store_t **out, const store_options_t *options, const char *path,
                        fzip_error_t *error) {
   sq_store_t *s = bson_malloc0(sizeof *s);
@@ -796,8 +814,7 @@ static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool ok = false;
 
   memset(&ctx->result, 0, sizeof ctx->result);
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error) ||
-      !sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error) ||
+  if (!sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error) ||
       !sq_prepare(&insert, db,
                   "INSERT INTO entities(user_id, kind, entity_id, account_id, date, doc, tag)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -834,7 +851,7 @@ static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
     else
       ctx->result.inserted++;
   }
-  ok = sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   sqlite3_finalize(exists);
   sqlite3_finalize(insert);
@@ -843,12 +860,13 @@ done:
   return ok;
 }
 
-static bool sq_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
-                                const bson_t *const *docs, const char *const *ids, size_t n,
-                                store_write_mode_t mode, store_write_result_t *result,
-                                fzip_error_t *error) {
-  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, NULL, {0, 0, 0}};
-  if (!sq_run((sq_store_t *)store, op_put_batch, &ctx, error))
+/* Plain and tagged writes alike; tag is NULL for a plain one. */
+static bool sq_put(store_t *store, const char *user_id, fzip_kind_t kind,
+                   const bson_t *const *docs, const char *const *ids, size_t n,
+                   store_write_mode_t mode, const char *tag, store_write_result_t *result,
+                   fzip_error_t *error) {
+  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, tag, {0, 0, 0}};
+  if (!sq_run_txn((sq_store_t *)store, op_put_batch, &ctx, error))
     return false;
   if (result) {
     result->inserted += ctx.result.inserted;
@@ -858,14 +876,20 @@ static bool sq_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t
   return true;
 }
 
+static bool sq_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
+                                const bson_t *const *docs, const char *const *ids, size_t n,
+                                store_write_mode_t mode, store_write_result_t *result,
+                                fzip_error_t *error) {
+  return sq_put(store, user_id, kind, docs, ids, n, mode, NULL, result, error);
+}
+
 static bool op_delete_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
   bool ok = false;
 
   ctx->deleted = 0;
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error) ||
-      !sq_prepare(&stmt, db,
+  if (!sq_prepare(&stmt, db,
                   "DELETE FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
                   error))
     goto done;
@@ -878,7 +902,7 @@ static bool op_delete_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
       goto done;
     ctx->deleted += (uint64_t)sqlite3_changes(db);
   }
-  ok = sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   sqlite3_finalize(stmt);
   return ok;
@@ -888,7 +912,7 @@ static bool sq_entity_delete_many(uint64_t *deleted, store_t *store, const char 
                                   fzip_kind_t kind, const char *const *ids, size_t n,
                                   fzip_error_t *error) {
   sq_ids_ctx_t ctx = {user_id, (int)kind, ids, n, NULL, 0};
-  if (!sq_run((sq_store_t *)store, op_delete_many, &ctx, error))
+  if (!sq_run_txn((sq_store_t *)store, op_delete_many, &ctx, error))
     return false;
   if (deleted)
     *deleted = ctx.deleted;
@@ -929,15 +953,7 @@ static bool sq_entity_put_batch_tagged(store_t *store, const char *user_id, fzip
                                        const bson_t *const *docs, const char *const *ids,
                                        size_t n, store_write_mode_t mode, const char *tag,
                                        store_write_result_t *result, fzip_error_t *error) {
-  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, tag, {0, 0, 0}};
-  if (!sq_run((sq_store_t *)store, op_put_batch, &ctx, error))
-    return false;
-  if (result) {
-    result->inserted += ctx.result.inserted;
-    result->replaced += ctx.result.replaced;
-    result->skipped += ctx.result.skipped;
-  }
-  return true;
+  return sq_put(store, user_id, kind, docs, ids, n, mode, tag, result, error);
 }
 
 #define SQ_IMPORT_PAGE 128 /* documents visited and settled per transaction */
@@ -1063,8 +1079,6 @@ static bool op_import_undo(sqlite3 *db, void *vctx, fzip_error_t *error) {
 
   im->changed = 0;
   im->restored = 0;
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error))
-    return false;
   for (int k = 0; k < 4; k++) {
     if (!sq_prepare(&st[k], db, sql[k], error))
       goto done;
@@ -1073,7 +1087,7 @@ static bool op_import_undo(sqlite3 *db, void *vctx, fzip_error_t *error) {
     if (!sq_undo_one(db, st, im, i, error))
       goto done;
   }
-  ok = sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   for (int k = 0; k < 4; k++)
     sqlite3_finalize(st[k]);
@@ -1086,8 +1100,7 @@ static bool op_stash_forget(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool ok = false;
 
   im->changed = 0;
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error) ||
-      !sq_prepare(&stmt, db,
+  if (!sq_prepare(&stmt, db,
                   "DELETE FROM stash WHERE user_id = ?1 AND tag = ?2 AND kind = ?3"
                   " AND entity_id = ?4",
                   error))
@@ -1102,7 +1115,7 @@ static bool op_stash_forget(sqlite3 *db, void *vctx, fzip_error_t *error) {
       goto done;
     im->changed += (uint64_t)sqlite3_changes(db);
   }
-  ok = sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   sqlite3_finalize(stmt);
   return ok;
@@ -1149,7 +1162,8 @@ static bool sq_import_rollback(store_rollback_stats_t *stats, store_t *store, co
         goto done;
       if (im->n == 0)
         break;
-      if (!sq_visit_page(im, visit, visit_ctx, error) || !sq_run(s, op_import_undo, im, error))
+      if (!sq_visit_page(im, visit, visit_ctx, error) ||
+          !sq_run_txn(s, op_import_undo, im, error))
         goto done;
       stats->deleted += im->changed;
       stats->restored += im->restored;
@@ -1179,7 +1193,8 @@ static bool sq_import_commit(uint64_t *forgotten, store_t *store, const char *us
       goto done;
     if (im->n == 0)
       break;
-    if (!sq_visit_page(im, visit, visit_ctx, error) || !sq_run(s, op_stash_forget, im, error))
+    if (!sq_visit_page(im, visit, visit_ctx, error) ||
+        !sq_run_txn(s, op_stash_forget, im, error))
       goto done;
     *forgotten += im->changed;
     im->after_kind = im->kinds[im->n - 1];
@@ -1227,14 +1242,12 @@ static bool sq_exec_user_tag(sqlite3 *db, const char *sql, const sq_pending_ctx_
 
 static bool op_import_begin(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_pending_ctx_t *ctx = vctx;
-  return sq_exec(db, "BEGIN IMMEDIATE", error) &&
-         sq_exec_user_tag(db, "INSERT OR IGNORE INTO import_pending(user_id, tag) VALUES (?1, ?2)",
+  return sq_exec_user_tag(db, "INSERT OR IGNORE INTO import_pending(user_id, tag) VALUES (?1, ?2)",
                           ctx, error) &&
          sq_exec_user_tag(db,
                           "INSERT OR IGNORE INTO import_reserve(user_id, tag, pad)"
                           " VALUES (?1, ?2, zeroblob(?3))",
-                          ctx, error) &&
-         sq_exec(db, "COMMIT", error);
+                          ctx, error);
 }
 
 /* The flip: one row deleted, in a transaction of its own. */
@@ -1309,7 +1322,7 @@ done:
 static bool sq_import_begin(store_t *store, const char *user_id, const char *tag,
                             fzip_error_t *error) {
   sq_pending_ctx_t ctx = {.user_id = user_id, .tag = tag};
-  return sq_run((sq_store_t *)store, op_import_begin, &ctx, error);
+  return sq_run_txn((sq_store_t *)store, op_import_begin, &ctx, error);
 }
 
 static bool sq_import_end(store_t *store, const char *user_id, const char *tag,
@@ -1857,8 +1870,7 @@ static bool sq_delete_key(sqlite3 *db, int64_t key, fzip_error_t *error) {
 
 static bool op_blob_delete_key(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
-  return sq_exec(db, "BEGIN IMMEDIATE", error) && sq_delete_key(db, ctx->key, error) &&
-         sq_exec(db, "COMMIT", error);
+  return sq_delete_key(db, ctx->key, error);
 }
 
 /* ---- blobs: upload ------------------------------------------------------- */
@@ -1877,7 +1889,7 @@ static bool op_blob_start(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool found = false, ok = false;
 
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error) || !sq_find_committed(&found, ctx, db, error))
+  if (!sq_find_committed(&found, ctx, db, error))
     goto done;
   if (found) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
@@ -1895,7 +1907,7 @@ static bool op_blob_start(sqlite3 *db, void *vctx, fzip_error_t *error) {
   if (!sq_step_done(stmt, db, "starting blob", error))
     goto done;
   ctx->key = sqlite3_last_insert_rowid(db);
-  ok = sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   sqlite3_finalize(stmt);
   return ok;
@@ -1907,7 +1919,7 @@ static void sq_upload_destroy(store_blob_upload_t *upload) {
     /* Best effort: what fails here is left uncommitted for the reaper. */
     sq_blob_ctx_t ctx = {.key = u->key};
     fzip_error_t ignored = {0};
-    sq_run(u->s, op_blob_delete_key, &ctx, &ignored);
+    sq_run_txn(u->s, op_blob_delete_key, &ctx, &ignored);
   }
   bson_free(u->blob_id);
   bson_free(u);
@@ -1922,7 +1934,7 @@ static bool sq_upload_new(store_blob_upload_t **out, store_t *store, store_bucke
   u->s = (sq_store_t *)store;
   u->bucket = bucket;
   u->blob_id = bson_strdup(blob_id);
-  if (!sq_run(u->s, op_blob_start, &ctx, error)) {
+  if (!sq_run_txn(u->s, op_blob_start, &ctx, error)) {
     sq_upload_destroy(&u->base);
     return false;
   }
@@ -1972,7 +1984,7 @@ static bool op_blob_commit(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t other = {.bucket = ctx->bucket, .blob_id = ctx->blob_id};
   bool found = false, ok = false;
 
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error) || !sq_find_committed(&found, &other, db, error))
+  if (!sq_find_committed(&found, &other, db, error))
     goto done;
   if (found) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
@@ -1994,7 +2006,7 @@ static bool op_blob_commit(sqlite3 *db, void *vctx, fzip_error_t *error) {
                    "blob %s was removed before it was committed", ctx->blob_id);
     goto done;
   }
-  ok = sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   sqlite3_finalize(stmt);
   return ok;
@@ -2005,7 +2017,7 @@ static bool sq_upload_commit(store_blob_upload_t *upload, const store_blob_info_
   sq_upload_t *u = (sq_upload_t *)upload;
   sq_blob_ctx_t ctx = {.bucket = u->bucket, .blob_id = u->blob_id, .key = u->key, .info = *info};
 
-  if (!sq_run(u->s, op_blob_commit, &ctx, error))
+  if (!sq_run_txn(u->s, op_blob_commit, &ctx, error))
     return false;
   u->committed = true;
   return true;
@@ -2139,17 +2151,15 @@ static bool op_blob_delete(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
   bool found = false;
 
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error) || !sq_find_committed(&found, ctx, db, error))
+  if (!sq_find_committed(&found, ctx, db, error))
     return false;
-  if (found && !sq_delete_key(db, ctx->key, error))
-    return false;
-  return sq_exec(db, "COMMIT", error);
+  return !found || sq_delete_key(db, ctx->key, error);
 }
 
 static bool sq_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
                            fzip_error_t *error) {
   sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id};
-  return sq_run((sq_store_t *)store, op_blob_delete, &ctx, error);
+  return sq_run_txn((sq_store_t *)store, op_blob_delete, &ctx, error);
 }
 
 static bool op_blob_reap(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -2159,8 +2169,6 @@ static bool op_blob_reap(sqlite3 *db, void *vctx, fzip_error_t *error) {
       " (SELECT blob_key FROM blobs WHERE committed = 0 AND started_at < ?)",
       "DELETE FROM blobs WHERE committed = 0 AND started_at < ?"};
 
-  if (!sq_exec(db, "BEGIN IMMEDIATE", error))
-    return false;
   for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
     sqlite3_stmt *stmt = NULL;
     bool ok = sq_prepare(&stmt, db, sql[i], error);
@@ -2173,13 +2181,13 @@ static bool op_blob_reap(sqlite3 *db, void *vctx, fzip_error_t *error) {
       return false;
   }
   ctx->deleted = (uint64_t)sqlite3_changes(db);
-  return sq_exec(db, "COMMIT", error);
+  return true;
 }
 
 static bool sq_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
                                      fzip_error_t *error) {
   sq_blob_ctx_t ctx = {.now_ms = older_than_ms};
-  if (!sq_run((sq_store_t *)store, op_blob_reap, &ctx, error))
+  if (!sq_run_txn((sq_store_t *)store, op_blob_reap, &ctx, error))
     return false;
   if (deleted)
     *deleted = ctx.deleted;
