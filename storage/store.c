@@ -25,10 +25,12 @@ static bool invalid(fzip_error_t *error, const char *what) {
   return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT, "store: %s", what);
 }
 
-/* A snapshot view reads only (store_snapshot_begin).  A NULL store passes
- * here and is reported by the caller's own check. */
+/* A store that may be written: not NULL, and not a snapshot view (those
+ * read only, store_snapshot_begin). */
 static bool writable(const store_t *store, fzip_error_t *error) {
-  if (store && store->read_only)
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (store->read_only)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
                           "store: a snapshot view is read-only");
   return true;
@@ -36,14 +38,22 @@ static bool writable(const store_t *store, fzip_error_t *error) {
 
 /* ---- argument checks ----------------------------------------------------- */
 
-static bool check_user(const char *user_id, fzip_error_t *error) {
+/* A name of 1..max bytes; limit is max's name, for the message. */
+static bool check_name(const char *name, size_t max, const char *what, const char *limit,
+                       fzip_error_t *error) {
   size_t n;
-  if (!user_id)
-    return invalid(error, "user id is NULL");
-  n = strnlen(user_id, FZIP_USER_ID_MAX + 1);
-  if (n == 0 || n > FZIP_USER_ID_MAX)
-    return invalid(error, "user id is empty or longer than FZIP_USER_ID_MAX");
+  if (!name)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "store: %s is NULL", what);
+  n = strnlen(name, max + 1);
+  if (n == 0 || n > max)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "store: %s is empty or longer than %s", what, limit);
   return true;
+}
+
+static bool check_user(const char *user_id, fzip_error_t *error) {
+  return check_name(user_id, FZIP_USER_ID_MAX, "user id", "FZIP_USER_ID_MAX", error);
 }
 
 static bool check_kind(fzip_kind_t kind, fzip_error_t *error) {
@@ -72,13 +82,7 @@ static bool check_id(const char *id, const char *what, fzip_error_t *error) {
 }
 
 static bool check_owner(const char *owner, fzip_error_t *error) {
-  size_t n;
-  if (!owner)
-    return invalid(error, "lease owner is NULL");
-  n = strnlen(owner, STORE_OWNER_MAX + 1);
-  if (n == 0 || n > STORE_OWNER_MAX)
-    return invalid(error, "lease owner is empty or longer than STORE_OWNER_MAX");
-  return true;
+  return check_name(owner, STORE_OWNER_MAX, "lease owner", "STORE_OWNER_MAX", error);
 }
 
 static bool check_blob_id(const char *blob_id, fzip_error_t *error) {
@@ -613,28 +617,29 @@ bool store_entity_get(bson_t **out, store_t *store, const char *user_id, fzip_ki
   return get_visible(out, store, user_id, kind, id, error);
 }
 
-bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
-                            const bson_t *const *docs, size_t n, store_write_mode_t mode,
-                            store_write_result_t *result, fzip_error_t *error) {
-  const char *ids[STORE_BATCH_MAX];
-  if (!writable(store, error))
-    return false;
-
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_user(user_id, error) || !check_kind(kind, error))
-    return false;
+/* What plain and tagged batch writes check alike (the store, user and kind
+ * are checked by the caller); ids[i] gets docs[i]'s id. */
+static bool check_batch(const char **ids, const bson_t *const *docs, size_t n, fzip_kind_t kind,
+                        store_write_mode_t mode, fzip_error_t *error) {
   if (mode != STORE_WRITE_INSERT && mode != STORE_WRITE_REPLACE &&
       mode != STORE_WRITE_SKIP_EXISTING)
     return invalid(error, "write mode out of range");
   if (n > STORE_BATCH_MAX)
     return invalid(error, "more documents than STORE_BATCH_MAX");
+  if (n > 0 && !docs)
+    return invalid(error, "docs is NULL");
+  return extract_ids(ids, docs, n, kind, error);
+}
+
+bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kind,
+                            const bson_t *const *docs, size_t n, store_write_mode_t mode,
+                            store_write_result_t *result, fzip_error_t *error) {
+  const char *ids[STORE_BATCH_MAX];
+  if (!writable(store, error) || !check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_batch(ids, docs, n, kind, mode, error))
+    return false;
   if (n == 0)
     return true;
-  if (!docs)
-    return invalid(error, "docs is NULL");
-  if (!extract_ids(ids, docs, n, kind, error))
-    return false;
   return store->vt->entity_put_batch(store, user_id, kind, docs, ids, n, mode, result, error);
 }
 
@@ -677,11 +682,8 @@ done:
 bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
                               fzip_kind_t kind, const char *const *ids, size_t n,
                               fzip_error_t *error) {
-  if (!writable(store, error))
-    return false;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_user(user_id, error) || !check_kind(kind, error) || !check_ids(ids, n, error))
+  if (!writable(store, error) || !check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_ids(ids, n, error))
     return false;
   if (n == 0) {
     if (deleted)
@@ -693,11 +695,7 @@ bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *use
 
 bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
                              fzip_kind_t kind, fzip_error_t *error) {
-  if (!writable(store, error))
-    return false;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_user(user_id, error) || !check_kind(kind, error))
+  if (!writable(store, error) || !check_user(user_id, error) || !check_kind(kind, error))
     return false;
   return store->vt->entity_delete_all(deleted, store, user_id, kind, error);
 }
@@ -726,11 +724,7 @@ void store_job_list_free(store_job_t **jobs, size_t n_jobs) {
 }
 
 bool store_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
-  if (!writable(store, error))
-    return false;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_job_record(job, error))
+  if (!writable(store, error) || !check_job_record(job, error))
     return false;
   return store->vt->job_create(store, job, error);
 }
@@ -747,11 +741,8 @@ bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, con
 }
 
 bool store_job_update(store_t *store, store_job_t *job, const char *owner, fzip_error_t *error) {
-  if (!writable(store, error))
-    return false;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_job_record(job, error) || (owner && !check_owner(owner, error)))
+  if (!writable(store, error) || !check_job_record(job, error) ||
+      (owner && !check_owner(owner, error)))
     return false;
   return store->vt->job_update(store, job, owner, error);
 }
@@ -780,12 +771,8 @@ bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, stor
 
 bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
                       const char *job_id, fzip_error_t *error) {
-  if (!writable(store, error))
-    return false;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_job_kind(kind, error) || (user_id && !check_user(user_id, error)) ||
-      !check_id(job_id, "job id", error))
+  if (!writable(store, error) || !check_job_kind(kind, error) ||
+      (user_id && !check_user(user_id, error)) || !check_id(job_id, "job id", error))
     return false;
   return store->vt->job_delete(store, kind, user_id, job_id, error);
 }
@@ -806,11 +793,7 @@ bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, c
 
 bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
                      int64_t lease_ms, fzip_error_t *error) {
-  if (!writable(store, error))
-    return false;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_job_record(job, error) || !check_owner(owner, error))
+  if (!writable(store, error) || !check_job_record(job, error) || !check_owner(owner, error))
     return false;
   if (lease_ms <= 0)
     return invalid(error, "lease_ms must be positive");
@@ -983,11 +966,7 @@ bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t buc
 
 bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
                        fzip_error_t *error) {
-  if (!writable(store, error))
-    return false;
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
+  if (!writable(store, error) || !check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
   return store->vt->blob_delete(store, bucket, blob_id, error);
 }
@@ -996,8 +975,6 @@ bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t olde
                                  fzip_error_t *error) {
   if (!writable(store, error))
     return false;
-  if (!store)
-    return invalid(error, "store is NULL");
   return store->vt->blob_reap_uncommitted(deleted, store, older_than_ms, error);
 }
 
@@ -1040,9 +1017,6 @@ bool store_reap(store_reap_stats_t *stats, store_t *store, int64_t now_ms,
   bool ok = false;
   if (!writable(store, error))
     return false;
-
-  if (!store)
-    return invalid(error, "store is NULL");
   if (uncommitted_older_than_ms < 0)
     return invalid(error, "uncommitted_older_than_ms must not be negative");
   if (!stats)
@@ -1092,27 +1066,13 @@ bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kin
                                    const char *tag, store_write_result_t *result,
                                    fzip_error_t *error) {
   const char *ids[STORE_BATCH_MAX];
-  if (!writable(store, error))
+  if (!writable(store, error) || !check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_id(tag, "import tag", error) || !check_batch(ids, docs, n, kind, mode, error))
     return false;
-
-  if (!store)
-    return invalid(error, "store is NULL");
-  if (!check_user(user_id, error) || !check_kind(kind, error) ||
-      !check_id(tag, "import tag", error))
-    return false;
-  if (mode != STORE_WRITE_INSERT && mode != STORE_WRITE_REPLACE &&
-      mode != STORE_WRITE_SKIP_EXISTING)
-    return invalid(error, "write mode out of range");
-  if (n > STORE_BATCH_MAX)
-    return invalid(error, "more documents than STORE_BATCH_MAX");
   if (!store->vt->entity_put_batch_tagged)
     return unimplemented(store, "tagged writes", error);
   if (n == 0)
     return true;
-  if (!docs)
-    return invalid(error, "docs is NULL");
-  if (!extract_ids(ids, docs, n, kind, error))
-    return false;
   /* Tests inject a store failure or a slow store mid-import here. */
   if (!fzip_failpoint("store.put_tagged", error))
     return false;
@@ -1122,8 +1082,6 @@ bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kin
 
 static bool check_import(const store_t *store, const char *user_id, const char *tag,
                          fzip_error_t *error) {
-  if (!store)
-    return invalid(error, "store is NULL");
   if (!writable(store, error) || !check_user(user_id, error) ||
       !check_id(tag, "import tag", error))
     return false;
