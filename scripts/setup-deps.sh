@@ -13,6 +13,8 @@ PACKAGES=(
   # test drivers: grpcio clients, jsonschema (pkg.writer checks packages
   # against docs/schema), yaml (helm renders)
   python3 python3-grpcio python3-protobuf python3-jsonschema python3-yaml
+  # a venv for PyPI tools: kubernetes-validate (the chart vs Kubernetes schemas)
+  python3-venv
   zip unzip openssl
   # `go install`/`go build` fetch modules over HTTPS from the module proxy
   ca-certificates

@@ -3,8 +3,9 @@
 
     HELM=path/to/helm CHART=helm/fzip test_helm.py CASE
 
-CASE is one of: lint, sqlite, mongodb-tls, mongodb-plain, invalid-sqlite,
-invalid-grace, invalid-tls.  The valid cases parse the YAML with PyYAML when
+CASE is one of the keys of CASES at the end (lint, sqlite, mongodb-tls, ...;
+k8s-schemas validates every rendering with kubernetes-validate, the tool's
+path in KUBERNETES_VALIDATE, for each Kubernetes version it names).  The valid cases parse the YAML with PyYAML when
 it is importable and otherwise fall back to text checks (grep-like) on the
 rendered output.  Exit 0 = pass, 1 = fail.
 """
@@ -40,9 +41,9 @@ def helm(*args):
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def render(values_file, *extra):
+def render(values_file, *extra, kube_version=KUBE_VERSION):
     r = helm("template", "fzip", CHART, "--namespace", "backup", "--kube-version",
-             KUBE_VERSION, "-f", os.path.join(VALUES, values_file), *extra)
+             kube_version, "-f", os.path.join(VALUES, values_file), *extra)
     if r.returncode != 0:
         print(r.stdout + r.stderr)
         sys.exit("helm template %s failed (exit %d)" % (values_file, r.returncode))
@@ -153,6 +154,8 @@ def case_sqlite():
     check(not any(k[0] == "Secret" for k in objs), "no chart-made Secret by default")
     check(not any(k[0] == "NetworkPolicy" for k in objs), "no NetworkPolicy by default")
     check("lifecycle" not in c, "no preStop hook by default")
+    check("topologySpreadConstraints" not in pod, "no spread constraints for one replica")
+    check(not any(k[0] == "Ingress" for k in objs), "no Ingress by default")
 
 
 def case_mongodb_tls():
@@ -184,6 +187,12 @@ def case_mongodb_tls():
     check(env["FZIP_MAX_UPLOAD_BYTES"] == "8589934592", "8 GiB upload limit printed in full")
     check(pod["terminationGracePeriodSeconds"] == 50, "grace = 5 + 30 + 15 s")
     check(c["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}, "preStop sleep 5 s")
+    spread = pod.get("topologySpreadConstraints", [])
+    check([t["topologyKey"] for t in spread] ==
+          ["kubernetes.io/hostname", "topology.kubernetes.io/zone"] and
+          all(t["maxSkew"] == 1 and t["whenUnsatisfiable"] == "ScheduleAnyway" and
+              t["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+              for t in spread), "3 replicas spread over nodes and zones by default")
     check(dep["spec"]["strategy"]["type"] == "RollingUpdate" and
           dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, "rolling update")
     check("data" not in vols and not any(k[0] == "PersistentVolumeClaim" for k in objs),
@@ -253,7 +262,77 @@ def case_lint():
           "helm lint reports the sqlite + 3 replicas refusal")
 
 
+def case_extras():
+    import base64
+    objs = docs(render("sqlite-extras.yaml"))
+    dep, pod, c, env, mounts, vols = common(objs, 1)
+    jwt = objs.get(("Secret", "fzip-jwt"))
+    check(jwt is not None, "generate: the chart makes the JWT Secret")
+    if jwt:
+        secret = base64.b64decode(jwt["data"]["jwt.secret"]).decode()
+        check(len(secret) == 64 and secret.isalnum(), "generated secret: 64 random characters")
+        check(jwt["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep",
+              "generated secret survives uninstall")
+        again = docs(render("sqlite-extras.yaml")).get(("Secret", "fzip-jwt"))
+        check(again["data"]["jwt.secret"] != jwt["data"]["jwt.secret"],
+              "without a cluster to look up, each rendering draws a new secret")
+    check(vols["jwt"]["secret"]["secretName"] == "fzip-jwt", "pods mount the generated Secret")
+    ing = objs.get(("Ingress", "fzip"))
+    check(ing is not None, "Ingress rendered")
+    if ing:
+        rule = ing["spec"]["rules"][0]
+        backend = rule["http"]["paths"][0]["backend"]["service"]
+        check(rule["host"] == "fzip.example.test" and backend == {"name": "fzip", "port": {"name": "grpc"}},
+              "Ingress routes the host to the grpc port")
+        check(ing["spec"]["tls"] == [{"hosts": ["fzip.example.test"], "secretName": "fzip-ingress-tls"}],
+              "Ingress TLS")
+        check(ing["spec"]["ingressClassName"] == "nginx" and
+              ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC",
+              "Ingress class and gRPC backend")
+    check(c["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}, "preStop sleep on 1.30")
+    old = docs(render("sqlite-extras.yaml", kube_version="1.29.0"))
+    c_old = container_env(old[("Deployment", "fzip")])[0]
+    check("lifecycle" not in c_old, "no preStop sleep on 1.29 (the API has no native sleep before 1.30)")
+    check(old[("Deployment", "fzip")]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] ==
+          pod["terminationGracePeriodSeconds"], "grace period the same on both versions")
+
+
+# Kubernetes versions the chart is validated against (kubernetes-validate
+# ships the schemas, so this needs no cluster and no network).
+SCHEMA_VERSIONS = ["1.%d.0" % minor for minor in range(27, 35)]
+SCHEMA_VALUES = ["sqlite-default.yaml", "sqlite-extras.yaml", "mongodb-3-tls.yaml",
+                 "mongodb-3-plain.yaml"]
+
+
+def case_k8s_schemas():
+    import tempfile
+    tool = os.environ["KUBERNETES_VALIDATE"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for version in SCHEMA_VERSIONS:
+            for values_file in SCHEMA_VALUES:
+                path = os.path.join(tmp, "%s-%s" % (version, values_file))
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(render(values_file, kube_version=version))
+                r = subprocess.run([tool, "--strict", "--no-warn", "-k", version, path],
+                                   capture_output=True, text=True)
+                out = r.stdout + r.stderr
+                bad = [line for line in out.splitlines() if "passed for resource" not in line]
+                with open(path, encoding="utf-8") as f:
+                    resources = sum(1 for d in yaml.safe_load_all(f) if d)
+                check(r.returncode == 0, "Kubernetes %s schemas accept %s: %s"
+                      % (version, values_file, " | ".join(bad[:5])))
+                check(out.count("passed for resource") == resources,
+                      "Kubernetes %s: each of the %d resources of %s validated"
+                      % (version, resources, values_file))
+
+
 CASES = {
+    "extras": case_extras,
+    "k8s-schemas": case_k8s_schemas,
+    "invalid-no-jwt": lambda: expect_failure("invalid-no-jwt.yaml",
+                                             "auth.jwt: fzipd needs its JWT key material"),
+    "invalid-jwt-twice": lambda: expect_failure("invalid-jwt-twice.yaml",
+                                                "set only one of existingSecret, value and generate"),
     "lint": case_lint,
     "sqlite": case_sqlite,
     "mongodb-tls": case_mongodb_tls,

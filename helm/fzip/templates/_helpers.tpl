@@ -56,6 +56,13 @@ jwt.secret
 {{- end -}}
 {{- end -}}
 
+{{/* True when the cluster accepts the native preStop sleep action (1.30+). */}}
+{{- define "fzip.preStopSleep" -}}
+{{- if and (gt (int64 .Values.preStopSleepSeconds) 0) (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "fzip.clientCASecretName" -}}
 {{- default .Values.tls.existingSecret .Values.tls.clientCA.existingSecret -}}
 {{- end -}}
@@ -109,8 +116,21 @@ matters, so `helm template` / `helm install` fail before anything is applied.
 {{- if not (has .Values.auth.jwt.mode (list "secret" "publicKey")) -}}
 {{- fail (printf "auth.jwt.mode must be \"secret\" or \"publicKey\", not %q" .Values.auth.jwt.mode) -}}
 {{- end -}}
-{{- if and .Values.auth.jwt.value .Values.auth.jwt.existingSecret -}}
-{{- fail "set auth.jwt.existingSecret or auth.jwt.value, not both" -}}
+{{- $jwtSources := 0 -}}
+{{- range (list .Values.auth.jwt.existingSecret .Values.auth.jwt.value .Values.auth.jwt.generate) -}}
+{{- if . -}}{{- $jwtSources = add1 $jwtSources -}}{{- end -}}
+{{- end -}}
+{{- if eq $jwtSources 0 -}}
+{{- fail "auth.jwt: fzipd needs its JWT key material; set one of auth.jwt.existingSecret (a Secret you created, see values.yaml), auth.jwt.value (the key itself) or auth.jwt.generate=true (the chart creates a random HS256 secret)" -}}
+{{- end -}}
+{{- if gt $jwtSources 1 -}}
+{{- fail "auth.jwt: set only one of existingSecret, value and generate" -}}
+{{- end -}}
+{{- if and .Values.auth.jwt.generate (ne .Values.auth.jwt.mode "secret") -}}
+{{- fail "auth.jwt.generate makes an HS256 secret: it needs auth.jwt.mode=secret (a public key comes from your issuer: use existingSecret or value)" -}}
+{{- end -}}
+{{- if and .Values.ingress.enabled (not .Values.ingress.host) -}}
+{{- fail "ingress.enabled needs ingress.host" -}}
 {{- end -}}
 {{- if and (eq .Values.auth.jwt.mode "secret") .Values.auth.jwt.value (lt (len .Values.auth.jwt.value) 32) -}}
 {{- fail "auth.jwt.value: an HS256 secret must be at least 32 bytes" -}}
