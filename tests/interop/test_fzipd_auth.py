@@ -4,7 +4,8 @@
 Starts fzipd on port 0 with an SQLite store in a temporary directory and an
 HS256 secret file, mints tokens with `fzipd token`, and checks what a client
 sees: calls without or with bad credentials fail UNAUTHENTICATED with the
-reason, a good token reaches the handlers, health needs no token, and
+reason (on every method of every fzip.v1 service, from the descriptors), a
+good token reaches every handler, health needs no token, and
 SIGTERM stops the server with exit status 0.  Also checks that fzipd refuses
 to start with no JWT key.  Prints the harness summary "N passed, N failed".
 """
@@ -131,17 +132,72 @@ def test_good_token_reaches_the_data_service():
     assert resp is not None
 
 
-def test_good_token_reaches_unimplemented_export_methods_with_their_name():
+def fzip_v1_methods():
+    """Every method of every fzip.v1 service, read from the generated file
+    descriptors (so a service or method added to proto/ is covered):
+    (path, client_streaming, server_streaming)."""
+    import glob
+    import importlib
+    methods = []
+    for path in sorted(glob.glob(os.path.join(ctx.stubs, "fzip", "v1", "*_pb2.py"))):
+        module = importlib.import_module("fzip.v1." + os.path.basename(path)[:-3])
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for m in service.methods:
+                methods.append(("/%s/%s" % (service.full_name, m.name),
+                                m.client_streaming, m.server_streaming))
+    return methods
+
+
+def call_status(path, client_streaming, server_streaming, metadata):
+    """Calls `path` with one empty request message (every request type
+    encodes as zero bytes when empty) and returns the status code the call
+    ended with, or OK.  A server stream is read only to its first message:
+    a message proves the call got past authentication."""
+    grpc = ctx.grpc
+    kind = {(False, False): ctx.channel.unary_unary, (False, True): ctx.channel.unary_stream,
+            (True, False): ctx.channel.stream_unary, (True, True): ctx.channel.stream_stream}
+    fn = kind[(client_streaming, server_streaming)](
+        path, request_serializer=lambda _: b"", response_deserializer=lambda b: b)
+    request = iter([b""]) if client_streaming else b""
     try:
-        ctx.export.DeleteExport(ctx.export_pb.DeleteExportRequest(export_id="x"),
-                                metadata=[("authorization", "Bearer " + ctx.token)],
-                                timeout=CALL_TIMEOUT_S)
-        return  # the real handler has landed: auth passed either way
-    except ctx.grpc.RpcError as e:
-        # Past auth: anything but UNAUTHENTICATED; if still pending, named.
-        assert e.code() != ctx.grpc.StatusCode.UNAUTHENTICATED, e.details()
-        if e.code() == ctx.grpc.StatusCode.UNIMPLEMENTED:
-            assert "DeleteExport" in e.details(), e.details()
+        resp = fn(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
+        if server_streaming:
+            next(iter(resp), None)
+            resp.cancel()
+    except grpc.RpcError as e:
+        return e.code()
+    return grpc.StatusCode.OK
+
+
+def test_every_fzip_method_refuses_a_missing_or_badly_signed_token():
+    other = os.path.join(ctx.workdir, "other-secret-2")
+    with open(other, "w") as f:
+        f.write("yet-another-different-secret-0123456789abcdef")
+    forged = [("authorization", "Bearer " + mint(ctx.binary, other, "alice"))]
+    methods = fzip_v1_methods()
+    services = {path.split("/")[1] for path, _, _ in methods}
+    assert {"fzip.v1.DataService", "fzip.v1.ExportService",
+            "fzip.v1.ImportService"} <= services, services
+    wrong = []
+    for path, cs, ss in methods:
+        for label, metadata in (("no token", None), ("forged token", forged)):
+            code = call_status(path, cs, ss, metadata)
+            if code != ctx.grpc.StatusCode.UNAUTHENTICATED:
+                wrong.append("%s with %s: %s" % (path, label, code))
+    assert not wrong, "\n".join(wrong)
+
+
+def test_good_token_reaches_every_fzip_method():
+    # Past authentication, a handler answers the empty request (mostly
+    # INVALID_ARGUMENT or NOT_FOUND); UNAUTHENTICATED would be auth refusing a
+    # good token, UNIMPLEMENTED a method fzipd does not serve.
+    good = [("authorization", "Bearer " + ctx.token)]
+    wrong = []
+    for path, cs, ss in fzip_v1_methods():
+        code = call_status(path, cs, ss, good)
+        if code in (ctx.grpc.StatusCode.UNAUTHENTICATED, ctx.grpc.StatusCode.UNIMPLEMENTED):
+            wrong.append("%s: %s" % (path, code))
+    assert not wrong, "\n".join(wrong)
 
 
 def test_health_needs_no_token_and_reports_serving():
@@ -172,7 +228,8 @@ TESTS = [
     test_token_signed_with_another_secret_is_unauthenticated,
     test_token_for_another_audience_is_unauthenticated,
     test_good_token_reaches_the_data_service,
-    test_good_token_reaches_unimplemented_export_methods_with_their_name,
+    test_every_fzip_method_refuses_a_missing_or_badly_signed_token,
+    test_good_token_reaches_every_fzip_method,
     test_health_needs_no_token_and_reports_serving,
     test_fzipd_refuses_to_start_without_a_jwt_key,
     test_sigterm_stops_fzipd_with_status_zero,  # last: it stops the server
@@ -185,21 +242,20 @@ def setup(args):
     sys.path.insert(0, args.stubs)
     import grpc
     from fzip.v1 import data_service_pb2, data_service_pb2_grpc
-    from fzip.v1 import export_service_pb2, export_service_pb2_grpc
     # The generated grpc/health/v1 package would be shadowed by the grpc
     # package itself, so load the message module directly and call by path.
     sys.path.insert(0, os.path.join(args.stubs, "grpc", "health", "v1"))
     import health_pb2
     ctx.grpc = grpc
     ctx.binary = args.fzipd
+    ctx.stubs = args.stubs
     ctx.workdir = tempfile.mkdtemp(prefix="fzip-interop-")
     ctx.server = Fzipd(args.fzipd, ctx.workdir)
     ctx.token = mint(args.fzipd, ctx.server.secret_file, "alice")
     channel = grpc.insecure_channel("127.0.0.1:%d" % ctx.server.port)
+    ctx.channel = channel
     ctx.pb = data_service_pb2
     ctx.data = data_service_pb2_grpc.DataServiceStub(channel)
-    ctx.export_pb = export_service_pb2
-    ctx.export = export_service_pb2_grpc.ExportServiceStub(channel)
     ctx.health_pb = health_pb2
     ctx.health_check = channel.unary_unary(
         "/grpc.health.v1.Health/Check",
