@@ -207,7 +207,7 @@ done:
 
 static int run_verify(cli_ctx_t *ctx, const cli_args_t *args) {
   const char *path = args->positional[0];
-  pkgv_options_t o = {.store = NULL, .strategy = PKGV_FAIL_ON_CONFLICT};
+  pkgv_options_t o = {.exists = NULL, .strategy = PKGV_FAIL_ON_CONFLICT};
   pkgv_result_t *res = NULL;
   fzip_error_t error = {0};
   int rc;

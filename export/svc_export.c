@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export_source.h"
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip/v1/jobs.pb-c.h"
 #include "fzip_entity.h"
@@ -237,7 +238,7 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
                           "pinned_timestamp must be a positive epoch-ms time");
   if (!check_description(req->description, error) || !selection_from_job(&sel, &probe, error))
     return false;
-  if (!pkg_count(&items, svc->store, rpc_ctx_user_id(ctx), &sel, error))
+  if (!export_source_count(&items, svc->store, rpc_ctx_user_id(ctx), &sel, error))
     return false;
   if (!create_record(&rec, svc, ctx, req, items, error))
     return false;
@@ -658,7 +659,7 @@ static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_
   opts.progress_ctx = rs;
   opts.cancelled = on_cancel;
   opts.cancel_ctx = rs;
-  if (!pkg_write_blob(res, svc->store, rec->user_id, &sel, &opts, blob, error)) {
+  if (!export_source_write_blob(res, svc->store, rec->user_id, &sel, &opts, blob, error)) {
     /* The writer reports a stop as CANCELLED: say why it stopped. */
     if (rs->stop && fzip_error_is_set(&rs->save_error))
       *error = rs->save_error;

@@ -37,6 +37,7 @@
 #include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
+#include "import_exists.h"
 #include "job_body.h"
 #include "pkg_reader.h"
 #include "pkg_validate.h"
@@ -422,12 +423,13 @@ static void first_error(char *out, size_t cap, const pkgv_result_t *res) {
 /* Runs the validator; *passed says whether to go on. */
 static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   pkgv_options_t o = {0};
+  import_exists_t exists = {r->env->store, r->user};
   pkgv_result_t *res = NULL;
   char msg[FZIP_ERROR_MESSAGE_MAX];
   bool ok = false;
 
-  o.store = r->env->store;
-  o.user_id = r->user;
+  if (!import_exists_use(&o, &exists, error))
+    return false;
   o.strategy = (pkgv_strategy_t)(r->job->merge_strategy - 1);
   o.progress = on_validate_progress;
   o.progress_ctx = r;

@@ -389,7 +389,7 @@ typedef struct {
   const char *entity_id;
   bool entity_failed;
   /* conflict batch */
-  char *batch[STORE_BATCH_MAX];
+  char *batch[PKGV_EXISTS_BATCH_MAX];
   size_t n_batch;
   uint64_t entities_done;
 } vctx_t;
@@ -884,17 +884,16 @@ static void note_conflict(vctx_t *v, const char *id) {
 }
 
 static bool flush_batch(vctx_t *v, fzip_error_t *error) {
-  bool exists[STORE_BATCH_MAX];
+  bool exists[PKGV_EXISTS_BATCH_MAX];
   pkgv_counts_t *c = &v->res->counts[v->kind];
   bool ok = true;
 
   if (!v->n_batch)
     return true;
-  if (!v->opt->store) {
+  if (!v->opt->exists) {
     c->created += v->n_batch;
-  } else if (!(ok = store_entity_exists_many(exists, v->opt->store, v->opt->user_id, v->kind,
-                                             (const char *const *)v->batch, v->n_batch,
-                                             error))) {
+  } else if (!(ok = v->opt->exists(v->opt->exists_ctx, exists, v->kind,
+                                   (const char *const *)v->batch, v->n_batch, error))) {
     fzip_error_prefix(error, "checking existing %s", fzip_kind_info(v->kind)->name);
   } else {
     for (size_t i = 0; i < v->n_batch; i++) {
@@ -917,7 +916,7 @@ static bool flush_batch(vctx_t *v, fzip_error_t *error) {
 static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
   if (!(v->batch[v->n_batch] = strdup(id)))
     return oom(error);
-  if (++v->n_batch == STORE_BATCH_MAX)
+  if (++v->n_batch == PKGV_EXISTS_BATCH_MAX)
     return flush_batch(v, error);
   return true;
 }
@@ -1261,19 +1260,18 @@ static void resolve_pending(vctx_t *v) {
 /* External references must exist in the user's data, or the restored
  * entities would point at nothing. */
 static bool check_externals(vctx_t *v, fzip_error_t *error) {
-  bool exists[STORE_BATCH_MAX];
+  bool exists[PKGV_EXISTS_BATCH_MAX];
   char field[96];
-  if (!v->opt->store)
+  if (!v->opt->exists)
     return true;
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     size_t n = pkgr_external_count(v->r, (fzip_kind_t)k);
-    for (size_t off = 0; off < n; off += STORE_BATCH_MAX) {
-      const char *ids[STORE_BATCH_MAX];
-      size_t m = n - off < STORE_BATCH_MAX ? n - off : STORE_BATCH_MAX;
+    for (size_t off = 0; off < n; off += PKGV_EXISTS_BATCH_MAX) {
+      const char *ids[PKGV_EXISTS_BATCH_MAX];
+      size_t m = n - off < PKGV_EXISTS_BATCH_MAX ? n - off : PKGV_EXISTS_BATCH_MAX;
       for (size_t i = 0; i < m; i++)
         ids[i] = pkgr_external_at(v->r, (fzip_kind_t)k, off + i);
-      if (!store_entity_exists_many(exists, v->opt->store, v->opt->user_id, (fzip_kind_t)k, ids,
-                                    m, error))
+      if (!v->opt->exists(v->opt->exists_ctx, exists, (fzip_kind_t)k, ids, m, error))
         return fzip_error_prefix(error, "checking external references");
       snprintf(field, sizeof field, "external_references.%s", fzip_kind_info((fzip_kind_t)k)->name);
       for (size_t i = 0; i < m; i++) {
@@ -1364,14 +1362,9 @@ bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *
     oom(error);
     goto done;
   }
-  if (options->store && (!options->user_id || !*options->user_id)) {
-    fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_INVALID_ARGUMENT,
-                   "a user id is needed to check conflicts");
-    goto done;
-  }
   v.opt = options;
   v.res = res;
-  res->preview_from_store = options->store != NULL;
+  res->preview_from_store = options->exists != NULL;
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     v.ids[k].max = PKGV_REF_IDS_MAX;
     v.fps[k].max = PKGV_TXN_IDS_MAX;

@@ -15,8 +15,9 @@
  * that they match its record's fileSize and sha256.  Fields the schema does
  * not define are warnings (schema.unknown_field); pkgv_entity_sanitize
  * removes them before anything is stored.
- * Given a store, it asks in batches of STORE_BATCH_MAX which ids the user
- * already has and turns that into the preview of the merge strategy:
+ * Given an "exists" callback (import/import_exists.h asks the store), it
+ * asks in batches of PKGV_EXISTS_BATCH_MAX which ids the user already has
+ * and turns that into the preview of the merge strategy:
  * per kind how many would be created, overwritten or skipped, and, under
  * fail_on_conflict, one error per existing id.
  *
@@ -44,7 +45,6 @@
 #include "fzip_error.h"
 #include "pkg_limits.h"
 #include "pkg_reader.h"
-#include "store.h"
 
 #define PKGV_ISSUES_MAX 500          /* issues kept in a result; issues_total counts all */
 #define PKGV_CONFLICT_IDS_MAX 100    /* conflicting ids kept in a result */
@@ -59,6 +59,7 @@
 #define PKGV_FIELD_MAX 128
 #define PKGV_REASON_MAX 256
 #define PKGV_PROGRESS_EVERY 1000     /* entities between progress reports / cancel polls */
+#define PKGV_EXISTS_BATCH_MAX 1000   /* ids per exists call (a store batch, STORE_BATCH_MAX) */
 
 /* Values match fzip.v1.MergeStrategy minus one. */
 typedef enum {
@@ -92,7 +93,7 @@ typedef struct {
 
 typedef struct {
   bool passed; /* no error issue at all */
-  bool preview_from_store; /* false: no store given, everything counted as created */
+  bool preview_from_store; /* false: no exists callback, everything counted as created */
   pkgv_counts_t counts[FZIP_KIND_COUNT];
   pkgv_issue_t *issues; /* the first n_issues found, in order found */
   size_t n_issues;
@@ -114,9 +115,17 @@ void pkgv_result_destroy(pkgv_result_t *result); /* accepts NULL */
 typedef void (*pkgv_progress_fn)(void *ctx, const char *phase, uint64_t entities_done);
 typedef bool (*pkgv_cancel_fn)(void *ctx); /* true stops with FZIP_ERR_CANCELLED */
 
+/* The conflict step's question: exists[i] = whether the importing user
+ * already has an entity of `kind` with id ids[i] (n <= PKGV_EXISTS_BATCH_MAX).
+ * Asked for the package's ids of each kind (the merge preview) and for its
+ * external references (which must exist).  False with *error set stops the
+ * validation. */
+typedef bool (*pkgv_exists_fn)(void *ctx, bool *exists, fzip_kind_t kind,
+                               const char *const *ids, size_t n, fzip_error_t *error);
+
 typedef struct {
-  store_t *store;          /* NULL: no conflict step (preview counts all as created) */
-  const char *user_id;     /* the importing user; required with a store */
+  pkgv_exists_fn exists;   /* NULL: no conflict step (preview counts all as created) */
+  void *exists_ctx;
   pkgv_strategy_t strategy;
   const pkgr_limits_t *limits; /* NULL: defaults */
   pkgv_progress_fn progress;   /* may be NULL */
@@ -128,8 +137,8 @@ typedef struct {
 /* Validates the package at `path`.  Returns true when validation ran to a
  * verdict, *out (the caller's) saying passed or not and why; a refused
  * package is a successful validation with passed == false.  Returns false
- * only when it could not decide: unreadable file, out of memory, store
- * failure, cancellation. */
+ * only when it could not decide: unreadable file, out of memory, a failed
+ * exists call, cancellation. */
 bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *options,
                    fzip_error_t *error);
 

@@ -4,7 +4,7 @@
  * A write runs in four steps, each leaving files in a private temporary
  * directory: (1) every included kind is streamed from its cursor through
  * pkg_json into its own temporary file, hashed on the way; (2) each
- * transaction file's bytes are copied from the blob store into another;
+ * transaction file's bytes are copied from the source into another;
  * (3) the manifest is composed as a BSON document (counts, checksums,
  * external references) and written the same way; (4) only then is the zip
  * opened and the temporaries added in the fixed order of FORMAT.md, with
@@ -243,7 +243,7 @@ static void plan_make(plan_t *p, const pkg_selection_t *sel) {
   }
 }
 
-static void plan_filter(store_filter_t *f, const plan_t *p, const pkg_selection_t *sel,
+static void plan_filter(pkg_filter_t *f, const plan_t *p, const pkg_selection_t *sel,
                         fzip_kind_t kind) {
   memset(f, 0, sizeof *f);
   if (!p->filtered[kind])
@@ -265,10 +265,10 @@ bool pkg_selection_check(const pkg_selection_t *sel, fzip_error_t *error) {
   if ((unsigned)sel->export_type > PKG_EXPORT_SELECTIVE)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
                           "unknown export type %d", (int)sel->export_type);
-  if (sel->n_account_ids > STORE_FILTER_IDS_MAX)
+  if (sel->n_account_ids > PKG_FILTER_IDS_MAX)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
-                          "more than STORE_FILTER_IDS_MAX (%d) account ids",
-                          STORE_FILTER_IDS_MAX);
+                          "more than PKG_FILTER_IDS_MAX (%d) account ids",
+                          PKG_FILTER_IDS_MAX);
   for (size_t i = 0; i < sel->n_account_ids; i++) {
     if (!fzip_id_is_valid(sel->account_ids[i]))
       return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
@@ -280,7 +280,7 @@ bool pkg_selection_check(const pkg_selection_t *sel, fzip_error_t *error) {
   return true;
 }
 
-bool pkg_count(uint64_t *items_total, store_t *store, const char *user_id,
+bool pkg_count(uint64_t *items_total, const pkg_source_t *source,
                const pkg_selection_t *sel, fzip_error_t *error) {
   plan_t plan;
   uint64_t total = 0;
@@ -289,12 +289,12 @@ bool pkg_count(uint64_t *items_total, store_t *store, const char *user_id,
     return false;
   plan_make(&plan, sel);
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
-    store_filter_t f;
+    pkg_filter_t f;
     uint64_t n = 0;
     if (!plan.include[k])
       continue;
     plan_filter(&f, &plan, sel, (fzip_kind_t)k);
-    if (!store_entity_count(&n, store, user_id, (fzip_kind_t)k, &f, error))
+    if (!source->ops->count(source->ctx, &n, (fzip_kind_t)k, &f, error))
       return false;
     total += n;
     if (k == FZIP_KIND_TRANSACTION_FILE && plan.files)
@@ -319,7 +319,7 @@ typedef struct {
 } file_ref_t;
 
 typedef struct {
-  store_t *store;
+  const pkg_source_t *source;
   const char *user_id;
   const pkg_selection_t *sel;
   const pkg_options_t *opt;
@@ -562,8 +562,9 @@ static bool write_kind(build_t *b, fzip_kind_t kind, fzip_error_t *error) {
   char path[PATH_MAX], head[64];
   hashed_file_t h = {0};
   pkgjson_writer_t *w = NULL;
-  store_cursor_t *cur = NULL;
-  store_filter_t filter;
+  const pkg_source_ops_t *src = b->source->ops;
+  void *cur = NULL;
+  pkg_filter_t filter;
   const bson_t *doc;
   bool ok = false;
 
@@ -578,12 +579,12 @@ static bool write_kind(build_t *b, fzip_kind_t kind, fzip_error_t *error) {
   if (!tick(b, true, error))
     goto done;
   plan_filter(&filter, &b->plan, b->sel, kind);
-  if (!store_cursor_new(&cur, b->store, b->user_id, kind, &filter, error))
+  if (!src->cursor_open(b->source->ctx, &cur, kind, &filter, error))
     goto done;
   snprintf(head, sizeof head, "{\"%s\":[", info->name);
   if (!pkgjson_write_raw(w, head, strlen(head), error))
     goto done;
-  while (store_cursor_next(cur, &doc, error)) {
+  while (src->cursor_next(cur, &doc, error)) {
     if (!on_document(b, kind, w, doc, error))
       goto done;
   }
@@ -596,7 +597,8 @@ static bool write_kind(build_t *b, fzip_kind_t kind, fzip_error_t *error) {
   b->res.included[kind] = true;
   ok = true;
 done:
-  store_cursor_destroy(cur);
+  if (cur)
+    src->cursor_close(cur);
   pkgjson_writer_destroy(w);
   if (!hashed_close(&h, ok ? &b->entries[b->n_entries - 1] : NULL, error))
     ok = false;
@@ -605,8 +607,7 @@ done:
 
 /* ---- step 2: file bytes ---------------------------------------------- */
 
-static bool copy_blob(build_t *b, store_blob_reader_t *r, hashed_file_t *h,
-                      fzip_error_t *error) {
+static bool copy_bytes(build_t *b, void *file, hashed_file_t *h, fzip_error_t *error) {
   char *buf = malloc(PKG_COPY_CHUNK);
   size_t n;
   bool ok = false;
@@ -614,7 +615,7 @@ static bool copy_blob(build_t *b, store_blob_reader_t *r, hashed_file_t *h,
   if (!buf)
     return oom(error);
   for (;;) {
-    if (!store_blob_reader_read(r, buf, PKG_COPY_CHUNK, &n, error))
+    if (!b->source->ops->file_read(file, buf, PKG_COPY_CHUNK, &n, error))
       goto done;
     if (n == 0)
       break;
@@ -632,17 +633,13 @@ done:
 
 static bool write_file(build_t *b, const file_ref_t *f, fzip_error_t *error) {
   char name[PKG_ENTRY_NAME_MAX + 1], clean[PKG_FILE_NAME_MAX + 1], path[PATH_MAX];
-  store_blob_reader_t *r = NULL;
+  void *file = NULL;
   hashed_file_t h = {0};
-  fzip_error_t local = {0};
   bool ok = false;
 
-  if (!f->blob_id || !store_blob_reader_new(&r, b->store, STORE_BUCKET_FILES, f->blob_id, 0,
-                                            &local)) {
-    if (f->blob_id && local.code != FZIP_ERR_NOT_FOUND && local.code != FZIP_ERR_INVALID_ARGUMENT) {
-      *error = local;
-      return fzip_error_prefix(error, "file %s", f->file_id);
-    }
+  if (f->blob_id && !b->source->ops->file_open(b->source->ctx, &file, f->blob_id, error))
+    return fzip_error_prefix(error, "file %s", f->file_id);
+  if (!file) {
     b->res.files_missing++; /* recorded in the manifest, not fatal: FORMAT.md */
     return idset_add(&b->missing_files, f->file_id, error);
   }
@@ -652,11 +649,11 @@ static bool write_file(build_t *b, const file_ref_t *f, fzip_error_t *error) {
   if (!entry_push(b, name, error) || !hashed_open(&h, path, error))
     goto done;
   b->prog.entry = b->entries[b->n_entries - 1].name;
-  if (!copy_blob(b, r, &h, error))
+  if (!copy_bytes(b, file, &h, error))
     goto done;
   ok = true;
 done:
-  store_blob_reader_destroy(r);
+  b->source->ops->file_close(file);
   if (!hashed_close(&h, ok ? &b->entries[b->n_entries - 1] : NULL, error))
     ok = false;
   if (ok) {
@@ -997,7 +994,7 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
   const char *root = temp_root(b->opt);
   uint64_t total = 0;
 
-  if (!pkg_count(&total, b->store, b->user_id, b->sel, error))
+  if (!pkg_count(&total, b->source, b->sel, error))
     return false;
   b->prog.items_total = total;
   if ((size_t)snprintf(b->dir, sizeof b->dir, "%s/fzip-pkg-XXXXXX", root) >= sizeof b->dir)
@@ -1021,30 +1018,27 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
   return tick(b, true, error);
 }
 
-/* Builds from one consistent snapshot of the user's committed data
- * (store_snapshot_begin): an import running meanwhile is invisible, and
- * one that begins or commits during the build makes it start over, at
- * most STORE_SNAPSHOT_RETRIES times. */
-static bool build_snapshot(build_t *b, store_t *store, const char *out_path, fzip_error_t *error) {
+/* Builds from one consistent read of the source (read_begin/read_end):
+ * a source that says its reads were not consistent makes the build start
+ * over, at most PKG_READ_ATTEMPTS times. */
+static bool build_consistent(build_t *b, const char *out_path, fzip_error_t *error) {
+  const pkg_source_ops_t *src = b->source->ops;
   const build_t fresh = *b; /* nothing allocated yet */
 
   for (int attempt = 1;; attempt++) {
-    store_t *view = NULL;
     fzip_error_t end_err = {0};
     bool built;
 
-    if (!store_snapshot_begin(&view, store, b->user_id, error))
+    if (src->read_begin && !src->read_begin(b->source->ctx, error))
       return false;
-    b->store = view;
     built = build_run(b, out_path, error);
-    b->store = store;
-    if (store_snapshot_end(view, &end_err) || !built)
+    if (!src->read_end || src->read_end(b->source->ctx, &end_err) || !built)
       return built;
     if (end_err.code != FZIP_ERR_ABORTED) {
       *error = end_err;
       return false;
     }
-    if (attempt >= STORE_SNAPSHOT_RETRIES) {
+    if (attempt >= PKG_READ_ATTEMPTS) {
       *error = end_err;
       return fzip_error_prefix(error, "no consistent read of the user's data after %d attempts",
                                attempt);
@@ -1054,7 +1048,7 @@ static bool build_snapshot(build_t *b, store_t *store, const char *out_path, fzi
   }
 }
 
-bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
+bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                     const pkg_selection_t *selection, const pkg_options_t *options,
                     const char *path, fzip_error_t *error) {
   static const pkg_options_t no_options;
@@ -1063,7 +1057,7 @@ bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
 
   if (!b)
     return oom(error);
-  b->store = store;
+  b->source = source;
   b->user_id = user_id;
   b->sel = selection;
   b->opt = options ? options : &no_options;
@@ -1074,7 +1068,7 @@ bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
     return false;
   }
   plan_make(&b->plan, selection);
-  ok = build_snapshot(b, store, path, error);
+  ok = build_consistent(b, path, error);
   if (ok && result)
     *result = b->res;
   if (!ok)
@@ -1084,12 +1078,10 @@ bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
   return ok;
 }
 
-/* Copies the finished package into the blob store, polling for cancel. */
-static bool upload(pkg_result_t *res, store_t *store, const char *path, const char *blob_id,
-                   const pkg_options_t *opt, fzip_error_t *error) {
-  store_blob_writer_t *w = NULL;
-  store_blob_info_t info;
-  pkg_progress_t prog = {.phase = PKG_PHASE_UPLOADING, .entry = blob_id};
+/* Streams the finished package to the sink, polling for cancel. */
+static bool stream(const char *path, const pkg_options_t *opt, pkg_sink_fn sink, void *sink_ctx,
+                   const char *sink_name, fzip_error_t *error) {
+  pkg_progress_t prog = {.phase = PKG_PHASE_UPLOADING, .entry = sink_name};
   FILE *f = fopen(path, "rb");
   char *buf = malloc(PKG_COPY_CHUNK);
   uint64_t next = 0;
@@ -1103,10 +1095,8 @@ static bool upload(pkg_result_t *res, store_t *store, const char *path, const ch
       oom(error);
     goto done;
   }
-  if (!store_blob_writer_new(&w, store, STORE_BUCKET_PACKAGES, blob_id, error))
-    goto done;
   while ((n = fread(buf, 1, PKG_COPY_CHUNK, f)) > 0) {
-    if (!store_blob_writer_write(w, buf, n, error))
+    if (!sink(sink_ctx, buf, n, error))
       goto done;
     prog.bytes_done += n;
     if (prog.bytes_done < next)
@@ -1123,26 +1113,18 @@ static bool upload(pkg_result_t *res, store_t *store, const char *path, const ch
     sys_error(error, "reading", path);
     goto done;
   }
-  if (!store_blob_writer_commit(w, &info, error))
-    goto done;
-  if (info.size != res->package_size || strcmp(info.sha256, res->package_sha256) != 0) {
-    fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
-                   "package blob %s differs from the package written", blob_id);
-    store_blob_delete(store, STORE_BUCKET_PACKAGES, blob_id, NULL);
-    goto done;
-  }
   ok = true;
 done:
-  store_blob_writer_destroy(w); /* deletes an uncommitted blob */
   if (f)
     fclose(f);
   free(buf);
   return ok;
 }
 
-bool pkg_write_blob(pkg_result_t *result, store_t *store, const char *user_id,
-                    const pkg_selection_t *selection, const pkg_options_t *options,
-                    const char *blob_id, fzip_error_t *error) {
+bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
+                      const pkg_selection_t *selection, const pkg_options_t *options,
+                      pkg_sink_fn sink, void *sink_ctx, const char *sink_name,
+                      fzip_error_t *error) {
   static const pkg_options_t no_options;
   const pkg_options_t *opt = options ? options : &no_options;
   char path[PATH_MAX];
@@ -1156,9 +1138,9 @@ bool pkg_write_blob(pkg_result_t *result, store_t *store, const char *user_id,
   if ((fd = mkstemp(path)) < 0)
     return sys_error(error, "creating", path);
   close(fd);
-  if (!pkg_write_file(&res, store, user_id, selection, opt, path, error))
+  if (!pkg_write_file(&res, source, user_id, selection, opt, path, error))
     goto done;
-  if (!upload(&res, store, path, blob_id, opt, error))
+  if (!stream(path, opt, sink, sink_ctx, sink_name, error))
     goto done;
   if (result)
     *result = res;

@@ -1,19 +1,23 @@
 /*
- * pkg_writer: builds an FZIP package (docs/FORMAT.md) from a store.
+ * pkg_writer: builds an FZIP package (docs/FORMAT.md) from a source.
  *
  * One call turns one user's data, or a selection of it, into a ZIP file:
  * manifest.json first, then data/<kind>.json for each included kind, then
  * files/<fileId>/<sanitised name> for each transaction file's bytes.
+ * The data comes through a pkg_source_t (count, per-kind cursor, file
+ * bytes in chunks) so that the format knows nothing of a store: the
+ * store-backed source, with its consistent snapshot and the blob sink,
+ * is export/export_source.h.
  * Memory stays bounded whatever the data size: each kind is streamed from
- * a store cursor through pkg_json into a temporary file (hashing as it
- * goes), each file's bytes are streamed from the blob store into another,
+ * a source cursor through pkg_json into a temporary file (hashing as it
+ * goes), each file's bytes are streamed from the source into another,
  * and libzip compresses those temporaries into the package at the end.
  * The only things held in memory are the ids of the kinds others refer to
  * (accounts, categories, file maps, transaction files) to work out
  * external references, and the list of files to copy; both are capped.
  *
  * Export jobs use it in three steps: pkg_count() for an honest
- * items_total, then pkg_write_file() or pkg_write_blob() with a progress
+ * items_total, then pkg_write_file() or pkg_write_stream() with a progress
  * callback (every PKG_PROGRESS_EVERY_ITEMS items or PKG_PROGRESS_EVERY_BYTES
  * bytes of file content, and at every phase change) and a cancel callback
  * (polled as often), and finally the pkg_result_t says what was written.
@@ -29,10 +33,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <bson/bson.h>
+
 #include "fzip_entity.h"
 #include "fzip_error.h"
 #include "fzip_util.h"
-#include "store.h"
 
 #define PKG_FORMAT_VERSION "1.0"
 #define PKG_FORMAT_MAJOR 1
@@ -49,6 +54,8 @@
 #define PKG_COMPRESSION_LEVEL 6      /* deflate level of every entry */
 #define PKG_PROGRESS_EVERY_ITEMS 1000
 #define PKG_PROGRESS_EVERY_BYTES (4 * 1024 * 1024)
+#define PKG_FILTER_IDS_MAX 1000      /* account ids in a selection (a store filter's cap) */
+#define PKG_READ_ATTEMPTS 5          /* builds started before an inconsistent source fails */
 
 typedef enum {
   PKG_EXPORT_COMPLETE = 0,
@@ -68,7 +75,7 @@ typedef struct {
   pkg_export_type_t export_type;
   bool include_analytics; /* complete and selective only */
   const char *const *account_ids;
-  size_t n_account_ids; /* 0: all accounts; at most STORE_FILTER_IDS_MAX */
+  size_t n_account_ids; /* 0: all accounts; at most PKG_FILTER_IDS_MAX */
   bool has_date_from;   /* transactions' date >= date_from (epoch ms) */
   int64_t date_from;
   bool has_date_to; /* transactions' date <= date_to (inclusive) */
@@ -80,7 +87,7 @@ typedef enum {
   PKG_PHASE_DATA,        /* writing data/<kind>.json */
   PKG_PHASE_FILES,       /* copying transaction file bytes */
   PKG_PHASE_COMPRESSING, /* libzip writing the package */
-  PKG_PHASE_UPLOADING,   /* pkg_write_blob: copying into the blob store */
+  PKG_PHASE_UPLOADING,   /* pkg_write_stream: copying into the sink */
   PKG_PHASE_DONE,
 } pkg_phase_t;
 
@@ -117,7 +124,7 @@ typedef struct {
   bool included[FZIP_KIND_COUNT];   /* whether data/<kind>.json is in the package */
   uint64_t files_count;             /* files/ entries */
   uint64_t files_bytes;             /* their uncompressed bytes */
-  uint64_t files_missing;           /* transaction files whose bytes were not in the store */
+  uint64_t files_missing;           /* transaction files whose bytes the source did not have */
   uint64_t external_refs;           /* ids listed in manifest external_references */
   uint64_t entries;                 /* zip entries, manifest included */
   uint64_t package_size;            /* bytes of the .fzip */
@@ -129,24 +136,81 @@ typedef struct {
  * naming what is wrong. */
 bool pkg_selection_check(const pkg_selection_t *selection, fzip_error_t *error);
 
+/* Which entities of one kind the selection asks for (FORMAT.md "Export
+ * types"); all of them when n_account_ids is 0 and no date is set.  The
+ * date applies to the kind's date field (transactions' date).  Borrowed. */
+typedef struct {
+  const char *const *account_ids; /* the kind's account field is one of these */
+  size_t n_account_ids;           /* 0: no account filter */
+  bool has_date_from;             /* date >= date_from (epoch ms) */
+  int64_t date_from;
+  bool has_date_to;               /* date <= date_to (inclusive) */
+  int64_t date_to;
+} pkg_filter_t;
+
+/* Where the writer reads one user's data from.  Every call that can fail
+ * returns false with *error set.  Cursors and files are the source's
+ * handles, used by one thread and closed (close accepts NULL) before the
+ * write returns.  A source decides its own consistency and paging: the
+ * writer only ever holds one document and one chunk at a time. */
+typedef struct {
+  /* Optional (NULL: every read is consistent).  A build calls read_begin
+   * before its first read and read_end after its last, cursors and files
+   * closed; read_end failing with FZIP_ERR_ABORTED says the reads were not
+   * one consistent view (an import committed meanwhile): the writer starts
+   * the build over, at most PKG_READ_ATTEMPTS times.  read_end is called
+   * after every successful read_begin, also when the build failed. */
+  bool (*read_begin)(void *ctx, fzip_error_t *error);
+  bool (*read_end)(void *ctx, fzip_error_t *error);
+  /* *n = how many entities of `kind` the filter matches. */
+  bool (*count)(void *ctx, uint64_t *n, fzip_kind_t kind, const pkg_filter_t *filter,
+                fzip_error_t *error);
+  /* Opens a cursor over the matching entities of `kind`, id ascending. */
+  bool (*cursor_open)(void *ctx, void **cursor, fzip_kind_t kind, const pkg_filter_t *filter,
+                      fzip_error_t *error);
+  /* true: *doc is the next entity (borrowed until the next call); false:
+   * the end when *error is unset, a failure when it is set. */
+  bool (*cursor_next)(void *cursor, const bson_t **doc, fzip_error_t *error);
+  void (*cursor_close)(void *cursor);
+  /* Opens the bytes of a transaction file, `location` being its record's
+   * s3Key; *file = NULL (and true) when the source has no bytes there:
+   * the file is listed as missing in the manifest, not an error. */
+  bool (*file_open)(void *ctx, void **file, const char *location, fzip_error_t *error);
+  /* Reads up to `cap` bytes; *n == 0 at the end. */
+  bool (*file_read)(void *file, void *buf, size_t cap, size_t *n, fzip_error_t *error);
+  void (*file_close)(void *file);
+} pkg_source_ops_t;
+
+typedef struct {
+  const pkg_source_ops_t *ops;
+  void *ctx; /* passed to read_begin/_end, count, cursor_open and file_open */
+} pkg_source_t;
+
+/* Receives the finished package's bytes in order. */
+typedef bool (*pkg_sink_fn)(void *ctx, const void *data, size_t len, fzip_error_t *error);
+
 /* Counts the items (entities of the included kinds plus transaction files
  * whose bytes will be copied) a write of this selection reports progress
  * over. */
-bool pkg_count(uint64_t *items_total, store_t *store, const char *user_id,
+bool pkg_count(uint64_t *items_total, const pkg_source_t *source,
                const pkg_selection_t *selection, fzip_error_t *error);
 
-/* Writes the package to `path` (created or replaced; on failure nothing is
- * left there).  *result (may be NULL) is filled on success. */
-bool pkg_write_file(pkg_result_t *result, store_t *store, const char *user_id,
+/* Writes the package of `user_id` (the manifest's user) read from `source`
+ * to `path` (created or replaced; on failure nothing is left there).
+ * *result (may be NULL) is filled on success. */
+bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                     const pkg_selection_t *selection, const pkg_options_t *options,
                     const char *path, fzip_error_t *error);
 
-/* Writes the package to a temporary file and streams it into the blob store
- * as `blob_id` in STORE_BUCKET_PACKAGES, committing it only when complete;
- * result->package_size/sha256 are those the store reports. */
-bool pkg_write_blob(pkg_result_t *result, store_t *store, const char *user_id,
-                    const pkg_selection_t *selection, const pkg_options_t *options,
-                    const char *blob_id, fzip_error_t *error);
+/* Writes the package to a temporary file, then streams it to `sink` in
+ * PKG_COPY_CHUNK pieces (phase PKG_PHASE_UPLOADING, progress entry
+ * `sink_name`, polling for cancel).  The sink has had every byte when this
+ * returns true; *result (may be NULL) has the package's size and sha256
+ * for the sink's owner to check what it received against. */
+bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
+                      const pkg_selection_t *selection, const pkg_options_t *options,
+                      pkg_sink_fn sink, void *sink_ctx, const char *sink_name,
+                      fzip_error_t *error);
 
 /* Sanitises a transaction file name for use as the last path component of
  * files/<fileId>/ (FORMAT.md "File names"): invalid UTF-8 bytes, control

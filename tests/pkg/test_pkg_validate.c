@@ -19,7 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "export_source.h"
 #include "fzip_test.h"
+#include "import_exists.h"
 #include "pkg_reader.h"
 #include "pkg_validate.h"
 #include "pkg_writer.h"
@@ -76,9 +78,10 @@ static void dump(const pkgv_result_t *res, FILE *f) {
 static bool validate(pkgv_result_t **res, const char *path, store_t *s, const char *user,
                      pkgv_strategy_t strategy, fzip_error_t *err) {
   pkgv_options_t opt = {0};
-  opt.store = s;
-  opt.user_id = user;
+  import_exists_t exists = {s, user};
   opt.strategy = strategy;
+  if (s && !import_exists_use(&opt, &exists, err))
+    return false;
   return pkgv_validate(res, path, &opt, err);
 }
 
@@ -108,7 +111,7 @@ static bool seeded_package(seed_stats_t *stats, const char *user, uint64_t trans
   po.export_timestamp_ms = PINNED_MS;
   po.temp_dir = tmp_dir;
   return seed_generate(stats, store, user, &so, err) &&
-         pkg_write_file(NULL, store, user, &sel, &po, path, err);
+         export_source_write_file(NULL, store, user, &sel, &po, path, err);
 }
 
 /* ---- tests ------------------------------------------------------------ */
@@ -413,6 +416,62 @@ static void test_writer_package_from_seeded_store_validates_clean(void) {
     dump(res, stderr);
   pkgv_result_destroy(res);
   CHECK(ok);
+}
+
+/* An exists callback of the test's own, no store: the user "has" every
+ * account and nothing else; `fail` makes the question itself fail. */
+typedef struct {
+  bool fail;
+  int calls;
+  size_t max_n;
+} has_accounts_t;
+
+static bool has_accounts(void *ctx, bool *exists, fzip_kind_t kind, const char *const *ids,
+                         size_t n, fzip_error_t *error) {
+  has_accounts_t *h = ctx;
+  h->calls++;
+  h->max_n = n > h->max_n ? n : h->max_n;
+  if (h->fail)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE, "store gone");
+  for (size_t i = 0; i < n; i++)
+    exists[i] = kind == FZIP_KIND_ACCOUNT && ids[i] && *ids[i];
+  return true;
+}
+
+static void test_exists_callback_decides_conflicts_and_preview(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  has_accounts_t h = {0};
+  pkgv_options_t opt = {.exists = has_accounts, .exists_ctx = &h};
+  seed_stats_t st;
+  char path[PATH_LEN];
+
+  fmt_path(path, "%s/exists.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "dave", 50, path, &err), err);
+  opt.strategy = PKGV_FAIL_ON_CONFLICT;
+  CHECK_OK(pkgv_validate(&res, path, &opt, &err), err);
+  const pkgv_issue_t *is = first_error(res);
+  bool ok = !res->passed && res->preview_from_store && res->conflicts_total == st.accounts &&
+            is && strcmp(is->rule, "conflict.exists") == 0 && is->kind == FZIP_KIND_ACCOUNT &&
+            strcmp(is->field, "accountId") == 0 && res->counts[FZIP_KIND_ACCOUNT].created == 0 &&
+            res->counts[FZIP_KIND_TRANSACTION].created == st.transactions &&
+            h.calls >= FZIP_KIND_COUNT - 1 && h.max_n <= PKGV_EXISTS_BATCH_MAX;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  opt.strategy = PKGV_SKIP_EXISTING;
+  CHECK_OK(pkgv_validate(&res, path, &opt, &err), err);
+  ok = res->passed && res->conflicts_total == 0 &&
+       res->counts[FZIP_KIND_ACCOUNT].skipped == st.accounts &&
+       res->counts[FZIP_KIND_CATEGORY].created == st.categories;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  h.fail = true;
+  CHECK_FAILS(pkgv_validate(&res, path, &opt, &err), err, FZIP_ERR_UNAVAILABLE);
+  CHECK(res == NULL && strstr(err.message, "store gone"));
 }
 
 static void test_conflict_preview_under_each_strategy(void) {
@@ -823,6 +882,7 @@ int main(int argc, char **argv) {
     RUN(test_design_flavour_file_checked_against_its_record);
     RUN(test_writer_package_from_seeded_store_validates_clean);
     RUN(test_conflict_preview_under_each_strategy);
+    RUN(test_exists_callback_decides_conflicts_and_preview);
     RUN(test_restore_streams_entities_in_dependency_order);
   }
   teardown();

@@ -1,7 +1,9 @@
 /*
  * Tests for pkg_writer against a real SQLite store in a temporary
- * directory.  Each package is checked by tools that share no code with the
- * writer: `unzip -tq` for the zip structure and tests/pkg/check_package.py
+ * directory (through export/export_source), and through a source of the
+ * test's own that serves the same fixture from memory.  Each package is
+ * checked by tools that share no code with the writer: `unzip -tq` for
+ * the zip structure and tests/pkg/check_package.py
  * (Python zipfile + hashlib + json + jsonschema) for order, entry metadata,
  * checksums, counts, schemas and content, against an "expected" file this
  * test writes from the documents it put into the store.
@@ -12,6 +14,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include "export_source.h"
 #include "fzip_test.h"
 #include "pkg_json.h"
 #include "pkg_writer.h"
@@ -20,6 +23,8 @@
 #define USER "user-1"
 #define OTHER_USER "user-2"
 #define PINNED_MS 1718000000000LL /* 2024-06-10T06:13:20Z */
+
+static int count_temp_leftovers(void);
 
 static char tmpdir[256];
 static store_t *store;
@@ -276,7 +281,7 @@ static bool export_and_check(const pkg_selection_t *sel, const expect_t *e, pkg_
   pkg_options_t opt = {.export_timestamp_ms = PINNED_MS, .temp_dir = tmpdir};
   snprintf(pkg, sizeof pkg, "%s/%s.fzip", tmpdir, e->export_type);
   snprintf(exp, sizeof exp, "%s/%s.expected.json", tmpdir, e->export_type);
-  if (!pkg_write_file(res, store, USER, sel, &opt, pkg, err))
+  if (!export_source_write_file(res, store, USER, sel, &opt, pkg, err))
     return false;
   if (!write_expected(exp, e))
     return fzip_error_set(err, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "writing %s", exp);
@@ -422,8 +427,8 @@ static void test_two_runs_give_identical_data_entries_whatever_the_time(void) {
 
   snprintf(p1, sizeof p1, "%s/run1.fzip", tmpdir);
   snprintf(p2, sizeof p2, "%s/run2.fzip", tmpdir);
-  CHECK_OK(pkg_write_file(&r1, store, USER, &sel, &o1, p1, &err), err);
-  CHECK_OK(pkg_write_file(&r2, store, USER, &sel, &o2, p2, &err), err);
+  CHECK_OK(export_source_write_file(&r1, store, USER, &sel, &o1, p1, &err), err);
+  CHECK_OK(export_source_write_file(&r2, store, USER, &sel, &o2, p2, &err), err);
   CHECK(r2.export_timestamp_ms > 1);
   CHECK(strcmp(r1.package_sha256, r2.package_sha256) != 0); /* the manifests differ */
   CHECK((z1 = zip_open(p1, ZIP_RDONLY, NULL)) && (z2 = zip_open(p2, ZIP_RDONLY, NULL)));
@@ -453,13 +458,206 @@ static void test_pinned_timestamp_gives_byte_identical_package(void) {
 
   snprintf(p1, sizeof p1, "%s/pin1.fzip", tmpdir);
   snprintf(p2, sizeof p2, "%s/pin2.fzip", tmpdir);
-  CHECK_OK(pkg_write_file(&r1, store, USER, &sel, &opt, p1, &err), err);
-  CHECK_OK(pkg_write_file(&r2, store, USER, &sel, &opt, p2, &err), err);
+  CHECK_OK(export_source_write_file(&r1, store, USER, &sel, &opt, p1, &err), err);
+  CHECK_OK(export_source_write_file(&r2, store, USER, &sel, &opt, p2, &err), err);
   same = read_file(&a, &la, p1) && read_file(&b, &lb, p2) && la == lb && memcmp(a, b, la) == 0;
   free(a);
   free(b);
   CHECK(same);
   CHECK(strcmp(r1.package_sha256, r2.package_sha256) == 0 && r1.package_size == la);
+}
+
+/* ---- a source of the test's own ---------------------------------------- */
+
+/* The fixture served from memory: no store at all, which proves the
+ * source interface is all the writer needs.  Only unfiltered reads (the
+ * complete export); fixture documents are already in id order per kind.
+ * `aborts` read_end calls say the read was not consistent. */
+typedef struct {
+  int aborts;
+  int begins, ends;
+} mem_source_t;
+
+typedef struct {
+  fzip_kind_t kind;
+  size_t next;
+} mem_cursor_t;
+
+typedef struct {
+  const char *bytes;
+  size_t off;
+} mem_file_t;
+
+static bool mem_read_begin(void *ctx, fzip_error_t *error) {
+  ((mem_source_t *)ctx)->begins++;
+  return true;
+}
+
+static bool mem_read_end(void *ctx, fzip_error_t *error) {
+  mem_source_t *m = ctx;
+  m->ends++;
+  if (m->aborts <= 0)
+    return true;
+  m->aborts--;
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "an import committed");
+}
+
+static bool mem_unfiltered(const pkg_filter_t *f, fzip_error_t *error) {
+  if (f->n_account_ids || f->has_date_from || f->has_date_to)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNIMPLEMENTED, "filtered read");
+  return true;
+}
+
+static bool mem_count(void *ctx, uint64_t *n, fzip_kind_t kind, const pkg_filter_t *filter,
+                      fzip_error_t *error) {
+  *n = 0;
+  for (size_t i = 0; i < n_fixture; i++)
+    *n += fixture[i].kind == kind;
+  return mem_unfiltered(filter, error);
+}
+
+static bool mem_cursor_open(void *ctx, void **cursor, fzip_kind_t kind,
+                            const pkg_filter_t *filter, fzip_error_t *error) {
+  mem_cursor_t *c;
+  if (!mem_unfiltered(filter, error))
+    return false;
+  if (!(c = calloc(1, sizeof *c)))
+    return fzip_error_oom(error, "test cursor");
+  c->kind = kind;
+  *cursor = c;
+  return true;
+}
+
+static bool mem_cursor_next(void *cursor, const bson_t **doc, fzip_error_t *error) {
+  mem_cursor_t *c = cursor;
+  while (c->next < n_fixture && fixture[c->next].kind != c->kind)
+    c->next++;
+  if (c->next == n_fixture)
+    return false;
+  *doc = fixture[c->next++].doc;
+  return true;
+}
+
+static void mem_close(void *handle) {
+  free(handle);
+}
+
+static bool mem_file_open(void *ctx, void **file, const char *location, fzip_error_t *error) {
+  static const struct {
+    const char *location, **bytes;
+  } blobs[] = {{USER "/file-1", &file_bytes_1}, {USER "/file-2", &file_bytes_2},
+               {USER "/file-4", &file_bytes_4}};
+  mem_file_t *f;
+  *file = NULL;
+  for (size_t i = 0; i < sizeof blobs / sizeof blobs[0]; i++) {
+    if (strcmp(blobs[i].location, location) != 0)
+      continue;
+    if (!(f = calloc(1, sizeof *f)))
+      return fzip_error_oom(error, "test file");
+    f->bytes = *blobs[i].bytes;
+    *file = f;
+  }
+  return true; /* file-3's bytes were never stored: missing */
+}
+
+/* One byte at a time: the writer must loop until the end. */
+static bool mem_file_read(void *file, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  mem_file_t *f = file;
+  *n = f->bytes[f->off] && cap ? 1 : 0;
+  memcpy(buf, f->bytes + f->off, *n);
+  f->off += *n;
+  return true;
+}
+
+static const pkg_source_ops_t mem_ops = {
+    .read_begin = mem_read_begin,
+    .read_end = mem_read_end,
+    .count = mem_count,
+    .cursor_open = mem_cursor_open,
+    .cursor_next = mem_cursor_next,
+    .cursor_close = mem_close,
+    .file_open = mem_file_open,
+    .file_read = mem_file_read,
+    .file_close = mem_close,
+};
+
+static void test_writer_through_a_memory_source_gives_the_store_package(void) {
+  fzip_error_t err = {0};
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE, .include_analytics = true};
+  pkg_options_t opt = {.export_timestamp_ms = PINNED_MS, .temp_dir = tmpdir};
+  mem_source_t m = {0};
+  pkg_source_t src = {&mem_ops, &m};
+  char p1[512], p2[512], *a = NULL, *b = NULL;
+  size_t la = 0, lb = 0;
+  uint64_t total = 0;
+  pkg_result_t r1, r2;
+  bool same;
+
+  snprintf(p1, sizeof p1, "%s/mem.fzip", tmpdir);
+  snprintf(p2, sizeof p2, "%s/store.fzip", tmpdir);
+  CHECK_OK(pkg_count(&total, &src, &sel, &err), err);
+  CHECK(total == 3 + 2 + 2 + 4 + 5 + 2 + 4); /* entities + one item per transaction file */
+  CHECK_OK(pkg_write_file(&r1, &src, USER, &sel, &opt, p1, &err), err);
+  CHECK(m.begins == 1 && m.ends == 1);
+  CHECK(r1.files_count == 3 && r1.files_missing == 1);
+  CHECK_OK(export_source_write_file(&r2, store, USER, &sel, &opt, p2, &err), err);
+  same = read_file(&a, &la, p1) && read_file(&b, &lb, p2) && la == lb && memcmp(a, b, la) == 0;
+  free(a);
+  free(b);
+  CHECK(same && strcmp(r1.package_sha256, r2.package_sha256) == 0);
+}
+
+static void test_an_inconsistent_read_starts_the_build_over(void) {
+  fzip_error_t err = {0};
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE};
+  pkg_options_t opt = {.export_timestamp_ms = PINNED_MS, .temp_dir = tmpdir};
+  mem_source_t once = {.aborts = 1}, always = {.aborts = PKG_READ_ATTEMPTS};
+  pkg_source_t src = {&mem_ops, &once};
+  pkg_result_t res;
+  char p[512];
+
+  snprintf(p, sizeof p, "%s/retried.fzip", tmpdir);
+  CHECK_OK(pkg_write_file(&res, &src, USER, &sel, &opt, p, &err), err);
+  CHECK(once.begins == 2 && once.ends == 2);
+  CHECK(res.counts[FZIP_KIND_TRANSACTION] == 5 && res.files_count == 3); /* counted once */
+  src.ctx = &always;
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err, FZIP_ERR_ABORTED);
+  CHECK(always.begins == PKG_READ_ATTEMPTS && strstr(err.message, "no consistent read"));
+  CHECK(access(p, F_OK) != 0 && count_temp_leftovers() == 0);
+}
+
+/* A sink that keeps what it is given. */
+typedef struct {
+  char *data;
+  size_t len;
+} mem_sink_t;
+
+static bool mem_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  mem_sink_t *s = ctx;
+  char *p = realloc(s->data, s->len + len);
+  if (!p)
+    return fzip_error_oom(error, "test sink");
+  memcpy(p + s->len, data, len);
+  s->data = p;
+  s->len += len;
+  return true;
+}
+
+static void test_write_stream_hands_the_sink_the_whole_package(void) {
+  fzip_error_t err = {0};
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE};
+  pkg_options_t opt = {.export_timestamp_ms = PINNED_MS, .temp_dir = tmpdir};
+  mem_source_t m = {0};
+  pkg_source_t src = {&mem_ops, &m};
+  mem_sink_t sink = {0};
+  char hex[FZIP_SHA256_HEX_LEN + 1];
+  pkg_result_t res;
+
+  CHECK_OK(pkg_write_stream(&res, &src, USER, &sel, &opt, mem_sink, &sink, "memory", &err), err);
+  fzip_sha256_hex(hex, sink.data, sink.len);
+  free(sink.data);
+  CHECK(sink.len == res.package_size && strcmp(hex, res.package_sha256) == 0);
+  CHECK(count_temp_leftovers() == 0);
 }
 
 typedef struct {
@@ -496,9 +694,9 @@ static void test_progress_counts_up_to_the_counted_total(void) {
   char p[512];
 
   snprintf(p, sizeof p, "%s/progress.fzip", tmpdir);
-  CHECK_OK(pkg_count(&total, store, USER, &sel, &err), err);
+  CHECK_OK(export_source_count(&total, store, USER, &sel, &err), err);
   CHECK(total == 3 + 2 + 2 + 4 + 5 + 4); /* entities + one item per transaction file */
-  CHECK_OK(pkg_write_file(NULL, store, USER, &sel, &opt, p, &err), err);
+  CHECK_OK(export_source_write_file(NULL, store, USER, &sel, &opt, p, &err), err);
   CHECK(w.calls >= 6 && !w.went_backwards);
   CHECK(w.last_phase == PKG_PHASE_DONE && w.last_items == total && w.total == total);
 }
@@ -524,7 +722,8 @@ static void test_cancel_stops_with_cancelled_and_leaves_nothing(void) {
     watch_t w = {.cancel_at = at};
     pkg_options_t opt = {.temp_dir = tmpdir, .progress = on_progress, .progress_ctx = &w,
                          .cancelled = on_cancel, .cancel_ctx = &w};
-    CHECK_FAILS(pkg_write_file(NULL, store, USER, &sel, &opt, p, &err), err, FZIP_ERR_CANCELLED);
+    CHECK_FAILS(export_source_write_file(NULL, store, USER, &sel, &opt, p, &err), err,
+                FZIP_ERR_CANCELLED);
     CHECK(access(p, F_OK) != 0);
     CHECK(count_temp_leftovers() == 0);
   }
@@ -542,18 +741,18 @@ static void test_write_blob_stores_the_package_with_its_size_and_sha256(void) {
   bool ok;
 
   snprintf(p, sizeof p, "%s/complete-again.fzip", tmpdir);
-  CHECK_OK(pkg_write_blob(&res, store, USER, &sel, &opt, USER "/export-1", &err), err);
+  CHECK_OK(export_source_write_blob(&res, store, USER, &sel, &opt, USER "/export-1", &err), err);
   CHECK_OK(store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, USER "/export-1", &err), err);
   CHECK(info.size == res.package_size && strcmp(info.sha256, res.package_sha256) == 0);
-  CHECK_OK(pkg_write_file(NULL, store, USER, &sel, &opt, p, &err), err);
+  CHECK_OK(export_source_write_file(NULL, store, USER, &sel, &opt, p, &err), err);
   ok = read_file(&a, &la, p);
   if (ok)
     fzip_sha256_hex(hex, a, la);
   free(a);
   CHECK(ok && la == info.size && strcmp(hex, info.sha256) == 0);
   CHECK(count_temp_leftovers() == 0);
-  CHECK_FAILS(pkg_write_blob(NULL, store, USER, &sel, &opt, USER "/export-1", &err), err,
-              FZIP_ERR_ALREADY_EXISTS);
+  CHECK_FAILS(export_source_write_blob(NULL, store, USER, &sel, &opt, USER "/export-1", &err),
+              err, FZIP_ERR_ALREADY_EXISTS);
 }
 
 static void test_bad_selection_is_invalid_argument(void) {
@@ -565,9 +764,9 @@ static void test_bad_selection_is_invalid_argument(void) {
                            .date_from = 10, .has_date_to = true, .date_to = 5};
   char p[512];
   snprintf(p, sizeof p, "%s/bad.fzip", tmpdir);
-  CHECK_FAILS(pkg_write_file(NULL, store, USER, &sel, NULL, p, &err), err,
+  CHECK_FAILS(export_source_write_file(NULL, store, USER, &sel, NULL, p, &err), err,
               FZIP_ERR_INVALID_ARGUMENT);
-  CHECK_FAILS(pkg_write_file(NULL, store, USER, &range, NULL, p, &err), err,
+  CHECK_FAILS(export_source_write_file(NULL, store, USER, &range, NULL, p, &err), err,
               FZIP_ERR_INVALID_ARGUMENT);
 }
 
@@ -619,7 +818,8 @@ static void test_example_package_is_reproducible(void) {
   bool same;
 
   snprintf(p, sizeof p, "%s/example.fzip", tmpdir);
-  CHECK_OK(pkg_write_file(NULL, store, USER, &sel, &opt, out && *out ? out : p, &err), err);
+  CHECK_OK(export_source_write_file(NULL, store, USER, &sel, &opt, out && *out ? out : p, &err),
+           err);
   CHECK(package_checks_out(out && *out ? out : p, NULL));
   if (out && *out)
     return; /* regenerating examples/example.fzip */
@@ -657,6 +857,9 @@ int main(void) {
   RUN(test_categories_only_export_holds_only_categories);
   RUN(test_two_runs_give_identical_data_entries_whatever_the_time);
   RUN(test_pinned_timestamp_gives_byte_identical_package);
+  RUN(test_writer_through_a_memory_source_gives_the_store_package);
+  RUN(test_an_inconsistent_read_starts_the_build_over);
+  RUN(test_write_stream_hands_the_sink_the_whole_package);
   RUN(test_progress_counts_up_to_the_counted_total);
   RUN(test_cancel_stops_with_cancelled_and_leaves_nothing);
   RUN(test_write_blob_stores_the_package_with_its_size_and_sha256);

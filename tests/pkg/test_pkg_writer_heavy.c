@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "export_source.h"
 #include "fzip_test.h"
 #include "pkg_writer.h"
 #include "store.h"
@@ -134,7 +135,7 @@ static void test_writing_200k_transactions_keeps_memory_bounded(void) {
   t1 = fzip_monotonic_ms();
   CHECK(reset_hwm());
   before = vm_hwm_kib();
-  CHECK_OK(pkg_write_file(&res, store, USER, &sel, &opt, pkg, &err), err);
+  CHECK_OK(export_source_write_file(&res, store, USER, &sel, &opt, pkg, &err), err);
   t2 = fzip_monotonic_ms();
   after = vm_hwm_kib();
   fprintf(stderr,

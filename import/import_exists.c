@@ -1,0 +1,22 @@
+/*
+ * import_exists: see import_exists.h.
+ */
+#include "import_exists.h"
+
+_Static_assert(PKGV_EXISTS_BATCH_MAX <= STORE_BATCH_MAX,
+               "one exists call of the validator is one store batch");
+
+static bool store_exists(void *ctx, bool *exists, fzip_kind_t kind, const char *const *ids,
+                         size_t n, fzip_error_t *error) {
+  const import_exists_t *c = ctx;
+  return store_entity_exists_many(exists, c->store, c->user_id, kind, ids, n, error);
+}
+
+bool import_exists_use(pkgv_options_t *options, import_exists_t *ctx, fzip_error_t *error) {
+  if (!ctx->user_id || !*ctx->user_id)
+    return fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_INVALID_ARGUMENT,
+                          "a user id is needed to check conflicts");
+  options->exists = store_exists;
+  options->exists_ctx = ctx;
+  return true;
+}
