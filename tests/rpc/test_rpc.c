@@ -7,8 +7,8 @@
  * reader with the server's RSS read from /proc, cancellation, deadlines,
  * concurrency, a full worker pool, health Check/Watch, TLS, and SIGTERM
  * during a stream.  RSS and time figures are printed for the record; no
- * test here asserts or reports a throughput: that is bench's, against its
- * floor (docs/BENCHMARKS.md).
+ * test here asserts a throughput: that is bench's, against its floor
+ * (docs/BENCHMARKS.md).
  */
 #include <errno.h>
 #include <pthread.h>
