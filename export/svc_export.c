@@ -28,6 +28,7 @@
 #include "fzip_log.h"
 #include "fzip_util.h"
 #include "job_body.h"
+#include "job_kind.h"
 #include "jobs.h"
 #include "pkg_writer.h"
 #include "svc_jobs.h"
@@ -43,12 +44,31 @@ struct svc_export {
   svc_jobs_base_t base; /* first: the shared job handlers find it */
   store_t *store;
   svc_export_options_t opts;
-  job_runner_t *runner;
-  rpc_method_t rows[7];
-  const rpc_method_t *row_ptrs[7];
 };
 
 typedef Fzip__V1__ExportJob export_job_t;
+
+#define S(name) FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_##name
+#define TO(name) JOB_STATUS_BIT(S(name))
+/* Which status may follow which.  A worker moves a job through the
+ * running states (a resumed job starts over at COLLECTING_DATA); a job
+ * ends COMPLETED, FAILED or CANCELLED, and a completed one EXPIRED. */
+#define RUNNING_NEXT                                                                        \
+  (TO(COLLECTING_DATA) | TO(BUILDING_PACKAGE) | TO(UPLOADING) | TO(COMPLETED) | TO(FAILED) | \
+   TO(CANCELLED))
+static const uint32_t export_next[] = {
+    [S(UNSPECIFIED)] = TO(INITIATED),
+    [S(INITIATED)] = TO(COLLECTING_DATA) | TO(FAILED) | TO(CANCELLED),
+    [S(COLLECTING_DATA)] = RUNNING_NEXT,
+    [S(BUILDING_PACKAGE)] = RUNNING_NEXT,
+    [S(UPLOADING)] = RUNNING_NEXT,
+    [S(COMPLETED)] = TO(EXPIRED),
+    [S(FAILED)] = 0,
+    [S(EXPIRED)] = 0,
+    [S(CANCELLED)] = 0,
+};
+#undef RUNNING_NEXT
+#undef TO
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -56,20 +76,48 @@ static bool oom(fzip_error_t *error) {
   return fzip_error_oom(error, NULL);
 }
 
-static const char *status_name(int status) {
-  return job_enum_name(&fzip__v1__export_status__descriptor, status);
-}
-
 static bool is_terminal(int status) {
-  return status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED ||
-         status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_FAILED ||
-         status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_EXPIRED ||
-         status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_CANCELLED;
+  return status == S(COMPLETED) || status == S(FAILED) || status == S(EXPIRED) ||
+         status == S(CANCELLED);
 }
 
-static void blob_id_for(char out[FZIP_ID_MAX + 16], const char *export_id) {
-  snprintf(out, FZIP_ID_MAX + 16, "export-%s", export_id);
+static bool cancel_now(int status) {
+  (void)status; /* nothing is written to the user's data: any status may end at once */
+  return true;
 }
+
+/* What a client sees: a completed export past its expiry reads EXPIRED
+ * even before the reaper got to it. */
+static void apply_view(ProtobufCMessage *msg, int64_t now) {
+  export_job_t *job = (export_job_t *)msg;
+  if (job->status == S(COMPLETED) && job->expires_at > 0 && now >= job->expires_at)
+    job->status = S(EXPIRED);
+}
+
+static const job_kind_t export_kind = {
+    .kind = STORE_JOB_EXPORT,
+    .noun = "export",
+    .id_field = "export_id",
+    .job = &fzip__v1__export_job__descriptor,
+    .status = &fzip__v1__export_status__descriptor,
+    .next = export_next,
+    .n_status = (int)(sizeof export_next / sizeof export_next[0]),
+    .blob_prefix = "export-",
+    .part_suffix = NULL,
+    .blob_status = S(COMPLETED),
+    .cancelled_status = S(CANCELLED),
+    .expired_status = S(EXPIRED),
+    .expired_from = S(COMPLETED),
+    .cancel_now = cancel_now,
+    .cancel_now_message = "cancelled before a worker started it",
+    .cancel_refused = "already ended",
+    .delete_running = true,
+    .delete_refused = NULL,
+    .view = apply_view,
+    .is_terminal = is_terminal,
+};
+
+static const char *status_name(int status) { return job_status_name(&export_kind, status); }
 
 static bool set_str(char **field, const char *value) { return job_msg_set_str(field, value); }
 
@@ -81,21 +129,9 @@ static bool set_error(export_job_t *job, const fzip_error_t *err, const char *ph
   return job_msg_set_error(&job->base, err, phase);
 }
 
-static bool build_body(bson_t *body, const export_job_t *job, bool with_blob,
-                       fzip_error_t *error) {
-  char blob[FZIP_ID_MAX + 16];
-  blob_id_for(blob, job->export_id);
-  return job_body_build(body, &job->base, status_name(job->status), job->progress,
-                        with_blob ? blob : NULL, false, error);
-}
-
-/* What a client sees: a completed export past its expiry reads EXPIRED
- * even before the reaper got to it. */
-static void apply_view(ProtobufCMessage *msg, int64_t now) {
-  export_job_t *job = (export_job_t *)msg;
-  if (job->status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED && job->expires_at > 0 &&
-      now >= job->expires_at)
-    job->status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_EXPIRED;
+/* The record body: it names the package blob once the job completed. */
+static bool build_body(bson_t *body, const export_job_t *job, fzip_error_t *error) {
+  return job_kind_body(body, &export_kind, &job->base, false, error);
 }
 
 static bool job_for_reply(export_job_t **out, rpc_ctx_t *ctx, svc_export_t *svc,
@@ -180,7 +216,8 @@ static bool create_record(store_job_t **out, svc_export_t *svc, rpc_ctx_t *ctx,
   if (!fzip_uuid_v4(id, error))
     return false;
   job.export_id = id;
-  job.status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_INITIATED;
+  if (!job_set_status(&job.base, &export_kind, S(INITIATED), error))
+    return false;
   job.current_phase = "queued";
   job.export_type = req->export_type == FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_UNSPECIFIED
                         ? FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_COMPLETE
@@ -207,7 +244,7 @@ static bool create_record(store_job_t **out, svc_export_t *svc, rpc_ctx_t *ctx,
   rec->kind = STORE_JOB_EXPORT;
   rec->created_at = rec->updated_at = now;
   rec->runnable = true;
-  if (!build_body(rec->body, &job, false, error))
+  if (!build_body(rec->body, &job, error))
     goto done;
   if (!store_job_create(svc->store, rec, error))
     goto done;
@@ -242,7 +279,7 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
     return false;
   if (!create_record(&rec, svc, ctx, req, items, error))
     return false;
-  job_runner_notify(svc->runner);
+  job_runner_notify(svc->base.runner);
   out = rpc_ctx_alloc(ctx, sizeof *out);
   if (!out) {
     oom(error);
@@ -252,128 +289,6 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   if (!job_for_reply(&out->job, ctx, svc, rec, error))
     goto done;
   fzip_log(FZIP_LOG_INFO, "export", "export created", "export", rec->job_id, "user",
-           rec->user_id, NULL);
-  *resp = &out->base;
-  ok = true;
-done:
-  store_job_destroy(rec);
-  return ok;
-}
-
-/* ---- Cancel / Delete -------------------------------------------------- */
-
-/* Ends a job no worker holds (a cancel before any claim, an expiry):
- * status, phase and event set, saved version-checked, reaped
- * retention_ms from `now`. */
-static bool end_unclaimed(svc_export_t *svc, store_job_t *rec, export_job_t *job, int status,
-                          const char *event, const char *message, int64_t now,
-                          fzip_error_t *error) {
-  bson_t *body = NULL;
-
-  job->status = status;
-  job->updated_at = now;
-  if (!set_str(&job->current_phase, event) || !add_event(job, event, message))
-    return oom(error);
-  body = bson_new();
-  if (!build_body(body, job, false, error)) {
-    bson_destroy(body);
-    return false;
-  }
-  bson_destroy(rec->body);
-  rec->body = body;
-  rec->runnable = false;
-  rec->updated_at = now;
-  rec->expires_at = now + svc->opts.retention_ms;
-  return store_job_update(svc->store, rec, NULL, error);
-}
-
-/* A job no worker holds yet is cancelled here at once; a running one is
- * flagged and its worker stops at its next save (jobs.h). */
-static bool cancel_unclaimed(svc_export_t *svc, store_job_t *rec, fzip_error_t *error) {
-  ProtobufCMessage *msg = NULL;
-  export_job_t *job = NULL;
-  bool ok = false;
-
-  if (!job_body_unpack(&msg, rec->body, &fzip__v1__export_job__descriptor, NULL, error))
-    return false;
-  job = (export_job_t *)msg;
-  job->completed_at = fzip_now_ms();
-  ok = end_unclaimed(svc, rec, job, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_CANCELLED,
-                     "cancelled", "cancelled before a worker started it", job->completed_at,
-                     error);
-  protobuf_c_message_free_unpacked(msg, NULL);
-  return ok;
-}
-
-static bool cancel_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
-                          fzip_error_t *error) {
-  svc_export_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__CancelExportRequest *req = (const void *)msg;
-  Fzip__V1__CancelExportResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
-  store_job_t *rec = NULL;
-  bool ok = false;
-
-  if (!out)
-    return oom(error);
-  fzip__v1__cancel_export_response__init(out);
-  for (int attempt = 0; attempt < 8; attempt++) {
-    export_job_t *view = NULL;
-
-    store_job_destroy(rec);
-    rec = NULL;
-    if (!load(&view, &rec, svc, ctx, req->export_id, error))
-      goto done;
-    if (is_terminal(view->status)) {
-      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
-                     "export %s already ended (%s)", rec->job_id, status_name(view->status));
-      goto done;
-    }
-    if (rec->lease_until < fzip_now_ms()) {
-      if (cancel_unclaimed(svc, rec, error))
-        break;
-      if (error->code != FZIP_ERR_ABORTED)
-        goto done;
-      continue; /* a worker claimed it meanwhile: flag it instead */
-    }
-    store_job_destroy(rec);
-    rec = NULL;
-    if (!job_request_cancel(&rec, svc->store, STORE_JOB_EXPORT, rpc_ctx_user_id(ctx),
-                            req->export_id, error))
-      goto done;
-    break;
-  }
-  if (!rec || !job_for_reply(&out->job, ctx, svc, rec, error))
-    goto done;
-  *resp = &out->base;
-  ok = true;
-done:
-  store_job_destroy(rec);
-  return ok;
-}
-
-static bool delete_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
-                          fzip_error_t *error) {
-  svc_export_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__DeleteExportRequest *req = (const void *)msg;
-  Fzip__V1__DeleteExportResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
-  store_job_t *rec = NULL;
-  char blob[FZIP_ID_MAX + 16];
-  bool ok = false;
-
-  if (!out)
-    return oom(error);
-  fzip__v1__delete_export_response__init(out);
-  export_job_t *view = NULL;
-  if (!load(&view, &rec, svc, ctx, req->export_id, error))
-    goto done;
-  /* Blob first: a crash in between leaves a job the user can delete
-   * again, never an orphan package.  A worker still running finds its job
-   * gone at its next save and removes what it wrote (run_export). */
-  blob_id_for(blob, rec->job_id);
-  if (!store_blob_delete(svc->store, STORE_BUCKET_PACKAGES, blob, error) ||
-      !store_job_delete(svc->store, STORE_JOB_EXPORT, rpc_ctx_user_id(ctx), rec->job_id, error))
-    goto done;
-  fzip_log(FZIP_LOG_INFO, "export", "export deleted", "export", rec->job_id, "user",
            rec->user_id, NULL);
   *resp = &out->base;
   ok = true;
@@ -416,7 +331,7 @@ static bool download_open(rpc_ctx_t *ctx, const ProtobufCMessage *msg, void **st
   store_job_t *rec = NULL;
   export_job_t *view = NULL;
   download_state_t *st = NULL;
-  char blob[FZIP_ID_MAX + 16];
+  char blob[JOB_BLOB_ID_MAX];
   bool ok = false;
 
   if (req->chunk_size < 0 || req->chunk_size > SVC_EXPORT_CHUNK_MAX)
@@ -442,7 +357,7 @@ static bool download_open(rpc_ctx_t *ctx, const ProtobufCMessage *msg, void **st
   snprintf(st->file_name, sizeof st->file_name, "fzip-export-%s.fzip", rec->job_id);
   st->info.sha256 = st->sha256;
   st->info.file_name = st->file_name;
-  blob_id_for(blob, rec->job_id);
+  job_blob_id(blob, &export_kind, rec->job_id);
   if (!store_blob_reader_new(&st->reader, svc->store, STORE_BUCKET_PACKAGES, blob,
                              (uint64_t)req->offset, error)) {
     if (error->code == FZIP_ERR_NOT_FOUND)
@@ -515,13 +430,27 @@ static const rpc_server_stream_ops_t download_ops = {download_open, download_nex
 
 /* ---- the worker ------------------------------------------------------- */
 
+/* The phase a running export reports is the package writer's
+ * (pkg_phase_name: "counting", "data", ...); the ends have their own
+ * names ("queued", "completed", ...), which are no writer phase. */
+#define PHASE_NONE (-1)
+
 typedef struct {
   job_ctx_t *jctx;
   export_job_t *job;
-  bool had_blob;
+  int phase;               /* pkg_phase_t of job->current_phase, or PHASE_NONE */
   fzip_error_t save_error; /* first failed save during the build */
   bool stop;
 } run_state_t;
+
+/* The writer phase a stored phase name stands for (a resumed job). */
+static int phase_of(const char *name) {
+  for (int p = PKG_PHASE_COUNTING; p <= PKG_PHASE_DONE; p++) {
+    if (name && strcmp(name, pkg_phase_name((pkg_phase_t)p)) == 0)
+      return p;
+  }
+  return PHASE_NONE;
+}
 
 static int clamp_progress(const export_job_t *job, int p) {
   if (p > 99)
@@ -534,7 +463,7 @@ static bool save_job(run_state_t *rs, bool force) {
   bool ok = false;
 
   rs->job->updated_at = fzip_now_ms();
-  if (!build_body(&body, rs->job, false, &rs->save_error))
+  if (!build_body(&body, rs->job, &rs->save_error))
     goto done;
   ok = job_ctx_tick(rs->jctx, &body, force, &rs->save_error);
 done:
@@ -544,21 +473,25 @@ done:
   return ok;
 }
 
-static void set_phase(run_state_t *rs, int status, const char *phase) {
-  if ((int)rs->job->status != status || strcmp(rs->job->current_phase, phase) != 0) {
-    rs->job->status = status;
-    if (!set_str(&rs->job->current_phase, phase)) {
+static void set_phase(run_state_t *rs, int status, pkg_phase_t phase) {
+  if ((int)rs->job->status != status || rs->phase != (int)phase) {
+    if (!job_set_status(&rs->job->base, &export_kind, status, &rs->save_error)) {
+      rs->stop = true;
+      return;
+    }
+    if (!set_str(&rs->job->current_phase, pkg_phase_name(phase))) {
       oom(&rs->save_error);
       rs->stop = true;
       return;
     }
+    rs->phase = (int)phase;
     save_job(rs, true);
   }
 }
 
 static void on_progress(void *arg, const pkg_progress_t *p) {
   run_state_t *rs = arg;
-  int status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COLLECTING_DATA;
+  int status = S(COLLECTING_DATA);
   int pct = 5;
 
   if (rs->stop)
@@ -573,18 +506,18 @@ static void on_progress(void *arg, const pkg_progress_t *p) {
                       (double)p->items_total);
     break;
   case PKG_PHASE_COMPRESSING:
-    status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_BUILDING_PACKAGE;
+    status = S(BUILDING_PACKAGE);
     pct = 70 + (int)(20.0 * (p->fraction < 0 ? 0 : p->fraction > 1 ? 1 : p->fraction));
     break;
   case PKG_PHASE_UPLOADING:
   case PKG_PHASE_DONE:
-    status = FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_UPLOADING;
+    status = S(UPLOADING);
     pct = 90;
     break;
   }
   rs->job->items_done = (int64_t)p->items_done;
   rs->job->progress = clamp_progress(rs->job, pct);
-  set_phase(rs, status, pkg_phase_name(p->phase));
+  set_phase(rs, status, p->phase);
   if (!rs->stop)
     save_job(rs, false);
   /* Fault tests pause (or fail) here, once UPLOADING is saved and the
@@ -622,17 +555,18 @@ static bool fill_summary(export_job_t *job, const pkg_result_t *res) {
 /* Ends the job with a final status; `expires_at` of the record is when the
  * reaper looks at it next. */
 static bool finish_job(run_state_t *rs, int status, const char *event, const char *message,
-                       int64_t record_expires_at, bool with_blob, fzip_error_t *error) {
+                       int64_t record_expires_at, fzip_error_t *error) {
   bson_t body = BSON_INITIALIZER;
   bool ok = false;
 
-  rs->job->status = status;
+  if (!job_set_status(&rs->job->base, &export_kind, status, error))
+    return false;
   rs->job->updated_at = rs->job->completed_at = fzip_now_ms();
   if (!set_str(&rs->job->current_phase, event) || !add_event(rs->job, event, message)) {
     oom(error);
     goto done;
   }
-  if (!build_body(&body, rs->job, with_blob, error))
+  if (!build_body(&body, rs->job, error))
     goto done;
   ok = job_ctx_finish(rs->jctx, &body, record_expires_at, error);
 done:
@@ -644,11 +578,11 @@ static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_
                             pkg_result_t *res, fzip_error_t *error) {
   pkg_selection_t sel;
   pkg_options_t opts = {0};
-  char blob[FZIP_ID_MAX + 16];
+  char blob[JOB_BLOB_ID_MAX];
 
   if (!selection_from_job(&sel, rs->job, error))
     return false;
-  blob_id_for(blob, rs->job->export_id);
+  job_blob_id(blob, &export_kind, rs->job->export_id);
   /* A previous attempt (a replica died after committing) may have left
    * the package: start clean so the result is this run's. */
   if (!store_blob_delete(svc->store, STORE_BUCKET_PACKAGES, blob, error))
@@ -672,10 +606,10 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   svc_export_t *svc = data;
   const store_job_t *rec = job_ctx_record(jctx);
   ProtobufCMessage *msg = NULL;
-  run_state_t rs = {.jctx = jctx};
+  run_state_t rs = {.jctx = jctx, .phase = PHASE_NONE};
   pkg_result_t res;
   fzip_error_t err;
-  char blob[FZIP_ID_MAX + 16];
+  char blob[JOB_BLOB_ID_MAX];
   bool ok = false;
   int64_t now = fzip_now_ms();
 
@@ -684,11 +618,12 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   if (!job_body_unpack(&msg, rec->body, &fzip__v1__export_job__descriptor, NULL, error))
     return false;
   rs.job = (export_job_t *)msg;
-  blob_id_for(blob, rs.job->export_id);
+  rs.phase = phase_of(rs.job->current_phase);
+  job_blob_id(blob, &export_kind, rs.job->export_id);
 
   if (job_ctx_cancel_requested(jctx)) {
-    ok = finish_job(&rs, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_CANCELLED, "cancelled",
-                    "cancelled before it started", now + svc->opts.retention_ms, false, error);
+    ok = finish_job(&rs, S(CANCELLED), "cancelled", "cancelled before it started",
+                    now + svc->opts.retention_ms, error);
     goto done;
   }
   if (!add_event(rs.job, rs.job->started_at ? "resumed" : "started",
@@ -698,7 +633,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   }
   if (!rs.job->started_at)
     rs.job->started_at = now;
-  set_phase(&rs, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COLLECTING_DATA, "counting");
+  set_phase(&rs, S(COLLECTING_DATA), PKG_PHASE_COUNTING);
 
   if (!rs.stop && build_and_store(svc, &rs, rec, &res, &err)) {
     rs.job->package_size = (int64_t)res.package_size;
@@ -709,8 +644,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
       goto done;
     }
     rs.job->expires_at = fzip_now_ms() + svc->opts.ttl_ms;
-    ok = finish_job(&rs, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED, "completed",
-                    "package ready", rs.job->expires_at, true, error);
+    ok = finish_job(&rs, S(COMPLETED), "completed", "package ready", rs.job->expires_at, error);
     if (!ok)
       /* Deleted or taken while finishing: don't leave the package behind. */
       store_blob_delete(svc->store, STORE_BUCKET_PACKAGES, blob, NULL);
@@ -720,18 +654,18 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
     err = rs.save_error;
 
   /* Stopped or failed. */
-  if (job_ctx_is_shutdown_error(jctx, &err) || err.code == FZIP_ERR_ABORTED ||
-      err.code == FZIP_ERR_NOT_FOUND) {
+  switch (job_ctx_stop_reason(jctx, &err)) {
+  case JOB_STOP_LEAVE:
     /* Shutdown: the job resumes elsewhere.  Lease lost / deleted: not ours
      * any more.  Either way nothing to finish here. */
     *error = err;
     goto done;
-  }
-  if (err.code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(jctx)) {
-    ok = finish_job(&rs, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_CANCELLED, "cancelled",
-                    "cancelled by the user", fzip_now_ms() + svc->opts.retention_ms, false,
-                    error);
+  case JOB_STOP_CANCEL:
+    ok = finish_job(&rs, S(CANCELLED), "cancelled", "cancelled by the user",
+                    fzip_now_ms() + svc->opts.retention_ms, error);
     goto done;
+  case JOB_STOP_FAIL:
+    break;
   }
   fzip_log(FZIP_LOG_WARN, "export", "export failed", "export", rs.job->export_id, "phase",
            rs.job->current_phase, "error", err.message, NULL);
@@ -739,40 +673,8 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
     oom(error);
     goto done;
   }
-  ok = finish_job(&rs, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_FAILED, "failed", err.message,
-                  fzip_now_ms() + svc->opts.retention_ms, false, error);
-done:
-  protobuf_c_message_free_unpacked(msg, NULL);
-  return ok;
-}
-
-/* ---- expiry ----------------------------------------------------------- */
-
-bool svc_export_expire(svc_export_t *svc, store_job_t *rec, int64_t now_ms, bool *handled,
-                       fzip_error_t *error) {
-  ProtobufCMessage *msg = NULL;
-  export_job_t *job = NULL;
-  char blob[FZIP_ID_MAX + 16];
-  bool ok = false;
-
-  *handled = false;
-  if (rec->kind != STORE_JOB_EXPORT)
-    return true;
-  *handled = true;
-  blob_id_for(blob, rec->job_id);
-  if (!store_blob_delete(svc->store, STORE_BUCKET_PACKAGES, blob, error))
-    return false;
-  if (!job_body_unpack(&msg, rec->body, &fzip__v1__export_job__descriptor, NULL, error))
-    goto remove; /* unreadable record: nothing to keep */
-  job = (export_job_t *)msg;
-  if (job->status != FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED)
-    goto remove;
-  ok = end_unclaimed(svc, rec, job, FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_EXPIRED, "expired",
-                     "package deleted after its expiry", now_ms, error);
-  goto done;
-remove:
-  ok = store_job_delete(svc->store, STORE_JOB_EXPORT, NULL, rec->job_id, error) ||
-       error->code == FZIP_ERR_NOT_FOUND;
+  ok = finish_job(&rs, S(FAILED), "failed", err.message, fzip_now_ms() + svc->opts.retention_ms,
+                  error);
 done:
   protobuf_c_message_free_unpacked(msg, NULL);
   return ok;
@@ -780,44 +682,27 @@ done:
 
 /* ---- lifecycle -------------------------------------------------------- */
 
-static bool status_is_terminal(int status) { return is_terminal(status); }
-
-static const svc_jobs_kind_t export_kind = {
-    .kind = STORE_JOB_EXPORT,
-    .noun = "export",
-    .id_field = "export_id",
-    .job = &fzip__v1__export_job__descriptor,
-    .view = apply_view,
-    .is_terminal = status_is_terminal,
+/* The seven rows; svc_jobs_base_init adds auth and the service. */
+#define ROW(name, kind_, req, resp, field_, fn)                                              \
+  {.path = "/fzip.v1.ExportService/" name, .kind = kind_, .request = &req, .response = &resp, \
+   .field_ = fn}
+static const rpc_method_t export_rows[SVC_JOBS_ROWS] = {
+    ROW("CreateExport", RPC_UNARY, fzip__v1__create_export_request__descriptor,
+        fzip__v1__create_export_response__descriptor, unary, create_export),
+    ROW("GetExport", RPC_UNARY, fzip__v1__get_export_request__descriptor,
+        fzip__v1__get_export_response__descriptor, unary, svc_jobs_get),
+    ROW("ListExports", RPC_UNARY, fzip__v1__list_exports_request__descriptor,
+        fzip__v1__list_exports_response__descriptor, unary, svc_jobs_list),
+    ROW("DownloadExport", RPC_SERVER_STREAMING, fzip__v1__download_export_request__descriptor,
+        fzip__v1__download_export_response__descriptor, server_stream, &download_ops),
+    ROW("DeleteExport", RPC_UNARY, fzip__v1__delete_export_request__descriptor,
+        fzip__v1__delete_export_response__descriptor, unary, svc_jobs_delete),
+    ROW("CancelExport", RPC_UNARY, fzip__v1__cancel_export_request__descriptor,
+        fzip__v1__cancel_export_response__descriptor, unary, svc_jobs_cancel),
+    ROW("WatchExport", RPC_SERVER_STREAMING, fzip__v1__watch_export_request__descriptor,
+        fzip__v1__watch_export_response__descriptor, server_stream, &svc_jobs_watch_ops),
 };
-
-static void init_rows(svc_export_t *svc) {
-#define ROW(i, name, kind_, req, resp, field, fn)                                          \
-  svc->rows[i] = (rpc_method_t){.path = "/fzip.v1.ExportService/" name,                   \
-                                .kind = kind_,                                             \
-                                .request = &req,                                           \
-                                .response = &resp,                                         \
-                                .requires_auth = true,                                     \
-                                .field = fn,                                               \
-                                .data = svc}
-  ROW(0, "CreateExport", RPC_UNARY, fzip__v1__create_export_request__descriptor,
-      fzip__v1__create_export_response__descriptor, unary, create_export);
-  ROW(1, "GetExport", RPC_UNARY, fzip__v1__get_export_request__descriptor,
-      fzip__v1__get_export_response__descriptor, unary, svc_jobs_get);
-  ROW(2, "ListExports", RPC_UNARY, fzip__v1__list_exports_request__descriptor,
-      fzip__v1__list_exports_response__descriptor, unary, svc_jobs_list);
-  ROW(3, "DownloadExport", RPC_SERVER_STREAMING, fzip__v1__download_export_request__descriptor,
-      fzip__v1__download_export_response__descriptor, server_stream, &download_ops);
-  ROW(4, "DeleteExport", RPC_UNARY, fzip__v1__delete_export_request__descriptor,
-      fzip__v1__delete_export_response__descriptor, unary, delete_export);
-  ROW(5, "CancelExport", RPC_UNARY, fzip__v1__cancel_export_request__descriptor,
-      fzip__v1__cancel_export_response__descriptor, unary, cancel_export);
-  ROW(6, "WatchExport", RPC_SERVER_STREAMING, fzip__v1__watch_export_request__descriptor,
-      fzip__v1__watch_export_response__descriptor, server_stream, &svc_jobs_watch_ops);
 #undef ROW
-  for (int i = 0; i < 7; i++)
-    svc->row_ptrs[i] = &svc->rows[i];
-}
 
 bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options_t *options,
                     fzip_error_t *error) {
@@ -828,24 +713,20 @@ bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options
   if (!svc)
     return oom(error);
   svc->store = store;
-  svc->base.kind = &export_kind;
-  svc->base.store = store;
   if (options)
     svc->opts = *options;
   if (svc->opts.ttl_ms <= 0)
     svc->opts.ttl_ms = DEFAULT_TTL_MS;
   if (svc->opts.retention_ms <= 0)
     svc->opts.retention_ms = DEFAULT_RETENTION_MS;
-  init_rows(svc);
-  ro.kind = STORE_JOB_EXPORT;
-  ro.name = "export";
   ro.workers = svc->opts.workers;
   ro.lease_ms = svc->opts.lease_ms;
   ro.poll_ms = svc->opts.poll_ms;
   ro.owner = svc->opts.owner;
   ro.run = run_export;
   ro.data = svc;
-  if (!job_runner_new(&svc->runner, store, &ro, error)) {
+  if (!svc_jobs_base_init(&svc->base, &export_kind, store, svc->opts.retention_ms, export_rows,
+                          &ro, error)) {
     free(svc);
     return false;
   }
@@ -856,11 +737,11 @@ bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options
 void svc_export_destroy(svc_export_t *svc) {
   if (!svc)
     return;
-  job_runner_destroy(svc->runner);
+  svc_jobs_base_fini(&svc->base);
   free(svc);
 }
 
 const rpc_method_t *const *svc_export_methods(svc_export_t *svc, size_t *n) {
-  *n = 7;
-  return svc->row_ptrs;
+  *n = SVC_JOBS_ROWS;
+  return svc->base.row_ptrs;
 }

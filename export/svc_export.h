@@ -51,11 +51,8 @@ void svc_export_destroy(svc_export_t *svc);
 /* The seven ExportService rows (borrowed from svc). */
 const rpc_method_t *const *svc_export_methods(svc_export_t *svc, size_t *n);
 
-/* Expiry step for the reaper (a store_reap_hook_fn for export jobs): a
- * completed export past its expiry loses its blob and becomes EXPIRED
- * (kept retention_ms more); any other ended export past its expiry is
- * deleted with its blob.  Sets *handled for export jobs. */
-bool svc_export_expire(svc_export_t *svc, store_job_t *job, int64_t now_ms, bool *handled,
-                       fzip_error_t *error);
+/* Expiry for the reaper: svc_jobs_expire with the service as its ctx (a
+ * completed export past its expiry loses its blob and becomes EXPIRED,
+ * kept retention_ms more; any other ended export is deleted with it). */
 
 #endif

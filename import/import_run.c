@@ -42,18 +42,102 @@
 #include "pkg_reader.h"
 #include "pkg_validate.h"
 
-#define EVENTS_MAX 32
+#define EVENTS_MAX JOB_EVENTS_MAX
 #define ISSUES_IN_JOB 100    /* issues copied into the job record */
 #define CONFLICTS_IN_JOB 50  /* conflicting ids copied into the job record */
 #define BATCH_BYTES_MAX (8 * 1024 * 1024) /* documents' bytes per restore batch */
 #define COPY_CHUNK (256 * 1024)
-/* Phase of a job that ended FAILED while its rollback could not finish
- * (e.g. a full store): it stays runnable, and every claim retries the
- * cleanup until it succeeds.  The import stays pending meanwhile, so no
- * reader sees any of it. */
-#define PHASE_CLEANUP_PENDING "cleanup_pending"
-
 typedef Fzip__V1__ImportJob import_job_t;
+
+/* ---- the import job kind ------------------------------------------------ */
+
+#define S(name) FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_##name
+#define TO(name) JOB_STATUS_BIT(S(name))
+/* Which status may follow which.  An upload is UPLOADED; StartImport
+ * makes it VALIDATING (again, after any end but COMPLETED); validation
+ * ends it or goes on to PROCESSING; a FAILED job whose rollback was left
+ * pending ends FAILED again once it is done. */
+static const uint32_t import_next[] = {
+    [S(UNSPECIFIED)] = TO(UPLOADED),
+    [S(UPLOADED)] = TO(VALIDATING),
+    [S(VALIDATING)] = TO(VALIDATING) | TO(VALIDATION_PASSED) | TO(VALIDATION_FAILED) |
+                      TO(PROCESSING) | TO(FAILED) | TO(CANCELLED),
+    [S(VALIDATION_PASSED)] = TO(VALIDATING),
+    [S(VALIDATION_FAILED)] = TO(VALIDATING),
+    [S(PROCESSING)] = TO(PROCESSING) | TO(COMPLETED) | TO(FAILED) | TO(CANCELLED),
+    [S(COMPLETED)] = 0,
+    [S(FAILED)] = TO(VALIDATING) | TO(FAILED),
+    [S(CANCELLED)] = TO(VALIDATING),
+};
+#undef TO
+
+static bool is_terminal(int status) {
+  return status == S(COMPLETED) || status == S(FAILED) || status == S(CANCELLED) ||
+         status == S(VALIDATION_FAILED) || status == S(VALIDATION_PASSED) ||
+         status == S(UPLOADED);
+}
+
+/* Only a job that wrote nothing (still validating) ends at once; a
+ * PROCESSING one must roll back, and a FAILED one waiting for its
+ * rollback keeps retrying it: those are flagged for their worker. */
+static bool cancel_now(int status) { return status == S(VALIDATING); }
+
+const job_kind_t import_job_kind = {
+    .kind = STORE_JOB_IMPORT,
+    .noun = "import",
+    .id_field = "import_id",
+    .job = &fzip__v1__import_job__descriptor,
+    .status = &fzip__v1__import_status__descriptor,
+    .next = import_next,
+    .n_status = (int)(sizeof import_next / sizeof import_next[0]),
+    .blob_prefix = "import-",
+    .part_suffix = ".part",
+    .blob_status = 0,
+    .cancelled_status = S(CANCELLED),
+    .expired_status = 0,
+    .expired_from = 0,
+    .cancel_now = cancel_now,
+    .cancel_now_message = "cancelled before anything was written",
+    .cancel_refused = "is not running",
+    .delete_running = false,
+    .delete_refused = "cancel it and wait for it to end before deleting it",
+    .view = NULL,
+    .is_terminal = is_terminal,
+};
+
+static const char *const phase_names[IMPORT_PHASE_COUNT] = {
+    [IMPORT_PHASE_OTHER] = "",
+    [IMPORT_PHASE_RECEIVING] = "receiving",
+    [IMPORT_PHASE_INTERRUPTED] = "interrupted",
+    [IMPORT_PHASE_UPLOADED] = "uploaded",
+    [IMPORT_PHASE_QUEUED] = "queued",
+    [IMPORT_PHASE_FETCHING] = "fetching",
+    [IMPORT_PHASE_VALIDATING] = "validating",
+    [IMPORT_PHASE_RESTORING] = "restoring",
+    [IMPORT_PHASE_COMMITTING] = "committing",
+    [IMPORT_PHASE_ROLLING_BACK] = "rolling_back",
+    /* A job that ended FAILED while its rollback could not finish (e.g. a
+     * full store): it stays runnable, and every claim retries the cleanup
+     * until it succeeds.  The import stays pending meanwhile, so no reader
+     * sees any of it. */
+    [IMPORT_PHASE_CLEANUP_PENDING] = "cleanup_pending",
+};
+
+const char *import_phase_name(import_phase_t phase) {
+  return (unsigned)phase < IMPORT_PHASE_COUNT ? phase_names[phase] : "";
+}
+
+import_phase_t import_phase_of(const import_job_t *job) {
+  for (int p = IMPORT_PHASE_OTHER + 1; p < IMPORT_PHASE_COUNT; p++) {
+    if (job->current_phase && strcmp(job->current_phase, phase_names[p]) == 0)
+      return (import_phase_t)p;
+  }
+  return IMPORT_PHASE_OTHER;
+}
+
+bool import_set_phase(import_job_t *job, import_phase_t phase) {
+  return job_msg_set_str(&job->current_phase, import_phase_name(phase));
+}
 
 typedef struct {
   job_ctx_t *jctx;
@@ -74,15 +158,10 @@ static bool oom(fzip_error_t *error) {
   return fzip_error_oom(error, NULL);
 }
 
-static const char *status_name(int status) {
-  return job_enum_name(&fzip__v1__import_status__descriptor, status);
-}
+static const char *status_name(int status) { return job_status_name(&import_job_kind, status); }
 
 static bool build_body(bson_t *body, run_t *r, fzip_error_t *error) {
-  char blob[IMPORT_BLOB_ID_MAX];
-  import_blob_id(blob, r->job->import_id);
-  return job_body_build(body, &r->job->base, status_name(r->job->status), r->job->progress, blob,
-                        false, error);
+  return job_kind_body(body, &import_job_kind, &r->job->base, false, error);
 }
 
 static int clamp(const import_job_t *job, int p) {
@@ -110,9 +189,10 @@ static bool save(run_t *r, bool force) {
   return ok;
 }
 
-static bool set_phase(run_t *r, int status, const char *phase, fzip_error_t *error) {
-  r->job->status = status;
-  if (!job_msg_set_str(&r->job->current_phase, phase))
+static bool set_phase(run_t *r, int status, import_phase_t phase, fzip_error_t *error) {
+  if (!job_set_status(&r->job->base, &import_job_kind, status, error))
+    return false;
+  if (!import_set_phase(r->job, phase))
     return oom(error);
   if (!save(r, true)) {
     *error = r->save_error;
@@ -127,10 +207,10 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
   bool ok = false;
   int64_t now = fzip_now_ms();
 
-  r->job->status = status;
+  if (!job_set_status(&r->job->base, &import_job_kind, status, error))
+    return false;
   r->job->updated_at = r->job->completed_at = now;
-  if (status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED ||
-      status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED)
+  if (status == S(COMPLETED) || status == S(VALIDATION_PASSED))
     r->job->progress = 100;
   r->job->expires_at = now + r->env->retention_ms;
   if (!job_msg_set_str(&r->job->current_phase, event) ||
@@ -152,7 +232,7 @@ static bool fail_job(run_t *r, int status, const fzip_error_t *err, fzip_error_t
   if (!job_msg_set_error(&r->job->base, err, r->job->current_phase))
     return oom(error);
   return finish(r, status,
-                status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED ? "cancelled" : "failed",
+                status == S(CANCELLED) ? "cancelled" : "failed",
                 err->message, error);
 }
 
@@ -228,7 +308,7 @@ static bool commit(run_t *r, fzip_error_t *error) {
 
 static bool fetch_package(run_t *r, fzip_error_t *error) {
   store_blob_reader_t *rd = NULL;
-  char blob[IMPORT_BLOB_ID_MAX];
+  char blob[JOB_BLOB_ID_MAX];
   const char *dir = r->env->temp_dir ? r->env->temp_dir : getenv("TMPDIR");
   unsigned char *buf = NULL;
   FILE *f = NULL;
@@ -244,7 +324,7 @@ static bool fetch_package(run_t *r, fzip_error_t *error) {
   }
   f = fdopen(fd, "wb");
   buf = malloc(COPY_CHUNK);
-  import_blob_id(blob, r->job->import_id);
+  job_blob_id(blob, &import_job_kind, r->job->import_id);
   if (!f || !buf) {
     if (!f)
       close(fd);
@@ -733,11 +813,11 @@ static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
   snprintf(msg, sizeof msg, "%s; the rollback is not finished (%s) and is retried in the "
            "background; none of this import is visible",
            cause->message, rollback_error->message);
-  r->job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED;
   r->job->updated_at = r->job->completed_at = fzip_now_ms();
   fzip_error_clear(&err);
-  if (!job_msg_set_error(&r->job->base, cause, r->job->current_phase) ||
-      !job_msg_set_str(&r->job->current_phase, PHASE_CLEANUP_PENDING) ||
+  if (!job_set_status(&r->job->base, &import_job_kind, S(FAILED), &err) ||
+      !job_msg_set_error(&r->job->base, cause, r->job->current_phase) ||
+      !import_set_phase(r->job, IMPORT_PHASE_CLEANUP_PENDING) ||
       !job_msg_add_event(&r->job->base, "failed", msg, EVENTS_MAX) || !build_body(&body, r, &err) ||
       !job_ctx_save(r->jctx, &body, &err))
     fzip_log(FZIP_LOG_ERROR, "import", "could not record the failure; the job will be retried",
@@ -754,18 +834,15 @@ static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
  * CANCELLED).  If the rollback itself fails the job still ends FAILED for
  * the client, and the cleanup is retried (fail_cleanup_pending). */
 static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) {
-  bool cancelled = cause->code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(r->jctx);
+  bool cancelled = job_ctx_stop_reason(r->jctx, cause) == JOB_STOP_CANCEL;
 
   r->stop = false; /* saves are needed again to finish */
-  if (job_msg_set_str(&r->job->current_phase, "rolling_back"))
+  if (import_set_phase(r->job, IMPORT_PHASE_ROLLING_BACK))
     save(r, true);
   r->stop = false;
   if (!rollback(r, error))
     return fail_cleanup_pending(r, cause, error, error);
-  return fail_job(r,
-                  cancelled ? FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED
-                            : FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED,
-                  cause, error);
+  return fail_job(r, cancelled ? S(CANCELLED) : S(FAILED), cause, error);
 }
 
 /* A job that already ended FAILED but whose rollback did not finish:
@@ -773,7 +850,7 @@ static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) 
 static bool finish_cleanup(run_t *r, fzip_error_t *error) {
   if (!rollback(r, error))
     return false; /* still pending: the next claim tries again */
-  return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED, "cleaned_up",
+  return finish(r, S(FAILED), "cleaned_up",
                 "the rollback of the failed import finished", error);
 }
 
@@ -786,21 +863,20 @@ static bool recover(run_t *r, bool *done, fzip_error_t *error) {
   bool pending = false;
 
   *done = false;
-  if (r->job->current_phase && strcmp(r->job->current_phase, PHASE_CLEANUP_PENDING) == 0 &&
-      r->job->status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED) {
+  if (import_phase_of(r->job) == IMPORT_PHASE_CLEANUP_PENDING && r->job->status == S(FAILED)) {
     *done = true;
     return finish_cleanup(r, error);
   }
-  if (r->job->status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING) {
+  if (r->job->status != S(PROCESSING)) {
     if (!store_import_is_pending(&pending, r->env->store, r->user, r->job->import_id, error))
       return false;
     return !pending || rollback(r, error);
   }
-  if (strcmp(r->job->current_phase, "committing") == 0) {
+  if (import_phase_of(r->job) == IMPORT_PHASE_COMMITTING) {
     if (!commit(r, error))
       return false;
     *done = true;
-    return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED, "completed",
+    return finish(r, S(COMPLETED), "completed",
                   "import committed (finished after an interruption)", error);
   }
   if (!rollback(r, error))
@@ -813,8 +889,19 @@ static bool recover(run_t *r, bool *done, fzip_error_t *error) {
                    "the import was interrupted (server stopped or lost its lease) and was "
                    "rolled back; start it again");
     *done = true;
-    return fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED, &c, error);
+    return fail_job(r, S(FAILED), &c, error);
   }
+}
+
+/* A restore stopped by `err`: a job that is not this worker's to end is
+ * left to whoever claims it next (which rolls it back); any other stop
+ * rolls back here and ends the job. */
+static bool stopped_restoring(run_t *r, const fzip_error_t *err, fzip_error_t *error) {
+  if (job_ctx_stop_reason(r->jctx, err) == JOB_STOP_LEAVE) {
+    *error = *err;
+    return false;
+  }
+  return abort_run(r, err, error);
 }
 
 static bool run_restore(run_t *r, fzip_error_t *error) {
@@ -824,36 +911,24 @@ static bool run_restore(run_t *r, fzip_error_t *error) {
   fzip_error_clear(&err);
   /* Pending before the first write: readers see nothing of the import
    * until the commit's flip. */
-  if (!set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING, "restoring", &err) ||
+  if (!set_phase(r, S(PROCESSING), IMPORT_PHASE_RESTORING, &err) ||
       !store_import_begin(r->env->store, r->user, r->job->import_id, &err) ||
       !restore_all(r, &err) || !analytics_regenerate(r->env->store, r->user, r->job->import_id,
                                                      &regenerated, &err)) {
     if (!fzip_error_is_set(&err))
       err = r->save_error;
-    if (job_ctx_is_shutdown_error(r->jctx, &err) || err.code == FZIP_ERR_ABORTED ||
-        err.code == FZIP_ERR_NOT_FOUND) {
-      *error = err; /* resumed (and rolled back) by whoever claims it next */
-      return false;
-    }
-    return abort_run(r, &err, error);
+    return stopped_restoring(r, &err, error);
   }
   if (!fill_result(r, regenerated))
     return oom(error);
   /* The commit point: once "committing" is saved, an interruption finishes
    * the commit instead of rolling back. */
   r->job->progress = 99;
-  if (!set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING, "committing", &err)) {
-    if (job_ctx_is_shutdown_error(r->jctx, &err) || err.code == FZIP_ERR_ABORTED ||
-        err.code == FZIP_ERR_NOT_FOUND) {
-      *error = err;
-      return false;
-    }
-    return abort_run(r, &err, error);
-  }
+  if (!set_phase(r, S(PROCESSING), IMPORT_PHASE_COMMITTING, &err))
+    return stopped_restoring(r, &err, error);
   if (!commit(r, error))
     return false; /* retried from "committing" by the next claim */
-  return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED, "completed",
-                "import committed", error);
+  return finish(r, S(COMPLETED), "completed", "import committed", error);
 }
 
 /* Validation and, unless validate-only, the restore. */
@@ -864,30 +939,25 @@ static bool run_job(run_t *r, fzip_error_t *error) {
   fzip_error_clear(&err);
   if (!r->job->started_at)
     r->job->started_at = fzip_now_ms();
-  if (!set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING, "fetching", &err) ||
-      !fetch_package(r, &err) ||
-      !set_phase(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING, "validating", &err) ||
+  if (!set_phase(r, S(VALIDATING), IMPORT_PHASE_FETCHING, &err) || !fetch_package(r, &err) ||
+      !set_phase(r, S(VALIDATING), IMPORT_PHASE_VALIDATING, &err) ||
       !validate(r, &passed, &err)) {
+    job_stop_t why;
     if (!fzip_error_is_set(&err))
       err = r->save_error;
-    if (job_ctx_is_shutdown_error(r->jctx, &err) || err.code == FZIP_ERR_ABORTED ||
-        err.code == FZIP_ERR_NOT_FOUND) {
+    why = job_ctx_stop_reason(r->jctx, &err);
+    if (why == JOB_STOP_LEAVE) {
       *error = err;
       return false;
     }
     r->stop = false;
-    return fail_job(r,
-                    err.code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(r->jctx)
-                        ? FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED
-                        : FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED,
-                    &err, error);
+    return fail_job(r, why == JOB_STOP_CANCEL ? S(CANCELLED) : S(FAILED), &err, error);
   }
   if (!passed)
-    return fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_FAILED, &r->save_error,
-                    error);
+    return fail_job(r, S(VALIDATION_FAILED), &r->save_error, error);
   if (r->job->validate_only)
-    return finish(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED,
-                  "validation_passed", "validate-only: nothing was written", error);
+    return finish(r, S(VALIDATION_PASSED), "validation_passed",
+                  "validate-only: nothing was written", error);
   r->job->progress = clamp(r->job, 30);
   return run_restore(r, error);
 }
@@ -916,7 +986,7 @@ bool import_run(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   if (job_ctx_cancel_requested(jctx)) {
     fzip_error_t c;
     fzip_error_set(&c, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED, "cancelled by the user");
-    ok = fail_job(r, FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED, &c, error);
+    ok = fail_job(r, S(CANCELLED), &c, error);
     goto out;
   }
   ok = run_job(r, error);

@@ -44,7 +44,7 @@
 
 #define DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
 #define DEFAULT_UPLOAD_TIMEOUT_MS (6LL * 3600 * 1000)
-#define UPDATE_RETRIES 8
+#define DEFAULT_WORKERS 1
 
 typedef Fzip__V1__ImportJob import_job_t;
 
@@ -52,66 +52,31 @@ struct svc_import {
   svc_jobs_base_t base; /* first: the shared job handlers find it */
   import_env_t env;
   svc_import_options_t opts;
-  job_runner_t *runner;
-  rpc_method_t rows[7];
-  const rpc_method_t *row_ptrs[7];
 };
+
+#define S(name) FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_##name
 
 static bool oom(fzip_error_t *error) {
   return fzip_error_oom(error, NULL);
 }
 
-static const char *status_name(int status) {
-  return job_enum_name(&fzip__v1__import_status__descriptor, status);
+static const char *status_name(int status) { return job_status_name(&import_job_kind, status); }
+
+/* The package blob and the resume prefix ("<blob>.part": where a resumed
+ * upload keeps the bytes received before, while the package blob's id is
+ * being rewritten). */
+static void blob_id(char out[JOB_BLOB_ID_MAX], const char *import_id) {
+  job_blob_id(out, &import_job_kind, import_id);
 }
 
-static bool is_terminal(int status) {
-  return status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_COMPLETED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_FAILED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED;
-}
-
-void import_blob_id(char out[IMPORT_BLOB_ID_MAX], const char *import_id) {
-  snprintf(out, IMPORT_BLOB_ID_MAX, "import-%s", import_id);
-}
-
-/* Where a resumed upload keeps the bytes received before, while the
- * package blob's id is being rewritten. */
-static void import_part_blob_id(char out[IMPORT_BLOB_ID_MAX], const char *import_id) {
-  snprintf(out, IMPORT_BLOB_ID_MAX, "import-%s.part", import_id);
-}
-
-/* Deletes an import's package blob and resume prefix (missing ones are fine). */
-static bool delete_import_blobs(store_t *store, const char *import_id, fzip_error_t *error) {
-  char blob[IMPORT_BLOB_ID_MAX], part[IMPORT_BLOB_ID_MAX];
-  import_blob_id(blob, import_id);
-  import_part_blob_id(part, import_id);
-  return store_blob_delete(store, STORE_BUCKET_PACKAGES, blob, error) &&
-         store_blob_delete(store, STORE_BUCKET_PACKAGES, part, error);
+static void part_blob_id(char out[JOB_BLOB_ID_MAX], const char *import_id) {
+  job_part_blob_id(out, &import_job_kind, import_id);
 }
 
 /* Saves `job` into `rec` (body rebuilt, version-checked, no owner). */
 static bool store_record(store_t *store, store_job_t *rec, const import_job_t *job,
                          fzip_error_t *error) {
-  char blob[IMPORT_BLOB_ID_MAX];
-  bson_t *body = bson_new();
-  bool ok = false;
-
-  import_blob_id(blob, job->import_id);
-  if (!job_body_build(body, &job->base, status_name(job->status), job->progress, blob,
-                      job_body_cancel_requested(rec->body), error))
-    goto done;
-  bson_destroy(rec->body);
-  rec->body = body;
-  body = NULL;
-  rec->updated_at = fzip_now_ms();
-  ok = store_job_update(store, rec, NULL, error);
-done:
-  bson_destroy(body);
-  return ok;
+  return job_store_unowned(store, &import_job_kind, rec, &job->base, fzip_now_ms(), error);
 }
 
 /* ---- UploadImport ----------------------------------------------------- */
@@ -168,7 +133,7 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
                          fzip_error_t *error) {
   svc_import_t *svc = up->svc;
   char id[FZIP_UUID_LEN + 1];
-  char blob[IMPORT_BLOB_ID_MAX];
+  char blob[JOB_BLOB_ID_MAX];
   int64_t now = fzip_now_ms();
   bson_t *body = NULL;
   bool ok = false;
@@ -185,14 +150,15 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   if (!up->job)
     return oom(error);
   fzip__v1__import_job__init(up->job);
-  up->job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED;
+  if (!job_set_status(&up->job->base, &import_job_kind, S(UPLOADED), error))
+    return false;
   up->job->merge_strategy = o->merge_strategy == FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_UNSPECIFIED
                                 ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
                                 : o->merge_strategy;
   up->job->validate_only = o->validate_only;
   up->job->created_at = up->job->updated_at = now;
   if (!job_msg_set_str(&up->job->import_id, id) ||
-      !job_msg_set_str(&up->job->current_phase, "receiving") ||
+      !import_set_phase(up->job, IMPORT_PHASE_RECEIVING) ||
       !job_msg_set_str(&up->job->file_name, o->file_name) ||
       !job_msg_add_event(&up->job->base, "upload_started", "receiving the package",
                          SVC_IMPORT_EVENTS_MAX))
@@ -206,9 +172,9 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   up->rec->kind = STORE_JOB_IMPORT;
   up->rec->created_at = up->rec->updated_at = now;
   up->rec->expires_at = now + svc->opts.upload_timeout_ms;
-  import_blob_id(blob, id);
+  blob_id(blob, id);
   body = bson_new();
-  if (!job_body_build(body, &up->job->base, status_name(up->job->status), 0, blob, false, error))
+  if (!job_kind_body(body, &import_job_kind, &up->job->base, false, error))
     goto done;
   bson_destroy(up->rec->body);
   up->rec->body = body;
@@ -264,14 +230,14 @@ done:
  * already moved it) and is copied back behind the new writer. */
 static bool reopen_prefix(upload_t *up, fzip_error_t *error) {
   store_t *store = up->svc->env.store;
-  char blob[IMPORT_BLOB_ID_MAX], part[IMPORT_BLOB_ID_MAX];
+  char blob[JOB_BLOB_ID_MAX], part[JOB_BLOB_ID_MAX];
   store_blob_writer_t *pw = NULL;
   store_blob_info_t info;
   fzip_error_t serr = {0};
   bool ok = false;
 
-  import_blob_id(blob, up->rec->job_id);
-  import_part_blob_id(part, up->rec->job_id);
+  blob_id(blob, up->rec->job_id);
+  part_blob_id(part, up->rec->job_id);
   if (store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, blob, &serr)) {
     if (!store_blob_delete(store, STORE_BUCKET_PACKAGES, part, error) ||
         !store_blob_writer_new(&pw, store, STORE_BUCKET_PACKAGES, part, error) ||
@@ -312,8 +278,7 @@ static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
       !job_body_unpack(&msg, up->rec->body, &fzip__v1__import_job__descriptor, NULL, error))
     return false;
   up->job = (import_job_t *)msg;
-  if (up->job->status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED ||
-      strcmp(up->job->current_phase, "interrupted") != 0)
+  if (up->job->status != S(UPLOADED) || import_phase_of(up->job) != IMPORT_PHASE_INTERRUPTED)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
                           "import %s is not an interrupted upload (%s, %s)", up->rec->job_id,
                           status_name(up->job->status), up->job->current_phase);
@@ -332,7 +297,7 @@ static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
                                 : o->merge_strategy;
   up->job->validate_only = o->validate_only;
   up->job->updated_at = fzip_now_ms();
-  if (!job_msg_set_str(&up->job->current_phase, "receiving") ||
+  if (!import_set_phase(up->job, IMPORT_PHASE_RECEIVING) ||
       !job_msg_add_event(&up->job->base, "upload_resumed", "receiving the rest of the package",
                          SVC_IMPORT_EVENTS_MAX))
     return oom(error);
@@ -366,7 +331,7 @@ static bool mark_interrupted(upload_t *up, uint64_t received, const char *event,
                              const char *text, fzip_error_t *error) {
   up->job->received_bytes = (int64_t)received;
   up->job->updated_at = fzip_now_ms();
-  if (!job_msg_set_str(&up->job->current_phase, "interrupted") ||
+  if (!import_set_phase(up->job, IMPORT_PHASE_INTERRUPTED) ||
       !job_msg_add_event(&up->job->base, event, text, SVC_IMPORT_EVENTS_MAX))
     return oom(error);
   up->rec->runnable = false;
@@ -381,7 +346,7 @@ static bool upload_keep(upload_t *up) {
   svc_import_t *svc = up->svc;
   store_blob_info_t info;
   fzip_error_t err = {0};
-  char part[IMPORT_BLOB_ID_MAX], bytes[32];
+  char part[JOB_BLOB_ID_MAX], bytes[32];
 
   if (!store_blob_writer_commit(up->writer, &info, &err))
     goto failed;
@@ -391,7 +356,7 @@ static bool upload_keep(upload_t *up) {
                         "stream broken; resume with options.resume_import_id", &err))
     goto failed;
   if (up->resumed) {
-    import_part_blob_id(part, up->rec->job_id);
+    part_blob_id(part, up->rec->job_id);
     if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, part, &err))
       fzip_log(FZIP_LOG_WARN, "import", "could not delete a resume prefix; expiry will", "import",
                up->rec->job_id, "error", err.message, NULL);
@@ -412,7 +377,7 @@ static void upload_discard(upload_t *up) {
 
   store_blob_writer_destroy(up->writer); /* uncommitted: deletes what it wrote */
   up->writer = NULL;
-  if (!delete_import_blobs(up->svc->env.store, up->rec->job_id, &err))
+  if (!job_delete_blobs(up->svc->env.store, &import_job_kind, up->rec->job_id, &err))
     fzip_log(FZIP_LOG_WARN, "import", "could not delete a failed upload; the reaper will",
              "import", up->rec->job_id, "error", err.message, NULL);
   if (!store_job_delete(up->svc->env.store, STORE_JOB_IMPORT, NULL, up->rec->job_id, &err) &&
@@ -428,14 +393,14 @@ static void upload_discard(upload_t *up) {
  * False: neither exists any more, the caller discards the upload. */
 static bool resume_release(upload_t *up) {
   store_t *store = up->svc->env.store;
-  char blob[IMPORT_BLOB_ID_MAX], part[IMPORT_BLOB_ID_MAX];
+  char blob[JOB_BLOB_ID_MAX], part[JOB_BLOB_ID_MAX];
   store_blob_info_t info;
   fzip_error_t err = {0};
 
   store_blob_writer_destroy(up->writer); /* uncommitted: deletes this call's bytes */
   up->writer = NULL;
-  import_blob_id(blob, up->rec->job_id);
-  import_part_blob_id(part, up->rec->job_id);
+  blob_id(blob, up->rec->job_id);
+  part_blob_id(part, up->rec->job_id);
   if (store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, part, &err)) {
     /* The prefix is the part: a package blob this call committed goes. */
     if (!store_blob_delete(store, STORE_BUCKET_PACKAGES, blob, &err))
@@ -571,11 +536,11 @@ static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **
   up->job->package_size = (int64_t)info.size;
   up->job->received_bytes = (int64_t)info.size;
   if (!job_msg_set_str(&up->job->package_sha256, info.sha256) ||
-      !job_msg_set_str(&up->job->current_phase, up->start ? "queued" : "uploaded") ||
+      !import_set_phase(up->job, up->start ? IMPORT_PHASE_QUEUED : IMPORT_PHASE_UPLOADED) ||
       !job_msg_add_event(&up->job->base, "uploaded", "package stored", SVC_IMPORT_EVENTS_MAX))
     return oom(error);
-  if (up->start)
-    up->job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING;
+  if (up->start && !job_set_status(&up->job->base, &import_job_kind, S(VALIDATING), error))
+    return false;
   up->job->updated_at = fzip_now_ms();
   up->rec->runnable = up->start;
   up->rec->expires_at = up->job->updated_at + svc->opts.retention_ms;
@@ -583,15 +548,15 @@ static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **
     return false;
   up->done = true;
   if (up->resumed) {
-    char part[IMPORT_BLOB_ID_MAX];
+    char part[JOB_BLOB_ID_MAX];
     fzip_error_t err;
-    import_part_blob_id(part, up->rec->job_id);
+    part_blob_id(part, up->rec->job_id);
     if (!store_blob_delete(svc->env.store, STORE_BUCKET_PACKAGES, part, &err))
       fzip_log(FZIP_LOG_WARN, "import", "could not delete a resume prefix; expiry will", "import",
                up->rec->job_id, "error", err.message, NULL);
   }
   if (up->start)
-    job_runner_notify(svc->runner);
+    job_runner_notify(svc->base.runner);
   fzip_log(FZIP_LOG_INFO, "import", "package uploaded", "import", up->job->import_id, "user",
            up->rec->user_id, "sha256", info.sha256, NULL);
   if (!svc_jobs_unpack(&view, &svc->base, ctx, up->rec, error))
@@ -634,17 +599,21 @@ static const rpc_client_stream_ops_t upload_ops = {upload_recv, upload_finish, u
 
 /* ---- StartImport ------------------------------------------------------ */
 
-static bool can_start(int status) {
-  return status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UPLOADED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_PASSED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATION_FAILED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_FAILED ||
-         status == FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED;
+/* A job may start (again) when it is not running and its upload is
+ * whole: not VALIDATING, PROCESSING or COMPLETED, and not receiving or
+ * interrupted. */
+static bool can_start(const import_job_t *job) {
+  import_phase_t phase = import_phase_of(job);
+  return job->status != S(VALIDATING) &&
+         job_status_allowed(&import_job_kind, job->status, S(VALIDATING)) &&
+         phase != IMPORT_PHASE_RECEIVING && phase != IMPORT_PHASE_INTERRUPTED;
 }
 
 /* Resets a job for a new run with the given options. */
-static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportRequest *req) {
-  job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_VALIDATING;
+static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportRequest *req,
+                            fzip_error_t *error) {
+  if (!job_set_status(&job->base, &import_job_kind, S(VALIDATING), error))
+    return false;
   job->merge_strategy = req->merge_strategy == FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_UNSPECIFIED
                             ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
                             : req->merge_strategy;
@@ -665,8 +634,10 @@ static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportReques
     fzip__v1__job_error__free_unpacked(job->error, NULL);
     job->error = NULL;
   }
-  return job_msg_set_str(&job->current_phase, "queued") &&
-         job_msg_add_event(&job->base, "started", "import requested", SVC_IMPORT_EVENTS_MAX);
+  if (!import_set_phase(job, IMPORT_PHASE_QUEUED) ||
+      !job_msg_add_event(&job->base, "started", "import requested", SVC_IMPORT_EVENTS_MAX))
+    return fzip_error_oom(error, NULL);
+  return true;
 }
 
 static bool start_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ctx,
@@ -678,26 +649,22 @@ static bool start_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ct
 
   if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
     return false;
-  if (!can_start(svc_jobs_status(view)) ||
-      strcmp(((import_job_t *)view)->current_phase, "receiving") == 0 ||
-      strcmp(((import_job_t *)view)->current_phase, "interrupted") == 0) {
+  if (!can_start((import_job_t *)view)) {
     fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
                    "import %s is %s and cannot be started", rec->job_id,
-                   status_name(svc_jobs_status(view)));
+                   status_name(job_status_of(view)));
     goto done;
   }
   if (!job_body_unpack(&msg, rec->body, &fzip__v1__import_job__descriptor, NULL, error))
     goto done;
   job = (import_job_t *)msg;
-  if (!reset_for_start(job, req)) {
-    oom(error);
+  if (!reset_for_start(job, req, error))
     goto done;
-  }
   rec->runnable = true;
   rec->expires_at = 0; /* set again when the run ends */
   if (!store_record(svc->env.store, rec, job, error))
     goto done;
-  job_runner_notify(svc->runner);
+  job_runner_notify(svc->base.runner);
   if (!svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
     goto done;
   ok = svc_jobs_reply(resp, ctx, &fzip__v1__start_import_response__descriptor, view, error);
@@ -717,7 +684,7 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
       req->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "unknown merge_strategy %d", (int)req->merge_strategy);
-  for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
+  for (int attempt = 0; attempt < SVC_JOBS_UPDATE_RETRIES; attempt++) {
     if (start_once(resp, svc, ctx, req, error))
       return true;
     if (error->code != FZIP_ERR_ABORTED)
@@ -727,172 +694,29 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
                         "import %s changed too often; try again", req->import_id);
 }
 
-/* ---- CancelImport / DeleteImport -------------------------------------- */
-
-/* A job no worker holds and that wrote nothing (not PROCESSING) is
- * cancelled here; otherwise the flag is set and a worker rolls back. */
-static bool cancel_now(svc_import_t *svc, store_job_t *rec, fzip_error_t *error) {
-  ProtobufCMessage *msg = NULL;
-  import_job_t *job = NULL;
-  bool ok = false;
-
-  if (!job_body_unpack(&msg, rec->body, &fzip__v1__import_job__descriptor, NULL, error))
-    return false;
-  job = (import_job_t *)msg;
-  job->status = FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_CANCELLED;
-  job->completed_at = fzip_now_ms();
-  if (!job_msg_set_str(&job->current_phase, "cancelled") ||
-      !job_msg_add_event(&job->base, "cancelled", "cancelled before anything was written",
-                         SVC_IMPORT_EVENTS_MAX)) {
-    oom(error);
-    goto done;
-  }
-  rec->runnable = false;
-  rec->expires_at = fzip_now_ms() + svc->opts.retention_ms;
-  ok = store_record(svc->env.store, rec, job, error);
-done:
-  protobuf_c_message_free_unpacked(msg, NULL);
-  return ok;
-}
-
-static bool cancel_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
-                          fzip_error_t *error) {
-  svc_import_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__CancelImportRequest *req = (const void *)msg;
-  store_job_t *rec = NULL;
-  ProtobufCMessage *view = NULL;
-  bool ok = false;
-
-  for (int attempt = 0; attempt < UPDATE_RETRIES; attempt++) {
-    int status;
-    store_job_destroy(rec);
-    rec = NULL;
-    if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
-      goto done;
-    status = svc_jobs_status(view);
-    if (!rec->runnable) {
-      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
-                     "import %s is not running (%s)", rec->job_id, status_name(status));
-      goto done;
-    }
-    if (rec->lease_until < fzip_now_ms() &&
-        status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_PROCESSING) {
-      if (cancel_now(svc, rec, error))
-        break;
-      if (error->code != FZIP_ERR_ABORTED)
-        goto done;
-      continue;
-    }
-    store_job_destroy(rec);
-    rec = NULL;
-    if (!job_request_cancel(&rec, svc->env.store, STORE_JOB_IMPORT, rpc_ctx_user_id(ctx),
-                            req->import_id, error))
-      goto done;
-    job_runner_notify(svc->runner);
-    break;
-  }
-  if (!rec || !svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
-    goto done;
-  ok = svc_jobs_reply(resp, ctx, &fzip__v1__cancel_import_response__descriptor, view, error);
-done:
-  store_job_destroy(rec);
-  return ok;
-}
-
-static bool delete_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
-                          fzip_error_t *error) {
-  svc_import_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__DeleteImportRequest *req = (const void *)msg;
-  Fzip__V1__DeleteImportResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
-  store_job_t *rec = NULL;
-  ProtobufCMessage *view = NULL;
-  bool ok = false;
-
-  if (!out)
-    return oom(error);
-  fzip__v1__delete_import_response__init(out);
-  if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
-    goto done;
-  /* A running import still needs its job record to roll back. */
-  if (rec->runnable) {
-    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
-                   "import %s is %s: cancel it and wait for it to end before deleting it",
-                   rec->job_id, status_name(svc_jobs_status(view)));
-    goto done;
-  }
-  if (!delete_import_blobs(svc->env.store, rec->job_id, error) ||
-      !store_job_delete(svc->env.store, STORE_JOB_IMPORT, rpc_ctx_user_id(ctx), rec->job_id,
-                        error))
-    goto done;
-  *resp = &out->base;
-  ok = true;
-done:
-  store_job_destroy(rec);
-  return ok;
-}
-
-/* ---- expiry ----------------------------------------------------------- */
-
-bool svc_import_expire(svc_import_t *svc, store_job_t *rec, int64_t now_ms, bool *handled,
-                       fzip_error_t *error) {
-  *handled = false;
-  if (rec->kind != STORE_JOB_IMPORT)
-    return true;
-  *handled = true;
-  /* A runnable import is mid-run (or waiting for rollback): never reap it;
-   * its run sets a new expiry when it ends. */
-  if (rec->runnable) {
-    rec->expires_at = 0;
-    return store_job_update(svc->env.store, rec, NULL, error) || error->code == FZIP_ERR_ABORTED;
-  }
-  if (!delete_import_blobs(svc->env.store, rec->job_id, error))
-    return false;
-  if (!store_job_delete(svc->env.store, STORE_JOB_IMPORT, NULL, rec->job_id, error) &&
-      error->code != FZIP_ERR_NOT_FOUND)
-    return false;
-  return true;
-}
-
 /* ---- lifecycle -------------------------------------------------------- */
 
-static bool status_is_terminal(int status) { return is_terminal(status); }
-
-static const svc_jobs_kind_t import_kind = {
-    .kind = STORE_JOB_IMPORT,
-    .noun = "import",
-    .id_field = "import_id",
-    .job = &fzip__v1__import_job__descriptor,
-    .view = NULL,
-    .is_terminal = status_is_terminal,
+/* The seven rows; svc_jobs_base_init adds auth and the service. */
+#define ROW(name, kind_, req, resp, field_, fn)                                              \
+  {.path = "/fzip.v1.ImportService/" name, .kind = kind_, .request = &req, .response = &resp, \
+   .field_ = fn}
+static const rpc_method_t import_rows[SVC_JOBS_ROWS] = {
+    ROW("UploadImport", RPC_CLIENT_STREAMING, fzip__v1__upload_import_request__descriptor,
+        fzip__v1__upload_import_response__descriptor, client_stream, &upload_ops),
+    ROW("StartImport", RPC_UNARY, fzip__v1__start_import_request__descriptor,
+        fzip__v1__start_import_response__descriptor, unary, start_import),
+    ROW("GetImport", RPC_UNARY, fzip__v1__get_import_request__descriptor,
+        fzip__v1__get_import_response__descriptor, unary, svc_jobs_get),
+    ROW("ListImports", RPC_UNARY, fzip__v1__list_imports_request__descriptor,
+        fzip__v1__list_imports_response__descriptor, unary, svc_jobs_list),
+    ROW("DeleteImport", RPC_UNARY, fzip__v1__delete_import_request__descriptor,
+        fzip__v1__delete_import_response__descriptor, unary, svc_jobs_delete),
+    ROW("CancelImport", RPC_UNARY, fzip__v1__cancel_import_request__descriptor,
+        fzip__v1__cancel_import_response__descriptor, unary, svc_jobs_cancel),
+    ROW("WatchImport", RPC_SERVER_STREAMING, fzip__v1__watch_import_request__descriptor,
+        fzip__v1__watch_import_response__descriptor, server_stream, &svc_jobs_watch_ops),
 };
-
-static void init_rows(svc_import_t *svc) {
-#define ROW(i, name, kind_, req, resp, field, fn)                                          \
-  svc->rows[i] = (rpc_method_t){.path = "/fzip.v1.ImportService/" name,                   \
-                                .kind = kind_,                                             \
-                                .request = &req,                                           \
-                                .response = &resp,                                         \
-                                .requires_auth = true,                                     \
-                                .field = fn,                                               \
-                                .data = svc}
-  ROW(0, "UploadImport", RPC_CLIENT_STREAMING, fzip__v1__upload_import_request__descriptor,
-      fzip__v1__upload_import_response__descriptor, client_stream, &upload_ops);
-  ROW(1, "StartImport", RPC_UNARY, fzip__v1__start_import_request__descriptor,
-      fzip__v1__start_import_response__descriptor, unary, start_import);
-  ROW(2, "GetImport", RPC_UNARY, fzip__v1__get_import_request__descriptor,
-      fzip__v1__get_import_response__descriptor, unary, svc_jobs_get);
-  ROW(3, "ListImports", RPC_UNARY, fzip__v1__list_imports_request__descriptor,
-      fzip__v1__list_imports_response__descriptor, unary, svc_jobs_list);
-  ROW(4, "DeleteImport", RPC_UNARY, fzip__v1__delete_import_request__descriptor,
-      fzip__v1__delete_import_response__descriptor, unary, delete_import);
-  ROW(5, "CancelImport", RPC_UNARY, fzip__v1__cancel_import_request__descriptor,
-      fzip__v1__cancel_import_response__descriptor, unary, cancel_import);
-  ROW(6, "WatchImport", RPC_SERVER_STREAMING, fzip__v1__watch_import_request__descriptor,
-      fzip__v1__watch_import_response__descriptor, server_stream, &svc_jobs_watch_ops);
 #undef ROW
-  for (int i = 0; i < 7; i++)
-    svc->row_ptrs[i] = &svc->rows[i];
-}
 
 bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,
                     fzip_error_t *error) {
@@ -911,22 +735,18 @@ bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options
   if (svc->opts.upload_timeout_ms <= 0)
     svc->opts.upload_timeout_ms = DEFAULT_UPLOAD_TIMEOUT_MS;
   if (svc->opts.workers <= 0)
-    svc->opts.workers = 1;
-  svc->base.kind = &import_kind;
-  svc->base.store = store;
+    svc->opts.workers = DEFAULT_WORKERS;
   svc->env.store = store;
   svc->env.retention_ms = svc->opts.retention_ms;
   svc->env.temp_dir = svc->opts.temp_dir;
-  init_rows(svc);
-  ro.kind = STORE_JOB_IMPORT;
-  ro.name = "import";
   ro.workers = svc->opts.workers;
   ro.lease_ms = svc->opts.lease_ms;
   ro.poll_ms = svc->opts.poll_ms;
   ro.owner = svc->opts.owner;
   ro.run = import_run;
   ro.data = &svc->env;
-  if (!job_runner_new(&svc->runner, store, &ro, error)) {
+  if (!svc_jobs_base_init(&svc->base, &import_job_kind, store, svc->opts.retention_ms,
+                          import_rows, &ro, error)) {
     free(svc);
     return false;
   }
@@ -937,11 +757,11 @@ bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options
 void svc_import_destroy(svc_import_t *svc) {
   if (!svc)
     return;
-  job_runner_destroy(svc->runner);
+  svc_jobs_base_fini(&svc->base);
   free(svc);
 }
 
 const rpc_method_t *const *svc_import_methods(svc_import_t *svc, size_t *n) {
-  *n = 7;
-  return svc->row_ptrs;
+  *n = SVC_JOBS_ROWS;
+  return svc->base.row_ptrs;
 }

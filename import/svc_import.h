@@ -43,11 +43,8 @@ void svc_import_destroy(svc_import_t *svc);
 /* The seven ImportService rows (borrowed from svc). */
 const rpc_method_t *const *svc_import_methods(svc_import_t *svc, size_t *n);
 
-/* Expiry step for the reaper (a store_reap_hook_fn for import jobs): an
+/* Expiry for the reaper: svc_jobs_expire with the service as its ctx (an
  * ended or abandoned import past its expiry is deleted with its uploaded
- * package; a running one is left alone (and its expiry cleared).  Sets
- * *handled for import jobs. */
-bool svc_import_expire(svc_import_t *svc, store_job_t *job, int64_t now_ms, bool *handled,
-                       fzip_error_t *error);
+ * package; a running one is left alone and its expiry cleared). */
 
 #endif

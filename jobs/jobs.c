@@ -56,6 +56,15 @@ bool job_ctx_is_shutdown_error(const job_ctx_t *ctx, const fzip_error_t *error) 
          !ctx->cancel_requested;
 }
 
+job_stop_t job_ctx_stop_reason(const job_ctx_t *ctx, const fzip_error_t *error) {
+  if (job_ctx_is_shutdown_error(ctx, error) || error->code == FZIP_ERR_ABORTED ||
+      error->code == FZIP_ERR_NOT_FOUND)
+    return JOB_STOP_LEAVE;
+  if (error->code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(ctx))
+    return JOB_STOP_CANCEL;
+  return JOB_STOP_FAIL;
+}
+
 bool job_ctx_cancel_requested(const job_ctx_t *ctx) {
   return ctx->cancel_requested || job_body_cancel_requested(ctx->job->body);
 }

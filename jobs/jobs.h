@@ -80,6 +80,15 @@ const store_job_t *job_ctx_record(const job_ctx_t *ctx);
 bool job_ctx_should_stop(const job_ctx_t *ctx);
 bool job_ctx_is_shutdown_error(const job_ctx_t *ctx, const fzip_error_t *error);
 
+/* What a handler does with the error that stopped its work ("stop here?"). */
+typedef enum {
+  JOB_STOP_FAIL = 0, /* the job's own failure: end it FAILED */
+  JOB_STOP_CANCEL,   /* the user cancelled: clean up, end it CANCELLED */
+  JOB_STOP_LEAVE,    /* not this worker's to end: shutdown (it resumes elsewhere),
+                        lease lost to another replica, or the job was deleted */
+} job_stop_t;
+job_stop_t job_ctx_stop_reason(const job_ctx_t *ctx, const fzip_error_t *error);
+
 /* Persists `body` (copied) and extends the lease.  Fails with
  *   CANCELLED  - a cancel was requested, or the runner is stopping;
  *   ABORTED    - the lease went to another owner: stop without writing;

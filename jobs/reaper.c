@@ -32,7 +32,7 @@ static bool kind_hook(void *ctx, store_job_t *job, int64_t now_ms, bool *handled
   unsigned k = (unsigned)job->kind;
 
   *handled = false;
-  if (k >= 2 || !r->opts.hooks[k])
+  if (k >= JOB_KIND_COUNT || !r->opts.hooks[k])
     return true;
   return r->opts.hooks[k](r->opts.hook_ctx[k], job, now_ms, handled, error);
 }

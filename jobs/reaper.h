@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "fzip_error.h"
+#include "job_kind.h"
 #include "store.h"
 
 typedef struct reaper reaper_t;
@@ -21,8 +22,9 @@ typedef struct {
   int64_t interval_ms;            /* between runs; 0: 60000 */
   int64_t uncommitted_age_ms;     /* uncommitted blobs older than this go; 0: 24 h */
   const char *temp_root;          /* NULL: no temp sweep; else tempdir_sweep'd every run */
-  store_reap_hook_fn hooks[2];    /* per job kind, indexed by store_job_kind_t; may be NULL */
-  void *hook_ctx[2];
+  /* Expiry per job kind, indexed by store_job_kind_t; may be NULL. */
+  store_reap_hook_fn hooks[JOB_KIND_COUNT];
+  void *hook_ctx[JOB_KIND_COUNT];
 } reaper_options_t;
 
 /* Starts the thread; the first run happens at once.  `store` is borrowed. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fzip_entity.h"
+#include "fzip_log.h"
 #include "fzip_util.h"
 #include "job_body.h"
 
@@ -34,8 +35,6 @@ static int32_t int_field(const ProtobufCMessage *msg, const char *name) {
   int32_t *p = field_ptr(msg, name, &fd);
   return (p && (fd->type == PROTOBUF_C_TYPE_INT32 || fd->type == PROTOBUF_C_TYPE_ENUM)) ? *p : 0;
 }
-
-int svc_jobs_status(const ProtobufCMessage *job) { return int_field(job, "status"); }
 
 static ProtobufCMessage *new_message(rpc_ctx_t *ctx, const ProtobufCMessageDescriptor *desc) {
   ProtobufCMessage *m = rpc_ctx_alloc(ctx, desc->sizeof_message);
@@ -208,7 +207,7 @@ static bool watch_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, bool
   }
   if (!svc_jobs_load(&job, &rec, svc, ctx, st->id, error))
     return false;
-  status = svc_jobs_status(job);
+  status = job_status_of(job);
   if (rec->version == st->last_version && status == st->last_status) {
     *retry_after_ms = SVC_JOBS_WATCH_POLL_MS;
     ok = true;
@@ -228,3 +227,146 @@ done:
 static void watch_close(rpc_ctx_t *ctx, void *state) { free(state); }
 
 const rpc_server_stream_ops_t svc_jobs_watch_ops = {watch_open, watch_next, watch_close};
+
+/* ---- Cancel / Delete -------------------------------------------------- */
+
+/* Ends at once a job no worker holds. */
+static bool cancel_unowned(svc_jobs_base_t *svc, store_job_t *rec, fzip_error_t *error) {
+  const ProtobufCFieldDescriptor *fd = NULL;
+  ProtobufCMessage *job = NULL;
+  int64_t *completed_at = NULL;
+  bool ok = false;
+
+  if (!job_body_unpack(&job, rec->body, svc->kind->job, NULL, error))
+    return false;
+  completed_at = field_ptr(job, "completed_at", &fd);
+  if (completed_at && fd->type == PROTOBUF_C_TYPE_INT64)
+    *completed_at = fzip_now_ms();
+  ok = job_end_unowned(svc->store, svc->kind, rec, job, svc->kind->cancelled_status, "cancelled",
+                       svc->kind->cancel_now_message, completed_at ? *completed_at : fzip_now_ms(),
+                       svc->retention_ms, error);
+  protobuf_c_message_free_unpacked(job, NULL);
+  return ok;
+}
+
+/* A job no worker holds, in a status its kind may end at once, is
+ * cancelled here; a running one is flagged and its worker stops at its
+ * next save (jobs.h). */
+bool svc_jobs_cancel(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     fzip_error_t *error) {
+  svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
+  const job_kind_t *kind = svc->kind;
+  const char *id = svc_jobs_string_field(req, kind->id_field);
+  store_job_t *rec = NULL;
+  ProtobufCMessage *view = NULL;
+  bool ok = false;
+
+  for (int attempt = 0; attempt < SVC_JOBS_UPDATE_RETRIES; attempt++) {
+    int status;
+
+    store_job_destroy(rec);
+    rec = NULL;
+    if (!svc_jobs_load(&view, &rec, svc, ctx, id, error))
+      goto done;
+    status = job_status_of(view);
+    if (!rec->runnable) {
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION, "%s %s %s (%s)",
+                     kind->noun, rec->job_id, kind->cancel_refused,
+                     job_status_name(kind, status));
+      goto done;
+    }
+    if (rec->lease_until < fzip_now_ms() && kind->cancel_now(status)) {
+      if (cancel_unowned(svc, rec, error))
+        break;
+      if (error->code != FZIP_ERR_ABORTED)
+        goto done;
+      continue; /* a worker claimed it meanwhile: flag it instead */
+    }
+    store_job_destroy(rec);
+    rec = NULL;
+    if (!job_request_cancel(&rec, svc->store, kind->kind, rpc_ctx_user_id(ctx), id, error))
+      goto done;
+    job_runner_notify(svc->runner);
+    break;
+  }
+  if (!rec || !svc_jobs_unpack(&view, svc, ctx, rec, error))
+    goto done;
+  ok = svc_jobs_reply(resp, ctx, rpc_ctx_method(ctx)->response, view, error);
+done:
+  store_job_destroy(rec);
+  return ok;
+}
+
+/* Blobs first: a crash in between leaves a job the user can delete
+ * again, never an orphan package.  A worker still running (where the
+ * kind allows it) finds its job gone at its next save and removes what
+ * it wrote. */
+bool svc_jobs_delete(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     fzip_error_t *error) {
+  svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
+  const job_kind_t *kind = svc->kind;
+  ProtobufCMessage *out = new_message(ctx, rpc_ctx_method(ctx)->response);
+  store_job_t *rec = NULL;
+  ProtobufCMessage *view = NULL;
+  bool ok = false;
+
+  if (!out)
+    return oom(error);
+  if (!svc_jobs_load(&view, &rec, svc, ctx, svc_jobs_string_field(req, kind->id_field), error))
+    goto done;
+  if (rec->runnable && !kind->delete_running) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION, "%s %s is %s: %s",
+                   kind->noun, rec->job_id, job_status_name(kind, job_status_of(view)),
+                   kind->delete_refused);
+    goto done;
+  }
+  if (!job_delete_blobs(svc->store, kind, rec->job_id, error) ||
+      !store_job_delete(svc->store, kind->kind, rpc_ctx_user_id(ctx), rec->job_id, error))
+    goto done;
+  fzip_log(FZIP_LOG_INFO, kind->noun, "job deleted", kind->noun, rec->job_id, "user",
+           rec->user_id, NULL);
+  *resp = out;
+  ok = true;
+done:
+  store_job_destroy(rec);
+  return ok;
+}
+
+/* ---- expiry ----------------------------------------------------------- */
+
+bool svc_jobs_expire(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
+                     fzip_error_t *error) {
+  svc_jobs_base_t *svc = ctx;
+
+  *handled = false;
+  if (job->kind != svc->kind->kind)
+    return true;
+  *handled = true;
+  return job_expire(svc->store, svc->kind, job, now_ms, svc->retention_ms, error);
+}
+
+/* ---- the service base ------------------------------------------------- */
+
+bool svc_jobs_base_init(svc_jobs_base_t *base, const job_kind_t *kind, store_t *store,
+                        int64_t retention_ms, const rpc_method_t rows[SVC_JOBS_ROWS],
+                        const job_runner_options_t *runner, fzip_error_t *error) {
+  job_runner_options_t ro = *runner;
+
+  base->kind = kind;
+  base->store = store;
+  base->retention_ms = retention_ms;
+  for (int i = 0; i < SVC_JOBS_ROWS; i++) {
+    base->rows[i] = rows[i];
+    base->rows[i].requires_auth = true;
+    base->rows[i].data = base;
+    base->row_ptrs[i] = &base->rows[i];
+  }
+  ro.kind = kind->kind;
+  ro.name = kind->noun;
+  return job_runner_new(&base->runner, store, &ro, error);
+}
+
+void svc_jobs_base_fini(svc_jobs_base_t *base) {
+  job_runner_destroy(base->runner);
+  base->runner = NULL;
+}

@@ -1,7 +1,9 @@
 /*
- * svc_jobs: the job RPCs that ExportService and ImportService share --
- * Get, List, Watch -- written once over a small description of the job
- * kind (svc_jobs_kind_t) instead of once per service.
+ * svc_jobs: what ExportService and ImportService share, written once over
+ * the job kind table (job_kind.h): the service base (its seven method
+ * rows and its job runner), the job RPCs Get, List, Watch, Cancel and
+ * Delete, and the reaper's expiry hook.  A service keeps only what
+ * differs: its job body, its create/upload/start and download calls.
  *
  * Requests and responses are reached through their protobuf-c
  * descriptors by field name (the id field, page_size/page_token,
@@ -14,31 +16,43 @@
 #include <stdbool.h>
 
 #include "fzip_error.h"
+#include "job_kind.h"
+#include "jobs.h"
 #include "rpc.h"
 #include "store.h"
 
 #define SVC_JOBS_PAGE_DEFAULT 20
 #define SVC_JOBS_PAGE_MAX 100
 #define SVC_JOBS_WATCH_POLL_MS 250
-
-typedef struct {
-  store_job_kind_t kind;
-  const char *noun;                       /* "export" (for messages) */
-  const char *id_field;                   /* request field: "export_id" */
-  const ProtobufCMessageDescriptor *job;  /* fzip.v1.ExportJob */
-  /* Adjusts a job just read for the caller (e.g. COMPLETED past expiry
-   * reads EXPIRED); may be NULL. */
-  void (*view)(ProtobufCMessage *job, int64_t now_ms);
-  /* Whether a status value is final (Watch ends after sending it). */
-  bool (*is_terminal)(int status);
-} svc_jobs_kind_t;
+#define SVC_JOBS_ROWS 7          /* methods of a job service */
+#define SVC_JOBS_UPDATE_RETRIES 8 /* version conflicts a cancel retries */
 
 /* The service object handlers find in rpc_method_t.data must start with
- * this header so the shared handlers can find the kind and the store. */
+ * this base so the shared handlers can find the kind, the store and the
+ * runner. */
 typedef struct {
-  const svc_jobs_kind_t *kind;
+  const job_kind_t *kind;
   store_t *store;
+  int64_t retention_ms; /* ended jobs are reaped this long after they end */
+  job_runner_t *runner;
+  rpc_method_t rows[SVC_JOBS_ROWS];
+  const rpc_method_t *row_ptrs[SVC_JOBS_ROWS];
 } svc_jobs_base_t;
+
+/* Fills the base of service `svc` (whose first member it is): the rows
+ * are `rows` (paths, kinds, descriptors and handlers) with auth required
+ * and `svc` as their data; then starts the runner (`runner` gives workers,
+ * lease, poll, owner, run and data; kind and name come from `kind`). */
+bool svc_jobs_base_init(svc_jobs_base_t *base, const job_kind_t *kind, store_t *store,
+                        int64_t retention_ms, const rpc_method_t rows[SVC_JOBS_ROWS],
+                        const job_runner_options_t *runner, fzip_error_t *error);
+/* Stops the runner (interrupted jobs are released for takeover). */
+void svc_jobs_base_fini(svc_jobs_base_t *base);
+
+/* A store_reap_hook_fn: `ctx` is the service (its base first).  Expires
+ * jobs of the base's kind (job_expire) and sets *handled for them. */
+bool svc_jobs_expire(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
+                     fzip_error_t *error);
 
 /* Reads the caller's job `id` into the call's arena (viewed).  *rec (may
  * be NULL) receives the record, the caller's to destroy.  NOT_FOUND for
@@ -48,17 +62,18 @@ bool svc_jobs_load(ProtobufCMessage **job, store_job_t **rec, svc_jobs_base_t *s
 /* Unpacks a record's job into the arena (viewed). */
 bool svc_jobs_unpack(ProtobufCMessage **job, const svc_jobs_base_t *svc, rpc_ctx_t *ctx,
                      const store_job_t *rec, fzip_error_t *error);
-/* The job's status (its "status" enum field). */
-int svc_jobs_status(const ProtobufCMessage *job);
-
 /* Builds a response `desc` whose "job" field is `job`. */
 bool svc_jobs_reply(ProtobufCMessage **resp, rpc_ctx_t *ctx, const ProtobufCMessageDescriptor *desc,
                     ProtobufCMessage *job, fzip_error_t *error);
 /* The string field `name` of a message ("" if unset). */
 const char *svc_jobs_string_field(const ProtobufCMessage *msg, const char *name);
 
-/* Shared handlers for rows of kind Get (unary), List (unary) and Watch
- * (server streaming). */
+/* Shared handlers for rows of kind Get, List, Cancel, Delete (unary) and
+ * Watch (server streaming). */
+bool svc_jobs_cancel(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     fzip_error_t *error);
+bool svc_jobs_delete(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     fzip_error_t *error);
 bool svc_jobs_get(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                   fzip_error_t *error);
 bool svc_jobs_list(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,

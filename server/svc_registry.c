@@ -16,6 +16,7 @@
 #include "svc_data.h"
 #include "svc_export.h"
 #include "svc_import.h"
+#include "svc_jobs.h"
 #include "svc_reflection.h"
 
 struct svc_registry {
@@ -95,16 +96,6 @@ static bool add_reflection(svc_registry_t *reg, fzip_error_t *error) {
   return add_rows(reg, rows, n, error);
 }
 
-static bool expire_export(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
-                          fzip_error_t *error) {
-  return svc_export_expire(ctx, job, now_ms, handled, error);
-}
-
-static bool expire_import(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
-                          fzip_error_t *error) {
-  return svc_import_expire(ctx, job, now_ms, handled, error);
-}
-
 static bool add_reaper(svc_registry_t *reg, store_t *store, const fzipd_config_t *config,
                        fzip_error_t *error) {
   reaper_options_t o = {0};
@@ -112,9 +103,11 @@ static bool add_reaper(svc_registry_t *reg, store_t *store, const fzipd_config_t
   o.interval_ms = config->reaper_interval_ms;
   o.uncommitted_age_ms = config->uncommitted_blob_age_s * 1000;
   o.temp_root = config->temp_root;
-  o.hooks[STORE_JOB_EXPORT] = expire_export;
+  /* Each job service starts with its svc_jobs base: the shared hook
+   * expires the jobs of its kind. */
+  o.hooks[STORE_JOB_EXPORT] = svc_jobs_expire;
   o.hook_ctx[STORE_JOB_EXPORT] = reg->exports;
-  o.hooks[STORE_JOB_IMPORT] = expire_import;
+  o.hooks[STORE_JOB_IMPORT] = svc_jobs_expire;
   o.hook_ctx[STORE_JOB_IMPORT] = reg->imports;
   return reaper_new(&reg->reaper, store, &o, error);
 }

@@ -1,0 +1,180 @@
+/* job_kind: see job_kind.h. */
+#include "job_kind.h"
+
+#include <stdio.h>
+
+#include "fzip_log.h"
+#include "fzip_util.h"
+#include "job_body.h"
+#include "jobs.h"
+
+static int32_t *status_field(const ProtobufCMessage *job) {
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(job->descriptor, "status");
+  if (!fd || fd->type != PROTOBUF_C_TYPE_ENUM)
+    return NULL;
+  return (int32_t *)((char *)job + fd->offset);
+}
+
+int job_status_of(const ProtobufCMessage *job) {
+  const int32_t *p = status_field(job);
+  return p ? *p : 0;
+}
+
+const char *job_status_name(const job_kind_t *kind, int status) {
+  return job_enum_name(kind->status, status);
+}
+
+bool job_status_allowed(const job_kind_t *kind, int from, int to) {
+  if (from < 0 || to < 0 || from >= kind->n_status || to >= kind->n_status ||
+      to >= JOB_STATUS_MAX)
+    return false;
+  return (kind->next[from] & JOB_STATUS_BIT(to)) != 0;
+}
+
+bool job_set_status(ProtobufCMessage *job, const job_kind_t *kind, int to, fzip_error_t *error) {
+  int32_t *status = status_field(job);
+
+  if (!status || job->descriptor != kind->job)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INTERNAL, "%s is not a %s job",
+                          job->descriptor->name, kind->noun);
+  if (!job_status_allowed(kind, *status, to))
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                          "%s job cannot go from %s to %s", kind->noun,
+                          job_status_name(kind, *status), job_status_name(kind, to));
+  if (*status != to)
+    fzip_log(FZIP_LOG_DEBUG, kind->noun, "status", "from", job_status_name(kind, *status), "to",
+             job_status_name(kind, to), NULL);
+  *status = to;
+  return true;
+}
+
+/* ---- blobs ------------------------------------------------------------- */
+
+void job_blob_id(char out[JOB_BLOB_ID_MAX], const job_kind_t *kind, const char *job_id) {
+  snprintf(out, JOB_BLOB_ID_MAX, "%s%s", kind->blob_prefix, job_id);
+}
+
+void job_part_blob_id(char out[JOB_BLOB_ID_MAX], const job_kind_t *kind, const char *job_id) {
+  snprintf(out, JOB_BLOB_ID_MAX, "%s%s%s", kind->blob_prefix, job_id,
+           kind->part_suffix ? kind->part_suffix : "");
+}
+
+bool job_delete_blobs(store_t *store, const job_kind_t *kind, const char *job_id,
+                      fzip_error_t *error) {
+  char blob[JOB_BLOB_ID_MAX], part[JOB_BLOB_ID_MAX];
+
+  job_blob_id(blob, kind, job_id);
+  if (!store_blob_delete(store, STORE_BUCKET_PACKAGES, blob, error))
+    return false;
+  if (!kind->part_suffix)
+    return true;
+  job_part_blob_id(part, kind, job_id);
+  return store_blob_delete(store, STORE_BUCKET_PACKAGES, part, error);
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static int progress_of(const ProtobufCMessage *job) {
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(job->descriptor, "progress");
+  return fd && fd->type == PROTOBUF_C_TYPE_INT32 ? *(const int32_t *)((const char *)job + fd->offset)
+                                                 : 0;
+}
+
+static const char *job_id_of(const job_kind_t *kind, const ProtobufCMessage *job) {
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(job->descriptor, kind->id_field);
+  const char *id = fd && fd->type == PROTOBUF_C_TYPE_STRING
+                       ? *(const char *const *)((const char *)job + fd->offset)
+                       : NULL;
+  return id ? id : "";
+}
+
+bool job_kind_body(bson_t *out, const job_kind_t *kind, const ProtobufCMessage *job,
+                   bool cancel_requested, fzip_error_t *error) {
+  int status = job_status_of(job);
+  char blob[JOB_BLOB_ID_MAX];
+  bool named = kind->blob_status == 0 || status == kind->blob_status;
+
+  job_blob_id(blob, kind, job_id_of(kind, job));
+  return job_body_build(out, job, job_status_name(kind, status), progress_of(job),
+                        named ? blob : NULL, cancel_requested, error);
+}
+
+bool job_store_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
+                       const ProtobufCMessage *job, int64_t now, fzip_error_t *error) {
+  bson_t *body = bson_new();
+  bool ok = false;
+
+  if (!job_kind_body(body, kind, job, job_body_cancel_requested(rec->body), error))
+    goto done;
+  bson_destroy(rec->body);
+  rec->body = body;
+  body = NULL;
+  rec->updated_at = now;
+  ok = store_job_update(store, rec, NULL, error);
+done:
+  bson_destroy(body);
+  return ok;
+}
+
+static int64_t *int64_field(ProtobufCMessage *job, const char *name) {
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(job->descriptor, name);
+  return fd && fd->type == PROTOBUF_C_TYPE_INT64 ? (int64_t *)((char *)job + fd->offset) : NULL;
+}
+
+static char **string_field(ProtobufCMessage *job, const char *name) {
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(job->descriptor, name);
+  return fd && fd->type == PROTOBUF_C_TYPE_STRING ? (char **)((char *)job + fd->offset) : NULL;
+}
+
+bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
+                     ProtobufCMessage *job, int status, const char *event, const char *message,
+                     int64_t now, int64_t retention_ms, fzip_error_t *error) {
+  int64_t *updated_at = int64_field(job, "updated_at");
+  char **phase = string_field(job, "current_phase");
+
+  if (!updated_at || !phase)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INTERNAL,
+                          "%s job has no updated_at or current_phase", kind->noun);
+  if (!job_set_status(job, kind, status, error))
+    return false;
+  *updated_at = now;
+  if (!job_msg_set_str(phase, event) || !job_msg_add_event(job, event, message, JOB_EVENTS_MAX))
+    return fzip_error_oom(error, NULL);
+  rec->runnable = false;
+  rec->expires_at = now + retention_ms;
+  return job_store_unowned(store, kind, rec, job, now, error);
+}
+
+/* ---- expiry ------------------------------------------------------------ */
+
+bool job_expire(store_t *store, const job_kind_t *kind, store_job_t *rec, int64_t now_ms,
+                int64_t retention_ms, fzip_error_t *error) {
+  ProtobufCMessage *job = NULL;
+  bool ok = false;
+
+  if (rec->runnable) {
+    rec->expires_at = 0;
+    return store_job_update(store, rec, NULL, error) || error->code == FZIP_ERR_ABORTED;
+  }
+  if (!job_delete_blobs(store, kind, rec->job_id, error))
+    return false;
+  if (kind->expired_status &&
+      job_body_unpack(&job, rec->body, kind->job, NULL, error) &&
+      job_status_of(job) == kind->expired_from) {
+    ok = job_end_unowned(store, kind, rec, job, kind->expired_status, "expired",
+                         "package deleted after its expiry", now_ms, retention_ms, error);
+    goto done;
+  }
+  /* Any other ended job, or an unreadable record: nothing to keep. */
+  ok = store_job_delete(store, kind->kind, NULL, rec->job_id, error) ||
+       error->code == FZIP_ERR_NOT_FOUND;
+done:
+  if (job)
+    protobuf_c_message_free_unpacked(job, NULL);
+  return ok;
+}

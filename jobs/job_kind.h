@@ -1,0 +1,116 @@
+/*
+ * job_kind: what the job engine knows about one kind of job (export,
+ * import), as data: its store kind, its protobuf message and status enum,
+ * which status may follow which, how its package blob is named, and the
+ * few rules that differ between kinds.  Everything that is the same for
+ * both kinds is written once over this table: every status change
+ * (job_set_status), a job record's body, the end of a job no worker holds
+ * (cancel, expiry), deletion, and the job RPCs in svc_jobs.h.
+ *
+ * Transition table: `next[s]` has bit t set when status s may become t.
+ * A refused transition is an error (FAILED_PRECONDITION), never written.
+ * A new job starts from status 0 (UNSPECIFIED), so creation is a
+ * transition too.
+ */
+#ifndef FZIP_JOB_KIND_H
+#define FZIP_JOB_KIND_H
+
+#include <bson/bson.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fzip_entity.h"
+#include "fzip_error.h"
+#include "store.h"
+
+/* Job kinds (store_job_kind_t values: export, import): sizes per-kind
+ * tables such as the reaper's hooks. */
+#define JOB_KIND_COUNT 2
+/* A job blob id: a short prefix ("export-"), a job id of at most
+ * FZIP_ID_MAX bytes and a short suffix (".part"), with room to spare. */
+#define JOB_BLOB_AFFIX_MAX 15
+#define JOB_BLOB_ID_MAX (FZIP_ID_MAX + JOB_BLOB_AFFIX_MAX + 1)
+/* Status values a transition table can hold: the bits of next[s]. */
+#define JOB_STATUS_MAX 32
+#define JOB_STATUS_BIT(s) (UINT32_C(1) << (s))
+/* Events kept in a job's history (later ones are dropped). */
+#define JOB_EVENTS_MAX 32
+
+typedef struct {
+  store_job_kind_t kind;
+  const char *noun;                         /* "export": messages and logs */
+  const char *id_field;                     /* request field naming the job: "export_id" */
+  const ProtobufCMessageDescriptor *job;    /* fzip.v1.ExportJob */
+  const ProtobufCEnumDescriptor *status;    /* fzip.v1.ExportStatus */
+  const uint32_t *next;                     /* transition table, n_status rows */
+  int n_status;                             /* at most JOB_STATUS_MAX */
+  const char *blob_prefix;                  /* package blob: "<prefix><job id>" */
+  const char *part_suffix;                  /* resume prefix blob "<blob><suffix>"; NULL: none */
+  int blob_status;                          /* body names the blob only in this status; 0: always */
+  int cancelled_status;                     /* what a cancel ends in */
+  int expired_status;                       /* what expiry turns expired_from into; 0: none */
+  int expired_from;                         /* the status that expires into expired_status */
+  /* Cancel: a job no worker holds in a status `cancel_now` accepts is
+   * ended at once (with this event message); any other running job is
+   * flagged and its worker stops at its next save.  A job that is not
+   * runnable cannot be cancelled: "<noun> <id> <cancel_refused> (<status>)". */
+  bool (*cancel_now)(int status);
+  const char *cancel_now_message;
+  const char *cancel_refused;
+  /* Delete: false when a running job cannot be deleted (it still needs its
+   * record to roll back): "<noun> <id> is <status>: <delete_refused>". */
+  bool delete_running;
+  const char *delete_refused;
+  /* Adjusts a job just read for the caller (e.g. COMPLETED past expiry
+   * reads EXPIRED); may be NULL. */
+  void (*view)(ProtobufCMessage *job, int64_t now_ms);
+  /* Whether a status value is final (Watch ends after sending it). */
+  bool (*is_terminal)(int status);
+} job_kind_t;
+
+/* Moves `job` (a message of kind->job) to status `to` if the table allows
+ * it; else FAILED_PRECONDITION and the job is unchanged. */
+bool job_set_status(ProtobufCMessage *job, const job_kind_t *kind, int to, fzip_error_t *error);
+/* Whether the table lets `from` become `to`. */
+bool job_status_allowed(const job_kind_t *kind, int from, int to);
+/* The job's status (its "status" enum field). */
+int job_status_of(const ProtobufCMessage *job);
+/* Name of a status value ("EXPORT_STATUS_COMPLETED"), or "UNKNOWN". */
+const char *job_status_name(const job_kind_t *kind, int status);
+
+/* The package blob's id: "<prefix><job id>". */
+void job_blob_id(char out[JOB_BLOB_ID_MAX], const job_kind_t *kind, const char *job_id);
+/* Where a resumed upload keeps the bytes received before: "<blob><suffix>". */
+void job_part_blob_id(char out[JOB_BLOB_ID_MAX], const job_kind_t *kind, const char *job_id);
+/* Deletes a job's package blob and resume prefix (missing ones are fine). */
+bool job_delete_blobs(store_t *store, const job_kind_t *kind, const char *job_id,
+                      fzip_error_t *error);
+
+/* Builds the record body of `job` into `out` (initialised by the caller):
+ * the message, its status name and progress, the blob id when the kind
+ * names it in this status, and the cancel flag if `cancel_requested`. */
+bool job_kind_body(bson_t *out, const job_kind_t *kind, const ProtobufCMessage *job,
+                   bool cancel_requested, fzip_error_t *error);
+
+/* Saves `job` into `rec` outside a worker: body rebuilt (the stored
+ * cancel flag kept), record updated_at `now`, version-checked, no owner
+ * (ABORTED if the record changed meanwhile). */
+bool job_store_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
+                       const ProtobufCMessage *job, int64_t now, fzip_error_t *error);
+
+/* Ends a job no worker holds (cancel before a claim, expiry): status
+ * `status`, phase and event `event` with `message`, not runnable, reaped
+ * `retention_ms` after `now`; saved as job_store_unowned. */
+bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
+                     ProtobufCMessage *job, int status, const char *event, const char *message,
+                     int64_t now, int64_t retention_ms, fzip_error_t *error);
+
+/* The reaper's step for one expired job of this kind: a runnable job is
+ * left alone (its expiry cleared: its run sets a new one when it ends);
+ * otherwise its blobs go, and a job in expired_from becomes expired_status
+ * (kept retention_ms more) while any other is deleted. */
+bool job_expire(store_t *store, const job_kind_t *kind, store_job_t *rec, int64_t now_ms,
+                int64_t retention_ms, fzip_error_t *error);
+
+#endif

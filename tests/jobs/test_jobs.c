@@ -1,0 +1,547 @@
+/*
+ * test_jobs: the job engine (jobs/) on a real SQLite store in a temp
+ * file: the status transition table, the runner's claim -> save ->
+ * finish, the cancel flag seen by the next save, a job deleted or taken
+ * while it runs, expiry, and shutdown releasing the lease.
+ *
+ * The jobs are of a test kind that borrows fzip.v1.ExportJob and its
+ * status enum, with a table of its own, so these tests check the engine,
+ * not the export service.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fzip/v1/jobs.pb-c.h"
+#include "fzip_test.h"
+#include "fzip_util.h"
+#include "job_body.h"
+#include "job_kind.h"
+#include "jobs.h"
+#include "store.h"
+
+#define S(name) FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_##name
+#define TO(name) JOB_STATUS_BIT(S(name))
+#define USER "jobs-test-user"
+#define POLL_MS 20
+#define LEASE_MS 5000
+#define WAIT_MS 10000 /* the longest a test waits for a worker */
+#define RETENTION_MS 60000
+
+static const uint32_t test_next[] = {
+    [S(UNSPECIFIED)] = TO(INITIATED),
+    [S(INITIATED)] = TO(COLLECTING_DATA) | TO(CANCELLED),
+    [S(COLLECTING_DATA)] = TO(COLLECTING_DATA) | TO(COMPLETED) | TO(FAILED) | TO(CANCELLED),
+    [S(BUILDING_PACKAGE)] = 0,
+    [S(UPLOADING)] = 0,
+    [S(COMPLETED)] = TO(EXPIRED),
+    [S(FAILED)] = 0,
+    [S(EXPIRED)] = 0,
+    [S(CANCELLED)] = 0,
+};
+
+static bool always(int status) {
+  (void)status;
+  return true;
+}
+
+static bool terminal(int status) { return status >= S(COMPLETED); }
+
+static const job_kind_t test_kind = {
+    .kind = STORE_JOB_EXPORT,
+    .noun = "export",
+    .id_field = "export_id",
+    .job = &fzip__v1__export_job__descriptor,
+    .status = &fzip__v1__export_status__descriptor,
+    .next = test_next,
+    .n_status = (int)(sizeof test_next / sizeof test_next[0]),
+    .blob_prefix = "test-",
+    .part_suffix = NULL,
+    .blob_status = S(COMPLETED),
+    .cancelled_status = S(CANCELLED),
+    .expired_status = S(EXPIRED),
+    .expired_from = S(COMPLETED),
+    .cancel_now = always,
+    .cancel_now_message = "cancelled",
+    .cancel_refused = "already ended",
+    .delete_running = true,
+    .is_terminal = terminal,
+};
+
+static char g_db[256];
+
+static bool open_store(store_t **s, fzip_error_t *err) {
+  char uri[300];
+  store_options_t opts = {0};
+
+  snprintf(uri, sizeof uri, "sqlite:%s", g_db);
+  opts.uri = uri;
+  return store_open(s, &opts, err);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* A new runnable job of the test kind in status INITIATED. */
+static bool create_job(char id[FZIP_UUID_LEN + 1], store_t *s, fzip_error_t *err) {
+  Fzip__V1__ExportJob job = FZIP__V1__EXPORT_JOB__INIT;
+  store_job_t *rec = store_job_new();
+  bool ok = false;
+
+  if (!rec || !fzip_uuid_v4(id, err))
+    goto done;
+  job.export_id = id;
+  job.current_phase = "queued";
+  if (!job_set_status(&job.base, &test_kind, S(INITIATED), err))
+    goto done;
+  snprintf(rec->job_id, sizeof rec->job_id, "%s", id);
+  snprintf(rec->user_id, sizeof rec->user_id, "%s", USER);
+  rec->kind = test_kind.kind;
+  rec->created_at = rec->updated_at = fzip_now_ms();
+  rec->runnable = true;
+  ok = job_kind_body(rec->body, &test_kind, &job.base, false, err) &&
+       store_job_create(s, rec, err);
+done:
+  store_job_destroy(rec);
+  return ok;
+}
+
+static int stored_status(store_t *s, const char *id, store_job_t **rec_out) {
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL;
+  fzip_error_t err;
+  int status = -1;
+
+  if (!store_job_get(&rec, s, test_kind.kind, NULL, id, &err))
+    return -1;
+  if (job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err)) {
+    status = job_status_of(msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+  }
+  if (rec_out)
+    *rec_out = rec;
+  else
+    store_job_destroy(rec);
+  return status;
+}
+
+/* ---- the handler the runner runs -------------------------------------- */
+
+typedef enum {
+  RUN_FINISH,     /* save once, finish COMPLETED */
+  RUN_UNTIL_STOP, /* save until a save fails, then act on why */
+} run_mode_t;
+
+typedef struct {
+  run_mode_t mode;
+  atomic_int saves;       /* successful saves */
+  atomic_int stop_code;   /* fzip_code_t of the failed save, -1: none yet */
+  atomic_int stop_reason; /* job_stop_t, -1: none yet */
+  atomic_bool ended;
+} run_probe_t;
+
+static bool save_status(job_ctx_t *ctx, Fzip__V1__ExportJob *job, int status, bool final,
+                        fzip_error_t *error) {
+  bson_t body = BSON_INITIALIZER;
+  bool ok = job_set_status(&job->base, &test_kind, status, error) &&
+            job_kind_body(&body, &test_kind, &job->base, false, error) &&
+            (final ? job_ctx_finish(ctx, &body, fzip_now_ms() + RETENTION_MS, error)
+                   : job_ctx_save(ctx, &body, error));
+  bson_destroy(&body);
+  return ok;
+}
+
+static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
+  run_probe_t *p = data;
+  ProtobufCMessage *msg = NULL;
+  Fzip__V1__ExportJob *job = NULL;
+  fzip_error_t err;
+  bool ok = false;
+
+  if (!job_body_unpack(&msg, job_ctx_record(ctx)->body, test_kind.job, NULL, error))
+    return false;
+  job = (Fzip__V1__ExportJob *)msg;
+  fzip_error_clear(&err);
+  while (save_status(ctx, job, S(COLLECTING_DATA), false, &err)) {
+    atomic_fetch_add(&p->saves, 1);
+    if (p->mode == RUN_FINISH)
+      break;
+    sleep_ms(POLL_MS);
+  }
+  if (p->mode == RUN_FINISH && fzip_error_is_set(&err) == false) {
+    ok = save_status(ctx, job, S(COMPLETED), true, error);
+    goto done;
+  }
+  atomic_store(&p->stop_code, (int)err.code);
+  atomic_store(&p->stop_reason, (int)job_ctx_stop_reason(ctx, &err));
+  if (job_ctx_stop_reason(ctx, &err) == JOB_STOP_CANCEL)
+    ok = save_status(ctx, job, S(CANCELLED), true, error);
+  else
+    *error = err;
+done:
+  atomic_store(&p->ended, true);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return ok;
+}
+
+static bool start_runner(job_runner_t **r, store_t *s, run_probe_t *p, const char *owner,
+                         fzip_error_t *err) {
+  job_runner_options_t o = {0};
+
+  atomic_init(&p->saves, 0);
+  atomic_init(&p->stop_code, -1);
+  atomic_init(&p->stop_reason, -1);
+  atomic_init(&p->ended, false);
+  o.kind = test_kind.kind;
+  o.name = "test";
+  o.workers = 1;
+  o.lease_ms = LEASE_MS;
+  o.poll_ms = POLL_MS;
+  o.owner = owner;
+  o.run = run_test_job;
+  o.data = p;
+  return job_runner_new(r, s, &o, err);
+}
+
+static bool wait_for(atomic_bool *flag) {
+  for (int waited = 0; waited < WAIT_MS; waited += POLL_MS) {
+    if (atomic_load(flag))
+      return true;
+    sleep_ms(POLL_MS);
+  }
+  return atomic_load(flag);
+}
+
+static bool wait_for_saves(run_probe_t *p, int n) {
+  for (int waited = 0; waited < WAIT_MS; waited += POLL_MS) {
+    if (atomic_load(&p->saves) >= n)
+      return true;
+    sleep_ms(POLL_MS);
+  }
+  return false;
+}
+
+/* ---- the transition table --------------------------------------------- */
+
+static void test_status_table_allows_listed_transitions(void) {
+  Fzip__V1__ExportJob job = FZIP__V1__EXPORT_JOB__INIT;
+  fzip_error_t err;
+
+  CHECK_OK(job_set_status(&job.base, &test_kind, S(INITIATED), &err), err);
+  CHECK_OK(job_set_status(&job.base, &test_kind, S(COLLECTING_DATA), &err), err);
+  CHECK_OK(job_set_status(&job.base, &test_kind, S(COLLECTING_DATA), &err), err);
+  CHECK_OK(job_set_status(&job.base, &test_kind, S(COMPLETED), &err), err);
+  CHECK_OK(job_set_status(&job.base, &test_kind, S(EXPIRED), &err), err);
+  CHECK(job.status == S(EXPIRED));
+}
+
+static void test_status_table_refuses_unlisted_transitions_and_leaves_the_status(void) {
+  Fzip__V1__ExportJob job = FZIP__V1__EXPORT_JOB__INIT;
+  fzip_error_t err;
+
+  CHECK_FAILS(job_set_status(&job.base, &test_kind, S(COMPLETED), &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  CHECK(job.status == S(UNSPECIFIED));
+  job.status = S(COMPLETED);
+  CHECK_FAILS(job_set_status(&job.base, &test_kind, S(COLLECTING_DATA), &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  CHECK(strstr(err.message, "EXPORT_STATUS_COMPLETED") != NULL);
+  CHECK(strstr(err.message, "EXPORT_STATUS_COLLECTING_DATA") != NULL);
+  CHECK(job.status == S(COMPLETED));
+  job.status = S(CANCELLED);
+  CHECK_FAILS(job_set_status(&job.base, &test_kind, S(INITIATED), &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  /* Out of the table's range, either way. */
+  CHECK(!job_status_allowed(&test_kind, S(CANCELLED) + 1, S(CANCELLED)));
+  CHECK(!job_status_allowed(&test_kind, S(INITIATED), JOB_STATUS_MAX));
+  CHECK(!job_status_allowed(&test_kind, -1, S(INITIATED)));
+}
+
+static void test_status_of_another_message_is_refused(void) {
+  Fzip__V1__ImportJob job = FZIP__V1__IMPORT_JOB__INIT;
+  fzip_error_t err;
+
+  CHECK_FAILS(job_set_status(&job.base, &test_kind, S(INITIATED), &err), err, FZIP_ERR_INTERNAL);
+}
+
+/* ---- blobs and bodies --------------------------------------------------- */
+
+static void test_blob_ids_fit_the_longest_job_id(void) {
+  char id[FZIP_ID_MAX + 1];
+  char blob[JOB_BLOB_ID_MAX];
+  job_kind_t with_part = test_kind;
+
+  memset(id, 'a', FZIP_ID_MAX);
+  id[FZIP_ID_MAX] = '\0';
+  with_part.part_suffix = ".part";
+  job_part_blob_id(blob, &with_part, id);
+  CHECK(strlen(blob) == strlen("test-") + FZIP_ID_MAX + strlen(".part"));
+  CHECK(strncmp(blob, "test-aaa", 8) == 0);
+  CHECK(strcmp(blob + strlen(blob) - 5, ".part") == 0);
+}
+
+static void test_body_names_the_blob_only_in_the_blob_status(void) {
+  Fzip__V1__ExportJob job = FZIP__V1__EXPORT_JOB__INIT;
+  bson_t body = BSON_INITIALIZER;
+  fzip_error_t err;
+
+  job.export_id = "job1";
+  job.status = S(COLLECTING_DATA);
+  CHECK_OK(job_kind_body(&body, &test_kind, &job.base, false, &err), err);
+  CHECK(job_body_blob_id(&body) == NULL);
+  bson_reinit(&body);
+  job.status = S(COMPLETED);
+  CHECK_OK(job_kind_body(&body, &test_kind, &job.base, true, &err), err);
+  CHECK(job_body_blob_id(&body) && strcmp(job_body_blob_id(&body), "test-job1") == 0);
+  CHECK(job_body_cancel_requested(&body));
+  bson_destroy(&body);
+}
+
+/* ---- the runner ----------------------------------------------------------- */
+
+static void test_runner_claims_saves_and_finishes_a_job(void) {
+  store_t *s = NULL;
+  job_runner_t *r = NULL;
+  run_probe_t p = {.mode = RUN_FINISH};
+  store_job_t *rec = NULL;
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(start_runner(&r, s, &p, "owner-a", &err), err);
+  CHECK(wait_for(&p.ended));
+  job_runner_destroy(r);
+  CHECK(atomic_load(&p.saves) == 1);
+  CHECK(stored_status(s, id, &rec) == S(COMPLETED));
+  CHECK(!rec->runnable);
+  CHECK(rec->lease_owner[0] == '\0' && rec->lease_until == 0);
+  CHECK(rec->expires_at > fzip_now_ms());
+  CHECK(job_body_blob_id(rec->body) != NULL);
+  store_job_destroy(rec);
+  store_destroy(s);
+}
+
+static void test_cancel_request_is_seen_by_the_next_save(void) {
+  store_t *s = NULL;
+  job_runner_t *r = NULL;
+  run_probe_t p = {.mode = RUN_UNTIL_STOP};
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(start_runner(&r, s, &p, "owner-b", &err), err);
+  CHECK(wait_for_saves(&p, 1));
+  CHECK_OK(job_request_cancel(NULL, s, test_kind.kind, USER, id, &err), err);
+  CHECK(wait_for(&p.ended));
+  job_runner_destroy(r);
+  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_CANCELLED);
+  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_CANCEL);
+  CHECK(stored_status(s, id, NULL) == S(CANCELLED));
+  store_destroy(s);
+}
+
+static void test_job_deleted_while_running_fails_the_next_save_with_not_found(void) {
+  store_t *s = NULL;
+  job_runner_t *r = NULL;
+  run_probe_t p = {.mode = RUN_UNTIL_STOP};
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(start_runner(&r, s, &p, "owner-c", &err), err);
+  CHECK(wait_for_saves(&p, 1));
+  CHECK_OK(store_job_delete(s, test_kind.kind, USER, id, &err), err);
+  CHECK(wait_for(&p.ended));
+  job_runner_destroy(r);
+  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_NOT_FOUND);
+  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_LEAVE);
+  CHECK(stored_status(s, id, NULL) == -1);
+  store_destroy(s);
+}
+
+static void test_lease_taken_by_another_replica_fails_the_next_save_with_aborted(void) {
+  store_t *s = NULL;
+  job_runner_t *r = NULL;
+  run_probe_t p = {.mode = RUN_UNTIL_STOP};
+  store_job_t *rec = NULL;
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(start_runner(&r, s, &p, "owner-d", &err), err);
+  CHECK(wait_for_saves(&p, 1));
+  /* Another replica took it over (as after a lapsed lease). */
+  CHECK_OK(store_job_get(&rec, s, test_kind.kind, NULL, id, &err), err);
+  snprintf(rec->lease_owner, sizeof rec->lease_owner, "%s", "owner-elsewhere");
+  CHECK_OK(store_job_update(s, rec, NULL, &err), err);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK(wait_for(&p.ended));
+  job_runner_destroy(r);
+  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_ABORTED);
+  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_LEAVE);
+  /* The loser wrote nothing after it lost. */
+  CHECK(stored_status(s, id, &rec) == S(COLLECTING_DATA));
+  CHECK(strcmp(rec->lease_owner, "owner-elsewhere") == 0);
+  store_job_destroy(rec);
+  /* Not left for the next test's runner to take over. */
+  CHECK_OK(store_job_delete(s, test_kind.kind, USER, id, &err), err);
+  store_destroy(s);
+}
+
+static void test_shutdown_releases_the_lease_and_keeps_the_job_runnable(void) {
+  store_t *s = NULL;
+  job_runner_t *r = NULL;
+  run_probe_t p = {.mode = RUN_UNTIL_STOP};
+  store_job_t *rec = NULL;
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(start_runner(&r, s, &p, "owner-e", &err), err);
+  CHECK(wait_for_saves(&p, 1));
+  job_runner_destroy(r); /* joins: the handler has returned */
+  CHECK(atomic_load(&p.ended));
+  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_CANCELLED);
+  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_LEAVE);
+  CHECK(stored_status(s, id, &rec) == S(COLLECTING_DATA));
+  CHECK(rec->runnable);
+  CHECK(rec->lease_owner[0] == '\0');
+  CHECK(rec->lease_until == 0);
+  store_job_destroy(rec);
+  store_destroy(s);
+}
+
+/* ---- outside a worker: end, expiry ------------------------------------------ */
+
+static void test_expiry_turns_a_completed_job_expired_and_deletes_its_blob(void) {
+  store_t *s = NULL;
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL;
+  store_blob_writer_t *w = NULL;
+  store_blob_info_t info;
+  char id[FZIP_UUID_LEN + 1], blob[JOB_BLOB_ID_MAX];
+  int64_t now = fzip_now_ms();
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  job_blob_id(blob, &test_kind, id);
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_PACKAGES, blob, &err), err);
+  CHECK_OK(store_blob_writer_write(w, "pkg", 3, &err), err);
+  CHECK_OK(store_blob_writer_commit(w, NULL, &err), err);
+  store_blob_writer_destroy(w);
+  /* Completed (not runnable), then expired. */
+  CHECK_OK(store_job_get(&rec, s, test_kind.kind, NULL, id, &err), err);
+  CHECK_OK(job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err), err);
+  CHECK_OK(job_set_status(msg, &test_kind, S(COLLECTING_DATA), &err), err);
+  CHECK_OK(job_end_unowned(s, &test_kind, rec, msg, S(COMPLETED), "completed", "done", now, 0,
+                           &err),
+           err);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  CHECK_OK(job_expire(s, &test_kind, rec, now, RETENTION_MS, &err), err);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK(stored_status(s, id, &rec) == S(EXPIRED));
+  CHECK(!rec->runnable);
+  CHECK(rec->expires_at == now + RETENTION_MS);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_PACKAGES, blob, &err), err,
+              FZIP_ERR_NOT_FOUND);
+  /* An expired EXPIRED job is deleted. */
+  CHECK_OK(job_expire(s, &test_kind, rec, now, RETENTION_MS, &err), err);
+  CHECK(stored_status(s, id, NULL) == -1);
+  store_job_destroy(rec);
+  store_destroy(s);
+}
+
+static void test_expiry_leaves_a_runnable_job_and_clears_its_expiry(void) {
+  store_t *s = NULL;
+  store_job_t *rec = NULL;
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(store_job_get(&rec, s, test_kind.kind, NULL, id, &err), err);
+  rec->expires_at = 1;
+  CHECK_OK(store_job_update(s, rec, NULL, &err), err);
+  CHECK_OK(job_expire(s, &test_kind, rec, fzip_now_ms(), RETENTION_MS, &err), err);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK(stored_status(s, id, &rec) == S(INITIATED));
+  CHECK(rec->runnable && rec->expires_at == 0);
+  store_job_destroy(rec);
+  store_destroy(s);
+}
+
+static void test_ending_an_unowned_job_refuses_a_transition_the_table_lacks(void) {
+  store_t *s = NULL;
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL;
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(store_job_get(&rec, s, test_kind.kind, NULL, id, &err), err);
+  CHECK_OK(job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err), err);
+  /* INITIATED may be cancelled but not expire. */
+  CHECK_FAILS(job_end_unowned(s, &test_kind, rec, msg, S(EXPIRED), "expired", "x", fzip_now_ms(),
+                              RETENTION_MS, &err),
+              err, FZIP_ERR_FAILED_PRECONDITION);
+  CHECK_OK(job_end_unowned(s, &test_kind, rec, msg, S(CANCELLED), "cancelled", "stop",
+                           fzip_now_ms(), RETENTION_MS, &err),
+           err);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK(stored_status(s, id, &rec) == S(CANCELLED));
+  CHECK(!rec->runnable && rec->expires_at > 0);
+  store_job_destroy(rec);
+  store_destroy(s);
+}
+
+int main(void) {
+  const char *tmp = getenv("TMPDIR");
+  int fd;
+
+  snprintf(g_db, sizeof g_db, "%s/fzip-test-jobs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  fd = mkstemp(g_db);
+  if (fd < 0) {
+    perror("mkstemp");
+    return 1;
+  }
+  close(fd);
+  RUN(test_status_table_allows_listed_transitions);
+  RUN(test_status_table_refuses_unlisted_transitions_and_leaves_the_status);
+  RUN(test_status_of_another_message_is_refused);
+  RUN(test_blob_ids_fit_the_longest_job_id);
+  RUN(test_body_names_the_blob_only_in_the_blob_status);
+  RUN(test_runner_claims_saves_and_finishes_a_job);
+  RUN(test_cancel_request_is_seen_by_the_next_save);
+  RUN(test_job_deleted_while_running_fails_the_next_save_with_not_found);
+  RUN(test_lease_taken_by_another_replica_fails_the_next_save_with_aborted);
+  RUN(test_shutdown_releases_the_lease_and_keeps_the_job_runnable);
+  RUN(test_expiry_turns_a_completed_job_expired_and_deletes_its_blob);
+  RUN(test_expiry_leaves_a_runnable_job_and_clears_its_expiry);
+  RUN(test_ending_an_unowned_job_refuses_a_transition_the_table_lacks);
+  unlink(g_db);
+  {
+    char side[300];
+    snprintf(side, sizeof side, "%s-wal", g_db);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", g_db);
+    unlink(side);
+  }
+  return fzip_test_summary();
+}
