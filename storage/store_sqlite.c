@@ -129,6 +129,54 @@ static void sq_copy_text(char *dst, size_t cap, sqlite3_stmt *stmt, int col) {
   snprintf(dst, cap, "%s", s ? (const char *)s : "");
 }
 
+/* Column col's document; NULL if it is not one (the caller says which). */
+static bson_t *sq_column_doc(sqlite3_stmt *stmt, int col) {
+  const void *data = sqlite3_column_blob(stmt, col);
+  return data ? bson_new_from_data(data, (size_t)sqlite3_column_bytes(stmt, col)) : NULL;
+}
+
+/* A statement's parameter values, bound in order to ?1, ?2, ... and ended
+ * by SQ_END.  Text (NULL binds NULL) and blobs are bound SQLITE_STATIC:
+ * they must outlive the statement's steps. */
+typedef struct {
+  enum { SQ_ARG_END, SQ_ARG_INT, SQ_ARG_TEXT, SQ_ARG_BLOB } type;
+  int64_t i;
+  const void *p;
+  size_t len;
+} sq_arg_t;
+
+#define SQ_INT(v) ((sq_arg_t){SQ_ARG_INT, (int64_t)(v), NULL, 0})
+#define SQ_TEXT(s) ((sq_arg_t){SQ_ARG_TEXT, 0, (s), 0})
+#define SQ_BLOB(data, n) ((sq_arg_t){SQ_ARG_BLOB, 0, (data), (n)})
+#define SQ_END ((sq_arg_t){SQ_ARG_END, 0, NULL, 0})
+
+static bool sq_prepare_args(sqlite3_stmt **out, sqlite3 *db, const char *sql,
+                            const sq_arg_t *args, fzip_error_t *error) {
+  if (!sq_prepare(out, db, sql, error))
+    return false;
+  for (int i = 0; args[i].type != SQ_ARG_END; i++) {
+    if (args[i].type == SQ_ARG_INT)
+      sqlite3_bind_int64(*out, i + 1, args[i].i);
+    else if (args[i].type == SQ_ARG_TEXT)
+      sq_bind_text(*out, i + 1, args[i].p);
+    else
+      sqlite3_bind_blob(*out, i + 1, args[i].p, (int)args[i].len, SQLITE_STATIC);
+  }
+  return true;
+}
+
+/* Runs one statement that returns no rows (prepare, bind, step to the end,
+ * finalize); *changes (may be NULL) gets the rows it changed. */
+static bool sq_exec_args(uint64_t *changes, sqlite3 *db, const char *sql, const sq_arg_t *args,
+                         const char *what, fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool ok = sq_prepare_args(&stmt, db, sql, args, error) && sq_step_done(stmt, db, what, error);
+  if (ok && changes)
+    *changes = (uint64_t)sqlite3_changes(db);
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
 /* ---- connection pool ----------------------------------------------------- */
 
 static const char sq_schema[] =
@@ -643,21 +691,19 @@ static bool op_entity_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok = false;
 
-  if (!sq_prepare(&stmt, db,
-                  "SELECT doc, tag FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
-                  error))
-    goto done;
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sqlite3_bind_int(stmt, 2, ctx->kind);
-  sq_bind_text(stmt, 3, ctx->id);
-  if (!sq_step_row(&row, stmt, db, "reading entity", error))
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT doc, tag FROM entities WHERE user_id = ? AND kind = ?"
+                       " AND entity_id = ?",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
+                                          SQ_TEXT(ctx->id), SQ_END},
+                       error) ||
+      !sq_step_row(&row, stmt, db, "reading entity", error))
     goto done;
   if (!row) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "entity %s not found", ctx->id);
     goto done;
   }
-  ctx->doc = bson_new_from_data(sqlite3_column_blob(stmt, 0),
-                                (size_t)sqlite3_column_bytes(stmt, 0));
+  ctx->doc = sq_column_doc(stmt, 0);
   sq_copy_text(ctx->tag, sizeof ctx->tag, stmt, 1);
   if (!ctx->doc) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
@@ -700,13 +746,10 @@ static bool sq_exists_one(bool *exists, sqlite3_stmt *stmt, sqlite3 *db, const c
 
 static bool sq_prepare_exists(sqlite3_stmt **stmt, sqlite3 *db, const char *user_id, int kind,
                               fzip_error_t *error) {
-  if (!sq_prepare(stmt, db,
-                  "SELECT 1 FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
-                  error))
-    return false;
-  sq_bind_text(*stmt, 1, user_id);
-  sqlite3_bind_int(*stmt, 2, kind);
-  return true;
+  /* ?3, the id, is bound per lookup by sq_exists_one. */
+  return sq_prepare_args(stmt, db,
+                         "SELECT 1 FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
+                         (const sq_arg_t[]){SQ_TEXT(user_id), SQ_INT(kind), SQ_END}, error);
 }
 
 static bool op_exists_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -921,20 +964,9 @@ static bool sq_entity_delete_many(uint64_t *deleted, store_t *store, const char 
 
 static bool op_delete_all(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = false;
-
-  if (!sq_prepare(&stmt, db, "DELETE FROM entities WHERE user_id = ? AND kind = ?", error))
-    goto done;
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sqlite3_bind_int(stmt, 2, ctx->kind);
-  if (!sq_step_done(stmt, db, "deleting entities", error))
-    goto done;
-  ctx->deleted = (uint64_t)sqlite3_changes(db);
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  return sq_exec_args(&ctx->deleted, db, "DELETE FROM entities WHERE user_id = ? AND kind = ?",
+                      (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_END},
+                      "deleting entities", error);
 }
 
 static bool sq_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
@@ -1004,8 +1036,7 @@ static bool op_import_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_bind_int(stmt, 5, SQ_IMPORT_PAGE);
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     size_t i = im->n;
-    im->docs[i] = bson_new_from_data(sqlite3_column_blob(stmt, 2),
-                                     (size_t)sqlite3_column_bytes(stmt, 2));
+    im->docs[i] = sq_column_doc(stmt, 2);
     if (!im->docs[i]) {
       fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                      "sqlite: invalid document under import tag %s", im->tag);
@@ -1046,8 +1077,7 @@ static bool sq_undo_one(sqlite3 *db, sqlite3_stmt *const st[4], sq_import_t *im,
   if (!sq_step_row(&stashed, find, db, "reading stash", error))
     return false;
   if (stashed) {
-    bson_t *prev = bson_new_from_data(sqlite3_column_blob(find, 1),
-                                      (size_t)sqlite3_column_bytes(find, 1));
+    bson_t *prev = sq_column_doc(find, 1);
     bool ok;
     if (!prev)
       return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
@@ -1123,15 +1153,9 @@ done:
 
 static bool op_stash_forget_all(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_import_t *im = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = sq_prepare(&stmt, db, "DELETE FROM stash WHERE user_id = ? AND tag = ?", error);
-  if (ok) {
-    sq_bind_text(stmt, 1, im->user_id);
-    sq_bind_text(stmt, 2, im->tag);
-    ok = sq_step_done(stmt, db, "emptying stash", error);
-  }
-  sqlite3_finalize(stmt);
-  return ok;
+  return sq_exec_args(NULL, db, "DELETE FROM stash WHERE user_id = ? AND tag = ?",
+                      (const sq_arg_t[]){SQ_TEXT(im->user_id), SQ_TEXT(im->tag), SQ_END},
+                      "emptying stash", error);
 }
 
 static bool sq_visit_page(sq_import_t *im, store_visit_fn visit, void *visit_ctx,
@@ -1226,18 +1250,13 @@ typedef struct {
   bson_t *doc;
 } sq_pending_ctx_t;
 
+/* Runs sql with ?1 = user, ?2 = tag (and ?3 = SQ_RESERVE_BYTES for the
+ * statement that wants it). */
 static bool sq_exec_user_tag(sqlite3 *db, const char *sql, const sq_pending_ctx_t *ctx,
                              fzip_error_t *error) {
-  sqlite3_stmt *stmt = NULL;
-  bool ok = sq_prepare(&stmt, db, sql, error);
-  if (ok) {
-    sq_bind_text(stmt, 1, ctx->user_id);
-    sq_bind_text(stmt, 2, ctx->tag);
-    sqlite3_bind_int(stmt, 3, SQ_RESERVE_BYTES);
-    ok = sq_step_done(stmt, db, sql, error);
-  }
-  sqlite3_finalize(stmt);
-  return ok;
+  const sq_arg_t args[] = {SQ_TEXT(ctx->user_id), SQ_TEXT(ctx->tag), SQ_INT(SQ_RESERVE_BYTES),
+                           SQ_END};
+  return sq_exec_args(NULL, db, sql, args, sql, error);
 }
 
 static bool op_import_begin(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -1268,11 +1287,11 @@ static bool op_import_pending(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool ok = false;
 
   ctx->n = 0;
-  if (!sq_prepare(&stmt, db, "SELECT tag FROM import_pending WHERE user_id = ? ORDER BY tag LIMIT ?",
-                  error))
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT tag FROM import_pending WHERE user_id = ? ORDER BY tag LIMIT ?",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(STORE_PENDING_MAX), SQ_END},
+                       error))
     goto done;
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sqlite3_bind_int(stmt, 2, STORE_PENDING_MAX);
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
     sq_copy_text(ctx->tags[ctx->n++], STORE_TAG_MAX + 1, stmt, 0);
   if (rc != SQLITE_DONE) {
@@ -1290,24 +1309,20 @@ static bool op_stash_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok = false;
 
-  if (!sq_prepare(&stmt, db,
-                  "SELECT doc FROM stash WHERE user_id = ? AND tag = ? AND kind = ?"
-                  " AND entity_id = ?",
-                  error))
-    goto done;
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sq_bind_text(stmt, 2, ctx->tag);
-  sqlite3_bind_int(stmt, 3, ctx->kind);
-  sq_bind_text(stmt, 4, ctx->id);
-  if (!sq_step_row(&row, stmt, db, "reading stash", error))
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT doc FROM stash WHERE user_id = ? AND tag = ? AND kind = ?"
+                       " AND entity_id = ?",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_TEXT(ctx->tag),
+                                          SQ_INT(ctx->kind), SQ_TEXT(ctx->id), SQ_END},
+                       error) ||
+      !sq_step_row(&row, stmt, db, "reading stash", error))
     goto done;
   if (!row) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "no stashed version of %s",
                    ctx->id);
     goto done;
   }
-  ctx->doc = bson_new_from_data(sqlite3_column_blob(stmt, 0),
-                                (size_t)sqlite3_column_bytes(stmt, 0));
+  ctx->doc = sq_column_doc(stmt, 0);
   if (!ctx->doc) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                    "sqlite: invalid stashed version of %s", ctx->id);
@@ -1398,7 +1413,6 @@ static bool sq_snapshot_end(store_t *view, fzip_error_t *error) {
 
 static bool sq_row_to_job(store_job_t **out, sqlite3_stmt *stmt, fzip_error_t *error) {
   store_job_t *job = bson_malloc0(sizeof *job);
-  const void *body = sqlite3_column_blob(stmt, 10);
 
   job->kind = (store_job_kind_t)sqlite3_column_int(stmt, 0);
   sq_copy_text(job->job_id, sizeof job->job_id, stmt, 1);
@@ -1410,7 +1424,7 @@ static bool sq_row_to_job(store_job_t **out, sqlite3_stmt *stmt, fzip_error_t *e
   sq_copy_text(job->lease_owner, sizeof job->lease_owner, stmt, 7);
   job->lease_until = sqlite3_column_int64(stmt, 8);
   job->version = sqlite3_column_int64(stmt, 9);
-  job->body = body ? bson_new_from_data(body, (size_t)sqlite3_column_bytes(stmt, 10)) : NULL;
+  job->body = sq_column_doc(stmt, 10);
   if (!job->body) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                    "sqlite: job %s holds an invalid body", job->job_id);
@@ -1467,37 +1481,26 @@ typedef struct {
 static bool op_job_create(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
   store_job_t *job = ctx->job;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = false;
-  int rc;
+  const sq_arg_t args[] = {SQ_INT(job->kind),
+                           SQ_TEXT(job->job_id),
+                           SQ_TEXT(job->user_id),
+                           SQ_INT(job->created_at),
+                           SQ_INT(job->updated_at),
+                           SQ_INT(job->expires_at),
+                           SQ_INT(job->runnable),
+                           SQ_TEXT(job->lease_owner),
+                           SQ_INT(job->lease_until),
+                           SQ_BLOB(bson_get_data(job->body), job->body->len),
+                           SQ_END};
 
-  if (!sq_prepare(&stmt, db,
-                  "INSERT INTO jobs(" SQ_JOB_COLS ") VALUES (?,?,?,?,?,?,?,?,?,1,?)", error))
-    goto done;
-  sqlite3_bind_int(stmt, 1, job->kind);
-  sq_bind_text(stmt, 2, job->job_id);
-  sq_bind_text(stmt, 3, job->user_id);
-  sqlite3_bind_int64(stmt, 4, job->created_at);
-  sqlite3_bind_int64(stmt, 5, job->updated_at);
-  sqlite3_bind_int64(stmt, 6, job->expires_at);
-  sqlite3_bind_int(stmt, 7, job->runnable);
-  sq_bind_text(stmt, 8, job->lease_owner);
-  sqlite3_bind_int64(stmt, 9, job->lease_until);
-  sqlite3_bind_blob(stmt, 10, bson_get_data(job->body), (int)job->body->len, SQLITE_STATIC);
-  rc = sqlite3_step(stmt);
-  if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+  /* sq_code maps a constraint failure (the job id taken) to ALREADY_EXISTS. */
+  if (sq_exec_args(NULL, db, "INSERT INTO jobs(" SQ_JOB_COLS ") VALUES (?,?,?,?,?,?,?,?,?,1,?)",
+                   args, "creating job", error))
+    return true;
+  if (error->code == FZIP_ERR_ALREADY_EXISTS)
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "job %s already exists",
                    job->job_id);
-    goto done;
-  }
-  if (rc != SQLITE_DONE) {
-    sq_fail(error, db, rc, "creating job");
-    goto done;
-  }
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  return false;
 }
 
 static bool sq_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
@@ -1513,15 +1516,13 @@ static bool op_job_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok = false;
 
-  if (!sq_prepare(&stmt, db,
-                  "SELECT " SQ_JOB_COLS " FROM jobs WHERE kind = ?1 AND job_id = ?2"
-                  " AND (?3 IS NULL OR user_id = ?3)",
-                  error))
-    goto done;
-  sqlite3_bind_int(stmt, 1, ctx->kind);
-  sq_bind_text(stmt, 2, ctx->job_id);
-  sq_bind_text(stmt, 3, ctx->user_id);
-  if (!sq_step_row(&row, stmt, db, "reading job", error))
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT " SQ_JOB_COLS " FROM jobs WHERE kind = ?1 AND job_id = ?2"
+                       " AND (?3 IS NULL OR user_id = ?3)",
+                       (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_TEXT(ctx->job_id),
+                                          SQ_TEXT(ctx->user_id), SQ_END},
+                       error) ||
+      !sq_step_row(&row, stmt, db, "reading job", error))
     goto done;
   if (!row) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
@@ -1548,10 +1549,10 @@ static bool sq_job_conflict(sqlite3 *db, const store_job_t *job, fzip_error_t *e
   sqlite3_stmt *stmt = NULL;
   bool row = false;
 
-  if (!sq_prepare(&stmt, db, "SELECT 1 FROM jobs WHERE kind = ? AND job_id = ?", error))
+  if (!sq_prepare_args(&stmt, db, "SELECT 1 FROM jobs WHERE kind = ? AND job_id = ?",
+                       (const sq_arg_t[]){SQ_INT(job->kind), SQ_TEXT(job->job_id), SQ_END},
+                       error))
     return false;
-  sqlite3_bind_int(stmt, 1, job->kind);
-  sq_bind_text(stmt, 2, job->job_id);
   if (sq_step_row(&row, stmt, db, "reading job", error)) {
     if (row)
       fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
@@ -1567,36 +1568,29 @@ static bool sq_job_conflict(sqlite3 *db, const store_job_t *job, fzip_error_t *e
 static bool op_job_update(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
   store_job_t *job = ctx->job;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = false;
+  const sq_arg_t args[] = {SQ_INT(job->updated_at),
+                           SQ_INT(job->expires_at),
+                           SQ_INT(job->runnable),
+                           SQ_TEXT(job->lease_owner),
+                           SQ_INT(job->lease_until),
+                           SQ_BLOB(bson_get_data(job->body), job->body->len),
+                           SQ_INT(job->kind),
+                           SQ_TEXT(job->job_id),
+                           SQ_INT(job->version),
+                           SQ_TEXT(ctx->owner),
+                           SQ_END};
+  uint64_t updated = 0;
 
-  if (!sq_prepare(&stmt, db,
-                  "UPDATE jobs SET updated_at = ?1, expires_at = ?2, runnable = ?3,"
-                  " lease_owner = ?4, lease_until = ?5, body = ?6, version = version + 1"
-                  " WHERE kind = ?7 AND job_id = ?8 AND version = ?9"
-                  " AND (?10 IS NULL OR lease_owner = ?10)",
-                  error))
-    goto done;
-  sqlite3_bind_int64(stmt, 1, job->updated_at);
-  sqlite3_bind_int64(stmt, 2, job->expires_at);
-  sqlite3_bind_int(stmt, 3, job->runnable);
-  sq_bind_text(stmt, 4, job->lease_owner);
-  sqlite3_bind_int64(stmt, 5, job->lease_until);
-  sqlite3_bind_blob(stmt, 6, bson_get_data(job->body), (int)job->body->len, SQLITE_STATIC);
-  sqlite3_bind_int(stmt, 7, job->kind);
-  sq_bind_text(stmt, 8, job->job_id);
-  sqlite3_bind_int64(stmt, 9, job->version);
-  sq_bind_text(stmt, 10, ctx->owner);
-  if (!sq_step_done(stmt, db, "updating job", error))
-    goto done;
-  if (sqlite3_changes(db) == 0) {
-    sq_job_conflict(db, job, error);
-    goto done;
-  }
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  if (!sq_exec_args(&updated, db,
+                    "UPDATE jobs SET updated_at = ?1, expires_at = ?2, runnable = ?3,"
+                    " lease_owner = ?4, lease_until = ?5, body = ?6, version = version + 1"
+                    " WHERE kind = ?7 AND job_id = ?8 AND version = ?9"
+                    " AND (?10 IS NULL OR lease_owner = ?10)",
+                    args, "updating job", error))
+    return false;
+  if (updated == 0)
+    return sq_job_conflict(db, job, error);
+  return true;
 }
 
 static bool sq_job_update(store_t *store, store_job_t *job, const char *owner,
@@ -1630,18 +1624,16 @@ static bool op_job_list(sqlite3 *db, void *vctx, fzip_error_t *error) {
 
   if (ctx->token && !sq_parse_token(&after_created, after_id, ctx->token, error))
     goto done;
-  if (!sq_prepare(&stmt, db,
-                  "SELECT " SQ_JOB_COLS " FROM jobs WHERE user_id = ?1 AND kind = ?2"
-                  " AND (?3 = 0 OR created_at < ?4 OR (created_at = ?4 AND job_id < ?5))"
-                  " ORDER BY created_at DESC, job_id DESC LIMIT ?6",
-                  error))
+  /* One row beyond max says "more". */
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT " SQ_JOB_COLS " FROM jobs WHERE user_id = ?1 AND kind = ?2"
+                       " AND (?3 = 0 OR created_at < ?4 OR (created_at = ?4 AND job_id < ?5))"
+                       " ORDER BY created_at DESC, job_id DESC LIMIT ?6",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
+                                          SQ_INT(ctx->token != NULL), SQ_INT(after_created),
+                                          SQ_TEXT(after_id), SQ_INT(ctx->max + 1), SQ_END},
+                       error))
     goto done;
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sqlite3_bind_int(stmt, 2, ctx->kind);
-  sqlite3_bind_int(stmt, 3, ctx->token != NULL);
-  sqlite3_bind_int64(stmt, 4, after_created);
-  sq_bind_text(stmt, 5, after_id);
-  sqlite3_bind_int64(stmt, 6, (int64_t)ctx->max + 1); /* one extra row says "more" */
   ok = sq_rows_to_jobs(&ctx->list, &ctx->n_list, &ctx->more, stmt, db, ctx->max, error);
 done:
   sqlite3_finalize(stmt);
@@ -1665,28 +1657,19 @@ static bool sq_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, 
 
 static bool op_job_delete(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = false;
+  uint64_t deleted = 0;
 
-  if (!sq_prepare(&stmt, db,
-                  "DELETE FROM jobs WHERE kind = ?1 AND job_id = ?2"
-                  " AND (?3 IS NULL OR user_id = ?3)",
-                  error))
-    goto done;
-  sqlite3_bind_int(stmt, 1, ctx->kind);
-  sq_bind_text(stmt, 2, ctx->job_id);
-  sq_bind_text(stmt, 3, ctx->user_id);
-  if (!sq_step_done(stmt, db, "deleting job", error))
-    goto done;
-  if (sqlite3_changes(db) == 0) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
-                   ctx->job_id);
-    goto done;
-  }
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  if (!sq_exec_args(&deleted, db,
+                    "DELETE FROM jobs WHERE kind = ?1 AND job_id = ?2"
+                    " AND (?3 IS NULL OR user_id = ?3)",
+                    (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_TEXT(ctx->job_id),
+                                       SQ_TEXT(ctx->user_id), SQ_END},
+                    "deleting job", error))
+    return false;
+  if (deleted == 0)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
+                          ctx->job_id);
+  return true;
 }
 
 static bool sq_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
@@ -1703,18 +1686,15 @@ static bool op_job_claim(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool row = false, ok = false;
 
   ctx->found = NULL;
-  if (!sq_prepare(&stmt, db,
-                  "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, version = version + 1"
-                  " WHERE rowid = (SELECT rowid FROM jobs WHERE kind = ?3 AND runnable = 1"
-                  " AND lease_until < ?4 ORDER BY created_at, job_id LIMIT 1)"
-                  " RETURNING " SQ_JOB_COLS,
-                  error))
-    goto done;
-  sq_bind_text(stmt, 1, ctx->owner);
-  sqlite3_bind_int64(stmt, 2, ctx->now_ms + ctx->lease_ms);
-  sqlite3_bind_int(stmt, 3, ctx->kind);
-  sqlite3_bind_int64(stmt, 4, ctx->now_ms);
-  if (!sq_step_row(&row, stmt, db, "claiming job", error))
+  if (!sq_prepare_args(&stmt, db,
+                       "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, version = version + 1"
+                       " WHERE rowid = (SELECT rowid FROM jobs WHERE kind = ?3 AND runnable = 1"
+                       " AND lease_until < ?4 ORDER BY created_at, job_id LIMIT 1)"
+                       " RETURNING " SQ_JOB_COLS,
+                       (const sq_arg_t[]){SQ_TEXT(ctx->owner), SQ_INT(ctx->now_ms + ctx->lease_ms),
+                                          SQ_INT(ctx->kind), SQ_INT(ctx->now_ms), SQ_END},
+                       error) ||
+      !sq_step_row(&row, stmt, db, "claiming job", error))
     goto done;
   if (row && !sq_row_to_job(&ctx->found, stmt, error))
     goto done;
@@ -1744,32 +1724,23 @@ static bool sq_job_claim(store_job_t **out, store_t *store, store_job_kind_t kin
  * and nobody may have written the job since this record was read. */
 static bool op_job_renew(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = false;
+  uint64_t renewed = 0;
 
-  if (!sq_prepare(&stmt, db,
-                  "UPDATE jobs SET lease_until = ?1, version = version + 1"
-                  " WHERE kind = ?2 AND job_id = ?3 AND lease_owner = ?4 AND version = ?5",
-                  error))
-    goto done;
-  sqlite3_bind_int64(stmt, 1, ctx->now_ms + ctx->lease_ms);
-  sqlite3_bind_int(stmt, 2, ctx->job->kind);
-  sq_bind_text(stmt, 3, ctx->job->job_id);
-  sq_bind_text(stmt, 4, ctx->owner);
-  sqlite3_bind_int64(stmt, 5, ctx->job->version);
-  if (!sq_step_done(stmt, db, "renewing lease", error))
-    goto done;
-  if (sqlite3_changes(db) == 0) {
-    sq_job_conflict(db, ctx->job, error);
-    if (error->code == FZIP_ERR_ABORTED)
-      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
-                     "lease on job %s was lost", ctx->job->job_id);
-    goto done;
-  }
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  if (!sq_exec_args(&renewed, db,
+                    "UPDATE jobs SET lease_until = ?1, version = version + 1"
+                    " WHERE kind = ?2 AND job_id = ?3 AND lease_owner = ?4 AND version = ?5",
+                    (const sq_arg_t[]){SQ_INT(ctx->now_ms + ctx->lease_ms),
+                                       SQ_INT(ctx->job->kind), SQ_TEXT(ctx->job->job_id),
+                                       SQ_TEXT(ctx->owner), SQ_INT(ctx->job->version), SQ_END},
+                    "renewing lease", error))
+    return false;
+  if (renewed > 0)
+    return true;
+  sq_job_conflict(db, ctx->job, error);
+  if (error->code == FZIP_ERR_ABORTED)
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "lease on job %s was lost",
+                   ctx->job->job_id);
+  return false;
 }
 
 static bool sq_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
@@ -1788,13 +1759,11 @@ static bool op_job_list_expired(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool ok = false;
 
-  if (!sq_prepare(&stmt, db,
-                  "SELECT " SQ_JOB_COLS " FROM jobs WHERE expires_at > 0 AND expires_at <= ?"
-                  " ORDER BY expires_at, kind, job_id LIMIT ?",
-                  error))
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT " SQ_JOB_COLS " FROM jobs WHERE expires_at > 0 AND expires_at <= ?"
+                       " ORDER BY expires_at, kind, job_id LIMIT ?",
+                       (const sq_arg_t[]){SQ_INT(ctx->now_ms), SQ_INT(ctx->max), SQ_END}, error))
     goto done;
-  sqlite3_bind_int64(stmt, 1, ctx->now_ms);
-  sqlite3_bind_int64(stmt, 2, (int64_t)ctx->max);
   ok = sq_rows_to_jobs(&ctx->list, &ctx->n_list, &ctx->more, stmt, db, ctx->max, error);
 done:
   sqlite3_finalize(stmt);
@@ -1831,14 +1800,12 @@ static bool sq_find_committed(bool *found, sq_blob_ctx_t *ctx, sqlite3 *db, fzip
   sqlite3_stmt *stmt = NULL;
   bool ok = false;
 
-  if (!sq_prepare(&stmt, db,
-                  "SELECT blob_key, size, sha256 FROM blobs"
-                  " WHERE bucket = ? AND blob_id = ? AND committed = 1",
-                  error))
-    goto done;
-  sqlite3_bind_int(stmt, 1, ctx->bucket);
-  sq_bind_text(stmt, 2, ctx->blob_id);
-  if (!sq_step_row(found, stmt, db, "reading blob", error))
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT blob_key, size, sha256 FROM blobs"
+                       " WHERE bucket = ? AND blob_id = ? AND committed = 1",
+                       (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(ctx->blob_id), SQ_END},
+                       error) ||
+      !sq_step_row(found, stmt, db, "reading blob", error))
     goto done;
   if (*found) {
     ctx->key = sqlite3_column_int64(stmt, 0);
@@ -1852,20 +1819,11 @@ done:
 }
 
 static bool sq_delete_key(sqlite3 *db, int64_t key, fzip_error_t *error) {
-  static const char *const sql[] = {"DELETE FROM blob_chunks WHERE blob_key = ?",
-                                    "DELETE FROM blobs WHERE blob_key = ?"};
-  for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
-    sqlite3_stmt *stmt = NULL;
-    bool ok = sq_prepare(&stmt, db, sql[i], error);
-    if (ok) {
-      sqlite3_bind_int64(stmt, 1, key);
-      ok = sq_step_done(stmt, db, "deleting blob", error);
-    }
-    sqlite3_finalize(stmt);
-    if (!ok)
-      return false;
-  }
-  return true;
+  const sq_arg_t args[] = {SQ_INT(key), SQ_END};
+  return sq_exec_args(NULL, db, "DELETE FROM blob_chunks WHERE blob_key = ?", args,
+                      "deleting blob", error) &&
+         sq_exec_args(NULL, db, "DELETE FROM blobs WHERE blob_key = ?", args, "deleting blob",
+                      error);
 }
 
 static bool op_blob_delete_key(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -1884,33 +1842,31 @@ typedef struct {
   bool committed;
 } sq_upload_t;
 
+/* ALREADY_EXISTS when a committed blob has the id (a writer starting or
+ * committing one). */
+static bool sq_check_absent(sq_blob_ctx_t *ctx, sqlite3 *db, fzip_error_t *error) {
+  sq_blob_ctx_t other = {.bucket = ctx->bucket, .blob_id = ctx->blob_id};
+  bool found = false;
+  if (!sq_find_committed(&found, &other, db, error))
+    return false;
+  if (found)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                          "blob %s already exists", ctx->blob_id);
+  return true;
+}
+
 static bool op_blob_start(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool found = false, ok = false;
-
-  if (!sq_find_committed(&found, ctx, db, error))
-    goto done;
-  if (found) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
-                   ctx->blob_id);
-    goto done;
-  }
-  if (!sq_prepare(&stmt, db,
-                  "INSERT INTO blobs(bucket, blob_id, committed, size, sha256, started_at)"
-                  " VALUES (?, ?, 0, 0, '', ?)",
-                  error))
-    goto done;
-  sqlite3_bind_int(stmt, 1, ctx->bucket);
-  sq_bind_text(stmt, 2, ctx->blob_id);
-  sqlite3_bind_int64(stmt, 3, ctx->now_ms);
-  if (!sq_step_done(stmt, db, "starting blob", error))
-    goto done;
+  if (!sq_check_absent(ctx, db, error) ||
+      !sq_exec_args(NULL, db,
+                    "INSERT INTO blobs(bucket, blob_id, committed, size, sha256, started_at)"
+                    " VALUES (?, ?, 0, 0, '', ?)",
+                    (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(ctx->blob_id),
+                                       SQ_INT(ctx->now_ms), SQ_END},
+                    "starting blob", error))
+    return false;
   ctx->key = sqlite3_last_insert_rowid(db);
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  return true;
 }
 
 static void sq_upload_destroy(store_blob_upload_t *upload) {
@@ -1947,28 +1903,19 @@ static bool sq_upload_new(store_blob_upload_t **out, store_t *store, store_bucke
  * writer whose blob the reaper removed cannot leave orphan chunks. */
 static bool op_blob_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = false;
+  uint64_t written = 0;
 
-  if (!sq_prepare(&stmt, db,
-                  "INSERT INTO blob_chunks(blob_key, n, data) SELECT ?1, ?2, ?3"
-                  " WHERE EXISTS (SELECT 1 FROM blobs WHERE blob_key = ?1 AND committed = 0)",
-                  error))
-    goto done;
-  sqlite3_bind_int64(stmt, 1, ctx->key);
-  sqlite3_bind_int64(stmt, 2, ctx->n);
-  sqlite3_bind_blob(stmt, 3, ctx->data, (int)ctx->len, SQLITE_STATIC);
-  if (!sq_step_done(stmt, db, "writing blob chunk", error))
-    goto done;
-  if (sqlite3_changes(db) == 0) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
-                   "blob was removed while being written (reaped as abandoned?)");
-    goto done;
-  }
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  if (!sq_exec_args(&written, db,
+                    "INSERT INTO blob_chunks(blob_key, n, data) SELECT ?1, ?2, ?3"
+                    " WHERE EXISTS (SELECT 1 FROM blobs WHERE blob_key = ?1 AND committed = 0)",
+                    (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n),
+                                       SQ_BLOB(ctx->data, ctx->len), SQ_END},
+                    "writing blob chunk", error))
+    return false;
+  if (written == 0)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                          "blob was removed while being written (reaped as abandoned?)");
+  return true;
 }
 
 static bool sq_upload_chunk(store_blob_upload_t *upload, int64_t n, const void *data,
@@ -1980,36 +1927,20 @@ static bool sq_upload_chunk(store_blob_upload_t *upload, int64_t n, const void *
 
 static bool op_blob_commit(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  sq_blob_ctx_t other = {.bucket = ctx->bucket, .blob_id = ctx->blob_id};
-  bool found = false, ok = false;
+  uint64_t committed = 0;
 
-  if (!sq_find_committed(&found, &other, db, error))
-    goto done;
-  if (found) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
-                   ctx->blob_id);
-    goto done;
-  }
-  if (!sq_prepare(&stmt, db,
-                  "UPDATE blobs SET committed = 1, size = ?, sha256 = ?"
-                  " WHERE blob_key = ? AND committed = 0",
-                  error))
-    goto done;
-  sqlite3_bind_int64(stmt, 1, (int64_t)ctx->info.size);
-  sq_bind_text(stmt, 2, ctx->info.sha256);
-  sqlite3_bind_int64(stmt, 3, ctx->key);
-  if (!sq_step_done(stmt, db, "committing blob", error))
-    goto done;
-  if (sqlite3_changes(db) == 0) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
-                   "blob %s was removed before it was committed", ctx->blob_id);
-    goto done;
-  }
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+  if (!sq_check_absent(ctx, db, error) ||
+      !sq_exec_args(&committed, db,
+                    "UPDATE blobs SET committed = 1, size = ?, sha256 = ?"
+                    " WHERE blob_key = ? AND committed = 0",
+                    (const sq_arg_t[]){SQ_INT(ctx->info.size), SQ_TEXT(ctx->info.sha256),
+                                       SQ_INT(ctx->key), SQ_END},
+                    "committing blob", error))
+    return false;
+  if (committed == 0)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                          "blob %s was removed before it was committed", ctx->blob_id);
+  return true;
 }
 
 static bool sq_upload_commit(store_blob_upload_t *upload, const store_blob_info_t *info,
@@ -2082,11 +2013,9 @@ static bool op_blob_read_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok = false;
 
-  if (!sq_prepare(&stmt, db, "SELECT data FROM blob_chunks WHERE blob_key = ? AND n = ?", error))
-    goto done;
-  sqlite3_bind_int64(stmt, 1, ctx->key);
-  sqlite3_bind_int64(stmt, 2, ctx->n);
-  if (!sq_step_row(&row, stmt, db, "reading blob chunk", error))
+  if (!sq_prepare_args(&stmt, db, "SELECT data FROM blob_chunks WHERE blob_key = ? AND n = ?",
+                       (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n), SQ_END}, error) ||
+      !sq_step_row(&row, stmt, db, "reading blob chunk", error))
     goto done;
   if (!row || (size_t)sqlite3_column_bytes(stmt, 0) != ctx->len) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, row ? FZIP_ERR_DATA_LOSS : FZIP_ERR_NOT_FOUND,
@@ -2164,24 +2093,14 @@ static bool sq_blob_delete(store_t *store, store_bucket_t bucket, const char *bl
 
 static bool op_blob_reap(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
-  static const char *const sql[] = {
-      "DELETE FROM blob_chunks WHERE blob_key IN"
-      " (SELECT blob_key FROM blobs WHERE committed = 0 AND started_at < ?)",
-      "DELETE FROM blobs WHERE committed = 0 AND started_at < ?"};
-
-  for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
-    sqlite3_stmt *stmt = NULL;
-    bool ok = sq_prepare(&stmt, db, sql[i], error);
-    if (ok) {
-      sqlite3_bind_int64(stmt, 1, ctx->now_ms);
-      ok = sq_step_done(stmt, db, "reaping blobs", error);
-    }
-    sqlite3_finalize(stmt);
-    if (!ok)
-      return false;
-  }
-  ctx->deleted = (uint64_t)sqlite3_changes(db);
-  return true;
+  const sq_arg_t args[] = {SQ_INT(ctx->now_ms), SQ_END};
+  return sq_exec_args(NULL, db,
+                      "DELETE FROM blob_chunks WHERE blob_key IN"
+                      " (SELECT blob_key FROM blobs WHERE committed = 0 AND started_at < ?)",
+                      args, "reaping blobs", error) &&
+         sq_exec_args(&ctx->deleted, db,
+                      "DELETE FROM blobs WHERE committed = 0 AND started_at < ?", args,
+                      "reaping blobs", error);
 }
 
 static bool sq_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
