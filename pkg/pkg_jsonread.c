@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "pkg_json.h"
+#include "pkg_set.h"
 
 #define KEYSET_LINEAR 16        /* members checked by a plain scan */
 #define DOC_VALUE_OVERHEAD 16   /* BSON bytes charged per value besides key and string */
@@ -41,11 +42,6 @@ struct pkgjr_reader {
   size_t elements;  /* elements of the top-level array so far */
   state_t state;
 };
-
-typedef struct {
-  uint64_t *slots;
-  size_t cap;
-} keyset_t;
 
 void pkgjr_limits_default(pkgjr_limits_t *limits) {
   limits->max_depth = PKGJR_DEPTH_MAX;
@@ -421,54 +417,18 @@ static bool append_number(bson_t *parent, const char *key, size_t klen, pkgjr_re
 
 /* ---- keys ------------------------------------------------------------- */
 
-static uint64_t key_hash(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-  return h ? h : 1; /* 0 marks an empty slot */
-}
-
 /* True if key is already a member of obj. */
 static bool key_seen(const bson_t *obj, const char *key, size_t klen) {
   bson_iter_t it;
   return bson_iter_init_find_w_len(&it, obj, key, (int)klen);
 }
 
-static bool keyset_grow(keyset_t *ks) {
-  size_t cap = ks->cap ? ks->cap * 2 : 64;
-  uint64_t *slots = calloc(cap, sizeof *slots);
-  if (!slots)
-    return false;
-  for (size_t i = 0; i < ks->cap; i++) {
-    if (!ks->slots[i])
-      continue;
-    size_t j = ks->slots[i] & (cap - 1);
-    while (slots[j])
-      j = (j + 1) & (cap - 1);
-    slots[j] = ks->slots[i];
-  }
-  free(ks->slots);
-  ks->slots = slots;
-  ks->cap = cap;
-  return true;
-}
-
-/* Adds key's hash; *maybe_dup is true when the hash was present (the
+/* Adds the key's fingerprint; *maybe_dup is true when it was there (the
  * caller then confirms with an exact scan). */
-static bool keyset_add(bool *maybe_dup, keyset_t *ks, size_t members, uint64_t h) {
-  if ((members + 1) * 2 > ks->cap && !keyset_grow(ks))
-    return false;
-  size_t j = h & (ks->cap - 1);
-  *maybe_dup = false;
-  while (ks->slots[j]) {
-    if (ks->slots[j] == h) {
-      *maybe_dup = true;
-      return true;
-    }
-    j = (j + 1) & (ks->cap - 1);
-  }
-  ks->slots[j] = h;
-  return true;
+static bool keyset_add(bool *maybe_dup, pkg_fpset_t *ks, const char *key, size_t klen) {
+  pkg_set_rc_t rc = pkg_fpset_add(ks, pkg_set_hash(key, klen), SIZE_MAX);
+  *maybe_dup = rc == PKG_SET_PRESENT;
+  return rc != PKG_SET_OOM;
 }
 
 /* ---- values ----------------------------------------------------------- */
@@ -492,7 +452,7 @@ static bool check_members(pkgjr_reader_t *r, size_t members, fzip_error_t *error
 }
 
 /* Reads `"key":` into key (NUL-terminated) and checks it is new in obj. */
-static bool read_member_key(char *key, size_t *klen, const bson_t *obj, keyset_t *ks,
+static bool read_member_key(char *key, size_t *klen, const bson_t *obj, pkg_fpset_t *ks,
                             size_t members, pkgjr_reader_t *r, fzip_error_t *error) {
   bool maybe_dup = false;
   int c;
@@ -508,7 +468,7 @@ static bool read_member_key(char *key, size_t *klen, const bson_t *obj, keyset_t
   memcpy(key, r->str, r->str_len + 1);
   *klen = r->str_len;
   if (members >= KEYSET_LINEAR &&
-      !keyset_add(&maybe_dup, ks, members, key_hash(key, *klen)))
+      !keyset_add(&maybe_dup, ks, key, *klen))
     return fail(r, FZIP_ERR_RESOURCE_EXHAUSTED, error, "out of memory");
   if ((members < KEYSET_LINEAR || maybe_dup) && key_seen(obj, key, *klen))
     return fail(r, FZIP_ERR_INVALID_ARGUMENT, error, "duplicate key \"%.64s\"", key);
@@ -517,14 +477,13 @@ static bool read_member_key(char *key, size_t *klen, const bson_t *obj, keyset_t
 
 /* The early members of an object are only scanned; once it grows past
  * KEYSET_LINEAR, hash those too so later keys can be checked in the set. */
-static bool keyset_seed(keyset_t *ks, const bson_t *obj) {
+static bool keyset_seed(pkg_fpset_t *ks, const bson_t *obj) {
   bson_iter_t it;
   bool dup;
-  size_t n = 0;
   if (!bson_iter_init(&it, obj))
     return false;
   while (bson_iter_next(&it)) {
-    if (!keyset_add(&dup, ks, n++, key_hash(bson_iter_key(&it), bson_iter_key_len(&it))))
+    if (!keyset_add(&dup, ks, bson_iter_key(&it), bson_iter_key_len(&it)))
       return false;
   }
   return true;
@@ -532,7 +491,7 @@ static bool keyset_seed(keyset_t *ks, const bson_t *obj) {
 
 /* Parses object members ('{' taken) into obj. */
 static bool parse_object_body(bson_t *obj, size_t depth, pkgjr_reader_t *r, fzip_error_t *error) {
-  keyset_t ks = {0};
+  pkg_fpset_t ks = {0};
   char *key = NULL;
   size_t members = 0, klen = 0;
   bool ok = false;
@@ -571,7 +530,7 @@ static bool parse_object_body(bson_t *obj, size_t depth, pkgjr_reader_t *r, fzip
   ok = true;
 done:
   free(key);
-  free(ks.slots);
+  pkg_fpset_free(&ks);
   return ok;
 }
 

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pkg_set.h"
+
 /* ---- the schema ------------------------------------------------------- */
 
 typedef enum {
@@ -236,119 +238,6 @@ static bool is_ref_target(fzip_kind_t k) {
          k == FZIP_KIND_TRANSACTION_FILE;
 }
 
-/* ---- hash sets -------------------------------------------------------- */
-
-typedef struct {
-  char **slots;
-  size_t cap, n, max;
-} strset_t;
-
-typedef struct {
-  uint64_t *slots;
-  size_t cap, n, max;
-} fpset_t;
-
-static uint64_t hash64(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  h ^= h >> 33; /* splitmix-style finaliser: FNV's low bits are weak */
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h ? h : 1;
-}
-
-static bool strset_has(const strset_t *s, const char *id) {
-  if (!s->cap)
-    return false;
-  for (size_t j = hash64(id) & (s->cap - 1); s->slots[j]; j = (j + 1) & (s->cap - 1)) {
-    if (strcmp(s->slots[j], id) == 0)
-      return true;
-  }
-  return false;
-}
-
-static bool strset_grow(strset_t *s) {
-  size_t cap = s->cap ? s->cap * 2 : 256;
-  char **slots = calloc(cap, sizeof *slots);
-  if (!slots)
-    return false;
-  for (size_t i = 0; i < s->cap; i++) {
-    if (!s->slots[i])
-      continue;
-    size_t j = hash64(s->slots[i]) & (cap - 1);
-    while (slots[j])
-      j = (j + 1) & (cap - 1);
-    slots[j] = s->slots[i];
-  }
-  free(s->slots);
-  s->slots = slots;
-  s->cap = cap;
-  return true;
-}
-
-/* 1 added, 0 already present, -1 out of memory, -2 over the cap. */
-static int strset_add(strset_t *s, const char *id) {
-  if (strset_has(s, id))
-    return 0;
-  if (s->n >= s->max)
-    return -2;
-  if ((s->n + 1) * 2 > s->cap && !strset_grow(s))
-    return -1;
-  size_t j = hash64(id) & (s->cap - 1);
-  while (s->slots[j])
-    j = (j + 1) & (s->cap - 1);
-  if (!(s->slots[j] = strdup(id)))
-    return -1;
-  s->n++;
-  return 1;
-}
-
-static void strset_free(strset_t *s) {
-  for (size_t i = 0; i < s->cap; i++)
-    free(s->slots[i]);
-  free(s->slots);
-  memset(s, 0, sizeof *s);
-}
-
-static bool fpset_grow(fpset_t *s) {
-  size_t cap = s->cap ? s->cap * 2 : 1024;
-  uint64_t *slots = calloc(cap, sizeof *slots);
-  if (!slots)
-    return false;
-  for (size_t i = 0; i < s->cap; i++) {
-    if (!s->slots[i])
-      continue;
-    size_t j = s->slots[i] & (cap - 1);
-    while (slots[j])
-      j = (j + 1) & (cap - 1);
-    slots[j] = s->slots[i];
-  }
-  free(s->slots);
-  s->slots = slots;
-  s->cap = cap;
-  return true;
-}
-
-/* Same returns as strset_add. */
-static int fpset_add(fpset_t *s, const char *id) {
-  uint64_t h = hash64(id);
-  if (s->n >= s->max)
-    return -2;
-  if ((s->n + 1) * 2 > s->cap && !fpset_grow(s))
-    return -1;
-  size_t j = h & (s->cap - 1);
-  for (; s->slots[j]; j = (j + 1) & (s->cap - 1)) {
-    if (s->slots[j] == h)
-      return 0;
-  }
-  s->slots[j] = h;
-  s->n++;
-  return 1;
-}
-
 /* ---- state ------------------------------------------------------------ */
 
 typedef struct {
@@ -377,8 +266,8 @@ typedef struct {
   const pkgv_options_t *opt;
   pkgv_result_t *res;
   pkgr_t *r;
-  strset_t ids[FZIP_KIND_COUNT]; /* referenced kinds */
-  fpset_t fps[FZIP_KIND_COUNT];  /* the others */
+  pkg_strset_t ids[FZIP_KIND_COUNT]; /* referenced kinds */
+  pkg_fpset_t fps[FZIP_KIND_COUNT];  /* the others */
   pending_t *pending;
   size_t n_pending, cap_pending;
   filerec_t *frecs; /* sorted by id before the files pass */
@@ -697,7 +586,7 @@ static const char *str_of(const bson_t *doc, const char *field) {
 }
 
 static bool resolves(vctx_t *v, fzip_kind_t to, const char *id) {
-  return strset_has(&v->ids[to], id) || pkgr_external_has(v->r, to, id);
+  return pkg_strset_has(&v->ids[to], id) || pkgr_external_has(v->r, to, id);
 }
 
 static void dangling(vctx_t *v, const char *field, fzip_kind_t to, const char *id) {
@@ -707,15 +596,11 @@ static void dangling(vctx_t *v, const char *field, fzip_kind_t to, const char *i
 
 static bool defer_ref(vctx_t *v, const char *field, fzip_kind_t to, const char *target,
                       fzip_error_t *error) {
-  if (v->n_pending == v->cap_pending) {
-    size_t cap = v->cap_pending ? v->cap_pending * 2 : 64;
-    pending_t *p = realloc(v->pending, cap * sizeof *p);
-    if (!p)
-      return oom(error);
-    v->pending = p;
-    v->cap_pending = cap;
-  }
-  pending_t *p = &v->pending[v->n_pending];
+  pending_t *p = pkg_array_room(v->pending, &v->cap_pending, v->n_pending, sizeof *p, 64);
+  if (!p)
+    return oom(error);
+  v->pending = p;
+  p = &v->pending[v->n_pending];
   p->from = v->kind;
   p->field = field;
   p->id = strdup(v->entity_id);
@@ -925,17 +810,20 @@ static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
 
 static bool note_id(vctx_t *v, fzip_error_t *error) {
   const char *field = fzip_kind_info(v->kind)->id_field;
-  int rc = is_ref_target(v->kind) ? strset_add(&v->ids[v->kind], v->entity_id)
-                                  : fpset_add(&v->fps[v->kind], v->entity_id);
-  if (rc == -1)
+  pkg_set_rc_t rc =
+      is_ref_target(v->kind)
+          ? pkg_strset_add(&v->ids[v->kind], v->entity_id, PKGV_REF_IDS_MAX)
+          : pkg_fpset_add(&v->fps[v->kind], pkg_set_hash(v->entity_id, strlen(v->entity_id)),
+                          PKGV_TXN_IDS_MAX);
+  if (rc == PKG_SET_OOM)
     return oom(error);
-  if (rc == -2) {
+  if (rc == PKG_SET_FULL) {
     EERR(v, "limit.ids", field, "more than %d %s in one package",
          is_ref_target(v->kind) ? PKGV_REF_IDS_MAX : PKGV_TXN_IDS_MAX,
          fzip_kind_info(v->kind)->name);
     return true;
   }
-  if (rc == 0) {
+  if (rc == PKG_SET_PRESENT) {
     EERR(v, "id.duplicate", field, "id appears more than once in the package");
     return true;
   }
@@ -948,14 +836,9 @@ static bool note_file_record(vctx_t *v, const bson_t *doc, fzip_error_t *error) 
   uint32_t len;
   if (v->n_frecs >= PKGV_REF_IDS_MAX)
     return true; /* limit.ids is reported by note_id */
-  if (v->n_frecs == v->cap_frecs) {
-    size_t cap = v->cap_frecs ? v->cap_frecs * 2 : 64;
-    filerec_t *p = realloc(v->frecs, cap * sizeof *p);
-    if (!p)
-      return oom(error);
-    v->frecs = p;
-    v->cap_frecs = cap;
-  }
+  if (!(fr = pkg_array_room(v->frecs, &v->cap_frecs, v->n_frecs, sizeof *fr, 64)))
+    return oom(error);
+  v->frecs = fr;
   fr = &v->frecs[v->n_frecs];
   memset(fr, 0, sizeof *fr);
   if (!(fr->id = strdup(v->entity_id)))
@@ -1180,7 +1063,7 @@ static bool validate_files(vctx_t *v, fzip_error_t *error) {
     const pkgr_file_entry_t *fe = pkgr_file_at(v->r, i);
     if (!verify_file(v, fe, buf, error) || !tick(v, "files", true, error))
       goto done;
-    if (!strset_has(&v->ids[FZIP_KIND_TRANSACTION_FILE], fe->file_id)) {
+    if (!pkg_strset_has(&v->ids[FZIP_KIND_TRANSACTION_FILE], fe->file_id)) {
       pkgr_issue_t is = {PKGR_SEVERITY_WARNING, "file.orphan", fe->entry,
                          FZIP_KIND_TRANSACTION_FILE, fe->file_id, NULL,
                          "no transaction file has this id; the bytes are ignored"};
@@ -1334,8 +1217,8 @@ void pkgv_result_destroy(pkgv_result_t *result) {
 
 static void vctx_free(vctx_t *v) {
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
-    strset_free(&v->ids[k]);
-    free(v->fps[k].slots);
+    pkg_strset_free(&v->ids[k]);
+    pkg_fpset_free(&v->fps[k]);
   }
   for (size_t i = 0; i < v->n_pending; i++) {
     free(v->pending[i].id);
@@ -1365,10 +1248,6 @@ bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *
   v.opt = options;
   v.res = res;
   res->preview_from_store = options->exists != NULL;
-  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
-    v.ids[k].max = PKGV_REF_IDS_MAX;
-    v.fps[k].max = PKGV_TXN_IDS_MAX;
-  }
   if (!run(&v, path, error))
     goto done;
   res->passed = res->errors_total == 0;

@@ -25,6 +25,7 @@
 #include <zip.h>
 
 #include "pkg_json.h"
+#include "pkg_set.h"
 
 #ifndef FZIP_VERSION
 #define FZIP_VERSION "0.0.0"
@@ -131,74 +132,20 @@ void pkg_sanitize_file_name(char out[PKG_FILE_NAME_MAX + 1], const char *name, s
   }
 }
 
-/* ---- a set of ids (open addressing) ----------------------------------- */
+/* ---- ids -------------------------------------------------------------- */
 
-typedef struct {
-  char **slots;
-  size_t cap; /* power of two */
-  size_t n;
-} idset_t;
-
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
-static bool idset_has(const idset_t *set, const char *id) {
-  if (set->cap == 0)
-    return false;
-  for (size_t i = hash_str(id) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
-    if (!set->slots[i])
-      return false;
-    if (strcmp(set->slots[i], id) == 0)
-      return true;
-  }
-}
-
-static bool idset_grow(idset_t *set, fzip_error_t *error) {
-  size_t cap = set->cap ? set->cap * 2 : 64;
-  char **slots = calloc(cap, sizeof *slots);
-  if (!slots)
+/* Adds id to set, refusing more than PKG_REF_IDS_MAX distinct ids. */
+static bool id_add(pkg_strset_t *set, const char *id, fzip_error_t *error) {
+  switch (pkg_strset_add(set, id, PKG_REF_IDS_MAX)) {
+  case PKG_SET_OOM:
     return oom(error);
-  for (size_t j = 0; j < set->cap; j++) {
-    size_t i;
-    if (!set->slots[j])
-      continue;
-    for (i = hash_str(set->slots[j]) & (cap - 1); slots[i]; i = (i + 1) & (cap - 1))
-      ;
-    slots[i] = set->slots[j];
-  }
-  free(set->slots);
-  set->slots = slots;
-  set->cap = cap;
-  return true;
-}
-
-static bool idset_add(idset_t *set, const char *id, fzip_error_t *error) {
-  size_t i;
-  if (idset_has(set, id))
-    return true;
-  if (set->n >= PKG_REF_IDS_MAX)
+  case PKG_SET_FULL:
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
                           "more than PKG_REF_IDS_MAX (%d) distinct referenced ids",
                           PKG_REF_IDS_MAX);
-  if ((set->n + 1) * 2 > set->cap && !idset_grow(set, error))
-    return false;
-  for (i = hash_str(id) & (set->cap - 1); set->slots[i]; i = (i + 1) & (set->cap - 1))
-    ;
-  if (!(set->slots[i] = strdup(id)))
-    return oom(error);
-  set->n++;
-  return true;
-}
-
-static void idset_free(idset_t *set) {
-  for (size_t i = 0; i < set->cap; i++)
-    free(set->slots[i]);
-  free(set->slots);
-  memset(set, 0, sizeof *set);
+  default:
+    return true;
+  }
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -329,9 +276,9 @@ typedef struct {
   size_t n_entries, cap_entries;
   file_ref_t *files;
   size_t n_files, cap_files;
-  idset_t included[FZIP_KIND_COUNT];   /* ids written, for kinds others refer to */
-  idset_t referenced[FZIP_KIND_COUNT]; /* ids referred to, per target kind */
-  idset_t missing_files;
+  pkg_strset_t included[FZIP_KIND_COUNT];   /* ids written, for kinds others refer to */
+  pkg_strset_t referenced[FZIP_KIND_COUNT]; /* ids referred to, per target kind */
+  pkg_strset_t missing_files;
   pkg_result_t res;
   pkg_progress_t prog;
   uint64_t next_items, next_bytes;
@@ -363,14 +310,10 @@ static void temp_path(char out[PATH_MAX], const build_t *b, size_t index) {
 
 /* Adds an entry record; its bytes are (to be) in temp_path(index). */
 static bool entry_push(build_t *b, const char *name, fzip_error_t *error) {
-  if (b->n_entries == b->cap_entries) {
-    size_t cap = b->cap_entries ? b->cap_entries * 2 : 16;
-    entry_t *e = realloc(b->entries, cap * sizeof *e);
-    if (!e)
-      return oom(error);
-    b->entries = e;
-    b->cap_entries = cap;
-  }
+  entry_t *e = pkg_array_room(b->entries, &b->cap_entries, b->n_entries, sizeof *e, 16);
+  if (!e)
+    return oom(error);
+  b->entries = e;
   memset(&b->entries[b->n_entries], 0, sizeof b->entries[0]);
   if (!(b->entries[b->n_entries].name = strdup(name)))
     return oom(error);
@@ -457,7 +400,7 @@ static const char *str_field(const bson_t *doc, const char *field) {
 }
 
 static bool note_ref(build_t *b, fzip_kind_t to, const char *id, fzip_error_t *error) {
-  return !id || idset_add(&b->referenced[to], id, error);
+  return !id || id_add(&b->referenced[to], id, error);
 }
 
 static bool collect_refs(build_t *b, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
@@ -494,14 +437,9 @@ static bool note_file(build_t *b, const bson_t *doc, fzip_error_t *error) {
   if (b->n_files >= PKG_FILES_MAX)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
                           "more than PKG_FILES_MAX (%d) transaction files", PKG_FILES_MAX);
-  if (b->n_files == b->cap_files) {
-    size_t cap = b->cap_files ? b->cap_files * 2 : 16;
-    file_ref_t *p = realloc(b->files, cap * sizeof *p);
-    if (!p)
-      return oom(error);
-    b->files = p;
-    b->cap_files = cap;
-  }
+  if (!(f = pkg_array_room(b->files, &b->cap_files, b->n_files, sizeof *f, 16)))
+    return oom(error);
+  b->files = f;
   f = &b->files[b->n_files];
   f->file_id = strdup(id);
   f->file_name = strdup(name ? name : "");
@@ -548,7 +486,7 @@ static bool on_document(build_t *b, fzip_kind_t kind, pkgjson_writer_t *w, const
   if (!collect_refs(b, kind, doc, error))
     return false;
   if (is_ref_target(kind) && str_field(doc, info->id_field) &&
-      !idset_add(&b->included[kind], str_field(doc, info->id_field), error))
+      !id_add(&b->included[kind], str_field(doc, info->id_field), error))
     return false;
   if (kind == FZIP_KIND_TRANSACTION_FILE && b->plan.files && !note_file(b, doc, error))
     return false;
@@ -641,7 +579,7 @@ static bool write_file(build_t *b, const file_ref_t *f, fzip_error_t *error) {
     return fzip_error_prefix(error, "file %s", f->file_id);
   if (!file) {
     b->res.files_missing++; /* recorded in the manifest, not fatal: FORMAT.md */
-    return idset_add(&b->missing_files, f->file_id, error);
+    return id_add(&b->missing_files, f->file_id, error);
   }
   pkg_sanitize_file_name(clean, f->file_name, strlen(f->file_name));
   snprintf(name, sizeof name, "files/%s/%s", f->file_id, clean);
@@ -677,8 +615,8 @@ static bool write_files(build_t *b, fzip_error_t *error) {
 
 /* ---- step 3: the manifest -------------------------------------------- */
 
-static void append_sorted_ids(bson_t *parent, const char *key, const idset_t *set,
-                              const idset_t *exclude, uint64_t *count) {
+static void append_sorted_ids(bson_t *parent, const char *key, const pkg_strset_t *set,
+                              const pkg_strset_t *exclude, uint64_t *count) {
   char **ids = calloc(set->n ? set->n : 1, sizeof *ids);
   size_t n = 0;
   bson_t arr;
@@ -686,7 +624,7 @@ static void append_sorted_ids(bson_t *parent, const char *key, const idset_t *se
   const char *k;
 
   for (size_t i = 0; ids && i < set->cap; i++) {
-    if (set->slots[i] && !(exclude && idset_has(exclude, set->slots[i])))
+    if (set->slots[i] && !(exclude && pkg_strset_has(exclude, set->slots[i])))
       ids[n++] = set->slots[i];
   }
   qsort(ids, n, sizeof *ids, cmp_str);
@@ -703,9 +641,10 @@ static void append_sorted_ids(bson_t *parent, const char *key, const idset_t *se
 
 static bool check_external_limits(build_t *b, fzip_error_t *error) {
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    const pkg_strset_t *refs = &b->referenced[k];
     size_t n = 0;
-    for (size_t i = 0; i < b->referenced[k].cap; i++)
-      n += b->referenced[k].slots[i] && !idset_has(&b->included[k], b->referenced[k].slots[i]);
+    for (size_t i = 0; i < refs->cap; i++)
+      n += refs->slots[i] && !pkg_strset_has(&b->included[k], refs->slots[i]);
     if (n > PKG_EXTERNAL_REFS_MAX)
       return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
                             "%zu external %s references exceed PKG_EXTERNAL_REFS_MAX (%d)", n,
@@ -982,10 +921,10 @@ static void build_free(build_t *b) {
     free(b->files[i].blob_id);
   }
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
-    idset_free(&b->included[k]);
-    idset_free(&b->referenced[k]);
+    pkg_strset_free(&b->included[k]);
+    pkg_strset_free(&b->referenced[k]);
   }
-  idset_free(&b->missing_files);
+  pkg_strset_free(&b->missing_files);
   free(b->entries);
   free(b->files);
 }

@@ -1,0 +1,143 @@
+/*
+ * pkg_set: see pkg_set.h.
+ */
+#include "pkg_set.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SET_FIRST_CAP 64 /* slots of a set's first table */
+
+uint64_t pkg_set_hash(const char *s, size_t len) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+  h ^= h >> 33; /* splitmix-style finaliser */
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h ? h : 1; /* 0 marks an empty fingerprint slot */
+}
+
+static uint64_t str_hash(const char *s) {
+  return pkg_set_hash(s, strlen(s));
+}
+
+/* The next capacity, or 0 if the set is not too full for one more. */
+static size_t next_cap(size_t cap, size_t n) {
+  if ((n + 1) * 2 <= cap)
+    return 0;
+  return cap ? cap * 2 : SET_FIRST_CAP;
+}
+
+bool pkg_strset_has(const pkg_strset_t *set, const char *s) {
+  if (!set->cap)
+    return false;
+  for (size_t j = str_hash(s) & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1)) {
+    if (strcmp(set->slots[j], s) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* The free slot where a string hashing to h goes. */
+static size_t str_slot(char **slots, size_t cap, uint64_t h) {
+  size_t j = h & (cap - 1);
+  while (slots[j])
+    j = (j + 1) & (cap - 1);
+  return j;
+}
+
+static bool strset_grow(pkg_strset_t *set, size_t cap) {
+  char **slots = calloc(cap, sizeof *slots);
+  if (!slots)
+    return false;
+  for (size_t i = 0; i < set->cap; i++) {
+    if (set->slots[i])
+      slots[str_slot(slots, cap, str_hash(set->slots[i]))] = set->slots[i];
+  }
+  free(set->slots);
+  set->slots = slots;
+  set->cap = cap;
+  return true;
+}
+
+pkg_set_rc_t pkg_strset_add(pkg_strset_t *set, const char *s, size_t max) {
+  size_t cap;
+  char *copy;
+
+  if (pkg_strset_has(set, s))
+    return PKG_SET_PRESENT;
+  if (set->n >= max)
+    return PKG_SET_FULL;
+  if ((cap = next_cap(set->cap, set->n)) && !strset_grow(set, cap))
+    return PKG_SET_OOM;
+  if (!(copy = strdup(s)))
+    return PKG_SET_OOM;
+  set->slots[str_slot(set->slots, set->cap, str_hash(s))] = copy;
+  set->n++;
+  return PKG_SET_ADDED;
+}
+
+void pkg_strset_free(pkg_strset_t *set) {
+  for (size_t i = 0; i < set->cap; i++)
+    free(set->slots[i]);
+  free(set->slots);
+  memset(set, 0, sizeof *set);
+}
+
+/* The slot holding fp, or the free one where it goes. */
+static size_t fp_slot(const uint64_t *slots, size_t cap, uint64_t fp) {
+  size_t j = fp & (cap - 1);
+  while (slots[j] && slots[j] != fp)
+    j = (j + 1) & (cap - 1);
+  return j;
+}
+
+static bool fpset_grow(pkg_fpset_t *set, size_t cap) {
+  uint64_t *slots = calloc(cap, sizeof *slots);
+  if (!slots)
+    return false;
+  for (size_t i = 0; i < set->cap; i++) {
+    if (set->slots[i])
+      slots[fp_slot(slots, cap, set->slots[i])] = set->slots[i];
+  }
+  free(set->slots);
+  set->slots = slots;
+  set->cap = cap;
+  return true;
+}
+
+pkg_set_rc_t pkg_fpset_add(pkg_fpset_t *set, uint64_t fingerprint, size_t max) {
+  size_t cap, j;
+
+  if (set->cap && set->slots[fp_slot(set->slots, set->cap, fingerprint)] == fingerprint)
+    return PKG_SET_PRESENT;
+  if (set->n >= max)
+    return PKG_SET_FULL;
+  if ((cap = next_cap(set->cap, set->n)) && !fpset_grow(set, cap))
+    return PKG_SET_OOM;
+  j = fp_slot(set->slots, set->cap, fingerprint);
+  set->slots[j] = fingerprint;
+  set->n++;
+  return PKG_SET_ADDED;
+}
+
+void pkg_fpset_free(pkg_fpset_t *set) {
+  free(set->slots);
+  memset(set, 0, sizeof *set);
+}
+
+void *pkg_array_room(void *items, size_t *cap, size_t n, size_t size, size_t first) {
+  size_t want;
+  void *p;
+
+  if (n < *cap)
+    return items;
+  want = *cap ? *cap * 2 : first;
+  if (want < *cap || want > SIZE_MAX / size || !(p = realloc(items, want * size)))
+    return NULL;
+  *cap = want;
+  return p;
+}
