@@ -143,26 +143,29 @@ static char *sign(jwt_alg_t alg, const void *key, size_t key_len, const claims_t
 
 static char *sign_hs(const claims_t *c) { return sign(JWT_ALG_HS256, SECRET, strlen(SECRET), c); }
 
-static auth_verifier_t *hs_verifier(const char *iss, const char *aud) {
-  auth_options_t o = {.secret_file = g_secret_file, .issuer = iss, .audience = aud, .leeway_s = 60};
+/* Clock skew the test verifiers allow (auth_options_t.leeway_s). */
+#define TEST_LEEWAY_S 60
+
+/* A verifier the test cannot do without: exits on failure. */
+static auth_verifier_t *verifier_or_exit(const auth_options_t *o) {
   auth_verifier_t *v = NULL;
   fzip_error_t err = {0};
-  if (!auth_verifier_new(&v, &o, &err)) {
+  if (!auth_verifier_new(&v, o, &err)) {
     fprintf(stderr, "verifier: %s\n", err.message);
     exit(2);
   }
   return v;
 }
 
+static auth_verifier_t *hs_verifier(const char *iss, const char *aud) {
+  auth_options_t o = {.secret_file = g_secret_file, .issuer = iss, .audience = aud,
+                      .leeway_s = TEST_LEEWAY_S};
+  return verifier_or_exit(&o);
+}
+
 static auth_verifier_t *pem_verifier(const char *file) {
-  auth_options_t o = {.public_key_file = file, .leeway_s = 60};
-  auth_verifier_t *v = NULL;
-  fzip_error_t err = {0};
-  if (!auth_verifier_new(&v, &o, &err)) {
-    fprintf(stderr, "verifier: %s\n", err.message);
-    exit(2);
-  }
-  return v;
+  auth_options_t o = {.public_key_file = file, .leeway_s = TEST_LEEWAY_S};
+  return verifier_or_exit(&o);
 }
 
 /* Verifies `tok` and returns the error message ("" on success). */
@@ -176,14 +179,46 @@ static const char *verify(auth_verifier_t *v, const char *tok, char *user) {
   return err.message;
 }
 
-#define CHECK_REJECTED(v, tok, why)                                                       \
-  do {                                                                                    \
-    char user_[FZIP_USER_ID_MAX + 1];                                                     \
-    const char *msg_ = verify((v), (tok), user_);                                         \
-    if (!strstr(msg_, (why)) || !*msg_)                                                   \
-      fprintf(stderr, "  got message: \"%s\", want it to contain \"%s\"\n", msg_, (why)); \
-    CHECK(*msg_ && strstr(msg_, (why)));                                                  \
-  } while (0)
+/* True if `v` refuses `tok` with a message containing `why` (says what
+ * it got otherwise). */
+static bool rejected_with(auth_verifier_t *v, const char *tok, const char *why) {
+  char user[FZIP_USER_ID_MAX + 1];
+  const char *msg = verify(v, tok, user);
+  if (*msg && strstr(msg, why))
+    return true;
+  fprintf(stderr, "  got message: \"%s\", want it to contain \"%s\"\n", msg, why);
+  return false;
+}
+
+#define CHECK_REJECTED(v, tok, why) CHECK(rejected_with((v), (tok), (why)))
+
+/* A token with claims `c` signed under `alg` with `key` (a string, or NULL
+ * for none) is refused by `v` for reason `why`.  Destroys `v`. */
+static bool signed_token_rejected(auth_verifier_t *v, jwt_alg_t alg, const char *key,
+                                  const claims_t *c, const char *why) {
+  char *tok = sign(alg, key, key ? strlen(key) : 0, c);
+  bool ok = rejected_with(v, tok, why);
+  free(tok);
+  auth_verifier_destroy(v);
+  return ok;
+}
+
+/* An HS256 token with claims `c`, signed with the right secret, is refused
+ * by a verifier with no issuer or audience set, for reason `why`. */
+static bool hs256_claims_rejected(const claims_t *c, const char *why) {
+  return signed_token_rejected(hs_verifier(NULL, NULL), JWT_ALG_HS256, SECRET, c, why);
+}
+
+/* The same token is accepted. */
+static bool hs256_claims_accepted(const claims_t *c) {
+  auth_verifier_t *v = hs_verifier(NULL, NULL);
+  char *tok = sign_hs(c);
+  char user[FZIP_USER_ID_MAX + 1];
+  bool ok = strcmp(verify(v, tok, user), "") == 0;
+  free(tok);
+  auth_verifier_destroy(v);
+  return ok;
+}
 
 static void test_hs256_valid_token_is_accepted_and_yields_sub(void) {
   auth_verifier_t *v = hs_verifier(NULL, NULL);
@@ -197,30 +232,29 @@ static void test_hs256_valid_token_is_accepted_and_yields_sub(void) {
   CHECK(strcmp(user, "user-42") == 0);
 }
 
-static void test_rs256_valid_token_is_accepted(void) {
-  auth_verifier_t *v = pem_verifier(g_rsa_pub_file);
-  claims_t c = {.sub = "rsa-user", .exp = now_s() + 300};
-  char *tok = sign(JWT_ALG_RS256, g_rsa_priv, strlen(g_rsa_priv), &c);
+/* A token signed with `priv` under `alg` verifies against the public key
+ * in `pub_file`: the verifier names `alg_name` and yields the sub. */
+static void check_public_key_token_accepted(const char *pub_file, jwt_alg_t alg,
+                                            const char *priv, const char *alg_name) {
+  auth_verifier_t *v = pem_verifier(pub_file);
+  claims_t c = {.sub = alg_name, .exp = now_s() + 300};
+  char *tok = sign(alg, priv, strlen(priv), &c);
   char user[FZIP_USER_ID_MAX + 1] = "";
   const char *msg = verify(v, tok, user);
-  CHECK(strcmp(auth_verifier_alg(v), "RS256") == 0);
+  bool alg_ok = strcmp(auth_verifier_alg(v), alg_name) == 0;
   free(tok);
   auth_verifier_destroy(v);
+  CHECK(alg_ok);
   CHECK(strcmp(msg, "") == 0);
-  CHECK(strcmp(user, "rsa-user") == 0);
+  CHECK(strcmp(user, alg_name) == 0);
+}
+
+static void test_rs256_valid_token_is_accepted(void) {
+  check_public_key_token_accepted(g_rsa_pub_file, JWT_ALG_RS256, g_rsa_priv, "RS256");
 }
 
 static void test_es256_valid_token_is_accepted(void) {
-  auth_verifier_t *v = pem_verifier(g_ec_pub_file);
-  claims_t c = {.sub = "ec-user", .exp = now_s() + 300};
-  char *tok = sign(JWT_ALG_ES256, g_ec_priv, strlen(g_ec_priv), &c);
-  char user[FZIP_USER_ID_MAX + 1] = "";
-  const char *msg = verify(v, tok, user);
-  CHECK(strcmp(auth_verifier_alg(v), "ES256") == 0);
-  free(tok);
-  auth_verifier_destroy(v);
-  CHECK(strcmp(msg, "") == 0);
-  CHECK(strcmp(user, "ec-user") == 0);
+  check_public_key_token_accepted(g_ec_pub_file, JWT_ALG_ES256, g_ec_priv, "ES256");
 }
 
 static void test_missing_authorization_header_is_rejected(void) {
@@ -273,60 +307,35 @@ static void test_malformed_token_is_rejected(void) {
 }
 
 static void test_expired_token_is_rejected(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   claims_t c = {.sub = "u1", .exp = now_s() - 3600};
-  char *tok = sign_hs(&c);
-  CHECK_REJECTED(v, tok, "expired");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(hs256_claims_rejected(&c, "expired"));
 }
 
 static void test_token_expired_within_leeway_is_accepted(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   claims_t c = {.sub = "u1", .exp = now_s() - 10};
-  char *tok = sign_hs(&c);
-  char user[FZIP_USER_ID_MAX + 1];
-  const char *msg = verify(v, tok, user);
-  free(tok);
-  auth_verifier_destroy(v);
-  CHECK(strcmp(msg, "") == 0);
+  CHECK(hs256_claims_accepted(&c));
 }
 
 static void test_token_without_exp_is_rejected(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   claims_t c = {.sub = "u1"};
-  char *tok = sign_hs(&c);
-  CHECK_REJECTED(v, tok, "no exp");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(hs256_claims_rejected(&c, "no exp"));
 }
 
 static void test_not_yet_valid_token_is_rejected(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   claims_t c = {.sub = "u1", .exp = now_s() + 7200, .nbf = now_s() + 3600};
-  char *tok = sign_hs(&c);
-  CHECK_REJECTED(v, tok, "not yet valid");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(hs256_claims_rejected(&c, "not yet valid"));
 }
 
 static void test_token_issued_in_the_future_is_rejected(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   claims_t c = {.sub = "u1", .exp = now_s() + 7200, .iat = now_s() + 3600};
-  char *tok = sign_hs(&c);
-  CHECK_REJECTED(v, tok, "issued in the future");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(hs256_claims_rejected(&c, "issued in the future"));
 }
 
 static void test_wrong_signature_is_rejected(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   const char *other = "another-secret-another-secret-another-secret";
   claims_t c = {.sub = "u1", .exp = now_s() + 300};
-  char *tok = sign(JWT_ALG_HS256, other, strlen(other), &c);
-  CHECK_REJECTED(v, tok, "bad signature");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(signed_token_rejected(hs_verifier(NULL, NULL), JWT_ALG_HS256, other, &c,
+                              "bad signature"));
 }
 
 static void test_tampered_payload_is_rejected(void) {
@@ -390,32 +399,22 @@ static void test_wrong_issuer_is_rejected(void) {
 }
 
 static void test_alg_none_is_rejected(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   claims_t c = {.sub = "u1", .exp = now_s() + 300};
-  char *tok = sign(JWT_ALG_NONE, NULL, 0, &c);
-  CHECK_REJECTED(v, tok, "alg none");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(signed_token_rejected(hs_verifier(NULL, NULL), JWT_ALG_NONE, NULL, &c, "alg none"));
 }
 
 static void test_hs256_signed_with_rsa_public_key_is_rejected(void) {
   /* The alg-confusion attack: the RSA public key is public, so an attacker
    * can HMAC with it; a naive verifier would accept that. */
-  auth_verifier_t *v = pem_verifier(g_rsa_pub_file);
   claims_t c = {.sub = "admin", .exp = now_s() + 300};
-  char *tok = sign(JWT_ALG_HS256, g_rsa_pub, strlen(g_rsa_pub), &c);
-  CHECK_REJECTED(v, tok, "HS256 not accepted");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(signed_token_rejected(pem_verifier(g_rsa_pub_file), JWT_ALG_HS256, g_rsa_pub, &c,
+                              "HS256 not accepted"));
 }
 
 static void test_rs256_token_against_hs256_verifier_is_rejected(void) {
-  auth_verifier_t *v = hs_verifier(NULL, NULL);
   claims_t c = {.sub = "u1", .exp = now_s() + 300};
-  char *tok = sign(JWT_ALG_RS256, g_rsa_priv, strlen(g_rsa_priv), &c);
-  CHECK_REJECTED(v, tok, "RS256 not accepted");
-  free(tok);
-  auth_verifier_destroy(v);
+  CHECK(signed_token_rejected(hs_verifier(NULL, NULL), JWT_ALG_RS256, g_rsa_priv, &c,
+                              "RS256 not accepted"));
 }
 
 static void test_missing_or_invalid_sub_is_rejected(void) {
