@@ -16,6 +16,8 @@ PACKAGES=(
   # a venv for PyPI tools: kubernetes-validate (the chart vs Kubernetes schemas)
   python3-venv
   zip unzip openssl
+  # the offline container image (scripts/build-image.sh) and its run test
+  umoci runc
   # `go install`/`go build` fetch modules over HTTPS from the module proxy
   ca-certificates
   # the libFuzzer build of fuzz/ (clang 14 and its libFuzzer runtime)
