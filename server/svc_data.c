@@ -31,6 +31,9 @@
 #define TOKEN_PAYLOAD_MAX (SVC_DATA_TOKEN_MAX * 3 / 4 + 4)
 /* Transaction files whose blobs are deleted per store cursor in DeleteAllData. */
 #define DELETE_BLOB_BATCH 100
+/* Bytes a repeated message field adds around each item: a one-byte tag
+ * and a length varint of at most 10 bytes. */
+#define PAGE_ITEM_FRAMING_MAX 11
 
 struct svc_data {
   store_t *store;
@@ -330,8 +333,7 @@ static bool page_add(page_t *page, rpc_ctx_t *ctx, const list_query_t *q, const 
                           fzip_kind_info(q->kind)->name);
   if (!conv_entity_to_message(&item, rpc_ctx_allocator(ctx), q->kind, doc, error))
     return false;
-  /* Item bytes plus the tag and length prefix of the repeated field. */
-  size = protobuf_c_message_get_packed_size(item) + 11;
+  size = protobuf_c_message_get_packed_size(item) + PAGE_ITEM_FRAMING_MAX;
   if (page->n > 0 && page->bytes + size > SVC_DATA_PAGE_BYTES_MAX) {
     page->more = true;
     return true;
@@ -351,18 +353,25 @@ static bool cancelled(rpc_ctx_t *ctx, fzip_error_t *error) {
   return true;
 }
 
-static bool read_page(page_t *page, rpc_ctx_t *ctx, const list_query_t *q, const char *user,
-                      fzip_error_t *error) {
+/* Visits one document; sets *stop to end the walk early.  False (error
+ * set) ends it with that error. */
+typedef bool (*doc_visit_fn)(void *arg, const bson_t *doc, bool *stop, fzip_error_t *error);
+
+/* The one loop over a store cursor of the handlers below: the documents of
+ * `kind` that `filter` selects, in id order, until `visit` stops or fails;
+ * a cursor error on the way is the walk's error. */
+static bool for_each_doc(store_t *store, const char *user, fzip_kind_t kind,
+                         const store_filter_t *filter, doc_visit_fn visit, void *arg,
+                         fzip_error_t *error) {
   store_cursor_t *cursor = NULL;
   const bson_t *doc = NULL;
   fzip_error_t cerr = {0};
+  bool stop = false;
   bool ok = false;
-  if (!store_cursor_new(&cursor, svc_of(ctx)->store, user, q->kind, &q->filter, error))
+  if (!store_cursor_new(&cursor, store, user, kind, filter, error))
     goto done;
-  while (!page->more && store_cursor_next(cursor, &doc, &cerr)) {
-    /* The failpoint slows each item down for the cancellation test. */
-    if (cancelled(ctx, error) || !fzip_failpoint("data.list_item", error) ||
-        !page_add(page, ctx, q, doc, error))
+  while (!stop && store_cursor_next(cursor, &doc, &cerr)) {
+    if (!visit(arg, doc, &stop, error))
       goto done;
   }
   if (fzip_error_is_set(&cerr)) {
@@ -373,6 +382,28 @@ static bool read_page(page_t *page, rpc_ctx_t *ctx, const list_query_t *q, const
 done:
   store_cursor_destroy(cursor);
   return ok;
+}
+
+typedef struct {
+  page_t *page;
+  rpc_ctx_t *ctx;
+  const list_query_t *q;
+} page_walk_t;
+
+static bool page_visit(void *arg, const bson_t *doc, bool *stop, fzip_error_t *error) {
+  page_walk_t *w = arg;
+  /* The failpoint slows each item down for the cancellation test. */
+  if (cancelled(w->ctx, error) || !fzip_failpoint("data.list_item", error) ||
+      !page_add(w->page, w->ctx, w->q, doc, error))
+    return false;
+  *stop = w->page->more;
+  return true;
+}
+
+static bool read_page(page_t *page, rpc_ctx_t *ctx, const list_query_t *q, const char *user,
+                      fzip_error_t *error) {
+  page_walk_t w = {page, ctx, q};
+  return for_each_doc(svc_of(ctx)->store, user, q->kind, &q->filter, page_visit, &w, error);
 }
 
 static bool list_entities(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
@@ -452,32 +483,26 @@ static int64_t *summary_slot(Fzip__V1__DataSummary *s, fzip_kind_t kind) {
   }
 }
 
+typedef struct {
+  int64_t *sum;
+  rpc_ctx_t *ctx;
+  uint64_t seen;
+} size_walk_t;
+
+static bool size_visit(void *arg, const bson_t *doc, bool *stop, fzip_error_t *error) {
+  size_walk_t *w = arg;
+  int64_t size = 0;
+  if (doc_int64(&size, doc, "fileSize") && size > 0)
+    *w->sum += size;
+  return ++w->seen % STORE_BATCH_MAX != 0 || !cancelled(w->ctx, error);
+}
+
 /* Sum of the transaction files' fileSize fields. */
 static bool sum_file_sizes(int64_t *out, rpc_ctx_t *ctx, const char *user, fzip_error_t *error) {
-  store_cursor_t *cursor = NULL;
-  const bson_t *doc = NULL;
-  fzip_error_t cerr = {0};
-  uint64_t seen = 0;
-  bool ok = false;
+  size_walk_t w = {out, ctx, 0};
   *out = 0;
-  if (!store_cursor_new(&cursor, svc_of(ctx)->store, user, FZIP_KIND_TRANSACTION_FILE, NULL,
-                        error))
-    goto done;
-  while (store_cursor_next(cursor, &doc, &cerr)) {
-    int64_t size = 0;
-    if (doc_int64(&size, doc, "fileSize") && size > 0)
-      *out += size;
-    if (++seen % STORE_BATCH_MAX == 0 && cancelled(ctx, error))
-      goto done;
-  }
-  if (fzip_error_is_set(&cerr)) {
-    *error = cerr;
-    goto done;
-  }
-  ok = true;
-done:
-  store_cursor_destroy(cursor);
-  return ok;
+  return for_each_doc(svc_of(ctx)->store, user, FZIP_KIND_TRANSACTION_FILE, NULL, size_visit,
+                      &w, error);
 }
 
 static Fzip__V1__DataSummary *new_summary(rpc_ctx_t *ctx) {
@@ -536,37 +561,32 @@ static void blob_of(file_blob_t *fb, const bson_t *doc, const char *user) {
   memcpy(fb->blob_id, key, strlen(key) + 1);
 }
 
+typedef struct {
+  file_blob_t *batch;
+  size_t *n;
+  const char *user;
+} file_walk_t;
+
+static bool file_visit(void *arg, const bson_t *doc, bool *stop, fzip_error_t *error) {
+  file_walk_t *w = arg;
+  const char *id = doc_utf8(doc, "fileId");
+  file_blob_t *fb = &w->batch[*w->n];
+  if (!id || strlen(id) > FZIP_ID_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
+                          "stored transaction file without a valid fileId");
+  memcpy(fb->file_id, id, strlen(id) + 1);
+  blob_of(fb, doc, w->user);
+  *stop = ++*w->n == DELETE_BLOB_BATCH;
+  return true;
+}
+
 /* Reads up to DELETE_BLOB_BATCH files after `after` into batch. */
 static bool read_file_batch(file_blob_t *batch, size_t *n, store_t *store, const char *user,
                             const char *after, fzip_error_t *error) {
   store_filter_t filter = {.after_id = *after ? after : NULL, .limit = DELETE_BLOB_BATCH};
-  store_cursor_t *cursor = NULL;
-  const bson_t *doc = NULL;
-  fzip_error_t cerr = {0};
-  bool ok = false;
+  file_walk_t w = {batch, n, user};
   *n = 0;
-  if (!store_cursor_new(&cursor, store, user, FZIP_KIND_TRANSACTION_FILE, &filter, error))
-    goto done;
-  while (*n < DELETE_BLOB_BATCH && store_cursor_next(cursor, &doc, &cerr)) {
-    const char *id = doc_utf8(doc, "fileId");
-    file_blob_t *fb = &batch[*n];
-    if (!id || strlen(id) > FZIP_ID_MAX) {
-      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
-                     "stored transaction file without a valid fileId");
-      goto done;
-    }
-    memcpy(fb->file_id, id, strlen(id) + 1);
-    blob_of(fb, doc, user);
-    (*n)++;
-  }
-  if (fzip_error_is_set(&cerr)) {
-    *error = cerr;
-    goto done;
-  }
-  ok = true;
-done:
-  store_cursor_destroy(cursor);
-  return ok;
+  return for_each_doc(store, user, FZIP_KIND_TRANSACTION_FILE, &filter, file_visit, &w, error);
 }
 
 static bool delete_blob(uint64_t *bytes, store_t *store, const char *blob_id,
