@@ -123,20 +123,60 @@ bool cli_args_flag(const cli_args_t *args, const char *name) {
   return v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && v[0] != '\0';
 }
 
+/* The binary multiplier a size suffix stands for (k, M, G, either case);
+ * 1 for anything else. */
+static int64_t size_multiplier(char c) {
+  switch (c) {
+  case 'k':
+  case 'K':
+    return 1024;
+  case 'm':
+  case 'M':
+    return 1024 * 1024;
+  case 'g':
+  case 'G':
+    return 1024 * 1024 * 1024;
+  default:
+    return 1;
+  }
+}
+
+/* A decimal integer (with `sizes`, a non-negative one with an optional
+ * size suffix) whose value lies in [min, max]; *out untouched otherwise. */
+static bool parse_number(int64_t *out, const char *s, bool sizes, int64_t min, int64_t max) {
+  char *end = NULL;
+  int64_t mult = 1;
+  long long v;
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (sizes && end != s && (mult = size_multiplier(*end)) > 1)
+    end++;
+  if (errno || end == s || *end != '\0' || (sizes && v < 0) || v > max / mult || v * mult < min)
+    return false;
+  *out = v * mult;
+  return true;
+}
+
+/* The one reader of numeric options: absent leaves *out alone. */
+static bool number_opt(int64_t *out, const cli_args_t *args, const char *name, int64_t min,
+                       int64_t max, bool sizes, fzip_error_t *error) {
+  const char *s = cli_args_get(args, name);
+  if (!s || parse_number(out, s, sizes, min, max))
+    return true;
+  return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                        "%s: '%s' is not %s in [%lld, %lld]%s", name, s,
+                        sizes ? "a size" : "an integer", (long long)min, (long long)max,
+                        sizes ? " (suffix k, M or G allowed)" : "");
+}
+
 bool cli_args_int(int64_t *out, const cli_args_t *args, const char *name, int64_t min,
                   int64_t max, fzip_error_t *error) {
-  const char *s = cli_args_get(args, name);
-  char *end = NULL;
-  if (!s)
-    return true;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end != '\0' || v < min || v > max)
-    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                          "%s: '%s' is not an integer in [%lld, %lld]", name, s,
-                          (long long)min, (long long)max);
-  *out = v;
-  return true;
+  return number_opt(out, args, name, min, max, false, error);
+}
+
+bool cli_args_size(int64_t *out, const cli_args_t *args, const char *name, int64_t min,
+                   int64_t max, fzip_error_t *error) {
+  return number_opt(out, args, name, min, max, true, error);
 }
 
 void cli_args_print_options(FILE *f, const cli_opt_t *opts) {

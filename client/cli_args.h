@@ -77,6 +77,10 @@ bool cli_args_flag(const cli_args_t *args, const char *name);
  * option is absent. */
 bool cli_args_int(int64_t *out, const cli_args_t *args, const char *name, int64_t min,
                   int64_t max, fzip_error_t *error);
+/* Reads a size option ("1048576", "512k", "4M", "1G": binary multiples)
+ * in [min, max]; `*out` keeps its value when the option is absent. */
+bool cli_args_size(int64_t *out, const cli_args_t *args, const char *name, int64_t min,
+                   int64_t max, fzip_error_t *error);
 
 /* Help for one command, and the option table layout shared by all help. */
 void cli_args_print_command_help(FILE *f, const cli_command_t *cmd);

@@ -249,8 +249,8 @@ static bool download_options(download_t *d, const cli_args_t *args, fzip_error_t
   const char *out = cli_args_get(args, "--output");
   d->id = args->positional[0];
   d->chunk_size = 0;
-  if (!cli_xfer_size_opt(&d->chunk_size, args, "--chunk-size", 1, CLI_XFER_CHUNK_MAX, error) ||
-      !cli_xfer_size_opt(&d->rate, args, "--limit-rate", 1, INT64_MAX / 1000, error))
+  if (!cli_args_size(&d->chunk_size, args, "--chunk-size", 1, CLI_XFER_CHUNK_MAX, error) ||
+      !cli_args_size(&d->rate, args, "--limit-rate", 1, INT64_MAX / 1000, error))
     return false;
   int n = out ? snprintf(d->path, sizeof d->path, "%s", out)
               : snprintf(d->path, sizeof d->path, "fzip-export-%s.fzip", d->id);

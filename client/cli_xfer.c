@@ -72,28 +72,3 @@ void cli_xfer_throttle(int64_t moved, int64_t started_ms, int64_t rate) {
   struct timespec ts = {.tv_sec = ahead / 1000, .tv_nsec = (ahead % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
-
-bool cli_xfer_size_opt(int64_t *out, const cli_args_t *args, const char *name, int64_t min,
-                       int64_t max, fzip_error_t *error) {
-  const char *s = cli_args_get(args, name);
-  char *end = NULL;
-  if (!s)
-    return true;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  int64_t mult = 1;
-  if (end && (*end == 'k' || *end == 'K'))
-    mult = 1024;
-  else if (end && (*end == 'm' || *end == 'M'))
-    mult = 1024 * 1024;
-  else if (end && (*end == 'g' || *end == 'G'))
-    mult = 1024 * 1024 * 1024;
-  if (mult > 1)
-    end++;
-  if (errno || end == s || *end != '\0' || v < 0 || v > max / mult || v * mult < min)
-    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                          "%s: '%s' is not a size in [%lld, %lld] (suffix k, M or G allowed)",
-                          name, s, (long long)min, (long long)max);
-  *out = v * mult;
-  return true;
-}

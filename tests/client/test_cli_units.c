@@ -123,19 +123,19 @@ static void test_sizes_accept_suffixes_and_bounds(void) {
   int64_t v = 0;
   char *k[] = {"--limit-rate", "512k"};
   CHECK_OK(cli_args_parse(&a, &c, NULL, 2, k, &err), err);
-  CHECK_OK(cli_xfer_size_opt(&v, &a, "--limit-rate", 1, 1LL << 40, &err), err);
+  CHECK_OK(cli_args_size(&v, &a, "--limit-rate", 1, 1LL << 40, &err), err);
   CHECK(v == 512 * 1024);
   char *m[] = {"--limit-rate", "4M"};
   CHECK_OK(cli_args_parse(&a, &c, NULL, 2, m, &err), err);
-  CHECK_OK(cli_xfer_size_opt(&v, &a, "--limit-rate", 1, 1LL << 40, &err), err);
+  CHECK_OK(cli_args_size(&v, &a, "--limit-rate", 1, 1LL << 40, &err), err);
   CHECK(v == 4 * 1024 * 1024);
   char *bad[] = {"--limit-rate", "4X"};
   CHECK_OK(cli_args_parse(&a, &c, NULL, 2, bad, &err), err);
-  CHECK_FAILS(cli_xfer_size_opt(&v, &a, "--limit-rate", 1, 1LL << 40, &err), err,
+  CHECK_FAILS(cli_args_size(&v, &a, "--limit-rate", 1, 1LL << 40, &err), err,
               FZIP_ERR_INVALID_ARGUMENT);
   char *big[] = {"--limit-rate", "5M"};
   CHECK_OK(cli_args_parse(&a, &c, NULL, 2, big, &err), err);
-  CHECK_FAILS(cli_xfer_size_opt(&v, &a, "--limit-rate", 1, 4 * 1024 * 1024, &err), err,
+  CHECK_FAILS(cli_args_size(&v, &a, "--limit-rate", 1, 4 * 1024 * 1024, &err), err,
               FZIP_ERR_INVALID_ARGUMENT);
 }
 
