@@ -351,42 +351,22 @@ static const char *doc_id(const bson_t *doc, fzip_kind_t kind) {
 typedef struct {
   store_cursor_t base;
   store_t *store;
-  char user_id[FZIP_USER_ID_MAX + 1];
-  fzip_kind_t kind;
-  store_filter_t filter; /* account ids deep-copied */
-  char **account_ids;
-  bool has_limit;
-  uint64_t remaining;
+  store_pager_t pg;
   pending_t pending;
-  char after_id[FZIP_ID_MAX + 1]; /* keyset position in the backend */
-  bool has_after;
-  bool exhausted;                 /* the backend has nothing after the page */
-  bson_t *page[PCURSOR_PAGE];     /* live documents, copied */
-  char tags[PCURSOR_PAGE][STORE_TAG_MAX + 1];
-  size_t n_page, pos;
   bson_t *owned; /* the stashed version last returned */
 } pcursor_t;
 
-static void pcursor_clear_page(pcursor_t *c) {
-  for (size_t i = 0; i < c->n_page; i++)
-    bson_destroy(c->page[i]);
-  c->n_page = 0;
-  c->pos = 0;
-}
-
 static void pcursor_destroy(store_cursor_t *cursor) {
   pcursor_t *c = (pcursor_t *)cursor;
-  pcursor_clear_page(c);
+  store_pager_fini(&c->pg);
   bson_destroy(c->owned);
-  for (size_t i = 0; i < c->filter.n_account_ids; i++)
-    bson_free(c->account_ids[i]);
-  bson_free(c->account_ids);
   bson_free(c);
 }
 
 /* Reads the next page of live documents and closes the backend cursor. */
 static bool pcursor_fill(pcursor_t *c, fzip_error_t *error) {
-  store_filter_t f = {.after_id = c->has_after ? c->after_id : NULL, .limit = PCURSOR_PAGE};
+  store_filter_t f = {.after_id = c->pg.has_after ? c->pg.after_id : NULL,
+                      .limit = PCURSOR_PAGE};
   store_cursor_t *inner = NULL;
   const bson_t *doc = NULL;
   const char *tag = NULL;
@@ -395,29 +375,24 @@ static bool pcursor_fill(pcursor_t *c, fzip_error_t *error) {
   bool ended = false; /* the backend had nothing more */
   bool ok = false;
 
-  pcursor_clear_page(c);
-  if (!c->store->vt->cursor_new(&inner, c->store, c->user_id, c->kind, &f, error))
+  store_pager_clear(&c->pg);
+  if (!c->store->vt->cursor_new(&inner, c->store, c->pg.user_id, c->pg.kind, &f, error))
     return false;
   fzip_error_clear(&err);
-  while (c->n_page < PCURSOR_PAGE && bytes < PCURSOR_PAGE_BYTES) {
+  while (c->pg.n < PCURSOR_PAGE && bytes < PCURSOR_PAGE_BYTES) {
     if (!inner->vt->cursor_next(inner, &doc, &tag, &err)) {
       ended = true;
       break;
     }
-    snprintf(c->tags[c->n_page], sizeof c->tags[0], "%s", tag ? tag : "");
-    c->page[c->n_page++] = bson_copy(doc);
+    store_pager_add(&c->pg, bson_copy(doc), tag);
     bytes += doc->len;
   }
   if (fzip_error_is_set(&err)) {
     *error = err;
     goto done;
   }
-  c->exhausted = ended;
-  if (c->n_page > 0) {
-    const char *last = doc_id(c->page[c->n_page - 1], c->kind);
-    snprintf(c->after_id, sizeof c->after_id, "%s", last ? last : "");
-    c->has_after = true;
-  }
+  c->pg.exhausted = ended;
+  store_pager_advance(&c->pg);
   ok = true;
 done:
   store_cursor_destroy(inner);
@@ -427,27 +402,28 @@ done:
 static bool pcursor_next(store_cursor_t *cursor, const bson_t **doc, const char **tag,
                          fzip_error_t *error) {
   pcursor_t *c = (pcursor_t *)cursor;
+  store_pager_t *pg = &c->pg;
 
   bson_destroy(c->owned);
   c->owned = NULL;
   if (tag)
     *tag = NULL;
-  if (c->has_limit && c->remaining == 0)
+  if (pg->has_limit && pg->remaining == 0)
     return false;
   for (;;) {
     const bson_t *live = NULL, *v = NULL;
-    if (c->pos == c->n_page) {
-      if (c->exhausted || !pcursor_fill(c, error) || c->n_page == 0)
+    const char *live_tag = NULL;
+    if (pg->pos == pg->n) {
+      if (pg->exhausted || !pcursor_fill(c, error) || pg->n == 0)
         return false;
     }
-    live = c->page[c->pos];
-    if (!visible_version(&v, &c->owned, &c->pending, c->store, c->user_id, c->kind,
-                         doc_id(live, c->kind), live, c->tags[c->pos], error))
+    live = store_pager_next(pg, &live_tag);
+    if (!visible_version(&v, &c->owned, &c->pending, c->store, pg->user_id, pg->kind,
+                         doc_id(live, pg->kind), live, live_tag, error))
       return false;
-    c->pos++;
-    if (v && filter_match(v, c->kind, &c->filter)) {
-      if (c->has_limit)
-        c->remaining--;
+    if (v && filter_match(v, pg->kind, &pg->filter)) {
+      if (pg->has_limit)
+        pg->remaining--;
       *doc = v;
       return true;
     }
@@ -470,31 +446,91 @@ static bool pcursor_new(store_cursor_t **out, store_t *store, const char *user_i
   (void)error;
   c->base.vt = &pcursor_vtable;
   c->store = store;
-  snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
-  c->kind = kind;
+  store_pager_init(&c->pg, user_id, kind, filter, PCURSOR_PAGE);
   c->pending = *pending;
-  if (filter) {
-    c->filter = *filter;
-    c->filter.after_id = NULL;
-    c->filter.see_tag = NULL;
-    c->has_limit = filter->limit > 0;
-    c->remaining = filter->limit;
-    if (filter->n_account_ids > 0) {
-      c->account_ids = bson_malloc0(filter->n_account_ids * sizeof *c->account_ids);
-      for (size_t i = 0; i < filter->n_account_ids; i++)
-        c->account_ids[i] = bson_strdup(filter->account_ids[i]);
-      c->filter.account_ids = (const char *const *)c->account_ids;
-    }
-    if (filter->after_id) {
-      snprintf(c->after_id, sizeof c->after_id, "%s", filter->after_id);
-      c->has_after = true;
-    }
-  }
   *out = &c->base;
   return true;
 }
 
+/* ---- paging cursors (store_backend.h) ------------------------------------ */
+
+void store_pager_init(store_pager_t *p, const char *user_id, fzip_kind_t kind,
+                      const store_filter_t *filter, size_t cap) {
+  memset(p, 0, sizeof *p);
+  snprintf(p->user_id, sizeof p->user_id, "%s", user_id);
+  p->kind = kind;
+  if (filter) {
+    p->filter = *filter;
+    p->filter.after_id = NULL;
+    p->filter.see_tag = NULL;
+    p->has_limit = filter->limit > 0;
+    p->remaining = filter->limit;
+    if (filter->n_account_ids > 0) {
+      p->account_ids = bson_malloc0(filter->n_account_ids * sizeof *p->account_ids);
+      for (size_t i = 0; i < filter->n_account_ids; i++)
+        p->account_ids[i] = bson_strdup(filter->account_ids[i]);
+      p->filter.account_ids = (const char *const *)p->account_ids;
+    }
+    if (filter->after_id) {
+      snprintf(p->after_id, sizeof p->after_id, "%s", filter->after_id);
+      p->has_after = true;
+    }
+  }
+  p->cap = cap;
+  p->docs = bson_malloc0(cap * sizeof *p->docs);
+  p->tags = bson_malloc0(cap * sizeof *p->tags);
+}
+
+void store_pager_add(store_pager_t *p, bson_t *doc, const char *tag) {
+  snprintf(p->tags[p->n], sizeof p->tags[p->n], "%s", tag ? tag : "");
+  p->docs[p->n++] = doc;
+}
+
+const bson_t *store_pager_next(store_pager_t *p, const char **tag) {
+  if (p->pos == p->n)
+    return NULL;
+  if (tag)
+    *tag = p->tags[p->pos][0] ? p->tags[p->pos] : NULL;
+  return p->docs[p->pos++];
+}
+
+void store_pager_advance(store_pager_t *p) {
+  const char *last = p->n > 0 ? doc_id(p->docs[p->n - 1], p->kind) : NULL;
+  if (last) {
+    snprintf(p->after_id, sizeof p->after_id, "%s", last);
+    p->has_after = true;
+  }
+}
+
+void store_pager_clear(store_pager_t *p) {
+  for (size_t i = 0; i < p->n; i++)
+    bson_destroy(p->docs[i]);
+  p->n = 0;
+  p->pos = 0;
+}
+
+void store_pager_fini(store_pager_t *p) {
+  store_pager_clear(p);
+  bson_free(p->docs);
+  bson_free(p->tags);
+  for (size_t i = 0; i < p->filter.n_account_ids; i++)
+    bson_free(p->account_ids[i]);
+  bson_free(p->account_ids);
+}
+
 /* ---- entities ------------------------------------------------------------ */
+
+/* The checks of a filtered read, then the pending set as that reader sees
+ * it: *pending is the caller's to bson_free (set even when this fails). */
+static bool read_begin(pending_t **pending, store_t *store, const char *user_id,
+                       fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
+  *pending = NULL;
+  if (!check_user(user_id, error) || !check_kind(kind, error) ||
+      !check_filter(filter, kind, error))
+    return false;
+  *pending = bson_malloc0(sizeof **pending);
+  return pending_load(*pending, store, user_id, filter ? filter->see_tag : NULL, error);
+}
 
 bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
                       fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
@@ -504,11 +540,7 @@ bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
   if (!out || !store)
     return invalid(error, "out or store is NULL");
   *out = NULL;
-  if (!check_user(user_id, error) || !check_kind(kind, error) ||
-      !check_filter(filter, kind, error))
-    return false;
-  pending = bson_malloc0(sizeof *pending);
-  if (!pending_load(pending, store, user_id, filter ? filter->see_tag : NULL, error))
+  if (!read_begin(&pending, store, user_id, kind, filter, error))
     goto done;
   /* The plain path when nothing is pending: the backend filters itself. */
   if (pending->n == 0)
@@ -542,11 +574,7 @@ bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip
 
   if (!out || !store)
     return invalid(error, "out or store is NULL");
-  if (!check_user(user_id, error) || !check_kind(kind, error) ||
-      !check_filter(filter, kind, error))
-    return false;
-  pending = bson_malloc0(sizeof *pending);
-  if (!pending_load(pending, store, user_id, filter ? filter->see_tag : NULL, error))
+  if (!read_begin(&pending, store, user_id, kind, filter, error))
     goto done;
   if (pending->n == 0) {
     ok = store->vt->entity_count(out, store, user_id, kind, filter, error);

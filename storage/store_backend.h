@@ -24,6 +24,40 @@ struct store_cursor {
   const store_vtable_t *vt;
 };
 
+/* What a cursor that reads its backend in keyset pages keeps between
+ * pages: its query (the filter deep-copied), where the next page starts,
+ * what the filter's limit still allows, and the page itself, documents
+ * copied out of the backend with their import tags, so that nothing of the
+ * backend stays open between calls.  The SQLite cursor and the front's
+ * pending-aware cursor are both built on it (store.c). */
+typedef struct {
+  char user_id[FZIP_USER_ID_MAX + 1];
+  fzip_kind_t kind;
+  store_filter_t filter; /* account ids deep-copied; after_id and see_tag NULL */
+  char **account_ids;
+  char after_id[FZIP_ID_MAX + 1]; /* keyset position: the page's last id */
+  bool has_after;
+  bool has_limit;
+  uint64_t remaining; /* what filter.limit still allows */
+  bool exhausted;     /* the backend has nothing after this page */
+  bson_t **docs;      /* the page: cap documents at most, owned */
+  char (*tags)[STORE_TAG_MAX + 1]; /* tags[i]: docs[i]'s import tag, "" if none */
+  size_t cap, n, pos;
+} store_pager_t;
+
+/* filter may be NULL; cap is the most documents a page holds. */
+void store_pager_init(store_pager_t *p, const char *user_id, fzip_kind_t kind,
+                      const store_filter_t *filter, size_t cap);
+/* Adds doc (taken over) and its tag (NULL: none) to the page. */
+void store_pager_add(store_pager_t *p, bson_t *doc, const char *tag);
+/* The page's next document, borrowed until the page is cleared; NULL at
+ * its end.  *tag (tag may be NULL) is NULL when the document has none. */
+const bson_t *store_pager_next(store_pager_t *p, const char **tag);
+/* After a page is read: the next one starts after its last id. */
+void store_pager_advance(store_pager_t *p);
+void store_pager_clear(store_pager_t *p); /* empties the page */
+void store_pager_fini(store_pager_t *p);
+
 /* One blob being written, as a backend sees it.  The front (store.c) owns
  * the public writer: it cuts the bytes into chunks and hashes them, once for
  * every backend, and hands the backend chunks numbered 0, 1, 2, ... of

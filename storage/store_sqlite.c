@@ -488,85 +488,43 @@ static int sq_where_bind(sqlite3_stmt *stmt, const sq_where_t *w) {
 typedef struct {
   store_cursor_t base;
   sq_store_t *s;
-  char user_id[FZIP_USER_ID_MAX + 1];
-  fzip_kind_t kind;
-  store_filter_t filter; /* account ids deep-copied below */
-  char **account_ids;
-  char after_id[FZIP_ID_MAX + 1]; /* keyset position: last id returned */
-  bool has_after;
-  bool has_limit;
-  uint64_t remaining; /* documents still allowed by filter.limit */
-  bool exhausted;     /* the last page was short: nothing more to fetch */
-  bson_t **page;
-  char (*tags)[STORE_TAG_MAX + 1]; /* tags[i]: page[i]'s import tag, "" if none */
-  size_t n_page;
-  size_t pos;
+  store_pager_t pg;
 } sq_cursor_t;
-
-static void sq_cursor_free_page(sq_cursor_t *c) {
-  for (size_t i = 0; i < c->n_page; i++)
-    bson_destroy(c->page[i]);
-  c->n_page = 0;
-  c->pos = 0;
-}
 
 static void sq_cursor_destroy(store_cursor_t *cursor) {
   sq_cursor_t *c = (sq_cursor_t *)cursor;
-  sq_cursor_free_page(c);
-  bson_free(c->page);
-  bson_free(c->tags);
-  for (size_t i = 0; i < c->filter.n_account_ids; i++)
-    bson_free(c->account_ids[i]);
-  bson_free(c->account_ids);
+  store_pager_fini(&c->pg);
   bson_free(c);
 }
 
 static bool sq_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
                           fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
   sq_cursor_t *c = bson_malloc0(sizeof *c);
+  (void)error;
   c->base.vt = &sq_vtable;
   c->s = (sq_store_t *)store;
-  snprintf(c->user_id, sizeof c->user_id, "%s", user_id);
-  c->kind = kind;
-  if (filter) {
-    c->filter = *filter;
-    c->filter.after_id = NULL;
-    if (filter->n_account_ids > 0) {
-      c->account_ids = bson_malloc0(filter->n_account_ids * sizeof *c->account_ids);
-      for (size_t i = 0; i < filter->n_account_ids; i++)
-        c->account_ids[i] = bson_strdup(filter->account_ids[i]);
-      c->filter.account_ids = (const char *const *)c->account_ids;
-    }
-    if (filter->after_id) {
-      snprintf(c->after_id, sizeof c->after_id, "%s", filter->after_id);
-      c->has_after = true;
-    }
-    c->has_limit = filter->limit > 0;
-    c->remaining = filter->limit;
-  }
-  c->page = bson_malloc0(SQ_CURSOR_PAGE_ROWS * sizeof *c->page);
-  c->tags = bson_malloc0(SQ_CURSOR_PAGE_ROWS * sizeof *c->tags);
+  store_pager_init(&c->pg, user_id, kind, filter, SQ_CURSOR_PAGE_ROWS);
   *out = &c->base;
   return true;
 }
 
 typedef struct {
-  sq_cursor_t *c;
+  store_pager_t *pg;
   int64_t want; /* rows asked for this page */
   bool cut;     /* the page stopped at SQ_CURSOR_PAGE_BYTES, not at the end */
 } sq_page_ctx_t;
 
 static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_page_ctx_t *ctx = vctx;
-  sq_cursor_t *c = ctx->c;
-  sq_where_t w = {c->user_id, (int)c->kind, c->has_after ? c->after_id : NULL, &c->filter};
+  store_pager_t *pg = ctx->pg;
+  sq_where_t w = {pg->user_id, (int)pg->kind, pg->has_after ? pg->after_id : NULL, &pg->filter};
   char sql[SQ_SQL_MAX];
   sqlite3_stmt *stmt = NULL;
   size_t bytes = 0;
   bool ok = false;
   int rc = SQLITE_DONE;
 
-  sq_cursor_free_page(c);
+  store_pager_clear(pg);
   ctx->cut = false;
   if (!sq_where_sql(sql, sizeof sql, "SELECT entity_id, doc, tag FROM entities", &w,
                     " ORDER BY entity_id LIMIT ?", error) ||
@@ -574,18 +532,15 @@ static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
     goto done;
   sqlite3_bind_int64(stmt, sq_where_bind(stmt, &w), ctx->want);
   while (bytes < SQ_CURSOR_PAGE_BYTES && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    const uint8_t *data = sqlite3_column_blob(stmt, 1);
-    size_t len = (size_t)sqlite3_column_bytes(stmt, 1);
-    bson_t *doc = data ? bson_new_from_data(data, len) : NULL;
+    bson_t *doc = sq_column_doc(stmt, 1);
     if (!doc) {
       fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                      "sqlite: entity %s holds an invalid document",
                      (const char *)sqlite3_column_text(stmt, 0));
       goto done;
     }
-    sq_copy_text(c->tags[c->n_page], sizeof c->tags[c->n_page], stmt, 2);
-    c->page[c->n_page++] = doc;
-    bytes += len;
+    store_pager_add(pg, doc, (const char *)sqlite3_column_text(stmt, 2));
+    bytes += doc->len;
   }
   ctx->cut = bytes >= SQ_CURSOR_PAGE_BYTES;
   if (!ctx->cut && rc != SQLITE_DONE) {
@@ -596,51 +551,33 @@ static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
 done:
   sqlite3_finalize(stmt);
   if (!ok)
-    sq_cursor_free_page(c);
+    store_pager_clear(pg);
   return ok;
-}
-
-/* Remembers where the page ended so the next page starts after it. */
-static void sq_cursor_advance(sq_cursor_t *c, const sq_page_ctx_t *ctx) {
-  bson_iter_t it;
-  const char *field = fzip_kind_info(c->kind)->id_field;
-  if (!ctx->cut && (int64_t)c->n_page < ctx->want)
-    c->exhausted = true;
-  if (c->n_page == 0)
-    return;
-  if (bson_iter_init_find(&it, c->page[c->n_page - 1], field) && BSON_ITER_HOLDS_UTF8(&it)) {
-    snprintf(c->after_id, sizeof c->after_id, "%s", bson_iter_utf8(&it, NULL));
-    c->has_after = true;
-  }
-  if (c->has_limit)
-    c->remaining -= c->n_page;
 }
 
 static bool sq_cursor_next(store_cursor_t *cursor, const bson_t **doc, const char **tag,
                            fzip_error_t *error) {
   sq_cursor_t *c = (sq_cursor_t *)cursor;
-  sq_page_ctx_t ctx = {c, SQ_CURSOR_PAGE_ROWS, false};
+  store_pager_t *pg = &c->pg;
+  sq_page_ctx_t ctx = {pg, SQ_CURSOR_PAGE_ROWS, false};
 
-  *doc = NULL;
-  if (c->pos < c->n_page) {
-    if (tag)
-      *tag = c->tags[c->pos][0] ? c->tags[c->pos] : NULL;
-    *doc = c->page[c->pos++];
+  *doc = store_pager_next(pg, tag);
+  if (*doc)
     return true;
-  }
-  if (c->exhausted || (c->has_limit && c->remaining == 0))
+  if (pg->exhausted || (pg->has_limit && pg->remaining == 0))
     return false;
-  if (c->has_limit && c->remaining < (uint64_t)ctx.want)
-    ctx.want = (int64_t)c->remaining;
+  if (pg->has_limit && pg->remaining < (uint64_t)ctx.want)
+    ctx.want = (int64_t)pg->remaining;
   if (!sq_run(c->s, op_cursor_page, &ctx, error))
     return false;
-  sq_cursor_advance(c, &ctx);
-  if (c->n_page == 0)
-    return false;
-  if (tag)
-    *tag = c->tags[c->pos][0] ? c->tags[c->pos] : NULL;
-  *doc = c->page[c->pos++];
-  return true;
+  /* The limit counts rows as they are read: the backend filters itself. */
+  if (!ctx.cut && (int64_t)pg->n < ctx.want)
+    pg->exhausted = true;
+  if (pg->has_limit)
+    pg->remaining -= pg->n;
+  store_pager_advance(pg);
+  *doc = store_pager_next(pg, tag);
+  return *doc != NULL;
 }
 
 /* ---- entities: reads ----------------------------------------------------- */
