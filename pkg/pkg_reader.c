@@ -594,12 +594,27 @@ static void check_version(pkgr_t *r) {
    * fills it with an application version ("2.0.0"), not a format one. */
 }
 
+/* The manifest's `field` as an object, in *sub.  False when it is absent
+ * (*absent: the caller says what that means) or not an object (reported
+ * here). */
+static bool manifest_object(pkgr_t *r, bson_iter_t *sub, const char *field, bool *absent) {
+  bson_iter_t it;
+
+  *absent = !bson_iter_init_find(&it, r->manifest, field);
+  if (*absent)
+    return false;
+  if (BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, sub))
+    return true;
+  ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s is not an object", field);
+  return false;
+}
+
 static void read_info(pkgr_t *r) {
   static const char *count_keys[FZIP_KIND_COUNT] = {
       "accounts_count", "categories_count", "file_maps_count", "transaction_files_count",
       "transactions_count", "analytics_count"};
   bson_iter_t it, sub;
-  bool wrong;
+  bool wrong, absent;
   const char *s;
 
   copy_info(r->info.source_user_id, sizeof r->info.source_user_id,
@@ -617,13 +632,10 @@ static void read_info(pkgr_t *r) {
   if (bson_iter_init_find(&it, r->manifest, "export_timestamp_ms") &&
       BSON_ITER_HOLDS_INT64(&it))
     r->info.export_timestamp_ms = bson_iter_int64(&it);
-  if (!bson_iter_init_find(&it, r->manifest, "data_summary")) {
-    WARN(r, "manifest.count", PKG_MANIFEST_ENTRY, "data_summary",
-         "no data_summary: entity counts are not cross-checked");
-    return;
-  }
-  if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
-    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "data_summary", "data_summary is not an object");
+  if (!manifest_object(r, &sub, "data_summary", &absent)) {
+    if (absent)
+      WARN(r, "manifest.count", PKG_MANIFEST_ENTRY, "data_summary",
+           "no data_summary: entity counts are not cross-checked");
     return;
   }
   while (bson_iter_next(&sub)) {
@@ -665,9 +677,9 @@ static entry_t *checksum_target(pkgr_t *r, const char *key) {
 /* Exactly "sha256:<64 lower-case hex>", as the schema's pattern says:
  * one spelling, so that a checksum compares as a string everywhere. */
 static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
-  if (strncmp(v, "sha256:", 7) != 0)
+  if (strncmp(v, PKG_CHECKSUM_PREFIX, PKG_CHECKSUM_PREFIX_LEN) != 0)
     return false;
-  v += 7;
+  v += PKG_CHECKSUM_PREFIX_LEN;
   if (strlen(v) != FZIP_SHA256_HEX_LEN)
     return false;
   for (size_t i = 0; i < FZIP_SHA256_HEX_LEN; i++) {
@@ -679,14 +691,12 @@ static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
 }
 
 static void read_checksums(pkgr_t *r) {
-  bson_iter_t it, sub;
-  if (!bson_iter_init_find(&it, r->manifest, "checksums")) {
-    ERR(r, "checksum.missing", PKG_MANIFEST_ENTRY, "checksums",
-        "the manifest has no checksums: every entry must carry a sha256");
-    return;
-  }
-  if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
-    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "checksums", "checksums is not an object");
+  bson_iter_t sub;
+  bool absent;
+  if (!manifest_object(r, &sub, "checksums", &absent)) {
+    if (absent)
+      ERR(r, "checksum.missing", PKG_MANIFEST_ENTRY, "checksums",
+          "the manifest has no checksums: every entry must carry a sha256");
     return;
   }
   while (bson_iter_next(&sub)) {
@@ -755,16 +765,12 @@ static bool read_id_array(idlist_t *out, pkgr_t *r, const bson_iter_t *arr_it, c
 static bool read_references(pkgr_t *r, fzip_error_t *error) {
   bson_iter_t it, sub;
   char field[96];
+  bool absent;
   if (bson_iter_init_find(&it, r->manifest, "files_missing") &&
       !read_id_array(&r->missing_files, r, &it, "files_missing", PKG_FILES_MAX, error))
     return false;
-  if (!bson_iter_init_find(&it, r->manifest, "external_references"))
-    return true;
-  if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &sub)) {
-    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "external_references",
-        "external_references is not an object");
-    return true;
-  }
+  if (!manifest_object(r, &sub, "external_references", &absent))
+    return true; /* absent: no references outside the package */
   while (bson_iter_next(&sub)) {
     fzip_kind_t k;
     if (!fzip_kind_from_name(&k, bson_iter_key(&sub)))

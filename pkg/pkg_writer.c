@@ -697,11 +697,11 @@ static void append_summary(bson_t *m, const build_t *b) {
 
 static void append_checksums(bson_t *m, const build_t *b) {
   bson_t c;
-  char v[8 + FZIP_SHA256_HEX_LEN];
+  char v[PKG_CHECKSUM_PREFIX_LEN + FZIP_SHA256_HEX_LEN + 1];
 
   bson_append_document_begin(m, "checksums", -1, &c);
   for (size_t i = 0; i < b->n_entries; i++) {
-    snprintf(v, sizeof v, "sha256:%s", b->entries[i].sha256);
+    snprintf(v, sizeof v, PKG_CHECKSUM_PREFIX "%s", b->entries[i].sha256);
     bson_append_utf8(&c, b->entries[i].name, -1, v, -1);
   }
   bson_append_document_end(m, &c);

@@ -44,6 +44,9 @@
 #define PKG_FORMAT_MINOR 0
 #define PKG_PACKAGE_FORMAT "fzip"
 #define PKG_MANIFEST_ENTRY "manifest.json"
+/* A manifest checksum is this prefix then FZIP_SHA256_HEX_LEN lower-case hex. */
+#define PKG_CHECKSUM_PREFIX "sha256:"
+#define PKG_CHECKSUM_PREFIX_LEN (sizeof PKG_CHECKSUM_PREFIX - 1)
 
 #define PKG_FILE_NAME_MAX 255        /* bytes of a sanitised file name */
 #define PKG_FILES_MAX 100000         /* transaction files in one package */
