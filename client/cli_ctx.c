@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_msg.h"
+
 #define TOKEN_FILE_MAX (CLI_AUTH_MAX - 16)
 #define DEFAULT_TIMEOUT_MS 30000
 
@@ -117,6 +119,24 @@ bool cli_ctx_unary(ProtobufCMessage **resp, cli_ctx_t *ctx, const char *method,
   if (!cli_ctx_client(&client, ctx, error))
     return false;
   return rpc_client_unary(resp, client, method, &o, req, resp_desc, error);
+}
+
+bool cli_ctx_list_page(char **next, cli_ctx_t *ctx, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                       const char *items, cli_row_fn row, void *arg, fzip_error_t *error) {
+  ProtobufCMessage *resp = NULL;
+  size_t n = 0;
+  bool ok;
+  *next = NULL;
+  if (!cli_ctx_unary(&resp, ctx, method, req, resp_desc, error))
+    return false;
+  ProtobufCMessage *const *item = cli_msg_repeated(&n, resp, items);
+  for (size_t i = 0; i < n && row(arg, ctx, item[i]); i++) {
+  }
+  *next = strdup(cli_msg_string(resp, "next_page_token"));
+  ok = *next != NULL || fzip_error_oom(error, NULL);
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return ok;
 }
 
 cli_progress_mode_t cli_ctx_progress_mode(const cli_ctx_t *ctx) {

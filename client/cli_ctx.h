@@ -62,6 +62,16 @@ bool cli_ctx_unary(ProtobufCMessage **resp, cli_ctx_t *ctx, const char *method,
                    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                    fzip_error_t *error);
 
+/* One item of a listed page; false stops the page there. */
+typedef bool (*cli_row_fn)(void *arg, const cli_ctx_t *ctx, const ProtobufCMessage *item);
+/* One page of a List call: `req` (page size and token set by the caller)
+ * to `method`; each item of the response's repeated field `items` goes to
+ * `row`; *next gets a copy of next_page_token ("" on the last page), the
+ * caller's to free. */
+bool cli_ctx_list_page(char **next, cli_ctx_t *ctx, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                       const char *items, cli_row_fn row, void *arg, fzip_error_t *error);
+
 /* Progress display for this run: off with --quiet, a redrawn line on a
  * terminal, plain lines otherwise. */
 cli_progress_mode_t cli_ctx_progress_mode(const cli_ctx_t *ctx);

@@ -112,29 +112,31 @@ static void print_item(const cli_ctx_t *ctx, const ProtobufCMessage *item) {
 }
 
 /* Prints one page, at most *left items; *token becomes the next token. */
+/* Prints items while the --limit budget lasts. */
+static bool limited_row(void *arg, const cli_ctx_t *ctx, const ProtobufCMessage *item) {
+  int64_t *left = arg;
+  if (*left <= 0)
+    return false;
+  print_item(ctx, item);
+  (*left)--;
+  return true;
+}
+
+/* One page; *token becomes the next page's ("" at the end). */
 static bool list_page(char **token, int64_t *left, cli_ctx_t *ctx, const list_kind_t *k,
                       const cli_select_t *sel, fzip_error_t *error) {
-  ProtobufCMessage *resp = NULL;
   int32_t page = *left < PAGE_SIZE_MAX ? (int32_t)*left : PAGE_SIZE_MAX;
   ProtobufCMessage *req = page_request(k, sel, page, *token);
-  bool ok = false;
-  size_t n = 0;
+  char *next = NULL;
+  bool ok;
   if (!req)
     return fzip_error_oom(error, NULL);
-  if (!cli_ctx_unary(&resp, ctx, k->method, req, k->resp, error))
-    goto done;
-  ProtobufCMessage *const *items = cli_msg_repeated(&n, resp, k->items);
-  for (size_t i = 0; i < n && *left > 0; i++, (*left)--)
-    print_item(ctx, items[i]);
-  free(*token);
-  *token = strdup(cli_msg_string(resp, "next_page_token"));
-  ok = *token != NULL;
-  if (!ok)
-    fzip_error_oom(error, NULL);
-done:
+  ok = cli_ctx_list_page(&next, ctx, k->method, req, k->resp, k->items, limited_row, left, error);
   free(req);
-  if (resp)
-    protobuf_c_message_free_unpacked(resp, NULL);
+  if (ok) {
+    free(*token);
+    *token = next;
+  }
   return ok;
 }
 

@@ -123,13 +123,16 @@ static void list_row(const cli_ctx_t *ctx, const cli_job_kind_t *kind, const Pro
                                                : cli_msg_string(job, "file_name"));
 }
 
+static bool job_row(void *arg, const cli_ctx_t *ctx, const ProtobufCMessage *job) {
+  list_row(ctx, arg, job);
+  return true;
+}
+
 /* One page; *next is a copy of the next page token ("" at the end). */
 static bool list_page(char **next, cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *token,
                       fzip_error_t *error) {
-  ProtobufCMessage *resp = NULL;
   ProtobufCMessage *req = new_request(kind->list.req, error);
-  bool ok = false;
-  size_t n = 0;
+  bool ok;
   if (!req)
     return false;
   const ProtobufCFieldDescriptor *ps =
@@ -138,19 +141,9 @@ static bool list_page(char **next, cli_ctx_t *ctx, const cli_job_kind_t *kind, c
     *(int32_t *)((char *)req + ps->offset) = LIST_PAGE_SIZE;
   if (token[0])
     cli_msg_set_string(req, "page_token", token);
-  if (!cli_ctx_unary(&resp, ctx, kind->list.method, req, kind->list.resp, error))
-    goto done;
-  ProtobufCMessage *const *jobs = cli_msg_repeated(&n, resp, "jobs");
-  for (size_t i = 0; i < n; i++)
-    list_row(ctx, kind, jobs[i]);
-  *next = strdup(cli_msg_string(resp, "next_page_token"));
-  ok = *next != NULL;
-  if (!ok)
-    fzip_error_oom(error, NULL);
-done:
+  ok = cli_ctx_list_page(next, ctx, kind->list.method, req, kind->list.resp, "jobs", job_row,
+                         (void *)kind, error);
   free(req);
-  if (resp)
-    protobuf_c_message_free_unpacked(resp, NULL);
   return ok;
 }
 
