@@ -150,29 +150,44 @@ typedef struct {
 #define SQ_BLOB(data, n) ((sq_arg_t){SQ_ARG_BLOB, 0, (data), (n)})
 #define SQ_END ((sq_arg_t){SQ_ARG_END, 0, NULL, 0})
 
+static void sq_bind_args(sqlite3_stmt *stmt, const sq_arg_t *args) {
+  for (int i = 0; args[i].type != SQ_ARG_END; i++) {
+    if (args[i].type == SQ_ARG_INT)
+      sqlite3_bind_int64(stmt, i + 1, args[i].i);
+    else if (args[i].type == SQ_ARG_TEXT)
+      sq_bind_text(stmt, i + 1, args[i].p);
+    else
+      sqlite3_bind_blob(stmt, i + 1, args[i].p, (int)args[i].len, SQLITE_STATIC);
+  }
+}
+
 static bool sq_prepare_args(sqlite3_stmt **out, sqlite3 *db, const char *sql,
                             const sq_arg_t *args, fzip_error_t *error) {
   if (!sq_prepare(out, db, sql, error))
     return false;
-  for (int i = 0; args[i].type != SQ_ARG_END; i++) {
-    if (args[i].type == SQ_ARG_INT)
-      sqlite3_bind_int64(*out, i + 1, args[i].i);
-    else if (args[i].type == SQ_ARG_TEXT)
-      sq_bind_text(*out, i + 1, args[i].p);
-    else
-      sqlite3_bind_blob(*out, i + 1, args[i].p, (int)args[i].len, SQLITE_STATIC);
-  }
+  sq_bind_args(*out, args);
   return true;
 }
 
-/* Runs one statement that returns no rows (prepare, bind, step to the end,
- * finalize); *changes (may be NULL) gets the rows it changed. */
+/* Runs a prepared statement that returns no rows with args, from the
+ * start, so one statement serves a loop; adds the rows it changed to
+ * *changes (may be NULL). */
+static bool sq_step_args(uint64_t *changes, sqlite3_stmt *stmt, sqlite3 *db,
+                         const sq_arg_t *args, const char *what, fzip_error_t *error) {
+  sqlite3_reset(stmt);
+  sq_bind_args(stmt, args);
+  if (!sq_step_done(stmt, db, what, error))
+    return false;
+  if (changes)
+    *changes += (uint64_t)sqlite3_changes(db);
+  return true;
+}
+
+/* One statement that returns no rows: prepare, sq_step_args, finalize. */
 static bool sq_exec_args(uint64_t *changes, sqlite3 *db, const char *sql, const sq_arg_t *args,
                          const char *what, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
-  bool ok = sq_prepare_args(&stmt, db, sql, args, error) && sq_step_done(stmt, db, what, error);
-  if (ok && changes)
-    *changes = (uint64_t)sqlite3_changes(db);
+  bool ok = sq_prepare(&stmt, db, sql, error) && sq_step_args(changes, stmt, db, args, what, error);
   sqlite3_finalize(stmt);
   return ok;
 }
@@ -766,12 +781,10 @@ static void sq_bind_entity(sqlite3_stmt *stmt, const sq_put_ctx_t *ctx, size_t i
  * never a version this same import wrote (that one is not "from before"). */
 static bool sq_stash(sqlite3_stmt *stmt, sqlite3 *db, const sq_put_ctx_t *ctx, size_t i,
                      fzip_error_t *error) {
-  sqlite3_reset(stmt);
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sqlite3_bind_int(stmt, 2, ctx->kind);
-  sq_bind_text(stmt, 3, ctx->ids[i]);
-  sq_bind_text(stmt, 4, ctx->tag);
-  return sq_step_done(stmt, db, "stashing entity", error);
+  return sq_step_args(NULL, stmt, db,
+                      (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
+                                         SQ_TEXT(ctx->ids[i]), SQ_TEXT(ctx->tag), SQ_END},
+                      "stashing entity", error);
 }
 
 static bool sq_put_check_insert(sqlite3_stmt *exists, sqlite3 *db, const sq_put_ctx_t *ctx,
@@ -866,24 +879,16 @@ static bool sq_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t
 static bool op_delete_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
-  bool ok = false;
+  bool ok;
 
   ctx->deleted = 0;
-  if (!sq_prepare(&stmt, db,
-                  "DELETE FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
-                  error))
-    goto done;
-  sq_bind_text(stmt, 1, ctx->user_id);
-  sqlite3_bind_int(stmt, 2, ctx->kind);
-  for (size_t i = 0; i < ctx->n; i++) {
-    sqlite3_reset(stmt);
-    sq_bind_text(stmt, 3, ctx->ids[i]);
-    if (!sq_step_done(stmt, db, "deleting entity", error))
-      goto done;
-    ctx->deleted += (uint64_t)sqlite3_changes(db);
-  }
-  ok = true;
-done:
+  ok = sq_prepare(&stmt, db,
+                  "DELETE FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?", error);
+  for (size_t i = 0; ok && i < ctx->n; i++)
+    ok = sq_step_args(&ctx->deleted, stmt, db,
+                      (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
+                                         SQ_TEXT(ctx->ids[i]), SQ_END},
+                      "deleting entity", error);
   sqlite3_finalize(stmt);
   return ok;
 }
@@ -901,6 +906,7 @@ static bool sq_entity_delete_many(uint64_t *deleted, store_t *store, const char 
 
 static bool op_delete_all(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
+  ctx->deleted = 0;
   return sq_exec_args(&ctx->deleted, db, "DELETE FROM entities WHERE user_id = ? AND kind = ?",
                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_END},
                       "deleting entities", error);
@@ -1064,26 +1070,18 @@ done:
 static bool op_stash_forget(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_import_t *im = vctx;
   sqlite3_stmt *stmt = NULL;
-  bool ok = false;
+  bool ok;
 
   im->changed = 0;
-  if (!sq_prepare(&stmt, db,
+  ok = sq_prepare(&stmt, db,
                   "DELETE FROM stash WHERE user_id = ?1 AND tag = ?2 AND kind = ?3"
                   " AND entity_id = ?4",
-                  error))
-    goto done;
-  sq_bind_text(stmt, 1, im->user_id);
-  sq_bind_text(stmt, 2, im->tag);
-  for (size_t i = 0; i < im->n; i++) {
-    sqlite3_reset(stmt);
-    sqlite3_bind_int(stmt, 3, im->kinds[i]);
-    sq_bind_text(stmt, 4, im->ids[i]);
-    if (!sq_step_done(stmt, db, "dropping stash entry", error))
-      goto done;
-    im->changed += (uint64_t)sqlite3_changes(db);
-  }
-  ok = true;
-done:
+                  error);
+  for (size_t i = 0; ok && i < im->n; i++)
+    ok = sq_step_args(&im->changed, stmt, db,
+                      (const sq_arg_t[]){SQ_TEXT(im->user_id), SQ_TEXT(im->tag),
+                                         SQ_INT(im->kinds[i]), SQ_TEXT(im->ids[i]), SQ_END},
+                      "dropping stash entry", error);
   sqlite3_finalize(stmt);
   return ok;
 }
@@ -2031,6 +2029,7 @@ static bool sq_blob_delete(store_t *store, store_bucket_t bucket, const char *bl
 static bool op_blob_reap(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
   const sq_arg_t args[] = {SQ_INT(ctx->now_ms), SQ_END};
+  ctx->deleted = 0;
   return sq_exec_args(NULL, db,
                       "DELETE FROM blob_chunks WHERE blob_key IN"
                       " (SELECT blob_key FROM blobs WHERE committed = 0 AND started_at < ?)",
