@@ -72,10 +72,6 @@ static const uint32_t export_next[] = {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static bool oom(fzip_error_t *error) {
-  return fzip_error_oom(error, NULL);
-}
-
 static bool is_terminal(int status) {
   return status == S(COMPLETED) || status == S(FAILED) || status == S(EXPIRED) ||
          status == S(CANCELLED);
@@ -238,7 +234,7 @@ static bool create_record(store_job_t **out, svc_export_t *svc, rpc_ctx_t *ctx,
 
   rec = store_job_new();
   if (!rec)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   snprintf(rec->job_id, sizeof rec->job_id, "%s", id);
   snprintf(rec->user_id, sizeof rec->user_id, "%s", rpc_ctx_user_id(ctx));
   rec->kind = STORE_JOB_EXPORT;
@@ -282,7 +278,7 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   job_runner_notify(svc->base.runner);
   out = rpc_ctx_alloc(ctx, sizeof *out);
   if (!out) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   fzip__v1__create_export_response__init(out);
@@ -299,13 +295,17 @@ done:
 
 /* ---- DownloadExport --------------------------------------------------- */
 
+/* The suggested file name: "fzip-export-<id>.fzip", with room to spare. */
+#define DOWNLOAD_FILE_NAME_AFFIX_MAX 32
+#define DOWNLOAD_FILE_NAME_MAX (FZIP_ID_MAX + DOWNLOAD_FILE_NAME_AFFIX_MAX)
+
 typedef struct {
   store_blob_reader_t *reader;
   size_t chunk;
   bool info_sent;
   Fzip__V1__DownloadInfo info; /* strings malloc'd */
   char sha256[FZIP_SHA256_HEX_LEN + 1];
-  char file_name[FZIP_ID_MAX + 32];
+  char file_name[DOWNLOAD_FILE_NAME_MAX];
 } download_state_t;
 
 static bool download_check(const store_job_t *rec, export_job_t *view, int64_t offset,
@@ -342,7 +342,7 @@ static bool download_open(rpc_ctx_t *ctx, const ProtobufCMessage *msg, void **st
     goto done;
   st = calloc(1, sizeof *st);
   if (!st) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   st->chunk = req->chunk_size ? (size_t)req->chunk_size : SVC_EXPORT_CHUNK_DEFAULT;
@@ -385,7 +385,7 @@ static bool download_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, b
   size_t got = 0;
 
   if (!out)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   fzip__v1__download_export_response__init(out);
   if (!st->info_sent) {
     out->payload_case = FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_INFO;
@@ -396,7 +396,7 @@ static bool download_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, b
   }
   buf = rpc_ctx_alloc(ctx, st->chunk);
   if (!buf)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   /* Fill the chunk: backends may return short reads at chunk borders. */
   while (got < st->chunk) {
     size_t n = 0;
@@ -480,7 +480,7 @@ static void set_phase(run_state_t *rs, int status, pkg_phase_t phase) {
       return;
     }
     if (!set_str(&rs->job->current_phase, pkg_phase_name(phase))) {
-      oom(&rs->save_error);
+      fzip_error_oom(&rs->save_error, NULL);
       rs->stop = true;
       return;
     }
@@ -563,7 +563,7 @@ static bool finish_job(run_state_t *rs, int status, const char *event, const cha
     return false;
   rs->job->updated_at = rs->job->completed_at = fzip_now_ms();
   if (!set_str(&rs->job->current_phase, event) || !add_event(rs->job, event, message)) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if (!build_body(&body, rs->job, error))
@@ -628,7 +628,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   }
   if (!add_event(rs.job, rs.job->started_at ? "resumed" : "started",
                  job_ctx_owner(jctx))) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if (!rs.job->started_at)
@@ -640,7 +640,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
     rs.job->progress = 100;
     rs.job->items_done = rs.job->items_total;
     if (!set_str(&rs.job->package_sha256, res.package_sha256) || !fill_summary(rs.job, &res)) {
-      oom(error);
+      fzip_error_oom(error, NULL);
       goto done;
     }
     rs.job->expires_at = fzip_now_ms() + svc->opts.ttl_ms;
@@ -670,7 +670,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   fzip_log(FZIP_LOG_WARN, "export", "export failed", "export", rs.job->export_id, "phase",
            rs.job->current_phase, "error", err.message, NULL);
   if (!set_error(rs.job, &err, rs.job->current_phase)) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   ok = finish_job(&rs, S(FAILED), "failed", err.message, fzip_now_ms() + svc->opts.retention_ms,
@@ -682,27 +682,11 @@ done:
 
 /* ---- lifecycle -------------------------------------------------------- */
 
-/* The seven rows; svc_jobs_base_init adds auth and the service. */
-#define ROW(name, kind_, req, resp, field_, fn)                                              \
-  {.path = "/fzip.v1.ExportService/" name, .kind = kind_, .request = &req, .response = &resp, \
-   .field_ = fn}
-static const rpc_method_t export_rows[SVC_JOBS_ROWS] = {
-    ROW("CreateExport", RPC_UNARY, fzip__v1__create_export_request__descriptor,
-        fzip__v1__create_export_response__descriptor, unary, create_export),
-    ROW("GetExport", RPC_UNARY, fzip__v1__get_export_request__descriptor,
-        fzip__v1__get_export_response__descriptor, unary, svc_jobs_get),
-    ROW("ListExports", RPC_UNARY, fzip__v1__list_exports_request__descriptor,
-        fzip__v1__list_exports_response__descriptor, unary, svc_jobs_list),
-    ROW("DownloadExport", RPC_SERVER_STREAMING, fzip__v1__download_export_request__descriptor,
-        fzip__v1__download_export_response__descriptor, server_stream, &download_ops),
-    ROW("DeleteExport", RPC_UNARY, fzip__v1__delete_export_request__descriptor,
-        fzip__v1__delete_export_response__descriptor, unary, svc_jobs_delete),
-    ROW("CancelExport", RPC_UNARY, fzip__v1__cancel_export_request__descriptor,
-        fzip__v1__cancel_export_response__descriptor, unary, svc_jobs_cancel),
-    ROW("WatchExport", RPC_SERVER_STREAMING, fzip__v1__watch_export_request__descriptor,
-        fzip__v1__watch_export_response__descriptor, server_stream, &svc_jobs_watch_ops),
+/* The methods only this service answers; svc_jobs answers the rest. */
+static const svc_jobs_own_t export_own[SVC_JOBS_OWN] = {
+    {"CreateExport", RPC_UNARY, create_export, NULL, NULL},
+    {"DownloadExport", RPC_SERVER_STREAMING, NULL, &download_ops, NULL},
 };
-#undef ROW
 
 bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options_t *options,
                     fzip_error_t *error) {
@@ -711,7 +695,7 @@ bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options
 
   *out = NULL;
   if (!svc)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   svc->store = store;
   if (options)
     svc->opts = *options;
@@ -725,8 +709,9 @@ bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options
   ro.owner = svc->opts.owner;
   ro.run = run_export;
   ro.data = svc;
-  if (!svc_jobs_base_init(&svc->base, &export_kind, store, svc->opts.retention_ms, export_rows,
-                          &ro, error)) {
+  if (!svc_jobs_base_init(&svc->base, &export_kind, store, svc->opts.retention_ms,
+                          &fzip__v1__export_service__descriptor, export_own, &ro,
+                          error)) {
     free(svc);
     return false;
   }

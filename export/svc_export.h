@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "fzip_error.h"
+#include "job_kind.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -41,7 +42,7 @@ typedef struct {
 #define SVC_EXPORT_STOCK_RECV_LIMIT (4 * 1024 * 1024)
 #define SVC_EXPORT_CHUNK_SENT_MAX (SVC_EXPORT_STOCK_RECV_LIMIT - 4 * 1024)
 #define SVC_EXPORT_DESCRIPTION_MAX 1000
-#define SVC_EXPORT_EVENTS_MAX 32
+#define SVC_EXPORT_EVENTS_MAX JOB_EVENTS_MAX
 
 /* Starts the export workers.  `store` is borrowed. */
 bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options_t *options,
@@ -51,8 +52,9 @@ void svc_export_destroy(svc_export_t *svc);
 /* The seven ExportService rows (borrowed from svc). */
 const rpc_method_t *const *svc_export_methods(svc_export_t *svc, size_t *n);
 
-/* Expiry for the reaper: svc_jobs_expire with the service as its ctx (a
- * completed export past its expiry loses its blob and becomes EXPIRED,
- * kept retention_ms more; any other ended export is deleted with it). */
+/* The reaper expires these jobs through svc_jobs_expire, with the service
+ * (whose svc_jobs base comes first) as its ctx: a completed export past
+ * its expiry loses its blob and becomes EXPIRED, kept retention_ms more;
+ * any other ended export is deleted with it. */
 
 #endif

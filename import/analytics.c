@@ -9,7 +9,13 @@
 
 #include "fzip_util.h"
 
-#define KEY_MAX (FZIP_ID_MAX + 16)
+/* A bucket key: an account id, a separator and "YYYY-MM", with room to spare. */
+#define KEY_MONTH_MAX 16
+#define KEY_MAX (FZIP_ID_MAX + KEY_MONTH_MAX)
+/* A record id: "cash_flow#<YYYY-MM>#<accountId>". */
+#define RECORD_ID_MAX (KEY_MAX + KEY_MONTH_MAX)
+/* A decimal amount: an int64 of minor units with sign and point. */
+#define DECIMAL_MAX 48
 
 typedef struct {
   char key[KEY_MAX]; /* "<accountId>\x1f<YYYY-MM>", "" = empty slot */
@@ -132,7 +138,7 @@ static bool accumulate(table_t *t, const bson_t *doc, bool *full) {
 static bson_t *record_of(const bucket_t *b, int64_t now) {
   bson_t *doc = bson_new();
   bson_t data;
-  char id[KEY_MAX + 16], account[KEY_MAX], dec[48];
+  char id[RECORD_ID_MAX], account[KEY_MAX], dec[DECIMAL_MAX];
   const char *sep = strchr(b->key, '\x1f');
   size_t alen = (size_t)(sep - b->key);
 

@@ -154,10 +154,6 @@ typedef struct {
 
 /* ---- saving ----------------------------------------------------------- */
 
-static bool oom(fzip_error_t *error) {
-  return fzip_error_oom(error, NULL);
-}
-
 static const char *status_name(int status) { return job_status_name(&import_job_kind, status); }
 
 static bool build_body(bson_t *body, run_t *r, fzip_error_t *error) {
@@ -193,7 +189,7 @@ static bool set_phase(run_t *r, int status, import_phase_t phase, fzip_error_t *
   if (!job_set_status(&r->job->base, &import_job_kind, status, error))
     return false;
   if (!import_set_phase(r->job, phase))
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   if (!save(r, true)) {
     *error = r->save_error;
     return false;
@@ -215,7 +211,7 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
   r->job->expires_at = now + r->env->retention_ms;
   if (!job_msg_set_str(&r->job->current_phase, event) ||
       !job_msg_add_event(&r->job->base, event, message, EVENTS_MAX)) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if (!build_body(&body, r, error))
@@ -230,7 +226,7 @@ done:
 
 static bool fail_job(run_t *r, int status, const fzip_error_t *err, fzip_error_t *error) {
   if (!job_msg_set_error(&r->job->base, err, r->job->current_phase))
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   return finish(r, status,
                 status == S(CANCELLED) ? "cancelled" : "failed",
                 err->message, error);
@@ -291,7 +287,8 @@ static bool rollback(run_t *r, fzip_error_t *error) {
   snprintf(buf, sizeof buf, "restored=%" PRIu64 " deleted=%" PRIu64, st.restored, st.deleted);
   fzip_log(FZIP_LOG_INFO, "import", "rolled back", "import", r->job->import_id, "counts", buf,
            NULL);
-  return job_msg_add_event(&r->job->base, "rolled_back", buf, EVENTS_MAX) || oom(error);
+  return job_msg_add_event(&r->job->base, "rolled_back", buf, EVENTS_MAX) ||
+         fzip_error_oom(error, NULL);
 }
 
 static bool commit(run_t *r, fzip_error_t *error) {
@@ -328,7 +325,7 @@ static bool fetch_package(run_t *r, fzip_error_t *error) {
   if (!f || !buf) {
     if (!f)
       close(fd);
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if (!store_blob_reader_new(&rd, r->env->store, STORE_BUCKET_PACKAGES, blob, 0, error)) {
@@ -522,7 +519,7 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
     goto done;
   }
   if (!record_validation(r, res) || !record_package_info(r, res)) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   r->items_total = 0;
@@ -609,7 +606,7 @@ static bool restore_file_bytes(run_t *r, pkgr_t *pkg, const char *file_id, fzip_
     return false;
   buf = malloc(COPY_CHUNK);
   if (!buf)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   if (!pkgr_file_open(&f, pkg, file_id, error) ||
       !store_blob_writer_new(&w, r->env->store, STORE_BUCKET_FILES, key, error))
     goto done;
@@ -708,13 +705,13 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
   bool ok = false;
 
   if (!b)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   b->r = r;
   b->kind = kind;
   b->mode = write_mode(r->job->merge_strategy);
   b->pkg = pkg;
   if (!job_msg_set_str(&r->job->current_phase, restore_phase(kind))) {
-    oom(error);
+    fzip_error_oom(error, NULL);
     goto done;
   }
   if (!save(r, true) || !pkgr_entities_open(&it, pkg, kind, error)) {
@@ -920,7 +917,7 @@ static bool run_restore(run_t *r, fzip_error_t *error) {
     return stopped_restoring(r, &err, error);
   }
   if (!fill_result(r, regenerated))
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   /* The commit point: once "committing" is saved, an interruption finishes
    * the commit instead of rolling back. */
   r->job->progress = 99;
@@ -968,7 +965,7 @@ bool import_run(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   bool ok = false, done = false;
 
   if (!r)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   r->jctx = jctx;
   r->env = data;
   snprintf(r->user, sizeof r->user, "%s", job_ctx_record(jctx)->user_id);

@@ -56,10 +56,6 @@ struct svc_import {
 
 #define S(name) FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_##name
 
-static bool oom(fzip_error_t *error) {
-  return fzip_error_oom(error, NULL);
-}
-
 static const char *status_name(int status) { return job_status_name(&import_job_kind, status); }
 
 /* The package blob and the resume prefix ("<blob>.part": where a resumed
@@ -148,7 +144,7 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
 
   up->job = malloc(sizeof *up->job);
   if (!up->job)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   fzip__v1__import_job__init(up->job);
   if (!job_set_status(&up->job->base, &import_job_kind, S(UPLOADED), error))
     return false;
@@ -162,11 +158,11 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
       !job_msg_set_str(&up->job->file_name, o->file_name) ||
       !job_msg_add_event(&up->job->base, "upload_started", "receiving the package",
                          SVC_IMPORT_EVENTS_MAX))
-    return oom(error);
+    return fzip_error_oom(error, NULL);
 
   up->rec = store_job_new();
   if (!up->rec)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   snprintf(up->rec->job_id, sizeof up->rec->job_id, "%s", id);
   snprintf(up->rec->user_id, sizeof up->rec->user_id, "%s", rpc_ctx_user_id(ctx));
   up->rec->kind = STORE_JOB_IMPORT;
@@ -207,7 +203,7 @@ static bool copy_blob(store_blob_writer_t *w, store_t *store, const char *from,
   bool ok = false;
 
   if (!buf)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   if (!store_blob_reader_new(&r, store, STORE_BUCKET_PACKAGES, from, 0, error))
     goto done;
   for (;;) {
@@ -300,7 +296,7 @@ static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   if (!import_set_phase(up->job, IMPORT_PHASE_RECEIVING) ||
       !job_msg_add_event(&up->job->base, "upload_resumed", "receiving the rest of the package",
                          SVC_IMPORT_EVENTS_MAX))
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   up->rec->expires_at = up->job->updated_at + svc->opts.upload_timeout_ms;
   if (!store_record(svc->env.store, up->rec, up->job, error)) {
     if (error->code == FZIP_ERR_ABORTED)
@@ -333,7 +329,7 @@ static bool mark_interrupted(upload_t *up, uint64_t received, const char *event,
   up->job->updated_at = fzip_now_ms();
   if (!import_set_phase(up->job, IMPORT_PHASE_INTERRUPTED) ||
       !job_msg_add_event(&up->job->base, event, text, SVC_IMPORT_EVENTS_MAX))
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   up->rec->runnable = false;
   up->rec->expires_at = up->job->updated_at + up->svc->opts.upload_timeout_ms;
   return store_record(up->svc->env.store, up->rec, up->job, error);
@@ -471,7 +467,7 @@ static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *ms
   if (!up) {
     up = calloc(1, sizeof *up);
     if (!up)
-      return oom(error);
+      return fzip_error_oom(error, NULL);
     up->svc = rpc_ctx_method_data(ctx);
     *state = up;
   }
@@ -538,7 +534,7 @@ static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **
   if (!job_msg_set_str(&up->job->package_sha256, info.sha256) ||
       !import_set_phase(up->job, up->start ? IMPORT_PHASE_QUEUED : IMPORT_PHASE_UPLOADED) ||
       !job_msg_add_event(&up->job->base, "uploaded", "package stored", SVC_IMPORT_EVENTS_MAX))
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   if (up->start && !job_set_status(&up->job->base, &import_job_kind, S(VALIDATING), error))
     return false;
   up->job->updated_at = fzip_now_ms();
@@ -696,27 +692,11 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
 
 /* ---- lifecycle -------------------------------------------------------- */
 
-/* The seven rows; svc_jobs_base_init adds auth and the service. */
-#define ROW(name, kind_, req, resp, field_, fn)                                              \
-  {.path = "/fzip.v1.ImportService/" name, .kind = kind_, .request = &req, .response = &resp, \
-   .field_ = fn}
-static const rpc_method_t import_rows[SVC_JOBS_ROWS] = {
-    ROW("UploadImport", RPC_CLIENT_STREAMING, fzip__v1__upload_import_request__descriptor,
-        fzip__v1__upload_import_response__descriptor, client_stream, &upload_ops),
-    ROW("StartImport", RPC_UNARY, fzip__v1__start_import_request__descriptor,
-        fzip__v1__start_import_response__descriptor, unary, start_import),
-    ROW("GetImport", RPC_UNARY, fzip__v1__get_import_request__descriptor,
-        fzip__v1__get_import_response__descriptor, unary, svc_jobs_get),
-    ROW("ListImports", RPC_UNARY, fzip__v1__list_imports_request__descriptor,
-        fzip__v1__list_imports_response__descriptor, unary, svc_jobs_list),
-    ROW("DeleteImport", RPC_UNARY, fzip__v1__delete_import_request__descriptor,
-        fzip__v1__delete_import_response__descriptor, unary, svc_jobs_delete),
-    ROW("CancelImport", RPC_UNARY, fzip__v1__cancel_import_request__descriptor,
-        fzip__v1__cancel_import_response__descriptor, unary, svc_jobs_cancel),
-    ROW("WatchImport", RPC_SERVER_STREAMING, fzip__v1__watch_import_request__descriptor,
-        fzip__v1__watch_import_response__descriptor, server_stream, &svc_jobs_watch_ops),
+/* The methods only this service answers; svc_jobs answers the rest. */
+static const svc_jobs_own_t import_own[SVC_JOBS_OWN] = {
+    {"UploadImport", RPC_CLIENT_STREAMING, NULL, NULL, &upload_ops},
+    {"StartImport", RPC_UNARY, start_import, NULL, NULL},
 };
-#undef ROW
 
 bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,
                     fzip_error_t *error) {
@@ -725,7 +705,7 @@ bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options
 
   *out = NULL;
   if (!svc)
-    return oom(error);
+    return fzip_error_oom(error, NULL);
   if (options)
     svc->opts = *options;
   if (svc->opts.max_upload_bytes <= 0)
@@ -746,7 +726,8 @@ bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options
   ro.run = import_run;
   ro.data = &svc->env;
   if (!svc_jobs_base_init(&svc->base, &import_job_kind, store, svc->opts.retention_ms,
-                          import_rows, &ro, error)) {
+                          &fzip__v1__import_service__descriptor, import_own, &ro,
+                          error)) {
     free(svc);
     return false;
   }

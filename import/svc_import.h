@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "fzip_error.h"
+#include "job_kind.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -34,7 +35,7 @@ typedef struct {
 } svc_import_options_t;
 
 #define SVC_IMPORT_FILE_NAME_MAX 255
-#define SVC_IMPORT_EVENTS_MAX 32
+#define SVC_IMPORT_EVENTS_MAX JOB_EVENTS_MAX
 #define SVC_IMPORT_DEFAULT_MAX_UPLOAD (4LL * 1024 * 1024 * 1024)
 
 bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,
@@ -43,8 +44,9 @@ void svc_import_destroy(svc_import_t *svc);
 /* The seven ImportService rows (borrowed from svc). */
 const rpc_method_t *const *svc_import_methods(svc_import_t *svc, size_t *n);
 
-/* Expiry for the reaper: svc_jobs_expire with the service as its ctx (an
- * ended or abandoned import past its expiry is deleted with its uploaded
- * package; a running one is left alone and its expiry cleared). */
+/* The reaper expires these jobs through svc_jobs_expire, with the service
+ * (whose svc_jobs base comes first) as its ctx: an ended or abandoned
+ * import past its expiry is deleted with its uploaded package; a running
+ * one is left alone and its expiry cleared. */
 
 #endif

@@ -78,8 +78,9 @@ bool job_delete_blobs(store_t *store, const job_kind_t *kind, const char *job_id
 static int progress_of(const ProtobufCMessage *job) {
   const ProtobufCFieldDescriptor *fd =
       protobuf_c_message_descriptor_get_field_by_name(job->descriptor, "progress");
-  return fd && fd->type == PROTOBUF_C_TYPE_INT32 ? *(const int32_t *)((const char *)job + fd->offset)
-                                                 : 0;
+  if (!fd || fd->type != PROTOBUF_C_TYPE_INT32)
+    return 0;
+  return *(const int32_t *)((const char *)job + fd->offset);
 }
 
 static const char *job_id_of(const job_kind_t *kind, const ProtobufCMessage *job) {

@@ -347,20 +347,68 @@ bool svc_jobs_expire(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
 
 /* ---- the service base ------------------------------------------------- */
 
+/* The methods every job service shares, by the verb its name starts with. */
+static const svc_jobs_own_t shared_methods[] = {
+    {"Get", RPC_UNARY, svc_jobs_get, NULL, NULL},
+    {"List", RPC_UNARY, svc_jobs_list, NULL, NULL},
+    {"Cancel", RPC_UNARY, svc_jobs_cancel, NULL, NULL},
+    {"Delete", RPC_UNARY, svc_jobs_delete, NULL, NULL},
+    {"Watch", RPC_SERVER_STREAMING, NULL, &svc_jobs_watch_ops, NULL},
+};
+
+static const svc_jobs_own_t *handler_of(const char *method,
+                                        const svc_jobs_own_t own[SVC_JOBS_OWN]) {
+  for (size_t i = 0; i < SVC_JOBS_OWN; i++) {
+    if (strcmp(method, own[i].name) == 0)
+      return &own[i];
+  }
+  for (size_t i = 0; i < sizeof shared_methods / sizeof shared_methods[0]; i++) {
+    if (strncmp(method, shared_methods[i].name, strlen(shared_methods[i].name)) == 0)
+      return &shared_methods[i];
+  }
+  return NULL;
+}
+
+static bool fill_rows(svc_jobs_base_t *base, const ProtobufCServiceDescriptor *service,
+                      const svc_jobs_own_t own[SVC_JOBS_OWN], fzip_error_t *error) {
+  if (service->n_methods != SVC_JOBS_ROWS)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                          "%s has %u methods, a job service %d", service->name,
+                          service->n_methods, SVC_JOBS_ROWS);
+  for (int i = 0; i < SVC_JOBS_ROWS; i++) {
+    const ProtobufCMethodDescriptor *m = &service->methods[i];
+    const svc_jobs_own_t *h = handler_of(m->name, own);
+    rpc_method_t *row = &base->rows[i];
+
+    if (!h)
+      return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "no handler for %s.%s",
+                            service->name, m->name);
+    snprintf(base->paths[i], sizeof base->paths[i], "/%s/%s", service->name, m->name);
+    *row = (rpc_method_t){.path = base->paths[i],
+                          .kind = h->kind,
+                          .request = m->input,
+                          .response = m->output,
+                          .requires_auth = true,
+                          .unary = h->unary,
+                          .server_stream = h->server_stream,
+                          .client_stream = h->client_stream,
+                          .data = base};
+    base->row_ptrs[i] = row;
+  }
+  return true;
+}
+
 bool svc_jobs_base_init(svc_jobs_base_t *base, const job_kind_t *kind, store_t *store,
-                        int64_t retention_ms, const rpc_method_t rows[SVC_JOBS_ROWS],
+                        int64_t retention_ms, const ProtobufCServiceDescriptor *service,
+                        const svc_jobs_own_t own[SVC_JOBS_OWN],
                         const job_runner_options_t *runner, fzip_error_t *error) {
   job_runner_options_t ro = *runner;
 
   base->kind = kind;
   base->store = store;
   base->retention_ms = retention_ms;
-  for (int i = 0; i < SVC_JOBS_ROWS; i++) {
-    base->rows[i] = rows[i];
-    base->rows[i].requires_auth = true;
-    base->rows[i].data = base;
-    base->row_ptrs[i] = &base->rows[i];
-  }
+  if (!fill_rows(base, service, own, error))
+    return false;
   ro.kind = kind->kind;
   ro.name = kind->noun;
   return job_runner_new(&base->runner, store, &ro, error);

@@ -25,6 +25,8 @@
 #define SVC_JOBS_PAGE_MAX 100
 #define SVC_JOBS_WATCH_POLL_MS 250
 #define SVC_JOBS_ROWS 7          /* methods of a job service */
+#define SVC_JOBS_OWN 2           /* of which the service answers itself */
+#define SVC_JOBS_PATH_MAX 96     /* "/fzip.v1.ExportService/DownloadExport" */
 #define SVC_JOBS_UPDATE_RETRIES 8 /* version conflicts a cancel retries */
 
 /* The service object handlers find in rpc_method_t.data must start with
@@ -37,14 +39,28 @@ typedef struct {
   job_runner_t *runner;
   rpc_method_t rows[SVC_JOBS_ROWS];
   const rpc_method_t *row_ptrs[SVC_JOBS_ROWS];
+  char paths[SVC_JOBS_ROWS][SVC_JOBS_PATH_MAX];
 } svc_jobs_base_t;
 
-/* Fills the base of service `svc` (whose first member it is): the rows
- * are `rows` (paths, kinds, descriptors and handlers) with auth required
- * and `svc` as their data; then starts the runner (`runner` gives workers,
- * lease, poll, owner, run and data; kind and name come from `kind`). */
+/* A method the service answers itself (create/upload/start/download):
+ * its name in the service and its handler. */
+typedef struct {
+  const char *name; /* "CreateExport" */
+  rpc_kind_t kind;
+  rpc_unary_fn unary;
+  const rpc_server_stream_ops_t *server_stream;
+  const rpc_client_stream_ops_t *client_stream;
+} svc_jobs_own_t;
+
+/* Fills the base of a service (whose first member it is): one row per
+ * method of `service` (path, request and response from its descriptor,
+ * auth required, the service as data), answered by the shared handler
+ * of its verb (Get, List, Cancel, Delete, Watch) or by the `own` method
+ * of its name; then starts the runner (`runner` gives workers, lease,
+ * poll, owner, run and data; kind and name come from `kind`). */
 bool svc_jobs_base_init(svc_jobs_base_t *base, const job_kind_t *kind, store_t *store,
-                        int64_t retention_ms, const rpc_method_t rows[SVC_JOBS_ROWS],
+                        int64_t retention_ms, const ProtobufCServiceDescriptor *service,
+                        const svc_jobs_own_t own[SVC_JOBS_OWN],
                         const job_runner_options_t *runner, fzip_error_t *error);
 /* Stops the runner (interrupted jobs are released for takeover). */
 void svc_jobs_base_fini(svc_jobs_base_t *base);

@@ -304,122 +304,114 @@ static void test_body_names_the_blob_only_in_the_blob_status(void) {
 
 /* ---- the runner ----------------------------------------------------------- */
 
-static void test_runner_claims_saves_and_finishes_a_job(void) {
-  store_t *s = NULL;
-  job_runner_t *r = NULL;
-  run_probe_t p = {.mode = RUN_FINISH};
-  store_job_t *rec = NULL;
+/* A job of the test kind run by a one-worker runner of `owner`. */
+typedef struct {
+  store_t *s;
+  job_runner_t *r;
+  run_probe_t p;
   char id[FZIP_UUID_LEN + 1];
+} running_t;
+
+/* Starts the job and, in RUN_UNTIL_STOP mode, waits for its first save. */
+static bool run_job(running_t *f, run_mode_t mode, const char *owner, fzip_error_t *err) {
+  f->p.mode = mode;
+  if (!open_store(&f->s, err) || !create_job(f->id, f->s, err) ||
+      !start_runner(&f->r, f->s, &f->p, owner, err))
+    return false;
+  if (mode == RUN_UNTIL_STOP && !wait_for_saves(&f->p, 1))
+    return fzip_error_set(err, FZIP_DOMAIN_JOB, FZIP_ERR_DEADLINE_EXCEEDED, "no save");
+  return true;
+}
+
+/* Waits for the handler to end, stops the runner (if still running);
+ * true if the handler's save failed with `code` read as `reason`. */
+static bool ended_with(running_t *f, fzip_code_t code, job_stop_t reason) {
+  bool ended = wait_for(&f->p.ended);
+  job_runner_destroy(f->r);
+  f->r = NULL;
+  return ended && atomic_load(&f->p.stop_code) == (int)code &&
+         atomic_load(&f->p.stop_reason) == (int)reason;
+}
+
+static void test_runner_claims_saves_and_finishes_a_job(void) {
+  running_t f = {0};
+  store_job_t *rec = NULL;
   fzip_error_t err;
 
-  CHECK_OK(open_store(&s, &err), err);
-  CHECK_OK(create_job(id, s, &err), err);
-  CHECK_OK(start_runner(&r, s, &p, "owner-a", &err), err);
-  CHECK(wait_for(&p.ended));
-  job_runner_destroy(r);
-  CHECK(atomic_load(&p.saves) == 1);
-  CHECK(stored_status(s, id, &rec) == S(COMPLETED));
+  CHECK_OK(run_job(&f, RUN_FINISH, "owner-a", &err), err);
+  CHECK(wait_for(&f.p.ended));
+  job_runner_destroy(f.r);
+  CHECK(atomic_load(&f.p.saves) == 1);
+  CHECK(stored_status(f.s, f.id, &rec) == S(COMPLETED));
   CHECK(!rec->runnable);
   CHECK(rec->lease_owner[0] == '\0' && rec->lease_until == 0);
   CHECK(rec->expires_at > fzip_now_ms());
   CHECK(job_body_blob_id(rec->body) != NULL);
   store_job_destroy(rec);
-  store_destroy(s);
+  store_destroy(f.s);
 }
 
 static void test_cancel_request_is_seen_by_the_next_save(void) {
-  store_t *s = NULL;
-  job_runner_t *r = NULL;
-  run_probe_t p = {.mode = RUN_UNTIL_STOP};
-  char id[FZIP_UUID_LEN + 1];
+  running_t f = {0};
   fzip_error_t err;
 
-  CHECK_OK(open_store(&s, &err), err);
-  CHECK_OK(create_job(id, s, &err), err);
-  CHECK_OK(start_runner(&r, s, &p, "owner-b", &err), err);
-  CHECK(wait_for_saves(&p, 1));
-  CHECK_OK(job_request_cancel(NULL, s, test_kind.kind, USER, id, &err), err);
-  CHECK(wait_for(&p.ended));
-  job_runner_destroy(r);
-  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_CANCELLED);
-  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_CANCEL);
-  CHECK(stored_status(s, id, NULL) == S(CANCELLED));
-  store_destroy(s);
+  CHECK_OK(run_job(&f, RUN_UNTIL_STOP, "owner-b", &err), err);
+  CHECK_OK(job_request_cancel(NULL, f.s, test_kind.kind, USER, f.id, &err), err);
+  CHECK(ended_with(&f, FZIP_ERR_CANCELLED, JOB_STOP_CANCEL));
+  CHECK(stored_status(f.s, f.id, NULL) == S(CANCELLED));
+  store_destroy(f.s);
 }
 
 static void test_job_deleted_while_running_fails_the_next_save_with_not_found(void) {
-  store_t *s = NULL;
-  job_runner_t *r = NULL;
-  run_probe_t p = {.mode = RUN_UNTIL_STOP};
-  char id[FZIP_UUID_LEN + 1];
+  running_t f = {0};
   fzip_error_t err;
 
-  CHECK_OK(open_store(&s, &err), err);
-  CHECK_OK(create_job(id, s, &err), err);
-  CHECK_OK(start_runner(&r, s, &p, "owner-c", &err), err);
-  CHECK(wait_for_saves(&p, 1));
-  CHECK_OK(store_job_delete(s, test_kind.kind, USER, id, &err), err);
-  CHECK(wait_for(&p.ended));
-  job_runner_destroy(r);
-  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_NOT_FOUND);
-  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_LEAVE);
-  CHECK(stored_status(s, id, NULL) == -1);
-  store_destroy(s);
+  CHECK_OK(run_job(&f, RUN_UNTIL_STOP, "owner-c", &err), err);
+  CHECK_OK(store_job_delete(f.s, test_kind.kind, USER, f.id, &err), err);
+  CHECK(ended_with(&f, FZIP_ERR_NOT_FOUND, JOB_STOP_LEAVE));
+  CHECK(stored_status(f.s, f.id, NULL) == -1);
+  store_destroy(f.s);
 }
 
 static void test_lease_taken_by_another_replica_fails_the_next_save_with_aborted(void) {
-  store_t *s = NULL;
-  job_runner_t *r = NULL;
-  run_probe_t p = {.mode = RUN_UNTIL_STOP};
+  running_t f = {0};
   store_job_t *rec = NULL;
-  char id[FZIP_UUID_LEN + 1];
   fzip_error_t err;
 
-  CHECK_OK(open_store(&s, &err), err);
-  CHECK_OK(create_job(id, s, &err), err);
-  CHECK_OK(start_runner(&r, s, &p, "owner-d", &err), err);
-  CHECK(wait_for_saves(&p, 1));
+  CHECK_OK(run_job(&f, RUN_UNTIL_STOP, "owner-d", &err), err);
   /* Another replica took it over (as after a lapsed lease). */
-  CHECK_OK(store_job_get(&rec, s, test_kind.kind, NULL, id, &err), err);
+  CHECK_OK(store_job_get(&rec, f.s, test_kind.kind, NULL, f.id, &err), err);
   snprintf(rec->lease_owner, sizeof rec->lease_owner, "%s", "owner-elsewhere");
-  CHECK_OK(store_job_update(s, rec, NULL, &err), err);
+  CHECK_OK(store_job_update(f.s, rec, NULL, &err), err);
   store_job_destroy(rec);
   rec = NULL;
-  CHECK(wait_for(&p.ended));
-  job_runner_destroy(r);
-  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_ABORTED);
-  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_LEAVE);
+  CHECK(ended_with(&f, FZIP_ERR_ABORTED, JOB_STOP_LEAVE));
   /* The loser wrote nothing after it lost. */
-  CHECK(stored_status(s, id, &rec) == S(COLLECTING_DATA));
+  CHECK(stored_status(f.s, f.id, &rec) == S(COLLECTING_DATA));
   CHECK(strcmp(rec->lease_owner, "owner-elsewhere") == 0);
   store_job_destroy(rec);
   /* Not left for the next test's runner to take over. */
-  CHECK_OK(store_job_delete(s, test_kind.kind, USER, id, &err), err);
-  store_destroy(s);
+  CHECK_OK(store_job_delete(f.s, test_kind.kind, USER, f.id, &err), err);
+  store_destroy(f.s);
 }
 
 static void test_shutdown_releases_the_lease_and_keeps_the_job_runnable(void) {
-  store_t *s = NULL;
-  job_runner_t *r = NULL;
-  run_probe_t p = {.mode = RUN_UNTIL_STOP};
+  running_t f = {0};
   store_job_t *rec = NULL;
-  char id[FZIP_UUID_LEN + 1];
   fzip_error_t err;
 
-  CHECK_OK(open_store(&s, &err), err);
-  CHECK_OK(create_job(id, s, &err), err);
-  CHECK_OK(start_runner(&r, s, &p, "owner-e", &err), err);
-  CHECK(wait_for_saves(&p, 1));
-  job_runner_destroy(r); /* joins: the handler has returned */
-  CHECK(atomic_load(&p.ended));
-  CHECK(atomic_load(&p.stop_code) == FZIP_ERR_CANCELLED);
-  CHECK(atomic_load(&p.stop_reason) == JOB_STOP_LEAVE);
-  CHECK(stored_status(s, id, &rec) == S(COLLECTING_DATA));
+  CHECK_OK(run_job(&f, RUN_UNTIL_STOP, "owner-e", &err), err);
+  /* The runner's destroy is the shutdown: the handler's next save fails,
+   * and destroy joins it. */
+  job_runner_destroy(f.r);
+  f.r = NULL;
+  CHECK(ended_with(&f, FZIP_ERR_CANCELLED, JOB_STOP_LEAVE));
+  CHECK(stored_status(f.s, f.id, &rec) == S(COLLECTING_DATA));
   CHECK(rec->runnable);
   CHECK(rec->lease_owner[0] == '\0');
   CHECK(rec->lease_until == 0);
   store_job_destroy(rec);
-  store_destroy(s);
+  store_destroy(f.s);
 }
 
 /* ---- outside a worker: end, expiry ------------------------------------------ */
