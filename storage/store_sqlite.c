@@ -1102,67 +1102,72 @@ static bool sq_visit_page(sq_import_t *im, store_visit_fn visit, void *visit_ctx
   return true;
 }
 
-/* Kind by kind in reverse dependency order, page by page: fetch, visit,
- * then settle the page in one transaction. */
+/* Page by page from im's position on: fetch (no transaction held, so
+ * `visit` may use the store), visit, then settle the page in one
+ * transaction; adds what settle counted to *changed and *restored. */
+static bool sq_import_walk(uint64_t *changed, uint64_t *restored, sq_store_t *s, sq_import_t *im,
+                           sq_op_fn settle, store_visit_fn visit, void *visit_ctx,
+                           fzip_error_t *error) {
+  for (;;) {
+    if (!sq_run(s, op_import_page, im, error))
+      return false;
+    if (im->n == 0)
+      return true;
+    if (!sq_visit_page(im, visit, visit_ctx, error) || !sq_run_txn(s, settle, im, error))
+      return false;
+    *changed += im->changed;
+    *restored += im->restored;
+    im->after_kind = im->kinds[im->n - 1];
+    snprintf(im->after_id, sizeof im->after_id, "%s", im->ids[im->n - 1]);
+  }
+}
+
+static sq_import_t *sq_import_new(const char *user_id, const char *tag) {
+  sq_import_t *im = bson_malloc0(sizeof *im);
+  im->user_id = user_id;
+  im->tag = tag;
+  return im;
+}
+
+static void sq_import_destroy(sq_import_t *im) {
+  sq_import_clear(im);
+  bson_free(im);
+}
+
+/* Kind by kind in reverse dependency order, the tagged documents of each. */
 static bool sq_import_rollback(store_rollback_stats_t *stats, store_t *store, const char *user_id,
                                const char *tag, store_visit_fn visit, void *visit_ctx,
                                fzip_error_t *error) {
   sq_store_t *s = (sq_store_t *)store;
-  sq_import_t *im = bson_malloc0(sizeof *im);
+  sq_import_t *im = sq_import_new(user_id, tag);
   bool ok = false;
 
-  im->user_id = user_id;
-  im->tag = tag;
   for (int kind = FZIP_KIND_COUNT - 1; kind >= 0; kind--) {
     im->kind = kind;
     im->after_id[0] = '\0';
-    for (;;) {
-      if (!sq_run(s, op_import_page, im, error))
-        goto done;
-      if (im->n == 0)
-        break;
-      if (!sq_visit_page(im, visit, visit_ctx, error) ||
-          !sq_run_txn(s, op_import_undo, im, error))
-        goto done;
-      stats->deleted += im->changed;
-      stats->restored += im->restored;
-      snprintf(im->after_id, sizeof im->after_id, "%s", im->ids[im->n - 1]);
-    }
+    if (!sq_import_walk(&stats->deleted, &stats->restored, s, im, op_import_undo, visit,
+                        visit_ctx, error))
+      goto done;
   }
   ok = sq_run(s, op_stash_forget_all, im, error);
 done:
-  sq_import_clear(im);
-  bson_free(im);
+  sq_import_destroy(im);
   return ok;
 }
 
+/* The stash entries under the tag, all kinds in one keyset walk. */
 static bool sq_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
                              const char *tag, store_visit_fn visit, void *visit_ctx,
                              fzip_error_t *error) {
-  sq_store_t *s = (sq_store_t *)store;
-  sq_import_t *im = bson_malloc0(sizeof *im);
-  bool ok = false;
+  sq_import_t *im = sq_import_new(user_id, tag);
+  uint64_t none = 0;
+  bool ok;
 
-  im->user_id = user_id;
-  im->tag = tag;
   im->from_stash = true;
   im->after_kind = -1;
-  for (;;) {
-    if (!sq_run(s, op_import_page, im, error))
-      goto done;
-    if (im->n == 0)
-      break;
-    if (!sq_visit_page(im, visit, visit_ctx, error) ||
-        !sq_run_txn(s, op_stash_forget, im, error))
-      goto done;
-    *forgotten += im->changed;
-    im->after_kind = im->kinds[im->n - 1];
-    snprintf(im->after_id, sizeof im->after_id, "%s", im->ids[im->n - 1]);
-  }
-  ok = true;
-done:
-  sq_import_clear(im);
-  bson_free(im);
+  ok = sq_import_walk(forgotten, &none, (sq_store_t *)store, im, op_stash_forget, visit,
+                      visit_ctx, error);
+  sq_import_destroy(im);
   return ok;
 }
 
