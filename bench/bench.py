@@ -24,7 +24,6 @@ installed) is kept in the results as {"measured": false, "reason": ...}.
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -35,7 +34,15 @@ import threading
 import traceback
 import time
 
+# One fzipd launcher for the benchmark and the tests (tests/lib/fzipd_proc.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+import fzipd_proc  # noqa: E402
+
 PAGE_TICKS = os.sysconf("SC_CLK_TCK")
+# How long fzipd may take to print its port, and to exit after SIGTERM,
+# before the benchmark gives up on it.
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 60
 STRATEGY = {"fail_on_conflict": 1, "skip_existing": 2, "overwrite": 3}
 
 
@@ -167,22 +174,12 @@ class Server:
         self.tmp = os.path.join(work, "tmp")
         os.makedirs(self.tmp, exist_ok=True)
         self.log = open(os.path.join(work, "fzipd.log"), "wb")
-        self.proc = subprocess.Popen(
-            [fzipd, "serve", "--listen", "127.0.0.1:0", "--store", store, "--jwt-secret-file",
-             self.secret, "--temp-dir", self.tmp, "--log-level", "warn"],
-            stdout=subprocess.PIPE, stderr=self.log)
-        deadline = time.time() + 60
-        self.port = None
-        while time.time() < deadline:
-            line = self.proc.stdout.readline().decode()
-            m = re.match(r"port=(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                break
-            if not line and self.proc.poll() is not None:
-                break
-        if not self.port:
-            raise RuntimeError("fzipd did not start; see %s/fzipd.log" % work)
+        try:
+            self.proc, self.port = fzipd_proc.start(
+                fzipd, ["--store", store, "--jwt-secret-file", self.secret, "--temp-dir",
+                        self.tmp, "--log-level", "warn"], self.log, timeout_s=START_TIMEOUT_S)
+        except RuntimeError as e:
+            raise RuntimeError("%s; see %s/fzipd.log" % (e, work))
         self.target = "127.0.0.1:%d" % self.port
         self.pid = self.proc.pid
 
@@ -192,14 +189,7 @@ class Server:
                               check=True, capture_output=True, text=True).stdout.strip()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
+        fzipd_proc.stop(self.proc, timeout_s=STOP_TIMEOUT_S)
         self.log.close()
 
 

@@ -11,11 +11,9 @@ a client without a certificate is refused.
 """
 import hashlib
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -58,22 +56,7 @@ class TlsFzipd(Fzipd):
     readiness here is the port line plus a TLS client call."""
 
     def start(self):
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", "127.0.0.1:0", "--store", self.store,
-             "--jwt-secret-file", self.secret_file] + self.extra_args,
-            stdout=subprocess.PIPE, stderr=self.log, env=self.env)
-        deadline = time.time() + 30
-        while time.time() < deadline and not self.port:
-            line = self.proc.stdout.readline().decode()
-            m = re.match(r"port=(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-            elif not line and self.proc.poll() is not None:
-                raise RuntimeError("fzipd exited at start: " + self.read_log())
-        if not self.port:
-            raise RuntimeError("fzipd did not report its port")
-        return self
+        return self.spawn()
 
 
 def tls_cli(srv, user, certs, *extra):

@@ -11,12 +11,13 @@ to start with no JWT key.  Prints the harness summary "N passed, N failed".
 """
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import fzipd_proc  # noqa: E402
 
 STARTUP_TIMEOUT_S = 20
 SHUTDOWN_TIMEOUT_S = 20
@@ -25,7 +26,7 @@ SECRET = "interop-test-secret-0123456789abcdef0123456789"
 
 
 class Fzipd:
-    """One fzipd process; the port comes from its "port=N" stdout line."""
+    """One fzipd process (tests/lib/fzipd_proc.py starts and stops it)."""
 
     def __init__(self, binary, workdir, extra_args=()):
         self.secret_file = os.path.join(workdir, "secret")
@@ -33,29 +34,18 @@ class Fzipd:
             f.write(SECRET + "\n")
         self.log_path = os.path.join(workdir, "fzipd.log")
         self.log = open(self.log_path, "w")
-        args = [binary, "serve", "--listen", "127.0.0.1:0",
-                "--store", "sqlite:" + os.path.join(workdir, "fzip.db"),
+        args = ["--store", "sqlite:" + os.path.join(workdir, "fzip.db"),
                 "--jwt-secret-file", self.secret_file,
                 "--jwt-audience", "fzip", "--jwt-issuer", "interop"]
-        args += list(extra_args)
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        self.port = self._read_port()
-
-    def _read_port(self):
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("port="):
-                return int(line.strip().split("=", 1)[1])
-            if not line and self.proc.poll() is not None:
-                break
-        raise RuntimeError("fzipd did not print port=N; log:\n" + open(self.log_path).read())
+        try:
+            self.proc, self.port = fzipd_proc.start(binary, args + list(extra_args), self.log,
+                                                    timeout_s=STARTUP_TIMEOUT_S)
+        except RuntimeError as e:
+            raise RuntimeError("%s; log:\n%s" % (e, open(self.log_path).read()))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+            return fzipd_proc.stop(self.proc, timeout_s=SHUTDOWN_TIMEOUT_S)
         finally:
             self.log.close()
 

@@ -12,17 +12,18 @@ Environment (set by CTest): FZIPD = path of the fzipd binary, FZIP_PY_STUBS
 ferretdb fixture's with-uri.sh).
 """
 import os
-import re
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.environ.get("FZIP_PY_STUBS", ""))
 
+import fzipd_proc  # noqa: E402
 import grpc  # noqa: E402
+
+START_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 30
 
 
 def store_uri(tmpdir):
@@ -53,24 +54,19 @@ class Fzipd:
         self.channel = None
         self.log_path = os.path.join(self.dir, "fzipd.log")
 
-    def start(self):
+    def spawn(self):
+        """The process, up to its port line (no readiness probe)."""
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", "127.0.0.1:0", "--store", self.store,
-             "--jwt-secret-file", self.secret_file]
-            + self.extra_args,
-            stdout=subprocess.PIPE, stderr=self.log, env=self.env)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            line = self.proc.stdout.readline().decode()
-            m = re.match(r"port=(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                break
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError("fzipd exited at start: " + self.read_log())
-        if not self.port:
-            raise RuntimeError("fzipd did not report its port")
+        try:
+            self.proc, self.port = fzipd_proc.start(
+                self.binary, ["--store", self.store, "--jwt-secret-file", self.secret_file]
+                + self.extra_args, self.log, env=self.env, timeout_s=START_TIMEOUT_S)
+        except RuntimeError as e:
+            raise RuntimeError("%s: %s" % (e, self.read_log()))
+        return self
+
+    def start(self):
+        self.spawn()
         opts = [("grpc.max_receive_message_length", 8 << 20)]
         self.channel = grpc.insecure_channel("127.0.0.1:%d" % self.port, options=opts)
         grpc.channel_ready_future(self.channel).result(timeout=10)
@@ -84,19 +80,18 @@ class Fzipd:
             return ""
 
     def stop(self, expect_clean=True):
+        """SIGTERM if it still runs; then it must exit, with status 0 when
+        expect_clean.  A server that had already died (kill()) is not
+        judged."""
         if self.channel:
             self.channel.close()
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                raise RuntimeError("fzipd did not stop within 30 s of SIGTERM")
-            if expect_clean and rc != 0:
+        if self.proc:
+            running = self.proc.poll() is None
+            rc = fzipd_proc.stop(self.proc, timeout_s=STOP_TIMEOUT_S)
+            if running and rc is None:
+                raise RuntimeError("fzipd did not stop within %d s of SIGTERM" % STOP_TIMEOUT_S)
+            if running and expect_clean and rc != 0:
                 raise RuntimeError("fzipd exited %d: %s" % (rc, self.read_log()))
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
         if hasattr(self, "log"):
             self.log.close()
 
