@@ -488,10 +488,14 @@ static void task_close(rpc_task_t *task) {
 
 /* ---- CQ-thread side ------------------------------------------------------ */
 
-static void call_send_status(rpc_call_t *c) {
-  grpc_op ops[3];
+/* Ops of the biggest send batch: initial metadata, a message, the status. */
+#define SEND_BATCH_OPS_MAX 3
+
+/* Fills ops with what goes before anything else the call sends: the
+ * initial metadata the first time, then the pending message if any (its
+ * buffer is in send_buf until the batch completes).  Returns the count. */
+static size_t add_send_ops(rpc_call_t *c, grpc_op *ops) {
   size_t n = 0;
-  memset(ops, 0, sizeof ops);
   if (!c->initial_md_sent) {
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     c->initial_md_sent = true;
@@ -502,6 +506,14 @@ static void call_send_status(rpc_call_t *c) {
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->send_buf;
   }
+  return n;
+}
+
+static void call_send_status(rpc_call_t *c) {
+  grpc_op ops[SEND_BATCH_OPS_MAX];
+  size_t n;
+  memset(ops, 0, sizeof ops);
+  n = add_send_ops(c, ops);
   c->status_details = grpc_slice_from_copied_string(c->end_error.message);
   c->status_details_set = true;
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -549,18 +561,12 @@ static void call_start_recv(rpc_call_t *c) {
     call_abort(c, "cannot read");
 }
 
+/* A handler's message (RES_MESSAGE: out_msg is set). */
 static void call_send_message(rpc_call_t *c) {
-  grpc_op ops[2];
-  size_t n = 0;
+  grpc_op ops[SEND_BATCH_OPS_MAX];
+  size_t n;
   memset(ops, 0, sizeof ops);
-  if (!c->initial_md_sent) {
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    c->initial_md_sent = true;
-  }
-  c->send_buf = c->out_msg;
-  c->out_msg = NULL;
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n++].data.send_message.send_message = c->send_buf;
+  n = add_send_ops(c, ops);
   call_set_state(c, CALL_SENDING, "sending a message");
   if (!call_start_batch(c, ops, n, EV_SEND))
     call_abort(c, "cannot send");
