@@ -286,6 +286,25 @@ static bool text_scalar(FILE *out, field_t *f, const void *p, bool force) {
 
 static void text_message(FILE *out, const ProtobufCMessage *m, int indent, int depth);
 
+/* A scalar field's text, or NULL when it holds its default (and on
+ * allocation failure): printed into a buffer first so that a default
+ * leaves no label behind.  The caller frees it. */
+static char *scalar_text(const ProtobufCMessage *m, field_t *f) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&buf, &len);
+  bool shown;
+  if (!mem)
+    return NULL;
+  shown = text_scalar(mem, f, at(m, f->offset), false);
+  fclose(mem);
+  if (!shown) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
 static void text_field(FILE *out, const ProtobufCMessage *m, field_t *f, int indent, int depth) {
   if (f->label == PROTOBUF_C_LABEL_REPEATED) {
     size_t n = *(const size_t *)at(m, f->quantifier_offset);
@@ -311,17 +330,10 @@ static void text_field(FILE *out, const ProtobufCMessage *m, field_t *f, int ind
     text_message(out, *(ProtobufCMessage *const *)at(m, f->offset), indent + 2, depth + 1);
     return;
   }
-  /* Print into a buffer first so that default values leave no label. */
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *mem = open_memstream(&buf, &len);
-  if (!mem)
-    return;
-  bool shown = text_scalar(mem, f, at(m, f->offset), false);
-  fclose(mem);
-  if (shown)
-    fprintf(out, "%*s%s: %s\n", indent, "", f->name, buf);
-  free(buf);
+  char *text = scalar_text(m, f);
+  if (text)
+    fprintf(out, "%*s%s: %s\n", indent, "", f->name, text);
+  free(text);
 }
 
 static void text_message(FILE *out, const ProtobufCMessage *m, int indent, int depth) {
@@ -345,17 +357,12 @@ void cli_msg_print_line(FILE *out, const ProtobufCMessage *m) {
     if (f->label == PROTOBUF_C_LABEL_REPEATED || f->type == PROTOBUF_C_TYPE_MESSAGE ||
         f->type == PROTOBUF_C_TYPE_BYTES || !present(m, f))
       continue;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    if (!mem)
-      continue;
-    bool shown = text_scalar(mem, f, at(m, f->offset), false);
-    fclose(mem);
-    if (shown)
-      fprintf(out, "%s%s=%s", first ? "" : " ", f->name, buf);
-    first = first && !shown;
-    free(buf);
+    char *text = scalar_text(m, f);
+    if (text) {
+      fprintf(out, "%s%s=%s", first ? "" : " ", f->name, text);
+      first = false;
+    }
+    free(text);
   }
   fputc('\n', out);
 }
