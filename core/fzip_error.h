@@ -5,7 +5,7 @@
  * argument of every call that can fail.  A function that fails fills it
  * (domain, code, message) and returns false / NULL / -1; on success it
  * leaves it untouched.  The code is a project code chosen so that exactly
- * one place, the RPC boundary (server/rpc_status.c), can turn it into a
+ * one place, the RPC boundary (rpc/rpc_status.c), can turn it into a
  * gRPC status; the domain says which subsystem raised it, for logs.
  */
 #ifndef FZIP_ERROR_H

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "fzip_error.h"
+#include "rpc_status.h"
 
 typedef struct rpc_server rpc_server_t;
 typedef struct rpc_ctx rpc_ctx_t; /* per-call context handed to handlers */
@@ -147,9 +148,5 @@ void *rpc_ctx_alloc(rpc_ctx_t *ctx, size_t size);
 char *rpc_ctx_strdup(rpc_ctx_t *ctx, const char *s);
 /* Allocator for protobuf_c_message_unpack into the arena. */
 ProtobufCAllocator *rpc_ctx_allocator(rpc_ctx_t *ctx);
-
-/* The one place an fzip error becomes a gRPC status code (grpc_status_code
- * values as int, to keep grpc headers out of handler code). */
-int rpc_status_code(fzip_code_t code);
 
 #endif

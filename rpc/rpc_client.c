@@ -15,6 +15,7 @@
  */
 #include "rpc_client.h"
 #include "fzip_util.h"
+#include "rpc_status.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -50,32 +51,6 @@ struct rpc_client_call {
   grpc_status_code status;
   grpc_slice details;
 };
-
-static const fzip_code_t code_of_status[] = {
-    [GRPC_STATUS_OK] = FZIP_OK,
-    [GRPC_STATUS_CANCELLED] = FZIP_ERR_CANCELLED,
-    [GRPC_STATUS_UNKNOWN] = FZIP_ERR_INTERNAL,
-    [GRPC_STATUS_INVALID_ARGUMENT] = FZIP_ERR_INVALID_ARGUMENT,
-    [GRPC_STATUS_DEADLINE_EXCEEDED] = FZIP_ERR_DEADLINE_EXCEEDED,
-    [GRPC_STATUS_NOT_FOUND] = FZIP_ERR_NOT_FOUND,
-    [GRPC_STATUS_ALREADY_EXISTS] = FZIP_ERR_ALREADY_EXISTS,
-    [GRPC_STATUS_PERMISSION_DENIED] = FZIP_ERR_PERMISSION_DENIED,
-    [GRPC_STATUS_RESOURCE_EXHAUSTED] = FZIP_ERR_RESOURCE_EXHAUSTED,
-    [GRPC_STATUS_FAILED_PRECONDITION] = FZIP_ERR_FAILED_PRECONDITION,
-    [GRPC_STATUS_ABORTED] = FZIP_ERR_ABORTED,
-    [GRPC_STATUS_OUT_OF_RANGE] = FZIP_ERR_OUT_OF_RANGE,
-    [GRPC_STATUS_UNIMPLEMENTED] = FZIP_ERR_UNIMPLEMENTED,
-    [GRPC_STATUS_INTERNAL] = FZIP_ERR_INTERNAL,
-    [GRPC_STATUS_UNAVAILABLE] = FZIP_ERR_UNAVAILABLE,
-    [GRPC_STATUS_DATA_LOSS] = FZIP_ERR_DATA_LOSS,
-    [GRPC_STATUS_UNAUTHENTICATED] = FZIP_ERR_UNAUTHENTICATED,
-};
-
-fzip_code_t rpc_client_code_of_status(int grpc_status) {
-  if (grpc_status < 0 || (size_t)grpc_status >= sizeof code_of_status / sizeof code_of_status[0])
-    return FZIP_ERR_INTERNAL;
-  return code_of_status[grpc_status];
-}
 
 /* ---- channel ------------------------------------------------------------- */
 
@@ -226,7 +201,7 @@ static bool status_result(rpc_client_call_t *call, fzip_error_t *error) {
   receive_status(call);
   if (call->status == GRPC_STATUS_OK)
     return true;
-  return fzip_error_set(error, FZIP_DOMAIN_RPC, rpc_client_code_of_status(call->status), "%.*s",
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, rpc_status_to_code(call->status), "%.*s",
                         (int)GRPC_SLICE_LENGTH(call->details),
                         (const char *)GRPC_SLICE_START_PTR(call->details));
 }

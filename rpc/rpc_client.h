@@ -13,7 +13,7 @@
  *   bidi             open -> write/read pairs -> writes_done -> read NULL
  *
  * Every failing function fills an fzip_error_t whose code is the gRPC
- * status turned back into an fzip_code_t (rpc_client_code_of_status) and
+ * status turned back into an fzip_code_t (rpc_status_to_code) and
  * whose message is the status details the server sent, verbatim;
  * rpc_client_call_status gives the raw gRPC status code.  A call handle is
  * used by one thread at a time; different calls on one client may run on
@@ -83,8 +83,5 @@ void rpc_client_call_cancel(rpc_client_call_t *call);
 int rpc_client_call_status(const rpc_client_call_t *call);
 /* Cancels an unfinished call and releases it; accepts NULL. */
 void rpc_client_call_destroy(rpc_client_call_t *call);
-
-/* The inverse of the server's rpc_status_code: UNKNOWN becomes INTERNAL. */
-fzip_code_t rpc_client_code_of_status(int grpc_status);
 
 #endif
