@@ -958,29 +958,89 @@ void store_blob_writer_destroy(store_blob_writer_t *w) {
   bson_free(w);
 }
 
+/* The public reader: like the writer, it does the chunk arithmetic once
+ * for every backend; the backend only fetches chunks in order.  Memory is
+ * the one chunk the backend lends. */
+struct store_blob_reader {
+  store_blob_download_t *download;
+  uint64_t size;
+  uint64_t chunk_size;
+  uint64_t pos;        /* offset of the next byte to return */
+  const uint8_t *data; /* chunk chunk_n, borrowed from the download */
+  size_t data_len;
+  int64_t chunk_n; /* -1 before the first */
+};
+
 bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
                            const char *blob_id, uint64_t offset, fzip_error_t *error) {
+  store_blob_reader_t *r = NULL;
+  store_blob_info_t info;
+
   if (!out || !store)
     return invalid(error, "out or store is NULL");
   *out = NULL;
   if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
-  return store->vt->blob_reader_new(out, store, bucket, blob_id, offset, error);
+  r = bson_malloc0(sizeof *r);
+  r->chunk_n = -1;
+  if (!store->vt->blob_download_new(&r->download, &info, &r->chunk_size, store, bucket, blob_id,
+                                    error)) {
+    store_blob_reader_destroy(r);
+    return false;
+  }
+  if (offset > info.size) {
+    store_blob_reader_destroy(r);
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_OUT_OF_RANGE,
+                          "offset %llu is beyond the end of blob %s (%llu bytes)",
+                          (unsigned long long)offset, blob_id, (unsigned long long)info.size);
+  }
+  r->size = info.size;
+  r->pos = offset;
+  *out = r;
+  return true;
+}
+
+/* Makes chunk n the current one. */
+static bool reader_load(store_blob_reader_t *r, int64_t n, fzip_error_t *error) {
+  uint64_t left = r->size - (uint64_t)n * r->chunk_size;
+  size_t want = (size_t)(left < r->chunk_size ? left : r->chunk_size);
+
+  if (!r->download->vt->blob_download_chunk(r->download, n, want, &r->data, error))
+    return false;
+  r->data_len = want;
+  r->chunk_n = n;
+  return true;
 }
 
 bool store_blob_reader_read(store_blob_reader_t *r, void *buf, size_t len, size_t *n,
                             fzip_error_t *error) {
+  uint8_t *out = buf;
+
   if (!r || !n || (len > 0 && !buf))
     return invalid(error, "reader, buf or n is NULL");
   *n = 0;
-  if (len == 0)
-    return true;
-  return r->vt->blob_reader_read(r, buf, len, n, error);
+  while (*n < len && r->pos < r->size) {
+    int64_t chunk = (int64_t)(r->pos / r->chunk_size);
+    size_t at = (size_t)(r->pos % r->chunk_size);
+    size_t take;
+    if (chunk != r->chunk_n && !reader_load(r, chunk, error))
+      return false;
+    take = r->data_len - at;
+    if (take > len - *n)
+      take = len - *n;
+    memcpy(out + *n, r->data + at, take);
+    *n += take;
+    r->pos += take;
+  }
+  return true;
 }
 
 void store_blob_reader_destroy(store_blob_reader_t *r) {
-  if (r)
-    r->vt->blob_reader_destroy(r);
+  if (!r)
+    return;
+  if (r->download)
+    r->download->vt->blob_download_destroy(r->download);
+  bson_free(r);
 }
 
 bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t bucket,

@@ -13,6 +13,7 @@
 
 typedef struct store_vtable store_vtable_t;
 typedef struct store_blob_upload store_blob_upload_t;
+typedef struct store_blob_download store_blob_download_t;
 
 struct store {
   const store_vtable_t *vt;
@@ -67,7 +68,10 @@ struct store_blob_upload {
   const store_vtable_t *vt;
 };
 
-struct store_blob_reader {
+/* One committed blob being read, as a backend sees it.  The front's reader
+ * (store.c) asks for the chunks in order, from the one that holds its
+ * offset on, and copies the bytes out of them. */
+struct store_blob_download {
   const store_vtable_t *vt;
 };
 
@@ -130,11 +134,17 @@ struct store_vtable {
   bool (*blob_upload_commit)(store_blob_upload_t *u, const store_blob_info_t *info,
                              fzip_error_t *error);
   void (*blob_upload_destroy)(store_blob_upload_t *u);
-  bool (*blob_reader_new)(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
-                          const char *blob_id, uint64_t offset, fzip_error_t *error);
-  bool (*blob_reader_read)(store_blob_reader_t *r, void *buf, size_t len, size_t *n,
-                           fzip_error_t *error);
-  void (*blob_reader_destroy)(store_blob_reader_t *r);
+  /* NOT_FOUND if no committed blob has the id; *info gets its size and
+   * sha256, *chunk_size (> 0) the length of all its chunks but the last.
+   * chunk returns chunk n, exactly `want` bytes (DATA_LOSS otherwise),
+   * borrowed until the next call; n is the first chunk wanted, then rises
+   * by one per call. */
+  bool (*blob_download_new)(store_blob_download_t **out, store_blob_info_t *info,
+                            uint64_t *chunk_size, store_t *store, store_bucket_t bucket,
+                            const char *blob_id, fzip_error_t *error);
+  bool (*blob_download_chunk)(store_blob_download_t *d, int64_t n, size_t want,
+                              const uint8_t **data, fzip_error_t *error);
+  void (*blob_download_destroy)(store_blob_download_t *d);
   bool (*blob_stat)(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
                     const char *blob_id, fzip_error_t *error);
   bool (*blob_delete)(store_t *store, store_bucket_t bucket, const char *blob_id,

@@ -2375,29 +2375,24 @@ done:
 }
 
 typedef struct {
-  store_blob_reader_t base;
+  store_blob_download_t base;
   mstore_t *s;
   mongoc_client_t *client;
   mongoc_collection_t *chunks;
   char files_id[STORE_BLOB_ID_MAX + 1];
-  uint64_t length;
-  uint64_t chunk_size;
-  uint64_t pos;           /* absolute offset of the next byte to return */
-  mongoc_cursor_t *cur;   /* chunks from n = pos / chunk_size on, opened at first read */
-  const uint8_t *data;    /* current chunk's bytes, owned by the cursor */
-  uint32_t data_len;
-  int64_t chunk_n;        /* index of the current chunk, -1 before the first */
-} mreader_t;
+  mongoc_cursor_t *cur; /* chunks from the first n wanted on, opened at the first chunk */
+  int64_t chunk_n;      /* n of the chunk last returned */
+} mdownload_t;
 
-static void mongo_blob_reader_destroy(store_blob_reader_t *reader) {
-  mreader_t *r = (mreader_t *)reader;
-  if (!r)
+static void mongo_blob_download_destroy(store_blob_download_t *download) {
+  mdownload_t *d = (mdownload_t *)download;
+  if (!d)
     return;
-  mongoc_cursor_destroy(r->cur);
-  mongoc_collection_destroy(r->chunks);
-  if (r->client)
-    mongoc_client_pool_push(r->s->pool, r->client);
-  bson_free(r);
+  mongoc_cursor_destroy(d->cur);
+  mongoc_collection_destroy(d->chunks);
+  if (d->client)
+    mongoc_client_pool_push(d->s->pool, d->client);
+  bson_free(d);
 }
 
 static bool files_doc_info(store_blob_info_t *info, uint64_t *chunk_size, const bson_t *doc) {
@@ -2415,13 +2410,12 @@ static bool files_doc_info(store_blob_info_t *info, uint64_t *chunk_size, const 
   return !chunk_size || *chunk_size > 0;
 }
 
-static bool mongo_blob_reader_new(store_blob_reader_t **out, store_t *store,
-                                  store_bucket_t bucket, const char *blob_id, uint64_t offset,
-                                  fzip_error_t *error) {
+static bool mongo_blob_download_new(store_blob_download_t **out, store_blob_info_t *info,
+                                    uint64_t *chunk_size, store_t *store, store_bucket_t bucket,
+                                    const char *blob_id, fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
-  mreader_t *r = NULL;
+  mdownload_t *d = NULL;
   bson_t *files = NULL;
-  store_blob_info_t info;
   bool ok = false;
 
   *out = NULL;
@@ -2431,32 +2425,23 @@ static bool mongo_blob_reader_new(store_blob_reader_t **out, store_t *store,
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "blob %s not found", blob_id);
     goto done;
   }
-  r = bson_malloc0(sizeof *r);
-  r->base.vt = &mongo_vtable;
-  r->s = s;
-  if (!files_doc_info(&info, &r->chunk_size, files) ||
-      !copy_field(r->files_id, sizeof r->files_id, files, "_id")) {
+  d = bson_malloc0(sizeof *d);
+  d->base.vt = &mongo_vtable;
+  d->s = s;
+  if (!files_doc_info(info, chunk_size, files) ||
+      !copy_field(d->files_id, sizeof d->files_id, files, "_id")) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "blob %s: bad files document",
                    blob_id);
     goto done;
   }
-  r->length = info.size;
-  if (offset > r->length) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_OUT_OF_RANGE,
-                   "offset %" PRIu64 " beyond blob %s of %" PRIu64 " bytes", offset, blob_id,
-                   r->length);
-    goto done;
-  }
-  r->pos = offset;
-  r->chunk_n = -1;
-  r->client = mongoc_client_pool_pop(s->pool);
-  r->chunks = bucket_collection(r->client, s, bucket, "chunks");
-  *out = &r->base;
-  r = NULL;
+  d->client = mongoc_client_pool_pop(s->pool);
+  d->chunks = bucket_collection(d->client, s, bucket, "chunks");
+  *out = &d->base;
+  d = NULL;
   ok = true;
 done:
   bson_destroy(files);
-  mongo_blob_reader_destroy((store_blob_reader_t *)r);
+  mongo_blob_download_destroy((store_blob_download_t *)d);
   return ok;
 }
 
@@ -2466,71 +2451,52 @@ done:
  * equality, does not even match its own _id index expression), and a sort
  * would make it load every matching chunk before sending the first; so
  * there the query is unsorted and streams in insertion order, which is n
- * order because a writer inserts chunks one after another.  The reader
- * checks n on every chunk either way. */
-static void open_chunk_cursor(mreader_t *r, int64_t first) {
-  bson_t *q = BCON_NEW("files_id", BCON_UTF8(r->files_id), "n", "{", "$gte", BCON_INT64(first),
+ * order because a writer inserts chunks one after another.  Every chunk's
+ * n is checked either way. */
+static void open_chunk_cursor(mdownload_t *d, int64_t first) {
+  bson_t *q = BCON_NEW("files_id", BCON_UTF8(d->files_id), "n", "{", "$gte", BCON_INT64(first),
                        "}");
   bson_t *opts = BCON_NEW("batchSize", BCON_INT32(MONGO_CHUNK_BATCH));
-  if (!r->s->ferretdb)
+  if (!d->s->ferretdb)
     BCON_APPEND(opts, "sort", "{", "n", BCON_INT32(1), "}");
-  r->cur = mongoc_collection_find_with_opts(r->chunks, q, opts, NULL);
-  r->chunk_n = first - 1;
+  d->cur = mongoc_collection_find_with_opts(d->chunks, q, opts, NULL);
+  d->chunk_n = first - 1;
   bson_destroy(q);
   bson_destroy(opts);
 }
 
-static bool next_chunk(mreader_t *r, fzip_error_t *error) {
+static bool mongo_blob_download_chunk(store_blob_download_t *download, int64_t n, size_t want,
+                                      const uint8_t **data, fzip_error_t *error) {
+  mdownload_t *d = (mdownload_t *)download;
   const bson_t *doc = NULL;
   bson_error_t berr;
   bson_iter_t it;
-  int64_t want_n = r->chunk_n + 1;
-  uint64_t want = r->length - (uint64_t)want_n * r->chunk_size;
+  const uint8_t *bytes = NULL;
+  uint32_t len = 0;
 
-  if (want > r->chunk_size)
-    want = r->chunk_size;
-  if (!mongoc_cursor_next(r->cur, &doc)) {
-    if (mongoc_cursor_error(r->cur, &berr))
-      return fail_mongo(error, r->s, &berr, "reading blob chunks");
+  if (!d->cur)
+    open_chunk_cursor(d, n);
+  if (n != d->chunk_n + 1)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
+                          "blob %s: chunk %" PRId64 " asked for after %" PRId64, d->files_id, n,
+                          d->chunk_n);
+  if (!mongoc_cursor_next(d->cur, &doc)) {
+    if (mongoc_cursor_error(d->cur, &berr))
+      return fail_mongo(error, d->s, &berr, "reading blob chunks");
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob %s: chunk %" PRId64 " missing", r->files_id, want_n);
+                          "blob %s: chunk %" PRId64 " missing", d->files_id, n);
   }
-  if (reply_int(doc, "n") != want_n || !bson_iter_init_find(&it, doc, "data") ||
+  if (reply_int(doc, "n") != n || !bson_iter_init_find(&it, doc, "data") ||
       !BSON_ITER_HOLDS_BINARY(&it))
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob %s: chunk %" PRId64 " missing or out of order", r->files_id,
-                          want_n);
-  bson_iter_binary(&it, NULL, &r->data_len, &r->data);
-  if (r->data_len != want)
+                          "blob %s: chunk %" PRId64 " missing or out of order", d->files_id, n);
+  bson_iter_binary(&it, NULL, &len, &bytes);
+  if (len != want)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob %s: chunk %" PRId64 " has %u bytes, want %" PRIu64, r->files_id,
-                          want_n, r->data_len, want);
-  r->chunk_n = want_n;
-  return true;
-}
-
-static bool mongo_blob_reader_read(store_blob_reader_t *reader, void *buf, size_t len, size_t *n,
-                                   fzip_error_t *error) {
-  mreader_t *r = (mreader_t *)reader;
-  uint8_t *out = buf;
-  size_t done_len = 0;
-
-  while (done_len < len && r->pos < r->length) {
-    int64_t want_n = (int64_t)(r->pos / r->chunk_size);
-    uint64_t in_chunk = r->pos % r->chunk_size;
-    size_t take;
-    if (!r->cur)
-      open_chunk_cursor(r, want_n);
-    if (r->chunk_n != want_n && !next_chunk(r, error))
-      return false;
-    take = r->data_len - (size_t)in_chunk;
-    if (take > len - done_len)
-      take = len - done_len;
-    memcpy(out + done_len, r->data + in_chunk, take);
-    done_len += take;
-    r->pos += take;
-  }
-  *n = done_len;
+                          "blob %s: chunk %" PRId64 " has %u bytes, want %zu", d->files_id, n,
+                          len, want);
+  d->chunk_n = n;
+  *data = bytes;
   return true;
 }
 
@@ -2726,9 +2692,9 @@ static const store_vtable_t mongo_vtable = {
     .blob_upload_chunk = mongo_blob_upload_chunk,
     .blob_upload_commit = mongo_blob_upload_commit,
     .blob_upload_destroy = mongo_blob_upload_destroy,
-    .blob_reader_new = mongo_blob_reader_new,
-    .blob_reader_read = mongo_blob_reader_read,
-    .blob_reader_destroy = mongo_blob_reader_destroy,
+    .blob_download_new = mongo_blob_download_new,
+    .blob_download_chunk = mongo_blob_download_chunk,
+    .blob_download_destroy = mongo_blob_download_destroy,
     .blob_stat = mongo_blob_stat,
     .blob_delete = mongo_blob_delete,
     .blob_reap_uncommitted = mongo_blob_reap_uncommitted,

@@ -1894,18 +1894,14 @@ static bool sq_upload_commit(store_blob_upload_t *upload, const store_blob_info_
   return true;
 }
 
-/* ---- blobs: reader ------------------------------------------------------- */
+/* ---- blobs: download ----------------------------------------------------- */
 
 typedef struct {
-  store_blob_reader_t base;
+  store_blob_download_t base;
   sq_store_t *s;
   int64_t key;
-  uint64_t size;
-  uint64_t offset;
-  uint8_t *chunk; /* STORE_BLOB_CHUNK bytes */
-  int64_t chunk_n; /* chunk held in `chunk`, -1: none */
-  size_t chunk_len;
-} sq_reader_t;
+  uint8_t *chunk; /* STORE_BLOB_CHUNK bytes: the chunk lent to the front */
+} sq_download_t;
 
 static bool op_blob_find(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
@@ -1918,33 +1914,28 @@ static bool op_blob_find(sqlite3 *db, void *vctx, fzip_error_t *error) {
   return true;
 }
 
-static void sq_reader_destroy(store_blob_reader_t *reader) {
-  sq_reader_t *r = (sq_reader_t *)reader;
-  bson_free(r->chunk);
-  bson_free(r);
+static void sq_download_destroy(store_blob_download_t *download) {
+  sq_download_t *d = (sq_download_t *)download;
+  bson_free(d->chunk);
+  bson_free(d);
 }
 
-static bool sq_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
-                          const char *blob_id, uint64_t offset, fzip_error_t *error) {
+static bool sq_download_new(store_blob_download_t **out, store_blob_info_t *info,
+                            uint64_t *chunk_size, store_t *store, store_bucket_t bucket,
+                            const char *blob_id, fzip_error_t *error) {
   sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id};
-  sq_reader_t *r;
+  sq_download_t *d;
 
   if (!sq_run((sq_store_t *)store, op_blob_find, &ctx, error))
     return false;
-  if (offset > ctx.info.size)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_OUT_OF_RANGE,
-                          "offset %llu is beyond the end of blob %s (%llu bytes)",
-                          (unsigned long long)offset, blob_id,
-                          (unsigned long long)ctx.info.size);
-  r = bson_malloc0(sizeof *r);
-  r->base.vt = &sq_vtable;
-  r->s = (sq_store_t *)store;
-  r->key = ctx.key;
-  r->size = ctx.info.size;
-  r->offset = offset;
-  r->chunk = bson_malloc(STORE_BLOB_CHUNK);
-  r->chunk_n = -1;
-  *out = &r->base;
+  d = bson_malloc0(sizeof *d);
+  d->base.vt = &sq_vtable;
+  d->s = (sq_store_t *)store;
+  d->key = ctx.key;
+  d->chunk = bson_malloc(STORE_BLOB_CHUNK);
+  *info = ctx.info;
+  *chunk_size = STORE_BLOB_CHUNK;
+  *out = &d->base;
   return true;
 }
 
@@ -1970,38 +1961,18 @@ done:
   return ok;
 }
 
-static bool sq_reader_load(sq_reader_t *r, int64_t n, fzip_error_t *error) {
-  uint64_t start = (uint64_t)n * STORE_BLOB_CHUNK;
-  uint64_t left = r->size - start;
-  sq_blob_ctx_t ctx = {.key = r->key, .n = n, .buf = r->chunk};
+static bool sq_download_chunk(store_blob_download_t *download, int64_t n, size_t want,
+                              const uint8_t **data, fzip_error_t *error) {
+  sq_download_t *d = (sq_download_t *)download;
+  sq_blob_ctx_t ctx = {.key = d->key, .n = n, .buf = d->chunk, .len = want};
 
-  ctx.len = left < STORE_BLOB_CHUNK ? (size_t)left : STORE_BLOB_CHUNK;
-  r->chunk_n = -1;
-  if (!sq_run(r->s, op_blob_read_chunk, &ctx, error))
+  if (want > STORE_BLOB_CHUNK)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "blob chunk %lld: %zu bytes wanted, chunks hold %d", (long long)n,
+                          want, STORE_BLOB_CHUNK);
+  if (!sq_run(d->s, op_blob_read_chunk, &ctx, error))
     return false;
-  r->chunk_n = n;
-  r->chunk_len = ctx.len;
-  return true;
-}
-
-static bool sq_reader_read(store_blob_reader_t *reader, void *buf, size_t len, size_t *n,
-                           fzip_error_t *error) {
-  sq_reader_t *r = (sq_reader_t *)reader;
-  uint8_t *out = buf;
-
-  while (*n < len && r->offset < r->size) {
-    int64_t chunk = (int64_t)(r->offset / STORE_BLOB_CHUNK);
-    size_t at = (size_t)(r->offset % STORE_BLOB_CHUNK);
-    size_t take;
-    if (chunk != r->chunk_n && !sq_reader_load(r, chunk, error))
-      return false;
-    take = r->chunk_len - at;
-    if (take > len - *n)
-      take = len - *n;
-    memcpy(out + *n, r->chunk + at, take);
-    *n += take;
-    r->offset += take;
-  }
+  *data = d->chunk;
   return true;
 }
 
@@ -2078,9 +2049,9 @@ static const store_vtable_t sq_vtable = {
     .blob_upload_chunk = sq_upload_chunk,
     .blob_upload_commit = sq_upload_commit,
     .blob_upload_destroy = sq_upload_destroy,
-    .blob_reader_new = sq_reader_new,
-    .blob_reader_read = sq_reader_read,
-    .blob_reader_destroy = sq_reader_destroy,
+    .blob_download_new = sq_download_new,
+    .blob_download_chunk = sq_download_chunk,
+    .blob_download_destroy = sq_download_destroy,
     .blob_stat = sq_blob_stat,
     .blob_delete = sq_blob_delete,
     .blob_reap_uncommitted = sq_blob_reap_uncommitted,
