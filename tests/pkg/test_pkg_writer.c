@@ -305,16 +305,26 @@ static const char *const *all_txns = IDS("t-01", "t-02", "t-03", "t-04", "t-05")
 
 /* ---- tests ------------------------------------------------------------ */
 
+static const char *const *external_categories = IDS("cat-gone");
+static const char *const *missing_files = IDS("file-3");
+
+/* What a complete export holds; analytics NULL: none included. */
+static expect_t complete_expect(const char *const *analytics) {
+  expect_t e = {.ids = {all_accounts, all_categories, all_file_maps, all_files, all_txns,
+                        analytics},
+                .file_names = {NAME_1, NAME_2, NAME_4},
+                .file_bytes = {file_bytes_1, file_bytes_2, file_bytes_4},
+                .ext = {[FZIP_KIND_CATEGORY] = external_categories},
+                .missing = missing_files,
+                .export_type = "complete"};
+  return e;
+}
+
 static void test_complete_export_holds_every_entity_and_file_byte(void) {
   fzip_error_t err = {0};
   pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE};
   pkg_result_t res;
-  expect_t e = {.ids = {all_accounts, all_categories, all_file_maps, all_files, all_txns, NULL},
-                .file_names = {NAME_1, NAME_2, NAME_4},
-                .file_bytes = {file_bytes_1, file_bytes_2, file_bytes_4},
-                .ext = {[FZIP_KIND_CATEGORY] = IDS("cat-gone")},
-                .missing = IDS("file-3"),
-                .export_type = "complete"};
+  expect_t e = complete_expect(NULL);
   CHECK_OK(export_and_check(&sel, &e, &res, &err), err);
   CHECK(res.counts[FZIP_KIND_TRANSACTION] == 5 && res.files_count == 3);
   CHECK(res.files_missing == 1 && res.external_refs == 1 && res.entries == 1 + 5 + 3);
@@ -326,13 +336,7 @@ static void test_complete_export_with_analytics_adds_analytics_file(void) {
   fzip_error_t err = {0};
   pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE, .include_analytics = true};
   pkg_result_t res;
-  expect_t e = {.ids = {all_accounts, all_categories, all_file_maps, all_files, all_txns,
-                        IDS("cash_flow#2024-01#acc-a", "financial_health#2024-01")},
-                .file_names = {NAME_1, NAME_2, NAME_4},
-                .file_bytes = {file_bytes_1, file_bytes_2, file_bytes_4},
-                .ext = {[FZIP_KIND_CATEGORY] = IDS("cat-gone")},
-                .missing = IDS("file-3"),
-                .export_type = "complete"};
+  expect_t e = complete_expect(IDS("cash_flow#2024-01#acc-a", "financial_health#2024-01"));
   CHECK_OK(export_and_check(&sel, &e, &res, &err), err);
   CHECK(res.included[FZIP_KIND_ANALYTICS] && res.counts[FZIP_KIND_ANALYTICS] == 2);
 }
