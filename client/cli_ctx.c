@@ -14,6 +14,7 @@
 
 #define TOKEN_FILE_MAX (CLI_AUTH_MAX - 16)
 #define DEFAULT_TIMEOUT_MS 30000
+#define TIMEOUT_MAX_MS (24LL * 3600 * 1000) /* --timeout: at most a day */
 
 const cli_opt_t cli_global_opts[] = {
     {"--addr", 0, CLI_OPT_VALUE, "HOST:PORT", "FZIP_ADDR", "server address (default " CLI_DEFAULT_ADDR ")"},
@@ -58,10 +59,10 @@ static bool set_authorization(cli_ctx_t *ctx, fzip_error_t *error) {
   ctx->authorization[0] = '\0';
   if (!t || !t[0])
     return true;
-  if (strlen(t) + 8 >= sizeof ctx->authorization)
+  if (strlen(t) > CLI_TOKEN_MAX)
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                          "token longer than %d bytes", CLI_AUTH_MAX - 8);
-  snprintf(ctx->authorization, sizeof ctx->authorization, "Bearer %s", t);
+                          "token longer than %d bytes", CLI_TOKEN_MAX);
+  snprintf(ctx->authorization, sizeof ctx->authorization, "%s%s", CLI_BEARER_PREFIX, t);
   return true;
 }
 
@@ -73,7 +74,7 @@ bool cli_ctx_init(cli_ctx_t *ctx, const cli_args_t *args, fzip_error_t *error) {
   ctx->quiet = cli_args_flag(args, "--quiet");
   ctx->progress_tty = !ctx->quiet && isatty(STDERR_FILENO);
   ctx->tls = cli_args_get(args, "--tls-ca") != NULL;
-  if (!cli_args_int(&ctx->timeout_ms, args, "--timeout", 1, 24LL * 3600 * 1000, error))
+  if (!cli_args_int(&ctx->timeout_ms, args, "--timeout", 1, TIMEOUT_MAX_MS, error))
     return false;
   if (!ctx->tls && (cli_args_get(args, "--tls-cert") || cli_args_get(args, "--tls-key")))
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,

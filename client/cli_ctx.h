@@ -32,7 +32,10 @@ enum {
 };
 
 #define CLI_DEFAULT_ADDR "127.0.0.1:50051"
-#define CLI_AUTH_MAX 8192 /* bytes of "Bearer <token>" */
+#define CLI_AUTH_MAX 8192 /* bytes of "Bearer <token>" and its NUL */
+#define CLI_BEARER_PREFIX "Bearer "
+/* Longest token: the prefix and the NUL take the rest of CLI_AUTH_MAX. */
+#define CLI_TOKEN_MAX ((int)(CLI_AUTH_MAX - sizeof CLI_BEARER_PREFIX))
 
 typedef struct cli_ctx {
   const cli_args_t *args;   /* the current command's parsed line */

@@ -28,6 +28,8 @@
 #include "fzip_util.h"
 
 #define PATH_MAX_LEN 4096
+/* A download goes to FILE.part until it is whole and verified. */
+#define PART_SUFFIX ".part"
 #define DESCRIPTION_MAX 1024
 
 #define SVC "/fzip.v1.ExportService/"
@@ -113,7 +115,7 @@ done:
 typedef struct {
   const char *id;
   char path[PATH_MAX_LEN];
-  char part[PATH_MAX_LEN + 8];
+  char part[PATH_MAX_LEN + sizeof PART_SUFFIX];
   int64_t chunk_size;
   int64_t rate;
   FILE *out;             /* FILE.part, appending */
@@ -250,14 +252,14 @@ static bool download_options(download_t *d, const cli_args_t *args, fzip_error_t
   d->id = args->positional[0];
   d->chunk_size = 0;
   if (!cli_args_size(&d->chunk_size, args, "--chunk-size", 1, CLI_XFER_CHUNK_MAX, error) ||
-      !cli_args_size(&d->rate, args, "--limit-rate", 1, INT64_MAX / 1000, error))
+      !cli_args_size(&d->rate, args, "--limit-rate", 1, CLI_XFER_RATE_MAX, error))
     return false;
   int n = out ? snprintf(d->path, sizeof d->path, "%s", out)
               : snprintf(d->path, sizeof d->path, "fzip-export-%s.fzip", d->id);
-  if (n < 0 || (size_t)n + 6 > sizeof d->path)
+  if (n < 0 || (size_t)n + sizeof PART_SUFFIX > sizeof d->path)
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
                           "output path too long");
-  snprintf(d->part, sizeof d->part, "%s.part", d->path);
+  snprintf(d->part, sizeof d->part, "%s%s", d->path, PART_SUFFIX);
   return true;
 }
 

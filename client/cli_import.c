@@ -130,7 +130,7 @@ static bool prepare_upload(upload_t *u, const cli_args_t *args, fzip_error_t *er
   u->path = args->positional[0];
   snprintf(copy, sizeof copy, "%s", u->path);
   snprintf(u->file_name, sizeof u->file_name, "%s", basename(copy));
-  if (!cli_args_size(&u->rate, args, "--limit-rate", 1, INT64_MAX / 1000, error) ||
+  if (!cli_args_size(&u->rate, args, "--limit-rate", 1, CLI_XFER_RATE_MAX, error) ||
       !cli_xfer_hash_file(u->sha256, &u->size, u->path, error))
     return false;
   u->in = fopen(u->path, "rb");

@@ -34,22 +34,26 @@ static bool stdout_sink(void *ctx, const void *data, size_t len, fzip_error_t *e
   return true;
 }
 
+/* Literal JSON text: its length is the string's, never counted by hand. */
+static bool raw(pkgjson_writer_t *w, const char *text, fzip_error_t *error) {
+  return pkgjson_write_raw(w, text, strlen(text), error);
+}
+
 /* Writes ,"key": and the string value; `first` says whether a comma is due. */
 static bool json_kv_str(pkgjson_writer_t *w, bool first, const char *key, const char *value,
                         fzip_error_t *error) {
   const char *v = value ? value : "";
-  return (first || pkgjson_write_raw(w, ",", 1, error)) &&
-         pkgjson_write_string(w, key, strlen(key), error) && pkgjson_write_raw(w, ":", 1, error) &&
+  return (first || raw(w, ",", error)) &&
+         pkgjson_write_string(w, key, strlen(key), error) && raw(w, ":", error) &&
          pkgjson_write_string(w, v, strlen(v), error);
 }
 
 /* Counts and times are 64-bit: strings, like every int64 the CLI prints
  * (cli_msg.h: exact in jq and JavaScript). */
 static bool json_kv_int(pkgjson_writer_t *w, const char *key, int64_t value, fzip_error_t *error) {
-  char v[32];
+  char v[sizeof "-9223372036854775808"];
   snprintf(v, sizeof v, "%" PRId64, value);
-  return pkgjson_write_raw(w, ",", 1, error) && pkgjson_write_string(w, key, strlen(key), error) &&
-         pkgjson_write_raw(w, ":", 1, error) && pkgjson_write_string(w, v, strlen(v), error);
+  return json_kv_str(w, false, key, v, error);
 }
 
 /* ---- inspect -------------------------------------------------------------- */
@@ -98,7 +102,7 @@ static bool print_info_json(const pkgr_t *r, const char *path, fzip_error_t *err
   bool ok = false;
   if (!w)
     return fzip_error_oom(error, NULL);
-  if (!pkgjson_write_raw(w, "{", 1, error) || !json_kv_str(w, true, "file", path, error) ||
+  if (!raw(w, "{", error) || !json_kv_str(w, true, "file", path, error) ||
       !json_kv_str(w, false, "format_version", info->format_version, error) ||
       !json_kv_int(w, "export_timestamp", info->export_timestamp_ms, error) ||
       !json_kv_str(w, false, "export_type", info->export_type, error) ||
@@ -112,7 +116,7 @@ static bool print_info_json(const pkgr_t *r, const char *path, fzip_error_t *err
     if (info->has_count[k] && !json_kv_int(w, key, (int64_t)info->count[k], error))
       goto done;
   }
-  ok = pkgjson_write_raw(w, "}\n", 2, error) && pkgjson_flush(w, error);
+  ok = raw(w, "}\n", error) && pkgjson_flush(w, error);
 done:
   pkgjson_writer_destroy(w);
   return ok;
@@ -166,14 +170,14 @@ static void print_result_text(const pkgv_result_t *res, const char *path) {
 
 static bool json_issue(pkgjson_writer_t *w, const pkgv_issue_t *is, bool first,
                        fzip_error_t *error) {
-  return (first || pkgjson_write_raw(w, ",", 1, error)) && pkgjson_write_raw(w, "{", 1, error) &&
+  return (first || raw(w, ",", error)) && raw(w, "{", error) &&
          json_kv_str(w, true, "severity", is->severity == PKGR_SEVERITY_ERROR ? "error" : "warning",
                      error) &&
          json_kv_str(w, false, "rule", is->rule, error) &&
          json_kv_str(w, false, "entry", is->entry, error) &&
          json_kv_str(w, false, "entity_id", is->entity_id, error) &&
          json_kv_str(w, false, "field", is->field, error) &&
-         json_kv_str(w, false, "reason", is->reason, error) && pkgjson_write_raw(w, "}", 1, error);
+         json_kv_str(w, false, "reason", is->reason, error) && raw(w, "}", error);
 }
 
 static bool print_result_json(const pkgv_result_t *res, const char *path, fzip_error_t *error) {
@@ -181,9 +185,8 @@ static bool print_result_json(const pkgv_result_t *res, const char *path, fzip_e
   bool ok = false;
   if (!w)
     return fzip_error_oom(error, NULL);
-  if (!pkgjson_write_raw(w, "{", 1, error) || !json_kv_str(w, true, "file", path, error) ||
-      !pkgjson_write_raw(w, res->passed ? ",\"passed\":true" : ",\"passed\":false",
-                         res->passed ? 14 : 15, error) ||
+  if (!raw(w, "{", error) || !json_kv_str(w, true, "file", path, error) ||
+      !raw(w, res->passed ? ",\"passed\":true" : ",\"passed\":false", error) ||
       !json_kv_int(w, "errors", (int64_t)res->errors_total, error) ||
       !json_kv_int(w, "warnings", (int64_t)res->warnings_total, error) ||
       !json_kv_int(w, "files", (int64_t)res->files_in_package, error))
@@ -194,12 +197,12 @@ static bool print_result_json(const pkgv_result_t *res, const char *path, fzip_e
     if (!json_kv_int(w, key, (int64_t)res->counts[k].in_package, error))
       goto done;
   }
-  if (!pkgjson_write_raw(w, ",\"issues\":[", 11, error))
+  if (!raw(w, ",\"issues\":[", error))
     goto done;
   for (size_t i = 0; i < res->n_issues; i++)
     if (!json_issue(w, &res->issues[i], i == 0, error))
       goto done;
-  ok = pkgjson_write_raw(w, "]}\n", 3, error) && pkgjson_flush(w, error);
+  ok = raw(w, "]}\n", error) && pkgjson_flush(w, error);
 done:
   pkgjson_writer_destroy(w);
   return ok;

@@ -15,6 +15,7 @@
 
 #define CLI_XFER_CHUNK (1024 * 1024)      /* upload chunk, well under the message limit */
 #define CLI_XFER_CHUNK_MAX (4 * 1024 * 1024)
+#define CLI_XFER_RATE_MAX (INT64_MAX / 1000) /* --limit-rate, bytes per second */
 
 /* Feeds the first `len` bytes of the open file f (from its current
  * position) into h; fails if the file is shorter. */

@@ -9,6 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+/* One "name=action" entry of the variable; a longer one is ignored. */
+#define FAILPOINT_SPEC_MAX 128
+#define ACTION_ERROR "error@"
+#define ACTION_DELAY "delay:"
+
 typedef struct {
   char name[FZIP_FAILPOINT_NAME_MAX];
   long error_at; /* 0: never fails */
@@ -21,7 +26,7 @@ static int n_points;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void parse_one(const char *spec, size_t len) {
-  char buf[128];
+  char buf[FAILPOINT_SPEC_MAX];
   char *eq, *action;
   failpoint_t *p;
 
@@ -42,10 +47,10 @@ static void parse_one(const char *spec, size_t len) {
     p = &points[n_points++];
     snprintf(p->name, sizeof p->name, "%s", buf);
   }
-  if (strncmp(action, "error@", 6) == 0)
-    p->error_at = strtol(action + 6, NULL, 10);
-  else if (strncmp(action, "delay:", 6) == 0)
-    p->delay_ms = strtol(action + 6, NULL, 10);
+  if (strncmp(action, ACTION_ERROR, strlen(ACTION_ERROR)) == 0)
+    p->error_at = strtol(action + strlen(ACTION_ERROR), NULL, 10);
+  else if (strncmp(action, ACTION_DELAY, strlen(ACTION_DELAY)) == 0)
+    p->delay_ms = strtol(action + strlen(ACTION_DELAY), NULL, 10);
 }
 
 static void parse(void) {

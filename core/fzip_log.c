@@ -17,15 +17,16 @@
 #define LOG_CUT_MARGIN 32
 
 static atomic_int log_level = FZIP_LOG_INFO;
+/* Indexed by fzip_log_level_t: what "level" says and what parse reads. */
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void fzip_log_set_level(fzip_log_level_t level) { atomic_store(&log_level, (int)level); }
 
 bool fzip_log_enabled(fzip_log_level_t level) { return (int)level >= atomic_load(&log_level); }
 
 bool fzip_log_level_parse(fzip_log_level_t *out, const char *s) {
-  static const char *const names[] = {"debug", "info", "warn", "error"};
-  for (int i = 0; i < 4; i++) {
-    if (s && strcmp(s, names[i]) == 0) {
+  for (int i = 0; i < (int)(sizeof level_names / sizeof level_names[0]); i++) {
+    if (s && strcmp(s, level_names[i]) == 0) {
       *out = (fzip_log_level_t)i;
       return true;
     }
@@ -70,7 +71,6 @@ static void put_str(line_t *l, const char *s) {
 }
 
 void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...) {
-  static const char *const names[] = {"debug", "info", "warn", "error"};
   line_t l;
   char ts[96];
   struct timespec now;
@@ -87,7 +87,7 @@ void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ..
   put_raw(&l, "{\"ts\":", 6);
   put_str(&l, ts);
   put_raw(&l, ",\"level\":", 9);
-  put_str(&l, names[level]);
+  put_str(&l, level_names[level]);
   put_raw(&l, ",\"component\":", 13);
   put_str(&l, component);
   put_raw(&l, ",\"msg\":", 7);

@@ -67,12 +67,12 @@ void fzip_sha256_update(fzip_sha256_t *h, const void *data, size_t len) {
 }
 
 void fzip_sha256_final_hex(fzip_sha256_t *h, char out[FZIP_SHA256_HEX_LEN + 1]) {
-  unsigned char md[32];
+  unsigned char md[FZIP_SHA256_HEX_LEN / 2];
   unsigned int mdlen = 0;
   static const char hex[] = "0123456789abcdef";
 
   EVP_DigestFinal_ex(h->ctx, md, &mdlen);
-  for (unsigned i = 0; i < 32; i++) {
+  for (unsigned i = 0; i < sizeof md; i++) {
     out[2 * i] = hex[md[i] >> 4];
     out[2 * i + 1] = hex[md[i] & 15];
   }

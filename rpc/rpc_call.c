@@ -608,7 +608,7 @@ static void on_request(rpc_call_t *c, bool ok) {
     return;
   }
   if (unknown) {
-    char message[RPC_PATH_MAX + 32];
+    char message[sizeof "unknown method " + RPC_PATH_MAX];
     snprintf(message, sizeof message, "unknown method %s", c->path);
     call_fail(c, FZIP_ERR_UNIMPLEMENTED, message);
     return;

@@ -107,13 +107,15 @@ bool rpc_client_new(rpc_client_t **out, const rpc_client_options_t *options, fzi
                                               : RPC_CLIENT_DEFAULT_MAX_MESSAGE;
   c->max_send_message = options->max_send_message ? options->max_send_message
                                                   : RPC_CLIENT_DEFAULT_MAX_MESSAGE;
-  grpc_arg args[3] = {
+  /* The size limits always; the TLS name override, last, only when set. */
+  grpc_arg args[] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)max_recv}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)c->max_send_message}},
       {GRPC_ARG_STRING, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
        {.string = (char *)options->tls_server_name}},
   };
-  grpc_channel_args channel_args = {options->tls_server_name ? 3 : 2, args};
+  size_t n_args = sizeof args / sizeof args[0] - (options->tls_server_name ? 0 : 1);
+  grpc_channel_args channel_args = {n_args, args};
   c->channel = grpc_channel_create(options->target, creds, &channel_args);
   grpc_channel_credentials_release(creds);
   *out = c;
@@ -178,7 +180,8 @@ static bool arm_status(rpc_client_call_t *call) {
   ops[1].data.recv_status_on_client.trailing_metadata = &call->trailing_md;
   ops[1].data.recv_status_on_client.status = &call->status;
   ops[1].data.recv_status_on_client.status_details = &call->details;
-  if (grpc_call_start_batch(call->call, ops, 2, &call->status_tag, NULL) != GRPC_CALL_OK)
+  if (grpc_call_start_batch(call->call, ops, sizeof ops / sizeof ops[0], &call->status_tag,
+                            NULL) != GRPC_CALL_OK)
     return false;
   call->initial_md_received = true; /* asked for here, never with a read */
   call->status_armed = true;

@@ -27,6 +27,16 @@
 #define RPC_DEFAULT_MAX_MESSAGE (4 * 1024 * 1024 + 64 * 1024)
 #define RPC_DEFAULT_ARENA_LIMIT ((size_t)64 * 1024 * 1024)
 #define RPC_DEFAULT_GRACE_MS 5000
+/* Defaults of rpc_server_options_t (rpc.h says them too): completion
+ * queue threads only move events, so few; handler threads block on the
+ * store, so more; the queue bound is what turns overload into
+ * RESOURCE_EXHAUSTED instead of unbounded latency. */
+#define RPC_DEFAULT_CQ_THREADS 2
+#define RPC_DEFAULT_WORKERS 8
+#define RPC_DEFAULT_MAX_PENDING 256
+/* Poll intervals of the bounded shutdown waits (the bounds are clocks). */
+#define RPC_CALLS_GONE_POLL_MS 5
+#define RPC_GRPC_SHUTDOWN_POLL_MS 10
 /* After cancel_all_calls, how long to wait for handlers to notice before
  * giving up on a clean exit (a handler that never polls would hang us). */
 #define RPC_CANCEL_WAIT_MS 30000
@@ -35,13 +45,13 @@
 
 static void fill_defaults(rpc_server_options_t *o) {
   if (o->cq_threads <= 0)
-    o->cq_threads = 2;
+    o->cq_threads = RPC_DEFAULT_CQ_THREADS;
   if (o->cq_threads > RPC_MAX_CQ_THREADS)
     o->cq_threads = RPC_MAX_CQ_THREADS;
   if (o->workers <= 0)
-    o->workers = 8;
+    o->workers = RPC_DEFAULT_WORKERS;
   if (o->max_pending <= 0)
-    o->max_pending = 256;
+    o->max_pending = RPC_DEFAULT_MAX_PENDING;
   if (o->max_recv_message == 0)
     o->max_recv_message = RPC_DEFAULT_MAX_MESSAGE;
   if (o->max_send_message == 0)
@@ -252,7 +262,7 @@ static bool wait_shutdown_tag(rpc_server_t *s, int ms) {
 /* Bounded by the clock, not by a count of sleeps: on a loaded machine a
  * 5 ms sleep takes much longer, and the bound stretched with it. */
 static void wait_calls_gone(rpc_server_t *s, int ms) {
-  struct timespec pause = {0, 5 * 1000 * 1000};
+  struct timespec pause = {0, RPC_CALLS_GONE_POLL_MS * 1000 * 1000};
   int64_t until = fzip_monotonic_ms() + ms;
   while (atomic_load(&s->live_calls) > 0 && fzip_monotonic_ms() < until)
     nanosleep(&pause, NULL);
@@ -312,7 +322,7 @@ static void *grpc_shutdown_main(void *arg) {
 static void shutdown_grpc_bounded(void) {
   static atomic_bool done;
   pthread_t t;
-  struct timespec pause = {0, 10 * 1000 * 1000};
+  struct timespec pause = {0, RPC_GRPC_SHUTDOWN_POLL_MS * 1000 * 1000};
 
   atomic_store(&done, false);
   if (pthread_create(&t, NULL, grpc_shutdown_main, &done) != 0) {

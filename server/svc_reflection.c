@@ -19,6 +19,12 @@
 
 #define REFL_MAX_FILES 64
 #define REFL_NAME_MAX 512
+/* The service is served under both names clients use: v1 and v1alpha. */
+#define REFL_N_PATHS 2
+/* Message nesting searched for a symbol: protoc output nests far less. */
+#define REFL_NESTING_MAX 16
+/* FileDescriptorSet.file: field 1, wire type 2 (length-delimited). */
+#define DESCRIPTOR_SET_FILE_TAG ((1u << 3) | 2)
 
 typedef struct {
   const uint8_t *data;
@@ -29,8 +35,8 @@ typedef struct {
 struct svc_reflection {
   refl_file_t files[REFL_MAX_FILES];
   size_t n_files;
-  rpc_method_t rows[2];
-  const rpc_method_t *row_ptrs[2];
+  rpc_method_t rows[REFL_N_PATHS];
+  const rpc_method_t *row_ptrs[REFL_N_PATHS];
 };
 
 /* ---- indexing --------------------------------------------------------- */
@@ -53,7 +59,7 @@ static bool index_set(svc_reflection_t *svc, const uint8_t *set, size_t len, fzi
 
   while (p < end) {
     uint64_t tag, n;
-    if (!read_varint(&p, end, &tag) || tag != ((1u << 3) | 2) || !read_varint(&p, end, &n) ||
+    if (!read_varint(&p, end, &tag) || tag != DESCRIPTOR_SET_FILE_TAG || !read_varint(&p, end, &n) ||
         n > (uint64_t)(end - p))
       return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
                             "embedded descriptor set is malformed");
@@ -98,7 +104,7 @@ static bool message_has_symbol(const Google__Protobuf__DescriptorProto *m, const
 
   if (qualified_eq(sym, prefix, m->name))
     return true;
-  if (depth > 16) /* protoc nests far less; bound the recursion anyway */
+  if (depth > REFL_NESTING_MAX)
     return false;
   snprintf(inner, sizeof inner, "%s%s%s", prefix, *prefix ? "." : "", m->name);
   for (size_t i = 0; i < m->n_enum_type; i++) {
@@ -247,7 +253,7 @@ static bool reflection_reply(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protob
   Grpc__Reflection__V1__ServerReflectionResponse *resp = rpc_ctx_alloc(ctx, sizeof *resp);
   const refl_file_t *f = NULL;
   bool ok = false;
-  char why[REFL_NAME_MAX + 64];
+  char why[sizeof "symbol not found: " + REFL_NAME_MAX];
 
   if (!resp)
     goto oom;
@@ -261,17 +267,18 @@ static bool reflection_reply(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protob
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
     f = file_by_name(svc, req->file_by_filename);
     snprintf(why, sizeof why, "file not found: %.*s", REFL_NAME_MAX, req->file_by_filename);
-    ok = f ? answer_files(ctx, svc, f, resp) : answer_error(ctx, 5 /* NOT_FOUND */, why, resp);
+    ok = f ? answer_files(ctx, svc, f, resp) : answer_error(ctx, rpc_status_code(FZIP_ERR_NOT_FOUND), why, resp);
     break;
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
     f = file_by_symbol(svc, req->file_containing_symbol);
     snprintf(why, sizeof why, "symbol not found: %.*s", REFL_NAME_MAX,
              req->file_containing_symbol);
-    ok = f ? answer_files(ctx, svc, f, resp) : answer_error(ctx, 5, why, resp);
+    ok = f ? answer_files(ctx, svc, f, resp) : answer_error(ctx, rpc_status_code(FZIP_ERR_NOT_FOUND), why, resp);
     break;
   default:
     /* fzip's protos declare no extensions. */
-    ok = answer_error(ctx, 12 /* UNIMPLEMENTED */, "extensions are not supported", resp);
+    ok = answer_error(ctx, rpc_status_code(FZIP_ERR_UNIMPLEMENTED),
+                      "extensions are not supported", resp);
     break;
   }
   if (!ok)
@@ -287,7 +294,7 @@ oom:
 
 bool svc_reflection_new(svc_reflection_t **out, const unsigned char *set, size_t set_len,
                         fzip_error_t *error) {
-  static const char *const paths[2] = {
+  static const char *const paths[REFL_N_PATHS] = {
       "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
       "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
   };
@@ -300,7 +307,7 @@ bool svc_reflection_new(svc_reflection_t **out, const unsigned char *set, size_t
     svc_reflection_destroy(svc);
     return false;
   }
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < REFL_N_PATHS; i++) {
     svc->rows[i] = (rpc_method_t){
         .path = paths[i],
         .kind = RPC_BIDI_ONE_REPLY,
@@ -325,6 +332,6 @@ void svc_reflection_destroy(svc_reflection_t *svc) {
 }
 
 const rpc_method_t *const *svc_reflection_methods(svc_reflection_t *svc, size_t *n) {
-  *n = 2;
+  *n = REFL_N_PATHS;
   return svc->row_ptrs;
 }
