@@ -20,6 +20,8 @@
 #define KIB 1024LL
 #define MIB (1024LL * KIB)
 #define GIB (1024LL * MIB)
+#define TCP_PORT_MAX 65535
+#define SQLITE_SCHEME "sqlite:"
 
 typedef enum { OPT_STRING = 0, OPT_INT, OPT_BOOL } opt_type_t;
 
@@ -251,7 +253,7 @@ static bool check_listen(const char *listen, fzip_error_t *error) {
     return bad(error, "listen", "FZIP_LISTEN", "IPv6 host must be written [ADDR]:PORT");
   errno = 0;
   port = strtol(colon + 1, &end, 10);
-  if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
+  if (errno || end == colon + 1 || *end || port < 0 || port > TCP_PORT_MAX)
     return bad(error, "listen", "FZIP_LISTEN", "port must be a number from 0 to 65535");
   return true;
 }
@@ -300,11 +302,15 @@ static bool check_tls(const fzipd_config_t *c, fzip_error_t *error) {
          check_file(c->tls_client_ca, "tls-client-ca", "FZIP_TLS_CLIENT_CA", error);
 }
 
+static bool has_prefix(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 static bool check_store(const fzipd_config_t *c, fzip_error_t *error) {
   const char *u = c->store_uri;
-  if (strncmp(u, "sqlite:", 7) == 0 && u[7])
+  if (has_prefix(u, SQLITE_SCHEME) && u[strlen(SQLITE_SCHEME)])
     return true;
-  if (strncmp(u, "mongodb://", 10) == 0 || strncmp(u, "mongodb+srv://", 14) == 0)
+  if (has_prefix(u, "mongodb://") || has_prefix(u, "mongodb+srv://"))
     return true;
   return bad(error, "store", "FZIP_STORE", "want sqlite:PATH or mongodb://...");
 }

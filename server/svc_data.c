@@ -27,6 +27,8 @@
 
 #define TOKEN_VERSION "fz1"
 #define TOKEN_FINGERPRINT_LEN 16
+/* version|kind|fingerprint|id, separated by '|' */
+#define TOKEN_PARTS 4
 /* Decoded token payload: version, kind name, fingerprint, id, separators. */
 #define TOKEN_PAYLOAD_MAX (SVC_DATA_TOKEN_MAX * 3 / 4 + 4)
 /* Transaction files whose blobs are deleted per store cursor in DeleteAllData. */
@@ -189,7 +191,7 @@ static bool bad_token(fzip_error_t *error, const char *why) {
 static bool token_decode(list_query_t *q, const char *token, fzip_error_t *error) {
   unsigned char raw[TOKEN_PAYLOAD_MAX + 1];
   size_t len = 0;
-  char *parts[4];
+  char *parts[TOKEN_PARTS];
   char *p;
   if (strlen(token) > SVC_DATA_TOKEN_MAX)
     return bad_token(error, "too long");
@@ -198,7 +200,7 @@ static bool token_decode(list_query_t *q, const char *token, fzip_error_t *error
   raw[len] = '\0';
   p = (char *)raw;
   /* The id goes last and may itself contain '|'. */
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < TOKEN_PARTS - 1; i++) {
     char *bar = strchr(p, '|');
     if (!bar)
       return bad_token(error, "not a token");
@@ -206,7 +208,7 @@ static bool token_decode(list_query_t *q, const char *token, fzip_error_t *error
     parts[i] = p;
     p = bar + 1;
   }
-  parts[3] = p;
+  parts[TOKEN_PARTS - 1] = p;
   if (strcmp(parts[0], TOKEN_VERSION) != 0)
     return bad_token(error, "unknown token version");
   if (strcmp(parts[1], fzip_kind_info(q->kind)->name) != 0)
