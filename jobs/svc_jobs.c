@@ -379,11 +379,15 @@ static bool fill_rows(svc_jobs_base_t *base, const ProtobufCServiceDescriptor *s
     const ProtobufCMethodDescriptor *m = &service->methods[i];
     const svc_jobs_own_t *h = handler_of(m->name, own);
     rpc_method_t *row = &base->rows[i];
+    int len;
 
     if (!h)
       return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "no handler for %s.%s",
                             service->name, m->name);
-    snprintf(base->paths[i], sizeof base->paths[i], "/%s/%s", service->name, m->name);
+    len = snprintf(base->paths[i], sizeof base->paths[i], "/%s/%s", service->name, m->name);
+    if (len < 0 || (size_t)len >= sizeof base->paths[i])
+      return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                            "path of %s.%s exceeds SVC_JOBS_PATH_MAX", service->name, m->name);
     *row = (rpc_method_t){.path = base->paths[i],
                           .kind = h->kind,
                           .request = m->input,
