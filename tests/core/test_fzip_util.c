@@ -90,50 +90,57 @@ static bool write_file(const char *path, const char *data, size_t len) {
   return ok;
 }
 
+#define FIXTURE_PATH_MAX (sizeof tmpdir + 16)
+
+/* Writes `len` bytes of `data` (NULL: no file at all) to tmpdir/name and
+ * reads it back with the SMALL_FILE_MAX limit; `path` gets the file's path. */
+static bool read_fixture(char **buf, size_t *len, char path[FIXTURE_PATH_MAX], const char *name,
+                         const char *data, size_t n, fzip_error_t *err) {
+  snprintf(path, FIXTURE_PATH_MAX, "%s/%s", tmpdir, name);
+  if (data && !write_file(path, data, n))
+    return fzip_error_set(err, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "cannot write %s", path);
+  return fzip_read_small_file(buf, len, path, SMALL_FILE_MAX, err);
+}
+
 static void test_small_file_of_exactly_max_bytes_is_read_whole_and_terminated(void) {
-  char path[sizeof tmpdir + 16];
+  char path[FIXTURE_PATH_MAX];
   char *buf = NULL;
   size_t len = 0;
   fzip_error_t err = {0};
-  snprintf(path, sizeof path, "%s/exact", tmpdir);
-  CHECK(write_file(path, "0123456789abcdef", SMALL_FILE_MAX));
-  CHECK_OK(fzip_read_small_file(&buf, &len, path, SMALL_FILE_MAX, &err), err);
+  CHECK_OK(read_fixture(&buf, &len, path, "exact", "0123456789abcdef", SMALL_FILE_MAX, &err),
+           err);
   bool ok = len == SMALL_FILE_MAX && strcmp(buf, "0123456789abcdef") == 0;
   free(buf);
   CHECK(ok);
 }
 
 static void test_small_file_one_byte_over_max_is_refused_naming_file_and_limit(void) {
-  char path[sizeof tmpdir + 16];
+  char path[FIXTURE_PATH_MAX];
   char *buf = NULL;
   fzip_error_t err = {0};
-  snprintf(path, sizeof path, "%s/over", tmpdir);
-  CHECK(write_file(path, "0123456789abcdefX", SMALL_FILE_MAX + 1));
-  CHECK_FAILS(fzip_read_small_file(&buf, NULL, path, SMALL_FILE_MAX, &err), err,
-              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(read_fixture(&buf, NULL, path, "over", "0123456789abcdefX", SMALL_FILE_MAX + 1,
+                           &err),
+              err, FZIP_ERR_INVALID_ARGUMENT);
   CHECK(buf == NULL);
   CHECK(err.domain == FZIP_DOMAIN_CONFIG);
   CHECK(strstr(err.message, path) != NULL && strstr(err.message, "16 bytes") != NULL);
 }
 
 static void test_missing_small_file_is_invalid_argument_naming_it(void) {
-  char path[sizeof tmpdir + 16];
+  char path[FIXTURE_PATH_MAX];
   char *buf = NULL;
   fzip_error_t err = {0};
-  snprintf(path, sizeof path, "%s/absent", tmpdir);
-  CHECK_FAILS(fzip_read_small_file(&buf, NULL, path, SMALL_FILE_MAX, &err), err,
+  CHECK_FAILS(read_fixture(&buf, NULL, path, "absent", NULL, 0, &err), err,
               FZIP_ERR_INVALID_ARGUMENT);
   CHECK(buf == NULL && strstr(err.message, path) != NULL);
 }
 
 static void test_empty_small_file_reads_as_an_empty_string(void) {
-  char path[sizeof tmpdir + 16];
+  char path[FIXTURE_PATH_MAX];
   char *buf = NULL;
   size_t len = 1;
   fzip_error_t err = {0};
-  snprintf(path, sizeof path, "%s/empty", tmpdir);
-  CHECK(write_file(path, "", 0));
-  CHECK_OK(fzip_read_small_file(&buf, &len, path, SMALL_FILE_MAX, &err), err);
+  CHECK_OK(read_fixture(&buf, &len, path, "empty", "", 0, &err), err);
   bool ok = len == 0 && buf && buf[0] == '\0';
   free(buf);
   CHECK(ok);

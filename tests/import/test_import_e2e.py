@@ -130,6 +130,13 @@ def test_fail_on_conflict_lists_conflicts_and_writes_nothing(w):
     check(state(c) == before, "fail_on_conflict changed the data")
 
 
+def check_preview_predicted(preview, real):
+    """A validate-only run's per-kind counts are what the real import did."""
+    for field in ("created", "overwritten", "skipped"):
+        check(kind_counts(preview, field) == kind_counts(real, field),
+              "preview %s %r != result %r" % (field, kind_counts(preview, field),
+                                               kind_counts(real, field)))
+
 def test_skip_existing_keeps_existing_and_adds_new(w):
     c = w.copy_of_source("skip")
     names_before = account_names(c)
@@ -139,10 +146,7 @@ def test_skip_existing_keeps_existing_and_adds_new(w):
     check(account_names(c) == names_before, "validate-only wrote something")
     real = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
     check(real.status == jpb.IMPORT_STATUS_COMPLETED, "import %r" % real.error)
-    for field in ("created", "overwritten", "skipped"):
-        check(kind_counts(preview, field) == kind_counts(real, field),
-              "preview %s %r != result %r" % (field, kind_counts(preview, field),
-                                               kind_counts(real, field)))
+    check_preview_predicted(preview, real)
     check(kind_counts(real, "created")["ENTITY_KIND_ACCOUNTS"] == 1, "one account is new")
     check(kind_counts(real, "skipped")["ENTITY_KIND_ACCOUNTS"] == len(names_before), "skipped")
     after = account_names(c)
@@ -157,10 +161,7 @@ def test_overwrite_replaces_existing(w):
                              validate_only=True)
     real = import_package(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
     check(real.status == jpb.IMPORT_STATUS_COMPLETED, "import %r" % real.error)
-    for field in ("created", "overwritten", "skipped"):
-        check(kind_counts(preview, field) == kind_counts(real, field),
-              "preview %s %r != result %r" % (field, kind_counts(preview, field),
-                                               kind_counts(real, field)))
+    check_preview_predicted(preview, real)
     ov = kind_counts(real, "overwritten")
     check(ov["ENTITY_KIND_TRANSACTIONS"] == n(2500), "transactions overwritten %r" % ov)
     names = account_names(c)
