@@ -60,15 +60,22 @@ def package_blobs(srv):
         db.close()
 
 
+def upload_refused_promptly(srv, tmp, who, reason):
+    """A new user uploads the big file: fzip must fail saying `reason`, and
+    within PROMPT_S.  Returns that user's Cli."""
+    cli = Cli("127.0.0.1:%d" % srv.port, srv.token(unique_user(who)))
+    started = time.time()
+    r = cli.run("import", "upload", big_file(tmp), timeout=120)
+    took = time.time() - started
+    check(r.rc != 0 and reason in r.err, "result %r" % r)
+    check(took < PROMPT_S, "fzip took %.1f s to notice the refusal" % took)
+    return cli
+
+
 def test_refused_mid_way_exits_at_once(tmp):
     env = {"FZIP_FAILPOINTS": "import.upload_chunk=error@3"}
     with Fzipd(env=env) as srv:
-        cli = Cli("127.0.0.1:%d" % srv.port, srv.token(unique_user("refused")))
-        started = time.time()
-        r = cli.run("import", "upload", big_file(tmp), timeout=120)
-        took = time.time() - started
-        check(r.rc != 0 and "failpoint import.upload_chunk" in r.err, "result %r" % r)
-        check(took < PROMPT_S, "fzip took %.1f s to notice the refusal" % took)
+        cli = upload_refused_promptly(srv, tmp, "refused", "failpoint import.upload_chunk")
         listed = expect(cli.run("import", "list", "--json"), 0)
         check(listed.json_lines() == [], "a refused upload left a job: %r" % listed)
         check(package_blobs(srv) in ([], None), "a refused upload left blobs: %r"
@@ -77,12 +84,7 @@ def test_refused_mid_way_exits_at_once(tmp):
 
 def test_over_the_size_limit_exits_at_once(tmp):
     with Fzipd(extra_args=["--max-upload-bytes", str(1024 * 1024)]) as srv:
-        cli = Cli("127.0.0.1:%d" % srv.port, srv.token(unique_user("limit")))
-        started = time.time()
-        r = cli.run("import", "upload", big_file(tmp), timeout=120)
-        took = time.time() - started
-        check(r.rc != 0 and "upload limit" in r.err, "result %r" % r)
-        check(took < PROMPT_S, "fzip took %.1f s to notice the refusal" % took)
+        upload_refused_promptly(srv, tmp, "limit", "upload limit")
 
 
 def interrupted(cli):
