@@ -1014,6 +1014,46 @@ static void test_blob_written_in_odd_pieces_reads_back_from_any_offset(void) {
   store_destroy(s);
 }
 
+/* A blob of whole chunks (no short last one) reads back from every chunk
+ * boundary; a committed writer takes no more bytes and no second commit,
+ * and destroying it keeps the blob. */
+static void test_blob_of_whole_chunks_and_a_committed_writer(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  const size_t len = 2 * STORE_BLOB_CHUNK;
+  uint8_t *data = malloc(len), *back = malloc(len);
+  uint64_t state = 7;
+  char sha[FZIP_SHA256_HEX_LEN + 1];
+  store_blob_writer_t *w = NULL;
+  store_blob_info_t info = {0}, st = {0};
+  size_t got = 0;
+
+  CHECK(data && back);
+  new_user(user);
+  snprintf(id, sizeof id, "%s/whole", user);
+  fill_bytes(data, len, &state);
+  fzip_sha256_hex(sha, data, len);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK_OK(store_blob_writer_write(w, data, len, &err), err);
+  CHECK_OK(store_blob_writer_commit(w, &info, &err), err);
+  CHECK(info.size == len && strcmp(info.sha256, sha) == 0);
+  CHECK_FAILS(store_blob_writer_write(w, data, 1, &err), err, FZIP_ERR_FAILED_PRECONDITION);
+  CHECK_FAILS(store_blob_writer_commit(w, NULL, &err), err, FZIP_ERR_FAILED_PRECONDITION);
+  store_blob_writer_destroy(w);
+  CHECK_OK(store_blob_stat(&st, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK(st.size == len && strcmp(st.sha256, sha) == 0);
+  for (uint64_t off = 0; off <= len; off += STORE_BLOB_CHUNK) {
+    CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, off, back, len, &err), err);
+    CHECK(got == len - off && memcmp(back, data + off, got) == 0);
+  }
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  free(data);
+  free(back);
+  store_destroy(s);
+}
+
 static void test_blob_uncommitted_is_invisible_and_destroy_leaves_nothing(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -1807,6 +1847,7 @@ int main(int argc, char **argv) {
   RUN(test_job_lease_renew_takeover_and_loss);
   RUN(test_reap_deletes_expired_jobs_with_their_package_blobs);
   RUN(test_blob_written_in_odd_pieces_reads_back_from_any_offset);
+  RUN(test_blob_of_whole_chunks_and_a_committed_writer);
   RUN(test_blob_uncommitted_is_invisible_and_destroy_leaves_nothing);
   RUN(test_blob_duplicate_committed_id_is_already_exists);
   RUN(test_blob_delete_leaves_nothing);
