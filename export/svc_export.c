@@ -459,18 +459,11 @@ static int clamp_progress(const export_job_t *job, int p) {
 }
 
 static bool save_job(run_state_t *rs, bool force) {
-  bson_t body = BSON_INITIALIZER;
-  bool ok = false;
-
   rs->job->updated_at = fzip_now_ms();
-  if (!build_body(&body, rs->job, &rs->save_error))
-    goto done;
-  ok = job_ctx_tick(rs->jctx, &body, force, &rs->save_error);
-done:
-  bson_destroy(&body);
-  if (!ok)
-    rs->stop = true;
-  return ok;
+  if (job_ctx_save_job(rs->jctx, &export_kind, &rs->job->base, force, &rs->save_error))
+    return true;
+  rs->stop = true;
+  return false;
 }
 
 static void set_phase(run_state_t *rs, int status, pkg_phase_t phase) {
@@ -556,22 +549,9 @@ static bool fill_summary(export_job_t *job, const pkg_result_t *res) {
  * reaper looks at it next. */
 static bool finish_job(run_state_t *rs, int status, const char *event, const char *message,
                        int64_t record_expires_at, fzip_error_t *error) {
-  bson_t body = BSON_INITIALIZER;
-  bool ok = false;
-
-  if (!job_set_status(&rs->job->base, &export_kind, status, error))
-    return false;
-  rs->job->updated_at = rs->job->completed_at = fzip_now_ms();
-  if (!set_str(&rs->job->current_phase, event) || !add_event(rs->job, event, message)) {
-    fzip_error_oom(error, NULL);
-    goto done;
-  }
-  if (!build_body(&body, rs->job, error))
-    goto done;
-  ok = job_ctx_finish(rs->jctx, &body, record_expires_at, error);
-done:
-  bson_destroy(&body);
-  return ok;
+  return job_end(&rs->job->base, &export_kind, status, event, message, fzip_now_ms(), true,
+                 error) &&
+         job_ctx_finish_job(rs->jctx, &export_kind, &rs->job->base, record_expires_at, error);
 }
 
 static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_t *rec,

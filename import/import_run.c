@@ -156,10 +156,6 @@ typedef struct {
 
 static const char *status_name(int status) { return job_status_name(&import_job_kind, status); }
 
-static bool build_body(bson_t *body, run_t *r, fzip_error_t *error) {
-  return job_kind_body(body, &import_job_kind, &r->job->base, false, error);
-}
-
 static int clamp(const import_job_t *job, int p) {
   if (p > 99)
     p = 99;
@@ -169,20 +165,15 @@ static int clamp(const import_job_t *job, int p) {
 /* Saves (at most every JOB_SAVE_INTERVAL_MS unless forced); a failure
  * (cancel, lost lease, deleted, shutdown) is kept in save_error. */
 static bool save(run_t *r, bool force) {
-  bson_t body = BSON_INITIALIZER;
-  bool ok = false;
-
   if (r->stop)
     return false;
   r->job->updated_at = fzip_now_ms();
   r->job->items_done = (int64_t)r->items_done;
   r->job->items_total = (int64_t)r->items_total;
-  if (build_body(&body, r, &r->save_error))
-    ok = job_ctx_tick(r->jctx, &body, force, &r->save_error);
-  bson_destroy(&body);
-  if (!ok)
-    r->stop = true;
-  return ok;
+  if (job_ctx_save_job(r->jctx, &import_job_kind, &r->job->base, force, &r->save_error))
+    return true;
+  r->stop = true;
+  return false;
 }
 
 static bool set_phase(run_t *r, int status, import_phase_t phase, fzip_error_t *error) {
@@ -199,28 +190,17 @@ static bool set_phase(run_t *r, int status, import_phase_t phase, fzip_error_t *
 
 static bool finish(run_t *r, int status, const char *event, const char *message,
                    fzip_error_t *error) {
-  bson_t body = BSON_INITIALIZER;
-  bool ok = false;
   int64_t now = fzip_now_ms();
+  bool ok = false;
 
-  if (!job_set_status(&r->job->base, &import_job_kind, status, error))
-    return false;
-  r->job->updated_at = r->job->completed_at = now;
   if (status == S(COMPLETED) || status == S(VALIDATION_PASSED))
     r->job->progress = 100;
   r->job->expires_at = now + r->env->retention_ms;
-  if (!job_msg_set_str(&r->job->current_phase, event) ||
-      !job_msg_add_event(&r->job->base, event, message, EVENTS_MAX)) {
-    fzip_error_oom(error, NULL);
-    goto done;
-  }
-  if (!build_body(&body, r, error))
-    goto done;
-  ok = job_ctx_finish(r->jctx, &body, r->job->expires_at, error);
+  if (!job_end(&r->job->base, &import_job_kind, status, event, message, now, true, error))
+    return false;
+  ok = job_ctx_finish_job(r->jctx, &import_job_kind, &r->job->base, r->job->expires_at, error);
   fzip_log(FZIP_LOG_INFO, "import", "import ended", "import", r->job->import_id, "status",
            status_name(status), "message", message, NULL);
-done:
-  bson_destroy(&body);
   return ok;
 }
 
@@ -802,7 +782,6 @@ done:
  * none of it meanwhile.  Returns false: the run stopped early. */
 static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
                                  const fzip_error_t *rollback_error, fzip_error_t *error) {
-  bson_t body = BSON_INITIALIZER;
   fzip_error_t err;
   char msg[FZIP_ERROR_MESSAGE_MAX];
 
@@ -815,11 +794,10 @@ static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
   if (!job_set_status(&r->job->base, &import_job_kind, S(FAILED), &err) ||
       !job_msg_set_error(&r->job->base, cause, r->job->current_phase) ||
       !import_set_phase(r->job, IMPORT_PHASE_CLEANUP_PENDING) ||
-      !job_msg_add_event(&r->job->base, "failed", msg, EVENTS_MAX) || !build_body(&body, r, &err) ||
-      !job_ctx_save(r->jctx, &body, &err))
+      !job_msg_add_event(&r->job->base, "failed", msg, EVENTS_MAX) ||
+      !job_ctx_save_job(r->jctx, &import_job_kind, &r->job->base, true, &err))
     fzip_log(FZIP_LOG_ERROR, "import", "could not record the failure; the job will be retried",
              "import", r->job->import_id, "error", err.message, NULL);
-  bson_destroy(&body);
   fzip_log(FZIP_LOG_ERROR, "import", "rollback failed; the job ended FAILED and the cleanup "
            "will be retried", "import", r->job->import_id, "error", rollback_error->message,
            NULL);

@@ -132,23 +132,55 @@ static char **string_field(ProtobufCMessage *job, const char *name) {
   return fd && fd->type == PROTOBUF_C_TYPE_STRING ? (char **)((char *)job + fd->offset) : NULL;
 }
 
-bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
-                     ProtobufCMessage *job, int status, const char *event, const char *message,
-                     int64_t now, int64_t retention_ms, fzip_error_t *error) {
+bool job_end(ProtobufCMessage *job, const job_kind_t *kind, int status, const char *event,
+             const char *message, int64_t now, bool set_completed, fzip_error_t *error) {
   int64_t *updated_at = int64_field(job, "updated_at");
+  int64_t *completed_at = int64_field(job, "completed_at");
   char **phase = string_field(job, "current_phase");
 
-  if (!updated_at || !phase)
+  if (!updated_at || !completed_at || !phase)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INTERNAL,
-                          "%s job has no updated_at or current_phase", kind->noun);
+                          "%s job has no updated_at, completed_at or current_phase", kind->noun);
   if (!job_set_status(job, kind, status, error))
     return false;
   *updated_at = now;
+  if (set_completed)
+    *completed_at = now;
   if (!job_msg_set_str(phase, event) || !job_msg_add_event(job, event, message, JOB_EVENTS_MAX))
     return fzip_error_oom(error, NULL);
+  return true;
+}
+
+bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
+                     ProtobufCMessage *job, int status, const char *event, const char *message,
+                     int64_t now, bool set_completed, int64_t retention_ms, fzip_error_t *error) {
+  if (!job_end(job, kind, status, event, message, now, set_completed, error))
+    return false;
   rec->runnable = false;
   rec->expires_at = now + retention_ms;
   return job_store_unowned(store, kind, rec, job, now, error);
+}
+
+/* ---- a worker's saves ---------------------------------------------------- */
+
+static bool save_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,
+                     bool final, bool force, int64_t expires_at, fzip_error_t *error) {
+  bson_t body = BSON_INITIALIZER;
+  bool ok = job_kind_body(&body, kind, job, false, error) &&
+            (final ? job_ctx_finish(ctx, &body, expires_at, error)
+                   : job_ctx_tick(ctx, &body, force, error));
+  bson_destroy(&body);
+  return ok;
+}
+
+bool job_ctx_save_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,
+                      bool force, fzip_error_t *error) {
+  return save_job(ctx, kind, job, false, force, 0, error);
+}
+
+bool job_ctx_finish_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,
+                        int64_t expires_at, fzip_error_t *error) {
+  return save_job(ctx, kind, job, true, false, expires_at, error);
 }
 
 /* ---- expiry ------------------------------------------------------------ */
@@ -168,7 +200,7 @@ bool job_expire(store_t *store, const job_kind_t *kind, store_job_t *rec, int64_
       job_body_unpack(&job, rec->body, kind->job, NULL, error) &&
       job_status_of(job) == kind->expired_from) {
     ok = job_end_unowned(store, kind, rec, job, kind->expired_status, "expired",
-                         "package deleted after its expiry", now_ms, retention_ms, error);
+                         "package deleted after its expiry", now_ms, false, retention_ms, error);
     goto done;
   }
   /* Any other ended job, or an unreadable record: nothing to keep. */

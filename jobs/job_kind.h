@@ -22,6 +22,7 @@
 
 #include "fzip_entity.h"
 #include "fzip_error.h"
+#include "jobs.h"
 #include "store.h"
 
 /* Job kinds (store_job_kind_t values: export, import): sizes per-kind
@@ -93,18 +94,33 @@ bool job_delete_blobs(store_t *store, const job_kind_t *kind, const char *job_id
 bool job_kind_body(bson_t *out, const job_kind_t *kind, const ProtobufCMessage *job,
                    bool cancel_requested, fzip_error_t *error);
 
+/* Ends `job` in memory: status `status` (checked), updated_at (and
+ * completed_at if `set_completed`) `now`, phase and event `event` with
+ * `message`. */
+bool job_end(ProtobufCMessage *job, const job_kind_t *kind, int status, const char *event,
+             const char *message, int64_t now, bool set_completed, fzip_error_t *error);
+
+/* A worker's save of its job message, the body built for the kind:
+ * job_ctx_tick (every save when `force`). */
+bool job_ctx_save_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,
+                      bool force, fzip_error_t *error);
+/* A worker's final save of its job message: job_ctx_finish, the record
+ * expiring at `expires_at`. */
+bool job_ctx_finish_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,
+                        int64_t expires_at, fzip_error_t *error);
+
 /* Saves `job` into `rec` outside a worker: body rebuilt (the stored
  * cancel flag kept), record updated_at `now`, version-checked, no owner
  * (ABORTED if the record changed meanwhile). */
 bool job_store_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
                        const ProtobufCMessage *job, int64_t now, fzip_error_t *error);
 
-/* Ends a job no worker holds (cancel before a claim, expiry): status
- * `status`, phase and event `event` with `message`, not runnable, reaped
- * `retention_ms` after `now`; saved as job_store_unowned. */
+/* Ends a job no worker holds (cancel before a claim, expiry): job_end,
+ * then not runnable, reaped `retention_ms` after `now`; saved as
+ * job_store_unowned. */
 bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
                      ProtobufCMessage *job, int status, const char *event, const char *message,
-                     int64_t now, int64_t retention_ms, fzip_error_t *error);
+                     int64_t now, bool set_completed, int64_t retention_ms, fzip_error_t *error);
 
 /* The reaper's step for one expired job of this kind: a runnable job is
  * left alone (its expiry cleared: its run sets a new one when it ends);

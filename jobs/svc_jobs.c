@@ -232,19 +232,14 @@ const rpc_server_stream_ops_t svc_jobs_watch_ops = {watch_open, watch_next, watc
 
 /* Ends at once a job no worker holds. */
 static bool cancel_unowned(svc_jobs_base_t *svc, store_job_t *rec, fzip_error_t *error) {
-  const ProtobufCFieldDescriptor *fd = NULL;
   ProtobufCMessage *job = NULL;
-  int64_t *completed_at = NULL;
   bool ok = false;
 
   if (!job_body_unpack(&job, rec->body, svc->kind->job, NULL, error))
     return false;
-  completed_at = field_ptr(job, "completed_at", &fd);
-  if (completed_at && fd->type == PROTOBUF_C_TYPE_INT64)
-    *completed_at = fzip_now_ms();
   ok = job_end_unowned(svc->store, svc->kind, rec, job, svc->kind->cancelled_status, "cancelled",
-                       svc->kind->cancel_now_message, completed_at ? *completed_at : fzip_now_ms(),
-                       svc->retention_ms, error);
+                       svc->kind->cancel_now_message, fzip_now_ms(), true, svc->retention_ms,
+                       error);
   protobuf_c_message_free_unpacked(job, NULL);
   return ok;
 }

@@ -147,13 +147,11 @@ typedef struct {
 
 static bool save_status(job_ctx_t *ctx, Fzip__V1__ExportJob *job, int status, bool final,
                         fzip_error_t *error) {
-  bson_t body = BSON_INITIALIZER;
-  bool ok = job_set_status(&job->base, &test_kind, status, error) &&
-            job_kind_body(&body, &test_kind, &job->base, false, error) &&
-            (final ? job_ctx_finish(ctx, &body, fzip_now_ms() + RETENTION_MS, error)
-                   : job_ctx_save(ctx, &body, error));
-  bson_destroy(&body);
-  return ok;
+  if (!job_set_status(&job->base, &test_kind, status, error))
+    return false;
+  return final ? job_ctx_finish_job(ctx, &test_kind, &job->base, fzip_now_ms() + RETENTION_MS,
+                                    error)
+               : job_ctx_save_job(ctx, &test_kind, &job->base, true, error);
 }
 
 static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
@@ -437,8 +435,8 @@ static void test_expiry_turns_a_completed_job_expired_and_deletes_its_blob(void)
   CHECK_OK(store_job_get(&rec, s, test_kind.kind, NULL, id, &err), err);
   CHECK_OK(job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err), err);
   CHECK_OK(job_set_status(msg, &test_kind, S(COLLECTING_DATA), &err), err);
-  CHECK_OK(job_end_unowned(s, &test_kind, rec, msg, S(COMPLETED), "completed", "done", now, 0,
-                           &err),
+  CHECK_OK(job_end_unowned(s, &test_kind, rec, msg, S(COMPLETED), "completed", "done", now, true,
+                           0, &err),
            err);
   protobuf_c_message_free_unpacked(msg, NULL);
   CHECK_OK(job_expire(s, &test_kind, rec, now, RETENTION_MS, &err), err);
@@ -489,10 +487,10 @@ static void test_ending_an_unowned_job_refuses_a_transition_the_table_lacks(void
   CHECK_OK(job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err), err);
   /* INITIATED may be cancelled but not expire. */
   CHECK_FAILS(job_end_unowned(s, &test_kind, rec, msg, S(EXPIRED), "expired", "x", fzip_now_ms(),
-                              RETENTION_MS, &err),
+                              false, RETENTION_MS, &err),
               err, FZIP_ERR_FAILED_PRECONDITION);
   CHECK_OK(job_end_unowned(s, &test_kind, rec, msg, S(CANCELLED), "cancelled", "stop",
-                           fzip_now_ms(), RETENTION_MS, &err),
+                           fzip_now_ms(), true, RETENTION_MS, &err),
            err);
   protobuf_c_message_free_unpacked(msg, NULL);
   store_job_destroy(rec);
