@@ -257,73 +257,68 @@ static bool db_command(mstore_t *s, const bson_t *cmd, const char *what, fzip_er
   return true;
 }
 
-static bool delete_where(uint64_t *deleted, mstore_t *s, const char *collection,
-                         const bson_t *q, fzip_error_t *error) {
+/* The single-collection writes that coll_write runs. */
+typedef enum { WRITE_DELETE_MANY, WRITE_UPDATE_ONE, WRITE_REPLACE_ONE } write_op_t;
+
+/* Runs one write with retries (an update only while nothing was sent: it
+ * may not be idempotent); *count (may be NULL) gets the documents deleted
+ * or matched. */
+static bool coll_write(int64_t *count, mstore_t *s, const char *collection, write_op_t op,
+                       const bson_t *q, const bson_t *doc, fzip_error_t *error) {
+  static const char *const what[] = {"deleting", "updating", "replacing"};
   conn_t c = {0};
   bson_t reply = BSON_INITIALIZER;
   bson_error_t berr;
   retry_t r;
-  bool ok;
+  bool ok = false;
 
   conn_open(&c, s, collection);
   retry_start(&r, s);
   for (;;) {
     bson_destroy(&reply);
-    ok = mongoc_collection_delete_many(c.coll, q, NULL, &reply, &berr);
-    if (ok || !retry_again(&r, &berr, true))
+    if (op == WRITE_DELETE_MANY)
+      ok = mongoc_collection_delete_many(c.coll, q, NULL, &reply, &berr);
+    else if (op == WRITE_UPDATE_ONE)
+      ok = mongoc_collection_update_one(c.coll, q, doc, NULL, &reply, &berr);
+    else
+      ok = mongoc_collection_replace_one(c.coll, q, doc, NULL, &reply, &berr);
+    if (ok || !retry_again(&r, &berr, op != WRITE_UPDATE_ONE))
       break;
   }
   conn_close(&c, s);
-  if (ok && deleted)
-    *deleted = (uint64_t)reply_int(&reply, "deletedCount");
+  if (ok && count)
+    *count = reply_int(&reply, op == WRITE_DELETE_MANY ? "deletedCount" : "matchedCount");
   bson_destroy(&reply);
   if (!ok)
-    return fail_mongo(error, s, &berr, "deleting");
+    return fail_mongo(error, s, &berr, what[op]);
+  return true;
+}
+
+static bool delete_where(uint64_t *deleted, mstore_t *s, const char *collection,
+                         const bson_t *q, fzip_error_t *error) {
+  int64_t n = 0;
+  if (!coll_write(&n, s, collection, WRITE_DELETE_MANY, q, NULL, error))
+    return false;
+  if (deleted)
+    *deleted = (uint64_t)n;
   return true;
 }
 
 /* Runs update_one; *matched says whether the filter matched a document. */
 static bool update_one(bool *matched, mstore_t *s, const char *collection, const bson_t *q,
                        const bson_t *update, fzip_error_t *error) {
-  conn_t c = {0};
-  bson_t reply = BSON_INITIALIZER;
-  bson_error_t berr;
-  retry_t r;
-  bool ok;
-
-  conn_open(&c, s, collection);
-  retry_start(&r, s);
-  for (;;) {
-    bson_destroy(&reply);
-    ok = mongoc_collection_update_one(c.coll, q, update, NULL, &reply, &berr);
-    if (ok || !retry_again(&r, &berr, false))
-      break;
-  }
-  conn_close(&c, s);
-  *matched = ok && reply_int(&reply, "matchedCount") > 0;
-  bson_destroy(&reply);
-  if (!ok)
-    return fail_mongo(error, s, &berr, "updating");
+  int64_t n = 0;
+  *matched = false;
+  if (!coll_write(&n, s, collection, WRITE_UPDATE_ONE, q, update, error))
+    return false;
+  *matched = n > 0;
   return true;
 }
 
 /* Replaces the document matching q (idempotent, so retried freely). */
 static bool replace_one(mstore_t *s, const char *collection, const bson_t *q,
                         const bson_t *replacement, fzip_error_t *error) {
-  conn_t c = {0};
-  bson_error_t berr;
-  retry_t r;
-  bool ok;
-
-  conn_open(&c, s, collection);
-  retry_start(&r, s);
-  do {
-    ok = mongoc_collection_replace_one(c.coll, q, replacement, NULL, NULL, &berr);
-  } while (!ok && retry_again(&r, &berr, true));
-  conn_close(&c, s);
-  if (!ok)
-    return fail_mongo(error, s, &berr, "replacing");
-  return true;
+  return coll_write(NULL, s, collection, WRITE_REPLACE_ONE, q, replacement, error);
 }
 
 /* ---- open / indexes ---------------------------------------------------- */
@@ -586,13 +581,29 @@ done:
 
 /* ---- entities ---------------------------------------------------------- */
 
+/* The n parts joined by MONGO_KEY_SEP into out[cap] (entity, stash and
+ * pending keys); INVALID_ARGUMENT, naming `what`, when they do not fit. */
+static bool key_join(char *out, size_t cap, const char *const *parts, size_t n,
+                     const char *what, fzip_error_t *error) {
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t part = strlen(parts[i]);
+    if (len + (i > 0) + part >= cap)
+      return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                            "%s longer than %zu bytes", what, cap - 1);
+    if (i > 0)
+      out[len++] = MONGO_KEY_SEP;
+    memcpy(out + len, parts[i], part);
+    len += part;
+  }
+  out[len] = '\0';
+  return true;
+}
+
 static bool entity_key(char out[MONGO_KEY_MAX], const char *user_id, const char *id,
                        fzip_error_t *error) {
-  int w = snprintf(out, MONGO_KEY_MAX, "%s%c%s", user_id, MONGO_KEY_SEP, id);
-  if (w < 0 || w >= MONGO_KEY_MAX)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
-                          "user id + entity id longer than %d bytes", MONGO_KEY_MAX - 1);
-  return true;
+  return key_join(out, MONGO_KEY_MAX, (const char *const[]){user_id, id}, 2,
+                  "user id + entity id", error);
 }
 
 /* The stored wrapper: key, owner, id, the copied filter fields, the doc. */
@@ -913,49 +924,108 @@ typedef struct {
   const char *tag; /* import tag written into every document, or NULL */
 } batch_t;
 
-/* Inserts every document unordered; dup[i] says which ids already existed. */
-static bool insert_unordered(uint64_t *inserted, bool *dup, const batch_t *b, fzip_error_t *error) {
-  conn_t c = {0};
-  mongoc_bulk_operation_t *bulk = NULL;
-  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-  bson_t reply = BSON_INITIALIZER, wrapped;
+/* One unordered bulk write over a batch, as insert and replace share it:
+ * statements for the documents from `start` on (those marked in which[],
+ * or all when which is NULL), at most `max` of them, built afresh and run
+ * again while retry_again allows (replace statements are idempotent; an
+ * insert is repeated only when nothing was sent). */
+typedef struct {
+  const batch_t *b;
+  const bool *which;
+  bool replace; /* replace by _id (no upsert), else insert */
+  conn_t c;
+  retry_t r;     /* one retry budget for all of the caller's writes */
+  size_t start;
+  size_t end;    /* out: where the statements stopped */
+  size_t queued; /* out: how many statements ran */
+  bool ran;      /* out: the write ran; if not, berr says why */
+  bson_t reply;  /* out: its reply */
   bson_error_t berr;
-  retry_t r;
-  bool ok = false, ran;
+} bulk_t;
 
-  conn_open(&c, b->s, b->ki->name);
-  retry_start(&r, b->s);
+static void bulk_open(bulk_t *w, const batch_t *b, const bool *which, bool replace) {
+  memset(w, 0, sizeof *w);
+  w->b = b;
+  w->which = which;
+  w->replace = replace;
+  bson_init(&w->reply);
+  conn_open(&w->c, b->s, b->ki->name);
+  retry_start(&w->r, b->s);
+}
+
+static void bulk_close(bulk_t *w) {
+  conn_close(&w->c, w->b->s);
+  bson_destroy(&w->reply);
+}
+
+static bool bulk_queue(mongoc_bulk_operation_t *bulk, bulk_t *w, size_t i, fzip_error_t *error) {
+  const batch_t *b = w->b;
+  bson_t wrapped, sel = BSON_INITIALIZER;
+  bool ok;
+
+  if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->tag, b->docs[i], error))
+    return false;
+  if (w->replace) {
+    BSON_APPEND_UTF8(&sel, "_id", doc_utf8(&wrapped, "_id"));
+    ok = mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &wrapped, NULL, &w->berr);
+  } else {
+    ok = mongoc_bulk_operation_insert_with_opts(bulk, &wrapped, NULL, &w->berr);
+  }
+  bson_destroy(&sel);
+  bson_destroy(&wrapped);
+  if (!ok)
+    return fail_mongo(error, b->s, &w->berr, w->replace ? "queueing replace" : "queueing insert");
+  return true;
+}
+
+/* False only when a statement could not be queued (error set). */
+static bool bulk_write(bulk_t *w, size_t max, fzip_error_t *error) {
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  mongoc_bulk_operation_t *bulk = NULL;
+  bool ok = false;
+
   for (;;) {
-    bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
-    for (size_t i = 0; i < b->n; i++) {
-      if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->tag, b->docs[i], error))
+    bulk = mongoc_collection_create_bulk_operation_with_opts(w->c.coll, opts);
+    w->queued = 0;
+    for (w->end = w->start; w->end < w->b->n && w->queued < max; w->end++) {
+      if (w->which && !w->which[w->end])
+        continue;
+      if (!bulk_queue(bulk, w, w->end, error))
         goto done;
-      ran = mongoc_bulk_operation_insert_with_opts(bulk, &wrapped, NULL, &berr);
-      bson_destroy(&wrapped);
-      if (!ran) {
-        fail_mongo(error, b->s, &berr, "queueing insert");
-        goto done;
-      }
+      w->queued++;
     }
-    bson_destroy(&reply);
-    ran = run_bulk(&reply, bulk, &berr);
+    bson_destroy(&w->reply);
+    bson_init(&w->reply);
+    w->ran = w->queued == 0 || run_bulk(&w->reply, bulk, &w->berr);
     mongoc_bulk_operation_destroy(bulk);
     bulk = NULL;
-    if (ran || !retry_again(&r, &berr, false))
+    if (w->ran || !retry_again(&w->r, &w->berr, w->replace))
       break;
   }
-  memset(dup, 0, b->n * sizeof *dup);
-  if (!ran && (!is_duplicate_key(&berr) || !dup_write_errors(dup, b->n, &reply))) {
-    fail_mongo(error, b->s, &berr, "inserting entities");
-    goto done;
-  }
-  *inserted = (uint64_t)reply_int(&reply, "nInserted");
   ok = true;
 done:
   mongoc_bulk_operation_destroy(bulk);
-  conn_close(&c, b->s);
-  bson_destroy(&reply);
   bson_destroy(opts);
+  return ok;
+}
+
+/* Inserts every document unordered; dup[i] says which ids already existed. */
+static bool insert_unordered(uint64_t *inserted, bool *dup, const batch_t *b, fzip_error_t *error) {
+  bulk_t w;
+  bool ok = false;
+
+  bulk_open(&w, b, NULL, false);
+  if (!bulk_write(&w, b->n, error))
+    goto done;
+  memset(dup, 0, b->n * sizeof *dup);
+  if (!w.ran && (!is_duplicate_key(&w.berr) || !dup_write_errors(dup, b->n, &w.reply))) {
+    fail_mongo(error, b->s, &w.berr, "inserting entities");
+    goto done;
+  }
+  *inserted = (uint64_t)reply_int(&w.reply, "nInserted");
+  ok = true;
+done:
+  bulk_close(&w);
   return ok;
 }
 
@@ -1020,61 +1090,25 @@ static bool put_skip_existing(store_write_result_t *res, const batch_t *b, fzip_
  * matched to *replaced. */
 static bool replace_marked(uint64_t *replaced, const bool *which, const batch_t *b,
                            fzip_error_t *error) {
-  conn_t c = {0};
-  mongoc_bulk_operation_t *bulk = NULL;
-  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-  bson_t reply = BSON_INITIALIZER, wrapped, sel;
-  bson_error_t berr;
-  retry_t r;
-  bool ok = false, ran;
+  bulk_t w;
+  bool ok = false;
 
-  conn_open(&c, b->s, b->ki->name);
-  retry_start(&r, b->s);
+  bulk_open(&w, b, which, true);
   /* In slices of MONGO_REPLACE_SLICE statements: FerretDB v1 stalls on
    * one update command with a few hundred replace statements. */
-  for (size_t start = 0; start < b->n;) {
-    size_t end = start, queued = 0;
-    for (;;) {
-      bulk = mongoc_collection_create_bulk_operation_with_opts(c.coll, opts);
-      queued = 0;
-      for (end = start; end < b->n && queued < MONGO_REPLACE_SLICE; end++) {
-        if (!which[end])
-          continue;
-        if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[end], b->tag, b->docs[end], error))
-          goto done;
-        bson_init(&sel);
-        BSON_APPEND_UTF8(&sel, "_id", doc_utf8(&wrapped, "_id"));
-        ran = mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, &wrapped, NULL, &berr);
-        bson_destroy(&sel);
-        bson_destroy(&wrapped);
-        if (!ran) {
-          fail_mongo(error, b->s, &berr, "queueing replace");
-          goto done;
-        }
-        queued++;
-      }
-      bson_destroy(&reply);
-      bson_init(&reply);
-      ran = queued == 0 || run_bulk(&reply, bulk, &berr);
-      mongoc_bulk_operation_destroy(bulk);
-      bulk = NULL;
-      if (ran || !retry_again(&r, &berr, true))
-        break;
-    }
-    if (!ran) {
-      fail_mongo(error, b->s, &berr, "replacing entities");
+  for (w.start = 0; w.start < b->n; w.start = w.end) {
+    if (!bulk_write(&w, MONGO_REPLACE_SLICE, error))
+      goto done;
+    if (!w.ran) {
+      fail_mongo(error, b->s, &w.berr, "replacing entities");
       goto done;
     }
-    if (queued)
-      *replaced += (uint64_t)reply_int(&reply, "nMatched");
-    start = end;
+    if (w.queued)
+      *replaced += (uint64_t)reply_int(&w.reply, "nMatched");
   }
   ok = true;
 done:
-  mongoc_bulk_operation_destroy(bulk);
-  conn_close(&c, b->s);
-  bson_destroy(&reply);
-  bson_destroy(opts);
+  bulk_close(&w);
   return ok;
 }
 
@@ -1162,12 +1196,8 @@ static bool mongo_entity_put_batch(store_t *store, const char *user_id, fzip_kin
  * how "unless already stashed" holds without a read first. */
 static bool stash_key(char out[MONGO_STASH_KEY_MAX], const char *user_id, const char *tag,
                       const fzip_kind_info_t *ki, const char *id, fzip_error_t *error) {
-  int w = snprintf(out, MONGO_STASH_KEY_MAX, "%s%c%s%c%s%c%s", user_id, MONGO_KEY_SEP, tag,
-                   MONGO_KEY_SEP, ki->name, MONGO_KEY_SEP, id);
-  if (w < 0 || w >= MONGO_STASH_KEY_MAX)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
-                          "stash key longer than %d bytes", MONGO_STASH_KEY_MAX - 1);
-  return true;
+  return key_join(out, MONGO_STASH_KEY_MAX, (const char *const[]){user_id, tag, ki->name, id}, 4,
+                  "stash key", error);
 }
 
 static bool stash_entry(bson_t *out, const batch_t *b, const bson_t *stored, fzip_error_t *error) {
@@ -1455,11 +1485,8 @@ static bool mongo_import_commit(uint64_t *forgotten, store_t *store, const char 
 
 static bool pending_key(char out[MONGO_STASH_KEY_MAX], const char *user_id, const char *tag,
                         fzip_error_t *error) {
-  int w = snprintf(out, MONGO_STASH_KEY_MAX, "%s%c%s", user_id, MONGO_KEY_SEP, tag);
-  if (w < 0 || w >= MONGO_STASH_KEY_MAX)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
-                          "pending key longer than %d bytes", MONGO_STASH_KEY_MAX - 1);
-  return true;
+  return key_join(out, MONGO_STASH_KEY_MAX, (const char *const[]){user_id, tag}, 2,
+                  "pending key", error);
 }
 
 static bool gen_read(char out[MONGO_GEN_MAX], mstore_t *s, const char *user_id,
