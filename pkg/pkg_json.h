@@ -41,6 +41,8 @@
 #define PKGJSON_BUFFER_SIZE (64 * 1024) /* bytes buffered before the sink runs */
 #define PKGJSON_DEPTH_MAX 32            /* nested documents/arrays in one value */
 #define PKGJSON_PATH_MAX 256            /* bytes of a field path kept for errors */
+/* An array index as a BSON key (bson_uint32_to_string): 10 digits + NUL. */
+#define PKGJSON_INDEX_KEY_SIZE 16
 
 /* Receives the next `len` bytes of output.  Returns false and fills
  * `error` to stop the writer (the failure is returned by the call that

@@ -64,8 +64,8 @@ pkgjr_reader_t *pkgjr_reader_new(pkgjr_read_fn read, void *ctx, const pkgjr_limi
     r->lim = *limits;
   else
     pkgjr_limits_default(&r->lim);
-  if (r->lim.max_number > 511)
-    r->lim.max_number = 511; /* the literal is copied into a fixed buffer */
+  if (r->lim.max_number > PKGJR_NUMBER_CAP)
+    r->lim.max_number = PKGJR_NUMBER_CAP; /* the literal is copied into a fixed buffer */
   if (!(r->buf = malloc(PKGJR_BUFFER_SIZE))) {
     free(r);
     return NULL;
@@ -394,7 +394,7 @@ static bool read_number_text(char *buf, bool *integer, pkgjr_reader_t *r, fzip_e
 
 static bool append_number(bson_t *parent, const char *key, size_t klen, pkgjr_reader_t *r,
                           fzip_error_t *error) {
-  char buf[512];
+  char buf[PKGJR_NUMBER_CAP + 1];
   bool integer;
   char *end;
 
@@ -536,7 +536,7 @@ done:
 
 /* Parses array elements ('[' taken) into arr. */
 static bool parse_array_body(bson_t *arr, size_t depth, pkgjr_reader_t *r, fzip_error_t *error) {
-  char idx[16];
+  char idx[PKGJSON_INDEX_KEY_SIZE];
   const char *k;
   size_t n = 0;
   int c;

@@ -47,6 +47,9 @@
 #define PKGJR_STRING_MAX (1024 * 1024)            /* bytes of one decoded string or key */
 #define PKGJR_KEY_MAX 256                         /* bytes of one object key */
 #define PKGJR_NUMBER_MAX 64                       /* characters of one number literal */
+/* The most a caller may raise max_number to: the literal is copied into a
+ * buffer of this size (plus its NUL) on the stack. */
+#define PKGJR_NUMBER_CAP 511
 #define PKGJR_MEMBERS_MAX 100000                  /* members of one nested object or array */
 #define PKGJR_ELEMENTS_MAX 10000000               /* elements of the top-level array */
 #define PKGJR_DOC_MAX (4 * 1024 * 1024)           /* bytes of one converted BSON document */

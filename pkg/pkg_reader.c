@@ -647,7 +647,7 @@ static void read_info(pkgr_t *r) {
     if (k < 0 && !is_files)
       continue;
     if (!BSON_ITER_HOLDS_INT64(&sub) || bson_iter_int64(&sub) < 0) {
-      char field[64];
+      char field[PKGR_FIELD_PATH_MAX];
       snprintf(field, sizeof field, "data_summary.%s", key);
       ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s is not a non-negative integer",
           key);
@@ -666,7 +666,7 @@ static void read_info(pkgr_t *r) {
 /* The entry a checksums key names: the exact entry name, or a bare data
  * file name ("accounts.json") as the design document writes them. */
 static entry_t *checksum_target(pkgr_t *r, const char *key) {
-  char full[PKGR_ENTRY_NAME_MAX + 8];
+  char full[sizeof "data/" + PKGR_ENTRY_NAME_MAX];
   entry_t *e = find_entry(r, key);
   if (e || strchr(key, '/') || (size_t)snprintf(full, sizeof full, "data/%s", key) >= sizeof full)
     return e;

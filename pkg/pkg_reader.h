@@ -50,6 +50,9 @@
 /* Default limits (pkgr_limits_default): the table in pkg_limits.h. */
 #define PKGR_ENTRIES_MAX PKG_ENTRIES_MAX
 #define PKGR_ENTRY_NAME_MAX PKG_ENTRY_NAME_MAX
+/* A manifest field path named in an issue ("data_summary.<key>"); longer
+ * ones are cut, the issue still names the rule and the entry. */
+#define PKGR_FIELD_PATH_MAX 64
 #define PKGR_DATA_ENTRY_MAX PKG_DATA_FILE_MAX
 #define PKGR_FILE_ENTRY_MAX PKG_FILE_ENTRY_MAX
 #define PKGR_MANIFEST_MAX PKG_MANIFEST_MAX

@@ -903,7 +903,7 @@ static bool tick(vctx_t *v, const char *phase, bool force, fzip_error_t *error) 
 
 static void check_count(vctx_t *v, fzip_kind_t kind, uint64_t seen) {
   const pkgr_info_t *info = pkgr_info(v->r);
-  char field[64];
+  char field[PKGR_FIELD_PATH_MAX];
   if (!info->has_count[kind] || info->count[kind] == seen)
     return;
   snprintf(field, sizeof field, "data_summary.%s_count", fzip_kind_info(kind)->name);

@@ -13,6 +13,7 @@
  * all hashing before the zip exists is what lets the manifest come first.
  */
 #include "pkg_writer.h"
+#include "pkg_limits.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -36,7 +37,6 @@
 #define PKG_DOS_DATE ((0u << 9) | (1u << 5) | 1u)
 #define PKG_DOS_TIME 0u
 #define PKG_ENTRY_MODE (0100644u << 16) /* regular file, rw-r--r--, in UNIX attrs */
-#define PKG_ENTRY_NAME_MAX (6 + FZIP_ID_MAX + 1 + PKG_FILE_NAME_MAX)
 /* The private temp dir's path; room is left below PATH_MAX for the names
  * of the temporaries inside it. */
 #define PKG_TEMP_DIR_MAX (PATH_MAX - 64)
@@ -620,7 +620,7 @@ static void append_sorted_ids(bson_t *parent, const char *key, const pkg_strset_
   char **ids = calloc(set->n ? set->n : 1, sizeof *ids);
   size_t n = 0;
   bson_t arr;
-  char idx[16];
+  char idx[PKGJSON_INDEX_KEY_SIZE];
   const char *k;
 
   for (size_t i = 0; ids && i < set->cap; i++) {
@@ -655,7 +655,7 @@ static bool check_external_limits(build_t *b, fzip_error_t *error) {
 
 static void append_filters(bson_t *m, const pkg_selection_t *sel) {
   bson_t f, arr;
-  char idx[16];
+  char idx[PKGJSON_INDEX_KEY_SIZE];
   const char *k;
 
   bson_append_document_begin(m, "filters", -1, &f);
