@@ -54,6 +54,12 @@
 #define MONGO_CURSOR_BATCH 200
 #define MONGO_DB_NAME_MAX 63 /* MongoDB's own limit on database names */
 #define MONGO_WHERE_MAX 256
+/* "<bucket>.<files|chunks>": both parts are this file's own short names. */
+#define MONGO_COLLECTION_NAME_MAX 32
+/* An array index as a BSON key (bson_uint32_to_string): 10 digits + NUL. */
+#define MONGO_INDEX_KEY_SIZE 16
+#define MONGO_INDEX_FIELDS_MAX 3 /* fields of one of our compound indexes */
+#define MONGO_SPECS(a) (a), sizeof(a) / sizeof((a)[0])
 /* "<userId>\x1f<entityId>": the separator cannot occur in an entity id. */
 #define MONGO_KEY_SEP '\x1f'
 #define MONGO_KEY_MAX (FZIP_USER_ID_MAX + 1 + FZIP_ID_MAX + 1)
@@ -343,17 +349,17 @@ static void mongo_init(void) {
 typedef struct {
   const char *name;
   bool unique;
-  const char *keys[4]; /* field names; a leading '-' means descending */
+  const char *keys[MONGO_INDEX_FIELDS_MAX + 1]; /* NULL-ended; a leading '-' means descending */
 } index_spec_t;
 
 static void append_index(bson_t *indexes, uint32_t i, const index_spec_t *spec) {
   bson_t idx, key;
-  char ikey[16];
+  char ikey[MONGO_INDEX_KEY_SIZE];
   const char *k;
   bson_uint32_to_string(i, &k, ikey, sizeof ikey);
   bson_append_document_begin(indexes, k, -1, &idx);
   bson_append_document_begin(&idx, "key", -1, &key);
-  for (int j = 0; j < 4 && spec->keys[j]; j++) {
+  for (int j = 0; j <= MONGO_INDEX_FIELDS_MAX && spec->keys[j]; j++) {
     const char *f = spec->keys[j];
     BSON_APPEND_INT32(&key, f[0] == '-' ? f + 1 : f, f[0] == '-' ? -1 : 1);
   }
@@ -408,6 +414,10 @@ static const char *bucket_name(store_bucket_t bucket) {
   return bucket == STORE_BUCKET_PACKAGES ? "packages" : "files";
 }
 
+static void collection_name(char *out, size_t cap, store_bucket_t bucket, const char *suffix) {
+  snprintf(out, cap, "%s.%s", bucket_name(bucket), suffix);
+}
+
 static bool create_job_and_blob_indexes(mstore_t *s, fzip_error_t *error) {
   static const index_spec_t job_specs[] = {
       {"userId_createdAt_id", false, {"userId", "-createdAt", "-_id", NULL}},
@@ -417,21 +427,21 @@ static bool create_job_and_blob_indexes(mstore_t *s, fzip_error_t *error) {
   static const index_spec_t files_specs[] = {{"filename_unique", true, {"filename", NULL}}};
   static const index_spec_t chunks_specs[] = {{"files_id_n", true, {"files_id", "n", NULL}}};
   static const index_spec_t upload_specs[] = {{"startedAt", false, {"startedAt", NULL}}};
-  char name[64];
+  char name[MONGO_COLLECTION_NAME_MAX];
 
   for (int k = STORE_JOB_EXPORT; k <= STORE_JOB_IMPORT; k++) {
-    if (!create_indexes(s, job_collection((store_job_kind_t)k), job_specs, 3, error))
+    if (!create_indexes(s, job_collection((store_job_kind_t)k), MONGO_SPECS(job_specs), error))
       return false;
   }
   for (int b = STORE_BUCKET_PACKAGES; b <= STORE_BUCKET_FILES; b++) {
-    snprintf(name, sizeof name, "%s.files", bucket_name((store_bucket_t)b));
-    if (!create_indexes(s, name, files_specs, 1, error))
+    collection_name(name, sizeof name, (store_bucket_t)b, "files");
+    if (!create_indexes(s, name, MONGO_SPECS(files_specs), error))
       return false;
-    snprintf(name, sizeof name, "%s.chunks", bucket_name((store_bucket_t)b));
-    if (!create_indexes(s, name, chunks_specs, 1, error))
+    collection_name(name, sizeof name, (store_bucket_t)b, "chunks");
+    if (!create_indexes(s, name, MONGO_SPECS(chunks_specs), error))
       return false;
   }
-  return create_indexes(s, MONGO_UPLOADS, upload_specs, 1, error);
+  return create_indexes(s, MONGO_UPLOADS, MONGO_SPECS(upload_specs), error);
 }
 
 static void describe_hosts(char *out, size_t cap, const mongoc_uri_t *uri) {
@@ -463,6 +473,35 @@ static bool ping(mstore_t *s, fzip_error_t *error) {
   } while (!ok && retry_again(&r, &berr, true));
   bson_destroy(cmd);
   mongoc_client_pool_push(s->pool, client);
+  if (!ok)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE,
+                          "cannot reach MongoDB at %s: %s", s->where, berr.message);
+  return true;
+}
+
+/* A client of its own for each health ping, with every timeout cut to
+ * timeout_ms: the pool's clients wait out a server selection and retry, and
+ * a fresh single-threaded client carries no cooldown of a server that was
+ * down at the last ping, so a server back up is seen at the next one. */
+static bool mongo_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  mongoc_uri_t *uri = mongoc_uri_copy(s->uri);
+  mongoc_client_t *client = NULL;
+  bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
+  bson_error_t berr;
+  bool ok = false;
+
+  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
+  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
+  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, timeout_ms);
+  client = mongoc_client_new_from_uri_with_error(uri, &berr);
+  if (client) {
+    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+    ok = mongoc_client_command_simple(client, "admin", cmd, NULL, NULL, &berr);
+  }
+  mongoc_client_destroy(client);
+  bson_destroy(cmd);
+  mongoc_uri_destroy(uri);
   if (!ok)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE,
                           "cannot reach MongoDB at %s: %s", s->where, berr.message);
@@ -634,7 +673,7 @@ static bool entity_wrap(bson_t *out, const fzip_kind_info_t *ki, const char *use
 static void append_string_array(bson_t *parent, const char *name, const char *const *items,
                                 size_t n) {
   bson_t arr;
-  char ikey[16];
+  char ikey[MONGO_INDEX_KEY_SIZE];
   const char *k;
   bson_append_array_begin(parent, name, -1, &arr);
   for (size_t i = 0; i < n; i++) {
@@ -819,7 +858,7 @@ done:
 static bool keys_filter(bson_t *q, const char *user_id, const char *const *ids, size_t n,
                         fzip_error_t *error) {
   bson_t in, arr;
-  char key[MONGO_KEY_MAX], ikey[16];
+  char key[MONGO_KEY_MAX], ikey[MONGO_INDEX_KEY_SIZE];
   const char *k;
 
   bson_init(q);
@@ -2205,13 +2244,9 @@ typedef struct {
   bool committed;
 } mupload_t;
 
-static void collection_name(char *out, size_t cap, store_bucket_t bucket, const char *suffix) {
-  snprintf(out, cap, "%s.%s", bucket_name(bucket), suffix);
-}
-
 static mongoc_collection_t *bucket_collection(mongoc_client_t *client, const mstore_t *s,
                                               store_bucket_t bucket, const char *suffix) {
-  char name[32];
+  char name[MONGO_COLLECTION_NAME_MAX];
   collection_name(name, sizeof name, bucket, suffix);
   return mongoc_client_get_collection(client, s->db, name);
 }
@@ -2223,7 +2258,7 @@ static void chunk_id(char out[MONGO_CHUNK_ID_MAX], const char *upload_id, int64_
 /* The committed files document of a blob (*out NULL if none). */
 static bool find_blob(bson_t **out, mstore_t *s, store_bucket_t bucket, const char *blob_id,
                       fzip_error_t *error) {
-  char name[32];
+  char name[MONGO_COLLECTION_NAME_MAX];
   bson_t q = BSON_INITIALIZER;
   bool ok;
   collection_name(name, sizeof name, bucket, "files");
@@ -2698,6 +2733,7 @@ done:
 static const store_vtable_t mongo_vtable = {
     .name = "mongodb",
     .destroy = mongo_destroy,
+    .ping = mongo_ping,
     .cursor_new = mongo_cursor_new,
     .cursor_next = mongo_cursor_next,
     .cursor_destroy = mongo_cursor_destroy,
