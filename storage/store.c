@@ -213,6 +213,13 @@ void store_destroy(store_t *store) {
 
 const char *store_backend_name(const store_t *store) { return store ? store->vt->name : NULL; }
 
+bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
+  if (timeout_ms <= 0)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
+                          "ping timeout must be positive, got %d ms", timeout_ms);
+  return store->vt->ping(store, timeout_ms, error);
+}
+
 /* ---- what readers see: pending imports hidden ----------------------------- */
 
 /* The user's pending import tags, as one reader learned them. */

@@ -56,6 +56,11 @@ typedef struct {
 bool store_open(store_t **out, const store_options_t *options, fzip_error_t *error);
 void store_destroy(store_t *store); /* accepts NULL */
 const char *store_backend_name(const store_t *store); /* "sqlite" / "mongodb" */
+/* One cheap round trip to the backend, not retried, that gives up after
+ * about timeout_ms (> 0): UNAVAILABLE when the store cannot be reached.
+ * For the health checker, which must learn of an outage in bounded time,
+ * where every other call retries for the whole retry budget. */
+bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error);
 
 /* ---- entities --------------------------------------------------------- */
 

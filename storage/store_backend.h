@@ -78,6 +78,8 @@ struct store_blob_download {
 struct store_vtable {
   const char *name;
   void (*destroy)(store_t *store);
+  /* One round trip, no retry, about timeout_ms at most (store_ping). */
+  bool (*ping)(store_t *store, int timeout_ms, fzip_error_t *error);
 
   bool (*cursor_new)(store_cursor_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
                      const store_filter_t *filter, fzip_error_t *error);

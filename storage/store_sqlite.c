@@ -435,6 +435,23 @@ static void sq_destroy(store_t *store) {
   bson_free(s);
 }
 
+/* A local file answers at once or not at all: timeout_ms has nothing to
+ * bound here.  Reading the schema touches the file without a lock a writer
+ * could hold. */
+static bool sq_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
+  sq_store_t *s = (sq_store_t *)store;
+  sqlite3 *db = NULL;
+  bool ok;
+
+  if (s->snap)
+    return sq_exec(s->snap, "SELECT count(*) FROM sqlite_master", error);
+  if (!sq_pool_get(&db, s, error))
+    return false;
+  ok = sq_exec(db, "SELECT count(*) FROM sqlite_master", error);
+  sq_pool_put(s, db);
+  return ok;
+}
+
 /* ---- entities: filters --------------------------------------------------- */
 
 /* The WHERE clause of a cursor page or a count, built and bound in the
@@ -2028,6 +2045,7 @@ static bool sq_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t 
 static const store_vtable_t sq_vtable = {
     .name = "sqlite",
     .destroy = sq_destroy,
+    .ping = sq_ping,
     .cursor_new = sq_cursor_new,
     .cursor_next = sq_cursor_next,
     .cursor_destroy = sq_cursor_destroy,

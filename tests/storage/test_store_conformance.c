@@ -194,6 +194,20 @@ static void test_open_reports_backend_name(void) {
   store_destroy(NULL);
 }
 
+/* The health checker's ping: answers at once on a store that is up (the
+ * outage side is the e2e test tests/server/test_fzipd_health.py). */
+static void test_ping_answers_within_its_timeout(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  int64_t start;
+  CHECK_OK(open_store(&s, &err), err);
+  start = fzip_monotonic_ms();
+  CHECK_OK(store_ping(s, 1000, &err), err);
+  CHECK(fzip_monotonic_ms() - start < 1000);
+  CHECK_FAILS(store_ping(s, 0, &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  store_destroy(s);
+}
+
 /* Embedded store only: an unusable file fails at open with one clear line. */
 static void test_open_unusable_sqlite_file_fails_with_one_line(void) {
   store_t *s = NULL;
@@ -1830,6 +1844,7 @@ int main(int argc, char **argv) {
   g_uri = argv[1];
   RUN(test_open_rejects_unknown_scheme);
   RUN(test_open_reports_backend_name);
+  RUN(test_ping_answers_within_its_timeout);
   RUN(test_open_unusable_sqlite_file_fails_with_one_line);
   RUN(test_put_then_get_returns_same_document);
   RUN(test_write_modes_count_inserted_replaced_skipped);
