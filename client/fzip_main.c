@@ -12,12 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <zip.h>
+
 #include "cli_args.h"
 #include "cli_ctx.h"
 #include "cli_data.h"
 #include "cli_export.h"
 #include "cli_import.h"
 #include "cli_package.h"
+#include "fzip/v1/export_service.pb-c.h"
+#include "fzip_version.h"
+#include "pkg_writer.h"
 
 typedef struct {
   const char *name;
@@ -54,6 +61,29 @@ static void print_help(FILE *f) {
   fprintf(f, "\nGlobal options (flags override environment variables):\n");
   cli_args_print_options(f, cli_global_opts);
   fprintf(f, "\n`fzip GROUP COMMAND --help` describes one command.\n\n%s", exit_codes_help);
+}
+
+/* The API is named after the services' protobuf package, so it cannot
+ * drift from what the client was built against. */
+static int print_version(void) {
+  const fzip_version_row_t rows[] = {
+      {"api", fzip__v1__export_service__descriptor.package},
+      {"package format", PKG_FORMAT_VERSION},
+      {"grpc core", grpc_version_string()},
+      {"protobuf-c", protobuf_c_version()},
+      {"libzip", zip_libzip_version()},
+  };
+  fzip_version_print(stdout, "fzip", rows, sizeof rows / sizeof rows[0]);
+  return CLI_EXIT_OK;
+}
+
+/* `--version` before the group word (after it, it is a command's unknown
+ * option). */
+static bool wants_version(int argc, char **argv, int gi) {
+  for (int i = 1; i < gi; i++)
+    if (strcmp(argv[i], "--version") == 0)
+      return true;
+  return false;
 }
 
 static const group_t *find_group(const char *name) {
@@ -130,6 +160,8 @@ static int run_command(const cli_command_t *cmd, int argc, char **argv, int gi, 
 
 int main(int argc, char **argv) {
   int gi = next_word(argc, argv, 1);
+  if (wants_version(argc, argv, gi))
+    return print_version();
   if (gi == argc || strcmp(argv[gi], "help") == 0) {
     print_help(gi == argc && !wants_help(argc, argv) ? stderr : stdout);
     return gi == argc && !wants_help(argc, argv) ? CLI_EXIT_USAGE : CLI_EXIT_OK;

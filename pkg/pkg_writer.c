@@ -27,10 +27,7 @@
 
 #include "pkg_json.h"
 #include "pkg_set.h"
-
-#ifndef FZIP_VERSION
-#define FZIP_VERSION "0.0.0"
-#endif
+#include "fzip_version.h"
 
 /* DOS date of 1980-01-01, the earliest a zip can say: every entry gets it
  * so that entry headers do not depend on when the export ran. */
@@ -727,7 +724,7 @@ static void iso8601(char out[32], int64_t ms) {
 }
 
 static bson_t *manifest_build(build_t *b) {
-  const char *app = b->opt->application_version ? b->opt->application_version : FZIP_VERSION;
+  const char *app = b->opt->application_version ? b->opt->application_version : fzip_version();
   bson_t *m = bson_new();
   bson_t compat, arr;
   char when[32];

@@ -339,6 +339,7 @@ void fzipd_config_print_help(FILE *f) {
           "[--audience A]\n"
           "                            print a development HS256 token\n"
           "  fzipd seed --help           write a synthetic dataset into a store\n"
+          "  fzipd version, --version  version, API, package format and libraries\n"
           "  fzipd help                this text\n"
           "\n"
           "Options of serve (flags override environment variables):\n");

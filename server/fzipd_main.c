@@ -1,8 +1,8 @@
 /*
  * fzipd: the fzip server program.
  *
- * Subcommands are a table (serve, token, seed, help); `serve` is the
- * default.  serve wires the pieces together in a fixed order: config, a
+ * Subcommands are a table (serve, token, seed, version, help); `serve` is
+ * the default, and `--version` as the first argument means `version`.  serve wires the pieces together in a fixed order: config, a
  * signal mask inherited by every thread created afterwards (so SIGTERM and
  * SIGINT only ever reach main's sigwait), JWT verifier, the private temp
  * dir (after sweeping away those of dead processes: tempdir.h), store,
@@ -16,10 +16,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <grpc/grpc.h>
+#include <mongoc/mongoc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <sqlite3.h>
+#include <zip.h>
+
 #include "auth_jwt.h"
+#include "fzip/v1/export_service.pb-c.h"
 #include "fzip_log.h"
+#include "fzip_version.h"
 #include "fzipd_config.h"
 #include "rpc.h"
+#include "pkg_writer.h"
 #include "store.h"
 #include "svc_health.h"
 #include "svc_registry.h"
@@ -211,7 +220,7 @@ done:
   return status;
 }
 
-/* ---- token / help ------------------------------------------------------- */
+/* ---- token / version / help ----------------------------------------------- */
 
 static int token_main(int argc, char **argv) {
   fzipd_token_config_t c;
@@ -236,6 +245,22 @@ static int token_main(int argc, char **argv) {
   return 0;
 }
 
+/* The API is named after the services' protobuf package, so it cannot
+ * drift from what fzipd serves. */
+static int version_main(int argc, char **argv) {
+  const fzip_version_row_t rows[] = {
+      {"api", fzip__v1__export_service__descriptor.package},
+      {"package format", PKG_FORMAT_VERSION},
+      {"grpc core", grpc_version_string()},
+      {"protobuf-c", protobuf_c_version()},
+      {"libzip", zip_libzip_version()},
+      {"sqlite", sqlite3_libversion()},
+      {"mongoc", mongoc_get_version()},
+  };
+  fzip_version_print(stdout, "fzipd", rows, sizeof rows / sizeof rows[0]);
+  return 0;
+}
+
 static int help_main(int argc, char **argv) {
   fzipd_config_print_help(stdout);
   return 0;
@@ -245,12 +270,15 @@ static const subcommand_t SUBCOMMANDS[] = {
     {"serve", serve_main},
     {"token", token_main},
     {"seed", seed_main},
+    {"version", version_main},
     {"help", help_main},
 };
 
 int main(int argc, char **argv) {
   size_t n = sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0];
 
+  if (argc >= 2 && strcmp(argv[1], "--version") == 0)
+    return version_main(argc - 1, argv + 1);
   /* No subcommand (or a flag first): serve, with argv[0] standing in
    * for the subcommand name. */
   if (argc < 2 || argv[1][0] == '-')
