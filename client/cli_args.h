@@ -62,6 +62,14 @@ typedef struct {
   int (*run)(struct cli_ctx *ctx, const cli_args_t *args);
 } cli_command_t;
 
+/* A group of commands, `fzip export ...`: the word, its command table
+ * (NULL-group-terminated) and a line for `fzip --help`. */
+typedef struct {
+  const char *name;
+  const cli_command_t *commands;
+  const char *summary;
+} cli_group_t;
+
 /* Parses argv (after the group and command words) against the command's
  * options and the global ones.  Unknown options, missing values, too many
  * or too few positionals are CONFIG/INVALID_ARGUMENT naming the culprit;

@@ -17,22 +17,18 @@
 #include <zip.h>
 
 #include "cli_args.h"
+#include "cli_complete.h"
 #include "cli_ctx.h"
 #include "cli_data.h"
 #include "cli_export.h"
+#include "cli_help.h"
 #include "cli_import.h"
 #include "cli_package.h"
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip_version.h"
 #include "pkg_writer.h"
 
-typedef struct {
-  const char *name;
-  const cli_command_t *commands;
-  const char *summary;
-} group_t;
-
-static const group_t groups[] = {
+static const cli_group_t groups[] = {
     {"export", cli_export_commands, "create, follow and download export packages"},
     {"import", cli_import_commands, "upload, validate and restore packages"},
     {"data", cli_data_commands, "read your current data on the server"},
@@ -40,12 +36,18 @@ static const group_t groups[] = {
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
-static const char exit_codes_help[] =
-    "Exit status: 0 ok; 1 the server refused or the job failed; 2 usage error;\n"
-    "3 verification failed (checksum, package check); 4 server unreachable or timed out;\n"
-    "5 not authenticated or not allowed.\n";
+/* What `fzip --help` lists besides the groups' commands. */
+static const struct {
+  const char *usage;
+  const char *summary;
+} extras[] = {
+    {"help [TOPIC]", "Help topics: auth, tls, output, exit-codes, packages, environment."},
+    {"completion bash|zsh", "Print a shell completion script (see docs/CLIENT.md)."},
+    {"--version", "Versions of fzip, the API, the package format and the libraries."},
+};
+#define N_EXTRAS (sizeof extras / sizeof extras[0])
 
-static void print_group_commands(FILE *f, const group_t *g) {
+static void print_group_commands(FILE *f, const cli_group_t *g) {
   for (const cli_command_t *c = g->commands; c->group; c++) {
     char left[48];
     snprintf(left, sizeof left, "%s %s %s", g->name, c->name, c->arg_usage);
@@ -58,9 +60,14 @@ static void print_help(FILE *f) {
              "Usage: fzip [GLOBAL OPTIONS] GROUP COMMAND [ARGS] [OPTIONS]\n\nCommands:\n");
   for (size_t i = 0; i < N_GROUPS; i++)
     print_group_commands(f, &groups[i]);
+  fprintf(f, "\nAlso:\n");
+  for (size_t i = 0; i < N_EXTRAS; i++)
+    fprintf(f, "  fzip %-28s %s\n", extras[i].usage, extras[i].summary);
   fprintf(f, "\nGlobal options (flags override environment variables):\n");
   cli_args_print_options(f, cli_global_opts);
-  fprintf(f, "\n`fzip GROUP COMMAND --help` describes one command.\n\n%s", exit_codes_help);
+  fprintf(f, "\n`fzip GROUP COMMAND --help` describes one command; `fzip help` lists the\n"
+             "help topics; `fzip --version` prints versions.\n\n");
+  cli_help_print_topic(f, "exit-codes");
 }
 
 /* The API is named after the services' protobuf package, so it cannot
@@ -86,14 +93,14 @@ static bool wants_version(int argc, char **argv, int gi) {
   return false;
 }
 
-static const group_t *find_group(const char *name) {
+static const cli_group_t *find_group(const char *name) {
   for (size_t i = 0; i < N_GROUPS; i++)
     if (strcmp(groups[i].name, name) == 0)
       return &groups[i];
   return NULL;
 }
 
-static const cli_command_t *find_command(const group_t *g, const char *name) {
+static const cli_command_t *find_command(const cli_group_t *g, const char *name) {
   for (const cli_command_t *c = g->commands; c->group; c++)
     if (strcmp(c->name, name) == 0)
       return c;
@@ -158,15 +165,57 @@ static int run_command(const cli_command_t *cmd, int argc, char **argv, int gi, 
   return rc;
 }
 
+/* `fzip help [TOPIC]`: the topic list, or one topic; an unknown topic
+ * is a usage error that shows the list. */
+static int run_help(int argc, char **argv, int hi) {
+  int ti = next_word(argc, argv, hi + 1);
+  if (ti == argc) {
+    cli_help_print_topics(stdout);
+    return CLI_EXIT_OK;
+  }
+  if (cli_help_print_topic(stdout, argv[ti]))
+    return CLI_EXIT_OK;
+  fprintf(stderr, "fzip: no help topic '%s'\n", argv[ti]);
+  cli_help_print_topics(stderr);
+  return CLI_EXIT_USAGE;
+}
+
+/* `fzip completion SHELL`: the script is generated from the same tables
+ * main dispatches on. */
+static int run_completion(int argc, char **argv, int wi) {
+  static const cli_complete_word_t words[] = {
+      {"help", cli_help_topic_word},
+      {"completion", cli_complete_shell_word},
+  };
+  const cli_complete_spec_t spec = {
+      .groups = groups,
+      .n_groups = N_GROUPS,
+      .words = words,
+      .n_words = sizeof words / sizeof words[0],
+      .globals = cli_global_opts,
+      .top_options = "--version",
+  };
+  int si = next_word(argc, argv, wi + 1);
+  if (si < argc && cli_complete_print(stdout, argv[si], &spec))
+    return CLI_EXIT_OK;
+  fprintf(stderr, "fzip: usage: fzip completion bash|zsh\n");
+  return CLI_EXIT_USAGE;
+}
+
 int main(int argc, char **argv) {
   int gi = next_word(argc, argv, 1);
   if (wants_version(argc, argv, gi))
     return print_version();
-  if (gi == argc || strcmp(argv[gi], "help") == 0) {
-    print_help(gi == argc && !wants_help(argc, argv) ? stderr : stdout);
-    return gi == argc && !wants_help(argc, argv) ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+  if (gi == argc) {
+    print_help(wants_help(argc, argv) ? stdout : stderr);
+    return wants_help(argc, argv) ? CLI_EXIT_OK : CLI_EXIT_USAGE;
   }
-  const group_t *g = find_group(argv[gi]);
+  if (strcmp(argv[gi], "help") == 0)
+    return wants_help(argc, argv) ? (print_help(stdout), CLI_EXIT_OK) : run_help(argc, argv, gi);
+  if (strcmp(argv[gi], "completion") == 0)
+    return wants_help(argc, argv) ? (print_help(stdout), CLI_EXIT_OK)
+                                  : run_completion(argc, argv, gi);
+  const cli_group_t *g = find_group(argv[gi]);
   if (!g)
     return unknown_command(argv[gi]);
   int ci = next_word(argc, argv, gi + 1);

@@ -2,13 +2,14 @@
  * Unit tests of the fzip CLI's pure parts: option parsing against the
  * command tables (flags, values, "=" form, environment fallback, usage
  * errors), dates and sizes, descriptor-driven JSON output and field
- * access, enum names.  The client end to end is in test_fzip_e2e.py.
+ * access, enum names, help topics.  The client end to end is in test_fzip_e2e.py.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli_args.h"
 #include "cli_ctx.h"
+#include "cli_help.h"
 #include "cli_msg.h"
 #include "cli_select.h"
 #include "cli_xfer.h"
@@ -237,6 +238,28 @@ static void test_exit_status_per_error_code(void) {
   CHECK(cli_exit_status(FZIP_ERR_NOT_FOUND) == CLI_EXIT_FAILED);
 }
 
+/* Every word completion offers is a topic that prints, aliases included,
+ * and an unknown one prints nothing. */
+static void test_help_topics_print_by_name_and_alias(void) {
+  char *buf = NULL;
+  size_t len = 0, n = 0;
+  for (const char *w; (w = cli_help_topic_word(n)) != NULL; n++) {
+    FILE *f = open_memstream(&buf, &len);
+    CHECK(cli_help_print_topic(f, w));
+    fclose(f);
+    CHECK(len > 0);
+    free(buf);
+    buf = NULL;
+  }
+  CHECK(n == 7); /* six topics and the alias json */
+  FILE *f = open_memstream(&buf, &len);
+  CHECK(!cli_help_print_topic(f, "nope"));
+  CHECK(cli_help_print_topic(f, "environment"));
+  fclose(f);
+  CHECK(strstr(buf, "FZIP_TOKEN_FILE") != NULL); /* from the global options' table */
+  free(buf);
+}
+
 int main(void) {
   RUN(test_args_take_values_flags_short_and_equals_forms);
   RUN(test_args_reject_unknown_missing_and_extra);
@@ -250,5 +273,6 @@ int main(void) {
   RUN(test_json_writes_int64_as_exact_strings);
   RUN(test_field_access_and_enum_names);
   RUN(test_exit_status_per_error_code);
+  RUN(test_help_topics_print_by_name_and_alias);
   return fzip_test_summary();
 }

@@ -1,11 +1,19 @@
 """What an operator expects of the two programs beyond the API.
 
 `--version` on fzip and fzipd (the CMake project version, in
-$FZIP_PROJECT_VERSION), run against the real binaries ($FZIP, $FZIPD).
+$FZIP_PROJECT_VERSION), `fzip help TOPIC`, and the completion scripts
+of `fzip completion bash|zsh`: bash (always on the machine) loads the
+script and answers COMP_WORDS/COMP_CWORD lines through the real
+`complete -F` function; zsh, when installed, loads it with compinit and
+runs its entry point with stubbed compadd/_files (completion widgets need
+a terminal), else the script's structure is checked.  All run against
+the real binaries ($FZIP, $FZIPD).
 """
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -47,8 +55,145 @@ def test_fzipd_version_prints_the_cmake_version(_):
     check(rc == 0 and "fzipd version" in out, "--help does not mention version: %r" % out)
 
 
+TOPICS = ("auth", "tls", "output", "exit-codes", "packages", "environment")
+
+
+def test_help_lists_topics_and_prints_each(_):
+    r = expect(Cli().run("help"), 0)
+    listed = [line.split()[0].rstrip(",") for line in r.out.splitlines()[1:]]
+    check(listed == list(TOPICS), "topics listed: %r" % r)
+    for topic in TOPICS + ("json",):
+        t = expect(Cli().run("help", topic), 0)
+        check(len(t.out.splitlines()) >= 3 and t.err == "", "topic %s: %r" % (topic, t))
+    expect(Cli().run("help", "json"), 0, stdout_has="--json")
+    expect(Cli().run("help", "exit-codes"), 0, stdout_has="5 not authenticated")
+    expect(Cli().run("help", "environment"), 0, stdout_has="FZIP_TLS_SERVER_NAME")
+
+
+def test_help_unknown_topic_exits_2_with_the_list(_):
+    r = expect(Cli().run("help", "nope"), 2, stderr_has="no help topic 'nope'")
+    for topic in TOPICS:
+        check(topic in r.err, "list lacks %s: %r" % (topic, r))
+    check(r.out == "", "stdout not empty: %r" % r)
+
+
+def test_help_flags_still_work(_):
+    expect(Cli().run("--help"), 0, stdout_has="fzip help [TOPIC]")
+    expect(Cli().run("help", "--help"), 0, stdout_has="Usage: fzip")
+    expect(Cli().run("export", "--help"), 0, stdout_has="fzip export create")
+    expect(Cli().run("export", "create", "--help"), 0, stdout_has="Usage: fzip export create")
+    expect(Cli().run(), 2, stderr_has="Usage: fzip")
+
+
+# (words on the line, the last being completed) -> what must be offered
+# exactly (a list) or at least (a set).
+COMPLETIONS = [
+    (["fzip", ""], ["export", "import", "data", "package", "help", "completion"]),
+    (["fzip", "ex"], ["export"]),
+    (["fzip", "export", ""], ["create", "list", "status", "watch", "download", "delete",
+                              "cancel"]),
+    (["fzip", "--addr", "h:1", "--json", "import", "up"], ["upload"]),
+    (["fzip", "export", "create", "--an"], ["--analytics"]),
+    (["fzip", "export", "download", "X", "--"], {"--output", "--chunk-size", "--limit-rate",
+                                                  "--addr", "--token", "--json", "--help"}),
+    (["fzip", "data", "list", "--l"], ["--limit"]),
+    (["fzip", "help", "e"], ["exit-codes", "environment"]),
+    (["fzip", "completion", ""], ["bash", "zsh"]),
+    (["fzip", "--ver"], ["--version"]),
+]
+
+
+def completion_script(shell):
+    r = expect(Cli().run("completion", shell), 0)
+    path = os.path.join(tempfile.mkdtemp(prefix="fzip-compl-"), "fzip." + shell)
+    with open(path, "w") as f:
+        f.write(r.out)
+    return path
+
+
+def shell_quote(words):
+    return " ".join("'%s'" % w.replace("'", "'\\''") for w in words)
+
+
+def check_offers(shell, words, got, want):
+    if isinstance(want, set):
+        check(want <= set(got), "%s %r: missing %r in %r" % (shell, words, want - set(got), got))
+    else:
+        check(got == want, "%s %r: got %r, want %r" % (shell, words, got, want))
+
+
+def test_bash_completion_completes_groups_commands_and_options(_):
+    script = completion_script("bash")
+    # A FILE argument and an option's value complete file names.
+    d = tempfile.mkdtemp(prefix="fzip-compl-files-")
+    open(os.path.join(d, "backup.fzip"), "w").close()
+    cases = COMPLETIONS + [(["fzip", "package", "verify", "back"], ["backup.fzip"]),
+                           (["fzip", "export", "download", "X", "-o", "b"], ["backup.fzip"]),
+                           # "--output=b" as bash splits it (COMP_WORDBREAKS has "=")
+                           (["fzip", "export", "download", "X", "--output", "=", "b"],
+                            ["backup.fzip"])]
+    lines = ["source '%s' || exit 9" % script,
+             "[ \"$(complete -p fzip)\" = 'complete -o filenames -F _fzip fzip' ] || exit 8"]
+    for words, _want in cases:
+        lines.append("COMP_WORDS=(%s); COMP_CWORD=%d; COMPREPLY=(); _fzip; echo \"${COMPREPLY[*]}\""
+                     % (shell_quote(words), len(words) - 1))
+    p = subprocess.run(["bash", "--norc", "--noprofile", "-c", "\n".join(lines)], cwd=d,
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0 and p.stderr == "", "bash: rc=%d %s" % (p.returncode, p.stderr))
+    outs = p.stdout.split("\n")
+    for (words, want), out in zip(cases, outs):
+        check_offers("bash", words, out.split(), want)
+
+
+def test_zsh_completion_script(_):
+    script = completion_script("zsh")
+    text = open(script).read()
+    check(text.startswith("#compdef fzip\n"), "no #compdef line: %r" % text[:80])
+    for fn in ("_fzip_words", "_fzip_options", "_fzip_values", "_fzip_files", "_fzip_scan",
+               "_fzip"):
+        check(("\n%s() {" % fn) in text, "zsh script lacks %s()" % fn)
+    check("compdef _fzip fzip" in text and "compadd" in text, "no compdef/compadd")
+    zsh = shutil.which("zsh")
+    if not zsh:
+        print("zsh not installed: checked the script's structure only")
+        return
+    p = subprocess.run([zsh, "-n", script], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "zsh -n: %s" % p.stderr)
+    # Registered through the real compinit/compdef.
+    p = subprocess.run([zsh, "-f", "-c", "autoload -U compinit && compinit -u -D && "
+                        "source '%s' && print -r -- $_comps[fzip]" % script],
+                       capture_output=True, text=True, timeout=60)
+    check(p.stdout.strip() == "_fzip", "compdef did not register _fzip: %r %r"
+          % (p.stdout, p.stderr))
+    # The entry point's answers, with compadd (which filters by the
+    # prefix itself) stubbed to print what it was given.
+    lines = ["compdef() { :; }",
+             "compadd() { [[ $1 == -a ]] && print -r -- \"${(P)2}\" }",
+             "_files() { print -r -- '<files>' }",
+             "source '%s' || exit 9" % script]
+    for words, _want in COMPLETIONS:
+        lines.append("words=(%s); CURRENT=%d; _fzip" % (shell_quote(words), len(words)))
+    p = subprocess.run([zsh, "-f", "-c", "\n".join(lines)], capture_output=True, text=True,
+                       timeout=60)
+    check(p.returncode == 0 and p.stderr == "", "zsh: rc=%d %s" % (p.returncode, p.stderr))
+    for (words, want), out in zip(COMPLETIONS, p.stdout.split("\n")):
+        prefix = words[-1]
+        check_offers("zsh", words, [w for w in out.split() if w.startswith(prefix)], want)
+
+
+def test_completion_of_an_unknown_shell_exits_2(_):
+    expect(Cli().run("completion", "fish"), 2, stderr_has="fzip completion bash|zsh")
+    expect(Cli().run("completion"), 2, stderr_has="fzip completion bash|zsh")
+
+
 TESTS = (test_fzip_version_prints_the_cmake_version,
-         test_fzipd_version_prints_the_cmake_version)
+         test_fzipd_version_prints_the_cmake_version,
+         test_help_lists_topics_and_prints_each,
+         test_help_unknown_topic_exits_2_with_the_list,
+         test_help_flags_still_work,
+         test_bash_completion_completes_groups_commands_and_options,
+         test_zsh_completion_script,
+         test_completion_of_an_unknown_shell_exits_2)
 
 
 def main():
