@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fzip_log.h"
+#include "svc_health.h"
 
 #define FLAG_NAME_MAX 64
 #define KIB 1024LL
@@ -41,6 +42,11 @@ typedef struct {
   {flag, env, OPT_INT, offsetof(fzipd_config_t, field), def, lo, hi, meaning}
 #define B(flag, env, field, meaning) \
   {flag, env, OPT_BOOL, offsetof(fzipd_config_t, field), "false", 0, 1, meaning}
+
+/* Defaults in the option table are text; a default that is a named
+ * constant elsewhere is spelled through these, so it cannot drift. */
+#define TEXT_OF(x) #x
+#define NUMBER_TEXT(x) TEXT_OF(x)
 
 static const opt_row_t SERVE_OPTIONS[] = {
     S("listen", "FZIP_LISTEN", listen, FZIPD_DEFAULT_LISTEN,
@@ -79,6 +85,10 @@ static const opt_row_t SERVE_OPTIONS[] = {
       "lapses (a dead replica's import is rolled back then)"),
     I("reaper-interval-ms", "FZIP_REAPER_INTERVAL_MS", reaper_interval_ms, "60000", 100,
       24LL * 3600 * 1000, "how often expired jobs, packages and abandoned uploads are removed"),
+    I("health-check-interval-ms", "FZIP_HEALTH_CHECK_INTERVAL_MS", health_check_interval_ms,
+      NUMBER_TEXT(SVC_HEALTH_CHECK_INTERVAL_MS), 100, 600000,
+      "how often the store is pinged; health \"\" and the fzip.v1 services are NOT_SERVING "
+      "while it does not answer"),
     I("uncommitted-blob-age-seconds", "FZIP_UNCOMMITTED_BLOB_AGE_SECONDS", uncommitted_blob_age_s,
       "86400", 1, 366LL * 24 * 3600,
       "the reaper deletes blobs left uncommitted (an upload or export whose fzipd died) this "

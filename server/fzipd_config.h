@@ -46,6 +46,7 @@ typedef struct {
   int64_t import_workers;
   int64_t job_retention_hours;
   int64_t reaper_interval_ms;
+  int64_t health_check_interval_ms; /* store ping period of the health checker */
   int64_t job_lease_ms;
   const char *temp_dir; /* NULL: $TMPDIR or /tmp; serve points it at its private dir */
   const char *temp_root; /* not a flag: the root of that private dir (tempdir.h), for the sweep */

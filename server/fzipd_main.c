@@ -108,7 +108,7 @@ static bool start_server(serve_state_t *s, int *port, fzip_error_t *error) {
     return false;
   if (!rpc_server_start(s->server, port, error))
     return false;
-  return svc_health_set(svc_registry_health(s->registry), "", SVC_HEALTH_SERVING, error);
+  return true; /* health: the registry's checker already follows the store */
 }
 
 static bool listen_port_is_zero(const char *listen) {

@@ -4,14 +4,34 @@
  * status it last sent and sends again only when the status differs, so
  * flapping between polls costs nothing and a watcher always ends with the
  * latest status.
+ *
+ * The store checker is one thread that pings, sets the store-following
+ * names under the same mutex, and sleeps on a condition variable that
+ * destroy signals, so stopping it never waits out an interval.
  */
 #include "svc_health.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "fzip_log.h"
 #include "grpc/health/v1/health.pb-c.h"
+
+/* The names whose status is the store's. */
+static const char *const STORE_NAMES[] = {
+    "",
+    "fzip.v1.ExportService",
+    "fzip.v1.ImportService",
+    "fzip.v1.DataService",
+};
+#define STORE_NAME_COUNT (sizeof STORE_NAMES / sizeof STORE_NAMES[0])
+/* The names that only say the process serves. */
+static const char *const PROCESS_NAMES[] = {SVC_HEALTH_LIVENESS, SVC_HEALTH_SELF};
+#define PROCESS_NAME_COUNT (sizeof PROCESS_NAMES / sizeof PROCESS_NAMES[0])
+#define NS_PER_MS 1000000L
+#define NS_PER_S 1000000000L
 
 typedef struct {
   char name[SVC_HEALTH_NAME_MAX];
@@ -25,6 +45,15 @@ struct svc_health {
   rpc_method_t check_row;
   rpc_method_t watch_row;
   rpc_server_stream_ops_t watch_ops;
+  /* The store checker (svc_health_follow_store); mu guards the flags. */
+  store_t *store;
+  int64_t interval_ms;
+  pthread_t checker;
+  bool checker_started;
+  pthread_cond_t wake; /* CLOCK_MONOTONIC */
+  bool stop;           /* destroy: the checker returns */
+  bool shutting_down;  /* set_all_not_serving: the checker changes nothing */
+  bool store_up;       /* what the last ping said */
 };
 
 /* Watch state: what was sent last (-1: nothing yet). */
@@ -119,7 +148,13 @@ bool svc_health_new(svc_health_t **out, fzip_error_t *error) {
   svc_health_t *h = calloc(1, sizeof *h);
   if (!h)
     return fzip_error_oom(error, NULL);
+  pthread_condattr_t attr;
+
   pthread_mutex_init(&h->mu, NULL);
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&h->wake, &attr);
+  pthread_condattr_destroy(&attr);
   h->watch_ops = (rpc_server_stream_ops_t){watch_open, watch_next, watch_close};
   h->check_row = (rpc_method_t){
       .path = "/grpc.health.v1.Health/Check",
@@ -144,39 +179,51 @@ bool svc_health_new(svc_health_t **out, fzip_error_t *error) {
 void svc_health_destroy(svc_health_t *health) {
   if (!health)
     return;
+  if (health->checker_started) {
+    pthread_mutex_lock(&health->mu);
+    health->stop = true;
+    pthread_cond_signal(&health->wake);
+    pthread_mutex_unlock(&health->mu);
+    pthread_join(health->checker, NULL);
+  }
+  pthread_cond_destroy(&health->wake);
   pthread_mutex_destroy(&health->mu);
   free(health);
 }
 
+/* Sets (or adds) `service` with h->mu held; false only when the table is
+ * full. */
+static bool set_locked(svc_health_t *h, const char *service, svc_health_status_t status,
+                       fzip_error_t *error) {
+  for (int i = 0; i < h->count; i++) {
+    if (strcmp(h->entries[i].name, service) == 0) {
+      h->entries[i].status = status;
+      return true;
+    }
+  }
+  if (h->count == SVC_HEALTH_MAX_SERVICES)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "health table full (%d services)", SVC_HEALTH_MAX_SERVICES);
+  strcpy(h->entries[h->count].name, service); /* length checked by the callers */
+  h->entries[h->count].status = status;
+  h->count++;
+  return true;
+}
+
 bool svc_health_set(svc_health_t *health, const char *service, svc_health_status_t status,
                     fzip_error_t *error) {
-  bool ok = false;
+  bool ok;
   if (!check_name(service, error))
     return false;
   pthread_mutex_lock(&health->mu);
-  for (int i = 0; i < health->count; i++) {
-    if (strcmp(health->entries[i].name, service) == 0) {
-      health->entries[i].status = status;
-      ok = true;
-      goto done;
-    }
-  }
-  if (health->count == SVC_HEALTH_MAX_SERVICES) {
-    fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_RESOURCE_EXHAUSTED,
-                   "health table full (%d services)", SVC_HEALTH_MAX_SERVICES);
-    goto done;
-  }
-  strcpy(health->entries[health->count].name, service);
-  health->entries[health->count].status = status;
-  health->count++;
-  ok = true;
-done:
+  ok = set_locked(health, service, status, error);
   pthread_mutex_unlock(&health->mu);
   return ok;
 }
 
 void svc_health_set_all_not_serving(svc_health_t *health) {
   pthread_mutex_lock(&health->mu);
+  health->shutting_down = true;
   for (int i = 0; i < health->count; i++)
     health->entries[i].status = SVC_HEALTH_NOT_SERVING;
   pthread_mutex_unlock(&health->mu);
@@ -185,4 +232,78 @@ void svc_health_set_all_not_serving(svc_health_t *health) {
 void svc_health_methods(const rpc_method_t *out[SVC_HEALTH_METHOD_COUNT], svc_health_t *health) {
   out[0] = &health->check_row;
   out[1] = &health->watch_row;
+}
+
+/* ---- the store checker ----------------------------------------------------- */
+
+/* Pings once and sets the store-following names; logs each change (with
+ * the store's own message: logs may name the host, clients never see it). */
+static void check_store(svc_health_t *h) {
+  fzip_error_t err = {0};
+  int timeout_ms = h->interval_ms < SVC_HEALTH_PING_TIMEOUT_MS ? (int)h->interval_ms
+                                                               : SVC_HEALTH_PING_TIMEOUT_MS;
+  bool up = store_ping(h->store, timeout_ms, &err);
+  bool changed;
+
+  pthread_mutex_lock(&h->mu);
+  changed = up != h->store_up;
+  h->store_up = up;
+  if (!h->shutting_down) {
+    for (size_t i = 0; i < STORE_NAME_COUNT; i++)
+      set_locked(h, STORE_NAMES[i], up ? SVC_HEALTH_SERVING : SVC_HEALTH_NOT_SERVING, NULL);
+  }
+  pthread_mutex_unlock(&h->mu);
+  if (changed && up)
+    fzip_log(FZIP_LOG_INFO, "health", "store reachable again: SERVING", NULL);
+  else if (changed)
+    fzip_log(FZIP_LOG_WARN, "health", "store unreachable: NOT_SERVING", "error", err.message,
+             NULL);
+}
+
+static struct timespec deadline_after(int64_t ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += (time_t)(ms / 1000);
+  t.tv_nsec += (long)(ms % 1000) * NS_PER_MS;
+  if (t.tv_nsec >= NS_PER_S) {
+    t.tv_sec++;
+    t.tv_nsec -= NS_PER_S;
+  }
+  return t;
+}
+
+static void *checker_main(void *arg) {
+  svc_health_t *h = arg;
+  for (;;) {
+    struct timespec until = deadline_after(h->interval_ms);
+    pthread_mutex_lock(&h->mu);
+    while (!h->stop && pthread_cond_timedwait(&h->wake, &h->mu, &until) == 0)
+      ;
+    bool stop = h->stop;
+    pthread_mutex_unlock(&h->mu);
+    if (stop)
+      return NULL;
+    check_store(h);
+  }
+}
+
+bool svc_health_follow_store(svc_health_t *health, store_t *store, int64_t interval_ms,
+                             fzip_error_t *error) {
+  if (interval_ms <= 0)
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                          "health check interval must be positive, got %lld ms",
+                          (long long)interval_ms);
+  health->store = store;
+  health->interval_ms = interval_ms;
+  health->store_up = true; /* so a first failed ping is logged as a change */
+  for (size_t i = 0; i < PROCESS_NAME_COUNT; i++) {
+    if (!svc_health_set(health, PROCESS_NAMES[i], SVC_HEALTH_SERVING, error))
+      return false;
+  }
+  check_store(health);
+  if (pthread_create(&health->checker, NULL, checker_main, health) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                          "cannot start the health checker thread");
+  health->checker_started = true;
+  return true;
 }

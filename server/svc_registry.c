@@ -43,10 +43,12 @@ static bool add_rows(svc_registry_t *reg, const rpc_method_t *const *rows, size_
   return true;
 }
 
-static bool add_health(svc_registry_t *reg, fzip_error_t *error) {
+static bool add_health(svc_registry_t *reg, store_t *store, const fzipd_config_t *config,
+                       fzip_error_t *error) {
   const rpc_method_t *rows[SVC_HEALTH_METHOD_COUNT];
 
-  if (!svc_health_new(&reg->health, error))
+  if (!svc_health_new(&reg->health, error) ||
+      !svc_health_follow_store(reg->health, store, config->health_check_interval_ms, error))
     return false;
   svc_health_methods(rows, reg->health);
   return add_rows(reg, rows, SVC_HEALTH_METHOD_COUNT, error);
@@ -131,7 +133,7 @@ bool svc_registry_new(svc_registry_t **out, store_t *store, const fzipd_config_t
   reg = calloc(1, sizeof *reg);
   if (!reg)
     return fzip_error_oom(error, NULL);
-  if (!add_health(reg, error) || !add_reflection(reg, error) || !add_data(reg, store, error) ||
+  if (!add_health(reg, store, config, error) || !add_reflection(reg, error) || !add_data(reg, store, error) ||
       !add_export(reg, store, config, error) ||
       !add_import(reg, store, config, error) ||
       !add_reaper(reg, store, config, error))

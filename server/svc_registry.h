@@ -32,8 +32,8 @@ void svc_registry_destroy(svc_registry_t *registry); /* accepts NULL */
 /* The method table, borrowed from the registry; *n is its length. */
 const rpc_method_t *const *svc_registry_methods(const svc_registry_t *registry, size_t *n);
 
-/* The health service, borrowed: fzipd sets SERVING after start and
- * NOT_SERVING when shutting down. */
+/* The health service, borrowed: its checker follows the store from the
+ * start; fzipd sets NOT_SERVING when shutting down. */
 svc_health_t *svc_registry_health(svc_registry_t *registry);
 
 #endif

@@ -121,7 +121,10 @@ def probes_are(c, kind):
     for p in ("startupProbe", "livenessProbe", "readinessProbe"):
         probe = c.get(p, {})
         if kind == "grpc":
-            check(probe.get("grpc") == {"port": 50051, "service": ""}, "%s is grpc on 50051" % p)
+            # Readiness follows the store; liveness and startup must not.
+            service = "" if p == "readinessProbe" else "liveness"
+            check(probe.get("grpc") == {"port": 50051, "service": service},
+                  "%s is grpc on 50051 asking %r" % (p, service))
         else:
             check(probe.get("tcpSocket") == {"port": "grpc"}, "%s is tcpSocket" % p)
 
