@@ -7,7 +7,8 @@
  * Exit statuses (documented in docs/CLIENT.md and `fzip --help`):
  *   0 ok; 1 the server refused or a job ended badly; 2 usage; 3 a check
  *   failed (checksum, package verification); 4 server unreachable or the
- *   call timed out; 5 not authenticated or not allowed.
+ *   call timed out; 5 not authenticated or not allowed; 130 Ctrl-C while
+ *   following a job (cli_jobs_watch).
  */
 #ifndef CLI_CTX_H
 #define CLI_CTX_H
@@ -29,6 +30,7 @@ enum {
   CLI_EXIT_VERIFY = 3,
   CLI_EXIT_UNAVAILABLE = 4,
   CLI_EXIT_AUTH = 5,
+  CLI_EXIT_INTERRUPTED = 130, /* 128 + SIGINT, as shells report a Ctrl-C */
 };
 
 #define CLI_DEFAULT_ADDR "127.0.0.1:50051"

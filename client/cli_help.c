@@ -61,7 +61,9 @@ static const topic_t topics[] = {
     {"exit-codes", NULL, "what each exit status means",
      "Exit status: 0 ok; 1 the server refused or the job failed; 2 usage error;\n"
      "3 verification failed (checksum, package check); 4 server unreachable or timed out;\n"
-     "5 not authenticated or not allowed.\n",
+     "5 not authenticated or not allowed; 130 interrupted (Ctrl-C) while following a\n"
+     "job: the job is not cancelled, it continues on the server (`fzip export|import\n"
+     "watch ID` re-attaches).\n",
      NULL},
     {"packages", NULL, "FZIP packages: download, upload, offline checks",
      "An FZIP package is a ZIP with a manifest (format 1.0) and a sha256 per entry.\n"

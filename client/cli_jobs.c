@@ -4,17 +4,26 @@
  * function serves both services.  Watching draws progress from each
  * snapshot and reports the last one; a stream that ends without a final
  * status is reported as such, not as success.
+ *
+ * Ctrl-C while watching stops fzip, not the job: the job runs on the
+ * server.  Since the watch blocks inside gRPC, the SIGINT handler is the
+ * whole reaction: it writes a message made before it was installed and
+ * _exits (both async-signal-safe), leaving the server to drop the stream.
  */
 #include "cli_jobs.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_msg.h"
 #include "cli_progress.h"
 
 #define LIST_PAGE_SIZE 100
 #define LIST_PAGES_MAX 1000 /* 100k jobs: far beyond any retention */
+/* The Ctrl-C message: three lines naming the job twice. */
+#define INTERRUPT_MSG_MAX 1024
 
 /* A zeroed, initialised request; the caller frees it with free(). */
 static ProtobufCMessage *new_request(const ProtobufCMessageDescriptor *desc, fzip_error_t *error) {
@@ -167,6 +176,35 @@ int cli_jobs_list(cli_ctx_t *ctx, const cli_job_kind_t *kind) {
   return rc;
 }
 
+static char interrupt_msg[INTERRUPT_MSG_MAX];
+static size_t interrupt_len;
+
+static void on_interrupt(int sig) {
+  ssize_t n = write(STDERR_FILENO, interrupt_msg, interrupt_len);
+  (void)n; /* nothing left to do about a failed write: exiting anyway */
+  _exit(CLI_EXIT_INTERRUPTED);
+}
+
+/* Installs the Ctrl-C handler for watching job `id`, saving the old one
+ * in *old; false (Ctrl-C keeps its default) if the id is too long to
+ * quote in the message. */
+static bool arm_interrupt(struct sigaction *old, const cli_ctx_t *ctx, const cli_job_kind_t *kind,
+                          const char *id) {
+  struct sigaction sa;
+  int n = snprintf(interrupt_msg, sizeof interrupt_msg,
+                   "%sfzip: interrupted; %s %s is not cancelled: it continues on the server.\n"
+                   "fzip: re-attach with: fzip %s watch %s\n"
+                   "fzip: cancel it with: fzip %s cancel %s\n",
+                   ctx->progress_tty ? "\n" : "", kind->noun, id, kind->noun, id, kind->noun, id);
+  if (n < 0 || (size_t)n >= sizeof interrupt_msg)
+    return false;
+  interrupt_len = (size_t)n;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(SIGINT, &sa, old) == 0;
+}
+
 int cli_jobs_watch(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
   fzip_error_t error = {0};
   rpc_client_t *client = NULL;
@@ -174,6 +212,8 @@ int cli_jobs_watch(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
   ProtobufCMessage *last = NULL, *msg = NULL;
   rpc_call_options_t o = cli_ctx_call_options(ctx, false);
   char label[64];
+  struct sigaction old_sigint;
+  bool armed = arm_interrupt(&old_sigint, ctx, kind, id);
   int rc;
   snprintf(label, sizeof label, "%s %.8s", kind->noun, id);
   cli_progress_t *progress = cli_progress_new(cli_ctx_progress_mode(ctx), label);
@@ -204,6 +244,8 @@ failed:
   progress = NULL;
   rc = cli_fail(ctx, &error);
 done:
+  if (armed)
+    sigaction(SIGINT, &old_sigint, NULL);
   cli_progress_destroy(progress);
   rpc_client_call_destroy(call);
   free(req);

@@ -31,6 +31,9 @@ typedef struct {
  * each returns the process exit status and prints its own errors. */
 int cli_jobs_status(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);
 int cli_jobs_watch(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);
+/* (watch, and every --wait that follows a job through it: Ctrl-C leaves
+ * the job running on the server, prints on stderr how to follow or
+ * cancel it, and exits CLI_EXIT_INTERRUPTED.) */
 int cli_jobs_list(cli_ctx_t *ctx, const cli_job_kind_t *kind);
 int cli_jobs_delete(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);
 int cli_jobs_cancel(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);

@@ -7,18 +7,23 @@ script and answers COMP_WORDS/COMP_CWORD lines through the real
 `complete -F` function; zsh, when installed, loads it with compinit and
 runs its entry point with stubbed compadd/_files (completion widgets need
 a terminal), else the script's structure is checked.  All run against
-the real binaries ($FZIP, $FZIPD).
+the real binaries ($FZIP, $FZIPD).  Ctrl-C during `export create --wait`
+against a real fzipd whose export pauses in its upload phase (failpoint
+export.uploading): fzip exits 130 saying how to re-attach, and the job
+goes on to completion.
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
-from fzipd_harness import Checks  # noqa: E402
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 from fzip_cli import Cli, check, expect  # noqa: E402
 
 VERSION = os.environ["FZIP_PROJECT_VERSION"]
@@ -186,6 +191,45 @@ def test_completion_of_an_unknown_shell_exits_2(_):
     expect(Cli().run("completion"), 2, stderr_has="fzip completion bash|zsh")
 
 
+# Each progress report of the export's upload phase sleeps this long, so
+# the job is still running when fzip is interrupted and checked.
+PAUSE_MS = 4000
+
+
+def job_of(cli, eid):
+    r = expect(cli.run("export", "status", eid, "--json"), 0)
+    return r.json_lines()[0]
+
+
+def test_ctrl_c_during_wait_leaves_the_job_running(_):
+    env = {"FZIP_FAILPOINTS": "export.uploading=delay:%d" % PAUSE_MS}
+    with Fzipd(env=env) as srv:
+        user = unique_user("sigint")
+        srv.seed(user, 100, seed=3)
+        cli = Cli("127.0.0.1:%d" % srv.port, srv.token(user))
+        p = cli.popen("export", "create", "--wait")
+        first = p.stderr.readline()
+        check(first.startswith("export ") and first.strip().endswith(" created"),
+              "no 'export ID created' line: %r" % first)
+        eid = first.split()[1]
+        deadline = time.time() + 60  # until the job reaches its (paused) upload phase
+        while job_of(cli, eid)["status"] != "EXPORT_STATUS_UPLOADING":
+            check(time.time() < deadline, "export never reached UPLOADING")
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        check(p.returncode == 130, "want exit 130, got %d: %r" % (p.returncode, err))
+        check("fzip export watch %s" % eid in err, "no re-attach command: %r" % err)
+        check("continues on the server" in err, "does not say the job continues: %r" % err)
+        check("fzip export cancel %s" % eid in err, "no cancel command: %r" % err)
+        expect(Cli().run("help", "exit-codes"), 0, stdout_has="130 interrupted")
+        check(out == "", "stdout: %r" % out)
+        running = job_of(cli, eid)["status"]
+        check(running == "EXPORT_STATUS_UPLOADING", "job not running after Ctrl-C: %s" % running)
+        r = expect(cli.run("export", "watch", eid, "--json", timeout=240), 0)
+        check(r.json_lines()[-1]["status"] == "EXPORT_STATUS_COMPLETED", "re-attached: %r" % r)
+
+
 TESTS = (test_fzip_version_prints_the_cmake_version,
          test_fzipd_version_prints_the_cmake_version,
          test_help_lists_topics_and_prints_each,
@@ -193,7 +237,8 @@ TESTS = (test_fzip_version_prints_the_cmake_version,
          test_help_flags_still_work,
          test_bash_completion_completes_groups_commands_and_options,
          test_zsh_completion_script,
-         test_completion_of_an_unknown_shell_exits_2)
+         test_completion_of_an_unknown_shell_exits_2,
+         test_ctrl_c_during_wait_leaves_the_job_running)
 
 
 def main():
