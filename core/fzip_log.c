@@ -3,6 +3,7 @@
  * with a single write(2), so concurrent lines never interleave. */
 #include "fzip_log.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,12 @@
 /* A string stops taking characters this close to the end: room for its
  * last escape (6 bytes), the "..." and the closing quote. */
 #define LOG_CUT_MARGIN 32
+/* An int64 in decimal with its sign, and the NUL. */
+#define LOG_NUMBER_MAX 24
+/* Bytes of the longest escape of one key byte (\u00XX). */
+#define LOG_ESCAPE_MAX 6
+/* The comma, the key's quotes and the colon around a pair. */
+#define LOG_PAIR_EXTRA 4
 
 static atomic_int log_level = FZIP_LOG_INFO;
 /* Indexed by fzip_log_level_t: what "level" says and what parse reads. */
@@ -61,8 +68,8 @@ static void put_str(line_t *l, const char *s) {
       char esc[2] = {'\\', (char)*p};
       put_raw(l, esc, 2);
     } else if (*p < 0x20) {
-      char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-      put_raw(l, esc, 6);
+      char esc[LOG_ESCAPE_MAX] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+      put_raw(l, esc, sizeof esc);
     } else {
       put_raw(l, (const char *)p, 1);
     }
@@ -70,45 +77,99 @@ static void put_str(line_t *l, const char *s) {
   put_raw(l, "\"", 1);
 }
 
-void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...) {
-  line_t l;
+/* ts, level, component and msg: what every line starts with. */
+static void line_begin(line_t *l, fzip_log_level_t level, const char *component,
+                       const char *msg) {
   char ts[96];
   struct timespec now;
   struct tm tm;
-  va_list ap;
 
-  if (!fzip_log_enabled(level))
-    return;
-  l.len = 0;
+  l->len = 0;
   clock_gettime(CLOCK_REALTIME, &now);
   gmtime_r(&now.tv_sec, &tm);
   snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
-  put_raw(&l, "{\"ts\":", 6);
-  put_str(&l, ts);
-  put_raw(&l, ",\"level\":", 9);
-  put_str(&l, level_names[level]);
-  put_raw(&l, ",\"component\":", 13);
-  put_str(&l, component);
-  put_raw(&l, ",\"msg\":", 7);
-  put_str(&l, msg);
+  put_raw(l, "{\"ts\":", 6);
+  put_str(l, ts);
+  put_raw(l, ",\"level\":", 9);
+  put_str(l, level_names[level]);
+  put_raw(l, ",\"component\":", 13);
+  put_str(l, component);
+  put_raw(l, ",\"msg\":", 7);
+  put_str(l, msg);
+}
+
+/* Adds ,"key":value; false (nothing added) once the line is full: half a
+ * pair would not be JSON, so the pairs left are dropped. */
+static bool put_field(line_t *l, const fzip_log_field_t *f) {
+  char num[LOG_NUMBER_MAX];
+  int n;
+
+  if (line_full(l))
+    return false;
+  /* A number or boolean is never cut (a cut one would not be JSON): it
+   * goes only with room for its key escaped in full. */
+  if (f->type != FZIP_LOG_STR &&
+      sizeof l->buf - LOG_CLOSE_RESERVE - l->len < LOG_PAIR_EXTRA + LOG_NUMBER_MAX +
+                                                       LOG_ESCAPE_MAX * strlen(f->key ? f->key : ""))
+    return false;
+  put_raw(l, ",", 1);
+  put_str(l, f->key);
+  put_raw(l, ":", 1);
+  switch (f->type) {
+  case FZIP_LOG_INT:
+    n = snprintf(num, sizeof num, "%" PRId64, f->num);
+    put_raw(l, num, (size_t)n);
+    break;
+  case FZIP_LOG_BOOL:
+    if (f->flag)
+      put_raw(l, "true", sizeof "true" - 1);
+    else
+      put_raw(l, "false", sizeof "false" - 1);
+    break;
+  default:
+    put_str(l, f->str);
+    break;
+  }
+  return true;
+}
+
+static void line_end(line_t *l) {
+  memcpy(l->buf + l->len, "}\n", 2);
+  l->len += 2;
+  if (write(STDERR_FILENO, l->buf, l->len) < 0) {
+    /* Nowhere left to report a failure to log. */
+  }
+}
+
+void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...) {
+  line_t l;
+  va_list ap;
+
+  if (!fzip_log_enabled(level))
+    return;
+  line_begin(&l, level, component, msg);
   va_start(ap, msg);
   for (;;) {
     const char *key = va_arg(ap, const char *);
-    const char *val;
-    /* A full line drops the pairs left: half a pair would not be JSON. */
-    if (!key || line_full(&l))
+    if (!key)
       break;
-    val = va_arg(ap, const char *);
-    put_raw(&l, ",", 1);
-    put_str(&l, key);
-    put_raw(&l, ":", 1);
-    put_str(&l, val);
+    fzip_log_field_t f = fzip_log_str(key, va_arg(ap, const char *));
+    if (!put_field(&l, &f))
+      break;
   }
   va_end(ap);
-  memcpy(l.buf + l.len, "}\n", 2);
-  l.len += 2;
-  if (write(STDERR_FILENO, l.buf, l.len) < 0) {
-    /* Nowhere left to report a failure to log. */
-  }
+  line_end(&l);
+}
+
+void fzip_log_fields(fzip_log_level_t level, const char *component, const char *msg,
+                     const fzip_log_field_t *fields, size_t n) {
+  line_t l;
+
+  if (!fzip_log_enabled(level))
+    return;
+  line_begin(&l, level, component, msg);
+  for (size_t i = 0; i < n && put_field(&l, &fields[i]); i++)
+    ;
+  line_end(&l);
 }

@@ -6,11 +6,21 @@
  *
  * Key/value pairs are NUL-terminated strings, ended by a NULL key; values
  * are JSON-escaped.  Thread-safe: one write(2) per line.
+ *
+ * Numbers and booleans go out as JSON numbers and booleans through the
+ * typed fields, so that log pipelines can sum and compare them:
+ *
+ *   const fzip_log_field_t f[] = {fzip_log_str("method", path),
+ *                                 fzip_log_int("duration_ms", ms),
+ *                                 fzip_log_bool("delivered", sent)};
+ *   fzip_log_fields(FZIP_LOG_INFO, "rpc", "call done", f, FZIP_LOG_COUNT(f));
  */
 #ifndef FZIP_LOG_H
 #define FZIP_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* Longest line written, newline included: a longer value is cut with
  * "...", and pairs that no longer fit are dropped, so a line is always one
@@ -24,7 +34,35 @@ void fzip_log_set_level(fzip_log_level_t level);
 bool fzip_log_level_parse(fzip_log_level_t *out, const char *s);
 bool fzip_log_enabled(fzip_log_level_t level);
 
-/* Variadic tail: key, value, key, value, ..., NULL. */
+/* Variadic tail: key, value, key, value, ..., NULL; every value a string. */
 void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...);
+
+typedef enum { FZIP_LOG_STR = 0, FZIP_LOG_INT, FZIP_LOG_BOOL } fzip_log_type_t;
+
+/* One key and a typed value; the strings are borrowed for the call. */
+typedef struct {
+  const char *key;
+  fzip_log_type_t type;
+  const char *str; /* FZIP_LOG_STR; NULL logs as "" */
+  int64_t num;     /* FZIP_LOG_INT */
+  bool flag;       /* FZIP_LOG_BOOL */
+} fzip_log_field_t;
+
+static inline fzip_log_field_t fzip_log_str(const char *key, const char *value) {
+  return (fzip_log_field_t){.key = key, .type = FZIP_LOG_STR, .str = value};
+}
+static inline fzip_log_field_t fzip_log_int(const char *key, int64_t value) {
+  return (fzip_log_field_t){.key = key, .type = FZIP_LOG_INT, .num = value};
+}
+static inline fzip_log_field_t fzip_log_bool(const char *key, bool value) {
+  return (fzip_log_field_t){.key = key, .type = FZIP_LOG_BOOL, .flag = value};
+}
+
+/* The number of fields in an array of them. */
+#define FZIP_LOG_COUNT(fields) (sizeof(fields) / sizeof((fields)[0]))
+
+/* Like fzip_log, with the n typed fields in order (n may be 0). */
+void fzip_log_fields(fzip_log_level_t level, const char *component, const char *msg,
+                     const fzip_log_field_t *fields, size_t n);
 
 #endif

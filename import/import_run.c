@@ -265,8 +265,10 @@ static bool rollback(run_t *r, fzip_error_t *error) {
                              error))
     return fzip_error_prefix(error, "rolling back import %s", r->job->import_id);
   snprintf(buf, sizeof buf, "restored=%" PRIu64 " deleted=%" PRIu64, st.restored, st.deleted);
-  fzip_log(FZIP_LOG_INFO, "import", "rolled back", "import", r->job->import_id, "counts", buf,
-           NULL);
+  const fzip_log_field_t f[] = {fzip_log_str("import", r->job->import_id),
+                                fzip_log_int("restored", (int64_t)st.restored),
+                                fzip_log_int("deleted", (int64_t)st.deleted)};
+  fzip_log_fields(FZIP_LOG_INFO, "import", "rolled back", f, FZIP_LOG_COUNT(f));
   return job_msg_add_event(&r->job->base, "rolled_back", buf, EVENTS_MAX) ||
          fzip_error_oom(error, NULL);
 }

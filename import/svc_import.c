@@ -342,7 +342,7 @@ static bool upload_keep(upload_t *up) {
   svc_import_t *svc = up->svc;
   store_blob_info_t info;
   fzip_error_t err = {0};
-  char part[JOB_BLOB_ID_MAX], bytes[32];
+  char part[JOB_BLOB_ID_MAX];
 
   if (!store_blob_writer_commit(up->writer, &info, &err))
     goto failed;
@@ -357,9 +357,10 @@ static bool upload_keep(upload_t *up) {
       fzip_log(FZIP_LOG_WARN, "import", "could not delete a resume prefix; expiry will", "import",
                up->rec->job_id, "error", err.message, NULL);
   }
-  snprintf(bytes, sizeof bytes, "%" PRIu64, info.size);
-  fzip_log(FZIP_LOG_INFO, "import", "upload interrupted; kept for a resume", "import",
-           up->rec->job_id, "received_bytes", bytes, NULL);
+  const fzip_log_field_t f[] = {fzip_log_str("import", up->rec->job_id),
+                                fzip_log_int("received_bytes", (int64_t)info.size)};
+  fzip_log_fields(FZIP_LOG_INFO, "import", "upload interrupted; kept for a resume", f,
+                  FZIP_LOG_COUNT(f));
   return true;
 failed:
   fzip_log(FZIP_LOG_WARN, "import", "could not keep an interrupted upload; discarding it",

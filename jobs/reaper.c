@@ -69,11 +69,13 @@ static void *reaper_main(void *arg) {
       fzip_log(FZIP_LOG_WARN, "reaper", "reaper pass failed; retrying next interval", "error",
                err.message, NULL);
     else if (stats.jobs || stats.package_blobs || stats.uncommitted_blobs || stats.hooked) {
-      char buf[128];
-      snprintf(buf, sizeof buf, "jobs=%llu packages=%llu uncommitted=%llu expired=%llu",
-               (unsigned long long)stats.jobs, (unsigned long long)stats.package_blobs,
-               (unsigned long long)stats.uncommitted_blobs, (unsigned long long)stats.hooked);
-      fzip_log(FZIP_LOG_INFO, "reaper", "reaped", "counts", buf, NULL);
+      const fzip_log_field_t f[] = {
+          fzip_log_int("jobs", (int64_t)stats.jobs),
+          fzip_log_int("packages", (int64_t)stats.package_blobs),
+          fzip_log_int("uncommitted", (int64_t)stats.uncommitted_blobs),
+          fzip_log_int("expired", (int64_t)stats.hooked),
+      };
+      fzip_log_fields(FZIP_LOG_INFO, "reaper", "reaped", f, FZIP_LOG_COUNT(f));
     }
     pthread_mutex_lock(&r->mu);
     clock_gettime(CLOCK_REALTIME, &deadline);

@@ -84,6 +84,7 @@ typedef struct {
   const ProtobufCMessageDescriptor *request;
   const ProtobufCMessageDescriptor *response;
   bool requires_auth; /* fzip.v1 methods: true; health/reflection: false */
+  bool quiet;         /* health/reflection: "call done" logged at debug, not info */
   rpc_unary_fn unary;
   const rpc_server_stream_ops_t *server_stream;
   const rpc_client_stream_ops_t *client_stream;

@@ -167,10 +167,9 @@ static bool call_start_batch(rpc_call_t *c, const grpc_op *ops, size_t n, call_e
   grpc_call_error rc = grpc_call_start_batch(c->call, ops, n, &c->tags[ev], NULL);
   pthread_mutex_unlock(&c->batch_mu);
   if (rc != GRPC_CALL_OK) {
-    char code[16];
-    snprintf(code, sizeof code, "%d", (int)rc);
-    fzip_log(FZIP_LOG_ERROR, "rpc", "grpc_call_start_batch failed", "method", c->path,
-             "call_error", code, NULL);
+    const fzip_log_field_t f[] = {fzip_log_str("method", c->path),
+                                  fzip_log_int("call_error", (int64_t)rc)};
+    fzip_log_fields(FZIP_LOG_ERROR, "rpc", "grpc_call_start_batch failed", f, FZIP_LOG_COUNT(f));
     atomic_fetch_sub(&c->refs, 1); /* the lifecycle ref keeps c alive here */
     return false;
   }
@@ -668,17 +667,24 @@ static void on_recv(rpc_call_t *c, bool ok) {
   rpc_pool_submit_always(c->server->pool, &c->task, c->in_msg ? task_recv : task_finish);
 }
 
+/* Health probes and reflection come every few seconds from every prober:
+ * their lines go at debug, so that info shows the calls that matter. */
 static void log_call_done(rpc_call_t *c, bool status_sent) {
-  if (!fzip_log_enabled(FZIP_LOG_INFO))
+  fzip_log_level_t level = c->method->quiet ? FZIP_LOG_DEBUG : FZIP_LOG_INFO;
+  if (!fzip_log_enabled(level))
     return;
-  char duration[32], code[16];
   fzip_code_t fc = (fzip_code_t)c->end_error.code;
-  snprintf(duration, sizeof duration, "%" PRId64, fzip_monotonic_ms() - c->start_ms);
-  snprintf(code, sizeof code, "%d", rpc_status_code(fc));
-  fzip_log(FZIP_LOG_INFO, "rpc", "call done", "method", c->path, "user", c->ctx.user_id,
-           "status", fc == FZIP_OK ? "OK" : fzip_code_name(fc), "grpc_code", code, "duration_ms",
-           duration, "peer", c->ctx.peer, "delivered", status_sent ? "true" : "false", "error",
-           c->end_error.message, NULL);
+  const fzip_log_field_t f[] = {
+      fzip_log_str("method", c->path),
+      fzip_log_str("user", c->ctx.user_id),
+      fzip_log_str("status", fc == FZIP_OK ? "OK" : fzip_code_name(fc)),
+      fzip_log_int("grpc_code", rpc_status_code(fc)),
+      fzip_log_int("duration_ms", fzip_monotonic_ms() - c->start_ms),
+      fzip_log_str("peer", c->ctx.peer),
+      fzip_log_bool("delivered", status_sent),
+      fzip_log_str("error", c->end_error.message),
+  };
+  fzip_log_fields(level, "rpc", "call done", f, FZIP_LOG_COUNT(f));
 }
 
 static void on_status(rpc_call_t *c, bool ok) {

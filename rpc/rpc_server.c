@@ -245,10 +245,10 @@ bool rpc_server_start(rpc_server_t *server, int *bound_port, fzip_error_t *error
   }
   if (bound_port)
     *bound_port = port;
-  char port_s[16];
-  snprintf(port_s, sizeof port_s, "%d", port);
-  fzip_log(FZIP_LOG_INFO, "rpc", "server listening", "listen", server->opts.listen, "port",
-           port_s, "tls", server->opts.tls_cert_file ? "true" : "false", NULL);
+  const fzip_log_field_t f[] = {fzip_log_str("listen", server->opts.listen),
+                                fzip_log_int("port", port),
+                                fzip_log_bool("tls", server->opts.tls_cert_file != NULL)};
+  fzip_log_fields(FZIP_LOG_INFO, "rpc", "server listening", f, FZIP_LOG_COUNT(f));
   return true;
 }
 

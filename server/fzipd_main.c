@@ -36,7 +36,6 @@
 #include "seed.h"
 
 #define EXIT_USAGE 2
-#define PORT_TEXT_MAX 16
 
 typedef int (*subcommand_fn)(int argc, char **argv);
 
@@ -117,17 +116,19 @@ static bool listen_port_is_zero(const char *listen) {
 }
 
 static void announce(const serve_state_t *s, int port) {
-  char port_text[PORT_TEXT_MAX];
-
-  snprintf(port_text, sizeof port_text, "%d", port);
   /* Tests start fzipd on port 0 and read the real port from stdout. */
   if (listen_port_is_zero(s->config.listen)) {
     printf("port=%d\n", port);
     fflush(stdout);
   }
-  fzip_log(FZIP_LOG_INFO, "fzipd", "listening", "listen", s->config.listen, "port", port_text,
-           "store", store_backend_name(s->store), "auth", auth_verifier_alg(s->verifier),
-           "tls", s->config.tls_cert ? "on" : "off", NULL);
+  const fzip_log_field_t f[] = {
+      fzip_log_str("listen", s->config.listen),
+      fzip_log_int("port", port),
+      fzip_log_str("store", store_backend_name(s->store)),
+      fzip_log_str("auth", auth_verifier_alg(s->verifier)),
+      fzip_log_bool("tls", s->config.tls_cert != NULL),
+  };
+  fzip_log_fields(FZIP_LOG_INFO, "fzipd", "listening", f, FZIP_LOG_COUNT(f));
 }
 
 /* Start-up cleanup of what crashed fzipd processes left in the temp dir,
@@ -135,15 +136,14 @@ static void announce(const serve_state_t *s, int port) {
  * services goes into (config.temp_dir now names it). */
 static bool make_temp_dir(serve_state_t *s, fzip_error_t *error) {
   tempdir_sweep_stats_t st;
-  char counts[64];
 
   if (!tempdir_sweep(&st, s->config.temp_dir, TEMPDIR_LEGACY_AGE_MS, error) ||
       !tempdir_new(&s->temp, s->config.temp_dir, error))
     return false;
-  snprintf(counts, sizeof counts, "dirs=%llu old_files=%llu", (unsigned long long)st.dirs,
-           (unsigned long long)st.legacy);
-  fzip_log(FZIP_LOG_INFO, "fzipd", "temp dir ready", "path", tempdir_path(s->temp), "swept",
-           counts, NULL);
+  const fzip_log_field_t f[] = {fzip_log_str("path", tempdir_path(s->temp)),
+                                fzip_log_int("swept_dirs", (int64_t)st.dirs),
+                                fzip_log_int("swept_old_files", (int64_t)st.legacy)};
+  fzip_log_fields(FZIP_LOG_INFO, "fzipd", "temp dir ready", f, FZIP_LOG_COUNT(f));
   s->config.temp_root = tempdir_root(s->temp);
   s->config.temp_dir = tempdir_path(s->temp);
   return true;

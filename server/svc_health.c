@@ -162,6 +162,7 @@ bool svc_health_new(svc_health_t **out, fzip_error_t *error) {
       .request = &grpc__health__v1__health_check_request__descriptor,
       .response = &grpc__health__v1__health_check_response__descriptor,
       .unary = health_check,
+      .quiet = true, /* probes come every few seconds */
       .data = h,
   };
   h->watch_row = (rpc_method_t){
@@ -170,6 +171,7 @@ bool svc_health_new(svc_health_t **out, fzip_error_t *error) {
       .request = &grpc__health__v1__health_check_request__descriptor,
       .response = &grpc__health__v1__health_check_response__descriptor,
       .server_stream = &h->watch_ops,
+      .quiet = true,
       .data = h,
   };
   *out = h;

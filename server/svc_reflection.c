@@ -314,6 +314,7 @@ bool svc_reflection_new(svc_reflection_t **out, const unsigned char *set, size_t
         .request = &grpc__reflection__v1__server_reflection_request__descriptor,
         .response = &grpc__reflection__v1__server_reflection_response__descriptor,
         .requires_auth = false,
+        .quiet = true,
         .bidi = reflection_reply,
         .data = svc,
     };

@@ -1,6 +1,7 @@
 /* core/fzip_log: every line is one JSON object whatever the values hold
  * (quotes, backslashes, control characters, values and pair counts larger
- * than a line), levels filter, and level names parse.  Lines are captured
+ * than a line), typed fields are JSON numbers and booleans, levels filter,
+ * and level names parse.  Lines are captured
  * by pointing stderr at a file and parsed back with libbson's JSON reader. */
 #include <bson/bson.h>
 #include <fcntl.h>
@@ -151,6 +152,59 @@ static void test_more_pairs_than_a_line_holds_still_make_one_json_line(void) {
   CHECK(FLOOD_PAIRS * sizeof big > FZIP_LOG_LINE_MAX);
 }
 
+static void test_typed_fields_are_json_numbers_and_booleans(void) {
+  const fzip_log_field_t f[] = {
+      fzip_log_str("method", "/m"),      fzip_log_int("zero", 0),
+      fzip_log_int("neg", -42),          fzip_log_int("max", INT64_MAX),
+      fzip_log_int("min", INT64_MIN),    fzip_log_bool("yes", true),
+      fzip_log_bool("no", false),        fzip_log_str("null", NULL),
+  };
+  bson_t *doc;
+  bson_iter_t it;
+  bool ok;
+  CHECK(capture_begin());
+  fzip_log_fields(FZIP_LOG_INFO, "rpc", "typed", f, FZIP_LOG_COUNT(f));
+  CHECK(capture_end());
+  CHECK(strstr(captured, "\"neg\":-42,") != NULL);
+  CHECK(strstr(captured, "\"yes\":true,\"no\":false,") != NULL);
+  doc = one_json_line();
+  CHECK(doc != NULL);
+  ok = has_string(doc, "method", "/m") && has_string(doc, "null", "");
+  ok = ok && bson_iter_init_find(&it, doc, "zero") && BSON_ITER_HOLDS_NUMBER(&it) &&
+       bson_iter_as_int64(&it) == 0;
+  ok = ok && bson_iter_init_find(&it, doc, "neg") && BSON_ITER_HOLDS_NUMBER(&it) &&
+       bson_iter_as_int64(&it) == -42;
+  ok = ok && bson_iter_init_find(&it, doc, "max") && BSON_ITER_HOLDS_INT64(&it) &&
+       bson_iter_int64(&it) == INT64_MAX;
+  ok = ok && bson_iter_init_find(&it, doc, "min") && BSON_ITER_HOLDS_INT64(&it) &&
+       bson_iter_int64(&it) == INT64_MIN;
+  ok = ok && bson_iter_init_find(&it, doc, "yes") && BSON_ITER_HOLDS_BOOL(&it) &&
+       bson_iter_bool(&it);
+  ok = ok && bson_iter_init_find(&it, doc, "no") && BSON_ITER_HOLDS_BOOL(&it) &&
+       !bson_iter_bool(&it);
+  bson_destroy(doc);
+  CHECK(ok);
+}
+
+/* A full line drops typed fields whole: a cut number would not be JSON. */
+static void test_typed_fields_after_a_full_line_are_dropped_whole(void) {
+  static char big[FZIP_LOG_LINE_MAX - 64];
+  fzip_log_field_t f[FLOOD_PAIRS];
+  bson_t *doc;
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  f[0] = fzip_log_str("big", big);
+  for (int i = 1; i < FLOOD_PAIRS; i++)
+    f[i] = (i % 2) ? fzip_log_int("n", INT64_MIN) : fzip_log_bool("b", false);
+  CHECK(capture_begin());
+  fzip_log_fields(FZIP_LOG_INFO, "t", "full", f, FLOOD_PAIRS);
+  CHECK(capture_end());
+  CHECK(captured_len <= FZIP_LOG_LINE_MAX);
+  doc = one_json_line();
+  CHECK(doc != NULL);
+  bson_destroy(doc);
+}
+
 static void test_lines_below_the_level_are_not_written(void) {
   fzip_log_set_level(FZIP_LOG_WARN);
   CHECK(capture_begin());
@@ -190,6 +244,8 @@ int main(void) {
   RUN(test_null_values_log_as_empty_strings);
   RUN(test_value_longer_than_a_line_is_cut_with_dots_and_the_line_stays_json);
   RUN(test_more_pairs_than_a_line_holds_still_make_one_json_line);
+  RUN(test_typed_fields_are_json_numbers_and_booleans);
+  RUN(test_typed_fields_after_a_full_line_are_dropped_whole);
   RUN(test_lines_below_the_level_are_not_written);
   RUN(test_level_names_parse_and_others_are_refused);
   rc = fzip_test_summary();

@@ -8,7 +8,10 @@
   turn NOT_SERVING within interval + ping timeout (+ slack), every Check
   answering at once, while "liveness" stays SERVING; FerretDB restarted on
   the same port, they turn SERVING again; a Watch of "" sees both changes.
+- Logs: health calls log at debug only (probes would flood info); numbers
+  and booleans in fzipd's lines are JSON numbers and booleans.
 """
+import json
 import os
 import signal
 import socket
@@ -21,6 +24,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd  # noqa: E402
 from fzip_e2e import check  # noqa: E402
+from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
+from fzip.v1 import data_service_pb2_grpc as dgrpc  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -109,6 +114,38 @@ def test_names_and_unknown_name_on_sqlite(tmp):
         check(w.seen[:1] == [SERVICE_UNKNOWN], "Watch of an unknown name: %r" % w.seen)
 
 
+def log_records(srv):
+    with open(srv.log_path, encoding="utf-8", errors="replace") as f:
+        return [json.loads(line) for line in f if line.startswith("{")]
+
+
+def test_logs_are_typed_and_probes_are_not_at_info(tmp):
+    srv = Fzipd(extra_args=["--health-check-interval-ms", str(INTERVAL_MS)]).start()
+    try:
+        check_call, _ = health_calls(srv.channel)
+        for _ in range(5):
+            status_of(check_call, "")
+        dgrpc.DataServiceStub(srv.channel).GetDataSummary(
+            dpb.GetDataSummaryRequest(), metadata=srv.metadata("log-user"), timeout=10)
+        srv.stop()  # every call's line is out once fzipd exited
+        recs = log_records(srv)
+    finally:
+        srv.stop()
+        srv.tmp.cleanup()
+    done = [r for r in recs if r.get("msg") == "call done"]
+    check(not [r for r in done if "grpc.health" in r["method"]],
+          "health calls logged at info: %r" % done)
+    data = [r for r in done if r["method"].endswith("/GetDataSummary")]
+    check(len(data) == 1, "one GetDataSummary line: %r" % done)
+    r = data[0]
+    check(type(r["grpc_code"]) is int and r["grpc_code"] == 0, "grpc_code: %r" % r)
+    check(type(r["duration_ms"]) is int and r["duration_ms"] >= 0, "duration_ms: %r" % r)
+    check(r["delivered"] is True, "delivered: %r" % r)
+    listening = [r for r in recs if r.get("msg") == "listening"]
+    check(listening and type(listening[0]["port"]) is int and listening[0]["tls"] is False,
+          "listening line: %r" % listening)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,6 +230,7 @@ def main():
     checks = Checks()
     with tempfile.TemporaryDirectory(prefix="fzip-health-") as tmp:
         for t in [test_names_and_unknown_name_on_sqlite,
+                  test_logs_are_typed_and_probes_are_not_at_info,
                   test_store_outage_turns_not_serving_and_back]:
             checks.run(t, tmp)
     return checks.summary()
