@@ -36,6 +36,10 @@
 #include "rpc_status.h"
 
 typedef struct rpc_server rpc_server_t;
+
+#define RPC_REQUEST_ID_HEADER "x-request-id"
+/* Longest request id kept, plus its NUL; a longer one is replaced. */
+#define RPC_REQUEST_ID_MAX 129
 typedef struct rpc_ctx rpc_ctx_t; /* per-call context handed to handlers */
 
 typedef enum {
@@ -133,6 +137,12 @@ void rpc_server_destroy(rpc_server_t *server); /* shuts down first; accepts NULL
 /* ---- what handlers may ask of their call ----------------------------- */
 
 const char *rpc_ctx_user_id(const rpc_ctx_t *ctx);  /* authenticated `sub`; "" if no auth */
+/* The call's request id: the client's RPC_REQUEST_ID_HEADER metadata when
+ * it is 1 to RPC_REQUEST_ID_MAX - 1 printable ASCII bytes, else a fresh
+ * UUID.  It is in every log line the layer writes for the call and goes
+ * back to the client in the trailing metadata, so one id ties a client's
+ * report to fzipd's logs. */
+const char *rpc_ctx_request_id(const rpc_ctx_t *ctx);
 const char *rpc_ctx_peer(const rpc_ctx_t *ctx);
 const rpc_method_t *rpc_ctx_method(const rpc_ctx_t *ctx);
 void *rpc_ctx_method_data(const rpc_ctx_t *ctx);

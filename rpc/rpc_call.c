@@ -75,6 +75,7 @@ struct rpc_ctx {
   rpc_arena_t *arena;
   char user_id[RPC_USER_ID_MAX];
   char peer[RPC_PEER_MAX];
+  char request_id[RPC_REQUEST_ID_MAX];
 };
 
 struct rpc_call {
@@ -103,6 +104,7 @@ struct rpc_call {
   grpc_slice status_details;
   bool status_details_set;
   bool initial_md_sent;
+  grpc_metadata trailing_md; /* the request id; its slices point into ctx */
 
   /* Handler side, touched by one worker at a time. */
   rpc_task_t task;
@@ -128,8 +130,9 @@ static const char *const state_names[] = {"requested", "working", "receiving",
 
 static void call_set_state(rpc_call_t *c, call_state_t next, const char *why) {
   if (fzip_log_enabled(FZIP_LOG_DEBUG)) {
-    fzip_log(FZIP_LOG_DEBUG, "rpc", "call state", "method", c->path, "from",
-             state_names[c->state], "to", state_names[next], "why", why, NULL);
+    fzip_log(FZIP_LOG_DEBUG, "rpc", "call state", "method", c->path, "request_id",
+             c->ctx.request_id, "from", state_names[c->state], "to", state_names[next], "why",
+             why, NULL);
   }
   c->state = next;
 }
@@ -168,6 +171,7 @@ static bool call_start_batch(rpc_call_t *c, const grpc_op *ops, size_t n, call_e
   pthread_mutex_unlock(&c->batch_mu);
   if (rc != GRPC_CALL_OK) {
     const fzip_log_field_t f[] = {fzip_log_str("method", c->path),
+                                  fzip_log_str("request_id", c->ctx.request_id),
                                   fzip_log_int("call_error", (int64_t)rc)};
     fzip_log_fields(FZIP_LOG_ERROR, "rpc", "grpc_call_start_batch failed", f, FZIP_LOG_COUNT(f));
     atomic_fetch_sub(&c->refs, 1); /* the lifecycle ref keeps c alive here */
@@ -180,6 +184,7 @@ static bool call_start_batch(rpc_call_t *c, const grpc_op *ops, size_t n, call_e
 
 const char *rpc_ctx_user_id(const rpc_ctx_t *ctx) { return ctx->user_id; }
 const char *rpc_ctx_peer(const rpc_ctx_t *ctx) { return ctx->peer; }
+const char *rpc_ctx_request_id(const rpc_ctx_t *ctx) { return ctx->request_id; }
 const rpc_method_t *rpc_ctx_method(const rpc_ctx_t *ctx) { return ctx->call->method; }
 void *rpc_ctx_method_data(const rpc_ctx_t *ctx) { return ctx->call->method->data; }
 
@@ -280,7 +285,7 @@ static void post_work_done(rpc_call_t *c) {
     /* Cannot happen with an empty batch short of a core bug; the call
      * would hang, so say so loudly. */
     fzip_log(FZIP_LOG_ERROR, "rpc", "cannot post work completion", "method", c->path,
-             NULL);
+             "request_id", c->ctx.request_id, NULL);
   }
 }
 
@@ -314,6 +319,44 @@ static void work_end(rpc_call_t *c, bool ok) {
   c->result = RES_END;
   run_close(c);
   post_work_done(c);
+}
+
+_Static_assert(RPC_REQUEST_ID_MAX > FZIP_UUID_LEN, "a generated request id must fit");
+
+/* True for 1 to RPC_REQUEST_ID_MAX - 1 bytes of printable ASCII: what
+ * may go into a log line and back into a header as it came. */
+static bool request_id_usable(grpc_slice value) {
+  size_t n = GRPC_SLICE_LENGTH(value);
+  const unsigned char *p = GRPC_SLICE_START_PTR(value);
+  if (n == 0 || n >= RPC_REQUEST_ID_MAX)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] < ' ' || p[i] > '~')
+      return false;
+  }
+  return true;
+}
+
+/* The client's x-request-id if usable, else a fresh UUID (and if even
+ * the random source fails, the call's start time and address, which are
+ * unique enough to find its log lines). */
+static void read_request_id(rpc_call_t *c) {
+  fzip_error_t err = {0};
+  for (size_t i = 0; i < c->request_md.count; i++) {
+    const grpc_metadata *md = &c->request_md.metadata[i];
+    if (grpc_slice_str_cmp(md->key, RPC_REQUEST_ID_HEADER) != 0)
+      continue;
+    if (request_id_usable(md->value)) {
+      size_t n = GRPC_SLICE_LENGTH(md->value);
+      memcpy(c->ctx.request_id, GRPC_SLICE_START_PTR(md->value), n);
+      c->ctx.request_id[n] = '\0';
+      return;
+    }
+    break; /* unusable: replaced below */
+  }
+  if (!fzip_uuid_v4(c->ctx.request_id, &err))
+    snprintf(c->ctx.request_id, sizeof c->ctx.request_id, "%" PRId64 "-%p", c->start_ms,
+             (void *)c);
 }
 
 static bool check_auth(rpc_call_t *c, fzip_error_t *error) {
@@ -518,8 +561,13 @@ static void call_send_status(rpc_call_t *c) {
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status =
       (grpc_status_code)rpc_status_code((fzip_code_t)c->end_error.code);
-  ops[n++].data.send_status_from_server.status_details =
+  ops[n].data.send_status_from_server.status_details =
       c->end_error.code == FZIP_OK ? NULL : &c->status_details;
+  c->trailing_md.key = grpc_slice_from_static_string(RPC_REQUEST_ID_HEADER);
+  c->trailing_md.value = grpc_slice_from_static_buffer(c->ctx.request_id,
+                                                       strlen(c->ctx.request_id));
+  ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+  ops[n++].data.send_status_from_server.trailing_metadata = &c->trailing_md;
   call_set_state(c, CALL_FINISHING, "sending status");
   if (!call_start_batch(c, ops, n, EV_STATUS)) {
     call_set_state(c, CALL_DONE, "status batch refused");
@@ -592,6 +640,7 @@ static void on_request(rpc_call_t *c, bool ok) {
   }
 
   c->start_ms = fzip_monotonic_ms();
+  read_request_id(c);
   char *peer = grpc_call_get_peer(c->call);
   snprintf(c->ctx.peer, sizeof c->ctx.peer, "%s", peer ? peer : "");
   gpr_free(peer);
@@ -676,6 +725,7 @@ static void log_call_done(rpc_call_t *c, bool status_sent) {
   fzip_code_t fc = (fzip_code_t)c->end_error.code;
   const fzip_log_field_t f[] = {
       fzip_log_str("method", c->path),
+      fzip_log_str("request_id", c->ctx.request_id),
       fzip_log_str("user", c->ctx.user_id),
       fzip_log_str("status", fc == FZIP_OK ? "OK" : fzip_code_name(fc)),
       fzip_log_int("grpc_code", rpc_status_code(fc)),

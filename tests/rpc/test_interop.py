@@ -3,9 +3,15 @@
 Usage: test_interop.py <test_rpc_server> <dir with fzip_test_pb2*.py>
 Calls Echo, Download and Upload (plus one UNAUTHENTICATED check) with the
 stock Python client and prints "N passed, N failed" like the C harness.
+x-request-id: the client's id comes back in the trailing metadata (a
+missing or unusable one is replaced by a UUID), failed calls included, and
+the server's "call done" line of each call carries it.
 """
 import hashlib
+import json
 import os
+import re
+import tempfile
 import signal
 import subprocess
 import sys
@@ -37,6 +43,63 @@ def test_echo_without_token_is_unauthenticated(stub):
     raise AssertionError("call without a token succeeded")
 
 
+REQUEST_ID = "req-Py.interop_42/x"
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+ids_sent = []  # request ids the server must have logged
+
+
+def trailing_request_id(call_or_error):
+    got = [v for k, v in call_or_error.trailing_metadata() if k == "x-request-id"]
+    assert len(got) == 1, call_or_error.trailing_metadata()
+    return got[0]
+
+
+def test_request_id_comes_back_in_trailing_metadata(stub):
+    _, call = stub.Echo.with_call(pb.EchoRequest(text="id"),
+                                  metadata=TOKEN + (("x-request-id", REQUEST_ID),), timeout=10)
+    assert trailing_request_id(call) == REQUEST_ID
+    ids_sent.append(REQUEST_ID)
+
+
+def test_missing_or_unusable_request_id_is_replaced_by_a_uuid(stub):
+    seen = set()
+    for extra in ((), (("x-request-id", "x" * 129),), (("x-request-id", ""),)):
+        _, call = stub.Echo.with_call(pb.EchoRequest(text="id"), metadata=TOKEN + extra,
+                                      timeout=10)
+        rid = trailing_request_id(call)
+        assert UUID_RE.match(rid), rid
+        seen.add(rid)
+        ids_sent.append(rid)
+    assert len(seen) == 3, seen
+    # The longest id kept as it came: 128 bytes.
+    longest = "y" * 128
+    _, call = stub.Echo.with_call(pb.EchoRequest(text="id"),
+                                  metadata=TOKEN + (("x-request-id", longest),), timeout=10)
+    assert trailing_request_id(call) == longest
+
+
+def test_failed_call_returns_its_request_id(stub):
+    try:
+        stub.Echo(pb.EchoRequest(text="x"), metadata=(("x-request-id", "req-unauth"),),
+                  timeout=10)
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+        assert trailing_request_id(e) == "req-unauth"
+        ids_sent.append("req-unauth")
+        return
+    raise AssertionError("call without a token succeeded")
+
+
+def check_logged_request_ids(log_text):
+    """Every id sent is on exactly one "call done" line, as a string."""
+    done = [json.loads(line) for line in log_text.splitlines()
+            if line.startswith("{") and '"call done"' in line]
+    logged = [r.get("request_id") for r in done]
+    for rid in ids_sent:
+        assert logged.count(rid) == 1, (rid, logged)
+    assert all(isinstance(r, str) and r for r in logged), logged
+
+
 def test_download_64mib(stub):
     total, got, start = 64 * MIB, 0, time.monotonic()
     for chunk in stub.Download(pb.DownloadRequest(total_bytes=total, chunk_bytes=MIB),
@@ -64,13 +127,17 @@ def test_upload_64mib_sha256(stub):
 
 
 def main():
-    server = subprocess.Popen([sys.argv[1]], stdout=subprocess.PIPE)
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([sys.argv[1]], stdout=subprocess.PIPE, stderr=log)
     passed = failed = 0
     try:
         port = int(server.stdout.readline().split()[1])
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS) as channel:
             stub = pb_grpc.TestStub(channel)
             for test in (test_echo, test_echo_without_token_is_unauthenticated,
+                         test_request_id_comes_back_in_trailing_metadata,
+                         test_missing_or_unusable_request_id_is_replaced_by_a_uuid,
+                         test_failed_call_returns_its_request_id,
                          test_download_64mib, test_upload_64mib_sha256):
                 print(f"RUN  {test.__name__}", file=sys.stderr)
                 try:
@@ -86,6 +153,16 @@ def main():
     if code != 0:
         failed += 1
         print(f"FAIL server exit code {code}", file=sys.stderr)
+    log.seek(0)
+    log_text = log.read().decode(errors="replace")
+    try:
+        check_logged_request_ids(log_text)
+        passed += 1
+        print("ok   check_logged_request_ids", file=sys.stderr)
+    except Exception as e:
+        failed += 1
+        print(f"FAIL check_logged_request_ids: {e!r}", file=sys.stderr)
+        sys.stderr.write(log_text[-4000:])
     print(f"{passed} passed, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
 
