@@ -84,6 +84,7 @@ bool cli_args_parse(cli_args_t *out, const cli_command_t *cmd, const cli_opt_t *
                     int argc, char **argv, fzip_error_t *error) {
   bool only_positional = false;
   memset(out, 0, sizeof *out);
+  out->cmd = cmd;
   for (int i = 0; i < argc; i++) {
     const char *word = argv[i];
     if (!only_positional && strcmp(word, "--") == 0) {

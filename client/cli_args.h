@@ -46,11 +46,12 @@ typedef struct {
   const char *positional[CLI_ARGS_MAX_POSITIONAL];
   int n_positional;
   bool help;
+  const struct cli_command *cmd; /* the command the line was parsed for */
 } cli_args_t;
 
 struct cli_ctx;
 
-typedef struct {
+typedef struct cli_command {
   const char *group;      /* "export"; NULL ends a table */
   const char *name;       /* "create" */
   const char *arg_usage;  /* "ID", "FILE", or "" */
@@ -60,6 +61,9 @@ typedef struct {
   const char *summary;    /* one line */
   const char *details;    /* extra help paragraph, or NULL */
   int (*run)(struct cli_ctx *ctx, const cli_args_t *args);
+  /* What `run` needs beyond the line (through args->cmd), or NULL: the
+   * job kind of the commands cli_jobs runs for both job services. */
+  const void *data;
 } cli_command_t;
 
 /* A group of commands, `fzip export ...`: the word, its command table

@@ -193,9 +193,10 @@ static const cli_opt_t list_opts[] = {
 
 const cli_command_t cli_data_commands[] = {
     {"data", "summary", "", 0, 0, NULL, "Counts of your accounts, transactions, files...", NULL,
-     run_summary},
+     run_summary, NULL},
     {"data", "list", "KIND", 1, 1, list_opts,
      "List your data: accounts, transactions, categories, file-maps or files.",
-     "Text output is one line per item; --json one object per line.", run_list},
-    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+     "Text output is one line per item; --json one object per line.", run_list,
+     NULL},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL},
 };

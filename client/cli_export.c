@@ -322,24 +322,6 @@ done:
   return rc;
 }
 
-/* ---- shared job commands -------------------------------------------------- */
-
-static int run_status(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_status(ctx, &export_kind, args->positional[0]);
-}
-static int run_watch(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_watch(ctx, &export_kind, args->positional[0]);
-}
-static int run_list(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_list(ctx, &export_kind);
-}
-static int run_delete(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_delete(ctx, &export_kind, args->positional[0]);
-}
-static int run_cancel(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_cancel(ctx, &export_kind, args->positional[0]);
-}
-
 static const cli_opt_t create_opts[] = {
     {"--type", 0, CLI_OPT_VALUE, "TYPE", NULL,
      "complete|accounts_only|transactions_only|categories_only|selective (default complete)"},
@@ -363,18 +345,21 @@ static const cli_opt_t download_opts[] = {
 
 const cli_command_t cli_export_commands[] = {
     {"export", "create", "", 0, 0, create_opts, "Start an export job (prints the job).",
-     "With --wait, follows the job and exits 1 if it fails.", run_create},
-    {"export", "list", "", 0, 0, NULL, "List your export jobs, newest first.", NULL, run_list},
-    {"export", "status", "ID", 1, 1, NULL, "Show one export job.", NULL, run_status},
+     "With --wait, follows the job and exits 1 if it fails.", run_create, NULL},
+    {"export", "list", "", 0, 0, NULL, "List your export jobs, newest first.", NULL,
+     cli_jobs_run_list, &export_kind},
+    {"export", "status", "ID", 1, 1, NULL, "Show one export job.", NULL, cli_jobs_run_status,
+     &export_kind},
     {"export", "watch", "ID", 1, 1, NULL, "Follow an export job until it ends.",
-     "Exits 1 if the job fails, is cancelled or expired.", run_watch},
+     "Exits 1 if the job fails, is cancelled or expired.", cli_jobs_run_watch, &export_kind},
     {"export", "download", "ID", 1, 1, download_opts, "Download a finished export's package.",
      "Writes FILE.part and renames it to FILE once the whole package matches the size\n"
      "and sha256 the server announced (exit 3 if not).  An interrupted download is\n"
      "resumed from the size of FILE.part when the command is run again.",
-     run_download},
+     run_download, NULL},
     {"export", "delete", "ID", 1, 1, NULL, "Delete an export job and its package.", NULL,
-     run_delete},
-    {"export", "cancel", "ID", 1, 1, NULL, "Cancel a running export job.", NULL, run_cancel},
-    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+     cli_jobs_run_delete, &export_kind},
+    {"export", "cancel", "ID", 1, 1, NULL, "Cancel a running export job.", NULL,
+     cli_jobs_run_cancel, &export_kind},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL},
 };

@@ -250,24 +250,6 @@ static int run_start(cli_ctx_t *ctx, const cli_args_t *args) {
   return rc;
 }
 
-/* ---- shared job commands ---------------------------------------------------- */
-
-static int run_status(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_status(ctx, &import_kind, args->positional[0]);
-}
-static int run_watch(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_watch(ctx, &import_kind, args->positional[0]);
-}
-static int run_list(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_list(ctx, &import_kind);
-}
-static int run_delete(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_delete(ctx, &import_kind, args->positional[0]);
-}
-static int run_cancel(cli_ctx_t *ctx, const cli_args_t *args) {
-  return cli_jobs_cancel(ctx, &import_kind, args->positional[0]);
-}
-
 #define STRATEGY_OPT                                                                       \
   {"--strategy", 0, CLI_OPT_VALUE, "S", NULL,                                             \
    "fail_on_conflict|skip_existing|overwrite (default fail_on_conflict)"}
@@ -294,15 +276,19 @@ const cli_command_t cli_import_commands[] = {
      "Sends the file's size and sha256 first; the server keeps the upload only if both\n"
      "match.  --validate-only and --wait imply --start.  If the stream breaks, the server\n"
      "keeps what it received (import list: phase interrupted); --resume ID sends the rest.",
-     run_upload},
+     run_upload, NULL},
     {"import", "start", "ID", 1, 1, start_opts, "Start (or restart) an uploaded import.", NULL,
-     run_start},
-    {"import", "list", "", 0, 0, NULL, "List your import jobs, newest first.", NULL, run_list},
-    {"import", "status", "ID", 1, 1, NULL, "Show one import job.", NULL, run_status},
+     run_start, NULL},
+    {"import", "list", "", 0, 0, NULL, "List your import jobs, newest first.", NULL,
+     cli_jobs_run_list, &import_kind},
+    {"import", "status", "ID", 1, 1, NULL, "Show one import job.", NULL, cli_jobs_run_status,
+     &import_kind},
     {"import", "watch", "ID", 1, 1, NULL, "Follow an import job until it ends.",
-     "Exits 1 if validation or the import fails, or the job is cancelled.", run_watch},
+     "Exits 1 if validation or the import fails, or the job is cancelled.", cli_jobs_run_watch,
+     &import_kind},
     {"import", "delete", "ID", 1, 1, NULL, "Delete an import job and its uploaded package.",
-     NULL, run_delete},
-    {"import", "cancel", "ID", 1, 1, NULL, "Cancel a running import job.", NULL, run_cancel},
-    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+     NULL, cli_jobs_run_delete, &import_kind},
+    {"import", "cancel", "ID", 1, 1, NULL, "Cancel a running import job.", NULL,
+     cli_jobs_run_cancel, &import_kind},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL},
 };

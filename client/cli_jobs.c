@@ -89,15 +89,7 @@ done:
   return rc;
 }
 
-int cli_jobs_status(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
-  return id_call_report(ctx, kind, &kind->get, id);
-}
-
-int cli_jobs_cancel(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
-  return id_call_report(ctx, kind, &kind->cancel, id);
-}
-
-int cli_jobs_delete(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
+static int jobs_delete(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
   fzip_error_t error = {0};
   ProtobufCMessage *resp = NULL;
   int rc = CLI_EXIT_OK;
@@ -156,7 +148,7 @@ static bool list_page(char **next, cli_ctx_t *ctx, const cli_job_kind_t *kind, c
   return ok;
 }
 
-int cli_jobs_list(cli_ctx_t *ctx, const cli_job_kind_t *kind) {
+static int jobs_list(cli_ctx_t *ctx, const cli_job_kind_t *kind) {
   fzip_error_t error = {0};
   char *token = strdup("");
   int rc = CLI_EXIT_OK;
@@ -252,4 +244,30 @@ done:
   if (last)
     protobuf_c_message_free_unpacked(last, NULL);
   return rc;
+}
+
+/* ---- the shared command rows' handlers -------------------------------------- */
+
+static const cli_job_kind_t *kind_of(const cli_args_t *args) {
+  return args->cmd->data;
+}
+
+int cli_jobs_run_status(cli_ctx_t *ctx, const cli_args_t *args) {
+  return id_call_report(ctx, kind_of(args), &kind_of(args)->get, args->positional[0]);
+}
+
+int cli_jobs_run_cancel(cli_ctx_t *ctx, const cli_args_t *args) {
+  return id_call_report(ctx, kind_of(args), &kind_of(args)->cancel, args->positional[0]);
+}
+
+int cli_jobs_run_watch(cli_ctx_t *ctx, const cli_args_t *args) {
+  return cli_jobs_watch(ctx, kind_of(args), args->positional[0]);
+}
+
+int cli_jobs_run_list(cli_ctx_t *ctx, const cli_args_t *args) {
+  return jobs_list(ctx, kind_of(args));
+}
+
+int cli_jobs_run_delete(cli_ctx_t *ctx, const cli_args_t *args) {
+  return jobs_delete(ctx, kind_of(args), args->positional[0]);
 }

@@ -27,16 +27,21 @@ typedef struct {
   bool (*failed)(int status);
 } cli_job_kind_t;
 
-/* Handlers shared by `fzip export|import status|watch|list|delete|cancel`;
- * each returns the process exit status and prints its own errors. */
-int cli_jobs_status(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);
+/* Follows job `id` until it ends and reports it (create --wait, upload
+ * --wait and the watch command); returns the exit status. */
 int cli_jobs_watch(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);
 /* (watch, and every --wait that follows a job through it: Ctrl-C leaves
  * the job running on the server, prints on stderr how to follow or
  * cancel it, and exits CLI_EXIT_INTERRUPTED.) */
-int cli_jobs_list(cli_ctx_t *ctx, const cli_job_kind_t *kind);
-int cli_jobs_delete(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);
-int cli_jobs_cancel(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id);
+
+/* The `run` of the command rows `fzip export|import status|watch|list|
+ * delete|cancel`, whose `data` is the service's cli_job_kind_t; each
+ * returns the process exit status and prints its own errors. */
+int cli_jobs_run_status(cli_ctx_t *ctx, const cli_args_t *args);
+int cli_jobs_run_watch(cli_ctx_t *ctx, const cli_args_t *args);
+int cli_jobs_run_list(cli_ctx_t *ctx, const cli_args_t *args);
+int cli_jobs_run_delete(cli_ctx_t *ctx, const cli_args_t *args);
+int cli_jobs_run_cancel(cli_ctx_t *ctx, const cli_args_t *args);
 
 /* Prints a job (JSON line or text) and returns the exit status it
  * implies: 1 if it ended in a failed status. */

@@ -235,11 +235,11 @@ static int run_verify(cli_ctx_t *ctx, const cli_args_t *args) {
 const cli_command_t cli_package_commands[] = {
     {"package", "inspect", "FILE", 1, 1, NULL, "Print a package's manifest summary (offline).",
      "Runs the archive and manifest checks first; exits 3 if the package is refused.",
-     run_inspect},
+     run_inspect, NULL},
     {"package", "verify", "FILE", 1, 1, NULL,
      "Verify a package: schema, references, every checksum (offline).",
      "The same validation fzipd runs on upload, without the conflict preview.\n"
      "Exits 3 and lists the first problems when the package fails.",
-     run_verify},
-    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+     run_verify, NULL},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL},
 };

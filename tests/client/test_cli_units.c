@@ -27,7 +27,8 @@ static const cli_opt_t opts[] = {
     {"--accounts", 0, CLI_OPT_VALUE, "IDS", NULL, "ids"},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
-static const cli_command_t cmd = {"export", "download", "ID", 1, 1, opts, "s", NULL, NULL};
+static const cli_command_t cmd = {"export", "download", "ID", 1, 1, opts, "s", NULL, NULL,
+                                   NULL};
 
 static bool parse(cli_args_t *args, fzip_error_t *err, int argc, char **argv) {
   return cli_args_parse(args, &cmd, cli_global_opts, argc, argv, err);
@@ -118,7 +119,7 @@ static void test_selection_splits_accounts_and_orders_range(void) {
 static void test_sizes_accept_suffixes_and_bounds(void) {
   static const cli_opt_t size_opts[] = {{"--limit-rate", 0, CLI_OPT_VALUE, "N", NULL, "r"},
                                         {NULL, 0, 0, NULL, NULL, NULL}};
-  static const cli_command_t c = {"x", "y", "", 0, 0, size_opts, "s", NULL, NULL};
+  static const cli_command_t c = {"x", "y", "", 0, 0, size_opts, "s", NULL, NULL, NULL};
   cli_args_t a;
   fzip_error_t err = {0};
   int64_t v = 0;
