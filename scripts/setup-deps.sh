@@ -18,6 +18,8 @@ PACKAGES=(
   zip unzip openssl
   # the offline container image (scripts/build-image.sh) and its run test
   umoci runc
+  # client.operator runs the generated zsh completion (bash is always there)
+  zsh
   # `go install`/`go build` fetch modules over HTTPS from the module proxy
   ca-certificates
   # the libFuzzer build of fuzz/ (clang 14 and its libFuzzer runtime)
