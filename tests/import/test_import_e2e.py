@@ -190,13 +190,27 @@ def make_corpus(tmp):
     return expected
 
 
+def entry_name_max():
+    """PKG_ENTRY_NAME_MAX from the limits table of docs/FORMAT.md (the test
+    pkg.limits_doc keeps that table equal to pkg/pkg_limits.h)."""
+    path = os.path.join(HERE, "..", "..", "docs", "FORMAT.md")
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("| `PKG_ENTRY_NAME_MAX` |"):
+                return int(line.split("|")[2].split()[0])
+    raise RuntimeError("PKG_ENTRY_NAME_MAX not in docs/FORMAT.md")
+
+
+ENTRY_NAME_MAX = entry_name_max()
+
+
 def matches(got, want):
-    """expected.tsv's entry/field notation: "-" is empty.  An issue keeps a
-    bounded entry name (PKGR_ENTRY_NAME_MAX), so a longer expected name
-    matches the non-empty start of it that the issue kept."""
+    """expected.tsv's entry/field notation: "-" is empty.  An issue keeps an
+    entry name cut at PKG_ENTRY_NAME_MAX bytes, so a longer expected name
+    matches exactly its first PKG_ENTRY_NAME_MAX bytes, nothing shorter."""
     if want == "-":
         return got == ""
-    return got == want or (got != "" and len(got) < len(want) and want.startswith(got))
+    return got == want or (len(want) > ENTRY_NAME_MAX and got == want[:ENTRY_NAME_MAX])
 
 
 def test_hostile_packages_are_refused_and_change_nothing(w):
