@@ -862,6 +862,7 @@ struct store_blob_writer {
   bool hashed; /* info holds the final size and sha256 */
   store_blob_info_t info;
   bool committed;
+  bool failed; /* a chunk was not stored: size and sha256 no longer match the bytes */
 };
 
 bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
@@ -891,10 +892,17 @@ bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_buck
   return true;
 }
 
+/* A writer takes bytes only while it is neither committed nor broken: after
+ * a failed chunk its size and sha256 count bytes the backend never stored,
+ * so neither more bytes nor a commit may follow (only destroy). */
 static bool not_committed(const store_blob_writer_t *w, fzip_error_t *error) {
   if (w->committed)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
                           "blob %s is already committed", w->blob_id);
+  if (w->failed)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                          "blob %s: an earlier write failed; the writer can only be destroyed",
+                          w->blob_id);
   return true;
 }
 
@@ -902,8 +910,11 @@ static bool not_committed(const store_blob_writer_t *w, fzip_error_t *error) {
 static bool writer_flush(store_blob_writer_t *w, fzip_error_t *error) {
   if (w->buf_len == 0)
     return true;
-  if (!w->upload->vt->blob_upload_chunk(w->upload, w->next_chunk, w->buf, w->buf_len, error))
+  if (!fzip_failpoint("store.blob_chunk", error) ||
+      !w->upload->vt->blob_upload_chunk(w->upload, w->next_chunk, w->buf, w->buf_len, error)) {
+    w->failed = true;
     return false;
+  }
   w->next_chunk++;
   w->buf_len = 0;
   return true;
