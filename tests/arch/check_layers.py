@@ -86,8 +86,21 @@ def self_test():
     return True
 
 
+def table_is_ordered():
+    """Each layer may use only layers listed before it, so the table is a
+    ranking with no cycle: an edit that adds an upward or cyclic edge fails
+    here even before any file uses it."""
+    order = list(ALLOWED)
+    bad = ["%s may use %s, which is not below it" % (layer, dep)
+           for i, layer in enumerate(order) for dep in sorted(ALLOWED[layer])
+           if dep not in order[:i]]
+    for line in bad:
+        print("arch.layers: table: " + line)
+    return not bad
+
+
 def main():
-    if not self_test():
+    if not self_test() or not table_is_ordered():
         return 1
     if sys.argv[1:] == ["--self-test"]:
         return 0
