@@ -69,10 +69,12 @@ static void part_blob_id(char out[JOB_BLOB_ID_MAX], const char *import_id) {
   job_part_blob_id(out, &import_job_kind, import_id);
 }
 
-/* Saves `job` into `rec` (body rebuilt, version-checked, no owner). */
+/* Saves `job` into `rec` (body rebuilt, version-checked, no owner); the
+ * stored cancel flag is kept unless the job starts a new run. */
 static bool store_record(store_t *store, store_job_t *rec, const import_job_t *job,
-                         fzip_error_t *error) {
-  return job_store_unowned(store, &import_job_kind, rec, &job->base, fzip_now_ms(), error);
+                         bool new_run, fzip_error_t *error) {
+  return job_store_unowned(store, &import_job_kind, rec, &job->base, fzip_now_ms(), !new_run,
+                           error);
 }
 
 /* ---- UploadImport ----------------------------------------------------- */
@@ -298,7 +300,7 @@ static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
                          SVC_IMPORT_EVENTS_MAX))
     return fzip_error_oom(error, NULL);
   up->rec->expires_at = up->job->updated_at + svc->opts.upload_timeout_ms;
-  if (!store_record(svc->env.store, up->rec, up->job, error)) {
+  if (!store_record(svc->env.store, up->rec, up->job, false, error)) {
     if (error->code == FZIP_ERR_ABORTED)
       fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
                      "import %s is being resumed by another call", up->rec->job_id);
@@ -332,7 +334,7 @@ static bool mark_interrupted(upload_t *up, uint64_t received, const char *event,
     return fzip_error_oom(error, NULL);
   up->rec->runnable = false;
   up->rec->expires_at = up->job->updated_at + up->svc->opts.upload_timeout_ms;
-  return store_record(up->svc->env.store, up->rec, up->job, error);
+  return store_record(up->svc->env.store, up->rec, up->job, false, error);
 }
 
 /* The stream broke with bytes received: commit them and mark the job
@@ -428,7 +430,7 @@ static bool save_received(upload_t *up, fzip_error_t *error) {
   up->next_save = up->received + UPLOAD_SAVE_EVERY_BYTES;
   up->job->received_bytes = (int64_t)up->received;
   up->job->updated_at = fzip_now_ms();
-  return store_record(up->svc->env.store, up->rec, up->job, error);
+  return store_record(up->svc->env.store, up->rec, up->job, false, error);
 }
 
 static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
@@ -541,7 +543,7 @@ static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **
   up->job->updated_at = fzip_now_ms();
   up->rec->runnable = up->start;
   up->rec->expires_at = up->job->updated_at + svc->opts.retention_ms;
-  if (!store_record(svc->env.store, up->rec, up->job, error))
+  if (!store_record(svc->env.store, up->rec, up->job, false, error))
     return false;
   up->done = true;
   if (up->resumed) {
@@ -659,7 +661,7 @@ static bool start_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ct
     goto done;
   rec->runnable = true;
   rec->expires_at = 0; /* set again when the run ends */
-  if (!store_record(svc->env.store, rec, job, error))
+  if (!store_record(svc->env.store, rec, job, true, error))
     goto done;
   job_runner_notify(svc->base.runner);
   if (!svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
@@ -681,7 +683,7 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
       req->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "unknown merge_strategy %d", (int)req->merge_strategy);
-  for (int attempt = 0; attempt < SVC_JOBS_UPDATE_RETRIES; attempt++) {
+  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
     if (start_once(resp, svc, ctx, req, error))
       return true;
     if (error->code != FZIP_ERR_ABORTED)

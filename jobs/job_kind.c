@@ -104,11 +104,12 @@ bool job_kind_body(bson_t *out, const job_kind_t *kind, const ProtobufCMessage *
 }
 
 bool job_store_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
-                       const ProtobufCMessage *job, int64_t now, fzip_error_t *error) {
+                       const ProtobufCMessage *job, int64_t now, bool keep_cancel,
+                       fzip_error_t *error) {
   bson_t *body = bson_new();
   bool ok = false;
 
-  if (!job_kind_body(body, kind, job, job_body_cancel_requested(rec->body), error))
+  if (!job_kind_body(body, kind, job, keep_cancel && job_body_cancel_requested(rec->body), error))
     goto done;
   bson_destroy(rec->body);
   rec->body = body;
@@ -158,7 +159,9 @@ bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
     return false;
   rec->runnable = false;
   rec->expires_at = now + retention_ms;
-  return job_store_unowned(store, kind, rec, job, now, error);
+  /* An ended job has nothing left to cancel; a flag kept here would stop
+   * its next run (StartImport again) as soon as it is claimed. */
+  return job_store_unowned(store, kind, rec, job, now, false, error);
 }
 
 /* ---- a worker's saves ---------------------------------------------------- */

@@ -109,15 +109,19 @@ bool job_ctx_save_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMes
 bool job_ctx_finish_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,
                         int64_t expires_at, fzip_error_t *error);
 
-/* Saves `job` into `rec` outside a worker: body rebuilt (the stored
- * cancel flag kept), record updated_at `now`, version-checked, no owner
- * (ABORTED if the record changed meanwhile). */
+/* Saves `job` into `rec` outside a worker: body rebuilt, record
+ * updated_at `now`, version-checked, no owner (ABORTED if the record
+ * changed meanwhile).  The stored cancel flag is kept if `keep_cancel`,
+ * else cleared: a job made runnable again (StartImport) must not inherit
+ * the cancel of its previous run. */
 bool job_store_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
-                       const ProtobufCMessage *job, int64_t now, fzip_error_t *error);
+                       const ProtobufCMessage *job, int64_t now, bool keep_cancel,
+                       fzip_error_t *error);
 
 /* Ends a job no worker holds (cancel before a claim, expiry): job_end,
  * then not runnable, reaped `retention_ms` after `now`; saved as
- * job_store_unowned. */
+ * job_store_unowned with the cancel flag cleared (an ended job keeps
+ * none). */
 bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
                      ProtobufCMessage *job, int status, const char *event, const char *message,
                      int64_t now, bool set_completed, int64_t retention_ms, fzip_error_t *error);

@@ -19,7 +19,6 @@
 #include "fzip_util.h"
 
 #define JOB_MAX_WORKERS 64
-#define CANCEL_RETRIES 8
 
 struct job_runner {
   store_t *store;
@@ -39,6 +38,10 @@ struct job_ctx {
   store_job_t *job; /* owned */
   int64_t last_save_ms;
   bool cancel_requested;
+  /* Why a save found the record changed, recorded where it was found out:
+   * the job's own errors may carry the same codes (ABORTED, NOT_FOUND). */
+  bool lost;    /* the lease went to another replica */
+  bool deleted; /* the job's record is gone */
 };
 
 /* ---- handler side ----------------------------------------------------- */
@@ -57,8 +60,7 @@ bool job_ctx_is_shutdown_error(const job_ctx_t *ctx, const fzip_error_t *error) 
 }
 
 job_stop_t job_ctx_stop_reason(const job_ctx_t *ctx, const fzip_error_t *error) {
-  if (job_ctx_is_shutdown_error(ctx, error) || error->code == FZIP_ERR_ABORTED ||
-      error->code == FZIP_ERR_NOT_FOUND)
+  if (job_ctx_is_shutdown_error(ctx, error) || ctx->lost || ctx->deleted)
     return JOB_STOP_LEAVE;
   if (error->code == FZIP_ERR_CANCELLED && job_ctx_cancel_requested(ctx))
     return JOB_STOP_CANCEL;
@@ -99,14 +101,17 @@ static bool reload_after_conflict(job_ctx_t *ctx, fzip_error_t *error) {
   fzip_error_t err;
 
   if (!store_job_get(&fresh, ctx->runner->store, ctx->job->kind, NULL, ctx->job->job_id, &err)) {
-    if (err.code == FZIP_ERR_NOT_FOUND)
+    if (err.code == FZIP_ERR_NOT_FOUND) {
+      ctx->deleted = true;
       return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND,
                             "job %s was deleted while running", ctx->job->job_id);
+    }
     *error = err;
     return false;
   }
   if (strcmp(fresh->lease_owner, ctx->runner->owner) != 0) {
     store_job_destroy(fresh);
+    ctx->lost = true;
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
                           "job %s: lease lost to another replica", ctx->job->job_id);
   }
@@ -119,7 +124,7 @@ static bool reload_after_conflict(job_ctx_t *ctx, fzip_error_t *error) {
 
 static bool save(job_ctx_t *ctx, const bson_t *body, bool final, int64_t expires_at,
                  fzip_error_t *error) {
-  for (int attempt = 0; attempt < CANCEL_RETRIES; attempt++) {
+  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
     int64_t now = fzip_now_ms();
     fzip_error_t err;
 
@@ -128,7 +133,9 @@ static bool save(job_ctx_t *ctx, const bson_t *body, bool final, int64_t expires
     if (!final && job_ctx_should_stop(ctx))
       return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED,
                             "server is shutting down; the job will resume");
-    set_body(ctx->job, body, ctx->cancel_requested);
+    /* The final save drops the flag: the job has ended, and a restarted
+     * run (StartImport) must not be cancelled by the previous one's. */
+    set_body(ctx->job, body, !final && ctx->cancel_requested);
     ctx->job->updated_at = now;
     if (final) {
       ctx->job->runnable = false;
@@ -143,6 +150,8 @@ static bool save(job_ctx_t *ctx, const bson_t *body, bool final, int64_t expires
       return true;
     }
     if (err.code != FZIP_ERR_ABORTED) {
+      /* The update names the record's absence NOT_FOUND itself. */
+      ctx->deleted = err.code == FZIP_ERR_NOT_FOUND;
       *error = err;
       return false;
     }
@@ -175,7 +184,7 @@ bool job_ctx_finish(job_ctx_t *ctx, const bson_t *body, int64_t expires_at, fzip
 
 bool job_request_cancel(store_job_t **out, store_t *store, store_job_kind_t kind,
                         const char *user_id, const char *job_id, fzip_error_t *error) {
-  for (int attempt = 0; attempt < CANCEL_RETRIES; attempt++) {
+  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
     store_job_t *job = NULL;
     fzip_error_t err;
 

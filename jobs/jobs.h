@@ -40,6 +40,9 @@ typedef struct job_ctx job_ctx_t;
 #define JOB_DEFAULT_LEASE_MS 60000
 #define JOB_DEFAULT_POLL_MS 1000
 #define JOB_SAVE_INTERVAL_MS 500 /* job_ctx_tick saves at most this often */
+/* Version conflicts a job update retries (a save, a cancel, a start)
+ * before it gives up with ABORTED. */
+#define JOB_UPDATE_RETRIES 8
 
 /* Runs one claimed job to its end.  Returns true when the handler finished
  * the job (job_ctx_finish); false with an error when it stopped early: the

@@ -254,9 +254,10 @@ bool svc_jobs_cancel(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessa
   const char *id = svc_jobs_string_field(req, kind->id_field);
   store_job_t *rec = NULL;
   ProtobufCMessage *view = NULL;
+  bool cancelled = false;
   bool ok = false;
 
-  for (int attempt = 0; attempt < SVC_JOBS_UPDATE_RETRIES; attempt++) {
+  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES && !cancelled; attempt++) {
     int status;
 
     store_job_destroy(rec);
@@ -271,20 +272,26 @@ bool svc_jobs_cancel(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessa
       goto done;
     }
     if (rec->lease_until < fzip_now_ms() && kind->cancel_now(status)) {
-      if (cancel_unowned(svc, rec, error))
-        break;
-      if (error->code != FZIP_ERR_ABORTED)
+      cancelled = cancel_unowned(svc, rec, error);
+      if (!cancelled && error->code != FZIP_ERR_ABORTED)
         goto done;
-      continue; /* a worker claimed it meanwhile: flag it instead */
+      continue; /* ABORTED: a worker claimed it meanwhile: flag it instead */
     }
     store_job_destroy(rec);
     rec = NULL;
     if (!job_request_cancel(&rec, svc->store, kind->kind, rpc_ctx_user_id(ctx), id, error))
       goto done;
     job_runner_notify(svc->runner);
-    break;
+    cancelled = true;
   }
-  if (!rec || !svc_jobs_unpack(&view, svc, ctx, rec, error))
+  /* Every attempt lost a race: the job read last is stale and was not
+   * cancelled, so say so rather than answer with it. */
+  if (!cancelled) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED, "%s %s changed too often; try again",
+                   kind->noun, id);
+    goto done;
+  }
+  if (!svc_jobs_unpack(&view, svc, ctx, rec, error))
     goto done;
   ok = svc_jobs_reply(resp, ctx, rpc_ctx_method(ctx)->response, view, error);
 done:

@@ -27,7 +27,6 @@
 #define SVC_JOBS_ROWS 7          /* methods of a job service */
 #define SVC_JOBS_OWN 2           /* of which the service answers itself */
 #define SVC_JOBS_PATH_MAX 96     /* "/fzip.v1.ExportService/DownloadExport" */
-#define SVC_JOBS_UPDATE_RETRIES 8 /* version conflicts a cancel retries */
 
 /* The service object handlers find in rpc_method_t.data must start with
  * this base so the shared handlers can find the kind, the store and the

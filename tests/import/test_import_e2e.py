@@ -380,6 +380,15 @@ def test_cancel_mid_restore_rolls_back(w):
         check(final.status == jpb.IMPORT_STATUS_CANCELLED,
               "ended %s" % jpb.ImportStatus.Name(final.status))
         check(state(c) == before, "a cancelled import changed the data")
+        # Started again, it runs to its end: the cancel of its first run is
+        # not inherited (docs/IMPORT.md: CANCELLED -> StartImport).
+        c.imp.StartImport(ipb.StartImportRequest(import_id=job.import_id,
+                                                 merge_strategy=jpb.MERGE_STRATEGY_OVERWRITE),
+                          metadata=c.md)
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_COMPLETED,
+              "restarted after a cancel, ended %s: %s" % (jpb.ImportStatus.Name(final.status),
+                                                          final.error.message))
 
 
 def test_killed_server_is_rolled_back_by_the_next_one(w):

@@ -135,10 +135,12 @@ static int stored_status(store_t *s, const char *id, store_job_t **rec_out) {
 typedef enum {
   RUN_FINISH,     /* save once, finish COMPLETED */
   RUN_UNTIL_STOP, /* save until a save fails, then act on why */
+  RUN_OWN_ERROR,  /* save once, then the job's own work fails with own_code */
 } run_mode_t;
 
 typedef struct {
   run_mode_t mode;
+  fzip_code_t own_code;   /* RUN_OWN_ERROR's failure */
   atomic_int saves;       /* successful saves */
   atomic_int stop_code;   /* fzip_code_t of the failed save, -1: none yet */
   atomic_int stop_reason; /* job_stop_t, -1: none yet */
@@ -167,7 +169,7 @@ static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
   fzip_error_clear(&err);
   while (save_status(ctx, job, S(COLLECTING_DATA), false, &err)) {
     atomic_fetch_add(&p->saves, 1);
-    if (p->mode == RUN_FINISH)
+    if (p->mode != RUN_UNTIL_STOP)
       break;
     sleep_ms(POLL_MS);
   }
@@ -175,12 +177,21 @@ static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
     ok = save_status(ctx, job, S(COMPLETED), true, error);
     goto done;
   }
+  if (p->mode == RUN_OWN_ERROR && fzip_error_is_set(&err) == false)
+    fzip_error_set(&err, FZIP_DOMAIN_STORE, p->own_code, "the job's own work failed");
   atomic_store(&p->stop_code, (int)err.code);
   atomic_store(&p->stop_reason, (int)job_ctx_stop_reason(ctx, &err));
-  if (job_ctx_stop_reason(ctx, &err) == JOB_STOP_CANCEL)
+  switch (job_ctx_stop_reason(ctx, &err)) {
+  case JOB_STOP_CANCEL:
     ok = save_status(ctx, job, S(CANCELLED), true, error);
-  else
+    break;
+  case JOB_STOP_FAIL:
+    ok = save_status(ctx, job, S(FAILED), true, error);
+    break;
+  case JOB_STOP_LEAVE:
     *error = err;
+    break;
+  }
 done:
   atomic_store(&p->ended, true);
   protobuf_c_message_free_unpacked(msg, NULL);
@@ -302,6 +313,14 @@ static void test_body_names_the_blob_only_in_the_blob_status(void) {
 
 /* ---- the runner ----------------------------------------------------------- */
 
+/* Sets the cancel flag in a record's body (as an older fzipd left it). */
+static void set_cancel_flag(store_job_t *rec) {
+  bson_t *copy = bson_copy(rec->body);
+  BSON_APPEND_BOOL(copy, JOB_CANCEL_FIELD, true);
+  bson_destroy(rec->body);
+  rec->body = copy;
+}
+
 /* A job of the test kind run by a one-worker runner of `owner`. */
 typedef struct {
   store_t *s;
@@ -358,6 +377,90 @@ static void test_cancel_request_is_seen_by_the_next_save(void) {
   CHECK(ended_with(&f, FZIP_ERR_CANCELLED, JOB_STOP_CANCEL));
   CHECK(stored_status(f.s, f.id, NULL) == S(CANCELLED));
   store_destroy(f.s);
+}
+
+/* The job's own ABORTED or NOT_FOUND (a package read that found no
+ * consistent snapshot, an upload the store reaped) is its failure: only a
+ * lease really lost or a record really deleted lets the worker walk away. */
+static void test_own_aborted_or_not_found_ends_the_job_failed(void) {
+  static const fzip_code_t codes[] = {FZIP_ERR_ABORTED, FZIP_ERR_NOT_FOUND};
+
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    running_t f = {0};
+    store_job_t *rec = NULL;
+    fzip_error_t err;
+
+    f.p.own_code = codes[i];
+    CHECK_OK(run_job(&f, RUN_OWN_ERROR, "owner-own-error", &err), err);
+    CHECK(ended_with(&f, codes[i], JOB_STOP_FAIL));
+    CHECK(stored_status(f.s, f.id, &rec) == S(FAILED));
+    CHECK(rec && !rec->runnable);
+    store_job_destroy(rec);
+    store_destroy(f.s);
+  }
+}
+
+/* A cancelled job made runnable again (as StartImport does) runs: the
+ * cancel of its first run is not inherited. */
+static void test_a_cancelled_job_restarted_runs_to_its_end(void) {
+  running_t f = {0};
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL;
+  fzip_error_t err;
+
+  CHECK_OK(run_job(&f, RUN_UNTIL_STOP, "owner-restart", &err), err);
+  CHECK_OK(job_request_cancel(NULL, f.s, test_kind.kind, USER, f.id, &err), err);
+  CHECK(ended_with(&f, FZIP_ERR_CANCELLED, JOB_STOP_CANCEL));
+  CHECK(stored_status(f.s, f.id, &rec) == S(CANCELLED));
+  /* An ended job keeps no cancel flag. */
+  CHECK(rec && !job_body_cancel_requested(rec->body));
+  /* Restart it: status back to INITIATED (the test table has no such
+   * edge; the restart is what is tested here), runnable, a flag left by
+   * an older fzipd dropped by the new run's save. */
+  CHECK_OK(job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err), err);
+  ((Fzip__V1__ExportJob *)msg)->status = S(INITIATED);
+  set_cancel_flag(rec);
+  rec->runnable = true;
+  rec->expires_at = 0;
+  CHECK_OK(job_store_unowned(f.s, &test_kind, rec, msg, fzip_now_ms(), false, &err), err);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  store_job_destroy(rec);
+  rec = NULL;
+  f.p.mode = RUN_FINISH;
+  CHECK_OK(start_runner(&f.r, f.s, &f.p, "owner-restart", &err), err);
+  CHECK(wait_for(&f.p.ended));
+  job_runner_destroy(f.r);
+  CHECK(atomic_load(&f.p.stop_code) == -1);
+  CHECK(stored_status(f.s, f.id, NULL) == S(COMPLETED));
+  store_destroy(f.s);
+}
+
+/* Saving outside a worker keeps the stored cancel flag only when asked. */
+static void test_unowned_save_keeps_the_cancel_flag_only_when_asked(void) {
+  store_t *s = NULL;
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL;
+  char id[FZIP_UUID_LEN + 1];
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(job_request_cancel(&rec, s, test_kind.kind, USER, id, &err), err);
+  CHECK(job_body_cancel_requested(rec->body));
+  CHECK_OK(job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err), err);
+  CHECK_OK(job_store_unowned(s, &test_kind, rec, msg, fzip_now_ms(), true, &err), err);
+  CHECK(job_body_cancel_requested(rec->body));
+  CHECK_OK(job_store_unowned(s, &test_kind, rec, msg, fzip_now_ms(), false, &err), err);
+  CHECK(!job_body_cancel_requested(rec->body));
+  protobuf_c_message_free_unpacked(msg, NULL);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK(stored_status(s, id, &rec) == S(INITIATED));
+  CHECK(rec && !job_body_cancel_requested(rec->body));
+  store_job_destroy(rec);
+  /* Not left runnable for the next test's runner. */
+  CHECK_OK(store_job_delete(s, test_kind.kind, USER, id, &err), err);
+  store_destroy(s);
 }
 
 static void test_job_deleted_while_running_fails_the_next_save_with_not_found(void) {
@@ -519,6 +622,9 @@ int main(void) {
   RUN(test_body_names_the_blob_only_in_the_blob_status);
   RUN(test_runner_claims_saves_and_finishes_a_job);
   RUN(test_cancel_request_is_seen_by_the_next_save);
+  RUN(test_own_aborted_or_not_found_ends_the_job_failed);
+  RUN(test_a_cancelled_job_restarted_runs_to_its_end);
+  RUN(test_unowned_save_keeps_the_cancel_flag_only_when_asked);
   RUN(test_job_deleted_while_running_fails_the_next_save_with_not_found);
   RUN(test_lease_taken_by_another_replica_fails_the_next_save_with_aborted);
   RUN(test_shutdown_releases_the_lease_and_keeps_the_job_runnable);
