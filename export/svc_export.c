@@ -90,7 +90,7 @@ static void apply_view(ProtobufCMessage *msg, int64_t now) {
     job->status = S(EXPIRED);
 }
 
-static const job_kind_t export_kind = {
+const job_kind_t export_job_kind = {
     .kind = STORE_JOB_EXPORT,
     .noun = "export",
     .id_field = "export_id",
@@ -102,6 +102,7 @@ static const job_kind_t export_kind = {
     .part_suffix = NULL,
     .blob_status = S(COMPLETED),
     .cancelled_status = S(CANCELLED),
+    .failed_status = S(FAILED),
     .expired_status = S(EXPIRED),
     .expired_from = S(COMPLETED),
     .cancel_now = cancel_now,
@@ -113,7 +114,7 @@ static const job_kind_t export_kind = {
     .is_terminal = is_terminal,
 };
 
-static const char *status_name(int status) { return job_status_name(&export_kind, status); }
+static const char *status_name(int status) { return job_status_name(&export_job_kind, status); }
 
 static bool set_str(char **field, const char *value) { return job_msg_set_str(field, value); }
 
@@ -127,7 +128,7 @@ static bool set_error(export_job_t *job, const fzip_error_t *err, const char *ph
 
 /* The record body: it names the package blob once the job completed. */
 static bool build_body(bson_t *body, const export_job_t *job, fzip_error_t *error) {
-  return job_kind_body(body, &export_kind, &job->base, false, error);
+  return job_kind_body(body, &export_job_kind, &job->base, false, error);
 }
 
 static bool job_for_reply(export_job_t **out, rpc_ctx_t *ctx, svc_export_t *svc,
@@ -212,7 +213,7 @@ static bool create_record(store_job_t **out, svc_export_t *svc, rpc_ctx_t *ctx,
   if (!fzip_uuid_v4(id, error))
     return false;
   job.export_id = id;
-  if (!job_set_status(&job.base, &export_kind, S(INITIATED), error))
+  if (!job_set_status(&job.base, &export_job_kind, S(INITIATED), error))
     return false;
   job.current_phase = "queued";
   job.export_type = req->export_type == FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_UNSPECIFIED
@@ -357,7 +358,7 @@ static bool download_open(rpc_ctx_t *ctx, const ProtobufCMessage *msg, void **st
   snprintf(st->file_name, sizeof st->file_name, "fzip-export-%s.fzip", rec->job_id);
   st->info.sha256 = st->sha256;
   st->info.file_name = st->file_name;
-  job_blob_id(blob, &export_kind, rec->job_id);
+  job_blob_id(blob, &export_job_kind, rec->job_id);
   if (!store_blob_reader_new(&st->reader, svc->store, STORE_BUCKET_PACKAGES, blob,
                              (uint64_t)req->offset, error)) {
     if (error->code == FZIP_ERR_NOT_FOUND)
@@ -460,7 +461,7 @@ static int clamp_progress(const export_job_t *job, int p) {
 
 static bool save_job(run_state_t *rs, bool force) {
   rs->job->updated_at = fzip_now_ms();
-  if (job_ctx_save_job(rs->jctx, &export_kind, &rs->job->base, force, &rs->save_error))
+  if (job_ctx_save_job(rs->jctx, &export_job_kind, &rs->job->base, force, &rs->save_error))
     return true;
   rs->stop = true;
   return false;
@@ -468,7 +469,7 @@ static bool save_job(run_state_t *rs, bool force) {
 
 static void set_phase(run_state_t *rs, int status, pkg_phase_t phase) {
   if ((int)rs->job->status != status || rs->phase != (int)phase) {
-    if (!job_set_status(&rs->job->base, &export_kind, status, &rs->save_error)) {
+    if (!job_set_status(&rs->job->base, &export_job_kind, status, &rs->save_error)) {
       rs->stop = true;
       return;
     }
@@ -549,9 +550,8 @@ static bool fill_summary(export_job_t *job, const pkg_result_t *res) {
  * reaper looks at it next. */
 static bool finish_job(run_state_t *rs, int status, const char *event, const char *message,
                        int64_t record_expires_at, fzip_error_t *error) {
-  return job_end(&rs->job->base, &export_kind, status, event, message, fzip_now_ms(), true,
-                 error) &&
-         job_ctx_finish_job(rs->jctx, &export_kind, &rs->job->base, record_expires_at, error);
+  return job_ctx_end_job(rs->jctx, &export_job_kind, &rs->job->base, status, event, message,
+                         fzip_now_ms(), record_expires_at, error);
 }
 
 static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_t *rec,
@@ -562,7 +562,7 @@ static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_
 
   if (!selection_from_job(&sel, rs->job, error))
     return false;
-  job_blob_id(blob, &export_kind, rs->job->export_id);
+  job_blob_id(blob, &export_job_kind, rs->job->export_id);
   /* A previous attempt (a replica died after committing) may have left
    * the package: start clean so the result is this run's. */
   if (!store_blob_delete(svc->store, STORE_BUCKET_PACKAGES, blob, error))
@@ -599,7 +599,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
     return false;
   rs.job = (export_job_t *)msg;
   rs.phase = phase_of(rs.job->current_phase);
-  job_blob_id(blob, &export_kind, rs.job->export_id);
+  job_blob_id(blob, &export_job_kind, rs.job->export_id);
 
   if (job_ctx_cancel_requested(jctx)) {
     ok = finish_job(&rs, S(CANCELLED), "cancelled", "cancelled before it started",
@@ -689,7 +689,7 @@ bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options
   ro.owner = svc->opts.owner;
   ro.run = run_export;
   ro.data = svc;
-  if (!svc_jobs_base_init(&svc->base, &export_kind, store, svc->opts.retention_ms,
+  if (!svc_jobs_base_init(&svc->base, &export_job_kind, store, svc->opts.retention_ms,
                           &fzip__v1__export_service__descriptor, export_own, &ro,
                           error)) {
     free(svc);

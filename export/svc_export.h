@@ -23,6 +23,10 @@
 
 typedef struct svc_export svc_export_t;
 
+/* The export job kind: its status transitions, blob name ("export-<id>")
+ * and cancel/delete/expiry rules. */
+extern const job_kind_t export_job_kind;
+
 typedef struct {
   int workers;               /* concurrent export jobs on this replica; 0: 2 */
   int64_t ttl_ms;            /* package lifetime after completion; 0: 24 h */

@@ -94,6 +94,7 @@ const job_kind_t import_job_kind = {
     .part_suffix = ".part",
     .blob_status = 0,
     .cancelled_status = S(CANCELLED),
+    .failed_status = S(FAILED),
     .expired_status = 0,
     .expired_from = 0,
     .cancel_now = cancel_now,
@@ -196,11 +197,10 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
   if (status == S(COMPLETED) || status == S(VALIDATION_PASSED))
     r->job->progress = 100;
   r->job->expires_at = now + r->env->retention_ms;
-  if (!job_end(&r->job->base, &import_job_kind, status, event, message, now, true, error))
-    return false;
-  ok = job_ctx_finish_job(r->jctx, &import_job_kind, &r->job->base, r->job->expires_at, error);
+  ok = job_ctx_end_job(r->jctx, &import_job_kind, &r->job->base, status, event, message, now,
+                       r->job->expires_at, error);
   fzip_log(FZIP_LOG_INFO, "import", "import ended", "import", r->job->import_id, "status",
-           status_name(status), "message", message, NULL);
+           status_name(r->job->status), "message", message, NULL);
   return ok;
 }
 

@@ -186,6 +186,32 @@ bool job_ctx_finish_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCM
   return save_job(ctx, kind, job, true, false, expires_at, error);
 }
 
+bool job_ctx_end_job(job_ctx_t *ctx, const job_kind_t *kind, ProtobufCMessage *job, int status,
+                     const char *event, const char *message, int64_t now, int64_t expires_at,
+                     fzip_error_t *error) {
+  fzip_error_t refused, again;
+  char **phase = string_field(job, "current_phase");
+
+  if (job_end(job, kind, status, event, message, now, true, &refused))
+    return job_ctx_finish_job(ctx, kind, job, expires_at, error);
+  if (refused.code != FZIP_ERR_FAILED_PRECONDITION) {
+    *error = refused;
+    return false;
+  }
+  fzip_log(FZIP_LOG_ERROR, kind->noun, "final status refused; the job ends failed instead", "job",
+           job_id_of(kind, job), "status", job_status_name(kind, status), "error",
+           refused.message, NULL);
+  if (!job_msg_set_error(job, &refused, phase && *phase ? *phase : ""))
+    return fzip_error_oom(error, NULL);
+  /* Failing refused too (the job had ended already): the run still ends,
+   * the job keeping the status it has. */
+  if (status == kind->failed_status ||
+      !job_end(job, kind, kind->failed_status, "failed", refused.message, now, true, &again))
+    fzip_log(FZIP_LOG_ERROR, kind->noun, "failure refused too; the job ends as it is", "job",
+             job_id_of(kind, job), "status", job_status_name(kind, job_status_of(job)), NULL);
+  return job_ctx_finish_job(ctx, kind, job, expires_at, error);
+}
+
 /* ---- expiry ------------------------------------------------------------ */
 
 bool job_expire(store_t *store, const job_kind_t *kind, store_job_t *rec, int64_t now_ms,

@@ -50,6 +50,8 @@ typedef struct {
   const char *part_suffix;                  /* resume prefix blob "<blob><suffix>"; NULL: none */
   int blob_status;                          /* body names the blob only in this status; 0: always */
   int cancelled_status;                     /* what a cancel ends in */
+  int failed_status;                        /* a failure; allowed from every status a
+                                               worker holds (job_ctx_end_job) */
   int expired_status;                       /* what expiry turns expired_from into; 0: none */
   int expired_from;                         /* the status that expires into expired_status */
   /* Cancel: a job no worker holds in a status `cancel_now` accepts is
@@ -108,6 +110,14 @@ bool job_ctx_save_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMes
  * expiring at `expires_at`. */
 bool job_ctx_finish_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,
                         int64_t expires_at, fzip_error_t *error);
+/* A worker's end of its job: job_end (completed_at `now`), then
+ * job_ctx_finish_job.  A final status the table refuses is a bug: it is
+ * logged at error and the job ends failed_status instead (or, refused
+ * that too, keeps its status), never left runnable to be claimed again
+ * after every lease. */
+bool job_ctx_end_job(job_ctx_t *ctx, const job_kind_t *kind, ProtobufCMessage *job, int status,
+                     const char *event, const char *message, int64_t now, int64_t expires_at,
+                     fzip_error_t *error);
 
 /* Saves `job` into `rec` outside a worker: body rebuilt, record
  * updated_at `now`, version-checked, no owner (ABORTED if the record

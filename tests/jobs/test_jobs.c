@@ -62,6 +62,7 @@ static const job_kind_t test_kind = {
     .part_suffix = NULL,
     .blob_status = S(COMPLETED),
     .cancelled_status = S(CANCELLED),
+    .failed_status = S(FAILED),
     .expired_status = S(EXPIRED),
     .expired_from = S(COMPLETED),
     .cancel_now = always,
@@ -136,6 +137,7 @@ typedef enum {
   RUN_FINISH,     /* save once, finish COMPLETED */
   RUN_UNTIL_STOP, /* save until a save fails, then act on why */
   RUN_OWN_ERROR,  /* save once, then the job's own work fails with own_code */
+  RUN_BAD_END,    /* save once, then end in a status the table refuses */
 } run_mode_t;
 
 typedef struct {
@@ -175,6 +177,11 @@ static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
   }
   if (p->mode == RUN_FINISH && fzip_error_is_set(&err) == false) {
     ok = save_status(ctx, job, S(COMPLETED), true, error);
+    goto done;
+  }
+  if (p->mode == RUN_BAD_END && fzip_error_is_set(&err) == false) {
+    ok = job_ctx_end_job(ctx, &test_kind, &job->base, S(EXPIRED), "expired", "bad end",
+                         fzip_now_ms(), fzip_now_ms() + RETENTION_MS, error);
     goto done;
   }
   if (p->mode == RUN_OWN_ERROR && fzip_error_is_set(&err) == false)
@@ -398,6 +405,29 @@ static void test_own_aborted_or_not_found_ends_the_job_failed(void) {
     store_job_destroy(rec);
     store_destroy(f.s);
   }
+}
+
+/* A final status the table refuses (a bug) still ends the job: FAILED,
+ * not left runnable to be claimed again after every lease. */
+static void test_a_refused_final_status_ends_the_job_failed(void) {
+  running_t f = {0};
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL;
+  fzip_error_t err;
+
+  CHECK_OK(run_job(&f, RUN_BAD_END, "owner-bad-end", &err), err);
+  CHECK(wait_for(&f.p.ended));
+  job_runner_destroy(f.r);
+  CHECK(stored_status(f.s, f.id, &rec) == S(FAILED));
+  CHECK(rec && !rec->runnable && rec->lease_owner[0] == '\0' && rec->expires_at > 0);
+  if (rec && job_body_unpack(&msg, rec->body, test_kind.job, NULL, &err)) {
+    Fzip__V1__ExportJob *job = (Fzip__V1__ExportJob *)msg;
+    CHECK(job->error && strstr(job->error->message, "EXPORT_STATUS_EXPIRED") != NULL);
+    CHECK(job->completed_at > 0);
+    protobuf_c_message_free_unpacked(msg, NULL);
+  }
+  store_job_destroy(rec);
+  store_destroy(f.s);
 }
 
 /* A cancelled job made runnable again (as StartImport does) runs: the
@@ -624,6 +654,7 @@ int main(void) {
   RUN(test_cancel_request_is_seen_by_the_next_save);
   RUN(test_own_aborted_or_not_found_ends_the_job_failed);
   RUN(test_a_cancelled_job_restarted_runs_to_its_end);
+  RUN(test_a_refused_final_status_ends_the_job_failed);
   RUN(test_unowned_save_keeps_the_cancel_flag_only_when_asked);
   RUN(test_job_deleted_while_running_fails_the_next_save_with_not_found);
   RUN(test_lease_taken_by_another_replica_fails_the_next_save_with_aborted);
