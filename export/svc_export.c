@@ -119,7 +119,7 @@ static const char *status_name(int status) { return job_status_name(&export_job_
 static bool set_str(char **field, const char *value) { return job_msg_set_str(field, value); }
 
 static bool add_event(export_job_t *job, const char *type, const char *message) {
-  return job_msg_add_event(&job->base, type, message, SVC_EXPORT_EVENTS_MAX);
+  return job_msg_add_event(&job->base, type, message, JOB_EVENTS_MAX);
 }
 
 static bool set_error(export_job_t *job, const fzip_error_t *err, const char *phase) {
@@ -453,12 +453,6 @@ static int phase_of(const char *name) {
   return PHASE_NONE;
 }
 
-static int clamp_progress(const export_job_t *job, int p) {
-  if (p > 99)
-    p = 99;
-  return p < job->progress ? job->progress : p;
-}
-
 static bool save_job(run_state_t *rs, bool force) {
   rs->job->updated_at = fzip_now_ms();
   if (job_ctx_save_job(rs->jctx, &export_job_kind, &rs->job->base, force, &rs->save_error))
@@ -510,7 +504,7 @@ static void on_progress(void *arg, const pkg_progress_t *p) {
     break;
   }
   rs->job->items_done = (int64_t)p->items_done;
-  rs->job->progress = clamp_progress(rs->job, pct);
+  rs->job->progress = job_progress_clamp(rs->job->progress, pct);
   set_phase(rs, status, p->phase);
   if (!rs->stop)
     save_job(rs, false);

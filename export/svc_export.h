@@ -46,7 +46,6 @@ typedef struct {
 #define SVC_EXPORT_STOCK_RECV_LIMIT (4 * 1024 * 1024)
 #define SVC_EXPORT_CHUNK_SENT_MAX (SVC_EXPORT_STOCK_RECV_LIMIT - 4 * 1024)
 #define SVC_EXPORT_DESCRIPTION_MAX 1000
-#define SVC_EXPORT_EVENTS_MAX JOB_EVENTS_MAX
 
 /* Starts the export workers.  `store` is borrowed. */
 bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options_t *options,

@@ -9,6 +9,7 @@
 
 #include "fzip_util.h"
 
+#define ANALYTICS_MONTH_SIZE 8 /* "YYYY-MM" and its NUL */
 /* A bucket key: an account id, a separator and "YYYY-MM", with room to spare. */
 #define KEY_MONTH_MAX 16
 #define KEY_MAX (FZIP_ID_MAX + KEY_MONTH_MAX)
@@ -95,12 +96,12 @@ static bucket_t *lookup(table_t *t, const char *key) {
   }
 }
 
-static bool month_of(char out[8], int64_t ms) {
+static bool month_of(char out[ANALYTICS_MONTH_SIZE], int64_t ms) {
   time_t secs = (time_t)(ms / 1000);
   struct tm tm;
   if (!gmtime_r(&secs, &tm))
     return false;
-  snprintf(out, 8, "%04d-%02d", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1);
+  snprintf(out, ANALYTICS_MONTH_SIZE, "%04d-%02d", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1);
   return true;
 }
 
@@ -108,7 +109,7 @@ static bool accumulate(table_t *t, const bson_t *doc, bool *full) {
   bson_iter_t it;
   const char *account = NULL, *amount = NULL;
   int64_t date = 0, units = 0;
-  char month[8], key[KEY_MAX];
+  char month[ANALYTICS_MONTH_SIZE], key[KEY_MAX];
   bucket_t *b;
 
   if (bson_iter_init_find(&it, doc, "accountId") && BSON_ITER_HOLDS_UTF8(&it))

@@ -42,7 +42,6 @@
 #include "pkg_reader.h"
 #include "pkg_validate.h"
 
-#define EVENTS_MAX JOB_EVENTS_MAX
 #define ISSUES_IN_JOB 100    /* issues copied into the job record */
 #define CONFLICTS_IN_JOB 50  /* conflicting ids copied into the job record */
 #define BATCH_BYTES_MAX (8 * 1024 * 1024) /* documents' bytes per restore batch */
@@ -157,12 +156,6 @@ typedef struct {
 
 static const char *status_name(int status) { return job_status_name(&import_job_kind, status); }
 
-static int clamp(const import_job_t *job, int p) {
-  if (p > 99)
-    p = 99;
-  return p < job->progress ? job->progress : p;
-}
-
 /* Saves (at most every JOB_SAVE_INTERVAL_MS unless forced); a failure
  * (cancel, lost lease, deleted, shutdown) is kept in save_error. */
 static bool save(run_t *r, bool force) {
@@ -269,7 +262,7 @@ static bool rollback(run_t *r, fzip_error_t *error) {
                                 fzip_log_int("restored", (int64_t)st.restored),
                                 fzip_log_int("deleted", (int64_t)st.deleted)};
   fzip_log_fields(FZIP_LOG_INFO, "import", "rolled back", f, FZIP_LOG_COUNT(f));
-  return job_msg_add_event(&r->job->base, "rolled_back", buf, EVENTS_MAX) ||
+  return job_msg_add_event(&r->job->base, "rolled_back", buf, JOB_EVENTS_MAX) ||
          fzip_error_oom(error, NULL);
 }
 
@@ -352,10 +345,10 @@ done:
 static void on_validate_progress(void *ctx, const char *phase, uint64_t done) {
   run_t *r = ctx;
   if (r->items_total > 0)
-    r->job->progress = clamp(r->job, 1 + (int)(29.0 * (double)(done > r->items_total
-                                                                  ? r->items_total
-                                                                  : done) /
-                                               (double)r->items_total));
+    r->job->progress = job_progress_clamp(
+        r->job->progress,
+        1 + (int)(29.0 * (double)(done > r->items_total ? r->items_total : done) /
+                  (double)r->items_total));
   save(r, false);
 }
 
@@ -710,8 +703,10 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
     if (b->n == STORE_BATCH_MAX || b->bytes >= BATCH_BYTES_MAX) {
       if (!batch_flush(b, error))
         goto done;
-      r->job->progress = clamp(r->job, 30 + (int)(60.0 * (double)r->items_done /
-                                                   (double)(r->items_total ? r->items_total : 1)));
+      r->job->progress = job_progress_clamp(
+          r->job->progress,
+          30 + (int)(60.0 * (double)r->items_done /
+                     (double)(r->items_total ? r->items_total : 1)));
       if (!save(r, false)) {
         *error = r->save_error;
         goto done;
@@ -796,7 +791,7 @@ static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
   if (!job_set_status(&r->job->base, &import_job_kind, S(FAILED), &err) ||
       !job_msg_set_error(&r->job->base, cause, r->job->current_phase) ||
       !import_set_phase(r->job, IMPORT_PHASE_CLEANUP_PENDING) ||
-      !job_msg_add_event(&r->job->base, "failed", msg, EVENTS_MAX) ||
+      !job_msg_add_event(&r->job->base, "failed", msg, JOB_EVENTS_MAX) ||
       !job_ctx_save_job(r->jctx, &import_job_kind, &r->job->base, true, &err))
     fzip_log(FZIP_LOG_ERROR, "import", "could not record the failure; the job will be retried",
              "import", r->job->import_id, "error", err.message, NULL);
@@ -935,7 +930,7 @@ static bool run_job(run_t *r, fzip_error_t *error) {
   if (r->job->validate_only)
     return finish(r, S(VALIDATION_PASSED), "validation_passed",
                   "validate-only: nothing was written", error);
-  r->job->progress = clamp(r->job, 30);
+  r->job->progress = job_progress_clamp(r->job->progress, 30);
   return run_restore(r, error);
 }
 

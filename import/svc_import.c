@@ -159,7 +159,7 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
       !import_set_phase(up->job, IMPORT_PHASE_RECEIVING) ||
       !job_msg_set_str(&up->job->file_name, o->file_name) ||
       !job_msg_add_event(&up->job->base, "upload_started", "receiving the package",
-                         SVC_IMPORT_EVENTS_MAX))
+                         JOB_EVENTS_MAX))
     return fzip_error_oom(error, NULL);
 
   up->rec = store_job_new();
@@ -297,7 +297,7 @@ static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   up->job->updated_at = fzip_now_ms();
   if (!import_set_phase(up->job, IMPORT_PHASE_RECEIVING) ||
       !job_msg_add_event(&up->job->base, "upload_resumed", "receiving the rest of the package",
-                         SVC_IMPORT_EVENTS_MAX))
+                         JOB_EVENTS_MAX))
     return fzip_error_oom(error, NULL);
   up->rec->expires_at = up->job->updated_at + svc->opts.upload_timeout_ms;
   if (!store_record(svc->env.store, up->rec, up->job, false, error)) {
@@ -330,7 +330,7 @@ static bool mark_interrupted(upload_t *up, uint64_t received, const char *event,
   up->job->received_bytes = (int64_t)received;
   up->job->updated_at = fzip_now_ms();
   if (!import_set_phase(up->job, IMPORT_PHASE_INTERRUPTED) ||
-      !job_msg_add_event(&up->job->base, event, text, SVC_IMPORT_EVENTS_MAX))
+      !job_msg_add_event(&up->job->base, event, text, JOB_EVENTS_MAX))
     return fzip_error_oom(error, NULL);
   up->rec->runnable = false;
   up->rec->expires_at = up->job->updated_at + up->svc->opts.upload_timeout_ms;
@@ -536,7 +536,7 @@ static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **
   up->job->received_bytes = (int64_t)info.size;
   if (!job_msg_set_str(&up->job->package_sha256, info.sha256) ||
       !import_set_phase(up->job, up->start ? IMPORT_PHASE_QUEUED : IMPORT_PHASE_UPLOADED) ||
-      !job_msg_add_event(&up->job->base, "uploaded", "package stored", SVC_IMPORT_EVENTS_MAX))
+      !job_msg_add_event(&up->job->base, "uploaded", "package stored", JOB_EVENTS_MAX))
     return fzip_error_oom(error, NULL);
   if (up->start && !job_set_status(&up->job->base, &import_job_kind, S(VALIDATING), error))
     return false;
@@ -634,7 +634,7 @@ static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportReques
     job->error = NULL;
   }
   if (!import_set_phase(job, IMPORT_PHASE_QUEUED) ||
-      !job_msg_add_event(&job->base, "started", "import requested", SVC_IMPORT_EVENTS_MAX))
+      !job_msg_add_event(&job->base, "started", "import requested", JOB_EVENTS_MAX))
     return fzip_error_oom(error, NULL);
   return true;
 }

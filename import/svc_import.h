@@ -35,7 +35,6 @@ typedef struct {
 } svc_import_options_t;
 
 #define SVC_IMPORT_FILE_NAME_MAX 255
-#define SVC_IMPORT_EVENTS_MAX JOB_EVENTS_MAX
 #define SVC_IMPORT_DEFAULT_MAX_UPLOAD (4LL * 1024 * 1024 * 1024)
 
 bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,

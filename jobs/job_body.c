@@ -129,3 +129,9 @@ bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const cha
          job_msg_set_str(&(*slot)->message, err->message) &&
          job_msg_set_str(&(*slot)->phase, phase);
 }
+
+int job_progress_clamp(int current, int p) {
+  if (p > JOB_PROGRESS_RUNNING_MAX)
+    p = JOB_PROGRESS_RUNNING_MAX;
+  return p < current ? current : p;
+}

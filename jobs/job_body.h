@@ -34,6 +34,13 @@ bool job_body_unpack(ProtobufCMessage **out, const bson_t *body,
 /* The body's blob id, or NULL (borrowed from body). */
 const char *job_body_blob_id(const bson_t *body);
 
+/* A running job's progress: the highest a worker reports before the job
+ * ends (100 is for an ended job). */
+#define JOB_PROGRESS_RUNNING_MAX 99
+/* Progress `p` for a running job now at `current`: never past
+ * JOB_PROGRESS_RUNNING_MAX, never backwards. */
+int job_progress_clamp(int current, int p);
+
 /* Editing a job message unpacked with the default (malloc) allocator, as
  * workers keep them: replaces a string field (freeing the old value). */
 bool job_msg_set_str(char **field, const char *value);

@@ -28,6 +28,8 @@
 /* Job kinds (store_job_kind_t values: export, import): sizes per-kind
  * tables such as the reaper's hooks. */
 #define JOB_KIND_COUNT 2
+_Static_assert(JOB_KIND_COUNT == STORE_JOB_IMPORT + 1,
+               "JOB_KIND_COUNT must count store_job_kind_t's kinds (the last is STORE_JOB_IMPORT)");
 /* A job blob id: a short prefix ("export-"), a job id of at most
  * FZIP_ID_MAX bytes and a short suffix (".part"), with room to spare. */
 #define JOB_BLOB_AFFIX_MAX 15

@@ -19,12 +19,16 @@
 #include "fzip_util.h"
 
 #define JOB_MAX_WORKERS 64
+#define JOB_RUNNER_NAME_MAX 32       /* "jobs.<kind name>" for logs */
+#define JOB_HOST_NAME_MAX 64         /* the host part of a default owner id */
+#define JOB_CLAIM_BACKOFF_MIN_MS 100 /* after a failed claim, doubling... */
+#define JOB_CLAIM_BACKOFF_MAX_MS 10000 /* ...up to this */
 
 struct job_runner {
   store_t *store;
   job_runner_options_t opts;
   char owner[STORE_OWNER_MAX + 1];
-  char name[32];
+  char name[JOB_RUNNER_NAME_MAX];
   pthread_t threads[JOB_MAX_WORKERS];
   int n_threads;
   pthread_mutex_t mu;
@@ -274,7 +278,7 @@ static void wait_for_work(job_runner_t *r) {
 
 static void *worker_main(void *arg) {
   job_runner_t *r = arg;
-  int backoff_ms = 100;
+  int backoff_ms = JOB_CLAIM_BACKOFF_MIN_MS;
 
   while (!atomic_load(&r->stopping)) {
     store_job_t *job = NULL;
@@ -285,10 +289,11 @@ static void *worker_main(void *arg) {
       /* The store retried already; back off more before claiming again. */
       fzip_log(FZIP_LOG_WARN, r->name, "claim failed", "error", err.message, NULL);
       usleep((useconds_t)backoff_ms * 1000);
-      backoff_ms = backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2;
+      backoff_ms = backoff_ms * 2 > JOB_CLAIM_BACKOFF_MAX_MS ? JOB_CLAIM_BACKOFF_MAX_MS
+                                                             : backoff_ms * 2;
       continue;
     }
-    backoff_ms = 100;
+    backoff_ms = JOB_CLAIM_BACKOFF_MIN_MS;
     if (job)
       run_one(r, job);
     else
@@ -298,7 +303,7 @@ static void *worker_main(void *arg) {
 }
 
 static void default_owner(char *out, size_t size) {
-  char host[64] = "fzipd";
+  char host[JOB_HOST_NAME_MAX] = "fzipd";
   char uuid[FZIP_UUID_LEN + 1] = "0";
 
   gethostname(host, sizeof host - 1);

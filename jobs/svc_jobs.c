@@ -1,6 +1,7 @@
 /* svc_jobs: see svc_jobs.h. */
 #include "svc_jobs.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +182,7 @@ static bool watch_open(rpc_ctx_t *ctx, const ProtobufCMessage *req, void **state
     return false;
   st = calloc(1, sizeof *st);
   if (!st)
-    return oom(error);
+    return fzip_error_oom(error, "watch state");
   snprintf(st->id, sizeof st->id, "%s", id);
   st->last_version = -1;
   st->last_status = -1;
@@ -349,24 +350,38 @@ bool svc_jobs_expire(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
 
 /* ---- the service base ------------------------------------------------- */
 
-/* The methods every job service shares, by the verb its name starts with. */
-static const svc_jobs_own_t shared_methods[] = {
-    {"Get", RPC_UNARY, svc_jobs_get, NULL, NULL},
-    {"List", RPC_UNARY, svc_jobs_list, NULL, NULL},
-    {"Cancel", RPC_UNARY, svc_jobs_cancel, NULL, NULL},
-    {"Delete", RPC_UNARY, svc_jobs_delete, NULL, NULL},
-    {"Watch", RPC_SERVER_STREAMING, NULL, &svc_jobs_watch_ops, NULL},
+/* The methods every job service shares: a verb (the row's name) and the
+ * service's noun, capitalised, with `suffix` ("ListExports"). */
+static const struct {
+  svc_jobs_own_t row;
+  const char *suffix;
+} shared_methods[] = {
+    {{"Get", RPC_UNARY, svc_jobs_get, NULL, NULL}, ""},
+    {{"List", RPC_UNARY, svc_jobs_list, NULL, NULL}, "s"},
+    {{"Cancel", RPC_UNARY, svc_jobs_cancel, NULL, NULL}, ""},
+    {{"Delete", RPC_UNARY, svc_jobs_delete, NULL, NULL}, ""},
+    {{"Watch", RPC_SERVER_STREAMING, NULL, &svc_jobs_watch_ops, NULL}, ""},
 };
 
-static const svc_jobs_own_t *handler_of(const char *method,
+/* Whether `method` is exactly verb + Noun + suffix: a future
+ * "ListExportIssues" is not "ListExports". */
+static bool is_shared(const char *method, const char *verb, const char *noun,
+                      const char *suffix) {
+  char name[SVC_JOBS_PATH_MAX];
+  int len = snprintf(name, sizeof name, "%s%c%s%s", verb, toupper((unsigned char)noun[0]),
+                     noun[0] ? noun + 1 : "", suffix);
+  return len > 0 && (size_t)len < sizeof name && strcmp(method, name) == 0;
+}
+
+static const svc_jobs_own_t *handler_of(const char *method, const char *noun,
                                         const svc_jobs_own_t own[SVC_JOBS_OWN]) {
   for (size_t i = 0; i < SVC_JOBS_OWN; i++) {
     if (strcmp(method, own[i].name) == 0)
       return &own[i];
   }
   for (size_t i = 0; i < sizeof shared_methods / sizeof shared_methods[0]; i++) {
-    if (strncmp(method, shared_methods[i].name, strlen(shared_methods[i].name)) == 0)
-      return &shared_methods[i];
+    if (is_shared(method, shared_methods[i].row.name, noun, shared_methods[i].suffix))
+      return &shared_methods[i].row;
   }
   return NULL;
 }
@@ -379,7 +394,7 @@ static bool fill_rows(svc_jobs_base_t *base, const ProtobufCServiceDescriptor *s
                           service->n_methods, SVC_JOBS_ROWS);
   for (int i = 0; i < SVC_JOBS_ROWS; i++) {
     const ProtobufCMethodDescriptor *m = &service->methods[i];
-    const svc_jobs_own_t *h = handler_of(m->name, own);
+    const svc_jobs_own_t *h = handler_of(m->name, base->kind->noun, own);
     rpc_method_t *row = &base->rows[i];
     int len;
 

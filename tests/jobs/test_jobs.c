@@ -22,6 +22,7 @@
 #include "job_kind.h"
 #include "jobs.h"
 #include "store.h"
+#include "svc_jobs.h"
 
 #define S(name) FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_##name
 #define TO(name) JOB_STATUS_BIT(S(name))
@@ -634,6 +635,48 @@ static void test_ending_an_unowned_job_refuses_a_transition_the_table_lacks(void
   store_destroy(s);
 }
 
+/* ---- the service rows ---------------------------------------------------- */
+
+static bool no_call(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                    fzip_error_t *error) {
+  (void)ctx, (void)req, (void)resp;
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "not called");
+}
+
+/* Builds the rows of a seven-method service whose list method is named
+ * `list` (the runner then refuses the NULL store: rows come first). */
+static bool init_rows(svc_jobs_base_t *base, const char *list, fzip_error_t *err) {
+  const ProtobufCMessageDescriptor *m = &fzip__v1__export_job__descriptor;
+  const ProtobufCMethodDescriptor methods[SVC_JOBS_ROWS] = {
+      {"CreateExport", m, m}, {"GetExport", m, m},    {list, m, m},
+      {"DownloadExport", m, m}, {"DeleteExport", m, m}, {"CancelExport", m, m},
+      {"WatchExport", m, m},
+  };
+  const ProtobufCServiceDescriptor service = {
+      .name = "test.ExportService", .n_methods = SVC_JOBS_ROWS, .methods = methods};
+  const svc_jobs_own_t own[SVC_JOBS_OWN] = {{"CreateExport", RPC_UNARY, no_call, NULL, NULL},
+                                            {"DownloadExport", RPC_UNARY, no_call, NULL, NULL}};
+  job_runner_options_t ro = {.run = run_test_job};
+
+  return svc_jobs_base_init(base, &test_kind, NULL, RETENTION_MS, &service, own, &ro, err);
+}
+
+/* A shared method is its verb and the service's noun exactly: a method
+ * that only starts with a verb ("ListExportIssues") binds to nothing. */
+static void test_shared_rows_match_verb_and_noun_exactly(void) {
+  svc_jobs_base_t base;
+  fzip_error_t err;
+
+  memset(&base, 0, sizeof base);
+  CHECK_FAILS(init_rows(&base, "ListExports", &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(base.rows[2].unary == svc_jobs_list);
+  CHECK(strcmp(base.rows[2].path, "/test.ExportService/ListExports") == 0);
+  CHECK(base.rows[6].server_stream == &svc_jobs_watch_ops);
+  memset(&base, 0, sizeof base);
+  CHECK_FAILS(init_rows(&base, "ListExportIssues", &err), err, FZIP_ERR_INTERNAL);
+  CHECK(strstr(err.message, "no handler for test.ExportService.ListExportIssues") != NULL);
+}
+
 int main(void) {
   const char *tmp = getenv("TMPDIR");
   int fd;
@@ -648,6 +691,7 @@ int main(void) {
   RUN(test_status_table_allows_listed_transitions);
   RUN(test_status_table_refuses_unlisted_transitions_and_leaves_the_status);
   RUN(test_status_of_another_message_is_refused);
+  RUN(test_shared_rows_match_verb_and_noun_exactly);
   RUN(test_blob_ids_fit_the_longest_job_id);
   RUN(test_body_names_the_blob_only_in_the_blob_status);
   RUN(test_runner_claims_saves_and_finishes_a_job);
