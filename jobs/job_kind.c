@@ -164,6 +164,75 @@ bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
   return job_store_unowned(store, kind, rec, job, now, false, error);
 }
 
+/* ---- cancel ------------------------------------------------------------ */
+
+/* One attempt of job_cancel on the record just read: *done when it ended
+ * (cancelled, flagged, or refused); false with ABORTED when the ending
+ * lost a race (a worker claimed the job meanwhile: the next attempt flags
+ * it instead). */
+static bool cancel_once(store_job_t **rec, bool *flagged, bool *done, store_t *store,
+                        const job_kind_t *kind, const char *user_id, const char *job_id,
+                        int64_t retention_ms, fzip_error_t *error) {
+  ProtobufCMessage *job = NULL;
+  int64_t now = fzip_now_ms();
+  int status;
+  bool ok = false;
+
+  if (!job_body_unpack(&job, (*rec)->body, kind->job, NULL, error))
+    return false;
+  if (kind->view)
+    kind->view(job, now);
+  status = job_status_of(job);
+  if (!(*rec)->runnable) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION, "%s %s %s (%s)",
+                   kind->noun, (*rec)->job_id, kind->cancel_refused,
+                   job_status_name(kind, status));
+    goto done;
+  }
+  if ((*rec)->lease_until < now && kind->cancel_now(status)) {
+    ok = job_end_unowned(store, kind, *rec, job, kind->cancelled_status, "cancelled",
+                         kind->cancel_now_message, now, true, retention_ms, error);
+    *done = ok;
+    goto done;
+  }
+  store_job_destroy(*rec);
+  *rec = NULL;
+  /* It retries its own conflicts: its answer is final here. */
+  ok = job_request_cancel(rec, store, kind->kind, user_id, job_id, error);
+  *done = true;
+  *flagged = ok;
+done:
+  protobuf_c_message_free_unpacked(job, NULL);
+  return ok;
+}
+
+bool job_cancel(store_job_t **out, bool *flagged, store_t *store, const job_kind_t *kind,
+                const char *user_id, const char *job_id, int64_t retention_ms,
+                fzip_error_t *error) {
+  store_job_t *rec = NULL;
+
+  *out = NULL;
+  *flagged = false;
+  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
+    bool done = false;
+
+    if (!store_job_get(&rec, store, kind->kind, user_id, job_id, error))
+      return false;
+    if (cancel_once(&rec, flagged, &done, store, kind, user_id, job_id, retention_ms, error)) {
+      *out = rec;
+      return true;
+    }
+    store_job_destroy(rec);
+    rec = NULL;
+    if (done || error->code != FZIP_ERR_ABORTED)
+      return false;
+  }
+  /* Every attempt lost a race: the record read last is stale and was not
+   * cancelled, so say so rather than answer with it. */
+  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                        "%s %s changed too often; try again", kind->noun, job_id);
+}
+
 /* ---- a worker's saves ---------------------------------------------------- */
 
 static bool save_job(job_ctx_t *ctx, const job_kind_t *kind, const ProtobufCMessage *job,

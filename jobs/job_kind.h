@@ -138,6 +138,18 @@ bool job_end_unowned(store_t *store, const job_kind_t *kind, store_job_t *rec,
                      ProtobufCMessage *job, int status, const char *event, const char *message,
                      int64_t now, bool set_completed, int64_t retention_ms, fzip_error_t *error);
 
+/* Cancels the job `job_id` of `user_id` (NULL: any user).  One no worker
+ * holds, in a status kind->cancel_now accepts, ends at once
+ * (cancelled_status, reaped `retention_ms` later); a running one is
+ * flagged (job_request_cancel) and *flagged set, for the caller to wake
+ * its runner: its worker stops at its next save.  *out receives the
+ * record as stored afterwards.  FAILED_PRECONDITION for a job that is not
+ * runnable; ABORTED when every one of JOB_UPDATE_RETRIES attempts lost a
+ * race (never a stale, uncancelled record). */
+bool job_cancel(store_job_t **out, bool *flagged, store_t *store, const job_kind_t *kind,
+                const char *user_id, const char *job_id, int64_t retention_ms,
+                fzip_error_t *error);
+
 /* The reaper's step for one expired job of this kind: a runnable job is
  * left alone (its expiry cleared: its run sets a new one when it ends);
  * otherwise its blobs go, and a job in expired_from becomes expired_status

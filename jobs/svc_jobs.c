@@ -231,23 +231,8 @@ const rpc_server_stream_ops_t svc_jobs_watch_ops = {watch_open, watch_next, watc
 
 /* ---- Cancel / Delete -------------------------------------------------- */
 
-/* Ends at once a job no worker holds. */
-static bool cancel_unowned(svc_jobs_base_t *svc, store_job_t *rec, fzip_error_t *error) {
-  ProtobufCMessage *job = NULL;
-  bool ok = false;
-
-  if (!job_body_unpack(&job, rec->body, svc->kind->job, NULL, error))
-    return false;
-  ok = job_end_unowned(svc->store, svc->kind, rec, job, svc->kind->cancelled_status, "cancelled",
-                       svc->kind->cancel_now_message, fzip_now_ms(), true, svc->retention_ms,
-                       error);
-  protobuf_c_message_free_unpacked(job, NULL);
-  return ok;
-}
-
-/* A job no worker holds, in a status its kind may end at once, is
- * cancelled here; a running one is flagged and its worker stops at its
- * next save (jobs.h). */
+/* job_cancel (job_kind.h) answered with the job as it is stored after:
+ * the load first checks the id and names a missing job for the caller. */
 bool svc_jobs_cancel(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                      fzip_error_t *error) {
   svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
@@ -255,43 +240,20 @@ bool svc_jobs_cancel(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessa
   const char *id = svc_jobs_string_field(req, kind->id_field);
   store_job_t *rec = NULL;
   ProtobufCMessage *view = NULL;
-  bool cancelled = false;
+  bool flagged = false;
   bool ok = false;
 
-  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES && !cancelled; attempt++) {
-    int status;
-
-    store_job_destroy(rec);
-    rec = NULL;
-    if (!svc_jobs_load(&view, &rec, svc, ctx, id, error))
-      goto done;
-    status = job_status_of(view);
-    if (!rec->runnable) {
-      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION, "%s %s %s (%s)",
-                     kind->noun, rec->job_id, kind->cancel_refused,
-                     job_status_name(kind, status));
-      goto done;
-    }
-    if (rec->lease_until < fzip_now_ms() && kind->cancel_now(status)) {
-      cancelled = cancel_unowned(svc, rec, error);
-      if (!cancelled && error->code != FZIP_ERR_ABORTED)
-        goto done;
-      continue; /* ABORTED: a worker claimed it meanwhile: flag it instead */
-    }
-    store_job_destroy(rec);
-    rec = NULL;
-    if (!job_request_cancel(&rec, svc->store, kind->kind, rpc_ctx_user_id(ctx), id, error))
-      goto done;
-    job_runner_notify(svc->runner);
-    cancelled = true;
-  }
-  /* Every attempt lost a race: the job read last is stale and was not
-   * cancelled, so say so rather than answer with it. */
-  if (!cancelled) {
-    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED, "%s %s changed too often; try again",
-                   kind->noun, id);
+  if (!svc_jobs_load(&view, NULL, svc, ctx, id, error))
+    return false;
+  if (!job_cancel(&rec, &flagged, svc->store, kind, rpc_ctx_user_id(ctx), id, svc->retention_ms,
+                  error)) {
+    if (error->code == FZIP_ERR_NOT_FOUND) /* deleted meanwhile */
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND, "%s %s not found", kind->noun,
+                     id);
     goto done;
   }
+  if (flagged)
+    job_runner_notify(svc->runner);
   if (!svc_jobs_unpack(&view, svc, ctx, rec, error))
     goto done;
   ok = svc_jobs_reply(resp, ctx, rpc_ctx_method(ctx)->response, view, error);

@@ -22,6 +22,7 @@
 #include "job_kind.h"
 #include "jobs.h"
 #include "store.h"
+#include "store_backend.h"
 #include "svc_jobs.h"
 
 #define S(name) FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_##name
@@ -645,6 +646,50 @@ static void test_ending_an_unowned_job_refuses_a_transition_the_table_lacks(void
   store_destroy(s);
 }
 
+/* ---- cancel ------------------------------------------------------------ */
+
+static bool always_conflicts(store_t *store, store_job_t *job, const char *owner,
+                             fzip_error_t *error) {
+  (void)store, (void)owner;
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "job %s changed",
+                        job->job_id);
+}
+
+/* A job no worker holds is cancelled at once; one whose every update
+ * loses a race is not answered as if it were (the stale record). */
+static void test_cancel_ends_an_unheld_job_or_says_it_could_not(void) {
+  store_t *s = NULL;
+  store_job_t *rec = NULL;
+  store_vtable_t racing;
+  const store_vtable_t *real = NULL;
+  char id[FZIP_UUID_LEN + 1], other[FZIP_UUID_LEN + 1];
+  bool flagged = true;
+  fzip_error_t err;
+
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(create_job(id, s, &err), err);
+  CHECK_OK(create_job(other, s, &err), err);
+  CHECK_OK(job_cancel(&rec, &flagged, s, &test_kind, USER, id, RETENTION_MS, &err), err);
+  CHECK(!flagged && rec && !rec->runnable);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK(stored_status(s, id, NULL) == S(CANCELLED));
+  CHECK_FAILS(job_cancel(&rec, &flagged, s, &test_kind, USER, id, RETENTION_MS, &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  /* Every update conflicts (as when workers keep saving). */
+  real = s->vt;
+  racing = *real;
+  racing.job_update = always_conflicts;
+  s->vt = &racing;
+  CHECK_FAILS(job_cancel(&rec, &flagged, s, &test_kind, USER, other, RETENTION_MS, &err), err,
+              FZIP_ERR_ABORTED);
+  CHECK(rec == NULL && strstr(err.message, "changed too often") != NULL);
+  s->vt = real;
+  CHECK(stored_status(s, other, NULL) == S(INITIATED));
+  CHECK_OK(store_job_delete(s, test_kind.kind, USER, other, &err), err);
+  store_destroy(s);
+}
+
 /* ---- the service rows ---------------------------------------------------- */
 
 static bool no_call(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
@@ -713,6 +758,7 @@ int main(void) {
   RUN(test_job_deleted_while_running_fails_the_next_save_with_not_found);
   RUN(test_lease_taken_by_another_replica_fails_the_next_save_with_aborted);
   RUN(test_shutdown_releases_the_lease_and_keeps_the_job_runnable);
+  RUN(test_cancel_ends_an_unheld_job_or_says_it_could_not);
   RUN(test_expiry_turns_a_completed_job_expired_and_deletes_its_blob);
   RUN(test_expiry_leaves_a_runnable_job_and_clears_its_expiry);
   RUN(test_ending_an_unowned_job_refuses_a_transition_the_table_lacks);
