@@ -2,7 +2,8 @@
 """arch.layers: no file includes from a higher layer (docs/ARCHITECTURE.md).
 
 Every project header is owned by the folder it lives in; generated protobuf
-headers belong to proto/.  A file in folder F may include headers of F and of
+headers belong to proto/.  Headers in <layer>/internal/ may be included by
+that layer only (CMake puts that directory on its PRIVATE include path).  A file in folder F may include headers of F and of
 the folders ALLOWED[F] names, nothing else.  System headers (<...>) are not
 checked.  Usage: check_layers.py SOURCE_DIR (the check runs a self-test first)
 """
@@ -31,16 +32,21 @@ INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 GENERATED = re.compile(r'(\.pb-c\.h|^fzip_descriptors\.h)$')
 
 
+INTERNAL_DIR = "internal"  # <layer>/internal/: headers only that layer may include
+
+
 def owner_of_headers(root):
+    """header name -> (owning layer, internal?)"""
     owners = {}
     for folder in ALLOWED:
         base = os.path.join(root, folder)
         for dirpath, _, files in os.walk(base):
+            internal = os.path.relpath(dirpath, base).split(os.sep)[0] == INTERNAL_DIR
             for name in files:
                 if name.endswith(".h"):
-                    prev = owners.setdefault(name, folder)
-                    if prev != folder:
-                        sys.exit("arch.layers: header %s exists in %s and %s" % (name, prev, folder))
+                    prev = owners.setdefault(name, (folder, internal))
+                    if prev[0] != folder:
+                        sys.exit("arch.layers: header %s exists in %s and %s" % (name, prev[0], folder))
     return owners
 
 
@@ -59,9 +65,12 @@ def check(root):
                 for inc in INCLUDE.findall(text):
                     checked += 1
                     base = os.path.basename(inc)
-                    dep = "proto" if GENERATED.search(base) else owners.get(base)
+                    dep, internal = ("proto", False) if GENERATED.search(base) else \
+                        owners.get(base, (None, False))
                     if dep is None:
                         bad.append("%s: includes \"%s\", which no layer owns" % (rel, inc))
+                    elif internal and dep != folder:
+                        bad.append("%s: includes \"%s\", internal to %s/" % (rel, inc, dep))
                     elif dep != folder and dep not in allowed:
                         bad.append("%s: includes \"%s\" from %s/, a layer %s/ may not use"
                                    " (allowed: %s)" % (rel, inc, dep, folder,
@@ -73,14 +82,17 @@ def self_test():
     """The check refuses an upward include and accepts a downward one."""
     import tempfile
     with tempfile.TemporaryDirectory() as root:
-        files = {"core/low.h": "", "server/high.h": '#include "low.h"\n',
-                 "core/bad.c": '#include "high.h"\n#include "low.h"\n'}
+        files = {"core/low.h": "", "core/internal/secret.h": "",
+                 "server/high.h": '#include "low.h"\n',
+                 "server/peek.c": '#include "secret.h"\n',
+                 "core/bad.c": '#include "high.h"\n#include "low.h"\n#include "secret.h"\n'}
         for rel, text in files.items():
             os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
             with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
                 f.write(text)
         bad, checked = check(root)
-    if checked != 3 or len(bad) != 1 or not bad[0].startswith("core/bad.c: includes \"high.h\""):
+    want = ['core/bad.c: includes "high.h"', 'server/peek.c: includes "secret.h", internal to core/']
+    if checked != 5 or len(bad) != 2 or not all(b.startswith(w) for b, w in zip(sorted(bad), want)):
         print("self-test failed: %d checked, refused %s" % (checked, bad))
         return False
     return True
