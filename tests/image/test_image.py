@@ -134,7 +134,7 @@ def wait_port(log_path, proc):
     deadline = time.time() + START_TIMEOUT_S
     while time.time() < deadline:
         with open(log_path) as f:
-            m = re.search(r'"msg":"listening".*"port":"(\d+)"', f.read())
+            m = re.search(r'"msg":"listening".*"port":"?(\d+)', f.read())
         if m:
             return int(m.group(1))
         if proc.poll() is not None:
