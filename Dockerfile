@@ -28,7 +28,9 @@ COPY --from=build /rootfs/ /
 COPY --from=build --chown=65532:65532 /rootfs/var/lib/fzip /var/lib/fzip
 USER 65532:65532
 WORKDIR /var/lib/fzip
-ENV PATH=/usr/local/bin FZIP_LISTEN=0.0.0.0:50051 FZIP_STORE=sqlite:/var/lib/fzip/fzip.db
+# MONGOC_DISABLE_SHM: the driver would otherwise keep debugging counters in
+# /dev/shm (nothing in the image reads them; see docs/DEPLOY.md).
+ENV PATH=/usr/local/bin MONGOC_DISABLE_SHM=1 FZIP_LISTEN=0.0.0.0:50051 FZIP_STORE=sqlite:/var/lib/fzip/fzip.db
 EXPOSE 50051/tcp
 ENTRYPOINT ["fzipd"]
 CMD ["serve"]

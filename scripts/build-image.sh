@@ -12,7 +12,8 @@
 #
 # Image config, as in the Dockerfile: user 65532:65532, entrypoint fzipd,
 # command serve, port 50051, working dir /var/lib/fzip (owned by 65532),
-# FZIP_LISTEN=0.0.0.0:50051, FZIP_STORE=sqlite:/var/lib/fzip/fzip.db.
+# MONGOC_DISABLE_SHM=1, FZIP_LISTEN=0.0.0.0:50051,
+# FZIP_STORE=sqlite:/var/lib/fzip/fzip.db.
 set -euo pipefail
 
 build=$(cd "$1" && pwd)
@@ -33,6 +34,7 @@ umoci config --image "$layout:$tag" \
   --config.user "$UID_GID:$UID_GID" \
   --config.entrypoint fzipd --config.cmd serve \
   --config.env PATH=/usr/local/bin \
+  --config.env MONGOC_DISABLE_SHM=1 \
   --config.env FZIP_LISTEN=0.0.0.0:50051 \
   --config.env FZIP_STORE=sqlite:/var/lib/fzip/fzip.db \
   --config.exposedports 50051/tcp \
