@@ -24,6 +24,10 @@
 #define LOG_PAIR_EXTRA 4
 
 static atomic_int log_level = FZIP_LOG_INFO;
+/* The request id of the work this thread is doing: per thread, so that
+ * concurrent handlers and jobs never see each other's. */
+static _Thread_local char thread_request_id[FZIP_LOG_REQUEST_ID_MAX];
+#define LOG_REQUEST_ID_KEY "request_id"
 /* Indexed by fzip_log_level_t: what "level" says and what parse reads. */
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -40,6 +44,12 @@ bool fzip_log_level_parse(fzip_log_level_t *out, const char *s) {
   }
   return false;
 }
+
+void fzip_log_set_request_id(const char *id) {
+  snprintf(thread_request_id, sizeof thread_request_id, "%s", id ? id : "");
+}
+
+const char *fzip_log_request_id(void) { return thread_request_id; }
 
 typedef struct {
   char buf[FZIP_LOG_LINE_MAX];
@@ -134,6 +144,19 @@ static bool put_field(line_t *l, const fzip_log_field_t *f) {
   return true;
 }
 
+/* The thread's request id, when it has one and the line brings none of
+ * its own: it goes first after msg, so a full line never drops it. */
+static void put_thread_request_id(line_t *l, bool line_has_own) {
+  if (line_has_own || thread_request_id[0] == '\0')
+    return;
+  fzip_log_field_t f = fzip_log_str(LOG_REQUEST_ID_KEY, thread_request_id);
+  put_field(l, &f);
+}
+
+static bool is_request_id_key(const char *key) {
+  return key && strcmp(key, LOG_REQUEST_ID_KEY) == 0;
+}
+
 static void line_end(line_t *l) {
   memcpy(l->buf + l->len, "}\n", 2);
   l->len += 2;
@@ -142,14 +165,31 @@ static void line_end(line_t *l) {
   }
 }
 
+/* True when the rest of the key/value list has a request_id key; reads
+ * (uses up) *ap, so pass a copy. */
+static bool va_has_request_id(va_list *ap) {
+  for (;;) {
+    const char *key = va_arg(*ap, const char *);
+    if (!key)
+      return false;
+    (void)va_arg(*ap, const char *);
+    if (is_request_id_key(key))
+      return true;
+  }
+}
+
 void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...) {
   line_t l;
   va_list ap;
+  va_list scan;
 
   if (!fzip_log_enabled(level))
     return;
   line_begin(&l, level, component, msg);
   va_start(ap, msg);
+  va_copy(scan, ap);
+  put_thread_request_id(&l, va_has_request_id(&scan));
+  va_end(scan);
   for (;;) {
     const char *key = va_arg(ap, const char *);
     if (!key)
@@ -169,6 +209,10 @@ void fzip_log_fields(fzip_log_level_t level, const char *component, const char *
   if (!fzip_log_enabled(level))
     return;
   line_begin(&l, level, component, msg);
+  bool has_own = false;
+  for (size_t i = 0; i < n && !has_own; i++)
+    has_own = is_request_id_key(fields[i].key);
+  put_thread_request_id(&l, has_own);
   for (size_t i = 0; i < n && put_field(&l, &fields[i]); i++)
     ;
   line_end(&l);

@@ -22,6 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Longest request id a thread carries, plus its NUL (the rpc layer's
+ * RPC_REQUEST_ID_MAX fits); a longer one is cut. */
+#define FZIP_LOG_REQUEST_ID_MAX 129
+
 /* Longest line written, newline included: a longer value is cut with
  * "...", and pairs that no longer fit are dropped, so a line is always one
  * whole JSON object and one write(2). */
@@ -36,6 +40,17 @@ bool fzip_log_enabled(fzip_log_level_t level);
 
 /* Variadic tail: key, value, key, value, ..., NULL; every value a string. */
 void fzip_log(fzip_log_level_t level, const char *component, const char *msg, ...);
+
+/* Sets the calling thread's request id (copied, cut at
+ * FZIP_LOG_REQUEST_ID_MAX - 1 bytes); NULL or "" clears it.  While set,
+ * every line the thread writes carries "request_id":"<id>" right after
+ * "msg", unless the line has a request_id field of its own (that one wins,
+ * so no line has the key twice).  The rpc layer sets it around each handler
+ * step and the job runner around each job, so handler and job lines can be
+ * found by the id the client saw. */
+void fzip_log_set_request_id(const char *id);
+/* The calling thread's request id, "" when none; valid until it is set again. */
+const char *fzip_log_request_id(void);
 
 typedef enum { FZIP_LOG_STR = 0, FZIP_LOG_INT, FZIP_LOG_BOOL } fzip_log_type_t;
 

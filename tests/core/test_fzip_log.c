@@ -1,10 +1,12 @@
 /* core/fzip_log: every line is one JSON object whatever the values hold
  * (quotes, backslashes, control characters, values and pair counts larger
  * than a line), typed fields are JSON numbers and booleans, levels filter,
- * and level names parse.  Lines are captured
+ * level names parse, and a thread's request id goes on its lines only
+ * (once, the line's own request_id winning).  Lines are captured
  * by pointing stderr at a file and parsed back with libbson's JSON reader. */
 #include <bson/bson.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +233,104 @@ static void test_level_names_parse_and_others_are_refused(void) {
   CHECK(got == FZIP_LOG_INFO);
 }
 
+/* How many times `key` appears as a key in the captured text. */
+static int key_count(const char *key) {
+  char quoted[64];
+  int n = 0;
+  snprintf(quoted, sizeof quoted, "\"%s\":", key);
+  for (const char *p = strstr(captured, quoted); p; p = strstr(p + 1, quoted))
+    n++;
+  return n;
+}
+
+static void test_thread_request_id_goes_on_every_line_until_cleared(void) {
+  bson_t *doc;
+  bool ok;
+  fzip_log_set_request_id("req-42");
+  CHECK(strcmp(fzip_log_request_id(), "req-42") == 0);
+  CHECK(capture_begin());
+  fzip_log(FZIP_LOG_WARN, "jobs", "claimed", "job", "j1", NULL);
+  CHECK(capture_end());
+  doc = one_json_line();
+  CHECK(doc != NULL);
+  ok = has_string(doc, "request_id", "req-42") && has_string(doc, "job", "j1");
+  bson_destroy(doc);
+  CHECK(ok);
+
+  const fzip_log_field_t f[] = {fzip_log_int("n", 1)};
+  CHECK(capture_begin());
+  fzip_log_fields(FZIP_LOG_WARN, "jobs", "typed", f, FZIP_LOG_COUNT(f));
+  CHECK(capture_end());
+  doc = one_json_line();
+  CHECK(doc != NULL);
+  ok = has_string(doc, "request_id", "req-42");
+  bson_destroy(doc);
+  CHECK(ok);
+
+  fzip_log_set_request_id(NULL);
+  CHECK(capture_begin());
+  fzip_log(FZIP_LOG_WARN, "jobs", "after clear", NULL);
+  CHECK(capture_end());
+  CHECK(key_count("request_id") == 0);
+
+  fzip_log_set_request_id("x");
+  fzip_log_set_request_id("");
+  CHECK(capture_begin());
+  fzip_log(FZIP_LOG_WARN, "jobs", "after empty", NULL);
+  CHECK(capture_end());
+  CHECK(key_count("request_id") == 0);
+}
+
+static void test_a_line_with_its_own_request_id_has_the_key_once(void) {
+  bson_t *doc;
+  bool ok;
+  fzip_log_set_request_id("thread-id");
+  CHECK(capture_begin());
+  fzip_log(FZIP_LOG_WARN, "rpc", "call state", "method", "/m", "request_id", "own-id", NULL);
+  const fzip_log_field_t f[] = {fzip_log_str("request_id", "own-id")};
+  fzip_log_fields(FZIP_LOG_WARN, "rpc", "call done", f, FZIP_LOG_COUNT(f));
+  fzip_log_set_request_id(NULL);
+  CHECK(capture_end());
+  CHECK(key_count("request_id") == 2); /* two lines, one key each */
+  CHECK(strstr(captured, "thread-id") == NULL);
+  char *second = strchr(captured, '\n');
+  CHECK(second != NULL);
+  captured_len = (size_t)(second - captured) + 1;
+  captured[captured_len] = '\0';
+  doc = one_json_line();
+  CHECK(doc != NULL);
+  ok = has_string(doc, "request_id", "own-id") && has_string(doc, "method", "/m");
+  bson_destroy(doc);
+  CHECK(ok);
+}
+
+static void test_a_request_id_longer_than_the_limit_is_cut(void) {
+  char id[FZIP_LOG_REQUEST_ID_MAX + 10];
+  memset(id, 'r', sizeof id - 1);
+  id[sizeof id - 1] = '\0';
+  fzip_log_set_request_id(id);
+  CHECK(strlen(fzip_log_request_id()) == FZIP_LOG_REQUEST_ID_MAX - 1);
+  fzip_log_set_request_id(NULL);
+}
+
+static void *log_from_other_thread(void *arg) {
+  (void)arg;
+  fzip_log(FZIP_LOG_WARN, "jobs", "other thread", NULL);
+  return NULL;
+}
+
+static void test_another_threads_lines_do_not_carry_this_threads_id(void) {
+  pthread_t t;
+  fzip_log_set_request_id("mine-only");
+  CHECK(capture_begin());
+  CHECK(pthread_create(&t, NULL, log_from_other_thread, NULL) == 0);
+  pthread_join(t, NULL);
+  CHECK(capture_end());
+  fzip_log_set_request_id(NULL);
+  CHECK(strstr(captured, "other thread") != NULL);
+  CHECK(key_count("request_id") == 0);
+}
+
 int main(void) {
   int fd = mkstemp(capture_path);
   int rc;
@@ -248,6 +348,10 @@ int main(void) {
   RUN(test_typed_fields_after_a_full_line_are_dropped_whole);
   RUN(test_lines_below_the_level_are_not_written);
   RUN(test_level_names_parse_and_others_are_refused);
+  RUN(test_thread_request_id_goes_on_every_line_until_cleared);
+  RUN(test_a_line_with_its_own_request_id_has_the_key_once);
+  RUN(test_a_request_id_longer_than_the_limit_is_cut);
+  RUN(test_another_threads_lines_do_not_carry_this_threads_id);
   rc = fzip_test_summary();
   unlink(capture_path);
   return rc;
