@@ -393,6 +393,17 @@ static bool check_auth(rpc_call_t *c, fzip_error_t *error) {
   return true;
 }
 
+_Static_assert(RPC_REQUEST_ID_MAX <= FZIP_LOG_REQUEST_ID_MAX, "a log line must carry the whole id");
+
+/* The call a pool task belongs to.  Every handler step starts here, so the
+ * worker thread's log lines (the handler's, the store's) carry the call's
+ * request id; the pool clears it when the task returns. */
+static rpc_call_t *task_call(rpc_task_t *task) {
+  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  fzip_log_set_request_id(c->ctx.request_id);
+  return c;
+}
+
 static void task_next(rpc_task_t *task);
 
 /* One `next` of a server-streaming call. */
@@ -434,13 +445,13 @@ static void stream_next(rpc_call_t *c) {
 }
 
 static void task_next(rpc_task_t *task) {
-  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  rpc_call_t *c = task_call(task);
   stream_next(c);
 }
 
 /* The first step of every call: auth, then unary handler / stream open. */
 static void task_first(rpc_task_t *task) {
-  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  rpc_call_t *c = task_call(task);
   const rpc_method_t *m = c->method;
   ProtobufCMessage *req = NULL;
   ProtobufCMessage *resp = NULL;
@@ -480,7 +491,7 @@ static void task_first(rpc_task_t *task) {
 
 /* One request message of a client-streaming or bidi call. */
 static void task_recv(rpc_task_t *task) {
-  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  rpc_call_t *c = task_call(task);
   const rpc_method_t *m = c->method;
   ProtobufCMessage *req = NULL;
   ProtobufCMessage *resp = NULL;
@@ -507,7 +518,7 @@ static void task_recv(rpc_task_t *task) {
 /* Client half-closed: the single response of a client-streaming call, or
  * the OK end of a bidi call. */
 static void task_finish(rpc_task_t *task) {
-  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  rpc_call_t *c = task_call(task);
   ProtobufCMessage *resp = NULL;
   fzip_error_clear(&c->end_error);
   if (c->method->kind == RPC_CLIENT_STREAMING &&
@@ -522,7 +533,7 @@ static void task_finish(rpc_task_t *task) {
 /* The call ended from outside while no step ran: only close is left.
  * end_error was set by the CQ thread. */
 static void task_close(rpc_task_t *task) {
-  rpc_call_t *c = (rpc_call_t *)((char *)task - offsetof(rpc_call_t, task));
+  rpc_call_t *c = task_call(task);
   c->result = RES_END;
   run_close(c);
   post_work_done(c);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fzip_log.h"
 #include "fzip_util.h"
 
 #define RPC_POOL_MAX_WORKERS 256
@@ -84,6 +85,7 @@ static void *worker_main(void *arg) {
     if (t) {
       pthread_mutex_unlock(&p->mu);
       t->fn(t);
+      fzip_log_set_request_id(NULL); /* a task's request id (rpc_call) ends with it */
       pthread_mutex_lock(&p->mu);
       continue;
     }

@@ -5,7 +5,8 @@ Calls Echo, Download and Upload (plus one UNAUTHENTICATED check) with the
 stock Python client and prints "N passed, N failed" like the C harness.
 x-request-id: the client's id comes back in the trailing metadata (a
 missing or unusable one is replaced by a UUID), failed calls included, and
-the server's "call done" line of each call carries it.
+the server's "call done" line of each call carries it, and so does the
+Echo handler's own log line (the layer sets it on the worker thread).
 """
 import hashlib
 import json
@@ -46,6 +47,7 @@ def test_echo_without_token_is_unauthenticated(stub):
 REQUEST_ID = "req-Py.interop_42/x"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ids_sent = []  # request ids the server must have logged
+HANDLER_LINE_TEXT = "handler line carries the request id"
 
 
 def trailing_request_id(call_or_error):
@@ -55,7 +57,7 @@ def trailing_request_id(call_or_error):
 
 
 def test_request_id_comes_back_in_trailing_metadata(stub):
-    _, call = stub.Echo.with_call(pb.EchoRequest(text="id"),
+    _, call = stub.Echo.with_call(pb.EchoRequest(text=HANDLER_LINE_TEXT),
                                   metadata=TOKEN + (("x-request-id", REQUEST_ID),), timeout=10)
     assert trailing_request_id(call) == REQUEST_ID
     ids_sent.append(REQUEST_ID)
@@ -98,6 +100,12 @@ def check_logged_request_ids(log_text):
     for rid in ids_sent:
         assert logged.count(rid) == 1, (rid, logged)
     assert all(isinstance(r, str) and r for r in logged), logged
+    # The Echo handler's own line: once, with the call's id, key not doubled.
+    echo = [line for line in log_text.splitlines()
+            if line.startswith("{") and HANDLER_LINE_TEXT in line]
+    assert len(echo) == 1, echo
+    assert echo[0].count('"request_id":') == 1, echo
+    assert json.loads(echo[0]).get("request_id") == REQUEST_ID, echo
 
 
 def test_download_64mib(stub):
