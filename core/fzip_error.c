@@ -10,8 +10,21 @@ bool fzip_error_setv(fzip_error_t *error, fzip_domain_t domain, fzip_code_t code
     return false;
   error->domain = (uint32_t)domain;
   error->code = (uint32_t)code;
+  error->reason = NULL; /* a new error says nothing of the old one's reason */
   vsnprintf(error->message, sizeof error->message, fmt, ap);
   return false;
+}
+
+bool fzip_error_set_reason(fzip_error_t *error, const char *reason) {
+  if (error)
+    error->reason = reason;
+  return false;
+}
+
+const char *fzip_error_reason(const fzip_error_t *error) {
+  if (error->reason && error->reason[0])
+    return error->reason;
+  return fzip_code_name((fzip_code_t)error->code);
 }
 
 bool fzip_error_oom(fzip_error_t *error, const char *what) {

@@ -49,10 +49,18 @@ typedef enum {
 
 #define FZIP_ERROR_MESSAGE_MAX 512
 
+/* Longest reason, NUL excluded (google.rpc.ErrorInfo's own limit). */
+#define FZIP_ERROR_REASON_MAX 63
+
 typedef struct {
   uint32_t domain; /* fzip_domain_t */
   uint32_t code;   /* fzip_code_t */
   char message[FZIP_ERROR_MESSAGE_MAX];
+  /* Optional: a static UPPER_SNAKE_CASE constant that says more than the
+   * code ("EXPORT_NOT_FOUND"), sent to clients as the google.rpc.ErrorInfo
+   * reason (docs/GRPC.md); NULL means the code's name.  Every
+   * fzip_error_set clears it, so set it after (fzip_error_set_reason). */
+  const char *reason;
 } fzip_error_t;
 
 /* Fill `error` (which may be NULL) with a printf-style message.  The
@@ -72,6 +80,14 @@ bool fzip_error_prefix(fzip_error_t *error, const char *fmt, ...)
  * RESOURCE_EXHAUSTED, "out of memory[ for <what>]").  `what` names what was
  * being allocated, or is NULL.  Returns false. */
 bool fzip_error_oom(fzip_error_t *error, const char *what);
+
+/* Gives a set error its reason (a string literal: it is kept, not copied;
+ * [A-Z0-9_], at most FZIP_ERROR_REASON_MAX bytes).  Returns false, so
+ *   return fzip_error_set_reason(error, "EXPORT_NOT_FOUND");
+ * follows a fzip_error_set in a bool function. */
+bool fzip_error_set_reason(fzip_error_t *error, const char *reason);
+/* The reason clients see: the error's own, else its code's name. */
+const char *fzip_error_reason(const fzip_error_t *error);
 
 void fzip_error_clear(fzip_error_t *error);
 bool fzip_error_is_set(const fzip_error_t *error);

@@ -98,6 +98,22 @@ static void test_out_of_range_code_and_domain_are_unknown(void) {
   CHECK(strcmp(fzip_domain_name((fzip_domain_t)(FZIP_DOMAIN_JOB + 1)), "unknown") == 0);
 }
 
+static void test_reason_defaults_to_the_code_name_and_a_new_error_drops_the_old_reason(void) {
+  fzip_error_t err = {0};
+  CHECK(!fzip_error_set(&err, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND, "export e1 not found"));
+  CHECK(err.reason == NULL);
+  CHECK(strcmp(fzip_error_reason(&err), "NOT_FOUND") == 0);
+  CHECK(!fzip_error_set_reason(&err, "EXPORT_NOT_FOUND"));
+  CHECK(strcmp(fzip_error_reason(&err), "EXPORT_NOT_FOUND") == 0);
+  fzip_error_prefix(&err, "loading");
+  CHECK(strcmp(fzip_error_reason(&err), "EXPORT_NOT_FOUND") == 0);
+  fzip_error_t copy = err;
+  CHECK(strcmp(fzip_error_reason(&copy), "EXPORT_NOT_FOUND") == 0);
+  fzip_error_set(&err, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE, "down");
+  CHECK(strcmp(fzip_error_reason(&err), "UNAVAILABLE") == 0);
+  CHECK(!fzip_error_set_reason(NULL, "X"));
+}
+
 int main(void) {
   RUN(test_set_fills_domain_code_and_formatted_message_and_returns_false);
   RUN(test_set_and_prefix_accept_a_null_error);
@@ -109,5 +125,6 @@ int main(void) {
   RUN(test_oom_is_resource_exhausted_in_sys_with_or_without_a_name);
   RUN(test_every_code_and_domain_has_its_own_name);
   RUN(test_out_of_range_code_and_domain_are_unknown);
+  RUN(test_reason_defaults_to_the_code_name_and_a_new_error_drops_the_old_reason);
   return fzip_test_summary();
 }
