@@ -198,10 +198,11 @@ static bool check_description(const char *d, fzip_error_t *error) {
 }
 
 /* The new job as the worker will find it; strings point into `req` and
- * stack buffers, so it is only packed, never freed. */
-static bool create_record(store_job_t **out, svc_export_t *svc, rpc_ctx_t *ctx,
-                          const Fzip__V1__CreateExportRequest *req, uint64_t items,
-                          fzip_error_t *error) {
+ * stack buffers, so it is only packed, never freed.  *existing instead
+ * when a simultaneous call with the same request_id created its job first. */
+static bool create_record(store_job_t **out, store_job_t **existing, svc_export_t *svc,
+                          rpc_ctx_t *ctx, const Fzip__V1__CreateExportRequest *req,
+                          const svc_jobs_request_t *idem, uint64_t items, fzip_error_t *error) {
   export_job_t job = FZIP__V1__EXPORT_JOB__INIT;
   Fzip__V1__JobEvent ev = FZIP__V1__JOB_EVENT__INIT;
   Fzip__V1__JobEvent *evs[1] = {&ev};
@@ -243,14 +244,27 @@ static bool create_record(store_job_t **out, svc_export_t *svc, rpc_ctx_t *ctx,
   rec->runnable = true;
   if (!build_body(rec->body, &job, error))
     goto done;
-  if (!store_job_create(svc->store, rec, error))
+  if (!svc_jobs_create(existing, &svc->base, ctx, rec, idem, error))
     goto done;
-  *out = rec;
-  rec = NULL;
+  if (!*existing) {
+    *out = rec;
+    rec = NULL;
+  }
   ok = true;
 done:
   store_job_destroy(rec);
   return ok;
+}
+
+/* What makes two CreateExport calls the same request: every field but
+ * request_id, export_type's default filled in. */
+static bool request_of(svc_jobs_request_t *idem, const Fzip__V1__CreateExportRequest *req,
+                       fzip_error_t *error) {
+  Fzip__V1__CreateExportRequest params = *req;
+  params.request_id = "";
+  if (params.export_type == FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_UNSPECIFIED)
+    params.export_type = FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_COMPLETE;
+  return svc_jobs_request_init(idem, req->request_id, &params.base, error);
 }
 
 static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
@@ -259,8 +273,9 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   const Fzip__V1__CreateExportRequest *req = (const void *)msg;
   export_job_t probe = FZIP__V1__EXPORT_JOB__INIT;
   pkg_selection_t sel;
+  svc_jobs_request_t idem;
   uint64_t items = 0;
-  store_job_t *rec = NULL;
+  store_job_t *rec = NULL, *existing = NULL;
   Fzip__V1__CreateExportResponse *out = NULL;
   bool ok = false;
 
@@ -270,13 +285,25 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   if (req->pinned_timestamp < 0)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "pinned_timestamp must be a positive epoch-ms time");
-  if (!check_description(req->description, error) || !selection_from_job(&sel, &probe, error))
+  if (!check_description(req->description, error) || !selection_from_job(&sel, &probe, error) ||
+      !request_of(&idem, req, error))
     return false;
-  if (!export_source_count(&items, svc->store, rpc_ctx_user_id(ctx), &sel, error))
+  /* A replay answers with the first call's job before any counting. */
+  if (!svc_jobs_admit(&existing, &svc->base, ctx, &idem, true, error))
     return false;
-  if (!create_record(&rec, svc, ctx, req, items, error))
+  if (!existing && !export_source_count(&items, svc->store, rpc_ctx_user_id(ctx), &sel, error))
     return false;
-  job_runner_notify(svc->base.runner);
+  if (!existing && !create_record(&rec, &existing, svc, ctx, req, &idem, items, error))
+    return false;
+  if (existing) {
+    rec = existing;
+    fzip_log(FZIP_LOG_INFO, "export", "export request replayed", "export", rec->job_id,
+             "user", rec->user_id, NULL);
+  } else {
+    job_runner_notify(svc->base.runner);
+    fzip_log(FZIP_LOG_INFO, "export", "export created", "export", rec->job_id, "user",
+             rec->user_id, NULL);
+  }
   out = rpc_ctx_alloc(ctx, sizeof *out);
   if (!out) {
     fzip_error_oom(error, NULL);
@@ -285,8 +312,6 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   fzip__v1__create_export_response__init(out);
   if (!job_for_reply(&out->job, ctx, svc, rec, error))
     goto done;
-  fzip_log(FZIP_LOG_INFO, "export", "export created", "export", rec->job_id, "user",
-           rec->user_id, NULL);
   *resp = &out->base;
   ok = true;
 done:
@@ -689,6 +714,7 @@ bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options
     free(svc);
     return false;
   }
+  svc->base.max_queued = svc->opts.max_queued_per_user;
   *out = svc;
   return true;
 }

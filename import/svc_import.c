@@ -82,6 +82,8 @@ static bool store_record(store_t *store, store_job_t *rec, const import_job_t *j
 typedef struct {
   svc_import_t *svc;
   store_job_t *rec;            /* the job record created with the options */
+  store_job_t *replay;         /* the job an earlier call with this request_id made: the
+                                * answer; this call's chunks are read and dropped */
   import_job_t *job;           /* malloc-owned copy of the record's message */
   store_blob_writer_t *writer; /* NULL once committed */
   bool owns_job;               /* created or claimed by this call: close may change it */
@@ -127,16 +129,33 @@ static bool check_options(const Fzip__V1__ImportOptions *o, int64_t max, fzip_er
   return true;
 }
 
+/* What makes two uploads the same request: their options but request_id,
+ * merge_strategy's default filled in. */
+static bool request_of(svc_jobs_request_t *idem, const Fzip__V1__ImportOptions *o,
+                       fzip_error_t *error) {
+  Fzip__V1__ImportOptions params = *o;
+  params.request_id = "";
+  if (params.merge_strategy == FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_UNSPECIFIED)
+    params.merge_strategy = FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT;
+  return svc_jobs_request_init(idem, o->request_id, &params.base, error);
+}
+
 static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOptions *o,
                          fzip_error_t *error) {
   svc_import_t *svc = up->svc;
   char id[FZIP_UUID_LEN + 1];
   char blob[JOB_BLOB_ID_MAX];
   int64_t now = fzip_now_ms();
+  svc_jobs_request_t idem;
   bson_t *body = NULL;
   bool ok = false;
 
-  if (!check_options(o, svc->opts.max_upload_bytes, error) || !fzip_uuid_v4(id, error))
+  if (!check_options(o, svc->opts.max_upload_bytes, error) || !request_of(&idem, o, error) ||
+      !svc_jobs_admit(&up->replay, &svc->base, ctx, &idem, o->start, error))
+    return false;
+  if (up->replay)
+    return true;
+  if (!fzip_uuid_v4(id, error))
     return false;
   up->expected_size = o->expected_size;
   snprintf(up->expected_sha256, sizeof up->expected_sha256, "%s", o->expected_sha256);
@@ -177,8 +196,12 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   bson_destroy(up->rec->body);
   up->rec->body = body;
   body = NULL;
-  if (!store_job_create(svc->env.store, up->rec, error))
+  if (!svc_jobs_create(&up->replay, &svc->base, ctx, up->rec, &idem, error))
     goto done;
+  if (up->replay) {
+    ok = true; /* a simultaneous call with this request_id came first */
+    goto done;
+  }
   up->owns_job = true;
   if (!store_blob_writer_new(&up->writer, svc->env.store, STORE_BUCKET_PACKAGES, blob, error))
     goto done;
@@ -440,13 +463,20 @@ static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
     if (req->payload_case != FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_OPTIONS)
       return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                             "the first UploadImport message must carry options");
-    if (req->options->resume_import_id && req->options->resume_import_id[0])
+    if (req->options->resume_import_id && req->options->resume_import_id[0]) {
+      if (req->options->request_id && req->options->request_id[0])
+        return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                              "request_id names a new upload; a resume names its job "
+                              "(resume_import_id) and takes none");
       return resume_begin(up, ctx, req->options, error);
+    }
     return upload_begin(up, ctx, req->options, error);
   }
   if (req->payload_case != FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_CHUNK)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "options may only be sent once, in the first message");
+  if (up->replay)
+    return true; /* the first call's job has the package: read, not stored */
   if (req->chunk.len > (uint64_t)up->svc->opts.max_upload_bytes - up->received)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_RESOURCE_EXHAUSTED,
                           "upload exceeds the limit of %" PRId64 " bytes",
@@ -501,6 +531,13 @@ static bool upload_finish_step(rpc_ctx_t *ctx, upload_t *up, ProtobufCMessage **
   if (!up)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "UploadImport received no message");
+  if (up->replay) {
+    fzip_log(FZIP_LOG_INFO, "import", "upload request replayed; its bytes were not stored",
+             "import", up->replay->job_id, "user", up->replay->user_id, NULL);
+    if (!svc_jobs_unpack(&view, &svc->base, ctx, up->replay, error))
+      return false;
+    return svc_jobs_reply(resp, ctx, &fzip__v1__upload_import_response__descriptor, view, error);
+  }
   if (up->received == 0)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "UploadImport received no package bytes");
@@ -589,6 +626,7 @@ static void upload_close(rpc_ctx_t *ctx, void *state) {
   }
   store_blob_writer_destroy(up->writer); /* uncommitted: deletes what it wrote */
   store_job_destroy(up->rec);
+  store_job_destroy(up->replay);
   if (up->job)
     fzip__v1__import_job__free_unpacked(up->job, NULL);
   free(up);
@@ -734,6 +772,7 @@ bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options
     free(svc);
     return false;
   }
+  svc->base.max_queued = svc->opts.max_queued_per_user;
   *out = svc;
   return true;
 }

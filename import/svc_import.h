@@ -31,6 +31,8 @@ typedef struct {
   int64_t lease_ms;         /* 0: jobs.h default */
   int poll_ms;              /* 0: jobs.h default */
   const char *temp_dir;     /* NULL: $TMPDIR or /tmp */
+  int64_t max_queued_per_user; /* runnable jobs of one user (both kinds) before a
+                                * create is refused; 0: no cap (svc_jobs.h) */
   const char *owner;        /* replica id; NULL: generated */
 } svc_import_options_t;
 

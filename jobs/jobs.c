@@ -241,6 +241,9 @@ static void run_one(job_runner_t *r, store_job_t *job) {
 
   fzip_error_clear(&err);
   ctx.cancel_requested = job_body_cancel_requested(job->body);
+  /* Every line written while the job runs carries the x-request-id of the
+   * call that created it ("" for jobs stored before it was kept: none). */
+  fzip_log_set_request_id(job->trace_id);
   fzip_log(FZIP_LOG_INFO, r->name, "job claimed", "job", job->job_id, "user", job->user_id,
            "owner", r->owner, NULL);
   if (!r->opts.run(&ctx, r->opts.data, &err)) {
@@ -253,6 +256,7 @@ static void run_one(job_runner_t *r, store_job_t *job) {
                fzip_code_name((fzip_code_t)err.code), "error", err.message, NULL);
     }
   }
+  fzip_log_set_request_id(NULL);
   store_job_destroy(ctx.job);
 }
 

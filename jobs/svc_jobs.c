@@ -2,6 +2,7 @@
 #include "svc_jobs.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,4 +401,111 @@ bool svc_jobs_base_init(svc_jobs_base_t *base, const job_kind_t *kind, store_t *
 void svc_jobs_base_fini(svc_jobs_base_t *base) {
   job_runner_destroy(base->runner);
   base->runner = NULL;
+}
+
+/* ---- idempotent creates and the per-user queue cap ------------------- */
+
+static bool check_request_id(const char *id, fzip_error_t *error) {
+  size_t n = strlen(id);
+  if (n > SVC_JOBS_REQUEST_ID_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "request_id is %zu bytes; the limit is %d", n, SVC_JOBS_REQUEST_ID_MAX);
+  for (size_t i = 0; i < n; i++) {
+    if (id[i] <= ' ' || id[i] > '~')
+      return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                            "request_id must be printable ASCII without spaces (byte %zu is not)",
+                            i);
+  }
+  return true;
+}
+
+bool svc_jobs_request_init(svc_jobs_request_t *req, const char *request_id,
+                           const ProtobufCMessage *params, fzip_error_t *error) {
+  size_t n = protobuf_c_message_get_packed_size(params);
+  uint8_t *packed = NULL;
+
+  req->request_id = request_id ? request_id : "";
+  if (!check_request_id(req->request_id, error))
+    return false;
+  /* protobuf-c packs fields in number order: one message, one digest. */
+  packed = malloc(n > 0 ? n : 1);
+  if (!packed)
+    return fzip_error_oom(error, "request digest");
+  protobuf_c_message_pack(params, packed);
+  fzip_sha256_hex(req->digest, packed, n);
+  free(packed);
+  return true;
+}
+
+/* The job that holds the caller's request_id, if created within the window. */
+static bool find_replay(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
+                        const svc_jobs_request_t *req, fzip_error_t *error) {
+  store_job_t *rec = NULL;
+  fzip_error_t ferr;
+
+  *existing = NULL;
+  if (!req->request_id[0])
+    return true;
+  fzip_error_clear(&ferr);
+  if (!store_job_find_request(&rec, svc->store, svc->kind->kind, rpc_ctx_user_id(ctx),
+                              req->request_id, &ferr)) {
+    if (ferr.code == FZIP_ERR_NOT_FOUND)
+      return true;
+    *error = ferr;
+    return false;
+  }
+  if (rec->created_at <= fzip_now_ms() - SVC_JOBS_REQUEST_WINDOW_MS) {
+    store_job_destroy(rec); /* too old: the create gives its key up */
+    return true;
+  }
+  *existing = rec;
+  return true;
+}
+
+/* A replay must be the same request: same parameters, same digest. */
+static bool check_same_request(store_job_t **existing, svc_jobs_base_t *svc,
+                               const svc_jobs_request_t *req, fzip_error_t *error) {
+  if (strcmp((*existing)->request_digest, req->digest) == 0)
+    return true;
+  fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ALREADY_EXISTS,
+                 "request_id %s was used for a different request (%s %s); send a new "
+                 "request_id for new parameters",
+                 req->request_id, svc->kind->noun, (*existing)->job_id);
+  store_job_destroy(*existing);
+  *existing = NULL;
+  return false;
+}
+
+static bool check_queue_cap(svc_jobs_base_t *svc, rpc_ctx_t *ctx, fzip_error_t *error) {
+  uint64_t queued = 0;
+
+  if (svc->max_queued <= 0)
+    return true;
+  if (!store_job_count_runnable(&queued, svc->store, rpc_ctx_user_id(ctx), error))
+    return false;
+  if (queued < (uint64_t)svc->max_queued)
+    return true;
+  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_RESOURCE_EXHAUSTED,
+                        "%" PRIu64 " of your jobs are queued or running; the limit is %" PRId64
+                        " (--max-queued-jobs-per-user): wait for one to finish",
+                        queued, svc->max_queued);
+}
+
+bool svc_jobs_admit(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
+                    const svc_jobs_request_t *req, bool adds_runnable, fzip_error_t *error) {
+  if (!find_replay(existing, svc, ctx, req, error))
+    return false;
+  if (*existing)
+    return check_same_request(existing, svc, req, error);
+  return !adds_runnable || check_queue_cap(svc, ctx, error);
+}
+
+bool svc_jobs_create(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
+                     store_job_t *rec, const svc_jobs_request_t *req, fzip_error_t *error) {
+  snprintf(rec->request_id, sizeof rec->request_id, "%s", req->request_id);
+  snprintf(rec->request_digest, sizeof rec->request_digest, "%s", req->digest);
+  snprintf(rec->trace_id, sizeof rec->trace_id, "%s", rpc_ctx_request_id(ctx));
+  if (!store_job_create_once(existing, svc->store, rec, SVC_JOBS_REQUEST_WINDOW_MS, error))
+    return false;
+  return !*existing || check_same_request(existing, svc, req, error);
 }

@@ -36,6 +36,7 @@ typedef struct {
   store_t *store;
   int64_t retention_ms; /* ended jobs are reaped this long after they end */
   job_runner_t *runner;
+  int64_t max_queued;   /* runnable jobs a user may have before creates are refused; 0: no cap */
   rpc_method_t rows[SVC_JOBS_ROWS];
   const rpc_method_t *row_ptrs[SVC_JOBS_ROWS];
   char paths[SVC_JOBS_ROWS][SVC_JOBS_PATH_MAX];
@@ -82,6 +83,41 @@ bool svc_jobs_reply(ProtobufCMessage **resp, rpc_ctx_t *ctx, const ProtobufCMess
                     ProtobufCMessage *job, fzip_error_t *error);
 /* The string field `name` of a message ("" if unset). */
 const char *svc_jobs_string_field(const ProtobufCMessage *msg, const char *name);
+
+/* ---- idempotent creates and the per-user queue cap ------------------- */
+
+/* A request_id names one logical create for this long (docs/GRPC.md). */
+#define SVC_JOBS_REQUEST_WINDOW_MS (24LL * 3600 * 1000)
+/* Longest request_id: 1 to this many bytes of printable ASCII, no space. */
+#define SVC_JOBS_REQUEST_ID_MAX STORE_REQUEST_ID_MAX
+/* Default of --max-queued-jobs-per-user: runnable (queued or running)
+ * jobs of one user, both kinds together. */
+#define SVC_JOBS_MAX_QUEUED_DEFAULT 16
+
+typedef struct {
+  const char *request_id; /* borrowed; "" when the call has none */
+  char digest[FZIP_SHA256_HEX_LEN + 1]; /* of the request's parameters */
+} svc_jobs_request_t;
+
+/* Checks request_id (NULL or "": none) and digests `params`: the
+ * creating request, normalised (defaults filled in), with its request_id
+ * cleared, so that only its parameters count.  INVALID_ARGUMENT for a
+ * malformed request_id. */
+bool svc_jobs_request_init(svc_jobs_request_t *req, const char *request_id,
+                           const ProtobufCMessage *params, fzip_error_t *error);
+/* Before a create.  A request_id the caller used within the window gives
+ * *existing (the caller's to destroy): that job, to answer with, nothing
+ * else done; ALREADY_EXISTS when its parameters differ.  Otherwise, when
+ * the new job will be runnable (`adds_runnable`), RESOURCE_EXHAUSTED if
+ * the user already has svc->max_queued runnable jobs. */
+bool svc_jobs_admit(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
+                    const svc_jobs_request_t *req, bool adds_runnable, fzip_error_t *error);
+/* Creates `rec` with the request's id and digest and the call's
+ * x-request-id (the job's log lines carry it).  *existing as in
+ * svc_jobs_admit when a simultaneous call with the same request_id
+ * created its job first (then `rec` was not written). */
+bool svc_jobs_create(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
+                     store_job_t *rec, const svc_jobs_request_t *req, fzip_error_t *error);
 
 /* Shared handlers for rows of kind Get, List, Cancel, Delete (unary) and
  * Watch (server streaming). */

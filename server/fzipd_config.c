@@ -16,6 +16,7 @@
 
 #include "fzip_log.h"
 #include "svc_health.h"
+#include "svc_jobs.h"
 
 #define FLAG_NAME_MAX 64
 #define KIB 1024LL
@@ -78,6 +79,10 @@ static const opt_row_t SERVE_OPTIONS[] = {
       366LL * 24 * 3600, "seconds a finished export package is kept (default 24 h)"),
     I("import-workers", "FZIP_IMPORT_WORKERS", import_workers, "1", 1, 64,
       "import jobs run at the same time"),
+    I("max-queued-jobs-per-user", "FZIP_MAX_QUEUED_JOBS_PER_USER", max_queued_jobs_per_user,
+      NUMBER_TEXT(SVC_JOBS_MAX_QUEUED_DEFAULT), 0, 1000000,
+      "queued or running jobs (exports and imports together) one user may have; more "
+      "CreateExport/UploadImport(start) calls fail RESOURCE_EXHAUSTED (0: no cap)"),
     I("job-retention-hours", "FZIP_JOB_RETENTION_HOURS", job_retention_hours, "168", 1,
       24 * 366, "hours ended jobs (and import uploads) stay listed before the reaper deletes them"),
     I("job-lease-ms", "FZIP_JOB_LEASE_MS", job_lease_ms, "60000", 1000, 3600000,

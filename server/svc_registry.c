@@ -61,6 +61,7 @@ static bool add_export(svc_registry_t *reg, store_t *store, const fzipd_config_t
   size_t n = 0;
 
   o.workers = (int)config->export_workers;
+  o.max_queued_per_user = config->max_queued_jobs_per_user;
   o.lease_ms = config->job_lease_ms;
   o.ttl_ms = config->export_ttl_s * 1000;
   o.retention_ms = config->job_retention_hours * 3600 * 1000;
@@ -78,6 +79,7 @@ static bool add_import(svc_registry_t *reg, store_t *store, const fzipd_config_t
   size_t n = 0;
 
   o.workers = (int)config->import_workers;
+  o.max_queued_per_user = config->max_queued_jobs_per_user;
   o.lease_ms = config->job_lease_ms;
   o.max_upload_bytes = config->max_upload_bytes;
   o.retention_ms = config->job_retention_hours * 3600 * 1000;

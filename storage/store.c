@@ -11,6 +11,7 @@
 #include "store.h"
 
 #include "fzip_failpoint.h"
+#include "fzip_metrics.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,36 @@ static bool writable(const store_t *store, fzip_error_t *error) {
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
                           "store: a snapshot view is read-only");
   return true;
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+/* Failures that are an answer, not a fault: absent, taken, a lost race,
+ * bad input, a wrong state, a cancelled call.  Anything else (unreachable,
+ * internal, corrupt data...) is a store error. */
+static bool is_store_fault(uint32_t code) {
+  switch (code) {
+  case FZIP_OK:
+  case FZIP_ERR_NOT_FOUND:
+  case FZIP_ERR_ALREADY_EXISTS:
+  case FZIP_ERR_ABORTED:
+  case FZIP_ERR_INVALID_ARGUMENT:
+  case FZIP_ERR_FAILED_PRECONDITION:
+  case FZIP_ERR_OUT_OF_RANGE:
+  case FZIP_ERR_CANCELLED:
+    return false;
+  default:
+    return true;
+  }
+}
+
+/* Passes a backend call's result through, counting a fault in
+ * fzip_store_errors_total{backend, op}; op is the vtable member's name,
+ * so the label set is fixed.  (A NULL error says nothing to count.) */
+static bool counted(const store_t *store, const char *op, bool ok, const fzip_error_t *error) {
+  if (!ok && error && is_store_fault(error->code))
+    fzip_metric_add(FZIP_METRIC_STORE_ERRORS, (const char *[]){store->vt->name, op}, 1);
+  return ok;
 }
 
 /* ---- argument checks ----------------------------------------------------- */
@@ -141,7 +172,16 @@ static bool check_job_record(const store_job_t *job, fzip_error_t *error) {
     return false;
   if (strnlen(job->lease_owner, sizeof job->lease_owner) == sizeof job->lease_owner)
     return invalid(error, "job lease owner is not terminated");
+  if (strnlen(job->request_id, sizeof job->request_id) == sizeof job->request_id ||
+      strnlen(job->request_digest, sizeof job->request_digest) == sizeof job->request_digest ||
+      strnlen(job->trace_id, sizeof job->trace_id) == sizeof job->trace_id)
+    return invalid(error, "job request fields are not terminated");
   return true;
+}
+
+static bool check_request_id(const char *request_id, fzip_error_t *error) {
+  return check_name(request_id, STORE_REQUEST_ID_MAX, "request id", "STORE_REQUEST_ID_MAX",
+                    error);
 }
 
 /* Pulls the kind's id field out of each document and rejects what no backend
@@ -217,7 +257,7 @@ bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
   if (timeout_ms <= 0)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
                           "ping timeout must be positive, got %d ms", timeout_ms);
-  return store->vt->ping(store, timeout_ms, error);
+  return counted(store, "ping", store->vt->ping(store, timeout_ms, error), error);
 }
 
 /* ---- what readers see: pending imports hidden ----------------------------- */
@@ -551,7 +591,8 @@ bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
     goto done;
   /* The plain path when nothing is pending: the backend filters itself. */
   if (pending->n == 0)
-    ok = store->vt->cursor_new(out, store, user_id, kind, filter, error);
+    ok = counted(store, "cursor_new",
+                 store->vt->cursor_new(out, store, user_id, kind, filter, error), error);
   else
     ok = pcursor_new(out, store, user_id, kind, filter, pending, error);
 done:
@@ -584,7 +625,8 @@ bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip
   if (!read_begin(&pending, store, user_id, kind, filter, error))
     goto done;
   if (pending->n == 0) {
-    ok = store->vt->entity_count(out, store, user_id, kind, filter, error);
+    ok = counted(store, "entity_count",
+                 store->vt->entity_count(out, store, user_id, kind, filter, error), error);
     goto done;
   }
   /* Rare (an import is running): count what a cursor shows, streaming. */
@@ -675,7 +717,10 @@ bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kin
     return false;
   if (n == 0)
     return true;
-  return store->vt->entity_put_batch(store, user_id, kind, docs, ids, n, mode, result, error);
+  return counted(store, "entity_put_batch",
+                 store->vt->entity_put_batch(store, user_id, kind, docs, ids, n, mode, result,
+                                             error),
+                 error);
 }
 
 bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
@@ -694,7 +739,8 @@ bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
   if (!pending_load(pending, store, user_id, NULL, error))
     goto done;
   if (pending->n == 0) {
-    ok = store->vt->entity_exists_many(exists, store, user_id, kind, ids, n, error);
+    ok = counted(store, "entity_exists_many",
+                 store->vt->entity_exists_many(exists, store, user_id, kind, ids, n, error), error);
     goto done;
   }
   /* Rare (an import is running): one visible get per id. */
@@ -725,14 +771,17 @@ bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *use
       *deleted = 0;
     return true;
   }
-  return store->vt->entity_delete_many(deleted, store, user_id, kind, ids, n, error);
+  return counted(store, "entity_delete_many",
+                 store->vt->entity_delete_many(deleted, store, user_id, kind, ids, n, error),
+                 error);
 }
 
 bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
                              fzip_kind_t kind, fzip_error_t *error) {
   if (!writable(store, error) || !check_user(user_id, error) || !check_kind(kind, error))
     return false;
-  return store->vt->entity_delete_all(deleted, store, user_id, kind, error);
+  return counted(store, "entity_delete_all",
+                 store->vt->entity_delete_all(deleted, store, user_id, kind, error), error);
 }
 
 /* ---- jobs ---------------------------------------------------------------- */
@@ -761,7 +810,7 @@ void store_job_list_free(store_job_t **jobs, size_t n_jobs) {
 bool store_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
   if (!writable(store, error) || !check_job_record(job, error))
     return false;
-  return store->vt->job_create(store, job, error);
+  return counted(store, "job_create", store->vt->job_create(store, job, error), error);
 }
 
 bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, const char *user_id,
@@ -772,14 +821,15 @@ bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, con
   if (!check_job_kind(kind, error) || (user_id && !check_user(user_id, error)) ||
       !check_id(job_id, "job id", error))
     return false;
-  return store->vt->job_get(out, store, kind, user_id, job_id, error);
+  return counted(store, "job_get",
+                 store->vt->job_get(out, store, kind, user_id, job_id, error), error);
 }
 
 bool store_job_update(store_t *store, store_job_t *job, const char *owner, fzip_error_t *error) {
   if (!writable(store, error) || !check_job_record(job, error) ||
       (owner && !check_owner(owner, error)))
     return false;
-  return store->vt->job_update(store, job, owner, error);
+  return counted(store, "job_update", store->vt->job_update(store, job, owner, error), error);
 }
 
 bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, store_t *store,
@@ -800,8 +850,9 @@ bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, stor
     return invalid(error, "page token too long");
   if (page_token && !*page_token)
     page_token = NULL;
-  return store->vt->job_list(jobs, n_jobs, next_token, store, kind, user_id, page_size,
-                             page_token, error);
+  return counted(store, "job_list",
+                 store->vt->job_list(jobs, n_jobs, next_token, store, kind, user_id, page_size,
+                                     page_token, error), error);
 }
 
 bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
@@ -809,7 +860,8 @@ bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id
   if (!writable(store, error) || !check_job_kind(kind, error) ||
       (user_id && !check_user(user_id, error)) || !check_id(job_id, "job id", error))
     return false;
-  return store->vt->job_delete(store, kind, user_id, job_id, error);
+  return counted(store, "job_delete",
+                 store->vt->job_delete(store, kind, user_id, job_id, error), error);
 }
 
 bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, const char *owner,
@@ -823,7 +875,8 @@ bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, c
     return false;
   if (lease_ms <= 0)
     return invalid(error, "lease_ms must be positive");
-  return store->vt->job_claim(out, store, kind, owner, now_ms, lease_ms, error);
+  return counted(store, "job_claim",
+                 store->vt->job_claim(out, store, kind, owner, now_ms, lease_ms, error), error);
 }
 
 bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
@@ -832,7 +885,107 @@ bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_
     return false;
   if (lease_ms <= 0)
     return invalid(error, "lease_ms must be positive");
-  return store->vt->job_renew(store, job, owner, now_ms, lease_ms, error);
+  return counted(store, "job_renew",
+                 store->vt->job_renew(store, job, owner, now_ms, lease_ms, error), error);
+}
+
+void store_job_idem_key(char out[STORE_IDEM_KEY_SIZE], const char *request_id,
+                        const char *job_id) {
+  if (request_id && request_id[0])
+    snprintf(out, STORE_IDEM_KEY_SIZE, "r:%s", request_id);
+  else
+    snprintf(out, STORE_IDEM_KEY_SIZE, "j:%s", job_id);
+}
+
+bool store_job_find_request(store_job_t **out, store_t *store, store_job_kind_t kind,
+                            const char *user_id, const char *request_id, fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_job_kind(kind, error) || !check_user(user_id, error) ||
+      !check_request_id(request_id, error))
+    return false;
+  return counted(store, "job_find_request",
+                 store->vt->job_find_request(out, store, kind, user_id, request_id, error), error);
+}
+
+bool store_job_release_request(store_t *store, store_job_kind_t kind, const char *user_id,
+                               const char *job_id, fzip_error_t *error) {
+  if (!writable(store, error) || !check_job_kind(kind, error) || !check_user(user_id, error) ||
+      !check_id(job_id, "job id", error))
+    return false;
+  return counted(store, "job_release_request",
+                 store->vt->job_release_request(store, kind, user_id, job_id, error), error);
+}
+
+bool store_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
+                              fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = 0;
+  if (!check_user(user_id, error))
+    return false;
+  return counted(store, "job_count_runnable",
+                 store->vt->job_count_runnable(out, store, user_id, error), error);
+}
+
+/* Hands an error met on the way up to the caller; returns false. */
+static bool pass_error(fzip_error_t *error, const fzip_error_t *met) {
+  if (error)
+    *error = *met;
+  return false;
+}
+
+/* One round of store_job_create_once after a refused create: the key's
+ * holder, if recent, is the answer (*done); an old one gives the key up. */
+static bool take_request_holder(store_job_t **existing, bool *done, store_t *store,
+                                const store_job_t *job, int64_t window_ms, fzip_error_t *error) {
+  store_job_t *holder = NULL;
+  fzip_error_t ferr;
+
+  *done = false;
+  fzip_error_clear(&ferr);
+  if (!store_job_find_request(&holder, store, job->kind, job->user_id, job->request_id, &ferr))
+    /* Deleted or given up between the create and the find: try again. */
+    return ferr.code == FZIP_ERR_NOT_FOUND || pass_error(error, &ferr);
+  if (holder->created_at > job->created_at - window_ms) {
+    *existing = holder;
+    *done = true;
+    return true;
+  }
+  bool ok = store_job_release_request(store, job->kind, job->user_id, holder->job_id, error);
+  store_job_destroy(holder);
+  return ok;
+}
+
+bool store_job_create_once(store_job_t **existing, store_t *store, store_job_t *job,
+                           int64_t window_ms, fzip_error_t *error) {
+  fzip_error_t cerr;
+  bool done = false;
+
+  if (!existing)
+    return invalid(error, "existing is NULL");
+  *existing = NULL;
+  if (!job || !job->request_id[0])
+    return store_job_create(store, job, error);
+  if (!check_request_id(job->request_id, error))
+    return false;
+  if (window_ms < 0)
+    return invalid(error, "request window is negative");
+  for (int attempt = 0; attempt < STORE_REQUEST_RETRIES; attempt++) {
+    fzip_error_clear(&cerr);
+    if (store_job_create(store, job, &cerr))
+      return true;
+    if (cerr.code != FZIP_ERR_ALREADY_EXISTS)
+      return pass_error(error, &cerr);
+    if (!take_request_holder(existing, &done, store, job, window_ms, error))
+      return false;
+    if (done)
+      return true;
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                        "store: request id of job %s kept changing hands; try again",
+                        job->job_id);
 }
 
 bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store, int64_t now_ms,
@@ -843,7 +996,8 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
   *n_jobs = 0;
   if (max == 0 || max > STORE_PAGE_MAX)
     return invalid(error, "max must be in 1..STORE_PAGE_MAX");
-  return store->vt->job_list_expired(jobs, n_jobs, store, now_ms, max, error);
+  return counted(store, "job_list_expired",
+                 store->vt->job_list_expired(jobs, n_jobs, store, now_ms, max, error), error);
 }
 
 /* ---- blobs --------------------------------------------------------------- */
@@ -1067,21 +1221,24 @@ bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t buc
     return invalid(error, "info or store is NULL");
   if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
-  return store->vt->blob_stat(info, store, bucket, blob_id, error);
+  return counted(store, "blob_stat",
+                 store->vt->blob_stat(info, store, bucket, blob_id, error), error);
 }
 
 bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_id,
                        fzip_error_t *error) {
   if (!writable(store, error) || !check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
-  return store->vt->blob_delete(store, bucket, blob_id, error);
+  return counted(store, "blob_delete",
+                 store->vt->blob_delete(store, bucket, blob_id, error), error);
 }
 
 bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t older_than_ms,
                                  fzip_error_t *error) {
   if (!writable(store, error))
     return false;
-  return store->vt->blob_reap_uncommitted(deleted, store, older_than_ms, error);
+  return counted(store, "blob_reap_uncommitted",
+                 store->vt->blob_reap_uncommitted(deleted, store, older_than_ms, error), error);
 }
 
 /* ---- reaper -------------------------------------------------------------- */
@@ -1182,8 +1339,9 @@ bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kin
   /* Tests inject a store failure or a slow store mid-import here. */
   if (!fzip_failpoint("store.put_tagged", error))
     return false;
-  return store->vt->entity_put_batch_tagged(store, user_id, kind, docs, ids, n, mode, tag,
-                                            result, error);
+  return counted(store, "entity_put_batch_tagged",
+                 store->vt->entity_put_batch_tagged(store, user_id, kind, docs, ids, n, mode, tag,
+                                                    result, error), error);
 }
 
 static bool check_import(const store_t *store, const char *user_id, const char *tag,
@@ -1217,7 +1375,7 @@ bool store_import_begin(store_t *store, const char *user_id, const char *tag,
                    STORE_PENDING_MAX);
     goto done;
   }
-  ok = store->vt->import_begin(store, user_id, tag, error);
+  ok = counted(store, "import_begin", store->vt->import_begin(store, user_id, tag, error), error);
 done:
   bson_free(pending);
   return ok;
@@ -1299,7 +1457,8 @@ bool store_snapshot_begin(store_t **view, store_t *store, const char *user_id,
     return invalid(error, "a snapshot of a snapshot");
   if (!store->vt->snapshot_begin || !store->vt->snapshot_end)
     return unimplemented(store, "snapshots", error);
-  return store->vt->snapshot_begin(view, store, user_id, error);
+  return counted(store, "snapshot_begin",
+                 store->vt->snapshot_begin(view, store, user_id, error), error);
 }
 
 bool store_snapshot_end(store_t *view, fzip_error_t *error) {

@@ -147,6 +147,9 @@ bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user
 typedef enum { STORE_JOB_EXPORT = 0, STORE_JOB_IMPORT = 1 } store_job_kind_t;
 
 #define STORE_OWNER_MAX 128
+/* Longest request id (idempotency key or trace id), bytes of printable
+ * ASCII; the rpc layer's x-request-id (RPC_REQUEST_ID_MAX - 1) fits. */
+#define STORE_REQUEST_ID_MAX 128
 
 /* A job record.  The indexed fields are here; everything else (status,
  * progress, options, results, events) lives in `body`, which the store
@@ -163,6 +166,14 @@ typedef struct {
   int64_t lease_until;   /* epoch ms; a lease past this is free to take */
   int64_t version;       /* bumped by every update; set by the store */
   bson_t *body;          /* owned by the record */
+  /* Written by store_job_create only (updates keep them).  request_id is
+   * the client's idempotency key ("" none: see store_job_create_once);
+   * request_digest a digest of the creating request's parameters, so a
+   * reused request_id with other parameters can be told apart; trace_id
+   * the x-request-id of the creating call, for the job's log lines. */
+  char request_id[STORE_REQUEST_ID_MAX + 1];
+  char request_digest[FZIP_SHA256_HEX_LEN + 1];
+  char trace_id[STORE_REQUEST_ID_MAX + 1];
 } store_job_t;
 
 store_job_t *store_job_new(void);    /* zeroed record with an empty body */
@@ -189,6 +200,31 @@ void store_job_list_free(store_job_t **jobs, size_t n_jobs);
 /* NOT_FOUND if absent or owned by another user (user_id NULL: any user). */
 bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id,
                       const char *job_id, fzip_error_t *error);
+
+/* Idempotent create.  A job with a request_id holds the key
+ * (user_id, kind, request_id) unique in the store (a unique index: two
+ * simultaneous creates with one key make one job, on every replica);
+ * without one the job's own id stands in as its key.  If the key is held
+ * by a job created less than `window_ms` before job->created_at, nothing
+ * is written and *existing (the caller's) is that job; a holder older than
+ * that gives the key up (store_job_release_request) and the create is
+ * tried again.  *existing is NULL when `job` was created.  ALREADY_EXISTS
+ * only when the key kept changing hands STORE_REQUEST_RETRIES times. */
+#define STORE_REQUEST_RETRIES 4
+bool store_job_create_once(store_job_t **existing, store_t *store, store_job_t *job,
+                           int64_t window_ms, fzip_error_t *error);
+/* The job that holds request_id for this user and kind; NOT_FOUND if none
+ * (never created, deleted, or given up). */
+bool store_job_find_request(store_job_t **out, store_t *store, store_job_kind_t kind,
+                            const char *user_id, const char *request_id, fzip_error_t *error);
+/* Gives up a job's request_id key (the job keeps its request_id field):
+ * a new create may take the key.  Idempotent; a missing job is fine. */
+bool store_job_release_request(store_t *store, store_job_kind_t kind, const char *user_id,
+                               const char *job_id, fzip_error_t *error);
+/* *out = how many of the user's jobs (both kinds) are runnable: queued
+ * for a worker or running. */
+bool store_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
+                              fzip_error_t *error);
 
 /* Bounds for job pages: page_size 0 means STORE_PAGE_DEFAULT; page_size and
  * list_expired's max above STORE_PAGE_MAX are INVALID_ARGUMENT. */

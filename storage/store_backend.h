@@ -46,6 +46,13 @@ typedef struct {
   size_t cap, n, pos;
 } store_pager_t;
 
+/* The unique idempotency key a backend stores with a job: "r:" and the
+ * request id when it has one, else "j:" and its own id (so a request id
+ * never collides with a job id).  `request_id` NULL or "": the job's own. */
+#define STORE_IDEM_KEY_SIZE (2 + STORE_REQUEST_ID_MAX + 1)
+void store_job_idem_key(char out[STORE_IDEM_KEY_SIZE], const char *request_id,
+                        const char *job_id);
+
 /* filter may be NULL; cap is the most documents a page holds. */
 void store_pager_init(store_pager_t *p, const char *user_id, fzip_kind_t kind,
                       const store_filter_t *filter, size_t cap);
@@ -122,6 +129,16 @@ struct store_vtable {
                     int64_t lease_ms, fzip_error_t *error);
   bool (*job_list_expired)(store_job_t ***jobs, size_t *n_jobs, store_t *store, int64_t now_ms,
                            size_t max, fzip_error_t *error);
+  /* job_create also writes the request fields and the unique key
+   * store_job_idem_key gives (ALREADY_EXISTS when the id or the key is
+   * taken); find_request matches that key, release_request sets it back
+   * to the job's own. */
+  bool (*job_find_request)(store_job_t **out, store_t *store, store_job_kind_t kind,
+                           const char *user_id, const char *request_id, fzip_error_t *error);
+  bool (*job_release_request)(store_t *store, store_job_kind_t kind, const char *user_id,
+                              const char *job_id, fzip_error_t *error);
+  bool (*job_count_runnable)(uint64_t *out, store_t *store, const char *user_id,
+                             fzip_error_t *error);
 
   /* Records an uncommitted blob; ALREADY_EXISTS if a committed one has
    * that id.  chunk stores chunk n; commit makes the blob visible with the

@@ -418,11 +418,49 @@ static void collection_name(char *out, size_t cap, store_bucket_t bucket, const 
   snprintf(out, cap, "%s.%s", bucket_name(bucket), suffix);
 }
 
+/* Jobs stored before request ids have no idemKey; the unique index would
+ * see them all as one null key.  Each gets its own id as key first, one
+ * at a time (FerretDB v1 has no pipeline updates); a database with none
+ * left costs one find. */
+static bool backfill_idem_keys(mstore_t *s, const char *collection, fzip_error_t *error) {
+  for (;;) {
+    bson_t *old = NULL;
+    bson_t q = BSON_INITIALIZER, missing, update = BSON_INITIALIZER, set;
+    char key[STORE_IDEM_KEY_SIZE];
+    bool ok, matched;
+
+    BSON_APPEND_DOCUMENT_BEGIN(&q, "idemKey", &missing);
+    BSON_APPEND_BOOL(&missing, "$exists", false);
+    bson_append_document_end(&q, &missing);
+    ok = find_one(&old, s, collection, &q, error);
+    if (ok && old && doc_utf8(old, "_id")) {
+      store_job_idem_key(key, NULL, doc_utf8(old, "_id"));
+      BSON_APPEND_UTF8(&q, "_id", doc_utf8(old, "_id"));
+      BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+      BSON_APPEND_UTF8(&set, "idemKey", key);
+      bson_append_document_end(&update, &set);
+      ok = update_one(&matched, s, collection, &q, &update, error);
+    } else if (ok && old) {
+      ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "malformed job document in %s", collection);
+    }
+    bool again = ok && old;
+    bson_destroy(old);
+    bson_destroy(&q);
+    bson_destroy(&update);
+    if (!again)
+      return ok;
+  }
+}
+
 static bool create_job_and_blob_indexes(mstore_t *s, fzip_error_t *error) {
   static const index_spec_t job_specs[] = {
       {"userId_createdAt_id", false, {"userId", "-createdAt", "-_id", NULL}},
       {"runnable_leaseUntil_createdAt", false, {"runnable", "leaseUntil", "createdAt", NULL}},
       {"expiresAt", false, {"expiresAt", NULL}},
+      /* Idempotent creates: one job per (user, request key) in a kind's
+       * collection (store_job_idem_key; never missing, see backfill). */
+      {"userId_idemKey_unique", true, {"userId", "idemKey", NULL}},
   };
   static const index_spec_t files_specs[] = {{"filename_unique", true, {"filename", NULL}}};
   static const index_spec_t chunks_specs[] = {{"files_id_n", true, {"files_id", "n", NULL}}};
@@ -430,7 +468,8 @@ static bool create_job_and_blob_indexes(mstore_t *s, fzip_error_t *error) {
   char name[MONGO_COLLECTION_NAME_MAX];
 
   for (int k = STORE_JOB_EXPORT; k <= STORE_JOB_IMPORT; k++) {
-    if (!create_indexes(s, job_collection((store_job_kind_t)k), MONGO_SPECS(job_specs), error))
+    if (!backfill_idem_keys(s, job_collection((store_job_kind_t)k), error) ||
+        !create_indexes(s, job_collection((store_job_kind_t)k), MONGO_SPECS(job_specs), error))
       return false;
   }
   for (int b = STORE_BUCKET_PACKAGES; b <= STORE_BUCKET_FILES; b++) {
@@ -1730,6 +1769,15 @@ static void job_to_bson(bson_t *out, const store_job_t *job) {
   BSON_APPEND_INT64(out, "leaseUntil", job->lease_until);
   BSON_APPEND_INT64(out, "version", job->version);
   BSON_APPEND_DOCUMENT(out, "body", job->body);
+  BSON_APPEND_UTF8(out, "requestId", job->request_id);
+  BSON_APPEND_UTF8(out, "requestDigest", job->request_digest);
+  BSON_APPEND_UTF8(out, "traceId", job->trace_id);
+}
+
+/* The request fields of jobs stored before them are absent: read as "". */
+static void copy_optional_field(char *dst, size_t cap, const bson_t *doc, const char *field) {
+  const char *v = doc_utf8(doc, field);
+  snprintf(dst, cap, "%s", v && strlen(v) < cap ? v : "");
 }
 
 static bool copy_field(char *dst, size_t cap, const bson_t *doc, const char *field) {
@@ -1768,12 +1816,16 @@ static bool job_from_bson(store_job_t **out, store_job_kind_t kind, const bson_t
   job->lease_until = reply_int(doc, "leaseUntil");
   job->version = reply_int(doc, "version");
   job->runnable = bson_iter_init_find(&it, doc, "runnable") && bson_iter_as_bool(&it);
+  copy_optional_field(job->request_id, sizeof job->request_id, doc, "requestId");
+  copy_optional_field(job->request_digest, sizeof job->request_digest, doc, "requestDigest");
+  copy_optional_field(job->trace_id, sizeof job->trace_id, doc, "traceId");
   *out = job;
   return true;
 }
 
 static bool mongo_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
+  char key[STORE_IDEM_KEY_SIZE];
   conn_t c = {0};
   bson_t doc;
   bson_error_t berr;
@@ -1782,6 +1834,8 @@ static bool mongo_job_create(store_t *store, store_job_t *job, fzip_error_t *err
 
   job->version = 1;
   job_to_bson(&doc, job);
+  store_job_idem_key(key, job->request_id, job->job_id);
+  BSON_APPEND_UTF8(&doc, "idemKey", key);
   conn_open(&c, s, job_collection(job->kind));
   retry_start(&r, s);
   do {
@@ -1789,12 +1843,80 @@ static bool mongo_job_create(store_t *store, store_job_t *job, fzip_error_t *err
   } while (!ok && retry_again(&r, &berr, false));
   conn_close(&c, s);
   bson_destroy(&doc);
+  /* A duplicate is the id or the request key (userId_idemKey_unique). */
   if (!ok && is_duplicate_key(&berr))
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
                           "job %s already exists", job->job_id);
   if (!ok)
     return fail_mongo(error, s, &berr, "creating job");
   return true;
+}
+
+static bool mongo_job_find_request(store_job_t **out, store_t *store, store_job_kind_t kind,
+                                   const char *user_id, const char *request_id,
+                                   fzip_error_t *error) {
+  char key[STORE_IDEM_KEY_SIZE];
+  bson_t *found = NULL;
+  bson_t q = BSON_INITIALIZER;
+  bool ok;
+
+  store_job_idem_key(key, request_id, NULL);
+  BSON_APPEND_UTF8(&q, "userId", user_id);
+  BSON_APPEND_UTF8(&q, "idemKey", key);
+  ok = find_one(&found, (mstore_t *)store, job_collection(kind), &q, error);
+  bson_destroy(&q);
+  if (ok && !found)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND,
+                          "no job has request id %s", request_id);
+  ok = ok && job_from_bson(out, kind, found, error);
+  bson_destroy(found);
+  return ok;
+}
+
+/* A plain $set outside the version fences: the key is no part of what
+ * job_update writes, so it cannot undo or be undone by a transition. */
+static bool mongo_job_release_request(store_t *store, store_job_kind_t kind, const char *user_id,
+                                      const char *job_id, fzip_error_t *error) {
+  char key[STORE_IDEM_KEY_SIZE];
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(job_id), "userId", BCON_UTF8(user_id));
+  bson_t *update;
+  bool matched, ok;
+
+  store_job_idem_key(key, NULL, job_id);
+  update = BCON_NEW("$set", "{", "idemKey", BCON_UTF8(key), "}");
+  ok = update_one(&matched, (mstore_t *)store, job_collection(kind), q, update, error);
+  bson_destroy(q);
+  bson_destroy(update);
+  return ok;
+}
+
+static bool mongo_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
+                                     fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id), "runnable", BCON_BOOL(true));
+  bson_error_t berr;
+  uint64_t total = 0;
+  bool ok = true;
+
+  for (int k = STORE_JOB_EXPORT; ok && k <= STORE_JOB_IMPORT; k++) {
+    conn_t c = {0};
+    retry_t r;
+    int64_t n;
+    conn_open(&c, s, job_collection((store_job_kind_t)k));
+    retry_start(&r, s);
+    do {
+      n = mongoc_collection_count_documents(c.coll, q, NULL, NULL, NULL, &berr);
+    } while (n < 0 && retry_again(&r, &berr, true));
+    conn_close(&c, s);
+    if (n < 0)
+      ok = fail_mongo(error, s, &berr, "counting jobs");
+    else
+      total += (uint64_t)n;
+  }
+  bson_destroy(q);
+  if (ok)
+    *out = total;
+  return ok;
 }
 
 static bool mongo_job_get(store_job_t **out, store_t *store, store_job_kind_t kind,
@@ -2751,6 +2873,9 @@ static const store_vtable_t mongo_vtable = {
     .job_claim = mongo_job_claim,
     .job_renew = mongo_job_renew,
     .job_list_expired = mongo_job_list_expired,
+    .job_find_request = mongo_job_find_request,
+    .job_release_request = mongo_job_release_request,
+    .job_count_runnable = mongo_job_count_runnable,
     .blob_upload_new = mongo_blob_upload_new,
     .blob_upload_chunk = mongo_blob_upload_chunk,
     .blob_upload_commit = mongo_blob_upload_commit,

@@ -244,6 +244,35 @@ static bool sq_migrate_tag(sqlite3 *db, fzip_error_t *error) {
   return sq_exec(db, "ALTER TABLE entities ADD COLUMN tag TEXT", error);
 }
 
+/* Request ids (idempotent creates): files created before them get the
+ * columns, and every old job its own id as its unique key, so the unique
+ * index can be built over old rows (each holds a distinct key). */
+static const char sq_schema_request[] =
+    "ALTER TABLE jobs ADD COLUMN request_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN request_digest TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN idem_key TEXT;";
+static const char sq_schema_request_index[] =
+    "UPDATE jobs SET idem_key = 'j:' || job_id WHERE idem_key IS NULL;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_request ON jobs(user_id, kind, idem_key);";
+
+/* In one writer transaction, so two fzipd opening an old file at once
+ * cannot both add the columns. */
+static bool sq_migrate_request(sqlite3 *db, fzip_error_t *error) {
+  sqlite3_stmt *probe = NULL;
+  int rc;
+
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error))
+    return false;
+  rc = sqlite3_prepare_v2(db, "SELECT idem_key FROM jobs LIMIT 0", -1, &probe, NULL);
+  sqlite3_finalize(probe);
+  if ((rc == SQLITE_OK || sq_exec(db, sq_schema_request, error)) &&
+      sq_exec(db, sq_schema_request_index, error) && sq_exec(db, "COMMIT", error))
+    return true;
+  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return false;
+}
+
 static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   sqlite3 *db = NULL;
   int busy_ms = s->base.options.retry_budget_ms / 2;
@@ -282,7 +311,7 @@ static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
   snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", SQ_PAGE_SIZE);
   if (!sq_exec(db, pragma, error) || !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
       !sq_exec(db, sq_schema, error) || !sq_migrate_tag(db, error) ||
-      !sq_exec(db, sq_schema_tags, error))
+      !sq_exec(db, sq_schema_tags, error) || !sq_migrate_request(db, error))
     return fzip_error_prefix(error, "cannot open store file %s", path);
   return true;
 }
@@ -1366,7 +1395,7 @@ static bool sq_snapshot_end(store_t *view, fzip_error_t *error) {
 
 #define SQ_JOB_COLS                                                                     \
   "kind, job_id, user_id, created_at, updated_at, expires_at, runnable, lease_owner, " \
-  "lease_until, version, body"
+  "lease_until, version, body, request_id, request_digest, trace_id"
 
 static bool sq_row_to_job(store_job_t **out, sqlite3_stmt *stmt, fzip_error_t *error) {
   store_job_t *job = bson_malloc0(sizeof *job);
@@ -1382,6 +1411,9 @@ static bool sq_row_to_job(store_job_t **out, sqlite3_stmt *stmt, fzip_error_t *e
   job->lease_until = sqlite3_column_int64(stmt, 8);
   job->version = sqlite3_column_int64(stmt, 9);
   job->body = sq_column_doc(stmt, 10);
+  sq_copy_text(job->request_id, sizeof job->request_id, stmt, 11);
+  sq_copy_text(job->request_digest, sizeof job->request_digest, stmt, 12);
+  sq_copy_text(job->trace_id, sizeof job->trace_id, stmt, 13);
   if (!job->body) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                    "sqlite: job %s holds an invalid body", job->job_id);
@@ -1432,12 +1464,13 @@ typedef struct {
   store_job_t **list;     /* job_list, list_expired */
   size_t n_list;
   bool more;              /* job_list: another page exists */
-  int64_t version;        /* job_update / renew: the version written */
+  int64_t version;        /* job_update / renew: the version written; count_runnable: the count */
 } sq_job_ctx_t;
 
 static bool op_job_create(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
   store_job_t *job = ctx->job;
+  char key[STORE_IDEM_KEY_SIZE];
   const sq_arg_t args[] = {SQ_INT(job->kind),
                            SQ_TEXT(job->job_id),
                            SQ_TEXT(job->user_id),
@@ -1448,10 +1481,18 @@ static bool op_job_create(sqlite3 *db, void *vctx, fzip_error_t *error) {
                            SQ_TEXT(job->lease_owner),
                            SQ_INT(job->lease_until),
                            SQ_BLOB(bson_get_data(job->body), job->body->len),
+                           SQ_TEXT(job->request_id),
+                           SQ_TEXT(job->request_digest),
+                           SQ_TEXT(job->trace_id),
+                           SQ_TEXT(key),
                            SQ_END};
 
-  /* sq_code maps a constraint failure (the job id taken) to ALREADY_EXISTS. */
-  if (sq_exec_args(NULL, db, "INSERT INTO jobs(" SQ_JOB_COLS ") VALUES (?,?,?,?,?,?,?,?,?,1,?)",
+  store_job_idem_key(key, job->request_id, job->job_id);
+  /* sq_code maps a constraint failure (the job id or the request key
+   * taken) to ALREADY_EXISTS. */
+  if (sq_exec_args(NULL, db,
+                   "INSERT INTO jobs(" SQ_JOB_COLS ", idem_key)"
+                   " VALUES (?,?,?,?,?,?,?,?,?,1,?,?,?,?,?)",
                    args, "creating job", error))
     return true;
   if (error->code == FZIP_ERR_ALREADY_EXISTS)
@@ -1490,6 +1531,86 @@ static bool op_job_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
 done:
   sqlite3_finalize(stmt);
   return ok;
+}
+
+static bool op_job_find_request(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  char key[STORE_IDEM_KEY_SIZE];
+  bool row = false, ok = false;
+
+  store_job_idem_key(key, ctx->token, NULL);
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT " SQ_JOB_COLS " FROM jobs"
+                       " WHERE user_id = ?1 AND kind = ?2 AND idem_key = ?3",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_TEXT(key),
+                                          SQ_END},
+                       error) ||
+      !sq_step_row(&row, stmt, db, "reading job", error))
+    goto done;
+  if (!row) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "no job has request id %s",
+                   ctx->token);
+    goto done;
+  }
+  ok = sq_row_to_job(&ctx->found, stmt, error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_find_request(store_job_t **out, store_t *store, store_job_kind_t kind,
+                                const char *user_id, const char *request_id,
+                                fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.kind = kind, .user_id = user_id, .token = request_id};
+  if (!sq_run((sq_store_t *)store, op_job_find_request, &ctx, error))
+    return false;
+  *out = ctx.found;
+  return true;
+}
+
+static bool op_job_release_request(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  char key[STORE_IDEM_KEY_SIZE];
+
+  store_job_idem_key(key, NULL, ctx->job_id);
+  return sq_exec_args(NULL, db,
+                      "UPDATE jobs SET idem_key = ?1"
+                      " WHERE kind = ?2 AND job_id = ?3 AND user_id = ?4",
+                      (const sq_arg_t[]){SQ_TEXT(key), SQ_INT(ctx->kind), SQ_TEXT(ctx->job_id),
+                                         SQ_TEXT(ctx->user_id), SQ_END},
+                      "releasing request id", error);
+}
+
+static bool sq_job_release_request(store_t *store, store_job_kind_t kind, const char *user_id,
+                                   const char *job_id, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.kind = kind, .user_id = user_id, .job_id = job_id};
+  return sq_run((sq_store_t *)store, op_job_release_request, &ctx, error);
+}
+
+static bool op_job_count_runnable(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  if (!sq_prepare_args(&stmt, db, "SELECT count(*) FROM jobs WHERE user_id = ?1 AND runnable = 1",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_END}, error) ||
+      !sq_step_row(&row, stmt, db, "counting jobs", error))
+    goto done;
+  ctx->version = row ? sqlite3_column_int64(stmt, 0) : 0;
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
+                                  fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.user_id = user_id};
+  if (!sq_run((sq_store_t *)store, op_job_count_runnable, &ctx, error))
+    return false;
+  *out = (uint64_t)ctx.version;
+  return true;
 }
 
 static bool sq_job_get(store_job_t **out, store_t *store, store_job_kind_t kind,
@@ -2063,6 +2184,9 @@ static const store_vtable_t sq_vtable = {
     .job_claim = sq_job_claim,
     .job_renew = sq_job_renew,
     .job_list_expired = sq_job_list_expired,
+    .job_find_request = sq_job_find_request,
+    .job_release_request = sq_job_release_request,
+    .job_count_runnable = sq_job_count_runnable,
     .blob_upload_new = sq_upload_new,
     .blob_upload_chunk = sq_upload_chunk,
     .blob_upload_commit = sq_upload_commit,

@@ -44,6 +44,7 @@ typedef struct {
   int64_t export_workers;
   int64_t export_ttl_s;
   int64_t import_workers;
+  int64_t max_queued_jobs_per_user; /* 0: no cap */
   int64_t job_retention_hours;
   int64_t reaper_interval_ms;
   int64_t health_check_interval_ms; /* store ping period of the health checker */
