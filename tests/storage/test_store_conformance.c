@@ -729,6 +729,244 @@ static void test_job_create_get_update_with_version_and_owner_fencing(void) {
   store_destroy(s);
 }
 
+/* A job of `user` and `kind` carrying request_id `rid`. */
+static store_job_t *make_request_job(const char *user, store_job_kind_t kind, const char *id,
+                                     const char *rid, int64_t created_at) {
+  store_job_t *job = make_job(user, kind, id, created_at);
+  snprintf(job->request_id, sizeof job->request_id, "%s", rid);
+  snprintf(job->request_digest, sizeof job->request_digest, "digest-of-%s", id);
+  snprintf(job->trace_id, sizeof job->trace_id, "trace-%s", id);
+  return job;
+}
+
+#define REQUEST_WINDOW_MS 1000
+
+static void test_job_request_id_makes_one_job_per_user_and_kind(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], other[USER_MAX];
+  store_job_t *a = NULL, *b = NULL, *c = NULL, *x = NULL, *existing = NULL, *got = NULL;
+
+  new_user(user);
+  new_user(other);
+  CHECK_OK(open_store(&s, &err), err);
+  a = make_request_job(user, STORE_JOB_EXPORT, "rq-a", "op-1", 10000);
+  CHECK_OK(store_job_create_once(&existing, s, a, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing == NULL);
+  /* The same key within the window: the first job, nothing written. */
+  b = make_request_job(user, STORE_JOB_EXPORT, "rq-b", "op-1", 10500);
+  CHECK_OK(store_job_create_once(&existing, s, b, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing && strcmp(existing->job_id, "rq-a") == 0);
+  CHECK(existing && strcmp(existing->request_id, "op-1") == 0 &&
+        strcmp(existing->request_digest, "digest-of-rq-a") == 0 &&
+        strcmp(existing->trace_id, "trace-rq-a") == 0);
+  store_job_destroy(existing);
+  existing = NULL;
+  CHECK_FAILS(store_job_get(&got, s, STORE_JOB_EXPORT, user, "rq-b", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  /* The store holds the key unique whoever creates. */
+  CHECK_FAILS(store_job_create(s, b, &err), err, FZIP_ERR_ALREADY_EXISTS);
+  CHECK_OK(store_job_find_request(&got, s, STORE_JOB_EXPORT, user, "op-1", &err), err);
+  CHECK(got && strcmp(got->job_id, "rq-a") == 0);
+  store_job_destroy(got);
+  got = NULL;
+  CHECK_FAILS(store_job_find_request(&got, s, STORE_JOB_EXPORT, user, "op-2", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_job_find_request(&got, s, STORE_JOB_IMPORT, user, "op-1", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  /* Another kind or another user: another key.  No request id: no key. */
+  x = make_request_job(user, STORE_JOB_IMPORT, "rq-b", "op-1", 10500);
+  CHECK_OK(store_job_create_once(&existing, s, x, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing == NULL);
+  store_job_destroy(x);
+  x = make_request_job(other, STORE_JOB_EXPORT, "rq-o", "op-1", 10500);
+  CHECK_OK(store_job_create_once(&existing, s, x, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing == NULL);
+  store_job_destroy(x);
+  for (int i = 0; i < 2; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "rq-plain-%d", i);
+    x = make_job(user, STORE_JOB_EXPORT, id, 10600);
+    CHECK_OK(store_job_create_once(&existing, s, x, REQUEST_WINDOW_MS, &err), err);
+    CHECK(existing == NULL);
+    store_job_destroy(x);
+  }
+  /* A request id may equal a job id: the keys never collide. */
+  x = make_request_job(user, STORE_JOB_EXPORT, "rq-c", "rq-plain-0", 10700);
+  CHECK_OK(store_job_create_once(&existing, s, x, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing == NULL);
+  store_job_destroy(x);
+  /* Past the window the old holder gives the key up and keeps its fields. */
+  c = make_request_job(user, STORE_JOB_EXPORT, "rq-c2", "op-1", 10000 + REQUEST_WINDOW_MS);
+  CHECK_OK(store_job_create_once(&existing, s, c, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing == NULL);
+  CHECK_OK(store_job_find_request(&got, s, STORE_JOB_EXPORT, user, "op-1", &err), err);
+  CHECK(got && strcmp(got->job_id, "rq-c2") == 0);
+  store_job_destroy(got);
+  got = NULL;
+  CHECK_OK(store_job_get(&got, s, STORE_JOB_EXPORT, user, "rq-a", &err), err);
+  CHECK(got && strcmp(got->request_id, "op-1") == 0);
+  store_job_destroy(got);
+  got = NULL;
+  CHECK_OK(store_job_release_request(s, STORE_JOB_EXPORT, user, "rq-a", &err), err);
+  CHECK_OK(store_job_release_request(s, STORE_JOB_EXPORT, user, "missing", &err), err);
+  /* Deleting the holder frees the key. */
+  CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, user, "rq-c2", &err), err);
+  CHECK_FAILS(store_job_find_request(&got, s, STORE_JOB_EXPORT, user, "op-1", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_OK(store_job_create_once(&existing, s, b, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing == NULL);
+  /* Malformed request ids are refused. */
+  x = make_request_job(user, STORE_JOB_EXPORT, "rq-bad", "", 10000);
+  memset(x->request_id, 'r', sizeof x->request_id);
+  CHECK_FAILS(store_job_create_once(&existing, s, x, REQUEST_WINDOW_MS, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(store_job_find_request(&got, s, STORE_JOB_EXPORT, user, "", &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  store_job_destroy(x);
+  store_job_destroy(a);
+  store_job_destroy(b);
+  store_job_destroy(c);
+  store_destroy(s);
+}
+
+typedef struct {
+  store_t *s;
+  const char *user;
+  int n;
+  bool created;  /* this thread's job was the one created */
+  char holder[FZIP_ID_MAX + 1];
+  bool failed;
+} request_racer_t;
+
+static void *request_racer(void *p) {
+  request_racer_t *r = p;
+  fzip_error_t err = {0};
+  store_job_t *existing = NULL;
+  char id[32];
+
+  snprintf(id, sizeof id, "race-%d", r->n);
+  store_job_t *job = make_request_job(r->user, STORE_JOB_IMPORT, id, "race-op", 20000);
+  if (!store_job_create_once(&existing, r->s, job, REQUEST_WINDOW_MS, &err)) {
+    fprintf(stderr, "racer %d: %s\n", r->n, err.message);
+    r->failed = true;
+  } else {
+    r->created = existing == NULL;
+    snprintf(r->holder, sizeof r->holder, "%s", existing ? existing->job_id : id);
+  }
+  store_job_destroy(existing);
+  store_job_destroy(job);
+  return NULL;
+}
+
+static void test_job_request_id_concurrent_creates_make_one_job(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  pthread_t th[THREADS];
+  request_racer_t r[THREADS];
+  int created = 0;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < THREADS; i++) {
+    r[i] = (request_racer_t){.s = s, .user = user, .n = i};
+    pthread_create(&th[i], NULL, request_racer, &r[i]);
+  }
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(th[i], NULL);
+  for (int i = 0; i < THREADS; i++) {
+    CHECK(!r[i].failed);
+    created += r[i].created;
+    CHECK(strcmp(r[i].holder, r[0].holder) == 0);
+  }
+  CHECK(created == 1);
+  store_destroy(s);
+}
+
+static void test_job_count_runnable_counts_one_users_runnable_jobs(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], other[USER_MAX];
+  store_job_t *jobs[4];
+  uint64_t n = 99;
+
+  new_user(user);
+  new_user(other);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_job_count_runnable(&n, s, user, &err), err);
+  CHECK(n == 0);
+  jobs[0] = make_job(user, STORE_JOB_EXPORT, "cnt-0", 1000);
+  jobs[1] = make_job(user, STORE_JOB_IMPORT, "cnt-1", 1000);
+  jobs[2] = make_job(user, STORE_JOB_IMPORT, "cnt-2", 1000);
+  jobs[3] = make_job(other, STORE_JOB_EXPORT, "cnt-3", 1000);
+  jobs[0]->runnable = jobs[1]->runnable = jobs[3]->runnable = true;
+  /* Far in the future: the claim tests' claimers leave them alone. */
+  for (int i = 0; i < 4; i++) {
+    jobs[i]->lease_until = INT64_MAX / 2;
+    snprintf(jobs[i]->lease_owner, sizeof jobs[i]->lease_owner, "count-test");
+    CHECK_OK(store_job_create(s, jobs[i], &err), err);
+  }
+  CHECK_OK(store_job_count_runnable(&n, s, user, &err), err);
+  CHECK(n == 2);
+  jobs[0]->runnable = false;
+  CHECK_OK(store_job_update(s, jobs[0], NULL, &err), err);
+  CHECK_OK(store_job_count_runnable(&n, s, user, &err), err);
+  CHECK(n == 1);
+  for (int i = 0; i < 4; i++) {
+    CHECK_OK(store_job_delete(s, jobs[i]->kind, NULL, jobs[i]->job_id, &err), err);
+    store_job_destroy(jobs[i]);
+  }
+  store_destroy(s);
+}
+
+/* A file made before request ids (the old jobs table, two jobs of one
+ * user) opens, keeps its jobs and takes idempotent creates. */
+static void test_sqlite_store_from_before_request_ids_migrates(void) {
+  char path[1024], uri[1100];
+  sqlite3 *db = NULL;
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_job_t *got = NULL, *job = NULL, *existing = NULL;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return;
+  snprintf(path, sizeof path, "%s-old", g_uri + 7);
+  remove(path);
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db,
+                     "CREATE TABLE jobs(kind INTEGER NOT NULL, job_id TEXT NOT NULL,"
+                     " user_id TEXT NOT NULL, created_at INTEGER NOT NULL,"
+                     " updated_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+                     " runnable INTEGER NOT NULL, lease_owner TEXT NOT NULL,"
+                     " lease_until INTEGER NOT NULL, version INTEGER NOT NULL,"
+                     " body BLOB NOT NULL, PRIMARY KEY(kind, job_id));"
+                     "INSERT INTO jobs VALUES (0, 'old-1', 'u', 1, 1, 0, 1, '', 0, 1, x'0500000000'),"
+                     " (0, 'old-2', 'u', 2, 2, 0, 0, '', 0, 1, x'0500000000');",
+                     NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  snprintf(uri, sizeof uri, "sqlite:%s", path);
+  store_options_t opts = {.uri = uri};
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  CHECK_OK(store_job_get(&got, s, STORE_JOB_EXPORT, "u", "old-2", &err), err);
+  CHECK(got && got->request_id[0] == '\0' && got->trace_id[0] == '\0');
+  job = make_request_job("u", STORE_JOB_EXPORT, "new-1", "op", 3);
+  CHECK_OK(store_job_create_once(&existing, s, job, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing == NULL);
+  store_job_destroy(job);
+  job = make_request_job("u", STORE_JOB_EXPORT, "new-2", "op", 4);
+  CHECK_OK(store_job_create_once(&existing, s, job, REQUEST_WINDOW_MS, &err), err);
+  CHECK(existing && strcmp(existing->job_id, "new-1") == 0);
+  store_job_destroy(existing);
+  store_job_destroy(job);
+  store_job_destroy(got);
+  store_destroy(s);
+  /* Opened again: the migration is not run twice. */
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  store_destroy(s);
+  remove(path);
+}
+
 static void test_job_list_newest_first_with_page_tokens(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -1857,6 +2095,10 @@ int main(int argc, char **argv) {
   RUN(test_user_isolation_across_every_call);
   RUN(test_concurrent_writers_from_threads);
   RUN(test_job_create_get_update_with_version_and_owner_fencing);
+  RUN(test_job_request_id_makes_one_job_per_user_and_kind);
+  RUN(test_job_request_id_concurrent_creates_make_one_job);
+  RUN(test_job_count_runnable_counts_one_users_runnable_jobs);
+  RUN(test_sqlite_store_from_before_request_ids_migrates);
   RUN(test_job_list_newest_first_with_page_tokens);
   RUN(test_job_claim_never_hands_one_job_to_two_claimers);
   RUN(test_job_lease_renew_takeover_and_loss);
