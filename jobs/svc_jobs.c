@@ -59,13 +59,18 @@ bool svc_jobs_load(ProtobufCMessage **job, store_job_t **rec_out, svc_jobs_base_
   store_job_t *rec = NULL;
   bool ok = false;
 
-  if (!fzip_id_is_valid(id))
-    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
-                          "%s is missing or not a valid id", svc->kind->id_field);
+  if (!fzip_id_is_valid(id)) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                   "%s is missing or not a valid id", svc->kind->id_field);
+    rpc_ctx_add_violation(ctx, svc->kind->id_field, error->message);
+    return fzip_error_set_reason(error, "INVALID_JOB_ID");
+  }
   if (!store_job_get(&rec, svc->store, svc->kind->kind, rpc_ctx_user_id(ctx), id, error)) {
-    if (error->code == FZIP_ERR_NOT_FOUND)
+    if (error->code == FZIP_ERR_NOT_FOUND) {
       fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND, "%s %s not found",
                      svc->kind->noun, id);
+      fzip_error_set_reason(error, "JOB_NOT_FOUND");
+    }
     return false;
   }
   if (!svc_jobs_unpack(job, svc, ctx, rec, error))

@@ -22,7 +22,9 @@
  * valid only during the handler call that receives them.
  *
  * Errors: a handler returns false with an fzip_error_t; the layer maps it
- * to a gRPC status in one place (rpc_status_code) and sends the message.
+ * to a gRPC status in one place (rpc_status_code) and sends the message,
+ * with a google.rpc.Status in the trailing metadata, generic wording for
+ * errors that may name internal addresses or paths (rpc_details.h).
  */
 #ifndef FZIP_RPC_H
 #define FZIP_RPC_H
@@ -159,5 +161,17 @@ void *rpc_ctx_alloc(rpc_ctx_t *ctx, size_t size);
 char *rpc_ctx_strdup(rpc_ctx_t *ctx, const char *s);
 /* Allocator for protobuf_c_message_unpack into the arena. */
 ProtobufCAllocator *rpc_ctx_allocator(rpc_ctx_t *ctx);
+
+/* Longest violation field path kept, NUL included (longer ones are cut). */
+#define RPC_VIOLATION_FIELD_MAX 128
+/* Records one problem with the request (field path, "" for the request as
+ * a whole; what is wrong), for a handler that is about to fail the call
+ * with INVALID_ARGUMENT having found several: the client gets the first
+ * RPC_DETAILS_VIOLATIONS_MAX as a google.rpc.BadRequest (rpc_details.h).
+ * Without any, an INVALID_ARGUMENT carries one, the error's message.  The
+ * strings are copied (the description cut at FZIP_ERROR_MESSAGE_MAX - 1
+ * bytes); false when the cap is reached or memory is short, which loses
+ * that detail only. */
+bool rpc_ctx_add_violation(rpc_ctx_t *ctx, const char *field, const char *description);
 
 #endif

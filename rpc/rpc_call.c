@@ -31,6 +31,7 @@
 #include "fzip_log.h"
 #include "fzip_util.h"
 #include "rpc_arena.h"
+#include "rpc_details.h"
 
 #define RPC_USER_ID_MAX 256
 #define RPC_PEER_MAX 128
@@ -64,6 +65,15 @@ typedef enum {
 } call_result_t;
 
 typedef struct rpc_call rpc_call_t;
+
+/* Trailing metadata of a status: x-request-id, grpc-status-details-bin. */
+#define TRAILING_MD_MAX 2
+
+/* One rpc_ctx_add_violation, copied. */
+typedef struct {
+  char field[RPC_VIOLATION_FIELD_MAX];
+  char description[FZIP_ERROR_MESSAGE_MAX];
+} call_violation_t;
 
 typedef struct {
   rpc_call_t *call;
@@ -104,7 +114,11 @@ struct rpc_call {
   grpc_slice status_details;
   bool status_details_set;
   bool initial_md_sent;
-  grpc_metadata trailing_md; /* the request id; its slices point into ctx */
+  /* The request id (its slices point into ctx) and, for a failure, the
+   * google.rpc.Status (details_bin). */
+  grpc_metadata trailing_md[TRAILING_MD_MAX];
+  grpc_slice details_bin;
+  bool details_bin_set;
 
   /* Handler side, touched by one worker at a time. */
   rpc_task_t task;
@@ -116,6 +130,8 @@ struct rpc_call {
   grpc_byte_buffer *out_msg; /* packed response from the last step */
   call_result_t result;
   fzip_error_t end_error; /* code FZIP_OK for success */
+  call_violation_t *violations; /* rpc_ctx_add_violation; NULL until the first */
+  size_t n_violations;
 
   int64_t start_ms;
 };
@@ -153,6 +169,9 @@ static void call_free(rpc_call_t *c) {
   grpc_byte_buffer_destroy(c->out_msg);
   if (c->status_details_set)
     grpc_slice_unref(c->status_details);
+  if (c->details_bin_set)
+    grpc_slice_unref(c->details_bin);
+  free(c->violations);
   rpc_arena_destroy(c->ctx.arena);
   pthread_mutex_destroy(&c->batch_mu);
   free(c);
@@ -212,6 +231,21 @@ char *rpc_ctx_strdup(rpc_ctx_t *ctx, const char *s) {
 }
 
 ProtobufCAllocator *rpc_ctx_allocator(rpc_ctx_t *ctx) { return rpc_arena_allocator(ctx->arena); }
+
+bool rpc_ctx_add_violation(rpc_ctx_t *ctx, const char *field, const char *description) {
+  rpc_call_t *c = ctx->call;
+  if (c->n_violations >= RPC_DETAILS_VIOLATIONS_MAX)
+    return false;
+  if (!c->violations) {
+    c->violations = calloc(RPC_DETAILS_VIOLATIONS_MAX, sizeof *c->violations);
+    if (!c->violations)
+      return false;
+  }
+  call_violation_t *v = &c->violations[c->n_violations++];
+  snprintf(v->field, sizeof v->field, "%s", field ? field : "");
+  snprintf(v->description, sizeof v->description, "%s", description ? description : "");
+  return true;
+}
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -562,23 +596,53 @@ static size_t add_send_ops(rpc_call_t *c, grpc_op *ops) {
   return n;
 }
 
+/* For a failed call: the client's message (sanitised when the error may
+ * name internal addresses or paths; rpc_details.h) in status_details, and
+ * the google.rpc.Status in details_bin.  Returns the trailing metadata
+ * count: the request id, plus the details when they could be packed. */
+static size_t prepare_error_status(rpc_call_t *c, int grpc_code) {
+  char message[FZIP_ERROR_MESSAGE_MAX];
+  rpc_violation_t v[RPC_DETAILS_VIOLATIONS_MAX];
+  uint8_t *packed = NULL;
+  size_t packed_len = 0;
+  fzip_error_t err = {0};
+
+  rpc_details_client_message(message, sizeof message, &c->end_error, c->ctx.request_id);
+  c->status_details = grpc_slice_from_copied_string(message);
+  c->status_details_set = true;
+  for (size_t i = 0; i < c->n_violations; i++)
+    v[i] = (rpc_violation_t){c->violations[i].field, c->violations[i].description};
+  if (!rpc_details_pack(&packed, &packed_len, &c->end_error, grpc_code, message,
+                        c->ctx.request_id, v, c->n_violations, &err)) {
+    fzip_log(FZIP_LOG_ERROR, "rpc", "status sent without details", "method", c->path,
+             "request_id", c->ctx.request_id, "error", err.message, NULL);
+    return 1;
+  }
+  c->details_bin = grpc_slice_new(packed, packed_len, free);
+  c->details_bin_set = true;
+  c->trailing_md[1].key = grpc_slice_from_static_string(RPC_DETAILS_HEADER);
+  c->trailing_md[1].value = c->details_bin;
+  return 2;
+}
+
 static void call_send_status(rpc_call_t *c) {
   grpc_op ops[SEND_BATCH_OPS_MAX];
   size_t n;
+  size_t n_md = 1;
+  int grpc_code = rpc_status_code((fzip_code_t)c->end_error.code);
   memset(ops, 0, sizeof ops);
   n = add_send_ops(c, ops);
-  c->status_details = grpc_slice_from_copied_string(c->end_error.message);
-  c->status_details_set = true;
+  c->trailing_md[0].key = grpc_slice_from_static_string(RPC_REQUEST_ID_HEADER);
+  c->trailing_md[0].value = grpc_slice_from_static_buffer(c->ctx.request_id,
+                                                          strlen(c->ctx.request_id));
+  if (c->end_error.code != FZIP_OK)
+    n_md = prepare_error_status(c, grpc_code);
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status =
-      (grpc_status_code)rpc_status_code((fzip_code_t)c->end_error.code);
+  ops[n].data.send_status_from_server.status = (grpc_status_code)grpc_code;
   ops[n].data.send_status_from_server.status_details =
       c->end_error.code == FZIP_OK ? NULL : &c->status_details;
-  c->trailing_md.key = grpc_slice_from_static_string(RPC_REQUEST_ID_HEADER);
-  c->trailing_md.value = grpc_slice_from_static_buffer(c->ctx.request_id,
-                                                       strlen(c->ctx.request_id));
-  ops[n].data.send_status_from_server.trailing_metadata_count = 1;
-  ops[n++].data.send_status_from_server.trailing_metadata = &c->trailing_md;
+  ops[n].data.send_status_from_server.trailing_metadata_count = n_md;
+  ops[n++].data.send_status_from_server.trailing_metadata = c->trailing_md;
   call_set_state(c, CALL_FINISHING, "sending status");
   if (!call_start_batch(c, ops, n, EV_STATUS)) {
     call_set_state(c, CALL_DONE, "status batch refused");

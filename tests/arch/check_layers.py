@@ -17,7 +17,7 @@ ALLOWED = {
     "proto": set(),
     "pkg": {"core"},
     "storage": {"core"},
-    "rpc": {"core"},
+    "rpc": {"core", "proto"},  # proto: google.rpc.Status only (rpc_details.c)
     "jobs": {"core", "storage", "rpc", "proto"},
     "export": {"core", "pkg", "storage", "rpc", "jobs", "proto"},
     "import": {"core", "pkg", "storage", "rpc", "jobs", "proto"},
