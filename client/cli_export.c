@@ -59,6 +59,7 @@ static bool build_create(Fzip__V1__CreateExportRequest *req, Fzip__V1__ExportFil
                          cli_select_t *sel, const cli_args_t *args, fzip_error_t *error) {
   const char *type = cli_args_get(args, "--type");
   const char *description = cli_args_get(args, "--description");
+  const char *request_id = cli_args_get(args, "--request-id");
   int value = 0;
   if (type && !cli_msg_enum_parse(&value, &fzip__v1__export_type__descriptor, type))
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
@@ -69,6 +70,9 @@ static bool build_create(Fzip__V1__CreateExportRequest *req, Fzip__V1__ExportFil
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
                           "--description: longer than %d bytes", DESCRIPTION_MAX);
   req->description = (char *)(description ? description : "");
+  /* The server checks it (1 to 128 printable ASCII bytes); a retry of
+   * this command with the same id answers with the same job. */
+  req->request_id = (char *)(request_id ? request_id : "");
   if (!cli_args_int(&req->pinned_timestamp, args, "--pin-timestamp", 0, INT64_MAX, error) ||
       !cli_select_parse(sel, args, error))
     return false;
@@ -333,6 +337,8 @@ static const cli_opt_t create_opts[] = {
     {"--pin-timestamp", 0, CLI_OPT_VALUE, "MS", NULL,
      "manifest timestamp (epoch ms): same data gives a byte-identical package"},
     {"--wait", 0, CLI_OPT_FLAG, NULL, NULL, "follow the job until it ends"},
+    {"--request-id", 0, CLI_OPT_VALUE, "ID", NULL,
+     "idempotency key: the same ID within 24 h returns the same job, not a new one"},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 

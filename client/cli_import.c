@@ -86,6 +86,7 @@ static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_a
                          fzip_error_t *error) {
   Fzip__V1__UploadImportRequest req = FZIP__V1__UPLOAD_IMPORT_REQUEST__INIT;
   Fzip__V1__ImportOptions o = FZIP__V1__IMPORT_OPTIONS__INIT;
+  const char *request_id = cli_args_get(args, "--request-id");
   int strategy = 0;
   if (!parse_strategy(&strategy, args, error))
     return false;
@@ -96,6 +97,7 @@ static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_a
   o.expected_sha256 = (char *)u->sha256;
   o.file_name = (char *)u->file_name;
   o.resume_import_id = (char *)(u->resume_id ? u->resume_id : "");
+  o.request_id = (char *)(request_id ? request_id : "");
   o.resume_offset = u->offset;
   req.payload_case = FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_OPTIONS;
   req.options = &o;
@@ -266,6 +268,9 @@ static const cli_opt_t upload_opts[] = {
     {"--limit-rate", 0, CLI_OPT_VALUE, "BYTES", NULL, "at most BYTES per second (e.g. 512k)"},
     {"--resume", 0, CLI_OPT_VALUE, "ID", NULL,
      "continue the interrupted upload ID (same file) from where the server's copy ends"},
+    {"--request-id", 0, CLI_OPT_VALUE, "ID", NULL,
+     "idempotency key of a new upload: the same ID within 24 h returns the same job "
+     "and the file is not stored again"},
     END_OPT,
 };
 

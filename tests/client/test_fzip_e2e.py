@@ -260,6 +260,21 @@ def test_export_delete_then_status_is_not_found(w):
     expect(w.cli.run("export", "status", eid), 1, stderr_has="fzip: NOT_FOUND: ")
 
 
+def test_export_create_with_request_id_is_idempotent(w):
+    args = ("export", "create", "--json", "--type", "accounts_only", "--request-id", "cli-op-1")
+    first = expect(w.cli.run(*args), 0).json_lines()[0]["export_id"]
+    again = expect(w.cli.run(*args), 0).json_lines()[0]["export_id"]
+    check(again == first, "the same --request-id made export %s, then %s" % (first, again))
+    listed = expect(w.cli.run("export", "list", "--json"), 0).out
+    check(listed.count(first) == 1, "export list: %r" % listed)
+    expect(w.cli.run("export", "create", "--type", "categories_only", "--request-id",
+                     "cli-op-1"), 1,
+           stderr_has="fzip: ALREADY_EXISTS: request_id cli-op-1 was used for a different "
+                      "request")
+    expect(w.cli.run("export", "create", "--request-id", "has space"), 1,
+           stderr_has="fzip: INVALID_ARGUMENT: request_id")
+
+
 def main():
     checks = Checks()
     with Fzipd() as srv:
@@ -279,7 +294,8 @@ def main():
                   test_package_verify_catches_a_flipped_byte_in_every_entry,
                   test_package_verify_catches_a_missing_file,
                   test_package_verify_of_a_non_zip_exits_3,
-                  test_export_delete_then_status_is_not_found):
+                  test_export_delete_then_status_is_not_found,
+                  test_export_create_with_request_id_is_idempotent):
             checks.run(t, w)
     return checks.summary()
 
