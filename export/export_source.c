@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "fzip_metrics.h"
+
 /* pkg's caps must fit the store's. */
 _Static_assert(PKG_FILTER_IDS_MAX <= STORE_FILTER_IDS_MAX, "a selection must fit a store filter");
 _Static_assert(PKG_READ_ATTEMPTS == STORE_SNAPSHOT_RETRIES,
@@ -156,6 +158,7 @@ static bool blob_sink_commit(blob_sink_t *s, const pkg_result_t *res, fzip_error
     store_blob_delete(s->store, STORE_BUCKET_PACKAGES, s->blob_id, NULL);
     return false;
   }
+  fzip_metric_add(FZIP_METRIC_EXPORT_BYTES, NULL, (double)info.size);
   return true;
 }
 

@@ -36,6 +36,7 @@
 #include "fzip_entity.h"
 #include "fzip_failpoint.h"
 #include "fzip_log.h"
+#include "fzip_metrics.h"
 #include "fzip_util.h"
 #include "import_run.h"
 #include "job_body.h"
@@ -490,6 +491,7 @@ static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
       !store_blob_writer_write(up->writer, req->chunk.data, req->chunk.len, error))
     return false;
   up->received += req->chunk.len;
+  fzip_metric_add(FZIP_METRIC_IMPORT_BYTES, NULL, (double)req->chunk.len);
   return save_received(up, error);
 }
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "fzip_log.h"
+#include "fzip_metrics.h"
 #include "fzip_util.h"
 #include "job_body.h"
 #include "jobs.h"
@@ -32,6 +33,26 @@ bool job_status_allowed(const job_kind_t *kind, int from, int to) {
   return (kind->next[from] & JOB_STATUS_BIT(to)) != 0;
 }
 
+/* Every status change passes here, so here it is counted; a job's
+ * duration (from creation) is observed when it first reaches a final
+ * status, not again when e.g. COMPLETED later turns EXPIRED. */
+static void record_transition(const ProtobufCMessage *job, const job_kind_t *kind, int from,
+                              int to) {
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(job->descriptor, "created_at");
+  const char *state = job_status_name(kind, to);
+  int64_t created_at = 0;
+
+  fzip_metric_add(FZIP_METRIC_JOB_TRANSITIONS, (const char *[]){kind->noun, state}, 1);
+  if (!kind->is_terminal || !kind->is_terminal(to) || kind->is_terminal(from) || !fd ||
+      fd->type != PROTOBUF_C_TYPE_INT64)
+    return;
+  created_at = *(const int64_t *)((const char *)job + fd->offset);
+  if (created_at > 0)
+    fzip_metric_observe(FZIP_METRIC_JOB_DURATION, (const char *[]){kind->noun, state},
+                        (double)(fzip_now_ms() - created_at) / 1000.0);
+}
+
 bool job_set_status(ProtobufCMessage *job, const job_kind_t *kind, int to, fzip_error_t *error) {
   int32_t *status = status_field(job);
 
@@ -42,9 +63,11 @@ bool job_set_status(ProtobufCMessage *job, const job_kind_t *kind, int to, fzip_
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
                           "%s job cannot go from %s to %s", kind->noun,
                           job_status_name(kind, *status), job_status_name(kind, to));
-  if (*status != to)
+  if (*status != to) {
     fzip_log(FZIP_LOG_DEBUG, kind->noun, "status", "from", job_status_name(kind, *status), "to",
              job_status_name(kind, to), NULL);
+    record_transition(job, kind, *status, to);
+  }
   *status = to;
   return true;
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "fzip_log.h"
+#include "fzip_metrics.h"
 #include "fzip_util.h"
 #include "rpc_arena.h"
 #include "rpc_details.h"
@@ -812,11 +813,22 @@ static void log_call_done(rpc_call_t *c, bool status_sent) {
   fzip_log_fields(level, "rpc", "call done", f, FZIP_LOG_COUNT(f));
 }
 
+/* Labels from the method table (unknown paths share "(unknown)") and the
+ * code table only, so the series stay few whatever clients send. */
+static void record_call_metrics(const rpc_call_t *c) {
+  const char *code = fzip_code_name((fzip_code_t)c->end_error.code);
+  double seconds = (double)(fzip_monotonic_ms() - c->start_ms) / 1000.0;
+
+  fzip_metric_add(FZIP_METRIC_RPC_REQUESTS, (const char *[]){c->method->path, code}, 1);
+  fzip_metric_observe(FZIP_METRIC_RPC_DURATION, (const char *[]){c->method->path}, seconds);
+}
+
 static void on_status(rpc_call_t *c, bool ok) {
   grpc_byte_buffer_destroy(c->send_buf);
   c->send_buf = NULL;
   call_set_state(c, CALL_DONE, ok ? "status sent" : "status not delivered");
   log_call_done(c, ok);
+  record_call_metrics(c);
   call_unref(c); /* the lifecycle ref */
 }
 

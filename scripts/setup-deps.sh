@@ -10,6 +10,8 @@ PACKAGES=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
   protobuf-compiler-grpc grpc-proto
   libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev
+  # fzipd's /metrics endpoint (--metrics-listen)
+  libmicrohttpd-dev
   # test drivers: grpcio clients, jsonschema (pkg.writer checks packages
   # against docs/schema), yaml (helm renders)
   python3 python3-grpcio python3-protobuf python3-jsonschema python3-yaml

@@ -52,6 +52,9 @@ typedef struct {
 static const opt_row_t SERVE_OPTIONS[] = {
     S("listen", "FZIP_LISTEN", listen, FZIPD_DEFAULT_LISTEN,
       "address to serve gRPC on, HOST:PORT; port 0 picks a free port and prints port=N"),
+    S("metrics-listen", "FZIP_METRICS_LISTEN", metrics_listen, NULL,
+      "address to serve Prometheus metrics on (GET /metrics), HOST:PORT, apart from gRPC; "
+      "port 0 picks a free port (logged as \"metrics listening\"); unset: no metrics endpoint"),
     S("store", "FZIP_STORE", store_uri, FZIPD_DEFAULT_STORE,
       "storage URI: sqlite:PATH (embedded) or mongodb://HOST:PORT/... (MongoDB/FerretDB)"),
     S("store-database", "FZIP_STORE_DATABASE", store_database, NULL,
@@ -257,19 +260,20 @@ static bool bad(fzip_error_t *error, const char *flag, const char *env, const ch
                         flag, env, what);
 }
 
-static bool check_listen(const char *listen, fzip_error_t *error) {
+static bool check_listen(const char *listen, const char *flag, const char *env,
+                         fzip_error_t *error) {
   const char *colon = strrchr(listen, ':');
   char *end = NULL;
   long port = 0;
 
   if (!colon || colon == listen)
-    return bad(error, "listen", "FZIP_LISTEN", "want HOST:PORT, e.g. 127.0.0.1:50051");
+    return bad(error, flag, env, "want HOST:PORT, e.g. 127.0.0.1:50051");
   if (listen[0] == '[' && colon[-1] != ']')
-    return bad(error, "listen", "FZIP_LISTEN", "IPv6 host must be written [ADDR]:PORT");
+    return bad(error, flag, env, "IPv6 host must be written [ADDR]:PORT");
   errno = 0;
   port = strtol(colon + 1, &end, 10);
   if (errno || end == colon + 1 || *end || port < 0 || port > TCP_PORT_MAX)
-    return bad(error, "listen", "FZIP_LISTEN", "port must be a number from 0 to 65535");
+    return bad(error, flag, env, "port must be a number from 0 to 65535");
   return true;
 }
 
@@ -340,7 +344,11 @@ bool fzipd_config_parse(fzipd_config_t *out, int argc, char **argv, fzip_error_t
     return true;
   if (!fzip_log_level_parse(&level, out->log_level))
     return bad(error, "log-level", "FZIP_LOG_LEVEL", "want debug, info, warn or error");
-  return check_listen(out->listen, error) && check_store(out, error) && check_auth(out, error) &&
+  if (out->metrics_listen &&
+      !check_listen(out->metrics_listen, "metrics-listen", "FZIP_METRICS_LISTEN", error))
+    return false;
+  return check_listen(out->listen, "listen", "FZIP_LISTEN", error) && check_store(out, error) &&
+         check_auth(out, error) &&
          check_tls(out, error);
 }
 

@@ -27,6 +27,7 @@
 #include "fzip_log.h"
 #include "fzip_version.h"
 #include "fzipd_config.h"
+#include "metrics_http.h"
 #include "rpc.h"
 #include "pkg_writer.h"
 #include "store.h"
@@ -58,6 +59,7 @@ typedef struct {
   store_t *store;
   svc_registry_t *registry;
   rpc_server_t *server;
+  metrics_http_t *metrics;
 } serve_state_t;
 
 static bool make_verifier(serve_state_t *s, fzip_error_t *error) {
@@ -131,6 +133,22 @@ static void announce(const serve_state_t *s, int port) {
   fzip_log_fields(FZIP_LOG_INFO, "fzipd", "listening", f, FZIP_LOG_COUNT(f));
 }
 
+/* The Prometheus endpoint, when --metrics-listen is set; started before
+ * gRPC, so that its line is in the log when "port=N" is printed. */
+static bool start_metrics(serve_state_t *s, fzip_error_t *error) {
+  int port = 0;
+
+  if (!s->config.metrics_listen)
+    return true;
+  if (!metrics_http_start(&s->metrics, &port, s->config.metrics_listen, NULL, NULL, error))
+    return false;
+  const fzip_log_field_t f[] = {fzip_log_str("listen", s->config.metrics_listen),
+                                fzip_log_int("port", port),
+                                fzip_log_str("path", METRICS_HTTP_PATH)};
+  fzip_log_fields(FZIP_LOG_INFO, "fzipd", "metrics listening", f, FZIP_LOG_COUNT(f));
+  return true;
+}
+
 /* Start-up cleanup of what crashed fzipd processes left in the temp dir,
  * then this process's own locked directory, which every temporary of the
  * services goes into (config.temp_dir now names it). */
@@ -159,6 +177,7 @@ static int wait_for_signal(const sigset_t *set) {
 static void serve_cleanup(serve_state_t *s) {
   if (s->registry)
     svc_health_set_all_not_serving(svc_registry_health(s->registry));
+  metrics_http_destroy(s->metrics);
   rpc_server_shutdown(s->server);
   rpc_server_destroy(s->server);
   svc_registry_destroy(s->registry);
@@ -204,7 +223,7 @@ static int serve_main(int argc, char **argv) {
     fprintf(stderr, "fzipd: cannot open store %s: %s\n", s.config.store_uri, error.message);
     goto done;
   }
-  if (!start_server(&s, &port, &error)) {
+  if (!start_metrics(&s, &error) || !start_server(&s, &port, &error)) {
     fail(1, &error);
     goto done;
   }

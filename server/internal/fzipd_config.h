@@ -28,6 +28,7 @@
 
 typedef struct {
   const char *listen;         /* HOST:PORT; port 0 picks a free port */
+  const char *metrics_listen; /* HOST:PORT of GET /metrics; NULL: no metrics endpoint */
   const char *store_uri;      /* sqlite:PATH | mongodb://... */
   const char *store_database; /* MongoDB database name; NULL: backend default */
   const char *jwt_secret_file;

@@ -1,0 +1,189 @@
+"""Prometheus metrics: a real fzipd (SQLite) with --metrics-listen 127.0.0.1:0,
+real gRPC calls over the generated stubs, /metrics scraped over HTTP and
+parsed with prometheus-client's text parser (the PyPI package, from the
+tests' venv of PyPI tools that tests/helm's fixture installs).
+
+- fzipd logs the metrics port as a typed JSON number ("metrics listening").
+- An export run to completion: fzip_rpc_requests_total{CreateExport, OK}
+  moves by exactly 1, the duration histogram's count by the calls made,
+  fzip_export_bytes_total by the package's size, the export's transitions
+  reach EXPORT_STATUS_COMPLETED and its duration is observed once.
+- An UNAUTHENTICATED call is counted with its code; an unknown method is
+  counted under "(unknown)", never under the path the client sent.
+- An upload (not started) moves fzip_import_bytes_total by its size.
+- fzip_build_info is 1 with the version label; other paths are 404 and
+  other methods 405.
+"""
+import glob
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzip_e2e import Client, check, upload  # noqa: E402
+from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
+from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+
+import grpc  # noqa: E402
+
+# prometheus-client lives in the venv (pure Python); appended, so that the
+# system's grpcio and protobuf still come first.
+for site in glob.glob(os.path.join(os.environ["FZIP_PY_TOOLS_VENV"], "lib", "python3*",
+                                   "site-packages")):
+    sys.path.append(site)
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+SCRAPE_TIMEOUT_S = 10
+LOG_WAIT_S = 10
+SEED_TX = 50
+EXPORT = "/fzip.v1.ExportService/CreateExport"
+SUMMARY = "/fzip.v1.DataService/GetDataSummary"
+
+
+def metrics_port(srv):
+    """The port from fzipd's "metrics listening" line (a JSON number)."""
+    deadline = time.time() + LOG_WAIT_S
+    while time.time() < deadline:
+        with open(srv.log_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("msg") == "metrics listening":
+                    check(isinstance(rec["port"], int), "port is not a JSON number: %r" % rec)
+                    return rec["port"]
+        time.sleep(0.1)
+    raise AssertionError("no 'metrics listening' line: " + srv.read_log())
+
+
+def get(port, path, method="GET"):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
+                                 data=b"x" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=SCRAPE_TIMEOUT_S) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+def scrape(port):
+    """{(sample name, frozenset(labels)): value} and {family: type}, parsed
+    by the real Prometheus text parser (which raises on malformed text)."""
+    status, ctype, text = get(port, "/metrics")
+    check(status == 200, "GET /metrics: %d" % status)
+    check(ctype.startswith("text/plain") and "version=0.0.4" in ctype, "content type " + ctype)
+    samples, types = {}, {}
+    for fam in text_string_to_metric_families(text):
+        types[fam.name] = fam.type
+        for s in fam.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples, types
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def wait_until(fn, what, timeout_s=30):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if fn():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_export_and_calls_move_the_counters_by_the_right_amounts(srv, port):
+    c = Client(srv, unique_user("metrics"))
+    srv.seed(c.user, SEED_TX, seed=3)
+    before, types = scrape(port)
+    check(types.get("fzip_rpc_requests") == "counter", "types: %r" % types)
+    check(types.get("fzip_rpc_duration_seconds") == "histogram", "types: %r" % types)
+    check(types.get("fzip_jobs_queued") == "gauge", "types: %r" % types)
+
+    final, info, data = c.export_and_download(export_type=jpb.EXPORT_TYPE_COMPLETE)
+    c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md)
+    try:
+        c.data.GetDataSummary(dpb.GetDataSummaryRequest(),
+                              metadata=(("authorization", "Bearer not-a-token"),))
+        raise AssertionError("a bad token was accepted")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.UNAUTHENTICATED, "bad token: %s" % e.code())
+    try:
+        srv.channel.unary_unary("/no.such.Service/Call%d" % os.getpid())(b"", timeout=10)
+        raise AssertionError("an unknown method answered")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.UNIMPLEMENTED, "unknown method: %s" % e.code())
+
+    # Calls are counted as their status goes out: the client may see it first.
+    def settled():
+        s, _ = scrape(port)
+        return value(s, "fzip_rpc_requests_total", method=SUMMARY, code="UNAUTHENTICATED") >= 1
+    wait_until(settled, "the UNAUTHENTICATED call to be counted")
+    after, _ = scrape(port)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    check(delta("fzip_rpc_requests_total", method=EXPORT, code="OK") == 1,
+          "CreateExport OK moved by %r" % delta("fzip_rpc_requests_total", method=EXPORT,
+                                                 code="OK"))
+    check(delta("fzip_rpc_requests_total", method=SUMMARY, code="OK") == 1, "summary OK")
+    check(delta("fzip_rpc_requests_total", method=SUMMARY, code="UNAUTHENTICATED") == 1,
+          "UNAUTHENTICATED not counted with its code")
+    check(delta("fzip_rpc_requests_total", method="(unknown)", code="UNIMPLEMENTED") == 1,
+          "unknown method not counted under (unknown)")
+    check(not any("no.such.Service" in dict(k[1]).get("method", "") for k in after),
+          "a client-sent path became a label")
+    check(delta("fzip_rpc_duration_seconds_count", method=SUMMARY) == 2,
+          "summary histogram count %r" % delta("fzip_rpc_duration_seconds_count",
+                                               method=SUMMARY))
+    check(value(after, "fzip_rpc_duration_seconds_bucket", method=SUMMARY, le="+Inf")
+          == value(after, "fzip_rpc_duration_seconds_count", method=SUMMARY), "+Inf != count")
+    check(delta("fzip_export_bytes_total") == len(data) == final.package_size,
+          "export bytes %r, package %d" % (delta("fzip_export_bytes_total"), len(data)))
+    check(delta("fzip_job_transitions_total", kind="export", state="EXPORT_STATUS_COMPLETED")
+          == 1, "export transitions did not reach COMPLETED once")
+    check(delta("fzip_job_transitions_total", kind="export", state="EXPORT_STATUS_INITIATED")
+          == 1, "export creation not counted")
+    check(delta("fzip_job_duration_seconds_count", kind="export",
+                outcome="EXPORT_STATUS_COMPLETED") == 1, "export duration not observed once")
+    check(value(after, "fzip_jobs_queued", kind="export") == 0, "export queue not empty")
+
+    job = upload(c, data, start=False)
+    check(job.import_id, "no import id")
+    final_scrape, _ = scrape(port)
+    check(value(final_scrape, "fzip_import_bytes_total") - value(after, "fzip_import_bytes_total")
+          == len(data), "import bytes")
+
+
+def test_build_info_and_other_paths_and_methods(srv, port):
+    samples, _ = scrape(port)
+    infos = [k for k in samples if k[0] == "fzip_build_info"]
+    check(len(infos) == 1 and samples[infos[0]] == 1, "build info %r" % infos)
+    check(dict(infos[0][1]).get("version"), "build info without a version")
+    status, _, _ = get(port, "/")
+    check(status == 404, "GET / answered %d" % status)
+    status, _, _ = get(port, "/metrics/x")
+    check(status == 404, "GET /metrics/x answered %d" % status)
+    status, _, _ = get(port, "/metrics", method="POST")
+    check(status == 405, "POST /metrics answered %d" % status)
+
+
+def main():
+    checks = Checks()
+    with Fzipd(extra_args=["--metrics-listen", "127.0.0.1:0"]) as srv:
+        port = metrics_port(srv)
+        check(port != srv.port, "metrics share the gRPC port")
+        checks.run(test_export_and_calls_move_the_counters_by_the_right_amounts, srv, port)
+        checks.run(test_build_info_and_other_paths_and_methods, srv, port)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
