@@ -27,10 +27,13 @@
 #include "fzip_log.h"
 #include "fzip_version.h"
 #include "fzipd_config.h"
+#include "fzip_metrics.h"
+#include "import_run.h"
 #include "metrics_http.h"
 #include "rpc.h"
 #include "pkg_writer.h"
 #include "store.h"
+#include "svc_export.h"
 #include "svc_health.h"
 #include "svc_registry.h"
 #include "tempdir.h"
@@ -133,6 +136,25 @@ static void announce(const serve_state_t *s, int port) {
   fzip_log_fields(FZIP_LOG_INFO, "fzipd", "listening", f, FZIP_LOG_COUNT(f));
 }
 
+/* Queue depth is read from the store when scraped, not kept by the
+ * runners: jobs are created and claimed on every replica, so no process
+ * could count them alone, and one count over the claim index is cheap.
+ * Every replica reports the same store-wide value (alert on max()). */
+static void collect_queue_depth(void *ctx) {
+  static const job_kind_t *const kinds[] = {&export_job_kind, &import_job_kind};
+  serve_state_t *s = ctx;
+  fzip_error_t err;
+  uint64_t n = 0;
+
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    if (store_job_count_queued(&n, s->store, kinds[i]->kind, fzip_now_ms(), &err))
+      fzip_metric_set(FZIP_METRIC_JOBS_QUEUED, (const char *[]){kinds[i]->noun}, (double)n);
+    else
+      fzip_log(FZIP_LOG_WARN, "metrics", "cannot count queued jobs", "kind", kinds[i]->noun,
+               "error", err.message, NULL);
+  }
+}
+
 /* The Prometheus endpoint, when --metrics-listen is set; started before
  * gRPC, so that its line is in the log when "port=N" is printed. */
 static bool start_metrics(serve_state_t *s, fzip_error_t *error) {
@@ -140,7 +162,8 @@ static bool start_metrics(serve_state_t *s, fzip_error_t *error) {
 
   if (!s->config.metrics_listen)
     return true;
-  if (!metrics_http_start(&s->metrics, &port, s->config.metrics_listen, NULL, NULL, error))
+  if (!metrics_http_start(&s->metrics, &port, s->config.metrics_listen, collect_queue_depth, s,
+                          error))
     return false;
   const fzip_log_field_t f[] = {fzip_log_str("listen", s->config.metrics_listen),
                                 fzip_log_int("port", port),

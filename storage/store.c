@@ -918,6 +918,17 @@ bool store_job_release_request(store_t *store, store_job_kind_t kind, const char
                  store->vt->job_release_request(store, kind, user_id, job_id, error), error);
 }
 
+bool store_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind, int64_t now_ms,
+                            fzip_error_t *error) {
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = 0;
+  if (!check_job_kind(kind, error))
+    return false;
+  return counted(store, "job_count_queued",
+                 store->vt->job_count_queued(out, store, kind, now_ms, error), error);
+}
+
 bool store_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
                               fzip_error_t *error) {
   if (!out || !store)

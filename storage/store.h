@@ -237,6 +237,11 @@ bool store_job_count_runnable(uint64_t *out, store_t *store, const char *user_id
  * available.  A job whose owner died is taken over once its lease lapses. */
 bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, const char *owner,
                      int64_t now_ms, int64_t lease_ms, fzip_error_t *error);
+/* *out = how many jobs of `kind` (any user) store_job_claim could take
+ * at now_ms: runnable with a free lease.  The queue depth fzipd's
+ * metrics report; one count over the claim index, cheap enough per scrape. */
+bool store_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind, int64_t now_ms,
+                            fzip_error_t *error);
 /* Extends the lease held by `owner`; ABORTED if it was lost. */
 bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_t now_ms,
                      int64_t lease_ms, fzip_error_t *error);

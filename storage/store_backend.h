@@ -139,6 +139,8 @@ struct store_vtable {
                               const char *job_id, fzip_error_t *error);
   bool (*job_count_runnable)(uint64_t *out, store_t *store, const char *user_id,
                              fzip_error_t *error);
+  bool (*job_count_queued)(uint64_t *out, store_t *store, store_job_kind_t kind, int64_t now_ms,
+                           fzip_error_t *error);
 
   /* Records an uncommitted blob; ALREADY_EXISTS if a committed one has
    * that id.  chunk stores chunk n; commit makes the blob visible with the

@@ -1890,6 +1890,32 @@ static bool mongo_job_release_request(store_t *store, store_job_kind_t kind, con
   return ok;
 }
 
+/* The claim's own filter, over the runnable_leaseUntil_createdAt index. */
+static bool mongo_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind,
+                                   int64_t now_ms, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  bson_t *q = BCON_NEW("runnable", BCON_BOOL(true), "leaseUntil", "{", "$lt", BCON_INT64(now_ms),
+                       "}");
+  bson_error_t berr;
+  conn_t c = {0};
+  retry_t r;
+  int64_t n;
+  bool ok = true;
+
+  conn_open(&c, s, job_collection(kind));
+  retry_start(&r, s);
+  do {
+    n = mongoc_collection_count_documents(c.coll, q, NULL, NULL, NULL, &berr);
+  } while (n < 0 && retry_again(&r, &berr, true));
+  conn_close(&c, s);
+  bson_destroy(q);
+  if (n < 0)
+    ok = fail_mongo(error, s, &berr, "counting queued jobs");
+  else
+    *out = (uint64_t)n;
+  return ok;
+}
+
 static bool mongo_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
                                      fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
@@ -2876,6 +2902,7 @@ static const store_vtable_t mongo_vtable = {
     .job_find_request = mongo_job_find_request,
     .job_release_request = mongo_job_release_request,
     .job_count_runnable = mongo_job_count_runnable,
+    .job_count_queued = mongo_job_count_queued,
     .blob_upload_new = mongo_blob_upload_new,
     .blob_upload_chunk = mongo_blob_upload_chunk,
     .blob_upload_commit = mongo_blob_upload_commit,

@@ -1613,6 +1613,34 @@ static bool sq_job_count_runnable(uint64_t *out, store_t *store, const char *use
   return true;
 }
 
+/* The claim's own condition, over its partial index jobs_claim. */
+static bool op_job_count_queued(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok = false;
+
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT count(*) FROM jobs WHERE kind = ?1 AND runnable = 1"
+                       " AND lease_until < ?2",
+                       (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_INT(ctx->now_ms), SQ_END}, error) ||
+      !sq_step_row(&row, stmt, db, "counting queued jobs", error))
+    goto done;
+  ctx->version = row ? sqlite3_column_int64(stmt, 0) : 0;
+  ok = true;
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind,
+                                int64_t now_ms, fzip_error_t *error) {
+  sq_job_ctx_t ctx = {.kind = kind, .now_ms = now_ms};
+  if (!sq_run((sq_store_t *)store, op_job_count_queued, &ctx, error))
+    return false;
+  *out = (uint64_t)ctx.version;
+  return true;
+}
+
 static bool sq_job_get(store_job_t **out, store_t *store, store_job_kind_t kind,
                        const char *user_id, const char *job_id, fzip_error_t *error) {
   sq_job_ctx_t ctx = {.kind = kind, .user_id = user_id, .job_id = job_id};
@@ -2187,6 +2215,7 @@ static const store_vtable_t sq_vtable = {
     .job_find_request = sq_job_find_request,
     .job_release_request = sq_job_release_request,
     .job_count_runnable = sq_job_count_runnable,
+    .job_count_queued = sq_job_count_queued,
     .blob_upload_new = sq_upload_new,
     .blob_upload_chunk = sq_upload_chunk,
     .blob_upload_commit = sq_upload_commit,

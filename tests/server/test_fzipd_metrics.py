@@ -153,7 +153,9 @@ def test_export_and_calls_move_the_counters_by_the_right_amounts(srv, port):
           == 1, "export creation not counted")
     check(delta("fzip_job_duration_seconds_count", kind="export",
                 outcome="EXPORT_STATUS_COMPLETED") == 1, "export duration not observed once")
-    check(value(after, "fzip_jobs_queued", kind="export") == 0, "export queue not empty")
+    for kind in ("export", "import"):
+        key = ("fzip_jobs_queued", frozenset({("kind", kind)}))
+        check(key in after and after[key] == 0, "%s queue: %r" % (kind, after.get(key)))
 
     job = upload(c, data, start=False)
     check(job.import_id, "no import id")

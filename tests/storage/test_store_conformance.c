@@ -920,6 +920,48 @@ static void test_job_count_runnable_counts_one_users_runnable_jobs(void) {
   store_destroy(s);
 }
 
+/* Queued = what a claim could take: runnable with a lapsed or no lease,
+ * of one kind, any user.  Counted as differences, since other cases leave
+ * jobs in the store too. */
+static void test_job_count_queued_counts_claimable_jobs_of_a_kind(void) {
+  const int64_t t1 = 5000, t2 = 10000; /* job b's lease runs until 8000 */
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  store_job_t *a = NULL, *b = NULL;
+  uint64_t base1 = 0, base2 = 0, base_imp = 0, n = 0;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_job_count_queued(&base1, s, STORE_JOB_EXPORT, t1, &err), err);
+  CHECK_OK(store_job_count_queued(&base2, s, STORE_JOB_EXPORT, t2, &err), err);
+  CHECK_OK(store_job_count_queued(&base_imp, s, STORE_JOB_IMPORT, t2, &err), err);
+  a = make_job(user, STORE_JOB_EXPORT, "queued-a", 1000);
+  b = make_job(user, STORE_JOB_EXPORT, "queued-b", 1000);
+  a->runnable = b->runnable = true;
+  b->lease_until = 8000;
+  snprintf(b->lease_owner, sizeof b->lease_owner, "queued-test");
+  CHECK_OK(store_job_create(s, a, &err), err);
+  CHECK_OK(store_job_create(s, b, &err), err);
+  CHECK_OK(store_job_count_queued(&n, s, STORE_JOB_EXPORT, t1, &err), err);
+  CHECK(n == base1 + 1); /* b is held at t1 */
+  CHECK_OK(store_job_count_queued(&n, s, STORE_JOB_EXPORT, t2, &err), err);
+  CHECK(n == base2 + 2); /* its lease lapsed by t2 */
+  CHECK_OK(store_job_count_queued(&n, s, STORE_JOB_IMPORT, t2, &err), err);
+  CHECK(n == base_imp);
+  a->runnable = false;
+  CHECK_OK(store_job_update(s, a, NULL, &err), err);
+  CHECK_OK(store_job_count_queued(&n, s, STORE_JOB_EXPORT, t1, &err), err);
+  CHECK(n == base1);
+  CHECK_FAILS(store_job_count_queued(&n, s, (store_job_kind_t)7, t1, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, NULL, "queued-a", &err), err);
+  CHECK_OK(store_job_delete(s, STORE_JOB_EXPORT, NULL, "queued-b", &err), err);
+  store_job_destroy(a);
+  store_job_destroy(b);
+  store_destroy(s);
+}
+
 /* A file made before request ids (the old jobs table, two jobs of one
  * user) opens, keeps its jobs and takes idempotent creates. */
 static void test_sqlite_store_from_before_request_ids_migrates(void) {
@@ -2098,6 +2140,7 @@ int main(int argc, char **argv) {
   RUN(test_job_request_id_makes_one_job_per_user_and_kind);
   RUN(test_job_request_id_concurrent_creates_make_one_job);
   RUN(test_job_count_runnable_counts_one_users_runnable_jobs);
+  RUN(test_job_count_queued_counts_claimable_jobs_of_a_kind);
   RUN(test_sqlite_store_from_before_request_ids_migrates);
   RUN(test_job_list_newest_first_with_page_tokens);
   RUN(test_job_claim_never_hands_one_job_to_two_claimers);
