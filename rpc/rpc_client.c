@@ -15,6 +15,7 @@
  */
 #include "rpc_client.h"
 #include "fzip_util.h"
+#include "rpc_details.h"
 #include "rpc_status.h"
 
 #include <grpc/byte_buffer.h>
@@ -199,14 +200,45 @@ static void receive_status(rpc_client_call_t *call) {
   }
 }
 
-/* The call's status as the result of a step: true for OK. */
+/* What the server's google.rpc.Status (rpc_details.h) adds to `message`,
+ * as " (reason R, request id X)": the reason when it says more than the
+ * code's name, the request id when the message does not already carry it
+ * (sanitised messages do).  "" without details. */
+static void details_suffix(char *out, size_t size, const rpc_client_call_t *call,
+                           fzip_code_t code, const char *message) {
+  rpc_details_t d;
+  bool reason, request_id;
+  out[0] = '\0';
+  for (size_t i = 0; i < call->trailing_md.count; i++) {
+    const grpc_metadata *md = &call->trailing_md.metadata[i];
+    if (grpc_slice_str_cmp(md->key, RPC_DETAILS_HEADER) != 0 ||
+        !rpc_details_parse(&d, GRPC_SLICE_START_PTR(md->value), GRPC_SLICE_LENGTH(md->value)))
+      continue;
+    reason = d.reason[0] && strcmp(d.reason, fzip_code_name(code)) != 0;
+    request_id = d.request_id[0] && !strstr(message, d.request_id);
+    if (reason || request_id)
+      snprintf(out, size, " (%s%s%s%s%s)", reason ? "reason " : "", reason ? d.reason : "",
+               reason && request_id ? ", " : "", request_id ? "request id " : "",
+               request_id ? d.request_id : "");
+    return;
+  }
+}
+
+/* The call's status as the result of a step: true for OK.  The message is
+ * the server's, with what its status details add (details_suffix). */
 static bool status_result(rpc_client_call_t *call, fzip_error_t *error) {
+  char message[FZIP_ERROR_MESSAGE_MAX];
+  char suffix[FZIP_ERROR_MESSAGE_MAX];
+  fzip_code_t code;
+
   receive_status(call);
   if (call->status == GRPC_STATUS_OK)
     return true;
-  return fzip_error_set(error, FZIP_DOMAIN_RPC, rpc_status_to_code(call->status), "%.*s",
-                        (int)GRPC_SLICE_LENGTH(call->details),
-                        (const char *)GRPC_SLICE_START_PTR(call->details));
+  code = rpc_status_to_code(call->status);
+  snprintf(message, sizeof message, "%.*s", (int)GRPC_SLICE_LENGTH(call->details),
+           (const char *)GRPC_SLICE_START_PTR(call->details));
+  details_suffix(suffix, sizeof suffix, call, code, message);
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, code, "%s%s", message, suffix);
 }
 
 /* A step failed: the status says why (OK would mean we broke the call). */

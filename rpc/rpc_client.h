@@ -14,8 +14,11 @@
  *
  * Every failing function fills an fzip_error_t whose code is the gRPC
  * status turned back into an fzip_code_t (rpc_status_to_code) and
- * whose message is the status details the server sent, verbatim;
- * rpc_client_call_status gives the raw gRPC status code.  A call handle is
+ * whose message is the status details the server sent, followed by what
+ * its google.rpc.Status adds (rpc_details.h): " (reason R, request id X)",
+ * the reason when it is more than the code's name, the request id unless
+ * the message names it already; rpc_client_call_status gives the raw gRPC
+ * status code.  A call handle is
  * used by one thread at a time; different calls on one client may run on
  * different threads at once.  Received messages are the caller's: free
  * them with protobuf_c_message_free_unpacked(msg, NULL).

@@ -29,11 +29,12 @@ static const fzip_code_t caller_codes[] = {
 };
 
 /* Codes sanitised whatever the domain: a failure of the server, whose
- * message is for its operator. */
+ * message is for its operator.  (DATA_LOSS is not here: outside store and
+ * sys it is the caller's upload or package failing its checksum, and the
+ * caller needs to hear which.) */
 static const fzip_code_t server_codes[] = {
     FZIP_ERR_INTERNAL,
     FZIP_ERR_UNAVAILABLE,
-    FZIP_ERR_DATA_LOSS,
 };
 
 static bool code_in(fzip_code_t code, const fzip_code_t *codes, size_t n) {

@@ -46,9 +46,9 @@ typedef struct {
 } rpc_violation_t;
 
 /* True when `error`'s message may name internal addresses or paths, so the
- * client gets a generic one: codes INTERNAL, UNAVAILABLE, DATA_LOSS from
- * any domain, and every code from the store and sys domains except those
- * that answer about the caller's own request or records (NOT_FOUND,
+ * client gets a generic one: codes INTERNAL and UNAVAILABLE from any
+ * domain, and every code from the store and sys domains except those that
+ * answer about the caller's own request or records (NOT_FOUND,
  * ALREADY_EXISTS, INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE,
  * ABORTED). */
 bool rpc_details_sanitised(const fzip_error_t *error);

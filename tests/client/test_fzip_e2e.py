@@ -257,7 +257,9 @@ def test_export_delete_then_status_is_not_found(w):
     eid = r.json_lines()[0]["export_id"]
     expect(w.cli.run("export", "watch", eid), 0)
     expect(w.cli.run("export", "delete", eid), 0, stdout_has="deleted export " + eid)
-    expect(w.cli.run("export", "status", eid), 1, stderr_has="fzip: NOT_FOUND: ")
+    r = expect(w.cli.run("export", "status", eid), 1, stderr_has="fzip: NOT_FOUND: ")
+    # The server's google.rpc.ErrorInfo, kept by rpc_client (docs/GRPC.md "Error model").
+    check("(reason JOB_NOT_FOUND, request id " in r.err, "no reason/request id: %r" % r)
 
 
 def test_export_create_with_request_id_is_idempotent(w):
