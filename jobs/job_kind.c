@@ -34,8 +34,9 @@ bool job_status_allowed(const job_kind_t *kind, int from, int to) {
 }
 
 /* Every status change passes here, so here it is counted; a job's
- * duration (from creation) is observed when it first reaches a final
- * status, not again when e.g. COMPLETED later turns EXPIRED. */
+ * duration (from creation) is observed when it enters a final status from
+ * a running one (an import's UPLOADED and VALIDATION_PASSED are final until
+ * StartImport runs it on), not when e.g. COMPLETED later turns EXPIRED. */
 static void record_transition(const ProtobufCMessage *job, const job_kind_t *kind, int from,
                               int to) {
   const ProtobufCFieldDescriptor *fd =

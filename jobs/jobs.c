@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fzip_log.h"
+#include "fzip_metrics.h"
 #include "fzip_util.h"
 
 #define JOB_MAX_WORKERS 64
@@ -245,7 +246,10 @@ static void run_one(job_runner_t *r, store_job_t *job) {
    * call that created it ("" for jobs stored before it was kept: none). */
   fzip_log_set_request_id(job->trace_id);
   fzip_log(FZIP_LOG_INFO, r->name, "job claimed", "job", job->job_id, "user", job->user_id,
-           "owner", r->owner, NULL);
+           "owner", r->owner, "lease", job->lease_lapsed ? "taken over" : "free", NULL);
+  if (job->lease_lapsed)
+    fzip_metric_add(FZIP_METRIC_LEASE_TAKEOVERS,
+                    (const char *[]){r->opts.name ? r->opts.name : "job"}, 1);
   if (!r->opts.run(&ctx, r->opts.data, &err)) {
     if (job_ctx_is_shutdown_error(&ctx, &err)) {
       release_lease(r, ctx.job);

@@ -174,6 +174,9 @@ typedef struct {
   char request_id[STORE_REQUEST_ID_MAX + 1];
   char request_digest[FZIP_SHA256_HEX_LEN + 1];
   char trace_id[STORE_REQUEST_ID_MAX + 1];
+  /* Set by store_job_claim only: the job was taken from an owner whose
+   * lease had lapsed (a dead or hung replica), not a new or released one. */
+  bool lease_lapsed;
 } store_job_t;
 
 store_job_t *store_job_new(void);    /* zeroed record with an empty body */
@@ -234,7 +237,8 @@ bool store_job_count_runnable(uint64_t *out, store_t *store, const char *user_id
 /* Atomically takes the oldest runnable job of `kind` whose lease is free
  * (lease_until < now_ms), setting lease_owner = owner and lease_until =
  * now_ms + lease_ms.  *out is NULL (and true is returned) when none is
- * available.  A job whose owner died is taken over once its lease lapses. */
+ * available.  A job whose owner died is taken over once its lease lapses
+ * ((*out)->lease_lapsed: it still named an owner when claimed). */
 bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, const char *owner,
                      int64_t now_ms, int64_t lease_ms, fzip_error_t *error);
 /* *out = how many jobs of `kind` (any user) store_job_claim could take

@@ -2196,9 +2196,12 @@ static bool mongo_job_delete(store_t *store, store_job_kind_t kind, const char *
   return ok;
 }
 
-/* findAndModify returning the new document; *out NULL when none matched. */
+/* findAndModify returning the document as it was before the update
+ * (flags 0) or after it (MONGOC_FIND_AND_MODIFY_RETURN_NEW); *out NULL
+ * when none matched. */
 static bool find_and_modify(bson_t **out, mstore_t *s, const char *collection, const bson_t *q,
-                            const bson_t *sort, const bson_t *update, fzip_error_t *error) {
+                            const bson_t *sort, const bson_t *update,
+                            mongoc_find_and_modify_flags_t flags, fzip_error_t *error) {
   mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
   conn_t c = {0};
   bson_t reply = BSON_INITIALIZER;
@@ -2211,7 +2214,7 @@ static bool find_and_modify(bson_t **out, mstore_t *s, const char *collection, c
   if (sort)
     mongoc_find_and_modify_opts_set_sort(fam, sort);
   mongoc_find_and_modify_opts_set_update(fam, update);
-  mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+  mongoc_find_and_modify_opts_set_flags(fam, flags);
   conn_open(&c, s, collection);
   retry_start(&r, s);
   for (;;) {
@@ -2255,6 +2258,8 @@ static bool claim_fenced(store_job_t **out, mstore_t *s, store_job_kind_t kind, 
     ok = job_transition(&won, s, coll, job->job_id, job->version, NULL, update, error);
     if (ok && won)
       ok = mongo_job_get(out, &s->base, kind, NULL, job->job_id, error);
+    if (ok && won && *out)
+      (*out)->lease_lapsed = job->lease_owner[0] != '\0';
     store_job_destroy(job);
     if (!ok || won)
       return ok;
@@ -2279,9 +2284,18 @@ static bool mongo_job_claim(store_job_t **out, store_t *store, store_job_kind_t 
     ok = claim_fenced(out, (mstore_t *)store, kind, q, sort, update, error);
     goto done;
   }
-  if (!find_and_modify(&found, (mstore_t *)store, job_collection(kind), q, sort, update, error))
+  /* The document as it was: whether it still named an owner (a lapsed
+   * lease) is only there; the update's effect is applied to it here. */
+  if (!find_and_modify(&found, (mstore_t *)store, job_collection(kind), q, sort, update, 0,
+                       error))
     goto done;
   ok = !found || job_from_bson(out, kind, found, error);
+  if (ok && *out) {
+    (*out)->lease_lapsed = (*out)->lease_owner[0] != '\0';
+    snprintf((*out)->lease_owner, sizeof (*out)->lease_owner, "%s", owner);
+    (*out)->lease_until = now_ms + lease_ms;
+    (*out)->version++;
+  }
 done:
   bson_destroy(found);
   bson_destroy(q);
@@ -2332,7 +2346,7 @@ static bool mongo_job_renew(store_t *store, store_job_t *job, const char *owner,
       goto done;
   } else {
     if (!find_and_modify(&found, (mstore_t *)store, job_collection(job->kind), q, NULL, update,
-                         error))
+                         MONGOC_FIND_AND_MODIFY_RETURN_NEW, error))
       goto done;
     if (!found) {
       fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED, "lease on job %s was lost",

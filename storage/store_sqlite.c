@@ -1784,21 +1784,37 @@ static bool sq_job_delete(store_t *store, store_job_kind_t kind, const char *use
   return sq_run((sq_store_t *)store, op_job_delete, &ctx, error);
 }
 
-/* One UPDATE ... RETURNING: choosing and taking the job is a single write
- * under SQLite's writer lock, so two claimers can never take the same job. */
+/* Choosing and taking the job run in one IMMEDIATE transaction
+ * (sq_run_txn) under SQLite's writer lock, so two claimers can never take
+ * the same job: the SELECT picks it and learns whether it still names an
+ * owner (a lapsed lease), the UPDATE ... RETURNING takes it. */
 static bool op_job_claim(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
-  bool row = false, ok = false;
+  bool row = false, ok = false, lapsed = false;
+  int64_t rowid = 0;
 
   ctx->found = NULL;
   if (!sq_prepare_args(&stmt, db,
+                       "SELECT rowid, lease_owner <> '' FROM jobs WHERE kind = ?1 AND runnable = 1"
+                       " AND lease_until < ?2 ORDER BY created_at, job_id LIMIT 1",
+                       (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_INT(ctx->now_ms), SQ_END},
+                       error) ||
+      !sq_step_row(&row, stmt, db, "choosing a job to claim", error))
+    goto done;
+  if (!row) {
+    ok = true;
+    goto done;
+  }
+  rowid = sqlite3_column_int64(stmt, 0);
+  lapsed = sqlite3_column_int(stmt, 1) != 0;
+  sqlite3_finalize(stmt);
+  stmt = NULL;
+  if (!sq_prepare_args(&stmt, db,
                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, version = version + 1"
-                       " WHERE rowid = (SELECT rowid FROM jobs WHERE kind = ?3 AND runnable = 1"
-                       " AND lease_until < ?4 ORDER BY created_at, job_id LIMIT 1)"
-                       " RETURNING " SQ_JOB_COLS,
+                       " WHERE rowid = ?3 RETURNING " SQ_JOB_COLS,
                        (const sq_arg_t[]){SQ_TEXT(ctx->owner), SQ_INT(ctx->now_ms + ctx->lease_ms),
-                                          SQ_INT(ctx->kind), SQ_INT(ctx->now_ms), SQ_END},
+                                          SQ_INT(rowid), SQ_END},
                        error) ||
       !sq_step_row(&row, stmt, db, "claiming job", error))
     goto done;
@@ -1806,6 +1822,8 @@ static bool op_job_claim(sqlite3 *db, void *vctx, fzip_error_t *error) {
     goto done;
   if (row && !sq_step_done(stmt, db, "claiming job", error))
     goto done;
+  if (ctx->found)
+    ctx->found->lease_lapsed = lapsed;
   ok = true;
 done:
   if (!ok) {
@@ -1820,7 +1838,7 @@ static bool sq_job_claim(store_job_t **out, store_t *store, store_job_kind_t kin
                          const char *owner, int64_t now_ms, int64_t lease_ms,
                          fzip_error_t *error) {
   sq_job_ctx_t ctx = {.kind = kind, .owner = owner, .now_ms = now_ms, .lease_ms = lease_ms};
-  if (!sq_run((sq_store_t *)store, op_job_claim, &ctx, error))
+  if (!sq_run_txn((sq_store_t *)store, op_job_claim, &ctx, error))
     return false;
   *out = ctx.found;
   return true;

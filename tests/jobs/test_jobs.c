@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fzip/v1/jobs.pb-c.h"
+#include "fzip_metrics.h"
 #include "fzip_test.h"
 #include "fzip_util.h"
 #include "job_body.h"
@@ -555,6 +556,49 @@ static void test_lease_taken_by_another_replica_fails_the_next_save_with_aborted
   store_destroy(f.s);
 }
 
+/* fzip_job_lease_takeovers_total{kind="test"} in the process registry. */
+static double takeovers(void) {
+  static const char series[] = "fzip_job_lease_takeovers_total{kind=\"test\"} ";
+  fzip_error_t err;
+  char *text = NULL;
+  size_t len = 0;
+  double n = 0;
+
+  if (fzip_metrics_render(&text, &len, fzip_metrics_process(), &err)) {
+    const char *line = strstr(text, series);
+    n = line ? strtod(line + sizeof series - 1, NULL) : 0;
+  }
+  free(text);
+  return n;
+}
+
+/* A job whose lease still names an owner but lapsed (the owner died) is
+ * taken over by the next claim, and counted; new jobs (every other test)
+ * and released ones are not takeovers. */
+static void test_lapsed_lease_is_taken_over_and_counted(void) {
+  running_t f = {0};
+  store_job_t *rec = NULL;
+  fzip_error_t err;
+  double before = takeovers();
+
+  f.p.mode = RUN_FINISH;
+  CHECK_OK(open_store(&f.s, &err), err);
+  CHECK_OK(create_job(f.id, f.s, &err), err);
+  CHECK_OK(store_job_get(&rec, f.s, test_kind.kind, NULL, f.id, &err), err);
+  snprintf(rec->lease_owner, sizeof rec->lease_owner, "dead-replica");
+  rec->lease_until = fzip_now_ms() - 1;
+  CHECK_OK(store_job_update(f.s, rec, NULL, &err), err);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK_OK(start_runner(&f.r, f.s, &f.p, "owner-takeover", &err), err);
+  CHECK(wait_for(&f.p.ended));
+  job_runner_destroy(f.r);
+  CHECK(stored_status(f.s, f.id, &rec) == S(COMPLETED));
+  store_job_destroy(rec);
+  CHECK(takeovers() == before + 1);
+  store_destroy(f.s);
+}
+
 static void test_shutdown_releases_the_lease_and_keeps_the_job_runnable(void) {
   running_t f = {0};
   store_job_t *rec = NULL;
@@ -772,6 +816,7 @@ int main(void) {
   RUN(test_job_deleted_while_running_fails_the_next_save_with_not_found);
   RUN(test_lease_taken_by_another_replica_fails_the_next_save_with_aborted);
   RUN(test_shutdown_releases_the_lease_and_keeps_the_job_runnable);
+  RUN(test_lapsed_lease_is_taken_over_and_counted);
   RUN(test_cancel_ends_an_unheld_job_or_says_it_could_not);
   RUN(test_expiry_turns_a_completed_job_expired_and_deletes_its_blob);
   RUN(test_expiry_leaves_a_runnable_job_and_clears_its_expiry);

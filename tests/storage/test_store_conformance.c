@@ -1167,6 +1167,7 @@ static void test_job_lease_renew_takeover_and_loss(void) {
       store_job_destroy(got);
   }
   CHECK(mine && strcmp(mine->lease_owner, "w1") == 0 && mine->lease_until == t0 + 1000);
+  CHECK(!mine->lease_lapsed); /* a new job is no takeover */
   /* While the lease holds, w2 gets nothing of ours. */
   CHECK_OK(drain_claims(hits, 1, s, user, "w2", t0 + 500, 1000, &ended, &err), err);
   CHECK(ended && hits[0] == 0);
@@ -1185,8 +1186,28 @@ static void test_job_lease_renew_takeover_and_loss(void) {
       store_job_destroy(got);
   }
   CHECK(w2 && strcmp(w2->lease_owner, "w2") == 0 && w2->version > mine->version);
+  CHECK(w2->lease_lapsed && w2->lease_until == t0 + 2600);
   CHECK_FAILS(store_job_renew(s, mine, "w1", t0 + 1700, 1000, &err), err, FZIP_ERR_ABORTED);
   CHECK_FAILS(store_job_update(s, mine, "w1", &err), err, FZIP_ERR_ABORTED);
+  /* w2 releases the lease (as on shutdown): the next claim is no takeover. */
+  w2->lease_owner[0] = '\0';
+  w2->lease_until = 0;
+  CHECK_OK(store_job_update(s, w2, "w2", &err), err);
+  {
+    store_job_t *again = NULL;
+    for (int i = 0; i < CLAIM_LOOP_MAX && !again; i++) {
+      store_job_t *got = NULL;
+      CHECK_OK(store_job_claim(&got, s, STORE_JOB_EXPORT, "w2", t0 + 1700, 1000, &err), err);
+      CHECK(got != NULL);
+      if (strcmp(got->user_id, user) == 0)
+        again = got;
+      else
+        store_job_destroy(got);
+    }
+    CHECK(again && !again->lease_lapsed && again->version > w2->version);
+    store_job_destroy(w2);
+    w2 = again;
+  }
   w2->runnable = false;
   CHECK_OK(store_job_update(s, w2, "w2", &err), err);
   CHECK_OK(store_job_renew(s, w2, "w2", t0 + 1700, 1000, &err), err);
