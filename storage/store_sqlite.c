@@ -1509,22 +1509,18 @@ static bool sq_job_create(store_t *store, store_job_t *job, fzip_error_t *error)
   return true;
 }
 
-static bool op_job_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
-  sq_job_ctx_t *ctx = vctx;
+/* One job row (SELECT SQ_JOB_COLS ...) into ctx->found; NOT_FOUND saying
+ * "<missing> <what>" when there is none. */
+static bool sq_select_job(sq_job_ctx_t *ctx, sqlite3 *db, const char *sql, const sq_arg_t *args,
+                          const char *missing, const char *what, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok = false;
 
-  if (!sq_prepare_args(&stmt, db,
-                       "SELECT " SQ_JOB_COLS " FROM jobs WHERE kind = ?1 AND job_id = ?2"
-                       " AND (?3 IS NULL OR user_id = ?3)",
-                       (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_TEXT(ctx->job_id),
-                                          SQ_TEXT(ctx->user_id), SQ_END},
-                       error) ||
+  if (!sq_prepare_args(&stmt, db, sql, args, error) ||
       !sq_step_row(&row, stmt, db, "reading job", error))
     goto done;
   if (!row) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "job %s not found",
-                   ctx->job_id);
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "%s %s", missing, what);
     goto done;
   }
   ok = sq_row_to_job(&ctx->found, stmt, error);
@@ -1533,30 +1529,30 @@ done:
   return ok;
 }
 
+static bool op_job_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  char what[FZIP_ID_MAX + sizeof " not found"];
+
+  snprintf(what, sizeof what, "%s not found", ctx->job_id);
+  return sq_select_job(ctx, db,
+                       "SELECT " SQ_JOB_COLS " FROM jobs WHERE kind = ?1 AND job_id = ?2"
+                       " AND (?3 IS NULL OR user_id = ?3)",
+                       (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_TEXT(ctx->job_id),
+                                          SQ_TEXT(ctx->user_id), SQ_END},
+                       "job", what, error);
+}
+
 static bool op_job_find_request(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
   char key[STORE_IDEM_KEY_SIZE];
-  bool row = false, ok = false;
 
   store_job_idem_key(key, ctx->token, NULL);
-  if (!sq_prepare_args(&stmt, db,
+  return sq_select_job(ctx, db,
                        "SELECT " SQ_JOB_COLS " FROM jobs"
                        " WHERE user_id = ?1 AND kind = ?2 AND idem_key = ?3",
                        (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_TEXT(key),
                                           SQ_END},
-                       error) ||
-      !sq_step_row(&row, stmt, db, "reading job", error))
-    goto done;
-  if (!row) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "no job has request id %s",
-                   ctx->token);
-    goto done;
-  }
-  ok = sq_row_to_job(&ctx->found, stmt, error);
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+                       "no job has request id", ctx->token, error);
 }
 
 static bool sq_job_find_request(store_job_t **out, store_t *store, store_job_kind_t kind,
