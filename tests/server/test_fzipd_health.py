@@ -8,6 +8,8 @@
   turn NOT_SERVING within interval + ping timeout (+ slack), every Check
   answering at once, while "liveness" stays SERVING; FerretDB restarted on
   the same port, they turn SERVING again; a Watch of "" sees both changes.
+  A call made during the outage gets a message without the database's
+  address (docs/GRPC.md "Error model"), and fzipd's log keeps the full one.
 - Logs: health calls log at debug only (probes would flood info); numbers
   and booleans in fzipd's lines are JSON numbers and booleans.
 """
@@ -191,6 +193,34 @@ class FerretDB:
         return "mongodb://127.0.0.1:%d/fzip_health_e2e" % self.port
 
 
+OUTAGE_CALL_TIMEOUT_S = 60  # the store's retry budget (~10 s) with room
+
+
+def check_store_error_is_sanitised(srv, db):
+    """A call while the store is down: the client's message names neither
+    the database's address, a URI nor a path, but does name the request id;
+    fzipd's call-done line for that id keeps the full message."""
+    rid = "health-outage-call-1"
+    stub = dgrpc.DataServiceStub(srv.channel)
+    try:
+        stub.GetDataSummary(dpb.GetDataSummaryRequest(), timeout=OUTAGE_CALL_TIMEOUT_S,
+                            metadata=srv.metadata("outage-user") + (("x-request-id", rid),))
+        raise AssertionError("GetDataSummary succeeded with the store down")
+    except grpc.RpcError as e:
+        code, msg = e.code(), e.details() or ""
+    print("client saw %s: %s" % (code, msg), flush=True)
+    for leak in ("127.0.0.1", str(db.port), "mongodb://", "/tmp"):
+        check(leak not in msg, "client message leaks %r: %r" % (leak, msg))
+    check("request id %s" % rid in msg, "client message lacks the request id: %r" % msg)
+    with open(srv.log_path, encoding="utf-8", errors="replace") as f:
+        lines = [json.loads(line) for line in f if line.startswith("{")]
+    done = [r for r in lines if r.get("msg") == "call done" and r.get("request_id") == rid]
+    check(len(done) == 1, "call done lines for %s: %r" % (rid, done))
+    full = done[0].get("error", "")
+    print("fzipd logged: %s" % full, flush=True)
+    check(full and full != msg, "the log lost the full message: %r" % done[0])
+
+
 def test_store_outage_turns_not_serving_and_back(tmp):
     binary = os.environ.get("FZIP_FERRETDB_BIN")
     if not binary:
@@ -209,6 +239,7 @@ def test_store_outage_turns_not_serving_and_back(tmp):
             print("NOT_SERVING %.2f s after the kill" % took, flush=True)
             for name in PROCESS_NAMES:
                 check(status_of(check_call, name) == SERVING, "%r followed the store" % name)
+            check_store_error_is_sanitised(srv, db)
             db.start()
             took = wait_status(check_call, STORE_NAMES, SERVING, CHANGE_BOUND_S)
             print("SERVING %.2f s after the restart" % took, flush=True)
