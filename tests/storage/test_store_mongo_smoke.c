@@ -44,6 +44,17 @@ static int64_t raw_count(const char *collection, const char *field, const char *
   return n;
 }
 
+/* Documents of db.export_jobs with a string field equal to value. */
+static int64_t raw_count_in(mongoc_client_t *client, const char *db, const char *field,
+                            const char *value) {
+  mongoc_collection_t *coll = mongoc_client_get_collection(client, db, "export_jobs");
+  bson_t *q = BCON_NEW(field, BCON_UTF8(value));
+  int64_t n = mongoc_collection_count_documents(coll, q, NULL, NULL, NULL, NULL);
+  bson_destroy(q);
+  mongoc_collection_destroy(coll);
+  return n;
+}
+
 static void test_unreachable_server_fails_at_open_with_one_clear_line(void) {
   store_options_t opts = {.uri = "mongodb://127.0.0.1:1/fzip", .retry_budget_ms = 300};
   store_t *s = NULL;
@@ -171,6 +182,59 @@ static void test_abandoned_writer_leaves_no_chunks(void) {
   store_destroy(s);
 }
 
+/* A database written before request ids: two jobs of one user with no
+ * idemKey.  Opening it gives each its own key before the unique
+ * {userId, idemKey} index is built (else the two would collide on null),
+ * and idempotent creates work on it. */
+static void test_jobs_from_before_request_ids_get_their_own_keys(void) {
+  mongoc_client_t *client = mongoc_client_new(mongo_uri);
+  mongoc_uri_t *uri = mongoc_uri_new(mongo_uri);
+  char db[128];
+  mongoc_database_t *mdb;
+  mongoc_collection_t *coll;
+  bson_error_t berr;
+  store_options_t opts = {.uri = mongo_uri};
+  store_t *s = NULL;
+  store_job_t *job = NULL, *existing = NULL;
+  fzip_error_t err = {0};
+
+  snprintf(db, sizeof db, "%s_old", mongoc_uri_get_database(uri));
+  mdb = mongoc_client_get_database(client, db);
+  mongoc_database_drop(mdb, NULL);
+  coll = mongoc_client_get_collection(client, db, "export_jobs");
+  for (int i = 0; i < 2; i++) {
+    bson_t *doc = BCON_NEW("_id", BCON_UTF8(i ? "old-2" : "old-1"), "userId", BCON_UTF8("u"),
+                           "createdAt", BCON_INT64(1), "updatedAt", BCON_INT64(1), "expiresAt",
+                           BCON_INT64(0), "runnable", BCON_BOOL(false), "leaseOwner",
+                           BCON_UTF8(""), "leaseUntil", BCON_INT64(0), "version", BCON_INT64(1),
+                           "body", "{", "}");
+    CHECK(mongoc_collection_insert_one(coll, doc, NULL, NULL, &berr));
+    bson_destroy(doc);
+  }
+  opts.database = db;
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  CHECK(raw_count_in(client, db, "idemKey", "j:old-1") == 1);
+  CHECK(raw_count_in(client, db, "idemKey", "j:old-2") == 1);
+  job = store_job_new();
+  snprintf(job->job_id, sizeof job->job_id, "new-1");
+  snprintf(job->user_id, sizeof job->user_id, "u");
+  snprintf(job->request_id, sizeof job->request_id, "op");
+  job->created_at = job->updated_at = 2;
+  CHECK_OK(store_job_create_once(&existing, s, job, 1000, &err), err);
+  CHECK(existing == NULL);
+  snprintf(job->job_id, sizeof job->job_id, "new-2");
+  CHECK_OK(store_job_create_once(&existing, s, job, 1000, &err), err);
+  CHECK(existing && strcmp(existing->job_id, "new-1") == 0);
+  store_job_destroy(existing);
+  store_job_destroy(job);
+  store_destroy(s);
+  mongoc_database_drop(mdb, NULL);
+  mongoc_database_destroy(mdb);
+  mongoc_collection_destroy(coll);
+  mongoc_uri_destroy(uri);
+  mongoc_client_destroy(client);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s mongodb://HOST:PORT/DATABASE\n", argv[0]);
@@ -183,5 +247,6 @@ int main(int argc, char **argv) {
   RUN(test_blob_uses_gridfs_layout_and_reads_from_any_offset);
   RUN(test_reaper_deletes_chunks_of_an_upload_whose_process_died);
   RUN(test_abandoned_writer_leaves_no_chunks);
+  RUN(test_jobs_from_before_request_ids_get_their_own_keys);
   return fzip_test_summary();
 }
