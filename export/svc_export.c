@@ -258,13 +258,13 @@ done:
 
 /* What makes two CreateExport calls the same request: every field but
  * request_id, export_type's default filled in. */
-static bool request_of(svc_jobs_request_t *idem, const Fzip__V1__CreateExportRequest *req,
-                       fzip_error_t *error) {
+static bool request_of(svc_jobs_request_t *idem, rpc_ctx_t *ctx,
+                       const Fzip__V1__CreateExportRequest *req, fzip_error_t *error) {
   Fzip__V1__CreateExportRequest params = *req;
   params.request_id = "";
   if (params.export_type == FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_UNSPECIFIED)
     params.export_type = FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_COMPLETE;
-  return svc_jobs_request_init(idem, req->request_id, &params.base, error);
+  return svc_jobs_request_init(idem, ctx, req->request_id, &params.base, error);
 }
 
 static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
@@ -286,7 +286,7 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "pinned_timestamp must be a positive epoch-ms time");
   if (!check_description(req->description, error) || !selection_from_job(&sel, &probe, error) ||
-      !request_of(&idem, req, error))
+      !request_of(&idem, ctx, req, error))
     return false;
   /* A replay answers with the first call's job before any counting. */
   if (!svc_jobs_admit(&existing, &svc->base, ctx, &idem, true, error))

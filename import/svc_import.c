@@ -132,13 +132,13 @@ static bool check_options(const Fzip__V1__ImportOptions *o, int64_t max, fzip_er
 
 /* What makes two uploads the same request: their options but request_id,
  * merge_strategy's default filled in. */
-static bool request_of(svc_jobs_request_t *idem, const Fzip__V1__ImportOptions *o,
-                       fzip_error_t *error) {
+static bool request_of(svc_jobs_request_t *idem, rpc_ctx_t *ctx,
+                       const Fzip__V1__ImportOptions *o, fzip_error_t *error) {
   Fzip__V1__ImportOptions params = *o;
   params.request_id = "";
   if (params.merge_strategy == FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_UNSPECIFIED)
     params.merge_strategy = FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT;
-  return svc_jobs_request_init(idem, o->request_id, &params.base, error);
+  return svc_jobs_request_init(idem, ctx, o->request_id, &params.base, error);
 }
 
 static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOptions *o,
@@ -151,7 +151,7 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   bson_t *body = NULL;
   bool ok = false;
 
-  if (!check_options(o, svc->opts.max_upload_bytes, error) || !request_of(&idem, o, error) ||
+  if (!check_options(o, svc->opts.max_upload_bytes, error) || !request_of(&idem, ctx, o, error) ||
       !svc_jobs_admit(&up->replay, &svc->base, ctx, &idem, o->start, error))
     return false;
   if (up->replay)

@@ -424,14 +424,16 @@ static bool check_request_id(const char *id, fzip_error_t *error) {
   return true;
 }
 
-bool svc_jobs_request_init(svc_jobs_request_t *req, const char *request_id,
+bool svc_jobs_request_init(svc_jobs_request_t *req, rpc_ctx_t *ctx, const char *request_id,
                            const ProtobufCMessage *params, fzip_error_t *error) {
   size_t n = protobuf_c_message_get_packed_size(params);
   uint8_t *packed = NULL;
 
   req->request_id = request_id ? request_id : "";
-  if (!check_request_id(req->request_id, error))
-    return false;
+  if (!check_request_id(req->request_id, error)) {
+    rpc_ctx_add_violation(ctx, "request_id", error->message);
+    return fzip_error_set_reason(error, "INVALID_REQUEST_ID");
+  }
   /* protobuf-c packs fields in number order: one message, one digest. */
   packed = malloc(n > 0 ? n : 1);
   if (!packed)
@@ -478,7 +480,7 @@ static bool check_same_request(store_job_t **existing, svc_jobs_base_t *svc,
                  req->request_id, svc->kind->noun, (*existing)->job_id);
   store_job_destroy(*existing);
   *existing = NULL;
-  return false;
+  return fzip_error_set_reason(error, "REQUEST_ID_REUSED");
 }
 
 static bool check_queue_cap(svc_jobs_base_t *svc, rpc_ctx_t *ctx, fzip_error_t *error) {
@@ -490,10 +492,11 @@ static bool check_queue_cap(svc_jobs_base_t *svc, rpc_ctx_t *ctx, fzip_error_t *
     return false;
   if (queued < (uint64_t)svc->max_queued)
     return true;
-  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_RESOURCE_EXHAUSTED,
-                        "%" PRIu64 " of your jobs are queued or running; the limit is %" PRId64
-                        " (--max-queued-jobs-per-user): wait for one to finish",
-                        queued, svc->max_queued);
+  fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_RESOURCE_EXHAUSTED,
+                 "%" PRIu64 " of your jobs are queued or running; the limit is %" PRId64
+                 " (--max-queued-jobs-per-user): wait for one to finish",
+                 queued, svc->max_queued);
+  return fzip_error_set_reason(error, "QUEUED_JOBS_LIMIT");
 }
 
 bool svc_jobs_admit(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,

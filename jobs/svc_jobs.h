@@ -101,15 +101,17 @@ typedef struct {
 
 /* Checks request_id (NULL or "": none) and digests `params`: the
  * creating request, normalised (defaults filled in), with its request_id
- * cleared, so that only its parameters count.  INVALID_ARGUMENT for a
- * malformed request_id. */
-bool svc_jobs_request_init(svc_jobs_request_t *req, const char *request_id,
+ * cleared, so that only its parameters count.  INVALID_ARGUMENT (reason
+ * INVALID_REQUEST_ID, violation on field request_id) for a malformed
+ * request_id. */
+bool svc_jobs_request_init(svc_jobs_request_t *req, rpc_ctx_t *ctx, const char *request_id,
                            const ProtobufCMessage *params, fzip_error_t *error);
 /* Before a create.  A request_id the caller used within the window gives
  * *existing (the caller's to destroy): that job, to answer with, nothing
- * else done; ALREADY_EXISTS when its parameters differ.  Otherwise, when
- * the new job will be runnable (`adds_runnable`), RESOURCE_EXHAUSTED if
- * the user already has svc->max_queued runnable jobs. */
+ * else done; ALREADY_EXISTS (reason REQUEST_ID_REUSED) when its
+ * parameters differ.  Otherwise, when the new job will be runnable
+ * (`adds_runnable`), RESOURCE_EXHAUSTED (reason QUEUED_JOBS_LIMIT) if the
+ * user already has svc->max_queued runnable jobs. */
 bool svc_jobs_admit(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
                     const svc_jobs_request_t *req, bool adds_runnable, fzip_error_t *error);
 /* Creates `rec` with the request's id and digest and the call's

@@ -28,6 +28,7 @@ import grpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 
 from fzip_e2e import Client, check, upload, watch_import  # noqa: E402
 
@@ -44,11 +45,34 @@ def list_imports(c):
     return list(c.imp.ListImports(ipb.ListImportsRequest(page_size=100), metadata=c.md).jobs)
 
 
-def expect_error(code, fn, what):
+def reason_of(e):
+    """The ErrorInfo reason of a failed call's google.rpc.Status and the
+    fields its BadRequest names."""
+    raw = [v for k, v in (e.trailing_metadata() or ()) if k == "grpc-status-details-bin"]
+    check(len(raw) == 1, "no google.rpc.Status trailer")
+    st = status_pb2.Status()
+    st.ParseFromString(raw[0])
+    reason, fields = None, []
+    for d in st.details:
+        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            d.Unpack(info)
+            reason = info.reason
+        elif d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            d.Unpack(bad)
+            fields = [v.field for v in bad.field_violations]
+    return reason, fields
+
+
+def expect_error(code, fn, what, reason=None, field=None):
     try:
         fn()
     except grpc.RpcError as e:
         check(e.code() == code, "%s: %s %s" % (what, e.code(), e.details()))
+        got, fields = reason_of(e)
+        check(reason is None or got == reason, "%s: reason %s, want %s" % (what, got, reason))
+        check(field is None or fields == [field], "%s: violations %r" % (what, fields))
         return e.details()
     raise AssertionError("%s: accepted" % what)
 
@@ -111,7 +135,8 @@ def test_reused_request_id_with_other_parameters_is_refused(srv):
     first = c.create(export_type=jpb.EXPORT_TYPE_ACCOUNTS_ONLY, request_id="same")
     msg = expect_error(grpc.StatusCode.ALREADY_EXISTS,
                        lambda: c.create(export_type=jpb.EXPORT_TYPE_CATEGORIES_ONLY,
-                                        request_id="same"), "other export type")
+                                        request_id="same"), "other export type",
+                       reason="REQUEST_ID_REUSED")
     check("request_id same was used for a different request" in msg and first.export_id in msg,
           "message: %s" % msg)
     expect_error(grpc.StatusCode.ALREADY_EXISTS,
@@ -124,7 +149,7 @@ def test_reused_request_id_with_other_parameters_is_refused(srv):
           "UNSPECIFIED and COMPLETE are different requests")
     for bad in ["x" * 129, "has space", "tab\t", "caf\u00e9"]:
         expect_error(grpc.StatusCode.INVALID_ARGUMENT, lambda: c.create(request_id=bad),
-                     "request_id %r" % bad[:20])
+                     "request_id %r" % bad[:20], reason="INVALID_REQUEST_ID", field="request_id")
     c.create(request_id="y" * 128)
     check(len(list_exports(c)) == 3, "refused creates wrote jobs: %d" % len(list_exports(c)))
 
@@ -157,7 +182,8 @@ def test_upload_replay_stores_nothing(srv):
         check(package_blob_rows(srv) == blobs + 1, "the replay stored a blob")
     expect_error(grpc.StatusCode.ALREADY_EXISTS,
                  lambda: upload(c, data, start=False, with_checksum=False, request_id="up-1",
-                                strategy=jpb.MERGE_STRATEGY_OVERWRITE), "other options")
+                                strategy=jpb.MERGE_STRATEGY_OVERWRITE), "other options",
+                 reason="REQUEST_ID_REUSED")
     expect_error(grpc.StatusCode.INVALID_ARGUMENT,
                  lambda: upload(c, data, with_checksum=False, request_id="up-2",
                                 resume_import_id=first.import_id), "request_id with a resume")
@@ -174,12 +200,12 @@ def test_queue_cap(c_srv):
     c = Client(srv, unique_user("cap"))
     jobs = [c.create(request_id="cap-%d" % i) for i in range(CAP)]
     msg = expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED, lambda: c.create(request_id="cap-x"),
-                       "create over the cap")
+                       "create over the cap", reason="QUEUED_JOBS_LIMIT")
     check("%d of your jobs are queued or running; the limit is %d" % (CAP, CAP) in msg,
           "cap message: %s" % msg)
     expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED,
                  lambda: upload(c, b"PK" * 100, start=True, with_checksum=False),
-                 "upload(start) over the cap")
+                 "upload(start) over the cap", reason="QUEUED_JOBS_LIMIT")
     check(len(list_exports(c)) == CAP and not list_imports(c), "refused creates wrote jobs")
     # A replay is no new job: it still answers.
     check(c.create(request_id="cap-0").export_id == jobs[0].export_id, "replay refused")
