@@ -47,8 +47,16 @@ static ProtobufCMessage *new_message(rpc_ctx_t *ctx, const ProtobufCMessageDescr
 
 bool svc_jobs_unpack(ProtobufCMessage **job, const svc_jobs_base_t *svc, rpc_ctx_t *ctx,
                      const store_job_t *rec, fzip_error_t *error) {
+  const ProtobufCFieldDescriptor *fd = NULL;
+  char **request_id;
+
   if (!job_body_unpack(job, rec->body, svc->kind->job, rpc_ctx_allocator(ctx), error))
     return false;
+  /* The record keeps the idempotency key; the body never holds it. */
+  request_id = field_ptr(*job, "request_id", &fd);
+  if (request_id && fd->type == PROTOBUF_C_TYPE_STRING && rec->request_id[0] &&
+      !(*request_id = rpc_ctx_strdup(ctx, rec->request_id)))
+    return oom(error);
   if (svc->kind->view)
     svc->kind->view(*job, fzip_now_ms());
   return true;

@@ -75,7 +75,8 @@ bool svc_jobs_expire(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
  * absent or foreign jobs, INVALID_ARGUMENT for malformed ids. */
 bool svc_jobs_load(ProtobufCMessage **job, store_job_t **rec, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
                    const char *id, fzip_error_t *error);
-/* Unpacks a record's job into the arena (viewed). */
+/* Unpacks a record's job into the arena (viewed), with the record's
+ * request_id in the job's request_id field. */
 bool svc_jobs_unpack(ProtobufCMessage **job, const svc_jobs_base_t *svc, rpc_ctx_t *ctx,
                      const store_job_t *rec, fzip_error_t *error);
 /* Builds a response `desc` whose "job" field is `job`. */

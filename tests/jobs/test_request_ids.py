@@ -93,6 +93,8 @@ def test_repeated_create_makes_one_job(srv):
     ids = {c.create(export_type=jpb.EXPORT_TYPE_ACCOUNTS_ONLY, request_id="op-1").export_id
            for _ in range(REPEATS)}
     check(len(ids) == 1, "%d calls with one request_id made %d jobs" % (REPEATS, len(ids)))
+    got = c.exp.GetExport(epb.GetExportRequest(export_id=min(ids)), metadata=c.md).job
+    check(got.request_id == "op-1", "GetExport request_id %r" % got.request_id)
     check(len(list_exports(c)) == 1, "list shows %d jobs" % len(list_exports(c)))
     # The replay answers with the job's current state, not the first reply.
     wait_exports_end(c)
@@ -102,7 +104,7 @@ def test_repeated_create_makes_one_job(srv):
     # Another user's same request_id is another request; no request_id: a new job each.
     other = Client(srv, unique_user("other"))
     check(other.create(request_id="op-1").export_id not in ids, "request ids cross users")
-    c.create()
+    check(c.create().request_id == "", "a job without request_id shows one")
     c.create()
     check(len(list_exports(c)) == 3, "creates without request_id were merged")
 
@@ -175,6 +177,8 @@ def test_upload_replay_stores_nothing(srv):
     second = upload(c, b"\x00" * (600 * 1024), start=False, with_checksum=False,
                     request_id="up-1")
     check(second.import_id == first.import_id, "second upload made job %s" % second.import_id)
+    check(first.request_id == second.request_id == "up-1", "ImportJob.request_id %r"
+          % second.request_id)
     check(second.package_sha256 == hashlib.sha256(data).hexdigest(),
           "the replay's bytes replaced the package")
     check(len(list_imports(c)) == 1, "list shows %d imports" % len(list_imports(c)))
