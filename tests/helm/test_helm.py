@@ -158,6 +158,7 @@ def case_sqlite():
     check(env["FZIP_MAX_UPLOAD_BYTES"] == "4294967296", "max upload 4 GiB printed in full")
     check(env["FZIP_EXPORT_WORKERS"] == "2" and env["FZIP_EXPORT_TTL_SECONDS"] == "86400",
           "export workers / TTL defaults")
+    check(env["FZIP_MAX_QUEUED_JOBS_PER_USER"] == "16", "queued jobs cap default")
     check(env["FZIP_LOG_LEVEL"] == "info", "log level")
     check(not any(k[0] == "Secret" for k in objs), "no chart-made Secret by default")
     check(not any(k[0] == "NetworkPolicy" for k in objs), "no NetworkPolicy by default")
