@@ -4,7 +4,8 @@ No .proto file is given to grpcurl: every service, method and message
 it knows comes from fzipd's reflection service.  Checks: `list` shows the
 fzip.v1 services and grpc.health.v1.Health; `describe` resolves a
 message; authenticated calls (GetDataSummary, ListExports) return what the
-store holds; a call without a token is refused.
+store holds; a call without a token is refused; a failed call's
+google.rpc.Status details decode (their types come from reflection too).
 """
 import json
 import os
@@ -22,8 +23,8 @@ def check(cond, msg):
         raise AssertionError(msg)
 
 
-def grpcurl(srv, *args, token=None, data=None):
-    argv = [os.environ["GRPCURL"], "-plaintext", "-max-time", "30"]
+def grpcurl(srv, *args, token=None, data=None, flags=()):
+    argv = [os.environ["GRPCURL"], "-plaintext", "-max-time", "30"] + list(flags)
     if token:
         argv += ["-H", "authorization: Bearer " + token]
     if data is not None:
@@ -83,6 +84,25 @@ def test_call_without_token_is_unauthenticated(srv, user):
     check("Unauthenticated" in r.stderr, "unexpected error: %s" % r.stderr)
 
 
+def test_error_details_decode_through_reflection(srv, user):
+    # grpcurl resolves the google.rpc.Status details' Any types through
+    # reflection alone (docs/GRPC.md "Error model").
+    r = grpcurl(srv, "fzip.v1.ExportService/GetExport", token=srv.token(user),
+                data='{"exportId": ""}',
+                flags=["-format-error", "-H", "x-request-id: grpcurl-bad-id"])
+    check(r.returncode != 0, "a call with no export_id succeeded")
+    out = r.stdout + r.stderr
+    status = json.loads(out[out.index("{"):])
+    check(status["code"] == 3, "status %r" % status)
+    by_type = {d["@type"].rsplit("/", 1)[-1]: d for d in status.get("details", [])}
+    info = by_type.get("google.rpc.ErrorInfo", {})
+    check(info.get("reason") == "INVALID_JOB_ID" and info.get("domain") == "fzip.housef3.io"
+          and info.get("metadata", {}).get("request_id") == "grpcurl-bad-id",
+          "ErrorInfo not decoded: %r" % status)
+    violations = by_type.get("google.rpc.BadRequest", {}).get("fieldViolations", [])
+    check([v.get("field") for v in violations] == ["export_id"], "BadRequest %r" % status)
+
+
 def test_health_check(srv, user):
     r = grpcurl(srv, "grpc.health.v1.Health/Check")
     check(r.returncode == 0 and "SERVING" in r.stdout, "health: %s %s" % (r.stdout, r.stderr))
@@ -96,7 +116,7 @@ def main():
         for t in (test_list_shows_all_services, test_list_methods_of_a_service,
                   test_describe_export_job, test_get_data_summary_with_token,
                   test_list_exports_with_token, test_call_without_token_is_unauthenticated,
-                  test_health_check):
+                  test_error_details_decode_through_reflection, test_health_check):
             checks.run(t, srv, user)
     return checks.summary()
 
