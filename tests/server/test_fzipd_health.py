@@ -194,6 +194,7 @@ class FerretDB:
 
 
 OUTAGE_CALL_TIMEOUT_S = 60  # the store's retry budget (~10 s) with room
+CALL_DONE_WAIT_S = 10
 
 
 def check_store_error_is_sanitised(srv, db):
@@ -212,9 +213,16 @@ def check_store_error_is_sanitised(srv, db):
     for leak in ("127.0.0.1", str(db.port), "mongodb://", "/tmp"):
         check(leak not in msg, "client message leaks %r: %r" % (leak, msg))
     check("request id %s" % rid in msg, "client message lacks the request id: %r" % msg)
-    with open(srv.log_path, encoding="utf-8", errors="replace") as f:
-        lines = [json.loads(line) for line in f if line.startswith("{")]
-    done = [r for r in lines if r.get("msg") == "call done" and r.get("request_id") == rid]
+    # fzipd logs "call done" once the status is sent, which may be after the
+    # client has it.
+    deadline = time.time() + CALL_DONE_WAIT_S
+    while True:
+        with open(srv.log_path, encoding="utf-8", errors="replace") as f:
+            lines = [json.loads(line) for line in f if line.startswith("{")]
+        done = [r for r in lines if r.get("msg") == "call done" and r.get("request_id") == rid]
+        if done or time.time() > deadline:
+            break
+        time.sleep(0.1)
     check(len(done) == 1, "call done lines for %s: %r" % (rid, done))
     full = done[0].get("error", "")
     print("fzipd logged: %s" % full, flush=True)
