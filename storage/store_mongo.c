@@ -1890,17 +1890,13 @@ static bool mongo_job_release_request(store_t *store, store_job_kind_t kind, con
   return ok;
 }
 
-/* The claim's own filter, over the runnable_leaseUntil_createdAt index. */
-static bool mongo_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind,
-                                   int64_t now_ms, fzip_error_t *error) {
-  mstore_t *s = (mstore_t *)store;
-  bson_t *q = BCON_NEW("runnable", BCON_BOOL(true), "leaseUntil", "{", "$lt", BCON_INT64(now_ms),
-                       "}");
+/* *out = how many jobs of `kind` match q (count_documents, retried). */
+static bool count_jobs(uint64_t *out, mstore_t *s, store_job_kind_t kind, const bson_t *q,
+                       fzip_error_t *error) {
   bson_error_t berr;
   conn_t c = {0};
   retry_t r;
   int64_t n;
-  bool ok = true;
 
   conn_open(&c, s, job_collection(kind));
   retry_start(&r, s);
@@ -1908,36 +1904,31 @@ static bool mongo_job_count_queued(uint64_t *out, store_t *store, store_job_kind
     n = mongoc_collection_count_documents(c.coll, q, NULL, NULL, NULL, &berr);
   } while (n < 0 && retry_again(&r, &berr, true));
   conn_close(&c, s);
-  bson_destroy(q);
   if (n < 0)
-    ok = fail_mongo(error, s, &berr, "counting queued jobs");
-  else
-    *out = (uint64_t)n;
+    return fail_mongo(error, s, &berr, "counting jobs");
+  *out = (uint64_t)n;
+  return true;
+}
+
+/* The claim's own filter, over the runnable_leaseUntil_createdAt index. */
+static bool mongo_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind,
+                                   int64_t now_ms, fzip_error_t *error) {
+  bson_t *q = BCON_NEW("runnable", BCON_BOOL(true), "leaseUntil", "{", "$lt", BCON_INT64(now_ms),
+                       "}");
+  bool ok = count_jobs(out, (mstore_t *)store, kind, q, error);
+  bson_destroy(q);
   return ok;
 }
 
 static bool mongo_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
                                      fzip_error_t *error) {
-  mstore_t *s = (mstore_t *)store;
   bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id), "runnable", BCON_BOOL(true));
-  bson_error_t berr;
-  uint64_t total = 0;
+  uint64_t total = 0, n = 0;
   bool ok = true;
 
   for (int k = STORE_JOB_EXPORT; ok && k <= STORE_JOB_IMPORT; k++) {
-    conn_t c = {0};
-    retry_t r;
-    int64_t n;
-    conn_open(&c, s, job_collection((store_job_kind_t)k));
-    retry_start(&r, s);
-    do {
-      n = mongoc_collection_count_documents(c.coll, q, NULL, NULL, NULL, &berr);
-    } while (n < 0 && retry_again(&r, &berr, true));
-    conn_close(&c, s);
-    if (n < 0)
-      ok = fail_mongo(error, s, &berr, "counting jobs");
-    else
-      total += (uint64_t)n;
+    ok = count_jobs(&n, (mstore_t *)store, (store_job_kind_t)k, q, error);
+    total += n;
   }
   bson_destroy(q);
   if (ok)

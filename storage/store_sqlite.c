@@ -1584,20 +1584,27 @@ static bool sq_job_release_request(store_t *store, store_job_kind_t kind, const 
   return sq_run((sq_store_t *)store, op_job_release_request, &ctx, error);
 }
 
-static bool op_job_count_runnable(sqlite3 *db, void *vctx, fzip_error_t *error) {
-  sq_job_ctx_t *ctx = vctx;
+/* *out = the one number a "SELECT count(*) ..." of jobs answers. */
+static bool sq_count_jobs(int64_t *out, sqlite3 *db, const char *sql, const sq_arg_t *args,
+                          fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok = false;
 
-  if (!sq_prepare_args(&stmt, db, "SELECT count(*) FROM jobs WHERE user_id = ?1 AND runnable = 1",
-                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_END}, error) ||
+  if (!sq_prepare_args(&stmt, db, sql, args, error) ||
       !sq_step_row(&row, stmt, db, "counting jobs", error))
     goto done;
-  ctx->version = row ? sqlite3_column_int64(stmt, 0) : 0;
+  *out = row ? sqlite3_column_int64(stmt, 0) : 0;
   ok = true;
 done:
   sqlite3_finalize(stmt);
   return ok;
+}
+
+static bool op_job_count_runnable(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_job_ctx_t *ctx = vctx;
+  return sq_count_jobs(&ctx->version, db,
+                       "SELECT count(*) FROM jobs WHERE user_id = ?1 AND runnable = 1",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_END}, error);
 }
 
 static bool sq_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
@@ -1612,20 +1619,10 @@ static bool sq_job_count_runnable(uint64_t *out, store_t *store, const char *use
 /* The claim's own condition, over its partial index jobs_claim. */
 static bool op_job_count_queued(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool row = false, ok = false;
-
-  if (!sq_prepare_args(&stmt, db,
+  return sq_count_jobs(&ctx->version, db,
                        "SELECT count(*) FROM jobs WHERE kind = ?1 AND runnable = 1"
                        " AND lease_until < ?2",
-                       (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_INT(ctx->now_ms), SQ_END}, error) ||
-      !sq_step_row(&row, stmt, db, "counting queued jobs", error))
-    goto done;
-  ctx->version = row ? sqlite3_column_int64(stmt, 0) : 0;
-  ok = true;
-done:
-  sqlite3_finalize(stmt);
-  return ok;
+                       (const sq_arg_t[]){SQ_INT(ctx->kind), SQ_INT(ctx->now_ms), SQ_END}, error);
 }
 
 static bool sq_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind,
