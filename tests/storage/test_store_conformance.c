@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fzip_metrics.h"
 #include "fzip_test.h"
 #include "store.h"
 
@@ -1968,6 +1969,24 @@ static void test_snapshot_is_consistent_across_a_commit(void) {
  * the URI's max_pages) can still roll the import back, because begin set
  * space aside that the rollback releases first; afterwards a job record
  * (what the worker writes last) can still be written. */
+/* fzip_store_errors_total{backend, op} in the process registry (the store
+ * front counts a backend call's fault there). */
+static double store_faults(const char *backend, const char *op) {
+  char series[128], *text = NULL;
+  const char *line = NULL;
+  fzip_error_t err;
+  size_t len = 0;
+  double n = 0;
+
+  snprintf(series, sizeof series, "fzip_store_errors_total{backend=\"%s\",op=\"%s\"} ", backend,
+           op);
+  if (fzip_metrics_render(&text, &len, fzip_metrics_process(), &err) &&
+      (line = strstr(text, series)))
+    n = strtod(line + strlen(series), NULL);
+  free(text);
+  return n;
+}
+
 static void test_sqlite_full_store_rollback_succeeds(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -2000,6 +2019,8 @@ static void test_sqlite_full_store_rollback_succeeds(void) {
   CHECK(pad != NULL);
   memset(pad, 'x', FULL_PAD_BYTES - 1);
   pad[FULL_PAD_BYTES - 1] = '\0';
+  double faults_before = store_faults("sqlite", "entity_put_batch_tagged");
+  double misses_before = store_faults("sqlite", "job_get");
   /* 50 big documents; the import replaces them with small versions (so
    * their old pages fill up with new documents) and creates big ones
    * until the store is full.  Putting a big version back then needs free
@@ -2034,6 +2055,12 @@ static void test_sqlite_full_store_rollback_succeeds(void) {
   CHECK(full);
   CHECK(err.code == FZIP_ERR_RESOURCE_EXHAUSTED);
   free(pad);
+  /* A full disk is a store fault, counted once; a job that is not there
+   * is an answer, not counted. */
+  CHECK(store_faults("sqlite", "entity_put_batch_tagged") == faults_before + 1);
+  CHECK_FAILS(store_job_get(&job, s, STORE_JOB_EXPORT, user, "no-such-job", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK(store_faults("sqlite", "job_get") == misses_before);
   /* Readers still see the 50 at v0 while the store is full. */
   CHECK_OK(store_entity_count(&n, s, user, FZIP_KIND_ACCOUNT, NULL, &err), err);
   CHECK(n == 50);
