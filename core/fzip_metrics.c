@@ -157,8 +157,11 @@ static void record(fzip_metrics_t *m, size_t family, const char *const *labels, 
   if (!m || family >= m->n)
     return;
   f = &m->families[family];
+  /* A counter only goes up (Prometheus reads a decrease as a restart). */
   if ((op == OP_OBSERVE) != (f->def->type == FZIP_METRIC_HISTOGRAM) ||
-      (op == OP_SET && f->def->type != FZIP_METRIC_GAUGE) || !labels_fit(f, labels))
+      (op == OP_SET && f->def->type != FZIP_METRIC_GAUGE) ||
+      (op == OP_ADD && f->def->type == FZIP_METRIC_COUNTER && !(v >= 0)) ||
+      !labels_fit(f, labels))
     return;
   pthread_mutex_lock(&f->lock);
   s = series_get(f, labels);

@@ -36,7 +36,11 @@
 #define FZIP_METRICS_LABEL_VALUE_MAX 128 /* bytes of a label value; longer ones are dropped */
 #define FZIP_METRICS_TEXT_MAX (4 * 1024 * 1024) /* bytes of one rendering */
 
-typedef enum { FZIP_METRIC_COUNTER = 0, FZIP_METRIC_GAUGE, FZIP_METRIC_HISTOGRAM } fzip_metric_type_t;
+typedef enum {
+  FZIP_METRIC_COUNTER = 0,
+  FZIP_METRIC_GAUGE,
+  FZIP_METRIC_HISTOGRAM
+} fzip_metric_type_t;
 
 typedef struct {
   const char *name; /* with its unit and _total for counters: fzip_rpc_requests_total */
@@ -57,7 +61,8 @@ void fzip_metrics_destroy(fzip_metrics_t *m); /* accepts NULL */
 
 /* Recording: `labels` holds one value per label name of the family (NULL
  * when it has none); values are copied.  A NULL registry, an index out of
- * range or a wrong type does nothing: metrics never fail a request. */
+ * range, a wrong type or a negative add to a counter does nothing: metrics
+ * never fail a request. */
 void fzip_metrics_add(fzip_metrics_t *m, size_t family, const char *const *labels, double delta);
 void fzip_metrics_set(fzip_metrics_t *m, size_t family, const char *const *labels, double value);
 void fzip_metrics_observe(fzip_metrics_t *m, size_t family, const char *const *labels,

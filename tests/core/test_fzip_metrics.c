@@ -60,6 +60,7 @@ static void test_render_counter_gauge_histogram_exactly_with_escaping(void) {
   fzip_metrics_observe(m, 0, (const char *[]){"/a.B/C", "OK"}, 100);
   fzip_metrics_set(m, 0, (const char *[]){"/a.B/C", "OK"}, 100);
   fzip_metrics_add(m, 2, (const char *[]){"m"}, 100);
+  fzip_metrics_add(m, 0, (const char *[]){"/a.B/C", "OK"}, -1); /* counters only go up */
   fzip_metrics_add(m, 3, NULL, 1);
   CHECK_OK(fzip_metrics_render(&text, &len, m, &err), err);
   if (strcmp(text, WANT) != 0)
