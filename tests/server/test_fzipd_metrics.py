@@ -13,6 +13,9 @@ tests' venv of PyPI tools that tests/helm's fixture installs).
 - An upload (not started) moves fzip_import_bytes_total by its size.
 - fzip_build_info is 1 with the version label; other paths are 404 and
   other methods 405.
+- Queue depth (a second fzipd with one export worker held in its upload
+  phase by the export.uploading failpoint): a second export waits, and
+  fzip_jobs_queued{kind="export"} reads 1 from the store; 0 once both ran.
 """
 import glob
 import json
@@ -26,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 from fzip_e2e import Client, check, upload  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
+from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
 
 import grpc  # noqa: E402
@@ -40,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 SCRAPE_TIMEOUT_S = 10
 LOG_WAIT_S = 10
 SEED_TX = 50
+HOLD_MS = 3000  # the export.uploading failpoint's delay: the one worker stays busy
 EXPORT = "/fzip.v1.ExportService/CreateExport"
 SUMMARY = "/fzip.v1.DataService/GetDataSummary"
 
@@ -177,6 +182,30 @@ def test_build_info_and_other_paths_and_methods(srv, port):
     check(status == 405, "POST /metrics answered %d" % status)
 
 
+def test_queue_depth_counts_a_waiting_export():
+    with Fzipd(extra_args=["--metrics-listen", "127.0.0.1:0", "--export-workers", "1"],
+               env={"FZIP_FAILPOINTS": "export.uploading=delay:%d" % HOLD_MS}) as srv:
+        port = metrics_port(srv)
+        c = Client(srv, unique_user("queue"))
+        srv.seed(c.user, SEED_TX, seed=5)
+        first = c.create(export_type=jpb.EXPORT_TYPE_COMPLETE)
+
+        def first_claimed():
+            job = c.exp.GetExport(epb.GetExportRequest(export_id=first.export_id),
+                                  metadata=c.md).job
+            return job.status != jpb.EXPORT_STATUS_INITIATED
+        wait_until(first_claimed, "the first export to be claimed")
+        second = c.create(export_type=jpb.EXPORT_TYPE_COMPLETE)
+        waiting, _ = scrape(port)
+        check(value(waiting, "fzip_jobs_queued", kind="export") == 1,
+              "queued exports: %r" % value(waiting, "fzip_jobs_queued", kind="export"))
+        for job in (first, second):
+            check(c.watch(job.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED,
+                  "export did not complete")
+        done, _ = scrape(port)
+        check(value(done, "fzip_jobs_queued", kind="export") == 0, "queue not empty at the end")
+
+
 def main():
     checks = Checks()
     with Fzipd(extra_args=["--metrics-listen", "127.0.0.1:0"]) as srv:
@@ -184,6 +213,7 @@ def main():
         check(port != srv.port, "metrics share the gRPC port")
         checks.run(test_export_and_calls_move_the_counters_by_the_right_amounts, srv, port)
         checks.run(test_build_info_and_other_paths_and_methods, srv, port)
+    checks.run(test_queue_depth_counts_a_waiting_export)
     return checks.summary()
 
 
