@@ -7,16 +7,21 @@
   dir is swept, and the downloaded package verifies.
 - DownloadExport at the largest chunk_size read by a stock Python grpc
   client, whose receive limit is the default 4 MiB: every message fits.
+- A store failure while the package is written (failpoint
+  store.blob_chunk) ends the export FAILED with a generic client message
+  naming the creating call's x-request-id (JobError and the "failed"
+  event), while fzipd's log line with that request id keeps the full one.
 """
 import hashlib
+import json
 import os
 import sqlite3
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
-from fzip_e2e import Client, check, read_package, unzip_t, verify_checksums  # noqa: E402
+from fzip_e2e import (Client, check, read_package, unzip_t, verify_checksums,  # noqa: E402
+                      wait_for)
 
 import grpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
@@ -40,16 +45,6 @@ def blob_rows(db_path, blob_id):
         db.close()
     got = dict(rows)
     return got.get(1, 0), got.get(0, 0), orphans
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def private_dirs(temp):
@@ -148,6 +143,32 @@ def test_max_chunk_fits_a_stock_client(big_user_db):
         check(max(sizes) > STOCK_LIMIT - 64 * 1024, "chunks were small: %r" % sizes[:4])
 
 
+def test_store_failure_reaches_the_job_without_internals(big_user_db):
+    db_path, user = big_user_db
+    rid = "export-store-fault-1"
+    srv = Fzipd(store="sqlite:" + db_path, env={"FZIP_FAILPOINTS": "store.blob_chunk=error@1"})
+    srv.start()
+    try:
+        c = Client(srv, user)
+        job = c.exp.CreateExport(epb.CreateExportRequest(export_type=jpb.EXPORT_TYPE_COMPLETE),
+                                 metadata=c.md + [("x-request-id", rid)]).job
+        final = c.watch(job.export_id, timeout=600)[-1]
+    finally:
+        srv.stop()
+    check(final.status == jpb.EXPORT_STATUS_FAILED,
+          "export ended %s" % jpb.ExportStatus.Name(final.status))
+    public = "storage unavailable; retry later (request id %s)" % rid
+    check(final.error.code == "UNAVAILABLE" and final.error.message == public,
+          "job error %r / %r, expected %r" % (final.error.code, final.error.message, public))
+    failed = [e.message for e in final.events if e.type == "failed"]
+    check(failed == [public], "failed event messages %r" % failed)
+    with open(srv.log_path, "rb") as f:
+        lines = [json.loads(ln) for ln in f.read().decode().splitlines() if ln.startswith("{")]
+    full = [ln for ln in lines if ln.get("request_id") == rid
+            and "failpoint store.blob_chunk" in str(ln.get("error", ""))]
+    check(full, "no log line with request_id %s keeps the failpoint's message" % rid)
+
+
 def main():
     checks = Checks()
     import tempfile
@@ -158,6 +179,7 @@ def main():
         seeder.seed(user, BIG_TX, seed=3)
         seeder.tmp.cleanup()
         for t in [test_max_chunk_fits_a_stock_client,
+                  test_store_failure_reaches_the_job_without_internals,
                   test_kill_during_package_upload_recovers]:
             checks.run(t, (db_path, user))
     return checks.summary()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -33,6 +34,18 @@ CHUNK = 256 * 1024
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)
+
+
+def wait_for(pred, timeout, what):
+    """Polls pred() every 0.2 s until it returns something true, and returns
+    that; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
 
 
 class Client:

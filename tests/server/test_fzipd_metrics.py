@@ -27,7 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
-from fzip_e2e import Client, check, upload  # noqa: E402
+from fzip_e2e import Client, check, upload, wait_for  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
@@ -44,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 SCRAPE_TIMEOUT_S = 10
 LOG_WAIT_S = 10
 SEED_TX = 50
+WAIT_S = 30
 HOLD_MS = 3000  # the export.uploading failpoint's delay: the one worker stays busy
 EXPORT = "/fzip.v1.ExportService/CreateExport"
 SUMMARY = "/fzip.v1.DataService/GetDataSummary"
@@ -94,15 +95,6 @@ def value(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def wait_until(fn, what, timeout_s=30):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if fn():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def test_export_and_calls_move_the_counters_by_the_right_amounts(srv, port):
     c = Client(srv, unique_user("metrics"))
     srv.seed(c.user, SEED_TX, seed=3)
@@ -129,7 +121,7 @@ def test_export_and_calls_move_the_counters_by_the_right_amounts(srv, port):
     def settled():
         s, _ = scrape(port)
         return value(s, "fzip_rpc_requests_total", method=SUMMARY, code="UNAUTHENTICATED") >= 1
-    wait_until(settled, "the UNAUTHENTICATED call to be counted")
+    wait_for(settled, WAIT_S, "the UNAUTHENTICATED call to be counted")
     after, _ = scrape(port)
 
     def delta(name, **labels):
@@ -194,7 +186,7 @@ def test_queue_depth_counts_a_waiting_export():
             job = c.exp.GetExport(epb.GetExportRequest(export_id=first.export_id),
                                   metadata=c.md).job
             return job.status != jpb.EXPORT_STATUS_INITIATED
-        wait_until(first_claimed, "the first export to be claimed")
+        wait_for(first_claimed, WAIT_S, "the first export to be claimed")
         second = c.create(export_type=jpb.EXPORT_TYPE_COMPLETE)
         waiting, _ = scrape(port)
         check(value(waiting, "fzip_jobs_queued", kind="export") == 1,

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
-from fzip_e2e import Client, check  # noqa: E402
+from fzip_e2e import Client, check, wait_for  # noqa: E402
 
 import grpc  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
@@ -29,15 +29,6 @@ from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 
 HOUR = 3600
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def make_tree(path, files=("a", "b")):
