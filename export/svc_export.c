@@ -608,7 +608,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   run_state_t rs = {.jctx = jctx, .phase = PHASE_NONE};
   pkg_result_t res;
   fzip_error_t err;
-  char blob[JOB_BLOB_ID_MAX];
+  char blob[JOB_BLOB_ID_MAX], public[FZIP_ERROR_MESSAGE_MAX];
   bool ok = false;
   int64_t now = fzip_now_ms();
 
@@ -672,8 +672,8 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
     fzip_error_oom(error, NULL);
     goto done;
   }
-  ok = finish_job(&rs, S(FAILED), "failed", err.message, fzip_now_ms() + svc->opts.retention_ms,
-                  error);
+  ok = finish_job(&rs, S(FAILED), "failed", job_public_message(public, sizeof public, &err),
+                  fzip_now_ms() + svc->opts.retention_ms, error);
 done:
   protobuf_c_message_free_unpacked(msg, NULL);
   return ok;

@@ -198,11 +198,13 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
 }
 
 static bool fail_job(run_t *r, int status, const fzip_error_t *err, fzip_error_t *error) {
+  char public[FZIP_ERROR_MESSAGE_MAX];
+
   if (!job_msg_set_error(&r->job->base, err, r->job->current_phase))
     return fzip_error_oom(error, NULL);
   return finish(r, status,
                 status == S(CANCELLED) ? "cancelled" : "failed",
-                err->message, error);
+                job_public_message(public, sizeof public, err), error);
 }
 
 /* ---- blobs of restored files ------------------------------------------ */
@@ -780,12 +782,14 @@ done:
 static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
                                  const fzip_error_t *rollback_error, fzip_error_t *error) {
   fzip_error_t err;
-  char msg[FZIP_ERROR_MESSAGE_MAX];
+  char msg[FZIP_ERROR_MESSAGE_MAX], cause_msg[FZIP_ERROR_MESSAGE_MAX],
+      rollback_msg[FZIP_ERROR_MESSAGE_MAX];
 
   r->stop = false;
   snprintf(msg, sizeof msg, "%s; the rollback is not finished (%s) and is retried in the "
            "background; none of this import is visible",
-           cause->message, rollback_error->message);
+           job_public_message(cause_msg, sizeof cause_msg, cause),
+           job_public_message(rollback_msg, sizeof rollback_msg, rollback_error));
   r->job->updated_at = r->job->completed_at = fzip_now_ms();
   fzip_error_clear(&err);
   if (!job_set_status(&r->job->base, &import_job_kind, S(FAILED), &err) ||

@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "fzip/v1/jobs.pb-c.h"
+#include "fzip_log.h"
 #include "fzip_util.h"
 #include "jobs.h"
+#include "rpc_details.h"
 #include "store.h"
 
 bool job_body_build(bson_t *out, const ProtobufCMessage *job, const char *status_name,
@@ -113,7 +115,13 @@ fail:
   return false;
 }
 
+const char *job_public_message(char *out, size_t size, const fzip_error_t *err) {
+  rpc_details_client_message(out, size, err, fzip_log_request_id());
+  return out;
+}
+
 bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const char *phase) {
+  char message[FZIP_ERROR_MESSAGE_MAX];
   const ProtobufCFieldDescriptor *fd = NULL;
   Fzip__V1__JobError **slot = field_of(job, "error", &fd);
 
@@ -126,7 +134,7 @@ bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const cha
     fzip__v1__job_error__init(*slot);
   }
   return job_msg_set_str(&(*slot)->code, fzip_code_name((fzip_code_t)err->code)) &&
-         job_msg_set_str(&(*slot)->message, err->message) &&
+         job_msg_set_str(&(*slot)->message, job_public_message(message, sizeof message, err)) &&
          job_msg_set_str(&(*slot)->phase, phase);
 }
 

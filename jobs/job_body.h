@@ -47,8 +47,18 @@ bool job_msg_set_str(char **field, const char *value);
 /* Appends a JobEvent to the message's "events" field (at most `max`
  * events are kept: later ones are dropped, the status says the rest). */
 bool job_msg_add_event(ProtobufCMessage *job, const char *type, const char *message, size_t max);
-/* Sets the message's "error" field (a JobError) from an fzip error. */
+/* Sets the message's "error" field (a JobError) from an fzip error, its
+ * message as job_public_message gives it. */
 bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const char *phase);
+/* What a client may read of `err` in a job (JobError.message, the
+ * "failed" event): clients read jobs with GetX/ListX/WatchX, so the rule of
+ * the RPC boundary applies here too.  An error rpc_details_sanitised()
+ * selects (store and system failures can name hosts, URIs and paths) gets
+ * the generic text naming the request id of the running thread's log
+ * lines (fzip_log_request_id: the job runner sets the creating call's id),
+ * and those lines keep the full message; any other keeps its own.
+ * Writes into out (size bytes, always terminated) and returns out. */
+const char *job_public_message(char *out, size_t size, const fzip_error_t *err);
 
 /* Name of an enum value ("EXPORT_STATUS_COMPLETED"), or "UNKNOWN". */
 const char *job_enum_name(const ProtobufCEnumDescriptor *desc, int value);

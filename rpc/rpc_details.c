@@ -80,9 +80,12 @@ void rpc_details_client_message(char *out, size_t size, const fzip_error_t *erro
     snprintf(out, size, "%s", error->message);
     return;
   }
-  snprintf(out, size, "%s %s (request id %s)",
-           error->domain == FZIP_DOMAIN_STORE ? "storage" : "server",
-           generic_what((fzip_code_t)error->code), request_id ? request_id : "");
+  const char *what = error->domain == FZIP_DOMAIN_STORE ? "storage" : "server";
+  if (request_id && *request_id)
+    snprintf(out, size, "%s %s (request id %s)", what, generic_what((fzip_code_t)error->code),
+             request_id);
+  else
+    snprintf(out, size, "%s %s", what, generic_what((fzip_code_t)error->code));
 }
 
 /* Packs `msg` into a malloc'd Any of `type_url`; false on no memory. */

@@ -151,7 +151,7 @@ def test_store_failure_reaches_the_job_without_internals(big_user_db):
     try:
         c = Client(srv, user)
         job = c.exp.CreateExport(epb.CreateExportRequest(export_type=jpb.EXPORT_TYPE_COMPLETE),
-                                 metadata=c.md + [("x-request-id", rid)]).job
+                                 metadata=c.md + (("x-request-id", rid),)).job
         final = c.watch(job.export_id, timeout=600)[-1]
     finally:
         srv.stop()
