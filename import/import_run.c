@@ -200,6 +200,10 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
 static bool fail_job(run_t *r, int status, const fzip_error_t *err, fzip_error_t *error) {
   char public[FZIP_ERROR_MESSAGE_MAX];
 
+  /* The job keeps the client's message; the full one is logged here. */
+  if (status != S(CANCELLED))
+    fzip_log(FZIP_LOG_WARN, "import", "import failed", "import", r->job->import_id, "phase",
+             r->job->current_phase, "error", err->message, NULL);
   if (!job_msg_set_error(&r->job->base, err, r->job->current_phase))
     return fzip_error_oom(error, NULL);
   return finish(r, status,

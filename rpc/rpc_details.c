@@ -64,7 +64,7 @@ static const char *generic_what(fzip_code_t code) {
   case FZIP_ERR_DEADLINE_EXCEEDED:
     return "did not answer in time; retry later";
   case FZIP_ERR_RESOURCE_EXHAUSTED:
-    return "out of resources; retry later";
+    return "full or out of resources";
   case FZIP_ERR_DATA_LOSS:
     return "data failed an integrity check";
   case FZIP_ERR_CANCELLED:
