@@ -20,9 +20,10 @@
 /* fzip_domain and request_id. */
 #define METADATA_COUNT 2
 
-/* Codes a store or sys error is sent with as it is: answers about the
- * caller's own request or records (an id not found, a version that
- * changed), worded from ids the caller sent. */
+/* Codes a store error is sent with as it is: answers about the caller's
+ * own records (an id not found, a version that changed), worded from ids
+ * the caller sent.  Never for sys: its errors are about the server's own
+ * files (a package's temp path not found), whatever the code. */
 static const fzip_code_t caller_codes[] = {
     FZIP_ERR_NOT_FOUND,        FZIP_ERR_ALREADY_EXISTS, FZIP_ERR_INVALID_ARGUMENT,
     FZIP_ERR_FAILED_PRECONDITION, FZIP_ERR_OUT_OF_RANGE, FZIP_ERR_ABORTED,
@@ -51,7 +52,9 @@ bool rpc_details_sanitised(const fzip_error_t *error) {
     return false;
   if (code_in(code, server_codes, sizeof server_codes / sizeof server_codes[0]))
     return true;
-  if (error->domain == FZIP_DOMAIN_STORE || error->domain == FZIP_DOMAIN_SYS)
+  if (error->domain == FZIP_DOMAIN_SYS)
+    return true;
+  if (error->domain == FZIP_DOMAIN_STORE)
     return !code_in(code, caller_codes, sizeof caller_codes / sizeof caller_codes[0]);
   return false;
 }

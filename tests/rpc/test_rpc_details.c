@@ -27,6 +27,8 @@ static void test_sanitised_by_domain_and_code_only(void) {
       {FZIP_DOMAIN_STORE, FZIP_ERR_RESOURCE_EXHAUSTED, true},
       {FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED, true},
       {FZIP_DOMAIN_SYS, FZIP_ERR_CANCELLED, true},
+      {FZIP_DOMAIN_SYS, FZIP_ERR_NOT_FOUND, true},
+      {FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT, true},
       {FZIP_DOMAIN_JOB, FZIP_ERR_INTERNAL, true},
       {FZIP_DOMAIN_RPC, FZIP_ERR_UNAVAILABLE, true},
       {FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, false},
@@ -55,6 +57,10 @@ static void test_sanitised_message_names_the_request_id_not_the_cause(void) {
   e = err_of(FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "cannot open /tmp/fzipd-1/x");
   rpc_details_client_message(msg, sizeof msg, &e, "req-8");
   CHECK(strcmp(msg, "server internal error (request id req-8)") == 0);
+  /* pkg_reader's open_zip: a server temp path the caller must not see. */
+  e = err_of(FZIP_DOMAIN_SYS, FZIP_ERR_NOT_FOUND, "package /tmp/fzipd-1/up-3.zip not found");
+  rpc_details_client_message(msg, sizeof msg, &e, "req-10");
+  CHECK(strcmp(msg, "server internal error (request id req-10)") == 0);
   e = err_of(FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND, "export e1 not found");
   rpc_details_client_message(msg, sizeof msg, &e, "req-9");
   CHECK(strcmp(msg, "export e1 not found") == 0);
