@@ -151,14 +151,16 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   bson_t *body = NULL;
   bool ok = false;
 
-  if (!check_options(o, svc->opts.max_upload_bytes, error) || !request_of(&idem, ctx, o, error) ||
-      !svc_jobs_admit(&up->replay, &svc->base, ctx, &idem, o->start, error))
+  if (!check_options(o, svc->opts.max_upload_bytes, error) || !request_of(&idem, ctx, o, error))
+    return false;
+  /* Before the replay check: a replayed stream is held to it too. */
+  up->expected_size = o->expected_size;
+  if (!svc_jobs_admit(&up->replay, &svc->base, ctx, &idem, o->start, error))
     return false;
   if (up->replay)
     return true;
   if (!fzip_uuid_v4(id, error))
     return false;
-  up->expected_size = o->expected_size;
   snprintf(up->expected_sha256, sizeof up->expected_sha256, "%s", o->expected_sha256);
   for (char *p = up->expected_sha256; *p; p++)
     *p = (char)tolower((unsigned char)*p);
@@ -476,8 +478,8 @@ static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
   if (req->payload_case != FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_CHUNK)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "options may only be sent once, in the first message");
-  if (up->replay)
-    return true; /* the first call's job has the package: read, not stored */
+  /* A replay's bytes count against the same limits as a first upload's,
+   * or a replayed stream could be fed forever. */
   if (req->chunk.len > (uint64_t)up->svc->opts.max_upload_bytes - up->received)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_RESOURCE_EXHAUSTED,
                           "upload exceeds the limit of %" PRId64 " bytes",
@@ -486,6 +488,10 @@ static bool upload_recv_step(upload_t *up, rpc_ctx_t *ctx,
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "upload is larger than the announced expected_size %" PRId64,
                           up->expected_size);
+  if (up->replay) {
+    up->received += req->chunk.len; /* the first call's job has the package: read, not stored */
+    return true;
+  }
   /* Fault tests fail an upload mid-way here (the server refusing it). */
   if (!fzip_failpoint("import.upload_chunk", error) ||
       !store_blob_writer_write(up->writer, req->chunk.data, req->chunk.len, error))

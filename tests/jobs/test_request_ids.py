@@ -7,6 +7,9 @@ MongoDB through FZIP_TEST_STORE=mongodb).
 - the same request_id with other parameters: ALREADY_EXISTS;
 - UploadImport twice with one request_id: one import job, and the second
   call's (different) bytes are not stored;
+- a replayed UploadImport is held to --max-upload-bytes and its
+  expected_size like a first upload (same error), and leaves the first
+  call's job unchanged;
 - --max-queued-jobs-per-user N: the (N+1)th create is RESOURCE_EXHAUSTED
   and writes nothing, a replay of an existing request_id still answers,
   and creates work again once the jobs finished;
@@ -33,6 +36,7 @@ from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 from fzip_e2e import Client, check, upload, watch_import  # noqa: E402
 
 CAP = 2
+UPLOAD_LIMIT = 1024 * 1024  # fzipd's smallest --max-upload-bytes
 REPEATS = 12
 ON_SQLITE = os.environ.get("FZIP_TEST_STORE", "sqlite") == "sqlite"
 
@@ -199,6 +203,32 @@ def test_upload_replay_stores_nothing(srv):
           "replayed upload's package: %s" % jpb.ImportStatus.Name(final.status))
 
 
+def test_upload_replay_is_held_to_the_limits(srv):
+    c = Client(srv, unique_user("limit"))
+    small = b"x" * 1000
+    first = upload(c, small, start=False, with_checksum=False, request_id="lim-1")
+    over = b"\x00" * (UPLOAD_LIMIT + 1)
+    fresh = expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         lambda: upload(c, over, start=False, with_checksum=False,
+                                        request_id="lim-2"), "first upload over the limit")
+    replay = expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          lambda: upload(c, over, start=False, with_checksum=False,
+                                         request_id="lim-1"), "replay over the limit")
+    check(replay == fresh, "replay refused with %r, a first upload with %r" % (replay, fresh))
+    # expected_size is an option: the replay announces the first call's.
+    sized = dict(expected_size=len(small), expected_sha256=hashlib.sha256(small).hexdigest())
+    first_sized = upload(c, small, start=False, request_id="lim-3", **sized)
+    expect_error(grpc.StatusCode.INVALID_ARGUMENT,
+                 lambda: upload(c, small * 2, start=False, request_id="lim-3", **sized),
+                 "replay larger than its expected_size")
+    for job in (first, first_sized):
+        now = c.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id), metadata=c.md).job
+        check((now.status, now.received_bytes, now.package_sha256, now.updated_at)
+              == (job.status, job.received_bytes, job.package_sha256, job.updated_at),
+              "a refused replay changed import %s: %s" % (job.import_id, now))
+    check(len(list_imports(c)) == 2, "list shows %d imports" % len(list_imports(c)))
+
+
 def test_queue_cap(c_srv):
     srv = c_srv
     c = Client(srv, unique_user("cap"))
@@ -248,6 +278,8 @@ def main():
     with Fzipd(extra_args=["--max-queued-jobs-per-user", str(CAP), "--export-workers", "1"],
                env={"FZIP_FAILPOINTS": "export.uploading=delay:1500"}) as srv:
         checks.run(test_queue_cap, srv)
+    with Fzipd(extra_args=["--max-upload-bytes", str(UPLOAD_LIMIT)]) as srv:
+        checks.run(test_upload_replay_is_held_to_the_limits, srv)
     return checks.summary()
 
 
