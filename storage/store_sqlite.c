@@ -1787,6 +1787,9 @@ static bool op_job_claim(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool row = false, ok = false, lapsed = false;
   int64_t rowid = 0;
 
+  /* sq_run runs this again when the COMMIT after it fails transiently: the
+   * job a rolled-back attempt read is not the one claimed. */
+  store_job_destroy(ctx->found);
   ctx->found = NULL;
   if (!sq_prepare_args(&stmt, db,
                        "SELECT rowid, lease_owner <> '' FROM jobs WHERE kind = ?1 AND runnable = 1"
@@ -1831,8 +1834,11 @@ static bool sq_job_claim(store_job_t **out, store_t *store, store_job_kind_t kin
                          const char *owner, int64_t now_ms, int64_t lease_ms,
                          fzip_error_t *error) {
   sq_job_ctx_t ctx = {.kind = kind, .owner = owner, .now_ms = now_ms, .lease_ms = lease_ms};
-  if (!sq_run_txn((sq_store_t *)store, op_job_claim, &ctx, error))
+  if (!sq_run_txn((sq_store_t *)store, op_job_claim, &ctx, error)) {
+    /* op_job_claim succeeded but its COMMIT failed: nothing was claimed. */
+    store_job_destroy(ctx.found);
     return false;
+  }
   *out = ctx.found;
   return true;
 }
