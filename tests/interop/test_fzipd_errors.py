@@ -27,16 +27,11 @@ from fzip.v1 import export_service_pb2 as export_pb  # noqa: E402
 from fzip.v1 import export_service_pb2_grpc as export_grpc  # noqa: E402
 from fzip.v1 import import_service_pb2 as import_pb  # noqa: E402
 from fzip.v1 import import_service_pb2_grpc as import_grpc  # noqa: E402
-from google.rpc import error_details_pb2, status_pb2  # noqa: E402
+
+from fzip_e2e import STATUS_DETAILS_KEY as DETAILS_KEY, check, status_details  # noqa: E402
 
 DOMAIN = "fzip.housef3.io"  # RPC_DETAILS_DOMAIN
-DETAILS_KEY = "grpc-status-details-bin"
 CALL_TIMEOUT_S = 10
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
 
 
 def trailer(e, key):
@@ -55,24 +50,9 @@ def failed_call(fn, request, metadata):
 
 def details_of(e):
     """(ErrorInfo, BadRequest or None), after checking the Status matches."""
-    raw = trailer(e, DETAILS_KEY)
-    check(raw is not None, "no %s trailer" % DETAILS_KEY)
-    st = status_pb2.Status()
-    st.ParseFromString(raw)
+    st, infos, bad = status_details(e)
     check(st.code == e.code().value[0], "Status.code %d, call %s" % (st.code, e.code()))
     check(st.message == e.details(), "Status.message %r, call %r" % (st.message, e.details()))
-    infos, bad = [], []
-    for any_msg in st.details:
-        if any_msg.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            any_msg.Unpack(info)
-            infos.append(info)
-        elif any_msg.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            b = error_details_pb2.BadRequest()
-            any_msg.Unpack(b)
-            bad.append(b)
-        else:
-            raise AssertionError("unexpected detail %s" % any_msg.type_url)
     check(len(infos) == 1, "%d ErrorInfo" % len(infos))
     check(len(bad) <= 1, "%d BadRequest" % len(bad))
     info = infos[0]

@@ -31,9 +31,8 @@ import grpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
-from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 
-from fzip_e2e import Client, check, upload, watch_import  # noqa: E402
+from fzip_e2e import Client, check, status_details, upload, watch_import  # noqa: E402
 
 CAP = 2
 UPLOAD_LIMIT = 1024 * 1024  # fzipd's smallest --max-upload-bytes
@@ -52,20 +51,9 @@ def list_imports(c):
 def reason_of(e):
     """The ErrorInfo reason of a failed call's google.rpc.Status and the
     fields its BadRequest names."""
-    raw = [v for k, v in (e.trailing_metadata() or ()) if k == "grpc-status-details-bin"]
-    check(len(raw) == 1, "no google.rpc.Status trailer")
-    st = status_pb2.Status()
-    st.ParseFromString(raw[0])
-    reason, fields = None, []
-    for d in st.details:
-        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            d.Unpack(info)
-            reason = info.reason
-        elif d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            d.Unpack(bad)
-            fields = [v.field for v in bad.field_violations]
+    _, infos, bad = status_details(e)
+    reason = infos[0].reason if infos else None
+    fields = [v.field for b in bad for v in b.field_violations]
     return reason, fields
 
 

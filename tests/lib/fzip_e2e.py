@@ -22,6 +22,7 @@ from fzip.v1 import export_service_pb2_grpc as egrpc  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import import_service_pb2_grpc as igrpc  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 
 TERMINAL = {jpb.EXPORT_STATUS_COMPLETED, jpb.EXPORT_STATUS_FAILED,
             jpb.EXPORT_STATUS_CANCELLED, jpb.EXPORT_STATUS_EXPIRED}
@@ -34,6 +35,31 @@ CHUNK = 256 * 1024
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)
+
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def status_details(e):
+    """The google.rpc.Status a failed call (grpc.RpcError) sent in its
+    grpc-status-details-bin trailer: (Status, [ErrorInfo], [BadRequest]).
+    AssertionError when there is no such trailer, or more than one, or a
+    detail of another type."""
+    raw = [v for k, v in (e.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY]
+    check(len(raw) == 1, "%d %s trailers" % (len(raw), STATUS_DETAILS_KEY))
+    st = status_pb2.Status()
+    st.ParseFromString(raw[0])
+    infos, bad = [], []
+    for any_msg in st.details:
+        if any_msg.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            infos.append(error_details_pb2.ErrorInfo())
+            any_msg.Unpack(infos[-1])
+        elif any_msg.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad.append(error_details_pb2.BadRequest())
+            any_msg.Unpack(bad[-1])
+        else:
+            raise AssertionError("unexpected detail %s" % any_msg.type_url)
+    return st, infos, bad
 
 
 def wait_for(pred, timeout, what):
