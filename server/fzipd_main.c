@@ -32,6 +32,7 @@
 #include "metrics_http.h"
 #include "rpc.h"
 #include "pkg_writer.h"
+#include "queue_gauge.h"
 #include "store.h"
 #include "svc_export.h"
 #include "svc_health.h"
@@ -63,6 +64,7 @@ typedef struct {
   svc_registry_t *registry;
   rpc_server_t *server;
   metrics_http_t *metrics;
+  queue_gauge_t *queue_gauge;
 } serve_state_t;
 
 static bool make_verifier(serve_state_t *s, fzip_error_t *error) {
@@ -136,34 +138,16 @@ static void announce(const serve_state_t *s, int port) {
   fzip_log_fields(FZIP_LOG_INFO, "fzipd", "listening", f, FZIP_LOG_COUNT(f));
 }
 
-/* Queue depth is read from the store when scraped, not kept by the
- * runners: jobs are created and claimed on every replica, so no process
- * could count them alone, and one count over the claim index is cheap.
- * Every replica reports the same store-wide value (alert on max()). */
-static void collect_queue_depth(void *ctx) {
-  static const job_kind_t *const kinds[] = {&export_job_kind, &import_job_kind};
-  serve_state_t *s = ctx;
-  fzip_error_t err;
-  uint64_t n = 0;
-
-  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-    if (store_job_count_queued(&n, s->store, kinds[i]->kind, fzip_now_ms(), &err))
-      fzip_metric_set(FZIP_METRIC_JOBS_QUEUED, (const char *[]){kinds[i]->noun}, (double)n);
-    else
-      fzip_log(FZIP_LOG_WARN, "metrics", "cannot count queued jobs", "kind", kinds[i]->noun,
-               "error", err.message, NULL);
-  }
-}
-
-/* The Prometheus endpoint, when --metrics-listen is set; started before
- * gRPC, so that its line is in the log when "port=N" is printed. */
+/* The Prometheus endpoint and the queue gauge's thread, when
+ * --metrics-listen is set; started before gRPC, so that its line is in the
+ * log when "port=N" is printed. */
 static bool start_metrics(serve_state_t *s, fzip_error_t *error) {
   int port = 0;
 
   if (!s->config.metrics_listen)
     return true;
-  if (!metrics_http_start(&s->metrics, &port, s->config.metrics_listen, collect_queue_depth, s,
-                          error))
+  if (!queue_gauge_start(&s->queue_gauge, s->store, error) ||
+      !metrics_http_start(&s->metrics, &port, s->config.metrics_listen, error))
     return false;
   const fzip_log_field_t f[] = {fzip_log_str("listen", s->config.metrics_listen),
                                 fzip_log_int("port", port),
@@ -200,8 +184,12 @@ static int wait_for_signal(const sigset_t *set) {
 static void serve_cleanup(serve_state_t *s) {
   if (s->registry)
     svc_health_set_all_not_serving(svc_registry_health(s->registry));
-  metrics_http_destroy(s->metrics);
+  queue_gauge_stop(s->queue_gauge); /* a count in progress ends during the drain */
   rpc_server_shutdown(s->server);
+  /* After the drain: the target stays up (and counts the drained calls)
+   * until gRPC has stopped. */
+  metrics_http_destroy(s->metrics);
+  queue_gauge_destroy(s->queue_gauge);
   rpc_server_destroy(s->server);
   svc_registry_destroy(s->registry);
   store_destroy(s->store);

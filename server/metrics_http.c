@@ -24,8 +24,6 @@
 
 struct metrics_http {
   struct MHD_Daemon *daemon;
-  metrics_http_collect_fn collect;
-  void *collect_ctx;
 };
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -52,15 +50,13 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
   return ret;
 }
 
-static enum MHD_Result reply_metrics(metrics_http_t *s, struct MHD_Connection *conn) {
+static enum MHD_Result reply_metrics(struct MHD_Connection *conn) {
   struct MHD_Response *r = NULL;
   enum MHD_Result ret = MHD_NO;
   fzip_error_t err;
   char *text = NULL;
   size_t len = 0;
 
-  if (s->collect)
-    s->collect(s->collect_ctx);
   if (!fzip_metrics_render(&text, &len, fzip_metrics_process(), &err)) {
     fzip_log(FZIP_LOG_WARN, "metrics", "cannot render metrics", "error", err.message, NULL);
     return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics unavailable\n", NULL);
@@ -85,12 +81,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   (void)upload_data;
   (void)upload_data_size;
   (void)req_cls;
+  (void)cls;
   if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
     return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n", MHD_HTTP_METHOD_GET);
   if (strcmp(url, METRICS_HTTP_PATH) != 0)
     return reply(conn, MHD_HTTP_NOT_FOUND, "not found; metrics are at " METRICS_HTTP_PATH "\n",
                  NULL);
-  return reply_metrics(cls, conn);
+  return reply_metrics(conn);
 }
 
 /* HOST:PORT (HOST may be [IPv6]) to the first address getaddrinfo gives.
@@ -121,8 +118,7 @@ static bool resolve(struct addrinfo **out, const char *listen, fzip_error_t *err
   return true;
 }
 
-bool metrics_http_start(metrics_http_t **out, int *port, const char *listen,
-                        metrics_http_collect_fn collect, void *collect_ctx, fzip_error_t *error) {
+bool metrics_http_start(metrics_http_t **out, int *port, const char *listen, fzip_error_t *error) {
   metrics_http_t *s = NULL;
   struct addrinfo *ai = NULL;
   const union MHD_DaemonInfo *info = NULL;
@@ -136,8 +132,6 @@ bool metrics_http_start(metrics_http_t **out, int *port, const char *listen,
     fzip_error_oom(error, "metrics server");
     goto done;
   }
-  s->collect = collect;
-  s->collect_ctx = collect_ctx;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   s->daemon = MHD_start_daemon(

@@ -6,8 +6,8 @@
  * internal polling thread: scrapes come every few seconds, never in the
  * hundreds, so a thread per connection would only cost.
  *
- * Before each rendering the `collect` callback (may be NULL) refreshes what
- * is read rather than recorded (e.g. the queue depth from the store).
+ * A scrape only renders what is already recorded: nothing here waits on
+ * the store (the queue depth is refreshed off this thread: queue_gauge.h).
  */
 #ifndef METRICS_HTTP_H
 #define METRICS_HTTP_H
@@ -20,16 +20,12 @@
 #define METRICS_HTTP_TIMEOUT_S 10       /* an idle connection is closed after this */
 #define METRICS_HTTP_PATH "/metrics"
 
-typedef void (*metrics_http_collect_fn)(void *ctx);
-
 typedef struct metrics_http metrics_http_t;
 
 /* Listens on `listen` (HOST:PORT, host an IPv4 or [IPv6] literal or a
  * name; port 0 picks a free one) and serves until destroyed.  *port gets
- * the bound port.  UNAVAILABLE naming the address when it cannot bind.
- * `collect_ctx` is borrowed and must outlive the server. */
-bool metrics_http_start(metrics_http_t **out, int *port, const char *listen,
-                        metrics_http_collect_fn collect, void *collect_ctx, fzip_error_t *error);
+ * the bound port.  UNAVAILABLE naming the address when it cannot bind. */
+bool metrics_http_start(metrics_http_t **out, int *port, const char *listen, fzip_error_t *error);
 /* Stops serving (waits for a scrape in progress) and frees; accepts NULL. */
 void metrics_http_destroy(metrics_http_t *server);
 

@@ -15,7 +15,9 @@ tests' venv of PyPI tools that tests/helm's fixture installs).
   other methods 405.
 - Queue depth (a second fzipd with one export worker held in its upload
   phase by the export.uploading failpoint): a second export waits, and
-  fzip_jobs_queued{kind="export"} reads 1 from the store; 0 once both ran.
+  fzip_jobs_queued{kind="export"} reads 1 from the store; 0 once both ran
+  (the gauge is refreshed in the background: waits, bounded, for each).
+- Counts are awaited until every expected series moved, then checked exact.
 """
 import glob
 import json
@@ -45,9 +47,23 @@ SCRAPE_TIMEOUT_S = 10
 LOG_WAIT_S = 10
 SEED_TX = 50
 WAIT_S = 30
-HOLD_MS = 3000  # the export.uploading failpoint's delay: the one worker stays busy
+HOLD_MS = 8000  # the export.uploading failpoint's delay: the one worker stays busy
+# fzip_jobs_queued is refreshed every QUEUE_GAUGE_INTERVAL_MS (5 s): a held
+# export waits longer than that, so the gauge reads it at least once.
 EXPORT = "/fzip.v1.ExportService/CreateExport"
 SUMMARY = "/fzip.v1.DataService/GetDataSummary"
+# (family, labels, amount) the export-and-calls test moves each series by.
+EXPECTED_MOVES = [
+    ("fzip_rpc_requests_total", {"method": EXPORT, "code": "OK"}, 1),
+    ("fzip_rpc_requests_total", {"method": SUMMARY, "code": "OK"}, 1),
+    ("fzip_rpc_requests_total", {"method": SUMMARY, "code": "UNAUTHENTICATED"}, 1),
+    ("fzip_rpc_requests_total", {"method": "(unknown)", "code": "UNIMPLEMENTED"}, 1),
+    ("fzip_rpc_duration_seconds_count", {"method": SUMMARY}, 2),
+    ("fzip_job_transitions_total", {"kind": "export", "state": "EXPORT_STATUS_INITIATED"}, 1),
+    ("fzip_job_transitions_total", {"kind": "export", "state": "EXPORT_STATUS_COMPLETED"}, 1),
+    ("fzip_job_duration_seconds_count", {"kind": "export", "outcome": "EXPORT_STATUS_COMPLETED"},
+     1),
+]
 
 
 def metrics_port(srv):
@@ -117,12 +133,22 @@ def test_export_and_calls_move_the_counters_by_the_right_amounts(srv, port):
     except grpc.RpcError as e:
         check(e.code() == grpc.StatusCode.UNIMPLEMENTED, "unknown method: %s" % e.code())
 
-    # Calls are counted as their status goes out: the client may see it first.
+    # Calls are counted as their status goes out (the client may see it
+    # first) and the queue gauge is refreshed every few seconds: wait until
+    # every series checked below has moved by its amount (bounded), then
+    # assert the exact values, so that a late count fails as an excess.
+    moved = [(name, labels, n) for name, labels, n in EXPECTED_MOVES] + [
+        ("fzip_export_bytes_total", {}, len(data))]
+
     def settled():
         s, _ = scrape(port)
-        return value(s, "fzip_rpc_requests_total", method=SUMMARY, code="UNAUTHENTICATED") >= 1
-    wait_for(settled, WAIT_S, "the UNAUTHENTICATED call to be counted")
-    after, _ = scrape(port)
+        if all(value(s, name, **labels) - value(before, name, **labels) >= n
+               for name, labels, n in moved) and all(
+                   s.get(("fzip_jobs_queued", frozenset({("kind", k)}))) == 0
+                   for k in ("export", "import")):
+            return s
+        return None
+    after = wait_for(settled, WAIT_S, "every expected series to move")
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
@@ -188,14 +214,13 @@ def test_queue_depth_counts_a_waiting_export():
             return job.status != jpb.EXPORT_STATUS_INITIATED
         wait_for(first_claimed, WAIT_S, "the first export to be claimed")
         second = c.create(export_type=jpb.EXPORT_TYPE_COMPLETE)
-        waiting, _ = scrape(port)
-        check(value(waiting, "fzip_jobs_queued", kind="export") == 1,
-              "queued exports: %r" % value(waiting, "fzip_jobs_queued", kind="export"))
+        wait_for(lambda: value(scrape(port)[0], "fzip_jobs_queued", kind="export") == 1, WAIT_S,
+                 "fzip_jobs_queued{kind=export} to read 1")
         for job in (first, second):
             check(c.watch(job.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED,
                   "export did not complete")
-        done, _ = scrape(port)
-        check(value(done, "fzip_jobs_queued", kind="export") == 0, "queue not empty at the end")
+        wait_for(lambda: value(scrape(port)[0], "fzip_jobs_queued", kind="export") == 0, WAIT_S,
+                 "fzip_jobs_queued{kind=export} to read 0 at the end")
 
 
 def main():
