@@ -418,39 +418,69 @@ static void collection_name(char *out, size_t cap, store_bucket_t bucket, const 
   snprintf(out, cap, "%s.%s", bucket_name(bucket), suffix);
 }
 
-/* Jobs stored before request ids have no idemKey; the unique index would
- * see them all as one null key.  Each gets its own id as key first, one
- * at a time (FerretDB v1 has no pipeline updates); a database with none
- * left costs one find. */
-static bool backfill_idem_keys(mstore_t *s, const char *collection, fzip_error_t *error) {
-  for (;;) {
-    bson_t *old = NULL;
-    bson_t q = BSON_INITIALIZER, missing, update = BSON_INITIALIZER, set;
-    char key[STORE_IDEM_KEY_SIZE];
-    bool ok, matched;
+/* Sets job `id`'s idemKey to its own key, fenced on idemKey still missing
+ * (a re-run, or a job another replica keyed meanwhile, is left alone). */
+static bool backfill_one(mstore_t *s, const char *collection, const char *id,
+                         fzip_error_t *error) {
+  char key[STORE_IDEM_KEY_SIZE];
+  bool matched;
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(id), "idemKey", "{", "$exists", BCON_BOOL(false), "}");
+  bson_t *update;
+  bool ok;
 
-    BSON_APPEND_DOCUMENT_BEGIN(&q, "idemKey", &missing);
-    BSON_APPEND_BOOL(&missing, "$exists", false);
-    bson_append_document_end(&q, &missing);
-    ok = find_one(&old, s, collection, &q, error);
-    if (ok && old && doc_utf8(old, "_id")) {
-      store_job_idem_key(key, NULL, doc_utf8(old, "_id"));
-      BSON_APPEND_UTF8(&q, "_id", doc_utf8(old, "_id"));
-      BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-      BSON_APPEND_UTF8(&set, "idemKey", key);
-      bson_append_document_end(&update, &set);
-      ok = update_one(&matched, s, collection, &q, &update, error);
-    } else if (ok && old) {
-      ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "malformed job document in %s", collection);
+  store_job_idem_key(key, NULL, id);
+  update = BCON_NEW("$set", "{", "idemKey", BCON_UTF8(key), "}");
+  ok = update_one(&matched, s, collection, q, update, error);
+  bson_destroy(q);
+  bson_destroy(update);
+  return ok;
+}
+
+/* Jobs stored before request ids have no idemKey; the unique index would
+ * see them all as one null key.  One pass of a cursor over them (ids
+ * only) gives each its own id as key, one update per job (FerretDB v1 has
+ * no pipeline updates); a database with none left costs one find.  A
+ * cursor that breaks is opened again: the pass is idempotent. */
+static bool backfill_idem_keys(mstore_t *s, const char *collection, fzip_error_t *error) {
+  conn_t c = {0};
+  mongoc_cursor_t *cur = NULL;
+  bson_t *q = BCON_NEW("idemKey", "{", "$exists", BCON_BOOL(false), "}");
+  bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");
+  bson_error_t berr;
+  retry_t r;
+  bool ok = false;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  for (;;) {
+    const bson_t *doc;
+    cur = mongoc_collection_find_with_opts(c.coll, q, opts, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+      const char *id = doc_utf8(doc, "_id");
+      if (!id) {
+        fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                       "malformed job document in %s", collection);
+        goto done;
+      }
+      if (!backfill_one(s, collection, id, error))
+        goto done;
     }
-    bool again = ok && old;
-    bson_destroy(old);
-    bson_destroy(&q);
-    bson_destroy(&update);
-    if (!again)
-      return ok;
+    if (!mongoc_cursor_error(cur, &berr))
+      break;
+    mongoc_cursor_destroy(cur);
+    cur = NULL;
+    if (!retry_again(&r, &berr, true)) {
+      fail_mongo(error, s, &berr, "backfilling job request keys");
+      goto done;
+    }
   }
+  ok = true;
+done:
+  mongoc_cursor_destroy(cur);
+  bson_destroy(q);
+  bson_destroy(opts);
+  conn_close(&c, s);
+  return ok;
 }
 
 static bool create_job_and_blob_indexes(mstore_t *s, fzip_error_t *error) {
