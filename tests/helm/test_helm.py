@@ -111,10 +111,22 @@ def common(objs, replicas):
     check(svc["spec"]["type"] == "ClusterIP", "Service ClusterIP")
     check(port["port"] == 50051 and port["appProtocol"] == "grpc" and port["targetPort"] == "grpc",
           "Service port 50051 appProtocol grpc")
-    check(svc["spec"]["ports"][1:] == [{"name": "metrics", "port": 9090, "targetPort": "metrics",
-                                        "protocol": "TCP", "appProtocol": "http"}],
-          "Service port 9090 named metrics")
+    check([p["name"] for p in svc["spec"]["ports"]] == ["grpc"],
+          "the gRPC Service has no metrics port (it follows service.type)")
     check(svc["spec"]["selector"] == spec["selector"]["matchLabels"], "Service selects the pods")
+    # metrics: a Service of their own, ClusterIP whatever service.type says
+    msvc = objs[("Service", "fzip-metrics")]
+    check(msvc["spec"]["type"] == "ClusterIP", "metrics Service ClusterIP")
+    check(msvc["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics",
+                                     "protocol": "TCP", "appProtocol": "http"}],
+          "metrics Service port 9090 named metrics")
+    check(msvc["spec"]["selector"] == spec["selector"]["matchLabels"],
+          "metrics Service selects the pods")
+    lb = docs(render("sqlite-default.yaml", "--set", "service.type=LoadBalancer"))
+    check(lb[("Service", "fzip")]["spec"]["type"] == "LoadBalancer"
+          and [p["name"] for p in lb[("Service", "fzip")]["spec"]["ports"]] == ["grpc"]
+          and lb[("Service", "fzip-metrics")]["spec"]["type"] == "ClusterIP",
+          "service.type=LoadBalancer exposes gRPC only; metrics stay ClusterIP")
     # PDB
     pdb = objs.get(("PodDisruptionBudget", "fzip"))
     check(pdb is not None and pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"],
@@ -306,7 +318,7 @@ def case_extras():
     off = docs(render("sqlite-extras.yaml", "--set", "metrics.enabled=false"))
     c_off, env_off = container_env(off[("Deployment", "fzip")])
     check([p["name"] for p in c_off["ports"]] == ["grpc"] and "FZIP_METRICS_LISTEN" not in env_off
-          and [p["name"] for p in off[("Service", "fzip")]["spec"]["ports"]] == ["grpc"]
+          and ("Service", "fzip-metrics") not in off
           and ("ServiceMonitor", "fzip") not in off, "metrics.enabled=false: no port, no monitor")
     old = docs(render("sqlite-extras.yaml", kube_version="1.29.0"))
     c_old = container_env(old[("Deployment", "fzip")])[0]
@@ -317,21 +329,26 @@ def case_extras():
 
 def check_service_monitor(objs):
     """A CRD: kubernetes-validate has no schema for it, so its shape is
-    checked here: it selects the chart's Service and scrapes port "metrics"."""
+    checked here: it selects the metrics Service (only) and scrapes port
+    "metrics"."""
     sm = objs.get(("ServiceMonitor", "fzip"))
     check(sm is not None, "ServiceMonitor rendered")
     if not sm:
         return
-    svc = objs[("Service", "fzip")]
+    svc = objs[("Service", "fzip-metrics")]
+    grpc_svc = objs[("Service", "fzip")]
     check(sm["apiVersion"] == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
     want = sm["spec"]["selector"]["matchLabels"]
     check(want and all(svc["metadata"]["labels"].get(k) == v for k, v in want.items()),
-          "ServiceMonitor selects the Service's labels")
+          "ServiceMonitor selects the metrics Service's labels")
+    check(not all(grpc_svc["metadata"]["labels"].get(k) == v for k, v in want.items()),
+          "ServiceMonitor does not select the gRPC Service")
     check(sm["spec"]["namespaceSelector"] == {"matchNames": ["backup"]}, "release namespace")
     check(sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http",
                                        "interval": "15s", "scrapeTimeout": "10s"}],
           "ServiceMonitor scrapes port metrics at /metrics every 15s")
-    check("metrics" in [p["name"] for p in svc["spec"]["ports"]], "Service has the metrics port")
+    check([p["name"] for p in svc["spec"]["ports"]] == ["metrics"],
+          "the metrics Service has the metrics port")
     check(sm["metadata"]["labels"].get("release") == "kube-prometheus", "ServiceMonitor labels")
 
 

@@ -21,12 +21,22 @@ app.kubernetes.io/name: {{ include "fzip.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{- define "fzip.labels" -}}
+{{- define "fzip.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "fzip.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "fzip.labels" -}}
+{{ include "fzip.commonLabels" . }}
 app.kubernetes.io/component: server
+{{- end -}}
+
+{{/* The metrics Service: its own component, which the ServiceMonitor selects. */}}
+{{- define "fzip.metricsLabels" -}}
+{{ include "fzip.commonLabels" . }}
+app.kubernetes.io/component: metrics
 {{- end -}}
 
 {{- define "fzip.serviceAccountName" -}}
