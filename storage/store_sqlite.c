@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fzip_failpoint.h"
 #include "store_backend.h"
 
 #define SQ_POOL_MAX 4                          /* connections per store */
@@ -390,8 +391,10 @@ typedef struct {
 
 static bool op_in_txn(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_txn_t *txn = vctx;
+  /* Failpoint store.sqlite_commit: a COMMIT failing after fn wrote its
+   * results to ctx (storage.claim_commit_failure.sqlite). */
   return sq_exec(db, "BEGIN IMMEDIATE", error) && txn->fn(db, txn->ctx, error) &&
-         sq_exec(db, "COMMIT", error);
+         fzip_failpoint("store.sqlite_commit", error) && sq_exec(db, "COMMIT", error);
 }
 
 /* sq_run with `fn` inside one BEGIN IMMEDIATE ... COMMIT, for writes that
