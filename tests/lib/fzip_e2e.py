@@ -37,6 +37,27 @@ def check(cond, msg):
         raise AssertionError(msg)
 
 
+METRICS_LOG_WAIT_S = 10
+
+
+def metrics_port(srv):
+    """The port from fzipd's "metrics listening" line (a JSON number), for
+    an fzipd started with --metrics-listen 127.0.0.1:0."""
+    deadline = time.time() + METRICS_LOG_WAIT_S
+    while time.time() < deadline:
+        with open(srv.log_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("msg") == "metrics listening":
+                    check(isinstance(rec["port"], int), "port is not a JSON number: %r" % rec)
+                    return rec["port"]
+        time.sleep(0.1)
+    raise AssertionError("no 'metrics listening' line: " + srv.read_log())
+
+
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 

@@ -10,6 +10,10 @@
   the same port, they turn SERVING again; a Watch of "" sees both changes.
   A call made during the outage gets a message without the database's
   address (docs/GRPC.md "Error model"), and fzipd's log keeps the full one.
+  /metrics (fzipd runs with --metrics-listen) answers within
+  SCRAPE_BOUND_S all through the outage, and fzip_jobs_queued turns NaN
+  (never a stale count) once the background count fails; numbers again
+  after the restart.
 - Logs: health calls log at debug only (probes would flood info); numbers
   and booleans in fzipd's lines are JSON numbers and booleans.
 """
@@ -22,10 +26,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd  # noqa: E402
-from fzip_e2e import check  # noqa: E402
+from fzip_e2e import check, metrics_port  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
 from fzip.v1 import data_service_pb2_grpc as dgrpc  # noqa: E402
 
@@ -238,8 +243,11 @@ def test_store_outage_turns_not_serving_and_back(tmp):
     db.start()
     try:
         with Fzipd(store=db.uri(),
-                   extra_args=["--health-check-interval-ms", str(INTERVAL_MS)]) as srv:
+                   extra_args=["--health-check-interval-ms", str(INTERVAL_MS),
+                               "--metrics-listen", "127.0.0.1:0"]) as srv:
             check_call, watch_call = health_calls(srv.channel)
+            mport = metrics_port(srv)
+            wait_queued(mport, False, QUEUED_NAN_WAIT_S)
             wait_status(check_call, STORE_NAMES + PROCESS_NAMES, SERVING, CHANGE_BOUND_S)
             w = Watcher(watch_call, "")
             db.kill()
@@ -248,9 +256,13 @@ def test_store_outage_turns_not_serving_and_back(tmp):
             for name in PROCESS_NAMES:
                 check(status_of(check_call, name) == SERVING, "%r followed the store" % name)
             check_store_error_is_sanitised(srv, db)
+            took = wait_queued(mport, True, QUEUED_NAN_WAIT_S)
+            print("fzip_jobs_queued NaN %.2f s later; every scrape < %.1f s"
+                  % (took, SCRAPE_BOUND_S), flush=True)
             db.start()
             took = wait_status(check_call, STORE_NAMES, SERVING, CHANGE_BOUND_S)
             print("SERVING %.2f s after the restart" % took, flush=True)
+            wait_queued(mport, False, QUEUED_NAN_WAIT_S)
             time.sleep(2 * SVC_WATCH_POLL_S)
             w.stop()
             check(w.seen == [SERVING, NOT_SERVING, SERVING], "Watch saw %r" % w.seen)

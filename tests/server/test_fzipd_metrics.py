@@ -20,7 +20,6 @@ tests' venv of PyPI tools that tests/helm's fixture installs).
 - Counts are awaited until every expected series moved, then checked exact.
 """
 import glob
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
-from fzip_e2e import Client, check, upload, wait_for  # noqa: E402
+from fzip_e2e import Client, check, metrics_port, upload, wait_for  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
@@ -44,7 +43,6 @@ for site in glob.glob(os.path.join(os.environ["FZIP_PY_TOOLS_VENV"], "lib", "pyt
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 SCRAPE_TIMEOUT_S = 10
-LOG_WAIT_S = 10
 SEED_TX = 50
 WAIT_S = 30
 HOLD_MS = 8000  # the export.uploading failpoint's delay: the one worker stays busy
@@ -64,23 +62,6 @@ EXPECTED_MOVES = [
     ("fzip_job_duration_seconds_count", {"kind": "export", "outcome": "EXPORT_STATUS_COMPLETED"},
      1),
 ]
-
-
-def metrics_port(srv):
-    """The port from fzipd's "metrics listening" line (a JSON number)."""
-    deadline = time.time() + LOG_WAIT_S
-    while time.time() < deadline:
-        with open(srv.log_path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec.get("msg") == "metrics listening":
-                    check(isinstance(rec["port"], int), "port is not a JSON number: %r" % rec)
-                    return rec["port"]
-        time.sleep(0.1)
-    raise AssertionError("no 'metrics listening' line: " + srv.read_log())
 
 
 def get(port, path, method="GET"):
