@@ -234,6 +234,39 @@ def check_store_error_is_sanitised(srv, db):
     check(full and full != msg, "the log lost the full message: %r" % done[0])
 
 
+SCRAPE_BOUND_S = 2.0      # a scrape renders only; it never waits on the store
+QUEUED_NAN_WAIT_S = 45.0  # QUEUE_GAUGE_INTERVAL_MS + two counts' retry budgets + slack
+
+
+def queued_samples(port):
+    """fzip_jobs_queued's values by kind from one scrape, which must answer
+    within SCRAPE_BOUND_S."""
+    t0 = time.time()
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                timeout=10 * SCRAPE_BOUND_S) as r:
+        text = r.read().decode()
+    took = time.time() - t0
+    check(took < SCRAPE_BOUND_S, "a scrape took %.2f s" % took)
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("fzip_jobs_queued{"):
+            labels, val = line.rsplit(" ", 1)
+            out[labels[labels.index("{"):]] = float(val)
+    return out
+
+
+def wait_queued(port, want_nan, bound_s):
+    """Scrapes until every fzip_jobs_queued sample is NaN (want_nan) or a
+    number; returns the seconds it took."""
+    t0 = time.time()
+    while True:
+        q = queued_samples(port)
+        if q and all((v != v) == want_nan for v in q.values()):
+            return time.time() - t0
+        check(time.time() - t0 < bound_s, "fzip_jobs_queued after %.0f s: %r" % (bound_s, q))
+        time.sleep(0.5)
+
+
 def test_store_outage_turns_not_serving_and_back(tmp):
     binary = os.environ.get("FZIP_FERRETDB_BIN")
     if not binary:
