@@ -247,6 +247,7 @@ static bool create_record(store_job_t **out, store_job_t **existing, svc_export_
   if (!svc_jobs_create(existing, &svc->base, ctx, rec, idem, error))
     goto done;
   if (!*existing) {
+    job_count_created(&job.base, &export_job_kind);
     *out = rec;
     rec = NULL;
   }

@@ -205,6 +205,7 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
     ok = true; /* a simultaneous call with this request_id came first */
     goto done;
   }
+  job_count_created(&up->job->base, &import_job_kind);
   up->owns_job = true;
   if (!store_blob_writer_new(&up->writer, svc->env.store, STORE_BUCKET_PACKAGES, blob, error))
     goto done;

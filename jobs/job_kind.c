@@ -33,10 +33,12 @@ bool job_status_allowed(const job_kind_t *kind, int from, int to) {
   return (kind->next[from] & JOB_STATUS_BIT(to)) != 0;
 }
 
-/* Every status change passes here, so here it is counted; a job's
- * duration (from creation) is observed when it enters a final status from
- * a running one (an import's UPLOADED and VALIDATION_PASSED are final until
- * StartImport runs it on), not when e.g. COMPLETED later turns EXPIRED. */
+/* Every status change passes here, so here it is counted, except a new
+ * job's first status (from the unset 0), which job_count_created counts
+ * once the record is stored.  A job's duration (from creation) is observed
+ * when it enters a final status from a running one (an import's UPLOADED
+ * and VALIDATION_PASSED are final until StartImport runs it on), never at
+ * creation, nor when e.g. COMPLETED later turns EXPIRED. */
 static void record_transition(const ProtobufCMessage *job, const job_kind_t *kind, int from,
                               int to) {
   const ProtobufCFieldDescriptor *fd =
@@ -54,6 +56,11 @@ static void record_transition(const ProtobufCMessage *job, const job_kind_t *kin
                         (double)(fzip_now_ms() - created_at) / 1000.0);
 }
 
+void job_count_created(const ProtobufCMessage *job, const job_kind_t *kind) {
+  const char *state = job_status_name(kind, job_status_of(job));
+  fzip_metric_add(FZIP_METRIC_JOB_TRANSITIONS, (const char *[]){kind->noun, state}, 1);
+}
+
 bool job_set_status(ProtobufCMessage *job, const job_kind_t *kind, int to, fzip_error_t *error) {
   int32_t *status = status_field(job);
 
@@ -67,7 +74,8 @@ bool job_set_status(ProtobufCMessage *job, const job_kind_t *kind, int to, fzip_
   if (*status != to) {
     fzip_log(FZIP_LOG_DEBUG, kind->noun, "status", "from", job_status_name(kind, *status), "to",
              job_status_name(kind, to), NULL);
-    record_transition(job, kind, *status, to);
+    if (*status != 0)
+      record_transition(job, kind, *status, to);
   }
   *status = to;
   return true;

@@ -75,8 +75,14 @@ typedef struct {
 } job_kind_t;
 
 /* Moves `job` (a message of kind->job) to status `to` if the table allows
- * it; else FAILED_PRECONDITION and the job is unchanged. */
+ * it; else FAILED_PRECONDITION and the job is unchanged.  A change is
+ * counted in fzip_job_transitions_total, except a new job's first status
+ * (from 0): see job_count_created. */
 bool job_set_status(ProtobufCMessage *job, const job_kind_t *kind, int to, fzip_error_t *error);
+/* Counts a new job's first status in fzip_job_transitions_total; called
+ * once its record is created in the store (not for a replay, a lost
+ * same-request_id race or a failed insert). */
+void job_count_created(const ProtobufCMessage *job, const job_kind_t *kind);
 /* Whether the table lets `from` become `to`. */
 bool job_status_allowed(const job_kind_t *kind, int from, int to);
 /* The job's status (its "status" enum field). */

@@ -10,7 +10,8 @@ tests' venv of PyPI tools that tests/helm's fixture installs).
   reach EXPORT_STATUS_COMPLETED and its duration is observed once.
 - An UNAUTHENTICATED call is counted with its code; an unknown method is
   counted under "(unknown)", never under the path the client sent.
-- An upload (not started) moves fzip_import_bytes_total by its size.
+- An upload (not started) moves fzip_import_bytes_total by its size, counts
+  one IMPORT_STATUS_UPLOADED transition and observes no job duration.
 - fzip_build_info is 1 with the version label; other paths are 404 and
   other methods 405.
 - Queue depth (a second fzipd with one export worker held in its upload
@@ -166,6 +167,16 @@ def test_export_and_calls_move_the_counters_by_the_right_amounts(srv, port):
     final_scrape, _ = scrape(port)
     check(value(final_scrape, "fzip_import_bytes_total") - value(after, "fzip_import_bytes_total")
           == len(data), "import bytes")
+
+    # An upload's record is created in UPLOADED: counted once, and its
+    # creation is no end (no ~0 s duration observed at upload begin).
+    def moved(name, **labels):
+        return value(final_scrape, name, **labels) - value(after, name, **labels)
+    check(moved("fzip_job_transitions_total", kind="import", state="IMPORT_STATUS_UPLOADED") == 1,
+          "import creation not counted once at IMPORT_STATUS_UPLOADED")
+    check(moved("fzip_job_duration_seconds_count", kind="import",
+                outcome="IMPORT_STATUS_UPLOADED") == 0,
+          "an upload's creation observed a job duration")
 
 
 def test_build_info_and_other_paths_and_methods(srv, port):
