@@ -60,10 +60,13 @@ static bool is_store_fault(uint32_t code) {
 
 /* Passes a backend call's result through, counting a fault in
  * fzip_store_errors_total{backend, op}; op is the vtable member's name,
- * so the label set is fixed.  (A NULL error says nothing to count.) */
-static bool counted(const store_t *store, const char *op, bool ok, const fzip_error_t *error) {
+ * so the label set is fixed.  `vt` is the store's, a cursor's, a blob
+ * transfer's or a snapshot's (each names its backend).  (A NULL error says
+ * nothing to count.) */
+static bool counted(const store_vtable_t *vt, const char *op, bool ok,
+                    const fzip_error_t *error) {
   if (!ok && error && is_store_fault(error->code))
-    fzip_metric_add(FZIP_METRIC_STORE_ERRORS, (const char *[]){store->vt->name, op}, 1);
+    fzip_metric_add(FZIP_METRIC_STORE_ERRORS, (const char *[]){vt->name, op}, 1);
   return ok;
 }
 
@@ -257,7 +260,7 @@ bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
   if (timeout_ms <= 0)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT,
                           "ping timeout must be positive, got %d ms", timeout_ms);
-  return counted(store, "ping", store->vt->ping(store, timeout_ms, error), error);
+  return counted(store->vt, "ping", store->vt->ping(store, timeout_ms, error), error);
 }
 
 /* ---- what readers see: pending imports hidden ----------------------------- */
@@ -275,7 +278,8 @@ static bool pending_load(pending_t *p, store_t *store, const char *user_id, cons
   p->n = 0;
   if (!store->vt->import_pending)
     return true;
-  if (!store->vt->import_pending(p->tags, &p->n, store, user_id, error))
+  if (!counted(store->vt, "import_pending",
+               store->vt->import_pending(p->tags, &p->n, store, user_id, error), error))
     return false;
   for (size_t i = 0; see_tag && i < p->n; i++) {
     if (strcmp(p->tags[i], see_tag) == 0) {
@@ -318,7 +322,8 @@ static bool visible_version(const bson_t **out, bson_t **owned, pending_t *p, st
   *out = live;
   if (!id || !pending_has(p, tag))
     return true;
-  if (store->vt->stash_get(&prev, store, user_id, tag, kind, id, &err)) {
+  if (counted(store->vt, "stash_get",
+              store->vt->stash_get(&prev, store, user_id, tag, kind, id, &err), &err)) {
     *out = *owned = prev;
     return true;
   }
@@ -423,11 +428,14 @@ static bool pcursor_fill(pcursor_t *c, fzip_error_t *error) {
   bool ok = false;
 
   store_pager_clear(&c->pg);
-  if (!c->store->vt->cursor_new(&inner, c->store, c->pg.user_id, c->pg.kind, &f, error))
+  if (!counted(c->store->vt, "cursor_new",
+               c->store->vt->cursor_new(&inner, c->store, c->pg.user_id, c->pg.kind, &f, error),
+               error))
     return false;
   fzip_error_clear(&err);
   while (c->pg.n < PCURSOR_PAGE && bytes < PCURSOR_PAGE_BYTES) {
-    if (!inner->vt->cursor_next(inner, &doc, &tag, &err)) {
+    if (!counted(inner->vt, "cursor_next", inner->vt->cursor_next(inner, &doc, &tag, &err),
+                 &err)) {
       ended = true;
       break;
     }
@@ -591,7 +599,7 @@ bool store_cursor_new(store_cursor_t **out, store_t *store, const char *user_id,
     goto done;
   /* The plain path when nothing is pending: the backend filters itself. */
   if (pending->n == 0)
-    ok = counted(store, "cursor_new",
+    ok = counted(store->vt, "cursor_new",
                  store->vt->cursor_new(out, store, user_id, kind, filter, error), error);
   else
     ok = pcursor_new(out, store, user_id, kind, filter, pending, error);
@@ -603,7 +611,14 @@ done:
 bool store_cursor_next(store_cursor_t *cursor, const bson_t **doc, fzip_error_t *error) {
   if (!cursor || !doc)
     return invalid(error, "cursor or doc is NULL");
-  return cursor->vt->cursor_next(cursor, doc, NULL, error);
+  /* At the end the backend leaves the error untouched: a local one, so a
+   * caller's uninitialised struct is never read as a fault. */
+  fzip_error_t err = {0};
+  if (counted(cursor->vt, "cursor_next", cursor->vt->cursor_next(cursor, doc, NULL, &err), &err))
+    return true;
+  if (fzip_error_is_set(&err) && error)
+    *error = err;
+  return false;
 }
 
 void store_cursor_destroy(store_cursor_t *cursor) {
@@ -625,7 +640,7 @@ bool store_entity_count(uint64_t *out, store_t *store, const char *user_id, fzip
   if (!read_begin(&pending, store, user_id, kind, filter, error))
     goto done;
   if (pending->n == 0) {
-    ok = counted(store, "entity_count",
+    ok = counted(store->vt, "entity_count",
                  store->vt->entity_count(out, store, user_id, kind, filter, error), error);
     goto done;
   }
@@ -656,7 +671,8 @@ static bool get_visible(bson_t **out, store_t *store, const char *user_id, fzip_
   const bson_t *v = NULL;
   bool ok = false;
 
-  if (!store->vt->entity_get(&live, tag, store, user_id, kind, id, error))
+  if (!counted(store->vt, "entity_get",
+               store->vt->entity_get(&live, tag, store, user_id, kind, id, error), error))
     return false;
   if (!tag[0] || !store->vt->import_pending) {
     *out = live;
@@ -717,7 +733,7 @@ bool store_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t kin
     return false;
   if (n == 0)
     return true;
-  return counted(store, "entity_put_batch",
+  return counted(store->vt, "entity_put_batch",
                  store->vt->entity_put_batch(store, user_id, kind, docs, ids, n, mode, result,
                                              error),
                  error);
@@ -739,7 +755,7 @@ bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
   if (!pending_load(pending, store, user_id, NULL, error))
     goto done;
   if (pending->n == 0) {
-    ok = counted(store, "entity_exists_many",
+    ok = counted(store->vt, "entity_exists_many",
                  store->vt->entity_exists_many(exists, store, user_id, kind, ids, n, error), error);
     goto done;
   }
@@ -771,7 +787,7 @@ bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *use
       *deleted = 0;
     return true;
   }
-  return counted(store, "entity_delete_many",
+  return counted(store->vt, "entity_delete_many",
                  store->vt->entity_delete_many(deleted, store, user_id, kind, ids, n, error),
                  error);
 }
@@ -780,7 +796,7 @@ bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user
                              fzip_kind_t kind, fzip_error_t *error) {
   if (!writable(store, error) || !check_user(user_id, error) || !check_kind(kind, error))
     return false;
-  return counted(store, "entity_delete_all",
+  return counted(store->vt, "entity_delete_all",
                  store->vt->entity_delete_all(deleted, store, user_id, kind, error), error);
 }
 
@@ -810,7 +826,7 @@ void store_job_list_free(store_job_t **jobs, size_t n_jobs) {
 bool store_job_create(store_t *store, store_job_t *job, fzip_error_t *error) {
   if (!writable(store, error) || !check_job_record(job, error))
     return false;
-  return counted(store, "job_create", store->vt->job_create(store, job, error), error);
+  return counted(store->vt, "job_create", store->vt->job_create(store, job, error), error);
 }
 
 bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, const char *user_id,
@@ -821,7 +837,7 @@ bool store_job_get(store_job_t **out, store_t *store, store_job_kind_t kind, con
   if (!check_job_kind(kind, error) || (user_id && !check_user(user_id, error)) ||
       !check_id(job_id, "job id", error))
     return false;
-  return counted(store, "job_get",
+  return counted(store->vt, "job_get",
                  store->vt->job_get(out, store, kind, user_id, job_id, error), error);
 }
 
@@ -829,7 +845,7 @@ bool store_job_update(store_t *store, store_job_t *job, const char *owner, fzip_
   if (!writable(store, error) || !check_job_record(job, error) ||
       (owner && !check_owner(owner, error)))
     return false;
-  return counted(store, "job_update", store->vt->job_update(store, job, owner, error), error);
+  return counted(store->vt, "job_update", store->vt->job_update(store, job, owner, error), error);
 }
 
 bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, store_t *store,
@@ -850,7 +866,7 @@ bool store_job_list(store_job_t ***jobs, size_t *n_jobs, char **next_token, stor
     return invalid(error, "page token too long");
   if (page_token && !*page_token)
     page_token = NULL;
-  return counted(store, "job_list",
+  return counted(store->vt, "job_list",
                  store->vt->job_list(jobs, n_jobs, next_token, store, kind, user_id, page_size,
                                      page_token, error), error);
 }
@@ -860,7 +876,7 @@ bool store_job_delete(store_t *store, store_job_kind_t kind, const char *user_id
   if (!writable(store, error) || !check_job_kind(kind, error) ||
       (user_id && !check_user(user_id, error)) || !check_id(job_id, "job id", error))
     return false;
-  return counted(store, "job_delete",
+  return counted(store->vt, "job_delete",
                  store->vt->job_delete(store, kind, user_id, job_id, error), error);
 }
 
@@ -875,7 +891,7 @@ bool store_job_claim(store_job_t **out, store_t *store, store_job_kind_t kind, c
     return false;
   if (lease_ms <= 0)
     return invalid(error, "lease_ms must be positive");
-  return counted(store, "job_claim",
+  return counted(store->vt, "job_claim",
                  store->vt->job_claim(out, store, kind, owner, now_ms, lease_ms, error), error);
 }
 
@@ -885,7 +901,7 @@ bool store_job_renew(store_t *store, store_job_t *job, const char *owner, int64_
     return false;
   if (lease_ms <= 0)
     return invalid(error, "lease_ms must be positive");
-  return counted(store, "job_renew",
+  return counted(store->vt, "job_renew",
                  store->vt->job_renew(store, job, owner, now_ms, lease_ms, error), error);
 }
 
@@ -905,7 +921,7 @@ bool store_job_find_request(store_job_t **out, store_t *store, store_job_kind_t 
   if (!check_job_kind(kind, error) || !check_user(user_id, error) ||
       !check_request_id(request_id, error))
     return false;
-  return counted(store, "job_find_request",
+  return counted(store->vt, "job_find_request",
                  store->vt->job_find_request(out, store, kind, user_id, request_id, error), error);
 }
 
@@ -914,7 +930,7 @@ bool store_job_release_request(store_t *store, store_job_kind_t kind, const char
   if (!writable(store, error) || !check_job_kind(kind, error) || !check_user(user_id, error) ||
       !check_id(job_id, "job id", error))
     return false;
-  return counted(store, "job_release_request",
+  return counted(store->vt, "job_release_request",
                  store->vt->job_release_request(store, kind, user_id, job_id, error), error);
 }
 
@@ -925,7 +941,7 @@ bool store_job_count_queued(uint64_t *out, store_t *store, store_job_kind_t kind
   *out = 0;
   if (!check_job_kind(kind, error))
     return false;
-  return counted(store, "job_count_queued",
+  return counted(store->vt, "job_count_queued",
                  store->vt->job_count_queued(out, store, kind, now_ms, error), error);
 }
 
@@ -936,7 +952,7 @@ bool store_job_count_runnable(uint64_t *out, store_t *store, const char *user_id
   *out = 0;
   if (!check_user(user_id, error))
     return false;
-  return counted(store, "job_count_runnable",
+  return counted(store->vt, "job_count_runnable",
                  store->vt->job_count_runnable(out, store, user_id, error), error);
 }
 
@@ -1007,7 +1023,7 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
   *n_jobs = 0;
   if (max == 0 || max > STORE_PAGE_MAX)
     return invalid(error, "max must be in 1..STORE_PAGE_MAX");
-  return counted(store, "job_list_expired",
+  return counted(store->vt, "job_list_expired",
                  store->vt->job_list_expired(jobs, n_jobs, store, now_ms, max, error), error);
 }
 
@@ -1049,7 +1065,8 @@ bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_buck
     store_blob_writer_destroy(w);
     return fzip_error_oom(error, "sha256");
   }
-  if (!store->vt->blob_upload_new(&w->upload, store, bucket, blob_id, error)) {
+  if (!counted(store->vt, "blob_upload_new",
+               store->vt->blob_upload_new(&w->upload, store, bucket, blob_id, error), error)) {
     store_blob_writer_destroy(w);
     return false;
   }
@@ -1076,7 +1093,10 @@ static bool writer_flush(store_blob_writer_t *w, fzip_error_t *error) {
   if (w->buf_len == 0)
     return true;
   if (!fzip_failpoint("store.blob_chunk", error) ||
-      !w->upload->vt->blob_upload_chunk(w->upload, w->next_chunk, w->buf, w->buf_len, error)) {
+      !counted(w->upload->vt, "blob_upload_chunk",
+               w->upload->vt->blob_upload_chunk(w->upload, w->next_chunk, w->buf, w->buf_len,
+                                                error),
+               error)) {
     w->failed = true;
     return false;
   }
@@ -1123,7 +1143,8 @@ bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
     fzip_sha256_final_hex(w->sha, w->info.sha256);
     w->hashed = true;
   }
-  if (!w->upload->vt->blob_upload_commit(w->upload, &w->info, error))
+  if (!counted(w->upload->vt, "blob_upload_commit",
+               w->upload->vt->blob_upload_commit(w->upload, &w->info, error), error))
     return false;
   w->committed = true;
   if (info)
@@ -1166,8 +1187,10 @@ bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_buck
     return false;
   r = bson_malloc0(sizeof *r);
   r->chunk_n = -1;
-  if (!store->vt->blob_download_new(&r->download, &info, &r->chunk_size, store, bucket, blob_id,
-                                    error)) {
+  if (!counted(store->vt, "blob_download_new",
+               store->vt->blob_download_new(&r->download, &info, &r->chunk_size, store, bucket,
+                                            blob_id, error),
+               error)) {
     store_blob_reader_destroy(r);
     return false;
   }
@@ -1188,7 +1211,9 @@ static bool reader_load(store_blob_reader_t *r, int64_t n, fzip_error_t *error) 
   uint64_t left = r->size - (uint64_t)n * r->chunk_size;
   size_t want = (size_t)(left < r->chunk_size ? left : r->chunk_size);
 
-  if (!r->download->vt->blob_download_chunk(r->download, n, want, &r->data, error))
+  if (!counted(r->download->vt, "blob_download_chunk",
+               r->download->vt->blob_download_chunk(r->download, n, want, &r->data, error),
+               error))
     return false;
   r->data_len = want;
   r->chunk_n = n;
@@ -1232,7 +1257,7 @@ bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t buc
     return invalid(error, "info or store is NULL");
   if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
-  return counted(store, "blob_stat",
+  return counted(store->vt, "blob_stat",
                  store->vt->blob_stat(info, store, bucket, blob_id, error), error);
 }
 
@@ -1240,7 +1265,7 @@ bool store_blob_delete(store_t *store, store_bucket_t bucket, const char *blob_i
                        fzip_error_t *error) {
   if (!writable(store, error) || !check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
-  return counted(store, "blob_delete",
+  return counted(store->vt, "blob_delete",
                  store->vt->blob_delete(store, bucket, blob_id, error), error);
 }
 
@@ -1248,7 +1273,7 @@ bool store_blob_reap_uncommitted(uint64_t *deleted, store_t *store, int64_t olde
                                  fzip_error_t *error) {
   if (!writable(store, error))
     return false;
-  return counted(store, "blob_reap_uncommitted",
+  return counted(store->vt, "blob_reap_uncommitted",
                  store->vt->blob_reap_uncommitted(deleted, store, older_than_ms, error), error);
 }
 
@@ -1350,7 +1375,7 @@ bool store_entity_put_batch_tagged(store_t *store, const char *user_id, fzip_kin
   /* Tests inject a store failure or a slow store mid-import here. */
   if (!fzip_failpoint("store.put_tagged", error))
     return false;
-  return counted(store, "entity_put_batch_tagged",
+  return counted(store->vt, "entity_put_batch_tagged",
                  store->vt->entity_put_batch_tagged(store, user_id, kind, docs, ids, n, mode, tag,
                                                     result, error), error);
 }
@@ -1386,7 +1411,7 @@ bool store_import_begin(store_t *store, const char *user_id, const char *tag,
                    STORE_PENDING_MAX);
     goto done;
   }
-  ok = counted(store, "import_begin", store->vt->import_begin(store, user_id, tag, error), error);
+  ok = counted(store->vt, "import_begin", store->vt->import_begin(store, user_id, tag, error), error);
 done:
   bson_free(pending);
   return ok;
@@ -1421,12 +1446,15 @@ bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const 
     return false;
   /* Space first: on a full store the undo itself needs room to write. */
   if (store->vt->import_release_reserve &&
-      !store->vt->import_release_reserve(store, user_id, tag, error))
+      !counted(store->vt, "import_release_reserve",
+               store->vt->import_release_reserve(store, user_id, tag, error), error))
     return false;
   /* The backend counts into a zeroed struct; the caller's is overwritten
    * only on success.  The tag stays pending until everything is undone. */
-  if (!store->vt->import_rollback(&local, store, user_id, tag, visit, visit_ctx, error) ||
-      !store->vt->import_end(store, user_id, tag, error))
+  if (!counted(store->vt, "import_rollback",
+               store->vt->import_rollback(&local, store, user_id, tag, visit, visit_ctx, error),
+               error) ||
+      !counted(store->vt, "import_end", store->vt->import_end(store, user_id, tag, error), error))
     return false;
   if (stats)
     *stats = local;
@@ -1442,13 +1470,16 @@ bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_i
     return false;
   /* Tests kill fzipd just before and just after the flip here. */
   if (!fzip_failpoint("store.import_flip", error) ||
-      !store->vt->import_end(store, user_id, tag, error) ||
+      !counted(store->vt, "import_end", store->vt->import_end(store, user_id, tag, error), error) ||
       !fzip_failpoint("store.import_forget", error))
     return false;
   if (store->vt->import_release_reserve &&
-      !store->vt->import_release_reserve(store, user_id, tag, error))
+      !counted(store->vt, "import_release_reserve",
+               store->vt->import_release_reserve(store, user_id, tag, error), error))
     return false;
-  if (!store->vt->import_commit(&local, store, user_id, tag, visit, visit_ctx, error))
+  if (!counted(store->vt, "import_commit",
+               store->vt->import_commit(&local, store, user_id, tag, visit, visit_ctx, error),
+               error))
     return false;
   if (forgotten)
     *forgotten = local;
@@ -1468,7 +1499,7 @@ bool store_snapshot_begin(store_t **view, store_t *store, const char *user_id,
     return invalid(error, "a snapshot of a snapshot");
   if (!store->vt->snapshot_begin || !store->vt->snapshot_end)
     return unimplemented(store, "snapshots", error);
-  return counted(store, "snapshot_begin",
+  return counted(store->vt, "snapshot_begin",
                  store->vt->snapshot_begin(view, store, user_id, error), error);
 }
 
@@ -1477,5 +1508,5 @@ bool store_snapshot_end(store_t *view, fzip_error_t *error) {
     return true;
   if (!view->read_only)
     return invalid(error, "store_snapshot_end of a store that is not a snapshot view");
-  return view->vt->snapshot_end(view, error);
+  return counted(view->vt, "snapshot_end", view->vt->snapshot_end(view, error), error);
 }

@@ -1987,6 +1987,42 @@ static double store_faults(const char *backend, const char *op) {
   return n;
 }
 
+/* SQLite only: a blob write that fills the store (the data path, not a
+ * job or entity call) counts its fault once, under the blob operation
+ * that failed. */
+#define FULL_BLOB_BYTES (4 * 1024 * 1024) /* more than FULL_BLOB_PAGES hold */
+#define FULL_BLOB_PAGES 100
+static void test_sqlite_full_blob_write_counts_a_fault(void) {
+  static const char *const ops[] = {"blob_upload_new", "blob_upload_chunk", "blob_upload_commit"};
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_blob_info_t info;
+  char path[1024], uri[1024];
+  uint8_t *data = NULL;
+  double before = 0, after = 0;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return;
+  snprintf(path, sizeof path, "%s-fullblob", g_uri + 7);
+  remove(path);
+  snprintf(uri, sizeof uri, "%s-fullblob?max_pages=%d", g_uri, FULL_BLOB_PAGES);
+  {
+    store_options_t opts = {.uri = uri};
+    CHECK_OK(store_open(&s, &opts, &err), err);
+  }
+  data = calloc(1, FULL_BLOB_BYTES);
+  CHECK(data != NULL);
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    before += store_faults("sqlite", ops[i]);
+  CHECK(!write_blob(&info, s, STORE_BUCKET_PACKAGES, "full-blob", data, FULL_BLOB_BYTES, &err));
+  CHECK(err.code == FZIP_ERR_RESOURCE_EXHAUSTED);
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    after += store_faults("sqlite", ops[i]);
+  CHECK(after == before + 1);
+  free(data);
+  store_destroy(s);
+}
+
 static void test_sqlite_full_store_rollback_succeeds(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -2210,6 +2246,7 @@ int main(int argc, char **argv) {
   RUN(test_pending_set_is_bounded);
   RUN(test_snapshot_is_consistent_across_a_commit);
   RUN(test_sqlite_full_store_rollback_succeeds);
+  RUN(test_sqlite_full_blob_write_counts_a_fault);
   RUN(test_big_blob_streams_in_and_out_in_bounded_memory);
   return fzip_test_summary();
 }
