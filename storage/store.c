@@ -1434,6 +1434,15 @@ bool store_import_is_pending(bool *pending, store_t *store, const char *user_id,
   return ok;
 }
 
+/* Gives back the space the import set aside at begin (a backend without
+ * a reserve has nothing to give back). */
+static bool release_reserve(store_t *store, const char *user_id, const char *tag,
+                            fzip_error_t *error) {
+  return !store->vt->import_release_reserve ||
+         counted(store->vt, "import_release_reserve",
+                 store->vt->import_release_reserve(store, user_id, tag, error), error);
+}
+
 bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const char *user_id,
                            const char *tag, store_visit_fn visit, void *visit_ctx,
                            fzip_error_t *error) {
@@ -1445,9 +1454,7 @@ bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const 
   if (!fzip_failpoint("store.import_rollback", error))
     return false;
   /* Space first: on a full store the undo itself needs room to write. */
-  if (store->vt->import_release_reserve &&
-      !counted(store->vt, "import_release_reserve",
-               store->vt->import_release_reserve(store, user_id, tag, error), error))
+  if (!release_reserve(store, user_id, tag, error))
     return false;
   /* The backend counts into a zeroed struct; the caller's is overwritten
    * only on success.  The tag stays pending until everything is undone. */
@@ -1473,9 +1480,7 @@ bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_i
       !counted(store->vt, "import_end", store->vt->import_end(store, user_id, tag, error), error) ||
       !fzip_failpoint("store.import_forget", error))
     return false;
-  if (store->vt->import_release_reserve &&
-      !counted(store->vt, "import_release_reserve",
-               store->vt->import_release_reserve(store, user_id, tag, error), error))
+  if (!release_reserve(store, user_id, tag, error))
     return false;
   if (!counted(store->vt, "import_commit",
                store->vt->import_commit(&local, store, user_id, tag, visit, visit_ctx, error),
