@@ -81,7 +81,7 @@ typedef enum {
   FZIP_METRIC_RPC_DURATION,     /* histogram {method}, seconds */
   FZIP_METRIC_JOB_TRANSITIONS,  /* counter {kind, state} */
   FZIP_METRIC_JOB_DURATION,     /* histogram {kind, outcome}, seconds from creation */
-  FZIP_METRIC_JOBS_QUEUED,      /* gauge {kind}, set when scraped */
+  FZIP_METRIC_JOBS_QUEUED,      /* gauge {kind}, set by fzipd's queue_gauge thread */
   FZIP_METRIC_EXPORT_BYTES,     /* counter */
   FZIP_METRIC_IMPORT_BYTES,     /* counter */
   FZIP_METRIC_STORE_ERRORS,     /* counter {backend, op} */
