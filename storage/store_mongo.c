@@ -246,6 +246,49 @@ static bool find_one(bson_t **out, mstore_t *s, const char *collection, const bs
   return find_first(out, s, collection, filter, NULL, error);
 }
 
+/* Called with each document find_each reads; false (error set) stops. */
+typedef bool (*visit_fn)(const bson_t *doc, void *ctx, fzip_error_t *error);
+
+/* Runs `visit` on each document of a find.  A cursor that breaks is opened
+ * again while the retry budget lasts, and the documents come again from the
+ * first: `restart` (may be NULL) runs before each pass, so that a pass's
+ * results do not depend on a broken one. */
+static bool find_each(mstore_t *s, const char *collection, const bson_t *filter,
+                      const bson_t *opts, void (*restart)(void *ctx), visit_fn visit, void *ctx,
+                      const char *what, fzip_error_t *error) {
+  conn_t c = {0};
+  mongoc_cursor_t *cur = NULL;
+  bson_error_t berr;
+  retry_t r;
+  bool ok = false;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  for (;;) {
+    const bson_t *doc;
+    if (restart)
+      restart(ctx);
+    cur = mongoc_collection_find_with_opts(c.coll, filter, opts, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+      if (!visit(doc, ctx, error))
+        goto done;
+    }
+    if (!mongoc_cursor_error(cur, &berr))
+      break;
+    mongoc_cursor_destroy(cur);
+    cur = NULL;
+    if (!retry_again(&r, &berr, true)) {
+      fail_mongo(error, s, &berr, what);
+      goto done;
+    }
+  }
+  ok = true;
+done:
+  mongoc_cursor_destroy(cur);
+  conn_close(&c, s);
+  return ok;
+}
+
 /* Runs a write command on the database (createIndexes). */
 static bool db_command(mstore_t *s, const bson_t *cmd, const char *what, fzip_error_t *error) {
   mongoc_client_t *client = mongoc_client_pool_pop(s->pool);
@@ -418,19 +461,28 @@ static void collection_name(char *out, size_t cap, store_bucket_t bucket, const 
   snprintf(out, cap, "%s.%s", bucket_name(bucket), suffix);
 }
 
-/* Sets job `id`'s idemKey to its own key, fenced on idemKey still missing
- * (a re-run, or a job another replica keyed meanwhile, is left alone). */
-static bool backfill_one(mstore_t *s, const char *collection, const char *id,
-                         fzip_error_t *error) {
-  char key[STORE_IDEM_KEY_SIZE];
-  bool matched;
-  bson_t *q = BCON_NEW("_id", BCON_UTF8(id), "idemKey", "{", "$exists", BCON_BOOL(false), "}");
-  bson_t *update;
-  bool ok;
+typedef struct {
+  mstore_t *s;
+  const char *collection;
+} backfill_t;
 
+/* Sets the job's idemKey to its own key, fenced on idemKey still missing
+ * (a job seen again after a broken cursor, or one another replica keyed
+ * meanwhile, is left alone). */
+static bool backfill_one(const bson_t *doc, void *vctx, fzip_error_t *error) {
+  backfill_t *b = vctx;
+  const char *id = doc_utf8(doc, "_id");
+  char key[STORE_IDEM_KEY_SIZE];
+  bson_t *q, *update;
+  bool matched, ok;
+
+  if (!id)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "malformed job document in %s", b->collection);
   store_job_idem_key(key, NULL, id);
+  q = BCON_NEW("_id", BCON_UTF8(id), "idemKey", "{", "$exists", BCON_BOOL(false), "}");
   update = BCON_NEW("$set", "{", "idemKey", BCON_UTF8(key), "}");
-  ok = update_one(&matched, s, collection, q, update, error);
+  ok = update_one(&matched, b->s, b->collection, q, update, error);
   bson_destroy(q);
   bson_destroy(update);
   return ok;
@@ -439,47 +491,15 @@ static bool backfill_one(mstore_t *s, const char *collection, const char *id,
 /* Jobs stored before request ids have no idemKey; the unique index would
  * see them all as one null key.  One pass of a cursor over them (ids
  * only) gives each its own id as key, one update per job (FerretDB v1 has
- * no pipeline updates); a database with none left costs one find.  A
- * cursor that breaks is opened again: the pass is idempotent. */
+ * no pipeline updates); a database with none left costs one find. */
 static bool backfill_idem_keys(mstore_t *s, const char *collection, fzip_error_t *error) {
-  conn_t c = {0};
-  mongoc_cursor_t *cur = NULL;
+  backfill_t b = {s, collection};
   bson_t *q = BCON_NEW("idemKey", "{", "$exists", BCON_BOOL(false), "}");
   bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");
-  bson_error_t berr;
-  retry_t r;
-  bool ok = false;
-
-  conn_open(&c, s, collection);
-  retry_start(&r, s);
-  for (;;) {
-    const bson_t *doc;
-    cur = mongoc_collection_find_with_opts(c.coll, q, opts, NULL);
-    while (mongoc_cursor_next(cur, &doc)) {
-      const char *id = doc_utf8(doc, "_id");
-      if (!id) {
-        fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                       "malformed job document in %s", collection);
-        goto done;
-      }
-      if (!backfill_one(s, collection, id, error))
-        goto done;
-    }
-    if (!mongoc_cursor_error(cur, &berr))
-      break;
-    mongoc_cursor_destroy(cur);
-    cur = NULL;
-    if (!retry_again(&r, &berr, true)) {
-      fail_mongo(error, s, &berr, "backfilling job request keys");
-      goto done;
-    }
-  }
-  ok = true;
-done:
-  mongoc_cursor_destroy(cur);
+  bool ok = find_each(s, collection, q, opts, NULL, backfill_one, &b,
+                      "backfilling job request keys", error);
   bson_destroy(q);
   bson_destroy(opts);
-  conn_close(&c, s);
   return ok;
 }
 
@@ -947,46 +967,42 @@ static bool keys_filter(bson_t *q, const char *user_id, const char *const *ids, 
   return true;
 }
 
+typedef struct {
+  bool *exists;
+  const char *const *ids;
+  size_t n;
+} exists_t;
+
+static void exists_restart(void *vctx) {
+  exists_t *e = vctx;
+  memset(e->exists, 0, e->n * sizeof *e->exists);
+}
+
+static bool exists_visit(const bson_t *doc, void *vctx, fzip_error_t *error) {
+  exists_t *e = vctx;
+  const char *id = doc_utf8(doc, "id");
+  (void)error;
+  for (size_t i = 0; id && i < e->n; i++) {
+    if (strcmp(e->ids[i], id) == 0)
+      e->exists[i] = true;
+  }
+  return true;
+}
+
 static bool mongo_entity_exists_many(bool *exists, store_t *store, const char *user_id,
                                      fzip_kind_t kind, const char *const *ids, size_t n,
                                      fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
-  conn_t c = {0};
-  mongoc_cursor_t *cur = NULL;
+  exists_t e = {exists, ids, n};
   bson_t q;
   bson_t *opts = BCON_NEW("projection", "{", "id", BCON_INT32(1), "}");
-  bson_error_t berr;
-  retry_t r;
   bool ok = false;
 
   if (!keys_filter(&q, user_id, ids, n, error))
     goto done;
-  conn_open(&c, s, fzip_kind_info(kind)->name);
-  retry_start(&r, s);
-  for (;;) {
-    const bson_t *doc;
-    memset(exists, 0, n * sizeof *exists);
-    cur = mongoc_collection_find_with_opts(c.coll, &q, opts, NULL);
-    while (mongoc_cursor_next(cur, &doc)) {
-      const char *id = doc_utf8(doc, "id");
-      for (size_t i = 0; id && i < n; i++) {
-        if (strcmp(ids[i], id) == 0)
-          exists[i] = true;
-      }
-    }
-    if (!mongoc_cursor_error(cur, &berr))
-      break;
-    mongoc_cursor_destroy(cur);
-    cur = NULL;
-    if (!retry_again(&r, &berr, true)) {
-      fail_mongo(error, s, &berr, "checking entities");
-      goto done;
-    }
-  }
-  ok = true;
+  ok = find_each(s, fzip_kind_info(kind)->name, &q, opts, exists_restart, exists_visit, &e,
+                 "checking entities", error);
 done:
-  mongoc_cursor_destroy(cur);
-  conn_close(&c, s);
   bson_destroy(&q);
   bson_destroy(opts);
   return ok;
