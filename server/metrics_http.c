@@ -26,7 +26,10 @@ struct metrics_http {
   struct MHD_Daemon *daemon;
 };
 
-static void mhd_log(void *cls, const char *fmt, va_list ap) {
+/* libmicrohttpd's own messages: fmt is the library's printf format (the
+ * attribute tells clang's -Wformat-nonliteral so). */
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
+                                                          va_list ap) {
   char msg[MHD_MESSAGE_MAX];
   (void)cls;
   vsnprintf(msg, sizeof msg, fmt, ap);
