@@ -5,18 +5,18 @@
  * flapping between polls costs nothing and a watcher always ends with the
  * latest status.
  *
- * The store checker is one thread that pings, sets the store-following
- * names under the same mutex, and sleeps on a condition variable that
- * destroy signals, so stopping it never waits out an interval.
+ * The store checker is a ticker (fzip_ticker.h) that pings and sets the
+ * store-following names under the same mutex; destroy stops it without
+ * waiting out an interval.
  */
 #include "svc_health.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "fzip_log.h"
+#include "fzip_ticker.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 /* The names whose status is the store's. */
@@ -30,8 +30,6 @@ static const char *const STORE_NAMES[] = {
 /* The names that only say the process serves. */
 static const char *const PROCESS_NAMES[] = {SVC_HEALTH_LIVENESS, SVC_HEALTH_SELF};
 #define PROCESS_NAME_COUNT (sizeof PROCESS_NAMES / sizeof PROCESS_NAMES[0])
-#define NS_PER_MS 1000000L
-#define NS_PER_S 1000000000L
 
 typedef struct {
   char name[SVC_HEALTH_NAME_MAX];
@@ -48,12 +46,9 @@ struct svc_health {
   /* The store checker (svc_health_follow_store); mu guards the flags. */
   store_t *store;
   int64_t interval_ms;
-  pthread_t checker;
-  bool checker_started;
-  pthread_cond_t wake; /* CLOCK_MONOTONIC */
-  bool stop;           /* destroy: the checker returns */
-  bool shutting_down;  /* set_all_not_serving: the checker changes nothing */
-  bool store_up;       /* what the last ping said */
+  fzip_ticker_t *checker;
+  bool shutting_down; /* set_all_not_serving: the checker changes nothing */
+  bool store_up;      /* what the last ping said */
 };
 
 /* Watch state: what was sent last (-1: nothing yet). */
@@ -148,13 +143,7 @@ bool svc_health_new(svc_health_t **out, fzip_error_t *error) {
   svc_health_t *h = calloc(1, sizeof *h);
   if (!h)
     return fzip_error_oom(error, NULL);
-  pthread_condattr_t attr;
-
   pthread_mutex_init(&h->mu, NULL);
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&h->wake, &attr);
-  pthread_condattr_destroy(&attr);
   h->watch_ops = (rpc_server_stream_ops_t){watch_open, watch_next, watch_close};
   h->check_row = (rpc_method_t){
       .path = "/grpc.health.v1.Health/Check",
@@ -181,14 +170,7 @@ bool svc_health_new(svc_health_t **out, fzip_error_t *error) {
 void svc_health_destroy(svc_health_t *health) {
   if (!health)
     return;
-  if (health->checker_started) {
-    pthread_mutex_lock(&health->mu);
-    health->stop = true;
-    pthread_cond_signal(&health->wake);
-    pthread_mutex_unlock(&health->mu);
-    pthread_join(health->checker, NULL);
-  }
-  pthread_cond_destroy(&health->wake);
+  fzip_ticker_destroy(health->checker);
   pthread_mutex_destroy(&health->mu);
   free(health);
 }
@@ -262,31 +244,9 @@ static void check_store(svc_health_t *h) {
              NULL);
 }
 
-static struct timespec deadline_after(int64_t ms) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  t.tv_sec += (time_t)(ms / 1000);
-  t.tv_nsec += (long)(ms % 1000) * NS_PER_MS;
-  if (t.tv_nsec >= NS_PER_S) {
-    t.tv_sec++;
-    t.tv_nsec -= NS_PER_S;
-  }
-  return t;
-}
-
-static void *checker_main(void *arg) {
-  svc_health_t *h = arg;
-  for (;;) {
-    struct timespec until = deadline_after(h->interval_ms);
-    pthread_mutex_lock(&h->mu);
-    while (!h->stop && pthread_cond_timedwait(&h->wake, &h->mu, &until) == 0)
-      ;
-    bool stop = h->stop;
-    pthread_mutex_unlock(&h->mu);
-    if (stop)
-      return NULL;
-    check_store(h);
-  }
+static void checker_tick(fzip_ticker_t *ticker, void *arg) {
+  (void)ticker;
+  check_store(arg);
 }
 
 bool svc_health_follow_store(svc_health_t *health, store_t *store, int64_t interval_ms,
@@ -303,9 +263,8 @@ bool svc_health_follow_store(svc_health_t *health, store_t *store, int64_t inter
       return false;
   }
   check_store(health);
-  if (pthread_create(&health->checker, NULL, checker_main, health) != 0)
-    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
-                          "cannot start the health checker thread");
-  health->checker_started = true;
-  return true;
+  /* The first ping was just done above: the checker's first is one
+   * interval later. */
+  return fzip_ticker_new(&health->checker, interval_ms, FZIP_TICKER_FIRST_AFTER_INTERVAL,
+                         checker_tick, health, error);
 }
