@@ -1513,5 +1513,8 @@ bool store_snapshot_end(store_t *view, fzip_error_t *error) {
     return true;
   if (!view->read_only)
     return invalid(error, "store_snapshot_end of a store that is not a snapshot view");
-  return counted(view->vt, "snapshot_end", view->vt->snapshot_end(view, error), error);
+  /* snapshot_end frees the view, and the order in which counted()'s
+   * arguments are evaluated is unspecified: take its vtable first. */
+  const store_vtable_t *vt = view->vt;
+  return counted(vt, "snapshot_end", vt->snapshot_end(view, error), error);
 }
