@@ -382,7 +382,7 @@ static const fzip_metric_def_t FZIP_METRICS[FZIP_METRIC_COUNT] = {
                                   N_OF(JOB_BUCKETS_S)},
     [FZIP_METRIC_JOBS_QUEUED] = {"fzip_jobs_queued",
                                  "Jobs waiting for a worker in the whole store (all replicas), "
-                                 "counted when scraped.",
+                                 "counted every few seconds; NaN while the count fails.",
                                  FZIP_METRIC_GAUGE, {"kind", NULL}, NULL, 0},
     [FZIP_METRIC_EXPORT_BYTES] = {"fzip_export_bytes_total",
                                   "Bytes of export packages written by this process.",
