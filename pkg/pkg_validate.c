@@ -1201,8 +1201,9 @@ static bool run(vctx_t *v, const char *path, fzip_error_t *error) {
 /* ---- public ----------------------------------------------------------- */
 
 const char *pkgv_strategy_name(pkgv_strategy_t strategy) {
-  static const char *names[] = {"fail_on_conflict", "skip_existing", "overwrite"};
-  return (unsigned)strategy < 3 ? names[strategy] : "unknown";
+  static const char *const names[] = {"fail_on_conflict", "skip_existing", "overwrite",
+                                      "merge_fields"};
+  return (unsigned)strategy < sizeof names / sizeof names[0] ? names[strategy] : "unknown";
 }
 
 void pkgv_result_destroy(pkgv_result_t *result) {

@@ -66,6 +66,7 @@ typedef enum {
   PKGV_FAIL_ON_CONFLICT = 0,
   PKGV_SKIP_EXISTING,
   PKGV_OVERWRITE,
+  PKGV_MERGE_FIELDS, /* field by field, docs/IMPORT.md "Merge strategies" */
 } pkgv_strategy_t;
 
 const char *pkgv_strategy_name(pkgv_strategy_t strategy); /* "fail_on_conflict" ... */
@@ -89,7 +90,24 @@ typedef struct {
   uint64_t created;     /* preview: ids the user does not have */
   uint64_t overwritten; /* preview: existing ids replaced (overwrite) */
   uint64_t skipped;     /* preview: existing ids left alone (skip_existing) */
+  uint64_t identical;   /* preview: existing and equal to the package's */
+  uint64_t changed;     /* preview: existing and different from the package's */
+  uint64_t merged;      /* preview: merge_fields takes at least one field */
+  uint64_t references_cleared; /* restore options: dangling references cleared */
+  uint64_t dropped;     /* restore options: left out, a required reference dangles */
+  uint64_t not_selected; /* restore options: left out by the selection */
 } pkgv_counts_t;
+
+/* How the package is mapped onto the user's data (fzip.v1.RestoreOptions);
+ * the zero value is the default (every entity, own ids, dangling
+ * references refused). */
+typedef struct {
+  bool as_copy;               /* every entity gets a new id */
+  bool drop_dangling;         /* clear / leave out instead of refusing */
+  uint32_t kinds;             /* bit (1u << fzip_kind_t) per kind kept; 0: all */
+  const char *const *account_ids; /* only these accounts (n_account_ids > 0) */
+  size_t n_account_ids;
+} pkgv_restore_t;
 
 typedef struct {
   bool passed; /* no error issue at all */
@@ -127,6 +145,7 @@ typedef struct {
   pkgv_exists_fn exists;   /* NULL: no conflict step (preview counts all as created) */
   void *exists_ctx;
   pkgv_strategy_t strategy;
+  const pkgv_restore_t *restore; /* NULL: the defaults */
   const pkgr_limits_t *limits; /* NULL: defaults */
   pkgv_progress_fn progress;   /* may be NULL */
   void *progress_ctx;
