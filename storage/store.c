@@ -776,6 +776,73 @@ done:
   return ok;
 }
 
+static void docs_clear(bson_t **docs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    bson_destroy(docs[i]);
+    docs[i] = NULL;
+  }
+}
+
+/* Puts the visible version in place of each live document whose tag is
+ * pending for this reader (the stashed one, or NULL: the import made it). */
+static bool get_many_visible(bson_t **docs, const char (*tags)[STORE_TAG_MAX + 1],
+                             pending_t *pending, store_t *store, const char *user_id,
+                             fzip_kind_t kind, const char *const *ids, size_t n,
+                             fzip_error_t *error) {
+  for (size_t i = 0; i < n; i++) {
+    const bson_t *v = NULL;
+    bson_t *owned = NULL;
+    if (!docs[i] || !pending_has(pending, tags[i]))
+      continue;
+    if (!visible_version(&v, &owned, pending, store, user_id, kind, ids[i], docs[i], tags[i],
+                         error))
+      return false;
+    if (v != docs[i]) {
+      bson_destroy(docs[i]);
+      docs[i] = owned;
+    }
+  }
+  return true;
+}
+
+bool store_entity_get_many(bson_t **docs, store_t *store, const char *user_id, fzip_kind_t kind,
+                           const char *const *ids, size_t n, const char *see_tag,
+                           fzip_error_t *error) {
+  char(*tags)[STORE_TAG_MAX + 1] = NULL;
+  pending_t *pending = NULL;
+  bool ok = false;
+
+  if (!store || (n > 0 && !docs))
+    return invalid(error, "store or docs is NULL");
+  if (n > 0)
+    memset(docs, 0, n * sizeof *docs);
+  if (!check_user(user_id, error) || !check_kind(kind, error) || !check_ids(ids, n, error))
+    return false;
+  if (n == 0)
+    return true;
+  if (!store->vt->entity_get_many)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNIMPLEMENTED,
+                          "store: %s has no entity_get_many", store->vt->name);
+  tags = bson_malloc0(n * sizeof *tags);
+  pending = bson_malloc0(sizeof *pending);
+  /* The pending set first, as exists_many: a commit in between is seen by
+   * visible_version (no stash entry left), which asks again. */
+  if (!pending_load(pending, store, user_id, see_tag, error) ||
+      !counted(store->vt, "entity_get_many",
+               store->vt->entity_get_many(docs, tags, store, user_id, kind, ids, n, error),
+               error))
+    goto done;
+  ok = pending->n == 0 ||
+       get_many_visible(docs, (const char(*)[STORE_TAG_MAX + 1])tags, pending, store, user_id,
+                        kind, ids, n, error);
+done:
+  if (!ok)
+    docs_clear(docs, n);
+  bson_free(tags);
+  bson_free(pending);
+  return ok;
+}
+
 bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
                               fzip_kind_t kind, const char *const *ids, size_t n,
                               fzip_error_t *error) {

@@ -133,6 +133,16 @@ bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
                               fzip_kind_t kind, const char *const *ids, size_t n,
                               fzip_error_t *error);
 
+/* docs[i] = the user's document of `kind` with id ids[i] as readers see it
+ * (n <= STORE_BATCH_MAX), NULL when there is none: what store_entity_get
+ * would return for each id, in one round trip where the backend allows.
+ * Pending imports are hidden as for every read, except the writes of
+ * `see_tag` (may be NULL) as in store_filter_t.  The documents are the
+ * caller's (bson_destroy each); on failure every docs[i] is NULL. */
+bool store_entity_get_many(bson_t **docs, store_t *store, const char *user_id, fzip_kind_t kind,
+                           const char *const *ids, size_t n, const char *see_tag,
+                           fzip_error_t *error);
+
 /* Deletes the given ids (missing ids are fine); *deleted may be NULL. */
 bool store_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
                               fzip_kind_t kind, const char *const *ids, size_t n,

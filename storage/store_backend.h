@@ -108,6 +108,11 @@ struct store_vtable {
   bool (*entity_exists_many)(bool *exists, store_t *store, const char *user_id,
                              fzip_kind_t kind, const char *const *ids, size_t n,
                              fzip_error_t *error);
+  /* docs[i] = ids[i]'s live document or NULL, tags[i] its import tag ("" if
+   * none); the documents are the caller's.  On failure none are left. */
+  bool (*entity_get_many)(bson_t **docs, char (*tags)[STORE_TAG_MAX + 1], store_t *store,
+                          const char *user_id, fzip_kind_t kind, const char *const *ids,
+                          size_t n, fzip_error_t *error);
   bool (*entity_delete_many)(uint64_t *deleted, store_t *store, const char *user_id,
                              fzip_kind_t kind, const char *const *ids, size_t n,
                              fzip_error_t *error);

@@ -1008,6 +1008,66 @@ done:
   return ok;
 }
 
+typedef struct {
+  bson_t **docs;
+  char (*tags)[STORE_TAG_MAX + 1];
+  const char *const *ids;
+  size_t n;
+} get_many_t;
+
+static void get_many_restart(void *vctx) {
+  get_many_t *g = vctx;
+  for (size_t i = 0; i < g->n; i++) {
+    bson_destroy(g->docs[i]);
+    g->docs[i] = NULL;
+    g->tags[i][0] = '\0';
+  }
+}
+
+static bool get_many_visit(const bson_t *raw, void *vctx, fzip_error_t *error) {
+  get_many_t *g = vctx;
+  const char *id = doc_utf8(raw, "id"), *tag = doc_utf8(raw, "tag");
+  bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
+
+  for (size_t i = 0; id && i < g->n; i++) {
+    if (strcmp(g->ids[i], id) != 0 || g->docs[i])
+      continue;
+    if (!bson_iter_init_find(&it, raw, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+      return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                            "entity %s without a doc field", id);
+    bson_iter_document(&it, &len, &data);
+    if (!(g->docs[i] = bson_new_from_data(data, len)))
+      return fail_oom(error);
+    snprintf(g->tags[i], sizeof g->tags[i], "%s", tag ? tag : "");
+    return true;
+  }
+  return true;
+}
+
+static bool mongo_entity_get_many(bson_t **docs, char (*tags)[STORE_TAG_MAX + 1],
+                                  store_t *store, const char *user_id, fzip_kind_t kind,
+                                  const char *const *ids, size_t n, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  get_many_t g = {docs, tags, ids, n};
+  bson_t q;
+  bson_t *opts = BCON_NEW("projection", "{", "id", BCON_INT32(1), "doc", BCON_INT32(1), "tag",
+                          BCON_INT32(1), "}");
+  bool ok = false;
+
+  if (!keys_filter(&q, user_id, ids, n, error))
+    goto done;
+  ok = find_each(s, fzip_kind_info(kind)->name, &q, opts, get_many_restart, get_many_visit, &g,
+                 "reading entities", error);
+done:
+  if (!ok)
+    get_many_restart(&g);
+  bson_destroy(&q);
+  bson_destroy(opts);
+  return ok;
+}
+
 /* Runs one bulk write; *reply is always initialised. */
 static bool run_bulk(bson_t *reply, mongoc_bulk_operation_t *bulk, bson_error_t *berr) {
   return mongoc_bulk_operation_execute(bulk, reply, berr) != 0;
@@ -2940,6 +3000,7 @@ static const store_vtable_t mongo_vtable = {
     .entity_get = mongo_entity_get,
     .entity_put_batch = mongo_entity_put_batch,
     .entity_exists_many = mongo_entity_exists_many,
+    .entity_get_many = mongo_entity_get_many,
     .entity_delete_many = mongo_entity_delete_many,
     .entity_delete_all = mongo_entity_delete_all,
     .job_create = mongo_job_create,

@@ -783,6 +783,71 @@ static bool sq_entity_exists_many(bool *exists, store_t *store, const char *user
   return sq_run((sq_store_t *)store, op_exists_many, &ctx, error);
 }
 
+typedef struct {
+  const char *user_id;
+  int kind;
+  const char *const *ids;
+  size_t n;
+  bson_t **docs;
+  char (*tags)[STORE_TAG_MAX + 1];
+} sq_get_many_ctx_t;
+
+static bool op_get_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_get_many_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool own_txn = sqlite3_get_autocommit(db) != 0;
+  bool ok = false;
+
+  /* One read transaction, one snapshot, as op_exists_many; a retry of the
+   * whole op starts from nothing. */
+  for (size_t i = 0; i < ctx->n; i++) {
+    bson_destroy(ctx->docs[i]);
+    ctx->docs[i] = NULL;
+  }
+  if ((own_txn && !sq_exec(db, "BEGIN", error)) ||
+      !sq_prepare_args(&stmt, db,
+                       "SELECT doc, tag FROM entities WHERE user_id = ? AND kind = ?"
+                       " AND entity_id = ?",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_END},
+                       error))
+    goto done;
+  for (size_t i = 0; i < ctx->n; i++) {
+    bool row = false;
+    sqlite3_reset(stmt);
+    sq_bind_text(stmt, 3, ctx->ids[i]);
+    if (!sq_step_row(&row, stmt, db, "reading entities", error))
+      goto done;
+    ctx->tags[i][0] = '\0';
+    if (!row)
+      continue;
+    if (!(ctx->docs[i] = sq_column_doc(stmt, 0))) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                     "sqlite: entity %s holds an invalid document", ctx->ids[i]);
+      goto done;
+    }
+    sq_copy_text(ctx->tags[i], sizeof ctx->tags[i], stmt, 1);
+  }
+  sqlite3_finalize(stmt);
+  stmt = NULL;
+  ok = !own_txn || sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_entity_get_many(bson_t **docs, char (*tags)[STORE_TAG_MAX + 1], store_t *store,
+                               const char *user_id, fzip_kind_t kind, const char *const *ids,
+                               size_t n, fzip_error_t *error) {
+  sq_get_many_ctx_t ctx = {user_id, (int)kind, ids, n, docs, tags};
+  if (sq_run((sq_store_t *)store, op_get_many, &ctx, error))
+    return true;
+  for (size_t i = 0; i < n; i++) {
+    bson_destroy(docs[i]);
+    docs[i] = NULL;
+  }
+  return false;
+}
+
 /* ---- entities: writes ---------------------------------------------------- */
 
 typedef struct {
@@ -2222,6 +2287,7 @@ static const store_vtable_t sq_vtable = {
     .entity_get = sq_entity_get,
     .entity_put_batch = sq_entity_put_batch,
     .entity_exists_many = sq_entity_exists_many,
+    .entity_get_many = sq_entity_get_many,
     .entity_delete_many = sq_entity_delete_many,
     .entity_delete_all = sq_entity_delete_all,
     .job_create = sq_job_create,

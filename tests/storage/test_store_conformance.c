@@ -1759,6 +1759,65 @@ static void test_pending_import_is_invisible_until_the_commit_flips_it(void) {
   store_destroy(s);
 }
 
+/* The notes of get_many's answer, "-" for an absent id: "v0,v0,-,-". */
+static bool get_many_notes(char *out, size_t cap, store_t *s, const char *user,
+                           const char *const *ids, size_t n, const char *see_tag,
+                           fzip_error_t *err) {
+  bson_t *docs[8] = {NULL};
+  size_t len = 0;
+  out[0] = '\0';
+  if (!store_entity_get_many(docs, s, user, FZIP_KIND_ACCOUNT, ids, n, see_tag, err))
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s", i ? "," : "",
+                            docs[i] ? doc_note(docs[i]) : "-");
+    if (docs[i] && strcmp(doc_id(docs[i], FZIP_KIND_ACCOUNT), ids[i]) != 0)
+      len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "(wrong id)");
+    bson_destroy(docs[i]);
+  }
+  return true;
+}
+
+/* store_entity_get_many answers in the order asked, NULL for absent ids,
+ * and shows what store_entity_get shows: the version from before a
+ * pending import, the import's own writes only to that import (see_tag),
+ * everything once committed. */
+static void test_get_many_returns_visible_documents_in_order(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], other[USER_MAX], got[256];
+  const char *ids[] = {"a3", "missing", "a1", "a2"};
+  const char *bad[] = {"a1", "a/b"};
+  bson_t *docs[STORE_BATCH_MAX + 1];
+  uint64_t forgotten = 0;
+
+  new_user(user);
+  new_user(other);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(get_many_notes(got, sizeof got, s, user, ids, 4, NULL, &err), err);
+  CHECK(strcmp(got, "-,-,-,-") == 0);
+  CHECK_OK(seed_and_import(s, user, "imp-g", &err), err);
+  CHECK_OK(get_many_notes(got, sizeof got, s, user, ids, 4, NULL, &err), err);
+  CHECK(strcmp(got, "-,-,v0,v0") == 0);
+  CHECK_OK(get_many_notes(got, sizeof got, s, user, ids, 4, "imp-g", &err), err);
+  CHECK(strcmp(got, "v1,-,v1,v0") == 0);
+  CHECK_OK(get_many_notes(got, sizeof got, s, other, ids, 4, NULL, &err), err);
+  CHECK(strcmp(got, "-,-,-,-") == 0);
+  CHECK_OK(store_import_commit(&forgotten, s, user, "imp-g", NULL, NULL, &err), err);
+  CHECK_OK(get_many_notes(got, sizeof got, s, user, ids, 4, NULL, &err), err);
+  CHECK(strcmp(got, "v1,-,v1,v0") == 0);
+  CHECK_OK(store_entity_get_many(docs, s, user, FZIP_KIND_ACCOUNT, ids, 0, NULL, &err), err);
+  CHECK_FAILS(store_entity_get_many(docs, s, user, FZIP_KIND_ACCOUNT, bad, 2, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(docs[0] == NULL && docs[1] == NULL);
+  CHECK_FAILS(store_entity_get_many(docs, s, user, FZIP_KIND_ACCOUNT, ids, STORE_BATCH_MAX + 1,
+                                    NULL, &err),
+              err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(store_entity_get_many(docs, s, user, FZIP_KIND_COUNT, ids, 1, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  store_destroy(s);
+}
+
 static void test_pending_import_rollback_is_never_visible(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -2241,6 +2300,7 @@ int main(int argc, char **argv) {
   RUN(test_import_commit_forgets_stash_and_keeps_documents);
   RUN(test_pending_import_is_invisible_until_the_commit_flips_it);
   RUN(test_pending_import_rollback_is_never_visible);
+  RUN(test_get_many_returns_visible_documents_in_order);
   RUN(test_pending_reads_page_through_many_documents);
   RUN(test_pending_reads_page_big_documents_by_bytes);
   RUN(test_pending_set_is_bounded);
