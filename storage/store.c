@@ -13,6 +13,7 @@
 #include "fzip_failpoint.h"
 #include "fzip_metrics.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -1535,11 +1536,8 @@ bool store_import_rollback(store_rollback_stats_t *stats, store_t *store, const 
   return true;
 }
 
-bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
-                         const char *tag, store_visit_fn visit, void *visit_ctx,
-                         fzip_error_t *error) {
-  uint64_t local = 0;
-
+bool store_import_flip(store_t *store, const char *user_id, const char *tag,
+                       fzip_error_t *error) {
   if (!check_import(store, user_id, tag, error))
     return false;
   /* Tests kill fzipd just before and just after the flip here. */
@@ -1547,7 +1545,15 @@ bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_i
       !counted(store->vt, "import_end", store->vt->import_end(store, user_id, tag, error), error) ||
       !fzip_failpoint("store.import_forget", error))
     return false;
-  if (!release_reserve(store, user_id, tag, error))
+  return release_reserve(store, user_id, tag, error);
+}
+
+bool store_import_forget(uint64_t *forgotten, store_t *store, const char *user_id,
+                         const char *tag, store_visit_fn visit, void *visit_ctx,
+                         fzip_error_t *error) {
+  uint64_t local = 0;
+
+  if (!check_import(store, user_id, tag, error))
     return false;
   if (!counted(store->vt, "import_commit",
                store->vt->import_commit(&local, store, user_id, tag, visit, visit_ctx, error),
@@ -1556,6 +1562,114 @@ bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_i
   if (forgotten)
     *forgotten = local;
   return true;
+}
+
+bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_id,
+                         const char *tag, store_visit_fn visit, void *visit_ctx,
+                         fzip_error_t *error) {
+  return store_import_flip(store, user_id, tag, error) &&
+         store_import_forget(forgotten, store, user_id, tag, visit, visit_ctx, error);
+}
+
+/* ---- undo of a committed import ------------------------------------------ */
+
+static bool check_undo(const store_t *store, const char *user_id, const char *tag,
+                       fzip_error_t *error) {
+  if (!check_import(store, user_id, tag, error))
+    return false;
+  if (!store->vt->import_marks || !store->vt->import_lost)
+    return unimplemented(store, "import undo", error);
+  return true;
+}
+
+bool store_import_marks(store_import_marks_t *out, store_t *store, const char *user_id,
+                        const char *tag, fzip_error_t *error) {
+  store_import_marks_t local;
+
+  if (!out)
+    return invalid(error, "out is NULL");
+  if (!check_undo(store, user_id, tag, error))
+    return false;
+  memset(&local, 0, sizeof local);
+  if (!counted(store->vt, "import_marks",
+               store->vt->import_marks(&local, store, user_id, tag, error), error))
+    return false;
+  *out = local;
+  return true;
+}
+
+/* Appends "; <kind> <found> of <expected> tagged, <kept> of <expected>
+ * kept (e.g. id1, id2)" for one kind whose marks differ. */
+static bool undo_conflict_kind(char *msg, size_t cap, store_t *store, const char *user_id,
+                               const char *tag, fzip_kind_t k, const store_import_marks_t *now,
+                               const store_import_marks_t *expected, fzip_error_t *error) {
+  char ids[STORE_UNDO_IDS_MAX][FZIP_ID_MAX + 1];
+  size_t n = 0, len = strlen(msg);
+
+  if (!counted(store->vt, "import_lost",
+               store->vt->import_lost(ids, &n, store, user_id, tag, k, STORE_UNDO_IDS_MAX,
+                                      error),
+               error))
+    return false;
+  len += (size_t)snprintf(msg + len, len < cap ? cap - len : 0,
+                          "%s%s: %" PRIu64 " of %" PRIu64 " documents still as imported, %" PRIu64
+                          " of %" PRIu64 " previous versions kept",
+                          len ? "; " : "", fzip_kind_info(k)->name, now->tagged[k],
+                          expected->tagged[k], now->kept[k], expected->kept[k]);
+  for (size_t i = 0; i < n && len < cap; i++)
+    len += (size_t)snprintf(msg + len, cap - len, "%s%s", i ? ", " : " (changed since: ", ids[i]);
+  if (n > 0 && len < cap)
+    snprintf(msg + len, cap - len, ")");
+  return true;
+}
+
+bool store_import_undo_check(store_t *store, const char *user_id, const char *tag,
+                             const store_import_marks_t *expected, fzip_error_t *error) {
+  store_import_marks_t now;
+  pending_t *pending = NULL;
+  char msg[FZIP_ERROR_MESSAGE_MAX] = "";
+  bool ok = false;
+
+  if (!expected)
+    return invalid(error, "expected is NULL");
+  if (!store_import_marks(&now, store, user_id, tag, error))
+    return false;
+  pending = bson_malloc0(sizeof *pending);
+  if (!pending_load(pending, store, user_id, tag, error))
+    goto done;
+  /* An import running meanwhile could overwrite what the undo puts back. */
+  if (pending->n > 0) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                   "another import of this user is in progress (%s); undo it when it has ended",
+                   pending->tags[0]);
+    goto done;
+  }
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    if ((now.tagged[k] != expected->tagged[k] || now.kept[k] != expected->kept[k]) &&
+        !undo_conflict_kind(msg, sizeof msg, store, user_id, tag, (fzip_kind_t)k, &now, expected,
+                            error))
+      goto done;
+  }
+  if (msg[0]) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_FAILED_PRECONDITION,
+                   "what the import wrote was changed or deleted since (%s)", msg);
+    goto done;
+  }
+  ok = true;
+done:
+  bson_free(pending);
+  return ok;
+}
+
+bool store_import_undo(store_rollback_stats_t *stats, store_t *store, const char *user_id,
+                       const char *tag, store_visit_fn visit, void *visit_ctx,
+                       fzip_error_t *error) {
+  if (!check_undo(store, user_id, tag, error))
+    return false;
+  /* Pending again first: from this single write on, readers see the
+   * stashed (before) versions, and the rollback runs unseen. */
+  return store_import_begin(store, user_id, tag, error) &&
+         store_import_rollback(stats, store, user_id, tag, visit, visit_ctx, error);
 }
 
 /* ---- snapshots ----------------------------------------------------------- */

@@ -408,6 +408,57 @@ bool store_import_commit(uint64_t *forgotten, store_t *store, const char *user_i
                          const char *tag, store_visit_fn visit, void *visit_ctx,
                          fzip_error_t *error);
 
+/* ---- undo of a committed import --------------------------------------- */
+
+/* An import that may be undone keeps its stash after the commit: the flip
+ * alone makes it visible (store_import_flip) and the versions it replaced
+ * (and what they name, e.g. old file blobs, which `visit` deletes when
+ * they go) stay in the stash until store_import_forget drops them, at
+ * the end of the undo window.  store_import_commit is the two at once.
+ * Undo reuses rollback: store_import_undo makes the tag pending again
+ * (one single-record write: readers see the before-state at once) and
+ * rolls it back.  Before anything changes, store_import_undo_check
+ * refuses an import whose documents were changed or deleted since
+ * (docs/STORAGE.md "Undo"). */
+
+/* The flip of store_import_commit without forgetting; idempotent. */
+bool store_import_flip(store_t *store, const char *user_id, const char *tag,
+                       fzip_error_t *error);
+/* Forgets the tag's stash (`visit`, may be NULL, sees each stashed previous
+ * version before it is dropped); idempotent, a no-op once forgotten. */
+bool store_import_forget(uint64_t *forgotten, store_t *store, const char *user_id,
+                         const char *tag, store_visit_fn visit, void *visit_ctx,
+                         fzip_error_t *error);
+
+/* What an import left in the store, per kind (fzip_kind_t). */
+typedef struct {
+  uint64_t tagged[FZIP_KIND_COUNT]; /* documents carrying the tag */
+  uint64_t kept[FZIP_KIND_COUNT];   /* previous versions in the tag's stash */
+} store_import_marks_t;
+
+bool store_import_marks(store_import_marks_t *out, store_t *store, const char *user_id,
+                        const char *tag, fzip_error_t *error);
+
+/* Ids named per kind in a refused undo's message. */
+#define STORE_UNDO_IDS_MAX 3
+
+/* Whether the committed import `tag` can be undone: FAILED_PRECONDITION
+ * when another import of the user is pending, when the tag's marks
+ * differ from `expected` (what store_import_marks counted at its commit):
+ * a document it wrote was overwritten (a later import, a plain write) or
+ * deleted since, or its stash was forgotten.  The message names each
+ * kind that differs, the counts, and up to STORE_UNDO_IDS_MAX ids of
+ * documents it replaced that no longer carry its tag. */
+bool store_import_undo_check(store_t *store, const char *user_id, const char *tag,
+                             const store_import_marks_t *expected, fzip_error_t *error);
+
+/* Undoes a committed import whose stash was kept: the tag becomes pending
+ * again, then store_import_rollback.  Idempotent: a rerun after a crash
+ * finishes it.  Call store_import_undo_check first, once. */
+bool store_import_undo(store_rollback_stats_t *stats, store_t *store, const char *user_id,
+                       const char *tag, store_visit_fn visit, void *visit_ctx,
+                       fzip_error_t *error);
+
 /* ---- pending imports and consistent reads ----------------------------- */
 
 #define STORE_PENDING_MAX 16 /* pending imports per user at one time */

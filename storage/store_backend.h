@@ -208,6 +208,16 @@ struct store_vtable {
    * SQLite reserve); NULL when the backend keeps none. */
   bool (*import_release_reserve)(store_t *store, const char *user_id, const char *tag,
                                  fzip_error_t *error);
+  /* Undo (store.h): out->tagged[k] = documents of kind k carrying the
+   * tag, out->kept[k] = the tag's stash entries of kind k (out zeroed by
+   * the front).  lost: up to `max` ids of kind's documents with a stash
+   * entry under the tag that no longer carry it (overwritten or deleted
+   * since the commit). */
+  bool (*import_marks)(store_import_marks_t *out, store_t *store, const char *user_id,
+                       const char *tag, fzip_error_t *error);
+  bool (*import_lost)(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
+                      const char *user_id, const char *tag, fzip_kind_t kind, size_t max,
+                      fzip_error_t *error);
   /* A read-only view of the store for one user's consistent read
    * (store_snapshot_begin); end destroys the view and says whether the
    * read was consistent (ABORTED if not). */

@@ -246,6 +246,27 @@ static bool find_one(bson_t **out, mstore_t *s, const char *collection, const bs
   return find_first(out, s, collection, filter, NULL, error);
 }
 
+/* *out = how many documents of `collection` match q (count_documents,
+ * retried); `what` names the count in an error. */
+static bool count_in(uint64_t *out, mstore_t *s, const char *collection, const bson_t *q,
+                     const char *what, fzip_error_t *error) {
+  bson_error_t berr;
+  conn_t c = {0};
+  retry_t r;
+  int64_t n;
+
+  conn_open(&c, s, collection);
+  retry_start(&r, s);
+  do {
+    n = mongoc_collection_count_documents(c.coll, q, NULL, NULL, NULL, &berr);
+  } while (n < 0 && retry_again(&r, &berr, true));
+  conn_close(&c, s);
+  if (n < 0)
+    return fail_mongo(error, s, &berr, what);
+  *out = (uint64_t)n;
+  return true;
+}
+
 /* Called with each document find_each reads; false (error set) stops. */
 typedef bool (*visit_fn)(const bson_t *doc, void *ctx, fzip_error_t *error);
 
@@ -1654,6 +1675,81 @@ static bool mongo_import_commit(uint64_t *forgotten, store_t *store, const char 
 }
 
 
+/* ---- undo of a committed import ---------------------------------------- */
+
+static bool mongo_import_marks(store_import_marks_t *out, store_t *store, const char *user_id,
+                               const char *tag, fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  bool ok = true;
+
+  for (int k = 0; ok && k < FZIP_KIND_COUNT; k++) {
+    const fzip_kind_info_t *ki = fzip_kind_info((fzip_kind_t)k);
+    bson_t *tagged = BCON_NEW("userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag));
+    bson_t *kept = BCON_NEW("userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag), "kind",
+                            BCON_UTF8(ki->name));
+    ok = count_in(&out->tagged[k], s, ki->name, tagged, "counting an import's documents",
+                  error) &&
+         count_in(&out->kept[k], s, MONGO_STASH, kept, "counting an import's stash", error);
+    bson_destroy(tagged);
+    bson_destroy(kept);
+  }
+  return ok;
+}
+
+/* Whether the live document a stash entry stands for still carries the
+ * entry's tag. */
+static bool still_tagged(bool *tagged, mstore_t *s, const fzip_kind_info_t *ki,
+                         const char *user_id, const char *tag, const char *id,
+                         fzip_error_t *error) {
+  char ekey[MONGO_KEY_MAX];
+  bson_t *q = NULL, *found = NULL;
+  bool ok;
+
+  if (!entity_key(ekey, user_id, id, error))
+    return false;
+  q = BCON_NEW("_id", BCON_UTF8(ekey));
+  ok = find_one(&found, s, ki->name, q, error);
+  *tagged = ok && found && doc_utf8(found, "tag") && strcmp(doc_utf8(found, "tag"), tag) == 0;
+  bson_destroy(found);
+  bson_destroy(q);
+  return ok;
+}
+
+/* The kind's stash entries under the tag in _id order, a page at a time,
+ * until `max` of them stand for documents that lost the tag. */
+static bool mongo_import_lost(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
+                              const char *user_id, const char *tag, fzip_kind_t kind, size_t max,
+                              fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  const fzip_kind_info_t *ki = fzip_kind_info(kind);
+  bson_t *page[MONGO_IMPORT_PAGE];
+  bson_t *sort = BCON_NEW("_id", BCON_INT32(1));
+  char after[MONGO_STASH_KEY_MAX] = "";
+  size_t got = 0;
+  bool ok = true;
+
+  *n = 0;
+  while (ok && *n < max) {
+    bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag), "kind",
+                         BCON_UTF8(ki->name), "_id", "{", "$gt", BCON_UTF8(after), "}");
+    ok = find_page(page, &got, s, MONGO_STASH, q, sort, error);
+    bson_destroy(q);
+    if (!ok || got == 0)
+      break;
+    for (size_t i = 0; ok && i < got && *n < max; i++) {
+      const char *id = doc_utf8(page[i], "id");
+      bool tagged = true;
+      if (id && (ok = still_tagged(&tagged, s, ki, user_id, tag, id, error)) && !tagged)
+        snprintf(ids[(*n)++], FZIP_ID_MAX + 1, "%s", id);
+    }
+    const char *last = doc_utf8(page[got - 1], "_id");
+    snprintf(after, sizeof after, "%s", last ? last : "");
+    free_page(page, got);
+  }
+  bson_destroy(sort);
+  return ok;
+}
+
 /* ---- pending imports and snapshots ------------------------------------- */
 
 /* The pending set is one document per pending import in import_pending:
@@ -1996,24 +2092,10 @@ static bool mongo_job_release_request(store_t *store, store_job_kind_t kind, con
   return ok;
 }
 
-/* *out = how many jobs of `kind` match q (count_documents, retried). */
+/* *out = how many jobs of `kind` match q. */
 static bool count_jobs(uint64_t *out, mstore_t *s, store_job_kind_t kind, const bson_t *q,
                        fzip_error_t *error) {
-  bson_error_t berr;
-  conn_t c = {0};
-  retry_t r;
-  int64_t n;
-
-  conn_open(&c, s, job_collection(kind));
-  retry_start(&r, s);
-  do {
-    n = mongoc_collection_count_documents(c.coll, q, NULL, NULL, NULL, &berr);
-  } while (n < 0 && retry_again(&r, &berr, true));
-  conn_close(&c, s);
-  if (n < 0)
-    return fail_mongo(error, s, &berr, "counting jobs");
-  *out = (uint64_t)n;
-  return true;
+  return count_in(out, s, job_collection(kind), q, "counting jobs", error);
 }
 
 /* The claim's own filter, over the runnable_leaseUntil_createdAt index. */
@@ -3032,6 +3114,8 @@ static const store_vtable_t mongo_vtable = {
     .import_end = mongo_import_end,
     .import_pending = mongo_import_pending,
     .stash_get = mongo_stash_get,
+    .import_marks = mongo_import_marks,
+    .import_lost = mongo_import_lost,
     .snapshot_begin = mongo_snapshot_begin,
     .snapshot_end = mongo_snapshot_end,
 };

@@ -1285,6 +1285,88 @@ static bool sq_import_commit(uint64_t *forgotten, store_t *store, const char *us
   return ok;
 }
 
+/* ---- entities: undo of a committed import -------------------------------- */
+
+typedef struct {
+  const char *user_id;
+  const char *tag;
+  store_import_marks_t *marks;
+  int kind;
+  char (*ids)[FZIP_ID_MAX + 1];
+  size_t n, max;
+} sq_undo_ctx_t;
+
+/* Adds "kind, count" rows of a GROUP BY kind query to counts. */
+static bool sq_count_kinds(uint64_t counts[FZIP_KIND_COUNT], sqlite3 *db, const char *sql,
+                           const sq_undo_ctx_t *ctx, fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok;
+
+  ok = sq_prepare_args(&stmt, db, sql,
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_TEXT(ctx->tag), SQ_END},
+                       error);
+  while (ok && (ok = sq_step_row(&row, stmt, db, "counting an import's marks", error)) && row) {
+    int k = sqlite3_column_int(stmt, 0);
+    if (k >= 0 && k < FZIP_KIND_COUNT)
+      counts[k] += (uint64_t)sqlite3_column_int64(stmt, 1);
+  }
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+/* Both counts in one read transaction, so they describe one moment. */
+static bool op_import_marks(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_undo_ctx_t *ctx = vctx;
+  memset(ctx->marks, 0, sizeof *ctx->marks); /* sq_run may run it again */
+  return sq_count_kinds(ctx->marks->tagged, db,
+                        "SELECT kind, count(*) FROM entities WHERE user_id = ?1 AND tag = ?2"
+                        " GROUP BY kind",
+                        ctx, error) &&
+         sq_count_kinds(ctx->marks->kept, db,
+                        "SELECT kind, count(*) FROM stash WHERE user_id = ?1 AND tag = ?2"
+                        " GROUP BY kind",
+                        ctx, error);
+}
+
+static bool sq_import_marks(store_import_marks_t *out, store_t *store, const char *user_id,
+                            const char *tag, fzip_error_t *error) {
+  sq_undo_ctx_t ctx = {.user_id = user_id, .tag = tag, .marks = out};
+  return sq_run_txn((sq_store_t *)store, op_import_marks, &ctx, error);
+}
+
+static bool op_import_lost(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_undo_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok;
+
+  ctx->n = 0; /* sq_run may run it again */
+  ok = sq_prepare_args(&stmt, db,
+                       "SELECT s.entity_id FROM stash s LEFT JOIN entities e"
+                       " ON e.user_id = s.user_id AND e.kind = s.kind"
+                       " AND e.entity_id = s.entity_id"
+                       " WHERE s.user_id = ?1 AND s.tag = ?2 AND s.kind = ?3"
+                       " AND (e.tag IS NULL OR e.tag <> s.tag)"
+                       " ORDER BY s.entity_id LIMIT ?4",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_TEXT(ctx->tag),
+                                          SQ_INT(ctx->kind), SQ_INT(ctx->max), SQ_END},
+                       error);
+  while (ok && ctx->n < ctx->max &&
+         (ok = sq_step_row(&row, stmt, db, "reading an import's changed documents", error)) &&
+         row)
+    sq_copy_text(ctx->ids[ctx->n++], FZIP_ID_MAX + 1, stmt, 0);
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_import_lost(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
+                           const char *user_id, const char *tag, fzip_kind_t kind, size_t max,
+                           fzip_error_t *error) {
+  sq_undo_ctx_t ctx = {.user_id = user_id, .tag = tag, .kind = (int)kind, .ids = ids, .max = max};
+  bool ok = sq_run((sq_store_t *)store, op_import_lost, &ctx, error);
+  *n = ctx.n;
+  return ok;
+}
+
 /* ---- entities: pending imports ------------------------------------------- */
 
 /* The pending set is the table import_pending; its one row per import is
@@ -2320,6 +2402,8 @@ static const store_vtable_t sq_vtable = {
     .import_pending = sq_import_pending,
     .stash_get = sq_stash_get,
     .import_release_reserve = sq_import_release_reserve,
+    .import_marks = sq_import_marks,
+    .import_lost = sq_import_lost,
     .snapshot_begin = sq_snapshot_begin,
     .snapshot_end = sq_snapshot_end,
 };
