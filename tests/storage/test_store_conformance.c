@@ -1624,6 +1624,134 @@ static void test_import_commit_forgets_stash_and_keeps_documents(void) {
   store_destroy(s);
 }
 
+/* ---- undo of a committed import --------------------------------------------- */
+
+static bool marks_equal(const store_import_marks_t *a, const store_import_marks_t *b) {
+  return memcmp(a, b, sizeof *a) == 0;
+}
+
+static void test_import_undo_puts_back_the_before_state(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  store_import_marks_t at_commit, now, zero;
+  store_rollback_stats_t st = {0};
+  visit_log_t log = {0};
+  bson_t *got = NULL;
+  bool pending = true;
+  uint64_t forgotten = 0;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT, T = FZIP_KIND_TRANSACTION;
+
+  memset(&zero, 0, sizeof zero);
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(store_import_begin(s, user, "imp-u", &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v1", STORE_WRITE_REPLACE, "imp-u", NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a3", "v1", STORE_WRITE_REPLACE, "imp-u", NULL, &err), err);
+  CHECK_OK(put_one(s, user, T, "t1", "v1", STORE_WRITE_INSERT, "imp-u", NULL, &err), err);
+  CHECK_OK(store_import_marks(&at_commit, s, user, "imp-u", &err), err);
+  CHECK(at_commit.tagged[A] == 2 && at_commit.tagged[T] == 1 && at_commit.kept[A] == 1);
+  CHECK(at_commit.kept[T] == 0 && at_commit.tagged[FZIP_KIND_CATEGORY] == 0);
+  /* The flip alone: the import is visible, its stash kept. */
+  CHECK_OK(store_import_flip(s, user, "imp-u", &err), err);
+  CHECK_OK(store_import_is_pending(&pending, s, user, "imp-u", &err), err);
+  CHECK(!pending);
+  CHECK(note_is(s, user, A, "a1", "v1"));
+  CHECK_OK(store_import_marks(&now, s, user, "imp-u", &err), err);
+  CHECK(marks_equal(&now, &at_commit));
+  CHECK_OK(store_import_undo_check(s, user, "imp-u", &at_commit, &err), err);
+  /* Undo: the stashed version back, the created ones gone (the visitor
+   * sees each imported document), nothing of the tag left. */
+  CHECK_OK(store_import_undo(&st, s, user, "imp-u", visit_record, &log, &err), err);
+  CHECK(st.restored == 1 && st.deleted == 2 && log.calls == 3);
+  CHECK(note_is(s, user, A, "a1", "v0"));
+  CHECK(note_is(s, user, A, "a2", "v0"));
+  CHECK_FAILS(store_entity_get(&got, s, user, A, "a3", &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_entity_get(&got, s, user, T, "t1", &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK_OK(store_import_is_pending(&pending, s, user, "imp-u", &err), err);
+  CHECK(!pending);
+  CHECK_OK(store_import_marks(&now, s, user, "imp-u", &err), err);
+  CHECK(marks_equal(&now, &zero));
+  /* Idempotent: a rerun after a crash finishes with nothing to do. */
+  CHECK_OK(store_import_undo(&st, s, user, "imp-u", NULL, NULL, &err), err);
+  CHECK(st.restored == 0 && st.deleted == 0);
+  CHECK(note_is(s, user, A, "a1", "v0"));
+  /* Forget after a kept commit drops the stash and nothing else. */
+  CHECK_OK(store_import_begin(s, user, "imp-v", &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v2", STORE_WRITE_REPLACE, "imp-v", NULL, &err), err);
+  CHECK_OK(store_import_flip(s, user, "imp-v", &err), err);
+  memset(&log, 0, sizeof log);
+  CHECK_OK(store_import_forget(&forgotten, s, user, "imp-v", visit_record, &log, &err), err);
+  CHECK(forgotten == 1 && log.calls == 1 && strcmp(log.notes[0], "v0") == 0);
+  CHECK_OK(store_import_forget(&forgotten, s, user, "imp-v", NULL, NULL, &err), err);
+  CHECK(forgotten == 0);
+  CHECK(note_is(s, user, A, "a1", "v2"));
+  store_destroy(s);
+}
+
+/* Whether the last error's message contains `part`. */
+static bool message_has(const fzip_error_t *err, const char *part) {
+  return strstr(err->message, part) != NULL;
+}
+
+static void test_import_undo_check_refuses_what_changed_since(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  store_import_marks_t m;
+  store_rollback_stats_t st = {0};
+  uint64_t deleted = 0;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT;
+  const char *const a2[] = {"a2"};
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(store_import_begin(s, user, "imp-c", &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v1", STORE_WRITE_REPLACE, "imp-c", NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v1", STORE_WRITE_REPLACE, "imp-c", NULL, &err), err);
+  CHECK_OK(store_import_marks(&m, s, user, "imp-c", &err), err);
+  CHECK_OK(store_import_flip(s, user, "imp-c", &err), err);
+  /* A later import overwrote a1: refused, naming the kind and the id. */
+  CHECK_OK(store_import_begin(s, user, "imp-d", &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v2", STORE_WRITE_REPLACE, "imp-d", NULL, &err), err);
+  /* ... while it is pending, for that reason first. */
+  CHECK_FAILS(store_import_undo_check(s, user, "imp-c", &m, &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  CHECK(message_has(&err, "another import"));
+  CHECK_OK(store_import_flip(s, user, "imp-d", &err), err);
+  CHECK_FAILS(store_import_undo_check(s, user, "imp-c", &m, &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  CHECK(message_has(&err, "accounts: 1 of 2") && message_has(&err, "a1"));
+  /* The later import undone: a1 carries imp-c again, the undo may go on. */
+  CHECK_OK(store_import_undo(&st, s, user, "imp-d", NULL, NULL, &err), err);
+  CHECK(note_is(s, user, A, "a1", "v1"));
+  CHECK_OK(store_import_undo_check(s, user, "imp-c", &m, &err), err);
+  /* A plain write (not an import) replaces a1: refused as well. */
+  CHECK_OK(put_one(s, user, A, "a1", "v3", STORE_WRITE_REPLACE, NULL, NULL, &err), err);
+  CHECK_FAILS(store_import_undo_check(s, user, "imp-c", &m, &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  CHECK(message_has(&err, "a1"));
+  /* A document it created, deleted since: refused (counted, no id). */
+  CHECK_OK(put_one(s, user, A, "a1", "v1", STORE_WRITE_REPLACE, "imp-c", NULL, &err), err);
+  CHECK_OK(store_import_undo_check(s, user, "imp-c", &m, &err), err);
+  CHECK_OK(store_entity_delete_many(&deleted, s, user, A, a2, 1, &err), err);
+  CHECK(deleted == 1);
+  CHECK_FAILS(store_import_undo_check(s, user, "imp-c", &m, &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  CHECK(message_has(&err, "accounts: 1 of 2"));
+  CHECK_OK(put_one(s, user, A, "a2", "v1", STORE_WRITE_REPLACE, "imp-c", NULL, &err), err);
+  CHECK_OK(store_import_undo_check(s, user, "imp-c", &m, &err), err);
+  /* Its stash forgotten (the window ended): nothing to put back. */
+  CHECK_OK(store_import_forget(NULL, s, user, "imp-c", NULL, NULL, &err), err);
+  CHECK_FAILS(store_import_undo_check(s, user, "imp-c", &m, &err), err,
+              FZIP_ERR_FAILED_PRECONDITION);
+  CHECK(message_has(&err, "0 of 1 previous versions kept"));
+  store_destroy(s);
+}
+
 /* ---- pending imports: readers never see an uncommitted import -------------- */
 
 /* The ids and notes a cursor returns, joined: "a1=v0,a2=v0". */
@@ -2298,6 +2426,8 @@ int main(int argc, char **argv) {
   RUN(test_blob_reap_uncommitted_removes_abandoned_writers);
   RUN(test_import_rollback_restores_replaced_and_deletes_created);
   RUN(test_import_commit_forgets_stash_and_keeps_documents);
+  RUN(test_import_undo_puts_back_the_before_state);
+  RUN(test_import_undo_check_refuses_what_changed_since);
   RUN(test_pending_import_is_invisible_until_the_commit_flips_it);
   RUN(test_pending_import_rollback_is_never_visible);
   RUN(test_get_many_returns_visible_documents_in_order);
