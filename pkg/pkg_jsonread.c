@@ -41,6 +41,8 @@ struct pkgjr_reader {
   size_t doc_bytes; /* estimate of the document being built, against max_doc */
   size_t elements;  /* elements of the top-level array so far */
   state_t state;
+  bool bare;        /* pkgjr_open_bare_array: no `{"<key>":` around the array */
+  bool wrap_uint64; /* pkgjr_wrap_uint64 */
 };
 
 void pkgjr_limits_default(pkgjr_limits_t *limits) {
@@ -405,6 +407,12 @@ static bool append_number(bson_t *parent, const char *key, size_t klen, pkgjr_re
     long long v = strtoll(buf, &end, 10);
     if (errno == 0 && *end == '\0')
       return bson_append_int64(parent, key, (int)klen, (int64_t)v);
+    if (r->wrap_uint64 && buf[0] != '-') {
+      errno = 0;
+      unsigned long long u = strtoull(buf, &end, 10);
+      if (errno == 0 && *end == '\0')
+        return bson_append_int64(parent, key, (int)klen, (int64_t)u);
+    }
   }
   errno = 0;
   double d = strtod(buf, &end);
@@ -663,6 +671,17 @@ bool pkgjr_open_array(char *key_out, size_t key_cap, pkgjr_reader_t *r, fzip_err
   return true;
 }
 
+bool pkgjr_open_bare_array(pkgjr_reader_t *r, fzip_error_t *error) {
+  if (!usable(r, ST_START, error) ||
+      !expect(r, '[', "expected '[' at the start (a bare JSON array)", error))
+    return false;
+  r->bare = true;
+  r->state = ST_ARRAY_FIRST;
+  return true;
+}
+
+void pkgjr_wrap_uint64(pkgjr_reader_t *r) { r->wrap_uint64 = true; }
+
 /* Consumes what separates elements; *more says whether one follows. */
 static bool array_step(bool *more, pkgjr_reader_t *r, fzip_error_t *error) {
   int c;
@@ -670,7 +689,8 @@ static bool array_step(bool *more, pkgjr_reader_t *r, fzip_error_t *error) {
     return false;
   if (c == ']') {
     *more = false;
-    return take(&c, r, error) && expect(r, '}', "expected '}' after the array", error) &&
+    return take(&c, r, error) &&
+           (r->bare || expect(r, '}', "expected '}' after the array", error)) &&
            expect_end(r, error);
   }
   if (r->state == ST_ARRAY_NEXT) {

@@ -18,10 +18,13 @@
  * its value is integral and exactly representable (|v| <= 2^53), else a
  * double; a number that overflows a double is an error.
  *
- * Two shapes of input are read:
+ * Three shapes of input are read:
  *   - a data file, `{"<kind>": [ <object>, <object>, ... ]}`: open it with
  *     pkgjr_open_array(), then pull one element at a time with
  *     pkgjr_next_document(), so memory holds one entity, never the file;
+ *   - a bare array of objects, `[ <object>, ... ]` (the HouseF3
+ *     application's data files): pkgjr_open_bare_array(), then the same
+ *     pkgjr_next_document();
  *   - a single object (the manifest): pkgjr_read_document().
  * Both insist that nothing but whitespace follows the value.
  *
@@ -84,7 +87,19 @@ void pkgjr_reader_destroy(pkgjr_reader_t *r); /* accepts NULL */
  * at most key_cap - 1 bytes; a longer key is an error). */
 bool pkgjr_open_array(char *key_out, size_t key_cap, pkgjr_reader_t *r, fzip_error_t *error);
 
-/* After pkgjr_open_array: sets *more and, when true, replaces the contents
+/* Reads the `[` of a bare top-level array (instead of pkgjr_open_array);
+ * pkgjr_next_document then reads its elements and, at the end, `]`
+ * followed by nothing but whitespace. */
+bool pkgjr_open_bare_array(pkgjr_reader_t *r, fzip_error_t *error);
+
+/* From now on an integer literal in (INT64_MAX, UINT64_MAX] becomes the
+ * int64 with the same 64 bits (two's complement) instead of a double: the
+ * HouseF3 application writes transactionHash as an unsigned 64-bit number,
+ * format 1.0 stores it as int64 (FORMAT.md, "The HouseF3 flavour").  Off by
+ * default; negative literals are unaffected. */
+void pkgjr_wrap_uint64(pkgjr_reader_t *r);
+
+/* After pkgjr_open_array or pkgjr_open_bare_array: sets *more and, when true, replaces the contents
  * of `doc` (caller-owned, initialised) with the next element, which must
  * be an object.  When the array ends, reads the closing `]}` and checks
  * that only whitespace follows, then sets *more = false. */

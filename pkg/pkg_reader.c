@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <zip.h>
 
+#include "pkg_housef3.h"
 #include "pkg_json.h"
 
 #define MANIFEST_KEY_CAP 64 /* bytes of the data file key read by open_array */
@@ -35,6 +36,8 @@ typedef struct {
   uint64_t size, comp_size;
   role_t role;
   int kind;            /* ROLE_DATA: fzip_kind_t */
+  bool gz;             /* ROLE_DATA: data/<kind>.json.gz (the HouseF3 flavour) */
+  uint64_t inflated;   /* gz: the most bytes its gzip stream has given so far */
   pkgr_file_entry_t file; /* ROLE_FILE */
   bool has_sha;
   char sha[FZIP_SHA256_HEX_LEN + 1];
@@ -54,6 +57,7 @@ struct pkgr {
   size_t errors;
   bool limit_error; /* an error issue broke a limit: RESOURCE_EXHAUSTED */
   int64_t cd_walked; /* entries scan_central_directory checked, -1 if it could not */
+  bool housef3;      /* the manifest is the HouseF3 application's (pkg_housef3) */
   entry_t *entries;
   size_t n_entries;
   entry_t *manifest_entry;
@@ -82,6 +86,8 @@ struct pkgr_entities {
   entry_stream_t s;
   pkgjr_reader_t *json;
   bson_t *doc; /* bson_new, for the same reason */
+  bson_t *mapped; /* the HouseF3 flavour: doc mapped to format 1.0 */
+  pkghf_gunzip_t *gz; /* data/<kind>.json.gz: between the entry and the JSON */
   uint64_t count;
   bool started, ended, empty;
 };
@@ -205,9 +211,13 @@ static void classify(pkgr_t *r, entry_t *e) {
     return;
   }
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
-    if (strcmp(n, pkgr_data_entry((fzip_kind_t)k)) == 0) {
+    const char *data = pkgr_data_entry((fzip_kind_t)k);
+    size_t dlen = strlen(data);
+    bool gz = strncmp(n, data, dlen) == 0 && strcmp(n + dlen, PKGHF_GZ_SUFFIX) == 0;
+    if (gz || strcmp(n, data) == 0) {
       e->role = ROLE_DATA;
       e->kind = k;
+      e->gz = gz;
       return;
     }
   }
@@ -292,7 +302,7 @@ static void check_entry(pkgr_t *r, entry_t *e, const zip_stat_t *st) {
   else if (e->role == ROLE_OTHER)
     ERR(r, "archive.unknown_entry", e->name, NULL,
         "entry is not one of the format's names (manifest.json, data/<kind>.json, "
-        "files/<fileId>/<name>)");
+        "files/<fileId>/<name>; data/<kind>.json.gz in HouseF3 packages)");
 }
 
 /* Over the whole archive: declared sizes against the limit, and against
@@ -396,6 +406,11 @@ static bool index_files(pkgr_t *r, fzip_error_t *error) {
     if (e->role == ROLE_DATA) {
       if (!r->data[e->kind])
         r->data[e->kind] = e;
+      else if (r->data[e->kind]->gz != e->gz)
+        ERR(r, "archive.duplicate_data", e->name, NULL,
+            "both %s and %s.gz hold %s: which one is the data is ambiguous",
+            pkgr_data_entry((fzip_kind_t)e->kind), pkgr_data_entry((fzip_kind_t)e->kind),
+            fzip_kind_info((fzip_kind_t)e->kind)->name);
       continue;
     }
     if (e->role == ROLE_MANIFEST && !r->manifest_entry)
@@ -563,11 +578,6 @@ static void check_version(pkgr_t *r) {
   const char *v = str_at(r->manifest, "export_format_version", &wrong);
   int maj, min;
 
-  if (!v && bson_has_field(r->manifest, "backupFormatVersion")) {
-    ERR(r, "manifest.legacy", PKG_MANIFEST_ENTRY, "backupFormatVersion",
-        "legacy HouseF3 package (camelCase manifest, gzipped data): not supported");
-    return;
-  }
   if (!v) {
     ERR(r, "manifest.version", PKG_MANIFEST_ENTRY, "export_format_version",
         wrong ? "export_format_version is not a string" : "export_format_version is missing");
@@ -625,7 +635,7 @@ static void read_info(pkgr_t *r) {
   copy_info(r->info.export_type, sizeof r->info.export_type,
             str_at(r->manifest, "export_type", &wrong));
   s = str_at(r->manifest, "package_format", &wrong);
-  r->info.design_flavour = !s && !wrong;
+  r->info.design_flavour = !s && !wrong && !r->housef3;
   if ((s && strcmp(s, PKG_PACKAGE_FORMAT) != 0) || wrong)
     ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, "package_format",
         "package_format is not \"%s\"", PKG_PACKAGE_FORMAT);
@@ -718,17 +728,28 @@ static void read_checksums(pkgr_t *r) {
     e->has_sha = true;
     memcpy(e->sha, sha, sizeof sha);
   }
+  size_t unchecked = 0;
   for (size_t i = 0; i < r->n_entries; i++) {
     entry_t *e = &r->entries[i];
     if (e->role == ROLE_FILE)
       e->file.has_checksum = e->has_sha;
+    if ((e->role != ROLE_DATA && e->role != ROLE_FILE) || e->has_sha)
+      continue;
+    /* The HouseF3 app writes no checksums: what can be is verified
+     * otherwise (FORMAT.md, "The HouseF3 flavour"), and the job says so. */
+    if (r->housef3)
+      unchecked++;
     /* The design flavour's files/ entries may go without: pkg_validate
      * then checks them against their record's sha256 (FORMAT.md 8). */
-    if ((e->role == ROLE_DATA || (e->role == ROLE_FILE && !r->info.design_flavour)) &&
-        !e->has_sha)
+    else if (e->role == ROLE_DATA || !r->info.design_flavour)
       ERR(r, "checksum.missing", e->name, "checksums",
           "the manifest gives no sha256 for this entry");
   }
+  if (unchecked)
+    WARN(r, "checksum.absent", PKG_MANIFEST_ENTRY, "checksums",
+         "HouseF3 application package: no sha256 for %zu of its entries; they are checked only "
+         "by the zip and gzip CRC-32s, the counts of dataSummary and each file's fileSize",
+         unchecked);
 }
 
 /* Reads an array of ids into a sorted list of at most max. */
@@ -836,6 +857,36 @@ static void check_manifest_keys(pkgr_t *r) {
   }
 }
 
+static void housef3_issue(void *ctx, int severity, const char *rule, const char *field,
+                          const char *reason) {
+  issue(ctx, (pkgr_severity_t)severity, rule, PKG_MANIFEST_ENTRY, field, "%s", reason);
+}
+
+/* The HouseF3 application's manifest becomes a 1.0 one (pkg_housef3): all
+ * later checks read the mapped manifest, pkgr_manifest() included. */
+static bool map_housef3_manifest(pkgr_t *r, fzip_error_t *error) {
+  bson_t *mapped = bson_new();
+  if (!mapped)
+    return oom(error);
+  pkghf_map_manifest(mapped, r->manifest, housef3_issue, r);
+  bson_destroy(r->manifest);
+  r->manifest = mapped;
+  r->housef3 = true;
+  copy_info(r->info.flavour, sizeof r->info.flavour, PKGR_FLAVOUR_HOUSEF3);
+  return true;
+}
+
+/* data/<kind>.json.gz belongs to the HouseF3 flavour only: in a package
+ * whose manifest is format 1.0's, it is two flavours mixed. */
+static void check_flavour_entries(pkgr_t *r) {
+  for (int k = 0; k < FZIP_KIND_COUNT && !r->housef3; k++) {
+    if (r->data[k] && r->data[k]->gz)
+      ERR(r, "archive.flavour", r->data[k]->name, NULL,
+          "a gzipped data file (the HouseF3 application's layout) in a package whose manifest "
+          "is format 1.0's: the flavours are mixed");
+  }
+}
+
 static bool read_manifest(pkgr_t *r, fzip_error_t *error) {
   size_t before = r->errors;
   if (!r->manifest_entry) {
@@ -846,10 +897,16 @@ static bool read_manifest(pkgr_t *r, fzip_error_t *error) {
     return false;
   if (r->errors != before)
     return true;
+  if (pkghf_is_manifest(r->manifest) && !map_housef3_manifest(r, error))
+    return false;
+  check_flavour_entries(r);
+  if (r->errors != before)
+    return true;
   check_version(r);
   if (r->errors != before)
     return true; /* nothing else in an unknown format means what we think */
-  check_manifest_keys(r);
+  if (!r->housef3)
+    check_manifest_keys(r); /* pkg_housef3 checked the app's keys */
   read_info(r);
   read_checksums(r);
   return read_references(r, error);
@@ -1145,6 +1202,7 @@ bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
     pkgr_limits_default(&r->lim);
   r->on_issue = on_issue;
   r->issue_ctx = issue_ctx;
+  copy_info(r->info.flavour, sizeof r->info.flavour, PKGR_FLAVOUR_FZIP);
   if (!open_zip(r, path, error))
     goto done;
   if (r->za && (!read_directory(r, error) || !check_duplicates(r, error) ||
@@ -1237,6 +1295,64 @@ bool pkgr_external_has(const pkgr_t *r, fzip_kind_t kind, const char *id) {
 
 /* ---- entity streams --------------------------------------------------- */
 
+static uint64_t add_sat(uint64_t a, uint64_t b) { return a + b < a ? UINT64_MAX : a + b; }
+
+/* What a .json.gz entry may inflate to: the data file limit, and what the
+ * total limit leaves after every other entry (the declared size of each
+ * plain one, the bytes the other gzip streams gave so far). */
+static uint64_t gz_room(const pkgr_t *r, const entry_t *e) {
+  uint64_t used = 0;
+  for (size_t i = 0; i < r->n_entries; i++) {
+    const entry_t *o = &r->entries[i];
+    if (o != e)
+      used = add_sat(used, o->gz ? o->inflated : o->size);
+  }
+  uint64_t room = used >= r->lim.max_total ? 0 : r->lim.max_total - used;
+  return room < r->lim.max_data_entry ? room : r->lim.max_data_entry;
+}
+
+/* The JSON reader of a data entry: straight from the entry, or through a
+ * gzip stream; the HouseF3 flavour's 64-bit hashes read as int64. */
+static bool entities_reader(pkgr_entities_t *it, fzip_error_t *error) {
+  pkgr_t *r = it->r;
+  entry_t *e = r->data[it->kind];
+  pkgjr_read_fn read = json_source;
+  void *ctx = &it->s;
+  if (e->gz) {
+    if (!(it->gz = pkghf_gunzip_new(json_source, &it->s, e->name, gz_room(r, e),
+                                    r->lim.max_ratio, PKG_RATIO_MIN_BYTES)))
+      return oom(error);
+    read = pkghf_gunzip_read;
+    ctx = it->gz;
+  }
+  if (!(it->json = pkgjr_reader_new(read, ctx, &r->lim.json)))
+    return oom(error);
+  if (r->housef3)
+    pkgjr_wrap_uint64(it->json);
+  return true;
+}
+
+static void note_inflated(pkgr_entities_t *it) {
+  entry_t *e = it->gz ? it->r->data[it->kind] : NULL;
+  if (e && pkghf_gunzip_bytes_out(it->gz) > e->inflated)
+    e->inflated = pkghf_gunzip_bytes_out(it->gz);
+}
+
+/* Reads up to the first element: `{"<kind>": [` in format 1.0, `[` in
+ * the HouseF3 flavour. */
+static bool entities_start(pkgr_entities_t *it, fzip_error_t *error) {
+  const fzip_kind_info_t *info = fzip_kind_info(it->kind);
+  char key[MANIFEST_KEY_CAP];
+  if (it->r->housef3)
+    return pkgjr_open_bare_array(it->json, error);
+  if (!pkgjr_open_array(key, sizeof key, it->json, error))
+    return false;
+  if (strcmp(key, info->name) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "top-level key \"%.40s\" is not \"%s\"", key, info->name);
+  return true;
+}
+
 bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
                         fzip_error_t *error) {
   pkgr_entities_t *it;
@@ -1247,8 +1363,8 @@ bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
     return oom(error);
   it->r = r;
   it->kind = kind;
-  if (!(it->doc = bson_new())) {
-    free(it);
+  if (!(it->doc = bson_new()) || !(it->mapped = bson_new())) {
+    pkgr_entities_destroy(it);
     return oom(error);
   }
   if (!r->data[kind]) {
@@ -1257,9 +1373,7 @@ bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
     return true;
   }
   if (!stream_open(&it->s, r, r->data[kind], r->lim.max_data_entry, error) ||
-      !(it->json = pkgjr_reader_new(json_source, &it->s, &r->lim.json))) {
-    if (!fzip_error_is_set(error))
-      oom(error);
+      !entities_reader(it, error)) {
     pkgr_entities_destroy(it);
     return false;
   }
@@ -1268,23 +1382,18 @@ bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
 }
 
 bool pkgr_entities_next(pkgr_entities_t *it, const bson_t **doc, fzip_error_t *error) {
-  const fzip_kind_info_t *info = fzip_kind_info(it->kind);
-  char key[MANIFEST_KEY_CAP];
-  bool more = false;
+  bool more = false, ok;
 
   if (it->ended)
     return false;
   if (!it->started) {
     it->started = true;
-    if (!pkgjr_open_array(key, sizeof key, it->json, error))
+    if (!entities_start(it, error))
       goto fail;
-    if (strcmp(key, info->name) != 0) {
-      fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
-                     "top-level key \"%.40s\" is not \"%s\"", key, info->name);
-      goto fail;
-    }
   }
-  if (!pkgjr_next_document(&more, it->doc, it->json, error))
+  ok = pkgjr_next_document(&more, it->doc, it->json, error);
+  note_inflated(it);
+  if (!ok)
     goto fail;
   if (!more) {
     it->ended = true;
@@ -1292,6 +1401,10 @@ bool pkgr_entities_next(pkgr_entities_t *it, const bson_t **doc, fzip_error_t *e
   }
   it->count++;
   *doc = it->doc;
+  if (it->r->housef3) {
+    pkghf_map_entity(it->mapped, it->kind, it->doc);
+    *doc = it->mapped;
+  }
   return true;
 fail:
   it->ended = true;
@@ -1322,8 +1435,12 @@ void pkgr_entities_destroy(pkgr_entities_t *it) {
   if (!it)
     return;
   pkgjr_reader_destroy(it->json);
+  pkghf_gunzip_destroy(it->gz);
   stream_close(&it->s);
-  bson_destroy(it->doc);
+  if (it->doc)
+    bson_destroy(it->doc);
+  if (it->mapped)
+    bson_destroy(it->mapped);
   free(it);
 }
 

@@ -62,6 +62,9 @@
 #define PKGR_READ_CHUNK (64 * 1024)        /* bytes read from libzip at a time */
 #define PKGR_VERSION_MAX 32                /* bytes of a version string kept */
 #define PKGR_INFO_STRING_MAX 256           /* bytes of other informational strings kept */
+#define PKGR_FLAVOUR_MAX 16
+#define PKGR_FLAVOUR_FZIP "fzip"
+#define PKGR_FLAVOUR_HOUSEF3 "housef3"
 
 typedef struct {
   uint64_t max_entries;
@@ -113,6 +116,11 @@ typedef struct {
    * its transaction file record carries a sha256 (checked by pkg_validate
    * against the bytes): FORMAT.md section 8, "design flavour". */
   bool design_flavour;
+  /* PKGR_FLAVOUR_FZIP (format 1.0, this one's design flavour included) or
+   * PKGR_FLAVOUR_HOUSEF3: the HouseF3 application's own package, whose
+   * camelCase manifest and gzipped bare arrays pkg_housef3 maps to 1.0
+   * (FORMAT.md, "The HouseF3 flavour"); its entries have no checksums. */
+  char flavour[PKGR_FLAVOUR_MAX];
 } pkgr_info_t;
 
 /* One files/<fileId>/<name> entry. */

@@ -434,8 +434,11 @@ def bad_cases():
     def legacy(p):
         p.manifest_override = json.dumps({"backupFormatVersion": "1.0", "userId": "u",
                                           "dataSummary": {"accountsCount": 1}}).encode()
-    add("bad_legacy_manifest", "manifest.legacy", "manifest.json", "backupFormatVersion",
-        mutate(legacy))
+    # The HouseF3 app's manifest over format 1.0's {"<kind>": [...]} data
+    # files: the app's data files are bare arrays (FORMAT.md, "The HouseF3
+    # flavour"), so the flavours are mixed.  The app's own packages:
+    # make_housef3_packages.py.
+    add("bad_legacy_manifest", "json", "data/accounts.json", None, mutate(legacy))
     add("bad_version_garbage", "manifest.version", "manifest.json", "export_format_version",
         mutate(version("one")))
 

@@ -194,7 +194,7 @@ static const hostile_t hostile[] = {
     {"bad_manifest_not_object", "manifest.json", "manifest.json", "-"},
     {"bad_version_major", "manifest.version", "manifest.json", "export_format_version"},
     {"bad_version_newer_minor", "manifest.version", "manifest.json", "export_format_version"},
-    {"bad_legacy_manifest", "manifest.legacy", "manifest.json", "backupFormatVersion"},
+    {"bad_legacy_manifest", "json", "data/accounts.json", "-"},
     {"bad_version_garbage", "manifest.version", "manifest.json", "export_format_version"},
     {"bad_version_missing", "manifest.version", "manifest.json", "export_format_version"},
     {"bad_count_mismatch", "manifest.count", "manifest.json", "data_summary.accounts_count"},
@@ -426,15 +426,20 @@ typedef struct {
   size_t max_n;
 } has_accounts_t;
 
-static bool has_accounts(void *ctx, bool *exists, fzip_kind_t kind, const char *const *ids,
-                         size_t n, fzip_error_t *error) {
+/* The user has every account, each with only its id (so each differs
+ * from the package's). */
+static bool has_accounts(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kind,
+                         const char *const *ids, size_t n, fzip_error_t *error) {
   has_accounts_t *h = ctx;
   h->calls++;
   h->max_n = n > h->max_n ? n : h->max_n;
   if (h->fail)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE, "store gone");
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
     exists[i] = kind == FZIP_KIND_ACCOUNT && ids[i] && *ids[i];
+    if (docs)
+      docs[i] = exists[i] ? BCON_NEW("accountId", BCON_UTF8(ids[i])) : NULL;
+  }
   return true;
 }
 
@@ -466,6 +471,22 @@ static void test_exists_callback_decides_conflicts_and_preview(void) {
   ok = res->passed && res->conflicts_total == 0 &&
        res->counts[FZIP_KIND_ACCOUNT].skipped == st.accounts &&
        res->counts[FZIP_KIND_CATEGORY].created == st.categories;
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  /* The stored accounts lack every field but the id: each is changed, the
+   * first PKGV_DIFFS_PER_KIND listed with accountName among their fields,
+   * and merge_fields takes the missing fields of each. */
+  opt.strategy = PKGV_MERGE_FIELDS;
+  CHECK_OK(pkgv_validate(&res, path, &opt, &err), err);
+  ok = res->passed && res->counts[FZIP_KIND_ACCOUNT].changed == st.accounts &&
+       res->counts[FZIP_KIND_ACCOUNT].merged == st.accounts &&
+       res->counts[FZIP_KIND_ACCOUNT].identical == 0 &&
+       res->n_diffs == (st.accounts < PKGV_DIFFS_PER_KIND ? st.accounts : PKGV_DIFFS_PER_KIND) &&
+       res->n_diffs > 0 && res->diffs[0].kind == FZIP_KIND_ACCOUNT &&
+       res->diffs[0].n_fields >= 2 && strcmp(res->diffs[0].fields[0], "accountName") == 0;
+  if (!ok)
+    dump(res, stderr);
   pkgv_result_destroy(res);
   CHECK(ok);
 
@@ -506,10 +527,22 @@ static void test_conflict_preview_under_each_strategy(void) {
   pkgv_result_destroy(res);
   CHECK(ok);
 
+  /* The package is carol's own data: every entity is identical, so
+   * overwrite and merge_fields would write nothing. */
   CHECK_OK(validate(&res, path, store, "carol", PKGV_OVERWRITE, &err), err);
-  ok = res->passed && res->counts[FZIP_KIND_TRANSACTION].overwritten == st.transactions &&
-       res->counts[FZIP_KIND_CATEGORY].overwritten == st.categories &&
-       res->counts[FZIP_KIND_TRANSACTION].created == 0;
+  ok = res->passed && res->counts[FZIP_KIND_TRANSACTION].identical == st.transactions &&
+       res->counts[FZIP_KIND_CATEGORY].identical == st.categories &&
+       res->counts[FZIP_KIND_TRANSACTION_FILE].identical == st.files &&
+       res->counts[FZIP_KIND_TRANSACTION].overwritten == 0 &&
+       res->counts[FZIP_KIND_TRANSACTION].changed == 0 &&
+       res->counts[FZIP_KIND_TRANSACTION].created == 0 && res->n_diffs == 0;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+  CHECK_OK(validate(&res, path, store, "carol", PKGV_MERGE_FIELDS, &err), err);
+  ok = res->passed && res->counts[FZIP_KIND_ACCOUNT].identical == st.accounts &&
+       res->counts[FZIP_KIND_ACCOUNT].merged == 0 && res->counts[FZIP_KIND_ACCOUNT].skipped == 0;
   pkgv_result_destroy(res);
   CHECK(ok);
 

@@ -1,0 +1,77 @@
+/*
+ * pkg_housef3: the HouseF3 application's own packages, mapped to format 1.0.
+ *
+ * The real HouseF3 app (FORMAT.md, "The HouseF3 flavour") writes a
+ * camelCase manifest (backupFormatVersion, backupTimestamp, userId,
+ * housef3Version, packageFormat, jobId, backupType, dataSummary{...Count},
+ * compatibility{minimumVersion, supportedVersions}, an always empty
+ * `checksums`), its data files as gzipped bare JSON arrays
+ * (data/<kind>.json.gz, `[ {...}, ... ]`), and adds derived fields to each
+ * entity (exportMetadata, computedFields, userId...).  Everything that
+ * differs from format 1.0 is translated here, in one place, so that
+ * pkg_reader hands the validator and the restore step a 1.0 manifest and
+ * 1.0 entities, and the same rules apply to both flavours:
+ *   - pkghf_map_manifest: the manifest, key by key;
+ *   - pkghf_map_entity: one entity (the app's derived fields dropped,
+ *     analytics given their 1.0 id and epoch-ms dates);
+ *   - pkghf_gunzip_*: a bounded, streaming gzip reader in front of the
+ *     JSON reader (zlib checks the gzip CRC-32 and length).
+ * pkg_reader decides when the flavour applies (pkghf_is_manifest).
+ */
+#ifndef PKG_HOUSEF3_H
+#define PKG_HOUSEF3_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fzip_entity.h"
+#include "fzip_error.h"
+#include "pkg_jsonread.h"
+
+#define PKGHF_FORMAT_MAJOR 1            /* backupFormatVersion major this build reads */
+#define PKGHF_GZ_SUFFIX ".gz"           /* data/<kind>.json + this */
+#define PKGHF_GZ_INPUT (64 * 1024)      /* compressed bytes read from the entry at a time */
+
+/* The manifest is the app's: it has backupFormatVersion. */
+bool pkghf_is_manifest(const bson_t *manifest);
+
+/* Severity as pkgr_severity_t (1 error, 2 warning); strings borrowed. */
+typedef void (*pkghf_issue_fn)(void *ctx, int severity, const char *rule, const char *field,
+                               const char *reason);
+
+/* Fills `out` (initialised, emptied first) with the format 1.0 manifest
+ * that says what `in`, the app's manifest, says.  Problems with `in`
+ * (wrong types, an unreadable version, unknown keys) are reported to
+ * on_issue; the mapping goes on so that all are reported. */
+void pkghf_map_manifest(bson_t *out, const bson_t *in, pkghf_issue_fn on_issue, void *ctx);
+
+/* Fills `out` (initialised, emptied first) with the format 1.0 form of
+ * one entity of `kind` as the app writes it. */
+void pkghf_map_entity(bson_t *out, fzip_kind_t kind, const bson_t *in);
+
+/* "2024-05-01T12:00:00.123456+00:00", "2024-05-01 12:00:00", "...Z",
+ * or a date "2024-05-01" (midnight UTC) -> epoch ms.  No offset means
+ * UTC.  False for anything else. */
+bool pkghf_parse_time(int64_t *ms, const char *s);
+
+/* ---- gzip ------------------------------------------------------------- */
+
+typedef struct pkghf_gunzip pkghf_gunzip_t;
+
+/* A gzip reader over `src` (one gzip member, nothing after it).  `name`
+ * (copied) is named in errors.  It inflates at most max_out bytes, and
+ * refuses a stream whose inflated bytes exceed max_ratio times the
+ * compressed bytes read so far once they pass ratio_min_bytes.  NULL only
+ * when out of memory; the caller destroys. */
+pkghf_gunzip_t *pkghf_gunzip_new(pkgjr_read_fn src, void *src_ctx, const char *name,
+                                 uint64_t max_out, uint64_t max_ratio, uint64_t ratio_min_bytes);
+/* A pkgjr_read_fn (ctx: the pkghf_gunzip_t).  Errors are FZIP_DOMAIN_PACKAGE:
+ * DATA_LOSS for a corrupt or truncated stream, a CRC-32 or length that does
+ * not match, or bytes after the stream; RESOURCE_EXHAUSTED for max_out or
+ * max_ratio; whatever src returned. */
+bool pkghf_gunzip_read(void *gz, void *buf, size_t cap, size_t *n, fzip_error_t *error);
+uint64_t pkghf_gunzip_bytes_out(const pkghf_gunzip_t *gz); /* inflated so far */
+void pkghf_gunzip_destroy(pkghf_gunzip_t *gz);              /* accepts NULL */
+
+#endif
