@@ -1010,7 +1010,10 @@ static void check_file_record(vctx_t *v, const pkgr_file_entry_t *fe, const char
              fr->sha, hex);
     file_issue(v, fe, "file.sha256", "sha256", reason);
   }
-  if (!fe->has_checksum && !(fr && fr->has_sha))
+  /* The HouseF3 flavour has no sha256 anywhere: the reader warned once
+   * (checksum.absent); size and CRC-32 are what is checked. */
+  if (!fe->has_checksum && !(fr && fr->has_sha) &&
+      strcmp(pkgr_info(v->r)->flavour, PKGR_FLAVOUR_HOUSEF3) != 0)
     file_issue(v, fe, "checksum.missing", "sha256",
                "neither the manifest nor the file's record gives a sha256 for these bytes");
 }
