@@ -85,9 +85,9 @@ static void print_info_text(const pkgr_t *r) {
   const pkgr_info_t *info = pkgr_info(r);
   char when[40];
   cli_msg_format_time(when, sizeof when, info->export_timestamp_ms);
-  printf("format_version: %s\nexport_timestamp: %s (%" PRId64 ")\nexport_type: %s\n"
-         "application_version: %s\nsource_user_id: %s\n",
-         info->format_version, when, info->export_timestamp_ms, info->export_type,
+  printf("format_version: %s\nflavour: %s\nexport_timestamp: %s (%" PRId64 ")\n"
+         "export_type: %s\napplication_version: %s\nsource_user_id: %s\n",
+         info->format_version, info->flavour, when, info->export_timestamp_ms, info->export_type,
          info->application_version, info->source_user_id);
   for (int k = 0; k < FZIP_KIND_COUNT; k++)
     printf("%s: %s%s, declared %" PRIu64 "%s\n", fzip_kind_info((fzip_kind_t)k)->name,
@@ -104,6 +104,7 @@ static bool print_info_json(const pkgr_t *r, const char *path, fzip_error_t *err
     return fzip_error_oom(error, NULL);
   if (!raw(w, "{", error) || !json_kv_str(w, true, "file", path, error) ||
       !json_kv_str(w, false, "format_version", info->format_version, error) ||
+      !json_kv_str(w, false, "flavour", info->flavour, error) ||
       !json_kv_int(w, "export_timestamp", info->export_timestamp_ms, error) ||
       !json_kv_str(w, false, "export_type", info->export_type, error) ||
       !json_kv_str(w, false, "application_version", info->application_version, error) ||

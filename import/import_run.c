@@ -462,7 +462,8 @@ static bool record_package_info(run_t *r, const pkgv_result_t *res) {
   pi->export_timestamp = res->info.export_timestamp_ms;
   return job_msg_set_str(&pi->export_format_version, res->info.format_version) &&
          job_msg_set_str(&pi->source_user_id, res->info.source_user_id) &&
-         job_msg_set_str(&pi->application_version, res->info.application_version);
+         job_msg_set_str(&pi->application_version, res->info.application_version) &&
+         job_msg_set_str(&pi->flavour, res->info.flavour);
 }
 
 static void first_error(char *out, size_t cap, const pkgv_result_t *res) {
