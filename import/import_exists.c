@@ -6,10 +6,16 @@
 _Static_assert(PKGV_EXISTS_BATCH_MAX <= STORE_BATCH_MAX,
                "one exists call of the validator is one store batch");
 
-static bool store_exists(void *ctx, bool *exists, fzip_kind_t kind, const char *const *ids,
-                         size_t n, fzip_error_t *error) {
+static bool store_exists(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kind,
+                         const char *const *ids, size_t n, fzip_error_t *error) {
   const import_exists_t *c = ctx;
-  return store_entity_exists_many(exists, c->store, c->user_id, kind, ids, n, error);
+  if (!docs)
+    return store_entity_exists_many(exists, c->store, c->user_id, kind, ids, n, error);
+  if (!store_entity_get_many(docs, c->store, c->user_id, kind, ids, n, NULL, error))
+    return false;
+  for (size_t i = 0; i < n; i++)
+    exists[i] = docs[i] != NULL;
+  return true;
 }
 
 bool import_exists_use(pkgv_options_t *options, import_exists_t *ctx, fzip_error_t *error) {

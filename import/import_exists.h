@@ -3,9 +3,11 @@
  * (pkg/pkg_validate.h).
  *
  * pkgv_validate asks an "exists" callback which ids the importing user
- * already has and knows nothing of a store; this is that callback over a
- * store_t, one store_entity_exists_many per batch.  Reads see committed
- * data only, as every reader but the import's own restore does.
+ * already has, and for the preview as a diff the stored documents
+ * themselves, and knows nothing of a store; this is that callback over a
+ * store_t, one store_entity_get_many (or store_entity_exists_many when
+ * only existence is asked) per batch.  Reads see committed data only, as
+ * every reader but the import's own restore does.
  */
 #ifndef IMPORT_EXISTS_H
 #define IMPORT_EXISTS_H

@@ -270,3 +270,19 @@ void pkgd_count(pkgv_counts_t *c, pkgv_strategy_t strategy, const pkgd_verdict_t
     break;
   }
 }
+
+void pkgd_keep(pkgv_diff_t *diffs, size_t *n_diffs, fzip_kind_t kind, const char *id,
+               const pkgd_diff_t *d) {
+  size_t of_kind = 0;
+  pkgv_diff_t *o;
+
+  for (size_t i = 0; i < *n_diffs; i++)
+    of_kind += diffs[i].kind == (int)kind;
+  if (of_kind >= PKGV_DIFFS_PER_KIND)
+    return;
+  o = &diffs[(*n_diffs)++];
+  o->kind = (int)kind;
+  snprintf(o->entity_id, sizeof o->entity_id, "%s", id);
+  o->n_fields = d->n_fields;
+  memcpy(o->fields, d->fields, sizeof o->fields);
+}

@@ -30,8 +30,8 @@
 
 /* Differing field names kept per entity; every kind has fewer top-level
  * fields, so none is ever left out. */
-#define PKGD_FIELDS_MAX 32
-#define PKGD_FIELD_NAME_MAX 64
+#define PKGD_FIELDS_MAX PKGV_DIFF_FIELDS_MAX
+#define PKGD_FIELD_NAME_MAX PKGV_DIFF_FIELD_NAME_MAX
 
 typedef struct {
   size_t n_fields; /* top-level fields that differ */
@@ -62,6 +62,13 @@ bool pkgd_judge(pkgd_verdict_t *out, bson_t **merged, fzip_kind_t kind,
  * written).  fail_on_conflict counts identical/changed only (the caller
  * refuses the id). */
 void pkgd_count(pkgv_counts_t *counts, pkgv_strategy_t strategy, const pkgd_verdict_t *verdict);
+
+/* Appends (kind, id, d's fields) to diffs[0..*n_diffs) unless the kind
+ * has PKGV_DIFFS_PER_KIND there already: the first changed entities of
+ * each kind, in the order judged.  diffs has room for
+ * PKGV_DIFFS_PER_KIND * FZIP_KIND_COUNT. */
+void pkgd_keep(pkgv_diff_t *diffs, size_t *n_diffs, fzip_kind_t kind, const char *id,
+               const pkgd_diff_t *d);
 
 /* merge_fields, exactly: the package's entity is newer when it has an
  * updatedAt and the stored one has none or an earlier one.  Newer: every

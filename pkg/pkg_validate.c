@@ -21,7 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pkg_diff.h"
 #include "pkg_set.h"
+
+/* Bytes of sanitised entities one conflict batch holds for the diff (a
+ * batch is flushed at PKGV_EXISTS_BATCH_MAX entities or at this). */
+#define DIFF_BATCH_BYTES (8u * 1024 * 1024)
 
 /* ---- the schema ------------------------------------------------------- */
 
@@ -279,6 +284,9 @@ typedef struct {
   bool entity_failed;
   /* conflict batch */
   char *batch[PKGV_EXISTS_BATCH_MAX];
+  bson_t *batch_docs[PKGV_EXISTS_BATCH_MAX]; /* as restored (sanitised), for the diff */
+  size_t batch_bytes;
+  const bson_t *doc; /* the entity being checked */
   size_t n_batch;
   uint64_t entities_done;
 } vctx_t;
@@ -768,8 +776,42 @@ static void note_conflict(vctx_t *v, const char *id) {
   v->entity_id = saved;
 }
 
-static bool flush_batch(vctx_t *v, fzip_error_t *error) {
+/* The conflict step for one batch: the user's versions of its entities,
+ * each judged against the package's as the restore would store it
+ * (pkg_diff.h), counted, and under fail_on_conflict refused -- identical
+ * ones too: that strategy only ever adds. */
+static bool judge_batch(vctx_t *v, fzip_error_t *error) {
   bool exists[PKGV_EXISTS_BATCH_MAX];
+  bson_t *stored[PKGV_EXISTS_BATCH_MAX];
+  pkgv_counts_t *c = &v->res->counts[v->kind];
+  bool ok = false;
+
+  if (!v->opt->exists(v->opt->exists_ctx, exists, stored, v->kind,
+                      (const char *const *)v->batch, v->n_batch, error))
+    return false;
+  for (size_t i = 0; i < v->n_batch; i++) {
+    pkgd_verdict_t verdict;
+    if (!stored[i] || !v->batch_docs[i]) {
+      c->created += !stored[i];
+      continue;
+    }
+    if (!pkgd_judge(&verdict, NULL, v->kind, v->opt->strategy, v->batch_docs[i], stored[i],
+                    error))
+      goto done;
+    pkgd_count(c, v->opt->strategy, &verdict);
+    if (!verdict.identical)
+      pkgd_keep(v->res->diffs, &v->res->n_diffs, v->kind, v->batch[i], &verdict.diff);
+    if (v->opt->strategy == PKGV_FAIL_ON_CONFLICT)
+      note_conflict(v, v->batch[i]);
+  }
+  ok = true;
+done:
+  for (size_t i = 0; i < v->n_batch; i++)
+    bson_destroy(stored[i]);
+  return ok;
+}
+
+static bool flush_batch(vctx_t *v, fzip_error_t *error) {
   pkgv_counts_t *c = &v->res->counts[v->kind];
   bool ok = true;
 
@@ -777,31 +819,37 @@ static bool flush_batch(vctx_t *v, fzip_error_t *error) {
     return true;
   if (!v->opt->exists) {
     c->created += v->n_batch;
-  } else if (!(ok = v->opt->exists(v->opt->exists_ctx, exists, v->kind,
-                                   (const char *const *)v->batch, v->n_batch, error))) {
+  } else if (!(ok = judge_batch(v, error))) {
     fzip_error_prefix(error, "checking existing %s", fzip_kind_info(v->kind)->name);
-  } else {
-    for (size_t i = 0; i < v->n_batch; i++) {
-      if (!exists[i])
-        c->created++;
-      else if (v->opt->strategy == PKGV_OVERWRITE)
-        c->overwritten++;
-      else if (v->opt->strategy == PKGV_SKIP_EXISTING)
-        c->skipped++;
-      else
-        note_conflict(v, v->batch[i]);
-    }
   }
-  for (size_t i = 0; i < v->n_batch; i++)
+  for (size_t i = 0; i < v->n_batch; i++) {
     free(v->batch[i]);
+    bson_destroy(v->batch_docs[i]);
+    v->batch_docs[i] = NULL;
+  }
   v->n_batch = 0;
+  v->batch_bytes = 0;
   return ok;
 }
 
+/* Batches the id, and with a store to ask the entity as the restore
+ * stores it (pkgv_entity_sanitize), for the diff. */
 static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
-  if (!(v->batch[v->n_batch] = strdup(id)))
+  bson_t *doc = NULL;
+  if (v->opt->exists && v->doc) {
+    doc = bson_new();
+    if (!pkgv_entity_sanitize(doc, v->kind, v->doc, error)) {
+      bson_destroy(doc);
+      return false;
+    }
+  }
+  if (!(v->batch[v->n_batch] = strdup(id))) {
+    bson_destroy(doc);
     return oom(error);
-  if (++v->n_batch == PKGV_EXISTS_BATCH_MAX)
+  }
+  v->batch_docs[v->n_batch] = doc;
+  v->batch_bytes += doc ? doc->len : 0;
+  if (++v->n_batch == PKGV_EXISTS_BATCH_MAX || v->batch_bytes >= DIFF_BATCH_BYTES)
     return flush_batch(v, error);
   return true;
 }
@@ -863,6 +911,7 @@ static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
 
   v->entity_failed = false;
   v->entity_id = NULL;
+  v->doc = doc;
   if (bson_iter_init_find(&it, doc, info->id_field) && BSON_ITER_HOLDS_UTF8(&it) &&
       fzip_id_is_valid(bson_iter_utf8(&it, NULL)))
     v->entity_id = bson_iter_utf8(&it, NULL);
@@ -1157,7 +1206,7 @@ static bool check_externals(vctx_t *v, fzip_error_t *error) {
       size_t m = n - off < PKGV_EXISTS_BATCH_MAX ? n - off : PKGV_EXISTS_BATCH_MAX;
       for (size_t i = 0; i < m; i++)
         ids[i] = pkgr_external_at(v->r, (fzip_kind_t)k, off + i);
-      if (!v->opt->exists(v->opt->exists_ctx, exists, (fzip_kind_t)k, ids, m, error))
+      if (!v->opt->exists(v->opt->exists_ctx, exists, NULL, (fzip_kind_t)k, ids, m, error))
         return fzip_error_prefix(error, "checking external references");
       snprintf(field, sizeof field, "external_references.%s", fzip_kind_info((fzip_kind_t)k)->name);
       for (size_t i = 0; i < m; i++) {
@@ -1216,6 +1265,7 @@ void pkgv_result_destroy(pkgv_result_t *result) {
     free(result->conflicting_ids[i]);
   free(result->conflicting_ids);
   free(result->issues);
+  free(result->diffs);
   free(result);
 }
 
@@ -1232,8 +1282,10 @@ static void vctx_free(vctx_t *v) {
   for (size_t i = 0; i < v->n_frecs; i++)
     free(v->frecs[i].id);
   free(v->frecs);
-  for (size_t i = 0; i < v->n_batch; i++)
+  for (size_t i = 0; i < v->n_batch; i++) {
     free(v->batch[i]);
+    bson_destroy(v->batch_docs[i]);
+  }
   pkgr_destroy(v->r);
 }
 
@@ -1245,7 +1297,8 @@ bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *
 
   *out = NULL;
   if (!res || !(res->issues = calloc(PKGV_ISSUES_MAX, sizeof *res->issues)) ||
-      !(res->conflicting_ids = calloc(PKGV_CONFLICT_IDS_MAX, sizeof *res->conflicting_ids))) {
+      !(res->conflicting_ids = calloc(PKGV_CONFLICT_IDS_MAX, sizeof *res->conflicting_ids)) ||
+      !(res->diffs = calloc(PKGV_DIFFS_PER_KIND * FZIP_KIND_COUNT, sizeof *res->diffs))) {
     oom(error);
     goto done;
   }

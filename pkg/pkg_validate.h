@@ -61,6 +61,20 @@
 #define PKGV_PROGRESS_EVERY 1000     /* entities between progress reports / cancel polls */
 #define PKGV_EXISTS_BATCH_MAX 1000   /* ids per exists call (a store batch, STORE_BATCH_MAX) */
 
+/* Entities whose differing fields a result lists, per kind, and the fields
+ * kept per entity (every kind has fewer top-level fields). */
+#define PKGV_DIFFS_PER_KIND 10
+#define PKGV_DIFF_FIELDS_MAX 32
+#define PKGV_DIFF_FIELD_NAME_MAX 64
+
+/* One package entity that differs from the user's version of it. */
+typedef struct {
+  int kind; /* fzip_kind_t */
+  char entity_id[FZIP_ID_MAX + 1];
+  size_t n_fields; /* fields that differ; the first PKGV_DIFF_FIELDS_MAX named */
+  char fields[PKGV_DIFF_FIELDS_MAX][PKGV_DIFF_FIELD_NAME_MAX];
+} pkgv_diff_t;
+
 /* Values match fzip.v1.MergeStrategy minus one. */
 typedef enum {
   PKGV_FAIL_ON_CONFLICT = 0,
@@ -120,6 +134,10 @@ typedef struct {
   char **conflicting_ids; /* "<kind>/<id>", the first n_conflicting_ids */
   size_t n_conflicting_ids;
   uint64_t conflicts_total;
+  /* The preview as a diff: the first PKGV_DIFFS_PER_KIND changed entities
+   * of each kind (package order) and their differing fields. */
+  pkgv_diff_t *diffs;
+  size_t n_diffs;
   bool has_info; /* the manifest was read: info is filled */
   pkgr_info_t info;
   uint64_t files_in_package; /* files/ entries */
@@ -134,11 +152,13 @@ typedef void (*pkgv_progress_fn)(void *ctx, const char *phase, uint64_t entities
 typedef bool (*pkgv_cancel_fn)(void *ctx); /* true stops with FZIP_ERR_CANCELLED */
 
 /* The conflict step's question: exists[i] = whether the importing user
- * already has an entity of `kind` with id ids[i] (n <= PKGV_EXISTS_BATCH_MAX).
- * Asked for the package's ids of each kind (the merge preview) and for its
- * external references (which must exist).  False with *error set stops the
- * validation. */
-typedef bool (*pkgv_exists_fn)(void *ctx, bool *exists, fzip_kind_t kind,
+ * already has an entity of `kind` with id ids[i] (n <= PKGV_EXISTS_BATCH_MAX),
+ * and, when docs is non-NULL, docs[i] = that entity as stored (NULL when
+ * absent; the caller's, bson_destroy).  Asked with docs for the package's
+ * ids of each kind (the preview as a diff, pkg_diff.h) and without for
+ * references (which need only exist).  False with *error set stops the
+ * validation, every docs[i] NULL. */
+typedef bool (*pkgv_exists_fn)(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kind,
                                const char *const *ids, size_t n, fzip_error_t *error);
 
 typedef struct {
