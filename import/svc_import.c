@@ -104,7 +104,8 @@ static bool check_options(const Fzip__V1__ImportOptions *o, int64_t max, fzip_er
   size_t n = strlen(o->file_name);
   size_t h = strlen(o->expected_sha256);
 
-  if (o->merge_strategy < 0 || o->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE)
+  if (o->merge_strategy < 0 ||
+      o->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_MERGE_FIELDS)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "unknown merge_strategy %d", (int)o->merge_strategy);
   if (o->expected_size < 0 || o->expected_size > max)
@@ -727,7 +728,7 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
   const Fzip__V1__StartImportRequest *req = (const void *)msg;
 
   if (req->merge_strategy < 0 ||
-      req->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE)
+      req->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_MERGE_FIELDS)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "unknown merge_strategy %d", (int)req->merge_strategy);
   for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
