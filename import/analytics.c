@@ -1,4 +1,15 @@
-/* analytics: see analytics.h. */
+/* analytics: see analytics.h.
+ *
+ * Keys.  Each generator tallies into its own analytics_table under keys
+ * "<period>\x1f<qualifier>\x1f<member>": the period ("YYYY-MM", "YYYY" or
+ * "overall"), the qualifier (the account for cash_flow, the currency for
+ * the others, "" for a transaction without a currency) and the member
+ * within a record (a category id, a weekday or day-of-month slot, a
+ * merchant; "" for cash_flow).  One record is one (period, qualifier): its
+ * buckets are contiguous once sorted by key, so every type is written by
+ * the same loop over one sorted array, and lists inside a record are
+ * ranked by a total order (rank_cmp), never by table order.
+ */
 #include "analytics.h"
 
 #include <inttypes.h>
@@ -7,26 +18,26 @@
 #include <string.h>
 #include <time.h>
 
+#include "analytics_table.h"
+#include "fzip_entity.h"
+#include "fzip_log.h"
 #include "fzip_util.h"
 
-#define ANALYTICS_MONTH_SIZE 8 /* "YYYY-MM" and its NUL */
-/* A bucket key: an account id, a separator and "YYYY-MM", with room to spare. */
-#define KEY_MONTH_MAX 16
-#define KEY_MAX (FZIP_ID_MAX + KEY_MONTH_MAX)
-/* A record id: "cash_flow#<YYYY-MM>#<accountId>". */
-#define RECORD_ID_MAX (KEY_MAX + KEY_MONTH_MAX)
+#define SEP '\x1f'
+#define PERIOD_MAX 8 /* "YYYY-MM" or "overall", and the NUL */
+#define OVERALL "overall"
+/* period, qualifier and member with their separators and NUL. */
+#define KEY_MAX (PERIOD_MAX + FZIP_ID_MAX + FZIP_ID_MAX + 3)
+/* "<type>#<period>#<qualifier>". */
+#define TYPE_MAX 24
+#define RECORD_ID_MAX (TYPE_MAX + PERIOD_MAX + FZIP_ID_MAX + 3)
 /* A decimal amount: an int64 of minor units with sign and point. */
 #define DECIMAL_MAX 48
+#define MEMBER_MAX 8 /* "w1".."w7", "d01".."d31" */
+#define WEEKDAYS 7
+#define MONTH_DAYS 31
 
-typedef struct {
-  char key[KEY_MAX]; /* "<accountId>\x1f<YYYY-MM>", "" = empty slot */
-  int64_t inflow, outflow, count, last_date;
-} bucket_t;
-
-typedef struct {
-  bucket_t *slots;
-  size_t cap, used;
-} table_t;
+/* ---- decimals ------------------------------------------------------------ */
 
 bool analytics_parse_decimal(int64_t *out, const char *s) {
   int64_t whole = 0, frac = 0;
@@ -71,174 +82,443 @@ void analytics_format_decimal(char *out, size_t cap, int64_t units) {
   snprintf(out, cap, "%s%" PRIu64 ".%0*" PRIu64, units < 0 ? "-" : "", a / 1000000, keep, frac);
 }
 
-static uint64_t hash(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
+/* ---- merchants ----------------------------------------------------------- */
+
+static bool is_space(unsigned char c) { return c <= ' ' || c == 0x7f; }
+
+/* A token names something when it has a letter or a non-ASCII byte. */
+static bool names_something(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+      return true;
+  }
+  return false;
 }
 
-/* Finds or adds the bucket for key; NULL when the table is full. */
-static bucket_t *lookup(table_t *t, const char *key) {
-  size_t i = (size_t)(hash(key) % t->cap);
-  for (;;) {
-    bucket_t *b = &t->slots[i];
-    if (!b->key[0]) {
-      if (t->used >= ANALYTICS_BUCKETS_MAX)
-        return NULL;
-      snprintf(b->key, sizeof b->key, "%s", key);
-      t->used++;
-      return b;
+size_t analytics_merchant_of(char out[ANALYTICS_MERCHANT_MAX], const char *description) {
+  const char *s = description ? description : "";
+  size_t len = 0, cap = ANALYTICS_MERCHANT_MAX - 1;
+
+  while (*s && len < cap) {
+    const char *tok;
+    size_t n;
+    while (*s && is_space((unsigned char)*s))
+      s++;
+    for (tok = s; *s && !is_space((unsigned char)*s); s++)
+      ;
+    n = (size_t)(s - tok);
+    if (!n || !names_something(tok, n))
+      continue;
+    if (len)
+      out[len++] = ' ';
+    for (size_t i = 0; i < n && len < cap; i++) {
+      char c = tok[i];
+      out[len++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }
-    if (strcmp(b->key, key) == 0)
-      return b;
-    i = (i + 1) % t->cap;
   }
+  /* The cap may have cut the last character: drop an incomplete one. */
+  {
+    size_t start = len;
+    while (start && ((unsigned char)out[start - 1] & 0xC0) == 0x80)
+      start--;
+    if (start && (unsigned char)out[start - 1] >= 0xC0) {
+      unsigned char lead = (unsigned char)out[start - 1];
+      size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+      if (len - (start - 1) < want)
+        len = start - 1;
+    }
+  }
+  while (len && out[len - 1] == ' ')
+    len--;
+  out[len] = '\0';
+  return len;
 }
 
-static bool month_of(char out[ANALYTICS_MONTH_SIZE], int64_t ms) {
-  time_t secs = (time_t)(ms / 1000);
-  struct tm tm;
-  if (!gmtime_r(&secs, &tm))
-    return false;
-  snprintf(out, ANALYTICS_MONTH_SIZE, "%04d-%02d", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1);
-  return true;
-}
+/* ---- one transaction ------------------------------------------------------- */
 
-static bool accumulate(table_t *t, const bson_t *doc, bool *full) {
+typedef struct {
+  const char *account, *category, *description; /* borrowed from the document */
+  char currency[ANALYTICS_CURRENCY_MAX];        /* "" when the transaction has none */
+  bool currency_ok;                             /* "" or a short printable code */
+  int64_t units, date;
+  char month[PERIOD_MAX], year[PERIOD_MAX];
+  int weekday; /* 1 Monday .. 7 Sunday (ISO 8601) */
+  int mday;    /* 1..31 */
+} txn_t;
+
+static const char *utf8_field(const bson_t *doc, const char *name) {
   bson_iter_t it;
-  const char *account = NULL, *amount = NULL;
-  int64_t date = 0, units = 0;
-  char month[ANALYTICS_MONTH_SIZE], key[KEY_MAX];
-  bucket_t *b;
+  if (bson_iter_init_find(&it, doc, name) && BSON_ITER_HOLDS_UTF8(&it))
+    return bson_iter_utf8(&it, NULL);
+  return NULL;
+}
 
-  if (bson_iter_init_find(&it, doc, "accountId") && BSON_ITER_HOLDS_UTF8(&it))
-    account = bson_iter_utf8(&it, NULL);
-  if (bson_iter_init_find(&it, doc, "amount") && BSON_ITER_HOLDS_UTF8(&it))
-    amount = bson_iter_utf8(&it, NULL);
-  if (bson_iter_init_find(&it, doc, "date") && BSON_ITER_HOLDS_INT64(&it))
-    date = bson_iter_int64(&it);
-  if (!account || !amount || !analytics_parse_decimal(&units, amount) || !month_of(month, date))
-    return true; /* not countable: skip, the validator vouched for imported data */
-  snprintf(key, sizeof key, "%s\x1f%s", account, month);
-  b = lookup(t, key);
-  if (!b) {
-    *full = true;
+/* A code fit for a key and a record id: printable ASCII without '#'. */
+static bool currency_of(char out[ANALYTICS_CURRENCY_MAX], const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n >= ANALYTICS_CURRENCY_MAX)
     return false;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] <= ' ' || s[i] > '~' || s[i] == '#')
+      return false;
   }
-  if (units >= 0)
-    b->inflow += units;
-  else
-    b->outflow -= units;
-  b->count++;
-  if (date > b->last_date)
-    b->last_date = date;
+  memcpy(out, s ? s : "", n + 1);
   return true;
 }
 
-static bson_t *record_of(const bucket_t *b, int64_t now) {
+/* False when the transaction cannot be counted (no account, amount or
+ * date): skipped, as the validator vouched for imported data. */
+static bool txn_of(txn_t *x, const bson_t *doc) {
+  bson_iter_t it;
+  const char *amount = utf8_field(doc, "amount");
+  struct tm tm;
+  time_t secs;
+
+  memset(x, 0, sizeof *x);
+  x->account = utf8_field(doc, "accountId");
+  x->category = utf8_field(doc, "primaryCategoryId");
+  x->description = utf8_field(doc, "description");
+  x->currency_ok = currency_of(x->currency, utf8_field(doc, "currency"));
+  if (!bson_iter_init_find(&it, doc, "date") || !BSON_ITER_HOLDS_INT64(&it))
+    return false;
+  x->date = bson_iter_int64(&it);
+  secs = (time_t)(x->date / 1000);
+  if (!x->account || !amount || !analytics_parse_decimal(&x->units, amount) ||
+      !gmtime_r(&secs, &tm))
+    return false;
+  snprintf(x->year, sizeof x->year, "%04d", (tm.tm_year + 1900) % 10000);
+  snprintf(x->month, sizeof x->month, "%s-%02d", x->year, tm.tm_mon + 1);
+  x->weekday = tm.tm_wday == 0 ? 7 : tm.tm_wday;
+  x->mday = tm.tm_mday;
+  return true;
+}
+
+/* Tallies x under "<period>\x1f<qualifier>\x1f<member>"; a key too long
+ * for the store's ids is not counted (ids are validated; never seen). */
+static analytics_tally_t tally(analytics_table_t *t, const txn_t *x, const char *period,
+                               const char *qualifier, const char *member) {
+  char key[KEY_MAX];
+  int n = snprintf(key, sizeof key, "%s%c%s%c%s", period, SEP, qualifier, SEP, member);
+  if (n < 0 || (size_t)n >= sizeof key)
+    return ANALYTICS_TALLY_OK;
+  return analytics_table_tally(t, key, x->units, x->date);
+}
+
+/* ---- the generators ---------------------------------------------------------- */
+
+typedef analytics_tally_t (*add_fn)(analytics_table_t *t, const txn_t *x);
+/* Fills `data` from one record's buckets (which it may reorder). */
+typedef void (*data_fn)(bson_t *data, const analytics_bucket_t **group, size_t n);
+
+typedef struct {
+  const char *type; /* analyticType */
+  size_t max;       /* keys of its table */
+  bool by_account;  /* the qualifier is the accountId (else the currency) */
+  add_fn add;
+  data_fn data;
+} generator_t;
+
+static const char *member_of(const char *key) {
+  const char *q = strchr(key, SEP);
+  return strchr(q + 1, SEP) + 1;
+}
+
+static void append_decimal(bson_t *doc, const char *name, int64_t units) {
+  char dec[DECIMAL_MAX];
+  analytics_format_decimal(dec, sizeof dec, units);
+  bson_append_utf8(doc, name, -1, dec, -1);
+}
+
+/* inflow, outflow, net, transactionCount: the sums every type reports. */
+static void append_sums(bson_t *doc, int64_t inflow, int64_t outflow, int64_t count) {
+  append_decimal(doc, "inflow", inflow);
+  append_decimal(doc, "outflow", outflow);
+  append_decimal(doc, "net", inflow - outflow);
+  BSON_APPEND_INT64(doc, "transactionCount", count);
+}
+
+static analytics_tally_t cash_flow_add(analytics_table_t *t, const txn_t *x) {
+  return tally(t, x, x->month, x->account, "");
+}
+
+static void cash_flow_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+  (void)n; /* one bucket per (month, account) */
+  append_sums(data, group[0]->inflow, group[0]->outflow, group[0]->count);
+}
+
+/* The ranking of categories and merchants in a record: most spent first,
+ * then most received, then most transactions, then by key (bytewise). */
+static int rank_cmp(const void *a, const void *b) {
+  const analytics_bucket_t *x = *(const analytics_bucket_t *const *)a;
+  const analytics_bucket_t *y = *(const analytics_bucket_t *const *)b;
+  if (x->outflow != y->outflow)
+    return x->outflow > y->outflow ? -1 : 1;
+  if (x->inflow != y->inflow)
+    return x->inflow > y->inflow ? -1 : 1;
+  if (x->count != y->count)
+    return x->count > y->count ? -1 : 1;
+  return strcmp(x->key, y->key);
+}
+
+typedef struct {
+  const char *list, *member, *count; /* field names */
+  size_t top;
+  bool dates; /* firstDate and lastDate in each entry */
+} ranked_t;
+
+/* The first `top` of group by rank_cmp as a list, the rest summed up as
+ * "other", and how many there were. */
+static void append_ranked(bson_t *data, const ranked_t *r, const analytics_bucket_t **group,
+                          size_t n) {
+  bson_t list, entry, other;
+  char idx[16];
+  int64_t in = 0, out = 0, count = 0;
+
+  qsort(group, n, sizeof *group, rank_cmp);
+  BSON_APPEND_ARRAY_BEGIN(data, r->list, &list);
+  for (size_t i = 0; i < n && i < r->top; i++) {
+    snprintf(idx, sizeof idx, "%zu", i);
+    BSON_APPEND_DOCUMENT_BEGIN(&list, idx, &entry);
+    BSON_APPEND_UTF8(&entry, r->member, member_of(group[i]->key));
+    append_sums(&entry, group[i]->inflow, group[i]->outflow, group[i]->count);
+    if (r->dates) {
+      BSON_APPEND_INT64(&entry, "firstDate", group[i]->first_date);
+      BSON_APPEND_INT64(&entry, "lastDate", group[i]->last_date);
+    }
+    bson_append_document_end(&list, &entry);
+  }
+  bson_append_array_end(data, &list);
+  BSON_APPEND_INT64(data, r->count, (int64_t)n);
+  if (n <= r->top)
+    return;
+  for (size_t i = r->top; i < n; i++) {
+    in += group[i]->inflow;
+    out += group[i]->outflow;
+    count += group[i]->count;
+  }
+  BSON_APPEND_DOCUMENT_BEGIN(data, "other", &other);
+  BSON_APPEND_INT64(&other, r->count, (int64_t)(n - r->top));
+  append_sums(&other, in, out, count);
+  bson_append_document_end(data, &other);
+}
+
+static analytics_tally_t category_add(analytics_table_t *t, const txn_t *x) {
+  if (!x->currency_ok)
+    return ANALYTICS_TALLY_OK;
+  return tally(t, x, x->month, x->currency, x->category ? x->category : "");
+}
+
+static void category_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+  static const ranked_t categories = {"categories", "categoryId", "categoryCount",
+                                      ANALYTICS_TOP_CATEGORIES, false};
+  /* Member "" (no primary category) sorts first in its record. */
+  if (n && !*member_of(group[0]->key)) {
+    bson_t u;
+    BSON_APPEND_DOCUMENT_BEGIN(data, "uncategorized", &u);
+    append_sums(&u, group[0]->inflow, group[0]->outflow, group[0]->count);
+    bson_append_document_end(data, &u);
+    group++;
+    n--;
+  }
+  append_ranked(data, &categories, group, n);
+}
+
+static analytics_tally_t patterns_add(analytics_table_t *t, const txn_t *x) {
+  char weekday[MEMBER_MAX], day[MEMBER_MAX];
+  analytics_tally_t r;
+
+  if (!x->currency_ok)
+    return ANALYTICS_TALLY_OK;
+  snprintf(weekday, sizeof weekday, "w%d", x->weekday);
+  snprintf(day, sizeof day, "d%02d", x->mday);
+  r = tally(t, x, x->year, x->currency, weekday);
+  return r != ANALYTICS_TALLY_OK ? r : tally(t, x, x->year, x->currency, day);
+}
+
+static void append_slots(bson_t *data, const char *list_name, const char *slot_name,
+                         const char *const *names, const analytics_bucket_t *const *slots,
+                         int n) {
+  bson_t list, entry;
+  char idx[16];
+
+  BSON_APPEND_ARRAY_BEGIN(data, list_name, &list);
+  for (int i = 0; i < n; i++) {
+    const analytics_bucket_t *b = slots[i];
+    snprintf(idx, sizeof idx, "%d", i);
+    BSON_APPEND_DOCUMENT_BEGIN(&list, idx, &entry);
+    if (names)
+      BSON_APPEND_UTF8(&entry, slot_name, names[i]);
+    else
+      BSON_APPEND_INT32(&entry, slot_name, i + 1);
+    append_sums(&entry, b ? b->inflow : 0, b ? b->outflow : 0, b ? b->count : 0);
+    bson_append_document_end(&list, &entry);
+  }
+  bson_append_array_end(data, &list);
+}
+
+/* Every weekday (Monday first) and every day of the month, zero or not:
+ * a fixed shape. */
+static void patterns_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+  static const char *const weekdays[WEEKDAYS] = {"monday", "tuesday",  "wednesday", "thursday",
+                                                 "friday", "saturday", "sunday"};
+  const analytics_bucket_t *by_weekday[WEEKDAYS] = {0}, *by_day[MONTH_DAYS] = {0};
+
+  for (size_t i = 0; i < n; i++) {
+    const char *m = member_of(group[i]->key);
+    int v = atoi(m + 1);
+    if (m[0] == 'w' && v >= 1 && v <= WEEKDAYS)
+      by_weekday[v - 1] = group[i];
+    else if (m[0] == 'd' && v >= 1 && v <= MONTH_DAYS)
+      by_day[v - 1] = group[i];
+  }
+  append_slots(data, "byWeekday", "weekday", weekdays, by_weekday, WEEKDAYS);
+  append_slots(data, "byDayOfMonth", "day", NULL, by_day, MONTH_DAYS);
+}
+
+static analytics_tally_t merchant_add(analytics_table_t *t, const txn_t *x) {
+  char merchant[ANALYTICS_MERCHANT_MAX];
+  if (!x->currency_ok || !analytics_merchant_of(merchant, x->description))
+    return ANALYTICS_TALLY_OK;
+  return tally(t, x, OVERALL, x->currency, merchant);
+}
+
+static void merchant_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+  static const ranked_t merchants = {"merchants", "merchant", "merchantCount",
+                                     ANALYTICS_TOP_MERCHANTS, true};
+  append_ranked(data, &merchants, group, n);
+}
+
+/* The types fzip regenerates.  The app's other types are not derivable
+ * from what a package holds (docs/IMPORT.md "Regenerated analytics"). */
+static const generator_t generators[] = {
+    {"cash_flow", ANALYTICS_BUCKETS_MAX, true, cash_flow_add, cash_flow_data},
+    {"category_trends", ANALYTICS_BUCKETS_MAX, false, category_add, category_data},
+    {"payment_patterns", ANALYTICS_BUCKETS_MAX, false, patterns_add, patterns_data},
+    {"merchant_analysis", ANALYTICS_MERCHANTS_MAX, false, merchant_add, merchant_data},
+};
+#define GENERATORS (sizeof generators / sizeof generators[0])
+
+size_t analytics_type_count(void) { return GENERATORS; }
+
+const char *analytics_type_name(size_t i) { return i < GENERATORS ? generators[i].type : NULL; }
+
+/* ---- records ------------------------------------------------------------------ */
+
+/* Bytes of "<period>\x1f<qualifier>\x1f", the key prefix of a record. */
+static size_t record_prefix(const char *key) { return (size_t)(member_of(key) - key); }
+
+static bson_t *record_of(const generator_t *g, const analytics_bucket_t **group, size_t n,
+                         int64_t now) {
   bson_t *doc = bson_new();
   bson_t data;
-  char id[RECORD_ID_MAX], account[KEY_MAX], dec[DECIMAL_MAX];
-  const char *sep = strchr(b->key, '\x1f');
-  size_t alen = (size_t)(sep - b->key);
+  char period[PERIOD_MAX], qualifier[FZIP_ID_MAX + 1], id[RECORD_ID_MAX];
+  const char *key = group[0]->key, *q = strchr(key, SEP);
+  size_t plen = (size_t)(q - key), qlen = record_prefix(key) - plen - 2;
+  int64_t through = group[0]->last_date;
 
-  memcpy(account, b->key, alen);
-  account[alen] = '\0';
-  snprintf(id, sizeof id, "cash_flow#%s#%s", sep + 1, account);
+  for (size_t i = 1; i < n; i++)
+    through = group[i]->last_date > through ? group[i]->last_date : through;
+  snprintf(period, sizeof period, "%.*s", (int)plen, key);
+  snprintf(qualifier, sizeof qualifier, "%.*s", (int)qlen, q + 1);
+  snprintf(id, sizeof id, "%s#%s%s%s", g->type, period, *qualifier ? "#" : "", qualifier);
   BSON_APPEND_UTF8(doc, "analyticsId", id);
-  BSON_APPEND_UTF8(doc, "analyticType", "cash_flow");
-  BSON_APPEND_UTF8(doc, "timePeriod", sep + 1);
-  BSON_APPEND_UTF8(doc, "accountId", account);
+  BSON_APPEND_UTF8(doc, "analyticType", g->type);
+  BSON_APPEND_UTF8(doc, "timePeriod", period);
+  if (g->by_account)
+    BSON_APPEND_UTF8(doc, "accountId", qualifier);
   BSON_APPEND_DOCUMENT_BEGIN(doc, "data", &data);
-  analytics_format_decimal(dec, sizeof dec, b->inflow);
-  BSON_APPEND_UTF8(&data, "inflow", dec);
-  analytics_format_decimal(dec, sizeof dec, b->outflow);
-  BSON_APPEND_UTF8(&data, "outflow", dec);
-  analytics_format_decimal(dec, sizeof dec, b->inflow - b->outflow);
-  BSON_APPEND_UTF8(&data, "net", dec);
-  BSON_APPEND_INT64(&data, "transactionCount", b->count);
+  if (!g->by_account && *qualifier)
+    BSON_APPEND_UTF8(&data, "currency", qualifier);
+  g->data(&data, group, n);
   bson_append_document_end(doc, &data);
   BSON_APPEND_INT64(doc, "computedDate", now);
-  BSON_APPEND_INT64(doc, "dataThroughDate", b->last_date);
+  BSON_APPEND_INT64(doc, "dataThroughDate", through);
   return doc;
 }
 
-static bool write_records(store_t *store, const char *user, const char *tag, const table_t *t,
-                          fzip_error_t *error) {
-  bson_t *docs[STORE_BATCH_MAX];
-  size_t n = 0;
-  int64_t now = fzip_now_ms();
-  bool ok = true;
-
-  for (size_t i = 0; i < t->cap && ok; i++) {
-    if (!t->slots[i].key[0])
-      continue;
-    docs[n++] = record_of(&t->slots[i], now);
-    if (n == STORE_BATCH_MAX) {
-      ok = store_entity_put_batch_tagged(store, user, FZIP_KIND_ANALYTICS,
-                                         (const bson_t *const *)docs, n, STORE_WRITE_REPLACE, tag,
-                                         NULL, error);
-      while (n)
-        bson_destroy(docs[--n]);
-    }
-  }
-  if (ok && n)
-    ok = store_entity_put_batch_tagged(store, user, FZIP_KIND_ANALYTICS,
-                                       (const bson_t *const *)docs, n, STORE_WRITE_REPLACE, tag,
-                                       NULL, error);
-  while (n)
-    bson_destroy(docs[--n]);
+static bool put(store_t *store, const char *user, const char *tag, bson_t **docs, size_t *n,
+                fzip_error_t *error) {
+  bool ok = store_entity_put_batch_tagged(store, user, FZIP_KIND_ANALYTICS,
+                                          (const bson_t *const *)docs, *n, STORE_WRITE_REPLACE,
+                                          tag, NULL, error);
+  while (*n)
+    bson_destroy(docs[--*n]);
   return ok;
 }
 
-bool analytics_regenerate(store_t *store, const char *user_id, const char *tag,
-                          bool *regenerated, fzip_error_t *error) {
-  table_t t = {0};
+/* One record per (period, qualifier), in key order, in batches. */
+static bool write_type(store_t *store, const char *user, const char *tag, const generator_t *g,
+                       const analytics_table_t *t, fzip_error_t *error) {
+  const analytics_bucket_t **v = NULL;
+  bson_t *docs[STORE_BATCH_MAX];
+  size_t total = 0, n = 0, i = 0;
+  int64_t now = fzip_now_ms();
+  bool ok = true;
+
+  if (!analytics_table_sorted(&v, &total, t, error))
+    return false;
+  while (ok && i < total) {
+    size_t plen = record_prefix(v[i]->key), j = i + 1;
+    while (j < total && strncmp(v[j]->key, v[i]->key, plen) == 0)
+      j++;
+    docs[n++] = record_of(g, v + i, j - i, now);
+    i = j;
+    if (n == STORE_BATCH_MAX)
+      ok = put(store, user, tag, docs, &n, error);
+  }
+  if (ok && n)
+    ok = put(store, user, tag, docs, &n, error);
+  while (n)
+    bson_destroy(docs[--n]);
+  free(v);
+  return ok;
+}
+
+/* ---- the run ------------------------------------------------------------------ */
+
+/* Feeds x to every generator still going; one that reaches a limit gives
+ * its type up and frees its table.  False only when out of memory. */
+static bool tally_all(analytics_table_t *tables[], const txn_t *x, fzip_error_t *error) {
+  for (size_t i = 0; i < GENERATORS; i++) {
+    analytics_tally_t r;
+    if (!tables[i])
+      continue;
+    r = generators[i].add(tables[i], x);
+    if (r == ANALYTICS_TALLY_OOM)
+      return fzip_error_oom(error, "analytics");
+    if (r == ANALYTICS_TALLY_LIMIT) {
+      fzip_log(FZIP_LOG_WARN, "analytics", "analytic type not regenerated: over its limits",
+               "type", generators[i].type, NULL);
+      analytics_table_destroy(tables[i]);
+      tables[i] = NULL;
+    }
+  }
+  return true;
+}
+
+bool analytics_regenerate(uint32_t *types, store_t *store, const char *user_id, const char *tag,
+                          fzip_error_t *error) {
+  analytics_table_t *tables[GENERATORS] = {0};
   store_cursor_t *cur = NULL;
   const bson_t *doc = NULL;
   fzip_error_t err;
-  bool full = false, ok = false;
-
+  bool ok = false;
   /* The import's own uncommitted writes are what the analytics are of. */
   store_filter_t mine = {.see_tag = tag};
 
-  *regenerated = false;
-  t.cap = 1024;
-  {
-    uint64_t accounts = 0;
-    if (!store_entity_count(&accounts, store, user_id, FZIP_KIND_ACCOUNT, &mine, error))
-      return false;
-    /* Room for a decade of months per account at a load factor under 1/2,
-     * within the hard cap. */
-    while (t.cap < accounts * 240 && t.cap < 2 * ANALYTICS_BUCKETS_MAX)
-      t.cap *= 2;
+  *types = 0;
+  for (size_t i = 0; i < GENERATORS; i++) {
+    if (!analytics_table_new(&tables[i], generators[i].max, error))
+      goto done;
   }
-  t.slots = calloc(t.cap, sizeof *t.slots);
-  if (!t.slots)
-    return fzip_error_oom(error, NULL);
   if (!store_cursor_new(&cur, store, user_id, FZIP_KIND_TRANSACTION, &mine, error))
     goto done;
   fzip_error_clear(&err);
   while (store_cursor_next(cur, &doc, &err)) {
-    if (t.used * 2 >= t.cap && t.cap < 2 * ANALYTICS_BUCKETS_MAX) {
-      /* Grow: rehash into a table twice the size. */
-      table_t g = {calloc(t.cap * 2, sizeof *t.slots), t.cap * 2, 0};
-      if (!g.slots) {
-        fzip_error_oom(error, NULL);
-        goto done;
-      }
-      for (size_t i = 0; i < t.cap; i++) {
-        if (t.slots[i].key[0]) {
-          bucket_t *b = lookup(&g, t.slots[i].key);
-          *b = t.slots[i];
-        }
-      }
-      free(t.slots);
-      t = g;
-    }
-    if (!accumulate(&t, doc, &full))
-      break;
+    txn_t x;
+    if (txn_of(&x, doc) && !tally_all(tables, &x, error))
+      goto done;
   }
   if (fzip_error_is_set(&err)) {
     *error = err;
@@ -248,14 +528,47 @@ bool analytics_regenerate(store_t *store, const char *user_id, const char *tag,
    * open cursor of the same connection pool (seen as a hang). */
   store_cursor_destroy(cur);
   cur = NULL;
-  if (!full) {
-    if (!write_records(store, user_id, tag, &t, error))
+  for (size_t i = 0; i < GENERATORS; i++) {
+    if (!tables[i])
+      continue;
+    if (!write_type(store, user_id, tag, &generators[i], tables[i], error))
       goto done;
-    *regenerated = true;
+    *types |= 1u << i;
   }
   ok = true;
 done:
   store_cursor_destroy(cur);
-  free(t.slots);
+  for (size_t i = 0; i < GENERATORS; i++)
+    analytics_table_destroy(tables[i]);
   return ok;
+}
+
+bool analytics_fill_result(Fzip__V1__ImportResult *res, uint32_t types) {
+  char **names = calloc(GENERATORS, sizeof *names);
+  size_t k = 0;
+
+  if (!names)
+    return false;
+  for (size_t i = 0; i < GENERATORS; i++) {
+    if (!(types & (1u << i)))
+      continue;
+    if (!(names[k] = strdup(generators[i].type))) {
+      while (k)
+        free(names[--k]);
+      free(names);
+      return false;
+    }
+    k++;
+  }
+  for (size_t i = 0; i < res->n_analytics_types; i++)
+    free(res->analytics_types[i]);
+  free(res->analytics_types);
+  if (!k) {
+    free(names);
+    names = NULL;
+  }
+  res->analytics_types = names;
+  res->n_analytics_types = k;
+  res->analytics_regenerated = k == GENERATORS;
+  return true;
 }

@@ -1,0 +1,482 @@
+/*
+ * test_analytics: the analytics regenerated after an import (import/
+ * analytics.c, analytics_table.c) on a real SQLite store in a temp file.
+ * Crafted transactions with hand-computed expected values per type
+ * (cash_flow, category_trends, payment_patterns, merchant_analysis), the
+ * top-K cut with its "other" sums, determinism, the tag (a rollback takes
+ * the records away), the result's type list, merchant normalisation and
+ * the table's limits.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analytics.h"
+#include "analytics_table.h"
+#include "fzip_test.h"
+#include "store.h"
+
+#define USER "analytics-user"
+#define CAT_COUNT (ANALYTICS_TOP_CATEGORIES + 5)
+
+/* Noon UTC of the days the transactions fall on. */
+#define D_2023_12_31 1704024000000LL /* Sunday */
+#define D_2024_01_15 1705320000000LL /* Monday */
+#define D_2024_01_20 1705752000000LL /* Saturday */
+#define D_2024_01_31 1706702400000LL /* Wednesday */
+#define D_2024_02_01 1706788800000LL /* Thursday */
+#define D_2024_03_05 1709640000000LL /* Tuesday */
+#define D_2024_05_10 1715342400000LL /* Friday */
+
+static char g_db[256];
+
+static bool open_store(store_t **s, fzip_error_t *err) {
+  char uri[300];
+  store_options_t opts = {0};
+
+  snprintf(uri, sizeof uri, "sqlite:%s", g_db);
+  opts.uri = uri;
+  return store_open(s, &opts, err);
+}
+
+typedef struct {
+  const char *id, *account, *amount, *currency, *category, *description;
+  int64_t date;
+} txn_spec_t;
+
+static bson_t *txn_doc(const txn_spec_t *t) {
+  bson_t *d = BCON_NEW("transactionId", BCON_UTF8(t->id), "accountId", BCON_UTF8(t->account),
+                       "date", BCON_INT64(t->date), "amount", BCON_UTF8(t->amount),
+                       "description", BCON_UTF8(t->description));
+  if (t->currency)
+    BSON_APPEND_UTF8(d, "currency", t->currency);
+  if (t->category)
+    BSON_APPEND_UTF8(d, "primaryCategoryId", t->category);
+  return d;
+}
+
+static bool put_txns(store_t *s, const char *user, const txn_spec_t *t, size_t n,
+                     fzip_error_t *err) {
+  bson_t *docs[STORE_BATCH_MAX];
+  bool ok;
+
+  for (size_t i = 0; i < n; i++)
+    docs[i] = txn_doc(&t[i]);
+  ok = store_entity_put_batch(s, user, FZIP_KIND_TRANSACTION, (const bson_t *const *)docs, n,
+                              STORE_WRITE_REPLACE, NULL, err);
+  for (size_t i = 0; i < n; i++)
+    bson_destroy(docs[i]);
+  return ok;
+}
+
+/* Regenerates under import `tag` and commits it, as an import does. */
+static bool regenerate(uint32_t *types, store_t *s, const char *user, const char *tag,
+                       fzip_error_t *err) {
+  uint64_t forgotten = 0;
+  return store_import_begin(s, user, tag, err) && analytics_regenerate(types, s, user, tag, err) &&
+         store_import_commit(&forgotten, s, user, tag, NULL, NULL, err);
+}
+
+/* The string at a dotted path ("data.categories.0.categoryId"), or NULL. */
+static const char *str_at(const bson_t *doc, const char *path) {
+  bson_iter_t it, sub;
+  if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, path, &sub) ||
+      !BSON_ITER_HOLDS_UTF8(&sub))
+    return NULL;
+  return bson_iter_utf8(&sub, NULL);
+}
+
+/* The integer at a dotted path, or -12345 when absent. */
+static int64_t int_at(const bson_t *doc, const char *path) {
+  bson_iter_t it, sub;
+  if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, path, &sub))
+    return -12345;
+  if (BSON_ITER_HOLDS_INT64(&sub))
+    return bson_iter_int64(&sub);
+  if (BSON_ITER_HOLDS_INT32(&sub))
+    return bson_iter_int32(&sub);
+  return -12345;
+}
+
+static bool has(const bson_t *doc, const char *path) {
+  bson_iter_t it, sub;
+  return bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &sub);
+}
+
+static bool str_is(const bson_t *doc, const char *path, const char *want) {
+  const char *got = str_at(doc, path);
+  if (got && strcmp(got, want) == 0)
+    return true;
+  fprintf(stderr, "  %s = %s, want %s\n", path, got ? got : "(absent)", want);
+  return false;
+}
+
+/* inflow, outflow, net, transactionCount of the object at `path`. */
+static bool sums_are(const bson_t *doc, const char *path, const char *in, const char *out,
+                     const char *net, int64_t count) {
+  char p[256];
+  bool ok = true;
+  snprintf(p, sizeof p, "%s.inflow", path);
+  ok = str_is(doc, p, in) && ok;
+  snprintf(p, sizeof p, "%s.outflow", path);
+  ok = str_is(doc, p, out) && ok;
+  snprintf(p, sizeof p, "%s.net", path);
+  ok = str_is(doc, p, net) && ok;
+  snprintf(p, sizeof p, "%s.transactionCount", path);
+  if (int_at(doc, p) != count) {
+    fprintf(stderr, "  %s = %lld, want %lld\n", p, (long long)int_at(doc, p), (long long)count);
+    ok = false;
+  }
+  return ok;
+}
+
+static const txn_spec_t crafted[] = {
+    {"t1", "acc-a", "-12.50", "USD", "cat-food", "Whole Foods Market #0001", D_2024_01_15},
+    {"t2", "acc-a", "-7.25", "USD", "cat-food", "  WHOLE   FOODS market #0002 ", D_2024_01_20},
+    {"t3", "acc-a", "2500.00", "USD", "cat-salary", "ACME Payroll", D_2024_01_31},
+    {"t4", "acc-a", "-100.005", "USD", NULL, "Maple Street Apartments", D_2024_02_01},
+    {"t5", "acc-b", "-3.10", "EUR", "cat-food", "Carrefour Market", D_2024_01_15},
+    {"t6", "acc-a", "0.1", NULL, NULL, "Interest", D_2024_03_05},
+    {"t7", "acc-a", "-1", "USD", "cat-food", "Tesco 12/31", D_2023_12_31},
+};
+#define CRAFTED (sizeof crafted / sizeof crafted[0])
+
+static store_t *g_store;
+
+static bson_t *record(const char *id) {
+  bson_t *doc = NULL;
+  fzip_error_t err;
+  fzip_error_clear(&err);
+  if (!store_entity_get(&doc, g_store, USER, FZIP_KIND_ANALYTICS, id, &err)) {
+    fprintf(stderr, "  record %s: %s\n", id, err.message);
+    return NULL;
+  }
+  return doc;
+}
+
+static void test_regenerate_writes_every_derivable_type(void) {
+  fzip_error_t err;
+  uint32_t types = 0;
+
+  fzip_error_clear(&err);
+  CHECK_OK(put_txns(g_store, USER, crafted, CRAFTED, &err), err);
+  CHECK_OK(regenerate(&types, g_store, USER, "imp-1", &err), err);
+  CHECK(types == (1u << analytics_type_count()) - 1);
+  CHECK(analytics_type_count() == 4);
+  CHECK(strcmp(analytics_type_name(0), "cash_flow") == 0);
+  CHECK(strcmp(analytics_type_name(1), "category_trends") == 0);
+  CHECK(strcmp(analytics_type_name(2), "payment_patterns") == 0);
+  CHECK(strcmp(analytics_type_name(3), "merchant_analysis") == 0);
+  CHECK(analytics_type_name(4) == NULL);
+}
+
+static void test_cash_flow_is_per_account_and_month(void) {
+  bson_t *d = record("cash_flow#2024-01#acc-a");
+  bool ok;
+  CHECK(d);
+  ok = str_is(d, "analyticType", "cash_flow") && str_is(d, "timePeriod", "2024-01") &&
+       str_is(d, "accountId", "acc-a") &&
+       sums_are(d, "data", "2500.00", "19.75", "2480.25", 3) &&
+       int_at(d, "dataThroughDate") == D_2024_01_31 && !has(d, "data.currency");
+  bson_destroy(d);
+  CHECK(ok);
+  d = record("cash_flow#2024-03#acc-a");
+  CHECK(d);
+  ok = sums_are(d, "data", "0.10", "0.00", "0.10", 1);
+  bson_destroy(d);
+  CHECK(ok);
+}
+
+static void test_category_trends_rank_categories_per_month_and_currency(void) {
+  bson_t *d = record("category_trends#2024-01#USD");
+  bool ok;
+  CHECK(d);
+  /* food spent more than salary (which only received): food first. */
+  ok = str_is(d, "timePeriod", "2024-01") && str_is(d, "data.currency", "USD") &&
+       !has(d, "accountId") && str_is(d, "data.categories.0.categoryId", "cat-food") &&
+       sums_are(d, "data.categories.0", "0.00", "19.75", "-19.75", 2) &&
+       str_is(d, "data.categories.1.categoryId", "cat-salary") &&
+       sums_are(d, "data.categories.1", "2500.00", "0.00", "2500.00", 1) &&
+       !has(d, "data.categories.2") && int_at(d, "data.categoryCount") == 2 &&
+       !has(d, "data.uncategorized") && !has(d, "data.other") &&
+       int_at(d, "dataThroughDate") == D_2024_01_31;
+  bson_destroy(d);
+  CHECK(ok);
+
+  d = record("category_trends#2024-01#EUR");
+  CHECK(d);
+  ok = str_is(d, "data.currency", "EUR") &&
+       sums_are(d, "data.categories.0", "0.00", "3.10", "-3.10", 1);
+  bson_destroy(d);
+  CHECK(ok);
+
+  /* No primary category: "uncategorized", outside the list. */
+  d = record("category_trends#2024-02#USD");
+  CHECK(d);
+  ok = sums_are(d, "data.uncategorized", "0.00", "100.005", "-100.005", 1) &&
+       !has(d, "data.categories.0") && int_at(d, "data.categoryCount") == 0;
+  bson_destroy(d);
+  CHECK(ok);
+
+  /* No currency: the record has no currency in its id or data. */
+  d = record("category_trends#2024-03");
+  CHECK(d);
+  ok = !has(d, "data.currency") && sums_are(d, "data.uncategorized", "0.10", "0.00", "0.10", 1);
+  bson_destroy(d);
+  CHECK(ok);
+}
+
+static void test_payment_patterns_by_weekday_and_day_of_month(void) {
+  bson_t *d = record("payment_patterns#2024#USD");
+  bool ok;
+  CHECK(d);
+  ok = str_is(d, "timePeriod", "2024") && str_is(d, "data.byWeekday.0.weekday", "monday") &&
+       sums_are(d, "data.byWeekday.0", "0.00", "12.50", "-12.50", 1) &&
+       sums_are(d, "data.byWeekday.1", "0.00", "0.00", "0.00", 0) &&
+       sums_are(d, "data.byWeekday.2", "2500.00", "0.00", "2500.00", 1) &&
+       sums_are(d, "data.byWeekday.3", "0.00", "100.005", "-100.005", 1) &&
+       sums_are(d, "data.byWeekday.5", "0.00", "7.25", "-7.25", 1) &&
+       str_is(d, "data.byWeekday.6.weekday", "sunday") && !has(d, "data.byWeekday.7") &&
+       int_at(d, "data.byDayOfMonth.0.day") == 1 &&
+       sums_are(d, "data.byDayOfMonth.0", "0.00", "100.005", "-100.005", 1) &&
+       sums_are(d, "data.byDayOfMonth.14", "0.00", "12.50", "-12.50", 1) &&
+       sums_are(d, "data.byDayOfMonth.19", "0.00", "7.25", "-7.25", 1) &&
+       int_at(d, "data.byDayOfMonth.30.day") == 31 &&
+       sums_are(d, "data.byDayOfMonth.30", "2500.00", "0.00", "2500.00", 1) &&
+       !has(d, "data.byDayOfMonth.31");
+  bson_destroy(d);
+  CHECK(ok);
+  d = record("payment_patterns#2023#USD");
+  CHECK(d);
+  ok = sums_are(d, "data.byWeekday.6", "0.00", "1.00", "-1.00", 1) &&
+       sums_are(d, "data.byDayOfMonth.30", "0.00", "1.00", "-1.00", 1);
+  bson_destroy(d);
+  CHECK(ok);
+}
+
+static void test_merchant_analysis_ranks_normalised_descriptions(void) {
+  bson_t *d = record("merchant_analysis#overall#USD");
+  bool ok;
+  CHECK(d);
+  ok = str_is(d, "timePeriod", "overall") &&
+       str_is(d, "data.merchants.0.merchant", "maple street apartments") &&
+       str_is(d, "data.merchants.1.merchant", "whole foods market") &&
+       sums_are(d, "data.merchants.1", "0.00", "19.75", "-19.75", 2) &&
+       int_at(d, "data.merchants.1.firstDate") == D_2024_01_15 &&
+       int_at(d, "data.merchants.1.lastDate") == D_2024_01_20 &&
+       str_is(d, "data.merchants.2.merchant", "tesco") &&
+       str_is(d, "data.merchants.3.merchant", "acme payroll") &&
+       sums_are(d, "data.merchants.3", "2500.00", "0.00", "2500.00", 1) &&
+       !has(d, "data.merchants.4") && int_at(d, "data.merchantCount") == 4 &&
+       int_at(d, "dataThroughDate") == D_2024_02_01;
+  bson_destroy(d);
+  CHECK(ok);
+}
+
+/* More categories in a month than a record lists: the top ones by the
+ * documented rank, the rest summed as "other". */
+static void test_category_trends_cut_at_top_k_with_other(void) {
+  txn_spec_t t[CAT_COUNT];
+  char ids[CAT_COUNT][16], cats[CAT_COUNT][16], amounts[CAT_COUNT][16];
+  fzip_error_t err;
+  uint32_t types = 0;
+  bson_t *d;
+  bool ok;
+  const char *user = "analytics-topk";
+  bson_t *doc = NULL;
+
+  fzip_error_clear(&err);
+  for (int i = 0; i < CAT_COUNT; i++) {
+    snprintf(ids[i], sizeof ids[i], "k%03d", i);
+    snprintf(cats[i], sizeof cats[i], "c%03d", i);
+    /* Category i spends i+1 units: c104 ranks first, c000..c004 are cut. */
+    snprintf(amounts[i], sizeof amounts[i], "-%d.00", i + 1);
+    t[i] = (txn_spec_t){ids[i], "acc-k", amounts[i], "GBP", cats[i], "Shop", D_2024_05_10};
+  }
+  CHECK_OK(put_txns(g_store, user, t, CAT_COUNT, &err), err);
+  CHECK_OK(regenerate(&types, g_store, user, "imp-topk", &err), err);
+  CHECK_OK(store_entity_get(&doc, g_store, user, FZIP_KIND_ANALYTICS,
+                            "category_trends#2024-05#GBP", &err), err);
+  d = doc;
+  ok = str_is(d, "data.categories.0.categoryId", "c104") &&
+       str_is(d, "data.categories.99.categoryId", "c005") && !has(d, "data.categories.100") &&
+       int_at(d, "data.categoryCount") == CAT_COUNT && int_at(d, "data.other.categoryCount") == 5 &&
+       /* 1+2+3+4+5 */
+       sums_are(d, "data.other", "0.00", "15.00", "-15.00", 5);
+  bson_destroy(d);
+  CHECK(ok);
+}
+
+/* Same transactions, same records (but computedDate). */
+static void test_regenerate_is_deterministic(void) {
+  fzip_error_t err;
+  uint32_t types = 0;
+  const char *ids[] = {"category_trends#2024-01#USD", "payment_patterns#2024#USD",
+                       "merchant_analysis#overall#USD", "cash_flow#2024-01#acc-a"};
+  bson_t *before[4] = {0};
+  bool same = true;
+
+  fzip_error_clear(&err);
+  for (int i = 0; i < 4; i++) {
+    before[i] = record(ids[i]);
+    CHECK(before[i]);
+  }
+  CHECK_OK(regenerate(&types, g_store, USER, "imp-2", &err), err);
+  for (int i = 0; i < 4; i++) {
+    bson_t *after = record(ids[i]);
+    bson_t a = BSON_INITIALIZER, b = BSON_INITIALIZER;
+    CHECK(after);
+    bson_copy_to_excluding_noinit(before[i], &a, "computedDate", NULL);
+    bson_copy_to_excluding_noinit(after, &b, "computedDate", NULL);
+    if (!bson_equal(&a, &b)) {
+      fprintf(stderr, "  %s changed between two runs\n", ids[i]);
+      same = false;
+    }
+    bson_destroy(&a);
+    bson_destroy(&b);
+    bson_destroy(after);
+    bson_destroy(before[i]);
+  }
+  CHECK(same);
+}
+
+/* The records are the import's writes: a rollback takes them away. */
+static void test_records_roll_back_with_the_import(void) {
+  const char *user = "analytics-rollback";
+  fzip_error_t err;
+  uint32_t types = 0;
+  store_rollback_stats_t st;
+  bson_t *doc = NULL;
+
+  fzip_error_clear(&err);
+  memset(&st, 0, sizeof st);
+  CHECK_OK(put_txns(g_store, user, crafted, CRAFTED, &err), err);
+  CHECK_OK(store_import_begin(g_store, user, "imp-rb", &err), err);
+  CHECK_OK(analytics_regenerate(&types, g_store, user, "imp-rb", &err), err);
+  CHECK(types == 0xF);
+  CHECK_OK(store_import_rollback(&st, g_store, user, "imp-rb", NULL, NULL, &err), err);
+  CHECK_FAILS(store_entity_get(&doc, g_store, user, FZIP_KIND_ANALYTICS,
+                               "merchant_analysis#overall#USD", &err),
+              err, FZIP_ERR_NOT_FOUND);
+  CHECK_FAILS(store_entity_get(&doc, g_store, user, FZIP_KIND_ANALYTICS,
+                               "cash_flow#2024-01#acc-a", &err),
+              err, FZIP_ERR_NOT_FOUND);
+}
+
+static void test_fill_result_lists_the_regenerated_types(void) {
+  Fzip__V1__ImportResult res = FZIP__V1__IMPORT_RESULT__INIT;
+
+  CHECK(analytics_fill_result(&res, 0xF));
+  CHECK(res.analytics_regenerated && res.n_analytics_types == 4);
+  CHECK(strcmp(res.analytics_types[3], "merchant_analysis") == 0);
+  /* Replaces the list of an earlier run. */
+  CHECK(analytics_fill_result(&res, 1u | 4u));
+  CHECK(!res.analytics_regenerated && res.n_analytics_types == 2);
+  CHECK(strcmp(res.analytics_types[0], "cash_flow") == 0);
+  CHECK(strcmp(res.analytics_types[1], "payment_patterns") == 0);
+  CHECK(analytics_fill_result(&res, 0));
+  CHECK(!res.analytics_regenerated && res.n_analytics_types == 0 && !res.analytics_types);
+}
+
+static bool merchant_is(const char *description, const char *want) {
+  char out[ANALYTICS_MERCHANT_MAX];
+  size_t n = analytics_merchant_of(out, description);
+  if (n == strlen(want) && strcmp(out, want) == 0)
+    return true;
+  fprintf(stderr, "  merchant of \"%s\" = \"%s\", want \"%s\"\n", description, out, want);
+  return false;
+}
+
+static void test_merchant_of_normalises_descriptions(void) {
+  char long_2byte[200] = "", long_3byte[200] = "", out[ANALYTICS_MERCHANT_MAX];
+
+  CHECK(merchant_is("Whole Foods Market #1234", "whole foods market"));
+  CHECK(merchant_is("  AMAZON\tMktp  12/03 ", "amazon mktp"));
+  CHECK(merchant_is("7-Eleven 0042", "7-eleven"));
+  CHECK(merchant_is("イオン 幕張店 #12", "イオン 幕張店"));
+  CHECK(merchant_is("Żabka", "Żabka")); /* non-ASCII kept as written */
+  CHECK(merchant_is("#0421 12.50", ""));
+  CHECK(merchant_is("", ""));
+  CHECK(analytics_merchant_of(out, NULL) == 0);
+  /* 40 two-byte characters: 63 bytes would split the 32nd, so 31 stay. */
+  for (int i = 0; i < 40; i++)
+    strcat(long_2byte, "é");
+  CHECK(analytics_merchant_of(out, long_2byte) == 62);
+  /* 30 three-byte characters: exactly 21 fit in 63 bytes. */
+  for (int i = 0; i < 30; i++)
+    strcat(long_3byte, "幕");
+  CHECK(analytics_merchant_of(out, long_3byte) == 63);
+  /* A cut right after a word leaves no trailing space. */
+  CHECK(analytics_merchant_of(out, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa b") == 62);
+}
+
+static void test_decimals_round_trip_exactly(void) {
+  int64_t u = 0;
+  char s[48];
+
+  CHECK(analytics_parse_decimal(&u, "-100.005") && u == -100005000);
+  analytics_format_decimal(s, sizeof s, u);
+  CHECK(strcmp(s, "-100.005") == 0);
+  CHECK(analytics_parse_decimal(&u, "0.1") && u == 100000);
+  analytics_format_decimal(s, sizeof s, u);
+  CHECK(strcmp(s, "0.10") == 0);
+  CHECK(!analytics_parse_decimal(&u, "1e5"));
+  CHECK(!analytics_parse_decimal(&u, "99999999999999999"));
+}
+
+static void test_table_refuses_past_its_limits(void) {
+  analytics_table_t *t = NULL;
+  fzip_error_t err;
+  const analytics_bucket_t **v = NULL;
+  size_t n = 0;
+  bool ok;
+
+  fzip_error_clear(&err);
+  CHECK_OK(analytics_table_new(&t, 2, &err), err);
+  ok = analytics_table_tally(t, "b", 5, 10) == ANALYTICS_TALLY_OK &&
+       analytics_table_tally(t, "a", -3, 20) == ANALYTICS_TALLY_OK &&
+       analytics_table_tally(t, "a", 1, 5) == ANALYTICS_TALLY_OK &&
+       /* a third key */
+       analytics_table_tally(t, "c", 1, 5) == ANALYTICS_TALLY_LIMIT &&
+       /* the absolute total past int64 */
+       analytics_table_tally(t, "a", INT64_MAX - 5, 5) == ANALYTICS_TALLY_LIMIT &&
+       analytics_table_size(t) == 2 && analytics_table_sorted(&v, &n, t, &err) && n == 2 &&
+       strcmp(v[0]->key, "a") == 0 && v[0]->inflow == 1 && v[0]->outflow == 3 &&
+       v[0]->count == 2 && v[0]->first_date == 5 && v[0]->last_date == 20 &&
+       strcmp(v[1]->key, "b") == 0;
+  free(v);
+  analytics_table_destroy(t);
+  CHECK(ok);
+}
+
+int main(void) {
+  fzip_error_t err;
+  int fd;
+
+  snprintf(g_db, sizeof g_db, "/tmp/fzip-test-analytics-XXXXXX");
+  fd = mkstemp(g_db);
+  if (fd < 0)
+    return 2;
+  close(fd);
+  fzip_error_clear(&err);
+  if (!open_store(&g_store, &err)) {
+    fprintf(stderr, "store: %s\n", err.message);
+    return 2;
+  }
+  RUN(test_regenerate_writes_every_derivable_type);
+  RUN(test_cash_flow_is_per_account_and_month);
+  RUN(test_category_trends_rank_categories_per_month_and_currency);
+  RUN(test_payment_patterns_by_weekday_and_day_of_month);
+  RUN(test_merchant_analysis_ranks_normalised_descriptions);
+  RUN(test_category_trends_cut_at_top_k_with_other);
+  RUN(test_regenerate_is_deterministic);
+  RUN(test_records_roll_back_with_the_import);
+  RUN(test_fill_result_lists_the_regenerated_types);
+  RUN(test_merchant_of_normalises_descriptions);
+  RUN(test_decimals_round_trip_exactly);
+  RUN(test_table_refuses_past_its_limits);
+  store_destroy(g_store);
+  unlink(g_db);
+  return fzip_test_summary();
+}
