@@ -254,7 +254,8 @@ static int run_start(cli_ctx_t *ctx, const cli_args_t *args) {
 
 #define STRATEGY_OPT                                                                       \
   {"--strategy", 0, CLI_OPT_VALUE, "S", NULL,                                             \
-   "fail_on_conflict|skip_existing|overwrite (default fail_on_conflict)"}
+   "fail_on_conflict|skip_existing|overwrite|merge_fields (default fail_on_conflict; "    \
+   "docs/IMPORT.md \"Merge strategies\")"}
 #define VALIDATE_OPT                                                                       \
   {"--validate-only", 0, CLI_OPT_FLAG, NULL, NULL, "validate and preview, change nothing"}
 #define WAIT_OPT {"--wait", 0, CLI_OPT_FLAG, NULL, NULL, "follow the job until it ends"}
