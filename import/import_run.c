@@ -37,6 +37,7 @@
 #include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
+#include "import_diff.h"
 #include "import_exists.h"
 #include "job_body.h"
 #include "pkg_reader.h"
@@ -150,6 +151,7 @@ typedef struct {
   bool stop;                  /* a save failed: stop at the next check */
   int64_t files_restored, file_bytes_restored;
   uint64_t created[FZIP_KIND_COUNT], overwritten[FZIP_KIND_COUNT], skipped[FZIP_KIND_COUNT];
+  import_diff_t *diff;        /* judges existing entities in the restore (import_diff.h) */
 } run_t;
 
 /* ---- saving ----------------------------------------------------------- */
@@ -246,6 +248,13 @@ static bool visit_file(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_erro
   key = doc_string(doc, "s3Key");
   if (!key || strncmp(key, v->r->user, ulen) != 0 || key[ulen] != '/')
     return true;
+  if (!v->imported) {
+    bool in_use = false;
+    if (!import_diff_blob_in_use(&in_use, v->r->env->store, v->r->user, doc, key, error))
+      return false;
+    if (in_use)
+      return true; /* a merge_fields merge kept these bytes */
+  }
   if (v->imported) {
     /* Only blobs this import wrote end in "/<importId>". */
     size_t kl = strlen(key), il = strlen(v->r->job->import_id);
@@ -376,6 +385,9 @@ static Fzip__V1__EntityCounts *new_counts(int kind, const pkgv_counts_t *c) {
   e->created = (int64_t)c->created;
   e->overwritten = (int64_t)c->overwritten;
   e->skipped = (int64_t)c->skipped;
+  e->identical = (int64_t)c->identical;
+  e->changed = (int64_t)c->changed;
+  e->merged = (int64_t)c->merged;
   return e;
 }
 
@@ -438,6 +450,9 @@ static bool record_validation(run_t *r, const pkgv_result_t *res) {
       goto fail;
     vs->n_conflicting_ids++;
   }
+  if (!import_diff_messages(&vs->diffs, &vs->n_diffs, res->diffs, res->n_diffs) ||
+      !import_diff_messages(&pv->diffs, &pv->n_diffs, res->diffs, res->n_diffs))
+    goto fail;
   return true;
 fail:
   /* Whatever was attached is freed with the job. */
@@ -537,6 +552,7 @@ static store_write_mode_t write_mode(int strategy) {
   case FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_SKIP_EXISTING:
     return STORE_WRITE_SKIP_EXISTING;
   case FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE:
+  case FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_MERGE_FIELDS: /* merged documents */
     return STORE_WRITE_REPLACE;
   default:
     return STORE_WRITE_INSERT; /* conflicts were refused by validation */
@@ -629,8 +645,12 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   store_write_result_t wr = {0};
   bool exists[STORE_BATCH_MAX];
   const char *ids[STORE_BATCH_MAX];
+  bool kept_blob[STORE_BATCH_MAX]; /* a merge kept the stored bytes (import_diff.h) */
   bool ok = false;
 
+  /* Identical entities leave the batch, merged ones replace theirs. */
+  if (b->n > 0 && !import_diff_batch(r->diff, b->kind, b->docs, NULL, kept_blob, &b->n, error))
+    goto done;
   if (b->n == 0)
     return true;
   if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
@@ -648,8 +668,8 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   r->skipped[b->kind] += wr.skipped;
   if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
     for (size_t i = 0; i < b->n; i++) {
-      if (b->mode == STORE_WRITE_SKIP_EXISTING && exists[i])
-        continue;
+      if ((b->mode == STORE_WRITE_SKIP_EXISTING && exists[i]) || kept_blob[i])
+        continue; /* skipped, or a merge kept the stored bytes */
       if (!pkgr_file_find(b->pkg, ids[i]))
         continue; /* listed in files_missing: no bytes to restore */
       if (!restore_file_bytes(r, b->pkg, ids[i], error))
@@ -755,6 +775,8 @@ static bool fill_result(run_t *r, uint32_t analytics) {
     c->skipped = (int64_t)r->skipped[k];
     c->failed = 0;
   }
+  if (r->diff && !import_diff_fill(r->diff, res))
+    return false;
   res->files_restored = r->files_restored;
   res->file_bytes_restored = r->file_bytes_restored;
   if (!analytics_fill_result(res, analytics))
@@ -766,6 +788,9 @@ static bool restore_all(run_t *r, fzip_error_t *error) {
   pkgr_t *pkg = NULL;
   bool ok = false;
 
+  if (!r->diff && !import_diff_new(&r->diff, r->env->store, r->user,
+                                   (pkgv_strategy_t)(r->job->merge_strategy - 1), error))
+    return false;
   if (!pkgr_open(&pkg, r->path, NULL, NULL, NULL, error))
     return false;
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
@@ -977,6 +1002,7 @@ out:
     unlink(r->path);
   if (msg)
     protobuf_c_message_free_unpacked(msg, NULL);
+  import_diff_destroy(r->diff);
   free(r);
   return ok;
 }
