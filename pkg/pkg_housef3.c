@@ -469,9 +469,10 @@ bool pkghf_gunzip_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t
   *n = 0;
   if (gz->ended || cap == 0)
     return true;
+  uInt want = cap > UINT32_MAX ? UINT32_MAX : (uInt)cap;
   gz->z.next_out = buf;
-  gz->z.avail_out = cap > UINT32_MAX ? UINT32_MAX : (uInt)cap;
-  while (gz->z.avail_out == (uInt)(cap > UINT32_MAX ? UINT32_MAX : cap)) {
+  gz->z.avail_out = want;
+  while (gz->z.avail_out == want) { /* until some output, or the end */
     int rc;
     if (gz->z.avail_in == 0) {
       size_t got = 0;
@@ -494,7 +495,7 @@ bool pkghf_gunzip_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t
       return gz_fail(gz, FZIP_ERR_DATA_LOSS, error,
                      gz->z.msg ? gz->z.msg : "corrupt stream");
   }
-  *n = cap - gz->z.avail_out;
+  *n = want - gz->z.avail_out;
   gz->out_total += *n;
   if (!gz_check_bounds(gz, error))
     return false;

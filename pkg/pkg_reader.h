@@ -18,6 +18,11 @@
  * (see "Validation" in docs/FORMAT.md), so one upload lists all archive
  * problems at once.
  *
+ * A package the HouseF3 application wrote (camelCase manifest, gzipped
+ * bare arrays data/<kind>.json.gz, no checksums) is read too: pkg_housef3
+ * maps its manifest and each entity to format 1.0, so callers see 1.0
+ * whatever the flavour (pkgr_info_t.flavour; FORMAT.md section 12).
+ *
  * After a successful open the caller streams what it needs:
  *   - entities of one kind, one bson_t at a time, through pkg_jsonread,
  *     hashing the entry's bytes as they pass (pkgr_entities_*); the
@@ -152,7 +157,7 @@ void pkgr_destroy(pkgr_t *r); /* accepts NULL; no iterator may outlive it */
 
 const pkgr_info_t *pkgr_info(const pkgr_t *r);       /* borrowed */
 const bson_t *pkgr_manifest(const pkgr_t *r);        /* borrowed, the parsed manifest */
-bool pkgr_has_kind(const pkgr_t *r, fzip_kind_t kind); /* data/<kind>.json is present */
+bool pkgr_has_kind(const pkgr_t *r, fzip_kind_t kind); /* data/<kind>.json(.gz) is present */
 const char *pkgr_data_entry(fzip_kind_t kind);       /* "data/<kind>.json" */
 
 /* files/ entries, sorted by file id; the pointers live as long as r. */
