@@ -24,7 +24,9 @@
 #include "cli_jobs.h"
 #include "cli_msg.h"
 #include "cli_progress.h"
+#include "cli_select.h"
 #include "cli_xfer.h"
+#include "fzip_entity.h"
 #include "fzip/v1/import_service.pb-c.h"
 #include "fzip_util.h"
 
@@ -59,6 +61,60 @@ static bool parse_strategy(int *out, const cli_args_t *args, fzip_error_t *error
   return true;
 }
 
+/* --as-copy, --drop-dangling, --kinds, --accounts: fzip.v1.RestoreOptions
+ * (docs/IMPORT.md "Restore as a copy", "Partial packages and selective
+ * import"); call restore_cleanup afterwards, also on failure. */
+typedef struct {
+  Fzip__V1__RestoreOptions msg;
+  Fzip__V1__EntityKind kinds[FZIP_KIND_COUNT];
+  cli_select_t sel; /* --accounts */
+} restore_opts_t;
+
+static bool parse_kinds(restore_opts_t *ro, const char *text, fzip_error_t *error) {
+  char *copy = strdup(text), *save = NULL;
+  bool ok = copy != NULL;
+  if (!copy)
+    return fzip_error_oom(error, "--kinds");
+  for (char *name = strtok_r(copy, ",", &save); ok && name; name = strtok_r(NULL, ",", &save)) {
+    fzip_kind_t k;
+    bool seen = false;
+    if (!fzip_kind_from_name(&k, name)) {
+      ok = fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                          "--kinds: unknown kind '%s' (accounts, categories, file_maps, "
+                          "transaction_files, transactions, analytics)", name);
+      break;
+    }
+    for (size_t i = 0; i < ro->msg.n_kinds; i++)
+      seen = seen || ro->kinds[i] == (Fzip__V1__EntityKind)(k + 1);
+    if (!seen) /* EntityKind follows fzip_kind_t, from 1 */
+      ro->kinds[ro->msg.n_kinds++] = (Fzip__V1__EntityKind)(k + 1);
+  }
+  free(copy);
+  return ok;
+}
+
+/* *out: the options to send, NULL when none is given (the defaults). */
+static bool parse_restore(Fzip__V1__RestoreOptions **out, restore_opts_t *ro,
+                          const cli_args_t *args, fzip_error_t *error) {
+  const char *kinds = cli_args_get(args, "--kinds");
+  *out = NULL;
+  memset(ro, 0, sizeof *ro);
+  fzip__v1__restore_options__init(&ro->msg);
+  ro->msg.kinds = ro->kinds;
+  ro->msg.as_copy = cli_args_flag(args, "--as-copy");
+  ro->msg.drop_dangling_references = cli_args_flag(args, "--drop-dangling");
+  if ((kinds && !parse_kinds(ro, kinds, error)) || !cli_select_parse(&ro->sel, args, error))
+    return false;
+  ro->msg.account_ids = ro->sel.ids;
+  ro->msg.n_account_ids = ro->sel.n_ids;
+  if (ro->msg.as_copy || ro->msg.drop_dangling_references || ro->msg.n_kinds ||
+      ro->msg.n_account_ids)
+    *out = &ro->msg;
+  return true;
+}
+
+static void restore_cleanup(restore_opts_t *ro) { cli_select_cleanup(&ro->sel); }
+
 /* Reports the job, or follows it with --wait. */
 static int report_or_wait(cli_ctx_t *ctx, const cli_args_t *args, const ProtobufCMessage *job) {
   if (!cli_args_flag(args, "--wait") || !job)
@@ -87,9 +143,14 @@ static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_a
   Fzip__V1__UploadImportRequest req = FZIP__V1__UPLOAD_IMPORT_REQUEST__INIT;
   Fzip__V1__ImportOptions o = FZIP__V1__IMPORT_OPTIONS__INIT;
   const char *request_id = cli_args_get(args, "--request-id");
+  restore_opts_t ro;
   int strategy = 0;
-  if (!parse_strategy(&strategy, args, error))
+  bool ok;
+  memset(&ro, 0, sizeof ro);
+  if (!parse_strategy(&strategy, args, error) || !parse_restore(&o.restore, &ro, args, error)) {
+    restore_cleanup(&ro);
     return false;
+  }
   o.merge_strategy = (Fzip__V1__MergeStrategy)strategy;
   o.validate_only = cli_args_flag(args, "--validate-only");
   o.start = cli_args_flag(args, "--start") || o.validate_only || cli_args_flag(args, "--wait");
@@ -101,7 +162,9 @@ static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_a
   o.resume_offset = u->offset;
   req.payload_case = FZIP__V1__UPLOAD_IMPORT_REQUEST__PAYLOAD_OPTIONS;
   req.options = &o;
-  return rpc_client_call_write(call, &req.base, error);
+  ok = rpc_client_call_write(call, &req.base, error);
+  restore_cleanup(&ro);
+  return ok;
 }
 
 static bool send_chunks(rpc_client_call_t *call, upload_t *u, cli_progress_t *progress,
@@ -238,14 +301,18 @@ static int run_start(cli_ctx_t *ctx, const cli_args_t *args) {
   Fzip__V1__StartImportRequest req = FZIP__V1__START_IMPORT_REQUEST__INIT;
   ProtobufCMessage *resp = NULL;
   fzip_error_t error = {0};
+  restore_opts_t ro;
   int strategy = 0, rc;
+  bool ok;
+  memset(&ro, 0, sizeof ro);
   req.import_id = (char *)args->positional[0];
   req.validate_only = cli_args_flag(args, "--validate-only");
-  if (!parse_strategy(&strategy, args, &error))
-    return cli_fail(ctx, &error);
+  ok = parse_strategy(&strategy, args, &error) && parse_restore(&req.restore, &ro, args, &error);
   req.merge_strategy = (Fzip__V1__MergeStrategy)strategy;
-  if (!cli_ctx_unary(&resp, ctx, SVC "StartImport", &req.base,
-                     &fzip__v1__start_import_response__descriptor, &error))
+  ok = ok && cli_ctx_unary(&resp, ctx, SVC "StartImport", &req.base,
+                           &fzip__v1__start_import_response__descriptor, &error);
+  restore_cleanup(&ro);
+  if (!ok)
     return cli_fail(ctx, &error);
   rc = report_or_wait(ctx, args, cli_msg_sub(resp, "job"));
   protobuf_c_message_free_unpacked(resp, NULL);
@@ -259,11 +326,24 @@ static int run_start(cli_ctx_t *ctx, const cli_args_t *args) {
 #define VALIDATE_OPT                                                                       \
   {"--validate-only", 0, CLI_OPT_FLAG, NULL, NULL, "validate and preview, change nothing"}
 #define WAIT_OPT {"--wait", 0, CLI_OPT_FLAG, NULL, NULL, "follow the job until it ends"}
+#define RESTORE_OPTS                                                                       \
+  {"--as-copy", 0, CLI_OPT_FLAG, NULL, NULL,                                              \
+   "restore as a copy: every entity gets a new id (references follow), so the package "   \
+   "can go next to the data it came from, or twice"},                                     \
+  {"--drop-dangling", 0, CLI_OPT_FLAG, NULL, NULL,                                        \
+   "partial packages: clear references to what is neither in the package nor your data, " \
+   "leave out transactions whose account is missing (counted per kind)"},                 \
+  {"--kinds", 0, CLI_OPT_VALUE, "K,...", NULL,                                            \
+   "only these kinds: accounts,categories,file_maps,transaction_files,transactions,"      \
+   "analytics"},                                                                          \
+  {"--accounts", 0, CLI_OPT_VALUE, "ID,...", NULL,                                        \
+   "only these accounts and their file maps, files, transactions, analytics"}
 #define END_OPT {NULL, 0, 0, NULL, NULL, NULL}
 
 static const cli_opt_t upload_opts[] = {
     STRATEGY_OPT,
     VALIDATE_OPT,
+    RESTORE_OPTS,
     {"--start", 0, CLI_OPT_FLAG, NULL, NULL, "start the import once uploaded"},
     WAIT_OPT,
     {"--limit-rate", 0, CLI_OPT_VALUE, "BYTES", NULL, "at most BYTES per second (e.g. 512k)"},
@@ -275,7 +355,8 @@ static const cli_opt_t upload_opts[] = {
     END_OPT,
 };
 
-static const cli_opt_t start_opts[] = {STRATEGY_OPT, VALIDATE_OPT, WAIT_OPT, END_OPT};
+static const cli_opt_t start_opts[] = {STRATEGY_OPT, VALIDATE_OPT, RESTORE_OPTS, WAIT_OPT,
+                                       END_OPT};
 
 const cli_command_t cli_import_commands[] = {
     {"import", "upload", "FILE", 1, 1, upload_opts, "Upload an FZIP package (prints the job).",

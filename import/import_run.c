@@ -39,6 +39,7 @@
 #include "fzip_util.h"
 #include "import_diff.h"
 #include "import_exists.h"
+#include "import_map.h"
 #include "job_body.h"
 #include "pkg_reader.h"
 #include "pkg_validate.h"
@@ -152,6 +153,7 @@ typedef struct {
   int64_t files_restored, file_bytes_restored;
   uint64_t created[FZIP_KIND_COUNT], overwritten[FZIP_KIND_COUNT], skipped[FZIP_KIND_COUNT];
   import_diff_t *diff;        /* judges existing entities in the restore (import_diff.h) */
+  import_map_t *map;          /* the job's RestoreOptions for this run (import_map.h) */
 } run_t;
 
 /* ---- saving ----------------------------------------------------------- */
@@ -388,6 +390,9 @@ static Fzip__V1__EntityCounts *new_counts(int kind, const pkgv_counts_t *c) {
   e->identical = (int64_t)c->identical;
   e->changed = (int64_t)c->changed;
   e->merged = (int64_t)c->merged;
+  e->references_cleared = (int64_t)c->references_cleared;
+  e->dropped = (int64_t)c->dropped;
+  e->not_selected = (int64_t)c->not_selected;
   return e;
 }
 
@@ -509,6 +514,9 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   o.progress_ctx = r;
   o.cancelled = on_cancel;
   o.cancel_ctx = r;
+  if (!import_map_new(&r->map, r->job->restore, r->job->import_id, error))
+    return false;
+  o.restore = import_map_restore(r->map);
   r->items_done = 0;
   if (!pkgv_validate(&res, r->path, &o, error)) {
     if (r->stop)
@@ -519,6 +527,7 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
     fzip_error_oom(error, NULL);
     goto done;
   }
+  import_map_take_refs(r->map, res);
   r->items_total = 0;
   for (int k = 0; k < FZIP_KIND_COUNT; k++)
     r->items_total += res->counts[k].in_package;
@@ -543,6 +552,8 @@ typedef struct {
   store_write_mode_t mode;
   pkgr_t *pkg;
   bson_t *docs[STORE_BATCH_MAX];
+  char *src_ids[STORE_BATCH_MAX]; /* transaction files: the package's fileId of docs[i] (a
+                                   * copy's document has a new one) */
   size_t n;
   size_t bytes;
 } batch_t;
@@ -630,8 +641,11 @@ done:
 }
 
 static void batch_clear(batch_t *b) {
-  for (size_t i = 0; i < b->n; i++)
+  for (size_t i = 0; i < b->n; i++) {
     bson_destroy(b->docs[i]);
+    free(b->src_ids[i]);
+    b->src_ids[i] = NULL;
+  }
   b->n = 0;
   b->bytes = 0;
 }
@@ -649,7 +663,7 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   bool ok = false;
 
   /* Identical entities leave the batch, merged ones replace theirs. */
-  if (b->n > 0 && !import_diff_batch(r->diff, b->kind, b->docs, NULL, kept_blob, &b->n, error))
+  if (b->n > 0 && !import_diff_batch(r->diff, b->kind, b->docs, b->src_ids, kept_blob, &b->n, error))
     goto done;
   if (b->n == 0)
     return true;
@@ -668,11 +682,12 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   r->skipped[b->kind] += wr.skipped;
   if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
     for (size_t i = 0; i < b->n; i++) {
+      const char *src = b->src_ids[i] ? b->src_ids[i] : ids[i];
       if ((b->mode == STORE_WRITE_SKIP_EXISTING && exists[i]) || kept_blob[i])
         continue; /* skipped, or a merge kept the stored bytes */
-      if (!pkgr_file_find(b->pkg, ids[i]))
+      if (!pkgr_file_find(b->pkg, src))
         continue; /* listed in files_missing: no bytes to restore */
-      if (!restore_file_bytes(r, b->pkg, ids[i], error))
+      if (!restore_file_bytes(r, b->pkg, src, error))
         goto done;
       r->items_done++;
       if (on_cancel(r)) {
@@ -724,9 +739,21 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
   fzip_error_clear(&err);
   while (pkgr_entities_next(it, &doc, &err)) {
     bson_t *copy = stored_doc(r, pkg, kind, doc);
+    const char *src = kind == FZIP_KIND_TRANSACTION_FILE ? doc_string(doc, "fileId") : NULL;
+    r->items_done++;
+    if (!import_map_apply(r->map, kind, &copy, error)) { /* NULL copy: left out */
+      bson_destroy(copy);
+      goto done;
+    }
+    if (!copy)
+      continue;
+    if (src && !(b->src_ids[b->n] = strdup(src))) {
+      bson_destroy(copy);
+      fzip_error_oom(error, NULL);
+      goto done;
+    }
     b->docs[b->n++] = copy;
     b->bytes += copy->len;
-    r->items_done++;
     if (b->n == STORE_BATCH_MAX || b->bytes >= BATCH_BYTES_MAX) {
       if (!batch_flush(b, error))
         goto done;
@@ -774,6 +801,7 @@ static bool fill_result(run_t *r, uint32_t analytics) {
     c->overwritten = (int64_t)r->overwritten[k];
     c->skipped = (int64_t)r->skipped[k];
     c->failed = 0;
+    import_map_counts(r->map, c);
   }
   if (r->diff && !import_diff_fill(r->diff, res))
     return false;
@@ -1003,6 +1031,7 @@ out:
   if (msg)
     protobuf_c_message_free_unpacked(msg, NULL);
   import_diff_destroy(r->diff);
+  import_map_destroy(r->map);
   free(r);
   return ok;
 }

@@ -38,6 +38,7 @@
 #include "fzip_log.h"
 #include "fzip_metrics.h"
 #include "fzip_util.h"
+#include "import_map.h"
 #include "import_run.h"
 #include "job_body.h"
 #include "jobs.h"
@@ -131,6 +132,18 @@ static bool check_options(const Fzip__V1__ImportOptions *o, int64_t max, fzip_er
   return true;
 }
 
+/* RestoreOptions of a request (import_map_check): INVALID_ARGUMENT with a
+ * BadRequest violation naming the field. */
+static bool check_restore(rpc_ctx_t *ctx, const Fzip__V1__RestoreOptions *restore,
+                          fzip_error_t *error) {
+  const char *field = NULL;
+  if (import_map_check(restore, &field, error))
+    return true;
+  if (field)
+    rpc_ctx_add_violation(ctx, field, error->message);
+  return fzip_error_set_reason(error, "INVALID_RESTORE_OPTIONS");
+}
+
 /* What makes two uploads the same request: their options but request_id,
  * merge_strategy's default filled in. */
 static bool request_of(svc_jobs_request_t *idem, rpc_ctx_t *ctx,
@@ -152,7 +165,8 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
   bson_t *body = NULL;
   bool ok = false;
 
-  if (!check_options(o, svc->opts.max_upload_bytes, error) || !request_of(&idem, ctx, o, error))
+  if (!check_options(o, svc->opts.max_upload_bytes, error) ||
+      !check_restore(ctx, o->restore, error) || !request_of(&idem, ctx, o, error))
     return false;
   /* Before the replay check: a replayed stream is held to it too. */
   up->expected_size = o->expected_size;
@@ -177,6 +191,8 @@ static bool upload_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
                                 ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
                                 : o->merge_strategy;
   up->job->validate_only = o->validate_only;
+  if (!import_map_set_options(&up->job->restore, o->restore, error))
+    return false;
   up->job->created_at = up->job->updated_at = now;
   if (!job_msg_set_str(&up->job->import_id, id) ||
       !import_set_phase(up->job, IMPORT_PHASE_RECEIVING) ||
@@ -322,6 +338,8 @@ static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
                                 ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
                                 : o->merge_strategy;
   up->job->validate_only = o->validate_only;
+  if (!import_map_set_options(&up->job->restore, o->restore, error))
+    return false;
   up->job->updated_at = fzip_now_ms();
   if (!import_set_phase(up->job, IMPORT_PHASE_RECEIVING) ||
       !job_msg_add_event(&up->job->base, "upload_resumed", "receiving the rest of the package",
@@ -341,7 +359,8 @@ static bool resume_claim(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOpt
 
 static bool resume_begin(upload_t *up, rpc_ctx_t *ctx, const Fzip__V1__ImportOptions *o,
                          fzip_error_t *error) {
-  if (!check_options(o, up->svc->opts.max_upload_bytes, error))
+  if (!check_options(o, up->svc->opts.max_upload_bytes, error) ||
+      !check_restore(ctx, o->restore, error))
     return false;
   up->expected_size = o->expected_size;
   snprintf(up->expected_sha256, sizeof up->expected_sha256, "%s", o->expected_sha256);
@@ -665,6 +684,8 @@ static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportReques
                             ? FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_FAIL_ON_CONFLICT
                             : req->merge_strategy;
   job->validate_only = req->validate_only;
+  if (!import_map_set_options(&job->restore, req->restore, error))
+    return false;
   job->progress = 0;
   job->items_done = 0;
   job->started_at = 0;
@@ -731,6 +752,8 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
       req->merge_strategy > FZIP__V1__MERGE_STRATEGY__MERGE_STRATEGY_MERGE_FIELDS)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "unknown merge_strategy %d", (int)req->merge_strategy);
+  if (!check_restore(ctx, req->restore, error))
+    return false;
   for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
     if (start_once(resp, svc, ctx, req, error))
       return true;

@@ -218,25 +218,37 @@ static const field_t *const kind_fields[FZIP_KIND_COUNT] = {
     account_fields,   category_fields,    file_map_fields, transaction_file_fields,
     transaction_fields, analytics_fields};
 
-/* References resolved as the entity is read (the target kind comes first). */
-typedef struct {
-  fzip_kind_t from;
-  const char *field;
-  fzip_kind_t to;
-  bool deferred; /* the target kind is read later, or is the same kind */
-} ref_t;
-
-static const ref_t refs[] = {
-    {FZIP_KIND_ACCOUNT, "defaultFileMapId", FZIP_KIND_FILE_MAP, true},
-    {FZIP_KIND_CATEGORY, "parentCategoryId", FZIP_KIND_CATEGORY, true},
-    {FZIP_KIND_FILE_MAP, "accountId", FZIP_KIND_ACCOUNT, false},
-    {FZIP_KIND_TRANSACTION_FILE, "accountId", FZIP_KIND_ACCOUNT, false},
-    {FZIP_KIND_TRANSACTION_FILE, "fileMapId", FZIP_KIND_FILE_MAP, false},
-    {FZIP_KIND_TRANSACTION, "accountId", FZIP_KIND_ACCOUNT, false},
-    {FZIP_KIND_TRANSACTION, "fileId", FZIP_KIND_TRANSACTION_FILE, false},
-    {FZIP_KIND_TRANSACTION, "primaryCategoryId", FZIP_KIND_CATEGORY, false},
-    {FZIP_KIND_ANALYTICS, "accountId", FZIP_KIND_ACCOUNT, false},
+/* Every reference field (pkgv_ref_fields).  Most are resolved as the
+ * entity is read (the target kind comes first); those whose target kind
+ * is read later or is the same kind (deferred()) are resolved at the
+ * end.  The array one (item set) is walked by check_assignments. */
+static const pkgv_ref_field_t ref_table[] = {
+    {FZIP_KIND_ACCOUNT, "defaultFileMapId", NULL, FZIP_KIND_FILE_MAP, false},
+    {FZIP_KIND_CATEGORY, "parentCategoryId", NULL, FZIP_KIND_CATEGORY, false},
+    {FZIP_KIND_FILE_MAP, "accountId", NULL, FZIP_KIND_ACCOUNT, false},
+    {FZIP_KIND_TRANSACTION_FILE, "accountId", NULL, FZIP_KIND_ACCOUNT, false},
+    {FZIP_KIND_TRANSACTION_FILE, "fileMapId", NULL, FZIP_KIND_FILE_MAP, false},
+    {FZIP_KIND_TRANSACTION, "accountId", NULL, FZIP_KIND_ACCOUNT, true},
+    {FZIP_KIND_TRANSACTION, "fileId", NULL, FZIP_KIND_TRANSACTION_FILE, false},
+    {FZIP_KIND_TRANSACTION, "primaryCategoryId", NULL, FZIP_KIND_CATEGORY, false},
+    {FZIP_KIND_TRANSACTION, "categories", "categoryId", FZIP_KIND_CATEGORY, false},
+    {FZIP_KIND_ANALYTICS, "accountId", NULL, FZIP_KIND_ACCOUNT, false},
 };
+
+static bool deferred(const pkgv_ref_field_t *rf) { return rf->to >= rf->from; }
+
+const pkgv_ref_field_t *pkgv_ref_fields(size_t *n) {
+  *n = sizeof ref_table / sizeof ref_table[0];
+  return ref_table;
+}
+
+static const pkgv_ref_field_t *ref_field(fzip_kind_t from, const char *field) {
+  for (size_t i = 0; i < sizeof ref_table / sizeof ref_table[0]; i++) {
+    if (ref_table[i].from == from && strcmp(ref_table[i].field, field) == 0)
+      return &ref_table[i];
+  }
+  return NULL;
+}
 
 static bool is_ref_target(fzip_kind_t k) {
   return k == FZIP_KIND_ACCOUNT || k == FZIP_KIND_CATEGORY || k == FZIP_KIND_FILE_MAP ||
@@ -289,7 +301,22 @@ typedef struct {
   const bson_t *doc; /* the entity being checked */
   size_t n_batch;
   uint64_t entities_done;
+  /* restore options (NULL: the defaults, none of this is used) */
+  const pkgv_restore_t *ro;
+  bool selected;      /* the entity being checked is selected */
+  bool dropped;       /* ... and a required reference of it dangles */
+  uint64_t cleared;   /* ... optional references of it cleared */
+  pkg_strset_t unsel[FZIP_KIND_COUNT];    /* referenced kinds: ids not selected */
+  pkg_strset_t user_has[FZIP_KIND_COUNT]; /* looked up: the user has it */
+  pkg_strset_t dangle[FZIP_KIND_COUNT];   /* looked up: nowhere */
 } vctx_t;
+
+/* Kept for the restore step (pkgv_result_t.refs). */
+struct pkgv_refs {
+  pkg_strset_t ids[FZIP_KIND_COUNT];
+  pkg_strset_t unsel[FZIP_KIND_COUNT];
+  pkg_strset_t dangle[FZIP_KIND_COUNT];
+};
 
 /* ---- issues ----------------------------------------------------------- */
 
@@ -623,38 +650,120 @@ static bool defer_ref(vctx_t *v, const char *field, fzip_kind_t to, const char *
   return true;
 }
 
+/* ---- references under restore options ---------------------------------
+ * With a selection or drop_dangling (v->ro), a reference resolves when its
+ * target is in the selected part of the package or in the user's data,
+ * listed in external_references or not; the user's data is asked once
+ * per id (external_references in batches up front, check_externals), and
+ * the answers are kept for the restore step (pkgv_refs_t). */
+
+static bool in_selection(const pkg_strset_t *ids, const pkg_strset_t *unsel, fzip_kind_t kind,
+                         const char *id) {
+  return pkg_strset_has(&ids[kind], id) && !pkg_strset_has(&unsel[kind], id);
+}
+
+/* Remembers what the store said of `id`; a full cache only costs another
+ * question later. */
+static bool remember(vctx_t *v, fzip_kind_t kind, const char *id, bool exists,
+                     fzip_error_t *error) {
+  pkg_strset_t *set = exists ? &v->user_has[kind] : &v->dangle[kind];
+  return pkg_strset_add(set, id, PKGV_REF_IDS_MAX) != PKG_SET_OOM || oom(error);
+}
+
+static bool ref_dangles(bool *dangles, vctx_t *v, fzip_kind_t to, const char *id,
+                        fzip_error_t *error) {
+  bool exists = false;
+  const char *ids[1] = {id};
+
+  *dangles = false;
+  if (in_selection(v->ids, v->unsel, to, id) || pkg_strset_has(&v->user_has[to], id))
+    return true;
+  if (pkg_strset_has(&v->dangle[to], id)) {
+    *dangles = true;
+    return true;
+  }
+  if (!v->opt->exists) { /* no store to ask (offline): the manifest's word */
+    *dangles = !pkgr_external_has(v->r, to, id);
+    return true;
+  }
+  if (!v->opt->exists(v->opt->exists_ctx, &exists, NULL, to, ids, 1, error))
+    return fzip_error_prefix(error, "checking references");
+  *dangles = !exists;
+  return remember(v, to, id, exists, error);
+}
+
+/* A reference that resolves nowhere, under restore options: refused
+ * without drop_dangling; with it the entity is left out (required field)
+ * or the reference cleared (counted when the entity is kept). */
+static void dangling_option(vctx_t *v, const pkgv_ref_field_t *rf, const char *path,
+                            const char *id) {
+  const char *to = fzip_kind_info(rf->to)->name;
+  if (!v->ro->drop_dangling) {
+    EERR(v, "reference.dangling", path, "%s %.128s is neither in the %spackage nor in the "
+         "user's data (drop_dangling_references clears it)", to, id,
+         v->ro->kinds || v->ro->n_account_ids ? "selected part of the " : "");
+  } else if (rf->required) {
+    if (!v->dropped)
+      EWARN(v, "reference.dropped", path, "left out: %s %.128s is neither in the package nor "
+            "in the user's data, and the field is required", to, id);
+    v->dropped = true;
+  } else {
+    v->cleared++;
+    EWARN(v, "reference.cleared", path, "cleared: %s %.128s is neither in the package nor in "
+          "the user's data", to, id);
+  }
+}
+
+/* One reference of the entity being checked (not a deferred one). */
+static bool check_ref(vctx_t *v, const pkgv_ref_field_t *rf, const char *path,
+                      const char *target, fzip_error_t *error) {
+  bool dangles = false;
+  if (!v->ro) {
+    if (!resolves(v, rf->to, target))
+      dangling(v, path, rf->to, target);
+    return true;
+  }
+  if (!ref_dangles(&dangles, v, rf->to, target, error))
+    return false;
+  if (dangles)
+    dangling_option(v, rf, path, target);
+  return true;
+}
+
 static bool check_refs(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
-  for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+  for (size_t i = 0; i < sizeof ref_table / sizeof ref_table[0]; i++) {
     const char *target;
-    if (refs[i].from != v->kind || !(target = str_of(doc, refs[i].field)))
+    if (ref_table[i].from != v->kind || ref_table[i].item || !(target = str_of(doc, ref_table[i].field)))
       continue;
-    if (refs[i].deferred) {
-      if (v->entity_id && !defer_ref(v, refs[i].field, refs[i].to, target, error))
+    if (deferred(&ref_table[i])) {
+      if (v->entity_id && !defer_ref(v, ref_table[i].field, ref_table[i].to, target, error))
         return false;
-    } else if (!resolves(v, refs[i].to, target)) {
-      dangling(v, refs[i].field, refs[i].to, target);
+    } else if (!check_ref(v, &ref_table[i], ref_table[i].field, target, error)) {
+      return false;
     }
   }
   return true;
 }
 
 /* Transactions' category assignments refer to categories. */
-static void check_assignments(vctx_t *v, const bson_t *doc) {
+static bool check_assignments(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
+  const pkgv_ref_field_t *rf = ref_field(FZIP_KIND_TRANSACTION, "categories");
   bson_iter_t it, arr, item;
   char path[PKGV_FIELD_MAX];
   int i = 0;
   if (!bson_iter_init_find(&it, doc, "categories") || !BSON_ITER_HOLDS_ARRAY(&it) ||
       !bson_iter_recurse(&it, &arr))
-    return;
+    return true;
   while (bson_iter_next(&arr) && i < 1000) {
     snprintf(path, sizeof path, "categories[%d].categoryId", i++);
     if (BSON_ITER_HOLDS_DOCUMENT(&arr) && bson_iter_recurse(&arr, &item) &&
         bson_iter_find(&item, "categoryId") && BSON_ITER_HOLDS_UTF8(&item)) {
       const char *id = bson_iter_utf8(&item, NULL);
-      if (fzip_id_is_valid(id) && !resolves(v, FZIP_KIND_CATEGORY, id))
-        dangling(v, path, FZIP_KIND_CATEGORY, id);
+      if (fzip_id_is_valid(id) && !check_ref(v, rf, path, id, error))
+        return false;
     }
   }
+  return true;
 }
 
 static void check_regex(vctx_t *v, const bson_t *rule, const char *path) {
@@ -817,7 +926,7 @@ static bool flush_batch(vctx_t *v, fzip_error_t *error) {
 
   if (!v->n_batch)
     return true;
-  if (!v->opt->exists) {
+  if (!v->opt->exists || (v->ro && v->ro->as_copy)) { /* a copy: every id is new */
     c->created += v->n_batch;
   } else if (!(ok = judge_batch(v, error))) {
     fzip_error_prefix(error, "checking existing %s", fzip_kind_info(v->kind)->name);
@@ -856,7 +965,9 @@ static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
 
 /* ---- one entity ------------------------------------------------------- */
 
-static bool note_id(vctx_t *v, fzip_error_t *error) {
+/* *added: the id is new in the package (the conflict step asks about it,
+ * once the entity is known to be restored). */
+static bool note_id(bool *added, vctx_t *v, fzip_error_t *error) {
   const char *field = fzip_kind_info(v->kind)->id_field;
   pkg_set_rc_t rc =
       is_ref_target(v->kind)
@@ -875,7 +986,11 @@ static bool note_id(vctx_t *v, fzip_error_t *error) {
     EERR(v, "id.duplicate", field, "id appears more than once in the package");
     return true;
   }
-  return batch_id(v, v->entity_id, error);
+  *added = true;
+  if (!v->selected && is_ref_target(v->kind) &&
+      pkg_strset_add(&v->unsel[v->kind], v->entity_id, PKGV_REF_IDS_MAX) == PKG_SET_OOM)
+    return oom(error);
+  return true;
 }
 
 static bool note_file_record(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
@@ -909,20 +1024,28 @@ static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
   const fzip_kind_info_t *info = fzip_kind_info(v->kind);
   bson_iter_t it;
 
+  bool added = false;
+
   v->entity_failed = false;
   v->entity_id = NULL;
   v->doc = doc;
+  v->selected = !v->ro || pkgv_selected(v->ro, v->kind, doc);
+  v->dropped = false;
+  v->cleared = 0;
   if (bson_iter_init_find(&it, doc, info->id_field) && BSON_ITER_HOLDS_UTF8(&it) &&
       fzip_id_is_valid(bson_iter_utf8(&it, NULL)))
     v->entity_id = bson_iter_utf8(&it, NULL);
   check_object(v, doc, kind_fields[v->kind], NULL);
-  if (v->entity_id && !note_id(v, error))
+  if (v->entity_id && !note_id(&added, v, error))
     return false;
-  if (!check_refs(v, doc, error))
+  /* An entity the selection leaves out is checked as data, not restored:
+   * its references do not matter. */
+  if (v->selected && !check_refs(v, doc, error))
     return false;
-  if (v->kind == FZIP_KIND_TRANSACTION)
-    check_assignments(v, doc);
-  else if (v->kind == FZIP_KIND_CATEGORY)
+  if (v->kind == FZIP_KIND_TRANSACTION) {
+    if (v->selected && !check_assignments(v, doc, error))
+      return false;
+  } else if (v->kind == FZIP_KIND_CATEGORY)
     check_rules(v, doc);
   else if (v->kind == FZIP_KIND_ACCOUNT)
     check_account_rules(v, doc);
@@ -934,7 +1057,13 @@ static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
   v->res->counts[v->kind].in_package++;
   if (!v->entity_failed)
     v->res->counts[v->kind].valid++;
-  return true;
+  if (!v->selected)
+    v->res->counts[v->kind].not_selected++;
+  else if (v->dropped)
+    v->res->counts[v->kind].dropped++;
+  else
+    v->res->counts[v->kind].references_cleared += v->cleared;
+  return !added || !v->selected || v->dropped || batch_id(v, v->entity_id, error);
 }
 
 /* ---- the passes ------------------------------------------------------- */
@@ -1177,19 +1306,33 @@ static bool check_cycles(vctx_t *v, fzip_error_t *error) {
   return true;
 }
 
-static void resolve_pending(vctx_t *v) {
+static bool resolve_pending(vctx_t *v, fzip_error_t *error) {
   for (size_t i = 0; i < v->n_pending; i++) {
     pending_t *p = &v->pending[i];
-    fzip_kind_t to = p->from == FZIP_KIND_ACCOUNT ? FZIP_KIND_FILE_MAP : FZIP_KIND_CATEGORY;
-    if (resolves(v, to, p->target))
+    const pkgv_ref_field_t *rf = ref_field(p->from, p->field);
+    bool dangles = false;
+    if (v->ro) {
+      if (!ref_dangles(&dangles, v, rf->to, p->target, error))
+        return false;
+    } else {
+      dangles = !resolves(v, rf->to, p->target);
+    }
+    if (!dangles)
       continue;
     v->kind = p->from;
     v->entry = pkgr_data_entry(p->from);
     v->entity_id = p->id;
-    dangling(v, p->field, to, p->target);
-    if (v->res->counts[p->from].valid)
+    v->entity_failed = false;
+    v->cleared = 0;
+    if (v->ro)
+      dangling_option(v, rf, p->field, p->target);
+    else
+      dangling(v, p->field, rf->to, p->target);
+    v->res->counts[p->from].references_cleared += v->cleared; /* optional fields only */
+    if (v->entity_failed && v->res->counts[p->from].valid)
       v->res->counts[p->from].valid--; /* it was counted valid when read */
   }
+  return true;
 }
 
 /* External references must exist in the user's data, or the restored
@@ -1208,6 +1351,13 @@ static bool check_externals(vctx_t *v, fzip_error_t *error) {
         ids[i] = pkgr_external_at(v->r, (fzip_kind_t)k, off + i);
       if (!v->opt->exists(v->opt->exists_ctx, exists, NULL, (fzip_kind_t)k, ids, m, error))
         return fzip_error_prefix(error, "checking external references");
+      if (v->ro) { /* only the references of selected entities matter: check_ref */
+        for (size_t i = 0; i < m; i++) {
+          if (!remember(v, (fzip_kind_t)k, ids[i], exists[i], error))
+            return false;
+        }
+        continue;
+      }
       snprintf(field, sizeof field, "external_references.%s", fzip_kind_info((fzip_kind_t)k)->name);
       for (size_t i = 0; i < m; i++) {
         if (exists[i])
@@ -1244,8 +1394,7 @@ static bool run(vctx_t *v, const char *path, fzip_error_t *error) {
   }
   if (!tick(v, "references", true, error))
     return false;
-  resolve_pending(v);
-  if (!check_cycles(v, error))
+  if (!resolve_pending(v, error) || !check_cycles(v, error))
     return false;
   return validate_files(v, error);
 }
@@ -1266,13 +1415,35 @@ void pkgv_result_destroy(pkgv_result_t *result) {
   free(result->conflicting_ids);
   free(result->issues);
   free(result->diffs);
+  pkgv_refs_destroy(result->refs);
   free(result);
+}
+
+/* Hands the referenced kinds' ids and the lookups' verdicts over to the
+ * result: the restore step maps references by them. */
+static bool keep_refs(pkgv_result_t *res, vctx_t *v, fzip_error_t *error) {
+  pkgv_refs_t *refs = calloc(1, sizeof *refs);
+  if (!refs)
+    return oom(error);
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    refs->ids[k] = v->ids[k];
+    refs->unsel[k] = v->unsel[k];
+    refs->dangle[k] = v->dangle[k];
+    memset(&v->ids[k], 0, sizeof v->ids[k]);
+    memset(&v->unsel[k], 0, sizeof v->unsel[k]);
+    memset(&v->dangle[k], 0, sizeof v->dangle[k]);
+  }
+  res->refs = refs;
+  return true;
 }
 
 static void vctx_free(vctx_t *v) {
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     pkg_strset_free(&v->ids[k]);
     pkg_fpset_free(&v->fps[k]);
+    pkg_strset_free(&v->unsel[k]);
+    pkg_strset_free(&v->user_has[k]);
+    pkg_strset_free(&v->dangle[k]);
   }
   for (size_t i = 0; i < v->n_pending; i++) {
     free(v->pending[i].id);
@@ -1304,8 +1475,9 @@ bool pkgv_validate(pkgv_result_t **out, const char *path, const pkgv_options_t *
   }
   v.opt = options;
   v.res = res;
+  v.ro = pkgv_restore_active(options->restore) ? options->restore : NULL;
   res->preview_from_store = options->exists != NULL;
-  if (!run(&v, path, error))
+  if (!run(&v, path, error) || (v.ro && !keep_refs(res, &v, error)))
     goto done;
   res->passed = res->errors_total == 0;
   ok = true;
@@ -1316,6 +1488,53 @@ done:
   else
     pkgv_result_destroy(res);
   return ok;
+}
+
+/* ---- restore options -------------------------------------------------- */
+
+bool pkgv_restore_active(const pkgv_restore_t *restore) {
+  return restore && (restore->as_copy || restore->drop_dangling || restore->kinds ||
+                     restore->n_account_ids);
+}
+
+bool pkgv_selected(const pkgv_restore_t *restore, fzip_kind_t kind, const bson_t *doc) {
+  const fzip_kind_info_t *info = fzip_kind_info(kind);
+  bson_iter_t it;
+  const char *account;
+
+  if (!restore || !info)
+    return true;
+  if (restore->kinds && !(restore->kinds & (1u << kind)))
+    return false;
+  if (!restore->n_account_ids || !info->account_field)
+    return true;
+  if (!bson_iter_init_find(&it, doc, info->account_field) || !BSON_ITER_HOLDS_UTF8(&it))
+    return true; /* not an account's: not filtered by accounts */
+  account = bson_iter_utf8(&it, NULL);
+  for (size_t i = 0; i < restore->n_account_ids; i++) {
+    if (strcmp(account, restore->account_ids[i]) == 0)
+      return true;
+  }
+  return false;
+}
+
+bool pkgv_refs_in_package(const pkgv_refs_t *refs, fzip_kind_t kind, const char *id) {
+  return refs && (unsigned)kind < FZIP_KIND_COUNT && in_selection(refs->ids, refs->unsel, kind, id);
+}
+
+bool pkgv_refs_dangling(const pkgv_refs_t *refs, fzip_kind_t kind, const char *id) {
+  return refs && (unsigned)kind < FZIP_KIND_COUNT && pkg_strset_has(&refs->dangle[kind], id);
+}
+
+void pkgv_refs_destroy(pkgv_refs_t *refs) {
+  if (!refs)
+    return;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    pkg_strset_free(&refs->ids[k]);
+    pkg_strset_free(&refs->unsel[k]);
+    pkg_strset_free(&refs->dangle[k]);
+  }
+  free(refs);
 }
 
 /* ---- sanitising ------------------------------------------------------- */

@@ -123,6 +123,48 @@ typedef struct {
   size_t n_account_ids;
 } pkgv_restore_t;
 
+/* Account ids a selection may name (fzip.v1.RestoreOptions.account_ids). */
+#define PKGV_RESTORE_ACCOUNTS_MAX 1000
+
+/* True when `restore` is not the defaults (NULL is the defaults). */
+bool pkgv_restore_active(const pkgv_restore_t *restore);
+
+/* Whether the selection keeps this entity of the package: its kind is in
+ * `kinds` (0: all), and, with account_ids, an entity of a kind that has an
+ * account field (fzip_entity.h: file maps, transaction files, transactions,
+ * analytics; the accounts by their own id) whose field is set names one of
+ * them.  Categories and entities without the field are kept.  The
+ * validator and the restore step both ask this, so they agree. */
+bool pkgv_selected(const pkgv_restore_t *restore, fzip_kind_t kind, const bson_t *doc);
+
+/* A reference field of format 1.0 (docs/FORMAT.md "External references"):
+ * `field` of an entity of kind `from` holds the id of a `to`; with `item`,
+ * `field` is an array of objects whose `item` holds it
+ * (transactions.categories[].categoryId).  `required`: the entity cannot
+ * be restored without it (the schema's required fields). */
+typedef struct {
+  fzip_kind_t from;
+  const char *field;
+  const char *item;
+  fzip_kind_t to;
+  bool required;
+} pkgv_ref_field_t;
+
+/* The table of every reference field, *n rows, borrowed and static. */
+const pkgv_ref_field_t *pkgv_ref_fields(size_t *n);
+
+/* What validation under restore options found out about the references
+ * of the selected entities, kept for the restore step so that it maps
+ * each one the way validation counted it. */
+typedef struct pkgv_refs pkgv_refs_t;
+
+/* The entity `id` of kind `kind` is restored from the package (selected,
+ * not dropped): under as_copy, references to it are remapped. */
+bool pkgv_refs_in_package(const pkgv_refs_t *refs, fzip_kind_t kind, const char *id);
+/* Neither in the selected part of the package nor in the user's data. */
+bool pkgv_refs_dangling(const pkgv_refs_t *refs, fzip_kind_t kind, const char *id);
+void pkgv_refs_destroy(pkgv_refs_t *refs); /* accepts NULL */
+
 typedef struct {
   bool passed; /* no error issue at all */
   bool preview_from_store; /* false: no exists callback, everything counted as created */
@@ -142,6 +184,10 @@ typedef struct {
   pkgr_info_t info;
   uint64_t files_in_package; /* files/ entries */
   uint64_t file_bytes;       /* their bytes */
+  /* With restore options (pkgv_restore_active): the references' verdicts
+   * for the restore step; owned by the result (a caller that keeps it
+   * sets the field to NULL), NULL without options. */
+  pkgv_refs_t *refs;
 } pkgv_result_t;
 
 void pkgv_result_destroy(pkgv_result_t *result); /* accepts NULL */

@@ -1,0 +1,407 @@
+"""End-to-end tests of RestoreOptions: restore as a copy, partial packages
+(drop_dangling_references) and selective import (kinds, account_ids), on a
+real fzipd with a real store (FZIP_TEST_STORE), through grpcio.
+
+What a user must be able to trust: a package restored as a copy lands next
+to the data it came from (twice: three times the data), every reference of
+the copies resolves among the copies, and the copies' file bytes are the
+originals'; a partial export that would dangle in an empty profile is
+refused without the option, with a reason, and imported with it, with
+exactly the counts the rules give (computed here independently from the
+package's JSON); a selection restores exactly what it names; bad options
+are refused up front; a copy that fails half-way leaves nothing.  Every
+real import's counts equal its validate-only preview's.
+"""
+import hashlib
+import io
+import json
+import os
+import sys
+import zipfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzip_e2e import (Client, check, import_package, read_package, state,  # noqa: E402
+                      status_details, upload, watch_import)
+
+import grpc  # noqa: E402
+from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
+from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+
+SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
+PINNED = 1700000000000
+KINDS = ["accounts", "categories", "file_maps", "transaction_files", "transactions",
+         "analytics"]
+ID_FIELD = {"accounts": "accountId", "categories": "categoryId", "file_maps": "fileMapId",
+            "transaction_files": "fileId", "transactions": "transactionId",
+            "analytics": "analyticsId"}
+# docs/FORMAT.md "External references" (pkg_validate.c's table): (from, field,
+# item, to, required).
+REFS = [("accounts", "defaultFileMapId", None, "file_maps", False),
+        ("categories", "parentCategoryId", None, "categories", False),
+        ("file_maps", "accountId", None, "accounts", False),
+        ("transaction_files", "accountId", None, "accounts", False),
+        ("transaction_files", "fileMapId", None, "file_maps", False),
+        ("transactions", "accountId", None, "accounts", True),
+        ("transactions", "fileId", None, "transaction_files", False),
+        ("transactions", "primaryCategoryId", None, "categories", False),
+        ("transactions", "categories", "categoryId", "categories", False),
+        ("analytics", "accountId", None, "accounts", False)]
+ACCOUNT_FIELD = {"file_maps": "accountId", "transaction_files": "accountId",
+                 "transactions": "accountId", "analytics": "accountId",
+                 "accounts": "accountId"}
+
+
+def n(count):
+    return max(20, int(count * SCALE))
+
+
+def kind_name(k):
+    return KINDS[k - 1]
+
+
+def counts(job, field):
+    return {kind_name(c.kind): getattr(c, field) for c in job.result.counts}
+
+
+MAPPING_FIELDS = ("created", "not_selected", "dropped", "references_cleared")
+
+
+def check_preview_predicted(preview, real):
+    check(preview.status == jpb.IMPORT_STATUS_VALIDATION_PASSED,
+          "preview ended %s: %s" % (jpb.ImportStatus.Name(preview.status),
+                                    preview.error.message))
+    check(real.status == jpb.IMPORT_STATUS_COMPLETED,
+          "import ended %s: %s" % (jpb.ImportStatus.Name(real.status), real.error.message))
+    for field in MAPPING_FIELDS:
+        check(counts(preview, field) == counts(real, field),
+              "preview %s %r != result %r" % (field, counts(preview, field),
+                                               counts(real, field)))
+
+
+def package_data(data):
+    """kind -> list of entities, and the checksums, of a package."""
+    z, manifest = read_package(data)
+    out = {}
+    for k in KINDS:
+        name = "data/%s.json" % k
+        out[k] = json.loads(z.read(name))[k] if name in z.namelist() else []
+    return out, manifest
+
+
+def export_of(c):
+    job = c.create(export_type=jpb.EXPORT_TYPE_COMPLETE, pinned_timestamp=PINNED)
+    final = c.watch(job.export_id)[-1]
+    check(final.status == jpb.EXPORT_STATUS_COMPLETED, "export failed: %r" % final.error)
+    _, data = c.download(job.export_id)
+    return package_data(data)
+
+
+def new_id(import_id, kind, old):
+    """import/import_map.c's import_map_new_id."""
+    h = hashlib.sha256(b"\0".join(s.encode() for s in (import_id, kind, old)) + b"\0")
+    x = list(h.hexdigest()[:32])
+    x[12] = "8"
+    x[16] = "89ab"[int(x[16], 16) & 3]
+    x = "".join(x)
+    return "%s-%s-%s-%s-%s" % (x[:8], x[8:12], x[12:16], x[16:20], x[20:32])
+
+
+def refs_of(kind, e):
+    """(to, id, required) of every reference entity e of `kind` holds."""
+    for frm, field, item, to, required in REFS:
+        if frm != kind or field not in e:
+            continue
+        if item:
+            for a in e[field]:
+                if isinstance(a, dict) and a.get(item):
+                    yield to, a[item], required
+        elif e[field]:
+            yield to, e[field], required
+
+
+def expected_counts(pkg, user_ids, kinds=None, accounts=None):
+    """The rules of docs/IMPORT.md "Partial packages and selective import",
+    here from the package's JSON: per kind, how many entities the
+    selection leaves out, how many are dropped (a required reference
+    dangles) and how many references are cleared, and how many created."""
+    def selected(kind, e):
+        if kinds and kind not in kinds:
+            return False
+        if accounts and kind in ACCOUNT_FIELD and e.get(ACCOUNT_FIELD[kind]):
+            return e[ACCOUNT_FIELD[kind]] in accounts
+        return True
+    sel = {k: {e[ID_FIELD[k]] for e in pkg[k] if selected(k, e)} for k in KINDS}
+    out = {k: dict(not_selected=0, dropped=0, references_cleared=0, created=0) for k in KINDS}
+    for k in KINDS:
+        for e in pkg[k]:
+            if not selected(k, e):
+                out[k]["not_selected"] += 1
+                continue
+            cleared, dropped = 0, False
+            for to, i, required in refs_of(k, e):
+                if i in sel[to] or i in user_ids[to]:
+                    continue
+                if required:
+                    dropped = True
+                else:
+                    cleared += 1
+            if dropped:
+                out[k]["dropped"] += 1
+            else:
+                out[k]["references_cleared"] += cleared
+                out[k]["created"] += 1
+    return out
+
+
+def check_counts(job, want, what):
+    for field in ("not_selected", "dropped", "references_cleared", "created"):
+        got = counts(job, field)
+        exp = {k: want[k][field] for k in KINDS}
+        check(got == exp, "%s: %s %r, the rules give %r" % (what, field, got, exp))
+
+
+def restore_opts(**kw):
+    return jpb.RestoreOptions(**kw)
+
+
+def run_both(c, data, restore, strategy=jpb.MERGE_STRATEGY_FAIL_ON_CONFLICT):
+    preview = import_package(c, data, strategy=strategy, validate_only=True, restore=restore)
+    real = import_package(c, data, strategy=strategy, restore=restore)
+    check_preview_predicted(preview, real)
+    return real
+
+
+def check_references_resolve(data):
+    """Every reference of the user's data resolves in the user's data."""
+    ids = {k: {e[ID_FIELD[k]] for e in data[k]} for k in KINDS}
+    for k in KINDS:
+        for e in data[k]:
+            for to, i, _ in refs_of(k, e):
+                check(i in ids[to], "%s %s refers to %s %s, which the user does not have"
+                      % (k, e[ID_FIELD[k]], to, i))
+
+
+class World:
+    def __init__(self, srv):
+        self.srv = srv
+        self.src = Client(srv, unique_user("src"))
+        srv.seed(self.src.user, n(600), seed=41)
+        self.package = self.export(export_type=jpb.EXPORT_TYPE_COMPLETE)
+        self.pkg, self.manifest = package_data(self.package)
+
+    def export(self, **kw):
+        _, _, data = self.src.export_and_download(pinned_timestamp=PINNED, **kw)
+        return data
+
+    def fresh(self, prefix):
+        return Client(self.srv, unique_user(prefix))
+
+
+EMPTY = {k: set() for k in KINDS}
+
+
+# ---- restore as a copy -----------------------------------------------------
+
+def test_copy_twice_into_the_source_profile_triples_the_data(w):
+    c = w.fresh("copy")
+    setup = import_package(c, w.package)
+    check(setup.status == jpb.IMPORT_STATUS_COMPLETED, "setup: %s" % setup.error.message)
+    _, before_sums = export_of(c)
+    copies = []
+    for _ in range(2):
+        real = run_both(c, w.package, restore_opts(as_copy=True))
+        check(all(v == 0 for v in counts(real, "overwritten").values()), "a copy overwrote")
+        for k in KINDS:
+            check(counts(real, "created")[k] == len(w.pkg[k]),
+                  "copy created %r" % counts(real, "created"))
+        check(real.result.files_restored == len(w.manifest["checksums"]) - sum(
+            1 for e in w.manifest["checksums"] if e.startswith("data/")),
+            "files restored %d" % real.result.files_restored)
+        check(real.restore.as_copy, "the job does not keep its options: %r" % real.restore)
+        copies.append(real.import_id)
+    after, sums = export_of(c)
+    for k in ("accounts", "categories", "file_maps", "transaction_files", "transactions"):
+        check(len(after[k]) == 3 * len(w.pkg[k]), "%s: %d after two copies of %d"
+              % (k, len(after[k]), len(w.pkg[k])))
+    check_references_resolve(after)
+    # The originals are untouched, and each copy's entities are the
+    # package's under the derived ids, references included.
+    for entry, digest in before_sums["checksums"].items():
+        if entry.startswith("files/"):
+            check(sums["checksums"].get(entry) == digest, "original %s changed" % entry)
+    by_id = {k: {e[ID_FIELD[k]]: e for e in after[k]} for k in KINDS}
+    for import_id in copies:
+        for k in KINDS:
+            for e in w.pkg[k]:
+                got = by_id[k].get(new_id(import_id, k, e[ID_FIELD[k]]))
+                check(got is not None, "%s %s has no copy" % (k, e[ID_FIELD[k]]))
+                for to, i, _ in refs_of(k, e):
+                    check(new_id(import_id, to, i) in {r for t, r, _ in refs_of(k, got)
+                                                      if t == to},
+                          "the copy of %s %s does not refer to the copy of %s %s"
+                          % (k, e[ID_FIELD[k]], to, i))
+        # File bytes of the copies are the originals'.
+        for entry, digest in w.manifest["checksums"].items():
+            if not entry.startswith("files/"):
+                continue
+            _, fid, name = entry.split("/", 2)
+            copy_entry = "files/%s/%s" % (new_id(import_id, "transaction_files", fid), name)
+            check(sums["checksums"].get(copy_entry) == digest,
+                  "bytes of %s differ from %s's" % (copy_entry, entry))
+
+
+def test_copy_that_fails_half_way_leaves_nothing(w):
+    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=error@3"}) as srv:
+        c = Client(srv, unique_user("copyfail"))
+        srv.seed(c.user, n(600), seed=41)
+        before = state(c)
+        job = import_package(c, w.package, restore=restore_opts(as_copy=True))
+        check(job.status == jpb.IMPORT_STATUS_FAILED, "ended %s"
+              % jpb.ImportStatus.Name(job.status))
+        check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
+        check(state(c) == before, "a failed copy changed the data")
+
+
+# ---- partial packages ----------------------------------------------------
+
+PARTIAL = [("accounts_only", dict(export_type=jpb.EXPORT_TYPE_ACCOUNTS_ONLY)),
+           ("transactions_only", dict(export_type=jpb.EXPORT_TYPE_TRANSACTIONS_ONLY)),
+           ("selective", None)]
+
+
+def test_partial_packages_into_an_empty_profile(w):
+    first_account = w.pkg["accounts"][0]["accountId"]
+    for name, kw in PARTIAL:
+        if kw is None:
+            kw = dict(export_type=jpb.EXPORT_TYPE_SELECTIVE,
+                      filters=jpb.ExportFilters(account_ids=[first_account]))
+        data = w.export(**kw)
+        pkg, manifest = package_data(data)
+        check(any(manifest.get("external_references", {}).values()),
+              "%s: the package has no external references to test with" % name)
+        c = w.fresh("partial")
+        refused = import_package(c, data)
+        check(refused.status == jpb.IMPORT_STATUS_VALIDATION_FAILED,
+              "%s without drop_dangling ended %s" % (name, jpb.ImportStatus.Name(refused.status)))
+        check(any(i.rule == "reference.external_missing" for i in refused.validation.issues),
+              "%s: refusal does not say why: %r" % (name, refused.error.message))
+        check("user does not have" in refused.error.message,
+              "%s: message %r" % (name, refused.error.message))
+        real = run_both(c, data, restore_opts(drop_dangling_references=True))
+        check_counts(real, expected_counts(pkg, EMPTY), name)
+        check(sum(counts(real, "references_cleared").values()) > 0,
+              "%s: nothing cleared: the test proves nothing" % name)
+        check(any(i.rule == "reference.cleared" for i in real.validation.issues),
+              "%s: no reference.cleared warning" % name)
+        check_references_resolve(export_of(c)[0])
+
+
+def test_dangling_required_reference_drops_the_entity(w):
+    # Only the transactions of a complete package, into an empty profile:
+    # their accounts are neither selected nor the user's.
+    c = w.fresh("drop")
+    refused = import_package(c, w.package, restore=restore_opts(kinds=[
+        jpb.ENTITY_KIND_TRANSACTIONS]))
+    check(refused.status == jpb.IMPORT_STATUS_VALIDATION_FAILED, "not refused: %s"
+          % jpb.ImportStatus.Name(refused.status))
+    check(any(i.rule == "reference.dangling" for i in refused.validation.issues),
+          "no reference.dangling issue")
+    real = run_both(c, w.package, restore_opts(kinds=[jpb.ENTITY_KIND_TRANSACTIONS],
+                                               drop_dangling_references=True))
+    want = expected_counts(w.pkg, EMPTY, kinds={"transactions"})
+    check_counts(real, want, "transactions only, empty profile")
+    check(want["transactions"]["dropped"] == len(w.pkg["transactions"]), "rules: %r" % want)
+    check(export_of(c)[0]["transactions"] == [], "dropped transactions were written")
+
+
+# ---- selective import ------------------------------------------------------
+
+def test_select_kinds(w):
+    c = w.fresh("kinds")
+    kinds = [jpb.ENTITY_KIND_ACCOUNTS, jpb.ENTITY_KIND_CATEGORIES, jpb.ENTITY_KIND_FILE_MAPS]
+    real = run_both(c, w.package, restore_opts(kinds=kinds))
+    check_counts(real, expected_counts(w.pkg, EMPTY, kinds={kind_name(k) for k in kinds}),
+                 "kinds")
+    got = export_of(c)[0]
+    for k in KINDS[:3]:
+        check(len(got[k]) == len(w.pkg[k]), "%s: %d of %d" % (k, len(got[k]), len(w.pkg[k])))
+    check(got["transactions"] == [] and got["transaction_files"] == [], "unselected restored")
+    check(real.result.files_restored == 0, "file bytes of unselected files restored")
+
+
+def test_select_accounts(w):
+    # Into the profile the package came from minus one account: the
+    # selected account's things come back, references to the rest resolve
+    # in the user's data.
+    acc = [a["accountId"] for a in w.pkg["accounts"][:2]]
+    c = w.fresh("accts")
+    real = run_both(c, w.package, restore_opts(account_ids=acc,
+                                               drop_dangling_references=True))
+    check_counts(real, expected_counts(w.pkg, EMPTY, accounts=set(acc)), "accounts")
+    got = export_of(c)[0]
+    check(sorted(a["accountId"] for a in got["accounts"]) == sorted(acc), "accounts %r"
+          % [a["accountId"] for a in got["accounts"]])
+    want_txns = sorted(t["transactionId"] for t in w.pkg["transactions"] if t["accountId"] in acc)
+    check(want_txns and sorted(t["transactionId"] for t in got["transactions"]) == want_txns,
+          "transactions of the selected accounts")
+    check(len(got["categories"]) == len(w.pkg["categories"]), "categories are not filtered")
+    check_references_resolve(got)
+    # Then the same package restored whole with skip_existing: what the
+    # selection left out arrives, nothing is duplicated.
+    rest = run_both(c, w.package, restore_opts(), strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
+    check(counts(rest, "skipped")["transactions"] == len(want_txns), "skipped %r"
+          % counts(rest, "skipped"))
+
+
+# ---- bad options -----------------------------------------------------------
+
+def expect_invalid(call, field):
+    try:
+        call()
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, "code %s" % e.code())
+        _, _, bad = status_details(e)
+        fields = [v.field for b in bad for v in b.field_violations]
+        check(field in fields, "violations %r do not name %s" % (fields, field))
+        return
+    raise AssertionError("accepted options with a bad %s" % field)
+
+
+def test_bad_options_are_refused(w):
+    c = w.fresh("bad")
+    cases = [("restore.kinds", restore_opts(kinds=[99])),
+             ("restore.account_ids", restore_opts(account_ids=["a/b"])),
+             ("restore.account_ids", restore_opts(account_ids=["x%d" % i for i in range(1001)]))]
+    for field, ro in cases:
+        expect_invalid(lambda: upload(c, w.package, restore=ro), field)
+    job = upload(c, w.package, start=False)
+    for field, ro in cases:
+        expect_invalid(lambda: c.imp.StartImport(ipb.StartImportRequest(
+            import_id=job.import_id, restore=ro), metadata=c.md), field)
+    # StartImport replaces the job's options.
+    started = c.imp.StartImport(ipb.StartImportRequest(
+        import_id=job.import_id, validate_only=True, restore=restore_opts(as_copy=True)),
+        metadata=c.md).job
+    check(started.restore.as_copy, "StartImport did not keep its options")
+    done = watch_import(c, job.import_id)
+    check(done.status == jpb.IMPORT_STATUS_VALIDATION_PASSED, "preview %r" % done.error)
+
+
+def main():
+    checks = Checks()
+    with Fzipd() as srv:
+        w = World(srv)
+        for t in [test_bad_options_are_refused,
+                  test_copy_twice_into_the_source_profile_triples_the_data,
+                  test_partial_packages_into_an_empty_profile,
+                  test_dangling_required_reference_drops_the_entity,
+                  test_select_kinds,
+                  test_select_accounts,
+                  test_copy_that_fails_half_way_leaves_nothing]:
+            checks.run(t, w)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
