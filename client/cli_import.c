@@ -319,6 +319,37 @@ static int run_start(cli_ctx_t *ctx, const cli_args_t *args) {
   return rc;
 }
 
+/* ---- undo ------------------------------------------------------------------ */
+
+/* An undo succeeded only if the job ends UNDONE: one refused goes back to
+ * COMPLETED with the reason in its error. */
+static bool undo_failed(int status) {
+  return status != FZIP__V1__IMPORT_STATUS__IMPORT_STATUS_UNDONE;
+}
+
+static int run_undo(cli_ctx_t *ctx, const cli_args_t *args) {
+  Fzip__V1__UndoImportRequest req = FZIP__V1__UNDO_IMPORT_REQUEST__INIT;
+  ProtobufCMessage *resp = NULL;
+  fzip_error_t error = {0};
+  cli_job_kind_t undo_kind = import_kind;
+  int rc;
+
+  undo_kind.failed = undo_failed;
+  req.import_id = (char *)args->positional[0];
+  if (!cli_ctx_unary(&resp, ctx, SVC "UndoImport", &req.base,
+                     &fzip__v1__undo_import_response__descriptor, &error))
+    return cli_fail(ctx, &error);
+  if (!cli_args_flag(args, "--wait")) {
+    rc = cli_jobs_report(ctx, &import_kind, cli_msg_sub(resp, "job"));
+  } else {
+    if (!ctx->quiet)
+      fprintf(stderr, "undo of import %s requested\n", req.import_id);
+    rc = cli_jobs_watch(ctx, &undo_kind, req.import_id);
+  }
+  protobuf_c_message_free_unpacked(resp, NULL);
+  return rc;
+}
+
 #define STRATEGY_OPT                                                                       \
   {"--strategy", 0, CLI_OPT_VALUE, "S", NULL,                                             \
    "fail_on_conflict|skip_existing|overwrite|merge_fields (default fail_on_conflict; "    \
@@ -358,6 +389,12 @@ static const cli_opt_t upload_opts[] = {
 static const cli_opt_t start_opts[] = {STRATEGY_OPT, VALIDATE_OPT, RESTORE_OPTS, WAIT_OPT,
                                        END_OPT};
 
+static const cli_opt_t undo_opts[] = {
+    {"--wait", 0, CLI_OPT_FLAG, NULL, NULL,
+     "follow the job until the undo ends (exit 1 unless it ends UNDONE)"},
+    END_OPT,
+};
+
 const cli_command_t cli_import_commands[] = {
     {"import", "upload", "FILE", 1, 1, upload_opts, "Upload an FZIP package (prints the job).",
      "Sends the file's size and sha256 first; the server keeps the upload only if both\n"
@@ -377,5 +414,12 @@ const cli_command_t cli_import_commands[] = {
      NULL, cli_jobs_run_delete, &import_kind},
     {"import", "cancel", "ID", 1, 1, NULL, "Cancel a running import job.", NULL,
      cli_jobs_run_cancel, &import_kind},
+    {"import", "undo", "ID", 1, 1, undo_opts,
+     "Undo a completed import: put back the data as it was before it.",
+     "Within the server's undo window (--import-undo-window-hours, default 168 h) after the\n"
+     "import completed.  The job becomes UNDOING, then UNDONE; it goes back to COMPLETED,\n"
+     "with the reason as its error and nothing changed, when something the import wrote\n"
+     "was changed or deleted since (a later import, DeleteAllData).",
+     run_undo, NULL},
     {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL},
 };

@@ -728,6 +728,6 @@ void svc_export_destroy(svc_export_t *svc) {
 }
 
 const rpc_method_t *const *svc_export_methods(svc_export_t *svc, size_t *n) {
-  *n = SVC_JOBS_ROWS;
+  *n = svc->base.n_rows;
   return svc->base.row_ptrs;
 }

@@ -39,6 +39,7 @@
 #include "fzip_util.h"
 #include "import_diff.h"
 #include "import_exists.h"
+#include "import_undo.h"
 #include "import_map.h"
 #include "job_body.h"
 #include "pkg_reader.h"
@@ -66,16 +67,19 @@ static const uint32_t import_next[] = {
     [S(VALIDATION_PASSED)] = TO(VALIDATING),
     [S(VALIDATION_FAILED)] = TO(VALIDATING),
     [S(PROCESSING)] = TO(PROCESSING) | TO(COMPLETED) | TO(FAILED) | TO(CANCELLED),
-    [S(COMPLETED)] = 0,
+    /* UndoImport (within the window); a refused undo comes back. */
+    [S(COMPLETED)] = TO(UNDOING),
     [S(FAILED)] = TO(VALIDATING) | TO(FAILED),
     [S(CANCELLED)] = TO(VALIDATING),
+    [S(UNDOING)] = TO(UNDOING) | TO(UNDONE) | TO(COMPLETED),
+    [S(UNDONE)] = 0,
 };
 #undef TO
 
 static bool is_terminal(int status) {
   return status == S(COMPLETED) || status == S(FAILED) || status == S(CANCELLED) ||
          status == S(VALIDATION_FAILED) || status == S(VALIDATION_PASSED) ||
-         status == S(UPLOADED);
+         status == S(UPLOADED) || status == S(UNDONE);
 }
 
 /* Only a job that wrote nothing (still validating) ends at once; a
@@ -105,6 +109,7 @@ const job_kind_t import_job_kind = {
     .delete_refused = "cancel it and wait for it to end before deleting it",
     .view = NULL,
     .is_terminal = is_terminal,
+    .before_delete = import_undo_before_delete,
 };
 
 static const char *const phase_names[IMPORT_PHASE_COUNT] = {
@@ -123,6 +128,7 @@ static const char *const phase_names[IMPORT_PHASE_COUNT] = {
      * until it succeeds.  The import stays pending meanwhile, so no reader
      * sees any of it. */
     [IMPORT_PHASE_CLEANUP_PENDING] = "cleanup_pending",
+    [IMPORT_PHASE_UNDOING] = "undoing",
 };
 
 const char *import_phase_name(import_phase_t phase) {
@@ -194,6 +200,14 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
   if (status == S(COMPLETED) || status == S(VALIDATION_PASSED))
     r->job->progress = 100;
   r->job->expires_at = now + r->env->retention_ms;
+  /* A completed import may be undone until undo_until: its record stays
+   * that long at least (the reaper then closes the window, forgets the
+   * stash and keeps the record for the rest of its retention). */
+  r->job->undo_until = 0;
+  if (status == S(COMPLETED) && r->env->undo_window_ms > 0 && r->job->n_undo_marks > 0) {
+    r->job->undo_until = now + r->env->undo_window_ms;
+    r->job->expires_at = r->job->undo_until;
+  }
   ok = job_ctx_end_job(r->jctx, &import_job_kind, &r->job->base, status, event, message, now,
                        r->job->expires_at, error);
   fzip_log(FZIP_LOG_INFO, "import", "import ended", "import", r->job->import_id, "status",
@@ -229,50 +243,14 @@ static const char *doc_string(const bson_t *doc, const char *field) {
   return NULL;
 }
 
-typedef struct {
-  run_t *r;
-  bool imported; /* rollback: delete blobs this import wrote; commit: old versions' */
-} visit_t;
-
-/* Deletes the blob a transaction-file version names, if it is one of the
- * user's (an imported s3Key could name anything: never trust it). */
-static bool visit_file(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
-  visit_t *v = ctx;
-  const char *key = NULL;
-  size_t ulen = strlen(v->r->user);
-
-  /* Tests slow the commit's walk over the stash down here to kill fzipd
-   * inside it (after the flip, before the stash is gone). */
-  if (!v->imported && !fzip_failpoint("import.commit_visit", error))
-    return false;
-  if (kind != FZIP_KIND_TRANSACTION_FILE)
-    return true;
-  key = doc_string(doc, "s3Key");
-  if (!key || strncmp(key, v->r->user, ulen) != 0 || key[ulen] != '/')
-    return true;
-  if (!v->imported) {
-    bool in_use = false;
-    if (!import_diff_blob_in_use(&in_use, v->r->env->store, v->r->user, doc, key, error))
-      return false;
-    if (in_use)
-      return true; /* a merge_fields merge kept these bytes */
-  }
-  if (v->imported) {
-    /* Only blobs this import wrote end in "/<importId>". */
-    size_t kl = strlen(key), il = strlen(v->r->job->import_id);
-    if (kl <= il || strcmp(key + kl - il, v->r->job->import_id) != 0 || key[kl - il - 1] != '/')
-      return true;
-  }
-  return store_blob_delete(v->r->env->store, STORE_BUCKET_FILES, key, error);
-}
 
 static bool rollback(run_t *r, fzip_error_t *error) {
   store_rollback_stats_t st = {0};
-  visit_t v = {r, true};
+  import_visit_t v = {r->env->store, r->user, r->job->import_id, true};
   char buf[96];
 
-  if (!store_import_rollback(&st, r->env->store, r->user, r->job->import_id, visit_file, &v,
-                             error))
+  if (!store_import_rollback(&st, r->env->store, r->user, r->job->import_id, import_visit_file,
+                             &v, error))
     return fzip_error_prefix(error, "rolling back import %s", r->job->import_id);
   snprintf(buf, sizeof buf, "restored=%" PRIu64 " deleted=%" PRIu64, st.restored, st.deleted);
   const fzip_log_field_t f[] = {fzip_log_str("import", r->job->import_id),
@@ -283,12 +261,15 @@ static bool rollback(run_t *r, fzip_error_t *error) {
          fzip_error_oom(error, NULL);
 }
 
+/* The flip; the stash is forgotten at once unless the import may be
+ * undone (its marks were recorded), then at the end of the window. */
 static bool commit(run_t *r, fzip_error_t *error) {
-  visit_t v = {r, false};
-  uint64_t forgotten = 0;
+  import_visit_t v = {r->env->store, r->user, r->job->import_id, false};
+  bool keep = r->env->undo_window_ms > 0 && r->job->n_undo_marks > 0;
 
-  if (!store_import_commit(&forgotten, r->env->store, r->user, r->job->import_id, visit_file, &v,
-                           error))
+  if (!(keep ? store_import_flip(r->env->store, r->user, r->job->import_id, error)
+             : store_import_commit(NULL, r->env->store, r->user, r->job->import_id,
+                                   import_visit_file, &v, error)))
     return fzip_error_prefix(error, "committing import %s", r->job->import_id);
   return true;
 }
@@ -956,6 +937,10 @@ static bool run_restore(run_t *r, fzip_error_t *error) {
   }
   if (!fill_result(r, analytics))
     return fzip_error_oom(error, NULL);
+  /* What an undo will be checked against, saved with the commit point. */
+  if (r->env->undo_window_ms > 0 &&
+      !import_undo_record_marks(r->job, r->env->store, r->user, &err))
+    return stopped_restoring(r, &err, error);
   /* The commit point: once "committing" is saved, an interruption finishes
    * the commit instead of rolling back. */
   r->job->progress = 99;
@@ -997,6 +982,62 @@ static bool run_job(run_t *r, fzip_error_t *error) {
   return run_restore(r, error);
 }
 
+/* ---- undo (import_undo.h) --------------------------------------------- */
+
+/* An undo refused (or cancelled) before anything changed: the job is
+ * COMPLETED again, with the reason as its error, its window and marks as
+ * they were (the record expires at the window's end again).  completed_at
+ * stays the import's. */
+static bool undo_refused(run_t *r, const fzip_error_t *cause, fzip_error_t *error) {
+  char public[FZIP_ERROR_MESSAGE_MAX];
+
+  r->stop = false;
+  fzip_log(FZIP_LOG_WARN, "import", "undo refused", "import", r->job->import_id, "error",
+           cause->message, NULL);
+  r->job->updated_at = fzip_now_ms();
+  if (!job_set_status(&r->job->base, &import_job_kind, S(COMPLETED), error))
+    return false;
+  if (!job_msg_set_error(&r->job->base, cause, r->job->current_phase) ||
+      !job_msg_set_str(&r->job->current_phase, "completed") ||
+      !job_msg_add_event(&r->job->base, "undo_refused",
+                         job_public_message(public, sizeof public, cause), JOB_EVENTS_MAX))
+    return fzip_error_oom(error, NULL);
+  return job_ctx_finish_job(r->jctx, &import_job_kind, &r->job->base, r->job->undo_until,
+                            error);
+}
+
+/* An UNDOING job: check, then (phase "undoing" saved: from here on a rerun
+ * finishes the undo, never refuses it) put the before-state back. */
+static bool run_undo(run_t *r, fzip_error_t *error) {
+  fzip_error_t err;
+  store_rollback_stats_t st = {0};
+  char buf[96];
+
+  fzip_error_clear(&err);
+  if (import_phase_of(r->job) != IMPORT_PHASE_UNDOING) {
+    if (job_ctx_cancel_requested(r->jctx)) {
+      fzip_error_set(&err, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED, "undo cancelled by the user");
+      return undo_refused(r, &err, error);
+    }
+    if (!import_undo_check(r->job, r->env->store, r->user, &err) ||
+        !set_phase(r, S(UNDOING), IMPORT_PHASE_UNDOING, &err)) {
+      if (job_ctx_stop_reason(r->jctx, &err) == JOB_STOP_LEAVE) {
+        *error = err;
+        return false;
+      }
+      return undo_refused(r, &err, error);
+    }
+  }
+  if (!import_undo_apply(&st, r->job, r->env->store, r->user, error))
+    return fzip_error_prefix(error, "undoing import %s", r->job->import_id); /* next claim */
+  snprintf(buf, sizeof buf, "restored=%" PRIu64 " deleted=%" PRIu64, st.restored, st.deleted);
+  if (!job_msg_add_event(&r->job->base, "rolled_back", buf, JOB_EVENTS_MAX))
+    return fzip_error_oom(error, NULL);
+  r->job->progress = 100;
+  return finish(r, S(UNDONE), "undone", "import undone: the data is as it was before it",
+                error);
+}
+
 bool import_run(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   run_t *r = calloc(1, sizeof *r);
   ProtobufCMessage *msg = NULL;
@@ -1012,6 +1053,10 @@ bool import_run(job_ctx_t *jctx, void *data, fzip_error_t *error) {
                        error))
     goto out;
   r->job = (import_job_t *)msg;
+  if (r->job->status == S(UNDOING)) {
+    ok = run_undo(r, error);
+    goto out;
+  }
   if (!recover(r, &done, error))
     goto out;
   if (done) {

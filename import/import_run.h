@@ -33,6 +33,7 @@ typedef enum {
   IMPORT_PHASE_COMMITTING,      /* past the commit point: finish, never roll back */
   IMPORT_PHASE_ROLLING_BACK,
   IMPORT_PHASE_CLEANUP_PENDING, /* ended FAILED, rollback retried by later claims */
+  IMPORT_PHASE_UNDOING,         /* UNDOING past its check: a rerun finishes the undo */
   IMPORT_PHASE_COUNT
 } import_phase_t;
 
@@ -45,6 +46,7 @@ bool import_set_phase(Fzip__V1__ImportJob *job, import_phase_t phase);
 typedef struct {
   store_t *store;
   int64_t retention_ms;
+  int64_t undo_window_ms; /* a COMPLETED import can be undone this long; 0: never */
   const char *temp_dir;
 } import_env_t;
 

@@ -40,6 +40,7 @@
 #include "fzip_util.h"
 #include "import_map.h"
 #include "import_run.h"
+#include "import_undo.h"
 #include "job_body.h"
 #include "jobs.h"
 #include "svc_jobs.h"
@@ -764,12 +765,86 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
                         "import %s changed too often; try again", req->import_id);
 }
 
+/* ---- UndoImport ------------------------------------------------------- */
+
+/* COMPLETED (within its window) -> UNDOING, queued for a worker
+ * (import_run.c's run_undo), version-checked against every other change. */
+static bool undo_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ctx,
+                      const Fzip__V1__UndoImportRequest *req, fzip_error_t *error) {
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL, *view = NULL;
+  import_job_t *job = NULL;
+  bool ok = false;
+
+  if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
+    return false;
+  if (!job_body_unpack(&msg, rec->body, &fzip__v1__import_job__descriptor, NULL, error))
+    goto done;
+  job = (import_job_t *)msg;
+  if (!import_undo_allowed(job, fzip_now_ms(), error) ||
+      !job_set_status(&job->base, &import_job_kind, S(UNDOING), error))
+    goto done;
+  if (job->error) {
+    fzip__v1__job_error__free_unpacked(job->error, NULL);
+    job->error = NULL;
+  }
+  if (!import_set_phase(job, IMPORT_PHASE_QUEUED) ||
+      !job_msg_add_event(&job->base, "undo_requested", "undo requested", JOB_EVENTS_MAX)) {
+    fzip_error_oom(error, NULL);
+    goto done;
+  }
+  rec->runnable = true;
+  rec->expires_at = 0; /* set again when the undo ends */
+  if (!store_record(svc->env.store, rec, job, true, error))
+    goto done;
+  job_runner_notify(svc->base.runner);
+  fzip_log(FZIP_LOG_INFO, "import", "undo requested", "import", rec->job_id, "user",
+           rec->user_id, NULL);
+  if (!svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
+    goto done;
+  ok = svc_jobs_reply(resp, ctx, &fzip__v1__undo_import_response__descriptor, view, error);
+done:
+  if (msg)
+    protobuf_c_message_free_unpacked(msg, NULL);
+  store_job_destroy(rec);
+  return ok;
+}
+
+static bool undo_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
+                        fzip_error_t *error) {
+  svc_import_t *svc = rpc_ctx_method_data(ctx);
+  const Fzip__V1__UndoImportRequest *req = (const void *)msg;
+
+  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
+    if (undo_once(resp, svc, ctx, req, error))
+      return true;
+    if (error->code != FZIP_ERR_ABORTED)
+      return false;
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                        "import %s changed too often; try again", req->import_id);
+}
+
+/* ---- expiry ----------------------------------------------------------- */
+
+bool svc_import_expire(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
+                       fzip_error_t *error) {
+  svc_import_t *svc = ctx;
+
+  *handled = false;
+  if (job->kind == STORE_JOB_IMPORT &&
+      !import_undo_expire(svc->env.store, job, now_ms, svc->opts.retention_ms, handled, error))
+    return false;
+  return *handled || svc_jobs_expire(ctx, job, now_ms, handled, error);
+}
+
 /* ---- lifecycle -------------------------------------------------------- */
 
 /* The methods only this service answers; svc_jobs answers the rest. */
 static const svc_jobs_own_t import_own[SVC_JOBS_OWN] = {
     {"UploadImport", RPC_CLIENT_STREAMING, NULL, NULL, &upload_ops},
     {"StartImport", RPC_UNARY, start_import, NULL, NULL},
+    {"UndoImport", RPC_UNARY, undo_import, NULL, NULL},
 };
 
 bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,
@@ -792,6 +867,7 @@ bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options
     svc->opts.workers = DEFAULT_WORKERS;
   svc->env.store = store;
   svc->env.retention_ms = svc->opts.retention_ms;
+  svc->env.undo_window_ms = svc->opts.undo_window_ms > 0 ? svc->opts.undo_window_ms : 0;
   svc->env.temp_dir = svc->opts.temp_dir;
   ro.workers = svc->opts.workers;
   ro.lease_ms = svc->opts.lease_ms;
@@ -818,6 +894,6 @@ void svc_import_destroy(svc_import_t *svc) {
 }
 
 const rpc_method_t *const *svc_import_methods(svc_import_t *svc, size_t *n) {
-  *n = SVC_JOBS_ROWS;
+  *n = svc->base.n_rows;
   return svc->base.row_ptrs;
 }

@@ -27,6 +27,7 @@ typedef struct {
   int workers;              /* concurrent import jobs on this replica; 0: 1 */
   int64_t max_upload_bytes; /* 0: 4 GiB */
   int64_t retention_ms;     /* how long ended jobs (and their uploads) stay; 0: 7 days */
+  int64_t undo_window_ms;   /* a COMPLETED import can be undone this long; 0: never */
   int64_t upload_timeout_ms; /* an upload not finished by then is reaped; 0: 6 h */
   int64_t lease_ms;         /* 0: jobs.h default */
   int poll_ms;              /* 0: jobs.h default */
@@ -42,12 +43,16 @@ typedef struct {
 bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options_t *options,
                     fzip_error_t *error);
 void svc_import_destroy(svc_import_t *svc);
-/* The seven ImportService rows (borrowed from svc). */
+/* The ImportService rows (borrowed from svc). */
 const rpc_method_t *const *svc_import_methods(svc_import_t *svc, size_t *n);
 
-/* The reaper expires these jobs through svc_jobs_expire, with the service
- * (whose svc_jobs base comes first) as its ctx: an ended or abandoned
- * import past its expiry is deleted with its uploaded package; a running
- * one is left alone and its expiry cleared. */
+/* The reaper's hook for import jobs (a store_reap_hook_fn; ctx is the
+ * service): a COMPLETED import whose undo window ended has the window
+ * closed and its stash forgotten (import_undo_expire); everything else
+ * goes through svc_jobs_expire: an ended or abandoned import past its
+ * expiry is deleted with its uploaded package; a running one is left
+ * alone and its expiry cleared. */
+bool svc_import_expire(void *ctx, store_job_t *job, int64_t now_ms, bool *handled,
+                       fzip_error_t *error);
 
 #endif

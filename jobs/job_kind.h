@@ -72,6 +72,10 @@ typedef struct {
   void (*view)(ProtobufCMessage *job, int64_t now_ms);
   /* Whether a status value is final (Watch ends after sending it). */
   bool (*is_terminal)(int status);
+  /* Run by Delete before it removes a job no worker holds (e.g. an
+   * import forgets what it kept for an undo); may be NULL.  ABORTED: the
+   * record changed meanwhile, the delete is refused (try again). */
+  bool (*before_delete)(store_t *store, store_job_t *rec, fzip_error_t *error);
 } job_kind_t;
 
 /* Moves `job` (a message of kind->job) to status `to` if the table allows

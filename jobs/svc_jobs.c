@@ -299,7 +299,8 @@ bool svc_jobs_delete(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessa
                    kind->delete_refused);
     goto done;
   }
-  if (!job_delete_blobs(svc->store, kind, rec->job_id, error) ||
+  if ((kind->before_delete && !kind->before_delete(svc->store, rec, error)) ||
+      !job_delete_blobs(svc->store, kind, rec->job_id, error) ||
       !store_job_delete(svc->store, kind->kind, rpc_ctx_user_id(ctx), rec->job_id, error))
     goto done;
   fzip_log(FZIP_LOG_INFO, kind->noun, "job deleted", kind->noun, rec->job_id, "user",
@@ -352,7 +353,7 @@ static bool is_shared(const char *method, const char *verb, const char *noun,
 static const svc_jobs_own_t *handler_of(const char *method, const char *noun,
                                         const svc_jobs_own_t own[SVC_JOBS_OWN]) {
   for (size_t i = 0; i < SVC_JOBS_OWN; i++) {
-    if (strcmp(method, own[i].name) == 0)
+    if (own[i].name && strcmp(method, own[i].name) == 0)
       return &own[i];
   }
   for (size_t i = 0; i < sizeof shared_methods / sizeof shared_methods[0]; i++) {
@@ -364,11 +365,12 @@ static const svc_jobs_own_t *handler_of(const char *method, const char *noun,
 
 static bool fill_rows(svc_jobs_base_t *base, const ProtobufCServiceDescriptor *service,
                       const svc_jobs_own_t own[SVC_JOBS_OWN], fzip_error_t *error) {
-  if (service->n_methods != SVC_JOBS_ROWS)
+  if (service->n_methods > SVC_JOBS_ROWS)
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
-                          "%s has %u methods, a job service %d", service->name,
+                          "%s has %u methods, a job service at most %d", service->name,
                           service->n_methods, SVC_JOBS_ROWS);
-  for (int i = 0; i < SVC_JOBS_ROWS; i++) {
+  base->n_rows = service->n_methods;
+  for (size_t i = 0; i < base->n_rows; i++) {
     const ProtobufCMethodDescriptor *m = &service->methods[i];
     const svc_jobs_own_t *h = handler_of(m->name, base->kind->noun, own);
     rpc_method_t *row = &base->rows[i];

@@ -24,8 +24,9 @@
 #define SVC_JOBS_PAGE_DEFAULT 20
 #define SVC_JOBS_PAGE_MAX 100
 #define SVC_JOBS_WATCH_POLL_MS 250
-#define SVC_JOBS_ROWS 7          /* methods of a job service */
-#define SVC_JOBS_OWN 2           /* of which the service answers itself */
+#define SVC_JOBS_ROWS 8          /* most methods a job service has */
+#define SVC_JOBS_OWN 3           /* most of them the service answers itself (rows
+                                  * past a service's own have name NULL) */
 #define SVC_JOBS_PATH_MAX 96     /* "/fzip.v1.ExportService/DownloadExport" */
 
 /* The service object handlers find in rpc_method_t.data must start with
@@ -37,6 +38,7 @@ typedef struct {
   int64_t retention_ms; /* ended jobs are reaped this long after they end */
   job_runner_t *runner;
   int64_t max_queued;   /* runnable jobs a user may have before creates are refused; 0: no cap */
+  size_t n_rows;                /* the service's methods, at most SVC_JOBS_ROWS */
   rpc_method_t rows[SVC_JOBS_ROWS];
   const rpc_method_t *row_ptrs[SVC_JOBS_ROWS];
   char paths[SVC_JOBS_ROWS][SVC_JOBS_PATH_MAX];

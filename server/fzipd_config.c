@@ -88,6 +88,14 @@ static const opt_row_t SERVE_OPTIONS[] = {
       "CreateExport/UploadImport(start) calls fail RESOURCE_EXHAUSTED (0: no cap)"),
     I("job-retention-hours", "FZIP_JOB_RETENTION_HOURS", job_retention_hours, "168", 1,
       24 * 366, "hours ended jobs (and import uploads) stay listed before the reaper deletes them"),
+    I("import-undo-window-hours", "FZIP_IMPORT_UNDO_WINDOW_HOURS", import_undo_window_hours,
+      "168", 0, 24 * 366,
+      "hours a completed import can be undone (UndoImport); until then the versions it "
+      "replaced (and their file bytes) are kept in the store; 0: no undo, forgotten at commit"),
+    I("import-undo-window-ms", "FZIP_IMPORT_UNDO_WINDOW_MS", import_undo_window_ms, "-1", -1,
+      24LL * 366 * 3600 * 1000,
+      "FOR TESTS: the undo window in milliseconds, overriding --import-undo-window-hours "
+      "(-1: unset)"),
     I("job-lease-ms", "FZIP_JOB_LEASE_MS", job_lease_ms, "60000", 1000, 3600000,
       "lease a replica holds on a running job; another replica takes the job over once it "
       "lapses (a dead replica's import is rolled back then)"),

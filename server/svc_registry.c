@@ -83,6 +83,9 @@ static bool add_import(svc_registry_t *reg, store_t *store, const fzipd_config_t
   o.lease_ms = config->job_lease_ms;
   o.max_upload_bytes = config->max_upload_bytes;
   o.retention_ms = config->job_retention_hours * 3600 * 1000;
+  o.undo_window_ms = config->import_undo_window_ms >= 0
+                         ? config->import_undo_window_ms
+                         : config->import_undo_window_hours * 3600 * 1000;
   o.temp_dir = config->temp_dir;
   if (!svc_import_new(&reg->imports, store, &o, error))
     return false;
@@ -111,7 +114,7 @@ static bool add_reaper(svc_registry_t *reg, store_t *store, const fzipd_config_t
    * expires the jobs of its kind. */
   o.hooks[STORE_JOB_EXPORT] = svc_jobs_expire;
   o.hook_ctx[STORE_JOB_EXPORT] = reg->exports;
-  o.hooks[STORE_JOB_IMPORT] = svc_jobs_expire;
+  o.hooks[STORE_JOB_IMPORT] = svc_import_expire;
   o.hook_ctx[STORE_JOB_IMPORT] = reg->imports;
   return reaper_new(&reg->reaper, store, &o, error);
 }

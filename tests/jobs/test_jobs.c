@@ -760,13 +760,13 @@ static bool no_call(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessag
  * `list` (the runner then refuses the NULL store: rows come first). */
 static bool init_rows(svc_jobs_base_t *base, const char *list, fzip_error_t *err) {
   const ProtobufCMessageDescriptor *m = &fzip__v1__export_job__descriptor;
-  const ProtobufCMethodDescriptor methods[SVC_JOBS_ROWS] = {
+  const ProtobufCMethodDescriptor methods[7] = {
       {"CreateExport", m, m}, {"GetExport", m, m},    {list, m, m},
       {"DownloadExport", m, m}, {"DeleteExport", m, m}, {"CancelExport", m, m},
       {"WatchExport", m, m},
   };
   const ProtobufCServiceDescriptor service = {
-      .name = "test.ExportService", .n_methods = SVC_JOBS_ROWS, .methods = methods};
+      .name = "test.ExportService", .n_methods = 7, .methods = methods};
   const svc_jobs_own_t own[SVC_JOBS_OWN] = {{"CreateExport", RPC_UNARY, no_call, NULL, NULL},
                                             {"DownloadExport", RPC_UNARY, no_call, NULL, NULL}};
   job_runner_options_t ro = {.run = run_test_job};

@@ -1,0 +1,254 @@
+"""End-to-end tests of UndoImport: undo a completed import within the undo
+window, on a real fzipd with a real store (FZIP_TEST_STORE), through grpcio.
+
+What a user must be able to trust: an overwrite import (files included)
+undone leaves the user's whole state exactly as before it (the checksums
+of a pinned complete export: every entity and every file byte); an undo
+is refused, and changes nothing, when something the import wrote was
+changed since (a later import, DeleteAllData), when the window has passed,
+and for a job that is not COMPLETED; a fzipd killed in the middle of an
+undo leaves a job the next claim finishes.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzip_e2e import Client, check, import_package, rewrite_package, state  # noqa: E402
+
+import grpc  # noqa: E402
+from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
+from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
+from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+
+SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
+SEED = 41
+# A server whose first undo is killed: its lease, short so that the next
+# one takes the job over soon (tests/import/test_import_e2e.py does the same).
+LEASE_MS = 2000
+
+
+def n(count):
+    return max(20, int(count * SCALE))
+
+
+def own_store(name):
+    """On MongoDB a database of the test's own (a server with failpoints
+    must not share its job queue with the World's); None: a fresh SQLite."""
+    if os.environ.get("FZIP_TEST_STORE", "sqlite") != "mongodb":
+        return None
+    base = os.environ["FZIP_TEST_MONGODB_URI"]
+    return "%s/%s_%s" % (base.rsplit("/", 1)[0], name, unique_user("db").replace("-", "_"))
+
+
+def rename_everything(parsed):
+    """Every account and file renamed, every transaction's memo changed: an
+    overwrite of this package replaces documents of every kind it holds."""
+    for a in parsed["data/accounts.json"]["accounts"]:
+        a["accountName"] = "Undo test " + a["accountName"]
+    for f in parsed["data/transaction_files.json"]["transaction_files"]:
+        f["errorMessage"] = "changed by the undo test"
+    for t in parsed["data/transactions.json"]["transactions"]:
+        t["memo"] = "changed by the undo test"
+
+
+class World:
+    """A package of the seeded data (same ids as a user seeded alike),
+    changed in every kind."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        src = Client(srv, unique_user("src"))
+        srv.seed(src.user, n(500), seed=SEED)
+        job = src.create(export_type=jpb.EXPORT_TYPE_COMPLETE, pinned_timestamp=1700000000000)
+        final = src.watch(job.export_id)[-1]
+        check(final.status == jpb.EXPORT_STATUS_COMPLETED, "source export failed")
+        _, self.package = src.download(job.export_id)
+        self.changed = rewrite_package(self.package, rename_everything)
+
+    def seeded(self, prefix, srv=None):
+        srv = srv or self.srv
+        c = Client(srv, unique_user(prefix))
+        srv.seed(c.user, n(500), seed=SEED)
+        return c
+
+
+def get_import(c, import_id):
+    return c.imp.GetImport(ipb.GetImportRequest(import_id=import_id), metadata=c.md).job
+
+
+def undo(c, import_id):
+    return c.imp.UndoImport(ipb.UndoImportRequest(import_id=import_id), metadata=c.md).job
+
+
+def wait_undo(c, import_id, timeout=300):
+    """The job once its undo ended: UNDONE, or COMPLETED again (refused)."""
+    deadline = time.time() + timeout
+    job = get_import(c, import_id)
+    while job.status == jpb.IMPORT_STATUS_UNDOING and time.time() < deadline:
+        time.sleep(0.1)
+        job = get_import(c, import_id)
+    check(job.status != jpb.IMPORT_STATUS_UNDOING, "undo still running after %d s" % timeout)
+    return job
+
+
+def refused_precondition(c, import_id, what):
+    try:
+        undo(c, import_id)
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.FAILED_PRECONDITION,
+              "%s: %s %s" % (what, e.code(), e.details()))
+        return e.details()
+    raise AssertionError("%s: UndoImport was accepted" % what)
+
+
+def overwrite(c, package):
+    job = import_package(c, package, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "import: %s" % job.error.message)
+    return job
+
+
+# ---- tests ----------------------------------------------------------------
+
+def test_undo_puts_back_the_before_state_byte_for_byte(w):
+    c = w.seeded("undo")
+    before = state(c)
+    job = overwrite(c, w.changed)
+    check(job.undo_until > time.time() * 1000, "no undo window: %r" % job.undo_until)
+    check(job.expires_at >= job.undo_until, "the record expires before its undo window ends")
+    marks = {jpb.EntityKind.Name(m.kind): (m.documents, m.previous_versions)
+             for m in job.undo_marks}
+    check(marks["ENTITY_KIND_TRANSACTIONS"][1] == n(500) and
+          marks["ENTITY_KIND_TRANSACTION_FILES"][1] > 0, "undo marks %r" % marks)
+    after = state(c)
+    check(after != before, "the import changed nothing")
+    queued = undo(c, job.import_id)
+    check(queued.status == jpb.IMPORT_STATUS_UNDOING, "UndoImport answered %s"
+          % jpb.ImportStatus.Name(queued.status))
+    final = wait_undo(c, job.import_id)
+    check(final.status == jpb.IMPORT_STATUS_UNDONE,
+          "undo ended %s: %s" % (jpb.ImportStatus.Name(final.status), final.error.message))
+    check(final.undo_until == 0, "undone job still offers an undo")
+    check(state(c) == before, "the undone import left the data different from before it")
+    # An undone job cannot be undone again (nor started).
+    refused_precondition(c, job.import_id, "undo of an UNDONE job")
+    check(state(c) == before, "a refused undo changed the data")
+
+
+def test_undo_refused_after_a_later_import_changed_what_it_wrote(w):
+    c = w.seeded("later")
+    first = overwrite(c, w.changed)
+    second = overwrite(c, w.package)  # puts the original versions back over the first
+    after_second = state(c)
+    undo(c, first.import_id)
+    final = wait_undo(c, first.import_id)
+    check(final.status == jpb.IMPORT_STATUS_COMPLETED,
+          "undo ended %s" % jpb.ImportStatus.Name(final.status))
+    check("changed or deleted since" in final.error.message and "accounts" in final.error.message,
+          "refusal says: %r" % final.error.message)
+    check(any(e.type == "undo_refused" for e in final.events), "no undo_refused event")
+    check(final.undo_until == first.undo_until, "a refused undo moved the window")
+    check(state(c) == after_second, "a refused undo changed the data")
+    # The later import itself can still be undone, and then the first one.
+    undo(c, second.import_id)
+    check(wait_undo(c, second.import_id).status == jpb.IMPORT_STATUS_UNDONE, "second undo")
+    undo(c, first.import_id)
+    final = wait_undo(c, first.import_id)
+    check(final.status == jpb.IMPORT_STATUS_UNDONE,
+          "first undo after the second's: %s" % final.error.message)
+
+
+def test_undo_refused_after_delete_all_data(w):
+    c = w.seeded("delall")
+    job = overwrite(c, w.changed)
+    c.data.DeleteAllData(dpb.DeleteAllDataRequest(confirm="DELETE ALL DATA"), metadata=c.md)
+    emptied = state(c)
+    undo(c, job.import_id)
+    final = wait_undo(c, job.import_id)
+    check(final.status == jpb.IMPORT_STATUS_COMPLETED and
+          "changed or deleted since" in final.error.message,
+          "undo after DeleteAllData ended %s: %r" % (jpb.ImportStatus.Name(final.status),
+                                                    final.error.message))
+    check(state(c) == emptied, "a refused undo changed the data")
+
+
+def test_undo_refused_for_jobs_that_are_not_completed(w):
+    c = w.seeded("notdone")
+    # fail_on_conflict over the same ids: VALIDATION_FAILED, nothing written.
+    job = import_package(c, w.changed)
+    check(job.status == jpb.IMPORT_STATUS_VALIDATION_FAILED, "setup: %s"
+          % jpb.ImportStatus.Name(job.status))
+    refused_precondition(c, job.import_id, "undo of a VALIDATION_FAILED job")
+    try:
+        undo(c, "00000000-0000-4000-8000-000000000000")
+        raise AssertionError("undo of a missing job accepted")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, "missing job: %s" % e.code())
+
+
+def test_undo_after_the_window_is_refused(w):
+    with Fzipd(store=own_store("undowin"),
+               extra_args=["--import-undo-window-ms", "1500", "--reaper-interval-ms", "200"]) as srv:
+        c = w.seeded("window", srv)
+        before = state(c)
+        job = overwrite(c, w.changed)
+        after = state(c)
+        check(after != before, "the import changed nothing")
+        time.sleep(2.5)
+        msg = refused_precondition(c, job.import_id, "undo after the window")
+        check("window" in msg, "refusal says: %r" % msg)
+        # The reaper closed the window and kept the record (its retention).
+        closed = get_import(c, job.import_id)
+        check(closed.status == jpb.IMPORT_STATUS_COMPLETED and closed.undo_until == 0 and
+              not closed.undo_marks, "after the window: %r" % closed)
+        check(state(c) == after, "the end of the window changed the data")
+    with Fzipd(store=own_store("undonone"), extra_args=["--import-undo-window-hours", "0"]) as srv:
+        c = w.seeded("nowindow", srv)
+        job = overwrite(c, w.changed)
+        check(job.undo_until == 0 and not job.undo_marks, "window 0 still offers an undo")
+        refused_precondition(c, job.import_id, "undo with window 0")
+
+
+def test_killed_mid_undo_is_finished_by_the_next_claim(w):
+    store = own_store("undokill")
+    first = Fzipd(store=store, extra_args=["--job-lease-ms", str(LEASE_MS)],
+                  env={"FZIP_FAILPOINTS": "import.rollback_visit=delay:20"}).start()
+    c = w.seeded("killundo", first)
+    before = state(c)
+    job = overwrite(c, w.changed)
+    undo(c, job.import_id)
+    deadline = time.time() + 60
+    while get_import(c, job.import_id).current_phase != "undoing":
+        check(time.time() < deadline, "undo never reached phase undoing")
+        time.sleep(0.05)
+    time.sleep(1.0)
+    first.kill()
+    first.channel.close()
+    with Fzipd(store=first.store, extra_args=["--job-lease-ms", str(LEASE_MS)]) as second:
+        c2 = Client(second, c.user)
+        final = wait_undo(c2, job.import_id, timeout=120)
+        check(final.status == jpb.IMPORT_STATUS_UNDONE,
+              "after the kill the undo ended %s: %s" % (jpb.ImportStatus.Name(final.status),
+                                                        final.error.message))
+        check(state(c2) == before, "the undo finished after a kill left different data")
+    first.stop(expect_clean=False)
+    first.tmp.cleanup()
+
+
+def main():
+    checks = Checks()
+    with Fzipd() as srv:
+        w = World(srv)
+        for t in [test_undo_puts_back_the_before_state_byte_for_byte,
+                  test_undo_refused_after_a_later_import_changed_what_it_wrote,
+                  test_undo_refused_after_delete_all_data,
+                  test_undo_refused_for_jobs_that_are_not_completed,
+                  test_undo_after_the_window_is_refused,
+                  test_killed_mid_undo_is_finished_by_the_next_claim]:
+            checks.run(t, w)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
