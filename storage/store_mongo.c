@@ -1010,23 +1010,26 @@ static bool exists_visit(const bson_t *doc, void *vctx, fzip_error_t *error) {
   return true;
 }
 
-static bool mongo_entity_exists_many(bool *exists, store_t *store, const char *user_id,
-                                     fzip_kind_t kind, const char *const *ids, size_t n,
-                                     fzip_error_t *error) {
-  mstore_t *s = (mstore_t *)store;
-  exists_t e = {exists, ids, n};
+/* find_each over the user's documents with these ids (keys_filter);
+ * `opts` is taken. */
+static bool find_ids(mstore_t *s, fzip_kind_t kind, const char *user_id, const char *const *ids,
+                     size_t n, bson_t *opts, void (*restart)(void *ctx), visit_fn visit,
+                     void *ctx, const char *what, fzip_error_t *error) {
   bson_t q;
-  bson_t *opts = BCON_NEW("projection", "{", "id", BCON_INT32(1), "}");
-  bool ok = false;
-
-  if (!keys_filter(&q, user_id, ids, n, error))
-    goto done;
-  ok = find_each(s, fzip_kind_info(kind)->name, &q, opts, exists_restart, exists_visit, &e,
-                 "checking entities", error);
-done:
+  bool ok = keys_filter(&q, user_id, ids, n, error) &&
+            find_each(s, fzip_kind_info(kind)->name, &q, opts, restart, visit, ctx, what, error);
   bson_destroy(&q);
   bson_destroy(opts);
   return ok;
+}
+
+static bool mongo_entity_exists_many(bool *exists, store_t *store, const char *user_id,
+                                     fzip_kind_t kind, const char *const *ids, size_t n,
+                                     fzip_error_t *error) {
+  exists_t e = {exists, ids, n};
+  return find_ids((mstore_t *)store, kind, user_id, ids, n,
+                  BCON_NEW("projection", "{", "id", BCON_INT32(1), "}"), exists_restart,
+                  exists_visit, &e, "checking entities", error);
 }
 
 typedef struct {
@@ -1070,22 +1073,13 @@ static bool get_many_visit(const bson_t *raw, void *vctx, fzip_error_t *error) {
 static bool mongo_entity_get_many(bson_t **docs, char (*tags)[STORE_TAG_MAX + 1],
                                   store_t *store, const char *user_id, fzip_kind_t kind,
                                   const char *const *ids, size_t n, fzip_error_t *error) {
-  mstore_t *s = (mstore_t *)store;
   get_many_t g = {docs, tags, ids, n};
-  bson_t q;
-  bson_t *opts = BCON_NEW("projection", "{", "id", BCON_INT32(1), "doc", BCON_INT32(1), "tag",
-                          BCON_INT32(1), "}");
-  bool ok = false;
-
-  if (!keys_filter(&q, user_id, ids, n, error))
-    goto done;
-  ok = find_each(s, fzip_kind_info(kind)->name, &q, opts, get_many_restart, get_many_visit, &g,
-                 "reading entities", error);
-done:
+  bool ok = find_ids((mstore_t *)store, kind, user_id, ids, n,
+                     BCON_NEW("projection", "{", "id", BCON_INT32(1), "doc", BCON_INT32(1),
+                              "tag", BCON_INT32(1), "}"),
+                     get_many_restart, get_many_visit, &g, "reading entities", error);
   if (!ok)
     get_many_restart(&g);
-  bson_destroy(&q);
-  bson_destroy(opts);
   return ok;
 }
 
