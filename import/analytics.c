@@ -96,6 +96,20 @@ static bool names_something(const char *s, size_t n) {
   return false;
 }
 
+/* The length of s[0..len) without a last UTF-8 sequence cut short. */
+static size_t utf8_whole(const char *s, size_t len) {
+  size_t lead = len;
+  unsigned char c;
+  size_t want;
+
+  while (lead && ((unsigned char)s[lead - 1] & 0xC0) == 0x80)
+    lead--;
+  if (!lead || (c = (unsigned char)s[lead - 1]) < 0xC0)
+    return len;
+  want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+  return len - (lead - 1) < want ? lead - 1 : len;
+}
+
 size_t analytics_merchant_of(char out[ANALYTICS_MERCHANT_MAX], const char *description) {
   const char *s = description ? description : "";
   size_t len = 0, cap = ANALYTICS_MERCHANT_MAX - 1;
@@ -117,18 +131,7 @@ size_t analytics_merchant_of(char out[ANALYTICS_MERCHANT_MAX], const char *descr
       out[len++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }
   }
-  /* The cap may have cut the last character: drop an incomplete one. */
-  {
-    size_t start = len;
-    while (start && ((unsigned char)out[start - 1] & 0xC0) == 0x80)
-      start--;
-    if (start && (unsigned char)out[start - 1] >= 0xC0) {
-      unsigned char lead = (unsigned char)out[start - 1];
-      size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-      if (len - (start - 1) < want)
-        len = start - 1;
-    }
-  }
+  len = utf8_whole(out, len); /* the cap may have cut the last character */
   while (len && out[len - 1] == ' ')
     len--;
   out[len] = '\0';
