@@ -644,7 +644,8 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   bool ok = false;
 
   /* Identical entities leave the batch, merged ones replace theirs. */
-  if (b->n > 0 && !import_diff_batch(r->diff, b->kind, b->docs, b->src_ids, kept_blob, &b->n, error))
+  if (b->n > 0 &&
+      !import_diff_batch(r->diff, b->kind, b->docs, b->src_ids, kept_blob, &b->n, error))
     goto done;
   if (b->n == 0)
     return true;
