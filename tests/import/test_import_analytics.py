@@ -237,6 +237,8 @@ def test_cut_lists_missing_currency_and_category(srv):
             t["description"] = "Store X%d #%04d" % (i % 150, i)
             if i % 7 == 3:
                 t.pop("currency", None)
+            else:  # one currency, so that its record has all 150
+                t["currency"] = "USD"
             if i % 5 == 1:
                 t.pop("primaryCategoryId", None)
             else:
