@@ -71,7 +71,9 @@ static const uint32_t import_next[] = {
     [S(COMPLETED)] = TO(UNDOING),
     [S(FAILED)] = TO(VALIDATING) | TO(FAILED),
     [S(CANCELLED)] = TO(VALIDATING),
-    [S(UNDOING)] = TO(UNDOING) | TO(UNDONE) | TO(COMPLETED),
+    /* FAILED: only job_ctx_end_job's fallback for a refused end (a bug);
+     * a pending leftover is then rolled back by the next StartImport. */
+    [S(UNDOING)] = TO(UNDOING) | TO(UNDONE) | TO(COMPLETED) | TO(FAILED),
     [S(UNDONE)] = 0,
 };
 #undef TO

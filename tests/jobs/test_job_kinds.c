@@ -54,6 +54,7 @@ static const worker_path_t import_paths[] = {
     {"import restore (or recovered)", {IMP(PROCESSING)}, 1,
      {IMP(PROCESSING), IMP(COMPLETED), IMP(FAILED), IMP(CANCELLED)}, 4},
     {"import cleanup retried", {IMP(FAILED)}, 1, {IMP(FAILED)}, 1},
+    {"import undo", {IMP(UNDOING)}, 1, {IMP(UNDOING), IMP(UNDONE), IMP(COMPLETED)}, 3},
 };
 
 static void check_paths(const job_kind_t *kind, const worker_path_t *paths, size_t n) {
