@@ -16,10 +16,12 @@
  * not define are warnings (schema.unknown_field); pkgv_entity_sanitize
  * removes them before anything is stored.
  * Given an "exists" callback (import/import_exists.h asks the store), it
- * asks in batches of PKGV_EXISTS_BATCH_MAX which ids the user already has
- * and turns that into the preview of the merge strategy:
- * per kind how many would be created, overwritten or skipped, and, under
- * fail_on_conflict, one error per existing id.
+ * fetches in batches of PKGV_EXISTS_BATCH_MAX the user's versions of the
+ * package's entities and turns that into the preview as a diff
+ * (pkg_diff.h): per kind how many would be created, are identical or
+ * changed, and would be skipped, overwritten or merged under the
+ * strategy, the first changed entities with their differing fields, and,
+ * under fail_on_conflict, one error per existing id.
  *
  * Memory grows with the ids that others refer to (accounts, categories,
  * file maps, transaction files: kept as strings, each kind capped at
