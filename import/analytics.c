@@ -425,6 +425,13 @@ static bson_t *record_of(const generator_t *g, const analytics_bucket_t **group,
   snprintf(period, sizeof period, "%.*s", (int)plen, key);
   snprintf(qualifier, sizeof qualifier, "%.*s", (int)qlen, q + 1);
   snprintf(id, sizeof id, "%s#%s%s%s", g->type, period, *qualifier ? "#" : "", qualifier);
+  if (strlen(id) > FZIP_ID_MAX) {
+    /* A long accountId: the record is named by its digest instead, or the
+     * store would refuse the id and fail the import. */
+    char hex[FZIP_SHA256_HEX_LEN + 1];
+    fzip_sha256_hex(hex, qualifier, strlen(qualifier));
+    snprintf(id, sizeof id, "%s#%s#~%s", g->type, period, hex);
+  }
   BSON_APPEND_UTF8(doc, "analyticsId", id);
   BSON_APPEND_UTF8(doc, "analyticType", g->type);
   BSON_APPEND_UTF8(doc, "timePeriod", period);

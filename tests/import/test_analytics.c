@@ -15,6 +15,7 @@
 #include "analytics.h"
 #include "analytics_table.h"
 #include "fzip_test.h"
+#include "fzip_util.h"
 #include "store.h"
 
 #define USER "analytics-user"
@@ -264,6 +265,28 @@ static void test_category_trends_cut_at_top_k_with_other(void) {
         sums_are(g_rec, "data.other", "0.00", "15.00", "-15.00", 5));
 }
 
+/* An account id long enough that "cash_flow#YYYY-MM#<id>" would pass
+ * FZIP_ID_MAX: the record is named by the id's SHA-256 (the store refuses
+ * longer ids, which would fail the whole import). */
+static void test_long_account_id_names_cash_flow_by_digest(void) {
+  char account[FZIP_ID_MAX + 1], hex[FZIP_SHA256_HEX_LEN + 1], id[FZIP_ID_MAX + 1];
+  const char *user = "analytics-long-id";
+  txn_spec_t t = {"l1", account, "-5", "USD", NULL, "Shop", D_2024_05_10};
+  fzip_error_t err;
+  uint32_t types = 0;
+
+  fzip_error_clear(&err);
+  memset(account, 'a', FZIP_ID_MAX);
+  account[FZIP_ID_MAX] = '\0';
+  fzip_sha256_hex(hex, account, FZIP_ID_MAX);
+  snprintf(id, sizeof id, "cash_flow#2024-05#~%s", hex);
+  CHECK_OK(put_txns(g_store, user, &t, 1, &err), err);
+  CHECK_OK(regenerate(&types, g_store, user, "imp-long", &err), err);
+  CHECK(types == 0xF);
+  CHECK(load(user, id));
+  CHECK(str_is(g_rec, "accountId", account) && sums_are(g_rec, "data", "0.00", "5.00", "-5.00", 1));
+}
+
 /* Same transactions, same records (but computedDate). */
 static void test_regenerate_is_deterministic(void) {
   fzip_error_t err;
@@ -437,6 +460,7 @@ int main(void) {
   RUN(test_payment_patterns_by_weekday_and_day_of_month);
   RUN(test_merchant_analysis_ranks_normalised_descriptions);
   RUN(test_category_trends_cut_at_top_k_with_other);
+  RUN(test_long_account_id_names_cash_flow_by_digest);
   RUN(test_regenerate_is_deterministic);
   RUN(test_records_roll_back_with_the_import);
   RUN(test_fill_result_lists_the_regenerated_types);

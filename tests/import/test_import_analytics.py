@@ -13,6 +13,7 @@ some transactions have no currency and some no primary category (the cut
 of category lists is in tests/import/test_analytics.c).
 """
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ TYPES = ["cash_flow", "category_trends", "payment_patterns", "merchant_analysis"
 TOP_CATEGORIES = 100   # ANALYTICS_TOP_CATEGORIES
 TOP_MERCHANTS = 100    # ANALYTICS_TOP_MERCHANTS
 MERCHANT_MAX = 63      # ANALYTICS_MERCHANT_MAX - 1 bytes
+ID_MAX = 128           # FZIP_ID_MAX
 UNIT = Decimal("0.000001")
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 SEP = "\x1f"
@@ -114,8 +116,10 @@ def ranked(members, list_name, member_name, count_name, top, dates):
 
 
 def record(type_, period, qualifier, by_account, data, members):
-    rec = {"analyticsId": "%s#%s%s" % (type_, period, "#" + qualifier if qualifier else ""),
-           "analyticType": type_, "timePeriod": period,
+    rid = "%s#%s%s" % (type_, period, "#" + qualifier if qualifier else "")
+    if len(rid.encode()) > ID_MAX:  # a long accountId: named by its digest
+        rid = "%s#%s#~%s" % (type_, period, hashlib.sha256(qualifier.encode()).hexdigest())
+    rec = {"analyticsId": rid, "analyticType": type_, "timePeriod": period,
            "dataThroughDate": max(b.last for b in members.values())}
     if by_account:
         rec["accountId"] = qualifier
