@@ -6,6 +6,8 @@ import upload --start --wait` into a fresh user (data summary equal to the
 source's afterwards), a tampered package (validation fails, exit 1), and
 the shared job commands (status, list, delete).
 """
+import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -90,6 +92,38 @@ def test_tampered_package_fails_validation_exit_1(w):
     check("VALIDATION_FAILED" in r.err, "no failure line: %r" % r)
 
 
+def changed_copy(w, name):
+    """The source's package with its first transaction's memo changed (the
+    manifest's checksum of that entry brought up to date); that id."""
+    path = os.path.join(w.dir, name)
+    with zipfile.ZipFile(w.package) as zin:
+        entries = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
+    parsed = json.loads(dict(entries)["data/transactions.json"])
+    first = parsed["transactions"][0]
+    first["memo"] = "changed by the cli test"
+    txns = json.dumps(parsed, separators=(",", ":")).encode()
+    manifest = json.loads(dict(entries)["manifest.json"])
+    manifest["checksums"]["data/transactions.json"] = "sha256:" + hashlib.sha256(txns).hexdigest()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for n, data in entries:
+            zout.writestr(n, {"data/transactions.json": txns,
+                              "manifest.json": json.dumps(manifest).encode()}.get(n, data))
+    return path, first["transactionId"]
+
+
+def test_merge_fields_preview_prints_the_diff(w):
+    """--strategy merge_fields is offered and accepted, and the text preview
+    of the source's own package with one memo changed shows that entity
+    and field, and the rest identical (docs/CLIENT.md)."""
+    expect(w.src.run("import", "upload", "--help"), 0, stdout_has="merge_fields")
+    path, tid = changed_copy(w, "memo.fzip")
+    r = expect(w.src.run("import", "upload", path, "--strategy", "merge_fields",
+                         "--validate-only", "--wait"), 0)
+    for want in ("status: VALIDATION_PASSED", "merge_strategy: MERGE_FIELDS", "changed: 1",
+                 "identical: %d" % (SEED_TX - 1), "entity_id: " + tid, "fields[0]: memo"):
+        check(want in r.out, "%r not in the preview:\n%s" % (want, r.out))
+
+
 def test_bad_strategy_is_usage_error(w):
     expect(w.src.run("import", "upload", w.package, "--strategy", "merge_harder"), 2,
            stderr_has="unknown merge strategy")
@@ -103,7 +137,8 @@ def main():
                   test_upload_start_wait_restores_everything,
                   test_upload_then_start_by_id,
                   test_tampered_package_fails_validation_exit_1,
-                  test_bad_strategy_is_usage_error):
+                  test_bad_strategy_is_usage_error,
+                  test_merge_fields_preview_prints_the_diff):
             checks.run(t, w)
     return checks.summary()
 
