@@ -13,7 +13,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       build-essential cmake ninja-build pkg-config ca-certificates \
       libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
       protobuf-compiler-grpc grpc-proto \
-      libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev \
+      libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev liblzma-dev \
       libmicrohttpd-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

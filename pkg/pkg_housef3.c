@@ -11,13 +11,16 @@
  * The gzip reader is zlib's inflate with a gzip-only window (16 +
  * MAX_WBITS): zlib checks the header, the CRC-32 and the length (ISIZE) at
  * the end of the member; this file adds the bounds (bytes out, ratio) and
- * insists that the member ends exactly where the entry does.
+ * insists that the member ends exactly where the entry does.  LZMA zip
+ * entries (the app's large packages) go through liblzma's raw LZMA1
+ * decoder, with the CRC-32 that libzip would have checked done here.
  */
 #include "pkg_housef3.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <lzma.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -501,5 +504,147 @@ bool pkghf_gunzip_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t
     return false;
   if (gz->ended && !gz_expect_end(gz, error))
     return false;
+  return true;
+}
+
+/* ---- LZMA ------------------------------------------------------------- */
+
+#define LZMA_ZIP_HEADER 4 /* version major, minor, properties size (LE16) */
+
+struct pkghf_lzma {
+  pkgjr_read_fn src;
+  void *src_ctx;
+  char *name;
+  uint32_t want_crc, crc;
+  uint64_t size, out_total;
+  lzma_stream z;
+  bool started, ended, src_eof;
+  unsigned char *in;
+};
+
+pkghf_lzma_t *pkghf_lzma_new(pkgjr_read_fn src, void *src_ctx, const char *name, uint32_t crc,
+                             uint64_t size) {
+  pkghf_lzma_t *lz = calloc(1, sizeof *lz);
+  lzma_stream init = LZMA_STREAM_INIT;
+  if (!lz)
+    return NULL;
+  lz->src = src;
+  lz->src_ctx = src_ctx;
+  lz->want_crc = crc;
+  lz->size = size;
+  lz->z = init;
+  if (!(lz->name = strdup(name ? name : "entry")) || !(lz->in = malloc(PKGHF_GZ_INPUT))) {
+    pkghf_lzma_destroy(lz);
+    return NULL;
+  }
+  return lz;
+}
+
+void pkghf_lzma_destroy(pkghf_lzma_t *lz) {
+  if (!lz)
+    return;
+  lzma_end(&lz->z);
+  free(lz->in);
+  free(lz->name);
+  free(lz);
+}
+
+static bool lz_fail(pkghf_lzma_t *lz, fzip_code_t code, fzip_error_t *error, const char *what) {
+  return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, code, "%s: LZMA: %s", lz->name, what);
+}
+
+/* Exactly n bytes from src (the header is tiny: short reads are joined). */
+static bool lz_read_exact(pkghf_lzma_t *lz, unsigned char *out, size_t n, fzip_error_t *error) {
+  size_t got = 0, k;
+  while (got < n) {
+    if (!lz->src(lz->src_ctx, out + got, n - got, &k, error))
+      return false;
+    if (k == 0)
+      return lz_fail(lz, FZIP_ERR_DATA_LOSS, error, "truncated header");
+    got += k;
+  }
+  return true;
+}
+
+/* The zip LZMA header and properties, then the raw decoder. */
+static bool lz_start(pkghf_lzma_t *lz, fzip_error_t *error) {
+  unsigned char head[LZMA_ZIP_HEADER], props[16];
+  lzma_filter filters[2] = {{LZMA_FILTER_LZMA1, NULL}, {LZMA_VLI_UNKNOWN, NULL}};
+  lzma_options_lzma *opt;
+  size_t psize;
+  bool ok = false;
+
+  if (!lz_read_exact(lz, head, sizeof head, error))
+    return false;
+  psize = (size_t)head[2] | (size_t)head[3] << 8;
+  if (psize != 5)
+    return lz_fail(lz, FZIP_ERR_DATA_LOSS, error, "properties are not the 5 bytes of LZMA1");
+  if (!lz_read_exact(lz, props, psize, error))
+    return false;
+  if (lzma_properties_decode(&filters[0], NULL, props, psize) != LZMA_OK)
+    return lz_fail(lz, FZIP_ERR_DATA_LOSS, error, "bad properties");
+  opt = filters[0].options;
+  /* Nothing can refer further back than the entry is long. */
+  if (opt->dict_size > lz->size)
+    opt->dict_size = lz->size < LZMA_DICT_SIZE_MIN ? LZMA_DICT_SIZE_MIN : (uint32_t)lz->size;
+  if (opt->dict_size > PKGHF_LZMA_DICT_MAX)
+    lz_fail(lz, FZIP_ERR_RESOURCE_EXHAUSTED, error, "dictionary above PKGHF_LZMA_DICT_MAX");
+  else if (lzma_raw_decoder(&lz->z, filters) != LZMA_OK)
+    lz_fail(lz, FZIP_ERR_DATA_LOSS, error, "the decoder refuses the properties");
+  else
+    ok = true;
+  free(opt); /* lzma_properties_decode allocated it with the default allocator */
+  lz->started = ok;
+  return ok;
+}
+
+/* At the end of the data: the CRC-32 libzip checks for its own methods. */
+static bool lz_finish(pkghf_lzma_t *lz, fzip_error_t *error) {
+  char what[REASON_MAX];
+  lz->ended = true;
+  if (lz->crc == lz->want_crc)
+    return true;
+  snprintf(what, sizeof what, "CRC-32 %08x of the data differs from the directory's %08x",
+           (unsigned)lz->crc, (unsigned)lz->want_crc);
+  return lz_fail(lz, FZIP_ERR_DATA_LOSS, error, what);
+}
+
+bool pkghf_lzma_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  pkghf_lzma_t *lz = ctx;
+  *n = 0;
+  if (lz->ended || cap == 0)
+    return true;
+  if (!lz->started && !lz_start(lz, error))
+    return false;
+  lz->z.next_out = buf;
+  lz->z.avail_out = cap;
+  while (lz->z.avail_out == cap) {
+    lzma_ret rc;
+    if (lz->z.avail_in == 0 && !lz->src_eof) {
+      size_t got = 0;
+      if (!lz->src(lz->src_ctx, lz->in, PKGHF_GZ_INPUT, &got, error))
+        return false;
+      lz->src_eof = got == 0;
+      lz->z.next_in = lz->in;
+      lz->z.avail_in = got;
+    }
+    rc = lzma_code(&lz->z, lz->src_eof ? LZMA_FINISH : LZMA_RUN);
+    if (rc == LZMA_STREAM_END) {
+      lz->ended = true;
+      break;
+    }
+    if (rc == LZMA_MEM_ERROR)
+      return fzip_error_oom(error, "LZMA");
+    if (rc == LZMA_BUF_ERROR && lz->src_eof && lz->out_total + (cap - lz->z.avail_out) == lz->size)
+      break; /* no end marker: the entry ends after its declared size */
+    if (rc != LZMA_OK)
+      return lz_fail(lz, FZIP_ERR_DATA_LOSS, error,
+                     rc == LZMA_BUF_ERROR ? "truncated stream" : "corrupt stream");
+  }
+  *n = cap - lz->z.avail_out;
+  lz->out_total += *n;
+  lz->crc = (uint32_t)crc32(lz->crc, buf, (uInt)*n); /* cap stays below 4 GiB: PKGR_READ_CHUNK */
+  if (*n == 0 || lz->ended)
+    return lz_finish(lz, error);
   return true;
 }

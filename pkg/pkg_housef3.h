@@ -32,6 +32,10 @@
 #define PKGHF_FORMAT_MAJOR 1            /* backupFormatVersion major this build reads */
 #define PKGHF_GZ_SUFFIX ".gz"           /* data/<kind>.json + this */
 #define PKGHF_GZ_INPUT (64 * 1024)      /* compressed bytes read from the entry at a time */
+/* The largest LZMA dictionary an entry may ask for (the app's zipfile uses
+ * 8 MiB, preset 6); a dictionary larger than the entry is cut to its size
+ * first, so this bounds the decoder's memory, not what can be read. */
+#define PKGHF_LZMA_DICT_MAX (64 * 1024 * 1024)
 
 /* The manifest is the app's: it has backupFormatVersion. */
 bool pkghf_is_manifest(const bson_t *manifest);
@@ -73,5 +77,26 @@ pkghf_gunzip_t *pkghf_gunzip_new(pkgjr_read_fn src, void *src_ctx, const char *n
 bool pkghf_gunzip_read(void *gz, void *buf, size_t cap, size_t *n, fzip_error_t *error);
 uint64_t pkghf_gunzip_bytes_out(const pkghf_gunzip_t *gz); /* inflated so far */
 void pkghf_gunzip_destroy(pkghf_gunzip_t *gz);              /* accepts NULL */
+
+/* ---- LZMA zip entries --------------------------------------------------- */
+
+/* The app's zipfile switches to compression method 14 (LZMA) when the
+ * transaction files pass 50 MB, which libzip (as Debian builds it) cannot
+ * read.  pkghf_lzma decodes such an entry from its raw compressed bytes
+ * (`src`, zip_fopen_index with ZIP_FL_COMPRESSED): the 4-byte zip LZMA
+ * header (version, properties size), the LZMA1 properties, the raw LZMA1
+ * stream (ending with its end marker or after `size` bytes), and compares
+ * the CRC-32 of what it gave with `crc`, the zip directory's.  NULL only
+ * when out of memory; the caller destroys. */
+typedef struct pkghf_lzma pkghf_lzma_t;
+
+pkghf_lzma_t *pkghf_lzma_new(pkgjr_read_fn src, void *src_ctx, const char *name, uint32_t crc,
+                             uint64_t size);
+/* A pkgjr_read_fn (ctx: the pkghf_lzma_t); *n == 0 at the end.  Errors are
+ * FZIP_DOMAIN_PACKAGE DATA_LOSS (a bad header or stream, a truncated one,
+ * a CRC-32 that differs), RESOURCE_EXHAUSTED (a dictionary above
+ * PKGHF_LZMA_DICT_MAX), or src's. */
+bool pkghf_lzma_read(void *lz, void *buf, size_t cap, size_t *n, fzip_error_t *error);
+void pkghf_lzma_destroy(pkghf_lzma_t *lz); /* accepts NULL */
 
 #endif

@@ -37,6 +37,8 @@ typedef struct {
   role_t role;
   int kind;            /* ROLE_DATA: fzip_kind_t */
   bool gz;             /* ROLE_DATA: data/<kind>.json.gz (the HouseF3 flavour) */
+  bool lzma;           /* compression method 14: the HouseF3 flavour's large packages */
+  uint32_t crc;        /* the directory's CRC-32 (checked by pkghf_lzma for lzma) */
   uint64_t inflated;   /* gz: the most bytes its gzip stream has given so far */
   pkgr_file_entry_t file; /* ROLE_FILE */
   bool has_sha;
@@ -74,6 +76,7 @@ struct pkgr {
 /* A counted, hashing read of one entry. */
 typedef struct {
   zip_file_t *zf;
+  pkghf_lzma_t *lz; /* an LZMA entry: zf gives its raw bytes, lz decodes them */
   const entry_t *e;
   uint64_t done;
   uint64_t max;
@@ -284,10 +287,15 @@ static void check_entry(pkgr_t *r, entry_t *e, const zip_stat_t *st) {
     ERR(r, "archive.link", e->name, NULL, "entry is a symbolic link or special file");
   if ((st->valid & ZIP_STAT_ENCRYPTION_METHOD) && st->encryption_method != ZIP_EM_NONE)
     ERR(r, "archive.encrypted", e->name, NULL, "entry is encrypted");
+  /* LZMA only in the HouseF3 flavour: check_flavour_entries, once the
+   * manifest says which flavour the package is. */
+  e->lzma = (st->valid & ZIP_STAT_COMP_METHOD) && st->comp_method == ZIP_CM_LZMA;
+  e->crc = (st->valid & ZIP_STAT_CRC) ? st->crc : 0;
   if ((st->valid & ZIP_STAT_COMP_METHOD) && st->comp_method != ZIP_CM_STORE &&
-      st->comp_method != ZIP_CM_DEFLATE)
+      st->comp_method != ZIP_CM_DEFLATE && !e->lzma)
     ERR(r, "archive.compression", e->name, NULL,
-        "compression method %d (only stored and deflate are read)", (int)st->comp_method);
+        "compression method %d (stored and deflate are read; LZMA in HouseF3 application "
+        "packages)", (int)st->comp_method);
   classify(r, e);
   max = e->role == ROLE_DATA       ? r->lim.max_data_entry
         : e->role == ROLE_MANIFEST ? r->lim.max_manifest
@@ -442,6 +450,19 @@ static bool index_files(pkgr_t *r, fzip_error_t *error) {
 
 /* ---- entry streams ---------------------------------------------------- */
 
+/* libzip's bytes of the entry: decompressed, or for an LZMA entry (opened
+ * with ZIP_FL_COMPRESSED) the raw bytes pkghf_lzma decodes. */
+static bool raw_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  entry_stream_t *s = ctx;
+  zip_int64_t got = zip_fread(s->zf, buf, cap);
+  *n = 0;
+  if (got < 0)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS, "%s: %s", s->e->name,
+                          zip_error_strerror(zip_file_get_error(s->zf)));
+  *n = (size_t)got;
+  return true;
+}
+
 static bool stream_open(entry_stream_t *s, pkgr_t *r, const entry_t *e, uint64_t max,
                         fzip_error_t *error) {
   memset(s, 0, sizeof *s);
@@ -449,13 +470,21 @@ static bool stream_open(entry_stream_t *s, pkgr_t *r, const entry_t *e, uint64_t
   s->max = max < e->size ? max : e->size;
   if (!(s->sha = fzip_sha256_new()))
     return oom(error);
-  if (!(s->zf = zip_fopen_index(r->za, e->index, 0)))
+  if (!(s->zf = zip_fopen_index(r->za, e->index, e->lzma ? ZIP_FL_COMPRESSED : 0)))
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS, "%s: %s", e->name,
                           zip_strerror(r->za));
+  if (e->lzma && !(s->lz = pkghf_lzma_new(raw_read, s, e->name, e->crc, e->size)))
+    return oom(error);
   return true;
 }
 
+/* Decompressed bytes of the entry: libzip's, or pkghf_lzma's. */
+static bool entry_read(entry_stream_t *s, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  return s->lz ? pkghf_lzma_read(s->lz, buf, cap, n, error) : raw_read(s, buf, cap, n, error);
+}
+
 static void stream_close(entry_stream_t *s) {
+  pkghf_lzma_destroy(s->lz);
   if (s->zf)
     zip_fclose(s->zf);
   fzip_sha256_destroy(s->sha);
@@ -464,17 +493,15 @@ static void stream_close(entry_stream_t *s) {
 
 static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
                         fzip_error_t *error) {
-  zip_int64_t got;
+  size_t got;
   *n = 0;
   if (cap > PKGR_READ_CHUNK)
     cap = PKGR_READ_CHUNK;
   /* Ask for one byte more than allowed so that excess data is noticed. */
   if (s->done + cap > s->max + 1)
     cap = (size_t)(s->max + 1 - s->done);
-  got = zip_fread(s->zf, buf, cap);
-  if (got < 0)
-    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS, "%s: %s",
-                          s->e->name, zip_error_strerror(zip_file_get_error(s->zf)));
+  if (!entry_read(s, buf, cap, &got, error))
+    return false;
   if (s->done + (uint64_t)got > s->max)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_OUT_OF_RANGE,
                           "%s: inflates to more than the %llu bytes its header declares",
@@ -879,6 +906,11 @@ static bool map_housef3_manifest(pkgr_t *r, fzip_error_t *error) {
 /* data/<kind>.json.gz belongs to the HouseF3 flavour only: in a package
  * whose manifest is format 1.0's, it is two flavours mixed. */
 static void check_flavour_entries(pkgr_t *r) {
+  for (size_t i = 0; i < r->n_entries && !r->housef3; i++) {
+    if (r->entries[i].lzma)
+      ERR(r, "archive.compression", r->entries[i].name, NULL,
+          "LZMA (method 14) is read in HouseF3 application packages only, not in format 1.0");
+  }
   for (int k = 0; k < FZIP_KIND_COUNT && !r->housef3; k++) {
     if (r->data[k] && r->data[k]->gz)
       ERR(r, "archive.flavour", r->data[k]->name, NULL,

@@ -10,6 +10,8 @@ PACKAGES=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
   protobuf-compiler-grpc grpc-proto
   libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev
+  # HouseF3 application packages with LZMA zip entries (pkg/pkg_housef3.c)
+  liblzma-dev
   # fzipd's /metrics endpoint (--metrics-listen)
   libmicrohttpd-dev
   # test drivers: grpcio clients, jsonschema (pkg.writer checks packages

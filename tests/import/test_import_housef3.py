@@ -8,9 +8,11 @@ restored, mapped to format 1.0.
   user then holds exactly the entities the mapping gives (FORMAT.md "The
   HouseF3 flavour": derived fields dropped, analytics ids and epoch-ms
   dates, 64-bit hashes as int64) and the same file bytes.
-- The uncompressed variant (bare arrays in data/<kind>.json) imports too.
+- The uncompressed variant (bare arrays in data/<kind>.json) and the LZMA
+  one (the app's zip method above 50 MB of files) import too.
 - Hostile variants (gzip bomb, truncated/corrupt gzip, a non-array, mixed
-  flavours, .json and .json.gz both, counts or file sizes that disagree)
+  flavours, .json and .json.gz both, counts or file sizes that disagree,
+  an LZMA entry whose CRC-32 is wrong, LZMA in a 1.0 package)
   fail validation with their rule and write nothing.
 
 FZIP_TEST_STORE=mongodb runs it on FerretDB with FZIP_TEST_HF_TRANSACTIONS
@@ -104,16 +106,22 @@ def test_app_package_restores_every_kind_and_file_bytes(srv, tmp, index):
              sorted((k, len(v)) for k, v in file_bytes.items())))
 
 
-def test_uncompressed_app_package_restores(srv, tmp, index):
-    c = Client(srv, unique_user("hfplain"))
-    job = import_package(c, read(tmp, "hf_good_plain_json"))
-    check(job.status == jpb.IMPORT_STATUS_COMPLETED,
-          "import ended %s: %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
-    check(job.package_info.flavour == "housef3", "flavour %r" % job.package_info.flavour)
-    with open(os.path.join(tmp, "hf_good_plain_json.expected.json")) as f:
-        want = json.load(f)
-    got, _ = exported(c)
-    compare_entities(got, want)
+def test_uncompressed_and_lzma_app_packages_restore(srv, tmp, index):
+    # The app's data files without gzip; and its large packages, every zip
+    # entry LZMA (method 14), file bytes included.
+    _, file_bytes = hf.build_dataset(TRANSACTIONS)
+    for name in ("hf_good_plain_json", "hf_good_lzma"):
+        c = Client(srv, unique_user("hfvariant"))
+        job = import_package(c, read(tmp, name))
+        check(job.status == jpb.IMPORT_STATUS_COMPLETED,
+              "%s: import ended %s: %s" % (name, jpb.ImportStatus.Name(job.status),
+                                           job.error.message))
+        check(job.package_info.flavour == "housef3", "flavour %r" % job.package_info.flavour)
+        with open(os.path.join(tmp, name + ".expected.json")) as f:
+            want = json.load(f)
+        got, files = exported(c)
+        compare_entities(got, want)
+        check(files == file_bytes, "%s: file bytes differ" % name)
 
 
 def test_fzip_packages_say_flavour_fzip(srv, tmp, index):
@@ -152,7 +160,7 @@ def main():
     try:
         with Fzipd() as srv:
             for t in (test_app_package_restores_every_kind_and_file_bytes,
-                      test_uncompressed_app_package_restores,
+                      test_uncompressed_and_lzma_app_packages_restore,
                       test_fzip_packages_say_flavour_fzip,
                       test_hostile_app_packages_are_refused_and_write_nothing):
                 checks.run(t, srv, tmp, index)

@@ -246,6 +246,23 @@ def write_zip(path, entries, method=zipfile.ZIP_DEFLATED):
             z.writestr(zipfile.ZipInfo(name, (2025, 3, 4, 5, 6, 8)), raw, compress_type=method)
 
 
+def set_crc(path, name, crc):
+    """Rewrites the CRC-32 of entry `name` in its local header and its
+    central directory record (so the archive stays consistent)."""
+    import struct
+    with zipfile.ZipFile(path) as z:
+        off, cd = z.getinfo(name).header_offset, z.start_dir
+    raw = bytearray(open(path, "rb").read())
+    new = struct.pack("<I", crc)
+    raw[off + 14:off + 18] = new
+    while raw[cd:cd + 4] == b"PK\x01\x02":
+        n, m, k = struct.unpack("<HHH", raw[cd + 28:cd + 34])
+        if raw[cd + 46:cd + 46 + n] == name.encode():
+            raw[cd + 16:cd + 20] = new
+        cd += 46 + n + m + k
+    open(path, "wb").write(bytes(raw))
+
+
 def write_package(path, data, file_bytes, **kw):
     write_zip(path, package_entries(data, file_bytes, **kw))
 
@@ -325,6 +342,20 @@ def corpus(out, n_transactions=40):
     no_an = {k: v for k, v in data.items() if k != "analytics"}
     put("hf_good_no_analytics", package_entries(no_an, fb), expected=expected_entities(no_an))
     put("hf_good_plain_json", package_entries(no_an, fb, gzipped=False), expected=expected_entities(no_an))
+    # Above 50 MB of transaction files the app's zipfile writes every entry
+    # with LZMA (method 14).
+    put_lzma = lambda name, entries, rule=None, expected=None: (
+        write_zip(os.path.join(out, name + ".fzip"), entries, zipfile.ZIP_LZMA),
+        made.__setitem__(name, rule),
+        expected is not None and json.dump(expected, open(os.path.join(out, name + ".expected.json"), "w")))
+    put_lzma("hf_good_lzma", good, expected=expected_entities(data))
+    put_lzma("hf_bad_lzma_crc", good, "archive.corrupt")
+    f0 = data["transaction_files"][0]
+    set_crc(os.path.join(out, "hf_bad_lzma_crc.fzip"),
+            "files/%s/%s" % (f0["fileId"], f0["fileName"]), 0x12345678)
+    put_lzma("hf_bad_lzma_in_fzip", [("manifest.json", json.dumps(
+        {"export_format_version": "1.0", "package_format": "fzip", "checksums": {}}).encode()),
+        ("data/accounts.json", b'{"accounts":[]}')], "archive.compression")
     empty = {k: [] for k in KINDS if k != "analytics"}
     put("hf_good_empty", package_entries(empty, {}), expected={})
 

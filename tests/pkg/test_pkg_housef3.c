@@ -218,7 +218,7 @@ static void check_good(const char *name) {
 
 static void test_app_packages_validate_and_map_to_format_1_0(void) {
   static const char *const good[] = {"hf_good_complete", "hf_good_no_analytics",
-                                     "hf_good_plain_json", "hf_good_empty"};
+                                     "hf_good_plain_json", "hf_good_empty", "hf_good_lzma"};
   for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
     int before = fzip_test_current_failed;
     check_good(good[i]);
@@ -245,6 +245,8 @@ static void test_hostile_app_packages_are_refused_with_their_rule(void) {
       {"hf_bad_version", "manifest.version", FZIP_ERR_FAILED_PRECONDITION},
       {"hf_bad_file_size", "file.size", FZIP_ERR_FAILED_PRECONDITION},
       {"hf_bad_dangling_account", "reference.dangling", FZIP_ERR_FAILED_PRECONDITION},
+      {"hf_bad_lzma_crc", "archive.corrupt", FZIP_ERR_FAILED_PRECONDITION},
+      {"hf_bad_lzma_in_fzip", "archive.compression", FZIP_ERR_FAILED_PRECONDITION},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     char path[PATH_LEN];
