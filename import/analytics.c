@@ -24,7 +24,7 @@
 #include "fzip_util.h"
 
 #define SEP '\x1f'
-#define PERIOD_MAX 8 /* "YYYY-MM" or "overall", and the NUL */
+#define PERIOD_MAX 16 /* "YYYY-MM" (any int year gmtime gives), "overall", and the NUL */
 #define OVERALL "overall"
 /* period, qualifier and member with their separators and NUL. */
 #define KEY_MAX (PERIOD_MAX + FZIP_ID_MAX + FZIP_ID_MAX + 3)
@@ -190,7 +190,7 @@ static bool txn_of(txn_t *x, const bson_t *doc) {
   if (!x->account || !amount || !analytics_parse_decimal(&x->units, amount) ||
       !gmtime_r(&secs, &tm))
     return false;
-  snprintf(x->year, sizeof x->year, "%04d", (tm.tm_year + 1900) % 10000);
+  snprintf(x->year, sizeof x->year, "%04d", tm.tm_year + 1900);
   snprintf(x->month, sizeof x->month, "%s-%02d", x->year, tm.tm_mon + 1);
   x->weekday = tm.tm_wday == 0 ? 7 : tm.tm_wday;
   x->mday = tm.tm_mday;

@@ -287,6 +287,24 @@ static void test_long_account_id_names_cash_flow_by_digest(void) {
   CHECK(str_is(g_rec, "accountId", account) && sums_are(g_rec, "data", "0.00", "5.00", "-5.00", 1));
 }
 
+/* A date past year 9999 keeps its whole year in the period (the old
+ * cash_flow cut it to four digits). */
+static void test_year_past_9999_keeps_its_digits(void) {
+  const char *user = "analytics-far";
+  /* 12000-03-15 12:00 UTC */
+  txn_spec_t t = {"f1", "acc-f", "7.5", "USD", NULL, "Shop", 316522641600000LL};
+  fzip_error_t err;
+  uint32_t types = 0;
+
+  fzip_error_clear(&err);
+  CHECK_OK(put_txns(g_store, user, &t, 1, &err), err);
+  CHECK_OK(regenerate(&types, g_store, user, "imp-far", &err), err);
+  CHECK(load(user, "cash_flow#12000-03#acc-f"));
+  CHECK(str_is(g_rec, "timePeriod", "12000-03"));
+  CHECK(load(user, "payment_patterns#12000#USD"));
+  CHECK(sums_are(g_rec, "data.byDayOfMonth.14", "7.50", "0.00", "7.50", 1));
+}
+
 /* Same transactions, same records (but computedDate). */
 static void test_regenerate_is_deterministic(void) {
   fzip_error_t err;
@@ -461,6 +479,7 @@ int main(void) {
   RUN(test_merchant_analysis_ranks_normalised_descriptions);
   RUN(test_category_trends_cut_at_top_k_with_other);
   RUN(test_long_account_id_names_cash_flow_by_digest);
+  RUN(test_year_past_9999_keeps_its_digits);
   RUN(test_regenerate_is_deterministic);
   RUN(test_records_roll_back_with_the_import);
   RUN(test_fill_result_lists_the_regenerated_types);
