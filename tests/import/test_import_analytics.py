@@ -134,7 +134,8 @@ def expected(transactions):
     for t in transactions:
         u, date = units(t["amount"]), t["date"]
         day = datetime.datetime.fromtimestamp(date // 1000, datetime.timezone.utc)
-        month, year = day.strftime("%Y-%m"), day.strftime("%Y")
+        year = "%04d" % day.year
+        month = "%s-%02d" % (year, day.month)
         cur = t.get("currency", "")
         tally(cash, (month, t["accountId"]), "", u, date)
         tally(cats, (month, cur), t.get("primaryCategoryId", ""), u, date)
