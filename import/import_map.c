@@ -149,6 +149,14 @@ void import_map_new_id(char out[FZIP_UUID_LEN + 1], const char *import_id, fzip_
            hex + 16, hex + 20);
 }
 
+const char *import_map_id(const import_map_t *map, fzip_kind_t kind, const char *id,
+                          char buf[FZIP_UUID_LEN + 1]) {
+  if (!map || !map->ro.as_copy)
+    return id;
+  import_map_new_id(buf, map->import_id, kind, id);
+  return buf;
+}
+
 /* ---- apply -------------------------------------------------------------- */
 
 static const char *id_of(const bson_iter_t *it) {

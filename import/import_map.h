@@ -74,6 +74,11 @@ bool import_map_apply(import_map_t *map, fzip_kind_t kind, bson_t **doc, fzip_er
  * not_selected) in `counts` (its kind says which).  No-op for a NULL map. */
 void import_map_counts(const import_map_t *map, Fzip__V1__EntityCounts *counts);
 
+/* The id the entity of `kind` with package id `id` is stored under: a
+ * new one (in `buf`) under as_copy, else `id` itself. */
+const char *import_map_id(const import_map_t *map, fzip_kind_t kind, const char *id,
+                          char buf[FZIP_UUID_LEN + 1]);
+
 /* The id an entity of `kind` with package id `id` gets in a copy made by
  * import `import_id`: a UUID (version 8, RFC 9562) from the SHA-256 of
  * the three. */

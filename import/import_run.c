@@ -577,22 +577,26 @@ static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t 
   }
   if (kind == FZIP_KIND_TRANSACTION_FILE && file_id && pkgr_file_find(pkg, file_id)) {
     char key[STORE_BLOB_ID_MAX + 1];
-    file_blob_id(key, sizeof key, r->user, file_id, r->job->import_id);
+    char copy_id[FZIP_UUID_LEN + 1]; /* as_copy: the blob goes under the new file id */
+    file_blob_id(key, sizeof key, r->user, import_map_id(r->map, kind, file_id, copy_id),
+                 r->job->import_id);
     BSON_APPEND_UTF8(out, "s3Key", key);
   }
   bson_destroy(known);
   return out;
 }
 
-/* Copies one file's bytes from the package into its new blob. */
-static bool restore_file_bytes(run_t *r, pkgr_t *pkg, const char *file_id, fzip_error_t *error) {
+/* Copies one file's bytes from the package (its id there: file_id) into
+ * the blob its stored record names (stored_id: a copy's new id). */
+static bool restore_file_bytes(run_t *r, pkgr_t *pkg, const char *file_id, const char *stored_id,
+                               fzip_error_t *error) {
   pkgr_file_t *f = NULL;
   store_blob_writer_t *w = NULL;
   unsigned char *buf = NULL;
   char key[STORE_BLOB_ID_MAX + 1];
   bool ok = false;
 
-  file_blob_id(key, sizeof key, r->user, file_id, r->job->import_id);
+  file_blob_id(key, sizeof key, r->user, stored_id, r->job->import_id);
   /* A rerun after an interruption may find this blob committed already. */
   if (!store_blob_delete(r->env->store, STORE_BUCKET_FILES, key, error))
     return false;

@@ -13,11 +13,10 @@ are refused up front; a copy that fails half-way leaves nothing.  Every
 real import's counts equal its validate-only preview's.
 """
 import hashlib
-import io
 import json
 import os
 import sys
-import zipfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
@@ -241,6 +240,12 @@ def test_copy_twice_into_the_source_profile_triples_the_data(w):
                                                       if t == to},
                           "the copy of %s %s does not refer to the copy of %s %s"
                           % (k, e[ID_FIELD[k]], to, i))
+        # Each copy's bytes are in a blob of its own, under its new file id.
+        keys = {f.file_id: f.s3_key for f in c.list_all("ListTransactionFiles", "files")}
+        for e in w.pkg["transaction_files"]:
+            nid = new_id(import_id, "transaction_files", e["fileId"])
+            check(keys.get(nid) == "%s/%s/%s" % (c.user, nid, import_id),
+                  "copy %s names blob %r" % (nid, keys.get(nid)))
         # File bytes of the copies are the originals'.
         for entry, digest in w.manifest["checksums"].items():
             if not entry.startswith("files/"):
@@ -294,7 +299,8 @@ def test_partial_packages_into_an_empty_profile(w):
               "%s: nothing cleared: the test proves nothing" % name)
         check(any(i.rule == "reference.cleared" for i in real.validation.issues),
               "%s: no reference.cleared warning" % name)
-        check_references_resolve(export_of(c)[0])
+        if name == "selective":  # one export is enough to see it (FerretDB is slow)
+            check_references_resolve(export_of(c)[0])
 
 
 def test_dangling_required_reference_drops_the_entity(w):
@@ -349,7 +355,9 @@ def test_select_accounts(w):
     check_references_resolve(got)
     # Then the same package restored whole with skip_existing: what the
     # selection left out arrives, nothing is duplicated.
-    rest = run_both(c, w.package, restore_opts(), strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
+    rest = import_package(c, w.package, strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING,
+                          restore=restore_opts())
+    check(rest.status == jpb.IMPORT_STATUS_COMPLETED, "whole package: %r" % rest.error)
     check(counts(rest, "skipped")["transactions"] == len(want_txns), "skipped %r"
           % counts(rest, "skipped"))
 
@@ -399,7 +407,9 @@ def main():
                   test_select_kinds,
                   test_select_accounts,
                   test_copy_that_fails_half_way_leaves_nothing]:
+            started = time.time()
             checks.run(t, w)
+            print("     %s: %.1f s" % (t.__name__, time.time() - started), flush=True)
     return checks.summary()
 
 
