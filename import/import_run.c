@@ -675,7 +675,7 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
         continue; /* skipped, or a merge kept the stored bytes */
       if (!pkgr_file_find(b->pkg, src))
         continue; /* listed in files_missing: no bytes to restore */
-      if (!restore_file_bytes(r, b->pkg, src, error))
+      if (!restore_file_bytes(r, b->pkg, src, ids[i], error))
         goto done;
       r->items_done++;
       if (on_cancel(r)) {
