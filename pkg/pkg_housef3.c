@@ -390,16 +390,35 @@ bool pkghf_parse_time(int64_t *ms, const char *s) {
   return true;
 }
 
-/* ---- gzip ------------------------------------------------------------- */
+/* ---- decoders --------------------------------------------------------- */
 
-struct pkghf_gunzip {
+/* What the gzip and LZMA decoders share: their source, the entry's name
+ * for errors, and the buffer of compressed bytes. */
+typedef struct {
   pkgjr_read_fn src;
   void *src_ctx;
   char *name;
+  unsigned char *in; /* PKGHF_GZ_INPUT bytes */
+} source_t;
+
+static bool source_init(source_t *s, pkgjr_read_fn src, void *src_ctx, const char *name) {
+  s->src = src;
+  s->src_ctx = src_ctx;
+  return (s->name = strdup(name ? name : "entry")) && (s->in = malloc(PKGHF_GZ_INPUT));
+}
+
+static void source_fini(source_t *s) {
+  free(s->in);
+  free(s->name);
+}
+
+/* ---- gzip ------------------------------------------------------------- */
+
+struct pkghf_gunzip {
+  source_t s;
   uint64_t max_out, max_ratio, ratio_min;
   z_stream z;
   bool z_ready, ended;
-  unsigned char *in;
   uint64_t in_total, out_total;
 };
 
@@ -408,13 +427,10 @@ pkghf_gunzip_t *pkghf_gunzip_new(pkgjr_read_fn src, void *src_ctx, const char *n
   pkghf_gunzip_t *gz = calloc(1, sizeof *gz);
   if (!gz)
     return NULL;
-  gz->src = src;
-  gz->src_ctx = src_ctx;
   gz->max_out = max_out;
   gz->max_ratio = max_ratio;
   gz->ratio_min = ratio_min_bytes;
-  if (!(gz->name = strdup(name ? name : "entry")) || !(gz->in = malloc(PKGHF_GZ_INPUT)) ||
-      inflateInit2(&gz->z, 16 + MAX_WBITS) != Z_OK) {
+  if (!source_init(&gz->s, src, src_ctx, name) || inflateInit2(&gz->z, 16 + MAX_WBITS) != Z_OK) {
     pkghf_gunzip_destroy(gz);
     return NULL;
   }
@@ -427,15 +443,14 @@ void pkghf_gunzip_destroy(pkghf_gunzip_t *gz) {
     return;
   if (gz->z_ready)
     inflateEnd(&gz->z);
-  free(gz->in);
-  free(gz->name);
+  source_fini(&gz->s);
   free(gz);
 }
 
 uint64_t pkghf_gunzip_bytes_out(const pkghf_gunzip_t *gz) { return gz->out_total; }
 
 static bool gz_fail(pkghf_gunzip_t *gz, fzip_code_t code, fzip_error_t *error, const char *what) {
-  return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, code, "%s: gzip: %s", gz->name, what);
+  return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, code, "%s: gzip: %s", gz->s.name, what);
 }
 
 /* After the member's end: the entry must end too. */
@@ -443,7 +458,7 @@ static bool gz_expect_end(pkghf_gunzip_t *gz, fzip_error_t *error) {
   size_t n = 0;
   if (gz->z.avail_in)
     return gz_fail(gz, FZIP_ERR_DATA_LOSS, error, "data after the end of the gzip stream");
-  if (!gz->src(gz->src_ctx, gz->in, PKGHF_GZ_INPUT, &n, error))
+  if (!gz->s.src(gz->s.src_ctx, gz->s.in, PKGHF_GZ_INPUT, &n, error))
     return false;
   if (n)
     return gz_fail(gz, FZIP_ERR_DATA_LOSS, error, "data after the end of the gzip stream");
@@ -479,11 +494,11 @@ bool pkghf_gunzip_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t
     int rc;
     if (gz->z.avail_in == 0) {
       size_t got = 0;
-      if (!gz->src(gz->src_ctx, gz->in, PKGHF_GZ_INPUT, &got, error))
+      if (!gz->s.src(gz->s.src_ctx, gz->s.in, PKGHF_GZ_INPUT, &got, error))
         return false;
       if (got == 0)
         return gz_fail(gz, FZIP_ERR_DATA_LOSS, error, "truncated (the entry ends inside it)");
-      gz->z.next_in = gz->in;
+      gz->z.next_in = gz->s.in;
       gz->z.avail_in = (uInt)got;
       gz->in_total += got;
     }
@@ -512,30 +527,25 @@ bool pkghf_gunzip_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t
 #define LZMA_ZIP_HEADER 4 /* version major, minor, properties size (LE16) */
 
 struct pkghf_lzma {
-  pkgjr_read_fn src;
-  void *src_ctx;
-  char *name;
+  source_t s;
   uint32_t want_crc, crc;
   uint64_t size, out_total;
   lzma_stream z;
   bool started, ended, src_eof;
-  unsigned char *in;
 };
 
 pkghf_lzma_t *pkghf_lzma_new(pkgjr_read_fn src, void *src_ctx, const char *name, uint32_t crc,
                              uint64_t size) {
   pkghf_lzma_t *lz = calloc(1, sizeof *lz);
   lzma_stream init = LZMA_STREAM_INIT;
-  if (!lz)
-    return NULL;
-  lz->src = src;
-  lz->src_ctx = src_ctx;
-  lz->want_crc = crc;
-  lz->size = size;
-  lz->z = init;
-  if (!(lz->name = strdup(name ? name : "entry")) || !(lz->in = malloc(PKGHF_GZ_INPUT))) {
+  if (lz) {
+    lz->want_crc = crc;
+    lz->size = size;
+    lz->z = init; /* lzma_end on it is then a no-op until the decoder starts */
+  }
+  if (lz && !source_init(&lz->s, src, src_ctx, name)) {
     pkghf_lzma_destroy(lz);
-    return NULL;
+    lz = NULL;
   }
   return lz;
 }
@@ -544,20 +554,19 @@ void pkghf_lzma_destroy(pkghf_lzma_t *lz) {
   if (!lz)
     return;
   lzma_end(&lz->z);
-  free(lz->in);
-  free(lz->name);
+  source_fini(&lz->s);
   free(lz);
 }
 
 static bool lz_fail(pkghf_lzma_t *lz, fzip_code_t code, fzip_error_t *error, const char *what) {
-  return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, code, "%s: LZMA: %s", lz->name, what);
+  return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, code, "%s: LZMA: %s", lz->s.name, what);
 }
 
 /* Exactly n bytes from src (the header is tiny: short reads are joined). */
 static bool lz_read_exact(pkghf_lzma_t *lz, unsigned char *out, size_t n, fzip_error_t *error) {
   size_t got = 0, k;
   while (got < n) {
-    if (!lz->src(lz->src_ctx, out + got, n - got, &k, error))
+    if (!lz->s.src(lz->s.src_ctx, out + got, n - got, &k, error))
       return false;
     if (k == 0)
       return lz_fail(lz, FZIP_ERR_DATA_LOSS, error, "truncated header");
@@ -622,10 +631,10 @@ bool pkghf_lzma_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *
     lzma_ret rc;
     if (lz->z.avail_in == 0 && !lz->src_eof) {
       size_t got = 0;
-      if (!lz->src(lz->src_ctx, lz->in, PKGHF_GZ_INPUT, &got, error))
+      if (!lz->s.src(lz->s.src_ctx, lz->s.in, PKGHF_GZ_INPUT, &got, error))
         return false;
       lz->src_eof = got == 0;
-      lz->z.next_in = lz->in;
+      lz->z.next_in = lz->s.in;
       lz->z.avail_in = got;
     }
     rc = lzma_code(&lz->z, lz->src_eof ? LZMA_FINISH : LZMA_RUN);

@@ -68,8 +68,7 @@ typedef struct {
   X(PKG_COMPRESSION_RATIO_MAX, PKG_UNIT_COUNT,                                                     \
     "declared uncompressed / compressed bytes of an entry, and of all entries / the file's size")  \
   X(PKG_RATIO_MIN_BYTES, PKG_UNIT_BYTES, "an entry or archive declaring less skips the ratio check") \
-  X(PKGHF_LZMA_DICT_MAX, PKG_UNIT_BYTES,                                                           \
-    "LZMA dictionary of an entry, after cutting it to the entry's size (HouseF3 packages)")        \
+  X(PKGHF_LZMA_DICT_MAX, PKG_UNIT_BYTES, "LZMA dictionary, cut to the entry's size (section 12)")  \
   X(PKGJR_ELEMENTS_MAX, PKG_UNIT_COUNT, "entities in one data file (writer: `PKG_ENTITIES_MAX`)")  \
   X(PKGJR_DEPTH_MAX, PKG_UNIT_COUNT, "JSON nesting depth of one entity")                           \
   X(PKGJR_STRING_MAX, PKG_UNIT_BYTES, "one JSON string (field limits of section 3 are stricter)")  \

@@ -141,15 +141,14 @@ def test_hostile_app_packages_are_refused_and_write_nothing(srv, tmp, index):
         if rule is None:
             continue
         job = import_package(c, read(tmp, name))
-        check(job.status == jpb.IMPORT_STATUS_VALIDATION_FAILED,
-              "%s: ended %s" % (name, jpb.ImportStatus.Name(job.status)))
-        errors = [i for i in job.validation.issues
-                  if i.severity == jpb.ValidationIssue.SEVERITY_ERROR]
-        check(errors and errors[0].rule == rule,
-              "%s: first rule %s, want %s" % (name, errors and errors[0].rule, rule))
+        first = next((i for i in job.validation.issues
+                      if i.severity == jpb.ValidationIssue.SEVERITY_ERROR), None)
         want_code = "RESOURCE_EXHAUSTED" if rule.startswith("limit.") else "FAILED_PRECONDITION"
-        check(job.error.code == want_code, "%s: job error %s (%s)"
-              % (name, job.error.code, job.error.message))
+        check(job.status == jpb.IMPORT_STATUS_VALIDATION_FAILED and first is not None and
+              first.rule == rule and job.error.code == want_code,
+              "%s: ended %s, first error %r, job error %s (%s); want %s, %s"
+              % (name, jpb.ImportStatus.Name(job.status), first and first.rule, job.error.code,
+                 job.error.message, rule, want_code))
     now = c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md).summary
     check(now == before, "a refused package changed the data")
 
