@@ -212,7 +212,8 @@ static analytics_tally_t tally(analytics_table_t *t, const txn_t *x, const char 
 
 typedef analytics_tally_t (*add_fn)(analytics_table_t *t, const txn_t *x);
 /* Fills `data` from one record's buckets (which it may reorder). */
-typedef void (*data_fn)(bson_t *data, const analytics_bucket_t **group, size_t n);
+typedef void (*data_fn)(bson_t *data, const analytics_bucket_t **group, size_t n,
+                        const analytics_table_t *t);
 
 typedef struct {
   const char *type; /* analyticType */
@@ -245,7 +246,8 @@ static analytics_tally_t cash_flow_add(analytics_table_t *t, const txn_t *x) {
   return tally(t, x, x->month, x->account, "");
 }
 
-static void cash_flow_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+static void cash_flow_data(bson_t *data, const analytics_bucket_t **group, size_t n,
+                           const analytics_table_t *t) {
   (void)n; /* one bucket per (month, account) */
   append_sums(data, group[0]->inflow, group[0]->outflow, group[0]->count);
 }
@@ -267,13 +269,32 @@ static int rank_cmp(const void *a, const void *b) {
 typedef struct {
   const char *list, *member, *count; /* field names */
   size_t top;
-  bool dates; /* firstDate and lastDate in each entry */
+  bool dates;    /* firstDate and lastDate in each entry */
+  bool previous; /* previousOutflow in each entry (periods are months) */
 } ranked_t;
+
+/* The outflow of the same (qualifier, member) in the month before the
+ * bucket's ("YYYY-MM"), 0 when there was none: what makes a trend. */
+static int64_t previous_outflow(const analytics_table_t *t, const analytics_bucket_t *b) {
+  char key[KEY_MAX];
+  int year = 0, month = 0;
+  const analytics_bucket_t *p;
+
+  if (sscanf(b->key, "%d-%d", &year, &month) != 2)
+    return 0;
+  if (--month == 0) {
+    month = 12;
+    year--;
+  }
+  snprintf(key, sizeof key, "%04d-%02d%s", year, month, strchr(b->key, SEP));
+  p = analytics_table_find(t, key);
+  return p ? p->outflow : 0;
+}
 
 /* The first `top` of group by rank_cmp as a list, the rest summed up as
  * "other", and how many there were. */
 static void append_ranked(bson_t *data, const ranked_t *r, const analytics_bucket_t **group,
-                          size_t n) {
+                          size_t n, const analytics_table_t *t) {
   bson_t list, entry, other;
   char idx[16];
   int64_t in = 0, out = 0, count = 0;
@@ -289,6 +310,8 @@ static void append_ranked(bson_t *data, const ranked_t *r, const analytics_bucke
       BSON_APPEND_INT64(&entry, "firstDate", group[i]->first_date);
       BSON_APPEND_INT64(&entry, "lastDate", group[i]->last_date);
     }
+    if (r->previous)
+      append_decimal(&entry, "previousOutflow", previous_outflow(t, group[i]));
     bson_append_document_end(&list, &entry);
   }
   bson_append_array_end(data, &list);
@@ -312,19 +335,21 @@ static analytics_tally_t category_add(analytics_table_t *t, const txn_t *x) {
   return tally(t, x, x->month, x->currency, x->category ? x->category : "");
 }
 
-static void category_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+static void category_data(bson_t *data, const analytics_bucket_t **group, size_t n,
+                          const analytics_table_t *t) {
   static const ranked_t categories = {"categories", "categoryId", "categoryCount",
-                                      ANALYTICS_TOP_CATEGORIES, false};
+                                      ANALYTICS_TOP_CATEGORIES, false, true};
   /* Member "" (no primary category) sorts first in its record. */
   if (n && !*member_of(group[0]->key)) {
     bson_t u;
     BSON_APPEND_DOCUMENT_BEGIN(data, "uncategorized", &u);
     append_sums(&u, group[0]->inflow, group[0]->outflow, group[0]->count);
+    append_decimal(&u, "previousOutflow", previous_outflow(t, group[0]));
     bson_append_document_end(data, &u);
     group++;
     n--;
   }
-  append_ranked(data, &categories, group, n);
+  append_ranked(data, &categories, group, n, t);
 }
 
 static analytics_tally_t patterns_add(analytics_table_t *t, const txn_t *x) {
@@ -362,7 +387,8 @@ static void append_slots(bson_t *data, const char *list_name, const char *slot_n
 
 /* Every weekday (Monday first) and every day of the month, zero or not:
  * a fixed shape. */
-static void patterns_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+static void patterns_data(bson_t *data, const analytics_bucket_t **group, size_t n,
+                          const analytics_table_t *t) {
   static const char *const weekdays[WEEKDAYS] = {"monday", "tuesday",  "wednesday", "thursday",
                                                  "friday", "saturday", "sunday"};
   const analytics_bucket_t *by_weekday[WEEKDAYS] = {0}, *by_day[MONTH_DAYS] = {0};
@@ -386,10 +412,11 @@ static analytics_tally_t merchant_add(analytics_table_t *t, const txn_t *x) {
   return tally(t, x, OVERALL, x->currency, merchant);
 }
 
-static void merchant_data(bson_t *data, const analytics_bucket_t **group, size_t n) {
+static void merchant_data(bson_t *data, const analytics_bucket_t **group, size_t n,
+                          const analytics_table_t *t) {
   static const ranked_t merchants = {"merchants", "merchant", "merchantCount",
-                                     ANALYTICS_TOP_MERCHANTS, true};
-  append_ranked(data, &merchants, group, n);
+                                     ANALYTICS_TOP_MERCHANTS, true, false};
+  append_ranked(data, &merchants, group, n, t);
 }
 
 /* The types fzip regenerates.  The app's other types are not derivable
@@ -411,8 +438,8 @@ const char *analytics_type_name(size_t i) { return i < GENERATORS ? generators[i
 /* Bytes of "<period>\x1f<qualifier>\x1f", the key prefix of a record. */
 static size_t record_prefix(const char *key) { return (size_t)(member_of(key) - key); }
 
-static bson_t *record_of(const generator_t *g, const analytics_bucket_t **group, size_t n,
-                         int64_t now) {
+static bson_t *record_of(const generator_t *g, const analytics_table_t *t,
+                         const analytics_bucket_t **group, size_t n, int64_t now) {
   bson_t *doc = bson_new();
   bson_t data;
   char period[PERIOD_MAX], qualifier[FZIP_ID_MAX + 1], id[RECORD_ID_MAX];
@@ -440,7 +467,7 @@ static bson_t *record_of(const generator_t *g, const analytics_bucket_t **group,
   BSON_APPEND_DOCUMENT_BEGIN(doc, "data", &data);
   if (!g->by_account && *qualifier)
     BSON_APPEND_UTF8(&data, "currency", qualifier);
-  g->data(&data, group, n);
+  g->data(&data, group, n, t);
   bson_append_document_end(doc, &data);
   BSON_APPEND_INT64(doc, "computedDate", now);
   BSON_APPEND_INT64(doc, "dataThroughDate", through);
@@ -472,7 +499,7 @@ static bool write_type(store_t *store, const char *user, const char *tag, const 
     size_t plen = record_prefix(v[i]->key), j = i + 1;
     while (j < total && strncmp(v[j]->key, v[i]->key, plen) == 0)
       j++;
-    docs[n++] = record_of(g, v + i, j - i, now);
+    docs[n++] = record_of(g, t, v + i, j - i, now);
     i = j;
     if (n == STORE_BATCH_MAX)
       ok = put(store, user, tag, docs, &n, error);

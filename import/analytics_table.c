@@ -105,6 +105,11 @@ analytics_tally_t analytics_table_tally(analytics_table_t *t, const char *key, i
 
 size_t analytics_table_size(const analytics_table_t *t) { return t->used; }
 
+const analytics_bucket_t *analytics_table_find(const analytics_table_t *t, const char *key) {
+  const analytics_bucket_t *b = probe(t->slots, t->cap, key);
+  return b->key ? b : NULL;
+}
+
 static int by_key(const void *a, const void *b) {
   const analytics_bucket_t *x = *(const analytics_bucket_t *const *)a;
   const analytics_bucket_t *y = *(const analytics_bucket_t *const *)b;

@@ -7,7 +7,8 @@
  * table of generators, one per analyticType that can be derived from what
  * fzip holds (docs/IMPORT.md "Regenerated analytics"):
  *   cash_flow          per account and calendar month (UTC);
- *   category_trends    per month and currency: per primary category;
+ *   category_trends    per month and currency: per primary category,
+ *                      with its outflow of the month before;
  *   payment_patterns   per year and currency: by weekday, by day of month;
  *   merchant_analysis  per currency, over all time: per normalised
  *                      description.

@@ -44,6 +44,9 @@ analytics_tally_t analytics_table_tally(analytics_table_t *t, const char *key, i
 
 size_t analytics_table_size(const analytics_table_t *t);
 
+/* The bucket of key (borrowed), or NULL. */
+const analytics_bucket_t *analytics_table_find(const analytics_table_t *t, const char *key);
+
 /* *out: the buckets sorted by key (bytewise), borrowed from the table, in
  * an array that is the caller's to free(); NULL with *n = 0 when empty. */
 bool analytics_table_sorted(const analytics_bucket_t ***out, size_t *n,

@@ -181,6 +181,9 @@ static void test_category_trends_rank_categories_per_month_and_currency(void) {
   CHECK(str_is(g_rec, "timePeriod", "2024-01") && str_is(g_rec, "data.currency", "USD") &&
         !has(g_rec, "accountId") && str_is(g_rec, "data.categories.0.categoryId", "cat-food") &&
         sums_are(g_rec, "data.categories.0", "0.00", "19.75", "-19.75", 2) &&
+        /* the trend: food spent 1.00 in December 2023 (t7) */
+        str_is(g_rec, "data.categories.0.previousOutflow", "1.00") &&
+        str_is(g_rec, "data.categories.1.previousOutflow", "0.00") &&
         str_is(g_rec, "data.categories.1.categoryId", "cat-salary") &&
         sums_are(g_rec, "data.categories.1", "2500.00", "0.00", "2500.00", 1) &&
         !has(g_rec, "data.categories.2") && int_at(g_rec, "data.categoryCount") == 2 &&
@@ -194,6 +197,7 @@ static void test_category_trends_rank_categories_per_month_and_currency(void) {
   /* No primary category: "uncategorized", outside the list. */
   CHECK(load(USER, "category_trends#2024-02#USD"));
   CHECK(sums_are(g_rec, "data.uncategorized", "0.00", "100.005", "-100.005", 1) &&
+        str_is(g_rec, "data.uncategorized.previousOutflow", "0.00") &&
         !has(g_rec, "data.categories.0") && int_at(g_rec, "data.categoryCount") == 0);
 
   /* No currency: the record has no currency in its id or data. */

@@ -96,7 +96,7 @@ def tally(records, key, member, u, date):
     records.setdefault(key, {}).setdefault(member, Bucket()).add(u, date)
 
 
-def ranked(members, list_name, member_name, count_name, top, dates):
+def ranked(members, list_name, member_name, count_name, top, dates, previous=None):
     order = sorted(members.items(), key=lambda kv: (-kv[1].outflow, -kv[1].inflow,
                                                     -kv[1].count, kv[0].encode()))
     out = {list_name: [], count_name: len(order)}
@@ -105,6 +105,8 @@ def ranked(members, list_name, member_name, count_name, top, dates):
         e.update(sums(b.inflow, b.outflow, b.count))
         if dates:
             e.update(firstDate=b.first, lastDate=b.last)
+        if previous is not None:
+            e["previousOutflow"] = fmt(previous(name))
         out[list_name].append(e)
     rest = [b for _, b in order[top:]]
     if rest:
@@ -127,6 +129,12 @@ def record(type_, period, qualifier, by_account, data, members):
         data = dict({"currency": qualifier}, **data)
     rec["data"] = data
     return rec
+
+
+def previous_month(period):
+    year, month = (int(x) for x in period.rsplit("-", 1))
+    year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    return "%04d-%02d" % (year, month)
 
 
 def expected(transactions):
@@ -152,10 +160,15 @@ def expected(transactions):
     for (period, cur), ms in cats.items():
         data = {}
         named = {k: v for k, v in ms.items() if k}
+        before = cats.get((previous_month(period), cur), {})
+
+        def previous(cat):
+            return before[cat].outflow if cat in before else Decimal(0)
         if "" in ms:
             data["uncategorized"] = sums(ms[""].inflow, ms[""].outflow, ms[""].count)
+            data["uncategorized"]["previousOutflow"] = fmt(previous(""))
         data.update(ranked(named, "categories", "categoryId", "categoryCount",
-                           TOP_CATEGORIES, False))
+                           TOP_CATEGORIES, False, previous))
         r = record("category_trends", period, cur, False, data, ms)
         out[r["analyticsId"]] = r
     for (period, cur), ms in pats.items():
