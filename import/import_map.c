@@ -178,16 +178,6 @@ static const char *map_ref(const import_map_t *map, fzip_kind_t to, const char *
   return id;
 }
 
-static const pkgv_ref_field_t *ref_of(fzip_kind_t kind, const char *field) {
-  size_t n;
-  const pkgv_ref_field_t *t = pkgv_ref_fields(&n);
-  for (size_t i = 0; i < n; i++) {
-    if (t[i].from == kind && strcmp(t[i].field, field) == 0)
-      return &t[i];
-  }
-  return NULL;
-}
-
 /* A required reference that dangles: the entity is left out. */
 static bool required_dangles(const import_map_t *map, fzip_kind_t kind, const bson_t *doc) {
   size_t n;
@@ -255,7 +245,7 @@ static bool map_array(import_map_t *map, bson_t *out, bson_iter_t *it,
 static bool map_field(import_map_t *map, bson_t *out, fzip_kind_t kind, bson_iter_t *it,
                       uint64_t *cleared) {
   const char *key = bson_iter_key(it), *id = id_of(it), *to_id;
-  const pkgv_ref_field_t *rf = ref_of(kind, key);
+  const pkgv_ref_field_t *rf = pkgv_ref_field(kind, key);
   char buf[FZIP_UUID_LEN + 1];
   bool gone = false;
 

@@ -242,7 +242,7 @@ const pkgv_ref_field_t *pkgv_ref_fields(size_t *n) {
   return ref_table;
 }
 
-static const pkgv_ref_field_t *ref_field(fzip_kind_t from, const char *field) {
+const pkgv_ref_field_t *pkgv_ref_field(fzip_kind_t from, const char *field) {
   for (size_t i = 0; i < sizeof ref_table / sizeof ref_table[0]; i++) {
     if (ref_table[i].from == from && strcmp(ref_table[i].field, field) == 0)
       return &ref_table[i];
@@ -732,13 +732,14 @@ static bool check_ref(vctx_t *v, const pkgv_ref_field_t *rf, const char *path,
 
 static bool check_refs(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
   for (size_t i = 0; i < sizeof ref_table / sizeof ref_table[0]; i++) {
+    const pkgv_ref_field_t *rf = &ref_table[i];
     const char *target;
-    if (ref_table[i].from != v->kind || ref_table[i].item || !(target = str_of(doc, ref_table[i].field)))
+    if (rf->from != v->kind || rf->item || !(target = str_of(doc, rf->field)))
       continue;
-    if (deferred(&ref_table[i])) {
-      if (v->entity_id && !defer_ref(v, ref_table[i].field, ref_table[i].to, target, error))
+    if (deferred(rf)) {
+      if (v->entity_id && !defer_ref(v, rf->field, rf->to, target, error))
         return false;
-    } else if (!check_ref(v, &ref_table[i], ref_table[i].field, target, error)) {
+    } else if (!check_ref(v, rf, rf->field, target, error)) {
       return false;
     }
   }
@@ -747,7 +748,7 @@ static bool check_refs(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
 
 /* Transactions' category assignments refer to categories. */
 static bool check_assignments(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
-  const pkgv_ref_field_t *rf = ref_field(FZIP_KIND_TRANSACTION, "categories");
+  const pkgv_ref_field_t *rf = pkgv_ref_field(FZIP_KIND_TRANSACTION, "categories");
   bson_iter_t it, arr, item;
   char path[PKGV_FIELD_MAX];
   int i = 0;
@@ -1309,7 +1310,7 @@ static bool check_cycles(vctx_t *v, fzip_error_t *error) {
 static bool resolve_pending(vctx_t *v, fzip_error_t *error) {
   for (size_t i = 0; i < v->n_pending; i++) {
     pending_t *p = &v->pending[i];
-    const pkgv_ref_field_t *rf = ref_field(p->from, p->field);
+    const pkgv_ref_field_t *rf = pkgv_ref_field(p->from, p->field);
     bool dangles = false;
     if (v->ro) {
       if (!ref_dangles(&dangles, v, rf->to, p->target, error))

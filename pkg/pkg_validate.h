@@ -154,6 +154,8 @@ typedef struct {
 
 /* The table of every reference field, *n rows, borrowed and static. */
 const pkgv_ref_field_t *pkgv_ref_fields(size_t *n);
+/* Its row for `field` of kind `from`; NULL if that field is no reference. */
+const pkgv_ref_field_t *pkgv_ref_field(fzip_kind_t from, const char *field);
 
 /* What validation under restore options found out about the references
  * of the selected entities, kept for the restore step so that it maps
