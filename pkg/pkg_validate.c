@@ -306,6 +306,7 @@ typedef struct {
   bool selected;      /* the entity being checked is selected */
   bool dropped;       /* ... and a required reference of it dangles */
   uint64_t cleared;   /* ... optional references of it cleared */
+  bool dangle_full;   /* dangle reached PKGV_REF_IDS_MAX (reported once) */
   pkg_strset_t unsel[FZIP_KIND_COUNT];    /* referenced kinds: ids not selected */
   pkg_strset_t user_has[FZIP_KIND_COUNT]; /* looked up: the user has it */
   pkg_strset_t dangle[FZIP_KIND_COUNT];   /* looked up: nowhere */
@@ -662,12 +663,25 @@ static bool in_selection(const pkg_strset_t *ids, const pkg_strset_t *unsel, fzi
   return pkg_strset_has(&ids[kind], id) && !pkg_strset_has(&unsel[kind], id);
 }
 
-/* Remembers what the store said of `id`; a full cache only costs another
- * question later. */
+/* Remembers what the store said of `id`.  A full cache of ids the user
+ * has only costs another question later; the dangling ones are what the
+ * restore clears by, so past PKGV_REF_IDS_MAX the package is refused. */
 static bool remember(vctx_t *v, fzip_kind_t kind, const char *id, bool exists,
                      fzip_error_t *error) {
   pkg_strset_t *set = exists ? &v->user_has[kind] : &v->dangle[kind];
-  return pkg_strset_add(set, id, PKGV_REF_IDS_MAX) != PKG_SET_OOM || oom(error);
+  pkg_set_rc_t rc = pkg_strset_add(set, id, PKGV_REF_IDS_MAX);
+  if (rc == PKG_SET_OOM)
+    return oom(error);
+  if (rc == PKG_SET_FULL && !exists && !v->dangle_full) {
+    char reason[PKGV_REASON_MAX];
+    pkgr_issue_t is = {PKGR_SEVERITY_ERROR, "limit.ids", PKG_MANIFEST_ENTRY, (int)kind, id, NULL,
+                       reason};
+    snprintf(reason, sizeof reason, "more than %d %s that are neither in the package nor in "
+             "the user's data", PKGV_REF_IDS_MAX, fzip_kind_info(kind)->name);
+    v->dangle_full = true;
+    record(v->res, &is);
+  }
+  return true;
 }
 
 static bool ref_dangles(bool *dangles, vctx_t *v, fzip_kind_t to, const char *id,
