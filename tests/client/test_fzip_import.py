@@ -4,7 +4,8 @@ Export a seeded user's data with the CLI, then `fzip import upload
 --validate-only --wait` (a validation verdict, nothing written), `fzip
 import upload --start --wait` into a fresh user (data summary equal to the
 source's afterwards), a tampered package (validation fails, exit 1), and
-the shared job commands (status, list, delete).
+the shared job commands (status, list, delete); `fzip import undo --wait`
+puts the empty profile back and a second undo is refused (exit 1).
 """
 import hashlib
 import json
@@ -129,6 +130,22 @@ def test_bad_strategy_is_usage_error(w):
            stderr_has="unknown merge strategy")
 
 
+def test_undo_puts_back_the_empty_profile_and_refuses_twice(w):
+    cli = w.fresh("undo")
+    r = expect(cli.run("import", "upload", w.package, "--start", "--wait", "--json"), 0)
+    job = r.json_lines()[-1]
+    check(job["status"] == "IMPORT_STATUS_COMPLETED" and int(job["undo_until"]) > 0,
+          "job %r" % job)
+    r = expect(cli.run("import", "undo", job["import_id"], "--wait", "--json"), 0)
+    final = r.json_lines()[-1]
+    check(final["status"] == "IMPORT_STATUS_UNDONE", "undo ended %r" % final)
+    after = expect(cli.run("data", "summary", "--json"), 0).json_lines()[0]
+    for key in ("accounts_count", "transactions_count", "transaction_files_count"):
+        check(int(after.get(key, 0)) == 0, "undo left %s: %r" % (key, after))
+    expect(cli.run("import", "undo", job["import_id"]), 1, stderr_has="only a COMPLETED import")
+    expect(cli.run("import", "undo", "--help"), 0, stdout_has="Usage: fzip import undo")
+
+
 def main():
     checks = Checks()
     with Fzipd() as srv:
@@ -138,7 +155,8 @@ def main():
                   test_upload_then_start_by_id,
                   test_tampered_package_fails_validation_exit_1,
                   test_bad_strategy_is_usage_error,
-                  test_merge_fields_preview_prints_the_diff):
+                  test_merge_fields_preview_prints_the_diff,
+                  test_undo_puts_back_the_empty_profile_and_refuses_twice):
             checks.run(t, w)
     return checks.summary()
 
