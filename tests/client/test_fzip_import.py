@@ -146,6 +146,40 @@ def test_undo_puts_back_the_empty_profile_and_refuses_twice(w):
     expect(cli.run("import", "undo", "--help"), 0, stdout_has="Usage: fzip import undo")
 
 
+def counts_of(job, field):
+    return {c["kind"]: int(c.get(field, 0)) for c in job["result"]["counts"]}
+
+
+def test_restore_options(w):
+    # --as-copy twice into the profile the package came from: three times
+    # the data.
+    cli = w.fresh("copy")
+    expect(cli.run("import", "upload", w.package, "--start", "--wait", "--json"), 0)
+    for _ in range(2):
+        r = expect(cli.run("import", "upload", w.package, "--as-copy", "--wait", "--json"), 0)
+        job = r.json_lines()[-1]
+        check(job["status"] == "IMPORT_STATUS_COMPLETED" and job["restore"]["as_copy"],
+              "copy %r" % job)
+    after = expect(cli.run("data", "summary", "--json"), 0).json_lines()[0]
+    for key in ("accounts_count", "transactions_count", "transaction_files_count", "file_bytes"):
+        check(int(after.get(key, 0)) == 3 * int(w.summary.get(key, 0)), "%s: %r" % (key, after))
+    # A selection prints what it left out.
+    fresh = w.fresh("kinds")
+    expect(fresh.run("import", "upload", w.package, "--kinds", "accounts,categories,file_maps",
+                     "--validate-only", "--wait"), 0, stdout_has="not_selected: ")
+    # start replaces the upload's options: only transactions, whose accounts
+    # are missing, are all dropped.
+    job = expect(fresh.run("import", "upload", w.package, "--json"), 0).json_lines()[-1]
+    done = expect(fresh.run("import", "start", job["import_id"], "--kinds", "transactions",
+                            "--drop-dangling", "--wait", "--json"), 0).json_lines()[-1]
+    check(done["status"] == "IMPORT_STATUS_COMPLETED", "job %r" % done)
+    check(counts_of(done, "dropped").get("ENTITY_KIND_TRANSACTIONS") == SEED_TX,
+          "dropped %r" % counts_of(done, "dropped"))
+    expect(fresh.run("import", "upload", w.package, "--kinds", "budgets"), 2,
+           stderr_has="--kinds: unknown kind 'budgets'")
+    expect(fresh.run("import", "start", "--help"), 0, stdout_has="--drop-dangling")
+
+
 def main():
     checks = Checks()
     with Fzipd() as srv:
@@ -156,7 +190,8 @@ def main():
                   test_tampered_package_fails_validation_exit_1,
                   test_bad_strategy_is_usage_error,
                   test_merge_fields_preview_prints_the_diff,
-                  test_undo_puts_back_the_empty_profile_and_refuses_twice):
+                  test_undo_puts_back_the_empty_profile_and_refuses_twice,
+                  test_restore_options):
             checks.run(t, w)
     return checks.summary()
 
