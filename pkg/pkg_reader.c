@@ -1310,7 +1310,10 @@ const pkgr_file_entry_t *pkgr_file_find(const pkgr_t *r, const char *file_id) {
 }
 
 bool pkgr_file_listed_missing(const pkgr_t *r, const char *file_id) {
-  return idlist_has(&r->missing_files, file_id);
+  /* The HouseF3 app has no files_missing: a file whose download failed at
+   * export just has no files/ entry (its processingSummary counts them),
+   * so any file without bytes is taken as listed (FORMAT.md section 12). */
+  return idlist_has(&r->missing_files, file_id) || (r->housef3 && !find_file(r, file_id));
 }
 
 size_t pkgr_external_count(const pkgr_t *r, fzip_kind_t kind) {

@@ -165,7 +165,8 @@ size_t pkgr_file_count(const pkgr_t *r);
 const pkgr_file_entry_t *pkgr_file_at(const pkgr_t *r, size_t i);
 const pkgr_file_entry_t *pkgr_file_find(const pkgr_t *r, const char *file_id); /* or NULL */
 /* The file id is in the manifest's files_missing list (its bytes were not
- * available at export, so none are expected). */
+ * available at export, so none are expected); in the HouseF3 flavour, which
+ * has no such list, any file id without a files/ entry. */
 bool pkgr_file_listed_missing(const pkgr_t *r, const char *file_id);
 
 /* Ids the manifest lists under external_references.<kind>: entities the

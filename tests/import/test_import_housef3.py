@@ -9,7 +9,8 @@ restored, mapped to format 1.0.
   HouseF3 flavour": derived fields dropped, analytics ids and epoch-ms
   dates, 64-bit hashes as int64) and the same file bytes.
 - The uncompressed variant (bare arrays in data/<kind>.json) and the LZMA
-  one (the app's zip method above 50 MB of files) import too.
+  one (the app's zip method above 50 MB of files) import too; so does a
+  package missing a file's bytes (its record restored, a warning).
 - Hostile variants (gzip bomb, truncated/corrupt gzip, a non-array, mixed
   flavours, .json and .json.gz both, counts or file sizes that disagree,
   an LZMA entry whose CRC-32 is wrong, LZMA in a 1.0 package)
@@ -124,6 +125,25 @@ def test_uncompressed_and_lzma_app_packages_restore(srv, tmp, index):
         check(files == file_bytes, "%s: file bytes differ" % name)
 
 
+def test_file_without_bytes_restores_its_record(srv, tmp, index):
+    # The app leaves out the bytes of a file it could not download and
+    # lists it nowhere: the record is restored, the bytes are not, a warning.
+    c = Client(srv, unique_user("hfmissing"))
+    job = import_package(c, read(tmp, "hf_good_file_bytes_missing"))
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED,
+          "import ended %s: %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
+    data, file_bytes = hf.build_dataset(TRANSACTIONS)
+    lost = data["transaction_files"][2]["fileId"]
+    warned = [i.entity_id for i in job.validation.issues if i.rule == "file.bytes_missing"]
+    check(warned == [lost], "file.bytes_missing warnings for %r, want %r" % (warned, [lost]))
+    with open(os.path.join(tmp, "hf_good_file_bytes_missing.expected.json")) as f:
+        want = json.load(f)
+    got, files = exported(c)
+    compare_entities(got, want)
+    del file_bytes[lost]
+    check(files == file_bytes, "file bytes: %r" % sorted(files))
+
+
 def test_fzip_packages_say_flavour_fzip(srv, tmp, index):
     src = Client(srv, unique_user("hfsrc"))
     srv.seed(src.user, 20)
@@ -160,6 +180,7 @@ def main():
         with Fzipd() as srv:
             for t in (test_app_package_restores_every_kind_and_file_bytes,
                       test_uncompressed_and_lzma_app_packages_restore,
+                      test_file_without_bytes_restores_its_record,
                       test_fzip_packages_say_flavour_fzip,
                       test_hostile_app_packages_are_refused_and_write_nothing):
                 checks.run(t, srv, tmp, index)

@@ -356,6 +356,11 @@ def corpus(out, n_transactions=40):
     put_lzma("hf_bad_lzma_in_fzip", [("manifest.json", json.dumps(
         {"export_format_version": "1.0", "package_format": "fzip", "checksums": {}}).encode()),
         ("data/accounts.json", b'{"accounts":[]}')], "archive.compression")
+    # A file whose download failed at export: the app leaves its bytes out
+    # and lists it nowhere; fzip restores the record with a warning.
+    f2 = data["transaction_files"][2]
+    missing = [(n, r) for n, r in good if not n.startswith("files/%s/" % f2["fileId"])]
+    put("hf_good_file_bytes_missing", missing, expected=expected_entities(data))
     empty = {k: [] for k in KINDS if k != "analytics"}
     put("hf_good_empty", package_entries(empty, {}), expected={})
 

@@ -196,7 +196,9 @@ static void check_good(const char *name) {
        !has_issue(res, "schema.unknown_field", PKGR_SEVERITY_WARNING) &&
        res->info.export_timestamp_ms == 1741064767123LL &&
        strcmp(res->info.application_version, "2.5.0") == 0 &&
-       strcmp(res->info.export_type, "complete") == 0;
+       strcmp(res->info.export_type, "complete") == 0 &&
+       has_issue(res, "file.bytes_missing", PKGR_SEVERITY_WARNING) ==
+           (strcmp(name, "hf_good_file_bytes_missing") == 0);
   if (!ok) {
     fprintf(stderr, "  %s: passed=%d flavour=%s ts=%lld\n", name, res->passed, res->info.flavour,
             (long long)res->info.export_timestamp_ms);
@@ -218,7 +220,8 @@ static void check_good(const char *name) {
 
 static void test_app_packages_validate_and_map_to_format_1_0(void) {
   static const char *const good[] = {"hf_good_complete", "hf_good_no_analytics",
-                                     "hf_good_plain_json", "hf_good_empty", "hf_good_lzma"};
+                                     "hf_good_plain_json", "hf_good_empty", "hf_good_lzma",
+                                     "hf_good_file_bytes_missing"};
   for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
     int before = fzip_test_current_failed;
     check_good(good[i]);
