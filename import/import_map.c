@@ -269,12 +269,13 @@ bool import_map_apply(import_map_t *map, fzip_kind_t kind, bson_t **doc, fzip_er
   bson_t *out = NULL;
   bson_iter_t it;
   uint64_t cleared = 0;
-  bool ok;
+  bool ok, selected;
 
   if (!map || !map->active || !*doc)
     return true;
-  if (!pkgv_selected(&map->ro, kind, *doc) || required_dangles(map, kind, *doc)) {
-    if (!pkgv_selected(&map->ro, kind, *doc))
+  selected = pkgv_selected(&map->ro, kind, *doc);
+  if (!selected || required_dangles(map, kind, *doc)) {
+    if (!selected)
       map->not_selected[kind]++;
     else
       map->dropped[kind]++;
