@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, import_package, read_package, state,  # noqa: E402
-                      status_details, upload, watch_import)
+                      status_details, upload, wait_for, watch_import)
 
 import grpc  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
@@ -268,6 +268,23 @@ def test_copy_that_fails_half_way_leaves_nothing(w):
         check(state(c) == before, "a failed copy changed the data")
 
 
+def test_copy_cancelled_half_way_leaves_nothing(w):
+    # Every tagged write is slowed down, so the cancel lands mid-restore.
+    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:300"}) as srv:
+        c = Client(srv, unique_user("copycancel"))
+        srv.seed(c.user, n(600), seed=41)
+        before = state(c)
+        job = upload(c, w.package, restore=restore_opts(as_copy=True))
+        wait_for(lambda: c.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id),
+                                         metadata=c.md).job.items_done > 0 or None,
+                 60, "the copy to start writing")
+        c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_CANCELLED, "ended %s"
+              % jpb.ImportStatus.Name(final.status))
+        check(state(c) == before, "a cancelled copy changed the data")
+
+
 # ---- partial packages ----------------------------------------------------
 
 PARTIAL = [("accounts_only", dict(export_type=jpb.EXPORT_TYPE_ACCOUNTS_ONLY)),
@@ -406,7 +423,8 @@ def main():
                   test_dangling_required_reference_drops_the_entity,
                   test_select_kinds,
                   test_select_accounts,
-                  test_copy_that_fails_half_way_leaves_nothing]:
+                  test_copy_that_fails_half_way_leaves_nothing,
+                  test_copy_cancelled_half_way_leaves_nothing]:
             started = time.time()
             checks.run(t, w)
             print("     %s: %.1f s" % (t.__name__, time.time() - started), flush=True)
