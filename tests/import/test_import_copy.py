@@ -256,33 +256,42 @@ def test_copy_twice_into_the_source_profile_triples_the_data(w):
                   "bytes of %s differ from %s's" % (copy_entry, entry))
 
 
-def test_copy_that_fails_half_way_leaves_nothing(w):
-    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=error@3"}) as srv:
-        c = Client(srv, unique_user("copyfail"))
+def copy_under_failpoint(w, failpoint, prefix, interrupt=None):
+    """The package imported as a copy, by an fzipd with `failpoint` set,
+    into a user holding the source's data; interrupt(c, job) runs while
+    it goes.  The job's end, and whether the user's data is as before."""
+    with Fzipd(env={"FZIP_FAILPOINTS": failpoint}) as srv:
+        c = Client(srv, unique_user(prefix))
         srv.seed(c.user, n(600), seed=41)
         before = state(c)
-        job = import_package(c, w.package, restore=restore_opts(as_copy=True))
-        check(job.status == jpb.IMPORT_STATUS_FAILED, "ended %s"
-              % jpb.ImportStatus.Name(job.status))
-        check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
-        check(state(c) == before, "a failed copy changed the data")
+        job = upload(c, w.package, restore=restore_opts(as_copy=True))
+        if interrupt:
+            interrupt(c, job)
+        final = watch_import(c, job.import_id)
+        return final, state(c) == before
+
+
+def test_copy_that_fails_half_way_leaves_nothing(w):
+    job, unchanged = copy_under_failpoint(w, "store.put_tagged=error@3", "copyfail")
+    check(job.status == jpb.IMPORT_STATUS_FAILED, "ended %s" % jpb.ImportStatus.Name(job.status))
+    check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
+    check(unchanged, "a failed copy changed the data")
+
+
+def cancel_once_writing(c, job):
+    wait_for(lambda: c.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id),
+                                     metadata=c.md).job.items_done > 0 or None,
+             60, "the copy to start writing")
+    c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
 
 
 def test_copy_cancelled_half_way_leaves_nothing(w):
     # Every tagged write is slowed down, so the cancel lands mid-restore.
-    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:300"}) as srv:
-        c = Client(srv, unique_user("copycancel"))
-        srv.seed(c.user, n(600), seed=41)
-        before = state(c)
-        job = upload(c, w.package, restore=restore_opts(as_copy=True))
-        wait_for(lambda: c.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id),
-                                         metadata=c.md).job.items_done > 0 or None,
-                 60, "the copy to start writing")
-        c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
-        final = watch_import(c, job.import_id)
-        check(final.status == jpb.IMPORT_STATUS_CANCELLED, "ended %s"
-              % jpb.ImportStatus.Name(final.status))
-        check(state(c) == before, "a cancelled copy changed the data")
+    job, unchanged = copy_under_failpoint(w, "store.put_tagged=delay:300", "copycancel",
+                                          cancel_once_writing)
+    check(job.status == jpb.IMPORT_STATUS_CANCELLED, "ended %s"
+          % jpb.ImportStatus.Name(job.status))
+    check(unchanged, "a cancelled copy changed the data")
 
 
 # ---- partial packages ----------------------------------------------------
