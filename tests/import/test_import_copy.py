@@ -19,9 +19,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pkg"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, import_package, read_package, state,  # noqa: E402
                       status_details, upload, wait_for, watch_import)
+
+import make_housef3_packages as hf  # noqa: E402
 
 import grpc  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
@@ -329,6 +332,28 @@ def test_partial_packages_into_an_empty_profile(w):
             check_references_resolve(export_of(c)[0])
 
 
+def test_housef3_accounts_only_into_an_empty_profile(w):
+    # The HouseF3 app's own partial package (docs/FORMAT.md "The HouseF3
+    # flavour"): no external_references at all, so the accounts' default
+    # file maps dangle until cleared.
+    data, _ = hf.build_dataset(20)
+    part = {"accounts": data["accounts"]}
+    path = os.path.join(w.srv.dir, "hf_accounts_only.fzip")
+    hf.write_package(path, part, {}, manifest=hf.manifest_for(part, backup_type="accounts_only"))
+    with open(path, "rb") as f:
+        pkg = f.read()
+    c = w.fresh("hfpart")
+    refused = import_package(c, pkg)
+    check(refused.status == jpb.IMPORT_STATUS_VALIDATION_FAILED and
+          any(i.rule == "reference.dangling" for i in refused.validation.issues),
+          "HouseF3 accounts_only not refused: %r" % refused.error.message)
+    real = run_both(c, pkg, restore_opts(drop_dangling_references=True))
+    cleared = sum(1 for a in part["accounts"] if a.get("defaultFileMapId"))
+    check(cleared > 0 and counts(real, "references_cleared")["accounts"] == cleared and
+          counts(real, "created")["accounts"] == len(part["accounts"]),
+          "counts %r / %r" % (counts(real, "created"), counts(real, "references_cleared")))
+
+
 def test_dangling_required_reference_drops_the_entity(w):
     # Only the transactions of a complete package, into an empty profile:
     # their accounts are neither selected nor the user's.
@@ -430,6 +455,7 @@ def main():
                   test_copy_twice_into_the_source_profile_triples_the_data,
                   test_partial_packages_into_an_empty_profile,
                   test_dangling_required_reference_drops_the_entity,
+                  test_housef3_accounts_only_into_an_empty_profile,
                   test_select_kinds,
                   test_select_accounts,
                   test_copy_that_fails_half_way_leaves_nothing,
