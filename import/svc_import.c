@@ -677,6 +677,20 @@ static bool can_start(const import_job_t *job) {
 }
 
 /* Resets a job for a new run with the given options. */
+/* A job queued for a new run: no error from the last one, phase queued,
+ * an event saying who asked. */
+static bool queue_again(import_job_t *job, const char *event, const char *message,
+                        fzip_error_t *error) {
+  if (job->error) {
+    fzip__v1__job_error__free_unpacked(job->error, NULL);
+    job->error = NULL;
+  }
+  if (!import_set_phase(job, IMPORT_PHASE_QUEUED) ||
+      !job_msg_add_event(&job->base, event, message, JOB_EVENTS_MAX))
+    return fzip_error_oom(error, NULL);
+  return true;
+}
+
 static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportRequest *req,
                             fzip_error_t *error) {
   if (!job_set_status(&job->base, &import_job_kind, S(VALIDATING), error))
@@ -699,35 +713,33 @@ static bool reset_for_start(import_job_t *job, const Fzip__V1__StartImportReques
     fzip__v1__import_result__free_unpacked(job->result, NULL);
     job->result = NULL;
   }
-  if (job->error) {
-    fzip__v1__job_error__free_unpacked(job->error, NULL);
-    job->error = NULL;
-  }
-  if (!import_set_phase(job, IMPORT_PHASE_QUEUED) ||
-      !job_msg_add_event(&job->base, "started", "import requested", JOB_EVENTS_MAX))
-    return fzip_error_oom(error, NULL);
-  return true;
+  return queue_again(job, "started", "import requested", error);
 }
 
-static bool start_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ctx,
-                       const Fzip__V1__StartImportRequest *req, fzip_error_t *error) {
+/* How StartImport and UndoImport change the job they name: `edit` checks
+ * the job (FAILED_PRECONDITION) and sets it up for its new run; the reply
+ * is a message `reply` whose "job" is what was stored. */
+typedef struct {
+  bool (*edit)(import_job_t *job, const ProtobufCMessage *req, fzip_error_t *error);
+  const ProtobufCMessageDescriptor *reply;
+} job_change_t;
+
+/* One attempt: load, edit, make it runnable again and save it
+ * version-checked (ABORTED: changed meanwhile), wake a worker, reply. */
+static bool change_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ctx,
+                        const ProtobufCMessage *req, const char *import_id,
+                        const job_change_t *change, fzip_error_t *error) {
   store_job_t *rec = NULL;
   ProtobufCMessage *msg = NULL, *view = NULL;
   import_job_t *job = NULL;
   bool ok = false;
 
-  if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
+  if (!svc_jobs_load(&view, &rec, &svc->base, ctx, import_id, error))
     return false;
-  if (!can_start((import_job_t *)view)) {
-    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
-                   "import %s is %s and cannot be started", rec->job_id,
-                   status_name(job_status_of(view)));
-    goto done;
-  }
   if (!job_body_unpack(&msg, rec->body, &fzip__v1__import_job__descriptor, NULL, error))
     goto done;
   job = (import_job_t *)msg;
-  if (!reset_for_start(job, req, error))
+  if (!change->edit(job, req, error))
     goto done;
   rec->runnable = true;
   rec->expires_at = 0; /* set again when the run ends */
@@ -736,13 +748,39 @@ static bool start_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ct
   job_runner_notify(svc->base.runner);
   if (!svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
     goto done;
-  ok = svc_jobs_reply(resp, ctx, &fzip__v1__start_import_response__descriptor, view, error);
+  ok = svc_jobs_reply(resp, ctx, change->reply, view, error);
 done:
   if (msg)
     protobuf_c_message_free_unpacked(msg, NULL);
   store_job_destroy(rec);
   return ok;
 }
+
+/* change_once again while it loses a race with another change (ABORTED),
+ * JOB_UPDATE_RETRIES times at most. */
+static bool change_job(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ctx,
+                       const ProtobufCMessage *req, const char *import_id,
+                       const job_change_t *change, fzip_error_t *error) {
+  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
+    if (change_once(resp, svc, ctx, req, import_id, change, error))
+      return true;
+    if (error->code != FZIP_ERR_ABORTED)
+      return false;
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                        "import %s changed too often; try again", import_id);
+}
+
+static bool start_edit(import_job_t *job, const ProtobufCMessage *req, fzip_error_t *error) {
+  if (!can_start(job))
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                          "import %s is %s and cannot be started", job->import_id,
+                          status_name((int)job->status));
+  return reset_for_start(job, (const Fzip__V1__StartImportRequest *)req, error);
+}
+
+static const job_change_t start_change = {start_edit,
+                                          &fzip__v1__start_import_response__descriptor};
 
 static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
                          fzip_error_t *error) {
@@ -755,74 +793,33 @@ static bool start_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCM
                           "unknown merge_strategy %d", (int)req->merge_strategy);
   if (!check_restore(ctx, req->restore, error))
     return false;
-  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
-    if (start_once(resp, svc, ctx, req, error))
-      return true;
-    if (error->code != FZIP_ERR_ABORTED)
-      return false;
-  }
-  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
-                        "import %s changed too often; try again", req->import_id);
+  return change_job(resp, svc, ctx, msg, req->import_id, &start_change, error);
 }
 
 /* ---- UndoImport ------------------------------------------------------- */
 
 /* COMPLETED (within its window) -> UNDOING, queued for a worker
- * (import_run.c's run_undo), version-checked against every other change. */
-static bool undo_once(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ctx,
-                      const Fzip__V1__UndoImportRequest *req, fzip_error_t *error) {
-  store_job_t *rec = NULL;
-  ProtobufCMessage *msg = NULL, *view = NULL;
-  import_job_t *job = NULL;
-  bool ok = false;
-
-  if (!svc_jobs_load(&view, &rec, &svc->base, ctx, req->import_id, error))
-    return false;
-  if (!job_body_unpack(&msg, rec->body, &fzip__v1__import_job__descriptor, NULL, error))
-    goto done;
-  job = (import_job_t *)msg;
+ * (import_run.c's run_undo). */
+static bool undo_edit(import_job_t *job, const ProtobufCMessage *req, fzip_error_t *error) {
+  (void)req;
   if (!import_undo_allowed(job, fzip_now_ms(), error) ||
       !job_set_status(&job->base, &import_job_kind, S(UNDOING), error))
-    goto done;
-  if (job->error) {
-    fzip__v1__job_error__free_unpacked(job->error, NULL);
-    job->error = NULL;
-  }
-  if (!import_set_phase(job, IMPORT_PHASE_QUEUED) ||
-      !job_msg_add_event(&job->base, "undo_requested", "undo requested", JOB_EVENTS_MAX)) {
-    fzip_error_oom(error, NULL);
-    goto done;
-  }
-  rec->runnable = true;
-  rec->expires_at = 0; /* set again when the undo ends */
-  if (!store_record(svc->env.store, rec, job, true, error))
-    goto done;
-  job_runner_notify(svc->base.runner);
-  fzip_log(FZIP_LOG_INFO, "import", "undo requested", "import", rec->job_id, "user",
-           rec->user_id, NULL);
-  if (!svc_jobs_unpack(&view, &svc->base, ctx, rec, error))
-    goto done;
-  ok = svc_jobs_reply(resp, ctx, &fzip__v1__undo_import_response__descriptor, view, error);
-done:
-  if (msg)
-    protobuf_c_message_free_unpacked(msg, NULL);
-  store_job_destroy(rec);
-  return ok;
+    return false;
+  return queue_again(job, "undo_requested", "undo requested", error);
 }
+
+static const job_change_t undo_change = {undo_edit,
+                                         &fzip__v1__undo_import_response__descriptor};
 
 static bool undo_import(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
                         fzip_error_t *error) {
-  svc_import_t *svc = rpc_ctx_method_data(ctx);
   const Fzip__V1__UndoImportRequest *req = (const void *)msg;
 
-  for (int attempt = 0; attempt < JOB_UPDATE_RETRIES; attempt++) {
-    if (undo_once(resp, svc, ctx, req, error))
-      return true;
-    if (error->code != FZIP_ERR_ABORTED)
-      return false;
-  }
-  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
-                        "import %s changed too often; try again", req->import_id);
+  if (!change_job(resp, rpc_ctx_method_data(ctx), ctx, msg, req->import_id, &undo_change,
+                  error))
+    return false;
+  fzip_log(FZIP_LOG_INFO, "import", "undo requested", "import", req->import_id, NULL);
+  return true;
 }
 
 /* ---- expiry ----------------------------------------------------------- */
