@@ -89,6 +89,14 @@ static bool is_terminal(int status) {
  * rollback keeps retrying it: those are flagged for their worker. */
 static bool cancel_now(int status) { return status == S(VALIDATING); }
 
+/* A window that has passed reads 0 (UndoImport refuses it) even before
+ * the reaper has closed it on the record. */
+static void import_view(ProtobufCMessage *msg, int64_t now_ms) {
+  import_job_t *job = (import_job_t *)msg;
+  if (job->undo_until != 0 && job->undo_until <= now_ms)
+    job->undo_until = 0;
+}
+
 const job_kind_t import_job_kind = {
     .kind = STORE_JOB_IMPORT,
     .noun = "import",
@@ -109,7 +117,7 @@ const job_kind_t import_job_kind = {
     .cancel_refused = "is not running",
     .delete_running = false,
     .delete_refused = "cancel it and wait for it to end before deleting it",
-    .view = NULL,
+    .view = import_view,
     .is_terminal = is_terminal,
     .before_delete = import_undo_before_delete,
 };
