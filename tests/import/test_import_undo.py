@@ -10,6 +10,7 @@ and for a job that is not COMPLETED; a fzipd killed in the middle of an
 undo leaves a job the next claim finishes.
 """
 import os
+import sqlite3
 import sys
 import time
 
@@ -72,6 +73,19 @@ class World:
         c = Client(srv, unique_user(prefix))
         srv.seed(c.user, n(500), seed=SEED)
         return c
+
+
+def kept_versions(srv, user, import_id):
+    """The import's stash entries, read straight from an SQLite store (None
+    on MongoDB, where the test trusts the conformance suite)."""
+    if not srv.store.startswith("sqlite:"):
+        return None
+    db = sqlite3.connect(srv.store[len("sqlite:"):].split("?")[0])
+    try:
+        return db.execute("SELECT count(*) FROM stash WHERE user_id = ? AND tag = ?",
+                          (user, import_id)).fetchone()[0]
+    finally:
+        db.close()
 
 
 def get_import(c, import_id):
@@ -187,6 +201,31 @@ def test_undo_refused_for_jobs_that_are_not_completed(w):
         check(e.code() == grpc.StatusCode.NOT_FOUND, "missing job: %s" % e.code())
 
 
+def test_delete_inside_the_window_keeps_the_data(w):
+    # DeleteImport closes the window and forgets what the import kept for
+    # its undo (import_undo_before_delete): the data stays as imported.
+    c = w.seeded("delwin")
+    job = overwrite(c, w.changed)
+    after = state(c)
+    kept = kept_versions(w.srv, c.user, job.import_id)
+    check(kept is None or kept > 0, "nothing kept for the undo")
+    c.imp.DeleteImport(ipb.DeleteImportRequest(import_id=job.import_id), metadata=c.md)
+    try:
+        get_import(c, job.import_id)
+        raise AssertionError("the deleted job is still there")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, "deleted job: %s" % e.code())
+    check(state(c) == after, "deleting the job changed the data")
+    check(kept_versions(w.srv, c.user, job.import_id) in (None, 0),
+          "the deleted job's stash was not forgotten")
+    # A later import over the same ids still commits and undoes cleanly.
+    before = state(c)
+    again = overwrite(c, w.package)
+    undo(c, again.import_id)
+    check(wait_undo(c, again.import_id).status == jpb.IMPORT_STATUS_UNDONE, "later undo")
+    check(state(c) == before, "the later import's undo left different data")
+
+
 def test_undo_after_the_window_is_refused(w):
     with Fzipd(store=own_store("undowin"),
                extra_args=["--import-undo-window-ms", "1500", "--reaper-interval-ms", "200"]) as srv:
@@ -195,6 +234,9 @@ def test_undo_after_the_window_is_refused(w):
         job = overwrite(c, w.changed)
         after = state(c)
         check(after != before, "the import changed nothing")
+        kept = kept_versions(srv, c.user, job.import_id)
+        check(kept is None or kept > 0 or
+              get_import(c, job.import_id).undo_until == 0, "nothing kept for the undo")
         time.sleep(2.5)
         msg = refused_precondition(c, job.import_id, "undo after the window")
         check("window" in msg, "refusal says: %r" % msg)
@@ -202,6 +244,8 @@ def test_undo_after_the_window_is_refused(w):
         closed = get_import(c, job.import_id)
         check(closed.status == jpb.IMPORT_STATUS_COMPLETED and closed.undo_until == 0 and
               not closed.undo_marks, "after the window: %r" % closed)
+        check(kept_versions(srv, c.user, job.import_id) in (None, 0),
+              "the window ended but the stash was not forgotten")
         check(state(c) == after, "the end of the window changed the data")
     with Fzipd(store=own_store("undonone"), extra_args=["--import-undo-window-hours", "0"]) as srv:
         c = w.seeded("nowindow", srv)
@@ -244,6 +288,7 @@ def main():
                   test_undo_refused_after_a_later_import_changed_what_it_wrote,
                   test_undo_refused_after_delete_all_data,
                   test_undo_refused_for_jobs_that_are_not_completed,
+                  test_delete_inside_the_window_keeps_the_data,
                   test_undo_after_the_window_is_refused,
                   test_killed_mid_undo_is_finished_by_the_next_claim]:
             checks.run(t, w)
