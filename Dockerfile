@@ -14,7 +14,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
       protobuf-compiler-grpc grpc-proto \
       libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev liblzma-dev \
-      libmicrohttpd-dev \
+      libmicrohttpd-dev libsodium-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -12,6 +12,8 @@ PACKAGES=(
   libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev
   # HouseF3 application packages with LZMA zip entries (pkg/pkg_housef3.c)
   liblzma-dev
+  # encrypted packages, the FZIPENC1 envelope (pkg/pkg_seal.c)
+  libsodium-dev
   # fzipd's /metrics endpoint (--metrics-listen)
   libmicrohttpd-dev
   # test drivers: grpcio clients, jsonschema (pkg.writer checks packages
