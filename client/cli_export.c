@@ -66,6 +66,7 @@ static bool build_create(Fzip__V1__CreateExportRequest *req, Fzip__V1__ExportFil
                           "--type: unknown export type '%s'", type);
   req->export_type = (Fzip__V1__ExportType)value;
   req->include_analytics = cli_args_flag(args, "--analytics");
+  req->include_csv = cli_args_flag(args, "--csv");
   if (description && strlen(description) > DESCRIPTION_MAX)
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
                           "--description: longer than %d bytes", DESCRIPTION_MAX);
@@ -333,6 +334,8 @@ static const cli_opt_t create_opts[] = {
     {"--from", 0, CLI_OPT_VALUE, "DATE", NULL, "transactions from DATE (YYYY-MM-DD or epoch ms)"},
     {"--to", 0, CLI_OPT_VALUE, "DATE", NULL, "transactions up to DATE, inclusive"},
     {"--analytics", 0, CLI_OPT_FLAG, NULL, NULL, "include analytics"},
+    {"--csv", 0, CLI_OPT_FLAG, NULL, NULL,
+     "add csv/ tables of accounts, categories and transactions (FORMAT.md 13)"},
     {"--description", 0, CLI_OPT_VALUE, "TEXT", NULL, "free text kept with the job"},
     {"--pin-timestamp", 0, CLI_OPT_VALUE, "MS", NULL,
      "manifest timestamp (epoch ms): same data gives a byte-identical package"},

@@ -168,6 +168,7 @@ static bool selection_from_job(pkg_selection_t *sel, const export_job_t *job,
                           "unknown export_type %d", (int)job->export_type);
   }
   sel->include_analytics = job->include_analytics;
+  sel->include_csv = job->include_csv;
   if (job->filters) {
     sel->account_ids = (const char *const *)job->filters->account_ids;
     sel->n_account_ids = job->filters->n_account_ids;
@@ -221,6 +222,7 @@ static bool create_record(store_job_t **out, store_job_t **existing, svc_export_
                         ? FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_COMPLETE
                         : req->export_type;
   job.include_analytics = req->include_analytics;
+  job.include_csv = req->include_csv;
   job.description = req->description;
   job.filters = req->filters;
   job.created_at = job.updated_at = now;
@@ -282,6 +284,7 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
 
   probe.export_type = req->export_type;
   probe.include_analytics = req->include_analytics;
+  probe.include_csv = req->include_csv;
   probe.filters = req->filters;
   if (req->pinned_timestamp < 0)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,

@@ -28,7 +28,9 @@
 
 #define MANIFEST_KEY_CAP 64 /* bytes of the data file key read by open_array */
 
-typedef enum { ROLE_OTHER = 0, ROLE_MANIFEST, ROLE_DATA, ROLE_FILE, ROLE_DIR } role_t;
+/* ROLE_CSV: csv/<name>.csv, the spreadsheet copy (FORMAT.md 13): accepted
+ * with its checksum and otherwise ignored, never restored. */
+typedef enum { ROLE_OTHER = 0, ROLE_MANIFEST, ROLE_DATA, ROLE_FILE, ROLE_DIR, ROLE_CSV } role_t;
 
 typedef struct {
   char *name;
@@ -224,6 +226,11 @@ static void classify(pkgr_t *r, entry_t *e) {
       return;
     }
   }
+  if (strncmp(n, "csv/", 4) == 0 && n[4] && !strchr(n + 4, '/') && strlen(n) > 8 &&
+      strcmp(n + strlen(n) - 4, ".csv") == 0) {
+    e->role = ROLE_CSV;
+    return;
+  }
   if (strncmp(n, "files/", 6) == 0) {
     char *id = e->name + 6;
     char *slash = strchr(id, '/');
@@ -297,7 +304,7 @@ static void check_entry(pkgr_t *r, entry_t *e, const zip_stat_t *st) {
         "compression method %d (stored and deflate are read; LZMA in HouseF3 application "
         "packages)", (int)st->comp_method);
   classify(r, e);
-  max = e->role == ROLE_DATA       ? r->lim.max_data_entry
+  max = e->role == ROLE_DATA || e->role == ROLE_CSV ? r->lim.max_data_entry
         : e->role == ROLE_MANIFEST ? r->lim.max_manifest
                                    : r->lim.max_file_entry;
   if (e->size > max)
@@ -747,7 +754,7 @@ static void read_checksums(pkgr_t *r) {
           "checksum is not \"sha256:<64 lower-case hex>\"");
       continue;
     }
-    if (!e || (e->role != ROLE_DATA && e->role != ROLE_FILE)) {
+    if (!e || (e->role != ROLE_DATA && e->role != ROLE_FILE && e->role != ROLE_CSV)) {
       ERR(r, "checksum.unknown_entry", key, field,
           "the manifest has a checksum for an entry the package does not contain");
       continue;

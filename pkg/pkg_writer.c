@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include "pkg_csv.h"
 #include "pkg_json.h"
 #include "pkg_set.h"
 #include "fzip_version.h"
@@ -279,6 +280,8 @@ typedef struct {
   pkg_result_t res;
   pkg_progress_t prog;
   uint64_t next_items, next_bytes;
+  pkg_csv_t *csv;  /* with selection->include_csv: the CSV tables' state */
+  void *csv_out;   /* the hashed_file_t of the kind's csv/ entry while one is written */
 } build_t;
 
 /* Reports progress at most every PKG_PROGRESS_EVERY_* and polls for
@@ -476,7 +479,8 @@ static bool on_document(build_t *b, fzip_kind_t kind, pkgjson_writer_t *w, const
                           "more than PKG_ENTITIES_MAX %s", info->name);
   if (!pkgjson_write_raw(w, b->res.counts[kind] ? ",\n" : "\n", b->res.counts[kind] ? 2 : 1,
                          error) ||
-      !write_entity(w, kind, doc, error)) {
+      !write_entity(w, kind, doc, error) ||
+      (b->csv_out && !pkg_csv_row(b->csv, kind, doc, hashed_sink, b->csv_out, error))) {
     const char *id = str_field(doc, info->id_field);
     return fzip_error_prefix(error, "%s %s", info->name, id ? id : "?");
   }
@@ -492,10 +496,32 @@ static bool on_document(build_t *b, fzip_kind_t kind, pkgjson_writer_t *w, const
   return tick(b, false, error);
 }
 
+/* Opens kind's csv/ entry next to its data entry when the selection asks
+ * for CSV and the kind has a table (FORMAT.md 13); *csv_index is then its
+ * entry, else SIZE_MAX. */
+static bool csv_open(build_t *b, hashed_file_t *h, size_t *csv_index, fzip_kind_t kind,
+                     fzip_error_t *error) {
+  const char *entry = pkg_csv_entry(kind);
+  char path[PATH_MAX];
+
+  *csv_index = SIZE_MAX;
+  if (!b->sel->include_csv || !entry)
+    return true;
+  if (!b->csv && !(b->csv = pkg_csv_new()))
+    return oom(error);
+  temp_path(path, b, b->n_entries);
+  if (!entry_push(b, entry, error) || !hashed_open(h, path, error))
+    return false;
+  *csv_index = b->n_entries - 1;
+  b->csv_out = h;
+  return pkg_csv_begin(b->csv, kind, hashed_sink, h, error);
+}
+
 static bool write_kind(build_t *b, fzip_kind_t kind, fzip_error_t *error) {
   const fzip_kind_info_t *info = fzip_kind_info(kind);
   char path[PATH_MAX], head[64];
-  hashed_file_t h = {0};
+  hashed_file_t h = {0}, csv = {0};
+  size_t data_index = 0, csv_index = SIZE_MAX;
   pkgjson_writer_t *w = NULL;
   const pkg_source_ops_t *src = b->source->ops;
   void *cur = NULL;
@@ -505,6 +531,9 @@ static bool write_kind(build_t *b, fzip_kind_t kind, fzip_error_t *error) {
 
   temp_path(path, b, b->n_entries);
   if (!entry_push(b, info->data_file, error) || !hashed_open(&h, path, error))
+    goto done;
+  data_index = b->n_entries - 1;
+  if (!csv_open(b, &csv, &csv_index, kind, error))
     goto done;
   if (!(w = pkgjson_writer_new(hashed_sink, &h))) {
     oom(error);
@@ -535,7 +564,10 @@ done:
   if (cur)
     src->cursor_close(cur);
   pkgjson_writer_destroy(w);
-  if (!hashed_close(&h, ok ? &b->entries[b->n_entries - 1] : NULL, error))
+  b->csv_out = NULL;
+  if (!hashed_close(&h, ok ? &b->entries[data_index] : NULL, error))
+    ok = false;
+  if (csv.hash && !hashed_close(&csv, ok ? &b->entries[csv_index] : NULL, error))
     ok = false;
   return ok;
 }
@@ -922,6 +954,7 @@ static void build_free(build_t *b) {
     pkg_strset_free(&b->referenced[k]);
   }
   pkg_strset_free(&b->missing_files);
+  pkg_csv_destroy(b->csv);
   free(b->entries);
   free(b->files);
 }

@@ -2,8 +2,10 @@
  * pkg_writer: builds an FZIP package (docs/FORMAT.md) from a source.
  *
  * One call turns one user's data, or a selection of it, into a ZIP file:
- * manifest.json first, then data/<kind>.json for each included kind, then
- * files/<fileId>/<sanitised name> for each transaction file's bytes.
+ * manifest.json first, then data/<kind>.json for each included kind (each
+ * followed by its csv/<kind>.csv when the selection asks for CSV, see
+ * pkg_csv.h), then files/<fileId>/<sanitised name> for each transaction
+ * file's bytes.
  * The data comes through a pkg_source_t (count, per-kind cursor, file
  * bytes in chunks) so that the format knows nothing of a store: the
  * store-backed source, with its consistent snapshot and the blob sink,
@@ -77,6 +79,7 @@ const char *pkg_export_type_name(pkg_export_type_t type);
 typedef struct {
   pkg_export_type_t export_type;
   bool include_analytics; /* complete and selective only */
+  bool include_csv;       /* csv/ tables of accounts, categories, transactions (FORMAT.md 13) */
   const char *const *account_ids;
   size_t n_account_ids; /* 0: all accounts; at most PKG_FILTER_IDS_MAX */
   bool has_date_from;   /* transactions' date >= date_from (epoch ms) */
