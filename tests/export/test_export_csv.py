@@ -112,10 +112,24 @@ def check_table(z, kind, cols, names):
     return rows
 
 
+SCHEMA = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "schema",
+                      "manifest.schema.json")
+
+
+def check_manifest_schema(manifest):
+    import jsonschema
+    with open(SCHEMA) as f:
+        v = jsonschema.Draft202012Validator(json.load(f))
+    errors = ["%s at %s" % (e.message, "/".join(map(str, e.absolute_path)))
+              for e in v.iter_errors(manifest)]
+    check(not errors, "manifest does not match manifest.schema.json: %r" % errors[:5])
+
+
 def check_csv_package(data):
     unzip_t(data)
     z, manifest = read_package(data)
     verify_checksums(z, manifest)  # csv/ entries carry a sha256 like every entry
+    check_manifest_schema(manifest)
     names = z.namelist()
     for kind in ("accounts", "categories", "transactions"):
         i = names.index("data/%s.json" % kind)
