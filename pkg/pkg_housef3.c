@@ -326,6 +326,15 @@ static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
   return era * 146097 + doe - 719468;
 }
 
+/* Days in month m (1..12) of year y, proleptic Gregorian: a date past
+ * its month's end (2024-02-31, 2023-02-29) is not a date, never the next
+ * month's. */
+static int64_t days_in_month(int64_t y, int64_t m) {
+  static const int64_t days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m == 2 && leap ? 29 : days[m - 1];
+}
+
 /* Exactly n digits at *p, advancing it. */
 static bool digits(int64_t *out, const char **p, int n) {
   int64_t v = 0;
@@ -362,12 +371,12 @@ bool pkghf_parse_time(int64_t *ms, const char *s) {
   const char *p = s;
   int64_t y, mo, d, h = 0, mi = 0, sec = 0, frac_ms = 0, offset = 0;
   if (!digits(&y, &p, 4) || *p++ != '-' || !digits(&mo, &p, 2) || *p++ != '-' ||
-      !digits(&d, &p, 2) || mo < 1 || mo > 12 || d < 1 || d > 31)
+      !digits(&d, &p, 2) || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
     return false;
   if (*p == 'T' || *p == ' ') {
     p++;
     if (!digits(&h, &p, 2) || *p++ != ':' || !digits(&mi, &p, 2) || *p++ != ':' ||
-        !digits(&sec, &p, 2) || h > 23 || mi > 59 || sec > 60)
+        !digits(&sec, &p, 2) || h > 23 || mi > 59 || sec > 59)
       return false;
     if (*p == '.') {
       int n = 0;

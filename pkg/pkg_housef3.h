@@ -56,7 +56,10 @@ void pkghf_map_entity(bson_t *out, fzip_kind_t kind, const bson_t *in);
 
 /* "2024-05-01T12:00:00.123456+00:00", "2024-05-01 12:00:00", "...Z",
  * or a date "2024-05-01" (midnight UTC) -> epoch ms.  No offset means
- * UTC.  False for anything else. */
+ * UTC.  False for anything else, and for a time that does not exist:
+ * a day past its month's end (leap years as in the proleptic Gregorian
+ * calendar), month 13, hour 24, minute or second 60 (Python, the app's
+ * language, writes no leap second), an offset of 24 hours or more. */
 bool pkghf_parse_time(int64_t *ms, const char *s);
 
 /* ---- gzip ------------------------------------------------------------- */

@@ -42,7 +42,7 @@ struct pkgjr_reader {
   size_t elements;  /* elements of the top-level array so far */
   state_t state;
   bool bare;        /* pkgjr_open_bare_array: no `{"<key>":` around the array */
-  bool wrap_uint64; /* pkgjr_wrap_uint64 */
+  const char *wrap_uint64_key; /* pkgjr_wrap_uint64; NULL: off */
 };
 
 void pkgjr_limits_default(pkgjr_limits_t *limits) {
@@ -407,7 +407,8 @@ static bool append_number(bson_t *parent, const char *key, size_t klen, pkgjr_re
     long long v = strtoll(buf, &end, 10);
     if (errno == 0 && *end == '\0')
       return bson_append_int64(parent, key, (int)klen, (int64_t)v);
-    if (r->wrap_uint64 && buf[0] != '-') {
+    if (r->wrap_uint64_key && buf[0] != '-' && strlen(r->wrap_uint64_key) == klen &&
+        memcmp(key, r->wrap_uint64_key, klen) == 0) {
       errno = 0;
       unsigned long long u = strtoull(buf, &end, 10);
       if (errno == 0 && *end == '\0')
@@ -680,7 +681,7 @@ bool pkgjr_open_bare_array(pkgjr_reader_t *r, fzip_error_t *error) {
   return true;
 }
 
-void pkgjr_wrap_uint64(pkgjr_reader_t *r) { r->wrap_uint64 = true; }
+void pkgjr_wrap_uint64(pkgjr_reader_t *r, const char *key) { r->wrap_uint64_key = key; }
 
 /* Consumes what separates elements; *more says whether one follows. */
 static bool array_step(bool *more, pkgjr_reader_t *r, fzip_error_t *error) {

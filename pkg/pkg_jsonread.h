@@ -92,12 +92,15 @@ bool pkgjr_open_array(char *key_out, size_t key_cap, pkgjr_reader_t *r, fzip_err
  * followed by nothing but whitespace. */
 bool pkgjr_open_bare_array(pkgjr_reader_t *r, fzip_error_t *error);
 
-/* From now on an integer literal in (INT64_MAX, UINT64_MAX] becomes the
- * int64 with the same 64 bits (two's complement) instead of a double: the
- * HouseF3 application writes transactionHash as an unsigned 64-bit number,
- * format 1.0 stores it as int64 (FORMAT.md, "The HouseF3 flavour").  Off by
- * default; negative literals are unaffected. */
-void pkgjr_wrap_uint64(pkgjr_reader_t *r);
+/* From now on an integer literal in (INT64_MAX, UINT64_MAX] that is the
+ * value of a member named `key` (borrowed: a string that outlives the
+ * reader) becomes the int64 with the same 64 bits (two's complement)
+ * instead of a double: the HouseF3 application writes transactionHash as
+ * an unsigned 64-bit number, format 1.0 stores it as int64 (FORMAT.md,
+ * "The HouseF3 flavour").  Any other member keeps the 1.0 reading (a
+ * double, which an integer field then refuses).  Off by default; negative
+ * literals are unaffected. */
+void pkgjr_wrap_uint64(pkgjr_reader_t *r, const char *key);
 
 /* After pkgjr_open_array or pkgjr_open_bare_array: sets *more and, when true, replaces the contents
  * of `doc` (caller-owned, initialised) with the next element, which must

@@ -1370,7 +1370,7 @@ static bool entities_reader(pkgr_entities_t *it, fzip_error_t *error) {
   if (!(it->json = pkgjr_reader_new(read, ctx, &r->lim.json)))
     return oom(error);
   if (r->housef3)
-    pkgjr_wrap_uint64(it->json);
+    pkgjr_wrap_uint64(it->json, "transactionHash");
   return true;
 }
 

@@ -361,6 +361,14 @@ def corpus(out, n_transactions=40):
     f2 = data["transaction_files"][2]
     missing = [(n, r) for n, r in good if not n.startswith("files/%s/" % f2["fileId"])]
     put("hf_good_file_bytes_missing", missing, expected=expected_entities(data))
+    # Only transactionHash is read as a wrapped uint64; another integer
+    # above 2^63 - 1 (here in analytics data) stays a double, as in 1.0.
+    big = copy.deepcopy(data)
+    big["analytics"][0]["data"].update({"big": (1 << 64) - 1, "nested": {"n": [1 << 63]}})
+    want = expected_entities(big)
+    want["analytics"][0]["data"].update({"big": float((1 << 64) - 1),
+                                         "nested": {"n": [float(1 << 63)]}})
+    put("hf_good_big_numbers", package_entries(big, fb), expected=want)
     empty = {k: [] for k in KINDS if k != "analytics"}
     put("hf_good_empty", package_entries(empty, {}), expected={})
 
@@ -394,6 +402,15 @@ def corpus(out, n_transactions=40):
     bad_ref = copy.deepcopy(data)
     bad_ref["transactions"][0]["accountId"] = str(uuid.UUID(int=1))
     put("hf_bad_dangling_account", package_entries(bad_ref, fb), "reference.dangling")
+    # An integer field above 2^63 - 1 other than transactionHash is a
+    # double, which an integer field refuses (as in a 1.0 package).
+    bad_order = copy.deepcopy(data)
+    bad_order["transactions"][0]["importOrder"] = (1 << 64) - 1
+    put("hf_bad_import_order_u64", package_entries(bad_order, fb), "schema.type")
+    # A date that does not exist is not read as the next month's.
+    bad_date = copy.deepcopy(data)
+    bad_date["analytics"][0]["dataThroughDate"] = "2024-02-31"
+    put("hf_bad_impossible_date", package_entries(bad_date, fb), "schema.type")
     return made
 
 

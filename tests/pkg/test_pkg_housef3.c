@@ -221,7 +221,7 @@ static void check_good(const char *name) {
 static void test_app_packages_validate_and_map_to_format_1_0(void) {
   static const char *const good[] = {"hf_good_complete", "hf_good_no_analytics",
                                      "hf_good_plain_json", "hf_good_empty", "hf_good_lzma",
-                                     "hf_good_file_bytes_missing"};
+                                     "hf_good_file_bytes_missing", "hf_good_big_numbers"};
   for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
     int before = fzip_test_current_failed;
     check_good(good[i]);
@@ -248,6 +248,8 @@ static void test_hostile_app_packages_are_refused_with_their_rule(void) {
       {"hf_bad_version", "manifest.version", FZIP_ERR_FAILED_PRECONDITION},
       {"hf_bad_file_size", "file.size", FZIP_ERR_FAILED_PRECONDITION},
       {"hf_bad_dangling_account", "reference.dangling", FZIP_ERR_FAILED_PRECONDITION},
+      {"hf_bad_import_order_u64", "schema.type", FZIP_ERR_FAILED_PRECONDITION},
+      {"hf_bad_impossible_date", "schema.type", FZIP_ERR_FAILED_PRECONDITION},
       {"hf_bad_lzma_crc", "archive.corrupt", FZIP_ERR_FAILED_PRECONDITION},
       {"hf_bad_lzma_in_fzip", "archive.compression", FZIP_ERR_FAILED_PRECONDITION},
   };
@@ -283,7 +285,7 @@ static void test_bare_array_reads_objects_and_refuses_the_keyed_form(void) {
   bool more = false;
   bson_iter_t it;
   pkgjr_reader_t *r = pkgjr_reader_new(mem_read, &m, NULL);
-  pkgjr_wrap_uint64(r);
+  pkgjr_wrap_uint64(r, "h");
   bool ok = pkgjr_open_bare_array(r, &err) && pkgjr_next_document(&more, doc, r, &err) && more &&
             pkgjr_next_document(&more, doc, r, &err) && more &&
             bson_iter_init_find(&it, doc, "h") && BSON_ITER_HOLDS_INT64(&it) &&
@@ -316,6 +318,36 @@ static void test_bare_array_reads_objects_and_refuses_the_keyed_form(void) {
   CHECK(ok);
 }
 
+/* Only transactionHash wraps (FORMAT.md, the HouseF3 flavour): any other
+ * integer above INT64_MAX, at the top or nested, stays a double as in a
+ * 1.0 package. */
+static void test_only_transaction_hash_wraps_to_int64(void) {
+  static const char in[] = "[{\"transactionHash\": 18446744073709551615,"
+                           " \"importOrder\": 18446744073709551615,"
+                           " \"data\": {\"n\": 9223372036854775808, \"s\": [18446744073709551615]}}]";
+  mem_t m = {(const unsigned char *)in, sizeof in - 1, 0};
+  fzip_error_t err = {0};
+  bson_t *doc = bson_new();
+  bool more = false;
+  bson_iter_t it, sub;
+  pkgjr_reader_t *r = pkgjr_reader_new(mem_read, &m, NULL);
+  pkgjr_wrap_uint64(r, "transactionHash");
+  bool ok = pkgjr_open_bare_array(r, &err) && pkgjr_next_document(&more, doc, r, &err) && more;
+  pkgjr_reader_destroy(r);
+  if (!ok)
+    fprintf(stderr, "  %s\n", err.message);
+  ok = ok && bson_iter_init_find(&it, doc, "transactionHash") && BSON_ITER_HOLDS_INT64(&it) &&
+       bson_iter_int64(&it) == -1;
+  ok = ok && bson_iter_init_find(&it, doc, "importOrder") && BSON_ITER_HOLDS_DOUBLE(&it) &&
+       bson_iter_double(&it) == 18446744073709551615.0;
+  ok = ok && bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "data.n", &sub) &&
+       BSON_ITER_HOLDS_DOUBLE(&sub) && bson_iter_double(&sub) == 9223372036854775808.0;
+  ok = ok && bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "data.s.0", &sub) &&
+       BSON_ITER_HOLDS_DOUBLE(&sub);
+  bson_destroy(doc);
+  CHECK(ok);
+}
+
 static void test_iso_times_parse_to_epoch_ms(void) {
   int64_t ms = 0;
   CHECK(pkghf_parse_time(&ms, "2025-03-04T05:06:07.123456+00:00") && ms == 1741064767123LL);
@@ -324,6 +356,25 @@ static void test_iso_times_parse_to_epoch_ms(void) {
   CHECK(pkghf_parse_time(&ms, "1970-01-02") && ms == 86400000LL);
   CHECK(pkghf_parse_time(&ms, "1969-12-31T23:59:59") && ms == -1000LL);
   CHECK(!pkghf_parse_time(&ms, "2025-13-04"));
+  /* Leap years, and no day past its month's end (not the next month's). */
+  CHECK(pkghf_parse_time(&ms, "2024-02-29") && ms == 1709164800000LL);
+  CHECK(pkghf_parse_time(&ms, "2000-02-29T00:00:00Z") && ms == 951782400000LL);
+  CHECK(pkghf_parse_time(&ms, "2024-12-31T23:59:59.999+00:00") && ms == 1735689599999LL);
+  CHECK(pkghf_parse_time(&ms, "2023-04-30"));
+  CHECK(!pkghf_parse_time(&ms, "2024-02-31"));
+  CHECK(!pkghf_parse_time(&ms, "2024-02-30"));
+  CHECK(!pkghf_parse_time(&ms, "2023-02-29"));
+  CHECK(!pkghf_parse_time(&ms, "1900-02-29"));
+  CHECK(!pkghf_parse_time(&ms, "2100-02-29T00:00:00Z"));
+  CHECK(!pkghf_parse_time(&ms, "2023-04-31"));
+  CHECK(!pkghf_parse_time(&ms, "2023-11-31 10:00:00"));
+  CHECK(!pkghf_parse_time(&ms, "2023-00-10"));
+  CHECK(!pkghf_parse_time(&ms, "2023-01-00"));
+  CHECK(!pkghf_parse_time(&ms, "2023-01-32"));
+  CHECK(!pkghf_parse_time(&ms, "2023-01-10T24:00:00"));
+  CHECK(!pkghf_parse_time(&ms, "2023-01-10T23:60:00"));
+  CHECK(!pkghf_parse_time(&ms, "2023-01-10T23:59:60Z"));
+  CHECK(!pkghf_parse_time(&ms, "2023-01-10T23:59:59+24:00"));
   CHECK(!pkghf_parse_time(&ms, "2025-03-04T05:06"));
   CHECK(!pkghf_parse_time(&ms, "2025-03-04T05:06:07+0"));
   CHECK(!pkghf_parse_time(&ms, "yesterday"));
@@ -416,6 +467,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   RUN(test_bare_array_reads_objects_and_refuses_the_keyed_form);
+  RUN(test_only_transaction_hash_wraps_to_int64);
   RUN(test_iso_times_parse_to_epoch_ms);
   RUN(test_gunzip_bounds_output_and_ratio);
   RUN(test_app_packages_validate_and_map_to_format_1_0);
