@@ -6,7 +6,8 @@
  * rest is copied as it is.  A reference is, in this order: to an entity
  * restored from the package (kept, or under as_copy remapped to the id
  * that entity gets), dangling (cleared; validation refused it unless
- * drop_dangling), or to the user's own data (kept).
+ * drop_dangling), or to the user's own data (kept).  Under as_copy a
+ * transaction's transactionHash is left out (map_field).
  */
 #include "import_map.h"
 
@@ -241,6 +242,11 @@ static bool map_array(import_map_t *map, bson_t *out, bson_iter_t *it,
   return ok && bson_append_array_end(out, &child);
 }
 
+/* A transaction's transactionHash is a digest over its accountId
+ * (docs/FORMAT.md), whose exact text form the format leaves to the writer:
+ * a copy, whose accountId is new, stores none rather than a stale one. */
+#define COPY_DROPPED_HASH "transactionHash"
+
 /* One field of the document, mapped into `out`. */
 static bool map_field(import_map_t *map, bson_t *out, fzip_kind_t kind, bson_iter_t *it,
                       uint64_t *cleared) {
@@ -249,6 +255,8 @@ static bool map_field(import_map_t *map, bson_t *out, fzip_kind_t kind, bson_ite
   char buf[FZIP_UUID_LEN + 1];
   bool gone = false;
 
+  if (map->ro.as_copy && kind == FZIP_KIND_TRANSACTION && strcmp(key, COPY_DROPPED_HASH) == 0)
+    return true;
   if (id && map->ro.as_copy && strcmp(key, fzip_kind_info(kind)->id_field) == 0) {
     import_map_new_id(buf, map->import_id, kind, id);
     return bson_append_utf8(out, key, -1, buf, -1);

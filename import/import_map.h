@@ -11,7 +11,10 @@
  * document through import_map_apply, which leaves out the entities the
  * selection does not keep or whose required reference dangles, clears the
  * optional references that dangle, and under as_copy gives every entity
- * and every reference to an entity of the package a new id.  The same
+ * and every reference to an entity of the package a new id (and leaves
+ * out a transaction's transactionHash, a digest over the old accountId;
+ * the package's analytics are not selected under as_copy, pkgv_selected:
+ * the import regenerates them).  The same
  * rules (pkgv_selected, the validator's verdicts, the table
  * pkgv_ref_fields) decide in both steps, so the restore counts what the
  * preview counted.

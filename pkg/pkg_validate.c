@@ -1521,6 +1521,10 @@ bool pkgv_selected(const pkgv_restore_t *restore, fzip_kind_t kind, const bson_t
     return true;
   if (restore->kinds && !(restore->kinds & (1u << kind)))
     return false;
+  /* A copy's analytics are regenerated from its transactions; the
+   * package's would be second records for the same keys. */
+  if (restore->as_copy && kind == FZIP_KIND_ANALYTICS)
+    return false;
   if (!restore->n_account_ids || !info->account_field)
     return true;
   if (!bson_iter_init_find(&it, doc, info->account_field) || !BSON_ITER_HOLDS_UTF8(&it))

@@ -135,8 +135,10 @@ bool pkgv_restore_active(const pkgv_restore_t *restore);
  * `kinds` (0: all), and, with account_ids, an entity of a kind that has an
  * account field (fzip_entity.h: file maps, transaction files, transactions,
  * analytics; the accounts by their own id) whose field is set names one of
- * them.  Categories and entities without the field are kept.  The
- * validator and the restore step both ask this, so they agree. */
+ * them.  Categories and entities without the field are kept.  Under
+ * as_copy the package's analytics are never kept (the import regenerates
+ * them for the copies).  The validator and the restore step both ask
+ * this, so they agree. */
 bool pkgv_selected(const pkgv_restore_t *restore, fzip_kind_t kind, const bson_t *doc);
 
 /* A reference field of format 1.0 (docs/FORMAT.md "External references"):
