@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli_jobs.h"
+#include "cli_key.h"
 #include "cli_msg.h"
 #include "cli_progress.h"
 #include "cli_select.h"
@@ -56,7 +57,8 @@ static const cli_job_kind_t export_kind = {
 /* ---- create --------------------------------------------------------------- */
 
 static bool build_create(Fzip__V1__CreateExportRequest *req, Fzip__V1__ExportFilters *filters,
-                         cli_select_t *sel, const cli_args_t *args, fzip_error_t *error) {
+                         cli_select_t *sel, cli_key_encryption_t *enc, const cli_args_t *args,
+                         fzip_error_t *error) {
   const char *type = cli_args_get(args, "--type");
   const char *description = cli_args_get(args, "--description");
   const char *request_id = cli_args_get(args, "--request-id");
@@ -75,7 +77,8 @@ static bool build_create(Fzip__V1__CreateExportRequest *req, Fzip__V1__ExportFil
    * this command with the same id answers with the same job. */
   req->request_id = (char *)(request_id ? request_id : "");
   if (!cli_args_int(&req->pinned_timestamp, args, "--pin-timestamp", 0, INT64_MAX, error) ||
-      !cli_select_parse(sel, args, error))
+      !cli_select_parse(sel, args, error) ||
+      !cli_key_encryption(&req->encryption, enc, args, error))
     return false;
   if (sel->n_ids || sel->has_range) {
     filters->n_account_ids = sel->n_ids;
@@ -90,11 +93,12 @@ static int run_create(cli_ctx_t *ctx, const cli_args_t *args) {
   Fzip__V1__CreateExportRequest req = FZIP__V1__CREATE_EXPORT_REQUEST__INIT;
   Fzip__V1__ExportFilters filters = FZIP__V1__EXPORT_FILTERS__INIT;
   cli_select_t sel;
+  cli_key_encryption_t enc;
   ProtobufCMessage *resp = NULL;
   fzip_error_t error = {0};
   int rc;
   memset(&sel, 0, sizeof sel);
-  if (!build_create(&req, &filters, &sel, args, &error) ||
+  if (!build_create(&req, &filters, &sel, &enc, args, &error) ||
       !cli_ctx_unary(&resp, ctx, SVC "CreateExport", &req.base,
                      &fzip__v1__create_export_response__descriptor, &error)) {
     rc = cli_fail(ctx, &error);
@@ -342,6 +346,7 @@ static const cli_opt_t create_opts[] = {
     {"--wait", 0, CLI_OPT_FLAG, NULL, NULL, "follow the job until it ends"},
     {"--request-id", 0, CLI_OPT_VALUE, "ID", NULL,
      "idempotency key: the same ID within 24 h returns the same job, not a new one"},
+    CLI_KEY_RECIPIENT_OPTS,
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cli_jobs.h"
+#include "cli_key.h"
 #include "cli_msg.h"
 #include "cli_progress.h"
 #include "cli_select.h"
@@ -136,6 +137,7 @@ typedef struct {
   int64_t rate;
   FILE *in;
   unsigned char *buf;
+  cli_key_plain_t plain; /* an encrypted FILE's plaintext, sent in its place */
 } upload_t;
 
 static bool send_options(rpc_client_call_t *call, const upload_t *u, const cli_args_t *args,
@@ -192,8 +194,7 @@ static bool send_chunks(rpc_client_call_t *call, upload_t *u, cli_progress_t *pr
 
 static bool prepare_upload(upload_t *u, const cli_args_t *args, fzip_error_t *error) {
   char copy[4096];
-  u->path = args->positional[0];
-  snprintf(copy, sizeof copy, "%s", u->path);
+  snprintf(copy, sizeof copy, "%s", args->positional[0]); /* the name the user gave */
   snprintf(u->file_name, sizeof u->file_name, "%s", basename(copy));
   if (!cli_args_size(&u->rate, args, "--limit-rate", 1, CLI_XFER_RATE_MAX, error) ||
       !cli_xfer_hash_file(u->sha256, &u->size, u->path, error))
@@ -252,6 +253,11 @@ static int run_upload(cli_ctx_t *ctx, const cli_args_t *args) {
   int rc;
   memset(&u, 0, sizeof u);
   u.resume_id = cli_args_get(args, "--resume");
+  /* An encrypted package is decrypted here, whole and verified, before a
+   * byte is sent: the server never holds the key (docs/IMPORT.md). */
+  rc = cli_key_open_package(&u.path, &u.plain, args, args->positional[0]);
+  if (rc != CLI_EXIT_OK)
+    goto done;
   if ((u.resume_id && !resume_offset(&u, ctx, &error)) || !prepare_upload(&u, args, &error) || !cli_ctx_client(&client, ctx, &error) ||
       !rpc_client_call_open(&call, client, SVC "UploadImport", &o,
                             &fzip__v1__upload_import_response__descriptor, &error) ||
@@ -283,7 +289,7 @@ failed:
     fprintf(stderr, "fzip: if the connection broke, the server kept what it received: `fzip "
                     "import list` shows it (phase interrupted); continue with `fzip import upload "
                     "%s --resume ID`\n",
-            u.path);
+            args->positional[0]);
 done:
   cli_progress_destroy(progress);
   rpc_client_call_destroy(call);
@@ -292,6 +298,7 @@ done:
   if (u.in)
     fclose(u.in);
   free(u.buf);
+  cli_key_plain_cleanup(&u.plain);
   return rc;
 }
 
@@ -383,6 +390,7 @@ static const cli_opt_t upload_opts[] = {
     {"--request-id", 0, CLI_OPT_VALUE, "ID", NULL,
      "idempotency key of a new upload: the same ID within 24 h returns the same job "
      "and the file is not stored again"},
+    CLI_KEY_IDENTITY_OPTS,
     END_OPT,
 };
 

@@ -1,5 +1,7 @@
 /*
- * cli_package: `fzip package inspect|verify FILE`, offline.
+ * cli_package: `fzip package inspect|verify FILE`, offline.  An encrypted
+ * package (FZIPENC1) is first opened with --identity/--passphrase into a
+ * private temporary file (cli_key.h), and that file is read.
  *
  * Both read the file with the project's package reader and validator
  * (pkg/pkg_reader.h, pkg/pkg_validate.h), the same code fzipd runs on an
@@ -18,6 +20,7 @@
 #include <string.h>
 
 #include "cli_ctx.h"
+#include "cli_key.h"
 #include "cli_msg.h"
 #include "fzip_entity.h"
 #include "pkg_json.h"
@@ -123,13 +126,12 @@ done:
   return ok;
 }
 
-static int run_inspect(cli_ctx_t *ctx, const cli_args_t *args) {
-  const char *path = args->positional[0];
+static int inspect_file(cli_ctx_t *ctx, const char *path, const char *file) {
   issue_tally_t tally = {0, 0};
   fzip_error_t error = {0};
   pkgr_t *r = NULL;
   int rc = CLI_EXIT_OK;
-  if (!pkgr_open(&r, path, NULL, on_open_issue, &tally, &error)) {
+  if (!pkgr_open(&r, file, NULL, on_open_issue, &tally, &error)) {
     fprintf(stderr, "fzip: %s: %s\n", path, error.message);
     return error.domain == FZIP_DOMAIN_VALIDATION ? CLI_EXIT_VERIFY : CLI_EXIT_FAILED;
   }
@@ -141,6 +143,17 @@ static int run_inspect(cli_ctx_t *ctx, const cli_args_t *args) {
   }
   fflush(stdout);
   pkgr_destroy(r);
+  return rc;
+}
+
+/* An encrypted package is opened first (cli_key), then read as a plain one. */
+static int run_inspect(cli_ctx_t *ctx, const cli_args_t *args) {
+  const char *path = args->positional[0], *file = NULL;
+  cli_key_plain_t plain;
+  int rc = cli_key_open_package(&file, &plain, args, path);
+  if (rc == CLI_EXIT_OK)
+    rc = inspect_file(ctx, path, file);
+  cli_key_plain_cleanup(&plain);
   return rc;
 }
 
@@ -209,13 +222,12 @@ done:
   return ok;
 }
 
-static int run_verify(cli_ctx_t *ctx, const cli_args_t *args) {
-  const char *path = args->positional[0];
+static int verify_file(cli_ctx_t *ctx, const char *path, const char *file) {
   pkgv_options_t o = {.exists = NULL, .strategy = PKGV_FAIL_ON_CONFLICT};
   pkgv_result_t *res = NULL;
   fzip_error_t error = {0};
   int rc;
-  if (!pkgv_validate(&res, path, &o, &error)) {
+  if (!pkgv_validate(&res, file, &o, &error)) {
     fprintf(stderr, "fzip: %s: %s\n", path, error.message);
     return CLI_EXIT_FAILED;
   }
@@ -233,14 +245,32 @@ static int run_verify(cli_ctx_t *ctx, const cli_args_t *args) {
   return rc;
 }
 
+static int run_verify(cli_ctx_t *ctx, const cli_args_t *args) {
+  const char *path = args->positional[0], *file = NULL;
+  cli_key_plain_t plain;
+  int rc = cli_key_open_package(&file, &plain, args, path);
+  if (rc == CLI_EXIT_OK)
+    rc = verify_file(ctx, path, file);
+  cli_key_plain_cleanup(&plain);
+  return rc;
+}
+
+static const cli_opt_t open_opts[] = {
+    CLI_KEY_IDENTITY_OPTS,
+    {NULL, 0, 0, NULL, NULL, NULL},
+};
+
 const cli_command_t cli_package_commands[] = {
-    {"package", "inspect", "FILE", 1, 1, NULL, "Print a package's manifest summary (offline).",
-     "Runs the archive and manifest checks first; exits 3 if the package is refused.",
+    {"package", "inspect", "FILE", 1, 1, open_opts, "Print a package's manifest summary (offline).",
+     "Runs the archive and manifest checks first; exits 3 if the package is refused.\n"
+     "An encrypted package needs --identity or --passphrase; exits 3 if it does not open.",
      run_inspect, NULL},
-    {"package", "verify", "FILE", 1, 1, NULL,
+    {"package", "verify", "FILE", 1, 1, open_opts,
      "Verify a package: schema, references, every checksum (offline).",
      "The same validation fzipd runs on upload, without the conflict preview.\n"
-     "Exits 3 and lists the first problems when the package fails.",
+     "Exits 3 and lists the first problems when the package fails.  An encrypted\n"
+     "package is decrypted first (--identity or --passphrase; exit 3 when the key is\n"
+     "wrong or a byte changed, before anything is read).",
      run_verify, NULL},
     {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL},
 };

@@ -23,6 +23,7 @@
 #include "cli_export.h"
 #include "cli_help.h"
 #include "cli_import.h"
+#include "cli_key.h"
 #include "cli_package.h"
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip_version.h"
@@ -33,6 +34,7 @@ static const cli_group_t groups[] = {
     {"import", cli_import_commands, "upload, validate and restore packages"},
     {"data", cli_data_commands, "read your current data on the server"},
     {"package", cli_package_commands, "inspect and verify a package file, offline"},
+    {"key", cli_key_commands, "make key pairs for encrypted packages, offline"},
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 

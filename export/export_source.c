@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fzip_metrics.h"
+#include "fzip_util.h"
 
 /* pkg's caps must fit the store's. */
 _Static_assert(PKG_FILTER_IDS_MAX <= STORE_FILTER_IDS_MAX, "a selection must fit a store filter");
@@ -162,17 +163,74 @@ static bool blob_sink_commit(blob_sink_t *s, const pkg_result_t *res, fzip_error
   return true;
 }
 
+/* ---- sealing: the package through the FZIPENC1 envelope --------------- */
+
+/* Between the package writer and the blob sink: the envelope writer is
+ * made at the first package byte (no blob while the package is built),
+ * and the envelope's bytes are hashed on their way to the blob, so that
+ * the job's size and sha256 are those of what DownloadExport serves. */
+typedef struct {
+  blob_sink_t *blob;
+  const pkgs_recipient_t *recipients;
+  size_t n_recipients;
+  pkgs_writer_t *w;
+  fzip_sha256_t *sha;
+  uint64_t size;
+} seal_sink_t;
+
+static bool seal_out(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  seal_sink_t *s = ctx;
+  fzip_sha256_update(s->sha, data, len);
+  s->size += len;
+  return blob_sink_write(s->blob, data, len, error);
+}
+
+static bool seal_open(seal_sink_t *s, fzip_error_t *error) {
+  if (!s->w)
+    s->w = pkgs_writer_new(seal_out, s, s->recipients, s->n_recipients, error);
+  return s->w != NULL;
+}
+
+static bool seal_in(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  seal_sink_t *s = ctx;
+  return seal_open(s, error) && pkgs_writer_write(s->w, data, len, error);
+}
+
+/* Seals the last chunk; `res` then describes the envelope. */
+static bool seal_finish(seal_sink_t *s, pkg_result_t *res, fzip_error_t *error) {
+  if (!seal_open(s, error) || !pkgs_writer_finish(s->w, error))
+    return false;
+  res->package_size = s->size;
+  fzip_sha256_final_hex(s->sha, res->package_sha256);
+  return true;
+}
+
 bool export_source_write_blob(pkg_result_t *result, store_t *store, const char *user_id,
                               const pkg_selection_t *selection, const pkg_options_t *options,
-                              const char *blob_id, fzip_error_t *error) {
+                              const export_seal_t *seal, const char *blob_id, fzip_error_t *error) {
   source_ctx_t c = {.store = store, .user_id = user_id};
   pkg_source_t src = {&source_ops, &c};
   blob_sink_t sink = {.store = store, .blob_id = blob_id};
+  seal_sink_t sealer = {.blob = &sink};
+  pkg_sink_fn write = blob_sink_write;
+  void *write_ctx = &sink;
   pkg_result_t res;
   bool ok = false;
 
-  if (!pkg_write_stream(&res, &src, user_id, selection, options, blob_sink_write, &sink, blob_id,
-                        error))
+  if (seal && seal->n_recipients > 0) {
+    sealer.recipients = seal->recipients;
+    sealer.n_recipients = seal->n_recipients;
+    sealer.sha = fzip_sha256_new();
+    if (!sealer.sha) {
+      fzip_error_oom(error, "envelope hash");
+      goto done;
+    }
+    write = seal_in;
+    write_ctx = &sealer;
+  }
+  if (!pkg_write_stream(&res, &src, user_id, selection, options, write, write_ctx, blob_id, error))
+    goto done;
+  if (sealer.sha && !seal_finish(&sealer, &res, error))
     goto done;
   if (!blob_sink_commit(&sink, &res, error))
     goto done;
@@ -180,6 +238,8 @@ bool export_source_write_blob(pkg_result_t *result, store_t *store, const char *
     *result = res;
   ok = true;
 done:
+  pkgs_writer_destroy(sealer.w);
+  fzip_sha256_destroy(sealer.sha);
   store_blob_writer_destroy(sink.w); /* deletes an uncommitted blob */
   return ok;
 }

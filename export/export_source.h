@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "fzip_error.h"
+#include "pkg_seal.h"
 #include "pkg_writer.h"
 #include "store.h"
 
@@ -31,12 +32,23 @@ bool export_source_write_file(pkg_result_t *result, store_t *store, const char *
                               const pkg_selection_t *selection, const pkg_options_t *options,
                               const char *path, fzip_error_t *error);
 
+/* The recipients an export is sealed for (pkg/pkg_seal.h); borrowed.
+ * NULL or no recipients: a plain package. */
+typedef struct {
+  const pkgs_recipient_t *recipients;
+  size_t n_recipients;
+} export_seal_t;
+
 /* Writes the package and streams it into the blob store as `blob_id` in
  * STORE_BUCKET_PACKAGES, committing it only when complete and only if
  * the store's size and sha256 are those written (DATA_LOSS otherwise, and
- * the blob is deleted); an uncommitted blob never outlives the call. */
+ * the blob is deleted); an uncommitted blob never outlives the call.
+ * With `seal`, the blob is the FZIPENC1 envelope of the package and
+ * *result's package_size and package_sha256 are the envelope's (the
+ * plaintext package only exists in the writer's temporary file, removed
+ * when the call returns). */
 bool export_source_write_blob(pkg_result_t *result, store_t *store, const char *user_id,
                               const pkg_selection_t *selection, const pkg_options_t *options,
-                              const char *blob_id, fzip_error_t *error);
+                              const export_seal_t *seal, const char *blob_id, fzip_error_t *error);
 
 #endif

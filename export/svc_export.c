@@ -30,6 +30,7 @@
 #include "job_body.h"
 #include "job_kind.h"
 #include "jobs.h"
+#include "pkg_seal.h"
 #include "pkg_writer.h"
 #include "svc_jobs.h"
 
@@ -184,6 +185,41 @@ static bool selection_from_job(pkg_selection_t *sel, const export_job_t *job,
 
 /* ---- CreateExport ----------------------------------------------------- */
 
+/* The recipients of an encrypted export, from the request or the job
+ * record: 1..PKGS_STANZAS_MAX of them, each a 32-byte X25519 public key,
+ * a passphrase one with a 16-byte salt and Argon2id limits in bounds.
+ * *n = 0 when `enc` is NULL (a plain package). */
+static bool seal_recipients(pkgs_recipient_t out[PKGS_STANZAS_MAX], size_t *n,
+                            const Fzip__V1__EncryptionOptions *enc, fzip_error_t *error) {
+  *n = 0;
+  if (!enc)
+    return true;
+  if (enc->n_recipients == 0 || enc->n_recipients > PKGS_STANZAS_MAX)
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                          "encryption needs 1 to %d recipients", PKGS_STANZAS_MAX);
+  for (size_t i = 0; i < enc->n_recipients; i++) {
+    const Fzip__V1__EncryptionRecipient *r = enc->recipients[i];
+    fzip_error_t why = {0};
+    memset(&out[i], 0, sizeof out[i]);
+    if (r->x25519_public_key.len != PKGS_KEY_LEN ||
+        (r->passphrase_salt.len != 0 && r->passphrase_salt.len != PKGS_SALT_LEN))
+      return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                            "encryption recipient %zu: a %d-byte public key and an empty or "
+                            "%d-byte salt", i, PKGS_KEY_LEN, PKGS_SALT_LEN);
+    memcpy(out[i].public_key, r->x25519_public_key.data, PKGS_KEY_LEN);
+    out[i].type = r->passphrase_salt.len ? PKGS_STANZA_PASSPHRASE : PKGS_STANZA_X25519;
+    if (r->passphrase_salt.len)
+      memcpy(out[i].salt, r->passphrase_salt.data, PKGS_SALT_LEN);
+    out[i].opslimit = r->argon2_opslimit;
+    out[i].memlimit = r->argon2_memlimit;
+    if (!pkgs_recipient_check(&out[i], &why))
+      return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                            "encryption recipient %zu: %s", i, why.message);
+  }
+  *n = enc->n_recipients;
+  return true;
+}
+
 static bool check_description(const char *d, fzip_error_t *error) {
   size_t n = d ? strlen(d) : 0;
   if (n > SVC_EXPORT_DESCRIPTION_MAX)
@@ -223,6 +259,7 @@ static bool create_record(store_job_t **out, store_job_t **existing, svc_export_
                         : req->export_type;
   job.include_analytics = req->include_analytics;
   job.include_csv = req->include_csv;
+  job.encryption = req->encryption;
   job.description = req->description;
   job.filters = req->filters;
   job.created_at = job.updated_at = now;
@@ -277,6 +314,8 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
   export_job_t probe = FZIP__V1__EXPORT_JOB__INIT;
   pkg_selection_t sel;
   svc_jobs_request_t idem;
+  pkgs_recipient_t recipients[PKGS_STANZAS_MAX];
+  size_t n_recipients = 0;
   uint64_t items = 0;
   store_job_t *rec = NULL, *existing = NULL;
   Fzip__V1__CreateExportResponse *out = NULL;
@@ -290,6 +329,7 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "pinned_timestamp must be a positive epoch-ms time");
   if (!check_description(req->description, error) || !selection_from_job(&sel, &probe, error) ||
+      !seal_recipients(recipients, &n_recipients, req->encryption, error) ||
       !request_of(&idem, ctx, req, error))
     return false;
   /* A replay answers with the first call's job before any counting. */
@@ -581,9 +621,12 @@ static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_
                             pkg_result_t *res, fzip_error_t *error) {
   pkg_selection_t sel;
   pkg_options_t opts = {0};
+  pkgs_recipient_t recipients[PKGS_STANZAS_MAX];
+  export_seal_t seal = {.recipients = recipients};
   char blob[JOB_BLOB_ID_MAX];
 
-  if (!selection_from_job(&sel, rs->job, error))
+  if (!selection_from_job(&sel, rs->job, error) ||
+      !seal_recipients(recipients, &seal.n_recipients, rs->job->encryption, error))
     return false;
   job_blob_id(blob, &export_job_kind, rs->job->export_id);
   /* A previous attempt (a replica died after committing) may have left
@@ -596,7 +639,7 @@ static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_
   opts.progress_ctx = rs;
   opts.cancelled = on_cancel;
   opts.cancel_ctx = rs;
-  if (!export_source_write_blob(res, svc->store, rec->user_id, &sel, &opts, blob, error)) {
+  if (!export_source_write_blob(res, svc->store, rec->user_id, &sel, &opts, &seal, blob, error)) {
     /* The writer reports a stop as CANCELLED: say why it stopped. */
     if (rs->stop && fzip_error_is_set(&rs->save_error))
       *error = rs->save_error;

@@ -55,9 +55,9 @@ bool pkgs_keypair_generate(uint8_t public_key[PKGS_KEY_LEN], uint8_t secret_key[
 }
 
 /* The X25519 key pair a passphrase gives under a stanza's parameters. */
-static bool derive_keypair(uint8_t pk[PKGS_KEY_LEN], uint8_t sk[PKGS_KEY_LEN], const char *passphrase,
-                           const uint8_t salt[PKGS_SALT_LEN], uint64_t ops, uint64_t mem,
-                           fzip_error_t *error) {
+static bool derive_keypair(uint8_t pk[PKGS_KEY_LEN], uint8_t sk[PKGS_KEY_LEN],
+                           const char *passphrase, const uint8_t salt[PKGS_SALT_LEN],
+                           uint64_t ops, uint64_t mem, fzip_error_t *error) {
   uint8_t seed[crypto_box_SEEDBYTES];
   if (crypto_pwhash(seed, sizeof seed, passphrase, strlen(passphrase), salt, ops, (size_t)mem,
                     crypto_pwhash_ALG_ARGON2ID13) != 0)
@@ -103,8 +103,8 @@ done:
 bool pkgs_key_format(char out[PKGS_KEY_TEXT_MAX], const uint8_t key[PKGS_KEY_LEN], bool secret) {
   char hex[2 * PKGS_KEY_LEN + 1];
   sodium_bin2hex(hex, sizeof hex, key, PKGS_KEY_LEN);
-  int n = snprintf(out, PKGS_KEY_TEXT_MAX, "%s%s\n", secret ? PKGS_SECRET_PREFIX : PKGS_PUBLIC_PREFIX,
-                   hex);
+  const char *prefix = secret ? PKGS_SECRET_PREFIX : PKGS_PUBLIC_PREFIX;
+  int n = snprintf(out, PKGS_KEY_TEXT_MAX, "%s%s\n", prefix, hex);
   sodium_memzero(hex, sizeof hex);
   return n > 0 && n < PKGS_KEY_TEXT_MAX;
 }
@@ -198,8 +198,9 @@ static bool writer_header(pkgs_writer_t *w, const pkgs_recipient_t *rs, size_t n
   return writer_emit(w, h, n, error);
 }
 
-pkgs_writer_t *pkgs_writer_new(pkgs_sink_fn sink, void *sink_ctx, const pkgs_recipient_t *recipients,
-                               size_t n_recipients, fzip_error_t *error) {
+pkgs_writer_t *pkgs_writer_new(pkgs_sink_fn sink, void *sink_ctx,
+                               const pkgs_recipient_t *recipients, size_t n_recipients,
+                               fzip_error_t *error) {
   pkgs_writer_t *w = NULL;
   if (!pkgs_init(error))
     return NULL;
@@ -291,7 +292,8 @@ struct pkgs_reader {
 };
 
 /* Reads until `len` bytes or the end of the source; *got says how many. */
-static bool read_full(pkgs_reader_t *r, uint8_t *buf, size_t len, size_t *got, fzip_error_t *error) {
+static bool read_full(pkgs_reader_t *r, uint8_t *buf, size_t len, size_t *got,
+                      fzip_error_t *error) {
   *got = 0;
   while (*got < len) {
     size_t n = 0;
@@ -421,7 +423,8 @@ static bool reader_open(pkgs_reader_t *r, const pkgs_identity_t *id, fzip_error_
   if (!header_take(r, STREAM_HEADER_LEN, error))
     goto done;
   if (!opened) {
-    fail(error, FZIP_ERR_PERMISSION_DENIED, "no recipient stanza opens with this key or passphrase");
+    fail(error, FZIP_ERR_PERMISSION_DENIED,
+         "no recipient stanza opens with this key or passphrase");
     fzip_error_set_reason(error, "PACKAGE_KEY_MISMATCH");
     goto done;
   }
@@ -486,7 +489,8 @@ static bool file_source(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_
   FILE *f = ctx;
   *n = fread(buf, 1, cap, f);
   if (*n == 0 && ferror(f))
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "reading: %s", strerror(errno));
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "reading: %s",
+                          strerror(errno));
   return true;
 }
 

@@ -103,8 +103,9 @@ typedef struct pkgs_writer pkgs_writer_t;
 
 /* Writes the header to `sink` for 1..PKGS_STANZAS_MAX recipients.  The
  * caller destroys the writer; `sink` is called from _new, _write, _finish. */
-pkgs_writer_t *pkgs_writer_new(pkgs_sink_fn sink, void *sink_ctx, const pkgs_recipient_t *recipients,
-                               size_t n_recipients, fzip_error_t *error);
+pkgs_writer_t *pkgs_writer_new(pkgs_sink_fn sink, void *sink_ctx,
+                               const pkgs_recipient_t *recipients, size_t n_recipients,
+                               fzip_error_t *error);
 bool pkgs_writer_write(pkgs_writer_t *w, const void *data, size_t len, fzip_error_t *error);
 /* Seals the last chunk (FINAL).  Without it the envelope is refused as
  * truncated. */

@@ -121,7 +121,8 @@ static void test_round_trip_with_key_and_passphrase_at_chunk_boundaries(void) {
       fprintf(stderr, "  size %zu: %s\n", sizes[i], err.message);
     CHECK(ok);
     CHECK(a.len == sizes[i] && b.len == sizes[i]);
-    CHECK(sizes[i] == 0 || (memcmp(a.data, plain, sizes[i]) == 0 && memcmp(b.data, plain, sizes[i]) == 0));
+    CHECK(sizes[i] == 0 ||
+          (memcmp(a.data, plain, sizes[i]) == 0 && memcmp(b.data, plain, sizes[i]) == 0));
     /* chunks of PKGS_CHUNK_SIZE, the last (FINAL) 1..PKGS_CHUNK_SIZE, or
      * one empty FINAL chunk for an empty package */
     size_t chunks = sizes[i] == 0 ? 1 : (sizes[i] + PKGS_CHUNK_SIZE - 1) / PKGS_CHUNK_SIZE;

@@ -745,7 +745,8 @@ static void test_write_blob_stores_the_package_with_its_size_and_sha256(void) {
   bool ok;
 
   snprintf(p, sizeof p, "%s/complete-again.fzip", tmpdir);
-  CHECK_OK(export_source_write_blob(&res, store, USER, &sel, &opt, USER "/export-1", &err), err);
+  CHECK_OK(export_source_write_blob(&res, store, USER, &sel, &opt, NULL, USER "/export-1", &err),
+           err);
   CHECK_OK(store_blob_stat(&info, store, STORE_BUCKET_PACKAGES, USER "/export-1", &err), err);
   CHECK(info.size == res.package_size && strcmp(info.sha256, res.package_sha256) == 0);
   CHECK_OK(export_source_write_file(NULL, store, USER, &sel, &opt, p, &err), err);
@@ -755,7 +756,8 @@ static void test_write_blob_stores_the_package_with_its_size_and_sha256(void) {
   free(a);
   CHECK(ok && la == info.size && strcmp(hex, info.sha256) == 0);
   CHECK(count_temp_leftovers() == 0);
-  CHECK_FAILS(export_source_write_blob(NULL, store, USER, &sel, &opt, USER "/export-1", &err),
+  CHECK_FAILS(export_source_write_blob(NULL, store, USER, &sel, &opt, NULL, USER "/export-1",
+                                       &err),
               err, FZIP_ERR_ALREADY_EXISTS);
 }
 
