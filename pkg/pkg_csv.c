@@ -171,6 +171,12 @@ static bool is_plain_decimal(const char *s, size_t len) {
   return i == len;
 }
 
+/* OWASP's list: a cell starting with one of these is a formula to a
+ * spreadsheet. */
+static bool starts_formula(const char *s, size_t len) {
+  return len && s[0] && strchr("=+-@\t\r", s[0]) != NULL;
+}
+
 static bool needs_quotes(const char *s, size_t len) {
   for (size_t i = 0; i < len; i++) {
     if (s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n')
@@ -205,7 +211,7 @@ bool pkg_csv_cell(pkgjson_sink_fn sink, void *ctx, bool first, bool text, const 
 
   if (!text && len && !is_plain_decimal(s, len))
     text = true; /* not a number: never let it become a formula */
-  guard = text && len && strchr("=+-@\t\r", s[0]) != NULL;
+  guard = text && starts_formula(s, len);
   if (!first && !sink(ctx, ",", 1, error))
     return false;
   if ((quote && !sink(ctx, "\"", 1, error)) || (guard && !sink(ctx, "'", 1, error)))
@@ -315,7 +321,7 @@ static bool category_ids(pkgjson_sink_fn sink, void *ctx, const bson_t *doc, con
     if (needs_quotes(id, len))
       continue; /* not an id the format allows; the JSON has it */
     if ((any && !sink(ctx, CSV_ID_SEPARATOR, 1, error)) ||
-        (!any && strchr("=+-@\t\r", id[0]) && !sink(ctx, "'", 1, error)) ||
+        (!any && starts_formula(id, len) && !sink(ctx, "'", 1, error)) ||
         !put_body(sink, ctx, id, len, error))
       return false;
     any = true;

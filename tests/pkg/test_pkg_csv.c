@@ -57,6 +57,12 @@ static void test_formula_guard_on_text_only(void) {
   CHECK(strcmp(cell(&o, true, "\rx"), "\"'\rx\"") == 0);
   CHECK(strcmp(cell(&o, true, "=\"a,b\""), "\"'=\"\"a,b\"\"\"") == 0);
   CHECK(strcmp(cell(&o, true, "a=b"), "a=b") == 0);
+  {
+    fzip_error_t err = {0};
+    o.len = 0; /* a NUL first is no formula: written as it is, unguarded */
+    CHECK(pkg_csv_cell(sink, &o, true, true, "\0=", 2, &err));
+    CHECK(o.len == 2 && memcmp(o.buf, "\0=", 2) == 0);
+  }
   /* amounts stay numbers, exactly as written */
   CHECK(strcmp(cell(&o, false, "-12.50"), "-12.50") == 0);
   CHECK(strcmp(cell(&o, false, "123456789012345678901234567890.000000000001"),
