@@ -364,6 +364,11 @@ static bool header_stanza(bool *opened, uint8_t key[crypto_secretstream_xchacha2
     crypto_scalarmult_base(pk, sk);
     have = true;
   } else if (rc.type == PKGS_STANZA_PASSPHRASE && id->passphrase) {
+    if ((id->pwhash_ops_max && rc.opslimit > id->pwhash_ops_max) ||
+        (id->pwhash_mem_max && rc.memlimit > id->pwhash_mem_max)) {
+      fail(error, FZIP_ERR_RESOURCE_EXHAUSTED, "Argon2id parameters past this reader's bounds");
+      goto done;
+    }
     if (!derive_keypair(pk, sk, id->passphrase, rc.salt, rc.opslimit, rc.memlimit, error))
       goto done;
     have = true;

@@ -66,6 +66,9 @@ typedef struct {
   bool has_secret_key;
   uint8_t secret_key[PKGS_KEY_LEN];
   const char *passphrase; /* NULL: none */
+  /* Stricter Argon2id bounds for this reader (0: PKGS_PWHASH_OPS_MAX,
+   * PKGS_PWHASH_MEM_MAX); the fuzz target keeps them small. */
+  uint64_t pwhash_ops_max, pwhash_mem_max;
 } pkgs_identity_t;
 
 typedef bool (*pkgs_sink_fn)(void *ctx, const void *data, size_t len, fzip_error_t *error);

@@ -5,11 +5,16 @@
  * header and in a chunk, truncation at a chunk boundary and mid-chunk,
  * reordered chunks, appended bytes, a header out of bounds), each through
  * pkgs_open_file, which must leave nothing at the output path.
+ *
+ *   test_pkg_seal                      the suite
+ *   test_pkg_seal --write-corpus DIR   the fuzz seeds of fuzz/fuzz_pkg_seal.c
  */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "fzip_test.h"
 #include "pkg_seal.h"
@@ -338,13 +343,69 @@ static void test_default_passphrase_parameters_derive_the_same_key(void) {
   free(back.data);
 }
 
-int main(void) {
+static void test_reader_bounds_refuse_costly_passphrase_stanzas(void) {
   fzip_error_t err = {0};
+  buf_t sealed = {0}, back = {0};
+  pkgs_identity_t by_pass = {.passphrase = passphrase, .pwhash_mem_max = TEST_MEM - 1};
+  CHECK_OK(seal(&sealed, plain, 10, &err), err);
+  CHECK(!open_mem(&back, &sealed, &by_pass, &err));
+  CHECK(err.code == FZIP_ERR_RESOURCE_EXHAUSTED && back.len == 0);
+  by_pass.pwhash_mem_max = TEST_MEM;
+  CHECK_OK(open_mem(&back, &sealed, &by_pass, &err), err);
+  free(sealed.data);
+  free(back.data);
+}
+
+/* The fuzz seeds: sealed to fuzz_pkg_seal.c's key (bytes 1..32) and its
+ * passphrase "fuzz" at the minimum Argon2id limits. */
+static int write_corpus(const char *dir) {
+  static const struct {
+    const char *name;
+    size_t len;
+    bool key, pass;
+  } seeds[] = {{"key_small", 100, true, false},
+               {"pass_small", 100, false, true},
+               {"both_empty", 0, true, true},
+               {"key_two_chunks", PKGS_CHUNK_SIZE + 7, true, false}};
+  uint8_t sk[PKGS_KEY_LEN];
+  fzip_error_t err = {0};
+  for (int i = 0; i < PKGS_KEY_LEN; i++)
+    sk[i] = (uint8_t)(i + 1);
+  for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+    pkgs_recipient_t rs[2];
+    size_t n = 0;
+    buf_t out = {0};
+    char path[PATH_LEN];
+    if (seeds[i].key) {
+      memset(&rs[n], 0, sizeof rs[n]);
+      rs[n].type = PKGS_STANZA_X25519;
+      crypto_scalarmult_base(rs[n++].public_key, sk);
+    }
+    if (seeds[i].pass && !pkgs_passphrase_recipient(&rs[n++], "fuzz", TEST_OPS, TEST_MEM, &err))
+      return 1;
+    pkgs_writer_t *w = pkgs_writer_new(buf_sink, &out, rs, n, &err);
+    bool ok = w && pkgs_writer_write(w, plain, seeds[i].len, &err) &&
+              pkgs_writer_finish(w, &err);
+    pkgs_writer_destroy(w);
+    snprintf(path, sizeof path, "%s/%s.fzipenc", dir, seeds[i].name);
+    if (!ok || !write_file(path, &out)) {
+      fprintf(stderr, "%s: %s\n", path, err.message);
+      return 1;
+    }
+    free(out.data);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  fzip_error_t err = {0};
+  for (size_t i = 0; i < PLAIN_LEN; i++)
+    plain[i] = (unsigned char)(i * 7 + i / 251);
+  if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)
+    return write_corpus(argv[2]);
   snprintf(tmp_dir, sizeof tmp_dir, "/tmp/test_pkg_seal.XXXXXX");
   if (!mkdtemp(tmp_dir) || !pkgs_keypair_generate(key_pk, key_sk, &err))
     return 1;
-  for (size_t i = 0; i < PLAIN_LEN; i++)
-    plain[i] = (unsigned char)(i * 7 + i / 251);
   recipients[0].type = PKGS_STANZA_X25519;
   memcpy(recipients[0].public_key, key_pk, PKGS_KEY_LEN);
   if (!pkgs_passphrase_recipient(&recipients[1], passphrase, TEST_OPS, TEST_MEM, &err)) {
@@ -361,6 +422,7 @@ int main(void) {
   RUN(test_headers_out_of_bounds_are_refused);
   RUN(test_key_text_round_trips_and_refuses_the_other_kind);
   RUN(test_default_passphrase_parameters_derive_the_same_key);
+  RUN(test_reader_bounds_refuse_costly_passphrase_stanzas);
   char cmd[PATH_LEN + 16];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
   if (system(cmd) != 0)
