@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "fzip_test.h"
+#include "fzip_test_bson.h"
 #include "pkg_housef3.h"
 #include "pkg_jsonread.h"
 #include "pkg_reader.h"
@@ -75,57 +76,6 @@ static bool mem_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *
   return true;
 }
 
-/* Order-insensitive equality of two documents (keys of an object may come
- * in another order; arrays compare element by element). */
-static bool same_value(const bson_iter_t *a, const bson_iter_t *b);
-
-static bool same_doc(const bson_t *a, const bson_t *b, bool ordered) {
-  bson_iter_t ia, ib;
-  uint32_t na = 0, nb = 0;
-  if (!bson_iter_init(&ia, a) || !bson_iter_init(&ib, b))
-    return false;
-  while (bson_iter_next(&ib))
-    nb++;
-  bson_iter_init(&ib, b);
-  while (bson_iter_next(&ia)) {
-    na++;
-    if (ordered ? !bson_iter_next(&ib) : !bson_iter_init_find(&ib, b, bson_iter_key(&ia)))
-      return false;
-    if (!same_value(&ia, &ib)) {
-      fprintf(stderr, "    field %s differs\n", bson_iter_key(&ia));
-      return false;
-    }
-  }
-  return na == nb;
-}
-
-static bool same_value(const bson_iter_t *a, const bson_iter_t *b) {
-  bson_t da, db;
-  const uint8_t *pa, *pb;
-  uint32_t la, lb;
-  if (bson_iter_type(a) != bson_iter_type(b))
-    return false;
-  switch (bson_iter_type(a)) {
-  case BSON_TYPE_DOCUMENT:
-  case BSON_TYPE_ARRAY:
-    if (bson_iter_type(a) == BSON_TYPE_DOCUMENT) {
-      bson_iter_document(a, &la, &pa);
-      bson_iter_document(b, &lb, &pb);
-    } else {
-      bson_iter_array(a, &la, &pa);
-      bson_iter_array(b, &lb, &pb);
-    }
-    return bson_init_static(&da, pa, la) && bson_init_static(&db, pb, lb) &&
-           same_doc(&da, &db, bson_iter_type(a) == BSON_TYPE_ARRAY);
-  case BSON_TYPE_UTF8: return strcmp(bson_iter_utf8(a, NULL), bson_iter_utf8(b, NULL)) == 0;
-  case BSON_TYPE_INT64: return bson_iter_int64(a) == bson_iter_int64(b);
-  case BSON_TYPE_DOUBLE: return bson_iter_double(a) == bson_iter_double(b);
-  case BSON_TYPE_BOOL: return bson_iter_bool(a) == bson_iter_bool(b);
-  case BSON_TYPE_NULL: return true;
-  default: return false;
-  }
-}
-
 /* The expected entities of a good package: {"<kind>": [...], ...}. */
 static bool read_expected(bson_t *out, const char *name) {
   char path[PATH_LEN];
@@ -160,7 +110,7 @@ static bool entities_match(pkgr_t *r, const bson_t *expected, fzip_kind_t kind) 
     if (!has || !bson_iter_next(&arr))
       goto done;
     bson_iter_document(&arr, &len, &p);
-    if (!bson_init_static(&want, p, len) || !same_doc(doc, &want, false)) {
+    if (!bson_init_static(&want, p, len) || !fzip_test_same_doc(doc, &want)) {
       char *j = bson_as_relaxed_extended_json(doc, NULL);
       fprintf(stderr, "    %s: got %s\n", fzip_kind_info(kind)->name, j);
       bson_free(j);

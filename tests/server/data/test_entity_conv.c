@@ -12,56 +12,9 @@
 #include "entity_conv.h"
 #include "fzip/v1/entities.pb-c.h"
 #include "fzip_test.h"
+#include "fzip_test_bson.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static bool values_equal(const bson_iter_t *a, const bson_iter_t *b);
-
-/* Same keys with equal values, in any order. */
-static bool docs_equal(const bson_t *a, const bson_t *b) {
-  bson_iter_t ia, ib;
-  if (bson_count_keys(a) != bson_count_keys(b) || !bson_iter_init(&ia, a))
-    return false;
-  while (bson_iter_next(&ia)) {
-    if (!bson_iter_init_find(&ib, b, bson_iter_key(&ia)) || !values_equal(&ia, &ib)) {
-      fprintf(stderr, "  field %s differs\n", bson_iter_key(&ia));
-      return false;
-    }
-  }
-  return true;
-}
-
-static bool values_equal(const bson_iter_t *a, const bson_iter_t *b) {
-  const uint8_t *da, *db;
-  uint32_t la, lb;
-  bson_t sa, sb;
-  if (bson_iter_type(a) != bson_iter_type(b))
-    return false;
-  switch (bson_iter_type(a)) {
-  case BSON_TYPE_DOCUMENT:
-  case BSON_TYPE_ARRAY:
-    if (bson_iter_type(a) == BSON_TYPE_DOCUMENT) {
-      bson_iter_document(a, &la, &da);
-      bson_iter_document(b, &lb, &db);
-    } else {
-      bson_iter_array(a, &la, &da);
-      bson_iter_array(b, &lb, &db);
-    }
-    return bson_init_static(&sa, da, la) && bson_init_static(&sb, db, lb) && docs_equal(&sa, &sb);
-  case BSON_TYPE_UTF8:
-    return strcmp(bson_iter_utf8(a, NULL), bson_iter_utf8(b, NULL)) == 0;
-  case BSON_TYPE_INT32:
-    return bson_iter_int32(a) == bson_iter_int32(b);
-  case BSON_TYPE_INT64:
-    return bson_iter_int64(a) == bson_iter_int64(b);
-  case BSON_TYPE_DOUBLE:
-    return bson_iter_double(a) == bson_iter_double(b);
-  case BSON_TYPE_BOOL:
-    return bson_iter_bool(a) == bson_iter_bool(b);
-  default:
-    return false;
-  }
-}
 
 static bson_t *doc_from_json(const char *json) {
   bson_error_t berr;
@@ -100,7 +53,7 @@ static bool round_trips(ProtobufCMessage **msg_out, fzip_kind_t kind, const char
     fprintf(stderr, "  to document: %s\n", err.message);
     goto done;
   }
-  ok = docs_equal(doc, &back);
+  ok = fzip_test_same_doc(doc, &back);
   if (!ok) {
     char *a = bson_as_canonical_extended_json(doc, NULL);
     char *b = bson_as_canonical_extended_json(&back, NULL);
