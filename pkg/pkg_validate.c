@@ -655,8 +655,11 @@ static bool defer_ref(vctx_t *v, const char *field, fzip_kind_t to, const char *
  * With a selection or drop_dangling (v->ro), a reference resolves when its
  * target is in the selected part of the package or in the user's data,
  * listed in external_references or not; the user's data is asked once
- * per id (external_references in batches up front, check_externals), and
- * the answers are kept for the restore step (pkgv_refs_t). */
+ * per id, in batches where the ids are known ahead (external_references
+ * up front, check_externals; the unselected entities a kind may refer to
+ * before it is read, and the deferred references' targets, ask_ahead_*;
+ * only a reference to an id listed nowhere is asked alone), and the
+ * answers are kept for the restore step (pkgv_refs_t). */
 
 static bool in_selection(const pkg_strset_t *ids, const pkg_strset_t *unsel, fzip_kind_t kind,
                          const char *id) {
@@ -704,6 +707,91 @@ static bool ref_dangles(bool *dangles, vctx_t *v, fzip_kind_t to, const char *id
     return fzip_error_prefix(error, "checking references");
   *dangles = !exists;
   return remember(v, to, id, exists, error);
+}
+
+/* Store questions asked ahead, PKGV_EXISTS_BATCH_MAX ids a call (as the
+ * conflict step and check_externals do), so that ref_dangles finds the
+ * answers in its caches instead of asking one id a call.  `seen` keeps an
+ * id from being asked twice in one round; the ids are borrowed from sets
+ * that do not change while asking. */
+typedef struct {
+  fzip_kind_t to;
+  const char *ids[PKGV_EXISTS_BATCH_MAX];
+  size_t n;
+  pkg_strset_t seen;
+} ahead_t;
+
+static bool ahead_flush(vctx_t *v, ahead_t *a, fzip_error_t *error) {
+  bool exists[PKGV_EXISTS_BATCH_MAX];
+  if (!a->n)
+    return true;
+  if (!v->opt->exists(v->opt->exists_ctx, exists, NULL, a->to, a->ids, a->n, error))
+    return fzip_error_prefix(error, "checking references");
+  for (size_t i = 0; i < a->n; i++) {
+    if (!remember(v, a->to, a->ids[i], exists[i], error))
+      return false;
+  }
+  a->n = 0;
+  return true;
+}
+
+static bool ahead_add(vctx_t *v, ahead_t *a, fzip_kind_t to, const char *id,
+                      fzip_error_t *error) {
+  pkg_set_rc_t rc;
+  if (in_selection(v->ids, v->unsel, to, id) || pkg_strset_has(&v->user_has[to], id) ||
+      pkg_strset_has(&v->dangle[to], id))
+    return true;
+  if (to != a->to && !ahead_flush(v, a, error))
+    return false;
+  a->to = to;
+  if ((rc = pkg_strset_add(&a->seen, id, PKGV_REF_IDS_MAX)) == PKG_SET_OOM)
+    return oom(error);
+  if (rc != PKG_SET_ADDED) /* asked already (or too many to track: ref_dangles asks) */
+    return true;
+  a->ids[a->n++] = id;
+  return a->n < PKGV_EXISTS_BATCH_MAX || ahead_flush(v, a, error);
+}
+
+/* Before the entities of `kind` are read: the unselected entities of the
+ * package they may refer to (check_ref) are asked about in batches. */
+static bool ask_ahead_unselected(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
+  ahead_t *a;
+  bool ok = true;
+  if (!v->ro || !v->opt->exists)
+    return true;
+  if (!(a = calloc(1, sizeof *a)))
+    return oom(error);
+  for (size_t i = 0; ok && i < sizeof ref_table / sizeof ref_table[0]; i++) {
+    const pkg_strset_t *un = &v->unsel[ref_table[i].to];
+    if (ref_table[i].from != kind || deferred(&ref_table[i]))
+      continue;
+    for (size_t j = 0; ok && j < un->cap; j++) {
+      if (un->slots[j])
+        ok = ahead_add(v, a, ref_table[i].to, un->slots[j], error);
+    }
+    ok = ok && ahead_flush(v, a, error);
+  }
+  pkg_strset_free(&a->seen);
+  free(a);
+  return ok;
+}
+
+/* Before resolve_pending: the targets of the deferred references. */
+static bool ask_ahead_pending(vctx_t *v, fzip_error_t *error) {
+  ahead_t *a;
+  bool ok = true;
+  if (!v->ro || !v->opt->exists)
+    return true;
+  if (!(a = calloc(1, sizeof *a)))
+    return oom(error);
+  for (size_t i = 0; ok && i < v->n_pending; i++) {
+    const pkgv_ref_field_t *rf = pkgv_ref_field(v->pending[i].from, v->pending[i].field);
+    ok = ahead_add(v, a, rf->to, v->pending[i].target, error);
+  }
+  ok = ok && ahead_flush(v, a, error);
+  pkg_strset_free(&a->seen);
+  free(a);
+  return ok;
 }
 
 /* A reference that resolves nowhere, under restore options: refused
@@ -1322,6 +1410,8 @@ static bool check_cycles(vctx_t *v, fzip_error_t *error) {
 }
 
 static bool resolve_pending(vctx_t *v, fzip_error_t *error) {
+  if (!ask_ahead_pending(v, error))
+    return false;
   for (size_t i = 0; i < v->n_pending; i++) {
     pending_t *p = &v->pending[i];
     const pkgv_ref_field_t *rf = pkgv_ref_field(p->from, p->field);
@@ -1404,7 +1494,8 @@ static bool run(vctx_t *v, const char *path, fzip_error_t *error) {
   if (!check_externals(v, error))
     return false;
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
-    if (!validate_kind(v, (fzip_kind_t)k, error))
+    if (!ask_ahead_unselected(v, (fzip_kind_t)k, error) ||
+        !validate_kind(v, (fzip_kind_t)k, error))
       return false;
   }
   if (!tick(v, "references", true, error))

@@ -752,6 +752,8 @@ bool store_entity_exists_many(bool *exists, store_t *store, const char *user_id,
     return false;
   if (n == 0)
     return true;
+  if (!fzip_failpoint("store.entity_exists_many", error)) /* tests count the calls */
+    return false;
   pending = bson_malloc0(sizeof *pending);
   if (!pending_load(pending, store, user_id, NULL, error))
     goto done;

@@ -447,6 +447,33 @@ def test_dangling_required_reference_drops_the_entity(w):
     check(export_of(c)[0]["transactions"] == [], "dropped transactions were written")
 
 
+# The validator's reference questions come in store batches (pkg_validate.c
+# ask_ahead_*): fewer exists calls than this for the selection below, which
+# one question per id would take several times over.
+EXISTS_CALLS_MAX = 12
+
+
+def test_reference_questions_are_batched(w):
+    # Only the transactions, into an empty profile: each of them refers to
+    # accounts, categories and files of the package that are not selected,
+    # so the user's data is asked about every one of those ids.  fzipd
+    # fails the EXISTS_CALLS_MAX-th exists_many call (failpoint).
+    referenced = {(to, i) for e in w.pkg["transactions"]
+                  for to, i, _ in refs_of("transactions", e)}
+    check(len(referenced) > 2 * EXISTS_CALLS_MAX,
+          "%d referenced ids: too few to tell batches from single questions" % len(referenced))
+    with Fzipd(env={"FZIP_FAILPOINTS": "store.entity_exists_many=error@%d"
+                    % EXISTS_CALLS_MAX}) as srv:
+        c = Client(srv, unique_user("batched"))
+        ro = restore_opts(kinds=[jpb.ENTITY_KIND_TRANSACTIONS], drop_dangling_references=True)
+        job = import_package(c, w.package, validate_only=True, restore=ro)
+        check(job.status == jpb.IMPORT_STATUS_VALIDATION_PASSED,
+              "preview ended %s (%d or more exists calls for %d ids?): %s"
+              % (jpb.ImportStatus.Name(job.status), EXISTS_CALLS_MAX, len(referenced),
+                 job.error.message))
+        check_counts(job, expected_counts(w.pkg, EMPTY, kinds={"transactions"}), "batched")
+
+
 # ---- selective import ------------------------------------------------------
 
 def test_select_kinds(w):
@@ -531,6 +558,7 @@ def main():
                   test_copy_with_analytics_has_no_duplicate_key,
                   test_partial_packages_into_an_empty_profile,
                   test_dangling_required_reference_drops_the_entity,
+                  test_reference_questions_are_batched,
                   test_housef3_accounts_only_into_an_empty_profile,
                   test_select_kinds,
                   test_select_accounts,
