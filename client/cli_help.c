@@ -72,7 +72,10 @@ static const topic_t topics[] = {
      "again to resume.  `fzip import upload FILE` sends size and sha256 first; a\n"
      "broken upload goes on with --resume ID.  `fzip package inspect|verify FILE`\n"
      "need no server: they run the server's own reader and validator (archive,\n"
-     "schema, references, checksums) and exit 3 when the package fails.\n",
+     "schema, references, checksums) and exit 3 when the package fails.\n"
+     "An encrypted package (export create --recipient/--passphrase) is opened with\n"
+     "--identity FILE (`fzip key generate`) or --passphrase (FZIP_PASSPHRASE, else\n"
+     "asked) by package inspect|verify and import upload, on this machine only.\n",
      NULL},
     {"environment", NULL, "environment variables (flags win over them)",
      "Global options can come from the environment; a flag on the line wins.\n",

@@ -12,7 +12,8 @@ verify` opens it with the key and with the passphrase and refuses a wrong
 key, a wrong passphrase, no key, a flipped byte and a cut file (exit 3,
 nothing left in the temporary directory); `fzip import upload --identity`
 restores it into an empty profile to the same state as a plain export of
-the source; the server refuses malformed recipients; an export without the
+the source, while the envelope uploaded as it is fails validation; the
+server refuses malformed recipients; an export without the
 option is still a plain, pinned, byte-identical package.
 """
 import hashlib
@@ -28,7 +29,7 @@ from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 import grpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
-from fzip_e2e import Client, check, read_package, state  # noqa: E402
+from fzip_e2e import Client, check, import_package, read_package, state  # noqa: E402
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED_TX = max(40, int(1500 * SCALE))
@@ -139,6 +140,10 @@ def test_sealed_export_opens_only_with_its_keys_and_restores(srv):
         expect(fzip(srv, fresh.user, "import", "upload", sealed, tmpdir=tmp), 2,
                "import upload, no key")
         check(os.listdir(tmp) == [], "plaintext left behind by upload: %r" % os.listdir(tmp))
+        # The server does not decrypt: the envelope itself is not a package.
+        raw = import_package(fresh, blob, validate_only=True)
+        check(raw.status == jpb.IMPORT_STATUS_VALIDATION_FAILED, "raw envelope upload: %s %s"
+              % (jpb.ImportStatus.Name(raw.status), raw.error.message))
         got, want = without_analytics(state(fresh)), without_analytics(state(c))
         check(got == want, "restored state differs from the source: %r"
               % sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k)))
