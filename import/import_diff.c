@@ -16,6 +16,7 @@ struct import_diff {
   pkgv_counts_t counts[FZIP_KIND_COUNT];
   pkgv_diff_t diffs[PKGV_DIFFS_PER_KIND * FZIP_KIND_COUNT];
   size_t n_diffs;
+  size_t batches; /* store round trips (store_entity_get_many calls) */
 };
 
 bool import_diff_new(import_diff_t **out, store_t *store, const char *user_id,
@@ -40,10 +41,16 @@ static const char *doc_str(const bson_t *doc, const char *field) {
   return NULL;
 }
 
-/* A merged transaction file that names the stored version's blob. */
-static bool keeps_stored_blob(fzip_kind_t kind, const bson_t *doc, const bson_t *stored) {
+/* The stored blob whose bytes a merged transaction file keeps (it names
+ * the stored version's blob), when that blob is the user's own (a blob of
+ * an earlier import); NULL otherwise. */
+static const char *kept_own_blob(const import_diff_t *d, fzip_kind_t kind, const bson_t *doc,
+                                 const bson_t *stored) {
   const char *key = doc_str(doc, "s3Key"), *old = doc_str(stored, "s3Key");
-  return kind == FZIP_KIND_TRANSACTION_FILE && key && old && strcmp(key, old) == 0;
+  size_t ulen = strlen(d->user_id);
+  if (kind != FZIP_KIND_TRANSACTION_FILE || !key || !old || strcmp(key, old) != 0)
+    return NULL;
+  return strncmp(old, d->user_id, ulen) == 0 && old[ulen] == '/' ? old : NULL;
 }
 
 /* Whether docs[i] is written, and as what (*doc may become the merged
@@ -76,28 +83,36 @@ static bool judge_one(import_diff_t *d, fzip_kind_t kind, bson_t **doc, const bs
 }
 
 bool import_diff_batch(import_diff_t *d, fzip_kind_t kind, bson_t **docs, char **side,
-                       bool *kept_blob, size_t *n, fzip_error_t *error) {
+                       char **bytes_from, size_t *n, fzip_error_t *error) {
   const char *field = fzip_kind_info(kind)->id_field;
   const char *ids[STORE_BATCH_MAX];
   char id[FZIP_ID_MAX + 1];
   bson_t *stored[STORE_BATCH_MAX];
-  bool keep[STORE_BATCH_MAX], kept[STORE_BATCH_MAX];
+  bool keep[STORE_BATCH_MAX];
+  char *from[STORE_BATCH_MAX];
   size_t n0 = *n, left = 0;
   bool ok = false;
 
-  memset(kept_blob, 0, n0 * sizeof *kept_blob);
+  memset(bytes_from, 0, n0 * sizeof *bytes_from);
+  memset(from, 0, sizeof from);
   if (d->strategy == PKGV_FAIL_ON_CONFLICT || n0 == 0)
     return true;
   for (size_t i = 0; i < n0; i++)
     ids[i] = doc_str(docs[i], field);
   if (!store_entity_get_many(stored, d->store, d->user_id, kind, ids, n0, NULL, error))
     return fzip_error_prefix(error, "reading the existing %s", fzip_kind_info(kind)->name);
+  d->batches++;
   for (size_t i = 0; i < n0; i++) {
+    const char *kept;
     /* ids[i] points into docs[i], which judge_one may replace. */
     snprintf(id, sizeof id, "%s", ids[i]);
     if (!judge_one(d, kind, &docs[i], stored[i], id, &keep[i], error))
       goto done;
-    kept[i] = keep[i] && stored[i] && keeps_stored_blob(kind, docs[i], stored[i]);
+    kept = keep[i] && stored[i] ? kept_own_blob(d, kind, docs[i], stored[i]) : NULL;
+    if (kept && !(from[i] = strdup(kept))) {
+      fzip_error_oom(error, "import diff");
+      goto done;
+    }
   }
   for (size_t i = 0; i < n0; i++) {
     if (!keep[i]) {
@@ -106,7 +121,8 @@ bool import_diff_batch(import_diff_t *d, fzip_kind_t kind, bson_t **docs, char *
         free(side[i]);
       continue;
     }
-    kept_blob[left] = kept[i];
+    bytes_from[left] = from[i];
+    from[i] = NULL;
     if (side)
       side[left] = side[i];
     docs[left++] = docs[i];
@@ -116,30 +132,14 @@ bool import_diff_batch(import_diff_t *d, fzip_kind_t kind, bson_t **docs, char *
   *n = left;
   ok = true;
 done:
-  for (size_t i = 0; i < n0; i++)
+  for (size_t i = 0; i < n0; i++) {
     bson_destroy(stored[i]);
+    free(from[i]);
+  }
   return ok;
 }
 
-bool import_diff_blob_in_use(bool *in_use, store_t *store, const char *user_id,
-                             const bson_t *version, const char *key, fzip_error_t *error) {
-  const char *id = doc_str(version, "fileId");
-  bson_t *live = NULL;
-  fzip_error_t err = {0};
-
-  *in_use = false;
-  if (!id || !fzip_id_is_valid(id))
-    return true;
-  if (!store_entity_get(&live, store, user_id, FZIP_KIND_TRANSACTION_FILE, id, &err)) {
-    if (err.code == FZIP_ERR_NOT_FOUND)
-      return true;
-    *error = err;
-    return false;
-  }
-  *in_use = doc_str(live, "s3Key") && strcmp(doc_str(live, "s3Key"), key) == 0;
-  bson_destroy(live);
-  return true;
-}
+size_t import_diff_batches(const import_diff_t *d) { return d->batches; }
 
 bool import_diff_messages(Fzip__V1__EntityDiff ***out, size_t *n, const pkgv_diff_t *diffs,
                           size_t n_diffs) {

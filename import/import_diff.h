@@ -43,19 +43,20 @@ void import_diff_destroy(import_diff_t *d); /* accepts NULL */
  * skip_existing (the store skips them).  Documents left out or replaced
  * are destroyed; *n is updated.  side (may be NULL) is an array parallel
  * to docs that moves with it (a left-out document's side[i] is freed).
- * kept_blob[i] (for the documents left) says that a merged transaction
- * file kept the stored bytes: its s3Key names the stored blob and the
- * package's bytes are not restored.  Under fail_on_conflict nothing is
- * asked (validation refused every existing id). */
+ * bytes_from[i] (for the documents left; the caller frees each) is NULL,
+ * or, for a merged transaction file that keeps the stored bytes, the
+ * user's blob holding them: the caller copies them to the import's own
+ * blob and names that one (no two versions ever share a blob, so a
+ * forgotten or undone version's blob can always be deleted).  Under
+ * fail_on_conflict nothing is asked (validation refused every existing
+ * id). */
 bool import_diff_batch(import_diff_t *d, fzip_kind_t kind, bson_t **docs, char **side,
-                       bool *kept_blob, size_t *n, fzip_error_t *error);
+                       char **bytes_from, size_t *n, fzip_error_t *error);
 
-/* *in_use = whether the user's live transaction file with the id of
- * `version` (a replaced version a commit forgets) still names the blob
- * `key`: a merge_fields merge kept the stored bytes, so the blob must not
- * be deleted with the version it came from. */
-bool import_diff_blob_in_use(bool *in_use, store_t *store, const char *user_id,
-                             const bson_t *version, const char *key, fzip_error_t *error);
+/* How many batches asked the store for the stored versions so far: about
+ * entities / STORE_BATCH_MAX, or their bytes / the restore's batch limit
+ * (logged when the import ends; tests read it). */
+size_t import_diff_batches(const import_diff_t *d);
 
 /* Sets the identical / changed / merged counts of each of res's counts,
  * and, unless the strategy is fail_on_conflict, overwritten and skipped

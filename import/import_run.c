@@ -47,7 +47,6 @@
 
 #define ISSUES_IN_JOB 100    /* issues copied into the job record */
 #define CONFLICTS_IN_JOB 50  /* conflicting ids copied into the job record */
-#define BATCH_BYTES_MAX (8 * 1024 * 1024) /* documents' bytes per restore batch */
 #define COPY_CHUNK (256 * 1024)
 typedef Fzip__V1__ImportJob import_job_t;
 
@@ -220,8 +219,13 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
   }
   ok = job_ctx_end_job(r->jctx, &import_job_kind, &r->job->base, status, event, message, now,
                        r->job->expires_at, error);
-  fzip_log(FZIP_LOG_INFO, "import", "import ended", "import", r->job->import_id, "status",
-           status_name(r->job->status), "message", message, NULL);
+  /* diff_batches: the restore's store round trips for the stored versions
+   * (tests check an unchanged package costs one per batch, not per entity). */
+  const fzip_log_field_t f[] = {
+      fzip_log_str("import", r->job->import_id), fzip_log_str("status", status_name(r->job->status)),
+      fzip_log_int("diff_batches", r->diff ? (int64_t)import_diff_batches(r->diff) : 0),
+      fzip_log_str("message", message)};
+  fzip_log_fields(FZIP_LOG_INFO, "import", "import ended", f, FZIP_LOG_COUNT(f));
   return ok;
 }
 
@@ -594,45 +598,118 @@ static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t 
   return out;
 }
 
-/* Copies one file's bytes from the package (its id there: file_id) into
- * the blob its stored record names (stored_id: a copy's new id). */
-static bool restore_file_bytes(run_t *r, pkgr_t *pkg, const char *file_id, const char *stored_id,
-                               fzip_error_t *error) {
-  pkgr_file_t *f = NULL;
+/* Reads up to cap bytes of a blob's source into buf (*n = 0: the end). */
+typedef bool (*blob_read_fn)(void *src, void *buf, size_t cap, size_t *n, fzip_error_t *error);
+
+static bool read_package_file(void *src, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  return pkgr_file_read(src, buf, cap, n, error);
+}
+
+static bool read_stored_blob(void *src, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  return store_blob_reader_read(src, buf, cap, n, error);
+}
+
+/* Writes the blob `key` anew from read(src); *written = its bytes. */
+static bool write_blob(run_t *r, const char *key, blob_read_fn read, void *src, int64_t *written,
+                       fzip_error_t *error) {
   store_blob_writer_t *w = NULL;
   unsigned char *buf = NULL;
-  char key[STORE_BLOB_ID_MAX + 1];
   bool ok = false;
 
-  file_blob_id(key, sizeof key, r->user, stored_id, r->job->import_id);
+  *written = 0;
   /* A rerun after an interruption may find this blob committed already. */
   if (!store_blob_delete(r->env->store, STORE_BUCKET_FILES, key, error))
     return false;
   buf = malloc(COPY_CHUNK);
   if (!buf)
     return fzip_error_oom(error, NULL);
-  if (!pkgr_file_open(&f, pkg, file_id, error) ||
-      !store_blob_writer_new(&w, r->env->store, STORE_BUCKET_FILES, key, error))
+  if (!store_blob_writer_new(&w, r->env->store, STORE_BUCKET_FILES, key, error))
     goto done;
   for (;;) {
     size_t n = 0;
-    if (!pkgr_file_read(f, buf, COPY_CHUNK, &n, error))
+    if (!read(src, buf, COPY_CHUNK, &n, error))
       goto done;
     if (n == 0)
       break;
     if (!store_blob_writer_write(w, buf, n, error))
       goto done;
-    r->file_bytes_restored += (int64_t)n;
+    *written += (int64_t)n;
   }
-  if (!store_blob_writer_commit(w, NULL, error))
+  ok = store_blob_writer_commit(w, NULL, error);
+done:
+  store_blob_writer_destroy(w);
+  free(buf);
+  return ok;
+}
+
+/* Copies one file's bytes from the package (its id there: file_id) into
+ * the blob its stored record names (stored_id: a copy's new id). */
+static bool restore_file_bytes(run_t *r, pkgr_t *pkg, const char *file_id, const char *stored_id,
+                               fzip_error_t *error) {
+  pkgr_file_t *f = NULL;
+  char key[STORE_BLOB_ID_MAX + 1];
+  int64_t n = 0;
+  bool ok = false;
+
+  file_blob_id(key, sizeof key, r->user, stored_id, r->job->import_id);
+  if (!pkgr_file_open(&f, pkg, file_id, error) ||
+      !write_blob(r, key, read_package_file, f, &n, error))
     goto done;
+  r->file_bytes_restored += n;
   r->files_restored++;
   ok = true;
 done:
-  store_blob_writer_destroy(w);
   pkgr_file_destroy(f);
-  free(buf);
   return ok;
+}
+
+/* Copies the stored bytes a merged file keeps (blob `from`) into the
+ * import's own blob for it, which its merged record names.  A blob that is
+ * gone already leaves the record as it was: naming no bytes. */
+static bool copy_kept_bytes(run_t *r, const char *from, const char *file_id,
+                            fzip_error_t *error) {
+  store_blob_reader_t *rd = NULL;
+  char key[STORE_BLOB_ID_MAX + 1];
+  fzip_error_t err = {0};
+  int64_t n = 0;
+  bool ok;
+
+  file_blob_id(key, sizeof key, r->user, file_id, r->job->import_id);
+  if (!store_blob_reader_new(&rd, r->env->store, STORE_BUCKET_FILES, from, 0, &err)) {
+    if (err.code == FZIP_ERR_NOT_FOUND)
+      return true;
+    *error = err;
+    return false;
+  }
+  ok = write_blob(r, key, read_stored_blob, rd, &n, error);
+  store_blob_reader_destroy(rd);
+  return ok;
+}
+
+/* docs[i] (a merged transaction file keeping the stored bytes) names the
+ * import's own blob instead of the stored one (copy_kept_bytes fills it). */
+static bool name_own_blob(bson_t **doc, run_t *r, fzip_error_t *error) {
+  const char *file_id = doc_string(*doc, "fileId");
+  char key[STORE_BLOB_ID_MAX + 1];
+  bson_t *out = bson_new();
+  bson_iter_t it;
+  bool ok = file_id && bson_iter_init(&it, *doc);
+
+  while (ok && bson_iter_next(&it)) {
+    if (strcmp(bson_iter_key(&it), "s3Key") != 0)
+      ok = bson_append_iter(out, NULL, 0, &it);
+  }
+  if (ok) {
+    file_blob_id(key, sizeof key, r->user, file_id, r->job->import_id);
+    ok = BSON_APPEND_UTF8(out, "s3Key", key);
+  }
+  if (!ok) {
+    bson_destroy(out);
+    return fzip_error_oom(error, "a merged transaction file");
+  }
+  bson_destroy(*doc);
+  *doc = out;
+  return true;
 }
 
 static void batch_clear(batch_t *b) {
@@ -654,18 +731,23 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   store_write_result_t wr = {0};
   bool exists[STORE_BATCH_MAX];
   const char *ids[STORE_BATCH_MAX];
-  bool kept_blob[STORE_BATCH_MAX]; /* a merge kept the stored bytes (import_diff.h) */
+  char *bytes_from[STORE_BATCH_MAX] = {0}; /* a merge keeps the stored bytes (import_diff.h) */
   bool ok = false;
 
   /* Identical entities leave the batch, merged ones replace theirs. */
   if (b->n > 0 &&
-      !import_diff_batch(r->diff, b->kind, b->docs, b->src_ids, kept_blob, &b->n, error))
+      !import_diff_batch(r->diff, b->kind, b->docs, b->src_ids, bytes_from, &b->n, error))
     goto done;
-  if (b->n == 0)
-    return true;
+  if (b->n == 0) {
+    ok = true; /* all identical: batch_clear still resets the batch's bytes */
+    goto done;
+  }
   if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
+      if (bytes_from[i] && !name_own_blob(&b->docs[i], r, error))
+        goto done;
       ids[i] = doc_string(b->docs[i], "fileId");
+    }
     if (!store_entity_exists_many(exists, r->env->store, r->user, b->kind, ids, b->n, error))
       goto done;
   }
@@ -679,8 +761,13 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
     for (size_t i = 0; i < b->n; i++) {
       const char *src = b->src_ids[i] ? b->src_ids[i] : ids[i];
-      if ((b->mode == STORE_WRITE_SKIP_EXISTING && exists[i]) || kept_blob[i])
-        continue; /* skipped, or a merge kept the stored bytes */
+      if (b->mode == STORE_WRITE_SKIP_EXISTING && exists[i])
+        continue; /* skipped */
+      if (bytes_from[i]) {
+        if (!copy_kept_bytes(r, bytes_from[i], ids[i], error))
+          goto done;
+        continue;
+      }
       if (!pkgr_file_find(b->pkg, src))
         continue; /* listed in files_missing: no bytes to restore */
       if (!restore_file_bytes(r, b->pkg, src, ids[i], error))
@@ -694,8 +781,15 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   }
   ok = true;
 done:
+  for (size_t i = 0; i < STORE_BATCH_MAX; i++)
+    free(bytes_from[i]);
   batch_clear(b);
   return ok;
+}
+
+/* --import-batch-bytes, for tests; IMPORT_BATCH_BYTES_DEFAULT otherwise. */
+static size_t batch_bytes(const run_t *r) {
+  return r->env->batch_bytes > 0 ? r->env->batch_bytes : IMPORT_BATCH_BYTES_DEFAULT;
 }
 
 static const char *restore_phase(fzip_kind_t kind) {
@@ -750,7 +844,7 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
     }
     b->docs[b->n++] = copy;
     b->bytes += copy->len;
-    if (b->n == STORE_BATCH_MAX || b->bytes >= BATCH_BYTES_MAX) {
+    if (b->n == STORE_BATCH_MAX || b->bytes >= batch_bytes(r)) {
       if (!batch_flush(b, error))
         goto done;
       r->job->progress = job_progress_clamp(

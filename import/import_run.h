@@ -43,10 +43,13 @@ import_phase_t import_phase_of(const Fzip__V1__ImportJob *job);
 /* Sets current_phase to the phase's name; false when out of memory. */
 bool import_set_phase(Fzip__V1__ImportJob *job, import_phase_t phase);
 
+#define IMPORT_BATCH_BYTES_DEFAULT (8 * 1024 * 1024) /* documents' bytes per restore batch */
+
 typedef struct {
   store_t *store;
   int64_t retention_ms;
   int64_t undo_window_ms; /* a COMPLETED import can be undone this long; 0: never */
+  size_t batch_bytes;     /* documents' bytes per restore batch; 0: IMPORT_BATCH_BYTES_DEFAULT */
   const char *temp_dir;
 } import_env_t;
 

@@ -14,7 +14,6 @@
 
 #include "fzip_failpoint.h"
 #include "fzip_util.h"
-#include "import_diff.h"
 #include "import_run.h"
 #include "job_body.h"
 #include "job_kind.h"
@@ -50,13 +49,8 @@ bool import_visit_file(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_erro
     return true;
   if (v->imported && !written_by(key, v->import_id))
     return true;
-  if (!v->imported) {
-    bool in_use = false;
-    if (!import_diff_blob_in_use(&in_use, v->store, v->user, doc, key, error))
-      return false;
-    if (in_use)
-      return true; /* a merge_fields merge kept these bytes */
-  }
+  /* A replaced version's blob is its own: a merge that keeps the stored
+   * bytes copies them to the import's blob (import_diff.h). */
   return store_blob_delete(v->store, STORE_BUCKET_FILES, key, error);
 }
 

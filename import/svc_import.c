@@ -865,6 +865,7 @@ bool svc_import_new(svc_import_t **out, store_t *store, const svc_import_options
   svc->env.store = store;
   svc->env.retention_ms = svc->opts.retention_ms;
   svc->env.undo_window_ms = svc->opts.undo_window_ms > 0 ? svc->opts.undo_window_ms : 0;
+  svc->env.batch_bytes = svc->opts.batch_bytes > 0 ? (size_t)svc->opts.batch_bytes : 0;
   svc->env.temp_dir = svc->opts.temp_dir;
   ro.workers = svc->opts.workers;
   ro.lease_ms = svc->opts.lease_ms;

@@ -28,6 +28,7 @@ typedef struct {
   int64_t max_upload_bytes; /* 0: 4 GiB */
   int64_t retention_ms;     /* how long ended jobs (and their uploads) stay; 0: 7 days */
   int64_t undo_window_ms;   /* a COMPLETED import can be undone this long; 0: never */
+  int64_t batch_bytes;      /* documents' bytes per restore batch; 0: import_run's default */
   int64_t upload_timeout_ms; /* an upload not finished by then is reaped; 0: 6 h */
   int64_t lease_ms;         /* 0: jobs.h default */
   int poll_ms;              /* 0: jobs.h default */

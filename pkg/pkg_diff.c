@@ -15,6 +15,8 @@
 static const char *const FILE_BLOB_FIELD = "s3Key";   /* differs by design */
 static const char *const UPDATED_FIELD = "updatedAt"; /* decides merge_fields */
 static const char *const SHA_FIELD = "sha256";        /* what a file's bytes are */
+static const char *const SIZE_FIELD = "fileSize";     /* ... where there is no sha256 */
+static const char *const PACKAGE_BLOB = "package";    /* pkgd_file_as_restored's s3Key */
 
 static bool too_big(fzip_error_t *error, fzip_kind_t kind) {
   return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
@@ -157,13 +159,34 @@ static bool incoming_is_newer(const bson_t *incoming, const bson_t *stored) {
   return !time_of(&st, stored, UPDATED_FIELD) || in > st;
 }
 
-/* The blob a merged transaction file names: its bytes follow its sha256. */
-static bool merge_file_blob(bson_t *out, const bson_t *incoming, const bson_t *stored) {
-  const char *in_key = str_of(incoming, FILE_BLOB_FIELD), *st_key = str_of(stored, FILE_BLOB_FIELD);
+/* Whether two records' values of `field` differ (either may lack it). */
+static bool field_differs(const bson_t *a, const bson_t *b, const char *field) {
+  bson_iter_t ia, ib;
+  bool in_a = bson_iter_init_find(&ia, a, field), in_b = bson_iter_init_find(&ib, b, field);
+  return in_a != in_b || (in_a && !iter_equal(&ia, &ib));
+}
+
+/* Whether the merged record `out` describes the package's bytes rather
+ * than the stored ones: its sha256 is the package's and differs from the
+ * stored one's, or, with no sha256 in the package's record (the HouseF3
+ * app writes none), its fileSize is the package's and differs from the
+ * stored one's. */
+static bool describes_incoming_bytes(const bson_t *out, const bson_t *incoming,
+                                     const bson_t *stored) {
   const char *in_sha = str_of(incoming, SHA_FIELD), *st_sha = str_of(stored, SHA_FIELD);
   const char *merged_sha = str_of(out, SHA_FIELD);
-  bool take_incoming = !st_key || (in_sha && merged_sha && strcmp(merged_sha, in_sha) == 0 &&
-                                   (!st_sha || strcmp(st_sha, in_sha) != 0));
+  if (in_sha)
+    return merged_sha && strcmp(merged_sha, in_sha) == 0 &&
+           (!st_sha || strcmp(st_sha, in_sha) != 0);
+  return !field_differs(out, incoming, SIZE_FIELD) && field_differs(incoming, stored, SIZE_FIELD);
+}
+
+/* The blob a merged transaction file names: the package's when the package
+ * holds bytes (an s3Key) and the stored record names none or the merged
+ * record describes the package's bytes; otherwise the stored one. */
+static bool merge_file_blob(bson_t *out, const bson_t *incoming, const bson_t *stored) {
+  const char *in_key = str_of(incoming, FILE_BLOB_FIELD), *st_key = str_of(stored, FILE_BLOB_FIELD);
+  bool take_incoming = in_key && (!st_key || describes_incoming_bytes(out, incoming, stored));
   const char *key = take_incoming ? in_key : st_key;
   return !key || bson_append_utf8(out, FILE_BLOB_FIELD, -1, key, -1);
 }
@@ -201,6 +224,14 @@ bool pkgd_merge(bson_t *out, fzip_kind_t kind, const bson_t *incoming, const bso
 
 /* ---- judging and counting ---------------------------------------------- */
 
+/* A transaction file whose bytes the user lacks (the stored record names
+ * no blob: missing at an earlier import) and the package holds: a change
+ * of its own, field s3Key, even when every other field is equal. */
+static bool bytes_arrive(fzip_kind_t kind, const bson_t *incoming, const bson_t *stored) {
+  return kind == FZIP_KIND_TRANSACTION_FILE && str_of(incoming, FILE_BLOB_FIELD) &&
+         !str_of(stored, FILE_BLOB_FIELD);
+}
+
 /* Whether the merge of incoming into stored changes stored's comparable
  * form `cs`; *merged keeps the merged document when it does. */
 static bool judge_merge(pkgd_verdict_t *out, bson_t **merged, fzip_kind_t kind,
@@ -213,7 +244,7 @@ static bool judge_merge(pkgd_verdict_t *out, bson_t **merged, fzip_kind_t kind,
 
   if (ok) {
     diff_fields(&md, &cm, cs);
-    out->merged = md.n_fields > 0;
+    out->merged = md.n_fields > 0 || bytes_arrive(kind, incoming, stored);
   }
   if (ok && out->merged && merged) {
     *merged = m;
@@ -236,6 +267,8 @@ bool pkgd_judge(pkgd_verdict_t *out, bson_t **merged, fzip_kind_t kind,
   if (!comparable(&ci, kind, incoming, error) || !comparable(&cs, kind, stored, error))
     goto done;
   diff_fields(&out->diff, &ci, &cs);
+  if (bytes_arrive(kind, incoming, stored))
+    add_field(&out->diff, FILE_BLOB_FIELD);
   out->identical = out->diff.n_fields == 0;
   if (!out->identical && strategy == PKGV_MERGE_FIELDS &&
       !judge_merge(out, merged, kind, incoming, stored, &cs, error))
@@ -285,4 +318,17 @@ void pkgd_keep(pkgv_diff_t *diffs, size_t *n_diffs, fzip_kind_t kind, const char
   snprintf(o->entity_id, sizeof o->entity_id, "%s", id);
   o->n_fields = d->n_fields;
   memcpy(o->fields, d->fields, sizeof o->fields);
+}
+
+bool pkgd_file_as_restored(bson_t *out, const bson_t *doc, bool has_bytes, fzip_error_t *error) {
+  bson_iter_t it;
+  bool ok = bson_iter_init(&it, doc);
+
+  while (ok && bson_iter_next(&it)) {
+    if (strcmp(bson_iter_key(&it), FILE_BLOB_FIELD) != 0)
+      ok = bson_append_iter(out, NULL, 0, &it);
+  }
+  if (ok && has_bytes)
+    ok = bson_append_utf8(out, FILE_BLOB_FIELD, -1, PACKAGE_BLOB, -1);
+  return ok || too_big(error, FZIP_KIND_TRANSACTION_FILE);
 }

@@ -13,7 +13,11 @@
  * does not know is left out on both sides), without a transaction file's
  * s3Key, the name of the blob that holds its bytes, which differs by
  * design (each import writes its own blob); the bytes are compared
- * through the record's sha256 and fileSize instead.  Top-level fields are
+ * through the record's sha256 and fileSize instead.  One exception: a
+ * transaction file whose stored record names no blob (its bytes were
+ * missing from the package it came from) while the package's names one
+ * (the package holds the bytes) is changed, field s3Key, so an overwrite
+ * or a merge restores the missing bytes.  Top-level fields are
  * compared one by one; nested objects and arrays whole; numbers by value
  * (an int32 equals the same int64).
  */
@@ -45,7 +49,8 @@ typedef struct {
 } pkgd_verdict_t;
 
 /* Judges `incoming` (the package's entity, as the restore would store
- * it) against `stored` (the user's version) under `strategy`.  Under
+ * it: a transaction file names a blob exactly when the package holds its
+ * bytes, see pkgd_file_as_restored) against `stored` (the user's version) under `strategy`.  Under
  * PKGV_MERGE_FIELDS, when the merge takes at least one field, *merged
  * (merged may be NULL: not wanted) becomes the document to write, the
  * caller's to bson_destroy; it is NULL otherwise.  False (out of memory,
@@ -75,11 +80,21 @@ void pkgd_keep(pkgv_diff_t *diffs, size_t *n_diffs, fzip_kind_t kind, const char
  * field the package's entity has wins, fields only the stored one has
  * stay.  Not newer: the stored entity keeps every field it has and gains
  * those it lacks.  The id never changes.  A transaction file's s3Key
- * follows its sha256: the package's blob is taken when the merged sha256
- * is the package's and differs from the stored one's (or the stored
- * record names no blob), otherwise the stored blob stays.  `out` is an
+ * follows the bytes the merged record describes: the package's blob is
+ * taken when the package names one and either the stored record names
+ * none, or the merged sha256 is the package's and differs from the stored
+ * one's, or (the package's record has no sha256, as the HouseF3 app's
+ * never do) the merged fileSize is the package's and differs from the
+ * stored one's; otherwise the stored blob stays.  `out` is an
  * initialised, empty bson_t of the caller's. */
 bool pkgd_merge(bson_t *out, fzip_kind_t kind, const bson_t *incoming, const bson_t *stored,
                 fzip_error_t *error);
+
+/* The preview's form of a package's transaction file record `doc`: its
+ * own s3Key (the app's name for the bytes, meaningless here) left out,
+ * and a placeholder s3Key added when has_bytes (the package holds the
+ * file's bytes), as the restore names the blob it writes.  `out` is an
+ * initialised, empty bson_t of the caller's. */
+bool pkgd_file_as_restored(bson_t *out, const bson_t *doc, bool has_bytes, fzip_error_t *error);
 
 #endif

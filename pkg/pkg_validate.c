@@ -1044,13 +1044,27 @@ static bool flush_batch(vctx_t *v, fzip_error_t *error) {
   return ok;
 }
 
+/* *doc, a transaction file, naming a blob exactly when the package holds
+ * its bytes, as the restore stores it (pkg_diff.h). */
+static bool file_as_restored(bson_t **doc, vctx_t *v, const char *id, fzip_error_t *error) {
+  bson_t *out = bson_new();
+  if (!pkgd_file_as_restored(out, *doc, pkgr_file_find(v->r, id) != NULL, error)) {
+    bson_destroy(out);
+    return false;
+  }
+  bson_destroy(*doc);
+  *doc = out;
+  return true;
+}
+
 /* Batches the id, and with a store to ask the entity as the restore
  * stores it (pkgv_entity_sanitize), for the diff. */
 static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
   bson_t *doc = NULL;
   if (v->opt->exists && v->doc) {
     doc = bson_new();
-    if (!pkgv_entity_sanitize(doc, v->kind, v->doc, error)) {
+    if (!pkgv_entity_sanitize(doc, v->kind, v->doc, error) ||
+        (v->kind == FZIP_KIND_TRANSACTION_FILE && !file_as_restored(&doc, v, id, error))) {
       bson_destroy(doc);
       return false;
     }

@@ -96,6 +96,10 @@ static const opt_row_t SERVE_OPTIONS[] = {
       24LL * 366 * 3600 * 1000,
       "FOR TESTS: the undo window in milliseconds, overriding --import-undo-window-hours "
       "(-1: unset)"),
+    I("import-batch-bytes", "FZIP_IMPORT_BATCH_BYTES", import_batch_bytes, "8388608", 1,
+      1LL << 30,
+      "FOR TESTS: documents' bytes per restore batch (one store round trip each); a lower "
+      "value makes a test's small package span many batches"),
     I("job-lease-ms", "FZIP_JOB_LEASE_MS", job_lease_ms, "60000", 1000, 3600000,
       "lease a replica holds on a running job; another replica takes the job over once it "
       "lapses (a dead replica's import is rolled back then)"),

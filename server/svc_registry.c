@@ -86,6 +86,7 @@ static bool add_import(svc_registry_t *reg, store_t *store, const fzipd_config_t
   o.undo_window_ms = config->import_undo_window_ms >= 0
                          ? config->import_undo_window_ms
                          : config->import_undo_window_hours * 3600 * 1000;
+  o.batch_bytes = config->import_batch_bytes;
   o.temp_dir = config->temp_dir;
   if (!svc_import_new(&reg->imports, store, &o, error))
     return false;

@@ -49,6 +49,7 @@ typedef struct {
   int64_t job_retention_hours;
   int64_t import_undo_window_hours; /* a COMPLETED import can be undone this long; 0: never */
   int64_t import_undo_window_ms;    /* tests: overrides the hours when >= 0; -1: unset */
+  int64_t import_batch_bytes;       /* tests: documents' bytes per restore batch */
   int64_t reaper_interval_ms;
   int64_t health_check_interval_ms; /* store ping period of the health checker */
   int64_t job_lease_ms;

@@ -11,8 +11,10 @@ merge_fields takes the package's fields where the package's entity is
 newer (updatedAt), only fills the fields the stored one lacks where it is
 not, and writes nothing where it takes nothing.
 """
+import io
 import json
 import os
+import zipfile
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -26,6 +28,9 @@ SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED = 43
 TXNS = max(100, int(2000 * SCALE))
 DIFFS_PER_KIND = 10  # PKGV_DIFFS_PER_KIND
+# --import-batch-bytes of the second server: the package spans many
+# batches, so a batch size that is not reset shows as one batch per entity.
+TEST_BATCH_BYTES = 16 * 1024
 STRATEGIES = [jpb.MERGE_STRATEGY_FAIL_ON_CONFLICT, jpb.MERGE_STRATEGY_SKIP_EXISTING,
               jpb.MERGE_STRATEGY_OVERWRITE, jpb.MERGE_STRATEGY_MERGE_FIELDS]
 KINDS = ["accounts", "categories", "file_maps", "transaction_files", "transactions"]
@@ -292,6 +297,49 @@ def test_merge_fields_keeps_the_stored_file_bytes(w, srv):
     check(files and all(got.get(k) == v for k, v in files.items()),
           "file bytes lost or changed after the merge: %r"
           % sorted(k for k, v in files.items() if got.get(k) != v))
+    # The kept bytes were copied to the merge's own blob: no two versions
+    # of the file share one (an undo or forget deletes a version's blob).
+    rec = next(f for f in c.list_all("ListTransactionFiles", "files") if f.file_id == w.f1)
+    check(rec.s3_key == "%s/%s/%s" % (c.user, w.f1, job.import_id),
+          "the merged record names %r, not the merge's own blob" % rec.s3_key)
+
+
+def diff_batches(srv, import_id):
+    """The diff_batches of the import's "import ended" log line: how many
+    times the restore asked the store for the stored versions."""
+    with open(srv.log_path, "rb") as f:
+        for line in f.read().decode(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("msg") == "import ended" and rec.get("import") == import_id:
+                return rec["diff_batches"]
+    raise AssertionError("no 'import ended' log line with diff_batches for %s" % import_id)
+
+
+def test_unchanged_overwrite_asks_the_store_once_per_batch(w, srv):
+    """An overwrite of an unchanged package writes nothing, and its batches
+    still end at the byte limit: one store round trip per batch, not one
+    per entity once the all-identical batches have added up the limit."""
+    c = Client(srv, unique_user("batches"))
+    job = import_package(c, w.package)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "base import: %s" % job.error.message)
+    job = import_package(c, w.package, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "overwrite: %s" % job.error.message)
+    counts = counts_of(job.result.counts)
+    check(all(v["overwritten"] == 0 and v["changed"] == 0 for v in counts.values()),
+          "the unchanged package wrote: %r" % counts)
+    z = zipfile.ZipFile(io.BytesIO(w.package))
+    data_bytes = sum(z.getinfo(n).file_size for n in z.namelist() if n.startswith("data/"))
+    entities = sum(w.totals.values())
+    # Each kind ends one batch early at most; JSON and BSON sizes differ a little.
+    most = 2 * (data_bytes // TEST_BATCH_BYTES) + 2 * len(KINDS) + entities // 1000 + 2
+    check(most * 3 < entities, "the test data spans too few batches to tell: %d entities, "
+          "%d bytes" % (entities, data_bytes))
+    got = diff_batches(srv, job.import_id)
+    check(1 < got <= most, "%d batches for %d entities (%d bytes; at most %d expected)"
+          % (got, entities, data_bytes, most))
 
 
 def test_diffs_are_capped_per_kind(w):
@@ -320,8 +368,10 @@ def main():
             checks.run(t, w)
     # Then a server whose commits forget the replaced versions at once
     # (the first one is stopped: on MongoDB they would share the job queue).
-    with Fzipd(extra_args=["--import-undo-window-hours", "0"]) as now:
+    with Fzipd(extra_args=["--import-undo-window-hours", "0",
+                           "--import-batch-bytes", str(TEST_BATCH_BYTES)]) as now:
         checks.run(test_merge_fields_keeps_the_stored_file_bytes, w, now)
+        checks.run(test_unchanged_overwrite_asks_the_store_once_per_batch, w, now)
     return checks.summary()
 
 

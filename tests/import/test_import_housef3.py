@@ -144,6 +144,38 @@ def test_file_without_bytes_restores_its_record(srv, tmp, index):
     check(files == file_bytes, "file bytes: %r" % sorted(files))
 
 
+def test_later_package_restores_the_missing_bytes(srv, tmp, index):
+    # The first package lacks a file's bytes (the app failed the download);
+    # a later one has them: an overwrite and a merge_fields import of it
+    # both see the record changed (field s3Key), in the preview and the
+    # run, and restore the bytes, and only those.
+    data, file_bytes = hf.build_dataset(TRANSACTIONS)
+    lost = data["transaction_files"][2]["fileId"]
+    for strategy, counter in ((jpb.MERGE_STRATEGY_OVERWRITE, "overwritten"),
+                              (jpb.MERGE_STRATEGY_MERGE_FIELDS, "merged")):
+        name = jpb.MergeStrategy.Name(strategy)
+        c = Client(srv, unique_user("hfrestore"))
+        job = import_package(c, read(tmp, "hf_good_file_bytes_missing"))
+        check(job.status == jpb.IMPORT_STATUS_COMPLETED, "first import: %s" % job.error.message)
+        pv = import_package(c, read(tmp, "hf_good_complete"), strategy=strategy,
+                            validate_only=True)
+        job = import_package(c, read(tmp, "hf_good_complete"), strategy=strategy)
+        check(job.status == jpb.IMPORT_STATUS_COMPLETED,
+              "%s: ended %s: %s" % (name, jpb.ImportStatus.Name(job.status), job.error.message))
+        for what, counts, diffs in (("preview", pv.validation.counts, pv.validation.diffs),
+                                    ("import", job.result.counts, job.result.diffs)):
+            tf = next(x for x in counts if x.kind == jpb.ENTITY_KIND_TRANSACTION_FILES)
+            check(tf.changed == 1 and getattr(tf, counter) == 1,
+                  "%s %s: transaction files %r" % (name, what, tf))
+            fd = [(d.entity_id, list(d.fields)) for d in diffs
+                  if d.kind == jpb.ENTITY_KIND_TRANSACTION_FILES]
+            check(fd == [(lost, ["s3Key"])], "%s %s: diffs %r" % (name, what, fd))
+        check(job.result.files_restored == 1, "%s: %d files restored, want the missing one"
+              % (name, job.result.files_restored))
+        _, files = exported(c)
+        check(files == file_bytes, "%s: file bytes after: %r" % (name, sorted(files)))
+
+
 def test_fzip_packages_say_flavour_fzip(srv, tmp, index):
     src = Client(srv, unique_user("hfsrc"))
     srv.seed(src.user, 20)
@@ -181,6 +213,7 @@ def main():
             for t in (test_app_package_restores_every_kind_and_file_bytes,
                       test_uncompressed_and_lzma_app_packages_restore,
                       test_file_without_bytes_restores_its_record,
+                      test_later_package_restores_the_missing_bytes,
                       test_fzip_packages_say_flavour_fzip,
                       test_hostile_app_packages_are_refused_and_write_nothing):
                 checks.run(t, srv, tmp, index)

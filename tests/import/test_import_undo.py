@@ -9,10 +9,12 @@ changed since (a later import, DeleteAllData), when the window has passed,
 and for a job that is not COMPLETED; a fzipd killed in the middle of an
 undo leaves a job the next claim finishes.
 """
+import io
 import os
 import sqlite3
 import sys
 import time
+import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
@@ -254,6 +256,59 @@ def test_undo_after_the_window_is_refused(w):
         refused_precondition(c, job.import_id, "undo with window 0")
 
 
+def test_undo_after_a_merge_kept_the_bytes_and_its_window_ended(w):
+    """Z creates file F; A (merge_fields, an older record that gains a
+    field) keeps F's stored bytes; B overwrites F with new bytes; A's
+    window ends and its stash is forgotten; undoing B must put back A's
+    version of F with its bytes: A's merge copied them to a blob of its
+    own, so forgetting Z's version (A's stash) deleted nothing B's stash
+    still names."""
+    window_ms = 12000
+    z = zipfile.ZipFile(io.BytesIO(w.package))
+    fid = next(n for n in z.namelist() if n.startswith("files/")).split("/")[1]
+
+    def edit_file(fn):
+        def e(parsed):
+            for f in parsed["data/transaction_files.json"]["transaction_files"]:
+                if f["fileId"] == fid:
+                    fn(f)
+        return rewrite_package(w.package, e)
+    p_z = edit_file(lambda f: f.pop("recordCount", None))
+    p_a = edit_file(lambda f: f.__setitem__("updatedAt", f["updatedAt"] - 1000))
+    p_b = edit_file(lambda f: f.__setitem__("updatedAt", f["updatedAt"] + 5000))
+    with Fzipd(store=own_store("undokept"),
+               extra_args=["--import-undo-window-ms", str(window_ms),
+                           "--reaper-interval-ms", "200"]) as srv:
+        c = Client(srv, unique_user("kept"))
+        check(import_package(c, p_z).status == jpb.IMPORT_STATUS_COMPLETED, "import Z")
+        a = import_package(c, p_a, strategy=jpb.MERGE_STRATEGY_MERGE_FIELDS)
+        a_done = time.time()
+        check(a.status == jpb.IMPORT_STATUS_COMPLETED, "merge A: %s" % a.error.message)
+        tf = next(x for x in a.result.counts if x.kind == jpb.ENTITY_KIND_TRANSACTION_FILES)
+        check(tf.merged == 1 and a.result.files_restored == 0, "merge A: %r" % tf)
+        after_a = state(c)
+        check(any(k.startswith("files/%s" % fid) for k in after_a), "F's bytes after A")
+        # B inside A's window, late enough to be inside its own window
+        # after A's has ended.
+        time.sleep(max(0.0, a_done + window_ms / 2000.0 - time.time()))
+        b = overwrite(c, p_b)
+        check(b.result.files_restored >= 1, "B restored no bytes")
+        while time.time() < a_done + window_ms / 1000.0 + 1.5:
+            time.sleep(0.2)
+        deadline = time.time() + 30
+        while kept_versions(srv, c.user, a.import_id) not in (None, 0):
+            check(time.time() < deadline, "A's stash was not forgotten after its window")
+            time.sleep(0.2)
+        check(get_import(c, a.import_id).undo_until == 0, "A's window still open")
+        undo(c, b.import_id)
+        final = wait_undo(c, b.import_id)
+        check(final.status == jpb.IMPORT_STATUS_UNDONE,
+              "undo B ended %s: %s" % (jpb.ImportStatus.Name(final.status), final.error.message))
+        got = state(c)
+        check(got == after_a, "undo B did not put back A's state; entries differing: %r"
+              % sorted(k for k in set(got) | set(after_a) if got.get(k) != after_a.get(k)))
+
+
 def test_killed_mid_undo_is_finished_by_the_next_claim(w):
     store = own_store("undokill")
     first = Fzipd(store=store, extra_args=["--job-lease-ms", str(LEASE_MS)],
@@ -290,6 +345,7 @@ def main():
                   test_undo_refused_for_jobs_that_are_not_completed,
                   test_delete_inside_the_window_keeps_the_data,
                   test_undo_after_the_window_is_refused,
+                  test_undo_after_a_merge_kept_the_bytes_and_its_window_ended,
                   test_killed_mid_undo_is_finished_by_the_next_claim]:
             checks.run(t, w)
     return checks.summary()
