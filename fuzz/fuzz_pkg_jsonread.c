@@ -8,29 +8,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fuzz_source.h"
 #include "pkg_jsonread.h"
 
 #define FUZZ_CHUNK 7 /* bytes per source read: splits tokens across refills */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct {
-  const uint8_t *data;
-  size_t size, pos;
-} src_t;
-
-static bool src_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
-  src_t *s = ctx;
-  size_t k = s->size - s->pos;
-  if (k > FUZZ_CHUNK)
-    k = FUZZ_CHUNK;
-  if (k > cap)
-    k = cap;
-  memcpy(buf, s->data + s->pos, k);
-  s->pos += k;
-  *n = k;
-  return true;
-}
 
 static void small_limits(pkgjr_limits_t *lim) {
   pkgjr_limits_default(lim);
@@ -42,8 +25,8 @@ static void small_limits(pkgjr_limits_t *lim) {
 }
 
 static void as_array(const uint8_t *data, size_t size, const pkgjr_limits_t *lim) {
-  src_t s = {data, size, 0};
-  pkgjr_reader_t *r = pkgjr_reader_new(src_read, &s, lim);
+  fuzz_source_t s = {data, size, 0, FUZZ_CHUNK};
+  pkgjr_reader_t *r = pkgjr_reader_new(fuzz_source_read, &s, lim);
   bson_t doc = BSON_INITIALIZER;
   fzip_error_t err = {0};
   char key[64];
@@ -58,8 +41,8 @@ static void as_array(const uint8_t *data, size_t size, const pkgjr_limits_t *lim
 }
 
 static void as_document(const uint8_t *data, size_t size, const pkgjr_limits_t *lim) {
-  src_t s = {data, size, 0};
-  pkgjr_reader_t *r = pkgjr_reader_new(src_read, &s, lim);
+  fuzz_source_t s = {data, size, 0, FUZZ_CHUNK};
+  pkgjr_reader_t *r = pkgjr_reader_new(fuzz_source_read, &s, lim);
   bson_t doc = BSON_INITIALIZER;
   fzip_error_t err = {0};
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fuzz_source.h"
 #include "pkg_seal.h"
 
 #define FUZZ_PIECE 4099 /* bytes per source read: chunks are assembled from several */
@@ -33,32 +34,13 @@ static void fuzz_identity(pkgs_identity_t *id, bool with_key) {
   id->pwhash_mem_max = FUZZ_PWHASH_MEM_MAX;
 }
 
-typedef struct {
-  const uint8_t *data;
-  size_t size, pos;
-} src_t;
-
-static bool src_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
-  (void)error;
-  src_t *s = ctx;
-  size_t k = s->size - s->pos;
-  if (k > FUZZ_PIECE)
-    k = FUZZ_PIECE;
-  if (k > cap)
-    k = cap;
-  memcpy(buf, s->data + s->pos, k);
-  s->pos += k;
-  *n = k;
-  return true;
-}
-
 static void open_all(const uint8_t *data, size_t size, bool with_key) {
   static uint8_t out[PKGS_CHUNK_SIZE];
-  src_t s = {data, size, 0};
+  fuzz_source_t s = {data, size, 0, FUZZ_PIECE};
   pkgs_identity_t id;
   fzip_error_t err = {0};
   fuzz_identity(&id, with_key);
-  pkgs_reader_t *r = pkgs_reader_new(src_read, &s, &id, &err);
+  pkgs_reader_t *r = pkgs_reader_new(fuzz_source_read, &s, &id, &err);
   for (size_t n = 1; r && n > 0;) {
     if (!pkgs_reader_read(&n, r, out, sizeof out, &err))
       break;

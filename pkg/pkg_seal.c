@@ -46,6 +46,17 @@ bool pkgs_init(fzip_error_t *error) {
   return true;
 }
 
+/* A zeroed handle, libsodium started: what _new of both handles begin with. */
+static void *handle_new(size_t size, const char *what, fzip_error_t *error) {
+  void *h = NULL;
+  if (!pkgs_init(error))
+    return NULL;
+  h = calloc(1, size);
+  if (!h)
+    fzip_error_oom(error, what);
+  return h;
+}
+
 bool pkgs_keypair_generate(uint8_t public_key[PKGS_KEY_LEN], uint8_t secret_key[PKGS_KEY_LEN],
                            fzip_error_t *error) {
   if (!pkgs_init(error))
@@ -202,8 +213,6 @@ pkgs_writer_t *pkgs_writer_new(pkgs_sink_fn sink, void *sink_ctx,
                                const pkgs_recipient_t *recipients, size_t n_recipients,
                                fzip_error_t *error) {
   pkgs_writer_t *w = NULL;
-  if (!pkgs_init(error))
-    return NULL;
   if (n_recipients == 0 || n_recipients > PKGS_STANZAS_MAX) {
     fail(error, FZIP_ERR_INVALID_ARGUMENT, "1 to PKGS_STANZAS_MAX recipients");
     return NULL;
@@ -212,11 +221,9 @@ pkgs_writer_t *pkgs_writer_new(pkgs_sink_fn sink, void *sink_ctx,
     if (!pkgs_recipient_check(&recipients[i], error))
       return NULL;
   }
-  w = calloc(1, sizeof *w);
-  if (!w) {
-    fzip_error_oom(error, "envelope writer");
+  w = handle_new(sizeof *w, "envelope writer", error);
+  if (!w)
     return NULL;
-  }
   w->sink = sink;
   w->sink_ctx = sink_ctx;
   if (!writer_header(w, recipients, n_recipients, error)) {
@@ -447,19 +454,14 @@ done:
 
 pkgs_reader_t *pkgs_reader_new(pkgs_source_fn source, void *source_ctx, const pkgs_identity_t *id,
                                fzip_error_t *error) {
-  pkgs_reader_t *r = NULL;
-  if (!pkgs_init(error))
-    return NULL;
-  r = calloc(1, sizeof *r);
-  if (!r) {
-    fzip_error_oom(error, "envelope reader");
-    return NULL;
+  pkgs_reader_t *r = handle_new(sizeof *r, "envelope reader", error);
+  if (r) {
+    r->source = source;
+    r->source_ctx = source_ctx;
   }
-  r->source = source;
-  r->source_ctx = source_ctx;
-  if (!reader_open(r, id, error)) {
-    pkgs_reader_destroy(r);
-    return NULL;
+  if (r && !reader_open(r, id, error)) {
+    pkgs_reader_destroy(r); /* wipes what the header gave */
+    r = NULL;
   }
   return r;
 }
