@@ -172,6 +172,56 @@ static void test_merged_file_blob_follows_its_sha256(void) {
   bson_destroy(st);
 }
 
+/* The HouseF3 app's records have no sha256: a newer record whose fileSize
+ * differs describes other bytes and takes the package's blob; an older
+ * one keeps the stored size and blob. */
+static void test_merged_file_blob_without_sha256_follows_its_size(void) {
+  fzip_error_t err = {0};
+  pkgd_verdict_t v;
+  bson_t *merged = NULL;
+  bson_t *in = BCON_NEW("fileId", "f1", "fileName", "a.csv", "fileSize", BCON_INT64(20),
+                        "s3Key", "u/f1/imp2", "updatedAt", BCON_INT64(2000));
+  bson_t *st = BCON_NEW("fileId", "f1", "fileName", "a.csv", "fileSize", BCON_INT64(10),
+                        "s3Key", "u/f1", "updatedAt", BCON_INT64(1000));
+
+  CHECK_OK(pkgd_judge(&v, &merged, FZIP_KIND_TRANSACTION_FILE, PKGV_MERGE_FIELDS, in, st, &err),
+           err);
+  CHECK(v.merged && merged && strcmp(str_of(merged, "s3Key"), "u/f1/imp2") == 0);
+  bson_destroy(merged);
+  bson_destroy(in);
+  in = BCON_NEW("fileId", "f1", "fileName", "a.csv", "fileSize", BCON_INT64(20), "s3Key",
+                "u/f1/imp2", "recordCount", BCON_INT64(7), "updatedAt", BCON_INT64(500));
+  CHECK_OK(pkgd_judge(&v, &merged, FZIP_KIND_TRANSACTION_FILE, PKGV_MERGE_FIELDS, in, st, &err),
+           err);
+  CHECK(v.merged && merged && strcmp(str_of(merged, "s3Key"), "u/f1") == 0);
+  bson_destroy(merged);
+  bson_destroy(in);
+  bson_destroy(st);
+}
+
+/* A stored record without a blob (its bytes were missing) and a package
+ * that holds them: changed, field s3Key, under every strategy; the merge
+ * takes the package's blob. */
+static void test_missing_bytes_the_package_holds_are_a_change(void) {
+  fzip_error_t err = {0};
+  pkgd_verdict_t v;
+  bson_t *merged = NULL;
+  bson_t *in = BCON_NEW("fileId", "f1", "fileName", "a.csv", "s3Key", "u/f1/imp2");
+  bson_t *st = BCON_NEW("fileId", "f1", "fileName", "a.csv");
+
+  CHECK_OK(pkgd_judge(&v, NULL, FZIP_KIND_TRANSACTION_FILE, PKGV_OVERWRITE, in, st, &err), err);
+  CHECK(!v.identical && v.diff.n_fields == 1 && strcmp(v.diff.fields[0], "s3Key") == 0);
+  CHECK_OK(pkgd_judge(&v, &merged, FZIP_KIND_TRANSACTION_FILE, PKGV_MERGE_FIELDS, in, st, &err),
+           err);
+  CHECK(v.merged && merged && strcmp(str_of(merged, "s3Key"), "u/f1/imp2") == 0);
+  bson_destroy(merged);
+  /* The package lacks them too: identical. */
+  CHECK_OK(pkgd_judge(&v, NULL, FZIP_KIND_TRANSACTION_FILE, PKGV_OVERWRITE, st, st, &err), err);
+  CHECK(v.identical);
+  bson_destroy(in);
+  bson_destroy(st);
+}
+
 static void test_keep_lists_the_first_diffs_of_each_kind(void) {
   pkgv_diff_t diffs[PKGV_DIFFS_PER_KIND * FZIP_KIND_COUNT];
   pkgd_diff_t d = {1, {"memo"}};
@@ -197,6 +247,8 @@ int main(int argc, char **argv) {
   RUN(test_merge_takes_every_field_of_a_newer_entity);
   RUN(test_merge_of_an_older_entity_only_fills_missing_fields);
   RUN(test_merged_file_blob_follows_its_sha256);
+  RUN(test_merged_file_blob_without_sha256_follows_its_size);
+  RUN(test_missing_bytes_the_package_holds_are_a_change);
   RUN(test_keep_lists_the_first_diffs_of_each_kind);
   return fzip_test_summary();
 }
