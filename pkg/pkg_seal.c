@@ -78,7 +78,8 @@ static bool derive_keypair(uint8_t pk[PKGS_KEY_LEN], uint8_t sk[PKGS_KEY_LEN],
   return true;
 }
 
-bool pkgs_recipient_check(const pkgs_recipient_t *r, fzip_error_t *error) {
+/* Type and Argon2id limits: what a reader can check of a stanza. */
+static bool params_check(const pkgs_recipient_t *r, fzip_error_t *error) {
   if (r->type == PKGS_STANZA_X25519)
     return true;
   if (r->type != PKGS_STANZA_PASSPHRASE)
@@ -87,6 +88,20 @@ bool pkgs_recipient_check(const pkgs_recipient_t *r, fzip_error_t *error) {
       r->memlimit < crypto_pwhash_MEMLIMIT_MIN || r->memlimit > PKGS_PWHASH_MEM_MAX)
     return fail(error, FZIP_ERR_RESOURCE_EXHAUSTED, "Argon2id parameters out of bounds");
   return true;
+}
+
+/* crypto_box_seal to `pk`; it fails for a low-order key (all-zero shared
+ * secret), which would otherwise leave a stanza nobody can open. */
+static bool seal_key(uint8_t out[SEALED_KEY_LEN], const uint8_t *file_key,
+                     const uint8_t pk[PKGS_KEY_LEN], fzip_error_t *error) {
+  if (crypto_box_seal(out, file_key, crypto_secretstream_xchacha20poly1305_KEYBYTES, pk) != 0)
+    return fail(error, FZIP_ERR_INVALID_ARGUMENT, "recipient public key is not usable");
+  return true;
+}
+
+bool pkgs_recipient_check(const pkgs_recipient_t *r, fzip_error_t *error) {
+  uint8_t probe[SEALED_KEY_LEN], zero[crypto_secretstream_xchacha20poly1305_KEYBYTES] = {0};
+  return params_check(r, error) && pkgs_init(error) && seal_key(probe, zero, r->public_key, error);
 }
 
 bool pkgs_passphrase_recipient(pkgs_recipient_t *out, const char *passphrase, uint64_t opslimit,
@@ -102,7 +117,7 @@ bool pkgs_passphrase_recipient(pkgs_recipient_t *out, const char *passphrase, ui
   out->opslimit = opslimit ? opslimit : PKGS_PWHASH_OPS_DEFAULT;
   out->memlimit = memlimit ? memlimit : PKGS_PWHASH_MEM_DEFAULT;
   randombytes_buf(out->salt, sizeof out->salt);
-  if (!pkgs_recipient_check(out, error))
+  if (!params_check(out, error))
     goto done;
   ok = derive_keypair(out->public_key, sk, passphrase, out->salt, out->opslimit, out->memlimit,
                       error);
@@ -175,7 +190,8 @@ static bool writer_emit(pkgs_writer_t *w, const void *data, size_t len, fzip_err
   return true;
 }
 
-static size_t stanza_encode(uint8_t *p, const pkgs_recipient_t *r, const uint8_t *file_key) {
+static bool stanza_encode(size_t *len, uint8_t *p, const pkgs_recipient_t *r,
+                          const uint8_t *file_key, fzip_error_t *error) {
   size_t n = 0;
   p[n++] = (uint8_t)r->type;
   if (r->type == PKGS_STANZA_PASSPHRASE) {
@@ -184,8 +200,8 @@ static size_t stanza_encode(uint8_t *p, const pkgs_recipient_t *r, const uint8_t
     put_u64(p + n + PKGS_SALT_LEN + 8, r->memlimit);
     n += PASS_PARAMS_LEN;
   }
-  crypto_box_seal(p + n, file_key, crypto_secretstream_xchacha20poly1305_KEYBYTES, r->public_key);
-  return n + SEALED_KEY_LEN;
+  *len = n + SEALED_KEY_LEN;
+  return seal_key(p + n, file_key, r->public_key, error);
 }
 
 static bool writer_header(pkgs_writer_t *w, const pkgs_recipient_t *rs, size_t n_rs,
@@ -200,8 +216,14 @@ static bool writer_header(pkgs_writer_t *w, const pkgs_recipient_t *rs, size_t n
   h[n++] = (uint8_t)n_rs;
   for (int i = 0; i < 4; i++)
     h[n++] = (uint8_t)((uint32_t)PKGS_CHUNK_SIZE >> (8 * i));
-  for (size_t i = 0; i < n_rs; i++)
-    n += stanza_encode(h + n, &rs[i], key);
+  for (size_t i = 0; i < n_rs; i++) {
+    size_t len = 0;
+    if (!stanza_encode(&len, h + n, &rs[i], key, error)) {
+      sodium_memzero(key, sizeof key);
+      return false;
+    }
+    n += len;
+  }
   crypto_secretstream_xchacha20poly1305_init_push(&w->st, h + n, key);
   n += STREAM_HEADER_LEN;
   sodium_memzero(key, sizeof key);
@@ -362,7 +384,7 @@ static bool header_stanza(bool *opened, uint8_t key[crypto_secretstream_xchacha2
     rc.opslimit = get_u64(p + PKGS_SALT_LEN);
     rc.memlimit = get_u64(p + PKGS_SALT_LEN + 8);
   }
-  if (!pkgs_recipient_check(&rc, error) || !header_take(r, SEALED_KEY_LEN, error))
+  if (!params_check(&rc, error) || !header_take(r, SEALED_KEY_LEN, error))
     return false;
   if (*opened)
     return true; /* the key is in hand; the rest is only read, for the AD */

@@ -88,7 +88,8 @@ bool pkgs_passphrase_recipient(pkgs_recipient_t *out, const char *passphrase, ui
                                uint64_t memlimit, fzip_error_t *error);
 
 /* A recipient is well formed: known type, Argon2 parameters within the
- * bounds above.  Servers check what a client sent with it. */
+ * bounds above, a public key a file key can be sealed to (not of low
+ * order).  Servers check what a client sent with it. */
 bool pkgs_recipient_check(const pkgs_recipient_t *r, fzip_error_t *error);
 
 /* Key text: "fzip-x25519-public:" or "fzip-x25519-secret:" + 64 hex

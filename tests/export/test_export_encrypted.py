@@ -159,6 +159,7 @@ def test_plain_exports_are_unchanged_and_bad_recipients_refused(srv):
     check(a == b and not one.HasField("encryption"), "plain pinned exports differ or say sealed")
     read_package(a)
     bad = [jpb.EncryptionOptions(),
+           jpb.EncryptionOptions(recipients=[jpb.EncryptionRecipient(x25519_public_key=bytes(32))]),
            jpb.EncryptionOptions(recipients=[jpb.EncryptionRecipient(x25519_public_key=b"x" * 31)]),
            jpb.EncryptionOptions(recipients=[jpb.EncryptionRecipient(
                x25519_public_key=b"x" * 32, passphrase_salt=b"s" * 16, argon2_opslimit=2,

@@ -307,6 +307,13 @@ static void test_headers_out_of_bounds_are_refused(void) {
   CHECK(pkgs_writer_new(buf_sink, &t, &bad, 1, &err) == NULL);
   CHECK(err.code == FZIP_ERR_RESOURCE_EXHAUSTED);
   CHECK(pkgs_writer_new(buf_sink, &t, recipients, 0, &err) == NULL);
+  /* a low-order public key would make a stanza nobody can open */
+  bad = recipients[0];
+  memset(bad.public_key, 0, sizeof bad.public_key);
+  CHECK_FAILS(pkgs_recipient_check(&bad, &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  buf_t none = {0};
+  CHECK(pkgs_writer_new(buf_sink, &none, &bad, 1, &err) == NULL);
+  CHECK(err.code == FZIP_ERR_INVALID_ARGUMENT && none.len == 0);
 }
 
 static void test_key_text_round_trips_and_refuses_the_other_kind(void) {
