@@ -22,6 +22,7 @@
 #include "fzip_entity.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
+#include "pkg_diff.h"
 
 #define SEP '\x1f'
 #define PERIOD_MAX 16 /* "YYYY-MM" (any int year gmtime gives), "overall", and the NUL */
@@ -474,11 +475,61 @@ static bson_t *record_of(const generator_t *g, const analytics_table_t *t,
   return doc;
 }
 
+/* Whether `fresh` says nothing `stored` does not, computedDate (the time
+ * of a run) aside: pkg_diff's comparison of two versions of a record. */
+static bool unchanged(bool *same, const bson_t *fresh, const bson_t *stored,
+                      fzip_error_t *error) {
+  bson_t a = BSON_INITIALIZER, b = BSON_INITIALIZER;
+  pkgd_verdict_t v;
+  bool ok;
+
+  bson_copy_to_excluding_noinit(fresh, &a, "computedDate", NULL);
+  bson_copy_to_excluding_noinit(stored, &b, "computedDate", NULL);
+  ok = pkgd_judge(&v, NULL, FZIP_KIND_ANALYTICS, PKGV_OVERWRITE, &a, &b, error);
+  *same = ok && v.identical;
+  bson_destroy(&a);
+  bson_destroy(&b);
+  return ok;
+}
+
+/* Leaves out of docs[0..*n) (destroying them) the records the user has
+ * already, equal but for computedDate: an unchanged record keeps its
+ * version and tag, and a re-import of the same data writes no analytics
+ * (each replace costs a stash and, on FerretDB, table scans). */
+static bool drop_unchanged(store_t *store, const char *user, const char *tag, bson_t **docs,
+                           size_t *n, fzip_error_t *error) {
+  const char *ids[STORE_BATCH_MAX];
+  bson_t *stored[STORE_BATCH_MAX];
+  size_t kept = 0;
+  bool ok = true;
+
+  for (size_t i = 0; i < *n; i++)
+    ids[i] = utf8_field(docs[i], "analyticsId");
+  /* see_tag: a record this import restored or wrote counts as stored. */
+  if (!store_entity_get_many(stored, store, user, FZIP_KIND_ANALYTICS, ids, *n, tag, error))
+    return false;
+  for (size_t i = 0; i < *n; i++) {
+    bool same = false;
+    if (ok && stored[i])
+      ok = unchanged(&same, docs[i], stored[i], error);
+    bson_destroy(stored[i]);
+    if (ok && same)
+      bson_destroy(docs[i]);
+    else
+      docs[kept++] = docs[i];
+  }
+  *n = kept;
+  return ok;
+}
+
+/* Writes the changed records of docs[0..*n) and destroys them all. */
 static bool put(store_t *store, const char *user, const char *tag, bson_t **docs, size_t *n,
                 fzip_error_t *error) {
-  bool ok = store_entity_put_batch_tagged(store, user, FZIP_KIND_ANALYTICS,
-                                          (const bson_t *const *)docs, *n, STORE_WRITE_REPLACE,
-                                          tag, NULL, error);
+  bool ok = drop_unchanged(store, user, tag, docs, n, error);
+  if (ok && *n)
+    ok = store_entity_put_batch_tagged(store, user, FZIP_KIND_ANALYTICS,
+                                       (const bson_t *const *)docs, *n, STORE_WRITE_REPLACE, tag,
+                                       NULL, error);
   while (*n)
     bson_destroy(docs[--*n]);
   return ok;

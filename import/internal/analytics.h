@@ -14,7 +14,8 @@
  *                      description.
  * Every sum is exact fixed point (never floats) written as a decimal
  * string; every record is written with the import's tag, so a rollback
- * undoes it like any other import write.  Transactions are streamed;
+ * undoes it like any other import write, but only when it changed: a
+ * record equal to the stored one but for computedDate is not written.  Transactions are streamed;
  * each generator's memory is a bounded analytics_table, and a generator
  * whose table would pass its limit gives its type up (nothing of that
  * type written, the type missing from the result) while the others go on.

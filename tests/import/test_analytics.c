@@ -3,8 +3,8 @@
  * analytics.c, analytics_table.c) on a real SQLite store in a temp file.
  * Crafted transactions with hand-computed expected values per type
  * (cash_flow, category_trends, payment_patterns, merchant_analysis), the
- * top-K cut with its "other" sums, determinism, the tag (a rollback takes
- * the records away), the result's type list, merchant normalisation and
+ * top-K cut with its "other" sums, determinism, unchanged records not
+ * rewritten, the tag (a rollback takes the records away), the result's type list, merchant normalisation and
  * the table's limits.
  */
 #include <stdio.h>
@@ -343,6 +343,51 @@ static void test_regenerate_is_deterministic(void) {
   CHECK(n == 4 && same);
 }
 
+/* The analytics records of `user` carrying import `tag`, or -1. */
+static int64_t tagged_records(const char *user, const char *tag) {
+  store_import_marks_t m;
+  fzip_error_t err;
+
+  fzip_error_clear(&err);
+  if (store_import_marks(&m, g_store, user, tag, &err))
+    return (int64_t)m.tagged[FZIP_KIND_ANALYTICS];
+  fprintf(stderr, "  marks of %s: %s\n", tag, err.message);
+  return -1;
+}
+
+/* A record equal but for computedDate is not written again: a second run
+ * over the same transactions writes nothing (the records keep the first
+ * run's tag and computedDate), and a changed transaction rewrites only the
+ * records it is part of (t6: the records without a currency, 4 of them). */
+static void test_only_changed_records_are_written(void) {
+  fzip_error_t err;
+  uint32_t types = 0;
+  int64_t first = tagged_records(USER, "imp-1"), computed;
+  txn_spec_t t6 = crafted[5];
+
+  fzip_error_clear(&err);
+  CHECK(first > 4);
+  CHECK(load(USER, "cash_flow#2024-01#acc-a"));
+  computed = int_at(g_rec, "computedDate");
+  CHECK_OK(regenerate(&types, g_store, USER, "imp-same", &err), err);
+  CHECK(types == 0xF);
+  CHECK(tagged_records(USER, "imp-same") == 0);
+  CHECK(tagged_records(USER, "imp-1") == first);
+  CHECK(load(USER, "cash_flow#2024-01#acc-a") && int_at(g_rec, "computedDate") == computed);
+
+  CHECK(strcmp(t6.id, "t6") == 0);
+  t6.amount = "0.3";
+  CHECK_OK(put_txns(g_store, USER, &t6, 1, &err), err);
+  CHECK_OK(regenerate(&types, g_store, USER, "imp-t6", &err), err);
+  CHECK(tagged_records(USER, "imp-t6") == 4);
+  CHECK(tagged_records(USER, "imp-1") == first - 4);
+  CHECK(load(USER, "cash_flow#2024-03#acc-a"));
+  CHECK(sums_are(g_rec, "data", "0.30", "0.00", "0.30", 1));
+  CHECK(load(USER, "merchant_analysis#overall"));
+  CHECK(sums_are(g_rec, "data.merchants.0", "0.30", "0.00", "0.30", 1));
+  CHECK(load(USER, "cash_flow#2024-01#acc-a") && int_at(g_rec, "computedDate") == computed);
+}
+
 /* The records are the import's writes: a rollback takes them away. */
 static void test_records_roll_back_with_the_import(void) {
   const char *user = "analytics-rollback";
@@ -485,6 +530,7 @@ int main(void) {
   RUN(test_long_account_id_names_cash_flow_by_digest);
   RUN(test_year_past_9999_keeps_its_digits);
   RUN(test_regenerate_is_deterministic);
+  RUN(test_only_changed_records_are_written);
   RUN(test_records_roll_back_with_the_import);
   RUN(test_fill_result_lists_the_regenerated_types);
   RUN(test_merchant_of_normalises_descriptions);
