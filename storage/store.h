@@ -81,6 +81,8 @@ typedef struct {
   const char *see_tag;            /* read as the pending import `see_tag` sees the data:
                                    * its own uncommitted writes visible (NULL: committed
                                    * data only, what every other reader gets) */
+  uint64_t changed_after;         /* only documents whose change seq is > this
+                                   * (0: all); see "change tracking" */
 } store_filter_t;
 
 typedef struct store_cursor store_cursor_t;
@@ -492,5 +494,43 @@ bool store_import_is_pending(bool *pending, store_t *store, const char *user_id,
 bool store_snapshot_begin(store_t **view, store_t *store, const char *user_id,
                           fzip_error_t *error);
 bool store_snapshot_end(store_t *view, fzip_error_t *error);
+
+/* ---- change tracking (incremental exports) ---------------------------- */
+
+/* Every write of a user's entity (put, tagged put, a rollback's or undo's
+ * put back) numbers the document with the user's next change sequence
+ * number (per user, starting at 1, never reused); every delete of one
+ * (delete_many, a rollback's or undo's delete of what an import created)
+ * records a deletion (kind, id, seq) the same way; delete_all records a
+ * wipe instead (and drops the user's older deletions).  Documents written
+ * before tracking existed have seq 0.  A filter's `changed_after` selects
+ * the documents numbered above it; store_deletions_* lists deletions.
+ * docs/STORAGE.md "Change tracking". */
+
+typedef struct {
+  /* Every write numbered <= seq is committed and visible to a read made
+   * after this call: the user's last number, or, while imports are pending,
+   * the number before the oldest pending one began (their writes may
+   * become visible later, so an increment taken after must include them). */
+  uint64_t seq;
+  uint64_t wiped; /* seq of the user's last delete_all (wipe); 0: never */
+} store_changes_mark_t;
+
+/* Reads the mark; through a snapshot view, the mark of that snapshot. */
+bool store_changes_mark(store_changes_mark_t *out, store_t *store, const char *user_id,
+                        fzip_error_t *error);
+
+typedef struct store_deletions store_deletions_t;
+
+/* Ids of `kind` deleted with after_seq < seq <= upto_seq and not written
+ * again since, in entity id order, streamed (memory does not grow with their
+ * number).  Works through a snapshot view. */
+bool store_deletions_new(store_deletions_t **out, store_t *store, const char *user_id,
+                         fzip_kind_t kind, uint64_t after_seq, uint64_t upto_seq,
+                         fzip_error_t *error);
+/* true and *entity_id (borrowed until the next call) while ids remain;
+ * false at the end (error untouched) or on failure (error set). */
+bool store_deletions_next(store_deletions_t *d, const char **entity_id, fzip_error_t *error);
+void store_deletions_destroy(store_deletions_t *d); /* accepts NULL */
 
 #endif
