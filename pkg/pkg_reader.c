@@ -29,8 +29,18 @@
 #define MANIFEST_KEY_CAP 64 /* bytes of the data file key read by open_array */
 
 /* ROLE_CSV: csv/<name>.csv, the spreadsheet copy (FORMAT.md 13): accepted
- * with its checksum and otherwise ignored, never restored. */
-typedef enum { ROLE_OTHER = 0, ROLE_MANIFEST, ROLE_DATA, ROLE_FILE, ROLE_DIR, ROLE_CSV } role_t;
+ * with its checksum and otherwise ignored, never restored.
+ * ROLE_DELETIONS: data/deletions.json, in an incremental package only
+ * (FORMAT.md 15; anywhere else it is an unknown entry). */
+typedef enum {
+  ROLE_OTHER = 0,
+  ROLE_MANIFEST,
+  ROLE_DATA,
+  ROLE_FILE,
+  ROLE_DIR,
+  ROLE_CSV,
+  ROLE_DELETIONS
+} role_t;
 
 typedef struct {
   char *name;
@@ -65,6 +75,7 @@ struct pkgr {
   entry_t *entries;
   size_t n_entries;
   entry_t *manifest_entry;
+  entry_t *deletions_entry; /* data/deletions.json, or NULL */
   entry_t *data[FZIP_KIND_COUNT];
   entry_t **by_name; /* all entries sorted by name */
   entry_t **files;   /* sorted by file id */
@@ -215,6 +226,10 @@ static void classify(pkgr_t *r, entry_t *e) {
     e->role = ROLE_MANIFEST;
     return;
   }
+  if (strcmp(n, PKG_DELETIONS_ENTRY) == 0) {
+    e->role = ROLE_DELETIONS;
+    return;
+  }
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     const char *data = pkgr_data_entry((fzip_kind_t)k);
     size_t dlen = strlen(data);
@@ -304,7 +319,8 @@ static void check_entry(pkgr_t *r, entry_t *e, const zip_stat_t *st) {
         "compression method %d (stored and deflate are read; LZMA in HouseF3 application "
         "packages)", (int)st->comp_method);
   classify(r, e);
-  max = e->role == ROLE_DATA || e->role == ROLE_CSV ? r->lim.max_data_entry
+  max = e->role == ROLE_DATA || e->role == ROLE_CSV || e->role == ROLE_DELETIONS
+            ? r->lim.max_data_entry
         : e->role == ROLE_MANIFEST ? r->lim.max_manifest
                                    : r->lim.max_file_entry;
   if (e->size > max)
@@ -430,6 +446,8 @@ static bool index_files(pkgr_t *r, fzip_error_t *error) {
     }
     if (e->role == ROLE_MANIFEST && !r->manifest_entry)
       r->manifest_entry = e;
+    if (e->role == ROLE_DELETIONS)
+      r->deletions_entry = e;
     if (e->role != ROLE_FILE)
       continue;
     size_t idlen = (size_t)(strchr(e->name + 6, '/') - (e->name + 6));
@@ -718,12 +736,9 @@ static entry_t *checksum_target(pkgr_t *r, const char *key) {
   return e && e->role == ROLE_DATA ? e : NULL;
 }
 
-/* Exactly "sha256:<64 lower-case hex>", as the schema's pattern says:
- * one spelling, so that a checksum compares as a string everywhere. */
-static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
-  if (strncmp(v, PKG_CHECKSUM_PREFIX, PKG_CHECKSUM_PREFIX_LEN) != 0)
-    return false;
-  v += PKG_CHECKSUM_PREFIX_LEN;
+/* Exactly 64 lower-case hex digits: one spelling, so that a digest
+ * compares as a string everywhere. */
+static bool hex_sha256(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
   if (strlen(v) != FZIP_SHA256_HEX_LEN)
     return false;
   for (size_t i = 0; i < FZIP_SHA256_HEX_LEN; i++) {
@@ -732,6 +747,12 @@ static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
   }
   memcpy(out, v, FZIP_SHA256_HEX_LEN + 1);
   return true;
+}
+
+/* Exactly "sha256:<64 lower-case hex>", as the schema's pattern says. */
+static bool parse_sha(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
+  return strncmp(v, PKG_CHECKSUM_PREFIX, PKG_CHECKSUM_PREFIX_LEN) == 0 &&
+         hex_sha256(out, v + PKG_CHECKSUM_PREFIX_LEN);
 }
 
 static void read_checksums(pkgr_t *r) {
@@ -754,7 +775,8 @@ static void read_checksums(pkgr_t *r) {
           "checksum is not \"sha256:<64 lower-case hex>\"");
       continue;
     }
-    if (!e || (e->role != ROLE_DATA && e->role != ROLE_FILE && e->role != ROLE_CSV)) {
+    if (!e || (e->role != ROLE_DATA && e->role != ROLE_FILE && e->role != ROLE_CSV &&
+               e->role != ROLE_DELETIONS)) {
       ERR(r, "checksum.unknown_entry", key, field,
           "the manifest has a checksum for an entry the package does not contain");
       continue;
@@ -767,7 +789,8 @@ static void read_checksums(pkgr_t *r) {
     entry_t *e = &r->entries[i];
     if (e->role == ROLE_FILE)
       e->file.has_checksum = e->has_sha;
-    if ((e->role != ROLE_DATA && e->role != ROLE_FILE) || e->has_sha)
+    if ((e->role != ROLE_DATA && e->role != ROLE_FILE && e->role != ROLE_DELETIONS) ||
+        e->has_sha)
       continue;
     /* The HouseF3 app writes no checksums: what can be is verified
      * otherwise (FORMAT.md, "The HouseF3 flavour"), and the job says so. */
@@ -775,7 +798,7 @@ static void read_checksums(pkgr_t *r) {
       unchecked++;
     /* The design flavour's files/ entries may go without: pkg_validate
      * then checks them against their record's sha256 (FORMAT.md 8). */
-    else if (e->role == ROLE_DATA || !r->info.design_flavour)
+    else if (e->role != ROLE_FILE || !r->info.design_flavour)
       ERR(r, "checksum.missing", e->name, "checksums",
           "the manifest gives no sha256 for this entry");
   }
@@ -843,7 +866,8 @@ static bool read_references(pkgr_t *r, fzip_error_t *error) {
 static const char *const manifest_keys[] = {
     "export_format_version", "package_format", "export_timestamp", "export_timestamp_ms",
     "user_id", "application_version", "housef3_version", "export_type", "filters",
-    "data_summary", "checksums", "compatibility", "external_references", "files_missing", NULL};
+    "data_summary", "checksums", "compatibility", "external_references", "files_missing",
+    PKG_INCREMENTAL_KEY, NULL};
 static const char *const filters_keys[] = {"account_ids", "date_from", "date_to", NULL};
 static const char *const summary_keys[] = {
     "accounts_count", "transactions_count", "categories_count", "file_maps_count",
@@ -852,6 +876,9 @@ static const char *const summary_keys[] = {
 static const char *const compatibility_keys[] = {"minimum_version", "supported_versions", NULL};
 static const char *const external_keys[] = {"accounts", "categories", "file_maps",
                                             "transaction_files", NULL};
+static const char *const incremental_keys[] = {"base_export_id", "base_package_sha256",
+                                               "base_change_seq", "change_seq", "chain_length",
+                                               NULL};
 
 static bool key_known(const char *key, const char *const *keys) {
   for (; *keys; keys++) {
@@ -880,7 +907,8 @@ static void check_manifest_keys(pkgr_t *r) {
   } objects[] = {{"filters", filters_keys},
                  {"data_summary", summary_keys},
                  {"compatibility", compatibility_keys},
-                 {"external_references", external_keys}};
+                 {"external_references", external_keys},
+                 {PKG_INCREMENTAL_KEY, incremental_keys}};
   bson_iter_t it, sub;
   if (bson_iter_init(&it, r->manifest))
     check_keys(r, &it, NULL, manifest_keys);
@@ -889,6 +917,67 @@ static void check_manifest_keys(pkgr_t *r) {
         BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &sub))
       check_keys(r, &sub, objects[i].name, objects[i].keys);
   }
+}
+
+/* incremental.<key> as a non-negative int64 into *out; false (reported)
+ * when absent or anything else. */
+static bool incremental_int(pkgr_t *r, int64_t *out, const bson_t *inc, const char *key) {
+  char field[64];
+  bson_iter_t it;
+  snprintf(field, sizeof field, PKG_INCREMENTAL_KEY ".%s", key);
+  if (bson_iter_init_find(&it, inc, key) && BSON_ITER_HOLDS_INT64(&it) &&
+      bson_iter_int64(&it) >= 0) {
+    *out = bson_iter_int64(&it);
+    return true;
+  }
+  ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, field, "%s is not a non-negative integer", field);
+  return false;
+}
+
+/* The manifest's `incremental` object (FORMAT.md 15): what the increment
+ * was taken against.  Each key is required; an increment must hold
+ * data/deletions.json, a complete package must not. */
+static void read_incremental(pkgr_t *r) {
+  pkgr_info_t *info = &r->info;
+  bson_iter_t it, sub;
+  bson_t inc;
+  uint32_t len;
+  const uint8_t *data;
+  bool absent, wrong;
+  const char *s;
+
+  if (!manifest_object(r, &sub, PKG_INCREMENTAL_KEY, &absent)) {
+    if (absent && r->deletions_entry)
+      ERR(r, "archive.unknown_entry", PKG_DELETIONS_ENTRY, NULL,
+          "%s belongs to incremental packages only (FORMAT.md 15)", PKG_DELETIONS_ENTRY);
+    return;
+  }
+  info->incremental = true;
+  bson_iter_init_find(&it, r->manifest, PKG_INCREMENTAL_KEY);
+  bson_iter_document(&it, &len, &data);
+  if (!bson_init_static(&inc, data, len))
+    return;
+  s = str_at(&inc, "base_export_id", &wrong);
+  if (!s || !fzip_id_is_valid(s))
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, PKG_INCREMENTAL_KEY ".base_export_id",
+        "base_export_id is not an id");
+  else
+    copy_info(info->base_export_id, sizeof info->base_export_id, s);
+  s = str_at(&inc, "base_package_sha256", &wrong);
+  if (!s || !hex_sha256(info->base_package_sha256, s))
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, PKG_INCREMENTAL_KEY ".base_package_sha256",
+        "base_package_sha256 is not 64 lower-case hex digits");
+  if (incremental_int(r, &info->base_change_seq, &inc, "base_change_seq") &&
+      incremental_int(r, &info->change_seq, &inc, "change_seq") &&
+      info->change_seq < info->base_change_seq)
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, PKG_INCREMENTAL_KEY ".change_seq",
+        "change_seq is below base_change_seq");
+  if (incremental_int(r, &info->chain_length, &inc, "chain_length") && info->chain_length < 1)
+    ERR(r, "manifest.field", PKG_MANIFEST_ENTRY, PKG_INCREMENTAL_KEY ".chain_length",
+        "chain_length is below 1");
+  if (!r->deletions_entry)
+    ERR(r, "manifest.incremental", PKG_DELETIONS_ENTRY, NULL,
+        "an incremental package must hold %s (FORMAT.md 15)", PKG_DELETIONS_ENTRY);
 }
 
 static void housef3_issue(void *ctx, int severity, const char *rule, const char *field,
@@ -947,6 +1036,7 @@ static bool read_manifest(pkgr_t *r, fzip_error_t *error) {
   if (!r->housef3)
     check_manifest_keys(r); /* pkg_housef3 checked the app's keys */
   read_info(r);
+  read_incremental(r);
   read_checksums(r);
   return read_references(r, error);
 }
@@ -1483,6 +1573,124 @@ void pkgr_entities_destroy(pkgr_entities_t *it) {
     bson_destroy(it->doc);
   if (it->mapped)
     bson_destroy(it->mapped);
+  free(it);
+}
+
+/* ---- deletions --------------------------------------------------------- */
+
+struct pkgr_deletions {
+  entry_stream_t s;
+  pkgjr_reader_t *json;
+  bson_t *doc; /* bson_new, as in pkgr_entities */
+  uint64_t count;
+  int kind;                 /* the last record's, -1 before the first */
+  char id[FZIP_ID_MAX + 1]; /* the last record's */
+  bool started, ended, empty, failed;
+};
+
+bool pkgr_deletions_open(pkgr_deletions_t **out, pkgr_t *r, fzip_error_t *error) {
+  pkgr_deletions_t *it = calloc(1, sizeof *it);
+  *out = NULL;
+  if (!it || !(it->doc = bson_new())) {
+    pkgr_deletions_destroy(it);
+    return oom(error);
+  }
+  it->kind = -1;
+  if (!r->deletions_entry) {
+    it->empty = it->ended = true;
+    *out = it;
+    return true;
+  }
+  if (!stream_open(&it->s, r, r->deletions_entry, r->lim.max_data_entry, error) ||
+      !(it->json = pkgjr_reader_new(json_source, &it->s, &r->lim.json))) {
+    if (!fzip_error_is_set(error))
+      oom(error);
+    pkgr_deletions_destroy(it);
+    return false;
+  }
+  *out = it;
+  return true;
+}
+
+/* Exactly {"kind": <known kind name>, "id": <valid id>}, after the
+ * previous record in (kind, id) order. */
+static bool deletion_check(pkgr_deletions_t *it, fzip_kind_t *kind, fzip_error_t *error) {
+  bson_iter_t i;
+  const char *name = NULL, *id = NULL;
+  int keys = 0;
+  if (bson_iter_init(&i, it->doc)) {
+    while (bson_iter_next(&i)) {
+      keys++;
+      if (strcmp(bson_iter_key(&i), "kind") == 0 && BSON_ITER_HOLDS_UTF8(&i))
+        name = bson_iter_utf8(&i, NULL);
+      else if (strcmp(bson_iter_key(&i), "id") == 0 && BSON_ITER_HOLDS_UTF8(&i))
+        id = bson_iter_utf8(&i, NULL);
+    }
+  }
+  if (keys != 2 || !name || !id)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "deletion #%llu: not exactly {\"kind\": string, \"id\": string}",
+                          (unsigned long long)it->count + 1);
+  if (!fzip_kind_from_name(kind, name) || !fzip_id_is_valid(id))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "deletion #%llu: unknown kind or invalid id",
+                          (unsigned long long)it->count + 1);
+  if ((int)*kind < it->kind || ((int)*kind == it->kind && strcmp(id, it->id) <= 0))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "deletion #%llu (%s %s): out of order (kinds in dependency order, ids "
+                          "ascending)",
+                          (unsigned long long)it->count + 1, name, id);
+  it->kind = (int)*kind;
+  snprintf(it->id, sizeof it->id, "%s", id);
+  return true;
+}
+
+bool pkgr_deletions_next(pkgr_deletions_t *it, fzip_kind_t *kind, const char **id,
+                         fzip_error_t *error) {
+  bool more = false;
+  if (it->ended)
+    return false;
+  if (!it->started) {
+    it->started = true;
+    if (!pkgjr_open_bare_array(it->json, error))
+      goto fail;
+  }
+  if (!pkgjr_next_document(&more, it->doc, it->json, error))
+    goto fail;
+  if (!more) {
+    it->ended = true;
+    return false;
+  }
+  if (!deletion_check(it, kind, error))
+    goto fail;
+  it->count++;
+  *id = it->id;
+  return true;
+fail:
+  it->ended = it->failed = true;
+  return false;
+}
+
+bool pkgr_deletions_finish(char *hex_out, pkgr_deletions_t *it, fzip_error_t *error) {
+  char drain[256];
+  size_t n = 0;
+  if (it->empty)
+    return true;
+  if (!it->ended || it->failed)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_FAILED_PRECONDITION,
+                          "%s was not read to its end", PKG_DELETIONS_ENTRY);
+  if (!stream_read(&it->s, drain, sizeof drain, &n, error))
+    return false;
+  return stream_verify(hex_out, &it->s, error);
+}
+
+void pkgr_deletions_destroy(pkgr_deletions_t *it) {
+  if (!it)
+    return;
+  pkgjr_reader_destroy(it->json);
+  stream_close(&it->s);
+  if (it->doc)
+    bson_destroy(it->doc);
   free(it);
 }
 

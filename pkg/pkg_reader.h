@@ -126,6 +126,14 @@ typedef struct {
    * camelCase manifest and gzipped bare arrays pkg_housef3 maps to 1.0
    * (FORMAT.md, "The HouseF3 flavour"); its entries have no checksums. */
   char flavour[PKGR_FLAVOUR_MAX];
+  /* The manifest has an `incremental` object (FORMAT.md 15): the package
+   * holds only what changed since its base, and data/deletions.json
+   * (pkgr_deletions_*).  fzip's import refuses it; `fzip package apply`
+   * makes base + chain one complete package (pkg_apply.h). */
+  bool incremental;
+  char base_export_id[PKGR_INFO_STRING_MAX];
+  char base_package_sha256[FZIP_SHA256_HEX_LEN + 1]; /* of the base file as downloaded */
+  int64_t base_change_seq, change_seq, chain_length;
 } pkgr_info_t;
 
 /* One files/<fileId>/<name> entry. */
@@ -199,6 +207,28 @@ uint64_t pkgr_entities_count(const pkgr_entities_t *it);
  * FZIP_SHA256_HEX_LEN + 1 bytes) receives the digest. */
 bool pkgr_entities_finish(char *hex_out, pkgr_entities_t *it, fzip_error_t *error);
 void pkgr_entities_destroy(pkgr_entities_t *it); /* accepts NULL */
+
+/* ---- deletions of an incremental package ------------------------------ */
+
+typedef struct pkgr_deletions pkgr_deletions_t;
+
+/* Starts streaming data/deletions.json, a JSON array of {"kind": "<kind
+ * name as in data/<kind>.json>", "id": "<entity id>"} (FORMAT.md 15).  A
+ * package without the entry (a complete one) gives an empty stream.  *out
+ * is the caller's. */
+bool pkgr_deletions_open(pkgr_deletions_t **out, pkgr_t *r, fzip_error_t *error);
+/* Returns true with the next record (*id borrowed until the next call)
+ * while records remain; false at the end (error untouched) or on failure
+ * (error set as pkgr_entities_next's; INVALID_ARGUMENT, message "deletion
+ * #N: ...", for a record that is not exactly {kind, id} with a known kind
+ * and a valid id, or out of order: kinds in fzip_kind_t order, ids
+ * strictly ascending within a kind). */
+bool pkgr_deletions_next(pkgr_deletions_t *it, fzip_kind_t *kind, const char **id,
+                         fzip_error_t *error);
+/* After the end: the entry's sha256 against the manifest, as
+ * pkgr_entities_finish. */
+bool pkgr_deletions_finish(char *hex_out, pkgr_deletions_t *it, fzip_error_t *error);
+void pkgr_deletions_destroy(pkgr_deletions_t *it); /* accepts NULL */
 
 /* ---- transaction file bytes ------------------------------------------- */
 

@@ -46,6 +46,10 @@
 #define PKG_FORMAT_MINOR 0
 #define PKG_PACKAGE_FORMAT "fzip"
 #define PKG_MANIFEST_ENTRY "manifest.json"
+/* An incremental package (FORMAT.md 15): the manifest's extra top-level
+ * object and the entry listing what was deleted since the base. */
+#define PKG_INCREMENTAL_KEY "incremental"
+#define PKG_DELETIONS_ENTRY "data/deletions.json"
 /* A manifest checksum is this prefix then FZIP_SHA256_HEX_LEN lower-case hex. */
 #define PKG_CHECKSUM_PREFIX "sha256:"
 #define PKG_CHECKSUM_PREFIX_LEN (sizeof PKG_CHECKSUM_PREFIX - 1)
@@ -73,6 +77,15 @@ typedef enum {
 /* "complete", "accounts_only", ... as written in the manifest. */
 const char *pkg_export_type_name(pkg_export_type_t type);
 
+/* An incremental package (FORMAT.md 15): what its manifest's
+ * "incremental" object says of its base.  Borrowed. */
+typedef struct {
+  const char *base_export_id;
+  const char *base_package_sha256; /* hex of the base as downloaded (an envelope if sealed) */
+  uint64_t base_change_seq;        /* entities changed after it are written */
+  int32_t chain_length;            /* >= 1 */
+} pkg_incremental_t;
+
 /* What to export.  Account ids and the date range only apply to
  * PKG_EXPORT_SELECTIVE and PKG_EXPORT_TRANSACTIONS_ONLY (see FORMAT.md
  * "Export types").  Borrowed for the duration of the call. */
@@ -86,6 +99,10 @@ typedef struct {
   int64_t date_from;
   bool has_date_to; /* transactions' date <= date_to (inclusive) */
   int64_t date_to;
+  /* Set: an increment on a base package: only entities changed after
+   * base_change_seq, data/deletions.json, the manifest's "incremental"
+   * object; the source must have the change ops.  NULL: complete. */
+  const pkg_incremental_t *incremental;
 } pkg_selection_t;
 
 typedef enum {
@@ -136,6 +153,8 @@ typedef struct {
   uint64_t package_size;            /* bytes of the .fzip */
   char package_sha256[FZIP_SHA256_HEX_LEN + 1]; /* hex of the whole .fzip */
   int64_t export_timestamp_ms;      /* the timestamp written into the manifest */
+  uint64_t change_seq;              /* the source's changes() seq; 0 without change ops */
+  uint64_t deletions;               /* ids in data/deletions.json (increments) */
 } pkg_result_t;
 
 /* Checks a selection (types, account ids, date range); INVALID_ARGUMENT
@@ -152,6 +171,7 @@ typedef struct {
   int64_t date_from;
   bool has_date_to;               /* date <= date_to (inclusive) */
   int64_t date_to;
+  uint64_t changed_after;         /* only entities whose change seq is above (0: all) */
 } pkg_filter_t;
 
 /* Where the writer reads one user's data from.  Every call that can fail
@@ -185,6 +205,16 @@ typedef struct {
   /* Reads up to `cap` bytes; *n == 0 at the end. */
   bool (*file_read)(void *file, void *buf, size_t cap, size_t *n, fzip_error_t *error);
   void (*file_close)(void *file);
+  /* Change tracking (optional; an increment needs them).  Between
+   * read_begin and read_end: *seq = the change sequence the reads are
+   * complete up to, *wiped = that of the user's last wipe (0: none). */
+  bool (*changes)(void *ctx, uint64_t *seq, uint64_t *wiped, fzip_error_t *error);
+  /* Ids of `kind` deleted after `after_seq` up to the changes() seq, id
+   * ascending; next as cursor_next (*id borrowed until the next call). */
+  bool (*deletions_open)(void *ctx, void **cursor, fzip_kind_t kind, uint64_t after_seq,
+                         fzip_error_t *error);
+  bool (*deletions_next)(void *cursor, const char **id, fzip_error_t *error);
+  void (*deletions_close)(void *cursor);
 } pkg_source_ops_t;
 
 typedef struct {
