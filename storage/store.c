@@ -98,7 +98,7 @@ static bool check_kind(fzip_kind_t kind, fzip_error_t *error) {
 }
 
 static bool check_job_kind(store_job_kind_t kind, fzip_error_t *error) {
-  if (kind != STORE_JOB_EXPORT && kind != STORE_JOB_IMPORT)
+  if (kind != STORE_JOB_EXPORT && kind != STORE_JOB_IMPORT && kind != STORE_JOB_SCHEDULE)
     return invalid(error, "job kind out of range");
   return true;
 }

@@ -156,7 +156,15 @@ bool store_entity_delete_all(uint64_t *deleted, store_t *store, const char *user
 
 /* ---- jobs ------------------------------------------------------------- */
 
-typedef enum { STORE_JOB_EXPORT = 0, STORE_JOB_IMPORT = 1 } store_job_kind_t;
+/* STORE_JOB_SCHEDULE: export schedules (export/svc_schedule.h) kept as
+ * job records: the claim + lease gives "one replica runs a due schedule",
+ * lease_until being its next due time.  They never expire and are not
+ * counted by store_job_count_runnable (they queue no work of their own). */
+typedef enum {
+  STORE_JOB_EXPORT = 0,
+  STORE_JOB_IMPORT = 1,
+  STORE_JOB_SCHEDULE = 2,
+} store_job_kind_t;
 
 #define STORE_OWNER_MAX 128
 /* Longest request id (idempotency key or trace id), bytes of printable
@@ -236,8 +244,8 @@ bool store_job_find_request(store_job_t **out, store_t *store, store_job_kind_t 
  * a new create may take the key.  Idempotent; a missing job is fine. */
 bool store_job_release_request(store_t *store, store_job_kind_t kind, const char *user_id,
                                const char *job_id, fzip_error_t *error);
-/* *out = how many of the user's jobs (both kinds) are runnable: queued
- * for a worker or running. */
+/* *out = how many of the user's export and import jobs are runnable:
+ * queued for a worker or running (schedules are not counted). */
 bool store_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
                               fzip_error_t *error);
 

@@ -471,7 +471,8 @@ static bool create_entity_indexes(mstore_t *s, fzip_error_t *error) {
 }
 
 static const char *job_collection(store_job_kind_t kind) {
-  return kind == STORE_JOB_EXPORT ? "export_jobs" : "import_jobs";
+  static const char *const NAMES[] = {"export_jobs", "import_jobs", "export_schedules"};
+  return NAMES[kind];
 }
 
 static const char *bucket_name(store_bucket_t bucket) {
@@ -538,7 +539,7 @@ static bool create_job_and_blob_indexes(mstore_t *s, fzip_error_t *error) {
   static const index_spec_t upload_specs[] = {{"startedAt", false, {"startedAt", NULL}}};
   char name[MONGO_COLLECTION_NAME_MAX];
 
-  for (int k = STORE_JOB_EXPORT; k <= STORE_JOB_IMPORT; k++) {
+  for (int k = STORE_JOB_EXPORT; k <= STORE_JOB_SCHEDULE; k++) {
     if (!backfill_idem_keys(s, job_collection((store_job_kind_t)k), error) ||
         !create_indexes(s, job_collection((store_job_kind_t)k), MONGO_SPECS(job_specs), error))
       return false;

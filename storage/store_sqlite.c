@@ -1753,8 +1753,11 @@ done:
 static bool op_job_count_runnable(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_job_ctx_t *ctx = vctx;
   return sq_count_jobs(&ctx->version, db,
-                       "SELECT count(*) FROM jobs WHERE user_id = ?1 AND runnable = 1",
-                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_END}, error);
+                       "SELECT count(*) FROM jobs WHERE user_id = ?1 AND runnable = 1"
+                       " AND kind <> ?2",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(STORE_JOB_SCHEDULE),
+                                          SQ_END},
+                       error);
 }
 
 static bool sq_job_count_runnable(uint64_t *out, store_t *store, const char *user_id,
