@@ -35,6 +35,7 @@ static void to_store_filter(store_filter_t *out, const pkg_filter_t *f) {
   out->date_from = f->date_from;
   out->has_date_to = f->has_date_to;
   out->date_to = f->date_to;
+  out->changed_after = f->changed_after;
 }
 
 static bool src_read_begin(void *ctx, fzip_error_t *error) {
@@ -103,6 +104,41 @@ static void src_file_close(void *file) {
   store_blob_reader_destroy(file);
 }
 
+/* The mark of the snapshot the build reads (store.h "change tracking"). */
+static bool src_changes(void *ctx, uint64_t *seq, uint64_t *wiped, fzip_error_t *error) {
+  source_ctx_t *c = ctx;
+  store_changes_mark_t mark = {0};
+
+  if (!store_changes_mark(&mark, reading(c), c->user_id, error))
+    return false;
+  *seq = mark.seq;
+  *wiped = mark.wiped;
+  return true;
+}
+
+/* Deletions up to the mark the build read: one taken later could list an
+ * id deleted after the snapshot whose entity the increment still holds. */
+static bool src_deletions_open(void *ctx, void **cursor, fzip_kind_t kind, uint64_t after_seq,
+                               fzip_error_t *error) {
+  source_ctx_t *c = ctx;
+  store_changes_mark_t mark = {0};
+  store_deletions_t *d = NULL;
+
+  if (!store_changes_mark(&mark, reading(c), c->user_id, error) ||
+      !store_deletions_new(&d, reading(c), c->user_id, kind, after_seq, mark.seq, error))
+    return false;
+  *cursor = d;
+  return true;
+}
+
+static bool src_deletions_next(void *cursor, const char **id, fzip_error_t *error) {
+  return store_deletions_next(cursor, id, error);
+}
+
+static void src_deletions_close(void *cursor) {
+  store_deletions_destroy(cursor);
+}
+
 static const pkg_source_ops_t source_ops = {
     .read_begin = src_read_begin,
     .read_end = src_read_end,
@@ -113,6 +149,10 @@ static const pkg_source_ops_t source_ops = {
     .file_open = src_file_open,
     .file_read = src_file_read,
     .file_close = src_file_close,
+    .changes = src_changes,
+    .deletions_open = src_deletions_open,
+    .deletions_next = src_deletions_next,
+    .deletions_close = src_deletions_close,
 };
 
 bool export_source_count(uint64_t *items_total, store_t *store, const char *user_id,

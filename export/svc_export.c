@@ -234,11 +234,14 @@ static bool check_description(const char *d, fzip_error_t *error) {
   return true;
 }
 
+static void increment_of(export_job_t *job, const export_job_t *base);
+
 /* The new job as the worker will find it; strings point into `req` and
  * stack buffers, so it is only packed, never freed.  *existing instead
  * when a simultaneous call with the same request_id created its job first. */
 static bool create_record(store_job_t **out, store_job_t **existing, svc_export_t *svc,
                           rpc_ctx_t *ctx, const Fzip__V1__CreateExportRequest *req,
+                          const export_job_t *base, const char *schedule_id,
                           const svc_jobs_request_t *idem, uint64_t items, fzip_error_t *error) {
   export_job_t job = FZIP__V1__EXPORT_JOB__INIT;
   Fzip__V1__JobEvent ev = FZIP__V1__JOB_EVENT__INIT;
@@ -267,6 +270,9 @@ static bool create_record(store_job_t **out, store_job_t **existing, svc_export_
   job.estimated_size_bytes = (int64_t)(items * EST_BYTES_PER_ITEM);
   job.estimated_completion_at = now + 1000 + (int64_t)(items * 1000 / EST_ITEMS_PER_SEC);
   job.pinned_timestamp = req->pinned_timestamp;
+  job.schedule_id = (char *)(schedule_id ? schedule_id : "");
+  if (base)
+    increment_of(&job, base);
   ev.type = "initiated";
   ev.at = now;
   ev.message = "export requested";
@@ -277,7 +283,7 @@ static bool create_record(store_job_t **out, store_job_t **existing, svc_export_
   if (!rec)
     return fzip_error_oom(error, NULL);
   snprintf(rec->job_id, sizeof rec->job_id, "%s", id);
-  snprintf(rec->user_id, sizeof rec->user_id, "%s", rpc_ctx_user_id(ctx));
+  snprintf(rec->user_id, sizeof rec->user_id, "%s", idem->user_id);
   rec->kind = STORE_JOB_EXPORT;
   rec->created_at = rec->updated_at = now;
   rec->runnable = true;
@@ -297,30 +303,166 @@ done:
 }
 
 /* What makes two CreateExport calls the same request: every field but
- * request_id, export_type's default filled in. */
-static bool request_of(svc_jobs_request_t *idem, rpc_ctx_t *ctx,
+ * request_id, export_type's default filled in.  ctx NULL: user_id's. */
+static bool request_of(svc_jobs_request_t *idem, rpc_ctx_t *ctx, const char *user_id,
                        const Fzip__V1__CreateExportRequest *req, fzip_error_t *error) {
   Fzip__V1__CreateExportRequest params = *req;
   params.request_id = "";
   if (params.export_type == FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_UNSPECIFIED)
     params.export_type = FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_COMPLETE;
-  return svc_jobs_request_init(idem, ctx, req->request_id, &params.base, error);
+  if (ctx)
+    return svc_jobs_request_init(idem, ctx, req->request_id, &params.base, error);
+  return svc_jobs_request_init_user(idem, user_id, req->request_id, &params.base, error);
 }
 
-static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
-                          fzip_error_t *error) {
-  svc_export_t *svc = rpc_ctx_method_data(ctx);
-  const Fzip__V1__CreateExportRequest *req = (const void *)msg;
+/* ---- incremental exports: the base ------------------------------------ */
+
+static bool bad_base(rpc_ctx_t *ctx, fzip_error_t *error) {
+  if (ctx)
+    rpc_ctx_add_violation(ctx, "incremental_base_id", error->message);
+  return false;
+}
+
+/* Whether two optional messages pack to the same bytes (NULL as empty). */
+static bool same_message(const ProtobufCMessage *a, const ProtobufCMessage *b) {
+  size_t na = a ? protobuf_c_message_get_packed_size(a) : 0;
+  size_t nb = b ? protobuf_c_message_get_packed_size(b) : 0;
+  uint8_t *pa = NULL, *pb = NULL;
+  bool same = false;
+
+  if (na != nb)
+    return false;
+  if (na == 0)
+    return true;
+  pa = malloc(na);
+  pb = malloc(nb);
+  if (pa && pb) {
+    protobuf_c_message_pack(a, pa);
+    protobuf_c_message_pack(b, pb);
+    same = memcmp(pa, pb, na) == 0;
+  }
+  free(pa);
+  free(pb);
+  return same;
+}
+
+/* The request's selection must be unset or the base's: an increment has
+ * its base's export_type, filters and include_analytics. */
+static bool check_same_selection(rpc_ctx_t *ctx, const Fzip__V1__CreateExportRequest *req,
+                                 const export_job_t *base, fzip_error_t *error) {
+  const char *what = NULL;
+
+  if (req->export_type != FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_UNSPECIFIED &&
+      req->export_type != base->export_type)
+    what = "export_type";
+  else if (req->include_analytics && !base->include_analytics)
+    what = "include_analytics";
+  else if (req->filters && !same_message(&req->filters->base, base->filters ? &base->filters->base : NULL))
+    what = "filters";
+  if (!what)
+    return true;
+  fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                 "%s differs from base export %s's: an increment has its base's export_type, "
+                 "filters and include_analytics (leave them unset)",
+                 what, base->export_id);
+  if (ctx)
+    rpc_ctx_add_violation(ctx, what, error->message);
+  return false;
+}
+
+/* The base of an incremental export: the user's (else NOT_FOUND), COMPLETED
+ * and not expired, its chain short enough.  *base is malloc-unpacked. */
+static bool load_base(export_job_t **base, svc_export_t *svc, rpc_ctx_t *ctx, const char *user_id,
+                      const Fzip__V1__CreateExportRequest *req, fzip_error_t *error) {
+  const char *id = req->incremental_base_id;
+  store_job_t *rec = NULL;
+  ProtobufCMessage *msg = NULL;
+  export_job_t *b = NULL;
+  bool ok = false;
+
+  *base = NULL;
+  if (req->include_csv) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                   "include_csv is not offered for an incremental export (its tables would "
+                   "hold only the changes); make a complete export for CSV");
+    if (ctx)
+      rpc_ctx_add_violation(ctx, "include_csv", error->message);
+    return false;
+  }
+  if (!fzip_id_is_valid(id)) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
+                   "incremental_base_id is not a valid export id");
+    return bad_base(ctx, error);
+  }
+  if (!store_job_get(&rec, svc->store, STORE_JOB_EXPORT, user_id, id, error)) {
+    if (error->code == FZIP_ERR_NOT_FOUND) {
+      fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND,
+                     "base export %s not found", id);
+      fzip_error_set_reason(error, "JOB_NOT_FOUND");
+    }
+    return false;
+  }
+  if (!job_body_unpack(&msg, rec->body, &fzip__v1__export_job__descriptor, NULL, error))
+    goto done;
+  b = (export_job_t *)msg;
+  apply_view(msg, fzip_now_ms());
+  if (b->status != S(COMPLETED)) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                   "base export %s is %s: an increment needs a completed export whose "
+                   "package is still stored",
+                   id, status_name(b->status));
+    bad_base(ctx, error);
+    goto done;
+  }
+  if (b->chain_length >= EXPORT_CHAIN_MAX) {
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_FAILED_PRECONDITION,
+                   "base export %s ends a chain of %d increments, the most one complete "
+                   "export may have (EXPORT_CHAIN_MAX); make a complete export",
+                   id, (int)b->chain_length);
+    bad_base(ctx, error);
+    goto done;
+  }
+  if (!check_same_selection(ctx, req, b, error))
+    goto done;
+  *base = b;
+  msg = NULL;
+  ok = true;
+done:
+  protobuf_c_message_free_unpacked(msg, NULL);
+  store_job_destroy(rec);
+  return ok;
+}
+
+/* A new job becomes an increment on `base`: its selection is the base's
+ * (pointers into base, only packed). */
+static void increment_of(export_job_t *job, const export_job_t *base) {
+  job->export_type = base->export_type;
+  job->include_analytics = base->include_analytics;
+  job->filters = base->filters;
+  job->base_export_id = base->export_id;
+  job->base_sha256 = base->package_sha256;
+  job->base_change_seq = base->change_seq;
+  job->chain_length = base->chain_length + 1;
+}
+
+bool svc_export_create(store_job_t **out, bool *replayed, svc_export_t *svc, rpc_ctx_t *ctx,
+                       const char *user_id, const Fzip__V1__CreateExportRequest *req,
+                       const char *schedule_id, fzip_error_t *error) {
   export_job_t probe = FZIP__V1__EXPORT_JOB__INIT;
+  export_job_t *base = NULL;
+  pkg_incremental_t inc = {0};
   pkg_selection_t sel;
   svc_jobs_request_t idem;
   pkgs_recipient_t recipients[PKGS_STANZAS_MAX];
   size_t n_recipients = 0;
   uint64_t items = 0;
   store_job_t *rec = NULL, *existing = NULL;
-  Fzip__V1__CreateExportResponse *out = NULL;
   bool ok = false;
 
+  *out = NULL;
+  *replayed = false;
+  if (ctx)
+    user_id = rpc_ctx_user_id(ctx);
   probe.export_type = req->export_type;
   probe.include_analytics = req->include_analytics;
   probe.include_csv = req->include_csv;
@@ -330,24 +472,61 @@ static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufC
                           "pinned_timestamp must be a positive epoch-ms time");
   if (!check_description(req->description, error) || !selection_from_job(&sel, &probe, error) ||
       !seal_recipients(recipients, &n_recipients, req->encryption, error) ||
-      !request_of(&idem, ctx, req, error))
+      !request_of(&idem, ctx, user_id, req, error))
     return false;
   /* A replay answers with the first call's job before any counting. */
   if (!svc_jobs_admit(&existing, &svc->base, ctx, &idem, true, error))
     return false;
-  if (!existing && !export_source_count(&items, svc->store, rpc_ctx_user_id(ctx), &sel, error))
-    return false;
-  if (!existing && !create_record(&rec, &existing, svc, ctx, req, &idem, items, error))
-    return false;
+  if (existing) {
+    fzip_log(FZIP_LOG_INFO, "export", "export request replayed", "export", existing->job_id,
+             "user", existing->user_id, NULL);
+    *out = existing;
+    *replayed = true;
+    return true;
+  }
+  if (req->incremental_base_id && req->incremental_base_id[0]) {
+    if (!load_base(&base, svc, ctx, user_id, req, error))
+      goto done;
+    increment_of(&probe, base);
+    if (!selection_from_job(&sel, &probe, error))
+      goto done;
+    inc.base_change_seq = base->change_seq;
+    sel.incremental = &inc;
+  }
+  if (!export_source_count(&items, svc->store, user_id, &sel, error) ||
+      !create_record(&rec, &existing, svc, ctx, req, base, schedule_id, &idem, items, error))
+    goto done;
   if (existing) {
     rec = existing;
+    *replayed = true;
+  }
+  if (*replayed) {
     fzip_log(FZIP_LOG_INFO, "export", "export request replayed", "export", rec->job_id,
              "user", rec->user_id, NULL);
   } else {
     job_runner_notify(svc->base.runner);
     fzip_log(FZIP_LOG_INFO, "export", "export created", "export", rec->job_id, "user",
-             rec->user_id, NULL);
+             rec->user_id, "base", base ? base->export_id : "", "schedule",
+             schedule_id ? schedule_id : "", NULL);
   }
+  *out = rec;
+  ok = true;
+done:
+  if (base)
+    protobuf_c_message_free_unpacked(&base->base, NULL);
+  return ok;
+}
+
+static bool create_export(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
+                          fzip_error_t *error) {
+  svc_export_t *svc = rpc_ctx_method_data(ctx);
+  const Fzip__V1__CreateExportRequest *req = (const void *)msg;
+  store_job_t *rec = NULL;
+  Fzip__V1__CreateExportResponse *out = NULL;
+  bool replayed = false, ok = false;
+
+  if (!svc_export_create(&rec, &replayed, svc, ctx, rpc_ctx_user_id(ctx), req, NULL, error))
+    return false;
   out = rpc_ctx_alloc(ctx, sizeof *out);
   if (!out) {
     fzip_error_oom(error, NULL);
@@ -621,6 +800,7 @@ static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_
                             pkg_result_t *res, fzip_error_t *error) {
   pkg_selection_t sel;
   pkg_options_t opts = {0};
+  pkg_incremental_t inc = {0};
   pkgs_recipient_t recipients[PKGS_STANZAS_MAX];
   export_seal_t seal = {.recipients = recipients};
   char blob[JOB_BLOB_ID_MAX];
@@ -628,6 +808,13 @@ static bool build_and_store(svc_export_t *svc, run_state_t *rs, const store_job_
   if (!selection_from_job(&sel, rs->job, error) ||
       !seal_recipients(recipients, &seal.n_recipients, rs->job->encryption, error))
     return false;
+  if (rs->job->base_export_id && rs->job->base_export_id[0]) {
+    inc.base_export_id = rs->job->base_export_id;
+    inc.base_package_sha256 = rs->job->base_sha256;
+    inc.base_change_seq = rs->job->base_change_seq;
+    inc.chain_length = rs->job->chain_length;
+    sel.incremental = &inc;
+  }
   job_blob_id(blob, &export_job_kind, rs->job->export_id);
   /* A previous attempt (a replica died after committing) may have left
    * the package: start clean so the result is this run's. */
@@ -683,6 +870,7 @@ static bool run_export(job_ctx_t *jctx, void *data, fzip_error_t *error) {
 
   if (!rs.stop && build_and_store(svc, &rs, rec, &res, &err)) {
     rs.job->package_size = (int64_t)res.package_size;
+    rs.job->change_seq = res.change_seq;
     rs.job->progress = 100;
     rs.job->items_done = rs.job->items_total;
     if (!set_str(&rs.job->package_sha256, res.package_sha256) || !fill_summary(rs.job, &res)) {

@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "fzip/v1/export_service.pb-c.h"
 #include "fzip_error.h"
 #include "job_kind.h"
 #include "rpc.h"
@@ -48,6 +49,25 @@ typedef struct {
 #define SVC_EXPORT_STOCK_RECV_LIMIT (4 * 1024 * 1024)
 #define SVC_EXPORT_CHUNK_SENT_MAX (SVC_EXPORT_STOCK_RECV_LIMIT - 4 * 1024)
 #define SVC_EXPORT_DESCRIPTION_MAX 1000
+
+/* Longest chain of increments on one complete export: an increment on an
+ * increment of chain_length EXPORT_CHAIN_MAX is refused (make a complete
+ * export); it bounds what `fzip package apply` reads for one restore. */
+#define EXPORT_CHAIN_MAX 100
+
+/* Creates an export job exactly as CreateExport does: the request's
+ * checks (incremental_base_id included), the request_id's replay window,
+ * the per-user queue cap, the count behind the estimates.  `ctx` is the
+ * call (the job is its user's; violations go into its status) or NULL for
+ * a create no call asked for (the scheduler), then the job is `user_id`'s.
+ * `schedule_id` (NULL or "": none) is recorded on the job.  *out is the
+ * job record, the caller's to destroy (its body the packed ExportJob):
+ * the new job, or, *replayed true, the one req->request_id created
+ * before.  Errors as CreateExport's (INVALID_ARGUMENT, NOT_FOUND and
+ * FAILED_PRECONDITION for a bad base, RESOURCE_EXHAUSTED, ALREADY_EXISTS). */
+bool svc_export_create(store_job_t **out, bool *replayed, svc_export_t *svc, rpc_ctx_t *ctx,
+                       const char *user_id, const Fzip__V1__CreateExportRequest *req,
+                       const char *schedule_id, fzip_error_t *error);
 
 /* Starts the export workers.  `store` is borrowed. */
 bool svc_export_new(svc_export_t **out, store_t *store, const svc_export_options_t *options,

@@ -434,16 +434,17 @@ static bool check_request_id(const char *id, fzip_error_t *error) {
   return true;
 }
 
-bool svc_jobs_request_init(svc_jobs_request_t *req, rpc_ctx_t *ctx, const char *request_id,
-                           const ProtobufCMessage *params, fzip_error_t *error) {
+bool svc_jobs_request_init_user(svc_jobs_request_t *req, const char *user_id,
+                                const char *request_id, const ProtobufCMessage *params,
+                                fzip_error_t *error) {
   size_t n = protobuf_c_message_get_packed_size(params);
   uint8_t *packed = NULL;
 
   req->request_id = request_id ? request_id : "";
-  if (!check_request_id(req->request_id, error)) {
-    rpc_ctx_add_violation(ctx, "request_id", error->message);
+  req->user_id = user_id;
+  req->trace_id = "";
+  if (!check_request_id(req->request_id, error))
     return fzip_error_set_reason(error, "INVALID_REQUEST_ID");
-  }
   /* protobuf-c packs fields in number order: one message, one digest. */
   packed = malloc(n > 0 ? n : 1);
   if (!packed)
@@ -451,6 +452,17 @@ bool svc_jobs_request_init(svc_jobs_request_t *req, rpc_ctx_t *ctx, const char *
   protobuf_c_message_pack(params, packed);
   fzip_sha256_hex(req->digest, packed, n);
   free(packed);
+  return true;
+}
+
+bool svc_jobs_request_init(svc_jobs_request_t *req, rpc_ctx_t *ctx, const char *request_id,
+                           const ProtobufCMessage *params, fzip_error_t *error) {
+  if (!svc_jobs_request_init_user(req, rpc_ctx_user_id(ctx), request_id, params, error)) {
+    if (error->code == FZIP_ERR_INVALID_ARGUMENT) /* the request_id, not memory */
+      rpc_ctx_add_violation(ctx, "request_id", error->message);
+    return false;
+  }
+  req->trace_id = rpc_ctx_request_id(ctx);
   return true;
 }
 
@@ -464,7 +476,8 @@ static bool find_replay(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t 
   if (!req->request_id[0])
     return true;
   fzip_error_clear(&ferr);
-  if (!store_job_find_request(&rec, svc->store, svc->kind->kind, rpc_ctx_user_id(ctx),
+  (void)ctx; /* the request says whose job it is */
+  if (!store_job_find_request(&rec, svc->store, svc->kind->kind, req->user_id,
                               req->request_id, &ferr)) {
     if (ferr.code == FZIP_ERR_NOT_FOUND)
       return true;
@@ -493,12 +506,13 @@ static bool check_same_request(store_job_t **existing, svc_jobs_base_t *svc,
   return fzip_error_set_reason(error, "REQUEST_ID_REUSED");
 }
 
-static bool check_queue_cap(svc_jobs_base_t *svc, rpc_ctx_t *ctx, fzip_error_t *error) {
+static bool check_queue_cap(svc_jobs_base_t *svc, const svc_jobs_request_t *req,
+                            fzip_error_t *error) {
   uint64_t queued = 0;
 
   if (svc->max_queued <= 0)
     return true;
-  if (!store_job_count_runnable(&queued, svc->store, rpc_ctx_user_id(ctx), error))
+  if (!store_job_count_runnable(&queued, svc->store, req->user_id, error))
     return false;
   if (queued < (uint64_t)svc->max_queued)
     return true;
@@ -515,14 +529,15 @@ bool svc_jobs_admit(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx
     return false;
   if (*existing)
     return check_same_request(existing, svc, req, error);
-  return !adds_runnable || check_queue_cap(svc, ctx, error);
+  return !adds_runnable || check_queue_cap(svc, req, error);
 }
 
 bool svc_jobs_create(store_job_t **existing, svc_jobs_base_t *svc, rpc_ctx_t *ctx,
                      store_job_t *rec, const svc_jobs_request_t *req, fzip_error_t *error) {
   snprintf(rec->request_id, sizeof rec->request_id, "%s", req->request_id);
   snprintf(rec->request_digest, sizeof rec->request_digest, "%s", req->digest);
-  snprintf(rec->trace_id, sizeof rec->trace_id, "%s", rpc_ctx_request_id(ctx));
+  (void)ctx;
+  snprintf(rec->trace_id, sizeof rec->trace_id, "%s", req->trace_id);
   if (!store_job_create_once(existing, svc->store, rec, SVC_JOBS_REQUEST_WINDOW_MS, error))
     return false;
   return !*existing || check_same_request(existing, svc, req, error);

@@ -100,6 +100,8 @@ const char *svc_jobs_string_field(const ProtobufCMessage *msg, const char *name)
 typedef struct {
   const char *request_id; /* borrowed; "" when the call has none */
   char digest[FZIP_SHA256_HEX_LEN + 1]; /* of the request's parameters */
+  const char *user_id;  /* whose job (borrowed): the call's user, or an internal creator's */
+  const char *trace_id; /* the call's x-request-id (borrowed); "" for an internal create */
 } svc_jobs_request_t;
 
 /* Checks request_id (NULL or "": none) and digests `params`: the
@@ -109,6 +111,11 @@ typedef struct {
  * request_id. */
 bool svc_jobs_request_init(svc_jobs_request_t *req, rpc_ctx_t *ctx, const char *request_id,
                            const ProtobufCMessage *params, fzip_error_t *error);
+/* The same for a create that no call asked for (the scheduler): the job
+ * is `user_id`'s; svc_jobs_admit and svc_jobs_create then take ctx NULL. */
+bool svc_jobs_request_init_user(svc_jobs_request_t *req, const char *user_id,
+                                const char *request_id, const ProtobufCMessage *params,
+                                fzip_error_t *error);
 /* Before a create.  A request_id the caller used within the window gives
  * *existing (the caller's to destroy): that job, to answer with, nothing
  * else done; ALREADY_EXISTS (reason REQUEST_ID_REUSED) when its

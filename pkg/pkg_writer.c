@@ -16,6 +16,7 @@
 #include "pkg_limits.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +192,7 @@ static void plan_make(plan_t *p, const pkg_selection_t *sel) {
 static void plan_filter(pkg_filter_t *f, const plan_t *p, const pkg_selection_t *sel,
                         fzip_kind_t kind) {
   memset(f, 0, sizeof *f);
+  f->changed_after = sel->incremental ? sel->incremental->base_change_seq : 0;
   if (!p->filtered[kind])
     return;
   f->account_ids = sel->account_ids;
@@ -222,6 +224,9 @@ bool pkg_selection_check(const pkg_selection_t *sel, fzip_error_t *error) {
   if (sel->has_date_from && sel->has_date_to && sel->date_from > sel->date_to)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
                           "date_from is after date_to");
+  if (sel->incremental && (sel->incremental->chain_length < 1 || sel->include_csv))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "an increment has chain_length >= 1 and no CSV");
   return true;
 }
 
@@ -572,6 +577,109 @@ done:
   return ok;
 }
 
+/* ---- step 1b: deletions (increments) ---------------------------------- */
+
+static bool write_deletion(build_t *b, pkgjson_writer_t *w, const char *kind, const char *id,
+                           fzip_error_t *error) {
+  bson_t d = BSON_INITIALIZER;
+  bool ok;
+
+  if (b->res.deletions >= PKG_ENTITIES_MAX)
+    ok = fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
+                        "more than PKG_ENTITIES_MAX deletions");
+  else
+    ok = BSON_APPEND_UTF8(&d, "kind", kind) && BSON_APPEND_UTF8(&d, "id", id) &&
+         pkgjson_write_raw(w, b->res.deletions ? ",\n" : "\n", b->res.deletions ? 2 : 1,
+                           error) &&
+         pkgjson_write_document(w, &d, error);
+  bson_destroy(&d);
+  if (ok)
+    b->res.deletions++;
+  return ok;
+}
+
+/* data/deletions.json: the ids of every included kind deleted since the
+ * base, kinds in package order, ids ascending, streamed from the source. */
+static bool write_deletions_of(build_t *b, pkgjson_writer_t *w, fzip_kind_t kind,
+                               fzip_error_t *error) {
+  const pkg_source_ops_t *src = b->source->ops;
+  void *cur = NULL;
+  const char *id;
+  bool ok = false;
+
+  if (!src->deletions_open(b->source->ctx, &cur, kind, b->sel->incremental->base_change_seq,
+                           error))
+    return false;
+  while (src->deletions_next(cur, &id, error)) {
+    if (!write_deletion(b, w, fzip_kind_info(kind)->name, id, error))
+      goto done;
+  }
+  ok = !fzip_error_is_set(error);
+done:
+  src->deletions_close(cur);
+  return ok;
+}
+
+static bool write_deletions(build_t *b, fzip_error_t *error) {
+  char path[PATH_MAX];
+  hashed_file_t h = {0};
+  pkgjson_writer_t *w = NULL;
+  size_t index = 0;
+  bool ok = false;
+
+  temp_path(path, b, b->n_entries);
+  if (!entry_push(b, PKG_DELETIONS_ENTRY, error) || !hashed_open(&h, path, error))
+    goto done;
+  index = b->n_entries - 1;
+  if (!(w = pkgjson_writer_new(hashed_sink, &h))) {
+    oom(error);
+    goto done;
+  }
+  set_phase(b, PKG_PHASE_DATA, PKG_DELETIONS_ENTRY);
+  if (!pkgjson_write_raw(w, "[", 1, error))
+    goto done;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    if (b->plan.include[k] && !write_deletions_of(b, w, (fzip_kind_t)k, error))
+      goto done;
+  }
+  if (!pkgjson_write_raw(w, b->res.deletions ? "\n]\n" : "]\n", b->res.deletions ? 3 : 2,
+                         error) ||
+      !pkgjson_flush(w, error))
+    goto done;
+  ok = true;
+done:
+  pkgjson_writer_destroy(w);
+  if (h.hash && !hashed_close(&h, ok ? &b->entries[index] : NULL, error))
+    ok = false;
+  return ok;
+}
+
+/* The source's change mark, read inside its consistent view; an increment
+ * cannot span a wipe (its deletions were dropped with it). */
+static bool read_changes(build_t *b, fzip_error_t *error) {
+  const pkg_source_ops_t *src = b->source->ops;
+  const pkg_incremental_t *inc = b->sel->incremental;
+  uint64_t wiped = 0;
+
+  if (!src->changes) {
+    if (!inc)
+      return true;
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "the source has no change tracking for an increment");
+  }
+  if (!src->changes(b->source->ctx, &b->res.change_seq, &wiped, error))
+    return false;
+  if (inc && wiped > inc->base_change_seq)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_FAILED_PRECONDITION,
+                          "data wiped since the base; make a complete export");
+  if (inc && b->res.change_seq < inc->base_change_seq)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_FAILED_PRECONDITION,
+                          "the user's data is older than the base (change %" PRIu64
+                          " < %" PRIu64 "); make a complete export",
+                          b->res.change_seq, inc->base_change_seq);
+  return true;
+}
+
 /* ---- step 2: file bytes ---------------------------------------------- */
 
 static bool copy_bytes(build_t *b, void *file, hashed_file_t *h, fzip_error_t *error) {
@@ -748,6 +856,21 @@ static void append_refs(bson_t *m, build_t *b) {
   bson_append_document_end(m, &r);
 }
 
+/* FORMAT.md 15: what the increment holds the changes since. */
+static void append_incremental(bson_t *m, const build_t *b) {
+  const pkg_incremental_t *inc = b->sel->incremental;
+  bson_t i;
+
+  bson_append_document_begin(m, PKG_INCREMENTAL_KEY, -1, &i);
+  BSON_APPEND_UTF8(&i, "base_export_id", inc->base_export_id ? inc->base_export_id : "");
+  BSON_APPEND_UTF8(&i, "base_package_sha256",
+                   inc->base_package_sha256 ? inc->base_package_sha256 : "");
+  BSON_APPEND_INT64(&i, "base_change_seq", (int64_t)inc->base_change_seq);
+  BSON_APPEND_INT64(&i, "change_seq", (int64_t)b->res.change_seq);
+  BSON_APPEND_INT32(&i, "chain_length", inc->chain_length);
+  bson_append_document_end(m, &i);
+}
+
 static void iso8601(char out[32], int64_t ms) {
   time_t secs = (time_t)(ms / 1000);
   struct tm tm;
@@ -781,6 +904,8 @@ static bson_t *manifest_build(build_t *b) {
   bson_append_document_end(m, &compat);
   append_refs(m, b);
   append_sorted_ids(m, "files_missing", &b->missing_files, NULL, NULL);
+  if (b->sel->incremental)
+    append_incremental(m, b);
   return m;
 }
 
@@ -963,7 +1088,7 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
   const char *root = temp_root(b->opt);
   uint64_t total = 0;
 
-  if (!pkg_count(&total, b->source, b->sel, error))
+  if (!read_changes(b, error) || !pkg_count(&total, b->source, b->sel, error))
     return false;
   b->prog.items_total = total;
   if ((size_t)snprintf(b->dir, sizeof b->dir, "%s/fzip-pkg-XXXXXX", root) >= sizeof b->dir)
@@ -977,6 +1102,8 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
     if (b->plan.include[k] && !write_kind(b, (fzip_kind_t)k, error))
       return false;
   }
+  if (b->sel->incremental && !write_deletions(b, error))
+    return false;
   if (b->plan.files && !write_files(b, error))
     return false;
   if (!write_manifest(b, error) || !write_zip(b, out_path, error))
