@@ -27,6 +27,7 @@
 #include <zip.h>
 
 #include "pkg_csv.h"
+#include "pkg_deflate.h"
 #include "pkg_json.h"
 #include "pkg_set.h"
 #include "fzip_version.h"
@@ -260,6 +261,8 @@ typedef struct {
   char *name;  /* zip entry name */
   uint64_t size;
   char sha256[FZIP_SHA256_HEX_LEN + 1];
+  uint32_t crc32;     /* of the uncompressed bytes, for the zip headers */
+  uint64_t comp_size; /* deflated bytes in the entry's temporary file */
 } entry_t;
 
 typedef struct {
@@ -287,6 +290,9 @@ typedef struct {
   uint64_t next_items, next_bytes;
   pkg_csv_t *csv;  /* with selection->include_csv: the CSV tables' state */
   void *csv_out;   /* the hashed_file_t of the kind's csv/ entry while one is written */
+  entry_t manifest; /* size, crc32, comp_size of manifest.json (no name, no sha256) */
+  pkg_deflate_t *deflate;     /* the entry being written (data, file, manifest) */
+  pkg_deflate_t *csv_deflate; /* the csv/ entry written beside a data entry */
 } build_t;
 
 /* Reports progress at most every PKG_PROGRESS_EVERY_* and polls for
@@ -326,37 +332,55 @@ static bool entry_push(build_t *b, const char *name, fzip_error_t *error) {
   return true;
 }
 
-/* A temporary file that hashes and counts what goes through it. */
+/* An entry on its way to its temporary file: hashed and counted as it
+ * goes through, deflated (pkg_deflate, blocks compressed in parallel)
+ * into the file, whose bytes the zip then takes as they are. */
 typedef struct {
   FILE *f;
   fzip_sha256_t *hash;
+  pkg_deflate_t *z;
   uint64_t size;
   const char *path;
 } hashed_file_t;
 
-static bool hashed_open(hashed_file_t *h, const char *path, fzip_error_t *error) {
+static bool deflated_out(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  hashed_file_t *h = ctx;
+  if (fwrite(data, 1, len, h->f) != len)
+    return sys_error(error, "writing", h->path);
+  return true;
+}
+
+static bool hashed_open(hashed_file_t *h, pkg_deflate_t *z, const char *path,
+                        fzip_error_t *error) {
   memset(h, 0, sizeof *h);
   h->path = path;
+  h->z = z;
   if (!(h->hash = fzip_sha256_new()))
     return oom(error);
   if (!(h->f = fopen(path, "wb")))
     return sys_error(error, "creating", path);
+  pkg_deflate_begin(z, deflated_out, h);
   return true;
 }
 
 static bool hashed_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
   hashed_file_t *h = ctx;
-  if (fwrite(data, 1, len, h->f) != len)
-    return sys_error(error, "writing", h->path);
+  if (!pkg_deflate_write(h->z, data, len, error))
+    return false;
   fzip_sha256_update(h->hash, data, len);
   h->size += len;
   return true;
 }
 
-/* Closes and records size and hash into `e`; always releases h. */
+/* Finishes the deflate stream, closes, and records size, hash, CRC and
+ * compressed size into `e` (NULL: the entry failed, its blocks are
+ * dropped); always releases h. */
 static bool hashed_close(hashed_file_t *h, entry_t *e, fzip_error_t *error) {
+  uint64_t size = 0;
   bool ok = true;
-  if (h->f && fclose(h->f) != 0)
+  if (e && h->f && !pkg_deflate_finish(h->z, &e->crc32, &size, &e->comp_size, error))
+    ok = false;
+  if (h->f && fclose(h->f) != 0 && ok)
     ok = sys_error(error, "closing", h->path);
   h->f = NULL;
   if (ok && e) {
@@ -515,7 +539,7 @@ static bool csv_open(build_t *b, hashed_file_t *h, size_t *csv_index, fzip_kind_
   if (!b->csv && !(b->csv = pkg_csv_new()))
     return oom(error);
   temp_path(path, b, b->n_entries);
-  if (!entry_push(b, entry, error) || !hashed_open(h, path, error))
+  if (!entry_push(b, entry, error) || !hashed_open(h, b->csv_deflate, path, error))
     return false;
   *csv_index = b->n_entries - 1;
   b->csv_out = h;
@@ -535,7 +559,7 @@ static bool write_kind(build_t *b, fzip_kind_t kind, fzip_error_t *error) {
   bool ok = false;
 
   temp_path(path, b, b->n_entries);
-  if (!entry_push(b, info->data_file, error) || !hashed_open(&h, path, error))
+  if (!entry_push(b, info->data_file, error) || !hashed_open(&h, b->deflate, path, error))
     goto done;
   data_index = b->n_entries - 1;
   if (!csv_open(b, &csv, &csv_index, kind, error))
@@ -628,7 +652,7 @@ static bool write_deletions(build_t *b, fzip_error_t *error) {
   bool ok = false;
 
   temp_path(path, b, b->n_entries);
-  if (!entry_push(b, PKG_DELETIONS_ENTRY, error) || !hashed_open(&h, path, error))
+  if (!entry_push(b, PKG_DELETIONS_ENTRY, error) || !hashed_open(&h, b->deflate, path, error))
     goto done;
   index = b->n_entries - 1;
   if (!(w = pkgjson_writer_new(hashed_sink, &h))) {
@@ -721,7 +745,7 @@ static bool write_file(build_t *b, const file_ref_t *f, fzip_error_t *error) {
   pkg_sanitize_file_name(clean, f->file_name, strlen(f->file_name));
   snprintf(name, sizeof name, "files/%s/%s", f->file_id, clean);
   temp_path(path, b, b->n_entries);
-  if (!entry_push(b, name, error) || !hashed_open(&h, path, error))
+  if (!entry_push(b, name, error) || !hashed_open(&h, b->deflate, path, error))
     goto done;
   b->prog.entry = b->entries[b->n_entries - 1].name;
   if (!copy_bytes(b, file, &h, error))
@@ -914,13 +938,12 @@ static bool write_manifest(build_t *b, fzip_error_t *error) {
   hashed_file_t h = {0};
   pkgjson_writer_t *w = NULL;
   bson_t *m = NULL;
-  entry_t e;
   bool ok = false;
 
   if (!check_external_limits(b, error))
     return false;
   snprintf(path, sizeof path, "%s/manifest", b->dir);
-  if (!hashed_open(&h, path, error))
+  if (!hashed_open(&h, b->deflate, path, error))
     goto done;
   if (!(m = manifest_build(b)) || !(w = pkgjson_writer_new(hashed_sink, &h))) {
     oom(error);
@@ -933,7 +956,7 @@ static bool write_manifest(build_t *b, fzip_error_t *error) {
 done:
   pkgjson_writer_destroy(w);
   bson_destroy(m);
-  if (!hashed_close(&h, ok ? &e : NULL, error))
+  if (!hashed_close(&h, ok ? &b->manifest : NULL, error))
     ok = false;
   return ok;
 }
@@ -945,19 +968,107 @@ static bool zip_fail(zip_t *za, const char *what, fzip_error_t *error) {
                         zip_strerror(za));
 }
 
-static bool zip_add_temp(zip_t *za, const char *name, const char *path, fzip_error_t *error) {
-  zip_source_t *src = zip_source_file(za, path, 0, -1);
+/* An entry's temporary file holds its bytes already deflated
+ * (pkg_deflate); this source hands them to libzip with a stat that says so
+ * (method, CRC, both sizes), and zip_close copies them as they are
+ * instead of compressing again.  The entry's compression is left at
+ * libzip's default so that it takes the source's method. */
+typedef struct {
+  const build_t *b;
+  size_t index; /* the entry's temporary (temp_path); SIZE_MAX: the manifest */
+  FILE *f;
+  zip_error_t err;
+} raw_source_t;
+
+static const entry_t *raw_entry(const raw_source_t *r) {
+  return r->index == SIZE_MAX ? &r->b->manifest : &r->b->entries[r->index];
+}
+
+static void raw_path(char out[PATH_MAX], const raw_source_t *r) {
+  if (r->index == SIZE_MAX)
+    snprintf(out, PATH_MAX, "%s/manifest", r->b->dir);
+  else
+    temp_path(out, r->b, r->index);
+}
+
+static zip_int64_t raw_source_cb(void *ud, void *data, zip_uint64_t len, zip_source_cmd_t cmd) {
+  raw_source_t *r = ud;
+  char path[PATH_MAX];
+  size_t n;
+
+  switch (cmd) {
+  case ZIP_SOURCE_OPEN:
+    raw_path(path, r);
+    if (!(r->f = fopen(path, "rb"))) {
+      zip_error_set(&r->err, ZIP_ER_OPEN, errno);
+      return -1;
+    }
+    return 0;
+  case ZIP_SOURCE_READ:
+    n = fread(data, 1, (size_t)len, r->f);
+    if (n < len && ferror(r->f)) {
+      zip_error_set(&r->err, ZIP_ER_READ, errno);
+      return -1;
+    }
+    return (zip_int64_t)n;
+  case ZIP_SOURCE_CLOSE:
+  case ZIP_SOURCE_FREE:
+    if (r->f)
+      fclose(r->f);
+    r->f = NULL;
+    if (cmd == ZIP_SOURCE_FREE) {
+      zip_error_fini(&r->err);
+      free(r);
+    }
+    return 0;
+  case ZIP_SOURCE_STAT: {
+    zip_stat_t *st = data;
+    zip_stat_init(st);
+    st->valid = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD | ZIP_STAT_CRC |
+                ZIP_STAT_ENCRYPTION_METHOD;
+    st->size = raw_entry(r)->size;
+    st->comp_size = raw_entry(r)->comp_size;
+    st->comp_method = ZIP_CM_DEFLATE;
+    st->encryption_method = ZIP_EM_NONE;
+    st->crc = raw_entry(r)->crc32;
+    return sizeof *st;
+  }
+  case ZIP_SOURCE_ERROR:
+    return zip_error_to_data(&r->err, data, len);
+  case ZIP_SOURCE_SUPPORTS:
+    return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE,
+                                          ZIP_SOURCE_STAT, ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE,
+                                          -1);
+  default:
+    zip_error_set(&r->err, ZIP_ER_OPNOTSUPP, 0);
+    return -1;
+  }
+}
+
+/* Adds entry `index` (SIZE_MAX: the manifest) under `name`; the entries
+ * array is complete, and stays where it is, until zip_close. */
+static bool zip_add_temp(zip_t *za, const char *name, const build_t *b, size_t index,
+                         fzip_error_t *error) {
+  raw_source_t *r = calloc(1, sizeof *r);
+  zip_source_t *src = NULL;
   zip_int64_t idx;
 
-  if (!src)
+  if (!r)
+    return oom(error);
+  r->b = b;
+  r->index = index;
+  zip_error_init(&r->err);
+  if (!(src = zip_source_function(za, raw_source_cb, r))) {
+    zip_error_fini(&r->err);
+    free(r);
     return zip_fail(za, "zip source", error);
+  }
   idx = zip_file_add(za, name, src, ZIP_FL_ENC_UTF_8);
   if (idx < 0) {
     zip_source_free(src);
     return zip_fail(za, "zip add", error);
   }
-  if (zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_DEFLATE, PKG_COMPRESSION_LEVEL) ||
-      zip_file_set_dostime(za, (zip_uint64_t)idx, PKG_DOS_TIME, PKG_DOS_DATE, 0) ||
+  if (zip_file_set_dostime(za, (zip_uint64_t)idx, PKG_DOS_TIME, PKG_DOS_DATE, 0) ||
       zip_file_set_external_attributes(za, (zip_uint64_t)idx, 0, ZIP_OPSYS_UNIX,
                                        PKG_ENTRY_MODE))
     return zip_fail(za, "zip entry attributes", error);
@@ -977,7 +1088,6 @@ static int on_zip_cancel(zip_t *za, void *ud) {
 }
 
 static bool write_zip(build_t *b, const char *out_path, fzip_error_t *error) {
-  char path[PATH_MAX];
   zip_t *za;
   int zerr = 0;
 
@@ -989,12 +1099,10 @@ static bool write_zip(build_t *b, const char *out_path, fzip_error_t *error) {
     zip_error_fini(&ze);
     return false;
   }
-  snprintf(path, sizeof path, "%s/manifest", b->dir);
-  if (!zip_add_temp(za, PKG_MANIFEST_ENTRY, path, error))
+  if (!zip_add_temp(za, PKG_MANIFEST_ENTRY, b, SIZE_MAX, error))
     goto fail;
   for (size_t i = 0; i < b->n_entries; i++) {
-    temp_path(path, b, i);
-    if (!zip_add_temp(za, b->entries[i].name, path, error))
+    if (!zip_add_temp(za, b->entries[i].name, b, i, error))
       goto fail;
   }
   set_phase(b, PKG_PHASE_COMPRESSING, NULL);
@@ -1114,6 +1222,14 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
   return tick(b, true, error);
 }
 
+/* The compression threads and the two streams every build uses; they
+ * outlive a build that starts over, and are released by the caller. */
+static bool deflate_open(pkg_deflate_pool_t **pool, build_t *b, fzip_error_t *error) {
+  return pkg_deflate_pool_new(pool, b->opt->compress_threads, PKG_COMPRESSION_LEVEL, error) &&
+         pkg_deflate_new(&b->deflate, *pool, error) &&
+         pkg_deflate_new(&b->csv_deflate, *pool, error);
+}
+
 /* Builds from one consistent read of the source (read_begin/read_end):
  * a source that says its reads were not consistent makes the build start
  * over, at most PKG_READ_ATTEMPTS times. */
@@ -1149,6 +1265,7 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
                     const char *path, fzip_error_t *error) {
   static const pkg_options_t no_options;
   build_t *b = calloc(1, sizeof *b);
+  pkg_deflate_pool_t *pool = NULL;
   bool ok;
 
   if (!b)
@@ -1164,12 +1281,15 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
     return false;
   }
   plan_make(&b->plan, selection);
-  ok = build_consistent(b, path, error);
+  ok = deflate_open(&pool, b, error) && build_consistent(b, path, error);
   if (ok && result)
     *result = b->res;
   if (!ok)
     unlink(path);
   build_free(b);
+  pkg_deflate_destroy(b->deflate);
+  pkg_deflate_destroy(b->csv_deflate);
+  pkg_deflate_pool_destroy(pool);
   free(b);
   return ok;
 }

@@ -139,6 +139,9 @@ typedef struct {
   void *progress_ctx;
   pkg_cancel_fn cancelled; /* may be NULL */
   void *cancel_ctx;
+  /* Threads deflating the entries (pkg_deflate.h): 0, all cores; 1, the
+   * writer's own thread.  The package's bytes do not depend on it. */
+  unsigned compress_threads;
 } pkg_options_t;
 
 /* What the package holds. */
