@@ -311,21 +311,26 @@ static void pending_drop(pending_t *p, const char *tag) {
 /* The version of one document a reader sees: the live one, or, when its
  * tag is pending, the version stashed before the import (*out NULL: the
  * import created it, so it does not exist yet).  *owned is set when *out
- * must be destroyed by the caller. */
-static bool visible_version(const bson_t **out, bson_t **owned, pending_t *p, store_t *store,
-                            const char *user_id, fzip_kind_t kind, const char *id,
-                            const bson_t *live, const char *tag, fzip_error_t *error) {
+ * must be destroyed by the caller; then *stash_seq (stash_seq may be NULL)
+ * is the stashed version's change seq. */
+static bool visible_version(const bson_t **out, bson_t **owned, uint64_t *stash_seq,
+                            pending_t *p, store_t *store, const char *user_id, fzip_kind_t kind,
+                            const char *id, const bson_t *live, const char *tag,
+                            fzip_error_t *error) {
   fzip_error_t err = {0};
   pending_t now;
   bson_t *prev = NULL;
+  uint64_t seq = 0;
 
   *owned = NULL;
   *out = live;
   if (!id || !pending_has(p, tag))
     return true;
   if (counted(store->vt, "stash_get",
-              store->vt->stash_get(&prev, store, user_id, tag, kind, id, &err), &err)) {
+              store->vt->stash_get(&prev, &seq, store, user_id, tag, kind, id, &err), &err)) {
     *out = *owned = prev;
+    if (stash_seq)
+      *stash_seq = seq;
     return true;
   }
   if (err.code != FZIP_ERR_NOT_FOUND) {
@@ -418,8 +423,12 @@ static void pcursor_destroy(store_cursor_t *cursor) {
 
 /* Reads the next page of live documents and closes the backend cursor. */
 static bool pcursor_fill(pcursor_t *c, fzip_error_t *error) {
+  /* changed_after on the live documents: a stashed version is older than
+   * the live one that replaced it, so none is lost (pcursor_next checks
+   * the stashed one's own number). */
   store_filter_t f = {.after_id = c->pg.has_after ? c->pg.after_id : NULL,
-                      .limit = PCURSOR_PAGE};
+                      .limit = PCURSOR_PAGE,
+                      .changed_after = c->pg.filter.changed_after};
   store_cursor_t *inner = NULL;
   const bson_t *doc = NULL;
   const char *tag = NULL;
@@ -469,14 +478,18 @@ static bool pcursor_next(store_cursor_t *cursor, const bson_t **doc, const char 
   for (;;) {
     const bson_t *live = NULL, *v = NULL;
     const char *live_tag = NULL;
+    uint64_t stash_seq = 0;
     if (pg->pos == pg->n) {
       if (pg->exhausted || !pcursor_fill(c, error) || pg->n == 0)
         return false;
     }
     live = store_pager_next(pg, &live_tag);
-    if (!visible_version(&v, &c->owned, &c->pending, c->store, pg->user_id, pg->kind,
-                         doc_id(live, pg->kind), live, live_tag, error))
+    if (!visible_version(&v, &c->owned, &stash_seq, &c->pending, c->store, pg->user_id,
+                         pg->kind, doc_id(live, pg->kind), live, live_tag, error))
       return false;
+    if (v && v == c->owned && pg->filter.changed_after > 0 &&
+        stash_seq <= pg->filter.changed_after)
+      v = NULL; /* the stashed version has not changed since */
     if (v && filter_match(v, pg->kind, &pg->filter)) {
       if (pg->has_limit)
         pg->remaining--;
@@ -681,7 +694,7 @@ static bool get_visible(bson_t **out, store_t *store, const char *user_id, fzip_
   }
   pending = bson_malloc0(sizeof *pending);
   if (!pending_load(pending, store, user_id, NULL, error) ||
-      !visible_version(&v, &owned, pending, store, user_id, kind, id, live, tag, error))
+      !visible_version(&v, &owned, NULL, pending, store, user_id, kind, id, live, tag, error))
     goto done;
   if (!v) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND, "entity %s not found", id);
@@ -797,8 +810,8 @@ static bool get_many_visible(bson_t **docs, const char (*tags)[STORE_TAG_MAX + 1
     bson_t *owned = NULL;
     if (!docs[i] || !pending_has(pending, tags[i]))
       continue;
-    if (!visible_version(&v, &owned, pending, store, user_id, kind, ids[i], docs[i], tags[i],
-                         error))
+    if (!visible_version(&v, &owned, NULL, pending, store, user_id, kind, ids[i], docs[i],
+                         tags[i], error))
       return false;
     if (v != docs[i]) {
       bson_destroy(docs[i]);
@@ -1700,4 +1713,101 @@ bool store_snapshot_end(store_t *view, fzip_error_t *error) {
    * arguments are evaluated is unspecified: take its vtable first. */
   const store_vtable_t *vt = view->vt;
   return counted(vt, "snapshot_end", vt->snapshot_end(view, error), error);
+}
+
+/* ---- change tracking ----------------------------------------------------- */
+
+/* Deletion ids fetched per backend call: bounds a listing's memory. */
+#define DELETIONS_PAGE 256
+
+struct store_deletions {
+  store_t *store;
+  char user_id[FZIP_USER_ID_MAX + 1];
+  fzip_kind_t kind;
+  uint64_t after_seq, upto_seq;
+  char (*ids)[FZIP_ID_MAX + 1]; /* the page: DELETIONS_PAGE ids */
+  size_t n, pos;
+  bool exhausted; /* the backend has nothing after this page */
+};
+
+static bool check_changes(const store_t *store, const char *user_id, fzip_error_t *error) {
+  if (!store)
+    return invalid(error, "store is NULL");
+  if (!check_user(user_id, error))
+    return false;
+  if (!store->vt->changes_mark || !store->vt->deletions_page)
+    return unimplemented(store, "change tracking", error);
+  return true;
+}
+
+bool store_changes_mark(store_changes_mark_t *out, store_t *store, const char *user_id,
+                        fzip_error_t *error) {
+  store_changes_mark_t local = {0, 0};
+
+  if (!out)
+    return invalid(error, "out is NULL");
+  if (!check_changes(store, user_id, error))
+    return false;
+  if (!counted(store->vt, "changes_mark",
+               store->vt->changes_mark(&local, store, user_id, error), error))
+    return false;
+  *out = local;
+  return true;
+}
+
+bool store_deletions_new(store_deletions_t **out, store_t *store, const char *user_id,
+                         fzip_kind_t kind, uint64_t after_seq, uint64_t upto_seq,
+                         fzip_error_t *error) {
+  store_deletions_t *d = NULL;
+
+  if (!out)
+    return invalid(error, "out is NULL");
+  *out = NULL;
+  if (!check_changes(store, user_id, error) || !check_kind(kind, error))
+    return false;
+  d = bson_malloc0(sizeof *d);
+  d->store = store;
+  snprintf(d->user_id, sizeof d->user_id, "%s", user_id);
+  d->kind = kind;
+  d->after_seq = after_seq;
+  d->upto_seq = upto_seq;
+  d->ids = bson_malloc0(DELETIONS_PAGE * sizeof *d->ids);
+  /* An empty range lists nothing; the backend is not asked. */
+  d->exhausted = upto_seq <= after_seq;
+  *out = d;
+  return true;
+}
+
+bool store_deletions_next(store_deletions_t *d, const char **entity_id, fzip_error_t *error) {
+  char after[FZIP_ID_MAX + 1] = "";
+
+  if (!d || !entity_id)
+    return invalid(error, "deletions or entity_id is NULL");
+  if (d->pos == d->n) {
+    if (d->exhausted)
+      return false;
+    if (d->n > 0)
+      memcpy(after, d->ids[d->n - 1], sizeof after);
+    d->n = d->pos = 0;
+    if (!counted(d->store->vt, "deletions_page",
+                 d->store->vt->deletions_page(d->ids, &d->n, d->store, d->user_id, d->kind,
+                                              d->after_seq, d->upto_seq, after, DELETIONS_PAGE,
+                                              error),
+                 error)) {
+      d->n = 0;
+      return false;
+    }
+    d->exhausted = d->n < DELETIONS_PAGE;
+    if (d->n == 0)
+      return false;
+  }
+  *entity_id = d->ids[d->pos++];
+  return true;
+}
+
+void store_deletions_destroy(store_deletions_t *d) {
+  if (!d)
+    return;
+  bson_free(d->ids);
+  bson_free(d);
 }

@@ -531,8 +531,11 @@ bool store_changes_mark(store_changes_mark_t *out, store_t *store, const char *u
 typedef struct store_deletions store_deletions_t;
 
 /* Ids of `kind` deleted with after_seq < seq <= upto_seq and not written
- * again since, in entity id order, streamed (memory does not grow with their
- * number).  Works through a snapshot view. */
+ * again since at a seq <= upto_seq, in entity id order, streamed (memory
+ * does not grow with their number).  An id written again after upto_seq
+ * (or by a still pending import) stays listed: such a write is in the next
+ * increment, and applying deletes before it adds.  Works through a
+ * snapshot view. */
 bool store_deletions_new(store_deletions_t **out, store_t *store, const char *user_id,
                          fzip_kind_t kind, uint64_t after_seq, uint64_t upto_seq,
                          fzip_error_t *error);

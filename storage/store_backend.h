@@ -196,14 +196,14 @@ struct store_vtable {
    * removes it in ONE atomic single-record write (the flip) and is
    * idempotent too.  pending lists the user's pending tags (at most
    * STORE_PENDING_MAX).  stash_get returns the version stashed under
-   * (tag, kind, id), NOT_FOUND if none. */
+   * (tag, kind, id) and its change seq, NOT_FOUND if none. */
   bool (*import_begin)(store_t *store, const char *user_id, const char *tag,
                        fzip_error_t *error);
   bool (*import_end)(store_t *store, const char *user_id, const char *tag, fzip_error_t *error);
   bool (*import_pending)(char tags[][STORE_TAG_MAX + 1], size_t *n, store_t *store,
                          const char *user_id, fzip_error_t *error);
-  bool (*stash_get)(bson_t **out, store_t *store, const char *user_id, const char *tag,
-                    fzip_kind_t kind, const char *id, fzip_error_t *error);
+  bool (*stash_get)(bson_t **out, uint64_t *seq, store_t *store, const char *user_id,
+                    const char *tag, fzip_kind_t kind, const char *id, fzip_error_t *error);
   /* Frees what a rollback needs in order to succeed on a full store (the
    * SQLite reserve); NULL when the backend keeps none. */
   bool (*import_release_reserve)(store_t *store, const char *user_id, const char *tag,
@@ -224,6 +224,18 @@ struct store_vtable {
   bool (*snapshot_begin)(store_t **view, store_t *store, const char *user_id,
                          fzip_error_t *error);
   bool (*snapshot_end)(store_t *view, fzip_error_t *error);
+
+  /* Change tracking (store.h).  changes_mark returns the mark as
+   * store_changes_mark defines it (a view: its snapshot's).
+   * deletions_page: up to `max` ids of `kind` deleted with
+   * after_seq < seq <= upto_seq, not written again at a seq <= upto_seq,
+   * greater than after_id ("" from the start), ascending. */
+  bool (*changes_mark)(store_changes_mark_t *out, store_t *store, const char *user_id,
+                       fzip_error_t *error);
+  bool (*deletions_page)(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
+                         const char *user_id, fzip_kind_t kind, uint64_t after_seq,
+                         uint64_t upto_seq, const char *after_id, size_t max,
+                         fzip_error_t *error);
 };
 
 /* Backend constructors, chosen by store_open from the URI scheme. */

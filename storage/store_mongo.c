@@ -77,6 +77,11 @@
 #define MONGO_STATE "import_state"     /* {_id: userId, gen}: the import generation */
 #define MONGO_GEN_MAX 48
 #define MONGO_GEN_BUSY "busy-"
+/* Change tracking (docs/STORAGE.md "Change tracking"): the wrapper's and
+ * the stash entry's change seq, the per-user counters, the deletions. */
+#define MONGO_SEQ_FIELD "seq"
+#define MONGO_CHANGES "change_seq" /* {_id: userId, seq, wiped} */
+#define MONGO_DELETIONS "deletions" /* {_id: "<userId>\x1f<kind>\x1f<id>", userId, kind, id, seq} */
 /* States of an upload record: the writer moves uploading -> committing,
  * the reaper uploading -> reaping; whoever moves it first owns it. */
 #define UPLOAD_UPLOADING "uploading"
@@ -197,6 +202,15 @@ static const char *doc_utf8(const bson_t *doc, const char *field) {
   if (bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_UTF8(&it))
     return bson_iter_utf8(&it, NULL);
   return NULL;
+}
+
+/* A stored wrapper's or stash entry's change seq (0: written before
+ * change tracking). */
+static uint64_t doc_seq(const bson_t *doc) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, MONGO_SEQ_FIELD) && BSON_ITER_HOLDS_INT64(&it))
+    return (uint64_t)bson_iter_int64(&it);
+  return 0;
 }
 
 /* Finds the first document in `sort` order (NULL: any), copied into
@@ -1869,8 +1883,9 @@ static bool mongo_import_pending(char tags[][STORE_TAG_MAX + 1], size_t *n, stor
   return ok;
 }
 
-static bool mongo_stash_get(bson_t **out, store_t *store, const char *user_id, const char *tag,
-                            fzip_kind_t kind, const char *id, fzip_error_t *error) {
+static bool mongo_stash_get(bson_t **out, uint64_t *seq, store_t *store, const char *user_id,
+                            const char *tag, fzip_kind_t kind, const char *id,
+                            fzip_error_t *error) {
   mstore_t *s = (mstore_t *)store;
   char key[MONGO_STASH_KEY_MAX];
   bson_t *found = NULL, *q = NULL;
@@ -1894,6 +1909,7 @@ static bool mongo_stash_get(bson_t **out, store_t *store, const char *user_id, c
   }
   bson_iter_document(&it, &len, &data);
   *out = bson_new_from_data(data, len);
+  *seq = doc_seq(found);
   ok = *out != NULL || fail_oom(error);
 done:
   bson_destroy(found);

@@ -36,6 +36,10 @@
 #define SQ_SQL_MAX 8192                        /* generated SQL (1000 placeholders fit) */
 #define SQ_RESERVE_BYTES (4 * 1024 * 1024)     /* set aside per pending import, see below */
 #define SQ_MAX_PAGES_PARAM "?max_pages="       /* URI suffix capping the file's size */
+/* A changed_after cursor with at most this many changed documents reads
+ * them through the seq index (each page sorts them by id); with more it
+ * scans the kind in id order instead.  Docs: STORAGE.md "Change tracking". */
+#define SQ_CHANGED_SPARSE_MAX 16384
 
 typedef struct {
   store_t base;
@@ -236,6 +240,47 @@ static const char sq_schema_tags[] =
     "CREATE TABLE IF NOT EXISTS import_reserve("
     " user_id TEXT NOT NULL, tag TEXT NOT NULL, pad BLOB NOT NULL, PRIMARY KEY(user_id, tag));";
 
+/* Change tracking (docs/STORAGE.md "Change tracking"): created after
+ * sq_migrate_seq has added the seq columns to files from before it. */
+static const char sq_schema_changes[] =
+    "CREATE INDEX IF NOT EXISTS entities_seq ON entities(user_id, kind, seq, entity_id);"
+    "CREATE TABLE IF NOT EXISTS change_seq("
+    " user_id TEXT NOT NULL PRIMARY KEY, seq INTEGER NOT NULL, wiped INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS deletions("
+    " user_id TEXT NOT NULL, kind INTEGER NOT NULL, entity_id TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, PRIMARY KEY(user_id, kind, entity_id));";
+
+/* Adds `column` (its SQL definition after the name in `add`) to `table`
+ * unless it is there. */
+static bool sq_add_column(sqlite3 *db, const char *table, const char *column, const char *add,
+                          fzip_error_t *error) {
+  char sql[256];
+  sqlite3_stmt *probe = NULL;
+  int rc;
+
+  snprintf(sql, sizeof sql, "SELECT %s FROM %s LIMIT 0", column, table);
+  rc = sqlite3_prepare_v2(db, sql, -1, &probe, NULL);
+  sqlite3_finalize(probe);
+  if (rc == SQLITE_OK)
+    return true;
+  snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", table, column, add);
+  return sq_exec(db, sql, error);
+}
+
+/* In one writer transaction, like sq_migrate_request.  Documents written
+ * before tracking get seq 0; a pending import from before it begin_seq 0. */
+static bool sq_migrate_seq(sqlite3 *db, fzip_error_t *error) {
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error))
+    return false;
+  if (sq_add_column(db, "entities", "seq", "INTEGER NOT NULL DEFAULT 0", error) &&
+      sq_add_column(db, "stash", "seq", "INTEGER NOT NULL DEFAULT 0", error) &&
+      sq_add_column(db, "import_pending", "begin_seq", "INTEGER NOT NULL DEFAULT 0", error) &&
+      sq_exec(db, sq_schema_changes, error) && sq_exec(db, "COMMIT", error))
+    return true;
+  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return false;
+}
+
 static bool sq_migrate_tag(sqlite3 *db, fzip_error_t *error) {
   sqlite3_stmt *probe = NULL;
   int rc = sqlite3_prepare_v2(db, "SELECT tag FROM entities LIMIT 0", -1, &probe, NULL);
@@ -312,7 +357,8 @@ static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
   snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", SQ_PAGE_SIZE);
   if (!sq_exec(db, pragma, error) || !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
       !sq_exec(db, sq_schema, error) || !sq_migrate_tag(db, error) ||
-      !sq_exec(db, sq_schema_tags, error) || !sq_migrate_request(db, error))
+      !sq_exec(db, sq_schema_tags, error) || !sq_migrate_request(db, error) ||
+      !sq_migrate_seq(db, error))
     return fzip_error_prefix(error, "cannot open store file %s", path);
   return true;
 }
@@ -484,6 +530,59 @@ static bool sq_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
   return ok;
 }
 
+/* ---- change sequence numbers --------------------------------------------- */
+
+/* The numbers one write transaction hands out: read from change_seq at its
+ * start, written back once at its end, so the documents and the counter
+ * commit together (BEGIN IMMEDIATE: no other writer in between). */
+typedef struct {
+  const char *user_id;
+  uint64_t start; /* the user's last number when the transaction began */
+  uint64_t last;  /* the last number handed out */
+  uint64_t wiped;
+} sq_seq_t;
+
+static bool sq_seq_begin(sq_seq_t *q, sqlite3 *db, const char *user_id, fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok;
+
+  memset(q, 0, sizeof *q);
+  q->user_id = user_id;
+  ok = sq_prepare_args(&stmt, db, "SELECT seq, wiped FROM change_seq WHERE user_id = ?",
+                       (const sq_arg_t[]){SQ_TEXT(user_id), SQ_END}, error) &&
+       sq_step_row(&row, stmt, db, "reading the change seq", error);
+  if (ok && row) {
+    q->start = q->last = (uint64_t)sqlite3_column_int64(stmt, 0);
+    q->wiped = (uint64_t)sqlite3_column_int64(stmt, 1);
+  }
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_seq_end(const sq_seq_t *q, sqlite3 *db, fzip_error_t *error) {
+  if (q->last == q->start)
+    return true;
+  return sq_exec_args(NULL, db,
+                      "INSERT INTO change_seq(user_id, seq, wiped) VALUES (?1, ?2, ?3)"
+                      " ON CONFLICT(user_id) DO UPDATE SET seq = excluded.seq,"
+                      " wiped = excluded.wiped",
+                      (const sq_arg_t[]){SQ_TEXT(q->user_id), SQ_INT(q->last), SQ_INT(q->wiped),
+                                         SQ_END},
+                      "writing the change seq", error);
+}
+
+#define SQ_NOTE_DELETION_SQL \
+  "INSERT OR REPLACE INTO deletions(user_id, kind, entity_id, seq) VALUES (?1, ?2, ?3, ?4)"
+
+/* Records that (kind, id) was deleted, under the next number. */
+static bool sq_note_deletion(sqlite3_stmt *note, sqlite3 *db, sq_seq_t *q, int kind,
+                             const char *id, fzip_error_t *error) {
+  return sq_step_args(NULL, note, db,
+                      (const sq_arg_t[]){SQ_TEXT(q->user_id), SQ_INT(kind), SQ_TEXT(id),
+                                         SQ_INT(++q->last), SQ_END},
+                      "recording a deletion", error);
+}
+
 /* ---- entities: filters --------------------------------------------------- */
 
 /* The WHERE clause of a cursor page or a count, built and bound in the
@@ -493,6 +592,7 @@ typedef struct {
   int kind;
   const char *after_id;
   const store_filter_t *filter;
+  bool seq_unindexed; /* changed_after without the seq index (a scan in id order) */
 } sq_where_t;
 
 /* Appends s; once the buffer is full *len stays past cap and nothing more
@@ -524,6 +624,8 @@ static bool sq_where_sql(char *sql, size_t cap, const char *head, const sq_where
     sq_append(sql, cap, &len, " AND date >= ?");
   if (f && f->has_date_to)
     sq_append(sql, cap, &len, " AND date <= ?");
+  if (f && f->changed_after > 0)
+    sq_append(sql, cap, &len, w->seq_unindexed ? " AND +seq > ?" : " AND seq > ?");
   sq_append(sql, cap, &len, tail);
   if (len >= cap)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
@@ -544,15 +646,21 @@ static int sq_where_bind(sqlite3_stmt *stmt, const sq_where_t *w) {
     sqlite3_bind_int64(stmt, i++, f->date_from);
   if (f && f->has_date_to)
     sqlite3_bind_int64(stmt, i++, f->date_to);
+  if (f && f->changed_after > 0)
+    sqlite3_bind_int64(stmt, i++, (int64_t)f->changed_after);
   return i; /* next free placeholder */
 }
 
 /* ---- entities: cursor ---------------------------------------------------- */
 
+/* How a changed_after cursor reads (SQ_CHANGED_SPARSE_MAX). */
+typedef enum { SQ_CHANGED_UNKNOWN = 0, SQ_CHANGED_SPARSE, SQ_CHANGED_DENSE } sq_changed_mode_t;
+
 typedef struct {
   store_cursor_t base;
   sq_store_t *s;
   store_pager_t pg;
+  sq_changed_mode_t changed;
 } sq_cursor_t;
 
 static void sq_cursor_destroy(store_cursor_t *cursor) {
@@ -576,12 +684,38 @@ typedef struct {
   store_pager_t *pg;
   int64_t want; /* rows asked for this page */
   bool cut;     /* the page stopped at SQ_CURSOR_PAGE_BYTES, not at the end */
+  sq_changed_mode_t changed;
 } sq_page_ctx_t;
+
+/* Sparse when the kind has at most SQ_CHANGED_SPARSE_MAX documents changed
+ * after the cursor's number: counted on the seq index, up to one more. */
+static bool op_changed_mode(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_page_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok;
+
+  ok = sq_prepare_args(&stmt, db,
+                       "SELECT count(*) FROM (SELECT 1 FROM entities INDEXED BY entities_seq"
+                       " WHERE user_id = ? AND kind = ? AND seq > ? LIMIT ?)",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->pg->user_id), SQ_INT(ctx->pg->kind),
+                                          SQ_INT(ctx->pg->filter.changed_after),
+                                          SQ_INT(SQ_CHANGED_SPARSE_MAX + 1), SQ_END},
+                       error) &&
+       sq_step_row(&row, stmt, db, "counting changed entities", error);
+  if (ok)
+    ctx->changed = row && sqlite3_column_int64(stmt, 0) <= SQ_CHANGED_SPARSE_MAX
+                       ? SQ_CHANGED_SPARSE
+                       : SQ_CHANGED_DENSE;
+  sqlite3_finalize(stmt);
+  return ok;
+}
 
 static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_page_ctx_t *ctx = vctx;
   store_pager_t *pg = ctx->pg;
-  sq_where_t w = {pg->user_id, (int)pg->kind, pg->has_after ? pg->after_id : NULL, &pg->filter};
+  sq_where_t w = {pg->user_id, (int)pg->kind, pg->has_after ? pg->after_id : NULL, &pg->filter,
+                  ctx->changed == SQ_CHANGED_DENSE};
+  bool sparse = ctx->changed == SQ_CHANGED_SPARSE;
   char sql[SQ_SQL_MAX];
   sqlite3_stmt *stmt = NULL;
   size_t bytes = 0;
@@ -590,8 +724,16 @@ static bool op_cursor_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
 
   store_pager_clear(pg);
   ctx->cut = false;
-  if (!sq_where_sql(sql, sizeof sql, "SELECT entity_id, doc, tag FROM entities", &w,
-                    " ORDER BY entity_id LIMIT ?", error) ||
+  /* Sparse: the page's rowids from the seq index (the changed documents
+   * only, sorted there), then their rows. */
+  if (!sq_where_sql(sql, sizeof sql,
+                    sparse ? "SELECT entity_id, doc, tag FROM entities WHERE rowid IN"
+                             " (SELECT rowid FROM entities INDEXED BY entities_seq"
+                           : "SELECT entity_id, doc, tag FROM entities",
+                    &w,
+                    sparse ? " ORDER BY entity_id LIMIT ?) ORDER BY entity_id"
+                           : " ORDER BY entity_id LIMIT ?",
+                    error) ||
       !sq_prepare(&stmt, db, sql, error))
     goto done;
   sqlite3_bind_int64(stmt, sq_where_bind(stmt, &w), ctx->want);
@@ -623,13 +765,18 @@ static bool sq_cursor_next(store_cursor_t *cursor, const bson_t **doc, const cha
                            fzip_error_t *error) {
   sq_cursor_t *c = (sq_cursor_t *)cursor;
   store_pager_t *pg = &c->pg;
-  sq_page_ctx_t ctx = {pg, SQ_CURSOR_PAGE_ROWS, false};
+  sq_page_ctx_t ctx = {pg, SQ_CURSOR_PAGE_ROWS, false, c->changed};
 
   *doc = store_pager_next(pg, tag);
   if (*doc)
     return true;
   if (pg->exhausted || (pg->has_limit && pg->remaining == 0))
     return false;
+  if (pg->filter.changed_after > 0 && c->changed == SQ_CHANGED_UNKNOWN) {
+    if (!sq_run(c->s, op_changed_mode, &ctx, error))
+      return false;
+    c->changed = ctx.changed;
+  }
   if (pg->has_limit && pg->remaining < (uint64_t)ctx.want)
     ctx.want = (int64_t)pg->remaining;
   if (!sq_run(c->s, op_cursor_page, &ctx, error))
@@ -672,7 +819,8 @@ done:
 
 static bool sq_entity_count(uint64_t *out, store_t *store, const char *user_id,
                             fzip_kind_t kind, const store_filter_t *filter, fzip_error_t *error) {
-  sq_count_ctx_t ctx = {{user_id, (int)kind, filter ? filter->after_id : NULL, filter}, 0};
+  sq_count_ctx_t ctx = {{user_id, (int)kind, filter ? filter->after_id : NULL, filter, false},
+                        0};
   if (!sq_run((sq_store_t *)store, op_count, &ctx, error))
     return false;
   *out = filter && filter->limit > 0 && ctx.count > filter->limit ? filter->limit : ctx.count;
@@ -918,22 +1066,24 @@ static bool sq_put_check_insert(sqlite3_stmt *exists, sqlite3 *db, const sq_put_
 static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_put_ctx_t *ctx = vctx;
   sqlite3_stmt *exists = NULL, *insert = NULL, *update = NULL, *stash = NULL;
+  sq_seq_t seq;
   bool ok = false;
 
   memset(&ctx->result, 0, sizeof ctx->result);
-  if (!sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error) ||
+  if (!sq_seq_begin(&seq, db, ctx->user_id, error) ||
+      !sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error) ||
       !sq_prepare(&insert, db,
-                  "INSERT INTO entities(user_id, kind, entity_id, account_id, date, doc, tag)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                  "INSERT INTO entities(user_id, kind, entity_id, account_id, date, doc, tag,"
+                  " seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                   error) ||
       !sq_prepare(&update, db,
-                  "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7"
+                  "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7, seq = ?8"
                   " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3",
                   error) ||
       (ctx->tag &&
        !sq_prepare(&stash, db,
-                   "INSERT OR IGNORE INTO stash(user_id, tag, kind, entity_id, prev_tag, doc)"
-                   " SELECT user_id, ?4, kind, entity_id, tag, doc FROM entities"
+                   "INSERT OR IGNORE INTO stash(user_id, tag, kind, entity_id, prev_tag, doc,"
+                   " seq) SELECT user_id, ?4, kind, entity_id, tag, doc, seq FROM entities"
                    " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3"
                    " AND (tag IS NULL OR tag <> ?4)",
                    error)))
@@ -951,6 +1101,7 @@ static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
     if (found && stash && !sq_stash(stash, db, ctx, i, error))
       goto done;
     sq_bind_entity(found ? update : insert, ctx, i);
+    sqlite3_bind_int64(found ? update : insert, 8, (int64_t)++seq.last);
     if (!sq_step_done(found ? update : insert, db, "writing entity", error))
       goto done;
     if (found)
@@ -958,7 +1109,7 @@ static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
     else
       ctx->result.inserted++;
   }
-  ok = true;
+  ok = sq_seq_end(&seq, db, error);
 done:
   sqlite3_finalize(exists);
   sqlite3_finalize(insert);
@@ -990,20 +1141,31 @@ static bool sq_entity_put_batch(store_t *store, const char *user_id, fzip_kind_t
   return sq_put(store, user_id, kind, docs, ids, n, mode, NULL, result, error);
 }
 
+/* Each id that was there is recorded as a deletion. */
 static bool op_delete_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
+  sqlite3_stmt *stmt = NULL, *note = NULL;
+  sq_seq_t seq;
   bool ok;
 
   ctx->deleted = 0;
-  ok = sq_prepare(&stmt, db,
-                  "DELETE FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?", error);
-  for (size_t i = 0; ok && i < ctx->n; i++)
+  ok = sq_seq_begin(&seq, db, ctx->user_id, error) &&
+       sq_prepare(&stmt, db,
+                  "DELETE FROM entities WHERE user_id = ? AND kind = ? AND entity_id = ?",
+                  error) &&
+       sq_prepare(&note, db, SQ_NOTE_DELETION_SQL, error);
+  for (size_t i = 0; ok && i < ctx->n; i++) {
+    uint64_t before = ctx->deleted;
     ok = sq_step_args(&ctx->deleted, stmt, db,
                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
                                          SQ_TEXT(ctx->ids[i]), SQ_END},
-                      "deleting entity", error);
+                      "deleting entity", error) &&
+         (ctx->deleted == before ||
+          sq_note_deletion(note, db, &seq, ctx->kind, ctx->ids[i], error));
+  }
+  ok = ok && sq_seq_end(&seq, db, error);
   sqlite3_finalize(stmt);
+  sqlite3_finalize(note);
   return ok;
 }
 
@@ -1018,18 +1180,31 @@ static bool sq_entity_delete_many(uint64_t *deleted, store_t *store, const char 
   return true;
 }
 
+/* A wipe when anything was deleted: it takes a number of its own, and the
+ * user's deletion records go (no increment can span a wipe). */
 static bool op_delete_all(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
+  sq_seq_t seq;
+
   ctx->deleted = 0;
-  return sq_exec_args(&ctx->deleted, db, "DELETE FROM entities WHERE user_id = ? AND kind = ?",
-                      (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_END},
-                      "deleting entities", error);
+  if (!sq_seq_begin(&seq, db, ctx->user_id, error) ||
+      !sq_exec_args(&ctx->deleted, db, "DELETE FROM entities WHERE user_id = ? AND kind = ?",
+                    (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_END},
+                    "deleting entities", error))
+    return false;
+  if (ctx->deleted == 0)
+    return true;
+  seq.wiped = ++seq.last;
+  return sq_exec_args(NULL, db, "DELETE FROM deletions WHERE user_id = ?",
+                      (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_END},
+                      "dropping deletion records", error) &&
+         sq_seq_end(&seq, db, error);
 }
 
 static bool sq_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
                                  fzip_kind_t kind, fzip_error_t *error) {
   sq_ids_ctx_t ctx = {user_id, (int)kind, NULL, 0, NULL, 0};
-  if (!sq_run((sq_store_t *)store, op_delete_all, &ctx, error))
+  if (!sq_run_txn((sq_store_t *)store, op_delete_all, &ctx, error))
     return false;
   if (deleted)
     *deleted = ctx.deleted;
@@ -1117,11 +1292,12 @@ done:
 
 /* Rollback of one entity: put the stashed version back (with its previous
  * tag) or, when nothing was stashed, delete what the import created.  Both
- * only touch a document still carrying the tag, so re-running is harmless. */
-static bool sq_undo_one(sqlite3 *db, sqlite3_stmt *const st[4], sq_import_t *im, size_t i,
-                        fzip_error_t *error) {
+ * only touch a document still carrying the tag, so re-running is harmless.
+ * Either is a change like any write: a fresh number, a deletion record. */
+static bool sq_undo_one(sqlite3 *db, sqlite3_stmt *const st[5], sq_seq_t *seq, sq_import_t *im,
+                        size_t i, fzip_error_t *error) {
   bool stashed = false;
-  sqlite3_stmt *find = st[0], *restore = st[1], *drop = st[2], *forget = st[3];
+  sqlite3_stmt *find = st[0], *restore = st[1], *drop = st[2], *forget = st[3], *note = st[4];
 
   for (int k = 0; k < 4; k++) {
     sqlite3_reset(st[k]);
@@ -1141,42 +1317,52 @@ static bool sq_undo_one(sqlite3 *db, sqlite3_stmt *const st[4], sq_import_t *im,
                             "sqlite: invalid stashed version of %s", im->ids[i]);
     sq_bind_doc(restore, im->kind, prev);
     sq_bind_text(restore, 7, (const char *)sqlite3_column_text(find, 0));
+    sqlite3_bind_int64(restore, 9, (int64_t)(seq->last + 1));
     ok = sq_step_done(restore, db, "restoring entity", error);
-    im->restored += ok ? (uint64_t)sqlite3_changes(db) : 0;
+    if (ok && sqlite3_changes(db) > 0) {
+      im->restored++;
+      seq->last++;
+    }
     bson_destroy(prev);
     return ok && sq_step_done(forget, db, "dropping stash entry", error);
   }
   if (!sq_step_done(drop, db, "deleting imported entity", error))
     return false;
-  im->changed += (uint64_t)sqlite3_changes(db);
-  return true;
+  if (sqlite3_changes(db) == 0)
+    return true;
+  im->changed++;
+  return sq_note_deletion(note, db, seq, im->kind, im->ids[i], error);
 }
 
 static bool op_import_undo(sqlite3 *db, void *vctx, fzip_error_t *error) {
-  static const char *const sql[4] = {
+  static const char *const sql[5] = {
       "SELECT prev_tag, doc FROM stash WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3"
       " AND tag = ?8",
-      "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7"
+      "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7, seq = ?9"
       " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3 AND tag = ?8",
       "DELETE FROM entities WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3 AND tag = ?8",
-      "DELETE FROM stash WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3 AND tag = ?8"};
+      "DELETE FROM stash WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3 AND tag = ?8",
+      SQ_NOTE_DELETION_SQL};
   sq_import_t *im = vctx;
-  sqlite3_stmt *st[4] = {NULL, NULL, NULL, NULL};
+  sqlite3_stmt *st[5] = {NULL, NULL, NULL, NULL, NULL};
+  sq_seq_t seq;
   bool ok = false;
 
   im->changed = 0;
   im->restored = 0;
-  for (int k = 0; k < 4; k++) {
+  if (!sq_seq_begin(&seq, db, im->user_id, error))
+    goto done;
+  for (int k = 0; k < 5; k++) {
     if (!sq_prepare(&st[k], db, sql[k], error))
       goto done;
   }
   for (size_t i = 0; i < im->n; i++) {
-    if (!sq_undo_one(db, st, im, i, error))
+    if (!sq_undo_one(db, st, &seq, im, i, error))
       goto done;
   }
-  ok = true;
+  ok = sq_seq_end(&seq, db, error);
 done:
-  for (int k = 0; k < 4; k++)
+  for (int k = 0; k < 5; k++)
     sqlite3_finalize(st[k]);
   return ok;
 }
@@ -1384,6 +1570,7 @@ typedef struct {
   int kind;
   const char *id;
   bson_t *doc;
+  uint64_t seq;
 } sq_pending_ctx_t;
 
 /* Runs sql with ?1 = user, ?2 = tag (and ?3 = SQ_RESERVE_BYTES for the
@@ -1397,7 +1584,12 @@ static bool sq_exec_user_tag(sqlite3 *db, const char *sql, const sq_pending_ctx_
 
 static bool op_import_begin(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_pending_ctx_t *ctx = vctx;
-  return sq_exec_user_tag(db, "INSERT OR IGNORE INTO import_pending(user_id, tag) VALUES (?1, ?2)",
+  /* begin_seq: the user's last number, which the store's mark stays at
+   * while the import is pending (its writes come after it). */
+  return sq_exec_user_tag(db,
+                          "INSERT OR IGNORE INTO import_pending(user_id, tag, begin_seq)"
+                          " VALUES (?1, ?2, coalesce((SELECT seq FROM change_seq"
+                          " WHERE user_id = ?1), 0))",
                           ctx, error) &&
          sq_exec_user_tag(db,
                           "INSERT OR IGNORE INTO import_reserve(user_id, tag, pad)"
@@ -1446,7 +1638,7 @@ static bool op_stash_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool row = false, ok = false;
 
   if (!sq_prepare_args(&stmt, db,
-                       "SELECT doc FROM stash WHERE user_id = ? AND tag = ? AND kind = ?"
+                       "SELECT doc, seq FROM stash WHERE user_id = ? AND tag = ? AND kind = ?"
                        " AND entity_id = ?",
                        (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_TEXT(ctx->tag),
                                           SQ_INT(ctx->kind), SQ_TEXT(ctx->id), SQ_END},
@@ -1459,6 +1651,7 @@ static bool op_stash_get(sqlite3 *db, void *vctx, fzip_error_t *error) {
     goto done;
   }
   ctx->doc = sq_column_doc(stmt, 0);
+  ctx->seq = (uint64_t)sqlite3_column_int64(stmt, 1);
   if (!ctx->doc) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                    "sqlite: invalid stashed version of %s", ctx->id);
@@ -1497,13 +1690,104 @@ static bool sq_import_pending(char tags[][STORE_TAG_MAX + 1], size_t *n, store_t
   return true;
 }
 
-static bool sq_stash_get(bson_t **out, store_t *store, const char *user_id, const char *tag,
-                         fzip_kind_t kind, const char *id, fzip_error_t *error) {
+static bool sq_stash_get(bson_t **out, uint64_t *seq, store_t *store, const char *user_id,
+                         const char *tag, fzip_kind_t kind, const char *id,
+                         fzip_error_t *error) {
   sq_pending_ctx_t ctx = {.user_id = user_id, .tag = tag, .kind = (int)kind, .id = id};
   if (!sq_run((sq_store_t *)store, op_stash_get, &ctx, error))
     return false;
   *out = ctx.doc;
+  *seq = ctx.seq;
   return true;
+}
+
+/* ---- change tracking ----------------------------------------------------- */
+
+typedef struct {
+  const char *user_id;
+  store_changes_mark_t mark;
+} sq_mark_ctx_t;
+
+/* The counter and the oldest pending import's begin_seq, in one read
+ * transaction (a view's own, which fixes its snapshot's mark). */
+static bool op_changes_mark(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_mark_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool own_txn = sqlite3_get_autocommit(db) != 0;
+  bool row = false, ok = false;
+  sq_seq_t seq;
+
+  if ((own_txn && !sq_exec(db, "BEGIN", error)) || !sq_seq_begin(&seq, db, ctx->user_id, error) ||
+      !sq_prepare_args(&stmt, db,
+                       "SELECT min(begin_seq) FROM import_pending WHERE user_id = ?",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_END}, error) ||
+      !sq_step_row(&row, stmt, db, "reading pending imports", error))
+    goto done;
+  ctx->mark.seq = seq.last;
+  ctx->mark.wiped = seq.wiped;
+  if (row && sqlite3_column_type(stmt, 0) != SQLITE_NULL &&
+      (uint64_t)sqlite3_column_int64(stmt, 0) < ctx->mark.seq)
+    ctx->mark.seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  stmt = NULL;
+  ok = !own_txn || sq_exec(db, "COMMIT", error);
+done:
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_changes_mark(store_changes_mark_t *out, store_t *store, const char *user_id,
+                            fzip_error_t *error) {
+  sq_mark_ctx_t ctx = {user_id, {0, 0}};
+  if (!sq_run((sq_store_t *)store, op_changes_mark, &ctx, error))
+    return false;
+  *out = ctx.mark;
+  return true;
+}
+
+typedef struct {
+  const char *user_id;
+  int kind;
+  uint64_t after_seq, upto_seq;
+  const char *after_id;
+  size_t max, n;
+  char (*ids)[FZIP_ID_MAX + 1];
+} sq_deletions_ctx_t;
+
+/* A deletion is left out once the id was written again at or before
+ * upto_seq (the document is in the increment then); a later write, or one
+ * of a still pending import, comes after the mark. */
+static bool op_deletions_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_deletions_ctx_t *ctx = vctx;
+  sqlite3_stmt *stmt = NULL;
+  bool row = false, ok;
+
+  ctx->n = 0; /* sq_run may run it again */
+  ok = sq_prepare_args(&stmt, db,
+                       "SELECT d.entity_id FROM deletions d WHERE d.user_id = ?1"
+                       " AND d.kind = ?2 AND d.entity_id > ?5 AND d.seq > ?3 AND d.seq <= ?4"
+                       " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.user_id = ?1"
+                       " AND e.kind = ?2 AND e.entity_id = d.entity_id AND e.seq > d.seq"
+                       " AND e.seq <= ?4) ORDER BY d.entity_id LIMIT ?6",
+                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
+                                          SQ_INT(ctx->after_seq), SQ_INT(ctx->upto_seq),
+                                          SQ_TEXT(ctx->after_id), SQ_INT(ctx->max), SQ_END},
+                       error);
+  while (ok && ctx->n < ctx->max &&
+         (ok = sq_step_row(&row, stmt, db, "reading deletions", error)) && row)
+    sq_copy_text(ctx->ids[ctx->n++], FZIP_ID_MAX + 1, stmt, 0);
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+static bool sq_deletions_page(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
+                              const char *user_id, fzip_kind_t kind, uint64_t after_seq,
+                              uint64_t upto_seq, const char *after_id, size_t max,
+                              fzip_error_t *error) {
+  sq_deletions_ctx_t ctx = {user_id, (int)kind, after_seq, upto_seq, after_id, max, 0, ids};
+  bool ok = sq_run((sq_store_t *)store, op_deletions_page, &ctx, error);
+  *n = ok ? ctx.n : 0;
+  return ok;
 }
 
 /* ---- snapshots ----------------------------------------------------------- */
@@ -2409,4 +2693,6 @@ static const store_vtable_t sq_vtable = {
     .import_lost = sq_import_lost,
     .snapshot_begin = sq_snapshot_begin,
     .snapshot_end = sq_snapshot_end,
+    .changes_mark = sq_changes_mark,
+    .deletions_page = sq_deletions_page,
 };

@@ -2152,6 +2152,400 @@ static void test_snapshot_is_consistent_across_a_commit(void) {
   store_destroy(s);
 }
 
+/* ---- change tracking -------------------------------------------------------- */
+
+/* The ids a changed_after cursor lists, "a1,a2", with a count check. */
+static bool list_changed(char *out, size_t cap, store_t *s, const char *user, fzip_kind_t kind,
+                         uint64_t after, fzip_error_t *err) {
+  store_filter_t f = {.changed_after = after};
+  store_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  size_t len = 0;
+
+  out[0] = '\0';
+  fzip_error_clear(err);
+  if (!store_cursor_new(&cur, s, user, kind, &f, err))
+    return false;
+  while (store_cursor_next(cur, &doc, err))
+    len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s", len ? "," : "",
+                            doc_id(doc, kind));
+  store_cursor_destroy(cur);
+  return !fzip_error_is_set(err);
+}
+
+/* The ids store_deletions_* lists, "a1,a2". */
+static bool list_deleted(char *out, size_t cap, store_t *s, const char *user, fzip_kind_t kind,
+                         uint64_t after, uint64_t upto, fzip_error_t *err) {
+  store_deletions_t *d = NULL;
+  const char *id = NULL;
+  size_t len = 0;
+
+  out[0] = '\0';
+  fzip_error_clear(err);
+  if (!store_deletions_new(&d, s, user, kind, after, upto, err))
+    return false;
+  while (store_deletions_next(d, &id, err))
+    len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s", len ? "," : "", id);
+  store_deletions_destroy(d);
+  return !fzip_error_is_set(err);
+}
+
+/* The user's mark.seq; UINT64_MAX (which no check expects) on failure. */
+static uint64_t mark_seq(store_t *s, const char *user) {
+  store_changes_mark_t m = {0, 0};
+  fzip_error_t err = {0};
+  if (!store_changes_mark(&m, s, user, &err)) {
+    fprintf(stderr, "store_changes_mark: %s\n", err.message);
+    return UINT64_MAX;
+  }
+  return m.seq;
+}
+
+static void test_changes_number_every_write_and_changed_after_selects_them(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  store_changes_mark_t m = {99, 99};
+  store_write_result_t res = {0};
+  uint64_t count = 0, m3, m5;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT, T = FZIP_KIND_TRANSACTION;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_changes_mark(&m, s, user, &err), err);
+  CHECK(m.seq == 0 && m.wiped == 0);
+  CHECK_OK(put_one(s, user, A, "a3", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  m3 = mark_seq(s, user);
+  CHECK(m3 == 3);
+  /* A replace and an insert are numbered; a skipped write is not. */
+  CHECK_OK(put_one(s, user, A, "a2", "v1", STORE_WRITE_REPLACE, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "x", STORE_WRITE_SKIP_EXISTING, NULL, &res, &err), err);
+  CHECK(res.skipped == 1);
+  CHECK_OK(put_one(s, user, A, "a4", "v0", STORE_WRITE_SKIP_EXISTING, NULL, NULL, &err), err);
+  m5 = mark_seq(s, user);
+  CHECK(m5 == 5);
+  CHECK_OK(list_changed(got, sizeof got, s, user, A, m3, &err), err);
+  CHECK(strcmp(got, "a2,a4") == 0);
+  CHECK_OK(list_changed(got, sizeof got, s, user, A, 0, &err), err);
+  CHECK(strcmp(got, "a1,a2,a3,a4") == 0);
+  CHECK_OK(list_changed(got, sizeof got, s, user, A, m5, &err), err);
+  CHECK(strcmp(got, "") == 0);
+  /* The number is metadata: the document comes back as put. */
+  {
+    bson_t *want = make_doc(A, "a2", "acc", 1, "v1"), *doc = NULL;
+    CHECK_OK(store_entity_get(&doc, s, user, A, "a2", &err), err);
+    CHECK(bson_equal(doc, want));
+    bson_destroy(doc);
+    bson_destroy(want);
+  }
+  /* Combined with the other filter fields, counts included. */
+  CHECK_OK(put_txn(s, user, "t1", "acc-a", 10, "v0", NULL, &err), err);
+  CHECK_OK(put_txn(s, user, "t2", "acc-b", 20, "v0", NULL, &err), err);
+  CHECK_OK(put_txn(s, user, "t3", "acc-a", 30, "v0", NULL, &err), err);
+  CHECK_OK(put_txn(s, user, "t4", "acc-a", 40, "v0", NULL, &err), err);
+  {
+    const char *accounts[] = {"acc-a"};
+    store_filter_t f = {.account_ids = accounts, .n_account_ids = 1, .changed_after = m5 + 1,
+                        .has_date_to = true, .date_to = 35};
+    CHECK_OK(list_notes(got, sizeof got, s, user, T, &f, &err), err);
+    CHECK(strcmp(got, "t3=v0") == 0);
+    f = (store_filter_t){.changed_after = m5 + 1, .after_id = "t2", .limit = 1};
+    CHECK_OK(list_notes(got, sizeof got, s, user, T, &f, &err), err);
+    CHECK(strcmp(got, "t3=v0") == 0);
+    f = (store_filter_t){.changed_after = m5 + 2};
+    CHECK_OK(store_entity_count(&count, s, user, T, &f, &err), err);
+    CHECK(count == 2);
+  }
+  /* Numbers are per user. */
+  {
+    char other[USER_MAX];
+    new_user(other);
+    CHECK_OK(put_one(s, other, A, "a1", "o", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+    CHECK(mark_seq(s, other) == 1);
+    CHECK(mark_seq(s, user) == m5 + 4);
+  }
+  store_destroy(s);
+}
+
+static void test_deletions_are_listed_once_in_id_order_until_rewritten(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512], ids[300][16];
+  const char *idp[300];
+  bson_t *docs[300];
+  uint64_t deleted = 0, m0, m1, m2;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT, C = FZIP_KIND_CATEGORY;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 1; i <= 5; i++) {
+    char id[8];
+    snprintf(id, sizeof id, "b%d", i);
+    CHECK_OK(put_one(s, user, A, id, "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  }
+  CHECK_OK(put_one(s, user, C, "c1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  m0 = mark_seq(s, user);
+  /* Missing ids are no deletion and take no number. */
+  CHECK_OK(store_entity_delete_many(&deleted, s, user, A,
+                                    (const char *const[]){"b4", "zz", "b2"}, 3, &err),
+           err);
+  CHECK(deleted == 2);
+  m1 = mark_seq(s, user);
+  CHECK(m1 == m0 + 2);
+  CHECK_OK(store_entity_delete_many(&deleted, s, user, A, (const char *const[]){"b2"}, 1, &err),
+           err);
+  CHECK(deleted == 0 && mark_seq(s, user) == m1);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m0, m1, &err), err);
+  CHECK(strcmp(got, "b2,b4") == 0);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m0 + 1, m1, &err), err);
+  CHECK(strcmp(got, "b2") == 0 || strcmp(got, "b4") == 0);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m1, m1, &err), err);
+  CHECK(strcmp(got, "") == 0);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, C, m0, m1, &err), err);
+  CHECK(strcmp(got, "") == 0);
+  /* Written again: no longer a deletion up to a mark after the write, still
+   * one up to a mark before it. */
+  CHECK_OK(put_one(s, user, A, "b2", "v1", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  m2 = mark_seq(s, user);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m0, m2, &err), err);
+  CHECK(strcmp(got, "b4") == 0);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m0, m1, &err), err);
+  CHECK(strcmp(got, "b2,b4") == 0);
+  /* Deleted again: listed again, once. */
+  CHECK_OK(store_entity_delete_many(NULL, s, user, A, (const char *const[]){"b2"}, 1, &err), err);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m0, mark_seq(s, user), &err), err);
+  CHECK(strcmp(got, "b2,b4") == 0);
+  /* More deletions than one page, in id order. */
+  for (int i = 0; i < 300; i++) {
+    snprintf(ids[i], sizeof ids[i], "p%03d", 299 - i);
+    idp[i] = ids[i];
+    docs[i] = make_doc(C, ids[i], NULL, 0, "v0");
+  }
+  CHECK_OK(put_docs(s, user, C, docs, 300, STORE_WRITE_INSERT, NULL, &err), err);
+  free_docs(docs, 300);
+  m2 = mark_seq(s, user);
+  CHECK_OK(store_entity_delete_many(&deleted, s, user, C, idp, 300, &err), err);
+  CHECK(deleted == 300);
+  {
+    store_deletions_t *d = NULL;
+    const char *id = NULL;
+    int n = 0;
+    CHECK_OK(store_deletions_new(&d, s, user, C, m2, mark_seq(s, user), &err), err);
+    while (store_deletions_next(d, &id, &err)) {
+      char want[16];
+      snprintf(want, sizeof want, "p%03d", n++);
+      CHECK(strcmp(id, want) == 0);
+    }
+    CHECK(!fzip_error_is_set(&err) && n == 300);
+    store_deletions_destroy(d);
+  }
+  store_destroy(s);
+}
+
+static void test_delete_all_records_a_wipe_and_drops_deletions(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  store_changes_mark_t m = {0, 0};
+  uint64_t deleted = 0, before;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT, C = FZIP_KIND_CATEGORY;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, C, "c1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(store_entity_delete_many(NULL, s, user, A, (const char *const[]){"a1"}, 1, &err), err);
+  /* Nothing to delete: no wipe. */
+  before = mark_seq(s, user);
+  CHECK_OK(store_entity_delete_all(&deleted, s, user, FZIP_KIND_FILE_MAP, &err), err);
+  CHECK(deleted == 0);
+  CHECK_OK(store_changes_mark(&m, s, user, &err), err);
+  CHECK(m.seq == before && m.wiped == 0);
+  CHECK_OK(store_entity_delete_all(&deleted, s, user, C, &err), err);
+  CHECK(deleted == 1);
+  CHECK_OK(store_changes_mark(&m, s, user, &err), err);
+  CHECK(m.seq == before + 1 && m.wiped == before + 1);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, 0, m.seq, &err), err);
+  CHECK(strcmp(got, "") == 0);
+  CHECK_OK(list_deleted(got, sizeof got, s, user, C, 0, m.seq, &err), err);
+  CHECK(strcmp(got, "") == 0);
+  /* Later writes number on from the wipe. */
+  CHECK_OK(put_one(s, user, C, "c2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(store_changes_mark(&m, s, user, &err), err);
+  CHECK(m.seq == before + 2 && m.wiped == before + 1);
+  store_destroy(s);
+}
+
+static void test_mark_stays_before_a_pending_import_until_its_flip(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  uint64_t m0, m1;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  m0 = mark_seq(s, user);
+  CHECK_OK(store_import_begin(s, user, "imp-m", &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v1", STORE_WRITE_REPLACE, "imp-m", NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a3", "v1", STORE_WRITE_REPLACE, "imp-m", NULL, &err), err);
+  /* A plain write meanwhile is numbered after the import's. */
+  CHECK_OK(put_one(s, user, A, "a2", "v2", STORE_WRITE_REPLACE, NULL, NULL, &err), err);
+  CHECK(mark_seq(s, user) == m0);
+  /* Readers see the stashed a1 (unchanged since m0) and the plain a2. */
+  CHECK_OK(list_changed(got, sizeof got, s, user, A, m0, &err), err);
+  CHECK(strcmp(got, "a2") == 0);
+  CHECK_OK(store_import_commit(NULL, s, user, "imp-m", NULL, NULL, &err), err);
+  m1 = mark_seq(s, user);
+  CHECK(m1 == m0 + 3);
+  CHECK_OK(list_changed(got, sizeof got, s, user, A, m0, &err), err);
+  CHECK(strcmp(got, "a1,a2,a3") == 0);
+  store_destroy(s);
+}
+
+static void test_rollback_and_undo_are_numbered_changes(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  store_rollback_stats_t st = {0};
+  store_import_marks_t marks;
+  uint64_t m0, m1, m2;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  /* A committed import, then its undo. */
+  CHECK_OK(store_import_begin(s, user, "imp-n", &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v1", STORE_WRITE_REPLACE, "imp-n", NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a3", "v1", STORE_WRITE_REPLACE, "imp-n", NULL, &err), err);
+  CHECK_OK(store_import_marks(&marks, s, user, "imp-n", &err), err);
+  CHECK_OK(store_import_flip(s, user, "imp-n", &err), err);
+  m0 = mark_seq(s, user);
+  CHECK_OK(store_import_undo(&st, s, user, "imp-n", NULL, NULL, &err), err);
+  CHECK(st.restored == 1 && st.deleted == 1);
+  m1 = mark_seq(s, user);
+  CHECK(m1 == m0 + 2);
+  CHECK_OK(list_changed(got, sizeof got, s, user, A, m0, &err), err);
+  CHECK(strcmp(got, "a1") == 0);
+  CHECK(note_is(s, user, A, "a1", "v0"));
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m0, m1, &err), err);
+  CHECK(strcmp(got, "a3") == 0);
+  /* A rollback of a pending import likewise. */
+  CHECK_OK(store_import_begin(s, user, "imp-o", &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v1", STORE_WRITE_REPLACE, "imp-o", NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a4", "v1", STORE_WRITE_REPLACE, "imp-o", NULL, &err), err);
+  CHECK_OK(store_import_rollback(&st, s, user, "imp-o", NULL, NULL, &err), err);
+  m2 = mark_seq(s, user);
+  CHECK(m2 == m1 + 4);
+  CHECK_OK(list_changed(got, sizeof got, s, user, A, m1, &err), err);
+  CHECK(strcmp(got, "a2") == 0);
+  CHECK(note_is(s, user, A, "a2", "v0"));
+  CHECK_OK(list_deleted(got, sizeof got, s, user, A, m1, m2, &err), err);
+  CHECK(strcmp(got, "a4") == 0);
+  store_destroy(s);
+}
+
+static void test_snapshot_view_reads_its_own_mark(void) {
+  store_t *s = NULL, *view = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], got[512];
+  store_changes_mark_t m = {0, 0};
+  uint64_t m0;
+  const fzip_kind_t A = FZIP_KIND_ACCOUNT;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_one(s, user, A, "a1", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(put_one(s, user, A, "a2", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  m0 = mark_seq(s, user);
+  CHECK_OK(store_snapshot_begin(&view, s, user, &err), err);
+  CHECK_OK(store_changes_mark(&m, view, user, &err), err);
+  CHECK(m.seq == m0);
+  CHECK_OK(put_one(s, user, A, "a3", "v0", STORE_WRITE_INSERT, NULL, NULL, &err), err);
+  CHECK_OK(store_entity_delete_many(NULL, s, user, A, (const char *const[]){"a1"}, 1, &err), err);
+  CHECK(mark_seq(s, user) == m0 + 2);
+  CHECK_OK(store_changes_mark(&m, view, user, &err), err);
+  CHECK(m.seq == m0);
+  CHECK_OK(list_deleted(got, sizeof got, view, user, A, 0, m0 + 2, &err), err);
+  if (strncmp(g_uri, "sqlite:", 7) == 0) {
+    CHECK(strcmp(got, "") == 0); /* the view reads its snapshot */
+    CHECK_OK(list_changed(got, sizeof got, view, user, A, 0, &err), err);
+    CHECK(strcmp(got, "a1,a2") == 0);
+  }
+  CHECK_OK(store_snapshot_end(view, &err), err);
+  store_destroy(s);
+}
+
+/* SQLite only: a file from before change tracking opens, its documents and
+ * stash entries numbered 0, its pending import begun at 0. */
+static void test_sqlite_store_from_before_change_tracking_migrates(void) {
+  char path[1024], uri[1100], got[512];
+  sqlite3 *db = NULL;
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  bson_t *doc = make_doc(FZIP_KIND_ACCOUNT, "a1", NULL, 0, "old");
+  bson_t *doc2 = make_doc(FZIP_KIND_ACCOUNT, "a2", NULL, 0, "old");
+  store_changes_mark_t m = {9, 9};
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0) {
+    bson_destroy(doc);
+    bson_destroy(doc2);
+    return;
+  }
+  snprintf(path, sizeof path, "%s-old-seq", g_uri + 7);
+  remove(path);
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db,
+                     "CREATE TABLE entities(user_id TEXT NOT NULL, kind INTEGER NOT NULL,"
+                     " entity_id TEXT NOT NULL, account_id TEXT, date INTEGER,"
+                     " doc BLOB NOT NULL, tag TEXT, PRIMARY KEY(user_id, kind, entity_id));"
+                     "CREATE TABLE stash(user_id TEXT NOT NULL, tag TEXT NOT NULL,"
+                     " kind INTEGER NOT NULL, entity_id TEXT NOT NULL, prev_tag TEXT,"
+                     " doc BLOB NOT NULL, PRIMARY KEY(user_id, tag, kind, entity_id));"
+                     "CREATE TABLE import_pending(user_id TEXT NOT NULL, tag TEXT NOT NULL,"
+                     " PRIMARY KEY(user_id, tag));",
+                     NULL, NULL, NULL) == SQLITE_OK);
+  {
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_prepare_v2(db,
+                             "INSERT INTO entities VALUES ('u', 0, 'a1', NULL, NULL, ?1, NULL),"
+                             " ('u', 0, 'a2', NULL, NULL, ?2, NULL)",
+                             -1, &st, NULL) == SQLITE_OK);
+    sqlite3_bind_blob(st, 1, bson_get_data(doc), (int)doc->len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, bson_get_data(doc2), (int)doc2->len, SQLITE_STATIC);
+    CHECK(sqlite3_step(st) == SQLITE_DONE);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  snprintf(uri, sizeof uri, "sqlite:%s", path);
+  store_options_t opts = {.uri = uri};
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  CHECK_OK(store_changes_mark(&m, s, "u", &err), err);
+  CHECK(m.seq == 0 && m.wiped == 0);
+  CHECK_OK(list_changed(got, sizeof got, s, "u", FZIP_KIND_ACCOUNT, 0, &err), err);
+  CHECK(strcmp(got, "a1,a2") == 0);
+  CHECK_OK(put_one(s, "u", FZIP_KIND_ACCOUNT, "a2", "new", STORE_WRITE_REPLACE, NULL, NULL, &err),
+           err);
+  CHECK(mark_seq(s, "u") == 1);
+  CHECK_OK(list_changed(got, sizeof got, s, "u", FZIP_KIND_ACCOUNT, 0, &err), err);
+  CHECK(strcmp(got, "a1,a2") == 0);
+  store_destroy(s);
+  /* Opened again: the migration is not run twice, the number kept. */
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  CHECK(mark_seq(s, "u") == 1);
+  store_destroy(s);
+  bson_destroy(doc);
+  bson_destroy(doc2);
+  remove(path);
+}
+
 /* SQLite only: a store that fills up mid-import (PRAGMA max_page_count via
  * the URI's max_pages) can still roll the import back, because begin set
  * space aside that the rollback releases first; afterwards a job record
@@ -2435,6 +2829,13 @@ int main(int argc, char **argv) {
   RUN(test_pending_reads_page_big_documents_by_bytes);
   RUN(test_pending_set_is_bounded);
   RUN(test_snapshot_is_consistent_across_a_commit);
+  RUN(test_changes_number_every_write_and_changed_after_selects_them);
+  RUN(test_deletions_are_listed_once_in_id_order_until_rewritten);
+  RUN(test_delete_all_records_a_wipe_and_drops_deletions);
+  RUN(test_mark_stays_before_a_pending_import_until_its_flip);
+  RUN(test_rollback_and_undo_are_numbered_changes);
+  RUN(test_snapshot_view_reads_its_own_mark);
+  RUN(test_sqlite_store_from_before_change_tracking_migrates);
   RUN(test_sqlite_full_store_rollback_succeeds);
   RUN(test_sqlite_full_blob_write_counts_a_fault);
   RUN(test_big_blob_streams_in_and_out_in_bounded_memory);
