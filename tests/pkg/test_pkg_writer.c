@@ -16,6 +16,7 @@
 
 #include "export_source.h"
 #include "fzip_test.h"
+#include "pkg_deflate.h"
 #include "pkg_json.h"
 #include "pkg_writer.h"
 #include "store.h"
@@ -813,6 +814,107 @@ static void test_hostile_file_names_are_sanitised(void) {
   CHECK(pkgjson_utf8_valid(out, strlen(out)));
 }
 
+/* ---- parallel compression ------------------------------------------- */
+
+#define BIG_USER "user-big"
+#define BIG_TXNS 3000                        /* ~700 KB of data/transactions.json */
+#define BIG_FILE_BYTES (9 * PKG_DEFLATE_BLOCK + 4321) /* several blocks, the last one short */
+
+/* A user of its own whose transactions and one file span several deflate
+ * blocks; *file_hex is the file's sha256. */
+static bool fill_big_user(char file_hex[FZIP_SHA256_HEX_LEN + 1], fzip_error_t *err) {
+  char *bytes = malloc(BIG_FILE_BYTES + 1);
+  bson_t *acc = BCON_NEW("accountId", "acc-big", "accountName", "Big", "accountType", "checking",
+                         "isActive", BCON_BOOL(true), "createdAt", BCON_INT64(1), "updatedAt",
+                         BCON_INT64(1));
+  bson_t *file = BCON_NEW("fileId", "file-big", "fileName", "big.csv", "uploadDate",
+                          BCON_INT64(1), "fileSize", BCON_INT64(BIG_FILE_BYTES), "s3Key",
+                          BIG_USER "/file-big", "processingStatus", "processed",
+                          "fileFormat", "csv", "accountId", "acc-big", "createdAt",
+                          BCON_INT64(1), "updatedAt", BCON_INT64(1));
+  const bson_t *one[1];
+  uint32_t x = 7;
+  bool ok = bytes != NULL;
+
+  for (size_t i = 0; ok && i < BIG_FILE_BYTES; i++) {
+    x = x * 1103515245u + 12345u; /* digits and separators: compressible, not trivially */
+    bytes[i] = i % 64 == 63 ? '\n' : (char)("0123456789,.-"[(x >> 16) % 13]);
+  }
+  if (ok) {
+    bytes[BIG_FILE_BYTES] = '\0';
+    fzip_sha256_hex(file_hex, bytes, BIG_FILE_BYTES);
+  }
+  one[0] = acc;
+  ok = ok && store_entity_put_batch(store, BIG_USER, FZIP_KIND_ACCOUNT, one, 1,
+                                    STORE_WRITE_REPLACE, NULL, err);
+  one[0] = file;
+  ok = ok && store_entity_put_batch(store, BIG_USER, FZIP_KIND_TRANSACTION_FILE, one, 1,
+                                    STORE_WRITE_REPLACE, NULL, err);
+  for (int i = 0; ok && i < BIG_TXNS; i++) {
+    char id[32], desc[64], amount[32];
+    bson_t *t;
+    snprintf(id, sizeof id, "t-big-%05d", i);
+    snprintf(desc, sizeof desc, "Payee %d ref %u", i % 97, (unsigned)(i * 2654435761u));
+    snprintf(amount, sizeof amount, "-%d.%02d", i % 500, i % 100);
+    t = BCON_NEW("transactionId", id, "accountId", "acc-big", "fileId", "file-big", "date",
+                 BCON_INT64(1704844800000 + (int64_t)i * 86400000), "description", desc,
+                 "amount", amount, "categories", "[", "]", "createdAt", BCON_INT64(1),
+                 "updatedAt", BCON_INT64(1));
+    one[0] = t;
+    ok = store_entity_put_batch(store, BIG_USER, FZIP_KIND_TRANSACTION, one, 1,
+                                STORE_WRITE_REPLACE, NULL, err);
+    bson_destroy(t);
+  }
+  if (ok) {
+    store_blob_writer_t *w = NULL;
+    ok = store_blob_writer_new(&w, store, STORE_BUCKET_FILES, BIG_USER "/file-big", err) &&
+         store_blob_writer_write(w, bytes, BIG_FILE_BYTES, err) &&
+         store_blob_writer_commit(w, NULL, err);
+    store_blob_writer_destroy(w);
+  }
+  bson_destroy(acc);
+  bson_destroy(file);
+  free(bytes);
+  return ok;
+}
+
+static void test_compression_threads_give_the_same_bytes_and_big_entries_open_anywhere(void) {
+  fzip_error_t err = {0};
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE};
+  pkg_options_t opt = {.export_timestamp_ms = PINNED_MS, .temp_dir = tmpdir};
+  char hex[FZIP_SHA256_HEX_LEN + 1], p[3][512], cmd[2048];
+  const unsigned threads[3] = {1, 2, 3};
+  pkg_result_t res[3];
+  char *a = NULL, *b = NULL;
+  size_t la = 0, lb = 0;
+
+  CHECK_OK(fill_big_user(hex, &err), err);
+  for (int i = 0; i < 3; i++) {
+    snprintf(p[i], sizeof p[i], "%s/big-%u.fzip", tmpdir, threads[i]);
+    opt.compress_threads = threads[i];
+    CHECK_OK(export_source_write_file(&res[i], store, BIG_USER, &sel, &opt, p[i], &err), err);
+  }
+  CHECK(res[0].counts[FZIP_KIND_TRANSACTION] == BIG_TXNS && res[0].files_bytes == BIG_FILE_BYTES);
+  for (int i = 1; i < 3; i++) {
+    bool same = read_file(&a, &la, p[0]) && read_file(&b, &lb, p[i]) && la == lb &&
+                memcmp(a, b, la) == 0;
+    free(a);
+    free(b);
+    a = b = NULL;
+    CHECK(same);
+    CHECK(strcmp(res[0].package_sha256, res[i].package_sha256) == 0);
+  }
+  /* unzip -t and Python's zipfile (every checksum of the manifest). */
+  CHECK(package_checks_out(p[0], NULL));
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c 'import hashlib,sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); "
+           "i=z.getinfo(\"files/file-big/big.csv\"); "
+           "sys.exit(0 if i.compress_type==8 and i.compress_size<i.file_size and "
+           "hashlib.sha256(z.read(i)).hexdigest()==sys.argv[2] else 1)' '%s' %s",
+           p[0], hex);
+  CHECK(system(cmd) == 0);
+}
+
 static void test_example_package_is_reproducible(void) {
   fzip_error_t err = {0};
   pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE, .include_analytics = true};
@@ -871,6 +973,7 @@ int main(void) {
   RUN(test_write_blob_stores_the_package_with_its_size_and_sha256);
   RUN(test_bad_selection_is_invalid_argument);
   RUN(test_hostile_file_names_are_sanitised);
+  RUN(test_compression_threads_give_the_same_bytes_and_big_entries_open_anywhere);
   RUN(test_example_package_is_reproducible);
   rc = fzip_test_summary();
   store_destroy(store);
