@@ -62,6 +62,7 @@ static bool build_create(Fzip__V1__CreateExportRequest *req, Fzip__V1__ExportFil
   const char *type = cli_args_get(args, "--type");
   const char *description = cli_args_get(args, "--description");
   const char *request_id = cli_args_get(args, "--request-id");
+  const char *base = cli_args_get(args, "--incremental");
   int value = 0;
   if (type && !cli_msg_enum_parse(&value, &fzip__v1__export_type__descriptor, type))
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
@@ -76,6 +77,9 @@ static bool build_create(Fzip__V1__CreateExportRequest *req, Fzip__V1__ExportFil
   /* The server checks it (1 to 128 printable ASCII bytes); a retry of
    * this command with the same id answers with the same job. */
   req->request_id = (char *)(request_id ? request_id : "");
+  /* The server gives an increment its base's selection and refuses a
+   * different one: the selection options may be left out. */
+  req->incremental_base_id = (char *)(base ? base : "");
   if (!cli_args_int(&req->pinned_timestamp, args, "--pin-timestamp", 0, INT64_MAX, error) ||
       !cli_select_parse(sel, args, error) ||
       !cli_key_encryption(&req->encryption, enc, args, error))
@@ -346,6 +350,8 @@ static const cli_opt_t create_opts[] = {
     {"--wait", 0, CLI_OPT_FLAG, NULL, NULL, "follow the job until it ends"},
     {"--request-id", 0, CLI_OPT_VALUE, "ID", NULL,
      "idempotency key: the same ID within 24 h returns the same job, not a new one"},
+    {"--incremental", 0, CLI_OPT_VALUE, "BASE_ID", NULL,
+     "only what changed since completed export BASE_ID (its type and filters; no --csv)"},
     CLI_KEY_RECIPIENT_OPTS,
     {NULL, 0, 0, NULL, NULL, NULL},
 };
@@ -359,7 +365,9 @@ static const cli_opt_t download_opts[] = {
 
 const cli_command_t cli_export_commands[] = {
     {"export", "create", "", 0, 0, create_opts, "Start an export job (prints the job).",
-     "With --wait, follows the job and exits 1 if it fails.", run_create, NULL},
+     "With --wait, follows the job and exits 1 if it fails.  --incremental BASE_ID makes\n"
+     "an increment (docs/EXPORT.md \"Incremental exports\"): restore it with\n"
+     "`fzip package apply BASE INC... --output FILE`, never alone.", run_create, NULL},
     {"export", "list", "", 0, 0, NULL, "List your export jobs, newest first.", NULL,
      cli_jobs_run_list, &export_kind},
     {"export", "status", "ID", 1, 1, NULL, "Show one export job.", NULL, cli_jobs_run_status,

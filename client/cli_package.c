@@ -97,6 +97,24 @@ static void print_info_text(const pkgr_t *r) {
            pkgr_has_kind(r, (fzip_kind_t)k) ? "present" : "absent",
            "", info->count[k], info->has_count[k] ? "" : " (no count)");
   printf("files: %zu entries%s\n", pkgr_file_count(r), info->has_files_count ? "" : "");
+  if (info->incremental)
+    printf("incremental: chain length %" PRId64 " on base export %s (sha256 %s), changes %" PRId64
+           " to %" PRId64 "; restore with `fzip package apply`\n",
+           info->chain_length, info->base_export_id, info->base_package_sha256,
+           info->base_change_seq, info->change_seq);
+}
+
+/* FORMAT.md 15: an increment names its base. */
+static bool print_incremental_json(pkgjson_writer_t *w, const pkgr_info_t *info,
+                                   fzip_error_t *error) {
+  if (!info->incremental)
+    return true;
+  return raw(w, ",\"incremental\":{", error) &&
+         json_kv_str(w, true, "base_export_id", info->base_export_id, error) &&
+         json_kv_str(w, false, "base_package_sha256", info->base_package_sha256, error) &&
+         json_kv_int(w, "base_change_seq", info->base_change_seq, error) &&
+         json_kv_int(w, "change_seq", info->change_seq, error) &&
+         json_kv_int(w, "chain_length", info->chain_length, error) && raw(w, "}", error);
 }
 
 static bool print_info_json(const pkgr_t *r, const char *path, fzip_error_t *error) {
@@ -120,7 +138,7 @@ static bool print_info_json(const pkgr_t *r, const char *path, fzip_error_t *err
     if (info->has_count[k] && !json_kv_int(w, key, (int64_t)info->count[k], error))
       goto done;
   }
-  ok = raw(w, "}\n", error) && pkgjson_flush(w, error);
+  ok = print_incremental_json(w, info, error) && raw(w, "}\n", error) && pkgjson_flush(w, error);
 done:
   pkgjson_writer_destroy(w);
   return ok;

@@ -491,6 +491,7 @@ bool svc_export_create(store_job_t **out, bool *replayed, svc_export_t *svc, rpc
     if (!selection_from_job(&sel, &probe, error))
       goto done;
     inc.base_change_seq = base->change_seq;
+    inc.chain_length = probe.chain_length;
     sel.incremental = &inc;
   }
   if (!export_source_count(&items, svc->store, user_id, &sel, error) ||

@@ -1492,6 +1492,22 @@ static bool check_externals(vctx_t *v, fzip_error_t *error) {
   return true;
 }
 
+/* An increment (FORMAT.md 15) holds only changes since its base: restored
+ * alone it would look like a user who has only those, so it is refused
+ * before any entity is read. */
+static void refuse_increment(vctx_t *v) {
+  char reason[PKGV_REASON_MAX];
+  pkgr_issue_t is = {PKGR_SEVERITY_ERROR, "archive.incremental", PKG_MANIFEST_ENTRY, -1, NULL,
+                     PKG_INCREMENTAL_KEY, NULL};
+
+  snprintf(reason, sizeof reason,
+           "the package is an increment on export %s (chain length %lld): it holds only "
+           "changes; apply it to its base with `fzip package apply` first and import the result",
+           v->res->info.base_export_id, (long long)v->res->info.chain_length);
+  is.reason = reason;
+  record(v->res, &is);
+}
+
 static bool run(vctx_t *v, const char *path, fzip_error_t *error) {
   fzip_error_t oerr = {0};
 
@@ -1505,6 +1521,10 @@ static bool run(vctx_t *v, const char *path, fzip_error_t *error) {
   }
   v->res->has_info = true;
   v->res->info = *pkgr_info(v->r);
+  if (v->res->info.incremental) {
+    refuse_increment(v);
+    return true;
+  }
   if (!check_externals(v, error))
     return false;
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {

@@ -63,6 +63,7 @@ enum {
   TAG_TXN,
   TAG_TXN_ID,
   TAG_ANALYTICS,
+  TAG_MUTATE,
 };
 
 /* ---- PRNG ---------------------------------------------------------------- */
@@ -1445,12 +1446,89 @@ done:
   return ok;
 }
 
+/* ---- mutate: a share of the transactions changed ------------------------------------------ */
+
+/* The memo a mutated transaction gets: drawn, so that a second mutation
+ * of the same transaction changes it again. */
+static void mutate_doc(bson_t *out, const bson_t *doc, uint64_t draw) {
+  char memo[64];
+  snprintf(memo, sizeof memo, "edited %016" PRIx64, draw);
+  bson_init(out);
+  bson_copy_to_excluding_noinit(doc, out, "memo", NULL);
+  BSON_APPEND_UTF8(out, "memo", memo);
+}
+
+/* One page of transactions (keyset after *after), the chosen ones
+ * rewritten; *n_page = how many the page held (0: the end). */
+static bool mutate_page(seed_stats_t *stats, store_t *store, const char *user_id, rng_t *r,
+                        uint64_t threshold, char after[FZIP_ID_MAX + 1], size_t *n_page,
+                        fzip_error_t *error) {
+  store_filter_t f = {.after_id = after[0] ? after : NULL, .limit = STORE_BATCH_MAX};
+  store_cursor_t *cur = NULL;
+  bson_t docs[STORE_BATCH_MAX];
+  const bson_t *ptrs[STORE_BATCH_MAX], *doc;
+  size_t n = 0;
+  bool ok = false;
+
+  *n_page = 0;
+  if (!store_cursor_new(&cur, store, user_id, FZIP_KIND_TRANSACTION, &f, error))
+    return false;
+  while (store_cursor_next(cur, &doc, error)) {
+    bson_iter_t it;
+    uint64_t pick = rng_next(r), draw = rng_next(r);
+    (*n_page)++;
+    if (bson_iter_init_find(&it, doc, "transactionId") && BSON_ITER_HOLDS_UTF8(&it))
+      snprintf(after, FZIP_ID_MAX + 1, "%s", bson_iter_utf8(&it, NULL));
+    if ((pick >> 11) >= threshold)
+      continue;
+    mutate_doc(&docs[n], doc, draw);
+    ptrs[n] = &docs[n];
+    n++;
+  }
+  store_cursor_destroy(cur);
+  if (fzip_error_is_set(error))
+    goto done;
+  if (n && !store_entity_put_batch(store, user_id, FZIP_KIND_TRANSACTION, ptrs, n,
+                                   STORE_WRITE_REPLACE, NULL, error))
+    goto done;
+  stats->transactions += n;
+  ok = true;
+done:
+  for (size_t i = 0; i < n; i++)
+    bson_destroy(&docs[i]);
+  return ok;
+}
+
+bool seed_mutate(seed_stats_t *stats, store_t *store, const char *user_id, uint64_t seed,
+                 double percent, fzip_error_t *error) {
+  /* A transaction is picked when 53 random bits fall below this. */
+  uint64_t threshold = (uint64_t)(percent / 100.0 * 9007199254740992.0);
+  char after[FZIP_ID_MAX + 1] = "";
+  rng_t r;
+  size_t n_page;
+
+  memset(stats, 0, sizeof *stats);
+  if (!(percent > 0 && percent <= 100))
+    return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                          "--mutate takes a percentage in (0, 100]");
+  int64_t started = fzip_monotonic_ms();
+  rng_init(&r, seed, TAG_MUTATE, 0);
+  do {
+    if (!mutate_page(stats, store, user_id, &r, threshold, after, &n_page, error))
+      return fzip_error_prefix(error, "mutating transactions");
+    stats->transactions_read += n_page;
+  } while (n_page == STORE_BATCH_MAX);
+  stats->elapsed_ms = fzip_monotonic_ms() - started;
+  return true;
+}
+
 /* ---- CLI ---------------------------------------------------------------------------------- */
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: fzipd seed --user ID --transactions N [--store URI] [--seed S]\n"
           "                  [--analytics] [--clean] [--quiet]\n"
+          "       fzipd seed --user ID --mutate PERCENT [--store URI] [--seed S]\n"
           "\n"
           "Fills a user's data with a deterministic synthetic HouseF3 dataset: accounts of\n"
           "every type, a category tree with rules, file maps, transaction files (real CSV,\n"
@@ -1463,6 +1541,9 @@ static void usage(FILE *out) {
           "  --seed S            64-bit seed (default 1)\n"
           "  --analytics         also write analytics records\n"
           "  --clean             delete the user's entities and file bytes first\n"
+          "  --mutate PERCENT    instead: rewrite PERCENT (0-100, decimals allowed) of the\n"
+          "                      user's transactions with a new memo, chosen by --seed\n"
+          "                      (incremental export tests and the bench)\n"
           "  --quiet             no progress lines on stderr\n"
           "  --help              this text\n",
           STORE_DEFAULT_SQLITE_URI, (unsigned long long)SEED_TRANSACTIONS_MAX);
@@ -1492,12 +1573,35 @@ static const char *flag_value(int argc, char **argv, int *i, const char *name) {
   return NULL;
 }
 
+static int run_mutate(const store_options_t *sopt, const char *user, uint64_t seed,
+                      double percent) {
+  store_t *store = NULL;
+  seed_stats_t stats;
+  fzip_error_t err = {0};
+  int status = 1;
+
+  if (!store_open(&store, sopt, &err) ||
+      !seed_mutate(&stats, store, user, seed, percent, &err)) {
+    fprintf(stderr, "fzipd seed: %s\n", err.message);
+    goto done;
+  }
+  printf("mutated user %s (seed %" PRIu64 ") in %s: %" PRIu64 " of %" PRIu64
+         " transactions in %.2f s\n",
+         user, seed, store_backend_name(store), stats.transactions, stats.transactions_read,
+         (double)stats.elapsed_ms / 1000.0);
+  status = 0;
+done:
+  store_destroy(store);
+  return status;
+}
+
 int seed_main(int argc, char **argv) {
   seed_options_t opt = {.seed = 1, .progress = stderr};
   seed_stats_t stats;
   store_options_t sopt = {.uri = STORE_DEFAULT_SQLITE_URI};
   const char *user = NULL, *v;
   bool have_n = false, quiet = false;
+  double mutate = 0;
   store_t *store = NULL;
   fzip_error_t err = {0};
   int status = 1;
@@ -1522,15 +1626,24 @@ int seed_main(int argc, char **argv) {
     } else if ((v = flag_value(argc, argv, &i, "--seed"))) {
       if (!parse_u64(&opt.seed, v))
         goto bad_usage;
+    } else if ((v = flag_value(argc, argv, &i, "--mutate"))) {
+      char *end = NULL;
+      mutate = strtod(v, &end);
+      if (!*v || *end || !(mutate > 0 && mutate <= 100))
+        goto bad_usage;
     } else {
       fprintf(stderr, "fzipd seed: unknown or incomplete argument '%s'\n", argv[i]);
       goto bad_usage;
     }
   }
-  if (!user || !have_n)
+  if (!user || have_n == (mutate > 0))
     goto bad_usage;
   if (quiet)
     opt.progress = NULL;
+  if (mutate > 0) {
+    status = run_mutate(&sopt, user, opt.seed, mutate);
+    goto done;
+  }
   if (!store_open(&store, &sopt, &err) || !seed_generate(&stats, store, user, &opt, &err)) {
     fprintf(stderr, "fzipd seed: %s\n", err.message);
     goto done;

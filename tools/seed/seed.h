@@ -53,6 +53,7 @@ typedef struct {
   uint64_t transactions;
   uint64_t analytics;
   uint64_t file_bytes; /* total bytes of the transaction files' blobs */
+  uint64_t transactions_read; /* seed_mutate: transactions looked at */
   int64_t elapsed_ms;
 } seed_stats_t;
 
@@ -61,6 +62,15 @@ typedef struct {
  * holds a partial dataset; rerunning with the same options completes it. */
 bool seed_generate(seed_stats_t *stats, store_t *store, const char *user_id,
                    const seed_options_t *options, fzip_error_t *error);
+
+/* Rewrites about `percent` (0 < percent <= 100) of user_id's transactions
+ * with a new memo, through store_entity_put_batch (STORE_BATCH_MAX at a
+ * time, memory flat): which ones and their memos are decided by `seed`
+ * and the transactions' id order, so the same data and seed change the
+ * same transactions the same way.  stats->transactions = how many were
+ * rewritten, stats->transactions_read = how many were looked at. */
+bool seed_mutate(seed_stats_t *stats, store_t *store, const char *user_id, uint64_t seed,
+                 double percent, fzip_error_t *error);
 
 /* The HouseF3 duplicate-detection hash: the first 16 hex digits of
  * SHA-256("accountId|date|amount|description") (date as epoch ms in

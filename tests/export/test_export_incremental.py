@@ -1,0 +1,323 @@
+"""End-to-end: incremental exports (CreateExportRequest.incremental_base_id,
+docs/EXPORT.md "Incremental exports", FORMAT.md 15 "Incremental packages").
+
+A real fzipd on loopback (embedded store, or MongoDB behind the ferretdb
+fixture), real gRPC clients and the real `fzip` and `fzipd seed` binaries:
+every export records the change_seq it is complete up to; after `fzipd
+seed --mutate` an increment on a complete export holds exactly the
+transactions that changed (ids and documents those of a complete export
+taken now), its manifest names its base (id, package sha256, change
+sequences, chain length) and data/deletions.json is `[]`; an import
+undone after a base gives deletions (kind, id ascending); a chain of two
+increments links each to the one before; a wipe (DeleteAllData) since the
+base fails the increment (FAILED_PRECONDITION); bad bases (another user's,
+unknown, malformed, not completed, expired, a different selection, CSV)
+are refused at create; an increment uploaded for import fails validation
+with archive.incremental and writes nothing; `fzip export create
+--incremental` and `fzip package inspect` show the base.  Byte equality of
+base + chain applied with a pinned complete export is
+test_package_apply's (HA).
+"""
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+
+import grpc  # noqa: E402
+from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
+from fzip.v1 import export_service_pb2 as epb  # noqa: E402
+from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
+from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
+from fzip_e2e import (Client, check, import_package, read_package, state,  # noqa: E402
+                      verify_checksums)
+
+SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
+SEED_TX = max(200, int(2000 * SCALE))
+PIN = 1700000000000
+COMPLETE = jpb.EXPORT_TYPE_COMPLETE
+
+
+def fzip_binary():
+    if os.environ.get("FZIP"):
+        return os.environ["FZIP"]
+    return os.path.join(os.path.dirname(os.environ["FZIPD"]), "..", "client", "fzip")
+
+
+def fzip(srv, user, *args):
+    argv = [fzip_binary(), "--addr", "127.0.0.1:%d" % srv.port, "--token", srv.token(user)]
+    return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def mutate(srv, user, percent, seed, seeded=SEED_TX):
+    """`fzipd seed --mutate`: returns how many transactions it rewrote."""
+    r = subprocess.run([srv.binary, "seed", "--store", srv.store, "--user", user, "--mutate",
+                        str(percent), "--seed", str(seed)], capture_output=True, text=True,
+                       check=True)
+    m = re.search(r": (\d+) of (\d+) transactions", r.stdout)
+    check(m is not None, "seed --mutate said %r" % r.stdout)
+    check(int(m.group(2)) == seeded, "seed --mutate read %s transactions" % m.group(2))
+    return int(m.group(1))
+
+
+def completed(c, **kw):
+    final, info, data = c.export_and_download(**kw)
+    check(info.sha256 == final.package_sha256, "download sha256 is not the job's")
+    return final, data
+
+
+def entities(data, kind):
+    z, _ = read_package(data)
+    return json.loads(z.read("data/%s.json" % kind))[kind]
+
+
+def by_id(docs, field):
+    return {d[field]: d for d in docs}
+
+
+def incremental_of(c, base, **kw):
+    final, data = completed(c, incremental_base_id=base.export_id, pinned_timestamp=PIN + 1, **kw)
+    z, m = read_package(data)
+    verify_checksums(z, m)
+    inc = m.get("incremental")
+    check(inc == {"base_export_id": base.export_id,
+                  "base_package_sha256": base.package_sha256,
+                  "base_change_seq": base.change_seq,
+                  "change_seq": final.change_seq,
+                  "chain_length": base.chain_length + 1},
+          "manifest incremental %r (base %s seq %d, job seq %d)"
+          % (inc, base.export_id, base.change_seq, final.change_seq))
+    check(final.base_export_id == base.export_id and final.base_sha256 == base.package_sha256
+          and final.base_change_seq == base.change_seq
+          and final.chain_length == base.chain_length + 1,
+          "job's base fields: %r" % final)
+    check(final.change_seq >= base.change_seq, "change_seq went back")
+    check("data/deletions.json" in z.namelist(), "no data/deletions.json")
+    return final, data, m
+
+
+def changed_ids(old, new, kind, field):
+    a, b = by_id(entities(old, kind), field), by_id(entities(new, kind), field)
+    return sorted(i for i in b if a.get(i) != b[i])
+
+
+def test_increment_holds_exactly_the_changes(srv):
+    c = Client(srv, unique_user("inc"))
+    srv.seed(c.user, SEED_TX, seed=31)
+    base, base_data = completed(c, export_type=COMPLETE, pinned_timestamp=PIN)
+    check(base.change_seq > 0 and base.chain_length == 0 and base.base_export_id == "",
+          "a complete export's change fields: seq %d chain %d base %r"
+          % (base.change_seq, base.chain_length, base.base_export_id))
+    check("incremental" not in read_package(base_data)[1], "complete package has 'incremental'")
+    check("data/deletions.json" not in read_package(base_data)[0].namelist(),
+          "complete package has data/deletions.json")
+
+    # Nothing changed yet: an empty increment.
+    empty, empty_data, m = incremental_of(c, base)
+    check(empty.change_seq == base.change_seq, "no writes but the seq moved")
+    check(all(m["data_summary"][k] == 0 for k in m["data_summary"] if k.endswith("_count")),
+          "empty increment counts: %r" % m["data_summary"])
+    check(json.loads(read_package(empty_data)[0].read("data/deletions.json")) == [],
+          "empty increment deletions")
+
+    n = mutate(srv, c.user, 5, seed=9)
+    check(n > 0, "seed --mutate 5 changed nothing")
+    inc, inc_data, m = incremental_of(c, base)
+    now, now_data = completed(c, export_type=COMPLETE, pinned_timestamp=PIN + 2)
+    want = changed_ids(base_data, now_data, "transactions", "transactionId")
+    check(len(want) == n, "%d transactions differ, seed said %d" % (len(want), n))
+    got = [d["transactionId"] for d in entities(inc_data, "transactions")]
+    check(got == want, "increment holds %d transactions, %d changed (first extra %r)"
+          % (len(got), len(want), sorted(set(got) ^ set(want))[:3]))
+    current = by_id(entities(now_data, "transactions"), "transactionId")
+    check(all(d == current[d["transactionId"]] for d in entities(inc_data, "transactions")),
+          "an increment's transaction differs from the complete export's")
+    for kind in ("accounts", "categories", "file_maps", "transaction_files"):
+        check(entities(inc_data, kind) == [], "increment holds unchanged %s" % kind)
+    check(m["data_summary"]["transactions_count"] == n, "data_summary %r" % m["data_summary"])
+    check(json.loads(read_package(inc_data)[0].read("data/deletions.json")) == [],
+          "deletions without deletes")
+    check(not any(e.startswith("files/") for e in read_package(inc_data)[0].namelist()),
+          "unchanged file bytes in the increment")
+    check(inc.change_seq > base.change_seq and now.change_seq == inc.change_seq,
+          "seqs base %d inc %d now %d" % (base.change_seq, inc.change_seq, now.change_seq))
+
+    # Chain: a second increment on the first holds only the second change.
+    n2 = mutate(srv, c.user, 2, seed=10)
+    inc2, inc2_data, m2 = incremental_of(c, inc)
+    check(inc2.chain_length == 2, "chain_length %d" % inc2.chain_length)
+    later, later_data = completed(c, export_type=COMPLETE, pinned_timestamp=PIN + 3)
+    want2 = changed_ids(now_data, later_data, "transactions", "transactionId")
+    got2 = [d["transactionId"] for d in entities(inc2_data, "transactions")]
+    check(got2 == want2 and len(want2) == n2, "second increment %d, want %d (seed said %d)"
+          % (len(got2), len(want2), n2))
+
+
+def test_undo_of_an_import_gives_deletions(srv):
+    """An import that created entities, undone after the base: the undo
+    deletes them, and the increment lists them (kind order, ids ascending)."""
+    c = Client(srv, unique_user("incdel"))
+    donor = Client(srv, unique_user("donor"))
+    srv.seed(c.user, max(50, SEED_TX // 4), seed=41)
+    srv.seed(donor.user, 40, seed=42)
+    _, cats = completed(donor, export_type=jpb.EXPORT_TYPE_CATEGORIES_ONLY)
+    imported = import_package(c, cats, strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
+    check(imported.status == jpb.IMPORT_STATUS_COMPLETED, "import: %r" % imported.error)
+    base, _ = completed(c, export_type=COMPLETE, pinned_timestamp=PIN)
+    c.imp.UndoImport(ipb.UndoImportRequest(import_id=imported.import_id), metadata=c.md)
+    deadline = time.time() + 300
+    while True:
+        job = c.imp.GetImport(ipb.GetImportRequest(import_id=imported.import_id),
+                              metadata=c.md).job
+        if job.status == jpb.IMPORT_STATUS_UNDONE:
+            break
+        check(time.time() < deadline and job.status == jpb.IMPORT_STATUS_UNDOING
+              or (job.status == jpb.IMPORT_STATUS_COMPLETED and not job.error.message),
+              "undo: %s %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
+        time.sleep(0.2)
+    inc, data, m = incremental_of(c, base)
+    dels = json.loads(read_package(data)[0].read("data/deletions.json"))
+    want = [{"kind": "categories", "id": d["categoryId"]}
+            for d in sorted(entities(cats, "categories"), key=lambda d: d["categoryId"])]
+    check(dels == want, "deletions %d, want the %d undone categories (first %r)"
+          % (len(dels), len(want), dels[:2]))
+    check(entities(data, "categories") == [], "the undone categories are in the increment")
+
+
+def test_wipe_since_the_base_fails_the_increment(srv):
+    c = Client(srv, unique_user("incwipe"))
+    srv.seed(c.user, 60, seed=51)
+    base, _ = completed(c, export_type=COMPLETE)
+    c.data.DeleteAllData(dpb.DeleteAllDataRequest(confirm="DELETE ALL DATA"), metadata=c.md)
+    job = c.create(incremental_base_id=base.export_id)
+    final = c.watch(job.export_id)[-1]
+    check(final.status == jpb.EXPORT_STATUS_FAILED, "increment after a wipe ended %s"
+          % jpb.ExportStatus.Name(final.status))
+    check("wiped" in final.error.message and final.error.code == "FAILED_PRECONDITION",
+          "error %r" % final.error)
+    # A complete export after the wipe is a base again.
+    again, _ = completed(c, export_type=COMPLETE)
+    incremental_of(c, again)
+
+
+def refused(fn, code, what, text=None):
+    try:
+        fn()
+    except grpc.RpcError as e:
+        check(e.code() == code, "%s: %s, want %s" % (what, e.code(), code))
+        check(text is None or text in e.details(), "%s: %r" % (what, e.details()))
+        return
+    raise AssertionError("%s was accepted" % what)
+
+
+def test_bad_bases_are_refused(srv):
+    c = Client(srv, unique_user("incbad"))
+    other = Client(srv, unique_user("incother"))
+    srv.seed(c.user, 60, seed=61)
+    srv.seed(other.user, 30, seed=62)
+    base, _ = completed(c, export_type=COMPLETE)
+    theirs, _ = completed(other, export_type=COMPLETE)
+    NF, FP, IA = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
+                  grpc.StatusCode.INVALID_ARGUMENT)
+    refused(lambda: c.create(incremental_base_id=theirs.export_id), NF, "another user's base")
+    refused(lambda: c.create(incremental_base_id="9b2f0d6e-0000-4000-8000-000000000000"), NF,
+            "an unknown base")
+    refused(lambda: c.create(incremental_base_id="not an id/"), IA, "a malformed base id")
+    refused(lambda: c.create(incremental_base_id=base.export_id, include_csv=True), IA,
+            "an increment with CSV", "include_csv")
+    refused(lambda: c.create(incremental_base_id=base.export_id,
+                             export_type=jpb.EXPORT_TYPE_ACCOUNTS_ONLY), IA,
+            "another export_type", "export_type")
+    refused(lambda: c.create(incremental_base_id=base.export_id, include_analytics=True), IA,
+            "include_analytics the base has not", "include_analytics")
+    # The base's own selection, spelled out, is accepted.
+    job = c.create(incremental_base_id=base.export_id, export_type=COMPLETE)
+    check(c.watch(job.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED, "explicit type")
+    # Not completed: cancelled, and deleted.
+    pending = c.create(export_type=COMPLETE)
+    c.exp.CancelExport(epb.CancelExportRequest(export_id=pending.export_id), metadata=c.md)
+    c.watch(pending.export_id)
+    refused(lambda: c.create(incremental_base_id=pending.export_id), FP, "a cancelled base",
+            "CANCELLED")
+    c.exp.DeleteExport(epb.DeleteExportRequest(export_id=base.export_id), metadata=c.md)
+    refused(lambda: c.create(incremental_base_id=base.export_id), NF, "a deleted base")
+
+
+def test_expired_base_is_refused():
+    with Fzipd(extra_args=["--export-ttl-seconds", "1"]) as srv:
+        c = Client(srv, unique_user("incexp"))
+        srv.seed(c.user, 30, seed=71)
+        base, _ = completed(c, export_type=COMPLETE)
+        time.sleep(1.5)
+        refused(lambda: c.create(incremental_base_id=base.export_id),
+                grpc.StatusCode.FAILED_PRECONDITION, "an expired base", "EXPIRED")
+
+
+def test_import_refuses_an_increment_and_writes_nothing(srv):
+    c = Client(srv, unique_user("incsrc"))
+    srv.seed(c.user, 80, seed=81)
+    base, _ = completed(c, export_type=COMPLETE)
+    check(mutate(srv, c.user, 50, seed=3, seeded=80) > 0, "nothing mutated")
+    _, data, _ = incremental_of(c, base)
+    target = Client(srv, unique_user("incdst"))
+    before = state(target)
+    job = import_package(target, data)
+    check(job.status in (jpb.IMPORT_STATUS_FAILED, jpb.IMPORT_STATUS_VALIDATION_FAILED),
+          "importing an increment ended %s" % jpb.ImportStatus.Name(job.status))
+    text = str(job)
+    check("archive.incremental" in text and "fzip package apply" in text,
+          "the refusal does not name archive.incremental and apply: %s" % text[-800:])
+    check(state(target) == before, "a refused increment changed the user's data")
+
+
+def test_cli_incremental_and_inspect(srv):
+    c = Client(srv, unique_user("inccli"))
+    srv.seed(c.user, 60, seed=91)
+    base, _ = completed(c, export_type=COMPLETE)
+    check(mutate(srv, c.user, 10, seed=4, seeded=60) > 0, "nothing mutated")
+    r = fzip(srv, c.user, "--json", "-q", "export", "create", "--incremental", base.export_id,
+             "--wait")
+    check(r.returncode == 0, "export create --incremental: %s %s" % (r.stdout, r.stderr))
+    job = json.loads(r.stdout.strip().splitlines()[-1])
+    check(job["base_export_id"] == base.export_id and job["chain_length"] == 1,
+          "CLI job %r" % job)
+    with tempfile.TemporaryDirectory(prefix="fzip-inc-") as d:
+        out = os.path.join(d, "inc.fzip")
+        r = fzip(srv, c.user, "-q", "export", "download", job["export_id"], "--output", out)
+        check(r.returncode == 0, "download: %s" % r.stderr)
+        r = fzip(srv, c.user, "--json", "package", "inspect", out)
+        check(r.returncode == 0, "inspect: %s" % r.stderr)
+        info = json.loads(r.stdout)
+        check(info.get("incremental", {}).get("base_export_id") == base.export_id
+              and info["incremental"]["base_package_sha256"] == base.package_sha256
+              and info["incremental"]["chain_length"] == "1", "inspect %r" % info)
+        r = fzip(srv, c.user, "package", "verify", out)
+        check(r.returncode == 3 and "archive.incremental" in r.stderr,
+              "verify of an increment: %d %s" % (r.returncode, r.stderr[-400:]))
+        with open(out, "rb") as f:
+            check(hashlib.sha256(f.read()).hexdigest() == job["package_sha256"], "sha256")
+
+
+def main():
+    checks = Checks()
+    with Fzipd() as srv:
+        for t in [test_increment_holds_exactly_the_changes,
+                  test_undo_of_an_import_gives_deletions,
+                  test_wipe_since_the_base_fails_the_increment,
+                  test_bad_bases_are_refused,
+                  test_import_refuses_an_increment_and_writes_nothing,
+                  test_cli_incremental_and_inspect]:
+            checks.run(t, srv)
+    checks.run(test_expired_base_is_refused)
+    return checks.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
