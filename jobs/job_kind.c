@@ -105,6 +105,12 @@ bool job_delete_blobs(store_t *store, const job_kind_t *kind, const char *job_id
   return store_blob_delete(store, STORE_BUCKET_PACKAGES, part, error);
 }
 
+bool job_delete(store_t *store, const job_kind_t *kind, store_job_t *rec, fzip_error_t *error) {
+  return (!kind->before_delete || kind->before_delete(store, rec, error)) &&
+         job_delete_blobs(store, kind, rec->job_id, error) &&
+         store_job_delete(store, kind->kind, rec->user_id, rec->job_id, error);
+}
+
 /* ---- records ----------------------------------------------------------- */
 
 static int progress_of(const ProtobufCMessage *job) {

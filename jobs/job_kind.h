@@ -101,6 +101,11 @@ void job_part_blob_id(char out[JOB_BLOB_ID_MAX], const job_kind_t *kind, const c
 /* Deletes a job's package blob and resume prefix (missing ones are fine). */
 bool job_delete_blobs(store_t *store, const job_kind_t *kind, const char *job_id,
                       fzip_error_t *error);
+/* Deletes the job `rec` (of rec->user_id) as DeleteExport/DeleteImport
+ * do, for them and for retention: kind->before_delete, its blobs, then
+ * the record.  Blobs first: a crash in between leaves a job to delete
+ * again, never an orphan package.  NOT_FOUND when it is gone already. */
+bool job_delete(store_t *store, const job_kind_t *kind, store_job_t *rec, fzip_error_t *error);
 
 /* Builds the record body of `job` into `out` (initialised by the caller):
  * the message, its status name and progress, the blob id when the kind

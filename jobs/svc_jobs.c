@@ -276,10 +276,8 @@ done:
   return ok;
 }
 
-/* Blobs first: a crash in between leaves a job the user can delete
- * again, never an orphan package.  A worker still running (where the
- * kind allows it) finds its job gone at its next save and removes what
- * it wrote. */
+/* job_delete.  A worker still running (where the kind allows it) finds
+ * its job gone at its next save and removes what it wrote. */
 bool svc_jobs_delete(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                      fzip_error_t *error) {
   svc_jobs_base_t *svc = rpc_ctx_method_data(ctx);
@@ -299,9 +297,7 @@ bool svc_jobs_delete(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessa
                    kind->delete_refused);
     goto done;
   }
-  if ((kind->before_delete && !kind->before_delete(svc->store, rec, error)) ||
-      !job_delete_blobs(svc->store, kind, rec->job_id, error) ||
-      !store_job_delete(svc->store, kind->kind, rpc_ctx_user_id(ctx), rec->job_id, error))
+  if (!job_delete(svc->store, kind, rec, error))
     goto done;
   fzip_log(FZIP_LOG_INFO, kind->noun, "job deleted", kind->noun, rec->job_id, "user",
            rec->user_id, NULL);
