@@ -622,25 +622,113 @@ static bool write_deletion(build_t *b, pkgjson_writer_t *w, const char *kind, co
   return ok;
 }
 
-/* data/deletions.json: the ids of every included kind deleted since the
- * base, kinds in package order, ids ascending, streamed from the source. */
+/* A filtered kind's entities changed since the base that the selection
+ * no longer takes (moved to another account, re-dated out of the range):
+ * the base may hold them, a complete export of now would not, so they
+ * are deletions too.  Two cursors over the changed entities, unfiltered
+ * and filtered, walked together in id order; what only the first has
+ * left the selection. */
+typedef struct {
+  build_t *b;
+  fzip_kind_t kind;
+  void *all, *sel;    /* NULL: the kind is not filtered, nothing leaves */
+  const char *sel_id; /* the filtered cursor's current id (borrowed), NULL at its end */
+  bool sel_started;
+} left_t;
+
+static bool left_open(left_t *l, build_t *b, fzip_kind_t kind, fzip_error_t *error) {
+  const pkg_source_ops_t *src = b->source->ops;
+  pkg_filter_t f;
+
+  memset(l, 0, sizeof *l);
+  l->b = b;
+  l->kind = kind;
+  if (!b->plan.filtered[kind])
+    return true;
+  plan_filter(&f, &b->plan, b->sel, kind);
+  if (!src->cursor_open(b->source->ctx, &l->sel, kind, &f, error))
+    return false;
+  memset(&f, 0, sizeof f);
+  f.changed_after = b->sel->incremental->base_change_seq;
+  return src->cursor_open(b->source->ctx, &l->all, kind, &f, error);
+}
+
+static void left_close(left_t *l) {
+  const pkg_source_ops_t *src = l->b->source->ops;
+  if (l->sel)
+    src->cursor_close(l->sel);
+  if (l->all)
+    src->cursor_close(l->all);
+}
+
+/* The filtered cursor's next id; NULL at its end (error unset) or on failure. */
+static const char *left_sel_next(left_t *l, fzip_error_t *error) {
+  const bson_t *doc;
+  l->sel_started = true;
+  if (!l->b->source->ops->cursor_next(l->sel, &doc, error))
+    return NULL;
+  return str_field(doc, fzip_kind_info(l->kind)->id_field);
+}
+
+/* true and *id (borrowed until the next call) for the next entity that
+ * left the selection; false at the end (error unset) or on failure. */
+static bool left_next(left_t *l, const char **id, fzip_error_t *error) {
+  const char *field = fzip_kind_info(l->kind)->id_field;
+  const bson_t *doc;
+
+  if (!l->all)
+    return false;
+  if (!l->sel_started)
+    l->sel_id = left_sel_next(l, error);
+  while (!fzip_error_is_set(error) && l->b->source->ops->cursor_next(l->all, &doc, error)) {
+    const char *a = str_field(doc, field);
+    while (a && l->sel_id && strcmp(l->sel_id, a) < 0 && !fzip_error_is_set(error))
+      l->sel_id = left_sel_next(l, error);
+    if (!a || fzip_error_is_set(error))
+      break;
+    if (l->sel_id && strcmp(l->sel_id, a) == 0)
+      continue; /* still selected: written in data/ */
+    *id = a;
+    return true;
+  }
+  return false;
+}
+
+/* data/deletions.json for one kind: the source's deletions since the base
+ * merged in id order with what left the selection (disjoint: a deleted id
+ * is no entity any more, a rewritten one is no deletion). */
 static bool write_deletions_of(build_t *b, pkgjson_writer_t *w, fzip_kind_t kind,
                                fzip_error_t *error) {
   const pkg_source_ops_t *src = b->source->ops;
+  const char *name = fzip_kind_info(kind)->name;
   void *cur = NULL;
-  const char *id;
-  bool ok = false;
+  left_t l;
+  const char *d = NULL, *g = NULL;
+  bool ok = false, more_d, more_g;
 
+  if (!left_open(&l, b, kind, error))
+    goto done;
   if (!src->deletions_open(b->source->ctx, &cur, kind, b->sel->incremental->base_change_seq,
                            error))
-    return false;
-  while (src->deletions_next(cur, &id, error)) {
-    if (!write_deletion(b, w, fzip_kind_info(kind)->name, id, error))
-      goto done;
+    goto done;
+  more_d = src->deletions_next(cur, &d, error);
+  more_g = !fzip_error_is_set(error) && left_next(&l, &g, error);
+  while ((more_d || more_g) && !fzip_error_is_set(error)) {
+    if (more_d && (!more_g || strcmp(d, g) <= 0)) {
+      if (!write_deletion(b, w, name, d, error))
+        goto done;
+      more_d = src->deletions_next(cur, &d, error);
+    } else {
+      if (!write_deletion(b, w, name, g, error))
+        goto done;
+      more_g = left_next(&l, &g, error);
+    }
   }
   ok = !fzip_error_is_set(error);
 done:
-  src->deletions_close(cur);
+  if (cur)
+    src->deletions_close(cur);
+  left_close(&l);
   return ok;
 }
 

@@ -35,13 +35,15 @@ from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
-from fzip_e2e import (Client, check, import_package, read_package, state,  # noqa: E402
-                      verify_checksums)
+from fzip_e2e import (Client, check, import_package, read_package,  # noqa: E402
+                      rewrite_package, state, verify_checksums)
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED_TX = max(200, int(2000 * SCALE))
 PIN = 1700000000000
 COMPLETE = jpb.EXPORT_TYPE_COMPLETE
+# The package's kind order (dependency order), that of data/deletions.json.
+KINDS = ["accounts", "categories", "file_maps", "transaction_files", "transactions", "analytics"]
 
 
 def fzip_binary():
@@ -191,6 +193,40 @@ def test_undo_of_an_import_gives_deletions(srv):
     check(entities(data, "categories") == [], "the undone categories are in the increment")
 
 
+def test_selective_increment_lists_what_left_the_selection(srv):
+    """A selective base (a date range): a transaction re-dated out of the
+    range since is a deletion of the increment, one re-dated into it is
+    in its data."""
+    c = Client(srv, unique_user("incsel"))
+    srv.seed(c.user, max(60, SEED_TX // 4), seed=101)
+    _, full = completed(c, export_type=COMPLETE)
+    dates = sorted(d["date"] for d in entities(full, "transactions"))
+    lo, hi = dates[0], dates[len(dates) // 2]
+    rng = jpb.TimeRange(**{"has_from": True, "from": lo, "has_to": True, "to": hi})
+    base, base_data = completed(c, export_type=jpb.EXPORT_TYPE_SELECTIVE,
+                                filters=jpb.ExportFilters(date_range=rng), pinned_timestamp=PIN)
+    leaving = next(d for d in entities(base_data, "transactions") if d["date"] < hi)
+    coming = next(d for d in entities(full, "transactions") if d["date"] > hi)
+
+    def edit(parsed):
+        for d in parsed["data/transactions.json"]["transactions"]:
+            if d["transactionId"] == leaving["transactionId"]:
+                d["date"] = hi + 86400000
+            elif d["transactionId"] == coming["transactionId"]:
+                d["date"] = lo
+    job = import_package(c, rewrite_package(full, edit), strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "overwrite import: %r" % job.error)
+    inc, data, _ = incremental_of(c, base)
+    dels = json.loads(read_package(data)[0].read("data/deletions.json"))
+    check({"kind": "transactions", "id": leaving["transactionId"]} in dels,
+          "the transaction that left the range is no deletion: %r" % dels[:5])
+    check(dels == sorted(dels, key=lambda d: (KINDS.index(d["kind"]), d["id"])),
+          "deletions out of order")
+    ids = [d["transactionId"] for d in entities(data, "transactions")]
+    check(coming["transactionId"] in ids and leaving["transactionId"] not in ids,
+          "increment transactions %r" % ids[:5])
+
+
 def test_wipe_since_the_base_fails_the_increment(srv):
     c = Client(srv, unique_user("incwipe"))
     srv.seed(c.user, 60, seed=51)
@@ -310,6 +346,7 @@ def main():
     with Fzipd() as srv:
         for t in [test_increment_holds_exactly_the_changes,
                   test_undo_of_an_import_gives_deletions,
+                  test_selective_increment_lists_what_left_the_selection,
                   test_wipe_since_the_base_fails_the_increment,
                   test_bad_bases_are_refused,
                   test_import_refuses_an_increment_and_writes_nothing,
