@@ -25,12 +25,14 @@
 #include "cli_import.h"
 #include "cli_key.h"
 #include "cli_package.h"
+#include "cli_retention.h"
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip_version.h"
 #include "pkg_writer.h"
 
 static const cli_group_t groups[] = {
     {"export", cli_export_commands, "create, follow and download export packages"},
+    {"retention", cli_retention_commands, "apply a schedule's retention policy now"},
     {"import", cli_import_commands, "upload, validate and restore packages"},
     {"data", cli_data_commands, "read your current data on the server"},
     {"package", cli_package_commands, "inspect and verify a package file, offline"},

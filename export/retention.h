@@ -37,7 +37,7 @@
 #define RETENTION_EXPORTS_MAX 10000
 /* An export expiring sooner than this is left to the reaper: keeping it
  * could race the reaper deleting its package. */
-#define RETENTION_EXPIRY_GUARD_MS (10LL * 60 * 1000)
+#define RETENTION_EXPIRY_GUARD_MS (60LL * 1000)
 
 /* Reasons, as ExportJob.kept_reasons / RetentionDecision.reasons. */
 typedef enum {
