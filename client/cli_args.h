@@ -22,7 +22,8 @@
 #include "fzip_error.h"
 
 #define CLI_ARGS_MAX_VALUES 32     /* options given on one line */
-#define CLI_ARGS_MAX_POSITIONAL 4  /* positional arguments of one command */
+/* positional arguments of one command: `package apply`'s chain (PKGA_CHAIN_MAX) */
+#define CLI_ARGS_MAX_POSITIONAL 128
 
 typedef enum { CLI_OPT_FLAG, CLI_OPT_VALUE } cli_opt_kind_t;
 

@@ -19,7 +19,6 @@ option is still a plain, pinned, byte-identical package.
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -29,35 +28,14 @@ from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 import grpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
-from fzip_e2e import Client, check, import_package, read_package, state  # noqa: E402
+from fzip_e2e import Client, check, expect, import_package, read_package, state  # noqa: E402
+from fzip_e2e import fzip_cli as fzip  # noqa: E402
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED_TX = max(40, int(1500 * SCALE))
 PIN = 1700000000000
 PASSPHRASE = "tr0ub4dor & 3, an e2e passphrase"
 MAGIC = b"FZIPENC1"
-
-
-def fzip(srv, user, *args, passphrase=None, tmpdir=None):
-    env = dict(os.environ)
-    for name in ("FZIP_PASSPHRASE", "FZIP_IDENTITY", "FZIP_TOKEN", "FZIP_ADDR"):
-        env.pop(name, None)
-    if passphrase is not None:
-        env["FZIP_PASSPHRASE"] = passphrase
-    if tmpdir:
-        env["TMPDIR"] = tmpdir
-    argv = [os.environ["FZIP"]] + list(args)
-    if user:
-        argv += ["--addr", "127.0.0.1:%d" % srv.port, "--token", srv.token(user)]
-    # stdin closed and no terminal: a missing passphrase cannot hang on a prompt
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env,
-                          stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def expect(r, rc, what):
-    check(r.returncode == rc, "%s: exit %d, want %d\nstdout: %s\nstderr: %s"
-          % (what, r.returncode, rc, r.stdout[-2000:], r.stderr[-2000:]))
-    return r
 
 
 def without_analytics(checksums):

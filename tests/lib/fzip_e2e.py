@@ -32,6 +32,39 @@ IMPORT_ENDS = {jpb.IMPORT_STATUS_COMPLETED, jpb.IMPORT_STATUS_FAILED,
 CHUNK = 256 * 1024
 
 
+def fzip_binary():
+    """The `fzip` client: $FZIP, else next to $FZIPD in the build tree."""
+    if os.environ.get("FZIP"):
+        return os.environ["FZIP"]
+    return os.path.join(os.path.dirname(os.environ["FZIPD"]), "..", "client", "fzip")
+
+
+def fzip_cli(srv, user, *args, passphrase=None, tmpdir=None):
+    """Runs `fzip ARGS` (with the server's address and a token for `user`
+    when user is set) and returns the CompletedProcess; the caller's
+    FZIP_* settings are dropped, FZIP_PASSPHRASE set from `passphrase`."""
+    env = dict(os.environ)
+    for name in ("FZIP_PASSPHRASE", "FZIP_IDENTITY", "FZIP_TOKEN", "FZIP_ADDR"):
+        env.pop(name, None)
+    if passphrase is not None:
+        env["FZIP_PASSPHRASE"] = passphrase
+    if tmpdir:
+        env["TMPDIR"] = tmpdir
+    argv = [fzip_binary()] + list(args)
+    if user:
+        argv += ["--addr", "127.0.0.1:%d" % srv.port, "--token", srv.token(user)]
+    # stdin closed and no terminal: a missing passphrase cannot hang on a prompt
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env,
+                          stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def expect(r, rc, what):
+    """r (from fzip_cli) exited rc, else a failed check showing its output."""
+    check(r.returncode == rc, "%s: exit %d, want %d\nstdout: %s\nstderr: %s"
+          % (what, r.returncode, rc, r.stdout[-2000:], r.stderr[-2000:]))
+    return r
+
+
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)
