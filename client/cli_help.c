@@ -75,7 +75,10 @@ static const topic_t topics[] = {
      "schema, references, checksums) and exit 3 when the package fails.\n"
      "An encrypted package (export create --recipient/--passphrase) is opened with\n"
      "--identity FILE (`fzip key generate`) or --passphrase (FZIP_PASSPHRASE, else\n"
-     "asked) by package inspect|verify and import upload, on this machine only.\n",
+     "asked) by package inspect|verify and import upload, on this machine only.\n"
+     "An incremental package (export create --incremental) is restored with its base:\n"
+     "`fzip package apply BASE INC1 [INC2 ...] -o FILE` writes the complete package\n"
+     "of the chain (exit 3, nothing written, when the chain does not hold together).\n",
      NULL},
     {"environment", NULL, "environment variables (flags win over them)",
      "Global options can come from the environment; a flag on the line wins.\n",
