@@ -26,12 +26,14 @@
 #include "cli_key.h"
 #include "cli_package.h"
 #include "cli_retention.h"
+#include "cli_schedule.h"
 #include "fzip/v1/export_service.pb-c.h"
 #include "fzip_version.h"
 #include "pkg_writer.h"
 
 static const cli_group_t groups[] = {
     {"export", cli_export_commands, "create, follow and download export packages"},
+    {"schedule", cli_schedule_commands, "scheduled exports and what they keep"},
     {"retention", cli_retention_commands, "apply a schedule's retention policy now"},
     {"import", cli_import_commands, "upload, validate and restore packages"},
     {"data", cli_data_commands, "read your current data on the server"},

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fzip_log.h"
+#include "schedule_run.h"
 #include "svc_health.h"
 #include "svc_jobs.h"
 
@@ -105,6 +106,13 @@ static const opt_row_t SERVE_OPTIONS[] = {
       "lapses (a dead replica's import is rolled back then)"),
     I("reaper-interval-ms", "FZIP_REAPER_INTERVAL_MS", reaper_interval_ms, "60000", 100,
       24LL * 3600 * 1000, "how often expired jobs, packages and abandoned uploads are removed"),
+    I("schedule-tick-ms", "FZIP_SCHEDULE_TICK_MS", schedule_tick_ms,
+      NUMBER_TEXT(SCHEDULE_TICK_DEFAULT_MS), 100, 3600000,
+      "how often due export schedules are looked for (a run starts at most this long after "
+      "its due time)"),
+    S("test-clock-offset-file", "FZIP_TEST_CLOCK_OFFSET_FILE", test_clock_offset_file, NULL,
+      "FOR TESTS: a file holding milliseconds added to the wall clock when schedules are "
+      "planned and run (read on every use), so a test moves time on without waiting"),
     I("health-check-interval-ms", "FZIP_HEALTH_CHECK_INTERVAL_MS", health_check_interval_ms,
       NUMBER_TEXT(SVC_HEALTH_CHECK_INTERVAL_MS), 100, 600000,
       "how often the store is pinged; health \"\" and the fzip.v1 services are NOT_SERVING "

@@ -25,6 +25,7 @@ static const char *const STORE_NAMES[] = {
     "fzip.v1.ExportService",
     "fzip.v1.ImportService",
     "fzip.v1.DataService",
+    "fzip.v1.ScheduleService",
 };
 #define STORE_NAME_COUNT (sizeof STORE_NAMES / sizeof STORE_NAMES[0])
 /* The names that only say the process serves. */

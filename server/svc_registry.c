@@ -13,17 +13,21 @@
 #include "fzip/v1/import_service.pb-c.h"
 #include "fzip_descriptors.h"
 #include "reaper.h"
+#include "schedule_run.h"
 #include "svc_data.h"
 #include "svc_export.h"
 #include "svc_import.h"
 #include "svc_jobs.h"
 #include "svc_reflection.h"
+#include "svc_schedule.h"
 
 struct svc_registry {
   svc_health_t *health;
   svc_data_t *data;
   svc_export_t *exports;
   svc_import_t *imports;
+  svc_schedule_t *schedules;
+  schedule_run_t *scheduler;
   svc_reflection_t *reflection;
   reaper_t *reaper;
   const rpc_method_t *methods[SVC_REGISTRY_METHODS_MAX];
@@ -94,6 +98,27 @@ static bool add_import(svc_registry_t *reg, store_t *store, const fzipd_config_t
   return add_rows(reg, rows, n, error);
 }
 
+/* ScheduleService, and the scheduler that runs due schedules through the
+ * export service's create. */
+static bool add_schedules(svc_registry_t *reg, store_t *store, const fzipd_config_t *config,
+                          fzip_error_t *error) {
+  svc_schedule_options_t o = {0};
+  schedule_run_options_t ro = {0};
+  const rpc_method_t *const *rows = NULL;
+  size_t n = 0;
+
+  o.export_ttl_ms = config->export_ttl_s * 1000;
+  o.clock_offset_file = config->test_clock_offset_file;
+  ro.tick_ms = config->schedule_tick_ms;
+  ro.lease_ms = config->job_lease_ms;
+  ro.clock_offset_file = config->test_clock_offset_file;
+  if (!svc_schedule_new(&reg->schedules, store, &o, error))
+    return false;
+  rows = svc_schedule_methods(reg->schedules, &n);
+  return add_rows(reg, rows, n, error) &&
+         schedule_run_new(&reg->scheduler, store, reg->exports, &ro, error);
+}
+
 static bool add_reflection(svc_registry_t *reg, fzip_error_t *error) {
   const rpc_method_t *const *rows = NULL;
   size_t n = 0;
@@ -141,7 +166,7 @@ bool svc_registry_new(svc_registry_t **out, store_t *store, const fzipd_config_t
     return fzip_error_oom(error, NULL);
   if (!add_health(reg, store, config, error) || !add_reflection(reg, error) || !add_data(reg, store, error) ||
       !add_export(reg, store, config, error) ||
-      !add_import(reg, store, config, error) ||
+      !add_import(reg, store, config, error) || !add_schedules(reg, store, config, error) ||
       !add_reaper(reg, store, config, error))
     goto done;
   *out = reg;
@@ -157,8 +182,10 @@ void svc_registry_destroy(svc_registry_t *registry) {
     return;
   /* The reaper and the job runners first: they use the services' state. */
   reaper_destroy(registry->reaper);
+  schedule_run_destroy(registry->scheduler); /* before the exports it creates through */
   svc_export_destroy(registry->exports);
   svc_import_destroy(registry->imports);
+  svc_schedule_destroy(registry->schedules);
   svc_reflection_destroy(registry->reflection);
   svc_data_destroy(registry->data);
   svc_health_destroy(registry->health);

@@ -51,6 +51,8 @@ typedef struct {
   int64_t import_undo_window_ms;    /* tests: overrides the hours when >= 0; -1: unset */
   int64_t import_batch_bytes;       /* tests: documents' bytes per restore batch */
   int64_t reaper_interval_ms;
+  int64_t schedule_tick_ms;         /* how often due export schedules are looked for */
+  const char *test_clock_offset_file; /* tests: ms added to the schedules' clock; NULL: none */
   int64_t health_check_interval_ms; /* store ping period of the health checker */
   int64_t job_lease_ms;
   const char *temp_dir; /* NULL: $TMPDIR or /tmp; serve points it at its private dir */
