@@ -1,7 +1,8 @@
 # fzipd container image: built on Debian 12, shipped on an empty base with
 # exactly the files fzipd needs (scripts/image-rootfs.sh: the two programs,
-# the shared libraries they load, the CA bundle, user 65532).  No shell, no
-# package manager.  With a Docker engine and Docker Hub:
+# the shared libraries they load, the CA bundle, the IANA zoneinfo files,
+# user 65532).  No shell, no package manager.  With a Docker engine and
+# Docker Hub:
 #   docker build -t fzipd:0.1.0 .
 # Without them (this project's CI machine has neither), scripts/build-image.sh
 # builds the same image offline from a local build with the same
@@ -14,7 +15,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
       protobuf-compiler-grpc grpc-proto \
       libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev liblzma-dev \
-      libmicrohttpd-dev libsodium-dev \
+      libmicrohttpd-dev libsodium-dev tzdata \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -3,10 +3,11 @@
 #
 # BUILD_DIR's server/fzipd and client/fzip in /usr/local/bin, exactly the
 # shared libraries they load (ldd) at the paths the loader maps them from,
-# the loader, the CA bundle, a passwd/group with user fzip (65532), /tmp
-# (1777) and /var/lib/fzip (owned by 65532).  Nothing else: no shell, no
-# package manager.  Used by scripts/build-image.sh (offline, umoci) and by
-# the Dockerfile's build stage, so both images hold the same files.
+# the loader, the CA bundle, the IANA zones (/usr/share/zoneinfo), a
+# passwd/group with user fzip (65532), /tmp (1777) and /var/lib/fzip
+# (owned by 65532).  Nothing else: no shell, no package manager.  Used by
+# scripts/build-image.sh (offline, umoci) and by the Dockerfile's build
+# stage, so both images hold the same files.
 set -euo pipefail
 
 build=$(cd "$1" && pwd)
@@ -37,6 +38,12 @@ for d in lib lib64; do
 done
 
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+# IANA zones for schedules and retention (core/fzip_tz.c reads TZif files;
+# links resolved into files).  Not right/ (leap-second zones, refused) nor
+# posix/ (a copy of the rest).
+mkdir -p "$root/usr/share"
+cp -rL /usr/share/zoneinfo "$root/usr/share/zoneinfo"
+rm -rf "$root/usr/share/zoneinfo/right" "$root/usr/share/zoneinfo/posix"
 printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nfzip:x:%d:%d:fzip:/nonexistent:/usr/sbin/nologin\n' \
   $UID_GID $UID_GID >"$root/etc/passwd"
 printf 'root:x:0:\nfzip:x:%d:\n' $UID_GID >"$root/etc/group"

@@ -16,6 +16,9 @@ PACKAGES=(
   libsodium-dev
   # fzipd's /metrics endpoint (--metrics-listen)
   libmicrohttpd-dev
+  # IANA time zones of schedules and retention (core/fzip_tz.c reads
+  # /usr/share/zoneinfo at run time)
+  tzdata
   # test drivers: grpcio clients, jsonschema (pkg.writer checks packages
   # against docs/schema), yaml (helm renders)
   python3 python3-grpcio python3-protobuf python3-jsonschema python3-yaml

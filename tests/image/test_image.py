@@ -78,6 +78,7 @@ def check_rootfs(rootfs, build):
     for d, _, names in os.walk(rootfs):
         files += [os.path.relpath(os.path.join(d, n), rootfs) for n in names]
     check("usr/local/bin/fzipd" in files and "usr/local/bin/fzip" in files, "fzipd and fzip in /usr/local/bin")
+    check("usr/share/zoneinfo/Europe/London" in files, "IANA zones in /usr/share/zoneinfo (schedules)")
     for absent in ("bin/sh", "usr/bin/sh", "bin/bash", "usr/bin/apt", "usr/bin/dpkg"):
         check(not os.path.lexists(os.path.join(rootfs, absent)), "no /%s in the image" % absent)
     st = os.stat(os.path.join(rootfs, "var/lib/fzip"))
