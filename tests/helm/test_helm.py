@@ -100,7 +100,8 @@ def common(objs, replicas):
           "terminationGracePeriodSeconds > shutdown grace")
     # every int env is a plain integer string
     for k in ("FZIP_WORKERS", "FZIP_EXPORT_WORKERS", "FZIP_EXPORT_TTL_SECONDS",
-              "FZIP_MAX_UPLOAD_BYTES", "FZIP_JOB_LEASE_MS", "FZIP_REAPER_INTERVAL_MS"):
+              "FZIP_MAX_UPLOAD_BYTES", "FZIP_JOB_LEASE_MS", "FZIP_REAPER_INTERVAL_MS",
+              "FZIP_SCHEDULE_TICK_MS"):
         check(isinstance(env.get(k), str) and env[k].isdigit(), "%s is an integer string" % k)
     # JWT from a Secret
     check("jwt" in vols and "secret" in vols["jwt"], "jwt volume from a Secret")

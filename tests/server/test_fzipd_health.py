@@ -46,7 +46,8 @@ PING_TIMEOUT_MS = 1000  # SVC_HEALTH_PING_TIMEOUT_MS
 SLACK_S = 3.0           # scheduling on a loaded 2-core machine
 CHANGE_BOUND_S = (INTERVAL_MS + PING_TIMEOUT_MS) / 1000.0 + SLACK_S
 CHECK_ANSWER_S = 1.0    # a probe reads a table: never waits on the store
-STORE_NAMES = ["", "fzip.v1.ExportService", "fzip.v1.ImportService", "fzip.v1.DataService"]
+STORE_NAMES = ["", "fzip.v1.ExportService", "fzip.v1.ImportService", "fzip.v1.DataService",
+               "fzip.v1.ScheduleService"]
 PROCESS_NAMES = ["liveness", "grpc.health.v1.Health"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
