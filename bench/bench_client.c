@@ -2,7 +2,7 @@
  * bench_client: the benchmark's gRPC client, on client/rpc_client.h, so
  * that no Python or CLI overhead sits inside the timed transfers.
  *
- *   bench_client TARGET TOKEN export
+ *   bench_client TARGET TOKEN export [BASE_EXPORT_ID]
  *   bench_client TARGET TOKEN download EXPORT_ID OUT_FILE
  *   bench_client TARGET TOKEN upload IN_FILE
  *   bench_client TARGET TOKEN import IMPORT_ID STRATEGY VALIDATE_ONLY
@@ -14,6 +14,9 @@
  * most one poll interval of slack, which is why the server's own
  * started_at/completed_at are printed beside it.
  *
+ * export with BASE_EXPORT_ID is an incremental export on that export
+ * (docs/EXPORT.md "Incremental exports"); its JSON adds the changed
+ * transactions and deletions it holds.
  * STRATEGY is 1 (fail_on_conflict), 2 (skip_existing) or 3 (overwrite);
  * VALIDATE_ONLY is 0 or 1.  Exit status 0 when the job reached the state a
  * benchmark wants (COMPLETED, or VALIDATION_PASSED for validate-only),
@@ -87,7 +90,7 @@ static bool get_export(Fzip__V1__GetExportResponse **out, bench_t *b, const char
                           &b->call, &req.base, &fzip__v1__get_export_response__descriptor, error);
 }
 
-static int cmd_export(bench_t *b) {
+static int cmd_export(bench_t *b, const char *base) {
   Fzip__V1__CreateExportRequest req = FZIP__V1__CREATE_EXPORT_REQUEST__INIT;
   Fzip__V1__CreateExportResponse *created = NULL;
   Fzip__V1__GetExportResponse *got = NULL;
@@ -100,6 +103,7 @@ static int cmd_export(bench_t *b) {
   req.export_type = FZIP__V1__EXPORT_TYPE__EXPORT_TYPE_COMPLETE;
   req.include_analytics = true;
   req.description = "bench";
+  req.incremental_base_id = (char *)(base ? base : "");
   if (!rpc_client_unary((ProtobufCMessage **)&created, b->client,
                         "/fzip.v1.ExportService/CreateExport", &b->call, &req.base,
                         &fzip__v1__create_export_response__descriptor, &error))
@@ -128,10 +132,12 @@ static int cmd_export(bench_t *b) {
   rc = j->status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED ? 0 : 1;
   printf("{\"cmd\": \"export\", \"ok\": %s, \"export_id\": \"%s\", \"seconds\": %.3f, "
          "\"server_ms\": %" PRId64 ", \"polls\": %" PRId64 ", \"package_size\": %" PRId64
-         ", \"package_sha256\": \"%s\", \"status\": %d, \"error\": ",
+         ", \"package_sha256\": \"%s\", \"status\": %d, \"change_seq\": %" PRIu64
+         ", \"chain_length\": %d, \"transactions_count\": %" PRId64 ", \"error\": ",
          rc == 0 ? "true" : "false", id, elapsed,
          j->completed_at && j->started_at ? j->completed_at - j->started_at : (int64_t)-1, polls,
-         j->package_size, j->package_sha256 ? j->package_sha256 : "", j->status);
+         j->package_size, j->package_sha256 ? j->package_sha256 : "", j->status, j->change_seq,
+         (int)j->chain_length, j->data_summary ? j->data_summary->transactions_count : (int64_t)-1);
   json_str(stdout, j->error ? j->error->message : "");
   printf("}\n");
 done:
@@ -316,7 +322,7 @@ done:
 /* ---- main -------------------------------------------------------------- */
 
 static int usage(void) {
-  fprintf(stderr, "usage: bench_client TARGET TOKEN export\n"
+  fprintf(stderr, "usage: bench_client TARGET TOKEN export [BASE_EXPORT_ID]\n"
                   "       bench_client TARGET TOKEN download EXPORT_ID OUT_FILE\n"
                   "       bench_client TARGET TOKEN upload IN_FILE\n"
                   "       bench_client TARGET TOKEN import IMPORT_ID STRATEGY VALIDATE_ONLY\n");
@@ -339,8 +345,8 @@ int main(int argc, char **argv) {
   options.max_send_message = BENCH_MSG_MAX;
   if (!rpc_client_new(&b.client, &options, &error))
     return print_error(argv[3], &error);
-  if (strcmp(argv[3], "export") == 0 && argc == 4)
-    rc = cmd_export(&b);
+  if (strcmp(argv[3], "export") == 0 && (argc == 4 || argc == 5))
+    rc = cmd_export(&b, argc == 5 ? argv[4] : NULL);
   else if (strcmp(argv[3], "download") == 0 && argc == 6)
     rc = cmd_download(&b, argv[4], argv[5]);
   else if (strcmp(argv[3], "upload") == 0 && argc == 5)

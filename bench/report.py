@@ -109,6 +109,24 @@ def import_table(runs):
     return out
 
 
+def incremental_table(runs):
+    out = ["| transactions | export s | incremental s (1% changed) | time ratio | fzipd CPU "
+           "ratio | package bytes (full / incremental) | transactions in the increment |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        ex, inc = r.get("export"), r.get("incremental")
+        if not measured(inc):
+            out.append("| %d | %s | %s ||||| " % (r["transactions"], fmt_s(job_seconds(ex)),
+                                                 why(inc)))
+            continue
+        out.append("| %d | %s | %s | %s | %s | %s / %s | %s |" % (
+            r["transactions"], fmt_s(job_seconds(ex)), fmt_s(job_seconds(inc)),
+            fmt_ratio(job_seconds(inc), job_seconds(ex)),
+            fmt_ratio(get(inc, "fzipd_cpu_s"), get(ex, "fzipd_cpu_s")),
+            get(ex, "package_size"), get(inc, "package_size"), get(inc, "transactions_count")))
+    return out
+
+
 def mongo_tools_table(runs):
     out = ["| transactions | fzip export + download s | mongodump --archive --gzip s | "
            "peak RSS MiB (fzipd / mongodump) | fzip upload + import s | mongorestore s | "
@@ -144,6 +162,10 @@ def targets(runs):
     ex, fl = job_seconds(big.get("export")), get(big, "export_floor", "floor_s")
     row("export within 1.3x of the export floor at %d" % big["transactions"],
         fmt_ratio(ex, fl), ex / fl <= 1.3 if ex and fl else None)
+    inc = job_seconds(big.get("incremental"))
+    row("incremental export of 1%% changed <= 5%% of a full export at %d" % big["transactions"],
+        fmt_ratio(inc, ex) if inc else why(big.get("incremental")),
+        inc / ex <= 0.05 if inc and ex else None)
     im, ifl = job_seconds(big.get("import_empty")), get(big, "import_floor", "floor_s")
     row("import (empty user) within 2x of the import floor at %d" % big["transactions"],
         fmt_ratio(im, ifl) if im else why(big.get("import_empty")),
@@ -219,8 +241,8 @@ def main():
         for r in rs:
             print("| %d | %s | %s |" % (r["transactions"], fmt_s(get(r, "seed", "seconds")),
                                         mib(get(r, "seed", "max_rss_kib"))))
-        for title, table in [("Export", export_table), ("Streaming", stream_table),
-                             ("Import", import_table)]:
+        for title, table in [("Export", export_table), ("Incremental export", incremental_table),
+                             ("Streaming", stream_table), ("Import", import_table)]:
             print("\n### %s\n" % title)
             print("\n".join(table(rs)))
         if store == "mongodb":
