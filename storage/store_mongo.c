@@ -82,6 +82,7 @@
 #define MONGO_SEQ_FIELD "seq"
 #define MONGO_CHANGES "change_seq" /* {_id: userId, seq, wiped} */
 #define MONGO_DELETIONS "deletions" /* {_id: "<userId>\x1f<kind>\x1f<id>", userId, kind, id, seq} */
+#define MONGO_DELETION_KEY_MAX (FZIP_USER_ID_MAX + 1 + 32 + 1 + FZIP_ID_MAX + 1)
 /* States of an upload record: the writer moves uploading -> committing,
  * the reaper uploading -> reaping; whoever moves it first owns it. */
 #define UPLOAD_UPLOADING "uploading"
@@ -109,6 +110,7 @@ typedef struct {
   bool is_view;
   char view_user[FZIP_USER_ID_MAX + 1];
   char view_gen[MONGO_GEN_MAX];
+  store_changes_mark_t view_mark; /* the user's change mark read when it began */
 } mstore_t;
 
 static const store_vtable_t mongo_vtable;
@@ -472,8 +474,9 @@ static bool create_indexes(mstore_t *s, const char *collection, const index_spec
 static bool create_entity_indexes(mstore_t *s, fzip_error_t *error) {
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     const fzip_kind_info_t *ki = fzip_kind_info((fzip_kind_t)k);
-    index_spec_t specs[3] = {{"userId_id", true, {"userId", "id", NULL}}};
-    size_t n = 1;
+    index_spec_t specs[4] = {{"userId_id", true, {"userId", "id", NULL}},
+                             {"userId_seq", false, {"userId", "seq", NULL}}};
+    size_t n = 2;
     if (ki->account_field)
       specs[n++] = (index_spec_t){"userId_account_id", false, {"userId", "account", "id", NULL}};
     if (ki->date_field)
@@ -770,9 +773,92 @@ static bool entity_key(char out[MONGO_KEY_MAX], const char *user_id, const char 
                   "user id + entity id", error);
 }
 
+/* ---- change numbers ---------------------------------------------------- */
+
+static bool find_and_modify(bson_t **out, mstore_t *s, const char *collection, const bson_t *q,
+                            const bson_t *sort, const bson_t *update,
+                            mongoc_find_and_modify_flags_t flags, fzip_error_t *error);
+static bool read_mark(store_changes_mark_t *out, mstore_t *s, const char *user_id,
+                      fzip_error_t *error);
+
+/* Reserves n (> 0) of the user's change numbers, *first the first of them:
+ * one findAndModify $inc (upsert) on the user's counter document.  A
+ * number is taken before the write it numbers, so two plain writers of
+ * one user can commit out of order (STORAGE.md "Change tracking"). */
+static bool seq_reserve(uint64_t *first, mstore_t *s, const char *user_id, uint64_t n,
+                        fzip_error_t *error) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(user_id));
+  bson_t *inc = BCON_NEW("$inc", "{", MONGO_SEQ_FIELD, BCON_INT64((int64_t)n), "}");
+  bson_t *got = NULL;
+  bool ok = find_and_modify(&got, s, MONGO_CHANGES, q, NULL, inc,
+                            (mongoc_find_and_modify_flags_t)(MONGOC_FIND_AND_MODIFY_UPSERT |
+                                                             MONGOC_FIND_AND_MODIFY_RETURN_NEW),
+                            error);
+  int64_t last = ok && got ? reply_int(got, MONGO_SEQ_FIELD) : 0;
+
+  if (ok && (uint64_t)last < n)
+    ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
+                        "mongodb: the change counter of %s did not move", user_id);
+  if (ok)
+    *first = (uint64_t)last - n + 1;
+  bson_destroy(got);
+  bson_destroy(q);
+  bson_destroy(inc);
+  return ok;
+}
+
+static bool deletion_key(char out[MONGO_DELETION_KEY_MAX], const char *user_id,
+                         const fzip_kind_info_t *ki, const char *id, fzip_error_t *error) {
+  return key_join(out, MONGO_DELETION_KEY_MAX, (const char *const[]){user_id, ki->name, id}, 3,
+                  "deletion key", error);
+}
+
+/* Records the deletion of ids[i] under number first + i, replacing an
+ * older record of the id.  Written before the documents go: a record
+ * whose document is still there is not listed (mongo_deletions_page), so
+ * a failure between the two loses nothing. */
+static bool note_deletions(mstore_t *s, const char *user_id, const fzip_kind_info_t *ki,
+                           const char *const *ids, size_t n, uint64_t first,
+                           fzip_error_t *error) {
+  char key[MONGO_DELETION_KEY_MAX], ikey[MONGO_INDEX_KEY_SIZE];
+  const char *k;
+  bson_t q = BSON_INITIALIZER, in, arr;
+  bson_t **docs = bson_malloc0((n > 0 ? n : 1) * sizeof *docs);
+  bson_error_t berr;
+  conn_t c = {0};
+  bool ok = false;
+
+  bson_append_document_begin(&q, "_id", -1, &in);
+  bson_append_array_begin(&in, "$in", -1, &arr);
+  for (size_t i = 0; i < n; i++) {
+    if (!deletion_key(key, user_id, ki, ids[i], error))
+      break;
+    bson_uint32_to_string((uint32_t)i, &k, ikey, sizeof ikey);
+    bson_append_utf8(&arr, k, -1, key, -1);
+    docs[i] = BCON_NEW("_id", BCON_UTF8(key), "userId", BCON_UTF8(user_id), "kind",
+                       BCON_UTF8(ki->name), "id", BCON_UTF8(ids[i]), MONGO_SEQ_FIELD,
+                       BCON_INT64((int64_t)(first + i)));
+  }
+  bson_append_array_end(&in, &arr);
+  bson_append_document_end(&q, &in);
+  if (n == 0 || !docs[n - 1] || !delete_where(NULL, s, MONGO_DELETIONS, &q, error))
+    goto done;
+  conn_open(&c, s, MONGO_DELETIONS);
+  /* A duplicate is a concurrent delete of the same id: recorded either way. */
+  ok = mongoc_collection_insert_many(c.coll, (const bson_t **)docs, n, NULL, NULL, &berr) ||
+       is_duplicate_key(&berr) || fail_mongo(error, s, &berr, "recording deletions");
+  conn_close(&c, s);
+done:
+  for (size_t i = 0; i < n; i++)
+    bson_destroy(docs[i]);
+  bson_free(docs);
+  bson_destroy(&q);
+  return ok || n == 0;
+}
+
 /* The stored wrapper: key, owner, id, the copied filter fields, the doc. */
 static bool entity_wrap(bson_t *out, const fzip_kind_info_t *ki, const char *user_id,
-                        const char *id, const char *tag, const bson_t *doc,
+                        const char *id, const char *tag, uint64_t seq, const bson_t *doc,
                         fzip_error_t *error) {
   char key[MONGO_KEY_MAX];
   bson_iter_t it;
@@ -791,6 +877,7 @@ static bool entity_wrap(bson_t *out, const fzip_kind_info_t *ki, const char *use
     BSON_APPEND_INT64(out, "date", bson_iter_as_int64(&it));
   if (tag)
     BSON_APPEND_UTF8(out, "tag", tag);
+  BSON_APPEND_INT64(out, MONGO_SEQ_FIELD, (int64_t)seq);
   BSON_APPEND_DOCUMENT(out, "doc", doc);
   return true;
 }
@@ -830,6 +917,11 @@ static void entity_filter(bson_t *q, const char *user_id, const store_filter_t *
   if (f->after_id) {
     bson_append_document_begin(q, "id", -1, &sub);
     BSON_APPEND_UTF8(&sub, "$gt", f->after_id);
+    bson_append_document_end(q, &sub);
+  }
+  if (f->changed_after > 0) {
+    bson_append_document_begin(q, MONGO_SEQ_FIELD, -1, &sub);
+    BSON_APPEND_INT64(&sub, "$gt", (int64_t)f->changed_after);
     bson_append_document_end(q, &sub);
   }
 }
@@ -1136,6 +1228,7 @@ typedef struct {
   const char *const *ids;
   size_t n;
   const char *tag; /* import tag written into every document, or NULL */
+  const uint64_t *seqs; /* seqs[i]: docs[i]'s change seq (put_batch reserves them) */
 } batch_t;
 
 /* One unordered bulk write over a batch, as insert and replace share it:
@@ -1177,7 +1270,8 @@ static bool bulk_queue(mongoc_bulk_operation_t *bulk, bulk_t *w, size_t i, fzip_
   bson_t wrapped, sel = BSON_INITIALIZER;
   bool ok;
 
-  if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->tag, b->docs[i], error))
+  if (!entity_wrap(&wrapped, b->ki, b->user_id, b->ids[i], b->tag, b->seqs[i], b->docs[i],
+                   error))
     return false;
   if (w->replace) {
     BSON_APPEND_UTF8(&sel, "_id", doc_utf8(&wrapped, "_id"));
@@ -1338,6 +1432,7 @@ static bool put_replace(store_write_result_t *res, const batch_t *b, fzip_error_
   bool *dup = bson_malloc0(b->n * sizeof *dup);
   const bson_t **mdocs = bson_malloc0(b->n * sizeof *mdocs);
   const char **mids = bson_malloc0(b->n * sizeof *mids);
+  uint64_t *mseqs = bson_malloc0(b->n * sizeof *mseqs);
   size_t *map = bson_malloc0(b->n * sizeof *map);
   batch_t missing = *b;
   uint64_t inserted = 0;
@@ -1351,11 +1446,13 @@ static bool put_replace(store_write_result_t *res, const batch_t *b, fzip_error_
     if (!exists[i]) {
       mdocs[m] = b->docs[i];
       mids[m] = b->ids[i];
+      mseqs[m] = b->seqs[i];
       map[m++] = i;
     }
   }
   missing.docs = mdocs;
   missing.ids = mids;
+  missing.seqs = mseqs;
   missing.n = m;
   if (m > 0 && !insert_unordered(&inserted, dup, &missing, error))
     goto done;
@@ -1372,24 +1469,34 @@ done:
   bson_free(dup);
   bson_free(mdocs);
   bson_free(mids);
+  bson_free(mseqs);
   bson_free(map);
   return ok;
 }
 
-static bool put_batch(const batch_t *b, store_write_mode_t mode, store_write_result_t *result,
-                      fzip_error_t *error) {
+/* Numbers the batch's documents with a range reserved in one round trip
+ * (a skipped or refused document leaves its number unused), then writes. */
+static bool put_batch(const batch_t *batch, store_write_mode_t mode,
+                      store_write_result_t *result, fzip_error_t *error) {
   store_write_result_t local = {0};
   store_write_result_t *res = result ? result : &local;
+  uint64_t seqs[STORE_BATCH_MAX], first = 0;
+  batch_t b = *batch;
 
-  if (b->n == 0)
+  if (b.n == 0)
     return true;
+  if (!seq_reserve(&first, b.s, b.user_id, b.n, error))
+    return false;
+  for (size_t i = 0; i < b.n; i++)
+    seqs[i] = first + i;
+  b.seqs = seqs;
   switch (mode) {
   case STORE_WRITE_INSERT:
-    return put_insert(res, b, error);
+    return put_insert(res, &b, error);
   case STORE_WRITE_REPLACE:
-    return put_replace(res, b, error);
+    return put_replace(res, &b, error);
   case STORE_WRITE_SKIP_EXISTING:
-    return put_skip_existing(res, b, error);
+    return put_skip_existing(res, &b, error);
   }
   return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INVALID_ARGUMENT, "bad write mode");
 }
@@ -1398,7 +1505,7 @@ static bool mongo_entity_put_batch(store_t *store, const char *user_id, fzip_kin
                                    const bson_t *const *docs, const char *const *ids, size_t n,
                                    store_write_mode_t mode, store_write_result_t *result,
                                    fzip_error_t *error) {
-  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n, NULL};
+  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n, NULL, NULL};
   return put_batch(&b, mode, result, error);
 }
 
@@ -1438,6 +1545,7 @@ static bool stash_entry(bson_t *out, const batch_t *b, const bson_t *stored, fzi
   BSON_APPEND_UTF8(out, "id", id);
   if (prev_tag)
     BSON_APPEND_UTF8(out, "prevTag", prev_tag);
+  BSON_APPEND_INT64(out, MONGO_SEQ_FIELD, (int64_t)doc_seq(stored));
   BSON_APPEND_DOCUMENT(out, "doc", &doc);
   return true;
 }
@@ -1506,7 +1614,7 @@ static bool mongo_entity_put_batch_tagged(store_t *store, const char *user_id, f
                                           const bson_t *const *docs, const char *const *ids,
                                           size_t n, store_write_mode_t mode, const char *tag,
                                           store_write_result_t *result, fzip_error_t *error) {
-  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n, tag};
+  batch_t b = {(mstore_t *)store, fzip_kind_info(kind), user_id, docs, ids, n, tag, NULL};
   if (mode == STORE_WRITE_REPLACE && n > 0 && !stash_existing(&b, error))
     return false;
   return put_batch(&b, mode, result, error);
@@ -1571,10 +1679,12 @@ static bool undo_one(store_rollback_stats_t *stats, mstore_t *s, const fzip_kind
   bson_iter_t it;
   const uint8_t *data;
   uint32_t len;
+  uint64_t seq = 0;
   bool ok = false;
 
+  /* Either way a change: a fresh number, or a deletion record. */
   if (!id || !stash_key(key, user_id, tag, ki, id, error) ||
-      !entity_key(ekey, user_id, id, error))
+      !entity_key(ekey, user_id, id, error) || !seq_reserve(&seq, s, user_id, 1, error))
     goto done;
   BSON_APPEND_UTF8(&q, "_id", key);
   if (!find_one(&stash, s, MONGO_STASH, &q, error))
@@ -1582,7 +1692,8 @@ static bool undo_one(store_rollback_stats_t *stats, mstore_t *s, const fzip_kind
   bson_reinit(&q);
   BSON_APPEND_UTF8(&q, "_id", ekey);
   if (!stash) {
-    ok = delete_where(NULL, s, ki->name, &q, error);
+    ok = note_deletions(s, user_id, ki, &id, 1, seq, error) &&
+         delete_where(NULL, s, ki->name, &q, error);
     stats->deleted += ok;
     goto done;
   }
@@ -1592,7 +1703,7 @@ static bool undo_one(store_rollback_stats_t *stats, mstore_t *s, const fzip_kind
   }
   bson_iter_document(&it, &len, &data);
   bson_init_static(&prev, data, len);
-  if (!entity_wrap(&restored, ki, user_id, id, doc_utf8(stash, "prevTag"), &prev, error))
+  if (!entity_wrap(&restored, ki, user_id, id, doc_utf8(stash, "prevTag"), seq, &prev, error))
     goto done;
   ok = replace_one(s, ki->name, &q, &restored, error);
   bson_destroy(&restored);
@@ -1831,9 +1942,15 @@ static bool mongo_import_begin(store_t *store, const char *user_id, const char *
   retry_t r;
   bool ok;
 
-  if (!pending_key(key, user_id, tag, error) || !gen_write(s, user_id, true, error))
+  store_changes_mark_t counter = {0, 0};
+
+  /* beginSeq: the user's last number, which the mark stays at while the
+   * import is pending (its writes are numbered after it). */
+  if (!pending_key(key, user_id, tag, error) || !read_mark(&counter, s, user_id, error) ||
+      !gen_write(s, user_id, true, error))
     return false;
-  doc = BCON_NEW("_id", BCON_UTF8(key), "userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag));
+  doc = BCON_NEW("_id", BCON_UTF8(key), "userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag),
+                 "beginSeq", BCON_INT64((int64_t)counter.seq));
   conn_open(&c, s, MONGO_PENDING);
   retry_start(&r, s);
   do {
@@ -1926,7 +2043,8 @@ static bool mongo_snapshot_begin(store_t **view, store_t *store, const char *use
   v->base.read_only = true;
   v->is_view = true;
   snprintf(v->view_user, sizeof v->view_user, "%s", user_id);
-  if (!gen_read(v->view_gen, s, user_id, error)) {
+  /* The mark before the generation: the view's reads come after both. */
+  if (!read_mark(&v->view_mark, s, user_id, error) || !gen_read(v->view_gen, s, user_id, error)) {
     bson_free(v);
     return false;
   }
@@ -1948,23 +2066,200 @@ static bool mongo_snapshot_end(store_t *view, fzip_error_t *error) {
   return ok;
 }
 
+/* The ids that exist are numbered and recorded as deletions first
+ * (note_deletions), then deleted. */
 static bool mongo_entity_delete_many(uint64_t *deleted, store_t *store, const char *user_id,
                                      fzip_kind_t kind, const char *const *ids, size_t n,
                                      fzip_error_t *error) {
-  bson_t q;
-  bool ok = keys_filter(&q, user_id, ids, n, error) &&
-            delete_where(deleted, (mstore_t *)store, fzip_kind_info(kind)->name, &q, error);
+  mstore_t *s = (mstore_t *)store;
+  const fzip_kind_info_t *ki = fzip_kind_info(kind);
+  bool *exists = bson_malloc0(n * sizeof *exists);
+  const char **present = bson_malloc0(n * sizeof *present);
+  uint64_t first = 0;
+  size_t m = 0;
+  bson_t q = BSON_INITIALIZER;
+  bool ok = false;
+
+  if (!mongo_entity_exists_many(exists, store, user_id, kind, ids, n, error))
+    goto done;
+  for (size_t i = 0; i < n; i++) {
+    if (exists[i])
+      present[m++] = ids[i];
+  }
+  if (m == 0) {
+    if (deleted)
+      *deleted = 0;
+    ok = true;
+    goto done;
+  }
   bson_destroy(&q);
+  ok = seq_reserve(&first, s, user_id, m, error) &&
+       note_deletions(s, user_id, ki, present, m, first, error) &&
+       keys_filter(&q, user_id, present, m, error) &&
+       delete_where(deleted, s, ki->name, &q, error);
+done:
+  bson_destroy(&q);
+  bson_free(exists);
+  bson_free(present);
   return ok;
 }
 
+/* A wipe, when there is anything to delete: numbered and recorded (with the
+ * user's older deletion records dropped) before the documents go, so a
+ * failure in between makes the next increment refuse, never miss it. */
 static bool mongo_entity_delete_all(uint64_t *deleted, store_t *store, const char *user_id,
                                     fzip_kind_t kind, fzip_error_t *error) {
-  bson_t q = BSON_INITIALIZER;
-  bool ok;
-  BSON_APPEND_UTF8(&q, "userId", user_id);
-  ok = delete_where(deleted, (mstore_t *)store, fzip_kind_info(kind)->name, &q, error);
-  bson_destroy(&q);
+  mstore_t *s = (mstore_t *)store;
+  bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id));
+  bson_t *id = BCON_NEW("_id", BCON_UTF8(user_id));
+  bson_t *older = NULL, *set = NULL, *any = NULL;
+  uint64_t wipe = 0;
+  bool matched = false, ok = false;
+
+  if (deleted)
+    *deleted = 0;
+  if (!find_one(&any, s, fzip_kind_info(kind)->name, q, error))
+    goto done;
+  if (!any) {
+    ok = true;
+    goto done;
+  }
+  if (!seq_reserve(&wipe, s, user_id, 1, error))
+    goto done;
+  set = BCON_NEW("$set", "{", "wiped", BCON_INT64((int64_t)wipe), "}");
+  older = BCON_NEW("userId", BCON_UTF8(user_id), MONGO_SEQ_FIELD, "{", "$lt",
+                   BCON_INT64((int64_t)wipe), "}");
+  ok = update_one(&matched, s, MONGO_CHANGES, id, set, error) &&
+       delete_where(NULL, s, MONGO_DELETIONS, older, error) &&
+       delete_where(deleted, s, fzip_kind_info(kind)->name, q, error);
+done:
+  bson_destroy(any);
+  bson_destroy(q);
+  bson_destroy(id);
+  bson_destroy(older);
+  bson_destroy(set);
+  return ok;
+}
+
+/* ---- change tracking ----------------------------------------------------- */
+
+/* The counter first, then the pending set: an import that begins in
+ * between records a begin number >= the counter read, so none of its
+ * writes can fall at or below the mark. */
+static bool read_mark(store_changes_mark_t *out, mstore_t *s, const char *user_id,
+                      fzip_error_t *error) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(user_id));
+  bson_t *pq = BCON_NEW("userId", BCON_UTF8(user_id));
+  bson_t *sort = BCON_NEW("_id", BCON_INT32(1));
+  bson_t *counter = NULL, *page[MONGO_IMPORT_PAGE];
+  size_t got = 0;
+  bool ok = find_one(&counter, s, MONGO_CHANGES, q, error) &&
+            find_page(page, &got, s, MONGO_PENDING, pq, sort, error);
+
+  if (ok) {
+    out->seq = counter ? (uint64_t)reply_int(counter, MONGO_SEQ_FIELD) : 0;
+    out->wiped = counter ? (uint64_t)reply_int(counter, "wiped") : 0;
+    for (size_t i = 0; i < got; i++) {
+      uint64_t begin = (uint64_t)reply_int(page[i], "beginSeq");
+      if (begin < out->seq)
+        out->seq = begin;
+    }
+    free_page(page, got);
+  }
+  bson_destroy(counter);
+  bson_destroy(q);
+  bson_destroy(pq);
+  bson_destroy(sort);
+  return ok;
+}
+
+static bool mongo_changes_mark(store_changes_mark_t *out, store_t *store, const char *user_id,
+                               fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  if (s->is_view && strcmp(user_id, s->view_user) == 0) {
+    *out = s->view_mark;
+    return true;
+  }
+  return read_mark(out, s, user_id, error);
+}
+
+typedef struct {
+  const char *const *ids;
+  bool *keep; /* keep[i] false once ids[i] is live at a seq <= upto */
+  size_t n;
+  uint64_t upto;
+} rewritten_t;
+
+static void rewritten_restart(void *vctx) {
+  rewritten_t *r = vctx;
+  for (size_t i = 0; i < r->n; i++)
+    r->keep[i] = true;
+}
+
+static bool rewritten_visit(const bson_t *doc, void *vctx, fzip_error_t *error) {
+  rewritten_t *r = vctx;
+  const char *id = doc_utf8(doc, "id");
+  (void)error;
+  for (size_t i = 0; id && i < r->n; i++) {
+    if (strcmp(r->ids[i], id) == 0 && doc_seq(doc) <= r->upto)
+      r->keep[i] = false;
+  }
+  return true;
+}
+
+/* Deletion records of (user, kind) in _id order (= id order), a page at
+ * a time; each page's ids that are live at a seq <= upto are left out
+ * (written again, or the delete never happened). */
+static bool mongo_deletions_page(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
+                                 const char *user_id, fzip_kind_t kind, uint64_t after_seq,
+                                 uint64_t upto_seq, const char *after_id, size_t max,
+                                 fzip_error_t *error) {
+  mstore_t *s = (mstore_t *)store;
+  const fzip_kind_info_t *ki = fzip_kind_info(kind);
+  char from[MONGO_DELETION_KEY_MAX], prefix[MONGO_DELETION_KEY_MAX];
+  bson_t *page[MONGO_IMPORT_PAGE];
+  const char *pids[MONGO_IMPORT_PAGE];
+  bool keep[MONGO_IMPORT_PAGE];
+  bson_t *sort = BCON_NEW("_id", BCON_INT32(1));
+  size_t got = 0;
+  bool ok = deletion_key(prefix, user_id, ki, "", error);
+
+  *n = 0;
+  /* From the key after after_id, within the keys of (user, kind). */
+  if (ok)
+    ok = deletion_key(from, user_id, ki, after_id, error);
+  while (ok && *n < max) {
+    size_t len = strlen(prefix);
+    char end[MONGO_DELETION_KEY_MAX];
+    bson_t *q = NULL;
+    memcpy(end, prefix, len);
+    end[len] = '\x7f'; /* above every id character */
+    end[len + 1] = '\0';
+    q = BCON_NEW("_id", "{", "$gt", BCON_UTF8(from), "$lt", BCON_UTF8(end), "}",
+                 MONGO_SEQ_FIELD, "{", "$gt", BCON_INT64((int64_t)after_seq), "$lte",
+                 BCON_INT64((int64_t)upto_seq), "}");
+    ok = find_page(page, &got, s, MONGO_DELETIONS, q, sort, error);
+    bson_destroy(q);
+    if (!ok || got == 0)
+      break;
+    for (size_t i = 0; i < got; i++)
+      pids[i] = doc_utf8(page[i], "id") ? doc_utf8(page[i], "id") : "";
+    {
+      rewritten_t r = {pids, keep, got, upto_seq};
+      ok = find_ids(s, kind, user_id, pids, got,
+                    BCON_NEW("projection", "{", "id", BCON_INT32(1), MONGO_SEQ_FIELD,
+                             BCON_INT32(1), "}"),
+                    rewritten_restart, rewritten_visit, &r, "checking deleted entities",
+                    error);
+    }
+    for (size_t i = 0; ok && i < got && *n < max; i++) {
+      if (keep[i])
+        snprintf(ids[(*n)++], FZIP_ID_MAX + 1, "%s", pids[i]);
+      snprintf(from, sizeof from, "%s", doc_utf8(page[i], "_id") ? doc_utf8(page[i], "_id") : "");
+    }
+    free_page(page, got);
+  }
+  bson_destroy(sort);
   return ok;
 }
 
@@ -3125,6 +3420,8 @@ static const store_vtable_t mongo_vtable = {
     .import_end = mongo_import_end,
     .import_pending = mongo_import_pending,
     .stash_get = mongo_stash_get,
+    .changes_mark = mongo_changes_mark,
+    .deletions_page = mongo_deletions_page,
     .import_marks = mongo_import_marks,
     .import_lost = mongo_import_lost,
     .snapshot_begin = mongo_snapshot_begin,
