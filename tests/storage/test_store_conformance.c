@@ -2483,6 +2483,57 @@ static void test_snapshot_view_reads_its_own_mark(void) {
   store_destroy(s);
 }
 
+/* SQLite only (its plan changes past SQ_CHANGED_SPARSE_MAX = 16384 changed
+ * documents): a changed_after cursor lists exactly the changed ids, in id
+ * order, with few and with many changed. */
+#define DENSE_DOCS 17000
+static void test_sqlite_changed_after_with_few_and_many_changed(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  bson_t *docs[STORE_BATCH_MAX];
+  uint64_t m0, count = 0;
+  const fzip_kind_t C = FZIP_KIND_CATEGORY;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return;
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  /* Written in descending id order, so numbers and ids run opposite ways. */
+  for (int b = 0; b < DENSE_DOCS / STORE_BATCH_MAX + 1; b++) {
+    size_t n = 0;
+    for (int i = b * STORE_BATCH_MAX; i < DENSE_DOCS && n < STORE_BATCH_MAX; i++) {
+      char id[16];
+      snprintf(id, sizeof id, "d%05d", DENSE_DOCS - 1 - i);
+      docs[n++] = make_doc(C, id, NULL, 0, "v0");
+    }
+    CHECK_OK(put_docs(s, user, C, docs, n, STORE_WRITE_INSERT, NULL, &err), err);
+    free_docs(docs, n);
+  }
+  m0 = mark_seq(s, user);
+  for (int round = 0; round < 2; round++) {
+    /* Few: the last 300 written (ids d00000..d00299); many: all but 10. */
+    uint64_t after = round == 0 ? m0 - 300 : 10;
+    int first = 0, want = round == 0 ? 300 : DENSE_DOCS - 10, n = 0;
+    store_filter_t f = {.changed_after = after};
+    store_cursor_t *cur = NULL;
+    const bson_t *doc = NULL;
+    CHECK_OK(store_cursor_new(&cur, s, user, C, &f, &err), err);
+    while (store_cursor_next(cur, &doc, &err)) {
+      char id[16];
+      snprintf(id, sizeof id, "d%05d", first + n++);
+      if (strcmp(doc_id(doc, C), id) != 0)
+        break;
+    }
+    store_cursor_destroy(cur);
+    CHECK(!fzip_error_is_set(&err));
+    CHECK(n == want);
+    CHECK_OK(store_entity_count(&count, s, user, C, &f, &err), err);
+    CHECK(count == (uint64_t)want);
+  }
+  store_destroy(s);
+}
+
 /* SQLite only: a file from before change tracking opens, its documents and
  * stash entries numbered 0, its pending import begun at 0. */
 static void test_sqlite_store_from_before_change_tracking_migrates(void) {
@@ -2835,6 +2886,7 @@ int main(int argc, char **argv) {
   RUN(test_mark_stays_before_a_pending_import_until_its_flip);
   RUN(test_rollback_and_undo_are_numbered_changes);
   RUN(test_snapshot_view_reads_its_own_mark);
+  RUN(test_sqlite_changed_after_with_few_and_many_changed);
   RUN(test_sqlite_store_from_before_change_tracking_migrates);
   RUN(test_sqlite_full_store_rollback_succeeds);
   RUN(test_sqlite_full_blob_write_counts_a_fault);
