@@ -368,9 +368,16 @@ static void handle(schedule_run_t *r, store_job_t *rec, int64_t now) {
     fzip_error_clear(&res.error);
     if (res.retention_done)
       s.pending[0] = '\0';
-    if (!create_run_export(&res, r, &s, &res.error))
+    if (!create_run_export(&res, r, &s, &res.error)) {
+      if (res.error.code == FZIP_ERR_UNAVAILABLE) {
+        /* The store went away: not this run's failure.  Its lease lapses
+         * and the run is tried again (same request_id). */
+        err = res.error;
+        goto failed;
+      }
       fzip_log(FZIP_LOG_WARN, "schedule", "scheduled export not created", "schedule",
                s.rec->job_id, "user", s.rec->user_id, "error", res.error.message, NULL);
+    }
   }
   if (!save_result(r, &s, &res, now, &err))
     goto failed;

@@ -402,6 +402,25 @@ done:
 
 /* ---- DeleteSchedule, ApplyRetention --------------------------------------- */
 
+/* Pauses the stored schedule (version-checked, re-read on a conflict), so
+ * that the scheduler takes it no more: no run and no retention of its own
+ * races the release of its exports that follows. */
+static bool stop_runs(schedule_rec_t *s, rpc_ctx_t *ctx, const char *id, fzip_error_t *error) {
+  for (int attempt = 0;; attempt++) {
+    if (s->msg->spec)
+      s->msg->spec->paused = true;
+    if (schedule_rec_plan(s, 0, error) && schedule_rec_pack(s, error) &&
+        store_job_update(svc_of(ctx)->store, s->rec, NULL, error))
+      return true;
+    if (error->code != FZIP_ERR_ABORTED || attempt + 1 >= JOB_UPDATE_RETRIES)
+      return false;
+    fzip_error_clear(error);
+    schedule_rec_fini(s);
+    if (!load(s, ctx, id, error))
+      return false;
+  }
+}
+
 static bool delete_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
                             fzip_error_t *error) {
   svc_schedule_t *svc = svc_of(ctx);
@@ -413,10 +432,13 @@ static bool delete_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
 
   if (!load(&s, ctx, req->schedule_id, error))
     return false;
-  /* The schedule goes first: no run starts after its exports are let go. */
-  if (!store_job_delete(svc->store, STORE_JOB_SCHEDULE, s.rec->user_id, s.rec->job_id, error) ||
+  /* Paused, then its exports let go, then deleted: a failure on the way
+   * leaves a schedule the user can delete again, never kept exports
+   * that no schedule would ever release. */
+  if (!stop_runs(&s, ctx, req->schedule_id, error) ||
       !retention_release(&changed, svc->store, s.rec->user_id, s.rec->job_id,
-                         req->delete_packages, fzip_now_ms() + svc->opts.export_ttl_ms, error))
+                         req->delete_packages, fzip_now_ms() + svc->opts.export_ttl_ms, error) ||
+      !store_job_delete(svc->store, STORE_JOB_SCHEDULE, s.rec->user_id, s.rec->job_id, error))
     goto done;
   fzip_log(FZIP_LOG_INFO, "schedule", "schedule deleted", "schedule", s.rec->job_id, "user",
            s.rec->user_id, "exports", req->delete_packages ? "deleted" : "released", NULL);

@@ -9,9 +9,10 @@ for: a due schedule runs exactly once with two replicas on one store;
 missed runs are caught up once after a restart (missed_runs counts the
 rest); a paused schedule never runs; update is version-checked; a bad cron
 or time zone is INVALID_ARGUMENT naming the field (BadRequest); the
-per-user limit; another user's schedule is invisible; full_every=3 makes
-complete, incremental, incremental, complete; retention runs after a run
-(keep_last); delete leaves the packages to the normal expiry or, with
+per-user limit; another user's schedule is invisible; CreateSchedule's
+request_id; full_every=3 makes complete, incremental, incremental,
+complete; ApplyRetention's dry run lists only, and retention runs after a
+run (keep_last); delete leaves the packages to the normal expiry or, with
 delete_packages, deletes them; `fzip schedule ...`.
 """
 import json
@@ -239,6 +240,16 @@ def test_per_user_limit_and_other_users(srv, clock):
     s.create(cron="@daily")  # room again
     for x in s.list():
         s.delete(x.schedule_id)
+    # request_id: a retried create returns the same schedule; other
+    # parameters under the same key are refused.
+    req = spb.CreateScheduleRequest(spec=spb.ScheduleSpec(cron="@weekly"), request_id="rid-1")
+    one = s.stub.CreateSchedule(req, metadata=s.md).schedule
+    two = s.stub.CreateSchedule(req, metadata=s.md).schedule
+    check(one.schedule_id == two.schedule_id and len(s.list()) == 1, "request_id replay")
+    req.spec.cron = "@daily"
+    e = rpc_code(lambda: s.stub.CreateSchedule(req, metadata=s.md))
+    check(e.code() == grpc.StatusCode.ALREADY_EXISTS, "reused request_id: %s" % e.code())
+    s.delete(one.schedule_id)
 
 
 def run_once(s, clock, sid, runs):
@@ -270,6 +281,14 @@ def test_retention_after_runs_and_delete(srv, clock):
     sch = s.create(cron="@hourly", retention=spb.RetentionPolicy(keep_last=1))
     first = run_once(s, clock, sch.schedule_id, 1)
     second = run_once(s, clock, sch.schedule_id, 2)
+    # A dry run only lists (the scheduler may already have applied it).
+    dry = s.stub.ApplyRetention(spb.ApplyRetentionRequest(schedule_id=sch.schedule_id,
+                                                          dry_run=True), metadata=s.md)
+    by_id = {d.export_id: d for d in dry.decisions}
+    check(dry.deleted == 0 and by_id[second.export_id].keep and
+          list(by_id[second.export_id].reasons) == ["last"] and
+          all(not d.keep for i, d in by_id.items() if i != second.export_id),
+          "dry run: %r" % dry)
     # The scheduler comes back for the ended export's retention.
     clock.set(clock.offset + 11 * 1000)
 
