@@ -539,6 +539,8 @@ static bool release_one(void *arg, store_job_t *rec, export_job_t *job, fzip_err
   if (strcmp(job->schedule_id, r->schedule_id) != 0)
     return true;
   if (r->delete_packages) {
+    if (rec->runnable) /* a run still making it: it keeps the normal expiry */
+      return true;
     done = job_delete(r->store, &export_job_kind, rec, error);
     if (!done && error->code != FZIP_ERR_NOT_FOUND)
       return false;

@@ -72,8 +72,10 @@ bool retention_decide(retention_item_t *items, size_t n, const Fzip__V1__Retenti
                       const fzip_tz_t *tz, fzip_error_t *error);
 
 /* Applies `policy` (time zone `time_zone`, "" UTC) to the COMPLETED
- * exports of `user_id` whose schedule_id is `schedule_id`, as of `now_ms`;
- * with `dry_run` only decides.  *out (allocated with `alloc`, NULL: the
+ * exports of `user_id` whose schedule_id is `schedule_id`; with `dry_run`
+ * only decides.  `now_ms` stamps the records' updated_at (the expiry guard
+ * reads the wall clock, as the reaper does, whatever clock the caller
+ * runs on).  *out (allocated with `alloc`, NULL: the
  * system allocator; the caller frees it with
  * protobuf_c_message_free_unpacked(*out, alloc)) lists every decision,
  * newest first, and the counts.  Kept exports are saved version-checked,
