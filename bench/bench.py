@@ -13,7 +13,8 @@ only starts them and reads their one-line JSON.
 Phases per store and size:
   seed, export (CreateExport -> COMPLETED), download (DownloadExport),
   incremental (fzipd seed --mutate 1, then an increment on that export),
-  export floor, blob-read floor, tcp floor, upload (UploadImport),
+  export floors (single-thread and two-core), blob-read floor, tcp floor,
+  upload (UploadImport),
   blob-write floor, validate-only, import fail_on_conflict into an empty
   user, import overwrite into the full user, import floor, and on MongoDB
   mongodump/mongorestore when their binaries are given.
@@ -294,6 +295,8 @@ class Bench:
         row["export_floor"] = ef = self.standalone(
             [self.floor, "export", store_uri, user, pkg], "export floor")
         row["json_bytes"] = ef.get("json_bytes")
+        if ef.get("measured") and "floor2_s" not in ef:
+            self.errors.append("export floor: no two-core floor (floor2_s)")
         row["blob_read_floor"] = self.standalone(
             [self.floor, "blob-read", store_uri, "export-" + ex["export_id"]], "blob-read floor")
         row["tcp_floor"] = self.standalone([self.tcp, pkg], "tcp floor")

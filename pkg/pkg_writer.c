@@ -3,14 +3,17 @@
  *
  * A write runs in four steps, each leaving files in a private temporary
  * directory: (1) every included kind is streamed from its cursor through
- * pkg_json into its own temporary file, hashed on the way; (2) each
- * transaction file's bytes are copied from the source into another;
- * (3) the manifest is composed as a BSON document (counts, checksums,
- * external references) and written the same way; (4) only then is the zip
- * opened and the temporaries added in the fixed order of FORMAT.md, with
- * manifest.json first, fixed DOS times, fixed attributes and one
- * compression level, and libzip writes the package in zip_close.  Doing
- * all hashing before the zip exists is what lets the manifest come first.
+ * pkg_json into its own temporary file, hashed on the way and deflated
+ * (pkg_deflate: the writer's thread fills blocks, the pool's threads
+ * compress them meanwhile); (2) each transaction file's bytes are copied
+ * from the source into another the same way; (3) the manifest is composed
+ * as a BSON document (counts, checksums, external references) and written
+ * the same way; (4) only then is the zip opened and the temporaries added
+ * in the fixed order of FORMAT.md, with manifest.json first, fixed DOS
+ * times and fixed attributes, and libzip writes the package in zip_close,
+ * copying each entry's deflated bytes as they are (raw_source_cb).  Doing
+ * all hashing before the zip exists is what lets the manifest come first;
+ * deflating on the way is what keeps the uncompressed bytes off the disk.
  */
 #include "pkg_writer.h"
 #include "pkg_limits.h"
@@ -293,6 +296,7 @@ typedef struct {
   entry_t manifest; /* size, crc32, comp_size of manifest.json (no name, no sha256) */
   pkg_deflate_t *deflate;     /* the entry being written (data, file, manifest) */
   pkg_deflate_t *csv_deflate; /* the csv/ entry written beside a data entry */
+  bool hash_package; /* read the package back for res's size and sha256 (not when streamed) */
 } build_t;
 
 /* Reports progress at most every PKG_PROGRESS_EVERY_* and polls for
@@ -1304,7 +1308,7 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
     return false;
   if (!write_manifest(b, error) || !write_zip(b, out_path, error))
     return false;
-  if (!hash_file(&b->res, out_path, error))
+  if (b->hash_package && !hash_file(&b->res, out_path, error))
     return false;
   set_phase(b, PKG_PHASE_DONE, NULL);
   return tick(b, true, error);
@@ -1348,9 +1352,12 @@ static bool build_consistent(build_t *b, const char *out_path, fzip_error_t *err
   }
 }
 
-bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
-                    const pkg_selection_t *selection, const pkg_options_t *options,
-                    const char *path, fzip_error_t *error) {
+/* pkg_write_file; without `hash`, *result's package_size and
+ * package_sha256 are left for the caller (pkg_write_stream hashes the
+ * bytes on their way to the sink instead of reading them once more). */
+static bool write_package(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
+                          const pkg_selection_t *selection, const pkg_options_t *options,
+                          const char *path, bool hash, fzip_error_t *error) {
   static const pkg_options_t no_options;
   build_t *b = calloc(1, sizeof *b);
   pkg_deflate_pool_t *pool = NULL;
@@ -1358,6 +1365,7 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
 
   if (!b)
     return oom(error);
+  b->hash_package = hash;
   b->source = source;
   b->user_id = user_id;
   b->sel = selection;
@@ -1382,17 +1390,25 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
   return ok;
 }
 
-/* Streams the finished package to the sink, polling for cancel. */
-static bool stream(const char *path, const pkg_options_t *opt, pkg_sink_fn sink, void *sink_ctx,
-                   const char *sink_name, fzip_error_t *error) {
+bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
+                    const pkg_selection_t *selection, const pkg_options_t *options,
+                    const char *path, fzip_error_t *error) {
+  return write_package(result, source, user_id, selection, options, path, true, error);
+}
+
+/* Streams the finished package to the sink, polling for cancel, and
+ * sets res's size and sha256 from the bytes it sent. */
+static bool stream(pkg_result_t *res, const char *path, const pkg_options_t *opt,
+                   pkg_sink_fn sink, void *sink_ctx, const char *sink_name, fzip_error_t *error) {
   pkg_progress_t prog = {.phase = PKG_PHASE_UPLOADING, .entry = sink_name};
   FILE *f = fopen(path, "rb");
   char *buf = malloc(PKG_COPY_CHUNK);
+  fzip_sha256_t *h = fzip_sha256_new();
   uint64_t next = 0;
   size_t n;
   bool ok = false;
 
-  if (!f || !buf) {
+  if (!f || !buf || !h) {
     if (!f)
       sys_error(error, "opening", path);
     else
@@ -1400,6 +1416,7 @@ static bool stream(const char *path, const pkg_options_t *opt, pkg_sink_fn sink,
     goto done;
   }
   while ((n = fread(buf, 1, PKG_COPY_CHUNK, f)) > 0) {
+    fzip_sha256_update(h, buf, n);
     if (!sink(sink_ctx, buf, n, error))
       goto done;
     prog.bytes_done += n;
@@ -1417,11 +1434,14 @@ static bool stream(const char *path, const pkg_options_t *opt, pkg_sink_fn sink,
     sys_error(error, "reading", path);
     goto done;
   }
+  res->package_size = prog.bytes_done;
+  fzip_sha256_final_hex(h, res->package_sha256);
   ok = true;
 done:
   if (f)
     fclose(f);
   free(buf);
+  fzip_sha256_destroy(h);
   return ok;
 }
 
@@ -1442,9 +1462,9 @@ bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const ch
   if ((fd = mkstemp(path)) < 0)
     return sys_error(error, "creating", path);
   close(fd);
-  if (!pkg_write_file(&res, source, user_id, selection, opt, path, error))
+  if (!write_package(&res, source, user_id, selection, opt, path, false, error))
     goto done;
-  if (!stream(path, opt, sink, sink_ctx, sink_name, error))
+  if (!stream(&res, path, opt, sink, sink_ctx, sink_name, error))
     goto done;
   if (result)
     *result = res;

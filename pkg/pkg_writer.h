@@ -11,9 +11,11 @@
  * store-backed source, with its consistent snapshot and the blob sink,
  * is export/export_source.h.
  * Memory stays bounded whatever the data size: each kind is streamed from
- * a source cursor through pkg_json into a temporary file (hashing as it
- * goes), each file's bytes are streamed from the source into another,
- * and libzip compresses those temporaries into the package at the end.
+ * a source cursor through pkg_json, hashed, and deflated on the way
+ * (pkg_deflate.h: blocks compressed in parallel on all cores) into a
+ * temporary file; each file's bytes go the same way into another; at the
+ * end libzip assembles the package from those already-deflated bytes,
+ * copied as they are.
  * The only things held in memory are the ids of the kinds others refer to
  * (accounts, categories, file maps, transaction files) to work out
  * external references, and the list of files to copy; both are capped.
@@ -25,7 +27,8 @@
  * (polled as often), and finally the pkg_result_t says what was written.
  *
  * Determinism: with options->export_timestamp_ms pinned, the same data
- * gives a byte-identical package (same libzip/zlib build); data entries and
+ * gives a byte-identical package (same libzip/zlib build and
+ * PKG_DEFLATE_BLOCK, whatever options->compress_threads); data entries and
  * their checksums are identical whatever the timestamp.
  */
 #ifndef PKG_WRITER_H
@@ -244,7 +247,8 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
 /* Writes the package to a temporary file, then streams it to `sink` in
  * PKG_COPY_CHUNK pieces (phase PKG_PHASE_UPLOADING, progress entry
  * `sink_name`, polling for cancel).  The sink has had every byte when this
- * returns true; *result (may be NULL) has the package's size and sha256
+ * returns true; *result (may be NULL) has the size and sha256 of the bytes
+ * handed to the sink (hashed on their way, the file is not read twice)
  * for the sink's owner to check what it received against. */
 bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                       const pkg_selection_t *selection, const pkg_options_t *options,
