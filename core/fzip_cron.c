@@ -209,33 +209,18 @@ bool fzip_cron_parse(fzip_cron_t *out, const char *spec, fzip_error_t *error) {
 
 /* ---- calendar arithmetic (proleptic Gregorian, no zone) ---------------- */
 
-/* Days since 1970-01-01 of y-m-d (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int64_t y, int m) {
-  static const int DAYS[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return m == 2 && leap ? 29 : DAYS[m - 1];
-}
-
 typedef struct {
   int64_t y;
   int mon, day, hour, min; /* mon 1-12, day 1-31 */
 } wall_t;
 
 static int64_t wall_seconds(const wall_t *w) {
-  return days_from_civil(w->y, w->mon, w->day) * DAY_S + w->hour * 3600 + w->min * MINUTE_S;
+  return fzip_tz_days_from_civil(w->y, w->mon, w->day) * DAY_S + w->hour * 3600 +
+         w->min * MINUTE_S;
 }
 
 static bool day_matches(const fzip_cron_t *c, const wall_t *w) {
-  int64_t days = days_from_civil(w->y, w->mon, w->day);
+  int64_t days = fzip_tz_days_from_civil(w->y, w->mon, w->day);
   int wday = (int)(((days % 7) + 11) % 7); /* 1970-01-01 was a Thursday (4) */
   bool md = (c->mdays >> w->day) & 1, wd = (c->wdays >> wday) & 1;
   if (!c->mday_star && !c->wday_star)
@@ -253,7 +238,7 @@ static void wall_normalise(wall_t *w) {
     w->hour = 0;
     w->day++;
   }
-  if (w->day > days_in_month(w->y, w->mon)) {
+  if (w->day > fzip_tz_month_days(w->y, w->mon)) {
     w->day = 1;
     w->mon++;
   }

@@ -68,9 +68,11 @@ struct fzip_tz {
 
 /* ---- civil dates ------------------------------------------------------ */
 
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+static int64_t floor_div(int64_t a, int64_t b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
 
-static int64_t days_from_civil(int64_t y, int m, int d) {
+int64_t fzip_tz_days_from_civil(int64_t y, int m, int d) {
   y -= m <= 2;
   int64_t era = (y >= 0 ? y : y - 399) / 400;
   int64_t yoe = y - era * 400;
@@ -79,7 +81,7 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
   return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+void fzip_tz_civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
   z += 719468;
   int64_t era = (z >= 0 ? z : z - 146096) / 146097;
   int64_t doe = z - era * 146097;
@@ -93,7 +95,7 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
 
 static bool is_leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
-static int month_days(int64_t y, int m) {
+int fzip_tz_month_days(int64_t y, int m) {
   static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   return days[m - 1] + (m == 2 && is_leap(y));
 }
@@ -104,15 +106,15 @@ static int weekday_of(int64_t days) { return (int)(((days % 7) + 11) % 7); } /* 
 
 /* Local midnight of the rule date in year y, as days since the epoch. */
 static int64_t rule_day(const tz_date_t *r, int64_t y) {
-  int64_t jan1 = days_from_civil(y, 1, 1);
+  int64_t jan1 = fzip_tz_days_from_civil(y, 1, 1);
 
   if (r->kind == 'J')
     return jan1 + r->n - 1 + (is_leap(y) && r->n >= 60);
   if (r->kind == 'N')
     return jan1 + r->n;
-  int64_t first = days_from_civil(y, r->m, 1);
+  int64_t first = fzip_tz_days_from_civil(y, r->m, 1);
   int day = 1 + (r->d - weekday_of(first) + 7) % 7 + 7 * (r->w - 1);
-  while (day > month_days(y, r->m))
+  while (day > fzip_tz_month_days(y, r->m))
     day -= 7;
   return first + day - 1;
 }
@@ -123,7 +125,7 @@ static bool rule_is_dst(const tz_rule_t *r, int64_t t) {
 
   if (!r->has_dst)
     return false;
-  civil_from_days(floor_div(t + r->std_off, SECS_PER_DAY), &y, &m, &d);
+  fzip_tz_civil_from_days(floor_div(t + r->std_off, SECS_PER_DAY), &y, &m, &d);
   int64_t start = rule_day(&r->start, y) * SECS_PER_DAY + r->start.time - r->std_off;
   int64_t end = rule_day(&r->end, y) * SECS_PER_DAY + r->end.time - r->dst_off;
   if (start < end)
@@ -484,7 +486,7 @@ void fzip_tz_local(const fzip_tz_t *tz, int64_t utc_s, struct tm *local, int32_t
   secs = utc_s + ty.off;
   days = floor_div(secs, SECS_PER_DAY);
   secs -= days * SECS_PER_DAY;
-  civil_from_days(days, &y, &m, &d);
+  fzip_tz_civil_from_days(days, &y, &m, &d);
   memset(local, 0, sizeof *local);
   local->tm_year = (int)(y - 1900);
   local->tm_mon = m - 1;
@@ -493,7 +495,7 @@ void fzip_tz_local(const fzip_tz_t *tz, int64_t utc_s, struct tm *local, int32_t
   local->tm_min = (int)(secs / 60 % 60);
   local->tm_sec = (int)(secs % 60);
   local->tm_wday = weekday_of(days);
-  local->tm_yday = (int)(days - days_from_civil(y, 1, 1));
+  local->tm_yday = (int)(days - fzip_tz_days_from_civil(y, 1, 1));
   local->tm_isdst = ty.dst;
   if (utc_offset_s)
     *utc_offset_s = ty.off;
@@ -521,7 +523,7 @@ bool fzip_tz_utc(int64_t *utc_s, const fzip_tz_t *tz, const struct tm *local,
   if (y < -YEAR_LIMIT || y > YEAR_LIMIT)
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
                           "local time out of range (year %lld)", (long long)y);
-  int64_t ls = (days_from_civil(y, mon, 1) + local->tm_mday - 1) * SECS_PER_DAY +
+  int64_t ls = (fzip_tz_days_from_civil(y, mon, 1) + local->tm_mday - 1) * SECS_PER_DAY +
                (int64_t)local->tm_hour * SECS_PER_HOUR + (int64_t)local->tm_min * 60 +
                local->tm_sec;
   int32_t ob = type_at(tz, ls - LOCAL_SPAN_S).off;

@@ -62,4 +62,12 @@ void fzip_tz_local(const fzip_tz_t *tz, int64_t utc_s, struct tm *local, int32_t
  * years -100000..100000. */
 bool fzip_tz_utc(int64_t *utc_s, const fzip_tz_t *tz, const struct tm *local, fzip_error_t *error);
 
+/* Proleptic Gregorian calendar arithmetic, no zone (H. Hinnant's
+ * algorithms), for callers that step through civil dates (fzip_cron):
+ * days since 1970-01-01 of y-m-d (m 1-12, d 1-31), its inverse, and the
+ * days of a month. */
+int64_t fzip_tz_days_from_civil(int64_t y, int m, int d);
+void fzip_tz_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+int fzip_tz_month_days(int64_t y, int m);
+
 #endif
