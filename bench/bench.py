@@ -7,15 +7,16 @@ peak RSS (VmHWM, reset before each phase by writing "5" to clear_refs)
 and CPU time (utime + stime from /proc/PID/stat).  The timed work is done
 by the C programs beside this file -- bench_client (gRPC, on
 client/rpc_client.h), bench_floor (the store/zlib/sha256 floor on the
-same data) and bench_tcp (raw loopback copy) -- never by Python, which
+same data), bench_tcp (raw loopback copy) and bench_grpc_floor (raw gRPC
+C-core streaming, both directions) -- never by Python, which
 only starts them and reads their one-line JSON.
 
 Phases per store and size:
   seed, export (CreateExport -> COMPLETED), download (DownloadExport),
   incremental (fzipd seed --mutate 1, then an increment on that export),
   export floors (single-thread and two-core), blob-read floor, tcp floor,
-  upload (UploadImport),
-  blob-write floor, validate-only, import fail_on_conflict into an empty
+  gRPC download floor, upload
+  (UploadImport), blob-write floor, gRPC upload floor, validate-only, import fail_on_conflict into an empty
   user, import overwrite into the full user, import floor, and on MongoDB
   mongodump/mongorestore when their binaries are given.
 
@@ -205,6 +206,7 @@ class Bench:
         self.client = os.path.join(b, "bench", "bench_client")
         self.floor = os.path.join(b, "bench", "bench_floor")
         self.tcp = os.path.join(b, "bench", "bench_tcp")
+        self.grpc_floor = os.path.join(b, "bench", "bench_grpc_floor")
         self.errors = []
         self.phase_timeout = args.phase_timeout
 
@@ -300,6 +302,10 @@ class Bench:
         row["blob_read_floor"] = self.standalone(
             [self.floor, "blob-read", store_uri, "export-" + ex["export_id"]], "blob-read floor")
         row["tcp_floor"] = self.standalone([self.tcp, pkg], "tcp floor")
+        # The ceiling of any gRPC service here: the same bytes, the same
+        # message size, raw C core, right after fzip's own transfer.
+        row["grpc_download_floor"] = self.standalone([self.grpc_floor, "download", pkg],
+                                                     "grpc download floor")
 
         self.log("upload")
         row["upload"] = up = self.phase(srv, c + [rtok, "upload", pkg])
@@ -308,6 +314,8 @@ class Bench:
             return
         row["blob_write_floor"] = self.standalone(
             [self.floor, "blob-write", store_uri, pkg], "blob-write floor")
+        row["grpc_upload_floor"] = self.standalone([self.grpc_floor, "upload", pkg],
+                                                   "grpc upload floor")
 
         # Each import job gets its own upload: a job that ran is not started again.
         self.log("validate-only")

@@ -8,10 +8,11 @@
  * plumbing: they are plain functions called on a bounded worker pool (never
  * on a CQ thread), and may block on the store.  See docs/GRPC.md.
  *
- * Flow control: a server-streaming handler's `next` is called again only
- * after the previous message was sent, and a client-streaming handler's
- * `recv` must return before the next message is read; so a call never has
- * more than one message in flight and a slow peer costs one message.
+ * Flow control: a server-streaming handler's `next` is called for the
+ * next message while the previous one is being sent, and a stream's next
+ * request message is read while `recv` handles the previous one (docs/GRPC.md
+ * "Flow control"): one message ahead each way, never more, so a slow peer
+ * costs two messages.  Steps of one call never run concurrently.
  *
  * Memory: build response messages (and every string/array they point to)
  * with rpc_ctx_alloc / rpc_ctx_strdup: a call-scoped arena with a hard

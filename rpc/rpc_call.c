@@ -121,6 +121,17 @@ struct rpc_call {
   grpc_slice details_bin;
   bool details_bin_set;
 
+  /* Read-ahead and write-behind (CQ thread only): a streaming call's
+   * worker step may run while its send or receive is in flight, so that
+   * reading the next chunk (store, disk) overlaps moving the last one
+   * (network); at most one message is produced ahead and one read ahead,
+   * which keeps a slow peer's cost to two messages per call. */
+  bool work_busy;               /* a handler step is queued or running */
+  bool send_busy;               /* a SEND_MESSAGE batch is in flight */
+  bool recv_busy;               /* a RECV_MESSAGE batch is in flight */
+  bool half_closed;             /* the client half-closed (its NULL message was read) */
+  grpc_byte_buffer *pending_in; /* a message read ahead, for the next recv step */
+
   /* Handler side, touched by one worker at a time. */
   rpc_task_t task;
   rpc_ctx_t ctx;
@@ -168,6 +179,7 @@ static void call_free(rpc_call_t *c) {
   grpc_byte_buffer_destroy(c->send_buf);
   grpc_byte_buffer_destroy(c->in_msg);
   grpc_byte_buffer_destroy(c->out_msg);
+  grpc_byte_buffer_destroy(c->pending_in);
   if (c->status_details_set)
     grpc_slice_unref(c->status_details);
   if (c->details_bin_set)
@@ -658,41 +670,104 @@ static void call_fail(rpc_call_t *c, fzip_code_t code, const char *message) {
   call_send_status(c);
 }
 
+/* Queues a handler step; the call was admitted, so the pool takes it. */
+static void call_submit(rpc_call_t *c, rpc_task_fn fn, const char *why) {
+  c->work_busy = true;
+  call_set_state(c, CALL_WORKING, why);
+  rpc_pool_submit_always(c->server->pool, &c->task, fn);
+}
+
+static void call_advance(rpc_call_t *c);
+
 /* The call ended from outside (client cancel, deadline, server shutdown,
  * failed batch): run close on the pool if the handler was entered, then
- * send a status nobody may hear, to end the call the one regular way. */
+ * send a status nobody may hear, to end the call the one regular way.
+ * Only while no handler step is in flight (call_advance sees to it). */
 static void call_abort(rpc_call_t *c, const char *why) {
   atomic_store(&c->cancelled, true);
+  if (c->work_busy)
+    return; /* the step's completion comes back through call_advance */
   grpc_byte_buffer_destroy(c->out_msg);
   c->out_msg = NULL;
   set_cancel_error(c, why);
+  c->result = RES_END;
   if (c->handler_entered && !c->closed) {
-    call_set_state(c, CALL_WORKING, why);
-    rpc_pool_submit_always(c->server->pool, &c->task, task_close);
+    call_submit(c, task_close, why);
     return;
   }
-  call_send_status(c);
+  call_advance(c);
 }
 
-static void call_start_recv(rpc_call_t *c) {
+static bool call_start_recv(rpc_call_t *c) {
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_MESSAGE;
   op.data.recv_message.recv_message = &c->recv_buf;
-  call_set_state(c, CALL_RECEIVING, "reading a message");
-  if (!call_start_batch(c, &op, 1, EV_RECV))
-    call_abort(c, "cannot read");
+  if (!c->work_busy)
+    call_set_state(c, CALL_RECEIVING, "reading a message");
+  c->recv_busy = true;
+  if (call_start_batch(c, &op, 1, EV_RECV))
+    return true;
+  c->recv_busy = false;
+  call_abort(c, "cannot read");
+  return false;
 }
 
 /* A handler's message (RES_MESSAGE: out_msg is set). */
-static void call_send_message(rpc_call_t *c) {
+static bool call_send_message(rpc_call_t *c) {
   grpc_op ops[SEND_BATCH_OPS_MAX];
   size_t n;
   memset(ops, 0, sizeof ops);
   n = add_send_ops(c, ops);
   call_set_state(c, CALL_SENDING, "sending a message");
-  if (!call_start_batch(c, ops, n, EV_SEND))
-    call_abort(c, "cannot send");
+  c->send_busy = true;
+  if (call_start_batch(c, ops, n, EV_SEND))
+    return true;
+  c->send_busy = false;
+  call_abort(c, "cannot send");
+  return false;
+}
+
+static bool streams_in(const rpc_call_t *c) {
+  return c->method->kind == RPC_CLIENT_STREAMING || c->method->kind == RPC_BIDI_ONE_REPLY;
+}
+
+/* Acts on the last handler step's result once nothing it needs is in
+ * flight; called after every completion.  A server-streaming call asks
+ * for its next message as soon as the previous one is being sent, and a
+ * call that reads a stream reads its next message while the previous one
+ * is handled: one message ahead each way, never more (rpc.h). */
+static void call_advance(rpc_call_t *c) {
+  if (c->work_busy || c->state == CALL_FINISHING || c->state == CALL_DONE)
+    return;
+  if (c->result == RES_END) {
+    if (!c->send_busy)
+      call_send_status(c); /* a read still in flight ends with the call */
+    return;
+  }
+  if (atomic_load(&c->cancelled) || atomic_load(&c->server->cancelling)) {
+    call_abort(c, "call cancelled");
+    return;
+  }
+  if (c->result == RES_MESSAGE) {
+    if (c->send_busy || !call_send_message(c))
+      return;
+    if (c->method->kind == RPC_SERVER_STREAMING) {
+      call_submit(c, task_next, "producing the next message");
+      return;
+    }
+    c->result = RES_CONTINUE; /* a bidi reply is on its way: read on */
+  }
+  if (c->pending_in) {
+    c->in_msg = c->pending_in;
+    c->pending_in = NULL;
+    call_submit(c, task_recv, "message received");
+  } else if (c->half_closed) {
+    call_submit(c, task_finish, "client half-closed");
+    return;
+  }
+  if (streams_in(c) && !c->recv_busy && !c->half_closed)
+    call_start_recv(c);
 }
 
 static void on_request(rpc_call_t *c, bool ok) {
@@ -745,51 +820,44 @@ static void on_request(rpc_call_t *c, bool ok) {
     return;
   }
   call_set_state(c, CALL_WORKING, "call arrived");
-  if (!rpc_pool_submit(s->pool, &c->task, task_first))
+  c->work_busy = true;
+  if (!rpc_pool_submit(s->pool, &c->task, task_first)) {
+    c->work_busy = false;
     call_fail(c, FZIP_ERR_RESOURCE_EXHAUSTED, "server busy: handler queue full, retry later");
+  }
 }
 
 static void on_work(rpc_call_t *c) {
-  if (c->result == RES_END) {
-    call_send_status(c);
-    return;
-  }
-  if (atomic_load(&c->cancelled) || atomic_load(&c->server->cancelling)) {
-    call_abort(c, "call cancelled");
-    return;
-  }
-  if (c->result == RES_MESSAGE)
-    call_send_message(c);
-  else
-    call_start_recv(c);
+  c->work_busy = false;
+  call_advance(c);
 }
 
 static void on_send(rpc_call_t *c, bool ok) {
   grpc_byte_buffer_destroy(c->send_buf);
   c->send_buf = NULL;
-  if (!ok || atomic_load(&c->cancelled) || atomic_load(&c->server->cancelling)) {
-    call_abort(c, "call cancelled while sending");
-    return;
-  }
-  if (c->method->kind == RPC_SERVER_STREAMING) {
-    call_set_state(c, CALL_WORKING, "message sent");
-    rpc_pool_submit_always(c->server->pool, &c->task, task_next);
-  } else {
-    call_start_recv(c);
-  }
+  c->send_busy = false;
+  if (!ok)
+    atomic_store(&c->cancelled, true); /* the peer is gone: call_advance aborts */
+  call_advance(c);
 }
 
 static void on_recv(rpc_call_t *c, bool ok) {
-  if (!ok || atomic_load(&c->cancelled) || atomic_load(&c->server->cancelling)) {
+  c->recv_busy = false;
+  if (!ok || c->state == CALL_FINISHING || c->state == CALL_DONE) {
+    /* Failed, or a read ahead that the call's end overtook. */
     grpc_byte_buffer_destroy(c->recv_buf);
     c->recv_buf = NULL;
-    call_abort(c, "call cancelled while reading");
+    if (!ok)
+      atomic_store(&c->cancelled, true);
+    call_advance(c);
     return;
   }
-  c->in_msg = c->recv_buf;
+  if (c->recv_buf)
+    c->pending_in = c->recv_buf;
+  else
+    c->half_closed = true;
   c->recv_buf = NULL;
-  call_set_state(c, CALL_WORKING, c->in_msg ? "message received" : "client half-closed");
-  rpc_pool_submit_always(c->server->pool, &c->task, c->in_msg ? task_recv : task_finish);
+  call_advance(c);
 }
 
 /* Health probes and reflection come every few seconds from every prober:
