@@ -256,6 +256,7 @@ static bool collect(void *arg, store_job_t *rec, export_job_t *job, fzip_error_t
   snprintf(it->export_id, sizeof it->export_id, "%s", job->export_id);
   snprintf(it->base_export_id, sizeof it->base_export_id, "%s", job->base_export_id);
   it->completed_at = job->completed_at;
+  it->version = rec->version;
   return true;
 }
 
@@ -348,7 +349,9 @@ static bool mark_kept(void *arg, store_job_t *rec, export_job_t *job, bool *skip
   return set_reasons(job, k->reasons) || fzip_error_oom(error, "kept reasons");
 }
 
-/* Deletes one export as DeleteExport does, if it is still eligible. */
+/* Deletes one export as DeleteExport does, if it is still eligible and
+ * unchanged since it was listed: another application that saw a newer
+ * export may have kept it since (as the base of a new increment). */
 static bool delete_one(bool *deleted, store_t *store, const char *user_id,
                        const char *schedule_id, const retention_item_t *it, fzip_error_t *error) {
   store_job_t *rec = NULL;
@@ -361,7 +364,7 @@ static bool delete_one(bool *deleted, store_t *store, const char *user_id,
   if (!unpack(&job, rec, error))
     goto done;
   ok = true;
-  if (!eligible(rec, job, schedule_id))
+  if (rec->version != it->version || !eligible(rec, job, schedule_id))
     goto done;
   *deleted = job_delete(store, &export_job_kind, rec, error);
   ok = *deleted || error->code == FZIP_ERR_NOT_FOUND;

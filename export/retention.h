@@ -62,6 +62,7 @@ typedef struct {
   char base_export_id[FZIP_ID_MAX + 1]; /* "" for a complete package */
   int64_t completed_at;                 /* epoch ms */
   unsigned reasons;                     /* out: retention_reason_t bits; 0: it goes */
+  int64_t version; /* retention_apply: the record's version when listed (unused by decide) */
 } retention_item_t;
 
 /* Sorts items newest first (completed_at, then export_id, descending) and
@@ -80,7 +81,8 @@ bool retention_decide(retention_item_t *items, size_t n, const Fzip__V1__Retenti
  * protobuf_c_message_free_unpacked(*out, alloc)) lists every decision,
  * newest first, and the counts.  Kept exports are saved version-checked,
  * retried on ABORTED (JOB_UPDATE_RETRIES); an export deleted meanwhile is
- * skipped.  On failure part of the changes may have been made (kept
+ * skipped, and so is one to delete that changed since it was listed (a
+ * concurrent application, e.g. with a newer export, may have kept it).  On failure part of the changes may have been made (kept
  * first, deletions after: never a deletion before every keep is saved);
  * running it again finishes them. */
 bool retention_apply(Fzip__V1__ApplyRetentionResponse **out, ProtobufCAllocator *alloc,
