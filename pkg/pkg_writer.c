@@ -1214,38 +1214,13 @@ fail:
   return false;
 }
 
+static bool stream(pkg_result_t *res, const char *path, const pkg_options_t *opt,
+                   pkg_sink_fn sink, void *sink_ctx, const char *sink_name, fzip_error_t *error);
+
 /* Size and sha256 of the finished package, read back from disk. */
 static bool hash_file(pkg_result_t *res, const char *path, fzip_error_t *error) {
-  FILE *f = fopen(path, "rb");
-  fzip_sha256_t *h = fzip_sha256_new();
-  char *buf = malloc(PKG_COPY_CHUNK);
-  size_t n;
-  bool ok = false;
-
-  if (!f || !h || !buf) {
-    if (!f)
-      sys_error(error, "opening", path);
-    else
-      oom(error);
-    goto done;
-  }
-  res->package_size = 0;
-  while ((n = fread(buf, 1, PKG_COPY_CHUNK, f)) > 0) {
-    fzip_sha256_update(h, buf, n);
-    res->package_size += n;
-  }
-  if (ferror(f)) {
-    sys_error(error, "reading", path);
-    goto done;
-  }
-  fzip_sha256_final_hex(h, res->package_sha256);
-  ok = true;
-done:
-  if (f)
-    fclose(f);
-  fzip_sha256_destroy(h);
-  free(buf);
-  return ok;
+  static const pkg_options_t quiet; /* no progress, no cancel: part of the build */
+  return stream(res, path, &quiet, NULL, NULL, NULL, error);
 }
 
 /* ---- driver ---------------------------------------------------------- */
@@ -1396,8 +1371,8 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
   return write_package(result, source, user_id, selection, options, path, true, error);
 }
 
-/* Streams the finished package to the sink, polling for cancel, and
- * sets res's size and sha256 from the bytes it sent. */
+/* Streams the finished package to the sink (NULL: only hashes it),
+ * polling for cancel, and sets res's size and sha256 from the bytes read. */
 static bool stream(pkg_result_t *res, const char *path, const pkg_options_t *opt,
                    pkg_sink_fn sink, void *sink_ctx, const char *sink_name, fzip_error_t *error) {
   pkg_progress_t prog = {.phase = PKG_PHASE_UPLOADING, .entry = sink_name};
@@ -1417,7 +1392,7 @@ static bool stream(pkg_result_t *res, const char *path, const pkg_options_t *opt
   }
   while ((n = fread(buf, 1, PKG_COPY_CHUNK, f)) > 0) {
     fzip_sha256_update(h, buf, n);
-    if (!sink(sink_ctx, buf, n, error))
+    if (sink && !sink(sink_ctx, buf, n, error))
       goto done;
     prog.bytes_done += n;
     if (prog.bytes_done < next)
