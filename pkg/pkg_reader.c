@@ -1668,7 +1668,7 @@ bool pkgr_deletions_next(pkgr_deletions_t *it, fzip_kind_t *kind, const char **i
   return true;
 fail:
   it->ended = it->failed = true;
-  return false;
+  return fzip_error_prefix(error, "%s", PKG_DELETIONS_ENTRY);
 }
 
 bool pkgr_deletions_finish(char *hex_out, pkgr_deletions_t *it, fzip_error_t *error) {
