@@ -1548,19 +1548,26 @@ fail:
 
 uint64_t pkgr_entities_count(const pkgr_entities_t *it) { return it->count; }
 
-bool pkgr_entities_finish(char *hex_out, pkgr_entities_t *it, fzip_error_t *error) {
+/* After a JSON entry's last value: the JSON reader saw the end of input,
+ * so the stream is drained; one more read makes libzip check the CRC,
+ * then size and checksum.  `whole`: the JSON was read to its end. */
+static bool json_entry_finish(char *hex_out, entry_stream_t *s, bool whole, const char *name,
+                              fzip_error_t *error) {
   char drain[256];
   size_t n = 0;
+  if (!whole)
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_FAILED_PRECONDITION,
+                          "%s was not read to its end", name);
+  if (!stream_read(s, drain, sizeof drain, &n, error))
+    return false;
+  return stream_verify(hex_out, s, error);
+}
+
+bool pkgr_entities_finish(char *hex_out, pkgr_entities_t *it, fzip_error_t *error) {
   if (it->empty)
     return true;
-  if (!it->ended || it->s.done == UINT64_MAX)
-    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_FAILED_PRECONDITION,
-                          "%s was not read to its end", it->s.e ? it->s.e->name : "entry");
-  /* The JSON reader saw the end of input, so the stream is drained; one
-   * more read makes libzip check the CRC. */
-  if (!stream_read(&it->s, drain, sizeof drain, &n, error))
-    return false;
-  return stream_verify(hex_out, &it->s, error);
+  return json_entry_finish(hex_out, &it->s, it->ended && it->s.done != UINT64_MAX,
+                           it->s.e ? it->s.e->name : "entry", error);
 }
 
 void pkgr_entities_destroy(pkgr_entities_t *it) {
@@ -1672,16 +1679,9 @@ fail:
 }
 
 bool pkgr_deletions_finish(char *hex_out, pkgr_deletions_t *it, fzip_error_t *error) {
-  char drain[256];
-  size_t n = 0;
   if (it->empty)
     return true;
-  if (!it->ended || it->failed)
-    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_FAILED_PRECONDITION,
-                          "%s was not read to its end", PKG_DELETIONS_ENTRY);
-  if (!stream_read(&it->s, drain, sizeof drain, &n, error))
-    return false;
-  return stream_verify(hex_out, &it->s, error);
+  return json_entry_finish(hex_out, &it->s, it->ended && !it->failed, PKG_DELETIONS_ENTRY, error);
 }
 
 void pkgr_deletions_destroy(pkgr_deletions_t *it) {
