@@ -778,6 +778,8 @@ static bool entity_key(char out[MONGO_KEY_MAX], const char *user_id, const char 
 static bool find_and_modify(bson_t **out, mstore_t *s, const char *collection, const bson_t *q,
                             const bson_t *sort, const bson_t *update,
                             mongoc_find_and_modify_flags_t flags, fzip_error_t *error);
+static bool read_counter(store_changes_mark_t *out, mstore_t *s, const char *user_id,
+                         fzip_error_t *error);
 static bool read_mark(store_changes_mark_t *out, mstore_t *s, const char *user_id,
                       fzip_error_t *error);
 
@@ -1946,7 +1948,7 @@ static bool mongo_import_begin(store_t *store, const char *user_id, const char *
 
   /* beginSeq: the user's last number, which the mark stays at while the
    * import is pending (its writes are numbered after it). */
-  if (!pending_key(key, user_id, tag, error) || !read_mark(&counter, s, user_id, error) ||
+  if (!pending_key(key, user_id, tag, error) || !read_counter(&counter, s, user_id, error) ||
       !gen_write(s, user_id, true, error))
     return false;
   doc = BCON_NEW("_id", BCON_UTF8(key), "userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag),
@@ -2143,31 +2145,41 @@ done:
 
 /* ---- change tracking ----------------------------------------------------- */
 
+/* The user's counter document: last number and wipe (0 when none). */
+static bool read_counter(store_changes_mark_t *out, mstore_t *s, const char *user_id,
+                         fzip_error_t *error) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(user_id));
+  bson_t *counter = NULL;
+  bool ok = find_one(&counter, s, MONGO_CHANGES, q, error);
+
+  out->seq = ok && counter ? (uint64_t)reply_int(counter, MONGO_SEQ_FIELD) : 0;
+  out->wiped = ok && counter ? (uint64_t)reply_int(counter, "wiped") : 0;
+  bson_destroy(counter);
+  bson_destroy(q);
+  return ok;
+}
+
 /* The counter first, then the pending set: an import that begins in
  * between records a begin number >= the counter read, so none of its
  * writes can fall at or below the mark. */
 static bool read_mark(store_changes_mark_t *out, mstore_t *s, const char *user_id,
                       fzip_error_t *error) {
-  bson_t *q = BCON_NEW("_id", BCON_UTF8(user_id));
-  bson_t *pq = BCON_NEW("userId", BCON_UTF8(user_id));
-  bson_t *sort = BCON_NEW("_id", BCON_INT32(1));
-  bson_t *counter = NULL, *page[MONGO_IMPORT_PAGE];
+  bson_t *pq = NULL, *sort = NULL, *page[MONGO_IMPORT_PAGE];
   size_t got = 0;
-  bool ok = find_one(&counter, s, MONGO_CHANGES, q, error) &&
-            find_page(page, &got, s, MONGO_PENDING, pq, sort, error);
+  bool ok;
 
-  if (ok) {
-    out->seq = counter ? (uint64_t)reply_int(counter, MONGO_SEQ_FIELD) : 0;
-    out->wiped = counter ? (uint64_t)reply_int(counter, "wiped") : 0;
-    for (size_t i = 0; i < got; i++) {
-      uint64_t begin = (uint64_t)reply_int(page[i], "beginSeq");
-      if (begin < out->seq)
-        out->seq = begin;
-    }
-    free_page(page, got);
+  if (!read_counter(out, s, user_id, error))
+    return false;
+  pq = BCON_NEW("userId", BCON_UTF8(user_id));
+  sort = BCON_NEW("_id", BCON_INT32(1));
+  ok = find_page(page, &got, s, MONGO_PENDING, pq, sort, error);
+  for (size_t i = 0; ok && i < got; i++) {
+    uint64_t begin = (uint64_t)reply_int(page[i], "beginSeq");
+    if (begin < out->seq)
+      out->seq = begin;
   }
-  bson_destroy(counter);
-  bson_destroy(q);
+  if (ok)
+    free_page(page, got);
   bson_destroy(pq);
   bson_destroy(sort);
   return ok;

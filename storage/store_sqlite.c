@@ -450,6 +450,22 @@ static bool sq_run_txn(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *erro
   return sq_run(s, op_in_txn, &txn, error);
 }
 
+/* A snapshot view's connection is inside its read transaction already. */
+static bool op_in_read(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_txn_t *txn = vctx;
+  if (!sqlite3_get_autocommit(db))
+    return txn->fn(db, txn->ctx, error);
+  return sq_exec(db, "BEGIN", error) && txn->fn(db, txn->ctx, error) &&
+         sq_exec(db, "COMMIT", error);
+}
+
+/* sq_run with `fn` inside one read transaction, so that its several reads
+ * answer from one snapshot; fn finalizes its statements before it returns. */
+static bool sq_run_read(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *error) {
+  sq_txn_t txn = {fn, ctx};
+  return sq_run(s, op_in_read, &txn, error);
+}
+
 bool store_sqlite_open(store_t **out, const store_options_t *options, const char *path,
                        fzip_error_t *error) {
   sq_store_t *s = bson_malloc0(sizeof *s);
@@ -901,25 +917,14 @@ static bool sq_prepare_exists(sqlite3_stmt **stmt, sqlite3 *db, const char *user
                          (const sq_arg_t[]){SQ_TEXT(user_id), SQ_INT(kind), SQ_END}, error);
 }
 
+/* In one read transaction (sq_run_read): the answers are one snapshot. */
 static bool op_exists_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_ids_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
-  bool own_txn = sqlite3_get_autocommit(db) != 0;
-  bool ok = false;
+  bool ok = sq_prepare_exists(&stmt, db, ctx->user_id, ctx->kind, error);
 
-  /* One read transaction so the answers are one snapshot (a snapshot
-   * view is inside one already). */
-  if ((own_txn && !sq_exec(db, "BEGIN", error)) ||
-      !sq_prepare_exists(&stmt, db, ctx->user_id, ctx->kind, error))
-    goto done;
-  for (size_t i = 0; i < ctx->n; i++) {
-    if (!sq_exists_one(&ctx->exists[i], stmt, db, ctx->ids[i], error))
-      goto done;
-  }
-  sqlite3_finalize(stmt);
-  stmt = NULL;
-  ok = !own_txn || sq_exec(db, "COMMIT", error);
-done:
+  for (size_t i = 0; ok && i < ctx->n; i++)
+    ok = sq_exists_one(&ctx->exists[i], stmt, db, ctx->ids[i], error);
   sqlite3_finalize(stmt);
   return ok;
 }
@@ -928,7 +933,7 @@ static bool sq_entity_exists_many(bool *exists, store_t *store, const char *user
                                   fzip_kind_t kind, const char *const *ids, size_t n,
                                   fzip_error_t *error) {
   sq_ids_ctx_t ctx = {user_id, (int)kind, ids, n, exists, 0};
-  return sq_run((sq_store_t *)store, op_exists_many, &ctx, error);
+  return sq_run_read((sq_store_t *)store, op_exists_many, &ctx, error);
 }
 
 typedef struct {
@@ -943,17 +948,15 @@ typedef struct {
 static bool op_get_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_get_many_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
-  bool own_txn = sqlite3_get_autocommit(db) != 0;
   bool ok = false;
 
-  /* One read transaction, one snapshot, as op_exists_many; a retry of the
-   * whole op starts from nothing. */
+  /* One read transaction (sq_run_read), one snapshot, as op_exists_many;
+   * a retry of the whole op starts from nothing. */
   for (size_t i = 0; i < ctx->n; i++) {
     bson_destroy(ctx->docs[i]);
     ctx->docs[i] = NULL;
   }
-  if ((own_txn && !sq_exec(db, "BEGIN", error)) ||
-      !sq_prepare_args(&stmt, db,
+  if (!sq_prepare_args(&stmt, db,
                        "SELECT doc, tag FROM entities WHERE user_id = ? AND kind = ?"
                        " AND entity_id = ?",
                        (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind), SQ_END},
@@ -975,9 +978,7 @@ static bool op_get_many(sqlite3 *db, void *vctx, fzip_error_t *error) {
     }
     sq_copy_text(ctx->tags[i], sizeof ctx->tags[i], stmt, 1);
   }
-  sqlite3_finalize(stmt);
-  stmt = NULL;
-  ok = !own_txn || sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   sqlite3_finalize(stmt);
   return ok;
@@ -987,7 +988,7 @@ static bool sq_entity_get_many(bson_t **docs, char (*tags)[STORE_TAG_MAX + 1], s
                                const char *user_id, fzip_kind_t kind, const char *const *ids,
                                size_t n, fzip_error_t *error) {
   sq_get_many_ctx_t ctx = {user_id, (int)kind, ids, n, docs, tags};
-  if (sq_run((sq_store_t *)store, op_get_many, &ctx, error))
+  if (sq_run_read((sq_store_t *)store, op_get_many, &ctx, error))
     return true;
   for (size_t i = 0; i < n; i++) {
     bson_destroy(docs[i]);
@@ -1520,28 +1521,34 @@ static bool sq_import_marks(store_import_marks_t *out, store_t *store, const cha
   return sq_run_txn((sq_store_t *)store, op_import_marks, &ctx, error);
 }
 
-static bool op_import_lost(sqlite3 *db, void *vctx, fzip_error_t *error) {
-  sq_undo_ctx_t *ctx = vctx;
+/* Copies column 0 of the first `max` rows of sql (bound to args) into
+ * ids; *n is set from 0 each time (sq_run may run the op again). */
+static bool sq_read_ids(char (*ids)[FZIP_ID_MAX + 1], size_t *n, size_t max, sqlite3 *db,
+                        const char *sql, const sq_arg_t *args, const char *what,
+                        fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok;
 
-  ctx->n = 0; /* sq_run may run it again */
-  ok = sq_prepare_args(&stmt, db,
-                       "SELECT s.entity_id FROM stash s LEFT JOIN entities e"
-                       " ON e.user_id = s.user_id AND e.kind = s.kind"
-                       " AND e.entity_id = s.entity_id"
-                       " WHERE s.user_id = ?1 AND s.tag = ?2 AND s.kind = ?3"
-                       " AND (e.tag IS NULL OR e.tag <> s.tag)"
-                       " ORDER BY s.entity_id LIMIT ?4",
-                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_TEXT(ctx->tag),
-                                          SQ_INT(ctx->kind), SQ_INT(ctx->max), SQ_END},
-                       error);
-  while (ok && ctx->n < ctx->max &&
-         (ok = sq_step_row(&row, stmt, db, "reading an import's changed documents", error)) &&
-         row)
-    sq_copy_text(ctx->ids[ctx->n++], FZIP_ID_MAX + 1, stmt, 0);
+  *n = 0;
+  ok = sq_prepare_args(&stmt, db, sql, args, error);
+  while (ok && *n < max && (ok = sq_step_row(&row, stmt, db, what, error)) && row)
+    sq_copy_text(ids[(*n)++], FZIP_ID_MAX + 1, stmt, 0);
   sqlite3_finalize(stmt);
   return ok;
+}
+
+static bool op_import_lost(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_undo_ctx_t *ctx = vctx;
+  return sq_read_ids(ctx->ids, &ctx->n, ctx->max, db,
+                     "SELECT s.entity_id FROM stash s LEFT JOIN entities e"
+                     " ON e.user_id = s.user_id AND e.kind = s.kind"
+                     " AND e.entity_id = s.entity_id"
+                     " WHERE s.user_id = ?1 AND s.tag = ?2 AND s.kind = ?3"
+                     " AND (e.tag IS NULL OR e.tag <> s.tag)"
+                     " ORDER BY s.entity_id LIMIT ?4",
+                     (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_TEXT(ctx->tag),
+                                        SQ_INT(ctx->kind), SQ_INT(ctx->max), SQ_END},
+                     "reading an import's changed documents", error);
 }
 
 static bool sq_import_lost(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
@@ -1709,15 +1716,14 @@ typedef struct {
 } sq_mark_ctx_t;
 
 /* The counter and the oldest pending import's begin_seq, in one read
- * transaction (a view's own, which fixes its snapshot's mark). */
+ * transaction (sq_run_read; a view's own, which fixes its snapshot's). */
 static bool op_changes_mark(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_mark_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
-  bool own_txn = sqlite3_get_autocommit(db) != 0;
   bool row = false, ok = false;
   sq_seq_t seq;
 
-  if ((own_txn && !sq_exec(db, "BEGIN", error)) || !sq_seq_begin(&seq, db, ctx->user_id, error) ||
+  if (!sq_seq_begin(&seq, db, ctx->user_id, error) ||
       !sq_prepare_args(&stmt, db,
                        "SELECT min(begin_seq) FROM import_pending WHERE user_id = ?",
                        (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_END}, error) ||
@@ -1728,9 +1734,7 @@ static bool op_changes_mark(sqlite3 *db, void *vctx, fzip_error_t *error) {
   if (row && sqlite3_column_type(stmt, 0) != SQLITE_NULL &&
       (uint64_t)sqlite3_column_int64(stmt, 0) < ctx->mark.seq)
     ctx->mark.seq = (uint64_t)sqlite3_column_int64(stmt, 0);
-  sqlite3_finalize(stmt);
-  stmt = NULL;
-  ok = !own_txn || sq_exec(db, "COMMIT", error);
+  ok = true;
 done:
   sqlite3_finalize(stmt);
   return ok;
@@ -1739,7 +1743,7 @@ done:
 static bool sq_changes_mark(store_changes_mark_t *out, store_t *store, const char *user_id,
                             fzip_error_t *error) {
   sq_mark_ctx_t ctx = {user_id, {0, 0}};
-  if (!sq_run((sq_store_t *)store, op_changes_mark, &ctx, error))
+  if (!sq_run_read((sq_store_t *)store, op_changes_mark, &ctx, error))
     return false;
   *out = ctx.mark;
   return true;
@@ -1759,25 +1763,16 @@ typedef struct {
  * of a still pending import, comes after the mark. */
 static bool op_deletions_page(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_deletions_ctx_t *ctx = vctx;
-  sqlite3_stmt *stmt = NULL;
-  bool row = false, ok;
-
-  ctx->n = 0; /* sq_run may run it again */
-  ok = sq_prepare_args(&stmt, db,
-                       "SELECT d.entity_id FROM deletions d WHERE d.user_id = ?1"
-                       " AND d.kind = ?2 AND d.entity_id > ?5 AND d.seq > ?3 AND d.seq <= ?4"
-                       " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.user_id = ?1"
-                       " AND e.kind = ?2 AND e.entity_id = d.entity_id AND e.seq > d.seq"
-                       " AND e.seq <= ?4) ORDER BY d.entity_id LIMIT ?6",
-                       (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
-                                          SQ_INT(ctx->after_seq), SQ_INT(ctx->upto_seq),
-                                          SQ_TEXT(ctx->after_id), SQ_INT(ctx->max), SQ_END},
-                       error);
-  while (ok && ctx->n < ctx->max &&
-         (ok = sq_step_row(&row, stmt, db, "reading deletions", error)) && row)
-    sq_copy_text(ctx->ids[ctx->n++], FZIP_ID_MAX + 1, stmt, 0);
-  sqlite3_finalize(stmt);
-  return ok;
+  return sq_read_ids(ctx->ids, &ctx->n, ctx->max, db,
+                     "SELECT d.entity_id FROM deletions d WHERE d.user_id = ?1"
+                     " AND d.kind = ?2 AND d.entity_id > ?5 AND d.seq > ?3 AND d.seq <= ?4"
+                     " AND NOT EXISTS (SELECT 1 FROM entities e WHERE e.user_id = ?1"
+                     " AND e.kind = ?2 AND e.entity_id = d.entity_id AND e.seq > d.seq"
+                     " AND e.seq <= ?4) ORDER BY d.entity_id LIMIT ?6",
+                     (const sq_arg_t[]){SQ_TEXT(ctx->user_id), SQ_INT(ctx->kind),
+                                        SQ_INT(ctx->after_seq), SQ_INT(ctx->upto_seq),
+                                        SQ_TEXT(ctx->after_id), SQ_INT(ctx->max), SQ_END},
+                     "reading deletions", error);
 }
 
 static bool sq_deletions_page(char ids[][FZIP_ID_MAX + 1], size_t *n, store_t *store,
