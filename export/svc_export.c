@@ -644,7 +644,10 @@ static bool download_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, b
     *msg = &out->base;
     return true;
   }
-  buf = rpc_ctx_alloc(ctx, st->chunk);
+  /* A reused buffer that gRPC sends uncopied; the arena if none is free. */
+  buf = rpc_ctx_payload(ctx, st->chunk);
+  if (!buf)
+    buf = rpc_ctx_alloc(ctx, st->chunk);
   if (!buf)
     return fzip_error_oom(error, NULL);
   /* Fill the chunk: backends may return short reads at chunk borders. */

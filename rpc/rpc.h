@@ -160,6 +160,14 @@ int64_t rpc_ctx_remaining_ms(const rpc_ctx_t *ctx);
  * arena limit (the layer then fails the call with RESOURCE_EXHAUSTED). */
 void *rpc_ctx_alloc(rpc_ctx_t *ctx, size_t size);
 char *rpc_ctx_strdup(rpc_ctx_t *ctx, const char *s);
+/* Memory for the bytes field of the message this step returns (a
+ * download chunk), which the layer sends without copying and reuses for a
+ * later message once gRPC has written it (rpc/internal/rpc_payload.h): no
+ * allocation and no copy per chunk.  Valid during the step only, like
+ * rpc_ctx_alloc.  NULL when the call's RPC_PAYLOAD_BUFFERS buffers are all
+ * still held by gRPC, size is 0 or over the send limit, or memory is
+ * short: use rpc_ctx_alloc then. */
+void *rpc_ctx_payload(rpc_ctx_t *ctx, size_t size);
 /* Allocator for protobuf_c_message_unpack into the arena. */
 ProtobufCAllocator *rpc_ctx_allocator(rpc_ctx_t *ctx);
 

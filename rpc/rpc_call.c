@@ -33,6 +33,7 @@
 #include "fzip_util.h"
 #include "rpc_arena.h"
 #include "rpc_details.h"
+#include "rpc_payload.h"
 
 #define RPC_USER_ID_MAX 256
 #define RPC_PEER_MAX 128
@@ -135,6 +136,7 @@ struct rpc_call {
   /* Handler side, touched by one worker at a time. */
   rpc_task_t task;
   rpc_ctx_t ctx;
+  rpc_payload_pool_t *payload; /* rpc_ctx_payload; NULL until the first */
   void *handler_state;
   bool handler_entered; /* auth passed: close must run once */
   bool closed;
@@ -185,6 +187,7 @@ static void call_free(rpc_call_t *c) {
   if (c->details_bin_set)
     grpc_slice_unref(c->details_bin);
   free(c->violations);
+  rpc_payload_pool_release(c->payload);
   rpc_arena_destroy(c->ctx.arena);
   pthread_mutex_destroy(&c->batch_mu);
   free(c);
@@ -245,6 +248,15 @@ char *rpc_ctx_strdup(rpc_ctx_t *ctx, const char *s) {
 
 ProtobufCAllocator *rpc_ctx_allocator(rpc_ctx_t *ctx) { return rpc_arena_allocator(ctx->arena); }
 
+void *rpc_ctx_payload(rpc_ctx_t *ctx, size_t size) {
+  rpc_call_t *c = ctx->call;
+  if (size == 0 || size > c->server->opts.max_send_message)
+    return NULL;
+  if (!c->payload)
+    c->payload = rpc_payload_pool_new();
+  return c->payload ? rpc_payload_lend(c->payload, size) : NULL;
+}
+
 bool rpc_ctx_add_violation(rpc_ctx_t *ctx, const char *field, const char *description) {
   rpc_call_t *c = ctx->call;
   if (c->n_violations >= RPC_DETAILS_VIOLATIONS_MAX)
@@ -295,6 +307,11 @@ static bool pack_message(rpc_call_t *c, const ProtobufCMessage *msg, fzip_error_
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_RESOURCE_EXHAUSTED,
                           "response of %zu bytes exceeds the send limit of %zu bytes", size,
                           c->server->opts.max_send_message);
+  if (c->payload) {
+    /* The handler used rpc_ctx_payload: its bytes go out uncopied. */
+    c->out_msg = rpc_payload_pack(c->payload, msg, size);
+    return c->out_msg ? true : fzip_error_oom(error, "a response message");
+  }
   grpc_slice slice = grpc_slice_malloc(size);
   protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
   c->out_msg = grpc_raw_byte_buffer_create(&slice, 1);
@@ -328,6 +345,7 @@ static void set_cancel_error(rpc_call_t *c, const char *why) {
 
 static void post_work_done(rpc_call_t *c) {
   rpc_arena_reset(c->ctx.arena);
+  rpc_payload_end_step(c->payload);
   if (!call_start_batch(c, NULL, 0, EV_WORK)) {
     /* Cannot happen with an empty batch short of a core bug; the call
      * would hang, so say so loudly. */

@@ -51,6 +51,11 @@ struct rpc_client_call {
   bool end_of_stream; /* a read returned no message */
   grpc_status_code status;
   grpc_slice details;
+  /* A response that arrived in several slices is joined here for
+   * unpacking: grown, never shrunk, so a stream of chunks allocates (and
+   * page-faults in) its buffer once, not once per message. */
+  uint8_t *joined;
+  size_t joined_cap;
 };
 
 /* ---- channel ------------------------------------------------------------- */
@@ -349,16 +354,57 @@ bool rpc_client_call_writes_done(rpc_client_call_t *call, fzip_error_t *error) {
   return run_batch(call, &op, 1) || step_failed(call, "half-close", error);
 }
 
+/* The message's bytes in one piece: its only slice as it is, else the
+ * slices copied into call->joined.  NULL: out of memory. */
+static const uint8_t *join_slices(rpc_client_call_t *call, grpc_byte_buffer_reader *reader,
+                                  size_t total) {
+  grpc_slice s;
+  size_t at = 0;
+  if (total > call->joined_cap) {
+    uint8_t *grown = realloc(call->joined, total);
+    if (!grown)
+      return NULL;
+    call->joined = grown;
+    call->joined_cap = total;
+  }
+  while (grpc_byte_buffer_reader_next(reader, &s) != 0) {
+    size_t n = GRPC_SLICE_LENGTH(s);
+    if (at == 0 && n == total) {
+      grpc_slice_unref(s); /* one slice: the byte buffer keeps it alive */
+      return GRPC_SLICE_START_PTR(s);
+    }
+    if (n > total - at) {
+      grpc_slice_unref(s);
+      return NULL;
+    }
+    memcpy(call->joined + at, GRPC_SLICE_START_PTR(s), n);
+    at += n;
+    grpc_slice_unref(s);
+  }
+  return call->joined;
+}
+
 static bool unpack(ProtobufCMessage **msg, rpc_client_call_t *call, grpc_byte_buffer *buf,
                    fzip_error_t *error) {
   grpc_byte_buffer_reader reader;
+  grpc_slice all = grpc_empty_slice();
+  const uint8_t *bytes = NULL;
+  size_t total = grpc_byte_buffer_length(buf);
   if (!grpc_byte_buffer_reader_init(&reader, buf))
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "cannot read a response");
-  grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+  if (buf->data.raw.compression != GRPC_COMPRESS_NONE) {
+    /* Not sent by fzipd; the reader inflates, so its length counts. */
+    all = grpc_byte_buffer_reader_readall(&reader);
+    total = GRPC_SLICE_LENGTH(all);
+    bytes = GRPC_SLICE_START_PTR(all);
+  } else {
+    bytes = total ? join_slices(call, &reader, total) : (const uint8_t *)"";
+  }
+  *msg = bytes ? protobuf_c_message_unpack(call->resp_desc, NULL, total, bytes) : NULL;
   grpc_byte_buffer_reader_destroy(&reader);
-  *msg = protobuf_c_message_unpack(call->resp_desc, NULL, GRPC_SLICE_LENGTH(all),
-                                   GRPC_SLICE_START_PTR(all));
   grpc_slice_unref(all);
+  if (!bytes)
+    return fzip_error_oom(error, "a response message");
   if (!*msg)
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
                           "response is not a valid %s message", call->resp_desc->name);
@@ -442,6 +488,7 @@ void rpc_client_call_destroy(rpc_client_call_t *call) {
   grpc_metadata_array_destroy(&call->initial_md);
   grpc_metadata_array_destroy(&call->trailing_md);
   grpc_slice_unref(call->details);
+  free(call->joined);
   grpc_completion_queue_shutdown(call->cq);
   while (grpc_completion_queue_next(call->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
          GRPC_QUEUE_SHUTDOWN) {

@@ -194,12 +194,24 @@ static bool open_download(rpc_client_call_t **call, rpc_client_t *c, const rpc_c
 }
 
 /* The test server's Download sends byte i of the stream as i % 251: a
- * chunk continues the stream at `offset` if its first and last bytes say
- * so (a lost, repeated or reordered chunk breaks one of them). */
+ * chunk continues the stream at `offset` if every byte says so (a lost,
+ * repeated or reordered chunk breaks its ends; a chunk buffer that the
+ * server reused while gRPC still sent it would break its middle). */
 static bool chunk_continues(const Fzip__Test__V1__Chunk *c, uint64_t offset) {
-  return c->data.len > 0 && c->data.data[0] == (uint8_t)(offset % DOWNLOAD_PATTERN_PERIOD) &&
-         c->data.data[c->data.len - 1] ==
-             (uint8_t)((offset + c->data.len - 1) % DOWNLOAD_PATTERN_PERIOD);
+  static uint8_t period[2 * DOWNLOAD_PATTERN_PERIOD];
+  if (period[1] == 0) {
+    for (size_t i = 0; i < sizeof period; i++)
+      period[i] = (uint8_t)(i % DOWNLOAD_PATTERN_PERIOD);
+  }
+  if (c->data.len == 0)
+    return false;
+  for (size_t at = 0; at < c->data.len; at += DOWNLOAD_PATTERN_PERIOD) {
+    size_t n = c->data.len - at < DOWNLOAD_PATTERN_PERIOD ? c->data.len - at
+                                                          : DOWNLOAD_PATTERN_PERIOD;
+    if (memcmp(c->data.data + at, period + (offset + at) % DOWNLOAD_PATTERN_PERIOD, n) != 0)
+      return false;
+  }
+  return true;
 }
 
 /* ---- tests --------------------------------------------------------------- */

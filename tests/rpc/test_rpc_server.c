@@ -164,7 +164,14 @@ static bool download_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, b
   if (!c)
     return out_of_memory(error);
   fzip__test__v1__chunk__init(c);
-  c->data.data = pattern + d->offset % TEST_PATTERN_PERIOD;
+  /* Through rpc_ctx_payload as fzipd's DownloadExport does, so that every
+   * download test runs the layer's uncopied, reused chunk buffers (the
+   * client checks every byte); without one, straight from the table. */
+  c->data.data = n ? rpc_ctx_payload(ctx, n) : NULL;
+  if (c->data.data)
+    memcpy(c->data.data, pattern + d->offset % TEST_PATTERN_PERIOD, n);
+  else
+    c->data.data = pattern + d->offset % TEST_PATTERN_PERIOD;
   c->data.len = n;
   d->offset += n;
   *msg = &c->base;
