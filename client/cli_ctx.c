@@ -140,6 +140,50 @@ bool cli_ctx_list_page(char **next, cli_ctx_t *ctx, const char *method,
   return ok;
 }
 
+/* A page request: page_size and (unless "") page_token set; free() it. */
+static ProtobufCMessage *page_request(const ProtobufCMessageDescriptor *desc, int32_t page_size,
+                                      const char *token, fzip_error_t *error) {
+  const ProtobufCFieldDescriptor *ps = protobuf_c_message_descriptor_get_field_by_name(desc,
+                                                                                       "page_size");
+  ProtobufCMessage *req = calloc(1, desc->sizeof_message);
+  if (!req) {
+    fzip_error_oom(error, NULL);
+    return NULL;
+  }
+  protobuf_c_message_init(desc, req);
+  if (ps && ps->type == PROTOBUF_C_TYPE_INT32)
+    *(int32_t *)((char *)req + ps->offset) = page_size;
+  if (token[0] && !cli_msg_set_string(req, "page_token", token)) {
+    free(req);
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s has no page_token", desc->name);
+    return NULL;
+  }
+  return req;
+}
+
+bool cli_ctx_list_all(cli_ctx_t *ctx, const char *method, const ProtobufCMessageDescriptor *req_desc,
+                      const ProtobufCMessageDescriptor *resp_desc, const char *items,
+                      int32_t page_size, int max_pages, cli_row_fn row, void *arg,
+                      fzip_error_t *error) {
+  char *token = strdup("");
+  bool ok = token != NULL || fzip_error_oom(error, NULL);
+
+  for (int page = 0; ok && page < max_pages; page++) {
+    char *next = NULL;
+    ProtobufCMessage *req = page_request(req_desc, page_size, token, error);
+    ok = req && cli_ctx_list_page(&next, ctx, method, req, resp_desc, items, row, arg, error);
+    free(req);
+    if (!ok)
+      break;
+    free(token);
+    token = next;
+    if (!token[0])
+      break;
+  }
+  free(token);
+  return ok;
+}
+
 cli_progress_mode_t cli_ctx_progress_mode(const cli_ctx_t *ctx) {
   if (ctx->quiet)
     return CLI_PROGRESS_OFF;

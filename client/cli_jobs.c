@@ -54,12 +54,8 @@ int cli_jobs_report(cli_ctx_t *ctx, const cli_job_kind_t *kind, const ProtobufCM
     fprintf(stderr, "fzip: the server returned no %s job\n", kind->noun);
     return CLI_EXIT_FAILED;
   }
-  if (ctx->json) {
-    if (!cli_msg_print_json(stdout, job, &error))
-      return cli_fail(ctx, &error);
-  } else {
-    cli_msg_print_text(stdout, job, 0);
-  }
+  if (!cli_msg_print(stdout, job, ctx->json, &error))
+    return cli_fail(ctx, &error);
   int status = (int)cli_msg_int(job, "status");
   if (kind->failed(status)) {
     const ProtobufCMessage *e = cli_msg_sub(job, "error");
@@ -129,41 +125,12 @@ static bool job_row(void *arg, const cli_ctx_t *ctx, const ProtobufCMessage *job
   return true;
 }
 
-/* One page; *next is a copy of the next page token ("" at the end). */
-static bool list_page(char **next, cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *token,
-                      fzip_error_t *error) {
-  ProtobufCMessage *req = new_request(kind->list.req, error);
-  bool ok;
-  if (!req)
-    return false;
-  const ProtobufCFieldDescriptor *ps =
-      protobuf_c_message_descriptor_get_field_by_name(kind->list.req, "page_size");
-  if (ps)
-    *(int32_t *)((char *)req + ps->offset) = LIST_PAGE_SIZE;
-  if (token[0])
-    cli_msg_set_string(req, "page_token", token);
-  ok = cli_ctx_list_page(next, ctx, kind->list.method, req, kind->list.resp, "jobs", job_row,
-                         (void *)kind, error);
-  free(req);
-  return ok;
-}
-
 static int jobs_list(cli_ctx_t *ctx, const cli_job_kind_t *kind) {
   fzip_error_t error = {0};
-  char *token = strdup("");
   int rc = CLI_EXIT_OK;
-  for (int page = 0; token && page < LIST_PAGES_MAX; page++) {
-    char *next = NULL;
-    if (!list_page(&next, ctx, kind, token, &error)) {
-      rc = cli_fail(ctx, &error);
-      break;
-    }
-    free(token);
-    token = next;
-    if (!token[0])
-      break;
-  }
-  free(token);
+  if (!cli_ctx_list_all(ctx, kind->list.method, kind->list.req, kind->list.resp, "jobs",
+                        LIST_PAGE_SIZE, LIST_PAGES_MAX, job_row, (void *)kind, &error))
+    rc = cli_fail(ctx, &error);
   fflush(stdout);
   return rc;
 }

@@ -345,6 +345,13 @@ static void text_message(FILE *out, const ProtobufCMessage *m, int indent, int d
     text_field(out, m, &m->descriptor->fields[i], indent, depth);
 }
 
+bool cli_msg_print(FILE *f, const ProtobufCMessage *m, bool json, fzip_error_t *error) {
+  if (json)
+    return cli_msg_print_json(f, m, error);
+  cli_msg_print_text(f, m, 0);
+  return true;
+}
+
 void cli_msg_print_text(FILE *f, const ProtobufCMessage *m, int indent) {
   text_message(f, m, indent, 0);
   fflush(f);

@@ -29,6 +29,9 @@
 bool cli_msg_print_json(FILE *f, const ProtobufCMessage *m, fzip_error_t *error);
 /* Readable lines, each prefixed by `indent` spaces. */
 void cli_msg_print_text(FILE *f, const ProtobufCMessage *m, int indent);
+/* A command's result: one JSON object with `json` (--json), else the
+ * readable lines. */
+bool cli_msg_print(FILE *f, const ProtobufCMessage *m, bool json, fzip_error_t *error);
 /* One line of the set scalar fields, "name=value name=value". */
 void cli_msg_print_line(FILE *f, const ProtobufCMessage *m);
 

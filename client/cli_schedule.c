@@ -152,12 +152,8 @@ static int report(cli_ctx_t *ctx, const ProtobufCMessage *schedule) {
     fprintf(stderr, "fzip: the server returned no schedule\n");
     return CLI_EXIT_FAILED;
   }
-  if (ctx->json) {
-    if (!cli_msg_print_json(stdout, schedule, &error))
-      return cli_fail(ctx, &error);
-  } else {
-    cli_msg_print_text(stdout, schedule, 0);
-  }
+  if (!cli_msg_print(stdout, schedule, ctx->json, &error))
+    return cli_fail(ctx, &error);
   fflush(stdout);
   return CLI_EXIT_OK;
 }
@@ -211,14 +207,10 @@ static bool get(ProtobufCMessage **resp, cli_ctx_t *ctx, const char *id, fzip_er
 }
 
 static int run_get(cli_ctx_t *ctx, const cli_args_t *args) {
-  ProtobufCMessage *resp = NULL;
-  fzip_error_t error = {0};
-  int rc;
-  if (!get(&resp, ctx, args->positional[0], &error))
-    return cli_fail(ctx, &error);
-  rc = report(ctx, cli_msg_sub(resp, "schedule"));
-  protobuf_c_message_free_unpacked(resp, NULL);
-  return rc;
+  Fzip__V1__GetScheduleRequest req = FZIP__V1__GET_SCHEDULE_REQUEST__INIT;
+  req.schedule_id = (char *)args->positional[0];
+  return call_report(ctx, SVC "GetSchedule", &req.base,
+                     &fzip__v1__get_schedule_response__descriptor);
 }
 
 static int run_update(cli_ctx_t *ctx, const cli_args_t *args) {
@@ -303,27 +295,13 @@ static bool list_row(void *arg, const cli_ctx_t *ctx, const ProtobufCMessage *s)
 
 static int run_list(cli_ctx_t *ctx, const cli_args_t *args) {
   fzip_error_t error = {0};
-  char *token = strdup("");
   int rc = CLI_EXIT_OK;
 
   (void)args;
-  for (int page = 0; token && page < LIST_PAGES_MAX; page++) {
-    Fzip__V1__ListSchedulesRequest req = FZIP__V1__LIST_SCHEDULES_REQUEST__INIT;
-    char *next = NULL;
-    req.page_size = LIST_PAGE_SIZE;
-    req.page_token = token;
-    if (!cli_ctx_list_page(&next, ctx, SVC "ListSchedules", &req.base,
-                           &fzip__v1__list_schedules_response__descriptor, "schedules", list_row,
-                           NULL, &error)) {
-      rc = cli_fail(ctx, &error);
-      break;
-    }
-    free(token);
-    token = next;
-    if (!token[0])
-      break;
-  }
-  free(token);
+  if (!cli_ctx_list_all(ctx, SVC "ListSchedules", &fzip__v1__list_schedules_request__descriptor,
+                        &fzip__v1__list_schedules_response__descriptor, "schedules",
+                        LIST_PAGE_SIZE, LIST_PAGES_MAX, list_row, NULL, &error))
+    rc = cli_fail(ctx, &error);
   fflush(stdout);
   return rc;
 }

@@ -170,6 +170,27 @@ static bool reply_schedule(Fzip__V1__Schedule **out, rpc_ctx_t *ctx, const store
   return true;
 }
 
+/* The call's response (Create/Get/UpdateScheduleResponse: one field
+ * "schedule") holding the Schedule of `rec`. */
+static bool reply(ProtobufCMessage **resp, rpc_ctx_t *ctx, const store_job_t *rec,
+                  fzip_error_t *error) {
+  const ProtobufCMessageDescriptor *desc = rpc_ctx_method(ctx)->response;
+  const ProtobufCFieldDescriptor *f =
+      protobuf_c_message_descriptor_get_field_by_name(desc, "schedule");
+  ProtobufCMessage *out = rpc_ctx_alloc(ctx, desc->sizeof_message);
+
+  if (!out)
+    return fzip_error_oom(error, NULL);
+  protobuf_c_message_init(desc, out);
+  if (!f)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "%s has no schedule",
+                          desc->name);
+  if (!reply_schedule((Fzip__V1__Schedule **)((char *)out + f->offset), ctx, rec, error))
+    return false;
+  *resp = out;
+  return true;
+}
+
 /* RESOURCE_EXHAUSTED when the user has SCHEDULES_PER_USER_MAX schedules. */
 static bool check_schedule_cap(svc_schedule_t *svc, const char *user, fzip_error_t *error) {
   store_job_t **recs = NULL;
@@ -227,7 +248,6 @@ static bool create_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
   svc_schedule_t *svc = svc_of(ctx);
   const Fzip__V1__CreateScheduleRequest *req = (const void *)msg;
   Fzip__V1__CreateScheduleRequest params = *req;
-  Fzip__V1__CreateScheduleResponse *out = NULL;
   svc_jobs_request_t idem;
   store_job_t *rec = NULL, *existing = NULL;
   bool ok = false;
@@ -247,16 +267,7 @@ static bool create_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
   }
   fzip_log(FZIP_LOG_INFO, "schedule", existing ? "schedule request replayed" : "schedule created",
            "schedule", rec->job_id, "user", rec->user_id, NULL);
-  out = rpc_ctx_alloc(ctx, sizeof *out);
-  if (!out) {
-    fzip_error_oom(error, NULL);
-    goto done;
-  }
-  fzip__v1__create_schedule_response__init(out);
-  if (!reply_schedule(&out->schedule, ctx, rec, error))
-    goto done;
-  *resp = &out->base;
-  ok = true;
+  ok = reply(resp, ctx, rec, error);
 done:
   store_job_destroy(rec);
   return ok;
@@ -267,23 +278,12 @@ done:
 static bool get_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
                          fzip_error_t *error) {
   const Fzip__V1__GetScheduleRequest *req = (const void *)msg;
-  Fzip__V1__GetScheduleResponse *out = NULL;
   schedule_rec_t s;
   bool ok = false;
 
   if (!load(&s, ctx, req->schedule_id, error))
     return false;
-  out = rpc_ctx_alloc(ctx, sizeof *out);
-  if (!out) {
-    fzip_error_oom(error, NULL);
-    goto done;
-  }
-  fzip__v1__get_schedule_response__init(out);
-  if (!reply_schedule(&out->schedule, ctx, s.rec, error))
-    goto done;
-  *resp = &out->base;
-  ok = true;
-done:
+  ok = reply(resp, ctx, s.rec, error);
   schedule_rec_fini(&s);
   return ok;
 }
@@ -369,7 +369,6 @@ done:
 static bool update_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
                             fzip_error_t *error) {
   const Fzip__V1__UpdateScheduleRequest *req = (const void *)msg;
-  Fzip__V1__UpdateScheduleResponse *out = NULL;
   store_job_t *saved = NULL;
   bool ok = false;
 
@@ -385,17 +384,7 @@ static bool update_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
   }
   fzip_log(FZIP_LOG_INFO, "schedule", "schedule updated", "schedule", saved->job_id, "user",
            saved->user_id, NULL);
-  out = rpc_ctx_alloc(ctx, sizeof *out);
-  if (!out) {
-    fzip_error_oom(error, NULL);
-    goto done;
-  }
-  fzip__v1__update_schedule_response__init(out);
-  if (!reply_schedule(&out->schedule, ctx, saved, error))
-    goto done;
-  *resp = &out->base;
-  ok = true;
-done:
+  ok = reply(resp, ctx, saved, error);
   store_job_destroy(saved);
   return ok;
 }
