@@ -357,7 +357,8 @@ static bool check_same_selection(rpc_ctx_t *ctx, const Fzip__V1__CreateExportReq
     what = "export_type";
   else if (req->include_analytics && !base->include_analytics)
     what = "include_analytics";
-  else if (req->filters && !same_message(&req->filters->base, base->filters ? &base->filters->base : NULL))
+  else if (req->filters &&
+           !same_message(&req->filters->base, base->filters ? &base->filters->base : NULL))
     what = "filters";
   if (!what)
     return true;
