@@ -116,6 +116,7 @@ static void state_free(state_t *s) {
 typedef struct {
   state_t *s;
   bool changed_only;
+  bool reversed; /* entities in descending id order: a broken package */
 } view_t;
 
 typedef struct {
@@ -156,12 +157,15 @@ static bool view_cursor_open(void *ctx, void **cursor, fzip_kind_t kind,
 static bool view_cursor_next(void *cursor, const bson_t **doc, fzip_error_t *error) {
   view_cursor_t *c = cursor;
   const state_t *s = c->v->s;
-  while (c->next < s->n && (s->recs[c->next].kind != c->kind || !view_has(c->v, &s->recs[c->next])))
-    c->next++;
-  if (c->next == s->n)
-    return false;
-  *doc = s->recs[c->next++].doc;
-  return true;
+  for (; c->next < s->n; c->next++) {
+    const rec_t *r = &s->recs[c->v->reversed ? s->n - 1 - c->next : c->next];
+    if (r->kind == c->kind && view_has(c->v, r)) {
+      c->next++;
+      *doc = r->doc;
+      return true;
+    }
+  }
+  return false;
 }
 
 static void view_close(void *handle) {
@@ -211,7 +215,7 @@ static void path_of(char out[512], const char *name) {
 /* A complete package of the whole state at `ts`; sha256 to *sha. */
 static bool write_complete(char sha[FZIP_SHA256_HEX_LEN + 1], state_t *s, int64_t ts,
                            const char *name, fzip_error_t *error) {
-  view_t v = {s, false};
+  view_t v = {s, false, false};
   pkg_source_t src = {&view_ops, &v};
   pkg_options_t opt = {.export_timestamp_ms = ts, .temp_dir = tmpdir};
   pkg_result_t res;
@@ -231,6 +235,8 @@ typedef struct {
   bool unsorted_deletions; /* write deletions.json out of order */
   bool no_deletions;       /* leave data/deletions.json out */
   bool no_analytics;       /* a selection that differs from the base's */
+  bool reversed;           /* entities out of id order */
+  const char *also_delete; /* list this changed, present id as deleted too */
 } inc_opts_t;
 
 typedef struct {
@@ -257,14 +263,15 @@ static bool buf_read(void *ctx, void *out, size_t cap, size_t *n, fzip_error_t *
 }
 
 /* data/deletions.json of what was deleted since the last package. */
-static void deletions_json(buf_t *out, const state_t *s, bool unsorted) {
+static void deletions_json(buf_t *out, const state_t *s, const inc_opts_t *o) {
   out->len = 0;
   buf_sink(out, "[", 1, NULL);
   for (size_t k = 0; k < s->n; k++) {
-    size_t i = unsorted ? s->n - 1 - k : k;
+    size_t i = o->unsorted_deletions ? s->n - 1 - k : k;
     const rec_t *r = &s->recs[i];
     char line[160];
-    if (r->present || !r->changed)
+    bool also = o->also_delete && strcmp(r->id, o->also_delete) == 0;
+    if (!r->changed || (r->present && !also))
       continue;
     snprintf(line, sizeof line, "%s{\"kind\":\"%s\",\"id\":\"%s\"}", out->len > 1 ? "," : "",
              fzip_kind_info(r->kind)->name, r->id);
@@ -367,7 +374,7 @@ static bool file_sha(char sha[FZIP_SHA256_HEX_LEN + 1], const char *path) {
  * `ts`; the state is then settled.  sha256 of the file to *sha. */
 static bool write_increment(char sha[FZIP_SHA256_HEX_LEN + 1], state_t *s, int64_t ts,
                             const char *name, const inc_opts_t *o, fzip_error_t *error) {
-  view_t v = {s, true};
+  view_t v = {s, true, o->reversed};
   pkg_source_t src = {&view_ops, &v};
   pkg_options_t opt = {.export_timestamp_ms = ts, .temp_dir = tmpdir};
   pkg_selection_t sel = with_analytics;
@@ -380,7 +387,7 @@ static bool write_increment(char sha[FZIP_SHA256_HEX_LEN + 1], state_t *s, int64
   sel.include_analytics = !o->no_analytics;
   if (!pkg_write_file(NULL, &src, USER, &sel, &opt, path, error))
     goto done;
-  deletions_json(&dels, s, o->unsorted_deletions);
+  deletions_json(&dels, s, o);
   fzip_sha256_hex(del_sha, dels.data, dels.len);
   if (!(za = zip_open(path, 0, NULL)) || !zip_entry(&man, za, PKG_MANIFEST_ENTRY) ||
       !manifest_incremental(&out, man, del_sha, o, error) ||
@@ -678,6 +685,49 @@ static void test_refuses_increments_that_break_the_format(void) {
   state_free(&s);
 }
 
+static void test_an_increment_keeps_what_it_both_deletes_and_holds(void) {
+  /* Deletions apply first within one increment: an id it lists as
+   * deleted and also holds (deleted, then written again) is kept. */
+  fzip_error_t err = {0};
+  state_t s = {0};
+  char base[FZIP_SHA256_HEX_LEN + 1], sha[FZIP_SHA256_HEX_LEN + 1], full[FZIP_SHA256_HEX_LEN + 1];
+  inc_opts_t o = {.chain_length = 1, .base_seq = 1, .seq = 2, .also_delete = "tx-2"};
+  const char *const names[] = {"kb.fzip", "kinc.fzip"};
+  pkga_result_t res;
+
+  put_tx(&s, "tx-1", "1.00", 1);
+  put_tx(&s, "tx-2", "2.00", 2);
+  CHECK_OK(write_complete(base, &s, T0, "kb.fzip", &err), err);
+  settle(&s);
+  o.base_sha = base;
+  put_tx(&s, "tx-2", "2.50", 2);
+  CHECK_OK(write_complete(full, &s, T0 + 1, "kfull.fzip", &err), err);
+  CHECK_OK(write_increment(sha, &s, T0 + 1, "kinc.fzip", &o, &err), err);
+  CHECK_OK(apply(&res, "kout.fzip", names, 2, NULL, &err), err);
+  CHECK(out_sha_is("kout.fzip", full) && res.entities_deleted == 0 &&
+        res.entities_replaced == 1);
+  state_free(&s);
+}
+
+static void test_refuses_entities_out_of_id_order(void) {
+  fzip_error_t err = {0};
+  state_t s = {0};
+  char base[FZIP_SHA256_HEX_LEN + 1], sha[FZIP_SHA256_HEX_LEN + 1];
+  inc_opts_t o = {.chain_length = 1, .base_seq = 1, .seq = 2, .reversed = true};
+  const char *const names[] = {"ob.fzip", "oinc.fzip"};
+
+  put_tx(&s, "tx-1", "1.00", 1);
+  CHECK_OK(write_complete(base, &s, T0, "ob.fzip", &err), err);
+  settle(&s);
+  o.base_sha = base;
+  put_tx(&s, "tx-2", "2.00", 2);
+  put_tx(&s, "tx-3", "3.00", 3);
+  CHECK_OK(write_increment(sha, &s, T0 + 1, "oinc.fzip", &o, &err), err);
+  CHECK(refused(names, 2, NULL, FZIP_ERR_FAILED_PRECONDITION,
+                "oinc.fzip: transactions after id tx-3"));
+  state_free(&s);
+}
+
 static void test_reader_keeps_deletions_to_increments(void) {
   /* A complete package with data/deletions.json is two formats mixed. */
   fzip_error_t err = {0};
@@ -718,6 +768,8 @@ int main(void) {
   RUN(test_refuses_a_base_whose_sha256_differs);
   RUN(test_refuses_a_tampered_increment);
   RUN(test_refuses_increments_that_break_the_format);
+  RUN(test_an_increment_keeps_what_it_both_deletes_and_holds);
+  RUN(test_refuses_entities_out_of_id_order);
   RUN(test_reader_keeps_deletions_to_increments);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0)
