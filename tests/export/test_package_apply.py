@@ -15,8 +15,8 @@ export of inc1's moment; the applied package, imported into the user
 after DeleteAllData, exported pinned again gives the same bytes.  The
 refusals (wrong order, a missing link, a tampered increment, an increment
 alone or first) exit 3 (2 for too few packages) and write nothing.  A
-sealed chain (--recipient, opened with --identity) applies to the same
-complete package as the plain one.
+sealed chain (--recipient and --passphrase, opened with --identity or
+--passphrase) applies to the same complete package as the plain one.
 """
 import hashlib
 import json
@@ -40,6 +40,7 @@ SEED_TX = max(200, int(2000 * SCALE))
 PIN = 1700000000000
 DAY = 86400000
 COMPLETE = dict(export_type=jpb.EXPORT_TYPE_COMPLETE, include_analytics=True)
+PASSPHRASE = "apply the chain, not the key"
 
 
 def mutate(srv, user, percent, seed):
@@ -181,7 +182,8 @@ def test_sealed_chain_applies_with_the_identity(srv, c, p, d):
 
     def sealed(path, *args):
         r = expect(fzip_cli(srv, e.user, "export", "create", "--json", "--analytics",
-                            "--recipient", ident + ".pub", *args), 0, "sealed export")
+                            "--recipient", ident + ".pub", "--passphrase", *args,
+                            passphrase=PASSPHRASE), 0, "sealed export")
         eid = json.loads(r.stdout.splitlines()[-1])["export_id"]
         final = e.watch(eid)[-1]
         check(final.status == jpb.EXPORT_STATUS_COMPLETED, "sealed export: %s"
@@ -203,6 +205,11 @@ def test_sealed_chain_applies_with_the_identity(srv, c, p, d):
     expect(apply(srv, out, os.path.join(d, "sbase.fzip"), os.path.join(d, "sinc.fzip"),
                  "--identity", ident, tmpdir=tmp), 0, "sealed chain with --identity")
     check(sha_of(out) == sha_of(plain), "applied sealed chain differs from the complete export")
+    os.unlink(out)
+    expect(apply(srv, out, os.path.join(d, "sbase.fzip"), os.path.join(d, "sinc.fzip"),
+                 "--passphrase", passphrase=PASSPHRASE, tmpdir=tmp), 0,
+           "sealed chain with --passphrase")
+    check(sha_of(out) == sha_of(plain), "applied with the passphrase differs")
     check(os.listdir(tmp) == [], "plaintext left behind: %r" % os.listdir(tmp))
 
 
