@@ -208,6 +208,7 @@ typedef struct {
   const char *id_field;
   pkgr_entities_t **ent;   /* per package */
   const bson_t **head;     /* its current entity, NULL once ended */
+  const char **head_ids;   /* that entity's id (borrowed from it), NULL once ended */
   char (*last)[FZIP_ID_MAX + 1]; /* the id before it, for the order check */
   pkgr_deletions_t **del;  /* per package (NULL for the base) */
   const char **del_head;   /* its current deletion of this kind, NULL once past */
@@ -216,9 +217,12 @@ typedef struct {
 } cursor_t;
 
 static const char *head_id(const cursor_t *cur, size_t i) {
+  return cur->head_ids[i];
+}
+
+static const char *doc_id(const bson_t *doc, const char *field) {
   bson_iter_t it;
-  if (!cur->head[i] || !bson_iter_init_find(&it, cur->head[i], cur->id_field) ||
-      !BSON_ITER_HOLDS_UTF8(&it))
+  if (!bson_iter_init_find(&it, doc, field) || !BSON_ITER_HOLDS_UTF8(&it))
     return NULL;
   return bson_iter_utf8(&it, NULL);
 }
@@ -226,19 +230,21 @@ static const char *head_id(const cursor_t *cur, size_t i) {
 /* Moves package i's stream to its next entity, checking id order. */
 static bool advance(cursor_t *cur, size_t i, fzip_error_t *error) {
   const char *id;
+  cur->head_ids[i] = NULL;
   if (!pkgr_entities_next(cur->ent[i], &cur->head[i], error)) {
     cur->head[i] = NULL;
     if (fzip_error_is_set(error) || !pkgr_entities_finish(NULL, cur->ent[i], error))
       return fzip_error_prefix(error, "%s", input_name(&cur->c->in[i]));
     return true;
   }
-  id = head_id(cur, i);
+  id = doc_id(cur->head[i], cur->id_field);
   if (!id || !fzip_id_is_valid(id) || strcmp(id, cur->last[i]) <= 0)
     return fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_FAILED_PRECONDITION,
                           "%s: %s after %s %s: %s", input_name(&cur->c->in[i]),
                           fzip_kind_info(cur->kind)->name, cur->last[i][0] ? "id" : "the start",
                           cur->last[i], "entities are not in ascending id order with valid ids");
   snprintf(cur->last[i], sizeof cur->last[i], "%s", id);
+  cur->head_ids[i] = id;
   return true;
 }
 
@@ -271,6 +277,7 @@ static void cursor_close(void *p) {
     bson_destroy(cur->out);
   free(cur->ent);
   free(cur->head);
+  free(cur->head_ids);
   free(cur->last);
   free(cur->del);
   free(cur->del_head);
@@ -289,8 +296,11 @@ static bool cursor_open(void *ctx, void **out, fzip_kind_t kind, const pkg_filte
   cur->kind = kind;
   cur->id_field = fzip_kind_info(kind)->id_field;
   cur->pending = SIZE_MAX;
-  if (!(cur->ent = calloc(c->n, sizeof *cur->ent)) || !(cur->head = calloc(c->n, sizeof *cur->head)) ||
-      !(cur->last = calloc(c->n, sizeof *cur->last)) || !(cur->del = calloc(c->n, sizeof *cur->del)) ||
+  if (!(cur->ent = calloc(c->n, sizeof *cur->ent)) ||
+      !(cur->head = calloc(c->n, sizeof *cur->head)) ||
+      !(cur->head_ids = calloc(c->n, sizeof *cur->head_ids)) ||
+      !(cur->last = calloc(c->n, sizeof *cur->last)) ||
+      !(cur->del = calloc(c->n, sizeof *cur->del)) ||
       !(cur->del_head = calloc(c->n, sizeof *cur->del_head)) || !(cur->out = bson_new())) {
     cursor_close(cur);
     return fzip_error_oom(error, "apply cursor");
