@@ -93,7 +93,8 @@ def test_help_flags_still_work(_):
 # (words on the line, the last being completed) -> what must be offered
 # exactly (a list) or at least (a set).
 COMPLETIONS = [
-    (["fzip", ""], ["export", "import", "data", "package", "key", "help", "completion"]),
+    (["fzip", ""], ["export", "schedule", "retention", "import", "data", "package", "key", "help",
+                    "completion"]),
     (["fzip", "ex"], ["export"]),
     (["fzip", "export", ""], ["create", "list", "status", "watch", "download", "delete",
                               "cancel"]),
