@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "fzip/v1/jobs.pb-c.h"
+#include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_util.h"
 #include "job_body.h"
@@ -366,6 +367,10 @@ static bool delete_one(bool *deleted, store_t *store, const char *user_id,
   ok = true;
   if (rec->version != it->version || !eligible(rec, job, schedule_id))
     goto done;
+  if (!fzip_failpoint("retention.delete", error)) { /* tests: a failure half way */
+    ok = false;
+    goto done;
+  }
   *deleted = job_delete(store, &export_job_kind, rec, error);
   ok = *deleted || error->code == FZIP_ERR_NOT_FOUND;
 done:

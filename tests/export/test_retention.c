@@ -408,6 +408,36 @@ static void test_apply_keeps_deletes_and_kept_never_expire(void) {
   store_destroy(s);
 }
 
+/* Run alone with FZIP_FAILPOINTS=retention.delete=error@2 (CMake test
+ * export.retention.failpoint): the second deletion fails; by then every
+ * kept export was saved, one deletion was made and the other export is
+ * untouched. */
+static void test_failure_half_way_has_saved_every_keep(void) {
+  store_t *s = NULL;
+  fzip_error_t err;
+  Fzip__V1__RetentionPolicy p = FZIP__V1__RETENTION_POLICY__INIT;
+  Fzip__V1__ApplyRetentionResponse *r = NULL;
+  const int64_t now = fzip_now_ms(), ttl = now + DAY_MS;
+  const char *fp = getenv("FZIP_FAILPOINTS");
+
+  CHECK(fp && strstr(fp, "retention.delete=error@2"));
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(put_export(s, "h1", "sched-h", S(COMPLETED), now - 4 * DAY_MS, ttl, "", &err), err);
+  CHECK_OK(put_export(s, "h2", "sched-h", S(COMPLETED), now - 3 * DAY_MS, ttl, "", &err), err);
+  CHECK_OK(put_export(s, "h3", "sched-h", S(COMPLETED), now - 2 * DAY_MS, ttl, "h2", &err), err);
+  CHECK_OK(put_export(s, "h4", "sched-h", S(COMPLETED), now - 1 * DAY_MS, ttl, "", &err), err);
+  CHECK_OK(put_export(s, "h0", "sched-h", S(COMPLETED), now - 5 * DAY_MS, ttl, "", &err), err);
+  p.keep_last = 1;
+  p.keep_within_ms = DAY_MS + 1; /* h4, h3 (and h2, h3's base) stay; h1 then h0 go */
+  CHECK_FAILS(retention_apply(&r, NULL, s, USER, "sched-h", &p, "", false, now, &err), err,
+              FZIP_ERR_UNAVAILABLE);
+  CHECK(r == NULL);
+  CHECK(is_kept(s, "h4", "last,within") && is_kept(s, "h3", "within") &&
+        is_kept(s, "h2", "base"));
+  CHECK(gone(s, "h1") && untouched(s, "h0", ttl) && has_blob(s, "h0"));
+  store_destroy(s);
+}
+
 /* A bad zone or schedule id fails before anything is read or changed. */
 static void test_apply_refuses_bad_arguments(void) {
   store_t *s = NULL;
@@ -441,6 +471,8 @@ int main(void) {
   RUN(test_negative_policy_is_refused);
   RUN(test_apply_keeps_deletes_and_kept_never_expire);
   RUN(test_apply_refuses_bad_arguments);
+  if (getenv("FZIP_FAILPOINTS")) /* export.retention.failpoint runs it alone */
+    RUN(test_failure_half_way_has_saved_every_keep);
   unlink(g_db);
   snprintf(side, sizeof side, "%s-wal", g_db);
   unlink(side);
