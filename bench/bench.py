@@ -291,6 +291,10 @@ class Bench:
             self.errors.append("download: %s" % dl.get("error"))
             return
         row["package_bytes"] = os.path.getsize(pkg)
+        if self.args.streaming_only:
+            self.streaming(row, srv, store_uri, c, tok, rtok, ex, pkg)
+            self.log("done n=%d (streaming only)" % n)
+            return
         self.incremental(row, srv, store_uri, c, tok, user, ex)
 
         self.log("floors (export, blob read, tcp)")
@@ -333,6 +337,39 @@ class Bench:
         row["import_overwrite"] = self.import_phase(srv, c, tok, self.upload_quiet(c, tok, pkg),
                                                     "overwrite", False)
         self.log("done n=%d" % n)
+
+    def streaming(self, row, srv, store_uri, c, tok, rtok, ex, pkg):
+        """--streaming-only: download and upload again, each beside its floors
+        (blob store, raw TCP, raw gRPC), --stream-repeat times in turn; each
+        figure is the median of its samples, the samples are kept."""
+        samples = {k: [] for k in ["download", "blob_read_floor", "tcp_floor",
+                                   "grpc_download_floor", "upload", "blob_write_floor",
+                                   "grpc_upload_floor"]}
+        samples["download"].append(row["download"])
+        for i in range(self.args.stream_repeat):
+            self.log("streaming, round %d of %d" % (i + 1, self.args.stream_repeat))
+            if i > 0:
+                samples["download"].append(
+                    self.phase(srv, c + [tok, "download", ex["export_id"], pkg]))
+            samples["blob_read_floor"].append(self.standalone(
+                [self.floor, "blob-read", store_uri, "export-" + ex["export_id"]],
+                "blob-read floor"))
+            samples["tcp_floor"].append(self.standalone([self.tcp, pkg], "tcp floor"))
+            samples["grpc_download_floor"].append(
+                self.standalone([self.grpc_floor, "download", pkg], "grpc download floor"))
+            samples["upload"].append(self.phase(srv, c + [rtok, "upload", pkg]))
+            samples["blob_write_floor"].append(self.standalone(
+                [self.floor, "blob-write", store_uri, pkg], "blob-write floor"))
+            samples["grpc_upload_floor"].append(
+                self.standalone([self.grpc_floor, "upload", pkg], "grpc upload floor"))
+        for key, runs in samples.items():
+            ok = [r for r in runs if r.get("measured", True) and r.get("mib_per_s")]
+            if not ok:
+                row[key] = runs[-1]
+                continue
+            ok.sort(key=lambda r: r["mib_per_s"])
+            row[key] = dict(ok[len(ok) // 2])
+            row[key]["samples_mib_per_s"] = [r.get("mib_per_s") for r in runs]
 
     def incremental(self, row, srv, store_uri, c, tok, user, ex):
         """1% of the transactions rewritten (fzipd seed --mutate), then an
@@ -434,6 +471,11 @@ def main():
     ap.add_argument("--mongo-phase-timeout", type=int, default=600,
                     help="the same on MongoDB, where an overwrite import has been seen to hang")
     ap.add_argument("--smoke", action="store_true", help="fail on any harness error (CTest)")
+    ap.add_argument("--streaming-only", action="store_true",
+                    help="after the export, only download and upload with their floors "
+                         "(blob store, raw TCP, raw gRPC), --stream-repeat rounds, medians")
+    ap.add_argument("--stream-repeat", type=int, default=5,
+                    help="rounds of --streaming-only (default 5)")
     args = ap.parse_args()
     args.work_dir = os.path.abspath(args.work_dir or os.path.join(args.bin_dir, "bench-work"))
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -3,7 +3,10 @@
  * RPC_ARENA_BLOCK-sized blocks; a request larger than a block gets a block
  * of its own, so a 1 MiB upload chunk costs one malloc, not a pile of
  * wasted tails.  The first block survives resets because nearly every call
- * needs it again for the next message.
+ * needs it again for the next message, and so does the largest of the
+ * blocks of their own (the spare): a stream of 1 MiB upload chunks then
+ * reuses one buffer instead of allocating and page-faulting in a fresh one
+ * per message.
  */
 #include "rpc_arena.h"
 
@@ -22,6 +25,7 @@ typedef struct arena_block {
 
 struct rpc_arena {
   arena_block_t *head; /* most recent block first; the last one is kept on reset */
+  arena_block_t *spare; /* the largest own-block freed by a reset, for the next */
   size_t limit;
   size_t total; /* bytes handed out since the last reset */
   bool exhausted;
@@ -73,6 +77,7 @@ static void free_blocks_until(rpc_arena_t *a, arena_block_t *keep) {
 void rpc_arena_destroy(rpc_arena_t *arena) {
   if (!arena)
     return;
+  free(arena->spare);
   free_blocks_until(arena, NULL);
   free(arena);
 }
@@ -84,7 +89,13 @@ void *rpc_arena_alloc(rpc_arena_t *arena, size_t size) {
     return NULL;
   }
   arena_block_t *b = arena->head;
-  if (b->size - b->used < rounded) {
+  if (b->size - b->used < rounded && arena->spare && arena->spare->size >= rounded) {
+    b = arena->spare;
+    arena->spare = NULL;
+    b->used = 0;
+    b->next = arena->head;
+    arena->head = b;
+  } else if (b->size - b->used < rounded) {
     b = block_new(rounded > RPC_ARENA_BLOCK ? rounded : RPC_ARENA_BLOCK);
     if (!b) {
       arena->exhausted = true;
@@ -103,7 +114,19 @@ void rpc_arena_reset(rpc_arena_t *arena) {
   arena_block_t *first = arena->head;
   while (first->next)
     first = first->next;
-  free_blocks_until(arena, first);
+  /* Keep the largest own block as the spare (blocks of RPC_ARENA_BLOCK
+   * are cheap to make again). */
+  for (arena_block_t *b = arena->head; b != first;) {
+    arena_block_t *next = b->next;
+    if (b->size > RPC_ARENA_BLOCK && (!arena->spare || b->size > arena->spare->size)) {
+      free(arena->spare);
+      arena->spare = b;
+    } else {
+      free(b);
+    }
+    b = next;
+  }
+  arena->head = first;
   first->used = 0;
   arena->total = 0;
   arena->exhausted = false;
