@@ -120,10 +120,11 @@ bool schedule_rec_plan(schedule_rec_t *s, int64_t now_ms, fzip_error_t *error) {
 
 bool schedule_rec_pack(schedule_rec_t *s, fzip_error_t *error) {
   bson_t *body = bson_new();
+  bool paused = s->msg->spec && s->msg->spec->paused;
   if (!body)
     return fzip_error_oom(error, NULL);
-  if (!job_body_build(body, &s->msg->base, s->msg->spec && s->msg->spec->paused ? "PAUSED" : "ACTIVE",
-                      0, NULL, false, error)) {
+  /* "status" is for operators reading the database. */
+  if (!job_body_build(body, &s->msg->base, paused ? "PAUSED" : "ACTIVE", 0, NULL, false, error)) {
     bson_destroy(body);
     return false;
   }
@@ -215,9 +216,9 @@ static bool create_run_export(run_result_t *res, schedule_run_t *r, const schedu
                          s->rec->job_id, error))
     return false;
   snprintf(res->export_id, sizeof res->export_id, "%s", job->job_id);
-  fzip_log(FZIP_LOG_INFO, "schedule", replayed ? "scheduled export replayed" : "scheduled export created",
-           "schedule", s->rec->job_id, "user", s->rec->user_id, "export", job->job_id,
-           "base", base, NULL);
+  fzip_log(FZIP_LOG_INFO, "schedule",
+           replayed ? "scheduled export replayed" : "scheduled export created", "schedule",
+           s->rec->job_id, "user", s->rec->user_id, "export", job->job_id, "base", base, NULL);
   store_job_destroy(job);
   return true;
 }
