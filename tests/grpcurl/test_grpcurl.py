@@ -38,7 +38,7 @@ def test_list_shows_all_services(srv, user):
     check(r.returncode == 0, "list failed: %s" % r.stderr)
     services = set(r.stdout.split())
     for s in ("fzip.v1.ExportService", "fzip.v1.ImportService", "fzip.v1.DataService",
-              "grpc.health.v1.Health"):
+              "fzip.v1.ScheduleService", "grpc.health.v1.Health"):
         check(s in services, "%s missing from %r" % (s, services))
 
 

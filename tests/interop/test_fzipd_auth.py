@@ -167,7 +167,7 @@ def test_every_fzip_method_refuses_a_missing_or_badly_signed_token():
     methods = fzip_v1_methods()
     services = {path.split("/")[1] for path, _, _ in methods}
     assert {"fzip.v1.DataService", "fzip.v1.ExportService",
-            "fzip.v1.ImportService"} <= services, services
+            "fzip.v1.ImportService", "fzip.v1.ScheduleService"} <= services, services
     wrong = []
     for path, cs, ss in methods:
         for label, metadata in (("no token", None), ("forged token", forged)):
