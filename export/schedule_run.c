@@ -18,6 +18,7 @@
 
 #include "fzip/v1/jobs.pb-c.h"
 #include "fzip_cron.h"
+#include "fzip_failpoint.h"
 #include "fzip_log.h"
 #include "fzip_ticker.h"
 #include "fzip_tz.h"
@@ -379,6 +380,10 @@ static void handle(schedule_run_t *r, store_job_t *rec, int64_t now) {
       fzip_log(FZIP_LOG_WARN, "schedule", "scheduled export not created", "schedule",
                s.rec->job_id, "user", s.rec->user_id, "error", res.error.message, NULL);
     }
+    /* Tests: a replica that stops (delay: past its lease; error: dies)
+     * between the export and the record of the run. */
+    if (res.export_id[0] && !fzip_failpoint("schedule.run_created", &err))
+      goto failed;
   }
   if (!save_result(r, &s, &res, now, &err))
     goto failed;

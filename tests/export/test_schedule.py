@@ -5,7 +5,9 @@ Real fzipd processes on loopback (embedded store, or MongoDB behind the
 ferretdb fixture), real gRPC clients and the real `fzip` binary.  Time is
 moved on through fzipd's test-only --test-clock-offset-file (the offset in
 ms the scheduler and ScheduleService add to the wall clock), never waited
-for: a due schedule runs exactly once with two replicas on one store;
+for: a due schedule runs exactly once with two replicas on one store, and
+a replica that takes a run over from one stalled past its lease (failpoint
+schedule.run_created) gets the same export back;
 missed runs are caught up once after a restart (missed_runs counts the
 rest); a paused schedule never runs; update is version-checked; a bad cron
 or time zone is INVALID_ARGUMENT naming the field (BadRequest); the
@@ -183,6 +185,44 @@ def test_due_schedule_runs_once_on_two_replicas_and_missed_runs_once(store_dir):
         check(len(s.exports_of(sch.schedule_id)) == 2, "catch-up made more than one export")
 
 
+def log_has(srv, msg):
+    return any(json.loads(line).get("msg") == msg
+               for line in open(srv.log_path, encoding="utf-8", errors="replace")
+               if line.startswith("{"))
+
+
+def test_takeover_mid_run_makes_no_second_export(store_dir):
+    """A replica stalls past its lease between creating the run's export
+    and recording the run (failpoint): the replica that takes the schedule
+    over gets the same export back (its request_id), not a second one."""
+    clock = Clock(os.path.join(store_dir, "clock-takeover"))
+    user = unique_user("sched")
+    store = store_uri(store_dir)
+    lease = ["--job-lease-ms", "1000"]
+    a = Fzipd(extra_args=server_args(clock) + lease, store=store,
+              env={"FZIP_FAILPOINTS": "schedule.run_created=delay:6000"})
+    b = Fzipd(extra_args=server_args(clock) + lease, store=store)
+    with a:
+        a.seed(user, SEED_TX)
+        s = Sched(a, user)
+        sch = s.create(cron="@hourly")
+        clock.past(sch.next_run_at)
+        wait_for(lambda: log_has(a, "scheduled export created"), RUN_WAIT_S,
+                 "replica A to create the run's export")
+        with b:
+            sb = Sched(b, user)
+            got = sb.wait_runs(sch.schedule_id, 1)
+            wait_for(lambda: log_has(b, "scheduled export replayed"), RUN_WAIT_S,
+                     "replica B to take the run over and get the same export")
+            time.sleep(7)  # A wakes up and records nothing twice
+            got = sb.get(sch.schedule_id)
+            exports = sb.exports_of(sch.schedule_id)
+            check(got.runs == 1 and len(exports) == 1 and
+                  got.last_export_id == exports[0].export_id,
+                  "takeover: %d runs, %d exports" % (got.runs, len(exports)))
+            sb.delete(sch.schedule_id, delete_packages=True)
+
+
 def test_paused_update_and_version_conflict(srv, clock):
     user = unique_user("sched")
     s = Sched(srv, user)
@@ -347,6 +387,7 @@ def main():
     checks = Checks()
     with tempfile.TemporaryDirectory(prefix="fzip-sched-") as d:
         checks.run(test_due_schedule_runs_once_on_two_replicas_and_missed_runs_once, d)
+        checks.run(test_takeover_mid_run_makes_no_second_export, d)
         clock = Clock(os.path.join(d, "clock1"))
         with Fzipd(extra_args=server_args(clock)) as srv:
             for t in (test_paused_update_and_version_conflict, test_bad_specs_name_the_field,
