@@ -116,19 +116,15 @@ static bool src_changes(void *ctx, uint64_t *seq, uint64_t *wiped, fzip_error_t 
   return true;
 }
 
-/* Deletions up to the mark the build read: one taken later could list an
- * id deleted after the snapshot whose entity the increment still holds. */
+/* Up to the mark the build read (the writer passes it): deletions past it
+ * could name an id the snapshot still shows, which the increment holds. */
 static bool src_deletions_open(void *ctx, void **cursor, fzip_kind_t kind, uint64_t after_seq,
-                               fzip_error_t *error) {
+                               uint64_t upto_seq, fzip_error_t *error) {
   source_ctx_t *c = ctx;
-  store_changes_mark_t mark = {0};
   store_deletions_t *d = NULL;
-
-  if (!store_changes_mark(&mark, reading(c), c->user_id, error) ||
-      !store_deletions_new(&d, reading(c), c->user_id, kind, after_seq, mark.seq, error))
-    return false;
+  bool ok = store_deletions_new(&d, reading(c), c->user_id, kind, after_seq, upto_seq, error);
   *cursor = d;
-  return true;
+  return ok;
 }
 
 static bool src_deletions_next(void *cursor, const char **id, fzip_error_t *error) {

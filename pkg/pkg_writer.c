@@ -713,7 +713,7 @@ static bool write_deletions_of(build_t *b, pkgjson_writer_t *w, fzip_kind_t kind
   if (!left_open(&l, b, kind, error))
     goto done;
   if (!src->deletions_open(b->source->ctx, &cur, kind, b->sel->incremental->base_change_seq,
-                           error))
+                           b->res.change_seq, error))
     goto done;
   more_d = src->deletions_next(cur, &d, error);
   more_g = !fzip_error_is_set(error) && left_next(&l, &g, error);

@@ -215,10 +215,11 @@ typedef struct {
    * read_begin and read_end: *seq = the change sequence the reads are
    * complete up to, *wiped = that of the user's last wipe (0: none). */
   bool (*changes)(void *ctx, uint64_t *seq, uint64_t *wiped, fzip_error_t *error);
-  /* Ids of `kind` deleted after `after_seq` up to the changes() seq, id
-   * ascending; next as cursor_next (*id borrowed until the next call). */
+  /* Ids of `kind` deleted with after_seq < seq <= upto_seq (the
+   * changes() seq of the same read), id ascending; next as cursor_next
+   * (*id borrowed until the next call). */
   bool (*deletions_open)(void *ctx, void **cursor, fzip_kind_t kind, uint64_t after_seq,
-                         fzip_error_t *error);
+                         uint64_t upto_seq, fzip_error_t *error);
   bool (*deletions_next)(void *cursor, const char **id, fzip_error_t *error);
   void (*deletions_close)(void *cursor);
 } pkg_source_ops_t;
