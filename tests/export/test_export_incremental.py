@@ -11,8 +11,8 @@ sequences, chain length) and data/deletions.json is `[]`; an import
 undone after a base gives deletions (kind, id ascending); a chain of two
 increments links each to the one before; a wipe (DeleteAllData) since the
 base fails the increment (FAILED_PRECONDITION); bad bases (another user's,
-unknown, malformed, not completed, expired, a different selection, CSV)
-are refused at create; an increment uploaded for import fails validation
+unknown, malformed, running, cancelled, deleted, expired, a different
+selection, CSV) are refused at create; an increment uploaded for import fails validation
 with archive.incremental and writes nothing; `fzip export create
 --incremental` and `fzip package inspect` show the base.  Byte equality of
 base + chain applied with a pinned complete export is
@@ -296,6 +296,22 @@ def test_expired_base_is_refused():
                 grpc.StatusCode.FAILED_PRECONDITION, "an expired base", "EXPIRED")
 
 
+def test_running_base_is_refused():
+    """A base still being written (held in UPLOADING by a failpoint)."""
+    with Fzipd(env={"FZIP_FAILPOINTS": "export.uploading=delay:3000"}) as srv:
+        c = Client(srv, unique_user("increm"))
+        srv.seed(c.user, 30, seed=72)
+        job = c.create(export_type=COMPLETE)
+        deadline = time.time() + 60
+        while c.exp.GetExport(epb.GetExportRequest(export_id=job.export_id),
+                              metadata=c.md).job.status != jpb.EXPORT_STATUS_UPLOADING:
+            check(time.time() < deadline, "the base never reached UPLOADING")
+            time.sleep(0.05)
+        refused(lambda: c.create(incremental_base_id=job.export_id),
+                grpc.StatusCode.FAILED_PRECONDITION, "a running base", "UPLOADING")
+        check(c.watch(job.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED, "base failed")
+
+
 def test_import_refuses_an_increment_and_writes_nothing(srv):
     c = Client(srv, unique_user("incsrc"))
     srv.seed(c.user, 80, seed=81)
@@ -353,6 +369,7 @@ def main():
                   test_cli_incremental_and_inspect]:
             checks.run(t, srv)
     checks.run(test_expired_base_is_refused)
+    checks.run(test_running_base_is_refused)
     return checks.summary()
 
 
