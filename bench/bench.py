@@ -311,6 +311,10 @@ class Bench:
         row["grpc_download_floor"] = self.standalone([self.grpc_floor, "download", pkg],
                                                      "grpc download floor")
 
+        if self.args.export_only:
+            self.log("done n=%d (export only)" % n)
+            return
+
         self.log("upload")
         row["upload"] = up = self.phase(srv, c + [rtok, "upload", pkg])
         if not up["measured"]:
@@ -471,6 +475,8 @@ def main():
     ap.add_argument("--mongo-phase-timeout", type=int, default=600,
                     help="the same on MongoDB, where an overwrite import has been seen to hang")
     ap.add_argument("--smoke", action="store_true", help="fail on any harness error (CTest)")
+    ap.add_argument("--export-only", action="store_true",
+                    help="stop each size after the export phases and floors (no upload/import)")
     ap.add_argument("--streaming-only", action="store_true",
                     help="after the export, only download and upload with their floors "
                          "(blob store, raw TCP, raw gRPC), --stream-repeat rounds, medians")
