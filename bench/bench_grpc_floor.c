@@ -33,9 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_file.h"
+
 /* What bench_client asks for and sends (BENCH_CHUNK there). */
 #define BENCH_GRPC_CHUNK (1024 * 1024)
-#define BENCH_GRPC_FILE_MAX (16ULL * 1024 * 1024 * 1024)
 /* fzipd's default message limit (rpc_server.c), on both ends. */
 #define BENCH_GRPC_MAX_MESSAGE (4 * 1024 * 1024 + 64 * 1024)
 #define BENCH_GRPC_METHOD "/bench.Floor/Stream"
@@ -43,27 +44,6 @@
 #define BENCH_GRPC_DEADLINE_S 3600
 
 typedef enum { MODE_DOWNLOAD, MODE_UPLOAD } mode_t_;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static bool load(unsigned char **data, size_t *size, const char *path) {
-  struct stat st;
-  FILE *in = fopen(path, "rb");
-  bool ok = false;
-  if (!in || fstat(fileno(in), &st) != 0 || (uint64_t)st.st_size > BENCH_GRPC_FILE_MAX)
-    goto done;
-  *size = (size_t)st.st_size;
-  *data = malloc(*size ? *size : 1);
-  ok = *data && fread(*data, 1, *size, in) == *size;
-done:
-  if (in)
-    fclose(in);
-  return ok;
-}
 
 /* One message of the file: a slice pointing into it (no copy). */
 static grpc_byte_buffer *chunk_at(const unsigned char *data, size_t size, size_t *off) {
@@ -217,7 +197,7 @@ static int run_client(mode_t_ mode, const unsigned char *data, size_t size, int 
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
   channel = grpc_channel_create(target, creds, &channel_args);
   grpc_channel_credentials_release(creds);
-  t0 = now_s();
+  t0 = bench_now_s();
   call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                   grpc_slice_from_static_string(BENCH_GRPC_METHOD), NULL,
                                   gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
@@ -284,7 +264,7 @@ static int run_client(mode_t_ mode, const unsigned char *data, size_t size, int 
   }
   if (!wait_tag(cq, (void *)10) || status != GRPC_STATUS_OK)
     goto done;
-  seconds = now_s() - t0;
+  seconds = bench_now_s() - t0;
   if (bytes != size)
     goto done;
   printf("{\"mode\": \"grpc-%s\", \"bytes\": %" PRIu64 ", \"seconds\": %.4f, \"mib_per_s\": %.2f"
@@ -324,7 +304,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   mode = strcmp(argv[1], "download") == 0 ? MODE_DOWNLOAD : MODE_UPLOAD;
-  if (!load(&data, &size, argv[2])) {
+  if (!bench_load_file(&data, &size, argv[2])) {
     fprintf(stderr, "bench_grpc_floor: %s: cannot read\n", argv[2]);
     goto done;
   }

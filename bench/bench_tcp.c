@@ -21,8 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_file.h"
+
 #define BENCH_TCP_CHUNK (1024 * 1024)
-#define BENCH_TCP_FILE_MAX (16ULL * 1024 * 1024 * 1024)
 
 typedef struct {
   int listen_fd;
@@ -30,12 +31,6 @@ typedef struct {
   double done_at;
   int err;
 } receiver_t;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void *receive(void *arg) {
   receiver_t *r = arg;
@@ -50,27 +45,12 @@ static void *receive(void *arg) {
     r->received += (uint64_t)n;
   if (n < 0)
     r->err = errno;
-  r->done_at = now_s();
+  r->done_at = bench_now_s();
 done:
   if (fd >= 0)
     close(fd);
   free(buf);
   return NULL;
-}
-
-static bool load(unsigned char **data, size_t *size, const char *path) {
-  struct stat st;
-  FILE *in = fopen(path, "rb");
-  bool ok = false;
-  if (!in || fstat(fileno(in), &st) != 0 || (uint64_t)st.st_size > BENCH_TCP_FILE_MAX)
-    goto done;
-  *size = (size_t)st.st_size;
-  *data = malloc(*size ? *size : 1);
-  ok = *data && fread(*data, 1, *size, in) == *size;
-done:
-  if (in)
-    fclose(in);
-  return ok;
 }
 
 int main(int argc, char **argv) {
@@ -88,7 +68,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_tcp FILE\n");
     return 2;
   }
-  if (!load(&data, &size, argv[1])) {
+  if (!bench_load_file(&data, &size, argv[1])) {
     fprintf(stderr, "bench_tcp: %s: cannot read\n", argv[1]);
     goto done;
   }
@@ -104,7 +84,7 @@ int main(int argc, char **argv) {
     goto done;
   }
   started = true;
-  t0 = now_s();
+  t0 = bench_now_s();
   fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
     perror("bench_tcp: connect");
