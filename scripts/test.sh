@@ -72,7 +72,7 @@ if cmake -S . -B build-asan -G Ninja -DFZIP_SANITIZE=ON >/dev/null &&
   # A small quarantine: ASan's default 256 MiB of parked frees would read
   # as RSS growth in the tests that check memory stays flat.
   ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=16}" FZIP_TEST_BLOB_MB=256 \
-    run_suite build-asan -LE heavy -E '^((import|export)\..*|tools\.seed)\.mongodb$' || status=1
+    run_suite build-asan -LE heavy -E '^((import|export|package)\..*|tools\.seed)\.mongodb$' || status=1
 else
   build_failed build-asan
 fi
