@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
-from fzip_e2e import (Client, check, import_package, read_package, rewrite_package,  # noqa: E402
-                      state, unzip_t, verify_checksums)
+from fzip_e2e import (Client, check, check_schema, import_package, read_package,  # noqa: E402
+                      rewrite_package, state, unzip_t, verify_checksums)
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED_TX = max(40, int(1500 * SCALE))
@@ -112,24 +112,11 @@ def check_table(z, kind, cols, names):
     return rows
 
 
-SCHEMA = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "schema",
-                      "manifest.schema.json")
-
-
-def check_manifest_schema(manifest):
-    import jsonschema
-    with open(SCHEMA) as f:
-        v = jsonschema.Draft202012Validator(json.load(f))
-    errors = ["%s at %s" % (e.message, "/".join(map(str, e.absolute_path)))
-              for e in v.iter_errors(manifest)]
-    check(not errors, "manifest does not match manifest.schema.json: %r" % errors[:5])
-
-
 def check_csv_package(data):
     unzip_t(data)
     z, manifest = read_package(data)
     verify_checksums(z, manifest)  # csv/ entries carry a sha256 like every entry
-    check_manifest_schema(manifest)
+    check_schema("manifest", manifest)
     names = z.namelist()
     for kind in ("accounts", "categories", "transactions"):
         i = names.index("data/%s.json" % kind)

@@ -35,8 +35,8 @@ from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
 from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
-from fzip_e2e import (Client, check, import_package, read_package,  # noqa: E402
-                      rewrite_package, state, verify_checksums)
+from fzip_e2e import (Client, check, check_schema, expect, fzip_cli,  # noqa: E402
+                      import_package, read_package, rewrite_package, state, verify_checksums)
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED_TX = max(200, int(2000 * SCALE))
@@ -44,18 +44,6 @@ PIN = 1700000000000
 COMPLETE = jpb.EXPORT_TYPE_COMPLETE
 # The package's kind order (dependency order), that of data/deletions.json.
 KINDS = ["accounts", "categories", "file_maps", "transaction_files", "transactions", "analytics"]
-
-
-def fzip_binary():
-    if os.environ.get("FZIP"):
-        return os.environ["FZIP"]
-    return os.path.join(os.path.dirname(os.environ["FZIPD"]), "..", "client", "fzip")
-
-
-def fzip(srv, user, *args):
-    argv = [fzip_binary(), "--addr", "127.0.0.1:%d" % srv.port, "--token", srv.token(user)]
-    return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
 
 
 def mutate(srv, user, percent, seed, seeded=SEED_TX):
@@ -102,6 +90,8 @@ def incremental_of(c, base, **kw):
           "job's base fields: %r" % final)
     check(final.change_seq >= base.change_seq, "change_seq went back")
     check("data/deletions.json" in z.namelist(), "no data/deletions.json")
+    check_schema("manifest", m)
+    check_schema("deletions", json.loads(z.read("data/deletions.json")))
     return final, data, m
 
 
@@ -334,25 +324,22 @@ def test_cli_incremental_and_inspect(srv):
     srv.seed(c.user, 60, seed=91)
     base, _ = completed(c, export_type=COMPLETE)
     check(mutate(srv, c.user, 10, seed=4, seeded=60) > 0, "nothing mutated")
-    r = fzip(srv, c.user, "--json", "-q", "export", "create", "--incremental", base.export_id,
-             "--wait")
-    check(r.returncode == 0, "export create --incremental: %s %s" % (r.stdout, r.stderr))
+    r = expect(fzip_cli(srv, c.user, "--json", "-q", "export", "create", "--incremental",
+                        base.export_id, "--wait"), 0, "export create --incremental")
     job = json.loads(r.stdout.strip().splitlines()[-1])
     check(job["base_export_id"] == base.export_id and job["chain_length"] == 1,
           "CLI job %r" % job)
     with tempfile.TemporaryDirectory(prefix="fzip-inc-") as d:
         out = os.path.join(d, "inc.fzip")
-        r = fzip(srv, c.user, "-q", "export", "download", job["export_id"], "--output", out)
-        check(r.returncode == 0, "download: %s" % r.stderr)
-        r = fzip(srv, c.user, "--json", "package", "inspect", out)
-        check(r.returncode == 0, "inspect: %s" % r.stderr)
+        expect(fzip_cli(srv, c.user, "-q", "export", "download", job["export_id"], "--output",
+                        out), 0, "download")
+        r = expect(fzip_cli(srv, None, "--json", "package", "inspect", out), 0, "inspect")
         info = json.loads(r.stdout)
         check(info.get("incremental", {}).get("base_export_id") == base.export_id
               and info["incremental"]["base_package_sha256"] == base.package_sha256
               and info["incremental"]["chain_length"] == "1", "inspect %r" % info)
-        r = fzip(srv, c.user, "package", "verify", out)
-        check(r.returncode == 3 and "archive.incremental" in r.stderr,
-              "verify of an increment: %d %s" % (r.returncode, r.stderr[-400:]))
+        r = expect(fzip_cli(srv, None, "package", "verify", out), 3, "verify of an increment")
+        check("archive.incremental" in r.stderr, "verify of an increment: %s" % r.stderr[-400:])
         with open(out, "rb") as f:
             check(hashlib.sha256(f.read()).hexdigest() == job["package_sha256"], "sha256")
 

@@ -70,6 +70,20 @@ def check(cond, msg):
         raise AssertionError(msg)
 
 
+SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "schema")
+
+
+def check_schema(name, instance):
+    """instance (parsed JSON) is valid against docs/schema/<name>.schema.json
+    (draft 2020-12), else a failed check listing the first errors."""
+    import jsonschema
+    with open(os.path.join(SCHEMA_DIR, "%s.schema.json" % name)) as f:
+        v = jsonschema.Draft202012Validator(json.load(f))
+    errors = ["%s at %s" % (e.message, "/".join(map(str, e.absolute_path)))
+              for e in v.iter_errors(instance)]
+    check(not errors, "%s does not match %s.schema.json: %r" % (name, name, errors[:5]))
+
+
 METRICS_LOG_WAIT_S = 10
 
 
