@@ -24,6 +24,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "fzip_tz.h"
+
 #define MAPPED_FORMAT_VERSION "1.0" /* what the mapping produces */
 #define REASON_MAX 256
 #define FIELD_MAX 96
@@ -316,25 +318,6 @@ void pkghf_map_entity(bson_t *out, fzip_kind_t kind, const bson_t *in) {
 
 /* ---- time ------------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-/* Days in month m (1..12) of year y, proleptic Gregorian: a date past
- * its month's end (2024-02-31, 2023-02-29) is not a date, never the next
- * month's. */
-static int64_t days_in_month(int64_t y, int64_t m) {
-  static const int64_t days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return m == 2 && leap ? 29 : days[m - 1];
-}
-
 /* Exactly n digits at *p, advancing it. */
 static bool digits(int64_t *out, const char **p, int n) {
   int64_t v = 0;
@@ -371,7 +354,7 @@ bool pkghf_parse_time(int64_t *ms, const char *s) {
   const char *p = s;
   int64_t y, mo, d, h = 0, mi = 0, sec = 0, frac_ms = 0, offset = 0;
   if (!digits(&y, &p, 4) || *p++ != '-' || !digits(&mo, &p, 2) || *p++ != '-' ||
-      !digits(&d, &p, 2) || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
+      !digits(&d, &p, 2) || mo < 1 || mo > 12 || d < 1 || d > fzip_tz_month_days(y, (int)mo))
     return false;
   if (*p == 'T' || *p == ' ') {
     p++;
@@ -394,7 +377,8 @@ bool pkghf_parse_time(int64_t *ms, const char *s) {
   } else if (*p != '\0') {
     return false;
   }
-  *ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - offset * 60) * 1000 +
+  int64_t days = fzip_tz_days_from_civil(y, (int)mo, (int)d);
+  *ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset * 60) * 1000 +
         frac_ms;
   return true;
 }

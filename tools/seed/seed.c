@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "fzip_entity.h"
+#include "fzip_tz.h"
 #include "fzip_util.h"
 
 /* ---- limits and fixed points ------------------------------------------- */
@@ -141,18 +142,12 @@ typedef struct {
   int year, month, day;
 } civil_t;
 
-/* Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant). */
+/* The civil date of days since 1970-01-01 (one calendar: fzip_tz). */
 static civil_t civil_from_days(int64_t z) {
-  z += 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  int64_t doe = z - era * 146097;
-  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  int64_t mp = (5 * doy + 2) / 153;
   civil_t c;
-  c.day = (int)(doy - (153 * mp + 2) / 5 + 1);
-  c.month = (int)(mp < 10 ? mp + 3 : mp - 9);
-  c.year = (int)(yoe + era * 400 + (c.month <= 2));
+  int64_t y;
+  fzip_tz_civil_from_days(z, &y, &c.month, &c.day);
+  c.year = (int)y;
   return c;
 }
 
