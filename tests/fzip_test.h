@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fzip_error.h"
 
@@ -82,6 +83,22 @@ static int fzip_test_current_failed;
       fprintf(stderr, "ok   %s\n", #fn);                                                 \
     }                                                                                    \
   } while (0)
+
+/* Creates an empty file of its own under $TMPDIR (else /tmp) named
+ * fzip-test-<name>-XXXXXX and puts its path in path[n] (e.g. an embedded
+ * store's file); false, with the reason printed, when it cannot. */
+static inline int fzip_test_temp_file(char *path, size_t n, const char *name) {
+  const char *tmp = getenv("TMPDIR");
+  int fd;
+  snprintf(path, n, "%s/fzip-test-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+  fd = mkstemp(path);
+  if (fd < 0) {
+    perror("mkstemp");
+    return 0;
+  }
+  close(fd);
+  return 1;
+}
 
 static inline int fzip_test_summary(void) {
   fprintf(stderr, "%d passed, %d failed\n", fzip_test_passed_count, fzip_test_failed_count);

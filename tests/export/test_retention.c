@@ -454,17 +454,10 @@ static void test_apply_refuses_bad_arguments(void) {
 }
 
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
   char side[300];
-  int fd;
 
-  snprintf(g_db, sizeof g_db, "%s/fzip-test-retention-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  fd = mkstemp(g_db);
-  if (fd < 0) {
-    perror("mkstemp");
+  if (!fzip_test_temp_file(g_db, sizeof g_db, "retention"))
     return 1;
-  }
-  close(fd);
   RUN(test_policies_keep_the_newest_of_each_bucket);
   RUN(test_bases_of_kept_increments_are_kept);
   RUN(test_ties_are_broken_by_id);

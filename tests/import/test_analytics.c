@@ -503,15 +503,10 @@ static store_t *open_temp_store(void) {
   store_options_t opts = {.uri = uri};
   store_t *s = NULL;
   fzip_error_t err;
-  int fd;
 
   fzip_error_clear(&err);
-  snprintf(g_db, sizeof g_db, "/tmp/fzip-test-analytics-XXXXXX");
-  if ((fd = mkstemp(g_db)) < 0) {
-    perror("mkstemp");
+  if (!fzip_test_temp_file(g_db, sizeof g_db, "analytics"))
     return NULL;
-  }
-  close(fd);
   snprintf(uri, sizeof uri, "sqlite:%s", g_db);
   if (!store_open(&s, &opts, &err))
     fprintf(stderr, "store: %s\n", err.message);

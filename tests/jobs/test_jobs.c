@@ -791,16 +791,9 @@ static void test_shared_rows_match_verb_and_noun_exactly(void) {
 }
 
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
-  int fd;
 
-  snprintf(g_db, sizeof g_db, "%s/fzip-test-jobs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  fd = mkstemp(g_db);
-  if (fd < 0) {
-    perror("mkstemp");
+  if (!fzip_test_temp_file(g_db, sizeof g_db, "jobs"))
     return 1;
-  }
-  close(fd);
   RUN(test_status_table_allows_listed_transitions);
   RUN(test_status_table_refuses_unlisted_transitions_and_leaves_the_status);
   RUN(test_status_of_another_message_is_refused);
