@@ -258,13 +258,28 @@ static const char *doc_string(const bson_t *doc, const char *field) {
 }
 
 
+/* The rollback's visit: the file blobs go with their records, and the job
+ * keeps its lease.  A rollback on a slow store (FerretDB: several round
+ * trips per document) can outlast the lease; another replica would then
+ * take the job over mid-way and end it "interrupted". */
+typedef struct {
+  import_visit_t files;
+  job_ctx_t *jctx;
+} rollback_visit_t;
+
+static bool rollback_visit(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
+  rollback_visit_t *v = ctx;
+  return (!v->jctx || job_ctx_keep_lease(v->jctx, error)) &&
+         import_visit_file(&v->files, kind, doc, error);
+}
+
 static bool rollback(run_t *r, fzip_error_t *error) {
   store_rollback_stats_t st = {0};
-  import_visit_t v = {r->env->store, r->user, r->job->import_id, true};
+  rollback_visit_t v = {{r->env->store, r->user, r->job->import_id, true}, r->jctx};
   char buf[96];
 
-  if (!store_import_rollback(&st, r->env->store, r->user, r->job->import_id, import_visit_file,
-                             &v, error))
+  if (!store_import_rollback(&st, r->env->store, r->user, r->job->import_id, rollback_visit, &v,
+                             error))
     return fzip_error_prefix(error, "rolling back import %s", r->job->import_id);
   snprintf(buf, sizeof buf, "restored=%" PRIu64 " deleted=%" PRIu64, st.restored, st.deleted);
   const fzip_log_field_t f[] = {fzip_log_str("import", r->job->import_id),

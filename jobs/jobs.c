@@ -181,6 +181,18 @@ bool job_ctx_tick(job_ctx_t *ctx, const bson_t *body, bool force, fzip_error_t *
   return save(ctx, body, false, 0, error);
 }
 
+bool job_ctx_keep_lease(job_ctx_t *ctx, fzip_error_t *error) {
+  if (fzip_monotonic_ms() - ctx->last_save_ms < JOB_SAVE_INTERVAL_MS)
+    return true;
+  if (!store_job_renew(ctx->runner->store, ctx->job, ctx->runner->owner, fzip_now_ms(),
+                       ctx->runner->opts.lease_ms, error)) {
+    ctx->lost = error->code == FZIP_ERR_ABORTED;
+    return false;
+  }
+  ctx->last_save_ms = fzip_monotonic_ms();
+  return true;
+}
+
 bool job_ctx_finish(job_ctx_t *ctx, const bson_t *body, int64_t expires_at, fzip_error_t *error) {
   return save(ctx, body, true, expires_at, error);
 }

@@ -102,6 +102,13 @@ bool job_ctx_save(job_ctx_t *ctx, const bson_t *body, fzip_error_t *error);
 /* job_ctx_save, but only if JOB_SAVE_INTERVAL_MS passed since the last one
  * (or `force`); cheap enough to call per item. */
 bool job_ctx_tick(job_ctx_t *ctx, const bson_t *body, bool force, fzip_error_t *error);
+/* Extends the lease without saving the body, at most every
+ * JOB_SAVE_INTERVAL_MS (cheap enough per item), for clean-up work that must
+ * run to its end even after a cancel or a failure: a rollback on a slow
+ * store can outlast the lease, and another replica would then take the job
+ * over mid-way.  Ignores cancel requests and shutdown; ABORTED when the
+ * lease was lost (stop: the new owner finishes the clean-up). */
+bool job_ctx_keep_lease(job_ctx_t *ctx, fzip_error_t *error);
 /* Final save: runnable=false, lease released, expires_at as given (0:
  * never).  A cancel request arriving meanwhile does not block it. */
 bool job_ctx_finish(job_ctx_t *ctx, const bson_t *body, int64_t expires_at, fzip_error_t *error);

@@ -1670,9 +1670,11 @@ static bool visit_doc(store_visit_fn visit, void *ctx, fzip_kind_t kind, const b
   return visit(ctx, kind, &doc, error);
 }
 
-/* Puts one tagged document back to its stashed version, or deletes it. */
+/* Puts one tagged document back to its stashed version, or deletes it.
+ * Either way a change: `seq` (reserved by the caller, one per document)
+ * numbers the version put back, or the deletion record. */
 static bool undo_one(store_rollback_stats_t *stats, mstore_t *s, const fzip_kind_info_t *ki,
-                     const char *user_id, const char *tag, const bson_t *stored,
+                     const char *user_id, const char *tag, const bson_t *stored, uint64_t seq,
                      fzip_error_t *error) {
   char key[MONGO_STASH_KEY_MAX], ekey[MONGO_KEY_MAX];
   const char *id = doc_utf8(stored, "id");
@@ -1681,12 +1683,10 @@ static bool undo_one(store_rollback_stats_t *stats, mstore_t *s, const fzip_kind
   bson_iter_t it;
   const uint8_t *data;
   uint32_t len;
-  uint64_t seq = 0;
   bool ok = false;
 
-  /* Either way a change: a fresh number, or a deletion record. */
   if (!id || !stash_key(key, user_id, tag, ki, id, error) ||
-      !entity_key(ekey, user_id, id, error) || !seq_reserve(&seq, s, user_id, 1, error))
+      !entity_key(ekey, user_id, id, error))
     goto done;
   BSON_APPEND_UTF8(&q, "_id", key);
   if (!find_one(&stash, s, MONGO_STASH, &q, error))
@@ -1728,13 +1728,16 @@ static bool rollback_kind(store_rollback_stats_t *stats, mstore_t *s, const char
   /* Undone documents lose the tag, so each query returns the next ones. */
   while (ok) {
     bson_t *q = BCON_NEW("userId", BCON_UTF8(user_id), "tag", BCON_UTF8(tag));
+    uint64_t seq = 0;
     ok = find_page(page, &n, s, ki->name, q, sort, error);
     bson_destroy(q);
     if (!ok || n == 0)
       break;
+    /* One reservation per page, not per document (a round trip each). */
+    ok = seq_reserve(&seq, s, user_id, n, error);
     for (size_t i = 0; ok && i < n; i++)
       ok = visit_doc(visit, ctx, kind, page[i], error) &&
-           undo_one(stats, s, ki, user_id, tag, page[i], error);
+           undo_one(stats, s, ki, user_id, tag, page[i], seq + i, error);
     free_page(page, n);
   }
   bson_destroy(sort);
