@@ -261,7 +261,9 @@ static const char *doc_string(const bson_t *doc, const char *field) {
 /* The rollback's visit: the file blobs go with their records, and the job
  * keeps its lease.  A rollback on a slow store (FerretDB: several round
  * trips per document) can outlast the lease; another replica would then
- * take the job over mid-way and end it "interrupted". */
+ * take the job over mid-way and end it "interrupted".  A lease that cannot
+ * be kept (lost, job deleted, store hiccup) does not stop the rollback:
+ * putting the data back comes first, and every step of it is idempotent. */
 typedef struct {
   import_visit_t files;
   job_ctx_t *jctx;
@@ -269,8 +271,12 @@ typedef struct {
 
 static bool rollback_visit(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
   rollback_visit_t *v = ctx;
-  return (!v->jctx || job_ctx_keep_lease(v->jctx, error)) &&
-         import_visit_file(&v->files, kind, doc, error);
+  fzip_error_t lease_err;
+
+  fzip_error_clear(&lease_err);
+  if (v->jctx)
+    (void)job_ctx_keep_lease(v->jctx, &lease_err);
+  return import_visit_file(&v->files, kind, doc, error);
 }
 
 static bool rollback(run_t *r, fzip_error_t *error) {

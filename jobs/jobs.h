@@ -107,7 +107,7 @@ bool job_ctx_tick(job_ctx_t *ctx, const bson_t *body, bool force, fzip_error_t *
  * run to its end even after a cancel or a failure: a rollback on a slow
  * store can outlast the lease, and another replica would then take the job
  * over mid-way.  Ignores cancel requests and shutdown; ABORTED when the
- * lease was lost (stop: the new owner finishes the clean-up). */
+ * lease was lost (idempotent clean-up may go on regardless). */
 bool job_ctx_keep_lease(job_ctx_t *ctx, fzip_error_t *error);
 /* Final save: runnable=false, lease released, expires_at as given (0:
  * never).  A cancel request arriving meanwhile does not block it. */
