@@ -28,9 +28,15 @@
 
 #define FZIP_CRON_SPEC_MAX 256     /* bytes of a spec */
 #define FZIP_CRON_ITEMS_MAX 60     /* comma-separated items in one field */
-/* How far ahead fzip_cron_next looks: a spec that matches no day in this
- * many years (e.g. "0 0 30 2 *") never runs and is refused at parse. */
-#define FZIP_CRON_SEARCH_YEARS 8
+/* How far ahead fzip_cron_next looks: one whole Gregorian cycle, after
+ * which dates and weekdays repeat, so every spec that parses has a next due
+ * time (a spec naming no real day, e.g. "0 0 30 2 *", is refused at parse).
+ * Fewer years are not enough: day 1 of January that is a Sunday (a
+ * day-of-month field written as a step from "*" combines with the weekday
+ * by AND, as in Vixie cron) comes 11 years apart; Feb 29 on a given
+ * weekday up to 40.
+ * The walk is by day: ~146,000 cheap steps at the most. */
+#define FZIP_CRON_SEARCH_YEARS 400
 
 typedef struct {
   uint64_t minutes;  /* bit m: minute m matches */

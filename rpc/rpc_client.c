@@ -354,8 +354,8 @@ bool rpc_client_call_writes_done(rpc_client_call_t *call, fzip_error_t *error) {
   return run_batch(call, &op, 1) || step_failed(call, "half-close", error);
 }
 
-/* The message's bytes in one piece: its only slice as it is, else the
- * slices copied into call->joined.  NULL: out of memory. */
+/* The message's bytes in one piece: its only (refcounted) slice as it
+ * is, else the slices copied into call->joined.  NULL: out of memory. */
 static const uint8_t *join_slices(rpc_client_call_t *call, grpc_byte_buffer_reader *reader,
                                   size_t total) {
   grpc_slice s;
@@ -369,9 +369,12 @@ static const uint8_t *join_slices(rpc_client_call_t *call, grpc_byte_buffer_read
   }
   while (grpc_byte_buffer_reader_next(reader, &s) != 0) {
     size_t n = GRPC_SLICE_LENGTH(s);
-    if (at == 0 && n == total) {
-      grpc_slice_unref(s); /* one slice: the byte buffer keeps it alive */
-      return GRPC_SLICE_START_PTR(s);
+    if (at == 0 && n == total && s.refcount != NULL) {
+      /* One refcounted slice: the byte buffer keeps its bytes alive.  An
+       * inlined slice holds its bytes in `s` itself (on this stack), so
+       * those are copied below like any other. */
+      grpc_slice_unref(s);
+      return s.data.refcounted.bytes;
     }
     if (n > total - at) {
       grpc_slice_unref(s);
