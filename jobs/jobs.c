@@ -24,6 +24,7 @@
 #define JOB_HOST_NAME_MAX 64         /* the host part of a default owner id */
 #define JOB_CLAIM_BACKOFF_MIN_MS 100 /* after a failed claim, doubling... */
 #define JOB_CLAIM_BACKOFF_MAX_MS 10000 /* ...up to this */
+#define JOB_RENEW_TRIES 2 /* keep_lease: a renew, and one more after a reload */
 
 struct job_runner {
   store_t *store;
@@ -184,13 +185,25 @@ bool job_ctx_tick(job_ctx_t *ctx, const bson_t *body, bool force, fzip_error_t *
 bool job_ctx_keep_lease(job_ctx_t *ctx, fzip_error_t *error) {
   if (fzip_monotonic_ms() - ctx->last_save_ms < JOB_SAVE_INTERVAL_MS)
     return true;
-  if (!store_job_renew(ctx->runner->store, ctx->job, ctx->runner->owner, fzip_now_ms(),
-                       ctx->runner->opts.lease_ms, error)) {
-    ctx->lost = error->code == FZIP_ERR_ABORTED;
-    return false;
-  }
+  /* Set before trying: after a failure (lost lease, store hiccup) the next
+   * try still waits an interval, rather than every visited item paying a
+   * failed write. */
   ctx->last_save_ms = fzip_monotonic_ms();
-  return true;
+  for (int attempt = 0; attempt < JOB_RENEW_TRIES; attempt++) {
+    if (store_job_renew(ctx->runner->store, ctx->job, ctx->runner->owner, fzip_now_ms(),
+                        ctx->runner->opts.lease_ms, error))
+      return true;
+    if (error->code != FZIP_ERR_ABORTED)
+      return false;
+    /* A backend that renews by version (SQLite) refuses after any change
+     * to the record, a user's cancel included: reload it (this sets `lost`
+     * only if the owner changed, and picks up the cancel) and try again. */
+    if (!reload_after_conflict(ctx, error))
+      return false;
+  }
+  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                        "job %s: too many concurrent updates while renewing the lease",
+                        ctx->job->job_id);
 }
 
 bool job_ctx_finish(job_ctx_t *ctx, const bson_t *body, int64_t expires_at, fzip_error_t *error) {

@@ -107,7 +107,9 @@ bool job_ctx_tick(job_ctx_t *ctx, const bson_t *body, bool force, fzip_error_t *
  * run to its end even after a cancel or a failure: a rollback on a slow
  * store can outlast the lease, and another replica would then take the job
  * over mid-way.  Ignores cancel requests and shutdown; ABORTED when the
- * lease was lost (idempotent clean-up may go on regardless). */
+ * lease was lost (idempotent clean-up may go on regardless).  A change to
+ * the record meanwhile (a cancel request) is reloaded, not taken for a loss;
+ * after a failure the next try still waits the interval. */
 bool job_ctx_keep_lease(job_ctx_t *ctx, fzip_error_t *error);
 /* Final save: runnable=false, lease released, expires_at as given (0:
  * never).  A cancel request arriving meanwhile does not block it. */

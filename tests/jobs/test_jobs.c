@@ -149,6 +149,7 @@ typedef enum {
   RUN_UNTIL_STOP, /* save until a save fails, then act on why */
   RUN_OWN_ERROR,  /* save once, then the job's own work fails with own_code */
   RUN_BAD_END,    /* save once, then end in a status the table refuses */
+  RUN_KEEP_LEASE, /* save once, wait for `go`, keep the lease, end CANCELLED */
 } run_mode_t;
 
 typedef struct {
@@ -158,6 +159,9 @@ typedef struct {
   atomic_int stop_code;   /* fzip_code_t of the failed save, -1: none yet */
   atomic_int stop_reason; /* job_stop_t, -1: none yet */
   atomic_bool ended;
+  atomic_bool go;         /* RUN_KEEP_LEASE: the test changed the record */
+  atomic_int keep_code;   /* RUN_KEEP_LEASE: fzip_code_t of keep_lease, -1: none */
+  atomic_bool keep_saw_cancel; /* RUN_KEEP_LEASE: the cancel seen after it */
 } run_probe_t;
 
 static bool save_status(job_ctx_t *ctx, Fzip__V1__ExportJob *job, int status, bool final,
@@ -168,6 +172,8 @@ static bool save_status(job_ctx_t *ctx, Fzip__V1__ExportJob *job, int status, bo
                                     error)
                : job_ctx_save_job(ctx, &test_kind, &job->base, true, error);
 }
+
+static bool wait_for(atomic_bool *flag);
 
 static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
   run_probe_t *p = data;
@@ -193,6 +199,18 @@ static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
   if (p->mode == RUN_BAD_END && fzip_error_is_set(&err) == false) {
     ok = job_ctx_end_job(ctx, &test_kind, &job->base, S(EXPIRED), "expired", "bad end",
                          fzip_now_ms(), fzip_now_ms() + RETENTION_MS, error);
+    goto done;
+  }
+  if (p->mode == RUN_KEEP_LEASE && fzip_error_is_set(&err) == false) {
+    /* As a rollback does after a cancel: renew only, once an interval passed. */
+    if (wait_for(&p->go)) {
+      sleep_ms(JOB_SAVE_INTERVAL_MS + POLL_MS);
+      fzip_error_clear(&err);
+      atomic_store(&p->keep_code,
+                   job_ctx_keep_lease(ctx, &err) ? (int)FZIP_OK : (int)err.code);
+      atomic_store(&p->keep_saw_cancel, job_ctx_cancel_requested(ctx));
+    }
+    ok = save_status(ctx, job, S(CANCELLED), true, error);
     goto done;
   }
   if (p->mode == RUN_OWN_ERROR && fzip_error_is_set(&err) == false)
@@ -224,6 +242,9 @@ static bool start_runner(job_runner_t **r, store_t *s, run_probe_t *p, const cha
   atomic_init(&p->stop_code, -1);
   atomic_init(&p->stop_reason, -1);
   atomic_init(&p->ended, false);
+  atomic_init(&p->go, false);
+  atomic_init(&p->keep_code, -1);
+  atomic_init(&p->keep_saw_cancel, false);
   o.kind = test_kind.kind;
   o.name = "test";
   o.workers = 1;
@@ -393,6 +414,26 @@ static void test_cancel_request_is_seen_by_the_next_save(void) {
   CHECK_OK(run_job(&f, RUN_UNTIL_STOP, "owner-b", &err), err);
   CHECK_OK(job_request_cancel(NULL, f.s, test_kind.kind, USER, f.id, &err), err);
   CHECK(ended_with(&f, FZIP_ERR_CANCELLED, JOB_STOP_CANCEL));
+  CHECK(stored_status(f.s, f.id, NULL) == S(CANCELLED));
+  store_destroy(f.s);
+}
+
+/* A user's cancel bumps the record's version: the lease is still kept (on
+ * SQLite the renew is version-checked, and used to fail ABORTED from then
+ * on, taking the cancel for a lost lease). */
+static void test_keep_lease_renews_after_a_cancel_request(void) {
+  running_t f = {0};
+  fzip_error_t err;
+
+  CHECK_OK(run_job(&f, RUN_KEEP_LEASE, "owner-keep", &err), err);
+  CHECK(wait_for_saves(&f.p, 1));
+  CHECK_OK(job_request_cancel(NULL, f.s, test_kind.kind, USER, f.id, &err), err);
+  atomic_store(&f.p.go, true);
+  CHECK(wait_for(&f.p.ended));
+  job_runner_destroy(f.r);
+  CHECK(atomic_load(&f.p.keep_code) == (int)FZIP_OK);
+  CHECK(atomic_load(&f.p.keep_saw_cancel));
+  /* Not lost: the final save went through as the owner. */
   CHECK(stored_status(f.s, f.id, NULL) == S(CANCELLED));
   store_destroy(f.s);
 }
@@ -802,6 +843,7 @@ int main(void) {
   RUN(test_body_names_the_blob_only_in_the_blob_status);
   RUN(test_runner_claims_saves_and_finishes_a_job);
   RUN(test_cancel_request_is_seen_by_the_next_save);
+  RUN(test_keep_lease_renews_after_a_cancel_request);
   RUN(test_own_aborted_or_not_found_ends_the_job_failed);
   RUN(test_a_cancelled_job_restarted_runs_to_its_end);
   RUN(test_a_refused_final_status_ends_the_job_failed);
