@@ -30,6 +30,7 @@ typedef struct {
   Fzip__V1__ScheduleSpec spec;
   Fzip__V1__RetentionPolicy retention;
   Fzip__V1__ExportFilters filters;
+  Fzip__V1__TimeRange range; /* filters.date_range when set */
   cli_select_t sel;
   cli_key_encryption_t enc;
 } spec_build_t;
@@ -99,12 +100,29 @@ static bool export_opts(spec_build_t *b, const cli_args_t *args, fzip_error_t *e
     b->spec.include_analytics = true;
   if (!cli_select_parse(&b->sel, args, error) || !cli_key_encryption(&enc, &b->enc, args, error))
     return false;
-  if (b->sel.n_ids || b->sel.has_range) {
+  /* Overlaid part by part: the server replaces the whole spec, so an
+   * `update --to` must still send the accounts and --from it read. */
+  if (b->sel.n_ids) {
     b->filters.n_account_ids = b->sel.n_ids;
     b->filters.account_ids = b->sel.ids;
-    b->filters.date_range = b->sel.has_range ? &b->sel.range : NULL;
-    b->spec.filters = &b->filters;
   }
+  if (b->sel.range.has_from) {
+    b->range.has_from = true;
+    b->range.from = b->sel.range.from;
+  }
+  if (b->sel.range.has_to) {
+    b->range.has_to = true;
+    b->range.to = b->sel.range.to;
+  }
+  if (b->sel.has_range) {
+    if (b->range.has_from && b->range.has_to && b->range.from > b->range.to)
+      return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
+                            "the range would start after it ends (--from/--to with the "
+                            "schedule's other bound)");
+    b->filters.date_range = &b->range;
+  }
+  if (b->sel.n_ids || b->sel.has_range)
+    b->spec.filters = &b->filters;
   if (enc)
     b->spec.encryption = enc;
   return true;
@@ -133,17 +151,28 @@ static bool spec_opts(spec_build_t *b, const cli_args_t *args, fzip_error_t *err
   return export_opts(b, args, error) && retention_opts(b, args, error);
 }
 
-/* b->spec starts as `from` (NULL: empty); its pointers stay into `from`. */
+/* b->spec starts as `from` (NULL: empty); its pointers stay into `from`,
+ * except retention and filters (with its date range), which are copied
+ * into b so that options can overlay them field by field. */
 static void spec_init(spec_build_t *b, const Fzip__V1__ScheduleSpec *from) {
   memset(b, 0, sizeof *b);
   fzip__v1__schedule_spec__init(&b->spec);
   fzip__v1__retention_policy__init(&b->retention);
   fzip__v1__export_filters__init(&b->filters);
+  fzip__v1__time_range__init(&b->range);
   if (!from)
     return;
   b->spec = *from;
   if (from->retention)
     b->retention = *from->retention;
+  if (from->filters) {
+    b->filters = *from->filters;
+    if (from->filters->date_range) {
+      b->range = *from->filters->date_range;
+      b->filters.date_range = &b->range;
+    }
+    b->spec.filters = &b->filters;
+  }
 }
 
 static int report(cli_ctx_t *ctx, const ProtobufCMessage *schedule) {
