@@ -699,8 +699,10 @@ static bool left_next(left_t *l, const char **id, fzip_error_t *error) {
 }
 
 /* data/deletions.json for one kind: the source's deletions since the base
- * merged in id order with what left the selection (disjoint: a deleted id
- * is no entity any more, a rewritten one is no deletion). */
+ * merged in id order with what left the selection, each id once.  The two
+ * lists can share an id: a deletion stays listed when the id is written
+ * again after the mark (store.h, deletions_open), and the snapshot may see
+ * that write take the entity out of the selection. */
 static bool write_deletions_of(build_t *b, pkgjson_writer_t *w, fzip_kind_t kind,
                                fzip_error_t *error) {
   const pkg_source_ops_t *src = b->source->ops;
@@ -718,7 +720,12 @@ static bool write_deletions_of(build_t *b, pkgjson_writer_t *w, fzip_kind_t kind
   more_d = src->deletions_next(cur, &d, error);
   more_g = !fzip_error_is_set(error) && left_next(&l, &g, error);
   while ((more_d || more_g) && !fzip_error_is_set(error)) {
-    if (more_d && (!more_g || strcmp(d, g) <= 0)) {
+    int order = more_d && more_g ? strcmp(d, g) : 0;
+    if (order == 0 && more_d && more_g)
+      more_g = left_next(&l, &g, error); /* the same id: written once, as d */
+    if (fzip_error_is_set(error))
+      break;
+    if (more_d && (!more_g || order <= 0)) {
       if (!write_deletion(b, w, name, d, error))
         goto done;
       more_d = src->deletions_next(cur, &d, error);

@@ -18,6 +18,7 @@
 #include "fzip_test.h"
 #include "pkg_deflate.h"
 #include "pkg_json.h"
+#include "pkg_reader.h"
 #include "pkg_writer.h"
 #include "store.h"
 
@@ -631,6 +632,215 @@ static void test_an_inconsistent_read_starts_the_build_over(void) {
   CHECK(access(p, F_OK) != 0 && count_temp_leftovers() == 0);
 }
 
+/* ---- an increment's deletions, through a source with change tracking --- */
+
+/* One user's entities with the change seq of their last write, and the
+ * store's deletions with theirs (FORMAT.md 15): what a selective
+ * increment on a base at INC_BASE_SEQ, read up to the mark INC_MARK_SEQ,
+ * sees. */
+#define INC_BASE_SEQ 10
+#define INC_MARK_SEQ 20
+
+typedef struct {
+  fzip_kind_t kind;
+  const char *id, *account;
+  uint64_t seq;
+} inc_entity_t;
+
+typedef struct {
+  const char *id;
+  uint64_t seq;
+} inc_deletion_t;
+
+static const inc_entity_t inc_entities[] = {
+    {FZIP_KIND_ACCOUNT, "acc-a", "acc-a", 5},
+    {FZIP_KIND_TRANSACTION, "t-1", "acc-a", 12}, /* changed, still selected */
+    {FZIP_KIND_TRANSACTION, "t-2", "acc-b", 15}, /* moved out of the selection */
+    /* Deleted at 14, then written again into acc-b at 25 by an import that
+     * committed while an older one was pending: after the mark, so the
+     * store still lists its deletion, and the snapshot sees it leave. */
+    {FZIP_KIND_TRANSACTION, "t-3", "acc-b", 25},
+};
+static const inc_deletion_t inc_deletions[] = {
+    {"t-0", 13}, {"t-3", 14}, {"t-4", 18}, {"t-5", 21} /* after the mark */};
+
+typedef struct {
+  const pkg_filter_t *f;
+  fzip_kind_t kind;
+  size_t next;
+  bson_t doc;
+  bool has_doc;
+} inc_cursor_t;
+
+static bool inc_matches(const inc_entity_t *e, fzip_kind_t kind, const pkg_filter_t *f) {
+  bool in_accounts = f->n_account_ids == 0;
+  for (size_t i = 0; i < f->n_account_ids; i++)
+    in_accounts = in_accounts || strcmp(f->account_ids[i], e->account) == 0;
+  return e->kind == kind && e->seq > f->changed_after && in_accounts;
+}
+
+static bool inc_count(void *ctx, uint64_t *n, fzip_kind_t kind, const pkg_filter_t *filter,
+                      fzip_error_t *error) {
+  *n = 0;
+  for (size_t i = 0; i < sizeof inc_entities / sizeof inc_entities[0]; i++)
+    *n += inc_matches(&inc_entities[i], kind, filter);
+  return true;
+}
+
+static bool inc_cursor_open(void *ctx, void **cursor, fzip_kind_t kind,
+                            const pkg_filter_t *filter, fzip_error_t *error) {
+  inc_cursor_t *c = calloc(1, sizeof *c);
+  pkg_filter_t *f = malloc(sizeof *f);
+  if (!c || !f) {
+    free(c);
+    free(f);
+    return fzip_error_oom(error, "test cursor");
+  }
+  *f = *filter; /* the account ids stay the selection's */
+  c->f = f;
+  c->kind = kind;
+  *cursor = c;
+  return true;
+}
+
+static bool inc_cursor_next(void *cursor, const bson_t **doc, fzip_error_t *error) {
+  inc_cursor_t *c = cursor;
+  const fzip_kind_info_t *info = fzip_kind_info(c->kind);
+  for (; c->next < sizeof inc_entities / sizeof inc_entities[0]; c->next++) {
+    const inc_entity_t *e = &inc_entities[c->next];
+    if (!inc_matches(e, c->kind, c->f))
+      continue;
+    c->next++;
+    if (c->has_doc)
+      bson_destroy(&c->doc);
+    bson_init(&c->doc);
+    c->has_doc = true;
+    BSON_APPEND_UTF8(&c->doc, info->id_field, e->id);
+    if (c->kind != FZIP_KIND_ACCOUNT)
+      BSON_APPEND_UTF8(&c->doc, "accountId", e->account);
+    *doc = &c->doc;
+    return true;
+  }
+  return false;
+}
+
+static void inc_cursor_close(void *cursor) {
+  inc_cursor_t *c = cursor;
+  if (c->has_doc)
+    bson_destroy(&c->doc);
+  free((void *)c->f);
+  free(c);
+}
+
+static bool inc_file_open(void *ctx, void **file, const char *location, fzip_error_t *error) {
+  *file = NULL;
+  return true;
+}
+
+static bool inc_changes(void *ctx, uint64_t *seq, uint64_t *wiped, fzip_error_t *error) {
+  *seq = INC_MARK_SEQ;
+  *wiped = 0;
+  return true;
+}
+
+typedef struct {
+  fzip_kind_t kind;
+  uint64_t after, upto;
+  size_t next;
+} inc_del_cursor_t;
+
+static bool inc_deletions_open(void *ctx, void **cursor, fzip_kind_t kind, uint64_t after_seq,
+                               uint64_t upto_seq, fzip_error_t *error) {
+  inc_del_cursor_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return fzip_error_oom(error, "test deletions");
+  *c = (inc_del_cursor_t){kind, after_seq, upto_seq, 0};
+  *cursor = c;
+  return true;
+}
+
+static bool inc_deletions_next(void *cursor, const char **id, fzip_error_t *error) {
+  inc_del_cursor_t *c = cursor;
+  if (c->kind != FZIP_KIND_TRANSACTION)
+    return false;
+  for (; c->next < sizeof inc_deletions / sizeof inc_deletions[0]; c->next++) {
+    const inc_deletion_t *d = &inc_deletions[c->next];
+    if (d->seq > c->after && d->seq <= c->upto) {
+      c->next++;
+      *id = d->id;
+      return true;
+    }
+  }
+  return false;
+}
+
+static const pkg_source_ops_t inc_ops = {
+    .count = inc_count,
+    .cursor_open = inc_cursor_open,
+    .cursor_next = inc_cursor_next,
+    .cursor_close = inc_cursor_close,
+    .file_open = inc_file_open,
+    .file_read = mem_file_read,
+    .file_close = mem_close,
+    .changes = inc_changes,
+    .deletions_open = inc_deletions_open,
+    .deletions_next = inc_deletions_next,
+    .deletions_close = mem_close,
+};
+
+/* The ids in a package's data/deletions.json as the reader gives them
+ * ("kind:id,..."); false with *error set when the reader refuses it. */
+static bool read_deletions(char *out, size_t cap, const char *path, fzip_error_t *error) {
+  pkgr_limits_t lim;
+  pkgr_t *r = NULL;
+  pkgr_deletions_t *it = NULL;
+  fzip_kind_t kind;
+  const char *id;
+  size_t len = 0;
+  bool ok = false;
+
+  out[0] = '\0';
+  pkgr_limits_default(&lim);
+  if (!pkgr_open(&r, path, &lim, NULL, NULL, error) || !pkgr_deletions_open(&it, r, error))
+    goto done;
+  while (pkgr_deletions_next(it, &kind, &id, error))
+    len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s:%s", len ? "," : "",
+                            fzip_kind_info(kind)->name, id);
+  ok = !fzip_error_is_set(error) && pkgr_deletions_finish(NULL, it, error);
+done:
+  pkgr_deletions_destroy(it);
+  pkgr_destroy(r);
+  return ok;
+}
+
+/* An id the store lists as deleted may also have left the selection: it
+ * was written again after the mark (storage/store.h, deletions_open), and
+ * the snapshot saw that write.  The writer lists it once, so the reader
+ * (ids strictly ascending) takes the increment. */
+static void test_an_increment_lists_a_deleted_id_that_also_left_the_selection_once(void) {
+  fzip_error_t err = {0};
+  const char *accounts[] = {"acc-a"};
+  const pkg_incremental_t inc = {
+      .base_export_id = "exp-base",
+      .base_package_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+      .base_change_seq = INC_BASE_SEQ,
+      .chain_length = 1};
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_SELECTIVE, .account_ids = accounts,
+                         .n_account_ids = 1, .incremental = &inc};
+  pkg_options_t opt = {.export_timestamp_ms = PINNED_MS, .temp_dir = tmpdir};
+  pkg_source_t src = {&inc_ops, NULL};
+  pkg_result_t res;
+  char p[512], listed[512];
+
+  snprintf(p, sizeof p, "%s/increment.fzip", tmpdir);
+  CHECK_OK(pkg_write_file(&res, &src, USER, &sel, &opt, p, &err), err);
+  CHECK(res.change_seq == INC_MARK_SEQ && res.counts[FZIP_KIND_TRANSACTION] == 1);
+  CHECK_OK(read_deletions(listed, sizeof listed, p, &err), err);
+  CHECK(strcmp(listed, "transactions:t-0,transactions:t-2,transactions:t-3,transactions:t-4") ==
+        0);
+  CHECK(res.deletions == 4);
+}
+
 /* A sink that keeps what it is given. */
 typedef struct {
   char *data;
@@ -968,6 +1178,7 @@ int main(void) {
   RUN(test_writer_through_a_memory_source_gives_the_store_package);
   RUN(test_an_inconsistent_read_starts_the_build_over);
   RUN(test_write_stream_hands_the_sink_the_whole_package);
+  RUN(test_an_increment_lists_a_deleted_id_that_also_left_the_selection_once);
   RUN(test_progress_counts_up_to_the_counted_total);
   RUN(test_cancel_stops_with_cancelled_and_leaves_nothing);
   RUN(test_write_blob_stores_the_package_with_its_size_and_sha256);
