@@ -424,27 +424,46 @@ static bool count(void *ctx, uint64_t *n, fzip_kind_t kind, const pkg_filter_t *
 
 /* ---- file bytes ------------------------------------------------------- */
 
+/* One transaction file's bytes and the name of the package they come from. */
+typedef struct {
+  pkgr_file_t *f;
+  const char *name; /* borrowed from the chain's input */
+} chain_file_t;
+
 static bool file_open(void *ctx, void **out, const char *location, fzip_error_t *error) {
   chain_t *c = ctx;
   char *slash = NULL;
   unsigned long long i = strtoull(location, &slash, 10);
-  pkgr_file_t *f = NULL;
+  chain_file_t *f;
   *out = NULL;
   if (!slash || *slash != '/' || i >= c->n)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INTERNAL, "bad location %s",
                           location);
-  if (!pkgr_file_open(&f, c->r[i], slash + 1, error))
+  if (!(f = calloc(1, sizeof *f)))
+    return fzip_error_oom(error, "package file");
+  f->name = input_name(&c->in[i]);
+  if (!pkgr_file_open(&f->f, c->r[i], slash + 1, error)) {
+    free(f);
     return fzip_error_prefix(error, "%s", input_name(&c->in[i]));
+  }
   *out = f;
   return true;
 }
 
+/* A damaged entry (checksum, inflate) names the package it is in. */
 static bool file_read(void *file, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
-  return pkgr_file_read(file, buf, cap, n, error);
+  chain_file_t *f = file;
+  if (pkgr_file_read(f->f, buf, cap, n, error))
+    return true;
+  return fzip_error_prefix(error, "%s", f->name);
 }
 
 static void file_close(void *file) {
-  pkgr_file_destroy(file);
+  chain_file_t *f = file;
+  if (!f)
+    return;
+  pkgr_file_destroy(f->f);
+  free(f);
 }
 
 static const pkg_source_ops_t chain_ops = {

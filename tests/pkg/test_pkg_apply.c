@@ -609,9 +609,9 @@ static void test_refuses_a_base_whose_sha256_differs(void) {
                 "inc1.fzip is not an increment of base.fzip"));
 }
 
-/* Copies inc1.fzip to `name` with data/transactions.json rewritten
- * (same manifest, so its checksum no longer matches). */
-static bool tamper(const char *name) {
+/* Copies inc1.fzip to `name` with `find` in `entry` rewritten to `repl`
+ * (same length; same manifest, so its checksum no longer matches). */
+static bool tamper(const char *name, const char *entry, const char *find, const char *repl) {
   char src[512], dst[512], cmd[1200];
   zip_t *za;
   buf_t b = {malloc(BUF_MAX), 0};
@@ -623,12 +623,13 @@ static bool tamper(const char *name) {
     free(b.data);
     return false;
   }
-  ok = zip_entry(&b, za, "data/transactions.json") && b.len > 40;
+  ok = zip_entry(&b, za, entry) && b.len < BUF_MAX;
   if (ok) {
-    char *amount = strstr(b.data, "-22.50");
-    if (amount)
-      amount[1] = '9'; /* -92.50: same length, other bytes */
-    ok = amount && zip_put(za, "data/transactions.json", &b);
+    char *hit;
+    b.data[b.len] = '\0';
+    if ((hit = strstr(b.data, find)))
+      memcpy(hit, repl, strlen(repl));
+    ok = hit && strlen(repl) == strlen(find) && zip_put(za, entry, &b);
   }
   ok = zip_close(za) == 0 && ok;
   free(b.data);
@@ -637,8 +638,16 @@ static bool tamper(const char *name) {
 
 static void test_refuses_a_tampered_increment(void) {
   const char *const names[] = {"base.fzip", "tampered.fzip"};
-  CHECK(tamper("tampered.fzip"));
+  CHECK(tamper("tampered.fzip", "data/transactions.json", "-22.50", "-92.50"));
   CHECK(refused(names, 2, NULL, FZIP_ERR_DATA_LOSS, "tampered.fzip"));
+}
+
+/* A transaction file's bytes are checked as they are copied: the error
+ * names the package, not only the entry. */
+static void test_refuses_an_increment_with_tampered_file_bytes(void) {
+  const char *const names[] = {"base.fzip", "tampered-file.fzip"};
+  CHECK(tamper("tampered-file.fzip", "files/file-1/a2.csv", "new bytes", "NEW bytes"));
+  CHECK(refused(names, 2, NULL, FZIP_ERR_DATA_LOSS, "tampered-file.fzip: files/file-1/a2.csv"));
 }
 
 static void test_refuses_increments_that_break_the_format(void) {
@@ -767,6 +776,7 @@ int main(void) {
   RUN(test_refuses_wrong_order_and_missing_link);
   RUN(test_refuses_a_base_whose_sha256_differs);
   RUN(test_refuses_a_tampered_increment);
+  RUN(test_refuses_an_increment_with_tampered_file_bytes);
   RUN(test_refuses_increments_that_break_the_format);
   RUN(test_an_increment_keeps_what_it_both_deletes_and_holds);
   RUN(test_refuses_entities_out_of_id_order);
