@@ -13,9 +13,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct {
   const char *name;
@@ -221,7 +219,7 @@ static int64_t wall_seconds(const wall_t *w) {
 
 static bool day_matches(const fzip_cron_t *c, const wall_t *w) {
   int64_t days = fzip_tz_days_from_civil(w->y, w->mon, w->day);
-  int wday = (int)(((days % 7) + 11) % 7); /* 1970-01-01 was a Thursday (4) */
+  int wday = fzip_tz_weekday(days);
   bool md = (c->mdays >> w->day) & 1, wd = (c->wdays >> wday) & 1;
   if (!c->mday_star && !c->wday_star)
     return md || wd;
@@ -272,15 +270,20 @@ static bool next_wall(wall_t *w, const fzip_cron_t *c, int64_t limit_year) {
   return false;
 }
 
+/* UTC (tz NULL) uses the same calendar arithmetic as wall_seconds, the
+ * other direction, rather than libc's gmtime_r. */
 static void to_wall(wall_t *w, const fzip_tz_t *tz, int64_t utc_s) {
   struct tm tm;
   int32_t offset = 0;
-  if (tz) {
-    fzip_tz_local(tz, utc_s, &tm, &offset);
-  } else {
-    time_t t = (time_t)utc_s;
-    gmtime_r(&t, &tm);
+  if (!tz) {
+    int64_t days = utc_s / DAY_S - (utc_s % DAY_S < 0); /* floor */
+    int64_t secs = utc_s - days * DAY_S;
+    fzip_tz_civil_from_days(days, &w->y, &w->mon, &w->day);
+    w->hour = (int)(secs / 3600);
+    w->min = (int)(secs / MINUTE_S % 60);
+    return;
   }
+  fzip_tz_local(tz, utc_s, &tm, &offset);
   w->y = (int64_t)tm.tm_year + 1900;
   w->mon = tm.tm_mon + 1;
   w->day = tm.tm_mday;

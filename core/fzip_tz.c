@@ -100,7 +100,7 @@ int fzip_tz_month_days(int64_t y, int m) {
   return days[m - 1] + (m == 2 && is_leap(y));
 }
 
-static int weekday_of(int64_t days) { return (int)(((days % 7) + 11) % 7); } /* 1970-01-01: Thu */
+int fzip_tz_weekday(int64_t days) { return (int)(((days % 7) + 11) % 7); } /* 1970-01-01: Thu */
 
 /* ---- offsets ---------------------------------------------------------- */
 
@@ -113,7 +113,7 @@ static int64_t rule_day(const tz_date_t *r, int64_t y) {
   if (r->kind == 'N')
     return jan1 + r->n;
   int64_t first = fzip_tz_days_from_civil(y, r->m, 1);
-  int day = 1 + (r->d - weekday_of(first) + 7) % 7 + 7 * (r->w - 1);
+  int day = 1 + (r->d - fzip_tz_weekday(first) + 7) % 7 + 7 * (r->w - 1);
   while (day > fzip_tz_month_days(y, r->m))
     day -= 7;
   return first + day - 1;
@@ -454,9 +454,11 @@ bool fzip_tz_load(fzip_tz_t **out, const char *name, fzip_error_t *error) {
     dir = FZIP_TZ_DIR_DEFAULT;
   if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
     return bad(error, name, "zoneinfo path too long");
+  /* The read error names the server's zoneinfo path, which is not the
+   * client's business: the message says only which name failed. */
   if (!fzip_read_small_file(&data, &len, path, FZIP_TZ_FILE_MAX, &read_err))
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
-                          "unknown time zone %s (%s)", name, read_err.message);
+                          "unknown time zone %s", name);
   ok = fzip_tz_parse(out, name, (const uint8_t *)data, len, error);
   free(data);
   return ok;
@@ -494,7 +496,7 @@ void fzip_tz_local(const fzip_tz_t *tz, int64_t utc_s, struct tm *local, int32_t
   local->tm_hour = (int)(secs / SECS_PER_HOUR);
   local->tm_min = (int)(secs / 60 % 60);
   local->tm_sec = (int)(secs % 60);
-  local->tm_wday = weekday_of(days);
+  local->tm_wday = fzip_tz_weekday(days);
   local->tm_yday = (int)(days - fzip_tz_days_from_civil(y, 1, 1));
   local->tm_isdst = ty.dst;
   if (utc_offset_s)

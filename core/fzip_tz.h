@@ -64,10 +64,12 @@ bool fzip_tz_utc(int64_t *utc_s, const fzip_tz_t *tz, const struct tm *local, fz
 
 /* Proleptic Gregorian calendar arithmetic, no zone (H. Hinnant's
  * algorithms), for callers that step through civil dates (fzip_cron):
- * days since 1970-01-01 of y-m-d (m 1-12, d 1-31), its inverse, and the
- * days of a month. */
+ * days since 1970-01-01 of y-m-d (m 1-12, d 1-31), its inverse, the
+ * days of a month and the weekday of a day. */
 int64_t fzip_tz_days_from_civil(int64_t y, int m, int d);
 void fzip_tz_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 int fzip_tz_month_days(int64_t y, int m);
+/* The weekday (0 Sunday .. 6 Saturday) of days since 1970-01-01. */
+int fzip_tz_weekday(int64_t days);
 
 #endif

@@ -64,6 +64,10 @@ static void test_next_is_strictly_after_and_on_whole_minutes(void) {
   CHECK(next_of("*/15 * * * *", NULL, T_2026_12_01_0015) == T_2026_12_01_0030);
   CHECK(next_of("*/15 * * * *", NULL, T_2026_12_01_0015 - 1) == T_2026_12_01_0015);
   CHECK(next_of("* * * * *", NULL, T_2026_12_01_0007 + 30) == T_2026_12_01_0007 + 60);
+  /* Before 1970 in UTC: the wall clock is floored, not truncated toward 0. */
+  CHECK(next_of("* * * * *", NULL, -90) == -60);
+  CHECK(next_of("0 0 * * *", NULL, -1) == 0);
+  CHECK(next_of("30 23 31 12 *", NULL, -86400) == -1800);
 }
 
 static void test_lists_ranges_and_steps(void) {

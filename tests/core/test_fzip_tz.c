@@ -219,6 +219,8 @@ static void test_utc_needs_no_file(void) {
   tz = NULL;
   CHECK_FAILS(fzip_tz_load(&tz, "Europe/London", &err), err, FZIP_ERR_INVALID_ARGUMENT);
   CHECK(tz == NULL);
+  /* The message goes back to the client: the name, not the server's path. */
+  CHECK(strcmp(err.message, "unknown time zone Europe/London") == 0);
   unsetenv("TZDIR");
 }
 
