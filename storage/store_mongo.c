@@ -826,6 +826,7 @@ static bool note_deletions(mstore_t *s, const char *user_id, const fzip_kind_inf
   const char *k;
   bson_t q = BSON_INITIALIZER, in, arr;
   bson_t **docs = bson_malloc0((n > 0 ? n : 1) * sizeof *docs);
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
   bson_error_t berr;
   conn_t c = {0};
   bool ok = false;
@@ -846,14 +847,16 @@ static bool note_deletions(mstore_t *s, const char *user_id, const fzip_kind_inf
   if (n == 0 || !docs[n - 1] || !delete_where(NULL, s, MONGO_DELETIONS, &q, error))
     goto done;
   conn_open(&c, s, MONGO_DELETIONS);
-  /* A duplicate is a concurrent delete of the same id: recorded either way. */
-  ok = mongoc_collection_insert_many(c.coll, (const bson_t **)docs, n, NULL, NULL, &berr) ||
+  /* A duplicate is a concurrent delete of the same id: recorded either way.
+   * Unordered, so a duplicate does not stop the records after it. */
+  ok = mongoc_collection_insert_many(c.coll, (const bson_t **)docs, n, opts, NULL, &berr) ||
        is_duplicate_key(&berr) || fail_mongo(error, s, &berr, "recording deletions");
   conn_close(&c, s);
 done:
   for (size_t i = 0; i < n; i++)
     bson_destroy(docs[i]);
   bson_free(docs);
+  bson_destroy(opts);
   bson_destroy(&q);
   return ok || n == 0;
 }
@@ -2131,7 +2134,7 @@ static bool mongo_entity_delete_all(uint64_t *deleted, store_t *store, const cha
   }
   if (!seq_reserve(&wipe, s, user_id, 1, error))
     goto done;
-  set = BCON_NEW("$set", "{", "wiped", BCON_INT64((int64_t)wipe), "}");
+  set = BCON_NEW("$max", "{", "wiped", BCON_INT64((int64_t)wipe), "}");
   older = BCON_NEW("userId", BCON_UTF8(user_id), MONGO_SEQ_FIELD, "{", "$lt",
                    BCON_INT64((int64_t)wipe), "}");
   ok = update_one(&matched, s, MONGO_CHANGES, id, set, error) &&
