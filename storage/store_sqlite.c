@@ -282,12 +282,7 @@ static bool sq_migrate_seq(sqlite3 *db, fzip_error_t *error) {
 }
 
 static bool sq_migrate_tag(sqlite3 *db, fzip_error_t *error) {
-  sqlite3_stmt *probe = NULL;
-  int rc = sqlite3_prepare_v2(db, "SELECT tag FROM entities LIMIT 0", -1, &probe, NULL);
-  sqlite3_finalize(probe);
-  if (rc == SQLITE_OK)
-    return true;
-  return sq_exec(db, "ALTER TABLE entities ADD COLUMN tag TEXT", error);
+  return sq_add_column(db, "entities", "tag", "TEXT", error);
 }
 
 /* Request ids (idempotent creates): files created before them get the
