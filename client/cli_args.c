@@ -95,7 +95,9 @@ bool cli_args_parse(cli_args_t *out, const cli_command_t *cmd, const cli_opt_t *
       if (!parse_option(out, cmd, globals, argc, argv, &i, error))
         return false;
     } else {
-      if (out->n_positional >= cmd->max_positional)
+      /* The array's own size too: a command's maximum is not tied to it. */
+      if (out->n_positional >= cmd->max_positional ||
+          out->n_positional >= CLI_ARGS_MAX_POSITIONAL)
         return usage_error(error, "unexpected argument '%s'", word);
       out->positional[out->n_positional++] = word;
     }

@@ -31,6 +31,11 @@
 
 #define ISSUES_SHOWN 20 /* problems listed in text output */
 
+/* `package apply` takes the whole chain as positionals (cli_args.c also
+ * stops at the array's size, so a mismatch would only refuse chains). */
+_Static_assert(PKGA_CHAIN_MAX <= CLI_ARGS_MAX_POSITIONAL,
+               "cli_args_t.positional cannot hold a PKGA_CHAIN_MAX chain");
+
 /* ---- JSON helpers over the project's writer ------------------------------- */
 
 static bool stdout_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {

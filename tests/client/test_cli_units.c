@@ -63,6 +63,21 @@ static void test_args_reject_unknown_missing_and_extra(void) {
   CHECK_FAILS(parse(&a, &err, 2, flag_value), err, FZIP_ERR_INVALID_ARGUMENT);
 }
 
+/* A command whose maximum exceeds the array still stops at the array. */
+static void test_args_positionals_stop_at_the_array_size(void) {
+  static const cli_command_t many = {"x", "many", "ARG...", 0, CLI_ARGS_MAX_POSITIONAL * 2,
+                                     opts, "s", NULL, NULL, NULL};
+  char *argv[CLI_ARGS_MAX_POSITIONAL + 1];
+  cli_args_t a;
+  fzip_error_t err = {0};
+  for (int i = 0; i <= CLI_ARGS_MAX_POSITIONAL; i++)
+    argv[i] = "p";
+  CHECK_OK(cli_args_parse(&a, &many, cli_global_opts, CLI_ARGS_MAX_POSITIONAL, argv, &err), err);
+  CHECK(a.n_positional == CLI_ARGS_MAX_POSITIONAL);
+  CHECK_FAILS(cli_args_parse(&a, &many, cli_global_opts, CLI_ARGS_MAX_POSITIONAL + 1, argv, &err),
+              err, FZIP_ERR_INVALID_ARGUMENT);
+}
+
 static void test_args_help_skips_positional_check(void) {
   cli_args_t a;
   fzip_error_t err = {0};
@@ -264,6 +279,7 @@ static void test_help_topics_print_by_name_and_alias(void) {
 int main(void) {
   RUN(test_args_take_values_flags_short_and_equals_forms);
   RUN(test_args_reject_unknown_missing_and_extra);
+  RUN(test_args_positionals_stop_at_the_array_size);
   RUN(test_args_help_skips_positional_check);
   RUN(test_args_environment_fallback_and_flag_precedence);
   RUN(test_dates_parse_utc_days_inclusive_and_reject_garbage);
