@@ -180,6 +180,9 @@ bool cli_ctx_list_all(cli_ctx_t *ctx, const char *method, const ProtobufCMessage
     if (!token[0])
       break;
   }
+  /* A limit is never a silent truncation: the list printed is not all. */
+  if (ok && token[0])
+    fprintf(stderr, "fzip: stopped after %d pages; more remain\n", max_pages);
   free(token);
   return ok;
 }

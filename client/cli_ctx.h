@@ -76,8 +76,9 @@ typedef bool (*cli_row_fn)(void *arg, const cli_ctx_t *ctx, const ProtobufCMessa
 bool cli_ctx_list_page(char **next, cli_ctx_t *ctx, const char *method,
                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                        const char *items, cli_row_fn row, void *arg, fzip_error_t *error);
-/* Every page of a List call, at most `max_pages`: requests of `req_desc`
- * with its page_size and page_token fields set (by name), each page as
+/* Every page of a List call, at most `max_pages` (when more remain it
+ * says so on stderr and still succeeds): requests of `req_desc` with its
+ * page_size and page_token fields set (by name), each page as
  * cli_ctx_list_page. */
 bool cli_ctx_list_all(cli_ctx_t *ctx, const char *method, const ProtobufCMessageDescriptor *req_desc,
                       const ProtobufCMessageDescriptor *resp_desc, const char *items,
