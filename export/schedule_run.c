@@ -83,14 +83,21 @@ void schedule_rec_fini(schedule_rec_t *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* The spec's cron and time zone (*tz for fzip_tz_destroy, even on
+ * failure). */
+static bool load_spec(fzip_cron_t *cron, fzip_tz_t **tz, const Fzip__V1__ScheduleSpec *spec,
+                      fzip_error_t *error) {
+  *tz = NULL;
+  return fzip_cron_parse(cron, spec->cron, error) &&
+         fzip_tz_load(tz, spec->time_zone ? spec->time_zone : "", error);
+}
+
 /* The first due time of the spec after `after_ms`. */
 static bool next_due(int64_t *out, const Fzip__V1__ScheduleSpec *spec, int64_t after_ms,
                      fzip_error_t *error) {
   fzip_cron_t cron;
   fzip_tz_t *tz = NULL;
-  bool ok = fzip_cron_parse(&cron, spec->cron, error) &&
-            fzip_tz_load(&tz, spec->time_zone ? spec->time_zone : "", error) &&
-            fzip_cron_next(out, &cron, tz, after_ms, error);
+  bool ok = load_spec(&cron, &tz, spec, error) && fzip_cron_next(out, &cron, tz, after_ms, error);
   fzip_tz_destroy(tz);
   return ok;
 }
@@ -170,8 +177,9 @@ static bool load_export(Fzip__V1__ExportJob **out, store_t *store, const char *u
 }
 
 /* The base of this run's increment: the previous run's export, if
- * full_every asks for an increment and that export is COMPLETED and not
- * expired; else "" (a complete export). */
+ * full_every asks for an increment and that export is COMPLETED, not
+ * expired and not at the end of a chain (EXPORT_CHAIN_MAX: full_every was
+ * lowered since); else "" (a complete export). */
 static bool pick_base(char base[FZIP_ID_MAX + 1], schedule_run_t *r, const schedule_rec_t *s,
                       fzip_error_t *error) {
   const Fzip__V1__Schedule *m = s->msg;
@@ -185,7 +193,8 @@ static bool pick_base(char base[FZIP_ID_MAX + 1], schedule_run_t *r, const sched
   if (!load_export(&job, r->store, s->rec->user_id, m->last_export_id, error))
     return false;
   if (job && job->status == FZIP__V1__EXPORT_STATUS__EXPORT_STATUS_COMPLETED &&
-      (job->expires_at == 0 || job->expires_at > now))
+      (job->expires_at == 0 || job->expires_at > now) &&
+      job->chain_length < EXPORT_CHAIN_MAX)
     snprintf(base, FZIP_ID_MAX + 1, "%s", job->export_id);
   if (job)
     protobuf_c_message_free_unpacked(&job->base, NULL);
@@ -232,8 +241,7 @@ static bool plan_after_run(int64_t *missed, int64_t *next, const Fzip__V1__Sched
   int64_t at = due, n = 0;
   bool ok = false;
 
-  if (!fzip_cron_parse(&cron, spec->cron, error) ||
-      !fzip_tz_load(&tz, spec->time_zone ? spec->time_zone : "", error))
+  if (!load_spec(&cron, &tz, spec, error))
     goto done;
   for (;;) {
     if (!fzip_cron_next(&at, &cron, tz, at, error))
@@ -311,7 +319,7 @@ static bool apply_result(schedule_rec_t *s, const run_result_t *res, int64_t now
       if (!job_msg_set_str(&m->last_export_id, res->export_id))
         return fzip_error_oom(error, NULL);
       snprintf(s->pending, sizeof s->pending, "%s", res->export_id);
-    } else if (!job_msg_set_error(&m->base, &res->error, "create")) {
+    } else if (!job_msg_set_error_field(&m->base, "last_error", &res->error, "create")) {
       return fzip_error_oom(error, NULL);
     }
   }
@@ -354,9 +362,11 @@ static void handle(schedule_run_t *r, store_job_t *rec, int64_t now) {
   schedule_rec_t s;
   run_result_t res;
   fzip_error_t err;
+  char id[FZIP_ID_MAX + 1]; /* for the log: save_result may free rec */
 
   memset(&res, 0, sizeof res);
   fzip_error_clear(&err);
+  snprintf(id, sizeof id, "%s", rec->job_id);
   if (!schedule_rec_init(&s, rec, &err))
     goto failed;
   if (!s.msg->spec) {
@@ -368,8 +378,6 @@ static void handle(schedule_run_t *r, store_job_t *rec, int64_t now) {
     res.ran = true;
     res.due = s.msg->next_run_at;
     fzip_error_clear(&res.error);
-    if (res.retention_done)
-      s.pending[0] = '\0';
     if (!create_run_export(&res, r, &s, &res.error)) {
       if (res.error.code == FZIP_ERR_UNAVAILABLE) {
         /* The store went away: not this run's failure.  Its lease lapses
@@ -392,12 +400,9 @@ static void handle(schedule_run_t *r, store_job_t *rec, int64_t now) {
 failed:
   /* The lease lapses and the next tick (here or elsewhere) tries again;
    * the run's request_id keeps a second try from making a second export. */
-  fzip_log(FZIP_LOG_WARN, "schedule", "schedule run not saved", "schedule", rec->job_id,
-           "error", err.message, NULL);
-  if (s.rec)
-    schedule_rec_fini(&s);
-  else
-    store_job_destroy(rec);
+  fzip_log(FZIP_LOG_WARN, "schedule", "schedule run not saved", "schedule", id, "error",
+           err.message, NULL);
+  schedule_rec_fini(&s); /* schedule_rec_init always takes rec over */
 }
 
 static void tick(fzip_ticker_t *ticker, void *arg) {
@@ -435,15 +440,11 @@ bool schedule_run_new(schedule_run_t **out, store_t *store, svc_export_t *export
     r->opts = *options;
   if (r->opts.tick_ms <= 0)
     r->opts.tick_ms = SCHEDULE_TICK_DEFAULT_MS;
-  if (r->opts.owner && r->opts.owner[0]) {
-    snprintf(r->owner, sizeof r->owner, "%s", r->opts.owner);
-  } else {
-    if (!fzip_uuid_v4(uuid, error)) {
-      free(r);
-      return false;
-    }
-    snprintf(r->owner, sizeof r->owner, OWNER_PREFIX "%s", uuid);
+  if (!fzip_uuid_v4(uuid, error)) {
+    free(r);
+    return false;
   }
+  snprintf(r->owner, sizeof r->owner, OWNER_PREFIX "%s", uuid);
   if (!fzip_ticker_new(&r->ticker, r->opts.tick_ms, FZIP_TICKER_FIRST_NOW, tick, r, error)) {
     free(r);
     return false;

@@ -76,7 +76,6 @@ typedef struct schedule_run schedule_run_t;
 typedef struct {
   int64_t tick_ms;          /* how often due schedules are looked for; 0: default */
   int64_t lease_ms;         /* lease while a run is being made; 0: jobs.h default */
-  const char *owner;        /* replica id (NULL: the export runner's) */
   const char *clock_offset_file; /* test only; NULL: the wall clock */
 } schedule_run_options_t;
 

@@ -121,9 +121,14 @@ const char *job_public_message(char *out, size_t size, const fzip_error_t *err) 
 }
 
 bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const char *phase) {
+  return job_msg_set_error_field(job, "error", err, phase);
+}
+
+bool job_msg_set_error_field(ProtobufCMessage *msg, const char *field, const fzip_error_t *err,
+                             const char *phase) {
   char message[FZIP_ERROR_MESSAGE_MAX];
   const ProtobufCFieldDescriptor *fd = NULL;
-  Fzip__V1__JobError **slot = field_of(job, "error", &fd);
+  Fzip__V1__JobError **slot = field_of(msg, field, &fd);
 
   if (!slot || fd->descriptor != &fzip__v1__job_error__descriptor)
     return false;

@@ -50,6 +50,10 @@ bool job_msg_add_event(ProtobufCMessage *job, const char *type, const char *mess
 /* Sets the message's "error" field (a JobError) from an fzip error, its
  * message as job_public_message gives it. */
 bool job_msg_set_error(ProtobufCMessage *job, const fzip_error_t *err, const char *phase);
+/* The same for the JobError field named `field` (a Schedule's
+ * "last_error"); false when msg has no such JobError field. */
+bool job_msg_set_error_field(ProtobufCMessage *msg, const char *field, const fzip_error_t *err,
+                             const char *phase);
 /* What a client may read of `err` in a job (JobError.message, the
  * "failed" event): clients read jobs with GetX/ListX/WatchX, so the rule of
  * the RPC boundary applies here too.  An error rpc_details_sanitised()

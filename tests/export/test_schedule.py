@@ -14,7 +14,8 @@ or time zone is INVALID_ARGUMENT naming the field (BadRequest); the
 per-user limit; another user's schedule is invisible; CreateSchedule's
 request_id; full_every=3 makes complete, incremental, incremental,
 complete; ApplyRetention's dry run lists only, and retention runs after a
-run (keep_last); delete leaves the packages to the normal expiry or, with
+run (keep_last); a run whose export is refused is recorded once as its
+last_error; delete leaves the packages to the normal expiry or, with
 delete_packages, deletes them; `fzip schedule ...`.
 """
 import json
@@ -358,6 +359,30 @@ def test_retention_after_runs_and_delete(srv, clock):
     check(e.code() == grpc.StatusCode.NOT_FOUND, "delete_packages left the export")
 
 
+def test_refused_run_is_recorded_once(srv, clock):
+    """A run whose export the server refuses (a recipient with a 5-byte key:
+    CreateSchedule does not check it, CreateExport does) is recorded as that
+    run's last_error, not retried: runs 1, next_run_at moved on, no export."""
+    user = unique_user("sched")
+    s = Sched(srv, user)
+    bad = jpb.EncryptionOptions(recipients=[jpb.EncryptionRecipient(x25519_public_key=b"short")])
+    sch = s.create(cron="@hourly", encryption=bad)
+    due = sch.next_run_at
+    clock.past(due)
+    got = s.wait_runs(sch.schedule_id, 1)
+    time.sleep(10 * TICK_MS / 1000)  # many ticks: a retried run would show
+    got = s.get(sch.schedule_id)
+    check(got.runs == 1 and got.last_run_at == due and got.last_export_id == "",
+          "refused run: runs %d last_run_at %d export %r" % (got.runs, got.last_run_at,
+                                                              got.last_export_id))
+    check(got.last_error.code == "INVALID_ARGUMENT" and "recipient" in got.last_error.message
+          and got.last_error.phase == "create", "last_error %r" % got.last_error)
+    check(got.next_run_at == due + HOUR_MS, "next_run_at %d, want %d" % (got.next_run_at,
+                                                                       due + HOUR_MS))
+    check(s.exports_of(sch.schedule_id) == [], "a refused run made an export")
+    s.delete(sch.schedule_id)
+
+
 def test_cli_schedule_commands(srv, clock):
     user = unique_user("sched")
     r = expect(fzip_cli(srv, user, "--json", "schedule", "create", "--cron", "30 2 * * *",
@@ -393,7 +418,8 @@ def main():
             for t in (test_paused_update_and_version_conflict, test_bad_specs_name_the_field,
                       test_per_user_limit_and_other_users,
                       test_full_every_three_makes_complete_inc_inc_complete,
-                      test_retention_after_runs_and_delete, test_cli_schedule_commands):
+                      test_retention_after_runs_and_delete, test_refused_run_is_recorded_once,
+                      test_cli_schedule_commands):
                 checks.run(t, srv, clock)
     return checks.summary()
 
