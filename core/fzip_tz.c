@@ -31,9 +31,8 @@
 /* Offsets sampled this far either side of a local time read as UTC: more
  * than any offset, so the samples fall before and after its instant. */
 #define LOCAL_SPAN_S (OFFSET_MAX_S + 4 * SECS_PER_HOUR)
-/* Years fzip_tz_utc accepts and fzip_tz_local clamps to. */
-#define YEAR_LIMIT 100000
-#define SECS_LIMIT ((int64_t)YEAR_LIMIT * 366 * SECS_PER_DAY)
+#define YEAR_LIMIT FZIP_TZ_YEAR_LIMIT
+#define SECS_LIMIT FZIP_TZ_SECS_LIMIT
 #define TZIF_HEADER_LEN 44
 #define TZIF_TYPES_MAX 256
 

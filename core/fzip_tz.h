@@ -31,6 +31,10 @@
 #define FZIP_TZ_FILE_MAX (256 * 1024)
 #define FZIP_TZ_TRANSITIONS_MAX 4096
 #define FZIP_TZ_FOOTER_MAX 128
+/* Years fzip_tz_utc accepts (-100000..100000), and the instants
+ * fzip_tz_local clamps to (a little beyond those years). */
+#define FZIP_TZ_YEAR_LIMIT 100000
+#define FZIP_TZ_SECS_LIMIT ((int64_t)FZIP_TZ_YEAR_LIMIT * 366 * 86400)
 
 typedef struct fzip_tz fzip_tz_t;
 
@@ -49,7 +53,7 @@ void fzip_tz_destroy(fzip_tz_t *tz); /* accepts NULL */
 /* The name it was loaded with ("UTC" for ""); borrowed. */
 const char *fzip_tz_name(const fzip_tz_t *tz);
 
-/* Local time at `utc_s` (epoch seconds): *local gets year, month, day,
+/* Local time at `utc_s` (epoch seconds, clamped to +-FZIP_TZ_SECS_LIMIT): *local gets year, month, day,
  * hour, minute, second, tm_wday, tm_yday and tm_isdst (others zeroed);
  * *utc_offset_s (may be NULL) the offset east of UTC in seconds. */
 void fzip_tz_local(const fzip_tz_t *tz, int64_t utc_s, struct tm *local, int32_t *utc_offset_s);
