@@ -2534,22 +2534,43 @@ static void test_sqlite_changed_after_with_few_and_many_changed(void) {
   store_destroy(s);
 }
 
+/* The numbers `sql` (SELECT of id, number rows) gives, as "id=n,...". */
+static bool sqlite_numbers(char *out, size_t cap, const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  size_t len = 0;
+  int rc = SQLITE_ERROR;
+
+  out[0] = '\0';
+  if (sqlite3_open(path, &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s=%lld",
+                              len ? "," : "", (const char *)sqlite3_column_text(st, 0),
+                              (long long)sqlite3_column_int64(st, 1));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc == SQLITE_DONE;
+}
+
 /* SQLite only: a file from before change tracking opens, its documents and
- * stash entries numbered 0, its pending import begun at 0. */
+ * stash entries numbered 0, its pending import begun at 0.  The numbers are
+ * read from the file (changed_after cannot select 0), and the mark stays at
+ * the pending import's 0 after a plain write. */
 static void test_sqlite_store_from_before_change_tracking_migrates(void) {
   char path[1024], uri[1100], got[512];
   sqlite3 *db = NULL;
   store_t *s = NULL;
   fzip_error_t err = {0};
-  bson_t *doc = make_doc(FZIP_KIND_ACCOUNT, "a1", NULL, 0, "old");
+  store_rollback_stats_t st = {0};
+  bson_t *doc = make_doc(FZIP_KIND_ACCOUNT, "a1", NULL, 0, "imported");
   bson_t *doc2 = make_doc(FZIP_KIND_ACCOUNT, "a2", NULL, 0, "old");
+  bson_t *stashed = make_doc(FZIP_KIND_ACCOUNT, "a1", NULL, 0, "old");
   store_changes_mark_t m = {9, 9};
 
-  if (strncmp(g_uri, "sqlite:", 7) != 0) {
-    bson_destroy(doc);
-    bson_destroy(doc2);
-    return;
-  }
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    goto out;
   snprintf(path, sizeof path, "%s-old-seq", g_uri + 7);
   remove(path);
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
@@ -2561,18 +2582,26 @@ static void test_sqlite_store_from_before_change_tracking_migrates(void) {
                      " kind INTEGER NOT NULL, entity_id TEXT NOT NULL, prev_tag TEXT,"
                      " doc BLOB NOT NULL, PRIMARY KEY(user_id, tag, kind, entity_id));"
                      "CREATE TABLE import_pending(user_id TEXT NOT NULL, tag TEXT NOT NULL,"
-                     " PRIMARY KEY(user_id, tag));",
+                     " PRIMARY KEY(user_id, tag));"
+                     "INSERT INTO import_pending VALUES ('u', 't');",
                      NULL, NULL, NULL) == SQLITE_OK);
   {
-    sqlite3_stmt *st = NULL;
+    /* a1 replaced by the pending import 't' (its old version stashed), a2
+     * plain. */
+    sqlite3_stmt *ins = NULL;
     CHECK(sqlite3_prepare_v2(db,
-                             "INSERT INTO entities VALUES ('u', 0, 'a1', NULL, NULL, ?1, NULL),"
+                             "INSERT INTO entities VALUES ('u', 0, 'a1', NULL, NULL, ?1, 't'),"
                              " ('u', 0, 'a2', NULL, NULL, ?2, NULL)",
-                             -1, &st, NULL) == SQLITE_OK);
-    sqlite3_bind_blob(st, 1, bson_get_data(doc), (int)doc->len, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, bson_get_data(doc2), (int)doc2->len, SQLITE_STATIC);
-    CHECK(sqlite3_step(st) == SQLITE_DONE);
-    sqlite3_finalize(st);
+                             -1, &ins, NULL) == SQLITE_OK);
+    sqlite3_bind_blob(ins, 1, bson_get_data(doc), (int)doc->len, SQLITE_STATIC);
+    sqlite3_bind_blob(ins, 2, bson_get_data(doc2), (int)doc2->len, SQLITE_STATIC);
+    CHECK(sqlite3_step(ins) == SQLITE_DONE);
+    sqlite3_finalize(ins);
+    CHECK(sqlite3_prepare_v2(db, "INSERT INTO stash VALUES ('u', 't', 0, 'a1', NULL, ?1)", -1,
+                             &ins, NULL) == SQLITE_OK);
+    sqlite3_bind_blob(ins, 1, bson_get_data(stashed), (int)stashed->len, SQLITE_STATIC);
+    CHECK(sqlite3_step(ins) == SQLITE_DONE);
+    sqlite3_finalize(ins);
   }
   sqlite3_close(db);
   snprintf(uri, sizeof uri, "sqlite:%s", path);
@@ -2580,21 +2609,34 @@ static void test_sqlite_store_from_before_change_tracking_migrates(void) {
   CHECK_OK(store_open(&s, &opts, &err), err);
   CHECK_OK(store_changes_mark(&m, s, "u", &err), err);
   CHECK(m.seq == 0 && m.wiped == 0);
-  CHECK_OK(list_changed(got, sizeof got, s, "u", FZIP_KIND_ACCOUNT, 0, &err), err);
-  CHECK(strcmp(got, "a1,a2") == 0);
   CHECK_OK(put_one(s, "u", FZIP_KIND_ACCOUNT, "a2", "new", STORE_WRITE_REPLACE, NULL, NULL, &err),
            err);
-  CHECK(mark_seq(s, "u") == 1);
-  CHECK_OK(list_changed(got, sizeof got, s, "u", FZIP_KIND_ACCOUNT, 0, &err), err);
-  CHECK(strcmp(got, "a1,a2") == 0);
+  /* Numbered 1, but the mark stays where the pending import began. */
+  CHECK(mark_seq(s, "u") == 0);
+  CHECK(sqlite_numbers(got, sizeof got, path,
+                       "SELECT entity_id, seq FROM entities ORDER BY entity_id"));
+  CHECK(strcmp(got, "a1=0,a2=1") == 0);
+  CHECK(sqlite_numbers(got, sizeof got, path, "SELECT entity_id, seq FROM stash"));
+  CHECK(strcmp(got, "a1=0") == 0);
+  CHECK(sqlite_numbers(got, sizeof got, path, "SELECT tag, begin_seq FROM import_pending"));
+  CHECK(strcmp(got, "t=0") == 0);
+  /* The stashed version goes back (a number of its own), the mark moves. */
+  CHECK_OK(store_import_rollback(&st, s, "u", "t", NULL, NULL, &err), err);
+  CHECK(st.restored == 1);
+  CHECK(note_is(s, "u", FZIP_KIND_ACCOUNT, "a1", "old"));
+  CHECK(mark_seq(s, "u") == 2);
+  CHECK_OK(list_changed(got, sizeof got, s, "u", FZIP_KIND_ACCOUNT, 1, &err), err);
+  CHECK(strcmp(got, "a1") == 0);
   store_destroy(s);
   /* Opened again: the migration is not run twice, the number kept. */
   CHECK_OK(store_open(&s, &opts, &err), err);
-  CHECK(mark_seq(s, "u") == 1);
+  CHECK(mark_seq(s, "u") == 2);
   store_destroy(s);
+  remove(path);
+out:
   bson_destroy(doc);
   bson_destroy(doc2);
-  remove(path);
+  bson_destroy(stashed);
 }
 
 /* SQLite only: a store that fills up mid-import (PRAGMA max_page_count via
