@@ -267,6 +267,7 @@ static const char *doc_string(const bson_t *doc, const char *field) {
 typedef struct {
   import_visit_t files;
   job_ctx_t *jctx;
+  bool warned; /* the lease's trouble was logged (once per rollback) */
 } rollback_visit_t;
 
 static bool rollback_visit(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
@@ -274,14 +275,18 @@ static bool rollback_visit(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_
   fzip_error_t lease_err;
 
   fzip_error_clear(&lease_err);
-  if (v->jctx)
-    (void)job_ctx_keep_lease(v->jctx, &lease_err);
+  /* Logged, since a lost lease means another replica may take over. */
+  if (!job_ctx_keep_lease(v->jctx, &lease_err) && !v->warned) {
+    v->warned = true;
+    fzip_log(FZIP_LOG_WARN, "import", "rollback goes on without its lease", "import",
+             v->files.import_id, "error", lease_err.message, NULL);
+  }
   return import_visit_file(&v->files, kind, doc, error);
 }
 
 static bool rollback(run_t *r, fzip_error_t *error) {
   store_rollback_stats_t st = {0};
-  rollback_visit_t v = {{r->env->store, r->user, r->job->import_id, true}, r->jctx};
+  rollback_visit_t v = {{r->env->store, r->user, r->job->import_id, true}, r->jctx, false};
   char buf[96];
 
   if (!store_import_rollback(&st, r->env->store, r->user, r->job->import_id, rollback_visit, &v,
