@@ -276,13 +276,16 @@ static bool acquire(slot_t **out, pkg_deflate_t *z, fzip_error_t *error) {
   if (z->count == PKG_DEFLATE_IN_FLIGHT && !retire_oldest(z, error))
     return false;
   s = slot_at(z, z->count);
-  if (!s->in) {
+  /* Each buffer on its own: after a partial failure the stream may be
+   * begun again (pkg_deflate.h) and reuse this slot. */
+  if (!s->in)
     s->in = malloc(PKG_DEFLATE_BLOCK);
+  if (!s->dict)
     s->dict = malloc(PKG_DEFLATE_DICT);
+  if (!s->out)
     s->out = malloc(z->pool->out_cap);
-    if (!s->in || !s->dict || !s->out)
-      return fzip_error_oom(error, "deflate block");
-  }
+  if (!s->in || !s->dict || !s->out)
+    return fzip_error_oom(error, "deflate block");
   s->in_len = 0;
   s->state = SLOT_FILLING;
   z->count++;
