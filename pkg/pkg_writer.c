@@ -621,9 +621,13 @@ static bool write_deletion(build_t *b, pkgjson_writer_t *w, const char *kind, co
                            error) &&
          pkgjson_write_document(w, &d, error);
   bson_destroy(&d);
-  if (ok)
-    b->res.deletions++;
-  return ok;
+  if (!ok)
+    return false;
+  /* items_done does not move here, so a plain tick would never fire: a
+   * large wipe-like increment reports and polls for cancel on its own. */
+  if (++b->res.deletions % PKG_PROGRESS_EVERY_ITEMS == 0)
+    return tick(b, true, error);
+  return true;
 }
 
 /* A filtered kind's entities changed since the base that the selection

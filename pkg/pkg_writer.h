@@ -22,8 +22,9 @@
  *
  * Export jobs use it in three steps: pkg_count() for an honest
  * items_total, then pkg_write_file() or pkg_write_stream() with a progress
- * callback (every PKG_PROGRESS_EVERY_ITEMS items or PKG_PROGRESS_EVERY_BYTES
- * bytes of file content, and at every phase change) and a cancel callback
+ * callback (every PKG_PROGRESS_EVERY_ITEMS items, or deletions of an
+ * increment, or PKG_PROGRESS_EVERY_BYTES bytes of file content, and at every
+ * phase change) and a cancel callback
  * (polled as often), and finally the pkg_result_t says what was written.
  *
  * Determinism: with options->export_timestamp_ms pinned, the same data

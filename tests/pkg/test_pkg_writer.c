@@ -743,10 +743,14 @@ static bool inc_changes(void *ctx, uint64_t *seq, uint64_t *wiped, fzip_error_t 
   return true;
 }
 
+/* The source's ctx: NULL, or how many deletions to make up instead of
+ * inc_deletions ("g-00000", ...). */
 typedef struct {
   fzip_kind_t kind;
   uint64_t after, upto;
   size_t next;
+  const size_t *made_up;
+  char id[16];
 } inc_del_cursor_t;
 
 static bool inc_deletions_open(void *ctx, void **cursor, fzip_kind_t kind, uint64_t after_seq,
@@ -754,7 +758,7 @@ static bool inc_deletions_open(void *ctx, void **cursor, fzip_kind_t kind, uint6
   inc_del_cursor_t *c = calloc(1, sizeof *c);
   if (!c)
     return fzip_error_oom(error, "test deletions");
-  *c = (inc_del_cursor_t){kind, after_seq, upto_seq, 0};
+  *c = (inc_del_cursor_t){kind, after_seq, upto_seq, 0, ctx, ""};
   *cursor = c;
   return true;
 }
@@ -763,6 +767,13 @@ static bool inc_deletions_next(void *cursor, const char **id, fzip_error_t *erro
   inc_del_cursor_t *c = cursor;
   if (c->kind != FZIP_KIND_TRANSACTION)
     return false;
+  if (c->made_up) {
+    if (c->next == *c->made_up)
+      return false;
+    snprintf(c->id, sizeof c->id, "g-%05zu", c->next++);
+    *id = c->id;
+    return true;
+  }
   for (; c->next < sizeof inc_deletions / sizeof inc_deletions[0]; c->next++) {
     const inc_deletion_t *d = &inc_deletions[c->next];
     if (d->seq > c->after && d->seq <= c->upto) {
@@ -817,16 +828,17 @@ done:
  * was written again after the mark (storage/store.h, deletions_open), and
  * the snapshot saw that write.  The writer lists it once, so the reader
  * (ids strictly ascending) takes the increment. */
+static const pkg_incremental_t inc_on_base = {
+    .base_export_id = "exp-base",
+    .base_package_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    .base_change_seq = INC_BASE_SEQ,
+    .chain_length = 1};
+
 static void test_an_increment_lists_a_deleted_id_that_also_left_the_selection_once(void) {
   fzip_error_t err = {0};
   const char *accounts[] = {"acc-a"};
-  const pkg_incremental_t inc = {
-      .base_export_id = "exp-base",
-      .base_package_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-      .base_change_seq = INC_BASE_SEQ,
-      .chain_length = 1};
   pkg_selection_t sel = {.export_type = PKG_EXPORT_SELECTIVE, .account_ids = accounts,
-                         .n_account_ids = 1, .incremental = &inc};
+                         .n_account_ids = 1, .incremental = &inc_on_base};
   pkg_options_t opt = {.export_timestamp_ms = PINNED_MS, .temp_dir = tmpdir};
   pkg_source_t src = {&inc_ops, NULL};
   pkg_result_t res;
@@ -839,6 +851,44 @@ static void test_an_increment_lists_a_deleted_id_that_also_left_the_selection_on
   CHECK(strcmp(listed, "transactions:t-0,transactions:t-2,transactions:t-3,transactions:t-4") ==
         0);
   CHECK(res.deletions == 4);
+}
+
+/* Progress seen while data/deletions.json is written. */
+typedef struct {
+  int reports;
+  int cancel_after; /* 0: never */
+} deletions_watch_t;
+
+static void on_deletions_progress(void *ctx, const pkg_progress_t *p) {
+  deletions_watch_t *w = ctx;
+  w->reports += p->entry && strcmp(p->entry, PKG_DELETIONS_ENTRY) == 0;
+}
+
+static bool cancel_in_deletions(void *ctx) {
+  deletions_watch_t *w = ctx;
+  return w->cancel_after > 0 && w->reports >= w->cancel_after;
+}
+
+/* No entity moves items_done while deletions are written: they report
+ * and poll for cancel on their own, every PKG_PROGRESS_EVERY_ITEMS. */
+static void test_many_deletions_report_progress_and_can_be_cancelled(void) {
+  fzip_error_t err = {0};
+  size_t n = 3 * PKG_PROGRESS_EVERY_ITEMS + 1;
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE, .incremental = &inc_on_base};
+  deletions_watch_t seen = {0}, stop = {.cancel_after = 2};
+  pkg_options_t opt = {.temp_dir = tmpdir, .progress = on_deletions_progress,
+                       .progress_ctx = &seen, .cancelled = cancel_in_deletions,
+                       .cancel_ctx = &seen};
+  pkg_source_t src = {&inc_ops, &n};
+  pkg_result_t res;
+  char p[512];
+
+  snprintf(p, sizeof p, "%s/deletions.fzip", tmpdir);
+  CHECK_OK(pkg_write_file(&res, &src, USER, &sel, &opt, p, &err), err);
+  CHECK(res.deletions == n && seen.reports >= 3);
+  opt.progress_ctx = opt.cancel_ctx = &stop;
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err, FZIP_ERR_CANCELLED);
+  CHECK(stop.reports == 2 && count_temp_leftovers() == 0);
 }
 
 /* A sink that keeps what it is given. */
@@ -1179,6 +1229,7 @@ int main(void) {
   RUN(test_an_inconsistent_read_starts_the_build_over);
   RUN(test_write_stream_hands_the_sink_the_whole_package);
   RUN(test_an_increment_lists_a_deleted_id_that_also_left_the_selection_once);
+  RUN(test_many_deletions_report_progress_and_can_be_cancelled);
   RUN(test_progress_counts_up_to_the_counted_total);
   RUN(test_cancel_stops_with_cancelled_and_leaves_nothing);
   RUN(test_write_blob_stores_the_package_with_its_size_and_sha256);
