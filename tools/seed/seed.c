@@ -442,15 +442,15 @@ static bson_t *batch_add(batch_t *b) {
   return doc;
 }
 
-static bool batch_flush(gen_t *g, batch_t *b, fzip_error_t *error) {
+static bool batch_flush(store_t *store, const char *user_id, batch_t *b, fzip_error_t *error) {
   const bson_t *ptrs[STORE_BATCH_MAX];
   bool ok;
   if (b->n == 0)
     return true;
   for (size_t i = 0; i < b->n; i++)
     ptrs[i] = &b->docs[i];
-  ok = store_entity_put_batch(g->store, g->user_id, b->kind, ptrs, b->n, STORE_WRITE_REPLACE,
-                              NULL, error);
+  ok = store_entity_put_batch(store, user_id, b->kind, ptrs, b->n, STORE_WRITE_REPLACE, NULL,
+                              error);
   for (size_t i = 0; i < b->n; i++)
     bson_destroy(&b->docs[i]);
   b->n = 0;
@@ -461,7 +461,7 @@ static bool batch_flush(gen_t *g, batch_t *b, fzip_error_t *error) {
 
 /* Room for one more document, flushing first if the batch is full. */
 static bool batch_reserve(gen_t *g, batch_t *b, fzip_error_t *error) {
-  return b->n < STORE_BATCH_MAX || batch_flush(g, b, error);
+  return b->n < STORE_BATCH_MAX || batch_flush(g->store, g->user_id, b, error);
 }
 
 static void batch_discard(batch_t *b) {
@@ -671,7 +671,7 @@ static bool write_categories(gen_t *g, fzip_error_t *error) {
     BSON_APPEND_INT64(doc, "updatedAt", created + (int64_t)rng_range(&r, 0, 400) * SEED_DAY_MS);
     g->stats->rules += (uint64_t)c->n_rules;
   }
-  if (!batch_flush(g, b, error))
+  if (!batch_flush(g->store, g->user_id, b, error))
     return false;
   g->stats->categories = g->n_categories;
   return true;
@@ -784,7 +784,7 @@ static bool write_file_maps(gen_t *g, fzip_error_t *error) {
     append_file_map(batch_add(b), id, generic[k], k, NULL, k == 0, SEED_BASE_DAY * SEED_DAY_MS);
   }
   g->stats->file_maps = g->n_accounts + SEED_GENERIC_FILE_MAPS;
-  return batch_flush(g, b, error);
+  return batch_flush(g->store, g->user_id, b, error);
 }
 
 static bool write_accounts(gen_t *g, fzip_error_t *error) {
@@ -816,7 +816,7 @@ static bool write_accounts(gen_t *g, fzip_error_t *error) {
     BSON_APPEND_INT64(doc, "updatedAt", acc->updated_at);
   }
   g->stats->accounts = g->n_accounts;
-  return batch_flush(g, b, error);
+  return batch_flush(g->store, g->user_id, b, error);
 }
 
 /* ---- file text ------------------------------------------------------------------- */
@@ -1267,7 +1267,7 @@ static bool write_files_and_transactions(gen_t *g, fzip_error_t *error) {
   for (uint64_t f = 0; f < g->n_files; f++)
     if (!gen_file(g, f, o, error))
       goto done;
-  if (!batch_flush(g, g->txns, error) || !batch_flush(g, g->files, error))
+  if (!batch_flush(g->store, g->user_id, g->txns, error) || !batch_flush(g->store, g->user_id, g->files, error))
     goto done;
   g->stats->transactions = g->txn_index;
   ok = true;
@@ -1335,7 +1335,7 @@ static bool write_analytics(gen_t *g, fzip_error_t *error) {
       g->stats->analytics++;
     }
   }
-  return batch_flush(g, b, error);
+  return batch_flush(g->store, g->user_id, b, error);
 }
 
 /* ---- clean ------------------------------------------------------------------------------ */
@@ -1444,26 +1444,25 @@ done:
 /* ---- mutate: a share of the transactions changed ------------------------------------------ */
 
 /* The memo a mutated transaction gets: drawn, so that a second mutation
- * of the same transaction changes it again. */
+ * of the same transaction changes it again.  `out` is initialised. */
 static void mutate_doc(bson_t *out, const bson_t *doc, uint64_t draw) {
   char memo[64];
   snprintf(memo, sizeof memo, "edited %016" PRIx64, draw);
-  bson_init(out);
   bson_copy_to_excluding_noinit(doc, out, "memo", NULL);
   BSON_APPEND_UTF8(out, "memo", memo);
 }
 
 /* One page of transactions (keyset after *after), the chosen ones
- * rewritten; *n_page = how many the page held (0: the end). */
+ * rewritten through `b` (empty, of kind TRANSACTION, holding a page);
+ * *n_page = how many the page held (0: the end). */
 static bool mutate_page(seed_stats_t *stats, store_t *store, const char *user_id, rng_t *r,
-                        uint64_t threshold, char after[FZIP_ID_MAX + 1], size_t *n_page,
-                        fzip_error_t *error) {
+                        uint64_t threshold, char after[FZIP_ID_MAX + 1], batch_t *b,
+                        size_t *n_page, fzip_error_t *error) {
   store_filter_t f = {.after_id = after[0] ? after : NULL, .limit = STORE_BATCH_MAX};
+  const char *id_field = fzip_kind_info(FZIP_KIND_TRANSACTION)->id_field;
   store_cursor_t *cur = NULL;
-  bson_t docs[STORE_BATCH_MAX];
-  const bson_t *ptrs[STORE_BATCH_MAX], *doc;
-  size_t n = 0;
-  bool ok = false;
+  const bson_t *doc;
+  size_t n;
 
   *n_page = 0;
   if (!store_cursor_new(&cur, store, user_id, FZIP_KIND_TRANSACTION, &f, error))
@@ -1472,33 +1471,32 @@ static bool mutate_page(seed_stats_t *stats, store_t *store, const char *user_id
     bson_iter_t it;
     uint64_t pick = rng_next(r), draw = rng_next(r);
     (*n_page)++;
-    if (bson_iter_init_find(&it, doc, "transactionId") && BSON_ITER_HOLDS_UTF8(&it))
+    if (bson_iter_init_find(&it, doc, id_field) && BSON_ITER_HOLDS_UTF8(&it))
       snprintf(after, FZIP_ID_MAX + 1, "%s", bson_iter_utf8(&it, NULL));
     if ((pick >> 11) >= threshold)
       continue;
-    mutate_doc(&docs[n], doc, draw);
-    ptrs[n] = &docs[n];
-    n++;
+    mutate_doc(batch_add(b), doc, draw);
   }
   store_cursor_destroy(cur);
-  if (fzip_error_is_set(error))
-    goto done;
-  if (n && !store_entity_put_batch(store, user_id, FZIP_KIND_TRANSACTION, ptrs, n,
-                                   STORE_WRITE_REPLACE, NULL, error))
-    goto done;
+  /* Written once the cursor is closed: the page is at most a batch. */
+  if (fzip_error_is_set(error)) {
+    batch_discard(b);
+    return false;
+  }
+  n = b->n;
+  if (!batch_flush(store, user_id, b, error))
+    return false;
   stats->transactions += n;
-  ok = true;
-done:
-  for (size_t i = 0; i < n; i++)
-    bson_destroy(&docs[i]);
-  return ok;
+  return true;
 }
 
 bool seed_mutate(seed_stats_t *stats, store_t *store, const char *user_id, uint64_t seed,
                  double percent, fzip_error_t *error) {
   /* A transaction is picked when 53 random bits fall below this. */
   uint64_t threshold = (uint64_t)(percent / 100.0 * 9007199254740992.0);
-  char after[FZIP_ID_MAX + 1] = "";
+  char after[FZIP_ID_MAX + 1] = "", before[FZIP_ID_MAX + 1];
+  batch_t *b = NULL;
+  bool ok = false;
   rng_t r;
   size_t n_page;
 
@@ -1507,14 +1505,32 @@ bool seed_mutate(seed_stats_t *stats, store_t *store, const char *user_id, uint6
     return fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
                           "--mutate takes a percentage in (0, 100]");
   int64_t started = fzip_monotonic_ms();
+  b = calloc(1, sizeof *b);
+  if (!b)
+    return fzip_error_oom(error, "mutate batch");
+  b->kind = FZIP_KIND_TRANSACTION;
   rng_init(&r, seed, TAG_MUTATE, 0);
   do {
-    if (!mutate_page(stats, store, user_id, &r, threshold, after, &n_page, error))
-      return fzip_error_prefix(error, "mutating transactions");
+    memcpy(before, after, sizeof before);
+    if (!mutate_page(stats, store, user_id, &r, threshold, after, b, &n_page, error)) {
+      fzip_error_prefix(error, "mutating transactions");
+      goto done;
+    }
     stats->transactions_read += n_page;
+    /* A full page whose documents carry no id would be read again forever. */
+    if (n_page == STORE_BATCH_MAX && strcmp(before, after) == 0) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
+                     "mutating transactions: a page of %d has no %s to go on from",
+                     STORE_BATCH_MAX, fzip_kind_info(FZIP_KIND_TRANSACTION)->id_field);
+      goto done;
+    }
   } while (n_page == STORE_BATCH_MAX);
   stats->elapsed_ms = fzip_monotonic_ms() - started;
-  return true;
+  ok = true;
+done:
+  batch_discard(b);
+  free(b);
+  return ok;
 }
 
 /* ---- CLI ---------------------------------------------------------------------------------- */

@@ -457,6 +457,46 @@ static void test_rerun_replaces_and_clean_removes_the_old_dataset(void) {
   store_destroy(s);
 }
 
+/* --mutate reads every transaction across pages (more than one batch)
+ * and rewrites exactly the ones it counts, memo only. */
+static void test_mutate_pages_through_and_rewrites_what_it_counts(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  seed_options_t opt = {.seed = 12, .transactions = STORE_BATCH_MAX + 500};
+  seed_stats_t st;
+  bson_t before, after;
+  bson_iter_t it;
+  uint64_t edited = 0, n = 0;
+  CHECK_OK(open_fresh(&s, &err), err);
+  CHECK_OK(seed_generate(NULL, s, "mia", &opt, &err), err);
+  CHECK_OK(load_kind(&before, s, "mia", FZIP_KIND_TRANSACTION, &err), err);
+  CHECK_OK(seed_mutate(&st, s, "mia", 5, 30.0, &err), err);
+  CHECK(st.transactions_read == opt.transactions);
+  CHECK(st.transactions > 0 && st.transactions < opt.transactions);
+  CHECK_OK(load_kind(&after, s, "mia", FZIP_KIND_TRANSACTION, &err), err);
+  bson_iter_init(&it, &after);
+  while (bson_iter_next(&it)) {
+    bson_t doc, old;
+    const uint8_t *data;
+    uint32_t len;
+    bson_iter_document(&it, &len, &data);
+    CHECK(bson_init_static(&doc, data, len));
+    CHECK(lookup(&old, &before, bson_iter_key(&it)));
+    n++;
+    const char *memo = str_field(&doc, "memo"), *old_memo = str_field(&old, "memo");
+    CHECK(memo != NULL);
+    if (memo && strcmp(memo, old_memo ? old_memo : "") != 0) {
+      edited++;
+      CHECK(strncmp(memo, "edited ", 7) == 0);
+      CHECK(int_field(&doc, "amount") == int_field(&old, "amount"));
+    }
+  }
+  CHECK(n == opt.transactions && edited == st.transactions);
+  bson_destroy(&before);
+  bson_destroy(&after);
+  store_destroy(s);
+}
+
 static void test_cli_seeds_a_store_and_rejects_bad_usage(void) {
   char uri[PATH_MAX_LEN + 32];
   char *help[] = {"seed", "--help", NULL};
@@ -493,6 +533,7 @@ int main(int argc, char **argv) {
   RUN(test_file_bytes_match_their_digest_and_list_their_transactions);
   RUN(test_categories_form_deep_acyclic_tree_with_every_rule_kind);
   RUN(test_rerun_replaces_and_clean_removes_the_old_dataset);
+  RUN(test_mutate_pages_through_and_rewrites_what_it_counts);
   if (!getenv("FZIP_TEST_MONGODB_URI"))
     RUN(test_cli_seeds_a_store_and_rejects_bad_usage);
   int rc = fzip_test_summary();
