@@ -307,8 +307,10 @@ static bool pack_message(rpc_call_t *c, const ProtobufCMessage *msg, fzip_error_
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_RESOURCE_EXHAUSTED,
                           "response of %zu bytes exceeds the send limit of %zu bytes", size,
                           c->server->opts.max_send_message);
-  if (c->payload) {
-    /* The handler used rpc_ctx_payload: its bytes go out uncopied. */
+  if (c->payload && rpc_payload_lent(c->payload)) {
+    /* The handler used rpc_ctx_payload this step: its bytes go out
+     * uncopied.  A step that fell back to its arena takes the plain path
+     * below (one copy into one slice). */
     c->out_msg = rpc_payload_pack(c->payload, msg, size);
     return c->out_msg ? true : fzip_error_oom(error, "a response message");
   }

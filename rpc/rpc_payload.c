@@ -100,6 +100,15 @@ void *rpc_payload_lend(rpc_payload_pool_t *pool, size_t size) {
   return out;
 }
 
+bool rpc_payload_lent(rpc_payload_pool_t *pool) {
+  bool lent = false;
+  pthread_mutex_lock(&pool->mu);
+  for (size_t i = 0; i < RPC_PAYLOAD_BUFFERS && !lent; i++)
+    lent = pool->bufs[i].lent;
+  pthread_mutex_unlock(&pool->mu);
+  return lent;
+}
+
 void rpc_payload_end_step(rpc_payload_pool_t *pool) {
   if (!pool)
     return;

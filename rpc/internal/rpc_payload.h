@@ -41,6 +41,12 @@ void rpc_payload_pool_release(rpc_payload_pool_t *pool);
  * out of memory). */
 void *rpc_payload_lend(rpc_payload_pool_t *pool, size_t size);
 
+/* Whether a buffer is lent for this step, i.e. whether the step's message
+ * can point into one.  When none is (the handler took the arena fallback,
+ * or no buffer at all), pack with a plain single slice: rpc_payload_pack
+ * would only stage and copy the bytes twice. */
+bool rpc_payload_lent(rpc_payload_pool_t *pool);
+
 /* Packs `msg` (packed size `size`) into a new byte buffer: bytes fields
  * that lie in a buffer lent for this step go in as slices referring to
  * it, the rest is copied.  NULL: out of memory. */
