@@ -354,44 +354,48 @@ bool rpc_client_call_writes_done(rpc_client_call_t *call, fzip_error_t *error) {
   return run_batch(call, &op, 1) || step_failed(call, "half-close", error);
 }
 
-/* The message's bytes in one piece: its only (refcounted) slice as it
- * is, else the slices copied into call->joined.  NULL: out of memory. */
-static const uint8_t *join_slices(rpc_client_call_t *call, grpc_byte_buffer_reader *reader,
-                                  size_t total) {
-  grpc_slice s;
+/* The message's bytes in one piece, in *out: its only slice as it is,
+ * else the slices copied into call->joined.  Peeked slices are the byte
+ * buffer's own (no reference taken, inlined ones included), so the
+ * pointer stays valid while the buffer lives. */
+static bool join_slices(const uint8_t **out, rpc_client_call_t *call,
+                        grpc_byte_buffer_reader *reader, size_t total, fzip_error_t *error) {
+  grpc_slice *s;
   size_t at = 0;
+  if (!grpc_byte_buffer_reader_peek(reader, &s))
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                          "response of %zu bytes has no data", total);
+  if (GRPC_SLICE_LENGTH(*s) == total) {
+    *out = GRPC_SLICE_START_PTR(*s);
+    return true;
+  }
   if (total > call->joined_cap) {
     uint8_t *grown = realloc(call->joined, total);
     if (!grown)
-      return NULL;
+      return fzip_error_oom(error, "a response message");
     call->joined = grown;
     call->joined_cap = total;
   }
-  while (grpc_byte_buffer_reader_next(reader, &s) != 0) {
-    size_t n = GRPC_SLICE_LENGTH(s);
-    if (at == 0 && n == total && s.refcount != NULL) {
-      /* One refcounted slice: the byte buffer keeps its bytes alive.  An
-       * inlined slice holds its bytes in `s` itself (on this stack), so
-       * those are copied below like any other. */
-      grpc_slice_unref(s);
-      return s.data.refcounted.bytes;
-    }
-    if (n > total - at) {
-      grpc_slice_unref(s);
-      return NULL;
-    }
-    memcpy(call->joined + at, GRPC_SLICE_START_PTR(s), n);
+  do {
+    size_t n = GRPC_SLICE_LENGTH(*s);
+    if (n > total - at)
+      return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                            "response slices exceed its length of %zu bytes", total);
+    memcpy(call->joined + at, GRPC_SLICE_START_PTR(*s), n);
     at += n;
-    grpc_slice_unref(s);
-  }
-  return call->joined;
+  } while (grpc_byte_buffer_reader_peek(reader, &s));
+  if (at != total)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                          "response slices hold %zu of its %zu bytes", at, total);
+  *out = call->joined;
+  return true;
 }
 
 static bool unpack(ProtobufCMessage **msg, rpc_client_call_t *call, grpc_byte_buffer *buf,
                    fzip_error_t *error) {
   grpc_byte_buffer_reader reader;
   grpc_slice all = grpc_empty_slice();
-  const uint8_t *bytes = NULL;
+  const uint8_t *bytes = (const uint8_t *)"";
   size_t total = grpc_byte_buffer_length(buf);
   if (!grpc_byte_buffer_reader_init(&reader, buf))
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "cannot read a response");
@@ -400,14 +404,13 @@ static bool unpack(ProtobufCMessage **msg, rpc_client_call_t *call, grpc_byte_bu
     all = grpc_byte_buffer_reader_readall(&reader);
     total = GRPC_SLICE_LENGTH(all);
     bytes = GRPC_SLICE_START_PTR(all);
-  } else {
-    bytes = total ? join_slices(call, &reader, total) : (const uint8_t *)"";
+  } else if (total > 0 && !join_slices(&bytes, call, &reader, total, error)) {
+    grpc_byte_buffer_reader_destroy(&reader);
+    return false;
   }
-  *msg = bytes ? protobuf_c_message_unpack(call->resp_desc, NULL, total, bytes) : NULL;
+  *msg = protobuf_c_message_unpack(call->resp_desc, NULL, total, bytes);
   grpc_byte_buffer_reader_destroy(&reader);
   grpc_slice_unref(all);
-  if (!bytes)
-    return fzip_error_oom(error, "a response message");
   if (!*msg)
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
                           "response is not a valid %s message", call->resp_desc->name);
