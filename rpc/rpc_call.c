@@ -345,9 +345,15 @@ static void set_cancel_error(rpc_call_t *c, const char *why) {
 
 /* ---- worker side --------------------------------------------------------- */
 
-static void post_work_done(rpc_call_t *c) {
+/* A handler step is over: its arena memory and the payload buffers it
+ * borrowed but no packed message refers to are free for the next step. */
+static void step_reset(rpc_call_t *c) {
   rpc_arena_reset(c->ctx.arena);
   rpc_payload_end_step(c->payload);
+}
+
+static void post_work_done(rpc_call_t *c) {
+  step_reset(c);
   if (!call_start_batch(c, NULL, 0, EV_WORK)) {
     /* Cannot happen with an empty batch short of a core bug; the call
      * would hang, so say so loudly. */
@@ -494,7 +500,7 @@ static void stream_next(rpc_call_t *c) {
   }
   if (!msg && !done) {
     /* Nothing to send yet: come back later without holding a thread. */
-    rpc_arena_reset(c->ctx.arena);
+    step_reset(c);
     rpc_pool_submit_after(c->server->pool, &c->task, task_next,
                           retry_after_ms > 0 ? retry_after_ms : 1);
     return;
@@ -718,7 +724,7 @@ static void call_abort(rpc_call_t *c, const char *why) {
   call_advance(c);
 }
 
-static bool call_start_recv(rpc_call_t *c) {
+static void call_start_recv(rpc_call_t *c) {
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_MESSAGE;
@@ -727,10 +733,9 @@ static bool call_start_recv(rpc_call_t *c) {
     call_set_state(c, CALL_RECEIVING, "reading a message");
   c->recv_busy = true;
   if (call_start_batch(c, &op, 1, EV_RECV))
-    return true;
+    return;
   c->recv_busy = false;
   call_abort(c, "cannot read");
-  return false;
 }
 
 /* A handler's message (RES_MESSAGE: out_msg is set). */
@@ -834,8 +839,7 @@ static void on_request(rpc_call_t *c, bool ok) {
   }
   c->in_msg = c->request_payload;
   c->request_payload = NULL;
-  bool streaming_in = c->method->kind == RPC_CLIENT_STREAMING || c->method->kind == RPC_BIDI_ONE_REPLY;
-  if (!streaming_in && !c->in_msg) {
+  if (!streams_in(c) && !c->in_msg) {
     call_fail(c, FZIP_ERR_INVALID_ARGUMENT, "request message missing");
     return;
   }
@@ -980,11 +984,12 @@ bool rpc_call_request(rpc_server_t *server, size_t method_index, int cq_index) {
   rpc_call_t *c = call_new(server, server->methods[method_index], method_index, cq_index);
   if (!c)
     return false;
-  bool has_payload = c->method->kind == RPC_UNARY || c->method->kind == RPC_SERVER_STREAMING;
   grpc_completion_queue *cq = server->cqs[cq_index];
+  /* A single request arrives with the call; a stream's messages are read
+   * one by one (call_start_recv). */
   grpc_call_error rc = grpc_server_request_registered_call(
       server->server, server->registered[method_index], &c->call, &c->deadline, &c->request_md,
-      has_payload ? &c->request_payload : NULL, cq, cq, &c->tags[EV_REQUEST]);
+      streams_in(c) ? NULL : &c->request_payload, cq, cq, &c->tags[EV_REQUEST]);
   if (rc != GRPC_CALL_OK) {
     call_free(c);
     return false;
