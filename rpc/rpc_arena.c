@@ -5,8 +5,10 @@
  * wasted tails.  The first block survives resets because nearly every call
  * needs it again for the next message, and so does the largest of the
  * blocks of their own (the spare): a stream of 1 MiB upload chunks then
- * reuses one buffer instead of allocating and page-faulting in a fresh one
- * per message.
+ * unpacks each message into one reused block instead of allocating and
+ * page-faulting in a fresh one per message.  This covers the unpacked
+ * message only: rpc_call's unpack_message still joins each received
+ * message into a fresh slice (grpc_byte_buffer_reader_readall) first.
  */
 #include "rpc_arena.h"
 

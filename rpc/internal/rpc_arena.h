@@ -25,7 +25,10 @@ void rpc_arena_destroy(rpc_arena_t *arena); /* accepts NULL */
 
 /* 16-byte aligned, uninitialised; NULL past the limit or on OOM. */
 void *rpc_arena_alloc(rpc_arena_t *arena, size_t size);
-/* Frees everything allocated so far except the first block, kept warm. */
+/* Hands everything allocated so far back.  Keeps the first block warm and
+ * the largest block of its own (a request bigger than a block) as a spare
+ * for the next step; the spare can be up to `limit` bytes and stays for
+ * the arena's life (freed by rpc_arena_destroy). */
 void rpc_arena_reset(rpc_arena_t *arena);
 /* True once an allocation was refused since the last reset. */
 bool rpc_arena_exhausted(const rpc_arena_t *arena);
