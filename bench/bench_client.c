@@ -15,8 +15,9 @@
  * started_at/completed_at are printed beside it.
  *
  * export with BASE_EXPORT_ID is an incremental export on that export
- * (docs/EXPORT.md "Incremental exports"); its JSON adds the changed
- * transactions and deletions it holds.
+ * (docs/EXPORT.md "Incremental exports").  Every export's JSON carries
+ * its change_seq, chain_length and transactions_count (for an increment:
+ * the changed transactions it holds; deletions are not printed).
  * STRATEGY is 1 (fail_on_conflict), 2 (skip_existing) or 3 (overwrite);
  * VALIDATE_ONLY is 0 or 1.  Exit status 0 when the job reached the state a
  * benchmark wants (COMPLETED, or VALIDATION_PASSED for validate-only),

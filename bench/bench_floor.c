@@ -260,8 +260,10 @@ static bool deflate_entries(uint64_t *comp, FILE *in, const uint64_t *lens, zip_
     fzip_sha256_t *h = fzip_sha256_new();
     uint64_t left = lens[i], size, csize;
     uint32_t crc;
+    if (!h)
+      ok = fzip_error_oom(error, "a SHA-256 context");
     pkg_deflate_begin(z, count_out, comp);
-    while (ok && h && left > 0) {
+    while (ok && left > 0) {
       size_t n = fread(buf, 1, left < FLOOR_CHUNK ? (size_t)left : FLOOR_CHUNK, in);
       if (n == 0)
         ok = fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "reading temp file");
@@ -271,7 +273,7 @@ static bool deflate_entries(uint64_t *comp, FILE *in, const uint64_t *lens, zip_
         left -= n;
       }
     }
-    ok = ok && h && pkg_deflate_finish(z, &crc, &size, &csize, error);
+    ok = ok && pkg_deflate_finish(z, &crc, &size, &csize, error);
     fzip_sha256_destroy(h);
   }
   pkg_deflate_destroy(z);
@@ -292,7 +294,15 @@ static bool export_floor2(double *seconds, uint64_t *comp, const char *uri, cons
   bool ok = false, deflated;
   double t0;
 
-  if (!lens || !tmp || !unpack_entries(tmp, lens, za, entries, buf, error))
+  if (!lens) {
+    fzip_error_oom(error, "the entry lengths");
+    goto done;
+  }
+  if (!tmp) {
+    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "tmpfile: %s", strerror(errno));
+    goto done;
+  }
+  if (!unpack_entries(tmp, lens, za, entries, buf, error))
     goto done;
   rewind(tmp);
   t0 = now_s();
