@@ -739,12 +739,8 @@ static entry_t *checksum_target(pkgr_t *r, const char *key) {
 /* Exactly 64 lower-case hex digits: one spelling, so that a digest
  * compares as a string everywhere. */
 static bool hex_sha256(char out[FZIP_SHA256_HEX_LEN + 1], const char *v) {
-  if (strlen(v) != FZIP_SHA256_HEX_LEN)
+  if (!pkg_sha256_hex_is_valid(v))
     return false;
-  for (size_t i = 0; i < FZIP_SHA256_HEX_LEN; i++) {
-    if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
-      return false;
-  }
   memcpy(out, v, FZIP_SHA256_HEX_LEN + 1);
   return true;
 }

@@ -234,6 +234,31 @@ bool pkg_selection_check(const pkg_selection_t *sel, fzip_error_t *error) {
   return true;
 }
 
+/* A write also needs what the manifest's "incremental" object names (a
+ * count does not): never a package that the project's own reader refuses. */
+static bool base_check(const pkg_selection_t *sel, fzip_error_t *error) {
+  if (!sel->incremental)
+    return true;
+  if (!fzip_id_is_valid(sel->incremental->base_export_id))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "an increment's base_export_id is not a valid id");
+  if (!pkg_sha256_hex_is_valid(sel->incremental->base_package_sha256))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
+                          "an increment's base_package_sha256 is not %d lower-case hex digits",
+                          FZIP_SHA256_HEX_LEN);
+  return true;
+}
+
+bool pkg_sha256_hex_is_valid(const char *hex) {
+  if (!hex || strlen(hex) != FZIP_SHA256_HEX_LEN)
+    return false;
+  for (size_t i = 0; i < FZIP_SHA256_HEX_LEN; i++) {
+    if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
+      return false;
+  }
+  return true;
+}
+
 bool pkg_count(uint64_t *items_total, const pkg_source_t *source,
                const pkg_selection_t *sel, fzip_error_t *error) {
   plan_t plan;
@@ -989,9 +1014,8 @@ static void append_incremental(bson_t *m, const build_t *b) {
   bson_t i;
 
   bson_append_document_begin(m, PKG_INCREMENTAL_KEY, -1, &i);
-  BSON_APPEND_UTF8(&i, "base_export_id", inc->base_export_id ? inc->base_export_id : "");
-  BSON_APPEND_UTF8(&i, "base_package_sha256",
-                   inc->base_package_sha256 ? inc->base_package_sha256 : "");
+  BSON_APPEND_UTF8(&i, "base_export_id", inc->base_export_id); /* base_check */
+  BSON_APPEND_UTF8(&i, "base_package_sha256", inc->base_package_sha256);
   BSON_APPEND_INT64(&i, "base_change_seq", (int64_t)inc->base_change_seq);
   BSON_APPEND_INT64(&i, "change_seq", (int64_t)b->res.change_seq);
   BSON_APPEND_INT32(&i, "chain_length", inc->chain_length);
@@ -1358,7 +1382,7 @@ static bool write_package(pkg_result_t *result, const pkg_source_t *source, cons
   b->opt = options ? options : &no_options;
   b->res.export_timestamp_ms = b->opt->export_timestamp_ms ? b->opt->export_timestamp_ms
                                                            : fzip_now_ms();
-  if (!pkg_selection_check(selection, error)) {
+  if (!pkg_selection_check(selection, error) || !base_check(selection, error)) {
     free(b);
     return false;
   }

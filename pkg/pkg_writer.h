@@ -82,7 +82,9 @@ typedef enum {
 const char *pkg_export_type_name(pkg_export_type_t type);
 
 /* An incremental package (FORMAT.md 15): what its manifest's
- * "incremental" object says of its base.  Borrowed. */
+ * "incremental" object says of its base.  Borrowed.  A count needs only
+ * base_change_seq; a write refuses (INVALID_ARGUMENT) an id that is not
+ * fzip_id_is_valid or a sha256 that is not pkg_sha256_hex_is_valid. */
 typedef struct {
   const char *base_export_id;
   const char *base_package_sha256; /* hex of the base as downloaded (an envelope if sealed) */
@@ -167,6 +169,10 @@ typedef struct {
 /* Checks a selection (types, account ids, date range); INVALID_ARGUMENT
  * naming what is wrong. */
 bool pkg_selection_check(const pkg_selection_t *selection, fzip_error_t *error);
+
+/* Exactly FZIP_SHA256_HEX_LEN lower-case hex digits (false for NULL): the
+ * one spelling of a digest in a package, so it compares as a string. */
+bool pkg_sha256_hex_is_valid(const char *hex);
 
 /* Which entities of one kind the selection asks for (FORMAT.md "Export
  * types"); all of them when n_account_ids is 0 and no date is set.  The

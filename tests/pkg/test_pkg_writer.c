@@ -1037,6 +1037,47 @@ static void test_bad_selection_is_invalid_argument(void) {
               FZIP_ERR_INVALID_ARGUMENT);
 }
 
+/* An increment's manifest object as the reader wants it, or no package;
+ * a count needs no base id or sha256 (the server counts before it has them). */
+static void test_an_increment_without_a_proper_base_is_invalid_argument(void) {
+  fzip_error_t err = {0};
+  pkg_incremental_t inc = inc_on_base;
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE, .incremental = &inc};
+  pkg_options_t opt = {.temp_dir = tmpdir};
+  pkg_source_t src = {&inc_ops, NULL};
+  char upper[FZIP_SHA256_HEX_LEN + 1], p[512];
+  uint64_t total = 0;
+
+  snprintf(p, sizeof p, "%s/no-base.fzip", tmpdir);
+  inc.base_export_id = NULL;
+  inc.base_package_sha256 = NULL;
+  CHECK_OK(pkg_count(&total, &src, &sel, &err), err);
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "base_export_id"));
+  inc.base_export_id = "../base";
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "base_export_id"));
+  inc.base_export_id = inc_on_base.base_export_id;
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "base_package_sha256"));
+  snprintf(upper, sizeof upper, "%s", inc_on_base.base_package_sha256);
+  upper[10] = 'A';
+  inc.base_package_sha256 = upper;
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  inc.base_package_sha256 = "0123";
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  inc = inc_on_base;
+  inc.chain_length = 0;
+  CHECK_FAILS(pkg_write_file(NULL, &src, USER, &sel, &opt, p, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(access(p, F_OK) != 0 && count_temp_leftovers() == 0);
+}
+
 static void test_hostile_file_names_are_sanitised(void) {
   static const struct {
     const char *in;
@@ -1234,6 +1275,7 @@ int main(void) {
   RUN(test_cancel_stops_with_cancelled_and_leaves_nothing);
   RUN(test_write_blob_stores_the_package_with_its_size_and_sha256);
   RUN(test_bad_selection_is_invalid_argument);
+  RUN(test_an_increment_without_a_proper_base_is_invalid_argument);
   RUN(test_hostile_file_names_are_sanitised);
   RUN(test_compression_threads_give_the_same_bytes_and_big_entries_open_anywhere);
   RUN(test_example_package_is_reproducible);
