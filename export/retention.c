@@ -136,22 +136,44 @@ static bool keep_bases(retention_item_t *items, size_t n, fzip_error_t *error) {
   return true;
 }
 
-bool retention_decide(retention_item_t *items, size_t n, const Fzip__V1__RetentionPolicy *policy,
-                      const fzip_tz_t *tz, fzip_error_t *error) {
-  const int32_t counts[B_COUNT] = {policy->keep_last,    policy->keep_hourly,
-                                   policy->keep_daily,   policy->keep_weekly,
-                                   policy->keep_monthly, policy->keep_yearly};
-  int64_t left[B_COUNT], last[B_COUNT];
-  bool seen[B_COUNT] = {false};
-  bool empty = policy->keep_within_ms == 0;
+/* The policy's bucket counts, indexed by bucket_t. */
+static void policy_counts(int32_t counts[B_COUNT], const Fzip__V1__RetentionPolicy *policy) {
+  counts[B_LAST] = policy->keep_last;
+  counts[B_HOURLY] = policy->keep_hourly;
+  counts[B_DAILY] = policy->keep_daily;
+  counts[B_WEEKLY] = policy->keep_weekly;
+  counts[B_MONTHLY] = policy->keep_monthly;
+  counts[B_YEARLY] = policy->keep_yearly;
+}
 
+bool retention_policy_check(const Fzip__V1__RetentionPolicy *policy, fzip_error_t *error) {
+  int32_t counts[B_COUNT];
+
+  if (!policy)
+    return true;
   if (policy->keep_within_ms < 0)
     return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                           "retention keep_within_ms must not be negative");
+  policy_counts(counts, policy);
   for (int b = 0; b < B_COUNT; b++) {
     if (counts[b] < 0)
       return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                             "retention keep_%s must not be negative", REASON_NAMES[b]);
+  }
+  return true;
+}
+
+bool retention_decide(retention_item_t *items, size_t n, const Fzip__V1__RetentionPolicy *policy,
+                      const fzip_tz_t *tz, fzip_error_t *error) {
+  int32_t counts[B_COUNT];
+  int64_t left[B_COUNT], last[B_COUNT];
+  bool seen[B_COUNT] = {false};
+  bool empty = policy->keep_within_ms == 0;
+
+  if (!retention_policy_check(policy, error))
+    return false;
+  policy_counts(counts, policy);
+  for (int b = 0; b < B_COUNT; b++) {
     left[b] = counts[b];
     empty = empty && counts[b] == 0;
   }

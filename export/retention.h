@@ -65,6 +65,11 @@ typedef struct {
   int64_t version; /* retention_apply: the record's version when listed (unused by decide) */
 } retention_item_t;
 
+/* INVALID_ARGUMENT naming the first negative field of `policy` (NULL:
+ * no policy, fine): CreateSchedule/UpdateSchedule check with this what
+ * retention_decide will refuse. */
+bool retention_policy_check(const Fzip__V1__RetentionPolicy *policy, fzip_error_t *error);
+
 /* Sorts items newest first (completed_at, then export_id, descending) and
  * sets each one's reasons under `policy` with buckets in `tz`.  An
  * increment whose base is not among the items keeps nothing else.
@@ -82,8 +87,9 @@ bool retention_decide(retention_item_t *items, size_t n, const Fzip__V1__Retenti
  * newest first, and the counts.  Kept exports are saved version-checked,
  * retried on ABORTED (JOB_UPDATE_RETRIES); an export deleted meanwhile is
  * skipped, and so is one to delete that changed since it was listed (a
- * concurrent application, e.g. with a newer export, may have kept it).  On failure part of the changes may have been made (kept
- * first, deletions after: never a deletion before every keep is saved);
+ * concurrent application, e.g. with a newer export, may have kept it).
+ * On failure part of the changes may have been made (kept first,
+ * deletions after: never a deletion before every keep is saved);
  * running it again finishes them. */
 bool retention_apply(Fzip__V1__ApplyRetentionResponse **out, ProtobufCAllocator *alloc,
                      store_t *store, const char *user_id, const char *schedule_id,

@@ -393,6 +393,7 @@ static bool load_base(export_job_t **base, svc_export_t *svc, rpc_ctx_t *ctx, co
   if (!fzip_id_is_valid(id)) {
     fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
                    "incremental_base_id is not a valid export id");
+    fzip_error_set_reason(error, "INVALID_JOB_ID");
     return bad_base(ctx, error);
   }
   if (!store_job_get(&rec, svc->store, STORE_JOB_EXPORT, user_id, id, error)) {
@@ -501,8 +502,6 @@ bool svc_export_create(store_job_t **out, bool *replayed, svc_export_t *svc, rpc
   if (existing) {
     rec = existing;
     *replayed = true;
-  }
-  if (*replayed) {
     fzip_log(FZIP_LOG_INFO, "export", "export request replayed", "export", rec->job_id,
              "user", rec->user_id, NULL);
   } else {

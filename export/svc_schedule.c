@@ -12,12 +12,14 @@
  */
 #include "svc_schedule.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fzip/v1/schedule_service.pb-c.h"
 #include "fzip_cron.h"
+#include "fzip_entity.h"
 #include "fzip_log.h"
 #include "fzip_tz.h"
 #include "fzip_util.h"
@@ -37,13 +39,12 @@ static const job_kind_t schedule_kind = {
     .job = &fzip__v1__schedule__descriptor,
 };
 
+/* The method table is the base's (rows, row_ptrs, paths). */
+_Static_assert(SVC_SCHEDULE_METHODS <= SVC_JOBS_ROWS, "the base holds every method row");
+
 struct svc_schedule {
-  svc_jobs_base_t base; /* kind, store; max_queued 0: schedules queue nothing */
-  store_t *store;
+  svc_jobs_base_t base; /* kind, store, method rows; max_queued 0: schedules queue nothing */
   svc_schedule_options_t opts;
-  rpc_method_t rows[SVC_SCHEDULE_METHODS];
-  const rpc_method_t *row_ptrs[SVC_SCHEDULE_METHODS];
-  char paths[SVC_SCHEDULE_METHODS][SVC_JOBS_PATH_MAX];
 };
 
 static svc_schedule_t *svc_of(rpc_ctx_t *ctx) { return rpc_ctx_method_data(ctx); }
@@ -60,14 +61,6 @@ static bool violation(rpc_ctx_t *ctx, fzip_error_t *first, const char *field,
   if (!fzip_error_is_set(first))
     *first = *err;
   return false;
-}
-
-static bool check_retention(const Fzip__V1__RetentionPolicy *p, fzip_error_t *error) {
-  if (p && (p->keep_last < 0 || p->keep_hourly < 0 || p->keep_daily < 0 || p->keep_weekly < 0 ||
-            p->keep_monthly < 0 || p->keep_yearly < 0 || p->keep_within_ms < 0))
-    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
-                          "retention: every keep_* must be 0 or more");
-  return true;
 }
 
 static bool check_plain(const Fzip__V1__ScheduleSpec *spec, const char **field,
@@ -90,7 +83,7 @@ static bool check_plain(const Fzip__V1__ScheduleSpec *spec, const char **field,
                           "description is %zu bytes; the limit is %d", n,
                           SVC_EXPORT_DESCRIPTION_MAX);
   *field = "spec.retention";
-  return check_retention(spec->retention, error);
+  return retention_policy_check(spec->retention, error);
 }
 
 /* Every problem of the spec as a violation; the first as the error. */
@@ -125,11 +118,10 @@ static bool check_spec(rpc_ctx_t *ctx, const Fzip__V1__ScheduleSpec *spec, fzip_
 }
 
 static bool check_id(rpc_ctx_t *ctx, const char *id, fzip_error_t *error) {
-  size_t n = id ? strnlen(id, FZIP_ID_MAX + 1) : 0;
-  if (n > 0 && n <= FZIP_ID_MAX)
+  if (fzip_id_is_valid(id))
     return true;
   fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_INVALID_ARGUMENT,
-                 "schedule_id must be 1 to %d bytes", FZIP_ID_MAX);
+                 "schedule_id is not a valid schedule id");
   rpc_ctx_add_violation(ctx, "schedule_id", error->message);
   return false;
 }
@@ -143,7 +135,7 @@ static bool load(schedule_rec_t *s, rpc_ctx_t *ctx, const char *id, fzip_error_t
   memset(s, 0, sizeof *s);
   if (!check_id(ctx, id, error))
     return false;
-  if (!store_job_get(&rec, svc_of(ctx)->store, STORE_JOB_SCHEDULE, rpc_ctx_user_id(ctx), id,
+  if (!store_job_get(&rec, svc_of(ctx)->base.store, STORE_JOB_SCHEDULE, rpc_ctx_user_id(ctx), id,
                      error)) {
     if (error->code == FZIP_ERR_NOT_FOUND) {
       fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_NOT_FOUND, "schedule %s not found", id);
@@ -197,7 +189,7 @@ static bool check_schedule_cap(svc_schedule_t *svc, const char *user, fzip_error
   size_t n = 0;
   char *next = NULL;
 
-  if (!store_job_list(&recs, &n, &next, svc->store, STORE_JOB_SCHEDULE, user,
+  if (!store_job_list(&recs, &n, &next, svc->base.store, STORE_JOB_SCHEDULE, user,
                       SCHEDULES_PER_USER_MAX, NULL, error))
     return false;
   store_job_list_free(recs, n);
@@ -304,7 +296,7 @@ static bool list_schedules(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobuf
     rpc_ctx_add_violation(ctx, "page_size", error->message);
     return false;
   }
-  if (!store_job_list(&recs, &n, &next, svc_of(ctx)->store, STORE_JOB_SCHEDULE,
+  if (!store_job_list(&recs, &n, &next, svc_of(ctx)->base.store, STORE_JOB_SCHEDULE,
                       rpc_ctx_user_id(ctx), size ? (size_t)size : SVC_JOBS_PAGE_DEFAULT,
                       req->page_token, error))
     return false;
@@ -355,7 +347,7 @@ static bool update_once(store_job_t **saved, rpc_ctx_t *ctx,
   s.msg->spec = req->spec; /* borrowed until packed */
   s.msg->updated_at = s.rec->updated_at = fzip_now_ms();
   ok = schedule_rec_plan(&s, clock_now(svc), error) && schedule_rec_pack(&s, error) &&
-       store_job_update(svc->store, s.rec, NULL, error);
+       store_job_update(svc->base.store, s.rec, NULL, error);
   s.msg->spec = old;
   if (ok) {
     *saved = s.rec;
@@ -399,7 +391,7 @@ static bool stop_runs(schedule_rec_t *s, rpc_ctx_t *ctx, const char *id, fzip_er
     if (s->msg->spec)
       s->msg->spec->paused = true;
     if (schedule_rec_plan(s, 0, error) && schedule_rec_pack(s, error) &&
-        store_job_update(svc_of(ctx)->store, s->rec, NULL, error))
+        store_job_update(svc_of(ctx)->base.store, s->rec, NULL, error))
       return true;
     if (error->code != FZIP_ERR_ABORTED || attempt + 1 >= JOB_UPDATE_RETRIES)
       return false;
@@ -417,6 +409,7 @@ static bool delete_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
   Fzip__V1__DeleteScheduleResponse *out = NULL;
   schedule_rec_t s;
   uint64_t changed = 0;
+  char n_changed[24];
   bool ok = false;
 
   if (!load(&s, ctx, req->schedule_id, error))
@@ -425,12 +418,14 @@ static bool delete_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
    * leaves a schedule the user can delete again, never kept exports
    * that no schedule would ever release. */
   if (!stop_runs(&s, ctx, req->schedule_id, error) ||
-      !retention_release(&changed, svc->store, s.rec->user_id, s.rec->job_id,
+      !retention_release(&changed, svc->base.store, s.rec->user_id, s.rec->job_id,
                          req->delete_packages, fzip_now_ms() + svc->opts.export_ttl_ms, error) ||
-      !store_job_delete(svc->store, STORE_JOB_SCHEDULE, s.rec->user_id, s.rec->job_id, error))
+      !store_job_delete(svc->base.store, STORE_JOB_SCHEDULE, s.rec->user_id, s.rec->job_id, error))
     goto done;
+  snprintf(n_changed, sizeof n_changed, "%" PRIu64, changed);
   fzip_log(FZIP_LOG_INFO, "schedule", "schedule deleted", "schedule", s.rec->job_id, "user",
-           s.rec->user_id, "exports", req->delete_packages ? "deleted" : "released", NULL);
+           s.rec->user_id, req->delete_packages ? "exports_deleted" : "exports_released",
+           n_changed, NULL);
   out = rpc_ctx_alloc(ctx, sizeof *out);
   if (!out) {
     fzip_error_oom(error, NULL);
@@ -459,7 +454,7 @@ static bool apply_retention(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
     fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_DATA_LOSS, "schedule has no spec");
     goto done;
   }
-  if (!retention_apply(&out, rpc_ctx_allocator(ctx), svc_of(ctx)->store, s.rec->user_id,
+  if (!retention_apply(&out, rpc_ctx_allocator(ctx), svc_of(ctx)->base.store, s.rec->user_id,
                        s.rec->job_id, spec->retention, spec->time_zone ? spec->time_zone : "",
                        req->dry_run, fzip_now_ms(), error))
     goto done;
@@ -483,23 +478,29 @@ static const struct {
 
 static bool fill_rows(svc_schedule_t *svc, fzip_error_t *error) {
   const ProtobufCServiceDescriptor *sd = &fzip__v1__schedule_service__descriptor;
+  svc_jobs_base_t *b = &svc->base;
 
   for (size_t i = 0; i < SVC_SCHEDULE_METHODS; i++) {
     const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(
         sd, METHODS[i].name);
+    int len;
     if (!md)
       return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "no method %s",
                             METHODS[i].name);
-    snprintf(svc->paths[i], sizeof svc->paths[i], "/%s/%s", sd->name, md->name);
-    svc->rows[i] = (rpc_method_t){.path = svc->paths[i],
-                                  .kind = RPC_UNARY,
-                                  .request = md->input,
-                                  .response = md->output,
-                                  .requires_auth = true,
-                                  .unary = METHODS[i].fn,
-                                  .data = svc};
-    svc->row_ptrs[i] = &svc->rows[i];
+    len = snprintf(b->paths[i], sizeof b->paths[i], "/%s/%s", sd->name, md->name);
+    if (len < 0 || (size_t)len >= sizeof b->paths[i])
+      return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
+                            "path of %s.%s exceeds SVC_JOBS_PATH_MAX", sd->name, md->name);
+    b->rows[i] = (rpc_method_t){.path = b->paths[i],
+                                .kind = RPC_UNARY,
+                                .request = md->input,
+                                .response = md->output,
+                                .requires_auth = true,
+                                .unary = METHODS[i].fn,
+                                .data = svc};
+    b->row_ptrs[i] = &b->rows[i];
   }
+  b->n_rows = SVC_SCHEDULE_METHODS;
   return true;
 }
 
@@ -510,7 +511,6 @@ bool svc_schedule_new(svc_schedule_t **out, store_t *store, const svc_schedule_o
   *out = NULL;
   if (!svc)
     return fzip_error_oom(error, NULL);
-  svc->store = store;
   if (options)
     svc->opts = *options;
   svc->base.kind = &schedule_kind;
@@ -527,5 +527,5 @@ void svc_schedule_destroy(svc_schedule_t *svc) { free(svc); }
 
 const rpc_method_t *const *svc_schedule_methods(svc_schedule_t *svc, size_t *n) {
   *n = SVC_SCHEDULE_METHODS;
-  return svc->row_ptrs;
+  return svc->base.row_ptrs;
 }
