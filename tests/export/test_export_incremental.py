@@ -21,8 +21,6 @@ test_package_apply's (HA).
 import hashlib
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,10 +31,10 @@ from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 import grpc  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
-from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
 from fzip_e2e import (Client, check, check_schema, expect, fzip_cli,  # noqa: E402
-                      import_package, read_package, rewrite_package, state, verify_checksums)
+                      import_package, read_package, rewrite_package, state, undo_and_wait,
+                      verify_checksums)
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED_TX = max(200, int(2000 * SCALE))
@@ -44,17 +42,6 @@ PIN = 1700000000000
 COMPLETE = jpb.EXPORT_TYPE_COMPLETE
 # The package's kind order (dependency order), that of data/deletions.json.
 KINDS = ["accounts", "categories", "file_maps", "transaction_files", "transactions", "analytics"]
-
-
-def mutate(srv, user, percent, seed, seeded=SEED_TX):
-    """`fzipd seed --mutate`: returns how many transactions it rewrote."""
-    r = subprocess.run([srv.binary, "seed", "--store", srv.store, "--user", user, "--mutate",
-                        str(percent), "--seed", str(seed)], capture_output=True, text=True,
-                       check=True)
-    m = re.search(r": (\d+) of (\d+) transactions", r.stdout)
-    check(m is not None, "seed --mutate said %r" % r.stdout)
-    check(int(m.group(2)) == seeded, "seed --mutate read %s transactions" % m.group(2))
-    return int(m.group(1))
 
 
 def completed(c, **kw):
@@ -119,7 +106,7 @@ def test_increment_holds_exactly_the_changes(srv):
     check(json.loads(read_package(empty_data)[0].read("data/deletions.json")) == [],
           "empty increment deletions")
 
-    n = mutate(srv, c.user, 5, seed=9)
+    n = srv.mutate(c.user, 5, seed=9, seeded=SEED_TX)
     check(n > 0, "seed --mutate 5 changed nothing")
     inc, inc_data, m = incremental_of(c, base)
     now, now_data = completed(c, export_type=COMPLETE, pinned_timestamp=PIN + 2)
@@ -142,7 +129,7 @@ def test_increment_holds_exactly_the_changes(srv):
           "seqs base %d inc %d now %d" % (base.change_seq, inc.change_seq, now.change_seq))
 
     # Chain: a second increment on the first holds only the second change.
-    n2 = mutate(srv, c.user, 2, seed=10)
+    n2 = srv.mutate(c.user, 2, seed=10, seeded=SEED_TX)
     inc2, inc2_data, m2 = incremental_of(c, inc)
     check(inc2.chain_length == 2, "chain_length %d" % inc2.chain_length)
     later, later_data = completed(c, export_type=COMPLETE, pinned_timestamp=PIN + 3)
@@ -163,17 +150,7 @@ def test_undo_of_an_import_gives_deletions(srv):
     imported = import_package(c, cats, strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
     check(imported.status == jpb.IMPORT_STATUS_COMPLETED, "import: %r" % imported.error)
     base, _ = completed(c, export_type=COMPLETE, pinned_timestamp=PIN)
-    c.imp.UndoImport(ipb.UndoImportRequest(import_id=imported.import_id), metadata=c.md)
-    deadline = time.time() + 300
-    while True:
-        job = c.imp.GetImport(ipb.GetImportRequest(import_id=imported.import_id),
-                              metadata=c.md).job
-        if job.status == jpb.IMPORT_STATUS_UNDONE:
-            break
-        check(time.time() < deadline and job.status == jpb.IMPORT_STATUS_UNDOING
-              or (job.status == jpb.IMPORT_STATUS_COMPLETED and not job.error.message),
-              "undo: %s %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
-        time.sleep(0.2)
+    undo_and_wait(c, imported.import_id)
     inc, data, m = incremental_of(c, base)
     dels = json.loads(read_package(data)[0].read("data/deletions.json"))
     want = [{"kind": "categories", "id": d["categoryId"]}
@@ -306,7 +283,7 @@ def test_import_refuses_an_increment_and_writes_nothing(srv):
     c = Client(srv, unique_user("incsrc"))
     srv.seed(c.user, 80, seed=81)
     base, _ = completed(c, export_type=COMPLETE)
-    check(mutate(srv, c.user, 50, seed=3, seeded=80) > 0, "nothing mutated")
+    check(srv.mutate(c.user, 50, seed=3, seeded=80) > 0, "nothing mutated")
     _, data, _ = incremental_of(c, base)
     target = Client(srv, unique_user("incdst"))
     before = state(target)
@@ -323,7 +300,7 @@ def test_cli_incremental_and_inspect(srv):
     c = Client(srv, unique_user("inccli"))
     srv.seed(c.user, 60, seed=91)
     base, _ = completed(c, export_type=COMPLETE)
-    check(mutate(srv, c.user, 10, seed=4, seeded=60) > 0, "nothing mutated")
+    check(srv.mutate(c.user, 10, seed=4, seeded=60) > 0, "nothing mutated")
     r = expect(fzip_cli(srv, c.user, "--json", "-q", "export", "create", "--incremental",
                         base.export_id, "--wait"), 0, "export create --incremental")
     job = json.loads(r.stdout.strip().splitlines()[-1])

@@ -21,8 +21,6 @@ sealed chain (--recipient and --passphrase, opened with --identity or
 import hashlib
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 
@@ -30,10 +28,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
 
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
-from fzip.v1 import import_service_pb2 as ipb  # noqa: E402
 from fzip.v1 import jobs_pb2 as jpb  # noqa: E402
 from fzip_e2e import (Client, check, expect, fzip_cli, import_package,  # noqa: E402
-                      read_package, wait_for)
+                      read_package, undo_and_wait)
 
 SCALE = float(os.environ.get("FZIP_TEST_SCALE", "1"))
 SEED_TX = max(200, int(2000 * SCALE))
@@ -43,23 +40,9 @@ COMPLETE = dict(export_type=jpb.EXPORT_TYPE_COMPLETE, include_analytics=True)
 PASSPHRASE = "apply the chain, not the key"
 
 
-def mutate(srv, user, percent, seed):
-    """`fzipd seed --mutate PERCENT`: rewrites that share of the user's
-    transactions (each write a new change seq)."""
-    r = subprocess.run([srv.binary, "seed", "--store", srv.store, "--user", user, "--mutate",
-                        str(percent), "--seed", str(seed)], capture_output=True, text=True)
-    check(r.returncode == 0, "seed --mutate: %s" % r.stderr[-500:])
-    m = re.search(r": (\d+) of (\d+) transactions", r.stdout)
-    check(m is not None and int(m.group(1)) > 0, "seed --mutate said %r" % r.stdout)
-
-
 def export(c, path, **kw):
     """A completed export written to `path`; returns its job."""
-    job = c.create(**kw)
-    final = c.watch(job.export_id)[-1]
-    check(final.status == jpb.EXPORT_STATUS_COMPLETED,
-          "export ended %s: %s" % (jpb.ExportStatus.Name(final.status), final.error.message))
-    info, data = c.download(job.export_id)
+    final, _, data = c.export_and_download(**kw)
     check(hashlib.sha256(data).hexdigest() == final.package_sha256, "download sha256")
     with open(path, "wb") as f:
         f.write(data)
@@ -69,18 +52,6 @@ def export(c, path, **kw):
 def sha_of(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def undo(c, import_id):
-    c.imp.UndoImport(ipb.UndoImportRequest(import_id=import_id), metadata=c.md)
-
-    def undone():
-        job = c.imp.GetImport(ipb.GetImportRequest(import_id=import_id), metadata=c.md).job
-        check(job.status in (jpb.IMPORT_STATUS_UNDONE, jpb.IMPORT_STATUS_UNDOING,
-                             jpb.IMPORT_STATUS_COMPLETED),
-              "undo: %s %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
-        return job.status == jpb.IMPORT_STATUS_UNDONE
-    wait_for(undone, 300, "the undo")
 
 
 def imported(c, data, what, **kw):
@@ -111,15 +82,15 @@ def make_chain(srv, d):
     first = imported(c, cats, "categories", strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
 
     base = export(c, p["base"], pinned_timestamp=PIN, **COMPLETE)
-    mutate(srv, c.user, 3, seed=71)
-    undo(c, first.import_id)
+    check(srv.mutate(c.user, 3, seed=71) > 0, "seed --mutate changed nothing")
+    undo_and_wait(c, first.import_id)
     inc1 = export(c, p["inc1"], incremental_base_id=base.export_id, pinned_timestamp=PIN + DAY,
                   **COMPLETE)
     export(c, p["full1"], pinned_timestamp=PIN + DAY, **COMPLETE)
     z, _ = read_package(open(p["inc1"], "rb").read())
     check(b'"kind":"categories"' in z.read("data/deletions.json"), "inc1 deletes no category")
 
-    mutate(srv, c.user, 2, seed=72)
+    check(srv.mutate(c.user, 2, seed=72) > 0, "seed --mutate changed nothing")
     imported(c, cats, "categories again", strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
     imported(c, open(p["others"], "rb").read(), "another user's data",
              strategy=jpb.MERGE_STRATEGY_SKIP_EXISTING)
@@ -192,7 +163,7 @@ def test_sealed_chain_applies_with_the_identity(srv, c, p, d):
         return eid
 
     base = sealed(os.path.join(d, "sbase.fzip"), "--pin-timestamp", str(PIN))
-    mutate(srv, e.user, 5, seed=73)
+    check(srv.mutate(e.user, 5, seed=73) > 0, "seed --mutate changed nothing")
     sealed(os.path.join(d, "sinc.fzip"), "--pin-timestamp", str(PIN + DAY),
            "--incremental", base)
     plain = os.path.join(d, "splain.fzip")

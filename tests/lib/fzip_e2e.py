@@ -262,6 +262,21 @@ def import_package(c, data, **kw):
     return watch_import(c, job.import_id)
 
 
+def undo_and_wait(c, import_id, timeout=300):
+    """UndoImport, then polls GetImport until the job is UNDONE and returns
+    it; AssertionError on any other status than COMPLETED (the undo not
+    begun yet) or UNDOING, or after `timeout` seconds."""
+    c.imp.UndoImport(ipb.UndoImportRequest(import_id=import_id), metadata=c.md)
+
+    def undone():
+        job = c.imp.GetImport(ipb.GetImportRequest(import_id=import_id), metadata=c.md).job
+        check(job.status in (jpb.IMPORT_STATUS_UNDONE, jpb.IMPORT_STATUS_UNDOING,
+                             jpb.IMPORT_STATUS_COMPLETED),
+              "undo: %s %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
+        return job if job.status == jpb.IMPORT_STATUS_UNDONE else None
+    return wait_for(undone, timeout, "the undo of import " + import_id)
+
+
 def state(c):
     """Everything the user has, by content: the checksums of a complete
     export (with analytics) pinned to a fixed timestamp, which cover every

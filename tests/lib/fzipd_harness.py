@@ -12,6 +12,7 @@ Environment (set by CTest): FZIPD = path of the fzipd binary, FZIP_PY_STUBS
 ferretdb fixture's with-uri.sh).
 """
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -122,6 +123,23 @@ class Fzipd:
             [self.binary, "seed", "--store", self.store, "--user", user,
              "--transactions", str(transactions), "--seed", str(seed)] + list(extra),
             check=True, capture_output=True)
+
+    def mutate(self, user, percent, seed=1, seeded=None):
+        """`fzipd seed --mutate PERCENT`: rewrites that share of the user's
+        transactions (each write a new change seq); returns how many it
+        rewrote.  With `seeded`, checks the user had that many."""
+        r = subprocess.run(
+            [self.binary, "seed", "--store", self.store, "--user", user, "--mutate",
+             str(percent), "--seed", str(seed)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise AssertionError("seed --mutate: %s" % r.stderr[-500:])
+        m = re.search(r": (\d+) of (\d+) transactions", r.stdout)
+        if m is None:
+            raise AssertionError("seed --mutate said %r" % r.stdout)
+        if seeded is not None and int(m.group(2)) != seeded:
+            raise AssertionError("seed --mutate read %s transactions, not %d"
+                                 % (m.group(2), seeded))
+        return int(m.group(1))
 
 
 def unique_user(prefix="user"):
