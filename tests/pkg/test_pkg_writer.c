@@ -668,8 +668,7 @@ typedef struct {
   const pkg_filter_t *f;
   fzip_kind_t kind;
   size_t next;
-  bson_t doc;
-  bool has_doc;
+  bson_t *doc; /* the last one given (a bson_t inside a calloc'd struct would be misaligned) */
 } inc_cursor_t;
 
 static bool inc_matches(const inc_entity_t *e, fzip_kind_t kind, const pkg_filter_t *f) {
@@ -711,14 +710,12 @@ static bool inc_cursor_next(void *cursor, const bson_t **doc, fzip_error_t *erro
     if (!inc_matches(e, c->kind, c->f))
       continue;
     c->next++;
-    if (c->has_doc)
-      bson_destroy(&c->doc);
-    bson_init(&c->doc);
-    c->has_doc = true;
-    BSON_APPEND_UTF8(&c->doc, info->id_field, e->id);
+    bson_destroy(c->doc); /* accepts NULL */
+    c->doc = bson_new();
+    BSON_APPEND_UTF8(c->doc, info->id_field, e->id);
     if (c->kind != FZIP_KIND_ACCOUNT)
-      BSON_APPEND_UTF8(&c->doc, "accountId", e->account);
-    *doc = &c->doc;
+      BSON_APPEND_UTF8(c->doc, "accountId", e->account);
+    *doc = c->doc;
     return true;
   }
   return false;
@@ -726,8 +723,7 @@ static bool inc_cursor_next(void *cursor, const bson_t **doc, fzip_error_t *erro
 
 static void inc_cursor_close(void *cursor) {
   inc_cursor_t *c = cursor;
-  if (c->has_doc)
-    bson_destroy(&c->doc);
+  bson_destroy(c->doc);
   free((void *)c->f);
   free(c);
 }
