@@ -7,6 +7,7 @@
 #include "jobs.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #define JOB_HOST_NAME_MAX 64         /* the host part of a default owner id */
 #define JOB_CLAIM_BACKOFF_MIN_MS 100 /* after a failed claim, doubling... */
 #define JOB_CLAIM_BACKOFF_MAX_MS 10000 /* ...up to this */
+#define JOB_CLAIM_SUFFIX_MAX 21 /* "#" and a uint64_t */
 #define JOB_RENEW_TRIES 2 /* keep_lease: a renew, and one more after a reload */
 
 struct job_runner {
@@ -37,11 +39,18 @@ struct job_runner {
   pthread_cond_t cv;
   int pending_notifies; /* guarded by mu */
   atomic_bool stopping;
+  atomic_uint_fast64_t claims; /* numbers each claim's holder id */
 };
 
 struct job_ctx {
   job_runner_t *runner;
   store_job_t *job; /* owned */
+  /* The lease holder this claim writes and fences with: the replica's
+   * owner id plus a claim number.  Fencing by the replica id alone let a
+   * worker whose lease lapsed while it stalled (a slow store) overwrite the
+   * job a sibling worker of the same replica had claimed meanwhile: its
+   * save found "its own" owner and went on. */
+  char holder[STORE_OWNER_MAX + 1];
   int64_t last_save_ms;
   bool cancel_requested;
   /* Why a save found the record changed, recorded where it was found out:
@@ -115,11 +124,13 @@ static bool reload_after_conflict(job_ctx_t *ctx, fzip_error_t *error) {
     *error = err;
     return false;
   }
-  if (strcmp(fresh->lease_owner, ctx->runner->owner) != 0) {
-    store_job_destroy(fresh);
+  if (strcmp(fresh->lease_owner, ctx->holder) != 0) {
     ctx->lost = true;
-    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
-                          "job %s: lease lost to another replica", ctx->job->job_id);
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                   "job %s: lease lost to another claim (now held by \"%s\")", ctx->job->job_id,
+                   fresh->lease_owner);
+    store_job_destroy(fresh);
+    return false;
   }
   store_job_destroy(ctx->job);
   ctx->job = fresh;
@@ -151,7 +162,7 @@ static bool save(job_ctx_t *ctx, const bson_t *body, bool final, int64_t expires
     } else {
       ctx->job->lease_until = now + ctx->runner->opts.lease_ms;
     }
-    if (store_job_update(ctx->runner->store, ctx->job, ctx->runner->owner, &err)) {
+    if (store_job_update(ctx->runner->store, ctx->job, ctx->holder, &err)) {
       ctx->last_save_ms = fzip_monotonic_ms();
       return true;
     }
@@ -190,7 +201,7 @@ bool job_ctx_keep_lease(job_ctx_t *ctx, fzip_error_t *error) {
    * failed write. */
   ctx->last_save_ms = fzip_monotonic_ms();
   for (int attempt = 0; attempt < JOB_RENEW_TRIES; attempt++) {
-    if (store_job_renew(ctx->runner->store, ctx->job, ctx->runner->owner, fzip_now_ms(),
+    if (store_job_renew(ctx->runner->store, ctx->job, ctx->holder, fzip_now_ms(),
                         ctx->runner->opts.lease_ms, error))
       return true;
     if (error->code != FZIP_ERR_ABORTED)
@@ -250,34 +261,35 @@ bool job_request_cancel(store_job_t **out, store_t *store, store_job_kind_t kind
 
 /* Gives an interrupted job back: runnable stays true, the lease is freed so
  * the next claim (here after restart, or another replica) takes it now. */
-static void release_lease(job_runner_t *r, store_job_t *job) {
+static void release_lease(job_runner_t *r, store_job_t *job, const char *holder) {
   fzip_error_t err;
 
   job->lease_until = 0;
   job->lease_owner[0] = '\0';
   job->updated_at = fzip_now_ms();
-  if (!store_job_update(r->store, job, r->owner, &err))
+  if (!store_job_update(r->store, job, holder, &err))
     fzip_log(FZIP_LOG_WARN, r->name, "could not release lease; it will lapse", "job",
              job->job_id, "error", err.message, NULL);
 }
 
-static void run_one(job_runner_t *r, store_job_t *job) {
+static void run_one(job_runner_t *r, store_job_t *job, const char *holder) {
   job_ctx_t ctx = {.runner = r, .job = job, .last_save_ms = fzip_monotonic_ms()};
   fzip_error_t err;
 
   fzip_error_clear(&err);
+  snprintf(ctx.holder, sizeof ctx.holder, "%s", holder);
   ctx.cancel_requested = job_body_cancel_requested(job->body);
   /* Every line written while the job runs carries the x-request-id of the
    * call that created it ("" for jobs stored before it was kept: none). */
   fzip_log_set_request_id(job->trace_id);
   fzip_log(FZIP_LOG_INFO, r->name, "job claimed", "job", job->job_id, "user", job->user_id,
-           "owner", r->owner, "lease", job->lease_lapsed ? "taken over" : "free", NULL);
+           "owner", holder, "lease", job->lease_lapsed ? "taken over" : "free", NULL);
   if (job->lease_lapsed)
     fzip_metric_add(FZIP_METRIC_LEASE_TAKEOVERS,
                     (const char *[]){r->opts.name ? r->opts.name : "job"}, 1);
   if (!r->opts.run(&ctx, r->opts.data, &err)) {
     if (job_ctx_is_shutdown_error(&ctx, &err)) {
-      release_lease(r, ctx.job);
+      release_lease(r, ctx.job, ctx.holder);
       fzip_log(FZIP_LOG_INFO, r->name, "job interrupted by shutdown; lease released", "job",
                ctx.job->job_id, NULL);
     } else {
@@ -309,6 +321,14 @@ static void wait_for_work(job_runner_t *r) {
   pthread_mutex_unlock(&r->mu);
 }
 
+/* "<replica owner>#<n>": unique per claim within this runner, and the
+ * replica's id is cut short enough to leave the number its room. */
+static void claim_holder(char *out, size_t size, job_runner_t *r) {
+  uint64_t n = (uint64_t)atomic_fetch_add(&r->claims, 1) + 1;
+  snprintf(out, size, "%.*s#%" PRIu64, (int)(STORE_OWNER_MAX - JOB_CLAIM_SUFFIX_MAX), r->owner,
+           n);
+}
+
 static void *worker_main(void *arg) {
   job_runner_t *r = arg;
   int backoff_ms = JOB_CLAIM_BACKOFF_MIN_MS;
@@ -316,8 +336,10 @@ static void *worker_main(void *arg) {
   while (!atomic_load(&r->stopping)) {
     store_job_t *job = NULL;
     fzip_error_t err;
+    char holder[STORE_OWNER_MAX + 1];
 
-    if (!store_job_claim(&job, r->store, r->opts.kind, r->owner, fzip_now_ms(), r->opts.lease_ms,
+    claim_holder(holder, sizeof holder, r);
+    if (!store_job_claim(&job, r->store, r->opts.kind, holder, fzip_now_ms(), r->opts.lease_ms,
                          &err)) {
       /* The store retried already; back off more before claiming again. */
       fzip_log(FZIP_LOG_WARN, r->name, "claim failed", "error", err.message, NULL);
@@ -328,7 +350,7 @@ static void *worker_main(void *arg) {
     }
     backoff_ms = JOB_CLAIM_BACKOFF_MIN_MS;
     if (job)
-      run_one(r, job);
+      run_one(r, job, holder);
     else
       wait_for_work(r);
   }
@@ -375,6 +397,7 @@ bool job_runner_new(job_runner_t **out, store_t *store, const job_runner_options
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
   atomic_init(&r->stopping, false);
+  atomic_init(&r->claims, 0);
   for (int i = 0; i < r->opts.workers; i++) {
     if (pthread_create(&r->threads[i], NULL, worker_main, r) != 0) {
       job_runner_destroy(r);

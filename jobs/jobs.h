@@ -56,7 +56,11 @@ typedef struct {
   int workers;          /* concurrent jobs on this replica; 0: 2 */
   int64_t lease_ms;     /* 0: JOB_DEFAULT_LEASE_MS */
   int poll_ms;          /* 0: JOB_DEFAULT_POLL_MS */
-  const char *owner;    /* this replica's id; NULL: hostname-pid-random */
+  /* This replica's id; NULL: hostname-pid-random.  Each claim holds its
+   * lease as "<owner>#<n>" (n counts this runner's claims), so that a
+   * worker whose lease lapsed is fenced out even by a sibling worker of the
+   * same replica that took the job over. */
+  const char *owner;
   job_run_fn run;
   void *data;
 } job_runner_options_t;

@@ -597,6 +597,33 @@ static void test_lease_taken_by_another_replica_fails_the_next_save_with_aborted
   store_destroy(f.s);
 }
 
+/* Two workers of one replica: one stalls past its lease (a slow store),
+ * the other claims the job.  The claim holds the lease as "<replica>#<n>",
+ * so the stalled worker's next save is fenced out as a loss, exactly as for
+ * another replica.  (Fenced by the replica id alone, its save found "its
+ * own" owner, reloaded and overwrote the sibling's progress.) */
+static void test_lease_taken_by_a_sibling_worker_of_the_same_replica_fences_the_first(void) {
+  running_t f = {0};
+  store_job_t *rec = NULL;
+  fzip_error_t err;
+  char sibling[STORE_OWNER_MAX + 1];
+
+  CHECK_OK(run_job(&f, RUN_UNTIL_STOP, "owner-f", &err), err);
+  CHECK(stored_status(f.s, f.id, &rec) == S(COLLECTING_DATA));
+  CHECK(strncmp(rec->lease_owner, "owner-f#", 8) == 0);
+  /* What a sibling's claim writes: the same replica, its own number. */
+  snprintf(sibling, sizeof sibling, "owner-f#%d", 1000);
+  store_job_destroy(rec);
+  rec = NULL;
+  CHECK_OK(take_over_lease(f.s, f.id, sibling, &err), err);
+  CHECK(ended_with(&f, FZIP_ERR_ABORTED, JOB_STOP_LEAVE));
+  CHECK(stored_status(f.s, f.id, &rec) == S(COLLECTING_DATA));
+  CHECK(strcmp(rec->lease_owner, sibling) == 0);
+  store_job_destroy(rec);
+  CHECK_OK(store_job_delete(f.s, test_kind.kind, USER, f.id, &err), err);
+  store_destroy(f.s);
+}
+
 /* fzip_job_lease_takeovers_total{kind="test"} in the process registry. */
 static double takeovers(void) {
   static const char series[] = "fzip_job_lease_takeovers_total{kind=\"test\"} ";
@@ -850,6 +877,7 @@ int main(void) {
   RUN(test_unowned_save_keeps_the_cancel_flag_only_when_asked);
   RUN(test_job_deleted_while_running_fails_the_next_save_with_not_found);
   RUN(test_lease_taken_by_another_replica_fails_the_next_save_with_aborted);
+  RUN(test_lease_taken_by_a_sibling_worker_of_the_same_replica_fences_the_first);
   RUN(test_shutdown_releases_the_lease_and_keeps_the_job_runnable);
   RUN(test_lapsed_lease_is_taken_over_and_counted);
   RUN(test_cancel_ends_an_unheld_job_or_says_it_could_not);
