@@ -535,6 +535,7 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   o.progress_ctx = r;
   o.cancelled = on_cancel;
   o.cancel_ctx = r;
+  o.temp_dir = r->env->temp_dir; /* the duplicate-id check's runs, if ids come out of order */
   if (!import_map_new(&r->map, r->job->restore, r->job->import_id, error))
     return false;
   o.restore = import_map_restore(r->map);

@@ -22,11 +22,26 @@
 #include <string.h>
 
 #include "pkg_diff.h"
+#include "pkg_idrun.h"
 #include "pkg_set.h"
 
 /* Bytes of sanitised entities one conflict batch holds for the diff (a
  * batch is flushed at PKGV_EXISTS_BATCH_MAX entities or at this). */
 #define DIFF_BATCH_BYTES (8u * 1024 * 1024)
+
+/* The reason of every id.duplicate issue, found as the entity is read or
+ * at the end of its kind (pkg_idrun). */
+#define DUPLICATE_REASON "id appears more than once in the package"
+
+/* With the default run size, PKGV_TXN_IDS_MAX ids of the longest kind
+ * fit the id run's cap on runs, so limit.ids is what a package meets
+ * first. */
+#define IDS_PER_RUN_MIN                                                                  \
+  (PKG_IDRUN_RUN_BYTES / (FZIP_ID_MAX + 1) < PKG_IDRUN_RUN_MAX                            \
+       ? PKG_IDRUN_RUN_BYTES / (FZIP_ID_MAX + 1)                                          \
+       : PKG_IDRUN_RUN_MAX)
+_Static_assert(PKGV_TXN_IDS_MAX / IDS_PER_RUN_MIN + 1 <= PKG_IDRUN_RUNS_MAX,
+               "PKGV_TXN_IDS_MAX ids fit PKG_IDRUN_RUNS_MAX runs");
 
 /* ---- the schema ------------------------------------------------------- */
 
@@ -284,7 +299,7 @@ typedef struct {
   pkgv_result_t *res;
   pkgr_t *r;
   pkg_strset_t ids[FZIP_KIND_COUNT]; /* referenced kinds */
-  pkg_fpset_t fps[FZIP_KIND_COUNT];  /* the others */
+  pkg_idrun_t *idrun; /* the others: the kind being read (pkg_idrun.h) */
   pending_t *pending;
   size_t n_pending, cap_pending;
   filerec_t *frecs; /* sorted by id before the files pass */
@@ -1082,15 +1097,28 @@ static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
 
 /* ---- one entity ------------------------------------------------------- */
 
+/* A kind no other refers to goes to the id run, which answers as a set
+ * would, except that a duplicate of an id out of order is known only at
+ * the end of the kind (finish_idrun). */
+static bool idrun_add(pkg_set_rc_t *rc, vctx_t *v, fzip_error_t *error) {
+  pkg_idrun_rc_t r;
+  if (!pkg_idrun_add(&r, v->idrun, v->entity_id, error))
+    return false;
+  *rc = r == PKG_IDRUN_NEW     ? PKG_SET_ADDED
+        : r == PKG_IDRUN_AGAIN ? PKG_SET_PRESENT
+                               : PKG_SET_FULL;
+  return true;
+}
+
 /* *added: the id is new in the package (the conflict step asks about it,
  * once the entity is known to be restored). */
 static bool note_id(bool *added, vctx_t *v, fzip_error_t *error) {
   const char *field = fzip_kind_info(v->kind)->id_field;
-  pkg_set_rc_t rc =
-      is_ref_target(v->kind)
-          ? pkg_strset_add(&v->ids[v->kind], v->entity_id, PKGV_REF_IDS_MAX)
-          : pkg_fpset_add(&v->fps[v->kind], pkg_set_hash(v->entity_id, strlen(v->entity_id)),
-                          PKGV_TXN_IDS_MAX);
+  pkg_set_rc_t rc;
+  if (is_ref_target(v->kind))
+    rc = pkg_strset_add(&v->ids[v->kind], v->entity_id, PKGV_REF_IDS_MAX);
+  else if (!idrun_add(&rc, v, error))
+    return false;
   if (rc == PKG_SET_OOM)
     return oom(error);
   if (rc == PKG_SET_FULL) {
@@ -1100,7 +1128,7 @@ static bool note_id(bool *added, vctx_t *v, fzip_error_t *error) {
     return true;
   }
   if (rc == PKG_SET_PRESENT) {
-    EERR(v, "id.duplicate", field, "id appears more than once in the package");
+    EERR(v, "id.duplicate", field, DUPLICATE_REASON);
     return true;
   }
   *added = true;
@@ -1137,10 +1165,18 @@ static bool note_file_record(vctx_t *v, const bson_t *doc, fzip_error_t *error) 
   return true;
 }
 
-static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
-  const fzip_kind_info_t *info = fzip_kind_info(v->kind);
+/* The entity's id when it is one (fzip_id_is_valid), borrowed from doc. */
+static const char *entity_id_of(fzip_kind_t kind, const bson_t *doc) {
   bson_iter_t it;
+  const char *id;
+  if (!bson_iter_init_find(&it, doc, fzip_kind_info(kind)->id_field) ||
+      !BSON_ITER_HOLDS_UTF8(&it))
+    return NULL;
+  id = bson_iter_utf8(&it, NULL);
+  return fzip_id_is_valid(id) ? id : NULL;
+}
 
+static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
   bool added = false;
 
   v->entity_failed = false;
@@ -1149,9 +1185,7 @@ static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
   v->selected = !v->ro || pkgv_selected(v->ro, v->kind, doc);
   v->dropped = false;
   v->cleared = 0;
-  if (bson_iter_init_find(&it, doc, info->id_field) && BSON_ITER_HOLDS_UTF8(&it) &&
-      fzip_id_is_valid(bson_iter_utf8(&it, NULL)))
-    v->entity_id = bson_iter_utf8(&it, NULL);
+  v->entity_id = entity_id_of(v->kind, doc);
   check_object(v, doc, kind_fields[v->kind], NULL);
   if (v->entity_id && !note_id(&added, v, error))
     return false;
@@ -1234,6 +1268,65 @@ static const char *stream_rule(const fzip_error_t *err, bool at_end) {
   }
 }
 
+/* ---- ids unique in the package, for the kinds no other refers to ---- */
+
+static bool open_idrun(vctx_t *v, fzip_error_t *error) {
+  pkg_idrun_options_t o = {v->opt->temp_dir, v->opt->id_run_max, PKGV_TXN_IDS_MAX};
+  return pkg_idrun_new(&v->idrun, &o, error);
+}
+
+/* The ids before the first one out of order, again (pkg_idrun.h: they
+ * were not kept), from the start of the data file and by the same rule
+ * as check_entity.  The stream got that far before, so a failure now is
+ * an error of the validation, not an issue of the package. */
+static bool replay_prefix(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
+  pkgr_entities_t *it = NULL;
+  const bson_t *doc;
+  const char *id;
+  fzip_error_t serr = {0};
+  uint64_t n = 0;
+  bool ok = false;
+
+  if (!pkg_idrun_replay_wanted(v->idrun))
+    return true;
+  if (!pkgr_entities_open(&it, v->r, kind, error))
+    return false;
+  while (pkg_idrun_replay_wanted(v->idrun)) {
+    if (!pkgr_entities_next(it, &doc, &serr)) {
+      fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_INTERNAL,
+                     "%s: reading the ids again: %s", v->entry,
+                     fzip_error_is_set(&serr) ? serr.message : "fewer entities than before");
+      goto done;
+    }
+    if ((id = entity_id_of(kind, doc)) && !pkg_idrun_replay(v->idrun, id, error))
+      goto done;
+    if (++n % PKGV_PROGRESS_EVERY == 0 && !tick(v, fzip_kind_info(kind)->name, true, error))
+      goto done;
+  }
+  ok = true;
+done:
+  pkgr_entities_destroy(it);
+  return ok;
+}
+
+static bool on_late_duplicate(void *ctx, const char *id, fzip_error_t *error) {
+  vctx_t *v = ctx;
+  v->entity_id = id;
+  EERR(v, "id.duplicate", fzip_kind_info(v->kind)->id_field, DUPLICATE_REASON);
+  v->entity_id = NULL;
+  return true;
+}
+
+/* The duplicates of ids that came out of order: one id.duplicate issue
+ * per occurrence after the first, as check_entity reports the others, but
+ * at the end of the kind and in id order. */
+static bool finish_idrun(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
+  return replay_prefix(v, kind, error) &&
+         pkg_idrun_finish(NULL, v->idrun, on_late_duplicate, v, error);
+}
+
+/* ---- one kind --------------------------------------------------------- */
+
 static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
   pkgr_entities_t *it = NULL;
   const bson_t *doc;
@@ -1243,6 +1336,7 @@ static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
   v->kind = kind;
   v->entry = pkgr_data_entry(kind);
   if (!tick(v, fzip_kind_info(kind)->name, true, error) ||
+      (!is_ref_target(kind) && !open_idrun(v, error)) ||
       !pkgr_entities_open(&it, v->r, kind, error))
     goto done;
   while (pkgr_entities_next(it, &doc, &serr)) {
@@ -1263,11 +1357,15 @@ static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
   } else {
     complete = true;
   }
+  if (v->idrun && !finish_idrun(v, kind, error))
+    goto done;
   if (complete || !pkgr_has_kind(v->r, kind))
     check_count(v, kind, pkgr_entities_count(it));
   ok = flush_batch(v, error);
 done:
   pkgr_entities_destroy(it);
+  pkg_idrun_destroy(v->idrun);
+  v->idrun = NULL;
   return ok;
 }
 
@@ -1580,7 +1678,6 @@ static bool keep_refs(pkgv_result_t *res, vctx_t *v, fzip_error_t *error) {
 static void vctx_free(vctx_t *v) {
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     pkg_strset_free(&v->ids[k]);
-    pkg_fpset_free(&v->fps[k]);
     pkg_strset_free(&v->unsel[k]);
     pkg_strset_free(&v->user_has[k]);
     pkg_strset_free(&v->dangle[k]);
@@ -1597,6 +1694,7 @@ static void vctx_free(vctx_t *v) {
     free(v->batch[i]);
     bson_destroy(v->batch_docs[i]);
   }
+  pkg_idrun_destroy(v->idrun);
   pkgr_destroy(v->r);
 }
 

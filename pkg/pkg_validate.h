@@ -25,11 +25,24 @@
  *
  * Memory grows with the ids that others refer to (accounts, categories,
  * file maps, transaction files: kept as strings, each kind capped at
- * PKGV_REF_IDS_MAX) and with 16 bytes of hash-set slot per transaction or
- * analytics record (a 64-bit fingerprint of its id for the uniqueness
- * check; two distinct ids sharing a fingerprint, odds about n^2 / 2^65,
- * would be reported as a duplicate).  Never with the size of an entity
- * stream: entities are read one at a time.
+ * PKGV_REF_IDS_MAX), never with the transactions or analytics records,
+ * nor with the size of an entity stream: entities are read one at a
+ * time.  Their ids are checked unique by pkg_idrun (pkg_idrun.h), exactly
+ * (whole ids, no fingerprints): while they arrive in ascending order, as
+ * fzip's own packages list them, by comparing each with the one before
+ * (nothing kept, nothing written); from the first id out of order on, by
+ * an external sort: sorted runs of at most PKG_IDRUN_RUN_MAX ids
+ * (PKG_IDRUN_RUN_BYTES, about 4.5 MiB of buffer) spilled to an unlinked
+ * temporary file in options.temp_dir and merged at the end of the kind
+ * (PKG_IDRUN_READ_BYTES of read buffer per run, 64 KiB at 1M ids),
+ * after the ids before that first one are read again from the start of
+ * the data file.  Such a duplicate is reported at the end of its kind, in
+ * id order (same rule id.duplicate and reason, the id named; its entity
+ * still counted in `valid` and, a second time, in the preview, which a
+ * refused package does not act on) rather than where the entity is; an
+ * id equal to the one just before it is reported at the entity.  A
+ * temporary file that cannot be created, written or read fails the
+ * validation (pkgv_validate returns false), it never passes a package.
  *
  * The restore step re-streams the same package in the same order through
  * pkg_reader: pkgr_open(), then for each kind k from 0 to FZIP_KIND_COUNT-1
@@ -51,7 +64,7 @@
 #define PKGV_ISSUES_MAX 500          /* issues kept in a result; issues_total counts all */
 #define PKGV_CONFLICT_IDS_MAX 100    /* conflicting ids kept in a result */
 #define PKGV_REF_IDS_MAX 1000000     /* ids kept per referenced kind */
-#define PKGV_TXN_IDS_MAX 20000000    /* fingerprints kept per non-referenced kind */
+#define PKGV_TXN_IDS_MAX 20000000    /* ids per non-referenced kind (pkg_idrun's ids_max) */
 #define PKGV_RULES_MAX 1000          /* rules of one category */
 #define PKGV_REGEX_MAX 512           /* bytes of a regex rule's pattern */
 #define PKGV_DECIMAL_MAX 40          /* characters of a decimal string */
@@ -223,6 +236,12 @@ typedef struct {
   void *progress_ctx;
   pkgv_cancel_fn cancelled;    /* may be NULL */
   void *cancel_ctx;
+  /* Where the duplicate-id check of ids out of order spills its sorted
+   * runs (pkg_idrun.h); NULL: $TMPDIR, else /tmp. */
+  const char *temp_dir;
+  /* For tests: ids per sorted run, 0 (and at most): PKG_IDRUN_RUN_MAX;
+   * small values make a small package span several runs. */
+  size_t id_run_max;
 } pkgv_options_t;
 
 /* Validates the package at `path`.  Returns true when validation ran to a

@@ -6,10 +6,11 @@
  * power-of-two table kept at most half full, doubled when it would not
  * be.  pkg_strset_t owns copies of its strings (the writer's referenced
  * ids, the validator's ids that others refer to); pkg_fpset_t keeps only
- * 64-bit fingerprints (the validator's transaction and analytics ids, the
- * JSON reader's keys of a large object), 8 bytes a slot whatever the
- * string's length, at the price of treating a fingerprint collision as a
- * match (callers confirm, or accept odds of about n^2 / 2^65).
+ * 64-bit fingerprints (the JSON reader's keys of a large object; the
+ * validator's transaction and analytics ids go to pkg_idrun), 8 bytes a
+ * slot whatever the string's length, at the price of treating a
+ * fingerprint collision as a match (callers confirm, or accept odds of
+ * about n^2 / 2^65).
  *
  * A zeroed struct is an empty set; _free releases it and leaves it empty.
  * Sets grow only as far as the caller's `max` (members): past it, add

@@ -367,6 +367,28 @@ ACC1 = "2f0c9d4e-0000-4000-8000-000000000001"
 FILE_ENTRY = "files/9c8b7a6d-0000-4000-8000-000000000001/jan.csv"
 
 
+def txn_id(i):
+    return "c0ffee00-0000-4000-8000-%012d" % i
+
+
+def with_txn_ids(ids):
+    """A mutation giving the package one transaction per id, in the order
+    given: the format lists them ascending, a reader must not rely on it
+    (the validator's duplicate check has a path for either)."""
+    def fn(p):
+        t = p.data["transactions"][0]
+        p.data["transactions"] = [dict(copy.deepcopy(t), transactionId=i, importOrder=n,
+                                       fitId="F%d" % n) for n, i in enumerate(ids)]
+    return fn
+
+
+# 40 unique transaction ids in an order of their own (seeded: the corpus
+# is the same on every run), the 13th first; test_pkg_validate.c validates
+# these packages with runs of 4 ids, so they span several sorted runs.
+OUT_OF_ORDER_IDS = [txn_id(13)] + [txn_id(i) for i in random.Random(11).sample(
+    [i for i in range(1, 41) if i != 13], 39)]
+
+
 def bad_cases():
     """(name, rule, entry, field, zip bytes)."""
     cases = []
@@ -546,6 +568,17 @@ def bad_cases():
         p.data["transactions"][2]["transactionId"] = p.data["transactions"][0]["transactionId"]
     add("bad_duplicate_transaction_id", "id.duplicate", "data/transactions.json",
         "transactionId", mutate(dup_txn))
+    # The same duplicate in each of the ways the check meets it: right
+    # after itself in ascending order; far apart in a package out of order;
+    # out of order after an ascending prefix that holds its first copy.
+    add("bad_duplicate_transaction_id_adjacent", "id.duplicate", "data/transactions.json",
+        "transactionId", mutate(with_txn_ids([txn_id(1), txn_id(1), txn_id(2)])))
+    add("bad_duplicate_transaction_id_far", "id.duplicate", "data/transactions.json",
+        "transactionId", mutate(with_txn_ids(OUT_OF_ORDER_IDS + [txn_id(13)])))
+    add("bad_duplicate_transaction_id_after_sorted_prefix", "id.duplicate",
+        "data/transactions.json", "transactionId",
+        mutate(with_txn_ids([txn_id(i) for i in range(1, 31)] + [txn_id(7)] +
+                            [txn_id(i) for i in range(31, 41)])))
     add("bad_ref_transaction_account", "reference.dangling", "data/transactions.json",
         "accountId", mutate(setf("transactions", "accountId", "acc-x")))
     add("bad_ref_transaction_file", "reference.dangling", "data/transactions.json", "fileId",
@@ -766,6 +799,7 @@ def good_cases():
         p.data["categories"][0]["rules"][0]["owner"] = "someone"
         p.data["transactions"][0]["categories"][0]["debug"] = {"x": 1}
     cases.append(("good_unknown_entity_fields", mutate(unknown_fields)))
+    cases.append(("good_transactions_out_of_order", mutate(with_txn_ids(OUT_OF_ORDER_IDS))))
     return cases
 
 

@@ -121,7 +121,8 @@ static void test_design_document_packages_validate_clean(void) {
                                 "good_accounts_only",     "good_fzip_flavour",
                                 "good_zip64_directory",
                                 "good_design_file_checksum_from_record",
-                                "good_unknown_entity_fields"};
+                                "good_unknown_entity_fields",
+                                "good_transactions_out_of_order"};
   fzip_error_t err = {0};
   char path[PATH_LEN];
 
@@ -227,6 +228,9 @@ static const hostile_t hostile[] = {
     {"bad_nested_enum", "schema.enum", "data/categories.json", "rules[0].condition"},
     {"bad_duplicate_id", "id.duplicate", "data/accounts.json", "accountId"},
     {"bad_duplicate_transaction_id", "id.duplicate", "data/transactions.json", "transactionId"},
+    {"bad_duplicate_transaction_id_adjacent", "id.duplicate", "data/transactions.json", "transactionId"},
+    {"bad_duplicate_transaction_id_far", "id.duplicate", "data/transactions.json", "transactionId"},
+    {"bad_duplicate_transaction_id_after_sorted_prefix", "id.duplicate", "data/transactions.json", "transactionId"},
     {"bad_ref_transaction_account", "reference.dangling", "data/transactions.json", "accountId"},
     {"bad_ref_transaction_file", "reference.dangling", "data/transactions.json", "fileId"},
     {"bad_ref_transaction_primary_category", "reference.dangling", "data/transactions.json", "primaryCategoryId"},
@@ -390,6 +394,86 @@ static void test_entity_ids_are_reported_on_entity_issues(void) {
     dump(res, stderr);
   pkgv_result_destroy(res);
   CHECK(ok);
+}
+
+/* Transaction ids in and out of order, validated with the default run
+ * (everything fits the buffer: no temporary file) and with sorted runs of
+ * SMALL_ID_RUN ids, so that 40 ids span ten runs spilled to a temporary
+ * file under the test's directory: no false duplicate, and each bad
+ * package's duplicate reported once, with its id, whichever way the check
+ * meets it (make_packages.py: adjacent in ascending order; far apart out
+ * of order; out of order after an ascending prefix holding the first). */
+#define SMALL_ID_RUN 4
+
+static bool validate_with_runs(pkgv_result_t **res, const char *name, size_t run,
+                               const char *temp_dir, fzip_error_t *err) {
+  char path[PATH_LEN];
+  pkgv_options_t opt = {0};
+  opt.temp_dir = temp_dir;
+  opt.id_run_max = run;
+  corpus_path(path, name);
+  return pkgv_validate(res, path, &opt, err);
+}
+
+static void test_transaction_ids_unique_in_any_order_across_sorted_runs(void) {
+  static const struct {
+    const char *name, *dup_id;
+    uint64_t in_package;
+  } cases[] = {
+      {"good_transactions_out_of_order", NULL, 40},
+      {"bad_duplicate_transaction_id_adjacent", "c0ffee00-0000-4000-8000-000000000001", 3},
+      {"bad_duplicate_transaction_id_far", "c0ffee00-0000-4000-8000-000000000013", 41},
+      {"bad_duplicate_transaction_id_after_sorted_prefix",
+       "c0ffee00-0000-4000-8000-000000000007", 41},
+      {"bad_duplicate_transaction_id", "c0ffee00-0000-4000-8000-000000000001", 3},
+  };
+  static const size_t runs[] = {0, SMALL_ID_RUN};
+  fzip_error_t err = {0};
+  int wrong = 0;
+
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t j = 0; j < sizeof runs / sizeof runs[0]; j++) {
+      pkgv_result_t *res = NULL;
+      CHECK_OK(validate_with_runs(&res, cases[i].name, runs[j], tmp_dir, &err), err);
+      const pkgv_issue_t *is = first_error(res);
+      const pkgv_counts_t *c = &res->counts[FZIP_KIND_TRANSACTION];
+      bool ok = c->in_package == cases[i].in_package;
+      if (cases[i].dup_id)
+        ok = ok && !res->passed && res->errors_total == 1 && c->errors == 1 && is &&
+             strcmp(is->rule, "id.duplicate") == 0 && is->kind == FZIP_KIND_TRANSACTION &&
+             strcmp(is->entry, "data/transactions.json") == 0 &&
+             strcmp(is->field, "transactionId") == 0 &&
+             strcmp(is->entity_id, cases[i].dup_id) == 0 &&
+             strcmp(is->reason, "id appears more than once in the package") == 0;
+      else
+        ok = ok && res->passed && c->created == cases[i].in_package;
+      if (!ok) {
+        fprintf(stderr, "  %s, runs of %zu:\n", cases[i].name, runs[j]);
+        dump(res, stderr);
+        wrong++;
+      }
+      pkgv_result_destroy(res);
+    }
+  }
+  CHECK(wrong == 0);
+}
+
+/* Spilling a run needs the temporary directory: one that cannot be
+ * written fails the validation, naming it, and never passes the package;
+ * a package whose ids fit one run never needs it. */
+static void test_unwritable_id_run_directory_fails_validation(void) {
+  static const char missing[] = "/nonexistent/fzip-idrun-test";
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+
+  CHECK_FAILS(validate_with_runs(&res, "good_transactions_out_of_order", SMALL_ID_RUN, missing,
+                                 &err),
+              err, FZIP_ERR_INTERNAL);
+  CHECK(res == NULL && err.domain == FZIP_DOMAIN_SYS && strstr(err.message, missing) != NULL);
+  CHECK_OK(validate_with_runs(&res, "good_transactions_out_of_order", 0, missing, &err), err);
+  bool passed = res->passed;
+  pkgv_result_destroy(res);
+  CHECK(passed);
 }
 
 static void test_writer_package_from_seeded_store_validates_clean(void) {
@@ -908,6 +992,8 @@ int main(int argc, char **argv) {
     RUN(test_design_document_package_counts_and_warnings);
     RUN(test_hostile_corpus_rejected_with_precise_first_issue);
     RUN(test_entity_ids_are_reported_on_entity_issues);
+    RUN(test_transaction_ids_unique_in_any_order_across_sorted_runs);
+    RUN(test_unwritable_id_run_directory_fails_validation);
     RUN(test_refused_archive_reports_every_problem);
     RUN(test_overlap_bomb_refused_before_anything_is_inflated);
     RUN(test_limit_refusals_are_resource_exhausted);
