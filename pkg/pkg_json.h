@@ -25,8 +25,12 @@
  * PKGJSON_BUFFER_SIZE bytes; the writer never holds more than that.
  * Nesting deeper than PKGJSON_DEPTH_MAX is an error.
  *
- * Number formatting uses snprintf under the "C" locale; fzip never calls
- * setlocale, so the decimal point is always '.'.
+ * Text is appended to the writer's buffer directly (no stdio): strings
+ * are checked and searched for bytes to escape in one table-driven pass,
+ * then copied in runs; integers are formatted by hand, digit for digit
+ * what "%lld" gives.  Doubles (rare in documents) use snprintf under the
+ * "C" locale; fzip never calls setlocale, so the decimal point is always
+ * '.'.
  */
 #ifndef PKG_JSON_H
 #define PKG_JSON_H
