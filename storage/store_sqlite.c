@@ -40,6 +40,20 @@
  * them through the seq index (each page sorts them by id); with more it
  * scans the kind in id order instead.  Docs: STORAGE.md "Change tracking". */
 #define SQ_CHANGED_SPARSE_MAX 16384
+/* Page cache per connection (KiB; SQLite's own default), and the larger
+ * one a batch write gets for its transaction only: a batch of
+ * STORE_BATCH_MAX documents dirties about one page of entities_date per
+ * document (dates are in random order against ids), and with the small
+ * cache those pages spilled to the WAL and were read back mid-transaction.
+ * The cache shrinks back after the COMMIT, so only the thread writing holds
+ * it, and only while it writes.  Docs: STORAGE.md "Entities". */
+#define SQ_CACHE_KIB 2000
+#define SQ_BULK_CACHE_KIB (24 * 1024)
+/* WAL frames (16 KiB pages) after which a commit checkpoints (SQLite's
+ * default is 1000).  A bulk import rewrites the same index pages commit
+ * after commit; a checkpoint copies each page once however often it was
+ * committed since the last one, so fewer, larger checkpoints copy less. */
+#define SQ_WAL_CHECKPOINT_PAGES 4096
 
 typedef struct {
   store_t base;
@@ -100,6 +114,13 @@ static bool sq_exec(sqlite3 *db, const char *sql, fzip_error_t *error) {
   if (rc != SQLITE_OK)
     return sq_fail(error, db, rc, sql);
   return true;
+}
+
+/* PRAGMA name=value. */
+static bool sq_pragma(sqlite3 *db, const char *name, int64_t value, fzip_error_t *error) {
+  char sql[64];
+  snprintf(sql, sizeof sql, "PRAGMA %s=%lld", name, (long long)value);
+  return sq_exec(db, sql, error);
 }
 
 /* Steps a statement that returns no rows (or whose rows are not wanted). */
@@ -330,17 +351,12 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : 1);
   /* synchronous=NORMAL in WAL mode: a commit survives a process crash; only
    * a power loss may drop the last transactions, never corrupt the file. */
-  if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error)) {
+  if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error) ||
+      !sq_pragma(db, "cache_size", -SQ_CACHE_KIB, error) ||
+      !sq_pragma(db, "wal_autocheckpoint", SQ_WAL_CHECKPOINT_PAGES, error) ||
+      (s->max_pages > 0 && !sq_pragma(db, "max_page_count", s->max_pages, error))) {
     sqlite3_close(db);
     return fzip_error_prefix(error, "cannot open store file %s", s->path);
-  }
-  if (s->max_pages > 0) {
-    char pragma[64];
-    snprintf(pragma, sizeof pragma, "PRAGMA max_page_count=%lld", (long long)s->max_pages);
-    if (!sq_exec(db, pragma, error)) {
-      sqlite3_close(db);
-      return fzip_error_prefix(error, "cannot open store file %s", s->path);
-    }
   }
   *out = db;
   return true;
@@ -348,9 +364,8 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
 
 /* Creates the file, switches it to WAL and creates the schema, once. */
 static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
-  char pragma[64];
-  snprintf(pragma, sizeof pragma, "PRAGMA page_size=%d", SQ_PAGE_SIZE);
-  if (!sq_exec(db, pragma, error) || !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
+  if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) ||
+      !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
       !sq_exec(db, sq_schema, error) || !sq_migrate_tag(db, error) ||
       !sq_exec(db, sq_schema_tags, error) || !sq_migrate_request(db, error) ||
       !sq_migrate_seq(db, error))
@@ -1045,38 +1060,42 @@ static bool sq_stash(sqlite3_stmt *stmt, sqlite3 *db, const sq_put_ctx_t *ctx, s
                       "stashing entity", error);
 }
 
-static bool sq_put_check_insert(sqlite3_stmt *exists, sqlite3 *db, const sq_put_ctx_t *ctx,
-                                fzip_error_t *error) {
-  for (size_t i = 0; i < ctx->n; i++) {
-    bool found = false;
-    if (!sq_exists_one(&found, exists, db, ctx->ids[i], error))
-      return false;
-    if (found)
-      return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
-                            "entity %s already exists; nothing of the batch was written",
-                            ctx->ids[i]);
-  }
-  return true;
+/* Steps the INSERT or UPDATE of ids[i].  An INSERT of an id that is there
+ * fails on the primary key: ALREADY_EXISTS naming it.  The documents are
+ * written in batch order, so that is the batch's first existing id, and
+ * the failed transaction is rolled back: nothing of the batch is written
+ * (without a lookup of every id first). */
+static bool sq_step_entity(sqlite3_stmt *stmt, sqlite3 *db, const char *id, fzip_error_t *error) {
+  int rc = sqlite3_step(stmt);
+  int ext = sqlite3_extended_errcode(db);
+
+  if (rc == SQLITE_DONE)
+    return true;
+  if (ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                          "entity %s already exists; nothing of the batch was written", id);
+  return sq_fail(error, db, rc, "writing entity");
 }
 
 static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_put_ctx_t *ctx = vctx;
   sqlite3_stmt *exists = NULL, *insert = NULL, *update = NULL, *stash = NULL;
+  bool lookup = ctx->mode != STORE_WRITE_INSERT; /* an INSERT relies on the key */
   sq_seq_t seq;
   bool ok = false;
 
   memset(&ctx->result, 0, sizeof ctx->result);
   if (!sq_seq_begin(&seq, db, ctx->user_id, error) ||
-      !sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error) ||
+      (lookup && !sq_prepare_exists(&exists, db, ctx->user_id, ctx->kind, error)) ||
       !sq_prepare(&insert, db,
                   "INSERT INTO entities(user_id, kind, entity_id, account_id, date, doc, tag,"
                   " seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                   error) ||
-      !sq_prepare(&update, db,
-                  "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7, seq = ?8"
-                  " WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3",
-                  error) ||
-      (ctx->tag &&
+      (lookup && !sq_prepare(&update, db,
+                             "UPDATE entities SET account_id = ?4, date = ?5, doc = ?6, tag = ?7,"
+                             " seq = ?8 WHERE user_id = ?1 AND kind = ?2 AND entity_id = ?3",
+                             error)) ||
+      (lookup && ctx->tag &&
        !sq_prepare(&stash, db,
                    "INSERT OR IGNORE INTO stash(user_id, tag, kind, entity_id, prev_tag, doc,"
                    " seq) SELECT user_id, ?4, kind, entity_id, tag, doc, seq FROM entities"
@@ -1084,11 +1103,9 @@ static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
                    " AND (tag IS NULL OR tag <> ?4)",
                    error)))
     goto done;
-  if (ctx->mode == STORE_WRITE_INSERT && !sq_put_check_insert(exists, db, ctx, error))
-    goto done;
   for (size_t i = 0; i < ctx->n; i++) {
     bool found = false;
-    if (ctx->mode != STORE_WRITE_INSERT && !sq_exists_one(&found, exists, db, ctx->ids[i], error))
+    if (lookup && !sq_exists_one(&found, exists, db, ctx->ids[i], error))
       goto done;
     if (found && ctx->mode == STORE_WRITE_SKIP_EXISTING) {
       ctx->result.skipped++;
@@ -1098,7 +1115,7 @@ static bool op_put_batch(sqlite3 *db, void *vctx, fzip_error_t *error) {
       goto done;
     sq_bind_entity(found ? update : insert, ctx, i);
     sqlite3_bind_int64(found ? update : insert, 8, (int64_t)++seq.last);
-    if (!sq_step_done(found ? update : insert, db, "writing entity", error))
+    if (!sq_step_entity(found ? update : insert, db, ctx->ids[i], error))
       goto done;
     if (found)
       ctx->result.replaced++;
@@ -1114,13 +1131,27 @@ done:
   return ok;
 }
 
+/* op_put_batch in its own transaction (op_in_txn), with the connection's
+ * page cache at SQ_BULK_CACHE_KIB until the transaction has ended either
+ * way; shrinking it back frees the pages (all clean by then). */
+static bool op_put_bulk(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  sq_txn_t txn = {op_put_batch, vctx};
+  fzip_error_t ignored = {0};
+  bool ok = sq_pragma(db, "cache_size", -SQ_BULK_CACHE_KIB, error) && op_in_txn(db, &txn, error);
+
+  if (!ok && !sqlite3_get_autocommit(db))
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  sq_pragma(db, "cache_size", -SQ_CACHE_KIB, &ignored);
+  return ok;
+}
+
 /* Plain and tagged writes alike; tag is NULL for a plain one. */
 static bool sq_put(store_t *store, const char *user_id, fzip_kind_t kind,
                    const bson_t *const *docs, const char *const *ids, size_t n,
                    store_write_mode_t mode, const char *tag, store_write_result_t *result,
                    fzip_error_t *error) {
   sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, tag, {0, 0, 0}};
-  if (!sq_run_txn((sq_store_t *)store, op_put_batch, &ctx, error))
+  if (!sq_run((sq_store_t *)store, op_put_bulk, &ctx, error))
     return false;
   if (result) {
     result->inserted += ctx.result.inserted;

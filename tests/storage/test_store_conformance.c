@@ -356,6 +356,30 @@ static void test_batch_rejects_malformed_input(void) {
   store_destroy(s);
 }
 
+/* The front's duplicate check sees a repeat anywhere in the batch, not
+ * only next to its twin, and nothing of the batch is written. */
+static void test_batch_rejects_a_repeated_id_anywhere(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX];
+  const char *ids[] = {"c", "a", "d", "b", "a"};
+  bson_t *docs[5];
+  uint64_t n = 1;
+  const fzip_kind_t k = FZIP_KIND_ACCOUNT;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  for (int i = 0; i < 5; i++)
+    docs[i] = make_doc(k, ids[i], NULL, 0, "x");
+  CHECK_FAILS(put_docs(s, user, k, docs, 5, STORE_WRITE_INSERT, NULL, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "id a appears twice") != NULL);
+  free_docs(docs, 5);
+  CHECK_OK(store_entity_count(&n, s, user, k, NULL, &err), err);
+  CHECK(n == 0);
+  store_destroy(s);
+}
+
 static void test_count_exists_delete_many_and_delete_all(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -2888,6 +2912,7 @@ int main(int argc, char **argv) {
   RUN(test_write_modes_count_inserted_replaced_skipped);
   RUN(test_insert_batch_with_existing_id_writes_nothing);
   RUN(test_batch_rejects_malformed_input);
+  RUN(test_batch_rejects_a_repeated_id_anywhere);
   RUN(test_count_exists_delete_many_and_delete_all);
   RUN(test_cursor_returns_documents_in_id_order);
   RUN(test_cursor_keyset_pagination_with_after_id_and_limit);
