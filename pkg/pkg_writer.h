@@ -12,10 +12,11 @@
  * is export/export_source.h.
  * Memory stays bounded whatever the data size: each kind is streamed from
  * a source cursor through pkg_json, hashed, and deflated on the way
- * (pkg_deflate.h: blocks compressed in parallel on all cores) into a
- * temporary file; each file's bytes go the same way into another; at the
- * end libzip assembles the package from those already-deflated bytes,
- * copied as they are.
+ * (pkg_deflate.h: blocks compressed in parallel on all cores) onto a
+ * temporary spool file; each file's bytes go the same way after it (a csv/
+ * table, written beside its kind, into a second spool); at the end libzip
+ * assembles the package from those already-deflated bytes, copied as they
+ * are.
  * The only things held in memory are the ids of the kinds others refer to
  * (accounts, categories, file maps, transaction files) to work out
  * external references, and the list of files to copy; both are capped.
