@@ -152,7 +152,7 @@ done:
 static int cmd_download(bench_t *b, const char *export_id, const char *path) {
   Fzip__V1__DownloadExportRequest req = FZIP__V1__DOWNLOAD_EXPORT_REQUEST__INIT;
   rpc_client_call_t *call = NULL;
-  ProtobufCMessage *msg = NULL;
+  ProtobufCMessage *msg = NULL; /* lent by the call: valid until the next read */
   fzip_error_t error = {0};
   FILE *out = NULL;
   int64_t bytes = 0, size = -1, messages = 0;
@@ -188,7 +188,6 @@ static int cmd_download(bench_t *b, const char *export_id, const char *path) {
       bytes += (int64_t)r->chunk.len;
       messages++;
     }
-    free_msg(msg), msg = NULL;
   }
   elapsed = now_s() - t0;
   rc = bytes == size ? 0 : 1;
@@ -197,7 +196,6 @@ static int cmd_download(bench_t *b, const char *export_id, const char *path) {
          rc == 0 ? "true" : "false", bytes, size, messages, elapsed,
          elapsed > 0 ? (double)bytes / 1048576.0 / elapsed : 0.0);
 done:
-  free_msg(msg);
   rpc_client_call_destroy(call);
   if (out && fclose(out) != 0 && !fzip_error_is_set(&error))
     fzip_error_set(&error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: close failed", path);

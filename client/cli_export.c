@@ -196,7 +196,7 @@ static bool stream_download(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) 
   rpc_call_options_t o = cli_ctx_call_options(ctx, false);
   rpc_client_t *client = NULL;
   rpc_client_call_t *call = NULL;
-  ProtobufCMessage *msg = NULL;
+  ProtobufCMessage *msg = NULL; /* lent by the call: valid until the next read */
   bool ok = false, have_info = false;
   int64_t started = fzip_monotonic_ms();
   cli_progress_t *progress = cli_progress_new(cli_ctx_progress_mode(ctx), "download");
@@ -216,8 +216,6 @@ static bool stream_download(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) 
     if (!(have_info ? take_chunk(d, r, error) : take_info(d, r, error)))
       goto done;
     have_info = true;
-    protobuf_c_message_free_unpacked(msg, NULL);
-    msg = NULL;
     cli_progress_bytes(progress, d->written, d->size, d->offset);
     cli_xfer_throttle(d->written - d->offset, started, d->rate);
   }
@@ -230,8 +228,6 @@ static bool stream_download(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) 
   ok = true;
 done:
   cli_progress_destroy(progress);
-  if (msg)
-    protobuf_c_message_free_unpacked(msg, NULL);
   rpc_client_call_destroy(call);
   return ok;
 }

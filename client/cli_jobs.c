@@ -168,7 +168,8 @@ int cli_jobs_watch(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
   fzip_error_t error = {0};
   rpc_client_t *client = NULL;
   rpc_client_call_t *call = NULL;
-  ProtobufCMessage *last = NULL, *msg = NULL;
+  ProtobufCMessage *last = NULL; /* ours: a copy of the last message read */
+  ProtobufCMessage *msg = NULL;  /* lent by the call */
   rpc_call_options_t o = cli_ctx_call_options(ctx, false);
   char label[64];
   struct sigaction old_sigint;
@@ -190,9 +191,13 @@ int cli_jobs_watch(cli_ctx_t *ctx, const cli_job_kind_t *kind, const char *id) {
     if (job)
       cli_progress_job(progress, (int)cli_msg_int(job, "progress"),
                        cli_msg_enum_short(job, "status"), cli_msg_string(job, "current_phase"));
+    /* msg is lent until the next read; the report needs the last one
+     * after the stream's end. */
     if (last)
       protobuf_c_message_free_unpacked(last, NULL);
-    last = msg;
+    last = NULL;
+    if (!rpc_client_message_copy(&last, msg, &error))
+      goto failed;
   }
   cli_progress_destroy(progress);
   progress = NULL;

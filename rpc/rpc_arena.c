@@ -1,19 +1,39 @@
 /*
  * rpc_arena: bump allocation in a chain of blocks.  Small requests share
  * RPC_ARENA_BLOCK-sized blocks; a request larger than a block gets a block
- * of its own, so a 1 MiB upload chunk costs one malloc, not a pile of
- * wasted tails.  The first block survives resets because nearly every call
+ * of its own, so a 1 MiB chunk costs one malloc, not a pile of wasted
+ * tails.  The first block survives resets because nearly every call
  * needs it again for the next message, and so does the largest of the
- * blocks of their own (the spare): a stream of 1 MiB upload chunks then
- * unpacks each message into one reused block instead of allocating and
- * page-faulting in a fresh one per message.  This covers the unpacked
- * message only: rpc_call's unpack_message still joins each received
- * message into a fresh slice (grpc_byte_buffer_reader_readall) first.
+ * blocks of their own (the spare): a stream of 1 MiB chunks then unpacks
+ * each message into one reused block instead of allocating and
+ * page-faulting in a fresh one per message (server requests, rpc_call;
+ * client responses, rpc_client).
+ *
+ * Reuse turns a stale pointer into silently wrong bytes, so under
+ * AddressSanitizer the blocks a reset keeps are poisoned and each
+ * allocation unpoisons just its bytes: a message used after its reset is
+ * a use-after-poison report, as it would be a use-after-free with malloc.
  */
 #include "rpc_arena.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RPC_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RPC_ARENA_ASAN 1
+#endif
+#endif
+#ifdef RPC_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #define RPC_ARENA_BLOCK (16 * 1024)
 #define RPC_ARENA_ALIGN 16
@@ -49,6 +69,7 @@ static arena_block_t *block_new(size_t size) {
   b->next = NULL;
   b->size = size;
   b->used = 0;
+  ARENA_POISON(b->data, size);
   return b;
 }
 
@@ -109,6 +130,7 @@ void *rpc_arena_alloc(rpc_arena_t *arena, size_t size) {
   void *p = b->data + b->used;
   b->used += rounded;
   arena->total += rounded;
+  ARENA_UNPOISON(p, size);
   return p;
 }
 
@@ -123,6 +145,7 @@ void rpc_arena_reset(rpc_arena_t *arena) {
     if (b->size > RPC_ARENA_BLOCK && (!arena->spare || b->size > arena->spare->size)) {
       free(arena->spare);
       arena->spare = b;
+      ARENA_POISON(b->data, b->size);
     } else {
       free(b);
     }
@@ -130,6 +153,7 @@ void rpc_arena_reset(rpc_arena_t *arena) {
   }
   arena->head = first;
   first->used = 0;
+  ARENA_POISON(first->data, first->size);
   arena->total = 0;
   arena->exhausted = false;
 }

@@ -33,6 +33,7 @@
 #include "fzip_util.h"
 #include "rpc_arena.h"
 #include "rpc_details.h"
+#include "rpc_join.h"
 #include "rpc_payload.h"
 
 #define RPC_USER_ID_MAX 256
@@ -137,6 +138,7 @@ struct rpc_call {
   rpc_task_t task;
   rpc_ctx_t ctx;
   rpc_payload_pool_t *payload; /* rpc_ctx_payload; NULL until the first */
+  rpc_join_t *join;            /* a multi-slice request's bytes; NULL until the first */
   void *handler_state;
   bool handler_entered; /* auth passed: close must run once */
   bool closed;
@@ -188,6 +190,7 @@ static void call_free(rpc_call_t *c) {
     grpc_slice_unref(c->details_bin);
   free(c->violations);
   rpc_payload_pool_release(c->payload);
+  rpc_join_destroy(c->join);
   rpc_arena_destroy(c->ctx.arena);
   pthread_mutex_destroy(&c->batch_mu);
   free(c);
@@ -274,18 +277,19 @@ bool rpc_ctx_add_violation(rpc_ctx_t *ctx, const char *field, const char *descri
 
 /* ---- messages ------------------------------------------------------------ */
 
-/* Unpacks `buf` as a `desc` message into the call arena. */
+/* Unpacks `buf` as a `desc` message into the call arena: from its one
+ * slice as it lies, else from the call's join buffer (rpc_join.h), so a
+ * stream of upload chunks reuses both the joined bytes and the unpacked
+ * message's block instead of allocating each per message. */
 static bool unpack_message(ProtobufCMessage **out, rpc_call_t *c, grpc_byte_buffer *buf,
                            const ProtobufCMessageDescriptor *desc, fzip_error_t *error) {
-  grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, buf))
-    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
-                          "cannot read the request message");
-  grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-  grpc_byte_buffer_reader_destroy(&reader);
-  *out = protobuf_c_message_unpack(desc, rpc_arena_allocator(c->ctx.arena), GRPC_SLICE_LENGTH(all),
-                                   GRPC_SLICE_START_PTR(all));
-  grpc_slice_unref(all);
+  const uint8_t *bytes = NULL;
+  size_t len = 0;
+  if (!c->join && !(c->join = rpc_join_new()))
+    return fzip_error_oom(error, "a request message");
+  if (!rpc_join_bytes(&bytes, &len, c->join, buf, FZIP_ERR_INVALID_ARGUMENT, "request", error))
+    return false;
+  *out = protobuf_c_message_unpack(desc, rpc_arena_allocator(c->ctx.arena), len, bytes);
   if (*out)
     return true;
   if (rpc_arena_exhausted(c->ctx.arena))

@@ -12,14 +12,21 @@
  * every wait also watches for the status and, when it is an error,
  * cancels the call, so the pending step fails at once and reports the
  * server's message.  Reads never ask for the initial metadata again.
+ *
+ * A streamed response is unpacked into the call's arena (rpc_arena.h),
+ * reset at the next read: a stream of 1 MiB chunks reuses one block
+ * instead of a fresh malloc (and fresh page faults) per message, which is
+ * why rpc_client_call_read lends its message rather than giving it.  The
+ * single response of finish and unary outlives the call: malloc.
  */
 #include "rpc_client.h"
 #include "fzip_util.h"
+#include "rpc_arena.h"
 #include "rpc_details.h"
+#include "rpc_join.h"
 #include "rpc_status.h"
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -29,6 +36,11 @@
 
 #define RPC_CLIENT_DEFAULT_MAX_MESSAGE (4 * 1024 * 1024 + 64 * 1024)
 #define RPC_CLIENT_PEM_MAX (1024 * 1024)
+/* The call arena's byte limit: none of its own.  A response is bounded on
+ * the wire by max_recv_message, and its unpacked form was never capped
+ * (it was malloc'd) either; a cap here would only refuse messages of
+ * many small items, whose structs outweigh their wire bytes. */
+#define RPC_CLIENT_ARENA_LIMIT SIZE_MAX
 
 struct rpc_client {
   grpc_channel *channel;
@@ -51,11 +63,8 @@ struct rpc_client_call {
   bool end_of_stream; /* a read returned no message */
   grpc_status_code status;
   grpc_slice details;
-  /* A response that arrived in several slices is joined here for
-   * unpacking: grown, never shrunk, so a stream of chunks allocates (and
-   * page-faults in) its buffer once, not once per message. */
-  uint8_t *joined;
-  size_t joined_cap;
+  rpc_join_t *join;   /* a multi-slice response's bytes; NULL until the first */
+  rpc_arena_t *arena; /* the read messages; NULL until the first read */
 };
 
 /* ---- channel ------------------------------------------------------------- */
@@ -354,70 +363,28 @@ bool rpc_client_call_writes_done(rpc_client_call_t *call, fzip_error_t *error) {
   return run_batch(call, &op, 1) || step_failed(call, "half-close", error);
 }
 
-/* The message's bytes in one piece, in *out: its only slice as it is,
- * else the slices copied into call->joined.  Peeked slices are the byte
- * buffer's own (no reference taken, inlined ones included), so the
- * pointer stays valid while the buffer lives. */
-static bool join_slices(const uint8_t **out, rpc_client_call_t *call,
-                        grpc_byte_buffer_reader *reader, size_t total, fzip_error_t *error) {
-  grpc_slice *s;
-  size_t at = 0;
-  if (!grpc_byte_buffer_reader_peek(reader, &s))
-    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
-                          "response of %zu bytes has no data", total);
-  if (GRPC_SLICE_LENGTH(*s) == total) {
-    *out = GRPC_SLICE_START_PTR(*s);
-    return true;
-  }
-  if (total > call->joined_cap) {
-    uint8_t *grown = realloc(call->joined, total);
-    if (!grown)
-      return fzip_error_oom(error, "a response message");
-    call->joined = grown;
-    call->joined_cap = total;
-  }
-  do {
-    size_t n = GRPC_SLICE_LENGTH(*s);
-    if (n > total - at)
-      return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
-                            "response slices exceed its length of %zu bytes", total);
-    memcpy(call->joined + at, GRPC_SLICE_START_PTR(*s), n);
-    at += n;
-  } while (grpc_byte_buffer_reader_peek(reader, &s));
-  if (at != total)
-    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL,
-                          "response slices hold %zu of its %zu bytes", at, total);
-  *out = call->joined;
-  return true;
-}
-
+/* Unpacks `buf` into `arena`, or with malloc when NULL. */
 static bool unpack(ProtobufCMessage **msg, rpc_client_call_t *call, grpc_byte_buffer *buf,
-                   fzip_error_t *error) {
-  grpc_byte_buffer_reader reader;
-  grpc_slice all = grpc_empty_slice();
-  const uint8_t *bytes = (const uint8_t *)"";
-  size_t total = grpc_byte_buffer_length(buf);
-  if (!grpc_byte_buffer_reader_init(&reader, buf))
-    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INTERNAL, "cannot read a response");
-  if (buf->data.raw.compression != GRPC_COMPRESS_NONE) {
-    /* Not sent by fzipd; the reader inflates, so its length counts. */
-    all = grpc_byte_buffer_reader_readall(&reader);
-    total = GRPC_SLICE_LENGTH(all);
-    bytes = GRPC_SLICE_START_PTR(all);
-  } else if (total > 0 && !join_slices(&bytes, call, &reader, total, error)) {
-    grpc_byte_buffer_reader_destroy(&reader);
+                   rpc_arena_t *arena, fzip_error_t *error) {
+  const uint8_t *bytes = NULL;
+  size_t len = 0;
+  if (!call->join && !(call->join = rpc_join_new()))
+    return fzip_error_oom(error, "a response message");
+  if (!rpc_join_bytes(&bytes, &len, call->join, buf, FZIP_ERR_DATA_LOSS, "response", error))
     return false;
-  }
-  *msg = protobuf_c_message_unpack(call->resp_desc, NULL, total, bytes);
-  grpc_byte_buffer_reader_destroy(&reader);
-  grpc_slice_unref(all);
-  if (!*msg)
-    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
-                          "response is not a valid %s message", call->resp_desc->name);
-  return true;
+  *msg = protobuf_c_message_unpack(call->resp_desc, arena ? rpc_arena_allocator(arena) : NULL,
+                                   len, bytes);
+  if (*msg)
+    return true;
+  if (arena && rpc_arena_exhausted(arena))
+    return fzip_error_oom(error, "a response message");
+  return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
+                        "response is not a valid %s message", call->resp_desc->name);
 }
 
-bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_error_t *error) {
+/* Reads the next message, unpacked into `arena` (NULL: malloc). */
+static bool read_message(ProtobufCMessage **msg, rpc_client_call_t *call, rpc_arena_t *arena,
+                         fzip_error_t *error) {
   grpc_byte_buffer *buf = NULL;
   grpc_op ops[2];
   size_t n = 0;
@@ -443,15 +410,27 @@ bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_
     call->end_of_stream = true;
     return status_result(call, error);
   }
-  bool ok = unpack(msg, call, buf, error);
+  bool ok = unpack(msg, call, buf, arena, error);
   grpc_byte_buffer_destroy(buf);
   return ok;
+}
+
+bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_error_t *error) {
+  *msg = NULL;
+  /* The message the last read lent is handed back here (rpc_client.h). */
+  if (call->arena)
+    rpc_arena_reset(call->arena);
+  else if (!(call->arena = rpc_arena_new(RPC_CLIENT_ARENA_LIMIT)))
+    return fzip_error_oom(error, "a response message");
+  return read_message(msg, call, call->arena, error);
 }
 
 bool rpc_client_call_finish(ProtobufCMessage **resp, rpc_client_call_t *call, fzip_error_t *error) {
   ProtobufCMessage *msg = NULL;
   *resp = NULL;
-  if (!rpc_client_call_writes_done(call, error) || !rpc_client_call_read(&msg, call, error))
+  if (call->arena)
+    rpc_arena_reset(call->arena); /* ends a lent message, as a read does */
+  if (!rpc_client_call_writes_done(call, error) || !read_message(&msg, call, NULL, error))
     return false;
   if (!status_result(call, error)) {
     if (msg)
@@ -475,6 +454,20 @@ bool rpc_client_unary(ProtobufCMessage **resp, rpc_client_t *client, const char 
   return ok;
 }
 
+bool rpc_client_message_copy(ProtobufCMessage **out, const ProtobufCMessage *msg,
+                             fzip_error_t *error) {
+  size_t size = protobuf_c_message_get_packed_size(msg);
+  uint8_t *packed = malloc(size ? size : 1);
+  *out = NULL;
+  if (!packed)
+    return fzip_error_oom(error, "a message copy");
+  protobuf_c_message_pack(msg, packed);
+  *out = protobuf_c_message_unpack(msg->descriptor, NULL, size, packed);
+  free(packed);
+  /* What was just packed unpacks, unless memory ran out. */
+  return *out ? true : fzip_error_oom(error, "a message copy");
+}
+
 void rpc_client_call_cancel(rpc_client_call_t *call) { grpc_call_cancel(call->call, NULL); }
 
 int rpc_client_call_status(const rpc_client_call_t *call) {
@@ -494,7 +487,8 @@ void rpc_client_call_destroy(rpc_client_call_t *call) {
   grpc_metadata_array_destroy(&call->initial_md);
   grpc_metadata_array_destroy(&call->trailing_md);
   grpc_slice_unref(call->details);
-  free(call->joined);
+  rpc_join_destroy(call->join);
+  rpc_arena_destroy(call->arena);
   grpc_completion_queue_shutdown(call->cq);
   while (grpc_completion_queue_next(call->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
          GRPC_QUEUE_SHUTDOWN) {

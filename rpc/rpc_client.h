@@ -20,8 +20,15 @@
  * the message names it already; rpc_client_call_status gives the raw gRPC
  * status code.  A call handle is
  * used by one thread at a time; different calls on one client may run on
- * different threads at once.  Received messages are the caller's: free
- * them with protobuf_c_message_free_unpacked(msg, NULL).
+ * different threads at once.
+ *
+ * Ownership of received messages: the single response of
+ * rpc_client_unary and rpc_client_call_finish is the caller's (free it
+ * with protobuf_c_message_free_unpacked(msg, NULL)).  A message from
+ * rpc_client_call_read is lent: it lives in the call's memory, which the
+ * next read reuses, so that a stream of large chunks costs no allocation
+ * per message.  Do not free it; copy what must outlive it
+ * (rpc_client_message_copy).
  */
 #ifndef FZIP_RPC_CLIENT_H
 #define FZIP_RPC_CLIENT_H
@@ -75,11 +82,19 @@ bool rpc_client_call_write(rpc_client_call_t *call, const ProtobufCMessage *msg,
                            fzip_error_t *error);
 bool rpc_client_call_writes_done(rpc_client_call_t *call, fzip_error_t *error);
 /* Reads the next message.  At the end of the stream *msg is NULL and the
- * result is the call's status (true for OK). */
+ * result is the call's status (true for OK).  *msg is lent by the call:
+ * valid until the next rpc_client_call_read or rpc_client_call_finish on
+ * this call (whatever they return) or rpc_client_call_destroy; never
+ * free it. */
 bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_error_t *error);
 /* Client streaming: half-close, read the single response, then the status.
- * *resp is the caller's (NULL if the server sent none). */
+ * *resp is the caller's (NULL if the server sent none); a message an
+ * earlier read lent is no longer valid. */
 bool rpc_client_call_finish(ProtobufCMessage **resp, rpc_client_call_t *call, fzip_error_t *error);
+/* A copy of `msg` (e.g. a lent one) that is the caller's: free it with
+ * protobuf_c_message_free_unpacked(*out, NULL). */
+bool rpc_client_message_copy(ProtobufCMessage **out, const ProtobufCMessage *msg,
+                             fzip_error_t *error);
 /* Cancels the call; later steps fail with CANCELLED. */
 void rpc_client_call_cancel(rpc_client_call_t *call);
 /* gRPC status code once the call ended (-1 before). */

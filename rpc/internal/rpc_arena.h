@@ -1,13 +1,17 @@
 /*
  * rpc_arena: the per-call memory pool (after h2o's request pool).
  *
- * Handlers build response messages in it and the layer unpacks request
- * messages into it through a ProtobufCAllocator, so one call's messages are
- * released together by rpc_arena_reset (after each message is packed) or
- * rpc_arena_destroy (when the call ends).  The arena has a hard byte limit:
- * past it allocation returns NULL and the call fails with
+ * Server side, handlers build response messages in it and the layer
+ * unpacks request messages into it through a ProtobufCAllocator, so one
+ * call's messages are released together by rpc_arena_reset (after each
+ * message is packed) or rpc_arena_destroy (when the call ends).  Client
+ * side, rpc_client unpacks each streamed response into its call's arena
+ * and resets it at the next read.  The arena has a hard byte limit: past
+ * it allocation returns NULL and the server's call fails with
  * RESOURCE_EXHAUSTED instead of growing without bound.  Not thread-safe: a
- * call's arena is used by one worker at a time.
+ * call's arena is used by one thread at a time.  Under AddressSanitizer a
+ * reset poisons the memory it keeps, so reading a message after its reset
+ * is reported wherever the memory was not handed out again.
  */
 #ifndef FZIP_RPC_ARENA_H
 #define FZIP_RPC_ARENA_H

@@ -6,7 +6,10 @@
  * client/rpc_client: every call shape, auth, flow control under a slow
  * reader with the server's RSS read from /proc, cancellation, deadlines,
  * concurrency, a full worker pool, health Check/Watch, TLS, and SIGTERM
- * during a stream.  RSS and time figures are printed for the record; no
+ * during a stream, and streams whose message sizes grow and shrink, each
+ * message checked whole as it arrives (the client lends each read message
+ * from memory the next read reuses; the server joins and unpacks upload
+ * chunks into reused memory).  RSS and time figures are printed for the record; no
  * test here asserts a throughput: that is bench's, against its floor
  * (docs/BENCHMARKS.md).
  */
@@ -29,6 +32,19 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "rpc_client.h"
 
+/* Under AddressSanitizer the rpc arena poisons what a reset hands back;
+ * the mixed-size download checks that a stale message is poisoned. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #define MIB (1024 * 1024)
 #define BIG_STREAM_BYTES ((uint64_t)256 * MIB)
 #define STREAM_CHUNK MIB
@@ -46,6 +62,13 @@
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define SIGTERM_EXIT_LIMIT_MS 6000
+/* Message sizes the mixed-size streams cycle through: past the reused
+ * block and back below it, one byte, an arena block plus one, the send
+ * limit's 4 MiB; the upload adds an empty message.  MIXED_STREAM_BYTES
+ * covers the cycle several times. */
+#define MIXED_SIZES                                                                         \
+  MIB, 1, 3 * MIB + 7, 16 * 1024 + 1, 2 * MIB, 100, 4 * MIB, 64 * 1024, MIB + 1
+#define MIXED_STREAM_BYTES ((uint64_t)48 * MIB)
 /* test_rpc_server's Download pattern: byte i of the stream is i % 251. */
 #define DOWNLOAD_PATTERN_PERIOD 251
 
@@ -264,7 +287,6 @@ static void test_download_256mib_to_slow_reader_keeps_server_rss_flat(void) {
     if (!chunk_continues(c, got))
       content_ok = false;
     got += c->data.len;
-    protobuf_c_message_free_unpacked(msg, NULL);
     if (i % 8 == 0) {
       long rss = proc_kib(shared.pid, "VmRSS");
       if (rss > peak)
@@ -301,7 +323,6 @@ static void test_download_256mib_at_full_speed_arrives_whole_and_in_order(void) 
     if (!chunk_continues(c, got))
       content_ok = false;
     got += c->data.len;
-    protobuf_c_message_free_unpacked(msg, NULL);
   }
   int status = rpc_client_call_status(call);
   rpc_client_call_destroy(call);
@@ -371,6 +392,103 @@ static void test_upload_256mib_sha256_matches(void) {
   CHECK(peak - idle < RSS_GROWTH_LIMIT_KIB);
 }
 
+/* Each read lends its message from the call's memory, which the next read
+ * reuses (rpc_client.h): every message must be whole and exactly the
+ * expected one when it is read, whatever the sizes before it, and under
+ * ASan the bytes of the previous one that this one does not reuse must be
+ * poisoned, so that a caller keeping a message too long is reported. */
+static void test_download_of_mixed_sizes_is_whole_at_every_read(void) {
+  static uint32_t sizes[] = {MIXED_SIZES};
+  const size_t n_sizes = sizeof sizes / sizeof sizes[0];
+  fzip_error_t err = {0};
+  rpc_client_call_t *call = NULL;
+  ProtobufCMessage *msg = NULL;
+  Fzip__Test__V1__DownloadRequest req = FZIP__TEST__V1__DOWNLOAD_REQUEST__INIT;
+  uint64_t got = 0;
+  size_t k = 0, bad_size = 0, bad_content = 0, not_poisoned = 0;
+#ifdef TEST_ASAN
+  const uint8_t *prev = NULL; /* the last message's bytes */
+  size_t prev_len = 0;
+#endif
+  req.total_bytes = MIXED_STREAM_BYTES;
+  req.chunk_sizes = sizes;
+  req.n_chunk_sizes = n_sizes;
+  CHECK_OK(rpc_client_call_open_with(&call, cli, "/fzip.test.v1.Test/Download", &good, &req.base,
+                                     &fzip__test__v1__chunk__descriptor, &err),
+           err);
+  while (rpc_client_call_read(&msg, call, &err) && msg) {
+    const Fzip__Test__V1__Chunk *c = (const Fzip__Test__V1__Chunk *)msg;
+    uint64_t left = MIXED_STREAM_BYTES - got;
+    size_t want = left < sizes[k % n_sizes] ? (size_t)left : sizes[k % n_sizes];
+    bad_size += c->data.len != want;
+    bad_content += !chunk_continues(c, got);
+#ifdef TEST_ASAN
+    if (prev && prev_len > c->data.len && !__asan_address_is_poisoned(prev + prev_len - 1))
+      not_poisoned++;
+    prev = c->data.data;
+    prev_len = c->data.len;
+#endif
+    got += c->data.len;
+    k++;
+  }
+  int status = rpc_client_call_status(call);
+  rpc_client_call_destroy(call);
+#ifdef TEST_ASAN
+  const char *poison_note = "";
+#else
+  const char *poison_note = " (not checked: no ASan)";
+#endif
+  fprintf(stderr, "  mixed download: %zu messages, %zu of the wrong size, %zu wrong, %zu stale "
+                  "tails not poisoned%s\n",
+          k, bad_size, bad_content, not_poisoned, poison_note);
+  CHECK_OK(status == 0, err);
+  CHECK(got == MIXED_STREAM_BYTES);
+  CHECK(k > 2 * n_sizes);
+  CHECK(bad_size == 0 && bad_content == 0);
+  CHECK(not_poisoned == 0);
+}
+
+/* The server joins each upload message's slices into a per-call buffer and
+ * unpacks it into the call's reused arena block (rpc_call.c): messages that
+ * grow and shrink, and an empty one, must all arrive as sent. */
+static void test_upload_of_mixed_sizes_sha256_matches(void) {
+  static const uint32_t sizes[] = {MIXED_SIZES, 0};
+  const size_t n_sizes = sizeof sizes / sizeof sizes[0];
+  fzip_error_t err = {0};
+  rpc_client_call_t *call = NULL;
+  Fzip__Test__V1__UploadResponse *resp = NULL;
+  uint8_t *buf = malloc(4 * MIB);
+  fzip_sha256_t *sha = fzip_sha256_new();
+  char want[FZIP_SHA256_HEX_LEN + 1];
+  uint64_t off = 0;
+  uint32_t chunks = 0;
+  bool sent = true;
+  CHECK(buf && sha);
+  CHECK_OK(rpc_client_call_open(&call, cli, "/fzip.test.v1.Test/Upload", &good,
+                                &fzip__test__v1__upload_response__descriptor, &err),
+           err);
+  for (size_t k = 0; off < MIXED_STREAM_BYTES && sent; k++) {
+    Fzip__Test__V1__Chunk c = FZIP__TEST__V1__CHUNK__INIT;
+    size_t n = sizes[k % n_sizes];
+    fill_pattern(buf, n, off);
+    fzip_sha256_update(sha, buf, n);
+    c.data.data = buf;
+    c.data.len = n;
+    sent = rpc_client_call_write(call, &c.base, &err);
+    off += n;
+    chunks++;
+  }
+  bool finished = sent && rpc_client_call_finish((ProtobufCMessage **)&resp, call, &err);
+  rpc_client_call_destroy(call);
+  fzip_sha256_final_hex(sha, want);
+  fzip_sha256_destroy(sha);
+  free(buf);
+  CHECK_OK(finished, err);
+  bool match = resp->total_bytes == off && !strcmp(resp->sha256, want) && resp->chunks == chunks;
+  protobuf_c_message_free_unpacked(&resp->base, NULL);
+  CHECK(match);
+}
+
 static void test_cancel_mid_download_runs_close_and_server_survives(void) {
   fzip_error_t err = {0};
   rpc_client_call_t *call = NULL;
@@ -381,7 +499,6 @@ static void test_cancel_mid_download_runs_close_and_server_survives(void) {
   for (int i = 0; i < 4; i++) {
     CHECK_OK(rpc_client_call_read(&msg, call, &err), err);
     CHECK(msg != NULL);
-    protobuf_c_message_free_unpacked(msg, NULL);
   }
   rpc_client_call_cancel(call);
   bool read_ok = rpc_client_call_read(&msg, call, &err);
@@ -426,7 +543,6 @@ static void test_deadline_mid_download_is_deadline_exceeded(void) {
   bool ok;
   CHECK_OK(open_download(&call, cli, &co, (uint64_t)1024 * MIB, 256 * 1024, &err), err);
   while ((ok = rpc_client_call_read(&msg, call, &err)) && msg) {
-    protobuf_c_message_free_unpacked(msg, NULL);
     msgs++;
     sleep_ms(50);
   }
@@ -503,8 +619,6 @@ static void test_bidi_echo_stream_replies_once_per_request(void) {
     req.text = text;
     all = rpc_client_call_write(call, &req.base, &err) && rpc_client_call_read(&msg, call, &err) &&
           msg && !strcmp(((Fzip__Test__V1__EchoResponse *)msg)->text, text);
-    if (msg)
-      protobuf_c_message_free_unpacked(msg, NULL);
   }
   bool ended = all && rpc_client_call_writes_done(call, &err) &&
                rpc_client_call_read(&msg, call, &err) && !msg;
@@ -518,9 +632,7 @@ static int watch_next_status(rpc_client_call_t *call) {
   ProtobufCMessage *msg = NULL;
   if (!rpc_client_call_read(&msg, call, &err) || !msg)
     return -1;
-  int status = ((Grpc__Health__V1__HealthCheckResponse *)msg)->status;
-  protobuf_c_message_free_unpacked(msg, NULL);
-  return status;
+  return ((Grpc__Health__V1__HealthCheckResponse *)msg)->status;
 }
 
 static bool set_health(const char *service, int status) {
@@ -648,8 +760,6 @@ static void test_sigterm_during_stream_exits_zero_promptly(void) {
   bool up = client_for(&c, s.target) &&
             open_download(&call, c, &good, (uint64_t)1024 * MIB, STREAM_CHUNK, &err) &&
             rpc_client_call_read(&msg, call, &err) && msg;
-  if (msg)
-    protobuf_c_message_free_unpacked(msg, NULL);
   pthread_create(&tid, NULL, stopper, &st);
   for (int i = 0; up && i < 1024; i++) {
     if (!rpc_client_call_read(&msg, call, &err)) {
@@ -658,7 +768,6 @@ static void test_sigterm_during_stream_exits_zero_promptly(void) {
     }
     if (!msg)
       break;
-    protobuf_c_message_free_unpacked(msg, NULL);
     sleep_ms(20);
   }
   /* A client that got its error closes its connection, as real ones do. */
@@ -735,6 +844,8 @@ int main(int argc, char **argv) {
   RUN(test_download_256mib_to_slow_reader_keeps_server_rss_flat);
   RUN(test_download_256mib_at_full_speed_arrives_whole_and_in_order);
   RUN(test_upload_256mib_sha256_matches);
+  RUN(test_download_of_mixed_sizes_is_whole_at_every_read);
+  RUN(test_upload_of_mixed_sizes_sha256_matches);
   RUN(test_cancel_mid_download_runs_close_and_server_survives);
   RUN(test_cancel_mid_upload_runs_close_and_server_survives);
   RUN(test_deadline_mid_download_is_deadline_exceeded);

@@ -27,6 +27,8 @@
 #include "svc_health.h"
 
 #define TEST_MAX_CHUNK (4 * 1024 * 1024)
+/* DownloadRequest.chunk_sizes: how many sizes a stream may cycle through. */
+#define TEST_MAX_CHUNK_SIZES 16
 #define TEST_MAX_SLEEP_MS 60000
 #define TEST_SLEEP_TICK_MS 5
 
@@ -138,19 +140,33 @@ typedef struct {
   uint64_t offset;
   uint64_t total;
   uint32_t chunk;
+  uint32_t sizes[TEST_MAX_CHUNK_SIZES]; /* chunk_sizes, copied: the request dies after open */
+  size_t n_sizes;
+  size_t sent; /* chunks so far */
 } download_t;
 
 static bool download_open(rpc_ctx_t *ctx, const ProtobufCMessage *req, void **state,
                           fzip_error_t *error) {
   const Fzip__Test__V1__DownloadRequest *r = (const Fzip__Test__V1__DownloadRequest *)req;
-  if (r->chunk_bytes == 0 || r->chunk_bytes > TEST_MAX_CHUNK)
+  if (r->n_chunk_sizes == 0 && (r->chunk_bytes == 0 || r->chunk_bytes > TEST_MAX_CHUNK))
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
                           "chunk_bytes must be 1..%d", TEST_MAX_CHUNK);
+  if (r->n_chunk_sizes > TEST_MAX_CHUNK_SIZES)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
+                          "at most %d chunk_sizes", TEST_MAX_CHUNK_SIZES);
+  for (size_t i = 0; i < r->n_chunk_sizes; i++) {
+    if (r->chunk_sizes[i] == 0 || r->chunk_sizes[i] > TEST_MAX_CHUNK)
+      return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
+                            "chunk_sizes must be 1..%d", TEST_MAX_CHUNK);
+  }
   download_t *d = calloc(1, sizeof *d);
   if (!d)
     return out_of_memory(error);
   d->total = r->total_bytes;
   d->chunk = r->chunk_bytes;
+  d->n_sizes = r->n_chunk_sizes;
+  if (d->n_sizes)
+    memcpy(d->sizes, r->chunk_sizes, d->n_sizes * sizeof d->sizes[0]);
   *state = d;
   return true;
 }
@@ -159,7 +175,8 @@ static bool download_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, b
                           int *retry_after_ms, fzip_error_t *error) {
   download_t *d = state;
   uint64_t left = d->total - d->offset;
-  size_t n = left < d->chunk ? (size_t)left : d->chunk;
+  uint32_t want = d->n_sizes ? d->sizes[d->sent++ % d->n_sizes] : d->chunk;
+  size_t n = left < want ? (size_t)left : want;
   Fzip__Test__V1__Chunk *c = rpc_ctx_alloc(ctx, sizeof *c);
   if (!c)
     return out_of_memory(error);
