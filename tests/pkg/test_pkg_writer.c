@@ -973,6 +973,56 @@ static int count_temp_leftovers(void) {
   return n;
 }
 
+/* Files in the build's private temp dir (tmpdir/fzip-pkg-*), at most. */
+static void on_progress_count_files(void *ctx, const pkg_progress_t *p) {
+  int *most = ctx;
+  DIR *d = opendir(tmpdir);
+  struct dirent *e;
+
+  (void)p;
+  while (d && (e = readdir(d))) {
+    char sub[768];
+    DIR *b;
+    struct dirent *f;
+    int n = 0;
+    if (strncmp(e->d_name, "fzip-pkg-", 9) != 0)
+      continue;
+    snprintf(sub, sizeof sub, "%s/%s", tmpdir, e->d_name);
+    for (b = opendir(sub); b && (f = readdir(b));)
+      n += strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0;
+    if (b)
+      closedir(b);
+    if (n > *most)
+      *most = n;
+  }
+  if (d)
+    closedir(d);
+}
+
+/* Every entry (6 data entries, 3 files, the manifest; the CSV tables)
+ * goes to one of two spool files, not to a file of its own: creating a
+ * file per entry cost more CPU than writing the bytes. */
+static void test_entries_share_two_spool_files(void) {
+  fzip_error_t err = {0};
+  pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE, .include_analytics = true};
+  int most = 0;
+  pkg_options_t opt = {.temp_dir = tmpdir, .progress = on_progress_count_files,
+                       .progress_ctx = &most};
+  pkg_result_t res;
+  char p[512];
+
+  snprintf(p, sizeof p, "%s/spool.fzip", tmpdir);
+  CHECK_OK(export_source_write_file(&res, store, USER, &sel, &opt, p, &err), err);
+  CHECK(res.entries >= 10);
+  CHECK(most == 1);
+  sel.include_csv = true;
+  most = 0;
+  CHECK_OK(export_source_write_file(&res, store, USER, &sel, &opt, p, &err), err);
+  CHECK(most == 2);
+  CHECK(count_temp_leftovers() == 0);
+  unlink(p);
+}
+
 static void test_cancel_stops_with_cancelled_and_leaves_nothing(void) {
   fzip_error_t err = {0};
   pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE};
@@ -1268,6 +1318,7 @@ int main(void) {
   RUN(test_an_increment_lists_a_deleted_id_that_also_left_the_selection_once);
   RUN(test_many_deletions_report_progress_and_can_be_cancelled);
   RUN(test_progress_counts_up_to_the_counted_total);
+  RUN(test_entries_share_two_spool_files);
   RUN(test_cancel_stops_with_cancelled_and_leaves_nothing);
   RUN(test_write_blob_stores_the_package_with_its_size_and_sha256);
   RUN(test_bad_selection_is_invalid_argument);
