@@ -595,26 +595,32 @@ static store_write_mode_t write_mode(int strategy) {
 /* The document as it is stored: only the fields format 1.0 defines
  * (pkgv_entity_sanitize: a package's userId or any other unknown field is
  * dropped, the caller's user owns everything) and a file's s3Key names the
- * blob this import writes. */
+ * blob this import writes.  Only a file needs a second copy (its s3Key
+ * replaced); any other kind is stored as sanitized. */
 static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t *doc) {
-  bson_t *out = bson_new();
   bson_t *known = bson_new();
+  bson_t *out = NULL;
   bson_iter_t it;
   const char *file_id = NULL;
 
-  if (pkgv_entity_sanitize(known, kind, doc, NULL) && bson_iter_init(&it, known)) {
+  if (!pkgv_entity_sanitize(known, kind, doc, NULL)) {
+    bson_reinit(known); /* too large: stored as nothing, which the store refuses */
+    return known;
+  }
+  if (kind != FZIP_KIND_TRANSACTION_FILE)
+    return known;
+  out = bson_new();
+  if (bson_iter_init(&it, known)) {
     while (bson_iter_next(&it)) {
       const char *key = bson_iter_key(&it);
-      if (strcmp(key, "userId") == 0 ||
-          (kind == FZIP_KIND_TRANSACTION_FILE && strcmp(key, "s3Key") == 0))
+      if (strcmp(key, "s3Key") == 0)
         continue;
-      if (kind == FZIP_KIND_TRANSACTION_FILE && strcmp(key, "fileId") == 0 &&
-          BSON_ITER_HOLDS_UTF8(&it))
+      if (strcmp(key, "fileId") == 0 && BSON_ITER_HOLDS_UTF8(&it))
         file_id = bson_iter_utf8(&it, NULL);
       bson_append_iter(out, NULL, 0, &it);
     }
   }
-  if (kind == FZIP_KIND_TRANSACTION_FILE && file_id && pkgr_file_find(pkg, file_id)) {
+  if (file_id && pkgr_file_find(pkg, file_id)) {
     char key[STORE_BLOB_ID_MAX + 1];
     char copy_id[FZIP_UUID_LEN + 1]; /* as_copy: the blob goes under the new file id */
     file_blob_id(key, sizeof key, r->user, import_map_id(r->map, kind, file_id, copy_id),
