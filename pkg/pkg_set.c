@@ -31,14 +31,22 @@ static size_t next_cap(size_t cap, size_t n) {
   return cap ? cap * 2 : SET_FIRST_CAP;
 }
 
-bool pkg_strset_has(const pkg_strset_t *set, const char *s) {
-  if (!set->cap)
-    return false;
-  for (size_t j = str_hash(s) & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1)) {
-    if (strcmp(set->slots[j], s) == 0)
+/* Probes for s from its hash h: true if present, else *free_slot is the
+ * free slot where it goes (the first on its probe sequence). */
+static bool str_find(const pkg_strset_t *set, const char *s, uint64_t h, size_t *free_slot) {
+  size_t j = h & (set->cap - 1);
+  for (; set->slots[j]; j = (j + 1) & (set->cap - 1)) {
+    /* the first byte settles most misses without a call */
+    if (set->slots[j][0] == s[0] && strcmp(set->slots[j], s) == 0)
       return true;
   }
+  *free_slot = j;
   return false;
+}
+
+bool pkg_strset_has(const pkg_strset_t *set, const char *s) {
+  size_t j;
+  return set->cap && str_find(set, s, str_hash(s), &j);
 }
 
 /* The free slot where a string hashing to h goes. */
@@ -63,19 +71,27 @@ static bool strset_grow(pkg_strset_t *set, size_t cap) {
   return true;
 }
 
+/* One hash and one probe for both the lookup and the insertion (the
+ * writer adds every referenced id of every document, most of them
+ * already present). */
 pkg_set_rc_t pkg_strset_add(pkg_strset_t *set, const char *s, size_t max) {
-  size_t cap;
+  size_t len = strlen(s), cap, j = 0;
+  uint64_t h = pkg_set_hash(s, len);
   char *copy;
 
-  if (pkg_strset_has(set, s))
+  if (set->cap && str_find(set, s, h, &j))
     return PKG_SET_PRESENT;
   if (set->n >= max)
     return PKG_SET_FULL;
-  if ((cap = next_cap(set->cap, set->n)) && !strset_grow(set, cap))
+  if ((cap = next_cap(set->cap, set->n))) {
+    if (!strset_grow(set, cap))
+      return PKG_SET_OOM;
+    j = str_slot(set->slots, set->cap, h);
+  }
+  if (!(copy = malloc(len + 1)))
     return PKG_SET_OOM;
-  if (!(copy = strdup(s)))
-    return PKG_SET_OOM;
-  set->slots[str_slot(set->slots, set->cap, str_hash(s))] = copy;
+  memcpy(copy, s, len + 1);
+  set->slots[j] = copy;
   set->n++;
   return PKG_SET_ADDED;
 }
