@@ -293,13 +293,25 @@ bool pkgjson_write_string(pkgjson_writer_t *w, const char *s, size_t len, fzip_e
 /* Decimal digits of v, as "%lld" spells them, at the end of out; returns
  * where they start. */
 static char *format_int64(char out[INT64_TEXT_MAX], int64_t v) {
+  /* "00" "01" ... "99": two digits per division (timestamps have 13). */
+  static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                              "25262728293031323334353637383940414243444546474849"
+                              "50515253545556575859606162636465666768697071727374"
+                              "75767778798081828384858687888990919293949596979899";
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v; /* INT64_MIN too */
   char *p = out + INT64_TEXT_MAX;
 
-  do {
-    *--p = (char)('0' + u % 10);
-    u /= 10;
-  } while (u != 0);
+  while (u >= 100) {
+    p -= 2;
+    memcpy(p, pairs + 2 * (u % 100), 2);
+    u /= 100;
+  }
+  if (u >= 10) {
+    p -= 2;
+    memcpy(p, pairs + 2 * u, 2);
+  } else {
+    *--p = (char)('0' + u);
+  }
   if (v < 0)
     *--p = '-';
   return p;
