@@ -347,23 +347,27 @@ bool pkgjson_write_double(pkgjson_writer_t *w, double v, fzip_error_t *error) {
 static bool write_container(pkgjson_writer_t *w, bson_iter_t *it, bool is_array,
                             fzip_error_t *error);
 
+/* The member `it` is on was checked by bson_iter_next (bounds, a string's
+ * length and terminating NUL, a bool's byte), so the inline _unsafe
+ * accessors read it as the checked ones would, without a library call
+ * and a type check each. */
 static bool write_value(pkgjson_writer_t *w, bson_iter_t *it, fzip_error_t *error) {
   bson_iter_t child;
-  uint32_t len;
+  size_t len;
   const char *s;
 
-  switch (bson_iter_type(it)) {
+  switch (bson_iter_type_unsafe(it)) {
   case BSON_TYPE_UTF8:
-    s = bson_iter_utf8(it, &len);
+    s = bson_iter_utf8_unsafe(it, &len);
     return pkgjson_write_string(w, s, len, error);
   case BSON_TYPE_INT32:
-    return pkgjson_write_int64(w, bson_iter_int32(it), error);
+    return pkgjson_write_int64(w, bson_iter_int32_unsafe(it), error);
   case BSON_TYPE_INT64:
-    return pkgjson_write_int64(w, bson_iter_int64(it), error);
+    return pkgjson_write_int64(w, bson_iter_int64_unsafe(it), error);
   case BSON_TYPE_DOUBLE:
-    return pkgjson_write_double(w, bson_iter_double(it), error);
+    return pkgjson_write_double(w, bson_iter_double_unsafe(it), error);
   case BSON_TYPE_BOOL:
-    return bson_iter_bool(it) ? put(w, "true", 4, error) : put(w, "false", 5, error);
+    return bson_iter_bool_unsafe(it) ? put(w, "true", 4, error) : put(w, "false", 5, error);
   case BSON_TYPE_NULL:
     return put(w, "null", 4, error);
   case BSON_TYPE_DOCUMENT:
@@ -384,14 +388,14 @@ static bool write_value(pkgjson_writer_t *w, bson_iter_t *it, fzip_error_t *erro
  * error path while its value is written. */
 static bool write_member(pkgjson_writer_t *w, bson_iter_t *it, bool is_array, bool first,
                          fzip_error_t *error) {
-  const char *key = bson_iter_key(it);
+  const char *key = bson_iter_key_unsafe(it);
   bool ok = true;
 
   w->keys[w->n_keys++] = key; /* depth <= PKGJSON_DEPTH_MAX: write_container */
   if (!first)
     ok = put_char(w, ',', error);
   if (ok && !is_array) {
-    size_t key_len = (size_t)bson_iter_key_len(it), first_escape;
+    size_t key_len = it->d1 - it->key - 1, first_escape; /* bson_iter_key_len, inline */
     if (!string_scan(key, key_len, &first_escape))
       ok = path_error(w, FZIP_ERR_INVALID_ARGUMENT, "key is not valid UTF-8", error);
     else
