@@ -28,6 +28,12 @@ void rpc_join_destroy(rpc_join_t *join) {
   free(join);
 }
 
+void rpc_join_trim(rpc_join_t *join) {
+  free(join->data);
+  join->data = NULL;
+  join->cap = 0;
+}
+
 /* Room for n bytes.  The old contents need not survive, so no realloc
  * (which would copy them). */
 static bool reserve(rpc_join_t *join, size_t n, const char *what, fzip_error_t *error) {

@@ -9,8 +9,9 @@
  * message seen and is kept, so a stream of chunks allocates (and
  * page-faults in) its buffer once instead of once per message, as
  * grpc_byte_buffer_reader_readall would.  Both sides use it: rpc_call for
- * request messages, rpc_client for responses.  Not thread-safe: one join
- * per call, used by one thread at a time.
+ * request messages, rpc_client for responses.  The server trims it after
+ * each message (rpc_join_trim; rpc_call.c says why).  Not thread-safe:
+ * one join per call, used by one thread at a time.
  */
 #ifndef FZIP_RPC_JOIN_H
 #define FZIP_RPC_JOIN_H
@@ -35,5 +36,8 @@ void rpc_join_destroy(rpc_join_t *join); /* accepts NULL */
  * `bad_code`; `what` ("request", "response") names the message in errors. */
 bool rpc_join_bytes(const uint8_t **out, size_t *len, rpc_join_t *join, grpc_byte_buffer *buf,
                     fzip_code_t bad_code, const char *what, fzip_error_t *error);
+/* Frees the join's buffer (the next multi-slice message allocates one
+ * again); the join stays usable. */
+void rpc_join_trim(rpc_join_t *join);
 
 #endif
