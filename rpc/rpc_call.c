@@ -291,9 +291,7 @@ static bool unpack_message(ProtobufCMessage **out, rpc_call_t *c, grpc_byte_buff
                            const ProtobufCMessageDescriptor *desc, fzip_error_t *error) {
   const uint8_t *bytes = NULL;
   size_t len = 0;
-  if (!c->join && !(c->join = rpc_join_new()))
-    return fzip_error_oom(error, "a request message");
-  if (!rpc_join_bytes(&bytes, &len, c->join, buf, FZIP_ERR_INVALID_ARGUMENT, "request", error))
+  if (!rpc_join_bytes(&bytes, &len, &c->join, buf, FZIP_ERR_INVALID_ARGUMENT, "request", error))
     return false;
   *out = protobuf_c_message_unpack(desc, rpc_arena_allocator(c->ctx.arena), len, bytes);
   rpc_join_trim(c->join);

@@ -41,6 +41,9 @@
  * (it was malloc'd) either; a cap here would only refuse messages of
  * many small items, whose structs outweigh their wire bytes. */
 #define RPC_CLIENT_ARENA_LIMIT SIZE_MAX
+/* rpc_client_message_copy packs into this much stack first (a job
+ * snapshot fits), then into the heap. */
+#define RPC_CLIENT_COPY_STACK 1024
 
 struct rpc_client {
   grpc_channel *channel;
@@ -368,9 +371,7 @@ static bool unpack(ProtobufCMessage **msg, rpc_client_call_t *call, grpc_byte_bu
                    rpc_arena_t *arena, fzip_error_t *error) {
   const uint8_t *bytes = NULL;
   size_t len = 0;
-  if (!call->join && !(call->join = rpc_join_new()))
-    return fzip_error_oom(error, "a response message");
-  if (!rpc_join_bytes(&bytes, &len, call->join, buf, FZIP_ERR_DATA_LOSS, "response", error))
+  if (!rpc_join_bytes(&bytes, &len, &call->join, buf, FZIP_ERR_DATA_LOSS, "response", error))
     return false;
   *msg = protobuf_c_message_unpack(call->resp_desc, arena ? rpc_arena_allocator(arena) : NULL,
                                    len, bytes);
@@ -456,15 +457,13 @@ bool rpc_client_unary(ProtobufCMessage **resp, rpc_client_t *client, const char 
 
 bool rpc_client_message_copy(ProtobufCMessage **out, const ProtobufCMessage *msg,
                              fzip_error_t *error) {
-  size_t size = protobuf_c_message_get_packed_size(msg);
-  uint8_t *packed = malloc(size ? size : 1);
-  *out = NULL;
-  if (!packed)
-    return fzip_error_oom(error, "a message copy");
-  protobuf_c_message_pack(msg, packed);
-  *out = protobuf_c_message_unpack(msg->descriptor, NULL, size, packed);
-  free(packed);
-  /* What was just packed unpacks, unless memory ran out. */
+  uint8_t first[RPC_CLIENT_COPY_STACK];
+  ProtobufCBufferSimple packed = PROTOBUF_C_BUFFER_SIMPLE_INIT(first);
+  /* The simple buffer drops what it cannot allocate: a short pack means
+   * out of memory.  What was packed whole unpacks, unless memory ran out. */
+  bool whole = protobuf_c_message_pack_to_buffer(msg, &packed.base) == packed.len;
+  *out = whole ? protobuf_c_message_unpack(msg->descriptor, NULL, packed.len, packed.data) : NULL;
+  PROTOBUF_C_BUFFER_SIMPLE_CLEAR(&packed);
   return *out ? true : fzip_error_oom(error, "a message copy");
 }
 

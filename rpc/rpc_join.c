@@ -19,19 +19,17 @@ struct rpc_join {
   size_t cap;
 };
 
-rpc_join_t *rpc_join_new(void) { return calloc(1, sizeof(rpc_join_t)); }
-
-void rpc_join_destroy(rpc_join_t *join) {
+void rpc_join_trim(rpc_join_t *join) {
   if (!join)
     return;
   free(join->data);
-  free(join);
-}
-
-void rpc_join_trim(rpc_join_t *join) {
-  free(join->data);
   join->data = NULL;
   join->cap = 0;
+}
+
+void rpc_join_destroy(rpc_join_t *join) {
+  rpc_join_trim(join);
+  free(join);
 }
 
 /* Room for n bytes.  The old contents need not survive, so no realloc
@@ -50,11 +48,14 @@ static bool reserve(rpc_join_t *join, size_t n, const char *what, fzip_error_t *
 }
 
 /* Copies the reader's slices from `s` on, `total` bytes in all, into the
- * join's buffer.  Slices that do not add up to the length are a gRPC bug,
- * not the peer's: INTERNAL. */
-static bool copy_slices(rpc_join_t *join, grpc_byte_buffer_reader *reader, grpc_slice *s,
+ * join's buffer (making the join first if need be).  Slices that do not
+ * add up to the length are a gRPC bug, not the peer's: INTERNAL. */
+static bool copy_slices(rpc_join_t **joinp, grpc_byte_buffer_reader *reader, grpc_slice *s,
                         size_t total, const char *what, fzip_error_t *error) {
   size_t at = 0;
+  if (!*joinp && !(*joinp = calloc(1, sizeof(rpc_join_t))))
+    return fzip_error_oom(error, "a message join");
+  rpc_join_t *join = *joinp;
   if (!reserve(join, total, what, error))
     return false;
   do {
@@ -71,7 +72,7 @@ static bool copy_slices(rpc_join_t *join, grpc_byte_buffer_reader *reader, grpc_
   return true;
 }
 
-bool rpc_join_bytes(const uint8_t **out, size_t *len, rpc_join_t *join, grpc_byte_buffer *buf,
+bool rpc_join_bytes(const uint8_t **out, size_t *len, rpc_join_t **join, grpc_byte_buffer *buf,
                     fzip_code_t bad_code, const char *what, fzip_error_t *error) {
   grpc_byte_buffer_reader reader;
   grpc_slice *s = NULL;
@@ -98,7 +99,7 @@ bool rpc_join_bytes(const uint8_t **out, size_t *len, rpc_join_t *join, grpc_byt
   } else {
     if (!copy_slices(join, &reader, s, total, what, error))
       goto done;
-    *out = join->data;
+    *out = (*join)->data;
   }
   *len = total;
   ok = true;

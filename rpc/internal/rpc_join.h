@@ -25,19 +25,21 @@
 
 typedef struct rpc_join rpc_join_t;
 
-rpc_join_t *rpc_join_new(void);          /* NULL: out of memory */
 void rpc_join_destroy(rpc_join_t *join); /* accepts NULL */
 
 /* The bytes of `buf` in *out (*len of them; a 0-byte message gives ""):
  * the buffer's only slice, valid while `buf` lives, or the join's buffer,
- * valid until the next rpc_join_bytes on this join or its destroy.  A
+ * valid until the next rpc_join_bytes on this join, its trim or its
+ * destroy.  *join is made here when a message first needs it (start with
+ * NULL: a call whose messages arrive in one slice never has one); the
+ * caller destroys it.  A
  * compressed buffer is inflated by gRPC's reader first.  A buffer that
  * cannot be read (a bad compressed message: the peer's fault) fails with
  * `bad_code`; `what` ("request", "response") names the message in errors. */
-bool rpc_join_bytes(const uint8_t **out, size_t *len, rpc_join_t *join, grpc_byte_buffer *buf,
+bool rpc_join_bytes(const uint8_t **out, size_t *len, rpc_join_t **join, grpc_byte_buffer *buf,
                     fzip_code_t bad_code, const char *what, fzip_error_t *error);
 /* Frees the join's buffer (the next multi-slice message allocates one
- * again); the join stays usable. */
+ * again); the join stays usable.  Accepts NULL. */
 void rpc_join_trim(rpc_join_t *join);
 
 #endif
