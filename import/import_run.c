@@ -10,8 +10,11 @@
  *      (libzip needs random access);
  *   3. validate it (pkg_validate) with the user's data and the merge
  *      strategy: VALIDATION_FAILED ends here, validate-only ends with the
- *      preview as VALIDATION_PASSED;
+ *      preview as VALIDATION_PASSED; otherwise the entities it read are
+ *      kept in a spool (pkg_spool.h), so the package's JSON is inflated
+ *      and parsed once;
  *   4. PROCESSING: restore kind by kind in dependency order, in batches,
+ *      from the spool,
  *      every document tagged with the import id and every replaced version
  *      stashed (store_entity_put_batch_tagged); transaction files' bytes go
  *      to new blobs named "<user>/<fileId>/<importId>";
@@ -169,6 +172,10 @@ typedef struct {
   uint64_t created[FZIP_KIND_COUNT], overwritten[FZIP_KIND_COUNT], skipped[FZIP_KIND_COUNT];
   import_diff_t *diff;        /* judges existing entities in the restore (import_diff.h) */
   import_map_t *map;          /* the job's RestoreOptions for this run (import_map.h) */
+  bool as_read;              /* validation found no unknown field: entities are stored as
+                               * read, without pkgv_entity_sanitize's rebuild */
+  pkg_spool_t *spool;         /* the package's entities as validation read them, for the
+                               * restore (NULL for validate-only) */
 } run_t;
 
 /* ---- saving ----------------------------------------------------------- */
@@ -539,6 +546,11 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   if (!import_map_new(&r->map, r->job->restore, r->job->import_id, error))
     return false;
   o.restore = import_map_restore(r->map);
+  /* The restore reads the entities back from the spool instead of
+   * inflating and parsing the package a second time. */
+  if (!r->job->validate_only && !pkg_spool_new(&r->spool, r->env->temp_dir, error))
+    return false;
+  o.spool = r->spool;
   r->items_done = 0;
   if (!pkgv_validate(&res, r->path, &o, error)) {
     if (r->stop)
@@ -550,6 +562,7 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
     goto done;
   }
   import_map_take_refs(r->map, res);
+  r->as_read = res->unknown_fields == 0;
   r->items_total = 0;
   for (int k = 0; k < FZIP_KIND_COUNT; k++)
     r->items_total += res->counts[k].in_package;
@@ -596,17 +609,28 @@ static store_write_mode_t write_mode(int strategy) {
  * (pkgv_entity_sanitize: a package's userId or any other unknown field is
  * dropped, the caller's user owns everything) and a file's s3Key names the
  * blob this import writes.  Only a file needs a second copy (its s3Key
- * replaced); any other kind is stored as sanitized. */
+ * replaced); any other kind is stored as sanitized (or, with nothing to
+ * drop, as read). */
 static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t *doc) {
-  bson_t *known = bson_new();
+  bson_t *known = NULL;
   bson_t *out = NULL;
   bson_iter_t it;
   const char *file_id = NULL;
 
-  if (!pkgv_entity_sanitize(known, kind, doc, NULL)) {
-    bson_reinit(known); /* too large: stored as nothing, which the store refuses */
-    return known;
+  /* The validation of this run read the same package bytes (its blob's
+   * sha256 was checked) and named every unknown member: with none, the
+   * sanitized document would equal the one read. */
+  if (r->as_read) {
+    known = bson_copy(doc);
+  } else {
+    known = bson_new();
+    if (!pkgv_entity_sanitize(known, kind, doc, NULL)) {
+      bson_reinit(known); /* too large: stored as nothing, which the store refuses */
+      return known;
+    }
   }
+  if (!known)
+    return bson_new(); /* not a document: stored as nothing, which the store refuses */
   if (kind != FZIP_KIND_TRANSACTION_FILE)
     return known;
   out = bson_new();
@@ -839,7 +863,6 @@ static const char *restore_phase(fzip_kind_t kind) {
 
 static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *error) {
   batch_t *b = calloc(1, sizeof *b);
-  pkgr_entities_t *it = NULL;
   const bson_t *doc = NULL;
   fzip_error_t err;
   bool ok = false;
@@ -854,13 +877,13 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
     fzip_error_oom(error, NULL);
     goto done;
   }
-  if (!save(r, true) || !pkgr_entities_open(&it, pkg, kind, error)) {
+  if (!save(r, true) || !pkg_spool_rewind(r->spool, kind, error)) {
     if (r->stop)
       *error = r->save_error;
     goto done;
   }
   fzip_error_clear(&err);
-  while (pkgr_entities_next(it, &doc, &err)) {
+  while (pkg_spool_next(r->spool, &doc, &err)) {
     bson_t *copy = stored_doc(r, pkg, kind, doc);
     const char *src = kind == FZIP_KIND_TRANSACTION_FILE ? doc_string(doc, "fileId") : NULL;
     r->items_done++;
@@ -894,15 +917,12 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
     *error = err;
     goto done;
   }
-  /* The checksum of the entry is known only now: data that does not match
-   * fails the import here, and the caller rolls back what was written. */
-  if (!batch_flush(b, error) || !pkgr_entities_finish(NULL, it, error))
+  if (!batch_flush(b, error))
     goto done;
   ok = true;
 done:
   batch_clear(b);
   free(b);
-  pkgr_entities_destroy(it);
   return ok;
 }
 
@@ -1219,6 +1239,7 @@ out:
     protobuf_c_message_free_unpacked(msg, NULL);
   import_diff_destroy(r->diff);
   import_map_destroy(r->map);
+  pkg_spool_destroy(r->spool);
   free(r);
   return ok;
 }

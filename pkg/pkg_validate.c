@@ -70,6 +70,9 @@ typedef struct field_spec {
   const struct field_spec *sub; /* terminated by a NULL name */
 } field_t;
 
+/* Rows of the widest spec (transactions have 21); checked per spec below. */
+#define PKGV_SPEC_FIELDS_MAX 32
+
 #define NOLIM 0, 0
 #define ANYINT INT64_MIN, INT64_MAX
 #define END {NULL, F_STR, false, NOLIM, NULL, NULL}
@@ -232,6 +235,21 @@ static const field_t analytics_fields[] = {
 static const field_t *const kind_fields[FZIP_KIND_COUNT] = {
     account_fields,   category_fields,    file_map_fields, transaction_file_fields,
     transaction_fields, analytics_fields};
+
+/* check_object keeps one slot per row of a spec (PKGV_SPEC_FIELDS_MAX). */
+#define SPEC_FITS(spec)                                                            \
+  _Static_assert(sizeof spec / sizeof spec[0] - 1 <= PKGV_SPEC_FIELDS_MAX,         \
+                 #spec " has more rows than PKGV_SPEC_FIELDS_MAX")
+SPEC_FITS(rule_fields);
+SPEC_FITS(assignment_fields);
+SPEC_FITS(mapping_fields);
+SPEC_FITS(date_range_fields);
+SPEC_FITS(account_fields);
+SPEC_FITS(category_fields);
+SPEC_FITS(file_map_fields);
+SPEC_FITS(transaction_file_fields);
+SPEC_FITS(transaction_fields);
+SPEC_FITS(analytics_fields);
 
 /* Every reference field (pkgv_ref_fields).  Most are resolved as the
  * entity is read (the target kind comes first); those whose target kind
@@ -472,22 +490,56 @@ static bool holds_type(const bson_iter_t *it, ftype_t t) {
   return false;
 }
 
-static void check_object(vctx_t *v, const bson_t *doc, const field_t *spec, const char *prefix);
+/* A field's place in its entity, formatted only when an issue names it
+ * ("categories[0].categoryId"): formatting the path of every field of
+ * every entity up front was a vsnprintf per field, most of the schema
+ * check's time.  A node lives on its checker's stack. */
+typedef struct vpath {
+  const struct vpath *up; /* NULL at the entity's top level */
+  const char *name;       /* a member's name, or NULL for an array item */
+  int64_t index;          /* the item's index when name is NULL */
+} vpath_t;
 
-static void check_array(vctx_t *v, const bson_iter_t *it, const field_t *f, const char *path) {
+/* Appends p's path to out[*n..]; cut at PKGV_FIELD_MAX like field_path. */
+static void vpath_append(char out[PKGV_FIELD_MAX], size_t *n, const vpath_t *p) {
+  if (p->up)
+    vpath_append(out, n, p->up);
+  if (*n >= PKGV_FIELD_MAX - 1)
+    return;
+  int w = p->name ? snprintf(out + *n, PKGV_FIELD_MAX - *n, "%s%s", p->up ? "." : "", p->name)
+                  : snprintf(out + *n, PKGV_FIELD_MAX - *n, "[%lld]", (long long)p->index);
+  if (w > 0)
+    *n = (size_t)w >= PKGV_FIELD_MAX - *n ? PKGV_FIELD_MAX - 1 : *n + (size_t)w;
+}
+
+static const char *vpath_text(char out[PKGV_FIELD_MAX], const vpath_t *p) {
+  size_t n = 0;
+  out[0] = '\0';
+  vpath_append(out, &n, p);
+  return out;
+}
+
+#define PERR(v, rule, p, ...)                                      \
+  do {                                                             \
+    char perr_path_[PKGV_FIELD_MAX];                               \
+    EERR(v, rule, vpath_text(perr_path_, p), __VA_ARGS__);         \
+  } while (0)
+
+static void check_object(vctx_t *v, const bson_t *doc, const field_t *spec, const vpath_t *up);
+
+static void check_array(vctx_t *v, const bson_iter_t *it, const field_t *f, const vpath_t *p) {
   bson_iter_t arr;
-  char ipath[PKGV_FIELD_MAX];
   int64_t i = 0;
   if (!bson_iter_recurse(it, &arr))
     return;
   while (bson_iter_next(&arr)) {
-    field_path(ipath, "%s[%lld]", path, (long long)i);
+    vpath_t ip = {p, NULL, i};
     if (i++ >= f->max) {
-      EERR(v, "schema.length", path, "more than %lld items", (long long)f->max);
+      PERR(v, "schema.length", p, "more than %lld items", (long long)f->max);
       return;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&arr)) {
-      EERR(v, "schema.type", ipath, "item is not an object");
+      PERR(v, "schema.type", &ip, "item is not an object");
       continue;
     }
     uint32_t len;
@@ -495,71 +547,71 @@ static void check_array(vctx_t *v, const bson_iter_t *it, const field_t *f, cons
     bson_t child;
     bson_iter_document(&arr, &len, &data);
     if (bson_init_static(&child, data, len))
-      check_object(v, &child, f->sub, ipath);
+      check_object(v, &child, f->sub, &ip);
   }
 }
 
 static void check_string(vctx_t *v, const char *s, uint32_t len, const field_t *f,
-                         const char *path) {
+                         const vpath_t *p) {
   switch (f->type) {
   case F_STR:
     if ((int64_t)len > f->max)
-      EERR(v, "schema.length", path, "%u bytes, more than %lld", len, (long long)f->max);
+      PERR(v, "schema.length", p, "%u bytes, more than %lld", len, (long long)f->max);
     else if (f->required && len == 0)
-      EERR(v, "schema.required", path, "must not be empty");
+      PERR(v, "schema.required", p, "must not be empty");
     break;
   case F_ID:
     if (strlen(s) != len || !fzip_id_is_valid(s))
-      EERR(v, "schema.id", path, "not a valid id (1-%d printable ASCII, no '/' or '\\')",
+      PERR(v, "schema.id", p, "not a valid id (1-%d printable ASCII, no '/' or '\\')",
            FZIP_ID_MAX);
     break;
   case F_DEC:
     if (strlen(s) != len || !decimal_ok(s))
-      EERR(v, "schema.decimal", path, "\"%.40s\" is not a decimal string", s);
+      PERR(v, "schema.decimal", p, "\"%.40s\" is not a decimal string", s);
     break;
   case F_ENUM:
     if (strlen(s) != len || !in_enum(s, f->enums))
-      EERR(v, "schema.enum", path, "\"%.40s\" is not an allowed value", s);
+      PERR(v, "schema.enum", p, "\"%.40s\" is not an allowed value", s);
     break;
   case F_CURRENCY:
     if (strlen(s) != len || !currency_ok(s))
-      EERR(v, "schema.enum", path, "\"%.40s\" is not a currency code", s);
+      PERR(v, "schema.enum", p, "\"%.40s\" is not a currency code", s);
     break;
   case F_HEX:
     if (!sha_hex_ok(s, len))
-      EERR(v, "schema.sha256", path, "\"%.70s\" is not 64 lower-case hex digits", s);
+      PERR(v, "schema.sha256", p, "\"%.70s\" is not 64 lower-case hex digits", s);
     break;
   default:
     break;
   }
 }
 
-static void check_field(vctx_t *v, const bson_iter_t *it, const field_t *f, const char *path) {
+static void check_field(vctx_t *v, const bson_iter_t *it, const field_t *f, const vpath_t *p) {
   uint32_t len;
   const char *s;
 
   if (!holds_type(it, f->type)) {
-    EERR(v, "schema.type", path, "must be %s", type_name(f->type));
+    PERR(v, "schema.type", p, "must be %s", type_name(f->type));
     return;
   }
   switch (f->type) {
   case F_TIME: {
     int64_t t = bson_iter_as_int64(it);
     if (t < PKGV_TIME_MIN || t > PKGV_TIME_MAX)
-      EERR(v, "schema.timestamp", path, "%lld is outside 1900..2200 in epoch ms", (long long)t);
+      PERR(v, "schema.timestamp", p, "%lld is outside 1900..2200 in epoch ms", (long long)t);
     break;
   }
   case F_INT: {
     int64_t n = bson_iter_as_int64(it);
     if (n < f->min || n > f->max)
-      EERR(v, "schema.range", path, "%lld is outside %lld..%lld", (long long)n,
+      PERR(v, "schema.range", p, "%lld is outside %lld..%lld", (long long)n,
            (long long)f->min, (long long)f->max);
     break;
   }
   case F_NUM: {
     double d = bson_iter_as_double(it);
     if (d < (double)f->min || d > (double)f->max)
-      EERR(v, "schema.range", path, "%g is outside %lld..%lld", d, (long long)f->min,
+      PERR(v, "schema.range", p, "%g is outside %lld..%lld", d, (long long)f->min,
            (long long)f->max);
     break;
   }
@@ -569,60 +621,73 @@ static void check_field(vctx_t *v, const bson_iter_t *it, const field_t *f, cons
     bson_t child;
     bson_iter_document(it, &dlen, &data);
     if (bson_init_static(&child, data, dlen))
-      check_object(v, &child, f->sub, path);
+      check_object(v, &child, f->sub, p);
     break;
   }
   case F_ARR:
-    check_array(v, it, f, path);
+    check_array(v, it, f, p);
     break;
   case F_BOOL:
   case F_ANYOBJ:
     break;
   default:
     s = bson_iter_utf8(it, &len);
-    check_string(v, s, len, f, path);
+    check_string(v, s, len, f, p);
     break;
   }
 }
 
+/* The spec's row of a member, or NULL.  The first byte is compared before
+ * the rest: most rows differ there, and this runs for every member of
+ * every entity, twice (schema check and sanitising). */
 static const field_t *spec_find(const field_t *spec, const char *name) {
   for (const field_t *f = spec; f->name; f++) {
-    if (strcmp(f->name, name) == 0)
+    if (f->name[0] == name[0] && strcmp(f->name, name) == 0)
       return f;
   }
   return NULL;
 }
 
-static void check_unknown(vctx_t *v, const bson_t *doc, const field_t *spec, const char *prefix) {
-  char path[PKGV_FIELD_MAX];
+/* One pass over the document's members finds each spec row's member (the
+ * first one, as bson_iter_find would) and warns about unknown ones; then
+ * the rows are checked in spec order.  Issues come out in the same order
+ * as a member search per row gave them. */
+static void check_object(vctx_t *v, const bson_t *doc, const field_t *spec, const vpath_t *up) {
+  /* bson_iter_t is over-aligned: an array of them needs a wrapper. */
+  struct {
+    bson_iter_t it;
+  } found[PKGV_SPEC_FIELDS_MAX];
+  bool has[PKGV_SPEC_FIELDS_MAX] = {false};
   bson_iter_t it;
+
   if (!bson_iter_init(&it, doc))
     return;
   while (bson_iter_next(&it)) {
-    if (spec_find(spec, bson_iter_key(&it)))
-      continue;
-    field_path(path, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", bson_iter_key(&it));
-    EWARN(v, "schema.unknown_field", path,
-          "not a field of format 1.0: ignored, and not stored on import");
-  }
-}
-
-static void check_object(vctx_t *v, const bson_t *doc, const field_t *spec, const char *prefix) {
-  char path[PKGV_FIELD_MAX];
-  bson_iter_t it;
-
-  check_unknown(v, doc, spec, prefix);
-  for (const field_t *f = spec; f->name; f++) {
-    if (prefix)
-      field_path(path, "%s.%s", prefix, f->name);
-    else
-      field_path(path, "%s", f->name);
-    if (!bson_iter_init_find(&it, doc, f->name) || BSON_ITER_HOLDS_NULL(&it)) {
-      if (f->required)
-        EERR(v, "schema.required", path, "required field is missing");
+    const char *key = bson_iter_key(&it);
+    const field_t *f = spec_find(spec, key);
+    if (!f) {
+      vpath_t p = {up, key, 0};
+      v->res->unknown_fields++;
+      char text[PKGV_FIELD_MAX];
+      EWARN(v, "schema.unknown_field", vpath_text(text, &p),
+            "not a field of format 1.0: ignored, and not stored on import");
       continue;
     }
-    check_field(v, &it, f, path);
+    size_t i = (size_t)(f - spec);
+    if (!has[i]) {
+      found[i].it = it;
+      has[i] = true;
+    }
+  }
+  for (const field_t *f = spec; f->name; f++) {
+    size_t i = (size_t)(f - spec);
+    vpath_t p = {up, f->name, 0};
+    if (!has[i] || BSON_ITER_HOLDS_NULL(&found[i].it)) {
+      if (f->required)
+        PERR(v, "schema.required", &p, "required field is missing");
+      continue;
+    }
+    check_field(v, &found[i].it, f, &p);
   }
 }
 
@@ -1340,7 +1405,8 @@ static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
       !pkgr_entities_open(&it, v->r, kind, error))
     goto done;
   while (pkgr_entities_next(it, &doc, &serr)) {
-    if (!check_entity(v, doc, error))
+    if (!check_entity(v, doc, error) ||
+        (v->opt->spool && !pkg_spool_put(v->opt->spool, kind, doc, error)))
       goto done;
     v->entities_done++;
     if (!tick(v, fzip_kind_info(kind)->name, false, error))

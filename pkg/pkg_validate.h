@@ -60,6 +60,7 @@
 #include "fzip_error.h"
 #include "pkg_limits.h"
 #include "pkg_reader.h"
+#include "pkg_spool.h"
 
 #define PKGV_ISSUES_MAX 500          /* issues kept in a result; issues_total counts all */
 #define PKGV_CONFLICT_IDS_MAX 100    /* conflicting ids kept in a result */
@@ -191,6 +192,9 @@ typedef struct {
   pkgv_issue_t *issues; /* the first n_issues found, in order found */
   size_t n_issues;
   uint64_t issues_total, errors_total, warnings_total;
+  /* Members no spec row names (warnings schema.unknown_field, kept or not):
+   * 0 means pkgv_entity_sanitize leaves every entity of the package as it is. */
+  uint64_t unknown_fields;
   bool limit_error; /* an error issue broke a limit (rule limit.*), kept or not */
   char **conflicting_ids; /* "<kind>/<id>", the first n_conflicting_ids */
   size_t n_conflicting_ids;
@@ -242,6 +246,11 @@ typedef struct {
   /* For tests: ids per sorted run, 0 (and at most): PKG_IDRUN_RUN_MAX;
    * small values make a small package span several runs. */
   size_t id_run_max;
+  /* NULL, or every entity of the package is put there as read (kind by
+   * kind, package order, whatever its verdict), for a restore that
+   * follows a passed validation to read instead of the package
+   * (pkg_spool.h); the caller's, empty. */
+  pkg_spool_t *spool;
 } pkgv_options_t;
 
 /* Validates the package at `path`.  Returns true when validation ran to a
