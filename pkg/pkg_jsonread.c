@@ -6,9 +6,11 @@
  * Every object and array is built as its own standalone bson_t and then
  * appended to its parent: that costs a copy per nesting level (entities
  * are shallow) but lets the duplicate-key check iterate a finished
- * document instead of one libbson is still writing.  Objects with more
- * than KEYSET_LINEAR members keep a hash set of their keys so that the
- * check stays linear for large objects such as the manifest's checksums.
+ * document instead of one libbson is still writing.  A key is compared
+ * with the members only when its fingerprint was seen before in the
+ * object: the first KEYSET_LINEAR fingerprints sit in an array, and
+ * objects with more members keep a hash set of them, so that the check
+ * stays linear for large objects such as the manifest's checksums.
  */
 #include "pkg_jsonread.h"
 
@@ -460,9 +462,13 @@ static bool check_members(pkgjr_reader_t *r, size_t members, fzip_error_t *error
   return true;
 }
 
-/* Reads `"key":` into key (NUL-terminated) and checks it is new in obj. */
+/* Reads `"key":` into key (NUL-terminated) and checks it is new in obj.
+ * The first KEYSET_LINEAR keys' fingerprints are kept in early[]: a key
+ * is looked up in obj (a strncmp per member) only when its fingerprint
+ * was seen, not for every member of every entity. */
 static bool read_member_key(char *key, size_t *klen, const bson_t *obj, pkg_fpset_t *ks,
-                            size_t members, pkgjr_reader_t *r, fzip_error_t *error) {
+                            uint64_t early[KEYSET_LINEAR], size_t members, pkgjr_reader_t *r,
+                            fzip_error_t *error) {
   bool maybe_dup = false;
   int c;
 
@@ -476,10 +482,15 @@ static bool read_member_key(char *key, size_t *klen, const bson_t *obj, pkg_fpse
     return fail(r, FZIP_ERR_INVALID_ARGUMENT, error, "key contains U+0000");
   memcpy(key, r->str, r->str_len + 1);
   *klen = r->str_len;
-  if (members >= KEYSET_LINEAR &&
-      !keyset_add(&maybe_dup, ks, key, *klen))
+  if (members < KEYSET_LINEAR) {
+    uint64_t h = pkg_set_hash(key, *klen);
+    for (size_t i = 0; i < members && !maybe_dup; i++)
+      maybe_dup = early[i] == h;
+    early[members] = h;
+  } else if (!keyset_add(&maybe_dup, ks, key, *klen)) {
     return fail(r, FZIP_ERR_RESOURCE_EXHAUSTED, error, "out of memory");
-  if ((members < KEYSET_LINEAR || maybe_dup) && key_seen(obj, key, *klen))
+  }
+  if (maybe_dup && key_seen(obj, key, *klen))
     return fail(r, FZIP_ERR_INVALID_ARGUMENT, error, "duplicate key \"%.64s\"", key);
   return expect(r, ':', "expected ':' after key", error);
 }
@@ -501,6 +512,7 @@ static bool keyset_seed(pkg_fpset_t *ks, const bson_t *obj) {
 /* Parses object members ('{' taken) into obj. */
 static bool parse_object_body(bson_t *obj, size_t depth, pkgjr_reader_t *r, fzip_error_t *error) {
   pkg_fpset_t ks = {0};
+  uint64_t early[KEYSET_LINEAR];
   char *key = NULL;
   size_t members = 0, klen = 0;
   bool ok = false;
@@ -523,7 +535,7 @@ static bool parse_object_body(bson_t *obj, size_t depth, pkgjr_reader_t *r, fzip
       fail(r, FZIP_ERR_RESOURCE_EXHAUSTED, error, "out of memory");
       goto done;
     }
-    if (!read_member_key(key, &klen, obj, &ks, members, r, error) ||
+    if (!read_member_key(key, &klen, obj, &ks, early, members, r, error) ||
         !parse_value(obj, key, klen, depth, r, error))
       goto done;
     members++;

@@ -159,6 +159,39 @@ static void test_large_objects_detect_duplicate_keys(void) {
   bson_destroy(&doc);
 }
 
+/* Objects of up to KEYSET_LINEAR (16) members check keys through an
+ * array of fingerprints: a repeat of any earlier key, at any position,
+ * is still refused, and distinct keys are all kept. */
+static void test_small_objects_detect_duplicate_keys_at_every_position(void) {
+  for (int n = 1; n <= 17; n++) {
+    for (int dup = 0; dup < n; dup++) {
+      char json[1024];
+      size_t len = (size_t)snprintf(json, sizeof json, "{");
+      for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(json + len, sizeof json - len, "\"key%d\": %d,", i, i);
+      snprintf(json + len, sizeof json - len, "\"key%d\": 0}", dup);
+      bson_t doc = BSON_INITIALIZER;
+      fzip_error_t err = {0};
+      bool ok = parse_doc(&doc, json, 7, NULL, &err);
+      bson_destroy(&doc);
+      if (ok)
+        fprintf(stderr, "  accepted: %s\n", json);
+      CHECK(!ok && strstr(err.message, "duplicate key") != NULL);
+    }
+    char json[1024];
+    size_t len = (size_t)snprintf(json, sizeof json, "{");
+    for (int i = 0; i < n; i++)
+      len += (size_t)snprintf(json + len, sizeof json - len, "%s\"key%d\": %d", i ? "," : "",
+                              i, i);
+    snprintf(json + len, sizeof json - len, "}");
+    bson_t doc = BSON_INITIALIZER;
+    fzip_error_t err = {0};
+    bool ok = parse_doc(&doc, json, 7, NULL, &err) && bson_count_keys(&doc) == (uint32_t)n;
+    bson_destroy(&doc);
+    CHECK_OK(ok, err);
+  }
+}
+
 static void test_array_stream_yields_each_element(void) {
   const char *json = "{\"accounts\" : [ {\"accountId\": \"a\"}, {\"accountId\": \"b\"} ] }\n";
   src_t s = {json, strlen(json), 0, 3};
@@ -211,6 +244,7 @@ int main(void) {
   RUN(test_malformed_json_is_refused);
   RUN(test_limits_stop_the_reader);
   RUN(test_large_objects_detect_duplicate_keys);
+  RUN(test_small_objects_detect_duplicate_keys_at_every_position);
   RUN(test_array_stream_yields_each_element);
   RUN(test_array_stream_refuses_non_object_elements);
   return fzip_test_summary();
