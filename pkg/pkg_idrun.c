@@ -19,6 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pkg_tmp.h"
+
+#define IDRUN_WHAT "duplicate-id check" /* names the run in its errors */
+
 _Static_assert(FZIP_ID_MAX <= UCHAR_MAX, "a record's length is one byte");
 _Static_assert(PKG_IDRUN_READ_BYTES >= 1 + FZIP_ID_MAX, "a read buffer holds a whole record");
 
@@ -63,12 +67,7 @@ struct pkg_idrun {
 
 /* errno after a failed file call, said with the directory the file is in. */
 static bool file_error(fzip_error_t *error, const pkg_idrun_t *run, const char *what) {
-  int e = errno;
-  return fzip_error_set(error, FZIP_DOMAIN_SYS,
-                        e == ENOSPC || e == EDQUOT ? FZIP_ERR_RESOURCE_EXHAUSTED
-                                                   : FZIP_ERR_INTERNAL,
-                        "duplicate-id check: %s its temporary file in %s: %s", what,
-                        run->temp_dir, e ? strerror(e) : "short read");
+  return pkg_tmp_error(error, IDRUN_WHAT, what, run->temp_dir);
 }
 
 static bool id_length(size_t *len, const char *id, fzip_error_t *error) {
@@ -83,12 +82,9 @@ static bool id_length(size_t *len, const char *id, fzip_error_t *error) {
 
 bool pkg_idrun_new(pkg_idrun_t **out, const pkg_idrun_options_t *options, fzip_error_t *error) {
   pkg_idrun_t *run = calloc(1, sizeof *run);
-  const char *dir = options ? options->temp_dir : NULL;
   if (!run)
-    return fzip_error_oom(error, "duplicate-id check");
-  if (!dir || !*dir)
-    dir = getenv("TMPDIR");
-  run->temp_dir = dir && *dir ? dir : "/tmp";
+    return fzip_error_oom(error, IDRUN_WHAT);
+  run->temp_dir = pkg_tmp_root(options ? options->temp_dir : NULL);
   run->run_max = options && options->run_max ? options->run_max : PKG_IDRUN_RUN_MAX;
   if (run->run_max > PKG_IDRUN_RUN_MAX)
     run->run_max = PKG_IDRUN_RUN_MAX; /* the memory bound holds whatever is asked */
@@ -143,21 +139,7 @@ static bool go_external(pkg_idrun_t *run, fzip_error_t *error) {
 }
 
 static bool open_file(pkg_idrun_t *run, fzip_error_t *error) {
-  char path[PATH_MAX];
-  int fd;
-  if ((size_t)snprintf(path, sizeof path, "%s/fzip-idrun-XXXXXX", run->temp_dir) >= sizeof path)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT,
-                          "duplicate-id check: temporary directory name too long");
-  if ((fd = mkstemp(path)) < 0)
-    return file_error(error, run, "creating");
-  unlink(path); /* nothing to clean up, whatever happens next */
-  if (!(run->file = fdopen(fd, "w+b"))) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return file_error(error, run, "opening");
-  }
-  return true;
+  return pkg_tmp_file(&run->file, run->temp_dir, "fzip-idrun-", IDRUN_WHAT, error);
 }
 
 static int cmp_ids(const void *a, const void *b) {

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pkg_tmp.h"
+
+#define SPOOL_WHAT "entity spool" /* names the spool in its errors */
 #define SPOOL_DOC_MIN 5u /* an empty BSON document: length and terminator */
 
 struct pkg_spool {
@@ -34,65 +37,43 @@ struct pkg_spool {
 
 /* errno after a failed file call, said with the directory the file is in. */
 static bool file_error(fzip_error_t *error, const pkg_spool_t *s, const char *what) {
-  int e = errno;
-  return fzip_error_set(error, FZIP_DOMAIN_SYS,
-                        e == ENOSPC || e == EDQUOT ? FZIP_ERR_RESOURCE_EXHAUSTED
-                                                   : FZIP_ERR_INTERNAL,
-                        "entity spool: %s its temporary file in %s: %s", what, s->temp_dir,
-                        e ? strerror(e) : "short read");
-}
-
-static bool open_file(pkg_spool_t *s, fzip_error_t *error) {
-  char path[PATH_MAX];
-  int fd;
-  if ((size_t)snprintf(path, sizeof path, "%s/fzip-spool-XXXXXX", s->temp_dir) >= sizeof path)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT,
-                          "entity spool: temporary directory name too long");
-  errno = 0;
-  if ((fd = mkstemp(path)) < 0)
-    return file_error(error, s, "creating");
-  unlink(path); /* nothing to clean up, whatever happens next */
-  if (!(s->file = fdopen(fd, "w+b"))) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return file_error(error, s, "opening");
-  }
-  if (setvbuf(s->file, s->vbuf, _IOFBF, PKG_SPOOL_BUFFER) != 0)
-    return file_error(error, s, "buffering");
-  return true;
+  return pkg_tmp_error(error, SPOOL_WHAT, what, s->temp_dir);
 }
 
 bool pkg_spool_new(pkg_spool_t **out, const char *temp_dir, fzip_error_t *error) {
   pkg_spool_t *s = calloc(1, sizeof *s);
-  const char *dir = temp_dir && *temp_dir ? temp_dir : getenv("TMPDIR");
 
   *out = NULL;
   if (!s)
-    return fzip_error_oom(error, "entity spool");
+    return fzip_error_oom(error, SPOOL_WHAT);
   s->last_kind = -1;
-  if (!(s->temp_dir = strdup(dir && *dir ? dir : "/tmp")) ||
-      !(s->vbuf = malloc(PKG_SPOOL_BUFFER))) {
-    pkg_spool_destroy(s);
-    return fzip_error_oom(error, "entity spool");
+  if (!(s->temp_dir = strdup(pkg_tmp_root(temp_dir))) || !(s->vbuf = malloc(PKG_SPOOL_BUFFER))) {
+    fzip_error_oom(error, SPOOL_WHAT);
+    goto fail;
   }
-  if (!open_file(s, error)) {
-    pkg_spool_destroy(s);
-    return false;
+  if (!pkg_tmp_file(&s->file, s->temp_dir, "fzip-spool-", SPOOL_WHAT, error))
+    goto fail;
+  errno = 0;
+  if (setvbuf(s->file, s->vbuf, _IOFBF, PKG_SPOOL_BUFFER) != 0) {
+    file_error(error, s, "buffering");
+    goto fail;
   }
   *out = s;
   return true;
+fail:
+  pkg_spool_destroy(s);
+  return false;
 }
 
 bool pkg_spool_put(pkg_spool_t *s, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
   if (s->reading || (unsigned)kind >= FZIP_KIND_COUNT || (int)kind < s->last_kind)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
-                          "entity spool: %s put after %s",
+                          SPOOL_WHAT ": %s put after %s",
                           (unsigned)kind < FZIP_KIND_COUNT ? fzip_kind_info(kind)->name : "?",
                           s->reading ? "the reading began" : "a later kind");
   if (doc->len > PKG_SPOOL_DOC_MAX)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_RESOURCE_EXHAUSTED,
-                          "entity spool: a %s of %u bytes, more than %u",
+                          SPOOL_WHAT ": a %s of %u bytes, more than %u",
                           fzip_kind_info(kind)->name, doc->len, PKG_SPOOL_DOC_MAX);
   if ((int)kind != s->last_kind) {
     s->last_kind = (int)kind;
@@ -114,7 +95,7 @@ uint64_t pkg_spool_count(const pkg_spool_t *s, fzip_kind_t kind) {
 bool pkg_spool_rewind(pkg_spool_t *s, fzip_kind_t kind, fzip_error_t *error) {
   if ((unsigned)kind >= FZIP_KIND_COUNT)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INVALID_ARGUMENT,
-                          "entity spool: bad kind");
+                          SPOOL_WHAT ": bad kind");
   s->reading = true;
   s->left = s->count[kind];
   errno = 0;
@@ -129,7 +110,7 @@ static bool room(pkg_spool_t *s, size_t len, fzip_error_t *error) {
     return true;
   uint8_t *b = realloc(s->doc_buf, len);
   if (!b)
-    return fzip_error_oom(error, "entity spool");
+    return fzip_error_oom(error, SPOOL_WHAT);
   s->doc_buf = b;
   s->doc_cap = len;
   return true;
@@ -150,7 +131,7 @@ bool pkg_spool_next(pkg_spool_t *s, const bson_t **doc, fzip_error_t *error) {
   /* The file is ours, but a length is checked before it sizes a buffer. */
   if (len < SPOOL_DOC_MIN || len > PKG_SPOOL_DOC_MAX)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
-                          "entity spool: a document of %u bytes in its temporary file", len);
+                          SPOOL_WHAT ": a document of %u bytes in its temporary file", len);
   if (!room(s, len, error))
     return false;
   memcpy(s->doc_buf, head, sizeof head);
@@ -159,7 +140,7 @@ bool pkg_spool_next(pkg_spool_t *s, const bson_t **doc, fzip_error_t *error) {
     return file_error(error, s, "reading");
   if (!bson_init_static(&s->doc, s->doc_buf, len))
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
-                          "entity spool: a broken document in its temporary file");
+                          SPOOL_WHAT ": a broken document in its temporary file");
   s->left--;
   *doc = &s->doc;
   return true;

@@ -34,6 +34,7 @@
 #include "pkg_deflate.h"
 #include "pkg_json.h"
 #include "pkg_set.h"
+#include "pkg_tmp.h"
 #include "fzip_version.h"
 
 /* DOS date of 1980-01-01, the earliest a zip can say: every entry gets it
@@ -1304,12 +1305,7 @@ static bool hash_file(pkg_result_t *res, const char *path, fzip_error_t *error) 
 
 /* ---- driver ---------------------------------------------------------- */
 
-static const char *temp_root(const pkg_options_t *opt) {
-  const char *t = opt->temp_dir;
-  if (!t || !*t)
-    t = getenv("TMPDIR");
-  return t && *t ? t : "/tmp";
-}
+static const char *temp_root(const pkg_options_t *opt) { return pkg_tmp_root(opt->temp_dir); }
 
 static void build_free(build_t *b) {
   char path[PATH_MAX];
