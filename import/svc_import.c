@@ -766,6 +766,7 @@ static bool change_job(ProtobufCMessage **resp, svc_import_t *svc, rpc_ctx_t *ct
       return true;
     if (error->code != FZIP_ERR_ABORTED)
       return false;
+    job_update_backoff(attempt);
   }
   return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
                         "import %s changed too often; try again", import_id);

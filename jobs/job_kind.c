@@ -264,6 +264,7 @@ bool job_cancel(store_job_t **out, bool *flagged, store_t *store, const job_kind
     rec = NULL;
     if (done || error->code != FZIP_ERR_ABORTED)
       return false;
+    job_update_backoff(attempt);
   }
   /* Every attempt lost a race: the record read last is stale and was not
    * cancelled, so say so rather than answer with it. */

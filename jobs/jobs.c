@@ -252,9 +252,17 @@ bool job_request_cancel(store_job_t **out, store_t *store, store_job_kind_t kind
       *error = err;
       return false;
     }
+    job_update_backoff(attempt);
   }
   return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
                         "job %s: too many concurrent updates, try again", job_id);
+}
+
+void job_update_backoff(int attempt) {
+  int64_t ms = JOB_UPDATE_BACKOFF_MAX_MS;
+  if (attempt >= 0 && attempt < 16 && (JOB_UPDATE_BACKOFF_MS << attempt) < ms)
+    ms = (int64_t)JOB_UPDATE_BACKOFF_MS << attempt;
+  usleep((useconds_t)ms * 1000);
 }
 
 /* ---- the runner ------------------------------------------------------- */

@@ -43,6 +43,11 @@ typedef struct job_ctx job_ctx_t;
 /* Version conflicts a job update retries (a save, a cancel, a start)
  * before it gives up with ABORTED. */
 #define JOB_UPDATE_RETRIES 8
+/* The wait before retrying such an update: JOB_UPDATE_BACKOFF_MS, doubled
+ * with each attempt, at most JOB_UPDATE_BACKOFF_MAX_MS (all eight: about
+ * half a second). */
+#define JOB_UPDATE_BACKOFF_MS 2
+#define JOB_UPDATE_BACKOFF_MAX_MS 128
 
 /* Runs one claimed job to its end.  Returns true when the handler finished
  * the job (job_ctx_finish); false with an error when it stopped early: the
@@ -122,6 +127,12 @@ bool job_ctx_finish(job_ctx_t *ctx, const bson_t *body, int64_t expires_at, fzip
 bool job_ctx_cancel_requested(const job_ctx_t *ctx);
 
 /* ---- outside a handler ------------------------------------------------ */
+
+/* Sleeps before attempt `attempt + 1` of an update that lost a version
+ * race (JOB_UPDATE_BACKOFF_MS doubling): retried at once, a request can
+ * meet the same writer again and again on a busy store (CancelExport lost
+ * all eight attempts on FerretDB under load). */
+void job_update_backoff(int attempt);
 
 /* Sets the cancel flag on a job (retrying version conflicts a few times).
  * *out (may be NULL) receives the record as stored afterwards. */
