@@ -94,6 +94,7 @@
 #define MONGO_CHUNK_BATCH 4
 /* Candidates tried by one claim before reporting "none available". */
 #define MONGO_CLAIM_ATTEMPTS 16
+#define MONGO_UPSERT_ATTEMPTS 3 /* an upsert that lost the race to insert (E11000) */
 
 typedef struct {
   store_t base;
@@ -786,16 +787,29 @@ static bool read_mark(store_changes_mark_t *out, mstore_t *s, const char *user_i
 /* Reserves n (> 0) of the user's change numbers, *first the first of them:
  * one findAndModify $inc (upsert) on the user's counter document.  A
  * number is taken before the write it numbers, so two plain writers of
- * one user can commit out of order (STORAGE.md "Change tracking"). */
+ * one user can commit out of order (STORAGE.md "Change tracking").  The
+ * first reservations of a user can race to insert the counter: the loser
+ * gets E11000 (ALREADY_EXISTS) and, the document being there now, is
+ * asked again (MongoDB's advice for racing upserts; seen on FerretDB in
+ * the conformance suite's concurrent writers). */
 static bool seq_reserve(uint64_t *first, mstore_t *s, const char *user_id, uint64_t n,
                         fzip_error_t *error) {
   bson_t *q = BCON_NEW("_id", BCON_UTF8(user_id));
   bson_t *inc = BCON_NEW("$inc", "{", MONGO_SEQ_FIELD, BCON_INT64((int64_t)n), "}");
   bson_t *got = NULL;
-  bool ok = find_and_modify(&got, s, MONGO_CHANGES, q, NULL, inc,
-                            (mongoc_find_and_modify_flags_t)(MONGOC_FIND_AND_MODIFY_UPSERT |
-                                                             MONGOC_FIND_AND_MODIFY_RETURN_NEW),
-                            error);
+  fzip_error_t err;
+  bool ok = false;
+  for (int attempt = 0; !ok && attempt < MONGO_UPSERT_ATTEMPTS; attempt++) {
+    fzip_error_clear(&err);
+    ok = find_and_modify(&got, s, MONGO_CHANGES, q, NULL, inc,
+                         (mongoc_find_and_modify_flags_t)(MONGOC_FIND_AND_MODIFY_UPSERT |
+                                                          MONGOC_FIND_AND_MODIFY_RETURN_NEW),
+                         &err);
+    if (!ok && err.code != FZIP_ERR_ALREADY_EXISTS)
+      break;
+  }
+  if (!ok && error)
+    *error = err;
   int64_t last = ok && got ? reply_int(got, MONGO_SEQ_FIELD) : 0;
 
   if (ok && (uint64_t)last < n)
