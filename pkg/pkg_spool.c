@@ -41,11 +41,14 @@ static bool file_error(fzip_error_t *error, const pkg_spool_t *s, const char *wh
 }
 
 bool pkg_spool_new(pkg_spool_t **out, const char *temp_dir, fzip_error_t *error) {
-  pkg_spool_t *s = calloc(1, sizeof *s);
+  pkg_spool_t *s = NULL;
 
   *out = NULL;
-  if (!s)
+  /* The struct holds a bson_t, which libbson aligns beyond what calloc
+   * promises (UBSan: misaligned member access). */
+  if (posix_memalign((void **)&s, _Alignof(pkg_spool_t), sizeof *s) != 0)
     return fzip_error_oom(error, SPOOL_WHAT);
+  memset(s, 0, sizeof *s);
   s->last_kind = -1;
   if (!(s->temp_dir = strdup(pkg_tmp_root(temp_dir))) || !(s->vbuf = malloc(PKG_SPOOL_BUFFER))) {
     fzip_error_oom(error, SPOOL_WHAT);
