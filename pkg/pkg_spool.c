@@ -4,12 +4,11 @@
  * The file is written and read through one stdio stream with a
  * PKG_SPOOL_BUFFER buffer (documents of a few hundred bytes would
  * otherwise be a system call each); each kind's documents are one span
- * [off, off + bytes) of it, in the order they were put.
+ * of it from off[kind], count[kind] documents in the order they were put.
  */
 #include "pkg_spool.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +26,7 @@ struct pkg_spool {
   bool reading;    /* rewound once: no more puts */
   int last_kind;   /* the kind put last, -1 before the first */
   uint64_t end;    /* bytes written */
-  uint64_t off[FZIP_KIND_COUNT], bytes[FZIP_KIND_COUNT], count[FZIP_KIND_COUNT];
+  uint64_t off[FZIP_KIND_COUNT], count[FZIP_KIND_COUNT];
   /* reading: the kind's documents not read yet, and the last one */
   uint64_t left;
   uint8_t *doc_buf;
@@ -86,7 +85,6 @@ bool pkg_spool_put(pkg_spool_t *s, fzip_kind_t kind, const bson_t *doc, fzip_err
   if (fwrite(bson_get_data(doc), 1, doc->len, s->file) != doc->len)
     return file_error(error, s, "writing");
   s->end += doc->len;
-  s->bytes[kind] += doc->len;
   s->count[kind]++;
   return true;
 }
