@@ -28,7 +28,14 @@
 #include "store_backend.h"
 
 #define SQ_POOL_MAX 4                          /* connections per store */
-#define SQ_PAGE_SIZE 16384                     /* bytes; set when the file is created */
+/* Page size of files this code creates (bytes; an existing file keeps its
+ * own).  4 KiB (SQLite's default) rather than 16 KiB: an import's batch
+ * dirties about one entities_date page per document (below), and every
+ * dirty page goes to the WAL at COMMIT and to the file at the checkpoint,
+ * so the page size is the bytes written per document; 4 KiB put the import
+ * floor's documents in 30 s instead of 53 s at 1M transactions
+ * (docs/BENCHMARKS.md, run R) for blobs 20% slower to write. */
+#define SQ_PAGE_SIZE 4096
 #define SQ_BACKOFF_START_MS 5
 #define SQ_BACKOFF_MAX_MS 250
 #define SQ_CURSOR_PAGE_ROWS 256                /* documents fetched per cursor page */
@@ -41,19 +48,21 @@
  * scans the kind in id order instead.  Docs: STORAGE.md "Change tracking". */
 #define SQ_CHANGED_SPARSE_MAX 16384
 /* Page cache per connection (KiB; SQLite's own default), and the larger
- * one a batch write gets for its transaction only: a batch of
+ * one a batch write gets for its transaction only (pages, so that files
+ * with 16 KiB pages keep the 24 MiB they were measured with): a batch of
  * STORE_BATCH_MAX documents dirties about one page of entities_date per
  * document (dates are in random order against ids), and with the small
  * cache those pages spilled to the WAL and were read back mid-transaction.
  * The cache shrinks back after the COMMIT, so only the thread writing holds
  * it, and only while it writes.  Docs: STORAGE.md "Entities". */
 #define SQ_CACHE_KIB 2000
-#define SQ_BULK_CACHE_KIB (24 * 1024)
-/* WAL frames (16 KiB pages) after which a commit checkpoints (SQLite's
- * default is 1000).  A bulk import rewrites the same index pages commit
- * after commit; a checkpoint copies each page once however often it was
- * committed since the last one, so fewer, larger checkpoints copy less. */
-#define SQ_WAL_CHECKPOINT_PAGES 4096
+#define SQ_BULK_CACHE_PAGES 1536
+/* WAL bytes after which a commit checkpoints (wal_autocheckpoint is set in
+ * pages of the file's own size; SQLite's default is 1000 pages).  A bulk
+ * import rewrites the same index pages commit after commit; a checkpoint
+ * copies each page once however often it was committed since the last
+ * one, so fewer, larger checkpoints copy less. */
+#define SQ_WAL_CHECKPOINT_BYTES (64 * 1024 * 1024)
 
 typedef struct {
   store_t base;
@@ -335,6 +344,22 @@ static bool sq_migrate_request(sqlite3 *db, fzip_error_t *error) {
   return false;
 }
 
+/* wal_autocheckpoint = SQ_WAL_CHECKPOINT_BYTES in the file's pages (a new
+ * file reports the size it will be created with). */
+static bool sq_set_checkpoint(sqlite3 *db, fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool row = false;
+  bool ok = sq_prepare(&stmt, db, "PRAGMA page_size", error) &&
+            sq_step_row(&row, stmt, db, "reading the page size", error);
+  int64_t page = row ? sqlite3_column_int64(stmt, 0) : 0;
+
+  sqlite3_finalize(stmt);
+  if (ok && page <= 0)
+    ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
+                        "sqlite: PRAGMA page_size answered no size");
+  return ok && sq_pragma(db, "wal_autocheckpoint", SQ_WAL_CHECKPOINT_BYTES / page, error);
+}
+
 static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   sqlite3 *db = NULL;
   int busy_ms = s->base.options.retry_budget_ms / 2;
@@ -353,7 +378,7 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
    * a power loss may drop the last transactions, never corrupt the file. */
   if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error) ||
       !sq_pragma(db, "cache_size", -SQ_CACHE_KIB, error) ||
-      !sq_pragma(db, "wal_autocheckpoint", SQ_WAL_CHECKPOINT_PAGES, error) ||
+      !sq_set_checkpoint(db, error) ||
       (s->max_pages > 0 && !sq_pragma(db, "max_page_count", s->max_pages, error))) {
     sqlite3_close(db);
     return fzip_error_prefix(error, "cannot open store file %s", s->path);
@@ -364,7 +389,7 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
 
 /* Creates the file, switches it to WAL and creates the schema, once. */
 static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
-  if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) ||
+  if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) || !sq_set_checkpoint(db, error) ||
       !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
       !sq_exec(db, sq_schema, error) || !sq_migrate_tag(db, error) ||
       !sq_exec(db, sq_schema_tags, error) || !sq_migrate_request(db, error) ||
@@ -1132,12 +1157,12 @@ done:
 }
 
 /* op_put_batch in its own transaction (op_in_txn), with the connection's
- * page cache at SQ_BULK_CACHE_KIB until the transaction has ended either
+ * page cache at SQ_BULK_CACHE_PAGES until the transaction has ended either
  * way; shrinking it back frees the pages (all clean by then). */
 static bool op_put_bulk(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_txn_t txn = {op_put_batch, vctx};
   fzip_error_t ignored = {0};
-  bool ok = sq_pragma(db, "cache_size", -SQ_BULK_CACHE_KIB, error) && op_in_txn(db, &txn, error);
+  bool ok = sq_pragma(db, "cache_size", SQ_BULK_CACHE_PAGES, error) && op_in_txn(db, &txn, error);
 
   if (!ok && !sqlite3_get_autocommit(db))
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -526,10 +526,12 @@ def sqlite_path(uri):
 
 
 def page_count(uri):
+    """(pages in the file, bytes per page)."""
     import sqlite3
     db = sqlite3.connect("file:%s?mode=ro" % sqlite_path(uri), uri=True)
     try:
-        return db.execute("PRAGMA page_count").fetchone()[0]
+        return (db.execute("PRAGMA page_count").fetchone()[0],
+                db.execute("PRAGMA page_size").fetchone()[0])
     finally:
         db.close()
 
@@ -549,9 +551,10 @@ def test_full_store_mid_import_ends_failed_with_data_restored(w):
     job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE, start=False)
     check(job.status == jpb.IMPORT_STATUS_UPLOADED, "upload: %r" % job.status)
     first.stop()
-    # 256 pages are the import's reserve; 64 more (1 MiB) leave room for
-    # the job records but not for the restore (several MiB).
-    cap = page_count(uri) + 256 + 64
+    # 4 MiB are the import's reserve (SQ_RESERVE_BYTES); 1 MiB more leaves
+    # room for the job records but not for the restore (several MiB).
+    pages, page_size = page_count(uri)
+    cap = pages + (4 * 1024 * 1024 + 1024 * 1024) // page_size
     try:
         with Fzipd(store="%s?max_pages=%d" % (uri, cap)) as capped:
             c2 = Client(capped, c.user)

@@ -2734,14 +2734,15 @@ static void test_sqlite_full_store_rollback_succeeds(void) {
     return;
   snprintf(uri, sizeof uri, "%s-full%s", g_uri, "");
   {
-    /* A file of its own, capped at 1000 pages of 16 KiB. */
+    /* A file of its own, capped at 4000 pages (16 MB: new files have
+     * 4 KiB pages). */
     char path[1024];
     snprintf(path, sizeof path, "%s-full", g_uri + 7);
     remove(path);
     snprintf(id, sizeof id, "%s", "-wal");
     strncat(path, id, sizeof path - strlen(path) - 1);
     remove(path);
-    snprintf(uri, sizeof uri, "%s-full?max_pages=1000", g_uri);
+    snprintf(uri, sizeof uri, "%s-full?max_pages=4000", g_uri);
   }
   new_user(user);
   {
