@@ -61,8 +61,18 @@
  * pages of the file's own size; SQLite's default is 1000 pages).  A bulk
  * import rewrites the same index pages commit after commit; a checkpoint
  * copies each page once however often it was committed since the last
- * one, so fewer, larger checkpoints copy less. */
-#define SQ_WAL_CHECKPOINT_BYTES (64 * 1024 * 1024)
+ * one, so fewer, larger checkpoints copy less (the 1M import floor's puts:
+ * 30.7 s at 64 MiB, 25.7 s at 256 MiB).  But every page read looks the
+ * page up in the WAL's index first, and a batch that looks its ids up
+ * (REPLACE, SKIP_EXISTING: random reads of rows and stash) was slower with
+ * a large WAL (overwrite import at 1M: 76 s with 256 MiB for every write,
+ * 51 s with 64 MiB for those batches; docs/BENCHMARKS.md, run R), so such
+ * a batch commits with the smaller interval and keeps the WAL short while
+ * it runs.  The -wal file keeps its size once grown (no
+ * journal_size_limit: each refill would allocate its blocks again, and
+ * one run with it showed no gain). */
+#define SQ_WAL_CHECKPOINT_BYTES (256 * 1024 * 1024)
+#define SQ_WAL_CHECKPOINT_LOOKUP_BYTES (64 * 1024 * 1024)
 
 typedef struct {
   store_t base;
@@ -344,9 +354,9 @@ static bool sq_migrate_request(sqlite3 *db, fzip_error_t *error) {
   return false;
 }
 
-/* wal_autocheckpoint = SQ_WAL_CHECKPOINT_BYTES in the file's pages (a new
- * file reports the size it will be created with). */
-static bool sq_set_checkpoint(sqlite3 *db, fzip_error_t *error) {
+/* wal_autocheckpoint = `bytes` of WAL in the file's pages (a new file
+ * reports the size it will be created with). */
+static bool sq_set_checkpoint(sqlite3 *db, int64_t bytes, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false;
   bool ok = sq_prepare(&stmt, db, "PRAGMA page_size", error) &&
@@ -357,7 +367,7 @@ static bool sq_set_checkpoint(sqlite3 *db, fzip_error_t *error) {
   if (ok && page <= 0)
     ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
                         "sqlite: PRAGMA page_size answered no size");
-  return ok && sq_pragma(db, "wal_autocheckpoint", SQ_WAL_CHECKPOINT_BYTES / page, error);
+  return ok && sq_pragma(db, "wal_autocheckpoint", bytes / page, error);
 }
 
 static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
@@ -378,7 +388,7 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
    * a power loss may drop the last transactions, never corrupt the file. */
   if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error) ||
       !sq_pragma(db, "cache_size", -SQ_CACHE_KIB, error) ||
-      !sq_set_checkpoint(db, error) ||
+      !sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_BYTES, error) ||
       (s->max_pages > 0 && !sq_pragma(db, "max_page_count", s->max_pages, error))) {
     sqlite3_close(db);
     return fzip_error_prefix(error, "cannot open store file %s", s->path);
@@ -389,7 +399,8 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
 
 /* Creates the file, switches it to WAL and creates the schema, once. */
 static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
-  if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) || !sq_set_checkpoint(db, error) ||
+  if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) ||
+      !sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_BYTES, error) ||
       !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
       !sq_exec(db, sq_schema, error) || !sq_migrate_tag(db, error) ||
       !sq_exec(db, sq_schema_tags, error) || !sq_migrate_request(db, error) ||
@@ -1157,16 +1168,24 @@ done:
 }
 
 /* op_put_batch in its own transaction (op_in_txn), with the connection's
- * page cache at SQ_BULK_CACHE_PAGES until the transaction has ended either
- * way; shrinking it back frees the pages (all clean by then). */
+ * page cache at SQ_BULK_CACHE_PAGES and, for a batch that looks its ids
+ * up, its checkpoint interval at SQ_WAL_CHECKPOINT_LOOKUP_BYTES until the
+ * transaction has ended either way (the COMMIT is what checkpoints);
+ * shrinking the cache back frees the pages (all clean by then). */
 static bool op_put_bulk(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  const sq_put_ctx_t *ctx = vctx;
+  bool lookup = ctx->mode != STORE_WRITE_INSERT;
   sq_txn_t txn = {op_put_batch, vctx};
   fzip_error_t ignored = {0};
-  bool ok = sq_pragma(db, "cache_size", SQ_BULK_CACHE_PAGES, error) && op_in_txn(db, &txn, error);
+  bool ok = sq_pragma(db, "cache_size", SQ_BULK_CACHE_PAGES, error) &&
+            (!lookup || sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_LOOKUP_BYTES, error)) &&
+            op_in_txn(db, &txn, error);
 
   if (!ok && !sqlite3_get_autocommit(db))
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   sq_pragma(db, "cache_size", -SQ_CACHE_KIB, &ignored);
+  if (lookup)
+    sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_BYTES, &ignored);
   return ok;
 }
 
