@@ -158,8 +158,8 @@ RUN_B_IMPORT_1M_S = 162.0
 
 
 def targets(runs):
-    """Issue 11's targets (docs/BENCHMARKS.md "Targets"), judged on the
-    embedded store's runs."""
+    """Issue 11's targets (docs/BENCHMARKS.md, "Issue 11's targets after
+    run R"), judged on the embedded store's runs of one JSON file."""
     rs = sorted((r for r in runs if r["store"] == "sqlite" and "failed" not in r),
                 key=lambda r: r["transactions"])
     if len(rs) < 2:
@@ -176,7 +176,7 @@ def targets(runs):
     fl2 = get(big, "export_floor", "floor2_s")
     row("export <= 1.2x of the two-core floor at %d" % big["transactions"],
         fmt_ratio(ex, fl2), ex / fl2 <= 1.2 if ex and fl2 else None)
-    row("export < 0.7x of the single-thread zlib-6 floor at %d" % big["transactions"],
+    row("export < 0.7x of the same run's single-thread zlib-6 floor at %d" % big["transactions"],
         fmt_ratio(ex, fl), ex / fl < 0.7 if ex and fl else None)
     inc = job_seconds(big.get("incremental"))
     row("incremental export of 1%% changed <= 5%% of a full export at %d" % big["transactions"],

@@ -62,13 +62,13 @@
  * import rewrites the same index pages commit after commit; a checkpoint
  * copies each page once however often it was committed since the last
  * one, so fewer, larger checkpoints copy less (the 1M import floor's puts:
- * 30.7 s at 64 MiB, 25.7 s at 256 MiB).  But every page read looks the
- * page up in the WAL's index first, and a batch that looks its ids up
- * (REPLACE, SKIP_EXISTING: random reads of rows and stash) was slower with
- * a large WAL (overwrite import at 1M: 76 s with 256 MiB for every write,
- * 51 s with 64 MiB for those batches; docs/BENCHMARKS.md, run R), so such
- * a batch commits with the smaller interval and keeps the WAL short while
- * it runs.  The -wal file keeps its size once grown (no
+ * 30.7 s at 64 MiB, 25.7 s at 256 MiB).  But a batch that looks its ids
+ * up (REPLACE, SKIP_EXISTING: random reads of rows and stash) was slower
+ * with a large WAL, likely because every page read looks the page up in
+ * the WAL's index first (overwrite import at 1M: 76 s with 256 MiB for
+ * every write, 51-54 s with 64 MiB for those batches; docs/BENCHMARKS.md,
+ * run R), so such a batch commits with the smaller interval and keeps the
+ * WAL short while it runs.  The -wal file keeps its size once grown (no
  * journal_size_limit: each refill would allocate its blocks again, and
  * one run with it showed no gain). */
 #define SQ_WAL_CHECKPOINT_BYTES (256 * 1024 * 1024)
