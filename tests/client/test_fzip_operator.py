@@ -109,9 +109,14 @@ COMPLETIONS = [
 ]
 
 
+# The completion scripts and the directory of file names to complete;
+# removed when the run ends (main).
+SCRATCH = tempfile.TemporaryDirectory(prefix="fzip-operator-")
+
+
 def completion_script(shell):
     r = expect(Cli().run("completion", shell), 0)
-    path = os.path.join(tempfile.mkdtemp(prefix="fzip-compl-"), "fzip." + shell)
+    path = os.path.join(SCRATCH.name, "fzip." + shell)
     with open(path, "w") as f:
         f.write(r.out)
     return path
@@ -131,7 +136,8 @@ def check_offers(shell, words, got, want):
 def test_bash_completion_completes_groups_commands_and_options(_):
     script = completion_script("bash")
     # A FILE argument and an option's value complete file names.
-    d = tempfile.mkdtemp(prefix="fzip-compl-files-")
+    d = os.path.join(SCRATCH.name, "files")
+    os.makedirs(d, exist_ok=True)
     open(os.path.join(d, "backup.fzip"), "w").close()
     cases = COMPLETIONS + [(["fzip", "package", "verify", "back"], ["backup.fzip"]),
                            (["fzip", "export", "download", "X", "-o", "b"], ["backup.fzip"]),
@@ -244,8 +250,11 @@ TESTS = (test_fzip_version_prints_the_cmake_version,
 
 def main():
     checks = Checks()
-    for t in TESTS:
-        checks.run(t, None)
+    try:
+        for t in TESTS:
+            checks.run(t, None)
+    finally:
+        SCRATCH.cleanup()
     return checks.summary()
 
 

@@ -11,6 +11,7 @@ to start with no JWT key.  Prints the harness summary "N passed, N failed".
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -283,6 +284,10 @@ def main():
         if ctx.server.proc.poll() is None:
             ctx.server.proc.kill()
             ctx.server.proc.wait()
+        if failed:
+            print("kept for the failure: " + ctx.workdir, file=sys.stderr)
+        else:
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed), file=sys.stderr)
     return 1 if failed else 0
 
