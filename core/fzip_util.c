@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,4 +141,10 @@ done:
   free(buf);
   fclose(f);
   return ok;
+}
+
+void fzip_release_memory(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }

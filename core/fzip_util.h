@@ -39,6 +39,15 @@ void fzip_sha256_hex(char out[FZIP_SHA256_HEX_LEN + 1], const void *data, size_t
 bool fzip_read_small_file(char **out, size_t *len, const char *path, size_t max,
                           fzip_error_t *error);
 
+/* Hands the heap's free pages back to the system (glibc's malloc_trim;
+ * nothing elsewhere).  For the end of big work -- a job, a streaming
+ * call: glibc keeps what a thread freed in that thread's arena, so
+ * without it fzipd's RSS stays at the peak of the largest job it ever
+ * ran, where the next job would reuse at most part of it.  Costs a walk of
+ * the free lists (well under a millisecond at fzipd's sizes): not for
+ * per-message paths. */
+void fzip_release_memory(void);
+
 /* Duplicate at most `max` bytes of `s` (NUL-terminated); NULL on OOM or NULL s. */
 char *fzip_strndup(const char *s, size_t max);
 

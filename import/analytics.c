@@ -535,12 +535,13 @@ static bool put(store_t *store, const char *user, const char *tag, bson_t **docs
   return ok;
 }
 
-/* One record per (period, qualifier), in key order, in batches. */
+/* One record per (period, qualifier), in key order, in batches of
+ * STORE_BATCH_MAX records or ANALYTICS_BATCH_BYTES. */
 static bool write_type(store_t *store, const char *user, const char *tag, const generator_t *g,
                        const analytics_table_t *t, fzip_error_t *error) {
   const analytics_bucket_t **v = NULL;
   bson_t *docs[STORE_BATCH_MAX];
-  size_t total = 0, n = 0, i = 0;
+  size_t total = 0, n = 0, i = 0, bytes = 0;
   int64_t now = fzip_now_ms();
   bool ok = true;
 
@@ -550,10 +551,13 @@ static bool write_type(store_t *store, const char *user, const char *tag, const 
     size_t plen = record_prefix(v[i]->key), j = i + 1;
     while (j < total && strncmp(v[j]->key, v[i]->key, plen) == 0)
       j++;
-    docs[n++] = record_of(g, t, v + i, j - i, now);
+    docs[n] = record_of(g, t, v + i, j - i, now);
+    bytes += docs[n++]->len;
     i = j;
-    if (n == STORE_BATCH_MAX)
+    if (n == STORE_BATCH_MAX || bytes >= ANALYTICS_BATCH_BYTES) {
       ok = put(store, user, tag, docs, &n, error);
+      bytes = 0;
+    }
   }
   if (ok && n)
     ok = put(store, user, tag, docs, &n, error);

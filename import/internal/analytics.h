@@ -40,6 +40,10 @@
 #define ANALYTICS_MERCHANT_MAX 64    /* bytes of a normalised merchant name, with its NUL */
 #define ANALYTICS_CURRENCY_MAX 16    /* bytes of a currency code, with its NUL */
 #define ANALYTICS_SCALE_DIGITS 6     /* fraction digits kept when summing amounts */
+/* Records' BSON bytes written per batch (and STORE_BATCH_MAX records at
+ * most): a record lists up to 100 members, ~10 KiB, so 1,000 of them were
+ * the import's largest allocation at 1M transactions (13 MiB). */
+#define ANALYTICS_BATCH_BYTES (1024 * 1024)
 
 /* *types: bit i set when generator i's records were written (see
  * analytics_type_name).  False only on a store error or out of memory

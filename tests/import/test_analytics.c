@@ -4,8 +4,9 @@
  * Crafted transactions with hand-computed expected values per type
  * (cash_flow, category_trends, payment_patterns, merchant_analysis), the
  * top-K cut with its "other" sums, determinism, unchanged records not
- * rewritten, the tag (a rollback takes the records away), the result's type list, merchant normalisation and
- * the table's limits.
+ * rewritten, the tag (a rollback takes the records away), records spread
+ * over several write batches, the result's type list, merchant
+ * normalisation and the table's limits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,6 +412,60 @@ static void test_records_roll_back_with_the_import(void) {
               err, FZIP_ERR_NOT_FOUND);
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's
+ * days_from_civil). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+#define SPREAD_MONTHS 120
+#define SPREAD_CATS ANALYTICS_TOP_CATEGORIES
+
+/* Ten years of months, each listing a full top-K of categories: the
+ * category_trends records (~12 KiB each) pass ANALYTICS_BATCH_BYTES, so
+ * they are written in more than one batch, and every one is there. */
+static void test_records_past_one_write_batch_are_all_written(void) {
+  enum { N = SPREAD_MONTHS * SPREAD_CATS };
+  static txn_spec_t t[N];
+  static char ids[N][16], cats[SPREAD_CATS][16];
+  fzip_error_t err;
+  uint32_t types = 0;
+  size_t bytes = 0;
+  const char *user = "analytics-spread";
+
+  fzip_error_clear(&err);
+  for (int c = 0; c < SPREAD_CATS; c++)
+    snprintf(cats[c], sizeof cats[c], "c%03d", c);
+  for (int m = 0; m < SPREAD_MONTHS; m++) {
+    int64_t noon = (days_from_civil(2010 + m / 12, m % 12 + 1, 10) * 86400 + 43200) * 1000;
+    for (int c = 0; c < SPREAD_CATS; c++) {
+      int i = m * SPREAD_CATS + c;
+      snprintf(ids[i], sizeof ids[i], "s%06d", i);
+      t[i] = (txn_spec_t){ids[i], "acc-s", "-1.00", "USD", cats[c], "Shop", noon};
+    }
+  }
+  for (size_t at = 0; at < N; at += STORE_BATCH_MAX)
+    CHECK_OK(put_txns(g_store, user, t + at, N - at < STORE_BATCH_MAX ? N - at : STORE_BATCH_MAX,
+                      &err),
+             err);
+  CHECK_OK(regenerate(&types, g_store, user, "imp-spread", &err), err);
+  for (int m = 0; m < SPREAD_MONTHS; m++) {
+    char id[64];
+    snprintf(id, sizeof id, "category_trends#%04d-%02d#USD", 2010 + m / 12, m % 12 + 1);
+    CHECK(load(user, id));
+    if (!g_rec)
+      return;
+    CHECK(int_at(g_rec, "data.categoryCount") == SPREAD_CATS);
+    bytes += g_rec->len;
+  }
+  /* Otherwise the test would not cross a batch border. */
+  CHECK(bytes > ANALYTICS_BATCH_BYTES);
+}
+
 static void test_fill_result_lists_the_regenerated_types(void) {
   Fzip__V1__ImportResult res = FZIP__V1__IMPORT_RESULT__INIT;
 
@@ -527,6 +582,7 @@ int main(void) {
   RUN(test_regenerate_is_deterministic);
   RUN(test_only_changed_records_are_written);
   RUN(test_records_roll_back_with_the_import);
+  RUN(test_records_past_one_write_batch_are_all_written);
   RUN(test_fill_result_lists_the_regenerated_types);
   RUN(test_merchant_of_normalises_descriptions);
   RUN(test_decimals_round_trip_exactly);
