@@ -196,7 +196,11 @@ static bool save(run_t *r, bool force) {
   return false;
 }
 
+/* Also where one phase's freed buffers go back to the system before the
+ * next phase allocates its own (fzip_release_memory): glibc would keep
+ * them, and the job's peak RSS would be the sum of its phases' peaks. */
 static bool set_phase(run_t *r, int status, import_phase_t phase, fzip_error_t *error) {
+  fzip_release_memory();
   if (!job_set_status(&r->job->base, &import_job_kind, status, error))
     return false;
   if (!import_set_phase(r->job, phase))
@@ -1082,6 +1086,13 @@ static bool stopped_restoring(run_t *r, const fzip_error_t *err, fzip_error_t *e
   return abort_run(r, err, error);
 }
 
+/* After the restore, whose batches and spool buffers go back first: the
+ * analytics tables are the import's largest allocation. */
+static bool regenerate_analytics(run_t *r, uint32_t *types, fzip_error_t *error) {
+  fzip_release_memory();
+  return analytics_regenerate(types, r->env->store, r->user, r->job->import_id, error);
+}
+
 static bool run_restore(run_t *r, fzip_error_t *error) {
   fzip_error_t err;
   uint32_t analytics = 0; /* analytics_regenerate's types */
@@ -1091,8 +1102,7 @@ static bool run_restore(run_t *r, fzip_error_t *error) {
    * until the commit's flip. */
   if (!set_phase(r, S(PROCESSING), IMPORT_PHASE_RESTORING, &err) ||
       !store_import_begin(r->env->store, r->user, r->job->import_id, &err) ||
-      !restore_all(r, &err) ||
-      !analytics_regenerate(&analytics, r->env->store, r->user, r->job->import_id, &err)) {
+      !restore_all(r, &err) || !regenerate_analytics(r, &analytics, &err)) {
     if (!fzip_error_is_set(&err))
       err = r->save_error;
     return stopped_restoring(r, &err, error);
