@@ -307,8 +307,10 @@ static void run_one(job_runner_t *r, store_job_t *job, const char *holder) {
   }
   fzip_log_set_request_id(NULL);
   store_job_destroy(ctx.job);
-  /* An export or import of a large user leaves tens of MiB freed in this
-   * worker's and the deflate threads' arenas (BENCHMARKS.md "run T"). */
+  /* An export or import of a large user leaves the store's caches full and
+   * tens of MiB freed in this worker's and the deflate threads' arenas
+   * (BENCHMARKS.md "run T"). */
+  store_release_memory(r->store);
   fzip_release_memory();
 }
 

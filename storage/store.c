@@ -274,6 +274,11 @@ bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
   return counted(store->vt, "ping", store->vt->ping(store, timeout_ms, error), error);
 }
 
+void store_release_memory(store_t *store) {
+  if (store && store->vt->release_memory)
+    store->vt->release_memory(store);
+}
+
 /* ---- what readers see: pending imports hidden ----------------------------- */
 
 /* The user's pending import tags, as one reader learned them. */

@@ -61,6 +61,11 @@ const char *store_backend_name(const store_t *store); /* "sqlite" / "mongodb" */
  * For the health checker, which must learn of an outage in bounded time,
  * where every other call retries for the whole retry budget. */
 bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error);
+/* Drops what the store keeps only for speed and that refills on use:
+ * SQLite's idle connections give their page caches back (up to 2,000 KiB
+ * each); MongoDB's driver keeps nothing of the kind.  For the end of big
+ * work (a job), before fzip_release_memory; never fails.  Accepts NULL. */
+void store_release_memory(store_t *store);
 
 /* ---- entities --------------------------------------------------------- */
 

@@ -87,6 +87,8 @@ struct store_vtable {
   void (*destroy)(store_t *store);
   /* One round trip, no retry, about timeout_ms at most (store_ping). */
   bool (*ping)(store_t *store, int timeout_ms, fzip_error_t *error);
+  /* Optional (NULL: nothing to give back); store_release_memory. */
+  void (*release_memory)(store_t *store);
 
   bool (*cursor_new)(store_cursor_t **out, store_t *store, const char *user_id, fzip_kind_t kind,
                      const store_filter_t *filter, fzip_error_t *error);

@@ -592,6 +592,16 @@ static bool sq_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
   return ok;
 }
 
+/* Connections in the pool are idle: nobody else may use them while the
+ * pool's lock is held.  A busy one keeps its cache (it is in use). */
+static void sq_release_memory(store_t *store) {
+  sq_store_t *s = (sq_store_t *)store;
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < s->n_idle; i++)
+    sqlite3_db_release_memory(s->idle[i]);
+  pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- change sequence numbers --------------------------------------------- */
 
 /* The numbers one write transaction hands out: read from change_seq at its
@@ -2714,6 +2724,7 @@ static const store_vtable_t sq_vtable = {
     .name = "sqlite",
     .destroy = sq_destroy,
     .ping = sq_ping,
+    .release_memory = sq_release_memory,
     .cursor_new = sq_cursor_new,
     .cursor_next = sq_cursor_next,
     .cursor_destroy = sq_cursor_destroy,
