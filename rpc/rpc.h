@@ -118,6 +118,11 @@ typedef struct {
   size_t call_arena_limit;       /* per-call message memory; 0: 64 MiB */
   rpc_auth_fn auth;              /* required if any method requires auth */
   void *auth_data;
+  /* Called (on any thread) when a streaming call whose handler ran has
+   * been freed, e.g. to give memory back after a download or an upload;
+   * NULL: nothing. */
+  void (*on_stream_end)(void *data);
+  void *on_stream_end_data;
   /* TLS: when cert and key are set the port serves TLS only. */
   const char *tls_cert_file;
   const char *tls_key_file;

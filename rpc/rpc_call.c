@@ -173,9 +173,8 @@ static void call_set_state(rpc_call_t *c, call_state_t next, const char *why) {
 
 static void call_free(rpc_call_t *c) {
   rpc_server_t *server = c->server;
-  /* A download or upload moved its package through MiB-sized buffers that
-   * are freed here, in whichever threads' arenas they were made. */
-  bool big = c->handler_entered && c->method->kind != RPC_UNARY;
+  bool stream_end = c->handler_entered && c->method->kind != RPC_UNARY &&
+                    server->opts.on_stream_end;
   if (c->call)
     grpc_call_unref(c->call);
   grpc_metadata_array_destroy(&c->request_md);
@@ -198,8 +197,8 @@ static void call_free(rpc_call_t *c) {
   pthread_mutex_destroy(&c->batch_mu);
   free(c);
   atomic_fetch_sub(&server->live_calls, 1);
-  if (big)
-    fzip_release_memory();
+  if (stream_end)
+    server->opts.on_stream_end(server->opts.on_stream_end_data);
 }
 
 static void call_unref(rpc_call_t *c) {

@@ -33,6 +33,7 @@
 #include "rpc.h"
 #include "pkg_writer.h"
 #include "queue_gauge.h"
+#include "fzip_util.h"
 #include "store.h"
 #include "svc_export.h"
 #include "svc_health.h"
@@ -90,6 +91,14 @@ static bool make_verifier(serve_state_t *s, fzip_error_t *error) {
   return auth_verifier_new(&s->verifier, &o, error);
 }
 
+/* A download or an upload moved its package through MiB-sized buffers,
+ * freed in whichever threads' arenas made them, and an upload filled a
+ * connection's page cache: both go back, as after a job (jobs.c). */
+static void release_after_stream(void *store) {
+  store_release_memory(store);
+  fzip_release_memory();
+}
+
 static bool start_server(serve_state_t *s, int *port, fzip_error_t *error) {
   const fzipd_config_t *c = &s->config;
   const rpc_method_t *const *methods = NULL;
@@ -107,6 +116,8 @@ static bool start_server(serve_state_t *s, int *port, fzip_error_t *error) {
   o.shutdown_grace_ms = (int)c->shutdown_grace_ms;
   o.auth = auth_rpc_authenticate;
   o.auth_data = s->verifier;
+  o.on_stream_end = release_after_stream;
+  o.on_stream_end_data = s->store;
   o.tls_cert_file = c->tls_cert;
   o.tls_key_file = c->tls_key;
   o.tls_client_ca_file = c->tls_client_ca;

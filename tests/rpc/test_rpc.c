@@ -182,7 +182,12 @@ static bool get_stats(Fzip__Test__V1__StatsResponse **out) {
                           &req.base, &fzip__test__v1__stats_response__descriptor, &err);
 }
 
-typedef enum { STAT_DOWNLOAD_CLOSES, STAT_UPLOAD_CLOSES, STAT_SLEEP_CANCELS } stat_t;
+typedef enum {
+  STAT_DOWNLOAD_CLOSES,
+  STAT_UPLOAD_CLOSES,
+  STAT_SLEEP_CANCELS,
+  STAT_STREAM_ENDS
+} stat_t;
 
 static uint64_t stat_value(stat_t which) {
   Fzip__Test__V1__StatsResponse *s = NULL;
@@ -190,7 +195,8 @@ static uint64_t stat_value(stat_t which) {
   if (get_stats(&s)) {
     v = which == STAT_DOWNLOAD_CLOSES ? s->download_closes
         : which == STAT_UPLOAD_CLOSES ? s->upload_closes
-                                      : s->sleep_cancels;
+        : which == STAT_SLEEP_CANCELS ? s->sleep_cancels
+                                      : s->stream_ends;
     protobuf_c_message_free_unpacked(&s->base, NULL);
   }
   return v;
@@ -246,6 +252,30 @@ static void test_unary_echo_returns_text_and_user(void) {
   bool same = !strcmp(resp->text, "hello") && !strcmp(resp->user_id, "alice");
   protobuf_c_message_free_unpacked(&resp->base, NULL);
   CHECK(same);
+}
+
+/* on_stream_end runs once per streaming call, after it ended, and never
+ * for a unary call (fzipd gives memory back there).  Runs before any
+ * other test's stream, whose end could land late. */
+static void test_stream_end_hook_runs_once_per_stream_only(void) {
+  fzip_error_t err = {0};
+  rpc_client_call_t *call = NULL;
+  ProtobufCMessage *msg = NULL;
+  Fzip__Test__V1__EchoResponse *resp = NULL;
+  uint64_t before = stat_value(STAT_STREAM_ENDS);
+  CHECK(before != UINT64_MAX);
+  CHECK_OK(open_download(&call, cli, &good, MIB, STREAM_CHUNK, &err), err);
+  while (rpc_client_call_read(&msg, call, &err) && msg)
+    ;
+  CHECK(rpc_client_call_status(call) == 0);
+  rpc_client_call_destroy(call);
+  CHECK(wait_stat(STAT_STREAM_ENDS, before + 1));
+  for (int i = 0; i < 5; i++) {
+    CHECK_OK(echo_call(cli, &good, "unary", &resp, &err), err);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+  }
+  sleep_ms(100);
+  CHECK(stat_value(STAT_STREAM_ENDS) == before + 1);
 }
 
 static void test_missing_and_bad_tokens_are_unauthenticated(void) {
@@ -839,6 +869,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   RUN(test_unary_echo_returns_text_and_user);
+  RUN(test_stream_end_hook_runs_once_per_stream_only);
   RUN(test_missing_and_bad_tokens_are_unauthenticated);
   RUN(test_unknown_method_is_unimplemented);
   RUN(test_download_256mib_to_slow_reader_keeps_server_rss_flat);

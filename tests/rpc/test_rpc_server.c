@@ -3,7 +3,8 @@
  *
  * Serves fzip.test.v1.Test (every call shape: unary Echo and Sleep,
  * server-streaming Download, client-streaming Upload, bidi EchoStream,
- * plus Stats and SetHealth to observe and steer it) and
+ * plus Stats and SetHealth to observe and steer it; Stats counts the
+ * on_stream_end hook's runs) and
  * grpc.health.v1.Health through server/rpc.h, exactly as fzipd would.
  * The auth hook accepts "Bearer good-<user>" (user id <user>); the real
  * JWT verifier lives elsewhere.  Prints "PORT <n>" on stdout once
@@ -38,6 +39,7 @@
 static uint8_t pattern[TEST_MAX_CHUNK + TEST_PATTERN_PERIOD];
 
 static atomic_ulong download_closes;
+static atomic_ulong stream_ends; /* rpc_server_options_t.on_stream_end */
 static atomic_ulong upload_closes;
 static atomic_ulong sleep_cancels;
 static svc_health_t *health;
@@ -112,6 +114,7 @@ static bool stats(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage 
   out->download_closes = atomic_load(&download_closes);
   out->upload_closes = atomic_load(&upload_closes);
   out->sleep_cancels = atomic_load(&sleep_cancels);
+  out->stream_ends = atomic_load(&stream_ends);
   *resp = &out->base;
   return true;
 }
@@ -286,6 +289,11 @@ static const rpc_method_t test_methods[] = {
 };
 #define TEST_N_METHODS (sizeof test_methods / sizeof test_methods[0])
 
+static void count_stream_end(void *data) {
+  (void)data;
+  atomic_fetch_add(&stream_ends, 1);
+}
+
 static bool parse_args(rpc_server_options_t *o, int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -320,7 +328,8 @@ int main(int argc, char **argv) {
   int rc = 1;
   rpc_server_t *server = NULL;
   fzip_error_t err = {0};
-  rpc_server_options_t opts = {.listen = "127.0.0.1:0", .auth = test_auth};
+  rpc_server_options_t opts = {
+      .listen = "127.0.0.1:0", .auth = test_auth, .on_stream_end = count_stream_end};
   const rpc_method_t *table[TEST_N_METHODS + SVC_HEALTH_METHOD_COUNT];
   sigset_t sigs;
   int sig = 0, port = 0;
