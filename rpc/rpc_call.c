@@ -196,9 +196,11 @@ static void call_free(rpc_call_t *c) {
   rpc_arena_destroy(c->ctx.arena);
   pthread_mutex_destroy(&c->batch_mu);
   free(c);
-  atomic_fetch_sub(&server->live_calls, 1);
+  /* Before the count drops: a shutdown waits for it to reach zero and may
+   * then free the server (and what the hook's data points to). */
   if (stream_end)
     server->opts.on_stream_end(server->opts.on_stream_end_data);
+  atomic_fetch_sub(&server->live_calls, 1);
 }
 
 static void call_unref(rpc_call_t *c) {
