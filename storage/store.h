@@ -64,7 +64,8 @@ bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error);
 /* Drops what the store keeps only for speed and that refills on use:
  * SQLite's idle connections give their page caches back (up to 2,000 KiB
  * each); MongoDB's driver keeps nothing of the kind.  For the end of big
- * work (a job), before fzip_release_memory; never fails.  Accepts NULL. */
+ * work (a job, a download or upload), before fzip_release_memory; never
+ * fails.  Accepts NULL. */
 void store_release_memory(store_t *store);
 
 /* ---- entities --------------------------------------------------------- */

@@ -2063,6 +2063,19 @@ static void test_pending_reads_page_through_many_documents(void) {
   CHECK_OK(store_import_rollback(NULL, s, user, "imp-page", NULL, NULL, &err), err);
   store_destroy(s);
 }
+/* The user's documents of `kind` a cursor returns (0 on an error). */
+static size_t cursor_count(store_t *s, const char *user, fzip_kind_t kind, fzip_error_t *err) {
+  store_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  size_t seen = 0;
+  if (!store_cursor_new(&cur, s, user, kind, NULL, err))
+    return 0;
+  while (store_cursor_next(cur, &doc, err))
+    seen++;
+  store_cursor_destroy(cur);
+  return fzip_error_is_set(err) ? 0 : seen;
+}
+
 #define RELEASE_DOCS 3000
 #define RELEASE_PAD 1500
 
@@ -2075,9 +2088,6 @@ static void test_release_memory_keeps_every_document(void) {
   char user[USER_MAX], id[16];
   bson_t *docs[STORE_BATCH_MAX];
   char *pad = malloc(RELEASE_PAD + 1);
-  store_cursor_t *cur = NULL;
-  const bson_t *doc = NULL;
-  size_t seen = 0;
   uint64_t count = 0;
   sqlite3_int64 before = 0;
   bool sqlite = strncmp(g_uri, "sqlite:", 7) == 0;
@@ -2100,24 +2110,14 @@ static void test_release_memory_keeps_every_document(void) {
     free_docs(docs, 100);
   }
   free(pad);
-  CHECK_OK(store_cursor_new(&cur, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
-  while (cur && store_cursor_next(cur, &doc, &err))
-    seen++;
-  store_cursor_destroy(cur);
-  CHECK(seen == RELEASE_DOCS);
+  CHECK(cursor_count(s, user, FZIP_KIND_TRANSACTION, &err) == RELEASE_DOCS);
   before = sqlite3_memory_used();
   store_release_memory(s);
   if (sqlite)
     CHECK(sqlite3_memory_used() < before - 1024 * 1024);
   CHECK_OK(store_entity_count(&count, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
   CHECK(count == RELEASE_DOCS);
-  seen = 0;
-  CHECK_OK(store_cursor_new(&cur, s, user, FZIP_KIND_TRANSACTION, NULL, &err), err);
-  while (cur && store_cursor_next(cur, &doc, &err))
-    seen++;
-  store_cursor_destroy(cur);
-  CHECK(!fzip_error_is_set(&err));
-  CHECK(seen == RELEASE_DOCS);
+  CHECK(cursor_count(s, user, FZIP_KIND_TRANSACTION, &err) == RELEASE_DOCS);
   store_release_memory(NULL); /* accepted */
   store_destroy(s);
 }
