@@ -36,6 +36,22 @@
  * floor's documents in 30 s instead of 53 s at 1M transactions
  * (docs/BENCHMARKS.md, run R) for blobs 20% slower to write. */
 #define SQ_PAGE_SIZE 4096
+/* Blobs (packages, uploaded bank files) live in a second file, PATH-blobs,
+ * attached to every connection as schema SQ_BLOB_SCHEMA, with 64 KiB pages.
+ * SQLite reads an overflow chain one page (one pread) at a time: a 255 KiB
+ * chunk was 64 reads with 4 KiB pages and is 4 here, and the 1M package
+ * (187 MiB) reads in ~1/7 of the time and writes in half (docs/BENCHMARKS.md,
+ * run U).  The documents keep the main file's 4 KiB pages (above).  The
+ * blob file has its own, small page cache (chunks are read once, in order)
+ * and checkpoints after SQ_BLOB_WAL_CHECKPOINT_BYTES of WAL: blobs are
+ * written once, so a larger WAL would save no copying. */
+#define SQ_BLOB_SCHEMA "blobstore"
+#define SQ_BLOBS SQ_BLOB_SCHEMA ".blobs"
+#define SQ_CHUNKS SQ_BLOB_SCHEMA ".blob_chunks"
+#define SQ_BLOB_FILE_SUFFIX "-blobs"
+#define SQ_BLOB_PAGE_SIZE 65536
+#define SQ_BLOB_CACHE_KIB 1024
+#define SQ_BLOB_WAL_CHECKPOINT_BYTES (64 * 1024 * 1024)
 #define SQ_BACKOFF_START_MS 5
 #define SQ_BACKOFF_MAX_MS 250
 #define SQ_CURSOR_PAGE_ROWS 256                /* documents fetched per cursor page */
@@ -79,6 +95,7 @@ typedef struct {
   char *path;
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  char *blob_path; /* path + SQ_BLOB_FILE_SUFFIX */
   sqlite3 *idle[SQ_POOL_MAX];
   size_t n_idle;
   size_t n_open;
@@ -254,15 +271,20 @@ static const char sq_schema[] =
     "CREATE INDEX IF NOT EXISTS jobs_user_newest"
     " ON jobs(user_id, kind, created_at DESC, job_id DESC);"
     "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(kind, created_at, job_id) WHERE runnable = 1;"
-    "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at > 0;"
-    "CREATE TABLE IF NOT EXISTS blobs("
+    "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at > 0;";
+
+/* The blob file's tables (schema SQ_BLOB_SCHEMA): the same definitions the
+ * main file had before blobs moved out (sq_migrate_blobs copies them). */
+static const char sq_schema_blobs[] =
+    "CREATE TABLE IF NOT EXISTS " SQ_BLOB_SCHEMA ".blobs("
     " blob_key INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL,"
     " blob_id TEXT NOT NULL, committed INTEGER NOT NULL, size INTEGER NOT NULL,"
     " sha256 TEXT NOT NULL, started_at INTEGER NOT NULL);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS blobs_committed ON blobs(bucket, blob_id)"
+    "CREATE UNIQUE INDEX IF NOT EXISTS " SQ_BLOB_SCHEMA ".blobs_committed ON blobs(bucket, blob_id)"
     " WHERE committed = 1;"
-    "CREATE INDEX IF NOT EXISTS blobs_uncommitted ON blobs(started_at) WHERE committed = 0;"
-    "CREATE TABLE IF NOT EXISTS blob_chunks("
+    "CREATE INDEX IF NOT EXISTS " SQ_BLOB_SCHEMA ".blobs_uncommitted ON blobs(started_at)"
+    " WHERE committed = 0;"
+    "CREATE TABLE IF NOT EXISTS " SQ_BLOB_SCHEMA ".blob_chunks("
     " blob_key INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,"
     " PRIMARY KEY(blob_key, n));";
 
@@ -354,20 +376,65 @@ static bool sq_migrate_request(sqlite3 *db, fzip_error_t *error) {
   return false;
 }
 
-/* wal_autocheckpoint = `bytes` of WAL in the file's pages (a new file
- * reports the size it will be created with). */
-static bool sq_set_checkpoint(sqlite3 *db, int64_t bytes, fzip_error_t *error) {
+/* *page = PRAGMA schema.page_size (a new file reports the size it will be
+ * created with). */
+static bool sq_page_size(int64_t *page, sqlite3 *db, const char *schema, fzip_error_t *error) {
+  char sql[64];
   sqlite3_stmt *stmt = NULL;
-  bool row = false;
-  bool ok = sq_prepare(&stmt, db, "PRAGMA page_size", error) &&
-            sq_step_row(&row, stmt, db, "reading the page size", error);
-  int64_t page = row ? sqlite3_column_int64(stmt, 0) : 0;
+  bool row = false, ok;
 
+  snprintf(sql, sizeof sql, "PRAGMA %s.page_size", schema);
+  ok = sq_prepare(&stmt, db, sql, error) &&
+       sq_step_row(&row, stmt, db, "reading the page size", error);
+  *page = row ? sqlite3_column_int64(stmt, 0) : 0;
   sqlite3_finalize(stmt);
-  if (ok && page <= 0)
+  if (ok && *page <= 0)
     ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_INTERNAL,
-                        "sqlite: PRAGMA page_size answered no size");
-  return ok && sq_pragma(db, "wal_autocheckpoint", bytes / page, error);
+                        "sqlite: PRAGMA %s.page_size answered no size", schema);
+  return ok;
+}
+
+/* Checkpoints a file's WAL once it holds its threshold of frames: the main
+ * file's is the hook's argument (sq_set_checkpoint), the blob file's fixed.
+ * SQLite's own wal_autocheckpoint has one frame count for every attached
+ * file, and 256 MiB of 4 KiB frames would be 4 GiB of 64 KiB ones. */
+static int sq_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
+  intptr_t limit = strcmp(schema, SQ_BLOB_SCHEMA) == 0
+                       ? SQ_BLOB_WAL_CHECKPOINT_BYTES / SQ_BLOB_PAGE_SIZE
+                       : (intptr_t)arg;
+  if (frames >= limit)
+    sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+  return SQLITE_OK;
+}
+
+/* The main file checkpoints after `bytes` of WAL (in its own pages). */
+static bool sq_set_checkpoint(sqlite3 *db, int64_t bytes, fzip_error_t *error) {
+  int64_t page = 0;
+  if (!sq_page_size(&page, db, "main", error))
+    return false;
+  sqlite3_wal_hook(db, sq_wal_hook, (void *)(intptr_t)(bytes / page));
+  return true;
+}
+
+/* Attaches the blob file with its settings; a store capped at max_pages
+ * pages of the main file caps the blob file at as many bytes. */
+static bool sq_attach_blobs(sqlite3 *db, const sq_store_t *s, fzip_error_t *error) {
+  int64_t page = 0;
+  bool ok = sq_exec_args(NULL, db, "ATTACH DATABASE ? AS " SQ_BLOB_SCHEMA,
+                         (const sq_arg_t[]){SQ_TEXT(s->blob_path), SQ_END},
+                         "attaching the blob file", error) &&
+            sq_pragma(db, SQ_BLOB_SCHEMA ".page_size", SQ_BLOB_PAGE_SIZE, error) &&
+            sq_exec(db, "PRAGMA " SQ_BLOB_SCHEMA ".synchronous=NORMAL", error) &&
+            sq_pragma(db, SQ_BLOB_SCHEMA ".cache_size", -SQ_BLOB_CACHE_KIB, error);
+
+  if (ok && s->max_pages > 0) {
+    int64_t blob_page = 0;
+    ok = sq_page_size(&page, db, "main", error) &&
+         sq_page_size(&blob_page, db, SQ_BLOB_SCHEMA, error) &&
+         sq_pragma(db, SQ_BLOB_SCHEMA ".max_page_count",
+                   (s->max_pages * page + blob_page - 1) / blob_page, error);
+  }
+  return ok;
 }
 
 static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
@@ -384,9 +451,11 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
     return false;
   }
   sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : 1);
-  /* synchronous=NORMAL in WAL mode: a commit survives a process crash; only
-   * a power loss may drop the last transactions, never corrupt the file. */
-  if (!sq_exec(db, "PRAGMA synchronous=NORMAL", error) ||
+  /* page_size only takes effect on a file not yet created.  synchronous=
+   * NORMAL in WAL mode: a commit survives a process crash; only a power
+   * loss may drop the last transactions, never corrupt the file. */
+  if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) || !sq_attach_blobs(db, s, error) ||
+      !sq_exec(db, "PRAGMA synchronous=NORMAL", error) ||
       !sq_pragma(db, "cache_size", -SQ_CACHE_KIB, error) ||
       !sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_BYTES, error) ||
       (s->max_pages > 0 && !sq_pragma(db, "max_page_count", s->max_pages, error))) {
@@ -397,14 +466,51 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   return true;
 }
 
-/* Creates the file, switches it to WAL and creates the schema, once. */
+/* *exists = main has table `name`. */
+static bool sq_main_has_table(bool *exists, sqlite3 *db, const char *name, fzip_error_t *error) {
+  sqlite3_stmt *stmt = NULL;
+  bool ok = sq_prepare_args(&stmt, db,
+                            "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?",
+                            (const sq_arg_t[]){SQ_TEXT(name), SQ_END}, error) &&
+            sq_step_row(exists, stmt, db, "reading the schema", error);
+  sqlite3_finalize(stmt);
+  return ok;
+}
+
+/* Files from before the blob file kept their blobs in main.blobs and
+ * main.blob_chunks.  They are copied into the blob file in one
+ * transaction and dropped from main in the next: a transaction over two
+ * WAL files is atomic in each file but not across them, so the copy must
+ * be committed before the originals go.  A crash between the two copies
+ * again (OR IGNORE keeps what arrived) and then drops; each step checks
+ * under the writer lock, so two fzipd opening the file at once do it
+ * once. */
+static bool sq_migrate_blobs(sqlite3 *db, fzip_error_t *error) {
+  static const char *const steps[] = {
+      "INSERT OR IGNORE INTO " SQ_BLOBS " SELECT blob_key, bucket, blob_id, committed, size,"
+      " sha256, started_at FROM main.blobs;"
+      "INSERT OR IGNORE INTO " SQ_CHUNKS " SELECT blob_key, n, data FROM main.blob_chunks;",
+      "DROP TABLE main.blob_chunks; DROP TABLE main.blobs;"};
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    bool exists = false;
+    if (!sq_exec(db, "BEGIN IMMEDIATE", error))
+      return false;
+    if (!sq_main_has_table(&exists, db, "blob_chunks", error) ||
+        (exists && !sq_exec(db, steps[i], error)) || !sq_exec(db, "COMMIT", error)) {
+      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Switches both files to WAL (the pragma without a schema sets every
+ * attached file) and creates or updates the schema, once per open. */
 static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
-  if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) ||
-      !sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_BYTES, error) ||
-      !sq_exec(db, "PRAGMA journal_mode=WAL", error) ||
-      !sq_exec(db, sq_schema, error) || !sq_migrate_tag(db, error) ||
-      !sq_exec(db, sq_schema_tags, error) || !sq_migrate_request(db, error) ||
-      !sq_migrate_seq(db, error))
+  if (!sq_exec(db, "PRAGMA journal_mode=WAL", error) || !sq_exec(db, sq_schema, error) ||
+      !sq_exec(db, sq_schema_blobs, error) || !sq_migrate_blobs(db, error) ||
+      !sq_migrate_tag(db, error) || !sq_exec(db, sq_schema_tags, error) ||
+      !sq_migrate_request(db, error) || !sq_migrate_seq(db, error))
     return fzip_error_prefix(error, "cannot open store file %s", path);
   return true;
 }
@@ -542,6 +648,7 @@ bool store_sqlite_open(store_t **out, const store_options_t *options, const char
     }
   }
   path = s->path;
+  s->blob_path = bson_strdup_printf("%s%s", path, SQ_BLOB_FILE_SUFFIX);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   if (!sq_connect(&db, s, error))
@@ -572,6 +679,7 @@ static void sq_destroy(store_t *store) {
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   bson_free(s->path);
+  bson_free(s->blob_path);
   bson_free(s);
 }
 
@@ -1880,13 +1988,16 @@ static bool sq_snapshot_begin(store_t **view, store_t *store, const char *user_i
   v->base = s->base;
   v->base.read_only = true;
   v->path = bson_strdup(s->path);
+  v->blob_path = bson_strdup(s->blob_path);
   v->max_pages = s->max_pages;
   pthread_mutex_init(&v->mu, NULL);
   pthread_cond_init(&v->cv, NULL);
   ctx.tags = tags;
-  /* The first read after BEGIN fixes the snapshot. */
+  /* A file's first read after BEGIN fixes its snapshot: the blob file is
+   * read too, so blobs are seen as of the same moment as the documents. */
   if (!sq_connect(&v->snap, v, error) || !sq_exec(v->snap, "BEGIN", error) ||
-      !op_import_pending(v->snap, &ctx, error)) {
+      !op_import_pending(v->snap, &ctx, error) ||
+      !sq_exec(v->snap, "SELECT 1 FROM " SQ_BLOBS " LIMIT 1", error)) {
     sq_destroy(&v->base);
     return false;
   }
@@ -2436,7 +2547,7 @@ static bool sq_find_committed(bool *found, sq_blob_ctx_t *ctx, sqlite3 *db, fzip
   bool ok = false;
 
   if (!sq_prepare_args(&stmt, db,
-                       "SELECT blob_key, size, sha256 FROM blobs"
+                       "SELECT blob_key, size, sha256 FROM " SQ_BLOBS
                        " WHERE bucket = ? AND blob_id = ? AND committed = 1",
                        (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(ctx->blob_id), SQ_END},
                        error) ||
@@ -2455,9 +2566,9 @@ done:
 
 static bool sq_delete_key(sqlite3 *db, int64_t key, fzip_error_t *error) {
   const sq_arg_t args[] = {SQ_INT(key), SQ_END};
-  return sq_exec_args(NULL, db, "DELETE FROM blob_chunks WHERE blob_key = ?", args,
+  return sq_exec_args(NULL, db, "DELETE FROM " SQ_CHUNKS " WHERE blob_key = ?", args,
                       "deleting blob", error) &&
-         sq_exec_args(NULL, db, "DELETE FROM blobs WHERE blob_key = ?", args, "deleting blob",
+         sq_exec_args(NULL, db, "DELETE FROM " SQ_BLOBS " WHERE blob_key = ?", args, "deleting blob",
                       error);
 }
 
@@ -2494,7 +2605,7 @@ static bool op_blob_start(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
   if (!sq_check_absent(ctx, db, error) ||
       !sq_exec_args(NULL, db,
-                    "INSERT INTO blobs(bucket, blob_id, committed, size, sha256, started_at)"
+                    "INSERT INTO " SQ_BLOBS "(bucket, blob_id, committed, size, sha256, started_at)"
                     " VALUES (?, ?, 0, 0, '', ?)",
                     (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(ctx->blob_id),
                                        SQ_INT(ctx->now_ms), SQ_END},
@@ -2541,8 +2652,8 @@ static bool op_blob_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
   uint64_t written = 0;
 
   if (!sq_exec_args(&written, db,
-                    "INSERT INTO blob_chunks(blob_key, n, data) SELECT ?1, ?2, ?3"
-                    " WHERE EXISTS (SELECT 1 FROM blobs WHERE blob_key = ?1 AND committed = 0)",
+                    "INSERT INTO " SQ_CHUNKS "(blob_key, n, data) SELECT ?1, ?2, ?3"
+                    " WHERE EXISTS (SELECT 1 FROM " SQ_BLOBS " WHERE blob_key = ?1 AND committed = 0)",
                     (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n),
                                        SQ_BLOB(ctx->data, ctx->len), SQ_END},
                     "writing blob chunk", error))
@@ -2566,7 +2677,7 @@ static bool op_blob_commit(sqlite3 *db, void *vctx, fzip_error_t *error) {
 
   if (!sq_check_absent(ctx, db, error) ||
       !sq_exec_args(&committed, db,
-                    "UPDATE blobs SET committed = 1, size = ?, sha256 = ?"
+                    "UPDATE " SQ_BLOBS " SET committed = 1, size = ?, sha256 = ?"
                     " WHERE blob_key = ? AND committed = 0",
                     (const sq_arg_t[]){SQ_INT(ctx->info.size), SQ_TEXT(ctx->info.sha256),
                                        SQ_INT(ctx->key), SQ_END},
@@ -2639,7 +2750,7 @@ static bool op_blob_read_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sqlite3_stmt *stmt = NULL;
   bool row = false, ok = false;
 
-  if (!sq_prepare_args(&stmt, db, "SELECT data FROM blob_chunks WHERE blob_key = ? AND n = ?",
+  if (!sq_prepare_args(&stmt, db, "SELECT data FROM " SQ_CHUNKS " WHERE blob_key = ? AND n = ?",
                        (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n), SQ_END}, error) ||
       !sq_step_row(&row, stmt, db, "reading blob chunk", error))
     goto done;
@@ -2702,11 +2813,11 @@ static bool op_blob_reap(sqlite3 *db, void *vctx, fzip_error_t *error) {
   const sq_arg_t args[] = {SQ_INT(ctx->now_ms), SQ_END};
   ctx->deleted = 0;
   return sq_exec_args(NULL, db,
-                      "DELETE FROM blob_chunks WHERE blob_key IN"
-                      " (SELECT blob_key FROM blobs WHERE committed = 0 AND started_at < ?)",
+                      "DELETE FROM " SQ_CHUNKS " WHERE blob_key IN"
+                      " (SELECT blob_key FROM " SQ_BLOBS " WHERE committed = 0 AND started_at < ?)",
                       args, "reaping blobs", error) &&
          sq_exec_args(&ctx->deleted, db,
-                      "DELETE FROM blobs WHERE committed = 0 AND started_at < ?", args,
+                      "DELETE FROM " SQ_BLOBS " WHERE committed = 0 AND started_at < ?", args,
                       "reaping blobs", error);
 }
 

@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, sqlite_blob_file, unique_user  # noqa: E402
 from fzip_cli import Cli, check, expect  # noqa: E402
 
 import grpc  # noqa: E402
@@ -52,7 +52,7 @@ def package_blobs(srv):
     conformance suite covers GridFS there)."""
     if not srv.store.startswith("sqlite:"):
         return None
-    db = sqlite3.connect(srv.store[len("sqlite:"):])
+    db = sqlite3.connect(sqlite_blob_file(srv.store))
     try:
         return db.execute("select blob_id, committed from blobs "
                           "where blob_id like 'import-%'").fetchall()

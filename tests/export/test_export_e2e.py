@@ -19,7 +19,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, sqlite_blob_file, unique_user  # noqa: E402
 
 import grpc  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
@@ -233,7 +233,7 @@ def package_blob_count(srv, export_id):
     check(out == "absent" or out.startswith("present "), "store_blob_probe said %r" % out)
     count = 0 if out == "absent" else 1
     if srv.store.startswith("sqlite:"):
-        db = sqlite3.connect(srv.store[len("sqlite:"):])
+        db = sqlite3.connect(sqlite_blob_file(srv.store))
         try:
             rows = db.execute("select count(*) from blobs where blob_id = ?",
                               ("export-" + export_id,)).fetchone()[0]

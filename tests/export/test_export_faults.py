@@ -19,7 +19,7 @@ import sqlite3
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, sqlite_blob_file, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, read_package, unzip_t, verify_checksums,  # noqa: E402
                       wait_for)
 
@@ -35,7 +35,7 @@ BIG_TX = int(os.environ.get("FZIP_TEST_BIG_TX", "60000"))
 
 def blob_rows(db_path, blob_id):
     """(committed, uncommitted) rows of a package blob, and orphan chunks."""
-    db = sqlite3.connect(db_path)
+    db = sqlite3.connect(sqlite_blob_file(db_path))
     try:
         rows = db.execute("select committed, count(*) from blobs where blob_id = ? "
                           "group by committed", (blob_id,)).fetchall()

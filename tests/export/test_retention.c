@@ -471,5 +471,11 @@ int main(void) {
   unlink(side);
   snprintf(side, sizeof side, "%s-shm", g_db);
   unlink(side);
+  snprintf(side, sizeof side, "%s-blobs", g_db);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-blobs-wal", g_db);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-blobs-shm", g_db);
+  unlink(side);
   return fzip_test_summary();
 }

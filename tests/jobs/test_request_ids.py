@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, sqlite_blob_file, unique_user  # noqa: E402
 
 import grpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
@@ -149,7 +149,7 @@ def test_reused_request_id_with_other_parameters_is_refused(srv):
 
 
 def package_blob_rows(srv):
-    db = sqlite3.connect(srv.store[len("sqlite:"):])
+    db = sqlite3.connect(sqlite_blob_file(srv.store))
     try:
         return db.execute("SELECT count(*) FROM blobs WHERE bucket = 0").fetchone()[0]
     finally:

@@ -37,6 +37,14 @@ def store_uri(tmpdir):
     raise ValueError("FZIP_TEST_STORE must be sqlite or mongodb, not %r" % spec)
 
 
+def sqlite_blob_file(store):
+    """The blob file of an embedded store ("sqlite:PATH[?...]" or PATH):
+    PATH-blobs, where the SQLite backend keeps the blobs and blob_chunks
+    tables (docs/STORAGE.md "Blob file")."""
+    path = store[len("sqlite:"):] if store.startswith("sqlite:") else store
+    return path.split("?", 1)[0] + "-blobs"
+
+
 class Fzipd:
     """One fzipd process; use as a context manager."""
 

@@ -20,7 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, sqlite_blob_file, unique_user  # noqa: E402
 from fzip_e2e import Client, check, wait_for  # noqa: E402
 
 import grpc  # noqa: E402
@@ -88,7 +88,7 @@ def test_temp_dirs_of_dead_processes_are_swept(tmp):
 
 
 def uncommitted_blobs(db_path):
-    db = sqlite3.connect(db_path)
+    db = sqlite3.connect(sqlite_blob_file(db_path))
     try:
         n = db.execute("select count(*) from blobs where committed = 0").fetchone()[0]
         orphans = db.execute("select count(*) from blob_chunks where blob_key not in "

@@ -99,13 +99,48 @@ static void fill_bytes(uint8_t *buf, size_t len, uint64_t *state) {
 
 /* Orphan check for the sqlite backend: chunks whose blob row is gone, and
  * rows (committed or not) left under `blob_id`. */
+/* The SQLite backend's files for the store at `path`: the main file, the
+ * blob file (PATH-blobs) and their WAL siblings (docs/STORAGE.md). */
+static const char *const sqlite_suffixes[] = {"", "-wal", "-shm", "-blobs", "-blobs-wal",
+                                              "-blobs-shm"};
+
+static void sqlite_remove_files(const char *path) {
+  char name[1100];
+  for (size_t i = 0; i < sizeof sqlite_suffixes / sizeof sqlite_suffixes[0]; i++) {
+    snprintf(name, sizeof name, "%s%s", path, sqlite_suffixes[i]);
+    remove(name);
+  }
+}
+
+/* The numbers `sql` (SELECT of id, number rows) gives, as "id=n,...". */
+static bool sqlite_numbers(char *out, size_t cap, const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  size_t len = 0;
+  int rc = SQLITE_ERROR;
+
+  out[0] = '\0';
+  if (sqlite3_open(path, &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s=%lld",
+                              len ? "," : "", (const char *)sqlite3_column_text(st, 0),
+                              (long long)sqlite3_column_int64(st, 1));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc == SQLITE_DONE;
+}
+
 static int64_t sqlite_leftovers(const char *blob_id) {
   sqlite3 *db = NULL;
   sqlite3_stmt *stmt = NULL;
   int64_t n = -1;
+  char blobs[1100];
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     return 0;
-  if (sqlite3_open_v2(g_uri + 7, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+  snprintf(blobs, sizeof blobs, "%s-blobs", g_uri + 7);
+  if (sqlite3_open_v2(blobs, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
       sqlite3_prepare_v2(db,
                          "SELECT (SELECT count(*) FROM blob_chunks WHERE blob_key NOT IN"
                          " (SELECT blob_key FROM blobs)) + (SELECT count(*) FROM blobs"
@@ -999,7 +1034,7 @@ static void test_sqlite_store_from_before_request_ids_migrates(void) {
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     return;
   snprintf(path, sizeof path, "%s-old", g_uri + 7);
-  remove(path);
+  sqlite_remove_files(path);
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db,
                      "CREATE TABLE jobs(kind INTEGER NOT NULL, job_id TEXT NOT NULL,"
@@ -1031,7 +1066,116 @@ static void test_sqlite_store_from_before_request_ids_migrates(void) {
   /* Opened again: the migration is not run twice. */
   CHECK_OK(store_open(&s, &opts, &err), err);
   store_destroy(s);
-  remove(path);
+  sqlite_remove_files(path);
+}
+
+/* The old layout's blob tables in the main file `path`, holding blob_key 7
+ * committed (`id`, `data`, len bytes, in STORE_BLOB_CHUNK rows) and blob_key
+ * 8 uncommitted (one chunk, started at time 1). */
+static bool sqlite_write_old_blobs(const char *path, const char *id, const uint8_t *data,
+                                   size_t len) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  bool ok = sqlite3_open(path, &db) == SQLITE_OK &&
+            sqlite3_exec(db,
+                         "CREATE TABLE IF NOT EXISTS blobs(blob_key INTEGER PRIMARY KEY"
+                         " AUTOINCREMENT, bucket INTEGER NOT NULL, blob_id TEXT NOT NULL,"
+                         " committed INTEGER NOT NULL, size INTEGER NOT NULL,"
+                         " sha256 TEXT NOT NULL, started_at INTEGER NOT NULL);"
+                         "CREATE TABLE IF NOT EXISTS blob_chunks(blob_key INTEGER NOT NULL,"
+                         " n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(blob_key, n));"
+                         "INSERT INTO blobs VALUES (8, 0, 'abandoned', 0, 0, '', 1);"
+                         "INSERT INTO blob_chunks VALUES (8, 0, x'00');",
+                         NULL, NULL, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db,
+                               "INSERT INTO blobs VALUES (7, 0, ?1, 1, ?2, printf('%.64c', 'a'),"
+                               " 1)",
+                               -1, &st, NULL) == SQLITE_OK;
+  if (ok) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
+    ok = sqlite3_step(st) == SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  ok = ok && sqlite3_prepare_v2(db, "INSERT INTO blob_chunks VALUES (7, ?, ?)", -1, &st, NULL) ==
+                 SQLITE_OK;
+  for (size_t off = 0; ok && off < len; off += STORE_BLOB_CHUNK) {
+    size_t n = len - off < STORE_BLOB_CHUNK ? len - off : STORE_BLOB_CHUNK;
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(off / STORE_BLOB_CHUNK));
+    sqlite3_bind_blob(st, 2, data + off, (int)n, SQLITE_STATIC);
+    ok = sqlite3_step(st) == SQLITE_DONE;
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return ok;
+}
+
+/* sqlite_numbers's SELECT of one number from the file at `path`. */
+static int64_t sqlite_number(const char *path, const char *sql) {
+  char out[64];
+  int64_t n = -1;
+  if (sqlite_numbers(out, sizeof out, path, sql) && strncmp(out, "n=", 2) == 0)
+    n = strtoll(out + 2, NULL, 10);
+  return n;
+}
+
+/* SQLite only: a file from before the blob file (blobs in the main file's
+ * tables) opens with its blobs moved to PATH-blobs (64 KiB pages), every
+ * byte readable, the main file's tables gone, an abandoned writer still
+ * reapable, and new blobs numbered after the old ones.  A file caught
+ * between the copy and the drop (both files hold the blob) opens the same. */
+static void test_sqlite_store_from_before_the_blob_file_migrates(void) {
+  char path[1024], blobs[1100], uri[1100];
+  size_t len = 2 * STORE_BLOB_CHUNK + 1000, got = 0;
+  uint8_t *data = malloc(len), *back = malloc(len + 1);
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_blob_info_t info;
+  uint64_t reaped = 0;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    goto out;
+  CHECK(data && back);
+  for (size_t i = 0; i < len; i++)
+    data[i] = (uint8_t)(i * 7 + i / 1000);
+  snprintf(path, sizeof path, "%s-old-blobs", g_uri + 7);
+  snprintf(blobs, sizeof blobs, "%s-blobs", path);
+  snprintf(uri, sizeof uri, "sqlite:%s", path);
+  sqlite_remove_files(path);
+  CHECK(sqlite_write_old_blobs(path, "old/pkg", data, len));
+  for (int round = 0; round < 2; round++) {
+    store_options_t opts = {.uri = uri};
+    CHECK_OK(store_open(&s, &opts, &err), err);
+    CHECK_OK(store_blob_stat(&info, s, STORE_BUCKET_PACKAGES, "old/pkg", &err), err);
+    CHECK(info.size == len);
+    CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
+    CHECK(got == len && memcmp(back, data, len) == 0);
+    store_destroy(s);
+    CHECK(sqlite_number(path, "SELECT 'n', count(*) FROM sqlite_master WHERE name LIKE 'blob%'") ==
+          0);
+    CHECK(sqlite_number(blobs, "SELECT 'n', count(*) FROM blob_chunks") == 4);
+    CHECK(sqlite_number(blobs, "SELECT 'n', page_size FROM pragma_page_size") == 65536);
+    /* Round 1: as if the process died after the copy, before the drop. */
+    if (round == 0)
+      CHECK(sqlite_write_old_blobs(path, "old/pkg", data, len));
+  }
+  {
+    store_options_t opts = {.uri = uri};
+    CHECK_OK(store_open(&s, &opts, &err), err);
+  }
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_PACKAGES, "new/pkg", data, 1000, &err), err);
+  CHECK(sqlite_number(blobs, "SELECT 'n', blob_key FROM blobs WHERE blob_id = 'new/pkg'") > 8);
+  CHECK_OK(store_blob_reap_uncommitted(&reaped, s, fzip_now_ms(), &err), err);
+  CHECK(reaped == 1);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
+  CHECK(got == len && memcmp(back, data, len) == 0);
+  store_destroy(s);
+  sqlite_remove_files(path);
+out:
+  free(data);
+  free(back);
 }
 
 static void test_job_list_newest_first_with_page_tokens(void) {
@@ -2235,6 +2379,33 @@ static void test_snapshot_is_consistent_across_a_commit(void) {
   store_destroy(s);
 }
 
+/* SQLite only: blobs are in a file of their own (PATH-blobs), and a view
+ * sees them as of its start too: a blob deleted after the view began still
+ * reads through it, one written after it is not there. */
+static void test_sqlite_snapshot_sees_blobs_as_of_its_start(void) {
+  store_t *s = NULL, *view = NULL;
+  fzip_error_t err = {0};
+  store_blob_info_t info;
+  uint8_t data[1000], back[1001];
+  size_t got = 0;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return;
+  memset(data, 'b', sizeof data);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, "snap/old", data, sizeof data, &err), err);
+  CHECK_OK(store_snapshot_begin(&view, s, "snap-user", &err), err);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, "snap/old", &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, "snap/new", data, sizeof data, &err), err);
+  CHECK_OK(read_blob(&got, view, STORE_BUCKET_FILES, "snap/old", 0, back, sizeof back, &err), err);
+  CHECK(got == sizeof data && memcmp(back, data, sizeof data) == 0);
+  CHECK_FAILS(store_blob_stat(&info, view, STORE_BUCKET_FILES, "snap/new", &err), err,
+              FZIP_ERR_NOT_FOUND);
+  CHECK_OK(store_snapshot_end(view, &err), err);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, "snap/new", &err), err);
+  store_destroy(s);
+}
+
 /* ---- change tracking -------------------------------------------------------- */
 
 /* The ids a changed_after cursor lists, "a1,a2", with a count check. */
@@ -2617,26 +2788,6 @@ static void test_sqlite_changed_after_with_few_and_many_changed(void) {
   store_destroy(s);
 }
 
-/* The numbers `sql` (SELECT of id, number rows) gives, as "id=n,...". */
-static bool sqlite_numbers(char *out, size_t cap, const char *path, const char *sql) {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  size_t len = 0;
-  int rc = SQLITE_ERROR;
-
-  out[0] = '\0';
-  if (sqlite3_open(path, &db) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s%s=%lld",
-                              len ? "," : "", (const char *)sqlite3_column_text(st, 0),
-                              (long long)sqlite3_column_int64(st, 1));
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return rc == SQLITE_DONE;
-}
-
 /* SQLite only: a file from before change tracking opens, its documents and
  * stash entries numbered 0, its pending import begun at 0.  The numbers are
  * read from the file (changed_after cannot select 0), and the mark stays at
@@ -2655,7 +2806,7 @@ static void test_sqlite_store_from_before_change_tracking_migrates(void) {
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     goto out;
   snprintf(path, sizeof path, "%s-old-seq", g_uri + 7);
-  remove(path);
+  sqlite_remove_files(path);
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db,
                      "CREATE TABLE entities(user_id TEXT NOT NULL, kind INTEGER NOT NULL,"
@@ -2715,7 +2866,7 @@ static void test_sqlite_store_from_before_change_tracking_migrates(void) {
   CHECK_OK(store_open(&s, &opts, &err), err);
   CHECK(mark_seq(s, "u") == 2);
   store_destroy(s);
-  remove(path);
+  sqlite_remove_files(path);
 out:
   bson_destroy(doc);
   bson_destroy(doc2);
@@ -2761,7 +2912,7 @@ static void test_sqlite_full_blob_write_counts_a_fault(void) {
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     return;
   snprintf(path, sizeof path, "%s-fullblob", g_uri + 7);
-  remove(path);
+  sqlite_remove_files(path);
   snprintf(uri, sizeof uri, "%s-fullblob?max_pages=%d", g_uri, FULL_BLOB_PAGES);
   {
     store_options_t opts = {.uri = uri};
@@ -2797,10 +2948,7 @@ static void test_sqlite_full_store_rollback_succeeds(void) {
      * 4 KiB pages). */
     char path[1024];
     snprintf(path, sizeof path, "%s-full", g_uri + 7);
-    remove(path);
-    snprintf(id, sizeof id, "%s", "-wal");
-    strncat(path, id, sizeof path - strlen(path) - 1);
-    remove(path);
+    sqlite_remove_files(path);
     snprintf(uri, sizeof uri, "%s-full?max_pages=4000", g_uri);
   }
   new_user(user);
@@ -2985,6 +3133,7 @@ int main(int argc, char **argv) {
   RUN(test_job_count_runnable_counts_one_users_runnable_jobs);
   RUN(test_job_count_queued_counts_claimable_jobs_of_a_kind);
   RUN(test_sqlite_store_from_before_request_ids_migrates);
+  RUN(test_sqlite_store_from_before_the_blob_file_migrates);
   RUN(test_job_list_newest_first_with_page_tokens);
   RUN(test_job_claim_never_hands_one_job_to_two_claimers);
   RUN(test_job_lease_renew_takeover_and_loss);
@@ -3008,6 +3157,7 @@ int main(int argc, char **argv) {
   RUN(test_release_memory_keeps_every_document);
   RUN(test_pending_set_is_bounded);
   RUN(test_snapshot_is_consistent_across_a_commit);
+  RUN(test_sqlite_snapshot_sees_blobs_as_of_its_start);
   RUN(test_changes_number_every_write_and_changed_after_selects_them);
   RUN(test_deletions_are_listed_once_in_id_order_until_rewritten);
   RUN(test_delete_all_records_a_wipe_and_drops_deletions);
