@@ -25,6 +25,7 @@
 
 #include "pkg_housef3.h"
 #include "pkg_json.h"
+#include "pkg_readahead.h"
 
 #define MANIFEST_KEY_CAP 64 /* bytes of the data file key read by open_array */
 
@@ -84,10 +85,17 @@ struct pkgr {
   pkgr_info_t info;
   idlist_t external[FZIP_KIND_COUNT];
   idlist_t missing_files;
+  /* The stream whose read-ahead thread is reading the archive, or NULL.
+   * libzip's archive is one thread's at a time: any other use of it
+   * stops that thread first (stop_ahead). */
+  struct entry_stream *ahead;
 };
 
-/* A counted, hashing read of one entry. */
-typedef struct {
+/* A counted, hashing read of one entry.  With `ahead`, the fields below
+ * it are the read-ahead thread's until stream_own. */
+typedef struct entry_stream {
+  pkgr_t *r;
+  pkgra_t *ahead;
   zip_file_t *zf;
   pkghf_lzma_t *lz; /* an LZMA entry: zf gives its raw bytes, lz decodes them */
   const entry_t *e;
@@ -106,6 +114,7 @@ struct pkgr_entities {
   pkghf_gunzip_t *gz; /* data/<kind>.json.gz: between the entry and the JSON */
   uint64_t count;
   bool started, ended, empty;
+  bool failed; /* a read or the JSON failed: finish must not verify the stream */
 };
 
 struct pkgr_file {
@@ -488,9 +497,26 @@ static bool raw_read(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *
   return true;
 }
 
+/* Ends the archive's read-ahead thread, if one runs (its stream goes on
+ * reading on the caller's thread). */
+static void stop_ahead(pkgr_t *r) {
+  if (!r->ahead)
+    return;
+  pkgra_stop(r->ahead->ahead);
+  r->ahead = NULL;
+}
+
+/* The stream's fields are the caller's again. */
+static void stream_own(entry_stream_t *s) {
+  if (s->ahead && s->r->ahead == s)
+    stop_ahead(s->r);
+}
+
 static bool stream_open(entry_stream_t *s, pkgr_t *r, const entry_t *e, uint64_t max,
                         fzip_error_t *error) {
+  stop_ahead(r);
   memset(s, 0, sizeof *s);
+  s->r = r;
   s->e = e;
   s->max = max < e->size ? max : e->size;
   if (!(s->sha = fzip_sha256_new()))
@@ -509,6 +535,9 @@ static bool entry_read(entry_stream_t *s, void *buf, size_t cap, size_t *n, fzip
 }
 
 static void stream_close(entry_stream_t *s) {
+  if (s->r)
+    stop_ahead(s->r);
+  pkgra_destroy(s->ahead);
   pkghf_lzma_destroy(s->lz);
   if (s->zf)
     zip_fclose(s->zf);
@@ -516,8 +545,10 @@ static void stream_close(entry_stream_t *s) {
   memset(s, 0, sizeof *s);
 }
 
-static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
-                        fzip_error_t *error) {
+/* stream_read on the thread that reads the archive: the read-ahead's, or
+ * the caller's. */
+static bool stream_read_here(void *ctx, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  entry_stream_t *s = ctx;
   size_t got;
   *n = 0;
   if (cap > PKGR_READ_CHUNK)
@@ -537,9 +568,30 @@ static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
   return true;
 }
 
+static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
+                        fzip_error_t *error) {
+  if (s->ahead)
+    return pkgra_read(s->ahead, buf, cap, n, error);
+  if (s->r->ahead)
+    stop_ahead(s->r); /* another stream's thread is in the archive */
+  return stream_read_here(s, buf, cap, n, error);
+}
+
+/* Reads the rest of a large entry ahead on a thread of its own, when no
+ * other stream does. */
+static bool stream_read_ahead(entry_stream_t *s, fzip_error_t *error) {
+  if (s->e->size < PKGR_AHEAD_MIN || s->r->ahead)
+    return true;
+  if (!pkgra_new(&s->ahead, stream_read_here, s, PKGR_AHEAD_BLOCK, PKGR_AHEAD_BLOCKS, error))
+    return false;
+  s->r->ahead = s;
+  return true;
+}
+
 /* At the end of an entry: short reads and checksum. */
 static bool stream_verify(char *hex_out, entry_stream_t *s, fzip_error_t *error) {
   char hex[FZIP_SHA256_HEX_LEN + 1];
+  stream_own(s);
   if (s->done != s->e->size)
     return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_OUT_OF_RANGE,
                           "%s: inflates to %llu bytes, its header declares %llu", s->e->name,
@@ -1354,6 +1406,7 @@ done:
 void pkgr_destroy(pkgr_t *r) {
   if (!r)
     return;
+  stop_ahead(r);
   if (r->za)
     zip_discard(r->za);
   for (size_t i = 0; i < r->n_entries; i++) {
@@ -1501,7 +1554,7 @@ bool pkgr_entities_open(pkgr_entities_t **out, pkgr_t *r, fzip_kind_t kind,
     return true;
   }
   if (!stream_open(&it->s, r, r->data[kind], r->lim.max_data_entry, error) ||
-      !entities_reader(it, error)) {
+      !stream_read_ahead(&it->s, error) || !entities_reader(it, error)) {
     pkgr_entities_destroy(it);
     return false;
   }
@@ -1538,7 +1591,7 @@ fail:
   it->ended = true;
   it->empty = false;
   it->started = true;
-  it->s.done = UINT64_MAX; /* finish must not verify a stream that failed */
+  it->failed = true;
   return false;
 }
 
@@ -1562,7 +1615,7 @@ static bool json_entry_finish(char *hex_out, entry_stream_t *s, bool whole, cons
 bool pkgr_entities_finish(char *hex_out, pkgr_entities_t *it, fzip_error_t *error) {
   if (it->empty)
     return true;
-  return json_entry_finish(hex_out, &it->s, it->ended && it->s.done != UINT64_MAX,
+  return json_entry_finish(hex_out, &it->s, it->ended && !it->failed,
                            it->s.e ? it->s.e->name : "entry", error);
 }
 

@@ -65,6 +65,12 @@
 #define PKGR_RATIO_MAX PKG_COMPRESSION_RATIO_MAX
 #define PKGR_RATIO_MIN_BYTES PKG_RATIO_MIN_BYTES
 #define PKGR_READ_CHUNK (64 * 1024)        /* bytes read from libzip at a time */
+/* A data entry of at least PKGR_AHEAD_MIN bytes is inflated and hashed
+ * on a thread of its own (pkg_readahead), PKGR_AHEAD_BLOCKS blocks of
+ * PKGR_AHEAD_BLOCK bytes ahead of its JSON parser. */
+#define PKGR_AHEAD_MIN (4 * 1024 * 1024)
+#define PKGR_AHEAD_BLOCK (128 * 1024)
+#define PKGR_AHEAD_BLOCKS 4
 #define PKGR_VERSION_MAX 32                /* bytes of a version string kept */
 #define PKGR_INFO_STRING_MAX 256           /* bytes of other informational strings kept */
 #define PKGR_FLAVOUR_MAX 16

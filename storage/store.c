@@ -1261,16 +1261,19 @@ void store_blob_writer_destroy(store_blob_writer_t *w) {
 }
 
 /* The public reader: like the writer, it does the chunk arithmetic once
- * for every backend; the backend only fetches chunks in order.  Memory is
- * the one chunk the backend lends. */
+ * for every backend; the backend only fetches chunks in order.  A chunk
+ * the caller's buffer holds whole is fetched straight into it; the others
+ * (the first one of an offset inside a chunk, the last ones of a short
+ * buffer) into the reader's own chunk buffer, allocated when first needed
+ * and copied out from.  Memory: at most that one chunk. */
 struct store_blob_reader {
   store_blob_download_t *download;
   uint64_t size;
   uint64_t chunk_size;
-  uint64_t pos;        /* offset of the next byte to return */
-  const uint8_t *data; /* chunk chunk_n, borrowed from the download */
-  size_t data_len;
-  int64_t chunk_n; /* -1 before the first */
+  uint64_t pos;    /* offset of the next byte to return */
+  uint8_t *buf;    /* chunk chunk_n (chunk_size bytes; NULL until needed) */
+  size_t buf_len;  /* its bytes */
+  int64_t chunk_n; /* the chunk in buf; -1 if none */
 };
 
 bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
@@ -1292,6 +1295,12 @@ bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_buck
     store_blob_reader_destroy(r);
     return false;
   }
+  if (r->chunk_size > STORE_BLOB_CHUNK_MAX) {
+    store_blob_reader_destroy(r);
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "blob %s has chunks of %llu bytes, more than the %d readers take",
+                          blob_id, (unsigned long long)r->chunk_size, STORE_BLOB_CHUNK_MAX);
+  }
   if (offset > info.size) {
     store_blob_reader_destroy(r);
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_OUT_OF_RANGE,
@@ -1304,16 +1313,31 @@ bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_buck
   return true;
 }
 
-/* Makes chunk n the current one. */
-static bool reader_load(store_blob_reader_t *r, int64_t n, fzip_error_t *error) {
+/* The length of chunk n (the last one may be short). */
+static size_t reader_chunk_len(const store_blob_reader_t *r, int64_t n) {
   uint64_t left = r->size - (uint64_t)n * r->chunk_size;
-  size_t want = (size_t)(left < r->chunk_size ? left : r->chunk_size);
+  return (size_t)(left < r->chunk_size ? left : r->chunk_size);
+}
 
+/* Has the backend copy chunk n (want bytes) into dst. */
+static bool reader_fetch(store_blob_reader_t *r, int64_t n, size_t want, uint8_t *dst,
+                         fzip_error_t *error) {
   if (!counted(r->download->vt, "blob_download_chunk",
-               r->download->vt->blob_download_chunk(r->download, n, want, &r->data, error),
-               error))
+               r->download->vt->blob_download_chunk(r->download, n, want, dst, error), error))
     return false;
-  r->data_len = want;
+  return true;
+}
+
+/* Makes chunk n the one in the reader's buffer. */
+static bool reader_load(store_blob_reader_t *r, int64_t n, fzip_error_t *error) {
+  size_t want = reader_chunk_len(r, n);
+
+  if (!r->buf)
+    r->buf = bson_malloc((size_t)r->chunk_size);
+  r->chunk_n = -1;
+  if (!reader_fetch(r, n, want, r->buf, error))
+    return false;
+  r->buf_len = want;
   r->chunk_n = n;
   return true;
 }
@@ -1329,12 +1353,23 @@ bool store_blob_reader_read(store_blob_reader_t *r, void *buf, size_t len, size_
     int64_t chunk = (int64_t)(r->pos / r->chunk_size);
     size_t at = (size_t)(r->pos % r->chunk_size);
     size_t take;
-    if (chunk != r->chunk_n && !reader_load(r, chunk, error))
-      return false;
-    take = r->data_len - at;
+
+    if (chunk != r->chunk_n) {
+      size_t want = reader_chunk_len(r, chunk);
+      if (at == 0 && len - *n >= want) {
+        if (!reader_fetch(r, chunk, want, out + *n, error))
+          return false;
+        *n += want;
+        r->pos += want;
+        continue;
+      }
+      if (!reader_load(r, chunk, error))
+        return false;
+    }
+    take = r->buf_len - at;
     if (take > len - *n)
       take = len - *n;
-    memcpy(out + *n, r->data + at, take);
+    memcpy(out + *n, r->buf + at, take);
     *n += take;
     r->pos += take;
   }
@@ -1346,6 +1381,7 @@ void store_blob_reader_destroy(store_blob_reader_t *r) {
     return;
   if (r->download)
     r->download->vt->blob_download_destroy(r->download);
+  bson_free(r->buf);
   bson_free(r);
 }
 

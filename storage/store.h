@@ -285,6 +285,10 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
 typedef enum { STORE_BUCKET_PACKAGES = 0, STORE_BUCKET_FILES = 1 } store_bucket_t;
 
 #define STORE_BLOB_CHUNK (255 * 1024) /* chunk size backends store blobs in */
+/* The largest chunk a reader accepts from a stored blob (GridFS files made
+ * by other tools may have other chunk sizes; MongoDB's own limit is a
+ * 16 MiB document): a reader holds at most one chunk. */
+#define STORE_BLOB_CHUNK_MAX (16 * 1024 * 1024)
 
 typedef struct {
   uint64_t size;

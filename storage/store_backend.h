@@ -77,7 +77,8 @@ struct store_blob_upload {
 
 /* One committed blob being read, as a backend sees it.  The front's reader
  * (store.c) asks for the chunks in order, from the one that holds its
- * offset on, and copies the bytes out of them. */
+ * offset on, each into its caller's buffer when the chunk fits there whole
+ * and into a chunk buffer of its own otherwise. */
 struct store_blob_download {
   const store_vtable_t *vt;
 };
@@ -164,14 +165,15 @@ struct store_vtable {
   void (*blob_upload_destroy)(store_blob_upload_t *u);
   /* NOT_FOUND if no committed blob has the id; *info gets its size and
    * sha256, *chunk_size (> 0) the length of all its chunks but the last.
-   * chunk returns chunk n, exactly `want` bytes (DATA_LOSS otherwise),
-   * borrowed until the next call; n is the first chunk wanted, then rises
-   * by one per call. */
+   * chunk copies chunk n, exactly `want` bytes (DATA_LOSS otherwise), into
+   * dst (want bytes, the caller's; often the reader's caller's own buffer,
+   * so a backend that can read straight into it copies nothing more); n is
+   * the first chunk wanted, then rises by one per call. */
   bool (*blob_download_new)(store_blob_download_t **out, store_blob_info_t *info,
                             uint64_t *chunk_size, store_t *store, store_bucket_t bucket,
                             const char *blob_id, fzip_error_t *error);
-  bool (*blob_download_chunk)(store_blob_download_t *d, int64_t n, size_t want,
-                              const uint8_t **data, fzip_error_t *error);
+  bool (*blob_download_chunk)(store_blob_download_t *d, int64_t n, size_t want, uint8_t *dst,
+                              fzip_error_t *error);
   void (*blob_download_destroy)(store_blob_download_t *d);
   bool (*blob_stat)(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
                     const char *blob_id, fzip_error_t *error);

@@ -3207,7 +3207,7 @@ static void open_chunk_cursor(mdownload_t *d, int64_t first) {
 }
 
 static bool mongo_blob_download_chunk(store_blob_download_t *download, int64_t n, size_t want,
-                                      const uint8_t **data, fzip_error_t *error) {
+                                      uint8_t *dst, fzip_error_t *error) {
   mdownload_t *d = (mdownload_t *)download;
   const bson_t *doc = NULL;
   bson_error_t berr;
@@ -3237,7 +3237,7 @@ static bool mongo_blob_download_chunk(store_blob_download_t *download, int64_t n
                           "blob %s: chunk %" PRId64 " has %u bytes, want %zu", d->files_id, n,
                           len, want);
   d->chunk_n = n;
-  *data = bytes;
+  memcpy(dst, bytes, want);
   return true;
 }
 

@@ -73,8 +73,9 @@
  * it, and only while it writes.  Docs: STORAGE.md "Entities". */
 #define SQ_CACHE_KIB 2000
 #define SQ_BULK_CACHE_PAGES 1536
-/* WAL bytes after which a commit checkpoints (wal_autocheckpoint is set in
- * pages of the file's own size; SQLite's default is 1000 pages).  A bulk
+/* WAL bytes after which a commit checkpoints the main file (sq_wal_hook
+ * counts them in pages of the file's own size; SQLite's default is 1000
+ * pages).  A bulk
  * import rewrites the same index pages commit after commit; a checkpoint
  * copies each page once however often it was committed since the last
  * one, so fewer, larger checkpoints copy less (the 1M import floor's puts:
@@ -2535,7 +2536,7 @@ typedef struct {
   int64_t n;           /* chunk number */
   const void *data;    /* chunk to write */
   size_t len;
-  void *buf;           /* chunk read buffer, STORE_BLOB_CHUNK bytes */
+  void *buf;           /* where a chunk read goes (len bytes) */
   store_blob_info_t info;
   int64_t now_ms;
   uint64_t deleted;
@@ -2706,7 +2707,6 @@ typedef struct {
   store_blob_download_t base;
   sq_store_t *s;
   int64_t key;
-  uint8_t *chunk; /* STORE_BLOB_CHUNK bytes: the chunk lent to the front */
 } sq_download_t;
 
 static bool op_blob_find(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -2721,9 +2721,7 @@ static bool op_blob_find(sqlite3 *db, void *vctx, fzip_error_t *error) {
 }
 
 static void sq_download_destroy(store_blob_download_t *download) {
-  sq_download_t *d = (sq_download_t *)download;
-  bson_free(d->chunk);
-  bson_free(d);
+  bson_free(download);
 }
 
 static bool sq_download_new(store_blob_download_t **out, store_blob_info_t *info,
@@ -2738,48 +2736,65 @@ static bool sq_download_new(store_blob_download_t **out, store_blob_info_t *info
   d->base.vt = &sq_vtable;
   d->s = (sq_store_t *)store;
   d->key = ctx.key;
-  d->chunk = bson_malloc(STORE_BLOB_CHUNK);
   *info = ctx.info;
   *chunk_size = STORE_BLOB_CHUNK;
   *out = &d->base;
   return true;
 }
 
+/* Reads chunk n into ctx->buf: its rowid from the (blob_key, n) index,
+ * then the value from its pages straight into the buffer (sqlite3_blob_read;
+ * a SELECT of the value would copy it into a buffer of SQLite's first).
+ * Run in one read transaction, so the row cannot go between the two. */
 static bool op_blob_read_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
+  sqlite3_blob *blob = NULL;
   bool row = false, ok = false;
+  int rc;
 
-  if (!sq_prepare_args(&stmt, db, "SELECT data FROM " SQ_CHUNKS " WHERE blob_key = ? AND n = ?",
+  if (!sq_prepare_args(&stmt, db, "SELECT rowid FROM " SQ_CHUNKS " WHERE blob_key = ? AND n = ?",
                        (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n), SQ_END}, error) ||
       !sq_step_row(&row, stmt, db, "reading blob chunk", error))
     goto done;
-  if (!row || (size_t)sqlite3_column_bytes(stmt, 0) != ctx->len) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, row ? FZIP_ERR_DATA_LOSS : FZIP_ERR_NOT_FOUND,
-                   "blob chunk %lld is %s", (long long)ctx->n,
-                   row ? "of the wrong size" : "gone (blob deleted while read?)");
+  if (!row) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND,
+                   "blob chunk %lld is gone (blob deleted while read?)", (long long)ctx->n);
     goto done;
   }
-  memcpy(ctx->buf, sqlite3_column_blob(stmt, 0), ctx->len);
+  rc = sqlite3_blob_open(db, SQ_BLOB_SCHEMA, "blob_chunks", "data", sqlite3_column_int64(stmt, 0),
+                         0, &blob);
+  if (rc != SQLITE_OK) {
+    sq_fail(error, db, rc, "opening blob chunk");
+    goto done;
+  }
+  if ((size_t)sqlite3_blob_bytes(blob) != ctx->len) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                   "blob chunk %lld is of the wrong size", (long long)ctx->n);
+    goto done;
+  }
+  rc = sqlite3_blob_read(blob, ctx->buf, (int)ctx->len, 0);
+  if (rc != SQLITE_OK) {
+    sq_fail(error, db, rc, "reading blob chunk");
+    goto done;
+  }
   ok = true;
 done:
+  sqlite3_blob_close(blob);
   sqlite3_finalize(stmt);
   return ok;
 }
 
 static bool sq_download_chunk(store_blob_download_t *download, int64_t n, size_t want,
-                              const uint8_t **data, fzip_error_t *error) {
+                              uint8_t *dst, fzip_error_t *error) {
   sq_download_t *d = (sq_download_t *)download;
-  sq_blob_ctx_t ctx = {.key = d->key, .n = n, .buf = d->chunk, .len = want};
+  sq_blob_ctx_t ctx = {.key = d->key, .n = n, .buf = dst, .len = want};
 
   if (want > STORE_BLOB_CHUNK)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                           "blob chunk %lld: %zu bytes wanted, chunks hold %d", (long long)n,
                           want, STORE_BLOB_CHUNK);
-  if (!sq_run(d->s, op_blob_read_chunk, &ctx, error))
-    return false;
-  *data = d->chunk;
-  return true;
+  return sq_run_read(d->s, op_blob_read_chunk, &ctx, error);
 }
 
 /* ---- blobs: stat, delete, reap ------------------------------------------- */

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zip.h>
 
 #include "export_source.h"
 #include "fzip_test.h"
@@ -497,6 +498,125 @@ static void test_writer_package_from_seeded_store_validates_clean(void) {
             res->counts[FZIP_KIND_TRANSACTION].valid == st.transactions &&
             res->counts[FZIP_KIND_ANALYTICS].in_package == st.analytics &&
             res->files_in_package == st.files && res->file_bytes == st.file_bytes;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
+/* Where the stored bytes of entry `name` begin in the zip at `path` (its
+ * local header read by hand), and how many there are; false if absent. */
+static bool entry_data_span(long *off, uint64_t *len, const char *path, const char *name) {
+  zip_t *za = zip_open(path, ZIP_RDONLY, NULL);
+  zip_stat_t st;
+  unsigned char *file = NULL;
+  size_t n = 0, name_len = strlen(name);
+  bool found = false;
+  FILE *f = NULL;
+  struct stat sb;
+
+  if (!za)
+    return false;
+  zip_stat_init(&st);
+  found = zip_stat(za, name, 0, &st) == 0;
+  zip_discard(za);
+  if (!found || stat(path, &sb) != 0 || !(file = malloc((size_t)sb.st_size)) ||
+      !(f = fopen(path, "rb")) || (n = fread(file, 1, (size_t)sb.st_size, f)) == 0) {
+    found = false;
+    goto done;
+  }
+  found = false;
+  for (size_t i = 0; i + 30 + name_len <= n; i++) {
+    if (memcmp(file + i, "PK\x03\x04", 4) == 0 &&
+        (size_t)(file[i + 26] | file[i + 27] << 8) == name_len &&
+        memcmp(file + i + 30, name, name_len) == 0) {
+      *off = (long)(i + 30 + name_len + (size_t)(file[i + 28] | file[i + 29] << 8));
+      *len = st.comp_size;
+      found = true;
+      break;
+    }
+  }
+done:
+  if (f)
+    fclose(f);
+  free(file);
+  return found;
+}
+
+/* A data entry past PKGR_AHEAD_MIN is read ahead on a thread of its own
+ * (pkg_readahead): it validates like any other, and inflate's refusal in
+ * its middle reaches the validator after the entities before it, as the
+ * entry's corruption (not a hang, not the end of the entry), with the
+ * entries after it still read. */
+static void test_large_entry_read_ahead_validates_and_reports_damage(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  seed_stats_t st;
+  char path[PATH_LEN], bad[PATH_LEN];
+  long off = 0;
+  uint64_t len = 0;
+  zip_t *za = NULL;
+  zip_stat_t zs;
+  bool ok, damaged = false;
+
+  fmt_path(path, "%s/ahead.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "ahead", 12000, path, &err), err);
+  za = zip_open(path, ZIP_RDONLY, NULL);
+  CHECK(za != NULL);
+  zip_stat_init(&zs);
+  CHECK(za && zip_stat(za, "data/transactions.json", 0, &zs) == 0);
+  CHECK(zs.size >= PKGR_AHEAD_MIN); /* the read-ahead runs */
+  zip_discard(za);
+  CHECK_OK(validate(&res, path, store, "ahead-into", PKGV_FAIL_ON_CONFLICT, &err), err);
+  ok = res->passed && res->errors_total == 0 &&
+       res->counts[FZIP_KIND_TRANSACTION].valid == st.transactions &&
+       res->counts[FZIP_KIND_ANALYTICS].in_package == st.analytics;
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  res = NULL;
+  CHECK(ok);
+
+  /* The entry is parallel deflate blocks, each ended by a sync flush
+   * (00 00 ff ff) so the next starts on a byte: the first such start past
+   * the middle gets block type 11, which inflate refuses there, after
+   * every byte before it. */
+  fmt_path(bad, "%s/ahead-damaged.fzip", tmp_dir);
+  CHECK(entry_data_span(&off, &len, path, "data/transactions.json"));
+  {
+    FILE *in = fopen(path, "rb"), *out = fopen(bad, "wb");
+    unsigned char *z = malloc((size_t)len);
+    size_t at = (size_t)len / 2;
+    CHECK(in && out && z);
+    if (in && out && z && fseek(in, off, SEEK_SET) == 0 && fread(z, 1, (size_t)len, in) == len) {
+      while (at + 5 < len && memcmp(z + at, "\x00\x00\xff\xff", 4) != 0)
+        at++;
+      CHECK(at + 5 < len);
+      z[at + 4] |= 0x06;
+      rewind(in);
+      for (long i = 0; i < off; i++)
+        fputc(fgetc(in), out);
+      fwrite(z, 1, (size_t)len, out);
+      fseek(in, off + (long)len, SEEK_SET);
+      for (int c; (c = fgetc(in)) != EOF;)
+        fputc(c, out);
+    }
+    free(z);
+    if (in)
+      fclose(in);
+    if (out)
+      fclose(out);
+  }
+  CHECK_OK(validate(&res, bad, store, "ahead-into", PKGV_FAIL_ON_CONFLICT, &err), err);
+  for (size_t i = 0; i < res->n_issues; i++) {
+    const pkgv_issue_t *is = &res->issues[i];
+    if (strcmp(is->entry, "data/transactions.json") == 0 &&
+        strcmp(is->rule, "archive.corrupt") == 0)
+      damaged = true;
+  }
+  ok = !res->passed && damaged && res->counts[FZIP_KIND_TRANSACTION].in_package > 0 &&
+       res->counts[FZIP_KIND_TRANSACTION].in_package < st.transactions &&
+       res->counts[FZIP_KIND_ANALYTICS].in_package == st.analytics;
   if (!ok)
     dump(res, stderr);
   pkgv_result_destroy(res);
@@ -1004,6 +1124,7 @@ int main(int argc, char **argv) {
     RUN(test_unknown_entity_fields_are_warned_and_never_stored);
     RUN(test_design_flavour_file_checked_against_its_record);
     RUN(test_writer_package_from_seeded_store_validates_clean);
+    RUN(test_large_entry_read_ahead_validates_and_reports_damage);
     RUN(test_conflict_preview_under_each_strategy);
     RUN(test_exists_callback_decides_conflicts_and_preview);
     RUN(test_restore_streams_entities_in_dependency_order);
