@@ -148,3 +148,11 @@ void fzip_release_memory(void) {
   malloc_trim(0);
 #endif
 }
+
+void fzip_limit_malloc_arenas(void) {
+#ifdef __GLIBC__
+  const char *env = getenv("MALLOC_ARENA_MAX");
+  if (!env || !*env)
+    mallopt(M_ARENA_MAX, FZIP_MALLOC_ARENAS);
+#endif
+}

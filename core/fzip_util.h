@@ -49,6 +49,21 @@ bool fzip_read_small_file(char **out, size_t *len, const char *path, size_t max,
  * (~7 ms for 170 MiB in a synthetic test): not for per-message paths. */
 void fzip_release_memory(void);
 
+/* glibc malloc arenas a long-lived server may use, unless the environment
+ * sets MALLOC_ARENA_MAX itself.  glibc gives threads up to 8 arenas per
+ * core, and every arena keeps the high-water mark of what its threads had
+ * in use; fzipd's many threads (completion queues, workers, jobs, deflate,
+ * read-ahead) each came to hold their own.  Measured on the 1M package's
+ * validate-only (2 cores, docs/BENCHMARKS.md run U): peak RSS 45.0-46.5
+ * MiB with glibc's default, 38.8-39.0 with 4 arenas, 37.1-37.2 with 2,
+ * 36.8-36.9 with 1, in the same 7.7-8.5 s. */
+#define FZIP_MALLOC_ARENAS 2
+
+/* Caps glibc's arenas at FZIP_MALLOC_ARENAS (nothing elsewhere, or when
+ * MALLOC_ARENA_MAX is set).  Call before any thread starts: a thread
+ * keeps the arena it first used. */
+void fzip_limit_malloc_arenas(void);
+
 /* Duplicate at most `max` bytes of `s` (NUL-terminated); NULL on OOM or NULL s. */
 char *fzip_strndup(const char *s, size_t max);
 

@@ -240,6 +240,7 @@ static int serve_main(int argc, char **argv) {
   }
   fzip_log_level_parse(&level, s.config.log_level);
   fzip_log_set_level(level);
+  fzip_limit_malloc_arenas(); /* before any thread: see fzip_util.h */
   /* Before any thread exists, so every thread inherits the mask. */
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

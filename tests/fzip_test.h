@@ -100,6 +100,18 @@ static inline int fzip_test_temp_file(char *path, size_t n, const char *name) {
   return 1;
 }
 
+/* Removes an embedded store at `path`: the file, the blob file and their
+ * WAL siblings (docs/STORAGE.md "Embedded store"); missing ones are fine. */
+static inline void fzip_test_remove_sqlite(const char *path) {
+  static const char *const suffixes[] = {"", "-wal", "-shm", "-blobs", "-blobs-wal",
+                                         "-blobs-shm"};
+  char name[1100];
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+    snprintf(name, sizeof name, "%s%s", path, suffixes[i]);
+    unlink(name);
+  }
+}
+
 static inline int fzip_test_summary(void) {
   fprintf(stderr, "%d passed, %d failed\n", fzip_test_passed_count, fzip_test_failed_count);
   return fzip_test_failed_count ? 1 : 0;

@@ -454,8 +454,6 @@ static void test_apply_refuses_bad_arguments(void) {
 }
 
 int main(void) {
-  char side[300];
-
   if (!fzip_test_temp_file(g_db, sizeof g_db, "retention"))
     return 1;
   RUN(test_policies_keep_the_newest_of_each_bucket);
@@ -466,16 +464,6 @@ int main(void) {
   RUN(test_apply_refuses_bad_arguments);
   if (getenv("FZIP_FAILPOINTS")) /* export.retention.failpoint runs it alone */
     RUN(test_failure_half_way_has_saved_every_keep);
-  unlink(g_db);
-  snprintf(side, sizeof side, "%s-wal", g_db);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-shm", g_db);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-blobs", g_db);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-blobs-wal", g_db);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-blobs-shm", g_db);
-  unlink(side);
+  fzip_test_remove_sqlite(g_db);
   return fzip_test_summary();
 }

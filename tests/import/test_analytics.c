@@ -589,6 +589,6 @@ int main(void) {
   RUN(test_table_refuses_past_its_limits);
   bson_destroy(g_rec);
   store_destroy(g_store);
-  unlink(g_db);
+  fzip_test_remove_sqlite(g_db);
   return fzip_test_summary();
 }

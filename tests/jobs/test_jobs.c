@@ -884,19 +884,6 @@ int main(void) {
   RUN(test_expiry_turns_a_completed_job_expired_and_deletes_its_blob);
   RUN(test_expiry_leaves_a_runnable_job_and_clears_its_expiry);
   RUN(test_ending_an_unowned_job_refuses_a_transition_the_table_lacks);
-  unlink(g_db);
-  {
-    char side[300];
-    snprintf(side, sizeof side, "%s-wal", g_db);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", g_db);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-blobs", g_db);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-blobs-wal", g_db);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-blobs-shm", g_db);
-    unlink(side);
-  }
+  fzip_test_remove_sqlite(g_db);
   return fzip_test_summary();
 }

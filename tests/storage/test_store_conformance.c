@@ -99,19 +99,6 @@ static void fill_bytes(uint8_t *buf, size_t len, uint64_t *state) {
 
 /* Orphan check for the sqlite backend: chunks whose blob row is gone, and
  * rows (committed or not) left under `blob_id`. */
-/* The SQLite backend's files for the store at `path`: the main file, the
- * blob file (PATH-blobs) and their WAL siblings (docs/STORAGE.md). */
-static const char *const sqlite_suffixes[] = {"", "-wal", "-shm", "-blobs", "-blobs-wal",
-                                              "-blobs-shm"};
-
-static void sqlite_remove_files(const char *path) {
-  char name[1100];
-  for (size_t i = 0; i < sizeof sqlite_suffixes / sizeof sqlite_suffixes[0]; i++) {
-    snprintf(name, sizeof name, "%s%s", path, sqlite_suffixes[i]);
-    remove(name);
-  }
-}
-
 /* The numbers `sql` (SELECT of id, number rows) gives, as "id=n,...". */
 static bool sqlite_numbers(char *out, size_t cap, const char *path, const char *sql) {
   sqlite3 *db = NULL;
@@ -1034,7 +1021,7 @@ static void test_sqlite_store_from_before_request_ids_migrates(void) {
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     return;
   snprintf(path, sizeof path, "%s-old", g_uri + 7);
-  sqlite_remove_files(path);
+  fzip_test_remove_sqlite(path);
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db,
                      "CREATE TABLE jobs(kind INTEGER NOT NULL, job_id TEXT NOT NULL,"
@@ -1066,7 +1053,7 @@ static void test_sqlite_store_from_before_request_ids_migrates(void) {
   /* Opened again: the migration is not run twice. */
   CHECK_OK(store_open(&s, &opts, &err), err);
   store_destroy(s);
-  sqlite_remove_files(path);
+  fzip_test_remove_sqlite(path);
 }
 
 /* The old layout's blob tables in the main file `path`, holding blob_key 7
@@ -1143,7 +1130,7 @@ static void test_sqlite_store_from_before_the_blob_file_migrates(void) {
   snprintf(path, sizeof path, "%s-old-blobs", g_uri + 7);
   snprintf(blobs, sizeof blobs, "%s-blobs", path);
   snprintf(uri, sizeof uri, "sqlite:%s", path);
-  sqlite_remove_files(path);
+  fzip_test_remove_sqlite(path);
   CHECK(sqlite_write_old_blobs(path, "old/pkg", data, len));
   for (int round = 0; round < 2; round++) {
     store_options_t opts = {.uri = uri};
@@ -1172,7 +1159,7 @@ static void test_sqlite_store_from_before_the_blob_file_migrates(void) {
   CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
   CHECK(got == len && memcmp(back, data, len) == 0);
   store_destroy(s);
-  sqlite_remove_files(path);
+  fzip_test_remove_sqlite(path);
 out:
   free(data);
   free(back);
@@ -2806,7 +2793,7 @@ static void test_sqlite_store_from_before_change_tracking_migrates(void) {
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     goto out;
   snprintf(path, sizeof path, "%s-old-seq", g_uri + 7);
-  sqlite_remove_files(path);
+  fzip_test_remove_sqlite(path);
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db,
                      "CREATE TABLE entities(user_id TEXT NOT NULL, kind INTEGER NOT NULL,"
@@ -2866,7 +2853,7 @@ static void test_sqlite_store_from_before_change_tracking_migrates(void) {
   CHECK_OK(store_open(&s, &opts, &err), err);
   CHECK(mark_seq(s, "u") == 2);
   store_destroy(s);
-  sqlite_remove_files(path);
+  fzip_test_remove_sqlite(path);
 out:
   bson_destroy(doc);
   bson_destroy(doc2);
@@ -2912,7 +2899,7 @@ static void test_sqlite_full_blob_write_counts_a_fault(void) {
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     return;
   snprintf(path, sizeof path, "%s-fullblob", g_uri + 7);
-  sqlite_remove_files(path);
+  fzip_test_remove_sqlite(path);
   snprintf(uri, sizeof uri, "%s-fullblob?max_pages=%d", g_uri, FULL_BLOB_PAGES);
   {
     store_options_t opts = {.uri = uri};
@@ -2948,7 +2935,7 @@ static void test_sqlite_full_store_rollback_succeeds(void) {
      * 4 KiB pages). */
     char path[1024];
     snprintf(path, sizeof path, "%s-full", g_uri + 7);
-    sqlite_remove_files(path);
+    fzip_test_remove_sqlite(path);
     snprintf(uri, sizeof uri, "%s-full?max_pages=4000", g_uri);
   }
   new_user(user);
