@@ -35,8 +35,7 @@ static void *allocate(void *arg) {
   return NULL;
 }
 
-/* glibc's arenas: the "Arena N:" lines malloc_stats prints to stderr
- * (malloc_info's XML lists only the main arena on glibc 2.36). */
+/* glibc's arenas: the "Arena N:" lines malloc_stats prints to stderr. */
 static int arenas_in_use(void) {
   char line[256];
   int n = 0, saved = dup(STDERR_FILENO);
