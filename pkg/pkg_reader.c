@@ -570,10 +570,12 @@ static bool stream_read_here(void *ctx, void *buf, size_t cap, size_t *n, fzip_e
 
 static bool stream_read(entry_stream_t *s, void *buf, size_t cap, size_t *n,
                         fzip_error_t *error) {
+  /* Another stream's thread is in the archive: this read (or, once its
+   * ring is drained, a stopped read-ahead's) may use it too. */
+  if (s->r->ahead && s->r->ahead != s)
+    stop_ahead(s->r);
   if (s->ahead)
     return pkgra_read(s->ahead, buf, cap, n, error);
-  if (s->r->ahead)
-    stop_ahead(s->r); /* another stream's thread is in the archive */
   return stream_read_here(s, buf, cap, n, error);
 }
 
