@@ -196,11 +196,12 @@ static bool save(run_t *r, bool force) {
   return false;
 }
 
-/* Also where one phase's freed buffers go back to the system before the
- * next phase allocates its own (fzip_release_memory): glibc would keep
- * them, and the job's peak RSS would be the sum of its phases' peaks. */
+/* Also where one phase's freed buffers and the store's idle caches go
+ * back to the system before the next phase allocates its own
+ * (store_release_memory): glibc would keep them, and the job's peak RSS
+ * would be the sum of its phases' peaks. */
 static bool set_phase(run_t *r, int status, import_phase_t phase, fzip_error_t *error) {
-  fzip_release_memory();
+  store_release_memory(r->env->store);
   if (!job_set_status(&r->job->base, &import_job_kind, status, error))
     return false;
   if (!import_set_phase(r->job, phase))
@@ -1086,10 +1087,10 @@ static bool stopped_restoring(run_t *r, const fzip_error_t *err, fzip_error_t *e
   return abort_run(r, err, error);
 }
 
-/* After the restore, whose batches and spool buffers go back first: the
- * analytics tables are the import's largest allocation. */
+/* After the restore, whose batches, spool buffers and store caches go back
+ * first: the analytics tables are the import's largest allocation. */
 static bool regenerate_analytics(run_t *r, uint32_t *types, fzip_error_t *error) {
-  fzip_release_memory();
+  store_release_memory(r->env->store);
   return analytics_regenerate(types, r->env->store, r->user, r->job->import_id, error);
 }
 

@@ -311,7 +311,6 @@ static void run_one(job_runner_t *r, store_job_t *job, const char *holder) {
    * tens of MiB freed in this worker's and the deflate threads' arenas
    * (BENCHMARKS.md "run T"). */
   store_release_memory(r->store);
-  fzip_release_memory();
 }
 
 static void wait_for_work(job_runner_t *r) {

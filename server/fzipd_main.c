@@ -112,7 +112,6 @@ static void release_after_stream(void *store) {
       !atomic_compare_exchange_strong(&last_ms, &last, now))
     return; /* one released just now, or another thread does it */
   store_release_memory(store);
-  fzip_release_memory();
 }
 
 static bool start_server(serve_state_t *s, int *port, fzip_error_t *error) {

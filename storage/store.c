@@ -12,6 +12,7 @@
 
 #include "fzip_failpoint.h"
 #include "fzip_metrics.h"
+#include "fzip_util.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -277,6 +278,7 @@ bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error) {
 void store_release_memory(store_t *store) {
   if (store && store->vt->release_memory)
     store->vt->release_memory(store);
+  fzip_release_memory();
 }
 
 /* ---- what readers see: pending imports hidden ----------------------------- */

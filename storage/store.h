@@ -63,9 +63,11 @@ const char *store_backend_name(const store_t *store); /* "sqlite" / "mongodb" */
 bool store_ping(store_t *store, int timeout_ms, fzip_error_t *error);
 /* Drops what the store keeps only for speed and that refills on use:
  * SQLite's idle connections give their page caches back (up to 2,000 KiB
- * each); MongoDB's driver keeps nothing of the kind.  For the end of big
- * work (a job, a download or upload), before fzip_release_memory; never
- * fails.  Accepts NULL. */
+ * each); MongoDB's driver keeps nothing of the kind.  Then hands the
+ * heap's free pages back to the system (fzip_release_memory), which is
+ * where the dropped caches go.  For the end of big work (a job, a
+ * download or upload, an import's phase); never fails.  Accepts NULL
+ * (the heap only). */
 void store_release_memory(store_t *store);
 
 /* ---- entities --------------------------------------------------------- */
