@@ -487,12 +487,16 @@ static bool sq_main_has_table(bool *exists, sqlite3 *db, const char *name, fzip_
  * under the writer lock, so two fzipd opening the file at once do it
  * once. */
 static bool sq_migrate_blobs(sqlite3 *db, fzip_error_t *error) {
+  bool old = false;
   static const char *const steps[] = {
       "INSERT OR IGNORE INTO " SQ_BLOBS " SELECT blob_key, bucket, blob_id, committed, size,"
       " sha256, started_at FROM main.blobs;"
       "INSERT OR IGNORE INTO " SQ_CHUNKS " SELECT blob_key, n, data FROM main.blob_chunks;",
       "DROP TABLE main.blob_chunks; DROP TABLE main.blobs;"};
-  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+  /* Every open asks; only an old file takes the writer lock. */
+  if (!sq_main_has_table(&old, db, "blob_chunks", error))
+    return false;
+  for (size_t i = 0; old && i < sizeof steps / sizeof steps[0]; i++) {
     bool exists = false;
     if (!sq_exec(db, "BEGIN IMMEDIATE", error))
       return false;
