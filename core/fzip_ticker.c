@@ -2,14 +2,12 @@
  * calls fn; `stop` and `woken` are the two reasons to leave the timed
  * wait early, both set under mu and signalled on cv. */
 #include "fzip_ticker.h"
+#include "fzip_util.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
-
-#define NS_PER_MS 1000000L
-#define NS_PER_S 1000000000L
 
 struct fzip_ticker {
   int64_t interval_ms;
@@ -24,22 +22,9 @@ struct fzip_ticker {
   bool woken;        /* guarded by mu: a wake not yet served */
 };
 
-static struct timespec deadline_after(int64_t ms) {
-  struct timespec t;
-
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  t.tv_sec += (time_t)(ms / 1000);
-  t.tv_nsec += (long)(ms % 1000) * NS_PER_MS;
-  if (t.tv_nsec >= NS_PER_S) {
-    t.tv_sec++;
-    t.tv_nsec -= NS_PER_S;
-  }
-  return t;
-}
-
 /* Waits one interval, or less if stopped or woken; called with mu held. */
 static void wait_interval(fzip_ticker_t *t) {
-  struct timespec until = deadline_after(t->interval_ms);
+  struct timespec until = fzip_monotonic_deadline(t->interval_ms);
 
   while (!t->stop && !t->woken && pthread_cond_timedwait(&t->cv, &t->mu, &until) != ETIMEDOUT) {
   }
@@ -65,7 +50,6 @@ static void *ticker_main(void *arg) {
 bool fzip_ticker_new(fzip_ticker_t **out, int64_t interval_ms, fzip_ticker_first_t first,
                      fzip_ticker_fn fn, void *arg, fzip_error_t *error) {
   fzip_ticker_t *t = NULL;
-  pthread_condattr_t attr;
 
   *out = NULL;
   if (interval_ms <= 0 || !fn)
@@ -80,10 +64,7 @@ bool fzip_ticker_new(fzip_ticker_t **out, int64_t interval_ms, fzip_ticker_first
   t->fn = fn;
   t->arg = arg;
   pthread_mutex_init(&t->mu, NULL);
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&t->cv, &attr);
-  pthread_condattr_destroy(&attr);
+  fzip_cond_init_monotonic(&t->cv);
   if (pthread_create(&t->thread, NULL, ticker_main, t) != 0) {
     fzip_ticker_destroy(t);
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,

@@ -12,8 +12,19 @@
 
 #include "fzip_error.h"
 
+#include <pthread.h>
+#include <time.h>
+
 int64_t fzip_now_ms(void);       /* wall clock, epoch milliseconds */
 int64_t fzip_monotonic_ms(void); /* for timeouts and rates */
+
+/* Timed waits: a condition variable whose pthread_cond_timedwait reads
+ * the monotonic clock, and the absolute deadline `ms` from now on that
+ * clock.  A wall clock set back (NTP, a VM resumed) would otherwise stall
+ * every timed wait by the size of the step.  Returns pthread_cond_init's
+ * result. */
+int fzip_cond_init_monotonic(pthread_cond_t *cv);
+struct timespec fzip_monotonic_deadline(int64_t ms);
 
 #define FZIP_UUID_LEN 36
 /* Writes a random (v4) UUID, lower-case, NUL-terminated, into out[37]. */

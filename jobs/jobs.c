@@ -314,15 +314,8 @@ static void run_one(job_runner_t *r, store_job_t *job, const char *holder) {
 }
 
 static void wait_for_work(job_runner_t *r) {
-  struct timespec deadline;
+  struct timespec deadline = fzip_monotonic_deadline(r->opts.poll_ms);
 
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += r->opts.poll_ms / 1000;
-  deadline.tv_nsec += (long)(r->opts.poll_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
   pthread_mutex_lock(&r->mu);
   while (!atomic_load(&r->stopping) && r->pending_notifies == 0) {
     if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) == ETIMEDOUT)
@@ -407,7 +400,7 @@ bool job_runner_new(job_runner_t **out, store_t *store, const job_runner_options
     default_owner(r->owner, sizeof r->owner);
   r->opts.owner = r->owner;
   pthread_mutex_init(&r->mu, NULL);
-  pthread_cond_init(&r->cv, NULL);
+  fzip_cond_init_monotonic(&r->cv);
   atomic_init(&r->stopping, false);
   atomic_init(&r->claims, 0);
   for (int i = 0; i < r->opts.workers; i++) {

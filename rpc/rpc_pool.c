@@ -65,14 +65,7 @@ static int64_t promote_due(rpc_pool_t *p) {
 }
 
 static void wait_ms(rpc_pool_t *p, int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  struct timespec ts = fzip_monotonic_deadline(ms);
   pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 }
 
@@ -103,8 +96,6 @@ static void *worker_main(void *arg) {
 bool rpc_pool_new(rpc_pool_t **out, int workers, int max_pending, fzip_error_t *error) {
   bool ok = false;
   rpc_pool_t *p = NULL;
-  pthread_condattr_t ca;
-  bool ca_init = false;
 
   if (workers < 1 || workers > RPC_POOL_MAX_WORKERS || max_pending < 1) {
     fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
@@ -121,10 +112,7 @@ bool rpc_pool_new(rpc_pool_t **out, int workers, int max_pending, fzip_error_t *
   pthread_mutex_init(&p->mu, NULL);
   /* Timed waits use the monotonic clock so wall-clock jumps cannot stall
    * the delay queue. */
-  pthread_condattr_init(&ca);
-  ca_init = true;
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->cv, &ca);
+  fzip_cond_init_monotonic(&p->cv);
   for (int i = 0; i < workers; i++) {
     int rc = pthread_create(&p->threads[i], NULL, worker_main, p);
     if (rc != 0) {
@@ -138,8 +126,6 @@ bool rpc_pool_new(rpc_pool_t **out, int workers, int max_pending, fzip_error_t *
   p = NULL;
   ok = true;
 done:
-  if (ca_init)
-    pthread_condattr_destroy(&ca);
   rpc_pool_destroy(p);
   return ok;
 }

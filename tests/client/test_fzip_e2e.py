@@ -129,8 +129,8 @@ def test_export_download_interrupted_then_resumed_to_same_sha256(w):
     rate = max(4096, size // 8)
     p = w.cli.popen("export", "download", eid, "-o", out, "--chunk-size", "4k",
                     "--limit-rate", str(rate))
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if os.path.exists(part) and os.path.getsize(part) >= size // 4:
             break
         time.sleep(0.02)

@@ -219,9 +219,9 @@ def test_ctrl_c_during_wait_leaves_the_job_running(_):
         check(first.startswith("export ") and first.strip().endswith(" created"),
               "no 'export ID created' line: %r" % first)
         eid = first.split()[1]
-        deadline = time.time() + 60  # until the job reaches its (paused) upload phase
+        deadline = time.monotonic() + 60  # until the job reaches its (paused) upload phase
         while job_of(cli, eid)["status"] != "EXPORT_STATUS_UPLOADING":
-            check(time.time() < deadline, "export never reached UPLOADING")
+            check(time.monotonic() < deadline, "export never reached UPLOADING")
             time.sleep(0.1)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)

@@ -1,6 +1,8 @@
-/* core/fzip_util: clocks, UUIDs, SHA-256 (one-shot and incremental, known
+/* core/fzip_util: clocks, timed waits on the monotonic clock, UUIDs, SHA-256 (one-shot and incremental, known
  * vectors), bounded string copy and the small-file reader's limits. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #define SOME_PAST_EPOCH_MS 1577836800000LL
 #define UUIDS_COMPARED 64
 #define SMALL_FILE_MAX 16
+#define TIMED_WAIT_MS 50
 
 static char tmpdir[] = "/tmp/fzip-core-util-XXXXXX";
 
@@ -25,6 +28,29 @@ static void test_wall_clock_is_epoch_milliseconds_and_monotonic_never_goes_back(
   int64_t b = fzip_monotonic_ms();
   CHECK(now > SOME_PAST_EPOCH_MS);
   CHECK(b >= a);
+}
+
+/* A deadline from fzip_monotonic_deadline on a cond from
+ * fzip_cond_init_monotonic times out after its interval: were the cond on
+ * the wall clock, that deadline (seconds since boot) would be decades past
+ * and the wait would return at once. */
+static void test_timed_wait_on_the_monotonic_clock_lasts_its_interval(void) {
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv;
+  int rc;
+
+  CHECK(fzip_cond_init_monotonic(&cv) == 0);
+  int64_t start = fzip_monotonic_ms();
+  struct timespec until = fzip_monotonic_deadline(TIMED_WAIT_MS);
+  pthread_mutex_lock(&mu);
+  do
+    rc = pthread_cond_timedwait(&cv, &mu, &until);
+  while (rc == 0); /* spurious wake-ups */
+  pthread_mutex_unlock(&mu);
+  int64_t took = fzip_monotonic_ms() - start;
+  CHECK(rc == ETIMEDOUT);
+  CHECK(took >= TIMED_WAIT_MS - 1);
+  pthread_cond_destroy(&cv);
 }
 
 static void test_uuid_is_version_4_lowercase_with_dashes_and_never_repeats(void) {
@@ -154,6 +180,7 @@ int main(void) {
     return 1;
   }
   RUN(test_wall_clock_is_epoch_milliseconds_and_monotonic_never_goes_back);
+  RUN(test_timed_wait_on_the_monotonic_clock_lasts_its_interval);
   RUN(test_uuid_is_version_4_lowercase_with_dashes_and_never_repeats);
   RUN(test_sha256_one_shot_matches_the_standard_vectors);
   RUN(test_sha256_in_pieces_equals_one_shot_and_reset_starts_over);

@@ -98,9 +98,12 @@ def test_kill_during_package_upload_recovers(big_user_db):
               % (jpb.ExportStatus.Name(final.status), final.error.message))
         check(any(e.type == "resumed" for e in final.events), "no resumed event: %r"
               % [e.type for e in final.events])
-        wait_for(lambda: blob_rows(db_path, blob) == (1, 0, 0), 30,
-                 "exactly one committed blob, no uncommitted one, no orphan chunks (have %r)"
-                 % (blob_rows(db_path, blob),))
+        try:
+            wait_for(lambda: blob_rows(db_path, blob) == (1, 0, 0), 30,
+                     "exactly one committed blob, no uncommitted one, no orphan chunks")
+        except AssertionError as e:
+            raise AssertionError("%s (have %r); fzipd's log: %s"
+                                 % (e, blob_rows(db_path, blob), srv.read_log()))
         info, data = c.download(job.export_id)
         check(len(data) == info.size == final.package_size, "size differs")
         check(hashlib.sha256(data).hexdigest() == info.sha256 == final.package_sha256,

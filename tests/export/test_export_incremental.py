@@ -286,10 +286,10 @@ def test_running_base_is_refused():
         c = Client(srv, unique_user("increm"))
         srv.seed(c.user, 30, seed=72)
         job = c.create(export_type=COMPLETE)
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 60
         while c.exp.GetExport(epb.GetExportRequest(export_id=job.export_id),
                               metadata=c.md).job.status != jpb.EXPORT_STATUS_UPLOADING:
-            check(time.time() < deadline, "the base never reached UPLOADING")
+            check(time.monotonic() < deadline, "the base never reached UPLOADING")
             time.sleep(0.05)
         refused(lambda: c.create(incremental_base_id=job.export_id),
                 grpc.StatusCode.FAILED_PRECONDITION, "a running base", "UPLOADING")

@@ -132,8 +132,8 @@ def check_dockerfile(source, config):
 
 
 def wait_port(log_path, proc):
-    deadline = time.time() + START_TIMEOUT_S
-    while time.time() < deadline:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
         with open(log_path) as f:
             m = re.search(r'"msg":"listening".*"port":"?(\d+)', f.read())
         if m:

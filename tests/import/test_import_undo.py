@@ -100,9 +100,9 @@ def undo(c, import_id):
 
 def wait_undo(c, import_id, timeout=300):
     """The job once its undo ended: UNDONE, or COMPLETED again (refused)."""
-    deadline = time.time() + timeout
+    deadline = time.monotonic() + timeout
     job = get_import(c, import_id)
-    while job.status == jpb.IMPORT_STATUS_UNDOING and time.time() < deadline:
+    while job.status == jpb.IMPORT_STATUS_UNDOING and time.monotonic() < deadline:
         time.sleep(0.1)
         job = get_import(c, import_id)
     check(job.status != jpb.IMPORT_STATUS_UNDOING, "undo still running after %d s" % timeout)
@@ -295,9 +295,9 @@ def test_undo_after_a_merge_kept_the_bytes_and_its_window_ended(w):
         check(b.result.files_restored >= 1, "B restored no bytes")
         while time.time() < a_done + window_ms / 1000.0 + 1.5:
             time.sleep(0.2)
-        deadline = time.time() + 30
+        deadline = time.monotonic() + 30
         while kept_versions(srv, c.user, a.import_id) not in (None, 0):
-            check(time.time() < deadline, "A's stash was not forgotten after its window")
+            check(time.monotonic() < deadline, "A's stash was not forgotten after its window")
             time.sleep(0.2)
         check(get_import(c, a.import_id).undo_until == 0, "A's window still open")
         undo(c, b.import_id)
@@ -317,9 +317,9 @@ def test_killed_mid_undo_is_finished_by_the_next_claim(w):
     before = state(c)
     job = overwrite(c, w.changed)
     undo(c, job.import_id)
-    deadline = time.time() + 60
+    deadline = time.monotonic() + 60
     while get_import(c, job.import_id).current_phase != "undoing":
-        check(time.time() < deadline, "undo never reached phase undoing")
+        check(time.monotonic() < deadline, "undo never reached phase undoing")
         time.sleep(0.05)
     time.sleep(1.0)
     first.kill()

@@ -70,8 +70,8 @@ def expect_error(code, fn, what, reason=None, field=None):
 
 
 def wait_exports_end(c, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         jobs = list_exports(c)
         if all(j.status in (jpb.EXPORT_STATUS_COMPLETED, jpb.EXPORT_STATUS_FAILED)
                for j in jobs):

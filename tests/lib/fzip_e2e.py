@@ -90,8 +90,8 @@ METRICS_LOG_WAIT_S = 10
 def metrics_port(srv):
     """The port from fzipd's "metrics listening" line (a JSON number), for
     an fzipd started with --metrics-listen 127.0.0.1:0."""
-    deadline = time.time() + METRICS_LOG_WAIT_S
-    while time.time() < deadline:
+    deadline = time.monotonic() + METRICS_LOG_WAIT_S
+    while time.monotonic() < deadline:
         with open(srv.log_path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
@@ -133,8 +133,8 @@ def status_details(e):
 def wait_for(pred, timeout, what):
     """Polls pred() every 0.2 s until it returns something true, and returns
     that; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         v = pred()
         if v:
             return v

@@ -67,20 +67,20 @@ def health_calls(channel):
 
 
 def status_of(check_call, name):
-    started = time.time()
+    started = time.monotonic()
     resp = check_call(health_pb2.HealthCheckRequest(service=name), timeout=5)
-    took = time.time() - started
+    took = time.monotonic() - started
     check(took < CHECK_ANSWER_S, "Check(%r) took %.2f s" % (name, took))
     return resp.status
 
 
 def wait_status(check_call, names, want, bound_s):
-    started = time.time()
+    started = time.monotonic()
     while True:
         got = {n: status_of(check_call, n) for n in names}
         if all(s == want for s in got.values()):
-            return time.time() - started
-        check(time.time() - started < bound_s,
+            return time.monotonic() - started
+        check(time.monotonic() - started < bound_s,
               "not %d within %.1f s: %r" % (want, bound_s, got))
         time.sleep(0.1)
 
@@ -184,10 +184,10 @@ class FerretDB:
         self.proc = subprocess.Popen(
             [self.binary, "-data-dir", self.data, "-listen", "127.0.0.1:%d" % self.port],
             stdout=self.log, stderr=self.log)
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 60
         while not accepts(self.port):
             check(self.proc.poll() is None, "FerretDB exited at start")
-            check(time.time() < deadline, "FerretDB not accepting after 60 s")
+            check(time.monotonic() < deadline, "FerretDB not accepting after 60 s")
             time.sleep(0.1)
 
     def kill(self):
@@ -221,12 +221,12 @@ def check_store_error_is_sanitised(srv, db):
     check("request id %s" % rid in msg, "client message lacks the request id: %r" % msg)
     # fzipd logs "call done" once the status is sent, which may be after the
     # client has it.
-    deadline = time.time() + CALL_DONE_WAIT_S
+    deadline = time.monotonic() + CALL_DONE_WAIT_S
     while True:
         with open(srv.log_path, encoding="utf-8", errors="replace") as f:
             lines = [json.loads(line) for line in f if line.startswith("{")]
         done = [r for r in lines if r.get("msg") == "call done" and r.get("request_id") == rid]
-        if done or time.time() > deadline:
+        if done or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     check(len(done) == 1, "call done lines for %s: %r" % (rid, done))
@@ -243,11 +243,11 @@ QUEUED_NAN_WAIT_S = 45.0  # QUEUE_GAUGE_INTERVAL_MS + two counts' retry budgets 
 def queued_samples(port):
     """fzip_jobs_queued's values by kind from one scrape, which must answer
     within SCRAPE_BOUND_S."""
-    t0 = time.time()
+    t0 = time.monotonic()
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
                                 timeout=10 * SCRAPE_BOUND_S) as r:
         text = r.read().decode()
-    took = time.time() - t0
+    took = time.monotonic() - t0
     check(took < SCRAPE_BOUND_S, "a scrape took %.2f s" % took)
     out = {}
     for line in text.splitlines():
@@ -260,12 +260,12 @@ def queued_samples(port):
 def wait_queued(port, want_nan, bound_s):
     """Scrapes until every fzip_jobs_queued sample is NaN (want_nan) or a
     number; returns the seconds it took."""
-    t0 = time.time()
+    t0 = time.monotonic()
     while True:
         q = queued_samples(port)
         if q and all((v != v) == want_nan for v in q.values()):
-            return time.time() - t0
-        check(time.time() - t0 < bound_s, "fzip_jobs_queued after %.0f s: %r" % (bound_s, q))
+            return time.monotonic() - t0
+        check(time.monotonic() - t0 < bound_s, "fzip_jobs_queued after %.0f s: %r" % (bound_s, q))
         time.sleep(0.5)
 
 
