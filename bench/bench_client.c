@@ -153,6 +153,7 @@ static int cmd_download(bench_t *b, const char *export_id, const char *path) {
   Fzip__V1__DownloadExportRequest req = FZIP__V1__DOWNLOAD_EXPORT_REQUEST__INIT;
   rpc_client_call_t *call = NULL;
   ProtobufCMessage *msg = NULL; /* lent by the call: valid until the next read */
+  rpc_client_bytes_t chunk;     /* likewise */
   fzip_error_t error = {0};
   FILE *out = NULL;
   int64_t bytes = 0, size = -1, messages = 0;
@@ -172,20 +173,25 @@ static int cmd_download(bench_t *b, const char *export_id, const char *path) {
                                  &fzip__v1__download_export_response__descriptor, &error))
     goto done;
   for (;;) {
-    if (!rpc_client_call_read(&msg, call, &error))
+    /* Chunks come as the pieces gRPC received, uncopied (the fzip CLI
+     * reads them the same way). */
+    if (!rpc_client_call_read_bytes(&msg, &chunk, call,
+                                    FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_CHUNK, &error))
       goto done;
-    if (!msg)
+    if (!msg && !chunk.present)
       break;
     Fzip__V1__DownloadExportResponse *r = (Fzip__V1__DownloadExportResponse *)msg;
-    if (r->payload_case == FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_INFO) {
+    if (r && r->payload_case == FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_INFO) {
       size = r->info->size;
-    } else if (r->payload_case == FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_CHUNK) {
+    } else if (chunk.present) {
       /* The write to the page cache is part of what a real client does. */
-      if (fwrite(r->chunk.data, 1, r->chunk.len, out) != r->chunk.len) {
-        fzip_error_set(&error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: write failed", path);
-        goto done;
+      for (size_t i = 0; i < chunk.count; i++) {
+        if (fwrite(chunk.iov[i].iov_base, 1, chunk.iov[i].iov_len, out) != chunk.iov[i].iov_len) {
+          fzip_error_set(&error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: write failed", path);
+          goto done;
+        }
       }
-      bytes += (int64_t)r->chunk.len;
+      bytes += (int64_t)chunk.len;
       messages++;
     }
   }

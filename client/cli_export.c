@@ -174,21 +174,36 @@ static bool take_info(download_t *d, const Fzip__V1__DownloadExportResponse *msg
   return true;
 }
 
-static bool take_chunk(download_t *d, const Fzip__V1__DownloadExportResponse *msg,
-                       fzip_error_t *error) {
-  if (msg->payload_case != FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_CHUNK)
-    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
-                          "unexpected second info message in the download stream");
-  if ((int64_t)msg->chunk.len > d->size - d->written)
+/* A chunk's bytes, lent in pieces (rpc_client_call_read_bytes). */
+static bool take_chunk(download_t *d, const rpc_client_bytes_t *chunk, fzip_error_t *error) {
+  if ((int64_t)chunk->len > d->size - d->written)
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
                           "server sent more than the %" PRId64 " bytes it announced", d->size);
-  if (fwrite(msg->chunk.data, 1, msg->chunk.len, d->out) != msg->chunk.len ||
-      fflush(d->out) != 0)
+  for (size_t i = 0; i < chunk->count; i++) {
+    if (fwrite(chunk->iov[i].iov_base, 1, chunk->iov[i].iov_len, d->out) != chunk->iov[i].iov_len)
+      return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: write: %s", d->part,
+                            strerror(errno));
+    fzip_sha256_update(d->hash, chunk->iov[i].iov_base, chunk->iov[i].iov_len);
+  }
+  if (fflush(d->out) != 0)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "%s: write: %s", d->part,
                           strerror(errno));
-  fzip_sha256_update(d->hash, msg->chunk.data, msg->chunk.len);
-  d->written += (int64_t)msg->chunk.len;
+  d->written += (int64_t)chunk->len;
   return true;
+}
+
+/* A message read_bytes unpacked: an info first, else a chunk it could
+ * not lend (one beside other fields), as one piece. */
+static bool take_message(download_t *d, bool have_info, const Fzip__V1__DownloadExportResponse *r,
+                         fzip_error_t *error) {
+  if (!have_info)
+    return take_info(d, r, error);
+  if (r->payload_case != FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_CHUNK)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
+                          "unexpected second info message in the download stream");
+  struct iovec piece = {.iov_base = r->chunk.data, .iov_len = r->chunk.len};
+  rpc_client_bytes_t one = {.present = true, .len = r->chunk.len, .count = 1, .iov = &piece};
+  return take_chunk(d, &one, error);
 }
 
 static bool stream_download(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) {
@@ -197,6 +212,7 @@ static bool stream_download(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) 
   rpc_client_t *client = NULL;
   rpc_client_call_t *call = NULL;
   ProtobufCMessage *msg = NULL; /* lent by the call: valid until the next read */
+  rpc_client_bytes_t chunk;     /* likewise */
   bool ok = false, have_info = false;
   int64_t started = fzip_monotonic_ms();
   cli_progress_t *progress = cli_progress_new(cli_ctx_progress_mode(ctx), "download");
@@ -208,12 +224,19 @@ static bool stream_download(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) 
                                  &fzip__v1__download_export_response__descriptor, error))
     goto done;
   for (;;) {
-    if (!rpc_client_call_read(&msg, call, error))
+    if (!rpc_client_call_read_bytes(&msg, &chunk, call,
+                                    FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_CHUNK, error))
       goto done;
-    if (!msg)
+    if (!msg && !chunk.present)
       break;
-    const Fzip__V1__DownloadExportResponse *r = (const Fzip__V1__DownloadExportResponse *)msg;
-    if (!(have_info ? take_chunk(d, r, error) : take_info(d, r, error)))
+    if (chunk.present && !have_info) {
+      fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
+                     "download stream did not start with its info message");
+      goto done;
+    }
+    if (!(chunk.present ? take_chunk(d, &chunk, error)
+                        : take_message(d, have_info, (const Fzip__V1__DownloadExportResponse *)msg,
+                                       error)))
       goto done;
     have_info = true;
     cli_progress_bytes(progress, d->written, d->size, d->offset);

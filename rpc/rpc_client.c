@@ -18,6 +18,9 @@
  * instead of a fresh malloc (and fresh page faults) per message, which is
  * why rpc_client_call_read lends its message rather than giving it.  The
  * single response of finish and unary outlives the call: malloc.
+ * rpc_client_call_read_bytes goes one step further for chunks: it keeps
+ * the received byte buffer (and its reader) until the next read and
+ * lends the bytes field as the buffer's slices.
  */
 #include "rpc_client.h"
 #include "fzip_util.h"
@@ -27,6 +30,7 @@
 #include "rpc_status.h"
 
 #include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -44,6 +48,11 @@
 /* rpc_client_message_copy packs into this much stack first (a job
  * snapshot fits), then into the heap. */
 #define RPC_CLIENT_COPY_STACK 1024
+/* A chunk message's head: its field's tag (a varint of at most 5 bytes
+ * for a field number of 32 bits) and the bytes' length (at most 10). */
+#define RPC_CLIENT_CHUNK_HEAD_MAX 15
+#define RPC_CLIENT_VARINT_MAX 10
+#define RPC_CLIENT_WIRE_LEN 2 /* protobuf wire type: length-delimited */
 
 struct rpc_client {
   grpc_channel *channel;
@@ -68,6 +77,14 @@ struct rpc_client_call {
   grpc_slice details;
   rpc_join_t *join;   /* a multi-slice response's bytes; NULL until the first */
   rpc_arena_t *arena; /* the read messages; NULL until the first read */
+  /* The chunk rpc_client_call_read_bytes lent: the buffer and the reader
+   * (whose buffer_out holds the bytes of a compressed message) live until
+   * the next read.  iov: their slices, grown to the most a message had. */
+  grpc_byte_buffer *lent_buf;
+  grpc_byte_buffer_reader lent_reader;
+  bool lent_reader_live;
+  struct iovec *iov;
+  size_t iov_cap;
 };
 
 /* ---- channel ------------------------------------------------------------- */
@@ -383,9 +400,107 @@ static bool unpack(ProtobufCMessage **msg, rpc_client_call_t *call, grpc_byte_bu
                         "response is not a valid %s message", call->resp_desc->name);
 }
 
-/* Reads the next message, unpacked into `arena` (NULL: malloc). */
+/* Ends the chunk the last read_bytes lent. */
+static void release_lent(rpc_client_call_t *call) {
+  if (call->lent_reader_live)
+    grpc_byte_buffer_reader_destroy(&call->lent_reader);
+  call->lent_reader_live = false;
+  grpc_byte_buffer_destroy(call->lent_buf);
+  call->lent_buf = NULL;
+}
+
+static bool push_piece(rpc_client_call_t *call, size_t *n, grpc_slice *s, fzip_error_t *error) {
+  if (*n == call->iov_cap) {
+    size_t cap = call->iov_cap ? call->iov_cap * 2 : 64;
+    struct iovec *iov = realloc(call->iov, cap * sizeof *iov);
+    if (!iov)
+      return fzip_error_oom(error, "a chunk's piece list");
+    call->iov = iov;
+    call->iov_cap = cap;
+  }
+  call->iov[*n].iov_base = GRPC_SLICE_START_PTR(*s);
+  call->iov[(*n)++].iov_len = GRPC_SLICE_LENGTH(*s);
+  return true;
+}
+
+/* A protobuf varint at the start of p[0..n); false if it does not end
+ * within n bytes (or RPC_CLIENT_VARINT_MAX). */
+static bool read_varint(uint64_t *v, size_t *used, const uint8_t *p, size_t n) {
+  uint64_t r = 0;
+  for (size_t i = 0; i < n && i < RPC_CLIENT_VARINT_MAX; i++) {
+    r |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80)) {
+      *v = r;
+      *used = i + 1;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* The length of the head (tag and length) when the pieces hold exactly
+ * one `field` of wire type bytes and nothing else; 0 otherwise. */
+static size_t chunk_head(const struct iovec *iov, size_t n, size_t total, uint32_t field) {
+  uint8_t head[RPC_CLIENT_CHUNK_HEAD_MAX];
+  size_t have = 0, tag_used = 0, len_used = 0;
+  uint64_t tag = 0, len = 0;
+
+  for (size_t i = 0; i < n && have < sizeof head; i++) {
+    size_t take = iov[i].iov_len < sizeof head - have ? iov[i].iov_len : sizeof head - have;
+    memcpy(head + have, iov[i].iov_base, take);
+    have += take;
+  }
+  if (!read_varint(&tag, &tag_used, head, have) ||
+      tag != ((uint64_t)field << 3 | RPC_CLIENT_WIRE_LEN) ||
+      !read_varint(&len, &len_used, head + tag_used, have - tag_used) ||
+      len != total - tag_used - len_used)
+    return 0;
+  return tag_used + len_used;
+}
+
+/* Lends `buf` as *bytes when it is a chunk of `field` (*lent true; the
+ * call keeps buf), else leaves it to be unpacked. */
+static bool lend_chunk(bool *lent, rpc_client_bytes_t *bytes, rpc_client_call_t *call,
+                       grpc_byte_buffer *buf, uint32_t field, fzip_error_t *error) {
+  grpc_slice *s = NULL;
+  size_t n = 0, head, first = 0;
+
+  *lent = false;
+  if (!grpc_byte_buffer_reader_init(&call->lent_reader, buf))
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
+                          "cannot read the response message");
+  call->lent_reader_live = true;
+  size_t total = grpc_byte_buffer_length(call->lent_reader.buffer_out);
+  while (grpc_byte_buffer_reader_peek(&call->lent_reader, &s)) {
+    if (!push_piece(call, &n, s, error))
+      return false;
+  }
+  if (!(head = chunk_head(call->iov, n, total, field))) {
+    release_lent(call); /* buf is still the caller's */
+    return true;
+  }
+  bytes->len = total - head;
+  /* Drop the head from the front pieces. */
+  while (head > 0 && first < n) {
+    size_t cut = head < call->iov[first].iov_len ? head : call->iov[first].iov_len;
+    call->iov[first].iov_base = (uint8_t *)call->iov[first].iov_base + cut;
+    call->iov[first].iov_len -= cut;
+    head -= cut;
+    if (call->iov[first].iov_len == 0)
+      first++;
+  }
+  bytes->present = true;
+  bytes->count = n - first;
+  bytes->iov = call->iov + first;
+  call->lent_buf = buf;
+  *lent = true;
+  return true;
+}
+
+/* Reads the next message, unpacked into `arena` (NULL: malloc); with a
+ * bytes_field, a chunk of that field is lent as *bytes instead. */
 static bool read_message(ProtobufCMessage **msg, rpc_client_call_t *call, rpc_arena_t *arena,
-                         fzip_error_t *error) {
+                         uint32_t bytes_field, rpc_client_bytes_t *bytes, fzip_error_t *error) {
   grpc_byte_buffer *buf = NULL;
   grpc_op ops[2];
   size_t n = 0;
@@ -411,27 +526,55 @@ static bool read_message(ProtobufCMessage **msg, rpc_client_call_t *call, rpc_ar
     call->end_of_stream = true;
     return status_result(call, error);
   }
+  if (bytes_field) {
+    bool lent = false;
+    if (!lend_chunk(&lent, bytes, call, buf, bytes_field, error)) {
+      release_lent(call);
+      grpc_byte_buffer_destroy(buf);
+      return false;
+    }
+    if (lent)
+      return true; /* buf is the call's until the next read */
+  }
   bool ok = unpack(msg, call, buf, arena, error);
   grpc_byte_buffer_destroy(buf);
   return ok;
 }
 
-bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_error_t *error) {
-  *msg = NULL;
-  /* The message the last read lent is handed back here (rpc_client.h). */
+/* What the last read lent is handed back here (rpc_client.h). */
+static bool end_lent(rpc_client_call_t *call, fzip_error_t *error) {
+  release_lent(call);
   if (call->arena)
     rpc_arena_reset(call->arena);
   else if (!(call->arena = rpc_arena_new(RPC_CLIENT_ARENA_LIMIT)))
     return fzip_error_oom(error, "a response message");
-  return read_message(msg, call, call->arena, error);
+  return true;
+}
+
+bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_error_t *error) {
+  *msg = NULL;
+  return end_lent(call, error) && read_message(msg, call, call->arena, 0, NULL, error);
+}
+
+bool rpc_client_call_read_bytes(ProtobufCMessage **msg, rpc_client_bytes_t *bytes,
+                                rpc_client_call_t *call, uint32_t bytes_field,
+                                fzip_error_t *error) {
+  *msg = NULL;
+  memset(bytes, 0, sizeof *bytes);
+  if (bytes_field == 0)
+    return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
+                          "read_bytes needs a field number");
+  return end_lent(call, error) &&
+         read_message(msg, call, call->arena, bytes_field, bytes, error);
 }
 
 bool rpc_client_call_finish(ProtobufCMessage **resp, rpc_client_call_t *call, fzip_error_t *error) {
   ProtobufCMessage *msg = NULL;
   *resp = NULL;
+  release_lent(call); /* ends a lent message or chunk, as a read does */
   if (call->arena)
-    rpc_arena_reset(call->arena); /* ends a lent message, as a read does */
-  if (!rpc_client_call_writes_done(call, error) || !read_message(&msg, call, NULL, error))
+    rpc_arena_reset(call->arena);
+  if (!rpc_client_call_writes_done(call, error) || !read_message(&msg, call, NULL, 0, NULL, error))
     return false;
   if (!status_result(call, error)) {
     if (msg)
@@ -486,6 +629,8 @@ void rpc_client_call_destroy(rpc_client_call_t *call) {
   grpc_metadata_array_destroy(&call->initial_md);
   grpc_metadata_array_destroy(&call->trailing_md);
   grpc_slice_unref(call->details);
+  release_lent(call);
+  free(call->iov);
   rpc_join_destroy(call->join);
   rpc_arena_destroy(call->arena);
   grpc_completion_queue_shutdown(call->cq);

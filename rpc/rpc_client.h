@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "fzip_error.h"
 
@@ -87,6 +88,28 @@ bool rpc_client_call_writes_done(rpc_client_call_t *call, fzip_error_t *error);
  * this call (whatever they return) or rpc_client_call_destroy; never
  * free it. */
 bool rpc_client_call_read(ProtobufCMessage **msg, rpc_client_call_t *call, fzip_error_t *error);
+/* The bytes of a chunk message, where gRPC received them: `count`
+ * pieces (most a few KiB to 64 KiB, as they came off the socket) adding
+ * up to `len`.  Lent like a read message. */
+typedef struct {
+  bool present;             /* the message was such a chunk */
+  size_t len;
+  size_t count;
+  const struct iovec *iov;
+} rpc_client_bytes_t;
+
+/* rpc_client_call_read for a stream of large bytes chunks (a download):
+ * a message whose whole content is the bytes field number `bytes_field`
+ * (DownloadExportResponse.chunk) is not unpacked; *bytes lends its bytes
+ * in place, neither joined into one buffer nor copied by protobuf-c
+ * (two copies of every byte the plain read makes), and *msg is NULL.  Any
+ * other message (an info message, a chunk beside other fields or repeated)
+ * is unpacked into *msg as rpc_client_call_read does, bytes->present
+ * false.  At the end of the stream both are empty and the result is the
+ * status.  Both are valid until the next read, finish or destroy. */
+bool rpc_client_call_read_bytes(ProtobufCMessage **msg, rpc_client_bytes_t *bytes,
+                                rpc_client_call_t *call, uint32_t bytes_field,
+                                fzip_error_t *error);
 /* Client streaming: half-close, read the single response, then the status.
  * *resp is the caller's (NULL if the server sent none); a message an
  * earlier read lent is no longer valid. */

@@ -226,21 +226,35 @@ static bool open_download(rpc_client_call_t **call, rpc_client_t *c, const rpc_c
  * chunk continues the stream at `offset` if every byte says so (a lost,
  * repeated or reordered chunk breaks its ends; a chunk buffer that the
  * server reused while gRPC still sent it would break its middle). */
-static bool chunk_continues(const Fzip__Test__V1__Chunk *c, uint64_t offset) {
+static bool bytes_continue(const uint8_t *data, size_t len, uint64_t offset) {
   static uint8_t period[2 * DOWNLOAD_PATTERN_PERIOD];
   if (period[1] == 0) {
     for (size_t i = 0; i < sizeof period; i++)
       period[i] = (uint8_t)(i % DOWNLOAD_PATTERN_PERIOD);
   }
-  if (c->data.len == 0)
-    return false;
-  for (size_t at = 0; at < c->data.len; at += DOWNLOAD_PATTERN_PERIOD) {
-    size_t n = c->data.len - at < DOWNLOAD_PATTERN_PERIOD ? c->data.len - at
-                                                          : DOWNLOAD_PATTERN_PERIOD;
-    if (memcmp(c->data.data + at, period + (offset + at) % DOWNLOAD_PATTERN_PERIOD, n) != 0)
+  for (size_t at = 0; at < len; at += DOWNLOAD_PATTERN_PERIOD) {
+    size_t n = len - at < DOWNLOAD_PATTERN_PERIOD ? len - at : DOWNLOAD_PATTERN_PERIOD;
+    if (memcmp(data + at, period + (offset + at) % DOWNLOAD_PATTERN_PERIOD, n) != 0)
       return false;
   }
   return true;
+}
+
+static bool chunk_continues(const Fzip__Test__V1__Chunk *c, uint64_t offset) {
+  return c->data.len > 0 && bytes_continue(c->data.data, c->data.len, offset);
+}
+
+/* A chunk lent as pieces (rpc_client_call_read_bytes) continues the
+ * stream at `offset`, pieces in order and none empty. */
+static bool pieces_continue(const rpc_client_bytes_t *b, uint64_t offset) {
+  size_t sum = 0;
+  for (size_t i = 0; i < b->count; i++) {
+    if (b->iov[i].iov_len == 0 || !bytes_continue(b->iov[i].iov_base, b->iov[i].iov_len,
+                                                  offset + sum))
+      return false;
+    sum += b->iov[i].iov_len;
+  }
+  return b->len > 0 && sum == b->len;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -476,6 +490,74 @@ static void test_download_of_mixed_sizes_is_whole_at_every_read(void) {
   CHECK(k > 2 * n_sizes);
   CHECK(bad_size == 0 && bad_content == 0);
   CHECK(not_poisoned == 0);
+}
+
+/* The same mixed download read with rpc_client_call_read_bytes: with the
+ * chunk's field every message comes as pieces in place (none unpacked),
+ * adding up to the sizes sent in order; with another field number every
+ * message is unpacked as a plain read would, equally whole. */
+static void read_mixed_as_bytes(uint32_t field, size_t *pieces_msgs, size_t *unpacked_msgs,
+                                size_t *bad, uint64_t *got, int *status) {
+  static uint32_t sizes[] = {MIXED_SIZES};
+  const size_t n_sizes = sizeof sizes / sizeof sizes[0];
+  fzip_error_t err = {0};
+  rpc_client_call_t *call = NULL;
+  ProtobufCMessage *msg = NULL;
+  rpc_client_bytes_t bytes;
+  Fzip__Test__V1__DownloadRequest req = FZIP__TEST__V1__DOWNLOAD_REQUEST__INIT;
+  size_t k = 0;
+
+  *pieces_msgs = *unpacked_msgs = *bad = 0;
+  *got = 0;
+  req.total_bytes = MIXED_STREAM_BYTES;
+  req.chunk_sizes = sizes;
+  req.n_chunk_sizes = n_sizes;
+  CHECK_OK(rpc_client_call_open_with(&call, cli, "/fzip.test.v1.Test/Download", &good, &req.base,
+                                     &fzip__test__v1__chunk__descriptor, &err),
+           err);
+  while (rpc_client_call_read_bytes(&msg, &bytes, call, field, &err) && (msg || bytes.present)) {
+    uint64_t left = MIXED_STREAM_BYTES - *got;
+    size_t want = left < sizes[k % n_sizes] ? (size_t)left : sizes[k % n_sizes];
+    size_t len = 0;
+    if (bytes.present) {
+      (*pieces_msgs)++;
+      len = bytes.len;
+      *bad += msg != NULL || !pieces_continue(&bytes, *got);
+    } else {
+      const Fzip__Test__V1__Chunk *c = (const Fzip__Test__V1__Chunk *)msg;
+      (*unpacked_msgs)++;
+      len = c->data.len;
+      *bad += !chunk_continues(c, *got);
+    }
+    *bad += len != want;
+    *got += len;
+    k++;
+  }
+  *status = rpc_client_call_status(call);
+  rpc_client_call_destroy(call);
+}
+
+static void test_download_read_as_pieces_is_whole_and_in_order(void) {
+  size_t pieces = 0, unpacked = 0, bad = 0;
+  uint64_t got = 0;
+  int status = -1;
+
+  read_mixed_as_bytes(1, &pieces, &unpacked, &bad, &got, &status);
+  fprintf(stderr, "  as pieces: %zu chunks lent, %zu unpacked, %zu bad\n", pieces, unpacked, bad);
+  CHECK(status == 0);
+  CHECK(got == MIXED_STREAM_BYTES);
+  CHECK(pieces > 0 && unpacked == 0 && bad == 0);
+}
+
+static void test_read_bytes_of_another_field_unpacks_every_message(void) {
+  size_t pieces = 0, unpacked = 0, bad = 0;
+  uint64_t got = 0;
+  int status = -1;
+
+  read_mixed_as_bytes(2, &pieces, &unpacked, &bad, &got, &status);
+  CHECK(status == 0);
+  CHECK(got == MIXED_STREAM_BYTES);
+  CHECK(pieces == 0 && unpacked > 0 && bad == 0);
 }
 
 /* The server joins each upload message's slices into a per-call buffer and
@@ -876,6 +958,8 @@ int main(int argc, char **argv) {
   RUN(test_download_256mib_at_full_speed_arrives_whole_and_in_order);
   RUN(test_upload_256mib_sha256_matches);
   RUN(test_download_of_mixed_sizes_is_whole_at_every_read);
+  RUN(test_download_read_as_pieces_is_whole_and_in_order);
+  RUN(test_read_bytes_of_another_field_unpacks_every_message);
   RUN(test_upload_of_mixed_sizes_sha256_matches);
   RUN(test_cancel_mid_download_runs_close_and_server_survives);
   RUN(test_cancel_mid_upload_runs_close_and_server_survives);
