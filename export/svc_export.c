@@ -749,10 +749,13 @@ static void on_progress(void *arg, const pkg_progress_t *p) {
     status = S(BUILDING_PACKAGE);
     pct = 70 + (int)(20.0 * (p->fraction < 0 ? 0 : p->fraction > 1 ? 1 : p->fraction));
     break;
-  case PKG_PHASE_UPLOADING:
+  case PKG_PHASE_UPLOADING: /* the zip is written into the blob as it is made */
+    status = S(UPLOADING);
+    pct = 70 + (int)(29.0 * (p->fraction < 0 ? 0 : p->fraction > 1 ? 1 : p->fraction));
+    break;
   case PKG_PHASE_DONE:
     status = S(UPLOADING);
-    pct = 90;
+    pct = 99;
     break;
   }
   rs->job->items_done = (int64_t)p->items_done;

@@ -2,7 +2,7 @@
  * tempdir: fzipd's private scratch directory, and the sweep that removes
  * what crashed processes left behind.
  *
- * Packages being built (fzip-pkg-*, fzip-package-*) and imports being
+ * Packages being built (fzip-pkg-*: the spools) and imports being
  * validated (fzip-import-*) live in temporary files that a kill -9 leaks.
  * So that a sweep can tell a leak from a file in use, every fzipd works in
  * its own directory <root>/fzipd-<pid>-XXXXXX and holds an exclusive

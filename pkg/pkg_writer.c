@@ -8,13 +8,15 @@
  * threads compress them meanwhile); (2) each transaction file's bytes are
  * copied from the source into another entry the same way; (3) the
  * manifest is composed as a BSON document (counts, checksums, external
- * references) and written the same way; (4) only then is the zip opened
- * and the entries' ranges of the spools added
- * in the fixed order of FORMAT.md, with manifest.json first, fixed DOS
- * times and fixed attributes, and libzip writes the package in zip_close,
- * copying each entry's deflated bytes as they are (raw_source_cb).  Doing
- * all hashing before the zip exists is what lets the manifest come first;
- * deflating on the way is what keeps the uncompressed bytes off the disk.
+ * references) and written the same way; (4) only then, from a consistent
+ * read, is the zip written (pkg_zipout) front to back into the file or
+ * the sink, in the fixed order of FORMAT.md with manifest.json first,
+ * fixed DOS times and attributes, each entry's deflated bytes copied from
+ * its spool as they are.  Doing all hashing before the zip exists is what
+ * lets the manifest come first; deflating on the way is what keeps the
+ * uncompressed bytes off the disk; writing the zip in one pass is what
+ * keeps the package itself off it (the bytes of a package were written
+ * three times before: spool, package file, blob).
  */
 #include "pkg_writer.h"
 #include "pkg_limits.h"
@@ -28,20 +30,15 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zip.h>
 
 #include "pkg_csv.h"
 #include "pkg_deflate.h"
 #include "pkg_json.h"
 #include "pkg_set.h"
 #include "pkg_tmp.h"
+#include "pkg_zipout.h"
 #include "fzip_version.h"
 
-/* DOS date of 1980-01-01, the earliest a zip can say: every entry gets it
- * so that entry headers do not depend on when the export ran. */
-#define PKG_DOS_DATE ((0u << 9) | (1u << 5) | 1u)
-#define PKG_DOS_TIME 0u
-#define PKG_ENTRY_MODE (0100644u << 16) /* regular file, rw-r--r--, in UNIX attrs */
 /* The private temp dir's path; room is left below PATH_MAX for the names
  * of the temporaries inside it. */
 #define PKG_TEMP_DIR_MAX (PATH_MAX - 64)
@@ -295,6 +292,7 @@ typedef struct {
   uint64_t comp_size; /* deflated bytes in the spool */
   int spool;          /* which spool holds them (SPOOL_*) ... */
   uint64_t offset;    /* ... from where */
+  uint64_t zip_offset; /* of its local header in the package (write_zip) */
 } entry_t;
 
 /* Every entry's deflated bytes go to one of two spool files in the
@@ -335,7 +333,6 @@ typedef struct {
   pkg_deflate_t *csv_deflate; /* the csv/ entry written beside a data entry */
   FILE *spool[SPOOL_COUNT];   /* made at their first entry */
   uint64_t spool_end[SPOOL_COUNT];
-  bool hash_package; /* read the package back for res's size and sha256 (not when streamed) */
 } build_t;
 
 /* Reports progress at most every PKG_PROGRESS_EVERY_* and polls for
@@ -1130,177 +1127,128 @@ done:
 
 /* ---- step 4: the zip ------------------------------------------------- */
 
-static bool zip_fail(zip_t *za, const char *what, fzip_error_t *error) {
-  return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INTERNAL, "%s: %s", what,
-                        zip_strerror(za));
-}
-
-/* An entry's bytes, already deflated (pkg_deflate), are a range of its
- * spool; this source hands them to libzip with a stat that says so
- * (method, CRC, both sizes), and zip_close copies them as they are
- * instead of compressing again.  The entry's compression is left at
- * libzip's default so that it takes the source's method. */
+/* Where the package's bytes go, counted and hashed on their way
+ * (res->package_size, package_sha256), with progress and cancel polls
+ * every PKG_PROGRESS_EVERY_BYTES; the first poll comes after the first
+ * write, once the sink holds part of the package. */
 typedef struct {
-  const build_t *b;
-  size_t index; /* the entry; SIZE_MAX: the manifest */
-  uint64_t pos; /* bytes of the entry read since OPEN */
-  zip_error_t err;
-} raw_source_t;
+  build_t *b;
+  pkg_sink_fn sink;
+  void *sink_ctx;
+  fzip_sha256_t *hash;
+  uint64_t expected; /* about the package's size, for `fraction` */
+  uint64_t next;     /* bytes_done at the next poll */
+} package_out_t;
 
-static const entry_t *raw_entry(const raw_source_t *r) {
-  return r->index == SIZE_MAX ? &r->b->manifest : &r->b->entries[r->index];
-}
+static bool package_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  package_out_t *o = ctx;
+  build_t *b = o->b;
 
-/* Up to len more bytes of the entry, read from its spool (flushed by
- * write_zip) at its offset; positioned reads, so that the spool's own
- * file position does not matter. */
-static zip_int64_t raw_read(raw_source_t *r, void *data, zip_uint64_t len) {
-  const entry_t *e = raw_entry(r);
-  int fd = fileno(r->b->spool[e->spool]);
-  size_t want = e->comp_size - r->pos < len ? (size_t)(e->comp_size - r->pos) : (size_t)len;
-  size_t got = 0;
-
-  while (got < want) {
-    ssize_t n = pread(fd, (char *)data + got, want - got, (off_t)(e->offset + r->pos + got));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      zip_error_set(&r->err, ZIP_ER_READ, n < 0 ? errno : EIO); /* 0: the spool is short */
-      return -1;
-    }
-    got += (size_t)n;
-  }
-  r->pos += got;
-  return (zip_int64_t)got;
-}
-
-static zip_int64_t raw_source_cb(void *ud, void *data, zip_uint64_t len, zip_source_cmd_t cmd) {
-  raw_source_t *r = ud;
-
-  switch (cmd) {
-  case ZIP_SOURCE_OPEN:
-    r->pos = 0;
-    return 0;
-  case ZIP_SOURCE_READ:
-    return raw_read(r, data, len);
-  case ZIP_SOURCE_CLOSE:
-    return 0;
-  case ZIP_SOURCE_FREE:
-    zip_error_fini(&r->err);
-    free(r);
-    return 0;
-  case ZIP_SOURCE_STAT: {
-    zip_stat_t *st = data;
-    zip_stat_init(st);
-    st->valid = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD | ZIP_STAT_CRC |
-                ZIP_STAT_ENCRYPTION_METHOD;
-    st->size = raw_entry(r)->size;
-    st->comp_size = raw_entry(r)->comp_size;
-    st->comp_method = ZIP_CM_DEFLATE;
-    st->encryption_method = ZIP_EM_NONE;
-    st->crc = raw_entry(r)->crc32;
-    return sizeof *st;
-  }
-  case ZIP_SOURCE_ERROR:
-    return zip_error_to_data(&r->err, data, len);
-  case ZIP_SOURCE_SUPPORTS:
-    return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE,
-                                          ZIP_SOURCE_STAT, ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE,
-                                          -1);
-  default:
-    zip_error_set(&r->err, ZIP_ER_OPNOTSUPP, 0);
-    return -1;
-  }
-}
-
-/* Adds entry `index` (SIZE_MAX: the manifest) under `name`; the entries
- * array is complete, and stays where it is, until zip_close. */
-static bool zip_add_temp(zip_t *za, const char *name, const build_t *b, size_t index,
-                         fzip_error_t *error) {
-  raw_source_t *r = calloc(1, sizeof *r);
-  zip_source_t *src = NULL;
-  zip_int64_t idx;
-
-  if (!r)
-    return oom(error);
-  r->b = b;
-  r->index = index;
-  zip_error_init(&r->err);
-  if (!(src = zip_source_function(za, raw_source_cb, r))) {
-    zip_error_fini(&r->err);
-    free(r);
-    return zip_fail(za, "zip source", error);
-  }
-  idx = zip_file_add(za, name, src, ZIP_FL_ENC_UTF_8);
-  if (idx < 0) {
-    zip_source_free(src);
-    return zip_fail(za, "zip add", error);
-  }
-  if (zip_file_set_dostime(za, (zip_uint64_t)idx, PKG_DOS_TIME, PKG_DOS_DATE, 0) ||
-      zip_file_set_external_attributes(za, (zip_uint64_t)idx, 0, ZIP_OPSYS_UNIX,
-                                       PKG_ENTRY_MODE))
-    return zip_fail(za, "zip entry attributes", error);
+  fzip_sha256_update(o->hash, data, len);
+  if (!o->sink(o->sink_ctx, data, len, error))
+    return false;
+  b->prog.bytes_done += len;
+  if (b->prog.bytes_done < o->next)
+    return true;
+  o->next = b->prog.bytes_done + PKG_PROGRESS_EVERY_BYTES;
+  b->prog.fraction = o->expected ? (double)b->prog.bytes_done / (double)o->expected : 0;
+  if (b->prog.fraction > 1)
+    b->prog.fraction = 1;
+  if (b->opt->progress)
+    b->opt->progress(b->opt->progress_ctx, &b->prog);
+  if (b->opt->cancelled && b->opt->cancelled(b->opt->cancel_ctx))
+    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_CANCELLED, "export cancelled");
   return true;
 }
 
-static void on_zip_progress(zip_t *za, double fraction, void *ud) {
-  build_t *b = ud;
-  b->prog.fraction = fraction;
-  if (b->opt->progress)
-    b->opt->progress(b->opt->progress_ctx, &b->prog);
+/* pkgzo_read_fn over an entry's range of its spool (flushed by
+ * write_zip); positioned reads, so the spool's file position does not
+ * matter. */
+typedef struct {
+  FILE *spool;
+  uint64_t offset;
+} spool_range_t;
+
+static bool spool_read(void *ctx, void *buf, size_t len, uint64_t at, fzip_error_t *error) {
+  const spool_range_t *r = ctx;
+  int fd = fileno(r->spool);
+  size_t got = 0;
+
+  while (got < len) {
+    ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(r->offset + at + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
+                            "reading the package spool: %s",
+                            n < 0 ? strerror(errno) : "it is shorter than its entries");
+    got += (size_t)n;
+  }
+  return true;
 }
 
-static int on_zip_cancel(zip_t *za, void *ud) {
-  build_t *b = ud;
-  return b->opt->cancelled && b->opt->cancelled(b->opt->cancel_ctx);
+static pkgzo_entry_t zip_entry(const entry_t *e, const char *name) {
+  pkgzo_entry_t z = {.name = name, .crc32 = e->crc32, .size = e->size,
+                     .comp_size = e->comp_size, .offset = e->zip_offset};
+  return z;
 }
 
-static bool write_zip(build_t *b, const char *out_path, fzip_error_t *error) {
-  zip_t *za;
-  int zerr = 0;
+static bool zip_local(pkgzo_t *z, build_t *b, entry_t *e, const char *name,
+                      fzip_error_t *error) {
+  spool_range_t r = {.spool = b->spool[e->spool], .offset = e->offset};
+  pkgzo_entry_t ze = zip_entry(e, name);
+
+  if (!pkgzo_local(z, &ze, spool_read, &r, error))
+    return fzip_error_prefix(error, "zip entry %s", name);
+  e->zip_offset = ze.offset;
+  return true;
+}
+
+/* The package, front to back, from the spools (pkg_zipout: the entries'
+ * deflated bytes copied as they are) into o's sink, in the fixed order of
+ * FORMAT.md section 1 with manifest.json first. */
+static bool write_zip(build_t *b, package_out_t *o, pkg_phase_t phase, const char *name,
+                      fzip_error_t *error) {
+  pkgzo_t *z = NULL;
+  bool ok = false;
 
   for (int i = 0; i < SPOOL_COUNT; i++) {
     if (b->spool[i] && fflush(b->spool[i]) != 0)
       return sys_error(error, "writing the spool in", b->dir);
   }
-  if (!(za = zip_open(out_path, ZIP_CREATE | ZIP_TRUNCATE, &zerr))) {
-    zip_error_t ze;
-    zip_error_init_with_code(&ze, zerr);
-    fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_INTERNAL, "zip_open %s: %s", out_path,
-                   zip_error_strerror(&ze));
-    zip_error_fini(&ze);
+  o->expected = b->manifest.comp_size;
+  for (size_t i = 0; i < b->n_entries; i++)
+    o->expected += b->entries[i].comp_size;
+  b->prog.bytes_done = 0;
+  b->prog.fraction = 0;
+  set_phase(b, phase, name);
+  if (!pkgzo_new(&z, package_sink, o, error))
     return false;
-  }
-  if (!zip_add_temp(za, PKG_MANIFEST_ENTRY, b, SIZE_MAX, error))
-    goto fail;
+  if (!zip_local(z, b, &b->manifest, PKG_MANIFEST_ENTRY, error))
+    goto done;
   for (size_t i = 0; i < b->n_entries; i++) {
-    if (!zip_add_temp(za, b->entries[i].name, b, i, error))
-      goto fail;
+    if (!zip_local(z, b, &b->entries[i], b->entries[i].name, error))
+      goto done;
   }
-  set_phase(b, PKG_PHASE_COMPRESSING, NULL);
-  zip_register_progress_callback_with_state(za, 0.01, on_zip_progress, NULL, b);
-  zip_register_cancel_callback_with_state(za, on_zip_cancel, NULL, b);
-  if (zip_close(za) != 0) {
-    if (b->opt->cancelled && b->opt->cancelled(b->opt->cancel_ctx))
-      fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_CANCELLED, "export cancelled");
-    else
-      zip_fail(za, "writing package", error);
-    goto fail;
+  {
+    pkgzo_entry_t m = zip_entry(&b->manifest, PKG_MANIFEST_ENTRY);
+    if (!pkgzo_central(z, &m, error))
+      goto done;
   }
+  for (size_t i = 0; i < b->n_entries; i++) {
+    pkgzo_entry_t e = zip_entry(&b->entries[i], b->entries[i].name);
+    if (!pkgzo_central(z, &e, error))
+      goto done;
+  }
+  if (!pkgzo_end(z, error))
+    goto done;
   b->res.entries = b->n_entries + 1;
-  return true;
-fail:
-  zip_discard(za);
-  return false;
-}
-
-static bool stream(pkg_result_t *res, const char *path, const pkg_options_t *opt,
-                   pkg_sink_fn sink, void *sink_ctx, const char *sink_name, fzip_error_t *error);
-
-/* Size and sha256 of the finished package, read back from disk. */
-static bool hash_file(pkg_result_t *res, const char *path, fzip_error_t *error) {
-  static const pkg_options_t quiet; /* no progress, no cancel: part of the build */
-  return stream(res, path, &quiet, NULL, NULL, NULL, error);
+  b->res.package_size = b->prog.bytes_done;
+  fzip_sha256_final_hex(o->hash, b->res.package_sha256);
+  ok = true;
+done:
+  pkgzo_destroy(z);
+  return ok;
 }
 
 /* ---- driver ---------------------------------------------------------- */
@@ -1336,7 +1284,8 @@ static void build_free(build_t *b) {
   free(b->files);
 }
 
-static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
+/* Steps 1 to 3: every entry deflated into the spools, the manifest last. */
+static bool build_run(build_t *b, fzip_error_t *error) {
   const char *root = temp_root(b->opt);
   uint64_t total = 0;
 
@@ -1358,12 +1307,7 @@ static bool build_run(build_t *b, const char *out_path, fzip_error_t *error) {
     return false;
   if (b->plan.files && !write_files(b, error))
     return false;
-  if (!write_manifest(b, error) || !write_zip(b, out_path, error))
-    return false;
-  if (b->hash_package && !hash_file(&b->res, out_path, error))
-    return false;
-  set_phase(b, PKG_PHASE_DONE, NULL);
-  return tick(b, true, error);
+  return write_manifest(b, error);
 }
 
 /* The compression threads and the two streams every build uses; they
@@ -1376,8 +1320,9 @@ static bool deflate_open(pkg_deflate_pool_t **pool, build_t *b, fzip_error_t *er
 
 /* Builds from one consistent read of the source (read_begin/read_end):
  * a source that says its reads were not consistent makes the build start
- * over, at most PKG_READ_ATTEMPTS times. */
-static bool build_consistent(build_t *b, const char *out_path, fzip_error_t *error) {
+ * over, at most PKG_READ_ATTEMPTS times.  Nothing has gone to the sink
+ * yet: the zip is written only from a consistent build's spools. */
+static bool build_consistent(build_t *b, fzip_error_t *error) {
   const pkg_source_ops_t *src = b->source->ops;
   const build_t fresh = *b; /* nothing allocated yet */
 
@@ -1387,7 +1332,7 @@ static bool build_consistent(build_t *b, const char *out_path, fzip_error_t *err
 
     if (src->read_begin && !src->read_begin(b->source->ctx, error))
       return false;
-    built = build_run(b, out_path, error);
+    built = build_run(b, error);
     if (!src->read_end || src->read_end(b->source->ctx, &end_err) || !built)
       return built;
     if (end_err.code != FZIP_ERR_ABORTED) {
@@ -1404,96 +1349,99 @@ static bool build_consistent(build_t *b, const char *out_path, fzip_error_t *err
   }
 }
 
-/* pkg_write_file; without `hash`, *result's package_size and
- * package_sha256 are left for the caller (pkg_write_stream hashes the
- * bytes on their way to the sink instead of reading them once more). */
+/* Builds the package and writes it to `sink` in zip phase `phase`
+ * (progress entry `name`); *result gets its size and sha256. */
 static bool write_package(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                           const pkg_selection_t *selection, const pkg_options_t *options,
-                          const char *path, bool hash, fzip_error_t *error) {
+                          pkg_sink_fn sink, void *sink_ctx, pkg_phase_t phase, const char *name,
+                          fzip_error_t *error) {
   static const pkg_options_t no_options;
   build_t *b = calloc(1, sizeof *b);
   pkg_deflate_pool_t *pool = NULL;
-  bool ok;
+  package_out_t out = {.sink = sink, .sink_ctx = sink_ctx};
+  bool ok = false;
 
   if (!b)
     return oom(error);
-  b->hash_package = hash;
+  out.b = b;
   b->source = source;
   b->user_id = user_id;
   b->sel = selection;
   b->opt = options ? options : &no_options;
   b->res.export_timestamp_ms = b->opt->export_timestamp_ms ? b->opt->export_timestamp_ms
                                                            : fzip_now_ms();
-  if (!pkg_selection_check(selection, error) || !base_check(selection, error)) {
-    free(b);
-    return false;
+  if (!pkg_selection_check(selection, error) || !base_check(selection, error))
+    goto done;
+  if (!(out.hash = fzip_sha256_new())) {
+    oom(error);
+    goto done;
   }
   plan_make(&b->plan, selection);
-  ok = deflate_open(&pool, b, error) && build_consistent(b, path, error);
-  if (ok && result)
+  if (!deflate_open(&pool, b, error) || !build_consistent(b, error) ||
+      !write_zip(b, &out, phase, name, error))
+    goto done;
+  set_phase(b, PKG_PHASE_DONE, NULL);
+  if (!tick(b, true, error))
+    goto done;
+  if (result)
     *result = b->res;
-  if (!ok)
-    unlink(path);
+  ok = true;
+done:
   build_free(b);
   pkg_deflate_destroy(b->deflate);
   pkg_deflate_destroy(b->csv_deflate);
   pkg_deflate_pool_destroy(pool);
+  fzip_sha256_destroy(out.hash);
   free(b);
   return ok;
 }
 
+static bool file_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  if (fwrite(data, 1, len, ctx) != len)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL, "writing the package: %s",
+                          strerror(errno));
+  return true;
+}
+
+/* Written to PATH.XXXXXX beside it and renamed over it once whole, so
+ * that a failed write leaves an existing file as it was. */
 bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                     const pkg_selection_t *selection, const pkg_options_t *options,
                     const char *path, fzip_error_t *error) {
-  return write_package(result, source, user_id, selection, options, path, true, error);
-}
-
-/* Streams the finished package to the sink (NULL: only hashes it),
- * polling for cancel, and sets res's size and sha256 from the bytes read. */
-static bool stream(pkg_result_t *res, const char *path, const pkg_options_t *opt,
-                   pkg_sink_fn sink, void *sink_ctx, const char *sink_name, fzip_error_t *error) {
-  pkg_progress_t prog = {.phase = PKG_PHASE_UPLOADING, .entry = sink_name};
-  FILE *f = fopen(path, "rb");
-  char *buf = malloc(PKG_COPY_CHUNK);
-  fzip_sha256_t *h = fzip_sha256_new();
-  uint64_t next = 0;
-  size_t n;
+  char tmp[PATH_MAX];
+  FILE *f = NULL;
+  int fd;
   bool ok = false;
 
-  if (!f || !buf || !h) {
-    if (!f)
-      sys_error(error, "opening", path);
-    else
-      oom(error);
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= sizeof tmp)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT,
+                          "package path too long");
+  if ((fd = mkstemp(tmp)) < 0)
+    return sys_error(error, "creating", tmp);
+  if (fchmod(fd, 0644) != 0 || !(f = fdopen(fd, "wb"))) {
+    sys_error(error, "opening", tmp);
+    close(fd);
     goto done;
   }
-  while ((n = fread(buf, 1, PKG_COPY_CHUNK, f)) > 0) {
-    fzip_sha256_update(h, buf, n);
-    if (sink && !sink(sink_ctx, buf, n, error))
-      goto done;
-    prog.bytes_done += n;
-    if (prog.bytes_done < next)
-      continue;
-    next = prog.bytes_done + PKG_PROGRESS_EVERY_BYTES;
-    if (opt->progress)
-      opt->progress(opt->progress_ctx, &prog);
-    if (opt->cancelled && opt->cancelled(opt->cancel_ctx)) {
-      fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_CANCELLED, "export cancelled");
-      goto done;
-    }
-  }
-  if (ferror(f)) {
-    sys_error(error, "reading", path);
+  if (!write_package(result, source, user_id, selection, options, file_sink, f,
+                     PKG_PHASE_COMPRESSING, path, error))
+    goto done;
+  if (fclose(f) != 0) {
+    f = NULL;
+    sys_error(error, "writing", tmp);
     goto done;
   }
-  res->package_size = prog.bytes_done;
-  fzip_sha256_final_hex(h, res->package_sha256);
+  f = NULL;
+  if (rename(tmp, path) != 0) {
+    sys_error(error, "renaming the package to", path);
+    goto done;
+  }
   ok = true;
 done:
   if (f)
     fclose(f);
-  free(buf);
-  fzip_sha256_destroy(h);
+  if (!ok)
+    unlink(tmp);
   return ok;
 }
 
@@ -1501,27 +1449,6 @@ bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const ch
                       const pkg_selection_t *selection, const pkg_options_t *options,
                       pkg_sink_fn sink, void *sink_ctx, const char *sink_name,
                       fzip_error_t *error) {
-  static const pkg_options_t no_options;
-  const pkg_options_t *opt = options ? options : &no_options;
-  char path[PATH_MAX];
-  pkg_result_t res;
-  int fd;
-  bool ok = false;
-
-  if ((size_t)snprintf(path, sizeof path, "%s/fzip-package-XXXXXX", temp_root(opt)) >=
-      sizeof path)
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT, "temp dir too long");
-  if ((fd = mkstemp(path)) < 0)
-    return sys_error(error, "creating", path);
-  close(fd);
-  if (!write_package(&res, source, user_id, selection, opt, path, false, error))
-    goto done;
-  if (!stream(&res, path, opt, sink, sink_ctx, sink_name, error))
-    goto done;
-  if (result)
-    *result = res;
-  ok = true;
-done:
-  unlink(path);
-  return ok;
+  return write_package(result, source, user_id, selection, options, sink, sink_ctx,
+                       PKG_PHASE_UPLOADING, sink_name, error);
 }

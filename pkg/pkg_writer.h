@@ -14,9 +14,9 @@
  * a source cursor through pkg_json, hashed, and deflated on the way
  * (pkg_deflate.h: blocks compressed in parallel on all cores) onto a
  * temporary spool file; each file's bytes go the same way after it (a csv/
- * table, written beside its kind, into a second spool); at the end libzip
- * assembles the package from those already-deflated bytes, copied as they
- * are.
+ * table, written beside its kind, into a second spool); at the end
+ * pkg_zipout writes the package front to back into the file or the sink,
+ * copying those already-deflated bytes as they are.
  * The only things held in memory are the ids of the kinds others refer to
  * (accounts, categories, file maps, transaction files) to work out
  * external references, and the list of files to copy; both are capped.
@@ -29,7 +29,7 @@
  * (polled as often), and finally the pkg_result_t says what was written.
  *
  * Determinism: with options->export_timestamp_ms pinned, the same data
- * gives a byte-identical package (same libzip/zlib build and
+ * gives a byte-identical package (same zlib build and
  * PKG_DEFLATE_BLOCK, whatever options->compress_threads); data entries and
  * their checksums are identical whatever the timestamp.
  */
@@ -116,8 +116,8 @@ typedef enum {
   PKG_PHASE_COUNTING = 0,
   PKG_PHASE_DATA,        /* writing data/<kind>.json */
   PKG_PHASE_FILES,       /* copying transaction file bytes */
-  PKG_PHASE_COMPRESSING, /* libzip writing the package */
-  PKG_PHASE_UPLOADING,   /* pkg_write_stream: copying into the sink */
+  PKG_PHASE_COMPRESSING, /* pkg_write_file: the zip written into the file */
+  PKG_PHASE_UPLOADING,   /* pkg_write_stream: the zip written into the sink */
   PKG_PHASE_DONE,
 } pkg_phase_t;
 
@@ -129,7 +129,7 @@ typedef struct {
   uint64_t items_done;  /* entities + files written so far */
   uint64_t items_total; /* from the counting pass; an estimate if data changed since */
   uint64_t bytes_done;  /* file bytes copied, or in COMPRESSING/UPLOADING that phase's bytes */
-  double fraction;      /* 0..1 within COMPRESSING (libzip's estimate), else 0 */
+  double fraction;      /* 0..1 of the zip written (COMPRESSING, UPLOADING), else 0 */
 } pkg_progress_t;
 
 /* Progress reports; must not call back into the writer. */
@@ -247,18 +247,21 @@ bool pkg_count(uint64_t *items_total, const pkg_source_t *source,
                const pkg_selection_t *selection, fzip_error_t *error);
 
 /* Writes the package of `user_id` (the manifest's user) read from `source`
- * to `path` (created or replaced; on failure nothing is left there).
+ * to `path`: into PATH.XXXXXX beside it, renamed over `path` once whole,
+ * so a failure leaves nothing new and an earlier file as it was.
  * *result (may be NULL) is filled on success. */
 bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                     const pkg_selection_t *selection, const pkg_options_t *options,
                     const char *path, fzip_error_t *error);
 
-/* Writes the package to a temporary file, then streams it to `sink` in
- * PKG_COPY_CHUNK pieces (phase PKG_PHASE_UPLOADING, progress entry
- * `sink_name`, polling for cancel).  The sink has had every byte when this
- * returns true; *result (may be NULL) has the size and sha256 of the bytes
- * handed to the sink (hashed on their way, the file is not read twice)
- * for the sink's owner to check what it received against. */
+/* Writes the package straight into `sink` (pkg_zipout, PKGZO_BUFFER bytes
+ * at a time; no package file) once every entry is deflated into the
+ * spools, in phase PKG_PHASE_UPLOADING (progress entry `sink_name`, polls
+ * for cancel every PKG_PROGRESS_EVERY_BYTES, the first after the first
+ * write).  The sink has had every byte when this returns true; *result
+ * (may be NULL) has the size and sha256 of the bytes handed to the sink
+ * (hashed on their way) for the sink's owner to check what it received
+ * against.  On failure the sink may have had part of the package. */
 bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                       const pkg_selection_t *selection, const pkg_options_t *options,
                       pkg_sink_fn sink, void *sink_ctx, const char *sink_name,

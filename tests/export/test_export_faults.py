@@ -76,8 +76,8 @@ def test_kill_during_package_upload_recovers(big_user_db):
         wait_for(lambda: blob_rows(db_path, blob)[1] == 1, 30, "a part-written blob")
         dead = private_dirs(temp)
         check(len(dead) == 1, "one private temp dir expected: %r" % dead)
-        check(any(n.startswith("fzip-package-") for n in os.listdir(os.path.join(temp, dead[0]))),
-              "the package temp file is not in the private dir: %r"
+        check(any(n.startswith("fzip-pkg-") for n in os.listdir(os.path.join(temp, dead[0]))),
+              "the package's spool dir is not in the private dir: %r"
               % os.listdir(os.path.join(temp, dead[0])))
         srv.kill()
     finally:
