@@ -57,6 +57,7 @@ struct pkg_deflate {
   void *sink_ctx;
   uint32_t crc;
   uint64_t size, comp_size;
+  bool ended; /* pkg_deflate_end_input queued the last block */
 };
 
 static bool zerr(fzip_error_t *error, const char *what) {
@@ -227,6 +228,7 @@ static void discard(pkg_deflate_t *z) {
     s->state = SLOT_FREE;
   }
   z->first = z->count = 0;
+  z->ended = false;
 }
 
 void pkg_deflate_destroy(pkg_deflate_t *z) {
@@ -250,6 +252,7 @@ void pkg_deflate_begin(pkg_deflate_t *z, pkgjson_sink_fn sink, void *sink_ctx) {
   z->dict_len = 0;
   z->crc = (uint32_t)crc32(0L, Z_NULL, 0);
   z->size = z->comp_size = 0;
+  z->ended = false;
 }
 
 /* Writes the oldest slot's output once it is compressed, and frees it. */
@@ -310,14 +313,16 @@ static void dict_push(pkg_deflate_t *z, const unsigned char *in, size_t len) {
   z->dict_len += len;
 }
 
-static bool submit(pkg_deflate_t *z, slot_t *s, bool final, fzip_error_t *error) {
+/* Queues s for the pool, or compresses it here when `in_place` (the
+ * caller would only wait for it) or there is no worker. */
+static bool submit(pkg_deflate_t *z, slot_t *s, bool final, bool in_place, fzip_error_t *error) {
   pkg_deflate_pool_t *p = z->pool;
 
   memcpy(s->dict, z->dict, z->dict_len);
   s->dict_len = z->dict_len;
   s->final = final;
   dict_push(z, s->in, s->in_len);
-  if (final || p->n_threads == 0) {
+  if (in_place || p->n_threads == 0) {
     if (!z->own_ready && !(z->own_ready = zs_init(&z->own, p->level)))
       return zerr(error, "deflateInit2");
     s->failed = !compress_block(&z->own, s, p->out_cap);
@@ -348,7 +353,7 @@ static bool write_some(pkg_deflate_t *z, const unsigned char *data, size_t len,
     slot_t *s = filling(z);
     size_t n;
     if (s && s->in_len == PKG_DEFLATE_BLOCK) {
-      if (!submit(z, s, false, error))
+      if (!submit(z, s, false, false, error))
         return false;
       s = NULL;
     }
@@ -372,11 +377,29 @@ bool pkg_deflate_write(pkg_deflate_t *z, const void *data, size_t len, fzip_erro
   return false;
 }
 
-bool pkg_deflate_finish(pkg_deflate_t *z, uint32_t *crc, uint64_t *size, uint64_t *comp_size,
-                        fzip_error_t *error) {
+/* The last block: on the pool when the caller goes on with other work
+ * meanwhile (end_input), here when it is about to wait (finish). */
+static bool submit_last(pkg_deflate_t *z, bool in_place, fzip_error_t *error) {
   slot_t *s = filling(z);
 
-  if ((!s && !acquire(&s, z, error)) || !submit(z, s, true, error))
+  if ((!s && !acquire(&s, z, error)) || !submit(z, s, true, in_place, error))
+    return false;
+  z->ended = true;
+  return true;
+}
+
+bool pkg_deflate_end_input(pkg_deflate_t *z, fzip_error_t *error) {
+  if (z->ended)
+    return true;
+  if (submit_last(z, false, error))
+    return true;
+  discard(z);
+  return false;
+}
+
+bool pkg_deflate_finish(pkg_deflate_t *z, uint32_t *crc, uint64_t *size, uint64_t *comp_size,
+                        fzip_error_t *error) {
+  if (!z->ended && !submit_last(z, true, error))
     goto fail;
   while (z->count > 0) {
     if (!retire_oldest(z, error))
@@ -385,6 +408,7 @@ bool pkg_deflate_finish(pkg_deflate_t *z, uint32_t *crc, uint64_t *size, uint64_
   *crc = z->crc;
   *size = z->size;
   *comp_size = z->comp_size;
+  z->ended = false;
   return true;
 fail:
   discard(z);

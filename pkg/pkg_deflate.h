@@ -66,6 +66,12 @@ void pkg_deflate_destroy(pkg_deflate_t *z);
  * failure, which drops what was pending). */
 void pkg_deflate_begin(pkg_deflate_t *z, pkgjson_sink_fn sink, void *sink_ctx);
 bool pkg_deflate_write(pkg_deflate_t *z, const void *data, size_t len, fzip_error_t *error);
+/* Optional, before _finish: no more input; the last block goes to the pool
+ * at once (finish compresses it on the calling thread, which would only
+ * wait for it otherwise), so the caller can feed another stream meanwhile
+ * and _finish later (the writer keeps two transaction files in flight).
+ * No _write after it. */
+bool pkg_deflate_end_input(pkg_deflate_t *z, fzip_error_t *error);
 /* Compresses the last block and writes everything out; the entry's
  * CRC-32, uncompressed and compressed sizes. */
 bool pkg_deflate_finish(pkg_deflate_t *z, uint32_t *crc32, uint64_t *size, uint64_t *comp_size,

@@ -898,12 +898,37 @@ done:
   return ok;
 }
 
-static bool write_file(build_t *b, const file_ref_t *f, fzip_error_t *error) {
+/* A transaction file's entry whose last block may still be compressing
+ * on the pool (pkg_deflate_end_input) while the next file is read. */
+typedef struct {
+  hashed_file_t h;
+  size_t entry;
+  bool open;
+} file_out_t;
+
+/* Waits for the entry's last block and records it; `keep` false drops it. */
+static bool file_close(build_t *b, file_out_t *o, bool keep, fzip_error_t *error) {
+  if (!o->open)
+    return true;
+  o->open = false;
+  if (!hashed_close(&o->h, keep ? &b->entries[o->entry] : NULL, error))
+    return false;
+  if (keep) {
+    b->res.files_count++;
+    b->res.files_bytes += b->entries[o->entry].size;
+  }
+  return true;
+}
+
+/* Copies f's bytes into a new entry through `o` (on spool `spool`) and
+ * queues its last block; *written false for a file without bytes. */
+static bool write_file(bool *written, build_t *b, const file_ref_t *f, file_out_t *o, int spool,
+                       fzip_error_t *error) {
   char name[PKG_ENTRY_NAME_MAX + 1], clean[PKG_FILE_NAME_MAX + 1];
   void *file = NULL;
-  hashed_file_t h = {0};
   bool ok = false;
 
+  *written = false;
   if (f->blob_id && !b->source->ops->file_open(b->source->ctx, &file, f->blob_id, error))
     return fzip_error_prefix(error, "file %s", f->file_id);
   if (!file) {
@@ -912,33 +937,60 @@ static bool write_file(build_t *b, const file_ref_t *f, fzip_error_t *error) {
   }
   pkg_sanitize_file_name(clean, f->file_name, strlen(f->file_name));
   snprintf(name, sizeof name, "files/%s/%s", f->file_id, clean);
-  if (!entry_push(b, name, error) || !hashed_open(&h, b, SPOOL_MAIN, error))
+  if (!entry_push(b, name, error) || !hashed_open(&o->h, b, spool, error))
     goto done;
-  b->prog.entry = b->entries[b->n_entries - 1].name;
-  if (!copy_bytes(b, file, &h, error))
+  o->entry = b->n_entries - 1;
+  o->open = true;
+  b->prog.entry = b->entries[o->entry].name;
+  if (!copy_bytes(b, file, &o->h, error) || !pkg_deflate_end_input(o->h.z, error))
     goto done;
+  *written = true;
   ok = true;
 done:
   b->source->ops->file_close(file);
-  if (!hashed_close(&h, ok ? &b->entries[b->n_entries - 1] : NULL, error))
-    ok = false;
-  if (ok) {
-    b->res.files_count++;
-    b->res.files_bytes += b->entries[b->n_entries - 1].size;
+  if (!ok && o->open) {
+    o->open = false;
+    hashed_close(&o->h, NULL, error);
+  } else if (!ok) {
+    fzip_sha256_destroy(o->h.hash); /* hashed_open failed part way */
+    o->h.hash = NULL;
   }
   return ok;
 }
 
+/* Most transaction files are one deflate block, which pkg_deflate_finish
+ * would compress on this thread while the pool idles: two entries are in
+ * flight instead, on the two spools and their two streams (the CSV
+ * spool is idle by now), so the next file is read and hashed here while
+ * the last one's block is compressed on the pool.  Entries keep the
+ * files' order; each spool holds its entries whole. */
 static bool write_files(build_t *b, fzip_error_t *error) {
+  file_out_t out[SPOOL_COUNT];
+  int k = 0;
+  bool ok = false;
+
+  memset(out, 0, sizeof out);
   set_phase(b, PKG_PHASE_FILES, NULL);
   for (size_t i = 0; i < b->n_files; i++) {
-    if (!write_file(b, &b->files[i], error))
-      return false;
+    bool written = false;
+    if (!file_close(b, &out[k], true, error) ||
+        !write_file(&written, b, &b->files[i], &out[k], k, error))
+      goto done;
+    if (written)
+      k = (k + 1) % SPOOL_COUNT;
     b->prog.items_done++;
     if (!tick(b, false, error))
-      return false;
+      goto done;
   }
-  return true;
+  for (int n = 0; n < SPOOL_COUNT; n++, k = (k + 1) % SPOOL_COUNT) {
+    if (!file_close(b, &out[k], true, error))
+      goto done;
+  }
+  ok = true;
+done:
+  for (int n = 0; n < SPOOL_COUNT; n++)
+    file_close(b, &out[n], false, NULL);
+  return ok;
 }
 
 /* ---- step 3: the manifest -------------------------------------------- */

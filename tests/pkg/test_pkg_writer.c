@@ -1002,7 +1002,9 @@ static void on_progress_count_files(void *ctx, const pkg_progress_t *p) {
 
 /* Every entry (6 data entries, 3 files, the manifest; the CSV tables)
  * goes to one of two spool files, not to a file of its own: creating a
- * file per entry cost more CPU than writing the bytes. */
+ * file per entry cost more CPU than writing the bytes.  The transaction
+ * files alternate between the two (two in flight), so both exist even
+ * without CSV tables, and never a third. */
 static void test_entries_share_two_spool_files(void) {
   fzip_error_t err = {0};
   pkg_selection_t sel = {.export_type = PKG_EXPORT_COMPLETE, .include_analytics = true};
@@ -1015,7 +1017,7 @@ static void test_entries_share_two_spool_files(void) {
   snprintf(p, sizeof p, "%s/spool.fzip", tmpdir);
   CHECK_OK(export_source_write_file(&res, store, USER, &sel, &opt, p, &err), err);
   CHECK(res.entries >= 10);
-  CHECK(most == 1);
+  CHECK(most == 2);
   sel.include_csv = true;
   most = 0;
   CHECK_OK(export_source_write_file(&res, store, USER, &sel, &opt, p, &err), err);
