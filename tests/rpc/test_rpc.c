@@ -222,6 +222,17 @@ static bool open_download(rpc_client_call_t **call, rpc_client_t *c, const rpc_c
                                    &fzip__test__v1__chunk__descriptor, err);
 }
 
+/* The mixed-size download: MIXED_SIZES in turn until MIXED_STREAM_BYTES. */
+static bool open_mixed_download(rpc_client_call_t **call, fzip_error_t *err) {
+  static uint32_t sizes[] = {MIXED_SIZES};
+  Fzip__Test__V1__DownloadRequest req = FZIP__TEST__V1__DOWNLOAD_REQUEST__INIT;
+  req.total_bytes = MIXED_STREAM_BYTES;
+  req.chunk_sizes = sizes;
+  req.n_chunk_sizes = sizeof sizes / sizeof sizes[0];
+  return rpc_client_call_open_with(call, cli, "/fzip.test.v1.Test/Download", &good, &req.base,
+                                   &fzip__test__v1__chunk__descriptor, err);
+}
+
 /* The test server's Download sends byte i of the stream as i % 251: a
  * chunk continues the stream at `offset` if every byte says so (a lost,
  * repeated or reordered chunk breaks its ends; a chunk buffer that the
@@ -447,19 +458,13 @@ static void test_download_of_mixed_sizes_is_whole_at_every_read(void) {
   fzip_error_t err = {0};
   rpc_client_call_t *call = NULL;
   ProtobufCMessage *msg = NULL;
-  Fzip__Test__V1__DownloadRequest req = FZIP__TEST__V1__DOWNLOAD_REQUEST__INIT;
   uint64_t got = 0;
   size_t k = 0, bad_size = 0, bad_content = 0, not_poisoned = 0;
 #ifdef TEST_ASAN
   const uint8_t *prev = NULL; /* the last message's bytes */
   size_t prev_len = 0;
 #endif
-  req.total_bytes = MIXED_STREAM_BYTES;
-  req.chunk_sizes = sizes;
-  req.n_chunk_sizes = n_sizes;
-  CHECK_OK(rpc_client_call_open_with(&call, cli, "/fzip.test.v1.Test/Download", &good, &req.base,
-                                     &fzip__test__v1__chunk__descriptor, &err),
-           err);
+  CHECK_OK(open_mixed_download(&call, &err), err);
   while (rpc_client_call_read(&msg, call, &err) && msg) {
     const Fzip__Test__V1__Chunk *c = (const Fzip__Test__V1__Chunk *)msg;
     uint64_t left = MIXED_STREAM_BYTES - got;
@@ -504,17 +509,11 @@ static void read_mixed_as_bytes(uint32_t field, size_t *pieces_msgs, size_t *unp
   rpc_client_call_t *call = NULL;
   ProtobufCMessage *msg = NULL;
   rpc_client_bytes_t bytes;
-  Fzip__Test__V1__DownloadRequest req = FZIP__TEST__V1__DOWNLOAD_REQUEST__INIT;
   size_t k = 0;
 
   *pieces_msgs = *unpacked_msgs = *bad = 0;
   *got = 0;
-  req.total_bytes = MIXED_STREAM_BYTES;
-  req.chunk_sizes = sizes;
-  req.n_chunk_sizes = n_sizes;
-  CHECK_OK(rpc_client_call_open_with(&call, cli, "/fzip.test.v1.Test/Download", &good, &req.base,
-                                     &fzip__test__v1__chunk__descriptor, &err),
-           err);
+  CHECK_OK(open_mixed_download(&call, &err), err);
   while (rpc_client_call_read_bytes(&msg, &bytes, call, field, &err) && (msg || bytes.present)) {
     uint64_t left = MIXED_STREAM_BYTES - *got;
     size_t want = left < sizes[k % n_sizes] ? (size_t)left : sizes[k % n_sizes];
