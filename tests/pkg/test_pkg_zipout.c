@@ -1,7 +1,9 @@
 /* pkg/pkg_zipout: the archive is byte for byte what libzip writes for the
  * same deflated entries (the writer before pkg_zipout, so packages keep
  * their bytes); an archive of more than 0xFFFF entries takes the zip64
- * end records and libzip reads every entry back; misuse is refused. */
+ * end records and libzip reads every entry back; an entry past 4 GiB
+ * (a sparse file) takes zip64 sizes, the one after it a zip64 offset, and
+ * libzip's consistency check passes; misuse is refused. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,9 @@
 #include "pkg_zipout.h"
 
 #define MANY_ENTRIES 70000 /* past 0xFFFF: the zip64 end records */
+/* An entry past 4 GiB: zip64 sizes in its headers, and the entry after
+ * it at an offset past 32 bits. */
+#define HUGE_COMP_SIZE ((uint64_t)0x100000000 + 12345)
 #define ENTRY_TEXT_MAX 256
 
 /* One entry: its name and its deflated bytes, CRC and sizes. */
@@ -242,6 +247,77 @@ static void test_more_than_0xffff_entries_take_zip64_and_read_back(void) {
   free(t);
 }
 
+/* The huge entry's bytes are zeros, written as holes: the file is sparse,
+ * and the test checks headers and offsets, not the bytes. */
+typedef struct {
+  int fd;
+  uint64_t at;
+} sparse_t;
+
+static bool read_zeros(void *ctx, void *buf, size_t len, uint64_t at, fzip_error_t *error) {
+  (void)ctx;
+  (void)at;
+  (void)error;
+  memset(buf, 0, len);
+  return true;
+}
+
+static bool sparse_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
+  sparse_t *s = ctx;
+  const uint8_t *p = data;
+  bool zeros = len > 0 && p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
+  (void)error;
+  if (!zeros && pwrite(s->fd, data, len, (off_t)s->at) != (ssize_t)len)
+    return false;
+  s->at += len;
+  return true;
+}
+
+static void test_entry_past_4_gib_takes_zip64_sizes_and_offsets(void) {
+  entry_t t[3];
+  fzip_error_t err = {0};
+  char path[] = "/tmp/fzip-zipout-huge-XXXXXX";
+  sparse_t out = {.fd = mkstemp(path)};
+  pkgzo_t *z = NULL;
+  zip_stat_t st;
+  int zerr = 0;
+
+  CHECK(out.fd >= 0);
+  deflate_text(&t[0], "manifest.json", "{}");
+  deflate_text(&t[1], "files/huge/zeros.bin", "x"); /* name and CRC; sizes below */
+  deflate_text(&t[2], "files/after/small.csv", "a,b\n");
+  t[1].e.size = HUGE_COMP_SIZE + 1;
+  t[1].e.comp_size = HUGE_COMP_SIZE;
+  CHECK_OK(pkgzo_new(&z, sparse_sink, &out, &err), err);
+  CHECK_OK(pkgzo_local(z, &t[0].e, read_comp, &t[0], &err), err);
+  CHECK_OK(pkgzo_local(z, &t[1].e, read_zeros, NULL, &err), err);
+  CHECK_OK(pkgzo_local(z, &t[2].e, read_comp, &t[2], &err), err);
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(pkgzo_central(z, &t[i].e, &err), err);
+  CHECK_OK(pkgzo_end(z, &err), err);
+  pkgzo_destroy(z);
+  CHECK(ftruncate(out.fd, (off_t)out.at) == 0); /* a hole at the end still counts */
+  close(out.fd);
+  CHECK(t[2].e.offset > 0xFFFFFFFFu);
+  zip_t *za = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
+  CHECK(za != NULL);
+  if (za) {
+    CHECK(zip_get_num_entries(za, 0) == 3);
+    CHECK(zip_stat_index(za, 1, 0, &st) == 0 && st.size == HUGE_COMP_SIZE + 1 &&
+          st.comp_size == HUGE_COMP_SIZE);
+    /* The entry after it, at an offset past 32 bits, reads back. */
+    char got[16] = {0};
+    zip_file_t *zf = zip_fopen_index(za, 2, 0);
+    zip_int64_t n = zf ? zip_fread(zf, got, sizeof got - 1) : -1;
+    if (zf)
+      zip_fclose(zf);
+    CHECK(n == 4 && strcmp(got, "a,b\n") == 0);
+    zip_discard(za);
+  }
+  unlink(path);
+  free_entries(t, 3);
+}
+
 static void test_central_records_must_match_the_entries(void) {
   entry_t t[2];
   mem_t out = {0};
@@ -269,6 +345,7 @@ static void test_central_records_must_match_the_entries(void) {
 int main(void) {
   RUN(test_archive_is_byte_for_byte_what_libzip_writes);
   RUN(test_more_than_0xffff_entries_take_zip64_and_read_back);
+  RUN(test_entry_past_4_gib_takes_zip64_sizes_and_offsets);
   RUN(test_central_records_must_match_the_entries);
   return fzip_test_summary();
 }
