@@ -156,10 +156,11 @@ static bool open_part(download_t *d, fzip_error_t *error) {
   return true;
 }
 
-/* The first message: size, sha256, and where the chunks start. */
+/* The first message: size, sha256, and where the chunks start (msg is
+ * NULL when the stream began with a chunk). */
 static bool take_info(download_t *d, const Fzip__V1__DownloadExportResponse *msg,
                       fzip_error_t *error) {
-  if (msg->payload_case != FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_INFO || !msg->info)
+  if (!msg || msg->payload_case != FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_INFO || !msg->info)
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
                           "download stream did not start with its info message");
   const Fzip__V1__DownloadInfo *info = msg->info;
@@ -192,12 +193,10 @@ static bool take_chunk(download_t *d, const rpc_client_bytes_t *chunk, fzip_erro
   return true;
 }
 
-/* A message read_bytes unpacked: an info first, else a chunk it could
- * not lend (one beside other fields), as one piece. */
-static bool take_message(download_t *d, bool have_info, const Fzip__V1__DownloadExportResponse *r,
-                         fzip_error_t *error) {
-  if (!have_info)
-    return take_info(d, r, error);
+/* A chunk read_bytes could not lend (one beside other fields), unpacked:
+ * as one piece. */
+static bool take_unpacked_chunk(download_t *d, const Fzip__V1__DownloadExportResponse *r,
+                                fzip_error_t *error) {
   if (r->payload_case != FZIP__V1__DOWNLOAD_EXPORT_RESPONSE__PAYLOAD_CHUNK)
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
                           "unexpected second info message in the download stream");
@@ -229,14 +228,15 @@ static bool stream_download(download_t *d, cli_ctx_t *ctx, fzip_error_t *error) 
       goto done;
     if (!msg && !chunk.present)
       break;
-    if (chunk.present && !have_info) {
-      fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
-                     "download stream did not start with its info message");
-      goto done;
-    }
-    if (!(chunk.present ? take_chunk(d, &chunk, error)
-                        : take_message(d, have_info, (const Fzip__V1__DownloadExportResponse *)msg,
-                                       error)))
+    const Fzip__V1__DownloadExportResponse *r = (const Fzip__V1__DownloadExportResponse *)msg;
+    bool took;
+    if (!have_info)
+      took = take_info(d, r, error);
+    else if (chunk.present)
+      took = take_chunk(d, &chunk, error);
+    else
+      took = take_unpacked_chunk(d, r, error);
+    if (!took)
       goto done;
     have_info = true;
     cli_progress_bytes(progress, d->written, d->size, d->offset);

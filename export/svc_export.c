@@ -745,11 +745,8 @@ static void on_progress(void *arg, const pkg_progress_t *p) {
                                                                       : p->items_done) /
                       (double)p->items_total);
     break;
-  case PKG_PHASE_COMPRESSING:
-    status = S(BUILDING_PACKAGE);
-    pct = 70 + (int)(20.0 * (p->fraction < 0 ? 0 : p->fraction > 1 ? 1 : p->fraction));
-    break;
-  case PKG_PHASE_UPLOADING: /* the zip is written into the blob as it is made */
+  case PKG_PHASE_COMPRESSING: /* pkg_write_file's; an export streams */
+  case PKG_PHASE_UPLOADING:   /* the zip is written into the blob as it is made */
     status = S(UPLOADING);
     pct = 70 + (int)(29.0 * (p->fraction < 0 ? 0 : p->fraction > 1 ? 1 : p->fraction));
     break;

@@ -948,12 +948,9 @@ static bool write_file(bool *written, build_t *b, const file_ref_t *f, file_out_
   ok = true;
 done:
   b->source->ops->file_close(file);
-  if (!ok && o->open) {
+  if (!ok) {
     o->open = false;
-    hashed_close(&o->h, NULL, error);
-  } else if (!ok) {
-    fzip_sha256_destroy(o->h.hash); /* hashed_open failed part way */
-    o->h.hash = NULL;
+    hashed_close(&o->h, NULL, error); /* drops the blocks; frees a part-opened h too */
   }
   return ok;
 }
@@ -1180,16 +1177,15 @@ done:
 /* ---- step 4: the zip ------------------------------------------------- */
 
 /* Where the package's bytes go, counted and hashed on their way
- * (res->package_size, package_sha256), with progress and cancel polls
- * every PKG_PROGRESS_EVERY_BYTES; the first poll comes after the first
- * write, once the sink holds part of the package. */
+ * (res->package_size, package_sha256), with tick's progress and cancel
+ * polls every PKG_PROGRESS_EVERY_BYTES; write_zip makes the first poll
+ * come after the first write, once the sink holds part of the package. */
 typedef struct {
   build_t *b;
   pkg_sink_fn sink;
   void *sink_ctx;
   fzip_sha256_t *hash;
   uint64_t expected; /* about the package's size, for `fraction` */
-  uint64_t next;     /* bytes_done at the next poll */
 } package_out_t;
 
 static bool package_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
@@ -1200,17 +1196,10 @@ static bool package_sink(void *ctx, const void *data, size_t len, fzip_error_t *
   if (!o->sink(o->sink_ctx, data, len, error))
     return false;
   b->prog.bytes_done += len;
-  if (b->prog.bytes_done < o->next)
-    return true;
-  o->next = b->prog.bytes_done + PKG_PROGRESS_EVERY_BYTES;
   b->prog.fraction = o->expected ? (double)b->prog.bytes_done / (double)o->expected : 0;
   if (b->prog.fraction > 1)
     b->prog.fraction = 1;
-  if (b->opt->progress)
-    b->opt->progress(b->opt->progress_ctx, &b->prog);
-  if (b->opt->cancelled && b->opt->cancelled(b->opt->cancel_ctx))
-    return fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_CANCELLED, "export cancelled");
-  return true;
+  return tick(b, false, error);
 }
 
 /* pkgzo_read_fn over an entry's range of its spool (flushed by
@@ -1239,14 +1228,26 @@ static bool spool_read(void *ctx, void *buf, size_t len, uint64_t at, fzip_error
   return true;
 }
 
+/* Archive entry i (< n_entries + 1): manifest.json first, then the
+ * entries in the order they were written. */
+static entry_t *archive_entry(build_t *b, size_t i, const char **name) {
+  if (i == 0) {
+    *name = PKG_MANIFEST_ENTRY;
+    return &b->manifest;
+  }
+  *name = b->entries[i - 1].name;
+  return &b->entries[i - 1];
+}
+
 static pkgzo_entry_t zip_entry(const entry_t *e, const char *name) {
   pkgzo_entry_t z = {.name = name, .crc32 = e->crc32, .size = e->size,
                      .comp_size = e->comp_size, .offset = e->zip_offset};
   return z;
 }
 
-static bool zip_local(pkgzo_t *z, build_t *b, entry_t *e, const char *name,
-                      fzip_error_t *error) {
+static bool zip_local(pkgzo_t *z, build_t *b, size_t i, fzip_error_t *error) {
+  const char *name = NULL;
+  entry_t *e = archive_entry(b, i, &name);
   spool_range_t r = {.spool = b->spool[e->spool], .offset = e->offset};
   pkgzo_entry_t ze = zip_entry(e, name);
 
@@ -1256,12 +1257,20 @@ static bool zip_local(pkgzo_t *z, build_t *b, entry_t *e, const char *name,
   return true;
 }
 
+static bool zip_central(pkgzo_t *z, build_t *b, size_t i, fzip_error_t *error) {
+  const char *name = NULL;
+  const entry_t *e = archive_entry(b, i, &name);
+  pkgzo_entry_t ze = zip_entry(e, name);
+  return pkgzo_central(z, &ze, error);
+}
+
 /* The package, front to back, from the spools (pkg_zipout: the entries'
  * deflated bytes copied as they are) into o's sink, in the fixed order of
  * FORMAT.md section 1 with manifest.json first. */
 static bool write_zip(build_t *b, package_out_t *o, pkg_phase_t phase, const char *name,
                       fzip_error_t *error) {
   pkgzo_t *z = NULL;
+  size_t n = b->n_entries + 1;
   bool ok = false;
 
   for (int i = 0; i < SPOOL_COUNT; i++) {
@@ -1272,29 +1281,21 @@ static bool write_zip(build_t *b, package_out_t *o, pkg_phase_t phase, const cha
   for (size_t i = 0; i < b->n_entries; i++)
     o->expected += b->entries[i].comp_size;
   b->prog.bytes_done = 0;
-  b->prog.fraction = 0;
+  b->next_bytes = 0; /* tick polls at the first write */
   set_phase(b, phase, name);
   if (!pkgzo_new(&z, package_sink, o, error))
     return false;
-  if (!zip_local(z, b, &b->manifest, PKG_MANIFEST_ENTRY, error))
-    goto done;
-  for (size_t i = 0; i < b->n_entries; i++) {
-    if (!zip_local(z, b, &b->entries[i], b->entries[i].name, error))
+  for (size_t i = 0; i < n; i++) {
+    if (!zip_local(z, b, i, error))
       goto done;
   }
-  {
-    pkgzo_entry_t m = zip_entry(&b->manifest, PKG_MANIFEST_ENTRY);
-    if (!pkgzo_central(z, &m, error))
-      goto done;
-  }
-  for (size_t i = 0; i < b->n_entries; i++) {
-    pkgzo_entry_t e = zip_entry(&b->entries[i], b->entries[i].name);
-    if (!pkgzo_central(z, &e, error))
+  for (size_t i = 0; i < n; i++) {
+    if (!zip_central(z, b, i, error))
       goto done;
   }
   if (!pkgzo_end(z, error))
     goto done;
-  b->res.entries = b->n_entries + 1;
+  b->res.entries = n;
   b->res.package_size = b->prog.bytes_done;
   fzip_sha256_final_hex(o->hash, b->res.package_sha256);
   ok = true;
