@@ -458,14 +458,13 @@ static size_t chunk_head(const struct iovec *iov, size_t n, size_t total, uint32
   return tag_used + len_used;
 }
 
-/* Lends `buf` as *bytes when it is a chunk of `field` (*lent true; the
+/* Lends `buf` as *bytes when it is a chunk of `field` (bytes->present; the
  * call keeps buf), else leaves it to be unpacked. */
-static bool lend_chunk(bool *lent, rpc_client_bytes_t *bytes, rpc_client_call_t *call,
+static bool lend_chunk(rpc_client_bytes_t *bytes, rpc_client_call_t *call,
                        grpc_byte_buffer *buf, uint32_t field, fzip_error_t *error) {
   grpc_slice *s = NULL;
   size_t n = 0, head, first = 0;
 
-  *lent = false;
   if (!grpc_byte_buffer_reader_init(&call->lent_reader, buf))
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_DATA_LOSS,
                           "cannot read the response message");
@@ -493,7 +492,6 @@ static bool lend_chunk(bool *lent, rpc_client_bytes_t *bytes, rpc_client_call_t 
   bytes->count = n - first;
   bytes->iov = call->iov + first;
   call->lent_buf = buf;
-  *lent = true;
   return true;
 }
 
@@ -527,13 +525,12 @@ static bool read_message(ProtobufCMessage **msg, rpc_client_call_t *call, rpc_ar
     return status_result(call, error);
   }
   if (bytes_field) {
-    bool lent = false;
-    if (!lend_chunk(&lent, bytes, call, buf, bytes_field, error)) {
+    if (!lend_chunk(bytes, call, buf, bytes_field, error)) {
       release_lent(call);
       grpc_byte_buffer_destroy(buf);
       return false;
     }
-    if (lent)
+    if (bytes->present)
       return true; /* buf is the call's until the next read */
   }
   bool ok = unpack(msg, call, buf, arena, error);
