@@ -90,8 +90,36 @@
  * one run with it showed no gain). */
 #define SQ_WAL_CHECKPOINT_BYTES (256 * 1024 * 1024)
 #define SQ_WAL_CHECKPOINT_LOOKUP_BYTES (64 * 1024 * 1024)
+/* A WAL this long is checkpointed by the commit that made it so, not by
+ * the checkpointer thread (sq_wal_hook): the main file's at twice its
+ * interval (512 MiB at most of disk beside the file), the blob file's at
+ * 256 MiB, so that a package of up to ~190 MiB goes in without the writer
+ * copying any of it. */
+#define SQ_WAL_INLINE_FACTOR 2
+#define SQ_BLOB_WAL_INLINE_BYTES (256 * 1024 * 1024)
+enum { SQ_CKPT_MAIN = 1, SQ_CKPT_BLOBS = 2 }; /* sq_ckpt_t.want */
 
+typedef struct sq_store sq_store_t;
+
+/* One of a store's two main-file checkpoint intervals (sq_set_checkpoint). */
 typedef struct {
+  sq_store_t *s;
+  int64_t bytes;
+} sq_hook_t;
+
+/* The store's checkpointer thread and its own connection (sq_ckpt_*):
+ * `want` holds the SQ_CKPT_* files a commit asked it to checkpoint. */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t thread;
+  sqlite3 *db;
+  bool running; /* set before the store is shared, cleared after */
+  bool stop;
+  unsigned want;
+} sq_ckpt_t;
+
+struct sq_store {
   store_t base;
   char *path;
   pthread_mutex_t mu;
@@ -102,7 +130,10 @@ typedef struct {
   size_t n_open;
   int64_t max_pages; /* PRAGMA max_page_count of every connection (0: SQLite's default) */
   sqlite3 *snap;     /* a snapshot view: its one connection, inside a read transaction */
-} sq_store_t;
+  int64_t main_page; /* the main file's page size: its WAL frames' size */
+  sq_hook_t hook_write, hook_lookup; /* sq_wal_hook's arguments (sq_set_checkpoint) */
+  sq_ckpt_t ckpt;
+};
 
 typedef bool (*sq_op_fn)(sqlite3 *db, void *ctx, fzip_error_t *error);
 
@@ -396,25 +427,69 @@ static bool sq_page_size(int64_t *page, sqlite3 *db, const char *schema, fzip_er
 }
 
 /* Checkpoints a file's WAL once it holds its threshold of frames: the main
- * file's is the hook's argument (sq_set_checkpoint), the blob file's fixed.
- * SQLite's own wal_autocheckpoint has one frame count for every attached
- * file, and 256 MiB of 4 KiB frames would be 4 GiB of 64 KiB ones. */
+ * file's from the hook's interval (sq_set_checkpoint), the blob file's
+ * fixed.  SQLite's own wal_autocheckpoint has one frame count for every
+ * attached file, and 256 MiB of 4 KiB frames would be 4 GiB of 64 KiB ones.
+ *
+ * The copy is the checkpointer thread's (sq_ckpt_main), not the committing
+ * thread's: a checkpoint writes every page of the interval into the file
+ * and syncs it twice, which took an export's upload of its 187 MiB package
+ * from ~0.5 s to 1.25-2.25 s (docs/BENCHMARKS.md, run W), while the other
+ * core had nothing to do.  A WAL past its inline bound is checkpointed
+ * here, as before: a checkpointer that lags (or a store without one: a
+ * snapshot view) cannot let the WAL grow unbounded. */
 static int sq_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
-  intptr_t limit = strcmp(schema, SQ_BLOB_SCHEMA) == 0
-                       ? SQ_BLOB_WAL_CHECKPOINT_BYTES / SQ_BLOB_PAGE_SIZE
-                       : (intptr_t)arg;
-  if (frames >= limit)
-    sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+  const sq_hook_t *h = arg;
+  sq_store_t *s = h->s;
+  bool blobs = strcmp(schema, SQ_BLOB_SCHEMA) == 0;
+  int64_t page = blobs ? SQ_BLOB_PAGE_SIZE : s->main_page > 0 ? s->main_page : SQ_PAGE_SIZE;
+  int64_t limit = (blobs ? SQ_BLOB_WAL_CHECKPOINT_BYTES : h->bytes) / page;
+  int64_t inline_at = blobs ? SQ_BLOB_WAL_INLINE_BYTES / page : limit * SQ_WAL_INLINE_FACTOR;
+
+  if (frames < limit)
+    return SQLITE_OK;
+  if (s->ckpt.running && frames < inline_at) {
+    pthread_mutex_lock(&s->ckpt.mu);
+    s->ckpt.want |= blobs ? SQ_CKPT_BLOBS : SQ_CKPT_MAIN;
+    pthread_cond_signal(&s->ckpt.cv);
+    pthread_mutex_unlock(&s->ckpt.mu);
+    return SQLITE_OK;
+  }
+  sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
   return SQLITE_OK;
 }
 
-/* The main file checkpoints after `bytes` of WAL (in its own pages). */
-static bool sq_set_checkpoint(sqlite3 *db, int64_t bytes, fzip_error_t *error) {
-  int64_t page = 0;
-  if (!sq_page_size(&page, db, "main", error))
-    return false;
-  sqlite3_wal_hook(db, sq_wal_hook, (void *)(intptr_t)(bytes / page));
-  return true;
+/* The main file checkpoints after the store's normal interval, or after
+ * the shorter one of a batch that looks its ids up (`lookup`). */
+static void sq_set_checkpoint(sqlite3 *db, sq_store_t *s, bool lookup) {
+  sqlite3_wal_hook(db, sq_wal_hook, lookup ? &s->hook_lookup : &s->hook_write);
+}
+
+/* PASSIVE: copies what no reader still needs and never waits for a lock,
+ * so it runs beside the writers; what it leaves is copied next time. */
+static void *sq_ckpt_main(void *arg) {
+  sq_store_t *s = arg;
+  sq_ckpt_t *c = &s->ckpt;
+
+  pthread_mutex_lock(&c->mu);
+  for (;;) {
+    unsigned want;
+    while (!c->want && !c->stop)
+      pthread_cond_wait(&c->cv, &c->mu);
+    if (c->stop)
+      break;
+    want = c->want;
+    c->want = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (want & SQ_CKPT_MAIN)
+      sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (want & SQ_CKPT_BLOBS)
+      sqlite3_wal_checkpoint_v2(c->db, SQ_BLOB_SCHEMA, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    sqlite3_db_release_memory(c->db);
+    pthread_mutex_lock(&c->mu);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
 }
 
 /* Attaches the blob file with its settings; a store capped at max_pages
@@ -458,11 +533,11 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   if (!sq_pragma(db, "page_size", SQ_PAGE_SIZE, error) || !sq_attach_blobs(db, s, error) ||
       !sq_exec(db, "PRAGMA synchronous=NORMAL", error) ||
       !sq_pragma(db, "cache_size", -SQ_CACHE_KIB, error) ||
-      !sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_BYTES, error) ||
       (s->max_pages > 0 && !sq_pragma(db, "max_page_count", s->max_pages, error))) {
     sqlite3_close(db);
     return fzip_error_prefix(error, "cannot open store file %s", s->path);
   }
+  sq_set_checkpoint(db, s, false);
   *out = db;
   return true;
 }
@@ -623,6 +698,41 @@ static bool sq_run_read(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *err
   return sq_run(s, op_in_read, &txn, error);
 }
 
+/* What every sq_store_t (a store, a snapshot view) sets up first. */
+static void sq_store_init(sq_store_t *s) {
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->ckpt.mu, NULL);
+  pthread_cond_init(&s->ckpt.cv, NULL);
+  s->hook_write = (sq_hook_t){s, SQ_WAL_CHECKPOINT_BYTES};
+  s->hook_lookup = (sq_hook_t){s, SQ_WAL_CHECKPOINT_LOOKUP_BYTES};
+}
+
+/* The checkpointer's connection and thread (sq_wal_hook); started last,
+ * once the file is set up. */
+static bool sq_ckpt_start(sq_store_t *s, fzip_error_t *error) {
+  if (!sq_connect(&s->ckpt.db, s, error))
+    return false;
+  if (pthread_create(&s->ckpt.thread, NULL, sq_ckpt_main, s) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
+                          "sqlite: cannot start the checkpointer thread");
+  s->ckpt.running = true;
+  return true;
+}
+
+static void sq_ckpt_stop(sq_store_t *s) {
+  if (s->ckpt.running) {
+    pthread_mutex_lock(&s->ckpt.mu);
+    s->ckpt.stop = true;
+    pthread_cond_signal(&s->ckpt.cv);
+    pthread_mutex_unlock(&s->ckpt.mu);
+    pthread_join(s->ckpt.thread, NULL);
+    s->ckpt.running = false;
+  }
+  sqlite3_close(s->ckpt.db);
+  s->ckpt.db = NULL;
+}
+
 bool store_sqlite_open(store_t **out, const store_options_t *options, const char *path,
                        fzip_error_t *error) {
   sq_store_t *s = bson_malloc0(sizeof *s);
@@ -654,11 +764,11 @@ bool store_sqlite_open(store_t **out, const store_options_t *options, const char
   }
   path = s->path;
   s->blob_path = bson_strdup_printf("%s%s", path, SQ_BLOB_FILE_SUFFIX);
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
+  sq_store_init(s);
   if (!sq_connect(&db, s, error))
     goto done;
-  if (!sq_init_file(db, path, error))
+  if (!sq_init_file(db, path, error) || !sq_page_size(&s->main_page, db, "main", error) ||
+      !sq_ckpt_start(s, error))
     goto done;
   s->idle[s->n_idle++] = db;
   s->n_open = 1;
@@ -675,6 +785,7 @@ done:
 
 static void sq_destroy(store_t *store) {
   sq_store_t *s = (sq_store_t *)store;
+  sq_ckpt_stop(s);
   for (size_t i = 0; i < s->n_idle; i++)
     sqlite3_close(s->idle[i]);
   if (s->snap) {
@@ -683,6 +794,8 @@ static void sq_destroy(store_t *store) {
   }
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->ckpt.mu);
+  pthread_cond_destroy(&s->ckpt.cv);
   bson_free(s->path);
   bson_free(s->blob_path);
   bson_free(s);
@@ -1177,6 +1290,7 @@ typedef struct {
   store_write_mode_t mode;
   const char *tag;             /* import tag, NULL for plain writes */
   store_write_result_t result; /* this batch only; added to the caller's on success */
+  sq_store_t *s;               /* for its checkpoint intervals (op_put_bulk) */
 } sq_put_ctx_t;
 
 /* Binds ?4 = account, ?5 = date (copied out of the document, NULL when
@@ -1293,22 +1407,23 @@ done:
 /* op_put_batch in its own transaction (op_in_txn), with the connection's
  * page cache at SQ_BULK_CACHE_PAGES and, for a batch that looks its ids
  * up, its checkpoint interval at SQ_WAL_CHECKPOINT_LOOKUP_BYTES until the
- * transaction has ended either way (the COMMIT is what checkpoints);
+ * transaction has ended either way (its COMMIT is what asks for one);
  * shrinking the cache back frees the pages (all clean by then). */
 static bool op_put_bulk(sqlite3 *db, void *vctx, fzip_error_t *error) {
   const sq_put_ctx_t *ctx = vctx;
   bool lookup = ctx->mode != STORE_WRITE_INSERT;
   sq_txn_t txn = {op_put_batch, vctx};
   fzip_error_t ignored = {0};
-  bool ok = sq_pragma(db, "cache_size", SQ_BULK_CACHE_PAGES, error) &&
-            (!lookup || sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_LOOKUP_BYTES, error)) &&
-            op_in_txn(db, &txn, error);
+  bool ok;
 
+  if (lookup)
+    sq_set_checkpoint(db, ctx->s, true);
+  ok = sq_pragma(db, "cache_size", SQ_BULK_CACHE_PAGES, error) && op_in_txn(db, &txn, error);
   if (!ok && !sqlite3_get_autocommit(db))
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   sq_pragma(db, "cache_size", -SQ_CACHE_KIB, &ignored);
   if (lookup)
-    sq_set_checkpoint(db, SQ_WAL_CHECKPOINT_BYTES, &ignored);
+    sq_set_checkpoint(db, ctx->s, false);
   return ok;
 }
 
@@ -1317,8 +1432,9 @@ static bool sq_put(store_t *store, const char *user_id, fzip_kind_t kind,
                    const bson_t *const *docs, const char *const *ids, size_t n,
                    store_write_mode_t mode, const char *tag, store_write_result_t *result,
                    fzip_error_t *error) {
-  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, tag, {0, 0, 0}};
-  if (!sq_run((sq_store_t *)store, op_put_bulk, &ctx, error))
+  sq_put_ctx_t ctx = {user_id, (int)kind, docs, ids, n, mode, tag, {0, 0, 0},
+                      (sq_store_t *)store};
+  if (!sq_run(ctx.s, op_put_bulk, &ctx, error))
     return false;
   if (result) {
     result->inserted += ctx.result.inserted;
@@ -1995,8 +2111,8 @@ static bool sq_snapshot_begin(store_t **view, store_t *store, const char *user_i
   v->path = bson_strdup(s->path);
   v->blob_path = bson_strdup(s->blob_path);
   v->max_pages = s->max_pages;
-  pthread_mutex_init(&v->mu, NULL);
-  pthread_cond_init(&v->cv, NULL);
+  v->main_page = s->main_page;
+  sq_store_init(v);
   ctx.tags = tags;
   /* A file's first read after BEGIN fixes its snapshot: the blob file is
    * read too, so blobs are seen as of the same moment as the documents. */

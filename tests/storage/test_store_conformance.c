@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "fzip_metrics.h"
 #include "fzip_test.h"
@@ -3051,6 +3053,62 @@ static long proc_status_kb(const char *key) {
   return v;
 }
 
+/* A blob past the blob file's WAL interval (64 MiB) is copied into the
+ * file by the store's checkpointer thread, with no further commit: the
+ * file grows to hold it.  80 MiB stays under the WAL bound at which the
+ * committing thread would checkpoint itself (4 intervals), so the file
+ * stays small if the thread never runs. */
+#define CKPT_BLOB_BYTES (80u * 1024 * 1024)
+#define CKPT_FILE_MIN (60u * 1024 * 1024)
+#define CKPT_WAIT_MS 30000
+static void test_sqlite_blob_wal_is_checkpointed_beside_the_writer(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char path[1024], uri[1024], blobs[1100];
+  uint8_t *buf = malloc(BIG_PIECE);
+  uint64_t state = 11, done = 0;
+  store_blob_writer_t *w = NULL;
+  store_blob_info_t info = {0};
+  struct stat st = {0};
+  int64_t deadline;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0 || !buf) {
+    free(buf);
+    return;
+  }
+  snprintf(path, sizeof path, "%s-ckpt", g_uri + 7);
+  snprintf(blobs, sizeof blobs, "%s-blobs", path);
+  fzip_test_remove_sqlite(path);
+  snprintf(uri, sizeof uri, "%s-ckpt", g_uri);
+  {
+    store_options_t opts = {.uri = uri};
+    CHECK_OK(store_open(&s, &opts, &err), err);
+  }
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_PACKAGES, "ckpt-blob", &err), err);
+  while (w && done < CKPT_BLOB_BYTES) {
+    size_t len = CKPT_BLOB_BYTES - done < BIG_PIECE ? (size_t)(CKPT_BLOB_BYTES - done) : BIG_PIECE;
+    fill_bytes(buf, len, &state);
+    CHECK_OK(store_blob_writer_write(w, buf, len, &err), err);
+    done += len;
+  }
+  CHECK_OK(store_blob_writer_commit(w, &info, &err), err);
+  store_blob_writer_destroy(w);
+  CHECK(info.size == CKPT_BLOB_BYTES);
+  deadline = fzip_monotonic_ms() + CKPT_WAIT_MS;
+  while (stat(blobs, &st) == 0 && (uint64_t)st.st_size < CKPT_FILE_MIN &&
+         fzip_monotonic_ms() < deadline) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  if ((uint64_t)st.st_size < CKPT_FILE_MIN)
+    fprintf(stderr, "    %s is %lld bytes after %d ms\n", blobs, (long long)st.st_size,
+            CKPT_WAIT_MS);
+  CHECK((uint64_t)st.st_size >= CKPT_FILE_MIN);
+  store_destroy(s);
+  fzip_test_remove_sqlite(path);
+  free(buf);
+}
+
 static void test_big_blob_streams_in_and_out_in_bounded_memory(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -3180,6 +3238,7 @@ int main(int argc, char **argv) {
   RUN(test_sqlite_store_from_before_change_tracking_migrates);
   RUN(test_sqlite_full_store_rollback_succeeds);
   RUN(test_sqlite_full_blob_write_counts_a_fault);
+  RUN(test_sqlite_blob_wal_is_checkpointed_beside_the_writer);
   RUN(test_big_blob_streams_in_and_out_in_bounded_memory);
   return fzip_test_summary();
 }
