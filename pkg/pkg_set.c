@@ -8,11 +8,26 @@
 
 #define SET_FIRST_CAP 64 /* slots of a set's first table */
 
+/* Eight bytes per multiply instead of FNV-1a's one: the export hashes
+ * about four ids (36 bytes each) per transaction, and byte-wise FNV was
+ * most of pkg_strset_add's 2% of an export's CPU (docs/BENCHMARKS.md,
+ * run W). */
 uint64_t pkg_set_hash(const char *s, size_t len) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (size_t i = 0; i < len; i++)
-    h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-  h ^= h >> 33; /* splitmix-style finaliser */
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len, w;
+  size_t i = 0;
+
+  for (; i + 8 <= len; i += 8) {
+    memcpy(&w, s + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+  }
+  if (i < len) {
+    w = 0;
+    memcpy(&w, s + i, len - i);
+    h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+  }
+  h ^= h >> 33; /* splitmix-style finaliser: the table index is the low bits */
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;
   h *= 0xc4ceb9fe1a85ec53ULL;

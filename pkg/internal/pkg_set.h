@@ -44,8 +44,9 @@ typedef enum {
   PKG_SET_FULL = -2, /* already `max` members */
 } pkg_set_rc_t;
 
-/* 64-bit fingerprint of s[0..len): FNV-1a with a splitmix finaliser (the
- * table index is its low bits, weak in plain FNV); never 0. */
+/* 64-bit fingerprint of s[0..len): a multiply-xorshift per 8 bytes and a
+ * splitmix finaliser (the table index is its low bits); never 0.  Not
+ * keyed: a caller bounds its set's size, not its probe lengths. */
 uint64_t pkg_set_hash(const char *s, size_t len);
 
 bool pkg_strset_has(const pkg_strset_t *set, const char *s);
