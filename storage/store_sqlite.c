@@ -90,14 +90,10 @@
  * one run with it showed no gain). */
 #define SQ_WAL_CHECKPOINT_BYTES (256 * 1024 * 1024)
 #define SQ_WAL_CHECKPOINT_LOOKUP_BYTES (64 * 1024 * 1024)
-/* A WAL this long is checkpointed by the commit that made it so, not by
- * the checkpointer thread (sq_wal_hook): the main file's at twice its
- * interval (512 MiB at most of disk beside the file), the blob file's at
- * 256 MiB, so that a package of up to ~190 MiB goes in without the writer
- * copying any of it. */
-#define SQ_WAL_INLINE_FACTOR 2
+/* A blob WAL this long is checkpointed by the commit that made it so, not
+ * by the checkpointer thread (sq_wal_hook): a package of up to ~190 MiB
+ * goes in without the writer copying any of it. */
 #define SQ_BLOB_WAL_INLINE_BYTES (256 * 1024 * 1024)
-enum { SQ_CKPT_MAIN = 1, SQ_CKPT_BLOBS = 2 }; /* sq_ckpt_t.want */
 
 typedef struct sq_store sq_store_t;
 
@@ -107,8 +103,11 @@ typedef struct {
   int64_t bytes;
 } sq_hook_t;
 
-/* The store's checkpointer thread and its own connection (sq_ckpt_*):
- * `want` holds the SQ_CKPT_* files a commit asked it to checkpoint. */
+/* The store's blob checkpointer: a thread and its own connection
+ * (sq_ckpt_*), with how far its last checkpoint copied the blob file's WAL
+ * and how long that WAL was at the last commit the hook looked at, so
+ * that the next request waits for another interval of new frames
+ * (sq_ckpt_request). */
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -116,7 +115,9 @@ typedef struct {
   sqlite3 *db;
   bool running; /* set before the store is shared, cleared after */
   bool stop;
-  unsigned want;
+  bool want; /* a checkpoint was asked for */
+  bool busy; /* ... and is running */
+  int64_t copied, seen; /* WAL frames */
 } sq_ckpt_t;
 
 struct sq_store {
@@ -426,33 +427,51 @@ static bool sq_page_size(int64_t *page, sqlite3 *db, const char *schema, fzip_er
   return ok;
 }
 
+/* Asks the checkpointer for the blob file once `limit` frames have come
+ * into its WAL since its last checkpoint copied them (a WAL shorter than
+ * at the last look was restarted: all of it is new).  Asking at every
+ * commit past the interval would start a checkpoint, and its two syncs,
+ * per chunk. */
+static void sq_ckpt_request(sq_ckpt_t *c, int64_t frames, int64_t limit) {
+  pthread_mutex_lock(&c->mu);
+  if (frames < c->seen)
+    c->copied = 0;
+  c->seen = frames;
+  if (frames - c->copied >= limit && !c->want && !c->busy) {
+    c->want = true;
+    pthread_cond_signal(&c->cv);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
 /* Checkpoints a file's WAL once it holds its threshold of frames: the main
  * file's from the hook's interval (sq_set_checkpoint), the blob file's
  * fixed.  SQLite's own wal_autocheckpoint has one frame count for every
  * attached file, and 256 MiB of 4 KiB frames would be 4 GiB of 64 KiB ones.
  *
- * The copy is the checkpointer thread's (sq_ckpt_main), not the committing
- * thread's: a checkpoint writes every page of the interval into the file
- * and syncs it twice, which took an export's upload of its 187 MiB package
- * from ~0.5 s to 1.25-2.25 s (docs/BENCHMARKS.md, run W), while the other
- * core had nothing to do.  A WAL past its inline bound is checkpointed
- * here, as before: a checkpointer that lags (or a store without one: a
- * snapshot view) cannot let the WAL grow unbounded. */
+ * The blob file's copy is the checkpointer thread's (sq_ckpt_main), not
+ * the committing thread's: a checkpoint writes every page of the interval
+ * into the file and syncs it twice, which took an export's upload of its
+ * 187 MiB package from ~0.5 s to 1.25-2.25 s (docs/BENCHMARKS.md, run W)
+ * while the other core had nothing to do.  A blob WAL past
+ * SQ_BLOB_WAL_INLINE_BYTES is checkpointed here, as before: a checkpointer
+ * that lags (or a store without one: a snapshot view) cannot let it grow
+ * unbounded.  The main file's stays here: an import's restore, the one
+ * heavy writer of the main file, keeps the other core busy with the
+ * package's inflate and hash, and the same move there (run W, asking at
+ * every commit past the interval) took the import floor's puts from 22 to
+ * 15.5 s but not the import (41.5 s either way, 11 s more CPU). */
 static int sq_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
   const sq_hook_t *h = arg;
   sq_store_t *s = h->s;
   bool blobs = strcmp(schema, SQ_BLOB_SCHEMA) == 0;
   int64_t page = blobs ? SQ_BLOB_PAGE_SIZE : s->main_page > 0 ? s->main_page : SQ_PAGE_SIZE;
   int64_t limit = (blobs ? SQ_BLOB_WAL_CHECKPOINT_BYTES : h->bytes) / page;
-  int64_t inline_at = blobs ? SQ_BLOB_WAL_INLINE_BYTES / page : limit * SQ_WAL_INLINE_FACTOR;
 
   if (frames < limit)
     return SQLITE_OK;
-  if (s->ckpt.running && frames < inline_at) {
-    pthread_mutex_lock(&s->ckpt.mu);
-    s->ckpt.want |= blobs ? SQ_CKPT_BLOBS : SQ_CKPT_MAIN;
-    pthread_cond_signal(&s->ckpt.cv);
-    pthread_mutex_unlock(&s->ckpt.mu);
+  if (blobs && s->ckpt.running && frames < SQ_BLOB_WAL_INLINE_BYTES / page) {
+    sq_ckpt_request(&s->ckpt, frames, limit);
     return SQLITE_OK;
   }
   sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -473,20 +492,20 @@ static void *sq_ckpt_main(void *arg) {
 
   pthread_mutex_lock(&c->mu);
   for (;;) {
-    unsigned want;
+    int log = 0, copied = 0;
     while (!c->want && !c->stop)
       pthread_cond_wait(&c->cv, &c->mu);
     if (c->stop)
       break;
-    want = c->want;
-    c->want = 0;
+    c->want = false;
+    c->busy = true;
     pthread_mutex_unlock(&c->mu);
-    if (want & SQ_CKPT_MAIN)
-      sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (want & SQ_CKPT_BLOBS)
-      sqlite3_wal_checkpoint_v2(c->db, SQ_BLOB_SCHEMA, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    sqlite3_wal_checkpoint_v2(c->db, SQ_BLOB_SCHEMA, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
     sqlite3_db_release_memory(c->db);
     pthread_mutex_lock(&c->mu);
+    if (copied > c->copied)
+      c->copied = copied;
+    c->busy = false;
   }
   pthread_mutex_unlock(&c->mu);
   return NULL;
