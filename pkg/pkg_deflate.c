@@ -95,6 +95,29 @@ static bool compress_block(z_stream *zs, slot_t *s, size_t out_cap) {
 
 /* ---- the pool --------------------------------------------------------- */
 
+/* The oldest queued block, taken off the queue, or NULL; under p->mu. */
+static slot_t *pool_pop(pkg_deflate_pool_t *p) {
+  slot_t *s = p->head;
+  if (s) {
+    p->head = s->next;
+    if (!p->head)
+      p->tail = NULL;
+  }
+  return s;
+}
+
+/* Compresses s (popped) with zs and marks it done: entered and left with
+ * p->mu held, released while compressing. */
+static void compress_popped(pkg_deflate_pool_t *p, z_stream *zs, bool ready, slot_t *s) {
+  bool ok;
+  pthread_mutex_unlock(&p->mu);
+  ok = ready && compress_block(zs, s, p->out_cap);
+  pthread_mutex_lock(&p->mu);
+  s->failed = !ok;
+  s->state = SLOT_DONE;
+  pthread_cond_broadcast(&p->done);
+}
+
 static void *worker_main(void *arg) {
   pkg_deflate_pool_t *p = arg;
   z_stream zs;
@@ -103,21 +126,11 @@ static void *worker_main(void *arg) {
   pthread_mutex_lock(&p->mu);
   for (;;) {
     slot_t *s;
-    bool ok;
     while (!p->head && !p->stop)
       pthread_cond_wait(&p->work, &p->mu);
-    if (!p->head)
+    if (!(s = pool_pop(p)))
       break;
-    s = p->head;
-    p->head = s->next;
-    if (!p->head)
-      p->tail = NULL;
-    pthread_mutex_unlock(&p->mu);
-    ok = ready && compress_block(&zs, s, p->out_cap);
-    pthread_mutex_lock(&p->mu);
-    s->failed = !ok;
-    s->state = SLOT_DONE;
-    pthread_cond_broadcast(&p->done);
+    compress_popped(p, &zs, ready, s);
   }
   pthread_mutex_unlock(&p->mu);
   if (ready)
@@ -172,8 +185,9 @@ bool pkg_deflate_pool_new(pkg_deflate_pool_t **out, unsigned threads, int level,
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->work, NULL);
   pthread_cond_init(&p->done, NULL);
-  /* One thread compresses in place: a worker would only add hand-offs. */
-  for (unsigned i = 0; threads > 1 && i < threads; i++) {
+  /* The writer is one of the `threads` (it compresses while it waits,
+   * wait_done), so one thread means no worker at all. */
+  for (unsigned i = 0; i + 1 < threads; i++) {
     if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
       pkg_deflate_pool_destroy(p);
       return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
@@ -211,11 +225,28 @@ static slot_t *slot_at(pkg_deflate_t *z, size_t i) {
   return &z->slots[(z->first + i) % PKG_DEFLATE_IN_FLIGHT];
 }
 
+/* Waits for s to be compressed, compressing queued blocks (s itself or
+ * any other, of any stream) on this thread meanwhile.  The writer is thus
+ * one of the pool's threads, and a pool has one worker fewer than the
+ * threads it was asked for: with as many workers as cores, three threads
+ * shared two cores, the worker holding the oldest block was often the one
+ * descheduled, and the writer and the other worker then waited for it
+ * (the export's data phase used 1.8 of 2 cores: writer 0.52, workers 0.63
+ * each; with one worker and the writer helping, 1.97;
+ * docs/BENCHMARKS.md, run W). */
 static void wait_done(pkg_deflate_t *z, slot_t *s) {
   pkg_deflate_pool_t *p = z->pool;
   pthread_mutex_lock(&p->mu);
-  while (s->state == SLOT_QUEUED)
-    pthread_cond_wait(&p->done, &p->mu);
+  while (s->state == SLOT_QUEUED) {
+    slot_t *q = pool_pop(p);
+    if (!q) {
+      pthread_cond_wait(&p->done, &p->mu);
+      continue;
+    }
+    if (!z->own_ready)
+      z->own_ready = zs_init(&z->own, p->level);
+    compress_popped(p, &z->own, z->own_ready, q);
+  }
   pthread_mutex_unlock(&p->mu);
 }
 

@@ -17,10 +17,12 @@
  * the first entry that needs them and reused by the next ones; each worker
  * thread has one zlib state.
  *
- * Threads: a pool's workers only compress; every pkg_deflate_* call on one
- * stream comes from one thread (the writer's), which also hands compressed
- * blocks to the sink in order.  Several streams may share a pool and be
- * open at once (a data entry and its CSV table).
+ * Threads: a pool of N threads is N - 1 workers, which only compress, and
+ * the writer: every pkg_deflate_* call on one stream comes from one thread
+ * (the writer's), which hands compressed blocks to the sink in order and,
+ * whenever it would wait for one, compresses queued blocks itself.
+ * Several streams may share a pool and be open at once (a data entry and
+ * its CSV table).
  */
 #ifndef PKG_DEFLATE_H
 #define PKG_DEFLATE_H
@@ -38,7 +40,7 @@
 #define PKG_DEFLATE_BLOCK (128 * 1024)
 #define PKG_DEFLATE_DICT (32 * 1024)      /* deflate's window: the dictionary of a block */
 #define PKG_DEFLATE_IN_FLIGHT 8           /* blocks per stream being filled, compressed or written */
-#define PKG_DEFLATE_THREADS_MAX 16        /* workers of one pool */
+#define PKG_DEFLATE_THREADS_MAX 16        /* threads of one pool, its writer's included */
 #define PKG_DEFLATE_FLUSH_SLACK 64        /* output bytes beyond deflateBound for the sync flush */
 
 typedef struct pkg_deflate_pool pkg_deflate_pool_t;
@@ -48,9 +50,10 @@ typedef struct pkg_deflate pkg_deflate_t;
  * PKG_DEFLATE_THREADS_MAX. */
 unsigned pkg_deflate_threads_auto(void);
 
-/* Starts `threads` workers (0: pkg_deflate_threads_auto(); 1: no worker,
- * every block is compressed on the calling thread) compressing at `level`
- * (zlib's 0-9).  *out is the caller's, released with _destroy. */
+/* A pool compressing on `threads` threads (0: pkg_deflate_threads_auto()):
+ * threads - 1 workers and the writer (1: no worker, every block is
+ * compressed on the writer's thread), at `level` (zlib's 0-9).  *out is
+ * the caller's, released with _destroy. */
 bool pkg_deflate_pool_new(pkg_deflate_pool_t **out, unsigned threads, int level,
                           fzip_error_t *error);
 /* Stops and joins the workers; accepts NULL.  No stream may be open. */

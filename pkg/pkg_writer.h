@@ -146,8 +146,9 @@ typedef struct {
   void *progress_ctx;
   pkg_cancel_fn cancelled; /* may be NULL */
   void *cancel_ctx;
-  /* Threads deflating the entries (pkg_deflate.h): 0, all cores; 1, the
-   * writer's own thread.  The package's bytes do not depend on it. */
+  /* Threads deflating the entries, the writer's own among them
+   * (pkg_deflate.h): 0, all cores; 1, the writer's thread only.  The
+   * package's bytes do not depend on it. */
   unsigned compress_threads;
 } pkg_options_t;
 
