@@ -16,6 +16,9 @@
  *     upgraded (the case where SQLite cannot wait and fails at once).
  *   - Blobs are rows of STORE_BLOB_CHUNK bytes keyed by (blob_key, n); a
  *     read at an offset computes n and fetches that chunk only.
+ *   - One connection outside the pool: the blob checkpointer's, on a thread
+ *     of its own (sq_ckpt_main), which copies the blob file's WAL into the
+ *     file while writers go on.
  */
 #include <pthread.h>
 #include <sqlite3.h>
@@ -131,7 +134,7 @@ struct sq_store {
   size_t n_open;
   int64_t max_pages; /* PRAGMA max_page_count of every connection (0: SQLite's default) */
   sqlite3 *snap;     /* a snapshot view: its one connection, inside a read transaction */
-  int64_t main_page; /* the main file's page size: its WAL frames' size */
+  int64_t main_page; /* the main file's page size: its WAL frames' size (> 0) */
   sq_hook_t hook_write, hook_lookup; /* sq_wal_hook's arguments (sq_set_checkpoint) */
   sq_ckpt_t ckpt;
 };
@@ -454,9 +457,9 @@ static void sq_ckpt_request(sq_ckpt_t *c, int64_t frames, int64_t limit) {
  * into the file and syncs it twice, which took an export's upload of its
  * 187 MiB package from ~0.5 s to 1.25-2.25 s (docs/BENCHMARKS.md, run W)
  * while the other core had nothing to do.  A blob WAL past
- * SQ_BLOB_WAL_INLINE_BYTES is checkpointed here, as before: a checkpointer
- * that lags (or a store without one: a snapshot view) cannot let it grow
- * unbounded.  The main file's stays here: an import's restore, the one
+ * SQ_BLOB_WAL_INLINE_BYTES is checkpointed here, as before, so that a
+ * checkpointer that lags cannot let it grow unbounded; so is every blob
+ * WAL before the thread has started (the open's migrations).  The main file's stays here: an import's restore, the one
  * heavy writer of the main file, keeps the other core busy with the
  * package's inflate and hash, and the same move there (run W, asking at
  * every commit past the interval) took the import floor's puts from 22 to
@@ -465,7 +468,7 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
   const sq_hook_t *h = arg;
   sq_store_t *s = h->s;
   bool blobs = strcmp(schema, SQ_BLOB_SCHEMA) == 0;
-  int64_t page = blobs ? SQ_BLOB_PAGE_SIZE : s->main_page > 0 ? s->main_page : SQ_PAGE_SIZE;
+  int64_t page = blobs ? SQ_BLOB_PAGE_SIZE : s->main_page;
   int64_t limit = (blobs ? SQ_BLOB_WAL_CHECKPOINT_BYTES : h->bytes) / page;
 
   if (frames < limit)
@@ -784,10 +787,11 @@ bool store_sqlite_open(store_t **out, const store_options_t *options, const char
   path = s->path;
   s->blob_path = bson_strdup_printf("%s%s", path, SQ_BLOB_FILE_SUFFIX);
   sq_store_init(s);
-  if (!sq_connect(&db, s, error))
+  /* The page size before the first commit (the migrations'), which the
+   * WAL hook measures in it. */
+  if (!sq_connect(&db, s, error) || !sq_page_size(&s->main_page, db, "main", error))
     goto done;
-  if (!sq_init_file(db, path, error) || !sq_page_size(&s->main_page, db, "main", error) ||
-      !sq_ckpt_start(s, error))
+  if (!sq_init_file(db, path, error) || !sq_ckpt_start(s, error))
     goto done;
   s->idle[s->n_idle++] = db;
   s->n_open = 1;
