@@ -20,7 +20,7 @@ build=${FZIP_BENCH_BUILD:-$src/build-bench}
 # only those stay warnings here.
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   "-DCMAKE_C_FLAGS=-Wno-error=maybe-uninitialized -Wno-error=format-truncation -Wno-error=stringop-truncation -Wno-error=stringop-overflow -Wno-error=array-bounds" >/dev/null
-cmake --build "$build" -j2 --target fzipd bench_client bench_floor bench_tcp
+cmake --build "$build" -j2 --target fzipd bench_client bench_floor bench_tcp bench_grpc_floor
 
 out="$build/bench-results.json"
 prev=""
