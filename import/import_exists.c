@@ -18,11 +18,25 @@ static bool store_exists(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kin
   return true;
 }
 
+/* One document at most: an index seek, however many the user has. */
+static bool store_any(void *ctx, bool *any, fzip_kind_t kind, fzip_error_t *error) {
+  const import_exists_t *c = ctx;
+  store_filter_t one = {.limit = 1};
+  store_cursor_t *cur = NULL;
+  const bson_t *doc = NULL;
+  if (!store_cursor_new(&cur, c->store, c->user_id, kind, &one, error))
+    return false;
+  *any = store_cursor_next(cur, &doc, error);
+  store_cursor_destroy(cur);
+  return !fzip_error_is_set(error);
+}
+
 bool import_exists_use(pkgv_options_t *options, import_exists_t *ctx, fzip_error_t *error) {
   if (!ctx->user_id || !*ctx->user_id)
     return fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_INVALID_ARGUMENT,
                           "a user id is needed to check conflicts");
   options->exists = store_exists;
+  options->any = store_any;
   options->exists_ctx = ctx;
   return true;
 }

@@ -333,6 +333,7 @@ typedef struct {
   size_t batch_bytes;
   const bson_t *doc; /* the entity being checked */
   size_t n_batch;
+  bool user_has_none; /* of the kind being read: its ids are all new (pkgv_any_fn) */
   uint64_t entities_done;
   /* restore options (NULL: the defaults, none of this is used) */
   const pkgv_restore_t *ro;
@@ -1141,6 +1142,10 @@ static bool file_as_restored(bson_t **doc, vctx_t *v, const char *id, fzip_error
  * stores it (pkgv_entity_sanitize), for the diff. */
 static bool batch_id(vctx_t *v, const char *id, fzip_error_t *error) {
   bson_t *doc = NULL;
+  if (v->user_has_none) {
+    v->res->counts[v->kind].created++;
+    return true;
+  }
   if (v->opt->exists && v->doc) {
     doc = bson_new();
     if (!pkgv_entity_sanitize(doc, v->kind, v->doc, error) ||
@@ -1392,6 +1397,20 @@ static bool finish_idrun(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
 
 /* ---- one kind --------------------------------------------------------- */
 
+/* Whether the conflict step can skip the store for the kind being read. */
+static bool ask_any(vctx_t *v, fzip_error_t *error) {
+  bool any = true;
+  v->user_has_none = false;
+  if (!v->opt->exists || !v->opt->any || (v->ro && v->ro->as_copy))
+    return true;
+  if (!v->opt->any(v->opt->exists_ctx, &any, v->kind, error)) {
+    fzip_error_prefix(error, "checking existing %s", fzip_kind_info(v->kind)->name);
+    return false;
+  }
+  v->user_has_none = !any;
+  return true;
+}
+
 static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
   pkgr_entities_t *it = NULL;
   const bson_t *doc;
@@ -1400,7 +1419,7 @@ static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
 
   v->kind = kind;
   v->entry = pkgr_data_entry(kind);
-  if (!tick(v, fzip_kind_info(kind)->name, true, error) ||
+  if (!tick(v, fzip_kind_info(kind)->name, true, error) || !ask_any(v, error) ||
       (!is_ref_target(kind) && !open_idrun(v, error)) ||
       !pkgr_entities_open(&it, v->r, kind, error))
     goto done;

@@ -230,8 +230,18 @@ typedef bool (*pkgv_cancel_fn)(void *ctx); /* true stops with FZIP_ERR_CANCELLED
 typedef bool (*pkgv_exists_fn)(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kind,
                                const char *const *ids, size_t n, fzip_error_t *error);
 
+/* Asked once per kind before its entities are read, with exists_ctx:
+ * *any = whether the importing user has any entity of `kind`.  When it has
+ * none, every id of the kind counts as created without an exists call (or
+ * the sanitised copy the diff would need): an import into an empty user
+ * asks the store nothing per entity.  The answer is as current as the
+ * per-batch calls it replaces, which the restore does not trust either
+ * (fail_on_conflict writes refuse an existing id). */
+typedef bool (*pkgv_any_fn)(void *ctx, bool *any, fzip_kind_t kind, fzip_error_t *error);
+
 typedef struct {
   pkgv_exists_fn exists;   /* NULL: no conflict step (preview counts all as created) */
+  pkgv_any_fn any;         /* NULL: the exists call is asked for every id */
   void *exists_ctx;
   pkgv_strategy_t strategy;
   const pkgv_restore_t *restore; /* NULL: the defaults */

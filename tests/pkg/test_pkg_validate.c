@@ -629,6 +629,9 @@ typedef struct {
   bool fail;
   int calls;
   size_t max_n;
+  int calls_of[FZIP_KIND_COUNT];
+  int any_calls;
+  bool any_fails;
 } has_accounts_t;
 
 /* The user has every account, each with only its id (so each differs
@@ -637,6 +640,7 @@ static bool has_accounts(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kin
                          const char *const *ids, size_t n, fzip_error_t *error) {
   has_accounts_t *h = ctx;
   h->calls++;
+  h->calls_of[kind]++;
   h->max_n = n > h->max_n ? n : h->max_n;
   if (h->fail)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE, "store gone");
@@ -698,6 +702,47 @@ static void test_exists_callback_decides_conflicts_and_preview(void) {
   h.fail = true;
   CHECK_FAILS(pkgv_validate(&res, path, &opt, &err), err, FZIP_ERR_UNAVAILABLE);
   CHECK(res == NULL && strstr(err.message, "store gone"));
+}
+
+/* has_accounts's pkgv_any_fn: accounts, nothing else. */
+static bool any_accounts(void *ctx, bool *any, fzip_kind_t kind, fzip_error_t *error) {
+  has_accounts_t *h = ctx;
+  h->any_calls++;
+  if (h->any_fails)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE, "store gone");
+  *any = kind == FZIP_KIND_ACCOUNT;
+  return true;
+}
+
+/* A kind the user has none of is counted as created without one exists
+ * call for its ids; the kinds it has are still asked, conflicts found. */
+static void test_kinds_the_user_has_none_of_ask_no_exists(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  has_accounts_t h = {0};
+  pkgv_options_t opt = {.exists = has_accounts, .any = any_accounts, .exists_ctx = &h};
+  seed_stats_t st;
+  char path[PATH_LEN];
+
+  fmt_path(path, "%s/any.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "erin", 2500, path, &err), err);
+  opt.strategy = PKGV_FAIL_ON_CONFLICT;
+  CHECK_OK(pkgv_validate(&res, path, &opt, &err), err);
+  bool ok = !res->passed && res->conflicts_total == st.accounts &&
+            res->counts[FZIP_KIND_ACCOUNT].created == 0 &&
+            res->counts[FZIP_KIND_TRANSACTION].created == st.transactions &&
+            res->counts[FZIP_KIND_CATEGORY].created == st.categories &&
+            h.any_calls == FZIP_KIND_COUNT && h.calls_of[FZIP_KIND_ACCOUNT] >= 1;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++)
+    ok = ok && (k == FZIP_KIND_ACCOUNT || h.calls_of[k] == 0);
+  if (!ok)
+    dump(res, stderr);
+  pkgv_result_destroy(res);
+  CHECK(ok);
+
+  h.any_fails = true;
+  CHECK_FAILS(pkgv_validate(&res, path, &opt, &err), err, FZIP_ERR_UNAVAILABLE);
+  CHECK(res == NULL && strstr(err.message, "store gone") && strstr(err.message, "accounts"));
 }
 
 static void test_conflict_preview_under_each_strategy(void) {
@@ -1127,6 +1172,7 @@ int main(int argc, char **argv) {
     RUN(test_large_entry_read_ahead_validates_and_reports_damage);
     RUN(test_conflict_preview_under_each_strategy);
     RUN(test_exists_callback_decides_conflicts_and_preview);
+    RUN(test_kinds_the_user_has_none_of_ask_no_exists);
     RUN(test_restore_streams_entities_in_dependency_order);
   }
   teardown();
