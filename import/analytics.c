@@ -171,11 +171,19 @@ static bool currency_of(char out[ANALYTICS_CURRENCY_MAX], const char *s) {
   return true;
 }
 
-/* The members txn_of reads, found in one pass over the document (a
- * bson_iter_init_find per member scanned it six times: about a fifth of
+/* The members txn_of reads, found in one pass over the document (one
+ * bson_iter_init_find per member scanned it six times, about a fifth of
  * the analytics' CPU at 1M transactions).  As bson_iter_init_find, the
  * first member of a name counts, whatever its type. */
-typedef enum { F_AMOUNT, F_ACCOUNT, F_CATEGORY, F_DESCRIPTION, F_CURRENCY, F_DATE, F_COUNT } field_t;
+typedef enum {
+  F_AMOUNT,
+  F_ACCOUNT,
+  F_CATEGORY,
+  F_DESCRIPTION,
+  F_CURRENCY,
+  F_DATE,
+  F_COUNT
+} txn_field_t;
 
 static const char *const field_names[F_COUNT] = {
     [F_AMOUNT] = "amount",           [F_ACCOUNT] = "accountId",
