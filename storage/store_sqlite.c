@@ -32,12 +32,12 @@
 
 #define SQ_POOL_MAX 4                          /* connections per store */
 /* Page size of files this code creates (bytes; an existing file keeps its
- * own).  4 KiB (SQLite's default) rather than 16 KiB: an import's batch
- * dirties about one entities_date page per document (below), and every
- * dirty page goes to the WAL at COMMIT and to the file at the checkpoint,
- * so the page size is the bytes written per document; 4 KiB put the import
- * floor's documents in 30 s instead of 53 s at 1M transactions
- * (docs/BENCHMARKS.md, run R) for blobs 20% slower to write. */
+ * own).  4 KiB (SQLite's default) rather than 16 KiB: chosen while an
+ * import's batch dirtied about one page of the date index per document
+ * (entities_date, gone since: sq_schema_dropped), when the page size was
+ * the bytes written per document; 4 KiB put the import floor's documents
+ * in 30 s instead of 53 s at 1M transactions (docs/BENCHMARKS.md, run R)
+ * for blobs 20% slower to write.  Not measured again since. */
 #define SQ_PAGE_SIZE 4096
 /* Blobs (packages, uploaded bank files) live in a second file, PATH-blobs,
  * attached to every connection as schema SQ_BLOB_SCHEMA, with 64 KiB pages.
@@ -68,11 +68,11 @@
 #define SQ_CHANGED_SPARSE_MAX 16384
 /* Page cache per connection (KiB; SQLite's own default), and the larger
  * one a batch write gets for its transaction only (pages, so that files
- * with 16 KiB pages keep the 24 MiB they were measured with): a batch of
- * STORE_BATCH_MAX documents dirties about one page of entities_date per
- * document (dates are in random order against ids), and with the small
- * cache those pages spilled to the WAL and were read back mid-transaction.
- * The cache shrinks back after the COMMIT, so only the thread writing holds
+ * with 16 KiB pages keep the 24 MiB they were measured with).  Sized when
+ * a batch dirtied a page of entities_date per document; without that
+ * index it still pays: the 1M import floor's puts took 13.8-14.0 s with it
+ * and 15.9-16.1 s with 500 pages (two interleaved pairs, run Y).  The
+ * cache shrinks back after the COMMIT, so only the thread writing holds
  * it, and only while it writes.  Docs: STORAGE.md "Entities". */
 #define SQ_CACHE_KIB 2000
 #define SQ_BULK_CACHE_PAGES 1536
@@ -298,7 +298,6 @@ static const char sq_schema[] =
     " account_id TEXT, date INTEGER, doc BLOB NOT NULL, tag TEXT,"
     " PRIMARY KEY(user_id, kind, entity_id));"
     "CREATE INDEX IF NOT EXISTS entities_account ON entities(user_id, kind, account_id, entity_id);"
-    "CREATE INDEX IF NOT EXISTS entities_date ON entities(user_id, kind, date, entity_id);"
     "CREATE TABLE IF NOT EXISTS jobs("
     " kind INTEGER NOT NULL, job_id TEXT NOT NULL, user_id TEXT NOT NULL,"
     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
@@ -308,6 +307,12 @@ static const char sq_schema[] =
     " ON jobs(user_id, kind, created_at DESC, job_id DESC);"
     "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(kind, created_at, job_id) WHERE runnable = 1;"
     "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at > 0;";
+
+/* Indexes files from before kept: entities_date (user_id, kind, date,
+ * entity_id) took each document of an import at a random place, since
+ * dates are in random order against ids, and was two thirds of the
+ * import's writes at 1M transactions (docs/STORAGE.md "Entities"). */
+static const char sq_schema_dropped[] = "DROP INDEX IF EXISTS entities_date;";
 
 /* The blob file's tables (schema SQ_BLOB_SCHEMA): the same definitions the
  * main file had before blobs moved out (sq_migrate_blobs copies them). */
@@ -610,8 +615,9 @@ static bool sq_migrate_blobs(sqlite3 *db, fzip_error_t *error) {
  * attached file) and creates or updates the schema, once per open. */
 static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
   if (!sq_exec(db, "PRAGMA journal_mode=WAL", error) || !sq_exec(db, sq_schema, error) ||
-      !sq_exec(db, sq_schema_blobs, error) || !sq_migrate_blobs(db, error) ||
-      !sq_migrate_tag(db, error) || !sq_exec(db, sq_schema_tags, error) ||
+      !sq_exec(db, sq_schema_dropped, error) || !sq_exec(db, sq_schema_blobs, error) ||
+      !sq_migrate_blobs(db, error) || !sq_migrate_tag(db, error) ||
+      !sq_exec(db, sq_schema_tags, error) ||
       !sq_migrate_request(db, error) || !sq_migrate_seq(db, error))
     return fzip_error_prefix(error, "cannot open store file %s", path);
   return true;

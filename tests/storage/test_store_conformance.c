@@ -2887,6 +2887,51 @@ out:
   bson_destroy(stashed);
 }
 
+/* SQLite only: a file from before keeps an index on (user, kind, date,
+ * id); opening it drops the index (an import paid two thirds of its writes
+ * for it, docs/STORAGE.md "Entities"), and a date filter still selects by
+ * the date column. */
+static void test_sqlite_store_drops_the_date_index_of_older_files(void) {
+  char path[1024], uri[1100], got[256];
+  sqlite3 *db = NULL;
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  bson_t *docs[3] = {make_doc(FZIP_KIND_TRANSACTION, "t1", "a1", 10, "early"),
+                     make_doc(FZIP_KIND_TRANSACTION, "t2", "a1", 30, "mid"),
+                     make_doc(FZIP_KIND_TRANSACTION, "t3", "a1", 50, "late")};
+  store_filter_t mid = {.has_date_from = true, .date_from = 20, .has_date_to = true,
+                        .date_to = 40};
+  const char *index_sql = "SELECT name, 1 FROM sqlite_master WHERE name = 'entities_date'";
+  uint64_t n = 0;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    goto out;
+  snprintf(path, sizeof path, "%s-old-date", g_uri + 7);
+  snprintf(uri, sizeof uri, "sqlite:%s", path);
+  fzip_test_remove_sqlite(path);
+  store_options_t opts = {.uri = uri};
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  CHECK_OK(put_docs(s, "u", FZIP_KIND_TRANSACTION, docs, 3, STORE_WRITE_INSERT, NULL, &err), err);
+  store_destroy(s);
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "CREATE INDEX entities_date ON entities(user_id, kind, date, entity_id)",
+                     NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK(sqlite_numbers(got, sizeof got, path, index_sql));
+  CHECK(strcmp(got, "entities_date=1") == 0);
+
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  CHECK(sqlite_numbers(got, sizeof got, path, index_sql));
+  CHECK(strcmp(got, "") == 0);
+  CHECK_OK(store_entity_count(&n, s, "u", FZIP_KIND_TRANSACTION, &mid, &err), err);
+  CHECK(n == 1);
+  CHECK(note_is(s, "u", FZIP_KIND_TRANSACTION, "t2", "mid"));
+  store_destroy(s);
+  fzip_test_remove_sqlite(path);
+out:
+  free_docs(docs, 3);
+}
+
 /* SQLite only: a store that fills up mid-import (PRAGMA max_page_count via
  * the URI's max_pages) can still roll the import back, because begin set
  * space aside that the rollback releases first; afterwards a job record
@@ -3236,6 +3281,7 @@ int main(int argc, char **argv) {
   RUN(test_snapshot_view_reads_its_own_mark);
   RUN(test_sqlite_changed_after_with_few_and_many_changed);
   RUN(test_sqlite_store_from_before_change_tracking_migrates);
+  RUN(test_sqlite_store_drops_the_date_index_of_older_files);
   RUN(test_sqlite_full_store_rollback_succeeds);
   RUN(test_sqlite_full_blob_write_counts_a_fault);
   RUN(test_sqlite_blob_wal_is_checkpointed_beside_the_writer);
