@@ -163,7 +163,7 @@ RUN_B_IMPORT_1M_S = 162.0
 
 def targets(runs):
     """Issue 11's targets (docs/BENCHMARKS.md, "Issue 11's targets after
-    run X"), judged on the embedded store's runs of one JSON file."""
+    run Y"), judged on the embedded store's runs of one JSON file."""
     rs = sorted((r for r in runs if r["store"] == "sqlite" and "failed" not in r),
                 key=lambda r: r["transactions"])
     if len(rs) < 2:
