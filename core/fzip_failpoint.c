@@ -18,12 +18,20 @@ typedef struct {
   char name[FZIP_FAILPOINT_NAME_MAX];
   long error_at; /* 0: never fails */
   long delay_ms;
+  long delay_from; /* the first hit that sleeps (1 unless "delay:MS@N") */
   atomic_long hits;
 } failpoint_t;
 
 static failpoint_t points[FZIP_FAILPOINTS_MAX];
 static int n_points;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* "MS" or "MS@N". */
+static void parse_delay(failpoint_t *p, const char *arg) {
+  char *end;
+  p->delay_ms = strtol(arg, &end, 10);
+  p->delay_from = *end == '@' ? strtol(end + 1, NULL, 10) : 1;
+}
 
 static void parse_one(const char *spec, size_t len) {
   char buf[FAILPOINT_SPEC_MAX];
@@ -50,7 +58,7 @@ static void parse_one(const char *spec, size_t len) {
   if (strncmp(action, ACTION_ERROR, strlen(ACTION_ERROR)) == 0)
     p->error_at = strtol(action + strlen(ACTION_ERROR), NULL, 10);
   else if (strncmp(action, ACTION_DELAY, strlen(ACTION_DELAY)) == 0)
-    p->delay_ms = strtol(action + strlen(ACTION_DELAY), NULL, 10);
+    parse_delay(p, action + strlen(ACTION_DELAY));
 }
 
 static void parse(void) {
@@ -70,7 +78,7 @@ bool fzip_failpoint(const char *name, fzip_error_t *error) {
     if (strcmp(p->name, name) != 0)
       continue;
     hit = atomic_fetch_add(&p->hits, 1) + 1;
-    if (p->delay_ms > 0) {
+    if (p->delay_ms > 0 && hit >= p->delay_from) {
       struct timespec ts = {p->delay_ms / 1000, (p->delay_ms % 1000) * 1000000L};
       nanosleep(&ts, NULL);
     }

@@ -5,7 +5,9 @@
  *   FZIP_FAILPOINTS="store.put_tagged=error@3,store.put_tagged=delay:200"
  *
  * "name=error@N" makes the N-th and every later hit of `name` fail;
- * "name=delay:MS" sleeps MS milliseconds at every hit.  Production code
+ * "name=delay:MS" sleeps MS milliseconds at every hit, "name=delay:MS@N"
+ * at the N-th and every later one (a test that must interrupt a run
+ * after its first write makes the second one wait).  Production code
  * calls fzip_failpoint() at the few places where the import's
  * all-or-nothing promise must be proven under failure (docs/IMPORT.md);
  * with the variable unset it costs one relaxed atomic load.

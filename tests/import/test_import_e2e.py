@@ -392,7 +392,10 @@ def test_store_failure_mid_restore_rolls_back(w):
 
 
 def test_cancel_mid_restore_rolls_back(w):
-    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:300"}) as srv:
+    # The first tagged write is quick, so its progress shows; every later
+    # one takes 1 s: the cancel lands seconds before the restore could
+    # end, even on a loaded machine slow to answer GetImport.
+    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:1000@2"}) as srv:
         c = Client(srv, unique_user("cancel"))
         srv.seed(c.user, n(2500), seed=31)
         before = state(c)
@@ -416,8 +419,12 @@ def test_cancel_mid_restore_rolls_back(w):
 
 def test_killed_server_is_rolled_back_by_the_next_one(w):
     tmp = tempfile.TemporaryDirectory(prefix="fzip-kill-")
+    # The first tagged write is quick, so its progress shows; the second
+    # waits ten minutes: the kill lands mid-restore, never after the
+    # commit (with a short delay on every write, a loaded machine let the
+    # import finish before the kill).
     first = Fzipd(extra_args=["--job-lease-ms", "2000"],
-                  env={"FZIP_FAILPOINTS": "store.put_tagged=delay:300"})
+                  env={"FZIP_FAILPOINTS": "store.put_tagged=delay:600000@2"})
     first.start()
     store = first.store
     c = Client(first, unique_user("kill"))
