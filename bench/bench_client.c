@@ -61,11 +61,6 @@ static void free_msg(void *msg) {
     protobuf_c_message_free_unpacked((ProtobufCMessage *)msg, NULL);
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Messages from the server end up in JSON: keep them to safe characters. */
 static void json_str(FILE *out, const char *s) {
   fputc('"', out);
@@ -126,7 +121,7 @@ static int cmd_export(bench_t *b, const char *base) {
                      id);
       goto done;
     }
-    sleep_ms(BENCH_POLL_MS);
+    fzip_sleep_ms(BENCH_POLL_MS);
   }
   elapsed = now_s() - t0;
   Fzip__V1__ExportJob *j = got->job;
@@ -304,7 +299,7 @@ static int cmd_import(bench_t *b, const char *import_id, int strategy, bool vali
                      import_id);
       goto done;
     }
-    sleep_ms(BENCH_POLL_MS);
+    fzip_sleep_ms(BENCH_POLL_MS);
   }
   elapsed = now_s() - t0;
   Fzip__V1__ImportJob *j = got->job;

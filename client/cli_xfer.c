@@ -67,8 +67,5 @@ void cli_xfer_throttle(int64_t moved, int64_t started_ms, int64_t rate) {
     return;
   int64_t due_ms = moved * 1000 / rate;
   int64_t ahead = due_ms - (fzip_monotonic_ms() - started_ms);
-  if (ahead <= 0)
-    return;
-  struct timespec ts = {.tv_sec = ahead / 1000, .tv_nsec = (ahead % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
+  fzip_sleep_ms(ahead);
 }

@@ -8,17 +8,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "fzip_util.h"
 
 /* One "name=action" entry of the variable; a longer one is ignored. */
 #define FAILPOINT_SPEC_MAX 128
 #define ACTION_ERROR "error@"
 #define ACTION_DELAY "delay:"
+#define ACTION_HOLD "hold:"
+#define HOLD_POLL_MS 10
 
 typedef struct {
   char name[FZIP_FAILPOINT_NAME_MAX];
   long error_at; /* 0: never fails */
   long delay_ms;
-  long delay_from; /* the first hit that sleeps (1 unless "delay:MS@N") */
+  char hold_path[FAILPOINT_SPEC_MAX]; /* "": never holds */
+  long hold_from;                     /* the first hit that holds */
   atomic_long hits;
 } failpoint_t;
 
@@ -26,12 +32,15 @@ static failpoint_t points[FZIP_FAILPOINTS_MAX];
 static int n_points;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-/* "MS" or "MS@N". */
-static void parse_delay(failpoint_t *p, const char *arg) {
-  char *end;
-  p->delay_ms = strtol(arg, &end, 10);
-  p->delay_from = *end == '@' ? strtol(end + 1, NULL, 10) : 1;
+/* "PATH" or "PATH@N" (the last '@'); a hit number below 1 is 1. */
+static void parse_hold(failpoint_t *p, const char *arg) {
+  const char *at = strrchr(arg, '@');
+  size_t len = at ? (size_t)(at - arg) : strlen(arg);
+  memcpy(p->hold_path, arg, len);
+  p->hold_path[len] = '\0';
+  p->hold_from = at ? strtol(at + 1, NULL, 10) : 1;
 }
+
 
 static void parse_one(const char *spec, size_t len) {
   char buf[FAILPOINT_SPEC_MAX];
@@ -58,7 +67,9 @@ static void parse_one(const char *spec, size_t len) {
   if (strncmp(action, ACTION_ERROR, strlen(ACTION_ERROR)) == 0)
     p->error_at = strtol(action + strlen(ACTION_ERROR), NULL, 10);
   else if (strncmp(action, ACTION_DELAY, strlen(ACTION_DELAY)) == 0)
-    parse_delay(p, action + strlen(ACTION_DELAY));
+    p->delay_ms = strtol(action + strlen(ACTION_DELAY), NULL, 10);
+  else if (strncmp(action, ACTION_HOLD, strlen(ACTION_HOLD)) == 0)
+    parse_hold(p, action + strlen(ACTION_HOLD));
 }
 
 static void parse(void) {
@@ -78,10 +89,11 @@ bool fzip_failpoint(const char *name, fzip_error_t *error) {
     if (strcmp(p->name, name) != 0)
       continue;
     hit = atomic_fetch_add(&p->hits, 1) + 1;
-    if (p->delay_ms > 0 && hit >= p->delay_from) {
-      struct timespec ts = {p->delay_ms / 1000, (p->delay_ms % 1000) * 1000000L};
-      nanosleep(&ts, NULL);
-    }
+    if (p->delay_ms > 0)
+      fzip_sleep_ms(p->delay_ms);
+    if (p->hold_path[0] && hit >= p->hold_from)
+      while (access(p->hold_path, F_OK) != 0)
+        fzip_sleep_ms(HOLD_POLL_MS);
     if (p->error_at > 0 && hit >= p->error_at)
       return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE,
                             "failpoint %s: injected failure (hit %ld)", name, hit);

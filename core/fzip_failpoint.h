@@ -3,11 +3,14 @@
  * FZIP_FAILPOINTS environment variable is set when the process starts.
  *
  *   FZIP_FAILPOINTS="store.put_tagged=error@3,store.put_tagged=delay:200"
+ *   FZIP_FAILPOINTS="store.put_tagged=hold:/tmp/t/release@2"
  *
  * "name=error@N" makes the N-th and every later hit of `name` fail;
- * "name=delay:MS" sleeps MS milliseconds at every hit, "name=delay:MS@N"
- * at the N-th and every later one (a test that must interrupt a run
- * after its first write makes the second one wait).  Production code
+ * "name=delay:MS" sleeps MS milliseconds at every hit;
+ * "name=hold:PATH@N" holds the N-th and every later hit until the file
+ * PATH (no comma in it) exists ("@N" left out: every hit), so a test can act while a run
+ * is at a known point and let it go on when it is done: a timed delay
+ * leaves a window a loaded machine can miss.  Production code
  * calls fzip_failpoint() at the few places where the import's
  * all-or-nothing promise must be proven under failure (docs/IMPORT.md);
  * with the variable unset it costs one relaxed atomic load.

@@ -25,6 +25,16 @@ int64_t fzip_monotonic_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void fzip_sleep_ms(int64_t ms) {
+  struct timespec ts;
+  if (ms <= 0)
+    return;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
 int fzip_cond_init_monotonic(pthread_cond_t *cv) {
   pthread_condattr_t attr;
   int rc = pthread_condattr_init(&attr);

@@ -17,6 +17,8 @@
 
 int64_t fzip_now_ms(void);       /* wall clock, epoch milliseconds */
 int64_t fzip_monotonic_ms(void); /* for timeouts and rates */
+/* Sleeps `ms` milliseconds (none if ms <= 0), resuming after a signal. */
+void fzip_sleep_ms(int64_t ms);
 
 /* Timed waits: a condition variable whose pthread_cond_timedwait reads
  * the monotonic clock, and the absolute deadline `ms` from now on that

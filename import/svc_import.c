@@ -545,10 +545,9 @@ static bool upload_recv(rpc_ctx_t *ctx, void **state, const ProtobufCMessage *ms
 static bool client_went_away(rpc_ctx_t *ctx) {
   /* Bounded by the clock, not a count of sleeps (they stretch under load). */
   int64_t until = fzip_monotonic_ms() + UPLOAD_GONE_WAIT_MS;
-  struct timespec ts = {0, UPLOAD_GONE_POLL_MS * 1000000L};
 
   while (!rpc_ctx_is_cancelled(ctx) && fzip_monotonic_ms() < until)
-    nanosleep(&ts, NULL);
+    fzip_sleep_ms(UPLOAD_GONE_POLL_MS);
   return rpc_ctx_is_cancelled(ctx);
 }
 

@@ -262,7 +262,7 @@ void job_update_backoff(int attempt) {
   int64_t ms = JOB_UPDATE_BACKOFF_MAX_MS;
   if (attempt >= 0 && attempt < 16 && (JOB_UPDATE_BACKOFF_MS << attempt) < ms)
     ms = (int64_t)JOB_UPDATE_BACKOFF_MS << attempt;
-  usleep((useconds_t)ms * 1000);
+  fzip_sleep_ms(ms);
 }
 
 /* ---- the runner ------------------------------------------------------- */
@@ -348,7 +348,7 @@ static void *worker_main(void *arg) {
                          &err)) {
       /* The store retried already; back off more before claiming again. */
       fzip_log(FZIP_LOG_WARN, r->name, "claim failed", "error", err.message, NULL);
-      usleep((useconds_t)backoff_ms * 1000);
+      fzip_sleep_ms(backoff_ms);
       backoff_ms = backoff_ms * 2 > JOB_CLAIM_BACKOFF_MAX_MS ? JOB_CLAIM_BACKOFF_MAX_MS
                                                              : backoff_ms * 2;
       continue;

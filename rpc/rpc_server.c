@@ -262,10 +262,9 @@ static bool wait_shutdown_tag(rpc_server_t *s, int ms) {
 /* Bounded by the clock, not by a count of sleeps: on a loaded machine a
  * 5 ms sleep takes much longer, and the bound stretched with it. */
 static void wait_calls_gone(rpc_server_t *s, int ms) {
-  struct timespec pause = {0, RPC_CALLS_GONE_POLL_MS * 1000 * 1000};
   int64_t until = fzip_monotonic_ms() + ms;
   while (atomic_load(&s->live_calls) > 0 && fzip_monotonic_ms() < until)
-    nanosleep(&pause, NULL);
+    fzip_sleep_ms(RPC_CALLS_GONE_POLL_MS);
 }
 
 /* A CQ that never got a thread holds no call, but must still be drained. */
@@ -322,7 +321,6 @@ static void *grpc_shutdown_main(void *arg) {
 static void shutdown_grpc_bounded(void) {
   static atomic_bool done;
   pthread_t t;
-  struct timespec pause = {0, RPC_GRPC_SHUTDOWN_POLL_MS * 1000 * 1000};
 
   atomic_store(&done, false);
   if (pthread_create(&t, NULL, grpc_shutdown_main, &done) != 0) {
@@ -331,7 +329,7 @@ static void shutdown_grpc_bounded(void) {
   }
   int64_t until = fzip_monotonic_ms() + RPC_GRPC_SHUTDOWN_WAIT_MS; /* clock-bounded, as above */
   while (!atomic_load(&done) && fzip_monotonic_ms() < until)
-    nanosleep(&pause, NULL);
+    fzip_sleep_ms(RPC_GRPC_SHUTDOWN_POLL_MS);
   if (atomic_load(&done)) {
     pthread_join(t, NULL);
     return;

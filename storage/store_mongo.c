@@ -151,11 +151,6 @@ static void retry_start(retry_t *r, const mstore_t *s) {
   r->delay_ms = MONGO_BACKOFF_START_MS;
 }
 
-static void sleep_ms(int64_t ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* True (after sleeping) when the failed attempt may be repeated.  Only a
  * failed server selection proves nothing was sent, so only that is
  * retried for writes that are not idempotent. */
@@ -167,7 +162,7 @@ static bool retry_again(retry_t *r, const bson_error_t *e, bool idempotent) {
   int64_t left = r->deadline - fzip_monotonic_ms();
   if (left <= 0)
     return false;
-  sleep_ms(r->delay_ms < left ? r->delay_ms : left);
+  fzip_sleep_ms(r->delay_ms < left ? r->delay_ms : left);
   r->delay_ms = r->delay_ms * 2 > MONGO_BACKOFF_MAX_MS ? MONGO_BACKOFF_MAX_MS : r->delay_ms * 2;
   return true;
 }

@@ -650,11 +650,6 @@ static void sq_pool_put(sq_store_t *s, sqlite3 *db) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static void sq_sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Runs `fn` on a pooled connection; a failed fn has its transaction rolled
  * back, and transient failures are retried until the retry budget is spent.
  * fn must be safe to run again from the start (it writes its results to its
@@ -685,7 +680,7 @@ static bool sq_run(sq_store_t *s, sq_op_fn fn, void *ctx, fzip_error_t *error) {
       *error = local;
       return false;
     }
-    sq_sleep_ms(backoff);
+    fzip_sleep_ms(backoff);
     backoff = backoff * 2 > SQ_BACKOFF_MAX_MS ? SQ_BACKOFF_MAX_MS : backoff * 2;
   }
 }

@@ -1,10 +1,16 @@
 /* core/fzip_failpoint: the FZIP_FAILPOINTS grammar (error@N, delay:MS,
- * delay:MS@N, both on one name), what is ignored (malformed entries, names past the
+ * hold:PATH@N, both on one name), what is ignored (malformed entries, names past the
  * table) and that unnamed points cost nothing.  The variable is read once
  * per process, so main() sets it before the first hit. */
 #define _GNU_SOURCE
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fzip_failpoint.h"
 #include "fzip_test.h"
@@ -12,13 +18,13 @@
 
 #define SLOW_MS 50
 #define BOTH_MS 20
-#define LATER_MS 400 /* long enough that a hit without it never takes as long */
+#define STILL_HELD_MS 100
 
 /* FZIP_FAILPOINTS_MAX (8) names, then a ninth that must be ignored, and
  * malformed entries in between that must not take a slot. */
-static const char spec[] =
+static const char spec_fmt[] =
     "fp.err=error@3,fp.slow=delay:50,fp.both=error@2,fp.both=delay:20,no-equals-sign,"
-    "fp.unknown=explode,fp.later=delay:400@3,fp.f6=error@1,fp.f7=error@1,fp.f8=error@1,"
+    "fp.unknown=explode,fp.held=hold:%s@2,fp.f6=error@1,fp.f7=error@1,fp.f8=error@1,"
     "fp.ninth=error@1,"
     "fp.toolong=error@1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
@@ -42,16 +48,34 @@ static void test_delay_sleeps_at_every_hit_and_never_fails(void) {
   }
 }
 
-static void test_delay_at_n_sleeps_from_the_nth_hit_on(void) {
+static char release_path[PATH_MAX]; /* fp.held's file, made by the test */
+
+static void *hit_held(void *arg) {
   fzip_error_t err = {0};
-  for (int hit = 1; hit <= 4; hit++) {
-    int64_t t0 = fzip_monotonic_ms();
-    CHECK_OK(fzip_failpoint("fp.later", &err), err);
-    if (hit >= 3)
-      CHECK(fzip_monotonic_ms() - t0 >= LATER_MS);
-    else
-      CHECK(fzip_monotonic_ms() - t0 < LATER_MS);
-  }
+  atomic_bool *returned = arg;
+  bool ok = fzip_failpoint("fp.held", &err);
+  atomic_store(returned, true);
+  return ok ? arg : NULL;
+}
+
+static void test_hold_at_n_waits_from_the_nth_hit_until_the_file_exists(void) {
+  fzip_error_t err = {0};
+  atomic_bool returned = false;
+  pthread_t t;
+  void *rv = NULL;
+  FILE *f;
+
+  CHECK_OK(fzip_failpoint("fp.held", &err), err); /* hit 1 passes */
+  CHECK(pthread_create(&t, NULL, hit_held, &returned) == 0);
+  fzip_sleep_ms(STILL_HELD_MS);
+  CHECK(!atomic_load(&returned)); /* hit 2 waits for the file... */
+  f = fopen(release_path, "w");
+  CHECK(f != NULL);
+  if (f)
+    fclose(f);
+  CHECK(pthread_join(t, &rv) == 0);
+  CHECK(rv == &returned); /* ...and goes on, without failing, once it exists */
+  CHECK_OK(fzip_failpoint("fp.held", &err), err);
 }
 
 static void test_error_and_delay_on_one_name_both_apply(void) {
@@ -81,14 +105,25 @@ static void test_names_past_the_table_and_overlong_entries_are_ignored(void) {
 }
 
 int main(void) {
+  char dir[] = "/tmp/fzip-failpoint-XXXXXX";
+  char spec[sizeof spec_fmt + PATH_MAX];
+  int rc;
+
+  if (!mkdtemp(dir))
+    return 1;
+  snprintf(release_path, sizeof release_path, "%s/release", dir);
+  snprintf(spec, sizeof spec, spec_fmt, release_path);
   /* Before the first fzip_failpoint(): the specification is parsed once. */
   if (setenv("FZIP_FAILPOINTS", spec, 1) != 0)
     return 1;
   RUN(test_error_at_n_fails_the_nth_and_every_later_hit_naming_point_and_hit);
   RUN(test_delay_sleeps_at_every_hit_and_never_fails);
-  RUN(test_delay_at_n_sleeps_from_the_nth_hit_on);
+  RUN(test_hold_at_n_waits_from_the_nth_hit_until_the_file_exists);
   RUN(test_error_and_delay_on_one_name_both_apply);
   RUN(test_unnamed_points_and_unknown_actions_pass);
   RUN(test_names_past_the_table_and_overlong_entries_are_ignored);
-  return fzip_test_summary();
+  rc = fzip_test_summary();
+  unlink(release_path);
+  rmdir(dir);
+  return rc;
 }

@@ -31,18 +31,13 @@ static void count_call(fzip_ticker_t *ticker, void *arg) {
   atomic_fetch_add(&c->calls, 1);
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Waits until c->calls >= want or timeout_ms passes; true if reached. */
 static bool wait_calls(counter_t *c, int want, int64_t timeout_ms) {
   int64_t end = fzip_monotonic_ms() + timeout_ms;
   while (atomic_load(&c->calls) < want) {
     if (fzip_monotonic_ms() >= end)
       return false;
-    sleep_ms(POLL_MS);
+    fzip_sleep_ms(POLL_MS);
   }
   return true;
 }
@@ -83,7 +78,7 @@ static void test_first_after_interval_waits_before_the_first_call(void) {
 
   t = start_counting(&c, LONG_INTERVAL_MS, FZIP_TICKER_FIRST_AFTER_INTERVAL);
   CHECK(t != NULL);
-  sleep_ms(SHORT_INTERVAL_MS * 5);
+  fzip_sleep_ms(SHORT_INTERVAL_MS * 5);
   fzip_ticker_destroy(t);
   CHECK(atomic_load(&c.calls) == 0);
 }
@@ -128,7 +123,7 @@ static void stop_aware_call(fzip_ticker_t *ticker, void *arg) {
   counter_t *c = arg;
   atomic_fetch_add(&c->calls, 1);
   while (!fzip_ticker_stopping(ticker))
-    sleep_ms(POLL_MS);
+    fzip_sleep_ms(POLL_MS);
   atomic_store(&c->saw_stopping, true);
 }
 

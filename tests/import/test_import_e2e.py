@@ -391,40 +391,52 @@ def test_store_failure_mid_restore_rolls_back(w):
         check(state(c) == before, "a failed import changed the data")
 
 
+def hold_second_write(tmp):
+    """(failpoint, release): the restore's first tagged write goes through,
+    so its progress shows; the second waits until release() -- the test
+    acts while the restore is surely mid-way, however slowly a loaded
+    machine answers (a timed delay left a window CI once missed)."""
+    path = os.path.join(tmp, "release")
+
+    def release():
+        open(path, "w").close()
+    return "store.put_tagged=hold:%s@2" % path, release
+
+
 def test_cancel_mid_restore_rolls_back(w):
-    # The first tagged write is quick, so its progress shows; every later
-    # one takes 1 s: the cancel lands seconds before the restore could
-    # end, even on a loaded machine slow to answer GetImport.
-    with Fzipd(env={"FZIP_FAILPOINTS": "store.put_tagged=delay:1000@2"}) as srv:
-        c = Client(srv, unique_user("cancel"))
-        srv.seed(c.user, n(2500), seed=31)
-        before = state(c)
-        job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
-        wait_processing(c, job.import_id)
-        c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
-        final = watch_import(c, job.import_id)
-        check(final.status == jpb.IMPORT_STATUS_CANCELLED,
-              "ended %s" % jpb.ImportStatus.Name(final.status))
-        check(state(c) == before, "a cancelled import changed the data")
-        # Started again, it runs to its end: the cancel of its first run is
-        # not inherited (docs/IMPORT.md: CANCELLED -> StartImport).
-        c.imp.StartImport(ipb.StartImportRequest(import_id=job.import_id,
-                                                 merge_strategy=jpb.MERGE_STRATEGY_OVERWRITE),
-                          metadata=c.md)
-        final = watch_import(c, job.import_id)
-        check(final.status == jpb.IMPORT_STATUS_COMPLETED,
-              "restarted after a cancel, ended %s: %s" % (jpb.ImportStatus.Name(final.status),
-                                                          final.error.message))
+    tmp = tempfile.TemporaryDirectory(prefix="fzip-cancel-")
+    failpoint, release = hold_second_write(tmp.name)
+    with Fzipd(env={"FZIP_FAILPOINTS": failpoint}) as srv:
+        try:
+            c = Client(srv, unique_user("cancel"))
+            srv.seed(c.user, n(2500), seed=31)
+            before = state(c)
+            job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+            wait_processing(c, job.import_id)
+            c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
+            release()
+            final = watch_import(c, job.import_id)
+            check(final.status == jpb.IMPORT_STATUS_CANCELLED,
+                  "ended %s" % jpb.ImportStatus.Name(final.status))
+            check(state(c) == before, "a cancelled import changed the data")
+            # Started again, it runs to its end: the cancel of its first run is
+            # not inherited (docs/IMPORT.md: CANCELLED -> StartImport).
+            c.imp.StartImport(ipb.StartImportRequest(import_id=job.import_id,
+                                                     merge_strategy=jpb.MERGE_STRATEGY_OVERWRITE),
+                              metadata=c.md)
+            final = watch_import(c, job.import_id)
+            check(final.status == jpb.IMPORT_STATUS_COMPLETED,
+                  "restarted after a cancel, ended %s: %s" % (jpb.ImportStatus.Name(final.status),
+                                                              final.error.message))
+        finally:
+            release()  # a failed check must not leave fzipd held at its stop
+    tmp.cleanup()
 
 
 def test_killed_server_is_rolled_back_by_the_next_one(w):
     tmp = tempfile.TemporaryDirectory(prefix="fzip-kill-")
-    # The first tagged write is quick, so its progress shows; the second
-    # waits ten minutes: the kill lands mid-restore, never after the
-    # commit (with a short delay on every write, a loaded machine let the
-    # import finish before the kill).
-    first = Fzipd(extra_args=["--job-lease-ms", "2000"],
-                  env={"FZIP_FAILPOINTS": "store.put_tagged=delay:600000@2"})
+    failpoint, _ = hold_second_write(tmp.name)  # never released: killed while held
+    first = Fzipd(extra_args=["--job-lease-ms", "2000"], env={"FZIP_FAILPOINTS": failpoint})
     first.start()
     store = first.store
     c = Client(first, unique_user("kill"))
@@ -493,39 +505,42 @@ def summary(c):
 
 
 def test_readers_never_see_an_uncommitted_import(w):
-    # The restore is slowed down; while it runs, an export started meanwhile
-    # and the DataService must show exactly the data from before, and the
+    # The restore is held after its first write; meanwhile an export and
+    # the DataService must show exactly the data from before, and the
     # commit then shows the import whole.
-    with Fzipd(store=own_store("iso"),
-               env={"FZIP_FAILPOINTS": "store.put_tagged=delay:1000"}) as srv:
-        c = Client(srv, unique_user("iso"))
-        srv.seed(c.user, n(2500), seed=31)
-        before, names_before, sum_before = state(c), account_names(c), summary(c)
-        job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
-        wait_processing(c, job.import_id)
-        # Each round of reads counts only if the import had not reached its
-        # commit when the round ended: a commit during a round may rightly
-        # show it whole, and the job says PROCESSING until the commit's
-        # status save, so the phase (saved before the commit starts) decides.
-        rounds = 0
-        while rounds < 2:
-            names, summ, st = account_names(c), summary(c), state(c)
-            now = get_import(c, job.import_id)
-            if now.status != jpb.IMPORT_STATUS_PROCESSING or now.current_phase == "committing":
-                break
-            check(names == names_before, "DataService showed uncommitted accounts")
-            check(summ == sum_before, "the data summary counted uncommitted rows")
-            check(st == before, "an export taken during the import holds uncommitted rows")
-            rounds += 1
-        check(rounds >= 1, "the import ended before the readers could look")
-        final = watch_import(c, job.import_id)
-        check(final.status == jpb.IMPORT_STATUS_COMPLETED, "ended %s: %s\n%s"
-              % (jpb.ImportStatus.Name(final.status), final.error.message,
-                 log_lines(job.import_id, srv, w.srv)))
-        names = account_names(c)
-        check(names.get(NEW_ACCOUNT_ID) == "Added by the test", "committed import not visible")
-        check("Renamed by the test" in names.values(), "committed rename not visible")
-        check(state(c) != before, "the committed import changed nothing")
+    tmp = tempfile.TemporaryDirectory(prefix="fzip-iso-")
+    failpoint, release = hold_second_write(tmp.name)
+    with Fzipd(store=own_store("iso"), env={"FZIP_FAILPOINTS": failpoint}) as srv:
+        try:
+            c = Client(srv, unique_user("iso"))
+            srv.seed(c.user, n(2500), seed=31)
+            before, names_before, sum_before = state(c), account_names(c), summary(c)
+            job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+            wait_processing(c, job.import_id)
+            # Two rounds of reads while the restore is held mid-way (one write
+            # done, the next waiting): none may see any of it.
+            for _ in range(2):
+                names, summ, st = account_names(c), summary(c), state(c)
+                now = get_import(c, job.import_id)
+                check(now.status == jpb.IMPORT_STATUS_PROCESSING and
+                      now.current_phase.startswith("restoring_"),
+                      "the held import is %s/%s" % (jpb.ImportStatus.Name(now.status),
+                                                    now.current_phase))
+                check(names == names_before, "DataService showed uncommitted accounts")
+                check(summ == sum_before, "the data summary counted uncommitted rows")
+                check(st == before, "an export taken during the import holds uncommitted rows")
+            release()
+            final = watch_import(c, job.import_id)
+            check(final.status == jpb.IMPORT_STATUS_COMPLETED, "ended %s: %s\n%s"
+                  % (jpb.ImportStatus.Name(final.status), final.error.message,
+                     log_lines(job.import_id, srv, w.srv)))
+            names = account_names(c)
+            check(names.get(NEW_ACCOUNT_ID) == "Added by the test", "committed import not visible")
+            check("Renamed by the test" in names.values(), "committed rename not visible")
+            check(state(c) != before, "the committed import changed nothing")
+        finally:
+            release()  # a failed check must not leave fzipd held at its stop
+    tmp.cleanup()
 
 
 def sqlite_path(uri):

@@ -86,11 +86,6 @@ static bool open_store(store_t **s, fzip_error_t *err) {
   return store_open(s, &opts, err);
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* A new runnable job of the test kind in status INITIATED. */
 static bool create_job(char id[FZIP_UUID_LEN + 1], store_t *s, fzip_error_t *err) {
   Fzip__V1__ExportJob job = FZIP__V1__EXPORT_JOB__INIT;
@@ -190,7 +185,7 @@ static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
     atomic_fetch_add(&p->saves, 1);
     if (p->mode != RUN_UNTIL_STOP)
       break;
-    sleep_ms(POLL_MS);
+    fzip_sleep_ms(POLL_MS);
   }
   if (p->mode == RUN_FINISH && fzip_error_is_set(&err) == false) {
     ok = save_status(ctx, job, S(COMPLETED), true, error);
@@ -204,7 +199,7 @@ static bool run_test_job(job_ctx_t *ctx, void *data, fzip_error_t *error) {
   if (p->mode == RUN_KEEP_LEASE && fzip_error_is_set(&err) == false) {
     /* As a rollback does after a cancel: renew only, once an interval passed. */
     if (wait_for(&p->go)) {
-      sleep_ms(JOB_SAVE_INTERVAL_MS + POLL_MS);
+      fzip_sleep_ms(JOB_SAVE_INTERVAL_MS + POLL_MS);
       fzip_error_clear(&err);
       atomic_store(&p->keep_code,
                    job_ctx_keep_lease(ctx, &err) ? (int)FZIP_OK : (int)err.code);
@@ -260,7 +255,7 @@ static bool wait_for(atomic_bool *flag) {
   for (int waited = 0; waited < WAIT_MS; waited += POLL_MS) {
     if (atomic_load(flag))
       return true;
-    sleep_ms(POLL_MS);
+    fzip_sleep_ms(POLL_MS);
   }
   return atomic_load(flag);
 }
@@ -269,7 +264,7 @@ static bool wait_for_saves(run_probe_t *p, int n) {
   for (int waited = 0; waited < WAIT_MS; waited += POLL_MS) {
     if (atomic_load(&p->saves) >= n)
       return true;
-    sleep_ms(POLL_MS);
+    fzip_sleep_ms(POLL_MS);
   }
   return false;
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "fzip_test.h"
+#include "fzip_util.h"
 #include "pkg_readahead.h"
 
 #define TOTAL (3 * 1024 * 1024 + 12345) /* bytes the test source gives */
@@ -71,11 +72,6 @@ static void source_init(source_t *s, uint64_t fail_at) {
   pthread_mutex_init(&s->mu, NULL);
   s->fail_at = fail_at;
   s->rng = 7;
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {0, (long)ms * 1000000L};
-  nanosleep(&ts, NULL);
 }
 
 /* Reads until the end or an error, in reads of varying size; checks every
@@ -152,7 +148,7 @@ static void test_thread_stays_within_the_ring_ahead_of_the_reader(void) {
   source_init(&s, 0);
   CHECK_OK(pkgra_new(&ra, source_read, &s, BLOCK, BLOCKS, &err), err);
   for (int round = 0; round < 5; round++) {
-    sleep_ms(20); /* time for the thread to fill every block it may */
+    fzip_sleep_ms(20); /* time for the thread to fill every block it may */
     CHECK(source_given(&s) <= read + (uint64_t)BLOCK * BLOCKS);
     CHECK_OK(pkgra_read(ra, buf, sizeof buf, &n, &err), err);
     read += n;

@@ -86,12 +86,6 @@ static rpc_client_t *cli;
 static const rpc_call_options_t good = {.authorization = "Bearer good-alice", .timeout_ms = 30000};
 static const rpc_call_options_t no_auth = {.timeout_ms = 10000};
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* ---- child server -------------------------------------------------------- */
 
 static bool server_spawn(server_proc_t *s, const char *const *extra) {
@@ -136,7 +130,7 @@ static int server_stop(server_proc_t *s, int timeout_ms, int64_t *took_ms) {
         *took_ms = fzip_monotonic_ms() - start;
       return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
-    sleep_ms(10);
+    fzip_sleep_ms(10);
   }
   kill(s->pid, SIGKILL);
   waitpid(s->pid, &status, 0);
@@ -208,7 +202,7 @@ static bool wait_stat(stat_t which, uint64_t want) {
     uint64_t v = stat_value(which);
     if (v != UINT64_MAX && v >= want)
       return true;
-    sleep_ms(20);
+    fzip_sleep_ms(20);
   }
   return false;
 }
@@ -299,7 +293,7 @@ static void test_stream_end_hook_runs_once_per_stream_only(void) {
     CHECK_OK(echo_call(cli, &good, "unary", &resp, &err), err);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
   }
-  sleep_ms(100);
+  fzip_sleep_ms(100);
   CHECK(stat_value(STAT_STREAM_ENDS) == before + 1);
 }
 
@@ -347,7 +341,7 @@ static void test_download_256mib_to_slow_reader_keeps_server_rss_flat(void) {
       if (rss > peak)
         peak = rss;
     }
-    sleep_ms(SLOW_READ_PAUSE_MS);
+    fzip_sleep_ms(SLOW_READ_PAUSE_MS);
   }
   int64_t ms = fzip_monotonic_ms() - start;
   int status = rpc_client_call_status(call);
@@ -655,7 +649,7 @@ static void test_deadline_mid_download_is_deadline_exceeded(void) {
   CHECK_OK(open_download(&call, cli, &co, (uint64_t)1024 * MIB, 256 * 1024, &err), err);
   while ((ok = rpc_client_call_read(&msg, call, &err)) && msg) {
     msgs++;
-    sleep_ms(50);
+    fzip_sleep_ms(50);
   }
   rpc_client_call_destroy(call);
   CHECK(msgs > 0);
@@ -828,9 +822,9 @@ static void test_full_pool_answers_resource_exhausted(void) {
   third = (sleeper_t){.client = c, .ms = 10};
   if (up) {
     pthread_create(&ta, NULL, sleeper, &a);
-    sleep_ms(300);
+    fzip_sleep_ms(300);
     pthread_create(&tb, NULL, sleeper, &b);
-    sleep_ms(300);
+    fzip_sleep_ms(300);
     sleeper(&third);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
@@ -879,7 +873,7 @@ static void test_sigterm_during_stream_exits_zero_promptly(void) {
     }
     if (!msg)
       break;
-    sleep_ms(20);
+    fzip_sleep_ms(20);
   }
   /* A client that got its error closes its connection, as real ones do. */
   rpc_client_call_destroy(call);

@@ -89,13 +89,12 @@ static bool sleep_rpc(rpc_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMess
     return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_INVALID_ARGUMENT,
                           "sleep longer than %d ms", TEST_MAX_SLEEP_MS);
   int64_t until = fzip_monotonic_ms() + r->ms;
-  struct timespec tick = {0, TEST_SLEEP_TICK_MS * 1000000L};
   while (fzip_monotonic_ms() < until) {
     if (rpc_ctx_is_cancelled(ctx)) {
       atomic_fetch_add(&sleep_cancels, 1);
       return fzip_error_set(error, FZIP_DOMAIN_RPC, FZIP_ERR_CANCELLED, "sleep cancelled");
     }
-    nanosleep(&tick, NULL);
+    fzip_sleep_ms(TEST_SLEEP_TICK_MS);
   }
   Fzip__Test__V1__SleepResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
   if (!out)

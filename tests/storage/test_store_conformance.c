@@ -3142,8 +3142,7 @@ static void test_sqlite_blob_wal_is_checkpointed_beside_the_writer(void) {
   deadline = fzip_monotonic_ms() + CKPT_WAIT_MS;
   while (stat(blobs, &st) == 0 && (uint64_t)st.st_size < CKPT_FILE_MIN &&
          fzip_monotonic_ms() < deadline) {
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    fzip_sleep_ms(20);
   }
   if ((uint64_t)st.st_size < CKPT_FILE_MIN)
     fprintf(stderr, "    %s is %lld bytes after %d ms\n", blobs, (long long)st.st_size,
