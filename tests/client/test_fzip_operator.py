@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, HERE)
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
 from fzip_cli import Cli, check, expect  # noqa: E402
 
 VERSION = os.environ["FZIP_PROJECT_VERSION"]
@@ -198,19 +198,14 @@ def test_completion_of_an_unknown_shell_exits_2(_):
     expect(Cli().run("completion"), 2, stderr_has="fzip completion bash|zsh")
 
 
-# Each progress report of the export's upload phase sleeps this long, so
-# the job is still running when fzip is interrupted and checked.
-PAUSE_MS = 4000
-
-
 def job_of(cli, eid):
     r = expect(cli.run("export", "status", eid, "--json"), 0)
     return r.json_lines()[0]
 
 
 def test_ctrl_c_during_wait_leaves_the_job_running(_):
-    env = {"FZIP_FAILPOINTS": "export.uploading=delay:%d" % PAUSE_MS}
-    with Fzipd(env=env) as srv:
+    hold = Hold("export.uploading")  # the job stays running until released
+    with Fzipd(env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
         user = unique_user("sigint")
         srv.seed(user, 100, seed=3)
         cli = Cli("127.0.0.1:%d" % srv.port, srv.token(user))
@@ -233,6 +228,7 @@ def test_ctrl_c_during_wait_leaves_the_job_running(_):
         check(out == "", "stdout: %r" % out)
         running = job_of(cli, eid)["status"]
         check(running == "EXPORT_STATUS_UPLOADING", "job not running after Ctrl-C: %s" % running)
+        hold.release()
         r = expect(cli.run("export", "watch", eid, "--json", timeout=240), 0)
         check(r.json_lines()[-1]["status"] == "EXPORT_STATUS_COMPLETED", "re-attached: %r" % r)
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
 
 import grpc  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
@@ -282,7 +282,8 @@ def test_expired_base_is_refused():
 
 def test_running_base_is_refused():
     """A base still being written (held in UPLOADING by a failpoint)."""
-    with Fzipd(env={"FZIP_FAILPOINTS": "export.uploading=delay:3000"}) as srv:
+    hold = Hold("export.uploading")
+    with Fzipd(env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
         c = Client(srv, unique_user("increm"))
         srv.seed(c.user, 30, seed=72)
         job = c.create(export_type=COMPLETE)
@@ -293,6 +294,7 @@ def test_running_base_is_refused():
             time.sleep(0.05)
         refused(lambda: c.create(incremental_base_id=job.export_id),
                 grpc.StatusCode.FAILED_PRECONDITION, "a running base", "UPLOADING")
+        hold.release()
         check(c.watch(job.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED, "base failed")
 
 

@@ -21,7 +21,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, import_package, read_package, rewrite_package,  # noqa: E402
                       state, upload, watch_import)
 
@@ -391,52 +391,41 @@ def test_store_failure_mid_restore_rolls_back(w):
         check(state(c) == before, "a failed import changed the data")
 
 
-def hold_second_write(tmp):
-    """(failpoint, release): the restore's first tagged write goes through,
-    so its progress shows; the second waits until release() -- the test
-    acts while the restore is surely mid-way, however slowly a loaded
-    machine answers (a timed delay left a window CI once missed)."""
-    path = os.path.join(tmp, "release")
-
-    def release():
-        open(path, "w").close()
-    return "store.put_tagged=hold:%s@2" % path, release
+def hold_second_write():
+    """The restore's first tagged write goes through, so its progress
+    shows; the second and later ones wait for the test's release."""
+    return Hold("store.put_tagged", from_hit=2)
 
 
 def test_cancel_mid_restore_rolls_back(w):
-    tmp = tempfile.TemporaryDirectory(prefix="fzip-cancel-")
-    failpoint, release = hold_second_write(tmp.name)
-    with Fzipd(env={"FZIP_FAILPOINTS": failpoint}) as srv:
-        try:
-            c = Client(srv, unique_user("cancel"))
-            srv.seed(c.user, n(2500), seed=31)
-            before = state(c)
-            job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
-            wait_processing(c, job.import_id)
-            c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
-            release()
-            final = watch_import(c, job.import_id)
-            check(final.status == jpb.IMPORT_STATUS_CANCELLED,
-                  "ended %s" % jpb.ImportStatus.Name(final.status))
-            check(state(c) == before, "a cancelled import changed the data")
-            # Started again, it runs to its end: the cancel of its first run is
-            # not inherited (docs/IMPORT.md: CANCELLED -> StartImport).
-            c.imp.StartImport(ipb.StartImportRequest(import_id=job.import_id,
-                                                     merge_strategy=jpb.MERGE_STRATEGY_OVERWRITE),
-                              metadata=c.md)
-            final = watch_import(c, job.import_id)
-            check(final.status == jpb.IMPORT_STATUS_COMPLETED,
-                  "restarted after a cancel, ended %s: %s" % (jpb.ImportStatus.Name(final.status),
-                                                              final.error.message))
-        finally:
-            release()  # a failed check must not leave fzipd held at its stop
-    tmp.cleanup()
+    hold = hold_second_write()
+    with Fzipd(env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
+        c = Client(srv, unique_user("cancel"))
+        srv.seed(c.user, n(2500), seed=31)
+        before = state(c)
+        job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+        wait_processing(c, job.import_id)
+        c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
+        hold.release()
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_CANCELLED,
+              "ended %s" % jpb.ImportStatus.Name(final.status))
+        check(state(c) == before, "a cancelled import changed the data")
+        # Started again, it runs to its end: the cancel of its first run is
+        # not inherited (docs/IMPORT.md: CANCELLED -> StartImport).
+        c.imp.StartImport(ipb.StartImportRequest(import_id=job.import_id,
+                                                 merge_strategy=jpb.MERGE_STRATEGY_OVERWRITE),
+                          metadata=c.md)
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_COMPLETED,
+              "restarted after a cancel, ended %s: %s" % (jpb.ImportStatus.Name(final.status),
+                                                          final.error.message))
 
 
 def test_killed_server_is_rolled_back_by_the_next_one(w):
     tmp = tempfile.TemporaryDirectory(prefix="fzip-kill-")
-    failpoint, _ = hold_second_write(tmp.name)  # never released: killed while held
-    first = Fzipd(extra_args=["--job-lease-ms", "2000"], env={"FZIP_FAILPOINTS": failpoint})
+    hold = hold_second_write()  # not released: killed while held
+    first = Fzipd(extra_args=["--job-lease-ms", "2000"], env={"FZIP_FAILPOINTS": hold.spec})
     first.start()
     store = first.store
     c = Client(first, unique_user("kill"))
@@ -466,6 +455,7 @@ def test_killed_server_is_rolled_back_by_the_next_one(w):
     first.stop(expect_clean=False)
     first.tmp.cleanup()
     tmp.cleanup()
+    hold.tmp.cleanup()
 
 
 # ---- isolation, a full store, and kills inside the commit ------------------
@@ -508,39 +498,34 @@ def test_readers_never_see_an_uncommitted_import(w):
     # The restore is held after its first write; meanwhile an export and
     # the DataService must show exactly the data from before, and the
     # commit then shows the import whole.
-    tmp = tempfile.TemporaryDirectory(prefix="fzip-iso-")
-    failpoint, release = hold_second_write(tmp.name)
-    with Fzipd(store=own_store("iso"), env={"FZIP_FAILPOINTS": failpoint}) as srv:
-        try:
-            c = Client(srv, unique_user("iso"))
-            srv.seed(c.user, n(2500), seed=31)
-            before, names_before, sum_before = state(c), account_names(c), summary(c)
-            job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
-            wait_processing(c, job.import_id)
-            # Two rounds of reads while the restore is held mid-way (one write
-            # done, the next waiting): none may see any of it.
-            for _ in range(2):
-                names, summ, st = account_names(c), summary(c), state(c)
-                now = get_import(c, job.import_id)
-                check(now.status == jpb.IMPORT_STATUS_PROCESSING and
-                      now.current_phase.startswith("restoring_"),
-                      "the held import is %s/%s" % (jpb.ImportStatus.Name(now.status),
-                                                    now.current_phase))
-                check(names == names_before, "DataService showed uncommitted accounts")
-                check(summ == sum_before, "the data summary counted uncommitted rows")
-                check(st == before, "an export taken during the import holds uncommitted rows")
-            release()
-            final = watch_import(c, job.import_id)
-            check(final.status == jpb.IMPORT_STATUS_COMPLETED, "ended %s: %s\n%s"
-                  % (jpb.ImportStatus.Name(final.status), final.error.message,
-                     log_lines(job.import_id, srv, w.srv)))
-            names = account_names(c)
-            check(names.get(NEW_ACCOUNT_ID) == "Added by the test", "committed import not visible")
-            check("Renamed by the test" in names.values(), "committed rename not visible")
-            check(state(c) != before, "the committed import changed nothing")
-        finally:
-            release()  # a failed check must not leave fzipd held at its stop
-    tmp.cleanup()
+    hold = hold_second_write()
+    with Fzipd(store=own_store("iso"), env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
+        c = Client(srv, unique_user("iso"))
+        srv.seed(c.user, n(2500), seed=31)
+        before, names_before, sum_before = state(c), account_names(c), summary(c)
+        job = upload(c, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
+        wait_processing(c, job.import_id)
+        # Two rounds of reads while the restore is held mid-way (one write
+        # done, the next waiting): none may see any of it.
+        for _ in range(2):
+            names, summ, st = account_names(c), summary(c), state(c)
+            now = get_import(c, job.import_id)
+            check(now.status == jpb.IMPORT_STATUS_PROCESSING and
+                  now.current_phase.startswith("restoring_"),
+                  "the held import is %s/%s" % (jpb.ImportStatus.Name(now.status),
+                                                now.current_phase))
+            check(names == names_before, "DataService showed uncommitted accounts")
+            check(summ == sum_before, "the data summary counted uncommitted rows")
+            check(st == before, "an export taken during the import holds uncommitted rows")
+        hold.release()
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_COMPLETED, "ended %s: %s\n%s"
+              % (jpb.ImportStatus.Name(final.status), final.error.message,
+                 log_lines(job.import_id, srv, w.srv)))
+        names = account_names(c)
+        check(names.get(NEW_ACCOUNT_ID) == "Added by the test", "committed import not visible")
+        check("Renamed by the test" in names.values(), "committed rename not visible")
+        check(state(c) != before, "the committed import changed nothing")
 
 
 def sqlite_path(uri):

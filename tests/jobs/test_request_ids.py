@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, sqlite_blob_file, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, sqlite_blob_file, unique_user  # noqa: E402
 
 import grpc  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
@@ -217,7 +217,7 @@ def test_upload_replay_is_held_to_the_limits(srv):
     check(len(list_imports(c)) == 2, "list shows %d imports" % len(list_imports(c)))
 
 
-def test_queue_cap(c_srv):
+def test_queue_cap(c_srv, hold):
     srv = c_srv
     c = Client(srv, unique_user("cap"))
     jobs = [c.create(request_id="cap-%d" % i) for i in range(CAP)]
@@ -233,6 +233,7 @@ def test_queue_cap(c_srv):
     check(c.create(request_id="cap-0").export_id == jobs[0].export_id, "replay refused")
     # Another user has a queue of their own.
     Client(srv, unique_user("cap-other")).create()
+    hold.release()
     wait_exports_end(c)
     check(c.create(request_id="cap-x").export_id not in {j.export_id for j in jobs},
           "create after the jobs ended")
@@ -263,9 +264,10 @@ def main():
                   test_job_lines_carry_the_creating_call_request_id]:
             checks.run(t, srv)
     # Exports held in their upload phase so that they stay queued/running.
+    hold = Hold("export.uploading")
     with Fzipd(extra_args=["--max-queued-jobs-per-user", str(CAP), "--export-workers", "1"],
-               env={"FZIP_FAILPOINTS": "export.uploading=delay:1500"}) as srv:
-        checks.run(test_queue_cap, srv)
+               env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
+        checks.run(test_queue_cap, srv, hold)
     with Fzipd(extra_args=["--max-upload-bytes", str(UPLOAD_LIMIT)]) as srv:
         checks.run(test_upload_replay_is_held_to_the_limits, srv)
     return checks.summary()

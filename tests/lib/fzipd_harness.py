@@ -45,6 +45,34 @@ def sqlite_blob_file(store):
     return path.split("?", 1)[0] + "-blobs"
 
 
+class Hold:
+    """A failpoint that holds fzipd at a known point until the test says go
+    (core/fzip_failpoint.h: "name=hold:PATH@N" waits until PATH exists).
+    A test that must act while a job is mid-way holds it there, acts, and
+    releases it; a timed delay instead leaves a window a loaded machine
+    can miss.  `spec` goes into FZIP_FAILPOINTS.  As a context manager it
+    releases on exit, so list it after the Fzipd it holds
+    (`with Fzipd(...) as srv, hold:`): a server stopped while held would
+    wait for the release.  `from_hit` = N holds the N-th and later hits.
+    Keep the object while the server runs: its directory holds the file."""
+
+    def __init__(self, name, from_hit=1):
+        self.tmp = tempfile.TemporaryDirectory(prefix="fzip-hold-")
+        self.path = os.path.join(self.tmp.name, "release")
+        self.spec = "%s=hold:%s@%d" % (name, self.path, from_hit)
+
+    def release(self):
+        open(self.path, "w").close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        # Released for good: the file stays while this object lives (its
+        # directory goes with it), since any later hit would wait again.
+        self.release()
+
+
 class Fzipd:
     """One fzipd process; use as a context manager."""
 

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
 from fzip_e2e import Client, check, metrics_port, upload, wait_for  # noqa: E402
 from fzip.v1 import data_service_pb2 as dpb  # noqa: E402
 from fzip.v1 import export_service_pb2 as epb  # noqa: E402
@@ -46,9 +46,9 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 SCRAPE_TIMEOUT_S = 10
 SEED_TX = 50
 WAIT_S = 30
-HOLD_MS = 8000  # the export.uploading failpoint's delay: the one worker stays busy
-# fzip_jobs_queued is refreshed every QUEUE_GAUGE_INTERVAL_MS (5 s): a held
-# export waits longer than that, so the gauge reads it at least once.
+# fzip_jobs_queued is refreshed every QUEUE_GAUGE_INTERVAL_MS (5 s): the
+# first export is held (the one worker stays busy) until the gauge has
+# read the second one queued.
 EXPORT = "/fzip.v1.ExportService/CreateExport"
 SUMMARY = "/fzip.v1.DataService/GetDataSummary"
 # (family, labels, amount) the export-and-calls test moves each series by.
@@ -193,8 +193,9 @@ def test_build_info_and_other_paths_and_methods(srv, port):
 
 
 def test_queue_depth_counts_a_waiting_export():
+    hold = Hold("export.uploading")
     with Fzipd(extra_args=["--metrics-listen", "127.0.0.1:0", "--export-workers", "1"],
-               env={"FZIP_FAILPOINTS": "export.uploading=delay:%d" % HOLD_MS}) as srv:
+               env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
         port = metrics_port(srv)
         c = Client(srv, unique_user("queue"))
         srv.seed(c.user, SEED_TX, seed=5)
@@ -208,6 +209,7 @@ def test_queue_depth_counts_a_waiting_export():
         second = c.create(export_type=jpb.EXPORT_TYPE_COMPLETE)
         wait_for(lambda: value(scrape(port)[0], "fzip_jobs_queued", kind="export") == 1, WAIT_S,
                  "fzip_jobs_queued{kind=export} to read 1")
+        hold.release()
         for job in (first, second):
             check(c.watch(job.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED,
                   "export did not complete")
