@@ -668,15 +668,18 @@ def test_kill_inside_the_commit_phase_ends_before_or_after(w):
     job = import_package(ref, w.changed, strategy=jpb.MERGE_STRATEGY_OVERWRITE)
     check(job.status == jpb.IMPORT_STATUS_COMPLETED, "reference import: %s" % job.error.message)
     after = content(ref)
-    for failpoint, pause in [("store.import_flip=delay:5000", 1.0),
-                             ("store.import_forget=delay:5000", 1.0),
-                             ("import.commit_visit=delay:20", 2.0)]:
+    # Each kill point is a hold that is never released: fzipd is killed
+    # while held there.  The walk over the stash is held at its second
+    # document, so one is forgotten when the kill lands.
+    for failpoint, from_hit in [("store.import_flip", 1), ("store.import_forget", 1),
+                                ("import.commit_visit", 2)]:
+        hold = Hold(failpoint, from_hit)
         # No undo window: the commit forgets the stash at once, which the
         # third kill point is inside of.
         first = Fzipd(store=own_store("killc"),
                       extra_args=["--job-lease-ms", str(FIRST_LEASE_MS),
                                   "--import-undo-window-hours", "0"],
-                      env={"FZIP_FAILPOINTS": failpoint}).start()
+                      env={"FZIP_FAILPOINTS": hold.spec}).start()
         c = Client(first, unique_user("killc"))
         first.seed(c.user, n(2500), seed=31)
         before = content(c)
@@ -685,7 +688,6 @@ def test_kill_inside_the_commit_phase_ends_before_or_after(w):
             wait_phase(c, job.import_id, "committing")
         except AssertionError as e:
             raise AssertionError("%s\n%s" % (e, log_lines(job.import_id, first, w.srv)))
-        time.sleep(pause)
         first.kill()
         first.channel.close()
         with Fzipd(store=first.store, extra_args=["--job-lease-ms", "2000"]) as second:
@@ -712,6 +714,7 @@ def test_kill_inside_the_commit_phase_ends_before_or_after(w):
                   "%s: a kill after 'committing' was saved rolled back" % failpoint)
         first.stop(expect_clean=False)
         first.tmp.cleanup()
+        hold.tmp.cleanup()
 
 
 def main():
