@@ -345,6 +345,7 @@ static bool update_export(bool *saved, store_t *store, const char *user_id, cons
     store_job_destroy(rec);
     if (!again)
       return ok;
+    job_update_backoff(attempt);
   }
   return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
                         "export %s changed %d times while retention updated it; try again",

@@ -345,9 +345,10 @@ static bool save_result(schedule_run_t *r, schedule_rec_t *s, const run_result_t
       return false;
     if (store_job_update(r->store, s->rec, owner, error))
       return true;
-    if (error->code != FZIP_ERR_ABORTED || attempt >= JOB_UPDATE_RETRIES)
+    if (error->code != FZIP_ERR_ABORTED || attempt + 1 >= JOB_UPDATE_RETRIES)
       return false;
     fzip_error_clear(error);
+    job_update_backoff(attempt);
     if (!store_job_get(&fresh, r->store, STORE_JOB_SCHEDULE, s->rec->user_id, s->rec->job_id,
                        error))
       return false; /* deleted meanwhile: nothing to record */

@@ -373,6 +373,7 @@ static bool update_schedule(rpc_ctx_t *ctx, const ProtobufCMessage *msg, Protobu
         attempt + 1 >= JOB_UPDATE_RETRIES)
       return false;
     fzip_error_clear(error);
+    job_update_backoff(attempt);
   }
   fzip_log(FZIP_LOG_INFO, "schedule", "schedule updated", "schedule", saved->job_id, "user",
            saved->user_id, NULL);
@@ -396,6 +397,7 @@ static bool stop_runs(schedule_rec_t *s, rpc_ctx_t *ctx, const char *id, fzip_er
     if (error->code != FZIP_ERR_ABORTED || attempt + 1 >= JOB_UPDATE_RETRIES)
       return false;
     fzip_error_clear(error);
+    job_update_backoff(attempt);
     schedule_rec_fini(s);
     if (!load(s, ctx, id, error))
       return false;

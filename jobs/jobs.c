@@ -174,6 +174,7 @@ static bool save(job_ctx_t *ctx, const bson_t *body, bool final, int64_t expires
     }
     if (!reload_after_conflict(ctx, error))
       return false;
+    job_update_backoff(attempt);
   }
   return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
                         "job %s: too many concurrent updates", ctx->job->job_id);

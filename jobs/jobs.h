@@ -131,7 +131,9 @@ bool job_ctx_cancel_requested(const job_ctx_t *ctx);
 /* Sleeps before attempt `attempt + 1` of an update that lost a version
  * race (JOB_UPDATE_BACKOFF_MS doubling): retried at once, a request can
  * meet the same writer again and again on a busy store (CancelExport lost
- * all eight attempts on FerretDB under load). */
+ * all eight attempts on FerretDB under load).  Every loop that retries a
+ * job or schedule record after ABORTED waits this way (jobs, job_kind,
+ * svc_import, retention, svc_schedule, schedule_run). */
 void job_update_backoff(int attempt);
 
 /* Sets the cancel flag on a job (retrying version conflicts a few times).
