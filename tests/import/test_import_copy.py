@@ -13,6 +13,7 @@ are refused up front; a copy that fails half-way leaves nothing; a copy
 names none of the package's ids and duplicates no analytics record.  Every
 real import's counts equal its validate-only preview's.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pkg"))
-from fzipd_harness import Checks, Fzipd, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, import_package, read_package, state,  # noqa: E402
                       status_details, upload, wait_for, watch_import)
 
@@ -335,16 +336,21 @@ def test_copy_with_analytics_has_no_duplicate_key(w):
 
 
 def copy_under_failpoint(w, failpoint, prefix, interrupt=None):
-    """The package imported as a copy, by an fzipd with `failpoint` set,
+    """The package imported as a copy, by an fzipd with `failpoint` set (an
+    FZIP_FAILPOINTS entry, or a Hold released once interrupt has run),
     into a user holding the source's data; interrupt(c, job) runs while
     it goes.  The job's end, and whether the user's data is as before."""
-    with Fzipd(env={"FZIP_FAILPOINTS": failpoint}) as srv:
+    hold = failpoint if isinstance(failpoint, Hold) else None
+    spec = hold.spec if hold else failpoint
+    with Fzipd(env={"FZIP_FAILPOINTS": spec}) as srv, hold or contextlib.nullcontext():
         c = Client(srv, unique_user(prefix))
         srv.seed(c.user, n(600), seed=41)
         before = state(c)
         job = upload(c, w.package, restore=restore_opts(as_copy=True))
         if interrupt:
             interrupt(c, job)
+        if hold:
+            hold.release()
         final = watch_import(c, job.import_id)
         return final, state(c) == before
 
@@ -364,8 +370,9 @@ def cancel_once_writing(c, job):
 
 
 def test_copy_cancelled_half_way_leaves_nothing(w):
-    # Every tagged write is slowed down, so the cancel lands mid-restore.
-    job, unchanged = copy_under_failpoint(w, "store.put_tagged=delay:300", "copycancel",
+    # The second tagged write waits until the cancel is in: it lands
+    # mid-restore, one batch written.
+    job, unchanged = copy_under_failpoint(w, Hold("store.put_tagged", from_hit=2), "copycancel",
                                           cancel_once_writing)
     check(job.status == jpb.IMPORT_STATUS_CANCELLED, "ended %s"
           % jpb.ImportStatus.Name(job.status))
