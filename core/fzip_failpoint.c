@@ -12,8 +12,9 @@
 
 #include "fzip_util.h"
 
-/* One "name=action" entry of the variable; a longer one is ignored. */
-#define FAILPOINT_SPEC_MAX 128
+/* One "name=action" entry of the variable, a hold's path included; a
+ * longer one is ignored (tests/lib/fzipd_harness.py's Hold checks). */
+#define FAILPOINT_SPEC_MAX 512
 #define ACTION_ERROR "error@"
 #define ACTION_DELAY "delay:"
 #define ACTION_HOLD "hold:"

@@ -21,13 +21,14 @@
 #define STILL_HELD_MS 100
 
 /* FZIP_FAILPOINTS_MAX (8) names, then a ninth that must be ignored, and
- * malformed entries in between that must not take a slot. */
+ * malformed and overlong entries in between that must not take a slot
+ * (had one, fp.f8 would be the ninth).  The first %s is OVERLONG_X 'x's,
+ * the second fp.held's file. */
+#define OVERLONG_X 600 /* past fzip_failpoint.c's FAILPOINT_SPEC_MAX (512) */
 static const char spec_fmt[] =
     "fp.err=error@3,fp.slow=delay:50,fp.both=error@2,fp.both=delay:20,no-equals-sign,"
-    "fp.unknown=explode,fp.held=hold:%s@2,fp.f6=error@1,fp.f7=error@1,fp.f8=error@1,"
-    "fp.ninth=error@1,"
-    "fp.toolong=error@1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    "fp.toolong=error@1%s,fp.unknown=explode,fp.held=hold:%s@2,fp.f6=error@1,fp.f7=error@1,"
+    "fp.f8=error@1,fp.ninth=error@1";
 
 static void test_error_at_n_fails_the_nth_and_every_later_hit_naming_point_and_hit(void) {
   fzip_error_t err = {0};
@@ -106,13 +107,16 @@ static void test_names_past_the_table_and_overlong_entries_are_ignored(void) {
 
 int main(void) {
   char dir[] = "/tmp/fzip-failpoint-XXXXXX";
-  char spec[sizeof spec_fmt + PATH_MAX];
+  char spec[sizeof spec_fmt + OVERLONG_X + PATH_MAX];
+  char overlong[OVERLONG_X + 1];
   int rc;
 
   if (!mkdtemp(dir))
     return 1;
   snprintf(release_path, sizeof release_path, "%s/release", dir);
-  snprintf(spec, sizeof spec, spec_fmt, release_path);
+  memset(overlong, 'x', OVERLONG_X);
+  overlong[OVERLONG_X] = '\0';
+  snprintf(spec, sizeof spec, spec_fmt, overlong, release_path);
   /* Before the first fzip_failpoint(): the specification is parsed once. */
   if (setenv("FZIP_FAILPOINTS", spec, 1) != 0)
     return 1;

@@ -60,6 +60,10 @@ class Hold:
         self.tmp = tempfile.TemporaryDirectory(prefix="fzip-hold-")
         self.path = os.path.join(self.tmp.name, "release")
         self.spec = "%s=hold:%s@%d" % (name, self.path, from_hit)
+        # fzip_failpoint.c ignores an entry of FAILPOINT_SPEC_MAX (512) bytes
+        # or more: a hold that silently never holds would race again.
+        if len(self.spec) >= 512 or "," in self.spec:
+            raise ValueError("failpoint entry too long or with a comma: %r" % self.spec)
 
     def release(self):
         open(self.path, "w").close()
