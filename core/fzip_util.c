@@ -35,6 +35,21 @@ void fzip_sleep_ms(int64_t ms) {
   }
 }
 
+const char *fzip_tmp_root(const char *dir) {
+  if (!dir || !*dir)
+    dir = getenv("TMPDIR");
+  return dir && *dir ? dir : "/tmp";
+}
+
+bool fzip_tmp_error(fzip_error_t *error, const char *what, const char *doing, const char *root) {
+  int e = errno;
+  return fzip_error_set(error, FZIP_DOMAIN_SYS,
+                        e == ENOSPC || e == EDQUOT ? FZIP_ERR_RESOURCE_EXHAUSTED
+                                                   : FZIP_ERR_INTERNAL,
+                        "%s: %s its temporary file in %s: %s", what, doing, root,
+                        e ? strerror(e) : "short read");
+}
+
 int fzip_cond_init_monotonic(pthread_cond_t *cv) {
   pthread_condattr_t attr;
   int rc = pthread_condattr_init(&attr);

@@ -20,6 +20,18 @@ int64_t fzip_monotonic_ms(void); /* for timeouts and rates */
 /* Sleeps `ms` milliseconds (none if ms <= 0), resuming after a signal. */
 void fzip_sleep_ms(int64_t ms);
 
+/* The one way fzip picks a scratch directory (pkg's temporary files, the
+ * process's temp dir, the import's fetched package): dir when set and not
+ * empty, else $TMPDIR when set and not empty, else /tmp.  The result is
+ * dir's, the environment's or static. */
+const char *fzip_tmp_root(const char *dir);
+
+/* errno after a failed call on a temporary file, as an error of
+ * FZIP_DOMAIN_SYS: RESOURCE_EXHAUSTED when the disk is full (ENOSPC,
+ * EDQUOT), INTERNAL otherwise ("short read" when errno is 0), "<what>:
+ * <doing> its temporary file in <root>: <reason>".  Returns false. */
+bool fzip_tmp_error(fzip_error_t *error, const char *what, const char *doing, const char *root);
+
 /* Timed waits: a condition variable whose pthread_cond_timedwait reads
  * the monotonic clock, and the absolute deadline `ms` from now on that
  * clock.  A wall clock set back (NTP, a VM resumed) would otherwise stall

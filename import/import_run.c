@@ -28,6 +28,7 @@
  */
 #include "import_run.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -328,21 +329,27 @@ static bool commit(run_t *r, fzip_error_t *error) {
 
 /* ---- fetching the package --------------------------------------------- */
 
+#define FETCH_WHAT "uploaded package" /* names the fetched copy in its errors */
+
 static bool fetch_package(run_t *r, fzip_error_t *error) {
   store_blob_reader_t *rd = NULL;
   char blob[JOB_BLOB_ID_MAX];
-  const char *dir = r->env->temp_dir ? r->env->temp_dir : getenv("TMPDIR");
+  const char *dir = fzip_tmp_root(r->env->temp_dir);
   unsigned char *buf = NULL;
   FILE *f = NULL;
   int fd = -1;
   bool ok = false;
 
-  snprintf(r->path, sizeof r->path, "%s/fzip-import-XXXXXX", dir && *dir ? dir : "/tmp");
+  if ((size_t)snprintf(r->path, sizeof r->path, "%s/fzip-import-XXXXXX", dir) >= sizeof r->path) {
+    r->path[0] = '\0';
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INVALID_ARGUMENT,
+                          "%s: temporary directory name too long", FETCH_WHAT);
+  }
+  errno = 0;
   fd = mkstemp(r->path);
   if (fd < 0) {
     r->path[0] = '\0';
-    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,
-                          "cannot create a temporary file for the package");
+    return fzip_tmp_error(error, FETCH_WHAT, "creating", dir);
   }
   f = fdopen(fd, "wb");
   buf = malloc(COPY_CHUNK);
@@ -365,9 +372,9 @@ static bool fetch_package(run_t *r, fzip_error_t *error) {
       goto done;
     if (n == 0)
       break;
+    errno = 0;
     if (fwrite(buf, 1, n, f) != n) {
-      fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
-                     "cannot write the package to %s (disk full?)", r->path);
+      fzip_tmp_error(error, FETCH_WHAT, "writing", dir);
       goto done;
     }
     /* Keeps the lease fresh on a long copy, and notices cancel/shutdown. */
@@ -376,9 +383,9 @@ static bool fetch_package(run_t *r, fzip_error_t *error) {
       goto done;
     }
   }
+  errno = 0;
   if (fflush(f) != 0) {
-    fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
-                   "cannot write the package to %s", r->path);
+    fzip_tmp_error(error, FETCH_WHAT, "writing", dir);
     goto done;
   }
   ok = true;

@@ -29,13 +29,6 @@ struct tempdir {
 
 static const char *const LEGACY_PREFIXES[] = {"fzip-import-", "fzip-package-", "fzip-pkg-"};
 
-static const char *default_root(const char *root) {
-  if (root && *root)
-    return root;
-  root = getenv("TMPDIR");
-  return root && *root ? root : "/tmp";
-}
-
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
   (void)flag;
@@ -63,7 +56,7 @@ bool tempdir_new(tempdir_t **out, const char *root, fzip_error_t *error) {
     goto done;
   }
   t->lock_fd = -1;
-  snprintf(t->root, sizeof t->root, "%s", default_root(root));
+  snprintf(t->root, sizeof t->root, "%s", fzip_tmp_root(root));
   if ((size_t)snprintf(t->path, sizeof t->path, "%s/" TEMPDIR_PREFIX "%ld-XXXXXX", t->root,
                        (long)getpid()) >= sizeof t->path - 64) {
     fzip_error_set(error, FZIP_DOMAIN_CONFIG, FZIP_ERR_INVALID_ARGUMENT,
@@ -146,7 +139,7 @@ static bool sweep_private(const char *path, const struct stat *st, int64_t now) 
 
 bool tempdir_sweep(tempdir_sweep_stats_t *stats, const char *root, int64_t legacy_age_ms,
                    fzip_error_t *error) {
-  const char *dir = default_root(root);
+  const char *dir = fzip_tmp_root(root);
   DIR *d = opendir(dir);
   struct dirent *e;
   int64_t now = fzip_now_ms();

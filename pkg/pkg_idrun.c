@@ -67,7 +67,7 @@ struct pkg_idrun {
 
 /* errno after a failed file call, said with the directory the file is in. */
 static bool file_error(fzip_error_t *error, const pkg_idrun_t *run, const char *what) {
-  return pkg_tmp_error(error, IDRUN_WHAT, what, run->temp_dir);
+  return fzip_tmp_error(error, IDRUN_WHAT, what, run->temp_dir);
 }
 
 static bool id_length(size_t *len, const char *id, fzip_error_t *error) {
@@ -84,7 +84,7 @@ bool pkg_idrun_new(pkg_idrun_t **out, const pkg_idrun_options_t *options, fzip_e
   pkg_idrun_t *run = calloc(1, sizeof *run);
   if (!run)
     return fzip_error_oom(error, IDRUN_WHAT);
-  run->temp_dir = pkg_tmp_root(options ? options->temp_dir : NULL);
+  run->temp_dir = fzip_tmp_root(options ? options->temp_dir : NULL);
   run->run_max = options && options->run_max ? options->run_max : PKG_IDRUN_RUN_MAX;
   if (run->run_max > PKG_IDRUN_RUN_MAX)
     run->run_max = PKG_IDRUN_RUN_MAX; /* the memory bound holds whatever is asked */

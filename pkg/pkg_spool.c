@@ -36,7 +36,7 @@ struct pkg_spool {
 
 /* errno after a failed file call, said with the directory the file is in. */
 static bool file_error(fzip_error_t *error, const pkg_spool_t *s, const char *what) {
-  return pkg_tmp_error(error, SPOOL_WHAT, what, s->temp_dir);
+  return fzip_tmp_error(error, SPOOL_WHAT, what, s->temp_dir);
 }
 
 bool pkg_spool_new(pkg_spool_t **out, const char *temp_dir, fzip_error_t *error) {
@@ -49,7 +49,7 @@ bool pkg_spool_new(pkg_spool_t **out, const char *temp_dir, fzip_error_t *error)
     return fzip_error_oom(error, SPOOL_WHAT);
   memset(s, 0, sizeof *s);
   s->last_kind = -1;
-  if (!(s->temp_dir = strdup(pkg_tmp_root(temp_dir))) || !(s->vbuf = malloc(PKG_SPOOL_BUFFER))) {
+  if (!(s->temp_dir = strdup(fzip_tmp_root(temp_dir))) || !(s->vbuf = malloc(PKG_SPOOL_BUFFER))) {
     fzip_error_oom(error, SPOOL_WHAT);
     goto fail;
   }

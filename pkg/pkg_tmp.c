@@ -9,21 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *pkg_tmp_root(const char *dir) {
-  if (!dir || !*dir)
-    dir = getenv("TMPDIR");
-  return dir && *dir ? dir : "/tmp";
-}
-
-bool pkg_tmp_error(fzip_error_t *error, const char *what, const char *doing, const char *root) {
-  int e = errno;
-  return fzip_error_set(error, FZIP_DOMAIN_SYS,
-                        e == ENOSPC || e == EDQUOT ? FZIP_ERR_RESOURCE_EXHAUSTED
-                                                   : FZIP_ERR_INTERNAL,
-                        "%s: %s its temporary file in %s: %s", what, doing, root,
-                        e ? strerror(e) : "short read");
-}
-
 bool pkg_tmp_file(FILE **out, const char *root, const char *prefix, const char *what,
                   fzip_error_t *error) {
   char path[PATH_MAX];
@@ -34,13 +19,13 @@ bool pkg_tmp_file(FILE **out, const char *root, const char *prefix, const char *
                           "%s: temporary directory name too long", what);
   errno = 0;
   if ((fd = mkstemp(path)) < 0)
-    return pkg_tmp_error(error, what, "creating", root);
+    return fzip_tmp_error(error, what, "creating", root);
   unlink(path); /* nothing to clean up, whatever happens next */
   if (!(*out = fdopen(fd, "w+b"))) {
     int e = errno;
     close(fd);
     errno = e;
-    return pkg_tmp_error(error, what, "opening", root);
+    return fzip_tmp_error(error, what, "opening", root);
   }
   return true;
 }

@@ -1306,7 +1306,7 @@ done:
 
 /* ---- driver ---------------------------------------------------------- */
 
-static const char *temp_root(const pkg_options_t *opt) { return pkg_tmp_root(opt->temp_dir); }
+static const char *temp_root(const pkg_options_t *opt) { return fzip_tmp_root(opt->temp_dir); }
 
 static void build_free(build_t *b) {
   char path[PATH_MAX];

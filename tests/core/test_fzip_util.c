@@ -1,5 +1,6 @@
-/* core/fzip_util: clocks, timed waits on the monotonic clock, UUIDs, SHA-256 (one-shot and incremental, known
- * vectors), bounded string copy and the small-file reader's limits. */
+/* core/fzip_util: clocks, timed waits on the monotonic clock, UUIDs, SHA-256 (one-shot and
+ * incremental, known vectors), bounded string copy, the small-file reader's limits, the scratch
+ * directory and its errors. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -172,6 +173,37 @@ static void test_empty_small_file_reads_as_an_empty_string(void) {
   CHECK(ok);
 }
 
+static void test_tmp_root_is_dir_then_tmpdir_then_slash_tmp(void) {
+  const char *saved = getenv("TMPDIR");
+  char *keep = saved ? strdup(saved) : NULL;
+  CHECK(strcmp(fzip_tmp_root("/given"), "/given") == 0);
+  CHECK(setenv("TMPDIR", "/from-env", 1) == 0);
+  CHECK(strcmp(fzip_tmp_root(NULL), "/from-env") == 0);
+  CHECK(strcmp(fzip_tmp_root(""), "/from-env") == 0); /* an empty dir is no dir */
+  CHECK(setenv("TMPDIR", "", 1) == 0);
+  CHECK(strcmp(fzip_tmp_root(NULL), "/tmp") == 0);
+  CHECK(unsetenv("TMPDIR") == 0);
+  CHECK(strcmp(fzip_tmp_root(NULL), "/tmp") == 0);
+  if (keep)
+    setenv("TMPDIR", keep, 1);
+  free(keep);
+}
+
+static void test_tmp_error_says_a_full_disk_is_resource_exhausted_naming_the_dir(void) {
+  fzip_error_t err = {0};
+  errno = ENOSPC;
+  CHECK(!fzip_tmp_error(&err, "uploaded package", "writing", "/scratch"));
+  CHECK(err.domain == FZIP_DOMAIN_SYS && err.code == FZIP_ERR_RESOURCE_EXHAUSTED);
+  CHECK(strstr(err.message, "uploaded package: writing its temporary file in /scratch: ") ==
+        err.message);
+  errno = EACCES;
+  CHECK(!fzip_tmp_error(&err, "spool", "creating", "/ro"));
+  CHECK(err.code == FZIP_ERR_INTERNAL && strstr(err.message, "/ro") != NULL);
+  errno = 0;
+  CHECK(!fzip_tmp_error(&err, "spool", "reading", "/d"));
+  CHECK(strstr(err.message, "short read") != NULL);
+}
+
 int main(void) {
   char cmd[sizeof tmpdir + 16];
   int rc;
@@ -189,6 +221,8 @@ int main(void) {
   RUN(test_small_file_one_byte_over_max_is_refused_naming_file_and_limit);
   RUN(test_missing_small_file_is_invalid_argument_naming_it);
   RUN(test_empty_small_file_reads_as_an_empty_string);
+  RUN(test_tmp_root_is_dir_then_tmpdir_then_slash_tmp);
+  RUN(test_tmp_error_says_a_full_disk_is_resource_exhausted_naming_the_dir);
   rc = fzip_test_summary();
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0)
