@@ -222,8 +222,7 @@ static bool file_is_sealed(bool *sealed, const char *path, fzip_error_t *error) 
 }
 
 static bool make_temp_dir(cli_key_plain_t *tmp, fzip_error_t *error) {
-  const char *base = getenv("TMPDIR");
-  int n = snprintf(tmp->dir, sizeof tmp->dir, "%s/fzip-open-XXXXXX", base && *base ? base : "/tmp");
+  int n = snprintf(tmp->dir, sizeof tmp->dir, "%s/fzip-open-XXXXXX", fzip_tmp_root(NULL));
   if (n < 0 || (size_t)n >= sizeof tmp->dir || !mkdtemp(tmp->dir)) {
     tmp->dir[0] = '\0';
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_INTERNAL,

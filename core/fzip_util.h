@@ -21,7 +21,8 @@ int64_t fzip_monotonic_ms(void); /* for timeouts and rates */
 void fzip_sleep_ms(int64_t ms);
 
 /* The one way fzip picks a scratch directory (pkg's temporary files, the
- * process's temp dir, the import's fetched package): dir when set and not
+ * process's temp dir, the import's fetched package, the client's opened
+ * sealed package): dir when set and not
  * empty, else $TMPDIR when set and not empty, else /tmp.  The result is
  * dir's, the environment's or static. */
 const char *fzip_tmp_root(const char *dir);
