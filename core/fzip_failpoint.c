@@ -42,7 +42,6 @@ static void parse_hold(failpoint_t *p, const char *arg) {
   p->hold_from = at ? strtol(at + 1, NULL, 10) : 1;
 }
 
-
 static void parse_one(const char *spec, size_t len) {
   char buf[FAILPOINT_SPEC_MAX];
   char *eq, *action;

@@ -8,7 +8,7 @@
  * "name=error@N" makes the N-th and every later hit of `name` fail;
  * "name=delay:MS" sleeps MS milliseconds at every hit;
  * "name=hold:PATH@N" holds the N-th and every later hit until the file
- * PATH (no comma in it) exists ("@N" left out: every hit), so a test can act while a run
+ * PATH (no comma or @ in it) exists ("@N" left out: every hit), so a test can act while a run
  * is at a known point and let it go on when it is done: a timed delay
  * leaves a window a loaded machine can miss.  Production code
  * calls fzip_failpoint() at the few places where the import's

@@ -62,8 +62,9 @@ class Hold:
         self.spec = "%s=hold:%s@%d" % (name, self.path, from_hit)
         # fzip_failpoint.c ignores an entry of FAILPOINT_SPEC_MAX (512) bytes
         # or more: a hold that silently never holds would race again.
-        if len(self.spec) >= 512 or "," in self.spec:
-            raise ValueError("failpoint entry too long or with a comma: %r" % self.spec)
+        if len(self.spec) >= 512 or "," in self.spec or "@" in self.path:
+            raise ValueError("failpoint entry too long, or a comma or @ in its path: %r"
+                             % self.spec)
 
     def release(self):
         open(self.path, "w").close()
