@@ -670,7 +670,7 @@ def test_kill_inside_the_commit_phase_ends_before_or_after(w):
     after = content(ref)
     # Each kill point is a hold that is never released: fzipd is killed
     # while held there.  The walk over the stash is held at its second
-    # document, so one is forgotten when the kill lands.
+    # document: the kill lands inside the walk, after its first.
     for failpoint, from_hit in [("store.import_flip", 1), ("store.import_forget", 1),
                                 ("import.commit_visit", 2)]:
         hold = Hold(failpoint, from_hit)

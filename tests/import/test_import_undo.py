@@ -312,7 +312,7 @@ def test_undo_after_a_merge_kept_the_bytes_and_its_window_ended(w):
 def test_killed_mid_undo_is_finished_by_the_next_claim(w):
     store = own_store("undokill")
     # The undo's walk is held at its second document (never released):
-    # the kill lands with one document put back and the rest not.
+    # the kill lands inside the walk, after its first document.
     hold = Hold("import.rollback_visit", from_hit=2)
     first = Fzipd(store=store, extra_args=["--job-lease-ms", str(LEASE_MS)],
                   env={"FZIP_FAILPOINTS": hold.spec}).start()
