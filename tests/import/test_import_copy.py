@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pkg"))
-from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, own_store, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, import_package, read_package, state,  # noqa: E402
                       status_details, upload, wait_for, watch_import)
 
@@ -342,7 +342,8 @@ def copy_under_failpoint(w, failpoint, prefix, interrupt=None):
     it goes.  The job's end, and whether the user's data is as before."""
     hold = failpoint if isinstance(failpoint, Hold) else None
     spec = hold.spec if hold else failpoint
-    with Fzipd(env={"FZIP_FAILPOINTS": spec}) as srv, hold or contextlib.nullcontext():
+    with Fzipd(store=own_store("copyfp"), env={"FZIP_FAILPOINTS": spec}) as srv, \
+            hold or contextlib.nullcontext():
         c = Client(srv, unique_user(prefix))
         srv.seed(c.user, n(600), seed=41)
         before = state(c)

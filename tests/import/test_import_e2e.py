@@ -21,7 +21,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, own_store, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, import_package, read_package, rewrite_package,  # noqa: E402
                       state, upload, watch_import)
 
@@ -372,7 +372,7 @@ def wait_processing(c, import_id, timeout=60):
 def test_store_failure_mid_restore_rolls_back(w):
     # Every tagged write from the 4th on fails: the import has written
     # (and stashed) three batches when the store "breaks".
-    with Fzipd(store=None, env={"FZIP_FAILPOINTS": "store.put_tagged=error@4"}) as srv:
+    with Fzipd(store=own_store("fail"), env={"FZIP_FAILPOINTS": "store.put_tagged=error@4"}) as srv:
         c = Client(srv, unique_user("fail"))
         srv.seed(c.user, n(2500), seed=31)  # same ids as the package: overwrites stash
         before = state(c)
@@ -399,7 +399,7 @@ def hold_second_write():
 
 def test_cancel_mid_restore_rolls_back(w):
     hold = hold_second_write()
-    with Fzipd(env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
+    with Fzipd(store=own_store("cancel"), env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
         c = Client(srv, unique_user("cancel"))
         srv.seed(c.user, n(2500), seed=31)
         before = state(c)
@@ -425,7 +425,8 @@ def test_cancel_mid_restore_rolls_back(w):
 def test_killed_server_is_rolled_back_by_the_next_one(w):
     tmp = tempfile.TemporaryDirectory(prefix="fzip-kill-")
     hold = hold_second_write()  # not released: killed while held
-    first = Fzipd(extra_args=["--job-lease-ms", "2000"], env={"FZIP_FAILPOINTS": hold.spec})
+    first = Fzipd(store=own_store("kill"), extra_args=["--job-lease-ms", "2000"],
+                  env={"FZIP_FAILPOINTS": hold.spec})
     first.start()
     store = first.store
     c = Client(first, unique_user("kill"))
@@ -473,17 +474,6 @@ def log_lines(needle, *servers):
         out += ["%s: %s" % (srv.port, line) for line in text.splitlines()
                 if needle in line and '"debug"' not in line and "call done" not in line]
     return "\n".join(out[-30:])
-
-
-def own_store(name):
-    """A store of the test's own: on MongoDB a database of its own (None:
-    the harness makes a fresh SQLite file).  Servers sharing the World's
-    MongoDB database are replicas of one job queue, so the World's server
-    (no failpoints) could take the test's import and run it instead."""
-    if os.environ.get("FZIP_TEST_STORE", "sqlite") != "mongodb":
-        return None
-    base = os.environ["FZIP_TEST_MONGODB_URI"]
-    return "%s/%s_%s" % (base.rsplit("/", 1)[0], name, unique_user("db").replace("-", "_"))
 
 
 def get_import(c, import_id):

@@ -17,7 +17,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, Hold, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, own_store, unique_user  # noqa: E402
 from fzip_e2e import Client, check, import_package, rewrite_package, state  # noqa: E402
 
 import grpc  # noqa: E402
@@ -34,15 +34,6 @@ LEASE_MS = 2000
 
 def n(count):
     return max(20, int(count * SCALE))
-
-
-def own_store(name):
-    """On MongoDB a database of the test's own (a server with failpoints
-    must not share its job queue with the World's); None: a fresh SQLite."""
-    if os.environ.get("FZIP_TEST_STORE", "sqlite") != "mongodb":
-        return None
-    base = os.environ["FZIP_TEST_MONGODB_URI"]
-    return "%s/%s_%s" % (base.rsplit("/", 1)[0], name, unique_user("db").replace("-", "_"))
 
 
 def rename_everything(parsed):

@@ -187,6 +187,18 @@ def unique_user(prefix="user"):
     return "%s-%s" % (prefix, secrets.token_hex(6))
 
 
+def own_store(name):
+    """A store of the test's own: on MongoDB a database of its own; None
+    (the harness makes a fresh SQLite file) otherwise.  Servers on one
+    MongoDB database are replicas of one job queue, so a test server with
+    failpoints next to another on the shared database (an e2e file's
+    World) could see that one claim its job and run it without them."""
+    if os.environ.get("FZIP_TEST_STORE", "sqlite") != "mongodb":
+        return None
+    base = os.environ["FZIP_TEST_MONGODB_URI"]
+    return "%s/%s_%s" % (base.rsplit("/", 1)[0], name, unique_user("db").replace("-", "_"))
+
+
 class Checks:
     """Minimal named-test runner printing the 'N passed, N failed' line."""
 
