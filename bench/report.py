@@ -211,8 +211,8 @@ def targets(runs):
         a, b = get(big, key, "mib_per_s"), get(big, floor, "mib_per_s")
         row("%s at %d" % (label, big["transactions"]),
             "%s (%s vs %s MiB/s)" % (fmt_ratio(a, b), a, b), a / b >= 0.8 if a and b else None)
-    for key, label, floor in [("export", "export", "floor2_s"),
-                              ("import_empty", "import", "floor_s")]:
+    for key, label, floor_key, floor in [("export", "export", "export_floor", "floor2_s"),
+                                         ("import_empty", "import", "import_floor", "floor_s")]:
         a, b = job_seconds(mid.get(key)), job_seconds(big.get(key))
         if a and b:
             pa, pb = a / mid["transactions"] * 1e6, b / big["transactions"] * 1e6
@@ -223,8 +223,7 @@ def targets(runs):
             # Not a target: whether the growth is fzip's or its floor's
             # too (the data and the store at that size; BENCHMARKS.md
             # "What grows from 100k to 1M").
-            fa = get(mid, key.replace("_empty", "") + "_floor", floor)
-            fb = get(big, key.replace("_empty", "") + "_floor", floor)
+            fa, fb = get(mid, floor_key, floor), get(big, floor_key, floor)
             if fa and fb:
                 row("(%s against its floor, %d -> %d: what fzip adds)" % (
                     label, mid["transactions"], big["transactions"]),

@@ -261,6 +261,8 @@ bool job_request_cancel(store_job_t **out, store_t *store, store_job_kind_t kind
 
 void job_update_backoff(int attempt) {
   int64_t ms = JOB_UPDATE_BACKOFF_MAX_MS;
+  if (attempt + 1 >= JOB_UPDATE_RETRIES)
+    return; /* no try follows: the loop gives up now, not 128 ms later */
   if (attempt >= 0 && attempt < 16 && (JOB_UPDATE_BACKOFF_MS << attempt) < ms)
     ms = (int64_t)JOB_UPDATE_BACKOFF_MS << attempt;
   fzip_sleep_ms(ms);

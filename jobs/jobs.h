@@ -44,8 +44,8 @@ typedef struct job_ctx job_ctx_t;
  * before it gives up with ABORTED. */
 #define JOB_UPDATE_RETRIES 8
 /* The wait before retrying such an update: JOB_UPDATE_BACKOFF_MS, doubled
- * with each attempt, at most JOB_UPDATE_BACKOFF_MAX_MS (all eight: about
- * half a second). */
+ * with each attempt, at most JOB_UPDATE_BACKOFF_MAX_MS (the seven waits
+ * between eight attempts: about a quarter of a second). */
 #define JOB_UPDATE_BACKOFF_MS 2
 #define JOB_UPDATE_BACKOFF_MAX_MS 128
 
@@ -131,7 +131,8 @@ bool job_ctx_cancel_requested(const job_ctx_t *ctx);
 /* Sleeps before attempt `attempt + 1` of an update that lost a version
  * race (JOB_UPDATE_BACKOFF_MS doubling): retried at once, a request can
  * meet the same writer again and again on a busy store (CancelExport lost
- * all eight attempts on FerretDB under load).  Every loop that retries a
+ * all eight attempts on FerretDB under load).  No wait after the last of
+ * JOB_UPDATE_RETRIES attempts.  Every loop that retries a
  * job or schedule record after ABORTED waits this way (jobs, job_kind,
  * svc_import, retention, svc_schedule, schedule_run). */
 void job_update_backoff(int attempt);

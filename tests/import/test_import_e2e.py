@@ -423,7 +423,6 @@ def test_cancel_mid_restore_rolls_back(w):
 
 
 def test_killed_server_is_rolled_back_by_the_next_one(w):
-    tmp = tempfile.TemporaryDirectory(prefix="fzip-kill-")
     hold = hold_second_write()  # not released: killed while held
     first = Fzipd(store=own_store("kill"), extra_args=["--job-lease-ms", "2000"],
                   env={"FZIP_FAILPOINTS": hold.spec})
@@ -455,7 +454,6 @@ def test_killed_server_is_rolled_back_by_the_next_one(w):
         check(state(c2) == before, "the killed import changed the data")
     first.stop(expect_clean=False)
     first.tmp.cleanup()
-    tmp.cleanup()
     hold.tmp.cleanup()
 
 
