@@ -31,6 +31,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +45,12 @@
 #include "fzip_util.h"
 #include "import_diff.h"
 #include "import_exists.h"
+#include "import_feed.h"
 #include "import_undo.h"
 #include "import_map.h"
 #include "job_body.h"
 #include "pkg_reader.h"
+#include "pkg_spool.h"
 #include "pkg_validate.h"
 
 #define ISSUES_IN_JOB 100    /* issues copied into the job record */
@@ -69,7 +73,10 @@ static const uint32_t import_next[] = {
                       TO(PROCESSING) | TO(FAILED) | TO(CANCELLED),
     [S(VALIDATION_PASSED)] = TO(VALIDATING),
     [S(VALIDATION_FAILED)] = TO(VALIDATING),
-    [S(PROCESSING)] = TO(PROCESSING) | TO(COMPLETED) | TO(FAILED) | TO(CANCELLED),
+    /* VALIDATION_FAILED: a package refused while the restore ran beside
+     * its validation (rolled back first). */
+    [S(PROCESSING)] = TO(PROCESSING) | TO(COMPLETED) | TO(FAILED) | TO(CANCELLED) |
+                      TO(VALIDATION_FAILED),
     /* UndoImport (within the window); a refused undo comes back. */
     [S(COMPLETED)] = TO(UNDOING),
     [S(FAILED)] = TO(VALIDATING) | TO(FAILED),
@@ -166,7 +173,8 @@ typedef struct {
   import_job_t *job;          /* malloc-owned */
   char user[FZIP_USER_ID_MAX + 1];
   char path[PATH_MAX];        /* the package, fetched into a temp file */
-  uint64_t items_done, items_total;
+  atomic_uint_fast64_t items_done; /* the restore thread counts, the job thread saves */
+  uint64_t items_total;
   fzip_error_t save_error;
   bool stop;                  /* a save failed: stop at the next check */
   int64_t files_restored, file_bytes_restored;
@@ -176,7 +184,18 @@ typedef struct {
   bool as_read;              /* validation found no unknown field: entities are stored as
                                * read, without pkgv_entity_sanitize's rebuild */
   pkg_spool_t *spool;         /* the package's entities as validation read them, for the
-                               * restore (NULL for validate-only) */
+                               * restore after it (NULL for validate-only or beside) */
+  /* Restoring beside the validation (restore_beside): the feed from the
+   * validator to the restore thread, which owns the counters above, the
+   * diff and the batches until it is joined; the job thread owns the job
+   * record (saves, phase, progress) throughout. */
+  import_feed_t *feed;
+  pthread_t restorer;
+  bool began;                 /* store_import_begin done: an end must roll back */
+  bool restorer_started;
+  atomic_bool restorer_done;
+  bool restore_ok;
+  fzip_error_t restore_error;
 } run_t;
 
 /* ---- saving ----------------------------------------------------------- */
@@ -539,7 +558,77 @@ static void first_error(char *out, size_t cap, const pkgv_result_t *res) {
   snprintf(out, cap, "validation failed");
 }
 
-/* Runs the validator; *passed says whether to go on. */
+static bool spool_sink(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
+  return pkg_spool_put(ctx, kind, doc, error);
+}
+
+static bool feed_sink(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
+  return import_feed_put(ctx, kind, doc, error);
+}
+
+static bool restore_beside(run_t *r, const pkgv_options_t *o, bool *yes, fzip_error_t *error);
+static bool start_restore_beside(run_t *r, fzip_error_t *error);
+
+/* Why on_cancel said stop: the failed save's error, else a shutdown
+ * (CANCELLED, which job_ctx_stop_reason tells apart from a user's). */
+static void stop_cause(run_t *r, fzip_error_t *error) {
+  if (r->stop)
+    *error = r->save_error;
+  else
+    fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_CANCELLED, "the import was stopped");
+}
+
+/* While the validation waits for the restore beside it (import_feed.h):
+ * the job's lease, progress and a cancel, as the validator's own
+ * progress calls keep them. */
+static bool feed_waiting(void *ctx) {
+  run_t *r = ctx;
+  save(r, false);
+  return !on_cancel(r);
+}
+
+/* Ends the feed after the validation: closed when the package passed (the
+ * restore finishes it), halted on any other end. */
+static bool end_feed(run_t *r, bool passed, fzip_error_t *error) {
+  if (!passed) {
+    import_feed_halt(r->feed);
+    return true;
+  }
+  if (import_feed_close(r->feed, error))
+    return true;
+  if (r->stop)
+    *error = r->save_error;
+  return false;
+}
+
+/* Where the validator's entities go: to a restore that starts now and
+ * runs beside the validation when restore_beside allows it, else to a
+ * spool the restore reads after a passed validation; nowhere for a
+ * validate-only run. */
+static bool choose_sink(run_t *r, pkgv_options_t *o, fzip_error_t *error) {
+  bool beside = false;
+
+  if (r->job->validate_only)
+    return true;
+  if (!restore_beside(r, o, &beside, error))
+    return false;
+  if (beside) {
+    if (!start_restore_beside(r, error))
+      return false;
+    o->sink = feed_sink;
+    o->sink_ctx = r->feed;
+    return true;
+  }
+  if (!pkg_spool_new(&r->spool, r->env->temp_dir, error))
+    return false;
+  o->sink = spool_sink;
+  o->sink_ctx = r->spool;
+  return true;
+}
+
+/* Runs the validator; *passed says whether to go on.  Beside it a restore
+ * may run (choose_sink): its feed is closed when the package passed, and
+ * halted on any other end. */
 static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   pkgv_options_t o = {0};
   import_exists_t exists = {r->env->store, r->user};
@@ -547,6 +636,7 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   char msg[FZIP_ERROR_MESSAGE_MAX];
   bool ok = false;
 
+  *passed = false;
   if (!import_exists_use(&o, &exists, error))
     return false;
   o.strategy = (pkgv_strategy_t)(r->job->merge_strategy - 1);
@@ -558,12 +648,11 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   if (!import_map_new(&r->map, r->job->restore, r->job->import_id, error))
     return false;
   o.restore = import_map_restore(r->map);
-  /* The restore reads the entities back from the spool instead of
+  /* The restore reads the entities from the validator instead of
    * inflating and parsing the package a second time. */
-  if (!r->job->validate_only && !pkg_spool_new(&r->spool, r->env->temp_dir, error))
-    return false;
-  o.spool = r->spool;
   r->items_done = 0;
+  if (!choose_sink(r, &o, error))
+    return false;
   if (!pkgv_validate(&res, r->path, &o, error)) {
     if (r->stop)
       *error = r->save_error;
@@ -573,8 +662,12 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
     fzip_error_oom(error, NULL);
     goto done;
   }
-  import_map_take_refs(r->map, res);
-  r->as_read = res->unknown_fields == 0;
+  /* Beside the validation the restore stores every entity sanitized, and
+   * the map (no options) has no use for the references. */
+  if (!r->feed) {
+    import_map_take_refs(r->map, res);
+    r->as_read = res->unknown_fields == 0;
+  }
   r->items_total = 0;
   for (int k = 0; k < FZIP_KIND_COUNT; k++)
     r->items_total += res->counts[k].in_package;
@@ -587,6 +680,8 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
   }
   ok = true;
 done:
+  if (r->feed && !end_feed(r, ok && *passed, error))
+    ok = false;
   pkgv_result_destroy(res);
   return ok;
 }
@@ -781,6 +876,22 @@ static bool name_own_blob(bson_t **doc, run_t *r, fzip_error_t *error) {
   return true;
 }
 
+/* Whether the restore must stop now (*error says why): a cancel, a
+ * shutdown or a lost lease that the job thread's saves met, or, beside
+ * the validation, the validation halting it. */
+static bool restore_stopped(run_t *r, fzip_error_t *error) {
+  if (r->feed) {
+    if (!import_feed_halted(r->feed))
+      return false;
+    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                          "the validation stopped the restore");
+  }
+  if (!on_cancel(r))
+    return false;
+  stop_cause(r, error);
+  return true;
+}
+
 static void batch_clear(batch_t *b) {
   for (size_t i = 0; i < b->n; i++) {
     bson_destroy(b->docs[i]);
@@ -842,10 +953,8 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
       if (!restore_file_bytes(r, b->pkg, src, ids[i], error))
         goto done;
       r->items_done++;
-      if (on_cancel(r)) {
-        *error = r->save_error;
+      if (restore_stopped(r, error))
         goto done;
-      }
     }
   }
   ok = true;
@@ -859,6 +968,15 @@ done:
 /* --import-batch-bytes, for tests; IMPORT_BATCH_BYTES_DEFAULT otherwise. */
 static size_t batch_bytes(const run_t *r) {
   return r->env->batch_bytes > 0 ? r->env->batch_bytes : IMPORT_BATCH_BYTES_DEFAULT;
+}
+
+/* The restore's share of the progress, 30-90, saved (every
+ * JOB_SAVE_INTERVAL_MS at most); by the job thread only. */
+static bool save_restore_progress(run_t *r) {
+  r->job->progress = job_progress_clamp(
+      r->job->progress, 30 + (int)(60.0 * (double)r->items_done /
+                                   (double)(r->items_total ? r->items_total : 1)));
+  return save(r, false);
 }
 
 static const char *restore_phase(fzip_kind_t kind) {
@@ -885,17 +1003,18 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
   b->kind = kind;
   b->mode = write_mode(r->job->merge_strategy);
   b->pkg = pkg;
-  if (!job_msg_set_str(&r->job->current_phase, restore_phase(kind))) {
+  if (!r->feed && !job_msg_set_str(&r->job->current_phase, restore_phase(kind))) {
     fzip_error_oom(error, NULL);
     goto done;
   }
-  if (!save(r, true) || !pkg_spool_rewind(r->spool, kind, error)) {
+  if (!r->feed && (!save(r, true) || !pkg_spool_rewind(r->spool, kind, error))) {
     if (r->stop)
       *error = r->save_error;
     goto done;
   }
   fzip_error_clear(&err);
-  while (pkg_spool_next(r->spool, &doc, &err)) {
+  while (r->feed ? import_feed_next(r->feed, kind, &doc, &err)
+                 : pkg_spool_next(r->spool, &doc, &err)) {
     bson_t *copy = stored_doc(r, pkg, kind, doc);
     const char *src = kind == FZIP_KIND_TRANSACTION_FILE ? doc_string(doc, "fileId") : NULL;
     r->items_done++;
@@ -915,11 +1034,12 @@ static bool restore_kind(run_t *r, pkgr_t *pkg, fzip_kind_t kind, fzip_error_t *
     if (b->n == STORE_BATCH_MAX || b->bytes >= batch_bytes(r)) {
       if (!batch_flush(b, error))
         goto done;
-      r->job->progress = job_progress_clamp(
-          r->job->progress,
-          30 + (int)(60.0 * (double)r->items_done /
-                     (double)(r->items_total ? r->items_total : 1)));
-      if (!save(r, false)) {
+      if (r->feed) {
+        if (restore_stopped(r, error))
+          goto done;
+        continue; /* the job thread saves (wait_restore) */
+      }
+      if (!save_restore_progress(r)) {
         *error = r->save_error;
         goto done;
       }
@@ -1023,16 +1143,22 @@ static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
 /* Ends a run that failed after writing began: roll back, then FAILED (or
  * CANCELLED).  If the rollback itself fails the job still ends FAILED for
  * the client, and the cleanup is retried (fail_cleanup_pending). */
-static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) {
-  bool cancelled = job_ctx_stop_reason(r->jctx, cause) == JOB_STOP_CANCEL;
+static bool roll_back_and_end(run_t *r, int status, const fzip_error_t *cause_in,
+                              fzip_error_t *error) {
+  fzip_error_t cause = *cause_in; /* it may be r->save_error, which the saves below reuse */
 
   r->stop = false; /* saves are needed again to finish */
   if (import_set_phase(r->job, IMPORT_PHASE_ROLLING_BACK))
     save(r, true);
   r->stop = false;
   if (!rollback(r, error))
-    return fail_cleanup_pending(r, cause, error, error);
-  return fail_job(r, cancelled ? S(CANCELLED) : S(FAILED), cause, error);
+    return fail_cleanup_pending(r, &cause, error, error);
+  return fail_job(r, status, &cause, error);
+}
+
+static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) {
+  bool cancelled = job_ctx_stop_reason(r->jctx, cause) == JOB_STOP_CANCEL;
+  return roll_back_and_end(r, cancelled ? S(CANCELLED) : S(FAILED), cause, error);
 }
 
 /* A job that already ended FAILED but whose rollback did not finish:
@@ -1101,16 +1227,23 @@ static bool regenerate_analytics(run_t *r, uint32_t *types, fzip_error_t *error)
   return analytics_regenerate(types, r->env->store, r->user, r->job->import_id, error);
 }
 
-static bool run_restore(run_t *r, fzip_error_t *error) {
+/* Pending before the first write: readers see nothing of the import
+ * until the commit's flip. */
+static bool begin_writing(run_t *r, fzip_error_t *error) {
+  if (!store_import_begin(r->env->store, r->user, r->job->import_id, error))
+    return false;
+  r->began = true;
+  return true;
+}
+
+/* After the entities and files were restored: the analytics, the marks
+ * an undo checks, the commit. */
+static bool after_restore(run_t *r, fzip_error_t *error) {
   fzip_error_t err;
   uint32_t analytics = 0; /* analytics_regenerate's types */
 
   fzip_error_clear(&err);
-  /* Pending before the first write: readers see nothing of the import
-   * until the commit's flip. */
-  if (!set_phase(r, S(PROCESSING), IMPORT_PHASE_RESTORING, &err) ||
-      !store_import_begin(r->env->store, r->user, r->job->import_id, &err) ||
-      !restore_all(r, &err) || !regenerate_analytics(r, &analytics, &err)) {
+  if (!regenerate_analytics(r, &analytics, &err)) {
     if (!fzip_error_is_set(&err))
       err = r->save_error;
     return stopped_restoring(r, &err, error);
@@ -1131,6 +1264,133 @@ static bool run_restore(run_t *r, fzip_error_t *error) {
   return finish(r, S(COMPLETED), "completed", "import committed", error);
 }
 
+/* The restore after a passed validation, from the spool. */
+static bool run_restore(run_t *r, fzip_error_t *error) {
+  fzip_error_t err;
+
+  fzip_error_clear(&err);
+  if (!set_phase(r, S(PROCESSING), IMPORT_PHASE_RESTORING, &err) || !begin_writing(r, &err) ||
+      !restore_all(r, &err)) {
+    if (!fzip_error_is_set(&err))
+      err = r->save_error;
+    return stopped_restoring(r, &err, error);
+  }
+  return after_restore(r, error);
+}
+
+/* ---- restoring beside the validation ---------------------------------- */
+
+/* How often the job thread, once the validation passed, looks whether
+ * the restore thread is done (and saves progress, keeps the lease). */
+#define RESTORER_POLL_MS 20
+
+/* Whether the restore can run beside the validation (docs/IMPORT.md
+ * "Restoring while validating"): an import without RestoreOptions into a
+ * user who has no entity of any kind.  Then nothing the validation finds
+ * out changes what the restore writes: every entity is new (no conflict,
+ * no diff), none is left out or given a new id; a package it refuses
+ * costs a rollback of writes no reader saw.  Into a user with data the
+ * validation's conflicts and diff decide what is written, so it runs
+ * first. */
+static bool restore_beside(run_t *r, const pkgv_options_t *o, bool *yes, fzip_error_t *error) {
+  *yes = false;
+  if (r->job->restore)
+    return true;
+  for (int k = 0; k < FZIP_KIND_COUNT; k++) {
+    bool any = true;
+    if (!o->any(o->exists_ctx, &any, (fzip_kind_t)k, error))
+      return false;
+    if (any)
+      return true;
+  }
+  *yes = true;
+  return true;
+}
+
+/* The restore thread: what restore_all does after a validation, fed by
+ * this one.  A failure abandons the feed, so the validation goes on to
+ * its verdict without waiting for it. */
+static void *restorer_main(void *arg) {
+  run_t *r = arg;
+
+  fzip_error_clear(&r->restore_error);
+  r->restore_ok = restore_all(r, &r->restore_error);
+  if (!r->restore_ok)
+    import_feed_abandon(r->feed);
+  atomic_store(&r->restorer_done, true);
+  return NULL;
+}
+
+/* PROCESSING from here on, phase "validating": the import writes (pending)
+ * while the validation reads, so a cancel is the worker's to carry out
+ * with a rollback, and a job found PROCESSING after a crash is rolled
+ * back (recover). */
+static bool start_restore_beside(run_t *r, fzip_error_t *error) {
+  int rc;
+
+  if (!import_feed_new(&r->feed, feed_waiting, r, error) ||
+      !set_phase(r, S(PROCESSING), IMPORT_PHASE_VALIDATING, error) || !begin_writing(r, error))
+    return false;
+  r->as_read = false; /* stored_doc sanitizes: the validation has not named unknown fields yet */
+  atomic_store(&r->restorer_done, false);
+  if ((rc = pthread_create(&r->restorer, NULL, restorer_main, r)) != 0)
+    return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,
+                          "starting the restore thread: %s", strerror(rc));
+  r->restorer_started = true;
+  return true;
+}
+
+/* Ends the restore thread, halting it first unless it is to finish what
+ * it was fed; once. */
+static void join_restorer(run_t *r, bool halt) {
+  if (!r->restorer_started)
+    return;
+  if (halt)
+    import_feed_halt(r->feed);
+  pthread_join(r->restorer, NULL);
+  r->restorer_started = false;
+}
+
+/* The validation passed: the restore thread finishes what it was fed
+ * while this one keeps the lease and shows the progress. */
+static bool wait_restorer(run_t *r, fzip_error_t *error) {
+  while (!atomic_load(&r->restorer_done)) {
+    fzip_sleep_ms(RESTORER_POLL_MS);
+    if (!save_restore_progress(r) || on_cancel(r)) {
+      stop_cause(r, error);
+      join_restorer(r, true);
+      return false;
+    }
+  }
+  join_restorer(r, false);
+  if (!r->restore_ok) {
+    *error = r->restore_error;
+    return false;
+  }
+  return true;
+}
+
+/* The validation's verdict, with the restore beside it: a refused package
+ * is rolled back and ends VALIDATION_FAILED as it would have without
+ * writing; a passed one waits for the restore, then goes on as usual. */
+static bool finish_beside(run_t *r, bool passed, fzip_error_t *error) {
+  fzip_error_t err;
+
+  fzip_error_clear(&err);
+  if (!passed) {
+    join_restorer(r, true);
+    return roll_back_and_end(r, S(VALIDATION_FAILED), &r->save_error, error);
+  }
+  r->job->progress = job_progress_clamp(r->job->progress, 30);
+  if (!set_phase(r, S(PROCESSING), IMPORT_PHASE_RESTORING, &err) || !wait_restorer(r, &err)) {
+    join_restorer(r, true);
+    if (!fzip_error_is_set(&err))
+      err = r->save_error;
+    return stopped_restoring(r, &err, error);
+  }
+  return after_restore(r, error);
+}
+
 /* Validation and, unless validate-only, the restore. */
 static bool run_job(run_t *r, fzip_error_t *error) {
   fzip_error_t err;
@@ -1145,6 +1405,10 @@ static bool run_job(run_t *r, fzip_error_t *error) {
     job_stop_t why;
     if (!fzip_error_is_set(&err))
       err = r->save_error;
+    if (r->began) { /* the restore beside it may have written */
+      join_restorer(r, true);
+      return stopped_restoring(r, &err, error);
+    }
     why = job_ctx_stop_reason(r->jctx, &err);
     if (why == JOB_STOP_LEAVE) {
       *error = err;
@@ -1153,6 +1417,8 @@ static bool run_job(run_t *r, fzip_error_t *error) {
     r->stop = false;
     return fail_job(r, why == JOB_STOP_CANCEL ? S(CANCELLED) : S(FAILED), &err, error);
   }
+  if (r->began)
+    return finish_beside(r, passed, error);
   if (!passed)
     return fail_job(r, S(VALIDATION_FAILED), &r->save_error, error);
   if (r->job->validate_only)
@@ -1251,6 +1517,7 @@ bool import_run(job_ctx_t *jctx, void *data, fzip_error_t *error) {
   }
   ok = run_job(r, error);
 out:
+  join_restorer(r, true); /* ended on every path above; this is the backstop */
   if (r->path[0])
     unlink(r->path);
   if (msg)
@@ -1258,6 +1525,7 @@ out:
   import_diff_destroy(r->diff);
   import_map_destroy(r->map);
   pkg_spool_destroy(r->spool);
+  import_feed_destroy(r->feed);
   free(r);
   return ok;
 }

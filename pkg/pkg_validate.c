@@ -1425,7 +1425,7 @@ static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
     goto done;
   while (pkgr_entities_next(it, &doc, &serr)) {
     if (!check_entity(v, doc, error) ||
-        (v->opt->spool && !pkg_spool_put(v->opt->spool, kind, doc, error)))
+        (v->opt->sink && !v->opt->sink(v->opt->sink_ctx, kind, doc, error)))
       goto done;
     v->entities_done++;
     if (!tick(v, fzip_kind_info(kind)->name, false, error))

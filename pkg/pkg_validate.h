@@ -60,7 +60,6 @@
 #include "fzip_error.h"
 #include "pkg_limits.h"
 #include "pkg_reader.h"
-#include "pkg_spool.h"
 
 #define PKGV_ISSUES_MAX 500          /* issues kept in a result; issues_total counts all */
 #define PKGV_CONFLICT_IDS_MAX 100    /* conflicting ids kept in a result */
@@ -230,6 +229,10 @@ typedef bool (*pkgv_cancel_fn)(void *ctx); /* true stops with FZIP_ERR_CANCELLED
 typedef bool (*pkgv_exists_fn)(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kind,
                                const char *const *ids, size_t n, fzip_error_t *error);
 
+/* Receives one entity of the package (pkgv_options_t.sink). */
+typedef bool (*pkgv_sink_fn)(void *ctx, fzip_kind_t kind, const bson_t *doc,
+                             fzip_error_t *error);
+
 /* Asked once per kind before its entities are read, with exists_ctx:
  * *any = whether the importing user has any entity of `kind`.  When it has
  * none, every id of the kind counts as created without an exists call (or
@@ -256,11 +259,14 @@ typedef struct {
   /* For tests: ids per sorted run, 0 (and at most): PKG_IDRUN_RUN_MAX;
    * small values make a small package span several runs. */
   size_t id_run_max;
-  /* NULL, or every entity of the package is put there as read (kind by
-   * kind, package order, whatever its verdict), for a restore that
-   * follows a passed validation to read instead of the package
-   * (pkg_spool.h); the caller's, empty. */
-  pkg_spool_t *spool;
+  /* NULL, or called with every entity of the package as read (kind by
+   * kind in ascending order, package order within a kind, whatever its
+   * verdict) and sink_ctx: the import keeps them in a spool for a restore
+   * that follows a passed validation (pkg_spool_put), or hands them to a
+   * restore running beside it (import_feed_put).  False with *error set
+   * stops the validation. */
+  pkgv_sink_fn sink;
+  void *sink_ctx;
 } pkgv_options_t;
 
 /* Validates the package at `path`.  Returns true when validation ran to a

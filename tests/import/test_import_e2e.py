@@ -590,6 +590,73 @@ def content(c):
     return out
 
 
+def duplicate_last_transaction_id(parsed):
+    """The last transaction takes the first one's id: the validator finds
+    the duplicate only at the end of the kind (ids out of order go
+    through its sorted runs), after the restore beside it has written."""
+    txns = parsed["data/transactions.json"]["transactions"]
+    txns[-1]["transactionId"] = txns[0]["transactionId"]
+
+
+def empty_summary(c):
+    s = c.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=c.md).summary
+    return (s.accounts_count, s.transactions_count, s.categories_count, s.file_maps_count,
+            s.transaction_files_count) == (0, 0, 0, 0, 0)
+
+
+def test_package_refused_late_into_an_empty_user_is_rolled_back(w):
+    # Into a user with no data the restore runs beside the validation
+    # (docs/IMPORT.md "Restoring while validating"): a package refused at
+    # its last transaction has been written in part (pending), and the
+    # job ends VALIDATION_FAILED with the validator's verdict only after
+    # the rollback.  The restore's own refusal of the duplicate id (the
+    # store's) is not what the client reads.
+    bad = rewrite_package(w.package, duplicate_last_transaction_id)
+    c = w.fresh("late")
+    job = import_package(c, bad)
+    check(job.status == jpb.IMPORT_STATUS_VALIDATION_FAILED,
+          "ended %s: %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
+    errors = [i for i in job.validation.issues if i.severity == jpb.ValidationIssue.SEVERITY_ERROR]
+    check(errors and errors[0].rule == "id.duplicate", "first error %r" % (errors[:1],))
+    check(any(e.type == "rolled_back" for e in job.events),
+          "no rollback event: the restore did not run beside the validation")
+    check(empty_summary(c), "a refused package left data behind")
+    # Nothing pending is left either: the good package goes in whole.
+    job = import_package(c, w.package)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "then: %s" % job.error.message)
+    check(kind_counts(job, "created")["ENTITY_KIND_TRANSACTIONS"] == n(2500),
+          "then created %r" % kind_counts(job, "created"))
+
+
+def test_cancel_while_restoring_beside_the_validation_rolls_back(w):
+    # The restore beside the validation is held at its second write; the
+    # validation fills the feed and waits (keeping the lease), or ends and
+    # waits for the restore.  A cancel stops both, and the rollback leaves
+    # the user as empty as before.
+    hold = hold_second_write()
+    with Fzipd(store=own_store("beside"), env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
+        c = Client(srv, unique_user("beside"))
+        job = upload(c, w.package)
+        held = wait_processing(c, job.import_id)
+        # The restore after a validation names its kind ("restoring_accounts").
+        check(held.current_phase in ("validating", "restoring"),
+              "not restoring beside the validation: phase %r" % held.current_phase)
+        c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
+        hold.release()
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_CANCELLED,
+              "ended %s: %s" % (jpb.ImportStatus.Name(final.status), final.error.message))
+        check(any(e.type == "rolled_back" for e in final.events), "no rollback event")
+        check(empty_summary(c), "a cancelled import left data behind")
+        c.imp.StartImport(ipb.StartImportRequest(
+            import_id=job.import_id, merge_strategy=jpb.MERGE_STRATEGY_FAIL_ON_CONFLICT),
+            metadata=c.md)
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_COMPLETED,
+              "restarted, ended %s: %s" % (jpb.ImportStatus.Name(final.status),
+                                           final.error.message))
+
+
 # The lease of the first server in the tests below: long enough that no
 # other replica on a shared MongoDB takes a job over while FerretDB is slow,
 # short enough that the next server takes it over soon after a SIGKILL.
@@ -720,6 +787,8 @@ def main():
             checks.run(t, w)
         for t in [test_store_failure_mid_restore_rolls_back,
                   test_cancel_mid_restore_rolls_back,
+                  test_package_refused_late_into_an_empty_user_is_rolled_back,
+                  test_cancel_while_restoring_beside_the_validation_rolls_back,
                   test_killed_server_is_rolled_back_by_the_next_one,
                   test_readers_never_see_an_uncommitted_import,
                   test_full_store_mid_import_ends_failed_with_data_restored,

@@ -45,14 +45,15 @@ static const worker_path_t export_paths[] = {
 /* import/import_run.c: StartImport makes it VALIDATING; validation saves
  * VALIDATING, ends it (passed, failed, FAILED, CANCELLED) or goes on to
  * PROCESSING, which saves PROCESSING and ends COMPLETED, FAILED or
- * CANCELLED; a FAILED job whose cleanup is pending ends FAILED again. */
+ * CANCELLED, or VALIDATION_FAILED when the restore ran beside the
+ * validation; a FAILED job whose cleanup is pending ends FAILED again. */
 static const worker_path_t import_paths[] = {
     {"import validation", {IMP(VALIDATING)}, 1,
      {IMP(VALIDATING), IMP(VALIDATION_PASSED), IMP(VALIDATION_FAILED), IMP(PROCESSING),
       IMP(FAILED), IMP(CANCELLED)},
      6},
     {"import restore (or recovered)", {IMP(PROCESSING)}, 1,
-     {IMP(PROCESSING), IMP(COMPLETED), IMP(FAILED), IMP(CANCELLED)}, 4},
+     {IMP(PROCESSING), IMP(COMPLETED), IMP(FAILED), IMP(CANCELLED), IMP(VALIDATION_FAILED)}, 5},
     {"import cleanup retried", {IMP(FAILED)}, 1, {IMP(FAILED)}, 1},
     {"import undo", {IMP(UNDOING)}, 1, {IMP(UNDOING), IMP(UNDONE), IMP(COMPLETED)}, 3},
 };
