@@ -558,12 +558,27 @@ static void first_error(char *out, size_t cap, const pkgv_result_t *res) {
   snprintf(out, cap, "validation failed");
 }
 
-static bool spool_sink(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
+/* The spool keeps entities as read: the restore after the validation
+ * knows whether any had an unknown field (r->as_read). */
+static bool spool_sink(void *ctx, fzip_kind_t kind, const bson_t *doc, bool known_only,
+                       fzip_error_t *error) {
+  (void)known_only;
   return pkg_spool_put(ctx, kind, doc, error);
 }
 
-static bool feed_sink(void *ctx, fzip_kind_t kind, const bson_t *doc, fzip_error_t *error) {
-  return import_feed_put(ctx, kind, doc, error);
+/* The feed carries entities as they are stored: sanitized here, on the
+ * validation's thread, which waits for the restore anyway, when they
+ * have fields format 1.0 does not define (rare: most go as read). */
+static bool feed_sink(void *ctx, fzip_kind_t kind, const bson_t *doc, bool known_only,
+                      fzip_error_t *error) {
+  bson_t known = BSON_INITIALIZER;
+  bool ok;
+
+  if (known_only)
+    return import_feed_put(ctx, kind, doc, error);
+  ok = pkgv_entity_sanitize(&known, kind, doc, error) && import_feed_put(ctx, kind, &known, error);
+  bson_destroy(&known);
+  return ok;
 }
 
 static bool restore_beside(run_t *r, const pkgv_options_t *o, bool *yes, fzip_error_t *error);
@@ -662,7 +677,7 @@ static bool validate(run_t *r, bool *passed, fzip_error_t *error) {
     fzip_error_oom(error, NULL);
     goto done;
   }
-  /* Beside the validation the restore stores every entity sanitized, and
+  /* Beside the validation the feed carried every entity sanitized, and
    * the map (no options) has no use for the references. */
   if (!r->feed) {
     import_map_take_refs(r->map, res);
@@ -1331,7 +1346,7 @@ static bool start_restore_beside(run_t *r, fzip_error_t *error) {
   if (!import_feed_new(&r->feed, feed_waiting, r, error) ||
       !set_phase(r, S(PROCESSING), IMPORT_PHASE_VALIDATING, error) || !begin_writing(r, error))
     return false;
-  r->as_read = false; /* stored_doc sanitizes: the validation has not named unknown fields yet */
+  r->as_read = true; /* feed_sink sanitized what needed it */
   atomic_store(&r->restorer_done, false);
   if ((rc = pthread_create(&r->restorer, NULL, restorer_main, r)) != 0)
     return fzip_error_set(error, FZIP_DOMAIN_SYS, FZIP_ERR_RESOURCE_EXHAUSTED,

@@ -1424,8 +1424,10 @@ static bool validate_kind(vctx_t *v, fzip_kind_t kind, fzip_error_t *error) {
       !pkgr_entities_open(&it, v->r, kind, error))
     goto done;
   while (pkgr_entities_next(it, &doc, &serr)) {
+    uint64_t unknown = v->res->unknown_fields;
     if (!check_entity(v, doc, error) ||
-        (v->opt->sink && !v->opt->sink(v->opt->sink_ctx, kind, doc, error)))
+        (v->opt->sink && !v->opt->sink(v->opt->sink_ctx, kind, doc,
+                                       v->res->unknown_fields == unknown, error)))
       goto done;
     v->entities_done++;
     if (!tick(v, fzip_kind_info(kind)->name, false, error))

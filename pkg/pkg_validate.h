@@ -229,8 +229,10 @@ typedef bool (*pkgv_cancel_fn)(void *ctx); /* true stops with FZIP_ERR_CANCELLED
 typedef bool (*pkgv_exists_fn)(void *ctx, bool *exists, bson_t **docs, fzip_kind_t kind,
                                const char *const *ids, size_t n, fzip_error_t *error);
 
-/* Receives one entity of the package (pkgv_options_t.sink). */
-typedef bool (*pkgv_sink_fn)(void *ctx, fzip_kind_t kind, const bson_t *doc,
+/* Receives one entity of the package (pkgv_options_t.sink); known_only:
+ * the validation found no field in it that format 1.0 does not define, so
+ * pkgv_entity_sanitize would return it unchanged. */
+typedef bool (*pkgv_sink_fn)(void *ctx, fzip_kind_t kind, const bson_t *doc, bool known_only,
                              fzip_error_t *error);
 
 /* Asked once per kind before its entities are read, with exists_ctx:
