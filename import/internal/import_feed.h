@@ -42,8 +42,10 @@
 #include "fzip_entity.h"
 #include "fzip_error.h"
 
-#define IMPORT_FEED_CHUNK (256u * 1024) /* bytes of documents per chunk */
-#define IMPORT_FEED_CHUNKS 4u            /* chunks published and not read yet, at most */
+/* 640 KiB in all, enough that the restore finds a batch's worth (1,000
+ * transactions, ~350 KiB) waiting after each write of one. */
+#define IMPORT_FEED_CHUNK (128u * 1024) /* bytes of documents per chunk */
+#define IMPORT_FEED_CHUNKS 3u            /* chunks published and not read yet, at most */
 #define IMPORT_FEED_TICK_MS 250          /* a waiting writer's calls of its wait function */
 
 typedef struct import_feed import_feed_t;
