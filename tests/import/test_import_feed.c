@@ -153,12 +153,14 @@ static void test_a_halt_stops_a_waiting_reader_and_one_with_documents_left(void)
   CHECK(import_feed_halted(f));
   import_feed_destroy(f);
 
-  /* Closed with two chunks unread, then halted: the reader stops at the
-   * chunk it holds. */
+  /* Closed with chunks unread (fewer than fill it: nobody reads while
+   * this thread puts), then halted: the reader stops at the chunk it
+   * holds. */
   CHECK_OK(import_feed_new(&f, NULL, NULL, &err), err);
-  for (unsigned n = 0; n < 2000; n++) {
+  for (unsigned n = 0, bytes = 0; bytes < (IMPORT_FEED_CHUNKS - 1) * IMPORT_FEED_CHUNK; n++) {
     doc_of(&doc, 0, n);
     CHECK_OK(import_feed_put(f, (fzip_kind_t)0, &doc, &err), err);
+    bytes += doc.len;
     bson_destroy(&doc);
   }
   CHECK_OK(import_feed_close(f, &err), err);
