@@ -281,6 +281,17 @@ bool import_feed_next(import_feed_t *f, fzip_kind_t kind, const bson_t **doc,
   return true;
 }
 
+bool import_feed_ready(import_feed_t *f) {
+  bool ready;
+
+  if (f->reading && f->pos < f->reading->len)
+    return true;
+  pthread_mutex_lock(&f->mu);
+  ready = f->n > 0 || f->closed;
+  pthread_mutex_unlock(&f->mu);
+  return ready;
+}
+
 void import_feed_abandon(import_feed_t *f) {
   pthread_mutex_lock(&f->mu);
   f->abandoned = true;

@@ -87,6 +87,12 @@ void import_feed_halt(import_feed_t *f);
 bool import_feed_next(import_feed_t *f, fzip_kind_t kind, const bson_t **doc,
                       fzip_error_t *error);
 
+/* Reader: whether import_feed_next would return without waiting (a
+ * document, or an end, is there).  The restore writes the batch it holds
+ * rather than wait with it half full: the validation refills the feed
+ * meanwhile. */
+bool import_feed_ready(import_feed_t *f);
+
 /* Reader: it stops reading; the writer's waiting put (and every later
  * one) returns at once, dropping its document. */
 void import_feed_abandon(import_feed_t *f);

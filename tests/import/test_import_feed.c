@@ -2,7 +2,8 @@
  * Tests for import_feed, the hand-off from the import's validation to a
  * restore running beside it: documents cross threads per kind, in order
  * and byte for byte (one larger than a chunk too); a writer ahead of its
- * reader waits with a bounded number of bytes in flight; a halt stops a
+ * reader waits with a bounded number of bytes in flight; ready says
+ * whether the reader would wait; a halt stops a
  * waiting or a reading reader with ABORTED; an abandon releases a waiting
  * writer and drops what follows; a lower kind or a put after the end is
  * refused.
@@ -187,6 +188,30 @@ static void test_an_abandon_releases_a_waiting_writer_and_drops_what_follows(voi
   import_feed_destroy(w.feed);
 }
 
+static void test_ready_says_whether_the_next_call_would_wait(void) {
+  fzip_error_t err = {0};
+  import_feed_t *f = NULL;
+  const bson_t *got;
+  bson_t doc;
+
+  CHECK_OK(import_feed_new(&f, NULL, NULL, &err), err);
+  CHECK(!import_feed_ready(f));
+  doc_of(&doc, 0, 1);
+  CHECK_OK(import_feed_put(f, (fzip_kind_t)0, &doc, &err), err);
+  CHECK(!import_feed_ready(f)); /* in the chunk being filled: not published */
+  CHECK_OK(import_feed_put(f, (fzip_kind_t)1, &doc, &err), err); /* a new kind publishes */
+  CHECK(import_feed_ready(f));
+  CHECK_OK(import_feed_next(f, (fzip_kind_t)0, &got, &err), err);
+  CHECK(!import_feed_ready(f)); /* kind 1's document is still being filled */
+  CHECK_OK(import_feed_close(f, &err), err);
+  CHECK(import_feed_ready(f));
+  CHECK_OK(import_feed_next(f, (fzip_kind_t)1, &got, &err), err);
+  CHECK(import_feed_ready(f)); /* the end is there */
+  CHECK(!import_feed_next(f, (fzip_kind_t)1, &got, &err) && !fzip_error_is_set(&err));
+  import_feed_destroy(f);
+  bson_destroy(&doc);
+}
+
 static int waits_left;
 
 static bool give_up_on_the_third_call(void *ctx) {
@@ -227,6 +252,7 @@ int main(void) {
   RUN(test_a_writer_ahead_waits_with_bounded_bytes_in_flight);
   RUN(test_a_halt_stops_a_waiting_reader_and_one_with_documents_left);
   RUN(test_an_abandon_releases_a_waiting_writer_and_drops_what_follows);
+  RUN(test_ready_says_whether_the_next_call_would_wait);
   RUN(test_a_waiting_writer_asks_its_wait_function_and_gives_up_when_told);
   RUN(test_a_lower_kind_and_a_put_after_the_end_are_refused);
   return fzip_test_summary();
