@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "fzip_util.h"
+
 #define FEED_WHAT "import feed" /* names the feed in its errors */
 
 typedef struct {
@@ -64,7 +66,7 @@ bool import_feed_new(import_feed_t **out, import_feed_wait_fn waiting, void *wai
     free(f);
     return fzip_error_oom(error, FEED_WHAT);
   }
-  if (pthread_cond_init(&f->cond, NULL) != 0) {
+  if (fzip_cond_init_monotonic(&f->cond) != 0) { /* the waits' deadlines are monotonic */
     pthread_mutex_destroy(&f->mu);
     free(f);
     return fzip_error_oom(error, FEED_WHAT);
@@ -109,17 +111,6 @@ static chunk_t *chunk_get(import_feed_t *f, fzip_kind_t kind, size_t need) {
   return c;
 }
 
-/* *d = one tick from now (pthread_cond_timedwait's clock). */
-static void tick_deadline(struct timespec *d) {
-  clock_gettime(CLOCK_REALTIME, d);
-  d->tv_sec += IMPORT_FEED_TICK_MS / 1000;
-  d->tv_nsec += (long)(IMPORT_FEED_TICK_MS % 1000) * 1000000L;
-  if (d->tv_nsec >= 1000000000L) {
-    d->tv_sec++;
-    d->tv_nsec -= 1000000000L;
-  }
-}
-
 /* Waits (the lock held) for the reader until `deadline`, then, unlocked,
  * asks the wait function whether to go on; false: give up. */
 static bool wait_reader(import_feed_t *f, struct timespec *deadline) {
@@ -134,7 +125,7 @@ static bool wait_reader(import_feed_t *f, struct timespec *deadline) {
   pthread_mutex_unlock(&f->mu);
   go_on = f->waiting(f->wait_ctx);
   pthread_mutex_lock(&f->mu);
-  tick_deadline(deadline);
+  *deadline = fzip_monotonic_deadline(IMPORT_FEED_TICK_MS);
   return go_on;
 }
 
@@ -147,7 +138,7 @@ static bool publish(import_feed_t *f, fzip_error_t *error) {
   f->filling = NULL;
   if (!c)
     return true;
-  tick_deadline(&deadline);
+  deadline = fzip_monotonic_deadline(IMPORT_FEED_TICK_MS);
   pthread_mutex_lock(&f->mu);
   while (f->n == IMPORT_FEED_CHUNKS && !f->abandoned) {
     if (!wait_reader(f, &deadline)) {
