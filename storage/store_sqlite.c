@@ -561,8 +561,8 @@ static bool sq_connect(sqlite3 **out, sq_store_t *s, fzip_error_t *error) {
   int rc;
 
   pthread_once(&sq_library_once, sq_configure_library);
-  rc = sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                       NULL);
+  rc = sqlite3_open_v2(s->path, &db,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_UNAVAILABLE,
                    "sqlite: cannot open store file %s: %s", s->path,
