@@ -241,6 +241,12 @@ static bool next_chunk(import_feed_t *f, bool *halted) {
   return f->reading != NULL;
 }
 
+/* The one error a halt gives the reader, from next and from halted. */
+static bool halted_error(fzip_error_t *error) {
+  return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
+                        FEED_WHAT ": the validation stopped the restore");
+}
+
 bool import_feed_next(import_feed_t *f, fzip_kind_t kind, const bson_t **doc,
                       fzip_error_t *error) {
   bool halted = false;
@@ -256,8 +262,7 @@ bool import_feed_next(import_feed_t *f, fzip_kind_t kind, const bson_t **doc,
     }
     if (!next_chunk(f, &halted)) {
       if (halted)
-        return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
-                              FEED_WHAT ": the validation stopped the restore");
+        halted_error(error);
       return false;
     }
   }
@@ -290,10 +295,12 @@ void import_feed_abandon(import_feed_t *f) {
   pthread_mutex_unlock(&f->mu);
 }
 
-bool import_feed_halted(import_feed_t *f) {
+bool import_feed_halted(import_feed_t *f, fzip_error_t *error) {
   bool h;
   pthread_mutex_lock(&f->mu);
   h = f->halted;
   pthread_mutex_unlock(&f->mu);
+  if (h)
+    halted_error(error);
   return h;
 }

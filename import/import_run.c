@@ -895,12 +895,8 @@ static bool name_own_blob(bson_t **doc, run_t *r, fzip_error_t *error) {
  * shutdown or a lost lease that the job thread's saves met, or, beside
  * the validation, the validation halting it. */
 static bool restore_stopped(run_t *r, fzip_error_t *error) {
-  if (r->feed) {
-    if (!import_feed_halted(r->feed))
-      return false;
-    return fzip_error_set(error, FZIP_DOMAIN_JOB, FZIP_ERR_ABORTED,
-                          "the validation stopped the restore");
-  }
+  if (r->feed)
+    return import_feed_halted(r->feed, error);
   if (!on_cancel(r))
     return false;
   stop_cause(r, error);

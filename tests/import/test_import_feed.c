@@ -147,11 +147,11 @@ static void test_a_halt_stops_a_waiting_reader_and_one_with_documents_left(void)
   CHECK_OK(import_feed_new(&f, NULL, NULL, &err), err);
   rd.feed = f;
   CHECK(pthread_create(&t, NULL, read_kind_0, &rd) == 0);
-  CHECK(!import_feed_halted(f));
+  CHECK(!import_feed_halted(f, &err) && !fzip_error_is_set(&err));
   import_feed_halt(f);
   pthread_join(t, NULL);
   CHECK(rd.got_end && rd.err.code == FZIP_ERR_ABORTED);
-  CHECK(import_feed_halted(f));
+  CHECK(import_feed_halted(f, &err) && err.code == FZIP_ERR_ABORTED);
   import_feed_destroy(f);
 
   /* Closed with chunks unread (fewer than fill it: nobody reads while
@@ -228,7 +228,7 @@ static void test_a_waiting_writer_asks_its_wait_function_and_gives_up_when_told(
   write_all(&w); /* this thread: nobody reads */
   CHECK(!w.ok && w.err.code == FZIP_ERR_CANCELLED);
   CHECK(waits_left == 0);
-  CHECK(import_feed_halted(w.feed)); /* write_all halted it for its reader */
+  CHECK(import_feed_halted(w.feed, &err)); /* write_all halted it for its reader */
   import_feed_destroy(w.feed);
 }
 
