@@ -3098,13 +3098,22 @@ static long proc_status_kb(const char *key) {
   return v;
 }
 
-/* A blob past the blob file's WAL interval (64 MiB) is copied into the
- * file by the store's checkpointer thread, with no further commit: the
- * file grows to hold it.  80 MiB stays under the WAL bound at which the
- * committing thread would checkpoint itself (4 intervals), so the file
- * stays small if the thread never runs. */
+/* A blob past the blob file's WAL interval (64 MiB of WAL) has that
+ * interval copied into the file by the store's checkpointer thread, with
+ * no further commit: the file grows.  80 MiB stays under the WAL bound at
+ * which the committing thread would checkpoint itself (4 intervals), so
+ * the file stays under 1 MiB if the thread never runs.
+ *
+ * Only the interval: each 255 KiB chunk's commit writes 4 overflow pages
+ * and, again, the b-tree and header pages it touched, so 64 MiB of WAL
+ * holds ~37 MiB of the blob (36.7-38.4 MiB copied, measured).  The rest,
+ * under one interval, stays in the WAL until the next writes (by design:
+ * a larger WAL would save no copying).  Whether the blob's last commits
+ * bring a second interval past the first copy depends on how late the
+ * thread ran; the test once asked for 60 MiB, which needs that second
+ * copy, and failed in CI (38,469,632 bytes after 30 s). */
 #define CKPT_BLOB_BYTES (80u * 1024 * 1024)
-#define CKPT_FILE_MIN (60u * 1024 * 1024)
+#define CKPT_FILE_MIN (32u * 1024 * 1024)
 #define CKPT_WAIT_MS 30000
 static void test_sqlite_blob_wal_is_checkpointed_beside_the_writer(void) {
   store_t *s = NULL;
