@@ -12,7 +12,8 @@
  * is at a known point and let it go on when it is done: a timed delay
  * leaves a window a loaded machine can miss.  Production code
  * calls fzip_failpoint() at the few places where the import's
- * all-or-nothing promise must be proven under failure (docs/IMPORT.md);
+ * all-or-nothing promise must be proven under failure (docs/IMPORT.md),
+ * or where a test holds a run to watch it mid-way;
  * with the variable unset it costs one relaxed atomic load.
  */
 #ifndef FZIP_FAILPOINT_H

@@ -177,6 +177,7 @@ typedef struct {
   uint64_t items_total;
   fzip_error_t save_error;
   bool stop;                  /* a save failed: stop at the next check */
+  char validate_phase[32];    /* the last pkgv_progress_t phase (on_validate_progress) */
   int64_t files_restored, file_bytes_restored;
   uint64_t created[FZIP_KIND_COUNT], overwritten[FZIP_KIND_COUNT], skipped[FZIP_KIND_COUNT];
   import_diff_t *diff;        /* judges existing entities in the restore (import_diff.h) */
@@ -418,14 +419,27 @@ done:
 
 /* ---- validation ------------------------------------------------------- */
 
-static void on_validate_progress(void *ctx, const char *phase, uint64_t done) {
+/* The validation's share of the progress, 1-29 over the entities read
+ * out of the manifest's count, and the job's items_total from the
+ * manifest until the validation has counted (validate).  Saved at once
+ * at each phase and kind, else every JOB_SAVE_INTERVAL_MS. */
+static void on_validate_progress(void *ctx, const pkgv_progress_t *p) {
   run_t *r = ctx;
-  if (r->items_total > 0)
+  uint64_t done = p->entities_done, declared = p->entities_declared;
+  fzip_error_t ignored = {0};
+  bool phase_changed = strcmp(p->phase, r->validate_phase) != 0;
+
+  if (declared > 0)
     r->job->progress = job_progress_clamp(
         r->job->progress,
-        1 + (int)(29.0 * (double)(done > r->items_total ? r->items_total : done) /
-                  (double)r->items_total));
-  save(r, false);
+        1 + (int)(29.0 * (double)(done > declared ? declared : done) / (double)declared));
+  r->items_total = declared > UINT64_MAX - p->files_declared ? UINT64_MAX
+                                                              : declared + p->files_declared;
+  if (phase_changed)
+    snprintf(r->validate_phase, sizeof r->validate_phase, "%s", p->phase);
+  save(r, phase_changed);
+  /* A test holds the validation here to watch it (tests/import). */
+  fzip_failpoint("import.validating", &ignored);
 }
 
 static bool on_cancel(void *ctx) {

@@ -1289,11 +1289,24 @@ static bool check_entity(vctx_t *v, const bson_t *doc, fzip_error_t *error) {
 
 /* ---- the passes ------------------------------------------------------- */
 
+static void report_progress(vctx_t *v, const char *phase) {
+  const pkgr_info_t *info = v->r ? pkgr_info(v->r) : NULL; /* NULL: not open yet */
+  pkgv_progress_t p = {.phase = phase, .entities_done = v->entities_done};
+  for (int k = 0; info && k < FZIP_KIND_COUNT; k++)
+    if (info->has_count[k]) /* saturating: a hostile manifest may declare anything */
+      p.entities_declared = info->count[k] > UINT64_MAX - p.entities_declared
+                                ? UINT64_MAX
+                                : p.entities_declared + info->count[k];
+  if (info && info->has_files_count)
+    p.files_declared = info->files_count;
+  v->opt->progress(v->opt->progress_ctx, &p);
+}
+
 static bool tick(vctx_t *v, const char *phase, bool force, fzip_error_t *error) {
   if (!force && v->entities_done % PKGV_PROGRESS_EVERY)
     return true;
   if (v->opt->progress)
-    v->opt->progress(v->opt->progress_ctx, phase, v->entities_done);
+    report_progress(v, phase);
   if (v->opt->cancelled && v->opt->cancelled(v->opt->cancel_ctx))
     return fzip_error_set(error, FZIP_DOMAIN_VALIDATION, FZIP_ERR_CANCELLED,
                           "validation cancelled");

@@ -214,9 +214,19 @@ typedef struct {
 
 void pkgv_result_destroy(pkgv_result_t *result); /* accepts NULL */
 
-/* Called every PKGV_PROGRESS_EVERY entities and at each kind; `phase` is
- * "archive", a kind name, "files" or "references". */
-typedef void (*pkgv_progress_fn)(void *ctx, const char *phase, uint64_t entities_done);
+/* What a progress call reports.  The declared figures are the manifest's
+ * data_summary counts (0 where it gives none): untrusted, for a progress
+ * bar until the validation has counted; a package whose data differs
+ * from them is refused (rule manifest.count). */
+typedef struct {
+  const char *phase;          /* "archive", a kind name, "files" or "references" */
+  uint64_t entities_done;     /* entities read so far, every kind */
+  uint64_t entities_declared; /* the manifest's entity counts, summed */
+  uint64_t files_declared;    /* the manifest's files_count */
+} pkgv_progress_t;
+
+/* Called every PKGV_PROGRESS_EVERY entities and at each phase and kind. */
+typedef void (*pkgv_progress_fn)(void *ctx, const pkgv_progress_t *progress);
 typedef bool (*pkgv_cancel_fn)(void *ctx); /* true stops with FZIP_ERR_CANCELLED */
 
 /* The conflict step's question: exists[i] = whether the importing user

@@ -657,6 +657,35 @@ def test_cancel_while_restoring_beside_the_validation_rolls_back(w):
                                            final.error.message))
 
 
+def test_validation_shows_its_total_and_progress_before_it_has_counted(w):
+    # A client watching a large import sees how much there is and that the
+    # validation has begun, not 0 of 0 until the validation has counted:
+    # the job's items_total comes from the manifest's counts as soon as
+    # the validation has read it.  The validation is held at its second
+    # progress call (the first, "archive", comes before the manifest).
+    hold = Hold("import.validating", from_hit=2)
+    with Fzipd(store=own_store("vprog"), env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
+        c = Client(srv, unique_user("vprog"))
+        job = upload(c, w.package)
+        deadline = time.monotonic() + 60
+        held = get_import(c, job.import_id)
+        while time.monotonic() < deadline and held.items_total == 0:
+            check(held.status not in (jpb.IMPORT_STATUS_COMPLETED, jpb.IMPORT_STATUS_FAILED),
+                  "import ended before its validation was held: %s" % held.error.message)
+            time.sleep(0.05)
+            held = get_import(c, job.import_id)
+        check(held.current_phase == "validating" and 1 <= held.progress <= 29,
+              "held: phase %r, progress %d" % (held.current_phase, held.progress))
+        hold.release()
+        final = watch_import(c, job.import_id)
+        check(final.status == jpb.IMPORT_STATUS_COMPLETED and final.progress == 100,
+              "ended %s, progress %d: %s" % (jpb.ImportStatus.Name(final.status),
+                                             final.progress, final.error.message))
+        check(held.items_total == final.items_total == final.items_done,
+              "items_total %d while validating, %d counted, %d done" % (
+                  held.items_total, final.items_total, final.items_done))
+
+
 # The lease of the first server in the tests below: long enough that no
 # other replica on a shared MongoDB takes a job over while FerretDB is slow,
 # short enough that the next server takes it over soon after a SIGKILL.
@@ -789,6 +818,7 @@ def main():
                   test_cancel_mid_restore_rolls_back,
                   test_package_refused_late_into_an_empty_user_is_rolled_back,
                   test_cancel_while_restoring_beside_the_validation_rolls_back,
+                  test_validation_shows_its_total_and_progress_before_it_has_counted,
                   test_killed_server_is_rolled_back_by_the_next_one,
                   test_readers_never_see_an_uncommitted_import,
                   test_full_store_mid_import_ends_failed_with_data_restored,

@@ -504,6 +504,71 @@ static void test_writer_package_from_seeded_store_validates_clean(void) {
   CHECK(ok);
 }
 
+/* What the progress calls of one validation saw. */
+typedef struct {
+  size_t calls, moving; /* moving: calls with 0 < done < declared */
+  bool backwards, wrong_declared;
+  uint64_t last_done, first_declared, entities_declared, files_declared;
+  char first_phase[32];
+} progress_seen_t;
+
+static void on_progress(void *ctx, const pkgv_progress_t *p) {
+  progress_seen_t *seen = ctx;
+  if (seen->calls++ == 0) {
+    snprintf(seen->first_phase, sizeof seen->first_phase, "%s", p->phase);
+    seen->first_declared = p->entities_declared;
+  } else if (seen->entities_declared == 0) {
+    seen->entities_declared = p->entities_declared;
+    seen->files_declared = p->files_declared;
+  } else if (p->entities_declared != seen->entities_declared ||
+             p->files_declared != seen->files_declared) {
+    seen->wrong_declared = true;
+  }
+  seen->backwards |= p->entities_done < seen->last_done;
+  seen->last_done = p->entities_done;
+  if (p->entities_done > 0 && p->entities_done < p->entities_declared)
+    seen->moving++;
+}
+
+/* A progress bar needs its end before the validation has counted: every
+ * call after the first (the archive's, before the manifest is read)
+ * carries the manifest's entity and file counts, which for a package
+ * that passes are what the validation counted, and the entities read
+ * rise to their sum. */
+static void test_progress_reports_the_manifests_counts_as_entities_are_read(void) {
+  fzip_error_t err = {0};
+  pkgv_result_t *res = NULL;
+  pkgv_options_t opt = {0};
+  progress_seen_t seen = {0};
+  seed_stats_t st;
+  char path[PATH_LEN];
+  uint64_t counted = 0;
+
+  fmt_path(path, "%s/progress.fzip", tmp_dir);
+  CHECK_OK(seeded_package(&st, "progress", 2500, path, &err), err);
+  opt.progress = on_progress;
+  opt.progress_ctx = &seen;
+  CHECK_OK(pkgv_validate(&res, path, &opt, &err), err);
+  for (int k = 0; k < FZIP_KIND_COUNT; k++)
+    counted += res->counts[k].in_package;
+  bool ok = res->passed && strcmp(seen.first_phase, "archive") == 0 &&
+            seen.first_declared == 0 && !seen.wrong_declared && !seen.backwards &&
+            seen.entities_declared == counted && counted > 2500 &&
+            seen.files_declared == res->files_in_package && st.files > 0 &&
+            seen.last_done == counted && seen.moving >= 2;
+  if (!ok) {
+    fprintf(stderr, "  calls=%zu moving=%zu backwards=%d wrong_declared=%d first=%s/%llu "
+                    "declared=%llu/%llu counted=%llu/%llu last_done=%llu\n",
+            seen.calls, seen.moving, seen.backwards, seen.wrong_declared, seen.first_phase,
+            (unsigned long long)seen.first_declared, (unsigned long long)seen.entities_declared,
+            (unsigned long long)seen.files_declared, (unsigned long long)counted,
+            (unsigned long long)res->files_in_package, (unsigned long long)seen.last_done);
+    dump(res, stderr);
+  }
+  pkgv_result_destroy(res);
+  CHECK(ok);
+}
+
 /* Where the stored bytes of entry `name` begin in the zip at `path` (its
  * local header read by hand), and how many there are; false if absent. */
 static bool entry_data_span(long *off, uint64_t *len, const char *path, const char *name) {
@@ -1169,6 +1234,7 @@ int main(int argc, char **argv) {
     RUN(test_unknown_entity_fields_are_warned_and_never_stored);
     RUN(test_design_flavour_file_checked_against_its_record);
     RUN(test_writer_package_from_seeded_store_validates_clean);
+    RUN(test_progress_reports_the_manifests_counts_as_entities_are_read);
     RUN(test_large_entry_read_ahead_validates_and_reports_damage);
     RUN(test_conflict_preview_under_each_strategy);
     RUN(test_exists_callback_decides_conflicts_and_preview);
