@@ -209,8 +209,11 @@ def targets(runs):
                                "raw gRPC C-core streaming floor"),
                               ("upload", "blob_write_floor", "upload >= 0.8x of blob write")]:
         a, b = get(big, key, "mib_per_s"), get(big, floor, "mib_per_s")
+        rounds = len(get(big, key, "samples_mib_per_s") or []) or 1
         row("%s at %d" % (label, big["transactions"]),
-            "%s (%s vs %s MiB/s)" % (fmt_ratio(a, b), a, b), a / b >= 0.8 if a and b else None)
+            "%s (%s vs %s MiB/s, %s)" % (fmt_ratio(a, b), a, b,
+                                         "medians of %d" % rounds if rounds > 1 else "one transfer"),
+            a / b >= 0.8 if a and b else None)
     for key, label, floor_key, floor in [("export", "export", "export_floor", "floor2_s"),
                                          ("import_empty", "import", "import_floor", "floor_s")]:
         a, b = job_seconds(mid.get(key)), job_seconds(big.get(key))
