@@ -262,18 +262,27 @@ static bool finish(run_t *r, int status, const char *event, const char *message,
   return ok;
 }
 
-static bool fail_job(run_t *r, int status, const fzip_error_t *err, fzip_error_t *error) {
+/* Ends the job with `err`, which happened in `phase` (NULL: the current
+ * one; a rollback names the phase it undid, not its own). */
+static bool fail_job_in(run_t *r, int status, const fzip_error_t *err, const char *phase,
+                        fzip_error_t *error) {
   char public[FZIP_ERROR_MESSAGE_MAX];
 
+  if (!phase)
+    phase = r->job->current_phase;
   /* The job keeps the client's message; the full one is logged here. */
   if (status != S(CANCELLED))
     fzip_log(FZIP_LOG_WARN, "import", "import failed", "import", r->job->import_id, "phase",
-             r->job->current_phase, "error", err->message, NULL);
-  if (!job_msg_set_error(&r->job->base, err, r->job->current_phase))
+             phase, "error", err->message, NULL);
+  if (!job_msg_set_error(&r->job->base, err, phase))
     return fzip_error_oom(error, NULL);
   return finish(r, status,
                 status == S(CANCELLED) ? "cancelled" : "failed",
                 job_public_message(public, sizeof public, err), error);
+}
+
+static bool fail_job(run_t *r, int status, const fzip_error_t *err, fzip_error_t *error) {
+  return fail_job_in(r, status, err, NULL, error);
 }
 
 /* ---- blobs of restored files ------------------------------------------ */
@@ -1181,14 +1190,16 @@ static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
 static bool roll_back_and_end(run_t *r, int status, const fzip_error_t *cause_in,
                               fzip_error_t *error) {
   fzip_error_t cause = *cause_in; /* it may be r->save_error, which the saves below reuse */
+  char failed_in[64];
 
+  snprintf(failed_in, sizeof failed_in, "%s", r->job->current_phase ? r->job->current_phase : "");
   r->stop = false; /* saves are needed again to finish */
   if (import_set_phase(r->job, IMPORT_PHASE_ROLLING_BACK))
     save(r, true);
   r->stop = false;
   if (!rollback(r, error))
     return fail_cleanup_pending(r, &cause, error, error);
-  return fail_job(r, status, &cause, error);
+  return fail_job_in(r, status, &cause, failed_in, error);
 }
 
 static bool abort_run(run_t *r, const fzip_error_t *cause, fzip_error_t *error) {

@@ -388,6 +388,8 @@ def test_store_failure_mid_restore_rolls_back(w):
         check(any(ln.get("request_id") == m.group(1) and "failpoint" in str(ln.get("error", ""))
                   for ln in log), "no log line under %s says what failed" % m.group(1))
         check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
+        # The error names the phase that failed, not the rollback after it.
+        check(job.error.phase.startswith("restoring_"), "error phase %r" % job.error.phase)
         check(state(c) == before, "a failed import changed the data")
 
 
@@ -620,6 +622,7 @@ def test_package_refused_late_into_an_empty_user_is_rolled_back(w):
     check(errors and errors[0].rule == "id.duplicate", "first error %r" % (errors[:1],))
     check(any(e.type == "rolled_back" for e in job.events),
           "no rollback event: the restore did not run beside the validation")
+    check(job.error.phase == "validating", "error phase %r" % job.error.phase)
     check(empty_summary(c), "a refused package left data behind")
     # Nothing pending is left either: the good package goes in whole.
     job = import_package(c, w.package)
