@@ -428,6 +428,16 @@ done:
 
 /* ---- validation ------------------------------------------------------- */
 
+/* entities + files, at most INT64_MAX (without overflow). */
+static uint64_t declared_total(uint64_t entities, uint64_t files) {
+  const uint64_t cap = (uint64_t)INT64_MAX;
+  if (entities > cap)
+    entities = cap;
+  if (files > cap)
+    files = cap;
+  return entities > cap - files ? cap : entities + files;
+}
+
 /* The validation's share of the progress, 1-29 over the entities read
  * out of the manifest's count, and the job's items_total from the
  * manifest until the validation has counted (validate).  Saved at once
@@ -442,8 +452,9 @@ static void on_validate_progress(void *ctx, const pkgv_progress_t *p) {
     r->job->progress = job_progress_clamp(
         r->job->progress,
         1 + (int)(29.0 * (double)(done > declared ? declared : done) / (double)declared));
-  r->items_total = declared > UINT64_MAX - p->files_declared ? UINT64_MAX
-                                                              : declared + p->files_declared;
+  /* Capped where the job's int64 field can show it: a hostile manifest
+   * may declare anything until the validation refuses it. */
+  r->items_total = declared_total(declared, p->files_declared);
   if (phase_changed)
     snprintf(r->validate_phase, sizeof r->validate_phase, "%s", p->phase);
   save(r, phase_changed);
