@@ -1168,7 +1168,7 @@ static bool restore_all(run_t *r, fzip_error_t *error) {
  * phase PHASE_CLEANUP_PENDING so the next claim, after the lease, retries
  * the rollback.  The import is still pending in the store, so readers see
  * none of it meanwhile.  Returns false: the run stopped early. */
-static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
+static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause, const char *phase,
                                  const fzip_error_t *rollback_error, fzip_error_t *error) {
   fzip_error_t err;
   char msg[FZIP_ERROR_MESSAGE_MAX], cause_msg[FZIP_ERROR_MESSAGE_MAX],
@@ -1182,7 +1182,7 @@ static bool fail_cleanup_pending(run_t *r, const fzip_error_t *cause,
   r->job->updated_at = r->job->completed_at = fzip_now_ms();
   fzip_error_clear(&err);
   if (!job_set_status(&r->job->base, &import_job_kind, S(FAILED), &err) ||
-      !job_msg_set_error(&r->job->base, cause, r->job->current_phase) ||
+      !job_msg_set_error(&r->job->base, cause, phase) ||
       !import_set_phase(r->job, IMPORT_PHASE_CLEANUP_PENDING) ||
       !job_msg_add_event(&r->job->base, "failed", msg, JOB_EVENTS_MAX) ||
       !job_ctx_save_job(r->jctx, &import_job_kind, &r->job->base, true, &err))
@@ -1209,7 +1209,7 @@ static bool roll_back_and_end(run_t *r, int status, const fzip_error_t *cause_in
     save(r, true);
   r->stop = false;
   if (!rollback(r, error))
-    return fail_cleanup_pending(r, &cause, error, error);
+    return fail_cleanup_pending(r, &cause, failed_in, error, error);
   return fail_job_in(r, status, &cause, failed_in, error);
 }
 

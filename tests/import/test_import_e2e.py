@@ -714,6 +714,7 @@ def test_failed_rollback_ends_failed_and_is_cleaned_up_later(w):
     check("not finished" in job.error.message or
           any("not finished" in e.message for e in job.events),
           "the client is not told the cleanup is pending: %r" % job.error.message)
+    check(job.error.phase.startswith("restoring_"), "error phase %r" % job.error.phase)
     check(state(c) == before, "a failed import with its rollback pending is visible")
     first.stop()
     try:
