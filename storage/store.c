@@ -1131,11 +1131,11 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
 
 /* The public writer: chunking and hashing happen here, once for every
  * backend, which only stores numbered chunks (store_backend.h).  Memory is
- * one chunk buffer whatever the blob's size. */
+ * one buffer of STORE_BLOB_BATCH bytes whatever the blob's size. */
 struct store_blob_writer {
   store_blob_upload_t *upload;
   char blob_id[STORE_BLOB_ID_MAX + 1];
-  uint8_t *buf; /* the chunk being filled, STORE_BLOB_CHUNK bytes */
+  uint8_t *buf; /* the chunks being filled, STORE_BLOB_BATCH bytes */
   size_t buf_len;
   int64_t next_chunk;
   uint64_t size;
@@ -1159,7 +1159,7 @@ bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_buck
     return false;
   w = bson_malloc0(sizeof *w);
   snprintf(w->blob_id, sizeof w->blob_id, "%s", blob_id);
-  w->buf = bson_malloc(STORE_BLOB_CHUNK);
+  w->buf = bson_malloc(STORE_BLOB_BATCH);
   w->sha = fzip_sha256_new();
   if (!w->sha) {
     store_blob_writer_destroy(w);
@@ -1188,19 +1188,19 @@ static bool not_committed(const store_blob_writer_t *w, fzip_error_t *error) {
   return true;
 }
 
-/* Hands the buffered chunk (if any) to the backend. */
+/* Hands the buffered chunks (if any) to the backend in one call. */
 static bool writer_flush(store_blob_writer_t *w, fzip_error_t *error) {
   if (w->buf_len == 0)
     return true;
   if (!fzip_failpoint("store.blob_chunk", error) ||
-      !counted(w->upload->vt, "blob_upload_chunk",
-               w->upload->vt->blob_upload_chunk(w->upload, w->next_chunk, w->buf, w->buf_len,
-                                                error),
+      !counted(w->upload->vt, "blob_upload_chunks",
+               w->upload->vt->blob_upload_chunks(w->upload, w->next_chunk, w->buf, w->buf_len,
+                                                 error),
                error)) {
     w->failed = true;
     return false;
   }
-  w->next_chunk++;
+  w->next_chunk += (int64_t)((w->buf_len + STORE_BLOB_CHUNK - 1) / STORE_BLOB_CHUNK);
   w->buf_len = 0;
   return true;
 }
@@ -1218,14 +1218,14 @@ bool store_blob_writer_write(store_blob_writer_t *w, const void *data, size_t le
   fzip_sha256_update(w->sha, data, len);
   w->size += len;
   while (len > 0) {
-    size_t take = STORE_BLOB_CHUNK - w->buf_len;
+    size_t take = STORE_BLOB_BATCH - w->buf_len;
     if (take > len)
       take = len;
     memcpy(w->buf + w->buf_len, p, take);
     w->buf_len += take;
     p += take;
     len -= take;
-    if (w->buf_len == STORE_BLOB_CHUNK && !writer_flush(w, error))
+    if (w->buf_len == STORE_BLOB_BATCH && !writer_flush(w, error))
       return false;
   }
   return true;

@@ -287,6 +287,12 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
 typedef enum { STORE_BUCKET_PACKAGES = 0, STORE_BUCKET_FILES = 1 } store_bucket_t;
 
 #define STORE_BLOB_CHUNK (255 * 1024) /* chunk size backends store blobs in */
+/* A writer buffers this many chunks and hands them to the backend in one
+ * call (SQLite: one transaction), so that a blob is not one commit per
+ * 255 KiB: each commit also rewrites the chunk table's leaf and the file
+ * header, which made the WAL ~1.7x the blob (docs/STORAGE.md "Blobs"). */
+#define STORE_BLOB_BATCH_CHUNKS 4
+#define STORE_BLOB_BATCH (STORE_BLOB_BATCH_CHUNKS * STORE_BLOB_CHUNK)
 /* The largest chunk a reader accepts from a stored blob (GridFS files made
  * by other tools may have other chunk sizes; MongoDB's own limit is a
  * 16 MiB document): a reader holds at most one chunk. */

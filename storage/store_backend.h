@@ -70,7 +70,8 @@ void store_pager_fini(store_pager_t *p);
  * the public writer: it cuts the bytes into chunks and hashes them, once for
  * every backend, and hands the backend chunks numbered 0, 1, 2, ... of
  * STORE_BLOB_CHUNK bytes each (the last one shorter, never empty; an empty
- * blob has none), then the size and sha256 to commit with. */
+ * blob has none), up to STORE_BLOB_BATCH_CHUNKS of them per call, then the
+ * size and sha256 to commit with. */
 struct store_blob_upload {
   const store_vtable_t *vt;
 };
@@ -151,15 +152,18 @@ struct store_vtable {
                            fzip_error_t *error);
 
   /* Records an uncommitted blob; ALREADY_EXISTS if a committed one has
-   * that id.  chunk stores chunk n; commit makes the blob visible with the
-   * front's size and sha256 (ALREADY_EXISTS if another writer committed
+   * that id.  chunks stores chunks from n on (below); commit makes the
+   * blob visible with the front's size and sha256 (ALREADY_EXISTS if another writer committed
    * the id first, ABORTED if the reaper took the upload); destroy of an
    * upload not committed discards what it wrote, best effort (what is
    * left stays uncommitted for blob_reap_uncommitted). */
   bool (*blob_upload_new)(store_blob_upload_t **out, store_t *store, store_bucket_t bucket,
                           const char *blob_id, fzip_error_t *error);
-  bool (*blob_upload_chunk)(store_blob_upload_t *u, int64_t n, const void *data, size_t len,
-                            fzip_error_t *error);
+  /* chunks stores chunks n, n + 1, ... cut from data (1..STORE_BLOB_BATCH
+   * bytes) every STORE_BLOB_CHUNK bytes: all of them or, on failure, any
+   * prefix (the front then allows only destroy). */
+  bool (*blob_upload_chunks)(store_blob_upload_t *u, int64_t n, const void *data, size_t len,
+                             fzip_error_t *error);
   bool (*blob_upload_commit)(store_blob_upload_t *u, const store_blob_info_t *info,
                              fzip_error_t *error);
   void (*blob_upload_destroy)(store_blob_upload_t *u);

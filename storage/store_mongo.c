@@ -3048,9 +3048,8 @@ static bool upload_move(bool *moved, mstore_t *s, const char *id, const char *fr
   return ok;
 }
 
-static bool mongo_blob_upload_chunk(store_blob_upload_t *upload, int64_t n, const void *data,
-                                    size_t len, fzip_error_t *error) {
-  mupload_t *u = (mupload_t *)upload;
+static bool upload_chunk(mupload_t *u, int64_t n, const void *data, size_t len,
+                         fzip_error_t *error) {
   char id[MONGO_CHUNK_ID_MAX];
   bson_t doc = BSON_INITIALIZER;
   bool ok;
@@ -3063,6 +3062,21 @@ static bool mongo_blob_upload_chunk(store_blob_upload_t *upload, int64_t n, cons
   ok = insert_doc(u->s, u->chunks, &doc, "writing blob chunk", error);
   bson_destroy(&doc);
   return ok;
+}
+
+/* One insert per chunk (GridFS's layout): an insert retried after a lost
+ * reply must not meet its own earlier half of a multi-document insert. */
+static bool mongo_blob_upload_chunks(store_blob_upload_t *upload, int64_t n, const void *data,
+                                     size_t len, fzip_error_t *error) {
+  mupload_t *u = (mupload_t *)upload;
+  const uint8_t *p = data;
+
+  for (size_t off = 0; off < len; off += STORE_BLOB_CHUNK) {
+    size_t take = len - off < STORE_BLOB_CHUNK ? len - off : STORE_BLOB_CHUNK;
+    if (!upload_chunk(u, n + (int64_t)(off / STORE_BLOB_CHUNK), p + off, take, error))
+      return false;
+  }
+  return true;
 }
 
 /* The files document is inserted last and in one write: that insert is
@@ -3431,7 +3445,7 @@ static const store_vtable_t mongo_vtable = {
     .job_count_runnable = mongo_job_count_runnable,
     .job_count_queued = mongo_job_count_queued,
     .blob_upload_new = mongo_blob_upload_new,
-    .blob_upload_chunk = mongo_blob_upload_chunk,
+    .blob_upload_chunks = mongo_blob_upload_chunks,
     .blob_upload_commit = mongo_blob_upload_commit,
     .blob_upload_destroy = mongo_blob_upload_destroy,
     .blob_download_new = mongo_blob_download_new,

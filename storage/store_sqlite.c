@@ -4,8 +4,8 @@
  * Design (docs/STORAGE.md has the schema):
  *   - A small pool of connections, each used by one thread at a time, so a
  *     store_t can be shared by every thread of fzipd.  No object keeps a
- *     connection between calls: cursors page by keyset (entity id) and blob
- *     readers/writers move one chunk per call, so a thread holding a cursor
+ *     connection between calls: cursors page by keyset (entity id), blob
+ *     readers move one chunk and writers one batch per call, so a thread holding a cursor
  *     can still write, and the pool can never deadlock.
  *   - Every operation is a function run by sq_run, which borrows a
  *     connection, rolls back on failure and retries transient failures
@@ -2695,7 +2695,7 @@ typedef struct {
   const char *blob_id;
   int64_t key;         /* blob_key of the row concerned */
   int64_t n;           /* chunk number */
-  const void *data;    /* chunk to write */
+  const void *data;    /* chunks to write, from n on */
   size_t len;
   void *buf;           /* where a chunk read goes (len bytes) */
   store_blob_info_t info;
@@ -2807,30 +2807,53 @@ static bool sq_upload_new(store_blob_upload_t **out, store_t *store, store_bucke
   return true;
 }
 
-/* The chunk is written only while its blob row is still uncommitted, so a
- * writer whose blob the reaper removed cannot leave orphan chunks. */
-static bool op_blob_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
+/* The chunks are written in one transaction (one commit for the batch,
+ * STORE_BLOB_BATCH), and kept only if their blob row is still uncommitted,
+ * so a writer whose blob the reaper removed cannot leave orphan chunks
+ * (sq_run rolls the batch back).  A deferred BEGIN, not sq_run_txn's
+ * IMMEDIATE: the first INSERT takes the blob file's write lock only, so
+ * blob writers and document writers do not wait for each other.  The
+ * check is a statement of its own and each chunk a one-row INSERT: an
+ * INSERT ... SELECT counts as a multi-row write, and SQLite gives such a
+ * statement in a transaction a statement journal, a temporary file (64 KiB
+ * pages spill it at once) made, written and unlinked per batch. */
+static bool op_blob_chunks(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
-  uint64_t written = 0;
+  const uint8_t *p = ctx->data;
+  sqlite3_stmt *stmt = NULL;
+  bool found = false, ok;
 
-  if (!sq_exec_args(&written, db,
-                    "INSERT INTO " SQ_CHUNKS "(blob_key, n, data) SELECT ?1, ?2, ?3"
-                    " WHERE EXISTS (SELECT 1 FROM " SQ_BLOBS " WHERE blob_key = ?1 AND committed = 0)",
-                    (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n),
-                                       SQ_BLOB(ctx->data, ctx->len), SQ_END},
-                    "writing blob chunk", error))
+  if (!sq_exec(db, "BEGIN", error) ||
+      !sq_prepare(&stmt, db, "INSERT INTO " SQ_CHUNKS "(blob_key, n, data) VALUES (?, ?, ?)",
+                  error))
     return false;
-  if (written == 0)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
-                          "blob was removed while being written (reaped as abandoned?)");
-  return true;
+  ok = true;
+  for (size_t off = 0; ok && off < ctx->len; off += STORE_BLOB_CHUNK) {
+    size_t len = ctx->len - off < STORE_BLOB_CHUNK ? ctx->len - off : STORE_BLOB_CHUNK;
+    int64_t n = ctx->n + (int64_t)(off / STORE_BLOB_CHUNK);
+    ok = sq_step_args(NULL, stmt, db,
+                      (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(n), SQ_BLOB(p + off, len),
+                                         SQ_END},
+                      "writing blob chunk", error);
+  }
+  sqlite3_finalize(stmt);
+  stmt = NULL;
+  ok = ok &&
+       sq_prepare_args(&stmt, db, "SELECT 1 FROM " SQ_BLOBS " WHERE blob_key = ? AND committed = 0",
+                       (const sq_arg_t[]){SQ_INT(ctx->key), SQ_END}, error) &&
+       sq_step_row(&found, stmt, db, "writing blob chunk", error);
+  sqlite3_finalize(stmt);
+  if (ok && !found)
+    ok = fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ABORTED,
+                        "blob was removed while being written (reaped as abandoned?)");
+  return ok && sq_exec(db, "COMMIT", error);
 }
 
-static bool sq_upload_chunk(store_blob_upload_t *upload, int64_t n, const void *data,
-                            size_t len, fzip_error_t *error) {
+static bool sq_upload_chunks(store_blob_upload_t *upload, int64_t n, const void *data,
+                             size_t len, fzip_error_t *error) {
   sq_upload_t *u = (sq_upload_t *)upload;
   sq_blob_ctx_t ctx = {.key = u->key, .n = n, .data = data, .len = len};
-  return sq_run(u->s, op_blob_chunk, &ctx, error);
+  return sq_run(u->s, op_blob_chunks, &ctx, error);
 }
 
 static bool op_blob_commit(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -3035,7 +3058,7 @@ static const store_vtable_t sq_vtable = {
     .job_count_runnable = sq_job_count_runnable,
     .job_count_queued = sq_job_count_queued,
     .blob_upload_new = sq_upload_new,
-    .blob_upload_chunk = sq_upload_chunk,
+    .blob_upload_chunks = sq_upload_chunks,
     .blob_upload_commit = sq_upload_commit,
     .blob_upload_destroy = sq_upload_destroy,
     .blob_download_new = sq_download_new,

@@ -30,13 +30,14 @@ static void test_a_failed_chunk_breaks_the_writer_and_nothing_is_committed(void)
   fzip_error_t err = {0};
   store_blob_writer_t *w = NULL;
   store_blob_info_t info;
-  static uint8_t chunk[STORE_BLOB_CHUNK];
+  /* A writer stores a full batch of chunks at once (the failpoint's hit). */
+  static uint8_t batch[STORE_BLOB_BATCH];
 
-  memset(chunk, 'x', sizeof chunk);
+  memset(batch, 'x', sizeof batch);
   CHECK_OK(store_blob_writer_new(&w, g_store, STORE_BUCKET_FILES, BLOB_ID, &err), err);
-  CHECK_OK(store_blob_writer_write(w, chunk, sizeof chunk, &err), err); /* chunk 0 stored */
-  CHECK_FAILS(store_blob_writer_write(w, chunk, sizeof chunk, &err), err, FZIP_ERR_UNAVAILABLE);
-  CHECK_FAILS(store_blob_writer_write(w, chunk, 1, &err), err, FZIP_ERR_FAILED_PRECONDITION);
+  CHECK_OK(store_blob_writer_write(w, batch, sizeof batch, &err), err); /* batch 1 stored */
+  CHECK_FAILS(store_blob_writer_write(w, batch, sizeof batch, &err), err, FZIP_ERR_UNAVAILABLE);
+  CHECK_FAILS(store_blob_writer_write(w, batch, 1, &err), err, FZIP_ERR_FAILED_PRECONDITION);
   CHECK(strstr(err.message, "earlier write failed") != NULL);
   CHECK_FAILS(store_blob_writer_commit(w, &info, &err), err, FZIP_ERR_FAILED_PRECONDITION);
   store_blob_writer_destroy(w);
