@@ -128,12 +128,13 @@ static void test_blob_uses_gridfs_layout_and_reads_from_any_offset(void) {
   store_destroy(s);
 }
 
-/* A child writes two chunks and dies without destroying its writer. */
+/* A child writes a batch of chunks (what a writer stores at once) and dies
+ * without destroying its writer. */
 static void crash_mid_upload(void) {
   store_t *s = NULL;
   store_blob_writer_t *w = NULL;
   fzip_error_t err = {0};
-  static uint8_t data[2 * STORE_BLOB_CHUNK];
+  static uint8_t data[STORE_BLOB_BATCH];
   if (!open_store(&s, &err) ||
       !store_blob_writer_new(&w, s, STORE_BUCKET_FILES, "smoke/crashed", &err) ||
       !store_blob_writer_write(w, data, sizeof data, &err)) {
@@ -154,7 +155,7 @@ static void test_reaper_deletes_chunks_of_an_upload_whose_process_died(void) {
     crash_mid_upload();
   CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
   CHECK(raw_count("blob_uploads", "blobId", "smoke/crashed") == 1);
-  CHECK(raw_count("files.chunks", NULL, NULL) == 2);
+  CHECK(raw_count("files.chunks", NULL, NULL) == STORE_BLOB_BATCH_CHUNKS);
   CHECK_OK(open_store(&s, &err), err);
   /* started just now: not yet old enough to reap */
   CHECK_OK(store_blob_reap_uncommitted(&deleted, s, fzip_now_ms() - 60000, &err), err);
