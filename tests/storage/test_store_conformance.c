@@ -14,6 +14,7 @@
  * 1024); sanitizer builds use less.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -3165,6 +3166,63 @@ static void test_sqlite_blob_wal_is_checkpointed_beside_the_writer(void) {
   free(buf);
 }
 
+/* SQLite only: a blob's batches (STORE_BLOB_BATCH, several one-row
+ * INSERTs in one transaction) make no temporary file.  An INSERT ... SELECT
+ * there got a statement journal, which 64 KiB pages spilled to a file made,
+ * written and unlinked per batch (docs/BENCHMARKS.md run AB).  Counted by a
+ * VFS that wraps the default one for the store opened here. */
+static sqlite3_vfs *g_vfs_real;
+static atomic_int g_vfs_temp_opens;
+
+static int counting_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,
+                         int *out_flags) {
+  if (flags & (SQLITE_OPEN_SUBJOURNAL | SQLITE_OPEN_TEMP_JOURNAL | SQLITE_OPEN_TEMP_DB |
+               SQLITE_OPEN_TRANSIENT_DB))
+    atomic_fetch_add(&g_vfs_temp_opens, 1);
+  return g_vfs_real->xOpen(vfs, name, file, flags, out_flags);
+}
+
+#define NO_TEMP_BLOB_BYTES (3 * STORE_BLOB_BATCH + 777)
+static void test_sqlite_blob_batches_make_no_temporary_file(void) {
+  static sqlite3_vfs counting;
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_blob_info_t info = {0};
+  char path[1024], uri[1024];
+  uint8_t *data = NULL;
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    return;
+  g_vfs_real = sqlite3_vfs_find(NULL);
+  CHECK(g_vfs_real != NULL);
+  counting = *g_vfs_real;
+  counting.zName = "fzip-test-counting";
+  counting.xOpen = counting_open;
+  CHECK(sqlite3_vfs_register(&counting, 1) == SQLITE_OK);
+  snprintf(path, sizeof path, "%s-notemp", g_uri + 7);
+  fzip_test_remove_sqlite(path);
+  snprintf(uri, sizeof uri, "%s-notemp", g_uri);
+  {
+    store_options_t opts = {.uri = uri};
+    CHECK_OK(store_open(&s, &opts, &err), err);
+  }
+  data = calloc(1, NO_TEMP_BLOB_BYTES);
+  CHECK(data != NULL);
+  atomic_store(&g_vfs_temp_opens, 0);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_PACKAGES, "notemp-blob", data, NO_TEMP_BLOB_BYTES,
+                      &err),
+           err);
+  CHECK(info.size == NO_TEMP_BLOB_BYTES);
+  if (atomic_load(&g_vfs_temp_opens) != 0)
+    fprintf(stderr, "    %d temporary files opened\n", atomic_load(&g_vfs_temp_opens));
+  CHECK(atomic_load(&g_vfs_temp_opens) == 0);
+  store_destroy(s);
+  sqlite3_vfs_unregister(&counting);
+  sqlite3_vfs_register(g_vfs_real, 1);
+  fzip_test_remove_sqlite(path);
+  free(data);
+}
+
 static void test_big_blob_streams_in_and_out_in_bounded_memory(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -3296,6 +3354,7 @@ int main(int argc, char **argv) {
   RUN(test_sqlite_full_store_rollback_succeeds);
   RUN(test_sqlite_full_blob_write_counts_a_fault);
   RUN(test_sqlite_blob_wal_is_checkpointed_beside_the_writer);
+  RUN(test_sqlite_blob_batches_make_no_temporary_file);
   RUN(test_big_blob_streams_in_and_out_in_bounded_memory);
   return fzip_test_summary();
 }
