@@ -11,6 +11,13 @@
  * (==), booleans, null, and nested documents and arrays recursively.
  * Any other type is never the same (the tests hold none).  The first
  * differing key is printed to stderr.
+ *
+ *   fzip_test_numbered_doc(&doc, k, n, memo_len);
+ *
+ * builds document n of kind k for tests that stream many documents and
+ * check them back byte for byte: {id "k<k>-<n, 6 digits>", kind, n, memo
+ * of memo_len copies of one letter}; the caller picks memo_len so that
+ * documents end its buffers at many offsets, and bson_destroy's it.
  */
 #ifndef FZIP_TEST_BSON_H
 #define FZIP_TEST_BSON_H
@@ -18,6 +25,7 @@
 #include <bson/bson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline bool fzip_test_same_doc(const bson_t *a, const bson_t *b);
@@ -60,6 +68,24 @@ static inline bool fzip_test_same_doc(const bson_t *a, const bson_t *b) {
     }
   }
   return true;
+}
+
+static inline void fzip_test_numbered_doc(bson_t *doc, int k, unsigned n, size_t memo_len) {
+  char id[32];
+  char *memo = malloc(memo_len + 1);
+  if (!memo) {
+    fprintf(stderr, "fzip_test_numbered_doc: out of memory\n");
+    abort();
+  }
+  snprintf(id, sizeof id, "k%d-%06u", k, n);
+  memset(memo, 'a' + (int)(n % 26), memo_len);
+  memo[memo_len] = '\0';
+  bson_init(doc);
+  BSON_APPEND_UTF8(doc, "id", id);
+  BSON_APPEND_INT32(doc, "kind", k);
+  BSON_APPEND_INT64(doc, "n", n);
+  BSON_APPEND_UTF8(doc, "memo", memo);
+  free(memo);
 }
 
 #endif

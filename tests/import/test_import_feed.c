@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fzip_test.h"
+#include "fzip_test_bson.h"
 #include "fzip_util.h"
 #include "import_feed.h"
 
@@ -24,17 +25,8 @@
  * varies so that documents end a chunk at many offsets; document 7 of
  * kind 3 is larger than a chunk. */
 static void doc_of(bson_t *doc, int k, unsigned n) {
-  static _Thread_local char memo[BIG_DOC]; /* the writer and the reader both build documents */
-  char id[32];
-  size_t len = k == 3 && n == 7 ? BIG_DOC - 100 : (n * 37u + (unsigned)k) % 600;
-  snprintf(id, sizeof id, "k%d-%06u", k, n);
-  memset(memo, 'a' + (int)(n % 26), len);
-  memo[len] = '\0';
-  bson_init(doc);
-  BSON_APPEND_UTF8(doc, "id", id);
-  BSON_APPEND_INT32(doc, "kind", k);
-  BSON_APPEND_INT64(doc, "n", n);
-  BSON_APPEND_UTF8(doc, "memo", memo);
+  fzip_test_numbered_doc(doc, k, n,
+                         k == 3 && n == 7 ? BIG_DOC - 100 : (n * 37u + (unsigned)k) % 600);
 }
 
 /* Kinds 0, 1, 3 and 5 have documents; 2 and 4 none. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fzip_test.h"
+#include "fzip_test_bson.h"
 #include "pkg_spool.h"
 
 #define DOCS_PER_KIND 3000 /* several times the stdio buffer in all */
@@ -19,16 +20,7 @@ static char tmp_dir[256];
 /* Document n of kind k: an id, the numbers, and a memo whose length
  * varies so that documents straddle the buffer at many offsets. */
 static void doc_of(bson_t *doc, int k, unsigned n) {
-  char id[32], memo[600];
-  size_t len = (n * 37u + (unsigned)k) % (sizeof memo - 1);
-  snprintf(id, sizeof id, "k%d-%06u", k, n);
-  memset(memo, 'a' + (int)(n % 26), len);
-  memo[len] = '\0';
-  bson_init(doc);
-  BSON_APPEND_UTF8(doc, "id", id);
-  BSON_APPEND_INT32(doc, "kind", k);
-  BSON_APPEND_INT64(doc, "n", n);
-  BSON_APPEND_UTF8(doc, "memo", memo);
+  fzip_test_numbered_doc(doc, k, n, (n * 37u + (unsigned)k) % 599);
 }
 
 static bool same_bytes(const bson_t *a, const bson_t *b) {
