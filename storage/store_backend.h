@@ -76,6 +76,12 @@ struct store_blob_upload {
   const store_vtable_t *vt;
 };
 
+/* The length of the chunk at `off` in a batch of `len` bytes (the front's
+ * STORE_BLOB_CHUNK cut, which every backend's blob_upload_chunks follows). */
+static inline size_t store_chunk_len(size_t len, size_t off) {
+  return len - off < STORE_BLOB_CHUNK ? len - off : STORE_BLOB_CHUNK;
+}
+
 /* One committed blob being read, as a backend sees it.  The front's reader
  * (store.c) asks for the chunks in order, from the one that holds its
  * offset on, each into its caller's buffer when the chunk fits there whole
@@ -153,8 +159,9 @@ struct store_vtable {
 
   /* Records an uncommitted blob; ALREADY_EXISTS if a committed one has
    * that id.  chunks stores chunks from n on (below); commit makes the
-   * blob visible with the front's size and sha256 (ALREADY_EXISTS if another writer committed
-   * the id first, ABORTED if the reaper took the upload); destroy of an
+   * blob visible with the front's size and sha256 (ALREADY_EXISTS if
+   * another writer committed the id first, ABORTED if the reaper took the
+   * upload); destroy of an
    * upload not committed discards what it wrote, best effort (what is
    * left stays uncommitted for blob_reap_uncommitted). */
   bool (*blob_upload_new)(store_blob_upload_t **out, store_t *store, store_bucket_t bucket,

@@ -3072,8 +3072,8 @@ static bool mongo_blob_upload_chunks(store_blob_upload_t *upload, int64_t n, con
   const uint8_t *p = data;
 
   for (size_t off = 0; off < len; off += STORE_BLOB_CHUNK) {
-    size_t take = len - off < STORE_BLOB_CHUNK ? len - off : STORE_BLOB_CHUNK;
-    if (!upload_chunk(u, n + (int64_t)(off / STORE_BLOB_CHUNK), p + off, take, error))
+    if (!upload_chunk(u, n + (int64_t)(off / STORE_BLOB_CHUNK), p + off,
+                      store_chunk_len(len, off), error))
       return false;
   }
   return true;

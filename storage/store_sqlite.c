@@ -5,8 +5,8 @@
  *   - A small pool of connections, each used by one thread at a time, so a
  *     store_t can be shared by every thread of fzipd.  No object keeps a
  *     connection between calls: cursors page by keyset (entity id), blob
- *     readers move one chunk and writers one batch per call, so a thread holding a cursor
- *     can still write, and the pool can never deadlock.
+ *     readers move one chunk and writers one batch per call, so a thread
+ *     holding a cursor can still write, and the pool can never deadlock.
  *   - Every operation is a function run by sq_run, which borrows a
  *     connection, rolls back on failure and retries transient failures
  *     (SQLITE_BUSY, LOCKED, IOERR) with exponential backoff until the
@@ -2812,7 +2812,10 @@ static bool sq_upload_new(store_blob_upload_t **out, store_t *store, store_bucke
  * so a writer whose blob the reaper removed cannot leave orphan chunks
  * (sq_run rolls the batch back).  A deferred BEGIN, not sq_run_txn's
  * IMMEDIATE: the first INSERT takes the blob file's write lock only, so
- * blob writers and document writers do not wait for each other.  The
+ * blob writers and document writers do not wait for each other; the check
+ * comes after the INSERTs because a read first would make the INSERT an
+ * upgrade of a read transaction, which fails at once (SQLITE_BUSY) when
+ * another writer committed meanwhile.  The
  * check is a statement of its own and each chunk a one-row INSERT: an
  * INSERT ... SELECT counts as a multi-row write, and SQLite gives such a
  * statement in a transaction a statement journal, a temporary file (64 KiB
@@ -2829,11 +2832,10 @@ static bool op_blob_chunks(sqlite3 *db, void *vctx, fzip_error_t *error) {
     return false;
   ok = true;
   for (size_t off = 0; ok && off < ctx->len; off += STORE_BLOB_CHUNK) {
-    size_t len = ctx->len - off < STORE_BLOB_CHUNK ? ctx->len - off : STORE_BLOB_CHUNK;
     int64_t n = ctx->n + (int64_t)(off / STORE_BLOB_CHUNK);
     ok = sq_step_args(NULL, stmt, db,
-                      (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(n), SQ_BLOB(p + off, len),
-                                         SQ_END},
+                      (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(n),
+                                         SQ_BLOB(p + off, store_chunk_len(ctx->len, off)), SQ_END},
                       "writing blob chunk", error);
   }
   sqlite3_finalize(stmt);
