@@ -170,7 +170,7 @@ bool pkgr_open(pkgr_t **out, const char *path, const pkgr_limits_t *limits,
 void pkgr_destroy(pkgr_t *r); /* accepts NULL; no iterator may outlive it */
 
 const pkgr_info_t *pkgr_info(const pkgr_t *r);       /* borrowed */
-const bson_t *pkgr_manifest(const pkgr_t *r);        /* borrowed, the parsed manifest */
+const bson_t *pkgr_manifest(const pkgr_t *r); /* borrowed: the parsed manifest but its checksums */
 bool pkgr_has_kind(const pkgr_t *r, fzip_kind_t kind); /* data/<kind>.json(.gz) is present */
 const char *pkgr_data_entry(fzip_kind_t kind);       /* "data/<kind>.json" */
 

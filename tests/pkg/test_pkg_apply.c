@@ -417,7 +417,7 @@ typedef struct {
       full2[FZIP_SHA256_HEX_LEN + 1];
 } chain_shas_t;
 
-static const char *const TX = "\"accountId\":\"acc-1\",\"amount\":\"%s\",\"date\":%d";
+#define TX "\"accountId\":\"acc-1\",\"amount\":\"%s\",\"date\":%d" /* a literal, checked by -Wformat */
 
 static void put_tx(state_t *s, const char *id, const char *amount, int date) {
   char body[256];
