@@ -753,14 +753,21 @@ static void call_start_recv(rpc_call_t *c) {
   call_abort(c, "cannot read");
 }
 
-/* A handler's message (RES_MESSAGE: out_msg is set). */
-static bool call_send_message(rpc_call_t *c) {
+/* A handler's message (RES_MESSAGE: out_msg is set).  `next`, if not
+ * NULL, is the step that produces the message after it: it is queued
+ * once the message is in send_buf and before the batch starts, because
+ * the core writes the message to the socket inside start_batch, on this
+ * thread; queued after, the next read would wait for that write instead
+ * of running beside it. */
+static bool call_send_message(rpc_call_t *c, rpc_task_fn next) {
   grpc_op ops[SEND_BATCH_OPS_MAX];
   size_t n;
   memset(ops, 0, sizeof ops);
   n = add_send_ops(c, ops);
   call_set_state(c, CALL_SENDING, "sending a message");
   c->send_busy = true;
+  if (next)
+    call_submit(c, next, "producing the next message");
   if (call_start_batch(c, ops, n, EV_SEND))
     return true;
   c->send_busy = false;
@@ -790,12 +797,14 @@ static void call_advance(rpc_call_t *c) {
     return;
   }
   if (c->result == RES_MESSAGE) {
-    if (c->send_busy || !call_send_message(c))
+    if (c->send_busy)
       return;
     if (c->method->kind == RPC_SERVER_STREAMING) {
-      call_submit(c, task_next, "producing the next message");
+      call_send_message(c, task_next);
       return;
     }
+    if (!call_send_message(c, NULL))
+      return;
     c->result = RES_CONTINUE; /* a bidi reply is on its way: read on */
   }
   if (c->pending_in) {
