@@ -632,7 +632,7 @@ static bool download_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, b
   download_state_t *st = state;
   Fzip__V1__DownloadExportResponse *out = rpc_ctx_alloc(ctx, sizeof *out);
   uint8_t *buf = NULL;
-  size_t got = 0;
+  size_t got = 0, want;
 
   if (!out)
     return fzip_error_oom(error, NULL);
@@ -650,10 +650,13 @@ static bool download_next(rpc_ctx_t *ctx, void *state, ProtobufCMessage **msg, b
     buf = rpc_ctx_alloc(ctx, st->chunk);
   if (!buf)
     return fzip_error_oom(error, NULL);
-  /* Fill the chunk: backends may return short reads at chunk borders. */
-  while (got < st->chunk) {
+  /* A message ends where a stored chunk does (chunk_size is a hint), so
+   * that every chunk is read straight into it; a loop, as backends may
+   * return short reads at chunk borders. */
+  want = store_blob_reader_fit(st->reader, st->chunk);
+  while (got < want) {
     size_t n = 0;
-    if (!store_blob_reader_read(st->reader, buf + got, st->chunk - got, &n, error))
+    if (!store_blob_reader_read(st->reader, buf + got, want - got, &n, error))
       return false;
     if (n == 0)
       break;

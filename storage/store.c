@@ -1321,13 +1321,30 @@ static size_t reader_chunk_len(const store_blob_reader_t *r, int64_t n) {
   return (size_t)(left < r->chunk_size ? left : r->chunk_size);
 }
 
-/* Has the backend copy chunk n (want bytes) into dst. */
-static bool reader_fetch(store_blob_reader_t *r, int64_t n, size_t want, uint8_t *dst,
+/* The number of the blob's last chunk (-1 for an empty blob). */
+static int64_t reader_last_chunk(const store_blob_reader_t *r) {
+  return (int64_t)((r->size + r->chunk_size - 1) / r->chunk_size) - 1;
+}
+
+/* Has the backend copy chunks n, n + 1, ... (len bytes, ending at a
+ * chunk's end) into dst. */
+static bool reader_fetch(store_blob_reader_t *r, int64_t n, size_t len, uint8_t *dst,
                          fzip_error_t *error) {
-  if (!counted(r->download->vt, "blob_download_chunk",
-               r->download->vt->blob_download_chunk(r->download, n, want, dst, error), error))
-    return false;
-  return true;
+  return counted(r->download->vt, "blob_download_chunks",
+                 r->download->vt->blob_download_chunks(r->download, n, len, dst, error), error);
+}
+
+/* The bytes of the run of whole chunks from chunk n on that fits in room
+ * (at most STORE_BLOB_READ_CHUNKS chunks); 0 if not even chunk n does. */
+static size_t reader_run_len(const store_blob_reader_t *r, int64_t n, size_t room) {
+  size_t len = 0;
+  for (int k = 0; k < STORE_BLOB_READ_CHUNKS && n + k <= reader_last_chunk(r); k++) {
+    size_t next = reader_chunk_len(r, n + k);
+    if (next > room - len)
+      break;
+    len += next;
+  }
+  return len;
 }
 
 /* Makes chunk n the one in the reader's buffer. */
@@ -1357,12 +1374,12 @@ bool store_blob_reader_read(store_blob_reader_t *r, void *buf, size_t len, size_
     size_t take;
 
     if (chunk != r->chunk_n) {
-      size_t want = reader_chunk_len(r, chunk);
-      if (at == 0 && len - *n >= want) {
-        if (!reader_fetch(r, chunk, want, out + *n, error))
+      size_t run = at == 0 ? reader_run_len(r, chunk, len - *n) : 0;
+      if (run > 0) {
+        if (!reader_fetch(r, chunk, run, out + *n, error))
           return false;
-        *n += want;
-        r->pos += want;
+        *n += run;
+        r->pos += run;
         continue;
       }
       if (!reader_load(r, chunk, error))
@@ -1376,6 +1393,18 @@ bool store_blob_reader_read(store_blob_reader_t *r, void *buf, size_t len, size_
     r->pos += take;
   }
   return true;
+}
+
+size_t store_blob_reader_fit(const store_blob_reader_t *r, size_t len) {
+  uint64_t end, border;
+
+  if (!r || r->pos >= r->size || r->chunk_size == 0)
+    return len;
+  end = r->pos + len < r->size ? r->pos + len : r->size;
+  if (end == r->size)
+    return (size_t)(end - r->pos);
+  border = end / r->chunk_size * r->chunk_size;
+  return border > r->pos ? (size_t)(border - r->pos) : len;
 }
 
 void store_blob_reader_destroy(store_blob_reader_t *r) {

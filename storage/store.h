@@ -297,6 +297,10 @@ typedef enum { STORE_BUCKET_PACKAGES = 0, STORE_BUCKET_FILES = 1 } store_bucket_
  * by other tools may have other chunk sizes; MongoDB's own limit is a
  * 16 MiB document): a reader holds at most one chunk. */
 #define STORE_BLOB_CHUNK_MAX (16 * 1024 * 1024)
+/* A reader asks its backend for up to this many whole chunks per call
+ * (SQLite: one read transaction, one statement), when they fit in its
+ * caller's buffer: a 1 MiB download message is four. */
+#define STORE_BLOB_READ_CHUNKS 8
 
 typedef struct {
   uint64_t size;
@@ -329,6 +333,12 @@ bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_buck
 /* Reads up to len bytes; *n == 0 at the end. */
 bool store_blob_reader_read(store_blob_reader_t *r, void *buf, size_t len, size_t *n,
                             fzip_error_t *error);
+/* How much of the next len bytes to read so that the read ends where a
+ * chunk does (or at the blob's end): the largest such length <= len, or
+ * len when the next chunk border is further than len.  A caller that reads
+ * that much each time (a download's messages) gets every chunk whole into
+ * its own buffer instead of through the reader's. */
+size_t store_blob_reader_fit(const store_blob_reader_t *r, size_t len);
 void store_blob_reader_destroy(store_blob_reader_t *r);
 
 bool store_blob_stat(store_blob_info_t *info, store_t *store, store_bucket_t bucket,

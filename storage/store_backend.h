@@ -84,8 +84,9 @@ static inline size_t store_chunk_len(size_t len, size_t off) {
 
 /* One committed blob being read, as a backend sees it.  The front's reader
  * (store.c) asks for the chunks in order, from the one that holds its
- * offset on, each into its caller's buffer when the chunk fits there whole
- * and into a chunk buffer of its own otherwise. */
+ * offset on: the run of whole chunks that fits in its caller's buffer
+ * straight there, and a chunk that does not into a chunk buffer of its
+ * own. */
 struct store_blob_download {
   const store_vtable_t *vt;
 };
@@ -176,15 +177,18 @@ struct store_vtable {
   void (*blob_upload_destroy)(store_blob_upload_t *u);
   /* NOT_FOUND if no committed blob has the id; *info gets its size and
    * sha256, *chunk_size (> 0) the length of all its chunks but the last.
-   * chunk copies chunk n, exactly `want` bytes (DATA_LOSS otherwise), into
-   * dst (want bytes, the caller's; often the reader's caller's own buffer,
-   * so a backend that can read straight into it copies nothing more); n is
-   * the first chunk wanted, then rises by one per call. */
+   * chunks copies chunks n, n + 1, ... (1..STORE_BLOB_READ_CHUNKS of them)
+   * into dst, len bytes in all: every chunk but the blob's last is
+   * *chunk_size bytes and len ends at a chunk's end (DATA_LOSS when the
+   * stored chunks disagree).  dst is the caller's (often the reader's
+   * caller's own buffer, so a backend that can read straight into it
+   * copies nothing more); n is the first chunk wanted, then each call
+   * starts at the chunk after the last one's. */
   bool (*blob_download_new)(store_blob_download_t **out, store_blob_info_t *info,
                             uint64_t *chunk_size, store_t *store, store_bucket_t bucket,
                             const char *blob_id, fzip_error_t *error);
-  bool (*blob_download_chunk)(store_blob_download_t *d, int64_t n, size_t want, uint8_t *dst,
-                              fzip_error_t *error);
+  bool (*blob_download_chunks)(store_blob_download_t *d, int64_t n, size_t len, uint8_t *dst,
+                               fzip_error_t *error);
   void (*blob_download_destroy)(store_blob_download_t *d);
   bool (*blob_stat)(store_blob_info_t *info, store_t *store, store_bucket_t bucket,
                     const char *blob_id, fzip_error_t *error);

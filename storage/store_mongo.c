@@ -3132,6 +3132,7 @@ typedef struct {
   char files_id[STORE_BLOB_ID_MAX + 1];
   mongoc_cursor_t *cur; /* chunks from the first n wanted on, opened at the first chunk */
   int64_t chunk_n;      /* n of the chunk last returned */
+  uint64_t chunk_size;  /* the files document's chunkSize */
 } mdownload_t;
 
 static void mongo_blob_download_destroy(store_blob_download_t *download) {
@@ -3178,7 +3179,7 @@ static bool mongo_blob_download_new(store_blob_download_t **out, store_blob_info
   d = bson_malloc0(sizeof *d);
   d->base.vt = &mongo_vtable;
   d->s = s;
-  if (!files_doc_info(info, chunk_size, files) ||
+  if (!files_doc_info(info, &d->chunk_size, files) ||
       !copy_field(d->files_id, sizeof d->files_id, files, "_id")) {
     fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS, "blob %s: bad files document",
                    blob_id);
@@ -3186,6 +3187,7 @@ static bool mongo_blob_download_new(store_blob_download_t **out, store_blob_info
   }
   d->client = mongoc_client_pool_pop(s->pool);
   d->chunks = bucket_collection(d->client, s, bucket, "chunks");
+  *chunk_size = d->chunk_size;
   *out = &d->base;
   d = NULL;
   ok = true;
@@ -3215,9 +3217,9 @@ static void open_chunk_cursor(mdownload_t *d, int64_t first) {
   bson_destroy(opts);
 }
 
-static bool mongo_blob_download_chunk(store_blob_download_t *download, int64_t n, size_t want,
-                                      uint8_t *dst, fzip_error_t *error) {
-  mdownload_t *d = (mdownload_t *)download;
+/* Chunk n, the cursor's next, into dst: exactly `want` bytes. */
+static bool download_one_chunk(mdownload_t *d, int64_t n, size_t want, uint8_t *dst,
+                               fzip_error_t *error) {
   const bson_t *doc = NULL;
   bson_error_t berr;
   bson_iter_t it;
@@ -3247,6 +3249,20 @@ static bool mongo_blob_download_chunk(store_blob_download_t *download, int64_t n
                           len, want);
   d->chunk_n = n;
   memcpy(dst, bytes, want);
+  return true;
+}
+
+/* Chunks n, n + 1, ... of len bytes in all: every one but the last is
+ * chunk_size bytes, and the last ends the range. */
+static bool mongo_blob_download_chunks(store_blob_download_t *download, int64_t n, size_t len,
+                                       uint8_t *dst, fzip_error_t *error) {
+  mdownload_t *d = (mdownload_t *)download;
+  for (size_t at = 0; at < len; n++) {
+    size_t want = len - at < d->chunk_size ? len - at : (size_t)d->chunk_size;
+    if (!download_one_chunk(d, n, want, dst + at, error))
+      return false;
+    at += want;
+  }
   return true;
 }
 
@@ -3449,7 +3465,7 @@ static const store_vtable_t mongo_vtable = {
     .blob_upload_commit = mongo_blob_upload_commit,
     .blob_upload_destroy = mongo_blob_upload_destroy,
     .blob_download_new = mongo_blob_download_new,
-    .blob_download_chunk = mongo_blob_download_chunk,
+    .blob_download_chunks = mongo_blob_download_chunks,
     .blob_download_destroy = mongo_blob_download_destroy,
     .blob_stat = mongo_blob_stat,
     .blob_delete = mongo_blob_delete,

@@ -2928,41 +2928,58 @@ static bool sq_download_new(store_blob_download_t **out, store_blob_info_t *info
   return true;
 }
 
-/* Reads chunk n into ctx->buf: its rowid from the (blob_key, n) index,
- * then the value from its pages straight into the buffer (sqlite3_blob_read;
- * a SELECT of the value would copy it into a buffer of SQLite's first).
- * Run in one read transaction, so the row cannot go between the two. */
-static bool op_blob_read_chunk(sqlite3 *db, void *vctx, fzip_error_t *error) {
+/* Reads chunks ctx->n, ctx->n + 1, ... into ctx->buf (ctx->len bytes):
+ * their rowids from the (blob_key, n) primary key in one pass, then each
+ * value from its pages straight into the buffer (sqlite3_blob_read; a
+ * SELECT of the value would copy it into a buffer of SQLite's first),
+ * through one blob handle moved from row to row (sqlite3_blob_reopen,
+ * which compiles nothing).  One read transaction, so no row can go
+ * between the two. */
+static bool op_blob_read_chunks(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
   sqlite3_blob *blob = NULL;
-  bool row = false, ok = false;
-  int rc;
+  uint8_t *dst = ctx->buf;
+  size_t at = 0;
+  bool ok = false;
 
-  if (!sq_prepare_args(&stmt, db, "SELECT rowid FROM " SQ_CHUNKS " WHERE blob_key = ? AND n = ?",
-                       (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n), SQ_END}, error) ||
-      !sq_step_row(&row, stmt, db, "reading blob chunk", error))
+  if (!sq_prepare_args(&stmt, db,
+                       "SELECT n, rowid FROM " SQ_CHUNKS " WHERE blob_key = ? AND n >= ? ORDER BY n",
+                       (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n), SQ_END}, error))
     goto done;
-  if (!row) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND,
-                   "blob chunk %lld is gone (blob deleted while read?)", (long long)ctx->n);
-    goto done;
-  }
-  rc = sqlite3_blob_open(db, SQ_BLOB_SCHEMA, "blob_chunks", "data", sqlite3_column_int64(stmt, 0),
-                         0, &blob);
-  if (rc != SQLITE_OK) {
-    sq_fail(error, db, rc, "opening blob chunk");
-    goto done;
-  }
-  if ((size_t)sqlite3_blob_bytes(blob) != ctx->len) {
-    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                   "blob chunk %lld is of the wrong size", (long long)ctx->n);
-    goto done;
-  }
-  rc = sqlite3_blob_read(blob, ctx->buf, (int)ctx->len, 0);
-  if (rc != SQLITE_OK) {
-    sq_fail(error, db, rc, "reading blob chunk");
-    goto done;
+  for (int64_t n = ctx->n; at < ctx->len; n++) {
+    bool row = false;
+    size_t bytes;
+    int rc;
+
+    if (!sq_step_row(&row, stmt, db, "reading blob chunk", error))
+      goto done;
+    if (!row || sqlite3_column_int64(stmt, 0) != n) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_NOT_FOUND,
+                     "blob chunk %lld is gone (blob deleted while read?)", (long long)n);
+      goto done;
+    }
+    rc = blob ? sqlite3_blob_reopen(blob, sqlite3_column_int64(stmt, 1))
+              : sqlite3_blob_open(db, SQ_BLOB_SCHEMA, "blob_chunks", "data",
+                                  sqlite3_column_int64(stmt, 1), 0, &blob);
+    if (rc != SQLITE_OK) {
+      sq_fail(error, db, rc, "opening blob chunk");
+      goto done;
+    }
+    /* Every chunk but the last read is a whole STORE_BLOB_CHUNK, and the
+     * last ends the range exactly. */
+    bytes = (size_t)sqlite3_blob_bytes(blob);
+    if (bytes != store_chunk_len(ctx->len, at)) {
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                     "blob chunk %lld is of the wrong size", (long long)n);
+      goto done;
+    }
+    rc = sqlite3_blob_read(blob, dst + at, (int)bytes, 0);
+    if (rc != SQLITE_OK) {
+      sq_fail(error, db, rc, "reading blob chunk");
+      goto done;
+    }
+    at += bytes;
   }
   ok = true;
 done:
@@ -2971,16 +2988,16 @@ done:
   return ok;
 }
 
-static bool sq_download_chunk(store_blob_download_t *download, int64_t n, size_t want,
-                              uint8_t *dst, fzip_error_t *error) {
+static bool sq_download_chunks(store_blob_download_t *download, int64_t n, size_t len,
+                               uint8_t *dst, fzip_error_t *error) {
   sq_download_t *d = (sq_download_t *)download;
-  sq_blob_ctx_t ctx = {.key = d->key, .n = n, .buf = dst, .len = want};
+  sq_blob_ctx_t ctx = {.key = d->key, .n = n, .buf = dst, .len = len};
 
-  if (want > STORE_BLOB_CHUNK)
+  if (len > (size_t)STORE_BLOB_READ_CHUNKS * STORE_BLOB_CHUNK)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob chunk %lld: %zu bytes wanted, chunks hold %d", (long long)n,
-                          want, STORE_BLOB_CHUNK);
-  return sq_run_read(d->s, op_blob_read_chunk, &ctx, error);
+                          "blob chunks from %lld: %zu bytes wanted, %d chunks of %d at most",
+                          (long long)n, len, STORE_BLOB_READ_CHUNKS, STORE_BLOB_CHUNK);
+  return sq_run_read(d->s, op_blob_read_chunks, &ctx, error);
 }
 
 /* ---- blobs: stat, delete, reap ------------------------------------------- */
@@ -3064,7 +3081,7 @@ static const store_vtable_t sq_vtable = {
     .blob_upload_commit = sq_upload_commit,
     .blob_upload_destroy = sq_upload_destroy,
     .blob_download_new = sq_download_new,
-    .blob_download_chunk = sq_download_chunk,
+    .blob_download_chunks = sq_download_chunks,
     .blob_download_destroy = sq_download_destroy,
     .blob_stat = sq_blob_stat,
     .blob_delete = sq_blob_delete,
