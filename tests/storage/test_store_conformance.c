@@ -1553,6 +1553,61 @@ static void test_blob_of_whole_chunks_and_a_committed_writer(void) {
   store_destroy(s);
 }
 
+/* Reads sized by store_blob_reader_fit end where a chunk does, or at the
+ * blob's end, and a buffer of many chunks is filled in runs of at most
+ * STORE_BLOB_READ_CHUNKS (the backend's limit per call) without a gap. */
+#define RUNS_BLOB ((STORE_BLOB_READ_CHUNKS + 2) * STORE_BLOB_CHUNK + 100)
+static void test_blob_reads_fit_to_chunks_and_long_runs_read_whole(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  uint8_t *data = malloc(RUNS_BLOB), *back = malloc(RUNS_BLOB);
+  uint64_t state = 11;
+  store_blob_info_t info = {0};
+  store_blob_reader_t *r = NULL;
+  size_t got = 0, n = 0, reads = 0;
+  const size_t ask = 1024 * 1024; /* a download's default message */
+
+  CHECK(data && back);
+  new_user(user);
+  snprintf(id, sizeof id, "%s/runs", user);
+  fill_bytes(data, RUNS_BLOB, &state);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_FILES, id, data, RUNS_BLOB, &err), err);
+  /* The whole blob in one buffer: more chunks than one backend call takes. */
+  CHECK_OK(read_blob_by(&got, s, STORE_BUCKET_FILES, id, 0, back, RUNS_BLOB, RUNS_BLOB, &err),
+           err);
+  CHECK(got == RUNS_BLOB && memcmp(back, data, RUNS_BLOB) == 0);
+  /* From inside chunk 1: the first fitted read ends at a chunk's end. */
+  CHECK_OK(store_blob_reader_new(&r, s, STORE_BUCKET_FILES, id, STORE_BLOB_CHUNK + 17, &err), err);
+  CHECK(store_blob_reader_fit(r, 100) == 100); /* no border within 100 bytes */
+  memset(back, 0, RUNS_BLOB);
+  got = STORE_BLOB_CHUNK + 17;
+  for (;;) {
+    size_t want = store_blob_reader_fit(r, ask);
+    CHECK(want > 0 && want <= ask);
+    CHECK_OK(store_blob_reader_read(r, back + got, want, &n, &err), err);
+    if (n == 0)
+      break;
+    CHECK(n == want);
+    got += n;
+    CHECK(got % STORE_BLOB_CHUNK == 0 || got == RUNS_BLOB);
+    reads++;
+  }
+  CHECK(got == RUNS_BLOB);
+  CHECK(memcmp(back + STORE_BLOB_CHUNK + 17, data + STORE_BLOB_CHUNK + 17,
+               RUNS_BLOB - STORE_BLOB_CHUNK - 17) == 0);
+  /* 1 MiB holds four 255 KiB chunks: chunk 1's rest and chunks 2-4, then
+   * 5-8, then 9 and the short last one. */
+  CHECK(reads == 3);
+  CHECK(store_blob_reader_fit(r, ask) == ask); /* at the end: nothing to fit */
+  store_blob_reader_destroy(r);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  free(data);
+  free(back);
+  store_destroy(s);
+}
+
 static void test_blob_uncommitted_is_invisible_and_destroy_leaves_nothing(void) {
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -3324,6 +3379,7 @@ int main(int argc, char **argv) {
   RUN(test_reap_deletes_expired_jobs_with_their_package_blobs);
   RUN(test_blob_written_in_odd_pieces_reads_back_from_any_offset);
   RUN(test_blob_of_whole_chunks_and_a_committed_writer);
+  RUN(test_blob_reads_fit_to_chunks_and_long_runs_read_whole);
   RUN(test_blob_uncommitted_is_invisible_and_destroy_leaves_nothing);
   RUN(test_blob_duplicate_committed_id_is_already_exists);
   RUN(test_blob_delete_leaves_nothing);
