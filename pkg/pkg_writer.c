@@ -295,13 +295,15 @@ typedef struct {
   uint64_t zip_offset; /* of its local header in the package (write_zip) */
 } entry_t;
 
-/* Every entry's deflated bytes go to one of two spool files in the
+/* Every entry's deflated bytes go to one of a few spool files in the
  * build's temp dir, one after the other, instead of a file per entry:
  * creating a file costs the kernel more CPU than writing one (ext4's
  * inode allocation was ~4% of an export's CPU with a file per
- * transaction file).  Two, because a kind's csv/ entry is written at the
- * same time as its data entry. */
-enum { SPOOL_MAIN = 0, SPOOL_CSV = 1, SPOOL_COUNT };
+ * transaction file).  Each spool has its own deflate stream, and holds
+ * one entry at a time: a kind's csv/ entry is written at the same time as
+ * its data entry, and transaction files go round all of them
+ * (write_files). */
+enum { SPOOL_MAIN = 0, SPOOL_CSV = 1, SPOOL_COUNT = 4 };
 
 typedef struct {
   char *file_id;
@@ -329,8 +331,7 @@ typedef struct {
   pkg_csv_t *csv;  /* with selection->include_csv: the CSV tables' state */
   void *csv_out;   /* the hashed_file_t of the kind's csv/ entry while one is written */
   entry_t manifest; /* size, crc32, comp_size of manifest.json (no name, no sha256) */
-  pkg_deflate_t *deflate;     /* the entry being written (data, file, manifest) */
-  pkg_deflate_t *csv_deflate; /* the csv/ entry written beside a data entry */
+  pkg_deflate_t *deflate[SPOOL_COUNT]; /* each spool's stream */
   FILE *spool[SPOOL_COUNT];   /* made at their first entry */
   uint64_t spool_end[SPOOL_COUNT];
 } build_t;
@@ -398,7 +399,7 @@ static bool hashed_open(hashed_file_t *h, build_t *b, int spool, fzip_error_t *e
   char path[PATH_MAX];
 
   memset(h, 0, sizeof *h);
-  h->z = spool == SPOOL_CSV ? b->csv_deflate : b->deflate;
+  h->z = b->deflate[spool];
   h->spool = spool;
   h->spool_end = &b->spool_end[spool];
   h->offset = b->spool_end[spool];
@@ -956,11 +957,14 @@ done:
 }
 
 /* Most transaction files are one deflate block, which pkg_deflate_finish
- * would compress on this thread while the pool idles: two entries are in
- * flight instead, on the two spools and their two streams (the CSV
- * spool is idle by now), so the next file is read and hashed here while
- * the last one's block is compressed on the pool.  Entries keep the
- * files' order; each spool holds its entries whole. */
+ * would compress on this thread while the pool idles: SPOOL_COUNT entries
+ * are in flight instead, one on each spool and its stream (the CSV spool
+ * is idle by now), so the next files are read and hashed here while the
+ * last ones' blocks are compressed on the pool, and this thread, when it
+ * must wait for the oldest, compresses a queued block itself.  With two
+ * in flight the pool's one worker on a two-core machine was the
+ * bottleneck and this thread waited for it (~1.5 cores busy).  Entries
+ * keep the files' order; each spool holds its entries whole. */
 static bool write_files(build_t *b, fzip_error_t *error) {
   file_out_t out[SPOOL_COUNT];
   int k = 0;
@@ -1363,12 +1367,18 @@ static bool build_run(build_t *b, fzip_error_t *error) {
   return write_manifest(b, error);
 }
 
-/* The compression threads and the two streams every build uses; they
- * outlive a build that starts over, and are released by the caller. */
+/* The compression threads and the spools' streams; they outlive a build
+ * that starts over, and are released by the caller.  A stream allocates
+ * its blocks at its first entry: those only files use cost nothing in an
+ * export without files. */
 static bool deflate_open(pkg_deflate_pool_t **pool, build_t *b, fzip_error_t *error) {
-  return pkg_deflate_pool_new(pool, b->opt->compress_threads, PKG_COMPRESSION_LEVEL, error) &&
-         pkg_deflate_new(&b->deflate, *pool, error) &&
-         pkg_deflate_new(&b->csv_deflate, *pool, error);
+  if (!pkg_deflate_pool_new(pool, b->opt->compress_threads, PKG_COMPRESSION_LEVEL, error))
+    return false;
+  for (int i = 0; i < SPOOL_COUNT; i++) {
+    if (!pkg_deflate_new(&b->deflate[i], *pool, error))
+      return false;
+  }
+  return true;
 }
 
 /* Builds from one consistent read of the source (read_begin/read_end):
@@ -1441,8 +1451,8 @@ static bool write_package(pkg_result_t *result, const pkg_source_t *source, cons
   ok = true;
 done:
   build_free(b);
-  pkg_deflate_destroy(b->deflate);
-  pkg_deflate_destroy(b->csv_deflate);
+  for (int i = 0; i < SPOOL_COUNT; i++)
+    pkg_deflate_destroy(b->deflate[i]);
   pkg_deflate_pool_destroy(pool);
   fzip_sha256_destroy(out.hash);
   free(b);
