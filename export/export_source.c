@@ -7,6 +7,7 @@
  */
 #include "export_source.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "fzip_metrics.h"
@@ -183,18 +184,22 @@ static bool blob_sink_write(void *ctx, const void *data, size_t len, fzip_error_
   return blob_sink_open(s, error) && store_blob_writer_write(s->w, data, len, error);
 }
 
-/* Commits the blob if it holds what the writer wrote. */
-static bool blob_sink_commit(blob_sink_t *s, const pkg_result_t *res, fzip_error_t *error) {
+/* Commits the blob if it holds as many bytes as were written; res then
+ * takes the blob's sha256, which the store's writer computed from the
+ * bytes on their way (pkg_write_stream leaves the hashing to the sink). */
+static bool blob_sink_commit(blob_sink_t *s, pkg_result_t *res, fzip_error_t *error) {
   store_blob_info_t info;
 
   if (!blob_sink_open(s, error) || !store_blob_writer_commit(s->w, &info, error))
     return false;
-  if (info.size != res->package_size || strcmp(info.sha256, res->package_sha256) != 0) {
+  if (info.size != res->package_size) {
     fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_DATA_LOSS,
-                   "package blob %s differs from the package written", s->blob_id);
+                   "package blob %s holds %" PRIu64 " bytes, %" PRIu64 " were written",
+                   s->blob_id, info.size, res->package_size);
     store_blob_delete(s->store, STORE_BUCKET_PACKAGES, s->blob_id, NULL);
     return false;
   }
+  memcpy(res->package_sha256, info.sha256, sizeof res->package_sha256);
   fzip_metric_add(FZIP_METRIC_EXPORT_BYTES, NULL, (double)info.size);
   return true;
 }
@@ -203,20 +208,19 @@ static bool blob_sink_commit(blob_sink_t *s, const pkg_result_t *res, fzip_error
 
 /* Between the package writer and the blob sink: the envelope writer is
  * made at the first package byte (no blob while the package is built),
- * and the envelope's bytes are hashed on their way to the blob, so that
- * the job's size and sha256 are those of what DownloadExport serves. */
+ * and the envelope's bytes are counted on their way to the blob, whose
+ * writer hashes them, so that the job's size and sha256 are those of what
+ * DownloadExport serves. */
 typedef struct {
   blob_sink_t *blob;
   const pkgs_recipient_t *recipients;
   size_t n_recipients;
   pkgs_writer_t *w;
-  fzip_sha256_t *sha;
   uint64_t size;
 } seal_sink_t;
 
 static bool seal_out(void *ctx, const void *data, size_t len, fzip_error_t *error) {
   seal_sink_t *s = ctx;
-  fzip_sha256_update(s->sha, data, len);
   s->size += len;
   return blob_sink_write(s->blob, data, len, error);
 }
@@ -232,12 +236,11 @@ static bool seal_in(void *ctx, const void *data, size_t len, fzip_error_t *error
   return seal_open(s, error) && pkgs_writer_write(s->w, data, len, error);
 }
 
-/* Seals the last chunk; `res` then describes the envelope. */
+/* Seals the last chunk; `res` then has the envelope's size. */
 static bool seal_finish(seal_sink_t *s, pkg_result_t *res, fzip_error_t *error) {
   if (!seal_open(s, error) || !pkgs_writer_finish(s->w, error))
     return false;
   res->package_size = s->size;
-  fzip_sha256_final_hex(s->sha, res->package_sha256);
   return true;
 }
 
@@ -256,17 +259,12 @@ bool export_source_write_blob(pkg_result_t *result, store_t *store, const char *
   if (seal && seal->n_recipients > 0) {
     sealer.recipients = seal->recipients;
     sealer.n_recipients = seal->n_recipients;
-    sealer.sha = fzip_sha256_new();
-    if (!sealer.sha) {
-      fzip_error_oom(error, "envelope hash");
-      goto done;
-    }
     write = seal_in;
     write_ctx = &sealer;
   }
   if (!pkg_write_stream(&res, &src, user_id, selection, options, write, write_ctx, blob_id, error))
     goto done;
-  if (sealer.sha && !seal_finish(&sealer, &res, error))
+  if (sealer.n_recipients > 0 && !seal_finish(&sealer, &res, error))
     goto done;
   if (!blob_sink_commit(&sink, &res, error))
     goto done;
@@ -275,7 +273,6 @@ bool export_source_write_blob(pkg_result_t *result, store_t *store, const char *
   ok = true;
 done:
   pkgs_writer_destroy(sealer.w);
-  fzip_sha256_destroy(sealer.sha);
   store_blob_writer_destroy(sink.w); /* deletes an uncommitted blob */
   return ok;
 }

@@ -41,12 +41,13 @@ typedef struct {
 
 /* Writes the package and streams it into the blob store as `blob_id` in
  * STORE_BUCKET_PACKAGES, committing it only when complete and only if
- * the store's size and sha256 are those written (DATA_LOSS otherwise, and
+ * the store holds as many bytes as were written (DATA_LOSS otherwise, and
  * the blob is deleted); an uncommitted blob never outlives the call.
- * With `seal`, the blob is the FZIPENC1 envelope of the package and
+ * *result's package_sha256 is the blob's, as the store's writer hashed
+ * it.  With `seal`, the blob is the FZIPENC1 envelope of the package and
  * *result's package_size and package_sha256 are the envelope's (the
- * plaintext package only exists in the writer's temporary file, removed
- * when the call returns). */
+ * plaintext package is never stored: its deflated entries only exist in
+ * the writer's temporary spools, removed when the call returns). */
 bool export_source_write_blob(pkg_result_t *result, store_t *store, const char *user_id,
                               const pkg_selection_t *selection, const pkg_options_t *options,
                               const export_seal_t *seal, const char *blob_id, fzip_error_t *error);

@@ -1188,15 +1188,16 @@ typedef struct {
   build_t *b;
   pkg_sink_fn sink;
   void *sink_ctx;
-  fzip_sha256_t *hash;
-  uint64_t expected; /* about the package's size, for `fraction` */
+  fzip_sha256_t *hash; /* NULL: the sink's owner hashes (pkg_write_stream) */
+  uint64_t expected;   /* about the package's size, for `fraction` */
 } package_out_t;
 
 static bool package_sink(void *ctx, const void *data, size_t len, fzip_error_t *error) {
   package_out_t *o = ctx;
   build_t *b = o->b;
 
-  fzip_sha256_update(o->hash, data, len);
+  if (o->hash)
+    fzip_sha256_update(o->hash, data, len);
   if (!o->sink(o->sink_ctx, data, len, error))
     return false;
   b->prog.bytes_done += len;
@@ -1301,7 +1302,8 @@ static bool write_zip(build_t *b, package_out_t *o, pkg_phase_t phase, const cha
     goto done;
   b->res.entries = n;
   b->res.package_size = b->prog.bytes_done;
-  fzip_sha256_final_hex(o->hash, b->res.package_sha256);
+  if (o->hash)
+    fzip_sha256_final_hex(o->hash, b->res.package_sha256);
   ok = true;
 done:
   pkgzo_destroy(z);
@@ -1413,11 +1415,12 @@ static bool build_consistent(build_t *b, fzip_error_t *error) {
 }
 
 /* Builds the package and writes it to `sink` in zip phase `phase`
- * (progress entry `name`); *result gets its size and sha256. */
+ * (progress entry `name`); *result gets its size, and its sha256 if
+ * `hash` (else the sha256 is empty). */
 static bool write_package(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                           const pkg_selection_t *selection, const pkg_options_t *options,
                           pkg_sink_fn sink, void *sink_ctx, pkg_phase_t phase, const char *name,
-                          fzip_error_t *error) {
+                          bool hash, fzip_error_t *error) {
   static const pkg_options_t no_options;
   build_t *b = calloc(1, sizeof *b);
   pkg_deflate_pool_t *pool = NULL;
@@ -1435,7 +1438,7 @@ static bool write_package(pkg_result_t *result, const pkg_source_t *source, cons
                                                            : fzip_now_ms();
   if (!pkg_selection_check(selection, error) || !base_check(selection, error))
     goto done;
-  if (!(out.hash = fzip_sha256_new())) {
+  if (hash && !(out.hash = fzip_sha256_new())) {
     oom(error);
     goto done;
   }
@@ -1487,7 +1490,7 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
     goto done;
   }
   if (!write_package(result, source, user_id, selection, options, file_sink, f,
-                     PKG_PHASE_COMPRESSING, path, error))
+                     PKG_PHASE_COMPRESSING, path, true, error))
     goto done;
   if (fclose(f) != 0) {
     f = NULL;
@@ -1513,5 +1516,5 @@ bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const ch
                       pkg_sink_fn sink, void *sink_ctx, const char *sink_name,
                       fzip_error_t *error) {
   return write_package(result, source, user_id, selection, options, sink, sink_ctx,
-                       PKG_PHASE_UPLOADING, sink_name, error);
+                       PKG_PHASE_UPLOADING, sink_name, false, error);
 }

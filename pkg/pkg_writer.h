@@ -162,7 +162,7 @@ typedef struct {
   uint64_t external_refs;           /* ids listed in manifest external_references */
   uint64_t entries;                 /* zip entries, manifest included */
   uint64_t package_size;            /* bytes of the .fzip */
-  char package_sha256[FZIP_SHA256_HEX_LEN + 1]; /* hex of the whole .fzip */
+  char package_sha256[FZIP_SHA256_HEX_LEN + 1]; /* hex of the whole .fzip (pkg_write_file) */
   int64_t export_timestamp_ms;      /* the timestamp written into the manifest */
   uint64_t change_seq;              /* the source's changes() seq; 0 without change ops */
   uint64_t deletions;               /* ids in data/deletions.json (increments) */
@@ -260,9 +260,11 @@ bool pkg_write_file(pkg_result_t *result, const pkg_source_t *source, const char
  * spools, in phase PKG_PHASE_UPLOADING (progress entry `sink_name`, polls
  * for cancel every PKG_PROGRESS_EVERY_BYTES, the first after the first
  * write).  The sink has had every byte when this returns true; *result
- * (may be NULL) has the size and sha256 of the bytes handed to the sink
- * (hashed on their way) for the sink's owner to check what it received
- * against.  On failure the sink may have had part of the package. */
+ * (may be NULL) has the size of the bytes handed to the sink and an
+ * empty package_sha256: the sink's owner hashes what it receives (the
+ * store's blob writer does, for the blob's own record), so the bytes are
+ * not hashed twice on the export's one single-threaded stretch.  On
+ * failure the sink may have had part of the package. */
 bool pkg_write_stream(pkg_result_t *result, const pkg_source_t *source, const char *user_id,
                       const pkg_selection_t *selection, const pkg_options_t *options,
                       pkg_sink_fn sink, void *sink_ctx, const char *sink_name,
