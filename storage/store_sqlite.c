@@ -2934,7 +2934,9 @@ static bool sq_download_new(store_blob_download_t **out, store_blob_info_t *info
  * SELECT of the value would copy it into a buffer of SQLite's first),
  * through one blob handle moved from row to row (sqlite3_blob_reopen,
  * which compiles nothing).  One read transaction, so no row can go
- * between the two. */
+ * between the two: the SELECT's own, which lasts while it is not reset
+ * (finalized at the end), and which a snapshot view's connection already
+ * has; no BEGIN and COMMIT of our own to parse for every call. */
 static bool op_blob_read_chunks(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
   sqlite3_stmt *stmt = NULL;
@@ -2997,7 +2999,7 @@ static bool sq_download_chunks(store_blob_download_t *download, int64_t n, size_
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                           "blob chunks from %lld: %zu bytes wanted, %d chunks of %d at most",
                           (long long)n, len, STORE_BLOB_READ_CHUNKS, STORE_BLOB_CHUNK);
-  return sq_run_read(d->s, op_blob_read_chunks, &ctx, error);
+  return sq_run(d->s, op_blob_read_chunks, &ctx, error);
 }
 
 /* ---- blobs: stat, delete, reap ------------------------------------------- */
