@@ -101,6 +101,52 @@ def rename_and_add_account(parsed):
     accounts.append(extra)
 
 
+# Transaction files are restored in batches of 64 (IMPORT_FILE_BATCH_MAX,
+# import/import_run.c), each batch's records then their bytes: this many
+# files cross two batch borders and end inside a third.
+FILES_PAST_BATCHES = 150
+
+
+def with_many_files(data, count):
+    """The package with `count` more transaction files: copies of its first
+    file record under new ids and names, each with bytes of its own (the
+    record's fileSize and sha256, the manifest's checksums and counts
+    follow); the new files/ entries go after the others."""
+    z = zipfile.ZipFile(io.BytesIO(data))
+    names = z.namelist()
+    raw = {name: z.read(name) for name in names}
+    manifest = json.loads(raw["manifest.json"])
+    files_doc = json.loads(raw["data/transaction_files.json"])
+    first = files_doc["transaction_files"][0]
+    ext = os.path.splitext(first["fileName"])[1]
+    added = []
+    for i in range(count):
+        rec = dict(first)
+        rec["fileId"] = "f11e0000-0000-4000-8000-%012d" % i
+        rec["fileName"] = "batch file %03d%s" % (i, ext)
+        body = ("line %d of file %d\n" % (i, i)).encode() * (i + 1)
+        rec["fileSize"] = len(body)
+        rec["sha256"] = hashlib.sha256(body).hexdigest()
+        files_doc["transaction_files"].append(rec)
+        entry = "files/%s/%s" % (rec["fileId"], rec["fileName"])
+        raw[entry] = body
+        added.append(entry)
+        manifest["checksums"][entry] = "sha256:" + rec["sha256"]
+    tf = "data/transaction_files.json"
+    raw[tf] = json.dumps(files_doc, ensure_ascii=False, separators=(",", ":")).encode()
+    manifest["checksums"][tf] = "sha256:" + hashlib.sha256(raw[tf]).hexdigest()
+    summary = manifest["data_summary"]
+    summary["transaction_files_count"] += count
+    summary["files_count"] += count
+    summary["files_bytes"] += sum(len(raw[e]) for e in added)
+    raw["manifest.json"] = json.dumps(manifest).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zw:
+        for name in names + added:
+            zw.writestr(name, raw[name])
+    return out.getvalue()
+
+
 def account_names(c):
     return {a.account_id: a.account_name for a in c.list_all("ListAccounts", "accounts")}
 
@@ -130,6 +176,27 @@ def test_round_trip_reproduces_identical_data_entries(w):
     # The package's user id is never trusted: the source user is untouched.
     check(w.src.data.GetDataSummary(dpb.GetDataSummaryRequest(), metadata=w.src.md)
           .summary.transactions_count == n(2500), "source user changed")
+
+
+def test_files_past_two_restore_batches_come_back_byte_for_byte(w):
+    data = with_many_files(w.package, FILES_PAST_BATCHES)
+    _, manifest = read_package(data)
+    total = manifest["data_summary"]["transaction_files_count"]
+    check(total > 2 * 64, "the package has %d files, not past two batches" % total)
+    dst = w.fresh("files")
+    job = import_package(dst, data)
+    check(job.status == jpb.IMPORT_STATUS_COMPLETED, "import: %s" % job.error.message)
+    check(job.result.files_restored == total,
+          "files restored %d of %d" % (job.result.files_restored, total))
+    again = dst.create(export_type=jpb.EXPORT_TYPE_COMPLETE, pinned_timestamp=1700000000000)
+    check(dst.watch(again.export_id)[-1].status == jpb.EXPORT_STATUS_COMPLETED, "re-export")
+    _, out = dst.download(again.export_id)
+    _, back = read_package(out)
+    wanted = {e: d for e, d in manifest["checksums"].items() if e.startswith("files/")}
+    got = {e: d for e, d in back["checksums"].items() if e.startswith("files/")}
+    check(len(wanted) == total, "the crafted package lists %d files" % len(wanted))
+    check(got == wanted, "%d file entries differ after the round trip"
+          % len(set(wanted.items()) ^ set(got.items())))
 
 
 def test_fail_on_conflict_lists_conflicts_and_writes_nothing(w):
@@ -810,6 +877,7 @@ def main():
     with Fzipd() as srv:
         w = World(srv)
         for t in [test_round_trip_reproduces_identical_data_entries,
+                  test_files_past_two_restore_batches_come_back_byte_for_byte,
                   test_fail_on_conflict_lists_conflicts_and_writes_nothing,
                   test_skip_existing_keeps_existing_and_adds_new,
                   test_overwrite_replaces_existing,
