@@ -2946,7 +2946,8 @@ static bool op_blob_read_chunks(sqlite3 *db, void *vctx, fzip_error_t *error) {
   bool ok = false;
 
   if (!sq_prepare_args(&stmt, db,
-                       "SELECT n, rowid FROM " SQ_CHUNKS " WHERE blob_key = ? AND n >= ? ORDER BY n",
+                       "SELECT n, rowid FROM " SQ_CHUNKS
+                       " WHERE blob_key = ? AND n >= ? ORDER BY n",
                        (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(ctx->n), SQ_END}, error))
     goto done;
   for (int64_t n = ctx->n; at < ctx->len; n++) {
