@@ -162,7 +162,9 @@ typedef struct {
   uint64_t external_refs;           /* ids listed in manifest external_references */
   uint64_t entries;                 /* zip entries, manifest included */
   uint64_t package_size;            /* bytes of the .fzip */
-  char package_sha256[FZIP_SHA256_HEX_LEN + 1]; /* hex of the whole .fzip (pkg_write_file) */
+  /* hex of the whole .fzip from pkg_write_file; empty from pkg_write_stream,
+   * whose sink's owner hashes (export_source_write_blob fills it in) */
+  char package_sha256[FZIP_SHA256_HEX_LEN + 1];
   int64_t export_timestamp_ms;      /* the timestamp written into the manifest */
   uint64_t change_seq;              /* the source's changes() seq; 0 without change ops */
   uint64_t deletions;               /* ids in data/deletions.json (increments) */

@@ -1337,8 +1337,9 @@ static bool reader_fetch(store_blob_reader_t *r, int64_t n, size_t len, uint8_t 
 /* The bytes of the run of whole chunks from chunk n on that fits in room
  * (at most STORE_BLOB_READ_CHUNKS chunks); 0 if not even chunk n does. */
 static size_t reader_run_len(const store_blob_reader_t *r, int64_t n, size_t room) {
+  const int64_t last = reader_last_chunk(r);
   size_t len = 0;
-  for (int k = 0; k < STORE_BLOB_READ_CHUNKS && n + k <= reader_last_chunk(r); k++) {
+  for (int k = 0; k < STORE_BLOB_READ_CHUNKS && n + k <= last; k++) {
     size_t next = reader_chunk_len(r, n + k);
     if (next > room - len)
       break;
