@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
   protobuf-compiler-grpc grpc-proto
-  libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev
+  libzip-dev libmongoc-dev libbson-dev libjwt-dev libssl-dev
   # HouseF3 application packages with LZMA zip entries (pkg/pkg_housef3.c)
   liblzma-dev
   # encrypted packages, the FZIPENC1 envelope (pkg/pkg_seal.c)
@@ -34,7 +34,8 @@ PACKAGES=(
   # the libFuzzer build of fuzz/ (clang 14 and its libFuzzer runtime)
   clang libclang-rt-14-dev
 )
-# Go (for the FerretDB test fixture) is often installed outside apt.
+# Go (SQLite's amalgamation comes from the Go module proxy, scripts/
+# fetch-sqlite.sh; the FerretDB test fixture) is often installed outside apt.
 if ! command -v go >/dev/null 2>&1; then
   PACKAGES+=(golang-go)
 fi

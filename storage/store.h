@@ -286,10 +286,18 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
 
 typedef enum { STORE_BUCKET_PACKAGES = 0, STORE_BUCKET_FILES = 1 } store_bucket_t;
 
-#define STORE_BLOB_CHUNK (255 * 1024) /* chunk size backends store blobs in */
+/* The chunk size blobs are written in, by every backend.  256 KiB, not
+ * GridFS's customary 255: in the SQLite blob file (64 KiB pages) a chunk of
+ * 256 KiB keeps only SQLite's minimum on its b-tree leaf (~8 KiB, seven
+ * chunks a leaf) and the rest in four overflow pages that SQLite reads
+ * straight into the caller's buffer, where a 255 KiB chunk kept ~63 KiB on
+ * a leaf of its own, read through the page cache and copied again
+ * (docs/STORAGE.md "Blobs"; run AE).  A blob records the chunk size it was
+ * written with, so blobs of 255 KiB chunks still read. */
+#define STORE_BLOB_CHUNK (256 * 1024)
 /* A writer buffers this many chunks and hands them to the backend in one
  * call (SQLite: one transaction), so that a blob is not one commit per
- * 255 KiB: each commit also rewrites the chunk table's leaf and the file
+ * chunk: each commit also rewrites the chunk table's leaf and the file
  * header, which made the WAL ~1.7x the blob (docs/STORAGE.md "Blobs"). */
 #define STORE_BLOB_BATCH_CHUNKS 4
 #define STORE_BLOB_BATCH (STORE_BLOB_BATCH_CHUNKS * STORE_BLOB_CHUNK)

@@ -76,10 +76,16 @@ struct store_blob_upload {
   const store_vtable_t *vt;
 };
 
-/* The length of the chunk at `off` in a batch of `len` bytes (the front's
- * STORE_BLOB_CHUNK cut, which every backend's blob_upload_chunks follows). */
+/* The length of the chunk at `off` in a run of `len` bytes cut every
+ * `chunk` bytes (the last one may be short). */
+static inline size_t store_chunk_len_of(size_t len, size_t off, uint64_t chunk) {
+  return len - off < chunk ? len - off : (size_t)chunk;
+}
+
+/* The same for a batch being written: the front's STORE_BLOB_CHUNK cut,
+ * which every backend's blob_upload_chunks follows. */
 static inline size_t store_chunk_len(size_t len, size_t off) {
-  return len - off < STORE_BLOB_CHUNK ? len - off : STORE_BLOB_CHUNK;
+  return store_chunk_len_of(len, off, STORE_BLOB_CHUNK);
 }
 
 /* One committed blob being read, as a backend sees it.  The front's reader

@@ -3258,7 +3258,7 @@ static bool mongo_blob_download_chunks(store_blob_download_t *download, int64_t 
                                        uint8_t *dst, fzip_error_t *error) {
   mdownload_t *d = (mdownload_t *)download;
   for (size_t at = 0; at < len; n++) {
-    size_t want = len - at < d->chunk_size ? len - at : (size_t)d->chunk_size;
+    size_t want = store_chunk_len_of(len, at, d->chunk_size);
     if (!download_one_chunk(d, n, want, dst + at, error))
       return false;
     at += want;

@@ -53,6 +53,9 @@
 #define SQ_CHUNKS SQ_BLOB_SCHEMA ".blob_chunks"
 #define SQ_BLOB_FILE_SUFFIX "-blobs"
 #define SQ_BLOB_PAGE_SIZE 65536
+/* The chunk size of every blob written before blobs recorded their own
+ * (255 KiB, STORE_BLOB_CHUNK then), as SQL. */
+#define SQ_LEGACY_CHUNK "261120"
 #define SQ_BLOB_CACHE_KIB 1024
 #define SQ_BLOB_WAL_CHECKPOINT_BYTES (64 * 1024 * 1024)
 #define SQ_BACKOFF_START_MS 5
@@ -314,13 +317,16 @@ static const char sq_schema[] =
  * import's writes at 1M transactions (docs/STORAGE.md "Entities"). */
 static const char sq_schema_dropped[] = "DROP INDEX IF EXISTS entities_date;";
 
-/* The blob file's tables (schema SQ_BLOB_SCHEMA): the same definitions the
- * main file had before blobs moved out (sq_migrate_blobs copies them). */
+/* The blob file's tables (schema SQ_BLOB_SCHEMA): the definitions the main
+ * file had before blobs moved out (sq_migrate_blobs copies them), and each
+ * blob's chunk size, which is not a constant of the file: blobs written
+ * before the column have SQ_LEGACY_CHUNK (sq_migrate_chunk_size). */
 static const char sq_schema_blobs[] =
     "CREATE TABLE IF NOT EXISTS " SQ_BLOB_SCHEMA ".blobs("
     " blob_key INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL,"
     " blob_id TEXT NOT NULL, committed INTEGER NOT NULL, size INTEGER NOT NULL,"
-    " sha256 TEXT NOT NULL, started_at INTEGER NOT NULL);"
+    " sha256 TEXT NOT NULL, started_at INTEGER NOT NULL,"
+    " chunk_size INTEGER NOT NULL DEFAULT " SQ_LEGACY_CHUNK ");"
     "CREATE UNIQUE INDEX IF NOT EXISTS " SQ_BLOB_SCHEMA ".blobs_committed ON blobs(bucket, blob_id)"
     " WHERE committed = 1;"
     "CREATE INDEX IF NOT EXISTS " SQ_BLOB_SCHEMA ".blobs_uncommitted ON blobs(started_at)"
@@ -379,6 +385,20 @@ static bool sq_migrate_seq(sqlite3 *db, fzip_error_t *error) {
       sq_add_column(db, "stash", "seq", "INTEGER NOT NULL DEFAULT 0", error) &&
       sq_add_column(db, "import_pending", "begin_seq", "INTEGER NOT NULL DEFAULT 0", error) &&
       sq_exec(db, sq_schema_changes, error) && sq_exec(db, "COMMIT", error))
+    return true;
+  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return false;
+}
+
+/* Blob files from before chunk_size: their blobs were cut every
+ * SQ_LEGACY_CHUNK bytes, which the column's default says; under the writer
+ * lock, like sq_migrate_seq. */
+static bool sq_migrate_chunk_size(sqlite3 *db, fzip_error_t *error) {
+  if (!sq_exec(db, "BEGIN IMMEDIATE", error))
+    return false;
+  if (sq_add_column(db, SQ_BLOBS, "chunk_size", "INTEGER NOT NULL DEFAULT " SQ_LEGACY_CHUNK,
+                    error) &&
+      sq_exec(db, "COMMIT", error))
     return true;
   sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return false;
@@ -608,8 +628,9 @@ static bool sq_main_has_table(bool *exists, sqlite3 *db, const char *name, fzip_
 static bool sq_migrate_blobs(sqlite3 *db, fzip_error_t *error) {
   bool old = false;
   static const char *const steps[] = {
-      "INSERT OR IGNORE INTO " SQ_BLOBS " SELECT blob_key, bucket, blob_id, committed, size,"
-      " sha256, started_at FROM main.blobs;"
+      "INSERT OR IGNORE INTO " SQ_BLOBS "(blob_key, bucket, blob_id, committed, size, sha256,"
+      " started_at) SELECT blob_key, bucket, blob_id, committed, size, sha256, started_at"
+      " FROM main.blobs;"
       "INSERT OR IGNORE INTO " SQ_CHUNKS " SELECT blob_key, n, data FROM main.blob_chunks;",
       "DROP TABLE main.blob_chunks; DROP TABLE main.blobs;"};
   /* Every open asks; only an old file takes the writer lock. */
@@ -633,7 +654,7 @@ static bool sq_migrate_blobs(sqlite3 *db, fzip_error_t *error) {
 static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
   if (!sq_exec(db, "PRAGMA journal_mode=WAL", error) || !sq_exec(db, sq_schema, error) ||
       !sq_exec(db, sq_schema_dropped, error) || !sq_exec(db, sq_schema_blobs, error) ||
-      !sq_migrate_blobs(db, error) || !sq_migrate_tag(db, error) ||
+      !sq_migrate_chunk_size(db, error) || !sq_migrate_blobs(db, error) || !sq_migrate_tag(db, error) ||
       !sq_exec(db, sq_schema_tags, error) ||
       !sq_migrate_request(db, error) || !sq_migrate_seq(db, error))
     return fzip_error_prefix(error, "cannot open store file %s", path);
@@ -2698,6 +2719,7 @@ typedef struct {
   const void *data;    /* chunks to write, from n on */
   size_t len;
   void *buf;           /* where a chunk read goes (len bytes) */
+  uint64_t chunk_size; /* the blob's (blobs.chunk_size) */
   store_blob_info_t info;
   int64_t now_ms;
   uint64_t deleted;
@@ -2709,7 +2731,7 @@ static bool sq_find_committed(bool *found, sq_blob_ctx_t *ctx, sqlite3 *db, fzip
   bool ok = false;
 
   if (!sq_prepare_args(&stmt, db,
-                       "SELECT blob_key, size, sha256 FROM " SQ_BLOBS
+                       "SELECT blob_key, size, sha256, chunk_size FROM " SQ_BLOBS
                        " WHERE bucket = ? AND blob_id = ? AND committed = 1",
                        (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(ctx->blob_id), SQ_END},
                        error) ||
@@ -2719,6 +2741,7 @@ static bool sq_find_committed(bool *found, sq_blob_ctx_t *ctx, sqlite3 *db, fzip
     ctx->key = sqlite3_column_int64(stmt, 0);
     ctx->info.size = (uint64_t)sqlite3_column_int64(stmt, 1);
     sq_copy_text(ctx->info.sha256, sizeof ctx->info.sha256, stmt, 2);
+    ctx->chunk_size = (uint64_t)sqlite3_column_int64(stmt, 3);
   }
   ok = true;
 done:
@@ -2767,10 +2790,10 @@ static bool op_blob_start(sqlite3 *db, void *vctx, fzip_error_t *error) {
   sq_blob_ctx_t *ctx = vctx;
   if (!sq_check_absent(ctx, db, error) ||
       !sq_exec_args(NULL, db,
-                    "INSERT INTO " SQ_BLOBS "(bucket, blob_id, committed, size, sha256, started_at)"
-                    " VALUES (?, ?, 0, 0, '', ?)",
+                    "INSERT INTO " SQ_BLOBS "(bucket, blob_id, committed, size, sha256, started_at,"
+                    " chunk_size) VALUES (?, ?, 0, 0, '', ?, ?)",
                     (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(ctx->blob_id),
-                                       SQ_INT(ctx->now_ms), SQ_END},
+                                       SQ_INT(ctx->now_ms), SQ_INT(STORE_BLOB_CHUNK), SQ_END},
                     "starting blob", error))
     return false;
   ctx->key = sqlite3_last_insert_rowid(db);
@@ -2893,6 +2916,7 @@ typedef struct {
   store_blob_download_t base;
   sq_store_t *s;
   int64_t key;
+  uint64_t chunk_size;
 } sq_download_t;
 
 static bool op_blob_find(sqlite3 *db, void *vctx, fzip_error_t *error) {
@@ -2918,12 +2942,16 @@ static bool sq_download_new(store_blob_download_t **out, store_blob_info_t *info
 
   if (!sq_run((sq_store_t *)store, op_blob_find, &ctx, error))
     return false;
+  if (ctx.chunk_size == 0)
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                          "blob %s records a chunk size of 0", blob_id);
   d = bson_malloc0(sizeof *d);
   d->base.vt = &sq_vtable;
   d->s = (sq_store_t *)store;
   d->key = ctx.key;
+  d->chunk_size = ctx.chunk_size;
   *info = ctx.info;
-  *chunk_size = STORE_BLOB_CHUNK;
+  *chunk_size = ctx.chunk_size;
   *out = &d->base;
   return true;
 }
@@ -2969,10 +2997,10 @@ static bool op_blob_read_chunks(sqlite3 *db, void *vctx, fzip_error_t *error) {
       sq_fail(error, db, rc, "opening blob chunk");
       goto done;
     }
-    /* Every chunk but the last read is a whole STORE_BLOB_CHUNK, and the
-     * last ends the range exactly. */
+    /* Every chunk but the last read is a whole chunk, and the last ends
+     * the range exactly. */
     bytes = (size_t)sqlite3_blob_bytes(blob);
-    if (bytes != store_chunk_len(ctx->len, at)) {
+    if (bytes != store_chunk_len_of(ctx->len, at, ctx->chunk_size)) {
       fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
                      "blob chunk %lld is of the wrong size", (long long)n);
       goto done;
@@ -2994,12 +3022,14 @@ done:
 static bool sq_download_chunks(store_blob_download_t *download, int64_t n, size_t len,
                                uint8_t *dst, fzip_error_t *error) {
   sq_download_t *d = (sq_download_t *)download;
-  sq_blob_ctx_t ctx = {.key = d->key, .n = n, .buf = dst, .len = len};
+  sq_blob_ctx_t ctx = {
+      .key = d->key, .n = n, .buf = dst, .len = len, .chunk_size = d->chunk_size};
 
-  if (len > (size_t)STORE_BLOB_READ_CHUNKS * STORE_BLOB_CHUNK)
+  if (len > STORE_BLOB_READ_CHUNKS * d->chunk_size)
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob chunks from %lld: %zu bytes wanted, %d chunks of %d at most",
-                          (long long)n, len, STORE_BLOB_READ_CHUNKS, STORE_BLOB_CHUNK);
+                          "blob chunks from %lld: %zu bytes wanted, %d chunks of %llu at most",
+                          (long long)n, len, STORE_BLOB_READ_CHUNKS,
+                          (unsigned long long)d->chunk_size);
   return sq_run(d->s, op_blob_read_chunks, &ctx, error);
 }
 

@@ -1068,9 +1068,14 @@ static void test_sqlite_store_from_before_request_ids_migrates(void) {
   fzip_test_remove_sqlite(path);
 }
 
-/* The old layout's blob tables in the main file `path`, holding blob_key 7
- * committed (`id`, `data`, len bytes, in STORE_BLOB_CHUNK rows) and blob_key
- * 8 uncommitted (one chunk, started at time 1). */
+/* Blobs were cut in 255 KiB chunks before each recorded its own size. */
+#define LEGACY_CHUNK (255 * 1024)
+
+/* The old layout's blob tables (the main file's before the blob file, and
+ * the blob file's before chunk_size: the same definitions) in the file
+ * `path`, holding blob_key 7 committed (`id`, `data`, len bytes, in
+ * LEGACY_CHUNK rows) and blob_key 8 uncommitted (one chunk, started at time
+ * 1). */
 static bool sqlite_write_old_blobs(const char *path, const char *id, const uint8_t *data,
                                    size_t len) {
   sqlite3 *db = NULL;
@@ -1099,10 +1104,10 @@ static bool sqlite_write_old_blobs(const char *path, const char *id, const uint8
   st = NULL;
   ok = ok && sqlite3_prepare_v2(db, "INSERT INTO blob_chunks VALUES (7, ?, ?)", -1, &st, NULL) ==
                  SQLITE_OK;
-  for (size_t off = 0; ok && off < len; off += STORE_BLOB_CHUNK) {
-    size_t n = len - off < STORE_BLOB_CHUNK ? len - off : STORE_BLOB_CHUNK;
+  for (size_t off = 0; ok && off < len; off += LEGACY_CHUNK) {
+    size_t n = len - off < LEGACY_CHUNK ? len - off : LEGACY_CHUNK;
     sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)(off / STORE_BLOB_CHUNK));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(off / LEGACY_CHUNK));
     sqlite3_bind_blob(st, 2, data + off, (int)n, SQLITE_STATIC);
     ok = sqlite3_step(st) == SQLITE_DONE;
   }
@@ -1127,7 +1132,7 @@ static int64_t sqlite_number(const char *path, const char *sql) {
  * between the copy and the drop (both files hold the blob) opens the same. */
 static void test_sqlite_store_from_before_the_blob_file_migrates(void) {
   char path[1024], blobs[1100], uri[1100];
-  size_t len = 2 * STORE_BLOB_CHUNK + 1000, got = 0;
+  size_t len = 2 * LEGACY_CHUNK + 1000, got = 0;
   uint8_t *data = malloc(len), *back = malloc(len + 1);
   store_t *s = NULL;
   fzip_error_t err = {0};
@@ -1168,6 +1173,61 @@ static void test_sqlite_store_from_before_the_blob_file_migrates(void) {
   CHECK(sqlite_number(blobs, "SELECT 'n', blob_key FROM blobs WHERE blob_id = 'new/pkg'") > 8);
   CHECK_OK(store_blob_reap_uncommitted(&reaped, s, fzip_now_ms(), &err), err);
   CHECK(reaped == 1);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
+  CHECK(got == len && memcmp(back, data, len) == 0);
+  store_destroy(s);
+  fzip_test_remove_sqlite(path);
+out:
+  free(data);
+  free(back);
+}
+
+/* SQLite only: a blob file from before blobs recorded their chunk size
+ * gets the column; its blobs, written in LEGACY_CHUNK chunks, read back
+ * byte for byte, from offsets inside and across their chunks, and a new
+ * blob is written and read in STORE_BLOB_CHUNK chunks beside them. */
+static void test_sqlite_blobs_of_the_old_chunk_size_read_beside_new_ones(void) {
+  char path[1024], blobs[1100], uri[1100];
+  size_t len = 3 * STORE_BLOB_CHUNK + 1000, got = 0;
+  uint8_t *data = malloc(len), *back = malloc(len + 1);
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  store_blob_info_t info;
+  store_options_t opts = {0};
+
+  if (strncmp(g_uri, "sqlite:", 7) != 0)
+    goto out;
+  CHECK(data && back);
+  for (size_t i = 0; i < len; i++)
+    data[i] = (uint8_t)(i * 13 + i / 777);
+  snprintf(path, sizeof path, "%s-old-chunks", g_uri + 7);
+  snprintf(blobs, sizeof blobs, "%s-blobs", path);
+  snprintf(uri, sizeof uri, "sqlite:%s", path);
+  fzip_test_remove_sqlite(path);
+  fzip_test_remove_sqlite(blobs);
+  CHECK(sqlite_write_old_blobs(blobs, "old/pkg", data, len));
+  opts.uri = uri;
+  CHECK_OK(store_open(&s, &opts, &err), err);
+  for (size_t at = 0; at < len; at += LEGACY_CHUNK - 1) {
+    CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", at, back, len + 1, &err), err);
+    CHECK(got == len - at && memcmp(back, data + at, got) == 0);
+  }
+  /* In one buffer: runs of whole chunks straight into it. */
+  CHECK_OK(read_blob_by(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, len + 1, &err),
+           err);
+  CHECK(got == len && memcmp(back, data, len) == 0);
+  CHECK_OK(write_blob(&info, s, STORE_BUCKET_PACKAGES, "new/pkg", data, len, &err), err);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "new/pkg", 0, back, len + 1, &err), err);
+  CHECK(got == len && memcmp(back, data, len) == 0);
+  store_destroy(s);
+  CHECK(sqlite_number(blobs, "SELECT 'n', chunk_size FROM blobs WHERE blob_id = 'old/pkg'") ==
+        LEGACY_CHUNK);
+  CHECK(sqlite_number(blobs, "SELECT 'n', chunk_size FROM blobs WHERE blob_id = 'new/pkg'") ==
+        STORE_BLOB_CHUNK);
+  CHECK(sqlite_number(blobs, "SELECT 'n', max(length(data)) FROM blob_chunks JOIN blobs"
+                             " USING (blob_key) WHERE blob_id = 'new/pkg'") == STORE_BLOB_CHUNK);
+  /* Opened again: the column is not added twice. */
+  CHECK_OK(store_open(&s, &opts, &err), err);
   CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
   CHECK(got == len && memcmp(back, data, len) == 0);
   store_destroy(s);
@@ -1597,7 +1657,7 @@ static void test_blob_reads_fit_to_chunks_and_long_runs_read_whole(void) {
   CHECK(got == RUNS_BLOB);
   CHECK(memcmp(back + STORE_BLOB_CHUNK + 17, data + STORE_BLOB_CHUNK + 17,
                RUNS_BLOB - STORE_BLOB_CHUNK - 17) == 0);
-  /* 1 MiB holds four 255 KiB chunks: chunk 1's rest and chunks 2-4, then
+  /* 1 MiB holds four chunks: chunk 1's rest and chunks 2-4, then
    * 5-8, then 9 and the short last one. */
   CHECK(reads == 3);
   CHECK(store_blob_reader_fit(r, ask) == ask); /* at the end: nothing to fit */
@@ -3373,6 +3433,7 @@ int main(int argc, char **argv) {
   RUN(test_job_count_queued_counts_claimable_jobs_of_a_kind);
   RUN(test_sqlite_store_from_before_request_ids_migrates);
   RUN(test_sqlite_store_from_before_the_blob_file_migrates);
+  RUN(test_sqlite_blobs_of_the_old_chunk_size_read_beside_new_ones);
   RUN(test_job_list_newest_first_with_page_tokens);
   RUN(test_job_claim_never_hands_one_job_to_two_claimers);
   RUN(test_job_lease_renew_takeover_and_loss);
