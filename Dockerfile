@@ -10,12 +10,15 @@
 # (its config below must equal build-image.sh's).
 
 FROM debian:12 AS build
+# golang-go: CMake fetches the SQLite amalgamation through the Go module
+# proxy (scripts/fetch-sqlite.sh).
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config ca-certificates \
       libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
       protobuf-compiler-grpc grpc-proto \
-      libzip-dev libmongoc-dev libbson-dev libjwt-dev libsqlite3-dev libssl-dev liblzma-dev \
+      libzip-dev libmongoc-dev libbson-dev libjwt-dev libssl-dev liblzma-dev \
       libmicrohttpd-dev libsodium-dev tzdata \
+      golang-go \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

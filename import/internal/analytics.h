@@ -46,8 +46,10 @@
 #define ANALYTICS_BATCH_BYTES (1024 * 1024)
 
 /* *types: bit i set when generator i's records were written (see
- * analytics_type_name).  False only on a store error or out of memory
- * (then nothing of the run is left to the caller: the import rolls back). */
+ * analytics_type_name).  False only on a store error, out of memory or
+ * when its tallying thread cannot start (then nothing of the run is left
+ * to the caller: the import rolls back).  Reads the transactions on the
+ * caller's thread and tallies them on a thread of its own. */
 bool analytics_regenerate(uint32_t *types, store_t *store, const char *user_id, const char *tag,
                           fzip_error_t *error);
 

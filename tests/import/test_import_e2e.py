@@ -698,6 +698,25 @@ def test_package_refused_late_into_an_empty_user_is_rolled_back(w):
           "then created %r" % kind_counts(job, "created"))
 
 
+def test_store_failure_while_regenerating_analytics_rolls_back(w):
+    # The analytics are regenerated from the import's own transactions,
+    # read back on the job's thread and tallied on another
+    # (import/analytics.c): a store that fails under the read, at its
+    # 500th transaction, stops both threads and the import rolls back,
+    # its entities and files with it.
+    with Fzipd(store=own_store("anfail"),
+               env={"FZIP_FAILPOINTS": "analytics.read=error@500"}) as srv:
+        c = Client(srv, unique_user("anfail"))
+        job = import_package(c, w.package)
+        check(job.status == jpb.IMPORT_STATUS_FAILED,
+              "ended %s: %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
+        check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
+        with open(srv.log_path, "rb") as f:
+            log = f.read().decode()
+        check("analytics.read" in log, "no log line names the failed read")
+        check(empty_summary(c), "a failed import left data behind")
+
+
 def test_cancel_while_restoring_beside_the_validation_rolls_back(w):
     # The restore beside the validation is held at its second write; the
     # validation fills the feed and waits (keeping the lease), or ends and
@@ -889,6 +908,7 @@ def main():
         for t in [test_store_failure_mid_restore_rolls_back,
                   test_cancel_mid_restore_rolls_back,
                   test_package_refused_late_into_an_empty_user_is_rolled_back,
+                  test_store_failure_while_regenerating_analytics_rolls_back,
                   test_cancel_while_restoring_beside_the_validation_rolls_back,
                   test_validation_shows_its_total_and_progress_before_it_has_counted,
                   test_killed_server_is_rolled_back_by_the_next_one,
