@@ -747,7 +747,7 @@ bool analytics_regenerate(uint32_t *types, store_t *store, const char *user_id, 
   analytics_table_t *tables[GENERATORS] = {0};
   tally_run_t run = {.tables = tables};
   pthread_t thread;
-  bool ok = false, started = false, fed;
+  bool ok = false, fed;
   int rc;
 
   *types = 0;
@@ -763,10 +763,10 @@ bool analytics_regenerate(uint32_t *types, store_t *store, const char *user_id, 
                    "starting the analytics thread: %s", strerror(rc));
     goto done;
   }
-  started = true;
+  /* The feed ends either way (closed, or halted on a failure), so the
+   * thread always comes back. */
   fed = feed_transactions(run.feed, store, user_id, tag, error);
   pthread_join(thread, NULL);
-  started = false;
   if (!fed)
     goto done;
   if (fzip_error_is_set(&run.error)) {
@@ -782,10 +782,6 @@ bool analytics_regenerate(uint32_t *types, store_t *store, const char *user_id, 
   }
   ok = true;
 done:
-  if (started) {
-    import_feed_halt(run.feed);
-    pthread_join(thread, NULL);
-  }
   import_feed_destroy(run.feed);
   for (size_t i = 0; i < GENERATORS; i++)
     analytics_table_destroy(tables[i]);
