@@ -654,7 +654,8 @@ static bool sq_migrate_blobs(sqlite3 *db, fzip_error_t *error) {
 static bool sq_init_file(sqlite3 *db, const char *path, fzip_error_t *error) {
   if (!sq_exec(db, "PRAGMA journal_mode=WAL", error) || !sq_exec(db, sq_schema, error) ||
       !sq_exec(db, sq_schema_dropped, error) || !sq_exec(db, sq_schema_blobs, error) ||
-      !sq_migrate_chunk_size(db, error) || !sq_migrate_blobs(db, error) || !sq_migrate_tag(db, error) ||
+      !sq_migrate_chunk_size(db, error) || !sq_migrate_blobs(db, error) ||
+      !sq_migrate_tag(db, error) ||
       !sq_exec(db, sq_schema_tags, error) ||
       !sq_migrate_request(db, error) || !sq_migrate_seq(db, error))
     return fzip_error_prefix(error, "cannot open store file %s", path);
