@@ -1125,13 +1125,26 @@ static int64_t sqlite_number(const char *path, const char *sql) {
   return n;
 }
 
+/* A store file of a test's own beside the suite's (`suffix` appended to
+ * its path), removed first: its path, its blob file's and its URI. */
+typedef struct {
+  char path[1024], blobs[1100], uri[1100];
+} side_store_t;
+
+static void side_store(side_store_t *st, const char *suffix) {
+  snprintf(st->path, sizeof st->path, "%s%s", g_uri + 7, suffix);
+  snprintf(st->blobs, sizeof st->blobs, "%s-blobs", st->path);
+  snprintf(st->uri, sizeof st->uri, "sqlite:%s", st->path);
+  fzip_test_remove_sqlite(st->path);
+}
+
 /* SQLite only: a file from before the blob file (blobs in the main file's
  * tables) opens with its blobs moved to PATH-blobs (64 KiB pages), every
  * byte readable, the main file's tables gone, an abandoned writer still
  * reapable, and new blobs numbered after the old ones.  A file caught
  * between the copy and the drop (both files hold the blob) opens the same. */
 static void test_sqlite_store_from_before_the_blob_file_migrates(void) {
-  char path[1024], blobs[1100], uri[1100];
+  side_store_t st;
   size_t len = 2 * LEGACY_CHUNK + 1000, got = 0;
   uint8_t *data = malloc(len), *back = malloc(len + 1);
   store_t *s = NULL;
@@ -1144,39 +1157,36 @@ static void test_sqlite_store_from_before_the_blob_file_migrates(void) {
   CHECK(data && back);
   for (size_t i = 0; i < len; i++)
     data[i] = (uint8_t)(i * 7 + i / 1000);
-  snprintf(path, sizeof path, "%s-old-blobs", g_uri + 7);
-  snprintf(blobs, sizeof blobs, "%s-blobs", path);
-  snprintf(uri, sizeof uri, "sqlite:%s", path);
-  fzip_test_remove_sqlite(path);
-  CHECK(sqlite_write_old_blobs(path, "old/pkg", data, len));
+  side_store(&st, "-old-blobs");
+  CHECK(sqlite_write_old_blobs(st.path, "old/pkg", data, len));
   for (int round = 0; round < 2; round++) {
-    store_options_t opts = {.uri = uri};
+    store_options_t opts = {.uri = st.uri};
     CHECK_OK(store_open(&s, &opts, &err), err);
     CHECK_OK(store_blob_stat(&info, s, STORE_BUCKET_PACKAGES, "old/pkg", &err), err);
     CHECK(info.size == len);
     CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
     CHECK(got == len && memcmp(back, data, len) == 0);
     store_destroy(s);
-    CHECK(sqlite_number(path, "SELECT 'n', count(*) FROM sqlite_master WHERE name LIKE 'blob%'") ==
+    CHECK(sqlite_number(st.path, "SELECT 'n', count(*) FROM sqlite_master WHERE name LIKE 'blob%'") ==
           0);
-    CHECK(sqlite_number(blobs, "SELECT 'n', count(*) FROM blob_chunks") == 4);
-    CHECK(sqlite_number(blobs, "SELECT 'n', page_size FROM pragma_page_size") == 65536);
+    CHECK(sqlite_number(st.blobs, "SELECT 'n', count(*) FROM blob_chunks") == 4);
+    CHECK(sqlite_number(st.blobs, "SELECT 'n', page_size FROM pragma_page_size") == 65536);
     /* Round 1: as if the process died after the copy, before the drop. */
     if (round == 0)
-      CHECK(sqlite_write_old_blobs(path, "old/pkg", data, len));
+      CHECK(sqlite_write_old_blobs(st.path, "old/pkg", data, len));
   }
   {
-    store_options_t opts = {.uri = uri};
+    store_options_t opts = {.uri = st.uri};
     CHECK_OK(store_open(&s, &opts, &err), err);
   }
   CHECK_OK(write_blob(&info, s, STORE_BUCKET_PACKAGES, "new/pkg", data, 1000, &err), err);
-  CHECK(sqlite_number(blobs, "SELECT 'n', blob_key FROM blobs WHERE blob_id = 'new/pkg'") > 8);
+  CHECK(sqlite_number(st.blobs, "SELECT 'n', blob_key FROM blobs WHERE blob_id = 'new/pkg'") > 8);
   CHECK_OK(store_blob_reap_uncommitted(&reaped, s, fzip_now_ms(), &err), err);
   CHECK(reaped == 1);
   CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
   CHECK(got == len && memcmp(back, data, len) == 0);
   store_destroy(s);
-  fzip_test_remove_sqlite(path);
+  fzip_test_remove_sqlite(st.path);
 out:
   free(data);
   free(back);
@@ -1187,26 +1197,22 @@ out:
  * byte for byte, from offsets inside and across their chunks, and a new
  * blob is written and read in STORE_BLOB_CHUNK chunks beside them. */
 static void test_sqlite_blobs_of_the_old_chunk_size_read_beside_new_ones(void) {
-  char path[1024], blobs[1100], uri[1100];
+  side_store_t st;
   size_t len = 3 * STORE_BLOB_CHUNK + 1000, got = 0;
   uint8_t *data = malloc(len), *back = malloc(len + 1);
   store_t *s = NULL;
   fzip_error_t err = {0};
   store_blob_info_t info;
   store_options_t opts = {0};
+  uint64_t state = 13;
 
   if (strncmp(g_uri, "sqlite:", 7) != 0)
     goto out;
   CHECK(data && back);
-  for (size_t i = 0; i < len; i++)
-    data[i] = (uint8_t)(i * 13 + i / 777);
-  snprintf(path, sizeof path, "%s-old-chunks", g_uri + 7);
-  snprintf(blobs, sizeof blobs, "%s-blobs", path);
-  snprintf(uri, sizeof uri, "sqlite:%s", path);
-  fzip_test_remove_sqlite(path);
-  fzip_test_remove_sqlite(blobs);
-  CHECK(sqlite_write_old_blobs(blobs, "old/pkg", data, len));
-  opts.uri = uri;
+  fill_bytes(data, len, &state);
+  side_store(&st, "-old-chunks");
+  CHECK(sqlite_write_old_blobs(st.blobs, "old/pkg", data, len));
+  opts.uri = st.uri;
   CHECK_OK(store_open(&s, &opts, &err), err);
   for (size_t at = 0; at < len; at += LEGACY_CHUNK - 1) {
     CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", at, back, len + 1, &err), err);
@@ -1220,18 +1226,18 @@ static void test_sqlite_blobs_of_the_old_chunk_size_read_beside_new_ones(void) {
   CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "new/pkg", 0, back, len + 1, &err), err);
   CHECK(got == len && memcmp(back, data, len) == 0);
   store_destroy(s);
-  CHECK(sqlite_number(blobs, "SELECT 'n', chunk_size FROM blobs WHERE blob_id = 'old/pkg'") ==
+  CHECK(sqlite_number(st.blobs, "SELECT 'n', chunk_size FROM blobs WHERE blob_id = 'old/pkg'") ==
         LEGACY_CHUNK);
-  CHECK(sqlite_number(blobs, "SELECT 'n', chunk_size FROM blobs WHERE blob_id = 'new/pkg'") ==
+  CHECK(sqlite_number(st.blobs, "SELECT 'n', chunk_size FROM blobs WHERE blob_id = 'new/pkg'") ==
         STORE_BLOB_CHUNK);
-  CHECK(sqlite_number(blobs, "SELECT 'n', max(length(data)) FROM blob_chunks JOIN blobs"
+  CHECK(sqlite_number(st.blobs, "SELECT 'n', max(length(data)) FROM blob_chunks JOIN blobs"
                              " USING (blob_key) WHERE blob_id = 'new/pkg'") == STORE_BLOB_CHUNK);
   /* Opened again: the column is not added twice. */
   CHECK_OK(store_open(&s, &opts, &err), err);
   CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
   CHECK(got == len && memcmp(back, data, len) == 0);
   store_destroy(s);
-  fzip_test_remove_sqlite(path);
+  fzip_test_remove_sqlite(st.path);
 out:
   free(data);
   free(back);
