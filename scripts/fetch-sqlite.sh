@@ -39,7 +39,7 @@ command -v go >/dev/null 2>&1 ||
 
 # Outside any module: `go mod download` of one module@version into the
 # module cache; -json names the unpacked directory.
-json=$(cd / && GOFLAGS=-mod=mod go mod download -json "$MODULE@$MODULE_VERSION") ||
+json=$(cd / && go mod download -json "$MODULE@$MODULE_VERSION") ||
   die "go mod download $MODULE@$MODULE_VERSION failed"
 dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
 [ -n "$dir" ] && [ -f "$dir/sqlite3-binding.c" ] || die "no sqlite3-binding.c in '$dir'"

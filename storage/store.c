@@ -1297,10 +1297,11 @@ bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_buck
     store_blob_reader_destroy(r);
     return false;
   }
-  if (r->chunk_size > STORE_BLOB_CHUNK_MAX) {
+  /* A backend reports what its blob records; the reader divides by it. */
+  if (r->chunk_size == 0 || r->chunk_size > STORE_BLOB_CHUNK_MAX) {
     store_blob_reader_destroy(r);
     return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob %s has chunks of %llu bytes, more than the %d readers take",
+                          "blob %s has chunks of %llu bytes; readers take 1 to %d",
                           blob_id, (unsigned long long)r->chunk_size, STORE_BLOB_CHUNK_MAX);
   }
   if (offset > info.size) {
@@ -1317,8 +1318,7 @@ bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_buck
 
 /* The length of chunk n (the last one may be short). */
 static size_t reader_chunk_len(const store_blob_reader_t *r, int64_t n) {
-  uint64_t left = r->size - (uint64_t)n * r->chunk_size;
-  return (size_t)(left < r->chunk_size ? left : r->chunk_size);
+  return store_chunk_len_of((size_t)r->size, (size_t)((uint64_t)n * r->chunk_size), r->chunk_size);
 }
 
 /* The number of the blob's last chunk (-1 for an empty blob). */

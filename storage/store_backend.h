@@ -182,7 +182,9 @@ struct store_vtable {
                              fzip_error_t *error);
   void (*blob_upload_destroy)(store_blob_upload_t *u);
   /* NOT_FOUND if no committed blob has the id; *info gets its size and
-   * sha256, *chunk_size (> 0) the length of all its chunks but the last.
+   * sha256, *chunk_size the length of all its chunks but the last, as the
+   * blob records it (the front refuses 0 and sizes over
+   * STORE_BLOB_CHUNK_MAX: DATA_LOSS).
    * chunks copies chunks n, n + 1, ... (1..STORE_BLOB_READ_CHUNKS of them)
    * into dst, len bytes in all: every chunk but the blob's last is
    * *chunk_size bytes and len ends at a chunk's end (DATA_LOSS when the

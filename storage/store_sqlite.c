@@ -2943,9 +2943,6 @@ static bool sq_download_new(store_blob_download_t **out, store_blob_info_t *info
 
   if (!sq_run((sq_store_t *)store, op_blob_find, &ctx, error))
     return false;
-  if (ctx.chunk_size == 0)
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob %s records a chunk size of 0", blob_id);
   d = bson_malloc0(sizeof *d);
   d->base.vt = &sq_vtable;
   d->s = (sq_store_t *)store;

@@ -1,7 +1,9 @@
 /*
  * import_feed: the package's entities handed from the validation, as it
  * reads them, to a restore running beside it on another thread
- * (docs/IMPORT.md "Restoring while validating").
+ * (docs/IMPORT.md "Restoring while validating"); also the transactions an
+ * analytics regeneration reads back from the store, handed to the thread
+ * that tallies them (analytics.c).
  *
  * One writer (the validator's sink, pkgv_options_t.sink) and one reader
  * (the restore thread).  Documents go in kind by kind, in ascending kind

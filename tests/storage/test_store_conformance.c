@@ -1232,10 +1232,15 @@ static void test_sqlite_blobs_of_the_old_chunk_size_read_beside_new_ones(void) {
         STORE_BLOB_CHUNK);
   CHECK(sqlite_number(st.blobs, "SELECT 'n', max(length(data)) FROM blob_chunks JOIN blobs"
                              " USING (blob_key) WHERE blob_id = 'new/pkg'") == STORE_BLOB_CHUNK);
-  /* Opened again: the column is not added twice. */
+  /* Opened again: the column is not added twice.  A blob whose row says
+   * its chunks are 0 bytes is refused, not divided by. */
+  CHECK(sqlite_numbers((char[8]){0}, 8, st.blobs,
+                       "UPDATE blobs SET chunk_size = 0 WHERE blob_id = 'new/pkg'"));
   CHECK_OK(store_open(&s, &opts, &err), err);
   CHECK_OK(read_blob(&got, s, STORE_BUCKET_PACKAGES, "old/pkg", 0, back, len + 1, &err), err);
   CHECK(got == len && memcmp(back, data, len) == 0);
+  CHECK_FAILS(read_blob(&got, s, STORE_BUCKET_PACKAGES, "new/pkg", 0, back, len + 1, &err), err,
+              FZIP_ERR_DATA_LOSS);
   store_destroy(s);
   fzip_test_remove_sqlite(st.path);
 out:
