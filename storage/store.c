@@ -1299,10 +1299,11 @@ bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_buck
   }
   /* A backend reports what its blob records; the reader divides by it. */
   if (r->chunk_size == 0 || r->chunk_size > STORE_BLOB_CHUNK_MAX) {
+    fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
+                   "blob %s has chunks of %llu bytes; readers take 1 to %d", blob_id,
+                   (unsigned long long)r->chunk_size, STORE_BLOB_CHUNK_MAX);
     store_blob_reader_destroy(r);
-    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_DATA_LOSS,
-                          "blob %s has chunks of %llu bytes; readers take 1 to %d",
-                          blob_id, (unsigned long long)r->chunk_size, STORE_BLOB_CHUNK_MAX);
+    return false;
   }
   if (offset > info.size) {
     store_blob_reader_destroy(r);
