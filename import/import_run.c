@@ -46,7 +46,6 @@
 #include "import_diff.h"
 #include "import_exists.h"
 #include "import_feed.h"
-#include "import_files.h"
 #include "import_undo.h"
 #include "import_map.h"
 #include "job_body.h"
@@ -57,9 +56,6 @@
 #define ISSUES_IN_JOB 100    /* issues copied into the job record */
 #define CONFLICTS_IN_JOB 50  /* conflicting ids copied into the job record */
 #define COPY_CHUNK (256 * 1024)
-/* How often a restore done with its kinds looks whether the copies of
- * files' bytes beside it are done (and checks for a stop, saves). */
-#define FILES_POLL_MS 100
 typedef Fzip__V1__ImportJob import_job_t;
 
 /* ---- the import job kind ------------------------------------------------ */
@@ -195,9 +191,6 @@ typedef struct {
    * diff and the batches until it is joined; the job thread owns the job
    * record (saves, phase, progress) throughout. */
   import_feed_t *feed;
-  /* The files' bytes, copied on a thread of their own from the end of
-   * the files' records until restore_all's end (import_files.h). */
-  import_files_t *files;
   pthread_t restorer;
   bool began;                 /* store_import_begin done: an end must roll back */
   bool restorer_started;
@@ -831,8 +824,69 @@ static bson_t *stored_doc(run_t *r, pkgr_t *pkg, fzip_kind_t kind, const bson_t 
   return out;
 }
 
+/* Reads up to cap bytes of a blob's source into buf (*n = 0: the end). */
+typedef bool (*blob_read_fn)(void *src, void *buf, size_t cap, size_t *n, fzip_error_t *error);
+
+static bool read_package_file(void *src, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
+  return pkgr_file_read(src, buf, cap, n, error);
+}
+
 static bool read_stored_blob(void *src, void *buf, size_t cap, size_t *n, fzip_error_t *error) {
   return store_blob_reader_read(src, buf, cap, n, error);
+}
+
+/* Writes the blob `key` anew from read(src); *written = its bytes. */
+static bool write_blob(run_t *r, const char *key, blob_read_fn read, void *src, int64_t *written,
+                       fzip_error_t *error) {
+  store_blob_writer_t *w = NULL;
+  unsigned char *buf = NULL;
+  bool ok = false;
+
+  *written = 0;
+  /* A rerun after an interruption may find this blob committed already. */
+  if (!store_blob_delete(r->env->store, STORE_BUCKET_FILES, key, error))
+    return false;
+  buf = malloc(COPY_CHUNK);
+  if (!buf)
+    return fzip_error_oom(error, NULL);
+  if (!store_blob_writer_new(&w, r->env->store, STORE_BUCKET_FILES, key, error))
+    goto done;
+  for (;;) {
+    size_t n = 0;
+    if (!read(src, buf, COPY_CHUNK, &n, error))
+      goto done;
+    if (n == 0)
+      break;
+    if (!store_blob_writer_write(w, buf, n, error))
+      goto done;
+    *written += (int64_t)n;
+  }
+  ok = store_blob_writer_commit(w, NULL, error);
+done:
+  store_blob_writer_destroy(w);
+  free(buf);
+  return ok;
+}
+
+/* Copies one file's bytes from the package (its id there: file_id) into
+ * the blob its stored record names (stored_id: a copy's new id). */
+static bool restore_file_bytes(run_t *r, pkgr_t *pkg, const char *file_id, const char *stored_id,
+                               fzip_error_t *error) {
+  pkgr_file_t *f = NULL;
+  char key[STORE_BLOB_ID_MAX + 1];
+  int64_t n = 0;
+  bool ok = false;
+
+  file_blob_id(key, sizeof key, r->user, stored_id, r->job->import_id);
+  if (!pkgr_file_open(&f, pkg, file_id, error) ||
+      !write_blob(r, key, read_package_file, f, &n, error))
+    goto done;
+  r->file_bytes_restored += n;
+  r->files_restored++;
+  ok = true;
+done:
+  pkgr_file_destroy(f);
+  return ok;
 }
 
 /* Copies the stored bytes a merged file keeps (blob `from`) into the
@@ -853,7 +907,7 @@ static bool copy_kept_bytes(run_t *r, const char *from, const char *file_id,
     *error = err;
     return false;
   }
-  ok = import_files_copy(r->env->store, key, read_stored_blob, rd, &n, error);
+  ok = write_blob(r, key, read_stored_blob, rd, &n, error);
   store_blob_reader_destroy(rd);
   return ok;
 }
@@ -884,13 +938,10 @@ static bool name_own_blob(bson_t **doc, run_t *r, fzip_error_t *error) {
   return true;
 }
 
-/* Whether the restore must stop now (*error says why): a failed copy of
- * files' bytes, a cancel, a shutdown or a lost lease that the job
- * thread's saves met, or, beside the validation, the validation halting
- * it. */
+/* Whether the restore must stop now (*error says why): a cancel, a
+ * shutdown or a lost lease that the job thread's saves met, or, beside
+ * the validation, the validation halting it. */
 static bool restore_stopped(run_t *r, fzip_error_t *error) {
-  if (r->files && import_files_failed(r->files, error))
-    return true;
   if (r->feed)
     return import_feed_halted(r->feed, error);
   if (!on_cancel(r))
@@ -909,18 +960,16 @@ static void batch_clear(batch_t *b) {
   b->bytes = 0;
 }
 
-/* Writes the batch (tagged) and then, for transaction files, lists the
- * bytes of each file that was written (not skipped) for the copies'
- * thread (import_files.h).  Documents first: a crash between leaves a
- * tagged document whose blob rollback deletes if it exists, never an
- * untracked blob. */
+/* Writes the batch (tagged) and then, for transaction files, the bytes of
+ * each file that was written (not skipped).  Documents first: a crash
+ * between leaves a tagged document whose blob rollback deletes if it
+ * exists, never an untracked blob. */
 static bool batch_flush(batch_t *b, fzip_error_t *error) {
   run_t *r = b->r;
   store_write_result_t wr = {0};
   bool exists[STORE_BATCH_MAX];
   const char *ids[STORE_BATCH_MAX];
   char *bytes_from[STORE_BATCH_MAX] = {0}; /* a merge keeps the stored bytes (import_diff.h) */
-  char key[STORE_BLOB_ID_MAX + 1];
   bool ok = false;
 
   /* Identical entities leave the batch, merged ones replace theirs. */
@@ -959,8 +1008,10 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
       }
       if (!pkgr_file_find(b->pkg, src))
         continue; /* listed in files_missing: no bytes to restore */
-      file_blob_id(key, sizeof key, r->user, ids[i], r->job->import_id);
-      if (!import_files_add(r->files, src, key, error))
+      if (!restore_file_bytes(r, b->pkg, src, ids[i], error))
+        goto done;
+      r->items_done++;
+      if (restore_stopped(r, error))
         goto done;
     }
   }
@@ -1008,11 +1059,10 @@ static const char *restore_phase(fzip_kind_t kind) {
 }
 
 /* Restores the documents of one kind.  Only transaction files read the
- * package (their bytes), so only they open it, and hand it to the copies
- * of the bytes, which close it when done, early in the transactions: its
- * directory and manifest are about 3 MiB at 5,000 files, which a restore
- * beside the validation would hold as a second copy through its longest
- * kind. */
+ * package (their bytes), so only they open it, and close it before the
+ * transactions: its directory and manifest are about 3 MiB at 5,000
+ * files, which a restore beside the validation would hold as a second
+ * copy through its longest kind. */
 static bool restore_kind(run_t *r, fzip_kind_t kind, fzip_error_t *error) {
   batch_t *b = calloc(1, sizeof *b);
   pkgr_t *pkg = NULL;
@@ -1058,10 +1108,13 @@ static bool restore_kind(run_t *r, fzip_kind_t kind, fzip_error_t *error) {
     b->docs[b->n++] = copy;
     b->bytes += copy->len;
     if (b->n == b->max || b->bytes >= batch_bytes(r) || feed_dry(r, b)) {
-      if (!batch_flush(b, error) || restore_stopped(r, error))
+      if (!batch_flush(b, error))
         goto done;
-      if (r->feed)
+      if (r->feed) {
+        if (restore_stopped(r, error))
+          goto done;
         continue; /* the job thread saves (wait_restore) */
+      }
       if (!save_restore_progress(r)) {
         *error = r->save_error;
         goto done;
@@ -1074,11 +1127,6 @@ static bool restore_kind(run_t *r, fzip_kind_t kind, fzip_error_t *error) {
   }
   if (!batch_flush(b, error))
     goto done;
-  if (kind == FZIP_KIND_TRANSACTION_FILE) {
-    ok = import_files_start(r->files, pkg, error); /* pkg is the copies' now */
-    pkg = NULL;
-    goto done;
-  }
   ok = true;
 done:
   batch_clear(b);
@@ -1116,48 +1164,15 @@ static bool fill_result(run_t *r, uint32_t analytics) {
   return true;
 }
 
-/* After the last kind: the copies of files' bytes still running finish,
- * with the restore's checks (and, on the job thread, its saves) between
- * waits. */
-static bool wait_files(run_t *r, fzip_error_t *error) {
-  bool done = false;
-
-  for (;;) {
-    if (!import_files_wait(r->files, FILES_POLL_MS, &done, error))
-      return false;
-    if (done)
-      break;
-    if (restore_stopped(r, error))
-      return false;
-    if (!r->feed && !save_restore_progress(r)) {
-      *error = r->save_error;
-      return false;
-    }
-  }
-  import_files_counts(r->files, &r->files_restored, &r->file_bytes_restored);
-  return true;
-}
-
-/* Every kind in order; the files' bytes beside the kinds after theirs.
- * The copies' thread is stopped and joined before this returns, so that
- * no blob is written after a failure (its rollback follows). */
 static bool restore_all(run_t *r, fzip_error_t *error) {
-  bool ok = false;
-
   if (!r->diff && !import_diff_new(&r->diff, r->env->store, r->user,
                                    (pkgv_strategy_t)(r->job->merge_strategy - 1), error))
     return false;
-  if (!import_files_new(&r->files, r->env->store, &r->items_done, error))
-    return false;
   for (int k = 0; k < FZIP_KIND_COUNT; k++) {
     if (!restore_kind(r, (fzip_kind_t)k, error))
-      goto done;
+      return false;
   }
-  ok = wait_files(r, error);
-done:
-  import_files_destroy(r->files);
-  r->files = NULL;
-  return ok;
+  return true;
 }
 
 /* ---- the run ---------------------------------------------------------- */

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,8 +21,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import (Checks, Fzipd, Hold, own_store, sqlite_blob_file,  # noqa: E402
-                           unique_user)
+from fzipd_harness import Checks, Fzipd, Hold, own_store, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, import_package, read_package, rewrite_package,  # noqa: E402
                       state, upload, watch_import)
 
@@ -103,10 +101,9 @@ def rename_and_add_account(parsed):
     accounts.append(extra)
 
 
-# Transaction files' records are restored in batches of 64
-# (IMPORT_FILE_BATCH_MAX, import/import_run.c), their bytes listed batch by
-# batch for the copies' thread (import/import_files.c): this many files
-# cross two batch borders and end inside a third.
+# Transaction files are restored in batches of 64 (IMPORT_FILE_BATCH_MAX,
+# import/import_run.c), each batch's records then their bytes: this many
+# files cross two batch borders and end inside a third.
 FILES_PAST_BATCHES = 150
 
 
@@ -721,116 +718,6 @@ def test_store_failure_while_regenerating_analytics_rolls_back(w):
         check(empty_summary(c), "a failed import left data behind")
 
 
-def file_ids(data):
-    _, manifest = read_package(data)
-    return [e.split("/")[1] for e in manifest["checksums"] if e.startswith("files/")]
-
-
-def entity_total(data):
-    _, manifest = read_package(data)
-    s = manifest["data_summary"]
-    return sum(s[k] for k in ("accounts_count", "categories_count", "file_maps_count",
-                              "transaction_files_count", "transactions_count",
-                              "analytics_count"))
-
-
-def import_blobs_left(srv, user, import_id, ids):
-    """The import's file blobs still stored ("user/file_id/import_id",
-    import/import_run.c), asked through the store API on every backend;
-    on the embedded store every row of the import's is also counted
-    directly, committed or not."""
-    left = 0
-    for fid in ids:
-        out = subprocess.run([os.environ["FZIP_STORE_PROBE"], srv.store, "files",
-                              "%s/%s/%s" % (user, fid, import_id)],
-                             check=True, capture_output=True, text=True).stdout.strip()
-        check(out == "absent" or out.startswith("present "), "store_blob_probe said %r" % out)
-        left += out != "absent"
-    if srv.store.startswith("sqlite:"):
-        db = sqlite3.connect(sqlite_blob_file(srv.store))
-        try:
-            left = max(left, db.execute("select count(*) from blobs where blob_id like ?",
-                                        ("%s/%%/%s" % (user, import_id),)).fetchone()[0])
-        finally:
-            db.close()
-    return left
-
-
-def test_failed_copy_of_file_bytes_rolls_back_records_and_blobs(w):
-    # The files' bytes are copied on a thread of their own while the
-    # restore goes on (import/import_files.c).  A copy that fails half way
-    # through the files fails the import, beside the validation (an empty
-    # user) or after it (a user with data): the records, the blobs copied
-    # before the failure and the other kinds' writes are all rolled back.
-    data = with_many_files(w.package, FILES_PAST_BATCHES)
-    ids = file_ids(data)
-    spec = "import.file_bytes=error@%d" % (len(ids) // 2)
-    with Fzipd(store=own_store("fbytes"), env={"FZIP_FAILPOINTS": spec}) as srv:
-        for beside in (True, False):
-            c = Client(srv, unique_user("fbytes"))
-            if not beside:
-                srv.seed(c.user, 5, seed=77)  # other ids: no conflict, but not empty
-            before = state(c)
-            job = import_package(c, data)
-            check(job.status == jpb.IMPORT_STATUS_FAILED,
-                  "beside=%s: ended %s: %s" % (beside, jpb.ImportStatus.Name(job.status),
-                                               job.error.message))
-            check(any(e.type == "rolled_back" for e in job.events),
-                  "beside=%s: no rollback event" % beside)
-            check(state(c) == before, "beside=%s: a failed import changed the data" % beside)
-            left = import_blobs_left(srv, c.user, job.import_id, ids)
-            check(left == 0, "beside=%s: %d file blobs left behind" % (beside, left))
-        with open(srv.log_path, "rb") as f:
-            log = f.read().decode()
-        check("import.file_bytes" in log, "no log line names the failed copy")
-
-
-def test_transactions_restore_while_file_bytes_are_held_then_a_cancel_rolls_back(w):
-    # The copies' thread is held at its second file: the restore beside
-    # the validation still writes every entity (the job's items_done
-    # reaches them all, plus the one file copied), which it could not
-    # while the bytes were copied between the files' records and the
-    # transactions.  A cancel then stops the restore waiting for the
-    # copies, and the rollback removes the entities and the blob copied;
-    # started again, the import completes with every file's bytes.
-    data = with_many_files(w.package, FILES_PAST_BATCHES)
-    ids, total = file_ids(data), entity_total(data)
-    hold = Hold("import.file_bytes", from_hit=2)
-    with Fzipd(store=own_store("fheld"), env={"FZIP_FAILPOINTS": hold.spec}) as srv, hold:
-        c = Client(srv, unique_user("fheld"))
-        job = upload(c, data)
-        deadline = time.monotonic() + 120
-        seen = None
-        while time.monotonic() < deadline:
-            seen = c.imp.GetImport(ipb.GetImportRequest(import_id=job.import_id),
-                                   metadata=c.md).job
-            check(seen.status == jpb.IMPORT_STATUS_PROCESSING,
-                  "ended while its copies were held: %s" % jpb.ImportStatus.Name(seen.status))
-            if seen.items_done >= total + 1:
-                break
-            time.sleep(0.05)
-        check(seen.items_done == total + 1,
-              "items done %d, not the %d entities and one file" % (seen.items_done, total))
-        c.imp.CancelImport(ipb.CancelImportRequest(import_id=job.import_id), metadata=c.md)
-        hold.release()
-        final = watch_import(c, job.import_id)
-        check(final.status == jpb.IMPORT_STATUS_CANCELLED,
-              "ended %s: %s" % (jpb.ImportStatus.Name(final.status), final.error.message))
-        check(any(e.type == "rolled_back" for e in final.events), "no rollback event")
-        check(empty_summary(c), "a cancelled import left data behind")
-        left = import_blobs_left(srv, c.user, job.import_id, ids)
-        check(left == 0, "%d file blobs left behind" % left)
-        c.imp.StartImport(ipb.StartImportRequest(
-            import_id=job.import_id, merge_strategy=jpb.MERGE_STRATEGY_FAIL_ON_CONFLICT),
-            metadata=c.md)
-        final = watch_import(c, job.import_id)
-        check(final.status == jpb.IMPORT_STATUS_COMPLETED,
-              "restarted, ended %s: %s" % (jpb.ImportStatus.Name(final.status),
-                                           final.error.message))
-        check(final.result.files_restored == len(ids),
-              "files restored %d of %d" % (final.result.files_restored, len(ids)))
-
-
 def test_cancel_while_restoring_beside_the_validation_rolls_back(w):
     # The restore beside the validation is held at its second write; the
     # validation fills the feed and waits (keeping the lease), or ends and
@@ -1024,8 +911,6 @@ def main():
                   test_package_refused_late_into_an_empty_user_is_rolled_back,
                   test_store_failure_while_regenerating_analytics_rolls_back,
                   test_cancel_while_restoring_beside_the_validation_rolls_back,
-                  test_failed_copy_of_file_bytes_rolls_back_records_and_blobs,
-                  test_transactions_restore_while_file_bytes_are_held_then_a_cancel_rolls_back,
                   test_validation_shows_its_total_and_progress_before_it_has_counted,
                   test_killed_server_is_rolled_back_by_the_next_one,
                   test_readers_never_see_an_uncommitted_import,
