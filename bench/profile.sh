@@ -9,9 +9,13 @@
 # Starts fzipd on STORE_URI (a store bench.py left behind, e.g.
 # sqlite:build-bench/bench-work-sqlite/sqlite-100000/fzip.db), records the
 # phase with `perf record -g -p <fzipd>`, and prints the top of
-# `perf report --no-children` for fzipd and for the client side.
+# `perf report --no-children` for fzipd and for the client side, then
+# fzipd's threads second by second (bench/threads.py: time on a CPU and
+# time waiting for one, which shows the stretches where one stage of a
+# pipeline runs alone).
 set -eu
 build=$1 store=$2 user=$3 what=$4
+here=$(dirname "$0")
 work=$(mktemp -d "${TMPDIR:-/tmp}/fzip-profile-XXXXXX")
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret"
 "$build/server/fzipd" serve --listen 127.0.0.1:0 --store "$store" --jwt-secret-file "$work/secret" \
@@ -30,6 +34,8 @@ if [ "$what" = download ]; then
   id=$($client export | python3 -c 'import json,sys; print(json.load(sys.stdin)["export_id"])')
   perf record -e cpu-clock -g -o "$work/server.data" -p $pid 2>/dev/null &
   rec=$!
+  python3 "$here/threads.py" $pid >"$work/threads" &
+  thr=$!
   sleep 0.5
   perf record -e cpu-clock -g -o "$work/client.data" $client download "$id" "$work/pkg" 2>/dev/null
 elif [ "$what" = import ]; then
@@ -40,15 +46,20 @@ elif [ "$what" = import ]; then
   imp=$($client upload "$work/pkg" | python3 -c 'import json,sys; print(json.load(sys.stdin)["import_id"])')
   perf record -e cpu-clock -g -o "$work/server.data" -p $pid 2>/dev/null &
   rec=$!
+  python3 "$here/threads.py" $pid >"$work/threads" &
+  thr=$!
   sleep 0.5
   $client import "$imp" 1 0
 else
   perf record -e cpu-clock -g -o "$work/server.data" -p $pid 2>/dev/null &
   rec=$!
+  python3 "$here/threads.py" $pid >"$work/threads" &
+  thr=$!
   sleep 0.5
   $client export
 fi
 kill -INT $rec; wait $rec || true
+kill -INT $thr; wait $thr || true
 echo "== fzipd ($what) =="
 perf report -i "$work/server.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
   grep -E '^ +[0-9]' | sed 's/  */ /g' | cut -c1-90 | head -25
@@ -60,3 +71,5 @@ if [ -f "$work/client.data" ]; then
   perf report -i "$work/client.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
     grep -E '^ +[0-9]' | sed 's/  */ /g' | cut -c1-90 | head -15
 fi
+echo "== fzipd ($what), threads second by second =="
+cat "$work/threads"
