@@ -34,6 +34,9 @@
 #define KEY_MAX (PERIOD_MAX + FZIP_ID_MAX + FZIP_ID_MAX + 3)
 /* "<type>#<period>#<qualifier>". */
 #define TYPE_MAX 24
+/* Documents the read-back puts between two looks at whether the tally
+ * thread gave up (feed_transactions). */
+#define FEED_CHECK_EVERY 64
 #define RECORD_ID_MAX (TYPE_MAX + PERIOD_MAX + FZIP_ID_MAX + 3)
 /* A decimal amount: an int64 of minor units with sign and point. */
 #define DECIMAL_MAX 48
@@ -693,7 +696,9 @@ static void *tally_main(void *arg) {
   fzip_error_clear(&err);
   while (import_feed_next(t->feed, FZIP_KIND_TRANSACTION, &doc, &err)) {
     txn_t x;
-    if (txn_of(&x, doc) && !tally_all(t->tables, &x, &t->error)) {
+    /* Failpoint analytics.tally: a tally that fails (out of memory). */
+    if (!fzip_failpoint("analytics.tally", &t->error) ||
+        (txn_of(&x, doc) && !tally_all(t->tables, &x, &t->error))) {
       import_feed_abandon(t->feed);
       return NULL;
     }
@@ -704,7 +709,11 @@ static void *tally_main(void *arg) {
 }
 
 /* Reads the import's transactions into the feed (the reader half, on the
- * caller's thread): closes it at the end, halts it on a store error. */
+ * caller's thread): closes it at the end, halts it on a store error.
+ * Once the tally thread failed (it abandoned the feed) the rest of the
+ * cursor would only be dropped: reading stops, the feed is closed, and
+ * the tally's error is what the caller reports.  Looked at every
+ * FEED_CHECK_EVERY documents, as the look takes the feed's lock. */
 static bool feed_transactions(import_feed_t *feed, store_t *store, const char *user_id,
                               const char *tag, fzip_error_t *error) {
   store_cursor_t *cur = NULL;
@@ -712,6 +721,7 @@ static bool feed_transactions(import_feed_t *feed, store_t *store, const char *u
   fzip_error_t err;
   /* The import's own uncommitted writes are what the analytics are of. */
   store_filter_t mine = {.see_tag = tag};
+  uint64_t n = 0;
   bool ok = false;
 
   if (!store_cursor_new(&cur, store, user_id, FZIP_KIND_TRANSACTION, &mine, error))
@@ -721,6 +731,8 @@ static bool feed_transactions(import_feed_t *feed, store_t *store, const char *u
     if (!fzip_failpoint("analytics.read", error) ||
         !import_feed_put(feed, FZIP_KIND_TRANSACTION, doc, error))
       goto done;
+    if (++n % FEED_CHECK_EVERY == 0 && import_feed_abandoned(feed))
+      break;
   }
   if (fzip_error_is_set(&err)) {
     *error = err;

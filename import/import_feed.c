@@ -160,7 +160,7 @@ static bool publish(import_feed_t *f, fzip_error_t *error) {
   return true;
 }
 
-static bool abandoned(import_feed_t *f) {
+bool import_feed_abandoned(import_feed_t *f) {
   bool a;
   pthread_mutex_lock(&f->mu);
   a = f->abandoned;
@@ -180,7 +180,7 @@ bool import_feed_put(import_feed_t *f, fzip_kind_t kind, const bson_t *doc, fzip
     return false;
   /* Checked once per chunk: a put between the reader's failure and the
    * next publish copies a document that is then dropped with its chunk. */
-  if (!f->filling && abandoned(f))
+  if (!f->filling && import_feed_abandoned(f))
     return true;
   if (!f->filling && !(f->filling = chunk_get(f, kind, doc->len)))
     return fzip_error_oom(error, FEED_WHAT);

@@ -99,6 +99,11 @@ bool import_feed_ready(import_feed_t *f);
  * one) returns at once, dropping its document. */
 void import_feed_abandon(import_feed_t *f);
 
+/* Writer: whether the reader abandoned the feed (a cheap check for a
+ * writer that has no use for its documents then, such as the analytics'
+ * read-back, which stops reading the store). */
+bool import_feed_abandoned(import_feed_t *f);
+
 /* Reader: whether the writer halted (a cheap check for its loops); if so
  * *error is the ABORTED that import_feed_next gives. */
 bool import_feed_halted(import_feed_t *f, fzip_error_t *error);

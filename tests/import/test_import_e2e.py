@@ -718,6 +718,34 @@ def test_store_failure_while_regenerating_analytics_rolls_back(w):
         check(empty_summary(c), "a failed import left data behind")
 
 
+def test_failed_tally_stops_the_read_back_and_rolls_back(w):
+    # The tally thread fails at its first transaction (as out of memory
+    # would): the read-back on the job's thread then stops, instead of
+    # reading the rest of the transactions only for the feed to drop them.
+    # It is held at the last one (analytics.read), which it must never
+    # reach: a read-back that went on would wait there and the job would
+    # not end.  The import fails and rolls back.  The read-back can only
+    # be ahead of the tally by the feed (640 KiB, under 1,000 of these
+    # transactions), so the package must hold well more: not on
+    # FerretDB's tenth of the data.
+    total = n(2500)
+    if total < 2000:
+        return
+    hold = Hold("analytics.read", from_hit=total)
+    spec = "analytics.tally=error@1," + hold.spec
+    with Fzipd(store=own_store("tally"), env={"FZIP_FAILPOINTS": spec}) as srv, hold:
+        c = Client(srv, unique_user("tally"))
+        job = upload(c, w.package)
+        final = watch_import(c, job.import_id, timeout=120)
+        check(final.status == jpb.IMPORT_STATUS_FAILED,
+              "ended %s: %s" % (jpb.ImportStatus.Name(final.status), final.error.message))
+        check(any(e.type == "rolled_back" for e in final.events), "no rollback event")
+        with open(srv.log_path, "rb") as f:
+            log = f.read().decode()
+        check("analytics.tally" in log, "no log line names the failed tally")
+        check(empty_summary(c), "a failed import left data behind")
+
+
 def test_cancel_while_restoring_beside_the_validation_rolls_back(w):
     # The restore beside the validation is held at its second write; the
     # validation fills the feed and waits (keeping the lease), or ends and
@@ -910,6 +938,7 @@ def main():
                   test_cancel_mid_restore_rolls_back,
                   test_package_refused_late_into_an_empty_user_is_rolled_back,
                   test_store_failure_while_regenerating_analytics_rolls_back,
+                  test_failed_tally_stops_the_read_back_and_rolls_back,
                   test_cancel_while_restoring_beside_the_validation_rolls_back,
                   test_validation_shows_its_total_and_progress_before_it_has_counted,
                   test_killed_server_is_rolled_back_by_the_next_one,

@@ -171,10 +171,12 @@ static void test_an_abandon_releases_a_waiting_writer_and_drops_what_follows(voi
   pthread_t t;
 
   CHECK_OK(import_feed_new(&w.feed, NULL, NULL, &err), err);
+  CHECK(!import_feed_abandoned(w.feed));
   CHECK(pthread_create(&t, NULL, write_all, &w) == 0);
   fzip_sleep_ms(100); /* the writer fills the feed and waits (or is about to) */
   import_feed_abandon(w.feed);
   pthread_join(t, NULL); /* returns: every put after the abandon drops its document */
+  CHECK(import_feed_abandoned(w.feed)); /* what a writer with better to do looks at */
   CHECK(w.ok);
   CHECK(w.bytes_put > (IMPORT_FEED_CHUNKS + 1) * (uint64_t)IMPORT_FEED_CHUNK);
   import_feed_destroy(w.feed);
