@@ -698,6 +698,18 @@ def test_package_refused_late_into_an_empty_user_is_rolled_back(w):
           "then created %r" % kind_counts(job, "created"))
 
 
+def failed_and_rolled_back(srv, c, job, failpoint):
+    """The import ended FAILED after its rollback, a log line names the
+    failpoint that failed it, and the user it went into is empty again."""
+    check(job.status == jpb.IMPORT_STATUS_FAILED,
+          "ended %s: %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
+    check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
+    with open(srv.log_path, "rb") as f:
+        log = f.read().decode()
+    check(failpoint in log, "no log line names %s" % failpoint)
+    check(empty_summary(c), "a failed import left data behind")
+
+
 def test_store_failure_while_regenerating_analytics_rolls_back(w):
     # The analytics are regenerated from the import's own transactions,
     # read back on the job's thread and tallied on another
@@ -708,14 +720,7 @@ def test_store_failure_while_regenerating_analytics_rolls_back(w):
     spec = "analytics.read=error@%d" % (n(2500) // 2)
     with Fzipd(store=own_store("anfail"), env={"FZIP_FAILPOINTS": spec}) as srv:
         c = Client(srv, unique_user("anfail"))
-        job = import_package(c, w.package)
-        check(job.status == jpb.IMPORT_STATUS_FAILED,
-              "ended %s: %s" % (jpb.ImportStatus.Name(job.status), job.error.message))
-        check(any(e.type == "rolled_back" for e in job.events), "no rollback event")
-        with open(srv.log_path, "rb") as f:
-            log = f.read().decode()
-        check("analytics.read" in log, "no log line names the failed read")
-        check(empty_summary(c), "a failed import left data behind")
+        failed_and_rolled_back(srv, c, import_package(c, w.package), "analytics.read")
 
 
 def test_failed_tally_stops_the_read_back_and_rolls_back(w):
@@ -737,13 +742,7 @@ def test_failed_tally_stops_the_read_back_and_rolls_back(w):
         c = Client(srv, unique_user("tally"))
         job = upload(c, w.package)
         final = watch_import(c, job.import_id, timeout=120)
-        check(final.status == jpb.IMPORT_STATUS_FAILED,
-              "ended %s: %s" % (jpb.ImportStatus.Name(final.status), final.error.message))
-        check(any(e.type == "rolled_back" for e in final.events), "no rollback event")
-        with open(srv.log_path, "rb") as f:
-            log = f.read().decode()
-        check("analytics.tally" in log, "no log line names the failed tally")
-        check(empty_summary(c), "a failed import left data behind")
+        failed_and_rolled_back(srv, c, final, "analytics.tally")
 
 
 def test_cancel_while_restoring_beside_the_validation_rolls_back(w):
