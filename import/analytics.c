@@ -34,9 +34,6 @@
 #define KEY_MAX (PERIOD_MAX + FZIP_ID_MAX + FZIP_ID_MAX + 3)
 /* "<type>#<period>#<qualifier>". */
 #define TYPE_MAX 24
-/* Documents the read-back puts between two looks at whether the tally
- * thread gave up (feed_transactions). */
-#define FEED_CHECK_EVERY 64
 #define RECORD_ID_MAX (TYPE_MAX + PERIOD_MAX + FZIP_ID_MAX + 3)
 /* A decimal amount: an int64 of minor units with sign and point. */
 #define DECIMAL_MAX 48
@@ -707,6 +704,10 @@ static void *tally_main(void *arg) {
     t->error = err; /* halted: the reader failed and says why itself */
   return NULL;
 }
+
+/* Documents the read-back puts between two looks at whether the tally
+ * thread gave up. */
+#define FEED_CHECK_EVERY 64
 
 /* Reads the import's transactions into the feed (the reader half, on the
  * caller's thread): closes it at the end, halts it on a store error.
