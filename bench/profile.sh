@@ -27,16 +27,20 @@ until grep -q '^port=' "$work/out" 2>/dev/null; do
   i=$((i + 1)); [ $i -lt 300 ] || { echo "fzipd did not start" >&2; exit 1; }
   sleep 0.1
 done
-target=127.0.0.1:$(sed -n 's/^port=//p' "$work/out")
-token=$("$build/server/fzipd" token --secret-file "$work/secret" --user "$user")
-client="$build/bench/bench_client $target $token"
-if [ "$what" = download ]; then
-  id=$($client export | python3 -c 'import json,sys; print(json.load(sys.stdin)["export_id"])')
+# fzipd's samples and its threads' timeline, from now until the end.
+record_server() {
   perf record -e cpu-clock -g -o "$work/server.data" -p $pid 2>/dev/null &
   rec=$!
   python3 "$here/threads.py" $pid >"$work/threads" &
   thr=$!
   sleep 0.5
+}
+target=127.0.0.1:$(sed -n 's/^port=//p' "$work/out")
+token=$("$build/server/fzipd" token --secret-file "$work/secret" --user "$user")
+client="$build/bench/bench_client $target $token"
+if [ "$what" = download ]; then
+  id=$($client export | python3 -c 'import json,sys; print(json.load(sys.stdin)["export_id"])')
+  record_server
   perf record -e cpu-clock -g -o "$work/client.data" $client download "$id" "$work/pkg" 2>/dev/null
 elif [ "$what" = import ]; then
   id=$($client export | python3 -c 'import json,sys; print(json.load(sys.stdin)["export_id"])')
@@ -44,18 +48,10 @@ elif [ "$what" = import ]; then
   token=$("$build/server/fzipd" token --secret-file "$work/secret" --user "profile-$$")
   client="$build/bench/bench_client $target $token"
   imp=$($client upload "$work/pkg" | python3 -c 'import json,sys; print(json.load(sys.stdin)["import_id"])')
-  perf record -e cpu-clock -g -o "$work/server.data" -p $pid 2>/dev/null &
-  rec=$!
-  python3 "$here/threads.py" $pid >"$work/threads" &
-  thr=$!
-  sleep 0.5
+  record_server
   $client import "$imp" 1 0
 else
-  perf record -e cpu-clock -g -o "$work/server.data" -p $pid 2>/dev/null &
-  rec=$!
-  python3 "$here/threads.py" $pid >"$work/threads" &
-  thr=$!
-  sleep 0.5
+  record_server
   $client export
 fi
 kill -INT $rec; wait $rec || true
