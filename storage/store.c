@@ -1131,9 +1131,13 @@ bool store_job_list_expired(store_job_t ***jobs, size_t *n_jobs, store_t *store,
 
 /* The public writer: chunking and hashing happen here, once for every
  * backend, which only stores numbered chunks (store_backend.h).  Memory is
- * one buffer of STORE_BLOB_BATCH bytes whatever the blob's size. */
+ * one buffer of STORE_BLOB_BATCH bytes whatever the blob's size.  On a
+ * backend with blob_put the upload starts only when the buffer first
+ * fills: a blob that never does is stored by its commit in one write. */
 struct store_blob_writer {
-  store_blob_upload_t *upload;
+  store_t *store;
+  store_bucket_t bucket;
+  store_blob_upload_t *upload; /* NULL until started (upload_start) */
   char blob_id[STORE_BLOB_ID_MAX + 1];
   uint8_t *buf; /* the chunks being filled, STORE_BLOB_BATCH bytes */
   size_t buf_len;
@@ -1145,6 +1149,29 @@ struct store_blob_writer {
   bool committed;
   bool failed; /* a chunk was not stored: size and sha256 no longer match the bytes */
 };
+
+static bool upload_start(store_blob_writer_t *w, fzip_error_t *error) {
+  const store_vtable_t *vt = w->store->vt;
+  return counted(vt, "blob_upload_new",
+                 vt->blob_upload_new(&w->upload, w->store, w->bucket, w->blob_id, error), error);
+}
+
+/* A deferred upload's early answer: ALREADY_EXISTS now rather than after
+ * the caller has streamed the bytes (the commit checks again). */
+static bool check_blob_absent(const store_blob_writer_t *w, fzip_error_t *error) {
+  store_blob_info_t info;
+  fzip_error_t stat_error = {0};
+
+  if (counted(w->store->vt, "blob_stat",
+              w->store->vt->blob_stat(&info, w->store, w->bucket, w->blob_id, &stat_error),
+              &stat_error))
+    return fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
+                          "blob %s already exists", w->blob_id);
+  if (stat_error.code == FZIP_ERR_NOT_FOUND)
+    return true;
+  *error = stat_error;
+  return false;
+}
 
 bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
                            const char *blob_id, fzip_error_t *error) {
@@ -1158,6 +1185,8 @@ bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_buck
   if (!check_bucket(bucket, error) || !check_blob_id(blob_id, error))
     return false;
   w = bson_malloc0(sizeof *w);
+  w->store = store;
+  w->bucket = bucket;
   snprintf(w->blob_id, sizeof w->blob_id, "%s", blob_id);
   w->buf = bson_malloc(STORE_BLOB_BATCH);
   w->sha = fzip_sha256_new();
@@ -1165,8 +1194,7 @@ bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_buck
     store_blob_writer_destroy(w);
     return fzip_error_oom(error, "sha256");
   }
-  if (!counted(store->vt, "blob_upload_new",
-               store->vt->blob_upload_new(&w->upload, store, bucket, blob_id, error), error)) {
+  if (!(store->vt->blob_put ? check_blob_absent(w, error) : upload_start(w, error))) {
     store_blob_writer_destroy(w);
     return false;
   }
@@ -1192,6 +1220,10 @@ static bool not_committed(const store_blob_writer_t *w, fzip_error_t *error) {
 static bool writer_flush(store_blob_writer_t *w, fzip_error_t *error) {
   if (w->buf_len == 0)
     return true;
+  if (!w->upload && !upload_start(w, error)) {
+    w->failed = true;
+    return false;
+  }
   if (!fzip_failpoint("store.blob_chunk", error) ||
       !counted(w->upload->vt, "blob_upload_chunks",
                w->upload->vt->blob_upload_chunks(w->upload, w->next_chunk, w->buf, w->buf_len,
@@ -1218,15 +1250,18 @@ bool store_blob_writer_write(store_blob_writer_t *w, const void *data, size_t le
   fzip_sha256_update(w->sha, data, len);
   w->size += len;
   while (len > 0) {
-    size_t take = STORE_BLOB_BATCH - w->buf_len;
+    size_t take;
+    /* A full buffer goes to the backend only when more bytes come: a blob
+     * of exactly STORE_BLOB_BATCH bytes is still the commit's one write. */
+    if (w->buf_len == STORE_BLOB_BATCH && !writer_flush(w, error))
+      return false;
+    take = STORE_BLOB_BATCH - w->buf_len;
     if (take > len)
       take = len;
     memcpy(w->buf + w->buf_len, p, take);
     w->buf_len += take;
     p += take;
     len -= take;
-    if (w->buf_len == STORE_BLOB_BATCH && !writer_flush(w, error))
-      return false;
   }
   return true;
 }
@@ -1235,7 +1270,7 @@ bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
                               fzip_error_t *error) {
   if (!w)
     return invalid(error, "writer is NULL");
-  if (!not_committed(w, error) || !writer_flush(w, error))
+  if (!not_committed(w, error))
     return false;
   /* Finalised once, so a commit retried after a failed one keeps the hash. */
   if (!w->hashed) {
@@ -1243,9 +1278,25 @@ bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
     fzip_sha256_final_hex(w->sha, w->info.sha256);
     w->hashed = true;
   }
-  if (!counted(w->upload->vt, "blob_upload_commit",
-               w->upload->vt->blob_upload_commit(w->upload, &w->info, error), error))
+  if (!w->upload) {
+    /* The whole blob is in buf: one write stores and commits it.  The
+     * failpoint is the one a flushed chunk passes, so a test that fails
+     * chunk writes fails small blobs too. */
+    if (!fzip_failpoint("store.blob_chunk", error)) {
+      w->failed = true;
+      return false;
+    }
+    if (!counted(w->store->vt, "blob_put",
+                 w->store->vt->blob_put(w->store, w->bucket, w->blob_id, w->buf, w->buf_len,
+                                        &w->info, error),
+                 error))
+      return false;
+    w->buf_len = 0;
+  } else if (!writer_flush(w, error) ||
+             !counted(w->upload->vt, "blob_upload_commit",
+                      w->upload->vt->blob_upload_commit(w->upload, &w->info, error), error)) {
     return false;
+  }
   w->committed = true;
   if (info)
     *info = w->info;

@@ -323,8 +323,12 @@ typedef struct store_blob_reader store_blob_reader_t;
 /* Starts a blob named `blob_id` (printable ASCII, at most STORE_BLOB_ID_MAX
  * bytes; callers compose it, e.g. "<user id>/<file id>").  The blob is
  * invisible to readers until committed; ALREADY_EXISTS if a committed blob
- * has that id.  A writer abandoned by a crash leaves an uncommitted blob
- * that store_blob_reap_uncommitted removes. */
+ * has that id (and again at commit if another writer committed it first).
+ * A writer abandoned by a crash leaves an uncommitted blob that
+ * store_blob_reap_uncommitted removes; on a backend with blob_put
+ * (store_backend.h; SQLite) a blob that never outgrew the writer's
+ * STORE_BLOB_BATCH buffer is written only by its commit, in one step, and
+ * leaves nothing before that. */
 bool store_blob_writer_new(store_blob_writer_t **out, store_t *store, store_bucket_t bucket,
                            const char *blob_id, fzip_error_t *error);
 bool store_blob_writer_write(store_blob_writer_t *w, const void *data, size_t len,

@@ -1,7 +1,7 @@
 """Export under faults and at the edges of the wire: real fzipd, SQLite store.
 
 - kill -9 of fzipd while the export writes its package blob (failpoint
-  export.uploading pauses it there, after the first chunk is written): on
+  export.uploading holds it there, after 4 MiB of it are written): on
   restart the job is taken over and COMPLETED, the dead run's uncommitted
   blob is reaped (--uncommitted-blob-age-seconds), the dead process's temp
   dir is swept, and the downloaded package verifies.
@@ -19,7 +19,7 @@ import sqlite3
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from fzipd_harness import Checks, Fzipd, sqlite_blob_file, unique_user  # noqa: E402
+from fzipd_harness import Checks, Fzipd, Hold, sqlite_blob_file, unique_user  # noqa: E402
 from fzip_e2e import (Client, check, read_package, unzip_t, verify_checksums,  # noqa: E402
                       wait_for)
 
@@ -60,10 +60,15 @@ def test_kill_during_package_upload_recovers(big_user_db):
     os.makedirs(temp, exist_ok=True)
     common = ["--job-lease-ms", "1500", "--temp-dir", temp]
     # One export worker: the paused job's lease (1.5 s) lapses long before
-    # the failpoint lets go, and a second worker of the same server would
-    # take the job over and start a second blob.
+    # the process is killed, and a second worker of the same server would
+    # take the job over and start a second blob.  Held at the upload's
+    # second progress report, after PKG_PROGRESS_EVERY_BYTES (4 MiB) of
+    # the package: the store's writer keeps the first 1 MiB in its buffer
+    # and writes nothing before it overflows (a smaller blob is written
+    # whole by its commit), so the first report finds no blob row yet.
+    hold = Hold("export.uploading", from_hit=2)
     srv = Fzipd(extra_args=common + ["--export-workers", "1"], store="sqlite:" + db_path,
-                env={"FZIP_FAILPOINTS": "export.uploading=delay:60000"})
+                env={"FZIP_FAILPOINTS": hold.spec})
     srv.start()
     try:
         c = Client(srv, user)

@@ -1790,7 +1790,10 @@ static void test_blob_reap_uncommitted_removes_abandoned_writers(void) {
   snprintf(id, sizeof id, "%s/abandoned", user);
   CHECK_OK(open_store(&s, &err), err);
   CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err);
-  CHECK_OK(store_blob_writer_write(w, buf, sizeof buf, &err), err);
+  /* More than the writer buffers, so that the backend holds an upload
+   * (a smaller blob is written by its commit only: the next test). */
+  for (size_t sent = 0; sent <= STORE_BLOB_BATCH; sent += sizeof buf)
+    CHECK_OK(store_blob_writer_write(w, buf, sizeof buf, &err), err);
   /* Too young to reap. */
   CHECK_OK(store_blob_reap_uncommitted(&deleted, s, fzip_now_ms() - 3600000, &err), err);
   CHECK_OK(store_blob_writer_write(w, buf, 10, &err), err);
@@ -1803,6 +1806,76 @@ static void test_blob_reap_uncommitted_removes_abandoned_writers(void) {
   CHECK(sqlite_leftovers(id) == 0);
   CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
   store_destroy(s);
+}
+
+/* A blob that fits the writer's buffer: before its commit the store holds
+ * nothing of it (SQLite: not a row; a backend without blob_put holds an
+ * uncommitted upload, which no reader sees either), a destroy leaves
+ * nothing, and the commit stores it whole, with its size and sha256,
+ * once; a second writer that started before that commit gets
+ * ALREADY_EXISTS from its own.  (Under the chunk failpoint:
+ * test_store_failpoints.c.) */
+static void test_blob_within_one_batch_is_stored_whole_by_its_commit(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  uint8_t *data = malloc(STORE_BLOB_BATCH);
+  uint8_t *back = malloc(STORE_BLOB_BATCH + 1);
+  store_blob_writer_t *w = NULL, *late = NULL;
+  store_blob_info_t info, stat;
+  size_t got = 0;
+  const size_t len = STORE_BLOB_BATCH; /* 4 whole chunks, the most one write takes */
+
+  CHECK(data && back);
+  if (!data || !back)
+    goto out;
+  for (size_t i = 0; i < len; i++)
+    data[i] = (uint8_t)(i * 131 + 7);
+  new_user(user);
+  snprintf(id, sizeof id, "%s/small", user);
+  CHECK_OK(open_store(&s, &err), err);
+
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK_OK(store_blob_writer_write(w, data, len, &err), err);
+  CHECK(sqlite_leftovers(id) == 0);
+  store_blob_writer_destroy(w);
+  CHECK(sqlite_leftovers(id) == 0);
+  CHECK_FAILS(store_blob_stat(&stat, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
+
+  CHECK_OK(store_blob_writer_new(&late, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK_OK(store_blob_writer_write(late, "late", 4, &err), err);
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK_OK(store_blob_writer_write(w, data, len, &err), err);
+  CHECK_OK(store_blob_writer_commit(w, &info, &err), err);
+  store_blob_writer_destroy(w);
+  CHECK(info.size == len);
+  CHECK_OK(store_blob_stat(&stat, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK(stat.size == len && strcmp(stat.sha256, info.sha256) == 0);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, 0, back, len + 1, &err), err);
+  CHECK(got == len && memcmp(back, data, len) == 0);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, STORE_BLOB_CHUNK + 5, back, len, &err),
+           err);
+  CHECK(got == len - STORE_BLOB_CHUNK - 5 &&
+        memcmp(back, data + STORE_BLOB_CHUNK + 5, got) == 0);
+  CHECK_FAILS(store_blob_writer_commit(late, NULL, &err), err, FZIP_ERR_ALREADY_EXISTS);
+  store_blob_writer_destroy(late);
+  CHECK_FAILS(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err,
+              FZIP_ERR_ALREADY_EXISTS);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK(sqlite_leftovers(id) == 0);
+
+  /* The empty blob: a row and no chunk. */
+  CHECK_OK(store_blob_writer_new(&w, s, STORE_BUCKET_FILES, id, &err), err);
+  CHECK_OK(store_blob_writer_commit(w, &info, &err), err);
+  store_blob_writer_destroy(w);
+  CHECK(info.size == 0);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, 0, back, 16, &err), err);
+  CHECK(got == 0);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  store_destroy(s);
+out:
+  free(data);
+  free(back);
 }
 
 /* ---- import tags ------------------------------------------------------------- */
@@ -3457,6 +3530,7 @@ int main(int argc, char **argv) {
   RUN(test_blob_delete_leaves_nothing);
   RUN(test_blob_ids_are_checked);
   RUN(test_blob_reap_uncommitted_removes_abandoned_writers);
+  RUN(test_blob_within_one_batch_is_stored_whole_by_its_commit);
   RUN(test_import_rollback_restores_replaced_and_deletes_created);
   RUN(test_import_commit_forgets_stash_and_keeps_documents);
   RUN(test_import_undo_puts_back_the_before_state);

@@ -4,7 +4,8 @@
  *
  * blob_chunk (FZIP_FAILPOINTS=store.blob_chunk=error@2): a blob writer
  * whose chunk could not be stored refuses more bytes and the commit, and
- * destroying it leaves no blob.
+ * destroying it leaves no blob; so does a blob small enough to be stored
+ * whole by its commit (the failpoint's later hits).
  *
  * claim_commit (FZIP_FAILPOINTS=store.sqlite_commit=error@1, SQLite only:
  * the failpoint is in its transaction wrapper, and every commit fails): a
@@ -30,15 +31,33 @@ static void test_a_failed_chunk_breaks_the_writer_and_nothing_is_committed(void)
   fzip_error_t err = {0};
   store_blob_writer_t *w = NULL;
   store_blob_info_t info;
-  /* A writer stores a full batch of chunks at once (the failpoint's hit). */
+  /* A writer stores a full batch of chunks at once (the failpoint's hit),
+   * when the next byte comes. */
   static uint8_t batch[STORE_BLOB_BATCH];
 
   memset(batch, 'x', sizeof batch);
   CHECK_OK(store_blob_writer_new(&w, g_store, STORE_BUCKET_FILES, BLOB_ID, &err), err);
+  CHECK_OK(store_blob_writer_write(w, batch, sizeof batch, &err), err); /* buffered */
   CHECK_OK(store_blob_writer_write(w, batch, sizeof batch, &err), err); /* batch 1 stored */
-  CHECK_FAILS(store_blob_writer_write(w, batch, sizeof batch, &err), err, FZIP_ERR_UNAVAILABLE);
+  CHECK_FAILS(store_blob_writer_write(w, batch, 1, &err), err, FZIP_ERR_UNAVAILABLE);
   CHECK_FAILS(store_blob_writer_write(w, batch, 1, &err), err, FZIP_ERR_FAILED_PRECONDITION);
   CHECK(strstr(err.message, "earlier write failed") != NULL);
+  CHECK_FAILS(store_blob_writer_commit(w, &info, &err), err, FZIP_ERR_FAILED_PRECONDITION);
+  store_blob_writer_destroy(w);
+  CHECK_FAILS(store_blob_stat(&info, g_store, STORE_BUCKET_FILES, BLOB_ID, &err), err,
+              FZIP_ERR_NOT_FOUND);
+}
+
+/* Runs after the test above: every later hit of the failpoint fails. */
+static void test_a_small_blob_whose_write_fails_breaks_the_writer(void) {
+  fzip_error_t err = {0};
+  store_blob_writer_t *w = NULL;
+  store_blob_info_t info;
+
+  CHECK_OK(store_blob_writer_new(&w, g_store, STORE_BUCKET_FILES, BLOB_ID, &err), err);
+  CHECK_OK(store_blob_writer_write(w, "small", 5, &err), err); /* buffered, not stored */
+  CHECK_FAILS(store_blob_writer_commit(w, &info, &err), err, FZIP_ERR_UNAVAILABLE);
+  CHECK(strstr(err.message, "store.blob_chunk") != NULL);
   CHECK_FAILS(store_blob_writer_commit(w, &info, &err), err, FZIP_ERR_FAILED_PRECONDITION);
   store_blob_writer_destroy(w);
   CHECK_FAILS(store_blob_stat(&info, g_store, STORE_BUCKET_FILES, BLOB_ID, &err), err,
@@ -83,10 +102,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "store_open: %s\n", err.message);
     return 1;
   }
-  if (claim)
+  if (claim) {
     RUN(test_a_claim_whose_commit_fails_claims_nothing);
-  else
+  } else {
     RUN(test_a_failed_chunk_breaks_the_writer_and_nothing_is_committed);
+    RUN(test_a_small_blob_whose_write_fails_breaks_the_writer);
+  }
   store_destroy(g_store);
   return fzip_test_summary();
 }
