@@ -1286,10 +1286,9 @@ bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
       w->failed = true;
       return false;
     }
+    store_blob_part_t part = {w->blob_id, w->buf, w->buf_len};
     if (!counted(w->store->vt, "blob_put",
-                 w->store->vt->blob_put(w->store, w->bucket, w->blob_id, w->buf, w->buf_len,
-                                        &w->info, error),
-                 error))
+                 w->store->vt->blob_put(w->store, w->bucket, &part, &w->info, 1, error), error))
       return false;
     w->buf_len = 0;
   } else if (!writer_flush(w, error) ||
@@ -1311,6 +1310,73 @@ void store_blob_writer_destroy(store_blob_writer_t *w) {
   fzip_sha256_destroy(w->sha);
   bson_free(w->buf);
   bson_free(w);
+}
+
+/* One blob through a writer of its own (a backend without blob_put). */
+static bool put_one(store_t *store, store_bucket_t bucket, const store_blob_part_t *b,
+                    fzip_error_t *error) {
+  store_blob_writer_t *w = NULL;
+  bool ok = store_blob_writer_new(&w, store, bucket, b->blob_id, error) &&
+            store_blob_writer_write(w, b->data, b->len, error) &&
+            store_blob_writer_commit(w, NULL, error);
+  store_blob_writer_destroy(w);
+  return ok;
+}
+
+static bool check_parts(const store_blob_part_t *blobs, size_t n, fzip_error_t *error) {
+  size_t total = 0;
+
+  if (n == 0 || n > STORE_BLOB_PUT_MAX)
+    return invalid(error, "blob count must be 1..STORE_BLOB_PUT_MAX");
+  for (size_t i = 0; i < n; i++) {
+    if (!check_blob_id(blobs[i].blob_id, error))
+      return false;
+    if (blobs[i].len > 0 && !blobs[i].data)
+      return invalid(error, "blob data is NULL");
+    if (blobs[i].len > STORE_BLOB_BATCH - total)
+      return invalid(error, "blobs of more than STORE_BLOB_BATCH bytes in all");
+    total += blobs[i].len;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(blobs[j].blob_id, blobs[i].blob_id) == 0)
+        return invalid(error, "blob id given twice");
+  }
+  return true;
+}
+
+bool store_blob_put_many(store_t *store, store_bucket_t bucket, const store_blob_part_t *blobs,
+                         size_t n, fzip_error_t *error) {
+  store_blob_info_t infos[STORE_BLOB_PUT_MAX];
+  fzip_sha256_t *sha = NULL;
+
+  if (!writable(store, error))
+    return false;
+  if (!blobs)
+    return invalid(error, "blobs is NULL");
+  if (!check_bucket(bucket, error) || !check_parts(blobs, n, error))
+    return false;
+  if (!store->vt->blob_put) {
+    for (size_t i = 0; i < n; i++)
+      if (!put_one(store, bucket, &blobs[i], error))
+        return false;
+    return true;
+  }
+  sha = fzip_sha256_new();
+  if (!sha)
+    return fzip_error_oom(error, "sha256");
+  for (size_t i = 0; i < n; i++) {
+    fzip_sha256_reset(sha);
+    if (blobs[i].len > 0)
+      fzip_sha256_update(sha, blobs[i].data, blobs[i].len);
+    infos[i].size = blobs[i].len;
+    fzip_sha256_final_hex(sha, infos[i].sha256);
+  }
+  fzip_sha256_destroy(sha);
+  /* The writer's chunk failpoint: a test that fails blob writes fails
+   * these too. */
+  if (!fzip_failpoint("store.blob_chunk", error))
+    return false;
+  return counted(store->vt, "blob_put", store->vt->blob_put(store, bucket, blobs, infos, n, error),
+                 error);
 }
 
 /* The public reader: like the writer, it does the chunk arithmetic once

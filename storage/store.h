@@ -339,6 +339,25 @@ bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
 /* Destroying an uncommitted writer deletes everything it wrote. */
 void store_blob_writer_destroy(store_blob_writer_t *w);
 
+/* Whole small blobs written together (store_blob_put_many). */
+#define STORE_BLOB_PUT_MAX 64 /* blobs per call; STORE_BLOB_BATCH bytes in all */
+typedef struct {
+  const char *blob_id; /* as for store_blob_writer_new; distinct within a call */
+  const void *data;    /* borrowed for the call; may be NULL when len is 0 */
+  size_t len;
+} store_blob_part_t;
+
+/* Stores and commits n blobs (1..STORE_BLOB_PUT_MAX, STORE_BLOB_BATCH
+ * bytes in all) as the writer would, one after the other.  On a backend
+ * with blob_put (SQLite) they are one atomic write, all or none:
+ * ALREADY_EXISTS if a committed blob has one of the ids, and then none is
+ * stored.  Elsewhere each is a writer of its own, and a failure leaves
+ * the blobs before it committed.  Many bank files in one SQLite
+ * transaction write their pages once, where one transaction each rewrote
+ * the blob file's shared pages every time (docs/STORAGE.md "Blobs"). */
+bool store_blob_put_many(store_t *store, store_bucket_t bucket, const store_blob_part_t *blobs,
+                         size_t n, fzip_error_t *error);
+
 /* NOT_FOUND if no committed blob; OUT_OF_RANGE if offset > size. */
 bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
                            const char *blob_id, uint64_t offset, fzip_error_t *error);

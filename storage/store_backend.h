@@ -182,17 +182,18 @@ struct store_vtable {
                              fzip_error_t *error);
   void (*blob_upload_destroy)(store_blob_upload_t *u);
   /* Optional (NULL: the front uses the upload above for every blob).
-   * Stores a whole blob of len <= STORE_BLOB_BATCH bytes, chunks cut
-   * every STORE_BLOB_CHUNK bytes as blob_upload_chunks does, and commits
-   * it with info, all in one atomic write: afterwards the blob is there
-   * committed, or nothing is.  ALREADY_EXISTS if a committed blob has the
-   * id.  The front's writer calls it at commit when the blob never
-   * outgrew its buffer, so a small blob (a bank file) is one write
-   * instead of three (SQLite: each commit rewrote the 64 KiB pages it
-   * touched; docs/STORAGE.md "Blobs"). */
-  bool (*blob_put)(store_t *store, store_bucket_t bucket, const char *blob_id,
-                   const void *data, size_t len, const store_blob_info_t *info,
-                   fzip_error_t *error);
+   * Stores n whole blobs (store_blob_put_many's limits: at most
+   * STORE_BLOB_PUT_MAX of them, STORE_BLOB_BATCH bytes in all, ids
+   * distinct), chunks cut every STORE_BLOB_CHUNK bytes as
+   * blob_upload_chunks does, each committed with infos[i], all in one
+   * atomic write: afterwards every one is there committed, or none is.
+   * ALREADY_EXISTS if a committed blob has one of the ids.  The front's
+   * writer calls it at commit (n = 1) when the blob never outgrew its
+   * buffer, so a small blob (a bank file) is one write instead of three
+   * (SQLite: each commit rewrote the 64 KiB pages it touched;
+   * docs/STORAGE.md "Blobs"), and store_blob_put_many with many. */
+  bool (*blob_put)(store_t *store, store_bucket_t bucket, const store_blob_part_t *blobs,
+                   const store_blob_info_t *infos, size_t n, fzip_error_t *error);
   /* NOT_FOUND if no committed blob has the id; *info gets its size and
    * sha256, *chunk_size the length of all its chunks but the last, as the
    * blob records it (the front refuses 0 and sizes over

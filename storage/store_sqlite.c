@@ -37,7 +37,10 @@
  * (entities_date, gone since: sq_schema_dropped), when the page size was
  * the bytes written per document; 4 KiB put the import floor's documents
  * in 30 s instead of 53 s at 1M transactions (docs/BENCHMARKS.md, run R)
- * for blobs 20% slower to write.  Not measured again since. */
+ * for blobs 20% slower to write.  Measured again without that index (run
+ * AG, 1M): 16 KiB pages made the export floor's scan (rows fetched by
+ * rowid in id order) 4.4-4.7 s instead of 3.2-3.5 s and the import
+ * floor's puts 7.9-9.6 s instead of 7.1-7.8 s: 4 KiB stays. */
 #define SQ_PAGE_SIZE 4096
 /* Blobs (packages, uploaded bank files) live in a second file, PATH-blobs,
  * attached to every connection as schema SQ_BLOB_SCHEMA, with 64 KiB pages.
@@ -2911,52 +2914,68 @@ static bool sq_upload_commit(store_blob_upload_t *upload, const store_blob_info_
   return true;
 }
 
-/* A whole small blob (store_backend.h blob_put): its row, committed, and
- * its chunks in one transaction, where the upload above takes three (the
- * uncommitted row, the chunks, the commit), each rewriting the 64 KiB
- * pages it touched: ~1 MiB of WAL per bank file of ~20 KiB, and the
- * restore of 5,000 of them ~2 s (docs/STORAGE.md "Blobs").  A deferred
+/* Whole small blobs (store_backend.h blob_put): their rows, committed,
+ * and their chunks in one transaction, where the upload above takes three
+ * per blob (the uncommitted row, the chunks, the commit), each rewriting
+ * the 64 KiB pages it touched: ~1 MiB of WAL per bank file of ~20 KiB,
+ * the restore of 5,000 of them ~2 s (docs/STORAGE.md "Blobs").  A deferred
  * BEGIN as in op_blob_chunks, and no read before the first INSERT for the
  * same reason; the committed-id unique index is the ALREADY_EXISTS check. */
-static bool op_blob_put(sqlite3 *db, void *vctx, fzip_error_t *error) {
-  sq_blob_ctx_t *ctx = vctx;
-  const uint8_t *p = ctx->data;
-  sqlite3_stmt *stmt = NULL;
-  bool ok = false;
+typedef struct {
+  store_bucket_t bucket;
+  const store_blob_part_t *blobs;
+  const store_blob_info_t *infos;
+  size_t n;
+  int64_t now_ms;
+} sq_put_blobs_t;
 
-  if (!sq_exec(db, "BEGIN", error))
-    return false;
-  if (!sq_exec_args(NULL, db,
-                    "INSERT INTO " SQ_BLOBS "(bucket, blob_id, committed, size, sha256, started_at,"
-                    " chunk_size) VALUES (?, ?, 1, ?, ?, ?, ?)",
-                    (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(ctx->blob_id),
-                                       SQ_INT(ctx->info.size), SQ_TEXT(ctx->info.sha256),
+static bool sq_put_one_blob(sqlite3 *db, sqlite3_stmt *row, sqlite3_stmt *chunk,
+                            const sq_put_blobs_t *ctx, size_t i, fzip_error_t *error) {
+  const store_blob_part_t *b = &ctx->blobs[i];
+  const uint8_t *p = b->data;
+  int64_t key;
+
+  if (!sq_step_args(NULL, row, db,
+                    (const sq_arg_t[]){SQ_INT(ctx->bucket), SQ_TEXT(b->blob_id),
+                                       SQ_INT(ctx->infos[i].size), SQ_TEXT(ctx->infos[i].sha256),
                                        SQ_INT(ctx->now_ms), SQ_INT(STORE_BLOB_CHUNK), SQ_END},
                     "storing blob", error)) {
     if (error->code == FZIP_ERR_ALREADY_EXISTS)
-      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS,
-                     "blob %s already exists", ctx->blob_id);
+      fzip_error_set(error, FZIP_DOMAIN_STORE, FZIP_ERR_ALREADY_EXISTS, "blob %s already exists",
+                     b->blob_id);
     return false;
   }
-  ctx->key = sqlite3_last_insert_rowid(db);
-  if (!sq_prepare(&stmt, db, "INSERT INTO " SQ_CHUNKS "(blob_key, n, data) VALUES (?, ?, ?)",
-                  error))
-    return false;
-  ok = true;
-  for (size_t off = 0; ok && off < ctx->len; off += STORE_BLOB_CHUNK)
-    ok = sq_step_args(NULL, stmt, db,
-                      (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT((int64_t)(off / STORE_BLOB_CHUNK)),
-                                         SQ_BLOB(p + off, store_chunk_len(ctx->len, off)), SQ_END},
-                      "writing blob chunk", error);
-  sqlite3_finalize(stmt);
+  key = sqlite3_last_insert_rowid(db);
+  for (size_t off = 0; off < b->len; off += STORE_BLOB_CHUNK)
+    if (!sq_step_args(NULL, chunk, db,
+                      (const sq_arg_t[]){SQ_INT(key), SQ_INT((int64_t)(off / STORE_BLOB_CHUNK)),
+                                         SQ_BLOB(p + off, store_chunk_len(b->len, off)), SQ_END},
+                      "writing blob chunk", error))
+      return false;
+  return true;
+}
+
+static bool op_blob_put(sqlite3 *db, void *vctx, fzip_error_t *error) {
+  const sq_put_blobs_t *ctx = vctx;
+  sqlite3_stmt *row = NULL, *chunk = NULL;
+  bool ok = sq_exec(db, "BEGIN", error) &&
+            sq_prepare(&row, db,
+                       "INSERT INTO " SQ_BLOBS "(bucket, blob_id, committed, size, sha256,"
+                       " started_at, chunk_size) VALUES (?, ?, 1, ?, ?, ?, ?)",
+                       error) &&
+            sq_prepare(&chunk, db, "INSERT INTO " SQ_CHUNKS "(blob_key, n, data) VALUES (?, ?, ?)",
+                       error);
+
+  for (size_t i = 0; ok && i < ctx->n; i++)
+    ok = sq_put_one_blob(db, row, chunk, ctx, i, error);
+  sqlite3_finalize(row);
+  sqlite3_finalize(chunk);
   return ok && sq_exec(db, "COMMIT", error);
 }
 
-static bool sq_blob_put(store_t *store, store_bucket_t bucket, const char *blob_id,
-                        const void *data, size_t len, const store_blob_info_t *info,
-                        fzip_error_t *error) {
-  sq_blob_ctx_t ctx = {.bucket = bucket, .blob_id = blob_id, .data = data, .len = len,
-                       .info = *info, .now_ms = fzip_now_ms()};
+static bool sq_blob_put(store_t *store, store_bucket_t bucket, const store_blob_part_t *blobs,
+                        const store_blob_info_t *infos, size_t n, fzip_error_t *error) {
+  sq_put_blobs_t ctx = {bucket, blobs, infos, n, fzip_now_ms()};
   return sq_run((sq_store_t *)store, op_blob_put, &ctx, error);
 }
 

@@ -1878,6 +1878,87 @@ out:
   free(back);
 }
 
+/* Several whole blobs in one call: each reads back with its own size and
+ * sha256; an id committed already fails the call with ALREADY_EXISTS,
+ * and on SQLite (one transaction) none of the call's blobs is stored,
+ * where a backend without blob_put keeps those before it.  The limits
+ * (count, bytes in all, an id twice) are INVALID_ARGUMENT and store
+ * nothing. */
+static void test_blob_put_many_stores_each_whole_or_none(void) {
+  store_t *s = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], ids[3][256];
+  static uint8_t data[STORE_BLOB_BATCH];
+  uint8_t back[STORE_BLOB_CHUNK * 2];
+  store_blob_part_t parts[3];
+  store_blob_info_t a, b;
+  size_t got = 0;
+  bool sqlite = strncmp(g_uri, "sqlite:", 7) == 0;
+
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (uint8_t)(i * 7 + 3);
+  new_user(user);
+  for (int i = 0; i < 3; i++)
+    snprintf(ids[i], sizeof ids[i], "%s/many-%d", user, i);
+  CHECK_OK(open_store(&s, &err), err);
+  /* 0 bytes, one chunk and a byte, 10 bytes. */
+  parts[0] = (store_blob_part_t){ids[0], NULL, 0};
+  parts[1] = (store_blob_part_t){ids[1], data, STORE_BLOB_CHUNK + 1};
+  parts[2] = (store_blob_part_t){ids[2], data + 5, 10};
+  CHECK_OK(store_blob_put_many(s, STORE_BUCKET_FILES, parts, 3, &err), err);
+  CHECK_OK(store_blob_stat(&a, s, STORE_BUCKET_FILES, ids[0], &err), err);
+  CHECK(a.size == 0);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, ids[1], 0, back, sizeof back, &err), err);
+  CHECK(got == STORE_BLOB_CHUNK + 1 && memcmp(back, data, got) == 0);
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, ids[2], 0, back, sizeof back, &err), err);
+  CHECK(got == 10 && memcmp(back, data + 5, 10) == 0);
+  /* The same sha256 as the writer's for the same bytes. */
+  CHECK_OK(store_blob_stat(&a, s, STORE_BUCKET_FILES, ids[2], &err), err);
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, ids[2], &err), err);
+  CHECK_OK(write_blob(&b, s, STORE_BUCKET_FILES, ids[2], data + 5, 10, &err), err);
+  CHECK(strcmp(a.sha256, b.sha256) == 0);
+
+  /* ids[2] exists: the call fails; ids[0]'s new version goes only where
+   * the backend has no one-transaction put. */
+  CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, ids[0], &err), err);
+  parts[1] = (store_blob_part_t){ids[2], data, 3};
+  CHECK_FAILS(store_blob_put_many(s, STORE_BUCKET_FILES, parts, 2, &err), err,
+              FZIP_ERR_ALREADY_EXISTS);
+  CHECK(strstr(err.message, ids[2]) != NULL);
+  if (sqlite) {
+    CHECK_FAILS(store_blob_stat(&a, s, STORE_BUCKET_FILES, ids[0], &err), err,
+                FZIP_ERR_NOT_FOUND);
+  }
+  CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, ids[2], 0, back, sizeof back, &err), err);
+  CHECK(got == 10 && memcmp(back, data + 5, 10) == 0);
+
+  /* Limits. */
+  CHECK_FAILS(store_blob_put_many(s, STORE_BUCKET_FILES, parts, 0, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(store_blob_put_many(s, STORE_BUCKET_FILES, parts, STORE_BLOB_PUT_MAX + 1, &err),
+              err, FZIP_ERR_INVALID_ARGUMENT);
+  snprintf(ids[0], sizeof ids[0], "%s/many-big", user);
+  parts[0] = (store_blob_part_t){ids[0], data, STORE_BLOB_BATCH};
+  parts[1] = (store_blob_part_t){ids[1], data, 1};
+  CHECK_FAILS(store_blob_put_many(s, STORE_BUCKET_FILES, parts, 2, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  parts[1] = (store_blob_part_t){ids[0], data, 0};
+  parts[0].len = 1;
+  CHECK_FAILS(store_blob_put_many(s, STORE_BUCKET_FILES, parts, 2, &err), err,
+              FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(store_blob_stat(&a, s, STORE_BUCKET_FILES, ids[0], &err), err, FZIP_ERR_NOT_FOUND);
+  /* Exactly STORE_BLOB_BATCH bytes in all is allowed. */
+  parts[0].len = STORE_BLOB_BATCH;
+  CHECK_OK(store_blob_put_many(s, STORE_BUCKET_FILES, parts, 1, &err), err);
+  CHECK_OK(store_blob_stat(&a, s, STORE_BUCKET_FILES, ids[0], &err), err);
+  CHECK(a.size == STORE_BLOB_BATCH);
+  for (int i = 0; i < 3; i++) {
+    CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, ids[i], &err), err);
+    CHECK(sqlite_leftovers(ids[i]) == 0);
+  }
+  store_destroy(s);
+}
+
 /* ---- import tags ------------------------------------------------------------- */
 
 typedef struct {
@@ -3531,6 +3612,7 @@ int main(int argc, char **argv) {
   RUN(test_blob_ids_are_checked);
   RUN(test_blob_reap_uncommitted_removes_abandoned_writers);
   RUN(test_blob_within_one_batch_is_stored_whole_by_its_commit);
+  RUN(test_blob_put_many_stores_each_whole_or_none);
   RUN(test_import_rollback_restores_replaced_and_deletes_created);
   RUN(test_import_commit_forgets_stash_and_keeps_documents);
   RUN(test_import_undo_puts_back_the_before_state);

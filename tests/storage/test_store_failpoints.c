@@ -5,7 +5,8 @@
  * blob_chunk (FZIP_FAILPOINTS=store.blob_chunk=error@2): a blob writer
  * whose chunk could not be stored refuses more bytes and the commit, and
  * destroying it leaves no blob; so does a blob small enough to be stored
- * whole by its commit (the failpoint's later hits).
+ * whole by its commit, and store_blob_put_many stores none of its blobs
+ * (the failpoint's later hits).
  *
  * claim_commit (FZIP_FAILPOINTS=store.sqlite_commit=error@1, SQLite only:
  * the failpoint is in its transaction wrapper, and every commit fails): a
@@ -64,6 +65,19 @@ static void test_a_small_blob_whose_write_fails_breaks_the_writer(void) {
               FZIP_ERR_NOT_FOUND);
 }
 
+static void test_blobs_put_together_fail_and_store_nothing(void) {
+  fzip_error_t err = {0};
+  store_blob_info_t info;
+  store_blob_part_t parts[] = {{BLOB_ID, "one", 3}, {BLOB_ID "-2", "two", 3}};
+
+  CHECK_FAILS(store_blob_put_many(g_store, STORE_BUCKET_FILES, parts, 2, &err), err,
+              FZIP_ERR_UNAVAILABLE);
+  CHECK(strstr(err.message, "store.blob_chunk") != NULL);
+  for (size_t i = 0; i < 2; i++)
+    CHECK_FAILS(store_blob_stat(&info, g_store, STORE_BUCKET_FILES, parts[i].blob_id, &err), err,
+                FZIP_ERR_NOT_FOUND);
+}
+
 static void test_a_claim_whose_commit_fails_claims_nothing(void) {
   fzip_error_t err = {0};
   int64_t now = fzip_now_ms();
@@ -107,6 +121,7 @@ int main(int argc, char **argv) {
   } else {
     RUN(test_a_failed_chunk_breaks_the_writer_and_nothing_is_committed);
     RUN(test_a_small_blob_whose_write_fails_breaks_the_writer);
+    RUN(test_blobs_put_together_fail_and_store_nothing);
   }
   store_destroy(g_store);
   return fzip_test_summary();
