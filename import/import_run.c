@@ -1031,6 +1031,11 @@ static bool pack_add(run_t *r, file_pack_t *fp, pkgr_t *pkg, const char *file_id
   while (got < size) {
     if (!pkgr_file_read(f, at + got, (size_t)size - got, &n, error))
       goto done; /* a short entry fails here, at its end */
+    if (n == 0) {
+      fzip_error_set(error, FZIP_DOMAIN_PACKAGE, FZIP_ERR_OUT_OF_RANGE,
+                     "file %s: %zu bytes, its entry declares %" PRIu64, file_id, got, size);
+      goto done;
+    }
     got += n;
   }
   /* The end: one more read, into a byte of its own, notices bytes beyond
