@@ -1150,6 +1150,19 @@ struct store_blob_writer {
   bool failed; /* a chunk was not stored: size and sha256 no longer match the bytes */
 };
 
+/* The backend's blob_put, behind the failpoint a flushed chunk passes (a
+ * test that fails chunk writes fails whole blobs too; *failed then). */
+static bool backend_put(store_t *store, store_bucket_t bucket, const store_blob_part_t *blobs,
+                        const store_blob_info_t *infos, size_t n, bool *failed,
+                        fzip_error_t *error) {
+  if (!fzip_failpoint("store.blob_chunk", error)) {
+    *failed = true;
+    return false;
+  }
+  return counted(store->vt, "blob_put", store->vt->blob_put(store, bucket, blobs, infos, n, error),
+                 error);
+}
+
 static bool upload_start(store_blob_writer_t *w, fzip_error_t *error) {
   const store_vtable_t *vt = w->store->vt;
   return counted(vt, "blob_upload_new",
@@ -1279,16 +1292,9 @@ bool store_blob_writer_commit(store_blob_writer_t *w, store_blob_info_t *info,
     w->hashed = true;
   }
   if (!w->upload) {
-    /* The whole blob is in buf: one write stores and commits it.  The
-     * failpoint is the one a flushed chunk passes, so a test that fails
-     * chunk writes fails small blobs too. */
-    if (!fzip_failpoint("store.blob_chunk", error)) {
-      w->failed = true;
-      return false;
-    }
+    /* The whole blob is in buf: one write stores and commits it. */
     store_blob_part_t part = {w->blob_id, w->buf, w->buf_len};
-    if (!counted(w->store->vt, "blob_put",
-                 w->store->vt->blob_put(w->store, w->bucket, &part, &w->info, 1, error), error))
+    if (!backend_put(w->store, w->bucket, &part, &w->info, 1, &w->failed, error))
       return false;
     w->buf_len = 0;
   } else if (!writer_flush(w, error) ||
@@ -1347,6 +1353,7 @@ bool store_blob_put_many(store_t *store, store_bucket_t bucket, const store_blob
                          size_t n, fzip_error_t *error) {
   store_blob_info_t infos[STORE_BLOB_PUT_MAX];
   fzip_sha256_t *sha = NULL;
+  bool failed = false; /* nothing to mark: the call holds no writer */
 
   if (!writable(store, error))
     return false;
@@ -1371,12 +1378,7 @@ bool store_blob_put_many(store_t *store, store_bucket_t bucket, const store_blob
     fzip_sha256_final_hex(sha, infos[i].sha256);
   }
   fzip_sha256_destroy(sha);
-  /* The writer's chunk failpoint: a test that fails blob writes fails
-   * these too. */
-  if (!fzip_failpoint("store.blob_chunk", error))
-    return false;
-  return counted(store->vt, "blob_put", store->vt->blob_put(store, bucket, blobs, infos, n, error),
-                 error);
+  return backend_put(store, bucket, blobs, infos, n, &failed, error);
 }
 
 /* The public reader: like the writer, it does the chunk arithmetic once
