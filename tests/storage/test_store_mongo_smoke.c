@@ -128,13 +128,13 @@ static void test_blob_uses_gridfs_layout_and_reads_from_any_offset(void) {
   store_destroy(s);
 }
 
-/* A child writes a batch of chunks (what a writer stores at once) and dies
- * without destroying its writer. */
+/* A child writes a batch of chunks (what a writer stores at once, when
+ * the byte after them comes) and dies without destroying its writer. */
 static void crash_mid_upload(void) {
   store_t *s = NULL;
   store_blob_writer_t *w = NULL;
   fzip_error_t err = {0};
-  static uint8_t data[STORE_BLOB_BATCH];
+  static uint8_t data[STORE_BLOB_BATCH + 1];
   if (!open_store(&s, &err) ||
       !store_blob_writer_new(&w, s, STORE_BUCKET_FILES, "smoke/crashed", &err) ||
       !store_blob_writer_write(w, data, sizeof data, &err)) {
