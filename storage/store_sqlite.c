@@ -2834,6 +2834,20 @@ static bool sq_upload_new(store_blob_upload_t **out, store_t *store, store_bucke
   return true;
 }
 
+/* Chunks first_n, first_n + 1, ... cut from data every STORE_BLOB_CHUNK
+ * bytes, through `stmt` (INSERT INTO chunks (blob_key, n, data)). */
+static bool sq_insert_chunks(sqlite3_stmt *stmt, sqlite3 *db, int64_t key, int64_t first_n,
+                             const uint8_t *data, size_t len, fzip_error_t *error) {
+  for (size_t off = 0; off < len; off += STORE_BLOB_CHUNK)
+    if (!sq_step_args(NULL, stmt, db,
+                      (const sq_arg_t[]){SQ_INT(key),
+                                         SQ_INT(first_n + (int64_t)(off / STORE_BLOB_CHUNK)),
+                                         SQ_BLOB(data + off, store_chunk_len(len, off)), SQ_END},
+                      "writing blob chunk", error))
+      return false;
+  return true;
+}
+
 /* The chunks are written in one transaction (one commit for the batch,
  * STORE_BLOB_BATCH), and kept only if their blob row is still uncommitted,
  * so a writer whose blob the reaper removed cannot leave orphan chunks
@@ -2857,14 +2871,7 @@ static bool op_blob_chunks(sqlite3 *db, void *vctx, fzip_error_t *error) {
       !sq_prepare(&stmt, db, "INSERT INTO " SQ_CHUNKS "(blob_key, n, data) VALUES (?, ?, ?)",
                   error))
     return false;
-  ok = true;
-  for (size_t off = 0; ok && off < ctx->len; off += STORE_BLOB_CHUNK) {
-    int64_t n = ctx->n + (int64_t)(off / STORE_BLOB_CHUNK);
-    ok = sq_step_args(NULL, stmt, db,
-                      (const sq_arg_t[]){SQ_INT(ctx->key), SQ_INT(n),
-                                         SQ_BLOB(p + off, store_chunk_len(ctx->len, off)), SQ_END},
-                      "writing blob chunk", error);
-  }
+  ok = sq_insert_chunks(stmt, db, ctx->key, ctx->n, p, ctx->len, error);
   sqlite3_finalize(stmt);
   stmt = NULL;
   ok = ok &&
@@ -2932,7 +2939,6 @@ typedef struct {
 static bool sq_put_one_blob(sqlite3 *db, sqlite3_stmt *row, sqlite3_stmt *chunk,
                             const sq_put_blobs_t *ctx, size_t i, fzip_error_t *error) {
   const store_blob_part_t *b = &ctx->blobs[i];
-  const uint8_t *p = b->data;
   int64_t key;
 
   if (!sq_step_args(NULL, row, db,
@@ -2946,13 +2952,7 @@ static bool sq_put_one_blob(sqlite3 *db, sqlite3_stmt *row, sqlite3_stmt *chunk,
     return false;
   }
   key = sqlite3_last_insert_rowid(db);
-  for (size_t off = 0; off < b->len; off += STORE_BLOB_CHUNK)
-    if (!sq_step_args(NULL, chunk, db,
-                      (const sq_arg_t[]){SQ_INT(key), SQ_INT((int64_t)(off / STORE_BLOB_CHUNK)),
-                                         SQ_BLOB(p + off, store_chunk_len(b->len, off)), SQ_END},
-                      "writing blob chunk", error))
-      return false;
-  return true;
+  return sq_insert_chunks(chunk, db, key, 0, b->data, b->len, error);
 }
 
 static bool op_blob_put(sqlite3 *db, void *vctx, fzip_error_t *error) {
