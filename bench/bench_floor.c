@@ -435,28 +435,17 @@ done:
 }
 
 /* The destination's blobs, written as the import writes them: a blob of
- * at most STORE_BLOB_BATCH bytes read whole and stored with others in one
- * store_blob_put_many (up to STORE_BLOB_PUT_MAX blobs, STORE_BLOB_BATCH
- * bytes), a larger one through a writer.  Only the store's writes are
- * timed. */
-typedef struct {
-  unsigned char buf[STORE_BLOB_BATCH];
-  size_t used;
-  store_blob_part_t parts[STORE_BLOB_PUT_MAX];
-  char ids[STORE_BLOB_PUT_MAX][STORE_BLOB_ID_MAX + 1];
-  size_t n;
-} floor_pack_t;
-
-static bool pack_flush(floor_t *f, store_t *store, floor_pack_t *p, fzip_error_t *error) {
+ * at most STORE_BLOB_BATCH bytes read whole into a store_blob_pack_t and
+ * stored with others when it is full, a larger one through a writer.
+ * Only the store's writes are timed. */
+static bool pack_flush(floor_t *f, store_blob_pack_t *p, fzip_error_t *error) {
   double t0 = now_s();
-  bool ok = p->n == 0 || store_blob_put_many(store, STORE_BUCKET_FILES, p->parts, p->n, error);
+  bool ok = store_blob_pack_flush(p, NULL, NULL, error);
   f->blob += now_s() - t0;
-  p->n = 0;
-  p->used = 0;
   return ok;
 }
 
-static bool copy_blob(floor_t *f, store_t *store, floor_pack_t *p, const char *src_id,
+static bool copy_blob(floor_t *f, store_t *store, store_blob_pack_t *p, const char *src_id,
                       const char *dst_id, unsigned char *buf, fzip_error_t *error) {
   store_blob_reader_t *r = NULL;
   store_blob_writer_t *w = NULL;
@@ -470,20 +459,19 @@ static bool copy_blob(floor_t *f, store_t *store, floor_pack_t *p, const char *s
     goto done;
   if (info.size <= STORE_BLOB_BATCH) {
     size_t got = 0;
-    if ((p->n == STORE_BLOB_PUT_MAX || info.size > STORE_BLOB_BATCH - p->used) &&
-        !pack_flush(f, store, p, error))
+    uint8_t *at;
+    if (!store_blob_pack_fits(p, (size_t)info.size) && !pack_flush(f, p, error))
       goto done;
+    at = store_blob_pack_space(p);
     while (got < info.size) {
-      if (!store_blob_reader_read(r, p->buf + p->used + got, (size_t)info.size - got, &n, error))
+      if (!store_blob_reader_read(r, at + got, (size_t)info.size - got, &n, error))
         goto done;
       if (n == 0)
         break;
       got += n;
     }
-    snprintf(p->ids[p->n], sizeof p->ids[p->n], "%s", dst_id);
-    p->parts[p->n] = (store_blob_part_t){p->ids[p->n], p->buf + p->used, got};
-    p->n++;
-    p->used += got;
+    if (!store_blob_pack_add(p, dst_id, got, error))
+      goto done;
     f->blob_bytes += got;
     ok = true;
     goto done;
@@ -589,7 +577,7 @@ static int run_import(const char *uri, const char *src, const char *dst, const c
   size_t n_ids = 0;
   char blob[STORE_BLOB_ID_MAX + 1];
   unsigned char *buf = malloc(FLOOR_CHUNK);
-  floor_pack_t *pack = NULL;
+  store_blob_pack_t *pack = NULL;
   floor_t f;
   int rc = 1;
   memset(&f, 0, sizeof f);
@@ -599,17 +587,14 @@ static int run_import(const char *uri, const char *src, const char *dst, const c
   for (int k = 0; k < FZIP_KIND_COUNT; k++)
     if (!put_kind(&f, store, src, dst, (fzip_kind_t)k, &error))
       goto done;
-  pack = calloc(1, sizeof *pack);
-  if (!pack) {
-    fzip_error_oom(&error, NULL);
+  if (!store_blob_pack_new(&pack, store, STORE_BUCKET_FILES, &error))
     goto done;
-  }
   for (size_t i = 0; i < n_ids; i++) {
     snprintf(blob, sizeof blob, "%s/floor-%zu", dst, i);
     if (!copy_blob(&f, store, pack, ids[i], blob, buf, &error))
       goto done;
   }
-  if (!pack_flush(&f, store, pack, &error))
+  if (!pack_flush(&f, pack, &error))
     goto done;
   f.files = n_ids;
   if (!inflate_package(&f, package, buf, &error))
@@ -625,8 +610,8 @@ done:
   if (store)
     empty_user(store, dst, ids, n_ids);
   free_ids(ids, n_ids);
+  store_blob_pack_destroy(pack);
   store_destroy(store);
-  free(pack);
   free(buf);
   return rc ? fail(&error) : 0;
 }

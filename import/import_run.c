@@ -960,74 +960,45 @@ static void batch_clear(batch_t *b) {
   b->bytes = 0;
 }
 
-/* Bank files of at most STORE_BLOB_BATCH bytes go to the store together,
- * up to STORE_BLOB_PUT_MAX of them and STORE_BLOB_BATCH bytes, in one
- * store_blob_put_many (SQLite: one transaction), read whole into one
- * buffer first: a write of its own per file rewrote the blob file's
- * shared 64 KiB pages every time (docs/STORAGE.md "Blobs").  A larger file
- * streams through a writer (restore_file_bytes). */
-typedef struct {
-  uint8_t *buf; /* STORE_BLOB_BATCH bytes */
-  size_t used;
-  store_blob_part_t parts[STORE_BLOB_PUT_MAX];
-  char keys[STORE_BLOB_PUT_MAX][STORE_BLOB_ID_MAX + 1];
-  size_t n;
-} file_pack_t;
-
-static bool pack_new(file_pack_t **out, fzip_error_t *error) {
-  file_pack_t *fp = calloc(1, sizeof *fp);
-  if (fp)
-    fp->buf = malloc(STORE_BLOB_BATCH);
-  if (!fp || !fp->buf) {
-    if (fp)
-      free(fp);
-    return fzip_error_oom(error, NULL);
-  }
-  *out = fp;
-  return true;
-}
-
-static void pack_destroy(file_pack_t *fp) {
-  if (!fp)
-    return;
-  free(fp->buf);
-  free(fp);
-}
-
-/* Stores the gathered files; they count as restored once stored. */
-static bool pack_flush(run_t *r, file_pack_t *fp, fzip_error_t *error) {
-  if (fp->n == 0)
-    return true;
-  if (!store_blob_put_many(r->env->store, STORE_BUCKET_FILES, fp->parts, fp->n, error))
+/* Bank files of at most STORE_BLOB_BATCH bytes go to the store together
+ * (store_blob_pack_t: up to STORE_BLOB_PUT_MAX of them and
+ * STORE_BLOB_BATCH bytes in one store_blob_put_many, SQLite: one
+ * transaction), read whole into the pack's buffer first: a write of its
+ * own per file rewrote the blob file's shared 64 KiB pages every time
+ * (docs/STORAGE.md "Blobs").  A larger file streams through a writer
+ * (restore_file_bytes).  The gathered files count as restored once
+ * stored. */
+static bool pack_flush(run_t *r, store_blob_pack_t *pack, fzip_error_t *error) {
+  size_t n = 0;
+  uint64_t bytes = 0;
+  if (!store_blob_pack_flush(pack, &n, &bytes, error))
     return false;
-  r->files_restored += (int64_t)fp->n;
-  r->file_bytes_restored += (int64_t)fp->used;
-  r->items_done += (int64_t)fp->n;
-  fp->n = 0;
-  fp->used = 0;
-  return !restore_stopped(r, error);
+  r->files_restored += (int64_t)n;
+  r->file_bytes_restored += (int64_t)bytes;
+  r->items_done += (int64_t)n;
+  return n == 0 || !restore_stopped(r, error);
 }
 
 /* Reads a file of `size` declared bytes whole into the pack (flushing it
  * first when the file does not fit), for the blob its stored record names
  * (stored_id).  pkgr_file_read checks the size and the checksum at the
  * end, which the last read reaches. */
-static bool pack_add(run_t *r, file_pack_t *fp, pkgr_t *pkg, const char *file_id,
+static bool pack_add(run_t *r, store_blob_pack_t *pack, pkgr_t *pkg, const char *file_id,
                      const char *stored_id, uint64_t size, fzip_error_t *error) {
   pkgr_file_t *f = NULL;
+  char key[STORE_BLOB_ID_MAX + 1];
   uint8_t *at, probe;
   size_t got = 0, n = 0;
   bool ok = false;
 
-  if ((fp->n == STORE_BLOB_PUT_MAX || size > STORE_BLOB_BATCH - fp->used) &&
-      !pack_flush(r, fp, error))
+  if (!store_blob_pack_fits(pack, (size_t)size) && !pack_flush(r, pack, error))
     return false;
-  file_blob_id(fp->keys[fp->n], sizeof fp->keys[fp->n], r->user, stored_id, r->job->import_id);
+  file_blob_id(key, sizeof key, r->user, stored_id, r->job->import_id);
   /* A rerun after an interruption may find this blob committed already. */
-  if (!store_blob_delete(r->env->store, STORE_BUCKET_FILES, fp->keys[fp->n], error) ||
+  if (!store_blob_delete(r->env->store, STORE_BUCKET_FILES, key, error) ||
       !pkgr_file_open(&f, pkg, file_id, error))
     goto done;
-  at = fp->buf + fp->used;
+  at = store_blob_pack_space(pack);
   while (got < size) {
     if (!pkgr_file_read(f, at + got, (size_t)size - got, &n, error))
       goto done; /* a short entry fails here, at its end */
@@ -1042,10 +1013,7 @@ static bool pack_add(run_t *r, file_pack_t *fp, pkgr_t *pkg, const char *file_id
    * the declared size (OUT_OF_RANGE) or reaches the checksum's check. */
   if (!pkgr_file_read(f, &probe, 1, &n, error))
     goto done;
-  fp->parts[fp->n] = (store_blob_part_t){fp->keys[fp->n], at, got};
-  fp->used += got;
-  fp->n++;
-  ok = true;
+  ok = store_blob_pack_add(pack, key, got, error);
 done:
   pkgr_file_destroy(f);
   return ok;
@@ -1061,7 +1029,7 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   bool exists[STORE_BATCH_MAX];
   const char *ids[STORE_BATCH_MAX];
   char *bytes_from[STORE_BATCH_MAX] = {0}; /* a merge keeps the stored bytes (import_diff.h) */
-  file_pack_t *pack = NULL;
+  store_blob_pack_t *pack = NULL;
   bool ok = false;
 
   /* Identical entities leave the batch, merged ones replace theirs. */
@@ -1089,7 +1057,7 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   r->overwritten[b->kind] += wr.replaced;
   r->skipped[b->kind] += wr.skipped;
   if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
-    if (!pack_new(&pack, error))
+    if (!store_blob_pack_new(&pack, r->env->store, STORE_BUCKET_FILES, error))
       goto done;
     for (size_t i = 0; i < b->n; i++) {
       const char *src = b->src_ids[i] ? b->src_ids[i] : ids[i];
@@ -1120,7 +1088,7 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   }
   ok = true;
 done:
-  pack_destroy(pack);
+  store_blob_pack_destroy(pack);
   for (size_t i = 0; i < STORE_BATCH_MAX; i++)
     free(bytes_from[i]);
   batch_clear(b);

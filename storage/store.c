@@ -1381,6 +1381,78 @@ bool store_blob_put_many(store_t *store, store_bucket_t bucket, const store_blob
   return backend_put(store, bucket, blobs, infos, n, &failed, error);
 }
 
+struct store_blob_pack {
+  store_t *store;
+  store_bucket_t bucket;
+  uint8_t *buf; /* STORE_BLOB_BATCH bytes */
+  size_t used;
+  size_t n;
+  store_blob_part_t parts[STORE_BLOB_PUT_MAX];
+  char ids[STORE_BLOB_PUT_MAX][STORE_BLOB_ID_MAX + 1];
+};
+
+bool store_blob_pack_new(store_blob_pack_t **out, store_t *store, store_bucket_t bucket,
+                         fzip_error_t *error) {
+  store_blob_pack_t *p;
+
+  if (!out || !store)
+    return invalid(error, "out or store is NULL");
+  *out = NULL;
+  if (!check_bucket(bucket, error))
+    return false;
+  p = bson_malloc0(sizeof *p);
+  p->store = store;
+  p->bucket = bucket;
+  p->buf = bson_malloc(STORE_BLOB_BATCH);
+  *out = p;
+  return true;
+}
+
+void store_blob_pack_destroy(store_blob_pack_t *pack) {
+  if (!pack)
+    return;
+  bson_free(pack->buf);
+  bson_free(pack);
+}
+
+bool store_blob_pack_fits(const store_blob_pack_t *pack, size_t len) {
+  return pack->n < STORE_BLOB_PUT_MAX && len <= STORE_BLOB_BATCH - pack->used;
+}
+
+uint8_t *store_blob_pack_space(store_blob_pack_t *pack) {
+  return pack->buf + pack->used;
+}
+
+bool store_blob_pack_add(store_blob_pack_t *pack, const char *blob_id, size_t len,
+                         fzip_error_t *error) {
+  if (!store_blob_pack_fits(pack, len))
+    return invalid(error, "the blob does not fit in the pack: flush it first");
+  if (!check_blob_id(blob_id, error))
+    return false;
+  snprintf(pack->ids[pack->n], sizeof pack->ids[pack->n], "%s", blob_id);
+  pack->parts[pack->n] =
+      (store_blob_part_t){pack->ids[pack->n], pack->buf + pack->used, len};
+  pack->used += len;
+  pack->n++;
+  return true;
+}
+
+bool store_blob_pack_flush(store_blob_pack_t *pack, size_t *n, uint64_t *bytes,
+                           fzip_error_t *error) {
+  size_t count = pack->n;
+  uint64_t used = pack->used;
+  bool ok = count == 0 ||
+            store_blob_put_many(pack->store, pack->bucket, pack->parts, count, error);
+
+  pack->n = 0;
+  pack->used = 0;
+  if (n)
+    *n = ok ? count : 0;
+  if (bytes)
+    *bytes = ok ? used : 0;
+  return ok;
+}
+
 /* The public reader: like the writer, it does the chunk arithmetic once
  * for every backend; the backend only fetches chunks in order.  A chunk
  * the caller's buffer holds whole is fetched straight into it; the others

@@ -358,6 +358,36 @@ typedef struct {
 bool store_blob_put_many(store_t *store, store_bucket_t bucket, const store_blob_part_t *blobs,
                          size_t n, fzip_error_t *error);
 
+/* A pack gathers whole small blobs into a STORE_BLOB_BATCH buffer of its
+ * own and stores them with store_blob_put_many: the one way the import's
+ * restore and its floor (bench_floor) write bank files.  The caller puts
+ * a blob's bytes at store_blob_pack_space, then names them with
+ * store_blob_pack_add; when the next one does not fit (store_blob_pack_fits
+ * is false), store_blob_pack_flush first.  The store is borrowed for the
+ * pack's life; destroying a pack drops what was not flushed. */
+typedef struct store_blob_pack store_blob_pack_t;
+
+bool store_blob_pack_new(store_blob_pack_t **out, store_t *store, store_bucket_t bucket,
+                         fzip_error_t *error);
+void store_blob_pack_destroy(store_blob_pack_t *pack);
+/* True when a blob of len bytes fits beside those added since the last
+ * flush (room for one more, and len bytes of the buffer left). */
+bool store_blob_pack_fits(const store_blob_pack_t *pack, size_t len);
+/* Where the next blob's bytes go: STORE_BLOB_BATCH minus the bytes added
+ * since the last flush are free there.  Valid until the next add or
+ * flush. */
+uint8_t *store_blob_pack_space(store_blob_pack_t *pack);
+/* Adds the len bytes at store_blob_pack_space as blob_id (copied);
+ * INVALID_ARGUMENT if they do not fit or the id is not one (nothing is
+ * added then). */
+bool store_blob_pack_add(store_blob_pack_t *pack, const char *blob_id, size_t len,
+                         fzip_error_t *error);
+/* Stores what was added since the last flush (nothing if none) and
+ * empties the pack, whatever the outcome; *n and *bytes (either may be
+ * NULL) are what it stored.  A failure is store_blob_put_many's. */
+bool store_blob_pack_flush(store_blob_pack_t *pack, size_t *n, uint64_t *bytes,
+                           fzip_error_t *error);
+
 /* NOT_FOUND if no committed blob; OUT_OF_RANGE if offset > size. */
 bool store_blob_reader_new(store_blob_reader_t **out, store_t *store, store_bucket_t bucket,
                            const char *blob_id, uint64_t offset, fzip_error_t *error);

@@ -1878,6 +1878,68 @@ out:
   free(back);
 }
 
+/* A pack holds what fits (STORE_BLOB_PUT_MAX blobs, STORE_BLOB_BATCH
+ * bytes) and stores nothing before its flush; the flush stores each blob
+ * whole and says how many and how many bytes; a blob that does not fit is
+ * refused and the pack keeps what it had; destroying a pack drops what
+ * was not flushed. */
+static void test_blob_pack_stores_what_it_gathered_at_its_flush(void) {
+  store_t *s = NULL;
+  store_blob_pack_t *pack = NULL;
+  fzip_error_t err = {0};
+  char user[USER_MAX], id[256];
+  uint8_t back[64];
+  store_blob_info_t info;
+  size_t got = 0, n = 0;
+  uint64_t bytes = 0;
+
+  new_user(user);
+  CHECK_OK(open_store(&s, &err), err);
+  CHECK_OK(store_blob_pack_new(&pack, s, STORE_BUCKET_FILES, &err), err);
+  CHECK(store_blob_pack_fits(pack, STORE_BLOB_BATCH));
+  CHECK(!store_blob_pack_fits(pack, (size_t)STORE_BLOB_BATCH + 1));
+  for (int i = 0; i < STORE_BLOB_PUT_MAX; i++) {
+    CHECK(store_blob_pack_fits(pack, 3));
+    snprintf(id, sizeof id, "%s/pack-%d", user, i);
+    memcpy(store_blob_pack_space(pack), (uint8_t[]){(uint8_t)i, 1, 2}, 3);
+    CHECK_OK(store_blob_pack_add(pack, id, 3, &err), err);
+  }
+  /* Full by count: the next is refused, and nothing is stored yet. */
+  CHECK(!store_blob_pack_fits(pack, 0));
+  CHECK_FAILS(store_blob_pack_add(pack, "x", 0, &err), err, FZIP_ERR_INVALID_ARGUMENT);
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK_OK(store_blob_pack_flush(pack, &n, &bytes, &err), err);
+  CHECK(n == STORE_BLOB_PUT_MAX && bytes == 3 * STORE_BLOB_PUT_MAX);
+  for (int i = 0; i < STORE_BLOB_PUT_MAX; i++) {
+    snprintf(id, sizeof id, "%s/pack-%d", user, i);
+    CHECK_OK(read_blob(&got, s, STORE_BUCKET_FILES, id, 0, back, sizeof back, &err), err);
+    CHECK(got == 3 && back[0] == (uint8_t)i && back[1] == 1 && back[2] == 2);
+  }
+  /* Empty again: a flush stores nothing; then one that fails (the id is
+   * committed already) empties the pack too and says it stored nothing. */
+  CHECK(store_blob_pack_fits(pack, STORE_BLOB_BATCH));
+  CHECK_OK(store_blob_pack_flush(pack, &n, &bytes, &err), err);
+  CHECK(n == 0 && bytes == 0);
+  snprintf(id, sizeof id, "%s/pack-0", user);
+  CHECK_OK(store_blob_pack_add(pack, id, 1, &err), err);
+  CHECK_FAILS(store_blob_pack_flush(pack, &n, &bytes, &err), err, FZIP_ERR_ALREADY_EXISTS);
+  CHECK(n == 0 && bytes == 0 && store_blob_pack_fits(pack, STORE_BLOB_BATCH));
+  /* Full by bytes; destroyed unflushed, it leaves nothing. */
+  snprintf(id, sizeof id, "%s/pack-big", user);
+  memset(store_blob_pack_space(pack), 7, STORE_BLOB_BATCH - 1);
+  CHECK_OK(store_blob_pack_add(pack, id, STORE_BLOB_BATCH - 1, &err), err);
+  CHECK(store_blob_pack_fits(pack, 1) && !store_blob_pack_fits(pack, 2));
+  store_blob_pack_destroy(pack);
+  pack = NULL;
+  CHECK_FAILS(store_blob_stat(&info, s, STORE_BUCKET_FILES, id, &err), err, FZIP_ERR_NOT_FOUND);
+  CHECK(sqlite_leftovers(id) == 0);
+  for (int i = 0; i < STORE_BLOB_PUT_MAX; i++) {
+    snprintf(id, sizeof id, "%s/pack-%d", user, i);
+    CHECK_OK(store_blob_delete(s, STORE_BUCKET_FILES, id, &err), err);
+  }
+  store_destroy(s);
+}
+
 /* Several whole blobs in one call: each reads back with its own size and
  * sha256; an id committed already fails the call with ALREADY_EXISTS,
  * and on SQLite (one transaction) none of the call's blobs is stored,
@@ -3613,6 +3675,7 @@ int main(int argc, char **argv) {
   RUN(test_blob_reap_uncommitted_removes_abandoned_writers);
   RUN(test_blob_within_one_batch_is_stored_whole_by_its_commit);
   RUN(test_blob_put_many_stores_each_whole_or_none);
+  RUN(test_blob_pack_stores_what_it_gathered_at_its_flush);
   RUN(test_import_rollback_restores_replaced_and_deletes_created);
   RUN(test_import_commit_forgets_stash_and_keeps_documents);
   RUN(test_import_undo_puts_back_the_before_state);
