@@ -296,7 +296,7 @@ class Bench:
             self.errors.append("download: %s" % dl.get("error"))
             return
         row["package_bytes"] = os.path.getsize(pkg)
-        row["download"] = self.phase(srv, c + [tok, "download", ex["export_id"], os.devnull])
+        row["download"] = self.phase(srv, c + [tok, "download", ex["export_id"], "-"])
         if self.args.streaming_only:
             self.streaming(row, srv, store_uri, c, tok, rtok, ex, pkg)
             self.log("done n=%d (streaming only)" % n)
@@ -355,7 +355,7 @@ class Bench:
             self.log("streaming, round %d of %d" % (i + 1, self.args.stream_repeat))
             if i > 0:
                 samples["download"].append(
-                    self.phase(srv, c + [tok, "download", ex["export_id"], os.devnull]))
+                    self.phase(srv, c + [tok, "download", ex["export_id"], "-"]))
             samples["blob_read_floor"].append(self.standalone(
                 [self.floor, "blob-read", store_uri, "export-" + ex["export_id"]],
                 "blob-read floor"))
@@ -465,7 +465,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin-dir", required=True, help="CMake build directory with fzipd and bench/")
     ap.add_argument("--src-dir", default=os.path.dirname(here))
-    ap.add_argument("--sizes", default="1000,100000,1000000")
+    ap.add_argument("--sizes", default="1000,10000,100000,1000000")
     ap.add_argument("--mongo-sizes", default="1000,10000",
                     help="sizes on MongoDB/FerretDB, which is far slower (default 1000,10000)")
     ap.add_argument("--stores", default="sqlite,mongodb")

@@ -1,7 +1,7 @@
 #!/bin/sh
 # run.sh: build fzip in Release and run the benchmark (docs/BENCHMARKS.md).
 #
-#   bench/run.sh [--sizes 1000,100000,1000000] [--stores sqlite,mongodb]
+#   bench/run.sh [--sizes 1000,10000,100000,1000000] [--stores sqlite,mongodb]
 #                [--mongo-sizes 1000,10000] [--phase-timeout S] [--mongo-phase-timeout S]
 #                [--out results.json]
 #                [--mongodump PATH --mongorestore PATH]
