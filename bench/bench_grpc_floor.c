@@ -13,7 +13,8 @@
  * process may use; unpinned on a one-CPU machine): left to the scheduler,
  * the two single-threaded processes often share one CPU, woken where the
  * other ran, and the same transfer of the 1M package then ran at
- * 1,350-1,650 MiB/s instead of 2,500-3,650 (docs/BENCHMARKS.md, run AH):
+ * 1,200-1,900 MiB/s, as with both pinned to one CPU, instead of up to
+ * 3,650 (docs/BENCHMARKS.md, run AH):
  * a floor must be what the machine can do, not what the scheduler chose.
  *
  *   bench_grpc_floor download FILE -> server streams FILE to the client

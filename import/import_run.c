@@ -1057,8 +1057,6 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
   r->overwritten[b->kind] += wr.replaced;
   r->skipped[b->kind] += wr.skipped;
   if (b->kind == FZIP_KIND_TRANSACTION_FILE) {
-    if (!store_blob_pack_new(&pack, r->env->store, STORE_BUCKET_FILES, error))
-      goto done;
     for (size_t i = 0; i < b->n; i++) {
       const char *src = b->src_ids[i] ? b->src_ids[i] : ids[i];
       const pkgr_file_entry_t *entry;
@@ -1073,7 +1071,9 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
       if (!entry)
         continue; /* listed in files_missing: no bytes to restore */
       if (entry->size <= STORE_BLOB_BATCH) {
-        if (!pack_add(r, pack, b->pkg, src, ids[i], entry->size, error))
+        /* The pack's 1 MiB only for a batch with a small file to restore. */
+        if ((!pack && !store_blob_pack_new(&pack, r->env->store, STORE_BUCKET_FILES, error)) ||
+            !pack_add(r, pack, b->pkg, src, ids[i], entry->size, error))
           goto done;
         continue;
       }
@@ -1083,7 +1083,7 @@ static bool batch_flush(batch_t *b, fzip_error_t *error) {
       if (restore_stopped(r, error))
         goto done;
     }
-    if (!pack_flush(r, pack, error))
+    if (pack && !pack_flush(r, pack, error))
       goto done;
   }
   ok = true;

@@ -384,7 +384,9 @@ bool store_blob_pack_add(store_blob_pack_t *pack, const char *blob_id, size_t le
                          fzip_error_t *error);
 /* Stores what was added since the last flush (nothing if none) and
  * empties the pack, whatever the outcome; *n and *bytes (either may be
- * NULL) are what it stored.  A failure is store_blob_put_many's. */
+ * NULL) are what it stored, 0 after a failure, which is
+ * store_blob_put_many's (on a backend without blob_put the blobs before
+ * the failing one stay committed all the same). */
 bool store_blob_pack_flush(store_blob_pack_t *pack, size_t *n, uint64_t *bytes,
                            fzip_error_t *error);
 
